@@ -1,0 +1,171 @@
+//! The one error shape of every HTTP answer Berth generates (API and gateway):
+//! status + `{"code": "...", "message": "...", "request_id": "..."}`.
+//!
+//! `code` is a stable snake_case string; every code is listed with its meaning in
+//! `docs/errors.md`, and [`ErrorCode::ALL`] keeps the list and the doc in step (a test checks).
+
+use serde::{Deserialize, Serialize};
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub request_id: String,
+}
+
+/// Every error code Berth answers with, and its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request body is not valid JSON, or has unknown or missing fields.
+    InvalidJson,
+    /// A query string parameter is missing or malformed.
+    InvalidQuery,
+    /// A request value is malformed (a name, a number out of range, ...).
+    InvalidArgument,
+    /// The Compose file or its bundle cannot be used; the message names the key or file.
+    InvalidCompose,
+    /// The Compose file uses keys Berth does not support; the message lists them.
+    UnsupportedKey,
+    /// Images named by the application are not present on the Docker engine.
+    ImageMissing,
+    /// The named application does not exist.
+    AppNotFound,
+    /// The named service does not exist in the application.
+    ServiceNotFound,
+    /// The named revision does not exist.
+    RevisionNotFound,
+    /// A route (host + path prefix) is already held by another application.
+    RouteConflict,
+    /// A published host port is already held by another application.
+    PortConflict,
+    /// The API path does not exist.
+    NotFound,
+    /// The HTTP method is not allowed on this path.
+    MethodNotAllowed,
+    /// The API listener refuses requests from non-loopback peers.
+    Forbidden,
+    /// The Docker engine could not be reached or failed.
+    DockerUnavailable,
+    /// An unexpected internal failure; details are in the server log.
+    Internal,
+    /// Gateway: no route matches the request's host and path.
+    NoRoute,
+    /// Gateway: the route exists but no replica is healthy.
+    NoHealthyUpstream,
+    /// Gateway: connecting to or reading from the replica failed.
+    UpstreamError,
+    /// Gateway: the replica did not answer in time.
+    UpstreamTimeout,
+    /// Gateway: the request is malformed (bad framing, too large headers).
+    BadRequest,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::InvalidJson,
+        Self::InvalidQuery,
+        Self::InvalidArgument,
+        Self::InvalidCompose,
+        Self::UnsupportedKey,
+        Self::ImageMissing,
+        Self::AppNotFound,
+        Self::ServiceNotFound,
+        Self::RevisionNotFound,
+        Self::RouteConflict,
+        Self::PortConflict,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Forbidden,
+        Self::DockerUnavailable,
+        Self::Internal,
+        Self::NoRoute,
+        Self::NoHealthyUpstream,
+        Self::UpstreamError,
+        Self::UpstreamTimeout,
+        Self::BadRequest,
+    ];
+
+    /// The stable string clients match on.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidArgument => "invalid_argument",
+            Self::InvalidCompose => "invalid_compose",
+            Self::UnsupportedKey => "unsupported_key",
+            Self::ImageMissing => "image_missing",
+            Self::AppNotFound => "app_not_found",
+            Self::ServiceNotFound => "service_not_found",
+            Self::RevisionNotFound => "revision_not_found",
+            Self::RouteConflict => "route_conflict",
+            Self::PortConflict => "port_conflict",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Forbidden => "forbidden",
+            Self::DockerUnavailable => "docker_unavailable",
+            Self::Internal => "internal",
+            Self::NoRoute => "no_route",
+            Self::NoHealthyUpstream => "no_healthy_upstream",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::BadRequest => "bad_request",
+        }
+    }
+
+    /// The HTTP status this code is answered with.
+    #[must_use]
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidJson
+            | Self::InvalidQuery
+            | Self::InvalidArgument
+            | Self::BadRequest => 400,
+            Self::InvalidCompose | Self::UnsupportedKey | Self::ImageMissing => 422,
+            Self::AppNotFound
+            | Self::ServiceNotFound
+            | Self::RevisionNotFound
+            | Self::NotFound
+            | Self::NoRoute => 404,
+            Self::RouteConflict | Self::PortConflict => 409,
+            Self::MethodNotAllowed => 405,
+            Self::Forbidden => 403,
+            Self::DockerUnavailable | Self::NoHealthyUpstream => 503,
+            Self::Internal => 500,
+            Self::UpstreamError => 502,
+            Self::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The body for this code.
+    #[must_use]
+    pub fn body(self, message: impl Into<String>, request_id: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code: self.as_str().to_string(),
+            message: message.into(),
+            request_id: request_id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            assert!(doc.contains(&format!("`{}`", code.as_str())), "{code} missing from docs/errors.md");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Berth's pure domain types, shared by every other crate.
+//!
+//! Rules this crate keeps: no IO, no async runtime, no dependency on any other Berth crate.
+//! Types here are the contracts between the layers: the routing table the control plane
+//! publishes and the gateway reads ([`routing`]), and the one error shape every HTTP answer
+//! Berth generates uses ([`error`]).
+
+pub mod error;
+pub mod routing;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use routing::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};

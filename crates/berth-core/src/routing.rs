@@ -1,0 +1,149 @@
+//! The routing table: what the gateway needs to know, computed by the control plane.
+//!
+//! The control plane builds a complete [`RoutingTable`] from desired and observed state and
+//! publishes it (a `tokio::sync::watch` channel of `Arc<RoutingTable>`); the gateway only ever
+//! reads the latest table and never reads the database (DESIGN-NOTES §5). An endpoint is in a
+//! table only while its replica is running, ready and not draining, so a table swap is how a
+//! replica enters or leaves rotation.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One replica's address as the gateway dials it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// A stable id of the replica (the Docker container id). In-flight counts are kept per id.
+    pub id: String,
+    /// `container IP:port` on the application's network.
+    pub addr: SocketAddr,
+}
+
+/// An HTTP route: requests whose host and path match go to one service's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRoute {
+    /// Application that holds the route.
+    pub app: String,
+    /// Service inside the application that serves it.
+    pub service: String,
+    /// Host to match (case-insensitive, without port); `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix, always starting with `/`; matched on `/` boundaries
+    /// (`/api` matches `/api` and `/api/x`, not `/apiary`). `/` matches everything.
+    pub path_prefix: String,
+    /// Remove the prefix before forwarding (`/api/x` → `/x`).
+    pub strip_prefix: bool,
+    /// Ready replicas, in a stable order. Empty means "route exists, nothing healthy" (503).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Transport of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A published port (Compose `ports:`): Berth listens on the host address itself and forwards
+/// each connection to one ready replica, like Swarm's routing mesh, so the port stays reachable
+/// during rollouts and is balanced across replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForward {
+    pub app: String,
+    pub service: String,
+    /// Host address to listen on (`0.0.0.0:8000` unless the Compose file names a host IP).
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    /// Ready replicas, each at `container IP:target port`.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Everything the data plane serves, replaced as a whole on every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingTable {
+    /// Increases with every published table.
+    pub version: u64,
+    pub routes: Vec<HttpRoute>,
+    pub ports: Vec<PortForward>,
+}
+
+/// Does `path` fall under `prefix` on a `/` boundary?
+#[must_use]
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" || prefix.is_empty() {
+        return true;
+    }
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+impl RoutingTable {
+    /// The route for a request: host must match when the route names one (routes with a host win
+    /// over routes without), then the longest matching prefix wins.
+    #[must_use]
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&HttpRoute> {
+        let host = host.map(|h| h.split(':').next().unwrap_or(h));
+        self.routes
+            .iter()
+            .filter(|r| match (&r.host, host) {
+                (None, _) => true,
+                (Some(rh), Some(h)) => rh.eq_ignore_ascii_case(h),
+                (Some(_), None) => false,
+            })
+            .filter(|r| prefix_matches(&r.path_prefix, path))
+            .max_by_key(|r| (r.host.is_some(), r.path_prefix.trim_end_matches('/').len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, prefix: &str, svc: &str) -> HttpRoute {
+        HttpRoute {
+            app: "a".into(),
+            service: svc.into(),
+            host: host.map(Into::into),
+            path_prefix: prefix.into(),
+            strip_prefix: false,
+            endpoints: vec![],
+        }
+    }
+
+    #[test]
+    fn prefix_boundaries() {
+        for (prefix, path, want) in [
+            ("/api", "/api", true),
+            ("/api", "/api/x", true),
+            ("/api", "/apiary", false),
+            ("/api/", "/api/x", true),
+            ("/", "/anything", true),
+            ("/api", "/ap", false),
+            ("/api", "/api?x=1", true),
+        ] {
+            assert_eq!(prefix_matches(prefix, path), want, "{prefix} vs {path}");
+        }
+    }
+
+    #[test]
+    fn longest_prefix_and_host_win() {
+        let t = RoutingTable {
+            version: 1,
+            routes: vec![
+                route(None, "/", "root"),
+                route(None, "/api", "api"),
+                route(None, "/api/v2", "v2"),
+                route(Some("shop.example"), "/", "shop"),
+            ],
+            ports: vec![],
+        };
+        assert_eq!(t.find(None, "/api/v2/x").unwrap().service, "v2");
+        assert_eq!(t.find(None, "/api/v3").unwrap().service, "api");
+        assert_eq!(t.find(None, "/apiary").unwrap().service, "root");
+        assert_eq!(t.find(Some("shop.example:8080"), "/api").unwrap().service, "shop");
+        assert_eq!(t.find(Some("other"), "/x").unwrap().service, "root");
+    }
+}

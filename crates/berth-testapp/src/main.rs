@@ -1,0 +1,163 @@
+//! `berth-testapp`: a tiny HTTP/1.1 server with no dependencies beyond `libc`, built statically
+//! and packaged `FROM scratch` so tests, benchmarks and examples have a workload without pulling
+//! any image.
+//!
+//! Behaviour is set by environment variables, so one image serves every test:
+//! - `PORT` (default 8080): the port to listen on (all interfaces).
+//! - `VERSION` (default `v1`): echoed in every response, to tell revisions apart.
+//! - `HEALTHY` (default `1`): `0` makes `/healthz` answer 503 forever.
+//! - `STARTUP_DELAY_MS`: wait before listening (a slow-starting service).
+//! - `EXIT_CODE` with `RUN_MS`: a one-shot job that exits with that code after `RUN_MS` ms.
+//! - `GREETING`: text added to `/` responses.
+//!
+//! Paths: `/healthz`, `/` (version, hostname), `/headers` (request headers echoed),
+//! `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits the process at once).
+//!
+//! SIGTERM exits at once with status 0: Berth drains a replica before stopping it, and a
+//! process that is PID 1 in a container ignores SIGTERM unless it installs a handler.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    // SAFETY: `_exit` is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn main() {
+    // SAFETY: installing a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_sigterm as usize);
+        libc::signal(libc::SIGINT, on_sigterm as usize);
+    }
+    if let Ok(code) = std::env::var("EXIT_CODE") {
+        let ms: u64 = env_or("RUN_MS", "0").parse().unwrap_or(0);
+        println!("job running for {ms} ms, then exiting with {code}");
+        std::thread::sleep(Duration::from_millis(ms));
+        println!("job done");
+        std::process::exit(code.parse().unwrap_or(1));
+    }
+    let delay: u64 = env_or("STARTUP_DELAY_MS", "0").parse().unwrap_or(0);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+    let port = env_or("PORT", "8080");
+    let listener = match TcpListener::bind(format!("0.0.0.0:{port}")) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on port {port}: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!("berth-testapp {} listening on port {port}", env_or("VERSION", "v1"));
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = serve(stream);
+        });
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    close: bool,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let version = parts.next().unwrap_or("HTTP/1.1").to_string();
+    let mut headers = Vec::new();
+    let mut content_length = 0usize;
+    let mut close = version == "HTTP/1.0";
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 {
+            return Ok(None);
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_string(), v.trim().to_string());
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.parse().unwrap_or(0);
+            }
+            if k.eq_ignore_ascii_case("connection") {
+                close = v.eq_ignore_ascii_case("close");
+            }
+            headers.push((k, v));
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Request { method, target, headers, close }))
+}
+
+fn query_param(target: &str, name: &str) -> Option<String> {
+    let q = target.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn serve(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let version = env_or("VERSION", "v1");
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let hostname = hostname.trim().to_string();
+    let healthy = env_or("HEALTHY", "1") != "0";
+    let greeting = env_or("GREETING", "");
+    while let Some(req) = read_request(&mut reader)? {
+        let path = req.target.split('?').next().unwrap_or("/").to_string();
+        let (status, body) = match path.as_str() {
+            "/healthz" if healthy => (200, "ok\n".to_string()),
+            "/healthz" => (503, "unhealthy\n".to_string()),
+            "/headers" => {
+                let mut b = String::new();
+                for (k, v) in &req.headers {
+                    b.push_str(&format!("{}: {v}\n", k.to_ascii_lowercase()));
+                }
+                (200, b)
+            }
+            "/sleep" => {
+                let ms: u64 = query_param(&req.target, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                std::thread::sleep(Duration::from_millis(ms));
+                (200, format!("slept {ms} ms {version} {hostname}\n"))
+            }
+            "/exit" => {
+                let code: i32 = query_param(&req.target, "code").and_then(|v| v.parse().ok()).unwrap_or(1);
+                std::process::exit(code);
+            }
+            _ => (200, format!("{version} {hostname} {} {}{greeting}\n", req.method, req.target)),
+        };
+        let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+        let conn = if req.close { "close" } else { "keep-alive" };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-App-Version: {version}\r\nConnection: {conn}\r\n\r\n",
+            body.len()
+        );
+        writer.write_all(head.as_bytes())?;
+        writer.write_all(body.as_bytes())?;
+        writer.flush()?;
+        if req.close {
+            break;
+        }
+    }
+    Ok(())
+}
