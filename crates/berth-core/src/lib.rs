@@ -5,6 +5,7 @@
 //! publishes and the gateway reads ([`routing`]), and the one error shape every HTTP answer
 //! Berth generates uses ([`error`]).
 
+pub mod api;
 pub mod error;
 pub mod routing;
 

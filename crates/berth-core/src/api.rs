@@ -1,0 +1,149 @@
+//! The REST API's request and response bodies, shared by the server and the typed client.
+//!
+//! Every field name here is part of the public API (`/api/v1`): scripts depend on them. Add
+//! fields freely; never rename or remove one. Request bodies reject unknown fields.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /api/v1/apps/{app}/apply`: the Compose files and every file they reference.
+/// The server never reads paths on the client's machine; everything it needs is in here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Names of the Compose files inside `files`, in merge order (later files override).
+    pub compose_files: Vec<String>,
+    /// Relative path → UTF-8 content: the Compose files, `.env`, `env_file`s, file-based
+    /// secrets and configs.
+    pub files: BTreeMap<String, String>,
+    /// Values of the client's environment variables the files interpolate.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Active Compose profiles.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Absolute project directory on the client (relative bind mounts resolve against it).
+    #[serde(default)]
+    pub project_dir: String,
+}
+
+/// The answer to an apply, scale or rollback: the revision committed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionCreated {
+    pub app: String,
+    pub revision: u64,
+    /// False when the request changed nothing (no new revision was made).
+    pub changed: bool,
+    /// What changed, for humans.
+    pub change: String,
+}
+
+/// `POST /api/v1/apps/{app}/scale`: service name → replicas.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub replicas: BTreeMap<String, u32>,
+}
+
+/// `POST /api/v1/apps/{app}/rollback`: to a revision, or to the previous converged one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// One application in `GET /api/v1/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppSummary {
+    pub name: String,
+    /// Desired revision.
+    pub revision: u64,
+    /// `pending`, `converged`, `failed`, `superseded` (of the desired revision).
+    pub revision_status: String,
+    /// `healthy` (every service at its replicas, ready), `progressing`, `degraded`, `deleting`.
+    pub health: String,
+    pub services: usize,
+    pub created_at: String,
+}
+
+/// `GET /api/v1/apps/{app}`: an application's progress, per service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub revision: u64,
+    pub revision_status: String,
+    /// Why the revision failed, if it did.
+    pub message: String,
+    pub health: String,
+    /// True when every service has its desired replicas on the desired revision, ready, and
+    /// nothing else remains.
+    pub converged: bool,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service's progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub desired: u32,
+    /// Replicas of the desired spec that exist.
+    pub created: u32,
+    /// ... that are ready (health probe passing, or running when there is none).
+    pub healthy: u32,
+    /// ... that are in the gateway's rotation.
+    pub in_rotation: u32,
+    /// Replicas of earlier specs still present (a rollout in progress).
+    pub old: u32,
+    /// One-shot job finished (exited 0).
+    pub completed: bool,
+    /// Waiting for `depends_on` conditions.
+    pub waiting_for: Vec<String>,
+    /// The service's last problem, if any (e.g. "replica 0 exited with code 1").
+    pub problem: Option<String>,
+}
+
+/// One replica in `berth ps` / `GET /api/v1/apps/{app}/ps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub service: String,
+    pub slot: u32,
+    pub container_id: String,
+    pub name: String,
+    pub image: String,
+    /// Docker's state: `created`, `running`, `exited`, ...
+    pub state: String,
+    /// `starting`, `healthy`, `unhealthy` or `none`.
+    pub health: String,
+    /// `IP:port` on the application's network (port: the routed or first exposed port).
+    pub address: String,
+    /// The application revision whose spec created the replica.
+    pub revision: u64,
+    /// Times Berth restarted this replica.
+    pub restarts: u64,
+    /// Exit code of the replica's last exit, if it ever exited.
+    pub exit_code: Option<i64>,
+    pub in_rotation: bool,
+    pub draining: bool,
+}
+
+/// One revision in `berth history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub revision: u64,
+    pub created_at: String,
+    pub source: String,
+    pub change: String,
+    pub status: String,
+    pub message: String,
+    pub finished_at: Option<String>,
+}
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub instance: String,
+    pub docker_api: String,
+}

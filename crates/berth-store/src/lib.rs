@@ -1,0 +1,363 @@
+//! Berth's embedded state: applications and their revisions, in SQLite.
+//!
+//! Rules this crate keeps:
+//! - It is the only crate that talks SQL. Callers see typed records, never rows.
+//! - Durability first: WAL journal with `synchronous=FULL`, so a committed revision survives a
+//!   `kill -9` or power loss. The control plane commits desired state here *before* any Docker
+//!   call (STYLE.md habit 4); everything else is derived from it and from what Docker reports.
+//! - Every write that must be atomic is one transaction (a new revision and the app's pointer to
+//!   it move together).
+//! - Methods are synchronous and short (one statement or one small transaction); the connection
+//!   sits behind a mutex. Volume is a handful of writes per user action, not per request.
+//!
+//! Schema changes are numbered migrations in [`migrations`], applied in order on open and
+//! recorded in `PRAGMA user_version`.
+
+mod migrations;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened, read or written.
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored document could not be decoded (a bug or a newer schema).
+    #[error("stored document is not valid: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// The application does not exist.
+    #[error("application {0:?} does not exist")]
+    AppNotFound(String),
+    /// The revision does not exist.
+    #[error("revision {1} of application {0:?} does not exist")]
+    RevisionNotFound(String, u64),
+}
+
+/// Outcome of a revision's rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionStatus {
+    /// Committed; the reconciler is rolling it out.
+    Pending,
+    /// Every service reached its desired replicas, ready, on this revision.
+    Converged,
+    /// The rollout failed (the message says why); it may have been rolled back.
+    Failed,
+    /// A newer revision replaced it before it converged.
+    Superseded,
+}
+
+impl RevisionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Converged => "converged",
+            Self::Failed => "failed",
+            Self::Superseded => "superseded",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "converged" => Self::Converged,
+            "failed" => Self::Failed,
+            "superseded" => Self::Superseded,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// One numbered, immutable desired state of an application.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub app: String,
+    pub number: u64,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// What created it: `apply`, `scale`, `rollback`, `auto-rollback`.
+    pub source: String,
+    /// Human summary of what changed relative to the previous revision.
+    pub change: String,
+    pub status: RevisionStatus,
+    /// Why it failed, or other detail of the outcome.
+    pub message: String,
+    /// When the outcome was recorded (RFC 3339), if it has one.
+    pub finished_at: Option<String>,
+    /// The parsed application (a `berth_compose::Project` as JSON, opaque to the store).
+    pub spec: serde_json::Value,
+}
+
+/// An application: a name and the revision it should run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    pub created_at: String,
+    /// The desired revision (the latest one).
+    pub revision: u64,
+    /// Set by `rm`: the reconciler tears everything down, then deletes the record.
+    pub deleting: bool,
+    /// With `deleting`: remove named volumes too.
+    pub delete_volumes: bool,
+}
+
+/// The state database.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Open (creating if needed) `berth.db` in `dir`, apply migrations.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::from_connection(Connection::open(dir.join("berth.db"))?)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Self::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&conn)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This server's instance id: created once, kept forever in the database. Every Docker
+    /// object Berth creates carries it as `berth.instance`.
+    pub fn instance_id(&self) -> Result<String, StoreError> {
+        let conn = self.conn();
+        let existing: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let id: String = (0..12)
+            .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random::<usize>() % 36]))
+            .collect();
+        conn.execute("INSERT INTO meta(key, value) VALUES ('instance_id', ?1)", params![id])?;
+        Ok(id)
+    }
+
+    /// Commit a new revision of `app` (creating the app if needed) and make it the desired one,
+    /// in one transaction. Earlier pending revisions become superseded. Returns its number.
+    pub fn create_revision(
+        &self,
+        app: &str,
+        source: &str,
+        change: &str,
+        spec: &serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let ts = now();
+        tx.execute(
+            "INSERT INTO apps(name, created_at, revision, deleting, delete_volumes) VALUES (?1, ?2, 0, 0, 0)
+             ON CONFLICT(name) DO UPDATE SET deleting = 0, delete_volumes = 0",
+            params![app, ts],
+        )?;
+        let next: u64 = tx.query_row(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM revisions WHERE app = ?1",
+            params![app],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE revisions SET status = 'superseded', finished_at = ?2 WHERE app = ?1 AND status = 'pending'",
+            params![app, ts],
+        )?;
+        tx.execute(
+            "INSERT INTO revisions(app, number, created_at, source, change, status, message, spec)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', '', ?6)",
+            params![app, next, ts, source, change, serde_json::to_string(spec)?],
+        )?;
+        tx.execute("UPDATE apps SET revision = ?2 WHERE name = ?1", params![app, next])?;
+        tx.commit()?;
+        Ok(next)
+    }
+
+    /// Record a revision's outcome (only a pending revision changes).
+    pub fn set_revision_status(
+        &self,
+        app: &str,
+        number: u64,
+        status: RevisionStatus,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE revisions SET status = ?3, message = ?4, finished_at = ?5
+             WHERE app = ?1 AND number = ?2 AND status = 'pending'",
+            params![app, number, status.as_str(), message, now()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Every application, by name.
+    pub fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, created_at, revision, deleting, delete_volumes FROM apps ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], row_to_app)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One application.
+    pub fn get_app(&self, name: &str) -> Result<App, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT name, created_at, revision, deleting, delete_volumes FROM apps WHERE name = ?1",
+                params![name],
+                row_to_app,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::AppNotFound(name.to_string()))
+    }
+
+    /// One revision.
+    pub fn get_revision(&self, app: &str, number: u64) -> Result<Revision, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT app, number, created_at, source, change, status, message, finished_at, spec
+                 FROM revisions WHERE app = ?1 AND number = ?2",
+                params![app, number],
+                row_to_revision,
+            )
+            .optional()?;
+        match row {
+            Some(r) => r,
+            None => Err(StoreError::RevisionNotFound(app.to_string(), number)),
+        }
+    }
+
+    /// Revisions of an app, newest first.
+    pub fn list_revisions(&self, app: &str) -> Result<Vec<Revision>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT app, number, created_at, source, change, status, message, finished_at, spec
+             FROM revisions WHERE app = ?1 ORDER BY number DESC",
+        )?;
+        let rows = stmt.query_map(params![app], row_to_revision)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// The newest converged revision before `before` (the target of an automatic rollback).
+    pub fn last_converged_before(&self, app: &str, before: u64) -> Result<Option<Revision>, StoreError> {
+        Ok(self
+            .list_revisions(app)?
+            .into_iter()
+            .find(|r| r.number < before && r.status == RevisionStatus::Converged))
+    }
+
+    /// Mark an application for removal (the reconciler tears it down, then calls [`Store::delete_app`]).
+    pub fn mark_deleting(&self, app: &str, volumes: bool) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE apps SET deleting = 1, delete_volumes = ?2 WHERE name = ?1",
+            params![app, volumes],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AppNotFound(app.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Forget an application and its revisions (after its Docker objects are gone).
+    pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM revisions WHERE app = ?1", params![app])?;
+        tx.execute("DELETE FROM apps WHERE name = ?1 AND deleting = 1", params![app])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn row_to_app(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        revision: r.get(2)?,
+        deleting: r.get(3)?,
+        delete_volumes: r.get(4)?,
+    })
+}
+
+fn row_to_revision(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Revision, StoreError>> {
+    let spec: String = r.get(8)?;
+    let status: String = r.get(5)?;
+    let rev = serde_json::from_str(&spec).map(|spec| Revision {
+        app: r.get(0).unwrap_or_default(),
+        number: r.get(1).unwrap_or_default(),
+        created_at: r.get(2).unwrap_or_default(),
+        source: r.get(3).unwrap_or_default(),
+        change: r.get(4).unwrap_or_default(),
+        status: RevisionStatus::parse(&status),
+        message: r.get(6).unwrap_or_default(),
+        finished_at: r.get(7).unwrap_or_default(),
+        spec,
+    });
+    Ok(rev.map_err(StoreError::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_are_numbered_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({"services": {}});
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.create_revision("shop", "apply", "created", &spec).unwrap(), 1);
+            assert_eq!(s.create_revision("shop", "apply", "web changed", &spec).unwrap(), 2);
+            assert_eq!(s.get_revision("shop", 1).unwrap().status, RevisionStatus::Superseded);
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let id = s.instance_id().unwrap();
+        assert_eq!(id, s.instance_id().unwrap());
+        assert_eq!(s.get_app("shop").unwrap().revision, 2);
+        assert!(s.set_revision_status("shop", 2, RevisionStatus::Converged, "").unwrap());
+        assert!(!s.set_revision_status("shop", 2, RevisionStatus::Failed, "late").unwrap());
+        assert_eq!(s.create_revision("shop", "apply", "x", &spec).unwrap(), 3);
+        assert_eq!(s.last_converged_before("shop", 3).unwrap().unwrap().number, 2);
+        let revs = s.list_revisions("shop").unwrap();
+        assert_eq!(revs.iter().map(|r| r.number).collect::<Vec<_>>(), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn delete_needs_marking_first() {
+        let s = Store::open_in_memory().unwrap();
+        let spec = serde_json::json!({});
+        s.create_revision("a", "apply", "", &spec).unwrap();
+        s.delete_app("a").unwrap();
+        assert!(s.get_app("a").is_ok());
+        s.mark_deleting("a", true).unwrap();
+        assert!(s.get_app("a").unwrap().deleting);
+        s.delete_app("a").unwrap();
+        assert!(matches!(s.get_app("a"), Err(StoreError::AppNotFound(_))));
+        assert!(matches!(s.mark_deleting("zz", false), Err(StoreError::AppNotFound(_))));
+    }
+}

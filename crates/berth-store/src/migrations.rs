@@ -1,0 +1,36 @@
+//! Numbered schema migrations, applied in order on open; the applied count is `PRAGMA user_version`.
+//! Never edit a released migration: append a new one.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: instance metadata, applications, revisions.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        deleting INTEGER NOT NULL DEFAULT 0,
+        delete_volumes INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE revisions (
+        app TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        change TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        finished_at TEXT,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (app, number)
+     );",
+];
+
+pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+    }
+    Ok(())
+}
