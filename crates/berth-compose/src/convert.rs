@@ -1,0 +1,1099 @@
+//! The merged, interpolated, key-checked tree to Berth's [`Project`].
+//!
+//! Responsibility: read each supported key into its typed field, apply Compose's defaults and
+//! cross-checks (declared networks, volumes, secrets and configs; `container_name` only with one
+//! replica; `depends_on` targets), and report the first invalid value as
+//! [`ComposeError::Invalid`] naming its path. Unsupported keys were already refused by `schema`,
+//! so this module may assume every key it sees is one it knows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{
+    BerthExt, DependsCondition, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, Mount,
+    MountKind, Network, PortSpec, Project, Resources, RestartCondition, RestartPolicy, RouteSpec,
+    Service, ServiceNetwork, UpdateConfig, UpdateOrder, Volume,
+};
+use crate::values::{
+    boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
+    opt_duration, opt_string, opt_uint, port_range, protocol, short_port, string, string_list,
+    string_or_list, uint,
+};
+use crate::yaml::Value;
+use crate::{dotenv, join, ComposeError};
+
+/// What conversion needs besides the tree.
+pub(crate) struct Ctx<'a> {
+    /// Interpolation variables (client env over `.env`).
+    pub env: &'a BTreeMap<String, String>,
+    /// Bundle files by normalized relative path.
+    pub files: &'a BTreeMap<String, String>,
+    /// Absolute project dir on the client.
+    pub project_dir: &'a str,
+}
+
+impl Ctx<'_> {
+    fn file(&self, path: &str) -> Result<&str, ComposeError> {
+        let key = normalize_path(path);
+        self.files
+            .get(&key)
+            .map(String::as_str)
+            .ok_or(ComposeError::MissingFile(key))
+    }
+}
+
+/// Splits an `extra_hosts` entry, `host:ip` or `host=ip`.
+pub(crate) fn split_host(s: &str) -> Option<(&str, &str)> {
+    let (h, ip) = s.split_once('=').or_else(|| s.split_once(':'))?;
+    let (h, ip) = (h.trim(), ip.trim());
+    (!h.is_empty() && !ip.is_empty()).then_some((h, ip))
+}
+
+fn entries<'v>(v: Option<&'v Value>, path: &str) -> Result<&'v [(String, Value)], ComposeError> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Map(e)) => Ok(e),
+        Some(other) => Err(invalid(
+            path,
+            format!("expected a mapping, got {}", other.type_name()),
+        )),
+    }
+}
+
+/// `KEY: value` mapping or `KEY=value` list; values `None` for a bare key or a null value.
+fn key_values(
+    v: Option<&Value>,
+    path: &str,
+) -> Result<Vec<(String, Option<String>)>, ComposeError> {
+    match v {
+        Some(Value::Seq(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let s = string(item, &format!("{path}[{i}]"))?;
+                Ok(match s.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (s, None),
+                })
+            })
+            .collect(),
+        other => entries(other, path)?
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), opt_string(Some(v), &join(path, k))?)))
+            .collect(),
+    }
+}
+
+fn string_map(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, String>, ComposeError> {
+    Ok(key_values(v, path)?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
+}
+
+/// Converts the whole project. `services` holds the enabled services only.
+pub(crate) fn project(
+    doc: &Value,
+    services: &[(String, &Value)],
+    ctx: &Ctx<'_>,
+) -> Result<Project, ComposeError> {
+    let mut networks = BTreeMap::new();
+    for (name, def) in entries(doc.get("networks"), "networks")? {
+        let path = join("networks", name);
+        entries(Some(def), &path)?;
+        networks.insert(
+            name.clone(),
+            Network {
+                external: external(def, &path)?,
+                name: opt_string(def.get("name"), &join(&path, "name"))?,
+                internal: opt_bool(def.get("internal"), &join(&path, "internal"))?,
+                labels: string_map(def.get("labels"), &join(&path, "labels"))?,
+            },
+        );
+    }
+    networks.entry("default".to_owned()).or_default();
+
+    let mut volumes = BTreeMap::new();
+    for (name, def) in entries(doc.get("volumes"), "volumes")? {
+        let path = join("volumes", name);
+        entries(Some(def), &path)?;
+        volumes.insert(
+            name.clone(),
+            Volume {
+                external: external(def, &path)?,
+                name: opt_string(def.get("name"), &join(&path, "name"))?,
+                labels: string_map(def.get("labels"), &join(&path, "labels"))?,
+            },
+        );
+    }
+
+    let secrets = file_objects(doc, "secrets", ctx)?;
+    let configs = file_objects(doc, "configs", ctx)?;
+
+    let enabled: BTreeSet<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    let mut out = BTreeMap::new();
+    for (name, def) in services {
+        let declared = Declared {
+            networks: &networks,
+            volumes: &volumes,
+            secrets: &secrets,
+            configs: &configs,
+            services: &enabled,
+        };
+        out.insert(name.clone(), service(name, def, ctx, &declared)?);
+    }
+    check_cycles(&out)?;
+    Ok(Project {
+        services: out,
+        networks,
+        volumes,
+        secrets,
+        configs,
+    })
+}
+
+fn external(def: &Value, path: &str) -> Result<bool, ComposeError> {
+    let p = join(path, "external");
+    match def.get("external") {
+        Some(Value::Map(_)) => Err(invalid(
+            &p,
+            "the `external: {name: ...}` form is not supported: use `external: true` and `name:`",
+        )),
+        v => opt_bool(v, &p),
+    }
+}
+
+fn file_objects(
+    doc: &Value,
+    section: &str,
+    ctx: &Ctx<'_>,
+) -> Result<BTreeMap<String, FileObject>, ComposeError> {
+    let mut out = BTreeMap::new();
+    for (name, def) in entries(doc.get(section), section)? {
+        let path = join(section, name);
+        entries(Some(def), &path)?;
+        let content = if let Some(file) = opt_string(def.get("file"), &join(&path, "file"))? {
+            ctx.file(&file)?.to_owned()
+        } else if let Some(var) = opt_string(def.get("environment"), &join(&path, "environment"))? {
+            ctx.env.get(&var).cloned().ok_or_else(|| {
+                invalid(
+                    &join(&path, "environment"),
+                    format!("variable {var} is not set"),
+                )
+            })?
+        } else if let Some(content) = opt_string(def.get("content"), &join(&path, "content"))? {
+            content
+        } else {
+            return Err(invalid(
+                &path,
+                "needs `file:` or `environment:`".to_owned()
+                    + if section == "configs" {
+                        " or `content:`"
+                    } else {
+                        ""
+                    },
+            ));
+        };
+        out.insert(name.clone(), FileObject { content });
+    }
+    Ok(out)
+}
+
+struct Declared<'a> {
+    networks: &'a BTreeMap<String, Network>,
+    volumes: &'a BTreeMap<String, Volume>,
+    secrets: &'a BTreeMap<String, FileObject>,
+    configs: &'a BTreeMap<String, FileObject>,
+    services: &'a BTreeSet<&'a str>,
+}
+
+/// Checks a service name against Compose's pattern `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub(crate) fn valid_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[allow(clippy::too_many_lines)] // one line per key reads best
+fn service(
+    name: &str,
+    def: &Value,
+    ctx: &Ctx<'_>,
+    declared: &Declared<'_>,
+) -> Result<Service, ComposeError> {
+    let path = join("services", name);
+    let p = |k: &str| join(&path, k);
+    let get = |k: &str| def.get(k);
+
+    let image = match get("image") {
+        None | Some(Value::Null) => {
+            return Err(invalid(
+                &p("image"),
+                "is required (building images from `build:` is not supported yet)",
+            ))
+        }
+        Some(v) => string(v, &p("image"))?,
+    };
+    if image.trim().is_empty() {
+        return Err(invalid(&p("image"), "must not be empty"));
+    }
+
+    let deploy = get("deploy");
+    let deploy_get = |k: &str| deploy.and_then(|d| d.get(k));
+    let dpath = p("deploy");
+    if let Some(d) = deploy {
+        entries(Some(d), &dpath)?;
+    }
+
+    // Replicas: deploy.replicas, or scale; both must agree.
+    let replicas_deploy: Option<u32> = opt_uint(deploy_get("replicas"), &join(&dpath, "replicas"))?;
+    let scale: Option<u32> = opt_uint(get("scale"), &p("scale"))?;
+    let replicas = match (replicas_deploy, scale) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                &p("scale"),
+                format!("conflicts with deploy.replicas ({b} vs {a})"),
+            ))
+        }
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => 1,
+    };
+
+    let container_name = opt_string(get("container_name"), &p("container_name"))?;
+    if container_name.is_some() && replicas > 1 {
+        return Err(invalid(
+            &p("container_name"),
+            format!("cannot be set with {replicas} replicas: container names must be unique"),
+        ));
+    }
+
+    Ok(Service {
+        image,
+        command: get("command").map_or(Ok(None), |v| command(v, &p("command")))?,
+        entrypoint: get("entrypoint").map_or(Ok(None), |v| command(v, &p("entrypoint")))?,
+        environment: environment(def, &path, ctx)?,
+        ports: ports(get("ports"), &p("ports"))?,
+        expose: expose(get("expose"), &p("expose"))?,
+        healthcheck: healthcheck(get("healthcheck"), &p("healthcheck"))?,
+        labels: string_map(get("labels"), &p("labels"))?,
+        mounts: mounts(get("volumes"), &p("volumes"), ctx, declared)?,
+        tmpfs: get("tmpfs").map_or(Ok(Vec::new()), |v| string_or_list(v, &p("tmpfs")))?,
+        networks: service_networks(get("networks"), &p("networks"), declared)?,
+        depends_on: depends_on(get("depends_on"), &p("depends_on"), name, declared)?,
+        restart: restart(
+            get("restart"),
+            &p("restart"),
+            deploy_get("restart_policy"),
+            &dpath,
+        )?,
+        container_name,
+        user: opt_string(get("user"), &p("user"))?,
+        working_dir: opt_string(get("working_dir"), &p("working_dir"))?,
+        extra_hosts: extra_hosts(get("extra_hosts"), &p("extra_hosts"))?,
+        cap_add: get("cap_add").map_or(Ok(Vec::new()), |v| string_list(v, &p("cap_add")))?,
+        cap_drop: get("cap_drop").map_or(Ok(Vec::new()), |v| string_list(v, &p("cap_drop")))?,
+        stop_grace_period_ms: opt_duration(get("stop_grace_period"), &p("stop_grace_period"))?,
+        secrets: file_refs(get("secrets"), &p("secrets"), declared.secrets, "secret")?,
+        configs: file_refs(get("configs"), &p("configs"), declared.configs, "config")?,
+        replicas,
+        update_config: update_config(deploy_get("update_config"), &join(&dpath, "update_config"))?,
+        resources: resources(deploy_get("resources"), &join(&dpath, "resources"))?,
+        berth: berth(get("x-berth"), &p("x-berth"))?,
+    })
+}
+
+fn environment(
+    def: &Value,
+    path: &str,
+    ctx: &Ctx<'_>,
+) -> Result<BTreeMap<String, String>, ComposeError> {
+    let mut out = BTreeMap::new();
+    let mut put = |k: String, v: Option<String>| {
+        match v.or_else(|| ctx.env.get(&k).cloned()) {
+            Some(v) => out.insert(k, v),
+            None => out.remove(&k),
+        };
+    };
+    let ef_path = join(path, "env_file");
+    let env_files: Vec<(String, bool, String)> = match def.get("env_file") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Scalar(s, _)) => vec![(s.clone(), true, ef_path.clone())],
+        Some(Value::Seq(items)) => {
+            let mut v = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{ef_path}[{i}]");
+                match item {
+                    Value::Map(_) => {
+                        let file = match item.get("path") {
+                            Some(p) => string(p, &join(&ip, "path"))?,
+                            None => return Err(invalid(&ip, "needs `path:`")),
+                        };
+                        let required = match item.get("required") {
+                            None | Some(Value::Null) => true,
+                            Some(r) => boolean(r, &join(&ip, "required"))?,
+                        };
+                        v.push((file, required, ip));
+                    }
+                    other => v.push((string(other, &ip)?, true, ip)),
+                }
+            }
+            v
+        }
+        Some(other) => {
+            return Err(invalid(
+                &ef_path,
+                format!("expected a path or a list, got {}", other.type_name()),
+            ))
+        }
+    };
+    for (file, required, _) in env_files {
+        let text = match ctx.file(&file) {
+            Ok(t) => t,
+            Err(ComposeError::MissingFile(_)) if !required => continue,
+            Err(e) => return Err(e),
+        };
+        for (k, v) in dotenv::parse(&normalize_path(&file), text)? {
+            put(k, v);
+        }
+    }
+    for (k, v) in key_values(def.get("environment"), &join(path, "environment"))? {
+        put(k, v);
+    }
+    Ok(out)
+}
+
+fn ports(v: Option<&Value>, path: &str) -> Result<Vec<PortSpec>, ComposeError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Seq(items)) => items,
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("expected a list, got {}", other.type_name()),
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let specs = match item {
+            Value::Scalar(s, _) => short_port(s).map_err(|m| invalid(&ip, m))?,
+            Value::Map(_) => vec![long_port(item, &ip)?],
+            other => {
+                return Err(invalid(
+                    &ip,
+                    format!("expected a port, got {}", other.type_name()),
+                ))
+            }
+        };
+        for spec in specs {
+            if !out.contains(&spec) {
+                out.push(spec);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn single_port(v: &Value, path: &str) -> Result<u16, ComposeError> {
+    let s = string(v, path)?;
+    match port_range(&s).map_err(|m| invalid(path, m))?.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(invalid(
+            path,
+            "port ranges are not supported in the long syntax",
+        )),
+    }
+}
+
+fn long_port(v: &Value, path: &str) -> Result<PortSpec, ComposeError> {
+    let target = match v.get("target") {
+        Some(t) => single_port(t, &join(path, "target"))?,
+        None => return Err(invalid(path, "needs `target:`")),
+    };
+    let published = match v.get("published") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(single_port(p, &join(path, "published"))?),
+    };
+    let host_ip = match opt_string(v.get("host_ip"), &join(path, "host_ip"))? {
+        Some(ip) => Some(host_ip(&ip).map_err(|m| invalid(&join(path, "host_ip"), m))?),
+        None => None,
+    };
+    let protocol = match opt_string(v.get("protocol"), &join(path, "protocol"))? {
+        Some(p) => protocol(&p).map_err(|m| invalid(&join(path, "protocol"), m))?,
+        None => crate::model::Protocol::Tcp,
+    };
+    if let Some(mode) = opt_string(v.get("mode"), &join(path, "mode"))? {
+        if mode != "ingress" && mode != "host" {
+            return Err(invalid(
+                &join(path, "mode"),
+                format!("unknown mode {mode:?} (ingress or host)"),
+            ));
+        }
+    }
+    Ok(PortSpec {
+        host_ip,
+        published,
+        target,
+        protocol,
+    })
+}
+
+fn expose(v: Option<&Value>, path: &str) -> Result<Vec<u16>, ComposeError> {
+    let mut out = Vec::new();
+    for (i, s) in v
+        .map_or(Ok(Vec::new()), |v| string_list(v, path))?
+        .iter()
+        .enumerate()
+    {
+        let ip = format!("{path}[{i}]");
+        let port = match s.rsplit_once('/') {
+            Some((port, proto)) => {
+                protocol(proto).map_err(|m| invalid(&ip, m))?;
+                port
+            }
+            None => s,
+        };
+        for p in port_range(port).map_err(|m| invalid(&ip, m))? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn healthcheck(v: Option<&Value>, path: &str) -> Result<Option<Healthcheck>, ComposeError> {
+    let Some(v) = v else { return Ok(None) };
+    entries(Some(v), path)?;
+    let tpath = join(path, "test");
+    let test = match v.get("test") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Scalar(s, _)) => vec!["CMD-SHELL".to_owned(), s.clone()],
+        Some(other) => {
+            let list = string_list(other, &tpath)?;
+            match list.first().map(String::as_str) {
+                Some("CMD" | "CMD-SHELL" | "NONE") => list,
+                None => Vec::new(),
+                Some(first) => {
+                    return Err(invalid(
+                        &tpath,
+                        format!("must start with CMD, CMD-SHELL or NONE, not {first:?}"),
+                    ))
+                }
+            }
+        }
+    };
+    let disable = opt_bool(v.get("disable"), &join(path, "disable"))?
+        || test.first().is_some_and(|t| t == "NONE");
+    Ok(Some(Healthcheck {
+        test,
+        interval_ms: opt_duration(v.get("interval"), &join(path, "interval"))?,
+        timeout_ms: opt_duration(v.get("timeout"), &join(path, "timeout"))?,
+        retries: opt_uint(v.get("retries"), &join(path, "retries"))?,
+        start_period_ms: opt_duration(v.get("start_period"), &join(path, "start_period"))?,
+        start_interval_ms: opt_duration(v.get("start_interval"), &join(path, "start_interval"))?,
+        disable,
+    }))
+}
+
+fn bind_source(src: &str, path: &str, ctx: &Ctx<'_>) -> Result<String, ComposeError> {
+    if src.starts_with('~') {
+        return Err(invalid(
+            path,
+            format!("{src:?}: `~` paths are refused (the server cannot know the client's home); use a path relative to the project"),
+        ));
+    }
+    if src.starts_with('/') {
+        return Ok(normalize_path(src));
+    }
+    if !ctx.project_dir.starts_with('/') {
+        return Err(invalid(
+            path,
+            format!("relative bind source {src:?} needs an absolute project_dir"),
+        ));
+    }
+    Ok(normalize_path(&format!("{}/{src}", ctx.project_dir)))
+}
+
+fn named_volume(src: &str, path: &str, declared: &Declared<'_>) -> Result<String, ComposeError> {
+    if declared.volumes.contains_key(src) {
+        Ok(src.to_owned())
+    } else {
+        Err(invalid(
+            path,
+            format!("volume {src:?} is not declared in the top-level `volumes`"),
+        ))
+    }
+}
+
+fn mounts(
+    v: Option<&Value>,
+    path: &str,
+    ctx: &Ctx<'_>,
+    declared: &Declared<'_>,
+) -> Result<Vec<Mount>, ComposeError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Seq(items)) => items,
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("expected a list, got {}", other.type_name()),
+            ))
+        }
+    };
+    let mut out: Vec<Mount> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let mount = match item {
+            Value::Scalar(s, _) => short_mount(s, &ip, ctx, declared)?,
+            Value::Map(_) => long_mount(item, &ip, ctx, declared)?,
+            other => {
+                return Err(invalid(
+                    &ip,
+                    format!("expected a mount, got {}", other.type_name()),
+                ))
+            }
+        };
+        // A later mount on the same target replaces an earlier one (override files).
+        out.retain(|m| m.target != mount.target);
+        out.push(mount);
+    }
+    Ok(out)
+}
+
+fn is_path(src: &str) -> bool {
+    src.starts_with(['/', '.', '~'])
+}
+
+fn check_target(target: &str, path: &str) -> Result<(), ComposeError> {
+    if target.starts_with('/') {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("mount target {target:?} must be an absolute path"),
+        ))
+    }
+}
+
+fn short_mount(
+    s: &str,
+    path: &str,
+    ctx: &Ctx<'_>,
+    declared: &Declared<'_>,
+) -> Result<Mount, ComposeError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [target] => (None, *target, None),
+        [source, target] => (Some(*source), *target, None),
+        [source, target, mode] => (Some(*source), *target, Some(*mode)),
+        _ => return Err(invalid(path, format!("invalid volume {s:?}"))),
+    };
+    check_target(target, path)?;
+    let mut read_only = false;
+    for opt in mode
+        .unwrap_or_default()
+        .split(',')
+        .filter(|o| !o.is_empty())
+    {
+        match opt {
+            "ro" => read_only = true,
+            "rw" | "cached" | "delegated" | "consistent" => {}
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("volume option {other:?} is not supported"),
+                ))
+            }
+        }
+    }
+    let (kind, source) = match source {
+        None => (MountKind::Volume, None),
+        Some(src) if is_path(src) => (MountKind::Bind, Some(bind_source(src, path, ctx)?)),
+        Some(src) => (MountKind::Volume, Some(named_volume(src, path, declared)?)),
+    };
+    Ok(Mount {
+        kind,
+        source,
+        target: target.to_owned(),
+        read_only,
+    })
+}
+
+fn long_mount(
+    v: &Value,
+    path: &str,
+    ctx: &Ctx<'_>,
+    declared: &Declared<'_>,
+) -> Result<Mount, ComposeError> {
+    let tpath = join(path, "type");
+    let kind = match opt_string(v.get("type"), &tpath)?.as_deref() {
+        Some("volume") => MountKind::Volume,
+        Some("bind") => MountKind::Bind,
+        Some("tmpfs") => MountKind::Tmpfs,
+        Some(other) => {
+            return Err(invalid(
+                &tpath,
+                format!("mount type {other:?} is not supported (volume, bind or tmpfs)"),
+            ))
+        }
+        None => return Err(invalid(path, "needs `type:`")),
+    };
+    let target = match v.get("target") {
+        Some(t) => string(t, &join(path, "target"))?,
+        None => return Err(invalid(path, "needs `target:`")),
+    };
+    check_target(&target, &join(path, "target"))?;
+    let spath = join(path, "source");
+    let source = opt_string(v.get("source"), &spath)?.filter(|s| !s.is_empty());
+    let source = match (kind, source) {
+        (MountKind::Bind, None) => return Err(invalid(path, "a bind mount needs `source:`")),
+        (MountKind::Bind, Some(s)) => Some(bind_source(&s, &spath, ctx)?),
+        (MountKind::Volume, Some(s)) => Some(named_volume(&s, &spath, declared)?),
+        (MountKind::Volume, None) => None,
+        (MountKind::Tmpfs, Some(_)) => {
+            return Err(invalid(&spath, "a tmpfs mount takes no source"))
+        }
+        (MountKind::Tmpfs, None) => None,
+    };
+    Ok(Mount {
+        kind,
+        source,
+        target,
+        read_only: opt_bool(v.get("read_only"), &join(path, "read_only"))?,
+    })
+}
+
+fn service_networks(
+    v: Option<&Value>,
+    path: &str,
+    declared: &Declared<'_>,
+) -> Result<BTreeMap<String, ServiceNetwork>, ComposeError> {
+    let mut out = BTreeMap::new();
+    let check = |name: &str, p: &str| {
+        if declared.networks.contains_key(name) {
+            Ok(())
+        } else {
+            Err(invalid(
+                p,
+                format!("network {name:?} is not declared in the top-level `networks`"),
+            ))
+        }
+    };
+    match v {
+        None | Some(Value::Null) => {
+            out.insert("default".to_owned(), ServiceNetwork::default());
+        }
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{path}[{i}]");
+                let name = string(item, &ip)?;
+                check(&name, &ip)?;
+                out.insert(name, ServiceNetwork::default());
+            }
+        }
+        Some(other) => {
+            for (name, def) in entries(Some(other), path)? {
+                let np = join(path, name);
+                check(name, &np)?;
+                let aliases = match def {
+                    Value::Null => Vec::new(),
+                    _ => {
+                        entries(Some(def), &np)?;
+                        def.get("aliases")
+                            .map_or(Ok(Vec::new()), |a| string_list(a, &join(&np, "aliases")))?
+                    }
+                };
+                out.insert(name.clone(), ServiceNetwork { aliases });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn depends_on(
+    v: Option<&Value>,
+    path: &str,
+    me: &str,
+    declared: &Declared<'_>,
+) -> Result<BTreeMap<String, DependsCondition>, ComposeError> {
+    let mut wanted: Vec<(String, DependsCondition, bool, String)> = Vec::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{path}[{i}]");
+                let name = string(item, &ip)?;
+                wanted.push((name, DependsCondition::ServiceStarted, true, ip));
+            }
+        }
+        Some(other) => {
+            for (name, def) in entries(Some(other), path)? {
+                let np = join(path, name);
+                let cpath = join(&np, "condition");
+                let condition = match opt_string(def.get("condition"), &cpath)?.as_deref() {
+                    None | Some("service_started") => DependsCondition::ServiceStarted,
+                    Some("service_healthy") => DependsCondition::ServiceHealthy,
+                    Some("service_completed_successfully") => {
+                        DependsCondition::ServiceCompletedSuccessfully
+                    }
+                    Some(other) => {
+                        return Err(invalid(
+                            &cpath,
+                            format!("unknown condition {other:?} (service_started, service_healthy or service_completed_successfully)"),
+                        ))
+                    }
+                };
+                let required = match def.get("required") {
+                    None | Some(Value::Null) => true,
+                    Some(r) => boolean(r, &join(&np, "required"))?,
+                };
+                wanted.push((name.clone(), condition, required, np));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, condition, required, p) in wanted {
+        if name == me {
+            return Err(invalid(&p, "a service cannot depend on itself"));
+        }
+        if !declared.services.contains(name.as_str()) {
+            if required {
+                return Err(invalid(
+                    &p,
+                    format!(
+                        "service {name:?} is not defined or not enabled by the active profiles"
+                    ),
+                ));
+            }
+            continue;
+        }
+        out.insert(name, condition);
+    }
+    Ok(out)
+}
+
+fn check_cycles(services: &BTreeMap<String, Service>) -> Result<(), ComposeError> {
+    // Depth-first search with colours; iterative to keep the stack flat on hostile input.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        White,
+        Grey,
+        Black,
+    }
+    let mut colour: BTreeMap<&str, Colour> = services
+        .keys()
+        .map(|k| (k.as_str(), Colour::White))
+        .collect();
+    for start in services.keys() {
+        if colour.get(start.as_str()) != Some(&Colour::White) {
+            continue;
+        }
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, deps(services, start))];
+        colour.insert(start, Colour::Grey);
+        while let Some((node, pending)) = stack.last_mut() {
+            let node: &str = node;
+            if let Some(next) = pending.pop() {
+                match colour.get(next).copied() {
+                    Some(Colour::Grey) => {
+                        return Err(invalid(
+                            &format!("services.{node}.depends_on"),
+                            format!("dependency cycle through {next:?}"),
+                        ))
+                    }
+                    Some(Colour::White) => {
+                        colour.insert(next, Colour::Grey);
+                        stack.push((next, deps(services, next)));
+                    }
+                    _ => {}
+                }
+            } else {
+                colour.insert(node, Colour::Black);
+                stack.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn deps<'a>(services: &'a BTreeMap<String, Service>, name: &str) -> Vec<&'a str> {
+    services
+        .get(name)
+        .map(|s| s.depends_on.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn restart(
+    v: Option<&Value>,
+    path: &str,
+    policy: Option<&Value>,
+    deploy_path: &str,
+) -> Result<RestartPolicy, ComposeError> {
+    let mut out = RestartPolicy::default();
+    if let Some(s) = opt_string(v, path)? {
+        let (cond, attempts) = match s.split_once(':') {
+            Some((c, n)) => (c, Some(n)),
+            None => (s.as_str(), None),
+        };
+        out.condition = match cond {
+            "no" => RestartCondition::No,
+            "always" => RestartCondition::Always,
+            "on-failure" => RestartCondition::OnFailure,
+            "unless-stopped" => RestartCondition::UnlessStopped,
+            other => {
+                return Err(invalid(
+                    path,
+                    format!(
+                    "unknown restart policy {other:?} (no, always, on-failure[:N], unless-stopped)"
+                ),
+                ))
+            }
+        };
+        if let Some(n) = attempts {
+            if out.condition != RestartCondition::OnFailure {
+                return Err(invalid(
+                    path,
+                    "a retry count is only allowed with on-failure",
+                ));
+            }
+            out.max_attempts = Some(uint(&Value::str(n), path)?);
+        }
+    }
+    if let Some(policy) = policy {
+        let pp = join(deploy_path, "restart_policy");
+        entries(Some(policy), &pp)?;
+        let cpath = join(&pp, "condition");
+        out.condition = match opt_string(policy.get("condition"), &cpath)?.as_deref() {
+            None | Some("any") => RestartCondition::Always,
+            Some("on-failure") => RestartCondition::OnFailure,
+            Some("none") => RestartCondition::No,
+            Some(other) => {
+                return Err(invalid(
+                    &cpath,
+                    format!("unknown condition {other:?} (none, on-failure or any)"),
+                ))
+            }
+        };
+        if let Some(n) = opt_uint(policy.get("max_attempts"), &join(&pp, "max_attempts"))? {
+            out.max_attempts = Some(n);
+        }
+        if let Some(d) = opt_duration(policy.get("delay"), &join(&pp, "delay"))? {
+            out.delay_ms = Some(d);
+        }
+        opt_duration(policy.get("window"), &join(&pp, "window"))?;
+    }
+    Ok(out)
+}
+
+fn extra_hosts(v: Option<&Value>, path: &str) -> Result<Vec<String>, ComposeError> {
+    let mut out = Vec::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{path}[{i}]");
+                let s = string(item, &ip)?;
+                let (h, addr) = split_host(&s)
+                    .ok_or_else(|| invalid(&ip, format!("expected host:ip, got {s:?}")))?;
+                out.push(format!("{h}:{addr}"));
+            }
+        }
+        Some(other) => {
+            for (host, addrs) in entries(Some(other), path)? {
+                let hp = join(path, host);
+                for addr in string_or_list(addrs, &hp)? {
+                    out.push(format!("{host}:{addr}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn file_refs(
+    v: Option<&Value>,
+    path: &str,
+    declared: &BTreeMap<String, FileObject>,
+    what: &str,
+) -> Result<Vec<FileRef>, ComposeError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Seq(items)) => items,
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("expected a list, got {}", other.type_name()),
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let r = match item {
+            Value::Map(_) => FileRef {
+                source: match item.get("source") {
+                    Some(s) => string(s, &join(&ip, "source"))?,
+                    None => return Err(invalid(&ip, "needs `source:`")),
+                },
+                target: opt_string(item.get("target"), &join(&ip, "target"))?,
+            },
+            other => FileRef {
+                source: string(other, &ip)?,
+                target: None,
+            },
+        };
+        if !declared.contains_key(&r.source) {
+            return Err(invalid(
+                &ip,
+                format!("{what} {:?} is not declared at top level", r.source),
+            ));
+        }
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+fn update_config(v: Option<&Value>, path: &str) -> Result<UpdateConfig, ComposeError> {
+    let mut out = UpdateConfig::default();
+    let Some(v) = v else { return Ok(out) };
+    entries(Some(v), path)?;
+    if let Some(n) = opt_uint(v.get("parallelism"), &join(path, "parallelism"))? {
+        out.parallelism = n;
+    }
+    if let Some(d) = opt_duration(v.get("delay"), &join(path, "delay"))? {
+        out.delay_ms = d;
+    }
+    let opath = join(path, "order");
+    out.order = match opt_string(v.get("order"), &opath)?.as_deref() {
+        None => None,
+        Some("start-first") => Some(UpdateOrder::StartFirst),
+        Some("stop-first") => Some(UpdateOrder::StopFirst),
+        Some(other) => {
+            return Err(invalid(
+                &opath,
+                format!("unknown order {other:?} (start-first or stop-first)"),
+            ))
+        }
+    };
+    let fpath = join(path, "failure_action");
+    out.failure_action = match opt_string(v.get("failure_action"), &fpath)?.as_deref() {
+        None | Some("rollback") => FailureAction::Rollback,
+        Some("pause") => FailureAction::Pause,
+        Some("continue") => FailureAction::Continue,
+        Some(other) => {
+            return Err(invalid(
+                &fpath,
+                format!("unknown failure action {other:?} (rollback, pause or continue)"),
+            ))
+        }
+    };
+    out.monitor_ms = opt_duration(v.get("monitor"), &join(path, "monitor"))?;
+    if let Some(r) = v.get("max_failure_ratio").filter(|r| **r != Value::Null) {
+        let rp = join(path, "max_failure_ratio");
+        let ratio = number(r, &rp)?;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(invalid(&rp, "must be between 0 and 1"));
+        }
+    }
+    Ok(out)
+}
+
+fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
+    let mut out = Resources::default();
+    let Some(v) = v else { return Ok(out) };
+    entries(Some(v), path)?;
+    let Some(limits) = v.get("limits") else {
+        return Ok(out);
+    };
+    let lp = join(path, "limits");
+    entries(Some(limits), &lp)?;
+    if let Some(c) = limits.get("cpus").filter(|c| **c != Value::Null) {
+        let cp = join(&lp, "cpus");
+        let cpus = number(c, &cp)?;
+        if cpus <= 0.0 {
+            return Err(invalid(&cp, "must be greater than 0"));
+        }
+        out.cpus = Some(cpus);
+    }
+    if let Some(m) = limits.get("memory").filter(|m| **m != Value::Null) {
+        out.memory_bytes = Some(memory_bytes(m, &join(&lp, "memory"))?);
+    }
+    Ok(out)
+}
+
+fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
+    let mut out = BerthExt::default();
+    let Some(v) = v else { return Ok(out) };
+    entries(Some(v), path)?;
+    let rpath = join(path, "route");
+    match v.get("route") {
+        None | Some(Value::Null) => {}
+        Some(r @ Value::Map(_)) => out.routes.push(route(r, &rpath)?),
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                out.routes.push(route(item, &format!("{rpath}[{i}]"))?);
+            }
+        }
+        Some(other) => {
+            return Err(invalid(
+                &rpath,
+                format!(
+                    "expected a route or a list of routes, got {}",
+                    other.type_name()
+                ),
+            ))
+        }
+    }
+    if let Some(h) = v.get("health").filter(|h| **h != Value::Null) {
+        let hp = join(path, "health");
+        entries(Some(h), &hp)?;
+        let http = match h.get("http") {
+            Some(p) => string(p, &join(&hp, "http"))?,
+            None => return Err(invalid(&hp, "needs `http:` (the path to probe)")),
+        };
+        if !http.starts_with('/') {
+            return Err(invalid(&join(&hp, "http"), "must start with /"));
+        }
+        out.health = Some(HttpHealth {
+            http,
+            port: opt_port(h.get("port"), &join(&hp, "port"))?,
+            interval_ms: opt_duration(h.get("interval"), &join(&hp, "interval"))?.unwrap_or(2000),
+            timeout_ms: opt_duration(h.get("timeout"), &join(&hp, "timeout"))?.unwrap_or(1000),
+        });
+    }
+    Ok(out)
+}
+
+fn opt_port(v: Option<&Value>, path: &str) -> Result<Option<u16>, ComposeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(p) => {
+            let n: u16 = uint(p, path)?;
+            if n == 0 {
+                return Err(invalid(path, "port must be between 1 and 65535"));
+            }
+            Ok(Some(n))
+        }
+    }
+}
+
+fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
+    entries(Some(v), path)?;
+    let ppath = join(path, "path_prefix");
+    let path_prefix = opt_string(v.get("path_prefix"), &ppath)?.unwrap_or_else(|| "/".to_owned());
+    if !path_prefix.starts_with('/') {
+        return Err(invalid(
+            &ppath,
+            format!("{path_prefix:?} must start with /"),
+        ));
+    }
+    Ok(RouteSpec {
+        path_prefix,
+        host: opt_string(v.get("host"), &join(path, "host"))?,
+        port: opt_port(v.get("port"), &join(path, "port"))?,
+        strip_prefix: opt_bool(v.get("strip_prefix"), &join(path, "strip_prefix"))?,
+    })
+}

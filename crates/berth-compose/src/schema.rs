@@ -1,0 +1,243 @@
+//! Berth's table of allowed keys per path, and the scan that reports every other key.
+//!
+//! Responsibility: the single place that says which Compose keys Berth understands. The scan
+//! walks the merged document with this table and returns the full path of *every* key that is
+//! not in it (`services.web.privileged`, `services.web.deploy.placement`, ...), so nothing a user
+//! wrote is ever silently dropped. It checks keys only; values are checked by `convert`. A few
+//! keys are supported only with some values (`external: true` on a secret, `deploy.mode: global`):
+//! those are reported here too, so all unsupported things come back in one error.
+
+use crate::yaml::Value;
+
+/// The shape of a node, as far as keys are concerned.
+pub(crate) enum Shape {
+    /// Anything; contents not checked here (scalars, free-form maps such as `labels`).
+    Any,
+    /// A mapping with these keys. `ext` allows `x-*` keys (ignored).
+    Object {
+        keys: &'static [(&'static str, Shape)],
+        ext: bool,
+    },
+    /// A mapping with free keys whose values have this shape (`services`, `networks`, ...).
+    MapOf(&'static Shape),
+    /// One item or a list of items of this shape (`ports`, `x-berth.route`, ...).
+    Items(&'static Shape),
+}
+
+use Shape::{Any, Items, MapOf, Object};
+
+const fn obj(keys: &'static [(&'static str, Shape)]) -> Shape {
+    Object { keys, ext: true }
+}
+
+const HEALTHCHECK: Shape = obj(&[
+    ("test", Any),
+    ("interval", Any),
+    ("timeout", Any),
+    ("retries", Any),
+    ("start_period", Any),
+    ("start_interval", Any),
+    ("disable", Any),
+]);
+
+static PORT: Shape = obj(&[
+    ("target", Any),
+    ("published", Any),
+    ("host_ip", Any),
+    ("protocol", Any),
+    ("mode", Any),
+]);
+
+static MOUNT: Shape = obj(&[
+    ("type", Any),
+    ("source", Any),
+    ("target", Any),
+    ("read_only", Any),
+]);
+
+static SERVICE_NETWORK: Shape = obj(&[("aliases", Any)]);
+
+static DEPENDS: Shape = obj(&[("condition", Any), ("required", Any)]);
+
+static FILE_REF: Shape = obj(&[("source", Any), ("target", Any)]);
+
+static ENV_FILE: Shape = obj(&[("path", Any), ("required", Any)]);
+
+const DEPLOY: Shape = obj(&[
+    ("mode", Any),
+    ("replicas", Any),
+    (
+        "update_config",
+        obj(&[
+            ("parallelism", Any),
+            ("delay", Any),
+            ("order", Any),
+            ("failure_action", Any),
+            ("monitor", Any),
+            ("max_failure_ratio", Any),
+        ]),
+    ),
+    (
+        "restart_policy",
+        obj(&[
+            ("condition", Any),
+            ("delay", Any),
+            ("max_attempts", Any),
+            ("window", Any),
+        ]),
+    ),
+    (
+        "resources",
+        obj(&[
+            ("limits", obj(&[("cpus", Any), ("memory", Any)])),
+            ("reservations", Any),
+        ]),
+    ),
+]);
+
+static ROUTE: Shape = Object {
+    keys: &[
+        ("path_prefix", Any),
+        ("host", Any),
+        ("port", Any),
+        ("strip_prefix", Any),
+    ],
+    ext: false,
+};
+
+const BERTH: Shape = Object {
+    keys: &[
+        ("route", Items(&ROUTE)),
+        (
+            "health",
+            Object {
+                keys: &[
+                    ("http", Any),
+                    ("port", Any),
+                    ("interval", Any),
+                    ("timeout", Any),
+                ],
+                ext: false,
+            },
+        ),
+    ],
+    ext: false,
+};
+
+/// The keys of one service.
+pub(crate) static SERVICE: Shape = obj(&[
+    ("image", Any),
+    ("command", Any),
+    ("entrypoint", Any),
+    ("environment", Any),
+    ("env_file", Items(&ENV_FILE)),
+    ("ports", Items(&PORT)),
+    ("expose", Any),
+    ("healthcheck", HEALTHCHECK),
+    ("labels", Any),
+    ("volumes", Items(&MOUNT)),
+    ("tmpfs", Any),
+    ("networks", MapOf(&SERVICE_NETWORK)),
+    ("depends_on", MapOf(&DEPENDS)),
+    ("restart", Any),
+    ("container_name", Any),
+    ("user", Any),
+    ("working_dir", Any),
+    ("extra_hosts", Any),
+    ("cap_add", Any),
+    ("cap_drop", Any),
+    ("stop_grace_period", Any),
+    ("secrets", Items(&FILE_REF)),
+    ("configs", Items(&FILE_REF)),
+    ("deploy", DEPLOY),
+    ("scale", Any),
+    ("profiles", Any),
+    ("x-berth", BERTH),
+]);
+
+static NETWORK: Shape = obj(&[
+    ("external", Any),
+    ("name", Any),
+    ("internal", Any),
+    ("labels", Any),
+]);
+
+static VOLUME: Shape = obj(&[("external", Any), ("name", Any), ("labels", Any)]);
+
+static SECRET: Shape = obj(&[("file", Any), ("environment", Any), ("external", Any)]);
+
+static CONFIG: Shape = obj(&[
+    ("file", Any),
+    ("environment", Any),
+    ("content", Any),
+    ("external", Any),
+]);
+
+/// Top-level keys other than `services` (services are scanned one by one, after profiles).
+pub(crate) static TOP: Shape = obj(&[
+    ("version", Any),
+    ("name", Any),
+    ("services", Any),
+    ("networks", MapOf(&NETWORK)),
+    ("volumes", MapOf(&VOLUME)),
+    ("secrets", MapOf(&SECRET)),
+    ("configs", MapOf(&CONFIG)),
+]);
+
+/// Appends the path of every key of `value` that `shape` does not allow.
+pub(crate) fn scan(value: &Value, shape: &Shape, path: &str, out: &mut Vec<String>) {
+    match shape {
+        Any => {}
+        Object { keys, ext } => {
+            let Value::Map(entries) = value else { return };
+            for (k, v) in entries {
+                let sub = crate::join(path, k);
+                if let Some((_, s)) = keys.iter().find(|(name, _)| name == k) {
+                    scan(v, s, &sub, out);
+                } else if !(*ext && k.starts_with("x-")) {
+                    out.push(sub);
+                }
+            }
+        }
+        MapOf(inner) => {
+            if let Value::Map(entries) = value {
+                for (k, v) in entries {
+                    scan(v, inner, &crate::join(path, k), out);
+                }
+            }
+        }
+        Items(inner) => match value {
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    scan(item, inner, &format!("{path}[{i}]"), out);
+                }
+            }
+            other => scan(other, inner, path, out),
+        },
+    }
+}
+
+/// Value-dependent unsupported settings at top level (`external: true` secrets and configs).
+pub(crate) fn scan_top_values(doc: &Value, out: &mut Vec<String>) {
+    for section in ["secrets", "configs"] {
+        if let Some(Value::Map(entries)) = doc.get(section) {
+            for (name, def) in entries {
+                if def
+                    .get("external")
+                    .is_some_and(|v| v.scalar_text() != Some("false"))
+                {
+                    out.push(format!("{section}.{name}.external"));
+                }
+            }
+        }
+    }
+}
+
+/// Value-dependent unsupported settings of a service (`deploy.mode` other than `replicated`).
+pub(crate) fn scan_service_values(service: &Value, path: &str, out: &mut Vec<String>) {
+    if let Some(mode) = service.get("deploy").and_then(|d| d.get("mode")) {
+        if mode.scalar_text() != Some("replicated") {
+            out.push(format!("{path}.deploy.mode"));
+        }
+    }
+}
