@@ -1,0 +1,33 @@
+//! `berth-docker`: the only crate in Berth that talks to the Docker Engine.
+//!
+//! A small typed client for the Engine REST API over a unix socket (or plain TCP), written on
+//! `hyper` 1 rather than bollard so Berth controls exactly which calls exist, how errors map and
+//! how streams end.
+//!
+//! Rules this crate keeps:
+//! - Only this crate speaks the Engine API; everyone else uses [`Docker`] and the plain types
+//!   re-exported here.
+//! - The API version is negotiated at connect: `min(engine, 1.45)`, refusing engines older than
+//!   1.41 (Docker 20.10).
+//! - Errors are one typed enum, [`DockerError`], whose variants the control plane can branch
+//!   on (`NotFound`, `Conflict`, `Unreachable`) and whose messages tell an operator what to do.
+//! - Nothing here retries, caches or acts on its own: callers (reconcilers) own the policy.
+//!
+//! Modules: `transport` (endpoints and connections), `client` (the calls),
+//! `spec` (the create request), `types` (answers), `stream` (events and logs), `error`.
+
+mod client;
+mod error;
+mod spec;
+mod stream;
+mod transport;
+mod types;
+
+pub use client::{Docker, MAX_API_VERSION, MIN_API_VERSION};
+pub use error::DockerError;
+pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
+pub use stream::{EventStream, LogChunk, LogSource, LogStream};
+pub use types::{
+    ContainerInspect, ContainerState, ContainerSummary, Event, ImageInspect, NetworkEndpoint,
+    NetworkSummary, VolumeSummary,
+};
