@@ -1,0 +1,266 @@
+//! Berth's data plane: the HTTP gateway and the published-port forwarder.
+//!
+//! The gateway serves what the latest [`RoutingTable`] says and nothing else: the control plane
+//! computes the table and publishes it through a `tokio::sync::watch` channel; this crate never
+//! reads a database (DESIGN-NOTES §5) and depends on `berth-core` only.
+//!
+//! # Design
+//!
+//! * **Table.** A background task (the *updater*, owned by the [`Gateway`]: it stops when the last
+//!   clone is dropped) turns every published table into a [`table::Snapshot`] — the table plus,
+//!   per route, the shared per-endpoint state — and swaps it into an `ArcSwap`. The request path
+//!   reads it without locks or I/O. A new table takes effect as soon as the updater has run
+//!   (microseconds); [`Gateway::table_version`] tells which table is being served.
+//! * **Balancing: round robin** per route (an atomic counter in the snapshot). Sequential traffic
+//!   is spread exactly evenly, which makes behaviour predictable and testable. Per-endpoint
+//!   in-flight counts already exist, so power-of-two-choices is a local change in
+//!   [`proxy`] if skewed replicas show up in benchmarks.
+//! * **Pool.** Each endpoint owns a small LIFO stack of idle HTTP/1.1 connections
+//!   (`hyper::client::conn::http1::SendRequest`), behind its own uncontended mutex held only for a
+//!   push or pop (no global pool, no lock held across an await). A connection goes back on the
+//!   stack when its response body has been fully relayed; it is dropped if the body was cut short.
+//!   When an endpoint leaves the table its idle connections are dropped at once and later
+//!   returns are refused, so a drained replica is never reused. Idle connections expire after
+//!   [`GatewayConfig::pool_idle_timeout`]. Per-core pools are the next step for nginx parity.
+//! * **Retry.** A request is retried on another endpoint (each endpoint tried at most once) only
+//!   when it provably never left the gateway: the TCP connect failed or timed out, or a pooled
+//!   connection was found closed before hyper wrote the request (`try_send_request` hands the
+//!   request back; the request then goes on another connection to the same endpoint). That is
+//!   safe for every method, so no body is ever buffered: request bodies are streamed. Once a
+//!   request was written, a failure is a 502 for every method.
+//! * **In-flight accounting.** A guard increments the endpoint's counter when the endpoint is
+//!   picked and decrements it exactly once: when the attempt fails, when the response body ends,
+//!   or when the response body is dropped. [`Gateway::in_flight`] also sees endpoints that have
+//!   already left the table, which is what draining waits on.
+//! * **Errors** are answered in the one Berth shape (`berth_core::ErrorCode`), carrying the
+//!   request's `X-Request-Id`.
+//!
+//! Modules: [`table`] (snapshot and endpoint registry), [`pool`] (endpoint state, connections,
+//! in-flight guard), [`proxy`] (the request path), [`headers`] (forwarding headers and request
+//! ids), [`body`] (the response body wrapper), [`error`] (error answers), [`server`] (the HTTP
+//! listener), [`forward`] (published TCP/UDP ports).
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod pool;
+pub mod proxy;
+pub mod server;
+pub mod table;
+
+use berth_core::RoutingTable;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Tunables of the gateway. Build with `GatewayConfig { field: x, ..Default::default() }`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Time allowed for the TCP connect to a replica (HTTP and published TCP ports). Default 2 s.
+    pub connect_timeout: Duration,
+    /// Time from the start of proxying until the replica's response headers arrive; past it the
+    /// client gets 504 `upstream_timeout`. Default 60 s.
+    pub request_timeout: Duration,
+    /// An idle pooled upstream connection older than this is closed. Default 90 s.
+    pub pool_idle_timeout: Duration,
+    /// At most this many idle connections are kept per endpoint. Default 64.
+    pub max_idle_per_endpoint: usize,
+    /// A UDP client session with no datagram either way for this long is forgotten. Default 60 s.
+    pub udp_session_idle: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(90),
+            max_idle_per_endpoint: 64,
+            udp_session_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The data plane. Cheap to clone (an `Arc` inside); all clones serve the same table and share
+/// pools and in-flight counts.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+/// State shared by every clone of a [`Gateway`] and by its tasks.
+pub(crate) struct Inner {
+    pub(crate) config: GatewayConfig,
+    /// What the request path reads: swapped by the updater task.
+    pub(crate) snapshot: arc_swap::ArcSwap<table::Snapshot>,
+    /// Endpoint states by id (only the updater and [`Gateway::in_flight`] take this lock).
+    pub(crate) registry: Mutex<table::Registry>,
+    /// A receiver for the port forwarder.
+    pub(crate) table_rx: watch::Receiver<Arc<RoutingTable>>,
+    /// The receiver the updater task takes when it starts.
+    updater_rx: Mutex<Option<watch::Receiver<Arc<RoutingTable>>>>,
+    /// Published ports that could not be bound, with the OS error text.
+    pub(crate) port_errors: Mutex<BTreeMap<SocketAddr, String>>,
+    /// Cancelled when the last `Gateway` clone is dropped: stops the updater task.
+    stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Lock a mutex, ignoring poisoning: every critical section in this crate leaves its data valid.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inner {
+    /// Build and publish the snapshot for `table`; close pools of endpoints that left it.
+    fn apply(&self, table: Arc<RoutingTable>) {
+        let mut registry = lock(&self.registry);
+        let snapshot = registry.build(table);
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Start the updater task if it is not running yet. Must be called inside a Tokio runtime.
+    fn ensure_updater(self: &Arc<Self>) {
+        let Some(mut rx) = lock(&self.updater_rx).take() else {
+            return;
+        };
+        // Catch up with a table published before the task started.
+        let latest = rx.borrow_and_update().clone();
+        if !Arc::ptr_eq(&latest, &self.snapshot.load().table) {
+            self.apply(latest);
+        }
+        let sweep = (self.config.pool_idle_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(30));
+        tokio::spawn(run_updater(
+            Arc::downgrade(self),
+            rx,
+            self.stop.clone(),
+            sweep,
+        ));
+    }
+}
+
+/// The updater: applies every published table and expires idle pooled connections.
+async fn run_updater(
+    inner: Weak<Inner>,
+    mut rx: watch::Receiver<Arc<RoutingTable>>,
+    stop: CancellationToken,
+    sweep_every: Duration,
+) {
+    let mut tick = tokio::time::interval(sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publisher_gone = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = rx.changed(), if !publisher_gone => {
+                if changed.is_err() {
+                    // The control plane is gone: keep serving the last table.
+                    publisher_gone = true;
+                    continue;
+                }
+                let table = rx.borrow_and_update().clone();
+                let Some(inner) = inner.upgrade() else { return };
+                tracing::debug!(version = table.version, "gateway: new routing table");
+                inner.apply(table);
+            }
+            _ = tick.tick() => {
+                let Some(inner) = inner.upgrade() else { return };
+                lock(&inner.registry).sweep_idle(inner.config.pool_idle_timeout);
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// A gateway serving the tables published on `table`. The current table is served at once.
+    ///
+    /// Call it inside a Tokio runtime to have table changes applied from the start; otherwise
+    /// they are applied once [`Gateway::serve_http`] or [`Gateway::run_port_forwarder`] runs.
+    #[must_use]
+    pub fn new(mut table: watch::Receiver<Arc<RoutingTable>>, config: GatewayConfig) -> Gateway {
+        let current = table.borrow_and_update().clone();
+        let mut registry = table::Registry::default();
+        let snapshot = registry.build(current);
+        let inner = Arc::new(Inner {
+            config,
+            snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
+            registry: Mutex::new(registry),
+            table_rx: table.clone(),
+            updater_rx: Mutex::new(Some(table)),
+            port_errors: Mutex::new(BTreeMap::new()),
+            stop: CancellationToken::new(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            inner.ensure_updater();
+        }
+        Gateway { inner }
+    }
+
+    /// Serve HTTP/1.1 and h2c on `listener` until `shutdown` is cancelled; then stop accepting,
+    /// let in-flight requests finish (idle keep-alive connections are closed) and return. The
+    /// caller bounds the grace period (e.g. with `tokio::time::timeout`).
+    ///
+    /// # Errors
+    ///
+    /// None today: accept errors are logged and accepting goes on. The `Result` leaves room for
+    /// listener setup that can fail (TLS, in a later issue).
+    pub async fn serve_http(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        self.inner.ensure_updater();
+        server::serve(self.inner.clone(), listener, shutdown).await
+    }
+
+    /// Requests currently in flight to the endpoint with this [`berth_core::Endpoint::id`],
+    /// including an endpoint that has already left the table. Draining waits for 0.
+    ///
+    /// Exact once the table without the endpoint is served (see [`Gateway::table_version`]):
+    /// from then on no request can start on it, so a 0 stays 0. Read before that, a 0 only
+    /// means "idle right now".
+    #[must_use]
+    pub fn in_flight(&self, endpoint_id: &str) -> usize {
+        lock(&self.inner.registry).in_flight(endpoint_id)
+    }
+
+    /// Run the published-port forwarder until `shutdown` is cancelled: keep a listener bound for
+    /// every [`berth_core::PortForward`] of the current table and forward each TCP connection (or
+    /// UDP client session) to one endpoint, round robin, skipping endpoints that refuse. See
+    /// [`forward`].
+    pub async fn run_port_forwarder(&self, shutdown: CancellationToken) {
+        self.inner.ensure_updater();
+        forward::run(self.inner.clone(), shutdown).await;
+    }
+
+    /// Published ports whose listener could not be bound, with the OS error text.
+    #[must_use]
+    pub fn port_errors(&self) -> Vec<(SocketAddr, String)> {
+        lock(&self.inner.port_errors)
+            .iter()
+            .map(|(a, e)| (*a, e.clone()))
+            .collect()
+    }
+
+    /// The version of the routing table the gateway serves right now.
+    #[must_use]
+    pub fn table_version(&self) -> u64 {
+        self.inner.snapshot.load().table.version
+    }
+
+    /// Idle pooled connections currently kept for this endpoint (0 once it left the table).
+    #[must_use]
+    pub fn idle_connections(&self, endpoint_id: &str) -> usize {
+        lock(&self.inner.registry).idle_connections(endpoint_id)
+    }
+}

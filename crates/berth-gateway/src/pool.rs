@@ -1,0 +1,188 @@
+//! Per-endpoint state: the in-flight counter and the pool of idle upstream connections.
+//!
+//! Rules this module keeps:
+//! * One [`EndpointState`] per endpoint (id + address), shared by every route that lists it and
+//!   kept by the registry across table swaps, so pooled connections survive unrelated changes.
+//! * The in-flight count is exact: only an [`InFlight`] guard changes it, +1 when created and −1
+//!   when dropped, whatever path the request takes. [`EndpointState::try_acquire`] increments
+//!   *then* checks the closed flag (both sequentially consistent), so once the control plane has
+//!   seen the new table served and read a count of 0, no request can start on the removed
+//!   endpoint any more: a request still holding the old table skips it.
+//! * The pool is a LIFO stack (the most recently used connection is the warmest and the oldest
+//!   ones expire) behind a mutex held only for a push, a pop or a sweep — never across an await.
+//! * Once [`EndpointState::close`] ran (the endpoint left the table), idle connections are gone
+//!   and returned ones are dropped: dropping the last `SendRequest` makes hyper close the
+//!   connection, so a drained replica keeps no connection from the gateway.
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+use crate::lock;
+
+/// The request body type sent upstream: the client's body, streamed as it arrives.
+pub type UpstreamBody = Incoming;
+
+/// A handle to send requests on one upstream HTTP/1.1 connection.
+pub type Sender = http1::SendRequest<UpstreamBody>;
+
+/// Why no connection to an endpoint could be opened. The request was not sent.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The TCP connect failed (refused, unreachable, ...).
+    Io(std::io::Error),
+    /// The TCP connect did not finish within the connect timeout.
+    Timeout,
+    /// The HTTP/1 handshake failed.
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "connect failed: {e}"),
+            Self::Timeout => f.write_str("connect timed out"),
+            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
+        }
+    }
+}
+
+/// One endpoint as the gateway sees it.
+pub struct EndpointState {
+    /// The replica id from the routing table.
+    pub id: Box<str>,
+    /// Where it is dialled.
+    pub addr: SocketAddr,
+    in_flight: AtomicUsize,
+    /// Set once when the endpoint leaves the table; never cleared.
+    closed: AtomicBool,
+    idle: Mutex<Vec<(Sender, Instant)>>,
+}
+
+impl EndpointState {
+    /// A fresh endpoint with an empty pool.
+    #[must_use]
+    pub fn new(id: &str, addr: SocketAddr) -> Self {
+        Self {
+            id: id.into(),
+            addr,
+            in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Requests in flight to this endpoint.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Count a request against this endpoint until the guard is dropped; `None` if the endpoint
+    /// has left the table (the request must pick another one).
+    #[must_use]
+    pub fn try_acquire(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.clone());
+        if self.closed.load(Ordering::SeqCst) {
+            return None; // `guard` drops: count restored.
+        }
+        Some(guard)
+    }
+
+    /// Has the endpoint left the table?
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Take the most recently used idle connection that is still open and not expired.
+    pub fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
+        let mut idle = lock(&self.idle);
+        while let Some((sender, since)) = idle.pop() {
+            if !sender.is_closed() && since.elapsed() < idle_timeout {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Give a connection back after its response was fully relayed.
+    pub fn checkin(&self, sender: Sender, max_idle: usize) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        // Checked under the lock: `close` sets the flag before draining under the same lock.
+        if !self.is_closed() && idle.len() < max_idle {
+            idle.push((sender, Instant::now()));
+        }
+        // Otherwise `sender` is dropped here, which closes the connection.
+    }
+
+    /// The endpoint left the table: close idle connections and refuse returns from now on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let conns = std::mem::take(&mut *lock(&self.idle));
+        drop(conns);
+    }
+
+    /// Drop idle connections that expired or were closed by the replica.
+    pub fn sweep(&self, idle_timeout: Duration) {
+        let mut idle = lock(&self.idle);
+        idle.retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
+    }
+
+    /// Idle connections kept now.
+    #[must_use]
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
+    }
+}
+
+/// Counts one request against an endpoint for as long as it lives.
+pub struct InFlight(Arc<EndpointState>);
+
+impl InFlight {
+    /// The endpoint this request counts against.
+    #[must_use]
+    pub fn endpoint(&self) -> &Arc<EndpointState> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Open a new HTTP/1.1 connection to `addr`; the connection is driven by a spawned task that
+/// ends when the replica closes it or the last [`Sender`] is dropped.
+///
+/// # Errors
+///
+/// [`ConnectError`] when the TCP connect fails or times out, or the handshake fails.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ConnectError::Io(e)),
+        Err(_) => return Err(ConnectError::Timeout),
+    };
+    // Latency over throughput for small proxied messages.
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "gateway: upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}

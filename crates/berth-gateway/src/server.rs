@@ -1,0 +1,72 @@
+//! The HTTP listener: accept connections, serve HTTP/1.1 and h2c on each, shut down gracefully.
+//!
+//! Rules this module keeps:
+//! * Every connection task is tracked; on shutdown the listener is closed first, then each
+//!   connection is asked to finish gracefully (HTTP/1: close once the current response is done,
+//!   close at once if idle; HTTP/2: GOAWAY), and `serve` returns when all are gone. The caller
+//!   bounds the grace period.
+//! * Accept errors (e.g. out of file descriptors) are logged and retried after a short pause;
+//!   they never end the listener.
+
+use crate::proxy;
+use crate::Inner;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Serve `listener` until `shutdown`, then drain. See [`crate::Gateway::serve_http`].
+///
+/// # Errors
+///
+/// None today; see [`crate::Gateway::serve_http`].
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    let builder = Arc::new(builder);
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, client) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = inner.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| proxy::handle(inner.clone(), client, req));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%client, error = %e, "gateway: client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
