@@ -1,1 +1,549 @@
+//! Berth's application layer: applications, revisions and the reconciler that makes Docker match
+//! them. See `docs/architecture.md` for the whole picture.
+//!
+//! Flow of a change: an API call validates the request, resolves what it must (image IDs,
+//! route ports), commits a new revision to the store (STYLE.md habit 4: before any Docker call)
+//! and wakes the application's reconciler. The reconciler ([`pass`]) lists every Docker object
+//! labelled with this instance and the application, asks the pure planner ([`plan`]) for the next
+//! steps per service, executes them, and publishes the routing table the gateway serves from.
+//! Docker events and readiness probes only wake it; a periodic resync catches anything missed.
+//!
+//! Rules it keeps: it acts only on objects labelled with its own `berth.instance`; it never acts
+//! on a partial listing; all its tasks stop when the shutdown token is cancelled.
+
+pub mod error;
+pub mod health;
+mod pass;
 pub mod plan;
+pub mod reconcile;
+pub mod spec;
+
+pub use error::CpError;
+
+use berth_core::api::{
+    AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
+};
+use berth_core::{HttpRoute, PortForward, RoutingTable};
+use berth_docker::Docker;
+use berth_store::{RevisionStatus, Store};
+use spec::{labels, Naming, RevisionSpec};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What the control plane needs from the data plane (the gateway), without depending on it.
+pub trait DataPlane: Send + Sync {
+    /// Requests in flight to a replica (by container id); a drained replica is stopped at 0.
+    fn in_flight(&self, endpoint_id: &str) -> usize;
+    /// Published ports that could not be bound, with the reason.
+    fn port_errors(&self) -> Vec<(SocketAddr, String)>;
+    /// Version of the routing table the data plane is serving. A drained replica's in-flight
+    /// count is final only once this reaches the version that removed it.
+    fn table_version(&self) -> u64;
+}
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Labels added to every Docker object Berth creates (`--label`).
+    pub extra_labels: BTreeMap<String, String>,
+    /// Period of the full resync (every application reconciled even without events).
+    pub resync: Duration,
+    /// Default time a new replica of an update has to become ready.
+    pub rollout_deadline: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            extra_labels: BTreeMap::new(),
+            resync: Duration::from_secs(5),
+            rollout_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// In-memory facts that Docker does not keep for us. Losing them (a restart) is safe: each
+/// has a conservative default.
+#[derive(Default)]
+struct Memory {
+    /// Replicas taken out of rotation: since when, and the table version without them.
+    draining: HashMap<String, (Instant, u64)>,
+    /// Restarts Berth made, per container.
+    restarts: HashMap<String, RestartInfo>,
+    /// Steps being executed (container ids or create keys): not planned again meanwhile.
+    busy: HashSet<String>,
+    /// When a slot of (app, service) last finished updating (for `update_config.delay`).
+    slot_done: HashMap<(String, String), Instant>,
+    /// Last computed status per application.
+    status: HashMap<String, AppStatus>,
+    /// Per application: its routes and published ports (merged into the table).
+    tables: BTreeMap<String, (Vec<HttpRoute>, Vec<PortForward>)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct RestartInfo {
+    count: u32,
+    last_exit: Option<i64>,
+    not_before: Option<Instant>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    docker: Docker,
+    naming: Naming,
+    config: Config,
+    table_tx: watch::Sender<Arc<RoutingTable>>,
+    table_version: std::sync::atomic::AtomicU64,
+    prober: health::Prober,
+    dataplane: Arc<dyn DataPlane>,
+    runtime: std::sync::OnceLock<reconcile::Runtime>,
+    mem: Mutex<Memory>,
+    shutdown: CancellationToken,
+}
+
+/// The control plane: cheap to clone, shared by the API handlers.
+#[derive(Clone)]
+pub struct ControlPlane {
+    inner: Arc<Inner>,
+}
+
+impl Inner {
+    fn mem(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.mem.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn wake(&self, app: &str) {
+        if let Some(rt) = self.runtime.get() {
+            rt.wake(app);
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Start the reconciler, the Docker event watcher and the periodic resync. Nothing acts
+    /// before the first full listing of Berth's objects (each pass lists before it acts).
+    pub fn start(
+        store: Store,
+        docker: Docker,
+        config: Config,
+        table_tx: watch::Sender<Arc<RoutingTable>>,
+        dataplane: Arc<dyn DataPlane>,
+        shutdown: CancellationToken,
+    ) -> Result<ControlPlane, CpError> {
+        let instance = store.instance_id()?;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let w = weak.clone();
+            let wake: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |app: &str| {
+                if let Some(i) = w.upgrade() {
+                    i.wake(app);
+                }
+            });
+            Inner {
+                store,
+                docker,
+                naming: Naming { instance },
+                config,
+                table_tx,
+                table_version: std::sync::atomic::AtomicU64::new(0),
+                prober: health::Prober::new(wake, shutdown.clone()),
+                dataplane,
+                runtime: std::sync::OnceLock::new(),
+                mem: Mutex::default(),
+                shutdown: shutdown.clone(),
+            }
+        });
+        let weak = Arc::downgrade(&inner);
+        let rt = reconcile::Runtime::spawn(
+            move |app| {
+                let weak = weak.clone();
+                async move {
+                    match weak.upgrade() {
+                        Some(inner) => pass::run(&inner, &app).await,
+                        None => reconcile::Action::Await,
+                    }
+                }
+            },
+            shutdown.clone(),
+        );
+        let _ = inner.runtime.set(rt);
+        tokio::spawn(pass::watch_events(Arc::downgrade(&inner), shutdown.clone()));
+        tokio::spawn(pass::resync_loop(Arc::downgrade(&inner), shutdown));
+        Ok(ControlPlane { inner })
+    }
+
+    /// This server's instance id (the `berth.instance` label).
+    #[must_use]
+    pub fn instance(&self) -> &str {
+        &self.inner.naming.instance
+    }
+
+    /// The Docker client.
+    #[must_use]
+    pub fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
+    fn check_app_name(app: &str) -> Result<(), CpError> {
+        if spec::valid_app_name(app) {
+            Ok(())
+        } else {
+            Err(CpError::InvalidArgument(format!(
+                "invalid application name {app:?}: use 1-40 lowercase letters, digits and '-'"
+            )))
+        }
+    }
+
+    fn current_spec(&self, app: &str) -> Result<(u64, RevisionSpec), CpError> {
+        let a = self.inner.store.get_app(app)?;
+        if a.deleting {
+            return Err(CpError::AppNotFound(app.to_string()));
+        }
+        let rev = self.inner.store.get_revision(app, a.revision)?;
+        let spec: RevisionSpec = serde_json::from_value(rev.spec)
+            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
+        Ok((a.revision, spec))
+    }
+
+    /// Parse, validate and commit a new revision of `app` from a Compose bundle.
+    pub async fn apply(&self, app: &str, req: ApplyRequest) -> Result<RevisionCreated, CpError> {
+        Self::check_app_name(app)?;
+        let bundle = berth_compose::Bundle {
+            compose_files: req.compose_files,
+            files: req.files,
+            env: req.env,
+            profiles: req.profiles,
+            project_dir: req.project_dir,
+        };
+        if bundle.compose_files.is_empty() {
+            return Err(CpError::InvalidArgument("no Compose file in the request".into()));
+        }
+        let project = berth_compose::load(&bundle)?;
+        if project.services.is_empty() {
+            return Err(CpError::InvalidArgument("the Compose files define no service (check `profiles`)".into()));
+        }
+        // Preflight: every image must exist locally; pin image IDs.
+        let mut images = BTreeMap::new();
+        let mut image_ports = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (name, svc) in &project.services {
+            match self.inner.docker.inspect_image(&svc.image).await? {
+                Some(img) => {
+                    images.insert(name.clone(), img.id.clone());
+                    let ports: Vec<u16> = img
+                        .exposed_ports
+                        .iter()
+                        .filter_map(|p| p.strip_suffix("/tcp").and_then(|p| p.parse().ok()))
+                        .collect();
+                    image_ports.insert(name.clone(), ports);
+                }
+                None => {
+                    if !missing.contains(&svc.image) {
+                        missing.push(svc.image.clone());
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(CpError::ImageMissing(missing));
+        }
+        let spec = RevisionSpec { project, images, image_ports };
+        self.validate(app, &spec)?;
+        let prev = self.current_spec(app).ok();
+        let change = spec::describe_change(prev.as_ref().map(|p| &p.1), &spec);
+        if let Some((rev, prev_spec)) = &prev {
+            if serde_json::to_value(prev_spec).ok() == serde_json::to_value(&spec).ok() {
+                self.inner.wake(app);
+                return Ok(RevisionCreated { app: app.into(), revision: *rev, changed: false, change });
+            }
+        }
+        self.commit(app, "apply", &change, &spec)
+    }
+
+    fn commit(&self, app: &str, source: &str, change: &str, spec: &RevisionSpec) -> Result<RevisionCreated, CpError> {
+        let value = serde_json::to_value(spec).map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
+        let revision = self.inner.store.create_revision(app, source, change, &value)?;
+        tracing::info!(app, revision, source, change, "revision committed");
+        self.inner.wake(app);
+        Ok(RevisionCreated { app: app.into(), revision, changed: true, change: change.into() })
+    }
+
+    /// Checks that need the resolved spec and the other applications: route ports, conflicts.
+    fn validate(&self, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
+        let invalid = |path: String, message: String| CpError::Compose(berth_compose::ComposeError::Invalid { path, message });
+        let mut mine_routes = Vec::new();
+        let mut mine_ports = Vec::new();
+        for (name, svc) in &spec.project.services {
+            for (i, r) in svc.berth.routes.iter().enumerate() {
+                if r.port.is_none() && spec.default_port(name).is_none() {
+                    return Err(invalid(
+                        format!("services.{name}.x-berth.route[{i}].port"),
+                        "the service exposes no single port; name the container port to route to".into(),
+                    ));
+                }
+                let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), normalize_prefix(&r.path_prefix));
+                if mine_routes.iter().any(|(k, _)| *k == key) {
+                    return Err(invalid(
+                        format!("services.{name}.x-berth.route[{i}]"),
+                        "the same host and path prefix is routed twice".into(),
+                    ));
+                }
+                mine_routes.push((key, name.clone()));
+            }
+            if let Some(h) = &svc.berth.health {
+                if h.port.is_none() && spec.default_port(name).is_none() && svc.berth.routes.iter().all(|r| r.port.is_none()) {
+                    return Err(invalid(
+                        format!("services.{name}.x-berth.health.port"),
+                        "the service exposes no single port; name the container port to probe".into(),
+                    ));
+                }
+            }
+            for (i, p) in svc.ports.iter().enumerate() {
+                let Some(published) = p.published else {
+                    return Err(invalid(
+                        format!("services.{name}.ports[{i}]"),
+                        "a published host port is required (\"HOST:CONTAINER\"); to reach a service only from its application, use `expose`".into(),
+                    ));
+                };
+                mine_ports.push((published, name.clone()));
+            }
+            if svc.container_name.is_some() && svc.replicas > 1 {
+                return Err(invalid(
+                    format!("services.{name}.container_name"),
+                    format!("a fixed container name allows one replica, not {}", svc.replicas),
+                ));
+            }
+        }
+        for other in self.inner.store.list_apps()? {
+            if other.name == app || other.deleting {
+                continue;
+            }
+            let Ok(rev) = self.inner.store.get_revision(&other.name, other.revision) else { continue };
+            let Ok(ospec) = serde_json::from_value::<RevisionSpec>(rev.spec) else { continue };
+            for (oname, osvc) in &ospec.project.services {
+                for r in &osvc.berth.routes {
+                    let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), normalize_prefix(&r.path_prefix));
+                    if let Some((_, svc)) = mine_routes.iter().find(|(k, _)| *k == key) {
+                        return Err(CpError::RouteConflict(format!(
+                            "route {}{} of service {svc} is held by application {:?} (service {oname})",
+                            key.0.as_deref().unwrap_or(""),
+                            key.1,
+                            other.name
+                        )));
+                    }
+                }
+                for p in &osvc.ports {
+                    if let Some((port, svc)) = mine_ports.iter().find(|(port, _)| Some(*port) == p.published) {
+                        return Err(CpError::PortConflict(format!(
+                            "host port {port} of service {svc} is held by application {:?} (service {oname})",
+                            other.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Set replica counts; a new revision that changes only those counts.
+    pub fn scale(&self, app: &str, req: &ScaleRequest) -> Result<RevisionCreated, CpError> {
+        let (rev, mut spec) = self.current_spec(app)?;
+        if req.replicas.is_empty() {
+            return Err(CpError::InvalidArgument("name at least one SERVICE=N".into()));
+        }
+        let mut changes = Vec::new();
+        for (svc, n) in &req.replicas {
+            let s = spec
+                .project
+                .services
+                .get_mut(svc)
+                .ok_or_else(|| CpError::ServiceNotFound(app.into(), svc.clone()))?;
+            if *n > 1000 {
+                return Err(CpError::InvalidArgument(format!("{svc}: at most 1000 replicas")));
+            }
+            if s.container_name.is_some() && *n > 1 {
+                return Err(CpError::InvalidArgument(format!(
+                    "{svc}: `container_name` is set, so it can have only one replica"
+                )));
+            }
+            if s.replicas != *n {
+                changes.push(format!("{svc}: replicas {} → {n}", s.replicas));
+                s.replicas = *n;
+            }
+        }
+        if changes.is_empty() {
+            return Ok(RevisionCreated { app: app.into(), revision: rev, changed: false, change: "no change".into() });
+        }
+        self.commit(app, "scale", &changes.join("; "), &spec)
+    }
+
+    /// Roll back to a revision (by default the newest converged one before the current).
+    pub fn rollback(&self, app: &str, req: &RollbackRequest) -> Result<RevisionCreated, CpError> {
+        let (current, _) = self.current_spec(app)?;
+        let target = match req.to {
+            Some(n) => self.inner.store.get_revision(app, n)?,
+            None => self.inner.store.last_converged_before(app, current)?.ok_or_else(|| {
+                CpError::InvalidArgument(format!("application {app:?} has no earlier converged revision to roll back to"))
+            })?,
+        };
+        if target.number == current {
+            return Err(CpError::InvalidArgument(format!("revision {current} is already the current one")));
+        }
+        let spec: RevisionSpec =
+            serde_json::from_value(target.spec).map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
+        self.commit(app, "rollback", &format!("rollback to revision {}", target.number), &spec)
+    }
+
+    /// Remove an application: its containers and networks, and its named volumes with `volumes`.
+    pub fn remove(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        self.inner.store.mark_deleting(app, volumes)?;
+        self.inner.wake(app);
+        Ok(())
+    }
+
+    /// Every application with its revision and health.
+    pub fn apps(&self) -> Result<Vec<AppSummary>, CpError> {
+        let mem = self.inner.mem();
+        let mut out = Vec::new();
+        for a in self.inner.store.list_apps()? {
+            let rev = self.inner.store.get_revision(&a.name, a.revision).ok();
+            let services = rev
+                .as_ref()
+                .and_then(|r| r.spec.get("project").and_then(|p| p.get("services")).and_then(|s| s.as_object()).map(serde_json::Map::len))
+                .unwrap_or(0);
+            let health = if a.deleting {
+                "deleting".to_string()
+            } else {
+                mem.status.get(&a.name).map_or_else(|| "progressing".to_string(), |s| s.health.clone())
+            };
+            out.push(AppSummary {
+                name: a.name.clone(),
+                revision: a.revision,
+                revision_status: rev.as_ref().map_or("pending", |r| status_str(r.status)).to_string(),
+                health,
+                services,
+                created_at: a.created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An application's progress (as of its last reconcile pass).
+    pub fn status(&self, app: &str) -> Result<AppStatus, CpError> {
+        let a = self.inner.store.get_app(app)?;
+        let rev = self.inner.store.get_revision(app, a.revision)?;
+        let cached = self.inner.mem().status.get(app).cloned();
+        let mut st = cached.unwrap_or_else(|| AppStatus {
+            name: app.into(),
+            revision: a.revision,
+            revision_status: String::new(),
+            message: String::new(),
+            health: "progressing".into(),
+            converged: false,
+            services: vec![],
+        });
+        if st.revision != a.revision {
+            st.converged = false;
+            st.health = "progressing".into();
+        }
+        st.revision = a.revision;
+        st.revision_status = status_str(rev.status).into();
+        st.message = rev.message;
+        if a.deleting {
+            st.health = "deleting".into();
+        }
+        Ok(st)
+    }
+
+    /// Revisions, newest first.
+    pub fn history(&self, app: &str) -> Result<Vec<RevisionView>, CpError> {
+        self.inner.store.get_app(app)?;
+        Ok(self
+            .inner
+            .store
+            .list_revisions(app)?
+            .into_iter()
+            .map(|r| RevisionView {
+                revision: r.number,
+                created_at: r.created_at,
+                source: r.source,
+                change: r.change,
+                status: status_str(r.status).into(),
+                message: r.message,
+                finished_at: r.finished_at,
+            })
+            .collect())
+    }
+
+    /// Every replica of an application (`berth ps`).
+    pub async fn ps(&self, app: &str) -> Result<Vec<Instance>, CpError> {
+        self.inner.store.get_app(app)?;
+        pass::instances(&self.inner, app).await
+    }
+
+    /// The replicas of one service (discovery).
+    pub async fn instances(&self, app: &str, service: &str) -> Result<Vec<Instance>, CpError> {
+        let (_, spec) = self.current_spec(app)?;
+        if !spec.project.services.contains_key(service) {
+            return Err(CpError::ServiceNotFound(app.into(), service.into()));
+        }
+        Ok(pass::instances(&self.inner, app).await?.into_iter().filter(|i| i.service == service).collect())
+    }
+
+    /// The containers whose logs `berth logs` shows: current replicas of the service, by slot.
+    pub async fn log_targets(&self, app: &str, service: &str) -> Result<Vec<(u32, String)>, CpError> {
+        let (_, spec) = self.current_spec(app)?;
+        if !spec.project.services.contains_key(service) {
+            return Err(CpError::ServiceNotFound(app.into(), service.into()));
+        }
+        let mut list: Vec<(u32, String)> = pass::instances(&self.inner, app)
+            .await?
+            .into_iter()
+            .filter(|i| i.service == service)
+            .map(|i| (i.slot, i.container_id))
+            .collect();
+        list.sort();
+        Ok(list)
+    }
+
+    /// The routing table as last published.
+    #[must_use]
+    pub fn routing_table(&self) -> Arc<RoutingTable> {
+        self.inner.table_tx.borrow().clone()
+    }
+
+    /// Stop background work (also done by cancelling the shutdown token given to `start`).
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+fn normalize_prefix(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() {
+        "/".into()
+    } else {
+        t.into()
+    }
+}
+
+fn status_str(s: RevisionStatus) -> &'static str {
+    match s {
+        RevisionStatus::Pending => "pending",
+        RevisionStatus::Converged => "converged",
+        RevisionStatus::Failed => "failed",
+        RevisionStatus::Superseded => "superseded",
+    }
+}
+
+#[allow(dead_code)]
+fn label_filters(inner: &Inner, app: Option<&str>) -> Vec<String> {
+    let mut f = vec![format!("{}={}", labels::INSTANCE, inner.naming.instance)];
+    if let Some(app) = app {
+        f.push(format!("{}={app}", labels::APP));
+    }
+    f
+}

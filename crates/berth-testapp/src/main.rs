@@ -32,8 +32,8 @@ fn env_or(name: &str, default: &str) -> String {
 fn main() {
     // SAFETY: installing a handler that only calls an async-signal-safe function.
     unsafe {
-        libc::signal(libc::SIGTERM, on_sigterm as usize);
-        libc::signal(libc::SIGINT, on_sigterm as usize);
+        libc::signal(libc::SIGTERM, on_sigterm as *const () as usize);
+        libc::signal(libc::SIGINT, on_sigterm as *const () as usize);
     }
     if let Ok(code) = std::env::var("EXIT_CODE") {
         let ms: u64 = env_or("RUN_MS", "0").parse().unwrap_or(0);

@@ -1,0 +1,109 @@
+//! A typed client of the Berth REST API. Errors come back as [`ApiFailure`] with the server's
+//! `{code, message}`, or as a one-line "cannot reach" explanation.
+
+use berth_core::api::{AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest};
+use berth_core::ErrorBody;
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// An error answer from the server.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.body.message, self.body.code)
+    }
+}
+impl std::error::Error for ApiFailure {}
+
+/// The client.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    #[must_use]
+    pub fn new(server: &str) -> Client {
+        let base = if server.contains("://") { server.to_string() } else { format!("http://{server}") };
+        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        Self::decode(resp).await
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow::anyhow!("cannot reach the Berth server at {} (is `berth server` running? set --server or BERTH_SERVER)", self.base)
+        } else {
+            anyhow::anyhow!("request to {} failed: {e}", self.base)
+        }
+    }
+
+    async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ApiFailure { status: status.as_u16(), body }.into()),
+            Err(_) => Err(anyhow::anyhow!("server answered {status}: {}", String::from_utf8_lossy(&bytes))),
+        }
+    }
+
+    pub async fn health(&self) -> anyhow::Result<berth_core::api::Health> {
+        self.send(self.http.get(self.url("/health"))).await
+    }
+    pub async fn apply(&self, app: &str, req: &ApplyRequest) -> anyhow::Result<RevisionCreated> {
+        self.send(self.http.post(self.url(&format!("/apps/{app}/apply"))).json(req)).await
+    }
+    pub async fn apps(&self) -> anyhow::Result<Vec<AppSummary>> {
+        self.send(self.http.get(self.url("/apps"))).await
+    }
+    pub async fn status(&self, app: &str) -> anyhow::Result<AppStatus> {
+        self.send(self.http.get(self.url(&format!("/apps/{app}")))).await
+    }
+    pub async fn ps(&self, app: &str) -> anyhow::Result<Vec<Instance>> {
+        self.send(self.http.get(self.url(&format!("/apps/{app}/ps")))).await
+    }
+    pub async fn instances(&self, app: &str, service: &str) -> anyhow::Result<Vec<Instance>> {
+        self.send(self.http.get(self.url(&format!("/apps/{app}/services/{service}/instances")))).await
+    }
+    pub async fn scale(&self, app: &str, req: &ScaleRequest) -> anyhow::Result<RevisionCreated> {
+        self.send(self.http.post(self.url(&format!("/apps/{app}/scale"))).json(req)).await
+    }
+    pub async fn history(&self, app: &str) -> anyhow::Result<Vec<RevisionView>> {
+        self.send(self.http.get(self.url(&format!("/apps/{app}/revisions")))).await
+    }
+    pub async fn rollback(&self, app: &str, req: &RollbackRequest) -> anyhow::Result<RevisionCreated> {
+        self.send(self.http.post(self.url(&format!("/apps/{app}/rollback"))).json(req)).await
+    }
+    pub async fn remove(&self, app: &str, volumes: bool) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.delete(self.url(&format!("/apps/{app}?volumes={volumes}")))).await
+    }
+    /// The raw logs response (streamed by the caller).
+    pub async fn logs(&self, app: &str, service: &str, follow: bool, tail: Option<u64>) -> anyhow::Result<reqwest::Response> {
+        let mut url = format!("/apps/{app}/services/{service}/logs?follow={follow}");
+        if let Some(t) = tail {
+            url.push_str(&format!("&tail={t}"));
+        }
+        let resp = self.http.get(self.url(&url)).send().await.map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(Self::decode::<serde_json::Value>(resp).await.err().unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The client commands.
+
+use crate::client::{ApiFailure, Client};
+use crate::{ApplyArgs, Command, OutputArgs};
+use anyhow::{anyhow, bail, Context};
+use berth_core::api::{ApplyRequest, RollbackRequest, ScaleRequest};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Server(_) => bail!("`berth server` is handled by the binary"),
+        Command::Apply(args) => apply(client, args).await,
+        Command::Apps(out) => {
+            let apps = client.apps().await?;
+            if json(&out) {
+                print_json(&apps);
+            } else {
+                let rows = apps
+                    .iter()
+                    .map(|a| {
+                        vec![a.name.clone(), a.revision.to_string(), a.revision_status.clone(), a.health.clone(), a.services.to_string()]
+                    })
+                    .collect();
+                table(&["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"], rows);
+            }
+            Ok(0)
+        }
+        Command::Ps { app, output } => {
+            let list = client.ps(&app).await?;
+            if json(&output) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            format!("{}.{}", i.service, i.slot),
+                            i.container_id.chars().take(12).collect(),
+                            i.state.clone(),
+                            i.health.clone(),
+                            i.address.clone(),
+                            i.revision.to_string(),
+                            i.restarts.to_string(),
+                            i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                            if i.draining { "draining".into() } else if i.in_rotation { "yes".into() } else { "-".into() },
+                        ]
+                    })
+                    .collect();
+                table(&["REPLICA", "CONTAINER", "STATE", "HEALTH", "ADDRESS", "REV", "RESTARTS", "EXIT", "ROTATION"], rows);
+            }
+            Ok(0)
+        }
+        Command::Scale { app, replicas, detach } => {
+            let mut req = ScaleRequest::default();
+            for pair in replicas {
+                let (svc, n) = pair.split_once('=').ok_or_else(|| anyhow!("expected SERVICE=N, got {pair:?}"))?;
+                let n: u32 = n.parse().map_err(|_| anyhow!("{pair:?}: the replica count must be a whole number"))?;
+                req.replicas.insert(svc.to_string(), n);
+            }
+            let created = client.scale(&app, &req).await?;
+            report_created(&created);
+            if detach || !created.changed {
+                return Ok(0);
+            }
+            wait(client, &app, created.revision, Duration::from_secs(300)).await
+        }
+        Command::Logs { app, service, follow, tail } => {
+            use futures_util::StreamExt;
+            let resp = client.logs(&app, &service, follow, tail).await?;
+            let mut stream = resp.bytes_stream();
+            let mut stdout = std::io::stdout();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("log stream interrupted")?;
+                if stdout.write_all(&chunk).and_then(|()| stdout.flush()).is_err() {
+                    break; // stdout closed (e.g. piped into head)
+                }
+            }
+            Ok(0)
+        }
+        Command::History { app, output } => {
+            let revs = client.history(&app).await?;
+            if json(&output) {
+                print_json(&revs);
+            } else {
+                let rows = revs
+                    .iter()
+                    .map(|r| {
+                        let outcome = if r.message.is_empty() { r.status.clone() } else { format!("{}: {}", r.status, r.message) };
+                        vec![r.revision.to_string(), r.created_at.clone(), r.source.clone(), outcome, r.change.clone()]
+                    })
+                    .collect();
+                table(&["REVISION", "CREATED", "SOURCE", "OUTCOME", "CHANGE"], rows);
+            }
+            Ok(0)
+        }
+        Command::Rollback { app, to, detach } => {
+            let created = client.rollback(&app, &RollbackRequest { to }).await?;
+            report_created(&created);
+            if detach {
+                return Ok(0);
+            }
+            wait(client, &app, created.revision, Duration::from_secs(300)).await
+        }
+        Command::Rm { app, volumes, detach } => {
+            client.remove(&app, volumes).await?;
+            if detach {
+                println!("removing {app}");
+                return Ok(0);
+            }
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                match client.status(&app).await {
+                    Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.body.code == "app_not_found") => break,
+                    Err(e) => return Err(e),
+                    Ok(_) if Instant::now() > deadline => bail!("{app} is still being removed after 120 s"),
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            println!("removed {app}{}", if volumes { " and its volumes" } else { "" });
+            Ok(0)
+        }
+    }
+}
+
+fn json(o: &OutputArgs) -> bool {
+    o.output == "json"
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.iter().map(|h| (*h).to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn report_created(c: &berth_core::api::RevisionCreated) {
+    if c.changed {
+        println!("{}: revision {} ({})", c.app, c.revision, c.change);
+    } else {
+        println!("{}: no change (revision {})", c.app, c.revision);
+    }
+}
+
+const DEFAULT_FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+
+/// Read the Compose files and everything they reference into one bundle.
+pub(crate) fn bundle(files: &[PathBuf], profiles: &[String]) -> anyhow::Result<ApplyRequest> {
+    let files: Vec<PathBuf> = if files.is_empty() {
+        let found = DEFAULT_FILES.iter().map(PathBuf::from).find(|p| p.exists());
+        vec![found.ok_or_else(|| anyhow!("no compose.yaml in the current directory; name a file with -f"))?]
+    } else {
+        files.to_vec()
+    };
+    let first = std::fs::canonicalize(&files[0]).with_context(|| format!("cannot read {}", files[0].display()))?;
+    let project_dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut req = ApplyRequest { project_dir: project_dir.display().to_string(), profiles: profiles.to_vec(), ..Default::default() };
+    let mut sources = Vec::new();
+    for f in &files {
+        let abs = std::fs::canonicalize(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let content = std::fs::read_to_string(&abs).with_context(|| format!("cannot read {}", f.display()))?;
+        let key = abs
+            .strip_prefix(&project_dir)
+            .map_or_else(|_| abs.display().to_string(), |p| p.display().to_string());
+        if req.files.contains_key(&key) {
+            bail!("{} is given twice", f.display());
+        }
+        req.compose_files.push(key.clone());
+        sources.push((key.clone(), content.clone()));
+        req.files.insert(key, content);
+    }
+    let env_path = project_dir.join(".env");
+    if env_path.is_file() {
+        req.files.insert(".env".into(), std::fs::read_to_string(&env_path).context("cannot read .env")?);
+    }
+    let referenced = berth_compose::referenced_files(&sources).map_err(|e| anyhow!("{e}"))?;
+    for rel in referenced {
+        let path = project_dir.join(&rel);
+        let content = std::fs::read(&path).with_context(|| format!("cannot read {rel} (referenced by the Compose file)"))?;
+        let content = String::from_utf8(content).map_err(|_| anyhow!("{rel}: only UTF-8 text files can be sent"))?;
+        req.files.insert(rel, content);
+    }
+    let mut env = BTreeMap::new();
+    for name in berth_compose::referenced_variables(&sources) {
+        if let Ok(v) = std::env::var(&name) {
+            env.insert(name, v);
+        }
+    }
+    req.env = env;
+    Ok(req)
+}
+
+async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
+    let req = bundle(&args.files, &args.profiles)?;
+    let created = client.apply(&args.app, &req).await?;
+    report_created(&created);
+    if args.detach {
+        return Ok(0);
+    }
+    wait(client, &args.app, created.revision, Duration::from_secs(args.timeout)).await
+}
+
+/// Wait until `revision` has converged (exit 0) or failed (exit 1), showing progress on a terminal.
+async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> anyhow::Result<i32> {
+    let tty = std::io::stderr().is_terminal();
+    let deadline = Instant::now() + timeout;
+    let mut shown_lines = 0usize;
+    let mut last = String::new();
+    loop {
+        let st = client.status(app).await?;
+        if st.revision != revision {
+            clear(tty, shown_lines);
+            let history = client.history(app).await.unwrap_or_default();
+            let mine = history.iter().find(|r| r.revision == revision);
+            match mine {
+                Some(r) if r.status == "failed" => {
+                    eprintln!("error: revision {revision} failed: {}; now at revision {}", r.message, st.revision);
+                }
+                _ => eprintln!("error: revision {revision} was superseded by revision {}", st.revision),
+            }
+            return Ok(1);
+        }
+        if tty {
+            let mut text = String::new();
+            for s in &st.services {
+                let mut line = format!(
+                    "  {:<16} {}/{} created  {}/{} healthy  {} in rotation",
+                    s.name, s.created, s.desired, s.healthy, s.desired, s.in_rotation
+                );
+                if s.old > 0 {
+                    line.push_str(&format!("  {} old", s.old));
+                }
+                if !s.waiting_for.is_empty() {
+                    line.push_str(&format!("  waiting for {}", s.waiting_for.join(", ")));
+                }
+                if let Some(p) = &s.problem {
+                    line.push_str(&format!("  ({p})"));
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            if text != last {
+                clear(tty, shown_lines);
+                eprint!("{text}");
+                shown_lines = text.lines().count();
+                last = text;
+            }
+        }
+        if st.revision_status == "failed" {
+            eprintln!("error: revision {revision} failed: {}", st.message);
+            return Ok(1);
+        }
+        if st.converged && st.revision_status == "converged" {
+            println!("{app}: revision {revision} converged");
+            return Ok(0);
+        }
+        if Instant::now() > deadline {
+            let problems: Vec<String> =
+                st.services.iter().filter_map(|s| s.problem.as_ref().map(|p| format!("{}: {p}", s.name))).collect();
+            eprintln!(
+                "error: {app} did not converge within {} s{}",
+                timeout.as_secs(),
+                if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+            );
+            return Ok(1);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn clear(tty: bool, lines: usize) {
+    if tty && lines > 0 {
+        eprint!("\x1b[{lines}A\x1b[J");
+    }
+}

@@ -1,0 +1,157 @@
+//! Berth's command line. Every command but `server` is a call to the REST API through
+//! [`client::Client`]; the server is found with `--server` or `BERTH_SERVER`, by default the
+//! server's own default API address.
+//!
+//! Rules it keeps: a failure prints one line (`error: ...`, with the API's code when there is
+//! one) and exits non-zero; nothing panics on bad input; the CLI sends the server everything it
+//! needs (Compose files and the files they reference) and never expects the server to read the
+//! client's paths.
+
+pub mod client;
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The API address `berth server` listens on by default, and the CLI's default server.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7400";
+/// The gateway address `berth server` listens on by default.
+pub const DEFAULT_GATEWAY_LISTEN: &str = "0.0.0.0:7480";
+
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about = "Berth: build, deploy, route, scale and heal services on Docker")]
+pub struct Cli {
+    /// The Berth API to talk to.
+    #[arg(long, global = true, env = "BERTH_SERVER", default_value = concat!("http://", "127.0.0.1:7400"))]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane, the gateway and the reconciler in one process.
+    Server(ServerArgs),
+    /// Deploy a Docker Compose application and wait until it has converged.
+    Apply(ApplyArgs),
+    /// List applications with their revision and health.
+    Apps(OutputArgs),
+    /// List an application's replicas.
+    Ps {
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Set the replica count of services: `berth scale --app shop web=3`.
+    Scale {
+        #[arg(long)]
+        app: String,
+        /// SERVICE=N pairs.
+        #[arg(required = true)]
+        replicas: Vec<String>,
+        /// Return at once instead of waiting for convergence.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Show a service's logs.
+    Logs {
+        #[arg(long)]
+        app: String,
+        service: String,
+        /// Keep streaming new output.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines of each replica.
+        #[arg(long)]
+        tail: Option<u64>,
+    },
+    /// List an application's revisions: what changed, when, outcome.
+    History {
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Roll back to a revision (default: the previous converged one).
+    Rollback {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Remove an application (its containers and networks; volumes with --volumes).
+    Rm {
+        #[arg(long)]
+        app: String,
+        /// Also remove the application's named volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// Return at once instead of waiting until everything is gone.
+        #[arg(long)]
+        detach: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where Berth keeps its state (SQLite database, instance id).
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the REST API (loopback only until users and tokens exist).
+    #[arg(long, env = "BERTH_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
+    pub api_listen: String,
+    /// Address of the HTTP gateway (the entry point to routed services).
+    #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
+    pub gateway_listen: String,
+    /// A label added to every Docker object Berth creates (repeatable): KEY=VALUE.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Log format.
+    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Seconds between full resyncs of every application.
+    #[arg(long, env = "BERTH_RESYNC_SECS", default_value_t = 5)]
+    pub resync_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// Application name.
+    #[arg(long)]
+    pub app: String,
+    /// Compose file(s); later files override earlier ones. Default: compose.yaml (or
+    /// compose.yml, docker-compose.yaml, docker-compose.yml) in the current directory.
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<PathBuf>,
+    /// Compose profiles to enable.
+    #[arg(long = "profile")]
+    pub profiles: Vec<String>,
+    /// Return as soon as the revision is committed.
+    #[arg(long)]
+    pub detach: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// `table` or `json`.
+    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+}
+
+/// Run a client command (everything but `server`); returns the exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let client = client::Client::new(&cli.server);
+    match commands::run(&client, cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}

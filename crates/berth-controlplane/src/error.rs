@@ -1,0 +1,85 @@
+//! The control plane's error type. The API turns it into HTTP in exactly one place, through
+//! [`CpError::code`]; internal detail (Docker, SQLite) goes to the log, not to the client.
+
+use berth_core::ErrorCode;
+
+/// Everything an application-layer operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CpError {
+    /// A request value is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The Compose files cannot be used.
+    #[error("{0}")]
+    Compose(#[from] berth_compose::ComposeError),
+    /// Images named by the application are missing from the engine.
+    #[error("{}", missing_images(.0))]
+    ImageMissing(Vec<String>),
+    /// Unknown application.
+    #[error("application {0:?} does not exist")]
+    AppNotFound(String),
+    /// Unknown service of an application.
+    #[error("service {1:?} does not exist in application {0:?}")]
+    ServiceNotFound(String, String),
+    /// Unknown revision.
+    #[error("revision {1} of application {0:?} does not exist")]
+    RevisionNotFound(String, u64),
+    /// A route is held by another application.
+    #[error("{0}")]
+    RouteConflict(String),
+    /// A published port is held by another application.
+    #[error("{0}")]
+    PortConflict(String),
+    /// The Docker engine failed or cannot be reached.
+    #[error("docker: {0}")]
+    Docker(#[from] berth_docker::DockerError),
+    /// The state database failed.
+    #[error("state: {0}")]
+    Store(berth_store::StoreError),
+}
+
+fn missing_images(images: &[String]) -> String {
+    format!(
+        "{} not present on the Docker engine (no registry can be reached; build or load {} first): {}",
+        if images.len() == 1 { "image" } else { "images" },
+        if images.len() == 1 { "it" } else { "them" },
+        images.join(", ")
+    )
+}
+
+impl From<berth_store::StoreError> for CpError {
+    fn from(e: berth_store::StoreError) -> Self {
+        match e {
+            berth_store::StoreError::AppNotFound(a) => CpError::AppNotFound(a),
+            berth_store::StoreError::RevisionNotFound(a, n) => CpError::RevisionNotFound(a, n),
+            other => CpError::Store(other),
+        }
+    }
+}
+
+impl CpError {
+    /// The stable error code (and with it the HTTP status).
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CpError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            CpError::Compose(berth_compose::ComposeError::Unsupported { .. }) => ErrorCode::UnsupportedKey,
+            CpError::Compose(_) => ErrorCode::InvalidCompose,
+            CpError::ImageMissing(_) => ErrorCode::ImageMissing,
+            CpError::AppNotFound(_) => ErrorCode::AppNotFound,
+            CpError::ServiceNotFound(..) => ErrorCode::ServiceNotFound,
+            CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
+            CpError::RouteConflict(_) => ErrorCode::RouteConflict,
+            CpError::PortConflict(_) => ErrorCode::PortConflict,
+            CpError::Docker(_) => ErrorCode::DockerUnavailable,
+            CpError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether the message is safe and useful to show the client (internal failures are logged
+    /// in full and answered with a generic message).
+    #[must_use]
+    pub fn is_internal(&self) -> bool {
+        matches!(self, CpError::Store(_))
+    }
+}

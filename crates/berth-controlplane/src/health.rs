@@ -1,0 +1,181 @@
+//! Berth's own readiness probes, run from the host against each replica's address.
+//!
+//! Why Berth probes itself: images built `FROM scratch` have no shell for a Compose healthcheck,
+//! and Docker's healthcheck interval is far too slow for a replacement to be routable within a
+//! second. While a replica is starting it is probed every 25 ms until the first success
+//! (like Compose's `start_interval` and Kubernetes' startup probes), then at the service's
+//! interval (DESIGN-NOTES §2).
+//!
+//! Kinds: `x-berth.health.http` (any 2xx/3xx answer), a TCP connect to the routed port for
+//! routed services without a health definition, or none (ready when running). A service with a
+//! Compose `healthcheck` uses Docker's status instead (read by the reconciler, not here).
+//!
+//! Rules it keeps: one probe task per (container, start time) — a restart starts a fresh probe
+//! from "starting"; every task is owned by the [`Prober`] and stops when its replica goes or the
+//! server shuts down; a change of readiness wakes the application's reconciler.
+
+use crate::plan::Readiness;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// How to probe a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `GET path` must answer 2xx or 3xx.
+    Http { path: String, interval: Duration, timeout: Duration },
+    /// A TCP connect must succeed.
+    Tcp { interval: Duration },
+}
+
+/// Consecutive failures of a ready replica before it is declared unhealthy (replaced).
+/// One failure already takes it out of rotation.
+const FAILURES_TO_UNHEALTHY: u32 = 3;
+const STARTING_INTERVAL: Duration = Duration::from_millis(25);
+
+struct Probe {
+    key: String,
+    readiness: Readiness,
+    ever_ready: bool,
+    cancel: CancellationToken,
+}
+
+/// Runs probe tasks and remembers their results.
+#[derive(Clone)]
+pub struct Prober {
+    inner: Arc<Mutex<HashMap<String, Probe>>>,
+    wake: Arc<dyn Fn(&str) + Send + Sync>,
+    shutdown: CancellationToken,
+}
+
+impl Prober {
+    /// `wake(app)` is called whenever a replica's readiness changes.
+    pub fn new(wake: Arc<dyn Fn(&str) + Send + Sync>, shutdown: CancellationToken) -> Prober {
+        Prober { inner: Arc::default(), wake, shutdown }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Probe>> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Make sure a probe runs for this container's current run and return its readiness.
+    /// `started_at` identifies the run: a new value restarts the probe from "starting".
+    pub fn ensure(&self, app: &str, container: &str, started_at: &str, addr: SocketAddr, kind: &ProbeKind) -> Readiness {
+        let key = format!("{started_at}|{addr}|{kind:?}");
+        let mut map = self.lock();
+        if let Some(p) = map.get(container) {
+            if p.key == key {
+                return p.readiness;
+            }
+            p.cancel.cancel();
+        }
+        let cancel = self.shutdown.child_token();
+        map.insert(
+            container.to_string(),
+            Probe { key: key.clone(), readiness: Readiness::Starting, ever_ready: false, cancel: cancel.clone() },
+        );
+        drop(map);
+        let this = self.clone();
+        let (app, container, kind) = (app.to_string(), container.to_string(), kind.clone());
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let (ok, interval) = match &kind {
+                    ProbeKind::Http { path, interval, timeout } => (http_probe(addr, path, *timeout).await, *interval),
+                    ProbeKind::Tcp { interval } => (
+                        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+                            .await
+                            .is_ok_and(|r| r.is_ok()),
+                        *interval,
+                    ),
+                };
+                failures = if ok { 0 } else { failures + 1 };
+                let changed = {
+                    let mut map = this.lock();
+                    let Some(p) = map.get_mut(&container).filter(|p| p.key == key) else { return };
+                    let next = if ok {
+                        p.ever_ready = true;
+                        Readiness::Ready
+                    } else if p.ever_ready && failures >= FAILURES_TO_UNHEALTHY {
+                        Readiness::Unhealthy
+                    } else {
+                        Readiness::Starting
+                    };
+                    let changed = next != p.readiness;
+                    p.readiness = next;
+                    (changed, p.ever_ready)
+                };
+                if changed.0 {
+                    (this.wake)(&app);
+                }
+                let wait = if changed.1 { interval } else { STARTING_INTERVAL };
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        });
+        Readiness::Starting
+    }
+
+    /// Mark a replica not ready at once (it died); its probe restarts with its next run.
+    pub fn mark_down(&self, container: &str) {
+        if let Some(p) = self.lock().get_mut(container) {
+            p.readiness = Readiness::Starting;
+            p.key.clear();
+            p.cancel.cancel();
+        }
+    }
+
+    /// Stop probing a replica that is gone.
+    pub fn forget(&self, container: &str) {
+        if let Some(p) = self.lock().remove(container) {
+            p.cancel.cancel();
+        }
+    }
+
+    /// Stop probing every container not in `keep` (ids).
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        self.lock().retain(|id, p| {
+            let k = keep(id);
+            if !k {
+                p.cancel.cancel();
+            }
+            k
+        });
+    }
+}
+
+/// One HTTP/1.1 GET with `Connection: close`; success is a 2xx or 3xx status line.
+async fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: berth-probe\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < 12 {
+            let r = s.read(&mut buf[n..]).await.ok()?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        let line = std::str::from_utf8(&buf[..n]).ok()?;
+        let code: u16 = line.get(9..12)?.parse().ok()?;
+        Some((200..400).contains(&code))
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten().unwrap_or(false)
+}
+
+impl Prober {
+    /// The last readiness of a container's probe, if one runs.
+    #[must_use]
+    pub fn peek(&self, container: &str) -> Option<Readiness> {
+        self.lock().get(container).map(|p| p.readiness)
+    }
+}

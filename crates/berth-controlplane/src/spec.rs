@@ -1,0 +1,270 @@
+//! From a parsed Compose project to what the reconciler needs: the revision document, per-service
+//! spec hashes, Docker object names and labels, and the container-create body.
+//!
+//! Rules it keeps:
+//! - A revision pins image IDs (resolved at apply time), so rolling back restores exactly what ran
+//!   even if a tag moved since.
+//! - A service's hash covers everything that shapes its containers (its Compose definition minus
+//!   `replicas`, its pinned image, the content of its secrets and configs, Berth's own settings),
+//!   and nothing else: scaling, or changing another service, never restarts it.
+//! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
+//!   repeated after a crash meets "name in use" and adopts the existing container instead of
+//!   making a duplicate (DESIGN-NOTES §1).
+
+use berth_compose::{MountKind, Project, Service};
+use berth_docker::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Label keys Berth puts on everything it creates.
+pub mod labels {
+    pub const INSTANCE: &str = "berth.instance";
+    pub const APP: &str = "berth.app";
+    pub const SERVICE: &str = "berth.service";
+    pub const SLOT: &str = "berth.slot";
+    pub const HASH: &str = "berth.hash";
+    pub const REVISION: &str = "berth.revision";
+    pub const NETWORK: &str = "berth.network";
+    pub const VOLUME: &str = "berth.volume";
+}
+
+/// What a revision stores: the project plus what apply resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionSpec {
+    pub project: Project,
+    /// Service → pinned image ID (`sha256:...`).
+    pub images: BTreeMap<String, String>,
+    /// Service → image's exposed ports (`8080/tcp`), for the default route port and `ps`.
+    #[serde(default)]
+    pub image_ports: BTreeMap<String, Vec<u16>>,
+}
+
+impl RevisionSpec {
+    /// The hash of one service's container spec (see module docs).
+    #[must_use]
+    pub fn service_hash(&self, name: &str) -> String {
+        let Some(svc) = self.project.services.get(name) else {
+            return String::new();
+        };
+        let mut svc = svc.clone();
+        svc.replicas = 0;
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&svc).unwrap_or_default());
+        h.update(self.images.get(name).map(String::as_bytes).unwrap_or_default());
+        for r in &svc.secrets {
+            if let Some(s) = self.project.secrets.get(&r.source) {
+                h.update(s.content.as_bytes());
+            }
+        }
+        for r in &svc.configs {
+            if let Some(s) = self.project.configs.get(&r.source) {
+                h.update(s.content.as_bytes());
+            }
+        }
+        hex::encode(&h.finalize()[..6])
+    }
+
+    /// The container port a route or probe targets when none is named: the only exposed one.
+    #[must_use]
+    pub fn default_port(&self, name: &str) -> Option<u16> {
+        let svc = self.project.services.get(name)?;
+        let mut ports: Vec<u16> = svc.expose.clone();
+        ports.extend(svc.ports.iter().map(|p| p.target));
+        if ports.is_empty() {
+            ports = self.image_ports.get(name).cloned().unwrap_or_default();
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        (ports.len() == 1).then(|| ports[0])
+    }
+}
+
+/// Docker object names for one server instance.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    pub instance: String,
+}
+
+impl Naming {
+    fn short(&self) -> &str {
+        &self.instance[..self.instance.len().min(6)]
+    }
+    #[must_use]
+    pub fn container(&self, app: &str, service: &str, slot: u32, hash: &str) -> String {
+        format!("berth-{}-{app}-{service}-{slot}-{hash}", self.short())
+    }
+    #[must_use]
+    pub fn network(&self, app: &str, net: &str, explicit: Option<&str>) -> String {
+        explicit.map_or_else(|| format!("berth-{}-{app}-{net}", self.short()), str::to_string)
+    }
+    #[must_use]
+    pub fn volume(&self, app: &str, vol: &str, explicit: Option<&str>) -> String {
+        explicit.map_or_else(|| format!("berth-{}-{app}-{vol}", self.short()), str::to_string)
+    }
+}
+
+/// Is `name` a valid application name? Lowercase letters, digits and `-`, starting with a letter
+/// or digit, at most 40 characters (it becomes part of Docker object names).
+#[must_use]
+pub fn valid_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+fn ms_to_ns(ms: Option<u64>) -> i64 {
+    ms.map_or(0, |v| i64::try_from(v.saturating_mul(1_000_000)).unwrap_or(i64::MAX))
+}
+
+/// The container-create body for one replica.
+#[must_use]
+#[allow(clippy::too_many_arguments)]
+pub fn container_spec(
+    naming: &Naming,
+    spec: &RevisionSpec,
+    app: &str,
+    revision: u64,
+    service_name: &str,
+    svc: &Service,
+    slot: u32,
+    hash: &str,
+    extra_labels: &BTreeMap<String, String>,
+) -> ContainerSpec {
+    let mut lbl = svc.labels.clone();
+    lbl.extend(extra_labels.clone());
+    lbl.insert(labels::INSTANCE.into(), naming.instance.clone());
+    lbl.insert(labels::APP.into(), app.into());
+    lbl.insert(labels::SERVICE.into(), service_name.into());
+    lbl.insert(labels::SLOT.into(), slot.to_string());
+    lbl.insert(labels::HASH.into(), hash.into());
+    lbl.insert(labels::REVISION.into(), revision.to_string());
+
+    let mut mounts = Vec::new();
+    for m in &svc.mounts {
+        let (typ, source) = match m.kind {
+            MountKind::Volume => {
+                let src = m.source.as_deref().map(|v| {
+                    let decl = spec.project.volumes.get(v);
+                    naming.volume(app, v, decl.and_then(|d| d.name.as_deref()))
+                });
+                ("volume", src)
+            }
+            MountKind::Bind => ("bind", m.source.clone()),
+            MountKind::Tmpfs => ("tmpfs", None),
+        };
+        mounts.push(MountSpec {
+            typ: typ.into(),
+            source: source.unwrap_or_default(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        });
+    }
+    let mut networks = BTreeMap::new();
+    for (net, cfg) in &svc.networks {
+        let decl = spec.project.networks.get(net);
+        let mut aliases = vec![service_name.to_string()];
+        aliases.extend(cfg.aliases.iter().cloned());
+        if let Some(cn) = &svc.container_name {
+            aliases.push(cn.clone());
+        }
+        networks.insert(naming.network(app, net, decl.and_then(|d| d.name.as_deref())), aliases);
+    }
+    let healthcheck = svc.healthcheck.as_ref().map(|h| {
+        if h.disable {
+            HealthConfig { test: vec!["NONE".into()], ..HealthConfig::default() }
+        } else {
+            HealthConfig {
+                test: h.test.clone(),
+                interval_ns: ms_to_ns(h.interval_ms),
+                timeout_ns: ms_to_ns(h.timeout_ms),
+                retries: i64::from(h.retries.unwrap_or(0)),
+                start_period_ns: ms_to_ns(h.start_period_ms),
+            }
+        }
+    });
+    let mut exposed: Vec<String> = svc.expose.iter().map(|p| format!("{p}/tcp")).collect();
+    exposed.extend(svc.ports.iter().map(|p| {
+        format!("{}/{}", p.target, if p.protocol == berth_compose::Protocol::Udp { "udp" } else { "tcp" })
+    }));
+    exposed.sort();
+    exposed.dedup();
+    let tmpfs = svc
+        .tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((path, opts)) => (path.to_string(), opts.to_string()),
+            None => (t.clone(), String::new()),
+        })
+        .collect();
+    ContainerSpec {
+        image: spec.images.get(service_name).cloned().unwrap_or_else(|| svc.image.clone()),
+        cmd: svc.command.clone(),
+        entrypoint: svc.entrypoint.clone(),
+        env: svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        labels: lbl,
+        user: svc.user.clone(),
+        working_dir: svc.working_dir.clone(),
+        exposed_ports: exposed,
+        hostname: None,
+        healthcheck,
+        stop_timeout_secs: svc.stop_grace_period_ms.map(|ms| i64::try_from(ms.div_ceil(1000)).unwrap_or(10)),
+        stop_signal: None,
+        host: HostSpec {
+            mounts,
+            tmpfs,
+            cap_add: svc.cap_add.clone(),
+            cap_drop: svc.cap_drop.clone(),
+            extra_hosts: svc.extra_hosts.clone(),
+            #[allow(clippy::cast_possible_truncation)]
+            nano_cpus: svc.resources.cpus.map(|c| (c * 1e9) as i64),
+            memory: svc.resources.memory_bytes,
+            restart_policy: Some("no".into()),
+            ..HostSpec::default()
+        },
+        networks,
+        ..ContainerSpec::default()
+    }
+}
+
+/// A one-line summary of what changed between two revisions, for `berth history`.
+#[must_use]
+pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> String {
+    let Some(prev) = prev else {
+        let names: Vec<&str> = next.project.services.keys().map(String::as_str).collect();
+        return format!("created with {}", names.join(", "));
+    };
+    let mut parts = Vec::new();
+    for (name, svc) in &next.project.services {
+        match prev.project.services.get(name) {
+            None => parts.push(format!("added {name}")),
+            Some(old) => {
+                if prev.service_hash(name) != next.service_hash(name) {
+                    if prev.images.get(name) == next.images.get(name) {
+                        parts.push(format!("{name}: configuration changed"));
+                    } else {
+                        parts.push(format!("{name}: image {} ({})", svc.image, short_id(next.images.get(name))));
+                    }
+                }
+                if old.replicas != svc.replicas {
+                    parts.push(format!("{name}: replicas {} → {}", old.replicas, svc.replicas));
+                }
+            }
+        }
+    }
+    for name in prev.project.services.keys() {
+        if !next.project.services.contains_key(name) {
+            parts.push(format!("removed {name}"));
+        }
+    }
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn short_id(id: Option<&String>) -> String {
+    id.map(|i| i.trim_start_matches("sha256:").chars().take(12).collect()).unwrap_or_default()
+}

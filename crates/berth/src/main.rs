@@ -1,0 +1,30 @@
+//! The `berth` binary: parse the command line, then either run the server or a client command.
+//! No logic lives here (see `server.rs` for how the server is assembled).
+
+mod server;
+
+use clap::Parser;
+
+fn main() {
+    let cli = berth_cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            berth_cli::Command::Server(args) => match server::run(args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            },
+            _ => berth_cli::run(cli).await,
+        }
+    });
+    std::process::exit(code);
+}

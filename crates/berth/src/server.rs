@@ -1,0 +1,166 @@
+//! `berth server`: the control plane (REST API), the gateway and the reconciler in one process.
+//!
+//! Start-up order: settings are checked (the API must be on loopback), the Docker engine must
+//! answer, the state database opens, listeners bind, then background work starts. Shutdown
+//! (SIGINT/SIGTERM) cancels one token that every task owns a child of, and waits up to a grace
+//! period for in-flight requests.
+
+use anyhow::{anyhow, bail, Context};
+use berth_cli::ServerArgs;
+use berth_controlplane::{Config, ControlPlane, DataPlane};
+use berth_gateway::{Gateway, GatewayConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct GatewayPlane(Gateway);
+
+impl DataPlane for GatewayPlane {
+    fn in_flight(&self, endpoint_id: &str) -> usize {
+        self.0.in_flight(endpoint_id)
+    }
+    fn port_errors(&self) -> Vec<(SocketAddr, String)> {
+        self.0.port_errors()
+    }
+    fn table_version(&self) -> u64 {
+        self.0.table_version()
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("berth");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/berth"),
+        None => PathBuf::from("berth-data"),
+    }
+}
+
+/// Label keys Berth sets itself; `--label` cannot override them.
+const RESERVED_LABELS: &[&str] = &[
+    "berth.instance",
+    "berth.app",
+    "berth.service",
+    "berth.slot",
+    "berth.hash",
+    "berth.revision",
+    "berth.network",
+    "berth.volume",
+];
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("--label {l:?}: expected KEY=VALUE"))?;
+        if k.is_empty() || RESERVED_LABELS.contains(&k) {
+            bail!("--label {l:?}: the key must be non-empty and not one of Berth's own ({})", RESERVED_LABELS.join(", "));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Run the server until a shutdown signal.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let api_addr: SocketAddr = args
+        .api_listen
+        .parse()
+        .map_err(|_| anyhow!("--api-listen {:?}: expected IP:PORT, e.g. 127.0.0.1:7400", args.api_listen))?;
+    if !api_addr.ip().is_loopback() {
+        bail!(
+            "--api-listen {api_addr}: the API controls the Docker engine and has no users or tokens yet, so it listens on loopback only (use 127.0.0.1 or [::1])"
+        );
+    }
+    let gateway_addr: SocketAddr = args
+        .gateway_listen
+        .parse()
+        .map_err(|_| anyhow!("--gateway-listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480", args.gateway_listen))?;
+    let labels = parse_labels(&args.labels)?;
+    init_tracing(&args.log_format);
+
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let docker = berth_docker::Docker::connect().await.map_err(|e| anyhow!("{e}"))?;
+    let store = berth_store::Store::open(&data_dir).with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
+
+    let api_listener = tokio::net::TcpListener::bind(api_addr).await.with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
+    let gw_listener =
+        tokio::net::TcpListener::bind(gateway_addr).await.with_context(|| format!("cannot listen on {gateway_addr} (--gateway-listen)"))?;
+
+    let shutdown = CancellationToken::new();
+    let (table_tx, table_rx) = tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    let gateway = Gateway::new(table_rx, GatewayConfig::default());
+    let config = Config { extra_labels: labels, resync: Duration::from_secs(args.resync_secs.max(1)), ..Config::default() };
+    let cp = ControlPlane::start(store, docker.clone(), config, table_tx, Arc::new(GatewayPlane(gateway.clone())), shutdown.child_token())
+        .map_err(|e| anyhow!("{e}"))?;
+    tracing::info!(
+        instance = cp.instance(),
+        api = %api_addr,
+        gateway = %gateway_addr,
+        data_dir = %data_dir.display(),
+        docker = docker.endpoint(),
+        docker_api = docker.api_version(),
+        "berth server started"
+    );
+
+    let app = berth_api::router(berth_api::AppState { cp: cp.clone(), version: env!("CARGO_PKG_VERSION").into() });
+    let api_shutdown = shutdown.clone();
+    let api = tokio::spawn(async move {
+        axum::serve(api_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+            .await
+    });
+    let gw = gateway.clone();
+    let gw_shutdown = shutdown.clone();
+    let gw_task = tokio::spawn(async move { gw.serve_http(gw_listener, gw_shutdown).await });
+    let pf = gateway.clone();
+    let pf_shutdown = shutdown.clone();
+    let pf_task = tokio::spawn(async move { pf.run_port_forwarder(pf_shutdown).await });
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let grace = Duration::from_secs(10);
+    let _ = tokio::time::timeout(grace, async {
+        let _ = api.await;
+        let _ = gw_task.await;
+        let _ = pf_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,207 @@
+//! Harness for end-to-end tests of the real `berth` binary against the real Docker engine.
+//!
+//! Each test gets a [`berth_testkit::TestRun`] (a unique `berth.test` label whose Drop removes
+//! every container, network, volume and image carrying it), its own data directory, and its own
+//! server on free loopback ports started with `--label berth.test=<run id>`, so everything the
+//! server creates is cleaned up even when the test fails.
+#![allow(dead_code)]
+
+use berth_testkit::TestRun;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub api: String,
+    pub gateway: String,
+    pub data_dir: PathBuf,
+    pub label: String,
+    pub log: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+impl Server {
+    pub fn start(run: &TestRun, data_dir: &Path) -> Server {
+        let api = format!("127.0.0.1:{}", free_port());
+        let gateway = format!("127.0.0.1:{}", free_port());
+        Self::start_on(run, data_dir, &api, &gateway)
+    }
+
+    pub fn start_on(run: &TestRun, data_dir: &Path, api: &str, gateway: &str) -> Server {
+        let label = format!("berth.test={}", run.id);
+        let log = data_dir.join(format!("server-{}.log", free_port()));
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args(["server", "--api-listen", api, "--gateway-listen", gateway, "--label", &label, "--resync-secs", "2"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("BERTH_LOG", "info,berth_controlplane=debug")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("start berth server");
+        let s = Server { child: Some(child), api: api.into(), gateway: gateway.into(), data_dir: data_dir.into(), label, log };
+        berth_testkit::wait_for(Duration::from_secs(20), "berth server answers /api/v1/health", || {
+            berth_testkit::http_get(&s.api, "/api/v1/health", None, Duration::from_secs(1)).ok().filter(|(c, _)| *c == 200)
+        });
+        s
+    }
+
+    /// Run a CLI command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("BERTH_SERVER", format!("http://{}", self.api))
+            .output()
+            .expect("run berth CLI")
+    }
+
+    /// Run a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn ps(&self, app: &str) -> Vec<serde_json::Value> {
+        let out = self.ok(&["ps", "--app", app, "--output", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ps json: {e}: {out}"))
+    }
+
+    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        berth_testkit::http_get(&self.gateway, path, None, Duration::from_secs(5))
+    }
+
+    /// kill -9
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Graceful stop (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Containers carrying this run's label (any state), as (name, labels json) via the docker CLI.
+pub fn containers(run: &TestRun) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--filter", &format!("label=berth.test={}", run.id), "--format", "{{.Names}} {{.State}} {{.Label \"berth.hash\"}} {{.Label \"berth.service\"}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+pub fn docker_count(run: &TestRun, kind: &str) -> usize {
+    let filter = format!("label=berth.test={}", run.id);
+    let args: Vec<&str> = match kind {
+        "container" => vec!["ps", "-aq", "--filter", &filter],
+        "network" => vec!["network", "ls", "-q", "--filter", &filter],
+        "volume" => vec!["volume", "ls", "-q", "--filter", &filter],
+        _ => unreachable!(),
+    };
+    let out = Command::new("docker").args(&args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// Write a compose file into `dir` and return its path.
+pub fn compose(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Background load through the gateway: counts successes and failures until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+}
+
+pub struct LoadResult {
+    pub ok: u64,
+    pub failures: Vec<String>,
+    pub versions: std::collections::BTreeSet<String>,
+}
+
+impl Load {
+    pub fn start(gateway: &str, path: &str, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let (stop, gw, path) = (stop.clone(), gateway.to_string(), path.to_string());
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    let mut failures = Vec::new();
+                    let mut versions = std::collections::BTreeSet::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match berth_testkit::http_get(&gw, &path, None, Duration::from_secs(10)) {
+                            Ok((200, body)) => {
+                                ok += 1;
+                                if let Some(v) = body.split_whitespace().next() {
+                                    versions.insert(v.to_string());
+                                }
+                            }
+                            Ok((code, body)) => failures.push(format!("{code}: {body}")),
+                            Err(e) => failures.push(e),
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    (ok, failures, versions)
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    pub fn finish(self) -> LoadResult {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut r = LoadResult { ok: 0, failures: vec![], versions: Default::default() };
+        for h in self.handles {
+            let (ok, f, v) = h.join().unwrap();
+            r.ok += ok;
+            r.failures.extend(f);
+            r.versions.extend(v);
+        }
+        r
+    }
+}

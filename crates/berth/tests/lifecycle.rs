@@ -1,0 +1,155 @@
+//! End-to-end: the real `berth` binary and CLI against the real Docker engine.
+//! Deploy, discovery, scale up and down, self-heal after `docker kill`, removal leaving nothing.
+
+mod common;
+
+use berth_testkit::{testapp_image, wait_for, TestRun};
+use common::*;
+use std::time::Duration;
+
+fn web_compose(image: &str, version: &str, replicas: u32, extra_env: &str) -> String {
+    format!(
+        r#"
+version: "3.8"
+services:
+  web:
+    image: {image}
+    environment:
+      VERSION: {version}
+{extra_env}
+    expose: ["8080"]
+    deploy:
+      replicas: {replicas}
+      update_config:
+        monitor: 8s
+    x-berth:
+      route: {{ path_prefix: / }}
+      health: {{ http: /healthz, interval: 500ms }}
+"#
+    )
+}
+
+#[test]
+fn deploy_scale_heal_and_remove() {
+    let run = TestRun::new("lifecycle");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(dir.path(), "compose.yaml", &web_compose(&image, "v1", 2, ""));
+    let f = file.to_str().unwrap();
+
+    // Deploy: the CLI waits for convergence and exits 0.
+    let out = server.ok(&["apply", "-f", f, "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let (code, body) = server.get("/hello").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("v1 "), "{body}");
+
+    // ps --output json: every field the issue names.
+    let ps = server.ps("shop");
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    for i in &ps {
+        for key in ["service", "container_id", "image", "state", "health", "address", "revision", "restarts"] {
+            assert!(i.get(key).is_some(), "ps lacks {key}: {i}");
+        }
+        assert_eq!(i["state"], "running");
+        assert_eq!(i["health"], "healthy");
+        assert!(i["address"].as_str().unwrap().ends_with(":8080"));
+    }
+    // Discovery.
+    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/apps/shop/services/web/instances", None, Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200);
+    let inst: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(inst.len(), 2);
+    // Both replicas answer through the gateway (balancing).
+    let mut hosts = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (_, body) = server.get("/").unwrap();
+        hosts.insert(body.split_whitespace().nth(1).unwrap_or_default().to_string());
+    }
+    assert_eq!(hosts.len(), 2, "requests were not balanced across both replicas: {hosts:?}");
+
+    // `apps` lists it.
+    let apps = server.ok(&["apps", "--output", "json"]);
+    assert!(apps.contains("\"shop\""), "{apps}");
+
+    // Scale up, then down: the surviving replicas are not restarted.
+    let before: Vec<String> = ps.iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    server.ok(&["scale", "--app", "shop", "web=3"]);
+    let ps = server.ps("shop");
+    assert_eq!(ps.len(), 3);
+    for id in &before {
+        assert!(ps.iter().any(|i| i["container_id"] == id.as_str()), "scaling restarted {id}");
+    }
+    server.ok(&["scale", "--app", "shop", "web=1"]);
+    wait_for(Duration::from_secs(20), "scaled down to 1 container", || (docker_count(&run, "container") == 1).then_some(()));
+
+    // Self-heal: kill the last replica; it is replaced and routable again.
+    let victim = server.ps("shop")[0]["container_id"].as_str().unwrap().to_string();
+    let killed = std::process::Command::new("docker").args(["kill", &victim]).output().unwrap();
+    assert!(killed.status.success());
+    wait_for(Duration::from_secs(20), "a healthy replica answers after the kill", || {
+        let ps = server.ps("shop");
+        let healthy = ps.iter().any(|i| i["health"] == "healthy" && i["state"] == "running");
+        (healthy && server.get("/").is_ok_and(|(c, _)| c == 200)).then_some(())
+    });
+    let ps = server.ps("shop");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(ps[0]["restarts"].as_u64().unwrap() >= 1, "{:?}", ps[0]);
+    assert_eq!(ps[0]["exit_code"], 137, "{:?}", ps[0]);
+
+    // History records what happened.
+    let hist = server.ok(&["history", "--app", "shop", "--output", "json"]);
+    let hist: Vec<serde_json::Value> = serde_json::from_str(&hist).unwrap();
+    assert_eq!(hist.len(), 3, "{hist:?}");
+    assert_eq!(hist[0]["source"], "scale");
+
+    // Logs of the service.
+    let logs = server.ok(&["logs", "--app", "shop", "web"]);
+    assert!(logs.contains("listening on port 8080"), "{logs}");
+
+    // Remove with volumes: nothing of the run is left (containers, networks).
+    server.ok(&["rm", "--app", "shop", "--volumes"]);
+    assert_eq!(docker_count(&run, "container"), 0);
+    assert_eq!(docker_count(&run, "network"), 0);
+    let (code, body) = server.get("/").unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("\"no_route\""), "{body}");
+}
+
+#[test]
+fn missing_image_is_refused_before_anything_is_created() {
+    let run = TestRun::new("preflight");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: berth-missing-image:1\n  b:\n    image: berth-also-missing:2\n",
+    );
+    let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("berth-missing-image:1") && err.contains("berth-also-missing:2"), "{err}");
+    assert!(err.contains("image_missing"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(docker_count(&run, "container"), 0);
+    assert_eq!(docker_count(&run, "network"), 0);
+}
+
+#[test]
+fn unsupported_keys_are_named() {
+    let run = TestRun::new("unsupported");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!("services:\n  a:\n    image: {image}\n    privileged: true\n    network_mode: host\n"),
+    );
+    let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "bad"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("services.a.privileged") && err.contains("services.a.network_mode"), "{err}");
+}

@@ -1,0 +1,177 @@
+//! End-to-end: restart policies, `depends_on` conditions, published ports balanced by Berth,
+//! two servers sharing one engine, and the server's own error handling.
+
+mod common;
+
+use berth_testkit::{testapp_image, wait_for, TestRun};
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn restart_policies_and_depends_on_conditions() {
+    let run = TestRun::new("policies");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let port = free_port();
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  migrate:
+    image: {image}
+    restart: "no"
+    environment: {{ EXIT_CODE: "0", RUN_MS: "300" }}
+  flaky:
+    image: {image}
+    restart: on-failure:2
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+  db:
+    image: {image}
+    environment: {{ VERSION: db }}
+    expose: ["8080"]
+    x-berth:
+      health: {{ http: /healthz }}
+  web:
+    image: {image}
+    ports: ["127.0.0.1:{port}:8080"]
+    deploy: {{ replicas: 2 }}
+    depends_on:
+      migrate: {{ condition: service_completed_successfully }}
+      db: {{ condition: service_healthy }}
+"#
+        ),
+    );
+    let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "pol", "--timeout", "60"]);
+    // `flaky` exhausts its restarts: the first deploy reports failure, naming it.
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("flaky"), "{err}");
+    wait_for(Duration::from_secs(30), "web started after its dependencies", || {
+        let ps = server.ps("pol");
+        (ps.iter().filter(|i| i["service"] == "web" && i["state"] == "running").count() == 2).then_some(ps)
+    });
+    let ps = server.ps("pol");
+    let get = |svc: &str| ps.iter().filter(|i| i["service"] == svc).cloned().collect::<Vec<_>>();
+    // restart: "no" job completed and stays exited with 0.
+    assert_eq!(get("migrate")[0]["state"], "exited");
+    assert_eq!(get("migrate")[0]["exit_code"], 0);
+    // on-failure:2 restarted twice, then left exited with its code.
+    wait_for(Duration::from_secs(20), "flaky gives up", || {
+        let ps = server.ps("pol");
+        let f = ps.iter().find(|i| i["service"] == "flaky")?.clone();
+        (f["state"] == "exited" && f["restarts"] == 2).then_some(())
+    });
+    let flaky = server.ps("pol").into_iter().find(|i| i["service"] == "flaky").unwrap();
+    assert_eq!(flaky["exit_code"], 3, "{flaky}");
+    // The published port is served by Berth and balanced across both web replicas.
+    let addr = format!("127.0.0.1:{port}");
+    let mut hosts = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (code, body) = berth_testkit::http_get(&addr, "/", None, Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 200);
+        hosts.insert(body.split_whitespace().nth(1).unwrap_or_default().to_string());
+    }
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    // Replicas reach each other by service name on the app network: checked via Docker's DNS
+    // aliases (scratch images have no resolver tools).
+    let web = get("web")[0]["container_id"].as_str().unwrap().to_string();
+    let aliases = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}", &web])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&aliases.stdout).contains("web"));
+    server.ok(&["rm", "--app", "pol"]);
+}
+
+#[test]
+fn two_servers_on_one_engine_do_not_touch_each_other() {
+    let run = TestRun::new("twoservers");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let a = Server::start(&run, &da);
+    let b = Server::start(&run, &db);
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: / }}\n"),
+    );
+    let f = file.to_str().unwrap();
+    a.ok(&["apply", "-f", f, "--app", "same"]);
+    b.ok(&["apply", "-f", f, "--app", "same"]);
+    assert_eq!(docker_count(&run, "container"), 2);
+    let b_ids: Vec<String> = b.ps("same").iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    a.ok(&["rm", "--app", "same"]);
+    // Give B's resync a chance to misbehave; its container must be untouched.
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<String> = b.ps("same").iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(b_ids, after);
+    assert_eq!(docker_count(&run, "container"), 1);
+    assert_eq!(b.get("/").unwrap().0, 200);
+    b.ok(&["rm", "--app", "same"]);
+}
+
+#[test]
+fn server_and_api_errors_are_clear() {
+    let run = TestRun::new("errors");
+    let dir = tempfile::tempdir().unwrap();
+    // Non-loopback API address refused, saying why.
+    let out = std::process::Command::new(bin())
+        .args(["server", "--api-listen", "0.0.0.0:7999", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Unreachable Docker engine: one line naming the socket and DOCKER_HOST.
+    let out = std::process::Command::new(bin())
+        .args(["server", "--api-listen", &format!("127.0.0.1:{}", free_port()), "--gateway-listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/docker.sock") && err.contains("DOCKER_HOST"), "{err}");
+    // CLI without a server: one line.
+    let out = std::process::Command::new(bin()).args(["apps"]).env("BERTH_SERVER", format!("http://127.0.0.1:{}", free_port())).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Berth server"));
+
+    // API error shapes.
+    let server = Server::start(&run, dir.path());
+    let post = |path: &str, body: &str| -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&server.api).unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let code = out[9..12].parse().unwrap();
+        let json = out.split("\r\n\r\n").nth(1).unwrap_or("");
+        (code, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+    };
+    let (code, body) = post("/api/v1/apps/x/apply", "{not json");
+    assert_eq!(code, 400);
+    assert_eq!(body["code"], "invalid_json");
+    assert!(!body["request_id"].as_str().unwrap().is_empty());
+    let (code, body) = post("/api/v1/apps/x/scale", r#"{"replicas": {}, "surprise": 1}"#);
+    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_json")), "{body}");
+    let (code, body) = post("/api/v1/apps/ghost/scale", r#"{"replicas": {"a": 1}}"#);
+    assert_eq!((code, body["code"].as_str()), (404, Some("app_not_found")), "{body}");
+    let (code, body) = post("/api/v1/nothing", "{}");
+    assert_eq!((code, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/apps/x/services/y/logs?follow=maybe", None, Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid_query"), "{body}");
+    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/openapi.json", None, Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"/api/v1/apps/{app}/apply\""));
+    let (code, body) = server.get("/nowhere").unwrap();
+    assert_eq!(code, 404);
+    assert!(body.contains("no_route"), "{body}");
+}

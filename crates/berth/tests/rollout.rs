@@ -1,0 +1,120 @@
+//! End-to-end rollouts against the real Docker engine: a rolling update under steady load with
+//! zero failed requests, automatic rollback of a version that never becomes healthy (serving
+//! throughout), manual rollback, and a `kill -9` of the server mid-rollout.
+
+mod common;
+
+use berth_testkit::{testapp_image, wait_for, TestRun};
+use common::*;
+use std::time::Duration;
+
+fn compose_v(image: &str, version: &str, healthy: bool, replicas: u32) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {image}
+    environment:
+      VERSION: {version}
+      HEALTHY: "{h}"
+    expose: ["8080"]
+    deploy:
+      replicas: {replicas}
+      update_config:
+        order: start-first
+        monitor: 6s
+        failure_action: rollback
+    x-berth:
+      route: {{ path_prefix: /api, strip_prefix: true }}
+      health: {{ http: /healthz, interval: 500ms }}
+"#,
+        h = if healthy { 1 } else { 0 }
+    )
+}
+
+#[test]
+fn rolling_update_under_load_then_auto_and_manual_rollback() {
+    let run = TestRun::new("rollout");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = dir.path().join("compose.yaml");
+    let f = file.to_str().unwrap().to_string();
+
+    std::fs::write(&file, compose_v(&image, "v1", true, 2)).unwrap();
+    server.ok(&["apply", "-f", &f, "--app", "roll"]);
+    assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
+
+    // Rolling update v1 → v2 under steady load: zero failed requests.
+    let load = Load::start(&server.gateway, "/api/hello", 4);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&file, compose_v(&image, "v2", true, 2)).unwrap();
+    server.ok(&["apply", "-f", &f, "--app", "roll"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = load.finish();
+    assert!(r.failures.is_empty(), "{} failed requests during the rollout: {:?}", r.failures.len(), &r.failures[..r.failures.len().min(5)]);
+    assert!(r.ok > 50, "too little load: {}", r.ok);
+    assert!(r.versions.contains("v2"), "{:?}", r.versions);
+    let ps = server.ps("roll");
+    assert_eq!(ps.len(), 2, "old replicas left behind: {ps:?}");
+
+    // A version that never becomes healthy: apply fails, Berth rolls back, serving throughout.
+    let load = Load::start(&server.gateway, "/api/hello", 2);
+    std::fs::write(&file, compose_v(&image, "v3", false, 2)).unwrap();
+    let out = server.cli(&["apply", "-f", &f, "--app", "roll"]);
+    assert!(!out.status.success(), "apply of an unhealthy version succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed"), "{err}");
+    wait_for(Duration::from_secs(30), "rolled back to 2 healthy v2 replicas", || {
+        let ps = server.ps("roll");
+        (ps.len() == 2 && ps.iter().all(|i| i["health"] == "healthy")).then_some(())
+    });
+    let r = load.finish();
+    assert!(r.failures.is_empty(), "requests failed during the failed rollout: {:?}", &r.failures[..r.failures.len().min(5)]);
+    assert_eq!(r.versions.iter().collect::<Vec<_>>(), vec!["v2"], "{:?}", r.versions);
+    let hist: Vec<serde_json::Value> = serde_json::from_str(&server.ok(&["history", "--app", "roll", "--output", "json"])).unwrap();
+    assert_eq!(hist[0]["source"], "auto-rollback", "{hist:?}");
+    assert_eq!(hist[1]["status"], "failed", "{hist:?}");
+
+    // Manual rollback to revision 1 (v1).
+    server.ok(&["rollback", "--app", "roll", "--to", "1"]);
+    assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
+    server.ok(&["rm", "--app", "roll"]);
+}
+
+#[test]
+fn kill_9_mid_rollout_converges_without_orphans_or_duplicates() {
+    let run = TestRun::new("crash");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Server::start(&run, &data);
+    let (api, gw) = (server.api.clone(), server.gateway.clone());
+    let file = dir.path().join("compose.yaml");
+    let f = file.to_str().unwrap().to_string();
+    std::fs::write(&file, compose_v(&image, "v1", true, 3)).unwrap();
+    server.ok(&["apply", "-f", &f, "--app", "crash"]);
+
+    for (i, delay_ms) in [50u64, 250, 600].into_iter().enumerate() {
+        let version = format!("v{}", i + 2);
+        std::fs::write(&file, compose_v(&image, &version, true, 3)).unwrap();
+        server.ok(&["apply", "--detach", "-f", &f, "--app", "crash"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        server.kill9();
+        server = Server::start_on(&run, &data, &api, &gw);
+        wait_for(Duration::from_secs(60), "converged after the restart", || {
+            let st = berth_testkit::http_get(&api, "/api/v1/apps/crash", None, Duration::from_secs(2)).ok()?;
+            st.1.contains("\"converged\":true").then_some(())
+        });
+        let all = containers(&run);
+        assert_eq!(all.len(), 3, "orphans or duplicates after kill -9 #{i}: {all:#?}");
+        let hashes: std::collections::BTreeSet<&str> = all.iter().map(|l| l.split_whitespace().nth(2).unwrap_or("")).collect();
+        assert_eq!(hashes.len(), 1, "mixed revisions left: {all:#?}");
+        assert!(server.get("/api/x").unwrap().1.starts_with(&format!("{version} ")));
+    }
+    let hist: Vec<serde_json::Value> = serde_json::from_str(&server.ok(&["history", "--app", "crash", "--output", "json"])).unwrap();
+    assert_eq!(hist.len(), 4, "a revision was lost: {hist:?}");
+    server.ok(&["rm", "--app", "crash"]);
+    assert_eq!(docker_count(&run, "container"), 0);
+}
