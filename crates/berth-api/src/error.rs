@@ -15,7 +15,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -26,7 +29,8 @@ struct Pending(ErrorBody);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.code.body(self.message, "");
-        let status = http::StatusCode::from_u16(self.code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let status = http::StatusCode::from_u16(self.code.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(body.clone())).into_response();
         resp.extensions_mut().insert(Pending(body));
         resp

@@ -24,14 +24,21 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
 }
 
 pub(crate) async fn openapi() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], crate::openapi::document().to_string()).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document().to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.apps()?).into_response())
 }
 
-pub(crate) async fn app_status(State(s): State<AppState>, Path(app): Path<String>) -> Result<Response> {
+pub(crate) async fn app_status(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Response> {
     Ok(Json(s.cp.status(&app)?).into_response())
 }
 
@@ -49,7 +56,11 @@ pub(crate) async fn remove_app(
 ) -> Result<Response> {
     let Query(q) = q?;
     s.cp.remove(&app, q.volumes)?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"app": app, "removing": true, "volumes": q.volumes}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"app": app, "removing": true, "volumes": q.volumes})),
+    )
+        .into_response())
 }
 
 pub(crate) async fn apply(
@@ -59,7 +70,11 @@ pub(crate) async fn apply(
 ) -> Result<Response> {
     let Json(req) = body?;
     let created = s.cp.apply(&app, req).await?;
-    let status = if created.changed { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created.changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(created)).into_response())
 }
 
@@ -81,7 +96,10 @@ pub(crate) async fn rollback(
     Ok(Json(s.cp.rollback(&app, &req)?).into_response())
 }
 
-pub(crate) async fn history(State(s): State<AppState>, Path(app): Path<String>) -> Result<Response> {
+pub(crate) async fn history(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Response> {
     Ok(Json(s.cp.history(&app)?).into_response())
 }
 
@@ -89,7 +107,10 @@ pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Re
     Ok(Json(s.cp.ps(&app).await?).into_response())
 }
 
-pub(crate) async fn instances(State(s): State<AppState>, Path((app, service)): Path<(String, String)>) -> Result<Response> {
+pub(crate) async fn instances(
+    State(s): State<AppState>,
+    Path((app, service)): Path<(String, String)>,
+) -> Result<Response> {
     Ok(Json(s.cp.instances(&app, &service).await?).into_response())
 }
 
@@ -118,26 +139,38 @@ pub(crate) async fn logs(
     let Query(q) = q?;
     let targets = s.cp.log_targets(&app, &service).await?;
     if targets.is_empty() {
-        return Err(ApiError::new(ErrorCode::ServiceNotFound, format!("service {service:?} has no replicas")));
+        return Err(ApiError::new(
+            ErrorCode::ServiceNotFound,
+            format!("service {service:?} has no replicas"),
+        ));
     }
     let prefix = targets.len() > 1;
     let mut streams = Vec::new();
     for (slot, id) in targets {
-        let st = s
-            .cp
-            .docker()
-            .logs(&id, q.follow, q.tail, q.timestamps)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::DockerUnavailable, e.to_string()))?;
+        let st =
+            s.cp.docker()
+                .logs(&id, q.follow, q.tail, q.timestamps)
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::DockerUnavailable, e.to_string()))?;
         let label = format!("{service}.{slot} | ");
-        let lines = line_prefixed(st.map(|c| c.map(|c| c.data)).boxed(), if prefix { label } else { String::new() });
+        let lines = line_prefixed(
+            st.map(|c| c.map(|c| c.data)).boxed(),
+            if prefix { label } else { String::new() },
+        );
         streams.push(lines.boxed());
     }
     let merged = futures_util::stream::select_all(streams);
-    Ok(([(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(merged)).into_response())
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(merged),
+    )
+        .into_response())
 }
 
-type ChunkStream = futures_util::stream::BoxStream<'static, std::result::Result<bytes::Bytes, berth_docker::DockerError>>;
+type ChunkStream = futures_util::stream::BoxStream<
+    'static,
+    std::result::Result<bytes::Bytes, berth_docker::DockerError>,
+>;
 
 /// Split a byte stream into whole lines, each prefixed.
 fn line_prefixed(
@@ -145,32 +178,38 @@ fn line_prefixed(
     prefix: String,
 ) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Send {
     use futures_util::StreamExt;
-    futures_util::stream::unfold((inner, Vec::<u8>::new(), prefix, false), |(mut inner, mut buf, prefix, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                let mut out = prefix.clone().into_bytes();
-                out.extend_from_slice(&line);
-                return Some((Ok(bytes::Bytes::from(out)), (inner, buf, prefix, false)));
+    futures_util::stream::unfold(
+        (inner, Vec::<u8>::new(), prefix, false),
+        |(mut inner, mut buf, prefix, done)| async move {
+            if done {
+                return None;
             }
-            match inner.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    return Some((Err(std::io::Error::other(e.to_string())), (inner, buf, prefix, true)));
-                }
-                None => {
-                    if buf.is_empty() {
-                        return None;
-                    }
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
                     let mut out = prefix.clone().into_bytes();
-                    out.append(&mut buf);
-                    out.push(b'\n');
-                    return Some((Ok(bytes::Bytes::from(out)), (inner, buf, prefix, true)));
+                    out.extend_from_slice(&line);
+                    return Some((Ok(bytes::Bytes::from(out)), (inner, buf, prefix, false)));
+                }
+                match inner.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        return Some((
+                            Err(std::io::Error::other(e.to_string())),
+                            (inner, buf, prefix, true),
+                        ));
+                    }
+                    None => {
+                        if buf.is_empty() {
+                            return None;
+                        }
+                        let mut out = prefix.clone().into_bytes();
+                        out.append(&mut buf);
+                        out.push(b'\n');
+                        return Some((Ok(bytes::Bytes::from(out)), (inner, buf, prefix, true)));
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }

@@ -39,7 +39,10 @@ pub struct RequestId(pub String);
 /// Is a client-sent request id acceptable to keep?
 #[must_use]
 pub fn valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// A fresh request id.
@@ -55,18 +58,30 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/health", get(handlers::health))
         .route("/api/v1/openapi.json", get(handlers::openapi))
         .route("/api/v1/apps", get(handlers::list_apps))
-        .route("/api/v1/apps/{app}", get(handlers::app_status).delete(handlers::remove_app))
+        .route(
+            "/api/v1/apps/{app}",
+            get(handlers::app_status).delete(handlers::remove_app),
+        )
         .route("/api/v1/apps/{app}/apply", post(handlers::apply))
         .route("/api/v1/apps/{app}/scale", post(handlers::scale))
         .route("/api/v1/apps/{app}/rollback", post(handlers::rollback))
         .route("/api/v1/apps/{app}/revisions", get(handlers::history))
         .route("/api/v1/apps/{app}/ps", get(handlers::ps))
-        .route("/api/v1/apps/{app}/services/{service}/instances", get(handlers::instances))
-        .route("/api/v1/apps/{app}/services/{service}/logs", get(handlers::logs))
+        .route(
+            "/api/v1/apps/{app}/services/{service}/instances",
+            get(handlers::instances),
+        )
+        .route(
+            "/api/v1/apps/{app}/services/{service}/logs",
+            get(handlers::logs),
+        )
         .route("/api/v1/routes", get(handlers::routes))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API path") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path")
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this path",
+            )
         })
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
@@ -82,7 +97,10 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .filter(|v| valid_request_id(v))
         .map_or_else(new_request_id, str::to_string);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();

@@ -4,21 +4,122 @@
 
 use serde_json::{json, Value};
 
-/// (method, path, operation id, summary, request schema, response schema).
-pub const OPERATIONS: &[(&str, &str, &str, &str, Option<&str>, &str)] = &[
-    ("get", "/api/v1/health", "health", "Berth is up", None, "Health"),
-    ("get", "/api/v1/openapi.json", "openapi", "This document", None, "Object"),
-    ("get", "/api/v1/apps", "listApps", "Every application with its revision and health (`berth apps`)", None, "AppSummaryList"),
-    ("get", "/api/v1/apps/{app}", "appStatus", "An application's rollout progress per service", None, "AppStatus"),
-    ("delete", "/api/v1/apps/{app}", "removeApp", "Remove an application (`berth rm`; `?volumes=true` removes named volumes)", None, "Object"),
-    ("post", "/api/v1/apps/{app}/apply", "apply", "Deploy a Compose bundle as a new revision (`berth apply`)", Some("ApplyRequest"), "RevisionCreated"),
-    ("post", "/api/v1/apps/{app}/scale", "scale", "Set replica counts (`berth scale`)", Some("ScaleRequest"), "RevisionCreated"),
-    ("post", "/api/v1/apps/{app}/rollback", "rollback", "Roll back to a revision (`berth rollback`)", Some("RollbackRequest"), "RevisionCreated"),
-    ("get", "/api/v1/apps/{app}/revisions", "history", "Revisions, newest first (`berth history`)", None, "RevisionList"),
-    ("get", "/api/v1/apps/{app}/ps", "ps", "Every replica (`berth ps`)", None, "InstanceList"),
-    ("get", "/api/v1/apps/{app}/services/{service}/instances", "instances", "Discovery: each replica's address, health and revision", None, "InstanceList"),
-    ("get", "/api/v1/apps/{app}/services/{service}/logs", "logs", "Logs of the service's replicas (`berth logs`; `?follow=true&tail=N`)", None, "Text"),
-    ("get", "/api/v1/routes", "routes", "The routing table the gateway serves", None, "Object"),
+/// One documented operation: (method, path, operation id, summary, request schema, response schema).
+pub type Operation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+
+/// Every operation of the API.
+pub const OPERATIONS: &[Operation] = &[
+    (
+        "get",
+        "/api/v1/health",
+        "health",
+        "Berth is up",
+        None,
+        "Health",
+    ),
+    (
+        "get",
+        "/api/v1/openapi.json",
+        "openapi",
+        "This document",
+        None,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/apps",
+        "listApps",
+        "Every application with its revision and health (`berth apps`)",
+        None,
+        "AppSummaryList",
+    ),
+    (
+        "get",
+        "/api/v1/apps/{app}",
+        "appStatus",
+        "An application's rollout progress per service",
+        None,
+        "AppStatus",
+    ),
+    (
+        "delete",
+        "/api/v1/apps/{app}",
+        "removeApp",
+        "Remove an application (`berth rm`; `?volumes=true` removes named volumes)",
+        None,
+        "Object",
+    ),
+    (
+        "post",
+        "/api/v1/apps/{app}/apply",
+        "apply",
+        "Deploy a Compose bundle as a new revision (`berth apply`)",
+        Some("ApplyRequest"),
+        "RevisionCreated",
+    ),
+    (
+        "post",
+        "/api/v1/apps/{app}/scale",
+        "scale",
+        "Set replica counts (`berth scale`)",
+        Some("ScaleRequest"),
+        "RevisionCreated",
+    ),
+    (
+        "post",
+        "/api/v1/apps/{app}/rollback",
+        "rollback",
+        "Roll back to a revision (`berth rollback`)",
+        Some("RollbackRequest"),
+        "RevisionCreated",
+    ),
+    (
+        "get",
+        "/api/v1/apps/{app}/revisions",
+        "history",
+        "Revisions, newest first (`berth history`)",
+        None,
+        "RevisionList",
+    ),
+    (
+        "get",
+        "/api/v1/apps/{app}/ps",
+        "ps",
+        "Every replica (`berth ps`)",
+        None,
+        "InstanceList",
+    ),
+    (
+        "get",
+        "/api/v1/apps/{app}/services/{service}/instances",
+        "instances",
+        "Discovery: each replica's address, health and revision",
+        None,
+        "InstanceList",
+    ),
+    (
+        "get",
+        "/api/v1/apps/{app}/services/{service}/logs",
+        "logs",
+        "Logs of the service's replicas (`berth logs`; `?follow=true&tail=N`)",
+        None,
+        "Text",
+    ),
+    (
+        "get",
+        "/api/v1/routes",
+        "routes",
+        "The routing table the gateway serves",
+        None,
+        "Object",
+    ),
 ];
 
 fn schemas() -> Value {
@@ -90,7 +191,9 @@ pub fn document() -> Value {
         if let Some(req) = req {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
         }
-        let entry = paths.entry((*path).to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry((*path).to_string())
+            .or_insert_with(|| json!({}));
         entry[*method] = op;
     }
     json!({

@@ -1,7 +1,10 @@
 //! A typed client of the Berth REST API. Errors come back as [`ApiFailure`] with the server's
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
 
-use berth_core::api::{AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest};
+use berth_core::api::{
+    AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest,
+    ScaleRequest,
+};
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -30,8 +33,15 @@ pub struct Client {
 impl Client {
     #[must_use]
     pub fn new(server: &str) -> Client {
-        let base = if server.contains("://") { server.to_string() } else { format!("http://{server}") };
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        let base = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -55,11 +65,19 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"));
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ApiFailure { status: status.as_u16(), body }.into()),
-            Err(_) => Err(anyhow::anyhow!("server answered {status}: {}", String::from_utf8_lossy(&bytes))),
+            Ok(body) => Err(ApiFailure {
+                status: status.as_u16(),
+                body,
+            }
+            .into()),
+            Err(_) => Err(anyhow::anyhow!(
+                "server answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )),
         }
     }
 
@@ -67,43 +85,87 @@ impl Client {
         self.send(self.http.get(self.url("/health"))).await
     }
     pub async fn apply(&self, app: &str, req: &ApplyRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(self.http.post(self.url(&format!("/apps/{app}/apply"))).json(req)).await
+        self.send(
+            self.http
+                .post(self.url(&format!("/apps/{app}/apply")))
+                .json(req),
+        )
+        .await
     }
     pub async fn apps(&self) -> anyhow::Result<Vec<AppSummary>> {
         self.send(self.http.get(self.url("/apps"))).await
     }
     pub async fn status(&self, app: &str) -> anyhow::Result<AppStatus> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}")))).await
+        self.send(self.http.get(self.url(&format!("/apps/{app}"))))
+            .await
     }
     pub async fn ps(&self, app: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/ps")))).await
+        self.send(self.http.get(self.url(&format!("/apps/{app}/ps"))))
+            .await
     }
     pub async fn instances(&self, app: &str, service: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/services/{service}/instances")))).await
+        self.send(
+            self.http
+                .get(self.url(&format!("/apps/{app}/services/{service}/instances"))),
+        )
+        .await
     }
     pub async fn scale(&self, app: &str, req: &ScaleRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(self.http.post(self.url(&format!("/apps/{app}/scale"))).json(req)).await
+        self.send(
+            self.http
+                .post(self.url(&format!("/apps/{app}/scale")))
+                .json(req),
+        )
+        .await
     }
     pub async fn history(&self, app: &str) -> anyhow::Result<Vec<RevisionView>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/revisions")))).await
+        self.send(self.http.get(self.url(&format!("/apps/{app}/revisions"))))
+            .await
     }
-    pub async fn rollback(&self, app: &str, req: &RollbackRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(self.http.post(self.url(&format!("/apps/{app}/rollback"))).json(req)).await
+    pub async fn rollback(
+        &self,
+        app: &str,
+        req: &RollbackRequest,
+    ) -> anyhow::Result<RevisionCreated> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/apps/{app}/rollback")))
+                .json(req),
+        )
+        .await
     }
     pub async fn remove(&self, app: &str, volumes: bool) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.delete(self.url(&format!("/apps/{app}?volumes={volumes}")))).await
+        self.send(
+            self.http
+                .delete(self.url(&format!("/apps/{app}?volumes={volumes}"))),
+        )
+        .await
     }
     /// The raw logs response (streamed by the caller).
-    pub async fn logs(&self, app: &str, service: &str, follow: bool, tail: Option<u64>) -> anyhow::Result<reqwest::Response> {
+    pub async fn logs(
+        &self,
+        app: &str,
+        service: &str,
+        follow: bool,
+        tail: Option<u64>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut url = format!("/apps/{app}/services/{service}/logs?follow={follow}");
         if let Some(t) = tail {
             url.push_str(&format!("&tail={t}"));
         }
-        let resp = self.http.get(self.url(&url)).send().await.map_err(|e| self.unreachable(&e))?;
+        let resp = self
+            .http
+            .get(self.url(&url))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(Self::decode::<serde_json::Value>(resp).await.err().unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
+            Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
         }
     }
 }

@@ -21,7 +21,13 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 let rows = apps
                     .iter()
                     .map(|a| {
-                        vec![a.name.clone(), a.revision.to_string(), a.revision_status.clone(), a.health.clone(), a.services.to_string()]
+                        vec![
+                            a.name.clone(),
+                            a.revision.to_string(),
+                            a.revision_status.clone(),
+                            a.health.clone(),
+                            a.services.to_string(),
+                        ]
                     })
                     .collect();
                 table(&["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"], rows);
@@ -45,19 +51,46 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                             i.revision.to_string(),
                             i.restarts.to_string(),
                             i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                            if i.draining { "draining".into() } else if i.in_rotation { "yes".into() } else { "-".into() },
+                            if i.draining {
+                                "draining".into()
+                            } else if i.in_rotation {
+                                "yes".into()
+                            } else {
+                                "-".into()
+                            },
                         ]
                     })
                     .collect();
-                table(&["REPLICA", "CONTAINER", "STATE", "HEALTH", "ADDRESS", "REV", "RESTARTS", "EXIT", "ROTATION"], rows);
+                table(
+                    &[
+                        "REPLICA",
+                        "CONTAINER",
+                        "STATE",
+                        "HEALTH",
+                        "ADDRESS",
+                        "REV",
+                        "RESTARTS",
+                        "EXIT",
+                        "ROTATION",
+                    ],
+                    rows,
+                );
             }
             Ok(0)
         }
-        Command::Scale { app, replicas, detach } => {
+        Command::Scale {
+            app,
+            replicas,
+            detach,
+        } => {
             let mut req = ScaleRequest::default();
             for pair in replicas {
-                let (svc, n) = pair.split_once('=').ok_or_else(|| anyhow!("expected SERVICE=N, got {pair:?}"))?;
-                let n: u32 = n.parse().map_err(|_| anyhow!("{pair:?}: the replica count must be a whole number"))?;
+                let (svc, n) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("expected SERVICE=N, got {pair:?}"))?;
+                let n: u32 = n
+                    .parse()
+                    .map_err(|_| anyhow!("{pair:?}: the replica count must be a whole number"))?;
                 req.replicas.insert(svc.to_string(), n);
             }
             let created = client.scale(&app, &req).await?;
@@ -67,14 +100,23 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             }
             wait(client, &app, created.revision, Duration::from_secs(300)).await
         }
-        Command::Logs { app, service, follow, tail } => {
+        Command::Logs {
+            app,
+            service,
+            follow,
+            tail,
+        } => {
             use futures_util::StreamExt;
             let resp = client.logs(&app, &service, follow, tail).await?;
             let mut stream = resp.bytes_stream();
             let mut stdout = std::io::stdout();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.context("log stream interrupted")?;
-                if stdout.write_all(&chunk).and_then(|()| stdout.flush()).is_err() {
+                if stdout
+                    .write_all(&chunk)
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
                     break; // stdout closed (e.g. piped into head)
                 }
             }
@@ -88,11 +130,24 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 let rows = revs
                     .iter()
                     .map(|r| {
-                        let outcome = if r.message.is_empty() { r.status.clone() } else { format!("{}: {}", r.status, r.message) };
-                        vec![r.revision.to_string(), r.created_at.clone(), r.source.clone(), outcome, r.change.clone()]
+                        let outcome = if r.message.is_empty() {
+                            r.status.clone()
+                        } else {
+                            format!("{}: {}", r.status, r.message)
+                        };
+                        vec![
+                            r.revision.to_string(),
+                            r.created_at.clone(),
+                            r.source.clone(),
+                            outcome,
+                            r.change.clone(),
+                        ]
                     })
                     .collect();
-                table(&["REVISION", "CREATED", "SOURCE", "OUTCOME", "CHANGE"], rows);
+                table(
+                    &["REVISION", "CREATED", "SOURCE", "OUTCOME", "CHANGE"],
+                    rows,
+                );
             }
             Ok(0)
         }
@@ -104,7 +159,11 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             }
             wait(client, &app, created.revision, Duration::from_secs(300)).await
         }
-        Command::Rm { app, volumes, detach } => {
+        Command::Rm {
+            app,
+            volumes,
+            detach,
+        } => {
             client.remove(&app, volumes).await?;
             if detach {
                 println!("removing {app}");
@@ -113,13 +172,23 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 match client.status(&app).await {
-                    Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.body.code == "app_not_found") => break,
+                    Err(e)
+                        if e.downcast_ref::<ApiFailure>()
+                            .is_some_and(|f| f.body.code == "app_not_found") =>
+                    {
+                        break
+                    }
                     Err(e) => return Err(e),
-                    Ok(_) if Instant::now() > deadline => bail!("{app} is still being removed after 120 s"),
+                    Ok(_) if Instant::now() > deadline => {
+                        bail!("{app} is still being removed after 120 s")
+                    }
                     Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
-            println!("removed {app}{}", if volumes { " and its volumes" } else { "" });
+            println!(
+                "removed {app}{}",
+                if volumes { " and its volumes" } else { "" }
+            );
             Ok(0)
         }
     }
@@ -165,23 +234,37 @@ fn report_created(c: &berth_core::api::RevisionCreated) {
     }
 }
 
-const DEFAULT_FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+const DEFAULT_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
 
 /// Read the Compose files and everything they reference into one bundle.
 pub(crate) fn bundle(files: &[PathBuf], profiles: &[String]) -> anyhow::Result<ApplyRequest> {
     let files: Vec<PathBuf> = if files.is_empty() {
         let found = DEFAULT_FILES.iter().map(PathBuf::from).find(|p| p.exists());
-        vec![found.ok_or_else(|| anyhow!("no compose.yaml in the current directory; name a file with -f"))?]
+        vec![found.ok_or_else(|| {
+            anyhow!("no compose.yaml in the current directory; name a file with -f")
+        })?]
     } else {
         files.to_vec()
     };
-    let first = std::fs::canonicalize(&files[0]).with_context(|| format!("cannot read {}", files[0].display()))?;
+    let first = std::fs::canonicalize(&files[0])
+        .with_context(|| format!("cannot read {}", files[0].display()))?;
     let project_dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut req = ApplyRequest { project_dir: project_dir.display().to_string(), profiles: profiles.to_vec(), ..Default::default() };
+    let mut req = ApplyRequest {
+        project_dir: project_dir.display().to_string(),
+        profiles: profiles.to_vec(),
+        ..Default::default()
+    };
     let mut sources = Vec::new();
     for f in &files {
-        let abs = std::fs::canonicalize(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let content = std::fs::read_to_string(&abs).with_context(|| format!("cannot read {}", f.display()))?;
+        let abs =
+            std::fs::canonicalize(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let content = std::fs::read_to_string(&abs)
+            .with_context(|| format!("cannot read {}", f.display()))?;
         let key = abs
             .strip_prefix(&project_dir)
             .map_or_else(|_| abs.display().to_string(), |p| p.display().to_string());
@@ -194,13 +277,18 @@ pub(crate) fn bundle(files: &[PathBuf], profiles: &[String]) -> anyhow::Result<A
     }
     let env_path = project_dir.join(".env");
     if env_path.is_file() {
-        req.files.insert(".env".into(), std::fs::read_to_string(&env_path).context("cannot read .env")?);
+        req.files.insert(
+            ".env".into(),
+            std::fs::read_to_string(&env_path).context("cannot read .env")?,
+        );
     }
     let referenced = berth_compose::referenced_files(&sources).map_err(|e| anyhow!("{e}"))?;
     for rel in referenced {
         let path = project_dir.join(&rel);
-        let content = std::fs::read(&path).with_context(|| format!("cannot read {rel} (referenced by the Compose file)"))?;
-        let content = String::from_utf8(content).map_err(|_| anyhow!("{rel}: only UTF-8 text files can be sent"))?;
+        let content = std::fs::read(&path)
+            .with_context(|| format!("cannot read {rel} (referenced by the Compose file)"))?;
+        let content = String::from_utf8(content)
+            .map_err(|_| anyhow!("{rel}: only UTF-8 text files can be sent"))?;
         req.files.insert(rel, content);
     }
     let mut env = BTreeMap::new();
@@ -220,7 +308,13 @@ async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    wait(client, &args.app, created.revision, Duration::from_secs(args.timeout)).await
+    wait(
+        client,
+        &args.app,
+        created.revision,
+        Duration::from_secs(args.timeout),
+    )
+    .await
 }
 
 /// Wait until `revision` has converged (exit 0) or failed (exit 1), showing progress on a terminal.
@@ -237,9 +331,15 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
             let mine = history.iter().find(|r| r.revision == revision);
             match mine {
                 Some(r) if r.status == "failed" => {
-                    eprintln!("error: revision {revision} failed: {}; now at revision {}", r.message, st.revision);
+                    eprintln!(
+                        "error: revision {revision} failed: {}; now at revision {}",
+                        r.message, st.revision
+                    );
                 }
-                _ => eprintln!("error: revision {revision} was superseded by revision {}", st.revision),
+                _ => eprintln!(
+                    "error: revision {revision} was superseded by revision {}",
+                    st.revision
+                ),
             }
             return Ok(1);
         }
@@ -278,12 +378,19 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
             return Ok(0);
         }
         if Instant::now() > deadline {
-            let problems: Vec<String> =
-                st.services.iter().filter_map(|s| s.problem.as_ref().map(|p| format!("{}: {p}", s.name))).collect();
+            let problems: Vec<String> = st
+                .services
+                .iter()
+                .filter_map(|s| s.problem.as_ref().map(|p| format!("{}: {p}", s.name)))
+                .collect();
             eprintln!(
                 "error: {app} did not converge within {} s{}",
                 timeout.as_secs(),
-                if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+                if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", problems.join("; "))
+                }
             );
             return Ok(1);
         }

@@ -19,7 +19,11 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7400";
 pub const DEFAULT_GATEWAY_LISTEN: &str = "0.0.0.0:7480";
 
 #[derive(Parser, Debug)]
-#[command(name = "berth", version, about = "Berth: build, deploy, route, scale and heal services on Docker")]
+#[command(
+    name = "berth",
+    version,
+    about = "Berth: build, deploy, route, scale and heal services on Docker"
+)]
 pub struct Cli {
     /// The Berth API to talk to.
     #[arg(long, global = true, env = "BERTH_SERVER", default_value = concat!("http://", "127.0.0.1:7400"))]

@@ -63,7 +63,9 @@ impl CpError {
     pub fn code(&self) -> ErrorCode {
         match self {
             CpError::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            CpError::Compose(berth_compose::ComposeError::Unsupported { .. }) => ErrorCode::UnsupportedKey,
+            CpError::Compose(berth_compose::ComposeError::Unsupported { .. }) => {
+                ErrorCode::UnsupportedKey
+            }
             CpError::Compose(_) => ErrorCode::InvalidCompose,
             CpError::ImageMissing(_) => ErrorCode::ImageMissing,
             CpError::AppNotFound(_) => ErrorCode::AppNotFound,

@@ -27,7 +27,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
     /// `GET path` must answer 2xx or 3xx.
-    Http { path: String, interval: Duration, timeout: Duration },
+    Http {
+        path: String,
+        interval: Duration,
+        timeout: Duration,
+    },
     /// A TCP connect must succeed.
     Tcp { interval: Duration },
 }
@@ -55,16 +59,29 @@ pub struct Prober {
 impl Prober {
     /// `wake(app)` is called whenever a replica's readiness changes.
     pub fn new(wake: Arc<dyn Fn(&str) + Send + Sync>, shutdown: CancellationToken) -> Prober {
-        Prober { inner: Arc::default(), wake, shutdown }
+        Prober {
+            inner: Arc::default(),
+            wake,
+            shutdown,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Probe>> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Make sure a probe runs for this container's current run and return its readiness.
     /// `started_at` identifies the run: a new value restarts the probe from "starting".
-    pub fn ensure(&self, app: &str, container: &str, started_at: &str, addr: SocketAddr, kind: &ProbeKind) -> Readiness {
+    pub fn ensure(
+        &self,
+        app: &str,
+        container: &str,
+        started_at: &str,
+        addr: SocketAddr,
+        kind: &ProbeKind,
+    ) -> Readiness {
         let key = format!("{started_at}|{addr}|{kind:?}");
         let mut map = self.lock();
         if let Some(p) = map.get(container) {
@@ -76,7 +93,12 @@ impl Prober {
         let cancel = self.shutdown.child_token();
         map.insert(
             container.to_string(),
-            Probe { key: key.clone(), readiness: Readiness::Starting, ever_ready: false, cancel: cancel.clone() },
+            Probe {
+                key: key.clone(),
+                readiness: Readiness::Starting,
+                ever_ready: false,
+                cancel: cancel.clone(),
+            },
         );
         drop(map);
         let this = self.clone();
@@ -85,7 +107,11 @@ impl Prober {
             let mut failures = 0u32;
             loop {
                 let (ok, interval) = match &kind {
-                    ProbeKind::Http { path, interval, timeout } => (http_probe(addr, path, *timeout).await, *interval),
+                    ProbeKind::Http {
+                        path,
+                        interval,
+                        timeout,
+                    } => (http_probe(addr, path, *timeout).await, *interval),
                     ProbeKind::Tcp { interval } => (
                         tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
                             .await
@@ -96,7 +122,9 @@ impl Prober {
                 failures = if ok { 0 } else { failures + 1 };
                 let changed = {
                     let mut map = this.lock();
-                    let Some(p) = map.get_mut(&container).filter(|p| p.key == key) else { return };
+                    let Some(p) = map.get_mut(&container).filter(|p| p.key == key) else {
+                        return;
+                    };
                     let next = if ok {
                         p.ever_ready = true;
                         Readiness::Ready
@@ -112,7 +140,11 @@ impl Prober {
                 if changed.0 {
                     (this.wake)(&app);
                 }
-                let wait = if changed.1 { interval } else { STARTING_INTERVAL };
+                let wait = if changed.1 {
+                    interval
+                } else {
+                    STARTING_INTERVAL
+                };
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
@@ -169,7 +201,11 @@ async fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
         let code: u16 = line.get(9..12)?.parse().ok()?;
         Some((200..400).contains(&code))
     };
-    tokio::time::timeout(timeout, attempt).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 impl Prober {

@@ -21,7 +21,8 @@ pub mod spec;
 pub use error::CpError;
 
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
+    AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest,
+    ScaleRequest,
 };
 use berth_core::{HttpRoute, PortForward, RoutingTable};
 use berth_docker::Docker;
@@ -114,7 +115,9 @@ pub struct ControlPlane {
 
 impl Inner {
     fn mem(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.mem.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.mem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     fn wake(&self, app: &str) {
         if let Some(rt) = self.runtime.get() {
@@ -219,11 +222,15 @@ impl ControlPlane {
             project_dir: req.project_dir,
         };
         if bundle.compose_files.is_empty() {
-            return Err(CpError::InvalidArgument("no Compose file in the request".into()));
+            return Err(CpError::InvalidArgument(
+                "no Compose file in the request".into(),
+            ));
         }
         let project = berth_compose::load(&bundle)?;
         if project.services.is_empty() {
-            return Err(CpError::InvalidArgument("the Compose files define no service (check `profiles`)".into()));
+            return Err(CpError::InvalidArgument(
+                "the Compose files define no service (check `profiles`)".into(),
+            ));
         }
         // Preflight: every image must exist locally; pin image IDs.
         let mut images = BTreeMap::new();
@@ -250,30 +257,56 @@ impl ControlPlane {
         if !missing.is_empty() {
             return Err(CpError::ImageMissing(missing));
         }
-        let spec = RevisionSpec { project, images, image_ports };
+        let spec = RevisionSpec {
+            project,
+            images,
+            image_ports,
+        };
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
         let change = spec::describe_change(prev.as_ref().map(|p| &p.1), &spec);
         if let Some((rev, prev_spec)) = &prev {
             if serde_json::to_value(prev_spec).ok() == serde_json::to_value(&spec).ok() {
                 self.inner.wake(app);
-                return Ok(RevisionCreated { app: app.into(), revision: *rev, changed: false, change });
+                return Ok(RevisionCreated {
+                    app: app.into(),
+                    revision: *rev,
+                    changed: false,
+                    change,
+                });
             }
         }
         self.commit(app, "apply", &change, &spec)
     }
 
-    fn commit(&self, app: &str, source: &str, change: &str, spec: &RevisionSpec) -> Result<RevisionCreated, CpError> {
-        let value = serde_json::to_value(spec).map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
-        let revision = self.inner.store.create_revision(app, source, change, &value)?;
+    fn commit(
+        &self,
+        app: &str,
+        source: &str,
+        change: &str,
+        spec: &RevisionSpec,
+    ) -> Result<RevisionCreated, CpError> {
+        let value = serde_json::to_value(spec)
+            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
+        let revision = self
+            .inner
+            .store
+            .create_revision(app, source, change, &value)?;
         tracing::info!(app, revision, source, change, "revision committed");
         self.inner.wake(app);
-        Ok(RevisionCreated { app: app.into(), revision, changed: true, change: change.into() })
+        Ok(RevisionCreated {
+            app: app.into(),
+            revision,
+            changed: true,
+            change: change.into(),
+        })
     }
 
     /// Checks that need the resolved spec and the other applications: route ports, conflicts.
     fn validate(&self, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
-        let invalid = |path: String, message: String| CpError::Compose(berth_compose::ComposeError::Invalid { path, message });
+        let invalid = |path: String, message: String| {
+            CpError::Compose(berth_compose::ComposeError::Invalid { path, message })
+        };
         let mut mine_routes = Vec::new();
         let mut mine_ports = Vec::new();
         for (name, svc) in &spec.project.services {
@@ -281,10 +314,14 @@ impl ControlPlane {
                 if r.port.is_none() && spec.default_port(name).is_none() {
                     return Err(invalid(
                         format!("services.{name}.x-berth.route[{i}].port"),
-                        "the service exposes no single port; name the container port to route to".into(),
+                        "the service exposes no single port; name the container port to route to"
+                            .into(),
                     ));
                 }
-                let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), normalize_prefix(&r.path_prefix));
+                let key = (
+                    r.host.clone().map(|h| h.to_ascii_lowercase()),
+                    normalize_prefix(&r.path_prefix),
+                );
                 if mine_routes.iter().any(|(k, _)| *k == key) {
                     return Err(invalid(
                         format!("services.{name}.x-berth.route[{i}]"),
@@ -294,10 +331,14 @@ impl ControlPlane {
                 mine_routes.push((key, name.clone()));
             }
             if let Some(h) = &svc.berth.health {
-                if h.port.is_none() && spec.default_port(name).is_none() && svc.berth.routes.iter().all(|r| r.port.is_none()) {
+                if h.port.is_none()
+                    && spec.default_port(name).is_none()
+                    && svc.berth.routes.iter().all(|r| r.port.is_none())
+                {
                     return Err(invalid(
                         format!("services.{name}.x-berth.health.port"),
-                        "the service exposes no single port; name the container port to probe".into(),
+                        "the service exposes no single port; name the container port to probe"
+                            .into(),
                     ));
                 }
             }
@@ -313,7 +354,10 @@ impl ControlPlane {
             if svc.container_name.is_some() && svc.replicas > 1 {
                 return Err(invalid(
                     format!("services.{name}.container_name"),
-                    format!("a fixed container name allows one replica, not {}", svc.replicas),
+                    format!(
+                        "a fixed container name allows one replica, not {}",
+                        svc.replicas
+                    ),
                 ));
             }
         }
@@ -321,11 +365,18 @@ impl ControlPlane {
             if other.name == app || other.deleting {
                 continue;
             }
-            let Ok(rev) = self.inner.store.get_revision(&other.name, other.revision) else { continue };
-            let Ok(ospec) = serde_json::from_value::<RevisionSpec>(rev.spec) else { continue };
+            let Ok(rev) = self.inner.store.get_revision(&other.name, other.revision) else {
+                continue;
+            };
+            let Ok(ospec) = serde_json::from_value::<RevisionSpec>(rev.spec) else {
+                continue;
+            };
             for (oname, osvc) in &ospec.project.services {
                 for r in &osvc.berth.routes {
-                    let key = (r.host.clone().map(|h| h.to_ascii_lowercase()), normalize_prefix(&r.path_prefix));
+                    let key = (
+                        r.host.clone().map(|h| h.to_ascii_lowercase()),
+                        normalize_prefix(&r.path_prefix),
+                    );
                     if let Some((_, svc)) = mine_routes.iter().find(|(k, _)| *k == key) {
                         return Err(CpError::RouteConflict(format!(
                             "route {}{} of service {svc} is held by application {:?} (service {oname})",
@@ -336,7 +387,10 @@ impl ControlPlane {
                     }
                 }
                 for p in &osvc.ports {
-                    if let Some((port, svc)) = mine_ports.iter().find(|(port, _)| Some(*port) == p.published) {
+                    if let Some((port, svc)) = mine_ports
+                        .iter()
+                        .find(|(port, _)| Some(*port) == p.published)
+                    {
                         return Err(CpError::PortConflict(format!(
                             "host port {port} of service {svc} is held by application {:?} (service {oname})",
                             other.name
@@ -352,7 +406,9 @@ impl ControlPlane {
     pub fn scale(&self, app: &str, req: &ScaleRequest) -> Result<RevisionCreated, CpError> {
         let (rev, mut spec) = self.current_spec(app)?;
         if req.replicas.is_empty() {
-            return Err(CpError::InvalidArgument("name at least one SERVICE=N".into()));
+            return Err(CpError::InvalidArgument(
+                "name at least one SERVICE=N".into(),
+            ));
         }
         let mut changes = Vec::new();
         for (svc, n) in &req.replicas {
@@ -362,7 +418,9 @@ impl ControlPlane {
                 .get_mut(svc)
                 .ok_or_else(|| CpError::ServiceNotFound(app.into(), svc.clone()))?;
             if *n > 1000 {
-                return Err(CpError::InvalidArgument(format!("{svc}: at most 1000 replicas")));
+                return Err(CpError::InvalidArgument(format!(
+                    "{svc}: at most 1000 replicas"
+                )));
             }
             if s.container_name.is_some() && *n > 1 {
                 return Err(CpError::InvalidArgument(format!(
@@ -375,7 +433,12 @@ impl ControlPlane {
             }
         }
         if changes.is_empty() {
-            return Ok(RevisionCreated { app: app.into(), revision: rev, changed: false, change: "no change".into() });
+            return Ok(RevisionCreated {
+                app: app.into(),
+                revision: rev,
+                changed: false,
+                change: "no change".into(),
+            });
         }
         self.commit(app, "scale", &changes.join("; "), &spec)
     }
@@ -385,16 +448,29 @@ impl ControlPlane {
         let (current, _) = self.current_spec(app)?;
         let target = match req.to {
             Some(n) => self.inner.store.get_revision(app, n)?,
-            None => self.inner.store.last_converged_before(app, current)?.ok_or_else(|| {
-                CpError::InvalidArgument(format!("application {app:?} has no earlier converged revision to roll back to"))
-            })?,
+            None => self
+                .inner
+                .store
+                .last_converged_before(app, current)?
+                .ok_or_else(|| {
+                    CpError::InvalidArgument(format!(
+                        "application {app:?} has no earlier converged revision to roll back to"
+                    ))
+                })?,
         };
         if target.number == current {
-            return Err(CpError::InvalidArgument(format!("revision {current} is already the current one")));
+            return Err(CpError::InvalidArgument(format!(
+                "revision {current} is already the current one"
+            )));
         }
-        let spec: RevisionSpec =
-            serde_json::from_value(target.spec).map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
-        self.commit(app, "rollback", &format!("rollback to revision {}", target.number), &spec)
+        let spec: RevisionSpec = serde_json::from_value(target.spec)
+            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
+        self.commit(
+            app,
+            "rollback",
+            &format!("rollback to revision {}", target.number),
+            &spec,
+        )
     }
 
     /// Remove an application: its containers and networks, and its named volumes with `volumes`.
@@ -412,17 +488,28 @@ impl ControlPlane {
             let rev = self.inner.store.get_revision(&a.name, a.revision).ok();
             let services = rev
                 .as_ref()
-                .and_then(|r| r.spec.get("project").and_then(|p| p.get("services")).and_then(|s| s.as_object()).map(serde_json::Map::len))
+                .and_then(|r| {
+                    r.spec
+                        .get("project")
+                        .and_then(|p| p.get("services"))
+                        .and_then(|s| s.as_object())
+                        .map(serde_json::Map::len)
+                })
                 .unwrap_or(0);
             let health = if a.deleting {
                 "deleting".to_string()
             } else {
-                mem.status.get(&a.name).map_or_else(|| "progressing".to_string(), |s| s.health.clone())
+                mem.status
+                    .get(&a.name)
+                    .map_or_else(|| "progressing".to_string(), |s| s.health.clone())
             };
             out.push(AppSummary {
                 name: a.name.clone(),
                 revision: a.revision,
-                revision_status: rev.as_ref().map_or("pending", |r| status_str(r.status)).to_string(),
+                revision_status: rev
+                    .as_ref()
+                    .map_or("pending", |r| status_str(r.status))
+                    .to_string(),
                 health,
                 services,
                 created_at: a.created_at,
@@ -490,11 +577,19 @@ impl ControlPlane {
         if !spec.project.services.contains_key(service) {
             return Err(CpError::ServiceNotFound(app.into(), service.into()));
         }
-        Ok(pass::instances(&self.inner, app).await?.into_iter().filter(|i| i.service == service).collect())
+        Ok(pass::instances(&self.inner, app)
+            .await?
+            .into_iter()
+            .filter(|i| i.service == service)
+            .collect())
     }
 
     /// The containers whose logs `berth logs` shows: current replicas of the service, by slot.
-    pub async fn log_targets(&self, app: &str, service: &str) -> Result<Vec<(u32, String)>, CpError> {
+    pub async fn log_targets(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Result<Vec<(u32, String)>, CpError> {
         let (_, spec) = self.current_spec(app)?;
         if !spec.project.services.contains_key(service) {
             return Err(CpError::ServiceNotFound(app.into(), service.into()));

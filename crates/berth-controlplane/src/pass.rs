@@ -59,23 +59,33 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Observed>, CpError> {
     let filters = crate::label_filters(inner, Some(app));
     let list = inner.docker.list_containers(&filters, true).await?;
     let mut out = Vec::with_capacity(list.len());
-    let inspects = futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id))).await;
+    let inspects =
+        futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id)))
+            .await;
     for (c, i) in list.iter().zip(inspects) {
         let inspect = match i {
             Ok(i) => i,
             Err(DockerError::NotFound(_)) => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),           // never act on a partial listing
+            Err(e) => return Err(e.into()),            // never act on a partial listing
         };
         let l = &inspect.labels;
         // Belt and braces: the filter already guarantees these.
-        if l.get(labels::INSTANCE) != Some(&inner.naming.instance) || l.get(labels::APP).map(String::as_str) != Some(app) {
+        if l.get(labels::INSTANCE) != Some(&inner.naming.instance)
+            || l.get(labels::APP).map(String::as_str) != Some(app)
+        {
             continue;
         }
         out.push(Observed {
             service: l.get(labels::SERVICE).cloned().unwrap_or_default(),
-            slot: l.get(labels::SLOT).and_then(|s| s.parse().ok()).unwrap_or(u32::MAX),
+            slot: l
+                .get(labels::SLOT)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u32::MAX),
             hash: l.get(labels::HASH).cloned().unwrap_or_default(),
-            revision: l.get(labels::REVISION).and_then(|s| s.parse().ok()).unwrap_or(0),
+            revision: l
+                .get(labels::REVISION)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
             inspect,
         });
         let _ = c;
@@ -83,12 +93,20 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Observed>, CpError> {
     Ok(out)
 }
 
-fn ip_of(inner: &Inner, app: &str, spec: Option<&RevisionSpec>, svc: Option<&Service>, i: &ContainerInspect) -> Option<IpAddr> {
+fn ip_of(
+    inner: &Inner,
+    app: &str,
+    spec: Option<&RevisionSpec>,
+    svc: Option<&Service>,
+    i: &ContainerInspect,
+) -> Option<IpAddr> {
     // Prefer the service's first network; fall back to any.
     if let (Some(spec), Some(svc)) = (spec, svc) {
         for net in svc.networks.keys() {
             let decl = spec.project.networks.get(net);
-            let name = inner.naming.network(app, net, decl.and_then(|d| d.name.as_deref()));
+            let name = inner
+                .naming
+                .network(app, net, decl.and_then(|d| d.name.as_deref()));
             if let Some(ep) = i.networks.get(&name) {
                 if let Ok(ip) = ep.ip_address.parse() {
                     return Some(ip);
@@ -96,7 +114,9 @@ fn ip_of(inner: &Inner, app: &str, spec: Option<&RevisionSpec>, svc: Option<&Ser
             }
         }
     }
-    i.networks.values().find_map(|ep| ep.ip_address.parse().ok())
+    i.networks
+        .values()
+        .find_map(|ep| ep.ip_address.parse().ok())
 }
 
 fn restart_rule(svc: &Service) -> RestartRule {
@@ -135,17 +155,34 @@ fn probe_kind(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<(ProbeKi
     }
     if !svc.berth.routes.is_empty() {
         let port = service_port(spec, name, svc)?;
-        return Some((ProbeKind::Tcp { interval: Duration::from_secs(2) }, port));
+        return Some((
+            ProbeKind::Tcp {
+                interval: Duration::from_secs(2),
+            },
+            port,
+        ));
     }
     if let Some(p) = svc.ports.first() {
         if p.protocol == berth_compose::Protocol::Tcp {
-            return Some((ProbeKind::Tcp { interval: Duration::from_secs(2) }, p.target));
+            return Some((
+                ProbeKind::Tcp {
+                    interval: Duration::from_secs(2),
+                },
+                p.target,
+            ));
         }
     }
     None
 }
 
-fn readiness(inner: &Inner, app: &str, spec: &RevisionSpec, name: &str, svc: &Service, o: &Observed) -> Readiness {
+fn readiness(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+    name: &str,
+    svc: &Service,
+    o: &Observed,
+) -> Readiness {
     if state_of(&o.inspect) != ReplicaState::Running {
         inner.prober.mark_down(&o.inspect.id);
         return Readiness::Starting;
@@ -154,7 +191,13 @@ fn readiness(inner: &Inner, app: &str, spec: &RevisionSpec, name: &str, svc: &Se
         let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), &o.inspect) else {
             return Readiness::Starting;
         };
-        return inner.prober.ensure(app, &o.inspect.id, &o.inspect.state.started_at, SocketAddr::new(ip, port), &kind);
+        return inner.prober.ensure(
+            app,
+            &o.inspect.id,
+            &o.inspect.state.started_at,
+            SocketAddr::new(ip, port),
+            &kind,
+        );
     }
     match o.inspect.state.health.as_deref() {
         Some("healthy") => Readiness::Ready,
@@ -172,11 +215,16 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     };
     let observed = observe(inner, app).await?;
     let Some(record) = record.filter(|r| !r.deleting) else {
-        let volumes = inner.store.get_app(app).map(|a| a.delete_volumes).unwrap_or(false);
+        let volumes = inner
+            .store
+            .get_app(app)
+            .map(|a| a.delete_volumes)
+            .unwrap_or(false);
         return teardown(inner, app, observed, volumes).await;
     };
     let rev = inner.store.get_revision(app, record.revision)?;
-    let spec: RevisionSpec = serde_json::from_value(rev.spec.clone()).map_err(|e| CpError::Store(e.into()))?;
+    let spec: RevisionSpec =
+        serde_json::from_value(rev.spec.clone()).map_err(|e| CpError::Store(e.into()))?;
     ensure_networks_and_volumes(inner, app, &spec).await?;
 
     let now = Instant::now();
@@ -188,7 +236,13 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     let mut inputs: BTreeMap<String, plan::Input> = BTreeMap::new();
     let mut ready_of: HashMap<String, Readiness> = HashMap::new();
     {
-        let names: Vec<String> = spec.project.services.keys().cloned().chain(by_service.keys().cloned()).collect();
+        let names: Vec<String> = spec
+            .project
+            .services
+            .keys()
+            .cloned()
+            .chain(by_service.keys().cloned())
+            .collect();
         for name in names {
             if inputs.contains_key(&name) {
                 continue;
@@ -213,14 +267,17 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         age_ms: age_ms(&o.inspect.created),
                         restarts: info.count,
                         restart_allowed: info.not_before.is_none_or(|t| t <= now),
-                        draining: mem.draining.get(&o.inspect.id).map(|(since, version)| plan::Drain {
-                            since_ms: u64::try_from(now.duration_since(*since).as_millis()).unwrap_or(u64::MAX),
-                            // Until the gateway serves the table without it, a 0 means nothing.
-                            in_flight: if inner.dataplane.table_version() >= *version {
-                                inner.dataplane.in_flight(&o.inspect.id)
-                            } else {
-                                usize::MAX
-                            },
+                        draining: mem.draining.get(&o.inspect.id).map(|(since, version)| {
+                            plan::Drain {
+                                since_ms: u64::try_from(now.duration_since(*since).as_millis())
+                                    .unwrap_or(u64::MAX),
+                                // Until the gateway serves the table without it, a 0 means nothing.
+                                in_flight: if inner.dataplane.table_version() >= *version {
+                                    inner.dataplane.in_flight(&o.inspect.id)
+                                } else {
+                                    usize::MAX
+                                },
+                            }
                         }),
                     }
                 })
@@ -239,7 +296,10 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         || mem
                             .slot_done
                             .get(&(app.to_string(), name.clone()))
-                            .is_none_or(|t| now.duration_since(*t).as_millis() >= u128::from(s.update_config.delay_ms));
+                            .is_none_or(|t| {
+                                now.duration_since(*t).as_millis()
+                                    >= u128::from(s.update_config.delay_ms)
+                            });
                     plan::Input {
                         hash: spec.service_hash(&name),
                         replicas: s.replicas,
@@ -248,12 +308,13 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         restart: restart_rule(s),
                         deps_ready: true, // filled below
                         delay_passed,
-                        rollout_deadline_ms: s
-                            .update_config
-                            .monitor_ms
-                            .unwrap_or(u64::try_from(inner.config.rollout_deadline.as_millis()).unwrap_or(60_000)),
+                        rollout_deadline_ms: s.update_config.monitor_ms.unwrap_or(
+                            u64::try_from(inner.config.rollout_deadline.as_millis())
+                                .unwrap_or(60_000),
+                        ),
                         min_drain_ms: 50,
-                        drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000) + 20_000,
+                        drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
+                            + 20_000,
                         observed: replicas,
                     }
                 }
@@ -284,16 +345,24 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                 let enough = cur.len() >= d.replicas as usize;
                 match cond {
                     DependsCondition::ServiceStarted => {
-                        enough && cur.iter().all(|r| !matches!(r.state, ReplicaState::Created))
+                        enough
+                            && cur
+                                .iter()
+                                .all(|r| !matches!(r.state, ReplicaState::Created))
                     }
-                    DependsCondition::ServiceHealthy => enough && cur.iter().all(|r| plan::settled(r, d.restart)),
+                    DependsCondition::ServiceHealthy => {
+                        enough && cur.iter().all(|r| plan::settled(r, d.restart))
+                    }
                     DependsCondition::ServiceCompletedSuccessfully => {
                         enough && cur.iter().all(|r| r.state == ReplicaState::Exited(0))
                     }
                 }
             });
             if !ok {
-                waiting.entry(name.clone()).or_default().push(format!("{dep} ({})", cond_str(*cond)));
+                waiting
+                    .entry(name.clone())
+                    .or_default()
+                    .push(format!("{dep} ({})", cond_str(*cond)));
             }
         }
     }
@@ -327,13 +396,21 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     });
     let busy = {
         let mem = inner.mem();
-        inputs.values().flat_map(|i| i.observed.iter()).any(|r| mem.busy.contains(&r.id))
-            || mem.busy.iter().any(|k| k.starts_with(&format!("create/{app}/")))
+        inputs
+            .values()
+            .flat_map(|i| i.observed.iter())
+            .any(|r| mem.busy.contains(&r.id))
+            || mem
+                .busy
+                .iter()
+                .any(|k| k.starts_with(&format!("create/{app}/")))
     };
     let converged = converged_all && !busy;
     let mut message = String::new();
     if converged && rev.status == RevisionStatus::Pending {
-        inner.store.set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
+        inner
+            .store
+            .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
         tracing::info!(app, revision = record.revision, "revision converged");
     }
     if let Some((svc_name, reason)) = failed.clone() {
@@ -342,8 +419,17 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     } else if rev.status == RevisionStatus::Pending && !converged {
         // A first deploy that cannot make progress fails the revision (nothing to roll back to).
         if let Some(problem) = first_deploy_problem(&inputs) {
-            if inner.store.last_converged_before(app, record.revision)?.is_none() {
-                inner.store.set_revision_status(app, record.revision, RevisionStatus::Failed, &problem)?;
+            if inner
+                .store
+                .last_converged_before(app, record.revision)?
+                .is_none()
+            {
+                inner.store.set_revision_status(
+                    app,
+                    record.revision,
+                    RevisionStatus::Failed,
+                    &problem,
+                )?;
                 tracing::warn!(app, revision = record.revision, problem, "revision failed");
             }
         }
@@ -368,7 +454,10 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     publish_routes(inner, app, &spec, &observed, &inputs);
     inner.mem().status.insert(app.into(), status);
 
-    let draining = inputs.values().flat_map(|i| i.observed.iter()).any(|r| r.draining.is_some());
+    let draining = inputs
+        .values()
+        .flat_map(|i| i.observed.iter())
+        .any(|r| r.draining.is_some());
     let backoff = {
         let mem = inner.mem();
         inputs
@@ -398,7 +487,9 @@ fn readiness_cached(
     o: &Observed,
     cache: &mut HashMap<String, Readiness>,
 ) -> Readiness {
-    *cache.entry(o.inspect.id.clone()).or_insert_with(|| readiness(inner, app, spec, name, svc, o))
+    *cache
+        .entry(o.inspect.id.clone())
+        .or_insert_with(|| readiness(inner, app, spec, name, svc, o))
 }
 
 fn cond_str(c: DependsCondition) -> &'static str {
@@ -410,7 +501,9 @@ fn cond_str(c: DependsCondition) -> &'static str {
 }
 
 fn age_ms(created: &str) -> u64 {
-    let Ok(t) = time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339) else {
+    let Ok(t) =
+        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+    else {
         return 0;
     };
     let d = time::OffsetDateTime::now_utc() - t;
@@ -427,8 +520,12 @@ fn first_deploy_problem(inputs: &BTreeMap<String, plan::Input>) -> Option<String
                 return Some(format!("{name}: replica {} keeps exiting", r.slot));
             }
             if let ReplicaState::Exited(code) = r.state {
-                if code != 0 && i.restart != RestartRule::Always && r.restarts >= i.restart_limit() {
-                    return Some(format!("{name}: replica {} exited with code {code}", r.slot));
+                if code != 0 && i.restart != RestartRule::Always && r.restarts >= i.restart_limit()
+                {
+                    return Some(format!(
+                        "{name}: replica {} exited with code {code}",
+                        r.slot
+                    ));
                 }
             }
             if r.age_ms > i.rollout_deadline_ms && r.state == ReplicaState::Running {
@@ -453,12 +550,26 @@ impl plan::Input {
     }
 }
 
-fn handle_failure(inner: &Inner, app: &str, revision: u64, spec: &RevisionSpec, svc: &str, message: &str) -> Result<(), CpError> {
-    let action = spec.project.services.get(svc).map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
+fn handle_failure(
+    inner: &Inner,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    svc: &str,
+    message: &str,
+) -> Result<(), CpError> {
+    let action = spec
+        .project
+        .services
+        .get(svc)
+        .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
     if action == FailureAction::Continue {
         return Ok(());
     }
-    if !inner.store.set_revision_status(app, revision, RevisionStatus::Failed, message)? {
+    if !inner
+        .store
+        .set_revision_status(app, revision, RevisionStatus::Failed, message)?
+    {
         return Ok(()); // already recorded
     }
     tracing::warn!(app, revision, message, "rollout failed");
@@ -470,7 +581,13 @@ fn handle_failure(inner: &Inner, app: &str, revision: u64, spec: &RevisionSpec, 
                 &format!("automatic rollback to revision {} ({message})", good.number),
                 &good.spec,
             )?;
-            tracing::warn!(app, from = revision, to = good.number, revision = n, "rolled back automatically");
+            tracing::warn!(
+                app,
+                from = revision,
+                to = good.number,
+                revision = n,
+                "rolled back automatically"
+            );
             inner.wake(app);
         }
     }
@@ -489,8 +606,15 @@ fn service_statuses(
         .iter()
         .map(|(name, svc)| {
             let i = &inputs[name];
-            let cur: Vec<&Replica> = i.observed.iter().filter(|r| r.hash == i.hash && r.draining.is_none()).collect();
-            let healthy = cur.iter().filter(|r| r.state == ReplicaState::Running && r.readiness == Readiness::Ready).count();
+            let cur: Vec<&Replica> = i
+                .observed
+                .iter()
+                .filter(|r| r.hash == i.hash && r.draining.is_none())
+                .collect();
+            let healthy = cur
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running && r.readiness == Readiness::Ready)
+                .count();
             let routed = !svc.berth.routes.is_empty() || !svc.ports.is_empty();
             let mut problem = None;
             for r in &i.observed {
@@ -502,7 +626,8 @@ fn service_statuses(
                     problem = Some(format!("replica {} is unhealthy", r.slot));
                 } else if let Some(info) = mem.restarts.get(&r.id) {
                     if info.count >= 3 && r.readiness != Readiness::Ready {
-                        problem = Some(format!("replica {} restarted {} times", r.slot, info.count));
+                        problem =
+                            Some(format!("replica {} restarted {} times", r.slot, info.count));
                     }
                 }
             }
@@ -511,8 +636,13 @@ fn service_statuses(
                 desired: svc.replicas,
                 created: u32::try_from(cur.len()).unwrap_or(u32::MAX),
                 healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
-                in_rotation: if routed { u32::try_from(healthy).unwrap_or(u32::MAX) } else { 0 },
-                old: u32::try_from(i.observed.iter().filter(|r| r.hash != i.hash).count()).unwrap_or(0),
+                in_rotation: if routed {
+                    u32::try_from(healthy).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+                old: u32::try_from(i.observed.iter().filter(|r| r.hash != i.hash).count())
+                    .unwrap_or(0),
                 completed: cur.iter().any(|r| r.state == ReplicaState::Exited(0)),
                 waiting_for: waiting.get(name).cloned().unwrap_or_default(),
                 problem,
@@ -523,29 +653,42 @@ fn service_statuses(
 
 /// Compute this application's routes and published ports from ready, non-draining replicas
 /// (old and new alike: during a start-first rollout both serve), then publish the whole table.
-fn publish_routes(inner: &Inner, app: &str, spec: &RevisionSpec, observed: &[Observed], inputs: &BTreeMap<String, plan::Input>) {
+fn publish_routes(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+    observed: &[Observed],
+    inputs: &BTreeMap<String, plan::Input>,
+) {
     let mut routes = Vec::new();
     let mut ports = Vec::new();
     // Draining as of now (this pass may have started drains after its inputs were read).
-    let draining: std::collections::HashSet<String> = inner.mem().draining.keys().cloned().collect();
+    let draining: std::collections::HashSet<String> =
+        inner.mem().draining.keys().cloned().collect();
     let ready: HashMap<&str, bool> = inputs
         .values()
         .flat_map(|i| i.observed.iter())
         .map(|r| {
-            let ok = r.state == ReplicaState::Running && r.readiness == Readiness::Ready && !draining.contains(&r.id);
+            let ok = r.state == ReplicaState::Running
+                && r.readiness == Readiness::Ready
+                && !draining.contains(&r.id);
             (r.id.as_str(), ok)
         })
         .collect();
     for (name, svc) in &spec.project.services {
         let members: Vec<(&Observed, IpAddr)> = observed
             .iter()
-            .filter(|o| o.service == *name && ready.get(o.inspect.id.as_str()).copied().unwrap_or(false))
+            .filter(|o| {
+                o.service == *name && ready.get(o.inspect.id.as_str()).copied().unwrap_or(false)
+            })
             .filter_map(|o| ip_of(inner, app, Some(spec), Some(svc), &o.inspect).map(|ip| (o, ip)))
             .collect();
         let mut sorted = members;
         sorted.sort_by_key(|(o, _)| (o.slot, o.hash.clone()));
         for r in &svc.berth.routes {
-            let Some(port) = r.port.or_else(|| spec.default_port(name)) else { continue };
+            let Some(port) = r.port.or_else(|| spec.default_port(name)) else {
+                continue;
+            };
             routes.push(HttpRoute {
                 app: app.into(),
                 service: name.clone(),
@@ -554,21 +697,33 @@ fn publish_routes(inner: &Inner, app: &str, spec: &RevisionSpec, observed: &[Obs
                 strip_prefix: r.strip_prefix,
                 endpoints: sorted
                     .iter()
-                    .map(|(o, ip)| Endpoint { id: o.inspect.id.clone(), addr: SocketAddr::new(*ip, port) })
+                    .map(|(o, ip)| Endpoint {
+                        id: o.inspect.id.clone(),
+                        addr: SocketAddr::new(*ip, port),
+                    })
                     .collect(),
             });
         }
         for p in &svc.ports {
-            let Some(published) = p.published else { continue };
+            let Some(published) = p.published else {
+                continue;
+            };
             let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
             ports.push(PortForward {
                 app: app.into(),
                 service: name.clone(),
                 listen: SocketAddr::new(host_ip, published),
-                protocol: if p.protocol == berth_compose::Protocol::Udp { Protocol::Udp } else { Protocol::Tcp },
+                protocol: if p.protocol == berth_compose::Protocol::Udp {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
                 endpoints: sorted
                     .iter()
-                    .map(|(o, ip)| Endpoint { id: o.inspect.id.clone(), addr: SocketAddr::new(*ip, p.target) })
+                    .map(|(o, ip)| Endpoint {
+                        id: o.inspect.id.clone(),
+                        addr: SocketAddr::new(*ip, p.target),
+                    })
                     .collect(),
             });
         }
@@ -583,8 +738,15 @@ fn publish_routes(inner: &Inner, app: &str, spec: &RevisionSpec, observed: &[Obs
 }
 
 fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
-    let version = inner.table_version.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    let mut table = RoutingTable { version, routes: vec![], ports: vec![] };
+    let version = inner
+        .table_version
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    let mut table = RoutingTable {
+        version,
+        routes: vec![],
+        ports: vec![],
+    };
     for (routes, ports) in mem.tables.values() {
         table.routes.extend(routes.iter().cloned());
         table.ports.extend(ports.iter().cloned());
@@ -613,7 +775,9 @@ fn drop_endpoint(inner: &Inner, container: &str) -> u64 {
     if changed {
         publish_table(inner, &mem)
     } else {
-        inner.table_version.load(std::sync::atomic::Ordering::SeqCst)
+        inner
+            .table_version
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -625,7 +789,15 @@ fn backoff_after(count: u32) -> Duration {
 }
 
 /// Run one step as an owned background task; the key marks it busy until done.
-fn execute(inner: &Arc<Inner>, app: &str, revision: u64, spec: &RevisionSpec, service: &str, input: &plan::Input, step: Step) {
+fn execute(
+    inner: &Arc<Inner>,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    service: &str,
+    input: &plan::Input,
+    step: Step,
+) {
     let key = match &step {
         Step::Create { slot } => format!("create/{app}/{service}/{slot}/{}", input.hash),
         Step::Start { id } | Step::Restart { id } | Step::Remove { id } => id.clone(),
@@ -634,7 +806,10 @@ fn execute(inner: &Arc<Inner>, app: &str, revision: u64, spec: &RevisionSpec, se
                 return;
             }
             let version = drop_endpoint(inner, id);
-            inner.mem().draining.insert(id.clone(), (Instant::now(), version));
+            inner
+                .mem()
+                .draining
+                .insert(id.clone(), (Instant::now(), version));
             tracing::debug!(app, service, container = %short(id), "draining");
             return;
         }
@@ -716,7 +891,14 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-async fn create_replica(inner: &Inner, app: &str, revision: u64, spec: &RevisionSpec, service: &str, slot: u32) -> Result<(), CpError> {
+async fn create_replica(
+    inner: &Inner,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    service: &str,
+    slot: u32,
+) -> Result<(), CpError> {
     let svc = spec
         .project
         .services
@@ -727,7 +909,17 @@ async fn create_replica(inner: &Inner, app: &str, revision: u64, spec: &Revision
         .container_name
         .clone()
         .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
-    let body = spec::container_spec(&inner.naming, spec, app, revision, service, svc, slot, &hash, &inner.config.extra_labels);
+    let body = spec::container_spec(
+        &inner.naming,
+        spec,
+        app,
+        revision,
+        service,
+        svc,
+        slot,
+        &hash,
+        &inner.config.extra_labels,
+    );
     let id = match inner.docker.create_container(&name, &body).await {
         Ok(id) => id,
         Err(DockerError::Conflict(_)) => {
@@ -739,7 +931,9 @@ async fn create_replica(inner: &Inner, app: &str, revision: u64, spec: &Revision
                     "container name {name} is taken by a container Berth does not own"
                 )));
             }
-            if l.get(labels::HASH) != Some(&hash) || l.get(labels::APP).map(String::as_str) != Some(app) {
+            if l.get(labels::HASH) != Some(&hash)
+                || l.get(labels::APP).map(String::as_str) != Some(app)
+            {
                 // Ours but of another spec (a fixed container_name): the planner removes it first.
                 return Ok(());
             }
@@ -761,7 +955,11 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
     for r in &svc.secrets {
         if let Some(s) = spec.project.secrets.get(&r.source) {
             let target = r.target.clone().unwrap_or_else(|| r.source.clone());
-            let path = if target.starts_with('/') { target } else { format!("/run/secrets/{target}") };
+            let path = if target.starts_with('/') {
+                target
+            } else {
+                format!("/run/secrets/{target}")
+            };
             files.push((path, &s.content, 0o400));
         }
     }
@@ -788,7 +986,11 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
     b.into_inner().ok()
 }
 
-async fn ensure_networks_and_volumes(inner: &Inner, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
+async fn ensure_networks_and_volumes(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+) -> Result<(), CpError> {
     let filters = crate::label_filters(inner, Some(app));
     let nets = inner.docker.list_networks(&filters).await?;
     for (key, net) in &spec.project.networks {
@@ -826,7 +1028,12 @@ async fn ensure_networks_and_volumes(inner: &Inner, app: &str, spec: &RevisionSp
 }
 
 /// Remove everything of an application (deleted, or unknown to the store: an orphan).
-async fn teardown(inner: &Arc<Inner>, app: &str, observed: Vec<Observed>, volumes: bool) -> Result<Action, CpError> {
+async fn teardown(
+    inner: &Arc<Inner>,
+    app: &str,
+    observed: Vec<Observed>,
+    volumes: bool,
+) -> Result<Action, CpError> {
     {
         let mut mem = inner.mem();
         if mem.tables.remove(app).is_some() {
@@ -872,7 +1079,11 @@ async fn teardown(inner: &Arc<Inner>, app: &str, observed: Vec<Observed>, volume
         inner.store.delete_app(app)?;
         tracing::info!(app, "application removed");
     } else if !observed.is_empty() {
-        tracing::info!(app, containers = observed.len(), "removed orphaned containers");
+        tracing::info!(
+            app,
+            containers = observed.len(),
+            "removed orphaned containers"
+        );
     }
     Ok(Action::Await)
 }
@@ -891,13 +1102,20 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
     let mut out: Vec<Instance> = observed
         .iter()
         .map(|o| {
-            let svc = spec.as_ref().and_then(|s| s.project.services.get(&o.service));
+            let svc = spec
+                .as_ref()
+                .and_then(|s| s.project.services.get(&o.service));
             let port = match (&spec, svc) {
                 (Some(s), Some(svc)) => service_port(s, &o.service, svc),
                 _ => None,
             };
             let ip = ip_of(inner, app, spec.as_ref(), svc, &o.inspect);
-            let in_rotation = table.routes.iter().flat_map(|r| r.endpoints.iter()).chain(table.ports.iter().flat_map(|p| p.endpoints.iter())).any(|e| e.id == o.inspect.id);
+            let in_rotation = table
+                .routes
+                .iter()
+                .flat_map(|r| r.endpoints.iter())
+                .chain(table.ports.iter().flat_map(|p| p.endpoints.iter()))
+                .any(|e| e.id == o.inspect.id);
             let running = o.inspect.state.running;
             let health = if !running {
                 "none".to_string()
@@ -917,7 +1135,11 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
             } else {
                 "none".to_string()
             };
-            let info = mem.restarts.get(&o.inspect.id).copied().unwrap_or(RestartInfo::default());
+            let info = mem
+                .restarts
+                .get(&o.inspect.id)
+                .copied()
+                .unwrap_or(RestartInfo::default());
             let exit_code = match state_of(&o.inspect) {
                 ReplicaState::Exited(c) => Some(c),
                 _ => info.last_exit,
@@ -993,9 +1215,17 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
 }
 
 async fn wake_all(inner: &Inner) {
-    let mut apps: Vec<String> = inner.store.list_apps().map(|a| a.into_iter().map(|a| a.name).collect()).unwrap_or_default();
+    let mut apps: Vec<String> = inner
+        .store
+        .list_apps()
+        .map(|a| a.into_iter().map(|a| a.name).collect())
+        .unwrap_or_default();
     // Applications known only to Docker (orphans of a crash during removal) are torn down.
-    if let Ok(list) = inner.docker.list_containers(&crate::label_filters(inner, None), true).await {
+    if let Ok(list) = inner
+        .docker
+        .list_containers(&crate::label_filters(inner, None), true)
+        .await
+    {
         for c in list {
             if let Some(a) = c.labels.get(labels::APP) {
                 if !apps.contains(a) {

@@ -86,7 +86,9 @@ pub struct Drain {
 
 impl Replica {
     fn is_ready(&self) -> bool {
-        self.state == ReplicaState::Running && self.readiness == Readiness::Ready && self.draining.is_none()
+        self.state == ReplicaState::Running
+            && self.readiness == Readiness::Ready
+            && self.draining.is_none()
     }
 }
 
@@ -167,8 +169,13 @@ pub fn plan(input: &Input) -> Vec<Step> {
             }
         }
     }
-    let live: Vec<&Replica> = input.observed.iter().filter(|r| r.draining.is_none()).collect();
-    let (current, old): (Vec<&Replica>, Vec<&Replica>) = live.iter().partition(|r| r.hash == input.hash);
+    let live: Vec<&Replica> = input
+        .observed
+        .iter()
+        .filter(|r| r.draining.is_none())
+        .collect();
+    let (current, old): (Vec<&Replica>, Vec<&Replica>) =
+        live.iter().partition(|r| r.hash == input.hash);
 
     // Current replicas: one per slot below `replicas`; duplicates and surplus go.
     let mut by_slot: Vec<Option<&Replica>> = vec![None; input.replicas as usize];
@@ -201,7 +208,11 @@ pub fn plan(input: &Input) -> Vec<Step> {
                 && by_slot[s as usize].is_some_and(|c| !settled(c, input.restart))
         })
         .count() as u32;
-    let limit = if input.parallelism == 0 { u32::MAX } else { input.parallelism };
+    let limit = if input.parallelism == 0 {
+        u32::MAX
+    } else {
+        input.parallelism
+    };
 
     for slot in 0..input.replicas {
         let olds: Vec<&&Replica> = old_in(slot).collect();
@@ -210,8 +221,11 @@ pub fn plan(input: &Input) -> Vec<Step> {
                 if !input.deps_ready {
                     continue;
                 }
-                let live_olds: Vec<&&Replica> =
-                    olds.iter().copied().filter(|o| o.state == ReplicaState::Running).collect();
+                let live_olds: Vec<&&Replica> = olds
+                    .iter()
+                    .copied()
+                    .filter(|o| o.state == ReplicaState::Running)
+                    .collect();
                 if input.order == Order::StopFirst && !olds.is_empty() {
                     if updating < limit && input.delay_passed {
                         updating += 1;
@@ -233,16 +247,20 @@ pub fn plan(input: &Input) -> Vec<Step> {
                         let again = match input.restart {
                             RestartRule::Always => true,
                             RestartRule::Never => false,
-                            RestartRule::OnFailure(max) => code != 0 && max.is_none_or(|m| c.restarts < m),
+                            RestartRule::OnFailure(max) => {
+                                code != 0 && max.is_none_or(|m| c.restarts < m)
+                            }
                         };
                         if again && c.restart_allowed {
                             steps.push(Step::Start { id: c.id.clone() });
                         }
                     }
-                    ReplicaState::Running if c.readiness == Readiness::Unhealthy => {
-                        if input.restart != RestartRule::Never && c.restart_allowed {
-                            steps.push(Step::Restart { id: c.id.clone() });
-                        }
+                    ReplicaState::Running
+                        if c.readiness == Readiness::Unhealthy
+                            && input.restart != RestartRule::Never
+                            && c.restart_allowed =>
+                    {
+                        steps.push(Step::Restart { id: c.id.clone() });
                     }
                     _ => {}
                 }
@@ -256,7 +274,8 @@ pub fn plan(input: &Input) -> Vec<Step> {
                         }
                     }
                     let crashing = c.restarts >= 3
-                        || (matches!(c.state, ReplicaState::Exited(_)) && finished(c, input.restart));
+                        || (matches!(c.state, ReplicaState::Exited(_))
+                            && finished(c, input.restart));
                     if c.age_ms >= input.rollout_deadline_ms || crashing {
                         steps.push(Step::Failed {
                             reason: format!(
@@ -272,7 +291,9 @@ pub fn plan(input: &Input) -> Vec<Step> {
     }
     // Old replicas beyond the desired count: retire once every current slot is settled (or at
     // once when they no longer serve, or for stop-first).
-    let all_settled = by_slot.iter().all(|c| c.is_some_and(|c| settled(c, input.restart)));
+    let all_settled = by_slot
+        .iter()
+        .all(|c| c.is_some_and(|c| settled(c, input.restart)));
     for o in &old {
         if o.slot >= input.replicas
             && (all_settled || o.state != ReplicaState::Running || input.order == Order::StopFirst)
@@ -287,10 +308,18 @@ pub fn plan(input: &Input) -> Vec<Step> {
 /// Has the service converged: every slot settled on the desired spec and nothing else left?
 #[must_use]
 pub fn converged(input: &Input) -> bool {
-    let current: Vec<&Replica> = input.observed.iter().filter(|r| r.hash == input.hash && r.draining.is_none()).collect();
+    let current: Vec<&Replica> = input
+        .observed
+        .iter()
+        .filter(|r| r.hash == input.hash && r.draining.is_none())
+        .collect();
     input.observed.len() == input.replicas as usize
         && current.len() == input.replicas as usize
-        && (0..input.replicas).all(|s| current.iter().any(|r| r.slot == s && settled(r, input.restart)))
+        && (0..input.replicas).all(|s| {
+            current
+                .iter()
+                .any(|r| r.slot == s && settled(r, input.restart))
+        })
 }
 
 #[cfg(test)]
@@ -344,7 +373,10 @@ mod tests {
     #[test]
     fn table() {
         let draining = |mut r: Replica, since_ms, in_flight| {
-            r.draining = Some(Drain { since_ms, in_flight });
+            r.draining = Some(Drain {
+                since_ms,
+                in_flight,
+            });
             r
         };
         let with = |mut i: Input, f: &dyn Fn(&mut Input)| {
@@ -553,10 +585,25 @@ mod tests {
 
     #[test]
     fn convergence() {
-        assert!(converged(&input(1, vec![rep("a", 0, "new", Running, Ready)])));
-        assert!(!converged(&input(1, vec![rep("a", 0, "new", Running, Starting)])));
-        assert!(!converged(&input(1, vec![rep("a", 0, "new", Running, Ready), rep("o", 0, "old", Running, Ready)])));
-        assert!(!converged(&input(2, vec![rep("a", 0, "new", Running, Ready)])));
+        assert!(converged(&input(
+            1,
+            vec![rep("a", 0, "new", Running, Ready)]
+        )));
+        assert!(!converged(&input(
+            1,
+            vec![rep("a", 0, "new", Running, Starting)]
+        )));
+        assert!(!converged(&input(
+            1,
+            vec![
+                rep("a", 0, "new", Running, Ready),
+                rep("o", 0, "old", Running, Ready)
+            ]
+        )));
+        assert!(!converged(&input(
+            2,
+            vec![rep("a", 0, "new", Running, Ready)]
+        )));
         let mut job = input(1, vec![rep("a", 0, "new", Exited(0), Starting)]);
         job.restart = RestartRule::Never;
         assert!(converged(&job));

@@ -121,7 +121,11 @@ mod tests {
             move |_key| {
                 let (p, r) = (p.clone(), r.clone());
                 async move {
-                    assert_eq!(r.fetch_add(1, Ordering::SeqCst), 0, "two passes of one key at once");
+                    assert_eq!(
+                        r.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two passes of one key at once"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     p.fetch_add(1, Ordering::SeqCst);
                     r.fetch_sub(1, Ordering::SeqCst);

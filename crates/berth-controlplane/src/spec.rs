@@ -51,7 +51,12 @@ impl RevisionSpec {
         svc.replicas = 0;
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&svc).unwrap_or_default());
-        h.update(self.images.get(name).map(String::as_bytes).unwrap_or_default());
+        h.update(
+            self.images
+                .get(name)
+                .map(String::as_bytes)
+                .unwrap_or_default(),
+        );
         for r in &svc.secrets {
             if let Some(s) = self.project.secrets.get(&r.source) {
                 h.update(s.content.as_bytes());
@@ -96,11 +101,17 @@ impl Naming {
     }
     #[must_use]
     pub fn network(&self, app: &str, net: &str, explicit: Option<&str>) -> String {
-        explicit.map_or_else(|| format!("berth-{}-{app}-{net}", self.short()), str::to_string)
+        explicit.map_or_else(
+            || format!("berth-{}-{app}-{net}", self.short()),
+            str::to_string,
+        )
     }
     #[must_use]
     pub fn volume(&self, app: &str, vol: &str, explicit: Option<&str>) -> String {
-        explicit.map_or_else(|| format!("berth-{}-{app}-{vol}", self.short()), str::to_string)
+        explicit.map_or_else(
+            || format!("berth-{}-{app}-{vol}", self.short()),
+            str::to_string,
+        )
     }
 }
 
@@ -110,12 +121,16 @@ impl Naming {
 pub fn valid_app_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
 }
 
 fn ms_to_ns(ms: Option<u64>) -> i64 {
-    ms.map_or(0, |v| i64::try_from(v.saturating_mul(1_000_000)).unwrap_or(i64::MAX))
+    ms.map_or(0, |v| {
+        i64::try_from(v.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    })
 }
 
 /// The container-create body for one replica.
@@ -169,11 +184,17 @@ pub fn container_spec(
         if let Some(cn) = &svc.container_name {
             aliases.push(cn.clone());
         }
-        networks.insert(naming.network(app, net, decl.and_then(|d| d.name.as_deref())), aliases);
+        networks.insert(
+            naming.network(app, net, decl.and_then(|d| d.name.as_deref())),
+            aliases,
+        );
     }
     let healthcheck = svc.healthcheck.as_ref().map(|h| {
         if h.disable {
-            HealthConfig { test: vec!["NONE".into()], ..HealthConfig::default() }
+            HealthConfig {
+                test: vec!["NONE".into()],
+                ..HealthConfig::default()
+            }
         } else {
             HealthConfig {
                 test: h.test.clone(),
@@ -186,7 +207,15 @@ pub fn container_spec(
     });
     let mut exposed: Vec<String> = svc.expose.iter().map(|p| format!("{p}/tcp")).collect();
     exposed.extend(svc.ports.iter().map(|p| {
-        format!("{}/{}", p.target, if p.protocol == berth_compose::Protocol::Udp { "udp" } else { "tcp" })
+        format!(
+            "{}/{}",
+            p.target,
+            if p.protocol == berth_compose::Protocol::Udp {
+                "udp"
+            } else {
+                "tcp"
+            }
+        )
     }));
     exposed.sort();
     exposed.dedup();
@@ -199,17 +228,27 @@ pub fn container_spec(
         })
         .collect();
     ContainerSpec {
-        image: spec.images.get(service_name).cloned().unwrap_or_else(|| svc.image.clone()),
+        image: spec
+            .images
+            .get(service_name)
+            .cloned()
+            .unwrap_or_else(|| svc.image.clone()),
         cmd: svc.command.clone(),
         entrypoint: svc.entrypoint.clone(),
-        env: svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: svc
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         labels: lbl,
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
         exposed_ports: exposed,
         hostname: None,
         healthcheck,
-        stop_timeout_secs: svc.stop_grace_period_ms.map(|ms| i64::try_from(ms.div_ceil(1000)).unwrap_or(10)),
+        stop_timeout_secs: svc
+            .stop_grace_period_ms
+            .map(|ms| i64::try_from(ms.div_ceil(1000)).unwrap_or(10)),
         stop_signal: None,
         host: HostSpec {
             mounts,
@@ -244,11 +283,18 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                     if prev.images.get(name) == next.images.get(name) {
                         parts.push(format!("{name}: configuration changed"));
                     } else {
-                        parts.push(format!("{name}: image {} ({})", svc.image, short_id(next.images.get(name))));
+                        parts.push(format!(
+                            "{name}: image {} ({})",
+                            svc.image,
+                            short_id(next.images.get(name))
+                        ));
                     }
                 }
                 if old.replicas != svc.replicas {
-                    parts.push(format!("{name}: replicas {} → {}", old.replicas, svc.replicas));
+                    parts.push(format!(
+                        "{name}: replicas {} → {}",
+                        old.replicas, svc.replicas
+                    ));
                 }
             }
         }
@@ -266,5 +312,6 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
 }
 
 fn short_id(id: Option<&String>) -> String {
-    id.map(|i| i.trim_start_matches("sha256:").chars().take(12).collect()).unwrap_or_default()
+    id.map(|i| i.trim_start_matches("sha256:").chars().take(12).collect())
+        .unwrap_or_default()
 }

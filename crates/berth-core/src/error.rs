@@ -120,10 +120,9 @@ impl ErrorCode {
     #[must_use]
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidJson
-            | Self::InvalidQuery
-            | Self::InvalidArgument
-            | Self::BadRequest => 400,
+            Self::InvalidJson | Self::InvalidQuery | Self::InvalidArgument | Self::BadRequest => {
+                400
+            }
             Self::InvalidCompose | Self::UnsupportedKey | Self::ImageMissing => 422,
             Self::AppNotFound
             | Self::ServiceNotFound
@@ -165,7 +164,10 @@ mod tests {
     fn every_code_is_documented() {
         let doc = include_str!("../../../docs/errors.md");
         for code in ErrorCode::ALL {
-            assert!(doc.contains(&format!("`{}`", code.as_str())), "{code} missing from docs/errors.md");
+            assert!(
+                doc.contains(&format!("`{}`", code.as_str())),
+                "{code} missing from docs/errors.md"
+            );
         }
     }
 }

@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(t.find(None, "/api/v2/x").unwrap().service, "v2");
         assert_eq!(t.find(None, "/api/v3").unwrap().service, "api");
         assert_eq!(t.find(None, "/apiary").unwrap().service, "root");
-        assert_eq!(t.find(Some("shop.example:8080"), "/api").unwrap().service, "shop");
+        assert_eq!(
+            t.find(Some("shop.example:8080"), "/api").unwrap().service,
+            "shop"
+        );
         assert_eq!(t.find(Some("other"), "/x").unwrap().service, "root");
     }
 }

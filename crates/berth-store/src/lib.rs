@@ -131,13 +131,17 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&conn)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// This server's instance id: created once, kept forever in the database. Every Docker
@@ -145,15 +149,24 @@ impl Store {
     pub fn instance_id(&self) -> Result<String, StoreError> {
         let conn = self.conn();
         let existing: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'instance_id'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         if let Some(id) = existing {
             return Ok(id);
         }
         let id: String = (0..12)
-            .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random::<usize>() % 36]))
+            .map(|_| {
+                char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rand::random::<usize>() % 36])
+            })
             .collect();
-        conn.execute("INSERT INTO meta(key, value) VALUES ('instance_id', ?1)", params![id])?;
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('instance_id', ?1)",
+            params![id],
+        )?;
         Ok(id)
     }
 
@@ -188,7 +201,10 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', '', ?6)",
             params![app, next, ts, source, change, serde_json::to_string(spec)?],
         )?;
-        tx.execute("UPDATE apps SET revision = ?2 WHERE name = ?1", params![app, next])?;
+        tx.execute(
+            "UPDATE apps SET revision = ?2 WHERE name = ?1",
+            params![app, next],
+        )?;
         tx.commit()?;
         Ok(next)
     }
@@ -264,7 +280,11 @@ impl Store {
     }
 
     /// The newest converged revision before `before` (the target of an automatic rollback).
-    pub fn last_converged_before(&self, app: &str, before: u64) -> Result<Option<Revision>, StoreError> {
+    pub fn last_converged_before(
+        &self,
+        app: &str,
+        before: u64,
+    ) -> Result<Option<Revision>, StoreError> {
         Ok(self
             .list_revisions(app)?
             .into_iter()
@@ -288,7 +308,10 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM revisions WHERE app = ?1", params![app])?;
-        tx.execute("DELETE FROM apps WHERE name = ?1 AND deleting = 1", params![app])?;
+        tx.execute(
+            "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
+            params![app],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -331,20 +354,41 @@ mod tests {
         let spec = serde_json::json!({"services": {}});
         {
             let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.create_revision("shop", "apply", "created", &spec).unwrap(), 1);
-            assert_eq!(s.create_revision("shop", "apply", "web changed", &spec).unwrap(), 2);
-            assert_eq!(s.get_revision("shop", 1).unwrap().status, RevisionStatus::Superseded);
+            assert_eq!(
+                s.create_revision("shop", "apply", "created", &spec)
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                s.create_revision("shop", "apply", "web changed", &spec)
+                    .unwrap(),
+                2
+            );
+            assert_eq!(
+                s.get_revision("shop", 1).unwrap().status,
+                RevisionStatus::Superseded
+            );
         }
         let s = Store::open(dir.path()).unwrap();
         let id = s.instance_id().unwrap();
         assert_eq!(id, s.instance_id().unwrap());
         assert_eq!(s.get_app("shop").unwrap().revision, 2);
-        assert!(s.set_revision_status("shop", 2, RevisionStatus::Converged, "").unwrap());
-        assert!(!s.set_revision_status("shop", 2, RevisionStatus::Failed, "late").unwrap());
+        assert!(s
+            .set_revision_status("shop", 2, RevisionStatus::Converged, "")
+            .unwrap());
+        assert!(!s
+            .set_revision_status("shop", 2, RevisionStatus::Failed, "late")
+            .unwrap());
         assert_eq!(s.create_revision("shop", "apply", "x", &spec).unwrap(), 3);
-        assert_eq!(s.last_converged_before("shop", 3).unwrap().unwrap().number, 2);
+        assert_eq!(
+            s.last_converged_before("shop", 3).unwrap().unwrap().number,
+            2
+        );
         let revs = s.list_revisions("shop").unwrap();
-        assert_eq!(revs.iter().map(|r| r.number).collect::<Vec<_>>(), vec![3, 2, 1]);
+        assert_eq!(
+            revs.iter().map(|r| r.number).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
     }
 
     #[test]
@@ -358,6 +402,9 @@ mod tests {
         assert!(s.get_app("a").unwrap().deleting);
         s.delete_app("a").unwrap();
         assert!(matches!(s.get_app("a"), Err(StoreError::AppNotFound(_))));
-        assert!(matches!(s.mark_deleting("zz", false), Err(StoreError::AppNotFound(_))));
+        assert!(matches!(
+            s.mark_deleting("zz", false),
+            Err(StoreError::AppNotFound(_))
+        ));
     }
 }

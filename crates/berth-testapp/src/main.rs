@@ -54,7 +54,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!("berth-testapp {} listening on port {port}", env_or("VERSION", "v1"));
+    println!(
+        "berth-testapp {} listening on port {port}",
+        env_or("VERSION", "v1")
+    );
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
             let _ = serve(stream);
@@ -103,7 +106,12 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
     }
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
-    Ok(Some(Request { method, target, headers, close }))
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        close,
+    }))
 }
 
 fn query_param(target: &str, name: &str) -> Option<String> {
@@ -136,17 +144,31 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                 (200, b)
             }
             "/sleep" => {
-                let ms: u64 = query_param(&req.target, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                let ms: u64 = query_param(&req.target, "ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(100);
                 std::thread::sleep(Duration::from_millis(ms));
                 (200, format!("slept {ms} ms {version} {hostname}\n"))
             }
             "/exit" => {
-                let code: i32 = query_param(&req.target, "code").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let code: i32 = query_param(&req.target, "code")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
                 std::process::exit(code);
             }
-            _ => (200, format!("{version} {hostname} {} {}{greeting}\n", req.method, req.target)),
+            _ => (
+                200,
+                format!(
+                    "{version} {hostname} {} {}{greeting}\n",
+                    req.method, req.target
+                ),
+            ),
         };
-        let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Service Unavailable"
+        };
         let conn = if req.close { "close" } else { "keep-alive" };
         let head = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-App-Version: {version}\r\nConnection: {conn}\r\n\r\n",

@@ -55,9 +55,14 @@ const RESERVED_LABELS: &[&str] = &[
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for l in labels {
-        let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("--label {l:?}: expected KEY=VALUE"))?;
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--label {l:?}: expected KEY=VALUE"))?;
         if k.is_empty() || RESERVED_LABELS.contains(&k) {
-            bail!("--label {l:?}: the key must be non-empty and not one of Berth's own ({})", RESERVED_LABELS.join(", "));
+            bail!(
+                "--label {l:?}: the key must be non-empty and not one of Berth's own ({})",
+                RESERVED_LABELS.join(", ")
+            );
         }
         out.insert(k.to_string(), v.to_string());
     }
@@ -67,7 +72,9 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -77,37 +84,60 @@ fn init_tracing(format: &str) {
 
 /// Run the server until a shutdown signal.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let api_addr: SocketAddr = args
-        .api_listen
-        .parse()
-        .map_err(|_| anyhow!("--api-listen {:?}: expected IP:PORT, e.g. 127.0.0.1:7400", args.api_listen))?;
+    let api_addr: SocketAddr = args.api_listen.parse().map_err(|_| {
+        anyhow!(
+            "--api-listen {:?}: expected IP:PORT, e.g. 127.0.0.1:7400",
+            args.api_listen
+        )
+    })?;
     if !api_addr.ip().is_loopback() {
         bail!(
             "--api-listen {api_addr}: the API controls the Docker engine and has no users or tokens yet, so it listens on loopback only (use 127.0.0.1 or [::1])"
         );
     }
-    let gateway_addr: SocketAddr = args
-        .gateway_listen
-        .parse()
-        .map_err(|_| anyhow!("--gateway-listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480", args.gateway_listen))?;
+    let gateway_addr: SocketAddr = args.gateway_listen.parse().map_err(|_| {
+        anyhow!(
+            "--gateway-listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
+            args.gateway_listen
+        )
+    })?;
     let labels = parse_labels(&args.labels)?;
     init_tracing(&args.log_format);
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let docker = berth_docker::Docker::connect().await.map_err(|e| anyhow!("{e}"))?;
-    let store = berth_store::Store::open(&data_dir).with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let docker = berth_docker::Docker::connect()
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let store = berth_store::Store::open(&data_dir)
+        .with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
 
-    let api_listener = tokio::net::TcpListener::bind(api_addr).await.with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
-    let gw_listener =
-        tokio::net::TcpListener::bind(gateway_addr).await.with_context(|| format!("cannot listen on {gateway_addr} (--gateway-listen)"))?;
+    let api_listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
+    let gw_listener = tokio::net::TcpListener::bind(gateway_addr)
+        .await
+        .with_context(|| format!("cannot listen on {gateway_addr} (--gateway-listen)"))?;
 
     let shutdown = CancellationToken::new();
-    let (table_tx, table_rx) = tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    let (table_tx, table_rx) =
+        tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
     let gateway = Gateway::new(table_rx, GatewayConfig::default());
-    let config = Config { extra_labels: labels, resync: Duration::from_secs(args.resync_secs.max(1)), ..Config::default() };
-    let cp = ControlPlane::start(store, docker.clone(), config, table_tx, Arc::new(GatewayPlane(gateway.clone())), shutdown.child_token())
-        .map_err(|e| anyhow!("{e}"))?;
+    let config = Config {
+        extra_labels: labels,
+        resync: Duration::from_secs(args.resync_secs.max(1)),
+        ..Config::default()
+    };
+    let cp = ControlPlane::start(
+        store,
+        docker.clone(),
+        config,
+        table_tx,
+        Arc::new(GatewayPlane(gateway.clone())),
+        shutdown.child_token(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,
@@ -118,12 +148,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server started"
     );
 
-    let app = berth_api::router(berth_api::AppState { cp: cp.clone(), version: env!("CARGO_PKG_VERSION").into() });
+    let app = berth_api::router(berth_api::AppState {
+        cp: cp.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    });
     let api_shutdown = shutdown.clone();
     let api = tokio::spawn(async move {
-        axum::serve(api_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
+        axum::serve(
+            api_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+        .await
     });
     let gw = gateway.clone();
     let gw_shutdown = shutdown.clone();
@@ -149,13 +185,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -35,7 +35,11 @@ fn deploy_scale_heal_and_remove() {
     let image = testapp_image(&run);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&run, dir.path());
-    let file = compose(dir.path(), "compose.yaml", &web_compose(&image, "v1", 2, ""));
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &web_compose(&image, "v1", 2, ""),
+    );
     let f = file.to_str().unwrap();
 
     // Deploy: the CLI waits for convergence and exits 0.
@@ -49,7 +53,16 @@ fn deploy_scale_heal_and_remove() {
     let ps = server.ps("shop");
     assert_eq!(ps.len(), 2, "{ps:?}");
     for i in &ps {
-        for key in ["service", "container_id", "image", "state", "health", "address", "revision", "restarts"] {
+        for key in [
+            "service",
+            "container_id",
+            "image",
+            "state",
+            "health",
+            "address",
+            "revision",
+            "restarts",
+        ] {
             assert!(i.get(key).is_some(), "ps lacks {key}: {i}");
         }
         assert_eq!(i["state"], "running");
@@ -57,7 +70,13 @@ fn deploy_scale_heal_and_remove() {
         assert!(i["address"].as_str().unwrap().ends_with(":8080"));
     }
     // Discovery.
-    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/apps/shop/services/web/instances", None, Duration::from_secs(5)).unwrap();
+    let (code, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/apps/shop/services/web/instances",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 200);
     let inst: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(inst.len(), 2);
@@ -65,34 +84,65 @@ fn deploy_scale_heal_and_remove() {
     let mut hosts = std::collections::BTreeSet::new();
     for _ in 0..20 {
         let (_, body) = server.get("/").unwrap();
-        hosts.insert(body.split_whitespace().nth(1).unwrap_or_default().to_string());
+        hosts.insert(
+            body.split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
-    assert_eq!(hosts.len(), 2, "requests were not balanced across both replicas: {hosts:?}");
+    assert_eq!(
+        hosts.len(),
+        2,
+        "requests were not balanced across both replicas: {hosts:?}"
+    );
 
     // `apps` lists it.
     let apps = server.ok(&["apps", "--output", "json"]);
     assert!(apps.contains("\"shop\""), "{apps}");
 
     // Scale up, then down: the surviving replicas are not restarted.
-    let before: Vec<String> = ps.iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    let before: Vec<String> = ps
+        .iter()
+        .map(|i| i["container_id"].as_str().unwrap().to_string())
+        .collect();
     server.ok(&["scale", "--app", "shop", "web=3"]);
     let ps = server.ps("shop");
     assert_eq!(ps.len(), 3);
     for id in &before {
-        assert!(ps.iter().any(|i| i["container_id"] == id.as_str()), "scaling restarted {id}");
+        assert!(
+            ps.iter().any(|i| i["container_id"] == id.as_str()),
+            "scaling restarted {id}"
+        );
     }
     server.ok(&["scale", "--app", "shop", "web=1"]);
-    wait_for(Duration::from_secs(20), "scaled down to 1 container", || (docker_count(&run, "container") == 1).then_some(()));
+    wait_for(
+        Duration::from_secs(20),
+        "scaled down to 1 container",
+        || (docker_count(&run, "container") == 1).then_some(()),
+    );
 
     // Self-heal: kill the last replica; it is replaced and routable again.
-    let victim = server.ps("shop")[0]["container_id"].as_str().unwrap().to_string();
-    let killed = std::process::Command::new("docker").args(["kill", &victim]).output().unwrap();
+    let victim = server.ps("shop")[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &victim])
+        .output()
+        .unwrap();
     assert!(killed.status.success());
-    wait_for(Duration::from_secs(20), "a healthy replica answers after the kill", || {
-        let ps = server.ps("shop");
-        let healthy = ps.iter().any(|i| i["health"] == "healthy" && i["state"] == "running");
-        (healthy && server.get("/").is_ok_and(|(c, _)| c == 200)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "a healthy replica answers after the kill",
+        || {
+            let ps = server.ps("shop");
+            let healthy = ps
+                .iter()
+                .any(|i| i["health"] == "healthy" && i["state"] == "running");
+            (healthy && server.get("/").is_ok_and(|(c, _)| c == 200)).then_some(())
+        },
+    );
     let ps = server.ps("shop");
     assert_eq!(ps.len(), 1, "{ps:?}");
     assert!(ps[0]["restarts"].as_u64().unwrap() >= 1, "{:?}", ps[0]);
@@ -130,7 +180,10 @@ fn missing_image_is_refused_before_anything_is_created() {
     let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "nope"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("berth-missing-image:1") && err.contains("berth-also-missing:2"), "{err}");
+    assert!(
+        err.contains("berth-missing-image:1") && err.contains("berth-also-missing:2"),
+        "{err}"
+    );
     assert!(err.contains("image_missing"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(docker_count(&run, "container"), 0);
@@ -146,10 +199,15 @@ fn unsupported_keys_are_named() {
     let file = compose(
         dir.path(),
         "compose.yaml",
-        &format!("services:\n  a:\n    image: {image}\n    privileged: true\n    network_mode: host\n"),
+        &format!(
+            "services:\n  a:\n    image: {image}\n    privileged: true\n    network_mode: host\n"
+        ),
     );
     let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "bad"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("services.a.privileged") && err.contains("services.a.network_mode"), "{err}");
+    assert!(
+        err.contains("services.a.privileged") && err.contains("services.a.network_mode"),
+        "{err}"
+    );
 }

@@ -44,17 +44,36 @@ services:
 "#
         ),
     );
-    let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "pol", "--timeout", "60"]);
-    // `flaky` exhausts its restarts: the first deploy reports failure, naming it.
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("flaky"), "{err}");
-    wait_for(Duration::from_secs(30), "web started after its dependencies", || {
-        let ps = server.ps("pol");
-        (ps.iter().filter(|i| i["service"] == "web" && i["state"] == "running").count() == 2).then_some(ps)
-    });
+    // Whether apply sees `flaky` fail depends on timing (it may converge while flaky still runs
+    // its first attempt), so only the end state is asserted here; the job test below is exact.
+    let _ = server.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--app",
+        "pol",
+        "--timeout",
+        "60",
+    ]);
+    wait_for(
+        Duration::from_secs(30),
+        "web started after its dependencies",
+        || {
+            let ps = server.ps("pol");
+            (ps.iter()
+                .filter(|i| i["service"] == "web" && i["state"] == "running")
+                .count()
+                == 2)
+                .then_some(ps)
+        },
+    );
     let ps = server.ps("pol");
-    let get = |svc: &str| ps.iter().filter(|i| i["service"] == svc).cloned().collect::<Vec<_>>();
+    let get = |svc: &str| {
+        ps.iter()
+            .filter(|i| i["service"] == svc)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     // restart: "no" job completed and stays exited with 0.
     assert_eq!(get("migrate")[0]["state"], "exited");
     assert_eq!(get("migrate")[0]["exit_code"], 0);
@@ -64,26 +83,94 @@ services:
         let f = ps.iter().find(|i| i["service"] == "flaky")?.clone();
         (f["state"] == "exited" && f["restarts"] == 2).then_some(())
     });
-    let flaky = server.ps("pol").into_iter().find(|i| i["service"] == "flaky").unwrap();
+    let flaky = server
+        .ps("pol")
+        .into_iter()
+        .find(|i| i["service"] == "flaky")
+        .unwrap();
     assert_eq!(flaky["exit_code"], 3, "{flaky}");
     // The published port is served by Berth and balanced across both web replicas.
     let addr = format!("127.0.0.1:{port}");
     let mut hosts = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let (code, body) = berth_testkit::http_get(&addr, "/", None, Duration::from_secs(5)).unwrap();
+        let (code, body) =
+            berth_testkit::http_get(&addr, "/", None, Duration::from_secs(5)).unwrap();
         assert_eq!(code, 200);
-        hosts.insert(body.split_whitespace().nth(1).unwrap_or_default().to_string());
+        hosts.insert(
+            body.split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     assert_eq!(hosts.len(), 2, "{hosts:?}");
     // Replicas reach each other by service name on the app network: checked via Docker's DNS
     // aliases (scratch images have no resolver tools).
     let web = get("web")[0]["container_id"].as_str().unwrap().to_string();
     let aliases = std::process::Command::new("docker")
-        .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}", &web])
+        .args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}",
+            &web,
+        ])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&aliases.stdout).contains("web"));
     server.ok(&["rm", "--app", "pol"]);
+}
+
+#[test]
+fn a_failed_job_fails_the_deploy_and_blocks_its_dependents() {
+    let run = TestRun::new("jobs");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  broken:
+    image: {image}
+    restart: "no"
+    environment: {{ EXIT_CODE: "3", RUN_MS: "0" }}
+  after:
+    image: {image}
+    depends_on:
+      broken: {{ condition: service_completed_successfully }}
+"#
+        ),
+    );
+    let out = server.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--app",
+        "jobs",
+        "--timeout",
+        "60",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken") && err.contains("code 3"), "{err}");
+    let ps = server.ps("jobs");
+    assert_eq!(ps.len(), 1, "the dependent service must not start: {ps:?}");
+    assert_eq!(ps[0]["exit_code"], 3);
+    let st = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/apps/jobs",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap()
+    .1;
+    assert!(
+        st.contains("broken (service_completed_successfully)"),
+        "{st}"
+    );
+    server.ok(&["rm", "--app", "jobs"]);
 }
 
 #[test]
@@ -105,11 +192,19 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
     a.ok(&["apply", "-f", f, "--app", "same"]);
     b.ok(&["apply", "-f", f, "--app", "same"]);
     assert_eq!(docker_count(&run, "container"), 2);
-    let b_ids: Vec<String> = b.ps("same").iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    let b_ids: Vec<String> = b
+        .ps("same")
+        .iter()
+        .map(|i| i["container_id"].as_str().unwrap().to_string())
+        .collect();
     a.ok(&["rm", "--app", "same"]);
     // Give B's resync a chance to misbehave; its container must be untouched.
     std::thread::sleep(Duration::from_secs(3));
-    let after: Vec<String> = b.ps("same").iter().map(|i| i["container_id"].as_str().unwrap().to_string()).collect();
+    let after: Vec<String> = b
+        .ps("same")
+        .iter()
+        .map(|i| i["container_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(b_ids, after);
     assert_eq!(docker_count(&run, "container"), 1);
     assert_eq!(b.get("/").unwrap().0, 200);
@@ -127,19 +222,37 @@ fn server_and_api_errors_are_clear() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Unreachable Docker engine: one line naming the socket and DOCKER_HOST.
     let out = std::process::Command::new(bin())
-        .args(["server", "--api-listen", &format!("127.0.0.1:{}", free_port()), "--gateway-listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .args([
+            "server",
+            "--api-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--gateway-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/docker.sock") && err.contains("DOCKER_HOST"), "{err}");
+    assert!(
+        err.contains("/nonexistent/docker.sock") && err.contains("DOCKER_HOST"),
+        "{err}"
+    );
     // CLI without a server: one line.
-    let out = std::process::Command::new(bin()).args(["apps"]).env("BERTH_SERVER", format!("http://127.0.0.1:{}", free_port())).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["apps"])
+        .env("BERTH_SERVER", format!("http://127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Berth server"));
 
@@ -153,22 +266,49 @@ fn server_and_api_errors_are_clear() {
         s.read_to_string(&mut out).unwrap();
         let code = out[9..12].parse().unwrap();
         let json = out.split("\r\n\r\n").nth(1).unwrap_or("");
-        (code, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+        (
+            code,
+            serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+        )
     };
     let (code, body) = post("/api/v1/apps/x/apply", "{not json");
     assert_eq!(code, 400);
     assert_eq!(body["code"], "invalid_json");
     assert!(!body["request_id"].as_str().unwrap().is_empty());
     let (code, body) = post("/api/v1/apps/x/scale", r#"{"replicas": {}, "surprise": 1}"#);
-    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_json")), "{body}");
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{body}"
+    );
     let (code, body) = post("/api/v1/apps/ghost/scale", r#"{"replicas": {"a": 1}}"#);
-    assert_eq!((code, body["code"].as_str()), (404, Some("app_not_found")), "{body}");
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (404, Some("app_not_found")),
+        "{body}"
+    );
     let (code, body) = post("/api/v1/nothing", "{}");
-    assert_eq!((code, body["code"].as_str()), (404, Some("not_found")), "{body}");
-    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/apps/x/services/y/logs?follow=maybe", None, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (code, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/apps/x/services/y/logs?follow=maybe",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("invalid_query"), "{body}");
-    let (code, body) = berth_testkit::http_get(&server.api, "/api/v1/openapi.json", None, Duration::from_secs(5)).unwrap();
+    let (code, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/openapi.json",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("\"/api/v1/apps/{app}/apply\""));
     let (code, body) = server.get("/nowhere").unwrap();

@@ -52,7 +52,12 @@ fn rolling_update_under_load_then_auto_and_manual_rollback() {
     server.ok(&["apply", "-f", &f, "--app", "roll"]);
     std::thread::sleep(Duration::from_millis(300));
     let r = load.finish();
-    assert!(r.failures.is_empty(), "{} failed requests during the rollout: {:?}", r.failures.len(), &r.failures[..r.failures.len().min(5)]);
+    assert!(
+        r.failures.is_empty(),
+        "{} failed requests during the rollout: {:?}",
+        r.failures.len(),
+        &r.failures[..r.failures.len().min(5)]
+    );
     assert!(r.ok > 50, "too little load: {}", r.ok);
     assert!(r.versions.contains("v2"), "{:?}", r.versions);
     let ps = server.ps("roll");
@@ -62,17 +67,35 @@ fn rolling_update_under_load_then_auto_and_manual_rollback() {
     let load = Load::start(&server.gateway, "/api/hello", 2);
     std::fs::write(&file, compose_v(&image, "v3", false, 2)).unwrap();
     let out = server.cli(&["apply", "-f", &f, "--app", "roll"]);
-    assert!(!out.status.success(), "apply of an unhealthy version succeeded");
+    assert!(
+        !out.status.success(),
+        "apply of an unhealthy version succeeded"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("failed"), "{err}");
-    wait_for(Duration::from_secs(30), "rolled back to 2 healthy v2 replicas", || {
-        let ps = server.ps("roll");
-        (ps.len() == 2 && ps.iter().all(|i| i["health"] == "healthy")).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "rolled back to 2 healthy v2 replicas",
+        || {
+            let ps = server.ps("roll");
+            (ps.len() == 2 && ps.iter().all(|i| i["health"] == "healthy")).then_some(())
+        },
+    );
     let r = load.finish();
-    assert!(r.failures.is_empty(), "requests failed during the failed rollout: {:?}", &r.failures[..r.failures.len().min(5)]);
-    assert_eq!(r.versions.iter().collect::<Vec<_>>(), vec!["v2"], "{:?}", r.versions);
-    let hist: Vec<serde_json::Value> = serde_json::from_str(&server.ok(&["history", "--app", "roll", "--output", "json"])).unwrap();
+    assert!(
+        r.failures.is_empty(),
+        "requests failed during the failed rollout: {:?}",
+        &r.failures[..r.failures.len().min(5)]
+    );
+    assert_eq!(
+        r.versions.iter().collect::<Vec<_>>(),
+        vec!["v2"],
+        "{:?}",
+        r.versions
+    );
+    let hist: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["history", "--app", "roll", "--output", "json"]))
+            .unwrap();
     assert_eq!(hist[0]["source"], "auto-rollback", "{hist:?}");
     assert_eq!(hist[1]["status"], "failed", "{hist:?}");
 
@@ -103,17 +126,40 @@ fn kill_9_mid_rollout_converges_without_orphans_or_duplicates() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         server.kill9();
         server = Server::start_on(&run, &data, &api, &gw);
-        wait_for(Duration::from_secs(60), "converged after the restart", || {
-            let st = berth_testkit::http_get(&api, "/api/v1/apps/crash", None, Duration::from_secs(2)).ok()?;
-            st.1.contains("\"converged\":true").then_some(())
-        });
+        wait_for(
+            Duration::from_secs(60),
+            "converged after the restart",
+            || {
+                let st = berth_testkit::http_get(
+                    &api,
+                    "/api/v1/apps/crash",
+                    None,
+                    Duration::from_secs(2),
+                )
+                .ok()?;
+                st.1.contains("\"converged\":true").then_some(())
+            },
+        );
         let all = containers(&run);
-        assert_eq!(all.len(), 3, "orphans or duplicates after kill -9 #{i}: {all:#?}");
-        let hashes: std::collections::BTreeSet<&str> = all.iter().map(|l| l.split_whitespace().nth(2).unwrap_or("")).collect();
+        assert_eq!(
+            all.len(),
+            3,
+            "orphans or duplicates after kill -9 #{i}: {all:#?}"
+        );
+        let hashes: std::collections::BTreeSet<&str> = all
+            .iter()
+            .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+            .collect();
         assert_eq!(hashes.len(), 1, "mixed revisions left: {all:#?}");
-        assert!(server.get("/api/x").unwrap().1.starts_with(&format!("{version} ")));
+        assert!(server
+            .get("/api/x")
+            .unwrap()
+            .1
+            .starts_with(&format!("{version} ")));
     }
-    let hist: Vec<serde_json::Value> = serde_json::from_str(&server.ok(&["history", "--app", "crash", "--output", "json"])).unwrap();
+    let hist: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["history", "--app", "crash", "--output", "json"]))
+            .unwrap();
     assert_eq!(hist.len(), 4, "a revision was lost: {hist:?}");
     server.ok(&["rm", "--app", "crash"]);
     assert_eq!(docker_count(&run, "container"), 0);

@@ -12,7 +12,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Server {
@@ -40,7 +44,17 @@ impl Server {
         let log = data_dir.join(format!("server-{}.log", free_port()));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
-            .args(["server", "--api-listen", api, "--gateway-listen", gateway, "--label", &label, "--resync-secs", "2"])
+            .args([
+                "server",
+                "--api-listen",
+                api,
+                "--gateway-listen",
+                gateway,
+                "--label",
+                &label,
+                "--resync-secs",
+                "2",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env("BERTH_LOG", "info,berth_controlplane=debug")
@@ -48,10 +62,23 @@ impl Server {
             .stderr(logf)
             .spawn()
             .expect("start berth server");
-        let s = Server { child: Some(child), api: api.into(), gateway: gateway.into(), data_dir: data_dir.into(), label, log };
-        berth_testkit::wait_for(Duration::from_secs(20), "berth server answers /api/v1/health", || {
-            berth_testkit::http_get(&s.api, "/api/v1/health", None, Duration::from_secs(1)).ok().filter(|(c, _)| *c == 200)
-        });
+        let s = Server {
+            child: Some(child),
+            api: api.into(),
+            gateway: gateway.into(),
+            data_dir: data_dir.into(),
+            label,
+            log,
+        };
+        berth_testkit::wait_for(
+            Duration::from_secs(20),
+            "berth server answers /api/v1/health",
+            || {
+                berth_testkit::http_get(&s.api, "/api/v1/health", None, Duration::from_secs(1))
+                    .ok()
+                    .filter(|(c, _)| *c == 200)
+            },
+        );
         s
     }
 
@@ -104,7 +131,10 @@ impl Server {
     /// Graceful stop (SIGTERM).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             for _ in 0..100 {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
@@ -126,10 +156,20 @@ impl Drop for Server {
 /// Containers carrying this run's label (any state), as (name, labels json) via the docker CLI.
 pub fn containers(run: &TestRun) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-a", "--filter", &format!("label=berth.test={}", run.id), "--format", "{{.Names}} {{.State}} {{.Label \"berth.hash\"}} {{.Label \"berth.service\"}}"])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=berth.test={}", run.id),
+            "--format",
+            "{{.Names}} {{.State}} {{.Label \"berth.hash\"}} {{.Label \"berth.service\"}}",
+        ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn docker_count(run: &TestRun, kind: &str) -> usize {
@@ -141,7 +181,10 @@ pub fn docker_count(run: &TestRun, kind: &str) -> usize {
         _ => unreachable!(),
     };
     let out = Command::new("docker").args(&args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 /// Write a compose file into `dir` and return its path.
@@ -154,7 +197,7 @@ pub fn compose(dir: &Path, name: &str, content: &str) -> PathBuf {
 /// Background load through the gateway: counts successes and failures until stopped.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>)>>,
+    handles: Vec<std::thread::JoinHandle<LoadResult>>,
 }
 
 pub struct LoadResult {
@@ -186,7 +229,11 @@ impl Load {
                         }
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    (ok, failures, versions)
+                    LoadResult {
+                        ok,
+                        failures,
+                        versions,
+                    }
                 })
             })
             .collect();
@@ -195,12 +242,16 @@ impl Load {
 
     pub fn finish(self) -> LoadResult {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut r = LoadResult { ok: 0, failures: vec![], versions: Default::default() };
+        let mut r = LoadResult {
+            ok: 0,
+            failures: vec![],
+            versions: Default::default(),
+        };
         for h in self.handles {
-            let (ok, f, v) = h.join().unwrap();
-            r.ok += ok;
-            r.failures.extend(f);
-            r.versions.extend(v);
+            let one = h.join().unwrap();
+            r.ok += one.ok;
+            r.failures.extend(one.failures);
+            r.versions.extend(one.versions);
         }
         r
     }
