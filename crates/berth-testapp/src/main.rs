@@ -11,7 +11,13 @@
 //! - `GREETING`: text added to `/` responses.
 //!
 //! Paths: `/healthz`, `/` (version, hostname), `/headers` (request headers echoed),
-//! `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits the process at once).
+//! `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits the process at once),
+//! `/file?path=/run/secrets/x` (a file's content, to check secrets, configs and mounts),
+//! `/write?path=/data/x&text=hello` (writes a file, to check volumes).
+//!
+//! `berth-testapp probe [PORT [PATH]]` is a health-check client for images without a shell
+//! (Compose `healthcheck: test: ["CMD", "/app", "probe"]`): exit 0 when `GET PATH` on
+//! 127.0.0.1:PORT (default 8080, `/healthz`) answers 200, else 1.
 //!
 //! SIGTERM exits at once with status 0: Berth drains a replica before stopping it, and a
 //! process that is PID 1 in a container ignores SIGTERM unless it installs a handler.
@@ -34,6 +40,18 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGTERM, on_sigterm as *const () as usize);
         libc::signal(libc::SIGINT, on_sigterm as *const () as usize);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("probe") {
+        let port = args
+            .get(2)
+            .cloned()
+            .unwrap_or_else(|| env_or("PORT", "8080"));
+        let path = args
+            .get(3)
+            .cloned()
+            .unwrap_or_else(|| "/healthz".to_string());
+        std::process::exit(i32::from(!probe(&port, &path)));
     }
     if let Ok(code) = std::env::var("EXIT_CODE") {
         let ms: u64 = env_or("RUN_MS", "0").parse().unwrap_or(0);
@@ -63,6 +81,41 @@ fn main() {
             let _ = serve(stream);
         });
     }
+}
+
+fn probe(port: &str, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct Request {
@@ -149,6 +202,21 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                     .unwrap_or(100);
                 std::thread::sleep(Duration::from_millis(ms));
                 (200, format!("slept {ms} ms {version} {hostname}\n"))
+            }
+            "/file" => {
+                let path = url_decode(&query_param(&req.target, "path").unwrap_or_default());
+                match std::fs::read_to_string(&path) {
+                    Ok(c) => (200, c),
+                    Err(e) => (404, format!("{path}: {e}\n")),
+                }
+            }
+            "/write" => {
+                let path = url_decode(&query_param(&req.target, "path").unwrap_or_default());
+                let text = url_decode(&query_param(&req.target, "text").unwrap_or_default());
+                match std::fs::write(&path, text) {
+                    Ok(()) => (200, "written\n".to_string()),
+                    Err(e) => (503, format!("{path}: {e}\n")),
+                }
             }
             "/exit" => {
                 let code: i32 = query_param(&req.target, "code")
