@@ -373,7 +373,9 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
             eprintln!("error: revision {revision} failed: {}", st.message);
             return Ok(1);
         }
-        if st.converged && st.revision_status == "converged" {
+        // The revision's recorded outcome is authoritative: it converged once, even if a job
+        // has exited since (that shows as a problem in `berth apps`, not as a failed apply).
+        if st.revision_status == "converged" {
             println!("{app}: revision {revision} converged");
             return Ok(0);
         }

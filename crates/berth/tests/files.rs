@@ -18,7 +18,11 @@ fn bundle_files_secrets_configs_volumes_and_binds() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(project.join("conf")).unwrap();
     let server = Server::start(&run, &data);
-    std::fs::write(project.join(".env"), "GREETING_WORD=bonjour\nAPP_VERSION=v7\n").unwrap();
+    std::fs::write(
+        project.join(".env"),
+        "GREETING_WORD=bonjour\nAPP_VERSION=v7\n",
+    )
+    .unwrap();
     std::fs::write(project.join("app.env"), "FROM_ENV_FILE=yes\n").unwrap();
     std::fs::write(project.join("db_password.txt"), "s3cret-value\n").unwrap();
     std::fs::write(project.join("conf/app.conf"), "mode=fast\n").unwrap();
@@ -66,30 +70,63 @@ volumes:
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), server.log_tail());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail()
+    );
 
     let (_, body) = server.get("/").unwrap();
     assert!(body.starts_with("v7 "), "{body}");
     assert!(body.contains("bonjour shell-wins"), "{body}");
-    assert_eq!(server.get("/file?path=/run/secrets/db_password").unwrap().1, "s3cret-value\n");
-    assert_eq!(server.get("/file?path=/etc/app.conf").unwrap().1, "mode=fast\n");
-    assert_eq!(server.get("/file?path=/bound.txt").unwrap().1, "from the host\n");
+    assert_eq!(
+        server.get("/file?path=/run/secrets/db_password").unwrap().1,
+        "s3cret-value\n"
+    );
+    assert_eq!(
+        server.get("/file?path=/etc/app.conf").unwrap().1,
+        "mode=fast\n"
+    );
+    assert_eq!(
+        server.get("/file?path=/bound.txt").unwrap().1,
+        "from the host\n"
+    );
     // env_file reached the container.
-    let id = server.ps("files")[0]["container_id"].as_str().unwrap().to_string();
-    let env = std::process::Command::new("docker").args(["inspect", "-f", "{{.Config.Env}}", &id]).output().unwrap();
+    let id = server.ps("files")[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.Config.Env}}", &id])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&env.stdout).contains("FROM_ENV_FILE=yes"));
     // The secret's value never reaches the server's log.
-    assert!(!std::fs::read_to_string(&server.log).unwrap().contains("s3cret-value"));
+    assert!(!std::fs::read_to_string(&server.log)
+        .unwrap()
+        .contains("s3cret-value"));
 
     // The named volume keeps data across a new revision.
-    assert_eq!(server.get("/write?path=/data/keep&text=kept").unwrap().0, 200);
-    std::fs::write(project.join(".env"), "GREETING_WORD=salut\nAPP_VERSION=v8\n").unwrap();
+    assert_eq!(
+        server.get("/write?path=/data/keep&text=kept").unwrap().0,
+        200
+    );
+    std::fs::write(
+        project.join(".env"),
+        "GREETING_WORD=salut\nAPP_VERSION=v8\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(bin())
         .args(["apply", "-f", file.to_str().unwrap(), "--app", "files"])
         .env("BERTH_SERVER", format!("http://{}", server.api))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(server.get("/").unwrap().1.starts_with("v8 "));
     assert_eq!(server.get("/file?path=/data/keep").unwrap().1, "kept");
 
@@ -104,7 +141,10 @@ volumes:
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let done = line.contains("listening on port");
             lines.push(line);
             if done {
@@ -115,7 +155,10 @@ volumes:
     });
     let lines = reader.join().unwrap();
     let _ = follow.kill();
-    assert!(lines.iter().any(|l| l.contains("berth-testapp v8")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("berth-testapp v8")),
+        "{lines:?}"
+    );
 
     // rm without --volumes keeps the volume; with --volumes it goes.
     server.ok(&["rm", "--app", "files"]);
@@ -123,5 +166,7 @@ volumes:
     server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "files"]);
     assert_eq!(server.get("/file?path=/data/keep").unwrap().1, "kept");
     server.ok(&["rm", "--app", "files", "--volumes"]);
-    wait_for(Duration::from_secs(10), "volume removed", || (docker_count(&run, "volume") == 0).then_some(()));
+    wait_for(Duration::from_secs(10), "volume removed", || {
+        (docker_count(&run, "volume") == 0).then_some(())
+    });
 }

@@ -46,7 +46,8 @@ services:
     );
     // Whether apply sees `flaky` fail depends on timing (it may converge while flaky still runs
     // its first attempt), so only the end state is asserted here; the job test below is exact.
-    let _ = server.cli(&[
+    let t0 = std::time::Instant::now();
+    let out = server.cli(&[
         "apply",
         "-f",
         file.to_str().unwrap(),
@@ -55,6 +56,15 @@ services:
         "--timeout",
         "60",
     ]);
+    eprintln!(
+        "apply: {} after {:?}: {}",
+        out.status,
+        t0.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if t0.elapsed() > Duration::from_secs(30) {
+        eprintln!("SLOW APPLY; server log:\n{}", server.log_tail());
+    }
     wait_for(
         Duration::from_secs(30),
         "web started after its dependencies",
@@ -191,6 +201,14 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
     let f = file.to_str().unwrap();
     a.ok(&["apply", "-f", f, "--app", "same"]);
     b.ok(&["apply", "-f", f, "--app", "same"]);
+    // Within one server a route belongs to one application: 409 naming the holder.
+    let out = a.cli(&["apply", "-f", f, "--app", "other"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route_conflict") && err.contains("\"same\""),
+        "{err}"
+    );
     assert_eq!(docker_count(&run, "container"), 2);
     let b_ids: Vec<String> = b
         .ps("same")

@@ -9,6 +9,20 @@ use common::*;
 use std::time::Duration;
 
 fn compose_v(image: &str, version: &str, healthy: bool, replicas: u32) -> String {
+    compose_p(image, version, healthy, replicas, None)
+}
+
+/// With `port`, the service also publishes `127.0.0.1:port:8080` (served by Berth's forwarder).
+fn compose_p(
+    image: &str,
+    version: &str,
+    healthy: bool,
+    replicas: u32,
+    port: Option<u16>,
+) -> String {
+    let ports = port.map_or_else(String::new, |p| {
+        format!("    ports: [\"127.0.0.1:{p}:8080\"]\n")
+    });
     format!(
         r#"
 services:
@@ -18,7 +32,7 @@ services:
       VERSION: {version}
       HEALTHY: "{h}"
     expose: ["8080"]
-    deploy:
+{ports}    deploy:
       replicas: {replicas}
       update_config:
         order: start-first
@@ -41,17 +55,32 @@ fn rolling_update_under_load_then_auto_and_manual_rollback() {
     let file = dir.path().join("compose.yaml");
     let f = file.to_str().unwrap().to_string();
 
-    std::fs::write(&file, compose_v(&image, "v1", true, 2)).unwrap();
+    let port = free_port();
+    let published = format!("127.0.0.1:{port}");
+    std::fs::write(&file, compose_p(&image, "v1", true, 2, Some(port))).unwrap();
     server.ok(&["apply", "-f", &f, "--app", "roll"]);
     assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
 
     // Rolling update v1 → v2 under steady load: zero failed requests.
-    let load = Load::start(&server.gateway, "/api/hello", 4);
+    let load = Load::start(&server.gateway, "/api/hello", 3);
+    let port_load = Load::start(&published, "/hello", 1);
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(&file, compose_v(&image, "v2", true, 2)).unwrap();
+    std::fs::write(&file, compose_p(&image, "v2", true, 2, Some(port))).unwrap();
     server.ok(&["apply", "-f", &f, "--app", "roll"]);
     std::thread::sleep(Duration::from_millis(300));
     let r = load.finish();
+    let p = port_load.finish();
+    assert!(
+        p.failures.is_empty(),
+        "published port failed during the rollout: {:?}",
+        p.failures
+    );
+    assert!(
+        p.versions.contains("v2") && p.ok > 10,
+        "{} {:?}",
+        p.ok,
+        p.versions
+    );
     assert!(
         r.failures.is_empty(),
         "{} failed requests during the rollout: {:?}",
@@ -65,7 +94,7 @@ fn rolling_update_under_load_then_auto_and_manual_rollback() {
 
     // A version that never becomes healthy: apply fails, Berth rolls back, serving throughout.
     let load = Load::start(&server.gateway, "/api/hello", 2);
-    std::fs::write(&file, compose_v(&image, "v3", false, 2)).unwrap();
+    std::fs::write(&file, compose_p(&image, "v3", false, 2, Some(port))).unwrap();
     let out = server.cli(&["apply", "-f", &f, "--app", "roll"]);
     assert!(
         !out.status.success(),
@@ -125,7 +154,9 @@ fn kill_9_mid_rollout_converges_without_orphans_or_duplicates() {
         server.ok(&["apply", "--detach", "-f", &f, "--app", "crash"]);
         std::thread::sleep(Duration::from_millis(delay_ms));
         server.kill9();
+        eprintln!("[{:?}] killed", std::time::SystemTime::now());
         server = Server::start_on(&run, &data, &api, &gw);
+        eprintln!("[{:?}] restarted", std::time::SystemTime::now());
         wait_for(
             Duration::from_secs(60),
             "converged after the restart",
@@ -161,6 +192,50 @@ fn kill_9_mid_rollout_converges_without_orphans_or_duplicates() {
         serde_json::from_str(&server.ok(&["history", "--app", "crash", "--output", "json"]))
             .unwrap();
     assert_eq!(hist.len(), 4, "a revision was lost: {hist:?}");
-    server.ok(&["rm", "--app", "crash"]);
-    assert_eq!(docker_count(&run, "container"), 0);
+
+    // kill -9 during a scale up and a scale down.
+    for (n, delay_ms) in [(6usize, 150u64), (2, 100)] {
+        server.ok(&["scale", "--detach", "--app", "crash", &format!("web={n}")]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        server.kill9();
+        eprintln!("[{:?}] killed", std::time::SystemTime::now());
+        server = Server::start_on(&run, &data, &api, &gw);
+        eprintln!("[{:?}] restarted", std::time::SystemTime::now());
+        wait_for(
+            Duration::from_secs(60),
+            "scale converged after the restart",
+            || {
+                let st = berth_testkit::http_get(
+                    &api,
+                    "/api/v1/apps/crash",
+                    None,
+                    Duration::from_secs(2),
+                )
+                .ok()?;
+                (st.1.contains("\"converged\":true") && containers(&run).len() == n).then_some(())
+            },
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(containers(&run).len(), n, "{:#?}", containers(&run));
+    }
+
+    // kill -9 during a removal: the restarted server finishes it.
+    server.ok(&["rm", "--detach", "--app", "crash"]);
+    std::thread::sleep(Duration::from_millis(30));
+    server.kill9();
+    server = Server::start_on(&run, &data, &api, &gw);
+    wait_for(
+        Duration::from_secs(60),
+        "removal finished after the restart",
+        || {
+            let gone =
+                berth_testkit::http_get(&api, "/api/v1/apps/crash", None, Duration::from_secs(2))
+                    .ok()?
+                    .0
+                    == 404;
+            (gone && docker_count(&run, "container") == 0 && docker_count(&run, "network") == 0)
+                .then_some(())
+        },
+    );
+    drop(server);
 }
