@@ -169,6 +169,17 @@ class Docker:
         if status >= 300:
             raise RuntimeError(f"docker kill {cid}: {status} {payload}")
 
+    def gwbridge_ip(self, cid):
+        """The container's address on docker_gwbridge (Swarm tasks are reachable from the host there)."""
+        net = self.get("/networks/docker_gwbridge")
+        for k, v in (net.get("Containers") or {}).items():
+            if k.startswith(cid[:12]):
+                return v["IPv4Address"].split("/")[0]
+        return None
+
+    def ipvs_available(self):
+        return os.path.exists("/proc/net/ip_vs")
+
     def tasks(self, service):
         f = urllib.parse.quote(json.dumps({"service": [service]}))
         return self.get(f"/tasks?filters={f}")
@@ -292,6 +303,7 @@ class Bench:
         self.compose_projects = {}  # project -> compose file
         self.stacks = set()
         self.swarm_inited = False
+        self.gwbridge_existed = True
         self._cleaned = False
         atexit.register(self.cleanup)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -414,6 +426,8 @@ class Bench:
             return
         if state != "inactive":
             raise RuntimeError(f"swarm state is {state!r}; refusing to touch it")
+        self.gwbridge_existed = run(["docker", "network", "inspect", "docker_gwbridge"], quiet=True,
+                                    check=False).returncode == 0
         run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"])
         self.swarm_inited = True
         # the ingress network appears asynchronously
@@ -487,6 +501,10 @@ class Bench:
             if self.swarm_inited:
                 run(["docker", "swarm", "leave", "--force"], check=False)
                 self.swarm_inited = False
+                # `swarm init` created docker_gwbridge; `swarm leave` keeps it: remove it if it was ours
+                if not self.gwbridge_existed:
+                    time.sleep(1)
+                    run(["docker", "network", "rm", "docker_gwbridge"], check=False, quiet=True)
             p = run(["docker", "images", "-q", "--filter", f"label={self.label}"], check=False, quiet=True)
             if p.stdout.split():
                 run(["docker", "rmi", "-f", *sorted(set(p.stdout.split()))], check=False, quiet=True)

@@ -1,7 +1,8 @@
 //! Berth's REST API under `/api/v1`: thin handlers over [`berth_controlplane::ControlPlane`].
 //!
 //! Rules it keeps (STYLE.md habit 5):
-//! - Handlers never touch the store or Docker directly; they call the control plane.
+//! - Handlers never touch the store; they call the control plane (log streams read Docker
+//!   through the control plane's client).
 //! - Every error, including bad JSON, unknown fields, bad query strings, unknown paths and
 //!   methods, is answered in one place ([`error::ApiError`]) with an HTTP status and
 //!   `{"code", "message", "request_id"}`; codes are documented in `docs/errors.md`.
@@ -104,25 +105,26 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
+    // Fail closed: a peer we cannot see is treated as remote.
     let mut resp = match peer {
-        Some(p) if !p.ip().is_loopback() => ApiError::new(
+        Some(p) if p.ip().is_loopback() => next.run(req).await,
+        _ => ApiError::new(
             ErrorCode::Forbidden,
             "the Berth API answers loopback clients only until users and tokens exist",
         )
         .into_response(),
-        _ => next.run(req).await,
     };
     error::finish(&mut resp, &id).await;
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    tracing::info!(
-        request_id = %id,
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "api"
-    );
+    let status = resp.status().as_u16();
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // Reads are frequent (the CLI polls while it waits): log them at debug level.
+    if method == http::Method::GET && status < 500 {
+        tracing::debug!(request_id = %id, %method, path, status, ms, "api");
+    } else {
+        tracing::info!(request_id = %id, %method, path, status, ms, "api");
+    }
     resp
 }

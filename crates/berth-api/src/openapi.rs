@@ -178,12 +178,17 @@ pub fn document() -> Value {
         } else {
             json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{resp}")}}})
         };
+        let ok = match *id {
+            "apply" => "201",
+            "removeApp" => "202",
+            _ => "200",
+        };
         let mut op = json!({
             "operationId": id,
             "summary": summary,
             "parameters": params,
             "responses": {
-                "200": {"description": "success", "content": content},
+                ok: {"description": if ok == "201" { "a new revision was committed (200 when nothing changed)" } else { "success" }, "content": content},
                 "default": {"description": "error (see docs/errors.md)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             }

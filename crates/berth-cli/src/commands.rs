@@ -285,6 +285,11 @@ pub(crate) fn bundle(files: &[PathBuf], profiles: &[String]) -> anyhow::Result<A
     let referenced = berth_compose::referenced_files(&sources).map_err(|e| anyhow!("{e}"))?;
     for rel in referenced {
         let path = project_dir.join(&rel);
+        if !path.exists() {
+            // Optional env files may be absent; the server names any required file that is
+            // missing from the bundle.
+            continue;
+        }
         let content = std::fs::read(&path)
             .with_context(|| format!("cannot read {rel} (referenced by the Compose file)"))?;
         let content = String::from_utf8(content)

@@ -77,7 +77,9 @@ pub enum ComposeError {
         keys: Vec<String>,
     },
     /// A referenced file is not in the bundle.
-    #[error("file {0} is referenced but was not sent")]
+    #[error(
+        "file {0} is referenced but does not exist in the project directory (or was not sent)"
+    )]
     MissingFile(String),
 }
 

@@ -36,6 +36,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Most replicas of one service.
+pub const MAX_REPLICAS: u32 = 1000;
+
 /// What the control plane needs from the data plane (the gateway), without depending on it.
 pub trait DataPlane: Send + Sync {
     /// Requests in flight to a replica (by container id); a drained replica is stopped at 0.
@@ -349,7 +352,20 @@ impl ControlPlane {
                         "a published host port is required (\"HOST:CONTAINER\"); to reach a service only from its application, use `expose`".into(),
                     ));
                 };
-                mine_ports.push((published, name.clone()));
+                let key = (published, p.protocol);
+                if let Some((_, holder)) = mine_ports.iter().find(|(k, _)| *k == key) {
+                    return Err(invalid(
+                        format!("services.{name}.ports[{i}]"),
+                        format!("host port {published} is already published by service {holder}"),
+                    ));
+                }
+                mine_ports.push((key, name.clone()));
+            }
+            if svc.replicas > MAX_REPLICAS {
+                return Err(invalid(
+                    format!("services.{name}.deploy.replicas"),
+                    format!("at most {MAX_REPLICAS} replicas"),
+                ));
             }
             if svc.container_name.is_some() && svc.replicas > 1 {
                 return Err(invalid(
@@ -387,15 +403,25 @@ impl ControlPlane {
                     }
                 }
                 for p in &osvc.ports {
-                    if let Some((port, svc)) = mine_ports
-                        .iter()
-                        .find(|(port, _)| Some(*port) == p.published)
-                    {
+                    if let Some(((port, _), svc)) = mine_ports.iter().find(|((port, proto), _)| {
+                        Some(*port) == p.published && *proto == p.protocol
+                    }) {
                         return Err(CpError::PortConflict(format!(
                             "host port {port} of service {svc} is held by application {:?} (service {oname})",
                             other.name
                         )));
                     }
+                }
+                if let (Some(cn), Some((mine, _))) = (
+                    &osvc.container_name,
+                    spec.project.services.iter().find(|(_, s)| {
+                        s.container_name.is_some() && s.container_name == osvc.container_name
+                    }),
+                ) {
+                    return Err(CpError::InvalidArgument(format!(
+                        "services.{mine}.container_name: {cn:?} is used by application {:?} (service {oname})",
+                        other.name
+                    )));
                 }
             }
         }
@@ -417,7 +443,7 @@ impl ControlPlane {
                 .services
                 .get_mut(svc)
                 .ok_or_else(|| CpError::ServiceNotFound(app.into(), svc.clone()))?;
-            if *n > 1000 {
+            if *n > MAX_REPLICAS {
                 return Err(CpError::InvalidArgument(format!(
                     "{svc}: at most 1000 replicas"
                 )));
@@ -584,7 +610,8 @@ impl ControlPlane {
             .collect())
     }
 
-    /// The containers whose logs `berth logs` shows: current replicas of the service, by slot.
+    /// The containers whose logs `berth logs` shows: every replica of the service (a rollout's
+    /// old ones too), by slot.
     pub async fn log_targets(
         &self,
         app: &str,

@@ -104,9 +104,7 @@ fn ip_of(
     if let (Some(spec), Some(svc)) = (spec, svc) {
         for net in svc.networks.keys() {
             let decl = spec.project.networks.get(net);
-            let name = inner
-                .naming
-                .network(app, net, decl.and_then(|d| d.name.as_deref()));
+            let name = inner.naming.network(app, net, decl);
             if let Some(ep) = i.networks.get(&name) {
                 if let Ok(ip) = ep.ip_address.parse() {
                     return Some(ip);
@@ -600,6 +598,7 @@ fn service_statuses(
     inputs: &BTreeMap<String, plan::Input>,
     waiting: &BTreeMap<String, Vec<String>>,
 ) -> Vec<ServiceStatus> {
+    let port_errors = inner.dataplane.port_errors();
     let mem = inner.mem();
     spec.project
         .services
@@ -629,6 +628,16 @@ fn service_statuses(
                         problem =
                             Some(format!("replica {} restarted {} times", r.slot, info.count));
                     }
+                }
+            }
+            for p in &svc.ports {
+                let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let Some(published) = p.published else {
+                    continue;
+                };
+                let listen = SocketAddr::new(host_ip, published);
+                if let Some((_, err)) = port_errors.iter().find(|(a, _)| *a == listen) {
+                    problem = Some(format!("host port {listen} cannot be bound: {err}"));
                 }
             }
             ServiceStatus {
@@ -960,7 +969,7 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
             } else {
                 format!("/run/secrets/{target}")
             };
-            files.push((path, &s.content, 0o400));
+            files.push((path, &s.content, 0o444));
         }
     }
     for r in &svc.configs {
@@ -994,7 +1003,7 @@ async fn ensure_networks_and_volumes(
     let filters = crate::label_filters(inner, Some(app));
     let nets = inner.docker.list_networks(&filters).await?;
     for (key, net) in &spec.project.networks {
-        let name = inner.naming.network(app, key, net.name.as_deref());
+        let name = inner.naming.network(app, key, Some(net));
         if net.external || nets.iter().any(|n| n.name == name) {
             continue;
         }
@@ -1010,7 +1019,7 @@ async fn ensure_networks_and_volumes(
     }
     let vols = inner.docker.list_volumes(&filters).await?;
     for (key, vol) in &spec.project.volumes {
-        let name = inner.naming.volume(app, key, vol.name.as_deref());
+        let name = inner.naming.volume(app, key, Some(vol));
         if vol.external || vols.iter().any(|v| v.name == name) {
             continue;
         }

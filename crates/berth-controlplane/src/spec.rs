@@ -99,19 +99,24 @@ impl Naming {
     pub fn container(&self, app: &str, service: &str, slot: u32, hash: &str) -> String {
         format!("berth-{}-{app}-{service}-{slot}-{hash}", self.short())
     }
+    /// Docker name of a network: its `name:`, else the key itself for an `external` one (as
+    /// Compose does), else Berth's instance- and app-scoped name.
     #[must_use]
-    pub fn network(&self, app: &str, net: &str, explicit: Option<&str>) -> String {
-        explicit.map_or_else(
-            || format!("berth-{}-{app}-{net}", self.short()),
-            str::to_string,
-        )
+    pub fn network(&self, app: &str, key: &str, decl: Option<&berth_compose::Network>) -> String {
+        match decl {
+            Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
+            Some(d) if d.external => key.to_string(),
+            _ => format!("berth-{}-{app}-{key}", self.short()),
+        }
     }
+    /// Docker name of a named volume, by the same rules as [`Naming::network`].
     #[must_use]
-    pub fn volume(&self, app: &str, vol: &str, explicit: Option<&str>) -> String {
-        explicit.map_or_else(
-            || format!("berth-{}-{app}-{vol}", self.short()),
-            str::to_string,
-        )
+    pub fn volume(&self, app: &str, key: &str, decl: Option<&berth_compose::Volume>) -> String {
+        match decl {
+            Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
+            Some(d) if d.external => key.to_string(),
+            _ => format!("berth-{}-{app}-{key}", self.short()),
+        }
     }
 }
 
@@ -162,7 +167,7 @@ pub fn container_spec(
             MountKind::Volume => {
                 let src = m.source.as_deref().map(|v| {
                     let decl = spec.project.volumes.get(v);
-                    naming.volume(app, v, decl.and_then(|d| d.name.as_deref()))
+                    naming.volume(app, v, decl)
                 });
                 ("volume", src)
             }
@@ -184,10 +189,7 @@ pub fn container_spec(
         if let Some(cn) = &svc.container_name {
             aliases.push(cn.clone());
         }
-        networks.insert(
-            naming.network(app, net, decl.and_then(|d| d.name.as_deref())),
-            aliases,
-        );
+        networks.insert(naming.network(app, net, decl), aliases);
     }
     let healthcheck = svc.healthcheck.as_ref().map(|h| {
         if h.disable {

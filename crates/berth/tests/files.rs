@@ -155,6 +155,7 @@ volumes:
     });
     let lines = reader.join().unwrap();
     let _ = follow.kill();
+    let _ = follow.wait();
     assert!(
         lines.iter().any(|l| l.contains("berth-testapp v8")),
         "{lines:?}"
