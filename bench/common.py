@@ -370,8 +370,10 @@ class Bench:
                "--label", self.label, "--data-dir", os.path.join(self.dir, "berth-data")]
         log("  $ BERTH_LOG=%s %s 2>%s" % (self.berth_log, " ".join(cmd), self.server_log))
         self.logf = open(self.server_log, "w")
+        # own session: a signal sent to this script's process group does not reach the server
         self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf,
-                                       env=dict(os.environ, BERTH_LOG=self.berth_log))
+                                       env=dict(os.environ, BERTH_LOG=self.berth_log),
+                                       start_new_session=True)
         deadline = now() + 30
         host, port = self.api.split(":")
         while now() < deadline:
@@ -383,7 +385,14 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError("berth server did not answer /api/v1/health within 30 s")
 
+    def check_server(self):
+        """Raise with the log tail if the server is gone (e.g. signalled from outside)."""
+        if self.server is not None and self.server.poll() is not None:
+            tail = "".join(open(self.server_log, errors="replace").readlines()[-15:])
+            raise RuntimeError(f"berth server exited ({self.server.returncode}); log tail:\n{tail}")
+
     def berth(self, *args, check=True, timeout=600, quiet=False, env=None):
+        self.check_server()
         e = dict(os.environ, BERTH_SERVER=f"http://{self.api}")
         if env:
             e.update(env)

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 mod pass;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod spec;
 

@@ -711,6 +711,7 @@ fn publish_routes(
                         addr: SocketAddr::new(*ip, port),
                     })
                     .collect(),
+                policy: crate::policy::route_policy(app, svc, r),
             });
         }
         for p in &svc.ports {
@@ -755,6 +756,7 @@ fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
         version,
         routes: vec![],
         ports: vec![],
+        issuers: vec![],
     };
     for (routes, ports) in mem.tables.values() {
         table.routes.extend(routes.iter().cloned());

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod error;
+pub mod policy;
 pub mod routing;
 
 pub use error::{ErrorBody, ErrorCode};

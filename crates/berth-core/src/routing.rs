@@ -19,7 +19,7 @@ pub struct Endpoint {
 }
 
 /// An HTTP route: requests whose host and path match go to one service's endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpRoute {
     /// Application that holds the route.
     pub app: String,
@@ -34,6 +34,9 @@ pub struct HttpRoute {
     pub strip_prefix: bool,
     /// Ready replicas, in a stable order. Empty means "route exists, nothing healthy" (503).
     pub endpoints: Vec<Endpoint>,
+    /// What the gateway enforces on this route (default: nothing).
+    #[serde(default)]
+    pub policy: crate::policy::RoutePolicy,
 }
 
 /// Transport of a published port.
@@ -59,12 +62,15 @@ pub struct PortForward {
 }
 
 /// Everything the data plane serves, replaced as a whole on every change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoutingTable {
     /// Increases with every published table.
     pub version: u64,
     pub routes: Vec<HttpRoute>,
     pub ports: Vec<PortForward>,
+    /// JWT issuers routes may name in their `AuthPolicy`.
+    #[serde(default)]
+    pub issuers: Vec<crate::policy::Issuer>,
 }
 
 /// Does `path` fall under `prefix` on a `/` boundary?
@@ -110,6 +116,7 @@ mod tests {
             path_prefix: prefix.into(),
             strip_prefix: false,
             endpoints: vec![],
+            policy: crate::policy::RoutePolicy::default(),
         }
     }
 
@@ -139,6 +146,7 @@ mod tests {
                 route(Some("shop.example"), "/", "shop"),
             ],
             ports: vec![],
+            issuers: vec![],
         };
         assert_eq!(t.find(None, "/api/v2/x").unwrap().service, "v2");
         assert_eq!(t.find(None, "/api/v3").unwrap().service, "api");

@@ -164,8 +164,10 @@ mod tests {
                         addr: std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
                     })
                     .collect(),
+                policy: Default::default(),
             }],
             ports: vec![],
+            issuers: vec![],
         })
     }
 

@@ -64,6 +64,7 @@ fn ports_table(version: u64, ports: Vec<PortForward>) -> Arc<RoutingTable> {
         version,
         routes: vec![],
         ports,
+        issuers: vec![],
     })
 }
 

@@ -188,6 +188,7 @@ pub fn route(host: Option<&str>, prefix: &str, strip: bool, endpoints: Vec<Endpo
         path_prefix: prefix.into(),
         strip_prefix: strip,
         endpoints,
+        policy: Default::default(),
     }
 }
 
@@ -206,6 +207,7 @@ pub fn table(version: u64, routes: Vec<HttpRoute>) -> Arc<RoutingTable> {
         version,
         routes,
         ports: vec![],
+        issuers: vec![],
     })
 }
 
