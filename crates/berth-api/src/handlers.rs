@@ -115,7 +115,62 @@ pub(crate) async fn instances(
 }
 
 pub(crate) async fn routes(State(s): State<AppState>) -> Response {
-    Json(s.cp.routing_table().as_ref().clone()).into_response()
+    let mut table = s.cp.routing_table().as_ref().clone();
+    for i in &mut table.issuers {
+        if i.hs256_secret.is_some() {
+            i.hs256_secret = Some("(redacted)".into());
+        }
+    }
+    Json(table).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TableQuery {
+    #[serde(default)]
+    watch: bool,
+}
+
+/// The full table (with issuer secrets: the API is loopback-only) for a separate gateway.
+/// With `watch`, an NDJSON stream: the current table at once, then one line per change, and the
+/// current table again every 10 s so a gateway notices a dead connection.
+pub(crate) async fn gateway_table(
+    State(s): State<AppState>,
+    q: std::result::Result<Query<TableQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    if !q.watch {
+        return Ok(Json(s.cp.routing_table().as_ref().clone()).into_response());
+    }
+    // Never hand a gateway a table emptier than reality (right after a control-plane restart).
+    while !s.cp.synced() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rx = s.cp.subscribe_table();
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            }
+        }
+        let table = rx.borrow_and_update().clone();
+        let mut line = serde_json::to_vec(table.as_ref()).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
+            (rx, false),
+        ))
+    });
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             get(handlers::logs),
         )
         .route("/api/v1/routes", get(handlers::routes))
+        .route("/api/v1/gateway/table", get(handlers::gateway_table))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

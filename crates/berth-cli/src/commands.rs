@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
     match cmd {
-        Command::Server(_) => bail!("`berth server` is handled by the binary"),
+        Command::Server(_) | Command::Gateway(_) => bail!("handled by the binary"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;

@@ -36,6 +36,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane, the gateway and the reconciler in one process.
     Server(ServerArgs),
+    /// Run a gateway on its own, fed its routing table by a control plane (`berth server
+    /// --no-gateway`). It keeps serving the last table while the control plane restarts.
+    Gateway(GatewayArgs),
     /// Deploy a Docker Compose application and wait until it has converged.
     Apply(ApplyArgs),
     /// List applications with their revision and health.
@@ -119,6 +122,22 @@ pub struct ServerArgs {
     /// Seconds between full resyncs of every application.
     #[arg(long, env = "BERTH_RESYNC_SECS", default_value_t = 5)]
     pub resync_secs: u64,
+    /// Do not run the gateway in this process (run `berth gateway --control URL` instead).
+    #[arg(long, env = "BERTH_NO_GATEWAY")]
+    pub no_gateway: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// The control plane's API, which streams the routing table.
+    #[arg(long, env = "BERTH_CONTROL", default_value = concat!("http://", "127.0.0.1:7400"))]
+    pub control: String,
+    /// Address of the HTTP gateway.
+    #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
+    pub listen: String,
+    /// Log format.
+    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Args, Debug, Clone)]

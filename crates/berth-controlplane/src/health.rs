@@ -45,6 +45,8 @@ struct Probe {
     key: String,
     readiness: Readiness,
     ever_ready: bool,
+    /// At least one probe has completed for this run.
+    evaluated: bool,
     cancel: CancellationToken,
 }
 
@@ -97,6 +99,7 @@ impl Prober {
                 key: key.clone(),
                 readiness: Readiness::Starting,
                 ever_ready: false,
+                evaluated: false,
                 cancel: cancel.clone(),
             },
         );
@@ -133,7 +136,8 @@ impl Prober {
                     } else {
                         Readiness::Starting
                     };
-                    let changed = next != p.readiness;
+                    let changed = next != p.readiness || !p.evaluated;
+                    p.evaluated = true;
                     p.readiness = next;
                     (changed, p.ever_ready)
                 };
@@ -213,5 +217,11 @@ impl Prober {
     #[must_use]
     pub fn peek(&self, container: &str) -> Option<Readiness> {
         self.lock().get(container).map(|p| p.readiness)
+    }
+
+    /// Has the probe of this container's current run completed at least once?
+    #[must_use]
+    pub fn evaluated(&self, container: &str) -> bool {
+        self.lock().get(container).is_some_and(|p| p.evaluated)
     }
 }

@@ -60,6 +60,11 @@ pub struct Config {
     pub resync: Duration,
     /// Default time a new replica of an update has to become ready.
     pub rollout_deadline: Duration,
+    /// Least time a replica stays out of rotation before it is stopped. With the gateway in
+    /// process, in-flight counts make draining exact and this only covers the table swap; with
+    /// a separate gateway (`berth gateway`), whose counts the control plane cannot see, it is
+    /// the whole drain.
+    pub min_drain: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +73,7 @@ impl Default for Config {
             extra_labels: BTreeMap::new(),
             resync: Duration::from_secs(5),
             rollout_deadline: Duration::from_secs(60),
+            min_drain: Duration::from_millis(50),
         }
     }
 }
@@ -88,6 +94,8 @@ struct Memory {
     status: HashMap<String, AppStatus>,
     /// Per application: its routes and published ports (merged into the table).
     tables: BTreeMap<String, (Vec<HttpRoute>, Vec<PortForward>)>,
+    /// Applications whose table entry reflects every replica's probe (see [`ControlPlane::synced`]).
+    synced: HashSet<String>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -106,6 +114,7 @@ pub(crate) struct Inner {
     table_version: std::sync::atomic::AtomicU64,
     prober: health::Prober,
     dataplane: Arc<dyn DataPlane>,
+    started: std::time::Instant,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -158,6 +167,7 @@ impl ControlPlane {
                 table_version: std::sync::atomic::AtomicU64::new(0),
                 prober: health::Prober::new(wake, shutdown.clone()),
                 dataplane,
+                started: std::time::Instant::now(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
@@ -630,6 +640,26 @@ impl ControlPlane {
             .collect();
         list.sort();
         Ok(list)
+    }
+
+    /// Has the routing table caught up with what runs since this server started? True once every
+    /// application has had a pass in which every running replica's probe had answered (or after
+    /// 10 s). A separate gateway is sent no table before that, so a restarted control plane never
+    /// hands it a table that is emptier than reality.
+    #[must_use]
+    pub fn synced(&self) -> bool {
+        if self.inner.started.elapsed() > Duration::from_secs(10) {
+            return true;
+        }
+        let Ok(apps) = self.inner.store.list_apps() else { return false };
+        let mem = self.inner.mem();
+        apps.iter().filter(|a| !a.deleting).all(|a| mem.synced.contains(&a.name))
+    }
+
+    /// Follow the routing table: the current one at once, then every change.
+    #[must_use]
+    pub fn subscribe_table(&self) -> watch::Receiver<Arc<RoutingTable>> {
+        self.inner.table_tx.subscribe()
     }
 
     /// The routing table as last published.

@@ -310,7 +310,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                             u64::try_from(inner.config.rollout_deadline.as_millis())
                                 .unwrap_or(60_000),
                         ),
-                        min_drain_ms: 50,
+                        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
                         drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
                             + 20_000,
                         observed: replicas,
@@ -325,7 +325,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                     deps_ready: false,
                     delay_passed: true,
                     rollout_deadline_ms: 0,
-                    min_drain_ms: 50,
+                    min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
                     drain_timeout_ms: 30_000,
                     observed: replicas,
                 },
@@ -450,7 +450,24 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         services: statuses,
     };
     publish_routes(inner, app, &spec, &observed, &inputs);
-    inner.mem().status.insert(app.into(), status);
+    // Until every probe of a running replica has answered once, the table under-reports what
+    // serves (after a server restart, all readiness starts over): not yet "synced".
+    let probes_pending = observed.iter().any(|o| {
+        state_of(&o.inspect) == ReplicaState::Running
+            && spec
+                .project
+                .services
+                .get(&o.service)
+                .is_some_and(|svc| probe_kind(&spec, &o.service, svc).is_some())
+            && !inner.prober.evaluated(&o.inspect.id)
+    });
+    {
+        let mut mem = inner.mem();
+        mem.status.insert(app.into(), status);
+        if !probes_pending {
+            mem.synced.insert(app.to_string());
+        }
+    }
 
     let draining = inputs
         .values()

@@ -1,6 +1,7 @@
 //! The `berth` binary: parse the command line, then either run the server or a client command.
 //! No logic lives here (see `server.rs` for how the server is assembled).
 
+mod gateway;
 mod server;
 
 use clap::Parser;
@@ -20,6 +21,13 @@ fn main() {
     let code = runtime.block_on(async move {
         match cli.command {
             berth_cli::Command::Server(args) => match server::run(args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            },
+            berth_cli::Command::Gateway(args) => match gateway::run(args).await {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

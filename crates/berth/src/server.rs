@@ -18,6 +18,21 @@ use tokio_util::sync::CancellationToken;
 
 struct GatewayPlane(Gateway);
 
+/// The data plane runs in another process (`berth gateway`).
+struct RemotePlane;
+
+impl DataPlane for RemotePlane {
+    fn in_flight(&self, _endpoint_id: &str) -> usize {
+        0
+    }
+    fn port_errors(&self) -> Vec<(SocketAddr, String)> {
+        Vec::new()
+    }
+    fn table_version(&self) -> u64 {
+        u64::MAX
+    }
+}
+
 impl DataPlane for GatewayPlane {
     fn in_flight(&self, endpoint_id: &str) -> usize {
         self.0.in_flight(endpoint_id)
@@ -69,7 +84,7 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn init_tracing(format: &str) {
+pub(crate) fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -116,32 +131,45 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
-    let gw_listener = tokio::net::TcpListener::bind(gateway_addr)
-        .await
-        .with_context(|| format!("cannot listen on {gateway_addr} (--gateway-listen)"))?;
+    let gw_listener = if args.no_gateway {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(gateway_addr)
+                .await
+                .with_context(|| format!("cannot listen on {gateway_addr} (--gateway-listen)"))?,
+        )
+    };
 
     let shutdown = CancellationToken::new();
     let (table_tx, table_rx) =
         tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
     let gateway = Gateway::new(table_rx, GatewayConfig::default());
-    let config = Config {
+    let mut config = Config {
         extra_labels: labels,
         resync: Duration::from_secs(args.resync_secs.max(1)),
         ..Config::default()
+    };
+    let dataplane: Arc<dyn DataPlane> = if args.no_gateway {
+        // A separate gateway's in-flight counts are not visible here: drain by time.
+        config.min_drain = Duration::from_secs(2);
+        Arc::new(RemotePlane)
+    } else {
+        Arc::new(GatewayPlane(gateway.clone()))
     };
     let cp = ControlPlane::start(
         store,
         docker.clone(),
         config,
         table_tx,
-        Arc::new(GatewayPlane(gateway.clone())),
+        dataplane,
         shutdown.child_token(),
     )
     .map_err(|e| anyhow!("{e}"))?;
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,
-        gateway = %gateway_addr,
+        gateway = %if args.no_gateway { "separate (--no-gateway)".to_string() } else { gateway_addr.to_string() },
         data_dir = %data_dir.display(),
         docker = docker.endpoint(),
         docker_api = docker.api_version(),
@@ -153,35 +181,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").into(),
     });
     let api_shutdown = shutdown.clone();
-    let api = tokio::spawn(async move {
-        axum::serve(
+    let mut tasks = vec![tokio::spawn(async move {
+        let _ = axum::serve(
             api_listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-        .await
-    });
-    let gw = gateway.clone();
-    let gw_shutdown = shutdown.clone();
-    let gw_task = tokio::spawn(async move { gw.serve_http(gw_listener, gw_shutdown).await });
-    let pf = gateway.clone();
-    let pf_shutdown = shutdown.clone();
-    let pf_task = tokio::spawn(async move { pf.run_port_forwarder(pf_shutdown).await });
+        .await;
+    })];
+    if let Some(gw_listener) = gw_listener {
+        let gw = gateway.clone();
+        let gw_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = gw.serve_http(gw_listener, gw_shutdown).await;
+        }));
+        let pf = gateway.clone();
+        let pf_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            pf.run_port_forwarder(pf_shutdown).await
+        }));
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let grace = Duration::from_secs(10);
     let _ = tokio::time::timeout(grace, async {
-        let _ = api.await;
-        let _ = gw_task.await;
-        let _ = pf_task.await;
+        for t in tasks {
+            let _ = t.await;
+        }
     })
     .await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,0 +1,120 @@
+//! `berth gateway`: the data plane in its own process, fed by a control plane.
+//!
+//! It follows `GET /api/v1/gateway/table?watch=true` (NDJSON, one complete table per line) and
+//! publishes each table to the gateway. When the stream breaks — the control plane restarts, is
+//! upgraded or is killed — it keeps serving the last table it received and reconnects with a
+//! backoff, so routed traffic does not depend on the control plane being up.
+
+use anyhow::{anyhow, Context};
+use berth_cli::GatewayArgs;
+use berth_gateway::{Gateway, GatewayConfig};
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A stream silent for longer than this is considered dead (the server sends every 10 s).
+const STALE: Duration = Duration::from_secs(25);
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let listen: SocketAddr = args.listen.parse().map_err(|_| {
+        anyhow!(
+            "--listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
+            args.listen
+        )
+    })?;
+    let control = args.control.trim_end_matches('/').to_string();
+    let control = if control.contains("://") {
+        control
+    } else {
+        format!("http://{control}")
+    };
+    crate::server::init_tracing(&args.log_format);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
+
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    let gateway = Gateway::new(rx, GatewayConfig::default());
+    tracing::info!(%listen, control, "berth gateway started");
+    let follower = tokio::spawn(follow(control, tx, shutdown.clone()));
+    let gw = gateway.clone();
+    let gw_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move { gw.serve_http(listener, gw_shutdown).await });
+    let pf = gateway.clone();
+    let pf_shutdown = shutdown.clone();
+    let ports = tokio::spawn(async move { pf.run_port_forwarder(pf_shutdown).await });
+
+    crate::server::wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = follower.await;
+        let _ = http.await;
+        let _ = ports.await;
+    })
+    .await;
+    Ok(())
+}
+
+/// Follow the control plane's table stream forever, reconnecting with a backoff.
+async fn follow(
+    control: String,
+    tx: watch::Sender<Arc<berth_core::RoutingTable>>,
+    shutdown: CancellationToken,
+) {
+    let client = reqwest::Client::new();
+    let url = format!("{control}/api/v1/gateway/table?watch=true");
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("control plane answered {}", resp.status()));
+            }
+            let mut stream = resp.bytes_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            loop {
+                let chunk = match tokio::time::timeout(STALE, stream.next()).await {
+                    Err(_) => return Err("table stream went silent".to_string()),
+                    Ok(None) => return Err("control plane closed the table stream".to_string()),
+                    Ok(Some(Err(e))) => return Err(e.to_string()),
+                    Ok(Some(Ok(c))) => c,
+                };
+                buf.extend_from_slice(&chunk);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    match serde_json::from_slice::<berth_core::RoutingTable>(&line) {
+                        Ok(table) => {
+                            let changed = tx.borrow().as_ref() != &table;
+                            if changed {
+                                tracing::debug!(
+                                    version = table.version,
+                                    routes = table.routes.len(),
+                                    "new routing table"
+                                );
+                                tx.send_replace(Arc::new(table));
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed table line"),
+                    }
+                }
+            }
+        };
+        let result: Result<(), String> = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = attempt => r,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "lost the control plane; serving the last routing table");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

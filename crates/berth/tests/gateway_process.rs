@@ -1,0 +1,118 @@
+//! End-to-end: `berth gateway` as its own process, fed by `berth server --no-gateway`. A
+//! `kill -9` of the control plane under load fails no request through the gateway, which keeps
+//! serving its last routing table and picks up the restarted control plane's stream.
+
+mod common;
+
+use berth_testkit::{testapp_image, wait_for, TestRun};
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[test]
+fn separate_gateway_survives_kill_9_of_the_control_plane() {
+    let run = TestRun::new("gwproc");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let unused = format!("127.0.0.1:{}", free_port());
+    let gw_addr = format!("127.0.0.1:{}", free_port());
+    let start_server = || {
+        let log =
+            std::fs::File::create(dir.path().join(format!("server-{}.log", free_port()))).unwrap();
+        let child = Command::new(bin())
+            .args([
+                "server",
+                "--no-gateway",
+                "--api-listen",
+                &api,
+                "--gateway-listen",
+                &unused,
+            ])
+            .args(["--label", &format!("berth.test={}", run.id), "--data-dir"])
+            .arg(dir.path())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(20), "control plane up", || {
+            berth_testkit::http_get(&api, "/api/v1/health", None, Duration::from_secs(1))
+                .ok()
+                .filter(|(c, _)| *c == 200)
+        });
+        child
+    };
+    let mut server = start_server();
+    let gw_log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let mut gateway = Command::new(bin())
+        .args([
+            "gateway",
+            "--control",
+            &format!("http://{api}"),
+            "--listen",
+            &gw_addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(gw_log)
+        .spawn()
+        .unwrap();
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    deploy: {{ replicas: 2 }}\n    x-berth:\n      route: {{ path_prefix: / }}\n      health: {{ http: /healthz }}\n"
+        ),
+    );
+    let cli = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env("BERTH_SERVER", format!("http://{api}"))
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["apply", "-f", file.to_str().unwrap(), "--app", "gw"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the separate gateway routes",
+        || {
+            berth_testkit::http_get(&gw_addr, "/", None, Duration::from_secs(2))
+                .ok()
+                .filter(|(c, _)| *c == 200)
+        },
+    );
+
+    let load = Load::start(&gw_addr, "/x", 3);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = server.kill();
+    let _ = server.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    server = start_server();
+    std::thread::sleep(Duration::from_secs(1));
+    let r = load.finish();
+    assert!(
+        r.failures.is_empty(),
+        "requests failed through the gateway: {:?}",
+        &r.failures[..r.failures.len().min(5)]
+    );
+    assert!(r.ok > 100, "too little load: {}", r.ok);
+
+    let out = cli(&["rm", "--app", "gw"]);
+    assert!(out.status.success());
+    wait_for(
+        Duration::from_secs(10),
+        "route gone from the separate gateway",
+        || {
+            berth_testkit::http_get(&gw_addr, "/", None, Duration::from_secs(2))
+                .ok()
+                .filter(|(c, _)| *c == 404)
+        },
+    );
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+}
