@@ -110,6 +110,51 @@ def run_compose(b, replicas, rep, file):
     return elapsed, t_up
 
 
+def run_floor(b, replicas, rep):
+    """The engine's own floor, for reference: on a fresh bridge network, create and start N containers
+    of the image in parallel through the Engine API and poll each one's /healthz from the host every
+    25 ms (what Berth does, with no control plane at all). Timed until all N answered 200."""
+    name = f"f{replicas}r{rep}{b.short[-4:]}"
+    st, net = b.docker.req("POST", "/networks/create", {"Name": name, "Labels": {"berth.test": b.id}})
+    if st >= 300:
+        raise RuntimeError(f"network create: {st} {net}")
+    ready = {}
+    lock = threading.Lock()
+
+    def one(i):
+        body = {"Image": b.image, "Labels": {"berth.test": b.id}, "ExposedPorts": {"8080/tcp": {}},
+                "HostConfig": {"NetworkMode": name}}
+        st, c = b.docker.req("POST", f"/containers/create?name={name}-{i}", body)
+        if st >= 300:
+            raise RuntimeError(f"create: {st} {c}")
+        b.docker.req("POST", f"/containers/{c['Id']}/start")
+        ip = b.docker.inspect(c["Id"])["NetworkSettings"]["Networks"][name]["IPAddress"]
+        while True:
+            try:
+                if common.http_get(ip, 8080, "/healthz", timeout=0.5)[0] == 200:
+                    with lock:
+                        ready[i] = now()
+                    return
+            except OSError:
+                pass
+            time.sleep(0.025)
+
+    t0 = now()
+    ths = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(replicas)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(timeout=120)
+    elapsed = max(ready.values()) - t0 if len(ready) == replicas else None
+    for c in b.docker.containers([f"berth.test={b.id}"]):
+        if c["Names"][0].lstrip("/").startswith(name + "-"):
+            b.docker.req("DELETE", f"/containers/{c['Id']}?force=1&v=1")
+    b.docker.req("DELETE", f"/networks/{name}")
+    log(f"    engine floor N={replicas} rep {rep}: {replicas} containers created, started and answering /healthz"
+        f" after {elapsed:.2f} s")
+    return elapsed, None
+
+
 def bench(b, counts=(10, 30), reps=3):
     log("\n=== Benchmark 1: time until N replicas are healthy (Berth vs docker-compose) ===")
     results = {}
@@ -122,15 +167,18 @@ def bench(b, counts=(10, 30), reps=3):
             " then docker-compose down -v")
         log(f"Berth file ({bf}):\n" + open(bf).read())
         log(f"Compose file ({cf}):\n" + open(cf).read())
-        berth_t, berth_srv, comp_t, comp_up = [], [], [], []
+        berth_t, berth_srv, comp_t, comp_up, floor_t = [], [], [], [], []
         for rep in range(1, reps + 1):
             # alternate which tool goes first so neither always runs on a warmer engine
             order = [("berth", run_berth, bf), ("compose", run_compose, cf)]
             if rep % 2 == 0:
                 order.reverse()
+            order.append(("floor", run_floor, None))
             for name, fn, f in order:
-                x, y = fn(b, n, rep, f)
-                if name == "berth":
+                x, y = fn(b, n, rep, f) if f else fn(b, n, rep)
+                if name == "floor":
+                    floor_t.append(x)
+                elif name == "berth":
                     berth_t.append(x)
                     berth_srv.append(y)
                 else:
@@ -138,7 +186,9 @@ def bench(b, counts=(10, 30), reps=3):
                     comp_up.append(y)
         r = common.ratio(berth_t, comp_t)
         results[n] = {"berth": berth_t, "berth_server": berth_srv, "compose": comp_t, "compose_up": comp_up,
-                      "ratio": r}
+                      "floor": floor_t, "ratio": r}
+        log(f"N={n}: engine floor (parallel create+start via the API, until every /healthz answers)"
+            f" {common.fmt_stats(floor_t)}")
         log(f"N={n}: berth apply {common.fmt_stats(berth_t)}; server-side converged {common.fmt_stats(berth_srv)}")
         log(f"N={n}: compose healthy {common.fmt_stats(comp_t)}; `up -d` alone {common.fmt_stats(comp_up)}")
         log(f"N={n}: ratio Berth/Compose (medians) = {r:.2f}  (goal <= 0.5: {'met' if r <= 0.5 else 'NOT met'})")

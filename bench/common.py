@@ -197,12 +197,19 @@ def run(cmd, check=True, timeout=600, env=None, capture=True, quiet=False):
     return p
 
 
+_given_ports = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A free loopback port, never the same one twice in this process."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _given_ports:
+            _given_ports.add(p)
+            return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +384,7 @@ class Bench:
         deadline = now() + 30
         host, port = self.api.split(":")
         while now() < deadline:
+            self.check_server()
             try:
                 if http_get(host, int(port), "/api/v1/health", timeout=1)[0] == 200:
                     return
@@ -429,6 +437,8 @@ class Bench:
         return run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], quiet=True).stdout.strip()
 
     def ensure_swarm(self):
+        if self.swarm_inited:
+            return
         state = self.swarm_state()
         if state == "active":
             log("  swarm mode already active (not ours: it will be left active)")

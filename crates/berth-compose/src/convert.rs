@@ -9,9 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    BerthExt, DependsCondition, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, Mount,
-    MountKind, Network, PortSpec, Project, Resources, RestartCondition, RestartPolicy, RouteSpec,
-    Service, ServiceNetwork, UpdateConfig, UpdateOrder, Volume,
+    AuthSpec, BerthExt, CircuitBreakerSpec, ConcurrencySpec, DependsCondition, FailureAction,
+    FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind, Network, PortSpec,
+    Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition, RestartPolicy, RetrySpec,
+    RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder,
+    Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -1064,6 +1066,27 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
             timeout_ms: opt_duration(h.get("timeout"), &join(&hp, "timeout"))?.unwrap_or(1000),
         });
     }
+    out.circuit_breaker =
+        circuit_breaker(v.get("circuit_breaker"), &join(path, "circuit_breaker"))?;
+    out.max_concurrency =
+        max_concurrency(v.get("max_concurrency"), &join(path, "max_concurrency"))?;
+    out.timeout = timeout(v.get("timeout"), &join(path, "timeout"))?;
+    out.retries = retries(v.get("retries"), &join(path, "retries"))?;
+    if out.routes.is_empty() {
+        // The gateway enforces these on HTTP routes only: refuse rather than ignore them.
+        let set = [
+            ("circuit_breaker", out.circuit_breaker.is_some()),
+            ("max_concurrency", out.max_concurrency.is_some()),
+            ("timeout", !out.timeout.is_unset()),
+            ("retries", out.retries.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+            return Err(invalid(
+                &join(path, key),
+                "applies to the gateway's HTTP routes, and this service has no `x-berth.route`",
+            ));
+        }
+    }
     Ok(out)
 }
 
@@ -1090,10 +1113,265 @@ fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
             format!("{path_prefix:?} must start with /"),
         ));
     }
+    let auth = auth(v.get("auth"), &join(path, "auth"))?;
+    let rate_limit = rate_limit(v.get("rate_limit"), &join(path, "rate_limit"))?;
+    if auth.is_none() && rate_limit.is_some_and(|r| r.key == RateLimitKey::Consumer) {
+        return Err(invalid(
+            &join(path, "rate_limit.key"),
+            "`consumer` counts per authenticated subject and needs `auth` on the same route",
+        ));
+    }
     Ok(RouteSpec {
         path_prefix,
         host: opt_string(v.get("host"), &join(path, "host"))?,
         port: opt_port(v.get("port"), &join(path, "port"))?,
         strip_prefix: opt_bool(v.get("strip_prefix"), &join(path, "strip_prefix"))?,
+        auth,
+        rate_limit,
+        redirect_https: opt_bool(v.get("redirect_https"), &join(path, "redirect_https"))?,
     })
+}
+
+/// The value of an optional policy object: `None` when absent or null, else its entries checked
+/// to be a mapping.
+fn policy_object<'v>(v: Option<&'v Value>, path: &str) -> Result<Option<&'v Value>, ComposeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            entries(Some(v), path)?;
+            Ok(Some(v))
+        }
+    }
+}
+
+/// An integer in `min..=max`, `default` when absent or null.
+fn bounded(
+    v: Option<&Value>,
+    path: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ComposeError> {
+    let n = opt_uint(v, path)?.unwrap_or(default);
+    if n < min || n > max {
+        let range = if max == u32::MAX {
+            format!("at least {min}")
+        } else {
+            format!("between {min} and {max}")
+        };
+        return Err(invalid(
+            path,
+            format!("{n} is out of range: must be {range}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// A ratio 0 < r ≤ 1.
+fn ratio(v: &Value, path: &str) -> Result<f64, ComposeError> {
+    let r = number(v, path)?;
+    if r <= 0.0 || r > 1.0 {
+        return Err(invalid(path, "must be greater than 0 and at most 1"));
+    }
+    Ok(r)
+}
+
+/// A duration greater than 0, or `None` when absent or null.
+fn positive_duration(v: Option<&Value>, path: &str) -> Result<Option<u64>, ComposeError> {
+    match opt_duration(v, path)? {
+        Some(0) => Err(invalid(path, "must be at least 1ms")),
+        d => Ok(d),
+    }
+}
+
+/// A required key's value, or an error naming the object that lacks it.
+fn required<'v>(obj: &'v Value, key: &str, path: &str) -> Result<&'v Value, ComposeError> {
+    obj.get(key)
+        .filter(|v| **v != Value::Null)
+        .ok_or_else(|| invalid(path, format!("needs `{key}:`")))
+}
+
+/// A list of non-empty names (one name is accepted too).
+fn names(v: Option<&Value>, path: &str) -> Result<Vec<String>, ComposeError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let out = string_or_list(v, path)?;
+    for (i, n) in out.iter().enumerate() {
+        if n.trim().is_empty() {
+            let p = if matches!(v, Value::Seq(_)) {
+                format!("{path}[{i}]")
+            } else {
+                path.to_owned()
+            };
+            return Err(invalid(&p, "must not be empty"));
+        }
+    }
+    Ok(out)
+}
+
+fn auth(v: Option<&Value>, path: &str) -> Result<Option<AuthSpec>, ComposeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Scalar(s, _)) if s == "jwt" => Ok(Some(AuthSpec::Jwt(JwtSpec::default()))),
+        Some(v @ Value::Map(_)) => {
+            let jpath = join(path, "jwt");
+            let Some(jwt) = v.get("jwt") else {
+                return Err(invalid(path, "needs `jwt:` (the only kind supported)"));
+            };
+            let Some(jwt) = policy_object(Some(jwt), &jpath)? else {
+                return Ok(Some(AuthSpec::Jwt(JwtSpec::default())));
+            };
+            Ok(Some(AuthSpec::Jwt(JwtSpec {
+                issuers: names(jwt.get("issuers"), &join(&jpath, "issuers"))?,
+                audiences: names(jwt.get("audiences"), &join(&jpath, "audiences"))?,
+            })))
+        }
+        Some(other) => Err(invalid(
+            path,
+            format!(
+                "expected `jwt` or `{{jwt: {{issuers: [...], audiences: [...]}}}}`, got {}",
+                other.scalar_text().map_or(other.type_name(), |s| s)
+            ),
+        )),
+    }
+}
+
+fn rate_limit(v: Option<&Value>, path: &str) -> Result<Option<RateLimitSpec>, ComposeError> {
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(None);
+    };
+    let per_second = bounded(
+        Some(required(v, "per_second", path)?),
+        &join(path, "per_second"),
+        0,
+        1,
+        u32::MAX,
+    )?;
+    let burst = bounded(
+        v.get("burst"),
+        &join(path, "burst"),
+        per_second,
+        1,
+        u32::MAX,
+    )?;
+    let kpath = join(path, "key");
+    let key = match opt_string(v.get("key"), &kpath)?.as_deref() {
+        None | Some("route") => RateLimitKey::Route,
+        Some("consumer") => RateLimitKey::Consumer,
+        Some("ip") => RateLimitKey::Ip,
+        Some(other) => {
+            return Err(invalid(
+                &kpath,
+                format!("unknown key {other:?} (route, consumer or ip)"),
+            ))
+        }
+    };
+    Ok(Some(RateLimitSpec {
+        per_second,
+        burst,
+        key,
+    }))
+}
+
+fn circuit_breaker(
+    v: Option<&Value>,
+    path: &str,
+) -> Result<Option<CircuitBreakerSpec>, ComposeError> {
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(None);
+    };
+    let d = CircuitBreakerSpec::default();
+    let p = |k: &str| join(path, k);
+    let slow_call = match policy_object(v.get("slow_call"), &p("slow_call"))? {
+        None => None,
+        Some(s) => {
+            let sp = p("slow_call");
+            let threshold = required(s, "threshold", &sp)?;
+            let ratio_v = required(s, "ratio", &sp)?;
+            Some(SlowCallSpec {
+                threshold_ms: positive_duration(Some(threshold), &join(&sp, "threshold"))?
+                    .unwrap_or_default(),
+                ratio: ratio(ratio_v, &join(&sp, "ratio"))?,
+            })
+        }
+    };
+    Ok(Some(CircuitBreakerSpec {
+        failure_ratio: match v.get("failure_ratio").filter(|r| **r != Value::Null) {
+            Some(r) => ratio(r, &p("failure_ratio"))?,
+            None => d.failure_ratio,
+        },
+        min_requests: bounded(
+            v.get("min_requests"),
+            &p("min_requests"),
+            d.min_requests,
+            1,
+            u32::MAX,
+        )?,
+        window_ms: positive_duration(v.get("window"), &p("window"))?.unwrap_or(d.window_ms),
+        open_for_ms: positive_duration(v.get("open_for"), &p("open_for"))?.unwrap_or(d.open_for_ms),
+        half_open_probes: bounded(
+            v.get("half_open_probes"),
+            &p("half_open_probes"),
+            d.half_open_probes,
+            1,
+            u32::MAX,
+        )?,
+        slow_call,
+    }))
+}
+
+fn max_concurrency(v: Option<&Value>, path: &str) -> Result<Option<ConcurrencySpec>, ComposeError> {
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(None);
+    };
+    let p = |k: &str| join(path, k);
+    Ok(Some(ConcurrencySpec {
+        limit: bounded(
+            Some(required(v, "limit", path)?),
+            &p("limit"),
+            0,
+            1,
+            u32::MAX,
+        )?,
+        queue: bounded(v.get("queue"), &p("queue"), 0, 0, u32::MAX)?,
+        queue_timeout_ms: positive_duration(v.get("queue_timeout"), &p("queue_timeout"))?
+            .unwrap_or(1_000),
+    }))
+}
+
+fn timeout(v: Option<&Value>, path: &str) -> Result<TimeoutSpec, ComposeError> {
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(TimeoutSpec::default());
+    };
+    let p = |k: &str| join(path, k);
+    let out = TimeoutSpec {
+        connect_ms: positive_duration(v.get("connect"), &p("connect"))?,
+        per_try_ms: positive_duration(v.get("per_try"), &p("per_try"))?,
+        total_ms: positive_duration(v.get("total"), &p("total"))?,
+    };
+    if let (Some(per_try), Some(total)) = (out.per_try_ms, out.total_ms) {
+        if per_try > total {
+            return Err(invalid(
+                &p("per_try"),
+                format!("{per_try}ms is longer than `total` ({total}ms)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn retries(v: Option<&Value>, path: &str) -> Result<Option<RetrySpec>, ComposeError> {
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(None);
+    };
+    let d = RetrySpec::default();
+    Ok(Some(RetrySpec {
+        attempts: bounded(v.get("attempts"), &join(path, "attempts"), d.attempts, 0, 5)?,
+        budget_percent: bounded(
+            v.get("budget_percent"),
+            &join(path, "budget_percent"),
+            d.budget_percent,
+            1,
+            100,
+        )?,
+    }))
 }

@@ -301,12 +301,27 @@ pub struct FileRef {
 }
 
 /// Berth's extension (`x-berth` on a service).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The traffic policies are `#[serde(default)]` and left out of the JSON while off, so revisions
+/// stored before they existed still load, and a service without them keeps its spec hash.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BerthExt {
     /// Gateway routes to this service (`x-berth.route`, one object or a list).
     pub routes: Vec<RouteSpec>,
     /// HTTP health probe used by Berth (`x-berth.health`).
     pub health: Option<HttpHealth>,
+    /// Fail fast while the service is failing (`x-berth.circuit_breaker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
+    /// Bounded concurrency, a bulkhead (`x-berth.max_concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<ConcurrencySpec>,
+    /// Gateway timeouts (`x-berth.timeout`); unset fields keep the gateway's defaults.
+    #[serde(default, skip_serializing_if = "TimeoutSpec::is_unset")]
+    pub timeout: TimeoutSpec,
+    /// Retries of idempotent requests (`x-berth.retries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetrySpec>,
 }
 
 /// A gateway route to a service.
@@ -320,6 +335,168 @@ pub struct RouteSpec {
     pub port: Option<u16>,
     /// Remove the prefix before forwarding.
     pub strip_prefix: bool,
+    /// Require a valid bearer token (`auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// Limit the request rate (`rate_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS (`redirect_https`, default false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub redirect_https: bool,
+}
+
+impl Default for RouteSpec {
+    /// Everything under `/`, any host, the default port, no policy.
+    fn default() -> Self {
+        Self {
+            path_prefix: "/".to_owned(),
+            host: None,
+            port: None,
+            strip_prefix: false,
+            auth: None,
+            rate_limit: None,
+            redirect_https: false,
+        }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `x-berth.route.auth`: how requests must authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthSpec {
+    /// A bearer JWT (`auth: jwt`, or `auth: {jwt: {issuers: [...], audiences: [...]}}`).
+    Jwt(JwtSpec),
+}
+
+/// Which JWTs a route accepts. An empty list means Berth's default, which the parser cannot
+/// know: issuers `[berth]` (Berth's own), audiences `[the application's name]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtSpec {
+    /// Names of accepted issuers; empty means Berth's own (`berth`).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (any one); empty means the application's name.
+    pub audiences: Vec<String>,
+}
+
+/// What a rate limit counts by (`x-berth.route.rate_limit.key`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    /// One bucket for the whole route (the default).
+    #[default]
+    Route,
+    /// One bucket per JWT subject; needs `auth` on the same route.
+    Consumer,
+    /// One bucket per client IP.
+    Ip,
+}
+
+/// `x-berth.route.rate_limit`: `per_second` requests on average, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitSpec {
+    /// Sustained rate, at least 1 (required).
+    pub per_second: u32,
+    /// Requests allowed at once, at least 1 (default: `per_second`).
+    pub burst: u32,
+    /// What the limit counts by (default `route`).
+    pub key: RateLimitKey,
+}
+
+/// `x-berth.circuit_breaker`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CircuitBreakerSpec {
+    /// Open when failures / requests in the window reach this; 0 < r ≤ 1 (default 0.5).
+    pub failure_ratio: f64,
+    /// ... and the window saw at least this many requests, at least 1 (default 20).
+    pub min_requests: u32,
+    /// The sliding window, more than 0 (default 10 s).
+    pub window_ms: u64,
+    /// Time open before half-open, more than 0 (default 5 s).
+    pub open_for_ms: u64,
+    /// Requests let through while half-open, at least 1 (default 3).
+    pub half_open_probes: u32,
+    /// Slow calls count towards opening too (`slow_call`).
+    pub slow_call: Option<SlowCallSpec>,
+}
+
+impl Default for CircuitBreakerSpec {
+    /// The defaults of `circuit_breaker: {}`.
+    fn default() -> Self {
+        Self {
+            failure_ratio: 0.5,
+            min_requests: 20,
+            window_ms: 10_000,
+            open_for_ms: 5_000,
+            half_open_probes: 3,
+            slow_call: None,
+        }
+    }
+}
+
+/// `x-berth.circuit_breaker.slow_call`: calls slower than `threshold_ms` are slow; a slow ratio
+/// at or above `ratio` opens the breaker. Both are required.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlowCallSpec {
+    /// More than 0.
+    pub threshold_ms: u64,
+    /// 0 < r ≤ 1.
+    pub ratio: f64,
+}
+
+/// `x-berth.max_concurrency`: at most `limit` requests in flight, `queue` more waiting at most
+/// `queue_timeout_ms`; beyond that the gateway answers 503 at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcurrencySpec {
+    /// At least 1 (required).
+    pub limit: u32,
+    /// Default 0: no queue.
+    pub queue: u32,
+    /// More than 0 (default 1 s).
+    pub queue_timeout_ms: u64,
+}
+
+/// `x-berth.timeout`; each is optional and more than 0, and `per_try` ≤ `total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutSpec {
+    /// To connect to a replica.
+    pub connect_ms: Option<u64>,
+    /// Until response headers, per attempt.
+    pub per_try_ms: Option<u64>,
+    /// Until response headers, all attempts together.
+    pub total_ms: Option<u64>,
+}
+
+impl TimeoutSpec {
+    /// No timeout set.
+    #[must_use]
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `x-berth.retries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrySpec {
+    /// Retries per request, 0..=5 (default 2).
+    pub attempts: u32,
+    /// Retries may add at most this % to recent traffic, 1..=100 (default 20).
+    pub budget_percent: u32,
+}
+
+impl Default for RetrySpec {
+    /// The defaults of `retries: {}`.
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            budget_percent: 20,
+        }
+    }
 }
 
 /// An HTTP health probe.

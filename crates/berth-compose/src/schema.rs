@@ -101,6 +101,27 @@ static ROUTE: Shape = Object {
         ("host", Any),
         ("port", Any),
         ("strip_prefix", Any),
+        (
+            "auth",
+            Object {
+                keys: &[(
+                    "jwt",
+                    Object {
+                        keys: &[("issuers", Any), ("audiences", Any)],
+                        ext: false,
+                    },
+                )],
+                ext: false,
+            },
+        ),
+        (
+            "rate_limit",
+            Object {
+                keys: &[("per_second", Any), ("burst", Any), ("key", Any)],
+                ext: false,
+            },
+        ),
+        ("redirect_https", Any),
     ],
     ext: false,
 };
@@ -117,6 +138,47 @@ const BERTH: Shape = Object {
                     ("interval", Any),
                     ("timeout", Any),
                 ],
+                ext: false,
+            },
+        ),
+        (
+            "circuit_breaker",
+            Object {
+                keys: &[
+                    ("failure_ratio", Any),
+                    ("min_requests", Any),
+                    ("window", Any),
+                    ("open_for", Any),
+                    ("half_open_probes", Any),
+                    (
+                        "slow_call",
+                        Object {
+                            keys: &[("threshold", Any), ("ratio", Any)],
+                            ext: false,
+                        },
+                    ),
+                ],
+                ext: false,
+            },
+        ),
+        (
+            "max_concurrency",
+            Object {
+                keys: &[("limit", Any), ("queue", Any), ("queue_timeout", Any)],
+                ext: false,
+            },
+        ),
+        (
+            "timeout",
+            Object {
+                keys: &[("connect", Any), ("per_try", Any), ("total", Any)],
+                ext: false,
+            },
+        ),
+        (
+            "retries",
+            Object {
+                keys: &[("attempts", Any), ("budget_percent", Any)],
                 ext: false,
             },
         ),

@@ -241,14 +241,15 @@ fn every_supported_key() {
             assert_eq!(
                 s.berth,
                 BerthExt {
-                    routes: vec![RouteSpec { path_prefix: "/api".into(), host: Some("example.com".into()), port: Some(8080), strip_prefix: true }],
+                    routes: vec![RouteSpec { path_prefix: "/api".into(), host: Some("example.com".into()), port: Some(8080), strip_prefix: true, ..RouteSpec::default() }],
                     health: Some(HttpHealth { http: "/healthz".into(), port: Some(8080), interval_ms: 5000, timeout_ms: 500 }),
+                    ..BerthExt::default()
                 }
             );
         }),
         ("image: nginx\nx-berth:\n  route:\n    - {}\n    - {path_prefix: /b}\n  health: {http: /}", |s| {
             assert_eq!(s.berth.routes.len(), 2);
-            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false });
+            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false, auth: None, rate_limit: None, redirect_https: false });
             assert_eq!(s.berth.routes[1].path_prefix, "/b");
             assert_eq!(s.berth.health, Some(HttpHealth { http: "/".into(), port: None, interval_ms: 2000, timeout_ms: 1000 }));
         }),
@@ -259,4 +260,145 @@ fn every_supported_key() {
             Err(e) => panic!("case {body:?}: {e}"),
         }
     }
+}
+
+fn jwt(issuers: &[&str], audiences: &[&str]) -> Option<AuthSpec> {
+    Some(AuthSpec::Jwt(JwtSpec {
+        issuers: issuers.iter().map(|s| (*s).to_owned()).collect(),
+        audiences: audiences.iter().map(|s| (*s).to_owned()).collect(),
+    }))
+}
+
+/// One case per `x-berth` traffic-policy key and default (route level, then service level).
+#[test]
+#[allow(clippy::too_many_lines)]
+fn every_policy_key() {
+    let cases: Vec<(&str, Check)> = vec![
+        // No policy at all: everything off.
+        ("image: nginx\nx-berth:\n  route: {}", |s| {
+            let r = &s.berth.routes[0];
+            assert_eq!((&r.auth, &r.rate_limit, r.redirect_https), (&None, &None, false));
+            assert_eq!(s.berth, BerthExt { routes: vec![RouteSpec::default()], ..BerthExt::default() });
+        }),
+        // auth
+        ("image: nginx\nx-berth:\n  route: {auth: jwt}", |s| assert_eq!(s.berth.routes[0].auth, jwt(&[], &[]))),
+        ("image: nginx\nx-berth:\n  route: {auth: {jwt: {}}}", |s| assert_eq!(s.berth.routes[0].auth, jwt(&[], &[]))),
+        ("image: nginx\nx-berth:\n  route: {auth: {jwt: ~}}", |s| assert_eq!(s.berth.routes[0].auth, jwt(&[], &[]))),
+        ("image: nginx\nx-berth:\n  route: {auth: ~}", |s| assert_eq!(s.berth.routes[0].auth, None)),
+        ("image: nginx\nx-berth:\n  route:\n    auth:\n      jwt:\n        issuers: [berth, corp]\n        audiences: [shop, mobile]", |s| {
+            assert_eq!(s.berth.routes[0].auth, jwt(&["berth", "corp"], &["shop", "mobile"]));
+        }),
+        ("image: nginx\nx-berth:\n  route: {auth: {jwt: {issuers: corp}}}", |s| assert_eq!(s.berth.routes[0].auth, jwt(&["corp"], &[]))),
+        ("image: nginx\nx-berth:\n  route: {auth: {jwt: {audiences: [a]}}}", |s| assert_eq!(s.berth.routes[0].auth, jwt(&[], &["a"]))),
+        // rate_limit
+        ("image: nginx\nx-berth:\n  route: {rate_limit: {per_second: 10}}", |s| {
+            assert_eq!(s.berth.routes[0].rate_limit, Some(RateLimitSpec { per_second: 10, burst: 10, key: RateLimitKey::Route }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {rate_limit: {per_second: '5', burst: 20, key: route}}", |s| {
+            assert_eq!(s.berth.routes[0].rate_limit, Some(RateLimitSpec { per_second: 5, burst: 20, key: RateLimitKey::Route }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {rate_limit: {per_second: 100, burst: 1, key: ip}}", |s| {
+            assert_eq!(s.berth.routes[0].rate_limit, Some(RateLimitSpec { per_second: 100, burst: 1, key: RateLimitKey::Ip }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {auth: jwt, rate_limit: {per_second: 1, key: consumer}}", |s| {
+            assert_eq!(s.berth.routes[0].rate_limit, Some(RateLimitSpec { per_second: 1, burst: 1, key: RateLimitKey::Consumer }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {rate_limit: ~}", |s| assert_eq!(s.berth.routes[0].rate_limit, None)),
+        // redirect_https
+        ("image: nginx\nx-berth:\n  route: {redirect_https: true}", |s| assert!(s.berth.routes[0].redirect_https)),
+        ("image: nginx\nx-berth:\n  route: {redirect_https: 'false'}", |s| assert!(!s.berth.routes[0].redirect_https)),
+        // Route-level settings belong to their route.
+        ("image: nginx\nx-berth:\n  route:\n    - {path_prefix: /api, auth: jwt, redirect_https: true}\n    - {path_prefix: /}", |s| {
+            assert_eq!(s.berth.routes[0].auth, jwt(&[], &[]));
+            assert!(s.berth.routes[0].redirect_https);
+            assert_eq!(s.berth.routes[1], RouteSpec::default());
+        }),
+        // circuit_breaker
+        ("image: nginx\nx-berth:\n  route: {}\n  circuit_breaker: {}", |s| {
+            assert_eq!(
+                s.berth.circuit_breaker,
+                Some(CircuitBreakerSpec { failure_ratio: 0.5, min_requests: 20, window_ms: 10_000, open_for_ms: 5_000, half_open_probes: 3, slow_call: None })
+            );
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  circuit_breaker:\n    failure_ratio: 0.25\n    min_requests: 5\n    window: 1m\n    open_for: 30s\n    half_open_probes: 1\n    slow_call: {threshold: 500ms, ratio: 0.8}", |s| {
+            assert_eq!(
+                s.berth.circuit_breaker,
+                Some(CircuitBreakerSpec {
+                    failure_ratio: 0.25,
+                    min_requests: 5,
+                    window_ms: 60_000,
+                    open_for_ms: 30_000,
+                    half_open_probes: 1,
+                    slow_call: Some(SlowCallSpec { threshold_ms: 500, ratio: 0.8 }),
+                })
+            );
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  circuit_breaker: {failure_ratio: 1, slow_call: ~}", |s| {
+            let cb = s.berth.circuit_breaker.unwrap();
+            assert!((cb.failure_ratio - 1.0).abs() < f64::EPSILON);
+            assert_eq!(cb.slow_call, None);
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  circuit_breaker: ~", |s| assert_eq!(s.berth.circuit_breaker, None)),
+        // max_concurrency
+        ("image: nginx\nx-berth:\n  route: {}\n  max_concurrency: {limit: 8}", |s| {
+            assert_eq!(s.berth.max_concurrency, Some(ConcurrencySpec { limit: 8, queue: 0, queue_timeout_ms: 1_000 }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  max_concurrency: {limit: 1, queue: 100, queue_timeout: 250ms}", |s| {
+            assert_eq!(s.berth.max_concurrency, Some(ConcurrencySpec { limit: 1, queue: 100, queue_timeout_ms: 250 }));
+        }),
+        // timeout
+        ("image: nginx\nx-berth:\n  route: {}\n  timeout: {connect: 500ms, per_try: 2s, total: 5s}", |s| {
+            assert_eq!(s.berth.timeout, TimeoutSpec { connect_ms: Some(500), per_try_ms: Some(2_000), total_ms: Some(5_000) });
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  timeout: {per_try: 5s, total: 5s}", |s| {
+            assert_eq!(s.berth.timeout, TimeoutSpec { connect_ms: None, per_try_ms: Some(5_000), total_ms: Some(5_000) });
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  timeout: {per_try: 1m}", |s| {
+            assert_eq!(s.berth.timeout, TimeoutSpec { per_try_ms: Some(60_000), ..TimeoutSpec::default() });
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  timeout: {connect: 1s}", |s| {
+            assert_eq!(s.berth.timeout, TimeoutSpec { connect_ms: Some(1_000), ..TimeoutSpec::default() });
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  timeout: {}", |s| assert!(s.berth.timeout.is_unset())),
+        // retries
+        ("image: nginx\nx-berth:\n  route: {}\n  retries: {}", |s| {
+            assert_eq!(s.berth.retries, Some(RetrySpec { attempts: 2, budget_percent: 20 }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  retries: {attempts: 0, budget_percent: 100}", |s| {
+            assert_eq!(s.berth.retries, Some(RetrySpec { attempts: 0, budget_percent: 100 }));
+        }),
+        ("image: nginx\nx-berth:\n  route: {}\n  retries: {attempts: 5, budget_percent: 1}", |s| {
+            assert_eq!(s.berth.retries, Some(RetrySpec { attempts: 5, budget_percent: 1 }));
+        }),
+        // Service-level policy set to null counts as not set (no route needed).
+        ("image: nginx\nx-berth:\n  circuit_breaker: ~\n  max_concurrency: ~\n  timeout: ~\n  retries: ~", |s| {
+            assert_eq!(s.berth, BerthExt::default());
+        }),
+    ];
+    for (body, check) in cases {
+        match load_web(body) {
+            Ok(s) => check(&s),
+            Err(e) => panic!("case {body:?}: {e}"),
+        }
+    }
+}
+
+/// Revisions are stored as JSON: one written before the policies existed still loads, and a
+/// service without policy serializes as before (so its spec hash does not change).
+#[test]
+fn policies_are_absent_from_stored_json_while_off() {
+    let old = r#"{"routes":[{"path_prefix":"/","host":null,"port":null,"strip_prefix":false}],"health":null}"#;
+    let ext: BerthExt = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        ext,
+        BerthExt {
+            routes: vec![RouteSpec::default()],
+            ..BerthExt::default()
+        }
+    );
+    assert_eq!(serde_json::to_string(&ext).unwrap(), old);
+
+    let s = load_web("image: nginx\nx-berth:\n  route: {auth: jwt, rate_limit: {per_second: 2}}\n  circuit_breaker: {}\n  timeout: {total: 1s}").unwrap();
+    let back: BerthExt = serde_json::from_str(&serde_json::to_string(&s.berth).unwrap()).unwrap();
+    assert_eq!(back, s.berth);
 }

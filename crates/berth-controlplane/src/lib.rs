@@ -88,6 +88,9 @@ struct Memory {
     restarts: HashMap<String, RestartInfo>,
     /// Steps being executed (container ids or create keys): not planned again meanwhile.
     busy: HashSet<String>,
+    /// When steps (and the containers creates made) last completed: a pass that listed Docker
+    /// before that does not repeat them.
+    done: HashMap<String, Instant>,
     /// When a slot of (app, service) last finished updating (for `update_config.delay`).
     slot_done: HashMap<(String, String), Instant>,
     /// Last computed status per application.
@@ -651,9 +654,13 @@ impl ControlPlane {
         if self.inner.started.elapsed() > Duration::from_secs(10) {
             return true;
         }
-        let Ok(apps) = self.inner.store.list_apps() else { return false };
+        let Ok(apps) = self.inner.store.list_apps() else {
+            return false;
+        };
         let mem = self.inner.mem();
-        apps.iter().filter(|a| !a.deleting).all(|a| mem.synced.contains(&a.name))
+        apps.iter()
+            .filter(|a| !a.deleting)
+            .all(|a| mem.synced.contains(&a.name))
     }
 
     /// Follow the routing table: the current one at once, then every change.

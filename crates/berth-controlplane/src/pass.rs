@@ -211,6 +211,8 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         Err(berth_store::StoreError::AppNotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
+    // Steps that finish after this instant were not seen by this pass's listing (see `execute`).
+    let observed_at = Instant::now();
     let observed = observe(inner, app).await?;
     let Some(record) = record.filter(|r| !r.deleting) else {
         let volumes = inner
@@ -310,7 +312,8 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                             u64::try_from(inner.config.rollout_deadline.as_millis())
                                 .unwrap_or(60_000),
                         ),
-                        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
+                        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis())
+                            .unwrap_or(50),
                         drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
                             + 20_000,
                         observed: replicas,
@@ -383,7 +386,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         failed = Some((name.clone(), reason));
                     }
                 }
-                step => execute(inner, app, record.revision, &spec, name, input, step),
+                step => execute(inner, app, record.revision, &spec, name, input, step, observed_at),
             }
         }
     }
@@ -825,6 +828,7 @@ fn execute(
     service: &str,
     input: &plan::Input,
     step: Step,
+    observed_at: Instant,
 ) {
     let key = match &step {
         Step::Create { slot } => format!("create/{app}/{service}/{slot}/{}", input.hash),
@@ -845,6 +849,20 @@ fn execute(
     };
     {
         let mut mem = inner.mem();
+        // A step that completed after this pass listed Docker was planned from a stale view
+        // (e.g. a create that finished meanwhile): the next pass decides again.
+        if mem.done.get(&key).is_some_and(|t| *t > observed_at) {
+            return;
+        }
+        // A created-but-not-started replica whose create step is still running: that step
+        // starts it.
+        if let Step::Start { id } = &step {
+            if let Some(r) = input.observed.iter().find(|r| &r.id == id) {
+                if mem.busy.contains(&format!("create/{app}/{service}/{}/{}", r.slot, r.hash)) {
+                    return;
+                }
+            }
+        }
         if !mem.busy.insert(key.clone()) {
             return;
         }
@@ -873,9 +891,13 @@ fn execute(
         .map_or(10, |ms| ms.div_ceil(1000));
     tokio::spawn(async move {
         let inner = inner2;
+        let mut created: Option<String> = None;
         let result: Result<(), CpError> = async {
             match &step {
-                Step::Create { slot } => create_replica(&inner, &app, revision, &spec, &service, *slot).await,
+                Step::Create { slot } => {
+                    created = create_replica(&inner, &app, revision, &spec, &service, *slot).await?;
+                    Ok(())
+                }
                 Step::Start { id } => {
                     tracing::info!(app, service, container = %short(id), "starting replica");
                     Ok(inner.docker.start_container(id).await?)
@@ -910,7 +932,18 @@ fn execute(
         if let Err(e) = result {
             tracing::warn!(app, service, error = %e, "step failed: {step:?}");
         }
-        inner.mem().busy.remove(&key);
+        {
+            let mut mem = inner.mem();
+            mem.busy.remove(&key);
+            let now = Instant::now();
+            if let Some(id) = created {
+                mem.done.insert(id, now);
+            }
+            mem.done.insert(key, now);
+            if mem.done.len() > 4096 {
+                mem.done.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+            }
+        }
         inner.wake(&app);
     });
 }
@@ -926,7 +959,7 @@ async fn create_replica(
     spec: &RevisionSpec,
     service: &str,
     slot: u32,
-) -> Result<(), CpError> {
+) -> Result<Option<String>, CpError> {
     let svc = spec
         .project
         .services
@@ -963,7 +996,7 @@ async fn create_replica(
                 || l.get(labels::APP).map(String::as_str) != Some(app)
             {
                 // Ours but of another spec (a fixed container_name): the planner removes it first.
-                return Ok(());
+                return Ok(None);
             }
             existing.id
         }
@@ -974,7 +1007,7 @@ async fn create_replica(
     }
     tracing::info!(app, service, slot, container = %short(&id), "starting new replica");
     inner.docker.start_container(&id).await?;
-    Ok(())
+    Ok(Some(id))
 }
 
 /// File-based secrets (`/run/secrets/NAME`) and configs (`/NAME`) as a tar to upload before start.

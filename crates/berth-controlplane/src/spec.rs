@@ -5,8 +5,9 @@
 //! - A revision pins image IDs (resolved at apply time), so rolling back restores exactly what ran
 //!   even if a tag moved since.
 //! - A service's hash covers everything that shapes its containers (its Compose definition minus
-//!   `replicas`, its pinned image, the content of its secrets and configs, Berth's own settings),
-//!   and nothing else: scaling, or changing another service, never restarts it.
+//!   `replicas` and `x-berth`, its pinned image, the content of its secrets and configs), and
+//!   nothing else: scaling, changing routes, probes or traffic policy, or changing another
+//!   service never restarts it.
 //! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
 //!   repeated after a crash meets "name in use" and adopts the existing container instead of
 //!   making a duplicate (DESIGN-NOTES §1).
@@ -49,6 +50,9 @@ impl RevisionSpec {
         };
         let mut svc = svc.clone();
         svc.replicas = 0;
+        // Routes, probes and traffic policy live in Berth, not in the container: changing them
+        // must not replace replicas.
+        svc.berth = berth_compose::BerthExt::default();
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&svc).unwrap_or_default());
         h.update(
@@ -291,6 +295,9 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                             short_id(next.images.get(name))
                         ));
                     }
+                }
+                if old.berth != svc.berth {
+                    parts.push(format!("{name}: routes, health or traffic policy changed (no restart)"));
                 }
                 if old.replicas != svc.replicas {
                     parts.push(format!(

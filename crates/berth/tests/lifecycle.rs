@@ -148,11 +148,35 @@ fn deploy_scale_heal_and_remove() {
     assert!(ps[0]["restarts"].as_u64().unwrap() >= 1, "{:?}", ps[0]);
     assert_eq!(ps[0]["exit_code"], 137, "{:?}", ps[0]);
 
+    // A route-only change takes effect without replacing the replica.
+    let before = server.ps("shop")[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &file,
+        web_compose(&image, "v1", 1, "").replace("path_prefix: /", "path_prefix: /shop"),
+    )
+    .unwrap();
+    server.ok(&["apply", "-f", f, "--app", "shop"]);
+    assert_eq!(
+        server.ps("shop")[0]["container_id"],
+        before.as_str(),
+        "a route change restarted the replica"
+    );
+    assert_eq!(server.get("/shop/x").unwrap().0, 200);
+    assert_eq!(server.get("/other").unwrap().0, 404);
+
     // History records what happened.
     let hist = server.ok(&["history", "--app", "shop", "--output", "json"]);
     let hist: Vec<serde_json::Value> = serde_json::from_str(&hist).unwrap();
-    assert_eq!(hist.len(), 3, "{hist:?}");
-    assert_eq!(hist[0]["source"], "scale");
+    assert_eq!(hist.len(), 4, "{hist:?}");
+    assert_eq!(hist[0]["source"], "apply");
+    assert!(
+        hist[0]["change"].as_str().unwrap().contains("no restart"),
+        "{hist:?}"
+    );
+    assert_eq!(hist[1]["source"], "scale");
 
     // Logs of the service.
     let logs = server.ok(&["logs", "--app", "shop", "web"]);
