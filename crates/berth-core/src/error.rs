@@ -60,6 +60,16 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// Gateway: the request is malformed (bad framing, too large headers).
     BadRequest,
+    /// Gateway: the request body is larger than the gateway accepts.
+    PayloadTooLarge,
+    /// Gateway: the route requires a valid bearer token and none (or an invalid one) was sent.
+    Unauthorized,
+    /// Gateway: the route's rate limit is exhausted; retry after `Retry-After` seconds.
+    RateLimited,
+    /// Gateway: the service's circuit breaker is open; the service is not called.
+    CircuitOpen,
+    /// Gateway: the service's concurrency limit and wait queue are full.
+    OverCapacity,
 }
 
 impl ErrorCode {
@@ -86,6 +96,11 @@ impl ErrorCode {
         Self::UpstreamError,
         Self::UpstreamTimeout,
         Self::BadRequest,
+        Self::PayloadTooLarge,
+        Self::Unauthorized,
+        Self::RateLimited,
+        Self::CircuitOpen,
+        Self::OverCapacity,
     ];
 
     /// The stable string clients match on.
@@ -113,6 +128,11 @@ impl ErrorCode {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::BadRequest => "bad_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::CircuitOpen => "circuit_open",
+            Self::OverCapacity => "over_capacity",
         }
     }
 
@@ -132,7 +152,13 @@ impl ErrorCode {
             Self::RouteConflict | Self::PortConflict => 409,
             Self::MethodNotAllowed => 405,
             Self::Forbidden => 403,
-            Self::DockerUnavailable | Self::NoHealthyUpstream => 503,
+            Self::DockerUnavailable
+            | Self::NoHealthyUpstream
+            | Self::CircuitOpen
+            | Self::OverCapacity => 503,
+            Self::PayloadTooLarge => 413,
+            Self::Unauthorized => 401,
+            Self::RateLimited => 429,
             Self::Internal => 500,
             Self::UpstreamError => 502,
             Self::UpstreamTimeout => 504,

@@ -6,6 +6,7 @@
 //! Berth generates uses ([`error`]).
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod policy;
 pub mod routing;

@@ -22,12 +22,47 @@
 //!   When an endpoint leaves the table its idle connections are dropped at once and later
 //!   returns are refused, so a drained replica is never reused. Idle connections expire after
 //!   [`GatewayConfig::pool_idle_timeout`]. Per-core pools are the next step for nginx parity.
-//! * **Retry.** A request is retried on another endpoint (each endpoint tried at most once) only
-//!   when it provably never left the gateway: the TCP connect failed or timed out, or a pooled
-//!   connection was found closed before hyper wrote the request (`try_send_request` hands the
-//!   request back; the request then goes on another connection to the same endpoint). That is
-//!   safe for every method, so no body is ever buffered: request bodies are streamed. Once a
-//!   request was written, a failure is a 502 for every method.
+//! * **Policy layers** (STYLE.md habit 6), in one documented function, `proxy::pipeline`,
+//!   outermost first: route → `redirect_https` (308) → rate limit by IP → authenticate → rate
+//!   limit by consumer (or the route-wide limit) → bulkhead → circuit breaker → timeout → retry →
+//!   balance → upstream. Each layer is its own module with its own error ([`ratelimit`],
+//!   [`auth`], [`bulkhead`], [`breaker`], [`retry`]); statuses are fixed: 429 `rate_limited`
+//!   (with `Retry-After`, `RateLimit-Policy`, `RateLimit`), 401 `unauthorized` (with
+//!   `WWW-Authenticate`), 503 `over_capacity` / `circuit_open`, 504 `upstream_timeout`, 502
+//!   `upstream_error`, 413 `payload_too_large`. They are plain calls, not tower layers: one
+//!   request type, one stack, no boxing. A route without policy pays one `Option` check per layer
+//!   — no allocation, no lock, no task.
+//! * **Policy state outlives table swaps**: rate limiters per route identity (app, service,
+//!   host, prefix), breaker / bulkhead / retry budget per (app, service), rebuilt only when their
+//!   policy changes (see [`table`]). Limiters use GCRA on `tokio::time` (route-wide: one atomic;
+//!   per IP / subject: a bounded map whose idle keys the updater evicts). The breaker's state
+//!   machine runs on its own task; requests read an atomic gate (habit 7).
+//! * **Authentication** is delegated to a [`berth_core::auth::TokenVerifier`] from
+//!   [`GatewayConfig::verifier`]; none configured means auth routes answer 401 (fail closed).
+//!   Every inbound `X-Berth-*` header is stripped on every route; a verified request carries
+//!   `X-Berth-Subject`, `X-Berth-Issuer`, `X-Berth-Claims` upstream.
+//! * **Retry.** A request is retried on another endpoint for free only when it provably never
+//!   left the gateway: the TCP connect failed or timed out, or a pooled connection was found
+//!   closed before hyper wrote the request (`try_send_request` hands it back). That is safe for
+//!   every method, so no body is ever buffered: request bodies are streamed. Once sent, only a
+//!   route's `Retries` policy retries, and only bodiless idempotent requests after a 502/503/504,
+//!   a broken exchange or a per-try timeout, within a budget refilled by requests
+//!   (`budget_percent`), so retries cannot multiply load.
+//! * **Passive health.** An endpoint with [`GatewayConfig::eject_after_failures`] consecutive
+//!   failed attempts is skipped for [`GatewayConfig::eject_for`], then tried again (one more
+//!   failure ejects it again). The last usable endpoint of a route is never skipped.
+//! * **Hardening.** hyper rejects conflicting `Content-Length`s (400), lets chunked win over
+//!   `Content-Length` and closes the connection after such a request (RFC 9112 §6.3; so nothing
+//!   can be smuggled behind it), answers oversized heads with 431
+//!   ([`GatewayConfig::max_header_bytes`]) and cuts off clients that do not finish their head in
+//!   [`GatewayConfig::header_read_timeout`]; those answers are hyper's (no Berth body, the
+//!   request never reaches the gateway's code). Broken chunking found while streaming is a 400
+//!   `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in the Berth
+//!   shape with `Connection: close`.
+//! * **Observability.** [`Gateway::render_metrics`] renders per-route and per-service counters
+//!   (relaxed atomics on the request path) as Prometheus text. One access-log event per request
+//!   on target `berth_gateway::access` (request id, method, host, path without query, status,
+//!   upstream, ms); header values and tokens are never logged.
 //! * **In-flight accounting.** A guard increments the endpoint's counter when the endpoint is
 //!   picked and decrements it exactly once: when the attempt fails, when the response body ends,
 //!   or when the response body is dropped. [`Gateway::in_flight`] also sees endpoints that have
@@ -35,30 +70,40 @@
 //! * **Errors** are answered in the one Berth shape (`berth_core::ErrorCode`), carrying the
 //!   request's `X-Request-Id`.
 //!
-//! Modules: [`table`] (snapshot and endpoint registry), [`pool`] (endpoint state, connections,
-//! in-flight guard), [`proxy`] (the request path), [`headers`] (forwarding headers and request
-//! ids), [`body`] (the response body wrapper), [`error`] (error answers), [`server`] (the HTTP
-//! listener), [`forward`] (published TCP/UDP ports).
+//! Modules: [`table`] (snapshot, endpoint registry, policy state), [`pool`] (endpoint state,
+//! connections, in-flight guard, passive health), [`proxy`] (the request path and its layers),
+//! [`ratelimit`], [`auth`], [`bulkhead`], [`breaker`], [`retry`], [`metrics`] (one per policy
+//! layer), [`headers`] (forwarding headers and request ids), [`body`] (response and request
+//! body wrappers), [`error`] (error answers), [`server`] (the HTTP listener and its limits),
+//! [`forward`] (published TCP/UDP ports).
 
+pub mod auth;
 pub mod body;
+pub mod breaker;
+pub mod bulkhead;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod ratelimit;
+pub mod retry;
 pub mod server;
 pub mod table;
 
+use berth_core::auth::TokenVerifier;
 use berth_core::RoutingTable;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Tunables of the gateway. Build with `GatewayConfig { field: x, ..Default::default() }`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     /// Time allowed for the TCP connect to a replica (HTTP and published TCP ports). Default 2 s.
     pub connect_timeout: Duration,
@@ -71,6 +116,52 @@ pub struct GatewayConfig {
     pub max_idle_per_endpoint: usize,
     /// A UDP client session with no datagram either way for this long is forgotten. Default 60 s.
     pub udp_session_idle: Duration,
+    /// Verifies bearer tokens on routes with `policy.auth`. `None`: such routes answer 401
+    /// (fail closed). Default `None`.
+    pub verifier: Option<Arc<dyn TokenVerifier>>,
+    /// Passive health: an endpoint is ejected after this many consecutive failed attempts
+    /// (0 = never). Default 5.
+    pub eject_after_failures: u32,
+    /// Passive health: how long an ejected endpoint is skipped. Default 10 s.
+    pub eject_for: Duration,
+    /// Largest request body accepted (declared or streamed); larger ones get 413. Default 16 MiB.
+    pub max_body_bytes: u64,
+    /// Largest request head (request line + headers) hyper buffers; larger ones get 431 from
+    /// hyper. At least 8192. Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// A client must send its complete request head within this time (slow-loris guard).
+    /// Default 10 s.
+    pub header_read_timeout: Duration,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("max_idle_per_endpoint", &self.max_idle_per_endpoint)
+            .field("udp_session_idle", &self.udp_session_idle)
+            .field(
+                "verifier",
+                &self.verifier.as_ref().map(|_| "dyn TokenVerifier"),
+            )
+            .field("eject_after_failures", &self.eject_after_failures)
+            .field("eject_for", &self.eject_for)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .finish()
+    }
+}
+
+impl GatewayConfig {
+    /// This configuration with `verifier` checking bearer tokens.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
 }
 
 impl Default for GatewayConfig {
@@ -81,6 +172,12 @@ impl Default for GatewayConfig {
             pool_idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 64,
             udp_session_idle: Duration::from_secs(60),
+            verifier: None,
+            eject_after_failures: 5,
+            eject_for: Duration::from_secs(10),
+            max_body_bytes: 16 << 20,
+            max_header_bytes: 64 << 10,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -105,6 +202,8 @@ pub(crate) struct Inner {
     updater_rx: Mutex<Option<watch::Receiver<Arc<RoutingTable>>>>,
     /// Published ports that could not be bound, with the OS error text.
     pub(crate) port_errors: Mutex<BTreeMap<SocketAddr, String>>,
+    /// Requests no route matched (metrics).
+    pub(crate) unrouted: AtomicU64,
     /// Cancelled when the last `Gateway` clone is dropped: stops the updater task.
     stop: CancellationToken,
 }
@@ -198,6 +297,7 @@ impl Gateway {
             table_rx: table.clone(),
             updater_rx: Mutex::new(Some(table)),
             port_errors: Mutex::new(BTreeMap::new()),
+            unrouted: AtomicU64::new(0),
             stop: CancellationToken::new(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -256,6 +356,16 @@ impl Gateway {
     #[must_use]
     pub fn table_version(&self) -> u64 {
         self.inner.snapshot.load().table.version
+    }
+
+    /// The gateway's counters in Prometheus text exposition format (0.0.4): per route
+    /// (app, service, host, prefix) and per (app, service) responses by status class, latency
+    /// histograms, rate-limit / auth / bulkhead / breaker rejections, retries, ejections, and the
+    /// breaker state gauge. Serve it as `text/plain; version=0.0.4`.
+    #[must_use]
+    pub fn render_metrics(&self) -> String {
+        let unrouted = self.inner.unrouted.load(Ordering::Relaxed);
+        lock(&self.inner.registry).render_metrics(unrouted)
     }
 
     /// Idle pooled connections currently kept for this endpoint (0 once it left the table).

@@ -10,15 +10,19 @@
 //!   endpoint any more: a request still holding the old table skips it.
 //! * The pool is a LIFO stack (the most recently used connection is the warmest and the oldest
 //!   ones expire) behind a mutex held only for a push, a pop or a sweep — never across an await.
+//! * Passive health: [`EndpointState::record_failure`] ejects an endpoint after
+//!   `eject_after` consecutive failures for a cool-off; afterwards it is tried again, and one more
+//!   failure ejects it again at once (its count is not reset until a success). Two atomics, no
+//!   lock. Whether to skip an ejected endpoint is `proxy`'s call (never the last one).
 //! * Once [`EndpointState::close`] ran (the endpoint left the table), idle connections are gone
 //!   and returned ones are dropped: dropping the last `SendRequest` makes hyper close the
 //!   connection, so a drained replica keeps no connection from the gateway.
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -26,7 +30,7 @@ use tokio::net::TcpStream;
 use crate::lock;
 
 /// The request body type sent upstream: the client's body, streamed as it arrives.
-pub type UpstreamBody = Incoming;
+pub type UpstreamBody = crate::body::RequestBody;
 
 /// A handle to send requests on one upstream HTTP/1.1 connection.
 pub type Sender = http1::SendRequest<UpstreamBody>;
@@ -62,6 +66,24 @@ pub struct EndpointState {
     /// Set once when the endpoint leaves the table; never cleared.
     closed: AtomicBool,
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// Consecutive failed attempts.
+    failures: AtomicU32,
+    /// Ejected until this time ([`clock_nanos`]); 0 = not ejected.
+    ejected_until: AtomicU64,
+}
+
+/// Nanoseconds of `tokio::time` since the first call (never 0).
+#[must_use]
+pub fn clock_nanos() -> u64 {
+    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(
+        tokio::time::Instant::now()
+            .saturating_duration_since(epoch)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX)
+    .max(1)
 }
 
 impl EndpointState {
@@ -74,7 +96,39 @@ impl EndpointState {
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
         }
+    }
+
+    /// An attempt on this endpoint succeeded.
+    pub fn record_success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// An attempt failed; eject for `cool_off` once `eject_after` failures are consecutive.
+    /// `true` if this failure ejected the endpoint.
+    pub fn record_failure(&self, eject_after: u32, cool_off: Duration) -> bool {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if eject_after == 0 || failures < eject_after {
+            return false;
+        }
+        let until =
+            clock_nanos().saturating_add(u64::try_from(cool_off.as_nanos()).unwrap_or(u64::MAX));
+        self.ejected_until.store(until, Ordering::Relaxed);
+        true
+    }
+
+    /// Is the endpoint ejected at `now` ([`clock_nanos`])?
+    #[must_use]
+    pub fn is_ejected(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && now < until
     }
 
     /// Requests in flight to this endpoint.

@@ -1,47 +1,85 @@
-//! The request path: route, pick an endpoint, send on a pooled connection, relay the answer.
+//! The request path: every policy layer in order, then balancing and the upstream exchange.
 //!
-//! Phases, in order: request id → route (`no_route` 404) → endpoints (`no_healthy_upstream`
-//! 503) → rewrite (strip prefix, forwarding headers, hop-by-hop removal) → attempts under the
-//! request timeout (`upstream_timeout` 504) → relay (`upstream_error` 502 if sending failed).
-//! Later policy layers (auth, limits, breakers; STYLE.md habit 6) slot in between routing and
-//! the attempts.
+//! `pipeline` is the one function that lists the layers, outermost first (STYLE.md habit 6):
+//!
+//! 1. **route** (`no_route` 404), then `redirect_https` (308), the body size limit (413) and
+//!    the endpoint check (`no_healthy_upstream` 503);
+//! 2. **rate limit by IP** ([`crate::ratelimit`], 429);
+//! 3. **authenticate** ([`crate::auth`], 401);
+//! 4. **rate limit by consumer**, or the route-wide limit (429);
+//! 5. **bulkhead** ([`crate::bulkhead`], `over_capacity` 503);
+//! 6. **circuit breaker** ([`crate::breaker`], `circuit_open` 503);
+//! 7. **timeout** (total: `upstream_timeout` 504);
+//! 8. **retry** ([`crate::retry`]: budgeted, idempotent bodiless requests only);
+//! 9. **balance** (round robin, skipping passively ejected endpoints but never all of them);
+//! 10. **upstream** (pooled HTTP/1.1; `upstream_error` 502).
+//!
+//! Each layer is a plain call into its own module with its own error type, mapped to a fixed
+//! `ErrorCode` here and nowhere else. They are not tower layers: the gateway has one request
+//! type and one stack, and plain calls keep the hot path free of boxing and per-layer futures
+//! (DESIGN-NOTES §4). A route without policy pays for none of them: each layer is one `Option`
+//! check, and counters are relaxed atomics.
 //!
 //! Rules this module keeps:
-//! * The snapshot guard is released before the first await; the request holds only the route's
-//!   endpoint list (one reference count).
-//! * Balancing is round robin per route; on a connect failure the next endpoint in the ring is
-//!   tried, each at most once. An endpoint that left the table after the request read it is
-//!   skipped (see `pool` for why that keeps in-flight counts exact).
-//! * A request is retried only when it provably was not sent (connect failed or timed out, or a
-//!   pooled connection handed the request back unsent), which is safe for every method — so
-//!   request bodies are streamed and never buffered. After the request was written, any failure
-//!   is final: 502.
+//! * Every inbound `X-Berth-*` header is removed before anything else (see [`crate::auth`]).
+//! * The request holds the snapshot (one reference count) across awaits; a swap never blocks.
+//! * A request is retried for free only when it provably was not sent (connect failed or timed
+//!   out, or a pooled connection handed it back unsent) — safe for every method, so request
+//!   bodies are streamed and never buffered. After it was sent, only the retry policy retries.
 //! * A stale pooled connection is not an endpoint failure: the next pooled (or a new)
 //!   connection to the same endpoint is tried.
+//! * One access-log line per request (target `berth_gateway::access`): request id, method,
+//!   host, path without query, status, upstream, ms. Never a header value or a token.
 
-use crate::body::{Lease, ProxyBody};
+use crate::auth::{self, AuthError};
+use crate::body::{request_body_error, Lease, ProxyBody, RequestBody, RequestBodyError};
+use crate::breaker::{self, Outcome};
+use crate::bulkhead::BulkheadError;
 use crate::error::error_response;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, EndpointState, InFlight, Sender};
+use crate::ratelimit::{self, Key, Limited, RateLimiter};
+use crate::retry;
+use crate::table::{RouteShared, ServiceState, Snapshot};
 use crate::Inner;
+use berth_core::policy::{RateKey, RoutePolicy};
 use berth_core::ErrorCode;
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Incoming};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// Why no response came back from any endpoint.
+/// The access log's tracing target.
+pub const ACCESS_LOG: &str = "berth_gateway::access";
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Why no usable response came back from the service.
 enum Failure {
     /// No endpoint accepted a connection; the request was never sent.
     NoConnection,
     /// The request was (at least partly) sent and then the exchange failed.
     Sent(hyper::Error),
+    /// An attempt (or all of them) ran out of time.
+    Timeout,
 }
 
-/// Proxy one client request.
+/// What the request path learnt, for metrics and the access log.
+#[derive(Default)]
+struct Done {
+    /// Index of the matched route in the snapshot.
+    route: Option<usize>,
+    upstream: Option<Box<str>>,
+}
+
+/// Proxy one client request. `secure`: it came over TLS.
 ///
 /// # Errors
 ///
@@ -49,9 +87,75 @@ enum Failure {
 pub(crate) async fn handle(
     inner: Arc<Inner>,
     client: SocketAddr,
-    mut req: Request<Incoming>,
+    secure: bool,
+    req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
     let request_id = headers::request_id(req.headers());
+    // Only when the access log is on: copy what it needs before the request moves.
+    let log = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
+        (
+            req.method().clone(),
+            req.headers().get(HOST).cloned(),
+            req.uri().path().to_owned(),
+        )
+    });
+    let mut done = Done::default();
+    // One reference count for the whole request; a table swap never waits for it.
+    let snapshot = inner.snapshot.load_full();
+    let response = pipeline(
+        &inner,
+        &snapshot,
+        client,
+        secure,
+        req,
+        &request_id,
+        &mut done,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    match done.route.and_then(|i| snapshot.routes.get(i)) {
+        Some(state) => {
+            let route = &state.shared;
+            route.metrics.responses.count(status);
+            route.metrics.latency.observe(elapsed);
+            route.service.metrics.responses.count(status);
+            route.service.metrics.latency.observe(elapsed);
+        }
+        None => {
+            inner.unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let Some((method, host, path)) = log {
+        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
+        tracing::info!(
+            target: ACCESS_LOG,
+            request_id = request_id.to_str().unwrap_or("-"),
+            method = %method,
+            host,
+            path,
+            status,
+            upstream = done.upstream.as_deref().unwrap_or("-"),
+            ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    Ok(response)
+}
+
+/// The policy layers, outermost first. See the module documentation.
+#[allow(clippy::too_many_lines)]
+async fn pipeline(
+    inner: &Inner,
+    snapshot: &Snapshot,
+    client: SocketAddr,
+    secure: bool,
+    mut req: Request<Incoming>,
+    rid: &HeaderValue,
+    done: &mut Done,
+) -> Response<ProxyBody> {
+    auth::strip_berth_headers(req.headers_mut());
 
     // The original host: the Host header, or the authority of an absolute / HTTP/2 URI.
     let host: Option<HeaderValue> = match req.headers().get(HOST) {
@@ -62,64 +166,313 @@ pub(crate) async fn handle(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
 
-    let (endpoints, start) = {
-        let snapshot = inner.snapshot.load();
-        let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-        let Some((route, state)) = snapshot.find(host_str, req.uri().path()) else {
-            return Ok(error_response(
-                ErrorCode::NoRoute,
-                "no route matches this host and path",
-                &request_id,
-            ));
+    // 1. Route.
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    let Some(index) = snapshot.find_index(host_str, req.uri().path()) else {
+        return error_response(
+            ErrorCode::NoRoute,
+            "no route matches this host and path",
+            rid,
+        );
+    };
+    done.route = Some(index);
+    let (route, state) = (&snapshot.table.routes[index], &snapshot.routes[index]);
+    let policy: &RoutePolicy = &route.policy;
+    let service: &ServiceState = &state.shared.service;
+    if policy.redirect_https && !secure {
+        return redirect_https(host_str, req.uri(), rid);
+    }
+    let limit = inner.config.max_body_bytes;
+    if content_length(req.headers()).is_some_and(|n| n > limit) {
+        return closing(error_response(
+            ErrorCode::PayloadTooLarge,
+            "the request body is too large",
+            rid,
+        ));
+    }
+    if state.endpoints.is_empty() {
+        return error_response(
+            ErrorCode::NoHealthyUpstream,
+            "no healthy replica serves this route",
+            rid,
+        );
+    }
+    if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid) {
+        return error_response(ErrorCode::BadRequest, message, rid);
+    }
+
+    // 2. Rate limit by IP (a consumer limit on a route without auth counts by IP too).
+    let limiter = state.shared.limiter.as_deref();
+    if let Some(l) = limiter {
+        let by_ip = match l.config.key {
+            RateKey::Ip => true,
+            RateKey::Consumer => policy.auth.is_none(),
+            RateKey::Route => false,
         };
-        if state.endpoints.is_empty() {
-            return Ok(error_response(
-                ErrorCode::NoHealthyUpstream,
-                "no healthy replica serves this route",
-                &request_id,
-            ));
+        if by_ip {
+            if let Err(limited) = l.check(Key::Ip(client.ip())) {
+                return rate_limited(l, &limited, &state.shared, rid);
+            }
         }
-        if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), &request_id) {
-            return Ok(error_response(ErrorCode::BadRequest, message, &request_id));
+    }
+
+    // 3. Authenticate.
+    let mut subject: Option<String> = None;
+    if let Some(auth_policy) = &policy.auth {
+        match auth::authenticate(
+            inner.config.verifier.as_deref(),
+            auth_policy,
+            &snapshot.table.issuers,
+            req.headers_mut(),
+        ) {
+            Ok(verified) => subject = Some(verified.subject),
+            Err(e) => return unauthorized(e, &state.shared, rid),
         }
-        (state.endpoints.clone(), state.next_start())
+    }
+
+    // 4. Rate limit by consumer, or the route-wide limit.
+    if let Some(l) = limiter {
+        let key = match (l.config.key, &subject) {
+            (RateKey::Consumer, Some(s)) => Some(Key::Subject(s)),
+            (RateKey::Route, _) => Some(Key::Ip(client.ip())),
+            _ => None,
+        };
+        if let Some(key) = key {
+            if let Err(limited) = l.check(key) {
+                return rate_limited(l, &limited, &state.shared, rid);
+            }
+        }
+    }
+
+    // 5. Bulkhead.
+    let permit = match &service.bulkhead {
+        None => None,
+        Some(b) => match b.acquire().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                service
+                    .metrics
+                    .bulkhead_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                let message = match e {
+                    BulkheadError::Full => "the service is at its concurrency limit",
+                    BulkheadError::QueueTimeout => {
+                        "the service stayed at its concurrency limit too long"
+                    }
+                };
+                return error_response(ErrorCode::OverCapacity, message, rid);
+            }
+        },
     };
 
-    let attempt = attempt_all(&inner, &endpoints, start, req);
-    let (mut response, lease) =
-        match tokio::time::timeout(inner.config.request_timeout, attempt).await {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(Failure::NoConnection)) => {
-                return Ok(error_response(
-                    ErrorCode::UpstreamError,
-                    "no replica accepted the connection",
-                    &request_id,
-                ));
+    // 6. Circuit breaker.
+    let ticket = match &service.breaker {
+        None => None,
+        Some(b) => match b.admit() {
+            Ok(t) => Some(t),
+            Err(breaker::BreakerOpen) => {
+                service
+                    .metrics
+                    .breaker_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                return error_response(
+                    ErrorCode::CircuitOpen,
+                    "the service is failing; its circuit breaker is open",
+                    rid,
+                );
             }
-            Ok(Err(Failure::Sent(e))) => {
+        },
+    };
+
+    // 7–10. Timeout, retry, balance, upstream.
+    let called = Instant::now();
+    let req = req.map(|body| RequestBody::new(body, limit));
+    let total = policy
+        .timeout
+        .total_ms
+        .map_or(inner.config.request_timeout, Duration::from_millis);
+    let result = match tokio::time::timeout(
+        total,
+        attempts(
+            inner,
+            policy,
+            state.endpoints.as_ref(),
+            state.next_start(),
+            service,
+            req,
+        ),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Timeout),
+    };
+
+    let (outcome, response) = match result {
+        Ok((mut response, lease)) => {
+            let failed = retry::failure_status(response.status().as_u16());
+            let slow = ticket.is_some()
+                && service
+                    .breaker
+                    .as_ref()
+                    .and_then(|b| b.config.slow_call.as_ref())
+                    .is_some_and(|s| called.elapsed() >= Duration::from_millis(s.threshold_ms));
+            done.upstream = Some(lease.guard.endpoint().id.clone());
+            headers::remove_hop_by_hop(response.headers_mut());
+            response.headers_mut().insert(X_REQUEST_ID, rid.clone());
+            let mut response = response.map(|body| ProxyBody::upstream(body, lease));
+            if let Some(permit) = permit {
+                response.body_mut().hold(permit);
+            }
+            let outcome = if failed {
+                Outcome::Failure
+            } else {
+                Outcome::Success { slow }
+            };
+            (outcome, response)
+        }
+        Err(Failure::NoConnection) => (
+            Outcome::Failure,
+            error_response(
+                ErrorCode::UpstreamError,
+                "no replica accepted the connection",
+                rid,
+            ),
+        ),
+        Err(Failure::Sent(e)) => match request_body_error(&e) {
+            Some(RequestBodyError::TooLarge) => (
+                Outcome::Abandoned,
+                closing(error_response(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is too large",
+                    rid,
+                )),
+            ),
+            Some(RequestBodyError::Client(_)) => (
+                Outcome::Abandoned,
+                closing(error_response(
+                    ErrorCode::BadRequest,
+                    "the request body is malformed",
+                    rid,
+                )),
+            ),
+            None => {
                 tracing::debug!(error = %e, "gateway: upstream failed after the request was sent");
-                return Ok(error_response(
-                    ErrorCode::UpstreamError,
-                    "the replica failed to answer",
-                    &request_id,
-                ));
+                (
+                    Outcome::Failure,
+                    error_response(
+                        ErrorCode::UpstreamError,
+                        "the replica failed to answer",
+                        rid,
+                    ),
+                )
             }
-            Err(_) => {
-                return Ok(error_response(
-                    ErrorCode::UpstreamTimeout,
-                    "the replica did not answer in time",
-                    &request_id,
-                ));
-            }
-        };
-    headers::remove_hop_by_hop(response.headers_mut());
-    response.headers_mut().insert(X_REQUEST_ID, request_id);
-    Ok(response.map(|body| ProxyBody::upstream(body, lease)))
+        },
+        Err(Failure::Timeout) => (
+            Outcome::Failure,
+            error_response(
+                ErrorCode::UpstreamTimeout,
+                "the replica did not answer in time",
+                rid,
+            ),
+        ),
+    };
+    if let Some(ticket) = ticket {
+        ticket.finish(outcome);
+    }
+    response
+}
+
+/// The declared body length, if any and well formed.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Ask hyper to close the client connection after this answer (the request body may be
+/// unread or its framing broken).
+fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// 429 with `Retry-After` and the IETF rate-limit fields.
+fn rate_limited(
+    limiter: &RateLimiter,
+    limited: &Limited,
+    route: &RouteShared,
+    rid: &HeaderValue,
+) -> Response<ProxyBody> {
+    route.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let mut response = error_response(ErrorCode::RateLimited, "rate limit exceeded", rid);
+    let h = response.headers_mut();
+    h.insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(ratelimit::ceil_secs(limited.retry_after)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&limiter.policy_header()) {
+        h.insert(RATELIMIT_POLICY, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&limiter.limited_header(limited)) {
+        h.insert(RATELIMIT, v);
+    }
+    response
+}
+
+/// 401 with the bearer challenge.
+fn unauthorized(e: AuthError, route: &RouteShared, rid: &HeaderValue) -> Response<ProxyBody> {
+    route.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+    let mut response = error_response(
+        ErrorCode::Unauthorized,
+        "a valid bearer token is required",
+        rid,
+    );
+    response
+        .headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, e.challenge());
+    response
+}
+
+/// 308 to the same host and path over HTTPS (the port is dropped: HTTPS is served on 443).
+fn redirect_https(host: Option<&str>, uri: &Uri, rid: &HeaderValue) -> Response<ProxyBody> {
+    let host = host.map(|h| {
+        if h.starts_with('[') {
+            h.split_inclusive(']').next().unwrap_or(h)
+        } else {
+            h.split(':').next().unwrap_or(h)
+        }
+    });
+    let valid = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+    };
+    let Some(host) = host.filter(|h| valid(h)) else {
+        return error_response(
+            ErrorCode::BadRequest,
+            "a Host header is required to redirect to HTTPS",
+            rid,
+        );
+    };
+    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let Ok(location) = HeaderValue::from_str(&format!("https://{host}{pq}")) else {
+        return error_response(ErrorCode::BadRequest, "the request path is malformed", rid);
+    };
+    let mut response = Response::new(ProxyBody::full(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let h = response.headers_mut();
+    h.insert(http::header::LOCATION, location);
+    h.insert(X_REQUEST_ID, rid.clone());
+    response
 }
 
 /// Turn the client request into the upstream request, in place.
-fn rewrite(
-    req: &mut Request<Incoming>,
+fn rewrite<B>(
+    req: &mut Request<B>,
     route: &berth_core::HttpRoute,
     client: SocketAddr,
     host: Option<&HeaderValue>,
@@ -159,58 +512,187 @@ fn rewrite(
     Ok(())
 }
 
-/// Try the endpoints in ring order from `start` until one answers with response headers.
-async fn attempt_all(
+/// What is needed to send a bodiless request again.
+struct Template {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Template {
+    fn build(&self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// How one attempt on one endpoint ended.
+enum Attempt {
+    Answer(Response<Incoming>, Lease),
+    /// Not sent (connect failed); the request is handed back.
+    Unsent(Request<RequestBody>),
+    Sent(hyper::Error),
+    TimedOut,
+}
+
+/// Timeouts, retries and balancing: try endpoints in ring order from `start` until one gives a
+/// usable answer or the retry policy and budget say stop.
+async fn attempts(
     inner: &Inner,
+    policy: &RoutePolicy,
     endpoints: &[Arc<EndpointState>],
     start: usize,
-    mut req: Request<Incoming>,
+    service: &ServiceState,
+    req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
-    let n = endpoints.len();
     let config = &inner.config;
-    for k in 0..n {
+    let connect = policy
+        .timeout
+        .connect_ms
+        .map_or(config.connect_timeout, Duration::from_millis);
+    let per_try = policy.timeout.per_try_ms.map(Duration::from_millis);
+    // Retries after a send need the request again: only bodiless idempotent ones qualify.
+    let budget = service.budget.as_deref();
+    let template = budget.and_then(|b| {
+        b.deposit();
+        (b.config.attempts > 0 && retry::idempotent(req.method()) && req.body().is_end_stream())
+            .then(|| Template {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+            })
+    });
+
+    let n = endpoints.len();
+    let mut req = Some(req);
+    let mut k = 0usize;
+    let mut passes = 0usize; // endpoints skipped or refusing since the last send
+    let mut retries = 0u32;
+    loop {
+        if passes >= n {
+            return Err(Failure::NoConnection);
+        }
         let endpoint = &endpoints[(start + k) % n];
+        k += 1;
+        let now = pool::clock_nanos();
+        if endpoint.is_ejected(now) && !endpoints.iter().all(|e| e.is_ejected(now)) {
+            passes += 1;
+            continue;
+        }
         let Some(guard) = endpoint.try_acquire() else {
             // Left the table since this request read it.
+            passes += 1;
             continue;
         };
-        loop {
-            let (mut sender, pooled) = match endpoint.checkout(config.pool_idle_timeout) {
-                Some(s) => (s, true),
-                None => match pool::connect(endpoint.addr, config.connect_timeout).await {
-                    Ok(s) => (s, false),
-                    Err(e) => {
-                        tracing::debug!(endpoint = %endpoint.id, addr = %endpoint.addr, error = %e, "gateway: trying the next replica");
-                        break;
-                    }
-                },
-            };
-            if sender.ready().await.is_err() {
-                if pooled {
-                    continue;
-                }
-                break;
+        let Some(this) = req.take() else {
+            return Err(Failure::NoConnection);
+        };
+        let attempt = attempt_one(inner, endpoint, guard, this, connect);
+        let result = match per_try {
+            Some(t) => tokio::time::timeout(t, attempt)
+                .await
+                .unwrap_or(Attempt::TimedOut),
+            None => attempt.await,
+        };
+        let failure = match result {
+            Attempt::Unsent(back) => {
+                req = Some(back);
+                passes += 1;
+                eject_on_failure(inner, endpoint, service);
+                continue;
             }
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    return Ok((response, lease(guard, sender, config.max_idle_per_endpoint)))
+            Attempt::Answer(response, lease)
+                if !retry::failure_status(response.status().as_u16()) =>
+            {
+                endpoint.record_success();
+                return Ok((response, lease));
+            }
+            Attempt::Answer(response, lease) => Err((response, lease)),
+            Attempt::Sent(e) => {
+                if request_body_error(&e).is_some() {
+                    // The client's fault: not the endpoint's, and not retryable.
+                    return Err(Failure::Sent(e));
                 }
-                Err(mut e) => match e.take_message() {
-                    // Handed back unsent: safe to retry for any method.
-                    Some(unsent) => {
-                        req = unsent;
-                        if pooled {
-                            continue;
-                        }
-                        break;
-                    }
-                    None => return Err(Failure::Sent(e.into_error())),
-                },
+                Ok(Failure::Sent(e))
+            }
+            Attempt::TimedOut => Ok(Failure::Timeout),
+        };
+        eject_on_failure(inner, endpoint, service);
+        if let (Some(t), Some(b)) = (&template, budget) {
+            if retries < b.config.attempts && b.withdraw() {
+                retries += 1;
+                service.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                req = Some(t.build());
+                passes = 0;
+                continue;
             }
         }
-        drop(guard);
+        return match failure {
+            // The service's own 502/503/504: relayed as it is.
+            Err(answer) => Ok(answer),
+            Ok(f) => Err(f),
+        };
     }
-    Err(Failure::NoConnection)
+}
+
+fn eject_on_failure(inner: &Inner, endpoint: &EndpointState, service: &ServiceState) {
+    let c = &inner.config;
+    if endpoint.record_failure(c.eject_after_failures, c.eject_for) {
+        service.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(endpoint = %endpoint.id, "gateway: endpoint ejected after consecutive failures");
+    }
+}
+
+/// One endpoint: a pooled (or new) connection, until response headers.
+async fn attempt_one(
+    inner: &Inner,
+    endpoint: &EndpointState,
+    guard: InFlight,
+    mut req: Request<RequestBody>,
+    connect_timeout: Duration,
+) -> Attempt {
+    let config = &inner.config;
+    loop {
+        let (mut sender, pooled) = match endpoint.checkout(config.pool_idle_timeout) {
+            Some(s) => (s, true),
+            None => match pool::connect(endpoint.addr, connect_timeout).await {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    tracing::debug!(endpoint = %endpoint.id, addr = %endpoint.addr, error = %e, "gateway: trying the next replica");
+                    return Attempt::Unsent(req);
+                }
+            },
+        };
+        if sender.ready().await.is_err() {
+            if pooled {
+                continue;
+            }
+            return Attempt::Unsent(req);
+        }
+        match sender.try_send_request(req).await {
+            Ok(response) => {
+                return Attempt::Answer(
+                    response,
+                    lease(guard, sender, config.max_idle_per_endpoint),
+                )
+            }
+            Err(mut e) => match e.take_message() {
+                // Handed back unsent: safe to retry for any method.
+                Some(unsent) => {
+                    req = unsent;
+                    if pooled {
+                        continue;
+                    }
+                    return Attempt::Unsent(req);
+                }
+                None => return Attempt::Sent(e.into_error()),
+            },
+        }
+    }
 }
 
 fn lease(guard: InFlight, sender: Sender, max_idle: usize) -> Lease {

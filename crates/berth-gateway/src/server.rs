@@ -5,6 +5,8 @@
 //!   connection is asked to finish gracefully (HTTP/1: close once the current response is done,
 //!   close at once if idle; HTTP/2: GOAWAY), and `serve` returns when all are gone. The caller
 //!   bounds the grace period.
+//! * hyper enforces the request-head limits: `max_buf_size` (oversized heads get 431) and
+//!   `header_read_timeout` (slow-loris clients are disconnected); see `GatewayConfig`.
 //! * Accept errors (e.g. out of file descriptors) are logged and retried after a short pause;
 //!   they never end the listener.
 
@@ -30,7 +32,16 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(inner.config.max_header_bytes.max(8192))
+        .header_read_timeout(inner.config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(inner.config.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let tracker = TaskTracker::new();
     loop {
@@ -50,7 +61,7 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let service = service_fn(move |req| proxy::handle(inner.clone(), client, req));
+            let service = service_fn(move |req| proxy::handle(inner.clone(), client, false, req));
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {

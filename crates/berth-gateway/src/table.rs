@@ -9,8 +9,18 @@
 //!   so pools survive unrelated table changes. An endpoint that leaves the table (or changes
 //!   address) is closed at once and kept as *retired* until its in-flight count reaches 0, so
 //!   `Gateway::in_flight` stays exact for a draining replica.
+//! * Policy state survives table swaps too: per route identity (app, service, host, prefix) the
+//!   counters and the rate limiter, per (app, service) the counters, breaker, bulkhead and retry
+//!   budget. A part is rebuilt only when its policy changed; a route without policy gets only
+//!   its counters (no limiter, no breaker, no task).
 
+use crate::breaker::Breaker;
+use crate::bulkhead::Bulkhead;
+use crate::metrics::{RouteMetrics, ServiceMetrics};
 use crate::pool::EndpointState;
+use crate::ratelimit::RateLimiter;
+use crate::retry::RetryBudget;
+use berth_core::policy::RoutePolicy;
 use berth_core::{HttpRoute, RoutingTable};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +41,93 @@ pub struct RouteState {
     /// awaits with one reference-count increment.
     pub endpoints: Arc<[Arc<EndpointState>]>,
     next: AtomicUsize,
+    /// Counters and policy state of the route, kept across swaps.
+    pub shared: Arc<RouteShared>,
+}
+
+/// A route's state that outlives table swaps.
+pub struct RouteShared {
+    pub metrics: Arc<RouteMetrics>,
+    pub limiter: Option<Arc<RateLimiter>>,
+    pub service: Arc<ServiceState>,
+}
+
+/// A service's state that outlives table swaps, shared by all its routes.
+pub struct ServiceState {
+    pub metrics: Arc<ServiceMetrics>,
+    pub breaker: Option<Arc<Breaker>>,
+    pub bulkhead: Option<Arc<Bulkhead>>,
+    pub budget: Option<Arc<RetryBudget>>,
+}
+
+impl ServiceState {
+    fn matches(&self, p: &RoutePolicy) -> bool {
+        same(
+            self.breaker.as_deref().map(|b| &b.config),
+            p.circuit_breaker.as_ref(),
+        ) && same(
+            self.bulkhead.as_deref().map(|b| &b.config),
+            p.max_concurrency.as_ref(),
+        ) && same(
+            self.budget.as_deref().map(|b| &b.config),
+            p.retries.as_ref(),
+        )
+    }
+
+    fn build(old: Option<&ServiceState>, app: &str, service: &str, p: &RoutePolicy) -> Self {
+        fn keep<T, C: PartialEq + Clone>(
+            old: Option<&Arc<T>>,
+            want: Option<&C>,
+            config: impl Fn(&T) -> &C,
+            new: impl Fn(C) -> T,
+        ) -> Option<Arc<T>> {
+            let want = want?;
+            match old {
+                Some(o) if config(o) == want => Some(o.clone()),
+                _ => Some(Arc::new(new(want.clone()))),
+            }
+        }
+        Self {
+            metrics: old.map_or_else(
+                || Arc::new(ServiceMetrics::new(app, service)),
+                |o| o.metrics.clone(),
+            ),
+            breaker: keep(
+                old.and_then(|o| o.breaker.as_ref()),
+                p.circuit_breaker.as_ref(),
+                |b| &b.config,
+                Breaker::new,
+            ),
+            bulkhead: keep(
+                old.and_then(|o| o.bulkhead.as_ref()),
+                p.max_concurrency.as_ref(),
+                |b| &b.config,
+                Bulkhead::new,
+            ),
+            budget: keep(
+                old.and_then(|o| o.budget.as_ref()),
+                p.retries.as_ref(),
+                |b| &b.config,
+                RetryBudget::new,
+            ),
+        }
+    }
+}
+
+fn same<T: PartialEq>(a: Option<&T>, b: Option<&T>) -> bool {
+    a == b
+}
+
+/// A route's identity: what a route "is" across tables.
+type RouteId = (String, String, Option<String>, String);
+
+fn route_id(r: &HttpRoute) -> RouteId {
+    (
+        r.app.clone(),
+        r.service.clone(),
+        r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        r.path_prefix.clone(),
+    )
 }
 
 impl RouteState {
@@ -44,13 +141,18 @@ impl Snapshot {
     /// The route for `host` and `path`, with its balancing state.
     #[must_use]
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<(&HttpRoute, &RouteState)> {
+        let index = self.find_index(host, path)?;
+        Some((&self.table.routes[index], &self.routes[index]))
+    }
+
+    /// The index (in `table.routes` and `routes`) of the route for `host` and `path`.
+    #[must_use]
+    pub fn find_index(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let route = self.table.find(host, path)?;
-        let index = self
-            .table
+        self.table
             .routes
             .iter()
-            .position(|r| std::ptr::eq(r, route))?;
-        Some((route, &self.routes[index]))
+            .position(|r| std::ptr::eq(r, route))
     }
 }
 
@@ -60,6 +162,8 @@ impl Snapshot {
 pub struct Registry {
     active: HashMap<Box<str>, Arc<EndpointState>>,
     retired: Vec<Arc<EndpointState>>,
+    routes: HashMap<RouteId, Arc<RouteShared>>,
+    services: HashMap<(String, String), Arc<ServiceState>>,
 }
 
 impl Registry {
@@ -67,6 +171,8 @@ impl Registry {
     /// the pools of endpoints that left.
     pub fn build(&mut self, table: Arc<RoutingTable>) -> Snapshot {
         let mut next: HashMap<Box<str>, Arc<EndpointState>> = HashMap::new();
+        let mut next_routes: HashMap<RouteId, Arc<RouteShared>> = HashMap::new();
+        let mut next_services: HashMap<(String, String), Arc<ServiceState>> = HashMap::new();
         let routes = table
             .routes
             .iter()
@@ -90,9 +196,11 @@ impl Registry {
                         state
                     })
                     .collect();
+                let shared = self.route_shared(route, &mut next_routes, &mut next_services);
                 RouteState {
                     endpoints: endpoints.into(),
                     next: AtomicUsize::new(0),
+                    shared,
                 }
             })
             .collect();
@@ -105,7 +213,95 @@ impl Registry {
         }
         self.retired.retain(|s| s.in_flight() > 0);
         self.active = next;
+        self.routes = next_routes;
+        self.services = next_services;
         Snapshot { table, routes }
+    }
+
+    /// The shared state of `route`, reused from the previous table when its policy is the same.
+    fn route_shared(
+        &self,
+        route: &HttpRoute,
+        next_routes: &mut HashMap<RouteId, Arc<RouteShared>>,
+        next_services: &mut HashMap<(String, String), Arc<ServiceState>>,
+    ) -> Arc<RouteShared> {
+        let service_key = (route.app.clone(), route.service.clone());
+        // The first route of a service in the table decides its service-level policy.
+        let service = match next_services.get(&service_key) {
+            Some(s) => s.clone(),
+            None => {
+                let old = self.services.get(&service_key);
+                let s = match old {
+                    Some(o) if o.matches(&route.policy) => o.clone(),
+                    _ => Arc::new(ServiceState::build(
+                        old.map(AsRef::as_ref),
+                        &route.app,
+                        &route.service,
+                        &route.policy,
+                    )),
+                };
+                next_services.insert(service_key, s.clone());
+                s
+            }
+        };
+        let id = route_id(route);
+        if let Some(s) = next_routes.get(&id) {
+            return s.clone(); // The same route twice in one table: share its state.
+        }
+        let old = self.routes.get(&id);
+        let shared = match old {
+            Some(o)
+                if Arc::ptr_eq(&o.service, &service)
+                    && o.limiter.as_ref().map(|l| &l.config)
+                        == route.policy.rate_limit.as_ref() =>
+            {
+                o.clone()
+            }
+            _ => {
+                // Counters carry over; only a changed limit starts a fresh limiter.
+                let metrics = old.map_or_else(
+                    || {
+                        Arc::new(RouteMetrics::new(
+                            &route.app,
+                            &route.service,
+                            route.host.as_deref(),
+                            &route.path_prefix,
+                        ))
+                    },
+                    |o| o.metrics.clone(),
+                );
+                let limiter = match (
+                    old.and_then(|o| o.limiter.as_ref()),
+                    &route.policy.rate_limit,
+                ) {
+                    (_, None) => None,
+                    (Some(l), Some(rl)) if &l.config == rl => Some(l.clone()),
+                    (_, Some(rl)) => Some(Arc::new(RateLimiter::new(rl.clone()))),
+                };
+                Arc::new(RouteShared {
+                    metrics,
+                    limiter,
+                    service,
+                })
+            }
+        };
+        next_routes.insert(id, shared.clone());
+        shared
+    }
+
+    /// Render the counters of every route and service in the table (Prometheus text format).
+    #[must_use]
+    pub fn render_metrics(&self, unrouted: u64) -> String {
+        let mut routes: Vec<_> = self.routes.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        let mut services: Vec<_> = self.services.iter().collect();
+        services.sort_by(|a, b| a.0.cmp(b.0));
+        let routes: Vec<&RouteMetrics> = routes.iter().map(|(_, r)| &*r.metrics).collect();
+        let services: Vec<_> = services
+            .iter()
+            .map(|(_, s)| (&*s.metrics, s.breaker.as_ref().map(|b| b.state())))
+            .collect();
+        crate::metrics::render(&routes, &services, unrouted)
     }
 
     /// Requests in flight to endpoint `id`, whether in the table or retired.
@@ -138,6 +334,11 @@ impl Registry {
     pub fn sweep_idle(&mut self, idle_timeout: Duration) {
         for state in self.active.values() {
             state.sweep(idle_timeout);
+        }
+        for route in self.routes.values() {
+            if let Some(limiter) = &route.limiter {
+                limiter.evict_idle();
+            }
         }
         self.retired.retain(|s| s.in_flight() > 0);
     }

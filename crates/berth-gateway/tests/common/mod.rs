@@ -14,8 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -53,6 +54,12 @@ pub struct Upstream {
     pub accepts: Arc<AtomicUsize>,
     /// TCP connections open now.
     pub open: Arc<AtomicUsize>,
+    /// HTTP requests received so far.
+    pub requests: Arc<AtomicUsize>,
+    /// Paths of the requests received, in order.
+    pub paths: Arc<Mutex<Vec<String>>>,
+    /// When non-zero, every request is answered with this status.
+    pub fail_status: Arc<AtomicU16>,
     gate: Arc<Semaphore>,
     task: JoinHandle<()>,
 }
@@ -70,8 +77,14 @@ impl Upstream {
         let accepts = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
+        let probe = Probe {
+            requests: Arc::new(AtomicUsize::new(0)),
+            paths: Arc::new(Mutex::new(Vec::new())),
+            fail_status: Arc::new(AtomicU16::new(0)),
+        };
         let task = tokio::spawn({
-            let (accepts, open, gate) = (accepts.clone(), open.clone(), gate.clone());
+            let (accepts, open, gate, probe) =
+                (accepts.clone(), open.clone(), gate.clone(), probe.clone());
             async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -79,9 +92,10 @@ impl Upstream {
                     };
                     accepts.fetch_add(1, Ordering::SeqCst);
                     open.fetch_add(1, Ordering::SeqCst);
-                    let (open, gate) = (open.clone(), gate.clone());
+                    let (open, gate, probe) = (open.clone(), gate.clone(), probe.clone());
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| handle(name, gate.clone(), req));
+                        let service =
+                            service_fn(move |req| handle(name, gate.clone(), probe.clone(), req));
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
@@ -95,6 +109,9 @@ impl Upstream {
             addr,
             accepts,
             open,
+            requests: probe.requests,
+            paths: probe.paths,
+            fail_status: probe.fail_status,
             gate,
             task,
         }
@@ -116,11 +133,29 @@ impl Upstream {
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Answer every request with `status` (0: behave normally again).
+    pub fn fail_with(&self, status: u16) {
+        self.fail_status.store(status, Ordering::SeqCst);
+    }
+}
+
+/// What an upstream's handler records.
+#[derive(Clone)]
+struct Probe {
+    requests: Arc<AtomicUsize>,
+    paths: Arc<Mutex<Vec<String>>>,
+    fail_status: Arc<AtomicU16>,
 }
 
 async fn handle(
     name: &'static str,
     gate: Arc<Semaphore>,
+    probe: Probe,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req
@@ -128,6 +163,20 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
+    probe.requests.fetch_add(1, Ordering::SeqCst);
+    probe.paths.lock().unwrap().push(path.clone());
+    let fail = probe.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        return Ok(Response::builder()
+            .status(fail)
+            .header("x-upstream", name)
+            .body(Full::new(Bytes::from_static(b"failing")))
+            .unwrap());
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     if path.starts_with("/wait") {
         gate.acquire().await.unwrap().forget();
     }
@@ -146,6 +195,11 @@ async fn handle(
         "x-request-id",
         "connection",
         "x-secret",
+        "authorization",
+        "x-berth-subject",
+        "x-berth-issuer",
+        "x-berth-claims",
+        "x-berth-evil",
     ] {
         if let Some(v) = req.headers().get(h) {
             response = response.header(format!("x-seen-{h}"), v);

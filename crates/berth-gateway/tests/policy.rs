@@ -1,0 +1,709 @@
+//! The gateway's policy layers against real hyper upstreams on 127.0.0.1: rate limits,
+//! authentication, bulkheads, circuit breakers, timeouts, retries, passive health, redirects,
+//! request hardening and metrics.
+
+mod common;
+
+use berth_core::auth::{AuthFailure, TokenVerifier, VerifiedToken};
+use berth_core::policy::{
+    AuthPolicy, Bulkhead, CircuitBreaker, Issuer, RateKey, RateLimit, Retries, RoutePolicy,
+    Timeouts,
+};
+use berth_core::HttpRoute;
+use berth_gateway::GatewayConfig;
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn with_policy(mut r: HttpRoute, policy: RoutePolicy) -> HttpRoute {
+    r.policy = policy;
+    r
+}
+
+/// Accepts `good-<subject>`; refuses anything else.
+struct FakeVerifier;
+
+impl TokenVerifier for FakeVerifier {
+    fn verify(
+        &self,
+        token: &str,
+        _policy: &AuthPolicy,
+        _issuers: &[Issuer],
+    ) -> Result<VerifiedToken, AuthFailure> {
+        match token.strip_prefix("good-") {
+            Some(sub) => Ok(VerifiedToken {
+                subject: sub.to_owned(),
+                issuer: "berth".into(),
+                claims_json: format!(r#"{{"sub":"{sub}","name":"Zoë"}}"#),
+            }),
+            None => Err(AuthFailure {
+                reason: "bad signature".into(),
+            }),
+        }
+    }
+}
+
+fn verifier_config() -> GatewayConfig {
+    GatewayConfig::default().with_verifier(Arc::new(FakeVerifier))
+}
+
+async fn get_with(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut b = gw.request("GET", None, path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    gw.send(b.body(Full::default()).unwrap()).await
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_headers_and_survives_table_swaps() {
+    let up = Upstream::start("up").await;
+    let limited = |version| {
+        table(
+            version,
+            vec![with_policy(
+                route(None, "/", false, vec![up.endpoint()]),
+                RoutePolicy {
+                    rate_limit: Some(RateLimit {
+                        per_second: 1,
+                        burst: 2,
+                        key: RateKey::Route,
+                    }),
+                    ..Default::default()
+                },
+            )],
+        )
+    };
+    let gw = TestGateway::start(limited(1)).await;
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    let r = gw.get(None, "/").await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.error().code, "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""route";q=1;w=1"#));
+    assert!(
+        r.header("ratelimit")
+            .unwrap()
+            .starts_with(r#""route";r=0;t="#),
+        "{r:?}"
+    );
+    assert!(r.header("x-request-id").is_some());
+    // A new table with the same route keeps the bucket: still limited.
+    gw.publish(limited(2)).await;
+    assert_eq!(gw.get(None, "/").await.status, 429);
+    assert_eq!(up.requests(), 2);
+    // The bucket refills.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    let text = gw.gateway.render_metrics();
+    assert!(
+        text.contains(r#"berth_gateway_route_rate_limited_total{app="app",service="svc",host="",prefix="/"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn consumer_limits_count_per_subject_and_ip_limits_before_auth() {
+    let up = Upstream::start("up").await;
+    let auth = Some(AuthPolicy::default());
+    let gw = TestGateway::start_with(
+        table(
+            1,
+            vec![
+                with_policy(
+                    route(None, "/consumer", false, vec![up.endpoint()]),
+                    RoutePolicy {
+                        auth: auth.clone(),
+                        rate_limit: Some(RateLimit {
+                            per_second: 1,
+                            burst: 1,
+                            key: RateKey::Consumer,
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                with_policy(
+                    route(None, "/ip", false, vec![up.endpoint()]),
+                    RoutePolicy {
+                        auth,
+                        rate_limit: Some(RateLimit {
+                            per_second: 1,
+                            burst: 1,
+                            key: RateKey::Ip,
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            ],
+        ),
+        verifier_config(),
+    )
+    .await;
+    let alice = [("authorization", "Bearer good-alice")];
+    let bob = [("authorization", "Bearer good-bob")];
+    assert_eq!(get_with(&gw, "/consumer", &alice).await.status, 200);
+    let r = get_with(&gw, "/consumer", &alice).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""consumer";q=1;w=1"#));
+    assert_eq!(
+        get_with(&gw, "/consumer", &bob).await.status,
+        200,
+        "own bucket"
+    );
+    // Unauthenticated requests never reach (or spend) a consumer bucket.
+    assert_eq!(get_with(&gw, "/consumer", &[]).await.status, 401);
+
+    // By IP: counted before authentication, so even bad tokens spend it.
+    assert_eq!(
+        get_with(&gw, "/ip", &[("authorization", "Bearer nope")])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(get_with(&gw, "/ip", &alice).await.status, 429);
+}
+
+#[tokio::test]
+async fn auth_hook_refuses_bad_tokens_and_passes_identity_upstream() {
+    let up = Upstream::start("up").await;
+    let auth_route = |prefix| {
+        with_policy(
+            route(None, prefix, false, vec![up.endpoint()]),
+            RoutePolicy {
+                auth: Some(AuthPolicy {
+                    issuers: vec!["berth".into()],
+                    audiences: vec![],
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let gw = TestGateway::start_with(
+        table(
+            1,
+            vec![
+                auth_route("/private"),
+                route(None, "/public", false, vec![up.endpoint()]),
+            ],
+        ),
+        verifier_config(),
+    )
+    .await;
+
+    let r = get_with(&gw, "/private", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error().code, "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = get_with(&gw, "/private", &[("authorization", "Bearer forged")]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    assert!(!r.body.contains("bad signature"), "reason stays in the log");
+    assert_eq!(up.requests(), 0);
+
+    let r = get_with(
+        &gw,
+        "/private",
+        &[
+            ("authorization", "Bearer good-alice"),
+            ("x-berth-subject", "root"),
+            ("X-Berth-Evil", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-x-berth-subject"), Some("alice"));
+    assert_eq!(r.header("x-seen-x-berth-issuer"), Some("berth"));
+    assert_eq!(
+        r.header("x-seen-x-berth-claims"),
+        Some(r#"{"sub":"alice","name":"Zo\u00eb"}"#)
+    );
+    assert_eq!(r.header("x-seen-x-berth-evil"), None);
+
+    // Spoofed identity headers are stripped on routes without auth too.
+    let r = get_with(
+        &gw,
+        "/public",
+        &[("x-berth-subject", "root"), ("x-berth-evil", "1")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-seen-x-berth-subject"), None);
+    assert_eq!(r.header("x-seen-x-berth-evil"), None);
+
+    // Without a verifier an auth route fails closed.
+    let closed = TestGateway::start(table(1, vec![auth_route("/private")])).await;
+    let r = get_with(
+        &closed,
+        "/private",
+        &[("authorization", "Bearer good-alice")],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error().code, "unauthorized");
+}
+
+#[tokio::test]
+async fn bulkhead_refuses_at_once_when_full_and_after_the_queue_timeout() {
+    let up = Upstream::start("up").await;
+    let gw = Arc::new(
+        TestGateway::start(table(
+            1,
+            vec![with_policy(
+                route(None, "/", false, vec![up.endpoint()]),
+                RoutePolicy {
+                    max_concurrency: Some(Bulkhead {
+                        limit: 1,
+                        queue: 1,
+                        queue_timeout_ms: 300,
+                    }),
+                    ..Default::default()
+                },
+            )],
+        ))
+        .await,
+    );
+    let first = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.get(None, "/wait/1").await }
+    });
+    eventually("first request reaches the upstream", || up.requests() == 1).await;
+    let queued = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.get(None, "/wait/2").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let r = gw.get(None, "/third").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.error().code, "over_capacity");
+    assert!(started.elapsed() < Duration::from_millis(200), "at once");
+    let r = queued.await.unwrap();
+    assert_eq!(r.status, 503, "queued past its timeout: {r:?}");
+    assert_eq!(r.error().code, "over_capacity");
+    up.release();
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(
+        up.requests(),
+        1,
+        "refused requests never reached the service"
+    );
+    // Free again once the first answer was relayed.
+    up.release();
+    assert_eq!(gw.get(None, "/wait/3").await.status, 200);
+    let text = gw.gateway.render_metrics();
+    assert!(
+        text.contains(
+            r#"berth_gateway_service_bulkhead_rejected_total{app="app",service="svc"} 2"#
+        ),
+        "{text}"
+    );
+}
+
+fn breaker_policy() -> RoutePolicy {
+    RoutePolicy {
+        circuit_breaker: Some(CircuitBreaker {
+            failure_ratio: 0.5,
+            min_requests: 4,
+            window_ms: 10_000,
+            open_for_ms: 300,
+            half_open_probes: 2,
+            slow_call: None,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn breaker_opens_fails_fast_then_half_open_probes_close_it() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(table(
+        1,
+        vec![with_policy(
+            route(None, "/", false, vec![up.endpoint()]),
+            breaker_policy(),
+        )],
+    ))
+    .await;
+    let state = |gw: &TestGateway| {
+        let text = gw.gateway.render_metrics();
+        text.lines()
+            .find(|l| l.starts_with("berth_gateway_service_circuit_state{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    up.fail_with(503);
+    for _ in 0..3 {
+        let r = gw.get(None, "/").await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, "failing", "the service's own answer is relayed");
+    }
+    eventually("breaker open", || state(&gw) == "1").await;
+    let seen = up.requests();
+    let r = gw.get(None, "/").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.error().code, "circuit_open");
+    assert_eq!(
+        up.requests(),
+        seen,
+        "open breaker does not call the service"
+    );
+
+    // Half-open: a failing probe opens again.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(state(&gw), "2");
+    assert_eq!(gw.get(None, "/").await.body, "failing");
+    eventually("breaker open again", || state(&gw) == "1").await;
+    assert_eq!(gw.get(None, "/").await.error().code, "circuit_open");
+
+    // Half-open again, the service recovered: both probes succeed and it closes.
+    up.fail_with(0);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    assert_eq!(gw.get(None, "/").await.status, 200);
+    eventually("breaker closed", || state(&gw) == "0").await;
+    for _ in 0..5 {
+        assert_eq!(gw.get(None, "/").await.status, 200);
+    }
+    let text = gw.gateway.render_metrics();
+    assert!(
+        text.contains(r#"berth_gateway_service_circuit_rejected_total{app="app",service="svc"} 2"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn breaker_counts_connect_failures_and_timeouts() {
+    let refused = refusing_addr().await;
+    let hang = Upstream::start("hang").await;
+    let policy = |mut p: RoutePolicy| {
+        p.timeout = Timeouts {
+            per_try_ms: Some(100),
+            ..Default::default()
+        };
+        p
+    };
+    let mut r1 = route(None, "/refused", false, vec![ep("r", refused)]);
+    r1.service = "dead".into();
+    let mut r2 = route(None, "/hang", false, vec![hang.endpoint()]);
+    r2.service = "slow".into();
+    let gw = TestGateway::start(table(
+        1,
+        vec![
+            with_policy(r1, policy(breaker_policy())),
+            with_policy(r2, policy(breaker_policy())),
+        ],
+    ))
+    .await;
+    for _ in 0..4 {
+        assert_eq!(gw.get(None, "/refused").await.status, 502);
+        let started = std::time::Instant::now();
+        let r = gw.get(None, "/hang").await;
+        assert_eq!(r.status, 504, "per-try timeout overrides the default");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let gateway = gw.gateway.clone();
+    eventually("both breakers open", || {
+        let t = gateway.render_metrics();
+        t.contains(r#"berth_gateway_service_circuit_state{app="app",service="dead"} 1"#)
+            && t.contains(r#"berth_gateway_service_circuit_state{app="app",service="slow"} 1"#)
+    })
+    .await;
+    assert_eq!(gw.get(None, "/hang").await.error().code, "circuit_open");
+}
+
+#[tokio::test]
+async fn retries_are_budgeted_and_only_for_bodiless_idempotent_requests() {
+    let up = Upstream::start("up").await;
+    up.fail_with(503);
+    let config = GatewayConfig {
+        eject_after_failures: 0,
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        table(
+            1,
+            vec![with_policy(
+                route(None, "/", false, vec![up.endpoint()]),
+                RoutePolicy {
+                    retries: Some(Retries {
+                        attempts: 3,
+                        budget_percent: 10,
+                    }),
+                    ..Default::default()
+                },
+            )],
+        ),
+        config,
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(gw.get(None, "/").await.status, 503);
+    }
+    assert_eq!(up.requests(), 22, "20 requests at 10% buy 2 retries");
+    // A POST is never retried, even with budget left.
+    for _ in 0..20 {
+        let _ = gw.get(None, "/").await;
+    }
+    let before = up.requests();
+    let r = gw
+        .send(
+            gw.request("POST", None, "/")
+                .body(Full::new(Bytes::from_static(b"x")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(up.requests(), before + 1);
+    let text = gw.gateway.render_metrics();
+    assert!(
+        text.contains(r#"berth_gateway_service_retries_total{app="app",service="svc"} 4"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_goes_to_another_replica() {
+    let bad = Upstream::start("bad").await;
+    let good = Upstream::start("good").await;
+    bad.fail_with(502);
+    let gw = TestGateway::start(table(
+        1,
+        vec![with_policy(
+            route(None, "/", false, vec![bad.endpoint(), good.endpoint()]),
+            RoutePolicy {
+                retries: Some(Retries {
+                    attempts: 1,
+                    budget_percent: 100,
+                }),
+                ..Default::default()
+            },
+        )],
+    ))
+    .await;
+    // Request 1 goes to `bad` first (round robin from 0) and is retried on `good`.
+    let r = gw.get(None, "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream(), "good");
+    assert_eq!(bad.requests(), 1);
+}
+
+#[tokio::test]
+async fn failing_endpoints_are_ejected_for_a_while_but_never_the_last() {
+    let bad = Upstream::start("bad").await;
+    let good = Upstream::start("good").await;
+    bad.fail_with(503);
+    let config = GatewayConfig {
+        eject_after_failures: 2,
+        eject_for: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        table(
+            1,
+            vec![
+                route(None, "/", false, vec![bad.endpoint(), good.endpoint()]),
+                route(None, "/only-bad", false, vec![bad.endpoint()]),
+            ],
+        ),
+        config,
+    )
+    .await;
+    for _ in 0..10 {
+        let _ = gw.get(None, "/").await;
+    }
+    assert_eq!(bad.requests(), 2, "ejected after 2 consecutive failures");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    for _ in 0..6 {
+        let _ = gw.get(None, "/").await;
+    }
+    assert_eq!(
+        bad.requests(),
+        3,
+        "one probe after the cool-off, then ejected again"
+    );
+    // The last endpoint of a route is never skipped.
+    for _ in 0..3 {
+        assert_eq!(gw.get(None, "/only-bad").await.status, 503);
+    }
+    assert_eq!(bad.requests(), 6);
+    let text = gw.gateway.render_metrics();
+    assert!(text.contains("berth_gateway_service_ejections_total{app=\"app\",service=\"svc\"}"));
+}
+
+#[tokio::test]
+async fn redirect_https_sends_308_to_the_same_host_and_path() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(table(
+        1,
+        vec![with_policy(
+            route(None, "/", false, vec![up.endpoint()]),
+            RoutePolicy {
+                redirect_https: true,
+                ..Default::default()
+            },
+        )],
+    ))
+    .await;
+    let r = gw.get(Some("shop.test:8080"), "/a/b?q=1").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("https://shop.test/a/b?q=1"));
+    assert!(r.header("x-request-id").is_some());
+    assert_eq!(up.requests(), 0);
+}
+
+/// Send raw bytes, read the whole answer until the gateway closes the connection.
+async fn raw(gw: &TestGateway, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    within("the gateway closes the connection", s.read_to_end(&mut out))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn smuggling_and_oversized_requests_are_refused() {
+    let up = Upstream::start("up").await;
+    let config = GatewayConfig {
+        max_body_bytes: 1024,
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        table(1, vec![route(None, "/", false, vec![up.endpoint()])]),
+        config,
+    )
+    .await;
+
+    // Content-Length and Transfer-Encoding: hyper lets chunked win (RFC 9112 §6.3) and closes
+    // the connection after the answer, so the bytes after the chunked body are never parsed as
+    // a second request and cannot reach the upstream.
+    let out = raw(
+        &gw,
+        b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(!up
+        .paths
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.contains("smuggled")));
+
+    // Two different Content-Lengths: 400 from hyper, connection closed.
+    let out = raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+
+    // Malformed chunking: 400 in the Berth shape, connection closed.
+    let out = raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("\"code\":\"bad_request\""), "{out}");
+
+    // A declared body over the limit: 413 before anything is sent upstream.
+    let before = up.requests();
+    let out = raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("\"code\":\"payload_too_large\""), "{out}");
+    assert_eq!(up.requests(), before);
+
+    // A chunked body that grows over the limit: 413 too.
+    let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'x'; 512]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let out = raw(&gw, &req).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("\"code\":\"payload_too_large\""), "{out}");
+
+    // Headers over the limit: 431 from hyper.
+    let big = "a".repeat(70 * 1024);
+    let out = raw(
+        &gw,
+        format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_after_the_header_read_timeout() {
+    let up = Upstream::start("up").await;
+    let config = GatewayConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    };
+    let gw = TestGateway::start_with(
+        table(1, vec![route(None, "/", false, vec![up.endpoint()])]),
+        config,
+    )
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    within("slow client cut off", s.read_to_end(&mut out))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_service() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(table(
+        1,
+        vec![
+            route(Some("a.test"), "/api", false, vec![up.endpoint()]),
+            route(Some("a.test"), "/empty", false, vec![]),
+        ],
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(gw.get(Some("a.test"), "/api/x").await.status, 200);
+    }
+    assert_eq!(gw.get(Some("a.test"), "/empty").await.status, 503);
+    assert_eq!(gw.get(Some("nope.test"), "/").await.status, 404);
+    let text = gw.gateway.render_metrics();
+    for line in [
+        r#"berth_gateway_route_requests_total{app="app",service="svc",host="a.test",prefix="/api",class="2xx"} 3"#,
+        r#"berth_gateway_route_requests_total{app="app",service="svc",host="a.test",prefix="/empty",class="5xx"} 1"#,
+        r#"berth_gateway_service_requests_total{app="app",service="svc",class="2xx"} 3"#,
+        r#"berth_gateway_route_request_duration_seconds_count{app="app",service="svc",host="a.test",prefix="/api"} 3"#,
+        r#"berth_gateway_route_request_duration_seconds_bucket{app="app",service="svc",host="a.test",prefix="/api",le="+Inf"} 3"#,
+        "# TYPE berth_gateway_route_request_duration_seconds histogram",
+        "berth_gateway_unrouted_total 1",
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+    assert!(
+        !text.contains("berth_gateway_service_circuit_state{"),
+        "no breaker, no gauge"
+    );
+}
