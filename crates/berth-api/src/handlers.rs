@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_core::api::{ApplyRequest, Health, RollbackRequest, ScaleRequest};
+use berth_core::api::{
+    ApplyRequest, Health, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest,
+};
 use berth_core::ErrorCode;
 use serde::Deserialize;
 
@@ -267,4 +269,59 @@ fn line_prefixed(
             }
         },
     )
+}
+
+pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/json")],
+        s.cp.jwks()?,
+    )
+        .into_response())
+}
+
+pub(crate) async fn issue_token(
+    State(s): State<AppState>,
+    body: std::result::Result<Json<TokenRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    Ok((StatusCode::CREATED, Json(s.cp.issue_token(&req)?)).into_response())
+}
+
+pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
+    Ok(Json(serde_json::json!({"kid": s.cp.rotate_key()?})).into_response())
+}
+
+pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> {
+    Ok(Json(s.cp.issuers()?).into_response())
+}
+
+pub(crate) async fn add_issuer(
+    State(s): State<AppState>,
+    body: std::result::Result<Json<IssuerRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    Ok((StatusCode::CREATED, Json(s.cp.add_issuer(req).await?)).into_response())
+}
+
+pub(crate) async fn remove_issuer(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    s.cp.remove_issuer(&name)?;
+    Ok(Json(serde_json::json!({"removed": name})).into_response())
+}
+
+/// Prometheus metrics of the in-process gateway.
+pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
+    let Some(m) = &s.metrics else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "the gateway runs in another process; scrape it there",
+        ));
+    };
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m(),
+    )
+        .into_response())
 }

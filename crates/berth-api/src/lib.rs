@@ -25,12 +25,17 @@ use berth_core::ErrorCode;
 use error::ApiError;
 use std::net::SocketAddr;
 
+/// Renders the gateway's Prometheus metrics (the gateway lives in another crate).
+pub type MetricsFn = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub cp: ControlPlane,
     /// Server version, for `/health`.
     pub version: String,
+    /// The gateway's metrics, served at `/metrics` (none when the gateway runs elsewhere).
+    pub metrics: Option<MetricsFn>,
 }
 
 /// The request id of the request being handled (also in the `X-Request-Id` answer header).
@@ -78,6 +83,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/routes", get(handlers::routes))
         .route("/api/v1/gateway/table", get(handlers::gateway_table))
+        .route("/api/v1/tokens", post(handlers::issue_token))
+        .route("/api/v1/keys/rotate", post(handlers::rotate_key))
+        .route(
+            "/api/v1/issuers",
+            get(handlers::list_issuers).post(handlers::add_issuer),
+        )
+        .route(
+            "/api/v1/issuers/{name}",
+            axum::routing::delete(handlers::remove_issuer),
+        )
+        .route("/.well-known/jwks.json", get(handlers::jwks))
+        .route("/metrics", get(handlers::metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

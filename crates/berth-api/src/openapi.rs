@@ -159,6 +159,13 @@ fn schemas() -> Value {
         "InstanceList": {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}},
         "RevisionView": s(json!({"revision": int, "created_at": string, "source": string, "change": string, "status": string, "message": string, "finished_at": string})),
         "RevisionList": {"type": "array", "items": {"$ref": "#/components/schemas/RevisionView"}},
+        "TokenRequest": {"type": "object", "required": ["subject"], "additionalProperties": false,
+            "properties": {"subject": string, "audiences": {"type": "array", "items": string}, "ttl_secs": int, "claims": {"type": "object"}}},
+        "TokenIssued": s(json!({"token": string, "expires_at": int})),
+        "IssuerRequest": {"type": "object", "required": ["name", "issuer"], "additionalProperties": false,
+            "properties": {"name": string, "issuer": string, "jwks_url": string, "jwks": string, "hs256_secret": string}},
+        "IssuerView": s(json!({"name": string, "issuer": string, "kind": string, "jwks_url": string, "keys": int})),
+        "IssuerList": {"type": "array", "items": {"$ref": "#/components/schemas/IssuerView"}},
     })
 }
 
@@ -168,7 +175,7 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, id, summary, req, resp) in OPERATIONS {
         let mut params = Vec::new();
-        for p in ["app", "service"] {
+        for p in ["app", "service", "name"] {
             if path.contains(&format!("{{{p}}}")) {
                 params.push(json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}));
             }
@@ -179,7 +186,7 @@ pub fn document() -> Value {
             json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{resp}")}}})
         };
         let ok = match *id {
-            "apply" => "201",
+            "apply" | "issueToken" | "addIssuer" => "201",
             "removeApp" => "202",
             _ => "200",
         };

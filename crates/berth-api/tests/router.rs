@@ -42,6 +42,7 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
         berth_api::router(berth_api::AppState {
             cp,
             version: "test".into(),
+            metrics: Some(Arc::new(String::new)),
         }),
         dir,
     )
@@ -63,10 +64,16 @@ fn request(method: &str, path: &str, body: &str, peer: &str) -> http::Request<Bo
 async fn every_documented_operation_is_routed() {
     let (app, _dir) = router().await;
     for (method, path, id, ..) in berth_api::openapi::OPERATIONS {
-        let path = path.replace("{app}", "ghost").replace("{service}", "web");
+        let path = path
+            .replace("{app}", "ghost")
+            .replace("{service}", "web")
+            .replace("{name}", "nobody")
+            .replace("{name}", "nobody");
         let body = match *id {
             "scale" => r#"{"replicas": {"web": 1}}"#,
             "apply" => r#"{"compose_files": [], "files": {}}"#,
+            "issueToken" => r#"{"subject": "x"}"#,
+            "addIssuer" => r#"{"name": "x", "issuer": "y"}"#,
             _ => "{}",
         };
         let resp = app

@@ -166,7 +166,7 @@ fn parse_keys(issuer: &Issuer) -> (Vec<Key>, Vec<KeyError>) {
 }
 
 /// One JWK. `Ok(None)`: a well-formed key that is not for signatures (e.g. `use: enc`).
-fn parse_jwk(jwk: &Value) -> Result<Option<Key>, &'static str> {
+pub(crate) fn parse_jwk(jwk: &Value) -> Result<Option<Key>, &'static str> {
     let field = |name: &str| jwk.get(name).and_then(Value::as_str);
     let bytes = |name: &str| -> Result<Vec<u8>, &'static str> {
         let s = field(name).ok_or("missing key parameter")?;

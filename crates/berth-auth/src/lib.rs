@@ -25,6 +25,12 @@
 //! unification ever enables both its backends; the tests use it as an independent second
 //! implementation instead (tokens it signs must verify here, and the reverse).
 //!
+//! # PEM public keys
+//! Issuers that publish a PEM public key instead of a JWKS are configured through
+//! [`jwks_from_public_pem`], which turns `PUBLIC KEY` (SubjectPublicKeyInfo: RSA, EC P-256,
+//! Ed25519) and `RSA PUBLIC KEY` (PKCS#1) blocks into the JWKS an
+//! [`berth_core::policy::Issuer`] carries; private keys and certificates are refused.
+//!
 //! # Why a verified-token cache
 //! An RS256 verification costs about as much CPU as proxying the request it guards, and clients
 //! send the same bearer token for many requests. So after a token's signature verifies under an
@@ -50,6 +56,7 @@ pub mod cache;
 pub mod jose;
 pub mod keys;
 pub mod keystore;
+pub mod pem;
 pub mod verifier;
 
 pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
@@ -59,4 +66,5 @@ pub use keystore::{
     KeyInfo, KeyStore, KeyStoreError, BERTH_ISSUER, DEFAULT_MAX_TOKEN_TTL, RESERVED_CLAIMS,
     RETIRED_KEY_GRACE,
 };
+pub use pem::{jwks_from_public_pem, PemError};
 pub use verifier::{Reject, Verifier, LEEWAY_SECS};

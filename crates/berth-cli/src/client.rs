@@ -2,8 +2,8 @@
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
 
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, Instance, RevisionCreated, RevisionView, RollbackRequest,
-    ScaleRequest,
+    AppStatus, AppSummary, ApplyRequest, Instance, IssuerRequest, IssuerView, RevisionCreated,
+    RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -140,6 +140,24 @@ impl Client {
                 .delete(self.url(&format!("/apps/{app}?volumes={volumes}"))),
         )
         .await
+    }
+    pub async fn issue_token(&self, req: &TokenRequest) -> anyhow::Result<TokenIssued> {
+        self.send(self.http.post(self.url("/tokens")).json(req))
+            .await
+    }
+    pub async fn rotate_key(&self) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.post(self.url("/keys/rotate"))).await
+    }
+    pub async fn add_issuer(&self, req: &IssuerRequest) -> anyhow::Result<IssuerView> {
+        self.send(self.http.post(self.url("/issuers")).json(req))
+            .await
+    }
+    pub async fn issuers(&self) -> anyhow::Result<Vec<IssuerView>> {
+        self.send(self.http.get(self.url("/issuers"))).await
+    }
+    pub async fn remove_issuer(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.delete(self.url(&format!("/issuers/{name}"))))
+            .await
     }
     /// The raw logs response (streamed by the caller).
     pub async fn logs(

@@ -1,9 +1,9 @@
 //! The client commands.
 
 use crate::client::{ApiFailure, Client};
-use crate::{ApplyArgs, Command, OutputArgs};
+use crate::{ApplyArgs, Command, IssuerCommand, OutputArgs, TokenCommand};
 use anyhow::{anyhow, bail, Context};
-use berth_core::api::{ApplyRequest, RollbackRequest, ScaleRequest};
+use berth_core::api::{ApplyRequest, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -158,6 +158,102 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             wait(client, &app, created.revision, Duration::from_secs(300)).await
+        }
+        Command::Token(TokenCommand::Issue {
+            subject,
+            audiences,
+            ttl,
+            claims,
+        }) => {
+            let ttl = parse_duration(&ttl)?;
+            let mut map = BTreeMap::new();
+            for c in claims {
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--claim {c:?}: expected K=V"))?;
+                let value = serde_json::from_str(v)
+                    .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+                map.insert(k.to_string(), value);
+            }
+            let issued = client
+                .issue_token(&TokenRequest {
+                    subject,
+                    audiences,
+                    ttl_secs: Some(ttl.as_secs()),
+                    claims: map,
+                })
+                .await?;
+            println!("{}", issued.token);
+            Ok(0)
+        }
+        Command::Token(TokenCommand::RotateKey) => {
+            let r = client.rotate_key().await?;
+            println!("new signing key {}", r["kid"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Command::Issuer(IssuerCommand::Add {
+            name,
+            issuer,
+            jwks_url,
+            key_file,
+            hs256_secret_file,
+        }) => {
+            let mut req = IssuerRequest {
+                name,
+                issuer,
+                jwks_url,
+                ..Default::default()
+            };
+            if let Some(path) = key_file {
+                let pem = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                req.jwks = Some(
+                    berth_auth::jwks_from_public_pem(&pem, None)
+                        .map_err(|e| anyhow!("{}: {e}", path.display()))?,
+                );
+            }
+            if let Some(path) = hs256_secret_file {
+                let secret = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let secret = String::from_utf8(secret)
+                    .map_err(|_| anyhow!("{}: the secret must be text", path.display()))?;
+                req.hs256_secret = Some(secret.trim_end_matches(['\n', '\r']).to_string());
+            }
+            if req.jwks_url.is_none() && req.jwks.is_none() && req.hs256_secret.is_none() {
+                bail!("give one of --jwks-url, --key-file or --hs256-secret-file");
+            }
+            let v = client.add_issuer(&req).await?;
+            println!(
+                "issuer {} ({}) added with {} key(s)",
+                v.name, v.issuer, v.keys
+            );
+            Ok(0)
+        }
+        Command::Issuer(IssuerCommand::Ls(out)) => {
+            let list = client.issuers().await?;
+            if json(&out) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.name.clone(),
+                            i.issuer.clone(),
+                            i.kind.clone(),
+                            i.keys.to_string(),
+                            i.jwks_url.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "ISSUER", "KIND", "KEYS", "JWKS URL"], rows);
+            }
+            Ok(0)
+        }
+        Command::Issuer(IssuerCommand::Rm { name }) => {
+            client.remove_issuer(&name).await?;
+            println!("issuer {name} removed");
+            Ok(0)
         }
         Command::Rm {
             app,
@@ -409,4 +505,22 @@ fn clear(tty: bool, lines: usize) {
     if tty && lines > 0 {
         eprint!("\x1b[{lines}A\x1b[J");
     }
+}
+
+/// A duration as Compose writes them: `500ms`, `90s`, `15m`, `1h`, `7d`, or seconds.
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?}: expected a duration like 90s, 15m, 1h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("{s:?}: expected a duration like 90s, 15m, 1h or 7d"),
+    };
+    Ok(Duration::from_secs(secs))
 }

@@ -89,6 +89,12 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// JWT tokens signed by Berth's own issuer.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// JWT issuers the gateway accepts besides Berth's own.
+    #[command(subcommand)]
+    Issuer(IssuerCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         #[arg(long)]
@@ -100,6 +106,53 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a token signed with ES256 by Berth's current key.
+    Issue {
+        /// The `sub` claim (the consumer).
+        #[arg(long)]
+        subject: String,
+        /// An `aud` value (repeatable). A route with `auth: jwt` accepts its application's name.
+        /// Default: `berth`.
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Lifetime: e.g. `90s`, `15m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// An extra claim `k=v` (repeatable); `v` is parsed as JSON, else taken as a string.
+        #[arg(long = "claim", value_name = "K=V")]
+        claims: Vec<String>,
+    },
+    /// Make a new signing key current; tokens signed by older keys stay valid until they expire.
+    RotateKey,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IssuerCommand {
+    /// Accept tokens from another issuer.
+    Add {
+        /// Berth's name for it, used in `x-berth.route.auth.jwt.issuers`.
+        name: String,
+        /// The `iss` value its tokens carry.
+        #[arg(long)]
+        issuer: String,
+        /// Fetch its public keys (JWKS) from this URL (refreshed every 5 minutes).
+        #[arg(long, group = "keys")]
+        jwks_url: Option<String>,
+        /// A PEM public key file (RSA, EC P-256 or Ed25519).
+        #[arg(long, group = "keys")]
+        key_file: Option<PathBuf>,
+        /// A file holding an HS256 shared secret (at least 32 bytes).
+        #[arg(long, group = "keys")]
+        hs256_secret_file: Option<PathBuf>,
+    },
+    /// List issuers (secrets are never shown).
+    Ls(OutputArgs),
+    /// Stop accepting an issuer's tokens.
+    Rm { name: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -122,6 +175,9 @@ pub struct ServerArgs {
     /// Seconds between full resyncs of every application.
     #[arg(long, env = "BERTH_RESYNC_SECS", default_value_t = 5)]
     pub resync_secs: u64,
+    /// The `iss` value of tokens Berth issues. Default: `http://` + the API address.
+    #[arg(long, env = "BERTH_ISSUER_URL")]
+    pub issuer_url: Option<String>,
     /// Do not run the gateway in this process (run `berth gateway --control URL` instead).
     #[arg(long, env = "BERTH_NO_GATEWAY")]
     pub no_gateway: bool,

@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod health;
+pub mod issuers;
 mod pass;
 pub mod plan;
 pub mod policy;
@@ -99,6 +100,8 @@ struct Memory {
     tables: BTreeMap<String, (Vec<HttpRoute>, Vec<PortForward>)>,
     /// Applications whose table entry reflects every replica's probe (see [`ControlPlane::synced`]).
     synced: HashSet<String>,
+    /// JWT issuers in the table (see [`issuers`]).
+    issuers: Vec<berth_core::policy::Issuer>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -118,6 +121,7 @@ pub(crate) struct Inner {
     prober: health::Prober,
     dataplane: Arc<dyn DataPlane>,
     started: std::time::Instant,
+    own_issuer: std::sync::OnceLock<issuers::OwnIssuer>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -171,6 +175,7 @@ impl ControlPlane {
                 prober: health::Prober::new(wake, shutdown.clone()),
                 dataplane,
                 started: std::time::Instant::now(),
+                own_issuer: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
@@ -325,6 +330,20 @@ impl ControlPlane {
             CpError::Compose(berth_compose::ComposeError::Invalid { path, message })
         };
         let mut mine_routes = Vec::new();
+        let known_issuers = self.issuer_names();
+        for (name, svc) in &spec.project.services {
+            for (i, r) in svc.berth.routes.iter().enumerate() {
+                let policy = policy::route_policy(app, svc, r);
+                for issuer in policy.auth.iter().flat_map(|a| a.issuers.iter()) {
+                    if !known_issuers.contains(issuer) {
+                        return Err(invalid(
+                            format!("services.{name}.x-berth.route[{i}].auth.jwt.issuers"),
+                            format!("unknown issuer {issuer:?} (add it with `berth issuer add`; known: {})", known_issuers.join(", ")),
+                        ));
+                    }
+                }
+            }
+        }
         let mut mine_ports = Vec::new();
         for (name, svc) in &spec.project.services {
             for (i, r) in svc.berth.routes.iter().enumerate() {

@@ -386,7 +386,16 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         failed = Some((name.clone(), reason));
                     }
                 }
-                step => execute(inner, app, record.revision, &spec, name, input, step, observed_at),
+                step => execute(
+                    inner,
+                    app,
+                    record.revision,
+                    &spec,
+                    name,
+                    input,
+                    step,
+                    observed_at,
+                ),
             }
         }
     }
@@ -767,7 +776,7 @@ fn publish_routes(
     publish_table(inner, &mem);
 }
 
-fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
+pub(crate) fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
     let version = inner
         .table_version
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -776,7 +785,7 @@ fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
         version,
         routes: vec![],
         ports: vec![],
-        issuers: vec![],
+        issuers: mem.issuers.clone(),
     };
     for (routes, ports) in mem.tables.values() {
         table.routes.extend(routes.iter().cloned());
@@ -820,6 +829,7 @@ fn backoff_after(count: u32) -> Duration {
 }
 
 /// Run one step as an owned background task; the key marks it busy until done.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn execute(
     inner: &Arc<Inner>,
     app: &str,
@@ -858,7 +868,10 @@ fn execute(
         // starts it.
         if let Step::Start { id } = &step {
             if let Some(r) = input.observed.iter().find(|r| &r.id == id) {
-                if mem.busy.contains(&format!("create/{app}/{service}/{}/{}", r.slot, r.hash)) {
+                if mem
+                    .busy
+                    .contains(&format!("create/{app}/{service}/{}/{}", r.slot, r.hash))
+                {
                     return;
                 }
             }
@@ -941,7 +954,8 @@ fn execute(
             }
             mem.done.insert(key, now);
             if mem.done.len() > 4096 {
-                mem.done.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+                mem.done
+                    .retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
             }
         }
         inner.wake(&app);

@@ -297,7 +297,9 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                     }
                 }
                 if old.berth != svc.berth {
-                    parts.push(format!("{name}: routes, health or traffic policy changed (no restart)"));
+                    parts.push(format!(
+                        "{name}: routes, health or traffic policy changed (no restart)"
+                    ));
                 }
                 if old.replicas != svc.replicas {
                     parts.push(format!(

@@ -147,3 +147,55 @@ pub struct Health {
     pub instance: String,
     pub docker_api: String,
 }
+
+/// `POST /api/v1/tokens`: a token signed by Berth's own issuer (ES256).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub subject: String,
+    /// `aud` values; default `["berth"]`. A route with `auth: jwt` accepts its application's name.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Lifetime in seconds; default 3600.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Extra claims (not `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`).
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+/// A token issued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// `POST /api/v1/issuers`: accept tokens from another issuer. Exactly one of `jwks_url`,
+/// `jwks` (a JWKS document, e.g. converted from a PEM public key) or `hs256_secret`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerRequest {
+    pub name: String,
+    /// The `iss` value its tokens carry.
+    pub issuer: String,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<String>,
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+}
+
+/// An issuer as the API shows it (secrets never shown).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuerView {
+    pub name: String,
+    pub issuer: String,
+    /// `jwks_url`, `jwks` or `hs256`.
+    pub kind: String,
+    pub jwks_url: Option<String>,
+    /// Usable keys (0 for a JWKS URL not fetched yet).
+    pub keys: usize,
+}

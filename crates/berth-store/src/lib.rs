@@ -103,6 +103,21 @@ pub struct App {
     pub delete_volumes: bool,
 }
 
+/// A JWT issuer added with `berth issuer add`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuerRecord {
+    pub name: String,
+    /// The `iss` value tokens carry.
+    pub issuer: String,
+    /// Public keys (JWKS JSON), given or last fetched from `jwks_url`.
+    pub jwks: Option<String>,
+    /// Where the JWKS is fetched from (refreshed periodically).
+    pub jwks_url: Option<String>,
+    /// HS256 shared secret. Never logged or returned by the API.
+    pub hs256_secret: Option<String>,
+    pub created_at: String,
+}
+
 /// The state database.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -317,6 +332,54 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Add or replace an issuer.
+    pub fn put_issuer(&self, i: &IssuerRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO issuers(name, issuer, jwks, jwks_url, hs256_secret, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(name) DO UPDATE SET issuer = ?2, jwks = ?3, jwks_url = ?4, hs256_secret = ?5",
+            params![i.name, i.issuer, i.jwks, i.jwks_url, i.hs256_secret, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Every issuer, by name.
+    pub fn list_issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, issuer, jwks, jwks_url, hs256_secret, created_at FROM issuers ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(IssuerRecord {
+                name: r.get(0)?,
+                issuer: r.get(1)?,
+                jwks: r.get(2)?,
+                jwks_url: r.get(3)?,
+                hs256_secret: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Remove an issuer; false if it did not exist.
+    pub fn delete_issuer(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM issuers WHERE name = ?1", params![name])?
+            > 0)
+    }
+
+    /// Record keys fetched from an issuer's JWKS URL.
+    pub fn set_issuer_jwks(&self, name: &str, jwks: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE issuers SET jwks = ?2 WHERE name = ?1",
+            params![name, jwks],
+        )?;
+        Ok(())
+    }
+}
+
 fn row_to_app(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
         name: r.get(0)?,
@@ -389,6 +452,29 @@ mod tests {
             revs.iter().map(|r| r.number).collect::<Vec<_>>(),
             vec![3, 2, 1]
         );
+    }
+
+    #[test]
+    fn issuers_round_trip() {
+        let s = Store::open_in_memory().unwrap();
+        let mut i = IssuerRecord {
+            name: "corp".into(),
+            issuer: "https://id.corp".into(),
+            jwks: None,
+            jwks_url: Some("http://127.0.0.1:9/jwks".into()),
+            hs256_secret: None,
+            created_at: String::new(),
+        };
+        s.put_issuer(&i).unwrap();
+        s.set_issuer_jwks("corp", "{\"keys\":[]}").unwrap();
+        let got = s.list_issuers().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].jwks.as_deref(), Some("{\"keys\":[]}"));
+        i.issuer = "https://id2.corp".into();
+        s.put_issuer(&i).unwrap();
+        assert_eq!(s.list_issuers().unwrap()[0].issuer, "https://id2.corp");
+        assert!(s.delete_issuer("corp").unwrap());
+        assert!(!s.delete_issuer("corp").unwrap());
     }
 
     #[test]

@@ -25,6 +25,15 @@ const MIGRATIONS: &[&str] = &[
         spec TEXT NOT NULL,
         PRIMARY KEY (app, number)
      );",
+    // 2: JWT issuers the gateway accepts besides Berth's own.
+    "CREATE TABLE issuers (
+        name TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        jwks TEXT,
+        jwks_url TEXT,
+        hs256_secret TEXT,
+        created_at TEXT NOT NULL
+     );",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

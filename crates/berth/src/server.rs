@@ -144,7 +144,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (table_tx, table_rx) =
         tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
-    let gateway = Gateway::new(table_rx, GatewayConfig::default());
+    let keys = berth_auth::KeyStore::open(data_dir.join("keys")).map_err(|e| {
+        anyhow!(
+            "cannot open the signing keys in {}: {e}",
+            data_dir.join("keys").display()
+        )
+    })?;
+    let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
+    let gateway = Gateway::new(table_rx, GatewayConfig::default().with_verifier(verifier));
     let mut config = Config {
         extra_labels: labels,
         resync: Duration::from_secs(args.resync_secs.max(1)),
@@ -166,6 +173,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     )
     .map_err(|e| anyhow!("{e}"))?;
+    let issuer_url = args
+        .issuer_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{api_addr}"));
+    cp.enable_issuer(Arc::new(keys), issuer_url, shutdown.child_token());
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,
@@ -176,9 +188,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server started"
     );
 
+    let metrics: Option<berth_api::MetricsFn> = if args.no_gateway {
+        None
+    } else {
+        let g = gateway.clone();
+        Some(Arc::new(move || g.render_metrics()))
+    };
     let app = berth_api::router(berth_api::AppState {
         cp: cp.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        metrics,
     });
     let api_shutdown = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
