@@ -72,12 +72,17 @@ fn survives_a_docker_engine_restart() {
             let _ = std::fs::remove_file(pidfile);
         }
     }
-    let log = std::fs::File::create(std::env::temp_dir().join("berth-test-dockerd.log")).unwrap();
-    Command::new("/usr/sbin/dockerd")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
+    // In its own session, so it outlives this test process.
+    let log = std::env::temp_dir().join("berth-test-dockerd.log");
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "setsid /usr/sbin/dockerd >{} 2>&1 &",
+            log.display()
+        ))
+        .status()
         .unwrap();
+    assert!(started.success());
     wait_for(Duration::from_secs(60), "dockerd back", || {
         docker_up().then_some(())
     });
