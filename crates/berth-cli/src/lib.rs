@@ -175,6 +175,14 @@ pub struct ServerArgs {
     /// Seconds between full resyncs of every application.
     #[arg(long, env = "BERTH_RESYNC_SECS", default_value_t = 5)]
     pub resync_secs: u64,
+    /// Address of the HTTPS gateway (TLS with HTTP/2); off unless given.
+    #[arg(long, env = "BERTH_GATEWAY_TLS_LISTEN")]
+    pub gateway_tls_listen: Option<String>,
+    /// A certificate for HTTPS: HOST=CERT.pem:KEY.pem (repeatable; the first is the default for
+    /// unknown names). Without one, a self-signed certificate for localhost is generated and
+    /// written to the data directory (development only).
+    #[arg(long = "gateway-tls-cert", value_name = "HOST=CERT:KEY")]
+    pub gateway_tls_certs: Vec<String>,
     /// The `iss` value of tokens Berth issues. Default: `http://` + the API address.
     #[arg(long, env = "BERTH_ISSUER_URL")]
     pub issuer_url: Option<String>,
@@ -191,6 +199,15 @@ pub struct GatewayArgs {
     /// Address of the HTTP gateway.
     #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
     pub listen: String,
+    /// Address of the HTTPS gateway (TLS with HTTP/2); off unless given.
+    #[arg(long, env = "BERTH_GATEWAY_TLS_LISTEN")]
+    pub gateway_tls_listen: Option<String>,
+    /// A certificate for HTTPS: HOST=CERT.pem:KEY.pem (repeatable; the first is the default for
+    /// unknown names). Without one, a self-signed certificate for localhost is generated and
+    /// written to the system temp directory (development only).
+    #[arg(long = "gateway-tls-cert", value_name = "HOST=CERT:KEY")]
+    pub gateway_tls_certs: Vec<String>,
+
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -19,13 +19,14 @@ use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::build::{BuildParams, BuildStream};
 use crate::spec::ContainerSpec;
 use crate::stream::{EventStream, LogStream};
 use crate::transport::{self, Body, Endpoint, DEFAULT_SOCKET};
 use crate::types::{
     ContainerInspect, ContainerSummary, ImageInspect, NetworkSummary, VolumeSummary,
     WireContainerInspect, WireContainerSummary, WireCreated, WireImageInspect, WireVersion,
-    WireVolumeList,
+    WireVolumeList, WireWait,
 };
 use crate::DockerError;
 
@@ -401,6 +402,91 @@ impl Docker {
             return Err(failure(status, &body));
         }
         Ok(LogStream::new(response.into_body(), conn, tty))
+    }
+
+    /// Waits for a container to stop (`POST /containers/{id}/wait`) and returns its exit code.
+    /// Returns at once for a container that already exited. [`DockerError::NotFound`] when it
+    /// does not exist. The request holds a connection open for as long as the container runs:
+    /// callers that need a deadline wrap it in a timeout.
+    pub async fn wait_container(&self, id: &str) -> Result<i64, DockerError> {
+        let body = self
+            .call(Method::POST, &format!("/containers/{}/wait", enc(id)), None)
+            .await?;
+        let answer: WireWait = parse("POST /containers/wait", &body)?;
+        if let Some(message) = answer
+            .error
+            .and_then(|e| e.message)
+            .filter(|m| !m.is_empty())
+        {
+            return Err(DockerError::Api {
+                status: 200,
+                message,
+            });
+        }
+        Ok(answer.status_code)
+    }
+
+    /// Starts an image build from an in-memory context tar (`POST /build`, the legacy
+    /// builder) and returns its output as it arrives. A Dockerfile that cannot be read or a bad
+    /// parameter fails here; a failing step arrives as [`BuildMessage::Error`] in the stream.
+    /// Dropping the stream cancels the build. Nothing is pulled unless the Dockerfile's `FROM`
+    /// names an image the engine lacks (then the engine tries, and fails offline).
+    ///
+    /// [`BuildMessage::Error`]: crate::BuildMessage::Error
+    pub async fn build_image(
+        &self,
+        context_tar: Vec<u8>,
+        params: &BuildParams,
+    ) -> Result<BuildStream, DockerError> {
+        let mut q = Query::new().flag("rm", true).flag("forcerm", true);
+        if !params.tag.is_empty() {
+            q = q.param("t", &params.tag);
+        }
+        if !params.dockerfile.is_empty() {
+            q = q.param("dockerfile", &params.dockerfile);
+        }
+        if !params.buildargs.is_empty() {
+            q = q.param("buildargs", &json!(params.buildargs).to_string());
+        }
+        if let Some(target) = params.target.as_deref().filter(|t| !t.is_empty()) {
+            q = q.param("target", target);
+        }
+        if !params.labels.is_empty() {
+            q = q.param("labels", &json!(params.labels).to_string());
+        }
+        let body = Body {
+            content_type: "application/x-tar",
+            bytes: Bytes::from(context_tar),
+        };
+        let (response, conn) = transport::send(
+            &self.inner.endpoint,
+            Method::POST,
+            &self.path(&format!("/build{q}")),
+            Some(body),
+        )
+        .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.into_body().collect().await?.to_bytes();
+            return Err(failure(status, &body));
+        }
+        Ok(BuildStream::new(response.into_body(), conn))
+    }
+
+    /// Removes an image by reference or ID (`DELETE /images/{name}`); removing a tag that
+    /// other tags share only untags it. `force` removes it even when containers use it;
+    /// `noprune` keeps untagged parents. [`DockerError::NotFound`] when missing,
+    /// [`DockerError::Conflict`] while a container uses it (without `force`).
+    pub async fn remove_image(
+        &self,
+        name: &str,
+        force: bool,
+        noprune: bool,
+    ) -> Result<(), DockerError> {
+        let q = Query::new().flag("force", force).flag("noprune", noprune);
+        self.call(Method::DELETE, &format!("/images/{}{q}", enc(name)), None)
+            .await
+            .map(drop)
     }
 
     fn path(&self, path_and_query: &str) -> String {

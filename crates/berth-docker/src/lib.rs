@@ -13,9 +13,11 @@
 //!   on (`NotFound`, `Conflict`, `Unreachable`) and whose messages tell an operator what to do.
 //! - Nothing here retries, caches or acts on its own: callers (reconcilers) own the policy.
 //!
-//! Modules: `transport` (endpoints and connections), `client` (the calls),
+//! Modules: `transport` (endpoints and connections), `client` (the calls), `build` (image
+//! builds and their output),
 //! `spec` (the create request), `types` (answers), `stream` (events and logs), `error`.
 
+mod build;
 mod client;
 mod error;
 mod spec;
@@ -23,6 +25,7 @@ mod stream;
 mod transport;
 mod types;
 
+pub use build::{BuildMessage, BuildParams, BuildStream};
 pub use client::{Docker, MAX_API_VERSION, MIN_API_VERSION};
 pub use error::DockerError;
 pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec};

@@ -344,6 +344,22 @@ pub(crate) struct WireCreated {
     pub(crate) id: String,
 }
 
+/// The answer of `POST /containers/{id}/wait`.
+#[derive(Deserialize)]
+pub(crate) struct WireWait {
+    #[serde(rename = "StatusCode", default)]
+    pub(crate) status_code: i64,
+    #[serde(rename = "Error", default)]
+    pub(crate) error: Option<WireWaitError>,
+}
+
+/// `Error` of a wait answer (set when waiting itself failed).
+#[derive(Deserialize)]
+pub(crate) struct WireWaitError {
+    #[serde(rename = "Message", default)]
+    pub(crate) message: Option<String>,
+}
+
 /// `GET /version`, the part used for negotiation.
 #[derive(Deserialize)]
 pub(crate) struct WireVersion {

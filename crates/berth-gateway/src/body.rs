@@ -14,7 +14,7 @@
 //!   client that sends too much or breaks its own framing is told apart from an upstream failure
 //!   by the [`RequestBodyError`] in the error chain.
 
-use crate::pool::{InFlight, Sender};
+use crate::pool::{H2Sender, InFlight, Sender};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
@@ -35,10 +35,21 @@ enum Kind {
     },
 }
 
+/// The upstream connection a response came on.
+pub(crate) enum Conn {
+    /// A pooled HTTP/1.1 connection: back to the pool once the body ended cleanly.
+    Pooled(Sender),
+    /// The endpoint's shared HTTP/2 connection: nothing to give back (the handle keeps the
+    /// connection alive while the stream is relayed).
+    Shared { _conn: H2Sender },
+    /// A connection of its own (an upgrade attempt that was refused): closed afterwards.
+    Dedicated { _conn: Sender },
+}
+
 /// What a relayed response holds until its body is done.
 pub(crate) struct Lease {
     pub(crate) guard: InFlight,
-    pub(crate) sender: Sender,
+    pub(crate) conn: Conn,
     pub(crate) max_idle: usize,
 }
 
@@ -47,10 +58,12 @@ impl Lease {
     fn finish(self) {
         let Lease {
             guard,
-            sender,
+            conn,
             max_idle,
         } = self;
-        guard.endpoint().checkin(sender, max_idle);
+        if let Conn::Pooled(sender) = conn {
+            guard.endpoint().checkin(sender, max_idle);
+        }
         drop(guard);
     }
 }
@@ -61,6 +74,15 @@ impl ProxyBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
+            permit: None,
+        }
+    }
+
+    /// No body at all (`101`).
+    #[must_use]
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
             permit: None,
         }
     }

@@ -5,9 +5,12 @@
 //! * Hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and every header it names, `Keep-Alive`,
 //!   `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`) never cross the gateway in either direction; hyper frames
-//!   each side's body itself. Upgrades are not passed through yet.
-//! * The original `Host` goes upstream unchanged; `X-Forwarded-Host` repeats it,
-//!   `X-Forwarded-Proto` says `http`, and the client's IP is appended to `X-Forwarded-For`.
+//!   each side's body itself. Two exceptions are put back by `proxy`: `TE: trailers` on a
+//!   request forwarded over HTTP/2 (gRPC), and `Connection: upgrade` + `Upgrade` on a WebSocket
+//!   upgrade.
+//! * The original `Host` goes upstream unchanged (over HTTP/2 as `:authority`);
+//!   `X-Forwarded-Host` repeats it, `X-Forwarded-Proto` says `http` or `https` (TLS listener),
+//!   and the client's IP is appended to `X-Forwarded-For`.
 //! * A client's `X-Request-Id` is kept when it is 1–128 characters of `[A-Za-z0-9._-]`;
 //!   otherwise the gateway makes one (16 random bytes as hex).
 //! * No allocation where the common request needs none.
@@ -101,8 +104,14 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
-/// Set the forwarding headers on a request going upstream.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
+/// Set the forwarding headers on a request going upstream. `secure`: the client came over TLS
+/// (`X-Forwarded-Proto: https`).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    host: Option<&HeaderValue>,
+    secure: bool,
+) {
     let client = client.to_canonical();
     let mut xff = String::new();
     for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -118,7 +127,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&Head
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST, h.clone());
@@ -207,6 +217,7 @@ mod tests {
             &mut h,
             "10.0.0.1".parse().unwrap(),
             Some(&HeaderValue::from_static("h")),
+            false,
         );
         assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");

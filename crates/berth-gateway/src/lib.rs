@@ -16,7 +16,8 @@
 //!   in-flight counts already exist, so power-of-two-choices is a local change in
 //!   [`proxy`] if skewed replicas show up in benchmarks.
 //! * **Pool.** Each endpoint owns a small LIFO stack of idle HTTP/1.1 connections
-//!   (`hyper::client::conn::http1::SendRequest`), behind its own uncontended mutex held only for a
+//!   (`hyper::client::conn::http1::SendRequest`; plus at most one shared HTTP/2 connection, see
+//!   below), behind its own uncontended mutex held only for a
 //!   push or pop (no global pool, no lock held across an await). A connection goes back on the
 //!   stack when its response body has been fully relayed; it is dropped if the body was cut short.
 //!   When an endpoint leaves the table its idle connections are dropped at once and later
@@ -59,6 +60,27 @@
 //!   request never reaches the gateway's code). Broken chunking found while streaming is a 400
 //!   `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in the Berth
 //!   shape with `Connection: close`.
+//! * **HTTPS** ([`tls`], [`Gateway::serve_https`]): rustls 0.23 on the aws-lc-rs provider
+//!   (passed explicitly, never the process default), terminated on a second listener served by
+//!   the same accept loop as plain HTTP. A [`TlsConfig`] holds one certificate chain per host
+//!   from PEM files ([`TlsConfig::from_pem_files`], parsed with `rustls-pki-types`) or one
+//!   self-signed certificate for development ([`TlsConfig::self_signed`], `rcgen`); a
+//!   `ResolvesServerCert` picks by SNI (exact name, then `*.parent`, else the first host).
+//!   ALPN offers `h2` and `http/1.1`. The handshake has `header_read_timeout`. Requests over TLS
+//!   take the same path with `secure = true`: `X-Forwarded-Proto: https`, no `redirect_https`.
+//! * **HTTP/2 upstreams (gRPC).** A request from an HTTP/2 client (h2 over TLS or h2c) with
+//!   `content-type: application/grpc*` goes upstream over HTTP/2 with prior knowledge (h2c):
+//!   one multiplexed connection per endpoint (`hyper::client::conn::http2`), opened on first
+//!   use, kept in the endpoint state, reopened when found closed or failing before the request
+//!   was sent. `TE: trailers` is kept, the host travels as `:authority`, and trailers are
+//!   relayed both ways (bodies are relayed frame by frame). Everything else still uses the
+//!   HTTP/1.1 pool: the routing table does not say which services speak h2c.
+//! * **WebSocket upgrades** (HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket`) pass all
+//!   policy layers, then go to one endpoint on a fresh, never pooled connection (no retry once
+//!   sent). On `101` the client gets the service's `101` (hop-by-hop headers replaced by the
+//!   upgrade ones) and a spawned task copies bytes both ways (`copy_bidirectional`) holding the
+//!   endpoint's in-flight guard and the bulkhead permit until either side closes. Any other
+//!   answer is relayed as usual and its connection closed.
 //! * **Observability.** [`Gateway::render_metrics`] renders per-route and per-service counters
 //!   (relaxed atomics on the request path) as Prometheus text. One access-log event per request
 //!   on target `berth_gateway::access` (request id, method, host, path without query, status,
@@ -74,8 +96,8 @@
 //! connections, in-flight guard, passive health), [`proxy`] (the request path and its layers),
 //! [`ratelimit`], [`auth`], [`bulkhead`], [`breaker`], [`retry`], [`metrics`] (one per policy
 //! layer), [`headers`] (forwarding headers and request ids), [`body`] (response and request
-//! body wrappers), [`error`] (error answers), [`server`] (the HTTP listener and its limits),
-//! [`forward`] (published TCP/UDP ports).
+//! body wrappers), [`error`] (error answers), [`server`] (the HTTP and HTTPS listeners and their
+//! limits), [`tls`] (certificates, SNI, ALPN), [`forward`] (published TCP/UDP ports).
 
 pub mod auth;
 pub mod body;
@@ -91,6 +113,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod server;
 pub mod table;
+pub mod tls;
 
 use berth_core::auth::TokenVerifier;
 use berth_core::RoutingTable;
@@ -99,6 +122,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
+pub use tls::{TlsConfig, TlsError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -306,21 +330,41 @@ impl Gateway {
         Gateway { inner }
     }
 
-    /// Serve HTTP/1.1 and h2c on `listener` until `shutdown` is cancelled; then stop accepting,
+    /// Serve HTTP/1.1 (with WebSocket upgrades) and h2c on `listener` until `shutdown` is
+    /// cancelled; then stop accepting,
     /// let in-flight requests finish (idle keep-alive connections are closed) and return. The
     /// caller bounds the grace period (e.g. with `tokio::time::timeout`).
     ///
     /// # Errors
     ///
     /// None today: accept errors are logged and accepting goes on. The `Result` leaves room for
-    /// listener setup that can fail (TLS, in a later issue).
+    /// listener setup that can fail.
     pub async fn serve_http(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         self.inner.ensure_updater();
-        server::serve(self.inner.clone(), listener, shutdown).await
+        server::serve(self.inner.clone(), listener, None, shutdown).await
+    }
+
+    /// Serve HTTPS on `listener` until `shutdown` is cancelled, like [`Gateway::serve_http`]
+    /// but terminating TLS with `tls` first (certificate by SNI, ALPN `h2` / `http/1.1`).
+    /// Requests are proxied exactly like plain ones except that upstreams see
+    /// `X-Forwarded-Proto: https` and `redirect_https` routes are served, not redirected.
+    ///
+    /// # Errors
+    ///
+    /// None today: failed handshakes only end their connection.
+    pub async fn serve_https(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: tls::TlsConfig,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        self.inner.ensure_updater();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+        server::serve(self.inner.clone(), listener, Some(acceptor), shutdown).await
     }
 
     /// Requests currently in flight to the endpoint with this [`berth_core::Endpoint::id`],

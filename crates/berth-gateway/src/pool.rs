@@ -14,12 +14,15 @@
 //!   `eject_after` consecutive failures for a cool-off; afterwards it is tried again, and one more
 //!   failure ejects it again at once (its count is not reset until a success). Two atomics, no
 //!   lock. Whether to skip an ejected endpoint is `proxy`'s call (never the last one).
+//! * The shared HTTP/2 connection (gRPC) is one `SendRequest` kept under its own mutex, cloned
+//!   per request (streams are multiplexed); a closed or failing one is forgotten and the next
+//!   request opens a new one. Each relayed stream holds a clone until its body is done.
 //! * Once [`EndpointState::close`] ran (the endpoint left the table), idle connections are gone
-//!   and returned ones are dropped: dropping the last `SendRequest` makes hyper close the
+//!   (the shared HTTP/2 one too, once its open streams end) and returned ones are dropped: dropping the last `SendRequest` makes hyper close the
 //!   connection, so a drained replica keeps no connection from the gateway.
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -35,6 +38,9 @@ pub type UpstreamBody = crate::body::RequestBody;
 /// A handle to send requests on one upstream HTTP/1.1 connection.
 pub type Sender = http1::SendRequest<UpstreamBody>;
 
+/// A handle to open streams on an endpoint's shared upstream HTTP/2 (h2c) connection.
+pub type H2Sender = http2::SendRequest<UpstreamBody>;
+
 /// Why no connection to an endpoint could be opened. The request was not sent.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -42,7 +48,7 @@ pub enum ConnectError {
     Io(std::io::Error),
     /// The TCP connect did not finish within the connect timeout.
     Timeout,
-    /// The HTTP/1 handshake failed.
+    /// The HTTP handshake failed.
     Handshake(hyper::Error),
 }
 
@@ -66,6 +72,8 @@ pub struct EndpointState {
     /// Set once when the endpoint leaves the table; never cleared.
     closed: AtomicBool,
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// The one multiplexed HTTP/2 connection (gRPC), opened on first use.
+    h2: Mutex<Option<H2Sender>>,
     /// Consecutive failed attempts.
     failures: AtomicU32,
     /// Ejected until this time ([`clock_nanos`]); 0 = not ejected.
@@ -96,6 +104,7 @@ impl EndpointState {
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
         }
@@ -184,12 +193,47 @@ impl EndpointState {
         self.closed.store(true, Ordering::SeqCst);
         let conns = std::mem::take(&mut *lock(&self.idle));
         drop(conns);
+        let h2 = lock(&self.h2).take();
+        drop(h2);
+    }
+
+    /// The shared HTTP/2 connection, if one is open.
+    pub fn h2_sender(&self) -> Option<H2Sender> {
+        let mut h2 = lock(&self.h2);
+        match &*h2 {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                *h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keep `sender` as the shared HTTP/2 connection (replacing a broken one). Refused once
+    /// the endpoint left the table.
+    pub fn set_h2_sender(&self, sender: &H2Sender) {
+        let mut h2 = lock(&self.h2);
+        if !self.is_closed() {
+            *h2 = Some(sender.clone());
+        }
+    }
+
+    /// Forget the shared HTTP/2 connection (it failed); the next request opens a new one.
+    pub fn forget_h2_sender(&self) {
+        let h2 = lock(&self.h2).take();
+        drop(h2);
     }
 
     /// Drop idle connections that expired or were closed by the replica.
     pub fn sweep(&self, idle_timeout: Duration) {
         let mut idle = lock(&self.idle);
         idle.retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
+        drop(idle);
+        let mut h2 = lock(&self.h2);
+        if h2.as_ref().is_some_and(H2Sender::is_closed) {
+            *h2 = None;
+        }
     }
 
     /// Idle connections kept now.
@@ -216,13 +260,8 @@ impl Drop for InFlight {
     }
 }
 
-/// Open a new HTTP/1.1 connection to `addr`; the connection is driven by a spawned task that
-/// ends when the replica closes it or the last [`Sender`] is dropped.
-///
-/// # Errors
-///
-/// [`ConnectError`] when the TCP connect fails or times out, or the handshake fails.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+/// The TCP connect, bounded by `timeout`.
+async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -230,12 +269,66 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Conn
     };
     // Latency over throughput for small proxied messages.
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Open a new HTTP/1.1 connection to `addr`; the connection is driven by a spawned task that
+/// ends when the replica closes it or the last [`Sender`] is dropped.
+///
+/// # Errors
+///
+/// [`ConnectError`] when the TCP connect fails or times out, or the handshake fails.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    let stream = dial(addr, timeout).await?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(ConnectError::Handshake)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(%addr, error = %e, "gateway: upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Open a new HTTP/1.1 connection to `addr` that can be upgraded (`101 Switching Protocols`,
+/// then `hyper::upgrade::on` on the response). Never pooled.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_upgradable(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let stream = dial(addr, timeout).await?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "gateway: upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Open a new HTTP/2 connection to `addr` with prior knowledge (h2c); it is driven by a spawned
+/// task that ends when the replica closes it or every [`H2Sender`] clone is dropped.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_h2(addr: SocketAddr, timeout: Duration) -> Result<H2Sender, ConnectError> {
+    let stream = dial(addr, timeout).await?;
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "gateway: upstream HTTP/2 connection ended with an error");
         }
     });
     Ok(sender)

@@ -12,7 +12,10 @@
 //! 7. **timeout** (total: `upstream_timeout` 504);
 //! 8. **retry** ([`crate::retry`]: budgeted, idempotent bodiless requests only);
 //! 9. **balance** (round robin, skipping passively ejected endpoints but never all of them);
-//! 10. **upstream** (pooled HTTP/1.1; `upstream_error` 502).
+//! 10. **upstream** (`upstream_error` 502): pooled HTTP/1.1; for gRPC from an HTTP/2 client
+//!     (`content-type: application/grpc*`) the endpoint's one shared HTTP/2 (h2c) connection;
+//!     for a WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, HTTP/1.1) a fresh
+//!     connection, and on `101` a byte tunnel (`copy_bidirectional`) on its own task.
 //!
 //! Each layer is a plain call into its own module with its own error type, mapped to a fixed
 //! `ErrorCode` here and nowhere else. They are not tower layers: the gateway has one request
@@ -28,11 +31,15 @@
 //!   bodies are streamed and never buffered. After it was sent, only the retry policy retries.
 //! * A stale pooled connection is not an endpoint failure: the next pooled (or a new)
 //!   connection to the same endpoint is tried.
+//! * Trailers cross in both directions: bodies are relayed frame by frame, trailer frames
+//!   included (they reach the other side when both sides speak HTTP/2).
+//! * An upgrade is never retried once sent and its connection is never pooled; the tunnel holds
+//!   the endpoint's in-flight guard (and the bulkhead permit) until either side closes.
 //! * One access-log line per request (target `berth_gateway::access`): request id, method,
 //!   host, path without query, status, upstream, ms. Never a header value or a token.
 
 use crate::auth::{self, AuthError};
-use crate::body::{request_body_error, Lease, ProxyBody, RequestBody, RequestBodyError};
+use crate::body::{request_body_error, Conn, Lease, ProxyBody, RequestBody, RequestBodyError};
 use crate::breaker::{self, Outcome};
 use crate::bulkhead::BulkheadError;
 use crate::error::error_response;
@@ -44,10 +51,13 @@ use crate::table::{RouteShared, ServiceState, Snapshot};
 use crate::Inner;
 use berth_core::policy::{RateKey, RoutePolicy};
 use berth_core::ErrorCode;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
-use http::uri::PathAndQuery;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TE, UPGRADE,
+};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -69,6 +79,48 @@ enum Failure {
     Sent(hyper::Error),
     /// An attempt (or all of them) ran out of time.
     Timeout,
+}
+
+/// How a request travels upstream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Pooled HTTP/1.1 (everything else).
+    Http1,
+    /// The endpoint's shared HTTP/2 (h2c) connection: gRPC from an HTTP/2 client.
+    Http2,
+    /// A WebSocket upgrade on a fresh HTTP/1.1 connection, then a byte tunnel.
+    Upgrade,
+}
+
+impl Mode {
+    fn of<B>(req: &Request<B>) -> Mode {
+        let headers = req.headers();
+        if req.version() == Version::HTTP_2 {
+            let grpc = headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            return if grpc { Mode::Http2 } else { Mode::Http1 };
+        }
+        let upgrade = req.version() == Version::HTTP_11
+            && headers
+                .get_all(CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            && headers
+                .get(UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.split(',')
+                        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+                });
+        if upgrade {
+            Mode::Upgrade
+        } else {
+            Mode::Http1
+        }
+    }
 }
 
 /// What the request path learnt, for metrics and the access log.
@@ -197,7 +249,8 @@ async fn pipeline(
             rid,
         );
     }
-    if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid) {
+    let mode = Mode::of(&req);
+    if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid, secure, mode) {
         return error_response(ErrorCode::BadRequest, message, rid);
     }
 
@@ -286,30 +339,56 @@ async fn pipeline(
 
     // 7–10. Timeout, retry, balance, upstream.
     let called = Instant::now();
+    let client_upgrade = (mode == Mode::Upgrade).then(|| hyper::upgrade::on(&mut req));
     let req = req.map(|body| RequestBody::new(body, limit));
     let total = policy
         .timeout
         .total_ms
         .map_or(inner.config.request_timeout, Duration::from_millis);
-    let result = match tokio::time::timeout(
-        total,
-        attempts(
-            inner,
-            policy,
-            state.endpoints.as_ref(),
-            state.next_start(),
-            service,
-            req,
-        ),
-    )
-    .await
-    {
+    let exchange = async {
+        match client_upgrade {
+            Some(on_client) => {
+                upgrade(
+                    inner,
+                    policy,
+                    state.endpoints.as_ref(),
+                    state.next_start(),
+                    service,
+                    req,
+                    on_client,
+                )
+                .await
+            }
+            None => attempts(
+                inner,
+                policy,
+                state.endpoints.as_ref(),
+                state.next_start(),
+                service,
+                mode,
+                req,
+            )
+            .await
+            .map(|(response, lease)| Upstream::Relay(response, lease)),
+        }
+    };
+    let result = match tokio::time::timeout(total, exchange).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
     };
 
     let (outcome, response) = match result {
-        Ok((mut response, lease)) => {
+        Ok(Upstream::Tunnel(response, mut tunnel)) => {
+            done.upstream = Some(tunnel.guard.endpoint().id.clone());
+            // The service counts as busy for as long as the tunnel is open.
+            tunnel.permit = permit;
+            tokio::spawn(tunnel.run());
+            (
+                Outcome::Success { slow: false },
+                switching_protocols(response.headers(), rid),
+            )
+        }
+        Ok(Upstream::Relay(mut response, lease)) => {
             let failed = retry::failure_status(response.status().as_u16());
             let slow = ticket.is_some()
                 && service
@@ -477,6 +556,8 @@ fn rewrite<B>(
     client: SocketAddr,
     host: Option<&HeaderValue>,
     request_id: &HeaderValue,
+    secure: bool,
+    mode: Mode,
 ) -> Result<(), &'static str> {
     let uri = req.uri();
     let new_path = if route.strip_prefix {
@@ -499,15 +580,54 @@ fn rewrite<B>(
         }
         None => {}
     }
-    *req.version_mut() = Version::HTTP_11;
+    // Over HTTP/2 the host travels as `:authority`, which needs an absolute URI (`:scheme`
+    // is mandatory); without a usable host the endpoint's address is filled in later.
+    let authority = host
+        .filter(|_| mode == Mode::Http2)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+    if let Some(authority) = authority {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| "the request path is malformed")?;
+    }
+    *req.version_mut() = if mode == Mode::Http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let has_authority = req.uri().authority().is_some();
     let headers = req.headers_mut();
+    let te_trailers = mode == Mode::Http2
+        && headers
+            .get(TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let upgrade = if mode == Mode::Upgrade {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     headers::remove_hop_by_hop(headers);
-    if !headers.contains_key(HOST) {
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, upgrade);
+    }
+    if mode == Mode::Http2 {
+        if has_authority {
+            headers.remove(HOST);
+        }
+    } else if !headers.contains_key(HOST) {
         if let Some(h) = host {
             headers.insert(HOST, h.clone());
         }
     }
-    headers::set_forwarded(headers, client.ip(), host);
+    headers::set_forwarded(headers, client.ip(), host, secure);
     headers.insert(X_REQUEST_ID, request_id.clone());
     Ok(())
 }
@@ -516,6 +636,7 @@ fn rewrite<B>(
 struct Template {
     method: Method,
     uri: Uri,
+    version: Version,
     headers: HeaderMap,
 }
 
@@ -524,7 +645,7 @@ impl Template {
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = Version::HTTP_11;
+        *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req
     }
@@ -547,6 +668,7 @@ async fn attempts(
     endpoints: &[Arc<EndpointState>],
     start: usize,
     service: &ServiceState,
+    mode: Mode,
     req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
     let config = &inner.config;
@@ -563,6 +685,7 @@ async fn attempts(
             .then(|| Template {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
+                version: req.version(),
                 headers: req.headers().clone(),
             })
     });
@@ -591,7 +714,13 @@ async fn attempts(
         let Some(this) = req.take() else {
             return Err(Failure::NoConnection);
         };
-        let attempt = attempt_one(inner, endpoint, guard, this, connect);
+        let attempt = async {
+            if mode == Mode::Http2 {
+                attempt_h2(endpoint, guard, this, connect).await
+            } else {
+                attempt_one(inner, endpoint, guard, this, connect).await
+            }
+        };
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, attempt)
                 .await
@@ -698,7 +827,212 @@ async fn attempt_one(
 fn lease(guard: InFlight, sender: Sender, max_idle: usize) -> Lease {
     Lease {
         guard,
-        sender,
+        conn: Conn::Pooled(sender),
         max_idle,
     }
+}
+
+/// One endpoint over its shared HTTP/2 connection (opened, or reopened after a failure, on
+/// demand), until response headers.
+async fn attempt_h2(
+    endpoint: &EndpointState,
+    guard: InFlight,
+    mut req: Request<RequestBody>,
+    connect_timeout: Duration,
+) -> Attempt {
+    if req.uri().authority().is_none() {
+        // No usable host: name the endpoint itself.
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Authority::try_from(endpoint.addr.to_string().as_str()).ok();
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    }
+    // A shared connection found broken is forgotten and one new connection tried.
+    let mut reuse = true;
+    loop {
+        let (mut sender, shared) = match endpoint.h2_sender().filter(|_| reuse) {
+            Some(s) => (s, true),
+            None => match pool::connect_h2(endpoint.addr, connect_timeout).await {
+                Ok(s) => {
+                    endpoint.set_h2_sender(&s);
+                    (s, false)
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %endpoint.id, addr = %endpoint.addr, error = %e, "gateway: trying the next replica");
+                    return Attempt::Unsent(req);
+                }
+            },
+        };
+        if sender.ready().await.is_err() {
+            endpoint.forget_h2_sender();
+            if shared {
+                reuse = false;
+                continue;
+            }
+            return Attempt::Unsent(req);
+        }
+        match sender.try_send_request(req).await {
+            Ok(response) => {
+                return Attempt::Answer(
+                    response,
+                    Lease {
+                        guard,
+                        conn: Conn::Shared { _conn: sender },
+                        max_idle: 0,
+                    },
+                )
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => {
+                    req = unsent;
+                    endpoint.forget_h2_sender();
+                    if shared {
+                        reuse = false;
+                        continue;
+                    }
+                    return Attempt::Unsent(req);
+                }
+                None => return Attempt::Sent(e.into_error()),
+            },
+        }
+    }
+}
+
+/// What came back from the service.
+enum Upstream {
+    /// An answer to relay.
+    Relay(Response<Incoming>, Lease),
+    /// `101 Switching Protocols`: answer the client, then run the tunnel.
+    Tunnel(Response<Incoming>, Tunnel),
+}
+
+/// An upgraded connection pair, copied both ways until either side closes.
+struct Tunnel {
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    /// Counts the tunnel in flight until it closes.
+    guard: InFlight,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Tunnel {
+    async fn run(self) {
+        let Tunnel {
+            client,
+            upstream,
+            guard,
+            permit,
+        } = self;
+        match tokio::join!(client, upstream) {
+            (Ok(client), Ok(upstream)) => {
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    Ok((up, down)) => {
+                        tracing::debug!(endpoint = %guard.endpoint().id, up, down, "gateway: tunnel closed");
+                    }
+                    Err(e) => {
+                        tracing::debug!(endpoint = %guard.endpoint().id, error = %e, "gateway: tunnel ended with an error");
+                    }
+                }
+            }
+            (c, u) => {
+                tracing::debug!(
+                    client = c.err().map(|e| e.to_string()),
+                    upstream = u.err().map(|e| e.to_string()),
+                    "gateway: upgrade failed"
+                );
+            }
+        }
+        drop(permit);
+        drop(guard);
+    }
+}
+
+/// The `101` sent to the client: the service's headers minus hop-by-hop ones, with the upgrade
+/// put back.
+fn switching_protocols(upstream: &HeaderMap, rid: &HeaderValue) -> Response<ProxyBody> {
+    let mut headers = upstream.clone();
+    let protocol = headers.get(UPGRADE).cloned();
+    headers::remove_hop_by_hop(&mut headers);
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(p) = protocol {
+        headers.insert(UPGRADE, p);
+    }
+    headers.insert(X_REQUEST_ID, rid.clone());
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// A WebSocket upgrade: balance, then send the request on a fresh, never pooled connection.
+/// No retry after the request was sent (an upgrade is not idempotent); an endpoint refusing
+/// the connection is skipped.
+async fn upgrade(
+    inner: &Inner,
+    policy: &RoutePolicy,
+    endpoints: &[Arc<EndpointState>],
+    start: usize,
+    service: &ServiceState,
+    req: Request<RequestBody>,
+    on_client: hyper::upgrade::OnUpgrade,
+) -> Result<Upstream, Failure> {
+    let connect = policy
+        .timeout
+        .connect_ms
+        .map_or(inner.config.connect_timeout, Duration::from_millis);
+    let n = endpoints.len();
+    let now = pool::clock_nanos();
+    let all_ejected = endpoints.iter().all(|e| e.is_ejected(now));
+    for k in 0..n {
+        let endpoint = &endpoints[(start + k) % n];
+        if endpoint.is_ejected(now) && !all_ejected {
+            continue;
+        }
+        let Some(guard) = endpoint.try_acquire() else {
+            continue;
+        };
+        let mut sender = match pool::connect_upgradable(endpoint.addr, connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(endpoint = %endpoint.id, error = %e, "gateway: trying the next replica");
+                eject_on_failure(inner, endpoint, service);
+                continue;
+            }
+        };
+        return match sender.send_request(req).await {
+            Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                endpoint.record_success();
+                let on_upstream = hyper::upgrade::on(&mut response);
+                Ok(Upstream::Tunnel(
+                    response,
+                    Tunnel {
+                        client: on_client,
+                        upstream: on_upstream,
+                        guard,
+                        permit: None,
+                    },
+                ))
+            }
+            Ok(response) => {
+                endpoint.record_success();
+                Ok(Upstream::Relay(
+                    response,
+                    Lease {
+                        guard,
+                        conn: Conn::Dedicated { _conn: sender },
+                        max_idle: 0,
+                    },
+                ))
+            }
+            Err(e) => {
+                eject_on_failure(inner, endpoint, service);
+                Err(Failure::Sent(e))
+            }
+        };
+    }
+    Err(Failure::NoConnection)
 }

@@ -36,6 +36,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
 
+    let tls = match &args.gateway_tls_listen {
+        Some(addr) => {
+            let addr: SocketAddr = addr.parse().map_err(|_| {
+                anyhow!("--gateway-tls-listen {addr:?}: expected IP:PORT, e.g. 0.0.0.0:7443")
+            })?;
+            let config = crate::tls::config(&args.gateway_tls_certs, &std::env::temp_dir())?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--gateway-tls-listen)"))?;
+            Some((listener, config))
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let (tx, rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
     let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
@@ -49,6 +62,14 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let pf_shutdown = shutdown.clone();
     let ports = tokio::spawn(async move { pf.run_port_forwarder(pf_shutdown).await });
 
+    let https = tls.map(|(listener, config)| {
+        let g = gateway.clone();
+        let tls_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = g.serve_https(listener, config, tls_shutdown).await;
+        })
+    });
+
     crate::server::wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
@@ -56,6 +77,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let _ = follower.await;
         let _ = http.await;
         let _ = ports.await;
+        if let Some(h) = https {
+            let _ = h.await;
+        }
     })
     .await;
     Ok(())

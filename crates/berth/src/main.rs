@@ -3,6 +3,7 @@
 
 mod gateway;
 mod server;
+mod tls;
 
 use clap::Parser;
 

@@ -141,6 +141,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     };
 
+    let tls = match (&args.gateway_tls_listen, args.no_gateway) {
+        (Some(addr), false) => {
+            let addr: SocketAddr = addr.parse().map_err(|_| {
+                anyhow!("--gateway-tls-listen {addr:?}: expected IP:PORT, e.g. 0.0.0.0:7443")
+            })?;
+            let config = crate::tls::config(&args.gateway_tls_certs, &data_dir)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--gateway-tls-listen)"))?;
+            Some((listener, config))
+        }
+        _ => None,
+    };
+
     let shutdown = CancellationToken::new();
     let (table_tx, table_rx) =
         tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
@@ -219,6 +233,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             pf.run_port_forwarder(pf_shutdown).await
         }));
+        if let Some((listener, config)) = tls {
+            let g = gateway.clone();
+            let tls_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = g.serve_https(listener, config, tls_shutdown).await;
+            }));
+        }
     }
 
     wait_for_signal().await;

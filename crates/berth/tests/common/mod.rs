@@ -40,6 +40,17 @@ impl Server {
     }
 
     pub fn start_on(run: &TestRun, data_dir: &Path, api: &str, gateway: &str) -> Server {
+        Self::start_with(run, data_dir, api, gateway, &[])
+    }
+
+    /// Start with extra `berth server` arguments.
+    pub fn start_with(
+        run: &TestRun,
+        data_dir: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+    ) -> Server {
         let label = format!("berth.test={}", run.id);
         let log = data_dir.join(format!("server-{}.log", free_port()));
         let logf = std::fs::File::create(&log).unwrap();
@@ -57,6 +68,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("BERTH_LOG", "info,berth_controlplane=debug")
             .stdout(Stdio::null())
             .stderr(logf)

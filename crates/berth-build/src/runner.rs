@@ -1,0 +1,829 @@
+//! The runner: checkout, pipeline, steps against the real engine, and the [`BuildOutcome`].
+//!
+//! Rules it keeps:
+//! - **One build, one workspace**: a fresh directory under [`BuildConfig::work_root`], removed
+//!   when the build ends whatever happened. Berth runs on the engine's host, so that directory
+//!   is bind-mounted as is into `run` containers at `/workspace` (read-write: a test step may
+//!   produce files a later `build` step copies).
+//! - **Steps run in order; the first failure stops the build.** A `run` step is **one
+//!   container** per step running `sh -c` with `set -e` followed by the commands, one per line:
+//!   the first failing command fails the step, and shell state (`cd`, variables) carries from
+//!   one command to the next. Exit code ≠ 0 fails the build. The container is labelled
+//!   ([`BuildConfig::labels`], `berth.build=<build id>`, `berth.build.step=<step>`) and always
+//!   removed afterwards. Its image must exist: nothing is pulled.
+//! - A `build` step packs its context (see [`crate::context`]), streams `POST /build` output
+//!   into the log, and tags the image `berth/<service>:<version>` (the last build step) or
+//!   `berth/<service>:<version>-<step>` (earlier ones, untagged again when the build ends).
+//!   The version's **digest** is the image ID the engine reports for that tag. Layer cache is
+//!   the engine's (never `nocache`). When the build fails or is cancelled after an image was
+//!   tagged, the tags it made are removed: a failed build leaves no version and no image.
+//! - **Timeouts and cancellation**: each step has a deadline (its `timeout`, else
+//!   [`BuildConfig::step_timeout`]); on the deadline or when the [`CancellationToken`] fires,
+//!   the step's container is force-removed (or the build stream dropped, which makes the
+//!   engine stop the build). Cancellation gives [`BuildStatus::Cancelled`].
+//! - **Secrets** go to `run` steps only, as environment variables, and every log line is
+//!   masked ([`crate::logs::Masker`]). They never reach a `build` step (no build args): they
+//!   cannot end up in an image's history.
+//! - Dropping the `build` future instead of cancelling it can leave a step container behind;
+//!   it carries `berth.build=<id>` so a janitor can find it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use berth_docker::{BuildMessage, BuildParams, ContainerSpec, Docker, HostSpec, LogSource};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::context_tar;
+use crate::logs::{LineSplitter, LogLine, LogStreamKind, Masker};
+use crate::pipeline::{
+    valid_env_name, BuildStep, Pipeline, RunStep, StepKind, PIPELINE_FILE, WORKSPACE_MOUNT,
+};
+use crate::source::{resolve_inside, Revision, Source, SourceError, SourceLimits};
+
+/// The repository under which versions are tagged: `berth/<service>:<version>`.
+pub const IMAGE_REPOSITORY: &str = "berth";
+
+/// How builds run on this host.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// Where build workspaces are created. Must be on the engine's host (it is bind-mounted).
+    pub work_root: PathBuf,
+    /// Time and size limits of checkouts.
+    pub source_limits: SourceLimits,
+    /// The deadline of a step without its own `timeout`.
+    pub step_timeout: Duration,
+    /// Labels put on every container and image a build creates (e.g. `berth.instance`).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for BuildConfig {
+    /// The system temp directory, default source limits, 30 minutes per step, no labels.
+    fn default() -> Self {
+        BuildConfig {
+            work_root: std::env::temp_dir(),
+            source_limits: SourceLimits::default(),
+            step_timeout: Duration::from_secs(30 * 60),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// One build to run.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The service's name: 1–63 characters of `a-z0-9._-`, starting and ending with a letter
+    /// or digit (it becomes part of the image reference).
+    pub service: String,
+    /// Where the code comes from.
+    pub source: Source,
+    /// Secrets for `run` steps (environment variables), masked in every log line.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildStatus {
+    /// Every step passed; the outcome has a version.
+    Succeeded,
+    /// A step (or `request`, `checkout`, `pipeline`) failed.
+    Failed {
+        /// The step's name, or the phase: `request`, `checkout`, `pipeline`.
+        step: String,
+        /// Why, in words for the user (secrets masked).
+        reason: String,
+    },
+    /// The cancellation token fired.
+    Cancelled,
+}
+
+/// A built version of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The version name: the Git tag at HEAD, else the short commit (`r<rev>` for Subversion).
+    pub name: String,
+    /// The image ID (`sha256:...`): what deployments pin.
+    pub digest: String,
+    /// The image reference it is tagged with, `berth/<service>:<version>`.
+    pub tag: String,
+    /// The full commit id (or Subversion revision).
+    pub commit: String,
+    /// The commit's author.
+    pub author: String,
+    /// The commit's time.
+    pub time: Option<OffsetDateTime>,
+}
+
+/// What one pipeline step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    /// The step's name.
+    pub name: String,
+    /// The container's exit code (`run` steps that ran to the end), else `None`.
+    pub exit_code: Option<i64>,
+    /// Wall time of the step.
+    pub duration: Duration,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Succeeded, failed or cancelled.
+    pub status: BuildStatus,
+    /// The version, on success only.
+    pub version: Option<Version>,
+    /// The steps that ran (or started), in order.
+    pub steps: Vec<StepResult>,
+    /// The revision checked out, when the checkout succeeded.
+    pub revision: Option<Revision>,
+}
+
+impl BuildOutcome {
+    fn failed(step: &str, reason: impl Into<String>) -> BuildOutcome {
+        BuildOutcome {
+            status: BuildStatus::Failed {
+                step: step.to_string(),
+                reason: reason.into(),
+            },
+            version: None,
+            steps: Vec::new(),
+            revision: None,
+        }
+    }
+}
+
+/// Runs builds against one engine.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    docker: Docker,
+    config: BuildConfig,
+}
+
+/// Where log lines go, masked.
+struct Sink<'a> {
+    on_log: &'a (dyn Fn(LogLine) + Send + Sync),
+    masker: Masker,
+}
+
+impl Sink<'_> {
+    fn emit(&self, step: &str, stream: LogStreamKind, text: &str) {
+        (self.on_log)(LogLine {
+            step: step.to_string(),
+            stream,
+            text: self.masker.mask(text),
+        });
+    }
+}
+
+/// How a step ended, internally.
+enum StepEnd {
+    Ok {
+        exit_code: Option<i64>,
+    },
+    Failed {
+        exit_code: Option<i64>,
+        reason: String,
+    },
+    Cancelled,
+}
+
+static BUILD_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A build id unique on this host: `<service>-<clock>-<pid>-<n>` (hex).
+fn new_build_id(service: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = BUILD_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{service}-{:x}-{:x}-{n}",
+        nanos & 0xffff_ffff_ffff,
+        std::process::id()
+    )
+}
+
+/// `[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?`.
+fn valid_service_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter().all(|c| edge(c) || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A version name as a Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, other characters become
+/// `-`, at most `max` characters.
+#[must_use]
+pub fn docker_tag(name: &str, max: usize) -> String {
+    let mut t: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if t.is_empty() || t.starts_with(['.', '-']) {
+        t.insert(0, '_');
+    }
+    t.truncate(max);
+    t
+}
+
+impl Builder {
+    /// A builder on this engine with this configuration.
+    #[must_use]
+    pub fn new(docker: Docker, config: BuildConfig) -> Builder {
+        Builder { docker, config }
+    }
+
+    /// Checks the source out, reads its pipeline (or uses the default one) and runs it.
+    /// Never returns an error: every failure is a [`BuildStatus::Failed`] naming the step or
+    /// phase, and log lines tell the story as it happens.
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        on_log: &(dyn Fn(LogLine) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> BuildOutcome {
+        let sink = Sink {
+            on_log,
+            masker: Masker::new(&request.secrets),
+        };
+        if !valid_service_name(&request.service) {
+            return BuildOutcome::failed(
+                "request",
+                format!(
+                    "service name {:?}: use 1-63 characters of a-z, 0-9, `.`, `_`, `-`",
+                    request.service
+                ),
+            );
+        }
+        if let Some(k) = request.secrets.keys().find(|k| !valid_env_name(k)) {
+            return BuildOutcome::failed(
+                "request",
+                format!("secret name {k:?} is not a variable name"),
+            );
+        }
+        if let Err(e) = request.source.validate() {
+            sink.emit("checkout", LogStreamKind::System, &e.to_string());
+            return BuildOutcome::failed("checkout", sink.masker.mask(&e.to_string()));
+        }
+        let workspace = match tempfile::Builder::new()
+            .prefix("berth-build-")
+            .tempdir_in(&self.config.work_root)
+        {
+            Ok(w) => w,
+            Err(e) => {
+                return BuildOutcome::failed(
+                    "checkout",
+                    format!(
+                        "cannot create a workspace in {}: {e}",
+                        self.config.work_root.display()
+                    ),
+                )
+            }
+        };
+        let outcome = self
+            .build_in(request, &workspace.path().join("src"), &sink, cancel)
+            .await;
+        // Removing a large tree is blocking work.
+        let _ = tokio::task::spawn_blocking(move || drop(workspace)).await;
+        outcome
+    }
+
+    async fn build_in(
+        &self,
+        request: &BuildRequest,
+        dest: &Path,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> BuildOutcome {
+        sink.emit(
+            "checkout",
+            LogStreamKind::System,
+            &describe(&request.source),
+        );
+        let (revision, root) = match request
+            .source
+            .checkout(dest, &self.config.source_limits, cancel)
+            .await
+        {
+            Ok(r) => r,
+            Err(SourceError::Cancelled) => {
+                return BuildOutcome {
+                    status: BuildStatus::Cancelled,
+                    version: None,
+                    steps: Vec::new(),
+                    revision: None,
+                }
+            }
+            Err(e) => {
+                let reason = sink.masker.mask(&e.to_string());
+                sink.emit("checkout", LogStreamKind::System, &reason);
+                return BuildOutcome::failed("checkout", reason);
+            }
+        };
+        sink.emit(
+            "checkout",
+            LogStreamKind::System,
+            &format!(
+                "checked out {} by {} (version {})",
+                revision.commit, revision.author, revision.name
+            ),
+        );
+        let pipeline = match read_pipeline(&root) {
+            Ok(p) => p,
+            Err(reason) => {
+                let reason = sink.masker.mask(&reason);
+                sink.emit("pipeline", LogStreamKind::System, &reason);
+                let mut o = BuildOutcome::failed("pipeline", reason);
+                o.revision = Some(revision);
+                return o;
+            }
+        };
+        let mut outcome = self
+            .run_pipeline_inner(
+                &request.service,
+                &root,
+                &revision,
+                &pipeline,
+                &request.secrets,
+                sink,
+                cancel,
+            )
+            .await;
+        outcome.revision = Some(revision);
+        outcome
+    }
+
+    /// Runs a parsed pipeline over a workspace that is already in place (e.g. an uploaded
+    /// source), as [`Builder::build`] does after its checkout.
+    #[allow(clippy::too_many_arguments)] // the build's whole context; a struct would only wrap it
+    pub async fn run_pipeline(
+        &self,
+        service: &str,
+        workspace: &Path,
+        revision: &Revision,
+        pipeline: &Pipeline,
+        secrets: &BTreeMap<String, String>,
+        on_log: &(dyn Fn(LogLine) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> BuildOutcome {
+        let sink = Sink {
+            on_log,
+            masker: Masker::new(secrets),
+        };
+        if !valid_service_name(service) {
+            return BuildOutcome::failed("request", format!("service name {service:?} refused"));
+        }
+        let mut o = self
+            .run_pipeline_inner(
+                service, workspace, revision, pipeline, secrets, &sink, cancel,
+            )
+            .await;
+        o.revision = Some(revision.clone());
+        o
+    }
+
+    #[allow(clippy::too_many_arguments)] // see run_pipeline
+    async fn run_pipeline_inner(
+        &self,
+        service: &str,
+        workspace: &Path,
+        revision: &Revision,
+        pipeline: &Pipeline,
+        secrets: &BTreeMap<String, String>,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> BuildOutcome {
+        let build_id = new_build_id(service);
+        let final_build = pipeline.final_build();
+        let version_tag = docker_tag(&revision.name, 100);
+        let final_ref = format!("{IMAGE_REPOSITORY}/{service}:{version_tag}");
+        let mut tags_made: Vec<String> = Vec::new();
+        let mut steps = Vec::new();
+        let mut status = BuildStatus::Succeeded;
+        for (i, step) in pipeline.steps.iter().enumerate() {
+            if cancel.is_cancelled() {
+                status = BuildStatus::Cancelled;
+                break;
+            }
+            let timeout = step.timeout.unwrap_or(self.config.step_timeout);
+            sink.emit(
+                &step.name,
+                LogStreamKind::System,
+                &format!("step {} started", step.name),
+            );
+            let started = Instant::now();
+            let end = match &step.kind {
+                StepKind::Run(run) => {
+                    self.run_step(
+                        &build_id, &step.name, run, workspace, secrets, timeout, sink, cancel,
+                    )
+                    .await
+                }
+                StepKind::Build(b) => {
+                    let reference = if Some(i) == final_build {
+                        final_ref.clone()
+                    } else {
+                        format!("{final_ref}-{}", step.name)
+                    };
+                    let mut labels = self.config.labels.clone();
+                    labels.insert("berth.service".into(), service.to_string());
+                    labels.insert("berth.version".into(), revision.name.clone());
+                    labels.insert("berth.commit".into(), revision.commit.clone());
+                    let end = self
+                        .build_step(
+                            &step.name, b, workspace, &reference, labels, timeout, sink, cancel,
+                        )
+                        .await;
+                    if matches!(end, StepEnd::Ok { .. }) {
+                        tags_made.push(reference);
+                    }
+                    end
+                }
+            };
+            let duration = started.elapsed();
+            match end {
+                StepEnd::Ok { exit_code } => {
+                    sink.emit(
+                        &step.name,
+                        LogStreamKind::System,
+                        &format!("step {} succeeded in {duration:.1?}", step.name),
+                    );
+                    steps.push(StepResult {
+                        name: step.name.clone(),
+                        exit_code,
+                        duration,
+                    });
+                }
+                StepEnd::Failed { exit_code, reason } => {
+                    let reason = sink.masker.mask(&reason);
+                    sink.emit(
+                        &step.name,
+                        LogStreamKind::System,
+                        &format!("step {} failed: {reason}", step.name),
+                    );
+                    steps.push(StepResult {
+                        name: step.name.clone(),
+                        exit_code,
+                        duration,
+                    });
+                    status = BuildStatus::Failed {
+                        step: step.name.clone(),
+                        reason,
+                    };
+                    break;
+                }
+                StepEnd::Cancelled => {
+                    sink.emit(
+                        &step.name,
+                        LogStreamKind::System,
+                        &format!("step {} cancelled", step.name),
+                    );
+                    steps.push(StepResult {
+                        name: step.name.clone(),
+                        exit_code: None,
+                        duration,
+                    });
+                    status = BuildStatus::Cancelled;
+                    break;
+                }
+            }
+        }
+
+        let mut version = None;
+        if status == BuildStatus::Succeeded {
+            match self.docker.inspect_image(&final_ref).await {
+                Ok(Some(image)) => {
+                    version = Some(Version {
+                        name: revision.name.clone(),
+                        digest: image.id,
+                        tag: final_ref.clone(),
+                        commit: revision.commit.clone(),
+                        author: revision.author.clone(),
+                        time: revision.time,
+                    });
+                }
+                Ok(None) => {
+                    status = BuildStatus::Failed {
+                        step: "image".into(),
+                        reason: format!("{final_ref} is missing after the build"),
+                    };
+                }
+                Err(e) => {
+                    status = BuildStatus::Failed {
+                        step: "image".into(),
+                        reason: format!("inspecting {final_ref}: {e}"),
+                    };
+                }
+            }
+        }
+        // Only the version's image outlives the build.
+        for reference in tags_made {
+            if version.is_some() && reference == final_ref {
+                continue;
+            }
+            if let Err(e) = self.docker.remove_image(&reference, false, false).await {
+                if !e.is_not_found() {
+                    tracing::warn!(image = %reference, error = %e, "removing a build's image failed");
+                }
+            }
+        }
+        BuildOutcome {
+            status,
+            version,
+            steps,
+            revision: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one step's whole context
+    async fn run_step(
+        &self,
+        build_id: &str,
+        step: &str,
+        run: &RunStep,
+        workspace: &Path,
+        secrets: &BTreeMap<String, String>,
+        timeout: Duration,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> StepEnd {
+        match self.docker.inspect_image(&run.image).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return StepEnd::Failed {
+                    exit_code: None,
+                    reason: format!(
+                        "image {:?} is not on the engine (Berth never pulls images)",
+                        run.image
+                    ),
+                }
+            }
+            Err(e) => {
+                return StepEnd::Failed {
+                    exit_code: None,
+                    reason: e.to_string(),
+                }
+            }
+        }
+        let mut env: BTreeMap<&str, &str> = run
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut labels = self.config.labels.clone();
+        labels.insert("berth.build".into(), build_id.to_string());
+        labels.insert("berth.build.step".into(), step.to_string());
+        let script = format!("set -e\n{}", run.commands.join("\n"));
+        let spec = ContainerSpec {
+            image: run.image.clone(),
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: Some(vec![script]),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            labels,
+            working_dir: Some(run.workdir.clone()),
+            host: HostSpec {
+                binds: vec![format!("{}:{WORKSPACE_MOUNT}", workspace.display())],
+                ..HostSpec::default()
+            },
+            ..ContainerSpec::default()
+        };
+        for c in &run.commands {
+            sink.emit(step, LogStreamKind::System, &format!("$ {c}"));
+        }
+        let name = format!("berth-build-{build_id}-{step}");
+        let id = match self.docker.create_container(&name, &spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                return StepEnd::Failed {
+                    exit_code: None,
+                    reason: format!("creating the step container: {e}"),
+                }
+            }
+        };
+        let end = self.drive_container(&id, step, timeout, sink, cancel).await;
+        if let Err(e) = self.docker.remove_container(&id, true, true).await {
+            if !e.is_not_found() {
+                tracing::warn!(container = %id, error = %e, "removing a build step container failed");
+            }
+        }
+        end
+    }
+
+    async fn drive_container(
+        &self,
+        id: &str,
+        step: &str,
+        timeout: Duration,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> StepEnd {
+        let work = async {
+            self.docker.start_container(id).await?;
+            let mut logs = self.docker.logs(id, true, None, false).await?;
+            let mut out = LineSplitter::default();
+            let mut err = LineSplitter::default();
+            while let Some(chunk) = logs.recv().await {
+                let chunk = chunk?;
+                let (splitter, kind) = match chunk.stream {
+                    LogSource::Stderr => (&mut err, LogStreamKind::Stderr),
+                    _ => (&mut out, LogStreamKind::Stdout),
+                };
+                for line in splitter.push(&chunk.data) {
+                    sink.emit(step, kind, &line);
+                }
+            }
+            for (splitter, kind) in [
+                (&mut out, LogStreamKind::Stdout),
+                (&mut err, LogStreamKind::Stderr),
+            ] {
+                if let Some(rest) = splitter.finish() {
+                    sink.emit(step, kind, &rest);
+                }
+            }
+            self.docker.wait_container(id).await
+        };
+        let end = tokio::select! {
+            r = tokio::time::timeout(timeout, work) => match r {
+                Ok(Ok(0)) => return StepEnd::Ok { exit_code: Some(0) },
+                Ok(Ok(code)) => return StepEnd::Failed { exit_code: Some(code), reason: format!("exited with code {code}") },
+                Ok(Err(e)) => StepEnd::Failed { exit_code: None, reason: e.to_string() },
+                Err(_) => StepEnd::Failed { exit_code: None, reason: format!("timed out after {timeout:?}") },
+            },
+            () = cancel.cancelled() => StepEnd::Cancelled,
+        };
+        // Stop it now; the caller removes it.
+        let _ = self.docker.kill_container(id, "SIGKILL").await;
+        end
+    }
+
+    #[allow(clippy::too_many_arguments)] // one step's whole context
+    async fn build_step(
+        &self,
+        step: &str,
+        b: &BuildStep,
+        workspace: &Path,
+        reference: &str,
+        labels: BTreeMap<String, String>,
+        timeout: Duration,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> StepEnd {
+        let failed = |reason: String| StepEnd::Failed {
+            exit_code: None,
+            reason,
+        };
+        let context_dir = match resolve_inside(workspace, &b.context) {
+            Ok(d) => d,
+            Err(e) => return failed(format!("build context: {e}")),
+        };
+        let dockerfile = b.dockerfile.clone();
+        let tar = match tokio::task::spawn_blocking(move || context_tar(&context_dir, &dockerfile))
+            .await
+        {
+            Ok(Ok(tar)) => tar,
+            Ok(Err(e)) => return failed(e.to_string()),
+            Err(e) => return failed(format!("packing the build context: {e}")),
+        };
+        sink.emit(
+            step,
+            LogStreamKind::System,
+            &format!(
+                "sending a build context of {} bytes, tagging {reference}",
+                tar.len()
+            ),
+        );
+        let params = BuildParams {
+            tag: reference.to_string(),
+            dockerfile: b.dockerfile.clone(),
+            buildargs: b.args.clone(),
+            target: b.target.clone(),
+            labels,
+        };
+        let work = async {
+            let mut stream = self.docker.build_image(tar, &params).await?;
+            let mut lines = LineSplitter::default();
+            let mut error = None;
+            while let Some(msg) = stream.recv().await {
+                match msg? {
+                    BuildMessage::Output(text) => {
+                        for line in lines.push(text.as_bytes()) {
+                            sink.emit(step, LogStreamKind::Stdout, &line);
+                        }
+                    }
+                    BuildMessage::ImageId(id) => {
+                        sink.emit(step, LogStreamKind::System, &format!("image {id}"));
+                    }
+                    BuildMessage::Error(e) => {
+                        sink.emit(step, LogStreamKind::Stderr, &e);
+                        error = Some(e);
+                    }
+                }
+            }
+            if let Some(rest) = lines.finish() {
+                sink.emit(step, LogStreamKind::Stdout, &rest);
+            }
+            Ok::<_, berth_docker::DockerError>(error)
+        };
+        // Dropping `work` (timeout, cancellation) drops the build stream, which cancels the
+        // build on the engine.
+        tokio::select! {
+            r = tokio::time::timeout(timeout, work) => match r {
+                Ok(Ok(None)) => StepEnd::Ok { exit_code: None },
+                Ok(Ok(Some(e))) => failed(e),
+                Ok(Err(e)) => failed(e.to_string()),
+                Err(_) => failed(format!("timed out after {timeout:?}")),
+            },
+            () = cancel.cancelled() => StepEnd::Cancelled,
+        }
+    }
+}
+
+/// The pipeline file of a workspace, or the default pipeline when there is none. A pipeline
+/// file that is a symlink is refused (it could point anywhere on the host).
+fn read_pipeline(root: &Path) -> Result<Pipeline, String> {
+    let path = root.join(PIPELINE_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pipeline::default_pipeline()),
+        Err(e) => Err(format!("{PIPELINE_FILE}: {e}")),
+        Ok(m) if !m.is_file() => Err(format!("{PIPELINE_FILE} is not a regular file")),
+        Ok(_) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{PIPELINE_FILE}: {e}"))?;
+            Pipeline::parse(&text).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn describe(source: &Source) -> String {
+    match source {
+        Source::Git(g) => format!(
+            "git checkout of {}{}{}",
+            redact_userinfo(&g.url),
+            g.branch
+                .as_deref()
+                .map(|b| format!(" branch {b}"))
+                .unwrap_or_default(),
+            g.path
+                .as_deref()
+                .map(|p| format!(" path {p}"))
+                .unwrap_or_default()
+        ),
+        Source::Svn(s) => format!("svn checkout of {}", redact_userinfo(&s.url)),
+    }
+}
+
+/// `scheme://user:password@host/...` with the user info replaced by `***`, for the log.
+fn redact_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        for ok in ["shop", "web-1", "a", "a.b_c"] {
+            assert!(valid_service_name(ok), "{ok}");
+        }
+        for bad in ["", "Shop", "-a", "a-", "a/b", "a:b", &"x".repeat(64)] {
+            assert!(!valid_service_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_urls_stay_out_of_the_log() {
+        assert_eq!(
+            redact_userinfo("https://bob:pw@example.com/a@b.git"),
+            "https://***@example.com/a@b.git"
+        );
+        assert_eq!(redact_userinfo("/srv/repo"), "/srv/repo");
+    }
+
+    #[test]
+    fn version_names_become_docker_tags() {
+        assert_eq!(docker_tag("v1.2.3", 128), "v1.2.3");
+        assert_eq!(docker_tag("release/1+x", 128), "release-1-x");
+        assert_eq!(docker_tag(".hidden", 128), "_.hidden");
+        assert_eq!(docker_tag("", 128), "_");
+        assert_eq!(docker_tag(&"a".repeat(300), 100).len(), 100);
+    }
+}

@@ -1,0 +1,629 @@
+//! `berth-build` against the real engine and real `git`/`svn` clients.
+//!
+//! Every Docker object is labelled `berth.test=<run id>` through a `TestRun` (the builder's
+//! `labels`, and the imported busybox image), whose drop removes them even when an assertion
+//! fails. Sources are local repositories in temp dirs. `run` steps need an image with a shell:
+//! it is imported from Debian's `busybox-static` (`/bin/busybox`); tests that need it print a
+//! note and pass when it is missing. Subversion tests likewise skip without `svn`/`svnadmin`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_build::{
+    BuildConfig, BuildOutcome, BuildRequest, BuildStatus, Builder, CancellationToken, GitSource,
+    LogLine, LogStreamKind, Source, SourceLimits, SvnSource,
+};
+use berth_docker::Docker;
+use berth_testkit::{docker_cli, TestRun};
+
+/// Imports `/bin/busybox` as an image with `/bin/sh`, labelled with the run. `None` (with a
+/// note) when busybox is not installed.
+fn busybox_image(run: &TestRun) -> Option<String> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        eprintln!("NOTE: /bin/busybox missing (apt-get install busybox-static): test skipped");
+        return None;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_path_with_name(busybox, "bin/busybox").unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet == "busybox" {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    for dir in ["tmp", "workspace"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o777);
+        tar.append_data(&mut h, dir, &[][..]).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap();
+    let reference = format!("berth-busybox:{}", run.id);
+    let mut child = Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            &format!("LABEL {}", run.label_filter()),
+            "-",
+            &reference,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &bytes).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "docker import failed");
+    Some(reference)
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A Git repository in a temp dir holding `files`, committed on `main`.
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn builder(docker: Docker, run: &TestRun) -> Builder {
+    Builder::new(
+        docker,
+        BuildConfig {
+            labels: [run.label()].into(),
+            step_timeout: Duration::from_secs(120),
+            ..BuildConfig::default()
+        },
+    )
+}
+
+fn git_request(run: &TestRun, url: &str) -> BuildRequest {
+    BuildRequest {
+        service: run.id.clone(),
+        source: Source::Git(GitSource {
+            url: url.to_string(),
+            branch: None,
+            path: None,
+        }),
+        secrets: BTreeMap::new(),
+    }
+}
+
+/// Runs a build, collecting its log lines.
+async fn build(
+    b: &Builder,
+    req: &BuildRequest,
+    cancel: &CancellationToken,
+) -> (BuildOutcome, Vec<LogLine>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let on_log = move |l: LogLine| sink.lock().unwrap().push(l);
+    let outcome = b.build(req, &on_log, cancel).await;
+    let lines = lines.lock().unwrap().clone();
+    (outcome, lines)
+}
+
+fn log_text(lines: &[LogLine]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("[{}:{:?}] {}", l.step, l.stream, l.text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn leftover_containers(run: &TestRun) -> String {
+    docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label={}", run.label_filter()),
+    ])
+    .unwrap()
+}
+
+fn images_of(repo: &str) -> String {
+    docker_cli(&["images", "-q", repo]).unwrap()
+}
+
+async fn docker() -> Docker {
+    Docker::connect().await.expect("a Docker engine")
+}
+
+fn pipeline(busybox: &str, test_cmds: &str) -> String {
+    format!(
+        "steps:\n  - name: test\n    image: {busybox}\n    run: {test_cmds}\n    env: {{ GREETING: hello }}\n  - name: image\n    build: {{ dockerfile: Dockerfile }}\n"
+    )
+}
+
+#[tokio::test]
+async fn two_step_pipeline_yields_a_version_with_the_image_id() {
+    let run = TestRun::new("build-two-step");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY app.txt out.txt /\n"),
+        ("app.txt", "the app\n"),
+        (
+            "berth.pipeline.yaml",
+            &pipeline(
+                &bb,
+                r#"["echo $GREETING from test", "test -f app.txt", "pwd", "echo produced > out.txt"]"#,
+            ),
+        ),
+    ]);
+    let commit = git(src.path(), &["rev-parse", "HEAD"]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    let log = log_text(&lines);
+    assert_eq!(outcome.status, BuildStatus::Succeeded, "{log}");
+    let v = outcome.version.expect("a version");
+    assert_eq!(v.name, commit[..12]);
+    assert_eq!(v.commit, commit);
+    assert_eq!(v.author, "Ada <ada@example.com>");
+    assert!(v.time.is_some());
+    assert_eq!(v.tag, format!("berth/{}:{}", run.id, &commit[..12]));
+    let inspected = docker_cli(&["image", "inspect", "--format", "{{.Id}}", &v.tag]).unwrap();
+    assert_eq!(v.digest, inspected.trim());
+    assert_eq!(outcome.steps.len(), 2);
+    assert_eq!(outcome.steps[0].name, "test");
+    assert_eq!(outcome.steps[0].exit_code, Some(0));
+    assert_eq!(outcome.steps[1].name, "image");
+    // Live output, per step and stream.
+    assert!(
+        lines.iter().any(|l| l.step == "test"
+            && l.stream == LogStreamKind::Stdout
+            && l.text == "hello from test"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.step == "test" && l.text == "/workspace"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.step == "image" && l.text.contains("COPY app.txt out.txt /")),
+        "{log}"
+    );
+    // The file the test step wrote into the workspace made it into the image.
+    let files = image_files(&run, &v.tag);
+    assert!(files.contains(&"out.txt".to_string()), "{files:?}");
+    assert!(leftover_containers(&run).trim().is_empty());
+
+    // A second build of the same commit reuses the engine's layer cache: same image ID.
+    let (again, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert_eq!(again.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert_eq!(again.version.unwrap().digest, v.digest);
+}
+
+/// The files of an image (via `docker create` + `docker export`), labelled with the run.
+fn image_files(run: &TestRun, image: &str) -> Vec<String> {
+    let id = docker_cli(&["create", "--label", &run.label_filter(), image, "/none"]).unwrap();
+    let id = id.trim();
+    let out = Command::new("docker")
+        .args(["export", id])
+        .output()
+        .unwrap();
+    let _ = docker_cli(&["rm", "-f", id]);
+    assert!(out.status.success());
+    berth_build::tar_paths(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            p != ".dockerenv"
+                && !["dev", "etc", "proc", "sys"]
+                    .iter()
+                    .any(|d| p == d || p.starts_with(&format!("{d}/")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn failing_test_step_yields_no_version_and_no_image() {
+    let run = TestRun::new("build-failing");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY app.txt /\n"),
+        ("app.txt", "x"),
+        (
+            "berth.pipeline.yaml",
+            &pipeline(&bb, r#"["echo before", "exit 3", "echo never"]"#),
+        ),
+    ]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    let log = log_text(&lines);
+    assert!(
+        matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "test" && reason.contains("code 3")),
+        "{:?}\n{log}",
+        outcome.status
+    );
+    assert!(outcome.version.is_none());
+    assert_eq!(outcome.steps.len(), 1);
+    assert_eq!(outcome.steps[0].exit_code, Some(3));
+    assert!(log.contains("before") && !log.contains("] never"), "{log}");
+    assert!(images_of(&format!("berth/{}", run.id)).trim().is_empty());
+    assert!(leftover_containers(&run).trim().is_empty());
+}
+
+#[tokio::test]
+async fn failing_image_build_leaves_no_image() {
+    let run = TestRun::new("build-bad-dockerfile");
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY missing.txt /\n"),
+        ("app.txt", "x"),
+    ]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert!(
+        matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "build" && reason.contains("missing.txt")),
+        "{:?}\n{}",
+        outcome.status,
+        log_text(&lines)
+    );
+    assert!(outcome.version.is_none());
+    assert!(images_of(&format!("berth/{}", run.id)).trim().is_empty());
+}
+
+#[tokio::test]
+async fn tagged_head_names_the_version_and_dockerignore_is_honoured() {
+    let run = TestRun::new("build-tagged");
+    // No pipeline file: the default pipeline builds the Dockerfile.
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /\n"),
+        (".dockerignore", "secret.txt\nlogs/\n*.tmp\n!keep.tmp\n"),
+        ("app.txt", "app"),
+        ("secret.txt", "do not ship"),
+        ("logs/a.log", "noise"),
+        ("x.tmp", "tmp"),
+        ("keep.tmp", "kept"),
+    ]);
+    git(src.path(), &["tag", "v1.2.0"]);
+    let url = format!("file://{}", src.path().display());
+    let b = builder(docker().await, &run);
+    let mut req = git_request(&run, &url);
+    if let Source::Git(g) = &mut req.source {
+        g.branch = Some("main".into());
+    }
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert_eq!(
+        outcome.status,
+        BuildStatus::Succeeded,
+        "{}",
+        log_text(&lines)
+    );
+    let v = outcome.version.unwrap();
+    assert_eq!(v.name, "v1.2.0");
+    assert_eq!(v.tag, format!("berth/{}:v1.2.0", run.id));
+    assert_eq!(outcome.revision.unwrap().tag.as_deref(), Some("v1.2.0"));
+    let mut files = image_files(&run, &v.tag);
+    files.retain(|f| !f.starts_with(".git"));
+    files.sort();
+    assert_eq!(
+        files,
+        vec![".dockerignore", "Dockerfile", "app.txt", "keep.tmp"],
+        "ignored files must not reach the image"
+    );
+}
+
+#[tokio::test]
+async fn secrets_reach_run_steps_masked_and_never_the_image() {
+    let run = TestRun::new("build-secrets");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let secret = "s3cr3t-value-4242";
+    let src = repo(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nARG TOKEN\nLABEL token=\"${TOKEN}\"\nCOPY app.txt /\n",
+        ),
+        ("app.txt", "x"),
+        (
+            "berth.pipeline.yaml",
+            &pipeline(
+                &bb,
+                r#"["echo token=$TOKEN", "echo $TOKEN >&2", "test -n \"$TOKEN\""]"#,
+            ),
+        ),
+    ]);
+    let b = builder(docker().await, &run);
+    let mut req = git_request(&run, &src.path().to_string_lossy());
+    req.secrets.insert("TOKEN".into(), secret.into());
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    let log = log_text(&lines);
+    assert_eq!(outcome.status, BuildStatus::Succeeded, "{log}");
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStreamKind::Stdout && l.text == "token=***"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStreamKind::Stderr && l.text == "***"),
+        "{log}"
+    );
+    let tag = outcome.version.unwrap().tag;
+    let history = docker_cli(&["history", "--no-trunc", &tag]).unwrap();
+    let inspect = docker_cli(&["image", "inspect", &tag]).unwrap();
+    assert!(
+        !history.contains(secret) && !inspect.contains(secret),
+        "{history}"
+    );
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_running_step() {
+    let run = TestRun::new("build-cancel");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY app.txt /\n"),
+        ("app.txt", "x"),
+        (
+            "berth.pipeline.yaml",
+            &pipeline(&bb, r#"["echo sleeping", "sleep 60"]"#),
+        ),
+    ]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let cancel = CancellationToken::new();
+    let lines = Arc::new(Mutex::new(Vec::<LogLine>::new()));
+    let (sink, trigger) = (lines.clone(), cancel.clone());
+    // Cancel as soon as the step is visibly running.
+    let on_log = move |l: LogLine| {
+        if l.text == "sleeping" {
+            trigger.cancel();
+        }
+        sink.lock().unwrap().push(l);
+    };
+    let started = Instant::now();
+    let outcome = b.build(&req, &on_log, &cancel).await;
+    assert_eq!(
+        outcome.status,
+        BuildStatus::Cancelled,
+        "{}",
+        log_text(&lines.lock().unwrap())
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(outcome.version.is_none());
+    assert!(leftover_containers(&run).trim().is_empty());
+    assert!(images_of(&format!("berth/{}", run.id)).trim().is_empty());
+}
+
+#[tokio::test]
+async fn step_timeout_kills_the_step() {
+    let run = TestRun::new("build-timeout");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let text = format!(
+        "steps:\n  - name: slow\n    image: {bb}\n    run: [\"sleep 60\"]\n    timeout: 1s\n  - name: image\n    build: {{}}\n"
+    );
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY app.txt /\n"),
+        ("app.txt", "x"),
+        ("berth.pipeline.yaml", &text),
+    ]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let started = Instant::now();
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert!(
+        matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "slow" && reason.contains("timed out")),
+        "{:?}\n{}",
+        outcome.status,
+        log_text(&lines)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(leftover_containers(&run).trim().is_empty());
+}
+
+#[tokio::test]
+async fn missing_step_image_is_not_pulled() {
+    let run = TestRun::new("build-no-image");
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY app.txt /\n"),
+        ("app.txt", "x"),
+        (
+            "berth.pipeline.yaml",
+            &pipeline(&format!("berth-absent-{}:none", run.id), r#"["true"]"#),
+        ),
+    ]);
+    let b = builder(docker().await, &run);
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let (outcome, _) = build(&b, &req, &CancellationToken::new()).await;
+    assert!(
+        matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "test" && reason.contains("never pulls")),
+        "{:?}",
+        outcome.status
+    );
+}
+
+#[tokio::test]
+async fn bad_sources_are_refused_before_anything_runs() {
+    let run = TestRun::new("build-bad-urls");
+    let marker = tempfile::tempdir().unwrap();
+    let pwned = marker.path().join("pwned");
+    let b = builder(docker().await, &run);
+    let src = repo(&[("Dockerfile", "FROM scratch\n")]);
+    let good = src.path().to_string_lossy().into_owned();
+    let cases: Vec<(String, Option<String>)> = vec![
+        (format!("ext::sh -c touch% {}", pwned.display()), None),
+        ("-uoption".into(), None),
+        (format!("--upload-pack=touch {}", pwned.display()), None),
+        ("git://example.com/x".into(), None),
+        (
+            good.clone(),
+            Some(format!("--upload-pack=touch {}", pwned.display())),
+        ),
+        (good, Some("-b".into())),
+    ];
+    for (url, branch) in cases {
+        let mut req = git_request(&run, &url);
+        if let Source::Git(g) = &mut req.source {
+            g.branch.clone_from(&branch);
+        }
+        let (outcome, _) = build(&b, &req, &CancellationToken::new()).await;
+        assert!(
+            matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "checkout" && reason.contains("refused")),
+            "{url} {branch:?}: {:?}",
+            outcome.status
+        );
+    }
+    assert!(!pwned.exists());
+}
+
+#[tokio::test]
+async fn checkout_over_the_size_limit_fails_cleanly() {
+    let run = TestRun::new("build-too-big");
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\n"),
+        ("big.bin", &"x".repeat(100_000)),
+    ]);
+    let b = Builder::new(
+        docker().await,
+        BuildConfig {
+            labels: [run.label()].into(),
+            source_limits: SourceLimits {
+                timeout: Duration::from_secs(60),
+                max_bytes: 50_000,
+            },
+            ..BuildConfig::default()
+        },
+    );
+    let req = git_request(&run, &src.path().to_string_lossy());
+    let (outcome, _) = build(&b, &req, &CancellationToken::new()).await;
+    assert!(
+        matches!(&outcome.status, BuildStatus::Failed { step, reason } if step == "checkout" && reason.contains("larger than the limit")),
+        "{:?}",
+        outcome.status
+    );
+}
+
+#[tokio::test]
+async fn git_subdirectory_is_the_build_root() {
+    let run = TestRun::new("build-subdir");
+    let src = repo(&[
+        ("Dockerfile", "FROM scratch\nCOPY root-only.txt /\n"),
+        ("root-only.txt", "x"),
+        ("svc/Dockerfile", "FROM scratch\nCOPY svc.txt /\n"),
+        ("svc/svc.txt", "y"),
+    ]);
+    let b = builder(docker().await, &run);
+    let mut req = git_request(&run, &src.path().to_string_lossy());
+    if let Source::Git(g) = &mut req.source {
+        g.path = Some("svc".into());
+    }
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert_eq!(
+        outcome.status,
+        BuildStatus::Succeeded,
+        "{}",
+        log_text(&lines)
+    );
+    let files = image_files(&run, &outcome.version.unwrap().tag);
+    assert_eq!(files, vec!["svc.txt"]);
+}
+
+#[tokio::test]
+async fn subversion_source_builds_at_head() {
+    let have = |p: &str| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have("svn") || !have("svnadmin") {
+        eprintln!("NOTE: svn/svnadmin missing (apt-get install subversion): test skipped");
+        return;
+    }
+    let run = TestRun::new("build-svn");
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("repo");
+    let import = dir.path().join("import");
+    std::fs::create_dir_all(&import).unwrap();
+    std::fs::write(import.join("Dockerfile"), "FROM scratch\nCOPY app.txt /\n").unwrap();
+    std::fs::write(import.join("app.txt"), "svn").unwrap();
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(Command::new("svnadmin").arg("create").arg(&repo_path));
+    let url = format!("file://{}/trunk", repo_path.display());
+    ok(Command::new("svn")
+        .args([
+            "import",
+            "--quiet",
+            "--non-interactive",
+            "--username",
+            "ada",
+            "-m",
+            "init",
+        ])
+        .arg(&import)
+        .arg(&url));
+    let b = builder(docker().await, &run);
+    let req = BuildRequest {
+        service: run.id.clone(),
+        source: Source::Svn(SvnSource { url }),
+        secrets: BTreeMap::new(),
+    };
+    let (outcome, lines) = build(&b, &req, &CancellationToken::new()).await;
+    assert_eq!(
+        outcome.status,
+        BuildStatus::Succeeded,
+        "{}",
+        log_text(&lines)
+    );
+    let v = outcome.version.unwrap();
+    assert_eq!(v.name, "r1");
+    assert_eq!(v.commit, "1");
+    assert_eq!(v.author, "ada");
+    assert!(v.time.is_some());
+    assert_eq!(image_files(&run, &v.tag), vec!["app.txt"]);
+}
