@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::api::{
-    ApplyRequest, Health, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest,
+    ApplyRequest, BuildStart, Health, IssuerRequest, RollbackRequest, ScaleRequest, ServiceRequest,
+    TokenRequest,
 };
 use berth_core::ErrorCode;
 use serde::Deserialize;
@@ -322,6 +323,123 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
     Ok((
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m(),
+    )
+        .into_response())
+}
+
+pub(crate) async fn create_service(
+    State(s): State<AppState>,
+    body: std::result::Result<Json<ServiceRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    Ok((StatusCode::CREATED, Json(s.cp.create_service(&req)?)).into_response())
+}
+
+pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response> {
+    Ok(Json(s.cp.services()?).into_response())
+}
+
+pub(crate) async fn start_build(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: std::result::Result<Json<BuildStart>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    Ok((StatusCode::ACCEPTED, Json(s.cp.start_build(&name, &req)?)).into_response())
+}
+
+pub(crate) async fn versions(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    Ok(Json(s.cp.versions(&name)?).into_response())
+}
+
+/// The secret's value is the raw request body (never logged).
+pub(crate) async fn set_secret(
+    State(s): State<AppState>,
+    Path((name, secret)): Path<(String, String)>,
+    body: bytes::Bytes,
+) -> Result<Response> {
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
+    s.cp.set_build_secret(&name, &secret, value.trim_end_matches(['\n', '\r']))?;
+    Ok(Json(serde_json::json!({"service": name, "secret": secret, "set": true})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BuildsQuery {
+    service: Option<String>,
+}
+
+pub(crate) async fn list_builds(
+    State(s): State<AppState>,
+    q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    Ok(Json(s.cp.builds_list(q.service.as_deref())?).into_response())
+}
+
+pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) -> Result<Response> {
+    Ok(Json(s.cp.build(id)?).into_response())
+}
+
+pub(crate) async fn cancel_build(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response> {
+    s.cp.cancel_build(id)?;
+    Ok(Json(serde_json::json!({"id": id, "cancelling": true})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BuildLogsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// A build's log as text, or as server-sent events (`Accept: text/event-stream`, one `data:`
+/// event per line, then an `end` event).
+pub(crate) async fn build_logs(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    headers: http::HeaderMap,
+    q: std::result::Result<Query<BuildLogsQuery>, QueryRejection>,
+) -> Result<Response> {
+    use futures_util::StreamExt;
+    let Query(q) = q?;
+    let lines = s.cp.build_logs(id, q.follow)?;
+    let sse = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if sse {
+        let events = lines
+            .map(|l| {
+                let mut ev = String::new();
+                for part in l.trim_end_matches('\n').split('\n') {
+                    ev.push_str("data: ");
+                    ev.push_str(part);
+                    ev.push('\n');
+                }
+                ev.push('\n');
+                Ok::<_, std::io::Error>(bytes::Bytes::from(ev))
+            })
+            .chain(futures_util::stream::once(async {
+                Ok(bytes::Bytes::from_static(b"event: end\ndata: \n\n"))
+            }));
+        return Ok((
+            [(http::header::CONTENT_TYPE, "text/event-stream")],
+            Body::from_stream(events),
+        )
+            .into_response());
+    }
+    let body = lines.map(|l| Ok::<_, std::io::Error>(bytes::Bytes::from(l)));
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(body),
     )
         .into_response())
 }

@@ -93,6 +93,23 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/issuers/{name}",
             axum::routing::delete(handlers::remove_issuer),
         )
+        .route(
+            "/api/v1/services",
+            get(handlers::list_services).post(handlers::create_service),
+        )
+        .route(
+            "/api/v1/services/{name}/builds",
+            post(handlers::start_build),
+        )
+        .route("/api/v1/services/{name}/versions", get(handlers::versions))
+        .route(
+            "/api/v1/services/{name}/secrets/{secret}",
+            axum::routing::put(handlers::set_secret),
+        )
+        .route("/api/v1/builds", get(handlers::list_builds))
+        .route("/api/v1/builds/{id}", get(handlers::get_build))
+        .route("/api/v1/builds/{id}/cancel", post(handlers::cancel_build))
+        .route("/api/v1/builds/{id}/logs", get(handlers::build_logs))
         .route("/.well-known/jwks.json", get(handlers::jwks))
         .route("/metrics", get(handlers::metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API path") })

@@ -165,6 +165,11 @@ fn schemas() -> Value {
         "IssuerRequest": {"type": "object", "required": ["name", "issuer"], "additionalProperties": false,
             "properties": {"name": string, "issuer": string, "jwks_url": string, "jwks": string, "hs256_secret": string}},
         "IssuerView": s(json!({"name": string, "issuer": string, "kind": string, "jwks_url": string, "keys": int})),
+        "ServiceRequest": {"type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": {"name": string, "git": string, "branch": string, "path": string, "svn": string}},
+        "ServiceView": s(json!({"name": string, "source": {"type": "object"}, "created_at": string})),
+        "BuildStart": {"type": "object", "additionalProperties": false, "properties": {"ref": string}},
+        "BuildView": s(json!({"id": int, "service": string, "ref": string, "status": string, "reason": string, "version": string, "created_at": string, "finished_at": string})),
         "IssuerList": {"type": "array", "items": {"$ref": "#/components/schemas/IssuerView"}},
     })
 }
@@ -175,7 +180,7 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, id, summary, req, resp) in OPERATIONS {
         let mut params = Vec::new();
-        for p in ["app", "service", "name"] {
+        for p in ["app", "service", "name", "secret", "id"] {
             if path.contains(&format!("{{{p}}}")) {
                 params.push(json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}));
             }
@@ -186,7 +191,8 @@ pub fn document() -> Value {
             json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{resp}")}}})
         };
         let ok = match *id {
-            "apply" | "issueToken" | "addIssuer" => "201",
+            "apply" | "issueToken" | "addIssuer" | "createService" => "201",
+            "startBuild" => "202",
             "removeApp" => "202",
             _ => "200",
         };

@@ -68,12 +68,17 @@ async fn every_documented_operation_is_routed() {
             .replace("{app}", "ghost")
             .replace("{service}", "web")
             .replace("{name}", "nobody")
-            .replace("{name}", "nobody");
+            .replace("{secret}", "S")
+            .replace("{id}", "999")
+            .replace("{name}", "nobody")
+            .replace("{secret}", "S")
+            .replace("{id}", "999");
         let body = match *id {
             "scale" => r#"{"replicas": {"web": 1}}"#,
             "apply" => r#"{"compose_files": [], "files": {}}"#,
             "issueToken" => r#"{"subject": "x"}"#,
             "addIssuer" => r#"{"name": "x", "issuer": "y"}"#,
+            "createService" => r#"{"name": "Bad Name"}"#,
             _ => "{}",
         };
         let resp = app

@@ -159,6 +159,83 @@ impl Client {
         self.send(self.http.delete(self.url(&format!("/issuers/{name}"))))
             .await
     }
+    pub async fn create_service(
+        &self,
+        req: &berth_core::api::ServiceRequest,
+    ) -> anyhow::Result<berth_core::api::ServiceView> {
+        self.send(self.http.post(self.url("/services")).json(req))
+            .await
+    }
+    pub async fn services(&self) -> anyhow::Result<Vec<berth_core::api::ServiceView>> {
+        self.send(self.http.get(self.url("/services"))).await
+    }
+    pub async fn start_build(
+        &self,
+        name: &str,
+        req: &berth_core::api::BuildStart,
+    ) -> anyhow::Result<berth_core::api::BuildView> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/services/{name}/builds")))
+                .json(req),
+        )
+        .await
+    }
+    pub async fn builds(
+        &self,
+        service: Option<&str>,
+    ) -> anyhow::Result<Vec<berth_core::api::BuildView>> {
+        let mut req = self.http.get(self.url("/builds"));
+        if let Some(s) = service {
+            req = req.query(&[("service", s)]);
+        }
+        self.send(req).await
+    }
+    pub async fn build(&self, id: u64) -> anyhow::Result<berth_core::api::BuildView> {
+        self.send(self.http.get(self.url(&format!("/builds/{id}"))))
+            .await
+    }
+    pub async fn cancel_build(&self, id: u64) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.post(self.url(&format!("/builds/{id}/cancel"))))
+            .await
+    }
+    pub async fn versions(&self, name: &str) -> anyhow::Result<Vec<berth_core::api::VersionView>> {
+        self.send(
+            self.http
+                .get(self.url(&format!("/services/{name}/versions"))),
+        )
+        .await
+    }
+    pub async fn set_secret(
+        &self,
+        service: &str,
+        name: &str,
+        value: String,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.http
+                .put(self.url(&format!("/services/{service}/secrets/{name}")))
+                .body(value),
+        )
+        .await
+    }
+    /// A build's log as a raw streamed response.
+    pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/builds/{id}/logs?follow={follow}")))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
+        }
+    }
     /// The raw logs response (streamed by the caller).
     pub async fn logs(
         &self,

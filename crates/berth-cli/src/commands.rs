@@ -1,7 +1,10 @@
 //! The client commands.
 
 use crate::client::{ApiFailure, Client};
-use crate::{ApplyArgs, Command, IssuerCommand, OutputArgs, TokenCommand};
+use crate::{
+    ApplyArgs, BuildsCommand, Command, IssuerCommand, OutputArgs, SecretCommand, ServiceCommand,
+    TokenCommand,
+};
 use anyhow::{anyhow, bail, Context};
 use berth_core::api::{ApplyRequest, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest};
 use std::collections::BTreeMap;
@@ -158,6 +161,131 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             wait(client, &app, created.revision, Duration::from_secs(300)).await
+        }
+        Command::Service(ServiceCommand::Create {
+            name,
+            git,
+            branch,
+            path,
+            svn,
+        }) => {
+            let v = client
+                .create_service(&berth_core::api::ServiceRequest {
+                    name,
+                    git,
+                    branch,
+                    path,
+                    svn,
+                })
+                .await?;
+            println!("service {} registered ({})", v.name, v.source);
+            Ok(0)
+        }
+        Command::Service(ServiceCommand::Ls(out)) => {
+            let list = client.services().await?;
+            if json(&out) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|s| vec![s.name.clone(), s.source.to_string(), s.created_at.clone()])
+                    .collect();
+                table(&["SERVICE", "SOURCE", "CREATED"], rows);
+            }
+            Ok(0)
+        }
+        Command::Build {
+            name,
+            git_ref,
+            follow,
+        } => {
+            let b = client
+                .start_build(&name, &berth_core::api::BuildStart { git_ref })
+                .await?;
+            if !follow {
+                println!("build {} of {} queued", b.id, b.service);
+                return Ok(0);
+            }
+            stream_build_log(client, b.id).await
+        }
+        Command::Builds {
+            command: Some(BuildsCommand::Logs { id, follow }),
+            ..
+        } => {
+            if follow {
+                return stream_build_log(client, id).await;
+            }
+            copy_stream(client.build_logs(id, false).await?).await?;
+            Ok(0)
+        }
+        Command::Builds {
+            command: Some(BuildsCommand::Cancel { id }),
+            ..
+        } => {
+            client.cancel_build(id).await?;
+            println!("cancelling build {id}");
+            Ok(0)
+        }
+        Command::Builds {
+            command: None,
+            name,
+            output,
+        } => {
+            let list = client.builds(name.as_deref()).await?;
+            if json(&output) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.to_string(),
+                            b.service.clone(),
+                            b.git_ref.clone().unwrap_or_default(),
+                            b.status.clone(),
+                            b.version.clone().unwrap_or_default(),
+                            b.created_at.clone(),
+                            b.reason.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID", "SERVICE", "REF", "STATUS", "VERSION", "CREATED", "REASON",
+                    ],
+                    rows,
+                );
+            }
+            Ok(0)
+        }
+        Command::Versions { name, output } => {
+            let list = client.versions(&name).await?;
+            if json(&output) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.name.clone(),
+                            v.tag.clone(),
+                            v.digest.clone(),
+                            v.commit.chars().take(12).collect(),
+                            v.author.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["VERSION", "IMAGE", "DIGEST", "COMMIT", "AUTHOR"], rows);
+            }
+            Ok(0)
+        }
+        Command::Secret(SecretCommand::Set { service, name }) => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .context("cannot read the secret from stdin")?;
+            client.set_secret(&service, &name, value).await?;
+            println!("secret {name} of {service} set");
+            Ok(0)
         }
         Command::Token(TokenCommand::Issue {
             subject,
@@ -524,4 +652,47 @@ pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         _ => bail!("{s:?}: expected a duration like 90s, 15m, 1h or 7d"),
     };
     Ok(Duration::from_secs(secs))
+}
+
+async fn copy_stream(resp: reqwest::Response) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.context("log stream interrupted")?;
+        if stdout
+            .write_all(&chunk)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Follow a build's log to its end; the exit code is the build's outcome.
+async fn stream_build_log(client: &Client, id: u64) -> anyhow::Result<i32> {
+    copy_stream(client.build_logs(id, true).await?).await?;
+    // The stream ends when the build does; its record may take a moment to be written.
+    for _ in 0..50 {
+        let b = client.build(id).await?;
+        match b.status.as_str() {
+            "succeeded" => return Ok(0),
+            "failed" | "cancelled" => {
+                eprintln!(
+                    "error: build {id} {}{}",
+                    b.status,
+                    if b.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", b.reason)
+                    }
+                );
+                return Ok(1);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    bail!("build {id} has not finished")
 }

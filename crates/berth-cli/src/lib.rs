@@ -89,6 +89,38 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Services built from source.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Build a service from its source now: `berth build NAME [--ref REF] [--follow]`.
+    Build {
+        name: String,
+        /// Branch or tag to build (Git); default the service's branch.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        /// Stream the build's log; the exit code is the build's outcome.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// List builds (`berth builds [NAME]`), or `berth builds logs ID` / `berth builds cancel ID`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Builds {
+        #[command(subcommand)]
+        command: Option<BuildsCommand>,
+        /// Only this service's builds.
+        name: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// A service's versions (image digests), newest first.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Build-time secrets: `berth secret set SERVICE NAME` reads the value from stdin.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// JWT tokens signed by Berth's own issuer.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -106,6 +138,45 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Register a service backed by a Git repository (or `--svn URL`).
+    Create {
+        name: String,
+        /// Git URL: a local path, file://, http(s):// or ssh://.
+        #[arg(long, conflicts_with = "svn")]
+        git: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        /// Directory inside the repository with the pipeline and the build context.
+        #[arg(long)]
+        path: Option<String>,
+        /// Subversion URL.
+        #[arg(long)]
+        svn: Option<String>,
+    },
+    /// List services.
+    Ls(OutputArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuildsCommand {
+    /// Replay a build's log, or follow it while it runs.
+    Logs {
+        id: u64,
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a queued or running build.
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Set a build-time secret of a service, reading the value from stdin.
+    Set { service: String, name: String },
 }
 
 #[derive(Subcommand, Debug)]

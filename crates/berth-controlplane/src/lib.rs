@@ -11,6 +11,7 @@
 //! Rules it keeps: it acts only on objects labelled with its own `berth.instance`; it never acts
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
+pub mod builds;
 pub mod error;
 pub mod health;
 pub mod issuers;
@@ -122,6 +123,7 @@ pub(crate) struct Inner {
     dataplane: Arc<dyn DataPlane>,
     started: std::time::Instant,
     own_issuer: std::sync::OnceLock<issuers::OwnIssuer>,
+    builds: std::sync::OnceLock<builds::Builds>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -176,6 +178,7 @@ impl ControlPlane {
                 dataplane,
                 started: std::time::Instant::now(),
                 own_issuer: std::sync::OnceLock::new(),
+                builds: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),

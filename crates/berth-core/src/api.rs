@@ -199,3 +199,71 @@ pub struct IssuerView {
     /// Usable keys (0 for a JWKS URL not fetched yet).
     pub keys: usize,
 }
+
+/// `POST /api/v1/services`: register a service built from source. Exactly one of `git`, `svn`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    pub name: String,
+    /// Git URL: a local path, `file://`, `http(s)://` or `ssh://`.
+    #[serde(default)]
+    pub git: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Directory inside the repository holding the pipeline and the build context.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Subversion URL.
+    #[serde(default)]
+    pub svn: Option<String>,
+}
+
+/// A registered service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub source: serde_json::Value,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/services/{name}/builds`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildStart {
+    /// Branch or tag (Git); default the service's branch.
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+}
+
+/// A build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildView {
+    pub id: u64,
+    pub service: String,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    /// Why it failed (which step and how).
+    pub reason: String,
+    /// The version it produced.
+    pub version: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// A version of a service: a successful build's image, pinned by digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionView {
+    pub service: String,
+    pub name: String,
+    /// Image ID (`sha256:...`): what every deployment of this version runs.
+    pub digest: String,
+    /// `berth/<service>:<version>` — usable as `image:` in a Compose file.
+    pub tag: String,
+    pub commit: String,
+    pub author: String,
+    pub commit_time: Option<String>,
+    pub build_id: u64,
+    pub created_at: String,
+}

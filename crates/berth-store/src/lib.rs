@@ -13,7 +13,10 @@
 //! Schema changes are numbered migrations in [`migrations`], applied in order on open and
 //! recorded in `PRAGMA user_version`.
 
+mod builds;
 mod migrations;
+
+pub use builds::{BuildRecord, ServiceRecord, VersionRecord};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -123,7 +126,7 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -151,7 +154,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
         self.conn

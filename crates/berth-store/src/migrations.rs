@@ -34,6 +34,41 @@ const MIGRATIONS: &[&str] = &[
         hs256_secret TEXT,
         created_at TEXT NOT NULL
      );",
+    // 3: services built from source, their builds and versions, build-time secrets.
+    "CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE builds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        git_ref TEXT,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        version TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        log TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE versions (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        git_commit TEXT NOT NULL,
+        author TEXT NOT NULL,
+        commit_time TEXT,
+        build_id INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (service, name)
+     );
+     CREATE TABLE build_secrets (
+        service TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (service, name)
+     );",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

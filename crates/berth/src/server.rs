@@ -192,6 +192,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{api_addr}"));
     cp.enable_issuer(Arc::new(keys), issuer_url, shutdown.child_token());
+    cp.enable_builds(data_dir.join("builds"))
+        .map_err(|e| anyhow!("{e}"))?;
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,

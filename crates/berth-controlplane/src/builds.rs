@@ -1,0 +1,431 @@
+//! Services built from source: registration, a bounded build queue, live logs, versions.
+//!
+//! Rules it keeps: a build is recorded (`queued`) before anything runs; at most
+//! [`MAX_CONCURRENT_BUILDS`] run at once and builds of one service run one after another; every
+//! line of a running build goes to a buffer (replayed to late followers) and a broadcast
+//! (followers), and the whole log is stored with the build record when it ends; a version is
+//! recorded only for a successful build, with its image ID as digest; builds interrupted by a
+//! server stop are marked failed on the next start (their step containers carry
+//! `berth.build=<id>` labels).
+
+use crate::{ControlPlane, CpError, Inner};
+use berth_build::{
+    BuildConfig, BuildRequest, BuildStatus, Builder, GitSource, LogLine, Source, SvnSource,
+};
+use berth_core::api::{BuildStart, BuildView, ServiceRequest, ServiceView, VersionView};
+use berth_store::{BuildRecord, VersionRecord};
+use futures_util::Stream;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Builds running at once on this server.
+pub const MAX_CONCURRENT_BUILDS: usize = 2;
+
+struct Running {
+    cancel: CancellationToken,
+    lines: Vec<String>,
+    tx: broadcast::Sender<String>,
+}
+
+/// The build machinery of a server.
+pub(crate) struct Builds {
+    builder: Builder,
+    slots: Arc<Semaphore>,
+    per_service: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    running: Arc<Mutex<HashMap<u64, Running>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn source_of(v: &serde_json::Value, git_ref: Option<&str>) -> Option<Source> {
+    if let Some(url) = v.get("git").and_then(|u| u.as_str()) {
+        let branch = git_ref
+            .map(str::to_string)
+            .or_else(|| v.get("branch").and_then(|b| b.as_str()).map(str::to_string));
+        let path = v.get("path").and_then(|p| p.as_str()).map(str::to_string);
+        return Some(Source::Git(GitSource {
+            url: url.into(),
+            branch,
+            path,
+        }));
+    }
+    v.get("svn")
+        .and_then(|u| u.as_str())
+        .map(|url| Source::Svn(SvnSource { url: url.into() }))
+}
+
+fn build_view(b: BuildRecord) -> BuildView {
+    BuildView {
+        id: b.id,
+        service: b.service,
+        git_ref: b.git_ref,
+        status: b.status,
+        reason: b.reason,
+        version: b.version,
+        created_at: b.created_at,
+        finished_at: b.finished_at,
+    }
+}
+
+impl ControlPlane {
+    /// Turn on building from source, with workspaces under `work_root`.
+    pub fn enable_builds(&self, work_root: PathBuf) -> Result<(), CpError> {
+        let interrupted = self.inner.store.fail_interrupted_builds()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "builds interrupted by the last stop were marked failed"
+            );
+        }
+        std::fs::create_dir_all(&work_root).map_err(|e| {
+            CpError::InvalidArgument(format!(
+                "cannot create the build directory {}: {e}",
+                work_root.display()
+            ))
+        })?;
+        let mut labels = self.inner.config.extra_labels.clone();
+        labels.insert(
+            crate::spec::labels::INSTANCE.into(),
+            self.inner.naming.instance.clone(),
+        );
+        let config = BuildConfig {
+            work_root,
+            labels,
+            ..BuildConfig::default()
+        };
+        let _ = self.inner.builds.set(Builds {
+            builder: Builder::new(self.inner.docker.clone(), config),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_BUILDS)),
+            per_service: Mutex::default(),
+            running: Arc::default(),
+        });
+        Ok(())
+    }
+
+    fn builds(&self) -> Result<&Builds, CpError> {
+        self.inner.builds.get().ok_or_else(|| {
+            CpError::InvalidArgument("building is not enabled on this server".into())
+        })
+    }
+
+    /// Register a service built from source.
+    pub fn create_service(&self, req: &ServiceRequest) -> Result<ServiceView, CpError> {
+        let name = &req.name;
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+            })
+            && name.as_bytes()[0].is_ascii_alphanumeric();
+        if !valid {
+            return Err(CpError::InvalidArgument(format!(
+                "invalid service name {name:?}: 1-63 of a-z 0-9 . _ -, starting with a letter or digit"
+            )));
+        }
+        let source = match (&req.git, &req.svn) {
+            (Some(url), None) => {
+                serde_json::json!({"git": url, "branch": req.branch, "path": req.path})
+            }
+            (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
+                serde_json::json!({"svn": url})
+            }
+            _ => {
+                return Err(CpError::InvalidArgument(
+                    "give exactly one of --git URL [--branch B] [--path P] or --svn URL".into(),
+                ))
+            }
+        };
+        if let Some(src) = source_of(&source, None) {
+            src.validate()
+                .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
+        }
+        if !self.inner.store.create_service(name, &source)? {
+            return Err(CpError::InvalidArgument(format!(
+                "service {name:?} already exists"
+            )));
+        }
+        tracing::info!(service = %name, "service registered");
+        let rec = self
+            .inner
+            .store
+            .get_service(name)?
+            .ok_or_else(|| CpError::ServiceNotFound(String::new(), name.clone()))?;
+        Ok(ServiceView {
+            name: rec.name,
+            source: rec.source,
+            created_at: rec.created_at,
+        })
+    }
+
+    /// Registered services.
+    pub fn services(&self) -> Result<Vec<ServiceView>, CpError> {
+        Ok(self
+            .inner
+            .store
+            .list_services()?
+            .into_iter()
+            .map(|r| ServiceView {
+                name: r.name,
+                source: r.source,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    /// Set a build-time secret (given to `run` steps only, masked in logs).
+    pub fn set_build_secret(&self, service: &str, name: &str, value: &str) -> Result<(), CpError> {
+        if self.inner.store.get_service(service)?.is_none() {
+            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(CpError::InvalidArgument(format!(
+                "invalid secret name {name:?}: letters, digits and _"
+            )));
+        }
+        self.inner.store.set_build_secret(service, name, value)?;
+        tracing::info!(service, secret = name, "build secret set");
+        Ok(())
+    }
+
+    /// Queue a build; it starts when a slot is free and no other build of the service runs.
+    pub fn start_build(&self, service: &str, req: &BuildStart) -> Result<BuildView, CpError> {
+        let builds = self.builds()?;
+        let rec = self
+            .inner
+            .store
+            .get_service(service)?
+            .ok_or_else(|| CpError::ServiceNotFound(String::new(), service.into()))?;
+        let source = source_of(&rec.source, req.git_ref.as_deref()).ok_or_else(|| {
+            CpError::InvalidArgument(format!("service {service:?} has no usable source"))
+        })?;
+        source
+            .validate()
+            .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
+        let id = self
+            .inner
+            .store
+            .create_build(service, req.git_ref.as_deref())?;
+        let cancel = CancellationToken::new();
+        let (tx, _) = broadcast::channel(1024);
+        lock(&builds.running).insert(
+            id,
+            Running {
+                cancel: cancel.clone(),
+                lines: Vec::new(),
+                tx,
+            },
+        );
+        let lane = lock(&builds.per_service)
+            .entry(service.to_string())
+            .or_default()
+            .clone();
+        let inner = self.inner.clone();
+        let service = service.to_string();
+        tokio::spawn(async move { run_build(inner, id, service, source, lane, cancel).await });
+        let b = self
+            .inner
+            .store
+            .get_build(id)?
+            .ok_or_else(|| CpError::InvalidArgument("build vanished".into()))?;
+        Ok(build_view(b))
+    }
+
+    /// Builds, newest first.
+    pub fn builds_list(&self, service: Option<&str>) -> Result<Vec<BuildView>, CpError> {
+        Ok(self
+            .inner
+            .store
+            .list_builds(service)?
+            .into_iter()
+            .map(build_view)
+            .collect())
+    }
+
+    /// One build.
+    pub fn build(&self, id: u64) -> Result<BuildView, CpError> {
+        self.inner
+            .store
+            .get_build(id)?
+            .map(build_view)
+            .ok_or_else(|| CpError::InvalidArgument(format!("no build {id}")))
+    }
+
+    /// Cancel a queued or running build.
+    pub fn cancel_build(&self, id: u64) -> Result<(), CpError> {
+        let builds = self.builds()?;
+        match lock(&builds.running).get(&id) {
+            Some(r) => {
+                r.cancel.cancel();
+                Ok(())
+            }
+            None => Err(CpError::InvalidArgument(format!(
+                "build {id} is not running"
+            ))),
+        }
+    }
+
+    /// A build's log: replayed, then (with `follow`) streamed until the build ends.
+    pub fn build_logs(
+        &self,
+        id: u64,
+        follow: bool,
+    ) -> Result<impl Stream<Item = String> + Send + 'static, CpError> {
+        self.build(id)?;
+        let live = self.inner.builds.get().and_then(|b| {
+            let running = lock(&b.running);
+            running
+                .get(&id)
+                .map(|r| (r.lines.clone(), r.tx.subscribe()))
+        });
+        let (replay, rx) = match live {
+            Some((lines, rx)) => (lines, follow.then_some(rx)),
+            None => (vec![self.inner.store.build_log(id)?], None),
+        };
+        let replay = futures_util::stream::iter(replay);
+        let tail = futures_util::stream::unfold(rx, |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(line) => Some((line, Some(rx))),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((
+                    format!("[berth] {n} log lines skipped (slow reader)\n"),
+                    Some(rx),
+                )),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(futures_util::StreamExt::chain(replay, tail))
+    }
+
+    /// Versions of a service, newest first.
+    pub fn versions(&self, service: &str) -> Result<Vec<VersionView>, CpError> {
+        if self.inner.store.get_service(service)?.is_none() {
+            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+        }
+        Ok(self
+            .inner
+            .store
+            .list_versions(service)?
+            .into_iter()
+            .map(|v| VersionView {
+                service: v.service,
+                name: v.name,
+                digest: v.digest,
+                tag: v.tag,
+                commit: v.commit,
+                author: v.author,
+                commit_time: v.commit_time,
+                build_id: v.build_id,
+                created_at: v.created_at,
+            })
+            .collect())
+    }
+}
+
+fn push_line(running: &Mutex<HashMap<u64, Running>>, id: u64, line: String) {
+    if let Some(r) = lock(running).get_mut(&id) {
+        let _ = r.tx.send(line.clone());
+        r.lines.push(line);
+    }
+}
+
+async fn run_build(
+    inner: Arc<Inner>,
+    id: u64,
+    service: String,
+    source: Source,
+    lane: Arc<tokio::sync::Mutex<()>>,
+    cancel: CancellationToken,
+) {
+    let Some(builds) = inner.builds.get() else {
+        return;
+    };
+    let running = builds.running.clone();
+    push_line(
+        &running,
+        id,
+        format!("[berth] build {id} of {service} queued\n"),
+    );
+    let _lane = lane.lock().await;
+    let _slot = builds.slots.clone().acquire_owned().await;
+    let _ = inner.store.start_build(id);
+    let secrets = inner.store.build_secrets(&service).unwrap_or_default();
+    let request = BuildRequest {
+        service: service.clone(),
+        source,
+        secrets,
+    };
+    let log_running = running.clone();
+    let on_log = move |l: LogLine| {
+        let mut text = l.text;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        push_line(&log_running, id, format!("[{}] {text}", l.step));
+    };
+    let outcome = if cancel.is_cancelled() {
+        None
+    } else {
+        Some(builds.builder.build(&request, &on_log, &cancel).await)
+    };
+    let (status, reason) = match outcome.as_ref().map(|o| &o.status) {
+        Some(BuildStatus::Succeeded) => ("succeeded", String::new()),
+        Some(BuildStatus::Failed { step, reason }) => ("failed", format!("step {step}: {reason}")),
+        Some(BuildStatus::Cancelled) | None => ("cancelled", "cancelled".to_string()),
+    };
+    let version = outcome
+        .as_ref()
+        .and_then(|o| o.version.as_ref())
+        .map(|v| VersionRecord {
+            service: service.clone(),
+            name: v.name.clone(),
+            digest: v.digest.clone(),
+            tag: v.tag.clone(),
+            commit: v.commit.clone(),
+            author: v.author.clone(),
+            commit_time: v.time.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            build_id: id,
+            created_at: String::new(),
+        });
+    let summary = match &version {
+        Some(v) => format!(
+            "[berth] build {id} succeeded: version {} ({}) = {}\n",
+            v.name, v.tag, v.digest
+        ),
+        None => format!(
+            "[berth] build {id} {status}{}\n",
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            }
+        ),
+    };
+    push_line(&running, id, summary);
+    let log = lock(&running)
+        .get(&id)
+        .map(|r| r.lines.concat())
+        .unwrap_or_default();
+    if let Err(e) = inner
+        .store
+        .finish_build(id, status, &reason, &log, version.as_ref())
+    {
+        tracing::error!(build = id, error = %e, "cannot record the build's outcome");
+    }
+    tracing::info!(
+        build = id,
+        service,
+        status,
+        version = version.as_ref().map(|v| v.name.as_str()),
+        "build finished"
+    );
+    // Dropping the sender ends every follower's stream.
+    lock(&running).remove(&id);
+}

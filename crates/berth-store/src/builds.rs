@@ -1,0 +1,290 @@
+//! Services built from source, their builds, versions and build-time secrets.
+
+use crate::{now, Store, StoreError};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A service registered from source (`berth service create`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub name: String,
+    /// The source as JSON (opaque to the store).
+    pub source: serde_json::Value,
+    pub created_at: String,
+}
+
+/// One build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildRecord {
+    pub id: u64,
+    pub service: String,
+    pub git_ref: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    pub reason: String,
+    pub version: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// A version: what a successful build produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub service: String,
+    pub name: String,
+    /// Image ID (`sha256:...`).
+    pub digest: String,
+    /// `berth/<service>:<version>`.
+    pub tag: String,
+    pub commit: String,
+    pub author: String,
+    pub commit_time: Option<String>,
+    pub build_id: u64,
+    pub created_at: String,
+}
+
+fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
+    Ok(BuildRecord {
+        id: r.get(0)?,
+        service: r.get(1)?,
+        git_ref: r.get(2)?,
+        status: r.get(3)?,
+        reason: r.get(4)?,
+        version: r.get(5)?,
+        created_at: r.get(6)?,
+        finished_at: r.get(7)?,
+    })
+}
+
+const BUILD_COLS: &str = "id, service, git_ref, status, reason, version, created_at, finished_at";
+
+impl Store {
+    /// Register a service; false if the name is taken.
+    pub fn create_service(
+        &self,
+        name: &str,
+        source: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO services(name, source, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            params![name, serde_json::to_string(source)?, now()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// One service.
+    pub fn get_service(&self, name: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let row: Option<(String, String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT name, source, created_at FROM services WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        row.map(|(name, source, created_at)| {
+            Ok(ServiceRecord {
+                name,
+                source: serde_json::from_str(&source)?,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every service.
+    pub fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, source, created_at FROM services ORDER BY name")?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(name, source, created_at)| {
+                Ok(ServiceRecord {
+                    name,
+                    source: serde_json::from_str(&source)?,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Record a queued build; returns its id.
+    pub fn create_build(&self, service: &str, git_ref: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO builds(service, git_ref, status, created_at) VALUES (?1, ?2, 'queued', ?3)",
+            params![service, git_ref, now()],
+        )?;
+        Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+    }
+
+    /// Move a build to `running`.
+    pub fn start_build(&self, id: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE builds SET status = 'running' WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Record a build's end (and, on success, its version) in one transaction.
+    pub fn finish_build(
+        &self,
+        id: u64,
+        status: &str,
+        reason: &str,
+        log: &str,
+        version: Option<&VersionRecord>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE builds SET status = ?2, reason = ?3, log = ?4, finished_at = ?5, version = ?6 WHERE id = ?1",
+            params![id, status, reason, log, now(), version.map(|v| v.name.clone())],
+        )?;
+        if let Some(v) = version {
+            tx.execute(
+                "INSERT INTO versions(service, name, digest, tag, git_commit, author, commit_time, build_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT(service, name) DO UPDATE SET digest = ?3, tag = ?4, git_commit = ?5, author = ?6,
+                   commit_time = ?7, build_id = ?8, created_at = ?9",
+                params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Builds left `queued` or `running` by a previous server process are failed (their
+    /// containers are gone with it); returns how many.
+    pub fn fail_interrupted_builds(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE builds SET status = 'failed', reason = 'interrupted: the server stopped', finished_at = ?1
+             WHERE status IN ('queued', 'running')",
+            params![now()],
+        )?)
+    }
+
+    /// One build.
+    pub fn get_build(&self, id: u64) -> Result<Option<BuildRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {BUILD_COLS} FROM builds WHERE id = ?1"),
+                params![id],
+                build_row,
+            )
+            .optional()?)
+    }
+
+    /// A finished build's stored log.
+    pub fn build_log(&self, id: u64) -> Result<String, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT log FROM builds WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Builds, newest first, optionally of one service.
+    pub fn list_builds(&self, service: Option<&str>) -> Result<Vec<BuildRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {BUILD_COLS} FROM builds WHERE (?1 IS NULL OR service = ?1) ORDER BY id DESC LIMIT 500"
+        ))?;
+        let rows = stmt.query_map(params![service], build_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Versions of a service, newest first.
+    pub fn list_versions(&self, service: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT service, name, digest, tag, git_commit, author, commit_time, build_id, created_at
+             FROM versions WHERE service = ?1 ORDER BY created_at DESC, build_id DESC",
+        )?;
+        let rows = stmt.query_map(params![service], |r| {
+            Ok(VersionRecord {
+                service: r.get(0)?,
+                name: r.get(1)?,
+                digest: r.get(2)?,
+                tag: r.get(3)?,
+                commit: r.get(4)?,
+                author: r.get(5)?,
+                commit_time: r.get(6)?,
+                build_id: r.get(7)?,
+                created_at: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Set a build-time secret of a service.
+    pub fn set_build_secret(
+        &self,
+        service: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO build_secrets(service, name, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(service, name) DO UPDATE SET value = ?3",
+            params![service, name, value],
+        )?;
+        Ok(())
+    }
+
+    /// A service's build-time secrets.
+    pub fn build_secrets(&self, service: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, value FROM build_secrets WHERE service = ?1")?;
+        let rows = stmt.query_map(params![service], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_lifecycle() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(s
+            .create_service("api", &serde_json::json!({"git": "/x"}))
+            .unwrap());
+        assert!(!s.create_service("api", &serde_json::json!({})).unwrap());
+        let id = s.create_build("api", Some("main")).unwrap();
+        s.start_build(id).unwrap();
+        let v = VersionRecord {
+            service: "api".into(),
+            name: "v1".into(),
+            digest: "sha256:ab".into(),
+            tag: "berth/api:v1".into(),
+            commit: "c0ffee".into(),
+            author: "A".into(),
+            commit_time: None,
+            build_id: id,
+            created_at: String::new(),
+        };
+        s.finish_build(id, "succeeded", "", "log text", Some(&v))
+            .unwrap();
+        assert_eq!(
+            s.get_build(id).unwrap().unwrap().version.as_deref(),
+            Some("v1")
+        );
+        assert_eq!(s.build_log(id).unwrap(), "log text");
+        assert_eq!(s.list_versions("api").unwrap()[0].digest, "sha256:ab");
+        let id2 = s.create_build("api", None).unwrap();
+        assert_eq!(s.fail_interrupted_builds().unwrap(), 1);
+        assert_eq!(s.get_build(id2).unwrap().unwrap().status, "failed");
+        s.set_build_secret("api", "TOKEN", "t").unwrap();
+        assert_eq!(s.build_secrets("api").unwrap()["TOKEN"], "t");
+    }
+}
