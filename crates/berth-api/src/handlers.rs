@@ -443,3 +443,39 @@ pub(crate) async fn build_logs(
     )
         .into_response())
 }
+
+/// The secret is the raw request body (never logged).
+pub(crate) async fn set_webhook_secret(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: bytes::Bytes,
+) -> Result<Response> {
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
+    s.cp.set_webhook_secret(&name, value.trim_end_matches(['\n', '\r']))?;
+    Ok(Json(serde_json::json!({"service": name, "webhook_secret": "set"})).into_response())
+}
+
+/// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
+pub(crate) async fn webhook(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response> {
+    use berth_controlplane::webhooks::{HookError, HookOutcome};
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match s.cp.webhook(&name, &header, &body) {
+        Ok(HookOutcome::Build(b)) => Ok((StatusCode::ACCEPTED, Json(b)).into_response()),
+        Ok(HookOutcome::Ignored(why)) => {
+            Ok(Json(serde_json::json!({"ignored": why})).into_response())
+        }
+        Err(HookError::Unauthorized(msg)) => Err(ApiError::new(ErrorCode::Unauthorized, msg)),
+        Err(HookError::Cp(e)) => Err(e.into()),
+    }
+}

@@ -106,6 +106,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/services/{name}/secrets/{secret}",
             axum::routing::put(handlers::set_secret),
         )
+        .route(
+            "/api/v1/services/{name}/webhook-secret",
+            axum::routing::put(handlers::set_webhook_secret),
+        )
+        .route("/api/v1/hooks/{name}", post(handlers::webhook))
         .route("/api/v1/builds", get(handlers::list_builds))
         .route("/api/v1/builds/{id}", get(handlers::get_build))
         .route("/api/v1/builds/{id}/cancel", post(handlers::cancel_build))

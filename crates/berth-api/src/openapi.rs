@@ -192,7 +192,7 @@ pub fn document() -> Value {
         };
         let ok = match *id {
             "apply" | "issueToken" | "addIssuer" | "createService" => "201",
-            "startBuild" => "202",
+            "startBuild" | "webhook" => "202",
             "removeApp" => "202",
             _ => "200",
         };

@@ -79,6 +79,7 @@ async fn every_documented_operation_is_routed() {
             "issueToken" => r#"{"subject": "x"}"#,
             "addIssuer" => r#"{"name": "x", "issuer": "y"}"#,
             "createService" => r#"{"name": "Bad Name"}"#,
+            "webhook" => r#"{"ref": "refs/heads/main"}"#,
             _ => "{}",
         };
         let resp = app

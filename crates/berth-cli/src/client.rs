@@ -219,6 +219,18 @@ impl Client {
         )
         .await
     }
+    pub async fn set_webhook_secret(
+        &self,
+        service: &str,
+        value: String,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.http
+                .put(self.url(&format!("/services/{service}/webhook-secret")))
+                .body(value),
+        )
+        .await
+    }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
         let resp = self

@@ -194,6 +194,14 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Service(ServiceCommand::WebhookSecret { name }) => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .context("cannot read the secret from stdin")?;
+            client.set_webhook_secret(&name, value).await?;
+            println!("webhook secret of {name} set; webhook URL: /api/v1/hooks/{name}");
+            Ok(0)
+        }
         Command::Build {
             name,
             git_ref,

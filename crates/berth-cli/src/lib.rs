@@ -159,6 +159,9 @@ pub enum ServiceCommand {
     },
     /// List services.
     Ls(OutputArgs),
+    /// Set the secret that signs the service's push webhooks (read from stdin; at least 16
+    /// characters). Point the repository's webhook at `/api/v1/hooks/NAME`.
+    WebhookSecret { name: String },
 }
 
 #[derive(Subcommand, Debug)]

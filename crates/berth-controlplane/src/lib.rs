@@ -20,6 +20,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod spec;
+pub mod webhooks;
 
 pub use error::CpError;
 

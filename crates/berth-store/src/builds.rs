@@ -225,6 +225,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Set the secret that signs a service's push webhooks.
+    pub fn set_webhook_secret(&self, service: &str, secret: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE services SET webhook_secret = ?2 WHERE name = ?1",
+            params![service, secret],
+        )? > 0)
+    }
+
+    /// The secret that signs a service's push webhooks, if set.
+    pub fn webhook_secret(&self, service: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT webhook_secret FROM services WHERE name = ?1",
+                params![service],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// Set a build-time secret of a service.
     pub fn set_build_secret(
         &self,

@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (service, name)
      );",
+    // 4: a per-service secret that signs push webhooks.
+    "ALTER TABLE services ADD COLUMN webhook_secret TEXT;",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

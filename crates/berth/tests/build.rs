@@ -27,6 +27,28 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
+/// POST with headers over a fresh connection: (status, body).
+fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    (
+        code,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
 #[test]
 fn build_from_git_then_deploy_the_version() {
     let run = TestRun::new("build");
@@ -93,6 +115,59 @@ fn build_from_git_then_deploy_the_version() {
         "the deployment does not pin the image digest"
     );
     server.ok(&["rm", "--app", "built"]);
+
+    // Push webhooks: a bad signature is refused; a signed push queues a build.
+    let mut child = Command::new(bin())
+        .args(["service", "webhook-secret", "web"])
+        .env("BERTH_SERVER", format!("http://{}", server.api))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hook-secret-0123456789").unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let body = r#"{"ref":"refs/heads/main","after":"abc"}"#;
+    let mac: String =
+        berth_controlplane::webhooks::hmac_sha256(b"hook-secret-0123456789", body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let (code, answer) = post(
+        &server.api,
+        "/api/v1/hooks/web",
+        &[("X-Hub-Signature-256", "sha256=00ff")],
+        body,
+    );
+    assert_eq!(code, 401, "{answer}");
+    assert!(answer.contains("\"unauthorized\""), "{answer}");
+    let (code, answer) = post(
+        &server.api,
+        "/api/v1/hooks/web",
+        &[("X-Hub-Signature-256", &format!("sha256={mac}"))],
+        body,
+    );
+    assert_eq!(code, 202, "{answer}");
+    let id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    berth_testkit::wait_for(
+        std::time::Duration::from_secs(60),
+        "the webhook's build succeeds",
+        || {
+            let b: serde_json::Value =
+                serde_json::from_str(&server.ok(&["builds", "web", "--output", "json"])).ok()?;
+            let b = b.as_array()?.iter().find(|b| b["id"] == id)?.clone();
+            (b["status"] == "succeeded").then_some(())
+        },
+    );
+    let (code, _) = post(
+        &server.api,
+        "/api/v1/hooks/web",
+        &[("X-Gitlab-Token", "wrong")],
+        body,
+    );
+    assert_eq!(code, 401);
 
     // A pipeline whose test step cannot run fails the build: no version, exit code 1.
     std::fs::write(repo.join("berth.pipeline.yaml"), "steps:\n  - name: test\n    image: berth-no-such-toolbox:1\n    run: [\"sh ./test.sh\"]\n  - name: image\n    build: { dockerfile: Dockerfile }\n").unwrap();

@@ -1,0 +1,213 @@
+//! Push webhooks: `POST /api/v1/hooks/{service}` from GitHub or Gitea (HMAC-SHA256 of the body
+//! with the service's webhook secret, in `X-Hub-Signature-256: sha256=HEX` or
+//! `X-Gitea-Signature: HEX`) or GitLab (`X-Gitlab-Token: SECRET`). A verified push of the
+//! service's branch (or of a tag) queues a build of that ref; other pushes are acknowledged and
+//! ignored. Comparisons are constant-time; secrets are never logged.
+
+use crate::{ControlPlane, CpError};
+use berth_core::api::{BuildStart, BuildView};
+use sha2::{Digest, Sha256};
+
+/// What a webhook call led to.
+#[derive(Debug)]
+pub enum HookOutcome {
+    /// A build was queued.
+    Build(BuildView),
+    /// Verified, but nothing to build (a ping, another branch, a branch deletion).
+    Ignored(String),
+}
+
+/// A webhook that cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// No valid signature or token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The service or its secret is unknown, or the payload is not usable.
+    #[error(transparent)]
+    Cp(#[from] CpError),
+}
+
+/// HMAC-SHA256 (RFC 2104).
+#[must_use]
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Check a request's signature headers against the secret.
+#[must_use]
+pub fn verify(secret: &str, header: &dyn Fn(&str) -> Option<String>, body: &[u8]) -> bool {
+    let expected = hex::encode(hmac_sha256(secret.as_bytes(), body));
+    if let Some(sig) = header("x-hub-signature-256") {
+        if let Some(hex_sig) = sig.trim().strip_prefix("sha256=") {
+            return constant_time_eq(hex_sig.to_ascii_lowercase().as_bytes(), expected.as_bytes());
+        }
+        return false;
+    }
+    if let Some(sig) = header("x-gitea-signature") {
+        return constant_time_eq(
+            sig.trim().to_ascii_lowercase().as_bytes(),
+            expected.as_bytes(),
+        );
+    }
+    if let Some(token) = header("x-gitlab-token") {
+        return constant_time_eq(token.as_bytes(), secret.as_bytes());
+    }
+    false
+}
+
+impl ControlPlane {
+    /// Set the secret that signs a service's push webhooks.
+    pub fn set_webhook_secret(&self, service: &str, secret: &str) -> Result<(), CpError> {
+        if secret.len() < 16 {
+            return Err(CpError::InvalidArgument(
+                "a webhook secret needs at least 16 characters".into(),
+            ));
+        }
+        if !self.inner.store.set_webhook_secret(service, secret)? {
+            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+        }
+        Ok(())
+    }
+
+    /// Handle a push webhook (see the module docs).
+    pub fn webhook(
+        &self,
+        service: &str,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<HookOutcome, HookError> {
+        let rec = self
+            .inner
+            .store
+            .get_service(service)
+            .map_err(CpError::from)?
+            .ok_or_else(|| CpError::ServiceNotFound(String::new(), service.into()))?;
+        let secret = self
+            .inner
+            .store
+            .webhook_secret(service)
+            .map_err(CpError::from)?
+            .ok_or_else(|| {
+                HookError::Unauthorized(format!("service {service:?} has no webhook secret"))
+            })?;
+        if !verify(&secret, header, body) {
+            tracing::warn!(service, "webhook refused: bad or missing signature");
+            return Err(HookError::Unauthorized(
+                "bad or missing webhook signature".into(),
+            ));
+        }
+        if header("x-github-event").as_deref() == Some("ping")
+            || header("x-gitea-event").as_deref() == Some("ping")
+        {
+            return Ok(HookOutcome::Ignored("ping".into()));
+        }
+        let payload: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            CpError::InvalidArgument(format!("the webhook payload is not JSON: {e}"))
+        })?;
+        let Some(git_ref) = payload.get("ref").and_then(|r| r.as_str()) else {
+            return Ok(HookOutcome::Ignored("no `ref` in the payload".into()));
+        };
+        if payload.get("deleted").and_then(serde_json::Value::as_bool) == Some(true) {
+            return Ok(HookOutcome::Ignored(format!("{git_ref} was deleted")));
+        }
+        let wanted = rec.source.get("branch").and_then(|b| b.as_str());
+        let build_ref = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+            tag.to_string()
+        } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+            if wanted.is_some_and(|w| w != branch) {
+                return Ok(HookOutcome::Ignored(format!(
+                    "push to {branch}, the service builds {}",
+                    wanted.unwrap_or_default()
+                )));
+            }
+            branch.to_string()
+        } else {
+            return Ok(HookOutcome::Ignored(format!(
+                "{git_ref} is neither a branch nor a tag"
+            )));
+        };
+        tracing::info!(
+            service,
+            git_ref = build_ref,
+            "push webhook: queueing a build"
+        );
+        Ok(HookOutcome::Build(self.start_build(
+            service,
+            &BuildStart {
+                git_ref: Some(build_ref),
+            },
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn signatures() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let good = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(b"0123456789abcdef", body))
+        );
+        let h = |name: &'static str, v: String| move |k: &str| (k == name).then(|| v.clone());
+        assert!(verify(
+            "0123456789abcdef",
+            &h("x-hub-signature-256", good.clone()),
+            body
+        ));
+        assert!(!verify(
+            "0123456789abcdef",
+            &h("x-hub-signature-256", good.replace('a', "b")),
+            body
+        ));
+        assert!(!verify(
+            "0123456789abcdef",
+            &h("x-hub-signature-256", good.clone()),
+            b"{}"
+        ));
+        assert!(verify(
+            "0123456789abcdef",
+            &h("x-gitea-signature", good[7..].to_string()),
+            body
+        ));
+        assert!(verify(
+            "0123456789abcdef",
+            &h("x-gitlab-token", "0123456789abcdef".into()),
+            body
+        ));
+        assert!(!verify(
+            "0123456789abcdef",
+            &h("x-gitlab-token", "wrong".into()),
+            body
+        ));
+        assert!(!verify("0123456789abcdef", &|_| None, body));
+    }
+}
