@@ -168,7 +168,13 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             branch,
             path,
             svn,
+            poll,
         }) => {
+            let poll_secs = poll
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| d.as_secs());
             let v = client
                 .create_service(&berth_core::api::ServiceRequest {
                     name,
@@ -176,6 +182,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     branch,
                     path,
                     svn,
+                    poll_secs,
                 })
                 .await?;
             println!("service {} registered ({})", v.name, v.source);

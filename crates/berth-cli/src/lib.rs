@@ -156,6 +156,9 @@ pub enum ServiceCommand {
         /// Subversion URL.
         #[arg(long)]
         svn: Option<String>,
+        /// Poll the repository (Git) at this interval, e.g. `60s`, `5m`, and build on change.
+        #[arg(long)]
+        poll: Option<String>,
     },
     /// List services.
     Ls(OutputArgs),

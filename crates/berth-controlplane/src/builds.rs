@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Builds running at once on this server.
 pub const MAX_CONCURRENT_BUILDS: usize = 2;
+/// Shortest polling interval of a repository.
+pub const MIN_POLL_SECS: u64 = 5;
 
 struct Running {
     cancel: CancellationToken,
@@ -98,6 +100,7 @@ impl ControlPlane {
             labels,
             ..BuildConfig::default()
         };
+        tokio::spawn(poll_loop(self.clone(), self.inner.shutdown.clone()));
         let _ = self.inner.builds.set(Builds {
             builder: Builder::new(self.inner.docker.clone(), config),
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_BUILDS)),
@@ -129,7 +132,12 @@ impl ControlPlane {
         }
         let source = match (&req.git, &req.svn) {
             (Some(url), None) => {
-                serde_json::json!({"git": url, "branch": req.branch, "path": req.path})
+                if req.poll_secs.is_some_and(|p| p < MIN_POLL_SECS) {
+                    return Err(CpError::InvalidArgument(format!(
+                        "--poll: at least {MIN_POLL_SECS} s"
+                    )));
+                }
+                serde_json::json!({"git": url, "branch": req.branch, "path": req.path, "poll_secs": req.poll_secs})
             }
             (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
                 serde_json::json!({"svn": url})
@@ -428,4 +436,101 @@ async fn run_build(
     );
     // Dropping the sender ends every follower's stream.
     lock(&running).remove(&id);
+}
+
+/// The commit a Git ref points at, by `git ls-remote` (validated URL and ref, 30 s limit).
+async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String>, String> {
+    berth_build::validate_git_url(url).map_err(|e| e.to_string())?;
+    if let Some(r) = git_ref {
+        berth_build::validate_branch(r).map_err(|e| e.to_string())?;
+    }
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(["-c", "protocol.ext.allow=never", "ls-remote", "--", url])
+        .arg(git_ref.unwrap_or("HEAD"))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.output())
+        .await
+        .map_err(|_| "git ls-remote timed out".to_string())?
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("git ls-remote failed")
+            .to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .map(str::to_string))
+}
+
+/// Poll repositories of services created with `poll_secs`; build when the commit changed (and
+/// once when a polled service has never been built).
+async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
+    let mut last: HashMap<String, (std::time::Instant, Option<String>)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let Ok(services) = cp.inner.store.list_services() else {
+            continue;
+        };
+        for svc in services {
+            let Some(every) = svc
+                .source
+                .get("poll_secs")
+                .and_then(serde_json::Value::as_u64)
+            else {
+                continue;
+            };
+            let Some(url) = svc.source.get("git").and_then(|u| u.as_str()) else {
+                continue;
+            };
+            let due = last
+                .get(&svc.name)
+                .is_none_or(|(at, _)| at.elapsed() >= std::time::Duration::from_secs(every));
+            if !due {
+                continue;
+            }
+            let branch = svc.source.get("branch").and_then(|b| b.as_str());
+            let commit = match remote_commit(
+                url,
+                branch.map(|b| format!("refs/heads/{b}")).as_deref(),
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(service = %svc.name, error = %e, "polling the repository failed");
+                    last.insert(svc.name.clone(), (std::time::Instant::now(), None));
+                    continue;
+                }
+            };
+            let previous = last.insert(
+                svc.name.clone(),
+                (std::time::Instant::now(), commit.clone()),
+            );
+            let never_built = cp
+                .inner
+                .store
+                .list_builds(Some(&svc.name))
+                .map(|b| b.is_empty())
+                .unwrap_or(false);
+            let changed = matches!(&previous, Some((_, Some(old))) if commit.as_ref() != Some(old));
+            if commit.is_some() && (changed || never_built) {
+                tracing::info!(service = %svc.name, commit = ?commit, "repository changed: queueing a build");
+                if let Err(e) = cp.start_build(
+                    &svc.name,
+                    &BuildStart {
+                        git_ref: branch.map(str::to_string),
+                    },
+                ) {
+                    tracing::warn!(service = %svc.name, error = %e, "cannot queue the polled build");
+                }
+            }
+        }
+    }
 }

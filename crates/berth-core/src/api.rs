@@ -216,6 +216,9 @@ pub struct ServiceRequest {
     /// Subversion URL.
     #[serde(default)]
     pub svn: Option<String>,
+    /// Poll the repository every N seconds (at least 5) and build when it changed (Git).
+    #[serde(default)]
+    pub poll_secs: Option<u64>,
 }
 
 /// A registered service.

@@ -169,6 +169,46 @@ fn build_from_git_then_deploy_the_version() {
     );
     assert_eq!(code, 401);
 
+    // Polling: a polled service is built once at first, then on every new commit.
+    server.ok(&[
+        "service",
+        "create",
+        "polled",
+        "--git",
+        repo.to_str().unwrap(),
+        "--poll",
+        "5s",
+    ]);
+    let builds_of = |svc: &str| -> Vec<serde_json::Value> {
+        serde_json::from_str(&server.ok(&["builds", svc, "--output", "json"])).unwrap_or_default()
+    };
+    berth_testkit::wait_for(
+        std::time::Duration::from_secs(60),
+        "the first polled build succeeds",
+        || {
+            let b = builds_of("polled");
+            (b.len() == 1 && b[0]["status"] == "succeeded").then_some(())
+        },
+    );
+    std::fs::write(repo.join("CHANGES"), "second\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "second"]);
+    berth_testkit::wait_for(
+        std::time::Duration::from_secs(60),
+        "a new commit is built",
+        || {
+            let b = builds_of("polled");
+            (b.len() == 2 && b[0]["status"] == "succeeded").then_some(())
+        },
+    );
+    let versions: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["versions", "polled", "--output", "json"])).unwrap();
+    for v in &versions {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", v["tag"].as_str().unwrap()])
+            .output();
+    }
+
     // A pipeline whose test step cannot run fails the build: no version, exit code 1.
     std::fs::write(repo.join("berth.pipeline.yaml"), "steps:\n  - name: test\n    image: berth-no-such-toolbox:1\n    run: [\"sh ./test.sh\"]\n  - name: image\n    build: { dockerfile: Dockerfile }\n").unwrap();
     git(&repo, &["add", "."]);
