@@ -479,3 +479,27 @@ pub(crate) async fn webhook(
         Err(HookError::Cp(e)) => Err(e.into()),
     }
 }
+
+pub(crate) async fn list_images(
+    State(s): State<AppState>,
+    q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    Ok(Json(s.cp.images(q.service.as_deref()).await?).into_response())
+}
+
+pub(crate) async fn archive_image(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response> {
+    let tar = s.cp.archive_image(&name, &version).await?;
+    Ok(([(http::header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+}
+
+pub(crate) async fn restore_image(
+    State(s): State<AppState>,
+    body: bytes::Bytes,
+) -> Result<Response> {
+    let report = s.cp.restore_image(body.to_vec()).await?;
+    Ok(Json(serde_json::json!({"restored": report})).into_response())
+}

@@ -111,6 +111,12 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(handlers::set_webhook_secret),
         )
         .route("/api/v1/hooks/{name}", post(handlers::webhook))
+        .route("/api/v1/images", get(handlers::list_images))
+        .route("/api/v1/images/restore", post(handlers::restore_image))
+        .route(
+            "/api/v1/images/{name}/{version}/archive",
+            get(handlers::archive_image),
+        )
         .route("/api/v1/builds", get(handlers::list_builds))
         .route("/api/v1/builds/{id}", get(handlers::get_build))
         .route("/api/v1/builds/{id}/cancel", post(handlers::cancel_build))
@@ -124,6 +130,8 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this path",
             )
         })
+        // Image archives are large; everything else is small JSON.
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024 * 1024))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }

@@ -180,7 +180,7 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, id, summary, req, resp) in OPERATIONS {
         let mut params = Vec::new();
-        for p in ["app", "service", "name", "secret", "id"] {
+        for p in ["app", "service", "name", "secret", "id", "version"] {
             if path.contains(&format!("{{{p}}}")) {
                 params.push(json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}));
             }

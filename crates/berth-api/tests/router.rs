@@ -70,9 +70,11 @@ async fn every_documented_operation_is_routed() {
             .replace("{name}", "nobody")
             .replace("{secret}", "S")
             .replace("{id}", "999")
+            .replace("{version}", "v1")
             .replace("{name}", "nobody")
             .replace("{secret}", "S")
-            .replace("{id}", "999");
+            .replace("{id}", "999")
+            .replace("{version}", "v1");
         let body = match *id {
             "scale" => r#"{"replicas": {"web": 1}}"#,
             "apply" => r#"{"compose_files": [], "files": {}}"#,

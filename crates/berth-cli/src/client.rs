@@ -231,6 +231,41 @@ impl Client {
         )
         .await
     }
+    pub async fn images(
+        &self,
+        service: Option<&str>,
+    ) -> anyhow::Result<Vec<berth_core::api::ImageView>> {
+        let mut req = self.http.get(self.url("/images"));
+        if let Some(s) = service {
+            req = req.query(&[("service", s)]);
+        }
+        self.send(req).await
+    }
+    /// A version's image archive (the tar bytes).
+    pub async fn archive_image(
+        &self,
+        service: &str,
+        version: &str,
+    ) -> anyhow::Result<bytes::Bytes> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/images/{service}/{version}/archive")))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            Ok(resp.bytes().await?)
+        } else {
+            Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
+        }
+    }
+    pub async fn restore_image(&self, tar: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        self.send(self.http.post(self.url("/images/restore")).body(tar))
+            .await
+    }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
         let resp = self

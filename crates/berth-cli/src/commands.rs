@@ -2,8 +2,8 @@
 
 use crate::client::{ApiFailure, Client};
 use crate::{
-    ApplyArgs, BuildsCommand, Command, IssuerCommand, OutputArgs, SecretCommand, ServiceCommand,
-    TokenCommand,
+    ApplyArgs, BuildsCommand, Command, ImageCommand, IssuerCommand, OutputArgs, SecretCommand,
+    ServiceCommand, TokenCommand,
 };
 use anyhow::{anyhow, bail, Context};
 use berth_core::api::{ApplyRequest, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest};
@@ -199,6 +199,66 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     .collect();
                 table(&["SERVICE", "SOURCE", "CREATED"], rows);
             }
+            Ok(0)
+        }
+        Command::Images { name, output } => {
+            let list = client.images(name.as_deref()).await?;
+            if json(&output) {
+                print_json(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.tag.clone(),
+                            i.digest.chars().take(19).collect(),
+                            i.size.map_or_else(
+                                || "(not on engine)".to_string(),
+                                |b| format!("{:.1} MB", b as f64 / 1e6),
+                            ),
+                            i.created_at.clone(),
+                            if i.deployed { "yes".into() } else { "-".into() },
+                            if i.rollback_target {
+                                "yes".into()
+                            } else {
+                                "-".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "IMAGE",
+                        "DIGEST",
+                        "SIZE",
+                        "BUILT",
+                        "DEPLOYED",
+                        "ROLLBACK TARGET",
+                    ],
+                    rows,
+                );
+            }
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Archive { reference, output }) => {
+            let (service, version) = reference
+                .split_once(':')
+                .ok_or_else(|| anyhow!("{reference:?}: expected SERVICE:VERSION"))?;
+            let tar = client.archive_image(service, version).await?;
+            std::fs::write(&output, &tar)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "{reference} archived to {} ({} bytes)",
+                output.display(),
+                tar.len()
+            );
+            Ok(0)
+        }
+        Command::Image(ImageCommand::Restore { file }) => {
+            let tar =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let r = client.restore_image(tar).await?;
+            println!("{}", r["restored"].as_str().unwrap_or("restored"));
             Ok(0)
         }
         Command::Service(ServiceCommand::WebhookSecret { name }) => {

@@ -118,6 +118,16 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Images of services built from source: size, deployed, rollback target.
+    Images {
+        /// Only this service's images.
+        name: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Archive or restore a service version's image.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Build-time secrets: `berth secret set SERVICE NAME` reads the value from stdin.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -177,6 +187,19 @@ pub enum BuildsCommand {
     },
     /// Cancel a queued or running build.
     Cancel { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Export NAME:VERSION's image to a file (`docker save` format).
+    Archive {
+        /// SERVICE:VERSION
+        reference: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Load an archived image back into the engine.
+    Restore { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@
 pub mod builds;
 pub mod error;
 pub mod health;
+pub mod images;
 pub mod issuers;
 mod pass;
 pub mod plan;

@@ -270,3 +270,22 @@ pub struct VersionView {
     pub build_id: u64,
     pub created_at: String,
 }
+
+/// A service's image in `berth images`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageView {
+    pub service: String,
+    pub version: String,
+    /// `berth/<service>:<version>`.
+    pub tag: String,
+    /// Image ID.
+    pub digest: String,
+    /// Bytes; `None` when the image is no longer on the engine (e.g. archived and removed).
+    pub size: Option<i64>,
+    /// When the version was built (RFC 3339).
+    pub created_at: String,
+    /// An application's current revision runs it.
+    pub deployed: bool,
+    /// A converged revision of an application (a rollback target) uses it.
+    pub rollback_target: bool,
+}

@@ -489,6 +489,16 @@ impl Docker {
             .map(drop)
     }
 
+    /// One request at the negotiated version; the raw body of a success answer.
+    pub(crate) async fn call_raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Body>,
+    ) -> Result<Bytes, DockerError> {
+        self.call(method, path_and_query, body).await
+    }
+
     fn path(&self, path_and_query: &str) -> String {
         format!("/v{}{path_and_query}", self.inner.version)
     }
@@ -593,7 +603,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -20,6 +20,7 @@
 mod build;
 mod client;
 mod error;
+mod images;
 mod spec;
 mod stream;
 mod transport;

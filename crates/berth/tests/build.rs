@@ -114,6 +114,47 @@ fn build_from_git_then_deploy_the_version() {
         digest.as_str(),
         "the deployment does not pin the image digest"
     );
+    let images: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["images", "web", "--output", "json"])).unwrap();
+    assert_eq!(images[0]["deployed"], true, "{images:?}");
+    assert_eq!(images[0]["rollback_target"], true, "{images:?}");
+    server.ok(&["rm", "--app", "built"]);
+
+    // Archive → remove → restore → deploy.
+    let archive = dir.path().join("web-v1.tar");
+    server.ok(&[
+        "image",
+        "archive",
+        "web:v1.0.0",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&archive).unwrap().len() > 1000);
+    let removed = Command::new("docker")
+        .args(["rmi", "-f", &tag])
+        .output()
+        .unwrap();
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let images: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["images", "web", "--output", "json"])).unwrap();
+    assert!(images[0]["size"].is_null(), "{images:?}");
+    let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "built"]);
+    assert!(
+        !out.status.success(),
+        "deployed an image that is not on the engine"
+    );
+    server.ok(&["image", "restore", archive.to_str().unwrap()]);
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "built"]);
+    assert_eq!(server.get("/").unwrap().0, 200);
+    assert_eq!(
+        server.ps("built")[0]["image"],
+        digest.as_str(),
+        "the restored image has another digest"
+    );
     server.ok(&["rm", "--app", "built"]);
 
     // Push webhooks: a bad signature is refused; a signed push queues a build.
