@@ -39,8 +39,8 @@
 //! `exp`/`nbf` against the clock, `iss` against the route's issuers and `aud` against its
 //! audiences are checked on every request. An entry is honoured only while the issuer's key
 //! material is unchanged (each parse of key material gets a fresh id), so replacing or rotating
-//! an issuer's keys invalidates what they verified. HS256 tokens are not cached (HMAC is cheaper
-//! than the lookup). Parsed keys are cached too, keyed by a hash of the issuer's JWKS and
+//! an issuer's keys invalidates what they verified. HS256 tokens are cached as well: the gateway
+//! benchmark (docs/benchmarks.md §4) measured a hit cheaper than parsing plus HMAC. Parsed keys are cached too, keyed by a hash of the issuer's JWKS and
 //! secret: the JWKS is parsed once per key material, never per request.
 //!
 //! # How Berth's keys rotate

@@ -867,12 +867,12 @@ fn asymmetric_tokens_are_verified_once_then_cached() {
     }
     assert_eq!(v.cached_tokens(), 3);
 
-    // HS256 is not cached: HMAC is cheaper than the lookup.
+    // HS256 is cached too: the gateway benchmark measured a hit cheaper than parse + HMAC.
     let token = sign(&w.hs, None, &claims(HS_ISS));
     accept(&v, &w, &token);
     accept(&v, &w, &token);
-    assert_eq!(v.signature_checks(), 5);
-    assert_eq!(v.cached_tokens(), 3);
+    assert_eq!(v.signature_checks(), 4);
+    assert_eq!(v.cached_tokens(), 4);
 }
 
 #[test]

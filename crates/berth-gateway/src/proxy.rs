@@ -751,7 +751,9 @@ async fn attempts(
             Attempt::TimedOut => Ok(Failure::Timeout),
         };
         eject_on_failure(inner, endpoint, service);
-        if let (Some(t), Some(b)) = (&template, budget) {
+        // Without a retries policy only broken exchanges are retried, not the service's answers.
+        let retryable = !(service.default_retries && failure.is_err());
+        if let (true, Some(t), Some(b)) = (retryable, &template, budget) {
             if retries < b.config.attempts && b.withdraw() {
                 retries += 1;
                 service.metrics.retries.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,8 @@
 //!   `budget_percent` / 100 of a retry, each retry withdraws one, and at most [`MAX_SAVED`]
 //!   retries can be saved up. So over any stretch of time retries add at most `budget_percent` %
 //!   (plus the small saved reserve) to the service's load and cannot multiply an outage.
-//!   The bucket starts empty.
+//!   The bucket of a `retries` policy starts empty; the default budget (routes without one,
+//!   which retry only broken exchanges) starts with the reserve.
 
 use berth_core::policy::Retries;
 use http::Method;
@@ -36,6 +37,16 @@ impl RetryBudget {
         Self {
             config,
             balance: AtomicU64::new(0),
+        }
+    }
+
+    /// A budget that starts with [`MAX_SAVED`] retries saved (the default budget of routes
+    /// without a `retries` policy: a replica dying under light traffic still fails nothing).
+    #[must_use]
+    pub fn with_reserve(config: Retries) -> Self {
+        Self {
+            config,
+            balance: AtomicU64::new(MAX_SAVED * RETRY),
         }
     }
 

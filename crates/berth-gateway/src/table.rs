@@ -58,7 +58,18 @@ pub struct ServiceState {
     pub breaker: Option<Arc<Breaker>>,
     pub bulkhead: Option<Arc<Bulkhead>>,
     pub budget: Option<Arc<RetryBudget>>,
+    /// The route has no `retries` policy: the budget is [`DEFAULT_RETRIES`], used only for
+    /// requests whose connection failed before any answer (as nginx's `proxy_next_upstream
+    /// error timeout`), never to retry a service's own 5xx answer.
+    pub default_retries: bool,
 }
+
+/// Without a `retries` policy: one retry of an idempotent bodiless request whose exchange broke
+/// before any answer (e.g. the replica died mid-request), within 20 % of recent traffic.
+pub static DEFAULT_RETRIES: berth_core::policy::Retries = berth_core::policy::Retries {
+    attempts: 1,
+    budget_percent: 20,
+};
 
 impl ServiceState {
     fn matches(&self, p: &RoutePolicy) -> bool {
@@ -70,8 +81,8 @@ impl ServiceState {
             p.max_concurrency.as_ref(),
         ) && same(
             self.budget.as_deref().map(|b| &b.config),
-            p.retries.as_ref(),
-        )
+            Some(p.retries.as_ref().unwrap_or(&DEFAULT_RETRIES)),
+        ) && self.default_retries == p.retries.is_none()
     }
 
     fn build(old: Option<&ServiceState>, app: &str, service: &str, p: &RoutePolicy) -> Self {
@@ -106,10 +117,17 @@ impl ServiceState {
             ),
             budget: keep(
                 old.and_then(|o| o.budget.as_ref()),
-                p.retries.as_ref(),
+                Some(p.retries.as_ref().unwrap_or(&DEFAULT_RETRIES)),
                 |b| &b.config,
-                RetryBudget::new,
+                |c| {
+                    if p.retries.is_none() {
+                        RetryBudget::with_reserve(c)
+                    } else {
+                        RetryBudget::new(c)
+                    }
+                },
             ),
+            default_retries: p.retries.is_none(),
         }
     }
 }

@@ -480,3 +480,53 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         .unwrap()
         .unwrap();
 }
+
+/// Without any `retries` policy, an idempotent bodiless request whose exchange broke before any
+/// answer (the replica died mid-request) is retried once on another replica; a POST is not.
+#[tokio::test]
+async fn a_broken_exchange_is_retried_on_another_replica_by_default() {
+    let broken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broken_addr = broken.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = broken.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(table(
+        1,
+        vec![route(
+            Some("app.test"),
+            "/",
+            false,
+            vec![ep("b", broken_addr), good.endpoint()],
+        )],
+    ))
+    .await;
+    for _ in 0..6 {
+        let r = gw.get(Some("app.test"), "/x").await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let post = gw
+        .request("POST", Some("app.test"), "/x")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let mut statuses = std::collections::BTreeSet::new();
+    statuses.insert(gw.send(post).await.status);
+    let post = gw
+        .request("POST", Some("app.test"), "/x")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    statuses.insert(gw.send(post).await.status);
+    assert!(
+        statuses.contains(&502),
+        "a POST that reached the broken replica must not be retried: {statuses:?}"
+    );
+}

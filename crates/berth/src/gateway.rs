@@ -31,7 +31,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     } else {
         format!("http://{control}")
     };
-    crate::server::init_tracing(&args.log_format);
+    let _log_guard = crate::server::init_tracing(&args.log_format);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--listen)"))?;

@@ -84,17 +84,23 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub(crate) fn init_tracing(format: &str) {
+/// Logging to stderr through a non-blocking writer: the gateway writes an access-log line per
+/// request, and a blocking `write(2)` each time measurably cost CPU per request (see
+/// docs/benchmarks.md §4). Keep the guard alive until exit; it flushes on drop.
+#[must_use = "dropping the guard stops logging"]
+pub(crate) fn init_tracing(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Run the server until a shutdown signal.
@@ -117,7 +123,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let labels = parse_labels(&args.labels)?;
-    init_tracing(&args.log_format);
+    let _log_guard = init_tracing(&args.log_format);
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
