@@ -53,6 +53,19 @@ impl Client {
         Self::decode(resp).await
     }
 
+    /// Send, and hand back a successful response unread (streams, archives); an error answer
+    /// becomes the server's `{code, message}`.
+    async fn streamed(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(Self::decode::<serde_json::Value>(resp)
+            .await
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
         if e.is_connect() {
             anyhow::anyhow!("cannot reach the Berth server at {} (is `berth server` running? set --server or BERTH_SERVER)", self.base)
@@ -247,20 +260,14 @@ impl Client {
         service: &str,
         version: &str,
     ) -> anyhow::Result<bytes::Bytes> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/images/{service}/{version}/archive")))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        if resp.status().is_success() {
-            Ok(resp.bytes().await?)
-        } else {
-            Err(Self::decode::<serde_json::Value>(resp)
-                .await
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
-        }
+        Ok(self
+            .streamed(
+                self.http
+                    .get(self.url(&format!("/images/{service}/{version}/archive"))),
+            )
+            .await?
+            .bytes()
+            .await?)
     }
     pub async fn restore_image(&self, tar: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         self.send(self.http.post(self.url("/images/restore")).body(tar))
@@ -268,20 +275,11 @@ impl Client {
     }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/builds/{id}/logs?follow={follow}")))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(Self::decode::<serde_json::Value>(resp)
-                .await
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
-        }
+        self.streamed(
+            self.http
+                .get(self.url(&format!("/builds/{id}/logs?follow={follow}"))),
+        )
+        .await
     }
     /// The raw logs response (streamed by the caller).
     pub async fn logs(
@@ -295,19 +293,6 @@ impl Client {
         if let Some(t) = tail {
             url.push_str(&format!("&tail={t}"));
         }
-        let resp = self
-            .http
-            .get(self.url(&url))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(Self::decode::<serde_json::Value>(resp)
-                .await
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("unexpected answer")))
-        }
+        self.streamed(self.http.get(self.url(&url))).await
     }
 }

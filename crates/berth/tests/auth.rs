@@ -8,27 +8,11 @@ mod common;
 
 use berth_testkit::{testapp_image, TestRun};
 use common::*;
-use std::io::{Read, Write};
 use std::time::Duration;
 
-/// One HTTP/1.1 request over a fresh connection: (status, lowercase head, body).
+/// A GET through the gateway with headers: (status, lowercase head, body).
 fn raw(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: auth.test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (
-        head[9..12].parse().unwrap(),
-        head.to_ascii_lowercase(),
-        body.to_string(),
-    )
+    raw_request(addr, "GET", path, headers, "")
 }
 
 #[test]

@@ -277,16 +277,10 @@ fn server_and_api_errors_are_clear() {
     // API error shapes.
     let server = Server::start(&run, dir.path());
     let post = |path: &str, body: &str| -> (u16, serde_json::Value) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&server.api).unwrap();
-        write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let code = out[9..12].parse().unwrap();
-        let json = out.split("\r\n\r\n").nth(1).unwrap_or("");
+        let (code, _, json) = raw_request(&server.api, "POST", path, &[], body);
         (
             code,
-            serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+            serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
         )
     };
     let (code, body) = post("/api/v1/apps/x/apply", "{not json");
