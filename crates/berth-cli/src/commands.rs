@@ -771,3 +771,77 @@ async fn stream_build_log(client: &Client, id: u64) -> anyhow::Result<i32> {
     }
     bail!("build {id} has not finished")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_for_ttl_and_poll() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("1h", 3600),
+            ("7d", 604_800),
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        for bad in ["", "h", "1x", "-1s", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn bundle_names_a_missing_file() {
+        let err = bundle(&[PathBuf::from("/nonexistent/compose.yaml")], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/compose.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bundle_carries_referenced_files_and_variables() {
+        let dir = tempfile_dir();
+        std::fs::write(
+            dir.join("compose.yaml"),
+            "services:\n  a:\n    image: x:${TAG_FOR_BUNDLE_TEST:-1}\n    env_file: [a.env]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("a.env"), "K=V\n").unwrap();
+        std::fs::write(dir.join(".env"), "OTHER=1\n").unwrap();
+        let req = bundle(&[dir.join("compose.yaml")], &[]).unwrap();
+        assert_eq!(req.compose_files, vec!["compose.yaml".to_string()]);
+        assert!(
+            req.files.contains_key("a.env") && req.files.contains_key(".env"),
+            "{:?}",
+            req.files.keys()
+        );
+        assert_eq!(
+            req.project_dir,
+            std::fs::canonicalize(&dir).unwrap().display().to_string()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "berth-cli-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
+}
