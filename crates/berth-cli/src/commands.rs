@@ -18,67 +18,58 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;
-            if json(&out) {
-                print_json(&apps);
-            } else {
-                let rows = apps
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.name.clone(),
-                            a.revision.to_string(),
-                            a.revision_status.clone(),
-                            a.health.clone(),
-                            a.services.to_string(),
-                        ]
-                    })
-                    .collect();
-                table(&["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"], rows);
-            }
+            print_list(
+                &out,
+                &apps,
+                &["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"],
+                |a| {
+                    vec![
+                        a.name.clone(),
+                        a.revision.to_string(),
+                        a.revision_status.clone(),
+                        a.health.clone(),
+                        a.services.to_string(),
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Ps { app, output } => {
             let list = client.ps(&app).await?;
-            if json(&output) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            format!("{}.{}", i.service, i.slot),
-                            i.container_id.chars().take(12).collect(),
-                            i.state.clone(),
-                            i.health.clone(),
-                            i.address.clone(),
-                            i.revision.to_string(),
-                            i.restarts.to_string(),
-                            i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                            if i.draining {
-                                "draining".into()
-                            } else if i.in_rotation {
-                                "yes".into()
-                            } else {
-                                "-".into()
-                            },
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "REPLICA",
-                        "CONTAINER",
-                        "STATE",
-                        "HEALTH",
-                        "ADDRESS",
-                        "REV",
-                        "RESTARTS",
-                        "EXIT",
-                        "ROTATION",
-                    ],
-                    rows,
-                );
-            }
+            print_list(
+                &output,
+                &list,
+                &[
+                    "REPLICA",
+                    "CONTAINER",
+                    "STATE",
+                    "HEALTH",
+                    "ADDRESS",
+                    "REV",
+                    "RESTARTS",
+                    "EXIT",
+                    "ROTATION",
+                ],
+                |i| {
+                    vec![
+                        format!("{}.{}", i.service, i.slot),
+                        i.container_id.chars().take(12).collect(),
+                        i.state.clone(),
+                        i.health.clone(),
+                        i.address.clone(),
+                        i.revision.to_string(),
+                        i.restarts.to_string(),
+                        i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                        if i.draining {
+                            "draining".into()
+                        } else if i.in_rotation {
+                            "yes".into()
+                        } else {
+                            "-".into()
+                        },
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Scale {
@@ -127,31 +118,25 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::History { app, output } => {
             let revs = client.history(&app).await?;
-            if json(&output) {
-                print_json(&revs);
-            } else {
-                let rows = revs
-                    .iter()
-                    .map(|r| {
-                        let outcome = if r.message.is_empty() {
-                            r.status.clone()
-                        } else {
-                            format!("{}: {}", r.status, r.message)
-                        };
-                        vec![
-                            r.revision.to_string(),
-                            r.created_at.clone(),
-                            r.source.clone(),
-                            outcome,
-                            r.change.clone(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["REVISION", "CREATED", "SOURCE", "OUTCOME", "CHANGE"],
-                    rows,
-                );
-            }
+            print_list(
+                &output,
+                &revs,
+                &["REVISION", "CREATED", "SOURCE", "OUTCOME", "CHANGE"],
+                |r| {
+                    let outcome = if r.message.is_empty() {
+                        r.status.clone()
+                    } else {
+                        format!("{}: {}", r.status, r.message)
+                    };
+                    vec![
+                        r.revision.to_string(),
+                        r.created_at.clone(),
+                        r.source.clone(),
+                        outcome,
+                        r.change.clone(),
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Rollback { app, to, detach } => {
@@ -190,54 +175,42 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Service(ServiceCommand::Ls(out)) => {
             let list = client.services().await?;
-            if json(&out) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|s| vec![s.name.clone(), s.source.to_string(), s.created_at.clone()])
-                    .collect();
-                table(&["SERVICE", "SOURCE", "CREATED"], rows);
-            }
+            print_list(&out, &list, &["SERVICE", "SOURCE", "CREATED"], |s| {
+                vec![s.name.clone(), s.source.to_string(), s.created_at.clone()]
+            });
             Ok(0)
         }
         Command::Images { name, output } => {
             let list = client.images(name.as_deref()).await?;
-            if json(&output) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.tag.clone(),
-                            i.digest.chars().take(19).collect(),
-                            i.size.map_or_else(
-                                || "(not on engine)".to_string(),
-                                |b| format!("{:.1} MB", b as f64 / 1e6),
-                            ),
-                            i.created_at.clone(),
-                            if i.deployed { "yes".into() } else { "-".into() },
-                            if i.rollback_target {
-                                "yes".into()
-                            } else {
-                                "-".into()
-                            },
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "IMAGE",
-                        "DIGEST",
-                        "SIZE",
-                        "BUILT",
-                        "DEPLOYED",
-                        "ROLLBACK TARGET",
-                    ],
-                    rows,
-                );
-            }
+            print_list(
+                &output,
+                &list,
+                &[
+                    "IMAGE",
+                    "DIGEST",
+                    "SIZE",
+                    "BUILT",
+                    "DEPLOYED",
+                    "ROLLBACK TARGET",
+                ],
+                |i| {
+                    vec![
+                        i.tag.clone(),
+                        i.digest.chars().take(19).collect(),
+                        i.size.map_or_else(
+                            || "(not on engine)".to_string(),
+                            |b| format!("{:.1} MB", b as f64 / 1e6),
+                        ),
+                        i.created_at.clone(),
+                        if i.deployed { "yes".into() } else { "-".into() },
+                        if i.rollback_target {
+                            "yes".into()
+                        } else {
+                            "-".into()
+                        },
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Image(ImageCommand::Archive { reference, output }) => {
@@ -307,51 +280,42 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             output,
         } => {
             let list = client.builds(name.as_deref()).await?;
-            if json(&output) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.id.to_string(),
-                            b.service.clone(),
-                            b.git_ref.clone().unwrap_or_default(),
-                            b.status.clone(),
-                            b.version.clone().unwrap_or_default(),
-                            b.created_at.clone(),
-                            b.reason.clone(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "ID", "SERVICE", "REF", "STATUS", "VERSION", "CREATED", "REASON",
-                    ],
-                    rows,
-                );
-            }
+            print_list(
+                &output,
+                &list,
+                &[
+                    "ID", "SERVICE", "REF", "STATUS", "VERSION", "CREATED", "REASON",
+                ],
+                |b| {
+                    vec![
+                        b.id.to_string(),
+                        b.service.clone(),
+                        b.git_ref.clone().unwrap_or_default(),
+                        b.status.clone(),
+                        b.version.clone().unwrap_or_default(),
+                        b.created_at.clone(),
+                        b.reason.clone(),
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Versions { name, output } => {
             let list = client.versions(&name).await?;
-            if json(&output) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.name.clone(),
-                            v.tag.clone(),
-                            v.digest.clone(),
-                            v.commit.chars().take(12).collect(),
-                            v.author.clone(),
-                        ]
-                    })
-                    .collect();
-                table(&["VERSION", "IMAGE", "DIGEST", "COMMIT", "AUTHOR"], rows);
-            }
+            print_list(
+                &output,
+                &list,
+                &["VERSION", "IMAGE", "DIGEST", "COMMIT", "AUTHOR"],
+                |v| {
+                    vec![
+                        v.name.clone(),
+                        v.tag.clone(),
+                        v.digest.clone(),
+                        v.commit.chars().take(12).collect(),
+                        v.author.clone(),
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Secret(SecretCommand::Set { service, name }) => {
@@ -434,23 +398,20 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Issuer(IssuerCommand::Ls(out)) => {
             let list = client.issuers().await?;
-            if json(&out) {
-                print_json(&list);
-            } else {
-                let rows = list
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.name.clone(),
-                            i.issuer.clone(),
-                            i.kind.clone(),
-                            i.keys.to_string(),
-                            i.jwks_url.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table(&["NAME", "ISSUER", "KIND", "KEYS", "JWKS URL"], rows);
-            }
+            print_list(
+                &out,
+                &list,
+                &["NAME", "ISSUER", "KIND", "KEYS", "JWKS URL"],
+                |i| {
+                    vec![
+                        i.name.clone(),
+                        i.issuer.clone(),
+                        i.kind.clone(),
+                        i.keys.to_string(),
+                        i.jwks_url.clone().unwrap_or_default(),
+                    ]
+                },
+            );
             Ok(0)
         }
         Command::Issuer(IssuerCommand::Rm { name }) => {
@@ -495,6 +456,20 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
 
 fn json(o: &OutputArgs) -> bool {
     o.output == "json"
+}
+
+/// A list as pretty JSON (`--output json`) or as a table, one `row(item)` per line.
+fn print_list<T: serde::Serialize>(
+    out: &OutputArgs,
+    list: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if json(out) {
+        print_json(&list);
+    } else {
+        table(headers, list.iter().map(row).collect());
+    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
