@@ -498,7 +498,7 @@ class Bench:
         os.makedirs(d, exist_ok=True)
         env = dict(os.environ, BERTH_LOG=berth_log)
         if self.args.workers != "auto":
-            env["TOKIO_WORKER_THREADS"] = str(self.args.workers)
+            env["BERTH_GATEWAY_WORKERS"] = str(self.args.workers)
         err = open(os.path.join(d, "stderr.log"), "w")
         p = self.procs.start([self.berth_bin, "gateway", "--control", f"http://127.0.0.1:{self.cp.port}",
                               "--listen", f"127.0.0.1:{port}"], env=env, stderr=err, stdout=err)
@@ -574,7 +574,10 @@ class Bench:
             return
         out = os.path.join(self.args.perf, f"{name}.data")
         os.makedirs(self.args.perf, exist_ok=True)
-        pr = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-e", "cpu-clock", "-o", out,
+        # BENCH_PERF_CALLGRAPH=dwarf for call graphs through code built without frame pointers.
+        graph = os.environ.get("BENCH_PERF_CALLGRAPH", "fp")
+        pr = subprocess.Popen(["perf", "record", "-F", "999" if graph == "dwarf" else "1999",
+                               f"--call-graph={graph}", "-e", "cpu-clock", "-o", out,
                                "-p", ",".join(str(p) for p in pids)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
@@ -607,6 +610,8 @@ class Bench:
         log(f"\n== repetition {rep + 1}: order {order}")
         self.run_direct(rep)
         for who in order:
+            if self.args.only and who != "berth" and not re.search(self.args.only, who):
+                continue
             if who == "nginx":
                 p, port = self.start_nginx(f"nginx-r{rep}", up)
                 try:
@@ -635,6 +640,8 @@ class Bench:
             self.cp.set([route(ep)])
             wait_http(port, "/")
             for name, policy, issuers, hdrs in self.variants():
+                if self.args.only and not re.search(self.args.only, name):
+                    continue
                 self.cp.set([route(ep, policy)], issuers)
                 want = 200 if not hdrs else 401
                 wait_http(port, "/", want=want)  # the new table is served
@@ -803,7 +810,8 @@ class Bench:
                 self.run_rep(rep)
             self.procs.stop(b)
             for conf in ["nginx-r0/nginx.conf", "haproxy-r0/haproxy.cfg"]:
-                log(f"\n--- {conf}\n" + open(os.path.join(self.work, conf)).read())
+                if os.path.exists(os.path.join(self.work, conf)):
+                    log(f"\n--- {conf}\n" + open(os.path.join(self.work, conf)).read())
             self.summary()
         else:
             self.procs.stop(b)
@@ -885,7 +893,8 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", default="auto", help="nginx worker_processes / haproxy nbthread / "
-                    "TOKIO_WORKER_THREADS for berth (auto = number of CPUs)")
+                    "BERTH_GATEWAY_WORKERS for berth (auto = number of CPUs)")
+    ap.add_argument("--only", metavar="REGEX", help="run only the proxies/variants whose name matches")
     ap.add_argument("--backend", choices=["nginx", "testapp"], default="nginx")
     ap.add_argument("--with-logs", action="store_true", help="also nginx and berth with access logs on")
     ap.add_argument("--skip-kill", action="store_true")

@@ -289,6 +289,10 @@ pub struct ServerArgs {
     /// Do not run the gateway in this process (run `berth gateway --control URL` instead).
     #[arg(long, env = "BERTH_NO_GATEWAY")]
     pub no_gateway: bool,
+    /// Threads serving the gateway's listeners (each with its own runtime and connection
+    /// pools); 0 = one per CPU.
+    #[arg(long, env = "BERTH_GATEWAY_WORKERS", default_value_t = 0)]
+    pub gateway_workers: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -307,6 +311,10 @@ pub struct GatewayArgs {
     /// written to the system temp directory (development only).
     #[arg(long = "gateway-tls-cert", value_name = "HOST=CERT:KEY")]
     pub gateway_tls_certs: Vec<String>,
+    /// Threads serving the gateway's listeners (each with its own runtime and connection
+    /// pools); 0 = one per CPU.
+    #[arg(long, env = "BERTH_GATEWAY_WORKERS", default_value_t = 0)]
+    pub gateway_workers: usize,
 
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -62,6 +62,9 @@ pub enum ErrorCode {
     BadRequest,
     /// Gateway: the request body is larger than the gateway accepts.
     PayloadTooLarge,
+    /// Gateway: the request head (request line and headers) is too large or has too many
+    /// headers.
+    HeadersTooLarge,
     /// Gateway: the route requires a valid bearer token and none (or an invalid one) was sent.
     Unauthorized,
     /// Gateway: the route's rate limit is exhausted; retry after `Retry-After` seconds.
@@ -97,6 +100,7 @@ impl ErrorCode {
         Self::UpstreamTimeout,
         Self::BadRequest,
         Self::PayloadTooLarge,
+        Self::HeadersTooLarge,
         Self::Unauthorized,
         Self::RateLimited,
         Self::CircuitOpen,
@@ -129,6 +133,7 @@ impl ErrorCode {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::BadRequest => "bad_request",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::CircuitOpen => "circuit_open",
@@ -157,6 +162,7 @@ impl ErrorCode {
             | Self::CircuitOpen
             | Self::OverCapacity => 503,
             Self::PayloadTooLarge => 413,
+            Self::HeadersTooLarge => 431,
             Self::Unauthorized => 401,
             Self::RateLimited => 429,
             Self::Internal => 500,

@@ -22,7 +22,13 @@
 //!   stack when its response body has been fully relayed; it is dropped if the body was cut short.
 //!   When an endpoint leaves the table its idle connections are dropped at once and later
 //!   returns are refused, so a drained replica is never reused. Idle connections expire after
-//!   [`GatewayConfig::pool_idle_timeout`]. Per-core pools are the next step for nginx parity.
+//!   [`GatewayConfig::pool_idle_timeout`]. The stack is per serving thread (see *Threads*).
+//! * **Threads.** The listeners are served by [`GatewayConfig::workers`] threads (one per CPU by
+//!   default), each running its own current-thread Tokio runtime and accepting on its own handle
+//!   of the listening socket. A client connection, its requests and the upstream connections
+//!   they use all live on one thread: no work stealing, no cross-thread wake-up on the request
+//!   path (DESIGN-NOTES §4). Shared state (table snapshot, limiters, breakers, counters) is
+//!   atomics and `ArcSwap`, so the threads never wait for each other.
 //! * **Policy layers** (STYLE.md habit 6), in one documented function, `proxy::pipeline`,
 //!   outermost first: route → `redirect_https` (308) → rate limit by IP → authenticate → rate
 //!   limit by consumer (or the route-wide limit) → bulkhead → circuit breaker → timeout → retry →
@@ -105,6 +111,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod headers;
 pub mod metrics;
 pub mod pool;
@@ -156,6 +163,9 @@ pub struct GatewayConfig {
     /// A client must send its complete request head within this time (slow-loris guard).
     /// Default 10 s.
     pub header_read_timeout: Duration,
+    /// Threads serving the HTTP(S) listeners, each with its own current-thread runtime and its
+    /// own share of every endpoint's connection pool. 0 = one per CPU. Default 0.
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -175,11 +185,21 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("workers", &self.workers)
             .finish()
     }
 }
 
 impl GatewayConfig {
+    /// The number of serving threads: [`GatewayConfig::workers`], or one per CPU.
+    #[must_use]
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+
     /// This configuration with `verifier` checking bearer tokens.
     #[must_use]
     pub fn with_verifier(mut self, verifier: Arc<dyn TokenVerifier>) -> Self {
@@ -202,6 +222,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 16 << 20,
             max_header_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(10),
+            workers: 0,
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   endpoint any more: a request still holding the old table skips it.
 //! * The pool is a LIFO stack (the most recently used connection is the warmest and the oldest
 //!   ones expire) behind a mutex held only for a push, a pop or a sweep — never across an await.
+//!   There is one stack per serving thread: a connection is driven by a task on the thread
+//!   that opened it and is only reused by that thread, so each lock is uncontended and no
+//!   request wakes another thread.
 //! * Passive health: [`EndpointState::record_failure`] ejects an endpoint after
 //!   `eject_after` consecutive failures for a cool-off; afterwards it is tried again, and one more
 //!   failure ejects it again at once (its count is not reset until a success). Two atomics, no
@@ -62,6 +65,9 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// Idle connections with the time each went idle, most recent last.
+type IdleStack = Vec<(Sender, Instant)>;
+
 /// One endpoint as the gateway sees it.
 pub struct EndpointState {
     /// The replica id from the routing table.
@@ -71,13 +77,37 @@ pub struct EndpointState {
     in_flight: AtomicUsize,
     /// Set once when the endpoint leaves the table; never cleared.
     closed: AtomicBool,
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    /// Idle HTTP/1.1 connections, one stack per serving thread ([`set_worker`]): a connection
+    /// is driven by a task on the thread that opened it, so it is only reused there.
+    idle: Box<[Mutex<IdleStack>]>,
     /// The one multiplexed HTTP/2 connection (gRPC), opened on first use.
     h2: Mutex<Option<H2Sender>>,
     /// Consecutive failed attempts.
     failures: AtomicU32,
     /// Ejected until this time ([`clock_nanos`]); 0 = not ejected.
     ejected_until: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's serving-worker number (0: not a gateway worker).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Mark this thread as gateway worker `worker` (1-based): it uses its own share of every pool.
+pub(crate) fn set_worker(worker: usize) {
+    WORKER.with(|w| w.set(worker));
+}
+
+/// Pool shares per endpoint: one per CPU plus one for threads that are not workers. Workers
+/// beyond that share (correct, only less local).
+fn pool_shares() -> usize {
+    static SHARES: OnceLock<usize> = OnceLock::new();
+    *SHARES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 64)
+            + 1
+    })
 }
 
 /// Nanoseconds of `tokio::time` since the first call (never 0).
@@ -103,7 +133,7 @@ impl EndpointState {
             addr,
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..pool_shares()).map(|_| Mutex::new(Vec::new())).collect(),
             h2: Mutex::new(None),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -166,7 +196,7 @@ impl EndpointState {
 
     /// Take the most recently used idle connection that is still open and not expired.
     pub fn checkout(&self, idle_timeout: Duration) -> Option<Sender> {
-        let mut idle = lock(&self.idle);
+        let mut idle = lock(self.share());
         while let Some((sender, since)) = idle.pop() {
             if !sender.is_closed() && since.elapsed() < idle_timeout {
                 return Some(sender);
@@ -180,7 +210,7 @@ impl EndpointState {
         if sender.is_closed() {
             return;
         }
-        let mut idle = lock(&self.idle);
+        let mut idle = lock(self.share());
         // Checked under the lock: `close` sets the flag before draining under the same lock.
         if !self.is_closed() && idle.len() < max_idle {
             idle.push((sender, Instant::now()));
@@ -191,8 +221,10 @@ impl EndpointState {
     /// The endpoint left the table: close idle connections and refuse returns from now on.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let conns = std::mem::take(&mut *lock(&self.idle));
-        drop(conns);
+        for share in &self.idle {
+            let conns = std::mem::take(&mut *lock(share));
+            drop(conns);
+        }
         let h2 = lock(&self.h2).take();
         drop(h2);
     }
@@ -227,9 +259,10 @@ impl EndpointState {
 
     /// Drop idle connections that expired or were closed by the replica.
     pub fn sweep(&self, idle_timeout: Duration) {
-        let mut idle = lock(&self.idle);
-        idle.retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
-        drop(idle);
+        for share in &self.idle {
+            lock(share)
+                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
+        }
         let mut h2 = lock(&self.h2);
         if h2.as_ref().is_some_and(H2Sender::is_closed) {
             *h2 = None;
@@ -239,7 +272,12 @@ impl EndpointState {
     /// Idle connections kept now.
     #[must_use]
     pub fn idle_count(&self) -> usize {
-        lock(&self.idle).len()
+        self.idle.iter().map(|share| lock(share).len()).sum()
+    }
+
+    /// This thread's share of the idle pool.
+    fn share(&self) -> &Mutex<IdleStack> {
+        &self.idle[WORKER.with(std::cell::Cell::get) % self.idle.len()]
     }
 }
 

@@ -43,6 +43,7 @@ use crate::body::{request_body_error, Conn, Lease, ProxyBody, RequestBody, Reque
 use crate::breaker::{self, Outcome};
 use crate::bulkhead::BulkheadError;
 use crate::error::error_response;
+use crate::guard::Refusal;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, EndpointState, InFlight, Sender};
 use crate::ratelimit::{self, Key, Limited, RateLimiter};
@@ -141,9 +142,25 @@ pub(crate) async fn handle(
     client: SocketAddr,
     secure: bool,
     req: Request<Incoming>,
+    refused: Option<Refusal>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
+    if let Some(refusal) = refused {
+        // The guard's stand-in for a head it refused: answer, and the connection closes.
+        inner.unrouted.fetch_add(1, Ordering::Relaxed);
+        let response = match refusal {
+            Refusal::BadRequest(message) => {
+                error_response(ErrorCode::BadRequest, message, &request_id)
+            }
+            Refusal::TooLarge => error_response(
+                ErrorCode::HeadersTooLarge,
+                "the request head is too large",
+                &request_id,
+            ),
+        };
+        return Ok(closing(response));
+    }
     // Only when the access log is on: copy what it needs before the request moves.
     let log = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
         (

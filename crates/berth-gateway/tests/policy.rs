@@ -585,29 +585,54 @@ async fn smuggling_and_oversized_requests_are_refused() {
     )
     .await;
 
-    // Content-Length and Transfer-Encoding: hyper lets chunked win (RFC 9112 §6.3) and closes
-    // the connection after the answer, so the bytes after the chunked body are never parsed as
-    // a second request and cannot reach the upstream.
-    let out = raw(
-        &gw,
-        b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
-    )
-    .await;
-    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    // Content-Length and Transfer-Encoding together (either order), after a good request on
+    // the same connection: the good one is answered, then 400 in the Berth shape, the
+    // connection closed, and nothing after the refused head reaches the upstream.
+    for (first, second) in [
+        ("Content-Length: 6", "Transfer-Encoding: chunked"),
+        ("Transfer-Encoding: chunked", "Content-Length: 6"),
+    ] {
+        let before = up.requests();
+        let out = raw(
+            &gw,
+            format!(
+                "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n\
+                 POST /first HTTP/1.1\r\nHost: a\r\n{first}\r\n{second}\r\n\r\n0\r\n\r\n\
+                 GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
+        let refused = &out[out.rfind("HTTP/1.1 ").unwrap()..];
+        assert!(refused.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(refused.contains("\"code\":\"bad_request\""), "{out}");
+        assert!(
+            refused.to_ascii_lowercase().contains("connection: close"),
+            "{out}"
+        );
+        assert_eq!(up.requests(), before + 1, "only GET /ok went upstream");
+    }
     assert!(!up
         .paths
         .lock()
         .unwrap()
         .iter()
-        .any(|p| p.contains("smuggled")));
+        .any(|p| p.contains("smuggled") || p.contains("first")));
 
-    // Two different Content-Lengths: 400 from hyper, connection closed.
-    let out = raw(
-        &gw,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // Two different Content-Lengths, a non-numeric one, a non-chunked Transfer-Encoding, a
+    // head that does not parse: 400 in the Berth shape, connection closed.
+    for bad in [
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x4\r\n\r\nabcd",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
+        "GET / HTTP/1.1\r\nBad Header: a\r\n\r\n",
+    ] {
+        let out = raw(&gw, bad.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{bad:?}: {out}");
+        assert!(out.contains("\"code\":\"bad_request\""), "{bad:?}: {out}");
+    }
 
     // Malformed chunking: 400 in the Berth shape, connection closed.
     let out = raw(
@@ -641,14 +666,17 @@ async fn smuggling_and_oversized_requests_are_refused() {
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
     assert!(out.contains("\"code\":\"payload_too_large\""), "{out}");
 
-    // Headers over the limit: 431 from hyper.
+    // Headers over the limit, or too many of them: 431 in the Berth shape.
     let big = "a".repeat(70 * 1024);
-    let out = raw(
-        &gw,
-        format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes(),
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for head in [
+        format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"),
+    ] {
+        let out = raw(&gw, head.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+        assert!(out.contains("\"code\":\"headers_too_large\""), "{out}");
+    }
 }
 
 #[tokio::test]

@@ -52,7 +52,14 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (tx, rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
     let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
-    let gateway = Gateway::new(rx, GatewayConfig::default().with_verifier(verifier));
+    let gateway = Gateway::new(
+        rx,
+        GatewayConfig {
+            workers: args.gateway_workers,
+            ..GatewayConfig::default()
+        }
+        .with_verifier(verifier),
+    );
     tracing::info!(%listen, control, "berth gateway started");
     let follower = tokio::spawn(follow(control, tx, shutdown.clone()));
     let gw = gateway.clone();

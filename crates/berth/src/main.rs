@@ -7,6 +7,11 @@ mod tls;
 
 use clap::Parser;
 
+/// mimalloc: the gateway allocates and frees small objects on every request, from several
+/// threads; measured in `bench/gateway_bench.py` (docs/benchmarks.md §4).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = berth_cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -171,7 +171,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
-    let gateway = Gateway::new(table_rx, GatewayConfig::default().with_verifier(verifier));
+    let gateway = Gateway::new(
+        table_rx,
+        GatewayConfig {
+            workers: args.gateway_workers,
+            ..GatewayConfig::default()
+        }
+        .with_verifier(verifier),
+    );
     let mut config = Config {
         extra_labels: labels,
         resync: Duration::from_secs(args.resync_secs.max(1)),
