@@ -81,6 +81,12 @@ pub(crate) async fn apply(
     Ok((status, Json(created)).into_response())
 }
 
+/// `POST /api/v1/contexts`: a build context tar, streamed to the server's disk.
+pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Result<Response> {
+    let uploaded = s.cp.upload_context(body.into_data_stream()).await?;
+    Ok((StatusCode::CREATED, Json(uploaded)).into_response())
+}
+
 pub(crate) async fn scale(
     State(s): State<AppState>,
     Path(app): Path<String>,

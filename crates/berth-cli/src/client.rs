@@ -2,7 +2,7 @@
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
 
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, Instance, IssuerRequest, IssuerView, RevisionCreated,
+    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView, RevisionCreated,
     RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
 };
 use berth_core::ErrorBody;
@@ -102,6 +102,21 @@ impl Client {
             self.http
                 .post(self.url(&format!("/apps/{app}/apply")))
                 .json(req),
+        )
+        .await
+    }
+    /// Upload a build context tar (`POST /api/v1/contexts`), streamed from `file`.
+    pub async fn upload_context(
+        &self,
+        file: tokio::fs::File,
+        size: u64,
+    ) -> anyhow::Result<ContextUploaded> {
+        self.send(
+            self.http
+                .post(self.url("/contexts"))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(reqwest::Body::from(file)),
         )
         .await
     }
