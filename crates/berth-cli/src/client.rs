@@ -2,8 +2,8 @@
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
 
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView, RevisionCreated,
-    RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
+    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView,
+    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;

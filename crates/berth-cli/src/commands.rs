@@ -940,7 +940,13 @@ mod tests {
         let canon = |p: PathBuf| std::fs::canonicalize(p).unwrap();
         let got: Vec<(Vec<&str>, PathBuf, &str)> = plans
             .iter()
-            .map(|p| (p.services.iter().map(String::as_str).collect(), p.dir.clone(), p.dockerfile.as_str()))
+            .map(|p| {
+                (
+                    p.services.iter().map(String::as_str).collect(),
+                    p.dir.clone(),
+                    p.dockerfile.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -951,11 +957,21 @@ mod tests {
             ]
         );
         let e = write("services:\n  a: {build: ../missing}\n").unwrap_err();
-        assert!(e.to_string().starts_with("service a: build context ../missing is not a directory"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("service a: build context ../missing is not a directory"),
+            "{e}"
+        );
         let e = write("services:\n  a: {build: {context: api}}\n").unwrap_err();
-        assert!(e.to_string().starts_with("service a: Dockerfile Dockerfile not found"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("service a: Dockerfile Dockerfile not found"),
+            "{e}"
+        );
         // A file the parser refuses needs no context: the server names the problem.
-        assert!(write("services:\n  a: {build: .., privileged: true}\n").unwrap().is_empty());
+        assert!(write("services:\n  a: {build: .., privileged: true}\n")
+            .unwrap()
+            .is_empty());
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition, FailureAction,
-    FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind, Network, PortSpec,
-    Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition, RestartPolicy, RetrySpec,
-    RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder,
-    Volume,
+    AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
+    FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind,
+    Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition,
+    RestartPolicy, RetrySpec, RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec,
+    UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -364,11 +364,7 @@ fn environment(
 }
 
 /// `build: DIR` or `build: {context, dockerfile, args, target, labels}`.
-fn build(
-    v: Option<&Value>,
-    path: &str,
-    ctx: &Ctx<'_>,
-) -> Result<Option<BuildSpec>, ComposeError> {
+fn build(v: Option<&Value>, path: &str, ctx: &Ctx<'_>) -> Result<Option<BuildSpec>, ComposeError> {
     let (context, def) = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(m @ Value::Map(_)) => {

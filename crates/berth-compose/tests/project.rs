@@ -128,7 +128,10 @@ fn build_merges_across_files() {
     b.compose_files.push("prod.yaml".into());
     let p = load(&b).unwrap();
     let web = p.services["web"].build.as_ref().unwrap();
-    assert_eq!((web.context.as_str(), web.target.as_deref()), ("app", Some("prod")));
+    assert_eq!(
+        (web.context.as_str(), web.target.as_deref()),
+        ("app", Some("prod"))
+    );
     let api = &p.services["api"];
     assert_eq!(api.image, "shop/api:2");
     let ab = api.build.as_ref().unwrap();

@@ -333,6 +333,9 @@ mod tests {
         let streamed = write_context_tar(d, "Dockerfile", Vec::new(), Some(1 << 20)).unwrap();
         assert_eq!(streamed, tar);
         let small = write_context_tar(d, "Dockerfile", Vec::new(), Some(1024));
-        assert!(matches!(small, Err(ContextError::TooLarge(1024))), "{small:?}");
+        assert!(
+            matches!(small, Err(ContextError::TooLarge(1024))),
+            "{small:?}"
+        );
     }
 }

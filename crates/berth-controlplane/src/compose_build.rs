@@ -69,7 +69,10 @@ pub fn revision_tag(revision: u64) -> String {
 }
 
 fn valid_context_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Where uploaded contexts live.
@@ -134,9 +137,8 @@ impl ControlPlane {
     {
         let dir = self.context_dir()?.clone();
         dir.remove_stale();
-        let io = |e: std::io::Error| {
-            CpError::InvalidArgument(format!("storing the build context: {e}"))
-        };
+        let io =
+            |e: std::io::Error| CpError::InvalidArgument(format!("storing the build context: {e}"));
         // Removed on drop, so an upload that fails leaves nothing behind.
         let tmp = tempfile::Builder::new()
             .prefix(".upload-")
@@ -248,7 +250,14 @@ impl ControlPlane {
         };
         match result {
             Ok(Ok(id)) => {
-                tracing::info!(app, service, tag, image = id, ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "image built");
+                tracing::info!(
+                    app,
+                    service,
+                    tag,
+                    image = id,
+                    ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "image built"
+                );
                 Ok(id)
             }
             Ok(Err(ImageBuildError::Docker(e))) if is_unreachable(&e) => Err(CpError::Docker(e)),
@@ -296,7 +305,8 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let io = |e: std::io::Error| CpError::InvalidArgument(format!("storing the build context: {e}"));
+    let io =
+        |e: std::io::Error| CpError::InvalidArgument(format!("storing the build context: {e}"));
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut body = std::pin::pin!(body);
@@ -344,8 +354,10 @@ mod tests {
     async fn uploads_are_hashed_limited_and_renamed() {
         let dir = tempfile::tempdir().unwrap();
         let file = || async { tokio::fs::File::create(dir.path().join("x")).await.unwrap() };
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))];
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b"hello ")),
+            Ok(Bytes::from_static(b"world")),
+        ];
         let (id, size) = receive(file().await, futures_util::stream::iter(chunks))
             .await
             .unwrap();

@@ -186,8 +186,7 @@ fn compose_build_apply_rebuild_rollback_and_a_failed_build() {
     );
     assert!(stderr.contains("not-there"), "no build output: {stderr}");
     let history: Vec<serde_json::Value> =
-        serde_json::from_str(&server.ok(&["history", "--app", &app, "--output", "json"]))
-            .unwrap();
+        serde_json::from_str(&server.ok(&["history", "--app", &app, "--output", "json"])).unwrap();
     assert_eq!(history.len(), 3, "a failed build made a revision");
     for _ in 0..5 {
         let (code, body) = server.get("/").unwrap();
