@@ -676,9 +676,6 @@ async fn upload_contexts(client: &Client, req: &mut ApplyRequest) -> anyhow::Res
             req.build_contexts.insert(s, uploaded.id.clone());
         }
     }
-    if !req.build_contexts.is_empty() {
-        eprintln!("building (the server's log shows the build output)...");
-    }
     Ok(())
 }
 
@@ -697,7 +694,16 @@ fn human_size(bytes: u64) -> String {
 async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
     let mut req = bundle(&args.files, &args.profiles)?;
     upload_contexts(client, &mut req).await?;
-    let created = client.apply(&args.app, &req).await?;
+    let created = if req.build_contexts.is_empty() {
+        client.apply(&args.app, &req).await?
+    } else {
+        // Build output, as it happens, on stderr (stdout stays the result).
+        client
+            .apply_with_progress(&args.app, &req, |service, line| {
+                eprintln!("{service} | {line}");
+            })
+            .await?
+    };
     report_created(&created);
     if args.detach {
         return Ok(0);

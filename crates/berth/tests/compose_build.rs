@@ -113,6 +113,10 @@ fn compose_build_apply_rebuild_rollback_and_a_failed_build() {
         uploaded_bytes(&stderr) < 16 << 20,
         "the ignored 32 MiB file was uploaded: {stderr}"
     );
+    assert!(
+        stderr.contains("web | Step 1/"),
+        "the build output was not streamed to the CLI: {stderr}"
+    );
     answers(&server, "v1");
     let (code, body) = server.get("/file?path=/ctx/keep.txt").unwrap();
     assert_eq!((code, body.as_str()), (200, "kept"));
@@ -184,7 +188,10 @@ fn compose_build_apply_rebuild_rollback_and_a_failed_build() {
         stderr.contains("building service \"web\" failed") && stderr.contains("build_failed"),
         "{stderr}"
     );
-    assert!(stderr.contains("not-there"), "no build output: {stderr}");
+    assert!(
+        stderr.contains("last lines of build output") && stderr.contains("not-there"),
+        "no build output in the error: {stderr}"
+    );
     let history: Vec<serde_json::Value> =
         serde_json::from_str(&server.ok(&["history", "--app", &app, "--output", "json"])).unwrap();
     assert_eq!(history.len(), 3, "a failed build made a revision");
