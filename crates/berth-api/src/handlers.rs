@@ -66,12 +66,30 @@ pub(crate) async fn remove_app(
         .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApplyQuery {
+    /// Answer with NDJSON progress (build output), then the result.
+    #[serde(default)]
+    progress: bool,
+}
+
+/// Build output lines buffered for a slow client; past this, lines are dropped from the
+/// progress stream (never from the server log) rather than slowing the build.
+const PROGRESS_BUFFER: usize = 4096;
+
 pub(crate) async fn apply(
     State(s): State<AppState>,
     Path(app): Path<String>,
+    q: std::result::Result<Query<ApplyQuery>, QueryRejection>,
+    axum::Extension(request_id): axum::Extension<crate::RequestId>,
     body: std::result::Result<Json<ApplyRequest>, JsonRejection>,
 ) -> Result<Response> {
+    let Query(q) = q?;
     let Json(req) = body?;
+    if q.progress {
+        return Ok(apply_with_progress(s, app, req, request_id.0));
+    }
     let created = s.cp.apply(&app, req).await?;
     let status = if created.changed {
         StatusCode::CREATED
@@ -79,6 +97,48 @@ pub(crate) async fn apply(
         StatusCode::OK
     };
     Ok((status, Json(created)).into_response())
+}
+
+/// `?progress=true`: 200 with `application/x-ndjson`: `{"build": {"service", "line"}}` per line of
+/// build output, then one `{"result": RevisionCreated}` or `{"error": {code, message,
+/// request_id}}`. The apply runs on its own task, which ends with it, so a client that goes away
+/// does not cut a build and its commit in half.
+fn apply_with_progress(
+    s: AppState,
+    app: String,
+    req: ApplyRequest,
+    request_id: String,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(PROGRESS_BUFFER);
+    tokio::spawn(async move {
+        let progress = |service: &str, line: &str| {
+            let msg = serde_json::json!({"build": {"service": service, "line": line}});
+            let _ = tx.try_send(msg.to_string());
+        };
+        let last = match s.cp.apply_with_progress(&app, req, &progress).await {
+            Ok(created) => serde_json::json!({ "result": created }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                serde_json::json!({ "error": e.code.body(e.message, &request_id) })
+            }
+        };
+        let _ = tx.send(last.to_string()).await;
+    });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(format!("{line}\n")), rx))
+    });
+    (
+        [(http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/contexts`: a build context tar, streamed to the server's disk.
+pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Result<Response> {
+    let uploaded = s.cp.upload_context(body.into_data_stream()).await?;
+    Ok((StatusCode::CREATED, Json(uploaded)).into_response())
 }
 
 pub(crate) async fn scale(

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             get(handlers::app_status).delete(handlers::remove_app),
         )
         .route("/api/v1/apps/{app}/apply", post(handlers::apply))
+        .route("/api/v1/contexts", post(handlers::upload_context))
         .route("/api/v1/apps/{app}/scale", post(handlers::scale))
         .route("/api/v1/apps/{app}/rollback", post(handlers::rollback))
         .route("/api/v1/apps/{app}/revisions", get(handlers::history))
@@ -130,7 +131,8 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this path",
             )
         })
-        // Image archives are large; everything else is small JSON.
+        // Image archives are large; everything else is small JSON. (Build contexts are read as
+        // a stream, and the control plane enforces their own limit.)
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024 * 1024))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)

@@ -66,6 +66,14 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     (
         "post",
+        "/api/v1/contexts",
+        "uploadContext",
+        "Upload a build context (a tar, `Content-Type: application/x-tar`, at most 512 MiB) for a Compose service with `build:`; name its id in the apply's `build_contexts`",
+        Some("ContextTar"),
+        "ContextUploaded",
+    ),
+    (
+        "post",
         "/api/v1/apps/{app}/scale",
         "scale",
         "Set replica counts (`berth scale`)",
@@ -140,9 +148,13 @@ fn schemas() -> Value {
                 "files": {"type": "object", "additionalProperties": string},
                 "env": {"type": "object", "additionalProperties": string},
                 "profiles": {"type": "array", "items": string},
-                "project_dir": string
+                "project_dir": string,
+                "build_contexts": {"type": "object", "additionalProperties": string,
+                    "description": "service name -> id of its uploaded build context (POST /api/v1/contexts)"}
             }
         },
+        "ContextTar": {"type": "string", "format": "binary"},
+        "ContextUploaded": s(json!({"id": string, "size": int})),
         "ScaleRequest": {"type": "object", "required": ["replicas"], "additionalProperties": false,
             "properties": {"replicas": {"type": "object", "additionalProperties": int}}},
         "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"to": int}},
@@ -191,7 +203,7 @@ pub fn document() -> Value {
             json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{resp}")}}})
         };
         let ok = match *id {
-            "apply" | "issueToken" | "addIssuer" | "createService" => "201",
+            "apply" | "issueToken" | "addIssuer" | "createService" | "uploadContext" => "201",
             "startBuild" | "webhook" => "202",
             "removeApp" => "202",
             _ => "200",
@@ -207,7 +219,12 @@ pub fn document() -> Value {
             }
         });
         if let Some(req) = req {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
+            let media = if *req == "ContextTar" {
+                "application/x-tar"
+            } else {
+                "application/json"
+            };
+            op["requestBody"] = json!({"required": true, "content": {media: {"schema": {"$ref": format!("#/components/schemas/{req}")}}}});
         }
         let entry = paths
             .entry((*path).to_string())

@@ -20,15 +20,18 @@
 //!   images) is the caller's — the store, API, CLI and retention are wired elsewhere.
 //!
 //! Modules: [`source`] (checkouts), [`pipeline`] (the pipeline file), [`context`] (build
-//! contexts and `.dockerignore`), [`logs`] (log lines and masking), [`runner`] (the build).
+//! contexts and `.dockerignore`, re-exported from `berth-context`), [`logs`] (log lines and masking), [`runner`] (the build).
 
-pub mod context;
+pub mod image;
 pub mod logs;
 pub mod pipeline;
 pub mod runner;
 pub mod source;
 
-pub use context::{context_tar, tar_paths, ContextError, DockerIgnore};
+/// Build contexts live in their own crate (the CLI packs Compose contexts with the same rules).
+pub use berth_context as context;
+pub use berth_context::{context_tar, tar_paths, write_context_tar, ContextError, DockerIgnore};
+pub use image::{build_image, BuildOutput, ImageBuildError};
 pub use logs::{LogLine, LogStreamKind, Masker};
 pub use pipeline::{
     parse_duration, BuildStep, Pipeline, PipelineError, RunStep, Step, StepKind, PIPELINE_FILE,

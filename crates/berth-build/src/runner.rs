@@ -32,11 +32,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_docker::{BuildMessage, BuildParams, ContainerSpec, Docker, HostSpec, LogSource};
+use berth_docker::{BuildParams, ContainerSpec, Docker, HostSpec, LogSource};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::context_tar;
+use crate::image::BuildOutput;
 use crate::logs::{LineSplitter, LogLine, LogStreamKind, Masker};
 use crate::pipeline::{
     valid_env_name, BuildStep, Pipeline, RunStep, StepKind, PIPELINE_FILE, WORKSPACE_MOUNT,
@@ -711,37 +712,18 @@ impl Builder {
             target: b.target.clone(),
             labels,
         };
-        let work = async {
-            let mut stream = self.docker.build_image(tar, &params).await?;
-            let mut lines = LineSplitter::default();
-            let mut error = None;
-            while let Some(msg) = stream.recv().await {
-                match msg? {
-                    BuildMessage::Output(text) => {
-                        for line in lines.push(text.as_bytes()) {
-                            sink.emit(step, LogStreamKind::Stdout, &line);
-                        }
-                    }
-                    BuildMessage::ImageId(id) => {
-                        sink.emit(step, LogStreamKind::System, &format!("image {id}"));
-                    }
-                    BuildMessage::Error(e) => {
-                        sink.emit(step, LogStreamKind::Stderr, &e);
-                        error = Some(e);
-                    }
-                }
+        let work = crate::image::build_image(&self.docker, tar, &params, |out| match out {
+            BuildOutput::Line(line) => sink.emit(step, LogStreamKind::Stdout, line),
+            BuildOutput::ImageId(id) => {
+                sink.emit(step, LogStreamKind::System, &format!("image {id}"));
             }
-            if let Some(rest) = lines.finish() {
-                sink.emit(step, LogStreamKind::Stdout, &rest);
-            }
-            Ok::<_, berth_docker::DockerError>(error)
-        };
+            BuildOutput::Error(e) => sink.emit(step, LogStreamKind::Stderr, e),
+        });
         // Dropping `work` (timeout, cancellation) drops the build stream, which cancels the
         // build on the engine.
         tokio::select! {
             r = tokio::time::timeout(timeout, work) => match r {
-                Ok(Ok(None)) => StepEnd::Ok { exit_code: None },
-                Ok(Ok(Some(e))) => failed(e),
+                Ok(Ok(_)) => StepEnd::Ok { exit_code: None },
                 Ok(Err(e)) => failed(e.to_string()),
                 Err(_) => failed(format!("timed out after {timeout:?}")),
             },

@@ -1,9 +1,10 @@
 //! A typed client of the Berth REST API. Errors come back as [`ApiFailure`] with the server's
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
 
+use anyhow::Context as _;
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, Instance, IssuerRequest, IssuerView, RevisionCreated,
-    RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
+    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView,
+    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -102,6 +103,69 @@ impl Client {
             self.http
                 .post(self.url(&format!("/apps/{app}/apply")))
                 .json(req),
+        )
+        .await
+    }
+    /// Apply with `?progress=true`: each line of build output goes to `on_build` (service,
+    /// line) as the server sends it; the answer is the final result.
+    pub async fn apply_with_progress(
+        &self,
+        app: &str,
+        req: &ApplyRequest,
+        mut on_build: impl FnMut(&str, &str),
+    ) -> anyhow::Result<RevisionCreated> {
+        use futures_util::StreamExt;
+        let resp = self
+            .streamed(
+                self.http
+                    .post(self.url(&format!("/apps/{app}/apply?progress=true")))
+                    .json(req),
+            )
+            .await?;
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                let msg: serde_json::Value = serde_json::from_slice(&line)
+                    .map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"))?;
+                if let Some(b) = msg.get("build") {
+                    let text = |k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+                    on_build(text("service"), text("line"));
+                } else if let Some(r) = msg.get("result") {
+                    return serde_json::from_value(r.clone())
+                        .map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"));
+                } else if let Some(e) = msg.get("error") {
+                    let body: ErrorBody = serde_json::from_value(e.clone())
+                        .map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"))?;
+                    let status = berth_core::ErrorCode::ALL
+                        .iter()
+                        .find(|c| c.as_str() == body.code)
+                        .map_or(500, |c| c.status());
+                    return Err(ApiFailure { status, body }.into());
+                }
+            }
+            match stream.next().await {
+                Some(chunk) => {
+                    buf.extend_from_slice(&chunk.context("the apply's answer broke off")?)
+                }
+                None => anyhow::bail!("the server ended the apply's answer without a result"),
+            }
+        }
+    }
+
+    /// Upload a build context tar (`POST /api/v1/contexts`), streamed from `file`.
+    pub async fn upload_context(
+        &self,
+        file: tokio::fs::File,
+        size: u64,
+    ) -> anyhow::Result<ContextUploaded> {
+        self.send(
+            self.http
+                .post(self.url("/contexts"))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(reqwest::Body::from(file)),
         )
         .await
     }

@@ -580,9 +580,130 @@ pub(crate) fn bundle(files: &[PathBuf], profiles: &[String]) -> anyhow::Result<A
     Ok(req)
 }
 
+/// One build context to pack and upload: the services that use it, its directory and
+/// Dockerfile (relative to the directory).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ContextPlan {
+    pub(crate) services: Vec<String>,
+    pub(crate) dir: PathBuf,
+    pub(crate) dockerfile: String,
+}
+
+/// The build contexts a bundle needs: every enabled service with `build:`, its context resolved
+/// against the project directory (`../x` is allowed, as in Compose, but must exist), services
+/// with the same context and Dockerfile sharing one upload. A bundle the parser refuses needs
+/// none: the server reports the problem.
+pub(crate) fn plan_contexts(req: &ApplyRequest) -> anyhow::Result<Vec<ContextPlan>> {
+    let bundle = berth_compose::Bundle {
+        compose_files: req.compose_files.clone(),
+        files: req.files.clone(),
+        env: req.env.clone(),
+        profiles: req.profiles.clone(),
+        project_dir: req.project_dir.clone(),
+    };
+    let Ok(project) = berth_compose::load(&bundle) else {
+        return Ok(Vec::new());
+    };
+    let mut plans: Vec<ContextPlan> = Vec::new();
+    for (name, svc) in &project.services {
+        let Some(build) = &svc.build else { continue };
+        let dir = Path::new(&req.project_dir).join(&build.context);
+        let dir = std::fs::canonicalize(&dir)
+            .ok()
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| {
+                anyhow!(
+                    "service {name}: build context {} is not a directory ({})",
+                    build.context,
+                    dir.display()
+                )
+            })?;
+        if !dir.join(&build.dockerfile).is_file() {
+            bail!(
+                "service {name}: Dockerfile {} not found in the build context {}",
+                build.dockerfile,
+                dir.display()
+            );
+        }
+        match plans
+            .iter_mut()
+            .find(|p| p.dir == dir && p.dockerfile == build.dockerfile)
+        {
+            Some(p) => p.services.push(name.clone()),
+            None => plans.push(ContextPlan {
+                services: vec![name.clone()],
+                dir,
+                dockerfile: build.dockerfile.clone(),
+            }),
+        }
+    }
+    Ok(plans)
+}
+
+/// Pack each build context into a temporary file (honouring `.dockerignore`, stopping at the
+/// server's size limit), upload it as a stream, and name it in the request.
+async fn upload_contexts(client: &Client, req: &mut ApplyRequest) -> anyhow::Result<()> {
+    use berth_core::api::MAX_BUILD_CONTEXT_BYTES;
+    use std::io::Seek;
+    for plan in plan_contexts(req)? {
+        let names = plan.services.join(", ");
+        let (dir, dockerfile) = (plan.dir.clone(), plan.dockerfile.clone());
+        let packed = tokio::task::spawn_blocking(move || {
+            let file = tempfile::tempfile()?;
+            let out = std::io::BufWriter::new(file);
+            berth_context::write_context_tar(&dir, &dockerfile, out, Some(MAX_BUILD_CONTEXT_BYTES))
+                .map_err(anyhow::Error::from)
+                .and_then(|w| w.into_inner().map_err(|e| anyhow!("{}", e.error())))
+        })
+        .await?;
+        let mut file = packed.map_err(|e| {
+            anyhow!(
+                "service {names}: cannot pack the build context {}: {e}",
+                plan.dir.display()
+            )
+        })?;
+        let size = file.seek(std::io::SeekFrom::End(0))?;
+        file.rewind()?;
+        eprintln!(
+            "{names}: uploading the build context {} ({})",
+            plan.dir.display(),
+            human_size(size)
+        );
+        let uploaded = client
+            .upload_context(tokio::fs::File::from_std(file), size)
+            .await?;
+        for s in plan.services {
+            req.build_contexts.insert(s, uploaded.id.clone());
+        }
+    }
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // a display value
+    let b = bytes as f64;
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", b / f64::from(1 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", b / f64::from(1 << 10))
+    } else {
+        format!("{bytes} B")
+    }
+}
+
 async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
-    let req = bundle(&args.files, &args.profiles)?;
-    let created = client.apply(&args.app, &req).await?;
+    let mut req = bundle(&args.files, &args.profiles)?;
+    upload_contexts(client, &mut req).await?;
+    let created = if req.build_contexts.is_empty() {
+        client.apply(&args.app, &req).await?
+    } else {
+        // Build output, as it happens, on stderr (stdout stays the result).
+        client
+            .apply_with_progress(&args.app, &req, |service, line| {
+                eprintln!("{service} | {line}");
+            })
+            .await?
+    };
     report_created(&created);
     if args.detach {
         return Ok(0);
@@ -802,6 +923,62 @@ mod tests {
             std::fs::canonicalize(&dir).unwrap().display().to_string()
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn build_contexts_are_resolved_checked_and_shared() {
+        let root = tempfile_dir();
+        let proj = root.join("proj");
+        std::fs::create_dir_all(proj.join("api")).unwrap();
+        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::write(proj.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(proj.join("api/Dockerfile.prod"), "FROM scratch\n").unwrap();
+        std::fs::write(root.join("shared/Dockerfile"), "FROM scratch\n").unwrap();
+        let write = |compose: &str| {
+            std::fs::write(proj.join("compose.yaml"), compose).unwrap();
+            let req = bundle(&[proj.join("compose.yaml")], &[]).unwrap();
+            plan_contexts(&req)
+        };
+        let plans = write(
+            "services:\n  a: {build: .}\n  b: {build: {context: ./}}\n  c: {build: {context: api, dockerfile: Dockerfile.prod}}\n  d: {build: ../shared}\n  e: {image: x}\n",
+        )
+        .unwrap();
+        let canon = |p: PathBuf| std::fs::canonicalize(p).unwrap();
+        let got: Vec<(Vec<&str>, PathBuf, &str)> = plans
+            .iter()
+            .map(|p| {
+                (
+                    p.services.iter().map(String::as_str).collect(),
+                    p.dir.clone(),
+                    p.dockerfile.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec!["a", "b"], canon(proj.clone()), "Dockerfile"),
+                (vec!["c"], canon(proj.join("api")), "Dockerfile.prod"),
+                (vec!["d"], canon(root.join("shared")), "Dockerfile"),
+            ]
+        );
+        let e = write("services:\n  a: {build: ../missing}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("service a: build context ../missing is not a directory"),
+            "{e}"
+        );
+        let e = write("services:\n  a: {build: {context: api}}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("service a: Dockerfile Dockerfile not found"),
+            "{e}"
+        );
+        // A file the parser refuses needs no context: the server names the problem.
+        assert!(write("services:\n  a: {build: .., privileged: true}\n")
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    AuthSpec, BerthExt, CircuitBreakerSpec, ConcurrencySpec, DependsCondition, FailureAction,
-    FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind, Network, PortSpec,
-    Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition, RestartPolicy, RetrySpec,
-    RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder,
-    Volume,
+    AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
+    FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind,
+    Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition,
+    RestartPolicy, RetrySpec, RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec,
+    UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -226,16 +226,15 @@ fn service(
     let p = |k: &str| join(&path, k);
     let get = |k: &str| def.get(k);
 
+    let build = build(get("build"), &p("build"), ctx)?;
     let image = match get("image") {
+        None | Some(Value::Null) if build.is_some() => String::new(),
         None | Some(Value::Null) => {
-            return Err(invalid(
-                &p("image"),
-                "is required (building images from `build:` is not supported yet)",
-            ))
+            return Err(invalid(&p("image"), "is required (or `build:`)"));
         }
         Some(v) => string(v, &p("image"))?,
     };
-    if image.trim().is_empty() {
+    if image.trim().is_empty() && build.is_none() {
         return Err(invalid(&p("image"), "must not be empty"));
     }
 
@@ -270,6 +269,7 @@ fn service(
 
     Ok(Service {
         image,
+        build,
         command: get("command").map_or(Ok(None), |v| command(v, &p("command")))?,
         entrypoint: get("entrypoint").map_or(Ok(None), |v| command(v, &p("entrypoint")))?,
         environment: environment(def, &path, ctx)?,
@@ -361,6 +361,67 @@ fn environment(
         put(k, v);
     }
     Ok(out)
+}
+
+/// `build: DIR` or `build: {context, dockerfile, args, target, labels}`.
+fn build(v: Option<&Value>, path: &str, ctx: &Ctx<'_>) -> Result<Option<BuildSpec>, ComposeError> {
+    let (context, def) = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(m @ Value::Map(_)) => {
+            let context = opt_string(m.get("context"), &join(path, "context"))?;
+            (context.unwrap_or_else(|| ".".into()), Some(m))
+        }
+        Some(other) => (string(other, path)?, None),
+    };
+    let cpath = if def.is_some() {
+        join(path, "context")
+    } else {
+        path.to_string()
+    };
+    if context.trim().is_empty() {
+        return Err(invalid(&cpath, "must not be empty"));
+    }
+    if context.contains("://") || context.starts_with("git@") {
+        return Err(invalid(
+            &cpath,
+            "a remote (URL) build context is not supported: clone it and name the directory",
+        ));
+    }
+    if context.starts_with('~') {
+        return Err(invalid(&cpath, "a path starting with `~` is not supported"));
+    }
+    let get = |k: &str| def.and_then(|d| d.get(k));
+    let dockerfile = opt_string(get("dockerfile"), &join(path, "dockerfile"))?
+        .unwrap_or_else(|| "Dockerfile".into());
+    let dpath = join(path, "dockerfile");
+    if dockerfile.trim().is_empty() {
+        return Err(invalid(&dpath, "must not be empty"));
+    }
+    let dockerfile = normalize_path(&dockerfile);
+    if dockerfile.is_empty() || dockerfile.starts_with('/') || dockerfile.starts_with("..") {
+        return Err(invalid(
+            &dpath,
+            "must be a path inside the build context, relative to it",
+        ));
+    }
+    let mut args = BTreeMap::new();
+    for (k, v) in key_values(get("args"), &join(path, "args"))? {
+        if let Some(v) = v.or_else(|| ctx.env.get(&k).cloned()) {
+            args.insert(k, v);
+        }
+    }
+    let target = opt_string(get("target"), &join(path, "target"))?.filter(|t| !t.is_empty());
+    let context = match normalize_path(&context) {
+        c if c.is_empty() => ".".to_string(),
+        c => c,
+    };
+    Ok(Some(BuildSpec {
+        context,
+        dockerfile,
+        args,
+        target,
+        labels: string_map(get("labels"), &join(path, "labels"))?,
+    }))
 }
 
 fn ports(v: Option<&Value>, path: &str) -> Result<Vec<PortSpec>, ComposeError> {

@@ -153,8 +153,8 @@ pub fn referenced_files(sources: &[(String, String)]) -> Result<Vec<String>, Com
 }
 
 /// Variable names the sources need from the client's environment, sorted and deduplicated:
-/// those used by `${VAR}` interpolation, bare `KEY` entries of `environment` (their value comes
-/// from the environment) and the `environment:` of secrets and configs. Sources that do not
+/// those used by `${VAR}` interpolation, bare `KEY` entries of `environment` and `build.args`
+/// (their value comes from the environment) and the `environment:` of secrets and configs. Sources that do not
 /// parse are scanned as plain text for `${VAR}` forms.
 pub fn referenced_variables(sources: &[(String, String)]) -> Vec<String> {
     let mut names = Vec::new();
@@ -166,22 +166,25 @@ pub fn referenced_variables(sources: &[(String, String)]) -> Vec<String> {
         interpolate::collect_tree(&doc, &mut names);
         if let Some(Value::Map(services)) = doc.get("services") {
             for (_, svc) in services {
-                match svc.get("environment") {
-                    Some(Value::Seq(items)) => {
-                        for item in items {
-                            if let Some(s) = item.scalar_text().filter(|s| !s.contains('=')) {
-                                names.push(s.to_owned());
+                let build_args = svc.get("build").and_then(|b| b.get("args"));
+                for section in [svc.get("environment"), build_args] {
+                    match section {
+                        Some(Value::Seq(items)) => {
+                            for item in items {
+                                if let Some(s) = item.scalar_text().filter(|s| !s.contains('=')) {
+                                    names.push(s.to_owned());
+                                }
                             }
                         }
-                    }
-                    Some(Value::Map(entries)) => {
-                        for (k, v) in entries {
-                            if *v == Value::Null {
-                                names.push(k.clone());
+                        Some(Value::Map(entries)) => {
+                            for (k, v) in entries {
+                                if *v == Value::Null {
+                                    names.push(k.clone());
+                                }
                             }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }

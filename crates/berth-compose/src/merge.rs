@@ -5,6 +5,8 @@
 //! `healthcheck.test` are replaced whole; `environment`, `labels`, `extra_hosts`, `depends_on` and
 //! a service's `networks` merge by key (list forms are turned into mappings first); every other
 //! sequence (`ports`, `expose`, `volumes`, `dns`, ...) is concatenated with duplicates removed.
+//! `build: DIR` is read as `build: {context: DIR}` so it merges with the long form, and
+//! `build.args` and `build.labels` merge by key.
 
 use crate::yaml::Value;
 
@@ -18,13 +20,17 @@ pub(crate) fn merge(base: Value, over: Value, path: &[&str]) -> Value {
     if path.len() == 4 && path[0] == "services" && path[2] == "healthcheck" && key == "test" {
         return over;
     }
-    let keyed = in_service
+    let in_build = path.len() == 4 && path[0] == "services" && path[2] == "build";
+    let keyed = (in_service
         && matches!(
             key,
             "environment" | "labels" | "extra_hosts" | "depends_on" | "networks"
-        );
+        ))
+        || (in_build && matches!(key, "args" | "labels"));
     let (base, over) = if keyed {
         (to_map(base, key), to_map(over, key))
+    } else if in_service && key == "build" {
+        (build_map(base), build_map(over))
     } else {
         (base, over)
     };
@@ -54,6 +60,14 @@ pub(crate) fn merge(base: Value, over: Value, path: &[&str]) -> Value {
     }
 }
 
+/// `build: DIR` as `{context: DIR}`; anything else as is.
+fn build_map(value: Value) -> Value {
+    match value {
+        Value::Scalar(..) => Value::Map(vec![("context".to_owned(), value)]),
+        other => other,
+    }
+}
+
 /// Turns the list form of a by-key section into its mapping form; anything else is returned as is.
 fn to_map(value: Value, key: &str) -> Value {
     let Value::Seq(items) = value else {
@@ -65,7 +79,7 @@ fn to_map(value: Value, key: &str) -> Value {
             return Value::Seq(items);
         };
         let (k, v) = match key {
-            "environment" | "labels" => match text.split_once('=') {
+            "environment" | "labels" | "args" => match text.split_once('=') {
                 Some((k, v)) => (k.to_owned(), Value::str(v)),
                 None => (text.to_owned(), Value::Null),
             },

@@ -58,8 +58,13 @@ pub struct FileObject {
 /// One service of the project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
-    /// The image reference (required: `build:` is not supported yet).
+    /// The image reference. Empty when the service has `build:` and no `image:` (the control
+    /// plane then names the image it builds); with both, the built image is also tagged with it.
     pub image: String,
+    /// How to build the image (`build:`), built by the server from the context the CLI uploads.
+    /// Absent in revisions stored before `build:` was supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
     /// Overrides the image's `CMD`; the string form is split like a shell would.
     pub command: Option<Vec<String>>,
     /// Overrides the image's `ENTRYPOINT`; the string form is split like a shell would.
@@ -110,6 +115,24 @@ pub struct Service {
     pub resources: Resources,
     /// Berth's own settings from `x-berth`.
     pub berth: BerthExt,
+}
+
+/// A service's `build:`. Paths are as written (after interpolation), relative to the project
+/// directory on the client: the server never reads them, the CLI packs the context and
+/// uploads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// The context directory (`build: DIR` or `build.context`), normalized; default `.`.
+    pub context: String,
+    /// The Dockerfile, relative to the context; default `Dockerfile`.
+    pub dockerfile: String,
+    /// `ARG` values. A bare `KEY` takes the client's environment (or `.env`) value and is left
+    /// out when neither sets it, as in Compose.
+    pub args: BTreeMap<String, String>,
+    /// The stage to build (`--target`).
+    pub target: Option<String>,
+    /// Labels put on the built image.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A published port.

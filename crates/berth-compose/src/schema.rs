@@ -186,9 +186,21 @@ const BERTH: Shape = Object {
     ext: false,
 };
 
+/// `build:` in its long form (the short form is a string, which the scan passes over). Other
+/// build keys (`cache_from`, `ssh`, `secrets`, `dockerfile_inline`, `platforms`, ...) are
+/// reported.
+const BUILD: Shape = obj(&[
+    ("context", Any),
+    ("dockerfile", Any),
+    ("args", Any),
+    ("target", Any),
+    ("labels", Any),
+]);
+
 /// The keys of one service.
 pub(crate) static SERVICE: Shape = obj(&[
     ("image", Any),
+    ("build", BUILD),
     ("command", Any),
     ("entrypoint", Any),
     ("environment", Any),

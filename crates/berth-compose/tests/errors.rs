@@ -23,7 +23,10 @@ fn unsupported(compose: &str) -> Vec<String> {
 fn unsupported_keys_are_all_reported_by_path() {
     let cases: &[(&str, &[&str])] = &[
         ("services:\n  web:\n    image: a\n    privileged: true\n", &["services.web.privileged"]),
-        ("services:\n  web:\n    build: .\n", &["services.web.build"]),
+        (
+            "services:\n  web:\n    build:\n      context: .\n      cache_from: [a]\n      ssh: [default]\n      secrets: [s]\n      dockerfile_inline: FROM scratch\n      x-note: 1\n",
+            &["services.web.build.cache_from", "services.web.build.ssh", "services.web.build.secrets", "services.web.build.dockerfile_inline"],
+        ),
         (
             "services:\n  web:\n    image: a\n    network_mode: host\n    pid: host\n    devices: [/dev/x]\n    ulimits: {nofile: 1}\n",
             &["services.web.network_mode", "services.web.pid", "services.web.devices", "services.web.ulimits"],
@@ -128,6 +131,15 @@ fn invalid(compose: &str) -> (String, String) {
 fn invalid_values_name_their_path() {
     let cases: &[(&str, &str)] = &[
         ("services:\n  web: {}\n", "services.web.image"),
+        ("services:\n  web: {build: ''}\n", "services.web.build"),
+        ("services:\n  web: {build: [a]}\n", "services.web.build"),
+        ("services:\n  web: {build: {context: ''}}\n", "services.web.build.context"),
+        ("services:\n  web: {build: 'https://github.com/a/b.git'}\n", "services.web.build"),
+        ("services:\n  web: {build: '~/src'}\n", "services.web.build"),
+        ("services:\n  web: {build: {dockerfile: /etc/Dockerfile}}\n", "services.web.build.dockerfile"),
+        ("services:\n  web: {build: {dockerfile: ../Dockerfile}}\n", "services.web.build.dockerfile"),
+        ("services:\n  web: {build: {args: 'A=1'}}\n", "services.web.build.args"),
+        ("services:\n  web: {build: {args: {A: [1]}}}\n", "services.web.build.args.A"),
         ("services:\n  web: {image: ''}\n", "services.web.image"),
         ("services:\n  web: {image: [a]}\n", "services.web.image"),
         ("services:\n  web: nginx\n", "services.web"),

@@ -253,6 +253,53 @@ fn every_supported_key() {
             assert_eq!(s.berth.routes[1].path_prefix, "/b");
             assert_eq!(s.berth.health, Some(HttpHealth { http: "/".into(), port: None, interval_ms: 2000, timeout_ms: 1000 }));
         }),
+        // build: the short form is the context; `image` becomes optional.
+        ("build: ./app", |s| {
+            assert_eq!(s.image, "");
+            assert_eq!(
+                s.build,
+                Some(BuildSpec { context: "app".into(), dockerfile: "Dockerfile".into(), args: BTreeMap::new(), target: None, labels: BTreeMap::new() })
+            );
+        }),
+        ("build: .", |s| assert_eq!(s.build.as_ref().unwrap().context, ".")),
+        ("build: ../shared/api", |s| assert_eq!(s.build.as_ref().unwrap().context, "../shared/api")),
+        ("image: shop/api:1
+build:
+  context: .
+  dockerfile: docker/Dockerfile.prod
+  args:
+    VERSION: v1
+    EMPTY: ''
+    SHELL_VAR:
+    UNSET:
+  target: runtime
+  labels: [team=core]", |s| {
+            assert_eq!(s.image, "shop/api:1");
+            assert_eq!(
+                s.build,
+                Some(BuildSpec {
+                    context: ".".into(),
+                    dockerfile: "docker/Dockerfile.prod".into(),
+                    // A bare arg takes the client's value and is left out when unset.
+                    args: map(&[("VERSION", "v1"), ("EMPTY", ""), ("SHELL_VAR", "from_shell")]),
+                    target: Some("runtime".into()),
+                    labels: map(&[("team", "core")]),
+                })
+            );
+        }),
+        ("build:
+  args: [VERSION=2, 'X=a=b', SHELL_VAR, UNSET]
+  dockerfile: ./Dockerfile", |s| {
+            let b = s.build.as_ref().unwrap();
+            assert_eq!(b.context, ".");
+            assert_eq!(b.dockerfile, "Dockerfile");
+            assert_eq!(b.args, map(&[("VERSION", "2"), ("X", "a=b"), ("SHELL_VAR", "from_shell")]));
+        }),
+        ("build: {context: '${SHELL_VAR:-x}', args: {V: '${SHELL_VAR}'}}", |s| {
+            let b = s.build.as_ref().unwrap();
+            assert_eq!(b.context, "from_shell");
+            assert_eq!(b.args, map(&[("V", "from_shell")]));
+        }),
     ];
     for (body, check) in cases {
         match load_web(body) {

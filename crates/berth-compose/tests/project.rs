@@ -121,6 +121,32 @@ services:
 }
 
 #[test]
+fn build_merges_across_files() {
+    let base = "services:\n  web:\n    build: ./app\n    x-berth: {route: {}}\n  api:\n    build:\n      context: api\n      args: [A=1, B=2]\n";
+    let over = "services:\n  web:\n    build: {target: prod}\n  api:\n    image: shop/api:2\n    build:\n      args: {B: '3'}\n      dockerfile: Dockerfile.prod\n";
+    let mut b = bundle(&[("compose.yaml", base), ("prod.yaml", over)]);
+    b.compose_files.push("prod.yaml".into());
+    let p = load(&b).unwrap();
+    let web = p.services["web"].build.as_ref().unwrap();
+    assert_eq!(
+        (web.context.as_str(), web.target.as_deref()),
+        ("app", Some("prod"))
+    );
+    let api = &p.services["api"];
+    assert_eq!(api.image, "shop/api:2");
+    let ab = api.build.as_ref().unwrap();
+    assert_eq!(ab.context, "api");
+    assert_eq!(ab.dockerfile, "Dockerfile.prod");
+    assert_eq!(ab.args["A"], "1");
+    assert_eq!(ab.args["B"], "3");
+    // Revisions stored before `build:` existed still load.
+    let mut v = serde_json::to_value(&p.services["api"]).unwrap();
+    v.as_object_mut().unwrap().remove("build");
+    let old: Service = serde_json::from_value(v).unwrap();
+    assert_eq!(old.build, None);
+}
+
+#[test]
 fn interpolation_forms_and_sources() {
     let compose = r#"
 services:
@@ -460,7 +486,7 @@ fn referenced_files_lists_env_files_secrets_and_configs() {
 
 #[test]
 fn referenced_variables_lists_every_name() {
-    let extra = "services:\n  w:\n    image: x\n    environment: [PASS_ME, A=1]\n    labels: {l: $$NOT_A_VAR}\n  v:\n    image: y\n    environment: {ALSO_ME: }\nsecrets:\n  s: {environment: SECRET_VAR}\n";
+    let extra = "services:\n  b:\n    build: {args: [BUILD_ARG, C=1]}\n  w:\n    image: x\n    environment: [PASS_ME, A=1]\n    labels: {l: $$NOT_A_VAR}\n  v:\n    image: y\n    environment: {ALSO_ME: }\nsecrets:\n  s: {environment: SECRET_VAR}\n";
     let sources = vec![
         ("compose.yaml".to_owned(), REALISTIC.to_owned()),
         ("x.yaml".to_owned(), extra.to_owned()),
@@ -471,6 +497,7 @@ fn referenced_variables_lists_every_name() {
         [
             "ALSO_ME",
             "API_TAG",
+            "BUILD_ARG",
             "DB_PASSWORD",
             "FROM_BROKEN",
             "PASS_ME",

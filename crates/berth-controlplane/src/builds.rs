@@ -75,7 +75,8 @@ fn build_view(b: BuildRecord) -> BuildView {
 }
 
 impl ControlPlane {
-    /// Turn on building from source, with workspaces under `work_root`.
+    /// Turn on building from source, with workspaces under `work_root`, and Compose `build:`
+    /// (uploaded contexts in `work_root/compose-contexts`).
     pub fn enable_builds(&self, work_root: PathBuf) -> Result<(), CpError> {
         let interrupted = self.inner.store.fail_interrupted_builds()?;
         if interrupted > 0 {
@@ -90,6 +91,8 @@ impl ControlPlane {
                 work_root.display()
             ))
         })?;
+        let contexts = crate::compose_build::ContextDir::open(work_root.join("compose-contexts"))?;
+        let _ = self.inner.contexts.set(contexts);
         let mut labels = self.inner.config.extra_labels.clone();
         labels.insert(
             crate::spec::labels::INSTANCE.into(),

@@ -15,6 +15,19 @@ pub enum CpError {
     /// Images named by the application are missing from the engine.
     #[error("{}", missing_images(.0))]
     ImageMissing(Vec<String>),
+    /// A Compose service's image build failed (`build:`).
+    #[error("building service {service:?} failed: {reason}{}", tail_text(.tail))]
+    BuildFailed {
+        /// The service whose build failed.
+        service: String,
+        /// The engine's (or Berth's) reason.
+        reason: String,
+        /// The last lines of build output.
+        tail: Vec<String>,
+    },
+    /// An uploaded build context passed the size limit (in bytes).
+    #[error("the build context is larger than {} MiB (leave large files out with .dockerignore)", .0 / (1024 * 1024))]
+    ContextTooLarge(u64),
     /// Unknown application.
     #[error("application {0:?} does not exist")]
     AppNotFound(String),
@@ -47,6 +60,14 @@ fn missing_images(images: &[String]) -> String {
     )
 }
 
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\nlast lines of build output:\n  {}", tail.join("\n  "))
+    }
+}
+
 impl From<berth_store::StoreError> for CpError {
     fn from(e: berth_store::StoreError) -> Self {
         match e {
@@ -68,6 +89,8 @@ impl CpError {
             }
             CpError::Compose(_) => ErrorCode::InvalidCompose,
             CpError::ImageMissing(_) => ErrorCode::ImageMissing,
+            CpError::BuildFailed { .. } => ErrorCode::BuildFailed,
+            CpError::ContextTooLarge(_) => ErrorCode::PayloadTooLarge,
             CpError::AppNotFound(_) => ErrorCode::AppNotFound,
             CpError::ServiceNotFound(..) => ErrorCode::ServiceNotFound,
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,

@@ -12,6 +12,7 @@
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
 pub mod builds;
+pub mod compose_build;
 pub mod error;
 pub mod health;
 pub mod images;
@@ -126,6 +127,8 @@ pub(crate) struct Inner {
     started: std::time::Instant,
     own_issuer: std::sync::OnceLock<issuers::OwnIssuer>,
     builds: std::sync::OnceLock<builds::Builds>,
+    /// Uploaded Compose build contexts (set with the builds).
+    contexts: std::sync::OnceLock<compose_build::ContextDir>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -181,6 +184,7 @@ impl ControlPlane {
                 started: std::time::Instant::now(),
                 own_issuer: std::sync::OnceLock::new(),
                 builds: std::sync::OnceLock::new(),
+                contexts: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
@@ -238,8 +242,34 @@ impl ControlPlane {
         Ok((a.revision, spec))
     }
 
-    /// Parse, validate and commit a new revision of `app` from a Compose bundle.
+    /// Parse, validate and commit a new revision of `app` from a Compose bundle. Services with
+    /// `build:` are built first ([`compose_build`]), from the contexts the request names; the
+    /// contexts are deleted when the apply ends, whatever the outcome.
     pub async fn apply(&self, app: &str, req: ApplyRequest) -> Result<RevisionCreated, CpError> {
+        self.apply_with_progress(app, req, &|_, _| {}).await
+    }
+
+    /// [`ControlPlane::apply`], handing each line of build output to `progress`
+    /// (service, line) as it arrives.
+    pub async fn apply_with_progress(
+        &self,
+        app: &str,
+        mut req: ApplyRequest,
+        progress: &(dyn Fn(&str, &str) + Send + Sync),
+    ) -> Result<RevisionCreated, CpError> {
+        let contexts = std::mem::take(&mut req.build_contexts);
+        let result = self.apply_inner(app, req, &contexts, progress).await;
+        self.discard_contexts(&contexts);
+        result
+    }
+
+    async fn apply_inner(
+        &self,
+        app: &str,
+        req: ApplyRequest,
+        contexts: &BTreeMap<String, String>,
+        progress: &(dyn Fn(&str, &str) + Send + Sync),
+    ) -> Result<RevisionCreated, CpError> {
         Self::check_app_name(app)?;
         let bundle = berth_compose::Bundle {
             compose_files: req.compose_files,
@@ -259,12 +289,17 @@ impl ControlPlane {
                 "the Compose files define no service (check `profiles`)".into(),
             ));
         }
+        // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
+        let built = self
+            .build_services(app, &project, contexts, progress)
+            .await?;
         // Preflight: every image must exist locally; pin image IDs.
         let mut images = BTreeMap::new();
         let mut image_ports = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, svc) in &project.services {
-            match self.inner.docker.inspect_image(&svc.image).await? {
+            let reference = built.get(name).unwrap_or(&svc.image);
+            match self.inner.docker.inspect_image(reference).await? {
                 Some(img) => {
                     images.insert(name.clone(), img.id.clone());
                     let ports: Vec<u16> = img
@@ -303,7 +338,10 @@ impl ControlPlane {
                 });
             }
         }
-        self.commit(app, "apply", &change, &spec)
+        let created = self.commit(app, "apply", &change, &spec)?;
+        self.tag_revision_images(app, created.revision, &built)
+            .await;
+        Ok(created)
     }
 
     fn commit(

@@ -291,7 +291,11 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                     } else {
                         parts.push(format!(
                             "{name}: image {} ({})",
-                            svc.image,
+                            if svc.image.is_empty() {
+                                "built"
+                            } else {
+                                &svc.image
+                            },
                             short_id(next.images.get(name))
                         ));
                     }

@@ -25,6 +25,25 @@ pub struct ApplyRequest {
     /// Absolute project directory on the client (relative bind mounts resolve against it).
     #[serde(default)]
     pub project_dir: String,
+    /// Service name → id of the build context uploaded for it (`POST /api/v1/contexts`), for
+    /// every service with `build:`. Services may share one id. Each context is used by this
+    /// apply only and deleted afterwards, whatever the outcome.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_contexts: BTreeMap<String, String>,
+}
+
+/// The largest build context the server accepts (`POST /api/v1/contexts`), in bytes: 512 MiB.
+/// The CLI stops packing a context at this size.
+pub const MAX_BUILD_CONTEXT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The answer to `POST /api/v1/contexts`: the uploaded build context.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContextUploaded {
+    /// The context's id: the SHA-256 of the tar, in hex. Name it in
+    /// [`ApplyRequest::build_contexts`].
+    pub id: String,
+    /// Size of the tar in bytes.
+    pub size: u64,
 }
 
 /// The answer to an apply, scale or rollback: the revision committed.

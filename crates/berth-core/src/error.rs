@@ -30,6 +30,9 @@ pub enum ErrorCode {
     UnsupportedKey,
     /// Images named by the application are not present on the Docker engine.
     ImageMissing,
+    /// A Compose service's image build failed; the message names the service and ends with
+    /// the last lines of build output.
+    BuildFailed,
     /// The named application does not exist.
     AppNotFound,
     /// The named service does not exist in the application.
@@ -84,6 +87,7 @@ impl ErrorCode {
         Self::InvalidCompose,
         Self::UnsupportedKey,
         Self::ImageMissing,
+        Self::BuildFailed,
         Self::AppNotFound,
         Self::ServiceNotFound,
         Self::RevisionNotFound,
@@ -117,6 +121,7 @@ impl ErrorCode {
             Self::InvalidCompose => "invalid_compose",
             Self::UnsupportedKey => "unsupported_key",
             Self::ImageMissing => "image_missing",
+            Self::BuildFailed => "build_failed",
             Self::AppNotFound => "app_not_found",
             Self::ServiceNotFound => "service_not_found",
             Self::RevisionNotFound => "revision_not_found",
@@ -148,7 +153,10 @@ impl ErrorCode {
             Self::InvalidJson | Self::InvalidQuery | Self::InvalidArgument | Self::BadRequest => {
                 400
             }
-            Self::InvalidCompose | Self::UnsupportedKey | Self::ImageMissing => 422,
+            Self::InvalidCompose
+            | Self::UnsupportedKey
+            | Self::ImageMissing
+            | Self::BuildFailed => 422,
             Self::AppNotFound
             | Self::ServiceNotFound
             | Self::RevisionNotFound

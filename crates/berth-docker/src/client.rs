@@ -473,6 +473,15 @@ impl Docker {
         Ok(BuildStream::new(response.into_body(), conn))
     }
 
+    /// Tags an image (by reference or ID) as `repo:tag` (`POST /images/{name}/tag`), moving the
+    /// tag if another image held it. [`DockerError::NotFound`] when the image is missing.
+    pub async fn tag_image(&self, name: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let q = Query::new().param("repo", repo).param("tag", tag);
+        self.call(Method::POST, &format!("/images/{}/tag{q}", enc(name)), None)
+            .await
+            .map(drop)
+    }
+
     /// Removes an image by reference or ID (`DELETE /images/{name}`); removing a tag that
     /// other tags share only untags it. `force` removes it even when containers use it;
     /// `noprune` keeps untagged parents. [`DockerError::NotFound`] when missing,

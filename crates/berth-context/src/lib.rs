@@ -1,4 +1,10 @@
-//! Build contexts: the tar sent to the engine for a `build` step, honouring `.dockerignore`.
+//! `berth-context`: build contexts — the tar sent to the engine for an image build, honouring
+//! `.dockerignore`.
+//!
+//! It is its own small crate (`tar` and `thiserror` only) because two sides need exactly the
+//! same rules: `berth-build` packs a checked-out workspace for a pipeline's `build` step, and
+//! the CLI packs a Compose service's `build.context` on the client and uploads it. Neither
+//! should pull in the other's dependencies, and the rules must not drift apart.
 //!
 //! Rules it keeps:
 //! - The tar holds the context directory's regular files, directories and symlinks (as links,
@@ -17,7 +23,11 @@
 //!   - not supported: character classes `[...]` and `\` escapes (taken literally).
 //! - The Dockerfile and `.dockerignore` are always sent, even when ignored (as Docker does),
 //!   and the Dockerfile must exist inside the context.
+//! - The tar is written to any [`std::io::Write`] as it is made ([`write_context_tar`]), so a
+//!   large context can go to a file or a pipe without a copy in memory; an optional size limit
+//!   stops packing as soon as it is passed ([`ContextError::TooLarge`]).
 
+use std::io::Write;
 use std::path::Path;
 
 /// Why a context could not be packed.
@@ -26,6 +36,9 @@ pub enum ContextError {
     /// The Dockerfile is not a file inside the context.
     #[error("Dockerfile {0:?} not found in the build context")]
     NoDockerfile(String),
+    /// The tar grew past the size limit given to [`write_context_tar`] (in bytes).
+    #[error("the build context is larger than {} MiB (leave large files out with .dockerignore)", .0 / (1024 * 1024))]
+    TooLarge(u64),
     /// Reading the context failed.
     #[error("reading the build context: {0}")]
     Io(#[from] std::io::Error),
@@ -112,12 +125,28 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-/// Packs `dir` as a build context tar, honouring its `.dockerignore`; `dockerfile` is the
-/// Dockerfile's path relative to `dir`.
+/// Packs `dir` as a build context tar in memory, honouring its `.dockerignore`; `dockerfile` is
+/// the Dockerfile's path relative to `dir`.
 ///
 /// # Errors
 /// A missing Dockerfile or an unreadable tree.
 pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<Vec<u8>, ContextError> {
+    write_context_tar(dir, dockerfile, Vec::new(), None)
+}
+
+/// Packs `dir` as a build context tar into `out` as it goes, honouring its `.dockerignore`;
+/// `dockerfile` is the Dockerfile's path relative to `dir`. With `max_bytes`, packing stops with
+/// [`ContextError::TooLarge`] as soon as more than that many bytes have been written. Returns
+/// `out` with the whole tar written (and flushed).
+///
+/// # Errors
+/// A missing Dockerfile, an unreadable tree, a failing writer, or the size limit.
+pub fn write_context_tar<W: Write>(
+    dir: &Path,
+    dockerfile: &str,
+    out: W,
+    max_bytes: Option<u64>,
+) -> Result<W, ContextError> {
     let dockerfile_rel = dockerfile.trim_start_matches("./").to_string();
     if !dir.join(&dockerfile_rel).is_file() {
         return Err(ContextError::NoDockerfile(dockerfile.to_string()));
@@ -127,16 +156,53 @@ pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<Vec<u8>, ContextError
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
         Err(e) => return Err(e.into()),
     };
-    let mut builder = tar::Builder::new(Vec::new());
+    let limited = Limited {
+        inner: out,
+        written: 0,
+        max: max_bytes.unwrap_or(u64::MAX),
+    };
+    let mut builder = tar::Builder::new(limited);
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
     let always = [dockerfile_rel.as_str(), ".dockerignore"];
-    add_dir(&mut builder, dir, "", &ignore, &always)?;
-    Ok(builder.into_inner()?)
+    let packed = add_dir(&mut builder, dir, "", &ignore, &always)
+        .and_then(|()| builder.into_inner().map_err(ContextError::from));
+    match packed {
+        Ok(mut limited) => {
+            limited.inner.flush()?;
+            Ok(limited.inner)
+        }
+        Err(ContextError::Io(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            Err(ContextError::TooLarge(max_bytes.unwrap_or(u64::MAX)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
-fn add_dir(
-    builder: &mut tar::Builder<Vec<u8>>,
+/// A writer that fails with `FileTooLarge` once more than `max` bytes were written.
+struct Limited<W> {
+    inner: W,
+    written: u64,
+    max: u64,
+}
+
+impl<W: Write> Write for Limited<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let len = buf.len() as u64;
+        if self.written.saturating_add(len) > self.max {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn add_dir<W: Write>(
+    builder: &mut tar::Builder<W>,
     dir: &Path,
     prefix: &str,
     ignore: &DockerIgnore,
@@ -263,5 +329,13 @@ mod tests {
             context_tar(d, "Nope"),
             Err(ContextError::NoDockerfile(_))
         ));
+        // Written to any writer, with the same bytes; a limit stops it early.
+        let streamed = write_context_tar(d, "Dockerfile", Vec::new(), Some(1 << 20)).unwrap();
+        assert_eq!(streamed, tar);
+        let small = write_context_tar(d, "Dockerfile", Vec::new(), Some(1024));
+        assert!(
+            matches!(small, Err(ContextError::TooLarge(1024))),
+            "{small:?}"
+        );
     }
 }
