@@ -95,18 +95,20 @@ pub(crate) fn check_shape(token: &str) -> Result<(), Reject> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Reject::Malformed("token longer than 8 KiB"));
     }
-    if !token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(Reject::Malformed("character outside base64url"));
-    }
-    let mut segments = 0;
-    for seg in token.split('.') {
-        segments += 1;
-        if seg.is_empty() {
-            return Err(Reject::Malformed("empty segment"));
+    // One pass: base64url characters, dots counted, no empty segment.
+    let mut segments = 1;
+    let mut previous = b'.';
+    for b in token.bytes() {
+        match b {
+            b'.' if previous == b'.' => return Err(Reject::Malformed("empty segment")),
+            b'.' => segments += 1,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            _ => return Err(Reject::Malformed("character outside base64url")),
         }
+        previous = b;
+    }
+    if previous == b'.' {
+        return Err(Reject::Malformed("empty segment"));
     }
     if segments != 3 {
         return Err(Reject::Malformed("not three segments"));

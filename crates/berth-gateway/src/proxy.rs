@@ -389,6 +389,8 @@ async fn pipeline(
             .map(|(response, lease)| Upstream::Relay(response, lease)),
         }
     };
+    // Pinned in place: the timer then holds a pointer, not a copy of the large future.
+    let exchange = std::pin::pin!(exchange);
     let result = match tokio::time::timeout(total, exchange).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
@@ -738,6 +740,7 @@ async fn attempts(
                 attempt_one(inner, endpoint, guard, this, connect).await
             }
         };
+        let attempt = std::pin::pin!(attempt);
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, attempt)
                 .await
