@@ -58,14 +58,16 @@
 //! * **Passive health.** An endpoint with [`GatewayConfig::eject_after_failures`] consecutive
 //!   failed attempts is skipped for [`GatewayConfig::eject_for`], then tried again (one more
 //!   failure ejects it again). The last usable endpoint of a route is never skipped.
-//! * **Hardening.** hyper rejects conflicting `Content-Length`s (400), lets chunked win over
-//!   `Content-Length` and closes the connection after such a request (RFC 9112 §6.3; so nothing
-//!   can be smuggled behind it), answers oversized heads with 431
-//!   ([`GatewayConfig::max_header_bytes`]) and cuts off clients that do not finish their head in
-//!   [`GatewayConfig::header_read_timeout`]; those answers are hyper's (no Berth body, the
-//!   request never reaches the gateway's code). Broken chunking found while streaming is a 400
-//!   `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in the Berth
-//!   shape with `Connection: close`.
+//! * **Hardening.** HTTP/1 connections are read through the [`guard`]: it checks the framing of
+//!   every request head before hyper parses it and answers a request with both
+//!   `Content-Length` and `Transfer-Encoding`, conflicting or non-numeric `Content-Length`s, a
+//!   final coding other than `chunked`, a head that does not parse (400 `bad_request`) or a head
+//!   over [`GatewayConfig::max_header_bytes`] or with more than 100 headers (431
+//!   `headers_too_large`) in the Berth shape, closing the connection after every earlier
+//!   request on it was answered; clients that do not finish a head within
+//!   [`GatewayConfig::header_read_timeout`] are cut off. Broken chunking found while streaming
+//!   is a 400 `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in
+//!   the Berth shape with `Connection: close`.
 //! * **HTTPS** ([`tls`], [`Gateway::serve_https`]): rustls 0.23 on the aws-lc-rs provider
 //!   (passed explicitly, never the process default), terminated on a second listener served by
 //!   the same accept loop as plain HTTP. A [`TlsConfig`] holds one certificate chain per host
@@ -102,7 +104,8 @@
 //! connections, in-flight guard, passive health), [`proxy`] (the request path and its layers),
 //! [`ratelimit`], [`auth`], [`bulkhead`], [`breaker`], [`retry`], [`metrics`] (one per policy
 //! layer), [`headers`] (forwarding headers and request ids), [`body`] (response and request
-//! body wrappers), [`error`] (error answers), [`server`] (the HTTP and HTTPS listeners and their
+//! body wrappers), [`error`] (error answers), [`guard`] (request framing checks before hyper),
+//! [`server`] (the HTTP and HTTPS listeners and their
 //! limits), [`tls`] (certificates, SNI, ALPN), [`forward`] (published TCP/UDP ports).
 
 pub mod auth;
