@@ -51,10 +51,12 @@
 //! * **Retry.** A request is retried on another endpoint for free only when it provably never
 //!   left the gateway: the TCP connect failed or timed out, or a pooled connection was found
 //!   closed before hyper wrote the request (`try_send_request` hands it back). That is safe for
-//!   every method, so no body is ever buffered: request bodies are streamed. Once sent, only a
-//!   route's `Retries` policy retries, and only bodiless idempotent requests after a 502/503/504,
-//!   a broken exchange or a per-try timeout, within a budget refilled by requests
-//!   (`budget_percent`), so retries cannot multiply load.
+//!   every method, so no body is ever buffered: request bodies are streamed. Once sent, only
+//!   bodiless idempotent requests are retried: a broken exchange (the replica reset or closed
+//!   the connection without answering, e.g. it was killed) once on another replica outside any
+//!   budget, so a replica dying under load fails no such request; a 502/503/504 answer or a
+//!   per-try timeout only under a route's `Retries` policy, within a budget refilled by
+//!   requests (`budget_percent`), so retries cannot multiply load (reasoning in [`retry`]).
 //! * **Passive health.** An endpoint with [`GatewayConfig::eject_after_failures`] consecutive
 //!   failed attempts is skipped for [`GatewayConfig::eject_for`], then tried again (one more
 //!   failure ejects it again). The last usable endpoint of a route is never skipped.

@@ -28,7 +28,9 @@
 //! * The request holds the snapshot (one reference count) across awaits; a swap never blocks.
 //! * A request is retried for free only when it provably was not sent (connect failed or timed
 //!   out, or a pooled connection handed it back unsent) — safe for every method, so request
-//!   bodies are streamed and never buffered. After it was sent, only the retry policy retries.
+//!   bodies are streamed and never buffered. After it was sent, a bodiless idempotent request
+//!   whose exchange broke without an answer is retried once on another replica outside the
+//!   budget; anything else only as the retry policy and its budget allow ([`crate::retry`]).
 //! * A stale pooled connection is not an endpoint failure: the next pooled (or a new)
 //!   connection to the same endpoint is tried.
 //! * Trailers cross in both directions: bodies are relayed frame by frame, trailer frames
@@ -712,6 +714,7 @@ async fn attempts(
     let mut k = 0usize;
     let mut passes = 0usize; // endpoints skipped or refusing since the last send
     let mut retries = 0u32;
+    let mut rescued = false; // the one budget-free retry after a broken exchange is used
     loop {
         if passes >= n {
             return Err(Failure::NoConnection);
@@ -768,6 +771,18 @@ async fn attempts(
             Attempt::TimedOut => Ok(Failure::Timeout),
         };
         eject_on_failure(inner, endpoint, service);
+        // The replica broke the exchange without answering (killed, crashed): one retry on
+        // another replica, outside the budget (see `retry`'s module docs for why it is bounded).
+        if let (false, true, Some(t), Ok(Failure::Sent(e))) = (rescued, n > 1, &template, &failure)
+        {
+            if retry::broken_exchange(e) {
+                rescued = true;
+                service.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                req = Some(t.build());
+                passes = 0;
+                continue;
+            }
+        }
         // Without a retries policy only broken exchanges are retried, not the service's answers.
         let retryable = !(service.default_retries && failure.is_err());
         if let (true, Some(t), Some(b)) = (retryable, &template, budget) {
