@@ -38,7 +38,8 @@
 //!   `WWW-Authenticate`), 503 `over_capacity` / `circuit_open`, 504 `upstream_timeout`, 502
 //!   `upstream_error`, 413 `payload_too_large`. They are plain calls, not tower layers: one
 //!   request type, one stack, no boxing. A route without policy pays one `Option` check per layer
-//!   — no allocation, no lock, no task.
+//!   — no allocation, no lock, no task. On a rate-limited route, answers from upstream also carry
+//!   `RateLimit-Policy` and `RateLimit` (remaining quota, seconds until full).
 //! * **Policy state outlives table swaps**: rate limiters per route identity (app, service,
 //!   host, prefix), breaker / bulkhead / retry budget per (app, service), rebuilt only when their
 //!   policy changes (see [`table`]). Limiters use GCRA on `tokio::time` (route-wide: one atomic;

@@ -39,6 +39,10 @@
 //!   the endpoint's in-flight guard (and the bulkhead permit) until either side closes.
 //! * One access-log line per request (target `berth_gateway::access`): request id, method,
 //!   host, path without query, status, upstream, ms. Never a header value or a token.
+//! * On a route with a rate limit, the answer of a request that went upstream (the service's,
+//!   or the gateway's 502/504 for it) carries the IETF `RateLimit-Policy` and `RateLimit`
+//!   fields of what the request's limit check allowed; a 429 carries them with `r=0` and
+//!   `Retry-After`. A route without a limit adds nothing.
 
 use crate::auth::{self, AuthError};
 use crate::body::{request_body_error, Conn, Lease, ProxyBody, RequestBody, RequestBodyError};
@@ -48,7 +52,7 @@ use crate::error::error_response;
 use crate::guard::Refusal;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, EndpointState, InFlight, Sender};
-use crate::ratelimit::{self, Key, Limited, RateLimiter};
+use crate::ratelimit::{self, Allowed, Key, Limited, RateLimiter};
 use crate::retry;
 use crate::table::{RouteShared, ServiceState, Snapshot};
 use crate::Inner;
@@ -274,6 +278,8 @@ async fn pipeline(
     }
 
     // 2. Rate limit by IP (a consumer limit on a route without auth counts by IP too).
+    // What the one limit check of this request allowed, for the `RateLimit` fields.
+    let mut allowed: Option<Allowed> = None;
     let limiter = state.shared.limiter.as_deref();
     if let Some(l) = limiter {
         let by_ip = match l.config.key {
@@ -282,8 +288,9 @@ async fn pipeline(
             RateKey::Route => false,
         };
         if by_ip {
-            if let Err(limited) = l.check(Key::Ip(client.ip())) {
-                return rate_limited(l, &limited, &state.shared, rid);
+            match l.check(Key::Ip(client.ip())) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
             }
         }
     }
@@ -310,8 +317,9 @@ async fn pipeline(
             _ => None,
         };
         if let Some(key) = key {
-            if let Err(limited) = l.check(key) {
-                return rate_limited(l, &limited, &state.shared, rid);
+            match l.check(key) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
             }
         }
     }
@@ -396,7 +404,7 @@ async fn pipeline(
         Err(_) => Err(Failure::Timeout),
     };
 
-    let (outcome, response) = match result {
+    let (outcome, mut response) = match result {
         Ok(Upstream::Tunnel(response, mut tunnel)) => {
             done.upstream = Some(tunnel.guard.endpoint().id.clone());
             // The service counts as busy for as long as the tunnel is open.
@@ -478,6 +486,9 @@ async fn pipeline(
     if let Some(ticket) = ticket {
         ticket.finish(outcome);
     }
+    if let (Some(l), Some(a)) = (limiter, allowed) {
+        rate_limit_fields(l, &a, response.headers_mut());
+    }
     response
 }
 
@@ -519,6 +530,17 @@ fn rate_limited(
         h.insert(RATELIMIT, v);
     }
     response
+}
+
+/// The IETF rate-limit fields of an allowed request (route with a limit only). Appended, so a
+/// service's own `RateLimit` policies reach the client next to the gateway's.
+fn rate_limit_fields(limiter: &RateLimiter, allowed: &Allowed, h: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&limiter.policy_header()) {
+        h.append(RATELIMIT_POLICY, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&limiter.allowed_header(allowed)) {
+        h.append(RATELIMIT, v);
+    }
 }
 
 /// 401 with the bearer challenge.

@@ -107,6 +107,66 @@ async fn rate_limit_answers_429_with_headers_and_survives_table_swaps() {
     );
 }
 
+/// Allowed requests on a limited route carry the IETF fields too (remaining quota, seconds
+/// until the bucket is full); an unlimited route gets none.
+#[tokio::test]
+async fn rate_limit_fields_are_on_successful_answers_of_limited_routes_only() {
+    let up = Upstream::start("up").await;
+    let limit = |key| RoutePolicy {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+            key,
+        }),
+        ..Default::default()
+    };
+    let gw = TestGateway::start(table(
+        1,
+        vec![
+            with_policy(
+                route(None, "/limited", false, vec![up.endpoint()]),
+                limit(RateKey::Route),
+            ),
+            with_policy(
+                route(None, "/by-ip", false, vec![up.endpoint()]),
+                limit(RateKey::Ip),
+            ),
+            route(None, "/free", false, vec![up.endpoint()]),
+        ],
+    ))
+    .await;
+    for remaining in [2, 1, 0] {
+        let r = gw.get(None, "/limited").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("ratelimit-policy"), Some(r#""route";q=1;w=1"#));
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!(r#""route";r={remaining};t={}"#, 3 - remaining).as_str()),
+            "{r:?}"
+        );
+    }
+    let r = gw.get(None, "/limited").await;
+    assert_eq!(r.status, 429);
+    assert!(r
+        .header("ratelimit")
+        .unwrap()
+        .starts_with(r#""route";r=0;"#));
+    // The service's own answer (here a 503) carries them as well, with the key named.
+    up.fail_with(503);
+    let r = gw.get(None, "/by-ip").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "failing");
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""ip";q=1;w=1"#));
+    assert_eq!(r.header("ratelimit"), Some(r#""ip";r=2;t=1"#));
+    up.fail_with(0);
+    let r = gw.get(None, "/free").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("ratelimit-policy").is_none() && r.header("ratelimit").is_none(),
+        "{r:?}"
+    );
+}
+
 #[tokio::test]
 async fn consumer_limits_count_per_subject_and_ip_limits_before_auth() {
     let up = Upstream::start("up").await;
