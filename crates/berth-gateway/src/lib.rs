@@ -77,13 +77,16 @@
 //!   `ResolvesServerCert` picks by SNI (exact name, then `*.parent`, else the first host).
 //!   ALPN offers `h2` and `http/1.1`. The handshake has `header_read_timeout`. Requests over TLS
 //!   take the same path with `secure = true`: `X-Forwarded-Proto: https`, no `redirect_https`.
-//! * **HTTP/2 upstreams (gRPC).** A request from an HTTP/2 client (h2 over TLS or h2c) with
-//!   `content-type: application/grpc*` goes upstream over HTTP/2 with prior knowledge (h2c):
+//! * **HTTP/2 upstreams (h2c routes, gRPC).** Every request on a route whose
+//!   [`berth_core::HttpRoute::protocol`] is `h2c` (`x-berth.route.protocol`), from any client
+//!   (HTTP/1.1, h2c, h2 over TLS), and on any route a request from an HTTP/2 client with
+//!   `content-type: application/grpc*`, goes upstream over HTTP/2 with prior knowledge (h2c):
 //!   one multiplexed connection per endpoint (`hyper::client::conn::http2`), opened on first
 //!   use, kept in the endpoint state, reopened when found closed or failing before the request
-//!   was sent. `TE: trailers` is kept, the host travels as `:authority`, and trailers are
-//!   relayed both ways (bodies are relayed frame by frame). Everything else still uses the
-//!   HTTP/1.1 pool: the routing table does not say which services speak h2c.
+//!   was sent. `TE: trailers` is kept, other hop-by-hop headers are dropped, the host (an
+//!   HTTP/1.1 client's `Host`) travels as `:authority`, and trailers are relayed both ways
+//!   (bodies are relayed frame by frame). Everything else uses the HTTP/1.1 pool; a WebSocket
+//!   upgrade goes over HTTP/1.1 even on an h2c route.
 //! * **WebSocket upgrades** (HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket`) pass all
 //!   policy layers, then go to one endpoint on a fresh, never pooled connection (no retry once
 //!   sent). On `101` the client gets the service's `101` (hop-by-hop headers replaced by the

@@ -12,8 +12,9 @@
 //! 7. **timeout** (total: `upstream_timeout` 504);
 //! 8. **retry** ([`crate::retry`]: budgeted, idempotent bodiless requests only);
 //! 9. **balance** (round robin, skipping passively ejected endpoints but never all of them);
-//! 10. **upstream** (`upstream_error` 502): pooled HTTP/1.1; for gRPC from an HTTP/2 client
-//!     (`content-type: application/grpc*`) the endpoint's one shared HTTP/2 (h2c) connection;
+//! 10. **upstream** (`upstream_error` 502): pooled HTTP/1.1; on a route with `protocol: h2c`,
+//!     and for gRPC from an HTTP/2 client (`content-type: application/grpc*`), the endpoint's
+//!     one shared HTTP/2 (h2c) connection, whatever the client's protocol;
 //!     for a WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, HTTP/1.1) a fresh
 //!     connection, and on `101` a byte tunnel (`copy_bidirectional`) on its own task.
 //!
@@ -57,7 +58,7 @@ use crate::retry;
 use crate::table::{RouteShared, ServiceState, Snapshot};
 use crate::Inner;
 use berth_core::policy::{RateKey, RoutePolicy};
-use berth_core::ErrorCode;
+use berth_core::{ErrorCode, UpstreamProtocol};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TE, UPGRADE,
 };
@@ -93,16 +94,23 @@ enum Failure {
 enum Mode {
     /// Pooled HTTP/1.1 (everything else).
     Http1,
-    /// The endpoint's shared HTTP/2 (h2c) connection: gRPC from an HTTP/2 client.
+    /// The endpoint's shared HTTP/2 (h2c) connection: every request on an `h2c` route, and
+    /// gRPC from an HTTP/2 client on any route.
     Http2,
     /// A WebSocket upgrade on a fresh HTTP/1.1 connection, then a byte tunnel.
     Upgrade,
 }
 
 impl Mode {
-    fn of<B>(req: &Request<B>) -> Mode {
+    fn of<B>(req: &Request<B>, protocol: UpstreamProtocol) -> Mode {
         let headers = req.headers();
-        if req.version() == Version::HTTP_2 {
+        if protocol == UpstreamProtocol::H2c {
+            // Every request goes over the shared h2c connection, except a WebSocket upgrade
+            // (found below), which has no HTTP/2 form here and is tried over HTTP/1.1.
+            if req.version() != Version::HTTP_11 || !headers.contains_key(UPGRADE) {
+                return Mode::Http2;
+            }
+        } else if req.version() == Version::HTTP_2 {
             let grpc = headers
                 .get(CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
@@ -124,6 +132,8 @@ impl Mode {
                 });
         if upgrade {
             Mode::Upgrade
+        } else if protocol == UpstreamProtocol::H2c {
+            Mode::Http2
         } else {
             Mode::Http1
         }
@@ -272,7 +282,7 @@ async fn pipeline(
             rid,
         );
     }
-    let mode = Mode::of(&req);
+    let mode = Mode::of(&req, route.protocol);
     if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid, secure, mode) {
         return error_response(ErrorCode::BadRequest, message, rid);
     }

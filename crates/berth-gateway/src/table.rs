@@ -385,6 +385,7 @@ mod tests {
                     })
                     .collect(),
                 policy: Default::default(),
+                protocol: Default::default(),
             }],
             ports: vec![],
             issuers: vec![],
