@@ -12,8 +12,8 @@ use crate::model::{
     AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
     FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind,
     Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition,
-    RestartPolicy, RetrySpec, RouteSpec, Service, ServiceNetwork, SlowCallSpec, TimeoutSpec,
-    UpdateConfig, UpdateOrder, Volume,
+    RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork, SlowCallSpec,
+    TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -1190,7 +1190,20 @@ fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
         auth,
         rate_limit,
         redirect_https: opt_bool(v.get("redirect_https"), &join(path, "redirect_https"))?,
+        protocol: route_protocol(v.get("protocol"), &join(path, "protocol"))?,
     })
+}
+
+/// `http1` (the default when absent or null) or `h2c`.
+fn route_protocol(v: Option<&Value>, path: &str) -> Result<RouteProtocol, ComposeError> {
+    match opt_string(v, path)?.as_deref() {
+        None | Some("http1") => Ok(RouteProtocol::Http1),
+        Some("h2c") => Ok(RouteProtocol::H2c),
+        Some(other) => Err(invalid(
+            path,
+            format!("unknown protocol {other:?} (http1 or h2c)"),
+        )),
+    }
 }
 
 /// The value of an optional policy object: `None` when absent or null, else its entries checked

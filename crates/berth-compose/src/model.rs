@@ -367,6 +367,28 @@ pub struct RouteSpec {
     /// Answer plain-HTTP requests with a redirect to HTTPS (`redirect_https`, default false).
     #[serde(default, skip_serializing_if = "is_false")]
     pub redirect_https: bool,
+    /// The protocol the service speaks on the route's port (`protocol`, default `http1`).
+    /// Left out of the JSON when default, so stored revisions keep their spec hash.
+    #[serde(default, skip_serializing_if = "RouteProtocol::is_default")]
+    pub protocol: RouteProtocol,
+}
+
+/// `x-berth.route.protocol`: what the service speaks on the route's port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteProtocol {
+    /// HTTP/1.1 (the default). gRPC from HTTP/2 clients still goes upstream over h2c.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): every request goes upstream over HTTP/2.
+    H2c,
+}
+
+impl RouteProtocol {
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+    fn is_default(&self) -> bool {
+        *self == RouteProtocol::Http1
+    }
 }
 
 impl Default for RouteSpec {
@@ -380,6 +402,7 @@ impl Default for RouteSpec {
             auth: None,
             rate_limit: None,
             redirect_https: false,
+            protocol: RouteProtocol::Http1,
         }
     }
 }

@@ -122,6 +122,7 @@ static ROUTE: Shape = Object {
             },
         ),
         ("redirect_https", Any),
+        ("protocol", Any),
     ],
     ext: false,
 };

@@ -239,6 +239,11 @@ fn invalid_values_name_their_path() {
         // x-berth.route.redirect_https
         ("services:\n  web: {image: a, x-berth: {route: {redirect_https: 1}}}\n", "services.web.x-berth.route.redirect_https"),
         ("services:\n  web: {image: a, x-berth: {route: {redirect_https: yes}}}\n", "services.web.x-berth.route.redirect_https"),
+        // x-berth.route.protocol
+        ("services:\n  web: {image: a, x-berth: {route: {protocol: http2}}}\n", "services.web.x-berth.route.protocol"),
+        ("services:\n  web: {image: a, x-berth: {route: {protocol: H2C}}}\n", "services.web.x-berth.route.protocol"),
+        ("services:\n  web: {image: a, x-berth: {route: {protocol: [h2c]}}}\n", "services.web.x-berth.route.protocol"),
+        ("services:\n  web: {image: a, x-berth: {route: [{}, {protocol: grpc}]}}\n", "services.web.x-berth.route[1].protocol"),
         // x-berth.circuit_breaker
         ("services:\n  web: {image: a, x-berth: {route: {}, circuit_breaker: true}}\n", "services.web.x-berth.circuit_breaker"),
         ("services:\n  web: {image: a, x-berth: {route: {}, circuit_breaker: {failure_ratio: 0}}}\n", "services.web.x-berth.circuit_breaker.failure_ratio"),

@@ -249,7 +249,7 @@ fn every_supported_key() {
         }),
         ("image: nginx\nx-berth:\n  route:\n    - {}\n    - {path_prefix: /b}\n  health: {http: /}", |s| {
             assert_eq!(s.berth.routes.len(), 2);
-            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false, auth: None, rate_limit: None, redirect_https: false });
+            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false, auth: None, rate_limit: None, redirect_https: false, protocol: RouteProtocol::Http1 });
             assert_eq!(s.berth.routes[1].path_prefix, "/b");
             assert_eq!(s.berth.health, Some(HttpHealth { http: "/".into(), port: None, interval_ms: 2000, timeout_ms: 1000 }));
         }),
@@ -354,6 +354,14 @@ fn every_policy_key() {
         // redirect_https
         ("image: nginx\nx-berth:\n  route: {redirect_https: true}", |s| assert!(s.berth.routes[0].redirect_https)),
         ("image: nginx\nx-berth:\n  route: {redirect_https: 'false'}", |s| assert!(!s.berth.routes[0].redirect_https)),
+        // protocol
+        ("image: nginx\nx-berth:\n  route: {protocol: h2c}", |s| assert_eq!(s.berth.routes[0].protocol, RouteProtocol::H2c)),
+        ("image: nginx\nx-berth:\n  route: {protocol: http1}", |s| assert_eq!(s.berth.routes[0].protocol, RouteProtocol::Http1)),
+        ("image: nginx\nx-berth:\n  route: {protocol: ~}", |s| assert_eq!(s.berth.routes[0].protocol, RouteProtocol::Http1)),
+        ("image: nginx\nx-berth:\n  route:\n    - {path_prefix: /grpc, protocol: h2c}\n    - {path_prefix: /}", |s| {
+            assert_eq!(s.berth.routes[0].protocol, RouteProtocol::H2c);
+            assert_eq!(s.berth.routes[1].protocol, RouteProtocol::Http1);
+        }),
         // Route-level settings belong to their route.
         ("image: nginx\nx-berth:\n  route:\n    - {path_prefix: /api, auth: jwt, redirect_https: true}\n    - {path_prefix: /}", |s| {
             assert_eq!(s.berth.routes[0].auth, jwt(&[], &[]));

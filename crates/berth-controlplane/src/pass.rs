@@ -741,6 +741,7 @@ fn publish_routes(
                     })
                     .collect(),
                 policy: crate::policy::route_policy(app, svc, r),
+                protocol: crate::policy::route_protocol(r),
             });
         }
         for p in &svc.ports {

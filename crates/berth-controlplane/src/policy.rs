@@ -1,20 +1,31 @@
-//! From a service's `x-berth` settings to the traffic policy the gateway enforces on a route.
-//! Validation happened at apply (the Compose parser names any bad key); this is a pure mapping.
+//! From a service's `x-berth` settings to the traffic policy the gateway enforces on a route,
+//! and to the protocol it speaks upstream (`x-berth.route.protocol`). Validation happened at
+//! apply (the Compose parser names any bad key, e.g. an unknown protocol); this is a pure mapping.
 //!
 //! The only defaults decided here are the ones the parser cannot know: a JWT route with no
 //! issuers accepts Berth's own (`berth`), and one with no audiences wants the application's name.
 
 use berth_compose::{
     AuthSpec, CircuitBreakerSpec, ConcurrencySpec, RateLimitKey, RateLimitSpec, RetrySpec,
-    RouteSpec, Service, TimeoutSpec,
+    RouteProtocol, RouteSpec, Service, TimeoutSpec,
 };
 use berth_core::policy::{
     AuthPolicy, Bulkhead, CircuitBreaker, RateKey, RateLimit, Retries, RoutePolicy, SlowCall,
     Timeouts,
 };
+use berth_core::UpstreamProtocol;
 
 /// The name of Berth's own JWT issuer in `AuthPolicy::issuers`.
 pub const BERTH_ISSUER: &str = "berth";
+
+/// The protocol the gateway speaks to a route's replicas (`x-berth.route.protocol`).
+#[must_use]
+pub fn route_protocol(route: &RouteSpec) -> UpstreamProtocol {
+    match route.protocol {
+        RouteProtocol::Http1 => UpstreamProtocol::Http1,
+        RouteProtocol::H2c => UpstreamProtocol::H2c,
+    }
+}
 
 /// The policy of one route of a service.
 #[must_use]
@@ -309,6 +320,27 @@ mod tests {
             })
         );
         assert!(p.auth.is_none() && p.rate_limit.is_none() && !p.redirect_https);
+    }
+
+    #[test]
+    fn protocol_per_route() {
+        let svc = service(
+            "route:\n  - {path_prefix: /grpc, protocol: h2c}\n  - {path_prefix: /, protocol: http1}\n  - {path_prefix: /x}",
+        );
+        let protocols: Vec<_> = svc.berth.routes.iter().map(route_protocol).collect();
+        assert_eq!(
+            protocols,
+            [
+                UpstreamProtocol::H2c,
+                UpstreamProtocol::Http1,
+                UpstreamProtocol::Http1
+            ]
+        );
+        // The protocol is not a policy: the route's policy stays off.
+        assert_eq!(
+            route_policy("shop", &svc, &svc.berth.routes[0]),
+            RoutePolicy::default()
+        );
     }
 
     #[test]

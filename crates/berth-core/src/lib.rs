@@ -12,4 +12,4 @@ pub mod policy;
 pub mod routing;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use routing::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
+pub use routing::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol};

@@ -37,6 +37,23 @@ pub struct HttpRoute {
     /// What the gateway enforces on this route (default: nothing).
     #[serde(default)]
     pub policy: crate::policy::RoutePolicy,
+    /// How the gateway speaks to the endpoints (default HTTP/1.1). Absent in tables from
+    /// control planes that predate it, which means [`UpstreamProtocol::Http1`].
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+/// The protocol a route's replicas speak (`x-berth.route.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over pooled connections. gRPC from an HTTP/2 client still goes upstream over
+    /// HTTP/2 (h2c), since gRPC cannot work over HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over plain TCP (h2c): every request, from any client
+    /// protocol, goes over the endpoint's one shared HTTP/2 connection.
+    H2c,
 }
 
 /// Transport of a published port.
@@ -117,7 +134,20 @@ mod tests {
             strip_prefix: false,
             endpoints: vec![],
             policy: crate::policy::RoutePolicy::default(),
+            protocol: UpstreamProtocol::default(),
         }
+    }
+
+    #[test]
+    fn protocol_is_http1_when_absent_and_named_in_lowercase() {
+        let json = r#"{"app":"a","service":"s","host":null,"path_prefix":"/","strip_prefix":false,"endpoints":[]}"#;
+        let r: HttpRoute = serde_json::from_str(json).unwrap();
+        assert_eq!(r.protocol, UpstreamProtocol::Http1);
+        let mut h2c = r.clone();
+        h2c.protocol = UpstreamProtocol::H2c;
+        let text = serde_json::to_string(&h2c).unwrap();
+        assert!(text.contains(r#""protocol":"h2c""#), "{text}");
+        assert_eq!(serde_json::from_str::<HttpRoute>(&text).unwrap(), h2c);
     }
 
     #[test]

@@ -38,7 +38,8 @@
 //!   `WWW-Authenticate`), 503 `over_capacity` / `circuit_open`, 504 `upstream_timeout`, 502
 //!   `upstream_error`, 413 `payload_too_large`. They are plain calls, not tower layers: one
 //!   request type, one stack, no boxing. A route without policy pays one `Option` check per layer
-//!   — no allocation, no lock, no task.
+//!   — no allocation, no lock, no task. On a rate-limited route, answers from upstream also carry
+//!   `RateLimit-Policy` and `RateLimit` (remaining quota, seconds until full).
 //! * **Policy state outlives table swaps**: rate limiters per route identity (app, service,
 //!   host, prefix), breaker / bulkhead / retry budget per (app, service), rebuilt only when their
 //!   policy changes (see [`table`]). Limiters use GCRA on `tokio::time` (route-wide: one atomic;
@@ -51,10 +52,12 @@
 //! * **Retry.** A request is retried on another endpoint for free only when it provably never
 //!   left the gateway: the TCP connect failed or timed out, or a pooled connection was found
 //!   closed before hyper wrote the request (`try_send_request` hands it back). That is safe for
-//!   every method, so no body is ever buffered: request bodies are streamed. Once sent, only a
-//!   route's `Retries` policy retries, and only bodiless idempotent requests after a 502/503/504,
-//!   a broken exchange or a per-try timeout, within a budget refilled by requests
-//!   (`budget_percent`), so retries cannot multiply load.
+//!   every method, so no body is ever buffered: request bodies are streamed. Once sent, only
+//!   bodiless idempotent requests are retried: a broken exchange (the replica reset or closed
+//!   the connection without answering, e.g. it was killed) once on another replica outside any
+//!   budget, so a replica dying under load fails no such request; a 502/503/504 answer or a
+//!   per-try timeout only under a route's `Retries` policy, within a budget refilled by
+//!   requests (`budget_percent`), so retries cannot multiply load (reasoning in [`retry`]).
 //! * **Passive health.** An endpoint with [`GatewayConfig::eject_after_failures`] consecutive
 //!   failed attempts is skipped for [`GatewayConfig::eject_for`], then tried again (one more
 //!   failure ejects it again). The last usable endpoint of a route is never skipped.
@@ -76,13 +79,16 @@
 //!   `ResolvesServerCert` picks by SNI (exact name, then `*.parent`, else the first host).
 //!   ALPN offers `h2` and `http/1.1`. The handshake has `header_read_timeout`. Requests over TLS
 //!   take the same path with `secure = true`: `X-Forwarded-Proto: https`, no `redirect_https`.
-//! * **HTTP/2 upstreams (gRPC).** A request from an HTTP/2 client (h2 over TLS or h2c) with
-//!   `content-type: application/grpc*` goes upstream over HTTP/2 with prior knowledge (h2c):
+//! * **HTTP/2 upstreams (h2c routes, gRPC).** Every request on a route whose
+//!   [`berth_core::HttpRoute::protocol`] is `h2c` (`x-berth.route.protocol`), from any client
+//!   (HTTP/1.1, h2c, h2 over TLS), and on any route a request from an HTTP/2 client with
+//!   `content-type: application/grpc*`, goes upstream over HTTP/2 with prior knowledge (h2c):
 //!   one multiplexed connection per endpoint (`hyper::client::conn::http2`), opened on first
 //!   use, kept in the endpoint state, reopened when found closed or failing before the request
-//!   was sent. `TE: trailers` is kept, the host travels as `:authority`, and trailers are
-//!   relayed both ways (bodies are relayed frame by frame). Everything else still uses the
-//!   HTTP/1.1 pool: the routing table does not say which services speak h2c.
+//!   was sent. `TE: trailers` is kept, other hop-by-hop headers are dropped, the host (an
+//!   HTTP/1.1 client's `Host`) travels as `:authority`, and trailers are relayed both ways
+//!   (bodies are relayed frame by frame). Everything else uses the HTTP/1.1 pool; a WebSocket
+//!   upgrade goes over HTTP/1.1 even on an h2c route.
 //! * **WebSocket upgrades** (HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket`) pass all
 //!   policy layers, then go to one endpoint on a fresh, never pooled connection (no retry once
 //!   sent). On `101` the client gets the service's `101` (hop-by-hop headers replaced by the

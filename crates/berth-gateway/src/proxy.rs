@@ -12,8 +12,9 @@
 //! 7. **timeout** (total: `upstream_timeout` 504);
 //! 8. **retry** ([`crate::retry`]: budgeted, idempotent bodiless requests only);
 //! 9. **balance** (round robin, skipping passively ejected endpoints but never all of them);
-//! 10. **upstream** (`upstream_error` 502): pooled HTTP/1.1; for gRPC from an HTTP/2 client
-//!     (`content-type: application/grpc*`) the endpoint's one shared HTTP/2 (h2c) connection;
+//! 10. **upstream** (`upstream_error` 502): pooled HTTP/1.1; on a route with `protocol: h2c`,
+//!     and for gRPC from an HTTP/2 client (`content-type: application/grpc*`), the endpoint's
+//!     one shared HTTP/2 (h2c) connection, whatever the client's protocol;
 //!     for a WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, HTTP/1.1) a fresh
 //!     connection, and on `101` a byte tunnel (`copy_bidirectional`) on its own task.
 //!
@@ -28,7 +29,9 @@
 //! * The request holds the snapshot (one reference count) across awaits; a swap never blocks.
 //! * A request is retried for free only when it provably was not sent (connect failed or timed
 //!   out, or a pooled connection handed it back unsent) — safe for every method, so request
-//!   bodies are streamed and never buffered. After it was sent, only the retry policy retries.
+//!   bodies are streamed and never buffered. After it was sent, a bodiless idempotent request
+//!   whose exchange broke without an answer is retried once on another replica outside the
+//!   budget; anything else only as the retry policy and its budget allow ([`crate::retry`]).
 //! * A stale pooled connection is not an endpoint failure: the next pooled (or a new)
 //!   connection to the same endpoint is tried.
 //! * Trailers cross in both directions: bodies are relayed frame by frame, trailer frames
@@ -37,6 +40,10 @@
 //!   the endpoint's in-flight guard (and the bulkhead permit) until either side closes.
 //! * One access-log line per request (target `berth_gateway::access`): request id, method,
 //!   host, path without query, status, upstream, ms. Never a header value or a token.
+//! * On a route with a rate limit, the answer of a request that went upstream (the service's,
+//!   or the gateway's 502/504 for it) carries the IETF `RateLimit-Policy` and `RateLimit`
+//!   fields of what the request's limit check allowed; a 429 carries them with `r=0` and
+//!   `Retry-After`. A route without a limit adds nothing.
 
 use crate::auth::{self, AuthError};
 use crate::body::{request_body_error, Conn, Lease, ProxyBody, RequestBody, RequestBodyError};
@@ -46,12 +53,12 @@ use crate::error::error_response;
 use crate::guard::Refusal;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, EndpointState, InFlight, Sender};
-use crate::ratelimit::{self, Key, Limited, RateLimiter};
+use crate::ratelimit::{self, Allowed, Key, Limited, RateLimiter};
 use crate::retry;
 use crate::table::{RouteShared, ServiceState, Snapshot};
 use crate::Inner;
 use berth_core::policy::{RateKey, RoutePolicy};
-use berth_core::ErrorCode;
+use berth_core::{ErrorCode, UpstreamProtocol};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TE, UPGRADE,
 };
@@ -87,16 +94,23 @@ enum Failure {
 enum Mode {
     /// Pooled HTTP/1.1 (everything else).
     Http1,
-    /// The endpoint's shared HTTP/2 (h2c) connection: gRPC from an HTTP/2 client.
+    /// The endpoint's shared HTTP/2 (h2c) connection: every request on an `h2c` route, and
+    /// gRPC from an HTTP/2 client on any route.
     Http2,
     /// A WebSocket upgrade on a fresh HTTP/1.1 connection, then a byte tunnel.
     Upgrade,
 }
 
 impl Mode {
-    fn of<B>(req: &Request<B>) -> Mode {
+    fn of<B>(req: &Request<B>, protocol: UpstreamProtocol) -> Mode {
         let headers = req.headers();
-        if req.version() == Version::HTTP_2 {
+        if protocol == UpstreamProtocol::H2c {
+            // Every request goes over the shared h2c connection, except a WebSocket upgrade
+            // (found below), which has no HTTP/2 form here and is tried over HTTP/1.1.
+            if req.version() != Version::HTTP_11 || !headers.contains_key(UPGRADE) {
+                return Mode::Http2;
+            }
+        } else if req.version() == Version::HTTP_2 {
             let grpc = headers
                 .get(CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
@@ -118,6 +132,8 @@ impl Mode {
                 });
         if upgrade {
             Mode::Upgrade
+        } else if protocol == UpstreamProtocol::H2c {
+            Mode::Http2
         } else {
             Mode::Http1
         }
@@ -266,12 +282,14 @@ async fn pipeline(
             rid,
         );
     }
-    let mode = Mode::of(&req);
+    let mode = Mode::of(&req, route.protocol);
     if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid, secure, mode) {
         return error_response(ErrorCode::BadRequest, message, rid);
     }
 
     // 2. Rate limit by IP (a consumer limit on a route without auth counts by IP too).
+    // What the one limit check of this request allowed, for the `RateLimit` fields.
+    let mut allowed: Option<Allowed> = None;
     let limiter = state.shared.limiter.as_deref();
     if let Some(l) = limiter {
         let by_ip = match l.config.key {
@@ -280,8 +298,9 @@ async fn pipeline(
             RateKey::Route => false,
         };
         if by_ip {
-            if let Err(limited) = l.check(Key::Ip(client.ip())) {
-                return rate_limited(l, &limited, &state.shared, rid);
+            match l.check(Key::Ip(client.ip())) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
             }
         }
     }
@@ -308,8 +327,9 @@ async fn pipeline(
             _ => None,
         };
         if let Some(key) = key {
-            if let Err(limited) = l.check(key) {
-                return rate_limited(l, &limited, &state.shared, rid);
+            match l.check(key) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
             }
         }
     }
@@ -396,7 +416,7 @@ async fn pipeline(
         Err(_) => Err(Failure::Timeout),
     };
 
-    let (outcome, response) = match result {
+    let (outcome, mut response) = match result {
         Ok(Upstream::Tunnel(response, mut tunnel)) => {
             done.upstream = Some(tunnel.guard.endpoint().id.clone());
             // The service counts as busy for as long as the tunnel is open.
@@ -478,6 +498,9 @@ async fn pipeline(
     if let Some(ticket) = ticket {
         ticket.finish(outcome);
     }
+    if let (Some(l), Some(a)) = (limiter, allowed) {
+        rate_limit_fields(l, &a, response.headers_mut());
+    }
     response
 }
 
@@ -519,6 +542,17 @@ fn rate_limited(
         h.insert(RATELIMIT, v);
     }
     response
+}
+
+/// The IETF rate-limit fields of an allowed request (route with a limit only). Appended, so a
+/// service's own `RateLimit` policies reach the client next to the gateway's.
+fn rate_limit_fields(limiter: &RateLimiter, allowed: &Allowed, h: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&limiter.policy_header()) {
+        h.append(RATELIMIT_POLICY, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&limiter.allowed_header(allowed)) {
+        h.append(RATELIMIT, v);
+    }
 }
 
 /// 401 with the bearer challenge.
@@ -714,6 +748,7 @@ async fn attempts(
     let mut k = 0usize;
     let mut passes = 0usize; // endpoints skipped or refusing since the last send
     let mut retries = 0u32;
+    let mut rescued = false; // the one budget-free retry after a broken exchange is used
     loop {
         if passes >= n {
             return Err(Failure::NoConnection);
@@ -771,6 +806,18 @@ async fn attempts(
             Attempt::TimedOut => Ok(Failure::Timeout),
         };
         eject_on_failure(inner, endpoint, service);
+        // The replica broke the exchange without answering (killed, crashed): one retry on
+        // another replica, outside the budget (see `retry`'s module docs for why it is bounded).
+        if let (false, true, Some(t), Ok(Failure::Sent(e))) = (rescued, n > 1, &template, &failure)
+        {
+            if retry::broken_exchange(e) {
+                rescued = true;
+                service.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                req = Some(t.build());
+                passes = 0;
+                continue;
+            }
+        }
         // Without a retries policy only broken exchanges are retried, not the service's answers.
         let retryable = !(service.default_retries && failure.is_err());
         if let (true, Some(t), Some(b)) = (retryable, &template, budget) {

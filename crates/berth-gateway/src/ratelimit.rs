@@ -10,7 +10,8 @@
 //!   absent one, so idle keys are evicted first, and a map still full after that is cut in half.
 //! * A rejection says when to come back: `Retry-After`, and the IETF `RateLimit-Policy` /
 //!   `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers): `q` requests per `w` seconds,
-//!   `r` remaining now, `t` seconds until the bucket is full again.
+//!   `r` remaining now, `t` seconds until the bucket is full again. Allowed requests get the same
+//!   two fields from the [`Allowed`] that [`RateLimiter::check`] returns (`proxy` adds them).
 
 use berth_core::policy::{RateKey, RateLimit};
 use std::collections::HashMap;
@@ -188,6 +189,17 @@ impl RateLimiter {
             "\"{}\";r=0;t={}",
             key_name(self.config.key),
             ceil_secs(limited.reset)
+        )
+    }
+
+    /// `RateLimit` value for an allowed request: `"<key>";r=<remaining>;t=<seconds until full>`.
+    #[must_use]
+    pub fn allowed_header(&self, allowed: &Allowed) -> String {
+        format!(
+            "\"{}\";r={};t={}",
+            key_name(self.config.key),
+            allowed.remaining,
+            ceil_secs(allowed.reset)
         )
     }
 }

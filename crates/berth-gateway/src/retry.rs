@@ -11,7 +11,24 @@
 //!   retries can be saved up. So over any stretch of time retries add at most `budget_percent` %
 //!   (plus the small saved reserve) to the service's load and cannot multiply an outage.
 //!   The bucket of a `retries` policy starts empty; the default budget (routes without one,
-//!   which retry only broken exchanges) starts with the reserve.
+//!   which retry only broken exchanges and per-try timeouts) starts with the reserve.
+//! * **A broken exchange is rescued once, outside the budget.** When the exchange of an
+//!   idempotent bodiless request broke before any response byte arrived ([`broken_exchange`]:
+//!   the connection was reset or closed under it, as when a replica is killed), `proxy` retries
+//!   it once on another replica without touching the budget, on every route (with or without
+//!   a `retries` policy; not when the policy says `attempts: 0`, and not when the route has a
+//!   single replica). Why this is not left to the budget: a replica dying under load breaks
+//!   every exchange it had in flight at the same instant — often more than the budget holds,
+//!   and a `retries` policy's bucket may be empty or drained by the service's own 5xx answers —
+//!   while the promise is that killing one of two replicas fails no idempotent request.
+//!   Why it still cannot multiply load: it is at most one extra try per client request (never a
+//!   chain; the rescue is not counted in `attempts` and later retries are budgeted as usual), it
+//!   only follows a failure in which the replica produced no answer at all (a dead or dying
+//!   process, not a slow or overloaded one answering 503 or timing out — those stay budgeted),
+//!   and the failing replica is ejected by passive health after a few such failures in a row.
+//!   So its amplification is bounded by 2× the traffic that hit a broken replica, and the
+//!   budget keeps bounding everything else (5xx answers and per-try timeouts) to
+//!   `budget_percent` % plus the reserve.
 
 use berth_core::policy::Retries;
 use http::Method;
@@ -79,6 +96,14 @@ pub fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
+}
+
+/// Did this exchange break under the request before any answer, i.e. the connection was reset
+/// or closed by the replica (not a malformed answer, not a request-side error)? Such a request
+/// gets one rescue on another replica outside the budget (see the module docs).
+#[must_use]
+pub fn broken_exchange(e: &hyper::Error) -> bool {
+    !(e.is_parse() || e.is_parse_status() || e.is_user() || e.is_timeout())
 }
 
 /// Is this upstream status a failure worth a retry (and a breaker failure)?

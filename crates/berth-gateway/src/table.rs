@@ -59,8 +59,9 @@ pub struct ServiceState {
     pub bulkhead: Option<Arc<Bulkhead>>,
     pub budget: Option<Arc<RetryBudget>>,
     /// The route has no `retries` policy: the budget is [`DEFAULT_RETRIES`], used only for
-    /// requests whose connection failed before any answer (as nginx's `proxy_next_upstream
-    /// error timeout`), never to retry a service's own 5xx answer.
+    /// requests whose exchange failed before any answer (as nginx's `proxy_next_upstream
+    /// error timeout`) beyond the one budget-free rescue of a broken exchange (see
+    /// [`crate::retry`]), never to retry a service's own 5xx answer.
     pub default_retries: bool,
 }
 
@@ -384,6 +385,7 @@ mod tests {
                     })
                     .collect(),
                 policy: Default::default(),
+                protocol: Default::default(),
             }],
             ports: vec![],
             issuers: vec![],

@@ -107,6 +107,66 @@ async fn rate_limit_answers_429_with_headers_and_survives_table_swaps() {
     );
 }
 
+/// Allowed requests on a limited route carry the IETF fields too (remaining quota, seconds
+/// until the bucket is full); an unlimited route gets none.
+#[tokio::test]
+async fn rate_limit_fields_are_on_successful_answers_of_limited_routes_only() {
+    let up = Upstream::start("up").await;
+    let limit = |key| RoutePolicy {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+            key,
+        }),
+        ..Default::default()
+    };
+    let gw = TestGateway::start(table(
+        1,
+        vec![
+            with_policy(
+                route(None, "/limited", false, vec![up.endpoint()]),
+                limit(RateKey::Route),
+            ),
+            with_policy(
+                route(None, "/by-ip", false, vec![up.endpoint()]),
+                limit(RateKey::Ip),
+            ),
+            route(None, "/free", false, vec![up.endpoint()]),
+        ],
+    ))
+    .await;
+    for remaining in [2, 1, 0] {
+        let r = gw.get(None, "/limited").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("ratelimit-policy"), Some(r#""route";q=1;w=1"#));
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!(r#""route";r={remaining};t={}"#, 3 - remaining).as_str()),
+            "{r:?}"
+        );
+    }
+    let r = gw.get(None, "/limited").await;
+    assert_eq!(r.status, 429);
+    assert!(r
+        .header("ratelimit")
+        .unwrap()
+        .starts_with(r#""route";r=0;"#));
+    // The service's own answer (here a 503) carries them as well, with the key named.
+    up.fail_with(503);
+    let r = gw.get(None, "/by-ip").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "failing");
+    assert_eq!(r.header("ratelimit-policy"), Some(r#""ip";q=1;w=1"#));
+    assert_eq!(r.header("ratelimit"), Some(r#""ip";r=2;t=1"#));
+    up.fail_with(0);
+    let r = gw.get(None, "/free").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("ratelimit-policy").is_none() && r.header("ratelimit").is_none(),
+        "{r:?}"
+    );
+}
+
 #[tokio::test]
 async fn consumer_limits_count_per_subject_and_ip_limits_before_auth() {
     let up = Upstream::start("up").await;
@@ -495,6 +555,218 @@ async fn a_retry_goes_to_another_replica() {
     assert_eq!(r.status, 200);
     assert_eq!(r.upstream(), "good");
     assert_eq!(bad.requests(), 1);
+}
+
+/// A small explicit retries policy whose budget starts empty (10 requests buy 1 retry).
+fn stingy_retries() -> RoutePolicy {
+    RoutePolicy {
+        retries: Some(Retries {
+            attempts: 1,
+            budget_percent: 10,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Send `GET path` from `clients` concurrent loops until `stop`; every status seen, in order.
+fn load(
+    gw: &Arc<TestGateway>,
+    clients: usize,
+    path: &'static str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Vec<tokio::task::JoinHandle<Vec<(u16, String)>>> {
+    (0..clients)
+        .map(|_| {
+            let (gw, stop) = (gw.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.is_cancelled() {
+                    let r = gw.get(None, path).await;
+                    seen.push((r.status, r.body));
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+async fn statuses(tasks: Vec<tokio::task::JoinHandle<Vec<(u16, String)>>>) -> Vec<(u16, String)> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(within("load task", t).await.unwrap());
+    }
+    all
+}
+
+/// An HTTP/1.1 upstream that answers `NAME:` after `delay`, and whose process can be "killed":
+/// the listener and every open connection are dropped at once, mid-exchange.
+struct Killable {
+    addr: std::net::SocketAddr,
+    kill: tokio_util::sync::CancellationToken,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn killable(name: &'static str, delay: Duration) -> Killable {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let kill = tokio_util::sync::CancellationToken::new();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let (kill, in_flight) = (kill.clone(), in_flight.clone());
+        async move {
+            loop {
+                let stream = tokio::select! {
+                    () = kill.cancelled() => return,
+                    a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => return },
+                };
+                let (kill, in_flight) = (kill.clone(), in_flight.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let in_flight = in_flight.clone();
+                        async move {
+                            in_flight.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(delay).await;
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(format!("{name}:")),
+                            )))
+                        }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::select! {
+                        () = kill.cancelled() => {}
+                        _ = conn => {}
+                    }
+                });
+            }
+        }
+    });
+    Killable {
+        addr,
+        kill,
+        in_flight,
+    }
+}
+
+/// The issue's promise, with an explicit `retries` policy whose budget is empty at first: when
+/// one of two replicas is killed under load (its in-flight exchanges cut, then its port
+/// refusing), no idempotent request fails.
+#[tokio::test]
+async fn killing_one_of_two_replicas_under_load_fails_no_get_with_a_retries_policy() {
+    let victim = killable("victim", Duration::from_millis(20)).await;
+    let survivor = killable("survivor", Duration::from_millis(20)).await;
+    let gw = Arc::new(
+        TestGateway::start(table(
+            1,
+            vec![with_policy(
+                route(
+                    None,
+                    "/",
+                    false,
+                    vec![ep("victim", victim.addr), ep("survivor", survivor.addr)],
+                ),
+                stingy_retries(),
+            )],
+        ))
+        .await,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = load(&gw, 16, "/", &stop);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = victim.in_flight.clone();
+    eventually("requests in flight on the victim", || {
+        busy.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    })
+    .await;
+    victim.kill.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let seen = statuses(tasks).await;
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert!(seen.iter().any(|(_, b)| b == "victim:"));
+    assert!(seen.last().is_some_and(|(_, b)| b == "survivor:"));
+    let text = gw.gateway.render_metrics();
+    assert!(
+        !text.contains(r#"berth_gateway_service_retries_total{app="app",service="svc"} 0"#),
+        "the cut exchanges were retried: {text}"
+    );
+}
+
+/// A replica that reads each request and closes the connection without answering, under
+/// concurrent load, with an explicit `retries` policy and passive ejection off: every GET is
+/// rescued on the other replica, far beyond what the policy's budget holds; a POST is not.
+#[tokio::test]
+async fn a_replica_closing_connections_mid_exchange_fails_no_get_with_a_retries_policy() {
+    let broken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broken_addr = broken.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = broken.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                drop(s);
+            });
+        }
+    });
+    let good = Upstream::start("good").await;
+    let config = GatewayConfig {
+        eject_after_failures: 0,
+        ..GatewayConfig::default()
+    };
+    let gw = Arc::new(
+        TestGateway::start_with(
+            table(
+                1,
+                vec![with_policy(
+                    route(
+                        None,
+                        "/",
+                        false,
+                        vec![ep("broken", broken_addr), good.endpoint()],
+                    ),
+                    stingy_retries(),
+                )],
+            ),
+            config,
+        )
+        .await,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = load(&gw, 8, "/x", &stop);
+    let requests = good.requests.clone();
+    eventually("200 requests served", || {
+        requests.load(std::sync::atomic::Ordering::SeqCst) >= 200
+    })
+    .await;
+    stop.cancel();
+    let seen = statuses(tasks).await;
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    // Half the requests went to the broken replica first: many more rescues than budget.
+    assert!(good.requests() >= 200);
+    let post = |gw: &TestGateway| {
+        gw.request("POST", None, "/x")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    let (a, b) = (gw.send(post(&gw)).await, gw.send(post(&gw)).await);
+    assert!(
+        a.status == 502 || b.status == 502,
+        "a POST that reached the broken replica is not retried: {a:?} {b:?}"
+    );
 }
 
 #[tokio::test]

@@ -224,7 +224,8 @@ impl Body for Frames {
 
 /// A gRPC-like h2c upstream: answers `grpc:` + the request body, with trailers `grpc-status: 0`
 /// and `x-seen-request-trailer` (the request's `x-req-trailer` trailer). Headers report the
-/// version, `te`, `:authority` and `x-forwarded-proto` it saw.
+/// version, method, path, `te`, `:authority`, `host`, `x-forwarded-proto`, `connection` and
+/// `x-hop` it saw. It speaks HTTP/2 only (prior knowledge), whatever the content type.
 /// Dropping it closes its listener and every connection.
 struct GrpcUpstream {
     addr: SocketAddr,
@@ -266,8 +267,13 @@ fn grpc_upstream_on(listener: TcpListener) -> GrpcUpstream {
                             .header(
                                 "x-seen-authority",
                                 req.uri().authority().map_or("-", |a| a.as_str()),
+                            )
+                            .header("x-seen-method", req.method().as_str())
+                            .header(
+                                "x-seen-path",
+                                req.uri().path_and_query().map_or("-", |p| p.as_str()),
                             );
-                        for h in ["te", "x-forwarded-proto", "host"] {
+                        for h in ["te", "x-forwarded-proto", "host", "x-hop", "connection"] {
                             if let Some(v) = req.headers().get(h) {
                                 r = r.header(format!("x-seen-{h}"), v);
                             }
@@ -572,6 +578,136 @@ async fn grpc_trailers_pass_over_tls_h2_and_h2c_on_one_upstream_connection() {
         gw.gateway.in_flight("g1") == 0
     })
     .await;
+}
+
+/// A route to the HTTP/2-only upstream with `protocol: h2c`.
+fn h2c_route(host: &str, addr: SocketAddr) -> berth_core::HttpRoute {
+    let mut r = route(Some(host), "/", false, vec![ep("h2c", addr)]);
+    r.protocol = berth_core::UpstreamProtocol::H2c;
+    r
+}
+
+/// An HTTP/1.1 client's requests on an `h2c` route go upstream over HTTP/2: the Host header
+/// becomes `:authority`, hop-by-hop headers are dropped (`TE: trailers` kept), bodies cross,
+/// and the answer comes back as HTTP/1.1. The same upstream on a default route is unreachable
+/// for HTTP/1.1 (it speaks only HTTP/2), which is what the flag is for.
+#[tokio::test]
+async fn an_h2c_route_takes_http1_clients_to_an_http2_only_upstream() {
+    let up = grpc_upstream().await;
+    let gw = start_both(
+        vec![
+            h2c_route("h2.test", up.addr),
+            route(Some("h1.test"), "/", false, vec![ep("h1", up.addr)]),
+        ],
+        TlsConfig::self_signed(&["h2.test".into()]).unwrap(),
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Frames>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut h1_call = async |method: &str, path: &str, host: &str, body: &'static [u8]| {
+        let frames = if body.is_empty() {
+            Frames(VecDeque::new())
+        } else {
+            Frames::new(body, &[])
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("te", "trailers")
+            .body(frames)
+            .unwrap();
+        within("ready", sender.ready()).await.unwrap();
+        let response = within("h1 answer", sender.send_request(req)).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = within("h1 body", body.collect()).await.unwrap().to_bytes();
+        (Response::from_parts(parts, ()), body)
+    };
+    for (method, body, want) in [
+        ("GET", &b""[..], "grpc:"),
+        ("POST", &b"hello"[..], "grpc:hello"),
+        ("DELETE", &b""[..], "grpc:"),
+    ] {
+        let (r, got) = h1_call(method, "/svc/x?q=1", "h2.test:8080", body).await;
+        assert_eq!(r.status(), StatusCode::OK, "{method} {r:?}");
+        assert_eq!(r.version(), Version::HTTP_11);
+        assert_eq!(got, want);
+        assert_eq!(header(&r, "x-seen-version"), "HTTP/2.0");
+        assert_eq!(header(&r, "x-seen-method"), method);
+        assert_eq!(header(&r, "x-seen-path"), "/svc/x?q=1");
+        assert_eq!(header(&r, "x-seen-authority"), "h2.test:8080");
+        assert_eq!(header(&r, "x-seen-host"), "", "Host travels as :authority");
+        assert_eq!(header(&r, "x-seen-te"), "trailers");
+        assert_eq!(
+            header(&r, "x-seen-x-hop"),
+            "",
+            "hop-by-hop headers are dropped"
+        );
+        assert_eq!(header(&r, "x-seen-connection"), "");
+        assert_eq!(header(&r, "x-seen-x-forwarded-proto"), "http");
+    }
+    // One shared HTTP/2 connection carried them all.
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 1);
+    // Without the flag the same HTTP/1.1 request goes over HTTP/1.1 and the upstream refuses it.
+    let (r, _) = h1_call("GET", "/", "h1.test", b"").await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    eventually("nothing in flight", || gw.gateway.in_flight("h2c") == 0).await;
+}
+
+/// An h2c client's plain (non-gRPC) requests on an `h2c` route go upstream over HTTP/2 too,
+/// with trailers relayed both ways.
+#[tokio::test]
+async fn an_h2c_route_takes_h2c_clients_upstream_over_http2_whatever_the_content_type() {
+    let up = grpc_upstream().await;
+    let gw = start_both(
+        vec![h2c_route("h2.test", up.addr)],
+        TlsConfig::self_signed(&["h2.test".into()]).unwrap(),
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.http).await.unwrap();
+    let mut sender = h2_client::<_, Frames>(tcp).await;
+    for (method, body, trailers, want) in [
+        ("GET", &b""[..], &[][..], "grpc:"),
+        (
+            "PUT",
+            &b"data"[..],
+            &[("x-req-trailer", "sent")][..],
+            "grpc:data",
+        ),
+    ] {
+        let frames = if body.is_empty() {
+            Frames(VecDeque::new())
+        } else {
+            Frames::new(body, trailers)
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri("http://h2.test/plain?x=1")
+            .header("content-type", "text/plain")
+            .body(frames)
+            .unwrap();
+        within("ready", sender.ready()).await.unwrap();
+        let response = within("h2 answer", sender.send_request(req)).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let collected = within("h2 body", body.collect()).await.unwrap();
+        let got_trailers = collected.trailers().cloned().unwrap_or_default();
+        let r = Response::from_parts(parts, ());
+        assert_eq!(r.status(), StatusCode::OK, "{method} {r:?}");
+        assert_eq!(collected.to_bytes(), want);
+        assert_eq!(header(&r, "x-seen-version"), "HTTP/2.0");
+        assert_eq!(header(&r, "x-seen-method"), method);
+        assert_eq!(header(&r, "x-seen-path"), "/plain?x=1");
+        assert_eq!(header(&r, "x-seen-authority"), "h2.test");
+        assert_eq!(got_trailers.get("grpc-status").unwrap(), "0");
+        let seen = if trailers.is_empty() { "none" } else { "sent" };
+        assert_eq!(got_trailers.get("x-seen-request-trailer").unwrap(), seen);
+    }
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

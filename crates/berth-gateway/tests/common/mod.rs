@@ -243,6 +243,7 @@ pub fn route(host: Option<&str>, prefix: &str, strip: bool, endpoints: Vec<Endpo
         strip_prefix: strip,
         endpoints,
         policy: Default::default(),
+        protocol: Default::default(),
     }
 }
 
