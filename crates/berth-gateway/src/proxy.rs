@@ -547,12 +547,8 @@ fn rate_limited(
 /// The IETF rate-limit fields of an allowed request (route with a limit only). Appended, so a
 /// service's own `RateLimit` policies reach the client next to the gateway's.
 fn rate_limit_fields(limiter: &RateLimiter, allowed: &Allowed, h: &mut HeaderMap) {
-    if let Ok(v) = HeaderValue::from_str(&limiter.policy_header()) {
-        h.append(RATELIMIT_POLICY, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&limiter.allowed_header(allowed)) {
-        h.append(RATELIMIT, v);
-    }
+    h.append(RATELIMIT_POLICY, limiter.policy_value());
+    h.append(RATELIMIT, limiter.allowed_value(allowed));
 }
 
 /// 401 with the bearer challenge.

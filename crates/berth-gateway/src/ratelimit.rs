@@ -61,6 +61,8 @@ pub struct RateLimiter {
     route: AtomicU64,
     ips: Mutex<HashMap<IpAddr, u64>>,
     subjects: Mutex<HashMap<Box<str>, u64>>,
+    /// [`RateLimiter::policy_header`], made once (it is on every answer of the route).
+    policy_value: http::HeaderValue,
 }
 
 impl RateLimiter {
@@ -70,6 +72,8 @@ impl RateLimiter {
         let per_second = u64::from(config.per_second.max(1));
         let burst = u64::from(config.burst.max(1));
         let interval = 1_000_000_000 / per_second;
+        let policy_value = http::HeaderValue::from_str(&policy_header(&config))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
         Self {
             config,
             interval,
@@ -78,6 +82,7 @@ impl RateLimiter {
             route: AtomicU64::new(0),
             ips: Mutex::new(HashMap::new()),
             subjects: Mutex::new(HashMap::new()),
+            policy_value,
         }
     }
 
@@ -175,11 +180,13 @@ impl RateLimiter {
     /// `RateLimit-Policy` value: `"<key>";q=<per_second>;w=1`.
     #[must_use]
     pub fn policy_header(&self) -> String {
-        format!(
-            "\"{}\";q={};w=1",
-            key_name(self.config.key),
-            self.config.per_second.max(1)
-        )
+        policy_header(&self.config)
+    }
+
+    /// [`RateLimiter::policy_header`] as a header value (cheap to clone).
+    #[must_use]
+    pub fn policy_value(&self) -> http::HeaderValue {
+        self.policy_value.clone()
     }
 
     /// `RateLimit` value for a rejection: `"<key>";r=0;t=<seconds until full>`.
@@ -195,13 +202,36 @@ impl RateLimiter {
     /// `RateLimit` value for an allowed request: `"<key>";r=<remaining>;t=<seconds until full>`.
     #[must_use]
     pub fn allowed_header(&self, allowed: &Allowed) -> String {
-        format!(
+        String::from_utf8_lossy(self.allowed_value(allowed).as_bytes()).into_owned()
+    }
+
+    /// [`RateLimiter::allowed_header`] as a header value, formatted on the stack (it is on every
+    /// answer of the route: one allocation, for the value itself).
+    #[must_use]
+    pub fn allowed_value(&self, allowed: &Allowed) -> http::HeaderValue {
+        use std::io::Write as _;
+        let mut buf = [0u8; 64];
+        let mut out = &mut buf[..];
+        let _ = write!(
+            out,
             "\"{}\";r={};t={}",
             key_name(self.config.key),
             allowed.remaining,
             ceil_secs(allowed.reset)
-        )
+        );
+        let len = 64 - out.len();
+        http::HeaderValue::from_bytes(&buf[..len])
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
+}
+
+/// `"<key>";q=<per_second>;w=1`.
+fn policy_header(config: &RateLimit) -> String {
+    format!(
+        "\"{}\";q={};w=1",
+        key_name(config.key),
+        config.per_second.max(1)
+    )
 }
 
 /// Keep a per-key map under [`MAX_KEYS`] before inserting one more key.
