@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 4: a per-service secret that signs push webhooks.
     "ALTER TABLE services ADD COLUMN webhook_secret TEXT;",
+    // 5: reserved for the compose-build branch's migration (that branch's SQL replaces this
+    // placeholder when the branches merge; numbers are positions, so the slot must exist).
+    "SELECT 1",
+    // 6: image state of versions, for retention: `present` or `removed` (the version record
+    // stays), when it was last archived, when it was last restored (a restored image is kept a
+    // while, see berth-controlplane's retention).
+    "ALTER TABLE versions ADD COLUMN image_state TEXT NOT NULL DEFAULT 'present';
+     ALTER TABLE versions ADD COLUMN archived_at TEXT;
+     ALTER TABLE versions ADD COLUMN restored_at TEXT;",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {
