@@ -343,7 +343,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     })?;
     #[allow(clippy::cast_precision_loss)] // thresholds, not exact accounting
     let bytes = value * mult as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes >= 1.8e19 {
+    if !bytes.is_finite() || !(0.0..1.8e19).contains(&bytes) {
         return Err(format!("{s:?}: out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just above

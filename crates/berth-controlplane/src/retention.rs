@@ -170,17 +170,19 @@ mod tests {
         items.iter().map(|s| (*s).to_string()).collect()
     }
 
+    /// (case, candidates newest first, keep, deployed, targets, expected)
+    type Case = (
+        &'static str,
+        Vec<Candidate>,
+        usize,
+        HashSet<String>,
+        HashSet<String>,
+        Vec<Verdict>,
+    );
+
     #[test]
     fn retention_table() {
-        // (case, candidates newest first, keep, deployed, targets, expected)
-        let cases: Vec<(
-            &str,
-            Vec<Candidate>,
-            usize,
-            HashSet<String>,
-            HashSet<String>,
-            Vec<Verdict>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "nothing pinned: the newest N stay",
                 vec![
