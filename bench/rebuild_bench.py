@@ -9,7 +9,7 @@ Berth:  `berth build NAME --follow` of a service registered from a local Git rep
         from the start of the CLI until it exits. The one-file change is committed first (a
         user's `git commit`, not timed): Berth builds commits, not working trees. Also recorded,
         from the build record and its log: the server-side build time (queued -> finished) and
-        the image step alone ("step image succeeded in ...", the engine build incl. the context
+        the image step alone ("step build succeeded in ...": the default pipeline's one step, the engine build incl. the context
         tar).
 docker: `docker build -t TAG DIR` of the same files (same Dockerfile, same `.dockerignore`
         leaving out `.git`), with DOCKER_BUILDKIT=0 (the legacy builder, what Berth uses) and,
@@ -46,7 +46,7 @@ COPY vendor/ /app/vendor/
 COPY static/ /app/static/
 RUN find /app/vendor -type f | wc -l > /app/data/vendor-count
 COPY src/ /app/src/
-RUN wc -c /app/src/* > /app/data/src-size
+RUN wc -c /app/src/*/* > /app/data/src-size
 ENV APP_HOME=/app
 CMD ["cat", "/app/data/src-size"]
 """
@@ -128,21 +128,28 @@ class Tools:
     def __init__(self, b, service, dirs, bases, buildkit):
         self.b, self.service, self.dirs, self.bases, self.buildkit = b, service, dirs, bases, buildkit
 
+    def save(self, name, text):
+        self.n = getattr(self, "n", 0) + 1
+        with open(os.path.join(self.b.dir, f"{self.n:02d}-{name}.log"), "w") as f:
+            f.write(text)
+
     def berth(self):
         dt, out = timed([common.BERTH_BIN, "build", self.service, "--follow"],
                         env=dict(os.environ, BERTH_SERVER=f"http://{self.b.api}"))
+        self.save("berth", out)
         # the build record (server side) and the image step's own time, from the log
         builds = json.loads(self.b.berth("builds", self.service, "--output", "json", quiet=True).stdout)
         last = builds[0]
         server = rfc3339(last["finished_at"]) - rfc3339(last["created_at"])
-        m = re.search(r"step image succeeded in (\S+)", out)
+        m = re.search(r"step build succeeded in (\S+)", out)
         image = parse_duration(m.group(1)) if m else None
         return dt, server, image
 
     def docker(self, kind):
         env = dict(os.environ, DOCKER_BUILDKIT="1" if kind == "buildkit" else "0")
-        dt, _ = timed(["docker", "build", "-q", "--label", self.b.label, "-t",
-                       f"berth-bench/rebuild-{kind}:{self.b.short}", self.dirs[kind]], env=env)
+        dt, out = timed(["docker", "build", "--label", self.b.label, "-t",
+                         f"berth-bench/rebuild-{kind}:{self.b.short}", self.dirs[kind]], env=env)
+        self.save(kind, out)
         return dt
 
 
@@ -190,6 +197,7 @@ def main():
         git(dirs["berth"], "commit", "-q", "-m", "initial")
         size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(dirs["legacy"])
                    for f in fs)
+        log(f"build outputs are kept in {b.dir}/NN-TOOL.log")
         log(f"context: {size / 1e6:.1f} MB in {sum(len(fs) for _, _, fs in os.walk(dirs['legacy']))} files; "
             f"Dockerfile:\n{DOCKERFILE.format(base='<base per tool>')}")
 

@@ -28,7 +28,10 @@ pub mod pipeline;
 pub mod runner;
 pub mod source;
 
-pub use context::{context_tar, tar_paths, ContextError, DockerIgnore};
+pub use context::{
+    context_tar, context_tar_with_labels, dockerfile_with_labels, tar_paths, ContextError,
+    DockerIgnore, LABELLED_DOCKERFILE,
+};
 pub use logs::{LogLine, LogStreamKind, Masker};
 pub use pipeline::{
     parse_duration, BuildStep, Pipeline, PipelineError, RunStep, Step, StepKind, PIPELINE_FILE,

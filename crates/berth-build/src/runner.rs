@@ -36,7 +36,7 @@ use berth_docker::{BuildMessage, BuildParams, ContainerSpec, Docker, HostSpec, L
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::context_tar;
+use crate::context::{context_tar, context_tar_with_labels};
 use crate::logs::{LineSplitter, LogLine, LogStreamKind, Masker};
 use crate::pipeline::{
     valid_env_name, BuildStep, Pipeline, RunStep, StepKind, PIPELINE_FILE, WORKSPACE_MOUNT,
@@ -311,6 +311,7 @@ impl Builder {
             LogStreamKind::System,
             &describe(&request.source),
         );
+        let checkout_started = Instant::now();
         let (revision, root) = match request
             .source
             .checkout(dest, &self.config.source_limits, cancel)
@@ -335,8 +336,11 @@ impl Builder {
             "checkout",
             LogStreamKind::System,
             &format!(
-                "checked out {} by {} (version {})",
-                revision.commit, revision.author, revision.name
+                "checked out {} by {} (version {}) in {:.1?}",
+                revision.commit,
+                revision.author,
+                revision.name,
+                checkout_started.elapsed()
             ),
         );
         let pipeline = match read_pipeline(&root) {
@@ -689,10 +693,25 @@ impl Builder {
             Err(e) => return failed(format!("build context: {e}")),
         };
         let dockerfile = b.dockerfile.clone();
-        let tar = match tokio::task::spawn_blocking(move || context_tar(&context_dir, &dockerfile))
-            .await
-        {
-            Ok(Ok(tar)) => tar,
+        // Labels go into the context as one LABEL step (see crate::context), except for a
+        // `target` build, where the last stage is not the one built.
+        let fold = b.target.as_deref().is_none_or(str::is_empty);
+        let fold_labels = if fold {
+            labels.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let pack_started = Instant::now();
+        let packed = tokio::task::spawn_blocking(move || {
+            if fold_labels.is_empty() {
+                context_tar(&context_dir, &dockerfile).map(|t| (t, None))
+            } else {
+                context_tar_with_labels(&context_dir, &dockerfile, &fold_labels)
+            }
+        })
+        .await;
+        let (tar, generated) = match packed {
+            Ok(Ok(packed)) => packed,
             Ok(Err(e)) => return failed(e.to_string()),
             Err(e) => return failed(format!("packing the build context: {e}")),
         };
@@ -700,16 +719,26 @@ impl Builder {
             step,
             LogStreamKind::System,
             &format!(
-                "sending a build context of {} bytes, tagging {reference}",
-                tar.len()
+                "sending a build context of {} bytes (packed in {:.1?}), tagging {reference}",
+                tar.len(),
+                pack_started.elapsed()
             ),
         );
-        let params = BuildParams {
-            tag: reference.to_string(),
-            dockerfile: b.dockerfile.clone(),
-            buildargs: b.args.clone(),
-            target: b.target.clone(),
-            labels,
+        let params = match generated {
+            Some(dockerfile) => BuildParams {
+                tag: reference.to_string(),
+                dockerfile,
+                buildargs: b.args.clone(),
+                target: b.target.clone(),
+                labels: BTreeMap::new(),
+            },
+            None => BuildParams {
+                tag: reference.to_string(),
+                dockerfile: b.dockerfile.clone(),
+                buildargs: b.args.clone(),
+                target: b.target.clone(),
+                labels,
+            },
         };
         let work = async {
             let mut stream = self.docker.build_image(tar, &params).await?;
