@@ -627,3 +627,70 @@ async fn subversion_source_builds_at_head() {
     assert!(v.time.is_some());
     assert_eq!(image_files(&run, &v.tag), vec!["app.txt"]);
 }
+
+/// Berth's labels arrive as one LABEL step (not one per label), land on the image, and the
+/// generated Dockerfile and `.dockerignore` never reach the image's files.
+#[tokio::test]
+async fn labels_are_one_step_and_the_generated_dockerfile_stays_out_of_the_image() {
+    let run = TestRun::new("build-labels");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        (
+            "Dockerfile",
+            &format!("FROM {bb}\nCOPY . /ctx/\nRUN ls -a /ctx > /listing\n"),
+        ),
+        ("app.txt", "hello"),
+    ]);
+    let docker = docker().await;
+    let b = builder(docker.clone(), &run);
+    let (outcome, lines) = build(
+        &b,
+        &git_request(&run, src.path().to_str().unwrap()),
+        &CancellationToken::new(),
+    )
+    .await;
+    let log = log_text(&lines);
+    assert_eq!(outcome.status, BuildStatus::Succeeded, "{log}");
+    assert_eq!(
+        log.matches(" : LABEL ").count(),
+        1,
+        "labels are not one step:\n{log}"
+    );
+    let v = outcome.version.unwrap();
+    let image = docker.inspect_image(&v.tag).await.unwrap().unwrap();
+    for key in [
+        "berth.test",
+        "berth.service",
+        "berth.version",
+        "berth.commit",
+    ] {
+        assert!(image.labels.contains_key(key), "{key}: {:?}", image.labels);
+    }
+    assert_eq!(image.labels["berth.commit"], v.commit);
+    // The image's files are the context's own: run it and list /ctx.
+    let name = run.name("ls");
+    docker_cli(&[
+        "run",
+        "--name",
+        &name,
+        "--label",
+        &run.label_filter(),
+        &v.tag,
+        "cat",
+        "/listing",
+    ])
+    .map(|out| {
+        assert!(
+            out.contains("app.txt") && out.contains("Dockerfile"),
+            "{out}"
+        );
+        assert!(
+            !out.contains(".berth.Dockerfile") && !out.contains(".dockerignore"),
+            "{out}"
+        );
+    })
+    .unwrap();
+    let _ = docker_cli(&["rmi", "-f", &v.tag]);
+}
