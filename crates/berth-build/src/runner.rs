@@ -2,7 +2,11 @@
 //!
 //! Rules it keeps:
 //! - **One build, one workspace**: a fresh directory under [`BuildConfig::work_root`], removed
-//!   when the build ends whatever happened. Berth runs on the engine's host, so that directory
+//!   when the build ends whatever happened.
+//! - **A warm rebuild skips the checkout**: when a service's last successful build had only
+//!   `build` steps and its Git source still points at the same commit with the same tags
+//!   (`git ls-remote`), the contexts that build packed are sent again (see [`Warm`]); the engine
+//!   builds as always. Berth runs on the engine's host, so that directory
 //!   is bind-mounted as is into `run` containers at `/workspace` (read-write: a test step may
 //!   produce files a later `build` step copies).
 //! - **Steps run in order; the first failure stops the build.** A `run` step is **one
@@ -27,9 +31,10 @@
 //! - Dropping the `build` future instead of cancelling it can leave a step container behind;
 //!   it carries `berth.build=<id>` so a janitor can find it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_docker::{BuildMessage, BuildParams, ContainerSpec, Docker, HostSpec, LogSource};
@@ -159,6 +164,42 @@ impl BuildOutcome {
 pub struct Builder {
     docker: Docker,
     config: BuildConfig,
+    /// Per service: what its last successful build packed (see [`Warm`]).
+    warm: Arc<Mutex<HashMap<String, Warm>>>,
+}
+
+/// A packed build context and the Dockerfile name to build it with.
+type Packed = (Arc<Vec<u8>>, Option<String>);
+
+/// The packed contexts of a service's last successful build, with what they were packed from.
+/// A later build of the same source, at the same commit with the same tags, and whose pipeline
+/// has no `run` step (nothing but the commit's files goes into the contexts), sends them again
+/// instead of checking the commit out and packing it: the engine still builds (its cache
+/// decides exactly as for any build, base images included), only the checkout is skipped. This
+/// is what makes a no-change rebuild cost about what `docker build` costs (docs/benchmarks.md
+/// §5).
+#[derive(Debug, Clone)]
+struct Warm {
+    source: Source,
+    commit: String,
+    tags: Vec<String>,
+    revision: Revision,
+    pipeline: Pipeline,
+    contexts: BTreeMap<String, Packed>,
+}
+
+/// Contexts at most this large (all steps together) are kept for a warm rebuild.
+const WARM_MAX_BYTES: usize = 64 << 20;
+
+/// Contexts to send instead of packing (`reuse`), and those packed during this build.
+#[derive(Default)]
+struct Contexts {
+    reuse: BTreeMap<String, Packed>,
+    packed: Mutex<BTreeMap<String, Packed>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where log lines go, masked.
@@ -241,7 +282,11 @@ impl Builder {
     /// A builder on this engine with this configuration.
     #[must_use]
     pub fn new(docker: Docker, config: BuildConfig) -> Builder {
-        Builder { docker, config }
+        Builder {
+            docker,
+            config,
+            warm: Arc::default(),
+        }
     }
 
     /// Checks the source out, reads its pipeline (or uses the default one) and runs it.
@@ -276,6 +321,9 @@ impl Builder {
             sink.emit("checkout", LogStreamKind::System, &e.to_string());
             return BuildOutcome::failed("checkout", sink.masker.mask(&e.to_string()));
         }
+        if let Some(outcome) = self.try_warm(request, &sink, cancel).await {
+            return outcome;
+        }
         let workspace = match tempfile::Builder::new()
             .prefix("berth-build-")
             .tempdir_in(&self.config.work_root)
@@ -297,6 +345,55 @@ impl Builder {
         // Removing a large tree is blocking work.
         let _ = tokio::task::spawn_blocking(move || drop(workspace)).await;
         outcome
+    }
+
+    /// The warm path (see [`Warm`]): `None` when it does not apply and a checkout is needed.
+    async fn try_warm(
+        &self,
+        request: &BuildRequest,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> Option<BuildOutcome> {
+        let Source::Git(g) = &request.source else {
+            return None;
+        };
+        let warm = lock(&self.warm).get(&request.service).cloned()?;
+        if warm.source != request.source {
+            return None;
+        }
+        let started = Instant::now();
+        let (commit, tags) = g.resolve(&self.config.source_limits, cancel).await.ok()??;
+        if commit != warm.commit || tags != warm.tags {
+            return None;
+        }
+        sink.emit(
+            "checkout",
+            LogStreamKind::System,
+            &format!(
+                "{} unchanged at {commit} (version {}), checked in {:.1?}: sending the last build's packed context again, no checkout",
+                redact_userinfo(&g.url),
+                warm.revision.name,
+                started.elapsed()
+            ),
+        );
+        let contexts = Contexts {
+            reuse: warm.contexts,
+            packed: Mutex::default(),
+        };
+        let mut o = self
+            .run_pipeline_inner(
+                &request.service,
+                &self.config.work_root,
+                &warm.revision,
+                &warm.pipeline,
+                &request.secrets,
+                sink,
+                cancel,
+                &contexts,
+            )
+            .await;
+        o.revision = Some(warm.revision);
+        Some(o)
     }
 
     async fn build_in(
@@ -353,6 +450,7 @@ impl Builder {
                 return o;
             }
         };
+        let contexts = Contexts::default();
         let mut outcome = self
             .run_pipeline_inner(
                 &request.service,
@@ -362,8 +460,41 @@ impl Builder {
                 &request.secrets,
                 sink,
                 cancel,
+                &contexts,
             )
             .await;
+        let packed = std::mem::take(&mut *lock(&contexts.packed));
+        let size: usize = packed.values().map(|(t, _)| t.len()).sum();
+        let only_builds = pipeline
+            .steps
+            .iter()
+            .all(|s| matches!(s.kind, StepKind::Build(_)));
+        lock(&self.warm).remove(&request.service);
+        if outcome.status == BuildStatus::Succeeded && only_builds && size <= WARM_MAX_BYTES {
+            // Kept only when `git ls-remote` agrees with the checkout (same commit, its tag
+            // among the tags there), so later comparisons are like for like.
+            if let Source::Git(g) = &request.source {
+                if let Ok(Some((commit, tags))) =
+                    g.resolve(&self.config.source_limits, cancel).await
+                {
+                    if commit == revision.commit
+                        && revision.tag.as_ref().is_none_or(|t| tags.contains(t))
+                    {
+                        lock(&self.warm).insert(
+                            request.service.clone(),
+                            Warm {
+                                source: request.source.clone(),
+                                commit,
+                                tags,
+                                revision: revision.clone(),
+                                pipeline,
+                                contexts: packed,
+                            },
+                        );
+                    }
+                }
+            }
+        }
         outcome.revision = Some(revision);
         outcome
     }
@@ -390,7 +521,14 @@ impl Builder {
         }
         let mut o = self
             .run_pipeline_inner(
-                service, workspace, revision, pipeline, secrets, &sink, cancel,
+                service,
+                workspace,
+                revision,
+                pipeline,
+                secrets,
+                &sink,
+                cancel,
+                &Contexts::default(),
             )
             .await;
         o.revision = Some(revision.clone());
@@ -407,6 +545,7 @@ impl Builder {
         secrets: &BTreeMap<String, String>,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
+        contexts: &Contexts,
     ) -> BuildOutcome {
         let build_id = new_build_id(service);
         let final_build = pipeline.final_build();
@@ -447,6 +586,7 @@ impl Builder {
                     let end = self
                         .build_step(
                             &step.name, b, workspace, &reference, labels, timeout, sink, cancel,
+                            contexts,
                         )
                         .await;
                     if matches!(end, StepEnd::Ok { .. }) {
@@ -683,37 +823,24 @@ impl Builder {
         timeout: Duration,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
+        contexts: &Contexts,
     ) -> StepEnd {
         let failed = |reason: String| StepEnd::Failed {
             exit_code: None,
             reason,
         };
-        let context_dir = match resolve_inside(workspace, &b.context) {
-            Ok(d) => d,
-            Err(e) => return failed(format!("build context: {e}")),
-        };
-        let dockerfile = b.dockerfile.clone();
-        // Labels go into the context as one LABEL step (see crate::context), except for a
-        // `target` build, where the last stage is not the one built.
-        let fold = b.target.as_deref().is_none_or(str::is_empty);
-        let fold_labels = if fold {
-            labels.clone()
-        } else {
-            BTreeMap::new()
-        };
         let pack_started = Instant::now();
-        let packed = tokio::task::spawn_blocking(move || {
-            if fold_labels.is_empty() {
-                context_tar(&context_dir, &dockerfile).map(|t| (t, None))
-            } else {
-                context_tar_with_labels(&context_dir, &dockerfile, &fold_labels)
+        let (tar, generated) = if let Some((tar, generated)) = contexts.reuse.get(step) {
+            ((**tar).clone(), generated.clone())
+        } else {
+            match pack(b, workspace, &labels).await {
+                Ok((tar, generated)) => {
+                    lock(&contexts.packed)
+                        .insert(step.to_string(), (Arc::new(tar.clone()), generated.clone()));
+                    (tar, generated)
+                }
+                Err(reason) => return failed(reason),
             }
-        })
-        .await;
-        let (tar, generated) = match packed {
-            Ok(Ok(packed)) => packed,
-            Ok(Err(e)) => return failed(e.to_string()),
-            Err(e) => return failed(format!("packing the build context: {e}")),
         };
         sink.emit(
             step,
@@ -776,6 +903,37 @@ impl Builder {
             },
             () = cancel.cancelled() => StepEnd::Cancelled,
         }
+    }
+}
+
+/// Packs a build step's context: labels folded into one LABEL step (see [`crate::context`]),
+/// except for a `target` build, where the last stage is not the one built.
+async fn pack(
+    b: &BuildStep,
+    workspace: &Path,
+    labels: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let context_dir =
+        resolve_inside(workspace, &b.context).map_err(|e| format!("build context: {e}"))?;
+    let dockerfile = b.dockerfile.clone();
+    let fold = b.target.as_deref().is_none_or(str::is_empty);
+    let fold_labels = if fold {
+        labels.clone()
+    } else {
+        BTreeMap::new()
+    };
+    let packed = tokio::task::spawn_blocking(move || {
+        if fold_labels.is_empty() {
+            context_tar(&context_dir, &dockerfile).map(|t| (t, None))
+        } else {
+            context_tar_with_labels(&context_dir, &dockerfile, &fold_labels)
+        }
+    })
+    .await;
+    match packed {
+        Ok(Ok(packed)) => Ok(packed),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("packing the build context: {e}")),
     }
 }
 

@@ -267,6 +267,52 @@ impl GitSource {
     }
 }
 
+impl GitSource {
+    /// Where the source stands now without checking anything out (`git ls-remote`): the
+    /// commit the branch (or tag, or `HEAD`) points at, and every tag pointing at that commit
+    /// (sorted). `None` when the ref is not there.
+    ///
+    /// # Errors
+    /// A refused URL, a failing or slow client, or cancellation.
+    pub async fn resolve(
+        &self,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<Option<(String, Vec<String>)>, SourceError> {
+        self.validate()?;
+        let mut ls = git();
+        ls.args(["ls-remote", "--", &self.url]);
+        let out = run("git ls-remote", ls, limits.timeout, cancel).await?;
+        Ok(resolve_refs(&out, self.branch.as_deref()))
+    }
+}
+
+/// From `git ls-remote` output: the commit `branch` (a branch or a tag; `HEAD` when `None`)
+/// points at, and the tags pointing at it.
+pub(crate) fn resolve_refs(ls_remote: &str, branch: Option<&str>) -> Option<(String, Vec<String>)> {
+    let refs: Vec<(&str, &str)> = ls_remote
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(sha, r)| (sha.trim(), r.trim()))
+        .collect();
+    let find = |name: &str| refs.iter().find(|(_, r)| *r == name).map(|(sha, _)| *sha);
+    let commit = match branch {
+        None => find("HEAD")?,
+        Some(b) => find(&format!("refs/heads/{b}"))
+            .or_else(|| find(&format!("refs/tags/{b}^{{}}")))
+            .or_else(|| find(&format!("refs/tags/{b}")))?,
+    };
+    let mut tags: Vec<String> = refs
+        .iter()
+        .filter(|(sha, _)| *sha == commit)
+        .filter_map(|(_, r)| r.strip_prefix("refs/tags/"))
+        .map(|t| t.trim_end_matches("^{}").to_string())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Some((commit.to_string(), tags))
+}
+
 impl SvnSource {
     /// Checks the URL (see the module docs).
     ///
@@ -546,6 +592,26 @@ pub(crate) fn dir_size(dir: &Path, stop_after: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ls_remote_resolution() {
+        let out = "c1\tHEAD\nc1\trefs/heads/main\nc0\trefs/heads/old\nt9\trefs/tags/v2\nc1\trefs/tags/v2^{}\nc1\trefs/tags/light\nc0\trefs/tags/v1\n";
+        assert_eq!(
+            resolve_refs(out, None),
+            Some(("c1".into(), vec!["light".into(), "v2".into()]))
+        );
+        assert_eq!(
+            resolve_refs(out, Some("old")),
+            Some(("c0".into(), vec!["v1".into()]))
+        );
+        assert_eq!(
+            resolve_refs(out, Some("v2")).map(|r| r.0),
+            Some("c1".into()),
+            "an annotated tag resolves to its commit"
+        );
+        assert_eq!(resolve_refs(out, Some("nope")), None);
+        assert_eq!(resolve_refs("", None), None);
+    }
 
     #[test]
     fn git_urls() {

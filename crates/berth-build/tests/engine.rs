@@ -694,3 +694,49 @@ async fn labels_are_one_step_and_the_generated_dockerfile_stays_out_of_the_image
     .unwrap();
     let _ = docker_cli(&["rmi", "-f", &v.tag]);
 }
+
+/// A rebuild of an unchanged source skips the checkout and sends the last context again (same
+/// image); a new commit or a new tag at the commit goes the whole way again.
+#[tokio::test]
+async fn an_unchanged_source_is_rebuilt_without_a_checkout() {
+    let run = TestRun::new("build-warm");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        ("Dockerfile", &format!("FROM {bb}\nCOPY app.txt /app.txt\n")),
+        ("app.txt", "one"),
+    ]);
+    let docker = docker().await;
+    let b = builder(docker.clone(), &run);
+    let req = git_request(&run, src.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let (first, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert!(!log_text(&lines).contains("no checkout"));
+    let (second, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("no checkout"), "{log}");
+    let (v1, v2) = (first.version.unwrap(), second.version.unwrap());
+    assert_eq!((&v1.name, &v1.digest), (&v2.name, &v2.digest));
+    assert_eq!(second.revision.unwrap().commit, v1.commit);
+
+    // A tag at the same commit: checked out again, and the version takes the tag's name.
+    git(src.path(), &["tag", "v9"]);
+    let (tagged, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert!(!log.contains("no checkout"), "{log}");
+    assert_eq!(tagged.version.as_ref().unwrap().name, "v9");
+    // A new commit: checked out again, a new image.
+    std::fs::write(src.path().join("app.txt"), "two").unwrap();
+    git(src.path(), &["commit", "-q", "-am", "two"]);
+    let (changed, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert!(!log.contains("no checkout"), "{log}");
+    let v3 = changed.version.unwrap();
+    assert_ne!(v3.digest, v1.digest);
+    for v in [&v1.tag, &tagged.version.unwrap().tag, &v3.tag] {
+        let _ = docker_cli(&["rmi", "-f", v]);
+    }
+}
