@@ -19,9 +19,9 @@
 //!   and the Dockerfile must exist inside the context.
 //! - **Labels in one step** ([`context_tar_with_labels`]): the engine's `labels` build parameter
 //!   makes the legacy builder append one `LABEL` step per label, and each step costs a
-//!   container create and commit (about 0.5 s on the benchmark machine: five labels more than
-//!   doubled a one-file rebuild, docs/benchmarks.md §5). Berth instead sends the Dockerfile plus
-//!   one `LABEL` line with every label, as `.berth.Dockerfile`, and lists that name in the
+//!   container create and commit (0.8–1 s on the benchmark machine: five labels made a
+//!   one-file rebuild 1.76× `docker build`, docs/benchmarks.md §5). Berth instead sends the
+//!   Dockerfile plus one `LABEL` line with every label, as `.berth.Dockerfile`, and lists that name in the
 //!   context's `.dockerignore` so no `COPY` ever sees it — what the Docker CLI itself does for
 //!   `docker build -f -`. When there was no `.dockerignore`, the one Berth writes also ignores
 //!   itself, so the image's files are exactly those of a plain build. It falls back to the

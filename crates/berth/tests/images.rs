@@ -1,6 +1,7 @@
 //! End-to-end with the real Docker engine: image retention removes only what it may (keep=2
 //! over five builds, with an old version deployed, a rollback target, an image held by a
-//! container and an image Berth did not build), `berth images` shows each version's state, a
+//! container and an image Berth did not build), `berth images` shows each version's state
+//! (`archived` when an archive was made; `present` again after `berth image restore`), a
 //! tiny image-count threshold raises one alert event on `/api/v1/events`, and on start the
 //! janitor removes step containers left by interrupted builds of this server only.
 
@@ -135,17 +136,27 @@ fn retention_removes_only_what_it_may() {
     assert!(on_engine(&tag("v3")), "removed an image a container uses");
     assert_eq!(image_of(&images(&server), "v3")["state"], "present");
 
+    // An archive made before the removal: the version then shows as `archived`.
+    let archive = dir.path().join("v3.tar");
+    server.ok(&[
+        "image",
+        "archive",
+        &format!("{}:v3", svc()),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
     docker_cli(&["rm", &holder]).unwrap();
     wait_for(
         Duration::from_secs(20),
         "retention removes v3 once no container uses it",
-        || (image_of(&images(&server), "v3")["state"] == "removed").then_some(()),
+        || (image_of(&images(&server), "v3")["state"] == "archived").then_some(()),
     );
 
     let list = images(&server);
     assert_eq!(list.len(), 5, "every version stays listed: {list:?}");
     let v3 = image_of(&list, "v3");
     assert!(v3["size"].is_null(), "{v3}");
+    assert_eq!(v3["state"], "archived", "{v3}");
     assert!(!on_engine(&tag("v3")));
     for (version, deployed, target) in [
         ("v5", false, false),
@@ -167,7 +178,7 @@ fn retention_removes_only_what_it_may() {
     );
     let table = server.ok(&["images", &svc()]);
     assert!(
-        table.contains("STATE") && table.contains("removed"),
+        table.contains("STATE") && table.contains("archived"),
         "{table}"
     );
 
@@ -200,8 +211,23 @@ fn retention_removes_only_what_it_may() {
         "the alert is not in the log at warn level"
     );
 
+    // Restored, it is present again and retention leaves it for a while (it can be deployed).
+    server.ok(&["image", "restore", archive.to_str().unwrap()]);
+    assert_eq!(image_of(&images(&server), "v3")["state"], "present");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        on_engine(&tag("v3")),
+        "retention removed a just-restored image"
+    );
+    let ev = events(&server);
+    assert!(
+        ev.iter()
+            .any(|e| e["kind"] == "image.restored" && e["subject"] == tag("v3").as_str()),
+        "{ev:?}"
+    );
+
     server.ok(&["rm", "--app", "shop"]);
-    for v in ["v1", "v2", "v4", "v5"] {
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
         let _ = docker_cli(&["rmi", "-f", &tag(v)]);
     }
 }
