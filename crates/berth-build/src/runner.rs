@@ -190,6 +190,34 @@ struct Warm {
 
 /// Contexts at most this large (all steps together) are kept for a warm rebuild.
 const WARM_MAX_BYTES: usize = 64 << 20;
+/// At most this much is kept for all services together; the largest other entries go first.
+const WARM_TOTAL_BYTES: usize = 256 << 20;
+
+impl Warm {
+    fn bytes(&self) -> usize {
+        self.contexts.values().map(|(t, _)| t.len()).sum()
+    }
+}
+
+/// Keep `warm` for `service`, evicting other services' entries (largest first) to stay under
+/// [`WARM_TOTAL_BYTES`].
+fn keep_warm(cache: &Mutex<HashMap<String, Warm>>, service: &str, warm: Warm) {
+    let mut c = lock(cache);
+    c.remove(service);
+    let mut total: usize = c.values().map(Warm::bytes).sum::<usize>() + warm.bytes();
+    while total > WARM_TOTAL_BYTES {
+        let Some((name, size)) = c
+            .iter()
+            .map(|(n, w)| (n.clone(), w.bytes()))
+            .max_by_key(|(_, size)| *size)
+        else {
+            break;
+        };
+        c.remove(&name);
+        total -= size;
+    }
+    c.insert(service.to_string(), warm);
+}
 
 /// Contexts to send instead of packing (`reuse`), and those packed during this build.
 #[derive(Default)]
@@ -480,8 +508,9 @@ impl Builder {
                     if commit == revision.commit
                         && revision.tag.as_ref().is_none_or(|t| tags.contains(t))
                     {
-                        lock(&self.warm).insert(
-                            request.service.clone(),
+                        keep_warm(
+                            &self.warm,
+                            &request.service,
                             Warm {
                                 source: request.source.clone(),
                                 commit,
@@ -985,6 +1014,37 @@ fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warm_cache_stays_under_its_total() {
+        let warm = |mb: usize| Warm {
+            source: Source::Git(crate::GitSource::default()),
+            commit: "c".into(),
+            tags: vec![],
+            revision: Revision {
+                commit: "c".into(),
+                author: String::new(),
+                time: None,
+                tag: None,
+                name: "c".into(),
+            },
+            pipeline: Pipeline::default_pipeline(),
+            contexts: [("build".to_string(), (Arc::new(vec![0u8; mb << 20]), None))].into(),
+        };
+        let cache = Mutex::new(HashMap::new());
+        keep_warm(&cache, "a", warm(60));
+        keep_warm(&cache, "b", warm(100));
+        keep_warm(&cache, "c", warm(90));
+        assert_eq!(lock(&cache).len(), 3);
+        // 60 + 100 + 90 + 64 > 256: the largest other (b) goes.
+        keep_warm(&cache, "d", warm(64));
+        let mut names: Vec<String> = lock(&cache).keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, vec!["a", "c", "d"]);
+        // Replacing a service's own entry does not count it twice.
+        keep_warm(&cache, "d", warm(64));
+        assert_eq!(lock(&cache).len(), 3);
+    }
 
     #[test]
     fn service_names() {
