@@ -2,7 +2,8 @@
 //! over five builds, with an old version deployed, a rollback target, an image held by a
 //! container and an image Berth did not build), `berth images` shows each version's state
 //! (`archived` when an archive was made; `present` again after `berth image restore`), a
-//! tiny image-count threshold raises one alert event on `/api/v1/events`, and on start the
+//! tiny image-count threshold and a 1 KiB disk threshold each raise one alert event on
+//! `/api/v1/events`, and on start the
 //! janitor removes step containers left by interrupted builds of this server only.
 
 mod common;
@@ -97,6 +98,8 @@ fn retention_removes_only_what_it_may() {
             "1",
             "--image-count-alert",
             "2",
+            "--image-disk-alert",
+            "1KiB",
         ],
     );
     server.ok(&["service", "create", &svc(), "--git", repo.to_str().unwrap()]);
@@ -195,6 +198,19 @@ fn retention_removes_only_what_it_may() {
     assert_eq!(alerts.len(), 1, "raised once, not every pass: {ev:?}");
     assert_eq!(alerts[0]["level"], "warn");
     assert_eq!(alerts[0]["subject"], svc().as_str());
+    // Any engine with an image passes a 1 KiB disk threshold: one alert, not one per pass.
+    let disk: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| e["kind"] == "alert.image_disk")
+        .collect();
+    assert_eq!(disk.len(), 1, "{ev:?}");
+    assert!(
+        disk[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("above the alert threshold of 1.0 KiB"),
+        "{ev:?}"
+    );
     let (code, body) = berth_testkit::http_get(
         &server.api,
         "/api/v1/events?after=0",
