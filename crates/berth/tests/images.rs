@@ -3,8 +3,8 @@
 //! container and an image Berth did not build), `berth images` shows each version's state
 //! (`archived` when an archive was made; `present` again after `berth image restore`), a
 //! tiny image-count threshold and a 1 KiB disk threshold each raise one alert event on
-//! `/api/v1/events`, and on start the
-//! janitor removes step containers left by interrupted builds of this server only.
+//! `/api/v1/events`, and on start the janitor removes step containers left by interrupted
+//! builds of this server only.
 
 mod common;
 
