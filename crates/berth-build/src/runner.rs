@@ -2,7 +2,10 @@
 //!
 //! Rules it keeps:
 //! - **One build, one workspace**: a fresh directory under [`BuildConfig::work_root`], removed
-//!   when the build ends whatever happened.
+//!   when the build ends whatever happened — or, with [`BuildConfig::keep_trees`], the Git
+//!   service's kept tree, which one build at a time uses.
+//! - **A kept tree per Git service** (see [`KeptTree`]): a build updates the service's last
+//!   tree in place instead of cloning afresh, unless `run` steps ever had it mounted.
 //! - **A warm rebuild skips the checkout**: when a service's last successful build had only
 //!   `build` steps and its Git source still points at the same commit with the same tags
 //!   (`git ls-remote`), the contexts that build packed are sent again (see [`Warm`]); the engine
@@ -31,7 +34,7 @@
 //! - Dropping the `build` future instead of cancelling it can leave a step container behind;
 //!   it carries `berth.build=<id>` so a janitor can find it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,16 +65,21 @@ pub struct BuildConfig {
     pub step_timeout: Duration,
     /// Labels put on every container and image a build creates (e.g. `berth.instance`).
     pub labels: BTreeMap<String, String>,
+    /// Keep each Git service's tree under `work_root/trees` between builds (see
+    /// [`KeptTree`]); otherwise every build clones into a fresh workspace.
+    pub keep_trees: bool,
 }
 
 impl Default for BuildConfig {
-    /// The system temp directory, default source limits, 30 minutes per step, no labels.
+    /// The system temp directory, default source limits, 30 minutes per step, no labels, no
+    /// kept trees.
     fn default() -> Self {
         BuildConfig {
             work_root: std::env::temp_dir(),
             source_limits: SourceLimits::default(),
             step_timeout: Duration::from_secs(30 * 60),
             labels: BTreeMap::new(),
+            keep_trees: false,
         }
     }
 }
@@ -166,6 +174,8 @@ pub struct Builder {
     config: BuildConfig,
     /// Per service: what its last successful build packed (see [`Warm`]).
     warm: Arc<Mutex<HashMap<String, Warm>>>,
+    /// Kept trees in use by a build (see [`KeptTree`]).
+    trees: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// A packed build context and the Dockerfile name to build it with.
@@ -224,6 +234,35 @@ fn keep_warm(cache: &Mutex<HashMap<String, Warm>>, service: &str, warm: Warm) {
 struct Contexts {
     reuse: BTreeMap<String, Packed>,
     packed: Mutex<BTreeMap<String, Packed>>,
+}
+
+/// A service's kept Git tree, `<work_root>/trees/<service>-<source hash>/src`, claimed by one
+/// build at a time. A build of a Git source updates it in place (fetch, forced checkout,
+/// `clean -ffdx`: only changed files are written) instead of cloning afresh. It is kept only
+/// while no `run` step has had it mounted: a step could plant Git configuration or hooks that
+/// the server's own `git` would then run, so after a pipeline with `run` steps (or a failed
+/// checkout) the tree is deleted and the next build clones again.
+struct KeptTree {
+    dir: PathBuf,
+    busy: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Drop for KeptTree {
+    fn drop(&mut self) {
+        lock(&self.busy).remove(&self.dir);
+    }
+}
+
+/// FNV-1a: a hash that stays the same across builds of Berth (directory names depend on it).
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -314,6 +353,7 @@ impl Builder {
             docker,
             config,
             warm: Arc::default(),
+            trees: Arc::default(),
         }
     }
 
@@ -352,6 +392,16 @@ impl Builder {
         if let Some(outcome) = self.try_warm(request, &sink, cancel).await {
             return outcome;
         }
+        if let Some(tree) = self.claim_tree(request) {
+            let dest = tree.dir.join("src");
+            let (outcome, tainted) = self.build_in(request, &dest, true, &sink, cancel).await;
+            if tainted {
+                // `run` steps had the tree mounted: it is never used again (see KeptTree).
+                let dir = tree.dir.clone();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            }
+            return outcome;
+        }
         let workspace = match tempfile::Builder::new()
             .prefix("berth-build-")
             .tempdir_in(&self.config.work_root)
@@ -367,12 +417,51 @@ impl Builder {
                 )
             }
         };
-        let outcome = self
-            .build_in(request, &workspace.path().join("src"), &sink, cancel)
+        let (outcome, _) = self
+            .build_in(request, &workspace.path().join("src"), false, &sink, cancel)
             .await;
         // Removing a large tree is blocking work.
         let _ = tokio::task::spawn_blocking(move || drop(workspace)).await;
         outcome
+    }
+
+    /// The kept tree of a Git source's service, unless another build holds it (then the build
+    /// uses a fresh workspace). Trees of the service's earlier sources are removed.
+    fn claim_tree(&self, request: &BuildRequest) -> Option<KeptTree> {
+        let Source::Git(g) = &request.source else {
+            return None;
+        };
+        if !self.config.keep_trees {
+            return None;
+        }
+        let root = self.config.work_root.join("trees");
+        let name = format!(
+            "{}-{:016x}",
+            request.service,
+            fnv(&[&g.url, g.branch.as_deref().unwrap_or("")])
+        );
+        let dir = root.join(&name);
+        if !lock(&self.trees).insert(dir.clone()) {
+            return None;
+        }
+        let tree = KeptTree {
+            dir: dir.clone(),
+            busy: self.trees.clone(),
+        };
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let other = e.file_name().to_string_lossy().into_owned();
+                let stale = other != name
+                    && other
+                        .strip_prefix(&format!("{}-", request.service))
+                        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if stale && !lock(&self.trees).contains(&e.path()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(tree)
     }
 
     /// The warm path (see [`Warm`]): `None` when it does not apply and a checkout is needed.
@@ -424,48 +513,66 @@ impl Builder {
         Some(o)
     }
 
+    /// Checks out into `dest` (updating a kept tree there when `reuse`), runs the pipeline.
+    /// Also says whether `run` steps (or a failed checkout) may have changed the tree, so a
+    /// kept tree must be dropped.
     async fn build_in(
         &self,
         request: &BuildRequest,
         dest: &Path,
+        reuse: bool,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
-    ) -> BuildOutcome {
+    ) -> (BuildOutcome, bool) {
         sink.emit(
             "checkout",
             LogStreamKind::System,
             &describe(&request.source),
         );
         let checkout_started = Instant::now();
-        let (revision, root) = match request
-            .source
-            .checkout(dest, &self.config.source_limits, cancel)
-            .await
-        {
+        let limits = &self.config.source_limits;
+        let checked_out = if reuse {
+            request.source.checkout_reusing(dest, limits, cancel).await
+        } else {
+            request
+                .source
+                .checkout(dest, limits, cancel)
+                .await
+                .map(|(rev, root)| (rev, root, false))
+        };
+        let (revision, root, reused) = match checked_out {
             Ok(r) => r,
             Err(SourceError::Cancelled) => {
-                return BuildOutcome {
-                    status: BuildStatus::Cancelled,
-                    version: None,
-                    steps: Vec::new(),
-                    revision: None,
-                }
+                return (
+                    BuildOutcome {
+                        status: BuildStatus::Cancelled,
+                        version: None,
+                        steps: Vec::new(),
+                        revision: None,
+                    },
+                    true,
+                )
             }
             Err(e) => {
                 let reason = sink.masker.mask(&e.to_string());
                 sink.emit("checkout", LogStreamKind::System, &reason);
-                return BuildOutcome::failed("checkout", reason);
+                return (BuildOutcome::failed("checkout", reason), true);
             }
         };
         sink.emit(
             "checkout",
             LogStreamKind::System,
             &format!(
-                "checked out {} by {} (version {}) in {:.1?}",
+                "checked out {} by {} (version {}) in {:.1?}{}",
                 revision.commit,
                 revision.author,
                 revision.name,
-                checkout_started.elapsed()
+                checkout_started.elapsed(),
+                if reused {
+                    " (the kept tree, updated)"
+                } else {
+                    ""
+                }
             ),
         );
         let pipeline = match read_pipeline(&root) {
@@ -475,7 +582,7 @@ impl Builder {
                 sink.emit("pipeline", LogStreamKind::System, &reason);
                 let mut o = BuildOutcome::failed("pipeline", reason);
                 o.revision = Some(revision);
-                return o;
+                return (o, false);
             }
         };
         let contexts = Contexts::default();
@@ -525,7 +632,7 @@ impl Builder {
             }
         }
         outcome.revision = Some(revision);
-        outcome
+        (outcome, !only_builds)
     }
 
     /// Runs a parsed pipeline over a workspace that is already in place (e.g. an uploaded

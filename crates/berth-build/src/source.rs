@@ -180,19 +180,7 @@ impl Source {
             Source::Git(g) => g.fetch(dest, limits, cancel).await?,
             Source::Svn(s) => s.fetch(dest, limits, cancel).await?,
         };
-        let size = dir_size(dest, limits.max_bytes)?;
-        if size > limits.max_bytes {
-            return Err(SourceError::TooLarge {
-                limit: limits.max_bytes,
-            });
-        }
-        let root = match self {
-            Source::Git(GitSource {
-                path: Some(path), ..
-            }) => resolve_inside(dest, path)?,
-            _ => dest.canonicalize()?,
-        };
-        Ok((revision, root))
+        self.finish_checkout(dest, limits, revision)
     }
 }
 
@@ -231,39 +219,146 @@ impl GitSource {
         }
         clone.arg("--").arg(&self.url).arg(dest);
         run("git clone", clone, limits.timeout, cancel).await?;
+        git_revision(dest, limits, cancel).await
+    }
 
-        let mut log = git();
-        log.arg("-C")
-            .arg(dest)
-            .args(["log", "-1", "--format=%H%n%an <%ae>%n%cI"]);
-        let out = run("git log", log, limits.timeout, cancel).await?;
-        let mut lines = out.lines();
-        let commit = lines.next().unwrap_or_default().trim().to_string();
-        let author = lines.next().unwrap_or_default().trim().to_string();
-        let time = lines
-            .next()
-            .and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
+    /// Brings an earlier clone of this source in `dest` to the ref's current commit: fetch,
+    /// forced detached checkout, and `clean -ffdx`, so the tree is exactly the commit's (only
+    /// changed files are written). Tags are fetched and pruned like the clone's.
+    ///
+    /// # Errors
+    /// A failing or slow client, or cancellation; the caller then clones afresh.
+    pub async fn update(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<Revision, SourceError> {
+        self.validate()?;
+        let refspec = self.branch.clone().unwrap_or_else(|| "HEAD".into());
+        let mut fetch = git();
+        fetch.arg("-C").arg(dest).args([
+            "fetch",
+            "--quiet",
+            "--force",
+            "--prune",
+            "--prune-tags",
+            "--tags",
+            "--no-recurse-submodules",
+            "--",
+            &self.url,
+            &refspec,
+        ]);
+        run("git fetch", fetch, limits.timeout, cancel).await?;
+        let mut checkout = git();
+        checkout.arg("-C").arg(dest).args([
+            "checkout",
+            "--quiet",
+            "--force",
+            "--detach",
+            "FETCH_HEAD",
+        ]);
+        run("git checkout", checkout, limits.timeout, cancel).await?;
+        let mut clean = git();
+        clean.arg("-C").arg(dest).args(["clean", "-ffdxq"]);
+        run("git clean", clean, limits.timeout, cancel).await?;
+        git_revision(dest, limits, cancel).await
+    }
+}
 
-        let mut tags = git();
-        tags.arg("-C")
-            .arg(dest)
-            .args(["tag", "--points-at", "HEAD", "--sort=-version:refname"]);
-        let out = run("git tag", tags, limits.timeout, cancel).await?;
-        let tag = out
-            .lines()
-            .map(str::trim)
-            .find(|t| !t.is_empty())
-            .map(str::to_string);
-        let name = tag
-            .clone()
-            .unwrap_or_else(|| commit.chars().take(12).collect());
-        Ok(Revision {
-            commit,
-            author,
-            time,
-            tag,
-            name,
-        })
+/// The commit checked out in `dest`: id, author, time, the newest tag at it, the version name.
+async fn git_revision(
+    dest: &Path,
+    limits: &SourceLimits,
+    cancel: &CancellationToken,
+) -> Result<Revision, SourceError> {
+    let mut log = git();
+    log.arg("-C")
+        .arg(dest)
+        .args(["log", "-1", "--format=%H%n%an <%ae>%n%cI"]);
+    let out = run("git log", log, limits.timeout, cancel).await?;
+    let mut lines = out.lines();
+    let commit = lines.next().unwrap_or_default().trim().to_string();
+    let author = lines.next().unwrap_or_default().trim().to_string();
+    let time = lines
+        .next()
+        .and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
+
+    let mut tags = git();
+    tags.arg("-C")
+        .arg(dest)
+        .args(["tag", "--points-at", "HEAD", "--sort=-version:refname"]);
+    let out = run("git tag", tags, limits.timeout, cancel).await?;
+    let tag = out
+        .lines()
+        .map(str::trim)
+        .find(|t| !t.is_empty())
+        .map(str::to_string);
+    let name = tag
+        .clone()
+        .unwrap_or_else(|| commit.chars().take(12).collect());
+    Ok(Revision {
+        commit,
+        author,
+        time,
+        tag,
+        name,
+    })
+}
+
+impl Source {
+    /// Like [`Source::checkout`], into a directory that may hold an earlier clone of the same
+    /// Git source (see the runner's reused trees): updated in place when it does, cloned afresh
+    /// (after clearing `dest`) when it does not or the update fails. Subversion always checks
+    /// out afresh. Returns the revision, the build root and whether the tree was reused.
+    ///
+    /// # Errors
+    /// As [`Source::checkout`].
+    pub async fn checkout_reusing(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<(Revision, PathBuf, bool), SourceError> {
+        if let Source::Git(g) = self {
+            if dest.join(".git").is_dir() {
+                match g.update(dest, limits, cancel).await {
+                    Ok(revision) => {
+                        if let Ok((revision, root)) = self.finish_checkout(dest, limits, revision) {
+                            return Ok((revision, root, true));
+                        }
+                    }
+                    Err(SourceError::Cancelled) => return Err(SourceError::Cancelled),
+                    Err(_) => {}
+                }
+            }
+        }
+        if dest.exists() {
+            std::fs::remove_dir_all(dest)?;
+        }
+        let (revision, root) = self.checkout(dest, limits, cancel).await?;
+        Ok((revision, root, false))
+    }
+
+    fn finish_checkout(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        revision: Revision,
+    ) -> Result<(Revision, PathBuf), SourceError> {
+        let size = dir_size(dest, limits.max_bytes)?;
+        if size > limits.max_bytes {
+            return Err(SourceError::TooLarge {
+                limit: limits.max_bytes,
+            });
+        }
+        let root = match self {
+            Source::Git(GitSource {
+                path: Some(path), ..
+            }) => resolve_inside(dest, path)?,
+            _ => dest.canonicalize()?,
+        };
+        Ok((revision, root))
     }
 }
 

@@ -740,3 +740,87 @@ async fn an_unchanged_source_is_rebuilt_without_a_checkout() {
         let _ = docker_cli(&["rmi", "-f", v]);
     }
 }
+
+/// With kept trees, a new commit updates the service's tree in place; a pipeline with a `run`
+/// step gets the tree mounted, so the tree is dropped after it and the next build clones again.
+#[tokio::test]
+async fn kept_tree_is_updated_in_place_and_dropped_after_run_steps() {
+    let run = TestRun::new("build-kept");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let src = repo(&[
+        ("Dockerfile", &format!("FROM {bb}\nCOPY app.txt /app.txt\n")),
+        ("app.txt", "one"),
+    ]);
+    let b = Builder::new(
+        docker().await,
+        BuildConfig {
+            work_root: work.path().to_path_buf(),
+            labels: [run.label()].into(),
+            step_timeout: Duration::from_secs(120),
+            keep_trees: true,
+            ..BuildConfig::default()
+        },
+    );
+    let req = git_request(&run, src.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let trees = || std::fs::read_dir(work.path().join("trees")).map_or(0, Iterator::count);
+    let mut tags = Vec::new();
+    let (first, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert!(!log_text(&lines).contains("kept tree"));
+    assert_eq!(trees(), 1);
+    tags.push(first.version.unwrap().tag);
+
+    std::fs::write(src.path().join("app.txt"), "two").unwrap();
+    std::fs::write(src.path().join("new.txt"), "new").unwrap();
+    git(src.path(), &["add", "-A"]);
+    git(src.path(), &["commit", "-q", "-m", "two"]);
+    let (second, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("(the kept tree, updated)"), "{log}");
+    let v2 = second.version.unwrap();
+    assert_eq!(v2.commit, git(src.path(), &["rev-parse", "HEAD"]));
+    let tree = std::fs::read_dir(work.path().join("trees"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("src");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("app.txt")).unwrap(),
+        "two"
+    );
+    tags.push(v2.tag);
+
+    // A file the last build left in the tree is cleaned away; a run step drops the tree.
+    std::fs::write(tree.join("stray.txt"), "x").unwrap();
+    std::fs::write(
+        src.path().join("berth.pipeline.yaml"),
+        pipeline(&bb, "[\"test ! -e stray.txt\"]"),
+    )
+    .unwrap();
+    git(src.path(), &["add", "-A"]);
+    git(src.path(), &["commit", "-q", "-m", "pipeline"]);
+    let (third, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(third.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("(the kept tree, updated)"), "{log}");
+    assert_eq!(trees(), 0, "a tree that run steps had mounted was kept");
+    tags.push(third.version.unwrap().tag);
+    let (fourth, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(
+        fourth.status,
+        BuildStatus::Succeeded,
+        "{}",
+        log_text(&lines)
+    );
+    assert!(!log_text(&lines).contains("kept tree"));
+    for t in tags {
+        let _ = docker_cli(&["rmi", "-f", &t]);
+    }
+}

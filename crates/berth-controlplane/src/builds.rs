@@ -102,6 +102,7 @@ impl ControlPlane {
         let config = BuildConfig {
             work_root,
             labels,
+            keep_trees: true,
             ..BuildConfig::default()
         };
         // The janitor holds every build slot until it is done, so it never sees (and removes)
