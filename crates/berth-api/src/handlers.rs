@@ -563,3 +563,25 @@ pub(crate) async fn restore_image(
     let report = s.cp.restore_image(body.to_vec()).await?;
     Ok(Json(serde_json::json!({"restored": report})).into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    /// Only events with a larger id (what a follower saw last).
+    #[serde(default)]
+    after: u64,
+    /// At most this many (the newest), default 200.
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list_events(
+    State(s): State<AppState>,
+    q: std::result::Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    let limit = q
+        .limit
+        .unwrap_or(200)
+        .min(berth_controlplane::events::CAPACITY);
+    Ok(Json(s.cp.events(q.after, limit)).into_response())
+}

@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(handlers::set_webhook_secret),
         )
         .route("/api/v1/hooks/{name}", post(handlers::webhook))
+        .route("/api/v1/events", get(handlers::list_events))
         .route("/api/v1/images", get(handlers::list_images))
         .route("/api/v1/images/restore", post(handlers::restore_image))
         .route(

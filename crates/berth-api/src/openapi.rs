@@ -128,6 +128,38 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         "Object",
     ),
+    (
+        "get",
+        "/api/v1/images",
+        "listImages",
+        "Images of services built from source: size, state, deployed, rollback target (`berth images`; `?service=NAME`)",
+        None,
+        "ImageList",
+    ),
+    (
+        "get",
+        "/api/v1/images/{name}/{version}/archive",
+        "archiveImage",
+        "A version's image as a `docker save` tar (`berth image archive`)",
+        None,
+        "Binary",
+    ),
+    (
+        "post",
+        "/api/v1/images/restore",
+        "restoreImage",
+        "Load an archived image (body: the tar) and mark its version present (`berth image restore`)",
+        None,
+        "Object",
+    ),
+    (
+        "get",
+        "/api/v1/events",
+        "listEvents",
+        "Recent platform events, newest last: image removals, alerts, janitor work (`berth events`; `?after=ID&limit=N`)",
+        None,
+        "EventList",
+    ),
 ];
 
 fn schemas() -> Value {
@@ -182,6 +214,13 @@ fn schemas() -> Value {
         "ServiceView": s(json!({"name": string, "source": {"type": "object"}, "created_at": string})),
         "BuildStart": {"type": "object", "additionalProperties": false, "properties": {"ref": string}},
         "BuildView": s(json!({"id": int, "service": string, "ref": string, "status": string, "reason": string, "version": string, "created_at": string, "finished_at": string})),
+        "ImageView": s(json!({"service": string, "version": string, "tag": string, "digest": string, "size": int, "created_at": string,
+            "deployed": {"type": "boolean"}, "rollback_target": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["present", "removed", "archived", "missing"]}})),
+        "ImageList": {"type": "array", "items": {"$ref": "#/components/schemas/ImageView"}},
+        "Binary": {"type": "string", "format": "binary"},
+        "EventView": s(json!({"id": int, "time": string, "kind": string, "level": {"type": "string", "enum": ["info", "warn"]}, "message": string, "subject": string})),
+        "EventList": {"type": "array", "items": {"$ref": "#/components/schemas/EventView"}},
         "IssuerList": {"type": "array", "items": {"$ref": "#/components/schemas/IssuerView"}},
     })
 }
@@ -199,6 +238,8 @@ pub fn document() -> Value {
         }
         let content = if *resp == "Text" {
             json!({"text/plain": {"schema": {"type": "string"}}})
+        } else if *resp == "Binary" {
+            json!({"application/x-tar": {"schema": {"type": "string", "format": "binary"}}})
         } else {
             json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{resp}")}}})
         };

@@ -30,7 +30,10 @@ pub mod source;
 
 /// Build contexts live in their own crate (the CLI packs Compose contexts with the same rules).
 pub use berth_context as context;
-pub use berth_context::{context_tar, tar_paths, write_context_tar, ContextError, DockerIgnore};
+pub use berth_context::{
+    context_tar, context_tar_with_labels, dockerfile_with_labels, tar_paths, write_context_tar,
+    ContextError, DockerIgnore, LABELLED_DOCKERFILE,
+};
 pub use image::{build_image, BuildOutput, ImageBuildError};
 pub use logs::{LogLine, LogStreamKind, Masker};
 pub use pipeline::{

@@ -2,7 +2,14 @@
 //!
 //! Rules it keeps:
 //! - **One build, one workspace**: a fresh directory under [`BuildConfig::work_root`], removed
-//!   when the build ends whatever happened. Berth runs on the engine's host, so that directory
+//!   when the build ends whatever happened — or, with [`BuildConfig::keep_trees`], the Git
+//!   service's kept tree, which one build at a time uses.
+//! - **A kept tree per Git service** (see [`KeptTree`]): a build updates the service's last
+//!   tree in place instead of cloning afresh, unless `run` steps ever had it mounted.
+//! - **A warm rebuild skips the checkout**: when a service's last successful build had only
+//!   `build` steps and its Git source still points at the same commit with the same tags
+//!   (`git ls-remote`), the contexts that build packed are sent again (see [`Warm`]); the engine
+//!   builds as always. Berth runs on the engine's host, so that directory
 //!   is bind-mounted as is into `run` containers at `/workspace` (read-write: a test step may
 //!   produce files a later `build` step copies).
 //! - **Steps run in order; the first failure stops the build.** A `run` step is **one
@@ -27,16 +34,17 @@
 //! - Dropping the `build` future instead of cancelling it can leave a step container behind;
 //!   it carries `berth.build=<id>` so a janitor can find it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_docker::{BuildParams, ContainerSpec, Docker, HostSpec, LogSource};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::context_tar;
+use crate::context::{context_tar, context_tar_with_labels};
 use crate::image::BuildOutput;
 use crate::logs::{LineSplitter, LogLine, LogStreamKind, Masker};
 use crate::pipeline::{
@@ -58,16 +66,21 @@ pub struct BuildConfig {
     pub step_timeout: Duration,
     /// Labels put on every container and image a build creates (e.g. `berth.instance`).
     pub labels: BTreeMap<String, String>,
+    /// Keep each Git service's tree under `work_root/trees` between builds (see
+    /// [`KeptTree`]); otherwise every build clones into a fresh workspace.
+    pub keep_trees: bool,
 }
 
 impl Default for BuildConfig {
-    /// The system temp directory, default source limits, 30 minutes per step, no labels.
+    /// The system temp directory, default source limits, 30 minutes per step, no labels, no
+    /// kept trees.
     fn default() -> Self {
         BuildConfig {
             work_root: std::env::temp_dir(),
             source_limits: SourceLimits::default(),
             step_timeout: Duration::from_secs(30 * 60),
             labels: BTreeMap::new(),
+            keep_trees: false,
         }
     }
 }
@@ -160,6 +173,101 @@ impl BuildOutcome {
 pub struct Builder {
     docker: Docker,
     config: BuildConfig,
+    /// Per service: what its last successful build packed (see [`Warm`]).
+    warm: Arc<Mutex<HashMap<String, Warm>>>,
+    /// Kept trees in use by a build (see [`KeptTree`]).
+    trees: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// A packed build context and the Dockerfile name to build it with.
+type Packed = (Arc<Vec<u8>>, Option<String>);
+
+/// The packed contexts of a service's last successful build, with what they were packed from.
+/// A later build of the same source, at the same commit with the same tags, and whose pipeline
+/// has no `run` step (nothing but the commit's files goes into the contexts), sends them again
+/// instead of checking the commit out and packing it: the engine still builds (its cache
+/// decides exactly as for any build, base images included), only the checkout is skipped. This
+/// is what makes a no-change rebuild cost about what `docker build` costs (docs/benchmarks.md
+/// §5).
+#[derive(Debug, Clone)]
+struct Warm {
+    source: Source,
+    commit: String,
+    tags: Vec<String>,
+    revision: Revision,
+    pipeline: Pipeline,
+    contexts: BTreeMap<String, Packed>,
+}
+
+/// Contexts at most this large (all steps together) are kept for a warm rebuild.
+const WARM_MAX_BYTES: usize = 64 << 20;
+/// At most this much is kept for all services together; the largest other entries go first.
+const WARM_TOTAL_BYTES: usize = 256 << 20;
+
+impl Warm {
+    fn bytes(&self) -> usize {
+        self.contexts.values().map(|(t, _)| t.len()).sum()
+    }
+}
+
+/// Keep `warm` for `service`, evicting other services' entries (largest first) to stay under
+/// [`WARM_TOTAL_BYTES`].
+fn keep_warm(cache: &Mutex<HashMap<String, Warm>>, service: &str, warm: Warm) {
+    let mut c = lock(cache);
+    c.remove(service);
+    let mut total: usize = c.values().map(Warm::bytes).sum::<usize>() + warm.bytes();
+    while total > WARM_TOTAL_BYTES {
+        let Some((name, size)) = c
+            .iter()
+            .map(|(n, w)| (n.clone(), w.bytes()))
+            .max_by_key(|(_, size)| *size)
+        else {
+            break;
+        };
+        c.remove(&name);
+        total -= size;
+    }
+    c.insert(service.to_string(), warm);
+}
+
+/// Contexts to send instead of packing (`reuse`), and those packed during this build.
+#[derive(Default)]
+struct Contexts {
+    reuse: BTreeMap<String, Packed>,
+    packed: Mutex<BTreeMap<String, Packed>>,
+}
+
+/// A service's kept Git tree, `<work_root>/trees/<service>-<source hash>/src`, claimed by one
+/// build at a time. A build of a Git source updates it in place (fetch, forced checkout,
+/// `clean -ffdx`: only changed files are written) instead of cloning afresh. It is kept only
+/// while no `run` step has had it mounted: a step could plant Git configuration or hooks that
+/// the server's own `git` would then run, so after a pipeline with `run` steps (or a failed
+/// checkout) the tree is deleted and the next build clones again.
+struct KeptTree {
+    dir: PathBuf,
+    busy: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Drop for KeptTree {
+    fn drop(&mut self) {
+        lock(&self.busy).remove(&self.dir);
+    }
+}
+
+/// FNV-1a: a hash that stays the same across builds of Berth (directory names depend on it).
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where log lines go, masked.
@@ -242,7 +350,12 @@ impl Builder {
     /// A builder on this engine with this configuration.
     #[must_use]
     pub fn new(docker: Docker, config: BuildConfig) -> Builder {
-        Builder { docker, config }
+        Builder {
+            docker,
+            config,
+            warm: Arc::default(),
+            trees: Arc::default(),
+        }
     }
 
     /// Checks the source out, reads its pipeline (or uses the default one) and runs it.
@@ -277,6 +390,19 @@ impl Builder {
             sink.emit("checkout", LogStreamKind::System, &e.to_string());
             return BuildOutcome::failed("checkout", sink.masker.mask(&e.to_string()));
         }
+        if let Some(outcome) = self.try_warm(request, &sink, cancel).await {
+            return outcome;
+        }
+        if let Some(tree) = self.claim_tree(request) {
+            let dest = tree.dir.join("src");
+            let (outcome, tainted) = self.build_in(request, &dest, true, &sink, cancel).await;
+            if tainted {
+                // `run` steps had the tree mounted: it is never used again (see KeptTree).
+                let dir = tree.dir.clone();
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            }
+            return outcome;
+        }
         let workspace = match tempfile::Builder::new()
             .prefix("berth-build-")
             .tempdir_in(&self.config.work_root)
@@ -292,52 +418,162 @@ impl Builder {
                 )
             }
         };
-        let outcome = self
-            .build_in(request, &workspace.path().join("src"), &sink, cancel)
+        let (outcome, _) = self
+            .build_in(request, &workspace.path().join("src"), false, &sink, cancel)
             .await;
         // Removing a large tree is blocking work.
         let _ = tokio::task::spawn_blocking(move || drop(workspace)).await;
         outcome
     }
 
+    /// The kept tree of a Git source's service, unless another build holds it (then the build
+    /// uses a fresh workspace). Trees of the service's earlier sources are removed.
+    fn claim_tree(&self, request: &BuildRequest) -> Option<KeptTree> {
+        let Source::Git(g) = &request.source else {
+            return None;
+        };
+        if !self.config.keep_trees {
+            return None;
+        }
+        let root = self.config.work_root.join("trees");
+        let name = format!(
+            "{}-{:016x}",
+            request.service,
+            fnv(&[&g.url, g.branch.as_deref().unwrap_or("")])
+        );
+        let dir = root.join(&name);
+        if !lock(&self.trees).insert(dir.clone()) {
+            return None;
+        }
+        let tree = KeptTree {
+            dir: dir.clone(),
+            busy: self.trees.clone(),
+        };
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let other = e.file_name().to_string_lossy().into_owned();
+                let stale = other != name
+                    && other
+                        .strip_prefix(&format!("{}-", request.service))
+                        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if stale && !lock(&self.trees).contains(&e.path()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(tree)
+    }
+
+    /// The warm path (see [`Warm`]): `None` when it does not apply and a checkout is needed.
+    async fn try_warm(
+        &self,
+        request: &BuildRequest,
+        sink: &Sink<'_>,
+        cancel: &CancellationToken,
+    ) -> Option<BuildOutcome> {
+        let Source::Git(g) = &request.source else {
+            return None;
+        };
+        let warm = lock(&self.warm).get(&request.service).cloned()?;
+        if warm.source != request.source {
+            return None;
+        }
+        let started = Instant::now();
+        let (commit, tags) = g.resolve(&self.config.source_limits, cancel).await.ok()??;
+        if commit != warm.commit || tags != warm.tags {
+            return None;
+        }
+        sink.emit(
+            "checkout",
+            LogStreamKind::System,
+            &format!(
+                "{} unchanged at {commit} (version {}), checked in {:.1?}: sending the last build's packed context again, no checkout",
+                redact_userinfo(&g.url),
+                warm.revision.name,
+                started.elapsed()
+            ),
+        );
+        let contexts = Contexts {
+            reuse: warm.contexts,
+            packed: Mutex::default(),
+        };
+        let mut o = self
+            .run_pipeline_inner(
+                &request.service,
+                &self.config.work_root,
+                &warm.revision,
+                &warm.pipeline,
+                &request.secrets,
+                sink,
+                cancel,
+                &contexts,
+            )
+            .await;
+        o.revision = Some(warm.revision);
+        Some(o)
+    }
+
+    /// Checks out into `dest` (updating a kept tree there when `reuse`), runs the pipeline.
+    /// Also says whether `run` steps (or a failed checkout) may have changed the tree, so a
+    /// kept tree must be dropped.
     async fn build_in(
         &self,
         request: &BuildRequest,
         dest: &Path,
+        reuse: bool,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
-    ) -> BuildOutcome {
+    ) -> (BuildOutcome, bool) {
         sink.emit(
             "checkout",
             LogStreamKind::System,
             &describe(&request.source),
         );
-        let (revision, root) = match request
-            .source
-            .checkout(dest, &self.config.source_limits, cancel)
-            .await
-        {
+        let checkout_started = Instant::now();
+        let limits = &self.config.source_limits;
+        let checked_out = if reuse {
+            request.source.checkout_reusing(dest, limits, cancel).await
+        } else {
+            request
+                .source
+                .checkout(dest, limits, cancel)
+                .await
+                .map(|(rev, root)| (rev, root, false))
+        };
+        let (revision, root, reused) = match checked_out {
             Ok(r) => r,
             Err(SourceError::Cancelled) => {
-                return BuildOutcome {
-                    status: BuildStatus::Cancelled,
-                    version: None,
-                    steps: Vec::new(),
-                    revision: None,
-                }
+                return (
+                    BuildOutcome {
+                        status: BuildStatus::Cancelled,
+                        version: None,
+                        steps: Vec::new(),
+                        revision: None,
+                    },
+                    true,
+                )
             }
             Err(e) => {
                 let reason = sink.masker.mask(&e.to_string());
                 sink.emit("checkout", LogStreamKind::System, &reason);
-                return BuildOutcome::failed("checkout", reason);
+                return (BuildOutcome::failed("checkout", reason), true);
             }
         };
         sink.emit(
             "checkout",
             LogStreamKind::System,
             &format!(
-                "checked out {} by {} (version {})",
-                revision.commit, revision.author, revision.name
+                "checked out {} by {} (version {}) in {:.1?}{}",
+                revision.commit,
+                revision.author,
+                revision.name,
+                checkout_started.elapsed(),
+                if reused {
+                    " (the kept tree, updated)"
+                } else {
+                    ""
+                }
             ),
         );
         let pipeline = match read_pipeline(&root) {
@@ -347,9 +583,10 @@ impl Builder {
                 sink.emit("pipeline", LogStreamKind::System, &reason);
                 let mut o = BuildOutcome::failed("pipeline", reason);
                 o.revision = Some(revision);
-                return o;
+                return (o, false);
             }
         };
+        let contexts = Contexts::default();
         let mut outcome = self
             .run_pipeline_inner(
                 &request.service,
@@ -359,10 +596,44 @@ impl Builder {
                 &request.secrets,
                 sink,
                 cancel,
+                &contexts,
             )
             .await;
+        let packed = std::mem::take(&mut *lock(&contexts.packed));
+        let size: usize = packed.values().map(|(t, _)| t.len()).sum();
+        let only_builds = pipeline
+            .steps
+            .iter()
+            .all(|s| matches!(s.kind, StepKind::Build(_)));
+        lock(&self.warm).remove(&request.service);
+        if outcome.status == BuildStatus::Succeeded && only_builds && size <= WARM_MAX_BYTES {
+            // Kept only when `git ls-remote` agrees with the checkout (same commit, its tag
+            // among the tags there), so later comparisons are like for like.
+            if let Source::Git(g) = &request.source {
+                if let Ok(Some((commit, tags))) =
+                    g.resolve(&self.config.source_limits, cancel).await
+                {
+                    if commit == revision.commit
+                        && revision.tag.as_ref().is_none_or(|t| tags.contains(t))
+                    {
+                        keep_warm(
+                            &self.warm,
+                            &request.service,
+                            Warm {
+                                source: request.source.clone(),
+                                commit,
+                                tags,
+                                revision: revision.clone(),
+                                pipeline,
+                                contexts: packed,
+                            },
+                        );
+                    }
+                }
+            }
+        }
         outcome.revision = Some(revision);
-        outcome
+        (outcome, !only_builds)
     }
 
     /// Runs a parsed pipeline over a workspace that is already in place (e.g. an uploaded
@@ -387,7 +658,14 @@ impl Builder {
         }
         let mut o = self
             .run_pipeline_inner(
-                service, workspace, revision, pipeline, secrets, &sink, cancel,
+                service,
+                workspace,
+                revision,
+                pipeline,
+                secrets,
+                &sink,
+                cancel,
+                &Contexts::default(),
             )
             .await;
         o.revision = Some(revision.clone());
@@ -404,6 +682,7 @@ impl Builder {
         secrets: &BTreeMap<String, String>,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
+        contexts: &Contexts,
     ) -> BuildOutcome {
         let build_id = new_build_id(service);
         let final_build = pipeline.final_build();
@@ -444,6 +723,7 @@ impl Builder {
                     let end = self
                         .build_step(
                             &step.name, b, workspace, &reference, labels, timeout, sink, cancel,
+                            contexts,
                         )
                         .await;
                     if matches!(end, StepEnd::Ok { .. }) {
@@ -680,37 +960,49 @@ impl Builder {
         timeout: Duration,
         sink: &Sink<'_>,
         cancel: &CancellationToken,
+        contexts: &Contexts,
     ) -> StepEnd {
         let failed = |reason: String| StepEnd::Failed {
             exit_code: None,
             reason,
         };
-        let context_dir = match resolve_inside(workspace, &b.context) {
-            Ok(d) => d,
-            Err(e) => return failed(format!("build context: {e}")),
-        };
-        let dockerfile = b.dockerfile.clone();
-        let tar = match tokio::task::spawn_blocking(move || context_tar(&context_dir, &dockerfile))
-            .await
-        {
-            Ok(Ok(tar)) => tar,
-            Ok(Err(e)) => return failed(e.to_string()),
-            Err(e) => return failed(format!("packing the build context: {e}")),
+        let pack_started = Instant::now();
+        let (tar, generated) = if let Some((tar, generated)) = contexts.reuse.get(step) {
+            ((**tar).clone(), generated.clone())
+        } else {
+            match pack(b, workspace, &labels).await {
+                Ok((tar, generated)) => {
+                    lock(&contexts.packed)
+                        .insert(step.to_string(), (Arc::new(tar.clone()), generated.clone()));
+                    (tar, generated)
+                }
+                Err(reason) => return failed(reason),
+            }
         };
         sink.emit(
             step,
             LogStreamKind::System,
             &format!(
-                "sending a build context of {} bytes, tagging {reference}",
-                tar.len()
+                "sending a build context of {} bytes (packed in {:.1?}), tagging {reference}",
+                tar.len(),
+                pack_started.elapsed()
             ),
         );
-        let params = BuildParams {
-            tag: reference.to_string(),
-            dockerfile: b.dockerfile.clone(),
-            buildargs: b.args.clone(),
-            target: b.target.clone(),
-            labels,
+        let params = match generated {
+            Some(dockerfile) => BuildParams {
+                tag: reference.to_string(),
+                dockerfile,
+                buildargs: b.args.clone(),
+                target: b.target.clone(),
+                labels: BTreeMap::new(),
+            },
+            None => BuildParams {
+                tag: reference.to_string(),
+                dockerfile: b.dockerfile.clone(),
+                buildargs: b.args.clone(),
+                target: b.target.clone(),
+                labels,
+            },
         };
         let work = crate::image::build_image(&self.docker, tar, &params, |out| match out {
             BuildOutput::Line(line) => sink.emit(step, LogStreamKind::Stdout, line),
@@ -729,6 +1021,37 @@ impl Builder {
             },
             () = cancel.cancelled() => StepEnd::Cancelled,
         }
+    }
+}
+
+/// Packs a build step's context: labels folded into one LABEL step (see [`crate::context`]),
+/// except for a `target` build, where the last stage is not the one built.
+async fn pack(
+    b: &BuildStep,
+    workspace: &Path,
+    labels: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let context_dir =
+        resolve_inside(workspace, &b.context).map_err(|e| format!("build context: {e}"))?;
+    let dockerfile = b.dockerfile.clone();
+    let fold = b.target.as_deref().is_none_or(str::is_empty);
+    let fold_labels = if fold {
+        labels.clone()
+    } else {
+        BTreeMap::new()
+    };
+    let packed = tokio::task::spawn_blocking(move || {
+        if fold_labels.is_empty() {
+            context_tar(&context_dir, &dockerfile).map(|t| (t, None))
+        } else {
+            context_tar_with_labels(&context_dir, &dockerfile, &fold_labels)
+        }
+    })
+    .await;
+    match packed {
+        Ok(Ok(packed)) => Ok(packed),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("packing the build context: {e}")),
     }
 }
 
@@ -780,6 +1103,37 @@ fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warm_cache_stays_under_its_total() {
+        let warm = |mb: usize| Warm {
+            source: Source::Git(crate::GitSource::default()),
+            commit: "c".into(),
+            tags: vec![],
+            revision: Revision {
+                commit: "c".into(),
+                author: String::new(),
+                time: None,
+                tag: None,
+                name: "c".into(),
+            },
+            pipeline: Pipeline::default_pipeline(),
+            contexts: [("build".to_string(), (Arc::new(vec![0u8; mb << 20]), None))].into(),
+        };
+        let cache = Mutex::new(HashMap::new());
+        keep_warm(&cache, "a", warm(60));
+        keep_warm(&cache, "b", warm(100));
+        keep_warm(&cache, "c", warm(90));
+        assert_eq!(lock(&cache).len(), 3);
+        // 60 + 100 + 90 + 64 > 256: the largest other (b) goes.
+        keep_warm(&cache, "d", warm(64));
+        let mut names: Vec<String> = lock(&cache).keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, vec!["a", "c", "d"]);
+        // Replacing a service's own entry does not count it twice.
+        keep_warm(&cache, "d", warm(64));
+        assert_eq!(lock(&cache).len(), 3);
+    }
 
     #[test]
     fn service_names() {

@@ -180,19 +180,7 @@ impl Source {
             Source::Git(g) => g.fetch(dest, limits, cancel).await?,
             Source::Svn(s) => s.fetch(dest, limits, cancel).await?,
         };
-        let size = dir_size(dest, limits.max_bytes)?;
-        if size > limits.max_bytes {
-            return Err(SourceError::TooLarge {
-                limit: limits.max_bytes,
-            });
-        }
-        let root = match self {
-            Source::Git(GitSource {
-                path: Some(path), ..
-            }) => resolve_inside(dest, path)?,
-            _ => dest.canonicalize()?,
-        };
-        Ok((revision, root))
+        self.finish_checkout(dest, limits, revision)
     }
 }
 
@@ -231,40 +219,193 @@ impl GitSource {
         }
         clone.arg("--").arg(&self.url).arg(dest);
         run("git clone", clone, limits.timeout, cancel).await?;
-
-        let mut log = git();
-        log.arg("-C")
-            .arg(dest)
-            .args(["log", "-1", "--format=%H%n%an <%ae>%n%cI"]);
-        let out = run("git log", log, limits.timeout, cancel).await?;
-        let mut lines = out.lines();
-        let commit = lines.next().unwrap_or_default().trim().to_string();
-        let author = lines.next().unwrap_or_default().trim().to_string();
-        let time = lines
-            .next()
-            .and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
-
-        let mut tags = git();
-        tags.arg("-C")
-            .arg(dest)
-            .args(["tag", "--points-at", "HEAD", "--sort=-version:refname"]);
-        let out = run("git tag", tags, limits.timeout, cancel).await?;
-        let tag = out
-            .lines()
-            .map(str::trim)
-            .find(|t| !t.is_empty())
-            .map(str::to_string);
-        let name = tag
-            .clone()
-            .unwrap_or_else(|| commit.chars().take(12).collect());
-        Ok(Revision {
-            commit,
-            author,
-            time,
-            tag,
-            name,
-        })
+        git_revision(dest, limits, cancel).await
     }
+
+    /// Brings an earlier clone of this source in `dest` to the ref's current commit: fetch,
+    /// forced detached checkout, and `clean -ffdx`, so the tree is exactly the commit's (only
+    /// changed files are written). Tags are fetched and pruned like the clone's.
+    ///
+    /// # Errors
+    /// A failing or slow client, or cancellation; the caller then clones afresh.
+    pub async fn update(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<Revision, SourceError> {
+        self.validate()?;
+        let refspec = self.branch.clone().unwrap_or_else(|| "HEAD".into());
+        let mut fetch = git();
+        fetch.arg("-C").arg(dest).args([
+            "fetch",
+            "--quiet",
+            "--force",
+            "--prune",
+            "--prune-tags",
+            "--tags",
+            "--no-recurse-submodules",
+            "--",
+            &self.url,
+            &refspec,
+        ]);
+        run("git fetch", fetch, limits.timeout, cancel).await?;
+        let mut checkout = git();
+        checkout.arg("-C").arg(dest).args([
+            "checkout",
+            "--quiet",
+            "--force",
+            "--detach",
+            "FETCH_HEAD",
+        ]);
+        run("git checkout", checkout, limits.timeout, cancel).await?;
+        let mut clean = git();
+        clean.arg("-C").arg(dest).args(["clean", "-ffdxq"]);
+        run("git clean", clean, limits.timeout, cancel).await?;
+        git_revision(dest, limits, cancel).await
+    }
+}
+
+/// The commit checked out in `dest`: id, author, time, the newest tag at it, the version name.
+async fn git_revision(
+    dest: &Path,
+    limits: &SourceLimits,
+    cancel: &CancellationToken,
+) -> Result<Revision, SourceError> {
+    let mut log = git();
+    log.arg("-C")
+        .arg(dest)
+        .args(["log", "-1", "--format=%H%n%an <%ae>%n%cI"]);
+    let out = run("git log", log, limits.timeout, cancel).await?;
+    let mut lines = out.lines();
+    let commit = lines.next().unwrap_or_default().trim().to_string();
+    let author = lines.next().unwrap_or_default().trim().to_string();
+    let time = lines
+        .next()
+        .and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
+
+    let mut tags = git();
+    tags.arg("-C")
+        .arg(dest)
+        .args(["tag", "--points-at", "HEAD", "--sort=-version:refname"]);
+    let out = run("git tag", tags, limits.timeout, cancel).await?;
+    let tag = out
+        .lines()
+        .map(str::trim)
+        .find(|t| !t.is_empty())
+        .map(str::to_string);
+    let name = tag
+        .clone()
+        .unwrap_or_else(|| commit.chars().take(12).collect());
+    Ok(Revision {
+        commit,
+        author,
+        time,
+        tag,
+        name,
+    })
+}
+
+impl Source {
+    /// Like [`Source::checkout`], into a directory that may hold an earlier clone of the same
+    /// Git source (see the runner's reused trees): updated in place when it does, cloned afresh
+    /// (after clearing `dest`) when it does not or the update fails. Subversion always checks
+    /// out afresh. Returns the revision, the build root and whether the tree was reused.
+    ///
+    /// # Errors
+    /// As [`Source::checkout`].
+    pub async fn checkout_reusing(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<(Revision, PathBuf, bool), SourceError> {
+        if let Source::Git(g) = self {
+            if dest.join(".git").is_dir() {
+                match g.update(dest, limits, cancel).await {
+                    Ok(revision) => {
+                        if let Ok((revision, root)) = self.finish_checkout(dest, limits, revision) {
+                            return Ok((revision, root, true));
+                        }
+                    }
+                    Err(SourceError::Cancelled) => return Err(SourceError::Cancelled),
+                    Err(_) => {}
+                }
+            }
+        }
+        if dest.exists() {
+            std::fs::remove_dir_all(dest)?;
+        }
+        let (revision, root) = self.checkout(dest, limits, cancel).await?;
+        Ok((revision, root, false))
+    }
+
+    fn finish_checkout(
+        &self,
+        dest: &Path,
+        limits: &SourceLimits,
+        revision: Revision,
+    ) -> Result<(Revision, PathBuf), SourceError> {
+        let size = dir_size(dest, limits.max_bytes)?;
+        if size > limits.max_bytes {
+            return Err(SourceError::TooLarge {
+                limit: limits.max_bytes,
+            });
+        }
+        let root = match self {
+            Source::Git(GitSource {
+                path: Some(path), ..
+            }) => resolve_inside(dest, path)?,
+            _ => dest.canonicalize()?,
+        };
+        Ok((revision, root))
+    }
+}
+
+impl GitSource {
+    /// Where the source stands now without checking anything out (`git ls-remote`): the
+    /// commit the branch (or tag, or `HEAD`) points at, and every tag pointing at that commit
+    /// (sorted). `None` when the ref is not there.
+    ///
+    /// # Errors
+    /// A refused URL, a failing or slow client, or cancellation.
+    pub async fn resolve(
+        &self,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<Option<(String, Vec<String>)>, SourceError> {
+        self.validate()?;
+        let mut ls = git();
+        ls.args(["ls-remote", "--", &self.url]);
+        let out = run("git ls-remote", ls, limits.timeout, cancel).await?;
+        Ok(resolve_refs(&out, self.branch.as_deref()))
+    }
+}
+
+/// From `git ls-remote` output: the commit `branch` (a branch or a tag; `HEAD` when `None`)
+/// points at, and the tags pointing at it.
+pub(crate) fn resolve_refs(ls_remote: &str, branch: Option<&str>) -> Option<(String, Vec<String>)> {
+    let refs: Vec<(&str, &str)> = ls_remote
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(sha, r)| (sha.trim(), r.trim()))
+        .collect();
+    let find = |name: &str| refs.iter().find(|(_, r)| *r == name).map(|(sha, _)| *sha);
+    let commit = match branch {
+        None => find("HEAD")?,
+        Some(b) => find(&format!("refs/heads/{b}"))
+            .or_else(|| find(&format!("refs/tags/{b}^{{}}")))
+            .or_else(|| find(&format!("refs/tags/{b}")))?,
+    };
+    let mut tags: Vec<String> = refs
+        .iter()
+        .filter(|(sha, _)| *sha == commit)
+        .filter_map(|(_, r)| r.strip_prefix("refs/tags/"))
+        .map(|t| t.trim_end_matches("^{}").to_string())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Some((commit.to_string(), tags))
 }
 
 impl SvnSource {
@@ -546,6 +687,26 @@ pub(crate) fn dir_size(dir: &Path, stop_after: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ls_remote_resolution() {
+        let out = "c1\tHEAD\nc1\trefs/heads/main\nc0\trefs/heads/old\nt9\trefs/tags/v2\nc1\trefs/tags/v2^{}\nc1\trefs/tags/light\nc0\trefs/tags/v1\n";
+        assert_eq!(
+            resolve_refs(out, None),
+            Some(("c1".into(), vec!["light".into(), "v2".into()]))
+        );
+        assert_eq!(
+            resolve_refs(out, Some("old")),
+            Some(("c0".into(), vec!["v1".into()]))
+        );
+        assert_eq!(
+            resolve_refs(out, Some("v2")).map(|r| r.0),
+            Some("c1".into()),
+            "an annotated tag resolves to its commit"
+        );
+        assert_eq!(resolve_refs(out, Some("nope")), None);
+        assert_eq!(resolve_refs("", None), None);
+    }
 
     #[test]
     fn git_urls() {

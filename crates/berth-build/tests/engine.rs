@@ -627,3 +627,200 @@ async fn subversion_source_builds_at_head() {
     assert!(v.time.is_some());
     assert_eq!(image_files(&run, &v.tag), vec!["app.txt"]);
 }
+
+/// Berth's labels arrive as one LABEL step (not one per label), land on the image, and the
+/// generated Dockerfile and `.dockerignore` never reach the image's files.
+#[tokio::test]
+async fn labels_are_one_step_and_the_generated_dockerfile_stays_out_of_the_image() {
+    let run = TestRun::new("build-labels");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        (
+            "Dockerfile",
+            &format!("FROM {bb}\nCOPY . /ctx/\nRUN ls -a /ctx > /listing\n"),
+        ),
+        ("app.txt", "hello"),
+    ]);
+    let docker = docker().await;
+    let b = builder(docker.clone(), &run);
+    let (outcome, lines) = build(
+        &b,
+        &git_request(&run, src.path().to_str().unwrap()),
+        &CancellationToken::new(),
+    )
+    .await;
+    let log = log_text(&lines);
+    assert_eq!(outcome.status, BuildStatus::Succeeded, "{log}");
+    assert_eq!(
+        log.matches(" : LABEL ").count(),
+        1,
+        "labels are not one step:\n{log}"
+    );
+    let v = outcome.version.unwrap();
+    let image = docker.inspect_image(&v.tag).await.unwrap().unwrap();
+    for key in [
+        "berth.test",
+        "berth.service",
+        "berth.version",
+        "berth.commit",
+    ] {
+        assert!(image.labels.contains_key(key), "{key}: {:?}", image.labels);
+    }
+    assert_eq!(image.labels["berth.commit"], v.commit);
+    // The image's files are the context's own: run it and list /ctx.
+    let name = run.name("ls");
+    docker_cli(&[
+        "run",
+        "--name",
+        &name,
+        "--label",
+        &run.label_filter(),
+        &v.tag,
+        "cat",
+        "/listing",
+    ])
+    .map(|out| {
+        assert!(
+            out.contains("app.txt") && out.contains("Dockerfile"),
+            "{out}"
+        );
+        assert!(
+            !out.contains(".berth.Dockerfile") && !out.contains(".dockerignore"),
+            "{out}"
+        );
+    })
+    .unwrap();
+    let _ = docker_cli(&["rmi", "-f", &v.tag]);
+}
+
+/// A rebuild of an unchanged source skips the checkout and sends the last context again (same
+/// image); a new commit or a new tag at the commit goes the whole way again.
+#[tokio::test]
+async fn an_unchanged_source_is_rebuilt_without_a_checkout() {
+    let run = TestRun::new("build-warm");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let src = repo(&[
+        ("Dockerfile", &format!("FROM {bb}\nCOPY app.txt /app.txt\n")),
+        ("app.txt", "one"),
+    ]);
+    let docker = docker().await;
+    let b = builder(docker.clone(), &run);
+    let req = git_request(&run, src.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let (first, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert!(!log_text(&lines).contains("no checkout"));
+    let (second, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("no checkout"), "{log}");
+    let (v1, v2) = (first.version.unwrap(), second.version.unwrap());
+    assert_eq!((&v1.name, &v1.digest), (&v2.name, &v2.digest));
+    assert_eq!(second.revision.unwrap().commit, v1.commit);
+
+    // A tag at the same commit: checked out again, and the version takes the tag's name.
+    git(src.path(), &["tag", "v9"]);
+    let (tagged, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert!(!log.contains("no checkout"), "{log}");
+    assert_eq!(tagged.version.as_ref().unwrap().name, "v9");
+    // A new commit: checked out again, a new image.
+    std::fs::write(src.path().join("app.txt"), "two").unwrap();
+    git(src.path(), &["commit", "-q", "-am", "two"]);
+    let (changed, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert!(!log.contains("no checkout"), "{log}");
+    let v3 = changed.version.unwrap();
+    assert_ne!(v3.digest, v1.digest);
+    for v in [&v1.tag, &tagged.version.unwrap().tag, &v3.tag] {
+        let _ = docker_cli(&["rmi", "-f", v]);
+    }
+}
+
+/// With kept trees, a new commit updates the service's tree in place; a pipeline with a `run`
+/// step gets the tree mounted, so the tree is dropped after it and the next build clones again.
+#[tokio::test]
+async fn kept_tree_is_updated_in_place_and_dropped_after_run_steps() {
+    let run = TestRun::new("build-kept");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let src = repo(&[
+        ("Dockerfile", &format!("FROM {bb}\nCOPY app.txt /app.txt\n")),
+        ("app.txt", "one"),
+    ]);
+    let b = Builder::new(
+        docker().await,
+        BuildConfig {
+            work_root: work.path().to_path_buf(),
+            labels: [run.label()].into(),
+            step_timeout: Duration::from_secs(120),
+            keep_trees: true,
+            ..BuildConfig::default()
+        },
+    );
+    let req = git_request(&run, src.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let trees = || std::fs::read_dir(work.path().join("trees")).map_or(0, Iterator::count);
+    let mut tags = Vec::new();
+    let (first, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert!(!log_text(&lines).contains("kept tree"));
+    assert_eq!(trees(), 1);
+    tags.push(first.version.unwrap().tag);
+
+    std::fs::write(src.path().join("app.txt"), "two").unwrap();
+    std::fs::write(src.path().join("new.txt"), "new").unwrap();
+    git(src.path(), &["add", "-A"]);
+    git(src.path(), &["commit", "-q", "-m", "two"]);
+    let (second, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("(the kept tree, updated)"), "{log}");
+    let v2 = second.version.unwrap();
+    assert_eq!(v2.commit, git(src.path(), &["rev-parse", "HEAD"]));
+    let tree = std::fs::read_dir(work.path().join("trees"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("src");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("app.txt")).unwrap(),
+        "two"
+    );
+    tags.push(v2.tag);
+
+    // A file the last build left in the tree is cleaned away; a run step drops the tree.
+    std::fs::write(tree.join("stray.txt"), "x").unwrap();
+    std::fs::write(
+        src.path().join("berth.pipeline.yaml"),
+        pipeline(&bb, "[\"test ! -e stray.txt\"]"),
+    )
+    .unwrap();
+    git(src.path(), &["add", "-A"]);
+    git(src.path(), &["commit", "-q", "-m", "pipeline"]);
+    let (third, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(third.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("(the kept tree, updated)"), "{log}");
+    assert_eq!(trees(), 0, "a tree that run steps had mounted was kept");
+    tags.push(third.version.unwrap().tag);
+    let (fourth, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(
+        fourth.status,
+        BuildStatus::Succeeded,
+        "{}",
+        log_text(&lines)
+    );
+    assert!(!log_text(&lines).contains("kept tree"));
+    for t in tags {
+        let _ = docker_cli(&["rmi", "-f", &t]);
+    }
+}

@@ -318,6 +318,14 @@ impl Client {
         }
         self.send(req).await
     }
+    /// Platform events with an id above `after`, oldest first.
+    pub async fn events(&self, after: u64) -> anyhow::Result<Vec<berth_core::api::EventView>> {
+        let req = self
+            .http
+            .get(self.url("/events"))
+            .query(&[("after", after.to_string())]);
+        self.send(req).await
+    }
     /// A version's image archive (the tar bytes).
     pub async fn archive_image(
         &self,

@@ -189,6 +189,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     "IMAGE",
                     "DIGEST",
                     "SIZE",
+                    "STATE",
                     "BUILT",
                     "DEPLOYED",
                     "ROLLBACK TARGET",
@@ -201,6 +202,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                             || "(not on engine)".to_string(),
                             |b| format!("{:.1} MB", b as f64 / 1e6),
                         ),
+                        i.state.clone(),
                         i.created_at.clone(),
                         if i.deployed { "yes".into() } else { "-".into() },
                         if i.rollback_target {
@@ -213,6 +215,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Events { follow, output } => events(client, follow, &output).await,
         Command::Image(ImageCommand::Archive { reference, output }) => {
             let (service, version) = reference
                 .split_once(':')
@@ -459,6 +462,34 @@ fn json(o: &OutputArgs) -> bool {
 }
 
 /// A list as pretty JSON (`--output json`) or as a table, one `row(item)` per line.
+/// `berth events [--follow]`: the recent events, then (following) new ones as they come, polled
+/// every second by id so none in the server's ring is missed.
+async fn events(client: &Client, follow: bool, out: &OutputArgs) -> anyhow::Result<i32> {
+    let mut after = 0;
+    loop {
+        let list = client.events(after).await?;
+        if let Some(last) = list.last() {
+            after = last.id;
+        }
+        if json(out) && !follow {
+            print_json(&list);
+            return Ok(0);
+        }
+        for e in &list {
+            if json(out) {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
+            } else {
+                println!("{} {:<4} {:<26} {}", e.time, e.level, e.kind, e.message);
+            }
+        }
+        if !follow {
+            return Ok(0);
+        }
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 fn print_list<T: serde::Serialize>(
     out: &OutputArgs,
     list: &[T],

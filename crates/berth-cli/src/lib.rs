@@ -125,6 +125,14 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Platform events, newest last: image removals, alerts, janitor work.
+    Events {
+        /// Keep printing new events as they happen (one per line; JSON lines with -o json).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Archive or restore a service version's image.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -293,6 +301,57 @@ pub struct ServerArgs {
     /// pools); 0 = one per CPU.
     #[arg(long, env = "BERTH_GATEWAY_WORKERS", default_value_t = 0)]
     pub gateway_workers: usize,
+    /// Image retention: keep the newest N versions' images of each service (deployed images
+    /// and rollback targets are always kept).
+    #[arg(long, env = "BERTH_IMAGE_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub image_keep: u64,
+    /// Seconds between image retention passes (one also runs after each successful build).
+    #[arg(long, env = "BERTH_IMAGE_RETENTION_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub image_retention_secs: u64,
+    /// Alert (an event and a warning in the log) when the engine's image layers take more
+    /// than this much disk: bytes, or with a unit, e.g. `500MB`, `10GiB`.
+    #[arg(long, env = "BERTH_IMAGE_DISK_ALERT", value_parser = parse_bytes)]
+    pub image_disk_alert: Option<u64>,
+    /// Alert when a service has more than N images on the engine.
+    #[arg(long, env = "BERTH_IMAGE_COUNT_ALERT")]
+    pub image_count_alert: Option<u64>,
+}
+
+/// A byte size: `1234`, `500MB`, `500M`, `10GiB`, `1.5GB` (decimal units k/M/G/T(B), binary
+/// units Ki/Mi/Gi/Ti(B); case-insensitive).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let value: f64 = num.parse().map_err(|_| {
+        format!("{s:?}: expected a number with an optional unit, e.g. 500MB or 10GiB")
+    })?;
+    #[allow(clippy::cast_precision_loss)] // thresholds, not exact accounting
+    let bytes = value * mult as f64;
+    if !bytes.is_finite() || !(0.0..1.8e19).contains(&bytes) {
+        return Err(format!("{s:?}: out of range"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just above
+    Ok(bytes.round() as u64)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -356,6 +415,36 @@ pub async fn run(cli: Cli) -> i32 {
         Err(e) => {
             eprintln!("error: {e:#}");
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_sizes() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("1234", Some(1234)),
+            ("500MB", Some(500_000_000)),
+            ("500 mb", Some(500_000_000)),
+            ("500M", Some(500_000_000)),
+            ("10GiB", Some(10 * 1024 * 1024 * 1024)),
+            ("10gi", Some(10 * 1024 * 1024 * 1024)),
+            ("1.5GB", Some(1_500_000_000)),
+            ("2KiB", Some(2048)),
+            ("7B", Some(7)),
+            ("", None),
+            ("GB", None),
+            ("10 parsecs", None),
+            ("-5MB", None),
+            ("1.2.3", None),
+            ("99999999999TiB", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_bytes(input).ok(), *want, "{input:?}");
         }
     }
 }

@@ -4,10 +4,12 @@
 //! [`MAX_CONCURRENT_BUILDS`] run at once and builds of one service run one after another; every
 //! line of a running build goes to a buffer (replayed to late followers) and a broadcast
 //! (followers), and the whole log is stored with the build record when it ends; a version is
-//! recorded only for a successful build, with its image ID as digest; builds interrupted by a
-//! server stop are marked failed on the next start (their step containers carry
-//! `berth.build=<id>` labels).
+//! recorded only for a successful build, with its image ID as digest (and image retention is
+//! woken); builds interrupted by a server stop are marked failed on the next start, and the
+//! **janitor** removes the step containers they left (labelled `berth.build=<id>` and this
+//! server's `berth.instance`) before any new build may start.
 
+use crate::events::Level;
 use crate::{ControlPlane, CpError, Inner};
 use berth_build::{
     BuildConfig, BuildRequest, BuildStatus, Builder, GitSource, LogLine, Source, SvnSource,
@@ -80,9 +82,11 @@ impl ControlPlane {
     pub fn enable_builds(&self, work_root: PathBuf) -> Result<(), CpError> {
         let interrupted = self.inner.store.fail_interrupted_builds()?;
         if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "builds interrupted by the last stop were marked failed"
+            self.inner.events.emit(
+                "janitor.builds_interrupted",
+                Level::Warn,
+                "builds",
+                format!("{interrupted} build(s) interrupted by the last stop were marked failed"),
             );
         }
         std::fs::create_dir_all(&work_root).map_err(|e| {
@@ -101,12 +105,19 @@ impl ControlPlane {
         let config = BuildConfig {
             work_root,
             labels,
+            keep_trees: true,
             ..BuildConfig::default()
         };
+        // The janitor holds every build slot until it is done, so it never sees (and removes)
+        // a step container of a build of this process.
+        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_BUILDS));
+        let all = u32::try_from(MAX_CONCURRENT_BUILDS).unwrap_or(u32::MAX);
+        let held = slots.clone().try_acquire_many_owned(all).ok();
+        tokio::spawn(janitor(self.inner.clone(), held));
         tokio::spawn(poll_loop(self.clone(), self.inner.shutdown.clone()));
         let _ = self.inner.builds.set(Builds {
             builder: Builder::new(self.inner.docker.clone(), config),
-            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_BUILDS)),
+            slots,
             per_service: Mutex::default(),
             running: Arc::default(),
         });
@@ -437,9 +448,52 @@ async fn run_build(
         version = version.as_ref().map(|v| v.name.as_str()),
         "build finished"
     );
+    if version.is_some() {
+        inner.retention_wake.notify_one();
+    }
     // Dropping the sender ends every follower's stream.
     lock(&running).remove(&id);
 }
+
+/// Remove the step containers of builds a previous process of this server left behind (a
+/// crash or `kill -9` mid-step): every container labelled `berth.build` and this instance.
+/// If the listing fails, nothing is removed. Releases the build slots when done.
+pub(crate) async fn janitor(inner: Arc<Inner>, _slots: Option<tokio::sync::OwnedSemaphorePermit>) {
+    let filters = [
+        format!(
+            "{}={}",
+            crate::spec::labels::INSTANCE,
+            inner.naming.instance
+        ),
+        BUILD_LABEL.to_string(),
+    ];
+    let leftovers = match inner.docker.list_containers(&filters, true).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "build janitor: listing containers failed; nothing removed");
+            return;
+        }
+    };
+    for c in leftovers {
+        let name = c.names.first().cloned().unwrap_or_else(|| c.id.clone());
+        let build = c.labels.get(BUILD_LABEL).cloned().unwrap_or_default();
+        match inner.docker.remove_container(&c.id, true, true).await {
+            Ok(()) => inner.events.emit(
+                "janitor.container_removed",
+                Level::Info,
+                &name,
+                format!("removed step container {name} left by interrupted build {build}"),
+            ),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "build janitor: removing a leftover step container failed");
+            }
+        }
+    }
+}
+
+/// Label carried by every build step container (its value is the runner's build id).
+const BUILD_LABEL: &str = "berth.build";
 
 /// The commit a Git ref points at, by `git ls-remote` (validated URL and ref, 30 s limit).
 async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String>, String> {

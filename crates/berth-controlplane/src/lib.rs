@@ -14,6 +14,7 @@
 pub mod builds;
 pub mod compose_build;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod images;
 pub mod issuers;
@@ -21,6 +22,7 @@ mod pass;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+pub mod retention;
 pub mod spec;
 pub mod webhooks;
 
@@ -70,6 +72,15 @@ pub struct Config {
     /// a separate gateway (`berth gateway`), whose counts the control plane cannot see, it is
     /// the whole drain.
     pub min_drain: Duration,
+    /// Image retention keeps the newest N versions' images per service (plus deployed images
+    /// and rollback targets).
+    pub image_keep: usize,
+    /// Period of the image retention pass (it also runs after each successful build).
+    pub image_retention_period: Duration,
+    /// Alert when the engine's image layers take more bytes than this.
+    pub image_disk_alert: Option<u64>,
+    /// Alert when a service has more images on the engine than this.
+    pub image_count_alert: Option<u64>,
 }
 
 impl Default for Config {
@@ -79,6 +90,10 @@ impl Default for Config {
             resync: Duration::from_secs(5),
             rollout_deadline: Duration::from_secs(60),
             min_drain: Duration::from_millis(50),
+            image_keep: 5,
+            image_retention_period: Duration::from_secs(60),
+            image_disk_alert: None,
+            image_count_alert: None,
         }
     }
 }
@@ -132,6 +147,13 @@ pub(crate) struct Inner {
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
+    /// The platform events feed (`GET /api/v1/events`).
+    events: events::Events,
+    /// Held by `apply` from resolving image IDs until the revision is committed, and by image
+    /// retention around each removal, so an image cannot be pinned and removed at once.
+    image_gate: tokio::sync::Mutex<()>,
+    /// Wakes the image retention pass (after a successful build).
+    retention_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -188,6 +210,9 @@ impl ControlPlane {
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
+                events: events::Events::default(),
+                image_gate: tokio::sync::Mutex::new(()),
+                retention_wake: Arc::new(tokio::sync::Notify::new()),
             }
         });
         let weak = Arc::downgrade(&inner);
@@ -205,6 +230,11 @@ impl ControlPlane {
         );
         let _ = inner.runtime.set(rt);
         tokio::spawn(pass::watch_events(Arc::downgrade(&inner), shutdown.clone()));
+        tokio::spawn(images::retention_loop(
+            Arc::downgrade(&inner),
+            inner.retention_wake.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(pass::resync_loop(Arc::downgrade(&inner), shutdown));
         Ok(ControlPlane { inner })
     }
@@ -293,7 +323,9 @@ impl ControlPlane {
         let built = self
             .build_services(app, &project, contexts, progress)
             .await?;
-        // Preflight: every image must exist locally; pin image IDs.
+        // Preflight: every image must exist locally; pin image IDs. Image retention waits
+        // until the revision pinning them is committed (or this fails).
+        let _gate = self.inner.image_gate.lock().await;
         let mut images = BTreeMap::new();
         let mut image_ports = BTreeMap::new();
         let mut missing = Vec::new();

@@ -307,4 +307,27 @@ pub struct ImageView {
     pub deployed: bool,
     /// A converged revision of an application (a rollback target) uses it.
     pub rollback_target: bool,
+    /// `present` (on the engine), `removed` (by retention), `archived` (removed by retention
+    /// after `berth image archive` exported it), or `missing` (gone, not by Berth).
+    #[serde(default)]
+    pub state: String,
+}
+
+/// One platform event (`GET /api/v1/events`, `berth events`): image removals, alerts, janitor
+/// work. Kept in a bounded in-memory ring; ids grow by one per event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventView {
+    /// Sequence number (per server process), for `?after=ID`.
+    pub id: u64,
+    /// When it happened (RFC 3339).
+    pub time: String,
+    /// What happened, e.g. `image.removed`, `alert.image_disk`, `alert.image_count`,
+    /// `alert.cleared`, `janitor.container_removed`.
+    pub kind: String,
+    /// `info` or `warn`.
+    pub level: String,
+    /// One line for an operator.
+    pub message: String,
+    /// What it is about, e.g. `berth/web:v3` or a service name.
+    pub subject: String,
 }

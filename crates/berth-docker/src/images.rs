@@ -1,4 +1,5 @@
-//! Image export and import (`docker save` / `docker load` through the Engine API), used by
+//! Images: listing by label and the engine's image disk use (for retention and its alerts),
+//! export and import (`docker save` / `docker load` through the Engine API), used by
 //! `berth image archive` and `berth image restore`.
 //!
 //! Archives are held in memory: Berth's images are single services (a few to a few hundred MB).
@@ -8,8 +9,68 @@ use crate::error::DockerError;
 use crate::transport::Body;
 use bytes::Bytes;
 use hyper::Method;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One row of `GET /images/json`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    /// Image ID (`sha256:...`).
+    #[serde(default)]
+    pub id: String,
+    /// Tags pointing at it.
+    #[serde(default, deserialize_with = "crate::types::nullable")]
+    pub repo_tags: Vec<String>,
+    /// Size in bytes (shared layers counted in every image that has them).
+    #[serde(default)]
+    pub size: i64,
+    /// Creation time (Unix seconds).
+    #[serde(default)]
+    pub created: i64,
+    /// Image labels.
+    #[serde(default, deserialize_with = "crate::types::nullable")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireDf {
+    #[serde(default)]
+    layers_size: i64,
+}
 
 impl Docker {
+    /// Images with all the given labels (`k=v` or just `k`), untagged ones included. The whole
+    /// list or an error: callers never act on part of it.
+    pub async fn list_images(
+        &self,
+        label_filters: &[String],
+    ) -> Result<Vec<ImageSummary>, DockerError> {
+        let mut path = "/images/json?all=0".to_string();
+        if !label_filters.is_empty() {
+            let f = serde_json::json!({ "label": label_filters }).to_string();
+            path.push_str(&format!("&filters={}", crate::client::enc(&f)));
+        }
+        let body = self.call_raw(Method::GET, &path, None).await?;
+        serde_json::from_slice(&body).map_err(|source| DockerError::Json {
+            context: "GET /images/json".into(),
+            source,
+        })
+    }
+
+    /// Bytes the engine's image layers take on disk (`GET /system/df`, `LayersSize`): shared
+    /// layers counted once, every image on the engine (not only Berth's), which is what fills
+    /// the disk.
+    pub async fn image_disk_use(&self) -> Result<u64, DockerError> {
+        let body = self.call_raw(Method::GET, "/system/df", None).await?;
+        let df: WireDf = serde_json::from_slice(&body).map_err(|source| DockerError::Json {
+            context: "GET /system/df".into(),
+            source,
+        })?;
+        Ok(u64::try_from(df.layers_size).unwrap_or(0))
+    }
+
     /// The image (with its tags) as a `docker save` tar.
     pub async fn export_image(&self, name: &str) -> Result<Bytes, DockerError> {
         let path = format!("/images/{}/get", crate::client::enc(name));

@@ -29,6 +29,7 @@ mod types;
 pub use build::{BuildMessage, BuildParams, BuildStream};
 pub use client::{Docker, MAX_API_VERSION, MIN_API_VERSION};
 pub use error::DockerError;
+pub use images::ImageSummary;
 pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
 pub use stream::{EventStream, LogChunk, LogSource, LogStream};
 pub use types::{

@@ -359,3 +359,35 @@ async fn images() {
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+/// Images listed by label (what retention acts on), removal refused while a container uses the
+/// image (retention's "keep"), and the engine's image disk use (the disk alert's measure).
+#[tokio::test]
+async fn images_by_label_in_use_refusal_and_disk_use() {
+    let run = TestRun::new("engine-images");
+    let image = testapp_image(&run);
+    let d = docker().await;
+    let listed = d.list_images(&[run.label_filter()]).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].repo_tags.contains(&image), "{listed:?}");
+    assert!(listed[0].size > 0 && listed[0].created > 0);
+    assert_eq!(listed[0].labels.get("berth.test"), Some(&run.id));
+    assert!(d
+        .list_images(&["berth.test=no-such-run-label".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(d.image_disk_use().await.unwrap() >= u64::try_from(listed[0].size).unwrap());
+
+    let id = d
+        .create_container(&run.name("holder"), &app_spec(&run, &image))
+        .await
+        .unwrap();
+    assert!(matches!(
+        d.remove_image(&image, false, false).await,
+        Err(DockerError::Conflict(_))
+    ));
+    d.remove_container(&id, true, true).await.unwrap();
+    d.remove_image(&image, false, false).await.unwrap();
+    assert!(d.inspect_image(&image).await.unwrap().is_none());
+}

@@ -44,6 +44,17 @@ pub struct VersionRecord {
     pub created_at: String,
 }
 
+/// Where a version's image is, as Berth last left it (migration 6).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ImageState {
+    /// False once retention removed the image (the version record stays).
+    pub removed: bool,
+    /// When `berth image archive` last exported it.
+    pub archived_at: Option<String>,
+    /// When `berth image restore` last brought it back.
+    pub restored_at: Option<String>,
+}
+
 fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
     Ok(BuildRecord {
         id: r.get(0)?,
@@ -151,7 +162,7 @@ impl Store {
                 "INSERT INTO versions(service, name, digest, tag, git_commit, author, commit_time, build_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(service, name) DO UPDATE SET digest = ?3, tag = ?4, git_commit = ?5, author = ?6,
-                   commit_time = ?7, build_id = ?8, created_at = ?9",
+                   commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present'",
                 params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now()],
             )?;
         }
@@ -223,6 +234,50 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Image state of every version of a service, by version name.
+    pub fn image_states(&self, service: &str) -> Result<BTreeMap<String, ImageState>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, image_state, archived_at, restored_at FROM versions WHERE service = ?1",
+        )?;
+        let rows = stmt.query_map(params![service], |r| {
+            let state: String = r.get(1)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                ImageState {
+                    removed: state == "removed",
+                    archived_at: r.get(2)?,
+                    restored_at: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record that retention removed a version's image; false if there is no such version.
+    pub fn set_image_removed(&self, service: &str, version: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE versions SET image_state = 'removed' WHERE service = ?1 AND name = ?2",
+            params![service, version],
+        )? > 0)
+    }
+
+    /// Record that a version's image is on the engine again (`berth image restore`).
+    pub fn set_image_restored(&self, service: &str, version: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE versions SET image_state = 'present', restored_at = ?3 WHERE service = ?1 AND name = ?2",
+            params![service, version, now()],
+        )? > 0)
+    }
+
+    /// Record that a version's image was exported (`berth image archive`).
+    pub fn set_image_archived(&self, service: &str, version: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE versions SET archived_at = ?3 WHERE service = ?1 AND name = ?2",
+            params![service, version, now()],
+        )? > 0)
     }
 
     /// Set the secret that signs a service's push webhooks.
@@ -306,6 +361,20 @@ mod tests {
         assert_eq!(s.fail_interrupted_builds().unwrap(), 1);
         assert_eq!(s.get_build(id2).unwrap().unwrap().status, "failed");
         s.set_build_secret("api", "TOKEN", "t").unwrap();
+        // Image state: removed by retention, archived, restored; a rebuild makes it present.
+        assert_eq!(s.image_states("api").unwrap()["v1"], ImageState::default());
+        assert!(s.set_image_archived("api", "v1").unwrap());
+        assert!(s.set_image_removed("api", "v1").unwrap());
+        assert!(!s.set_image_removed("api", "nope").unwrap());
+        let st = &s.image_states("api").unwrap()["v1"];
+        assert!(st.removed && st.archived_at.is_some() && st.restored_at.is_none());
+        assert!(s.set_image_restored("api", "v1").unwrap());
+        let st = &s.image_states("api").unwrap()["v1"];
+        assert!(!st.removed && st.restored_at.is_some());
+        s.set_image_removed("api", "v1").unwrap();
+        let id3 = s.create_build("api", None).unwrap();
+        s.finish_build(id3, "succeeded", "", "", Some(&v)).unwrap();
+        assert!(!s.image_states("api").unwrap()["v1"].removed);
         assert_eq!(s.build_secrets("api").unwrap()["TOKEN"], "t");
     }
 }

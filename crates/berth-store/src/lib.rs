@@ -16,7 +16,7 @@
 mod builds;
 mod migrations;
 
-pub use builds::{BuildRecord, ServiceRecord, VersionRecord};
+pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};

@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 4: a per-service secret that signs push webhooks.
     "ALTER TABLE services ADD COLUMN webhook_secret TEXT;",
+    // 5: reserved for the compose-build branch, which in the end needed no migration; kept as
+    // a no-op because numbers are positions and databases already record 6.
+    "SELECT 1",
+    // 6: image state of versions, for retention: `present` or `removed` (the version record
+    // stays), when it was last archived, when it was last restored (a restored image is kept a
+    // while, see berth-controlplane's retention).
+    "ALTER TABLE versions ADD COLUMN image_state TEXT NOT NULL DEFAULT 'present';
+     ALTER TABLE versions ADD COLUMN archived_at TEXT;
+     ALTER TABLE versions ADD COLUMN restored_at TEXT;",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

@@ -182,6 +182,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = Config {
         extra_labels: labels,
         resync: Duration::from_secs(args.resync_secs.max(1)),
+        image_keep: usize::try_from(args.image_keep).unwrap_or(usize::MAX),
+        image_retention_period: Duration::from_secs(args.image_retention_secs),
+        image_disk_alert: args.image_disk_alert,
+        image_count_alert: args.image_count_alert,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

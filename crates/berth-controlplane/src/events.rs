@@ -1,0 +1,106 @@
+//! The platform events feed: what Berth did or noticed on its own (image retention, alerts,
+//! the build janitor), for `GET /api/v1/events` and `berth events`.
+//!
+//! Rules it keeps: the feed is a bounded ring in memory ([`CAPACITY`] events; the oldest go
+//! first), lost on restart — the log has every event too (warn-level events at warn). Ids grow
+//! by one per event, so a follower asks for `after=<last id>` and misses nothing that is still
+//! in the ring.
+
+use berth_core::api::EventView;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// Events kept in memory.
+pub const CAPACITY: usize = 1000;
+
+/// How serious an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something Berth did as planned.
+    Info,
+    /// Something an operator should look at (an alert).
+    Warn,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+        }
+    }
+}
+
+/// The ring of recent events.
+#[derive(Default)]
+pub(crate) struct Events {
+    ring: Mutex<(u64, VecDeque<EventView>)>,
+}
+
+impl Events {
+    /// Record an event (and log it at its level).
+    pub(crate) fn emit(&self, kind: &str, level: Level, subject: &str, message: String) {
+        match level {
+            Level::Info => tracing::info!(kind, subject, "{message}"),
+            Level::Warn => tracing::warn!(kind, subject, "{message}"),
+        }
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut g = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.0 += 1;
+        let id = g.0;
+        if g.1.len() == CAPACITY {
+            g.1.pop_front();
+        }
+        g.1.push_back(EventView {
+            id,
+            time,
+            kind: kind.into(),
+            level: level.as_str().into(),
+            message,
+            subject: subject.into(),
+        });
+    }
+
+    /// Events with an id above `after` (all with 0), oldest first, at most `limit`
+    /// (the newest ones when there are more).
+    pub(crate) fn list(&self, after: u64, limit: usize) -> Vec<EventView> {
+        let g = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let newer: Vec<&EventView> = g.1.iter().filter(|e| e.id > after).collect();
+        let skip = newer.len().saturating_sub(limit);
+        newer.into_iter().skip(skip).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_ordered_and_resumable() {
+        let ev = Events::default();
+        for i in 0..CAPACITY + 5 {
+            ev.emit("test", Level::Info, "s", format!("event {i}"));
+        }
+        let all = ev.list(0, usize::MAX);
+        assert_eq!(all.len(), CAPACITY);
+        assert_eq!(all[0].id, 6, "the oldest are dropped first");
+        assert_eq!(all.last().unwrap().id, (CAPACITY + 5) as u64, "newest last");
+        let tail = ev.list(all[all.len() - 3].id, usize::MAX);
+        assert_eq!(tail.len(), 2);
+        let limited = ev.list(0, 2);
+        assert_eq!(
+            limited.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![CAPACITY as u64 + 4, CAPACITY as u64 + 5]
+        );
+        ev.emit("alert.x", Level::Warn, "web", "over".into());
+        assert_eq!(ev.list(0, 1)[0].level, "warn");
+    }
+}
