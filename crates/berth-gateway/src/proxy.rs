@@ -241,6 +241,9 @@ async fn pipeline(
     done: &mut Done,
 ) -> Response<ProxyBody> {
     auth::strip_berth_headers(req.headers_mut());
+    // Room for what the gateway adds (forwarding headers, request id, identity headers), so the
+    // map hyper sized for the client's headers grows once, not on several inserts.
+    req.headers_mut().reserve(8);
 
     // The original host: the Host header, or the authority of an absolute / HTTP/2 URI.
     let host: Option<HeaderValue> = match req.headers().get(HOST) {
