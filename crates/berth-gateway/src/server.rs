@@ -43,11 +43,7 @@ pub(crate) async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let workers = inner.config.worker_count();
-    if workers <= 1 {
-        serve_worker(inner, listener, tls, shutdown).await;
-        return Ok(());
-    }
+    let workers = inner.config.worker_count().max(1);
     // One current-thread runtime per worker thread, each accepting on its own handle of the
     // same listening socket: a connection, its requests and its upstream connections stay on
     // one thread (no cross-thread wake-ups, no work stealing; DESIGN-NOTES §4).
