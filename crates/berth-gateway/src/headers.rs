@@ -113,6 +113,47 @@ pub fn set_forwarded(
     secure: bool,
 ) {
     let client = client.to_canonical();
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        if let Some(v) = client_value(client) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+    } else {
+        append_forwarded_for(headers, client);
+    }
+    let proto = if secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    match host {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST, h.clone());
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// `client` as a header value. The last one made on this thread is kept: the requests of one
+/// connection (and often of many) come from the same address, so most requests only clone it.
+fn client_value(client: IpAddr) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, value)) = last.as_ref() {
+            if *ip == client {
+                return Some(value.clone());
+            }
+        }
+        let value = HeaderValue::from_str(&client.to_string()).ok()?;
+        *last = Some((client, value.clone()));
+        Some(value)
+    })
+}
+
+/// Append `client` to the `X-Forwarded-For` the request came with.
+fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     let mut xff = String::new();
     for value in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(v) = value.to_str() {
@@ -126,16 +167,6 @@ pub fn set_forwarded(
     let _ = write!(xff, "{client}");
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR, v);
-    }
-    let proto = if secure { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    match host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST, h.clone());
-        }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
-        }
     }
 }
 

@@ -145,7 +145,10 @@ impl Mode {
 struct Done {
     /// Index of the matched route in the snapshot.
     route: Option<usize>,
+    /// The endpoint that answered (only kept when the access log is on).
     upstream: Option<Box<str>>,
+    /// The access log is on.
+    log: bool,
 }
 
 /// Proxy one client request. `secure`: it came over TLS.
@@ -185,7 +188,10 @@ pub(crate) async fn handle(
             req.uri().path().to_owned(),
         )
     });
-    let mut done = Done::default();
+    let mut done = Done {
+        log: log.is_some(),
+        ..Done::default()
+    };
     // One reference count for the whole request; a table swap never waits for it.
     let snapshot = inner.snapshot.load_full();
     let response = pipeline(
@@ -421,7 +427,9 @@ async fn pipeline(
 
     let (outcome, mut response) = match result {
         Ok(Upstream::Tunnel(response, mut tunnel)) => {
-            done.upstream = Some(tunnel.guard.endpoint().id.clone());
+            if done.log {
+                done.upstream = Some(tunnel.guard.endpoint().id.clone());
+            }
             // The service counts as busy for as long as the tunnel is open.
             tunnel.permit = permit;
             tokio::spawn(tunnel.run());
@@ -438,7 +446,9 @@ async fn pipeline(
                     .as_ref()
                     .and_then(|b| b.config.slow_call.as_ref())
                     .is_some_and(|s| called.elapsed() >= Duration::from_millis(s.threshold_ms));
-            done.upstream = Some(lease.guard.endpoint().id.clone());
+            if done.log {
+                done.upstream = Some(lease.guard.endpoint().id.clone());
+            }
             headers::remove_hop_by_hop(response.headers_mut());
             response.headers_mut().insert(X_REQUEST_ID, rid.clone());
             let mut response = response.map(|body| ProxyBody::upstream(body, lease));
