@@ -548,9 +548,7 @@ fn rate_limited(
         http::header::RETRY_AFTER,
         HeaderValue::from(ratelimit::ceil_secs(limited.retry_after)),
     );
-    if let Ok(v) = HeaderValue::from_str(&limiter.policy_header()) {
-        h.insert(RATELIMIT_POLICY, v);
-    }
+    h.insert(RATELIMIT_POLICY, limiter.policy_value());
     if let Ok(v) = HeaderValue::from_str(&limiter.limited_header(limited)) {
         h.insert(RATELIMIT, v);
     }

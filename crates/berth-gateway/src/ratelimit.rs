@@ -61,7 +61,7 @@ pub struct RateLimiter {
     route: AtomicU64,
     ips: Mutex<HashMap<IpAddr, u64>>,
     subjects: Mutex<HashMap<Box<str>, u64>>,
-    /// [`RateLimiter::policy_header`], made once (it is on every answer of the route).
+    /// [`RateLimiter::policy_value`], made once (it is on every answer of the route).
     policy_value: http::HeaderValue,
 }
 
@@ -177,13 +177,8 @@ impl RateLimiter {
         lock(&self.ips).len() + lock(&self.subjects).len()
     }
 
-    /// `RateLimit-Policy` value: `"<key>";q=<per_second>;w=1`.
-    #[must_use]
-    pub fn policy_header(&self) -> String {
-        policy_header(&self.config)
-    }
-
-    /// [`RateLimiter::policy_header`] as a header value (cheap to clone).
+    /// The `RateLimit-Policy` value, `"<key>";q=<per_second>;w=1`, made once per limiter
+    /// (cheap to clone).
     #[must_use]
     pub fn policy_value(&self) -> http::HeaderValue {
         self.policy_value.clone()
@@ -199,14 +194,9 @@ impl RateLimiter {
         )
     }
 
-    /// `RateLimit` value for an allowed request: `"<key>";r=<remaining>;t=<seconds until full>`.
-    #[must_use]
-    pub fn allowed_header(&self, allowed: &Allowed) -> String {
-        String::from_utf8_lossy(self.allowed_value(allowed).as_bytes()).into_owned()
-    }
-
-    /// [`RateLimiter::allowed_header`] as a header value, formatted on the stack (it is on every
-    /// answer of the route: one allocation, for the value itself).
+    /// The `RateLimit` value for an allowed request, `"<key>";r=<remaining>;t=<seconds until
+    /// full>`, formatted on the stack (it is on every answer of the route: one allocation, for
+    /// the value itself).
     #[must_use]
     pub fn allowed_value(&self, allowed: &Allowed) -> http::HeaderValue {
         use std::io::Write as _;
