@@ -14,7 +14,7 @@
 
 use berth_core::auth::{TokenVerifier, VerifiedToken};
 use berth_core::policy::{AuthPolicy, Issuer};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt::Write as _;
 
 /// `X-Berth-Subject`.
@@ -65,10 +65,13 @@ pub fn strip_berth_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// The bearer token of the request.
-fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
-    let value = value.to_str().map_err(|_| AuthError::Invalid)?;
+/// The bearer token in an `Authorization` value (`None`: no such header).
+fn bearer(value: Option<&[u8]>) -> Result<&str, AuthError> {
+    let value = value.ok_or(AuthError::Missing)?;
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::Invalid)?;
+    if !value.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b)) {
+        return Err(AuthError::Invalid);
+    }
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Missing);
@@ -80,25 +83,33 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Check the request's token and set the identity headers for the upstream.
+/// A verified caller: the identity headers for the upstream, and the subject (the consumer
+/// rate-limit key).
+pub struct Identity {
+    pub subject: String,
+    /// `X-Berth-Subject`, `X-Berth-Issuer`, `X-Berth-Claims`, in this order.
+    pub headers: [(HeaderName, HeaderValue); 3],
+}
+
+/// Check the bearer token in `authorization` (the request's `Authorization` value, if any).
 ///
 /// # Errors
 ///
 /// [`AuthError`] when the request must be answered 401.
-pub fn authenticate(
+pub fn verify(
     verifier: Option<&dyn TokenVerifier>,
     policy: &AuthPolicy,
     issuers: &[Issuer],
-    headers: &mut HeaderMap,
-) -> Result<VerifiedToken, AuthError> {
-    let token = bearer(headers)?;
+    authorization: Option<&[u8]>,
+) -> Result<Identity, AuthError> {
+    let token = bearer(authorization)?;
     let Some(verifier) = verifier else {
         tracing::warn!(
             "gateway: a route requires authentication but no token verifier is configured"
         );
         return Err(AuthError::NoVerifier);
     };
-    let verified = verifier.verify(token, policy, issuers).map_err(|f| {
+    let verified: VerifiedToken = verifier.verify(token, policy, issuers).map_err(|f| {
         tracing::debug!(reason = %f.reason, "gateway: bearer token refused");
         AuthError::Invalid
     })?;
@@ -110,10 +121,14 @@ pub fn authenticate(
         tracing::debug!("gateway: verified token has claims that cannot be sent as headers");
         return Err(AuthError::Invalid);
     };
-    headers.insert(X_BERTH_SUBJECT, subject);
-    headers.insert(X_BERTH_ISSUER, issuer);
-    headers.insert(X_BERTH_CLAIMS, claims);
-    Ok(verified)
+    Ok(Identity {
+        subject: verified.subject,
+        headers: [
+            (X_BERTH_SUBJECT, subject),
+            (X_BERTH_ISSUER, issuer),
+            (X_BERTH_CLAIMS, claims),
+        ],
+    })
 }
 
 /// `s` with every non-ASCII character written as a JSON `\uXXXX` escape (UTF-16 surrogate
@@ -154,12 +169,10 @@ mod tests {
 
     #[test]
     fn bearer_parsing_and_ascii_claims() {
-        let mut h = HeaderMap::new();
-        assert_eq!(bearer(&h), Err(AuthError::Missing));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&h), Err(AuthError::Missing));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer  tok "));
-        assert_eq!(bearer(&h), Ok("tok"));
+        assert_eq!(bearer(None), Err(AuthError::Missing));
+        assert_eq!(bearer(Some(b"Basic abc")), Err(AuthError::Missing));
+        assert_eq!(bearer(Some(b"bearer  tok ")), Ok("tok"));
+        assert_eq!(bearer(Some(b"Bearer t\x01k")), Err(AuthError::Invalid));
         assert_eq!(ascii(r#"{"n":"é😀"}"#), r#"{"n":"\u00e9\ud83d\ude00"}"#);
     }
 }

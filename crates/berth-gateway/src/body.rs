@@ -87,6 +87,14 @@ impl ProxyBody {
         }
     }
 
+    /// The bytes of a complete body (empty for a relayed one).
+    pub(crate) fn full_bytes(&self) -> &[u8] {
+        match &self.kind {
+            Kind::Full(Some(b)) => b,
+            _ => &[],
+        }
+    }
+
     /// Relay `inner`, releasing `lease` when it ends.
     pub(crate) fn upstream(inner: Incoming, lease: Lease) -> Self {
         Self {

@@ -41,7 +41,7 @@ pub const MAX_HEADERS: usize = 100;
 const SYNTHETIC: &[u8] = b"GET / HTTP/1.1\r\nhost: berth.invalid\r\n\r\n";
 
 /// The HTTP/2 connection preface (h2c with prior knowledge).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Bytes read from the client at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -109,7 +109,7 @@ enum State {
 
 /// Position inside a chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     /// Reading the hex size (`digits` so far).
     Size {
         size: u64,
@@ -136,9 +136,14 @@ enum Chunk {
     EndLf,
 }
 
+impl Chunk {
+    /// At the start of a chunked body.
+    pub(crate) const START: Chunk = Chunk::Size { size: 0, digits: 0 };
+}
+
 /// One step of the chunk walker over `data`: the bytes consumed and the new position; `None`
 /// when the chunking is malformed.
-fn walk_chunks(mut chunk: Chunk, data: &[u8]) -> Option<(usize, Option<Chunk>)> {
+pub(crate) fn walk_chunks(mut chunk: Chunk, data: &[u8]) -> Option<(usize, Option<Chunk>)> {
     let mut i = 0;
     while i < data.len() {
         let b = data[i];
@@ -238,7 +243,7 @@ fn walk_chunks(mut chunk: Chunk, data: &[u8]) -> Option<(usize, Option<Chunk>)> 
 
 /// What a complete head says about the bytes after it.
 #[derive(Debug, PartialEq, Eq)]
-enum Next {
+pub(crate) enum Next {
     Body(u64),
     Chunked,
     /// An upgrade or CONNECT: stop checking.
@@ -246,7 +251,7 @@ enum Next {
 }
 
 /// Check a complete, parsed head and say how its body is framed.
-fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusal> {
+pub(crate) fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusal> {
     let http10 = req.version == Some(0);
     let mut length: Option<u64> = None;
     let mut chunked: Option<bool> = None;

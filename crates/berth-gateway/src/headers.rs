@@ -134,7 +134,7 @@ pub fn set_forwarded(
 
 /// `client` as a header value. The last one made on this thread is kept: the requests of one
 /// connection (and often of many) come from the same address, so most requests only clone it.
-fn client_value(client: IpAddr) -> Option<HeaderValue> {
+pub(crate) fn client_value(client: IpAddr) -> Option<HeaderValue> {
     thread_local! {
         static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
             const { std::cell::RefCell::new(None) };

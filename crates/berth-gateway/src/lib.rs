@@ -121,6 +121,7 @@ pub mod bulkhead;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod h1;
 pub mod headers;
 pub mod metrics;
 pub mod pool;

@@ -68,6 +68,17 @@ impl std::fmt::Display for ConnectError {
 /// Idle connections with the time each went idle, most recent last.
 type IdleStack = Vec<(Sender, Instant)>;
 
+/// An upstream HTTP/1.1 connection of the fast path (`crate::h1`): the socket and its read
+/// buffer, driven by the request that holds it (no task of its own).
+pub struct RawConn {
+    pub stream: TcpStream,
+    /// Read buffer, kept with the connection (its length is its capacity).
+    pub buf: Vec<u8>,
+}
+
+/// Idle fast-path connections with the time each went idle, most recent last.
+type RawStack = Vec<(RawConn, Instant)>;
+
 /// One endpoint as the gateway sees it.
 pub struct EndpointState {
     /// The replica id from the routing table.
@@ -80,6 +91,8 @@ pub struct EndpointState {
     /// Idle HTTP/1.1 connections, one stack per serving thread ([`set_worker`]): a connection
     /// is driven by a task on the thread that opened it, so it is only reused there.
     idle: Box<[Mutex<IdleStack>]>,
+    /// Idle fast-path connections, one stack per serving thread like `idle`.
+    raw: Box<[Mutex<RawStack>]>,
     /// The one multiplexed HTTP/2 connection (gRPC), opened on first use.
     h2: Mutex<Option<H2Sender>>,
     /// Consecutive failed attempts.
@@ -134,6 +147,7 @@ impl EndpointState {
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             idle: (0..pool_shares()).map(|_| Mutex::new(Vec::new())).collect(),
+            raw: (0..pool_shares()).map(|_| Mutex::new(Vec::new())).collect(),
             h2: Mutex::new(None),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -218,10 +232,36 @@ impl EndpointState {
         // Otherwise `sender` is dropped here, which closes the connection.
     }
 
+    /// Take the most recently used idle fast-path connection that is not expired and not
+    /// closed by the replica as far as the socket's readiness tells without a system call
+    /// (one `read` when it says readable: end of stream or stray bytes drop it).
+    /// Also says how long it was idle.
+    pub fn checkout_raw(&self, idle_timeout: Duration) -> Option<(RawConn, Duration)> {
+        loop {
+            let (conn, since) = lock(&self.raw[worker_share(self.raw.len())]).pop()?;
+            let idle = since.elapsed();
+            if idle < idle_timeout && still_open(&conn.stream) {
+                return Some((conn, idle));
+            }
+        }
+    }
+
+    /// Give a fast-path connection back after its response was read completely.
+    pub fn checkin_raw(&self, conn: RawConn, max_idle: usize) {
+        let mut idle = lock(&self.raw[worker_share(self.raw.len())]);
+        if !self.is_closed() && idle.len() < max_idle {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
     /// The endpoint left the table: close idle connections and refuse returns from now on.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         for share in &self.idle {
+            let conns = std::mem::take(&mut *lock(share));
+            drop(conns);
+        }
+        for share in &self.raw {
             let conns = std::mem::take(&mut *lock(share));
             drop(conns);
         }
@@ -263,6 +303,9 @@ impl EndpointState {
             lock(share)
                 .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
         }
+        for share in &self.raw {
+            lock(share).retain(|(_, since)| since.elapsed() < idle_timeout);
+        }
         let mut h2 = lock(&self.h2);
         if h2.as_ref().is_some_and(H2Sender::is_closed) {
             *h2 = None;
@@ -272,12 +315,33 @@ impl EndpointState {
     /// Idle connections kept now.
     #[must_use]
     pub fn idle_count(&self) -> usize {
-        self.idle.iter().map(|share| lock(share).len()).sum()
+        self.idle.iter().map(|share| lock(share).len()).sum::<usize>()
+            + self.raw.iter().map(|share| lock(share).len()).sum::<usize>()
     }
 
     /// This thread's share of the idle pool.
     fn share(&self) -> &Mutex<IdleStack> {
-        &self.idle[WORKER.with(std::cell::Cell::get) % self.idle.len()]
+        &self.idle[worker_share(self.idle.len())]
+    }
+}
+
+/// This thread's index among `shares` pool shares.
+fn worker_share(shares: usize) -> usize {
+    WORKER.with(std::cell::Cell::get) % shares
+}
+
+/// Is an idle connection still usable? Asks the runtime's readiness first (no system call
+/// when nothing arrived since the last read); a readable idle connection is read once: end of
+/// stream (the replica closed it) or unexpected bytes mean it is not.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Err(_)) => false,
+        std::task::Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
     }
 }
 
@@ -299,7 +363,11 @@ impl Drop for InFlight {
 }
 
 /// The TCP connect, bounded by `timeout`.
-async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+///
+/// # Errors
+///
+/// [`ConnectError::Io`] or [`ConnectError::Timeout`].
+pub async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Io(e)),

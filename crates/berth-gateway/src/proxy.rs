@@ -80,13 +80,43 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Why no usable response came back from the service.
-enum Failure {
+pub(crate) enum Failure<E> {
     /// No endpoint accepted a connection; the request was never sent.
     NoConnection,
     /// The request was (at least partly) sent and then the exchange failed.
-    Sent(hyper::Error),
+    Sent(E),
     /// An attempt (or all of them) ran out of time.
     Timeout,
+}
+
+/// A request-side fault found while sending: the client's, not the service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientFault {
+    /// More than the body size limit (413).
+    TooLarge,
+    /// Broken body framing (400).
+    Malformed,
+}
+
+/// An error of an exchange after the request was (at least partly) sent.
+pub(crate) trait SendFailure: std::fmt::Display {
+    /// The client's fault, if it was one (never retried, not the endpoint's failure).
+    fn client_fault(&self) -> Option<ClientFault>;
+    /// The connection broke under the request before any answer ([`retry::broken_exchange`]).
+    fn broken(&self) -> bool;
+}
+
+impl SendFailure for hyper::Error {
+    fn client_fault(&self) -> Option<ClientFault> {
+        request_body_error(self).map(|e| match e {
+            RequestBodyError::TooLarge => ClientFault::TooLarge,
+            RequestBodyError::Client(_) => ClientFault::Malformed,
+        })
+    }
+
+    fn broken(&self) -> bool {
+        retry::broken_exchange(self)
+    }
 }
 
 /// How a request travels upstream.
@@ -142,13 +172,13 @@ impl Mode {
 
 /// What the request path learnt, for metrics and the access log.
 #[derive(Default)]
-struct Done {
+pub(crate) struct Done {
     /// Index of the matched route in the snapshot.
-    route: Option<usize>,
+    pub(crate) route: Option<usize>,
     /// The endpoint that answered (only kept when the access log is on).
-    upstream: Option<Box<str>>,
+    pub(crate) upstream: Option<Box<str>>,
     /// The access log is on.
-    log: bool,
+    pub(crate) log: bool,
 }
 
 /// Proxy one client request. `secure`: it came over TLS.
@@ -206,7 +236,275 @@ pub(crate) async fn handle(
     .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    match done.route.and_then(|i| snapshot.routes.get(i)) {
+    record(&inner, &snapshot, done.route, status, elapsed);
+    if let Some((method, host, path)) = log {
+        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
+        access_log(
+            request_id.to_str().unwrap_or("-"),
+            method.as_str(),
+            host,
+            &path,
+            status,
+            done.upstream.as_deref(),
+            elapsed,
+        );
+    }
+    Ok(response)
+}
+
+/// What the policy layers read of a request's head, whichever way it was parsed.
+pub(crate) struct Front<'a> {
+    /// The original host (the `Host` header, or the authority of an absolute URI).
+    pub(crate) host: Option<&'a str>,
+    /// The path, without the query.
+    pub(crate) path: &'a str,
+    /// The path and query (`redirect_https`).
+    pub(crate) path_and_query: &'a str,
+    /// The declared body length.
+    pub(crate) content_length: Option<u64>,
+    /// The `Authorization` value.
+    pub(crate) authorization: Option<&'a [u8]>,
+    /// The route, when the caller already looked it up (`Some(None)`: none matches).
+    pub(crate) found: Option<Option<usize>>,
+}
+
+/// A request the policy layers (1–6) let through, with what they decided.
+pub(crate) struct Admitted {
+    /// Index of the route in the snapshot.
+    pub(crate) index: usize,
+    /// What the request's one limit check allowed (`RateLimit` fields).
+    pub(crate) allowed: Option<Allowed>,
+    /// The verified caller, on a route with `auth`.
+    pub(crate) identity: Option<auth::Identity>,
+    /// The bulkhead slot, held until the answer was relayed.
+    pub(crate) permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The circuit breaker's admission, settled with the outcome.
+    pub(crate) ticket: Option<breaker::Ticket>,
+}
+
+/// Layers 1–6: route, redirect, size and endpoint checks, rate limit by IP, authentication,
+/// rate limit by consumer, bulkhead, circuit breaker. `Err` is the answer to send instead.
+pub(crate) async fn admit(
+    inner: &Inner,
+    snapshot: &Snapshot,
+    client: SocketAddr,
+    secure: bool,
+    front: &Front<'_>,
+    rid: &HeaderValue,
+    done: &mut Done,
+) -> Result<Admitted, Response<ProxyBody>> {
+    // 1. Route.
+    let found = match front.found {
+        Some(found) => found,
+        None => snapshot.find_index(front.host, front.path),
+    };
+    let Some(index) = found else {
+        return Err(error_response(
+            ErrorCode::NoRoute,
+            "no route matches this host and path",
+            rid,
+        ));
+    };
+    done.route = Some(index);
+    let (route, state) = (&snapshot.table.routes[index], &snapshot.routes[index]);
+    let policy: &RoutePolicy = &route.policy;
+    let service: &ServiceState = &state.shared.service;
+    if policy.redirect_https && !secure {
+        return Err(redirect_https(front.host, front.path_and_query, rid));
+    }
+    if front
+        .content_length
+        .is_some_and(|n| n > inner.config.max_body_bytes)
+    {
+        return Err(closing(error_response(
+            ErrorCode::PayloadTooLarge,
+            "the request body is too large",
+            rid,
+        )));
+    }
+    if state.endpoints.is_empty() {
+        return Err(error_response(
+            ErrorCode::NoHealthyUpstream,
+            "no healthy replica serves this route",
+            rid,
+        ));
+    }
+
+    // 2. Rate limit by IP (a consumer limit on a route without auth counts by IP too).
+    let mut allowed: Option<Allowed> = None;
+    let limiter = state.shared.limiter.as_deref();
+    if let Some(l) = limiter {
+        let by_ip = match l.config.key {
+            RateKey::Ip => true,
+            RateKey::Consumer => policy.auth.is_none(),
+            RateKey::Route => false,
+        };
+        if by_ip {
+            match l.check(Key::Ip(client.ip())) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return Err(rate_limited(l, &limited, &state.shared, rid)),
+            }
+        }
+    }
+
+    // 3. Authenticate.
+    let mut identity: Option<auth::Identity> = None;
+    if let Some(auth_policy) = &policy.auth {
+        match auth::verify(
+            inner.config.verifier.as_deref(),
+            auth_policy,
+            &snapshot.table.issuers,
+            front.authorization,
+        ) {
+            Ok(verified) => identity = Some(verified),
+            Err(e) => return Err(unauthorized(e, &state.shared, rid)),
+        }
+    }
+
+    // 4. Rate limit by consumer, or the route-wide limit.
+    if let Some(l) = limiter {
+        let key = match (l.config.key, &identity) {
+            (RateKey::Consumer, Some(id)) => Some(Key::Subject(&id.subject)),
+            (RateKey::Route, _) => Some(Key::Ip(client.ip())),
+            _ => None,
+        };
+        if let Some(key) = key {
+            match l.check(key) {
+                Ok(a) => allowed = Some(a),
+                Err(limited) => return Err(rate_limited(l, &limited, &state.shared, rid)),
+            }
+        }
+    }
+
+    // 5. Bulkhead.
+    let permit = match &service.bulkhead {
+        None => None,
+        Some(b) => match b.acquire().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                service
+                    .metrics
+                    .bulkhead_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                let message = match e {
+                    BulkheadError::Full => "the service is at its concurrency limit",
+                    BulkheadError::QueueTimeout => {
+                        "the service stayed at its concurrency limit too long"
+                    }
+                };
+                return Err(error_response(ErrorCode::OverCapacity, message, rid));
+            }
+        },
+    };
+
+    // 6. Circuit breaker.
+    let ticket = match &service.breaker {
+        None => None,
+        Some(b) => match b.admit() {
+            Ok(t) => Some(t),
+            Err(breaker::BreakerOpen) => {
+                service
+                    .metrics
+                    .breaker_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(error_response(
+                    ErrorCode::CircuitOpen,
+                    "the service is failing; its circuit breaker is open",
+                    rid,
+                ));
+            }
+        },
+    };
+    Ok(Admitted {
+        index,
+        allowed,
+        identity,
+        permit,
+        ticket,
+    })
+}
+
+/// The total time allowed until the service's answer (layer 7).
+pub(crate) fn total_timeout(inner: &Inner, policy: &RoutePolicy) -> Duration {
+    policy
+        .timeout
+        .total_ms
+        .map_or(inner.config.request_timeout, Duration::from_millis)
+}
+
+/// Was the call slow by the breaker's `slow_call` rule?
+pub(crate) fn slow_call(service: &ServiceState, admitted: &Admitted, called: Instant) -> bool {
+    admitted.ticket.is_some()
+        && service
+            .breaker
+            .as_ref()
+            .and_then(|b| b.config.slow_call.as_ref())
+            .is_some_and(|s| called.elapsed() >= Duration::from_millis(s.threshold_ms))
+}
+
+/// The answer and breaker outcome for an exchange that gave no usable response.
+pub(crate) fn failure_answer<E: SendFailure>(
+    failure: Failure<E>,
+    rid: &HeaderValue,
+) -> (Outcome, Response<ProxyBody>) {
+    match failure {
+        Failure::NoConnection => (
+            Outcome::Failure,
+            error_response(
+                ErrorCode::UpstreamError,
+                "no replica accepted the connection",
+                rid,
+            ),
+        ),
+        Failure::Sent(e) => match e.client_fault() {
+            Some(ClientFault::TooLarge) => (
+                Outcome::Abandoned,
+                closing(error_response(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is too large",
+                    rid,
+                )),
+            ),
+            Some(ClientFault::Malformed) => (
+                Outcome::Abandoned,
+                closing(error_response(
+                    ErrorCode::BadRequest,
+                    "the request body is malformed",
+                    rid,
+                )),
+            ),
+            None => {
+                tracing::debug!(error = %e, "gateway: upstream failed after the request was sent");
+                (
+                    Outcome::Failure,
+                    error_response(
+                        ErrorCode::UpstreamError,
+                        "the replica failed to answer",
+                        rid,
+                    ),
+                )
+            }
+        },
+        Failure::Timeout => (
+            Outcome::Failure,
+            error_response(
+                ErrorCode::UpstreamTimeout,
+                "the replica did not answer in time",
+                rid,
+            ),
+        ),
+    }
+}
+
+/// Count a finished request in the route's and service's metrics (or as unrouted).
+pub(crate) fn record(
+    inner: &Inner,
+    snapshot: &Snapshot,
+    route: Option<usize>,
+    status: u16,
+    elapsed: Duration,
+) {
+    match route.and_then(|i| snapshot.routes.get(i)) {
         Some(state) => {
             let route = &state.shared;
             route.metrics.responses.count(status);
@@ -218,25 +516,32 @@ pub(crate) async fn handle(
             inner.unrouted.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if let Some((method, host, path)) = log {
-        let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
-        tracing::info!(
-            target: ACCESS_LOG,
-            request_id = request_id.to_str().unwrap_or("-"),
-            method = %method,
-            host,
-            path,
-            status,
-            upstream = done.upstream.as_deref().unwrap_or("-"),
-            ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            "request"
-        );
-    }
-    Ok(response)
+}
+
+/// The access-log line of one request (never a header value or a token).
+pub(crate) fn access_log(
+    request_id: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    status: u16,
+    upstream: Option<&str>,
+    elapsed: Duration,
+) {
+    tracing::info!(
+        target: ACCESS_LOG,
+        request_id,
+        method,
+        host,
+        path,
+        status,
+        upstream = upstream.unwrap_or("-"),
+        ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "request"
+    );
 }
 
 /// The policy layers, outermost first. See the module documentation.
-#[allow(clippy::too_many_lines)]
 async fn pipeline(
     inner: &Inner,
     snapshot: &Snapshot,
@@ -259,138 +564,42 @@ async fn pipeline(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
-
-    // 1. Route.
-    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-    let Some(index) = snapshot.find_index(host_str, req.uri().path()) else {
-        return error_response(
-            ErrorCode::NoRoute,
-            "no route matches this host and path",
-            rid,
-        );
+    let front = Front {
+        host: host.as_ref().and_then(|h| h.to_str().ok()),
+        path: req.uri().path(),
+        path_and_query: req.uri().path_and_query().map_or("/", PathAndQuery::as_str),
+        content_length: content_length(req.headers()),
+        authorization: req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        found: None,
     };
-    done.route = Some(index);
-    let (route, state) = (&snapshot.table.routes[index], &snapshot.routes[index]);
+    let mut admitted = match admit(inner, snapshot, client, secure, &front, rid, done).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
+    };
+    let (route, state) = (
+        &snapshot.table.routes[admitted.index],
+        &snapshot.routes[admitted.index],
+    );
     let policy: &RoutePolicy = &route.policy;
     let service: &ServiceState = &state.shared.service;
-    if policy.redirect_https && !secure {
-        return redirect_https(host_str, req.uri(), rid);
-    }
-    let limit = inner.config.max_body_bytes;
-    if content_length(req.headers()).is_some_and(|n| n > limit) {
-        return closing(error_response(
-            ErrorCode::PayloadTooLarge,
-            "the request body is too large",
-            rid,
-        ));
-    }
-    if state.endpoints.is_empty() {
-        return error_response(
-            ErrorCode::NoHealthyUpstream,
-            "no healthy replica serves this route",
-            rid,
-        );
-    }
     let mode = Mode::of(&req, route.protocol);
     if let Err(message) = rewrite(&mut req, route, client, host.as_ref(), rid, secure, mode) {
         return error_response(ErrorCode::BadRequest, message, rid);
     }
-
-    // 2. Rate limit by IP (a consumer limit on a route without auth counts by IP too).
-    // What the one limit check of this request allowed, for the `RateLimit` fields.
-    let mut allowed: Option<Allowed> = None;
-    let limiter = state.shared.limiter.as_deref();
-    if let Some(l) = limiter {
-        let by_ip = match l.config.key {
-            RateKey::Ip => true,
-            RateKey::Consumer => policy.auth.is_none(),
-            RateKey::Route => false,
-        };
-        if by_ip {
-            match l.check(Key::Ip(client.ip())) {
-                Ok(a) => allowed = Some(a),
-                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
-            }
+    if let Some(identity) = admitted.identity.take() {
+        for (name, value) in identity.headers {
+            req.headers_mut().insert(name, value);
         }
     }
-
-    // 3. Authenticate.
-    let mut subject: Option<String> = None;
-    if let Some(auth_policy) = &policy.auth {
-        match auth::authenticate(
-            inner.config.verifier.as_deref(),
-            auth_policy,
-            &snapshot.table.issuers,
-            req.headers_mut(),
-        ) {
-            Ok(verified) => subject = Some(verified.subject),
-            Err(e) => return unauthorized(e, &state.shared, rid),
-        }
-    }
-
-    // 4. Rate limit by consumer, or the route-wide limit.
-    if let Some(l) = limiter {
-        let key = match (l.config.key, &subject) {
-            (RateKey::Consumer, Some(s)) => Some(Key::Subject(s)),
-            (RateKey::Route, _) => Some(Key::Ip(client.ip())),
-            _ => None,
-        };
-        if let Some(key) = key {
-            match l.check(key) {
-                Ok(a) => allowed = Some(a),
-                Err(limited) => return rate_limited(l, &limited, &state.shared, rid),
-            }
-        }
-    }
-
-    // 5. Bulkhead.
-    let permit = match &service.bulkhead {
-        None => None,
-        Some(b) => match b.acquire().await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                service
-                    .metrics
-                    .bulkhead_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = match e {
-                    BulkheadError::Full => "the service is at its concurrency limit",
-                    BulkheadError::QueueTimeout => {
-                        "the service stayed at its concurrency limit too long"
-                    }
-                };
-                return error_response(ErrorCode::OverCapacity, message, rid);
-            }
-        },
-    };
-
-    // 6. Circuit breaker.
-    let ticket = match &service.breaker {
-        None => None,
-        Some(b) => match b.admit() {
-            Ok(t) => Some(t),
-            Err(breaker::BreakerOpen) => {
-                service
-                    .metrics
-                    .breaker_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                return error_response(
-                    ErrorCode::CircuitOpen,
-                    "the service is failing; its circuit breaker is open",
-                    rid,
-                );
-            }
-        },
-    };
 
     // 7–10. Timeout, retry, balance, upstream.
     let called = Instant::now();
     let client_upgrade = (mode == Mode::Upgrade).then(|| hyper::upgrade::on(&mut req));
-    let req = req.map(|body| RequestBody::new(body, limit));
-    let total = policy
-        .timeout
-        .total_ms
-        .map_or(inner.config.request_timeout, Duration::from_millis);
+    let req = req.map(|body| RequestBody::new(body, inner.config.max_body_bytes));
+    let total = total_timeout(inner, policy);
     let exchange = async {
         match client_upgrade {
             Some(on_client) => {
@@ -406,12 +615,12 @@ async fn pipeline(
                 .await
             }
             None => attempts(
+                &Hyper { mode },
                 inner,
                 policy,
                 state.endpoints.as_ref(),
                 state.next_start(),
                 service,
-                mode,
                 req,
             )
             .await
@@ -431,7 +640,7 @@ async fn pipeline(
                 done.upstream = Some(tunnel.guard.endpoint().id.clone());
             }
             // The service counts as busy for as long as the tunnel is open.
-            tunnel.permit = permit;
+            tunnel.permit = admitted.permit.take();
             tokio::spawn(tunnel.run());
             (
                 Outcome::Success { slow: false },
@@ -440,19 +649,14 @@ async fn pipeline(
         }
         Ok(Upstream::Relay(mut response, lease)) => {
             let failed = retry::failure_status(response.status().as_u16());
-            let slow = ticket.is_some()
-                && service
-                    .breaker
-                    .as_ref()
-                    .and_then(|b| b.config.slow_call.as_ref())
-                    .is_some_and(|s| called.elapsed() >= Duration::from_millis(s.threshold_ms));
+            let slow = slow_call(service, &admitted, called);
             if done.log {
                 done.upstream = Some(lease.guard.endpoint().id.clone());
             }
             headers::remove_hop_by_hop(response.headers_mut());
             response.headers_mut().insert(X_REQUEST_ID, rid.clone());
             let mut response = response.map(|body| ProxyBody::upstream(body, lease));
-            if let Some(permit) = permit {
+            if let Some(permit) = admitted.permit.take() {
                 response.body_mut().hold(permit);
             }
             let outcome = if failed {
@@ -462,57 +666,13 @@ async fn pipeline(
             };
             (outcome, response)
         }
-        Err(Failure::NoConnection) => (
-            Outcome::Failure,
-            error_response(
-                ErrorCode::UpstreamError,
-                "no replica accepted the connection",
-                rid,
-            ),
-        ),
-        Err(Failure::Sent(e)) => match request_body_error(&e) {
-            Some(RequestBodyError::TooLarge) => (
-                Outcome::Abandoned,
-                closing(error_response(
-                    ErrorCode::PayloadTooLarge,
-                    "the request body is too large",
-                    rid,
-                )),
-            ),
-            Some(RequestBodyError::Client(_)) => (
-                Outcome::Abandoned,
-                closing(error_response(
-                    ErrorCode::BadRequest,
-                    "the request body is malformed",
-                    rid,
-                )),
-            ),
-            None => {
-                tracing::debug!(error = %e, "gateway: upstream failed after the request was sent");
-                (
-                    Outcome::Failure,
-                    error_response(
-                        ErrorCode::UpstreamError,
-                        "the replica failed to answer",
-                        rid,
-                    ),
-                )
-            }
-        },
-        Err(Failure::Timeout) => (
-            Outcome::Failure,
-            error_response(
-                ErrorCode::UpstreamTimeout,
-                "the replica did not answer in time",
-                rid,
-            ),
-        ),
+        Err(failure) => failure_answer(failure, rid),
     };
-    if let Some(ticket) = ticket {
+    if let Some(ticket) = admitted.ticket.take() {
         ticket.finish(outcome);
     }
-    if let (Some(l), Some(a)) = (limiter, allowed) {
-        rate_limit_fields(l, &a, response.headers_mut());
+    if let (Some(l), Some(a)) = (state.shared.limiter.as_deref(), &admitted.allowed) {
+        rate_limit_fields(l, a, response.headers_mut());
     }
     response
 }
@@ -527,7 +687,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Ask hyper to close the client connection after this answer (the request body may be
 /// unread or its framing broken).
-fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+pub(crate) fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -557,7 +717,7 @@ fn rate_limited(
 
 /// The IETF rate-limit fields of an allowed request (route with a limit only). Appended, so a
 /// service's own `RateLimit` policies reach the client next to the gateway's.
-fn rate_limit_fields(limiter: &RateLimiter, allowed: &Allowed, h: &mut HeaderMap) {
+pub(crate) fn rate_limit_fields(limiter: &RateLimiter, allowed: &Allowed, h: &mut HeaderMap) {
     h.append(RATELIMIT_POLICY, limiter.policy_value());
     h.append(RATELIMIT, limiter.allowed_value(allowed));
 }
@@ -577,7 +737,7 @@ fn unauthorized(e: AuthError, route: &RouteShared, rid: &HeaderValue) -> Respons
 }
 
 /// 308 to the same host and path over HTTPS (the port is dropped: HTTPS is served on 443).
-fn redirect_https(host: Option<&str>, uri: &Uri, rid: &HeaderValue) -> Response<ProxyBody> {
+fn redirect_https(host: Option<&str>, pq: &str, rid: &HeaderValue) -> Response<ProxyBody> {
     let host = host.map(|h| {
         if h.starts_with('[') {
             h.split_inclusive(']').next().unwrap_or(h)
@@ -597,7 +757,6 @@ fn redirect_https(host: Option<&str>, uri: &Uri, rid: &HeaderValue) -> Response<
             rid,
         );
     };
-    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let Ok(location) = HeaderValue::from_str(&format!("https://{host}{pq}")) else {
         return error_response(ErrorCode::BadRequest, "the request path is malformed", rid);
     };
@@ -712,25 +871,97 @@ impl Template {
 }
 
 /// How one attempt on one endpoint ended.
-enum Attempt {
-    Answer(Response<Incoming>, Lease),
+pub(crate) enum Attempt<Q, A, E> {
+    Answer(A),
     /// Not sent (connect failed); the request is handed back.
-    Unsent(Request<RequestBody>),
-    Sent(hyper::Error),
+    Unsent(Q),
+    Sent(E),
     TimedOut,
+}
+
+/// One way of sending a request to an endpoint: hyper's clients ([`Hyper`]) or the fast path's
+/// own HTTP/1.1 exchange (`crate::h1`). [`attempts`] does the rest (retries, balancing).
+pub(crate) trait Upstreams {
+    /// The request as it is sent.
+    type Req;
+    /// The service's answer (up to its head) with what it holds.
+    type Answer;
+    /// Why an exchange failed after sending.
+    type Error: SendFailure;
+    /// What it takes to send a request again.
+    type Template;
+    /// The answer's status code.
+    fn status(answer: &Self::Answer) -> u16;
+    /// A template to send `req` again: only for idempotent requests without a body.
+    fn template(&self, req: &Self::Req) -> Option<Self::Template>;
+    /// The request again, from its template.
+    fn rebuild(&self, template: &Self::Template) -> Self::Req;
+    /// One attempt on `endpoint`, until the answer's head.
+    async fn attempt(
+        &self,
+        inner: &Inner,
+        endpoint: &EndpointState,
+        guard: InFlight,
+        req: Self::Req,
+        connect: Duration,
+    ) -> Attempt<Self::Req, Self::Answer, Self::Error>;
+}
+
+/// hyper's clients: pooled HTTP/1.1 or the endpoint's shared HTTP/2 connection.
+struct Hyper {
+    mode: Mode,
+}
+
+impl Upstreams for Hyper {
+    type Req = Request<RequestBody>;
+    type Answer = (Response<Incoming>, Lease);
+    type Error = hyper::Error;
+    type Template = Template;
+
+    fn status(answer: &Self::Answer) -> u16 {
+        answer.0.status().as_u16()
+    }
+
+    fn template(&self, req: &Self::Req) -> Option<Template> {
+        (retry::idempotent(req.method()) && req.body().is_end_stream()).then(|| Template {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn rebuild(&self, template: &Template) -> Self::Req {
+        template.build()
+    }
+
+    async fn attempt(
+        &self,
+        inner: &Inner,
+        endpoint: &EndpointState,
+        guard: InFlight,
+        req: Self::Req,
+        connect: Duration,
+    ) -> Attempt<Self::Req, Self::Answer, hyper::Error> {
+        if self.mode == Mode::Http2 {
+            attempt_h2(endpoint, guard, req, connect).await
+        } else {
+            attempt_one(inner, endpoint, guard, req, connect).await
+        }
+    }
 }
 
 /// Timeouts, retries and balancing: try endpoints in ring order from `start` until one gives a
 /// usable answer or the retry policy and budget say stop.
-async fn attempts(
+pub(crate) async fn attempts<U: Upstreams>(
+    up: &U,
     inner: &Inner,
     policy: &RoutePolicy,
     endpoints: &[Arc<EndpointState>],
     start: usize,
     service: &ServiceState,
-    mode: Mode,
-    req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, Lease), Failure> {
+    req: U::Req,
+) -> Result<U::Answer, Failure<U::Error>> {
     let config = &inner.config;
     let connect = policy
         .timeout
@@ -741,13 +972,11 @@ async fn attempts(
     let budget = service.budget.as_deref();
     let template = budget.and_then(|b| {
         b.deposit();
-        (b.config.attempts > 0 && retry::idempotent(req.method()) && req.body().is_end_stream())
-            .then(|| Template {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
-            })
+        if b.config.attempts > 0 {
+            up.template(&req)
+        } else {
+            None
+        }
     });
 
     let n = endpoints.len();
@@ -775,13 +1004,7 @@ async fn attempts(
         let Some(this) = req.take() else {
             return Err(Failure::NoConnection);
         };
-        let attempt = async {
-            if mode == Mode::Http2 {
-                attempt_h2(endpoint, guard, this, connect).await
-            } else {
-                attempt_one(inner, endpoint, guard, this, connect).await
-            }
-        };
+        let attempt = up.attempt(inner, endpoint, guard, this, connect);
         let attempt = std::pin::pin!(attempt);
         let result = match per_try {
             Some(t) => tokio::time::timeout(t, attempt)
@@ -796,15 +1019,13 @@ async fn attempts(
                 eject_on_failure(inner, endpoint, service);
                 continue;
             }
-            Attempt::Answer(response, lease)
-                if !retry::failure_status(response.status().as_u16()) =>
-            {
+            Attempt::Answer(answer) if !retry::failure_status(U::status(&answer)) => {
                 endpoint.record_success();
-                return Ok((response, lease));
+                return Ok(answer);
             }
-            Attempt::Answer(response, lease) => Err((response, lease)),
+            Attempt::Answer(answer) => Err(answer),
             Attempt::Sent(e) => {
-                if request_body_error(&e).is_some() {
+                if e.client_fault().is_some() {
                     // The client's fault: not the endpoint's, and not retryable.
                     return Err(Failure::Sent(e));
                 }
@@ -817,10 +1038,10 @@ async fn attempts(
         // another replica, outside the budget (see `retry`'s module docs for why it is bounded).
         if let (false, true, Some(t), Ok(Failure::Sent(e))) = (rescued, n > 1, &template, &failure)
         {
-            if retry::broken_exchange(e) {
+            if e.broken() {
                 rescued = true;
                 service.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                req = Some(t.build());
+                req = Some(up.rebuild(t));
                 passes = 0;
                 continue;
             }
@@ -831,7 +1052,7 @@ async fn attempts(
             if retries < b.config.attempts && b.withdraw() {
                 retries += 1;
                 service.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                req = Some(t.build());
+                req = Some(up.rebuild(t));
                 passes = 0;
                 continue;
             }
@@ -859,7 +1080,7 @@ async fn attempt_one(
     guard: InFlight,
     mut req: Request<RequestBody>,
     connect_timeout: Duration,
-) -> Attempt {
+) -> Attempt<Request<RequestBody>, (Response<Incoming>, Lease), hyper::Error> {
     let config = &inner.config;
     loop {
         let (mut sender, pooled) = match endpoint.checkout(config.pool_idle_timeout) {
@@ -880,10 +1101,10 @@ async fn attempt_one(
         }
         match sender.try_send_request(req).await {
             Ok(response) => {
-                return Attempt::Answer(
+                return Attempt::Answer((
                     response,
                     lease(guard, sender, config.max_idle_per_endpoint),
-                )
+                ))
             }
             Err(mut e) => match e.take_message() {
                 // Handed back unsent: safe to retry for any method.
@@ -915,7 +1136,7 @@ async fn attempt_h2(
     guard: InFlight,
     mut req: Request<RequestBody>,
     connect_timeout: Duration,
-) -> Attempt {
+) -> Attempt<Request<RequestBody>, (Response<Incoming>, Lease), hyper::Error> {
     if req.uri().authority().is_none() {
         // No usable host: name the endpoint itself.
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
@@ -952,14 +1173,14 @@ async fn attempt_h2(
         }
         match sender.try_send_request(req).await {
             Ok(response) => {
-                return Attempt::Answer(
+                return Attempt::Answer((
                     response,
                     Lease {
                         guard,
                         conn: Conn::Shared { _conn: sender },
                         max_idle: 0,
                     },
-                )
+                ))
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) => {
@@ -1055,7 +1276,7 @@ async fn upgrade(
     service: &ServiceState,
     req: Request<RequestBody>,
     on_client: hyper::upgrade::OnUpgrade,
-) -> Result<Upstream, Failure> {
+) -> Result<Upstream, Failure<hyper::Error>> {
     let connect = policy
         .timeout
         .connect_ms

@@ -98,6 +98,15 @@ pub fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// [`idempotent`] for a method as text (the fast path's parsed head).
+#[must_use]
+pub fn idempotent_str(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// Did this exchange break under the request before any answer, i.e. the connection was reset
 /// or closed by the replica (not a malformed answer, not a request-side error)? Such a request
 /// gets one rescue on another replica outside the budget (see the module docs).

@@ -17,6 +17,7 @@
 //!   they never end the listener.
 
 use crate::guard::{Guard, Verdict};
+use crate::h1::{self, Rewind};
 use crate::proxy;
 use crate::Inner;
 use hyper::service::service_fn;
@@ -128,7 +129,12 @@ async fn serve_worker(
             let handshake_timeout = inner.config.header_read_timeout;
             match tls {
                 None => {
-                    let (io, verdict) = guarded(&inner, stream);
+                    let Some((stream, rest)) =
+                        h1::serve(&inner, stream, client, false, &shutdown).await
+                    else {
+                        return;
+                    };
+                    let (io, verdict) = guarded(&inner, Rewind::new(stream, rest));
                     serve_connection(&builder, inner, client, false, io, verdict, &shutdown).await;
                 }
                 Some(acceptor) => {
@@ -145,7 +151,12 @@ async fn serve_worker(
                             .await;
                         }
                         Ok(Ok(stream)) => {
-                            let (io, verdict) = guarded(&inner, stream);
+                            let Some((stream, rest)) =
+                                h1::serve(&inner, stream, client, true, &shutdown).await
+                            else {
+                                return;
+                            };
+                            let (io, verdict) = guarded(&inner, Rewind::new(stream, rest));
                             serve_connection(&builder, inner, client, true, io, verdict, &shutdown)
                                 .await;
                         }
