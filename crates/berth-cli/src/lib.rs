@@ -301,6 +301,10 @@ pub struct ServerArgs {
     /// pools); 0 = one per CPU.
     #[arg(long, env = "BERTH_GATEWAY_WORKERS", default_value_t = 0)]
     pub gateway_workers: usize,
+    /// Serve plain HTTP/1.1 requests on the gateway's own HTTP/1.1 loop (docs/gateway-fast-path.md);
+    /// `false` sends every request through the general (hyper) path.
+    #[arg(long, env = "BERTH_GATEWAY_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway_fast_path: bool,
     /// Image retention: keep the newest N versions' images of each service (deployed images
     /// and rollback targets are always kept).
     #[arg(long, env = "BERTH_IMAGE_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -374,6 +378,10 @@ pub struct GatewayArgs {
     /// pools); 0 = one per CPU.
     #[arg(long, env = "BERTH_GATEWAY_WORKERS", default_value_t = 0)]
     pub gateway_workers: usize,
+    /// Serve plain HTTP/1.1 requests on the gateway's own HTTP/1.1 loop (docs/gateway-fast-path.md);
+    /// `false` sends every request through the general (hyper) path.
+    #[arg(long, env = "BERTH_GATEWAY_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway_fast_path: bool,
 
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

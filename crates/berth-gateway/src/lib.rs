@@ -176,6 +176,9 @@ pub struct GatewayConfig {
     /// Threads serving the HTTP(S) listeners, each with its own current-thread runtime and its
     /// own share of every endpoint's connection pool. 0 = one per CPU. Default 0.
     pub workers: usize,
+    /// Serve plain HTTP/1.1 requests on the own HTTP/1.1 loop ([`h1`]); `false`: every request
+    /// takes the general (hyper) path. Default `true`.
+    pub fast_path: bool,
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -196,6 +199,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_header_bytes", &self.max_header_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("workers", &self.workers)
+            .field("fast_path", &self.fast_path)
             .finish()
     }
 }
@@ -233,6 +237,7 @@ impl Default for GatewayConfig {
             max_header_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(10),
             workers: 0,
+            fast_path: true,
         }
     }
 }

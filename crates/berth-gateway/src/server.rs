@@ -128,6 +128,10 @@ async fn serve_worker(
         tracker.spawn(async move {
             let handshake_timeout = inner.config.header_read_timeout;
             match tls {
+                None if !inner.config.fast_path => {
+                    let (io, verdict) = guarded(&inner, stream);
+                    serve_connection(&builder, inner, client, false, io, verdict, &shutdown).await;
+                }
                 None => {
                     let Some((stream, rest)) =
                         h1::serve(&inner, stream, client, false, &shutdown).await
@@ -149,6 +153,11 @@ async fn serve_worker(
                                 &builder, inner, client, true, stream, verdict, &shutdown,
                             )
                             .await;
+                        }
+                        Ok(Ok(stream)) if !inner.config.fast_path => {
+                            let (io, verdict) = guarded(&inner, stream);
+                            serve_connection(&builder, inner, client, true, io, verdict, &shutdown)
+                                .await;
                         }
                         Ok(Ok(stream)) => {
                             let Some((stream, rest)) =

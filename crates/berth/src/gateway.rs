@@ -56,6 +56,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         rx,
         GatewayConfig {
             workers: args.gateway_workers,
+            fast_path: args.gateway_fast_path,
             ..GatewayConfig::default()
         }
         .with_verifier(verifier),

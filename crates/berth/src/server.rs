@@ -175,6 +175,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         table_rx,
         GatewayConfig {
             workers: args.gateway_workers,
+            fast_path: args.gateway_fast_path,
             ..GatewayConfig::default()
         }
         .with_verifier(verifier),
