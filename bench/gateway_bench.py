@@ -838,15 +838,18 @@ class Bench:
             row = [name, f"{med(name, 'rps'):.0f}",
                    "-" if name.startswith("direct") else
                    f"{statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f})",
-                   "-" if name.startswith("direct") else f"{med(name, 'us_per_req') / ng_cpu:.2f}",
-                   "-" if not name.startswith("berth") or name == "berth plain"
+                   "-" if name.startswith("direct") or ng_cpu is None
+                   else f"{med(name, 'us_per_req') / ng_cpu:.2f}",
+                   "-" if not name.startswith("berth") or name == "berth plain" or plain is None
                    else f"{(med(name, 'us_per_req') / plain - 1) * 100:+.0f} %",
                    f"{med(name, 'backend_us_per_req'):.2f}",
                    f"{med(name, 'p50'):.3f}", f"{med(name, 'p99'):.3f}",
                    "-" if name.startswith("direct") else f"{(med(name, 'p50') - d50) * 1000:.0f}",
                    "-" if name.startswith("direct") else f"{(med(name, 'p99') - d99) * 1000:.0f}",
-                   "-" if name.startswith("direct") else f"{med(name, 'p50') / ng_p50:.2f}",
-                   "-" if name.startswith("direct") else f"{med(name, 'p99') / ng_p99:.2f}",
+                   "-" if name.startswith("direct") or ng_p50 is None
+                   else f"{med(name, 'p50') / ng_p50:.2f}",
+                   "-" if name.startswith("direct") or ng_p99 is None
+                   else f"{med(name, 'p99') / ng_p99:.2f}",
                    sum(r["errors"] + r["lat_errors"] for r in rs)]
             rows.append(row)
         log("\n== results: median (min–max) over " + str(self.args.reps) + " repetitions")

@@ -49,9 +49,10 @@ impl TokenCache {
         }
     }
 
-    pub fn get(&self, hash: &TokenHash) -> Option<Entry> {
+    /// `f` of the entry for `hash`, under the read lock (no clone of the entry).
+    pub fn get_with<R>(&self, hash: &TokenHash, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        inner.map.get(hash).cloned()
+        inner.map.get(hash).map(f)
     }
 
     pub fn insert(&self, hash: TokenHash, entry: Entry) {
@@ -109,13 +110,13 @@ mod tests {
             cache.insert([i; 32], entry(u64::from(i)));
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&[0; 32]).is_none());
-        assert!(cache.get(&[1; 32]).is_none());
-        assert_eq!(cache.get(&[4; 32]).map(|e| e.key_set_id), Some(4));
+        assert!(cache.get_with(&[0; 32], |_| ()).is_none());
+        assert!(cache.get_with(&[1; 32], |_| ()).is_none());
+        assert_eq!(cache.get_with(&[4; 32], |e| e.key_set_id), Some(4));
         // Replacing an entry does not grow the order queue.
         cache.insert([4; 32], entry(9));
         assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get(&[4; 32]).map(|e| e.key_set_id), Some(9));
+        assert_eq!(cache.get_with(&[4; 32], |e| e.key_set_id), Some(9));
         assert_eq!(cache.inner.read().unwrap().order.len(), 3);
     }
 

@@ -146,17 +146,22 @@ impl Verifier {
         jose::check_shape(token)?;
         let hash = token_hash(token);
 
-        if let Some(entry) = self.tokens.get(&hash) {
+        let hit = self.tokens.get_with(&hash, |entry| {
             // The cached claims passed parsing and the signature under key set
             // `entry.key_set_id`; everything that depends on the route or the clock is
             // checked again.
-            if let Ok(issuer) = select_issuer(&entry.claims, policy, issuers) {
-                if self.keys.get(issuer).id == entry.key_set_id {
-                    self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    check_time_and_audience(&entry.claims, policy, now)?;
-                    return Ok(verified(&entry.claims, issuer));
-                }
+            let issuer = select_issuer(&entry.claims, policy, issuers).ok()?;
+            if self.keys.get(issuer).id != entry.key_set_id {
+                return None;
             }
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            Some(
+                check_time_and_audience(&entry.claims, policy, now)
+                    .map(|()| verified(&entry.claims, issuer)),
+            )
+        });
+        if let Some(Some(result)) = hit {
+            return result;
         }
 
         let parsed = jose::parse(token)?;

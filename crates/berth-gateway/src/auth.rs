@@ -69,7 +69,10 @@ pub fn strip_berth_headers(headers: &mut HeaderMap) {
 fn bearer(value: Option<&[u8]>) -> Result<&str, AuthError> {
     let value = value.ok_or(AuthError::Missing)?;
     let value = std::str::from_utf8(value).map_err(|_| AuthError::Invalid)?;
-    if !value.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b)) {
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
+    {
         return Err(AuthError::Invalid);
     }
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid)?;
@@ -83,12 +86,31 @@ fn bearer(value: Option<&[u8]>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// A verified caller: the identity headers for the upstream, and the subject (the consumer
-/// rate-limit key).
+/// A verified caller: the values of the identity headers for the upstream.
 pub struct Identity {
-    pub subject: String,
-    /// `X-Berth-Subject`, `X-Berth-Issuer`, `X-Berth-Claims`, in this order.
-    pub headers: [(HeaderName, HeaderValue); 3],
+    /// `X-Berth-Subject`, `X-Berth-Issuer`, `X-Berth-Claims` values, in [`Identity::NAMES`]
+    /// order: visible ASCII (non-ASCII written as JSON `\uXXXX` escapes), so valid header values
+    /// as they are.
+    pub values: [String; 3],
+}
+
+impl Identity {
+    /// The identity headers' names, in the order of [`Identity::values`].
+    pub const NAMES: [HeaderName; 3] = [X_BERTH_SUBJECT, X_BERTH_ISSUER, X_BERTH_CLAIMS];
+
+    /// The subject (escaped as its header value): the consumer rate-limit key.
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        &self.values[0]
+    }
+
+    /// The headers as `http` values (the general path).
+    pub fn header_values(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        Self::NAMES
+            .into_iter()
+            .zip(&self.values)
+            .filter_map(|(name, v)| HeaderValue::from_str(v).ok().map(|v| (name, v)))
+    }
 }
 
 /// Check the bearer token in `authorization` (the request's `Authorization` value, if any).
@@ -113,30 +135,29 @@ pub fn verify(
         tracing::debug!(reason = %f.reason, "gateway: bearer token refused");
         AuthError::Invalid
     })?;
-    let (Ok(subject), Ok(issuer), Ok(claims)) = (
-        HeaderValue::from_str(&ascii(&verified.subject)),
-        HeaderValue::from_str(&ascii(&verified.issuer)),
-        HeaderValue::from_str(&ascii(&verified.claims_json)),
-    ) else {
+    let values = [
+        ascii(verified.subject),
+        ascii(verified.issuer),
+        ascii(verified.claims_json),
+    ];
+    if !values.iter().all(|v| header_safe(v)) {
         tracing::debug!("gateway: verified token has claims that cannot be sent as headers");
         return Err(AuthError::Invalid);
-    };
-    Ok(Identity {
-        subject: verified.subject,
-        headers: [
-            (X_BERTH_SUBJECT, subject),
-            (X_BERTH_ISSUER, issuer),
-            (X_BERTH_CLAIMS, claims),
-        ],
-    })
+    }
+    Ok(Identity { values })
+}
+
+/// Can `s` be sent as a header value as it is (visible ASCII, spaces and tabs)?
+fn header_safe(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
 }
 
 /// `s` with every non-ASCII character written as a JSON `\uXXXX` escape (UTF-16 surrogate
 /// pairs above U+FFFF). In valid JSON non-ASCII only occurs inside strings, so the result is the
-/// same JSON value.
-fn ascii(s: &str) -> std::borrow::Cow<'_, str> {
+/// same JSON value. ASCII input is returned as it is, without a copy.
+fn ascii(s: String) -> String {
     if s.is_ascii() {
-        return s.into();
+        return s;
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
@@ -149,7 +170,7 @@ fn ascii(s: &str) -> std::borrow::Cow<'_, str> {
             }
         }
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]
@@ -173,6 +194,11 @@ mod tests {
         assert_eq!(bearer(Some(b"Basic abc")), Err(AuthError::Missing));
         assert_eq!(bearer(Some(b"bearer  tok ")), Ok("tok"));
         assert_eq!(bearer(Some(b"Bearer t\x01k")), Err(AuthError::Invalid));
-        assert_eq!(ascii(r#"{"n":"é😀"}"#), r#"{"n":"\u00e9\ud83d\ude00"}"#);
+        assert_eq!(
+            ascii(r#"{"n":"é😀"}"#.to_owned()),
+            r#"{"n":"\u00e9\ud83d\ude00"}"#
+        );
+        assert!(header_safe("a b\tc"));
+        assert!(!header_safe("a\nb"));
     }
 }

@@ -132,8 +132,15 @@ where
                     .get_or_insert_with(|| Instant::now() + inner.config.header_read_timeout)
             };
             c.make_room(max_head + BODY_MAX);
-            match read_client(&mut io, &mut c, sleep.as_mut(), cancelled.as_mut(), idle, deadline)
-                .await
+            match read_client(
+                &mut io,
+                &mut c,
+                sleep.as_mut(),
+                cancelled.as_mut(),
+                idle,
+                deadline,
+            )
+            .await
             {
                 Filled::Data => {}
                 Filled::Closed => return None,
@@ -625,7 +632,7 @@ fn write_request_head(
     }
     header(up, b"x-request-id", rid.as_bytes());
     if let Some(identity) = identity {
-        for (name, value) in &identity.headers {
+        for (name, value) in crate::auth::Identity::NAMES.iter().zip(&identity.values) {
             header(up, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -695,7 +702,10 @@ pub(crate) struct Answer {
 #[derive(Debug)]
 pub(crate) enum UpError {
     /// The connection failed or closed; `received`: answer bytes that had arrived.
-    Io { error: std::io::Error, received: usize },
+    Io {
+        error: std::io::Error,
+        received: usize,
+    },
     /// The answer is not valid HTTP/1.1 (or its head is too large).
     Malformed(&'static str),
 }
@@ -889,8 +899,7 @@ fn answer_framing(
                 .unwrap_or_default();
             chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection")
-            && h
-                .value
+            && h.value
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
@@ -977,8 +986,10 @@ async fn relay<I: AsyncWrite + Unpin>(
     }
     header(out, b"x-request-id", rid.as_bytes());
     if let Some((limiter, allowed)) = fields {
-        header(out, b"ratelimit-policy", limiter.policy_value().as_bytes());
-        header(out, b"ratelimit", limiter.allowed_value(allowed).as_bytes());
+        header(out, b"ratelimit-policy", limiter.policy_bytes());
+        out.extend_from_slice(b"ratelimit: ");
+        limiter.write_allowed(out, allowed);
+        out.extend_from_slice(b"\r\n");
     }
     if closing {
         out.extend_from_slice(b"connection: close\r\n");

@@ -315,8 +315,15 @@ impl EndpointState {
     /// Idle connections kept now.
     #[must_use]
     pub fn idle_count(&self) -> usize {
-        self.idle.iter().map(|share| lock(share).len()).sum::<usize>()
-            + self.raw.iter().map(|share| lock(share).len()).sum::<usize>()
+        self.idle
+            .iter()
+            .map(|share| lock(share).len())
+            .sum::<usize>()
+            + self
+                .raw
+                .iter()
+                .map(|share| lock(share).len())
+                .sum::<usize>()
     }
 
     /// This thread's share of the idle pool.

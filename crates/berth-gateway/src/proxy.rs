@@ -364,7 +364,7 @@ pub(crate) async fn admit(
     // 4. Rate limit by consumer, or the route-wide limit.
     if let Some(l) = limiter {
         let key = match (l.config.key, &identity) {
-            (RateKey::Consumer, Some(id)) => Some(Key::Subject(&id.subject)),
+            (RateKey::Consumer, Some(id)) => Some(Key::Subject(id.subject())),
             (RateKey::Route, _) => Some(Key::Ip(client.ip())),
             _ => None,
         };
@@ -590,7 +590,7 @@ async fn pipeline(
         return error_response(ErrorCode::BadRequest, message, rid);
     }
     if let Some(identity) = admitted.identity.take() {
-        for (name, value) in identity.headers {
+        for (name, value) in identity.header_values() {
             req.headers_mut().insert(name, value);
         }
     }

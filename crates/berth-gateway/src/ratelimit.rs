@@ -194,23 +194,34 @@ impl RateLimiter {
         )
     }
 
-    /// The `RateLimit` value for an allowed request, `"<key>";r=<remaining>;t=<seconds until
-    /// full>`, formatted on the stack (it is on every answer of the route: one allocation, for
-    /// the value itself).
+    /// The `RateLimit-Policy` value's bytes (the fast path writes them without a clone).
+    #[must_use]
+    pub fn policy_bytes(&self) -> &[u8] {
+        self.policy_value.as_bytes()
+    }
+
+    /// Append the `RateLimit` value for an allowed request, `"<key>";r=<remaining>;t=<seconds
+    /// until full>`, to `out`.
+    pub fn write_allowed(&self, out: &mut Vec<u8>, allowed: &Allowed) {
+        out.push(b'"');
+        out.extend_from_slice(key_name(self.config.key).as_bytes());
+        out.extend_from_slice(b"\";r=");
+        out.extend_from_slice(itoa::Buffer::new().format(allowed.remaining).as_bytes());
+        out.extend_from_slice(b";t=");
+        out.extend_from_slice(
+            itoa::Buffer::new()
+                .format(ceil_secs(allowed.reset))
+                .as_bytes(),
+        );
+    }
+
+    /// The `RateLimit` value for an allowed request as a header value (see
+    /// [`RateLimiter::write_allowed`]).
     #[must_use]
     pub fn allowed_value(&self, allowed: &Allowed) -> http::HeaderValue {
-        use std::io::Write as _;
-        let mut buf = [0u8; 64];
-        let mut out = &mut buf[..];
-        let _ = write!(
-            out,
-            "\"{}\";r={};t={}",
-            key_name(self.config.key),
-            allowed.remaining,
-            ceil_secs(allowed.reset)
-        );
-        let len = 64 - out.len();
-        http::HeaderValue::from_bytes(&buf[..len])
+        let mut out = Vec::with_capacity(48);
+        self.write_allowed(&mut out, allowed);
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
             .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
 }
