@@ -285,6 +285,18 @@ impl KeyCache {
         self.parses.load(Ordering::Relaxed)
     }
 
+    /// The id of `issuer`'s current key set if it is parsed already (no clone: the verified-
+    /// token cache only compares ids).
+    pub fn current_id(&self, issuer: &Issuer) -> Option<u64> {
+        let sets = self
+            .sets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sets.get(&material_hash(issuer))
+            .filter(|set| set.same_material(issuer))
+            .map(|set| set.id)
+    }
+
     pub fn get(&self, issuer: &Issuer) -> Arc<KeySet> {
         let hash = material_hash(issuer);
         {

@@ -151,7 +151,7 @@ impl Verifier {
             // `entry.key_set_id`; everything that depends on the route or the clock is
             // checked again.
             let issuer = select_issuer(&entry.claims, policy, issuers).ok()?;
-            if self.keys.get(issuer).id != entry.key_set_id {
+            if self.keys.current_id(issuer) != Some(entry.key_set_id) {
                 return None;
             }
             self.cache_hits.fetch_add(1, Ordering::Relaxed);

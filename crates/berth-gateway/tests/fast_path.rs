@@ -201,11 +201,20 @@ async fn header_rules_hold_in_both_directions() {
     assert!(sent.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{sent}");
     assert!(lower.contains("host: shop.test"), "{sent}");
     assert!(lower.contains("x-app: kept"), "{sent}");
-    assert!(lower.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"), "{sent}");
+    assert!(
+        lower.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"),
+        "{sent}"
+    );
     assert!(lower.contains("x-forwarded-proto: http\r\n"), "{sent}");
     assert!(lower.contains("x-forwarded-host: shop.test"), "{sent}");
     assert!(lower.contains("x-request-id: abc-123"), "{sent}");
-    for gone in ["x-hop", "x-berth-subject", "te: trailers", "connection:", "https"] {
+    for gone in [
+        "x-hop",
+        "x-berth-subject",
+        "te: trailers",
+        "connection:",
+        "https",
+    ] {
         assert!(!lower.contains(gone), "{gone} went upstream: {sent}");
     }
 }
@@ -257,7 +266,10 @@ async fn an_answer_framed_by_close_is_relayed_then_the_client_connection_closes(
         .await
         .unwrap();
     let out = String::from_utf8_lossy(&out);
-    assert!(out.to_ascii_lowercase().contains("connection: close"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
     assert!(out.ends_with("\r\n\r\nuntil the end"), "{out}");
 }
 
@@ -303,7 +315,11 @@ async fn a_connection_is_handed_to_the_general_path_mid_stream() {
     let seen = up.seen();
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen[0].starts_with("GET /1 "));
-    assert!(seen[1].starts_with("POST /2 ") && seen[1].contains("body"), "{}", seen[1]);
+    assert!(
+        seen[1].starts_with("POST /2 ") && seen[1].contains("body"),
+        "{}",
+        seen[1]
+    );
     assert!(seen[2].starts_with("GET /3 "));
 }
 
@@ -322,7 +338,11 @@ async fn a_pooled_connection_closed_by_the_replicas_keep_alive_timeout_is_not_an
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = gw.get(None, "/").await;
     assert_eq!(second.status, 200, "{second:?}");
-    assert_eq!(up.seen().len(), 3, "sent on the stale connection, then on a new one");
+    assert_eq!(
+        up.seen().len(),
+        3,
+        "sent on the stale connection, then on a new one"
+    );
 }
 
 #[tokio::test]
@@ -339,5 +359,7 @@ async fn the_general_path_serves_everything_when_the_fast_path_is_off() {
     assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
     let seen = up.seen();
     assert!(!seen[0].to_ascii_lowercase().contains("x-berth-subject"));
-    assert!(seen[0].to_ascii_lowercase().contains("x-forwarded-for: 127.0.0.1"));
+    assert!(seen[0]
+        .to_ascii_lowercase()
+        .contains("x-forwarded-for: 127.0.0.1"));
 }
