@@ -1005,6 +1005,29 @@ async fn relay<I: AsyncWrite + Unpin>(
             Some(step) => step,
             None => return Relayed::Broken,
         };
+        if finished {
+            // The answer has been read whole: the upstream connection goes back to the pool
+            // (and the replica's in-flight count down) before the last client write, so the
+            // next request, even this client's next one, finds it there.
+            if !pending_out {
+                out.clear();
+            }
+            out.extend_from_slice(&conn.buf[at..at + take]);
+            if reusable && at + take == filled && !closing {
+                guard
+                    .endpoint()
+                    .checkin_raw(conn, inner.config.max_idle_per_endpoint);
+            }
+            drop(guard);
+            if !out.is_empty() && io.write_all(out).await.is_err() {
+                return Relayed::Broken;
+            }
+            return if closing {
+                Relayed::Close
+            } else {
+                Relayed::KeepAlive
+            };
+        }
         if pending_out {
             out.extend_from_slice(&conn.buf[at..at + take]);
             if io.write_all(out).await.is_err() {
@@ -1013,21 +1036,6 @@ async fn relay<I: AsyncWrite + Unpin>(
             pending_out = false;
         } else if take > 0 && io.write_all(&conn.buf[at..at + take]).await.is_err() {
             return Relayed::Broken;
-        }
-        at += take;
-        if finished {
-            let exact = at == filled;
-            if reusable && exact && !closing {
-                guard
-                    .endpoint()
-                    .checkin_raw(conn, inner.config.max_idle_per_endpoint);
-            }
-            drop(guard);
-            return if closing {
-                Relayed::Close
-            } else {
-                Relayed::KeepAlive
-            };
         }
         at = 0;
         filled = match conn.stream.read(&mut conn.buf[..]).await {
