@@ -88,6 +88,7 @@ where
         buf: vec![0; CLIENT_BUF],
         start: 0,
         end: 0,
+        cap: max_head + BODY_MAX,
     };
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut up: Vec<u8> = Vec::with_capacity(1024);
@@ -131,8 +132,7 @@ where
                 *head_deadline
                     .get_or_insert_with(|| Instant::now() + inner.config.header_read_timeout)
             };
-            c.make_room(max_head + BODY_MAX);
-            match read_client(
+            if !read_client(
                 &mut io,
                 &mut c,
                 sleep.as_mut(),
@@ -142,13 +142,12 @@ where
             )
             .await
             {
-                Filled::Data => {}
-                Filled::Closed => return None,
+                return None;
             }
         };
         first = false;
         match one_request(
-            inner, &mut io, &mut c, &mut out, &mut up, head_len, client, secure,
+            inner, &mut io, &c, &mut out, &mut up, head_len, client, secure,
         )
         .await
         {
@@ -158,8 +157,7 @@ where
                 // The body is not all here yet: wait for it, then parse again.
                 let deadline = Instant::now() + inner.config.header_read_timeout;
                 while c.data().len() < head_len + n {
-                    c.make_room(max_head + BODY_MAX);
-                    match read_client(
+                    if !read_client(
                         &mut io,
                         &mut c,
                         sleep.as_mut(),
@@ -169,8 +167,7 @@ where
                     )
                     .await
                     {
-                        Filled::Data => {}
-                        Filled::Closed => return None,
+                        return None;
                     }
                 }
             }
@@ -187,6 +184,8 @@ struct ClientBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The most `buf` may grow to: the largest head plus the largest fast-path body.
+    cap: usize,
 }
 
 impl ClientBuf {
@@ -203,7 +202,7 @@ impl ClientBuf {
     }
 
     /// Room to read into: move the unread bytes to the front, or grow up to `cap`.
-    fn make_room(&mut self, cap: usize) {
+    fn make_room(&mut self) {
         if self.end < self.buf.len() {
             return;
         }
@@ -211,8 +210,8 @@ impl ClientBuf {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-        } else if self.buf.len() < cap {
-            let len = (self.buf.len() * 2).min(cap);
+        } else if self.buf.len() < self.cap {
+            let len = (self.buf.len() * 2).min(self.cap);
             self.buf.resize(len, 0);
         }
     }
@@ -222,15 +221,9 @@ impl ClientBuf {
     }
 }
 
-/// How a wait for client bytes ended.
-enum Filled {
-    Data,
-    /// End of stream, an error, the deadline, or shutdown while idle: close.
-    Closed,
-}
-
-/// Read once from the client into `c`, waiting until `deadline` (and, when `idle`, until
-/// shutdown). The timer is armed only when the read has to wait.
+/// Read once from the client into `c` (after making room), waiting until `deadline` (and, when
+/// `idle`, until shutdown). The timer is armed only when the read has to wait. `false`: end of
+/// stream, an error, the deadline, shutdown while idle, or no room left; the connection closes.
 async fn read_client<I: AsyncRead + Unpin>(
     io: &mut I,
     c: &mut ClientBuf,
@@ -238,10 +231,11 @@ async fn read_client<I: AsyncRead + Unpin>(
     mut cancelled: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
     idle: bool,
     deadline: Instant,
-) -> Filled {
+) -> bool {
+    c.make_room();
     if c.end == c.buf.len() {
         // Full and not growable: a head or body larger than allowed (checked by the caller).
-        return Filled::Closed;
+        return false;
     }
     let mut armed = false;
     std::future::poll_fn(|cx| {
@@ -249,13 +243,10 @@ async fn read_client<I: AsyncRead + Unpin>(
         match Pin::new(&mut *io).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
-                if n == 0 {
-                    return Poll::Ready(Filled::Closed);
-                }
                 c.end += n;
-                return Poll::Ready(Filled::Data);
+                return Poll::Ready(n > 0);
             }
-            Poll::Ready(Err(_)) => return Poll::Ready(Filled::Closed),
+            Poll::Ready(Err(_)) => return Poll::Ready(false),
             Poll::Pending => {}
         }
         if !armed {
@@ -263,10 +254,10 @@ async fn read_client<I: AsyncRead + Unpin>(
             armed = true;
         }
         if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Filled::Closed);
+            return Poll::Ready(false);
         }
         if idle && cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Filled::Closed);
+            return Poll::Ready(false);
         }
         Poll::Pending
     })
@@ -388,7 +379,7 @@ fn text(v: &[u8]) -> Option<&str> {
 async fn one_request<I>(
     inner: &Inner,
     io: &mut I,
-    c: &mut ClientBuf,
+    c: &ClientBuf,
     out: &mut Vec<u8>,
     up: &mut Vec<u8>,
     head_len: usize,
@@ -399,7 +390,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let data = &c.buf[c.start..c.end];
+    let data = c.data();
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(&data[..head_len], &mut headers) {
