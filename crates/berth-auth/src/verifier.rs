@@ -270,6 +270,12 @@ fn verified(claims: &Claims, issuer: &Issuer) -> VerifiedToken {
         subject: claims.sub.clone(),
         issuer: issuer.name.clone(),
         claims_json: claims.json.clone(),
+        valid: Some(
+            claims
+                .nbf
+                .map_or(i64::MIN, |nbf| nbf.saturating_sub(LEEWAY_SECS))
+                ..claims.exp.saturating_add(LEEWAY_SECS),
+        ),
     }
 }
 

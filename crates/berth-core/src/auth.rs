@@ -35,6 +35,10 @@ pub struct VerifiedToken {
     pub issuer: String,
     /// The token's claims as a JSON object.
     pub claims_json: String,
+    /// The Unix seconds during which this result holds for the same token, route and issuer
+    /// keys (`nbf` and `exp` with the verifier's leeway): a caller may remember it that long
+    /// instead of verifying again. `None`: do not remember it.
+    pub valid: Option<std::ops::Range<i64>>,
 }
 
 /// Why a token was refused. For the log only: never sent to the client.

@@ -476,7 +476,7 @@ where
                 client,
                 secure,
                 &rid,
-                admitted.identity.take(),
+                admitted.identity.as_deref(),
             );
             up.extend_from_slice(body);
             let called = Instant::now();
@@ -576,7 +576,7 @@ fn write_request_head(
     client: SocketAddr,
     secure: bool,
     rid: &HeaderValue,
-    identity: Option<crate::auth::Identity>,
+    identity: Option<&crate::auth::Identity>,
 ) {
     up.extend_from_slice(method.as_bytes());
     up.push(b' ');
@@ -623,9 +623,7 @@ fn write_request_head(
     }
     header(up, b"x-request-id", rid.as_bytes());
     if let Some(identity) = identity {
-        for (name, value) in crate::auth::Identity::NAMES.iter().zip(&identity.values) {
-            header(up, name.as_str().as_bytes(), value.as_bytes());
-        }
+        up.extend_from_slice(&identity.lines);
     }
     up.extend_from_slice(b"\r\n");
 }

@@ -275,7 +275,7 @@ pub(crate) struct Admitted {
     /// What the request's one limit check allowed (`RateLimit` fields).
     pub(crate) allowed: Option<Allowed>,
     /// The verified caller, on a route with `auth`.
-    pub(crate) identity: Option<auth::Identity>,
+    pub(crate) identity: Option<Arc<auth::Identity>>,
     /// The bulkhead slot, held until the answer was relayed.
     pub(crate) permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The circuit breaker's admission, settled with the outcome.
@@ -348,13 +348,17 @@ pub(crate) async fn admit(
     }
 
     // 3. Authenticate.
-    let mut identity: Option<auth::Identity> = None;
+    let mut identity: Option<Arc<auth::Identity>> = None;
     if let Some(auth_policy) = &policy.auth {
         match auth::verify(
             inner.config.verifier.as_deref(),
             auth_policy,
             &snapshot.table.issuers,
             front.authorization,
+            auth::Scope {
+                generation: snapshot.generation,
+                route: index,
+            },
         ) {
             Ok(verified) => identity = Some(verified),
             Err(e) => return Err(unauthorized(e, &state.shared, rid)),

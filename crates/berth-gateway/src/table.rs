@@ -23,7 +23,7 @@ use crate::retry::RetryBudget;
 use berth_core::policy::RoutePolicy;
 use berth_core::{HttpRoute, RoutingTable};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +33,13 @@ pub struct Snapshot {
     pub table: Arc<RoutingTable>,
     /// Balancing state of `table.routes[i]`, same index.
     pub routes: Vec<RouteState>,
+    /// Unique among this process's snapshots (the table's own `version` comes from the control
+    /// plane and may repeat, e.g. after it restarts): what per-worker memos are keyed by.
+    pub generation: u64,
 }
+
+/// The next [`Snapshot::generation`].
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The balancing state of one route.
 pub struct RouteState {
@@ -234,7 +240,11 @@ impl Registry {
         self.active = next;
         self.routes = next_routes;
         self.services = next_services;
-        Snapshot { table, routes }
+        Snapshot {
+            table,
+            routes,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// The shared state of `route`, reused from the previous table when its policy is the same.

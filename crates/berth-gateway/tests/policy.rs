@@ -39,6 +39,7 @@ impl TokenVerifier for FakeVerifier {
                 subject: sub.to_owned(),
                 issuer: "berth".into(),
                 claims_json: format!(r#"{{"sub":"{sub}","name":"Zoë"}}"#),
+                valid: None,
             }),
             None => Err(AuthFailure {
                 reason: "bad signature".into(),
