@@ -46,7 +46,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -635,6 +635,11 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+thread_local! {
+    /// The `Date` value of the current second (Unix seconds, the formatted value).
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
 /// Serialize an answer the gateway made itself; `true` if it closes the connection.
 fn write_answer(out: &mut Vec<u8>, answer: &Response<ProxyBody>, head_request: bool) -> bool {
     out.clear();
@@ -650,6 +655,19 @@ fn write_answer(out: &mut Vec<u8>, answer: &Response<ProxyBody>, head_request: b
             closing |= value.as_bytes().eq_ignore_ascii_case(b"close");
         }
         header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    // The gateway is the origin of this answer: it carries a Date (RFC 9110 §6.6.1), as the
+    // general path's answers do.
+    if !answer.headers().contains_key(http::header::DATE) {
+        DATE.with(|date| {
+            let mut date = date.borrow_mut();
+            let now = SystemTime::now();
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if date.0 != secs || date.1.is_empty() {
+                *date = (secs, httpdate::fmt_http_date(now));
+            }
+            header(out, b"date", date.1.as_bytes());
+        });
     }
     let body = answer.body().full_bytes();
     header(

@@ -363,3 +363,32 @@ async fn the_general_path_serves_everything_when_the_fast_path_is_off() {
         .to_ascii_lowercase()
         .contains("x-forwarded-for: 127.0.0.1"));
 }
+
+#[tokio::test]
+async fn answers_the_gateway_makes_carry_a_date_on_both_paths() {
+    for fast_path in [true, false] {
+        let up = Raw::start(|_, _| Act::Close).await;
+        let gw = gateway(&up, fast_path).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let out = exchange(&mut s, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", |o| {
+            o.contains("\r\n\r\n") && o.ends_with('}')
+        })
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.1 502"),
+            "fast path {fast_path}: {out}"
+        );
+        let date = out
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("date: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("fast path {fast_path}: no date: {out}"));
+        assert!(
+            date.ends_with(" gmt") && date.len() == 29,
+            "fast path {fast_path}: {date}"
+        );
+    }
+}
