@@ -316,6 +316,8 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                             .unwrap_or(50),
                         drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
                             + 20_000,
+                        paused: rev.status == RevisionStatus::Failed
+                            && s.update_config.failure_action == FailureAction::Pause,
                         observed: replicas,
                     }
                 }
@@ -330,6 +332,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                     rollout_deadline_ms: 0,
                     min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
                     drain_timeout_ms: 30_000,
+                    paused: false,
                     observed: replicas,
                 },
             };
@@ -593,6 +596,15 @@ fn handle_failure(
     if action == FailureAction::Continue {
         return Ok(());
     }
+    let paused;
+    let message = if action == FailureAction::Pause {
+        paused = format!(
+            "{message}; rollout paused (failure_action: pause): apply a new version or roll back to go on"
+        );
+        &paused
+    } else {
+        message
+    };
     if !inner
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?

@@ -18,6 +18,10 @@
 //! - A current replica that does not become ready within the rollout deadline while old ones
 //!   still exist (an update), or keeps crashing, fails the rollout: `Failed` is reported and the
 //!   caller decides (rollback, pause or continue).
+//! - Paused (the rollout failed and `failure_action` is `pause`): no further slot starts its
+//!   update: old replicas keep serving their slots, a slot already updating finishes (or keeps
+//!   its old replica), and healing, restarts and scale-up go on. A new revision (apply, scale,
+//!   rollback) ends the pause.
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +116,8 @@ pub struct Input {
     pub min_drain_ms: u64,
     /// Most time to wait for in-flight requests of a draining replica.
     pub drain_timeout_ms: u64,
+    /// The rollout failed and is paused: start no further slot's update.
+    pub paused: bool,
     pub observed: Vec<Replica>,
 }
 
@@ -226,8 +232,9 @@ pub fn plan(input: &Input) -> Vec<Step> {
                     .copied()
                     .filter(|o| o.state == ReplicaState::Running)
                     .collect();
+                let may_update = updating < limit && input.delay_passed && !input.paused;
                 if input.order == Order::StopFirst && !olds.is_empty() {
-                    if updating < limit && input.delay_passed {
+                    if may_update {
                         updating += 1;
                         steps.extend(olds.iter().map(|o| retire(o)));
                     }
@@ -235,7 +242,7 @@ pub fn plan(input: &Input) -> Vec<Step> {
                     // Nothing serves this slot: a first deploy, a scale-up or a dead old one.
                     steps.extend(olds.iter().map(|o| Step::Remove { id: o.id.clone() }));
                     steps.push(Step::Create { slot });
-                } else if updating < limit && input.delay_passed {
+                } else if may_update {
                     updating += 1;
                     steps.push(Step::Create { slot });
                 }
@@ -354,6 +361,7 @@ mod tests {
             rollout_deadline_ms: 30_000,
             min_drain_ms: 50,
             drain_timeout_ms: 10_000,
+            paused: false,
             observed,
         }
     }
@@ -452,6 +460,49 @@ mod tests {
                 "start-first: new replica for slot 0 only (parallelism 1)",
                 input(2, vec![rep("o0", 0, "old", Running, Ready), rep("o1", 1, "old", Running, Ready)]),
                 vec![create(0)],
+            ),
+            (
+                "paused: no slot starts its update",
+                with(
+                    input(2, vec![rep("o0", 0, "old", Running, Ready), rep("o1", 1, "old", Running, Ready)]),
+                    &|i| i.paused = true,
+                ),
+                vec![],
+            ),
+            (
+                "paused: stop-first retires no old replica",
+                with(
+                    input(2, vec![rep("o0", 0, "old", Running, Ready), rep("o1", 1, "old", Running, Ready)]),
+                    &|i| {
+                        i.paused = true;
+                        i.order = Order::StopFirst;
+                    },
+                ),
+                vec![],
+            ),
+            (
+                "paused: an updated slot finishes, the next one waits; a dead old replica is replaced",
+                with(
+                    input(
+                        3,
+                        vec![
+                            rep("o0", 0, "old", Running, Ready),
+                            rep("n0", 0, "new", Running, Ready),
+                            rep("o1", 1, "old", Running, Ready),
+                            rep("o2", 2, "old", Exited(137), Starting),
+                        ],
+                    ),
+                    &|i| i.paused = true,
+                ),
+                vec![drain("o0"), remove("o2"), create(2)],
+            ),
+            (
+                "paused: scale-up and healing go on",
+                with(
+                    input(2, vec![rep("n0", 0, "new", Exited(1), Starting)]),
+                    &|i| i.paused = true,
+                ),
+                vec![start("n0"), create(1)],
             ),
             (
                 "start-first: wait while the new one starts",

@@ -239,3 +239,102 @@ fn kill_9_mid_rollout_converges_without_orphans_or_duplicates() {
     );
     drop(server);
 }
+
+/// A service whose update pauses on failure; `delay_ms` delays the new version's listener.
+fn compose_pause(image: &str, version: &str, delay_ms: u64) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {image}
+    environment:
+      VERSION: {version}
+      STARTUP_DELAY_MS: "{delay_ms}"
+    expose: ["8080"]
+    deploy:
+      replicas: 2
+      update_config:
+        parallelism: 1
+        order: start-first
+        monitor: 2s
+        failure_action: pause
+    x-berth:
+      route: {{ path_prefix: /api, strip_prefix: true }}
+      health: {{ http: /healthz, interval: 300ms }}
+"#
+    )
+}
+
+/// Distinct spec hashes among the run's containers, and how many containers there are.
+fn hashes(run: &TestRun) -> (usize, usize) {
+    let all = containers(run);
+    let hashes: std::collections::BTreeSet<String> = all
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap_or("").to_string())
+        .collect();
+    (hashes.len(), all.len())
+}
+
+#[test]
+fn failure_action_pause_stops_the_rollout_where_it_failed() {
+    let run = TestRun::new("pause");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = dir.path().join("compose.yaml");
+    let f = file.to_str().unwrap().to_string();
+    std::fs::write(&file, compose_pause(&image, "v1", 0)).unwrap();
+    server.ok(&["apply", "-f", &f, "--app", "pause"]);
+
+    // v2 listens only after 5 s, past the 2 s monitor: the rollout fails on slot 0 and pauses.
+    std::fs::write(&file, compose_pause(&image, "v2", 5000)).unwrap();
+    let out = server.cli(&["apply", "-f", &f, "--app", "pause"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "apply of a failing version succeeded"
+    );
+    assert!(err.contains("paused"), "{err}");
+
+    // Slot 0's new replica becomes ready later and finishes its slot; slot 1 keeps v1.
+    wait_for(
+        Duration::from_secs(30),
+        "slot 0 on v2, slot 1 on v1",
+        || {
+            let ps = server.ps("pause");
+            (hashes(&run) == (2, 2) && ps.len() == 2 && ps.iter().all(|i| i["health"] == "healthy"))
+                .then_some(())
+        },
+    );
+    // Unpaused, slot 1 would now be replaced (a third container, then one hash): it stays.
+    for _ in 0..16 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(hashes(&run), (2, 2), "{:#?}", containers(&run));
+    }
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let body = server.get("/api/x").unwrap().1;
+        versions.insert(body.split_whitespace().next().unwrap_or("").to_string());
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        vec!["v1", "v2"],
+        "both versions serve while paused"
+    );
+    let hist: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["history", "--app", "pause", "--output", "json"]))
+            .unwrap();
+    assert_eq!(hist[0]["status"], "failed", "{hist:?}");
+    assert!(
+        hist[0]["message"].as_str().unwrap_or("").contains("paused"),
+        "{hist:?}"
+    );
+
+    // A rollback ends the pause: back to v1 everywhere.
+    server.ok(&["rollback", "--app", "pause"]);
+    wait_for(Duration::from_secs(30), "all on v1 again", || {
+        (hashes(&run) == (1, 2)).then_some(())
+    });
+    assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
+    server.ok(&["rm", "--app", "pause"]);
+}
