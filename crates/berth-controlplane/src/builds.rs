@@ -20,7 +20,7 @@ use futures_util::Stream;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Builds running at once on this server.
@@ -40,6 +40,24 @@ pub(crate) struct Builds {
     slots: Arc<Semaphore>,
     per_service: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: Arc<Mutex<HashMap<u64, Running>>>,
+}
+
+impl Builds {
+    /// One of the server's build slots, shared by source builds and Compose `build:` images,
+    /// so at most [`MAX_CONCURRENT_BUILDS`] image builds run at once. `waiting` is called once
+    /// when none is free right away.
+    pub(crate) async fn slot(&self, waiting: impl FnOnce()) -> Option<OwnedSemaphorePermit> {
+        take_slot(&self.slots, waiting).await
+    }
+}
+
+/// A permit of `slots`; `waiting` is called once when none is free right away.
+async fn take_slot(slots: &Arc<Semaphore>, waiting: impl FnOnce()) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    waiting();
+    slots.clone().acquire_owned().await.ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -373,7 +391,15 @@ async fn run_build(
         format!("[berth] build {id} of {service} queued\n"),
     );
     let _lane = lane.lock().await;
-    let _slot = builds.slots.clone().acquire_owned().await;
+    let _slot = builds
+        .slot(|| {
+            push_line(
+                &running,
+                id,
+                "[berth] waiting for a free build slot\n".to_string(),
+            );
+        })
+        .await;
     let _ = inner.store.start_build(id);
     let secrets = inner.store.build_secrets(&service).unwrap_or_default();
     let request = BuildRequest {
@@ -589,5 +615,44 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_build_waits_for_a_free_slot_and_says_so() {
+        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_BUILDS));
+        let waited = Arc::new(AtomicUsize::new(0));
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONCURRENT_BUILDS {
+            held.push(
+                take_slot(&slots, || panic!("a slot was free"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let next = tokio::spawn({
+            let (slots, waited) = (slots.clone(), waited.clone());
+            async move {
+                take_slot(&slots, || {
+                    waited.fetch_add(1, Ordering::Relaxed);
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!next.is_finished(), "a third build ran beside two");
+        assert_eq!(waited.load(Ordering::Relaxed), 1);
+        held.pop();
+        let permit = tokio::time::timeout(std::time::Duration::from_secs(5), next)
+            .await
+            .expect("the freed slot was taken")
+            .unwrap();
+        assert!(permit.is_some());
+        assert_eq!(waited.load(Ordering::Relaxed), 1);
     }
 }

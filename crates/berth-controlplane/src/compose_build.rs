@@ -20,6 +20,8 @@
 //!   carries Berth's labels (`berth.instance`, `berth.app`, `berth.service`, the server's
 //!   `--label` extras) plus the Compose `build.labels`.
 //! - The context files an apply names are deleted when the apply ends, whatever the outcome.
+//! - Each image build takes one of the server's build slots, shared with source builds
+//!   (`builds::MAX_CONCURRENT_BUILDS`), for as long as the engine builds it.
 
 use crate::spec::labels;
 use crate::{ControlPlane, CpError};
@@ -221,6 +223,15 @@ impl ControlPlane {
             buildargs: build.args.clone(),
             target: build.target.clone(),
             labels: image_labels,
+        };
+        // A build slot shared with source builds: at most `MAX_CONCURRENT_BUILDS` at once.
+        let _slot = match self.inner.builds.get() {
+            Some(builds) => {
+                builds
+                    .slot(|| progress(service, "waiting for a free build slot"))
+                    .await
+            }
+            None => None,
         };
         tracing::info!(app, service, tag, bytes = tar.len(), "building image");
         let started = std::time::Instant::now();
