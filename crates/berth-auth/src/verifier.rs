@@ -250,14 +250,23 @@ fn select_issuer<'i>(
     })
 }
 
+/// The Unix seconds during which the token's time claims hold: from `nbf` (if any) to `exp`,
+/// each widened by [`LEEWAY_SECS`]. What `verify` checks and what it tells callers they may
+/// remember ([`VerifiedToken::valid`]).
+fn window(claims: &Claims) -> std::ops::Range<i64> {
+    claims
+        .nbf
+        .map_or(i64::MIN, |nbf| nbf.saturating_sub(LEEWAY_SECS))
+        ..claims.exp.saturating_add(LEEWAY_SECS)
+}
+
 fn check_time_and_audience(claims: &Claims, policy: &AuthPolicy, now: i64) -> Result<(), Reject> {
-    if now >= claims.exp.saturating_add(LEEWAY_SECS) {
+    let valid = window(claims);
+    if now >= valid.end {
         return Err(Reject::Expired);
     }
-    if let Some(nbf) = claims.nbf {
-        if now.saturating_add(LEEWAY_SECS) < nbf {
-            return Err(Reject::NotYetValid);
-        }
+    if now < valid.start {
+        return Err(Reject::NotYetValid);
     }
     if !claims.aud.iter().any(|a| policy.audiences.contains(a)) {
         return Err(Reject::AudienceNotAllowed);
@@ -270,12 +279,7 @@ fn verified(claims: &Claims, issuer: &Issuer) -> VerifiedToken {
         subject: claims.sub.clone(),
         issuer: issuer.name.clone(),
         claims_json: claims.json.clone(),
-        valid: Some(
-            claims
-                .nbf
-                .map_or(i64::MIN, |nbf| nbf.saturating_sub(LEEWAY_SECS))
-                ..claims.exp.saturating_add(LEEWAY_SECS),
-        ),
+        valid: Some(window(claims)),
     }
 }
 

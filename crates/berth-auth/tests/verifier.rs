@@ -999,3 +999,31 @@ fn berth_auth_now() -> i64 {
         .unwrap();
     i64::try_from(d.as_secs()).unwrap()
 }
+
+/// What a verification says may be remembered is exactly when the verifier accepts the token:
+/// checked one second inside and outside each end, with and without `nbf`.
+#[test]
+fn the_reported_validity_is_the_accepted_time_window() {
+    let w = World::new();
+    let mut with_nbf = claims(ES_ISS);
+    with_nbf["nbf"] = json!(NOW - 30);
+    for c in [claims(ES_ISS), with_nbf] {
+        let token = sign(&w.es, Some("es1"), &c);
+        // A fresh verifier each time: no cache hit decides in its place.
+        let at = |now: i64| Verifier::new().verify_at(&token, &w.policy, &w.issuers, now);
+        let valid = at(NOW)
+            .unwrap()
+            .valid
+            .expect("a verified token has a window");
+        assert_eq!(valid.end, c["exp"].as_i64().unwrap() + LEEWAY_SECS);
+        assert!(at(valid.end - 1).is_ok());
+        assert_eq!(at(valid.end).unwrap_err(), Reject::Expired);
+        if let Some(nbf) = c["nbf"].as_i64() {
+            assert_eq!(valid.start, nbf - LEEWAY_SECS);
+            assert!(at(valid.start).is_ok());
+            assert_eq!(at(valid.start - 1).unwrap_err(), Reject::NotYetValid);
+        } else {
+            assert_eq!(valid.start, i64::MIN);
+        }
+    }
+}

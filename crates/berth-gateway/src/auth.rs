@@ -239,7 +239,9 @@ mod memo {
         let n = value.len().min(8);
         tail[..n].copy_from_slice(&value[value.len() - n..]);
         let h = u64::from_le_bytes(tail) ^ (value.len() as u64);
-        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % SLOTS
+        // The top 8 bits of a multiplicative hash: 0..256, one per slot.
+        const _: () = assert!(SLOTS == 256);
+        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
     }
 
     pub(super) fn get(value: &[u8], scope: Scope, now: i64) -> Option<Arc<Identity>> {

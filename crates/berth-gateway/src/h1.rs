@@ -661,10 +661,12 @@ fn write_answer(out: &mut Vec<u8>, answer: &Response<ProxyBody>, head_request: b
     if !answer.headers().contains_key(http::header::DATE) {
         DATE.with(|date| {
             let mut date = date.borrow_mut();
-            let now = SystemTime::now();
-            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             if date.0 != secs || date.1.is_empty() {
-                *date = (secs, httpdate::fmt_http_date(now));
+                let at = UNIX_EPOCH + Duration::from_secs(secs);
+                *date = (secs, httpdate::fmt_http_date(at));
             }
             header(out, b"date", date.1.as_bytes());
         });

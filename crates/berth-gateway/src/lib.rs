@@ -101,7 +101,8 @@
 //!   upstream, ms); header values and tokens are never logged.
 //! * **In-flight accounting.** A guard increments the endpoint's counter when the endpoint is
 //!   picked and decrements it exactly once: when the attempt fails, when the response body ends,
-//!   or when the response body is dropped. [`Gateway::in_flight`] also sees endpoints that have
+//!   or when the response body is dropped (on the fast path: when the answer has been read
+//!   whole, before its last bytes are written to the client). [`Gateway::in_flight`] also sees endpoints that have
 //!   already left the table, which is what draining waits on.
 //! * **Errors** are answered in the one Berth shape (`berth_core::ErrorCode`), carrying the
 //!   request's `X-Request-Id`.

@@ -42,6 +42,14 @@ services:
     expose: ["8080"]
     x-berth:
       route: {{ path_prefix: /open, strip_prefix: true }}
+  partner:
+    image: {image}
+    expose: ["8080"]
+    x-berth:
+      route:
+        path_prefix: /partner
+        strip_prefix: true
+        auth: {{ jwt: {{ issuers: [berth], audiences: [partners] }} }}
 "#
         ),
     );
@@ -117,6 +125,49 @@ services:
             || body.contains("authorization"),
         "{body}"
     );
+
+    // Accepted (and remembered by the gateway's workers) on /api, the same token is still
+    // refused on a route that wants another audience.
+    for _ in 0..4 {
+        let (code, _, body) = raw(
+            &server.gateway,
+            "/partner/headers",
+            &[("Authorization", &bearer)],
+        );
+        assert_eq!(
+            code, 401,
+            "a token for `shop` passed a `partners` route: {body}"
+        );
+    }
+    // A remembered token stops working when it expires (1 s, plus the 5 s leeway).
+    let short = server
+        .ok(&[
+            "token",
+            "issue",
+            "--subject",
+            "frank",
+            "--audience",
+            "partners",
+            "--ttl",
+            "1s",
+        ])
+        .trim()
+        .to_string();
+    let short = format!("Bearer {short}");
+    for _ in 0..4 {
+        assert_eq!(
+            raw(&server.gateway, "/partner/x", &[("Authorization", &short)]).0,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(7_000));
+    for _ in 0..4 {
+        assert_eq!(
+            raw(&server.gateway, "/partner/x", &[("Authorization", &short)]).0,
+            401,
+            "an expired token was still accepted"
+        );
+    }
 
     // Per-consumer rate limit: burst 3, then 429 with Retry-After; another consumer is unaffected.
     let mut limited = None;
