@@ -18,10 +18,11 @@
 //! - A current replica that does not become ready within the rollout deadline while old ones
 //!   still exist (an update), or keeps crashing, fails the rollout: `Failed` is reported and the
 //!   caller decides (rollback, pause or continue).
-//! - Paused (the rollout failed and `failure_action` is `pause`): no further slot starts its
-//!   update: old replicas keep serving their slots, a slot already updating finishes (or keeps
-//!   its old replica), and healing, restarts and scale-up go on. A new revision (apply, scale,
-//!   rollback) ends the pause.
+//! - Paused (the revision's rollout failed, and this service's `failure_action` is `pause`): no
+//!   further slot starts its update: old replicas keep serving their slots, a slot already
+//!   updating finishes (or keeps its old replica), and healing, restarts and scale-up go on. Old
+//!   replicas are never restarted, so a slot whose old replica died or is unhealthy gets a
+//!   current one even while paused. A new revision (apply, scale, rollback) ends the pause.
 
 use serde::{Deserialize, Serialize};
 
@@ -227,20 +228,28 @@ pub fn plan(input: &Input) -> Vec<Step> {
                 if !input.deps_ready {
                     continue;
                 }
-                let live_olds: Vec<&&Replica> = olds
+                // Old replicas that still serve (or may again): running and not unhealthy.
+                // Old replicas are never restarted, so a dead or unhealthy one is replaced
+                // at once, whatever the parallelism, the delay or a pause.
+                let live_olds = olds
                     .iter()
-                    .copied()
-                    .filter(|o| o.state == ReplicaState::Running)
-                    .collect();
+                    .filter(|o| {
+                        o.state == ReplicaState::Running && o.readiness != Readiness::Unhealthy
+                    })
+                    .count();
                 let may_update = updating < limit && input.delay_passed && !input.paused;
                 if input.order == Order::StopFirst && !olds.is_empty() {
-                    if may_update {
+                    if live_olds == 0 {
+                        // Clear the slot now; the next pass creates its replica (the old one's
+                        // container name may be the one the new one needs).
+                        steps.extend(olds.iter().map(|o| retire(o)));
+                    } else if may_update {
                         updating += 1;
                         steps.extend(olds.iter().map(|o| retire(o)));
                     }
-                } else if live_olds.is_empty() {
+                } else if live_olds == 0 {
                     // Nothing serves this slot: a first deploy, a scale-up or a dead old one.
-                    steps.extend(olds.iter().map(|o| Step::Remove { id: o.id.clone() }));
+                    steps.extend(olds.iter().map(|o| retire(o)));
                     steps.push(Step::Create { slot });
                 } else if may_update {
                     updating += 1;
@@ -495,6 +504,25 @@ mod tests {
                     &|i| i.paused = true,
                 ),
                 vec![drain("o0"), remove("o2"), create(2)],
+            ),
+            (
+                "paused, stop-first: a dead old replica is cleared so its slot can be recreated",
+                with(
+                    input(2, vec![rep("o0", 0, "old", Exited(137), Starting), rep("o1", 1, "old", Running, Ready)]),
+                    &|i| {
+                        i.paused = true;
+                        i.order = Order::StopFirst;
+                    },
+                ),
+                vec![remove("o0")],
+            ),
+            (
+                "paused: an unhealthy old replica is replaced",
+                with(
+                    input(2, vec![rep("o0", 0, "old", Running, Unhealthy), rep("o1", 1, "old", Running, Ready)]),
+                    &|i| i.paused = true,
+                ),
+                vec![remove("o0"), create(0)],
             ),
             (
                 "paused: scale-up and healing go on",
