@@ -229,6 +229,22 @@ impl ControlPlane {
             shutdown.clone(),
         );
         let _ = inner.runtime.set(rt);
+        // Restart counts recorded before this start; the first resync forgets those of
+        // containers that are gone.
+        {
+            let restarts = inner.store.restarts()?;
+            let mut mem = inner.mem();
+            for (container, count, last_exit) in restarts {
+                mem.restarts.insert(
+                    container,
+                    RestartInfo {
+                        count,
+                        last_exit,
+                        not_before: None,
+                    },
+                );
+            }
+        }
         tokio::spawn(pass::watch_events(Arc::downgrade(&inner), shutdown.clone()));
         tokio::spawn(images::retention_loop(
             Arc::downgrade(&inner),

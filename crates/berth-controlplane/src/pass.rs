@@ -892,19 +892,29 @@ fn execute(
         if !mem.busy.insert(key.clone()) {
             return;
         }
-        if let Step::Start { id } = &step {
-            let observed = input.observed.iter().find(|r| &r.id == id);
-            let info = mem.restarts.entry(id.clone()).or_default();
-            if let Some(ReplicaState::Exited(code)) = observed.map(|r| r.state) {
-                info.count += 1;
-                info.last_exit = Some(code);
-                info.not_before = Some(Instant::now() + backoff_after(info.count + 1));
+        let restarted = match &step {
+            Step::Start { id } => {
+                let observed = input.observed.iter().find(|r| &r.id == id);
+                match observed.map(|r| r.state) {
+                    Some(ReplicaState::Exited(code)) => Some((id, Some(code))),
+                    _ => None,
+                }
             }
-        }
-        if let Step::Restart { id } = &step {
+            Step::Restart { id } => Some((id, None)),
+            _ => None,
+        };
+        if let Some((id, exit)) = restarted {
             let info = mem.restarts.entry(id.clone()).or_default();
             info.count += 1;
+            if exit.is_some() {
+                info.last_exit = exit;
+            }
             info.not_before = Some(Instant::now() + backoff_after(info.count + 1));
+            let (count, last_exit) = (info.count, info.last_exit);
+            drop(mem);
+            if let Err(e) = inner.store.record_restart(id, count, last_exit) {
+                tracing::warn!(app, service, error = %e, "cannot record a restart count");
+            }
         }
     }
     let inner2 = inner.clone();
@@ -945,9 +955,12 @@ fn execute(
                     }
                     let mut mem = inner.mem();
                     mem.draining.remove(id);
-                    mem.restarts.remove(id);
+                    let restarted = mem.restarts.remove(id).is_some();
                     mem.slot_done.insert((app.clone(), service.clone()), Instant::now());
                     drop(mem);
+                    if restarted {
+                        let _ = inner.store.forget_restarts(std::slice::from_ref(id));
+                    }
                     inner.prober.forget(id);
                     Ok(())
                 }
@@ -1314,6 +1327,7 @@ async fn wake_all(inner: &Inner) {
         .list_containers(&crate::label_filters(inner, None), true)
         .await
     {
+        forget_gone_restarts(inner, &list);
         for c in list {
             if let Some(a) = c.labels.get(labels::APP) {
                 if !apps.contains(a) {
@@ -1324,6 +1338,29 @@ async fn wake_all(inner: &Inner) {
     }
     for a in apps {
         inner.wake(&a);
+    }
+}
+
+/// Forget the restart counts of containers not in `present` (a listing of all of Berth's):
+/// removed by a teardown, by hand, or while the server was down.
+fn forget_gone_restarts(inner: &Inner, present: &[berth_docker::ContainerSummary]) {
+    let gone: Vec<String> = {
+        let mut mem = inner.mem();
+        let gone: Vec<String> = mem
+            .restarts
+            .keys()
+            .filter(|id| !present.iter().any(|c| &c.id == *id))
+            .cloned()
+            .collect();
+        for id in &gone {
+            mem.restarts.remove(id);
+        }
+        gone
+    };
+    if !gone.is_empty() {
+        if let Err(e) = inner.store.forget_restarts(&gone) {
+            tracing::warn!(error = %e, "cannot forget restart counts");
+        }
     }
 }
 

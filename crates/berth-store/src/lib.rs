@@ -15,6 +15,7 @@
 
 mod builds;
 mod migrations;
+mod restarts;
 
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
 

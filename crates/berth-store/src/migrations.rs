@@ -80,6 +80,12 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE versions ADD COLUMN image_state TEXT NOT NULL DEFAULT 'present';
      ALTER TABLE versions ADD COLUMN archived_at TEXT;
      ALTER TABLE versions ADD COLUMN restored_at TEXT;",
+    // 7: restart counts of replicas, so they survive a server restart.
+    "CREATE TABLE restarts (
+        container TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        last_exit INTEGER
+     );",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

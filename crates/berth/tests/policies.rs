@@ -1,5 +1,6 @@
-//! End-to-end: restart policies, `depends_on` conditions, published ports balanced by Berth,
-//! two servers sharing one engine, and the server's own error handling.
+//! End-to-end: restart policies (and their counts across a server restart), `depends_on`
+//! conditions, published ports balanced by Berth, two servers sharing one engine, and the
+//! server's own error handling.
 
 mod common;
 
@@ -128,6 +129,53 @@ services:
         .unwrap();
     assert!(String::from_utf8_lossy(&aliases.stdout).contains("web"));
     server.ok(&["rm", "--app", "pol"]);
+}
+
+#[test]
+fn restart_counts_survive_a_server_restart() {
+    let run = TestRun::new("restarts");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&run, dir.path());
+    let (api, gw) = (server.api.clone(), server.gateway.clone());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  flaky:
+    image: {image}
+    restart: on-failure:2
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+"#
+        ),
+    );
+    // The apply fails or not depending on timing; the end state is what counts.
+    let _ = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "rs"]);
+    let flaky = |server: &Server| {
+        server
+            .ps("rs")
+            .into_iter()
+            .find(|i| i["service"] == "flaky")
+    };
+    wait_for(Duration::from_secs(20), "flaky gives up", || {
+        let f = flaky(&server)?;
+        (f["state"] == "exited" && f["restarts"] == 2).then_some(())
+    });
+
+    // After a kill -9 and a restart, the count is still 2: `on-failure:2` is spent, so the
+    // replica is not started again (a count lost with the process would start it twice more).
+    server.kill9();
+    server = Server::start_on(&run, dir.path(), &api, &gw);
+    for _ in 0..12 {
+        let f = flaky(&server).expect("flaky is listed");
+        assert_eq!(f["restarts"], 2, "{f}");
+        assert_eq!(f["state"], "exited", "{f}");
+        assert_eq!(f["exit_code"], 3, "{f}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    server.ok(&["rm", "--app", "rs"]);
 }
 
 #[test]
