@@ -332,6 +332,10 @@ mod tests {
         assert!(!header_safe("a\nb"));
     }
 
+    fn scope(generation: u64, route: usize) -> Scope {
+        Scope { generation, route }
+    }
+
     fn identity() -> Arc<Identity> {
         Arc::new(Identity::new(["s".into(), "berth".into(), "{}".into()]))
     }
@@ -347,33 +351,21 @@ mod tests {
     #[test]
     fn memo_answers_only_the_same_bytes_scope_and_time() {
         memo::clear();
-        let scope = Scope {
-            generation: 1,
-            route: 0,
-        };
-        memo::put(b"Bearer abc", scope, 10..20, &identity());
-        assert!(memo::get(b"Bearer abc", scope, 10).is_some());
-        assert!(memo::get(b"Bearer abc", scope, 19).is_some());
-        assert!(memo::get(b"Bearer abc", scope, 20).is_none(), "expired");
-        assert!(
-            memo::get(b"Bearer abc", scope, 9).is_none(),
-            "not yet valid"
-        );
-        assert!(memo::get(b"Bearer abd", scope, 15).is_none());
-        assert!(memo::get(b"Bearer ab", scope, 15).is_none());
-        assert!(memo::get(b"bearer abc", scope, 15).is_none());
-        let other_table = Scope {
-            generation: 2,
-            route: 0,
-        };
-        let other_route = Scope {
-            generation: 1,
-            route: 1,
-        };
+        let here = scope(1, 0);
+        memo::put(b"Bearer abc", here, 10..20, &identity());
+        assert!(memo::get(b"Bearer abc", here, 10).is_some());
+        assert!(memo::get(b"Bearer abc", here, 19).is_some());
+        assert!(memo::get(b"Bearer abc", here, 20).is_none(), "expired");
+        assert!(memo::get(b"Bearer abc", here, 9).is_none(), "not yet valid");
+        assert!(memo::get(b"Bearer abd", here, 15).is_none());
+        assert!(memo::get(b"Bearer ab", here, 15).is_none());
+        assert!(memo::get(b"bearer abc", here, 15).is_none());
+        let other_table = scope(2, 0);
+        let other_route = scope(1, 1);
         assert!(memo::get(b"Bearer abc", other_table, 15).is_none());
         assert!(memo::get(b"Bearer abc", other_route, 15).is_none());
         // Another thread (another gateway worker) has its own memo.
-        std::thread::spawn(move || assert!(memo::get(b"Bearer abc", scope, 15).is_none()))
+        std::thread::spawn(move || assert!(memo::get(b"Bearer abc", here, 15).is_none()))
             .join()
             .unwrap();
     }
@@ -418,14 +410,8 @@ mod tests {
 
     #[test]
     fn verify_remembers_what_the_verifier_allows() {
-        let a = Scope {
-            generation: 7,
-            route: 0,
-        };
-        let b = Scope {
-            generation: 8,
-            route: 0,
-        };
+        let a = scope(7, 0);
+        let b = scope(8, 0);
         let now = unix_now();
         let open = Some(now - 10..now + 60);
         assert_eq!(calls(open.clone(), &[("Bearer t1", a); 5]), 1);
