@@ -375,15 +375,24 @@ impl ControlPlane {
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
         let change = spec::describe_change(prev.as_ref().map(|p| &p.1), &spec);
+        let mut change = change;
         if let Some((rev, prev_spec)) = &prev {
             if serde_json::to_value(prev_spec).ok() == serde_json::to_value(&spec).ok() {
-                self.inner.wake(app);
-                return Ok(RevisionCreated {
-                    app: app.into(),
-                    revision: *rev,
-                    changed: false,
-                    change,
-                });
+                // The same spec again: nothing to do, unless its rollout failed and paused (or
+                // failed with nothing to roll back to): then applying it again is how a user
+                // resumes, as `docker service update` resumes a paused Swarm update.
+                let failed =
+                    self.inner.store.get_revision(app, *rev)?.status == RevisionStatus::Failed;
+                if !failed {
+                    self.inner.wake(app);
+                    return Ok(RevisionCreated {
+                        app: app.into(),
+                        revision: *rev,
+                        changed: false,
+                        change,
+                    });
+                }
+                change = format!("retry of failed revision {rev}");
             }
         }
         let created = self.commit(app, "apply", &change, &spec)?;

@@ -599,7 +599,7 @@ fn handle_failure(
     let paused;
     let message = if action == FailureAction::Pause {
         paused = format!(
-            "{message}; rollout paused (failure_action: pause): apply a new version or roll back to go on"
+            "{message}; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back"
         );
         &paused
     } else {

@@ -22,7 +22,8 @@
 //!   further slot starts its update: old replicas keep serving their slots, a slot already
 //!   updating finishes (or keeps its old replica), and healing, restarts and scale-up go on. Old
 //!   replicas are never restarted, so a slot whose old replica died or is unhealthy gets a
-//!   current one even while paused. A new revision (apply, scale, rollback) ends the pause.
+//!   current one even while paused. A new revision (apply, even of the same file; scale;
+//!   rollback) ends the pause.
 
 use serde::{Deserialize, Serialize};
 

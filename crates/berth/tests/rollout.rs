@@ -325,6 +325,21 @@ fn failure_action_pause_stops_the_rollout_where_it_failed() {
         "{hist:?}"
     );
 
+    // Applying the same file again resumes: a new revision retries the rollout.
+    server.ok(&["apply", "--detach", "-f", &f, "--app", "pause"]);
+    let hist: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["history", "--app", "pause", "--output", "json"]))
+            .unwrap();
+    assert_eq!(hist.len(), 3, "{hist:?}");
+    assert_eq!(hist[0]["source"], "apply", "{hist:?}");
+    assert!(
+        hist[0]["change"]
+            .as_str()
+            .unwrap_or("")
+            .contains("retry of failed revision 2"),
+        "{hist:?}"
+    );
+
     // A rollback ends the pause: back to v1 everywhere.
     server.ok(&["rollback", "--app", "pause"]);
     wait_for(Duration::from_secs(30), "all on v1 again", || {
