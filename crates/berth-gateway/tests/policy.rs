@@ -311,6 +311,91 @@ async fn auth_hook_refuses_bad_tokens_and_passes_identity_upstream() {
     assert_eq!(r.error().code, "unauthorized");
 }
 
+/// Accepts `good-<subject>` when the issuer `berth` is configured and the route accepts
+/// audience `a`; says the result may be remembered for an hour; counts its calls.
+struct Remembered(std::sync::atomic::AtomicUsize);
+
+impl TokenVerifier for Remembered {
+    fn verify(
+        &self,
+        token: &str,
+        policy: &AuthPolicy,
+        issuers: &[Issuer],
+    ) -> Result<VerifiedToken, AuthFailure> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let refuse = |reason: &str| AuthFailure {
+            reason: reason.into(),
+        };
+        let sub = token.strip_prefix("good-").ok_or_else(|| refuse("bad"))?;
+        if !issuers.iter().any(|i| i.name == "berth") {
+            return Err(refuse("unknown issuer"));
+        }
+        if !policy.audiences.iter().any(|a| a == "a") {
+            return Err(refuse("audience"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        Ok(VerifiedToken {
+            subject: sub.into(),
+            issuer: "berth".into(),
+            claims_json: "{}".into(),
+            valid: Some(now - 60..now + 3600),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_checked_again_on_another_route_and_after_a_table_change() {
+    let up = Upstream::start("up").await;
+    let auth_route = |prefix, audience: &str| {
+        with_policy(
+            route(None, prefix, false, vec![up.endpoint()]),
+            RoutePolicy {
+                auth: Some(AuthPolicy {
+                    issuers: vec!["berth".into()],
+                    audiences: vec![audience.into()],
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let with_issuers = |version, issuers: Vec<Issuer>| {
+        Arc::new(berth_core::RoutingTable {
+            issuers,
+            ..(*table(version, vec![auth_route("/a", "a"), auth_route("/b", "b")])).clone()
+        })
+    };
+    let berth = Issuer {
+        name: "berth".into(),
+        issuer: "https://berth.local".into(),
+        jwks: None,
+        hs256_secret: None,
+    };
+    let verifier = Arc::new(Remembered(std::sync::atomic::AtomicUsize::new(0)));
+    let gw = TestGateway::start_with(
+        with_issuers(1, vec![berth]),
+        GatewayConfig::default().with_verifier(verifier.clone()),
+    )
+    .await;
+    let calls = || verifier.0.load(std::sync::atomic::Ordering::Relaxed);
+    let token = [("authorization", "Bearer good-alice")];
+    for _ in 0..3 {
+        assert_eq!(get_with(&gw, "/a", &token).await.status, 200);
+    }
+    assert_eq!(calls(), 1, "the verified token was not remembered");
+    // Another route (another audience): verified again, and refused.
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw, "/b", &token).await.status, 401);
+    }
+    assert_eq!(calls(), 3);
+    // A new table without the issuer: what was remembered under the old one does not count.
+    gw.publish(with_issuers(2, vec![])).await;
+    assert_eq!(get_with(&gw, "/a", &token).await.status, 401);
+    assert_eq!(up.requests(), 3);
+}
+
 #[tokio::test]
 async fn bulkhead_refuses_at_once_when_full_and_after_the_queue_timeout() {
     let up = Upstream::start("up").await;
