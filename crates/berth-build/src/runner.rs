@@ -20,7 +20,9 @@
 //!   removed afterwards. Its image must exist: nothing is pulled.
 //! - A `build` step packs its context (see [`crate::context`]), streams `POST /build` output
 //!   into the log, and tags the image `berth/<service>:<version>` (the last build step) or
-//!   `berth/<service>:<version>-<step>` (earlier ones, untagged again when the build ends).
+//!   `berth/<service>:<version>-<step>` (earlier ones, untagged again when the build ends, and
+//!   labelled `berth.build.step=<step>` so a server that crashed mid-build can find and untag
+//!   them on its next start).
 //!   The version's **digest** is the image ID the engine reports for that tag. Layer cache is
 //!   the engine's (never `nocache`). When the build fails or is cancelled after an image was
 //!   tagged, the tags it made are removed: a failed build leaves no version and no image.
@@ -720,6 +722,9 @@ impl Builder {
                     labels.insert("berth.service".into(), service.to_string());
                     labels.insert("berth.version".into(), revision.name.clone());
                     labels.insert("berth.commit".into(), revision.commit.clone());
+                    if Some(i) != final_build {
+                        labels.insert("berth.build.step".into(), step.name.clone());
+                    }
                     let end = self
                         .build_step(
                             &step.name, b, workspace, &reference, labels, timeout, sink, cancel,

@@ -481,10 +481,18 @@ async fn run_build(
     lock(&running).remove(&id);
 }
 
-/// Remove the step containers of builds a previous process of this server left behind (a
-/// crash or `kill -9` mid-step): every container labelled `berth.build` and this instance.
-/// If the listing fails, nothing is removed. Releases the build slots when done.
+/// Remove what builds a previous process of this server left behind (a crash or `kill -9`
+/// mid-build): every container labelled `berth.build` and this instance (step containers), and
+/// every image labelled `berth.build.step` and this instance (intermediate step images, which a
+/// finished build untags itself). If a listing fails, nothing of its kind is removed. Runs
+/// while holding every build slot, so no build of this process is running; releases them when
+/// done.
 pub(crate) async fn janitor(inner: Arc<Inner>, _slots: Option<tokio::sync::OwnedSemaphorePermit>) {
+    remove_leftover_step_containers(&inner).await;
+    remove_leftover_step_images(&inner).await;
+}
+
+async fn remove_leftover_step_containers(inner: &Inner) {
     let filters = [
         format!(
             "{}={}",
@@ -518,8 +526,72 @@ pub(crate) async fn janitor(inner: Arc<Inner>, _slots: Option<tokio::sync::Owned
     }
 }
 
+async fn remove_leftover_step_images(inner: &Inner) {
+    let filters = [
+        format!(
+            "{}={}",
+            crate::spec::labels::INSTANCE,
+            inner.naming.instance
+        ),
+        STEP_LABEL.to_string(),
+    ];
+    let leftovers = match inner.docker.list_images(&filters).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "build janitor: listing images failed; nothing removed");
+            return;
+        }
+    };
+    for image in leftovers {
+        for reference in step_tags(&image) {
+            match inner.docker.remove_image(&reference, false, false).await {
+                Ok(()) => inner.events.emit(
+                    "janitor.image_removed",
+                    Level::Info,
+                    &reference,
+                    format!("removed step image {reference} left by an interrupted build"),
+                ),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(image = %reference, error = %e, "build janitor: removing a leftover step image failed");
+                }
+            }
+        }
+    }
+}
+
+/// The tags of `image` that are an intermediate step's tag, `berth/<service>:<version>-<step>`
+/// from its own `berth.service`, `berth.version` and `berth.build.step` labels. Labels are
+/// inherited through `FROM`, so a version image built from a step image carries the step label
+/// too: its tag (`<version>` alone) does not match, and it is kept.
+fn step_tags(image: &berth_docker::ImageSummary) -> Vec<String> {
+    let label = |k: &str| image.labels.get(k).map(String::as_str);
+    let (Some(service), Some(version), Some(step)) = (
+        label("berth.service"),
+        label("berth.version"),
+        label(STEP_LABEL),
+    ) else {
+        return Vec::new();
+    };
+    let expected = format!(
+        "{}/{service}:{}-{step}",
+        berth_build::IMAGE_REPOSITORY,
+        berth_build::docker_tag(version, 100)
+    );
+    image
+        .repo_tags
+        .iter()
+        .filter(|t| **t == expected)
+        .cloned()
+        .collect()
+}
+
 /// Label carried by every build step container (its value is the runner's build id).
 const BUILD_LABEL: &str = "berth.build";
+
+/// Label carried by step containers and by the images of a pipeline's intermediate build steps
+/// (its value is the step's name).
+const STEP_LABEL: &str = "berth.build.step";
 
 /// The commit a Git ref points at, by `git ls-remote` (validated URL and ref, 30 s limit).
 async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String>, String> {
@@ -621,6 +693,38 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tags_of_the_step_form_are_step_tags() {
+        let image = |tags: &[&str], labels: &[(&str, &str)]| berth_docker::ImageSummary {
+            repo_tags: tags.iter().map(|t| (*t).to_string()).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let step = [
+            ("berth.service", "api"),
+            ("berth.version", "v1/rc"),
+            ("berth.build.step", "base"),
+        ];
+        // An intermediate image left tagged, with another tag someone added: only ours goes.
+        assert_eq!(
+            step_tags(&image(&["berth/api:v1-rc-base", "mine:keep"], &step)),
+            vec!["berth/api:v1-rc-base".to_string()]
+        );
+        // The version image built FROM it inherits the step label; its tag is the version's.
+        assert!(step_tags(&image(&["berth/api:v1-rc"], &step)).is_empty());
+        // A version whose name ends like a step tag is still a version image.
+        let tricky = [
+            ("berth.service", "api"),
+            ("berth.version", "v1-base"),
+            ("berth.build.step", "base"),
+        ];
+        assert!(step_tags(&image(&["berth/api:v1-base"], &tricky)).is_empty());
+        assert!(step_tags(&image(&["berth/api:v1-base"], &[])).is_empty());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]

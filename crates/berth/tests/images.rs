@@ -285,20 +285,77 @@ fn janitor_removes_leftover_step_containers_of_this_server_only() {
     };
     let mine = create(&run.name("mine"), &instance);
     let other = create(&run.name("other"), "someone-else");
+    // And images: an intermediate step's image of this instance (left tagged by the crash), one
+    // of another server, and a version image of this instance (it stays).
+    let ctx = dir.path().join("step-image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
+    let service = format!("janitor-{}", run.id);
+    let tag_image = |service: &str, tag: &str, instance: &str, step: Option<&str>| {
+        let reference = format!("berth/{service}:{tag}");
+        let run_label = run.label_filter();
+        let instance_label = format!("berth.instance={instance}");
+        let service_label = format!("berth.service={service}");
+        let step_label = step.map(|s| format!("berth.build.step={s}"));
+        let mut args = vec![
+            "build",
+            "-q",
+            "--label",
+            &run_label,
+            "--label",
+            &instance_label,
+            "--label",
+            &service_label,
+            "--label",
+            "berth.version=v1",
+        ];
+        if let Some(l) = &step_label {
+            args.extend(["--label", l]);
+        }
+        let ctx = ctx.to_str().unwrap();
+        args.extend(["-t", &reference, ctx]);
+        docker_cli(&args).unwrap();
+        reference
+    };
+    let mine_step = tag_image(&service, "v1-compile", &instance, Some("compile"));
+    let other_step = tag_image(
+        &format!("{service}-other"),
+        "v1-compile",
+        "someone-else",
+        Some("compile"),
+    );
+    // The version image, as if built FROM the step image: it inherited the step label.
+    let version = tag_image(&service, "v1", &instance, Some("compile"));
 
     let server = Server::start_on(&run, dir.path(), &api, &gateway);
     wait_for(
         Duration::from_secs(20),
-        "the janitor removes the leftover step container",
-        || docker_cli(&["inspect", mine.trim()]).is_err().then_some(()),
+        "the janitor removes the leftover step container and image",
+        || {
+            (docker_cli(&["inspect", mine.trim()]).is_err()
+                && docker_cli(&["image", "inspect", &mine_step]).is_err())
+            .then_some(())
+        },
     );
     assert!(
         docker_cli(&["inspect", other.trim()]).is_ok(),
         "removed another server's container"
     );
+    assert!(
+        docker_cli(&["image", "inspect", &other_step]).is_ok(),
+        "removed another server's step image"
+    );
+    assert!(
+        docker_cli(&["image", "inspect", &version]).is_ok(),
+        "removed a version image"
+    );
     let ev = events(&server);
     assert!(
         ev.iter().any(|e| e["kind"] == "janitor.container_removed"),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter().any(|e| e["kind"] == "janitor.image_removed"),
         "{ev:?}"
     );
 }
