@@ -493,14 +493,8 @@ pub(crate) async fn janitor(inner: Arc<Inner>, _slots: Option<tokio::sync::Owned
 }
 
 async fn remove_leftover_step_containers(inner: &Inner) {
-    let filters = [
-        format!(
-            "{}={}",
-            crate::spec::labels::INSTANCE,
-            inner.naming.instance
-        ),
-        BUILD_LABEL.to_string(),
-    ];
+    let mut filters = crate::label_filters(inner, None);
+    filters.push(BUILD_LABEL.to_string());
     let leftovers = match inner.docker.list_containers(&filters, true).await {
         Ok(l) => l,
         Err(e) => {
@@ -511,30 +505,37 @@ async fn remove_leftover_step_containers(inner: &Inner) {
     for c in leftovers {
         let name = c.names.first().cloned().unwrap_or_else(|| c.id.clone());
         let build = c.labels.get(BUILD_LABEL).cloned().unwrap_or_default();
-        match inner.docker.remove_container(&c.id, true, true).await {
-            Ok(()) => inner.events.emit(
-                "janitor.container_removed",
-                Level::Info,
-                &name,
-                format!("removed step container {name} left by interrupted build {build}"),
-            ),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                tracing::warn!(container = %name, error = %e, "build janitor: removing a leftover step container failed");
-            }
+        report(
+            inner,
+            inner.docker.remove_container(&c.id, true, true).await,
+            "janitor.container_removed",
+            &name,
+            format!("removed step container {name} left by interrupted build {build}"),
+        );
+    }
+}
+
+/// What removing a leftover came to: an event when it was removed, a warning when that failed
+/// (already gone is fine).
+fn report(
+    inner: &Inner,
+    result: Result<(), berth_docker::DockerError>,
+    kind: &str,
+    subject: &str,
+    message: String,
+) {
+    match result {
+        Ok(()) => inner.events.emit(kind, Level::Info, subject, message),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            tracing::warn!(subject, error = %e, "build janitor: removing a leftover failed");
         }
     }
 }
 
 async fn remove_leftover_step_images(inner: &Inner) {
-    let filters = [
-        format!(
-            "{}={}",
-            crate::spec::labels::INSTANCE,
-            inner.naming.instance
-        ),
-        STEP_LABEL.to_string(),
-    ];
+    let mut filters = crate::label_filters(inner, None);
+    filters.push(STEP_LABEL.to_string());
     let leftovers = match inner.docker.list_images(&filters).await {
         Ok(l) => l,
         Err(e) => {
@@ -544,18 +545,13 @@ async fn remove_leftover_step_images(inner: &Inner) {
     };
     for image in leftovers {
         for reference in step_tags(&image) {
-            match inner.docker.remove_image(&reference, false, false).await {
-                Ok(()) => inner.events.emit(
-                    "janitor.image_removed",
-                    Level::Info,
-                    &reference,
-                    format!("removed step image {reference} left by an interrupted build"),
-                ),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    tracing::warn!(image = %reference, error = %e, "build janitor: removing a leftover step image failed");
-                }
-            }
+            report(
+                inner,
+                inner.docker.remove_image(&reference, false, false).await,
+                "janitor.image_removed",
+                &reference,
+                format!("removed step image {reference} left by an interrupted build"),
+            );
         }
     }
 }
