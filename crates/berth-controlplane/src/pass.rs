@@ -16,7 +16,7 @@ use berth_core::api::{AppStatus, Instance, ServiceStatus};
 use berth_core::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
 use berth_docker::{ContainerInspect, DockerError};
 use berth_store::RevisionStatus;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -1344,12 +1344,13 @@ async fn wake_all(inner: &Inner) {
 /// Forget the restart counts of containers not in `present` (a listing of all of Berth's):
 /// removed by a teardown, by hand, or while the server was down.
 fn forget_gone_restarts(inner: &Inner, present: &[berth_docker::ContainerSummary]) {
+    let present: HashSet<&str> = present.iter().map(|c| c.id.as_str()).collect();
     let gone: Vec<String> = {
         let mut mem = inner.mem();
         let gone: Vec<String> = mem
             .restarts
             .keys()
-            .filter(|id| !present.iter().any(|c| &c.id == *id))
+            .filter(|id| !present.contains(id.as_str()))
             .cloned()
             .collect();
         for id in &gone {

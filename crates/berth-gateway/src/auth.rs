@@ -110,10 +110,7 @@ impl Identity {
     fn new(values: [String; 3]) -> Identity {
         let mut lines = Vec::with_capacity(values.iter().map(|v| v.len() + 20).sum());
         for (name, value) in Self::NAMES.iter().zip(&values) {
-            lines.extend_from_slice(name.as_str().as_bytes());
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value.as_bytes());
-            lines.extend_from_slice(b"\r\n");
+            crate::h1::header(&mut lines, name.as_str().as_bytes(), value.as_bytes());
         }
         Identity {
             values,

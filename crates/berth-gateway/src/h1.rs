@@ -628,7 +628,8 @@ fn write_request_head(
     up.extend_from_slice(b"\r\n");
 }
 
-fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// One `name: value` header line, CRLF-terminated.
+pub(crate) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
