@@ -450,11 +450,22 @@ where
     };
     let close_requested = info.close;
     let admitted = proxy::admit(inner, &snapshot, client, secure, &front, &rid, &mut done).await;
-    let (status, keep) = match admitted {
+    // Metrics are counted once the status is known, before the client sees the answer (as on
+    // the general path): the latency is the time to the answer's head, and whoever has the
+    // answer finds it counted.
+    let route = done.route;
+    let counted = |status: u16| {
+        let elapsed = started.elapsed();
+        proxy::record(inner, &snapshot, route, status, elapsed);
+        elapsed
+    };
+    let (status, keep, elapsed) = match admitted {
         Err(answer) => {
+            let status = answer.status().as_u16();
+            let elapsed = counted(status);
             let closing = write_answer(out, &answer, head_request);
             let ok = io.write_all(out).await.is_ok();
-            (answer.status().as_u16(), ok && !closing)
+            (status, ok && !closing, elapsed)
         }
         Ok(mut admitted) => {
             let index = admitted.index;
@@ -503,7 +514,7 @@ where
                 Err(_) => Err(proxy::Failure::Timeout),
             };
             let limiter = state.shared.limiter.as_deref();
-            let (outcome, status, keep) = match result {
+            let (outcome, status, keep, elapsed) = match result {
                 Ok(answer) => {
                     let failed = retry::failure_status(answer.status);
                     let slow = proxy::slow_call(service, &admitted, called);
@@ -511,6 +522,7 @@ where
                         done.upstream = Some(answer.guard.endpoint().id.clone());
                     }
                     let status = answer.status;
+                    let elapsed = counted(status);
                     let fields = limiter.zip(admitted.allowed.as_ref());
                     let relayed =
                         relay(io, out, answer, &rid, fields, close_requested, inner).await;
@@ -519,27 +531,32 @@ where
                         _ if failed => Outcome::Failure,
                         _ => Outcome::Success { slow },
                     };
-                    (outcome, status, matches!(relayed, Relayed::KeepAlive))
+                    (
+                        outcome,
+                        status,
+                        matches!(relayed, Relayed::KeepAlive),
+                        elapsed,
+                    )
                 }
                 Err(failure) => {
                     let (outcome, mut answer) = proxy::failure_answer(failure, &rid);
                     if let (Some(l), Some(a)) = (limiter, &admitted.allowed) {
                         proxy::rate_limit_fields(l, a, answer.headers_mut());
                     }
+                    let status = answer.status().as_u16();
+                    let elapsed = counted(status);
                     let closing = write_answer(out, &answer, head_request);
                     let ok = io.write_all(out).await.is_ok();
-                    (outcome, answer.status().as_u16(), ok && !closing)
+                    (outcome, status, ok && !closing, elapsed)
                 }
             };
             if let Some(ticket) = admitted.ticket.take() {
                 ticket.finish(outcome);
             }
             drop(admitted.permit.take());
-            (status, keep)
+            (status, keep, elapsed)
         }
     };
-    let elapsed = started.elapsed();
-    proxy::record(inner, &snapshot, done.route, status, elapsed);
     if done.log {
         proxy::access_log(
             rid.to_str().unwrap_or("-"),
