@@ -1,7 +1,7 @@
 //! The API's one error type and the one place errors become HTTP answers.
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::response::{IntoResponse, Response};
 use berth_controlplane::CpError;
 use berth_core::{ErrorBody, ErrorCode};
@@ -37,13 +37,62 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Complete an error answer with the request id (called by the request middleware).
+/// Complete an error answer with the request id (called by the request middleware). An error
+/// answer that did not come from [`ApiError`] (an extractor's rejection, a body cut off at its
+/// limit, anything axum or a layer answers by itself) is rewritten into the same shape here, so
+/// no error leaves the API in another form.
 pub(crate) async fn finish(resp: &mut Response, request_id: &str) {
-    if let Some(Pending(mut body)) = resp.extensions_mut().remove::<Pending>() {
-        body.request_id = request_id.to_string();
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
-        *resp.body_mut() = Body::from(json);
+    let body = match resp.extensions_mut().remove::<Pending>() {
+        Some(Pending(body)) => body,
+        None if resp.status().is_client_error() || resp.status().is_server_error() => {
+            let status = resp.status();
+            let taken = std::mem::replace(resp.body_mut(), Body::empty());
+            let text = axum::body::to_bytes(taken, 16 * 1024)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .unwrap_or_default();
+            let code = code_for_status(status.as_u16());
+            let message = if text.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                text
+            };
+            *resp.status_mut() = http::StatusCode::from_u16(code.status()).unwrap_or(status);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            code.body(message, "")
+        }
+        None => return,
+    };
+    let mut body = body;
+    body.request_id = request_id.to_string();
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    *resp.body_mut() = Body::from(json);
+}
+
+/// The code for an error status that came without one (a rejection by axum itself).
+fn code_for_status(status: u16) -> ErrorCode {
+    match status {
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        400..=499 => ErrorCode::InvalidArgument,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// A body rejection's code: its status says whether the body was too large or of the wrong type;
+/// anything else is the body's own fault (`fallback`).
+fn body_code(status: http::StatusCode, fallback: ErrorCode) -> ErrorCode {
+    match status.as_u16() {
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        _ => fallback,
     }
 }
 
@@ -63,7 +112,7 @@ impl From<CpError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        ApiError::new(ErrorCode::InvalidJson, r.body_text())
+        ApiError::new(body_code(r.status(), ErrorCode::InvalidJson), r.body_text())
     }
 }
 
@@ -76,5 +125,14 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::new(ErrorCode::InvalidArgument, r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        ApiError::new(
+            body_code(r.status(), ErrorCode::InvalidArgument),
+            r.body_text(),
+        )
     }
 }

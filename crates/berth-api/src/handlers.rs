@@ -430,7 +430,21 @@ pub(crate) async fn set_secret(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildsQuery {
+    #[serde(default, deserialize_with = "non_empty")]
     service: Option<String>,
+}
+
+/// `?service=` with no name is a mistake (an unset shell variable), not "every service".
+fn non_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Err(serde::de::Error::custom(
+            "`service` names a service; leave it out to list every service",
+        ));
+    }
+    Ok(Some(s))
 }
 
 pub(crate) async fn list_builds(
@@ -560,7 +574,7 @@ pub(crate) async fn restore_image(
     State(s): State<AppState>,
     body: bytes::Bytes,
 ) -> Result<Response> {
-    let report = s.cp.restore_image(body.to_vec()).await?;
+    let report = s.cp.restore_image(Vec::from(body)).await?;
     Ok(Json(serde_json::json!({"restored": report})).into_response())
 }
 

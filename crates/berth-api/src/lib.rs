@@ -9,9 +9,12 @@
 //! - Every answer carries `X-Request-Id` (the client's if well formed, else a new one) and the
 //!   same id is in every error body and log line of the request.
 //! - The API controls the Docker engine, so until users and tokens exist it answers loopback
-//!   peers only (the server also refuses to listen on a non-loopback address).
+//!   peers only (the server also refuses to listen on a non-loopback address), and of those only
+//!   requests a web page cannot forge: a `Host` it answers for, no foreign `Origin`, the
+//!   endpoint's content type, a body within the endpoint's limit ([`guard`]).
 
 pub mod error;
+pub mod guard;
 mod handlers;
 pub mod openapi;
 
@@ -57,9 +60,16 @@ pub fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The API router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
-/// loopback check sees the peer.
+/// The API router answering for `localhost`, `127.0.0.1` and `[::1]` on any port
+/// ([`guard::Access::default`]); see [`router_with`].
 pub fn router(state: AppState) -> Router {
+    router_with(state, guard::Access::default())
+}
+
+/// The API router, answering for the hosts of `access`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the loopback check sees the peer.
+pub fn router_with(state: AppState, access: guard::Access) -> Router {
+    let access = std::sync::Arc::new(access);
     Router::new()
         .route("/api/v1/health", get(handlers::health))
         .route("/api/v1/openapi.json", get(handlers::openapi))
@@ -132,16 +142,21 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this path",
             )
         })
-        // Image archives are large; everything else is small JSON. (Build contexts are read as
-        // a stream, and the control plane enforces their own limit.)
-        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024 * 1024))
-        .layer(axum::middleware::from_fn(request_context))
+        // Each route's content types and body limit (guard::rule); no blanket limit besides.
+        .route_layer(axum::middleware::from_fn(guard::body_rules))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let access = access.clone();
+                async move { request_context(&access, req, next).await }
+            },
+        ))
         .with_state(state)
 }
 
-/// Outermost middleware: request id, loopback check, error bodies completed with the id,
-/// one log line per request.
-async fn request_context(mut req: Request, next: Next) -> Response {
+/// Outermost middleware: request id, loopback, host and origin checks, error bodies completed
+/// with the id (and put in shape), one log line per request.
+async fn request_context(access: &guard::Access, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -158,7 +173,13 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     // Fail closed: a peer we cannot see is treated as remote.
     let mut resp = match peer {
-        Some(p) if p.ip().is_loopback() => next.run(req).await,
+        Some(p) if p.ip().is_loopback() => match guard::check_caller(access, &req) {
+            Ok(()) => next.run(req).await,
+            Err(e) => {
+                tracing::warn!(request_id = %id, %method, path, code = %e.code, message = e.message, "api request refused");
+                e.into_response()
+            }
+        },
         _ => ApiError::new(
             ErrorCode::Forbidden,
             "the Berth API answers loopback clients only until users and tokens exist",

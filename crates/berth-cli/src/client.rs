@@ -24,6 +24,9 @@ impl fmt::Display for ApiFailure {
 }
 impl std::error::Error for ApiFailure {}
 
+/// The content type of a secret's value (`PUT …/secrets/…`, `…/webhook-secret`).
+const TEXT: &str = "text/plain; charset=utf-8";
+
 /// The client.
 #[derive(Clone)]
 pub struct Client {
@@ -47,6 +50,15 @@ impl Client {
 
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
+    }
+
+    /// A `POST` without a body. The server wants `Content-Type: application/json` on every
+    /// `POST` (a web page cannot send that to another origin without asking first), so it is
+    /// sent with an empty body.
+    fn bodiless_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
@@ -223,7 +235,7 @@ impl Client {
             .await
     }
     pub async fn rotate_key(&self) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.post(self.url("/keys/rotate"))).await
+        self.send(self.bodiless_post("/keys/rotate")).await
     }
     pub async fn add_issuer(&self, req: &IssuerRequest) -> anyhow::Result<IssuerView> {
         self.send(self.http.post(self.url("/issuers")).json(req))
@@ -273,7 +285,7 @@ impl Client {
             .await
     }
     pub async fn cancel_build(&self, id: u64) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.post(self.url(&format!("/builds/{id}/cancel"))))
+        self.send(self.bodiless_post(&format!("/builds/{id}/cancel")))
             .await
     }
     pub async fn versions(&self, name: &str) -> anyhow::Result<Vec<berth_core::api::VersionView>> {
@@ -292,6 +304,7 @@ impl Client {
         self.send(
             self.http
                 .put(self.url(&format!("/services/{service}/secrets/{name}")))
+                .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
         .await
@@ -304,6 +317,7 @@ impl Client {
         self.send(
             self.http
                 .put(self.url(&format!("/services/{service}/webhook-secret")))
+                .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
         .await
@@ -342,8 +356,13 @@ impl Client {
             .await?)
     }
     pub async fn restore_image(&self, tar: Vec<u8>) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.post(self.url("/images/restore")).body(tar))
-            .await
+        self.send(
+            self.http
+                .post(self.url("/images/restore"))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .body(tar),
+        )
+        .await
     }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {

@@ -271,6 +271,16 @@ pub struct ServerArgs {
     /// Address of the REST API (loopback only until users and tokens exist).
     #[arg(long, env = "BERTH_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
     pub api_listen: String,
+    /// Another host name the API answers for (repeatable, or a comma list): NAME or NAME:PORT.
+    /// By default it answers only for its listen address, `localhost`, `127.0.0.1` and `[::1]`;
+    /// any other `Host` header is refused (DNS rebinding).
+    #[arg(
+        long = "api-host",
+        env = "BERTH_API_HOST",
+        value_name = "NAME[:PORT]",
+        value_delimiter = ','
+    )]
+    pub api_hosts: Vec<String>,
     /// Address of the HTTP gateway (the entry point to routed services).
     #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
     pub gateway_listen: String,

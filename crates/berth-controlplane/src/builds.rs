@@ -194,7 +194,7 @@ impl ControlPlane {
             .inner
             .store
             .get_service(name)?
-            .ok_or_else(|| CpError::ServiceNotFound(String::new(), name.clone()))?;
+            .ok_or_else(|| CpError::UnknownBuildService(name.clone()))?;
         Ok(ServiceView {
             name: rec.name,
             source: rec.source,
@@ -220,7 +220,7 @@ impl ControlPlane {
     /// Set a build-time secret (given to `run` steps only, masked in logs).
     pub fn set_build_secret(&self, service: &str, name: &str, value: &str) -> Result<(), CpError> {
         if self.inner.store.get_service(service)?.is_none() {
-            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+            return Err(CpError::UnknownBuildService(service.into()));
         }
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(CpError::InvalidArgument(format!(
@@ -239,7 +239,7 @@ impl ControlPlane {
             .inner
             .store
             .get_service(service)?
-            .ok_or_else(|| CpError::ServiceNotFound(String::new(), service.into()))?;
+            .ok_or_else(|| CpError::UnknownBuildService(service.into()))?;
         let source = source_of(&rec.source, req.git_ref.as_deref()).ok_or_else(|| {
             CpError::InvalidArgument(format!("service {service:?} has no usable source"))
         })?;
@@ -290,22 +290,27 @@ impl ControlPlane {
     pub fn build(&self, id: u64) -> Result<BuildView, CpError> {
         self.inner
             .store
-            .get_build(id)?
+            .get_build(crate::error::stored_id("build id", id)?)?
             .map(build_view)
-            .ok_or_else(|| CpError::InvalidArgument(format!("no build {id}")))
+            .ok_or(CpError::BuildNotFound(id))
     }
 
     /// Cancel a queued or running build.
     pub fn cancel_build(&self, id: u64) -> Result<(), CpError> {
         let builds = self.builds()?;
-        match lock(&builds.running).get(&id) {
-            Some(r) => {
-                r.cancel.cancel();
+        let cancel = lock(&builds.running).get(&id).map(|r| r.cancel.clone());
+        match cancel {
+            Some(cancel) => {
+                cancel.cancel();
                 Ok(())
             }
-            None => Err(CpError::InvalidArgument(format!(
-                "build {id} is not running"
-            ))),
+            None => {
+                // 404 for a build that never existed, 400 for one that ended.
+                self.build(id)?;
+                Err(CpError::InvalidArgument(format!(
+                    "build {id} is not running"
+                )))
+            }
         }
     }
 
@@ -344,7 +349,7 @@ impl ControlPlane {
     /// Versions of a service, newest first.
     pub fn versions(&self, service: &str) -> Result<Vec<VersionView>, CpError> {
         if self.inner.store.get_service(service)?.is_none() {
-            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+            return Err(CpError::UnknownBuildService(service.into()));
         }
         Ok(self
             .inner

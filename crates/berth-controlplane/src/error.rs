@@ -34,6 +34,12 @@ pub enum CpError {
     /// Unknown service of an application.
     #[error("service {1:?} does not exist in application {0:?}")]
     ServiceNotFound(String, String),
+    /// Unknown service built from source (`berth service create`), in no application.
+    #[error("no service {0:?} is registered for builds (see `berth service ls`)")]
+    UnknownBuildService(String),
+    /// Unknown build.
+    #[error("build {0} does not exist")]
+    BuildNotFound(u64),
     /// Unknown revision.
     #[error("revision {1} of application {0:?} does not exist")]
     RevisionNotFound(String, u64),
@@ -78,6 +84,20 @@ impl From<berth_store::StoreError> for CpError {
     }
 }
 
+/// The largest id or revision number the state database can hold (SQLite integers are signed
+/// 64-bit): a larger number names nothing and is a bad argument, never a store failure.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+/// `n` if the store can hold it, else `invalid_argument` naming `what`.
+pub(crate) fn stored_id(what: &str, n: u64) -> Result<u64, CpError> {
+    if n > MAX_ID {
+        return Err(CpError::InvalidArgument(format!(
+            "{what} {n} is out of range (at most {MAX_ID})"
+        )));
+    }
+    Ok(n)
+}
+
 impl CpError {
     /// The stable error code (and with it the HTTP status).
     #[must_use]
@@ -92,7 +112,10 @@ impl CpError {
             CpError::BuildFailed { .. } => ErrorCode::BuildFailed,
             CpError::ContextTooLarge(_) => ErrorCode::PayloadTooLarge,
             CpError::AppNotFound(_) => ErrorCode::AppNotFound,
-            CpError::ServiceNotFound(..) => ErrorCode::ServiceNotFound,
+            CpError::ServiceNotFound(..) | CpError::UnknownBuildService(_) => {
+                ErrorCode::ServiceNotFound
+            }
+            CpError::BuildNotFound(_) => ErrorCode::BuildNotFound,
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,

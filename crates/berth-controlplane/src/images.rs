@@ -68,7 +68,7 @@ impl ControlPlane {
         let services: Vec<String> = match service {
             Some(s) => {
                 if self.inner.store.get_service(s)?.is_none() {
-                    return Err(CpError::ServiceNotFound(String::new(), s.into()));
+                    return Err(CpError::UnknownBuildService(s.into()));
                 }
                 vec![s.to_string()]
             }

@@ -606,7 +606,10 @@ impl ControlPlane {
     pub fn rollback(&self, app: &str, req: &RollbackRequest) -> Result<RevisionCreated, CpError> {
         let (current, _) = self.current_spec(app)?;
         let target = match req.to {
-            Some(n) => self.inner.store.get_revision(app, n)?,
+            Some(n) => self
+                .inner
+                .store
+                .get_revision(app, error::stored_id("revision", n)?)?,
             None => self
                 .inner
                 .store

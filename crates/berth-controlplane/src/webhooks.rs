@@ -81,7 +81,7 @@ impl ControlPlane {
             ));
         }
         if !self.inner.store.set_webhook_secret(service, secret)? {
-            return Err(CpError::ServiceNotFound(String::new(), service.into()));
+            return Err(CpError::UnknownBuildService(service.into()));
         }
         Ok(())
     }
@@ -98,7 +98,7 @@ impl ControlPlane {
             .store
             .get_service(service)
             .map_err(CpError::from)?
-            .ok_or_else(|| CpError::ServiceNotFound(String::new(), service.into()))?;
+            .ok_or_else(|| CpError::UnknownBuildService(service.into()))?;
         let secret = self
             .inner
             .store

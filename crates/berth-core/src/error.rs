@@ -76,6 +76,17 @@ pub enum ErrorCode {
     CircuitOpen,
     /// Gateway: the service's concurrency limit and wait queue are full.
     OverCapacity,
+    /// API: the request body's `Content-Type` is not one the endpoint accepts.
+    UnsupportedMediaType,
+    /// API: the request comes from a web page of another origin (`Origin`, `Sec-Fetch-Site`).
+    ForbiddenOrigin,
+    /// API: the `Host` header names a host the API is not configured to answer for (DNS
+    /// rebinding).
+    BadHost,
+    /// API: the request URI is longer than the server accepts.
+    UriTooLong,
+    /// The named build does not exist.
+    BuildNotFound,
 }
 
 impl ErrorCode {
@@ -109,6 +120,11 @@ impl ErrorCode {
         Self::RateLimited,
         Self::CircuitOpen,
         Self::OverCapacity,
+        Self::UnsupportedMediaType,
+        Self::ForbiddenOrigin,
+        Self::BadHost,
+        Self::UriTooLong,
+        Self::BuildNotFound,
     ];
 
     /// The stable string clients match on.
@@ -143,6 +159,11 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::CircuitOpen => "circuit_open",
             Self::OverCapacity => "over_capacity",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ForbiddenOrigin => "forbidden_origin",
+            Self::BadHost => "bad_host",
+            Self::UriTooLong => "uri_too_long",
+            Self::BuildNotFound => "build_not_found",
         }
     }
 
@@ -161,10 +182,14 @@ impl ErrorCode {
             | Self::ServiceNotFound
             | Self::RevisionNotFound
             | Self::NotFound
-            | Self::NoRoute => 404,
+            | Self::NoRoute
+            | Self::BuildNotFound => 404,
             Self::RouteConflict | Self::PortConflict => 409,
             Self::MethodNotAllowed => 405,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::ForbiddenOrigin => 403,
+            Self::UnsupportedMediaType => 415,
+            Self::BadHost => 421,
+            Self::UriTooLong => 414,
             Self::DockerUnavailable
             | Self::NoHealthyUpstream
             | Self::CircuitOpen

@@ -116,6 +116,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "--api-listen {api_addr}: the API controls the Docker engine and has no users or tokens yet, so it listens on loopback only (use 127.0.0.1 or [::1])"
         );
     }
+    let access =
+        berth_api::guard::Access::for_listen(api_addr, &args.api_hosts).map_err(|e| anyhow!(e))?;
     let gateway_addr: SocketAddr = args.gateway_listen.parse().map_err(|_| {
         anyhow!(
             "--gateway-listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
@@ -228,11 +230,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let g = gateway.clone();
         Some(Arc::new(move || g.render_metrics()))
     };
-    let app = berth_api::router(berth_api::AppState {
-        cp: cp.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        metrics,
-    });
+    let app = berth_api::router_with(
+        berth_api::AppState {
+            cp: cp.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            metrics,
+        },
+        access,
+    );
     let api_shutdown = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let _ = axum::serve(

@@ -1,0 +1,429 @@
+//! Who may call the API, and with what: the checks that keep a web page in a browser on the same
+//! machine from driving the API (CSRF, DNS rebinding), and the body limit of every endpoint.
+//!
+//! Rules it keeps (see `docs/security.md`, "The API: who may call it", and `docs/api.md`):
+//! - **Host allow-list.** The `Host` header (and an absolute request URI's authority) must name a
+//!   host the API answers for: by default its listen address, `localhost`, `127.0.0.1` and
+//!   `[::1]`, plus every `--api-host`. A page that rebinds its own name to 127.0.0.1 still sends
+//!   its own name, and is refused (`421 bad_host`). Names compare case-insensitively; a `Host`
+//!   without a port matches any port, an allowed name without a port matches any port.
+//! - **No foreign origins.** A request with an `Origin` header that is not the API's own
+//!   (`http://` + an allowed host), `Origin: null` included, or with `Sec-Fetch-Site:
+//!   cross-site` / `same-site`, is refused (`403 forbidden_origin`), whatever the method.
+//! - **Declared content types.** Every state-changing call (`POST`, `PUT`, `PATCH`) carries the
+//!   content type its endpoint documents; `POST`s without a body carry `application/json` too, so
+//!   that no cross-origin "simple request" (form posts, `text/plain` fetches) can reach them without
+//!   a CORS preflight, which the API never grants (`415 unsupported_media_type`).
+//! - **Body limits per endpoint.** A `Content-Length` over the endpoint's limit is refused before
+//!   the body is read (`413 payload_too_large`); a body without one is cut off at the limit.
+//!
+//! The rules per endpoint are one table ([`rule`]), keyed by method and route template.
+
+use crate::error::ApiError;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_core::ErrorCode;
+use http::Method;
+use std::net::SocketAddr;
+
+/// Small JSON bodies (and requests without a body).
+pub const JSON_LIMIT: u64 = 1024 * 1024;
+/// `POST /apps/{app}/apply`: the Compose bundle (Compose files, `.env`, env files, file-based
+/// secrets and configs, as text).
+pub const APPLY_LIMIT: u64 = 16 * 1024 * 1024;
+/// `POST /hooks/{name}`: GitHub caps webhook payloads at 25 MB.
+pub const WEBHOOK_LIMIT: u64 = 25 * 1024 * 1024;
+/// `PUT …/secrets/{secret}` and `…/webhook-secret`: a secret's value.
+pub const SECRET_LIMIT: u64 = 64 * 1024;
+/// `POST /images/restore`: an image archive (held in memory while the engine loads it).
+pub const RESTORE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// `POST /contexts`: a build context, streamed to disk (the control plane's own limit).
+pub const CONTEXT_LIMIT: u64 = berth_core::api::MAX_BUILD_CONTEXT_BYTES;
+/// The longest request URI (path and query) the API answers.
+pub const MAX_URI: usize = 8 * 1024;
+
+const JSON: &[&str] = &["application/json"];
+const TAR: &[&str] = &["application/x-tar"];
+const TEXT: &[&str] = &["text/plain", "application/octet-stream"];
+
+/// What an endpoint accepts as a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Accepted content types (`None`: any, or none: reads carry no body to speak of).
+    pub types: Option<&'static [&'static str]>,
+    /// The largest body, in bytes.
+    pub limit: u64,
+    /// The handler streams the body and enforces `limit` itself (so it can answer
+    /// `payload_too_large` with its own message); only `Content-Length` is checked here.
+    pub streamed: bool,
+}
+
+/// The body rule of a route (`path` is the route template, e.g. `/api/v1/apps/{app}/apply`).
+/// A write not named here gets the strict default: JSON, 1 MiB.
+#[must_use]
+pub fn rule(method: &Method, path: &str) -> Rule {
+    let r = |types, limit| Rule {
+        types: Some(types),
+        limit,
+        streamed: false,
+    };
+    match (method.as_str(), path) {
+        ("GET" | "HEAD" | "OPTIONS", _) => Rule {
+            types: None,
+            limit: JSON_LIMIT,
+            streamed: false,
+        },
+        ("POST", "/api/v1/apps/{app}/apply") => r(JSON, APPLY_LIMIT),
+        ("POST", "/api/v1/contexts") => Rule {
+            streamed: true,
+            ..r(TAR, CONTEXT_LIMIT)
+        },
+        ("POST", "/api/v1/images/restore") => r(TAR, RESTORE_LIMIT),
+        ("POST", "/api/v1/hooks/{name}") => r(JSON, WEBHOOK_LIMIT),
+        (
+            "PUT",
+            "/api/v1/services/{name}/secrets/{secret}" | "/api/v1/services/{name}/webhook-secret",
+        ) => r(TEXT, SECRET_LIMIT),
+        // DELETE is never a "simple" cross-origin request (the browser must ask first, and the
+        // API never agrees), and these carry no body: any type, or none.
+        ("DELETE", _) => Rule {
+            types: None,
+            limit: JSON_LIMIT,
+            streamed: false,
+        },
+        // Every other write, bodiless POSTs (`/keys/rotate`, `/builds/{id}/cancel`) included.
+        _ => r(JSON, JSON_LIMIT),
+    }
+}
+
+/// The hosts the API answers for (the `Host` allow-list).
+#[derive(Debug, Clone)]
+pub struct Access {
+    hosts: Vec<(String, Option<u16>)>,
+}
+
+impl Default for Access {
+    /// `localhost`, `127.0.0.1` and `[::1]` on any port (a router not bound to an address).
+    fn default() -> Self {
+        let mut a = Access { hosts: Vec::new() };
+        for h in ["localhost", "127.0.0.1", "[::1]"] {
+            a.hosts.push((h.into(), None));
+        }
+        a
+    }
+}
+
+impl Access {
+    /// The default for an API listening on `listen`: the listen address, `localhost`,
+    /// `127.0.0.1` and `[::1]` on its port, and each of `extra` (`NAME` or `NAME:PORT`; a name
+    /// without a port is allowed on any port).
+    ///
+    /// # Errors
+    /// An entry of `extra` that is not a host name, IP address or `[IPv6]`, with an optional port.
+    pub fn for_listen(listen: SocketAddr, extra: &[String]) -> Result<Access, String> {
+        let port = Some(listen.port());
+        let mut hosts = vec![(host_of(listen), port)];
+        for h in ["localhost", "127.0.0.1", "[::1]"] {
+            hosts.push((h.into(), port));
+        }
+        for e in extra {
+            let e = e.trim();
+            if e.is_empty() {
+                continue;
+            }
+            let parsed = split_host(e)
+                .filter(|(h, _)| valid_name(h))
+                .ok_or_else(|| {
+                    format!("--api-host {e:?}: expected a host name or IP address, with an optional :PORT")
+                })?;
+            hosts.push(parsed);
+        }
+        Ok(Access { hosts })
+    }
+
+    /// Is `value` (a `Host` header or URI authority) one the API answers for?
+    #[must_use]
+    pub fn allows(&self, value: &str) -> bool {
+        let Some((name, port)) = split_host(value.trim()) else {
+            return false;
+        };
+        self.hosts.iter().any(|(h, p)| {
+            *h == name
+                && match (p, port) {
+                    (Some(a), Some(b)) => *a == b,
+                    _ => true,
+                }
+        })
+    }
+
+    /// Is `origin` (an `Origin` header) the API's own: `http://` + an allowed host?
+    #[must_use]
+    pub fn own_origin(&self, origin: &str) -> bool {
+        let o = origin.trim();
+        let Some(rest) = o
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("http://"))
+            .map(|_| &o[7..])
+        else {
+            return false;
+        };
+        !rest.is_empty() && !rest.contains(['/', '@', '?', '#']) && self.allows(rest)
+    }
+}
+
+fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
+/// `name[:port]` → (lowercase name, port); `None` if malformed.
+fn split_host(value: &str) -> Option<(String, Option<u16>)> {
+    let (name, port) = if value.starts_with('[') {
+        let end = value.find(']')?;
+        let (name, rest) = value.split_at(end + 1);
+        match rest {
+            "" => (name, None),
+            p => (name, Some(p.strip_prefix(':')?)),
+        }
+    } else {
+        match value.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (value, None),
+        }
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    // A fully qualified `localhost.` is the same name.
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    Some((name, port))
+}
+
+fn valid_name(name: &str) -> bool {
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+/// Host, origin and URI checks, before routing (so they cover unknown paths too).
+pub(crate) fn check_caller(access: &Access, req: &Request) -> Result<(), ApiError> {
+    let uri = req.uri();
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI {
+        return Err(ApiError::new(
+            ErrorCode::UriTooLong,
+            format!("the request URI is {uri_len} bytes long; the API accepts at most {MAX_URI}"),
+        ));
+    }
+    let headers = req.headers();
+    let host = headers
+        .get(http::header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    match (host, uri.authority()) {
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::BadHost,
+                "the request has no Host header",
+            ))
+        }
+        (host, authority) => {
+            for h in host
+                .into_iter()
+                .chain(authority.map(http::uri::Authority::as_str))
+            {
+                if !access.allows(h) {
+                    return Err(ApiError::new(
+                        ErrorCode::BadHost,
+                        format!(
+                            "the API does not answer for host {h:?} (allowed: its listen address, localhost, 127.0.0.1, [::1] and --api-host names)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !access.own_origin(origin) {
+            return Err(ApiError::new(
+                ErrorCode::ForbiddenOrigin,
+                format!(
+                    "requests from web pages of other origins are refused (Origin: {origin:?})"
+                ),
+            ));
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("");
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Err(ApiError::new(
+                ErrorCode::ForbiddenOrigin,
+                format!(
+                    "requests from web pages of other origins are refused (Sec-Fetch-Site: {site})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Is `value` (a `Content-Type` header) one of `types` (parameters such as `charset` aside)?
+fn type_is(value: &str, types: &[&str]) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    types.iter().any(|t| essence.eq_ignore_ascii_case(t))
+}
+
+/// Route middleware (after routing, so the route template is known): the endpoint's content
+/// types and body limit.
+pub(crate) async fn body_rules(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let rule = rule(req.method(), &path);
+    if let Some(types) = rule.types {
+        let given = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("?"));
+        match given {
+            Some(t) if type_is(t, types) => {}
+            given => {
+                return ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "{} {path} needs Content-Type: {}{}",
+                        req.method(),
+                        types.join(" or "),
+                        given.map_or_else(
+                            || " (none was sent)".to_string(),
+                            |g| format!(", not {g:?}")
+                        ),
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    let length = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = length.filter(|n| *n > rule.limit) {
+        return too_large(n, rule.limit).into_response();
+    }
+    if rule.streamed {
+        return next.run(req).await;
+    }
+    // No (or a small) Content-Length: cut the body off at the limit while it is read.
+    let limit = usize::try_from(rule.limit).unwrap_or(usize::MAX);
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    next.run(req).await
+}
+
+/// `413 payload_too_large` for a body of `size` bytes (or more) over `limit`.
+pub(crate) fn too_large(size: u64, limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body ({size} bytes) is larger than this endpoint accepts ({})",
+            human(limit)
+        ),
+    )
+}
+
+/// `limit` as `N MiB` / `N KiB` / `N bytes`.
+pub(crate) fn human(limit: u64) -> String {
+    if limit >= 1024 * 1024 && limit % (1024 * 1024) == 0 {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else if limit >= 1024 && limit % 1024 == 0 {
+        format!("{} KiB", limit / 1024)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_compare_case_insensitively_with_and_without_port() {
+        let a = Access::for_listen(
+            "127.0.0.1:7400".parse().unwrap(),
+            &["berth.internal".into(), "Proxy.Example:8443".into()],
+        )
+        .unwrap();
+        for ok in [
+            "127.0.0.1:7400",
+            "127.0.0.1",
+            "LOCALHOST:7400",
+            "localhost",
+            "localhost.:7400",
+            "[::1]:7400",
+            "[::1]",
+            "berth.internal:1234",
+            "BERTH.internal",
+            "proxy.example:8443",
+            "proxy.example",
+        ] {
+            assert!(a.allows(ok), "{ok} should be allowed");
+        }
+        for bad in [
+            "localhost:7401",
+            "evil.example",
+            "evil.example:7400",
+            "127.0.0.1.evil.example",
+            "proxy.example:8444",
+            "",
+            ":7400",
+            "[::1",
+            "localhost:port",
+            "[::2]:7400",
+        ] {
+            assert!(!a.allows(bad), "{bad} should be refused");
+        }
+        assert!(a.own_origin("http://127.0.0.1:7400"));
+        assert!(a.own_origin("HTTP://localhost:7400"));
+        for bad in [
+            "null",
+            "https://127.0.0.1:7400",
+            "http://evil.example",
+            "http://localhost:7400/",
+            "http://user@localhost:7400",
+            "http://",
+            "",
+        ] {
+            assert!(!a.own_origin(bad), "{bad} should be foreign");
+        }
+        assert!(Access::for_listen("127.0.0.1:7400".parse().unwrap(), &["a b".into()]).is_err());
+        assert!(
+            Access::for_listen("127.0.0.1:7400".parse().unwrap(), &["x:99999".into()]).is_err()
+        );
+    }
+
+    #[test]
+    fn every_write_needs_a_declared_type() {
+        let post = Method::POST;
+        assert_eq!(rule(&post, "/api/v1/apps/{app}/apply").limit, APPLY_LIMIT);
+        assert_eq!(rule(&post, "/api/v1/keys/rotate").types, Some(JSON));
+        assert_eq!(rule(&post, "/api/v1/images/restore").types, Some(TAR));
+        assert_eq!(rule(&post, "/api/v1/some/future/path").types, Some(JSON));
+        assert_eq!(rule(&Method::PATCH, "/api/v1/x").types, Some(JSON));
+        assert!(type_is("Application/JSON; charset=utf-8", JSON));
+        assert!(!type_is("text/plain", JSON));
+        assert!(!type_is("application/jsonx", JSON));
+    }
+}
