@@ -1,7 +1,8 @@
 //! The router against the OpenAPI table: every documented operation is routed (it may answer a
 //! domain error like `app_not_found`, never the router's `not_found` / `method_not_allowed`),
-//! and error answers carry the request id. Uses the real Docker engine only to construct the
-//! control plane (nothing is created).
+//! and error answers carry the request id. Who may call (Host, Origin, content types, body
+//! limits: `guard.rs`) and the shape of every error answer. Uses the real Docker engine only to
+//! construct the control plane (nothing is created).
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -25,6 +26,10 @@ impl DataPlane for NoDataPlane {
 }
 
 async fn router() -> (axum::Router, tempfile::TempDir) {
+    router_with(berth_api::guard::Access::default()).await
+}
+
+async fn router_with(access: berth_api::guard::Access) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = berth_store::Store::open(dir.path()).unwrap();
     let docker = berth_docker::Docker::connect().await.unwrap();
@@ -39,11 +44,14 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
     )
     .unwrap();
     (
-        berth_api::router(berth_api::AppState {
-            cp,
-            version: "test".into(),
-            metrics: Some(Arc::new(String::new)),
-        }),
+        berth_api::router_with(
+            berth_api::AppState {
+                cp,
+                version: "test".into(),
+                metrics: Some(Arc::new(String::new)),
+            },
+            access,
+        ),
         dir,
     )
 }
@@ -52,6 +60,7 @@ fn request(method: &str, path: &str, body: &str, peer: &str) -> http::Request<Bo
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)
+        .header("host", "127.0.0.1:7400")
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
@@ -134,4 +143,465 @@ async fn remote_peers_are_refused_and_errors_carry_the_request_id() {
         .insert("x-request-id", "bad id with spaces".parse().unwrap());
     let resp = app.oneshot(req).await.unwrap();
     assert_ne!(resp.headers()["x-request-id"], "bad id with spaces");
+}
+
+/// A request with explicit headers (no defaults), from a loopback peer.
+fn raw(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -> http::Request<Body> {
+    let mut b = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut req = b.body(body).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
+    req
+}
+
+/// Send; (status, the Berth error code or "" for a success, the whole body).
+async fn call(app: &axum::Router, req: http::Request<Body>) -> (u16, String, serde_json::Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        assert!(status < 400, "{status}: a non-JSON error body: {bytes:?}");
+        serde_json::Value::Null
+    });
+    if status >= 400 {
+        // Every error answer has the Berth shape, with the request id of the header.
+        assert!(ct.starts_with("application/json"), "{status} {ct} {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert_eq!(body["request_id"], id, "{body}");
+    }
+    let code = body["code"].as_str().unwrap_or_default().to_string();
+    (status, code, body)
+}
+
+const H: (&str, &str) = ("host", "127.0.0.1:7400");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn hosts_the_api_does_not_answer_for_are_refused() {
+    let (app, _dir) = router().await;
+    for host in ["evil.example", "evil.example:7400", "127.0.0.1.nip.io:7400"] {
+        let (status, code, _) = call(
+            &app,
+            raw("GET", "/api/v1/health", &[("host", host)], Body::empty()),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (421, "bad_host"), "{host}");
+    }
+    // No Host at all, and an absolute URI naming another host.
+    let (status, code, _) = call(&app, raw("GET", "/api/v1/health", &[], Body::empty())).await;
+    assert_eq!((status, code.as_str()), (421, "bad_host"));
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "GET",
+            "http://evil.example/api/v1/health",
+            &[H],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (421, "bad_host"));
+    // Writes too (a rebinding page posting to /keys/rotate).
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "POST",
+            "/api/v1/keys/rotate",
+            &[("host", "evil.example:7400"), JSON],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (421, "bad_host"));
+    for host in ["127.0.0.1:7400", "LocalHost:7400", "localhost", "[::1]:9"] {
+        let (status, _, _) = call(
+            &app,
+            raw("GET", "/api/v1/health", &[("host", host)], Body::empty()),
+        )
+        .await;
+        assert_eq!(status, 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn configured_hosts_compare_with_and_without_port() {
+    let (_, _dir) = router().await;
+    let access = berth_api::guard::Access::for_listen(
+        "127.0.0.1:7400".parse().unwrap(),
+        &["berth.lan".to_string(), "tunnel.example:8000".to_string()],
+    )
+    .unwrap();
+    let (app, _dir2) = router_with(access).await;
+    for (host, want) in [
+        ("127.0.0.1:7400", 200),
+        ("localhost:7400", 200),
+        ("localhost:7401", 421),
+        ("BERTH.LAN:1", 200),
+        ("tunnel.example:8000", 200),
+        ("tunnel.example:8001", 421),
+        ("other.lan", 421),
+    ] {
+        let (status, _, _) = call(
+            &app,
+            raw("GET", "/api/v1/health", &[("host", host)], Body::empty()),
+        )
+        .await;
+        assert_eq!(status, want, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn requests_from_other_origins_are_refused() {
+    let (app, _dir) = router().await;
+    for (k, v) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("origin", "https://127.0.0.1:7400"),
+        ("origin", "http://127.0.0.1:7400.evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        for (method, path, ct, body) in [
+            ("POST", "/api/v1/keys/rotate", "application/json", ""),
+            ("POST", "/api/v1/images/restore", "application/x-tar", "x"),
+            ("POST", "/api/v1/contexts", "application/x-tar", "x"),
+            ("POST", "/api/v1/apps/shop/scale", "application/json", "{}"),
+            ("DELETE", "/api/v1/apps/shop", "application/json", ""),
+            ("GET", "/api/v1/gateway/table", "application/json", ""),
+        ] {
+            let (status, code, _) = call(
+                &app,
+                raw(
+                    method,
+                    path,
+                    &[H, ("content-type", ct), (k, v)],
+                    Body::from(body),
+                ),
+            )
+            .await;
+            assert_eq!(
+                (status, code.as_str()),
+                (403, "forbidden_origin"),
+                "{method} {path} with {k}: {v}"
+            );
+        }
+    }
+    // The API's own origin, and a same-origin fetch, pass.
+    for (k, v) in [
+        ("origin", "http://127.0.0.1:7400"),
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-site", "none"),
+    ] {
+        let (status, code, _) = call(
+            &app,
+            raw(
+                "POST",
+                "/api/v1/apps/ghost/scale",
+                &[H, JSON, (k, v)],
+                Body::from(r#"{"replicas": {"web": 1}}"#),
+            ),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (404, "app_not_found"), "{k}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn writes_need_their_declared_content_type() {
+    let (app, _dir) = router().await;
+    let refused = [
+        // What a cross-origin <form> or a no-cors fetch can send without asking.
+        ("POST", "/api/v1/images/restore", Some("text/plain")),
+        ("POST", "/api/v1/images/restore", None),
+        ("POST", "/api/v1/keys/rotate", Some("text/plain")),
+        ("POST", "/api/v1/keys/rotate", None),
+        ("POST", "/api/v1/contexts", Some("text/plain")),
+        (
+            "POST",
+            "/api/v1/contexts",
+            Some("multipart/form-data; boundary=x"),
+        ),
+        ("POST", "/api/v1/apps/shop/apply", Some("text/plain")),
+        ("POST", "/api/v1/apps/shop/apply", None),
+        (
+            "POST",
+            "/api/v1/apps/shop/rollback",
+            Some("application/x-www-form-urlencoded"),
+        ),
+        ("POST", "/api/v1/builds/1/cancel", None),
+        ("POST", "/api/v1/tokens", Some("text/plain;charset=utf-8")),
+        (
+            "POST",
+            "/api/v1/hooks/web",
+            Some("application/x-www-form-urlencoded"),
+        ),
+        (
+            "PUT",
+            "/api/v1/services/web/secrets/S",
+            Some("application/x-www-form-urlencoded"),
+        ),
+        ("PUT", "/api/v1/services/web/webhook-secret", None),
+    ];
+    for (method, path, ct) in refused {
+        let mut headers = vec![H];
+        if let Some(ct) = ct {
+            headers.push(("content-type", ct));
+        }
+        let (status, code, _) = call(&app, raw(method, path, &headers, Body::from("{}"))).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (415, "unsupported_media_type"),
+            "{method} {path} {ct:?}"
+        );
+    }
+    // The documented types get past the check (to the endpoint's own answer).
+    let accepted = [
+        ("POST", "/api/v1/keys/rotate", "application/json", ""),
+        (
+            "POST",
+            "/api/v1/apps/ghost/rollback",
+            "Application/JSON; charset=utf-8",
+            "{}",
+        ),
+        (
+            "POST",
+            "/api/v1/images/restore",
+            "application/x-tar",
+            "not a tar",
+        ),
+        ("POST", "/api/v1/hooks/nobody", "application/json", "{}"),
+        (
+            "PUT",
+            "/api/v1/services/nobody/secrets/S",
+            "text/plain; charset=utf-8",
+            "v",
+        ),
+        ("DELETE", "/api/v1/apps/ghost", "", ""),
+    ];
+    for (method, path, ct, body) in accepted {
+        let mut headers = vec![H];
+        if !ct.is_empty() {
+            headers.push(("content-type", ct));
+        }
+        let (status, code, body) = call(&app, raw(method, path, &headers, Body::from(body))).await;
+        assert!(
+            status != 415 && status != 403,
+            "{method} {path} {ct}: {status} {code} {body}"
+        );
+    }
+}
+
+/// A body that records whether anyone read it.
+fn watched_body(size: usize, read: Arc<std::sync::atomic::AtomicBool>) -> Body {
+    let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+    let n = size.div_ceil(chunk.len());
+    Body::from_stream(futures_util::stream::iter((0..n).map(move |_| {
+        read.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    })))
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_before_they_are_read() {
+    let (app, _dir) = router().await;
+    // A Content-Length over the limit: 413 at once, the body untouched.
+    for (path, ct, limit) in [
+        ("/api/v1/apps/shop/apply", "application/json", 16u64 << 20),
+        ("/api/v1/apps/shop/scale", "application/json", 1 << 20),
+        ("/api/v1/keys/rotate", "application/json", 1 << 20),
+        ("/api/v1/images/restore", "application/x-tar", 2 << 30),
+        ("/api/v1/contexts", "application/x-tar", 512 << 20),
+    ] {
+        let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let len = (limit + 1).to_string();
+        let (status, code, _) = call(
+            &app,
+            raw(
+                "POST",
+                path,
+                &[H, ("content-type", ct), ("content-length", &len)],
+                watched_body(1 << 20, read.clone()),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (413, "payload_too_large"),
+            "{path}"
+        );
+        assert!(
+            !read.load(std::sync::atomic::Ordering::SeqCst),
+            "{path}: body was read"
+        );
+    }
+    // No Content-Length (chunked): cut off at the limit.
+    for (path, size) in [
+        ("/api/v1/apps/shop/apply", (16 << 20) + 1),
+        ("/api/v1/apps/shop/scale", (1 << 20) + 1),
+        ("/api/v1/tokens", (1 << 20) + 1),
+        ("/api/v1/hooks/web", (25 << 20) + 1),
+    ] {
+        let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (status, code, _) = call(
+            &app,
+            raw("POST", path, &[H, JSON], watched_body(size, read)),
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (413, "payload_too_large"),
+            "{path}"
+        );
+    }
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "PUT",
+            "/api/v1/services/web/secrets/S",
+            &[H, ("content-type", "text/plain")],
+            watched_body((64 << 10) + 1, read),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    // Under the limit, an apply body of a few MiB is read (and judged on its content).
+    let big = format!(
+        r#"{{"compose_files": ["c.yaml"], "files": {{"c.yaml": "{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "POST",
+            "/api/v1/apps/shop/apply",
+            &[H, JSON],
+            Body::from(big),
+        ),
+    )
+    .await;
+    assert_ne!(status, 413, "{code}");
+}
+
+#[tokio::test]
+async fn every_error_answer_has_the_berth_shape() {
+    let (app, _dir) = router().await;
+    let get = |path: String| raw("GET", &path, &[H], Body::empty());
+    let cases: Vec<(http::Request<Body>, u16, &str)> = vec![
+        (get("/api/v1/builds/abc".into()), 400, "invalid_argument"),
+        (get("/api/v1/builds/-1".into()), 400, "invalid_argument"),
+        (
+            get("/api/v1/builds/9223372036854775808".into()),
+            400,
+            "invalid_argument",
+        ),
+        (
+            get("/api/v1/builds/18446744073709551616".into()),
+            400,
+            "invalid_argument",
+        ),
+        (get("/api/v1/builds/999".into()), 404, "build_not_found"),
+        (
+            get("/api/v1/builds/999/logs".into()),
+            404,
+            "build_not_found",
+        ),
+        (
+            get("/api/v1/builds/abc/logs".into()),
+            400,
+            "invalid_argument",
+        ),
+        (get("/api/v1/events?after=x".into()), 400, "invalid_query"),
+        (get("/api/v1/events?limit=-1".into()), 400, "invalid_query"),
+        (get("/api/v1/images?service=".into()), 400, "invalid_query"),
+        (get("/api/v1/builds?service=".into()), 400, "invalid_query"),
+        (
+            get(format!("/api/v1/apps/{}", "a".repeat(9000))),
+            414,
+            "uri_too_long",
+        ),
+        (
+            get(format!("/api/v1/apps?x={}", "a".repeat(9000))),
+            414,
+            "uri_too_long",
+        ),
+        (
+            raw(
+                "POST",
+                "/api/v1/apps/ghost/rollback",
+                &[H, JSON],
+                Body::from(r#"{"to": 9223372036854775808}"#),
+            ),
+            400,
+            "invalid_argument",
+        ),
+        (
+            raw(
+                "POST",
+                "/api/v1/apps/ghost/rollback",
+                &[H, JSON],
+                Body::from(r#"{"to": 18446744073709551616}"#),
+            ),
+            400,
+            "invalid_json",
+        ),
+        (
+            raw(
+                "POST",
+                "/api/v1/builds/9223372036854775808/cancel",
+                &[H, JSON],
+                Body::empty(),
+            ),
+            400,
+            "invalid_argument",
+        ),
+        (
+            raw("POST", "/api/v1/builds/x/cancel", &[H, JSON], Body::empty()),
+            400,
+            "invalid_argument",
+        ),
+    ];
+    for (req, want_status, want_code) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (status, code, body) = call(&app, req).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "{what}: {body}"
+        );
+    }
+    // Messages name what is missing, not an empty application.
+    for (req, want) in [
+        (
+            raw("POST", "/api/v1/hooks/nope", &[H, JSON], Body::from("{}")),
+            "nope",
+        ),
+        (get("/api/v1/images?service=nope".into()), "nope"),
+        (get("/api/v1/services/nope/versions".into()), "nope"),
+    ] {
+        let what = req.uri().to_string();
+        let (status, code, body) = call(&app, req).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (404, "service_not_found"),
+            "{what}"
+        );
+        let msg = body["message"].as_str().unwrap();
+        assert!(
+            msg.contains(want) && !msg.contains("application \"\""),
+            "{what}: {msg}"
+        );
+    }
 }

@@ -604,12 +604,12 @@ impl ControlPlane {
 
     /// Roll back to a revision (by default the newest converged one before the current).
     pub fn rollback(&self, app: &str, req: &RollbackRequest) -> Result<RevisionCreated, CpError> {
+        if let Some(n) = req.to {
+            error::stored_id("revision", n)?;
+        }
         let (current, _) = self.current_spec(app)?;
         let target = match req.to {
-            Some(n) => self
-                .inner
-                .store
-                .get_revision(app, error::stored_id("revision", n)?)?,
+            Some(n) => self.inner.store.get_revision(app, n)?,
             None => self
                 .inner
                 .store
