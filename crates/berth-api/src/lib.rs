@@ -16,6 +16,7 @@
 pub mod error;
 pub mod guard;
 mod handlers;
+pub mod listener;
 pub mod openapi;
 
 use axum::extract::{ConnectInfo, Request};

@@ -241,7 +241,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_shutdown = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let _ = axum::serve(
-            api_listener,
+            berth_api::listener::listener(api_listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })

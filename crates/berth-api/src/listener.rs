@@ -1,0 +1,200 @@
+//! The API's listener: a TCP listener whose connections put the answers the HTTP parser (hyper)
+//! writes by itself into the Berth error shape.
+//!
+//! hyper answers a request it cannot parse (a URI over 64 KiB, a head too large, a malformed
+//! request line) before any of the API's code runs, with an empty `414`, `431` or `400`. Every
+//! answer the router writes carries `X-Request-Id`; such an automatic answer does not, has no
+//! body, and is the last thing on its connection. [`ApiIo`] recognises exactly that and writes
+//! `{"code", "message", "request_id"}` instead (`uri_too_long`, `headers_too_large`,
+//! `bad_request`), then lets hyper close the connection as it would have.
+
+use axum::serve::{Listener, ListenerExt};
+use berth_core::ErrorCode;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The TCP listener of the API.
+pub struct ApiListener(TcpListener);
+
+/// What `axum::serve` is given (the tap keeps axum's `ConnectInfo<SocketAddr>` working).
+pub type Serving = axum::serve::TapIo<ApiListener, fn(&mut ApiIo)>;
+
+/// Wrap the API's bound listener; serve the router on it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+#[must_use]
+pub fn listener(l: TcpListener) -> Serving {
+    fn nodelay(io: &mut ApiIo) {
+        let _ = io.inner.set_nodelay(true);
+    }
+    ApiListener(l).tap_io(nodelay as fn(&mut ApiIo))
+}
+
+impl Listener for ApiListener {
+    type Io = ApiIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (ApiIo, SocketAddr) {
+        let (inner, addr) = Listener::accept(&mut self.0).await;
+        (
+            ApiIo {
+                inner,
+                replacement: Vec::new(),
+                sent: 0,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connection of the API (see the module doc).
+pub struct ApiIo {
+    inner: TcpStream,
+    /// The Berth-shaped answer written instead of hyper's own, and how much of it is sent.
+    replacement: Vec<u8>,
+    sent: usize,
+}
+
+impl ApiIo {
+    /// Write what is left of the replacement answer.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.replacement.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.replacement[self.sent..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// If `buf` is exactly one of hyper's automatic error answers, the Berth-shaped one to send.
+#[must_use]
+pub fn replace_automatic_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    if !(buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.0 4")) {
+        return None;
+    }
+    let head = std::str::from_utf8(buf).ok()?;
+    let head = head.strip_suffix("\r\n\r\n")?;
+    if head.contains("\r\n\r\n") {
+        return None;
+    }
+    let lower = head.to_ascii_lowercase();
+    let empty =
+        lower.contains("\r\ncontent-length: 0\r\n") || lower.ends_with("\r\ncontent-length: 0");
+    if lower.contains("\r\nx-request-id:") || !empty {
+        return None;
+    }
+    let status: u16 = head.get(9..12)?.parse().ok()?;
+    let (code, message) = match status {
+        414 => (ErrorCode::UriTooLong, "the request URI is too long"),
+        431 => (
+            ErrorCode::HeadersTooLarge,
+            "the request head (request line and headers) is too large",
+        ),
+        _ => (ErrorCode::BadRequest, "the request cannot be parsed"),
+    };
+    let id = crate::new_request_id();
+    tracing::info!(request_id = %id, status = code.status(), code = %code, "api request refused by the HTTP parser");
+    let body = serde_json::to_vec(&code.body(message, id.as_str())).ok()?;
+    let reason = http::StatusCode::from_u16(code.status())
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
+        code.status(),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl AsyncRead for ApiIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ApiIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !this.replacement.is_empty() {
+            std::task::ready!(this.drain(cx))?;
+            // hyper writes nothing after an automatic answer; anything else is dropped.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if let Some(answer) = replace_automatic_answer(buf) {
+            this.replacement = answer;
+            this.sent = 0;
+            // The answer counts as written; the rest goes out on the next write or flush.
+            let _ = this.drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then hands over each answer's head in one buffer, which is what the
+    // check above needs (the API's answers are few and small; the gateway is not affected).
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_own_answers_are_replaced() {
+        let auto = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 16:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(replace_automatic_answer(auto).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{out}");
+        assert!(out.contains("\"code\":\"uri_too_long\""), "{out}");
+        let auto = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let out = String::from_utf8(replace_automatic_answer(auto).unwrap()).unwrap();
+        assert!(out.contains("headers_too_large"), "{out}");
+        for not in [
+            &b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nx-request-id: abc\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 10\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nbody",
+            b"some body bytes",
+        ] {
+            assert!(
+                replace_automatic_answer(not).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(not)
+            );
+        }
+    }
+}
