@@ -346,9 +346,9 @@ pub(crate) fn too_large(size: u64, limit: u64) -> ApiError {
 
 /// `limit` as `N MiB` / `N KiB` / `N bytes`.
 pub(crate) fn human(limit: u64) -> String {
-    if limit >= 1024 * 1024 && limit % (1024 * 1024) == 0 {
+    if limit >= 1024 * 1024 && (limit >> 20) << 20 == limit {
         format!("{} MiB", limit / (1024 * 1024))
-    } else if limit >= 1024 && limit % 1024 == 0 {
+    } else if limit >= 1024 && (limit >> 10) << 10 == limit {
         format!("{} KiB", limit / 1024)
     } else {
         format!("{limit} bytes")

@@ -170,7 +170,8 @@ async fn request_context(access: &guard::Access, mut req: Request, next: Next) -
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // At most 256 characters of the path in the log (an over-long URI is refused, not logged).
+    let path: String = req.uri().path().chars().take(256).collect();
     let started = std::time::Instant::now();
     // Fail closed: a peer we cannot see is treated as remote.
     let mut resp = match peer {
