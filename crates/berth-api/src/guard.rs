@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 pub const JSON_LIMIT: u64 = 1024 * 1024;
 /// `POST /apps/{app}/apply`: the Compose bundle (Compose files, `.env`, env files, file-based
 /// secrets and configs, as text).
-pub const APPLY_LIMIT: u64 = 16 * 1024 * 1024;
+pub const APPLY_LIMIT: u64 = berth_core::api::MAX_APPLY_BYTES;
 /// `POST /hooks/{name}`: GitHub caps webhook payloads at 25 MB.
 pub const WEBHOOK_LIMIT: u64 = 25 * 1024 * 1024;
 /// `PUT …/secrets/{secret}` and `…/webhook-secret`: a secret's value.

@@ -24,6 +24,22 @@ impl fmt::Display for ApiFailure {
 }
 impl std::error::Error for ApiFailure {}
 
+/// `req`, if its JSON fits the server's apply limit; otherwise a clear error before anything is
+/// sent (the server refuses a larger body on its `Content-Length`, and a client still writing
+/// may see only a broken connection).
+fn bundle_within_limit(req: &ApplyRequest) -> anyhow::Result<&ApplyRequest> {
+    let size = serde_json::to_vec(req)?.len() as u64;
+    let limit = berth_core::api::MAX_APPLY_BYTES;
+    if size > limit {
+        anyhow::bail!(
+            "the Compose bundle (the Compose files and the files they reference) is {} MiB; the server accepts at most {} MiB: put large files in an image or a build context",
+            size.div_ceil(1024 * 1024),
+            limit / (1024 * 1024)
+        );
+    }
+    Ok(req)
+}
+
 /// The content type of a secret's value (`PUT …/secrets/…`, `…/webhook-secret`).
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -114,7 +130,7 @@ impl Client {
         self.send(
             self.http
                 .post(self.url(&format!("/apps/{app}/apply")))
-                .json(req),
+                .json(&bundle_within_limit(req)?),
         )
         .await
     }
@@ -131,7 +147,7 @@ impl Client {
             .streamed(
                 self.http
                     .post(self.url(&format!("/apps/{app}/apply?progress=true")))
-                    .json(req),
+                    .json(&bundle_within_limit(req)?),
             )
             .await?;
         let mut stream = resp.bytes_stream();

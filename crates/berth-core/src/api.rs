@@ -36,6 +36,10 @@ pub struct ApplyRequest {
 /// The CLI stops packing a context at this size.
 pub const MAX_BUILD_CONTEXT_BYTES: u64 = 512 * 1024 * 1024;
 
+/// The largest apply body the server accepts (`POST /api/v1/apps/{app}/apply`, the JSON
+/// Compose bundle), in bytes: 16 MiB. The CLI checks its bundle against it before sending.
+pub const MAX_APPLY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The answer to `POST /api/v1/contexts`: the uploaded build context.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContextUploaded {

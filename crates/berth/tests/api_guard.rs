@@ -140,6 +140,18 @@ fn the_api_refuses_what_a_web_page_can_send() {
         );
     }
 
+    // A Compose bundle over the apply limit: the CLI says so before sending it.
+    let big = dir.path().join("big.yaml");
+    std::fs::write(
+        &big,
+        format!("# {}\nservices: {{}}\n", "x".repeat(17 * 1024 * 1024)),
+    )
+    .unwrap();
+    let out = server.cli(&["apply", "-f", big.to_str().unwrap(), "--app", "big"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 16 MiB"), "{err}");
+
     // The CLI sends what the server requires: a bodiless post, a missing build.
     let out = server.ok(&["token", "rotate-key"]);
     assert!(!out.trim().is_empty(), "{out}");
