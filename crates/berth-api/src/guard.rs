@@ -145,11 +145,12 @@ impl Access {
     /// Is `value` (a `Host` header or URI authority) one the API answers for?
     #[must_use]
     pub fn allows(&self, value: &str) -> bool {
-        let Some((name, port)) = split_host(value.trim()) else {
-            return false;
-        };
+        split_host(value.trim()).is_some_and(|(name, port)| self.matches(&name, port))
+    }
+
+    fn matches(&self, name: &str, port: Option<u16>) -> bool {
         self.hosts.iter().any(|(h, p)| {
-            *h == name
+            h == name
                 && match (p, port) {
                     (Some(a), Some(b)) => *a == b,
                     _ => true,
@@ -168,7 +169,12 @@ impl Access {
         else {
             return false;
         };
-        !rest.is_empty() && !rest.contains(['/', '@', '?', '#']) && self.allows(rest)
+        if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+            return false;
+        }
+        // An origin without a port is on port 80 (browsers leave the default port out), so
+        // `http://localhost` is another web server, not an API on port 7400.
+        split_host(rest).is_some_and(|(name, port)| self.matches(&name, Some(port.unwrap_or(80))))
     }
 }
 
@@ -399,6 +405,8 @@ mod tests {
         assert!(a.own_origin("HTTP://localhost:7400"));
         for bad in [
             "null",
+            "http://localhost",
+            "http://127.0.0.1:80",
             "https://127.0.0.1:7400",
             "http://evil.example",
             "http://localhost:7400/",
