@@ -36,8 +36,8 @@ pub const APPLY_LIMIT: u64 = berth_core::api::MAX_APPLY_BYTES;
 pub const WEBHOOK_LIMIT: u64 = 25 * 1024 * 1024;
 /// `PUT …/secrets/{secret}` and `…/webhook-secret`: a secret's value.
 pub const SECRET_LIMIT: u64 = 64 * 1024;
-/// `POST /images/restore`: an image archive (held in memory while the engine loads it).
-pub const RESTORE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// `POST /images/restore`: an image archive, streamed to the engine as it arrives.
+pub const RESTORE_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
 /// `POST /contexts`: a build context, streamed to disk (the control plane's own limit).
 pub const CONTEXT_LIMIT: u64 = berth_core::api::MAX_BUILD_CONTEXT_BYTES;
 /// The longest request URI (path and query) the API answers.
@@ -79,7 +79,10 @@ pub fn rule(method: &Method, path: &str) -> Rule {
             streamed: true,
             ..r(TAR, CONTEXT_LIMIT)
         },
-        ("POST", "/api/v1/images/restore") => r(TAR, RESTORE_LIMIT),
+        ("POST", "/api/v1/images/restore") => Rule {
+            streamed: true,
+            ..r(TAR, RESTORE_LIMIT)
+        },
         ("POST", "/api/v1/hooks/{name}") => r(JSON, WEBHOOK_LIMIT),
         (
             "PUT",

@@ -570,11 +570,11 @@ pub(crate) async fn archive_image(
     Ok(([(http::header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
 }
 
-pub(crate) async fn restore_image(
-    State(s): State<AppState>,
-    body: bytes::Bytes,
-) -> Result<Response> {
-    let report = s.cp.restore_image(Vec::from(body)).await?;
+/// The archive is streamed to the engine as it arrives (`guard::RESTORE_LIMIT`).
+pub(crate) async fn restore_image(State(s): State<AppState>, body: Body) -> Result<Response> {
+    let report =
+        s.cp.restore_image_stream(body.into_data_stream(), crate::guard::RESTORE_LIMIT)
+            .await?;
     Ok(Json(serde_json::json!({"restored": report})).into_response())
 }
 

@@ -421,7 +421,7 @@ async fn bodies_over_the_limit_are_refused_before_they_are_read() {
         ("/api/v1/apps/shop/apply", "application/json", 16u64 << 20),
         ("/api/v1/apps/shop/scale", "application/json", 1 << 20),
         ("/api/v1/keys/rotate", "application/json", 1 << 20),
-        ("/api/v1/images/restore", "application/x-tar", 2 << 30),
+        ("/api/v1/images/restore", "application/x-tar", 16 << 30),
         ("/api/v1/contexts", "application/x-tar", 512 << 20),
     ] {
         let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -582,6 +582,25 @@ async fn every_error_answer_has_the_berth_shape() {
             "{what}: {body}"
         );
     }
+    // A restore is streamed to the engine; what is not an archive says so.
+    let (status, code, body) = call(
+        &app,
+        raw(
+            "POST",
+            "/api/v1/images/restore",
+            &[H, ("content-type", "application/x-tar")],
+            Body::from("not a tar"),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an image archive"),
+        "{body}"
+    );
     // Messages name what is missing, not an empty application.
     for (req, want) in [
         (

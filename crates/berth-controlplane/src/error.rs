@@ -28,6 +28,9 @@ pub enum CpError {
     /// An uploaded build context passed the size limit (in bytes).
     #[error("the build context is larger than {} MiB (leave large files out with .dockerignore)", .0 / (1024 * 1024))]
     ContextTooLarge(u64),
+    /// An uploaded image archive passed the size limit (in bytes).
+    #[error("the image archive is larger than {} MiB", .0 / (1024 * 1024))]
+    ArchiveTooLarge(u64),
     /// Unknown application.
     #[error("application {0:?} does not exist")]
     AppNotFound(String),
@@ -110,7 +113,7 @@ impl CpError {
             CpError::Compose(_) => ErrorCode::InvalidCompose,
             CpError::ImageMissing(_) => ErrorCode::ImageMissing,
             CpError::BuildFailed { .. } => ErrorCode::BuildFailed,
-            CpError::ContextTooLarge(_) => ErrorCode::PayloadTooLarge,
+            CpError::ContextTooLarge(_) | CpError::ArchiveTooLarge(_) => ErrorCode::PayloadTooLarge,
             CpError::AppNotFound(_) => ErrorCode::AppNotFound,
             CpError::ServiceNotFound(..) | CpError::UnknownBuildService(_) => {
                 ErrorCode::ServiceNotFound

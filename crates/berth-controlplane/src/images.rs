@@ -159,6 +159,66 @@ impl ControlPlane {
                 }
                 other => other.into(),
             })?;
+        self.restored(report).await
+    }
+
+    /// [`ControlPlane::restore_image`] for an upload: the archive is streamed to the engine as
+    /// it arrives (never held whole in memory) and refused past `max` bytes.
+    pub async fn restore_image_stream<S, E>(&self, tar: S, max: u64) -> Result<String, CpError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        use futures_util::StreamExt;
+        #[derive(Default)]
+        struct Upload {
+            size: u64,
+            failed: Option<CpError>,
+        }
+        let seen = Arc::new(std::sync::Mutex::new(Upload::default()));
+        let counter = seen.clone();
+        let tar = tar.map(move |chunk| {
+            let mut up = counter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = format!("the upload broke off: {e}");
+                    up.failed = Some(CpError::InvalidArgument(msg.clone()));
+                    return Err(std::io::Error::other(msg));
+                }
+            };
+            up.size += chunk.len() as u64;
+            if up.size > max {
+                up.failed = Some(CpError::ArchiveTooLarge(max));
+                return Err(std::io::Error::other("the image archive is too large"));
+            }
+            Ok(chunk)
+        });
+        let loaded = self.inner.docker.load_image_stream(tar).await;
+        let upload = std::mem::take(
+            &mut *seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if let Some(e) = upload.failed {
+            return Err(e);
+        }
+        let report = loaded.map_err(|e| match e {
+            _ if upload.size < 512 => {
+                CpError::InvalidArgument("that is not an image archive".into())
+            }
+            berth_docker::DockerError::Api { message, .. } => {
+                CpError::InvalidArgument(format!("cannot restore: {message}"))
+            }
+            other => other.into(),
+        })?;
+        self.restored(report).await
+    }
+
+    /// After a load: mark the versions it brought back; returns the engine's report.
+    async fn restored(&self, report: String) -> Result<String, CpError> {
         tracing::info!(report, "image restored");
         // The versions it brings back are present again (and kept a while by retention).
         for tag in report

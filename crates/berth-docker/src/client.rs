@@ -508,6 +508,32 @@ impl Docker {
         self.call(method, path_and_query, body).await
     }
 
+    /// One request at the negotiated version with a streamed body; the body of a success
+    /// answer.
+    pub(crate) async fn call_streamed<B>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: &'static str,
+        body: B,
+    ) -> Result<Bytes, DockerError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (response, _conn) = transport::send_streamed(
+            &self.inner.endpoint,
+            method,
+            &self.path(path_and_query),
+            content_type,
+            body,
+        )
+        .await?;
+        let status = response.status();
+        let answer = response.into_body().collect().await?.to_bytes();
+        check(status, answer)
+    }
+
     fn path(&self, path_and_query: &str) -> String {
         format!("/v{}{path_and_query}", self.inner.version)
     }

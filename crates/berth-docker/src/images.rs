@@ -86,19 +86,44 @@ impl Docker {
         let answer = self
             .call_raw(Method::POST, "/images/load?quiet=1", Some(body))
             .await?;
-        let mut report = Vec::new();
-        for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-                return Err(DockerError::Api {
-                    status: 200,
-                    message: e.to_string(),
-                });
-            }
-            if let Some(s) = v.get("stream").and_then(|s| s.as_str()) {
-                report.push(s.trim().to_string());
-            }
-        }
-        Ok(report.join("; "))
+        load_report(&answer)
     }
+
+    /// [`Docker::load_image`] with the tar streamed to the engine as it arrives (an upload),
+    /// never held whole in memory. An error of `tar` ends the load with an error.
+    pub async fn load_image_stream<S, E>(&self, tar: S) -> Result<String, DockerError>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        use futures_util::TryStreamExt;
+        let body = http_body_util::StreamBody::new(tar.map_ok(hyper::body::Frame::data));
+        let answer = self
+            .call_streamed(
+                Method::POST,
+                "/images/load?quiet=1",
+                "application/x-tar",
+                body,
+            )
+            .await?;
+        load_report(&answer)
+    }
+}
+
+/// The engine's answer to a load: its report lines, or the error it streamed.
+fn load_report(answer: &[u8]) -> Result<String, DockerError> {
+    let mut report = Vec::new();
+    for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(DockerError::Api {
+                status: 200,
+                message: e.to_string(),
+            });
+        }
+        if let Some(s) = v.get("stream").and_then(|s| s.as_str()) {
+            report.push(s.trim().to_string());
+        }
+    }
+    Ok(report.join("; "))
 }

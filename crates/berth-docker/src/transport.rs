@@ -134,7 +134,41 @@ pub(crate) async fn send(
     let request = builder
         .body(body)
         .map_err(|e| DockerError::InvalidRequest(format!("{path_and_query}: {e}")))?;
+    send_request(endpoint, request).await
+}
 
+/// Like [`send`], with a body streamed as it is sent (an image archive being loaded), never
+/// held whole in memory.
+pub(crate) async fn send_streamed<B>(
+    endpoint: &Endpoint,
+    method: Method,
+    path_and_query: &str,
+    content_type: &'static str,
+    body: B,
+) -> Result<(Response<Incoming>, ConnGuard), DockerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let request = Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(http::header::HOST, endpoint.host_header())
+        .header(http::header::USER_AGENT, "berth-docker")
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .map_err(|e| DockerError::InvalidRequest(format!("{path_and_query}: {e}")))?;
+    send_request(endpoint, request).await
+}
+
+async fn send_request<B>(
+    endpoint: &Endpoint,
+    request: Request<B>,
+) -> Result<(Response<Incoming>, ConnGuard), DockerError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let unreachable = |source| DockerError::Unreachable {
         endpoint: endpoint.display(),
         source,
@@ -156,12 +190,14 @@ pub(crate) async fn send(
     }
 }
 
-async fn exchange<S>(
+async fn exchange<S, B>(
     stream: S,
-    request: Request<Full<Bytes>>,
+    request: Request<B>,
 ) -> Result<(Response<Incoming>, ConnGuard), DockerError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let guard = ConnGuard(tokio::spawn(async move {
