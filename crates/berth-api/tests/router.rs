@@ -30,6 +30,21 @@ async fn router() -> (axum::Router, tempfile::TempDir) {
 }
 
 async fn router_with(access: berth_api::guard::Access) -> (axum::Router, tempfile::TempDir) {
+    let (cp, dir) = control_plane().await;
+    (
+        berth_api::router_with(
+            berth_api::AppState {
+                cp,
+                version: "test".into(),
+                metrics: Some(Arc::new(String::new)),
+            },
+            access,
+        ),
+        dir,
+    )
+}
+
+async fn control_plane() -> (ControlPlane, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = berth_store::Store::open(dir.path()).unwrap();
     let docker = berth_docker::Docker::connect().await.unwrap();
@@ -43,17 +58,7 @@ async fn router_with(access: berth_api::guard::Access) -> (axum::Router, tempfil
         Default::default(),
     )
     .unwrap();
-    (
-        berth_api::router_with(
-            berth_api::AppState {
-                cp,
-                version: "test".into(),
-                metrics: Some(Arc::new(String::new)),
-            },
-            access,
-        ),
-        dir,
-    )
+    (cp, dir)
 }
 
 fn request(method: &str, path: &str, body: &str, peer: &str) -> http::Request<Body> {
@@ -623,4 +628,31 @@ async fn every_error_answer_has_the_berth_shape() {
             "{what}: {msg}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_image_restore_is_streamed_and_stops_at_its_limit() {
+    let (cp, _dir) = control_plane().await;
+    // 64 chunks of 64 KiB offered, a limit of 256 KiB: refused, and the rest never pulled.
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let chunks = futures_util::stream::iter((0..64).map(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; 64 * 1024]))
+    }));
+    let err = cp
+        .restore_image_stream(chunks, 256 * 1024)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), berth_core::ErrorCode::PayloadTooLarge, "{err}");
+    let n = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n < 64, "the whole upload was read ({n} chunks)");
+    // A broken-off upload is the client's fault, not the engine's.
+    let broken = futures_util::stream::iter(vec![
+        Ok(bytes::Bytes::from(vec![0u8; 1024])),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    let err = cp.restore_image_stream(broken, 1 << 30).await.unwrap_err();
+    assert_eq!(err.code(), berth_core::ErrorCode::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("broke off"), "{err}");
 }
