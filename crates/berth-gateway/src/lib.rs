@@ -125,6 +125,7 @@ pub mod guard;
 pub mod h1;
 pub mod headers;
 pub mod metrics;
+pub mod path;
 pub mod pool;
 pub mod proxy;
 pub mod ratelimit;

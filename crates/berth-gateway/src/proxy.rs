@@ -66,6 +66,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -568,6 +569,17 @@ async fn pipeline(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
+    // Routed on and forwarded with the normalised path (crate::path), whatever the protocol;
+    // an absolute-form or HTTP/2 URI keeps its scheme and authority.
+    match crate::path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(path)) => {
+            if normalized_uri(req.uri_mut(), &path).is_err() {
+                return error_response(ErrorCode::BadRequest, "the request path is malformed", rid);
+            }
+        }
+        Err(refused) => return error_response(ErrorCode::BadRequest, refused.message(), rid),
+    }
     let front = Front {
         host: host.as_ref().and_then(|h| h.to_str().ok()),
         path: req.uri().path(),
@@ -679,6 +691,18 @@ async fn pipeline(
         rate_limit_fields(l, a, response.headers_mut());
     }
     response
+}
+
+/// Put `path` (normalised) in place of the URI's path, keeping the rest of the URI.
+fn normalized_uri(uri: &mut Uri, path: &str) -> Result<(), http::Error> {
+    let pq = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}"))?,
+        None => PathAndQuery::try_from(path)?,
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(pq);
+    *uri = Uri::from_parts(parts)?;
+    Ok(())
 }
 
 /// The declared body length, if any and well formed.
