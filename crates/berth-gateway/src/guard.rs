@@ -15,8 +15,10 @@
 //! Refused: a head that does not parse; more than [`MAX_HEADERS`] headers or a head longer than
 //! the limit (431); `Content-Length` together with `Transfer-Encoding`; several different
 //! `Content-Length`s or one that is not a number; a `Transfer-Encoding` whose last coding is not
-//! `chunked`, or any `Transfer-Encoding` on HTTP/1.0. A head still incomplete after the header
-//! read timeout ends the connection (slow clients cannot hold it).
+//! `chunked`, or any `Transfer-Encoding` on HTTP/1.0; an HTTP/1.1 head without `Host`, any head
+//! with several `Host`s or with a `Host` that is not `host[:port]` characters (RFC 9112 §3.2;
+//! HTTP/1.0 may omit it). A head still incomplete after the header read timeout ends the
+//! connection (slow clients cannot hold it).
 //!
 //! Rules this module keeps:
 //! * hyper never sees part of a head: bytes of an incomplete head stay here.

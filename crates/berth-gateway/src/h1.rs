@@ -19,6 +19,8 @@
 //!
 //! Rules this module keeps (the general path's rules hold here too, see [`crate::proxy`]):
 //! * The head is parsed once; nothing in it is copied except into the upstream request.
+//! * The path is normalised ([`crate::path`]) before routing and the normalised path is what
+//!   goes upstream; a refused path is a 400 `bad_request`. A normal path is used as it is.
 //! * The request body (at most [`BODY_MAX`]) is read completely before the request goes
 //!   upstream, so a slow client never holds a replica's connection, and a request found unsent
 //!   (a pooled connection the replica had closed) can be sent again as it is.

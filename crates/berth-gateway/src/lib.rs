@@ -70,7 +70,13 @@
 //!   request on it was answered; clients that do not finish a head within
 //!   [`GatewayConfig::header_read_timeout`] are cut off. Broken chunking found while streaming
 //!   is a 400 `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in
-//!   the Berth shape with `Connection: close`.
+//!   the Berth shape with `Connection: close`. The guard also refuses (400) an HTTP/1.1 head
+//!   without `Host` and any head with several `Host`s or an invalid one (RFC 9112 §3.2).
+//! * **Request paths** ([`path`]): before routing, on every protocol path, the path is
+//!   normalised once (escaped unreserved characters decoded, `//` collapsed, dot-segments
+//!   removed; `%2F` never decoded) and that path is both routed on and forwarded, so what the
+//!   policy saw is what the replica gets; ambiguous paths (`..;`, `..%2F`, `...`, `%00`, bad
+//!   escapes) are a 400 `bad_request`. Normal paths are recognised by one scan and borrowed.
 //! * **HTTPS** ([`tls`], [`Gateway::serve_https`]): rustls 0.23 on the aws-lc-rs provider
 //!   (passed explicitly, never the process default), terminated on a second listener served by
 //!   the same accept loop as plain HTTP. A [`TlsConfig`] holds one certificate chain per host
@@ -112,6 +118,7 @@
 //! [`ratelimit`], [`auth`], [`bulkhead`], [`breaker`], [`retry`], [`metrics`] (one per policy
 //! layer), [`headers`] (forwarding headers and request ids), [`body`] (response and request
 //! body wrappers), [`error`] (error answers), [`guard`] (request framing checks before hyper),
+//! [`path`] (request path normalisation),
 //! [`server`] (the HTTP and HTTPS listeners and their
 //! limits), [`tls`] (certificates, SNI, ALPN), [`forward`] (published TCP/UDP ports).
 

@@ -2,8 +2,9 @@
 //!
 //! `pipeline` is the one function that lists the layers, outermost first (STYLE.md habit 6):
 //!
-//! 1. **route** (`no_route` 404), then `redirect_https` (308), the body size limit (413) and
-//!    the endpoint check (`no_healthy_upstream` 503);
+//! 1. **route** on the normalised path (`bad_request` 400 for a refused path, `no_route` 404),
+//!    then `redirect_https` (308), the body size limit (413) and the endpoint check
+//!    (`no_healthy_upstream` 503);
 //! 2. **rate limit by IP** ([`crate::ratelimit`], 429);
 //! 3. **authenticate** ([`crate::auth`], 401);
 //! 4. **rate limit by consumer**, or the route-wide limit (429);
@@ -26,6 +27,8 @@
 //!
 //! Rules this module keeps:
 //! * Every inbound `X-Berth-*` header is removed before anything else (see [`crate::auth`]).
+//! * The request path is normalised ([`crate::path`]) before routing, on every protocol, and
+//!   the normalised path is what goes upstream; a path it refuses is a 400 `bad_request`.
 //! * The request holds the snapshot (one reference count) across awaits; a swap never blocks.
 //! * A request is retried for free only when it provably was not sent (connect failed or timed
 //!   out, or a pooled connection handed it back unsent) — safe for every method, so request
