@@ -69,6 +69,11 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Refused> {
     if bytes.first() != Some(&b'/') || plain(bytes) {
         return Ok(Cow::Borrowed(path));
     }
+    rebuild(bytes).map(Cow::Owned)
+}
+
+/// The normalised form of a path that starts with `/`, built anew.
+fn rebuild(bytes: &[u8]) -> Result<String, Refused> {
     let decoded = decode(bytes)?;
     let mut out: Vec<u8> = Vec::with_capacity(decoded.len());
     // Where each kept segment starts in `out` (at its `/`), for `..`.
@@ -95,10 +100,8 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Refused> {
     if out.is_empty() || trailing {
         out.push(b'/');
     }
-    // Only ASCII bytes were changed, so `out` is as valid UTF-8 as `path` was.
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| Refused::InvalidCharacter)
+    // Only ASCII bytes were changed, so `out` is as valid UTF-8 as the path was.
+    String::from_utf8(out).map_err(|_| Refused::InvalidCharacter)
 }
 
 /// One scan: nothing in `path` that normalisation would change or refuse.
@@ -274,6 +277,41 @@ mod tests {
         ] {
             assert_eq!(ok(path), Ok(want.to_owned()), "{path}");
             assert_eq!(ok(want), Ok(want.to_owned()), "{want} is a fixed point");
+        }
+    }
+
+    /// Every path of up to 6 characters from an alphabet rich in dots, escapes and separators:
+    /// the one-scan check agrees with the full rebuild, a result is a fixed point, and it holds
+    /// no dot-segment, no empty segment and no escaped dot.
+    #[test]
+    fn exhaustive_small_paths_keep_the_invariants() {
+        const ALPHABET: &[u8] = b"a./%2eEF;";
+        let mut path = Vec::with_capacity(8);
+        for len in 0..=6u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                path.clear();
+                path.push(b'/');
+                for _ in 0..len {
+                    path.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                let p = std::str::from_utf8(&path).unwrap();
+                if plain(&path) {
+                    assert_eq!(rebuild(&path).as_deref(), Ok(p), "plain {p}");
+                }
+                let Ok(q) = normalize(p) else { continue };
+                assert_eq!(
+                    normalize(&q).as_deref(),
+                    Ok(&*q),
+                    "{p} -> {q} is not a fixed point"
+                );
+                assert!(q.starts_with('/'), "{p} -> {q}");
+                let inner = q.strip_suffix('/').unwrap_or(&q);
+                for segment in inner.split('/').skip(1) {
+                    assert!(!matches!(segment, "" | "." | ".."), "{p} -> {q}");
+                }
+                assert!(!q.to_ascii_uppercase().contains("%2E"), "{p} -> {q}");
+            }
         }
     }
 
