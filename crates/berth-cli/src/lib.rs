@@ -7,6 +7,8 @@
 //! needs (Compose files and the files they reference) and never expects the server to read the
 //! client's paths.
 
+#[macro_use]
+mod output;
 pub mod client;
 mod commands;
 
@@ -421,7 +423,7 @@ pub async fn run(cli: Cli) -> i32 {
     match commands::run(&client, cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             1
         }
     }
