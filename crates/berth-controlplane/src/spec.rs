@@ -10,7 +10,7 @@
 //!   service never restarts it.
 //! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
 //!   repeated after a crash meets "name in use" and adopts the existing container instead of
-//!   making a duplicate (DESIGN-NOTES §1).
+//!   making a duplicate (docs/design-notes.md §1).
 
 use berth_compose::{MountKind, Project, Service};
 use berth_docker::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
