@@ -148,10 +148,11 @@ impl StepImages {
         let arrow = arrow.trim();
         if arrow == "Using cache" {
             self.skip_next = true;
-        } else if arrow.len() >= 12 && arrow.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if !std::mem::take(&mut self.skip_next) {
-                self.ids.push(arrow.to_string());
-            }
+        } else if arrow.len() >= 12
+            && arrow.bytes().all(|b| b.is_ascii_hexdigit())
+            && !std::mem::take(&mut self.skip_next)
+        {
+            self.ids.push(arrow.to_string());
         }
     }
 

@@ -449,7 +449,9 @@ secrets:
         ];
         let token = [("token.txt", "one")];
         let prev = spec(BASE, &token, &images);
-        let cases: &[(&str, &str, &[(&str, &str)], &[(&str, &str)])] = &[
+        // (what, edit of BASE as "from->to", files, images)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(&str, &str, Pairs, Pairs)] = &[
             ("same file", BASE, &token, &images),
             (
                 "an environment variable",

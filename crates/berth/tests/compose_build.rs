@@ -60,10 +60,12 @@ fn committed_step_images(stderr: &str) -> Vec<String> {
         }
         match line.trim().strip_prefix("--->").map(str::trim) {
             Some("Using cache") => skip = true,
-            Some(id) if id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                if !std::mem::take(&mut skip) {
-                    ids.push(id.to_string());
-                }
+            Some(id)
+                if id.len() >= 12
+                    && id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !std::mem::take(&mut skip) =>
+            {
+                ids.push(id.to_string());
             }
             _ => {}
         }
