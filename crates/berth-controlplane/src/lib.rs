@@ -2,7 +2,7 @@
 //! them. See `docs/architecture.md` for the whole picture.
 //!
 //! Flow of a change: an API call validates the request, resolves what it must (image IDs,
-//! route ports), commits a new revision to the store (STYLE.md habit 4: before any Docker call)
+//! route ports), commits a new revision to the store (docs/style.md habit 4: before any Docker call)
 //! and wakes the application's reconciler. The reconciler ([`pass`]) lists every Docker object
 //! labelled with this instance and the application, asks the pure planner ([`plan`]) for the next
 //! steps per service, executes them, and publishes the routing table the gateway serves from.

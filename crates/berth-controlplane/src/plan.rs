@@ -3,7 +3,7 @@
 //! `plan(input) -> Vec<Step>` carries the hard logic (rolling update order, self-heal, restart
 //! policies, scale, rollout failure); the executor only performs the steps. It is
 //! level-triggered: the input is everything observed *now* and the output is the next safe
-//! move, so a pass repeated after a crash, or twice, plans the same thing (STYLE.md habits 1–2).
+//! move, so a pass repeated after a crash, or twice, plans the same thing (docs/style.md habits 1–2).
 //!
 //! Rules it keeps:
 //! - A replica is identified by (slot, spec hash). Replicas whose hash is the desired one are

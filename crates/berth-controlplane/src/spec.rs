@@ -10,7 +10,7 @@
 //!   service never restarts it.
 //! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
 //!   repeated after a crash meets "name in use" and adopts the existing container instead of
-//!   making a duplicate (DESIGN-NOTES §1).
+//!   making a duplicate (docs/design-notes.md §1).
 
 use berth_compose::{MountKind, Project, Service};
 use berth_docker::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
@@ -273,7 +273,10 @@ pub fn container_spec(
     }
 }
 
-/// A one-line summary of what changed between two revisions, for `berth history`.
+/// A one-line summary of what changed between two revisions, for `berth history`: per service,
+/// the image, then every other Compose key that differs by name (`environment` and `labels`
+/// down to the variable: `web: environment VERSION changed`), secret and config contents, routes
+/// and policy, replicas. Values are never shown: an environment variable may hold a secret.
 #[must_use]
 pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> String {
     let Some(prev) = prev else {
@@ -286,11 +289,10 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
             None => parts.push(format!("added {name}")),
             Some(old) => {
                 if prev.service_hash(name) != next.service_hash(name) {
-                    if prev.images.get(name) == next.images.get(name) {
-                        parts.push(format!("{name}: configuration changed"));
-                    } else {
-                        parts.push(format!(
-                            "{name}: image {} ({})",
+                    let mut changes = Vec::new();
+                    if prev.images.get(name) != next.images.get(name) {
+                        changes.push(format!(
+                            "image {} ({})",
                             if svc.image.is_empty() {
                                 "built"
                             } else {
@@ -299,6 +301,12 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                             short_id(next.images.get(name))
                         ));
                     }
+                    changes.extend(changed_keys(old, svc));
+                    changes.extend(changed_files(prev, next, svc));
+                    if changes.is_empty() {
+                        changes.push("configuration changed".into());
+                    }
+                    parts.push(format!("{name}: {}", changes.join(", ")));
                 }
                 if old.berth != svc.berth {
                     parts.push(format!(
@@ -326,7 +334,185 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
     }
 }
 
+/// The keys of a service's definition that differ, sorted by name, besides
+/// the image (reported with its ID), `replicas` and `x-berth` (reported on their own).
+/// `environment` and `labels` name each variable added, removed or changed.
+fn changed_keys(old: &Service, new: &Service) -> Vec<String> {
+    const MAPS: &[&str] = &["environment", "labels"];
+    const SEPARATE: &[&str] = &["image", "replicas", "berth"];
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let null = serde_json::Value::Null;
+    let mut out = Vec::new();
+    for key in keys {
+        let (va, vb) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
+        if va == vb || SEPARATE.contains(&key.as_str()) {
+            continue;
+        }
+        let key_text = key.replace('_', " ");
+        match (va, vb) {
+            (serde_json::Value::Object(ma), serde_json::Value::Object(mb))
+                if MAPS.contains(&key.as_str()) =>
+            {
+                for (k, v) in mb {
+                    match ma.get(k) {
+                        None => out.push(format!("{key_text} {k} added")),
+                        Some(old) if old != v => out.push(format!("{key_text} {k} changed")),
+                        Some(_) => {}
+                    }
+                }
+                for k in ma.keys().filter(|k| !mb.contains_key(*k)) {
+                    out.push(format!("{key_text} {k} removed"));
+                }
+            }
+            _ => out.push(format!("{key_text} changed")),
+        }
+    }
+    out
+}
+
+/// The secrets and configs `svc` mounts whose content differs between the revisions.
+fn changed_files(prev: &RevisionSpec, next: &RevisionSpec, svc: &Service) -> Vec<String> {
+    let mut out = Vec::new();
+    let differs = |a: Option<&berth_compose::FileObject>, b: Option<&berth_compose::FileObject>| matches!((a, b), (Some(a), Some(b)) if a != b);
+    for r in &svc.secrets {
+        if differs(
+            prev.project.secrets.get(&r.source),
+            next.project.secrets.get(&r.source),
+        ) {
+            out.push(format!("secret {} content changed", r.source));
+        }
+    }
+    for r in &svc.configs {
+        if differs(
+            prev.project.configs.get(&r.source),
+            next.project.configs.get(&r.source),
+        ) {
+            out.push(format!("config {} content changed", r.source));
+        }
+    }
+    out
+}
+
 fn short_id(id: Option<&String>) -> String {
     id.map(|i| i.trim_start_matches("sha256:").chars().take(12).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A revision of `compose` (with `files` beside it) whose services run the given image IDs.
+    fn spec(compose: &str, files: &[(&str, &str)], images: &[(&str, &str)]) -> RevisionSpec {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert("compose.yaml".into(), compose.into());
+        for (k, v) in files {
+            b.files.insert((*k).into(), (*v).into());
+        }
+        RevisionSpec {
+            project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
+            images: images
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            image_ports: BTreeMap::new(),
+        }
+    }
+
+    const BASE: &str = "services:
+  web:
+    image: web:1
+    environment: {HELLO_VERSION: v1, GREETING: hi}
+    deploy: {replicas: 3}
+    secrets: [token]
+  api:
+    image: api:1
+secrets:
+  token: {file: token.txt}
+";
+
+    #[test]
+    fn describe_change_names_the_changed_keys() {
+        let images = [
+            ("web", "sha256:aaaaaaaaaaaaaaaa"),
+            ("api", "sha256:bbbbbbbbbbbbbbbb"),
+        ];
+        let token = [("token.txt", "one")];
+        let prev = spec(BASE, &token, &images);
+        // (what, edit of BASE as "from->to", files, images)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(&str, &str, Pairs, Pairs)] = &[
+            ("same file", BASE, &token, &images),
+            (
+                "an environment variable",
+                "HELLO_VERSION: v1->HELLO_VERSION: v2",
+                &token,
+                &images,
+            ),
+            (
+                "variables added and removed, and a command",
+                "GREETING: hi}->NEW: x}\n    command: [serve]",
+                &token,
+                &images,
+            ),
+            (
+                "an image and another service",
+                "api:1->api:2",
+                &token,
+                &[
+                    ("web", "sha256:aaaaaaaaaaaaaaaa"),
+                    ("api", "sha256:cccccccccccccccc"),
+                ],
+            ),
+            ("a secret's content", "", &[("token.txt", "two")], &images),
+            ("replicas only", "replicas: 3->replicas: 5", &token, &images),
+            (
+                "a route: no restart",
+                "replicas: 3}->replicas: 3}\n    x-berth: {route: {path_prefix: /web}}",
+                &token,
+                &images,
+            ),
+        ];
+        let want = [
+            "no change",
+            "web: environment HELLO_VERSION changed",
+            "web: command changed, environment NEW added, environment GREETING removed",
+            "api: image api:2 (cccccccccccc)",
+            "web: secret token content changed",
+            "web: replicas 3 → 5",
+            "web: routes, health or traffic policy changed (no restart)",
+        ];
+        for ((what, edit, files, images), want) in cases.iter().zip(want) {
+            let compose = match edit.split_once("->") {
+                Some((from, to)) if *what != "same file" => {
+                    assert!(
+                        BASE.contains(from),
+                        "{what}: {from:?} is not in the base file"
+                    );
+                    BASE.replacen(from, to, 1)
+                }
+                _ => BASE.to_string(),
+            };
+            let next = spec(&compose, files, images);
+            assert_eq!(describe_change(Some(&prev), &next), want, "{what}");
+        }
+        assert_eq!(describe_change(None, &prev), "created with api, web");
+        let fewer = spec("services:\n  api:\n    image: api:1\n", &[], &images);
+        assert_eq!(describe_change(Some(&prev), &fewer), "removed web");
+        assert_eq!(
+            describe_change(Some(&fewer), &prev),
+            "added web",
+            "a service that appears is named, not diffed"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The gateway serves what the latest [`RoutingTable`] says and nothing else: the control plane
 //! computes the table and publishes it through a `tokio::sync::watch` channel; this crate never
-//! reads a database (DESIGN-NOTES §5) and depends on `berth-core` only.
+//! reads a database (docs/design-notes.md §5) and depends on `berth-core` only.
 //!
 //! # Design
 //!
@@ -27,9 +27,9 @@
 //!   default), each running its own current-thread Tokio runtime and accepting on its own handle
 //!   of the listening socket. A client connection, its requests and the upstream connections
 //!   they use all live on one thread: no work stealing, no cross-thread wake-up on the request
-//!   path (DESIGN-NOTES §4). Shared state (table snapshot, limiters, breakers, counters) is
+//!   path (docs/design-notes.md §4). Shared state (table snapshot, limiters, breakers, counters) is
 //!   atomics and `ArcSwap`, so the threads never wait for each other.
-//! * **Policy layers** (STYLE.md habit 6), in one documented function, `proxy::pipeline`,
+//! * **Policy layers** (docs/style.md habit 6), in one documented function, `proxy::pipeline`,
 //!   outermost first: route → `redirect_https` (308) → rate limit by IP → authenticate → rate
 //!   limit by consumer (or the route-wide limit) → bulkhead → circuit breaker → timeout → retry →
 //!   balance → upstream. Each layer is its own module with its own error ([`ratelimit`],

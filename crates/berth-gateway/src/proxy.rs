@@ -1,6 +1,6 @@
 //! The request path: every policy layer in order, then balancing and the upstream exchange.
 //!
-//! `pipeline` is the one function that lists the layers, outermost first (STYLE.md habit 6):
+//! `pipeline` is the one function that lists the layers, outermost first (docs/style.md habit 6):
 //!
 //! 1. **route** on the normalised path (`bad_request` 400 for a refused path, `no_route` 404),
 //!    then `redirect_https` (308), the body size limit (413) and the endpoint check
@@ -22,7 +22,7 @@
 //! Each layer is a plain call into its own module with its own error type, mapped to a fixed
 //! `ErrorCode` here and nowhere else. They are not tower layers: the gateway has one request
 //! type and one stack, and plain calls keep the hot path free of boxing and per-layer futures
-//! (DESIGN-NOTES §4). A route without policy pays for none of them: each layer is one `Option`
+//! (docs/design-notes.md §4). A route without policy pays for none of them: each layer is one `Option`
 //! check, and counters are relaxed atomics.
 //!
 //! Rules this module keeps:
