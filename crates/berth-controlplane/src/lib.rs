@@ -18,6 +18,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod issuers;
+mod networks;
 mod pass;
 pub mod plan;
 pub mod policy;
@@ -154,6 +155,9 @@ pub(crate) struct Inner {
     image_gate: tokio::sync::Mutex<()>,
     /// Wakes the image retention pass (after a successful build).
     retention_wake: Arc<tokio::sync::Notify>,
+    /// Held while an application's networks and volumes are looked up and made
+    /// (`networks::ensure`), so concurrent create steps make each once.
+    network_gate: tokio::sync::Mutex<()>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -213,6 +217,7 @@ impl ControlPlane {
                 events: events::Events::default(),
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
+                network_gate: tokio::sync::Mutex::new(()),
             }
         });
         let weak = Arc::downgrade(&inner);
