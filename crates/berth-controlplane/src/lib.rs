@@ -25,6 +25,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod retention;
 pub mod spec;
+pub mod subnets;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -82,6 +83,8 @@ pub struct Config {
     pub image_disk_alert: Option<u64>,
     /// Alert when a service has more images on the engine than this.
     pub image_count_alert: Option<u64>,
+    /// Where application networks' subnets come from (`--network-pool`, `--network-prefix`).
+    pub network_pool: subnets::NetworkPool,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             image_retention_period: Duration::from_secs(60),
             image_disk_alert: None,
             image_count_alert: None,
+            network_pool: subnets::NetworkPool::default(),
         }
     }
 }

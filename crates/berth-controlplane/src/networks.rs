@@ -17,6 +17,7 @@
 //!   created.
 //! - Called from the create step (not from the pass), so a network that cannot be made fails that
 //!   step and is reported like any failed create.
+//! - A network's subnet comes from Berth's own pool (`subnets.rs`), not Docker's default pools.
 
 use crate::spec::{labels, RevisionSpec};
 use crate::{CpError, Inner};
@@ -87,16 +88,14 @@ pub(crate) async fn ensure(
         l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
         l.insert(labels::APP.into(), app.into());
         l.insert(labels::NETWORK.into(), key.clone());
-        let id = inner
-            .docker
-            .create_network(&name, &l, net.internal)
+        let id = crate::subnets::create_network(inner, app, key, &name, &l, net.internal)
             .await
             .map_err(|e| match e {
-                DockerError::Conflict(_) => CpError::InvalidArgument(format!(
+                CpError::Docker(DockerError::Conflict(_)) => CpError::Network(format!(
                     "network name {name} is taken by a network that is not application {app}'s \
                      (network {key:?}); Berth will not attach its containers to it"
                 )),
-                e => e.into(),
+                e => e,
             })?;
         tracing::info!(app, network = %name, "created network");
         out.networks.insert(name, id);
@@ -131,7 +130,7 @@ pub(crate) async fn ensure(
             .iter()
             .any(|v| v.name == name && owned_by(inner, &v.labels, app, labels::VOLUME, key))
         {
-            return Err(CpError::InvalidArgument(format!(
+            return Err(CpError::Network(format!(
                 "volume name {name} is taken by a volume that is not application {app}'s \
                  (volume {key:?}); Berth will not mount it"
             )));

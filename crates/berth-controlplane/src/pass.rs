@@ -1120,7 +1120,7 @@ async fn teardown(
     let filters = crate::label_filters(inner, Some(app));
     for n in inner.docker.list_networks(&filters).await? {
         match inner.docker.remove_network(&n.id).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
+            Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
             Err(e) => return Err(e.into()),
         }
     }

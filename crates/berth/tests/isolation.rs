@@ -136,3 +136,112 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
     assert_eq!(docker_count(&run, "container"), 0);
     assert_eq!(docker_count(&run, "network"), 0);
 }
+
+/// Docker's default address pools hold about 30 bridge networks; Berth gives its networks
+/// subnets from its own pool, so 40 applications (one network each) all converge. Before, the
+/// 31st stayed pending while the server logged "could not find an available, non-overlapping
+/// IPv4 address pool".
+#[test]
+fn more_applications_than_dockers_default_pools_hold_all_converge() {
+    const APPS: usize = 40;
+    let run = TestRun::new("isolation-pool");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "one.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n"),
+    );
+    let f = file.to_str().unwrap();
+    let apps: Vec<String> = (0..APPS).map(|i| format!("many-{i}")).collect();
+    for app in &apps {
+        server.ok(&["apply", "--detach", "-f", f, "--app", app]);
+    }
+    wait_for(
+        Duration::from_secs(240),
+        "every application converges",
+        || apps.iter().all(|a| converged(&server, a)).then_some(()),
+    );
+
+    // One network per application, each on its own subnet from Berth's pool (10.200.0.0/14).
+    let ids: Vec<String> = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(ids.len(), APPS);
+    let mut args = vec!["network", "inspect"];
+    args.extend(ids.iter().map(String::as_str));
+    let mut subnets: Vec<String> = docker_json(&args)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for s in &subnets {
+        let second: u8 = s.split('.').nth(1).unwrap().parse().unwrap();
+        assert!(
+            s.starts_with("10.") && (200..204).contains(&second) && s.ends_with("/24"),
+            "{s} is not from the pool"
+        );
+    }
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), APPS, "a subnet was handed out twice");
+
+    for app in &apps {
+        server.ok(&["rm", "--detach", "--app", app]);
+    }
+    wait_for(
+        Duration::from_secs(120),
+        "every application removed",
+        || {
+            (docker_count(&run, "container") == 0 && docker_count(&run, "network") == 0)
+                .then_some(())
+        },
+    );
+}
+
+/// Bad pool flags stop the server at once with a one-line error.
+#[test]
+fn bad_network_pool_flags_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, says) in [
+        (["--network-pool", "10.200.0.0"], "--network-pool"),
+        (["--network-pool", "10.200.1.0/14"], "--network-pool"),
+        (["--network-prefix", "12"], "shorter than the pool's /14"),
+        (["--network-prefix", "30"], "at most 29"),
+    ] {
+        let out = Command::new(bin())
+            .args(["server", "--api-listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--gateway-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+    }
+}
