@@ -355,6 +355,15 @@ pub struct ServerArgs {
     /// Alert when a service has more than N images on the engine.
     #[arg(long, env = "BERTH_IMAGE_COUNT_ALERT")]
     pub image_count_alert: Option<u64>,
+    /// The IPv4 range (CIDR) application networks' subnets are taken from, instead of Docker's
+    /// default address pools (about 30 networks). Pick a range the host and its networks do
+    /// not use (see `ip route`); subnets that overlap an existing Docker network are skipped.
+    #[arg(long, env = "BERTH_NETWORK_POOL", default_value = "10.200.0.0/14")]
+    pub network_pool: String,
+    /// The prefix length of each application network's subnet, cut from --network-pool
+    /// (24: 254 addresses; at most 29).
+    #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]
+    pub network_prefix: u32,
 }
 
 /// A byte size: `1234`, `500MB`, `500M`, `10GiB`, `1.5GB` (decimal units k/M/G/T(B), binary

@@ -43,6 +43,10 @@ pub enum CpError {
     /// A published port is held by another application.
     #[error("{0}")]
     PortConflict(String),
+    /// An application network or volume cannot be made: no free subnet in the pool, or its name
+    /// is held by an object that is not the application's.
+    #[error("{0}")]
+    Network(String),
     /// The Docker engine failed or cannot be reached.
     #[error("docker: {0}")]
     Docker(#[from] berth_docker::DockerError),
@@ -96,7 +100,7 @@ impl CpError {
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
-            CpError::Docker(_) => ErrorCode::DockerUnavailable,
+            CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) => ErrorCode::Internal,
         }
     }

@@ -18,12 +18,14 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod issuers;
+mod networks;
 mod pass;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod retention;
 pub mod spec;
+pub mod subnets;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -81,6 +83,8 @@ pub struct Config {
     pub image_disk_alert: Option<u64>,
     /// Alert when a service has more images on the engine than this.
     pub image_count_alert: Option<u64>,
+    /// Where application networks' subnets come from (`--network-pool`, `--network-prefix`).
+    pub network_pool: subnets::NetworkPool,
 }
 
 impl Default for Config {
@@ -94,6 +98,7 @@ impl Default for Config {
             image_retention_period: Duration::from_secs(60),
             image_disk_alert: None,
             image_count_alert: None,
+            network_pool: subnets::NetworkPool::default(),
         }
     }
 }
@@ -154,6 +159,9 @@ pub(crate) struct Inner {
     image_gate: tokio::sync::Mutex<()>,
     /// Wakes the image retention pass (after a successful build).
     retention_wake: Arc<tokio::sync::Notify>,
+    /// Held while an application's networks and volumes are looked up and made
+    /// (`networks::ensure`), so concurrent create steps make each once.
+    network_gate: tokio::sync::Mutex<()>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -213,6 +221,7 @@ impl ControlPlane {
                 events: events::Events::default(),
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
+                network_gate: tokio::sync::Mutex::new(()),
             }
         });
         let weak = Arc::downgrade(&inner);

@@ -225,7 +225,6 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     let rev = inner.store.get_revision(app, record.revision)?;
     let spec: RevisionSpec =
         serde_json::from_value(rev.spec.clone()).map_err(|e| CpError::Store(e.into()))?;
-    ensure_networks_and_volumes(inner, app, &spec).await?;
 
     let now = Instant::now();
     let mut by_service: BTreeMap<String, Vec<&Observed>> = BTreeMap::new();
@@ -1010,7 +1009,9 @@ async fn create_replica(
         .container_name
         .clone()
         .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
-    let body = spec::container_spec(
+    // Networks and volumes are made here, in the step, so a failure is this step's error.
+    let resolved = crate::networks::ensure(inner, app, spec).await?;
+    let mut body = spec::container_spec(
         &inner.naming,
         spec,
         app,
@@ -1021,6 +1022,7 @@ async fn create_replica(
         &hash,
         &inner.config.extra_labels,
     );
+    resolved.apply(&mut body);
     let id = match inner.docker.create_container(&name, &body).await {
         Ok(id) => id,
         Err(DockerError::Conflict(_)) => {
@@ -1087,47 +1089,6 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
     b.into_inner().ok()
 }
 
-async fn ensure_networks_and_volumes(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-) -> Result<(), CpError> {
-    let filters = crate::label_filters(inner, Some(app));
-    let nets = inner.docker.list_networks(&filters).await?;
-    for (key, net) in &spec.project.networks {
-        let name = inner.naming.network(app, key, Some(net));
-        if net.external || nets.iter().any(|n| n.name == name) {
-            continue;
-        }
-        let mut l = inner.config.extra_labels.clone();
-        l.extend(net.labels.clone());
-        l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-        l.insert(labels::APP.into(), app.into());
-        l.insert(labels::NETWORK.into(), key.clone());
-        match inner.docker.create_network(&name, &l, net.internal).await {
-            Ok(_) | Err(DockerError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let vols = inner.docker.list_volumes(&filters).await?;
-    for (key, vol) in &spec.project.volumes {
-        let name = inner.naming.volume(app, key, Some(vol));
-        if vol.external || vols.iter().any(|v| v.name == name) {
-            continue;
-        }
-        let mut l = inner.config.extra_labels.clone();
-        l.extend(vol.labels.clone());
-        l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-        l.insert(labels::APP.into(), app.into());
-        l.insert(labels::VOLUME.into(), key.clone());
-        match inner.docker.create_volume(&name, &l).await {
-            Ok(()) | Err(DockerError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Remove everything of an application (deleted, or unknown to the store: an orphan).
 async fn teardown(
     inner: &Arc<Inner>,
@@ -1159,7 +1120,7 @@ async fn teardown(
     let filters = crate::label_filters(inner, Some(app));
     for n in inner.docker.list_networks(&filters).await? {
         match inner.docker.remove_network(&n.id).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
+            Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
             Err(e) => return Err(e.into()),
         }
     }

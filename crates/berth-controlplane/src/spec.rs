@@ -8,9 +8,19 @@
 //!   `replicas` and `x-berth`, its pinned image, the content of its secrets and configs), and
 //!   nothing else: scaling, changing routes, probes or traffic policy, or changing another
 //!   service never restarts it.
-//! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
+//! - Names are deterministic (`berth_{instance}_{app}_{service}_{slot}_{hash}`), so a create
 //!   repeated after a crash meets "name in use" and adopts the existing container instead of
 //!   making a duplicate (docs/design-notes.md §1).
+//! - Names are injective: two different (app, service, slot, hash) tuples never share a
+//!   container name, and two different (app, key) pairs never share a network or volume name.
+//!   The separator is `_`, which an application name cannot contain ([`valid_app_name`]); the
+//!   instance part has a fixed length, the slot is decimal and the hash hexadecimal, so a name
+//!   splits back into its parts: the app ends at the first `_` after the instance, the hash and
+//!   the slot are the last two parts, and the service (which may contain `_`, `.` and `-`) is
+//!   what lies between. The old `-` separator was ambiguous (`a-b` + `c` and `a` + `b-c`).
+//!   A network or volume given a `name:`, or declared `external`, keeps its given name.
+//! - Names are not trusted: the reconciler finds an application's networks and volumes by their
+//!   labels (instance, app, key), and attaches containers to networks by ID (`networks.rs`).
 
 use berth_compose::{MountKind, Project, Service};
 use berth_docker::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
@@ -99,9 +109,10 @@ impl Naming {
     fn short(&self) -> &str {
         &self.instance[..self.instance.len().min(6)]
     }
+    /// Container name of one replica (see the module docs for why it is injective).
     #[must_use]
     pub fn container(&self, app: &str, service: &str, slot: u32, hash: &str) -> String {
-        format!("berth-{}-{app}-{service}-{slot}-{hash}", self.short())
+        format!("berth_{}_{app}_{service}_{slot}_{hash}", self.short())
     }
     /// Docker name of a network: its `name:`, else the key itself for an `external` one (as
     /// Compose does), else Berth's instance- and app-scoped name.
@@ -110,7 +121,7 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth-{}-{app}-{key}", self.short()),
+            _ => format!("berth_{}_{app}_{key}", self.short()),
         }
     }
     /// Docker name of a named volume, by the same rules as [`Naming::network`].
@@ -119,13 +130,14 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth-{}-{app}-{key}", self.short()),
+            _ => format!("berth_{}_{app}_{key}", self.short()),
         }
     }
 }
 
 /// Is `name` a valid application name? Lowercase letters, digits and `-`, starting with a letter
-/// or digit, at most 40 characters (it becomes part of Docker object names).
+/// or digit, at most 40 characters (it becomes part of Docker object names). It never contains
+/// `_`, the separator of Berth's Docker names: keep it so, or names stop being injective.
 #[must_use]
 pub fn valid_app_name(name: &str) -> bool {
     !name.is_empty()
@@ -514,5 +526,85 @@ secrets:
             "added web",
             "a service that appears is named, not diffed"
         );
+    }
+
+    use proptest::prelude::*;
+
+    fn naming() -> Naming {
+        Naming {
+            instance: "k3x9q2abcdef".into(),
+        }
+    }
+
+    /// Splits a container name back into (app, service, slot, hash): a left inverse of
+    /// [`Naming::container`] proves it injective.
+    fn split_container(n: &Naming, name: &str) -> Option<(String, String, u32, String)> {
+        let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
+        let (app, rest) = rest.split_once('_')?;
+        let (rest, hash) = rest.rsplit_once('_')?;
+        let (service, slot) = rest.rsplit_once('_')?;
+        Some((app.into(), service.into(), slot.parse().ok()?, hash.into()))
+    }
+
+    /// The same for networks and volumes: (app, key).
+    fn split_scoped(n: &Naming, name: &str) -> Option<(String, String)> {
+        let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
+        let (app, key) = rest.split_once('_')?;
+        Some((app.into(), key.into()))
+    }
+
+    #[test]
+    fn names_of_the_reported_collision_differ() {
+        let n = naming();
+        assert_ne!(
+            n.container("a-b", "c", 0, "h"),
+            n.container("a", "b-c", 0, "h")
+        );
+        assert_ne!(
+            n.network("a", "b-default", None),
+            n.network("a-b", "default", None)
+        );
+        assert_ne!(n.volume("a", "b-data", None), n.volume("a-b", "data", None));
+        assert_eq!(
+            n.container("shop", "web", 2, "0123456789ab"),
+            "berth_k3x9q2_shop_web_2_0123456789ab"
+        );
+    }
+
+    // Small alphabets make near-collisions (the separator inside a part) frequent.
+    const APP: &str = "[a-b0-1][a-b0-1-]{0,5}";
+    const PART: &str = "[a-b0-1][a-b0-1_.-]{0,5}";
+    const HASH: &str = "[0-9a-f]{1,12}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn container_names_are_injective(
+            a in (APP, PART, 0u32..200, HASH),
+            b in (APP, PART, 0u32..200, HASH),
+        ) {
+            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            let n = naming();
+            let na = n.container(&a.0, &a.1, a.2, &a.3);
+            let nb = n.container(&b.0, &b.1, b.2, &b.3);
+            prop_assert_eq!(na == nb, a == b, "{} vs {}", na, nb);
+            prop_assert_eq!(split_container(&n, &na), Some(a));
+        }
+
+        #[test]
+        fn network_and_volume_names_are_injective(
+            a in (APP, PART),
+            b in (APP, PART),
+        ) {
+            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            let n = naming();
+            let (na, nb) = (n.network(&a.0, &a.1, None), n.network(&b.0, &b.1, None));
+            prop_assert_eq!(na == nb, a == b, "{} vs {}", na, nb);
+            prop_assert_eq!(split_scoped(&n, &na), Some(a.clone()));
+            let (va, vb) = (n.volume(&a.0, &a.1, None), n.volume(&b.0, &b.1, None));
+            prop_assert_eq!(va == vb, a == b, "{} vs {}", va, vb);
+            prop_assert_eq!(split_scoped(&n, &va), Some(a));
+        }
     }
 }

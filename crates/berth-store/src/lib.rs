@@ -16,8 +16,10 @@
 mod builds;
 mod migrations;
 mod restarts;
+mod subnets;
 
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use subnets::SubnetRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};

@@ -129,6 +129,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let labels = parse_labels(&args.labels)?;
+    let network_pool = berth_controlplane::subnets::NetworkPool::new(
+        &args.network_pool,
+        u8::try_from(args.network_prefix).unwrap_or(u8::MAX),
+    )
+    .map_err(|e| anyhow!(e))?;
     let _log_guard = init_tracing(&args.log_format);
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -193,6 +198,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         image_retention_period: Duration::from_secs(args.image_retention_secs),
         image_disk_alert: args.image_disk_alert,
         image_count_alert: args.image_count_alert,
+        network_pool,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {
