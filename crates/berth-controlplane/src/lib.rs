@@ -888,3 +888,18 @@ fn label_filters(inner: &Inner, app: Option<&str>) -> Vec<String> {
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_backoff_starts_at_half_a_second_doubles_and_is_capped() {
+        let ms = |n| step_backoff(n).as_millis();
+        assert_eq!(
+            (1..=8).map(ms).collect::<Vec<_>>(),
+            vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        assert_eq!(ms(u32::MAX), 30_000);
+    }
+}
