@@ -1128,7 +1128,13 @@ fn record_outcome(
     let key = (app.to_string(), service.to_string(), slot);
     match result {
         Ok(()) => {
-            if let Some(b) = mem.backoff.remove(&key) {
+            // A removal that succeeds says nothing about a create failing in the same slot
+            // (a dead old replica is removed while its replacement's create keeps failing).
+            let ends = mem
+                .backoff
+                .get(&key)
+                .is_some_and(|b| verb != "remove" || b.error.starts_with("remove "));
+            if let Some(b) = ends.then(|| mem.backoff.remove(&key)).flatten() {
                 tracing::info!(
                     app,
                     service,
