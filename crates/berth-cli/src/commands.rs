@@ -21,7 +21,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             print_list(
                 &out,
                 &apps,
-                &["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"],
+                &["APP", "REVISION", "STATUS", "HEALTH", "SERVICES", "PROBLEM"],
                 |a| {
                     vec![
                         a.name.clone(),
@@ -29,6 +29,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                         a.revision_status.clone(),
                         a.health.clone(),
                         a.services.to_string(),
+                        a.problem.clone().unwrap_or_default(),
                     ]
                 },
             );
@@ -70,6 +71,16 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     ]
                 },
             );
+            // A slot with no container (its create keeps failing) has no row: say why.
+            if !json(&output) {
+                if let Ok(st) = client.status(&app).await {
+                    for s in &st.services {
+                        if let Some(p) = &s.problem {
+                            println!("problem: {}: {p}", s.name);
+                        }
+                    }
+                }
+            }
             Ok(0)
         }
         Command::Scale {
