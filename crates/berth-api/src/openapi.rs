@@ -191,7 +191,7 @@ fn schemas() -> Value {
             "properties": {"replicas": {"type": "object", "additionalProperties": int}}},
         "RollbackRequest": {"type": "object", "additionalProperties": false, "properties": {"to": int}},
         "RevisionCreated": s(json!({"app": string, "revision": int, "changed": {"type": "boolean"}, "change": string})),
-        "AppSummary": s(json!({"name": string, "revision": int, "revision_status": string, "health": string, "services": int, "created_at": string})),
+        "AppSummary": s(json!({"name": string, "revision": int, "revision_status": string, "health": string, "services": int, "created_at": string, "problem": string})),
         "AppSummaryList": {"type": "array", "items": {"$ref": "#/components/schemas/AppSummary"}},
         "ServiceStatus": s(json!({"name": string, "desired": int, "created": int, "healthy": int, "in_rotation": int, "old": int,
             "completed": {"type": "boolean"}, "waiting_for": {"type": "array", "items": string}, "problem": string})),

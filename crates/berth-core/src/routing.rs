@@ -2,7 +2,7 @@
 //!
 //! The control plane builds a complete [`RoutingTable`] from desired and observed state and
 //! publishes it (a `tokio::sync::watch` channel of `Arc<RoutingTable>`); the gateway only ever
-//! reads the latest table and never reads the database (DESIGN-NOTES §5). An endpoint is in a
+//! reads the latest table and never reads the database (docs/design-notes.md §5). An endpoint is in a
 //! table only while its replica is running, ready and not draining, so a table swap is how a
 //! replica enters or leaves rotation.
 
@@ -90,7 +90,8 @@ pub struct RoutingTable {
     pub issuers: Vec<crate::policy::Issuer>,
 }
 
-/// Does `path` fall under `prefix` on a `/` boundary?
+/// Does `path` fall under `prefix` on a `/` boundary? (`path` has no `;` parameters here:
+/// [`RoutingTable::find`] matches on [`without_parameters`] of the request path.)
 #[must_use]
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" || prefix.is_empty() {
@@ -103,12 +104,34 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// `path` with the parameters of each segment removed (`/a;x=1/b;y` → `/a/b`; the query, after
+/// `?`, is kept as it is). Servers that take path parameters (Tomcat and other Java servers)
+/// strip them before they resolve a path, so `/priv;x/a` is `/priv/a` to them and must meet
+/// `/priv`'s policy, not a catch-all route's (docs/security.md). Borrowed when there is no `;`.
+#[must_use]
+pub fn without_parameters(path: &str) -> std::borrow::Cow<'_, str> {
+    let end = path.find('?').unwrap_or(path.len());
+    if !path[..end].contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path[..end].split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or_default());
+    }
+    out.push_str(&path[end..]);
+    std::borrow::Cow::Owned(out)
+}
+
 impl RoutingTable {
     /// The route for a request: host must match when the route names one (routes with a host win
     /// over routes without), then the longest matching prefix wins.
     #[must_use]
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&HttpRoute> {
         let host = host.map(|h| h.split(':').next().unwrap_or(h));
+        let path = without_parameters(path);
         self.routes
             .iter()
             .filter(|r| match (&r.host, host) {
@@ -116,7 +139,7 @@ impl RoutingTable {
                 (Some(rh), Some(h)) => rh.eq_ignore_ascii_case(h),
                 (Some(_), None) => false,
             })
-            .filter(|r| prefix_matches(&r.path_prefix, path))
+            .filter(|r| prefix_matches(&r.path_prefix, &path))
             .max_by_key(|r| (r.host.is_some(), r.path_prefix.trim_end_matches('/').len()))
     }
 }
@@ -163,6 +186,30 @@ mod tests {
         ] {
             assert_eq!(prefix_matches(prefix, path), want, "{prefix} vs {path}");
         }
+    }
+
+    #[test]
+    fn path_parameters_do_not_hide_a_longer_prefix() {
+        for (path, want) in [
+            ("/a/b", "/a/b"),
+            ("/a;x=1/b;y", "/a/b"),
+            ("/priv;jsessionid=1", "/priv"),
+            ("/a/b?q=;x", "/a/b?q=;x"),
+            ("/a;x/b?q=;x", "/a/b?q=;x"),
+            (";x", ""),
+        ] {
+            assert_eq!(without_parameters(path), want, "{path}");
+        }
+        let t = RoutingTable {
+            version: 1,
+            routes: vec![route(None, "/", "open"), route(None, "/priv", "priv")],
+            ports: vec![],
+            issuers: vec![],
+        };
+        for path in ["/priv;x", "/priv;x/a", "/priv;x=1;y=2/a?z=;"] {
+            assert_eq!(t.find(None, path).unwrap().service, "priv", "{path}");
+        }
+        assert_eq!(t.find(None, "/private;x").unwrap().service, "open");
     }
 
     #[test]
