@@ -7,46 +7,6 @@ mod common;
 
 use berth_testkit::TestRun;
 use common::*;
-use std::io::{Read, Write};
-use std::time::Duration;
-
-/// Send `head` (request line and headers, without the blank line) and `body` as is; (status,
-/// body). Does not wait for the server to read the body.
-fn exact(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = head.as_bytes().to_vec();
-    req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    req.extend_from_slice(body);
-    // The server may answer and close before it has read everything: ignore write errors.
-    let _ = s.write_all(&req);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn code(body: &str) -> String {
-    // The body may be chunked; find the JSON object in it.
-    let start = body.find('{').unwrap_or(0);
-    let end = body.rfind('}').map_or(body.len(), |e| e + 1);
-    let v: serde_json::Value = serde_json::from_str(&body[start..end])
-        .unwrap_or_else(|e| panic!("not a Berth error body ({e}): {body:?}"));
-    assert!(
-        v["request_id"].as_str().is_some_and(|r| !r.is_empty()),
-        "{v}"
-    );
-    v["code"].as_str().unwrap_or_default().to_string()
-}
 
 #[test]
 fn the_api_refuses_what_a_web_page_can_send() {
@@ -85,7 +45,7 @@ fn the_api_refuses_what_a_web_page_can_send() {
         );
         assert_eq!(status, want, "Host: {host}: {body}");
         if want != 200 {
-            assert_eq!(code(&body), "bad_host");
+            assert_eq!(error_code(&body), "bad_host");
         }
     }
 
@@ -96,7 +56,7 @@ fn the_api_refuses_what_a_web_page_can_send() {
         b"{}",
     );
     assert_eq!(
-        (status, code(&body).as_str()),
+        (status, error_code(&body).as_str()),
         (415, "unsupported_media_type"),
         "{body}"
     );
@@ -106,7 +66,7 @@ fn the_api_refuses_what_a_web_page_can_send() {
         b"tar",
     );
     assert_eq!(
-        (status, code(&body).as_str()),
+        (status, error_code(&body).as_str()),
         (403, "forbidden_origin"),
         "{body}"
     );
@@ -118,7 +78,7 @@ fn the_api_refuses_what_a_web_page_can_send() {
         b"{",
     );
     assert_eq!(
-        (status, code(&body).as_str()),
+        (status, error_code(&body).as_str()),
         (413, "payload_too_large"),
         "{body}"
     );
@@ -134,7 +94,7 @@ fn the_api_refuses_what_a_web_page_can_send() {
             b"",
         );
         assert_eq!(
-            (status, code(&body).as_str()),
+            (status, error_code(&body).as_str()),
             (414, "uri_too_long"),
             "{len}: {body}"
         );

@@ -236,17 +236,6 @@ fn unsupported_keys_are_named() {
     );
 }
 
-/// Lines of the server log that report a failed step: each failed attempt logs exactly one
-/// (the first of a kind at warn, its repeats at debug; the harness logs the control plane at
-/// debug), so this counts the attempts.
-fn failed_attempts(server: &Server) -> usize {
-    std::fs::read_to_string(&server.log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("step failed"))
-        .count()
-}
-
 /// The `berth apps` table row of `app`.
 fn apps_row(server: &Server, app: &str) -> String {
     server
@@ -255,26 +244,6 @@ fn apps_row(server: &Server, app: &str) -> String {
         .find(|l| l.split_whitespace().next() == Some(app))
         .unwrap_or_default()
         .to_string()
-}
-
-/// An image Docker refuses to create a container from: no `Cmd`, no `Entrypoint`.
-fn image_without_command(run: &TestRun) -> String {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("f"), "no command here\n").unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
-    let reference = format!("berth-nocmd:{}", run.id);
-    berth_testkit::docker_cli(&[
-        "build",
-        "--quiet",
-        "--no-cache",
-        "--label",
-        &run.label_filter(),
-        "-t",
-        &reference,
-        ctx.path().to_str().unwrap(),
-    ])
-    .unwrap();
-    reference
 }
 
 #[test]

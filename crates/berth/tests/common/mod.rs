@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use berth_testkit::TestRun;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -278,7 +279,6 @@ pub fn raw_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -302,4 +302,74 @@ pub fn raw_request(
         head.to_ascii_lowercase(),
         rest.to_string(),
     )
+}
+
+/// Lines of the server log that report a failed step: each failed attempt logs exactly one
+/// (the first of a kind at warn, its repeats at debug; the harness logs the control plane at
+/// debug), so this counts the attempts.
+pub fn failed_attempts(server: &Server) -> usize {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("step failed"))
+        .count()
+}
+
+/// An image Docker refuses to create a container from: no `Cmd`, no `Entrypoint`.
+pub fn image_without_command(run: &TestRun) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "no command here\n").unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    let reference = format!("berth-nocmd:{}", run.id);
+    berth_testkit::docker_cli(&[
+        "build",
+        "--quiet",
+        "--no-cache",
+        "--label",
+        &run.label_filter(),
+        "-t",
+        &reference,
+        ctx.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    reference
+}
+
+/// Send `head` (request line and headers, without the blank line) and `body` as is; (status,
+/// body). Does not wait for the server to read the body.
+pub fn exact(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = head.as_bytes().to_vec();
+    req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    req.extend_from_slice(body);
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = s.write_all(&req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The `code` of a Berth error body (`{code, message, request_id}`); panics on anything else.
+pub fn error_code(body: &str) -> String {
+    // The body may be chunked; find the JSON object in it.
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+    let v: serde_json::Value = serde_json::from_str(&body[start..end])
+        .unwrap_or_else(|e| panic!("not a Berth error body ({e}): {body:?}"));
+    assert!(
+        v["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
+    v["code"].as_str().unwrap_or_default().to_string()
 }
