@@ -698,7 +698,7 @@ pub(crate) struct BuildsQuery {
     tag = "builds",
     summary = "Builds, newest first (`?service=NAME`)",
     params(BuildsQuery),
-    responses((status = 200, description = "Builds", body = Vec<BuildView>))
+    responses((status = 200, description = "Builds", body = Vec<BuildView>), (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody))
 )]
 pub(crate) async fn list_builds(
     State(s): State<AppState>,
@@ -868,7 +868,7 @@ pub(crate) async fn webhook(
     tag = "images",
     summary = "Images of services built from source: size, state, deployed, rollback target (`berth images`)",
     params(BuildsQuery),
-    responses((status = 200, description = "Images", body = Vec<ImageView>), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses((status = 200, description = "Images", body = Vec<ImageView>), (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
 )]
 pub(crate) async fn list_images(
     State(s): State<AppState>,

@@ -194,6 +194,11 @@ fn every_operation_documents_its_errors_with_the_error_shape() {
     let mut props: Vec<_> = error["properties"].as_object().unwrap().keys().collect();
     props.sort();
     assert_eq!(props, ["code", "message", "request_id"], "{error}");
+    assert_eq!(
+        error["required"],
+        serde_json::json!(["code", "message", "request_id"]),
+        "{error}"
+    );
     for (method, path, op) in operations(&doc) {
         let responses = op["responses"].as_object().unwrap();
         assert!(
