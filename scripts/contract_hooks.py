@@ -4,6 +4,7 @@ Each hook says why it exists. Nothing here hides a failure of the server, except
 marked "fixed on h-api", which another branch fixes; remove them once it is merged.
 """
 
+import json
 import sys
 
 import schemathesis
@@ -52,3 +53,35 @@ def known_elsewhere(case, response):
     if case.path.startswith("/api/v1/builds/{id}") and not body.startswith(b"{") and status == 400:
         return "fixed on h-api: a bad build id answers plain text"
     return None
+
+
+@schemathesis.check
+def berth_error_shape(ctx, response, case):
+    """Every answer carries `X-Request-Id`; every error answer is exactly the Berth shape
+    `{code, message, request_id}` (non-empty strings, the id that of the header), as JSON.
+    (The document says so too; this also holds for answers it might not describe.)"""
+    request_id = response.headers.get("x-request-id")
+    if isinstance(request_id, list):
+        request_id = request_id[0] if request_id else None
+    if not request_id:
+        raise AssertionError("no X-Request-Id header")
+    if response.status_code < 400:
+        return
+    content_type = response.headers.get("content-type") or ""
+    if isinstance(content_type, list):
+        content_type = content_type[0] if content_type else ""
+    if not content_type.startswith("application/json"):
+        raise AssertionError(f"error answer with Content-Type {content_type!r}, not JSON")
+    try:
+        body = json.loads(response.content)
+    except ValueError as e:
+        raise AssertionError(f"error answer is not JSON: {e}") from None
+    if not isinstance(body, dict) or sorted(body) != ["code", "message", "request_id"]:
+        raise AssertionError(f"error answer is not {{code, message, request_id}}: {body!r}")
+    for key in ("code", "message", "request_id"):
+        if not isinstance(body[key], str) or not body[key]:
+            raise AssertionError(f"error answer's {key} is not a non-empty string: {body!r}")
+    if body["request_id"] != request_id:
+        raise AssertionError(
+            f"error answer's request_id {body['request_id']!r} is not the header's {request_id!r}"
+        )
