@@ -482,7 +482,7 @@ fn line_prefixed(
     operation_id = "jwks",
     tag = "auth",
     summary = "The public keys of Berth's own token issuer (JWKS)",
-    responses((status = 200, description = "A JWK Set", body = Object))
+    responses((status = 200, description = "A JWK Set", body = Object), (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody))
 )]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
     Ok((
@@ -515,7 +515,7 @@ pub(crate) async fn issue_token(
     operation_id = "rotateKey",
     tag = "auth",
     summary = "Rotate Berth's signing key (the old key stays in the JWKS until its tokens expire)",
-    responses((status = 200, description = "The new key id", body = KeyRotated))
+    responses((status = 200, description = "The new key id", body = KeyRotated), (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody))
 )]
 pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(KeyRotated {
@@ -698,7 +698,7 @@ pub(crate) struct BuildsQuery {
     tag = "builds",
     summary = "Builds, newest first (`?service=NAME`)",
     params(BuildsQuery),
-    responses((status = 200, description = "Builds", body = Vec<BuildView>), (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody))
+    responses((status = 200, description = "Builds", body = Vec<BuildView>))
 )]
 pub(crate) async fn list_builds(
     State(s): State<AppState>,

@@ -133,12 +133,51 @@ async fn every_documented_operation_is_routed() {
     for (method, path, op) in &ops {
         let id = op["operationId"].as_str().unwrap();
         let (ctype, body) = body_for(id);
-        let (status, _, text) =
+        let (status, answer_type, text) =
             call(&app, &method.to_uppercase(), &concrete(path), ctype, body).await;
         assert!(
             !is_router_refusal(status, &text),
             "{method} {path} ({id}) is documented but not routed: {status} {text}"
         );
+        assert_answer_is_documented(op, &format!("{method} {path}"), status, &answer_type, &text);
+    }
+}
+
+/// The status is one the operation documents; an error is in the error shape.
+fn assert_answer_is_documented(op: &Value, what: &str, status: u16, ctype: &str, text: &str) {
+    let documented = &op["responses"][status.to_string()];
+    assert!(
+        documented.is_object(),
+        "{what} answered {status}, which it does not document: {text}"
+    );
+    if status >= 400 {
+        assert!(ctype.starts_with("application/json"), "{what}: {ctype}");
+        let body: Value = serde_json::from_str(text).unwrap();
+        let mut keys: Vec<_> = body.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["code", "message", "request_id"], "{what}: {text}");
+        assert!(!body["request_id"].as_str().unwrap().is_empty(), "{what}");
+    }
+}
+
+/// Found by scripts/contract: `?service=` naming no service is a 404 `service_not_found`, which
+/// the image listing did not document.
+#[tokio::test]
+async fn a_filter_naming_no_service_is_a_documented_404() {
+    let (app, _dir) = router().await;
+    let doc = berth_api::openapi::document();
+    for path in ["/api/v1/images"] {
+        let (status, ctype, text) = call(
+            &app,
+            "GET",
+            &format!("{path}?service=ghost"),
+            "application/json",
+            "",
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {text}");
+        assert!(text.contains("\"service_not_found\""), "{path}: {text}");
+        assert_answer_is_documented(&doc["paths"][path]["get"], path, status, &ctype, &text);
     }
 }
 
