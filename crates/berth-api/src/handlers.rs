@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-#[allow(unused_imports)] // Some are named only in `#[utoipa::path]` attributes.
 use berth_core::api::{
     AppStatus, AppSummary, ApplyRequest, BuildStart, BuildView, ContextUploaded, EventView, Health,
     ImageView, Instance, IssuerRequest, IssuerView, RevisionCreated, RevisionView, RollbackRequest,
@@ -27,7 +26,9 @@ type Result<T> = std::result::Result<T, ApiError>;
     operation_id = "health",
     tag = "system",
     summary = "Berth is up",
-    responses((status = 200, description = "Berth is up", body = Health))
+    responses(
+        (status = 200, description = "Berth is up", body = Health)
+    )
 )]
 pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
@@ -44,7 +45,9 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     operation_id = "openapi",
     tag = "system",
     summary = "This document (OpenAPI 3.1)",
-    responses((status = 200, description = "The OpenAPI document", body = Object))
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object)
+    )
 )]
 pub(crate) async fn openapi() -> Response {
     (
@@ -60,7 +63,9 @@ pub(crate) async fn openapi() -> Response {
     operation_id = "listApps",
     tag = "apps",
     summary = "Every application with its revision and health (`berth apps`)",
-    responses((status = 200, description = "The applications", body = Vec<AppSummary>))
+    responses(
+        (status = 200, description = "The applications", body = Vec<AppSummary>)
+    )
 )]
 pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.apps()?).into_response())
@@ -73,7 +78,10 @@ pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
     tag = "apps",
     summary = "An application's rollout progress per service",
     params(("app" = String, Path, description = "Application name")),
-    responses((status = 200, description = "Progress", body = AppStatus), (status = 404, description = "`app_not_found`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Progress", body = AppStatus),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn app_status(
     State(s): State<AppState>,
@@ -97,7 +105,10 @@ pub(crate) struct RemoveQuery {
     tag = "apps",
     summary = "Remove an application (`berth rm`; `?volumes=true` removes named volumes)",
     params(("app" = String, Path, description = "Application name"), RemoveQuery),
-    responses((status = 202, description = "Removal started", body = RemoveAccepted), (status = 404, description = "`app_not_found`", body = ErrorBody))
+    responses(
+        (status = 202, description = "Removal started", body = RemoveAccepted),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn remove_app(
     State(s): State<AppState>,
@@ -106,11 +117,10 @@ pub(crate) async fn remove_app(
 ) -> Result<Response> {
     let Query(q) = q?;
     s.cp.remove(&app, q.volumes)?;
-    let volumes = q.volumes;
     let answer = RemoveAccepted {
         app,
         removing: true,
-        volumes,
+        volumes: q.volumes,
     };
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
@@ -136,7 +146,14 @@ const PROGRESS_BUFFER: usize = 4096;
     summary = "Deploy a Compose bundle as a new revision (`berth apply`)",
     params(("app" = String, Path, description = "Application name"), ApplyQuery),
     request_body = ApplyRequest,
-    responses((status = 201, description = "A new revision was committed", body = RevisionCreated), (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))), (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody), (status = 413, description = "`payload_too_large` (a build context)", body = ErrorBody), (status = 422, description = "`invalid_compose`, `unsupported_key`, `image_missing`, `build_failed`", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 201, description = "A new revision was committed", body = RevisionCreated),
+        (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (a build context)", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`, `unsupported_key`, `image_missing`, `build_failed`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn apply(
     State(s): State<AppState>,
@@ -202,7 +219,10 @@ fn apply_with_progress(
     tag = "apps",
     summary = "Upload a build context (a tar, at most 512 MiB) for a Compose service with `build:`; name its id in the apply's `build_contexts`",
     request_body(content = inline(Tar), content_type = "application/x-tar"),
-    responses((status = 201, description = "Stored", body = ContextUploaded), (status = 413, description = "`payload_too_large`", body = ErrorBody))
+    responses(
+        (status = 201, description = "Stored", body = ContextUploaded),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody)
+    )
 )]
 /// `POST /api/v1/contexts`: a build context tar, streamed to the server's disk.
 pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Result<Response> {
@@ -218,7 +238,12 @@ pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Res
     summary = "Set replica counts (`berth scale`)",
     params(("app" = String, Path, description = "Application name")),
     request_body = ScaleRequest,
-    responses((status = 200, description = "The revision committed", body = RevisionCreated), (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody), (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody), (status = 422, description = "`invalid_compose`", body = ErrorBody))
+    responses(
+        (status = 200, description = "The revision committed", body = RevisionCreated),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn scale(
     State(s): State<AppState>,
@@ -237,7 +262,12 @@ pub(crate) async fn scale(
     summary = "Roll back to a revision (`berth rollback`)",
     params(("app" = String, Path, description = "Application name")),
     request_body = RollbackRequest,
-    responses((status = 200, description = "The revision committed", body = RevisionCreated), (status = 404, description = "`app_not_found`, `revision_not_found`", body = ErrorBody), (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody), (status = 422, description = "`invalid_compose`, `image_missing`", body = ErrorBody))
+    responses(
+        (status = 200, description = "The revision committed", body = RevisionCreated),
+        (status = 404, description = "`app_not_found`, `revision_not_found`", body = ErrorBody),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`, `image_missing`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn rollback(
     State(s): State<AppState>,
@@ -255,7 +285,10 @@ pub(crate) async fn rollback(
     tag = "apps",
     summary = "Revisions, newest first (`berth history`)",
     params(("app" = String, Path, description = "Application name")),
-    responses((status = 200, description = "Revisions", body = Vec<RevisionView>), (status = 404, description = "`app_not_found`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Revisions", body = Vec<RevisionView>),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn history(
     State(s): State<AppState>,
@@ -271,7 +304,11 @@ pub(crate) async fn history(
     tag = "apps",
     summary = "Every replica (`berth ps`)",
     params(("app" = String, Path, description = "Application name")),
-    responses((status = 200, description = "Replicas", body = Vec<Instance>), (status = 404, description = "`app_not_found`", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Replicas", body = Vec<Instance>),
+        (status = 404, description = "`app_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Result<Response> {
     Ok(Json(s.cp.ps(&app).await?).into_response())
@@ -284,7 +321,11 @@ pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Re
     tag = "apps",
     summary = "Discovery: each replica's address, health and revision",
     params(("app" = String, Path, description = "Application name"), ("service" = String, Path, description = "Compose service name")),
-    responses((status = 200, description = "Replicas of the service", body = Vec<Instance>), (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Replicas of the service", body = Vec<Instance>),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn instances(
     State(s): State<AppState>,
@@ -299,7 +340,9 @@ pub(crate) async fn instances(
     operation_id = "routes",
     tag = "gateway",
     summary = "The routing table the gateway serves (issuer secrets redacted)",
-    responses((status = 200, description = "The table", body = RoutingTable))
+    responses(
+        (status = 200, description = "The table", body = RoutingTable)
+    )
 )]
 pub(crate) async fn routes(State(s): State<AppState>) -> Response {
     let mut table = s.cp.routing_table().as_ref().clone();
@@ -326,7 +369,9 @@ pub(crate) struct TableQuery {
     tag = "gateway",
     summary = "The full routing table, for a gateway in another process; `?watch=true`: NDJSON, one table per change and every 10 s",
     params(TableQuery),
-    responses((status = 200, description = "The table, or (watch) a stream of tables", content((RoutingTable = "application/json"), (String = "application/x-ndjson"))))
+    responses(
+        (status = 200, description = "The table, or (watch) a stream of tables", content((RoutingTable = "application/json"), (String = "application/x-ndjson")))
+    )
 )]
 /// The full table (with issuer secrets: the API is loopback-only) for a separate gateway.
 /// With `watch`, an NDJSON stream: the current table at once, then one line per change, and the
@@ -388,7 +433,11 @@ pub(crate) struct LogsQuery {
     tag = "apps",
     summary = "Logs of the service's replicas (`berth logs`), streamed; with several replicas each line starts with `service.slot | `",
     params(("app" = String, Path, description = "Application name"), ("service" = String, Path, description = "Compose service name"), LogsQuery),
-    responses((status = 200, description = "Log lines", content((String = "text/plain"))), (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Log lines", content((String = "text/plain"))),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 /// Logs of every current replica of a service, as text; with several replicas each line is
 /// prefixed with `slot | `. `follow` streams until the client goes away.
@@ -482,7 +531,10 @@ fn line_prefixed(
     operation_id = "jwks",
     tag = "auth",
     summary = "The public keys of Berth's own token issuer (JWKS)",
-    responses((status = 200, description = "A JWK Set", body = Object), (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody))
+    responses(
+        (status = 200, description = "A JWK Set", body = Object),
+        (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody)
+    )
 )]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
     Ok((
@@ -499,7 +551,9 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
     tag = "auth",
     summary = "Issue a token signed by Berth (`berth token`)",
     request_body = TokenRequest,
-    responses((status = 201, description = "The token", body = TokenIssued))
+    responses(
+        (status = 201, description = "The token", body = TokenIssued)
+    )
 )]
 pub(crate) async fn issue_token(
     State(s): State<AppState>,
@@ -515,7 +569,10 @@ pub(crate) async fn issue_token(
     operation_id = "rotateKey",
     tag = "auth",
     summary = "Rotate Berth's signing key (the old key stays in the JWKS until its tokens expire)",
-    responses((status = 200, description = "The new key id", body = KeyRotated), (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody))
+    responses(
+        (status = 200, description = "The new key id", body = KeyRotated),
+        (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody)
+    )
 )]
 pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(KeyRotated {
@@ -530,7 +587,9 @@ pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
     operation_id = "listIssuers",
     tag = "auth",
     summary = "Accepted token issuers (secrets never shown)",
-    responses((status = 200, description = "Issuers", body = Vec<IssuerView>))
+    responses(
+        (status = 200, description = "Issuers", body = Vec<IssuerView>)
+    )
 )]
 pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.issuers()?).into_response())
@@ -543,7 +602,11 @@ pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> 
     tag = "auth",
     summary = "Accept tokens from another issuer",
     request_body = IssuerRequest,
-    responses((status = 201, description = "Added", body = IssuerView), (status = 409, description = "already exists", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 201, description = "Added", body = IssuerView),
+        (status = 409, description = "already exists", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn add_issuer(
     State(s): State<AppState>,
@@ -560,7 +623,9 @@ pub(crate) async fn add_issuer(
     tag = "auth",
     summary = "Stop accepting an issuer",
     params(("name" = String, Path, description = "Issuer name")),
-    responses((status = 200, description = "Removed", body = IssuerRemoved))
+    responses(
+        (status = 200, description = "Removed", body = IssuerRemoved)
+    )
 )]
 pub(crate) async fn remove_issuer(
     State(s): State<AppState>,
@@ -576,7 +641,10 @@ pub(crate) async fn remove_issuer(
     operation_id = "metrics",
     tag = "system",
     summary = "Prometheus metrics of the in-process gateway",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content((String = "text/plain"))), (status = 404, description = "`not_found`: the gateway runs in another process", body = ErrorBody))
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content((String = "text/plain"))),
+        (status = 404, description = "`not_found`: the gateway runs in another process", body = ErrorBody)
+    )
 )]
 /// Prometheus metrics of the in-process gateway.
 pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
@@ -600,7 +668,10 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
     tag = "builds",
     summary = "Register a service built from source (Git or Subversion)",
     request_body = ServiceRequest,
-    responses((status = 201, description = "Registered", body = ServiceView), (status = 409, description = "already exists", body = ErrorBody))
+    responses(
+        (status = 201, description = "Registered", body = ServiceView),
+        (status = 409, description = "already exists", body = ErrorBody)
+    )
 )]
 pub(crate) async fn create_service(
     State(s): State<AppState>,
@@ -616,7 +687,9 @@ pub(crate) async fn create_service(
     operation_id = "listServices",
     tag = "builds",
     summary = "Services built from source",
-    responses((status = 200, description = "Services", body = Vec<ServiceView>))
+    responses(
+        (status = 200, description = "Services", body = Vec<ServiceView>)
+    )
 )]
 pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.services()?).into_response())
@@ -630,7 +703,9 @@ pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response>
     summary = "Queue a build",
     params(("name" = String, Path, description = "Service name (built from source)")),
     request_body = BuildStart,
-    responses((status = 202, description = "Queued", body = BuildView))
+    responses(
+        (status = 202, description = "Queued", body = BuildView)
+    )
 )]
 pub(crate) async fn start_build(
     State(s): State<AppState>,
@@ -648,7 +723,9 @@ pub(crate) async fn start_build(
     tag = "builds",
     summary = "A service's versions (successful builds), newest first",
     params(("name" = String, Path, description = "Service name (built from source)")),
-    responses((status = 200, description = "Versions", body = Vec<VersionView>))
+    responses(
+        (status = 200, description = "Versions", body = Vec<VersionView>)
+    )
 )]
 pub(crate) async fn versions(
     State(s): State<AppState>,
@@ -665,7 +742,9 @@ pub(crate) async fn versions(
     summary = "Set a build secret; the body is its value (UTF-8, never logged)",
     params(("name" = String, Path, description = "Service name (built from source)"), ("secret" = String, Path, description = "Secret name")),
     request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, description = "Stored", body = SecretSet))
+    responses(
+        (status = 200, description = "Stored", body = SecretSet)
+    )
 )]
 /// The secret's value is the raw request body (never logged).
 pub(crate) async fn set_secret(
@@ -698,7 +777,9 @@ pub(crate) struct BuildsQuery {
     tag = "builds",
     summary = "Builds, newest first (`?service=NAME`)",
     params(BuildsQuery),
-    responses((status = 200, description = "Builds", body = Vec<BuildView>))
+    responses(
+        (status = 200, description = "Builds", body = Vec<BuildView>)
+    )
 )]
 pub(crate) async fn list_builds(
     State(s): State<AppState>,
@@ -715,7 +796,9 @@ pub(crate) async fn list_builds(
     tag = "builds",
     summary = "One build",
     params(("id" = u64, Path, description = "Build id")),
-    responses((status = 200, description = "The build", body = BuildView))
+    responses(
+        (status = 200, description = "The build", body = BuildView)
+    )
 )]
 pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) -> Result<Response> {
     Ok(Json(s.cp.build(id)?).into_response())
@@ -728,7 +811,9 @@ pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) ->
     tag = "builds",
     summary = "Cancel a queued or running build",
     params(("id" = u64, Path, description = "Build id")),
-    responses((status = 200, description = "Cancelling", body = BuildCancelling))
+    responses(
+        (status = 200, description = "Cancelling", body = BuildCancelling)
+    )
 )]
 pub(crate) async fn cancel_build(
     State(s): State<AppState>,
@@ -757,7 +842,9 @@ pub(crate) struct BuildLogsQuery {
     tag = "builds",
     summary = "A build's log as text, or as server-sent events with `Accept: text/event-stream` (one `data:` event per line, then an `end` event)",
     params(("id" = u64, Path, description = "Build id"), BuildLogsQuery),
-    responses((status = 200, description = "The log", content((String = "text/plain"), (String = "text/event-stream"))))
+    responses(
+        (status = 200, description = "The log", content((String = "text/plain"), (String = "text/event-stream")))
+    )
 )]
 /// A build's log as text, or as server-sent events (`Accept: text/event-stream`, one `data:`
 /// event per line, then an `end` event).
@@ -811,7 +898,9 @@ pub(crate) async fn build_logs(
     summary = "Set the service's push-webhook secret; the body is the secret (UTF-8, never logged)",
     params(("name" = String, Path, description = "Service name (built from source)")),
     request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, description = "Stored", body = WebhookSecretSet))
+    responses(
+        (status = 200, description = "Stored", body = WebhookSecretSet)
+    )
 )]
 /// The secret is the raw request body (never logged).
 pub(crate) async fn set_webhook_secret(
@@ -837,7 +926,11 @@ pub(crate) async fn set_webhook_secret(
     summary = "A push webhook (GitHub, Gitea: `X-Hub-Signature-256`; GitLab: `X-Gitlab-Token`)",
     params(("name" = String, Path, description = "Service name (built from source)")),
     request_body(content = Object, content_type = "application/json"),
-    responses((status = 202, description = "A build was queued", body = BuildView), (status = 200, description = "Verified, nothing to build", body = HookIgnored), (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody))
+    responses(
+        (status = 202, description = "A build was queued", body = BuildView),
+        (status = 200, description = "Verified, nothing to build", body = HookIgnored),
+        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+    )
 )]
 /// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
 pub(crate) async fn webhook(
@@ -868,7 +961,11 @@ pub(crate) async fn webhook(
     tag = "images",
     summary = "Images of services built from source: size, state, deployed, rollback target (`berth images`)",
     params(BuildsQuery),
-    responses((status = 200, description = "Images", body = Vec<ImageView>), (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Images", body = Vec<ImageView>),
+        (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn list_images(
     State(s): State<AppState>,
@@ -885,7 +982,10 @@ pub(crate) async fn list_images(
     tag = "images",
     summary = "A version's image as a `docker save` tar (`berth image archive`)",
     params(("name" = String, Path, description = "Service name (built from source)"), ("version" = String, Path, description = "Version name")),
-    responses((status = 200, description = "The tar", content((Tar = "application/x-tar"))), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "The tar", content((Tar = "application/x-tar"))),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn archive_image(
     State(s): State<AppState>,
@@ -902,7 +1002,10 @@ pub(crate) async fn archive_image(
     tag = "images",
     summary = "Load an archived image (body: the tar) and mark its version present (`berth image restore`)",
     request_body(content = inline(Tar), content_type = "application/x-tar"),
-    responses((status = 200, description = "Restored", body = ImageRestored), (status = 503, description = "`docker_unavailable`", body = ErrorBody))
+    responses(
+        (status = 200, description = "Restored", body = ImageRestored),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
 )]
 pub(crate) async fn restore_image(
     State(s): State<AppState>,
@@ -930,7 +1033,9 @@ pub(crate) struct EventsQuery {
     tag = "events",
     summary = "Recent platform events, oldest first: image removals, alerts, janitor work (`berth events`)",
     params(EventsQuery),
-    responses((status = 200, description = "Events", body = Vec<EventView>))
+    responses(
+        (status = 200, description = "Events", body = Vec<EventView>)
+    )
 )]
 pub(crate) async fn list_events(
     State(s): State<AppState>,
