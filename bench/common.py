@@ -24,8 +24,15 @@ import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-BERTH_BIN = os.path.join(TARGET, "release", "berth")
-TESTAPP_BIN = os.path.join(TARGET, "x86_64-unknown-linux-gnu", "release", "berth-testapp")
+# Benchmarks build with the `perf` profile (Cargo.toml: release plus fat LTO and one codegen
+# unit), not the plain release profile that scripts/demo and `cargo install` use.
+PROFILE = "perf"
+BERTH_BIN = os.path.join(TARGET, PROFILE, "berth")
+TESTAPP_BIN = os.path.join(TARGET, "x86_64-unknown-linux-gnu", PROFILE, "berth-testapp")
+BUILD_BERTH = ["cargo", "build", "--profile", PROFILE, "-p", "berth"]
+BUILD_TESTAPP = ["cargo", "build", "--profile", PROFILE, "-p", "berth-testapp", "--target",
+                 "x86_64-unknown-linux-gnu"]
+TESTAPP_RUSTFLAGS = "-C target-feature=+crt-static"
 
 
 def log(*a):
@@ -350,11 +357,10 @@ class Bench:
 
     def prepare(self):
         if self.build:
-            log("building berth (release) and the static test app")
-            run(["cargo", "build", "--release", "-p", "berth"], timeout=1800)
-            env = dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static")
-            run(["cargo", "build", "--release", "-p", "berth-testapp", "--target",
-                 "x86_64-unknown-linux-gnu"], env=env, timeout=1800)
+            log(f"building berth (profile {PROFILE}) and the static test app")
+            run(BUILD_BERTH, timeout=1800)
+            env = dict(os.environ, RUSTFLAGS=TESTAPP_RUSTFLAGS)
+            run(BUILD_TESTAPP, env=env, timeout=1800)
         for b in (BERTH_BIN, TESTAPP_BIN):
             if not os.path.exists(b):
                 raise SystemExit(f"missing {b}: build it (see bench/README.md) or drop --no-build")
@@ -532,6 +538,6 @@ class Bench:
 
 def common_args(parser):
     parser.add_argument("--no-build", action="store_true",
-                        help="use the already built binaries (target/release/berth and the static test app)")
+                        help="use the already built binaries (target/perf/berth and the static test app)")
     parser.add_argument("--berth-log", default="info", help="BERTH_LOG for the server (e.g. debug)")
     return parser

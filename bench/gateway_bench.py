@@ -8,7 +8,7 @@ without it), and optionally `perf` (`--perf`). No Docker: every process runs on 
 
 What runs:
 * backend: a tiny nginx server block answering `return 200 "ok\\n"` (1 worker, no access log), or
-  `--backend testapp` (target/x86_64-unknown-linux-gnu/release/berth-testapp). The SAME backend
+  `--backend testapp` (target/x86_64-unknown-linux-gnu/perf/berth-testapp). The SAME backend
   instance serves every proxy.
 * proxies: nginx (keep-alive upstream pool), HAProxy (`http-reuse always`), and
   `berth gateway --control URL`, fed by a fake control plane in this program that streams the
@@ -52,7 +52,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BERTH_BIN, REPO, TESTAPP_BIN, free_port, log, table  # noqa: E402
+from common import (BERTH_BIN, BUILD_BERTH, BUILD_TESTAPP, REPO, TESTAPP_BIN,  # noqa: E402
+                    TESTAPP_RUSTFLAGS, free_port, log, table)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -784,7 +785,7 @@ class Bench:
         log(f"nginx: {version_of(['nginx', '-v'])}")
         log(f"haproxy: {version_of(['haproxy', '-v'])}")
         log(f"wrk: {version_of(['wrk', '-v'])}")
-        # A private copy: other engineers may rebuild target/release/berth during the run.
+        # A private copy: other engineers may rebuild target/perf/berth during the run.
         self.berth_bin = os.path.join(self.work, "berth")
         shutil.copy2(BERTH_BIN, self.berth_bin)
         with open(self.berth_bin, "rb") as f:
@@ -913,11 +914,10 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: apt-get install -y nginx haproxy wrk")
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=REPO, check=True)
+        subprocess.run(BUILD_BERTH, cwd=REPO, check=True)
         if args.backend == "testapp":
-            env = dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static")
-            subprocess.run(["cargo", "build", "--release", "-p", "berth-testapp", "--target",
-                            "x86_64-unknown-linux-gnu"], cwd=REPO, check=True, env=env)
+            env = dict(os.environ, RUSTFLAGS=TESTAPP_RUSTFLAGS)
+            subprocess.run(BUILD_TESTAPP, cwd=REPO, check=True, env=env)
     b = Bench(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:

@@ -164,8 +164,8 @@ def main():
     try:
         b.print_versions()
         if b.build:
-            log("building berth (release)")
-            run(["cargo", "build", "--release", "-p", "berth"], timeout=3600)
+            log(f"building berth (profile {common.PROFILE})")
+            run(common.BUILD_BERTH, timeout=3600)
         if not os.path.exists(common.BERTH_BIN):
             raise SystemExit(f"missing {common.BERTH_BIN}: build it or drop --no-build")
         kinds = ["berth", "legacy"]

@@ -2,7 +2,7 @@
 """Run the three "spine" benchmarks in one go (one build, one image, one Berth server, Swarm mode
 enabled only if it was inactive and left again at the end) and print a summary table.
 
-    python3 bench/run_spine.py             # builds berth (release) and the static test app first
+    python3 bench/run_spine.py             # builds berth (profile perf) and the static test app first
     python3 bench/run_spine.py --no-build  # use the binaries already in target/
     python3 bench/run_spine.py --quick     # fewer repetitions (a smoke test, ~3 minutes)
 """

@@ -1,6 +1,6 @@
 //! Berth's REST API under `/api/v1`: thin handlers over [`berth_controlplane::ControlPlane`].
 //!
-//! Rules it keeps (STYLE.md habit 5):
+//! Rules it keeps (docs/style.md habit 5):
 //! - Handlers never touch the store; they call the control plane (log streams read Docker
 //!   through the control plane's client).
 //! - Every error, including bad JSON, unknown fields, bad query strings, unknown paths and

@@ -8,7 +8,7 @@ use crate::{
 use anyhow::{anyhow, bail, Context};
 use berth_core::api::{ApplyRequest, IssuerRequest, RollbackRequest, ScaleRequest, TokenRequest};
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             print_list(
                 &out,
                 &apps,
-                &["APP", "REVISION", "STATUS", "HEALTH", "SERVICES"],
+                &["APP", "REVISION", "STATUS", "HEALTH", "SERVICES", "PROBLEM"],
                 |a| {
                     vec![
                         a.name.clone(),
@@ -29,6 +29,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                         a.revision_status.clone(),
                         a.health.clone(),
                         a.services.to_string(),
+                        a.problem.clone().unwrap_or_default(),
                     ]
                 },
             );
@@ -70,6 +71,16 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     ]
                 },
             );
+            // A slot with no container (its create keeps failing) has no row: say why.
+            if !json(&output) {
+                if let Ok(st) = client.status(&app).await {
+                    for s in &st.services {
+                        if let Some(p) = &s.problem {
+                            println!("problem: {}: {p}", s.name);
+                        }
+                    }
+                }
+            }
             Ok(0)
         }
         Command::Scale {
@@ -100,20 +111,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             follow,
             tail,
         } => {
-            use futures_util::StreamExt;
-            let resp = client.logs(&app, &service, follow, tail).await?;
-            let mut stream = resp.bytes_stream();
-            let mut stdout = std::io::stdout();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.context("log stream interrupted")?;
-                if stdout
-                    .write_all(&chunk)
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    break; // stdout closed (e.g. piped into head)
-                }
-            }
+            copy_stream(client.logs(&app, &service, follow, tail).await?).await?;
             Ok(0)
         }
         Command::History { app, output } => {
@@ -170,7 +168,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     poll_secs,
                 })
                 .await?;
-            println!("service {} registered ({})", v.name, v.source);
+            outln!("service {} registered ({})", v.name, v.source);
             Ok(0)
         }
         Command::Service(ServiceCommand::Ls(out)) => {
@@ -223,7 +221,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             let tar = client.archive_image(service, version).await?;
             std::fs::write(&output, &tar)
                 .with_context(|| format!("cannot write {}", output.display()))?;
-            println!(
+            outln!(
                 "{reference} archived to {} ({} bytes)",
                 output.display(),
                 tar.len()
@@ -234,7 +232,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             let tar =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let r = client.restore_image(tar).await?;
-            println!("{}", r["restored"].as_str().unwrap_or("restored"));
+            outln!("{}", r["restored"].as_str().unwrap_or("restored"));
             Ok(0)
         }
         Command::Service(ServiceCommand::WebhookSecret { name }) => {
@@ -242,7 +240,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
                 .context("cannot read the secret from stdin")?;
             client.set_webhook_secret(&name, value).await?;
-            println!("webhook secret of {name} set; webhook URL: /api/v1/hooks/{name}");
+            outln!("webhook secret of {name} set; webhook URL: /api/v1/hooks/{name}");
             Ok(0)
         }
         Command::Build {
@@ -254,7 +252,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 .start_build(&name, &berth_core::api::BuildStart { git_ref })
                 .await?;
             if !follow {
-                println!("build {} of {} queued", b.id, b.service);
+                outln!("build {} of {} queued", b.id, b.service);
                 return Ok(0);
             }
             stream_build_log(client, b.id).await
@@ -274,7 +272,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             ..
         } => {
             client.cancel_build(id).await?;
-            println!("cancelling build {id}");
+            outln!("cancelling build {id}");
             Ok(0)
         }
         Command::Builds {
@@ -326,7 +324,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
                 .context("cannot read the secret from stdin")?;
             client.set_secret(&service, &name, value).await?;
-            println!("secret {name} of {service} set");
+            outln!("secret {name} of {service} set");
             Ok(0)
         }
         Command::Token(TokenCommand::Issue {
@@ -353,12 +351,12 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     claims: map,
                 })
                 .await?;
-            println!("{}", issued.token);
+            outln!("{}", issued.token);
             Ok(0)
         }
         Command::Token(TokenCommand::RotateKey) => {
             let r = client.rotate_key().await?;
-            println!("new signing key {}", r["kid"].as_str().unwrap_or_default());
+            outln!("new signing key {}", r["kid"].as_str().unwrap_or_default());
             Ok(0)
         }
         Command::Issuer(IssuerCommand::Add {
@@ -393,9 +391,11 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 bail!("give one of --jwks-url, --key-file or --hs256-secret-file");
             }
             let v = client.add_issuer(&req).await?;
-            println!(
+            outln!(
                 "issuer {} ({}) added with {} key(s)",
-                v.name, v.issuer, v.keys
+                v.name,
+                v.issuer,
+                v.keys
             );
             Ok(0)
         }
@@ -419,7 +419,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Issuer(IssuerCommand::Rm { name }) => {
             client.remove_issuer(&name).await?;
-            println!("issuer {name} removed");
+            outln!("issuer {name} removed");
             Ok(0)
         }
         Command::Rm {
@@ -429,7 +429,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         } => {
             client.remove(&app, volumes).await?;
             if detach {
-                println!("removing {app}");
+                outln!("removing {app}");
                 return Ok(0);
             }
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -448,7 +448,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
-            println!(
+            outln!(
                 "removed {app}{}",
                 if volumes { " and its volumes" } else { "" }
             );
@@ -477,15 +477,14 @@ async fn events(client: &Client, follow: bool, out: &OutputArgs) -> anyhow::Resu
         }
         for e in &list {
             if json(out) {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
+                outln!("{}", serde_json::to_string(e).unwrap_or_default());
             } else {
-                println!("{} {:<4} {:<26} {}", e.time, e.level, e.kind, e.message);
+                outln!("{} {:<4} {:<26} {}", e.time, e.level, e.kind, e.message);
             }
         }
         if !follow {
             return Ok(0);
         }
-        let _ = std::io::stdout().flush();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -504,7 +503,7 @@ fn print_list<T: serde::Serialize>(
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -523,7 +522,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(headers.iter().map(|h| (*h).to_string()).collect());
     for r in rows {
@@ -533,9 +532,9 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 
 fn report_created(c: &berth_core::api::RevisionCreated) {
     if c.changed {
-        println!("{}: revision {} ({})", c.app, c.revision, c.change);
+        outln!("{}: revision {} ({})", c.app, c.revision, c.change);
     } else {
-        println!("{}: no change (revision {})", c.app, c.revision);
+        outln!("{}: no change (revision {})", c.app, c.revision);
     }
 }
 
@@ -695,7 +694,7 @@ async fn upload_contexts(client: &Client, req: &mut ApplyRequest) -> anyhow::Res
         })?;
         let size = file.seek(std::io::SeekFrom::End(0))?;
         file.rewind()?;
-        eprintln!(
+        errln!(
             "{names}: uploading the build context {} ({})",
             plan.dir.display(),
             human_size(size)
@@ -731,7 +730,7 @@ async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
         // Build output, as it happens, on stderr (stdout stays the result).
         client
             .apply_with_progress(&args.app, &req, |service, line| {
-                eprintln!("{service} | {line}");
+                errln!("{service} | {line}");
             })
             .await?
     };
@@ -762,12 +761,13 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
             let mine = history.iter().find(|r| r.revision == revision);
             match mine {
                 Some(r) if r.status == "failed" => {
-                    eprintln!(
+                    errln!(
                         "error: revision {revision} failed: {}; now at revision {}",
-                        r.message, st.revision
+                        r.message,
+                        st.revision
                     );
                 }
-                _ => eprintln!(
+                _ => errln!(
                     "error: revision {revision} was superseded by revision {}",
                     st.revision
                 ),
@@ -795,19 +795,19 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
             }
             if text != last {
                 clear(tty, shown_lines);
-                eprint!("{text}");
+                err!("{text}");
                 shown_lines = text.lines().count();
                 last = text;
             }
         }
         if st.revision_status == "failed" {
-            eprintln!("error: revision {revision} failed: {}", st.message);
+            errln!("error: revision {revision} failed: {}", st.message);
             return Ok(1);
         }
         // The revision's recorded outcome is authoritative: it converged once, even if a job
         // has exited since (that shows as a problem in `berth apps`, not as a failed apply).
         if st.revision_status == "converged" {
-            println!("{app}: revision {revision} converged");
+            outln!("{app}: revision {revision} converged");
             return Ok(0);
         }
         if Instant::now() > deadline {
@@ -816,7 +816,7 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
                 .iter()
                 .filter_map(|s| s.problem.as_ref().map(|p| format!("{}: {p}", s.name)))
                 .collect();
-            eprintln!(
+            errln!(
                 "error: {app} did not converge within {} s{}",
                 timeout.as_secs(),
                 if problems.is_empty() {
@@ -834,7 +834,7 @@ async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> a
 
 fn clear(tty: bool, lines: usize) {
     if tty && lines > 0 {
-        eprint!("\x1b[{lines}A\x1b[J");
+        err!("\x1b[{lines}A\x1b[J");
     }
 }
 
@@ -856,19 +856,14 @@ pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Copy a streamed body (logs) to stdout as it comes. A closed stdout (`| head`) ends the
+/// process quietly (see `output`).
 async fn copy_stream(resp: reqwest::Response) -> anyhow::Result<()> {
     use futures_util::StreamExt;
     let mut stream = resp.bytes_stream();
-    let mut stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.context("log stream interrupted")?;
-        if stdout
-            .write_all(&chunk)
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            break;
-        }
+        crate::output::write_bytes(&chunk);
     }
     Ok(())
 }
@@ -882,7 +877,7 @@ async fn stream_build_log(client: &Client, id: u64) -> anyhow::Result<i32> {
         match b.status.as_str() {
             "succeeded" => return Ok(0),
             "failed" | "cancelled" => {
-                eprintln!(
+                errln!(
                     "error: build {id} {}{}",
                     b.status,
                     if b.reason.is_empty() {

@@ -7,6 +7,8 @@
 //! needs (Compose files and the files they reference) and never expects the server to read the
 //! client's paths.
 
+#[macro_use]
+mod output;
 pub mod client;
 mod commands;
 
@@ -45,6 +47,7 @@ pub enum Command {
     Apps(OutputArgs),
     /// List an application's replicas.
     Ps {
+        /// Application name.
         #[arg(long)]
         app: String,
         #[command(flatten)]
@@ -52,6 +55,7 @@ pub enum Command {
     },
     /// Set the replica count of services: `berth scale --app shop web=3`.
     Scale {
+        /// Application name.
         #[arg(long)]
         app: String,
         /// SERVICE=N pairs.
@@ -63,8 +67,11 @@ pub enum Command {
     },
     /// Show a service's logs.
     Logs {
+        /// Application name.
         #[arg(long)]
         app: String,
+        /// The service whose logs to show: every replica's, each line prefixed with `SERVICE.SLOT |`
+        /// when there are several.
         service: String,
         /// Keep streaming new output.
         #[arg(long, short = 'f')]
@@ -75,6 +82,7 @@ pub enum Command {
     },
     /// List an application's revisions: what changed, when, outcome.
     History {
+        /// Application name.
         #[arg(long)]
         app: String,
         #[command(flatten)]
@@ -82,10 +90,13 @@ pub enum Command {
     },
     /// Roll back to a revision (default: the previous converged one).
     Rollback {
+        /// Application name.
         #[arg(long)]
         app: String,
+        /// The revision to return to (as `berth history` numbers them).
         #[arg(long)]
         to: Option<u64>,
+        /// Return at once instead of waiting for convergence.
         #[arg(long)]
         detach: bool,
     },
@@ -94,6 +105,7 @@ pub enum Command {
     Service(ServiceCommand),
     /// Build a service from its source now: `berth build NAME [--ref REF] [--follow]`.
     Build {
+        /// The service to build (`berth service create NAME`).
         name: String,
         /// Branch or tag to build (Git); default the service's branch.
         #[arg(long = "ref")]
@@ -114,6 +126,7 @@ pub enum Command {
     },
     /// A service's versions (image digests), newest first.
     Versions {
+        /// The service built from source.
         name: String,
         #[command(flatten)]
         output: OutputArgs,
@@ -147,6 +160,7 @@ pub enum Command {
     Issuer(IssuerCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
+        /// Application name.
         #[arg(long)]
         app: String,
         /// Also remove the application's named volumes.
@@ -162,10 +176,12 @@ pub enum Command {
 pub enum ServiceCommand {
     /// Register a service backed by a Git repository (or `--svn URL`).
     Create {
+        /// The service's name: its images are `berth/NAME:VERSION`.
         name: String,
         /// Git URL: a local path, file://, http(s):// or ssh://.
         #[arg(long, conflicts_with = "svn")]
         git: Option<String>,
+        /// Git branch (or tag) to build; default the repository's `HEAD`.
         #[arg(long)]
         branch: Option<String>,
         /// Directory inside the repository with the pipeline and the build context.
@@ -182,19 +198,27 @@ pub enum ServiceCommand {
     Ls(OutputArgs),
     /// Set the secret that signs the service's push webhooks (read from stdin; at least 16
     /// characters). Point the repository's webhook at `/api/v1/hooks/NAME`.
-    WebhookSecret { name: String },
+    WebhookSecret {
+        /// The service.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum BuildsCommand {
     /// Replay a build's log, or follow it while it runs.
     Logs {
+        /// The build's id (`berth builds`).
         id: u64,
+        /// Keep streaming until the build ends.
         #[arg(long, short = 'f')]
         follow: bool,
     },
     /// Cancel a queued or running build.
-    Cancel { id: u64 },
+    Cancel {
+        /// The build's id (`berth builds`).
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,17 +227,26 @@ pub enum ImageCommand {
     Archive {
         /// SERVICE:VERSION
         reference: String,
+        /// The file to write.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
     /// Load an archived image back into the engine.
-    Restore { file: PathBuf },
+    Restore {
+        /// A file written by `berth image archive`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SecretCommand {
     /// Set a build-time secret of a service, reading the value from stdin.
-    Set { service: String, name: String },
+    Set {
+        /// The service built from source whose builds see the secret.
+        service: String,
+        /// The secret's name: the environment variable `run` steps see it as.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,7 +293,10 @@ pub enum IssuerCommand {
     /// List issuers (secrets are never shown).
     Ls(OutputArgs),
     /// Stop accepting an issuer's tokens.
-    Rm { name: String },
+    Rm {
+        /// Berth's name for the issuer (`berth issuer ls`).
+        name: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -319,6 +355,15 @@ pub struct ServerArgs {
     /// Alert when a service has more than N images on the engine.
     #[arg(long, env = "BERTH_IMAGE_COUNT_ALERT")]
     pub image_count_alert: Option<u64>,
+    /// The IPv4 range (CIDR) application networks' subnets are taken from, instead of Docker's
+    /// default address pools (about 30 networks). Pick a range the host and its networks do
+    /// not use (see `ip route`); subnets that overlap an existing Docker network are skipped.
+    #[arg(long, env = "BERTH_NETWORK_POOL", default_value = "10.200.0.0/14")]
+    pub network_pool: String,
+    /// The prefix length of each application network's subnet, cut from --network-pool
+    /// (24: 254 addresses; at most 29).
+    #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]
+    pub network_prefix: u32,
 }
 
 /// A byte size: `1234`, `500MB`, `500M`, `10GiB`, `1.5GB` (decimal units k/M/G/T(B), binary
@@ -421,7 +466,7 @@ pub async fn run(cli: Cli) -> i32 {
     match commands::run(&client, cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             1
         }
     }
@@ -429,7 +474,35 @@ pub async fn run(cli: Cli) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, Cli};
+
+    /// Every argument of every command says what it is in `--help` (`berth logs --help` once
+    /// showed `--app` and `SERVICE` with no text).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command itself)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "berth", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
 
     #[test]
     fn byte_sizes() {

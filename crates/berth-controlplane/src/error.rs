@@ -43,6 +43,20 @@ pub enum CpError {
     /// A published port is held by another application.
     #[error("{0}")]
     PortConflict(String),
+    /// An application network or volume cannot be made: no free subnet in the pool, or its name
+    /// is held by an object that is not the application's.
+    #[error("{0}")]
+    Network(String),
+    /// A container name Berth needs is held by a container it must not adopt or remove (not
+    /// Berth's, another application's, or another replica's). The reconciler reports it as
+    /// the service's problem and retries with a backoff.
+    #[error("name {name} is taken by {holder}")]
+    NameTaken {
+        /// The container name.
+        name: String,
+        /// Who holds it, in words.
+        holder: String,
+    },
     /// The Docker engine failed or cannot be reached.
     #[error("docker: {0}")]
     Docker(#[from] berth_docker::DockerError),
@@ -83,7 +97,7 @@ impl CpError {
     #[must_use]
     pub fn code(&self) -> ErrorCode {
         match self {
-            CpError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            CpError::InvalidArgument(_) | CpError::NameTaken { .. } => ErrorCode::InvalidArgument,
             CpError::Compose(berth_compose::ComposeError::Unsupported { .. }) => {
                 ErrorCode::UnsupportedKey
             }
@@ -96,7 +110,7 @@ impl CpError {
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
-            CpError::Docker(_) => ErrorCode::DockerUnavailable,
+            CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) => ErrorCode::Internal,
         }
     }

@@ -4,7 +4,7 @@
 //! and Docker's healthcheck interval is far too slow for a replacement to be routable within a
 //! second. While a replica is starting it is probed every 25 ms until the first success
 //! (like Compose's `start_interval` and Kubernetes' startup probes), then at the service's
-//! interval (DESIGN-NOTES §2).
+//! interval (docs/design-notes.md §2).
 //!
 //! Kinds: `x-berth.health.http` (any 2xx/3xx answer), a TCP connect to the routed port for
 //! routed services without a health definition, or none (ready when running). A service with a

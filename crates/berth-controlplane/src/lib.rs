@@ -2,7 +2,7 @@
 //! them. See `docs/architecture.md` for the whole picture.
 //!
 //! Flow of a change: an API call validates the request, resolves what it must (image IDs,
-//! route ports), commits a new revision to the store (STYLE.md habit 4: before any Docker call)
+//! route ports), commits a new revision to the store (docs/style.md habit 4: before any Docker call)
 //! and wakes the application's reconciler. The reconciler ([`pass`]) lists every Docker object
 //! labelled with this instance and the application, asks the pure planner ([`plan`]) for the next
 //! steps per service, executes them, and publishes the routing table the gateway serves from.
@@ -18,12 +18,14 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod issuers;
+mod networks;
 mod pass;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod retention;
 pub mod spec;
+pub mod subnets;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -81,6 +83,8 @@ pub struct Config {
     pub image_disk_alert: Option<u64>,
     /// Alert when a service has more images on the engine than this.
     pub image_count_alert: Option<u64>,
+    /// Where application networks' subnets come from (`--network-pool`, `--network-prefix`).
+    pub network_pool: subnets::NetworkPool,
 }
 
 impl Default for Config {
@@ -94,6 +98,7 @@ impl Default for Config {
             image_retention_period: Duration::from_secs(60),
             image_disk_alert: None,
             image_count_alert: None,
+            network_pool: subnets::NetworkPool::default(),
         }
     }
 }
@@ -111,6 +116,13 @@ struct Memory {
     /// When steps (and the containers creates made) last completed: a pass that listed Docker
     /// before that does not repeat them.
     done: HashMap<String, Instant>,
+    /// Slots whose steps keep failing, per (app, service, slot): the planner holds their steps
+    /// until the retry time ([`plan::SlotBackoff`]). Cleared by a step that succeeds, by a new
+    /// revision and by an apply; lost on restart (the first attempt is then made at once).
+    backoff: HashMap<(String, String, u32), StepBackoff>,
+    /// Applications whose last reconcile passes failed (before planning: a listing, the store):
+    /// the next pass waits the same backoff as a failing step, and the error is logged once.
+    pass_failures: HashMap<String, StepBackoff>,
     /// When a slot of (app, service) last finished updating (for `update_config.delay`).
     slot_done: HashMap<(String, String), Instant>,
     /// Last computed status per application.
@@ -121,6 +133,33 @@ struct Memory {
     synced: HashSet<String>,
     /// JWT issuers in the table (see [`issuers`]).
     issuers: Vec<berth_core::policy::Issuer>,
+}
+
+/// A series of failed steps on one slot.
+#[derive(Debug, Clone)]
+struct StepBackoff {
+    /// The revision the failures happened under; a new one starts over.
+    revision: u64,
+    failures: u32,
+    /// First failure of the series.
+    since: Instant,
+    /// No step on the slot before this.
+    next: Instant,
+    /// The last failure's message.
+    error: String,
+}
+
+/// First retry of a failed step after this, doubling per failure up to [`BACKOFF_CAP`].
+const BACKOFF_START: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts of a failing step.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Delay before the next attempt after `failures` failures in a row (1 → 0.5 s, 2 → 1 s, ...).
+fn step_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_START
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_CAP)
 }
 
 #[derive(Default, Clone, Copy)]
@@ -154,6 +193,9 @@ pub(crate) struct Inner {
     image_gate: tokio::sync::Mutex<()>,
     /// Wakes the image retention pass (after a successful build).
     retention_wake: Arc<tokio::sync::Notify>,
+    /// Held while an application's networks and volumes are looked up and made
+    /// (`networks::ensure`), so concurrent create steps make each once.
+    network_gate: tokio::sync::Mutex<()>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -213,6 +255,7 @@ impl ControlPlane {
                 events: events::Events::default(),
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
+                network_gate: tokio::sync::Mutex::new(()),
             }
         });
         let weak = Arc::downgrade(&inner);
@@ -374,6 +417,12 @@ impl ControlPlane {
         };
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
+        // An apply is the user saying "try again" (e.g. after freeing a taken name): failing
+        // steps are retried now, not at the end of their backoff.
+        self.inner
+            .mem()
+            .backoff
+            .retain(|(a, _, _), _| a.as_str() != app);
         let change = spec::describe_change(prev.as_ref().map(|p| &p.1), &spec);
         let mut change = change;
         if let Some((rev, prev_spec)) = &prev {
@@ -655,13 +704,31 @@ impl ControlPlane {
                         .map(serde_json::Map::len)
                 })
                 .unwrap_or(0);
+            let failed = rev
+                .as_ref()
+                .is_some_and(|r| r.status == RevisionStatus::Failed);
+            let cached = mem.status.get(&a.name).filter(|s| s.revision == a.revision);
             let health = if a.deleting {
                 "deleting".to_string()
             } else {
-                mem.status
-                    .get(&a.name)
-                    .map_or_else(|| "progressing".to_string(), |s| s.health.clone())
+                match cached.map(|s| s.health.as_str()) {
+                    Some(h) if !(failed && h == "progressing") => h.to_string(),
+                    _ if failed => "failed".to_string(),
+                    _ => "progressing".to_string(),
+                }
             };
+            let problem = cached
+                .and_then(|s| {
+                    s.services
+                        .iter()
+                        .find_map(|sv| sv.problem.as_ref().map(|p| format!("{}: {p}", sv.name)))
+                })
+                .or_else(|| {
+                    rev.as_ref()
+                        .filter(|_| failed)
+                        .map(|r| r.message.clone())
+                        .filter(|m| !m.is_empty())
+                });
             out.push(AppSummary {
                 name: a.name.clone(),
                 revision: a.revision,
@@ -672,6 +739,7 @@ impl ControlPlane {
                 health,
                 services,
                 created_at: a.created_at,
+                problem,
             });
         }
         Ok(out)
@@ -694,6 +762,9 @@ impl ControlPlane {
         if st.revision != a.revision {
             st.converged = false;
             st.health = "progressing".into();
+        }
+        if rev.status == RevisionStatus::Failed && st.health == "progressing" {
+            st.health = "failed".into();
         }
         st.revision = a.revision;
         st.revision_status = status_str(rev.status).into();
@@ -825,4 +896,19 @@ fn label_filters(inner: &Inner, app: Option<&str>) -> Vec<String> {
         f.push(format!("{}={app}", labels::APP));
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_backoff_starts_at_half_a_second_doubles_and_is_capped() {
+        let ms = |n| step_backoff(n).as_millis();
+        assert_eq!(
+            (1..=8).map(ms).collect::<Vec<_>>(),
+            vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
+        assert_eq!(ms(u32::MAX), 30_000);
+    }
 }

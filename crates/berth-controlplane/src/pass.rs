@@ -10,7 +10,7 @@ use crate::health::ProbeKind;
 use crate::plan::{self, Order, Readiness, Replica, ReplicaState, RestartRule, Step};
 use crate::reconcile::Action;
 use crate::spec::{self, labels, RevisionSpec};
-use crate::{CpError, Inner, RestartInfo};
+use crate::{CpError, Inner, RestartInfo, StepBackoff};
 use berth_compose::{DependsCondition, FailureAction, RestartCondition, Service, UpdateOrder};
 use berth_core::api::{AppStatus, Instance, ServiceStatus};
 use berth_core::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
@@ -26,13 +26,66 @@ use tokio_util::sync::CancellationToken;
 const FAST: Duration = Duration::from_millis(25);
 const PROGRESS: Duration = Duration::from_millis(250);
 
-/// Run one pass; errors are logged and retried with a backoff (no retry loop inside a pass).
+/// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
+/// at warn and then at debug while the same error repeats, and shown as the services' problem.
 pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
     match pass(inner, app).await {
-        Ok(a) => a,
+        Ok(a) => {
+            if let Some(b) = inner.mem().pass_failures.remove(app) {
+                tracing::info!(
+                    app,
+                    failures = b.failures,
+                    "reconcile pass succeeded after failing"
+                );
+            }
+            a
+        }
         Err(e) => {
-            tracing::warn!(app, error = %e, "reconcile pass failed; retrying");
-            Action::Requeue(Duration::from_secs(1))
+            let error = format!("reconcile pass failed: {e}");
+            let now = Instant::now();
+            let mut mem = inner.mem();
+            let b = mem
+                .pass_failures
+                .entry(app.to_string())
+                .or_insert_with(|| StepBackoff {
+                    revision: 0,
+                    failures: 0,
+                    since: now,
+                    next: now,
+                    error: String::new(),
+                });
+            b.failures += 1;
+            // At least 1 s, as before: a pass failure is usually the engine or the store.
+            let delay = crate::step_backoff(b.failures + 1);
+            b.next = now + delay;
+            let retry_ms = millis(delay);
+            if b.error == error {
+                tracing::debug!(
+                    app,
+                    failures = b.failures,
+                    retry_ms,
+                    error,
+                    "reconcile pass failed again"
+                );
+            } else {
+                tracing::warn!(
+                    app,
+                    failures = b.failures,
+                    retry_ms,
+                    error,
+                    "reconcile pass failed; retrying"
+                );
+                b.error.clone_from(&error);
+            }
+            if let Some(st) = mem.status.get_mut(app) {
+                for s in &mut st.services {
+                    s.problem = Some(error.clone());
+                }
+                if !st.converged && st.health == "progressing" {
+                    st.health = "degraded".into();
+                }
+            }
+            Action::Requeue(delay)
         }
     }
 }
@@ -225,9 +278,13 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     let rev = inner.store.get_revision(app, record.revision)?;
     let spec: RevisionSpec =
         serde_json::from_value(rev.spec.clone()).map_err(|e| CpError::Store(e.into()))?;
-    ensure_networks_and_volumes(inner, app, &spec).await?;
 
     let now = Instant::now();
+    // Failures under an earlier revision say nothing about this one: start over.
+    inner
+        .mem()
+        .backoff
+        .retain(|(a, _, _), b| a != app || b.revision == record.revision);
     let mut by_service: BTreeMap<String, Vec<&Observed>> = BTreeMap::new();
     for o in &observed {
         by_service.entry(o.service.clone()).or_default().push(o);
@@ -282,6 +339,18 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                     }
                 })
                 .collect();
+            let backoff: Vec<plan::SlotBackoff> = mem
+                .backoff
+                .iter()
+                .filter(|((a, sv, _), _)| a == app && *sv == name)
+                .map(|((_, _, slot), b)| plan::SlotBackoff {
+                    slot: *slot,
+                    failures: b.failures,
+                    retry_in_ms: millis(b.next.saturating_duration_since(now)),
+                    failing_for_ms: millis(now.duration_since(b.since)),
+                    error: b.error.clone(),
+                })
+                .collect();
             let input = match svc {
                 Some(s) => {
                     let routed = !s.berth.routes.is_empty() || !s.ports.is_empty();
@@ -319,6 +388,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         paused: rev.status == RevisionStatus::Failed
                             && s.update_config.failure_action == FailureAction::Pause,
                         observed: replicas,
+                        backoff,
                     }
                 }
                 None => plan::Input {
@@ -334,6 +404,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                     drain_timeout_ms: 30_000,
                     paused: false,
                     observed: replicas,
+                    backoff,
                 },
             };
             drop(mem);
@@ -379,9 +450,16 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     // Plan and execute.
     let mut failed: Option<(String, String)> = None;
     let mut pending = false;
+    // The soonest time a slot in backoff may be acted on again.
+    let mut retry: Option<Instant> = None;
     for (name, input) in &inputs {
         let steps = plan::plan(input);
         for step in steps {
+            if let Step::Wait { retry_in_ms, .. } = step {
+                let at = now + Duration::from_millis(retry_in_ms);
+                retry = Some(retry.map_or(at, |r| r.min(at)));
+                continue;
+            }
             pending = true;
             match step {
                 Step::Failed { reason } => {
@@ -426,9 +504,10 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
             .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
         tracing::info!(app, revision = record.revision, "revision converged");
     }
+    let mut revision_failed = rev.status == RevisionStatus::Failed;
     if let Some((svc_name, reason)) = failed.clone() {
         message = format!("{svc_name}: {reason}");
-        handle_failure(inner, app, record.revision, &spec, &svc_name, &message)?;
+        revision_failed |= handle_failure(inner, app, record.revision, &spec, &svc_name, &message)?;
     } else if rev.status == RevisionStatus::Pending && !converged {
         // A first deploy that cannot make progress fails the revision (nothing to roll back to).
         if let Some(problem) = first_deploy_problem(&inputs) {
@@ -443,13 +522,16 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                     RevisionStatus::Failed,
                     &problem,
                 )?;
+                revision_failed = true;
                 tracing::warn!(app, revision = record.revision, problem, "revision failed");
             }
         }
     }
-    let statuses = service_statuses(inner, &spec, &inputs, &waiting);
+    let statuses = service_statuses(inner, app, &spec, &inputs, &waiting);
     let health = if converged {
         "healthy"
+    } else if revision_failed {
+        "failed"
     } else if statuses.iter().any(|s| s.problem.is_some()) {
         "degraded"
     } else {
@@ -495,6 +577,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
             .flat_map(|i| i.observed.iter())
             .filter_map(|r| mem.restarts.get(&r.id).and_then(|i| i.not_before))
             .filter(|t| *t > now)
+            .chain(retry)
             .min()
     };
     Ok(if draining {
@@ -528,6 +611,10 @@ fn cond_str(c: DependsCondition) -> &'static str {
         DependsCondition::ServiceHealthy => "service_healthy",
         DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn age_ms(created: &str) -> u64 {
@@ -587,14 +674,14 @@ fn handle_failure(
     spec: &RevisionSpec,
     svc: &str,
     message: &str,
-) -> Result<(), CpError> {
+) -> Result<bool, CpError> {
     let action = spec
         .project
         .services
         .get(svc)
         .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
     if action == FailureAction::Continue {
-        return Ok(());
+        return Ok(false);
     }
     let paused;
     let message = if action == FailureAction::Pause {
@@ -609,7 +696,7 @@ fn handle_failure(
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?
     {
-        return Ok(()); // already recorded
+        return Ok(false); // already recorded (the caller knows its status)
     }
     tracing::warn!(app, revision, message, "rollout failed");
     if action == FailureAction::Rollback {
@@ -630,11 +717,12 @@ fn handle_failure(
             inner.wake(app);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn service_statuses(
     inner: &Inner,
+    app: &str,
     spec: &RevisionSpec,
     inputs: &BTreeMap<String, plan::Input>,
     waiting: &BTreeMap<String, Vec<String>>,
@@ -670,6 +758,24 @@ fn service_statuses(
                             Some(format!("replica {} restarted {} times", r.slot, info.count));
                     }
                 }
+            }
+            // A failing step says more than the state it left behind.
+            if let Some(((_, _, slot), b)) = mem
+                .backoff
+                .iter()
+                .filter(|((a, sv, _), _)| a == app && sv == name)
+                .min_by_key(|((_, _, slot), _)| *slot)
+            {
+                problem = Some(format!(
+                    "replica {slot}: {} ({} failed {}, retrying with a backoff)",
+                    b.error,
+                    b.failures,
+                    if b.failures == 1 {
+                        "attempt"
+                    } else {
+                        "attempts"
+                    }
+                ));
             }
             for p in &svc.ports {
                 let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
@@ -868,7 +974,7 @@ fn execute(
             tracing::debug!(app, service, container = %short(id), "draining");
             return;
         }
-        Step::Failed { .. } => return,
+        Step::Failed { .. } | Step::Wait { .. } => return,
     };
     {
         let mut mem = inner.mem();
@@ -917,6 +1023,14 @@ fn execute(
             }
         }
     }
+    // The slot the step acts on: its failures back off per slot (see `plan::SlotBackoff`).
+    let slot = match &step {
+        Step::Create { slot } => Some(*slot),
+        Step::Start { id } | Step::Restart { id } | Step::Remove { id } => {
+            input.observed.iter().find(|r| &r.id == id).map(|r| r.slot)
+        }
+        Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => None,
+    };
     let inner2 = inner.clone();
     let (app, service, spec) = (app.to_string(), service.to_string(), spec.clone());
     let grace = spec
@@ -931,7 +1045,7 @@ fn execute(
         let result: Result<(), CpError> = async {
             match &step {
                 Step::Create { slot } => {
-                    created = create_replica(&inner, &app, revision, &spec, &service, *slot).await?;
+                    created = Some(create_replica(&inner, &app, revision, &spec, &service, *slot).await?);
                     Ok(())
                 }
                 Step::Start { id } => {
@@ -964,15 +1078,13 @@ fn execute(
                     inner.prober.forget(id);
                     Ok(())
                 }
-                Step::Drain { .. } | Step::Failed { .. } => Ok(()),
+                Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => Ok(()),
             }
         }
         .await;
-        if let Err(e) = result {
-            tracing::warn!(app, service, error = %e, "step failed: {step:?}");
-        }
         {
             let mut mem = inner.mem();
+            record_outcome(&mut mem, &app, &service, slot, revision, &step, result);
             mem.busy.remove(&key);
             let now = Instant::now();
             if let Some(id) = created {
@@ -988,6 +1100,93 @@ fn execute(
     });
 }
 
+/// Keep the slot's backoff: a success ends it, a failure makes the next attempt wait longer.
+/// Each distinct failure is logged once at warn, its repeats at debug (a bounded log rate).
+fn record_outcome(
+    mem: &mut crate::Memory,
+    app: &str,
+    service: &str,
+    slot: Option<u32>,
+    revision: u64,
+    step: &Step,
+    result: Result<(), CpError>,
+) {
+    let verb = match step {
+        Step::Create { .. } => "create",
+        Step::Start { .. } => "start",
+        Step::Restart { .. } => "restart",
+        Step::Remove { .. } => "remove",
+        Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => "step",
+    };
+    let Some(slot) = slot else {
+        if let Err(e) = result {
+            tracing::warn!(app, service, error = %e, "step failed: {step:?}");
+        }
+        return;
+    };
+    let key = (app.to_string(), service.to_string(), slot);
+    match result {
+        Ok(()) => {
+            // A removal that succeeds says nothing about a create failing in the same slot
+            // (a dead old replica is removed while its replacement's create keeps failing).
+            let ends = mem
+                .backoff
+                .get(&key)
+                .is_some_and(|b| verb != "remove" || b.error.starts_with("remove "));
+            if let Some(b) = ends.then(|| mem.backoff.remove(&key)).flatten() {
+                tracing::info!(
+                    app,
+                    service,
+                    slot,
+                    failures = b.failures,
+                    "{verb} succeeded after failing"
+                );
+            }
+        }
+        Err(e) => {
+            let now = Instant::now();
+            let error = format!("{verb} failed: {e}");
+            let fresh = || StepBackoff {
+                revision,
+                failures: 0,
+                since: now,
+                next: now,
+                error: String::new(),
+            };
+            let b = mem.backoff.entry(key).or_insert_with(fresh);
+            if b.revision != revision {
+                *b = fresh();
+            }
+            b.failures += 1;
+            let delay = crate::step_backoff(b.failures);
+            b.next = now + delay;
+            let retry_ms = millis(delay);
+            if b.error == error {
+                tracing::debug!(
+                    app,
+                    service,
+                    slot,
+                    failures = b.failures,
+                    retry_ms,
+                    error,
+                    "step failed again"
+                );
+            } else {
+                tracing::warn!(
+                    app,
+                    service,
+                    slot,
+                    failures = b.failures,
+                    retry_ms,
+                    error,
+                    "step failed"
+                );
+                b.error = error;
+            }
+        }
+    }
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
@@ -999,7 +1198,7 @@ async fn create_replica(
     spec: &RevisionSpec,
     service: &str,
     slot: u32,
-) -> Result<Option<String>, CpError> {
+) -> Result<String, CpError> {
     let svc = spec
         .project
         .services
@@ -1010,7 +1209,9 @@ async fn create_replica(
         .container_name
         .clone()
         .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
-    let body = spec::container_spec(
+    // Networks and volumes are made here, in the step, so a failure is this step's error.
+    let resolved = crate::networks::ensure(inner, app, spec).await?;
+    let mut body = spec::container_spec(
         &inner.naming,
         spec,
         app,
@@ -1021,22 +1222,38 @@ async fn create_replica(
         &hash,
         &inner.config.extra_labels,
     );
+    resolved.apply(&mut body);
     let id = match inner.docker.create_container(&name, &body).await {
         Ok(id) => id,
         Err(DockerError::Conflict(_)) => {
-            // A create repeated after a crash: adopt ours, never touch anyone else's.
+            // A create repeated after a crash: adopt ours, never touch anyone else's. Anything
+            // else holding the name is an error (reported, retried with a backoff): returning
+            // as if created would make the next pass plan the same create at once.
             let existing = inner.docker.inspect_container(&name).await?;
             let l = &existing.labels;
+            let taken = |holder: String| CpError::NameTaken {
+                name: name.clone(),
+                holder,
+            };
             if l.get(labels::INSTANCE) != Some(&inner.naming.instance) {
-                return Err(CpError::InvalidArgument(format!(
-                    "container name {name} is taken by a container Berth does not own"
-                )));
+                return Err(taken("a container Berth does not manage".into()));
             }
-            if l.get(labels::HASH) != Some(&hash)
-                || l.get(labels::APP).map(String::as_str) != Some(app)
-            {
-                // Ours but of another spec (a fixed container_name): the planner removes it first.
-                return Ok(None);
+            let other_app = l.get(labels::APP).map_or("", String::as_str);
+            if other_app != app {
+                return Err(taken(format!("a container of application {other_app:?}")));
+            }
+            let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
+                && l.get(labels::SLOT) == Some(&slot.to_string())
+                && l.get(labels::HASH) == Some(&hash);
+            if !same_replica {
+                // Ours, of another spec (a fixed container_name updated start-first): the
+                // planner removes it once its slot allows.
+                return Err(taken(format!(
+                    "another replica of this application ({} {}, revision {})",
+                    l.get(labels::SERVICE).map_or("", String::as_str),
+                    l.get(labels::SLOT).map_or("", String::as_str),
+                    l.get(labels::REVISION).map_or("", String::as_str),
+                )));
             }
             existing.id
         }
@@ -1047,7 +1264,7 @@ async fn create_replica(
     }
     tracing::info!(app, service, slot, container = %short(&id), "starting new replica");
     inner.docker.start_container(&id).await?;
-    Ok(Some(id))
+    Ok(id)
 }
 
 /// File-based secrets (`/run/secrets/NAME`) and configs (`/NAME`) as a tar to upload before start.
@@ -1087,47 +1304,6 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
     b.into_inner().ok()
 }
 
-async fn ensure_networks_and_volumes(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-) -> Result<(), CpError> {
-    let filters = crate::label_filters(inner, Some(app));
-    let nets = inner.docker.list_networks(&filters).await?;
-    for (key, net) in &spec.project.networks {
-        let name = inner.naming.network(app, key, Some(net));
-        if net.external || nets.iter().any(|n| n.name == name) {
-            continue;
-        }
-        let mut l = inner.config.extra_labels.clone();
-        l.extend(net.labels.clone());
-        l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-        l.insert(labels::APP.into(), app.into());
-        l.insert(labels::NETWORK.into(), key.clone());
-        match inner.docker.create_network(&name, &l, net.internal).await {
-            Ok(_) | Err(DockerError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let vols = inner.docker.list_volumes(&filters).await?;
-    for (key, vol) in &spec.project.volumes {
-        let name = inner.naming.volume(app, key, Some(vol));
-        if vol.external || vols.iter().any(|v| v.name == name) {
-            continue;
-        }
-        let mut l = inner.config.extra_labels.clone();
-        l.extend(vol.labels.clone());
-        l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-        l.insert(labels::APP.into(), app.into());
-        l.insert(labels::VOLUME.into(), key.clone());
-        match inner.docker.create_volume(&name, &l).await {
-            Ok(()) | Err(DockerError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Remove everything of an application (deleted, or unknown to the store: an orphan).
 async fn teardown(
     inner: &Arc<Inner>,
@@ -1159,7 +1335,7 @@ async fn teardown(
     let filters = crate::label_filters(inner, Some(app));
     for n in inner.docker.list_networks(&filters).await? {
         match inner.docker.remove_network(&n.id).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
+            Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
             Err(e) => return Err(e.into()),
         }
     }
@@ -1175,6 +1351,7 @@ async fn teardown(
         let mut mem = inner.mem();
         mem.status.remove(app);
         mem.slot_done.retain(|(a, _), _| a != app);
+        mem.backoff.retain(|(a, _, _), _| a != app);
     }
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;

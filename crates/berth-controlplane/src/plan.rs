@@ -3,7 +3,7 @@
 //! `plan(input) -> Vec<Step>` carries the hard logic (rolling update order, self-heal, restart
 //! policies, scale, rollout failure); the executor only performs the steps. It is
 //! level-triggered: the input is everything observed *now* and the output is the next safe
-//! move, so a pass repeated after a crash, or twice, plans the same thing (STYLE.md habits 1–2).
+//! move, so a pass repeated after a crash, or twice, plans the same thing (docs/style.md habits 1–2).
 //!
 //! Rules it keeps:
 //! - A replica is identified by (slot, spec hash). Replicas whose hash is the desired one are
@@ -24,6 +24,11 @@
 //!   replicas are never restarted, so a slot whose old replica died or is unhealthy gets a
 //!   current one even while paused. A new revision (apply, even of the same file; scale;
 //!   rollback) ends the pause.
+//! - Backoff: a slot whose last step failed (a create Docker refuses, a name taken, a start or
+//!   removal that errors) gets no step until its retry time; the planner says when with
+//!   `Wait`, so the caller requeues then instead of retrying in a loop. A slot that has kept
+//!   failing for the rollout deadline, with no settled current replica, fails the rollout with
+//!   the step's error.
 
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +126,22 @@ pub struct Input {
     /// The rollout failed and is paused: start no further slot's update.
     pub paused: bool,
     pub observed: Vec<Replica>,
+    /// Slots whose last step failed (at most one entry per slot).
+    pub backoff: Vec<SlotBackoff>,
+}
+
+/// A slot whose steps keep failing: no step acts on it before its retry time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotBackoff {
+    pub slot: u32,
+    /// Failed steps in a row.
+    pub failures: u32,
+    /// Milliseconds until the slot may be acted on again (0: now).
+    pub retry_in_ms: u64,
+    /// Milliseconds since the first failure of this series.
+    pub failing_for_ms: u64,
+    /// What the last failure said (e.g. "create failed: ...").
+    pub error: String,
 }
 
 /// One action.
@@ -138,6 +159,8 @@ pub enum Step {
     Remove { id: String },
     /// The rollout to the desired spec failed.
     Failed { reason: String },
+    /// The slot's step is held back by its backoff: plan again in this many milliseconds.
+    Wait { slot: u32, retry_in_ms: u64 },
 }
 
 /// A job finished: it exited and will not be restarted.
@@ -167,6 +190,81 @@ fn retire(r: &Replica) -> Step {
 /// Plan the next steps for one service.
 #[must_use]
 pub fn plan(input: &Input) -> Vec<Step> {
+    let steps = plan_unthrottled(input);
+    hold_back(input, steps)
+}
+
+/// The slot a step acts on (Drain never fails: it only takes a replica out of rotation).
+fn step_slot(input: &Input, step: &Step) -> Option<u32> {
+    match step {
+        Step::Create { slot } => Some(*slot),
+        Step::Start { id } | Step::Restart { id } | Step::Remove { id } => {
+            input.observed.iter().find(|r| &r.id == id).map(|r| r.slot)
+        }
+        Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => None,
+    }
+}
+
+/// Apply the backoff: steps on a slot waiting for its retry time become one `Wait`, and a slot
+/// that has failed for the whole rollout deadline, with no settled current replica, fails it.
+fn hold_back(input: &Input, steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let waiting = step_slot(input, &step).and_then(|slot| {
+            input
+                .backoff
+                .iter()
+                .find(|b| b.slot == slot && b.retry_in_ms > 0)
+        });
+        match waiting {
+            Some(b) => {
+                // Plan again at the retry time, or sooner when the rollout deadline falls
+                // first (the rollout fails then, not at the next attempt).
+                let to_deadline = input.rollout_deadline_ms.saturating_sub(b.failing_for_ms);
+                let retry_in_ms = if to_deadline > 0 && b.slot < input.replicas {
+                    b.retry_in_ms.min(to_deadline)
+                } else {
+                    b.retry_in_ms
+                };
+                let wait = Step::Wait {
+                    slot: b.slot,
+                    retry_in_ms,
+                };
+                if !out.contains(&wait) {
+                    out.push(wait);
+                }
+            }
+            None => out.push(step),
+        }
+    }
+    for b in &input.backoff {
+        let settled_here = input.observed.iter().any(|r| {
+            r.slot == b.slot
+                && r.hash == input.hash
+                && r.draining.is_none()
+                && settled(r, input.restart)
+        });
+        if b.slot < input.replicas
+            && !settled_here
+            && b.failures > 0
+            && b.failing_for_ms >= input.rollout_deadline_ms
+        {
+            out.push(Step::Failed {
+                reason: format!(
+                    "replica {} kept failing for {} s: {}",
+                    b.slot,
+                    input.rollout_deadline_ms / 1000,
+                    b.error
+                ),
+            });
+            break;
+        }
+    }
+    out
+}
+
+/// The planner's rules without the backoff.
+fn plan_unthrottled(input: &Input) -> Vec<Step> {
     let mut steps = Vec::new();
     // Draining replicas: remove once drained; otherwise they are out of every other decision.
     for r in &input.observed {
@@ -373,6 +471,7 @@ mod tests {
             drain_timeout_ms: 10_000,
             paused: false,
             observed,
+            backoff: vec![],
         }
     }
     fn create(slot: u32) -> Step {
@@ -656,6 +755,118 @@ mod tests {
                 "completed job with a new spec replaces the old one",
                 with(input(1, vec![rep("o0", 0, "old", Exited(0), Starting)]), &|i| i.restart = RestartRule::Never),
                 vec![remove("o0"), create(0)],
+            ),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(plan(&input), want, "case: {name}");
+        }
+    }
+
+    fn backoff(slot: u32, failures: u32, retry_in_ms: u64, failing_for_ms: u64) -> SlotBackoff {
+        SlotBackoff {
+            slot,
+            failures,
+            retry_in_ms,
+            failing_for_ms,
+            error: "create failed: no command specified".into(),
+        }
+    }
+    fn wait(slot: u32, retry_in_ms: u64) -> Step {
+        Step::Wait { slot, retry_in_ms }
+    }
+
+    #[test]
+    fn backoff_table() {
+        let with = |mut i: Input, f: &dyn Fn(&mut Input)| {
+            f(&mut i);
+            i
+        };
+        let cases: Vec<(&str, Input, Vec<Step>)> = vec![
+            (
+                "slot in backoff → no create step; requeue at its time",
+                with(input(1, vec![]), &|i| {
+                    i.backoff = vec![backoff(0, 1, 500, 0)]
+                }),
+                vec![wait(0, 500)],
+            ),
+            (
+                "backoff is per slot: the other slots are created",
+                with(input(3, vec![]), &|i| {
+                    i.backoff = vec![backoff(1, 2, 1_000, 600)]
+                }),
+                vec![create(0), wait(1, 1_000), create(2)],
+            ),
+            (
+                "the rollout deadline falls before the retry time: plan again then",
+                with(input(1, vec![]), &|i| {
+                    i.backoff = vec![backoff(0, 5, 8_000, 25_000)]
+                }),
+                vec![wait(0, 5_000)],
+            ),
+            (
+                "retry time reached → the step is planned again",
+                with(input(1, vec![]), &|i| {
+                    i.backoff = vec![backoff(0, 3, 0, 3_500)]
+                }),
+                vec![create(0)],
+            ),
+            (
+                "a start that keeps failing waits too",
+                with(
+                    input(1, vec![rep("a", 0, "new", Created, Starting)]),
+                    &|i| i.backoff = vec![backoff(0, 1, 500, 0)],
+                ),
+                vec![wait(0, 500)],
+            ),
+            (
+                "a failing removal waits; draining (in memory) does not",
+                with(
+                    input(
+                        1,
+                        vec![
+                            rep("n0", 0, "new", Running, Ready),
+                            rep("o1", 1, "old", Running, Ready),
+                            rep("o2", 2, "old", Exited(1), Starting),
+                        ],
+                    ),
+                    &|i| i.backoff = vec![backoff(2, 1, 500, 0)],
+                ),
+                vec![drain("o1"), wait(2, 500)],
+            ),
+            (
+                "first deploy failing for the rollout deadline → failed with the cause",
+                with(input(1, vec![]), &|i| {
+                    i.backoff = vec![backoff(0, 6, 8_000, 30_000)]
+                }),
+                vec![
+                    wait(0, 8_000),
+                    Step::Failed {
+                        reason:
+                            "replica 0 kept failing for 30 s: create failed: no command specified"
+                                .into(),
+                    },
+                ],
+            ),
+            (
+                "update whose create keeps failing → failed, old keeps serving",
+                with(input(1, vec![rep("o0", 0, "old", Running, Ready)]), &|i| {
+                    i.backoff = vec![backoff(0, 6, 0, 31_000)]
+                }),
+                vec![
+                    create(0),
+                    Step::Failed {
+                        reason:
+                            "replica 0 kept failing for 30 s: create failed: no command specified"
+                                .into(),
+                    },
+                ],
+            ),
+            (
+                "a settled slot never fails the rollout (a surplus removal that fails)",
+                with(input(1, vec![rep("n0", 0, "new", Running, Ready)]), &|i| {
+                    i.backoff = vec![backoff(0, 6, 0, 31_000)]
+                }),
+                vec![],
             ),
         ];
         for (name, input, want) in cases {

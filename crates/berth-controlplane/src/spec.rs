@@ -8,9 +8,19 @@
 //!   `replicas` and `x-berth`, its pinned image, the content of its secrets and configs), and
 //!   nothing else: scaling, changing routes, probes or traffic policy, or changing another
 //!   service never restarts it.
-//! - Names are deterministic (`berth-{instance}-{app}-{service}-{slot}-{hash}`), so a create
+//! - Names are deterministic (`berth_{instance}_{app}_{service}_{slot}_{hash}`), so a create
 //!   repeated after a crash meets "name in use" and adopts the existing container instead of
-//!   making a duplicate (DESIGN-NOTES §1).
+//!   making a duplicate (docs/design-notes.md §1).
+//! - Names are injective: two different (app, service, slot, hash) tuples never share a
+//!   container name, and two different (app, key) pairs never share a network or volume name.
+//!   The separator is `_`, which an application name cannot contain ([`valid_app_name`]); the
+//!   instance part has a fixed length, the slot is decimal and the hash hexadecimal, so a name
+//!   splits back into its parts: the app ends at the first `_` after the instance, the hash and
+//!   the slot are the last two parts, and the service (which may contain `_`, `.` and `-`) is
+//!   what lies between. The old `-` separator was ambiguous (`a-b` + `c` and `a` + `b-c`).
+//!   A network or volume given a `name:`, or declared `external`, keeps its given name.
+//! - Names are not trusted: the reconciler finds an application's networks and volumes by their
+//!   labels (instance, app, key), and attaches containers to networks by ID (`networks.rs`).
 
 use berth_compose::{MountKind, Project, Service};
 use berth_docker::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
@@ -99,9 +109,10 @@ impl Naming {
     fn short(&self) -> &str {
         &self.instance[..self.instance.len().min(6)]
     }
+    /// Container name of one replica (see the module docs for why it is injective).
     #[must_use]
     pub fn container(&self, app: &str, service: &str, slot: u32, hash: &str) -> String {
-        format!("berth-{}-{app}-{service}-{slot}-{hash}", self.short())
+        format!("berth_{}_{app}_{service}_{slot}_{hash}", self.short())
     }
     /// Docker name of a network: its `name:`, else the key itself for an `external` one (as
     /// Compose does), else Berth's instance- and app-scoped name.
@@ -110,7 +121,7 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth-{}-{app}-{key}", self.short()),
+            _ => format!("berth_{}_{app}_{key}", self.short()),
         }
     }
     /// Docker name of a named volume, by the same rules as [`Naming::network`].
@@ -119,13 +130,14 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth-{}-{app}-{key}", self.short()),
+            _ => format!("berth_{}_{app}_{key}", self.short()),
         }
     }
 }
 
 /// Is `name` a valid application name? Lowercase letters, digits and `-`, starting with a letter
-/// or digit, at most 40 characters (it becomes part of Docker object names).
+/// or digit, at most 40 characters (it becomes part of Docker object names). It never contains
+/// `_`, the separator of Berth's Docker names: keep it so, or names stop being injective.
 #[must_use]
 pub fn valid_app_name(name: &str) -> bool {
     !name.is_empty()
@@ -273,7 +285,10 @@ pub fn container_spec(
     }
 }
 
-/// A one-line summary of what changed between two revisions, for `berth history`.
+/// A one-line summary of what changed between two revisions, for `berth history`: per service,
+/// the image, then every other Compose key that differs by name (`environment` and `labels`
+/// down to the variable: `web: environment VERSION changed`), secret and config contents, routes
+/// and policy, replicas. Values are never shown: an environment variable may hold a secret.
 #[must_use]
 pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> String {
     let Some(prev) = prev else {
@@ -286,11 +301,10 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
             None => parts.push(format!("added {name}")),
             Some(old) => {
                 if prev.service_hash(name) != next.service_hash(name) {
-                    if prev.images.get(name) == next.images.get(name) {
-                        parts.push(format!("{name}: configuration changed"));
-                    } else {
-                        parts.push(format!(
-                            "{name}: image {} ({})",
+                    let mut changes = Vec::new();
+                    if prev.images.get(name) != next.images.get(name) {
+                        changes.push(format!(
+                            "image {} ({})",
                             if svc.image.is_empty() {
                                 "built"
                             } else {
@@ -299,6 +313,12 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
                             short_id(next.images.get(name))
                         ));
                     }
+                    changes.extend(changed_keys(old, svc));
+                    changes.extend(changed_files(prev, next, svc));
+                    if changes.is_empty() {
+                        changes.push("configuration changed".into());
+                    }
+                    parts.push(format!("{name}: {}", changes.join(", ")));
                 }
                 if old.berth != svc.berth {
                     parts.push(format!(
@@ -326,7 +346,265 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
     }
 }
 
+/// The keys of a service's definition that differ, sorted by name, besides
+/// the image (reported with its ID), `replicas` and `x-berth` (reported on their own).
+/// `environment` and `labels` name each variable added, removed or changed.
+fn changed_keys(old: &Service, new: &Service) -> Vec<String> {
+    const MAPS: &[&str] = &["environment", "labels"];
+    const SEPARATE: &[&str] = &["image", "replicas", "berth"];
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let null = serde_json::Value::Null;
+    let mut out = Vec::new();
+    for key in keys {
+        let (va, vb) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
+        if va == vb || SEPARATE.contains(&key.as_str()) {
+            continue;
+        }
+        let key_text = key.replace('_', " ");
+        match (va, vb) {
+            (serde_json::Value::Object(ma), serde_json::Value::Object(mb))
+                if MAPS.contains(&key.as_str()) =>
+            {
+                for (k, v) in mb {
+                    match ma.get(k) {
+                        None => out.push(format!("{key_text} {k} added")),
+                        Some(old) if old != v => out.push(format!("{key_text} {k} changed")),
+                        Some(_) => {}
+                    }
+                }
+                for k in ma.keys().filter(|k| !mb.contains_key(*k)) {
+                    out.push(format!("{key_text} {k} removed"));
+                }
+            }
+            _ => out.push(format!("{key_text} changed")),
+        }
+    }
+    out
+}
+
+/// The secrets and configs `svc` mounts whose content differs between the revisions.
+fn changed_files(prev: &RevisionSpec, next: &RevisionSpec, svc: &Service) -> Vec<String> {
+    let mut out = Vec::new();
+    let differs = |a: Option<&berth_compose::FileObject>, b: Option<&berth_compose::FileObject>| matches!((a, b), (Some(a), Some(b)) if a != b);
+    for r in &svc.secrets {
+        if differs(
+            prev.project.secrets.get(&r.source),
+            next.project.secrets.get(&r.source),
+        ) {
+            out.push(format!("secret {} content changed", r.source));
+        }
+    }
+    for r in &svc.configs {
+        if differs(
+            prev.project.configs.get(&r.source),
+            next.project.configs.get(&r.source),
+        ) {
+            out.push(format!("config {} content changed", r.source));
+        }
+    }
+    out
+}
+
 fn short_id(id: Option<&String>) -> String {
     id.map(|i| i.trim_start_matches("sha256:").chars().take(12).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A revision of `compose` (with `files` beside it) whose services run the given image IDs.
+    fn spec(compose: &str, files: &[(&str, &str)], images: &[(&str, &str)]) -> RevisionSpec {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert("compose.yaml".into(), compose.into());
+        for (k, v) in files {
+            b.files.insert((*k).into(), (*v).into());
+        }
+        RevisionSpec {
+            project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
+            images: images
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            image_ports: BTreeMap::new(),
+        }
+    }
+
+    const BASE: &str = "services:
+  web:
+    image: web:1
+    environment: {HELLO_VERSION: v1, GREETING: hi}
+    deploy: {replicas: 3}
+    secrets: [token]
+  api:
+    image: api:1
+secrets:
+  token: {file: token.txt}
+";
+
+    #[test]
+    fn describe_change_names_the_changed_keys() {
+        let images = [
+            ("web", "sha256:aaaaaaaaaaaaaaaa"),
+            ("api", "sha256:bbbbbbbbbbbbbbbb"),
+        ];
+        let token = [("token.txt", "one")];
+        let prev = spec(BASE, &token, &images);
+        // (what, edit of BASE as "from->to", files, images)
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(&str, &str, Pairs, Pairs)] = &[
+            ("same file", BASE, &token, &images),
+            (
+                "an environment variable",
+                "HELLO_VERSION: v1->HELLO_VERSION: v2",
+                &token,
+                &images,
+            ),
+            (
+                "variables added and removed, and a command",
+                "GREETING: hi}->NEW: x}\n    command: [serve]",
+                &token,
+                &images,
+            ),
+            (
+                "an image and another service",
+                "api:1->api:2",
+                &token,
+                &[
+                    ("web", "sha256:aaaaaaaaaaaaaaaa"),
+                    ("api", "sha256:cccccccccccccccc"),
+                ],
+            ),
+            ("a secret's content", "", &[("token.txt", "two")], &images),
+            ("replicas only", "replicas: 3->replicas: 5", &token, &images),
+            (
+                "a route: no restart",
+                "replicas: 3}->replicas: 3}\n    x-berth: {route: {path_prefix: /web}}",
+                &token,
+                &images,
+            ),
+        ];
+        let want = [
+            "no change",
+            "web: environment HELLO_VERSION changed",
+            "web: command changed, environment NEW added, environment GREETING removed",
+            "api: image api:2 (cccccccccccc)",
+            "web: secret token content changed",
+            "web: replicas 3 → 5",
+            "web: routes, health or traffic policy changed (no restart)",
+        ];
+        for ((what, edit, files, images), want) in cases.iter().zip(want) {
+            let compose = match edit.split_once("->") {
+                Some((from, to)) if *what != "same file" => {
+                    assert!(
+                        BASE.contains(from),
+                        "{what}: {from:?} is not in the base file"
+                    );
+                    BASE.replacen(from, to, 1)
+                }
+                _ => BASE.to_string(),
+            };
+            let next = spec(&compose, files, images);
+            assert_eq!(describe_change(Some(&prev), &next), want, "{what}");
+        }
+        assert_eq!(describe_change(None, &prev), "created with api, web");
+        let fewer = spec("services:\n  api:\n    image: api:1\n", &[], &images);
+        assert_eq!(describe_change(Some(&prev), &fewer), "removed web");
+        assert_eq!(
+            describe_change(Some(&fewer), &prev),
+            "added web",
+            "a service that appears is named, not diffed"
+        );
+    }
+
+    use proptest::prelude::*;
+
+    fn naming() -> Naming {
+        Naming {
+            instance: "k3x9q2abcdef".into(),
+        }
+    }
+
+    /// Splits a container name back into (app, service, slot, hash): a left inverse of
+    /// [`Naming::container`] proves it injective.
+    fn split_container(n: &Naming, name: &str) -> Option<(String, String, u32, String)> {
+        let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
+        let (app, rest) = rest.split_once('_')?;
+        let (rest, hash) = rest.rsplit_once('_')?;
+        let (service, slot) = rest.rsplit_once('_')?;
+        Some((app.into(), service.into(), slot.parse().ok()?, hash.into()))
+    }
+
+    /// The same for networks and volumes: (app, key).
+    fn split_scoped(n: &Naming, name: &str) -> Option<(String, String)> {
+        let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
+        let (app, key) = rest.split_once('_')?;
+        Some((app.into(), key.into()))
+    }
+
+    #[test]
+    fn names_of_the_reported_collision_differ() {
+        let n = naming();
+        assert_ne!(
+            n.container("a-b", "c", 0, "h"),
+            n.container("a", "b-c", 0, "h")
+        );
+        assert_ne!(
+            n.network("a", "b-default", None),
+            n.network("a-b", "default", None)
+        );
+        assert_ne!(n.volume("a", "b-data", None), n.volume("a-b", "data", None));
+        assert_eq!(
+            n.container("shop", "web", 2, "0123456789ab"),
+            "berth_k3x9q2_shop_web_2_0123456789ab"
+        );
+    }
+
+    // Small alphabets make near-collisions (the separator inside a part) frequent.
+    const APP: &str = "[a-b0-1][a-b0-1-]{0,5}";
+    const PART: &str = "[a-b0-1][a-b0-1_.-]{0,5}";
+    const HASH: &str = "[0-9a-f]{1,12}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn container_names_are_injective(
+            a in (APP, PART, 0u32..200, HASH),
+            b in (APP, PART, 0u32..200, HASH),
+        ) {
+            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            let n = naming();
+            let na = n.container(&a.0, &a.1, a.2, &a.3);
+            let nb = n.container(&b.0, &b.1, b.2, &b.3);
+            prop_assert_eq!(na == nb, a == b, "{} vs {}", na, nb);
+            prop_assert_eq!(split_container(&n, &na), Some(a));
+        }
+
+        #[test]
+        fn network_and_volume_names_are_injective(
+            a in (APP, PART),
+            b in (APP, PART),
+        ) {
+            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            let n = naming();
+            let (na, nb) = (n.network(&a.0, &a.1, None), n.network(&b.0, &b.1, None));
+            prop_assert_eq!(na == nb, a == b, "{} vs {}", na, nb);
+            prop_assert_eq!(split_scoped(&n, &na), Some(a.clone()));
+            let (va, vb) = (n.volume(&a.0, &a.1, None), n.volume(&b.0, &b.1, None));
+            prop_assert_eq!(va == vb, a == b, "{} vs {}", va, vb);
+            prop_assert_eq!(split_scoped(&n, &va), Some(a));
+        }
+    }
 }

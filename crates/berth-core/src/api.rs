@@ -86,10 +86,14 @@ pub struct AppSummary {
     pub revision: u64,
     /// `pending`, `converged`, `failed`, `superseded` (of the desired revision).
     pub revision_status: String,
-    /// `healthy` (every service at its replicas, ready), `progressing`, `degraded`, `deleting`.
+    /// `healthy` (every service at its replicas, ready), `progressing`, `degraded`, `failed`
+    /// (the desired revision failed), `deleting`.
     pub health: String,
     pub services: usize,
     pub created_at: String,
+    /// The first service problem (`SERVICE: problem`), else why the revision failed, or null.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// `GET /api/v1/apps/{app}`: an application's progress, per service.

@@ -2,7 +2,7 @@
 //!
 //! The control plane builds a complete [`RoutingTable`] from desired and observed state and
 //! publishes it (a `tokio::sync::watch` channel of `Arc<RoutingTable>`); the gateway only ever
-//! reads the latest table and never reads the database (DESIGN-NOTES §5). An endpoint is in a
+//! reads the latest table and never reads the database (docs/design-notes.md §5). An endpoint is in a
 //! table only while its replica is running, ready and not draining, so a table swap is how a
 //! replica enters or leaves rotation.
 

@@ -291,20 +291,37 @@ impl Docker {
     }
 
     /// Creates a bridge network and returns its ID. [`DockerError::Conflict`] when the name is
-    /// taken. `internal` networks have no route outside the host.
+    /// taken. `internal` networks have no route outside the host. Its subnet comes from Docker's
+    /// default address pools (see [`Docker::create_network_in`] to choose it).
     pub async fn create_network(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
         internal: bool,
     ) -> Result<String, DockerError> {
-        let body = json!({
+        self.create_network_in(name, labels, internal, None).await
+    }
+
+    /// [`Docker::create_network`] on a given IPv4 `subnet` (CIDR; the gateway is its first
+    /// address). When the subnet overlaps another network's, the engine refuses:
+    /// [`DockerError::is_address_overlap`].
+    pub async fn create_network_in(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        internal: bool,
+        subnet: Option<&str>,
+    ) -> Result<String, DockerError> {
+        let mut body = json!({
             "Name": name,
             "CheckDuplicate": true,
             "Driver": "bridge",
             "Internal": internal,
             "Labels": labels,
         });
+        if let Some(subnet) = subnet {
+            body["IPAM"] = json!({ "Driver": "default", "Config": [{ "Subnet": subnet }] });
+        }
         let answer = self
             .call(Method::POST, "/networks/create", Some(Body::json(&body)))
             .await?;

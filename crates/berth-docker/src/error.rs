@@ -90,6 +90,14 @@ impl DockerError {
         matches!(self, DockerError::Conflict(_))
     }
 
+    /// True when the engine refused a network because its subnet overlaps another network's
+    /// ("Pool overlaps with other one on this address space"): try another subnet.
+    #[must_use]
+    pub fn is_address_overlap(&self) -> bool {
+        matches!(self, DockerError::Api { message, .. } | DockerError::Conflict(message)
+            if message.contains("overlaps with"))
+    }
+
     /// True when the engine could not be reached at all: the caller should back off and retry
     /// (or re-subscribe, for streams) rather than treat the request as answered.
     #[must_use]

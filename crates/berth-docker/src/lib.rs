@@ -33,6 +33,6 @@ pub use images::ImageSummary;
 pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
 pub use stream::{EventStream, LogChunk, LogSource, LogStream};
 pub use types::{
-    ContainerInspect, ContainerState, ContainerSummary, Event, ImageInspect, NetworkEndpoint,
-    NetworkSummary, VolumeSummary,
+    ContainerInspect, ContainerState, ContainerSummary, Event, ImageInspect, IpamConfig,
+    NetworkEndpoint, NetworkIpam, NetworkSummary, VolumeSummary,
 };

@@ -316,6 +316,38 @@ pub struct NetworkSummary {
     /// Whether the network has no route outside.
     #[serde(default)]
     pub internal: bool,
+    /// Its address management: the subnets it holds.
+    #[serde(default, rename = "IPAM")]
+    pub ipam: NetworkIpam,
+}
+
+impl NetworkSummary {
+    /// The subnets of the network (CIDR strings as Docker reports them, IPv4 or IPv6).
+    pub fn subnets(&self) -> impl Iterator<Item = &str> {
+        self.ipam
+            .config
+            .iter()
+            .map(|c| c.subnet.as_str())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// `IPAM` of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkIpam {
+    /// One entry per address pool of the network.
+    #[serde(default, deserialize_with = "nullable")]
+    pub config: Vec<IpamConfig>,
+}
+
+/// One `IPAM.Config` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    /// The pool, in CIDR notation (`10.200.3.0/24`).
+    #[serde(default)]
+    pub subnet: String,
 }
 
 /// One volume of `GET /volumes`.

@@ -391,3 +391,32 @@ async fn images_by_label_in_use_refusal_and_disk_use() {
     d.remove_image(&image, false, false).await.unwrap();
     assert!(d.inspect_image(&image).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn network_on_a_chosen_subnet_and_an_overlap_refused() {
+    let run = TestRun::new("docker-subnet");
+    let d = docker().await;
+    // A /24 in a range nothing else here uses, different per test process.
+    let third = std::process::id() % 256;
+    let subnet = format!("10.251.{third}.0/24");
+    let name = run.name("net");
+    let id = d
+        .create_network_in(&name, &labels(&run), false, Some(&subnet))
+        .await
+        .unwrap();
+    let listed = d.list_networks(&[run.label_filter()]).await.unwrap();
+    let net = listed.iter().find(|n| n.id == id).expect("listed");
+    assert_eq!(net.subnets().collect::<Vec<_>>(), vec![subnet.as_str()]);
+    let err = d
+        .create_network_in(
+            &run.name("other"),
+            &labels(&run),
+            false,
+            Some(&format!("10.251.{third}.128/25")),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_address_overlap(), "{err}");
+    assert!(!err.is_conflict());
+    d.remove_network(&id).await.unwrap();
+}

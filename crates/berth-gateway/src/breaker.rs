@@ -1,6 +1,6 @@
 //! Circuit breaker per (app, service): fail fast while the service is failing.
 //!
-//! Rules this module keeps (STYLE.md habit 7):
+//! Rules this module keeps (docs/style.md habit 7):
 //! * The state machine ([`Machine`]) is pure and runs on its own task; the request path only
 //!   reads a lock-free [`Gate`] (one atomic load when closed) and sends the outcome of each call
 //!   on a channel. The task is owned by the [`Breaker`]: it ends when the breaker is dropped

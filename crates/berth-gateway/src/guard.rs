@@ -15,8 +15,10 @@
 //! Refused: a head that does not parse; more than [`MAX_HEADERS`] headers or a head longer than
 //! the limit (431); `Content-Length` together with `Transfer-Encoding`; several different
 //! `Content-Length`s or one that is not a number; a `Transfer-Encoding` whose last coding is not
-//! `chunked`, or any `Transfer-Encoding` on HTTP/1.0. A head still incomplete after the header
-//! read timeout ends the connection (slow clients cannot hold it).
+//! `chunked`, or any `Transfer-Encoding` on HTTP/1.0; an HTTP/1.1 head without `Host`, any head
+//! with several `Host`s or with a `Host` that is not `host[:port]` characters (RFC 9112 §3.2;
+//! HTTP/1.0 may omit it). A head still incomplete after the header read timeout ends the
+//! connection (slow clients cannot hold it).
 //!
 //! Rules this module keeps:
 //! * hyper never sees part of a head: bytes of an incomplete head stay here.
@@ -70,6 +72,9 @@ const REFUSALS: &[Refusal] = &[
     Refusal::BadRequest("Content-Length and Transfer-Encoding together are refused"),
     Refusal::BadRequest("conflicting or invalid Content-Length"),
     Refusal::BadRequest("Transfer-Encoding must end with chunked (HTTP/1.1 only)"),
+    Refusal::BadRequest("an HTTP/1.1 request needs a Host header"),
+    Refusal::BadRequest("more than one Host header"),
+    Refusal::BadRequest("the Host header is not a valid host"),
 ];
 
 impl Verdict {
@@ -258,8 +263,18 @@ pub(crate) fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusa
     let mut upgrade = req
         .method
         .is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"));
+    let mut host = false;
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("host") {
+            // RFC 9112 §3.2: one Host, a valid one; more is refused on every version.
+            if host {
+                return Err(REFUSALS[6]);
+            }
+            if !valid_host(h.value) {
+                return Err(REFUSALS[7]);
+            }
+            host = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(h.value)
                 .map_err(|_| REFUSALS[3])?
                 .trim();
@@ -286,6 +301,10 @@ pub(crate) fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusa
             upgrade = true;
         }
     }
+    // HTTP/1.0 predates Host and may go without it.
+    if !host && !http10 {
+        return Err(REFUSALS[5]);
+    }
     match (length, chunked) {
         (Some(_), Some(_)) => Err(REFUSALS[2]),
         (_, Some(false)) => Err(REFUSALS[4]),
@@ -294,6 +313,36 @@ pub(crate) fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusa
         (Some(n), None) => Ok(Next::Body(n)),
         (None, None) => Ok(Next::Body(0)),
     }
+}
+
+/// Is `value` a Host value, `uri-host [":" port]` (RFC 9110 §7.2)? Checked by its characters:
+/// a reg-name, an IP literal in brackets or an IPv4 address, percent-escapes, a port. Empty is
+/// allowed (RFC 9112 §3.2: a target without authority).
+fn valid_host(value: &[u8]) -> bool {
+    value.trim_ascii().iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+            )
+    })
 }
 
 /// Parse the head at the start of `data`: `Ok(None)` if incomplete.
@@ -617,6 +666,14 @@ mod tests {
             (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", REFUSALS[1]),
             (b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n", REFUSALS[1]),
             (b"\x00\x01\x02 HTTP/1.1\r\n\r\n", REFUSALS[1]),
+            (b"GET / HTTP/1.1\r\n\r\n", REFUSALS[5]),
+            (b"GET / HTTP/1.1\r\nX-Host: x\r\n\r\n", REFUSALS[5]),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", REFUSALS[6]),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", REFUSALS[6]),
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n", REFUSALS[6]),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", REFUSALS[7]),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", REFUSALS[7]),
+            (b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", REFUSALS[7]),
         ];
         let prefix = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
         for (case, refusal) in cases {
@@ -632,6 +689,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn host_rules_let_good_hosts_and_http10_without_host_pass() {
+        let input = b"GET /a HTTP/1.0\r\n\r\n\
+            GET /b HTTP/1.1\r\nHost: \r\n\r\n\
+            GET /c HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n\
+            GET /d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+            GET /e HTTP/1.1\r\nhOsT: Shop.example-1.test:80 \r\n\r\n";
+        assert_eq!(run(input, 7).await, (input.to_vec(), None));
     }
 
     #[tokio::test]

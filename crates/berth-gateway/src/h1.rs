@@ -19,6 +19,8 @@
 //!
 //! Rules this module keeps (the general path's rules hold here too, see [`crate::proxy`]):
 //! * The head is parsed once; nothing in it is copied except into the upstream request.
+//! * The path is normalised ([`crate::path`]) before routing and the normalised path is what
+//!   goes upstream; a refused path is a 400 `bad_request`. A normal path is used as it is.
 //! * The request body (at most [`BODY_MAX`]) is read completely before the request goes
 //!   upstream, so a slow client never holds a replica's connection, and a request found unsent
 //!   (a pooled connection the replica had closed) can be sent again as it is.
@@ -34,13 +36,16 @@
 
 use crate::body::ProxyBody;
 use crate::breaker::Outcome;
+use crate::error::error_response;
 use crate::guard::{self, Chunk, Next, MAX_HEADERS};
 use crate::pool::{self, EndpointState, InFlight, RawConn};
 use crate::proxy::{self, Attempt, ClientFault, Done, Front, SendFailure, Upstreams};
 use crate::{headers, retry, Inner};
+use berth_core::ErrorCode;
 use berth_core::UpstreamProtocol;
 use http::header::HeaderValue;
 use http::Response;
+use std::borrow::Cow;
 use std::future::Future;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -430,8 +435,24 @@ where
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    // Routed on and forwarded with the normalised path (crate::path); the common path is
+    // borrowed as it is.
+    let normal = crate::path::normalize(path);
+    let (route_path, target) = match &normal {
+        Ok(Cow::Owned(p)) => (
+            p.as_str(),
+            Cow::Owned(match query {
+                Some(q) => format!("{p}?{q}"),
+                None => p.clone(),
+            }),
+        ),
+        _ => (path, Cow::Borrowed(target)),
+    };
     let snapshot = inner.snapshot.load_full();
-    let found = snapshot.find_index(host, path);
+    let found = match normal {
+        Ok(_) => snapshot.find_index(host, route_path),
+        Err(_) => None,
+    };
     if found.is_some_and(|i| snapshot.table.routes[i].protocol == UpstreamProtocol::H2c) {
         return Step::HandBack;
     }
@@ -442,14 +463,21 @@ where
     };
     let front = Front {
         host,
-        path,
-        path_and_query: target,
+        path: route_path,
+        path_and_query: &target,
         content_length: Some(body_len as u64),
         authorization: info.authorization,
         found: Some(found),
     };
     let close_requested = info.close;
-    let admitted = proxy::admit(inner, &snapshot, client, secure, &front, &rid, &mut done).await;
+    let admitted = match normal {
+        Ok(_) => proxy::admit(inner, &snapshot, client, secure, &front, &rid, &mut done).await,
+        Err(refused) => Err(error_response(
+            ErrorCode::BadRequest,
+            refused.message(),
+            &rid,
+        )),
+    };
     // Metrics are counted once the status is known, before the client sees the answer (as on
     // the general path): the latency is the time to the answer's head, and whoever has the
     // answer finds it counted.
@@ -474,14 +502,14 @@ where
             // The upstream request: head (+ body), built once.
             up.clear();
             let rewritten = if route.strip_prefix {
-                headers::strip_prefix(&route.path_prefix, path, query)
+                headers::strip_prefix(&route.path_prefix, route_path, query)
             } else {
                 None
             };
             write_request_head(
                 up,
                 method,
-                rewritten.as_deref().unwrap_or(target),
+                rewritten.as_deref().unwrap_or(&target),
                 req.headers,
                 &info,
                 client,

@@ -2,7 +2,7 @@
 //!
 //! The gateway serves what the latest [`RoutingTable`] says and nothing else: the control plane
 //! computes the table and publishes it through a `tokio::sync::watch` channel; this crate never
-//! reads a database (DESIGN-NOTES §5) and depends on `berth-core` only.
+//! reads a database (docs/design-notes.md §5) and depends on `berth-core` only.
 //!
 //! # Design
 //!
@@ -27,9 +27,9 @@
 //!   default), each running its own current-thread Tokio runtime and accepting on its own handle
 //!   of the listening socket. A client connection, its requests and the upstream connections
 //!   they use all live on one thread: no work stealing, no cross-thread wake-up on the request
-//!   path (DESIGN-NOTES §4). Shared state (table snapshot, limiters, breakers, counters) is
+//!   path (docs/design-notes.md §4). Shared state (table snapshot, limiters, breakers, counters) is
 //!   atomics and `ArcSwap`, so the threads never wait for each other.
-//! * **Policy layers** (STYLE.md habit 6), in one documented function, `proxy::pipeline`,
+//! * **Policy layers** (docs/style.md habit 6), in one documented function, `proxy::pipeline`,
 //!   outermost first: route → `redirect_https` (308) → rate limit by IP → authenticate → rate
 //!   limit by consumer (or the route-wide limit) → bulkhead → circuit breaker → timeout → retry →
 //!   balance → upstream. Each layer is its own module with its own error ([`ratelimit`],
@@ -70,7 +70,13 @@
 //!   request on it was answered; clients that do not finish a head within
 //!   [`GatewayConfig::header_read_timeout`] are cut off. Broken chunking found while streaming
 //!   is a 400 `bad_request` and a body over [`GatewayConfig::max_body_bytes`] a 413, both in
-//!   the Berth shape with `Connection: close`.
+//!   the Berth shape with `Connection: close`. The guard also refuses (400) an HTTP/1.1 head
+//!   without `Host` and any head with several `Host`s or an invalid one (RFC 9112 §3.2).
+//! * **Request paths** ([`path`]): before routing, on every protocol path, the path is
+//!   normalised once (escaped unreserved characters decoded, `//` collapsed, dot-segments
+//!   removed; `%2F` never decoded) and that path is both routed on and forwarded, so what the
+//!   policy saw is what the replica gets; ambiguous paths (`..;`, `..%2F`, `...`, `%00`, bad
+//!   escapes) are a 400 `bad_request`. Normal paths are recognised by one scan and borrowed.
 //! * **HTTPS** ([`tls`], [`Gateway::serve_https`]): rustls 0.23 on the aws-lc-rs provider
 //!   (passed explicitly, never the process default), terminated on a second listener served by
 //!   the same accept loop as plain HTTP. A [`TlsConfig`] holds one certificate chain per host
@@ -112,6 +118,7 @@
 //! [`ratelimit`], [`auth`], [`bulkhead`], [`breaker`], [`retry`], [`metrics`] (one per policy
 //! layer), [`headers`] (forwarding headers and request ids), [`body`] (response and request
 //! body wrappers), [`error`] (error answers), [`guard`] (request framing checks before hyper),
+//! [`path`] (request path normalisation),
 //! [`server`] (the HTTP and HTTPS listeners and their
 //! limits), [`tls`] (certificates, SNI, ALPN), [`forward`] (published TCP/UDP ports).
 
@@ -125,6 +132,7 @@ pub mod guard;
 pub mod h1;
 pub mod headers;
 pub mod metrics;
+pub mod path;
 pub mod pool;
 pub mod proxy;
 pub mod ratelimit;

@@ -1,9 +1,10 @@
 //! The request path: every policy layer in order, then balancing and the upstream exchange.
 //!
-//! `pipeline` is the one function that lists the layers, outermost first (STYLE.md habit 6):
+//! `pipeline` is the one function that lists the layers, outermost first (docs/style.md habit 6):
 //!
-//! 1. **route** (`no_route` 404), then `redirect_https` (308), the body size limit (413) and
-//!    the endpoint check (`no_healthy_upstream` 503);
+//! 1. **route** on the normalised path (`bad_request` 400 for a refused path, `no_route` 404),
+//!    then `redirect_https` (308), the body size limit (413) and the endpoint check
+//!    (`no_healthy_upstream` 503);
 //! 2. **rate limit by IP** ([`crate::ratelimit`], 429);
 //! 3. **authenticate** ([`crate::auth`], 401);
 //! 4. **rate limit by consumer**, or the route-wide limit (429);
@@ -21,11 +22,13 @@
 //! Each layer is a plain call into its own module with its own error type, mapped to a fixed
 //! `ErrorCode` here and nowhere else. They are not tower layers: the gateway has one request
 //! type and one stack, and plain calls keep the hot path free of boxing and per-layer futures
-//! (DESIGN-NOTES §4). A route without policy pays for none of them: each layer is one `Option`
+//! (docs/design-notes.md §4). A route without policy pays for none of them: each layer is one `Option`
 //! check, and counters are relaxed atomics.
 //!
 //! Rules this module keeps:
 //! * Every inbound `X-Berth-*` header is removed before anything else (see [`crate::auth`]).
+//! * The request path is normalised ([`crate::path`]) before routing, on every protocol, and
+//!   the normalised path is what goes upstream; a path it refuses is a 400 `bad_request`.
 //! * The request holds the snapshot (one reference count) across awaits; a swap never blocks.
 //! * A request is retried for free only when it provably was not sent (connect failed or timed
 //!   out, or a pooled connection handed it back unsent) — safe for every method, so request
@@ -66,6 +69,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -568,6 +572,17 @@ async fn pipeline(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
+    // Routed on and forwarded with the normalised path (crate::path), whatever the protocol;
+    // an absolute-form or HTTP/2 URI keeps its scheme and authority.
+    match crate::path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(path)) => {
+            if normalized_uri(req.uri_mut(), &path).is_err() {
+                return error_response(ErrorCode::BadRequest, "the request path is malformed", rid);
+            }
+        }
+        Err(refused) => return error_response(ErrorCode::BadRequest, refused.message(), rid),
+    }
     let front = Front {
         host: host.as_ref().and_then(|h| h.to_str().ok()),
         path: req.uri().path(),
@@ -679,6 +694,18 @@ async fn pipeline(
         rate_limit_fields(l, a, response.headers_mut());
     }
     response
+}
+
+/// Put `path` (normalised) in place of the URI's path, keeping the rest of the URI.
+fn normalized_uri(uri: &mut Uri, path: &str) -> Result<(), http::Error> {
+    let pq = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}"))?,
+        None => PathAndQuery::try_from(path)?,
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(pq);
+    *uri = Uri::from_parts(parts)?;
+    Ok(())
 }
 
 /// The declared body length, if any and well formed.

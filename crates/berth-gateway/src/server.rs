@@ -47,7 +47,7 @@ pub(crate) async fn serve(
     let workers = inner.config.worker_count().max(1);
     // One current-thread runtime per worker thread, each accepting on its own handle of the
     // same listening socket: a connection, its requests and its upstream connections stay on
-    // one thread (no cross-thread wake-ups, no work stealing; DESIGN-NOTES §4).
+    // one thread (no cross-thread wake-ups, no work stealing; docs/design-notes.md §4).
     let listener = listener.into_std()?;
     let mut finished = Vec::with_capacity(workers);
     for worker in 1..=workers {

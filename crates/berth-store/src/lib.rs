@@ -4,7 +4,7 @@
 //! - It is the only crate that talks SQL. Callers see typed records, never rows.
 //! - Durability first: WAL journal with `synchronous=FULL`, so a committed revision survives a
 //!   `kill -9` or power loss. The control plane commits desired state here *before* any Docker
-//!   call (STYLE.md habit 4); everything else is derived from it and from what Docker reports.
+//!   call (docs/style.md habit 4); everything else is derived from it and from what Docker reports.
 //! - Every write that must be atomic is one transaction (a new revision and the app's pointer to
 //!   it move together).
 //! - Methods are synchronous and short (one statement or one small transaction); the connection
@@ -16,8 +16,10 @@
 mod builds;
 mod migrations;
 mod restarts;
+mod subnets;
 
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use subnets::SubnetRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};

@@ -86,6 +86,15 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         last_exit INTEGER
      );",
+    // 8: subnets Berth handed to its application networks, so none is handed out twice (a
+    // restart included); a row goes when its network does.
+    "CREATE TABLE network_subnets (
+        subnet TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        network TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

@@ -87,13 +87,19 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Logging to stderr through a non-blocking writer: the gateway writes an access-log line per
 /// request, and a blocking `write(2)` each time measurably cost CPU per request (see
 /// docs/benchmarks.md §4). Keep the guard alive until exit; it flushes on drop.
+///
+/// Colours (ANSI escape codes) only when stderr is a terminal and `NO_COLOR` is unset: a log
+/// redirected to a file, a pipe or journald stays plain text.
 #[must_use = "dropping the guard stops logging"]
 pub(crate) fn init_tracing(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     if format == "json" {
         builder.json().init();
@@ -123,6 +129,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let labels = parse_labels(&args.labels)?;
+    let network_pool = berth_controlplane::subnets::NetworkPool::new(
+        &args.network_pool,
+        u8::try_from(args.network_prefix).unwrap_or(u8::MAX),
+    )
+    .map_err(|e| anyhow!(e))?;
     let _log_guard = init_tracing(&args.log_format);
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -187,6 +198,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         image_retention_period: Duration::from_secs(args.image_retention_secs),
         image_disk_alert: args.image_disk_alert,
         image_count_alert: args.image_count_alert,
+        network_pool,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

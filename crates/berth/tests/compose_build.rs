@@ -48,6 +48,31 @@ fn image_id(reference: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The images a build committed itself, from the build output the CLI showed on stderr: the
+/// ` ---> ID` after each step that was neither a cache hit nor a `FROM`.
+fn committed_step_images(stderr: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut skip = false;
+    for line in stderr.lines().filter_map(|l| l.strip_prefix("web | ")) {
+        if let Some(step) = line.strip_prefix("Step ") {
+            skip = step.contains(" : FROM ");
+            continue;
+        }
+        match line.trim().strip_prefix("--->").map(str::trim) {
+            Some("Using cache") => skip = true,
+            Some(id)
+                if id.len() >= 12
+                    && id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !std::mem::take(&mut skip) =>
+            {
+                ids.push(id.to_string());
+            }
+            _ => {}
+        }
+    }
+    ids
+}
+
 /// The size the CLI reports for its upload: `... uploading the build context DIR (1.2 MiB)`.
 fn uploaded_bytes(stderr: &str) -> u64 {
     let line = stderr
@@ -192,6 +217,23 @@ fn compose_build_apply_rebuild_rollback_and_a_failed_build() {
         stderr.contains("last lines of build output") && stderr.contains("not-there"),
         "no build output in the error: {stderr}"
     );
+    // The steps that succeeded before the broken COPY committed images (untagged, unlabelled):
+    // the server removed them, so a failed build leaves nothing behind.
+    let committed = committed_step_images(&stderr);
+    assert!(
+        !committed.is_empty(),
+        "no committed step image in the build output: {stderr}"
+    );
+    for id in &committed {
+        let out = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", id])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the failed build left its step image {id} behind (all: {committed:?})"
+        );
+    }
     let history: Vec<serde_json::Value> =
         serde_json::from_str(&server.ok(&["history", "--app", &app, "--output", "json"])).unwrap();
     assert_eq!(history.len(), 3, "a failed build made a revision");

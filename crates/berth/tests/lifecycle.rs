@@ -235,3 +235,209 @@ fn unsupported_keys_are_named() {
         "{err}"
     );
 }
+
+/// Lines of the server log that report a failed step: each failed attempt logs exactly one
+/// (the first of a kind at warn, its repeats at debug; the harness logs the control plane at
+/// debug), so this counts the attempts.
+fn failed_attempts(server: &Server) -> usize {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("step failed"))
+        .count()
+}
+
+/// The `berth apps` table row of `app`.
+fn apps_row(server: &Server, app: &str) -> String {
+    server
+        .ok(&["apps"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(app))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An image Docker refuses to create a container from: no `Cmd`, no `Entrypoint`.
+fn image_without_command(run: &TestRun) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "no command here\n").unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    let reference = format!("berth-nocmd:{}", run.id);
+    berth_testkit::docker_cli(&[
+        "build",
+        "--quiet",
+        "--no-cache",
+        "--label",
+        &run.label_filter(),
+        "-t",
+        &reference,
+        ctx.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    reference
+}
+
+#[test]
+fn a_create_docker_refuses_backs_off_is_reported_and_fails_the_first_deploy() {
+    let run = TestRun::new("create-refused");
+    let image = image_without_command(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  job:
+    image: {image}
+    deploy:
+      update_config:
+        monitor: 4s
+"#
+        ),
+    );
+    // The waiting apply fails once the creates have failed for the rollout deadline (4 s),
+    // naming Docker's reason, instead of waiting forever on a pending revision.
+    let started = std::time::Instant::now();
+    let out = server.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--app",
+        "nocmd",
+        "--timeout",
+        "30",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "apply succeeded: {stderr}");
+    assert!(
+        stderr.contains("revision 1 failed") && stderr.contains("No command specified"),
+        "the apply's error does not name the cause: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the revision took {:?} to fail",
+        started.elapsed()
+    );
+    // Attempts back off (0.5 s doubling): a handful in the seconds so far, not hundreds.
+    let so_far = failed_attempts(&server);
+    assert!(
+        (1..=8).contains(&so_far),
+        "{so_far} failed creates in {:?}:\n{}",
+        started.elapsed(),
+        server.log_tail()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let more = failed_attempts(&server) - so_far;
+    assert!(
+        more <= 2,
+        "{more} more failed creates in 5 s:\n{}",
+        server.log_tail()
+    );
+    // The first occurrence is a warning, the repeats are not (a bounded log rate).
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("step failed") && l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+
+    // `berth apps` shows the failure and its cause; `berth ps` shows the cause.
+    let row = apps_row(&server, "nocmd");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols.get(2), Some(&"failed"), "{row}");
+    assert_eq!(
+        cols.get(3),
+        Some(&"failed"),
+        "HEALTH of a failed revision: {row}"
+    );
+    assert!(row.contains("No command specified"), "{row}");
+    let ps = server.ok(&["ps", "--app", "nocmd"]);
+    assert!(
+        ps.contains("problem: job: replica 0: create failed")
+            && ps.contains("No command specified"),
+        "{ps}"
+    );
+}
+
+#[test]
+fn a_taken_container_name_is_reported_backs_off_and_an_apply_retries_at_once() {
+    let run = TestRun::new("name-taken");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &web_compose(&image, "v1", 1, ""),
+    );
+    let f = file.to_str().unwrap();
+    // The name Berth gives slot 0 of this spec: deploy it once and read it (names are
+    // deterministic per instance, app, service, slot and spec).
+    server.ok(&["apply", "-f", f, "--app", "taken"]);
+    let name = server.ps("taken")[0]["name"].as_str().unwrap().to_string();
+    server.ok(&["rm", "--app", "taken"]);
+    wait_for(
+        Duration::from_secs(20),
+        "the app's containers are gone",
+        || (docker_count(&run, "container") == 0).then_some(()),
+    );
+    // Someone else's container takes that name (no Berth labels: not Berth's to remove).
+    berth_testkit::docker_cli(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &run.label_filter(),
+        &image,
+    ])
+    .unwrap();
+
+    let before = failed_attempts(&server);
+    let started = std::time::Instant::now();
+    server.ok(&["apply", "-f", f, "--app", "taken", "--detach"]);
+    let want = format!("name {name} is taken by a container Berth does not manage");
+    wait_for(Duration::from_secs(10), "apps shows the taken name", || {
+        apps_row(&server, "taken").contains(&want).then_some(())
+    });
+    let ps = server.ok(&["ps", "--app", "taken"]);
+    assert!(ps.contains(&want), "{ps}");
+    // Five attempts take 0 + 0.5 + 1 + 2 + 4 s; a loop would make hundreds meanwhile.
+    wait_for(Duration::from_secs(20), "a fifth failed attempt", || {
+        apps_row(&server, "taken")
+            .contains("5 failed attempts")
+            .then_some(())
+    });
+    let attempts = failed_attempts(&server) - before;
+    assert!(
+        attempts <= 6,
+        "{attempts} failed creates in {:?}:\n{}",
+        started.elapsed(),
+        server.log_tail()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let row = apps_row(&server, "taken");
+    assert!(row.contains("pending"), "{row}");
+
+    // The owner frees the name and applies again (the same file): Berth retries at once,
+    // not after the 8 s the backoff has reached.
+    berth_testkit::docker_cli(&["rm", "-f", &name]).unwrap();
+    let again = std::time::Instant::now();
+    let out = server.ok(&["apply", "-f", f, "--app", "taken", "--timeout", "30"]);
+    assert!(out.contains("converged"), "{out}");
+    assert!(
+        again.elapsed() < Duration::from_secs(5),
+        "converged {:?} after the apply",
+        again.elapsed()
+    );
+    let row = apps_row(&server, "taken");
+    assert!(
+        row.contains("converged") && row.contains("healthy"),
+        "{row}"
+    );
+}

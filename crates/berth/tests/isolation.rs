@@ -1,0 +1,247 @@
+//! End-to-end: applications do not share Docker names or networks, and one engine holds more
+//! application networks than Docker's default address pools.
+
+mod common;
+
+use berth_testkit::{testapp_image, wait_for, TestRun};
+use common::*;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+fn converged(server: &Server, app: &str) -> bool {
+    berth_testkit::http_get(
+        &server.api,
+        &format!("/api/v1/apps/{app}"),
+        None,
+        Duration::from_secs(5),
+    )
+    .ok()
+    .filter(|(c, _)| *c == 200)
+    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+    .is_some_and(|v| v["converged"] == true)
+}
+
+fn docker_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// App `a-b` with service `c`, and app `a` with service `b-c` and a network `b-default`: under
+/// the old `-`-joined names both services got one container name (app `a` never converged) and
+/// app `a`'s `b-default` network was app `a-b`'s default network.
+#[test]
+fn look_alike_applications_get_their_own_containers_and_networks() {
+    let run = TestRun::new("isolation-names");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let ab = compose(
+        dir.path(),
+        "ab.yaml",
+        &format!("services:\n  c:\n    image: {image}\n    expose: [\"8080\"]\n"),
+    );
+    let a = compose(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "services:\n  b-c:\n    image: {image}\n    expose: [\"8080\"]\n  x:\n    image: {image}\n    networks: [b-default]\nnetworks:\n  b-default: {{}}\n"
+        ),
+    );
+    server.ok(&[
+        "apply",
+        "--detach",
+        "-f",
+        ab.to_str().unwrap(),
+        "--app",
+        "a-b",
+    ]);
+    server.ok(&["apply", "--detach", "-f", a.to_str().unwrap(), "--app", "a"]);
+    wait_for(
+        Duration::from_secs(60),
+        "both applications converge",
+        || (converged(&server, "a-b") && converged(&server, "a")).then_some(()),
+    );
+
+    // Three containers, three names, each in its own application.
+    let ids: Vec<String> = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(ids.len(), 3, "{:?}", containers(&run));
+    let mut args = vec!["inspect"];
+    args.extend(ids.iter().map(String::as_str));
+    let inspected = docker_json(&args);
+    let mut names = Vec::new();
+    for c in inspected.as_array().unwrap() {
+        let app = c["Config"]["Labels"]["berth.app"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        names.push(c["Name"].as_str().unwrap().to_string());
+        // Every network a container is on carries its own application's label.
+        for (net, ep) in c["NetworkSettings"]["Networks"].as_object().unwrap() {
+            let n = docker_json(&["network", "inspect", ep["NetworkID"].as_str().unwrap()]);
+            let owner = n[0]["Labels"]["berth.app"].as_str().unwrap_or("");
+            assert_eq!(
+                owner, app,
+                "container {} of app {app} is on network {net}, which belongs to {owner:?}",
+                c["Name"]
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "{names:?}");
+
+    // Two applications, three networks (a-b: default; a: default and b-default), all distinct.
+    let nets: BTreeMap<String, String> = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+                "--format",
+                "{{.Name}} {{.Label \"berth.app\"}}",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(n, a)| (n.to_string(), a.to_string()))
+    .collect();
+    assert_eq!(nets.len(), 3, "{nets:?}");
+
+    server.ok(&["rm", "--app", "a"]);
+    server.ok(&["rm", "--app", "a-b"]);
+    assert_eq!(docker_count(&run, "container"), 0);
+    assert_eq!(docker_count(&run, "network"), 0);
+}
+
+/// Docker's default address pools hold about 30 bridge networks; Berth gives its networks
+/// subnets from its own pool, so 40 applications (one network each) all converge. Before, the
+/// 31st stayed pending while the server logged "could not find an available, non-overlapping
+/// IPv4 address pool".
+#[test]
+fn more_applications_than_dockers_default_pools_hold_all_converge() {
+    const APPS: usize = 40;
+    let run = TestRun::new("isolation-pool");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "one.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n"),
+    );
+    let f = file.to_str().unwrap();
+    let apps: Vec<String> = (0..APPS).map(|i| format!("many-{i}")).collect();
+    for app in &apps {
+        server.ok(&["apply", "--detach", "-f", f, "--app", app]);
+    }
+    wait_for(
+        Duration::from_secs(240),
+        "every application converges",
+        || apps.iter().all(|a| converged(&server, a)).then_some(()),
+    );
+
+    // One network per application, each on its own subnet from Berth's pool (10.200.0.0/14).
+    let ids: Vec<String> = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(ids.len(), APPS);
+    let mut args = vec!["network", "inspect"];
+    args.extend(ids.iter().map(String::as_str));
+    let mut subnets: Vec<String> = docker_json(&args)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for s in &subnets {
+        let second: u8 = s.split('.').nth(1).unwrap().parse().unwrap();
+        assert!(
+            s.starts_with("10.") && (200..204).contains(&second) && s.ends_with("/24"),
+            "{s} is not from the pool"
+        );
+    }
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), APPS, "a subnet was handed out twice");
+
+    for app in &apps {
+        server.ok(&["rm", "--detach", "--app", app]);
+    }
+    wait_for(
+        Duration::from_secs(120),
+        "every application removed",
+        || {
+            (docker_count(&run, "container") == 0 && docker_count(&run, "network") == 0)
+                .then_some(())
+        },
+    );
+}
+
+/// Bad pool flags stop the server at once with a one-line error.
+#[test]
+fn bad_network_pool_flags_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, says) in [
+        (["--network-pool", "10.200.0.0"], "--network-pool"),
+        (["--network-pool", "10.200.1.0/14"], "--network-pool"),
+        (["--network-prefix", "12"], "shorter than the pool's /14"),
+        (["--network-prefix", "30"], "at most 29"),
+    ] {
+        let out = Command::new(bin())
+            .args(["server", "--api-listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--gateway-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+    }
+}
