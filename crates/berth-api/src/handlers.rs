@@ -1,6 +1,7 @@
 //! The handlers: parse, call the control plane, answer. No logic beyond translation.
 
 use crate::error::ApiError;
+use crate::openapi::Tar;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -9,14 +10,26 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::api::{
-    ApplyRequest, BuildStart, Health, IssuerRequest, RollbackRequest, ScaleRequest, ServiceRequest,
-    TokenRequest,
+    AppStatus, AppSummary, ApplyRequest, BuildStart, BuildView, ContextUploaded, EventView, Health,
+    ImageView, Instance, IssuerRequest, IssuerView, RevisionCreated, RevisionView, RollbackRequest,
+    ScaleRequest, ServiceRequest, ServiceView, TokenIssued, TokenRequest, VersionView,
 };
-use berth_core::ErrorCode;
-use serde::Deserialize;
+use berth_core::{ErrorBody, ErrorCode, RoutingTable};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    operation_id = "health",
+    tag = "system",
+    summary = "Berth is up",
+    responses(
+        (status = 200, description = "Berth is up", body = Health)
+    )
+)]
 pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -26,18 +39,50 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "system",
+    summary = "This document (OpenAPI 3.1)",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object)
+    )
+)]
 pub(crate) async fn openapi() -> Response {
     (
         [(http::header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document().to_string(),
+        crate::openapi::json(),
     )
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    operation_id = "listApps",
+    tag = "apps",
+    summary = "Every application with its revision and health (`berth apps`)",
+    responses(
+        (status = 200, description = "The applications", body = Vec<AppSummary>)
+    )
+)]
 pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.apps()?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}",
+    operation_id = "appStatus",
+    tag = "apps",
+    summary = "An application's rollout progress per service",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "Progress", body = AppStatus),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn app_status(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -45,13 +90,26 @@ pub(crate) async fn app_status(
     Ok(Json(s.cp.status(&app)?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemoveQuery {
     #[serde(default)]
     volumes: bool,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}",
+    operation_id = "removeApp",
+    tag = "apps",
+    summary = "Remove an application (`berth rm`; `?volumes=true` removes named volumes)",
+    params(("app" = String, Path, description = "Application name"), RemoveQuery),
+    responses(
+        (status = 202, description = "Removal started", body = RemoveAccepted),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn remove_app(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -59,14 +117,16 @@ pub(crate) async fn remove_app(
 ) -> Result<Response> {
     let Query(q) = q?;
     s.cp.remove(&app, q.volumes)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"app": app, "removing": true, "volumes": q.volumes})),
-    )
-        .into_response())
+    let answer = RemoveAccepted {
+        app,
+        removing: true,
+        volumes: q.volumes,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApplyQuery {
     /// Answer with NDJSON progress (build output), then the result.
@@ -78,6 +138,23 @@ pub(crate) struct ApplyQuery {
 /// progress stream (never from the server log) rather than slowing the build.
 const PROGRESS_BUFFER: usize = 4096;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/apply",
+    operation_id = "apply",
+    tag = "apps",
+    summary = "Deploy a Compose bundle as a new revision (`berth apply`)",
+    params(("app" = String, Path, description = "Application name"), ApplyQuery),
+    request_body = ApplyRequest,
+    responses(
+        (status = 201, description = "A new revision was committed", body = RevisionCreated),
+        (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (a build context)", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`, `unsupported_key`, `image_missing`, `build_failed`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn apply(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -135,12 +212,39 @@ fn apply_with_progress(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/contexts",
+    operation_id = "uploadContext",
+    tag = "apps",
+    summary = "Upload a build context (a tar, at most 512 MiB) for a Compose service with `build:`; name its id in the apply's `build_contexts`",
+    request_body(content = inline(Tar), content_type = "application/x-tar"),
+    responses(
+        (status = 201, description = "Stored", body = ContextUploaded),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody)
+    )
+)]
 /// `POST /api/v1/contexts`: a build context tar, streamed to the server's disk.
 pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Result<Response> {
     let uploaded = s.cp.upload_context(body.into_data_stream()).await?;
     Ok((StatusCode::CREATED, Json(uploaded)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/scale",
+    operation_id = "scale",
+    tag = "apps",
+    summary = "Set replica counts (`berth scale`)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = ScaleRequest,
+    responses(
+        (status = 200, description = "The revision committed", body = RevisionCreated),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn scale(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -150,6 +254,21 @@ pub(crate) async fn scale(
     Ok(Json(s.cp.scale(&app, &req)?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/rollback",
+    operation_id = "rollback",
+    tag = "apps",
+    summary = "Roll back to a revision (`berth rollback`)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = RollbackRequest,
+    responses(
+        (status = 200, description = "The revision committed", body = RevisionCreated),
+        (status = 404, description = "`app_not_found`, `revision_not_found`", body = ErrorBody),
+        (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
+        (status = 422, description = "`invalid_compose`, `image_missing`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn rollback(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -159,6 +278,18 @@ pub(crate) async fn rollback(
     Ok(Json(s.cp.rollback(&app, &req)?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/revisions",
+    operation_id = "history",
+    tag = "apps",
+    summary = "Revisions, newest first (`berth history`)",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "Revisions", body = Vec<RevisionView>),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn history(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -166,10 +297,36 @@ pub(crate) async fn history(
     Ok(Json(s.cp.history(&app)?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/ps",
+    operation_id = "ps",
+    tag = "apps",
+    summary = "Every replica (`berth ps`)",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "Replicas", body = Vec<Instance>),
+        (status = 404, description = "`app_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Result<Response> {
     Ok(Json(s.cp.ps(&app).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/services/{service}/instances",
+    operation_id = "instances",
+    tag = "apps",
+    summary = "Discovery: each replica's address, health and revision",
+    params(("app" = String, Path, description = "Application name"), ("service" = String, Path, description = "Compose service name")),
+    responses(
+        (status = 200, description = "Replicas of the service", body = Vec<Instance>),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn instances(
     State(s): State<AppState>,
     Path((app, service)): Path<(String, String)>,
@@ -177,6 +334,16 @@ pub(crate) async fn instances(
     Ok(Json(s.cp.instances(&app, &service).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes",
+    operation_id = "routes",
+    tag = "gateway",
+    summary = "The routing table the gateway serves (issuer secrets redacted)",
+    responses(
+        (status = 200, description = "The table", body = RoutingTable)
+    )
+)]
 pub(crate) async fn routes(State(s): State<AppState>) -> Response {
     let mut table = s.cp.routing_table().as_ref().clone();
     for i in &mut table.issuers {
@@ -187,13 +354,25 @@ pub(crate) async fn routes(State(s): State<AppState>) -> Response {
     Json(table).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableQuery {
     #[serde(default)]
     watch: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/gateway/table",
+    operation_id = "gatewayTable",
+    tag = "gateway",
+    summary = "The full routing table, for a gateway in another process; `?watch=true`: NDJSON, one table per change and every 10 s",
+    params(TableQuery),
+    responses(
+        (status = 200, description = "The table, or (watch) a stream of tables", content((RoutingTable = "application/json"), (String = "application/x-ndjson")))
+    )
+)]
 /// The full table (with issuer secrets: the API is loopback-only) for a separate gateway.
 /// With `watch`, an NDJSON stream: the current table at once, then one line per change, and the
 /// current table again every 10 s so a gateway notices a dead connection.
@@ -236,7 +415,8 @@ pub(crate) async fn gateway_table(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsQuery {
     #[serde(default)]
@@ -246,6 +426,19 @@ pub(crate) struct LogsQuery {
     timestamps: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/services/{service}/logs",
+    operation_id = "logs",
+    tag = "apps",
+    summary = "Logs of the service's replicas (`berth logs`), streamed; with several replicas each line starts with `service.slot | `",
+    params(("app" = String, Path, description = "Application name"), ("service" = String, Path, description = "Compose service name"), LogsQuery),
+    responses(
+        (status = 200, description = "Log lines", content((String = "text/plain"))),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 /// Logs of every current replica of a service, as text; with several replicas each line is
 /// prefixed with `slot | `. `follow` streams until the client goes away.
 pub(crate) async fn logs(
@@ -332,6 +525,17 @@ fn line_prefixed(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "auth",
+    summary = "The public keys of Berth's own token issuer (JWKS)",
+    responses(
+        (status = 200, description = "A JWK Set", body = Object),
+        (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody)
+    )
+)]
 pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
     Ok((
         [(http::header::CONTENT_TYPE, "application/json")],
@@ -340,6 +544,17 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
         .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "issueToken",
+    tag = "auth",
+    summary = "Issue a token signed by Berth (`berth token`)",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "The token", body = TokenIssued)
+    )
+)]
 pub(crate) async fn issue_token(
     State(s): State<AppState>,
     body: std::result::Result<Json<TokenRequest>, JsonRejection>,
@@ -348,14 +563,51 @@ pub(crate) async fn issue_token(
     Ok((StatusCode::CREATED, Json(s.cp.issue_token(&req)?)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/rotate",
+    operation_id = "rotateKey",
+    tag = "auth",
+    summary = "Rotate Berth's signing key (the old key stays in the JWKS until its tokens expire)",
+    responses(
+        (status = 200, description = "The new key id", body = KeyRotated),
+        (status = 400, description = "`invalid_argument`: this server has no token issuer", body = ErrorBody)
+    )
+)]
 pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
-    Ok(Json(serde_json::json!({"kid": s.cp.rotate_key()?})).into_response())
+    Ok(Json(KeyRotated {
+        kid: s.cp.rotate_key()?,
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/issuers",
+    operation_id = "listIssuers",
+    tag = "auth",
+    summary = "Accepted token issuers (secrets never shown)",
+    responses(
+        (status = 200, description = "Issuers", body = Vec<IssuerView>)
+    )
+)]
 pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.issuers()?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/issuers",
+    operation_id = "addIssuer",
+    tag = "auth",
+    summary = "Accept tokens from another issuer",
+    request_body = IssuerRequest,
+    responses(
+        (status = 201, description = "Added", body = IssuerView),
+        (status = 409, description = "already exists", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn add_issuer(
     State(s): State<AppState>,
     body: std::result::Result<Json<IssuerRequest>, JsonRejection>,
@@ -364,14 +616,36 @@ pub(crate) async fn add_issuer(
     Ok((StatusCode::CREATED, Json(s.cp.add_issuer(req).await?)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/issuers/{name}",
+    operation_id = "removeIssuer",
+    tag = "auth",
+    summary = "Stop accepting an issuer",
+    params(("name" = String, Path, description = "Issuer name")),
+    responses(
+        (status = 200, description = "Removed", body = IssuerRemoved)
+    )
+)]
 pub(crate) async fn remove_issuer(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response> {
     s.cp.remove_issuer(&name)?;
-    Ok(Json(serde_json::json!({"removed": name})).into_response())
+    Ok(Json(IssuerRemoved { removed: name }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    summary = "Prometheus metrics of the in-process gateway",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content((String = "text/plain"))),
+        (status = 404, description = "`not_found`: the gateway runs in another process", body = ErrorBody)
+    )
+)]
 /// Prometheus metrics of the in-process gateway.
 pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
     let Some(m) = &s.metrics else {
@@ -387,6 +661,18 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
         .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/services",
+    operation_id = "createService",
+    tag = "builds",
+    summary = "Register a service built from source (Git or Subversion)",
+    request_body = ServiceRequest,
+    responses(
+        (status = 201, description = "Registered", body = ServiceView),
+        (status = 409, description = "already exists", body = ErrorBody)
+    )
+)]
 pub(crate) async fn create_service(
     State(s): State<AppState>,
     body: std::result::Result<Json<ServiceRequest>, JsonRejection>,
@@ -395,10 +681,32 @@ pub(crate) async fn create_service(
     Ok((StatusCode::CREATED, Json(s.cp.create_service(&req)?)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/services",
+    operation_id = "listServices",
+    tag = "builds",
+    summary = "Services built from source",
+    responses(
+        (status = 200, description = "Services", body = Vec<ServiceView>)
+    )
+)]
 pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response> {
     Ok(Json(s.cp.services()?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/services/{name}/builds",
+    operation_id = "startBuild",
+    tag = "builds",
+    summary = "Queue a build",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    request_body = BuildStart,
+    responses(
+        (status = 202, description = "Queued", body = BuildView)
+    )
+)]
 pub(crate) async fn start_build(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -408,6 +716,17 @@ pub(crate) async fn start_build(
     Ok((StatusCode::ACCEPTED, Json(s.cp.start_build(&name, &req)?)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{name}/versions",
+    operation_id = "versions",
+    tag = "builds",
+    summary = "A service's versions (successful builds), newest first",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    responses(
+        (status = 200, description = "Versions", body = Vec<VersionView>)
+    )
+)]
 pub(crate) async fn versions(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -415,6 +734,18 @@ pub(crate) async fn versions(
     Ok(Json(s.cp.versions(&name)?).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/services/{name}/secrets/{secret}",
+    operation_id = "setSecret",
+    tag = "builds",
+    summary = "Set a build secret; the body is its value (UTF-8, never logged)",
+    params(("name" = String, Path, description = "Service name (built from source)"), ("secret" = String, Path, description = "Secret name")),
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 200, description = "Stored", body = SecretSet)
+    )
+)]
 /// The secret's value is the raw request body (never logged).
 pub(crate) async fn set_secret(
     State(s): State<AppState>,
@@ -424,10 +755,16 @@ pub(crate) async fn set_secret(
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
     s.cp.set_build_secret(&name, &secret, value.trim_end_matches(['\n', '\r']))?;
-    Ok(Json(serde_json::json!({"service": name, "secret": secret, "set": true})).into_response())
+    Ok(Json(SecretSet {
+        service: name,
+        secret,
+        set: true,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildsQuery {
     #[serde(default, deserialize_with = "non_empty")]
@@ -447,6 +784,17 @@ fn non_empty<'de, D: serde::Deserializer<'de>>(
     Ok(Some(s))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/builds",
+    operation_id = "listBuilds",
+    tag = "builds",
+    summary = "Builds, newest first (`?service=NAME`)",
+    params(BuildsQuery),
+    responses(
+        (status = 200, description = "Builds", body = Vec<BuildView>)
+    )
+)]
 pub(crate) async fn list_builds(
     State(s): State<AppState>,
     q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
@@ -455,25 +803,63 @@ pub(crate) async fn list_builds(
     Ok(Json(s.cp.builds_list(q.service.as_deref())?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/builds/{id}",
+    operation_id = "getBuild",
+    tag = "builds",
+    summary = "One build",
+    params(("id" = u64, Path, description = "Build id")),
+    responses(
+        (status = 200, description = "The build", body = BuildView)
+    )
+)]
 pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) -> Result<Response> {
     Ok(Json(s.cp.build(id)?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/builds/{id}/cancel",
+    operation_id = "cancelBuild",
+    tag = "builds",
+    summary = "Cancel a queued or running build",
+    params(("id" = u64, Path, description = "Build id")),
+    responses(
+        (status = 200, description = "Cancelling", body = BuildCancelling)
+    )
+)]
 pub(crate) async fn cancel_build(
     State(s): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<Response> {
     s.cp.cancel_build(id)?;
-    Ok(Json(serde_json::json!({"id": id, "cancelling": true})).into_response())
+    Ok(Json(BuildCancelling {
+        id,
+        cancelling: true,
+    })
+    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildLogsQuery {
     #[serde(default)]
     follow: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/builds/{id}/logs",
+    operation_id = "buildLogs",
+    tag = "builds",
+    summary = "A build's log as text, or as server-sent events with `Accept: text/event-stream` (one `data:` event per line, then an `end` event)",
+    params(("id" = u64, Path, description = "Build id"), BuildLogsQuery),
+    responses(
+        (status = 200, description = "The log", content((String = "text/plain"), (String = "text/event-stream")))
+    )
+)]
 /// A build's log as text, or as server-sent events (`Accept: text/event-stream`, one `data:`
 /// event per line, then an `end` event).
 pub(crate) async fn build_logs(
@@ -518,6 +904,18 @@ pub(crate) async fn build_logs(
         .into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/services/{name}/webhook-secret",
+    operation_id = "setWebhookSecret",
+    tag = "builds",
+    summary = "Set the service's push-webhook secret; the body is the secret (UTF-8, never logged)",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 200, description = "Stored", body = WebhookSecretSet)
+    )
+)]
 /// The secret is the raw request body (never logged).
 pub(crate) async fn set_webhook_secret(
     State(s): State<AppState>,
@@ -527,9 +925,27 @@ pub(crate) async fn set_webhook_secret(
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
     s.cp.set_webhook_secret(&name, value.trim_end_matches(['\n', '\r']))?;
-    Ok(Json(serde_json::json!({"service": name, "webhook_secret": "set"})).into_response())
+    Ok(Json(WebhookSecretSet {
+        service: name,
+        webhook_secret: "set".into(),
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/hooks/{name}",
+    operation_id = "webhook",
+    tag = "builds",
+    summary = "A push webhook (GitHub, Gitea: `X-Hub-Signature-256`; GitLab: `X-Gitlab-Token`)",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 202, description = "A build was queued", body = BuildView),
+        (status = 200, description = "Verified, nothing to build", body = HookIgnored),
+        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+    )
+)]
 /// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
 pub(crate) async fn webhook(
     State(s): State<AppState>,
@@ -546,14 +962,25 @@ pub(crate) async fn webhook(
     };
     match s.cp.webhook(&name, &header, &body) {
         Ok(HookOutcome::Build(b)) => Ok((StatusCode::ACCEPTED, Json(b)).into_response()),
-        Ok(HookOutcome::Ignored(why)) => {
-            Ok(Json(serde_json::json!({"ignored": why})).into_response())
-        }
+        Ok(HookOutcome::Ignored(why)) => Ok(Json(HookIgnored { ignored: why }).into_response()),
         Err(HookError::Unauthorized(msg)) => Err(ApiError::new(ErrorCode::Unauthorized, msg)),
         Err(HookError::Cp(e)) => Err(e.into()),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/images",
+    operation_id = "listImages",
+    tag = "images",
+    summary = "Images of services built from source: size, state, deployed, rollback target (`berth images`)",
+    params(BuildsQuery),
+    responses(
+        (status = 200, description = "Images", body = Vec<ImageView>),
+        (status = 404, description = "`service_not_found`: `?service=` names no service", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn list_images(
     State(s): State<AppState>,
     q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
@@ -562,6 +989,18 @@ pub(crate) async fn list_images(
     Ok(Json(s.cp.images(q.service.as_deref()).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{name}/{version}/archive",
+    operation_id = "archiveImage",
+    tag = "images",
+    summary = "A version's image as a `docker save` tar (`berth image archive`)",
+    params(("name" = String, Path, description = "Service name (built from source)"), ("version" = String, Path, description = "Version name")),
+    responses(
+        (status = 200, description = "The tar", content((Tar = "application/x-tar"))),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 pub(crate) async fn archive_image(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -570,15 +1009,28 @@ pub(crate) async fn archive_image(
     Ok(([(http::header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/restore",
+    operation_id = "restoreImage",
+    tag = "images",
+    summary = "Load an archived image (body: the tar) and mark its version present (`berth image restore`)",
+    request_body(content = inline(Tar), content_type = "application/x-tar"),
+    responses(
+        (status = 200, description = "Restored", body = ImageRestored),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
 /// The archive is streamed to the engine as it arrives (`guard::RESTORE_LIMIT`).
 pub(crate) async fn restore_image(State(s): State<AppState>, body: Body) -> Result<Response> {
     let report =
         s.cp.restore_image_stream(body.into_data_stream(), crate::guard::RESTORE_LIMIT)
             .await?;
-    Ok(Json(serde_json::json!({"restored": report})).into_response())
+    Ok(Json(ImageRestored { restored: report }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// Only events with a larger id (what a follower saw last).
@@ -588,6 +1040,17 @@ pub(crate) struct EventsQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "listEvents",
+    tag = "events",
+    summary = "Recent platform events, oldest first: image removals, alerts, janitor work (`berth events`)",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events", body = Vec<EventView>)
+    )
+)]
 pub(crate) async fn list_events(
     State(s): State<AppState>,
     q: std::result::Result<Query<EventsQuery>, QueryRejection>,
@@ -598,4 +1061,70 @@ pub(crate) async fn list_events(
         .unwrap_or(200)
         .min(berth_controlplane::events::CAPACITY);
     Ok(Json(s.cp.events(q.after, limit)).into_response())
+}
+
+// Small answers that have no type in `berth_core::api` (the CLI reads them as untyped JSON).
+// Typed here so that the OpenAPI document describes them.
+
+/// `DELETE /api/v1/apps/{app}`: the removal was committed; the reconciler does the work.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RemoveAccepted {
+    app: String,
+    /// Always true.
+    removing: bool,
+    /// Named volumes are removed too.
+    volumes: bool,
+}
+
+/// `POST /api/v1/keys/rotate`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyRotated {
+    /// The new signing key's id (`kid`).
+    kid: String,
+}
+
+/// `DELETE /api/v1/issuers/{name}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IssuerRemoved {
+    /// The issuer's name.
+    removed: String,
+}
+
+/// `PUT /api/v1/services/{name}/secrets/{secret}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SecretSet {
+    service: String,
+    secret: String,
+    /// Always true.
+    set: bool,
+}
+
+/// `PUT /api/v1/services/{name}/webhook-secret`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WebhookSecretSet {
+    service: String,
+    /// Always `set`.
+    webhook_secret: String,
+}
+
+/// `POST /api/v1/builds/{id}/cancel`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BuildCancelling {
+    id: u64,
+    /// Always true.
+    cancelling: bool,
+}
+
+/// `POST /api/v1/hooks/{name}` when the push needs no build.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HookIgnored {
+    /// Why (a ping, another branch, a branch deletion).
+    ignored: String,
+}
+
+/// `POST /api/v1/images/restore`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ImageRestored {
+    /// What was loaded, for humans.
+    restored: String,
 }

@@ -22,7 +22,6 @@ pub mod openapi;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use berth_controlplane::ControlPlane;
 use berth_core::ErrorCode;
@@ -71,71 +70,9 @@ pub fn router(state: AppState) -> Router {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so the loopback check sees the peer.
 pub fn router_with(state: AppState, access: guard::Access) -> Router {
     let access = std::sync::Arc::new(access);
-    Router::new()
-        .route("/api/v1/health", get(handlers::health))
-        .route("/api/v1/openapi.json", get(handlers::openapi))
-        .route("/api/v1/apps", get(handlers::list_apps))
-        .route(
-            "/api/v1/apps/{app}",
-            get(handlers::app_status).delete(handlers::remove_app),
-        )
-        .route("/api/v1/apps/{app}/apply", post(handlers::apply))
-        .route("/api/v1/contexts", post(handlers::upload_context))
-        .route("/api/v1/apps/{app}/scale", post(handlers::scale))
-        .route("/api/v1/apps/{app}/rollback", post(handlers::rollback))
-        .route("/api/v1/apps/{app}/revisions", get(handlers::history))
-        .route("/api/v1/apps/{app}/ps", get(handlers::ps))
-        .route(
-            "/api/v1/apps/{app}/services/{service}/instances",
-            get(handlers::instances),
-        )
-        .route(
-            "/api/v1/apps/{app}/services/{service}/logs",
-            get(handlers::logs),
-        )
-        .route("/api/v1/routes", get(handlers::routes))
-        .route("/api/v1/gateway/table", get(handlers::gateway_table))
-        .route("/api/v1/tokens", post(handlers::issue_token))
-        .route("/api/v1/keys/rotate", post(handlers::rotate_key))
-        .route(
-            "/api/v1/issuers",
-            get(handlers::list_issuers).post(handlers::add_issuer),
-        )
-        .route(
-            "/api/v1/issuers/{name}",
-            axum::routing::delete(handlers::remove_issuer),
-        )
-        .route(
-            "/api/v1/services",
-            get(handlers::list_services).post(handlers::create_service),
-        )
-        .route(
-            "/api/v1/services/{name}/builds",
-            post(handlers::start_build),
-        )
-        .route("/api/v1/services/{name}/versions", get(handlers::versions))
-        .route(
-            "/api/v1/services/{name}/secrets/{secret}",
-            axum::routing::put(handlers::set_secret),
-        )
-        .route(
-            "/api/v1/services/{name}/webhook-secret",
-            axum::routing::put(handlers::set_webhook_secret),
-        )
-        .route("/api/v1/hooks/{name}", post(handlers::webhook))
-        .route("/api/v1/events", get(handlers::list_events))
-        .route("/api/v1/images", get(handlers::list_images))
-        .route("/api/v1/images/restore", post(handlers::restore_image))
-        .route(
-            "/api/v1/images/{name}/{version}/archive",
-            get(handlers::archive_image),
-        )
-        .route("/api/v1/builds", get(handlers::list_builds))
-        .route("/api/v1/builds/{id}", get(handlers::get_build))
-        .route("/api/v1/builds/{id}/cancel", post(handlers::cancel_build))
-        .route("/api/v1/builds/{id}/logs", get(handlers::build_logs))
-        .route("/.well-known/jwks.json", get(handlers::jwks))
-        .route("/metrics", get(handlers::metrics))
+    // Every route comes from `openapi::routes`, so what is routed is what is documented.
+    let (routes, _doc) = openapi::routes().split_for_parts();
+    routes
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 /// `POST /api/v1/apps/{app}/apply`: the Compose files and every file they reference.
 /// The server never reads paths on the client's machine; everything it needs is in here.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Names of the Compose files inside `files`, in merge order (later files override).
@@ -42,6 +43,7 @@ pub const MAX_APPLY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The answer to `POST /api/v1/contexts`: the uploaded build context.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContextUploaded {
     /// The context's id: the SHA-256 of the tar, in hex. Name it in
     /// [`ApplyRequest::build_contexts`].
@@ -52,6 +54,7 @@ pub struct ContextUploaded {
 
 /// The answer to an apply, scale or rollback: the revision committed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionCreated {
     pub app: String,
     pub revision: u64,
@@ -63,6 +66,7 @@ pub struct RevisionCreated {
 
 /// `POST /api/v1/apps/{app}/scale`: service name → replicas.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     pub replicas: BTreeMap<String, u32>,
@@ -70,6 +74,7 @@ pub struct ScaleRequest {
 
 /// `POST /api/v1/apps/{app}/rollback`: to a revision, or to the previous converged one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     #[serde(default)]
@@ -78,6 +83,7 @@ pub struct RollbackRequest {
 
 /// One application in `GET /api/v1/apps`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppSummary {
     pub name: String,
     /// Desired revision.
@@ -96,6 +102,7 @@ pub struct AppSummary {
 
 /// `GET /api/v1/apps/{app}`: an application's progress, per service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppStatus {
     pub name: String,
     pub revision: u64,
@@ -111,6 +118,7 @@ pub struct AppStatus {
 
 /// One service's progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceStatus {
     pub name: String,
     pub desired: u32,
@@ -132,6 +140,7 @@ pub struct ServiceStatus {
 
 /// One replica in `berth ps` / `GET /api/v1/apps/{app}/ps`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     pub service: String,
     pub slot: u32,
@@ -156,6 +165,7 @@ pub struct Instance {
 
 /// One revision in `berth history`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionView {
     pub revision: u64,
     pub created_at: String,
@@ -168,6 +178,7 @@ pub struct RevisionView {
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -177,6 +188,7 @@ pub struct Health {
 
 /// `POST /api/v1/tokens`: a token signed by Berth's own issuer (ES256).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub subject: String,
@@ -193,6 +205,7 @@ pub struct TokenRequest {
 
 /// A token issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenIssued {
     pub token: String,
     /// Unix seconds.
@@ -202,6 +215,7 @@ pub struct TokenIssued {
 /// `POST /api/v1/issuers`: accept tokens from another issuer. Exactly one of `jwks_url`,
 /// `jwks` (a JWKS document, e.g. converted from a PEM public key) or `hs256_secret`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IssuerRequest {
     pub name: String,
@@ -217,6 +231,7 @@ pub struct IssuerRequest {
 
 /// An issuer as the API shows it (secrets never shown).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuerView {
     pub name: String,
     pub issuer: String,
@@ -229,6 +244,7 @@ pub struct IssuerView {
 
 /// `POST /api/v1/services`: register a service built from source. Exactly one of `git`, `svn`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
     pub name: String,
@@ -250,6 +266,7 @@ pub struct ServiceRequest {
 
 /// A registered service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub name: String,
     pub source: serde_json::Value,
@@ -258,6 +275,7 @@ pub struct ServiceView {
 
 /// `POST /api/v1/services/{name}/builds`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BuildStart {
     /// Branch or tag (Git); default the service's branch.
@@ -267,6 +285,7 @@ pub struct BuildStart {
 
 /// A build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildView {
     pub id: u64,
     pub service: String,
@@ -284,6 +303,7 @@ pub struct BuildView {
 
 /// A version of a service: a successful build's image, pinned by digest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionView {
     pub service: String,
     pub name: String,
@@ -300,6 +320,7 @@ pub struct VersionView {
 
 /// A service's image in `berth images`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageView {
     pub service: String,
     pub version: String,
@@ -324,6 +345,7 @@ pub struct ImageView {
 /// One platform event (`GET /api/v1/events`, `berth events`): image removals, alerts, janitor
 /// work. Kept in a bounded in-memory ring; ids grow by one per event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     /// Sequence number (per server process), for `?after=ID`.
     pub id: u64,

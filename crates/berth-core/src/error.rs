@@ -8,10 +8,16 @@ use serde::{Deserialize, Serialize};
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// Stable code to match on (docs/errors.md).
     pub code: String,
+    /// For humans.
     pub message: String,
+    /// The request's `X-Request-Id`. Always sent (the default is for reading bodies of servers
+    /// older than the field).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub request_id: String,
 }
 

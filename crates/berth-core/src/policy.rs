@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// timeouts, retries) are the same on every route of a service, and their state (breaker
 /// window, bulkhead permits, retry budget) is shared per (app, service).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct RoutePolicy {
     /// Require a valid bearer JWT (route level).
@@ -34,6 +35,7 @@ pub struct RoutePolicy {
 /// `x-berth.route.auth`: `jwt` (Berth's own issuer, audience = the application name) or
 /// `{jwt: {issuers: [...], audiences: [...]}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct AuthPolicy {
     /// Names of accepted issuers (`berth` is Berth's own).
@@ -44,6 +46,7 @@ pub struct AuthPolicy {
 
 /// What a rate limit counts by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RateKey {
     /// One bucket for the whole route.
@@ -57,6 +60,7 @@ pub enum RateKey {
 
 /// `x-berth.route.rate_limit`: a GCRA / token bucket of `per_second` with `burst`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct RateLimit {
     pub per_second: u32,
@@ -66,6 +70,7 @@ pub struct RateLimit {
 
 /// `x-berth.circuit_breaker`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct CircuitBreaker {
     /// Open when failures / requests in the window reach this (0 < r ≤ 1).
@@ -82,6 +87,7 @@ pub struct CircuitBreaker {
 
 /// Calls slower than `threshold_ms` count as slow; a slow ratio at or above `ratio` opens too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SlowCall {
     pub threshold_ms: u64,
@@ -91,6 +97,7 @@ pub struct SlowCall {
 /// `x-berth.max_concurrency`: at most `limit` requests in flight to the service, `queue` more
 /// waiting at most `queue_timeout_ms`; beyond that 503 at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Bulkhead {
     pub limit: u32,
@@ -100,6 +107,7 @@ pub struct Bulkhead {
 
 /// `x-berth.timeout`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Timeouts {
     pub connect_ms: Option<u64>,
@@ -112,6 +120,7 @@ pub struct Timeouts {
 /// `x-berth.retries`: at most `attempts` retries per request, and retries may add at most
 /// `budget_percent` % to recent traffic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Retries {
     pub attempts: u32,
@@ -120,6 +129,7 @@ pub struct Retries {
 
 /// A JWT issuer the gateway accepts tokens from, with the keys to verify them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Issuer {
     /// Berth's name for it (`berth` for Berth's own), used in `AuthPolicy::issuers`.

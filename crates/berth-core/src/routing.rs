@@ -11,15 +11,18 @@ use std::net::SocketAddr;
 
 /// One replica's address as the gateway dials it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Endpoint {
     /// A stable id of the replica (the Docker container id). In-flight counts are kept per id.
     pub id: String,
     /// `container IP:port` on the application's network.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub addr: SocketAddr,
 }
 
 /// An HTTP route: requests whose host and path match go to one service's endpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpRoute {
     /// Application that holds the route.
     pub app: String,
@@ -45,6 +48,7 @@ pub struct HttpRoute {
 
 /// The protocol a route's replicas speak (`x-berth.route.protocol`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 over pooled connections. gRPC from an HTTP/2 client still goes upstream over
@@ -58,6 +62,7 @@ pub enum UpstreamProtocol {
 
 /// Transport of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -68,10 +73,12 @@ pub enum Protocol {
 /// each connection to one ready replica, like Swarm's routing mesh, so the port stays reachable
 /// during rollouts and is balanced across replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortForward {
     pub app: String,
     pub service: String,
     /// Host address to listen on (`0.0.0.0:8000` unless the Compose file names a host IP).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub listen: SocketAddr,
     pub protocol: Protocol,
     /// Ready replicas, each at `container IP:target port`.
@@ -80,6 +87,7 @@ pub struct PortForward {
 
 /// Everything the data plane serves, replaced as a whole on every change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoutingTable {
     /// Increases with every published table.
     pub version: u64,
