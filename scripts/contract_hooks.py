@@ -1,11 +1,9 @@
 """Schemathesis hooks for scripts/contract (loaded through SCHEMATHESIS_HOOKS).
 
-Each hook says why it exists. Nothing here hides a failure of the server, except the cases
-marked "fixed on h-api", which another branch fixes; remove them once it is merged.
+Each hook says why it exists. Nothing here hides a failure of the server.
 """
 
 import json
-import sys
 
 import schemathesis
 
@@ -25,34 +23,6 @@ def before_call(ctx, case, **kwargs):
     if case.path == "/api/v1/gateway/table" and isinstance(case.query, dict):
         if str(case.query.get("watch", "")).lower() in ("true", "1"):
             case.query["watch"] = "false"
-
-
-@schemathesis.hook
-def filter_failure(ctx, failure, case, response):
-    """Drop the failures another branch fixes (keep every other one), saying which."""
-    why = known_elsewhere(case, response)
-    if why:
-        print(f"[contract] dropped ({why}): {case.method} {case.formatted_path} -> "
-              f"{response.status_code}", file=sys.stderr)
-        return False
-    return True
-
-
-def known_elsewhere(case, response):
-    status = response.status_code
-    body = response.content or b""
-    # fixed on h-api: 414 (URI too long) is answered with an empty body.
-    if status == 414:
-        return "fixed on h-api: 414 with an empty body"
-    # fixed on h-api: a number beyond i64 (a build id) is a 500 instead of a 400.
-    if case.path.startswith("/api/v1/builds/{id}") and status == 500:
-        build_id = str((case.path_parameters or {}).get("id", ""))
-        if build_id.isdigit() and int(build_id) > 2**63 - 1:
-            return "fixed on h-api: a number beyond i64 answers 500"
-    # fixed on h-api: /builds/{id} with an id that is not a number answers plain text.
-    if case.path.startswith("/api/v1/builds/{id}") and not body.startswith(b"{") and status == 400:
-        return "fixed on h-api: a bad build id answers plain text"
-    return None
 
 
 @schemathesis.check
