@@ -245,3 +245,86 @@ fn bad_network_pool_flags_are_refused() {
         assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
     }
 }
+
+/// A server upgraded from the `-`-joined names keeps using the network and volume it made under
+/// them (found by labels): the application is not split over two networks and its data stays.
+#[test]
+fn networks_and_volumes_under_the_old_names_are_kept() {
+    let run = TestRun::new("isolation-upgrade");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let (_, health) =
+        berth_testkit::http_get(&server.api, "/api/v1/health", None, Duration::from_secs(5))
+            .unwrap();
+    let instance = serde_json::from_str::<serde_json::Value>(&health).unwrap()["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let short = &instance[..6];
+    let old_net = format!("berth-{short}-legacy-app-default");
+    let old_vol = format!("berth-{short}-legacy-app-data");
+    let test_label = format!("berth.test={}", run.id);
+    let own = [
+        test_label.clone(),
+        format!("berth.instance={instance}"),
+        "berth.app=legacy-app".to_string(),
+    ];
+    let mut args: Vec<String> = vec!["network".into(), "create".into()];
+    for l in own
+        .iter()
+        .chain(std::iter::once(&"berth.network=default".to_string()))
+    {
+        args.extend(["--label".into(), l.clone()]);
+    }
+    args.push(old_net.clone());
+    assert!(Command::new("docker")
+        .args(&args)
+        .status()
+        .unwrap()
+        .success());
+    let mut args: Vec<String> = vec!["volume".into(), "create".into()];
+    for l in own
+        .iter()
+        .chain(std::iter::once(&"berth.volume=data".to_string()))
+    {
+        args.extend(["--label".into(), l.clone()]);
+    }
+    args.push(old_vol.clone());
+    assert!(Command::new("docker")
+        .args(&args)
+        .status()
+        .unwrap()
+        .success());
+
+    let file = compose(
+        dir.path(),
+        "legacy.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n"
+        ),
+    );
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "legacy-app"]);
+    let ps = server.ps("legacy-app");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    let c = docker_json(&["inspect", ps[0]["container_id"].as_str().unwrap()]);
+    let nets: Vec<&String> = c[0]["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(nets, vec![&old_net]);
+    let mounts: Vec<&str> = c[0]["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["Name"].as_str())
+        .collect();
+    assert_eq!(mounts, vec![old_vol.as_str()]);
+    assert_eq!(docker_count(&run, "network"), 1, "no second network");
+    assert_eq!(docker_count(&run, "volume"), 1, "no second volume");
+
+    server.ok(&["rm", "--app", "legacy-app", "--volumes"]);
+    assert_eq!(docker_count(&run, "network"), 0);
+    assert_eq!(docker_count(&run, "volume"), 0);
+}
