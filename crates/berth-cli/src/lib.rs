@@ -3,9 +3,10 @@
 //! server's own default API address.
 //!
 //! Rules it keeps: a failure prints one line (`error: ...`, with the API's code when there is
-//! one) and exits non-zero; nothing panics on bad input; the CLI sends the server everything it
-//! needs (Compose files and the files they reference) and never expects the server to read the
-//! client's paths.
+//! one) and exits non-zero; nothing panics on bad input, nor when the reader of its output goes
+//! away (`berth history --app shop | head -1` ends quietly with status 0: see `output`); the CLI
+//! sends the server everything it needs (Compose files and the files they reference) and never
+//! expects the server to read the client's paths.
 
 #[macro_use]
 mod output;
