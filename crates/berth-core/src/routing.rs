@@ -113,7 +113,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// `path` with the parameters of each segment removed (`/a;x=1/b;y` → `/a/b`; the query, after
-/// `?`, is kept as it is). Servers that take path parameters (Tomcat and other Java servers)
+/// `?`, is kept as it is), and a segment left empty by that dropped (`/;x/priv` → `/priv`, which
+/// is what a server that strips parameters and collapses `//` serves). Servers that take path parameters (Tomcat and other Java servers)
 /// strip them before they resolve a path, so `/priv;x/a` is `/priv/a` to them and must meet
 /// `/priv`'s policy, not a catch-all route's (docs/security.md). Borrowed when there is no `;`.
 #[must_use]
@@ -123,11 +124,17 @@ pub fn without_parameters(path: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
-    for (i, segment) in path[..end].split('/').enumerate() {
-        if i > 0 {
+    let segments: Vec<&str> = path[..end].split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let name = segment.split(';').next().unwrap_or_default();
+        let last = i + 1 == segments.len();
+        if i > 0 && (!name.is_empty() || last) {
             out.push('/');
         }
-        out.push_str(segment.split(';').next().unwrap_or_default());
+        out.push_str(name);
+    }
+    if out.is_empty() {
+        out.push('/');
     }
     out.push_str(&path[end..]);
     std::borrow::Cow::Owned(out)
@@ -138,7 +145,11 @@ impl RoutingTable {
     /// over routes without), then the longest matching prefix wins.
     #[must_use]
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&HttpRoute> {
-        let host = host.map(|h| h.split(':').next().unwrap_or(h));
+        // `admin.example.` is `admin.example` (a fully qualified name), as for nginx and browsers.
+        let host = host.map(|h| {
+            let h = h.split(':').next().unwrap_or(h);
+            h.strip_suffix('.').unwrap_or(h)
+        });
         let path = without_parameters(path);
         self.routes
             .iter()
@@ -204,7 +215,11 @@ mod tests {
             ("/priv;jsessionid=1", "/priv"),
             ("/a/b?q=;x", "/a/b?q=;x"),
             ("/a;x/b?q=;x", "/a/b?q=;x"),
-            (";x", ""),
+            (";x", "/"),
+            ("/;x/priv", "/priv"),
+            ("/;/priv/a", "/priv/a"),
+            ("/a;x/", "/a/"),
+            ("/priv/;x", "/priv/"),
         ] {
             assert_eq!(without_parameters(path), want, "{path}");
         }
@@ -214,7 +229,13 @@ mod tests {
             ports: vec![],
             issuers: vec![],
         };
-        for path in ["/priv;x", "/priv;x/a", "/priv;x=1;y=2/a?z=;"] {
+        for path in [
+            "/priv;x",
+            "/priv;x/a",
+            "/priv;x=1;y=2/a?z=;",
+            "/;x/priv/a",
+            "/;/priv",
+        ] {
             assert_eq!(t.find(None, path).unwrap().service, "priv", "{path}");
         }
         assert_eq!(t.find(None, "/private;x").unwrap().service, "open");
@@ -241,5 +262,6 @@ mod tests {
             "shop"
         );
         assert_eq!(t.find(Some("other"), "/x").unwrap().service, "root");
+        assert_eq!(t.find(Some("shop.example."), "/x").unwrap().service, "shop");
     }
 }
