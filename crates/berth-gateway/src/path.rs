@@ -12,16 +12,17 @@
 //! is left alone; the query is never passed in and never touched):
 //! 1. Percent-encoded *unreserved* characters (`A-Z a-z 0-9 - . _ ~`, RFC 3986 §2.3) are
 //!    decoded, so `%2e` is `.` and `%70riv` is `priv`; every other escape is kept, with its hex
-//!    digits in upper case. `%2F` in particular is never decoded: it is never a separator.
+//!    digits in upper case. An encoded separator (`%2F`, `%5C`) is refused (step 3).
 //! 2. Empty segments are dropped (`//` becomes `/`, as nginx's `merge_slashes`), then
 //!    dot-segments are removed (RFC 3986 §5.2.4): `.` goes, `..` removes the segment before it
 //!    (never above the root). A trailing `/`, `/.` or `/..` leaves a trailing `/`.
 //! 3. Refused (400 `bad_request`), because backends disagree on what they mean: a malformed
-//!    escape (`%2`, `%zz`); an encoded control character (`%00`–`%1F`, `%7F`); a raw `\` or
+//!    escape (`%2`, `%zz`); an encoded control character (`%00`–`%1F`, `%7F`); an encoded
+//!    separator (`%2F`, `%5C`: Python servers and IIS decode it after routing); a raw `\` or
 //!    `#` (not allowed in a request path); a segment that is a dot-segment in disguise for some
-//!    backend — `.`/`..` carrying parameters (`..;x`, Tomcat resolves it as `..`), `.`/`..`
-//!    next to an encoded separator (`..%2F`, `..%5C`, `..%3B`), or only dots and spaces other
-//!    than `.` and `..` (`...`, `..%20`; Windows trims trailing dots and spaces).
+//!    backend — `.`/`..` carrying parameters (`..;x`, `..%3B`: Tomcat resolves it as `..`), or
+//!    only dots and spaces other than `.` and `..` (`...`, `..%20`; Windows trims trailing dots
+//!    and spaces).
 //!
 //! Rules this module keeps:
 //! * The common path (no `%`, `\` or `#`, no segment starting with `.`, no `//`) is recognised
@@ -42,6 +43,10 @@ pub enum Refused {
     InvalidCharacter,
     /// A segment some backend resolves as a dot-segment (see the module documentation).
     AmbiguousSegment,
+    /// An encoded separator (`%2F`, `%5C`): gunicorn, uvicorn, Werkzeug and IIS decode it into
+    /// a separator after routing, so `/priv%2Fx` would miss `/priv`'s policy and be served as
+    /// `/priv/x` (Apache and Tomcat refuse it by default too).
+    EncodedSeparator,
 }
 
 impl Refused {
@@ -52,6 +57,9 @@ impl Refused {
             Refused::BadEscape => "the request path has a malformed percent-escape",
             Refused::ControlCharacter => "the request path has an encoded control character",
             Refused::InvalidCharacter => "the request path has a character not allowed in a path",
+            Refused::EncodedSeparator => {
+                "the request path has an encoded separator (%2F or %5C), which backends disagree on"
+            }
             Refused::AmbiguousSegment => {
                 "the request path has an ambiguous dot-segment (with parameters, an encoded separator, or extra dots)"
             }
@@ -137,6 +145,9 @@ fn decode(path: &[u8]) -> Result<Vec<u8>, Refused> {
                 if value < 0x20 || value == 0x7f {
                     return Err(Refused::ControlCharacter);
                 }
+                if value == b'/' || value == b'\\' {
+                    return Err(Refused::EncodedSeparator);
+                }
                 if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
                     out.push(value);
                 } else {
@@ -158,32 +169,24 @@ fn decode(path: &[u8]) -> Result<Vec<u8>, Refused> {
 }
 
 /// Refuse a (decoded) segment that some backend would take for a dot-segment: its name (the
-/// part before any parameters, `;` or `%3B`, which Tomcat strips), or a piece of the name
-/// between encoded separators (`%2F`, `%5C`), is made of dots (and spaces), unless the whole
-/// segment is exactly `.` or `..`.
+/// part before any parameters, `;` or `%3B`, which Tomcat strips) is made of dots (and spaces),
+/// unless the whole segment is exactly `.` or `..`. (Encoded separators never get here: they
+/// are refused while decoding.)
 fn check_segment(segment: &[u8]) -> Result<(), Refused> {
     if segment == b"." || segment == b".." || !segment.contains(&b'.') {
         return Ok(());
     }
-    let mut piece = 0;
-    let mut i = 0;
-    loop {
-        let escape = |code: &[u8]| segment.get(i..i + 3).is_some_and(|e| e == code);
-        let end_of_name = i == segment.len() || segment[i] == b';' || escape(b"%3B");
-        let separator = escape(b"%2F") || escape(b"%5C");
-        if end_of_name || separator {
-            if dots_only(&segment[piece..i]) {
-                return Err(Refused::AmbiguousSegment);
-            }
-            if end_of_name {
-                return Ok(());
-            }
-            i += 3;
-            piece = i;
-        } else {
-            i += 1;
-        }
+    let end = (0..=segment.len())
+        .find(|&i| {
+            i == segment.len()
+                || segment[i] == b';'
+                || segment.get(i..i + 3).is_some_and(|e| e == b"%3B")
+        })
+        .unwrap_or(segment.len());
+    if dots_only(&segment[..end]) {
+        return Err(Refused::AmbiguousSegment);
     }
+    Ok(())
 }
 
 /// At least one dot, and nothing but dots and encoded spaces.
@@ -250,7 +253,6 @@ mod tests {
             ("/a/..b/c", "/a/..b/c"),
             ("/pub;x/../priv", "/priv"),
             ("/pub/./x;../priv", "/pub/x;../priv"),
-            ("/pub/./x;%2F../priv", "/pub/x;%2F../priv"),
             // Encoded dots, any case, mixed with raw ones.
             ("/pub/%2e%2e/priv", "/priv"),
             ("/pub/%2E%2E/priv", "/priv"),
@@ -262,8 +264,7 @@ mod tests {
             ("/%70riv/x", "/priv/x"),
             ("/%50%52%49%56", "/PRIV"),
             ("/pub/%7euser", "/pub/~user"),
-            ("/pub/a%2fb", "/pub/a%2Fb"),
-            ("/pub/a%2Fb/../c", "/pub/c"),
+            ("/pub/a%3bb", "/pub/a%3Bb"),
             ("/pub/a%20b", "/pub/a%20b"),
             ("/pub/%25", "/pub/%25"),
             ("/pub/%252e%252e/x", "/pub/%252e%252e/x"),
@@ -324,11 +325,11 @@ mod tests {
             ("/pub/.;/priv", AmbiguousSegment),
             ("/pub/%2e%2e;/priv", AmbiguousSegment),
             ("/pub/..%3b/priv", AmbiguousSegment),
-            ("/pub/..%2fpriv", AmbiguousSegment),
-            ("/pub/..%2F..%2Fpriv", AmbiguousSegment),
-            ("/pub/..%5cpriv", AmbiguousSegment),
-            ("/pub/a%2F..%2Fpriv", AmbiguousSegment),
-            ("/pub/%2F..", AmbiguousSegment),
+            ("/pub/..%2fpriv", EncodedSeparator),
+            ("/pub/..%2F..%2Fpriv", EncodedSeparator),
+            ("/pub/..%5cpriv", EncodedSeparator),
+            ("/pub/a%2F..%2Fpriv", EncodedSeparator),
+            ("/pub/%2F..", EncodedSeparator),
             ("/pub/.../priv", AmbiguousSegment),
             ("/pub/..%20/priv", AmbiguousSegment),
             ("/pub/.%2e%2e/priv", AmbiguousSegment),
@@ -341,6 +342,10 @@ mod tests {
             ("/priv%00", ControlCharacter),
             ("/priv%0d%0a", ControlCharacter),
             ("/priv%7F", ControlCharacter),
+            ("/priv%2Fadmin", EncodedSeparator),
+            ("/priv%2fadmin", EncodedSeparator),
+            ("/priv%5Cadmin", EncodedSeparator),
+            ("/pub/./x;%2F../priv", EncodedSeparator),
         ] {
             assert_eq!(normalize(path), Err(why), "{path}");
         }
