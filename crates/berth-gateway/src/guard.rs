@@ -318,7 +318,7 @@ pub(crate) fn check_head(req: &httparse::Request<'_, '_>) -> Result<Next, Refusa
 /// Is `value` a Host value, `uri-host [":" port]` (RFC 9110 §7.2)? Checked by its characters:
 /// a reg-name, an IP literal in brackets or an IPv4 address, percent-escapes, a port. Empty is
 /// allowed (RFC 9112 §3.2: a target without authority).
-fn valid_host(value: &[u8]) -> bool {
+pub(crate) fn valid_host(value: &[u8]) -> bool {
     value.trim_ascii().iter().all(|b| {
         b.is_ascii_alphanumeric()
             || matches!(

@@ -564,6 +564,19 @@ async fn pipeline(
     // map hyper sized for the client's headers grows once, not on several inserts.
     req.headers_mut().reserve(8);
 
+    // One valid Host at most, on every protocol (HTTP/1 heads were checked by the framing guard
+    // already; HTTP/2 requests come here unchecked): two would let the route and a backend that
+    // reads the other one disagree on the virtual host.
+    let mut hosts = req.headers().get_all(HOST).iter();
+    if let (Some(first), second) = (hosts.next(), hosts.next()) {
+        if second.is_some() || !crate::guard::valid_host(first.as_bytes()) {
+            return error_response(
+                ErrorCode::BadRequest,
+                "the request must carry exactly one valid Host header",
+                rid,
+            );
+        }
+    }
     // The original host: the Host header, or the authority of an absolute / HTTP/2 URI.
     let host: Option<HeaderValue> = match req.headers().get(HOST) {
         Some(h) => Some(h.clone()),

@@ -170,7 +170,10 @@ async fn h2c_get(gw: &TestGateway, path: &str, token: Option<&str>) -> Seen {
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let req = req.body(Full::<Bytes>::default()).unwrap();
+    h2c_send(gw, req.body(Full::<Bytes>::default()).unwrap()).await
+}
+
+async fn h2c_send(gw: &TestGateway, req: http::Request<Full<Bytes>>) -> Seen {
     let stream = TcpStream::connect(gw.addr).await.unwrap();
     let (mut sender, conn) = within(
         "h2 handshake",
@@ -228,6 +231,8 @@ async fn traversal_forms_never_reach_an_auth_route_without_a_token() {
         ("/priv;jsessionid=1/x", 401),
         ("/priv;x", 401),
         ("/pub/../priv;x/y", 401),
+        ("/;x/priv/y", 401),
+        ("/;/priv", 401),
         ("/pub/..;/priv/x", 400),
         ("/pub/..;x=1/priv/x", 400),
         ("/pub/.;/priv/x", 400),
@@ -236,6 +241,8 @@ async fn traversal_forms_never_reach_an_auth_route_without_a_token() {
         ("/pub/..%2Fpriv/x", 400),
         ("/pub/..%2f..%2fpriv/x", 400),
         ("/pub/..%5Cpriv/x", 400),
+        ("/priv%2Fx", 400),
+        ("/priv%5cx", 400),
         ("/pub/.../priv/x", 400),
         ("/pub/..%20/priv/x", 400),
         ("/pub/%2E%2e%2E/priv/x", 400),
@@ -275,7 +282,7 @@ async fn the_normalised_path_is_what_is_routed_and_forwarded() {
             None,
             "/pub/a/c?q=../x&r=%2e",
         ),
-        ("/pub/%7Euser/a%2fb", None, "/pub/~user/a%2Fb"),
+        ("/pub/%7Euser/a%3bb", None, "/pub/~user/a%3Bb"),
         ("/pub//x//", None, "/pub/x/"),
         ("/pub;v=1/../pub/y", None, "/pub/y"),
         ("/priv/../pub/z", None, "/pub/z"),
@@ -299,6 +306,29 @@ async fn the_normalised_path_is_what_is_routed_and_forwarded() {
     // Without a prefix that matches once normalised: no route.
     let seen = s.get(Via::FastPath, "/pub/../other", None).await;
     assert_eq!(seen.code.as_deref(), Some("no_route"), "{seen:?}");
+}
+
+/// HTTP/2 requests skip the HTTP/1 framing guard: the pipeline checks their Host headers.
+#[tokio::test]
+async fn h2_requests_carry_at_most_one_valid_host() {
+    let s = setup().await;
+    let request = |hosts: &[&str]| {
+        let mut req = http::Request::builder().uri("http://app.test/pub/x");
+        for h in hosts {
+            req = req.header("host", *h);
+        }
+        req.body(Full::<Bytes>::default()).unwrap()
+    };
+    for gw in [&s.fast, &s.general] {
+        assert_eq!(h2c_send(gw, request(&["app.test"])).await.status, 200);
+        let two = h2c_send(gw, request(&["open.test", "admin.test"])).await;
+        assert_eq!(
+            (two.status, two.code.as_deref()),
+            (400, Some("bad_request"))
+        );
+        let bad = h2c_send(gw, request(&["a b"])).await;
+        assert_eq!(bad.status, 400, "{bad:?}");
+    }
 }
 
 #[tokio::test]
