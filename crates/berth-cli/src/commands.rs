@@ -76,7 +76,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                 if let Ok(st) = client.status(&app).await {
                     for s in &st.services {
                         if let Some(p) = &s.problem {
-                            println!("problem: {}: {p}", s.name);
+                            outln!("problem: {}: {p}", s.name);
                         }
                     }
                 }
