@@ -162,9 +162,24 @@ impl StepImages {
         &self.ids
     }
 
-    /// Remove the committed images, newest first (see the module docs).
+    /// Remove the committed images, newest first (see the module docs). Only untagged ones: a
+    /// `RUN` step can print a line that looks like a step's ` ---> ID`, and a tagged image (a
+    /// base image, a retained version) must never go because of what a build printed. (An image
+    /// a container uses, or with children, is refused by the engine without `force`.)
     async fn remove(&self, docker: &Docker) {
         for id in self.ids.iter().rev() {
+            match docker.inspect_image(id).await {
+                Ok(Some(image)) if image.repo_tags.is_empty() => {}
+                Ok(Some(_)) => {
+                    tracing::warn!(image = %id, "a failed build printed a tagged image as its step; kept");
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::info!(image = %id, error = %e, "kept a failed build's step image");
+                    continue;
+                }
+            }
             match docker.remove_image(id, false, true).await {
                 Ok(()) | Err(DockerError::NotFound(_)) => {}
                 Err(e) => {

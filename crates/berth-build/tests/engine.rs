@@ -824,3 +824,34 @@ async fn kept_tree_is_updated_in_place_and_dropped_after_run_steps() {
         let _ = docker_cli(&["rmi", "-f", &t]);
     }
 }
+
+/// A failed build removes the step images it committed, but never a tagged image, whatever its
+/// output says: a `RUN` step printing ` ---> <ID of a tagged image>` (the engine's own marker of
+/// a committed step) must not get that image removed.
+#[tokio::test]
+async fn a_failed_build_never_removes_a_tagged_image_its_output_names() {
+    let run = TestRun::new("build-spoof");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let docker = docker().await;
+    let id = docker.inspect_image(&bb).await.unwrap().unwrap().id;
+    let short = &id.trim_start_matches("sha256:")[..12];
+    let dockerfile = format!("FROM {bb}\nRUN echo ' ---> {short}' && false\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    let params = berth_docker::BuildParams {
+        labels: BTreeMap::from([("berth.test".to_string(), run.id.clone())]),
+        ..Default::default()
+    };
+    let built = berth_build::build_image(&docker, tar.into_inner().unwrap(), &params, |_| {}).await;
+    assert!(built.is_err(), "the build was meant to fail");
+    assert!(
+        docker.inspect_image(&bb).await.unwrap().is_some(),
+        "the tagged image the build's output named was removed"
+    );
+}
