@@ -583,7 +583,10 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     Ok(if draining {
         Action::Requeue(FAST)
     } else if let Some(t) = backoff {
-        Action::Requeue((t - now).max(FAST))
+        // A slot waiting on its backoff must not hold back the others' progress: with steps
+        // under way elsewhere, look again as soon as without the backoff.
+        let wait = (t - now).max(FAST);
+        Action::Requeue(if pending { wait.min(PROGRESS) } else { wait })
     } else if pending || !converged {
         Action::Requeue(PROGRESS)
     } else {
@@ -1024,13 +1027,7 @@ fn execute(
         }
     }
     // The slot the step acts on: its failures back off per slot (see `plan::SlotBackoff`).
-    let slot = match &step {
-        Step::Create { slot } => Some(*slot),
-        Step::Start { id } | Step::Restart { id } | Step::Remove { id } => {
-            input.observed.iter().find(|r| &r.id == id).map(|r| r.slot)
-        }
-        Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => None,
-    };
+    let slot = plan::step_slot(input, &step);
     let inner2 = inner.clone();
     let (app, service, spec) = (app.to_string(), service.to_string(), spec.clone());
     let grace = spec

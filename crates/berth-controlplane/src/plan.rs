@@ -195,7 +195,7 @@ pub fn plan(input: &Input) -> Vec<Step> {
 }
 
 /// The slot a step acts on (Drain never fails: it only takes a replica out of rotation).
-fn step_slot(input: &Input, step: &Step) -> Option<u32> {
+pub(crate) fn step_slot(input: &Input, step: &Step) -> Option<u32> {
     match step {
         Step::Create { slot } => Some(*slot),
         Step::Start { id } | Step::Restart { id } | Step::Remove { id } => {
