@@ -9,49 +9,14 @@
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use berth_controlplane::{Config, ControlPlane, DataPlane};
+
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tower::ServiceExt;
 
-struct NoDataPlane;
-impl DataPlane for NoDataPlane {
-    fn in_flight(&self, _: &str) -> usize {
-        0
-    }
-    fn port_errors(&self) -> Vec<(SocketAddr, String)> {
-        vec![]
-    }
-    fn table_version(&self) -> u64 {
-        u64::MAX
-    }
-}
-
-async fn router() -> (axum::Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = berth_store::Store::open(dir.path()).unwrap();
-    let docker = berth_docker::Docker::connect().await.unwrap();
-    let (tx, _rx) = tokio::sync::watch::channel(Arc::new(berth_core::RoutingTable::default()));
-    let cp = ControlPlane::start(
-        store,
-        docker,
-        Config::default(),
-        tx,
-        Arc::new(NoDataPlane),
-        Default::default(),
-    )
-    .unwrap();
-    (
-        berth_api::router(berth_api::AppState {
-            cp,
-            version: "test".into(),
-            metrics: Some(Arc::new(String::new)),
-        }),
-        dir,
-    )
-}
+mod common;
+use common::router;
 
 async fn call(
     app: &axum::Router,
