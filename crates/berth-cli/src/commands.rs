@@ -956,17 +956,17 @@ mod tests {
         let root = tempfile_dir();
         let proj = root.join("proj");
         std::fs::create_dir_all(proj.join("api")).unwrap();
-        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::create_dir_all(root.join("libs")).unwrap();
         std::fs::write(proj.join("Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::write(proj.join("api/Dockerfile.prod"), "FROM scratch\n").unwrap();
-        std::fs::write(root.join("shared/Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(root.join("libs/Dockerfile"), "FROM scratch\n").unwrap();
         let write = |compose: &str| {
             std::fs::write(proj.join("compose.yaml"), compose).unwrap();
             let req = bundle(&[proj.join("compose.yaml")], &[]).unwrap();
             plan_contexts(&req)
         };
         let plans = write(
-            "services:\n  a: {build: .}\n  b: {build: {context: ./}}\n  c: {build: {context: api, dockerfile: Dockerfile.prod}}\n  d: {build: ../shared}\n  e: {image: x}\n",
+            "services:\n  a: {build: .}\n  b: {build: {context: ./}}\n  c: {build: {context: api, dockerfile: Dockerfile.prod}}\n  d: {build: ../libs}\n  e: {image: x}\n",
         )
         .unwrap();
         let canon = |p: PathBuf| std::fs::canonicalize(p).unwrap();
@@ -985,7 +985,7 @@ mod tests {
             vec![
                 (vec!["a", "b"], canon(proj.clone()), "Dockerfile"),
                 (vec!["c"], canon(proj.join("api")), "Dockerfile.prod"),
-                (vec!["d"], canon(root.join("shared")), "Dockerfile"),
+                (vec!["d"], canon(root.join("libs")), "Dockerfile"),
             ]
         );
         let e = write("services:\n  a: {build: ../missing}\n").unwrap_err();

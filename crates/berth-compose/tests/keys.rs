@@ -262,7 +262,7 @@ fn every_supported_key() {
             );
         }),
         ("build: .", |s| assert_eq!(s.build.as_ref().unwrap().context, ".")),
-        ("build: ../shared/api", |s| assert_eq!(s.build.as_ref().unwrap().context, "../shared/api")),
+        ("build: ../libs/api", |s| assert_eq!(s.build.as_ref().unwrap().context, "../libs/api")),
         ("image: shop/api:1
 build:
   context: .
