@@ -22,6 +22,20 @@ fn converged(server: &Server, app: &str) -> bool {
     .is_some_and(|v| v["converged"] == true)
 }
 
+/// IDs a `docker ... -q` listing (`ps -aq`, `network ls -q`) gives for this run's label.
+fn labelled_ids(run: &TestRun, list: &[&str]) -> Vec<String> {
+    let filter = format!("label=berth.test={}", run.id);
+    let out = Command::new("docker")
+        .args(list)
+        .args(["--filter", &filter])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn docker_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(
@@ -69,21 +83,7 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
     );
 
     // Three containers, three names, each in its own application.
-    let ids: Vec<String> = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=berth.test={}", run.id),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .lines()
-    .map(str::to_string)
-    .collect();
+    let ids = labelled_ids(&run, &["ps", "-aq"]);
     assert_eq!(ids.len(), 3, "{:?}", containers(&run));
     let mut args = vec!["inspect"];
     args.extend(ids.iter().map(String::as_str));
@@ -165,22 +165,7 @@ fn more_applications_than_dockers_default_pools_hold_all_converge() {
     );
 
     // One network per application, each on its own subnet from Berth's pool (10.200.0.0/14).
-    let ids: Vec<String> = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args([
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=berth.test={}", run.id),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .lines()
-    .map(str::to_string)
-    .collect();
+    let ids = labelled_ids(&run, &["network", "ls", "-q"]);
     assert_eq!(ids.len(), APPS);
     let mut args = vec!["network", "inspect"];
     args.extend(ids.iter().map(String::as_str));
