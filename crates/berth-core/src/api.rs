@@ -361,3 +361,162 @@ pub struct EventView {
     /// What it is about, e.g. `berth/web:v3` or a service name.
     pub subject: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identity: users, API tokens, login, audit (docs/access.md). Times are RFC 3339 strings.
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /api/v1/login`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+/// A login session: a bearer token for `Authorization: Bearer …`, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginIssued {
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// The session's name among the user's tokens (`berth api-token ls`).
+    pub name: String,
+    /// The password was generated (first start, `user add` without a password) and must be
+    /// changed before any other call (`403 password_change_required`).
+    pub password_change_required: bool,
+}
+
+/// `GET /api/v1/whoami`: who the request's token acts as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Whoami {
+    pub user: String,
+    /// The platform administrator role.
+    pub administrator: bool,
+    /// The token's name.
+    pub token: String,
+    /// `login` (a session from `/login`), `api` (`berth api-token create`) or `local` (the
+    /// server's `<data-dir>/admin.token`).
+    pub kind: String,
+    /// Empty: the owner's full rights; otherwise only these (e.g. `metrics`).
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub password_change_required: bool,
+}
+
+/// `POST /api/v1/api-tokens`: a token for scripts, acting with its owner's rights.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenRequest {
+    pub name: String,
+    /// Lifetime in seconds; none: until revoked.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Restrict the token (e.g. `["metrics"]`); empty: the owner's full rights.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// A token created: the secret is in this answer only; the server keeps a hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiTokenCreated {
+    pub name: String,
+    pub token: String,
+    pub expires_at: Option<String>,
+}
+
+/// A token as listed (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiTokenView {
+    pub name: String,
+    pub owner: String,
+    /// `login`, `api` or `local`.
+    pub kind: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// `POST /api/v1/users` (administrator). Without `password` the server generates one, answers
+/// it once, and the user must change it at first login.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserRequest {
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub administrator: bool,
+}
+
+/// A user created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserCreated {
+    pub name: String,
+    /// The generated password, when none was given (shown once).
+    pub password: Option<String>,
+}
+
+/// A user as listed (never a password or its hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    pub name: String,
+    pub administrator: bool,
+    pub disabled: bool,
+    pub password_change_required: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/users/{name}/password`. Changing one's own password needs the current one;
+/// an administrator setting another user's does not.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub password: String,
+    #[serde(default)]
+    pub current_password: Option<String>,
+}
+
+/// One row of the audit log: a state-changing call (allowed or refused) or a login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Increasing; page with `?after=`.
+    pub id: u64,
+    pub time: String,
+    /// The acting user, when known (a failed login names the user it tried).
+    pub user: Option<String>,
+    /// The token's name, when the call carried a valid one.
+    pub token: Option<String>,
+    /// The team the object belongs to (teams come later; none today).
+    pub team: Option<String>,
+    /// `METHOD /api/v1/route/{template}`, or `login`.
+    pub action: String,
+    /// The concrete path (no query string).
+    pub object: String,
+    /// The caller's address.
+    pub source: String,
+    pub request_id: String,
+    pub status: u16,
+    /// The error code, when refused or failed.
+    pub code: Option<String>,
+}
+
+/// `GET /api/v1/audit`: oldest first after `after`; `next_after` continues the listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_after: Option<u64>,
+}

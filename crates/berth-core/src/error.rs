@@ -93,6 +93,20 @@ pub enum ErrorCode {
     UriTooLong,
     /// The named build does not exist.
     BuildNotFound,
+    /// Login: too many failed logins for the user or from the address; retry after
+    /// `Retry-After` seconds.
+    LoginLocked,
+    /// The caller's password was generated and must be changed first
+    /// (`POST /api/v1/users/{name}/password`).
+    PasswordChangeRequired,
+    /// The named user does not exist.
+    UserNotFound,
+    /// A user of that name exists already.
+    UserExists,
+    /// The named API token does not exist.
+    ApiTokenNotFound,
+    /// An API token of that name exists already for the owner.
+    ApiTokenExists,
 }
 
 impl ErrorCode {
@@ -131,6 +145,12 @@ impl ErrorCode {
         Self::BadHost,
         Self::UriTooLong,
         Self::BuildNotFound,
+        Self::LoginLocked,
+        Self::PasswordChangeRequired,
+        Self::UserNotFound,
+        Self::UserExists,
+        Self::ApiTokenNotFound,
+        Self::ApiTokenExists,
     ];
 
     /// The stable string clients match on.
@@ -170,6 +190,12 @@ impl ErrorCode {
             Self::BadHost => "bad_host",
             Self::UriTooLong => "uri_too_long",
             Self::BuildNotFound => "build_not_found",
+            Self::LoginLocked => "login_locked",
+            Self::PasswordChangeRequired => "password_change_required",
+            Self::UserNotFound => "user_not_found",
+            Self::UserExists => "user_exists",
+            Self::ApiTokenNotFound => "api_token_not_found",
+            Self::ApiTokenExists => "api_token_exists",
         }
     }
 
@@ -189,10 +215,14 @@ impl ErrorCode {
             | Self::RevisionNotFound
             | Self::NotFound
             | Self::NoRoute
-            | Self::BuildNotFound => 404,
-            Self::RouteConflict | Self::PortConflict => 409,
+            | Self::BuildNotFound
+            | Self::UserNotFound
+            | Self::ApiTokenNotFound => 404,
+            Self::RouteConflict | Self::PortConflict | Self::UserExists | Self::ApiTokenExists => {
+                409
+            }
             Self::MethodNotAllowed => 405,
-            Self::Forbidden | Self::ForbiddenOrigin => 403,
+            Self::Forbidden | Self::ForbiddenOrigin | Self::PasswordChangeRequired => 403,
             Self::UnsupportedMediaType => 415,
             Self::BadHost => 421,
             Self::UriTooLong => 414,
@@ -203,7 +233,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::HeadersTooLarge => 431,
             Self::Unauthorized => 401,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::LoginLocked => 429,
             Self::Internal => 500,
             Self::UpstreamError => 502,
             Self::UpstreamTimeout => 504,
