@@ -223,13 +223,16 @@ def free_port():
 # plain HTTP client used for polling and load
 
 
-def http_get(host, port, path, timeout=1.0, conn=None):
+def http_get(host, port, path, timeout=1.0, conn=None, headers=None):
     """GET; returns (status, body). With `conn` (an http.client.HTTPConnection) uses keep-alive."""
     own = conn is None
     if own:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={} if not own else {"Connection": "close"})
+        h = dict(headers or {})
+        if own:
+            h["Connection"] = "close"
+        conn.request("GET", path, headers=h)
         r = conn.getresponse()
         body = r.read().decode(errors="replace")
         return r.status, body
@@ -311,6 +314,7 @@ class Bench:
         self.berth_log = berth_log
         self.server = None
         self.server_log = os.path.join(self.dir, "berth-server.log")
+        self.data_dir = os.path.join(self.dir, "berth-data")
         self.api = None
         self.gateway = None
         self.berth_apps = set()
@@ -375,14 +379,17 @@ class Bench:
 
     # ---- berth server
 
-    def start_berth(self):
-        self.api = f"127.0.0.1:{free_port()}"
-        self.gateway = ("127.0.0.1", free_port())
+    def start_berth(self, extra=(), keep_ports=False):
+        """Start `berth server` on this run's data directory (again, after a stop: it adopts
+        what runs); `extra` are more server arguments."""
+        if not keep_ports:
+            self.api = f"127.0.0.1:{free_port()}"
+            self.gateway = ("127.0.0.1", free_port())
         cmd = [BERTH_BIN, "server", "--api-listen", self.api,
                "--gateway-listen", f"{self.gateway[0]}:{self.gateway[1]}",
-               "--label", self.label, "--data-dir", os.path.join(self.dir, "berth-data")]
+               "--label", self.label, "--data-dir", self.data_dir, *extra]
         log("  $ BERTH_LOG=%s %s 2>%s" % (self.berth_log, " ".join(cmd), self.server_log))
-        self.logf = open(self.server_log, "w")
+        self.logf = open(self.server_log, "a")
         # own session: a signal sent to this script's process group does not reach the server
         self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf,
                                        env=dict(os.environ, BERTH_LOG=self.berth_log),
@@ -407,19 +414,31 @@ class Bench:
 
     def berth(self, *args, check=True, timeout=600, quiet=False, env=None):
         self.check_server()
-        e = dict(os.environ, BERTH_SERVER=f"http://{self.api}")
+        # The CLI finds the local administrator token in <data-dir>/admin.token.
+        e = dict(os.environ, BERTH_SERVER=f"http://{self.api}", BERTH_DATA_DIR=self.data_dir)
         if env:
             e.update(env)
         return run([BERTH_BIN, *args], check=check, timeout=timeout, env=e, quiet=quiet)
 
+    def api_headers(self):
+        """The local administrator token the server writes at each start (none with --auth off
+        or before the server ever started)."""
+        try:
+            with open(os.path.join(self.data_dir, "admin.token")) as f:
+                return {"Authorization": f"Bearer {f.read().strip()}"}
+        except OSError:
+            return {}
+
     def berth_status(self, app):
         host, port = self.api.split(":")
-        status, body = http_get(host, int(port), f"/api/v1/apps/{app}", timeout=5)
+        status, body = http_get(host, int(port), f"/api/v1/apps/{app}", timeout=5,
+                                headers=self.api_headers())
         return json.loads(body) if status == 200 else None
 
     def berth_ps(self, app):
         host, port = self.api.split(":")
-        status, body = http_get(host, int(port), f"/api/v1/apps/{app}/ps", timeout=5)
+        status, body = http_get(host, int(port), f"/api/v1/apps/{app}/ps", timeout=5,
+                                headers=self.api_headers())
         return json.loads(body) if status == 200 else []
 
     def berth_rm(self, app):
