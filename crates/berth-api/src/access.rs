@@ -250,7 +250,8 @@ pub(crate) struct UserParam {
     summary = "The caller's API tokens and sessions, never the secrets (`berth api-token ls`)",
     params(UserParam),
     responses(
-        (status = 200, description = "Tokens", body = Vec<ApiTokenView>)
+        (status = 200, description = "Tokens", body = Vec<ApiTokenView>),
+        (status = 404, description = "`user_not_found`: `user` names no user", body = ErrorBody)
     )
 )]
 pub(crate) async fn list_api_tokens(
@@ -261,7 +262,7 @@ pub(crate) async fn list_api_tokens(
     let Query(q) = q.map_err(|e| ApiError::from(e).into_response())?;
     let tokens = s
         .access
-        .list_tokens(&p, q.user.as_deref())
+        .list_tokens(&p, q.user.as_deref().filter(|u| !u.is_empty()))
         .map_err(refuse)?;
     Ok(Json(tokens).into_response())
 }
@@ -307,10 +308,10 @@ pub(crate) async fn revoke_api_token(
 ) -> Result<Response> {
     let Query(q) = q.map_err(|e| ApiError::from(e).into_response())?;
     s.access
-        .revoke_token(&p, &name, q.user.as_deref())
+        .revoke_token(&p, &name, q.user.as_deref().filter(|u| !u.is_empty()))
         .map_err(refuse)?;
     Ok(Json(TokenRevoked {
-        owner: q.user.unwrap_or(p.user),
+        owner: q.user.filter(|u| !u.is_empty()).unwrap_or(p.user),
         revoked: name,
     })
     .into_response())
@@ -440,7 +441,13 @@ pub(crate) async fn audit(
     let Query(q) = q.map_err(|e| ApiError::from(e).into_response())?;
     let page = s
         .access
-        .query(&p, q.user.as_deref(), q.since.as_deref(), q.after, q.limit)
+        .query(
+            &p,
+            q.user.as_deref().filter(|u| !u.is_empty()),
+            q.since.as_deref().filter(|s| !s.is_empty()),
+            q.after,
+            q.limit,
+        )
         .map_err(refuse)?;
     Ok(Json(page).into_response())
 }
