@@ -49,7 +49,9 @@ fn allowed_before_password_change(method: &str, route: &str) -> bool {
 
 /// Routes any user may call (the object checks — own tokens, own password, own audit rows —
 /// are the handler's). Everything else is the administrator's: users, other users' tokens
-/// (by `?user=`, checked by the handler), the signing key, `/metrics`, `/api/v1/admin/*`.
+/// (by `?user=`, checked by the handler), the signing key, `/metrics`, `/api/v1/admin/*`, and
+/// `/api/v1/gateway/table` (the full table, with issuers' HS256 secrets, for a separate gateway;
+/// users read `/api/v1/routes`, secrets redacted).
 fn user_may(method: &str, route: &str) -> bool {
     let under = |prefix: &str| route == prefix || route.starts_with(&format!("{prefix}/"));
     if matches!((method, route), ("POST", "/api/v1/users/{name}/password")) {
@@ -59,7 +61,6 @@ fn user_may(method: &str, route: &str) -> bool {
         "/api/v1/apps",
         "/api/v1/contexts",
         "/api/v1/routes",
-        "/api/v1/gateway/table",
         "/api/v1/tokens",
         "/api/v1/issuers",
         "/api/v1/services",
@@ -162,7 +163,8 @@ mod tests {
             ("POST", "/api/v1/issuers", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("POST", "/api/v1/tokens", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("GET", "/api/v1/events", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
-            ("GET", "/api/v1/gateway/table", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
+            ("GET", "/api/v1/routes", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
+            ("GET", "/api/v1/gateway/table", [Allow, Forbidden, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("POST", "/api/v1/keys/rotate", [Allow, Forbidden, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("GET", "/metrics", [Allow, Forbidden, Allow, Allow, Pcr, Pcr, Allow]),
             ("GET", "/api/v1/whoami", [Allow, Allow, Allow, Allow, Allow, Allow, Allow]),

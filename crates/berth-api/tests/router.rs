@@ -1,4 +1,4 @@
-//! The router's middleware: loopback only, and error answers carry the request id; who may call
+//! The router's middleware: tokens, the audit log, and error answers carry the request id; who may call
 //! (Host, Origin, content types, body limits: `guard.rs`) and the shape of every error answer.
 //! (The document against the router is in `openapi.rs`.) Uses the real Docker engine only to
 //! construct the control plane (nothing is created).

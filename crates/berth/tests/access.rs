@@ -185,6 +185,22 @@ fn first_start_users_tokens_lockout_and_audit() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(call(api, "GET", "/api/v1/apps", Some(&ci), None).0, 401);
 
+    // `/metrics` is the administrator's, or a `metrics`-scoped token's (which may do nothing else).
+    assert_eq!(call(api, "GET", "/metrics", Some(&bob), None).0, 403);
+    let (status, _, scraper) = call(
+        api,
+        "POST",
+        "/api/v1/api-tokens",
+        Some(&bob),
+        Some(json!({"name": "scraper", "scopes": ["metrics"], "ttl_secs": 3600})),
+    );
+    assert_eq!(status, 201, "{scraper}");
+    let scraper = scraper["token"].as_str().unwrap().to_string();
+    assert_eq!(call(api, "GET", "/metrics", Some(&scraper), None).0, 200);
+    let (status, _, body) = call(api, "GET", "/api/v1/apps", Some(&scraper), None);
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(call(api, "GET", "/metrics", Some(&admin), None).0, 200);
+
     // Disabling bob ends his session at once.
     let (status, _, body) = call(api, "POST", "/api/v1/users/bob/disable", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
@@ -263,6 +279,7 @@ fn first_start_users_tokens_lockout_and_audit() {
         admin.as_str(),
         bob.as_str(),
         ci.as_str(),
+        scraper.as_str(),
         local.as_str(),
     ] {
         assert!(
@@ -282,6 +299,7 @@ fn first_start_users_tokens_lockout_and_audit() {
         &admin,
         &bob,
         &ci,
+        &scraper,
         &local,
     ] {
         assert!(!log.contains(secret), "a secret in the server log:\n{log}");
