@@ -397,11 +397,20 @@ impl Access {
     // -- first start ----------------------------------------------------------------------
 
     /// On an empty users table, create the administrator `admin` with `admin_password`, or a
-    /// generated password that must be changed, which is returned (print it once).
+    /// generated password that must be changed, which is returned (print it once). Also
+    /// prepares the hash an unknown user's login is checked against, so that even the first such
+    /// login costs what a known user's does.
     pub async fn bootstrap(
         &self,
         admin_password: Option<String>,
     ) -> Result<Option<String>, AccessError> {
+        let inner = self.inner.clone();
+        self.hashing(move || {
+            inner
+                .dummy_hash
+                .get_or_init(|| secret::hash_password(&secret::new_password()).unwrap_or_default());
+        })
+        .await?;
         let _g = self.inner.users.lock().await;
         if self.store().count_users()? > 0 {
             return Ok(None);
