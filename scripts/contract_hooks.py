@@ -4,6 +4,7 @@ Each hook says why it exists. Nothing here hides a failure of the server.
 """
 
 import json
+import os
 
 import schemathesis
 
@@ -23,6 +24,18 @@ def before_call(ctx, case, **kwargs):
     if case.path == "/api/v1/gateway/table" and isinstance(case.query, dict):
         if str(case.query.get("watch", "")).lower() in ("true", "1"):
             case.query["watch"] = "false"
+    # `POST /logout` revokes the token it carries: it gets a throwaway token (scripts/contract
+    # makes one; after the first call it is revoked and the answer a documented 401), so the run
+    # keeps the administrator token. For the same reason the local token is never revoked.
+    if case.path == "/api/v1/logout" and os.environ.get("CONTRACT_LOGOUT_TOKEN"):
+        case.headers = dict(case.headers or {})
+        case.headers["Authorization"] = "Bearer " + os.environ["CONTRACT_LOGOUT_TOKEN"]
+    if case.path == "/api/v1/api-tokens/{name}" and isinstance(case.path_parameters, dict):
+        if case.path_parameters.get("name") == "local-admin":
+            case.path_parameters["name"] = "not-the-local-token"
+    if case.path == "/api/v1/users/{name}/disable" and isinstance(case.path_parameters, dict):
+        if case.path_parameters.get("name") == "admin":
+            case.path_parameters["name"] = "someone"
 
 
 @schemathesis.check

@@ -73,6 +73,17 @@ pub(crate) async fn finish(resp: &mut Response, request_id: &str) {
     *resp.body_mut() = Body::from(json);
 }
 
+/// The error code an answer carries (for the audit log): its [`ApiError`]'s, or the one
+/// [`finish`] will give it; none for a success.
+pub(crate) fn code_of(resp: &Response) -> Option<String> {
+    if let Some(Pending(body)) = resp.extensions().get::<Pending>() {
+        return Some(body.code.clone());
+    }
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        .then(|| code_for_status(status.as_u16()).to_string())
+}
+
 /// The code for an error status that came without one (a rejection by axum itself).
 fn code_for_status(status: u16) -> ErrorCode {
     match status {

@@ -373,7 +373,7 @@ pub(crate) struct TableQuery {
         (status = 200, description = "The table, or (watch) a stream of tables", content((RoutingTable = "application/json"), (String = "application/x-ndjson")))
     )
 )]
-/// The full table (with issuer secrets: the API is loopback-only) for a separate gateway.
+/// The full table (with issuer secrets: administrators only) for a separate gateway.
 /// With `watch`, an NDJSON stream: the current table at once, then one line per change, and the
 /// current table again every 10 s so a gateway notices a dead connection.
 pub(crate) async fn gateway_table(

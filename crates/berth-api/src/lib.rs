@@ -8,25 +8,26 @@
 //!   `{"code", "message", "request_id"}`; codes are documented in `docs/errors.md`.
 //! - Every answer carries `X-Request-Id` (the client's if well formed, else a new one) and the
 //!   same id is in every error body and log line of the request.
-//! - The API controls the Docker engine, so until users and tokens exist it answers loopback
-//!   peers only (the server also refuses to listen on a non-loopback address), and of those only
-//!   requests a web page cannot forge: a `Host` it answers for, no foreign `Origin`, the
-//!   endpoint's content type, a body within the endpoint's limit ([`guard`]).
+//! - The API controls the Docker engine: every call but a few public ones carries a token
+//!   (`Authorization: Bearer`), checked and authorized per route ([`access`], decisions in
+//!   berth-access), and every state-changing call leaves an audit row. Requests must also be
+//!   ones a web page cannot forge: a `Host` it answers for, no foreign `Origin`, the endpoint's
+//!   content type, a body within the endpoint's limit ([`guard`]).
 
+pub mod access;
 pub mod error;
 pub mod guard;
 mod handlers;
 pub mod listener;
 pub mod openapi;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use berth_controlplane::ControlPlane;
 use berth_core::ErrorCode;
 use error::ApiError;
-use std::net::SocketAddr;
 
 /// Renders the gateway's Prometheus metrics (the gateway lives in another crate).
 pub type MetricsFn = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub version: String,
     /// The gateway's metrics, served at `/metrics` (none when the gateway runs elsewhere).
     pub metrics: Option<MetricsFn>,
+    /// Users, tokens, audit: who may call what.
+    pub access: berth_access::Access,
 }
 
 /// The request id of the request being handled (also in the `X-Request-Id` answer header).
@@ -67,7 +70,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The API router, answering for the hosts of `access`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so the loopback check sees the peer.
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that logins and the audit log see
+/// the caller's address.
 pub fn router_with(state: AppState, access: guard::Access) -> Router {
     let access = std::sync::Arc::new(access);
     // Every route comes from `openapi::routes`, so what is routed is what is documented.
@@ -82,6 +86,11 @@ pub fn router_with(state: AppState, access: guard::Access) -> Router {
         })
         // Each route's content types and body limit (guard::rule); no blanket limit besides.
         .route_layer(axum::middleware::from_fn(guard::body_rules))
+        // Authentication and authorization run before the body rules (and audit after all).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
@@ -92,8 +101,8 @@ pub fn router_with(state: AppState, access: guard::Access) -> Router {
         .with_state(state)
 }
 
-/// Outermost middleware: request id, loopback, host and origin checks, error bodies completed
-/// with the id (and put in shape), one log line per request.
+/// Outermost middleware: request id, host and origin checks, error bodies completed with the id
+/// (and put in shape), one log line per request. (Who the caller is: [`access::authenticate`].)
 async fn request_context(access: &guard::Access, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -102,28 +111,16 @@ async fn request_context(access: &guard::Access, mut req: Request, next: Next) -
         .filter(|v| valid_request_id(v))
         .map_or_else(new_request_id, str::to_string);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     let method = req.method().clone();
     // At most 256 characters of the path in the log (an over-long URI is refused, not logged).
     let path: String = req.uri().path().chars().take(256).collect();
     let started = std::time::Instant::now();
-    // Fail closed: a peer we cannot see is treated as remote.
-    let mut resp = match peer {
-        Some(p) if p.ip().is_loopback() => match guard::check_caller(access, &req) {
-            Ok(()) => next.run(req).await,
-            Err(e) => {
-                tracing::warn!(request_id = %id, %method, path, code = %e.code, message = e.message, "api request refused");
-                e.into_response()
-            }
-        },
-        _ => ApiError::new(
-            ErrorCode::Forbidden,
-            "the Berth API answers loopback clients only until users and tokens exist",
-        )
-        .into_response(),
+    let mut resp = match guard::check_caller(access, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(request_id = %id, %method, path, code = %e.code, message = e.message, "api request refused");
+            e.into_response()
+        }
     };
     error::finish(&mut resp, &id).await;
     if let Ok(v) = http::HeaderValue::from_str(&id) {

@@ -20,6 +20,7 @@ use berth_core::ErrorBody;
 use std::borrow::Cow;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,8 +31,11 @@ use utoipa_axum::routes;
     info(
         title = "Berth API",
         version = "1",
-        description = "Berth's control-plane API. Loopback clients only. Errors: an HTTP status and \
-                       `{code, message, request_id}`; the codes are listed in docs/errors.md."
+        description = "Berth's control-plane API. Every call but health, this document, the JWKS, \
+                       login and webhooks needs `Authorization: Bearer <token>` (a login session, \
+                       an API token or the server's local token; docs/access.md). Errors: an HTTP \
+                       status and `{code, message, request_id}`; the codes are listed in \
+                       docs/errors.md."
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -42,6 +46,7 @@ use utoipa_axum::routes;
         (name = "builds", description = "Services built from source: builds, versions, secrets, webhooks"),
         (name = "images", description = "Images of built services: retention, archive, restore"),
         (name = "events", description = "Platform events"),
+        (name = "access", description = "Login, users, API tokens, the audit log"),
     )
 )]
 struct ApiDoc;
@@ -49,6 +54,7 @@ struct ApiDoc;
 /// Every operation, routed and documented. A new endpoint goes here (and nowhere else in the
 /// router), with a `#[utoipa::path]` on its handler.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    use crate::access as a;
     use crate::handlers as h;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(h::health))
@@ -85,7 +91,19 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::build_logs))
         .routes(routes!(h::jwks))
         .routes(routes!(h::metrics))
+        .routes(routes!(a::login))
+        .routes(routes!(a::logout))
+        .routes(routes!(a::whoami))
+        .routes(routes!(a::list_api_tokens, a::create_api_token))
+        .routes(routes!(a::revoke_api_token))
+        .routes(routes!(a::list_users, a::add_user))
+        .routes(routes!(a::set_password))
+        .routes(routes!(a::disable_user))
+        .routes(routes!(a::audit))
 }
+
+/// The name of the bearer security scheme in the document.
+const BEARER: &str = "bearer";
 
 /// The whole document, as served.
 #[must_use]
@@ -104,17 +122,42 @@ pub(crate) fn json() -> &'static str {
 /// Add the error answers every operation shares, so that each status the server can answer is
 /// documented with the error shape.
 fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A login session (`POST /api/v1/login`), an API token or the server's \
+                         local token (`<data-dir>/admin.token`): `berth_` + 43 characters",
+                    ))
+                    .build(),
+            ),
+        );
     for (path, item) in &mut doc.paths.paths {
         let has_path_params = path.contains('{');
         let ops = [
-            (&mut item.get, false),
-            (&mut item.put, true),
-            (&mut item.post, true),
-            (&mut item.delete, false),
-            (&mut item.patch, true),
+            (&mut item.get, false, "GET"),
+            (&mut item.put, true, "PUT"),
+            (&mut item.post, true, "POST"),
+            (&mut item.delete, false, "DELETE"),
+            (&mut item.patch, true, "PATCH"),
         ];
-        for (op, writes) in ops {
+        for (op, writes, method) in ops {
             let Some(op) = op else { continue };
+            if berth_access::is_public(method, path) {
+                op.security = Some(vec![SecurityRequirement::default()]);
+            } else {
+                op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                add_error(
+                    op,
+                    401,
+                    "`unauthorized`: no token, or one that is unknown, revoked, expired or of a \
+                     disabled user (`WWW-Authenticate: Bearer`)",
+                );
+            }
             let has_inputs = has_path_params
                 || op.request_body.is_some()
                 || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
@@ -148,8 +191,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
             add_error(
                 op,
                 403,
-                "`forbidden`: the API answers loopback clients only; `forbidden_origin`: a \
-                 request from a web page of another origin",
+                "`forbidden`: the caller's token may not make this call; \
+                 `password_change_required`: the caller's password was generated and must be \
+                 changed first; `forbidden_origin`: a request from a web page of another origin",
             );
             add_error(
                 op,

@@ -1,4 +1,4 @@
-//! The router's middleware: loopback only, and error answers carry the request id; who may call
+//! The router's middleware: tokens, the audit log, and error answers carry the request id; who may call
 //! (Host, Origin, content types, body limits: `guard.rs`) and the shape of every error answer.
 //! (The document against the router is in `openapi.rs`.) Uses the real Docker engine only to
 //! construct the control plane (nothing is created).
@@ -28,14 +28,21 @@ fn request(method: &str, path: &str, body: &str, peer: &str) -> http::Request<Bo
 }
 
 #[tokio::test]
-async fn remote_peers_are_refused_and_errors_carry_the_request_id() {
+async fn calls_need_a_token_from_any_peer_and_errors_carry_the_request_id() {
     let (app, _dir) = router().await;
+    // Tokens replaced the loopback-only rule: a remote peer with the token is served...
     let resp = app
         .clone()
         .oneshot(request("GET", "/api/v1/apps", "", "10.1.2.3:5000"))
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(resp.status().as_u16(), 200);
+    // ...and any peer without one is not (401, with the scheme to use).
+    let mut req = request("GET", "/api/v1/apps", "", "127.0.0.1:5000");
+    req.headers_mut().insert(ANONYMOUS, "1".parse().unwrap());
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"berth\"");
     let mut req = request("GET", "/api/v1/apps/ghost", "", "127.0.0.1:5000");
     req.headers_mut()
         .insert("x-request-id", "my-id-1".parse().unwrap());
@@ -52,6 +59,146 @@ async fn remote_peers_are_refused_and_errors_carry_the_request_id() {
         .insert("x-request-id", "bad id with spaces".parse().unwrap());
     let resp = app.oneshot(req).await.unwrap();
     assert_ne!(resp.headers()["x-request-id"], "bad id with spaces");
+}
+
+#[tokio::test]
+async fn public_routes_need_no_token_and_bad_tokens_are_401() {
+    let (app, _dir) = router().await;
+    let anon = |method: &str, path: &str, auth: Option<&str>| {
+        let mut req = request(method, path, "", "127.0.0.1:5000");
+        req.headers_mut().insert(ANONYMOUS, "1".parse().unwrap());
+        if let Some(a) = auth {
+            req.headers_mut()
+                .insert("authorization", a.parse().unwrap());
+        }
+        req
+    };
+    for path in ["/api/v1/health", "/api/v1/openapi.json"] {
+        let (status, _, _) = call(&app, anon("GET", path, None)).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    // (This router has no token issuer: the JWKS handler answers that, not the middleware.)
+    let (_, code, _) = call(&app, anon("GET", "/.well-known/jwks.json", None)).await;
+    assert_eq!(code, "invalid_argument");
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/whoami"),
+        ("POST", "/api/v1/keys/rotate"),
+        ("GET", "/api/v1/gateway/table"),
+    ] {
+        for auth in [
+            None,
+            Some("Bearer berth_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            Some("Basic YWRtaW46eA=="),
+        ] {
+            let (status, code, _) = call(&app, anon(method, path, auth)).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (401, "unauthorized"),
+                "{method} {path} {auth:?}"
+            );
+        }
+    }
+    // A webhook's signature authenticates it, not a token: it reaches its handler.
+    let (_, code, _) = call(&app, anon("POST", "/api/v1/hooks/ghost", None)).await;
+    assert_ne!(code, "unauthorized");
+    // A wrong login is a 401 with one message whatever was wrong.
+    let login = |body: &str| {
+        let mut req = request("POST", "/api/v1/login", body, "127.0.0.1:5000");
+        req.headers_mut().insert(ANONYMOUS, "1".parse().unwrap());
+        req
+    };
+    let (s1, c1, b1) = call(
+        &app,
+        login(r#"{"user":"admin","password":"wrong-password"}"#),
+    )
+    .await;
+    let (s2, c2, b2) = call(
+        &app,
+        login(r#"{"user":"ghost","password":"wrong-password"}"#),
+    )
+    .await;
+    assert_eq!((s1, c1.as_str()), (401, "unauthorized"));
+    assert_eq!((s2, c2.as_str()), (401, "unauthorized"));
+    assert_eq!(b1["message"], b2["message"]);
+    let (status, _, body) = call(
+        &app,
+        login(r#"{"user":"admin","password":"test-admin-password"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let mut req = anon("GET", "/api/v1/whoami", Some(&format!("Bearer {token}")));
+    req.headers_mut().remove(ANONYMOUS);
+    let (status, _, who) = call(&app, req).await;
+    assert_eq!(
+        (status, who["user"].as_str(), who["kind"].as_str()),
+        (200, Some("admin"), Some("login"))
+    );
+}
+
+#[tokio::test]
+async fn state_changes_and_refusals_are_audited_without_secrets() {
+    let (app, _dir) = router().await;
+    // A refused call (no token), an allowed one, a failed and a successful login.
+    let mut req = request("POST", "/api/v1/keys/rotate", "", "10.9.8.7:5000");
+    req.headers_mut().insert(ANONYMOUS, "1".parse().unwrap());
+    assert_eq!(call(&app, req).await.0, 401);
+    assert_eq!(
+        call(
+            &app,
+            request("POST", "/api/v1/keys/rotate", "", "127.0.0.1:5000")
+        )
+        .await
+        .0,
+        400
+    );
+    let login = |pw: &str| {
+        let mut req = request(
+            "POST",
+            "/api/v1/login",
+            &format!(r#"{{"user":"admin","password":"{pw}"}}"#),
+            "127.0.0.1:5000",
+        );
+        req.headers_mut().insert(ANONYMOUS, "1".parse().unwrap());
+        req
+    };
+    assert_eq!(call(&app, login("not-the-password")).await.0, 401);
+    let (_, _, session) = call(&app, login("test-admin-password")).await;
+    // Reads are not audited.
+    call(&app, request("GET", "/api/v1/apps", "", "127.0.0.1:5000")).await;
+    let (status, _, page) = call(&app, request("GET", "/api/v1/audit", "", "127.0.0.1:5000")).await;
+    assert_eq!(status, 200, "{page}");
+    let rows = page["entries"].as_array().unwrap();
+    let summary: Vec<(String, String, u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_string(),
+                r["user"].as_str().unwrap_or("-").to_string(),
+                r["status"].as_u64().unwrap(),
+                r["code"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    let s = |a: &str, u: &str, st: u64, c: &str| (a.to_string(), u.to_string(), st, c.to_string());
+    assert_eq!(
+        summary,
+        [
+            s("POST /api/v1/keys/rotate", "-", 401, "unauthorized"),
+            s("POST /api/v1/keys/rotate", "admin", 400, "invalid_argument"),
+            s("login", "admin", 401, "unauthorized"),
+            s("login", "admin", 200, "-"),
+        ]
+    );
+    assert_eq!(rows[0]["source"], "10.9.8.7");
+    assert_eq!(rows[0]["object"], "/api/v1/keys/rotate");
+    assert_eq!(rows[3]["token"], session["name"]);
+    let text = page.to_string();
+    let token = session["token"].as_str().unwrap();
+    for secret in ["not-the-password", "test-admin-password", token, "berth_"] {
+        assert!(!text.contains(secret), "{secret} in the audit log: {text}");
+    }
 }
 
 /// A request with explicit headers (no defaults), from a loopback peer.

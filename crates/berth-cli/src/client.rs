@@ -64,6 +64,25 @@ impl Client {
         }
     }
 
+    /// Send `Authorization: Bearer <token>` with every request (streams included); `None`
+    /// leaves the client as it is.
+    #[must_use]
+    pub fn with_token(self, token: Option<String>) -> Client {
+        let Some(token) = token else { return self };
+        let Ok(mut value) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        else {
+            return self;
+        };
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        match reqwest::Client::builder().default_headers(headers).build() {
+            Ok(http) => Client { http, ..self },
+            Err(_) => self,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }

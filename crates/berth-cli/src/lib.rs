@@ -305,7 +305,7 @@ pub struct ServerArgs {
     /// Where Berth keeps its state (SQLite database, instance id).
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the REST API (loopback only until users and tokens exist).
+    /// Address of the REST API.
     #[arg(long, env = "BERTH_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
     pub api_listen: String,
     /// Another host name the API answers for (repeatable, or a comma list): NAME or NAME:PORT.
@@ -375,6 +375,18 @@ pub struct ServerArgs {
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]
     pub network_prefix: u32,
+    /// Lifetime of a login session (`berth login`): `90s`, `15m`, `12h`, `7d`.
+    #[arg(long, env = "BERTH_SESSION_TTL", default_value = "12h", value_parser = parse_ttl)]
+    pub session_ttl: std::time::Duration,
+}
+
+/// A positive duration for `--session-ttl`.
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    match commands::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{s:?}: must be longer than 0")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A byte size: `1234`, `500MB`, `500M`, `10GiB`, `1.5GB` (decimal units k/M/G/T(B), binary
@@ -473,7 +485,13 @@ pub struct OutputArgs {
 
 /// Run a client command (everything but `server`); returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let client = client::Client::new(&cli.server);
+    // The credential: `BERTH_TOKEN` for now (the full resolution — --token, the credentials
+    // file, <data-dir>/admin.token — comes with the login commands).
+    let client = client::Client::new(&cli.server).with_token(
+        std::env::var("BERTH_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty()),
+    );
     match commands::run(&client, cli.command).await {
         Ok(code) => code,
         Err(e) => {

@@ -53,7 +53,7 @@ pub enum ErrorCode {
     NotFound,
     /// The HTTP method is not allowed on this path.
     MethodNotAllowed,
-    /// The API listener refuses requests from non-loopback peers.
+    /// API: the token is valid but its user (or scopes) may not make this call.
     Forbidden,
     /// The Docker engine could not be reached or failed.
     DockerUnavailable,

@@ -13,18 +13,24 @@
 //! Schema changes are numbered migrations in [`migrations`], applied in order on open and
 //! recorded in `PRAGMA user_version`.
 
+mod api_tokens;
+mod audit;
 mod builds;
 mod migrations;
 mod restarts;
 mod subnets;
+mod users;
 
+pub use api_tokens::ApiTokenRecord;
+pub use audit::{AuditQuery, AuditRecord};
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
 pub use subnets::SubnetRecord;
+pub use users::UserRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +130,11 @@ pub struct IssuerRecord {
     pub created_at: String,
 }
 
-/// The state database.
+/// The state database. Cloning is cheap and shares the one connection (the control plane and
+/// berth-access use the same store).
+#[derive(Clone)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 pub(crate) fn now() -> String {
@@ -153,7 +161,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 

@@ -95,6 +95,47 @@ const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
+    // 9: identity (docs/access.md): users, their API tokens (only a hash of each secret), and
+    // the append-only audit log (triggers refuse any UPDATE or DELETE on it).
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        administrator INTEGER NOT NULL DEFAULT 0,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );
+     CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL REFERENCES users(name),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        last_used_at TEXT,
+        UNIQUE (owner, name)
+     );
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        user TEXT,
+        token TEXT,
+        team TEXT,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        source TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        code TEXT
+     );
+     CREATE INDEX audit_by_user ON audit(user, id);
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

@@ -4,12 +4,42 @@
 //! read and write, and a body decoded from `Content-Length`, chunked encoding or
 //! read-to-close, so it reads what the test app, the gateway and the API send.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-/// `GET path` on `addr` (`host:port`), with `Host: host` (default `addr`). Returns the status
-/// and the body (lossy UTF-8); any network or protocol failure is `Err` with a description.
+fn api_tokens() -> std::sync::MutexGuard<'static, HashMap<String, PathBuf>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    TOKENS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remember that the Berth API at `addr` takes the token in `token_file` (a test server's
+/// `<data-dir>/admin.token`): [`http_get`] and the test harness's raw helpers then send it as
+/// `Authorization: Bearer`. The file is read at each request (the server rotates the token at
+/// each start).
+pub fn register_api_token(addr: &str, token_file: &Path) {
+    api_tokens().insert(addr.to_string(), token_file.to_path_buf());
+}
+
+/// The token registered for `addr`, if any ([`register_api_token`]).
+#[must_use]
+pub fn api_token(addr: &str) -> Option<String> {
+    let file = api_tokens().get(addr).cloned()?;
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// `GET path` on `addr` (`host:port`), with `Host: host` (default `addr`), and the API token
+/// registered for `addr` if there is one ([`register_api_token`]). Returns the status and the
+/// body (lossy UTF-8); any network or protocol failure is `Err` with a description.
 pub fn http_get(
     addr: &str,
     path: &str,
@@ -27,8 +57,11 @@ pub fn http_get(
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("{addr}: {e}"))?;
+    let auth = api_token(addr)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: berth-testkit\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: berth-testkit\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n",
         host.unwrap_or(addr)
     );
     stream

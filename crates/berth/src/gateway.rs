@@ -93,6 +93,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The token for the control plane's API, read at each (re)connection so that a rotated token
+/// is picked up: the file in `BERTH_TOKEN_FILE` (e.g. the server's `<data-dir>/admin.token`),
+/// else `BERTH_TOKEN`. (Interim: `--token-file` replaces the variable.)
+fn control_token() -> Option<String> {
+    let token = match std::env::var_os("BERTH_TOKEN_FILE") {
+        Some(f) => std::fs::read_to_string(f).ok()?,
+        None => std::env::var("BERTH_TOKEN").ok()?,
+    };
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
 /// Follow the control plane's table stream forever, reconnecting with a backoff.
 async fn follow(
     control: String,
@@ -104,7 +116,11 @@ async fn follow(
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            let mut req = client.get(&url);
+            if let Some(token) = control_token() {
+                req = req.bearer_auth(token);
+            }
+            let resp = req.send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
                 return Err(format!("control plane answered {}", resp.status()));
             }

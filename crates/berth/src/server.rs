@@ -146,6 +146,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     let store = berth_store::Store::open(&data_dir)
         .with_context(|| format!("cannot open the state in {}", data_dir.display()))?;
+    let identity = open_access(&store, &data_dir, args.session_ttl).await?;
 
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
@@ -247,6 +248,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cp: cp.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             metrics,
+            access: identity,
         },
         access,
     );
@@ -290,6 +292,45 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// Users and tokens (docs/access.md): on an empty data directory create the administrator
+/// (`BERTH_ADMIN_PASSWORD`, else a generated password printed once on stderr, outside the log),
+/// then write a fresh local administrator token to `<data-dir>/admin.token`.
+async fn open_access(
+    store: &berth_store::Store,
+    data_dir: &std::path::Path,
+    session_ttl: Duration,
+) -> anyhow::Result<berth_access::Access> {
+    let access = berth_access::Access::open(
+        store.clone(),
+        berth_access::AccessConfig {
+            session_ttl,
+            ..berth_access::AccessConfig::default()
+        },
+    )
+    .map_err(|e| anyhow!("cannot open users and tokens: {}", e.message))?;
+    let password = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let generated = access
+        .bootstrap(password)
+        .await
+        .map_err(|e| anyhow!("{}", e.message))?;
+    if let Some(password) = generated {
+        eprintln!(
+            "berth: administrator \"{}\" created; one-time password: {password}",
+            berth_access::ADMIN
+        );
+    }
+    access.write_local_token(data_dir).map_err(|e| {
+        anyhow!(
+            "cannot write {}: {}",
+            data_dir.join(berth_access::LOCAL_TOKEN_FILE).display(),
+            e.message
+        )
+    })?;
+    Ok(access)
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -145,6 +145,7 @@ fn build_from_git_then_deploy_the_version() {
     let mut child = Command::new(bin())
         .args(["service", "webhook-secret", "web"])
         .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", server.token())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

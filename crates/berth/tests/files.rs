@@ -66,6 +66,7 @@ volumes:
     let out = std::process::Command::new(bin())
         .args(["apply", "-f", file.to_str().unwrap(), "--app", "files"])
         .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", server.token())
         .env("FROM_SHELL", "shell-wins")
         .current_dir(dir.path())
         .output()
@@ -120,6 +121,7 @@ volumes:
     let out = std::process::Command::new(bin())
         .args(["apply", "-f", file.to_str().unwrap(), "--app", "files"])
         .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", server.token())
         .output()
         .unwrap();
     assert!(
@@ -134,6 +136,7 @@ volumes:
     let mut follow = std::process::Command::new(bin())
         .args(["logs", "--app", "files", "web", "--follow"])
         .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", server.token())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

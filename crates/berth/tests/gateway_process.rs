@@ -31,6 +31,7 @@ fn separate_gateway_survives_kill_9_of_the_control_plane() {
             ])
             .args(["--label", &format!("berth.test={}", run.id), "--data-dir"])
             .arg(dir.path())
+            .env("BERTH_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD)
             .stderr(log)
             .spawn()
             .unwrap();
@@ -51,6 +52,7 @@ fn separate_gateway_survives_kill_9_of_the_control_plane() {
             "--listen",
             &gw_addr,
         ])
+        .env("BERTH_TOKEN_FILE", dir.path().join("admin.token"))
         .stdout(Stdio::null())
         .stderr(gw_log)
         .spawn()
@@ -66,6 +68,10 @@ fn separate_gateway_survives_kill_9_of_the_control_plane() {
         Command::new(bin())
             .args(args)
             .env("BERTH_SERVER", format!("http://{api}"))
+            .env(
+                "BERTH_TOKEN",
+                std::fs::read_to_string(dir.path().join("admin.token")).unwrap(),
+            )
             .output()
             .unwrap()
     };

@@ -20,6 +20,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The administrator password of servers the harness starts (so none prints a generated one).
+pub const TEST_ADMIN_PASSWORD: &str = "berth-test-admin-password";
+
 pub struct Server {
     pub child: Option<Child>,
     pub api: String,
@@ -52,6 +55,32 @@ impl Server {
         gateway: &str,
         extra: &[&str],
     ) -> Server {
+        Self::spawn(
+            run,
+            data_dir,
+            api,
+            gateway,
+            extra,
+            Some(TEST_ADMIN_PASSWORD),
+        )
+    }
+
+    /// Start on a data directory without `BERTH_ADMIN_PASSWORD`: a first start prints a
+    /// generated password on stderr (the log file).
+    pub fn start_generated_admin(run: &TestRun, data_dir: &Path) -> Server {
+        let api = format!("127.0.0.1:{}", free_port());
+        let gateway = format!("127.0.0.1:{}", free_port());
+        Self::spawn(run, data_dir, &api, &gateway, &[], None)
+    }
+
+    fn spawn(
+        run: &TestRun,
+        data_dir: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+        admin_password: Option<&str>,
+    ) -> Server {
         let label = format!("berth.test={}", run.id);
         let log = data_dir.join(format!("server-{}.log", free_port()));
         let logf = std::fs::File::create(&log).unwrap();
@@ -71,6 +100,8 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("BERTH_LOG", "info,berth_controlplane=debug")
+            .env_remove("BERTH_ADMIN_PASSWORD")
+            .envs(admin_password.map(|p| ("BERTH_ADMIN_PASSWORD", p)))
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -92,14 +123,30 @@ impl Server {
                     .filter(|(c, _)| *c == 200)
             },
         );
+        // The raw helpers (and berth_testkit::http_get) send the local administrator token.
+        berth_testkit::register_api_token(&s.api, &s.token_file());
         s
     }
 
-    /// Run a CLI command against this server.
+    /// `<data-dir>/admin.token`: the local administrator token the server writes at each start.
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    /// The current local administrator token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.token_file())
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Run a CLI command against this server (as the local administrator).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())
             .args(args)
             .env("BERTH_SERVER", format!("http://{}", self.api))
+            .env("BERTH_TOKEN", self.token())
+            .env("BERTH_DATA_DIR", &self.data_dir)
             .output()
             .expect("run berth CLI")
     }
@@ -271,7 +318,8 @@ impl Load {
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`): (status, lowercase head,
-/// body). A JSON content type is sent when there is a body.
+/// body). A JSON content type is sent when there is a body, and the API token registered for
+/// `addr` unless `headers` has an `Authorization`.
 pub fn raw_request(
     addr: &str,
     method: &str,
@@ -290,6 +338,14 @@ pub fn raw_request(
     }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        if let Some(t) = berth_testkit::api_token(addr) {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
     }
     req.push_str("\r\n");
     req.push_str(body);
@@ -335,12 +391,18 @@ pub fn image_without_command(run: &TestRun) -> String {
     reference
 }
 
-/// Send `head` (request line and headers, without the blank line) and `body` as is; (status,
-/// body). Does not wait for the server to read the body.
+/// Send `head` (request line and headers, without the blank line) and `body` as is (plus the API
+/// token registered for `addr`, unless `head` has an `Authorization`); (status, body). Does not
+/// wait for the server to read the body.
 pub fn exact(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = head.as_bytes().to_vec();
+    if !head.to_ascii_lowercase().contains("\nauthorization:") {
+        if let Some(t) = berth_testkit::api_token(addr) {
+            req.extend_from_slice(format!("\r\nAuthorization: Bearer {t}").as_bytes());
+        }
+    }
     req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
     req.extend_from_slice(body);
     // The server may answer and close before it has read everything: ignore write errors.
