@@ -1,14 +1,24 @@
 //! A typed client of the Berth REST API. Errors come back as [`ApiFailure`] with the server's
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
+//!
+//! Every request carries the client's bearer token ([`Client::with_token`]), streamed ones too:
+//! requests are only made through [`Client::get`] and its siblings. `https://` servers are
+//! verified against the system's roots plus, with `--ca-file`, a private CA; TLS is rustls on the
+//! workspace's aws-lc-rs provider, handed to reqwest ready-made so that reqwest picks no provider
+//! (and brings no second crypto library) of its own.
 
 use anyhow::Context as _;
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView,
-    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
+    ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
+    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest,
+    PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued,
+    TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An error answer from the server.
 #[derive(Debug)]
@@ -19,7 +29,11 @@ pub struct ApiFailure {
 
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.body.message, self.body.code)
+        write!(f, "{} ({})", self.body.message, self.body.code)?;
+        if self.status == 401 {
+            write!(f, ": log in with `berth login` or set BERTH_TOKEN")?;
+        }
+        Ok(())
     }
 }
 impl std::error::Error for ApiFailure {}
@@ -48,20 +62,67 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
-    #[must_use]
-    pub fn new(server: &str) -> Client {
+    /// A client of `server` (`HOST:PORT` or a URL), sending no credential, trusting the
+    /// system's roots for `https://`.
+    pub fn new(server: &str) -> anyhow::Result<Client> {
         let base = if server.contains("://") {
             server.to_string()
         } else {
             format!("http://{server}")
         };
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+        let base = base.trim_end_matches('/').to_string();
+        let http = http_client(base.starts_with("https://"), None)?;
+        Ok(Client {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// Also trust the CA certificates (PEM) in `ca_file` for an `https://` server.
+    pub fn with_ca_file(mut self, ca_file: Option<&Path>) -> anyhow::Result<Client> {
+        if let Some(path) = ca_file {
+            self.http = http_client(self.base.starts_with("https://"), Some(path))?;
         }
+        Ok(self)
+    }
+
+    /// Send `Authorization: Bearer <token>` with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
+    /// The server's base URL (scheme, host, port).
+    #[must_use]
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, self.url(path));
+        match &self.token {
+            // Marked sensitive: reqwest keeps it out of its debug output.
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+    fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path)
+    }
+    fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
     }
 
     fn url(&self, path: &str) -> String {
@@ -72,8 +133,7 @@ impl Client {
     /// `POST` (a web page cannot send that to another origin without asking first), so it is
     /// sent with an empty body.
     fn bodiless_post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(self.url(path))
+        self.post(path)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
     }
 
@@ -96,7 +156,17 @@ impl Client {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
-        if e.is_connect() {
+        // reqwest's own message hides the cause; a certificate problem is worth naming.
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let cause = cause.to_string();
+        if self.base.starts_with("https://")
+            && (cause.contains("certificate") || cause.contains("Certificate"))
+        {
+            anyhow::anyhow!("cannot connect to {} over TLS: {cause} (trust a private CA with --ca-file or BERTH_CA_FILE)", self.base)
+        } else if e.is_connect() {
             anyhow::anyhow!("cannot reach the Berth server at {} (is `berth server` running? set --server or BERTH_SERVER)", self.base)
         } else {
             anyhow::anyhow!("request to {} failed: {e}", self.base)
@@ -124,12 +194,11 @@ impl Client {
     }
 
     pub async fn health(&self) -> anyhow::Result<berth_core::api::Health> {
-        self.send(self.http.get(self.url("/health"))).await
+        self.send(self.get("/health")).await
     }
     pub async fn apply(&self, app: &str, req: &ApplyRequest) -> anyhow::Result<RevisionCreated> {
         self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/apply")))
+            self.post(&format!("/apps/{app}/apply"))
                 .json(&bundle_within_limit(req)?),
         )
         .await
@@ -145,8 +214,7 @@ impl Client {
         use futures_util::StreamExt;
         let resp = self
             .streamed(
-                self.http
-                    .post(self.url(&format!("/apps/{app}/apply?progress=true")))
+                self.post(&format!("/apps/{app}/apply?progress=true"))
                     .json(&bundle_within_limit(req)?),
             )
             .await?;
@@ -189,8 +257,7 @@ impl Client {
         size: u64,
     ) -> anyhow::Result<ContextUploaded> {
         self.send(
-            self.http
-                .post(self.url("/contexts"))
+            self.post("/contexts")
                 .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
                 .header(reqwest::header::CONTENT_LENGTH, size)
                 .body(reqwest::Body::from(file)),
@@ -198,118 +265,89 @@ impl Client {
         .await
     }
     pub async fn apps(&self) -> anyhow::Result<Vec<AppSummary>> {
-        self.send(self.http.get(self.url("/apps"))).await
+        self.send(self.get("/apps")).await
     }
     pub async fn status(&self, app: &str) -> anyhow::Result<AppStatus> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}"))).await
     }
     pub async fn ps(&self, app: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/ps"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}/ps"))).await
     }
     pub async fn instances(&self, app: &str, service: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(
-            self.http
-                .get(self.url(&format!("/apps/{app}/services/{service}/instances"))),
-        )
-        .await
+        self.send(self.get(&format!("/apps/{app}/services/{service}/instances")))
+            .await
     }
     pub async fn scale(&self, app: &str, req: &ScaleRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/scale")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/apps/{app}/scale")).json(req))
+            .await
     }
     pub async fn history(&self, app: &str) -> anyhow::Result<Vec<RevisionView>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/revisions"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}/revisions"))).await
     }
     pub async fn rollback(
         &self,
         app: &str,
         req: &RollbackRequest,
     ) -> anyhow::Result<RevisionCreated> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/rollback")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/apps/{app}/rollback")).json(req))
+            .await
     }
     pub async fn remove(&self, app: &str, volumes: bool) -> anyhow::Result<serde_json::Value> {
-        self.send(
-            self.http
-                .delete(self.url(&format!("/apps/{app}?volumes={volumes}"))),
-        )
-        .await
+        self.send(self.delete(&format!("/apps/{app}?volumes={volumes}")))
+            .await
     }
     pub async fn issue_token(&self, req: &TokenRequest) -> anyhow::Result<TokenIssued> {
-        self.send(self.http.post(self.url("/tokens")).json(req))
-            .await
+        self.send(self.post("/tokens").json(req)).await
     }
     pub async fn rotate_key(&self) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post("/keys/rotate")).await
     }
     pub async fn add_issuer(&self, req: &IssuerRequest) -> anyhow::Result<IssuerView> {
-        self.send(self.http.post(self.url("/issuers")).json(req))
-            .await
+        self.send(self.post("/issuers").json(req)).await
     }
     pub async fn issuers(&self) -> anyhow::Result<Vec<IssuerView>> {
-        self.send(self.http.get(self.url("/issuers"))).await
+        self.send(self.get("/issuers")).await
     }
     pub async fn remove_issuer(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.delete(self.url(&format!("/issuers/{name}"))))
-            .await
+        self.send(self.delete(&format!("/issuers/{name}"))).await
     }
     pub async fn create_service(
         &self,
         req: &berth_core::api::ServiceRequest,
     ) -> anyhow::Result<berth_core::api::ServiceView> {
-        self.send(self.http.post(self.url("/services")).json(req))
-            .await
+        self.send(self.post("/services").json(req)).await
     }
     pub async fn services(&self) -> anyhow::Result<Vec<berth_core::api::ServiceView>> {
-        self.send(self.http.get(self.url("/services"))).await
+        self.send(self.get("/services")).await
     }
     pub async fn start_build(
         &self,
         name: &str,
         req: &berth_core::api::BuildStart,
     ) -> anyhow::Result<berth_core::api::BuildView> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/services/{name}/builds")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/services/{name}/builds")).json(req))
+            .await
     }
     pub async fn builds(
         &self,
         service: Option<&str>,
     ) -> anyhow::Result<Vec<berth_core::api::BuildView>> {
-        let mut req = self.http.get(self.url("/builds"));
+        let mut req = self.get("/builds");
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
         }
         self.send(req).await
     }
     pub async fn build(&self, id: u64) -> anyhow::Result<berth_core::api::BuildView> {
-        self.send(self.http.get(self.url(&format!("/builds/{id}"))))
-            .await
+        self.send(self.get(&format!("/builds/{id}"))).await
     }
     pub async fn cancel_build(&self, id: u64) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post(&format!("/builds/{id}/cancel")))
             .await
     }
     pub async fn versions(&self, name: &str) -> anyhow::Result<Vec<berth_core::api::VersionView>> {
-        self.send(
-            self.http
-                .get(self.url(&format!("/services/{name}/versions"))),
-        )
-        .await
+        self.send(self.get(&format!("/services/{name}/versions")))
+            .await
     }
     pub async fn set_secret(
         &self,
@@ -318,8 +356,7 @@ impl Client {
         value: String,
     ) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .put(self.url(&format!("/services/{service}/secrets/{name}")))
+            self.put(&format!("/services/{service}/secrets/{name}"))
                 .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
@@ -331,8 +368,7 @@ impl Client {
         value: String,
     ) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .put(self.url(&format!("/services/{service}/webhook-secret")))
+            self.put(&format!("/services/{service}/webhook-secret"))
                 .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
@@ -342,7 +378,7 @@ impl Client {
         &self,
         service: Option<&str>,
     ) -> anyhow::Result<Vec<berth_core::api::ImageView>> {
-        let mut req = self.http.get(self.url("/images"));
+        let mut req = self.get("/images");
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
         }
@@ -350,10 +386,7 @@ impl Client {
     }
     /// Platform events with an id above `after`, oldest first.
     pub async fn events(&self, after: u64) -> anyhow::Result<Vec<berth_core::api::EventView>> {
-        let req = self
-            .http
-            .get(self.url("/events"))
-            .query(&[("after", after.to_string())]);
+        let req = self.get("/events").query(&[("after", after.to_string())]);
         self.send(req).await
     }
     /// A version's image archive (the tar bytes).
@@ -363,18 +396,14 @@ impl Client {
         version: &str,
     ) -> anyhow::Result<bytes::Bytes> {
         Ok(self
-            .streamed(
-                self.http
-                    .get(self.url(&format!("/images/{service}/{version}/archive"))),
-            )
+            .streamed(self.get(&format!("/images/{service}/{version}/archive")))
             .await?
             .bytes()
             .await?)
     }
     pub async fn restore_image(&self, tar: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .post(self.url("/images/restore"))
+            self.post("/images/restore")
                 .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
                 .body(tar),
         )
@@ -382,11 +411,8 @@ impl Client {
     }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
-        self.streamed(
-            self.http
-                .get(self.url(&format!("/builds/{id}/logs?follow={follow}"))),
-        )
-        .await
+        self.streamed(self.get(&format!("/builds/{id}/logs?follow={follow}")))
+            .await
     }
     /// The raw logs response (streamed by the caller).
     pub async fn logs(
@@ -400,6 +426,156 @@ impl Client {
         if let Some(t) = tail {
             url.push_str(&format!("&tail={t}"));
         }
-        self.streamed(self.http.get(self.url(&url))).await
+        self.streamed(self.get(&url)).await
     }
+
+    // --- identity (docs/access.md) ---
+
+    /// `POST /api/v1/login`: a session token for `user`.
+    pub async fn login(&self, req: &LoginRequest) -> anyhow::Result<LoginIssued> {
+        self.send(self.post("/login").json(req)).await
+    }
+    /// `POST /api/v1/logout`: revoke the calling token.
+    pub async fn logout(&self) -> anyhow::Result<serde_json::Value> {
+        self.send(self.bodiless_post("/logout")).await
+    }
+    pub async fn whoami(&self) -> anyhow::Result<Whoami> {
+        self.send(self.get("/whoami")).await
+    }
+    /// The caller's API tokens, or `user`'s (administrator).
+    pub async fn api_tokens(&self, user: Option<&str>) -> anyhow::Result<Vec<ApiTokenView>> {
+        let mut req = self.get("/api-tokens");
+        if let Some(u) = user {
+            req = req.query(&[("user", u)]);
+        }
+        self.send(req).await
+    }
+    pub async fn create_api_token(&self, req: &ApiTokenRequest) -> anyhow::Result<ApiTokenCreated> {
+        self.send(self.post("/api-tokens").json(req)).await
+    }
+    /// Revoke the caller's token `name`, or `user`'s (administrator).
+    pub async fn revoke_api_token(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self.delete(&format!("/api-tokens/{}", segment(name)));
+        if let Some(u) = user {
+            req = req.query(&[("user", u)]);
+        }
+        self.send(req).await
+    }
+    pub async fn users(&self) -> anyhow::Result<Vec<UserView>> {
+        self.send(self.get("/users")).await
+    }
+    pub async fn create_user(&self, req: &UserRequest) -> anyhow::Result<UserCreated> {
+        self.send(self.post("/users").json(req)).await
+    }
+    pub async fn set_password(
+        &self,
+        user: &str,
+        req: &PasswordChange,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.post(&format!("/users/{}/password", segment(user)))
+                .json(req),
+        )
+        .await
+    }
+    pub async fn disable_user(&self, user: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
+            .await
+    }
+    /// One page of the audit log: rows with an id above `after`, oldest first.
+    pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<AuditPage> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(u) = &q.user {
+            params.push(("user", u.clone()));
+        }
+        if let Some(s) = &q.since {
+            params.push(("since", s.clone()));
+        }
+        if let Some(a) = q.after {
+            params.push(("after", a.to_string()));
+        }
+        if let Some(l) = q.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.send(self.get("/audit").query(&params)).await
+    }
+}
+
+/// `GET /api/v1/audit`'s query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub user: Option<String>,
+    /// RFC 3339: rows at or after this time.
+    pub since: Option<String>,
+    /// Rows with an id above this one.
+    pub after: Option<u64>,
+    /// At most this many rows in the page.
+    pub limit: Option<u64>,
+}
+
+/// A name as one URL path segment (user and token names are plain, but a `/` or `?` typed by
+/// mistake must not reach another route).
+fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Make aws-lc-rs rustls's process-wide provider. reqwest's rustls (enabled for the CLI without
+/// a provider of its own) takes the process default, and panics without one, for any client built
+/// without a ready-made TLS config: the `berth` binary calls this first thing, for the clients of
+/// the server and the gateway. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The HTTP client: rustls on aws-lc-rs, trusting (for `https://`) the system's roots and the
+/// PEM certificates in `ca_file`.
+fn http_client(https: bool, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        // Unreadable or odd system certificates are skipped: a private CA may be all we need.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    if let Some(path) = ca_file {
+        roots.add_parsable_certificates(read_ca_file(path)?);
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+/// The certificates in a PEM file; an error names the file when there is none.
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let shown = PathBuf::from(path).display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the CA file {shown}: {e}"))?;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("the CA file {shown} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "the CA file {shown} holds no certificate (expected PEM `BEGIN CERTIFICATE`)"
+        );
+    }
+    Ok(certs)
 }
