@@ -579,3 +579,222 @@ fn read_ca_file(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::Certificate
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::sync::Mutex;
+
+    /// One request as a fake server saw it: method, path, `Authorization` header.
+    type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+    /// A fake API on a free loopback port answering every request with `status` and `body`,
+    /// recording what it saw.
+    fn fake(status: u16, body: &'static str) -> (String, Seen) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut parts = first.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_string(),
+                    parts.next().unwrap_or_default().to_string(),
+                );
+                let (mut auth, mut length) = (None, 0usize);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = line.split_once(':').unwrap_or_default();
+                    match k.to_ascii_lowercase().as_str() {
+                        "authorization" => auth = Some(v.trim().to_string()),
+                        "content-length" => length = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                let mut rest = vec![0; length];
+                let _ = reader.read_exact(&mut rest);
+                log.lock().unwrap().push((method, path, auth));
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_token_streamed_ones_too() {
+        let (url, seen) = fake(200, "[]");
+        let client = Client::new(&url)
+            .unwrap()
+            .with_token(Some("berth_secret".into()));
+        client.apps().await.unwrap();
+        let _ = client.logs("a", "web", false, None).await.unwrap();
+        let _ = client.build_logs(1, false).await.unwrap();
+        let tar = tempfile::tempfile().unwrap();
+        let _ = client
+            .upload_context(tokio::fs::File::from_std(tar), 0)
+            .await;
+        let _ = client.logout().await;
+        let seen = seen.lock().unwrap().clone();
+        let paths: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/apps",
+                "/api/v1/apps/a/services/web/logs?follow=false",
+                "/api/v1/builds/1/logs?follow=false",
+                "/api/v1/contexts",
+                "/api/v1/logout"
+            ]
+        );
+        for (method, path, auth) in &seen {
+            assert_eq!(
+                auth.as_deref(),
+                Some("Bearer berth_secret"),
+                "{method} {path}"
+            );
+        }
+
+        let (url, seen) = fake(200, "[]");
+        Client::new(&url).unwrap().apps().await.unwrap();
+        assert_eq!(seen.lock().unwrap()[0].2, None, "no token, no header");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_says_how_to_log_in_on_one_line() {
+        let (url, _) = fake(
+            401,
+            r#"{"code":"unauthorized","message":"missing or invalid token","request_id":"r1"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .with_token(Some("berth_revoked".into()))
+            .whoami()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "missing or invalid token (unauthorized): log in with `berth login` or set BERTH_TOKEN"
+        );
+        // Other refusals keep their message alone.
+        let (url, _) = fake(
+            403,
+            r#"{"code":"forbidden","message":"administrators only","request_id":"r2"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .users()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "administrators only (forbidden)");
+    }
+
+    #[test]
+    fn names_stay_one_path_segment() {
+        assert_eq!(segment("ci-token_1.x"), "ci-token_1.x");
+        assert_eq!(segment("a/../b?c"), "a%2F..%2Fb%3Fc");
+    }
+
+    /// An `https://` API with a certificate from a private CA: refused until the CA file is
+    /// given, then trusted; a file without a certificate is a one-line error.
+    #[tokio::test]
+    async fn https_with_a_private_ca_file() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = r#"{"status":"ok","version":"t","instance":"i","docker_api":"1"}"#;
+                    let _ = tls
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}");
+
+        let e = Client::new(&url)
+            .unwrap()
+            .health()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over TLS") && e.contains("--ca-file"), "{e}");
+
+        let trusted = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&ca_file))
+            .unwrap();
+        assert_eq!(trusted.health().await.unwrap().status, "ok");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&empty))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let e = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&dir.path().join("missing.pem")))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("cannot read the CA file"), "{e}");
+    }
+}
