@@ -628,7 +628,119 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, Cli};
+    use super::{parse_bytes, ApiTokenCommand, Cli, Command, UserCommand};
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn identity_commands_parse_as_documented() {
+        let cli = parse(&[
+            "login",
+            "--server",
+            "https://berth.example:7400",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ]);
+        assert_eq!(cli.server, "https://berth.example:7400");
+        assert!(
+            matches!(&cli.command, Command::Login(a) if a.user.as_deref() == Some("admin") && a.password_stdin)
+        );
+        assert!(matches!(parse(&["logout"]).command, Command::Logout));
+        assert!(
+            matches!(parse(&["whoami", "-o", "json"]).command, Command::Whoami(o) if o.output == "json")
+        );
+        let cli = parse(&["--token", "t1", "--ca-file", "/ca.pem", "whoami"]);
+        assert_eq!(cli.token.as_deref(), Some("t1"));
+        assert_eq!(
+            cli.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        // Global flags go after the command too.
+        assert_eq!(
+            parse(&["whoami", "--token", "t2"]).token.as_deref(),
+            Some("t2")
+        );
+
+        assert!(matches!(
+            parse(&["user", "add", "bob", "--password-stdin", "--admin"]).command,
+            Command::User(UserCommand::Add { name, password_stdin: true, admin: true }) if name == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "add", "carol"]).command,
+            Command::User(UserCommand::Add {
+                password_stdin: false,
+                admin: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "ls", "-o", "json"]).command,
+            Command::User(UserCommand::Ls(o)) if o.output == "json"
+        ));
+        assert!(matches!(
+            parse(&["user", "passwd"]).command,
+            Command::User(UserCommand::Passwd {
+                name: None,
+                password_stdin: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "passwd", "bob", "--password-stdin"]).command,
+            Command::User(UserCommand::Passwd { name: Some(n), password_stdin: true }) if n == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "disable", "bob"]).command,
+            Command::User(UserCommand::Disable { name }) if name == "bob"
+        ));
+
+        assert!(matches!(
+            parse(&["api-token", "create", "ci", "--ttl", "30d", "--scope", "metrics", "--scope", "x"]).command,
+            Command::ApiToken(ApiTokenCommand::Create { name, ttl: Some(t), scopes })
+                if name == "ci" && t == "30d" && scopes == ["metrics", "x"]
+        ));
+        assert!(matches!(
+            parse(&["api-token", "ls", "--user", "bob", "-o", "json"]).command,
+            Command::ApiToken(ApiTokenCommand::Ls { user: Some(u), output }) if u == "bob" && output.output == "json"
+        ));
+        assert!(matches!(
+            parse(&["api-token", "revoke", "ci", "--user", "bob"]).command,
+            Command::ApiToken(ApiTokenCommand::Revoke { name, user: Some(u) }) if name == "ci" && u == "bob"
+        ));
+        assert!(matches!(
+            parse(&["audit", "--user", "bob", "--since", "1h", "--limit", "5", "-o", "json"]).command,
+            Command::Audit(a) if a.user.as_deref() == Some("bob") && a.since.as_deref() == Some("1h")
+                && a.limit == Some(5) && a.output.output == "json"
+        ));
+        // The gateway JWT commands are still there, unchanged.
+        assert!(matches!(
+            parse(&["token", "issue", "--subject", "s"]).command,
+            Command::Token(super::TokenCommand::Issue { .. })
+        ));
+    }
+
+    #[test]
+    fn identity_commands_refuse_bad_input() {
+        for bad in [
+            &["login", "--password"][..],
+            &["user", "add"],
+            &["user", "disable"],
+            &["api-token", "create"],
+            &["api-token", "revoke"],
+            &["audit", "--limit", "0"],
+            &["audit", "--limit", "-1"],
+            &["whoami", "-o", "yaml"],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("berth").chain(bad.iter().copied())).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+    }
 
     /// Every argument of every command says what it is in `--help` (`berth logs --help` once
     /// showed `--app` and `SERVICE` with no text).
