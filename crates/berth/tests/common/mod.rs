@@ -52,6 +52,19 @@ impl Server {
         gateway: &str,
         extra: &[&str],
     ) -> Server {
+        Self::start_with_env(run, data_dir, api, gateway, extra, &[])
+    }
+
+    /// Start with extra `berth server` arguments and environment variables (e.g.
+    /// `BERTH_ADMIN_PASSWORD`).
+    pub fn start_with_env(
+        run: &TestRun,
+        data_dir: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let label = format!("berth.test={}", run.id);
         let log = data_dir.join(format!("server-{}.log", free_port()));
         let logf = std::fs::File::create(&log).unwrap();
@@ -70,6 +83,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env("BERTH_LOG", "info,berth_controlplane=debug")
             .stdout(Stdio::null())
             .stderr(logf)
@@ -95,11 +109,13 @@ impl Server {
         s
     }
 
-    /// Run a CLI command against this server.
+    /// Run a CLI command against this server, as its local administrator: the CLI finds the
+    /// server's `admin.token` through `BERTH_DATA_DIR` (docs/access.md).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())
             .args(args)
             .env("BERTH_SERVER", format!("http://{}", self.api))
+            .env("BERTH_DATA_DIR", &self.data_dir)
             .output()
             .expect("run berth CLI")
     }
