@@ -461,8 +461,8 @@ mod tests {
             entry("other", "2027-01-01T00:00:00Z"),
         );
         assert_eq!(got("127.0.0.1:7400", None, &env).unwrap().0, "local");
-        assert!(entry("x", "2026-06-01T12:00:01+00:00").expired(now()) == false);
-        assert!(entry("x", "garbage").expired(now()) == false);
+        assert!(!entry("x", "2026-06-01T12:00:01+00:00").expired(now()));
+        assert!(!entry("x", "garbage").expired(now()));
     }
 
     #[test]
