@@ -407,7 +407,9 @@ class Bench:
 
     def berth(self, *args, check=True, timeout=600, quiet=False, env=None):
         self.check_server()
-        e = dict(os.environ, BERTH_SERVER=f"http://{self.api}")
+        # BERTH_DATA_DIR: the CLI authenticates with this server's admin.token (docs/access.md).
+        e = dict(os.environ, BERTH_SERVER=f"http://{self.api}",
+                 BERTH_DATA_DIR=os.path.join(self.dir, "berth-data"))
         if env:
             e.update(env)
         return run([BERTH_BIN, *args], check=check, timeout=timeout, env=e, quiet=quiet)
