@@ -13,12 +13,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// One request the fake saw: method, path, bearer token.
+/// One request the fake saw: method, path (with the query), bearer token, JSON body.
 #[derive(Debug, Clone)]
 struct Seen {
     method: String,
     path: String,
     bearer: Option<String>,
+    body: serde_json::Value,
 }
 
 /// The fake API: `/login` takes password `right`; `/whoami` answers a valid token with a user
@@ -60,13 +61,15 @@ fn fake_api() -> (String, Arc<Mutex<Vec<Seen>>>) {
                 method: method.clone(),
                 path: path.clone(),
                 bearer: bearer.clone(),
+                body: body.clone(),
             });
+            let (route, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
             let unauthorized = (
                 401,
                 serde_json::json!({"code": "unauthorized", "message": "missing or invalid token", "request_id": "r"}),
             );
             let valid = bearer.as_deref().filter(|t| *t != "berth_revoked");
-            let (status, answer) = match (method.as_str(), path.as_str(), valid) {
+            let (status, answer) = match (method.as_str(), route, valid) {
                 ("POST", "/api/v1/login", _) => {
                     if body["password"] == "right" {
                         (
@@ -100,6 +103,27 @@ fn fake_api() -> (String, Arc<Mutex<Vec<Seen>>>) {
                         "name": body["name"], "token": "berth_api_secret", "expires_at": null,
                     }),
                 ),
+                ("POST", p, Some(_)) if p.ends_with("/password") => (200, serde_json::json!({})),
+                // Five rows, ids 1..=5, at most two a page whatever the limit asked.
+                ("GET", "/api/v1/audit", Some(_)) => {
+                    let param = |k: &str| {
+                        query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+                    };
+                    let after: u64 = param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+                    let limit: u64 = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                    let ids: Vec<u64> = (after + 1..=5).take(limit.min(2) as usize).collect();
+                    let entries: Vec<serde_json::Value> = ids.iter().map(|id| serde_json::json!({
+                        "id": id, "time": "2026-06-01T12:00:00Z", "user": "admin", "token": "login-1",
+                        "team": null, "action": "POST /api/v1/users", "object": "/api/v1/users",
+                        "source": "127.0.0.1", "request_id": "r", "status": 201, "code": null,
+                    })).collect();
+                    (
+                        200,
+                        serde_json::json!({"entries": entries, "next_after": ids.last()}),
+                    )
+                }
                 _ => (
                     404,
                     serde_json::json!({"code": "not_found", "message": "no such route", "request_id": "r"}),
@@ -378,4 +402,127 @@ fn api_token_create_prints_only_the_secret() {
         .cloned()
         .unwrap();
     assert_eq!(req.bearer.as_deref(), Some("berth_env"));
+}
+
+#[test]
+fn passwd_reads_current_then_new_for_oneself_and_only_new_for_another() {
+    let (api, seen) = fake_api();
+    let home = tempfile::tempdir().unwrap();
+    // The fake's whoami names the user after the token.
+    let env = [("BERTH_SERVER", api.as_str()), ("BERTH_TOKEN", "me")];
+    let last_password_call = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .rfind(|s| s.path.ends_with("/password"))
+            .cloned()
+            .unwrap()
+    };
+
+    let out = berth(
+        home.path(),
+        &env,
+        "old secret\nnew secret\n",
+        &["user", "passwd", "--password-stdin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let call = last_password_call();
+    assert_eq!(call.path, "/api/v1/users/me/password");
+    assert_eq!(
+        call.body,
+        serde_json::json!({"password": "new secret", "current_password": "old secret"})
+    );
+    assert!(!text(&out.stdout).contains("secret") && !text(&out.stderr).contains("secret"));
+
+    let out = berth(
+        home.path(),
+        &env,
+        "bob's new\n",
+        &["user", "passwd", "bob", "--password-stdin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let call = last_password_call();
+    assert_eq!(call.path, "/api/v1/users/bob/password");
+    assert_eq!(call.body["password"], "bob's new");
+    assert!(call
+        .body
+        .get("current_password")
+        .is_none_or(serde_json::Value::is_null));
+
+    // One line for oneself is not enough: nothing is sent.
+    let before = seen.lock().unwrap().len();
+    let out = berth(
+        home.path(),
+        &env,
+        "only one\n",
+        &["user", "passwd", "--password-stdin"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("expected the current and the new password on stdin"));
+    assert!(!seen.lock().unwrap()[before..]
+        .iter()
+        .any(|s| s.path.ends_with("/password")));
+}
+
+#[test]
+fn audit_pages_through_the_log_up_to_the_limit() {
+    let (api, seen) = fake_api();
+    let home = tempfile::tempdir().unwrap();
+    let env = [("BERTH_SERVER", api.as_str()), ("BERTH_TOKEN", "admin")];
+    let ids = |out: &Output| -> Vec<u64> {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(&berth(home.path(), &env, "", &["audit", "-o", "json"])),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        ids(&berth(
+            home.path(),
+            &env,
+            "",
+            &["audit", "--limit", "3", "-o", "json"]
+        )),
+        [1, 2, 3]
+    );
+
+    let out = berth(
+        home.path(),
+        &env,
+        "",
+        &["audit", "--since", "1h", "--user", "bob", "--limit", "1"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["TIME", "USER", "ACTION", "OBJECT", "STATUS", "CODE", "SOURCE"]
+    );
+    assert_eq!(lines.count(), 1, "{table}");
+    let query = seen.lock().unwrap().last().unwrap().path.clone();
+    assert!(
+        query.contains("user=bob") && query.contains("limit=1"),
+        "{query}"
+    );
+    // `--since 1h` goes as an RFC 3339 time.
+    let since = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("since="))
+        .map(|s| s.replace("%3A", ":"))
+        .unwrap_or_else(|| panic!("no since in {query}"));
+    let t = time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{since}: {e}"));
+    let ago = time::OffsetDateTime::now_utc() - t;
+    assert!(
+        ago > time::Duration::minutes(59) && ago < time::Duration::minutes(61),
+        "{ago}"
+    );
 }
