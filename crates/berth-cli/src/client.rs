@@ -32,6 +32,8 @@ impl fmt::Display for ApiFailure {
         write!(f, "{} ({})", self.body.message, self.body.code)?;
         if self.status == 401 {
             write!(f, ": log in with `berth login` or set BERTH_TOKEN")?;
+        } else if self.body.code == "password_change_required" {
+            write!(f, ": run `berth user passwd`")?;
         }
         Ok(())
     }
@@ -701,6 +703,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "administrators only (forbidden)");
+        let (url, _) = fake(
+            403,
+            r#"{"code":"password_change_required","message":"change your password first","request_id":"r3"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .apps()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "change your password first (password_change_required): run `berth user passwd`"
+        );
     }
 
     #[test]
