@@ -1,14 +1,24 @@
 //! A typed client of the Berth REST API. Errors come back as [`ApiFailure`] with the server's
 //! `{code, message}`, or as a one-line "cannot reach" explanation.
+//!
+//! Every request carries the client's bearer token ([`Client::with_token`]), streamed ones too:
+//! requests are only made through [`Client::get`] and its siblings. `https://` servers are
+//! verified against the system's roots plus, with `--ca-file`, a private CA; TLS is rustls on the
+//! workspace's aws-lc-rs provider, handed to reqwest ready-made so that reqwest picks no provider
+//! (and brings no second crypto library) of its own.
 
 use anyhow::Context as _;
 use berth_core::api::{
-    AppStatus, AppSummary, ApplyRequest, ContextUploaded, Instance, IssuerRequest, IssuerView,
-    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued, TokenRequest,
+    ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
+    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest,
+    PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued,
+    TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An error answer from the server.
 #[derive(Debug)]
@@ -19,7 +29,13 @@ pub struct ApiFailure {
 
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.body.message, self.body.code)
+        write!(f, "{} ({})", self.body.message, self.body.code)?;
+        if self.status == 401 {
+            write!(f, ": log in with `berth login` or set BERTH_TOKEN")?;
+        } else if self.body.code == "password_change_required" {
+            write!(f, ": run `berth user passwd`")?;
+        }
+        Ok(())
     }
 }
 impl std::error::Error for ApiFailure {}
@@ -48,39 +64,67 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
-    #[must_use]
-    pub fn new(server: &str) -> Client {
+    /// A client of `server` (`HOST:PORT` or a URL), sending no credential, trusting the
+    /// system's roots for `https://`.
+    pub fn new(server: &str) -> anyhow::Result<Client> {
         let base = if server.contains("://") {
             server.to_string()
         } else {
             format!("http://{server}")
         };
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-        }
+        let base = base.trim_end_matches('/').to_string();
+        let http = http_client(base.starts_with("https://"), None)?;
+        Ok(Client {
+            base,
+            http,
+            token: None,
+        })
     }
 
-    /// Send `Authorization: Bearer <token>` with every request (streams included); `None`
-    /// leaves the client as it is.
-    #[must_use]
-    pub fn with_token(self, token: Option<String>) -> Client {
-        let Some(token) = token else { return self };
-        let Ok(mut value) =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-        else {
-            return self;
-        };
-        value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        match reqwest::Client::builder().default_headers(headers).build() {
-            Ok(http) => Client { http, ..self },
-            Err(_) => self,
+    /// Also trust the CA certificates (PEM) in `ca_file` for an `https://` server.
+    pub fn with_ca_file(mut self, ca_file: Option<&Path>) -> anyhow::Result<Client> {
+        if let Some(path) = ca_file {
+            self.http = http_client(self.base.starts_with("https://"), Some(path))?;
         }
+        Ok(self)
+    }
+
+    /// Send `Authorization: Bearer <token>` with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
+    /// The server's base URL (scheme, host, port).
+    #[must_use]
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, self.url(path));
+        match &self.token {
+            // Marked sensitive: reqwest keeps it out of its debug output.
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+    fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path)
+    }
+    fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
     }
 
     fn url(&self, path: &str) -> String {
@@ -91,8 +135,7 @@ impl Client {
     /// `POST` (a web page cannot send that to another origin without asking first), so it is
     /// sent with an empty body.
     fn bodiless_post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(self.url(path))
+        self.post(path)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
     }
 
@@ -115,7 +158,17 @@ impl Client {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
-        if e.is_connect() {
+        // reqwest's own message hides the cause; a certificate problem is worth naming.
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let cause = cause.to_string();
+        if self.base.starts_with("https://")
+            && (cause.contains("certificate") || cause.contains("Certificate"))
+        {
+            anyhow::anyhow!("cannot connect to {} over TLS: {cause} (trust a private CA with --ca-file or BERTH_CA_FILE)", self.base)
+        } else if e.is_connect() {
             anyhow::anyhow!("cannot reach the Berth server at {} (is `berth server` running? set --server or BERTH_SERVER)", self.base)
         } else {
             anyhow::anyhow!("request to {} failed: {e}", self.base)
@@ -143,12 +196,11 @@ impl Client {
     }
 
     pub async fn health(&self) -> anyhow::Result<berth_core::api::Health> {
-        self.send(self.http.get(self.url("/health"))).await
+        self.send(self.get("/health")).await
     }
     pub async fn apply(&self, app: &str, req: &ApplyRequest) -> anyhow::Result<RevisionCreated> {
         self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/apply")))
+            self.post(&format!("/apps/{app}/apply"))
                 .json(&bundle_within_limit(req)?),
         )
         .await
@@ -164,8 +216,7 @@ impl Client {
         use futures_util::StreamExt;
         let resp = self
             .streamed(
-                self.http
-                    .post(self.url(&format!("/apps/{app}/apply?progress=true")))
+                self.post(&format!("/apps/{app}/apply?progress=true"))
                     .json(&bundle_within_limit(req)?),
             )
             .await?;
@@ -208,8 +259,7 @@ impl Client {
         size: u64,
     ) -> anyhow::Result<ContextUploaded> {
         self.send(
-            self.http
-                .post(self.url("/contexts"))
+            self.post("/contexts")
                 .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
                 .header(reqwest::header::CONTENT_LENGTH, size)
                 .body(reqwest::Body::from(file)),
@@ -217,118 +267,89 @@ impl Client {
         .await
     }
     pub async fn apps(&self) -> anyhow::Result<Vec<AppSummary>> {
-        self.send(self.http.get(self.url("/apps"))).await
+        self.send(self.get("/apps")).await
     }
     pub async fn status(&self, app: &str) -> anyhow::Result<AppStatus> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}"))).await
     }
     pub async fn ps(&self, app: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/ps"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}/ps"))).await
     }
     pub async fn instances(&self, app: &str, service: &str) -> anyhow::Result<Vec<Instance>> {
-        self.send(
-            self.http
-                .get(self.url(&format!("/apps/{app}/services/{service}/instances"))),
-        )
-        .await
+        self.send(self.get(&format!("/apps/{app}/services/{service}/instances")))
+            .await
     }
     pub async fn scale(&self, app: &str, req: &ScaleRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/scale")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/apps/{app}/scale")).json(req))
+            .await
     }
     pub async fn history(&self, app: &str) -> anyhow::Result<Vec<RevisionView>> {
-        self.send(self.http.get(self.url(&format!("/apps/{app}/revisions"))))
-            .await
+        self.send(self.get(&format!("/apps/{app}/revisions"))).await
     }
     pub async fn rollback(
         &self,
         app: &str,
         req: &RollbackRequest,
     ) -> anyhow::Result<RevisionCreated> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/apps/{app}/rollback")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/apps/{app}/rollback")).json(req))
+            .await
     }
     pub async fn remove(&self, app: &str, volumes: bool) -> anyhow::Result<serde_json::Value> {
-        self.send(
-            self.http
-                .delete(self.url(&format!("/apps/{app}?volumes={volumes}"))),
-        )
-        .await
+        self.send(self.delete(&format!("/apps/{app}?volumes={volumes}")))
+            .await
     }
     pub async fn issue_token(&self, req: &TokenRequest) -> anyhow::Result<TokenIssued> {
-        self.send(self.http.post(self.url("/tokens")).json(req))
-            .await
+        self.send(self.post("/tokens").json(req)).await
     }
     pub async fn rotate_key(&self) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post("/keys/rotate")).await
     }
     pub async fn add_issuer(&self, req: &IssuerRequest) -> anyhow::Result<IssuerView> {
-        self.send(self.http.post(self.url("/issuers")).json(req))
-            .await
+        self.send(self.post("/issuers").json(req)).await
     }
     pub async fn issuers(&self) -> anyhow::Result<Vec<IssuerView>> {
-        self.send(self.http.get(self.url("/issuers"))).await
+        self.send(self.get("/issuers")).await
     }
     pub async fn remove_issuer(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        self.send(self.http.delete(self.url(&format!("/issuers/{name}"))))
-            .await
+        self.send(self.delete(&format!("/issuers/{name}"))).await
     }
     pub async fn create_service(
         &self,
         req: &berth_core::api::ServiceRequest,
     ) -> anyhow::Result<berth_core::api::ServiceView> {
-        self.send(self.http.post(self.url("/services")).json(req))
-            .await
+        self.send(self.post("/services").json(req)).await
     }
     pub async fn services(&self) -> anyhow::Result<Vec<berth_core::api::ServiceView>> {
-        self.send(self.http.get(self.url("/services"))).await
+        self.send(self.get("/services")).await
     }
     pub async fn start_build(
         &self,
         name: &str,
         req: &berth_core::api::BuildStart,
     ) -> anyhow::Result<berth_core::api::BuildView> {
-        self.send(
-            self.http
-                .post(self.url(&format!("/services/{name}/builds")))
-                .json(req),
-        )
-        .await
+        self.send(self.post(&format!("/services/{name}/builds")).json(req))
+            .await
     }
     pub async fn builds(
         &self,
         service: Option<&str>,
     ) -> anyhow::Result<Vec<berth_core::api::BuildView>> {
-        let mut req = self.http.get(self.url("/builds"));
+        let mut req = self.get("/builds");
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
         }
         self.send(req).await
     }
     pub async fn build(&self, id: u64) -> anyhow::Result<berth_core::api::BuildView> {
-        self.send(self.http.get(self.url(&format!("/builds/{id}"))))
-            .await
+        self.send(self.get(&format!("/builds/{id}"))).await
     }
     pub async fn cancel_build(&self, id: u64) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post(&format!("/builds/{id}/cancel")))
             .await
     }
     pub async fn versions(&self, name: &str) -> anyhow::Result<Vec<berth_core::api::VersionView>> {
-        self.send(
-            self.http
-                .get(self.url(&format!("/services/{name}/versions"))),
-        )
-        .await
+        self.send(self.get(&format!("/services/{name}/versions")))
+            .await
     }
     pub async fn set_secret(
         &self,
@@ -337,8 +358,7 @@ impl Client {
         value: String,
     ) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .put(self.url(&format!("/services/{service}/secrets/{name}")))
+            self.put(&format!("/services/{service}/secrets/{name}"))
                 .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
@@ -350,8 +370,7 @@ impl Client {
         value: String,
     ) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .put(self.url(&format!("/services/{service}/webhook-secret")))
+            self.put(&format!("/services/{service}/webhook-secret"))
                 .header(reqwest::header::CONTENT_TYPE, TEXT)
                 .body(value),
         )
@@ -361,7 +380,7 @@ impl Client {
         &self,
         service: Option<&str>,
     ) -> anyhow::Result<Vec<berth_core::api::ImageView>> {
-        let mut req = self.http.get(self.url("/images"));
+        let mut req = self.get("/images");
         if let Some(s) = service {
             req = req.query(&[("service", s)]);
         }
@@ -369,10 +388,7 @@ impl Client {
     }
     /// Platform events with an id above `after`, oldest first.
     pub async fn events(&self, after: u64) -> anyhow::Result<Vec<berth_core::api::EventView>> {
-        let req = self
-            .http
-            .get(self.url("/events"))
-            .query(&[("after", after.to_string())]);
+        let req = self.get("/events").query(&[("after", after.to_string())]);
         self.send(req).await
     }
     /// A version's image archive (the tar bytes).
@@ -382,18 +398,14 @@ impl Client {
         version: &str,
     ) -> anyhow::Result<bytes::Bytes> {
         Ok(self
-            .streamed(
-                self.http
-                    .get(self.url(&format!("/images/{service}/{version}/archive"))),
-            )
+            .streamed(self.get(&format!("/images/{service}/{version}/archive")))
             .await?
             .bytes()
             .await?)
     }
     pub async fn restore_image(&self, tar: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         self.send(
-            self.http
-                .post(self.url("/images/restore"))
+            self.post("/images/restore")
                 .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
                 .body(tar),
         )
@@ -401,11 +413,8 @@ impl Client {
     }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
-        self.streamed(
-            self.http
-                .get(self.url(&format!("/builds/{id}/logs?follow={follow}"))),
-        )
-        .await
+        self.streamed(self.get(&format!("/builds/{id}/logs?follow={follow}")))
+            .await
     }
     /// The raw logs response (streamed by the caller).
     pub async fn logs(
@@ -419,6 +428,389 @@ impl Client {
         if let Some(t) = tail {
             url.push_str(&format!("&tail={t}"));
         }
-        self.streamed(self.http.get(self.url(&url))).await
+        self.streamed(self.get(&url)).await
+    }
+
+    // --- identity (docs/access.md) ---
+
+    /// `POST /api/v1/login`: a session token for `user`.
+    pub async fn login(&self, req: &LoginRequest) -> anyhow::Result<LoginIssued> {
+        self.send(self.post("/login").json(req)).await
+    }
+    /// `POST /api/v1/logout`: revoke the calling token.
+    pub async fn logout(&self) -> anyhow::Result<serde_json::Value> {
+        self.send(self.bodiless_post("/logout")).await
+    }
+    pub async fn whoami(&self) -> anyhow::Result<Whoami> {
+        self.send(self.get("/whoami")).await
+    }
+    /// The caller's API tokens, or `user`'s (administrator).
+    pub async fn api_tokens(&self, user: Option<&str>) -> anyhow::Result<Vec<ApiTokenView>> {
+        let mut req = self.get("/api-tokens");
+        if let Some(u) = user {
+            req = req.query(&[("user", u)]);
+        }
+        self.send(req).await
+    }
+    pub async fn create_api_token(&self, req: &ApiTokenRequest) -> anyhow::Result<ApiTokenCreated> {
+        self.send(self.post("/api-tokens").json(req)).await
+    }
+    /// Revoke the caller's token `name`, or `user`'s (administrator).
+    pub async fn revoke_api_token(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self.delete(&format!("/api-tokens/{}", segment(name)));
+        if let Some(u) = user {
+            req = req.query(&[("user", u)]);
+        }
+        self.send(req).await
+    }
+    pub async fn users(&self) -> anyhow::Result<Vec<UserView>> {
+        self.send(self.get("/users")).await
+    }
+    pub async fn create_user(&self, req: &UserRequest) -> anyhow::Result<UserCreated> {
+        self.send(self.post("/users").json(req)).await
+    }
+    pub async fn set_password(
+        &self,
+        user: &str,
+        req: &PasswordChange,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.post(&format!("/users/{}/password", segment(user)))
+                .json(req),
+        )
+        .await
+    }
+    pub async fn disable_user(&self, user: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
+            .await
+    }
+    /// One page of the audit log: rows with an id above `after`, oldest first.
+    pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<AuditPage> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(u) = &q.user {
+            params.push(("user", u.clone()));
+        }
+        if let Some(s) = &q.since {
+            params.push(("since", s.clone()));
+        }
+        if let Some(a) = q.after {
+            params.push(("after", a.to_string()));
+        }
+        if let Some(l) = q.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.send(self.get("/audit").query(&params)).await
+    }
+}
+
+/// `GET /api/v1/audit`'s query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub user: Option<String>,
+    /// RFC 3339: rows at or after this time.
+    pub since: Option<String>,
+    /// Rows with an id above this one.
+    pub after: Option<u64>,
+    /// At most this many rows in the page.
+    pub limit: Option<u64>,
+}
+
+/// A name as one URL path segment (user and token names are plain, but a `/` or `?` typed by
+/// mistake must not reach another route).
+fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Make aws-lc-rs rustls's process-wide provider. reqwest's rustls (enabled for the CLI without
+/// a provider of its own) takes the process default, and panics without one, for any client built
+/// without a ready-made TLS config: the `berth` binary calls this first thing, for the clients of
+/// the server and the gateway. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The HTTP client: rustls on aws-lc-rs, trusting (for `https://`) the system's roots and the
+/// PEM certificates in `ca_file`.
+fn http_client(https: bool, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        // Unreadable or odd system certificates are skipped: a private CA may be all we need.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    }
+    if let Some(path) = ca_file {
+        roots.add_parsable_certificates(read_ca_file(path)?);
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+/// The certificates in a PEM file; an error names the file when there is none.
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let shown = PathBuf::from(path).display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the CA file {shown}: {e}"))?;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("the CA file {shown} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "the CA file {shown} holds no certificate (expected PEM `BEGIN CERTIFICATE`)"
+        );
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::sync::Mutex;
+
+    /// One request as a fake server saw it: method, path, `Authorization` header.
+    type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+    /// A fake API on a free loopback port answering every request with `status` and `body`,
+    /// recording what it saw.
+    fn fake(status: u16, body: &'static str) -> (String, Seen) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut parts = first.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_string(),
+                    parts.next().unwrap_or_default().to_string(),
+                );
+                let (mut auth, mut length) = (None, 0usize);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = line.split_once(':').unwrap_or_default();
+                    match k.to_ascii_lowercase().as_str() {
+                        "authorization" => auth = Some(v.trim().to_string()),
+                        "content-length" => length = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                let mut rest = vec![0; length];
+                let _ = reader.read_exact(&mut rest);
+                log.lock().unwrap().push((method, path, auth));
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_token_streamed_ones_too() {
+        let (url, seen) = fake(200, "[]");
+        let client = Client::new(&url)
+            .unwrap()
+            .with_token(Some("berth_secret".into()));
+        client.apps().await.unwrap();
+        let _ = client.logs("a", "web", false, None).await.unwrap();
+        let _ = client.build_logs(1, false).await.unwrap();
+        let tar = tempfile::tempfile().unwrap();
+        let _ = client
+            .upload_context(tokio::fs::File::from_std(tar), 0)
+            .await;
+        let _ = client.logout().await;
+        let seen = seen.lock().unwrap().clone();
+        let paths: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/apps",
+                "/api/v1/apps/a/services/web/logs?follow=false",
+                "/api/v1/builds/1/logs?follow=false",
+                "/api/v1/contexts",
+                "/api/v1/logout"
+            ]
+        );
+        for (method, path, auth) in &seen {
+            assert_eq!(
+                auth.as_deref(),
+                Some("Bearer berth_secret"),
+                "{method} {path}"
+            );
+        }
+
+        let (url, seen) = fake(200, "[]");
+        Client::new(&url).unwrap().apps().await.unwrap();
+        assert_eq!(seen.lock().unwrap()[0].2, None, "no token, no header");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_says_how_to_log_in_on_one_line() {
+        let (url, _) = fake(
+            401,
+            r#"{"code":"unauthorized","message":"missing or invalid token","request_id":"r1"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .with_token(Some("berth_revoked".into()))
+            .whoami()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "missing or invalid token (unauthorized): log in with `berth login` or set BERTH_TOKEN"
+        );
+        // Other refusals keep their message alone.
+        let (url, _) = fake(
+            403,
+            r#"{"code":"forbidden","message":"administrators only","request_id":"r2"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .users()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "administrators only (forbidden)");
+        let (url, _) = fake(
+            403,
+            r#"{"code":"password_change_required","message":"change your password first","request_id":"r3"}"#,
+        );
+        let e = Client::new(&url)
+            .unwrap()
+            .apps()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "change your password first (password_change_required): run `berth user passwd`"
+        );
+    }
+
+    #[test]
+    fn names_stay_one_path_segment() {
+        assert_eq!(segment("ci-token_1.x"), "ci-token_1.x");
+        assert_eq!(segment("a/../b?c"), "a%2F..%2Fb%3Fc");
+    }
+
+    /// An `https://` API with a certificate from a private CA: refused until the CA file is
+    /// given, then trusted; a file without a certificate is a one-line error.
+    #[tokio::test]
+    async fn https_with_a_private_ca_file() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = r#"{"status":"ok","version":"t","instance":"i","docker_api":"1"}"#;
+                    let _ = tls
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}");
+
+        let e = Client::new(&url)
+            .unwrap()
+            .health()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over TLS") && e.contains("--ca-file"), "{e}");
+
+        let trusted = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&ca_file))
+            .unwrap();
+        assert_eq!(trusted.health().await.unwrap().status, "ok");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&empty))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let e = Client::new(&url)
+            .unwrap()
+            .with_ca_file(Some(&dir.path().join("missing.pem")))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("cannot read the CA file"), "{e}");
     }
 }

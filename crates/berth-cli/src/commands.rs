@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Server(_) | Command::Gateway(_) => bail!("handled by the binary"),
+        Command::Login(_)
+        | Command::Logout
+        | Command::Whoami(_)
+        | Command::User(_)
+        | Command::ApiToken(_)
+        | Command::Audit(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;
@@ -457,7 +463,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
     }
 }
 
-fn json(o: &OutputArgs) -> bool {
+pub(crate) fn json(o: &OutputArgs) -> bool {
     o.output == "json"
 }
 
@@ -489,7 +495,7 @@ async fn events(client: &Client, follow: bool, out: &OutputArgs) -> anyhow::Resu
     }
 }
 
-fn print_list<T: serde::Serialize>(
+pub(crate) fn print_list<T: serde::Serialize>(
     out: &OutputArgs,
     list: &[T],
     headers: &[&str],
@@ -502,11 +508,11 @@ fn print_list<T: serde::Serialize>(
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -846,13 +852,16 @@ pub(crate) fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let n: u64 = num
         .parse()
         .map_err(|_| anyhow!("{s:?}: expected a duration like 90s, 15m, 1h or 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => bail!("{s:?}: expected a duration like 90s, 15m, 1h or 7d"),
     };
+    let secs = n
+        .checked_mul(unit_secs)
+        .ok_or_else(|| anyhow!("{s:?}: too long"))?;
     Ok(Duration::from_secs(secs))
 }
 
@@ -913,7 +922,7 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "h", "1x", "-1s", "1.5h"] {
+        for bad in ["", "h", "1x", "-1s", "1.5h", "99999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -11,7 +11,11 @@
 #[macro_use]
 mod output;
 pub mod client;
+mod cmd;
 mod commands;
+pub mod credentials;
+
+pub use credentials::default_data_dir;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,6 +35,13 @@ pub struct Cli {
     /// The Berth API to talk to.
     #[arg(long, global = true, env = "BERTH_SERVER", default_value = concat!("http://", "127.0.0.1:7400"))]
     pub server: String,
+    /// The API token to send (else `BERTH_TOKEN`, else the session `berth login` stored for the
+    /// server, else, for a server on this machine, its `<data-dir>/admin.token`).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Also trust the CA certificates in this PEM file for an `https://` server.
+    #[arg(long, global = true, env = "BERTH_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -159,6 +170,20 @@ pub enum Command {
     /// JWT issuers the gateway accepts besides Berth's own.
     #[command(subcommand)]
     Issuer(IssuerCommand),
+    /// Log in to the server (`--server`) and keep the session for later commands.
+    Login(LoginArgs),
+    /// End the session `berth login` stored for the server.
+    Logout,
+    /// Who the server sees: user, token, rights.
+    Whoami(OutputArgs),
+    /// Users (administrator), and `berth user passwd` for one's own password.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens for scripts, acting with their owner's rights.
+    #[command(subcommand, name = "api-token")]
+    ApiToken(ApiTokenCommand),
+    /// The audit log: every state-changing call and every login.
+    Audit(AuditArgs),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         /// Application name.
@@ -171,6 +196,95 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoginArgs {
+    /// The user to log in as (asked on the terminal when not given).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Read the password from the first line of stdin instead of the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; without --password-stdin the server generates a password, shown once, to
+    /// be changed at first login.
+    Add {
+        /// The user's name.
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a platform administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    Ls(OutputArgs),
+    /// Change a password: one's own (asks the current one) or, as administrator, NAME's.
+    Passwd {
+        /// The user whose password to set; default oneself.
+        name: Option<String>,
+        /// Read from stdin instead of the terminal: for oneself two lines (current, then new),
+        /// for another user one (new).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: their tokens stop working at once.
+    Disable {
+        /// The user to disable.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCommand {
+    /// Create an API token; prints only the secret, once.
+    Create {
+        /// The token's name (unique among its owner's tokens).
+        name: String,
+        /// Lifetime, e.g. `90s`, `15m`, `12h`, `30d`; default until revoked.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Restrict the token to a scope (repeatable), e.g. `metrics`; default the owner's
+        /// full rights.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// List API tokens and sessions (never their secrets).
+    Ls {
+        /// Another user's tokens (administrator).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke {
+        /// The token's name (`berth api-token ls`).
+        name: String,
+        /// The token belongs to this user (administrator).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// Only this user's rows.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only rows this recent, e.g. `30m`, `1h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most N rows (the oldest first); default all.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -485,14 +599,7 @@ pub struct OutputArgs {
 
 /// Run a client command (everything but `server`); returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
-    // The credential: `BERTH_TOKEN` for now (the full resolution — --token, the credentials
-    // file, <data-dir>/admin.token — comes with the login commands).
-    let client = client::Client::new(&cli.server).with_token(
-        std::env::var("BERTH_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty()),
-    );
-    match commands::run(&client, cli.command).await {
+    match run_client(cli).await {
         Ok(code) => code,
         Err(e) => {
             errln!("error: {e:#}");
@@ -501,9 +608,151 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+async fn run_client(cli: Cli) -> anyhow::Result<i32> {
+    let env = credentials::Env::from_process();
+    let client = client::Client::new(&cli.server)?.with_ca_file(cli.ca_file.as_deref())?;
+    match cli.command {
+        // These two use the session in the credentials file, not the resolved credential.
+        Command::Login(args) => cmd::login::login(&client, &env, args).await,
+        Command::Logout => cmd::login::logout(&client, &env).await,
+        command => {
+            let resolved = credentials::resolve(
+                &cli.server,
+                cli.token.as_deref(),
+                &env,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            let ctx = cmd::Ctx {
+                client: client.with_token(resolved.as_ref().map(|r| r.token.clone())),
+                env,
+                source: resolved.map(|r| r.source),
+            };
+            match command {
+                Command::Whoami(out) => cmd::login::whoami(&ctx, &out).await,
+                Command::User(c) => cmd::user::run(&ctx, c).await,
+                Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,
+                Command::Audit(args) => cmd::audit::run(&ctx, args).await,
+                other => commands::run(&ctx.client, other).await,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, Cli};
+    use super::{parse_bytes, ApiTokenCommand, Cli, Command, UserCommand};
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn identity_commands_parse_as_documented() {
+        let cli = parse(&[
+            "login",
+            "--server",
+            "https://berth.example:7400",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ]);
+        assert_eq!(cli.server, "https://berth.example:7400");
+        assert!(
+            matches!(&cli.command, Command::Login(a) if a.user.as_deref() == Some("admin") && a.password_stdin)
+        );
+        assert!(matches!(parse(&["logout"]).command, Command::Logout));
+        assert!(
+            matches!(parse(&["whoami", "-o", "json"]).command, Command::Whoami(o) if o.output == "json")
+        );
+        let cli = parse(&["--token", "t1", "--ca-file", "/ca.pem", "whoami"]);
+        assert_eq!(cli.token.as_deref(), Some("t1"));
+        assert_eq!(
+            cli.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        // Global flags go after the command too.
+        assert_eq!(
+            parse(&["whoami", "--token", "t2"]).token.as_deref(),
+            Some("t2")
+        );
+
+        assert!(matches!(
+            parse(&["user", "add", "bob", "--password-stdin", "--admin"]).command,
+            Command::User(UserCommand::Add { name, password_stdin: true, admin: true }) if name == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "add", "carol"]).command,
+            Command::User(UserCommand::Add {
+                password_stdin: false,
+                admin: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "ls", "-o", "json"]).command,
+            Command::User(UserCommand::Ls(o)) if o.output == "json"
+        ));
+        assert!(matches!(
+            parse(&["user", "passwd"]).command,
+            Command::User(UserCommand::Passwd {
+                name: None,
+                password_stdin: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "passwd", "bob", "--password-stdin"]).command,
+            Command::User(UserCommand::Passwd { name: Some(n), password_stdin: true }) if n == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "disable", "bob"]).command,
+            Command::User(UserCommand::Disable { name }) if name == "bob"
+        ));
+
+        assert!(matches!(
+            parse(&["api-token", "create", "ci", "--ttl", "30d", "--scope", "metrics", "--scope", "x"]).command,
+            Command::ApiToken(ApiTokenCommand::Create { name, ttl: Some(t), scopes })
+                if name == "ci" && t == "30d" && scopes == ["metrics", "x"]
+        ));
+        assert!(matches!(
+            parse(&["api-token", "ls", "--user", "bob", "-o", "json"]).command,
+            Command::ApiToken(ApiTokenCommand::Ls { user: Some(u), output }) if u == "bob" && output.output == "json"
+        ));
+        assert!(matches!(
+            parse(&["api-token", "revoke", "ci", "--user", "bob"]).command,
+            Command::ApiToken(ApiTokenCommand::Revoke { name, user: Some(u) }) if name == "ci" && u == "bob"
+        ));
+        assert!(matches!(
+            parse(&["audit", "--user", "bob", "--since", "1h", "--limit", "5", "-o", "json"]).command,
+            Command::Audit(a) if a.user.as_deref() == Some("bob") && a.since.as_deref() == Some("1h")
+                && a.limit == Some(5) && a.output.output == "json"
+        ));
+        // The gateway JWT commands are still there, unchanged.
+        assert!(matches!(
+            parse(&["token", "issue", "--subject", "s"]).command,
+            Command::Token(super::TokenCommand::Issue { .. })
+        ));
+    }
+
+    #[test]
+    fn identity_commands_refuse_bad_input() {
+        for bad in [
+            &["login", "--password"][..],
+            &["user", "add"],
+            &["user", "disable"],
+            &["api-token", "create"],
+            &["api-token", "revoke"],
+            &["audit", "--limit", "0"],
+            &["audit", "--limit", "-1"],
+            &["whoami", "-o", "yaml"],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("berth").chain(bad.iter().copied())).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+    }
 
     /// Every argument of every command says what it is in `--help` (`berth logs --help` once
     /// showed `--app` and `SERVICE` with no text).

@@ -11,7 +11,6 @@ use berth_controlplane::{Config, ControlPlane, DataPlane};
 use berth_gateway::{Gateway, GatewayConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,16 +41,6 @@ impl DataPlane for GatewayPlane {
     }
     fn table_version(&self) -> u64 {
         self.0.table_version()
-    }
-}
-
-fn default_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(d).join("berth");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/share/berth"),
-        None => PathBuf::from("berth-data"),
     }
 }
 
@@ -138,7 +127,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow!(e))?;
     let _log_guard = init_tracing(&args.log_format);
 
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(berth_cli::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let docker = berth_docker::Docker::connect()

@@ -62,6 +62,7 @@ impl Server {
             gateway,
             extra,
             Some(TEST_ADMIN_PASSWORD),
+            &[],
         )
     }
 
@@ -70,7 +71,20 @@ impl Server {
     pub fn start_generated_admin(run: &TestRun, data_dir: &Path) -> Server {
         let api = format!("127.0.0.1:{}", free_port());
         let gateway = format!("127.0.0.1:{}", free_port());
-        Self::spawn(run, data_dir, &api, &gateway, &[], None)
+        Self::spawn(run, data_dir, &api, &gateway, &[], None, &[])
+    }
+
+    /// Start with extra `berth server` arguments and environment variables (e.g.
+    /// `BERTH_ADMIN_PASSWORD`).
+    pub fn start_with_env(
+        run: &TestRun,
+        data_dir: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::spawn(run, data_dir, api, gateway, extra, None, env)
     }
 
     fn spawn(
@@ -80,6 +94,7 @@ impl Server {
         gateway: &str,
         extra: &[&str],
         admin_password: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Server {
         let label = format!("berth.test={}", run.id);
         let log = data_dir.join(format!("server-{}.log", free_port()));
@@ -102,6 +117,7 @@ impl Server {
             .env("BERTH_LOG", "info,berth_controlplane=debug")
             .env_remove("BERTH_ADMIN_PASSWORD")
             .envs(admin_password.map(|p| ("BERTH_ADMIN_PASSWORD", p)))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
@@ -140,12 +156,13 @@ impl Server {
             .unwrap_or_default()
     }
 
-    /// Run a CLI command against this server (as the local administrator).
+    /// Run a CLI command against this server, as its local administrator: the CLI finds the
+    /// server's `admin.token` through `BERTH_DATA_DIR` (docs/access.md).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())
             .args(args)
             .env("BERTH_SERVER", format!("http://{}", self.api))
-            .env("BERTH_TOKEN", self.token())
+            .env_remove("BERTH_TOKEN")
             .env("BERTH_DATA_DIR", &self.data_dir)
             .output()
             .expect("run berth CLI")
