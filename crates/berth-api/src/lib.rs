@@ -8,15 +8,16 @@
 //!   `{"code", "message", "request_id"}`; codes are documented in `docs/errors.md`.
 //! - Every answer carries `X-Request-Id` (the client's if well formed, else a new one) and the
 //!   same id is in every error body and log line of the request.
-//! - The API controls the Docker engine, so until users and tokens exist it answers loopback
-//!   peers only (the server also refuses to listen on a non-loopback address), and of those only
-//!   requests a web page cannot forge: a `Host` it answers for, no foreign `Origin`, the
-//!   endpoint's content type, a body within the endpoint's limit ([`guard`]).
+//! - The API controls the Docker engine. It may listen on a network (`--api-listen`, optionally
+//!   with TLS: [`listener`]), and answers only requests a web page cannot forge: a `Host` it
+//!   answers for, no foreign `Origin`, the endpoint's content type, a body within the
+//!   endpoint's limit ([`guard`]).
 
 pub mod error;
 pub mod guard;
 mod handlers;
 pub mod listener;
+pub mod metrics;
 pub mod openapi;
 
 use axum::extract::{ConnectInfo, Request};
@@ -110,20 +111,14 @@ async fn request_context(access: &guard::Access, mut req: Request, next: Next) -
     // At most 256 characters of the path in the log (an over-long URI is refused, not logged).
     let path: String = req.uri().path().chars().take(256).collect();
     let started = std::time::Instant::now();
-    // Fail closed: a peer we cannot see is treated as remote.
-    let mut resp = match peer {
-        Some(p) if p.ip().is_loopback() => match guard::check_caller(access, &req) {
-            Ok(()) => next.run(req).await,
-            Err(e) => {
-                tracing::warn!(request_id = %id, %method, path, code = %e.code, message = e.message, "api request refused");
-                e.into_response()
-            }
-        },
-        _ => ApiError::new(
-            ErrorCode::Forbidden,
-            "the Berth API answers loopback clients only until users and tokens exist",
-        )
-        .into_response(),
+    // The API may listen on a network (`--api-listen 0.0.0.0:7400`): who the caller is comes
+    // from its token (authentication, after these checks), not from its address.
+    let mut resp = match guard::check_caller(access, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(request_id = %id, %method, path, ?peer, code = %e.code, message = e.message, "api request refused");
+            e.into_response()
+        }
     };
     error::finish(&mut resp, &id).await;
     if let Ok(v) = http::HeaderValue::from_str(&id) {

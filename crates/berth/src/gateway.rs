@@ -4,12 +4,19 @@
 //! publishes each table to the gateway. When the stream breaks — the control plane restarts, is
 //! upgraded or is killed — it keeps serving the last table it received and reconnects with a
 //! backoff, so routed traffic does not depend on the control plane being up.
+//!
+//! With `--token-file F` every call to the control plane carries `Authorization: Bearer` with the
+//! token in F (read once at start; never logged); an `https://` control plane is verified
+//! against `--ca-file` (a private CA) or the system's roots. `--metrics-listen ADDR` serves the
+//! gateway's Prometheus metrics there, without authentication.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use berth_cli::GatewayArgs;
 use berth_gateway::{Gateway, GatewayConfig};
 use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -31,7 +38,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     } else {
         format!("http://{control}")
     };
+    let client = control_client(
+        &control,
+        args.token_file.as_deref(),
+        args.ca_file.as_deref(),
+    )?;
+    let metrics_addr = crate::server::parse_metrics_listen(args.metrics_listen.as_deref())?;
     let _log_guard = crate::server::init_tracing(&args.log_format);
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
@@ -61,8 +82,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         .with_verifier(verifier),
     );
-    tracing::info!(%listen, control, "berth gateway started");
-    let follower = tokio::spawn(follow(control, tx, shutdown.clone()));
+    tracing::info!(
+        %listen,
+        control,
+        token = args.token_file.is_some(),
+        metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        "berth gateway started"
+    );
+    let follower = tokio::spawn(follow(client, control, tx, shutdown.clone()));
+    let metrics = metrics_listener.map(|l| {
+        let g = gateway.clone();
+        crate::server::spawn_metrics(l, Arc::new(move || g.render_metrics()), shutdown.clone())
+    });
     let gw = gateway.clone();
     let gw_shutdown = shutdown.clone();
     let http = tokio::spawn(async move { gw.serve_http(listener, gw_shutdown).await });
@@ -88,18 +119,71 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         if let Some(h) = https {
             let _ = h.await;
         }
+        if let Some(h) = metrics {
+            let _ = h.await;
+        }
     })
     .await;
     Ok(())
 }
 
+/// The token in `--token-file`, trimmed.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("--token-file {}: cannot read it: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("--token-file {}: the file is empty", path.display());
+    }
+    // The token goes into a header: one line of visible ASCII (never echoed here).
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "--token-file {}: not a token (expected one line of printable ASCII)",
+            path.display()
+        );
+    }
+    Ok(token.to_string())
+}
+
+/// The HTTP client for the control plane: the token on every call, TLS trust for `https://`.
+fn control_client(
+    control: &str,
+    token_file: Option<&Path>,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = token_file {
+        let token = read_token(path)?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            anyhow!(
+                "--token-file {}: not a token (expected one line of printable ASCII)",
+                path.display()
+            )
+        })?;
+        // Kept out of any debug output of the request.
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    if control
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        builder = builder.use_preconfigured_tls(crate::tls::client_config(ca_file)?);
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow!("cannot set up the control plane client: {e}"))
+}
+
 /// Follow the control plane's table stream forever, reconnecting with a backoff.
 async fn follow(
+    client: reqwest::Client,
     control: String,
     tx: watch::Sender<Arc<berth_core::RoutingTable>>,
     shutdown: CancellationToken,
 ) {
-    let client = reqwest::Client::new();
     let url = format!("{control}/api/v1/gateway/table?watch=true");
     let mut backoff = Duration::from_millis(100);
     loop {
