@@ -4,6 +4,8 @@
 
 use crate::error::ApiError;
 use crate::MetricsFn;
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,14 +20,31 @@ pub(crate) fn answer(text: String) -> Response {
 }
 
 /// A router serving only `GET /metrics` (anything else: `404 not_found` / `405
-/// method_not_allowed` in the API's error shape).
+/// method_not_allowed` in the API's error shape, with a request id).
 pub fn router(metrics: MetricsFn) -> Router {
     Router::new()
         .route("/metrics", get(move || async move { answer(metrics()) }))
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "only GET /metrics is served here") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::MethodNotAllowed, "only GET /metrics is served here")
+        .fallback(|| async {
+            ApiError::new(ErrorCode::NotFound, "only GET /metrics is served here")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "only GET /metrics is served here",
+            )
+        })
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Every answer carries a fresh `X-Request-Id`, also in error bodies (as on the API).
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = crate::new_request_id();
+    let mut resp = next.run(req).await;
+    crate::error::finish(&mut resp, &id).await;
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 /// Serve [`router`] on `listener` until `shutdown` completes.

@@ -13,6 +13,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // reqwest is built with rustls but no provider of its own (no ring): every client it builds
+    // takes the process default, aws-lc-rs, the provider the gateway and the API's TLS use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = berth_cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -231,13 +231,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     )
     .map_err(|e| anyhow!("{e}"))?;
-    let issuer_url = args
-        .issuer_url
-        .clone()
-        .unwrap_or_else(|| {
-            let scheme = if api_tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{api_addr}")
-        });
+    let issuer_url = args.issuer_url.clone().unwrap_or_else(|| {
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{api_addr}")
+    });
     cp.enable_issuer(Arc::new(keys), issuer_url, shutdown.child_token());
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;

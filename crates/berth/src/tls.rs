@@ -78,7 +78,10 @@ pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientCon
             }
             for c in certs {
                 roots.add(c).map_err(|e| {
-                    anyhow!("--ca-file {}: not a usable CA certificate: {e}", path.display())
+                    anyhow!(
+                        "--ca-file {}: not a usable CA certificate: {e}",
+                        path.display()
+                    )
                 })?;
             }
         }
