@@ -332,6 +332,68 @@ impl AsyncWrite for ApiIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{crypto::aws_lc_rs, ClientConfig, RootCertStore};
+
+    #[tokio::test]
+    async fn tls_connections_carry_the_peer_address_and_a_silent_one_blocks_nobody() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(aws_lc_rs::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(
+                |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+                    peer.to_string()
+                },
+            ),
+        );
+        let serving = tls_listener(l, Arc::new(server)).unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                serving,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        // Connects and never says a word.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let me = tcp.local_addr().unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let _ = tls.read_to_end(&mut out).await;
+            (me, String::from_utf8_lossy(&out).into_owned())
+        })
+        .await
+        .expect("a silent connection held up the next one");
+        let (me, text) = answer;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with(&me.to_string()), "{text}");
+    }
 
     #[test]
     fn only_hypers_own_answers_are_replaced() {
