@@ -31,6 +31,9 @@ pub struct Cli {
     /// The Berth API to talk to.
     #[arg(long, global = true, env = "BERTH_SERVER", default_value = concat!("http://", "127.0.0.1:7400"))]
     pub server: String,
+    /// Also trust the CA certificates in this PEM file for an `https://` server.
+    #[arg(long, global = true, env = "BERTH_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -427,15 +430,13 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct GatewayArgs {
-    /// The control plane's API, which streams the routing table.
+    /// The control plane's API, which streams the routing table (`https://`: verified against
+    /// the system's roots and `--ca-file`).
     #[arg(long, env = "BERTH_CONTROL", default_value = concat!("http://", "127.0.0.1:7400"))]
     pub control: String,
     /// A file holding the API token sent to the control plane (`Authorization: Bearer`).
     #[arg(long, env = "BERTH_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Trust this CA (PEM) for an `https://` control plane, instead of the system's roots.
-    #[arg(long, env = "BERTH_CA_FILE", value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
     /// Address of the HTTP gateway.
     #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
     pub listen: String,

@@ -7,7 +7,7 @@
 //!
 //! With `--token-file F` every call to the control plane carries `Authorization: Bearer` with the
 //! token in F (read once at start; never logged); an `https://` control plane is verified
-//! against `--ca-file` (a private CA) or the system's roots. `--metrics-listen ADDR` serves the
+//! against the system's roots and `--ca-file` (a private CA). `--metrics-listen ADDR` serves the
 //! gateway's Prometheus metrics there, without authentication.
 
 use anyhow::{anyhow, bail, Context};
@@ -16,7 +16,7 @@ use berth_gateway::{Gateway, GatewayConfig};
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// A stream silent for longer than this is considered dead (the server sends every 10 s).
 const STALE: Duration = Duration::from_secs(25);
 
-pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+/// `ca_file`: the global `--ca-file` (`BERTH_CA_FILE`), trusted for an `https://` control plane.
+pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         anyhow!(
             "--listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
@@ -38,11 +39,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     } else {
         format!("http://{control}")
     };
-    let client = control_client(
-        &control,
-        args.token_file.as_deref(),
-        args.ca_file.as_deref(),
-    )?;
+    let client = control_client(&control, args.token_file.as_deref(), ca_file.as_deref())?;
     let metrics_addr = crate::server::parse_metrics_listen(args.metrics_listen.as_deref())?;
     let _log_guard = crate::server::init_tracing(&args.log_format);
     let metrics_listener = match metrics_addr {

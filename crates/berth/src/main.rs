@@ -17,6 +17,7 @@ fn main() {
     // takes the process default, aws-lc-rs, the provider the gateway and the API's TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = berth_cli::Cli::parse();
+    let ca_file = cli.ca_file.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,7 +37,7 @@ fn main() {
                     1
                 }
             },
-            berth_cli::Command::Gateway(args) => match gateway::run(args).await {
+            berth_cli::Command::Gateway(args) => match gateway::run(args, ca_file).await {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -58,40 +58,36 @@ pub fn api_config(spec: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The TLS client configuration for calls to an `https://` control plane: trust the CA
-/// certificates in `ca_file` (a private CA) if given, else the system's roots. The aws-lc-rs
-/// provider is passed explicitly, as everywhere in Berth.
+/// The TLS client configuration for calls to an `https://` control plane: trust the system's
+/// roots and the CA certificates in `ca_file` (a private CA). The aws-lc-rs provider is passed
+/// explicitly, as everywhere in Berth.
 pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("--ca-file: cannot read {}", path.display()))?;
-            let certs = CertificateDer::pem_slice_iter(&bytes)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow!("--ca-file {}: not a valid PEM file: {e}", path.display()))?;
-            if certs.is_empty() {
-                bail!(
-                    "--ca-file {}: no certificate (-----BEGIN CERTIFICATE-----) found",
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("--ca-file: cannot read {}", path.display()))?;
+        let certs = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("--ca-file {}: not a valid PEM file: {e}", path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "--ca-file {}: no certificate (-----BEGIN CERTIFICATE-----) found",
+                path.display()
+            );
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| {
+                anyhow!(
+                    "--ca-file {}: not a usable CA certificate: {e}",
                     path.display()
-                );
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| {
-                    anyhow!(
-                        "--ca-file {}: not a usable CA certificate: {e}",
-                        path.display()
-                    )
-                })?;
-            }
+                )
+            })?;
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                bail!("no trusted CA certificates found on this system; give --ca-file");
-            }
-        }
+    }
+    if roots.is_empty() {
+        bail!("no trusted CA certificates found on this system; give --ca-file");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

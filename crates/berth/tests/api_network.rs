@@ -202,6 +202,60 @@ fn api_over_tls_with_a_private_ca() {
             "{ok} {out} {err} / {text}"
         );
     }
+
+    // A separate gateway follows the https:// control plane, trusting the CA with --ca-file
+    // (and fails to without it).
+    let token = dir.path().join("admin.token");
+    let token = if token.exists() {
+        token
+    } else {
+        let placeholder = dir.path().join("placeholder.token");
+        std::fs::write(&placeholder, "berth_placeholder\n").unwrap();
+        placeholder
+    };
+    let follow = |ca_file: Option<&Path>, name: &str| {
+        let log = dir.path().join(name);
+        let mut cmd = Command::new(bin());
+        cmd.args(["gateway", "--control", &format!("https://localhost:{port}")])
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--token-file")
+            .arg(&token)
+            .env("BERTH_LOG", "debug")
+            .env_remove("BERTH_CA_FILE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(ca) = ca_file {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        (cmd.spawn().unwrap(), log)
+    };
+    let (mut trusted, log) = follow(Some(&ca), "gateway-trusted.log");
+    wait_for(
+        Duration::from_secs(15),
+        "the gateway gets its table over https",
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|l| l.contains("new routing table"))
+        },
+    );
+    let _ = trusted.kill();
+    let _ = trusted.wait();
+    let (mut untrusted, log) = follow(None, "gateway-untrusted.log");
+    wait_for(
+        Duration::from_secs(15),
+        "the gateway refuses the unknown CA",
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|l| l.contains("lost the control plane"))
+        },
+    );
+    let _ = untrusted.kill();
+    let _ = untrusted.wait();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains("new routing table"), "{logged}");
+
     let _ = silent.write_all(b"");
     let _ = silent.read(&mut [0u8; 1]);
     let _ = child.kill();
