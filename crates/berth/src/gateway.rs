@@ -6,7 +6,8 @@
 //! backoff, so routed traffic does not depend on the control plane being up.
 //!
 //! With `--token-file F` every call to the control plane carries `Authorization: Bearer` with the
-//! token in F (read once at start; never logged); an `https://` control plane is verified
+//! token in F (read at start, and again before every reconnection so a rotated token is picked
+//! up; never logged); an `https://` control plane is verified
 //! against the system's roots and `--ca-file` (a private CA). `--metrics-listen ADDR` serves the
 //! gateway's Prometheus metrics there, without authentication.
 
@@ -14,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 use berth_cli::GatewayArgs;
 use berth_gateway::{Gateway, GatewayConfig};
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +40,8 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
     } else {
         format!("http://{control}")
     };
-    let client = control_client(&control, args.token_file.as_deref(), ca_file.as_deref())?;
+    let credentials = Credentials::load(args.token_file.as_deref())?;
+    let client = control_client(&control, ca_file.as_deref())?;
     let metrics_addr = crate::server::parse_metrics_listen(args.metrics_listen.as_deref())?;
     let _log_guard = crate::server::init_tracing(&args.log_format);
     let metrics_listener = match metrics_addr {
@@ -86,7 +88,7 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
         metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         "berth gateway started"
     );
-    let follower = tokio::spawn(follow(client, control, tx, shutdown.clone()));
+    let follower = tokio::spawn(follow(client, credentials, control, tx, shutdown.clone()));
     let metrics = metrics_listener.map(|l| {
         let g = gateway.clone();
         crate::server::spawn_metrics(l, Arc::new(move || g.render_metrics()), shutdown.clone())
@@ -124,8 +126,9 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
     Ok(())
 }
 
-/// The token in `--token-file`, trimmed.
-fn read_token(path: &Path) -> anyhow::Result<String> {
+/// The token in `--token-file`, trimmed, as an `Authorization` value (marked sensitive, so it
+/// stays out of any debug output of a request).
+fn read_token(path: &Path) -> anyhow::Result<HeaderValue> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow!("--token-file {}: cannot read it: {e}", path.display()))?;
     let token = text.trim();
@@ -133,36 +136,52 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
         bail!("--token-file {}: the file is empty", path.display());
     }
     // The token goes into a header: one line of visible ASCII (never echoed here).
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!(
+    let not_a_token = || {
+        anyhow!(
             "--token-file {}: not a token (expected one line of printable ASCII)",
             path.display()
-        );
+        )
+    };
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(not_a_token());
     }
-    Ok(token.to_string())
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| not_a_token())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
-/// The HTTP client for the control plane: the token on every call, TLS trust for `https://`.
-fn control_client(
-    control: &str,
-    token_file: Option<&Path>,
-    ca_file: Option<&Path>,
-) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(path) = token_file {
-        let token = read_token(path)?;
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            anyhow!(
-                "--token-file {}: not a token (expected one line of printable ASCII)",
-                path.display()
-            )
-        })?;
-        // Kept out of any debug output of the request.
-        value.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, value);
-        builder = builder.default_headers(headers);
+/// The token sent to the control plane. The file is read again before every (re)connection, so
+/// a rotated token (`berth server` writes a new `admin.token` at each start) is picked up; if it
+/// has become unreadable or empty meanwhile, the last good token is kept.
+struct Credentials {
+    file: Option<PathBuf>,
+    last: Option<HeaderValue>,
+}
+
+impl Credentials {
+    /// Read the file once; its errors stop the gateway at start.
+    fn load(file: Option<&Path>) -> anyhow::Result<Credentials> {
+        let last = file.map(read_token).transpose()?;
+        Ok(Credentials {
+            file: file.map(Path::to_path_buf),
+            last,
+        })
     }
+
+    fn current(&mut self) -> Option<HeaderValue> {
+        if let Some(file) = &self.file {
+            match read_token(file) {
+                Ok(v) => self.last = Some(v),
+                Err(e) => tracing::warn!(error = %e, "keeping the last token read"),
+            }
+        }
+        self.last.clone()
+    }
+}
+
+/// The HTTP client for the control plane: TLS trust for `https://`.
+fn control_client(control: &str, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
     if control
         .get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
@@ -177,6 +196,7 @@ fn control_client(
 /// Follow the control plane's table stream forever, reconnecting with a backoff.
 async fn follow(
     client: reqwest::Client,
+    mut credentials: Credentials,
     control: String,
     tx: watch::Sender<Arc<berth_core::RoutingTable>>,
     shutdown: CancellationToken,
@@ -185,7 +205,11 @@ async fn follow(
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            let mut request = client.get(&url);
+            if let Some(token) = credentials.current() {
+                request = request.header(AUTHORIZATION, token);
+            }
+            let resp = request.send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
                 return Err(format!("control plane answered {}", resp.status()));
             }

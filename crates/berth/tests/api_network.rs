@@ -355,9 +355,29 @@ fn gateway_sends_its_token_and_serves_metrics() {
         .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
         .unwrap_or_else(|| panic!("no Authorization header: {head}"));
     assert_eq!(auth.trim(), format!("authorization: Bearer {secret}"));
-    // It reconnects (the fake closes each stream) and sends the token every time.
+    // It reconnects (the fake closes each stream) and sends the token every time, read again
+    // from the file: a rotated token (a restarted server's new admin.token) is picked up.
     let again = heads.recv_timeout(Duration::from_secs(20)).unwrap();
     assert!(again.contains(&format!("Bearer {secret}")), "{again}");
+    let rotated = "berth_rotatedtoken9876543210";
+    std::fs::write(&token_file, format!("{rotated}\n")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let head = heads.recv_timeout(Duration::from_secs(20)).unwrap();
+        if head.contains(&format!("Bearer {rotated}")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token was never sent"
+        );
+    }
+    // Emptied meanwhile: the last good token is kept.
+    std::fs::write(&token_file, "").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    while heads.try_recv().is_ok() {}
+    let head = heads.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(head.contains(&format!("Bearer {rotated}")), "{head}");
 
     wait_for(Duration::from_secs(10), "gateway metrics listener", || {
         raw_request_ok(&metrics)
@@ -372,7 +392,10 @@ fn gateway_sends_its_token_and_serves_metrics() {
     let _ = gateway.kill();
     let _ = gateway.wait();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!logged.contains(secret), "the token reached the log");
+    assert!(
+        !logged.contains(secret) && !logged.contains(rotated),
+        "the token reached the log"
+    );
 }
 
 fn raw_request_ok(addr: &str) -> Option<()> {
