@@ -250,6 +250,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server started"
     );
 
+    if !api_addr.ip().is_loopback() && api_tls.is_none() {
+        tracing::warn!(api = %api_addr, "the API serves the network over plain HTTP: tokens cross it in clear (use --api-tls-cert)");
+    }
     let metrics: Option<berth_api::MetricsFn> = if args.no_gateway {
         None
     } else {
