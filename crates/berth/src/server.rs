@@ -1,8 +1,9 @@
 //! `berth server`: the control plane (REST API), the gateway and the reconciler in one process.
 //!
-//! Start-up order: settings are checked, the Docker engine must answer, the state database opens, listeners bind, then background work starts. Shutdown
-//! (SIGINT/SIGTERM) cancels one token that every task owns a child of, and waits up to a grace
-//! period for in-flight requests.
+//! Start-up order: settings are checked, the Docker engine must answer, the state database
+//! opens, listeners bind (the API, plain or TLS; the metrics listener; the gateway's), then
+//! background work starts. Shutdown (SIGINT/SIGTERM) cancels one token that every task owns a
+//! child of, and waits up to a grace period for in-flight requests.
 
 use anyhow::{anyhow, bail, Context};
 use berth_cli::ServerArgs;
