@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// This machine's first IPv4 address that is not loopback (`ip -4 -o addr`), if any.
 fn non_loopback_ipv4() -> Option<String> {
     let out = Command::new("ip")
@@ -126,7 +136,7 @@ fn api_over_tls_with_a_private_ca() {
     let port = free_port();
     let api = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["server", "--api-listen", &api, "--no-gateway"])
         .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--label", &format!("berth.test={}", run.id)])
@@ -138,6 +148,7 @@ fn api_over_tls_with_a_private_ca() {
         .stderr(log)
         .spawn()
         .unwrap();
+    let child = KillOnDrop(child);
     let health = format!("https://localhost:{port}/api/v1/health");
     let up = Instant::now();
     let answer = loop {
@@ -227,9 +238,9 @@ fn api_over_tls_with_a_private_ca() {
         if let Some(ca) = ca_file {
             cmd.arg("--ca-file").arg(ca);
         }
-        (cmd.spawn().unwrap(), log)
+        (KillOnDrop(cmd.spawn().unwrap()), log)
     };
-    let (mut trusted, log) = follow(Some(&ca), "gateway-trusted.log");
+    let (trusted, log) = follow(Some(&ca), "gateway-trusted.log");
     wait_for(
         Duration::from_secs(15),
         "the gateway gets its table over https",
@@ -239,9 +250,8 @@ fn api_over_tls_with_a_private_ca() {
                 .filter(|l| l.contains("new routing table"))
         },
     );
-    let _ = trusted.kill();
-    let _ = trusted.wait();
-    let (mut untrusted, log) = follow(None, "gateway-untrusted.log");
+    drop(trusted);
+    let (untrusted, log) = follow(None, "gateway-untrusted.log");
     wait_for(
         Duration::from_secs(15),
         "the gateway refuses the unknown CA",
@@ -251,15 +261,13 @@ fn api_over_tls_with_a_private_ca() {
                 .filter(|l| l.contains("lost the control plane"))
         },
     );
-    let _ = untrusted.kill();
-    let _ = untrusted.wait();
+    drop(untrusted);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!logged.contains("new routing table"), "{logged}");
 
     let _ = silent.write_all(b"");
     let _ = silent.read(&mut [0u8; 1]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[test]
@@ -334,7 +342,7 @@ fn gateway_sends_its_token_and_serves_metrics() {
     let listen = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("gateway.log");
-    let mut gateway = Command::new(bin())
+    let gateway = Command::new(bin())
         .args(["gateway", "--control", &format!("http://{control}")])
         .args(["--listen", &listen, "--metrics-listen", &metrics])
         .env("BERTH_TOKEN_FILE", &token_file)
@@ -343,6 +351,7 @@ fn gateway_sends_its_token_and_serves_metrics() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let gateway = KillOnDrop(gateway);
     let head = heads
         .recv_timeout(Duration::from_secs(20))
         .expect("the gateway never called the control plane");
@@ -389,8 +398,7 @@ fn gateway_sends_its_token_and_serves_metrics() {
         "{head}"
     );
     assert!(body.contains("berth_gateway_unrouted_total"), "{body}");
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         !logged.contains(secret) && !logged.contains(rotated),
@@ -461,7 +469,7 @@ fn standalone_gateway_with_a_token_routes_a_deployed_app() {
     };
     let mut extra: Vec<&str> = token_args.iter().map(String::as_str).collect();
     extra.extend(["--metrics-listen", &metrics]);
-    let mut gateway = spawn_gateway(&api, dir.path(), &gw_addr, &extra);
+    let gateway = KillOnDrop(spawn_gateway(&api, dir.path(), &gw_addr, &extra));
     let file = compose(
         dir.path(),
         "compose.yaml",
@@ -485,7 +493,7 @@ fn standalone_gateway_with_a_token_routes_a_deployed_app() {
         let bad = dir.path().join("bad.token");
         std::fs::write(&bad, "berth_not-a-valid-token\n").unwrap();
         let bad_addr = format!("127.0.0.1:{}", free_port());
-        let mut intruder = Command::new(bin())
+        let intruder = Command::new(bin())
             .args([
                 "gateway",
                 "--control",
@@ -499,6 +507,7 @@ fn standalone_gateway_with_a_token_routes_a_deployed_app() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let intruder = KillOnDrop(intruder);
         wait_for(
             Duration::from_secs(10),
             "the second gateway listens",
@@ -510,10 +519,8 @@ fn standalone_gateway_with_a_token_routes_a_deployed_app() {
             code, 404,
             "a gateway with a bad token got the routing table"
         );
-        let _ = intruder.kill();
-        let _ = intruder.wait();
+        drop(intruder);
     }
     server.ok(&["rm", "--app", "tok"]);
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
 }
