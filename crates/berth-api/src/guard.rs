@@ -107,10 +107,11 @@ pub fn rule(method: &Method, path: &str) -> Rule {
 #[derive(Debug, Clone)]
 pub struct Access {
     hosts: Vec<(String, Option<u16>)>,
-    /// Listening on a wildcard address (`0.0.0.0`, `[::]`): any IP literal on this port is one
-    /// of the machine's addresses a client may use. An IP literal cannot be rebound (DNS
-    /// rebinding needs a name), so allowing them all costs nothing and survives interfaces
-    /// coming and going; names other than `localhost` still need `--api-host`.
+    /// Listening on a wildcard address (`0.0.0.0`, `[::]`): any IP literal on this port is
+    /// allowed, since a client may reach the API by any of the machine's addresses. An IP
+    /// literal cannot be rebound (DNS rebinding needs a name), so allowing them all costs
+    /// nothing and survives interfaces coming and going; names other than `localhost` still
+    /// need `--api-host`.
     any_ip_on: Option<u16>,
     /// Served over TLS: the API's own origin is `https://`.
     tls: bool,

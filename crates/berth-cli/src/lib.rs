@@ -322,7 +322,7 @@ pub struct ServerArgs {
     pub metrics_listen: Option<String>,
     /// Another host name the API answers for (repeatable, or a comma list): NAME or NAME:PORT.
     /// By default it answers only for its listen address, `localhost`, `127.0.0.1` and `[::1]`
-    /// (on `0.0.0.0`/`[::]`: any IP address of the machine, and `localhost`); any other `Host`
+    /// (on `0.0.0.0`/`[::]`: any IP address, and `localhost`); any other `Host`
     /// header is refused (DNS rebinding).
     #[arg(
         long = "api-host",
