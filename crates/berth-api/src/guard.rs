@@ -4,12 +4,15 @@
 //! Rules it keeps (see `docs/security.md`, "The API: who may call it", and `docs/api.md`):
 //! - **Host allow-list.** The `Host` header (and an absolute request URI's authority) must name a
 //!   host the API answers for: by default its listen address, `localhost`, `127.0.0.1` and
-//!   `[::1]`, plus every `--api-host`. A page that rebinds its own name to 127.0.0.1 still sends
-//!   its own name, and is refused (`421 bad_host`). Names compare case-insensitively; a `Host`
-//!   without a port matches any port, an allowed name without a port matches any port.
+//!   `[::1]`, plus every `--api-host`; on a wildcard address (`0.0.0.0`, `[::]`) any IP address
+//!   on its port instead of the listen address (an IP literal cannot be rebound). A page that
+//!   rebinds its own name to 127.0.0.1 still sends its own name, and is refused (`421
+//!   bad_host`). Names compare case-insensitively; a `Host` without a port matches any port, an
+//!   allowed name without a port matches any port.
 //! - **No foreign origins.** A request with an `Origin` header that is not the API's own
-//!   (`http://` + an allowed host), `Origin: null` included, or with `Sec-Fetch-Site:
-//!   cross-site` / `same-site`, is refused (`403 forbidden_origin`), whatever the method.
+//!   (`http://`, or `https://` over TLS, + an allowed host), `Origin: null` included, or with
+//!   `Sec-Fetch-Site: cross-site` / `same-site`, is refused (`403 forbidden_origin`), whatever
+//!   the method.
 //! - **Declared content types.** Every state-changing call (`POST`, `PUT`, `PATCH`) carries the
 //!   content type its endpoint documents; `POST`s without a body carry `application/json` too, so
 //!   that no cross-origin "simple request" (form posts, `text/plain` fetches) can reach them without
@@ -104,12 +107,24 @@ pub fn rule(method: &Method, path: &str) -> Rule {
 #[derive(Debug, Clone)]
 pub struct Access {
     hosts: Vec<(String, Option<u16>)>,
+    /// Listening on a wildcard address (`0.0.0.0`, `[::]`): any IP literal on this port is
+    /// allowed, since a client may reach the API by any of the machine's addresses. An IP
+    /// literal cannot be rebound (DNS rebinding needs a name), so allowing them all costs
+    /// nothing and survives interfaces coming and going; names other than `localhost` still
+    /// need `--api-host`.
+    any_ip_on: Option<u16>,
+    /// Served over TLS: the API's own origin is `https://`.
+    tls: bool,
 }
 
 impl Default for Access {
     /// `localhost`, `127.0.0.1` and `[::1]` on any port (a router not bound to an address).
     fn default() -> Self {
-        let mut a = Access { hosts: Vec::new() };
+        let mut a = Access {
+            hosts: Vec::new(),
+            any_ip_on: None,
+            tls: false,
+        };
         for h in ["localhost", "127.0.0.1", "[::1]"] {
             a.hosts.push((h.into(), None));
         }
@@ -120,13 +135,19 @@ impl Default for Access {
 impl Access {
     /// The default for an API listening on `listen`: the listen address, `localhost`,
     /// `127.0.0.1` and `[::1]` on its port, and each of `extra` (`NAME` or `NAME:PORT`; a name
-    /// without a port is allowed on any port).
+    /// without a port is allowed on any port). On a wildcard address (`0.0.0.0`, `[::]`), any
+    /// IP address on its port instead of the listen address.
     ///
     /// # Errors
     /// An entry of `extra` that is not a host name, IP address or `[IPv6]`, with an optional port.
     pub fn for_listen(listen: SocketAddr, extra: &[String]) -> Result<Access, String> {
         let port = Some(listen.port());
-        let mut hosts = vec![(host_of(listen), port)];
+        let any_ip_on = listen.ip().is_unspecified().then_some(listen.port());
+        let mut hosts = if any_ip_on.is_some() {
+            Vec::new()
+        } else {
+            vec![(host_of(listen), port)]
+        };
         for h in ["localhost", "127.0.0.1", "[::1]"] {
             hosts.push((h.into(), port));
         }
@@ -142,7 +163,18 @@ impl Access {
                 })?;
             hosts.push(parsed);
         }
-        Ok(Access { hosts })
+        Ok(Access {
+            hosts,
+            any_ip_on,
+            tls: false,
+        })
+    }
+
+    /// The API is served over TLS: its own origin is `https://` + an allowed host.
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> Access {
+        self.tls = tls;
+        self
     }
 
     /// Is `value` (a `Host` header or URI authority) one the API answers for?
@@ -152,6 +184,11 @@ impl Access {
     }
 
     fn matches(&self, name: &str, port: Option<u16>) -> bool {
+        if let Some(on) = self.any_ip_on {
+            if port.is_none_or(|p| p == on) && is_ip_literal(name) {
+                return true;
+            }
+        }
         self.hosts.iter().any(|(h, p)| {
             h == name
                 && match (p, port) {
@@ -161,23 +198,30 @@ impl Access {
         })
     }
 
-    /// Is `origin` (an `Origin` header) the API's own: `http://` + an allowed host?
+    /// Is `origin` (an `Origin` header) the API's own: `http://` (`https://` when served over
+    /// TLS) + an allowed host?
     #[must_use]
     pub fn own_origin(&self, origin: &str) -> bool {
         let o = origin.trim();
+        let (scheme, default_port) = if self.tls {
+            ("https://", 443)
+        } else {
+            ("http://", 80)
+        };
         let Some(rest) = o
-            .get(..7)
-            .filter(|s| s.eq_ignore_ascii_case("http://"))
-            .map(|_| &o[7..])
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &o[scheme.len()..])
         else {
             return false;
         };
         if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
             return false;
         }
-        // An origin without a port is on port 80 (browsers leave the default port out), so
+        // An origin without a port is on the scheme's default port (browsers leave it out), so
         // `http://localhost` is another web server, not an API on port 7400.
-        split_host(rest).is_some_and(|(name, port)| self.matches(&name, Some(port.unwrap_or(80))))
+        split_host(rest)
+            .is_some_and(|(name, port)| self.matches(&name, Some(port.unwrap_or(default_port))))
     }
 }
 
@@ -213,6 +257,14 @@ fn split_host(value: &str) -> Option<(String, Option<u16>)> {
     // A fully qualified `localhost.` is the same name.
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     Some((name, port))
+}
+
+/// `name` (lowercase, as [`split_host`] gives it) is an IPv4 address or a bracketed IPv6 one.
+fn is_ip_literal(name: &str) -> bool {
+    match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => name.parse::<std::net::Ipv4Addr>().is_ok(),
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -255,7 +307,7 @@ pub(crate) fn check_caller(access: &Access, req: &Request) -> Result<(), ApiErro
                     return Err(ApiError::new(
                         ErrorCode::BadHost,
                         format!(
-                            "the API does not answer for host {h:?} (allowed: its listen address, localhost, 127.0.0.1, [::1] and --api-host names)"
+                            "the API does not answer for host {h:?} (allowed: its listen address (any IP address of the machine on 0.0.0.0 or [::]), localhost, 127.0.0.1, [::1] and --api-host names)"
                         ),
                     ));
                 }
@@ -423,6 +475,56 @@ mod tests {
         assert!(
             Access::for_listen("127.0.0.1:7400".parse().unwrap(), &["x:99999".into()]).is_err()
         );
+    }
+
+    #[test]
+    fn a_wildcard_listen_answers_for_any_ip_of_the_machine_and_named_hosts() {
+        for listen in ["0.0.0.0:7400", "[::]:7400"] {
+            let a = Access::for_listen(listen.parse().unwrap(), &["berth.lan".into()]).unwrap();
+            for ok in [
+                "127.0.0.1:7400",
+                "172.17.0.1:7400",
+                "192.0.2.2",
+                "[fe80::1]:7400",
+                "[::1]:7400",
+                "localhost:7400",
+                "berth.lan:7400",
+                "berth.lan",
+            ] {
+                assert!(a.allows(ok), "{listen}: {ok} should be allowed");
+            }
+            for bad in [
+                "172.17.0.1:7401",
+                "evil.example:7400",
+                "0.0.0.0.evil.example",
+                "1.2.3.4.nip.io:7400",
+                "localhost:7401",
+                "[fe80::zz]:7400",
+            ] {
+                assert!(!a.allows(bad), "{listen}: {bad} should be refused");
+            }
+            assert!(a.own_origin("http://172.17.0.1:7400"));
+            assert!(!a.own_origin("http://evil.example:7400"));
+        }
+        // A specific address keeps only its own.
+        let a = Access::for_listen("192.0.2.2:7400".parse().unwrap(), &[]).unwrap();
+        assert!(a.allows("192.0.2.2:7400"));
+        assert!(!a.allows("172.17.0.1:7400"));
+    }
+
+    #[test]
+    fn over_tls_the_own_origin_is_https() {
+        let a = Access::for_listen("127.0.0.1:7400".parse().unwrap(), &[])
+            .unwrap()
+            .with_tls(true);
+        assert!(a.own_origin("https://localhost:7400"));
+        assert!(a.own_origin("HTTPS://127.0.0.1:7400"));
+        assert!(!a.own_origin("http://localhost:7400"));
+        assert!(!a.own_origin("https://localhost"));
+        let a = Access::for_listen("127.0.0.1:443".parse().unwrap(), &[])
+            .unwrap()
+            .with_tls(true);
+        assert!(a.own_origin("https://localhost"));
     }
 
     #[test]

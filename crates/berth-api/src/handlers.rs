@@ -654,11 +654,7 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
             "the gateway runs in another process; scrape it there",
         ));
     };
-    Ok((
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        m(),
-    )
-        .into_response())
+    Ok(crate::metrics::answer(m()))
 }
 
 #[utoipa::path(

@@ -8,7 +8,8 @@
 //!   `{"code", "message", "request_id"}`; codes are documented in `docs/errors.md`.
 //! - Every answer carries `X-Request-Id` (the client's if well formed, else a new one) and the
 //!   same id is in every error body and log line of the request.
-//! - The API controls the Docker engine: every call but a few public ones carries a token
+//! - The API controls the Docker engine and may listen on a network (`--api-listen`, optionally
+//!   with TLS: [`listener`]): every call but a few public ones carries a token
 //!   (`Authorization: Bearer`), checked and authorized per route ([`access`], decisions in
 //!   berth-access), and every state-changing call leaves an audit row. Requests must also be
 //!   ones a web page cannot forge: a `Host` it answers for, no foreign `Origin`, the endpoint's
@@ -19,6 +20,7 @@ pub mod error;
 pub mod guard;
 mod handlers;
 pub mod listener;
+pub mod metrics;
 pub mod openapi;
 
 use axum::extract::Request;
@@ -115,6 +117,8 @@ async fn request_context(access: &guard::Access, mut req: Request, next: Next) -
     // At most 256 characters of the path in the log (an over-long URI is refused, not logged).
     let path: String = req.uri().path().chars().take(256).collect();
     let started = std::time::Instant::now();
+    // The API may listen on a network (`--api-listen 0.0.0.0:7400`): who the caller is comes
+    // from its token (authentication, after these checks), not from its address.
     let mut resp = match guard::check_caller(access, &req) {
         Ok(()) => next.run(req).await,
         Err(e) => {

@@ -33,7 +33,7 @@ async fn calls_need_a_token_from_any_peer_and_errors_carry_the_request_id() {
     // Tokens replaced the loopback-only rule: a remote peer with the token is served...
     let resp = app
         .clone()
-        .oneshot(request("GET", "/api/v1/apps", "", "10.1.2.3:5000"))
+        .oneshot(request("GET", "/api/v1/health", "", "10.1.2.3:5000"))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);

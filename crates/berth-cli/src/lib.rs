@@ -419,12 +419,22 @@ pub struct ServerArgs {
     /// Where Berth keeps its state (SQLite database, instance id).
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the REST API.
+    /// Address of the REST API. The default is loopback; `0.0.0.0:7400` (or `[::]:7400`) serves
+    /// the network (every call but the public ones needs a token; see docs/security.md), best
+    /// with --api-tls-cert.
     #[arg(long, env = "BERTH_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
     pub api_listen: String,
+    /// Serve the API over TLS (HTTP/1.1) with this certificate chain and key: CERT.pem:KEY.pem.
+    #[arg(long, env = "BERTH_API_TLS_CERT", value_name = "CERT:KEY")]
+    pub api_tls_cert: Option<String>,
+    /// Serve `GET /metrics` (Prometheus text) without authentication on this address too, for
+    /// a scraper on a private network; off unless given.
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
     /// Another host name the API answers for (repeatable, or a comma list): NAME or NAME:PORT.
-    /// By default it answers only for its listen address, `localhost`, `127.0.0.1` and `[::1]`;
-    /// any other `Host` header is refused (DNS rebinding).
+    /// By default it answers only for its listen address, `localhost`, `127.0.0.1` and `[::1]`
+    /// (on `0.0.0.0`/`[::]`: any IP address, and `localhost`); any other `Host`
+    /// header is refused (DNS rebinding).
     #[arg(
         long = "api-host",
         env = "BERTH_API_HOST",
@@ -452,7 +462,8 @@ pub struct ServerArgs {
     /// written to the data directory (development only).
     #[arg(long = "gateway-tls-cert", value_name = "HOST=CERT:KEY")]
     pub gateway_tls_certs: Vec<String>,
-    /// The `iss` value of tokens Berth issues. Default: `http://` + the API address.
+    /// The `iss` value of tokens Berth issues. Default: `http://` (`https://` with
+    /// --api-tls-cert) + the API address.
     #[arg(long, env = "BERTH_ISSUER_URL")]
     pub issuer_url: Option<String>,
     /// Do not run the gateway in this process (run `berth gateway --control URL` instead).
@@ -542,12 +553,20 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct GatewayArgs {
-    /// The control plane's API, which streams the routing table.
+    /// The control plane's API, which streams the routing table (`https://`: verified against
+    /// the system's roots and `--ca-file`).
     #[arg(long, env = "BERTH_CONTROL", default_value = concat!("http://", "127.0.0.1:7400"))]
     pub control: String,
+    /// A file holding the API token sent to the control plane (`Authorization: Bearer`).
+    #[arg(long, env = "BERTH_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Address of the HTTP gateway.
     #[arg(long, env = "BERTH_GATEWAY_LISTEN", default_value = DEFAULT_GATEWAY_LISTEN)]
     pub listen: String,
+    /// Serve `GET /metrics` (Prometheus text) without authentication on this address; off
+    /// unless given.
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
     /// Address of the HTTPS gateway (TLS with HTTP/2); off unless given.
     #[arg(long, env = "BERTH_GATEWAY_TLS_LISTEN")]
     pub gateway_tls_listen: Option<String>,

@@ -45,8 +45,8 @@ fn to_issuer(r: &IssuerRecord) -> Issuer {
 }
 
 async fn fetch_jwks(url: &str) -> Result<String, String> {
-    // reqwest's rustls has no provider of its own (the CLI's choice, shared by the workspace
-    // build): make sure the workspace's is the process default before building a client.
+    // reqwest's rustls has no provider of its own (the `berth` binary installs aws-lc-rs at
+    // start; this covers other processes, e.g. test binaries). Already installed: no-op.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

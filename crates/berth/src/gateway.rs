@@ -4,12 +4,20 @@
 //! publishes each table to the gateway. When the stream breaks — the control plane restarts, is
 //! upgraded or is killed — it keeps serving the last table it received and reconnects with a
 //! backoff, so routed traffic does not depend on the control plane being up.
+//!
+//! With `--token-file F` every call to the control plane carries `Authorization: Bearer` with the
+//! token in F (read at start, and again before every reconnection so a rotated token is picked
+//! up; never logged); an `https://` control plane is verified
+//! against the system's roots and `--ca-file` (a private CA). `--metrics-listen ADDR` serves the
+//! gateway's Prometheus metrics there, without authentication.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use berth_cli::GatewayArgs;
 use berth_gateway::{Gateway, GatewayConfig};
 use futures_util::StreamExt;
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 /// A stream silent for longer than this is considered dead (the server sends every 10 s).
 const STALE: Duration = Duration::from_secs(25);
 
-pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+/// `ca_file`: the global `--ca-file` (`BERTH_CA_FILE`), trusted for an `https://` control plane.
+pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         anyhow!(
             "--listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
@@ -31,7 +40,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     } else {
         format!("http://{control}")
     };
+    let credentials = Credentials::load(args.token_file.as_deref())?;
+    let client = control_client(&control, ca_file.as_deref())?;
+    let metrics_addr = crate::server::parse_metrics_listen(args.metrics_listen.as_deref())?;
     let _log_guard = crate::server::init_tracing(&args.log_format);
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
@@ -61,8 +81,18 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         .with_verifier(verifier),
     );
-    tracing::info!(%listen, control, "berth gateway started");
-    let follower = tokio::spawn(follow(control, tx, shutdown.clone()));
+    tracing::info!(
+        %listen,
+        control,
+        token = args.token_file.is_some(),
+        metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        "berth gateway started"
+    );
+    let follower = tokio::spawn(follow(client, credentials, control, tx, shutdown.clone()));
+    let metrics = metrics_listener.map(|l| {
+        let g = gateway.clone();
+        crate::server::spawn_metrics(l, Arc::new(move || g.render_metrics()), shutdown.clone())
+    });
     let gw = gateway.clone();
     let gw_shutdown = shutdown.clone();
     let http = tokio::spawn(async move { gw.serve_http(listener, gw_shutdown).await });
@@ -88,39 +118,98 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         if let Some(h) = https {
             let _ = h.await;
         }
+        if let Some(h) = metrics {
+            let _ = h.await;
+        }
     })
     .await;
     Ok(())
 }
 
-/// The token for the control plane's API, read at each (re)connection so that a rotated token
-/// is picked up: the file in `BERTH_TOKEN_FILE` (e.g. the server's `<data-dir>/admin.token`),
-/// else `BERTH_TOKEN`. (Interim: `--token-file` replaces the variable.)
-fn control_token() -> Option<String> {
-    let token = match std::env::var_os("BERTH_TOKEN_FILE") {
-        Some(f) => std::fs::read_to_string(f).ok()?,
-        None => std::env::var("BERTH_TOKEN").ok()?,
+/// The token in `--token-file`, trimmed, as an `Authorization` value (marked sensitive, so it
+/// stays out of any debug output of a request).
+fn read_token(path: &Path) -> anyhow::Result<HeaderValue> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("--token-file {}: cannot read it: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("--token-file {}: the file is empty", path.display());
+    }
+    // The token goes into a header: one line of visible ASCII (never echoed here).
+    let not_a_token = || {
+        anyhow!(
+            "--token-file {}: not a token (expected one line of printable ASCII)",
+            path.display()
+        )
     };
-    let token = token.trim();
-    (!token.is_empty()).then(|| token.to_string())
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(not_a_token());
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| not_a_token())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The token sent to the control plane. The file is read again before every (re)connection, so
+/// a rotated token (`berth server` writes a new `admin.token` at each start) is picked up; if it
+/// has become unreadable or empty meanwhile, the last good token is kept.
+struct Credentials {
+    file: Option<PathBuf>,
+    last: Option<HeaderValue>,
+}
+
+impl Credentials {
+    /// Read the file once; its errors stop the gateway at start.
+    fn load(file: Option<&Path>) -> anyhow::Result<Credentials> {
+        let last = file.map(read_token).transpose()?;
+        Ok(Credentials {
+            file: file.map(Path::to_path_buf),
+            last,
+        })
+    }
+
+    fn current(&mut self) -> Option<HeaderValue> {
+        if let Some(file) = &self.file {
+            match read_token(file) {
+                Ok(v) => self.last = Some(v),
+                Err(e) => tracing::warn!(error = %e, "keeping the last token read"),
+            }
+        }
+        self.last.clone()
+    }
+}
+
+/// The HTTP client for the control plane: TLS trust for `https://`.
+fn control_client(control: &str, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if control
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        builder = builder.use_preconfigured_tls(crate::tls::client_config(ca_file)?);
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow!("cannot set up the control plane client: {e}"))
 }
 
 /// Follow the control plane's table stream forever, reconnecting with a backoff.
 async fn follow(
+    client: reqwest::Client,
+    mut credentials: Credentials,
     control: String,
     tx: watch::Sender<Arc<berth_core::RoutingTable>>,
     shutdown: CancellationToken,
 ) {
-    let client = reqwest::Client::new();
     let url = format!("{control}/api/v1/gateway/table?watch=true");
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let mut req = client.get(&url);
-            if let Some(token) = control_token() {
-                req = req.bearer_auth(token);
+            let mut request = client.get(&url);
+            if let Some(token) = credentials.current() {
+                request = request.header(AUTHORIZATION, token);
             }
-            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let resp = request.send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
                 return Err(format!("control plane answered {}", resp.status()));
             }

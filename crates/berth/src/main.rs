@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     berth_cli::client::install_crypto_provider();
     let cli = berth_cli::Cli::parse();
+    let ca_file = cli.ca_file.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,7 +35,7 @@ fn main() {
                     1
                 }
             },
-            berth_cli::Command::Gateway(args) => match gateway::run(args).await {
+            berth_cli::Command::Gateway(args) => match gateway::run(args, ca_file).await {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

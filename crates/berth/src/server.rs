@@ -1,9 +1,9 @@
 //! `berth server`: the control plane (REST API), the gateway and the reconciler in one process.
 //!
-//! Start-up order: settings are checked (the API must be on loopback), the Docker engine must
-//! answer, the state database opens, listeners bind, then background work starts. Shutdown
-//! (SIGINT/SIGTERM) cancels one token that every task owns a child of, and waits up to a grace
-//! period for in-flight requests.
+//! Start-up order: settings are checked, the Docker engine must answer, the state database
+//! opens, listeners bind (the API, plain or TLS; the metrics listener; the gateway's), then
+//! background work starts. Shutdown (SIGINT/SIGTERM) cancels one token that every task owns a
+//! child of, and waits up to a grace period for in-flight requests.
 
 use anyhow::{anyhow, bail, Context};
 use berth_cli::ServerArgs;
@@ -106,13 +106,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.api_listen
         )
     })?;
-    if !api_addr.ip().is_loopback() {
-        bail!(
-            "--api-listen {api_addr}: the API controls the Docker engine and has no users or tokens yet, so it listens on loopback only (use 127.0.0.1 or [::1])"
-        );
+    let api_tls = args
+        .api_tls_cert
+        .as_deref()
+        .map(crate::tls::api_config)
+        .transpose()?;
+    let access = berth_api::guard::Access::for_listen(api_addr, &args.api_hosts)
+        .map_err(|e| anyhow!(e))?
+        .with_tls(api_tls.is_some());
+    let metrics_addr = parse_metrics_listen(args.metrics_listen.as_deref())?;
+    if metrics_addr.is_some() && args.no_gateway {
+        bail!("--metrics-listen: with --no-gateway the metrics are the gateway process's; give --metrics-listen to `berth gateway`");
     }
-    let access =
-        berth_api::guard::Access::for_listen(api_addr, &args.api_hosts).map_err(|e| anyhow!(e))?;
     let gateway_addr: SocketAddr = args.gateway_listen.parse().map_err(|_| {
         anyhow!(
             "--gateway-listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
@@ -143,6 +148,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .with_context(|| format!("cannot listen on {api_addr} (--api-listen)"))?;
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let gw_listener = if args.no_gateway {
         None
     } else {
@@ -212,16 +225,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     )
     .map_err(|e| anyhow!("{e}"))?;
-    let issuer_url = args
-        .issuer_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{api_addr}"));
+    let issuer_url = args.issuer_url.clone().unwrap_or_else(|| {
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{api_addr}")
+    });
     cp.enable_issuer(Arc::new(keys), issuer_url, shutdown.child_token());
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,
+        api_tls = api_tls.is_some(),
+        metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         gateway = %if args.no_gateway { "separate (--no-gateway)".to_string() } else { gateway_addr.to_string() },
         data_dir = %data_dir.display(),
         docker = docker.endpoint(),
@@ -229,6 +244,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server started"
     );
 
+    if !api_addr.ip().is_loopback() && api_tls.is_none() {
+        tracing::warn!(api = %api_addr, "the API serves the network over plain HTTP: tokens cross it in clear (use --api-tls-cert)");
+    }
     let metrics: Option<berth_api::MetricsFn> = if args.no_gateway {
         None
     } else {
@@ -239,20 +257,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         berth_api::AppState {
             cp: cp.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
-            metrics,
+            metrics: metrics.clone(),
             access: identity,
         },
         access,
     );
+    let api_listener = match api_tls {
+        Some(config) => berth_api::listener::tls_listener(api_listener, config)
+            .context("cannot serve TLS on --api-listen")?,
+        None => berth_api::listener::listener(api_listener),
+    };
     let api_shutdown = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let _ = axum::serve(
-            berth_api::listener::listener(api_listener),
+            api_listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
         .await;
     })];
+    // (Never both None and bound: --metrics-listen is refused with --no-gateway above.)
+    if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
+        tasks.push(spawn_metrics(listener, m, shutdown.clone()));
+    }
     if let Some(gw_listener) = gw_listener {
         let gw = gateway.clone();
         let gw_shutdown = shutdown.clone();
@@ -323,6 +350,33 @@ async fn open_access(
         )
     })?;
     Ok(access)
+}
+
+/// `--metrics-listen ADDR`, if given.
+pub(crate) fn parse_metrics_listen(value: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
+    value
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                anyhow!("--metrics-listen {a:?}: expected IP:PORT, e.g. 10.0.0.5:9400")
+            })
+        })
+        .transpose()
+}
+
+/// Serve `GET /metrics` without authentication on `listener` until `shutdown`.
+pub(crate) fn spawn_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: berth_api::MetricsFn,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) =
+            berth_api::metrics::serve(listener, metrics, async move { shutdown.cancelled().await })
+                .await
+        {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    })
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -6,7 +6,7 @@ mod common;
 
 use berth_testkit::{testapp_image, wait_for, TestRun};
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -43,20 +43,7 @@ fn separate_gateway_survives_kill_9_of_the_control_plane() {
         child
     };
     let mut server = start_server();
-    let gw_log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-    let mut gateway = Command::new(bin())
-        .args([
-            "gateway",
-            "--control",
-            &format!("http://{api}"),
-            "--listen",
-            &gw_addr,
-        ])
-        .env("BERTH_TOKEN_FILE", dir.path().join("admin.token"))
-        .stdout(Stdio::null())
-        .stderr(gw_log)
-        .spawn()
-        .unwrap();
+    let mut gateway = spawn_gateway(&api, dir.path(), &gw_addr, &[]);
     let file = compose(
         dir.path(),
         "compose.yaml",

@@ -334,6 +334,30 @@ impl Load {
     }
 }
 
+/// Start `berth gateway --control http://{api} --listen {listen}` and `extra`, its log in
+/// `data_dir/gateway-<n>.log`. When the server wrote its local administrator token
+/// (`data_dir/admin.token`), the gateway authenticates with it (`--token-file`).
+pub fn spawn_gateway(api: &str, data_dir: &Path, listen: &str, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(data_dir.join(format!("gateway-{}.log", free_port()))).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "gateway",
+        "--control",
+        &format!("http://{api}"),
+        "--listen",
+        listen,
+    ]);
+    let token = data_dir.join("admin.token");
+    if token.exists() {
+        cmd.arg("--token-file").arg(token);
+    }
+    cmd.args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start berth gateway")
+}
+
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`): (status, lowercase head,
 /// body). A JSON content type is sent when there is a body, and the API token registered for
 /// `addr` unless `headers` has an `Authorization`.
