@@ -13,17 +13,20 @@
 //! Schema changes are numbered migrations in [`migrations`], applied in order on open and
 //! recorded in `PRAGMA user_version`.
 
+mod backup;
 mod builds;
 mod migrations;
 mod restarts;
 mod subnets;
 
+pub use backup::Snapshot;
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// A failure of the store.
@@ -41,6 +44,9 @@ pub enum StoreError {
     /// The revision does not exist.
     #[error("revision {1} of application {0:?} does not exist")]
     RevisionNotFound(String, u64),
+    /// A snapshot ([`Store::backup_to`]) could not be made or failed its check.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Outcome of a revision's rollout.
@@ -127,6 +133,8 @@ pub struct IssuerRecord {
 /// The state database.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The database file (`None` in memory): backups read it through their own connection.
+    path: Option<PathBuf>,
 }
 
 pub(crate) fn now() -> String {
@@ -138,7 +146,10 @@ pub(crate) fn now() -> String {
 impl Store {
     /// Open (creating if needed) `berth.db` in `dir`, apply migrations.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Self::from_connection(Connection::open(dir.join("berth.db"))?)
+        let path = dir.join("berth.db");
+        let mut store = Self::from_connection(Connection::open(&path)?)?;
+        store.path = Some(path);
+        Ok(store)
     }
 
     /// An in-memory store, for tests.
@@ -154,6 +165,7 @@ impl Store {
         migrations::apply(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            path: None,
         })
     }
 
