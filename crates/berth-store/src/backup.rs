@@ -205,7 +205,11 @@ mod tests {
         drop(conn);
         let copy = Connection::open(&dest).unwrap();
         let n: i64 = copy
-            .query_row("SELECT COUNT(*) FROM meta WHERE key = 'uncommitted'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE key = 'uncommitted'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 0, "the copy holds an uncommitted row");
     }
@@ -278,7 +282,9 @@ mod tests {
             for i in 0..20_000 {
                 tx.execute(
                     "INSERT INTO log(line) VALUES (?1)",
-                    [format!("{i} POST /api/v1/apps/x/scale 200 admin 127.0.0.1 req-{i:032}")],
+                    [format!(
+                        "{i} POST /api/v1/apps/x/scale 200 admin 127.0.0.1 req-{i:032}"
+                    )],
                 )
                 .unwrap();
             }
@@ -292,7 +298,8 @@ mod tests {
                 let mut lat = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    s.create_revision("busy", "scale", "y", &spec(2000)).unwrap();
+                    s.create_revision("busy", "scale", "y", &spec(2000))
+                        .unwrap();
                     lat.push((t, t.elapsed()));
                 }
                 lat
