@@ -42,6 +42,7 @@ use utoipa_axum::routes;
         (name = "builds", description = "Services built from source: builds, versions, secrets, webhooks"),
         (name = "images", description = "Images of built services: retention, archive, restore"),
         (name = "events", description = "Platform events"),
+        (name = "admin", description = "Administration: backups"),
     )
 )]
 struct ApiDoc;
@@ -85,6 +86,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::build_logs))
         .routes(routes!(h::jwks))
         .routes(routes!(h::metrics))
+        .routes(routes!(h::backup))
 }
 
 /// The whole document, as served.
@@ -181,7 +183,7 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
     op.responses.responses.insert(key, RefOr::T(resp));
 }
 
-/// A tar archive (a build context, a `docker save` image).
+/// A tar archive (a build context, a `docker save` image, a backup).
 pub(crate) struct Tar;
 
 impl PartialSchema for Tar {

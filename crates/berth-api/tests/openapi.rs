@@ -95,7 +95,7 @@ async fn every_documented_operation_is_routed() {
     let (app, _dir) = router().await;
     let doc = berth_api::openapi::document();
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 37, "operations documented: {ops:?}");
+    assert_eq!(ops.len(), 38, "operations documented: {ops:?}");
     for (method, path, op) in &ops {
         let id = op["operationId"].as_str().unwrap();
         let (ctype, body) = body_for(id);
@@ -255,6 +255,10 @@ fn non_json_answers_are_documented_with_their_content_types() {
         ["application/x-tar"]
     );
     assert_eq!(content("/metrics", "get", "200"), ["text/plain"]);
+    assert_eq!(
+        content("/api/v1/admin/backup", "post", "200"),
+        ["application/x-tar"]
+    );
     assert_eq!(
         content("/api/v1/builds/{id}/logs", "get", "200"),
         ["text/event-stream", "text/plain"]

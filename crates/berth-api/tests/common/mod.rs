@@ -56,5 +56,6 @@ pub async fn control_plane() -> (ControlPlane, tempfile::TempDir) {
         Default::default(),
     )
     .unwrap();
+    cp.enable_backups(dir.path().to_path_buf());
     (cp, dir)
 }
