@@ -10,6 +10,7 @@
 
 #[macro_use]
 mod output;
+mod admin;
 pub mod client;
 mod commands;
 
@@ -159,6 +160,9 @@ pub enum Command {
     /// JWT issuers the gateway accepts besides Berth's own.
     #[command(subcommand)]
     Issuer(IssuerCommand),
+    /// The platform administrator's commands: backups.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         /// Application name.
@@ -170,6 +174,18 @@ pub enum Command {
         /// Return at once instead of waiting until everything is gone.
         #[arg(long)]
         detach: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Save a consistent backup of the server's state (database and signing keys), taken while
+    /// it runs; `berth server --data-dir NEW --restore FILE` starts a server from it.
+    Backup {
+        /// The file to write (mode 0600: it holds password hashes and private keys), or `-` for
+        /// stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 
@@ -305,6 +321,10 @@ pub struct ServerArgs {
     /// Where Berth keeps its state (SQLite database, instance id).
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Start from a backup (`berth admin backup`): unpack FILE into the data directory, which
+    /// must be new or empty, then start as usual (running containers are adopted).
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// Address of the REST API (loopback only until users and tokens exist).
     #[arg(long, env = "BERTH_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
     pub api_listen: String,
