@@ -463,7 +463,7 @@ fn classify(name: &str, kind: tar::EntryType) -> Result<Item, String> {
     }
     let trimmed = name.strip_suffix('/').unwrap_or(name);
     let parts: Vec<&str> = trimmed.split('/').collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Err(format!("entry {name:?} climbs out with \"..\""));
     }
     if parts.iter().any(|p| p.is_empty() || *p == ".") {
@@ -757,7 +757,8 @@ mod tests {
         let good = manifest_json(FORMAT_VERSION, 1);
         let format2 = manifest_json(2, 1);
         let newer = manifest_json(1, 9999);
-        let cases: Vec<(Vec<(&str, T, &[u8])>, &str)> = vec![
+        type Entries<'a> = Vec<(&'a str, T, &'a [u8])>;
+        let cases: Vec<(Entries, &str)> = vec![
             (
                 vec![
                     ("backup.json", T::Regular, &good),

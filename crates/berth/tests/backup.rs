@@ -114,7 +114,7 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let mut server = Server::start(&run, &data);
+    let server = Server::start(&run, &data);
 
     // State worth restoring: an application with three revisions, an issuer, two signing keys.
     let file = compose(
