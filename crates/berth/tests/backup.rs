@@ -86,9 +86,10 @@ fn running_ids(server: &Server) -> BTreeSet<String> {
         .collect()
 }
 
-/// `berth server --data-dir DIR --restore FILE` that must fail: its stderr.
+/// `berth server --data-dir DIR --restore FILE` that must fail at once: its stderr.
 fn refused_restore(data_dir: &Path, file: &Path) -> String {
-    let out = std::process::Command::new(bin())
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(bin())
         .arg("server")
         .arg("--data-dir")
         .arg(data_dir)
@@ -96,10 +97,27 @@ fn refused_restore(data_dir: &Path, file: &Path) -> String {
         .arg(file)
         .args(["--api-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "the restore was not refused: {err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the restore into {} was not refused: the server started",
+                data_dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(stderr.path()).unwrap();
+    assert!(!status.success(), "the restore was not refused: {err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
     err
 }
