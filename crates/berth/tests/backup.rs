@@ -1,6 +1,7 @@
 //! End-to-end with the real Docker engine: `berth admin backup` while the server keeps taking
 //! writes, the server killed, `berth server --restore` into a fresh data directory: the
-//! application, its revisions, the issuers and the signing keys are back, and the restored server
+//! application, its revisions, the issuers, a service built from source and the signing keys are
+//! back (a gateway token the old server issued still passes), and the restored server
 //! adopts the running replicas (same containers, routed, none created). A non-empty target and
 //! an archive with `../x` are refused with one line and nothing changed.
 
@@ -25,7 +26,7 @@ services:
     deploy:
       replicas: 2
     x-berth:
-      route: { path_prefix: / }
+      route: { path_prefix: /, auth: jwt }
       health: { http: /healthz, interval: 500ms }
 "#;
 
@@ -155,6 +156,41 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
         secret.to_str().unwrap(),
     ]);
     server.ok(&["token", "rotate-key"]);
+    // A gateway token signed by the current key: the restored gateway must accept it.
+    let token = server
+        .ok(&["token", "issue", "--subject", "alice", "--audience", "shop"])
+        .trim()
+        .to_string();
+    // A service built from source (registered; no build needed).
+    let repo = work.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("Dockerfile"), "FROM scratch\n").unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    ] {
+        let out = std::process::Command::new("git")
+            .current_dir(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.ok(&["service", "create", "api", "--git", repo.to_str().unwrap()]);
     let keys_before = kids(&server);
     assert_eq!(keys_before.len(), 2, "{keys_before:?}");
     let history_before = json(&server, &["history", "--app", "shop", "-o", "json"]);
@@ -218,7 +254,7 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
     let mut backups = 0;
     while overlapping < 10 {
         assert!(
-            backups < 40,
+            backups < 100,
             "no backup of {backups} was overlapped by 10 writes"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -337,14 +373,21 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
         ids, running_before,
         "the replicas are not the same containers"
     );
+    let bearer = format!("Bearer {token}");
     let hosts = wait_for(
         Duration::from_secs(20),
         "the gateway routes to both replicas",
         || {
             let mut hosts = BTreeSet::new();
             for _ in 0..20 {
-                match restored.get("/") {
-                    Ok((200, body)) => {
+                match raw_request(
+                    &restored.gateway,
+                    "GET",
+                    "/",
+                    &[("Authorization", &bearer)],
+                    "",
+                ) {
+                    (200, _, body) => {
                         hosts.insert(
                             body.split_whitespace()
                                 .nth(1)
