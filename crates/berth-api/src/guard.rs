@@ -87,6 +87,8 @@ pub fn rule(method: &Method, path: &str) -> Rule {
             ..r(TAR, RESTORE_LIMIT)
         },
         ("POST", "/api/v1/hooks/{name}") => r(JSON, WEBHOOK_LIMIT),
+        // Bodiless: the JSON content type (no simple cross-origin request), and no body at all.
+        ("POST", "/api/v1/admin/backup") => r(JSON, 0),
         (
             "PUT",
             "/api/v1/services/{name}/secrets/{secret}" | "/api/v1/services/{name}/webhook-secret",

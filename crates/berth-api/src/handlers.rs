@@ -1124,3 +1124,40 @@ pub(crate) struct ImageRestored {
     /// What was loaded, for humans.
     restored: String,
 }
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/backup",
+    operation_id = "backup",
+    tag = "admin",
+    summary = "A consistent backup of the server's state, taken while it runs (`berth admin backup`)",
+    description = "A tar holding `backup.json` (format, Berth version, time, instance id, schema \
+                   version), `berth.db` (SQLite's online backup: every table) and `keys/` (the \
+                   signing keys, with their modes). It holds password hashes and private keys: \
+                   keep it like the data directory. `berth server --restore FILE` starts a server \
+                   from it. The body must be empty.",
+    responses(
+        (status = 200, description = "The backup", content((Tar = "application/x-tar")),
+            headers(("content-disposition" = String, description = "`attachment; filename=\"berth-backup-<instance>-<time>.tar\"`")))
+    )
+)]
+/// Built in a temporary file by the control plane (never in memory), then streamed.
+pub(crate) async fn backup(State(s): State<AppState>) -> Result<Response> {
+    let archive = s.cp.backup().await?;
+    let name = archive.file_name();
+    let size = archive.size;
+    let file = tokio::fs::File::from_std(archive.file);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+    Ok((
+        [
+            (http::header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (http::header::CONTENT_LENGTH, size.to_string()),
+            (
+                http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}

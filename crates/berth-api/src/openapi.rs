@@ -47,6 +47,7 @@ use utoipa_axum::routes;
         (name = "images", description = "Images of built services: retention, archive, restore"),
         (name = "events", description = "Platform events"),
         (name = "access", description = "Login, users, API tokens, the audit log"),
+        (name = "admin", description = "Administration: backups"),
     )
 )]
 struct ApiDoc;
@@ -100,6 +101,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(a::set_password))
         .routes(routes!(a::disable_user))
         .routes(routes!(a::audit))
+        .routes(routes!(h::backup))
 }
 
 /// The name of the bearer security scheme in the document.
@@ -225,7 +227,7 @@ fn add_error(op: &mut Operation, status: u16, description: &str) {
     op.responses.responses.insert(key, RefOr::T(resp));
 }
 
-/// A tar archive (a build context, a `docker save` image).
+/// A tar archive (a build context, a `docker save` image, a backup).
 pub(crate) struct Tar;
 
 impl PartialSchema for Tar {

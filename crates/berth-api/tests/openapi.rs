@@ -99,7 +99,7 @@ async fn every_documented_operation_is_routed() {
     let (app, _dir) = router().await;
     let doc = berth_api::openapi::document();
     let mut ops = operations(&doc);
-    assert_eq!(ops.len(), 48, "operations documented: {ops:?}");
+    assert_eq!(ops.len(), 49, "operations documented: {ops:?}");
     // Logging out revokes the token the calls carry: last.
     ops.sort_by_key(|(_, path, _)| path == "/api/v1/logout");
     for (method, path, op) in &ops {
@@ -261,6 +261,10 @@ fn non_json_answers_are_documented_with_their_content_types() {
         ["application/x-tar"]
     );
     assert_eq!(content("/metrics", "get", "200"), ["text/plain"]);
+    assert_eq!(
+        content("/api/v1/admin/backup", "post", "200"),
+        ["application/x-tar"]
+    );
     assert_eq!(
         content("/api/v1/builds/{id}/logs", "get", "200"),
         ["text/event-stream", "text/plain"]

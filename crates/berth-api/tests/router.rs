@@ -707,3 +707,71 @@ async fn an_image_restore_is_streamed_and_stops_at_its_limit() {
     assert_eq!(err.code(), berth_core::ErrorCode::InvalidArgument, "{err}");
     assert!(err.to_string().contains("broke off"), "{err}");
 }
+
+#[tokio::test]
+async fn a_backup_is_a_tar_answered_to_an_empty_json_post() {
+    let (app, _dir) = router().await;
+    let resp = app
+        .clone()
+        .oneshot(raw(
+            "POST",
+            "/api/v1/admin/backup",
+            &[H, JSON],
+            Body::empty(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-tar");
+    let disposition = resp.headers()["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"berth-backup-"),
+        "{disposition}"
+    );
+    let length: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(bytes.len(), length);
+    // The manifest is the first entry, the database follows it (512-byte tar headers).
+    assert!(bytes.starts_with(b"backup.json\0"), "{:?}", &bytes[..16]);
+    let manifest_len = usize::from_str_radix(
+        std::str::from_utf8(&bytes[124..135])
+            .unwrap()
+            .trim_matches('\0'),
+        8,
+    )
+    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bytes[512..512 + manifest_len]).unwrap();
+    assert_eq!(manifest["format"], 1, "{manifest}");
+    assert!(manifest["instance"].as_str().is_some_and(|i| !i.is_empty()));
+    let next = 512 + manifest_len.div_ceil(512) * 512;
+    assert!(bytes[next..].starts_with(b"berth.db\0"));
+
+    // A body, or another content type, is refused.
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "POST",
+            "/api/v1/admin/backup",
+            &[H, JSON, ("content-length", "2")],
+            Body::from("{}"),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    let (status, code, _) = call(
+        &app,
+        raw(
+            "POST",
+            "/api/v1/admin/backup",
+            &[H, ("content-type", "text/plain")],
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+}

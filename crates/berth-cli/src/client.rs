@@ -411,6 +411,10 @@ impl Client {
         )
         .await
     }
+    /// A backup of the server's state (`POST /admin/backup`): the tar, as a streamed response.
+    pub async fn backup(&self) -> anyhow::Result<reqwest::Response> {
+        self.streamed(self.bodiless_post("/admin/backup")).await
+    }
     /// A build's log as a raw streamed response.
     pub async fn build_logs(&self, id: u64, follow: bool) -> anyhow::Result<reqwest::Response> {
         self.streamed(self.get(&format!("/builds/{id}/logs?follow={follow}")))

@@ -220,6 +220,9 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Events { follow, output } => events(client, follow, &output).await,
+        Command::Admin(crate::AdminCommand::Backup { output }) => {
+            crate::admin::backup(client, &output).await
+        }
         Command::Image(ImageCommand::Archive { reference, output }) => {
             let (service, version) = reference
                 .split_once(':')
@@ -715,7 +718,7 @@ async fn upload_contexts(client: &Client, req: &mut ApplyRequest) -> anyhow::Res
     Ok(())
 }
 
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     #[allow(clippy::cast_precision_loss)] // a display value
     let b = bytes as f64;
     if bytes >= 1 << 20 {

@@ -10,6 +10,7 @@
 
 #[macro_use]
 mod output;
+mod admin;
 pub mod client;
 mod cmd;
 mod commands;
@@ -184,6 +185,9 @@ pub enum Command {
     ApiToken(ApiTokenCommand),
     /// The audit log: every state-changing call and every login.
     Audit(AuditArgs),
+    /// The platform administrator's commands: backups.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         /// Application name.
@@ -285,6 +289,18 @@ pub struct AuditArgs {
     pub limit: Option<u64>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Save a consistent backup of the server's state (database and signing keys), taken while
+    /// it runs; `berth server --data-dir NEW --restore FILE` starts a server from it.
+    Backup {
+        /// The file to write (mode 0600: it holds password hashes and private keys), or `-` for
+        /// stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -419,6 +435,10 @@ pub struct ServerArgs {
     /// Where Berth keeps its state (SQLite database, instance id).
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Start from a backup (`berth admin backup`): unpack FILE into the data directory, which
+    /// must be new or empty, then start as usual (running containers are adopted).
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// Address of the REST API. The default is loopback; `0.0.0.0:7400` (or `[::]:7400`) serves
     /// the network (every call but the public ones needs a token; see docs/security.md), best
     /// with --api-tls-cert.

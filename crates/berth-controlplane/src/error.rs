@@ -72,6 +72,9 @@ pub enum CpError {
     /// The state database failed.
     #[error("state: {0}")]
     Store(berth_store::StoreError),
+    /// A backup could not be made (the snapshot, or the files around it).
+    #[error("backup: {0}")]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 fn missing_images(images: &[String]) -> String {
@@ -137,7 +140,7 @@ impl CpError {
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
-            CpError::Store(_) => ErrorCode::Internal,
+            CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,
         }
     }
 
@@ -145,6 +148,6 @@ impl CpError {
     /// in full and answered with a generic message).
     #[must_use]
     pub fn is_internal(&self) -> bool {
-        matches!(self, CpError::Store(_))
+        matches!(self, CpError::Store(_) | CpError::Backup(_))
     }
 }

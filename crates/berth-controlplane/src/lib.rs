@@ -11,6 +11,7 @@
 //! Rules it keeps: it acts only on objects labelled with its own `berth.instance`; it never acts
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
+pub mod backup;
 pub mod builds;
 pub mod compose_build;
 pub mod error;
@@ -181,6 +182,8 @@ pub(crate) struct Inner {
     started: std::time::Instant,
     own_issuer: std::sync::OnceLock<issuers::OwnIssuer>,
     builds: std::sync::OnceLock<builds::Builds>,
+    /// Where backups are made (set by `enable_backups`).
+    backups: std::sync::OnceLock<backup::Backups>,
     /// Uploaded Compose build contexts (set with the builds).
     contexts: std::sync::OnceLock<compose_build::ContextDir>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
@@ -248,6 +251,7 @@ impl ControlPlane {
                 started: std::time::Instant::now(),
                 own_issuer: std::sync::OnceLock::new(),
                 builds: std::sync::OnceLock::new(),
+                backups: std::sync::OnceLock::new(),
                 contexts: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),

@@ -15,6 +15,7 @@
 
 mod api_tokens;
 mod audit;
+mod backup;
 mod builds;
 mod migrations;
 mod restarts;
@@ -23,13 +24,15 @@ mod users;
 
 pub use api_tokens::ApiTokenRecord;
 pub use audit::{AuditQuery, AuditRecord};
+pub use backup::Snapshot;
 pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
 pub use users::UserRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A failure of the store.
@@ -47,6 +50,9 @@ pub enum StoreError {
     /// The revision does not exist.
     #[error("revision {1} of application {0:?} does not exist")]
     RevisionNotFound(String, u64),
+    /// A snapshot ([`Store::backup_to`]) could not be made or failed its check.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Outcome of a revision's rollout.
@@ -135,6 +141,8 @@ pub struct IssuerRecord {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The database file (`None` in memory): backups read it through their own connection.
+    path: Option<PathBuf>,
 }
 
 pub(crate) fn now() -> String {
@@ -146,7 +154,10 @@ pub(crate) fn now() -> String {
 impl Store {
     /// Open (creating if needed) `berth.db` in `dir`, apply migrations.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Self::from_connection(Connection::open(dir.join("berth.db"))?)
+        let path = dir.join("berth.db");
+        let mut store = Self::from_connection(Connection::open(&path)?)?;
+        store.path = Some(path);
+        Ok(store)
     }
 
     /// An in-memory store, for tests.
@@ -162,6 +173,7 @@ impl Store {
         migrations::apply(&conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            path: None,
         })
     }
 

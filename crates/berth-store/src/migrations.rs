@@ -138,6 +138,11 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
+/// The schema version this build writes (the number of migrations): a database whose
+/// `user_version` is higher was written by a newer Berth.
+#[allow(clippy::cast_possible_truncation)] // a handful of migrations
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {
     let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {

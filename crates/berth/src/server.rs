@@ -1,6 +1,7 @@
 //! `berth server`: the control plane (REST API), the gateway and the reconciler in one process.
 //!
-//! Start-up order: settings are checked, the Docker engine must answer, the state database
+//! Start-up order: with `--restore`, a data directory that is not empty is refused first;
+//! settings are checked, a `--restore` backup is unpacked into the data directory, the Docker engine must answer, the state database
 //! opens, listeners bind (the API, plain or TLS; the metrics listener; the gateway's), then
 //! background work starts. Shutdown (SIGINT/SIGTERM) cancels one token that every task owns a
 //! child of, and waits up to a grace period for in-flight requests.
@@ -100,6 +101,15 @@ pub(crate) fn init_tracing(format: &str) -> tracing_appender::non_blocking::Work
 
 /// Run the server until a shutdown signal.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(berth_cli::default_data_dir);
+    // Before anything else: a restore never touches a directory that holds something.
+    if args.restore.is_some() {
+        berth_controlplane::backup::check_restore_target(&data_dir)
+            .map_err(|e| anyhow!(e.to_string()))?;
+    }
     let api_addr: SocketAddr = args.api_listen.parse().map_err(|_| {
         anyhow!(
             "--api-listen {:?}: expected IP:PORT, e.g. 127.0.0.1:7400",
@@ -132,10 +142,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow!(e))?;
     let _log_guard = init_tracing(&args.log_format);
 
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(berth_cli::default_data_dir);
+    if let Some(file) = &args.restore {
+        let m = berth_controlplane::backup::restore(file, &data_dir)
+            .map_err(|e| anyhow!(e.to_string()))?;
+        tracing::info!(
+            file = %file.display(),
+            instance = m.instance,
+            created_at = m.created_at,
+            berth_version = m.berth_version,
+            "data directory restored from a backup"
+        );
+    }
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let docker = berth_docker::Docker::connect()
@@ -232,6 +249,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cp.enable_issuer(Arc::new(keys), issuer_url, shutdown.child_token());
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;
+    cp.enable_backups(data_dir.clone());
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,

@@ -95,5 +95,6 @@ pub async fn control_plane_and_store() -> (ControlPlane, berth_store::Store, tem
         Default::default(),
     )
     .unwrap();
+    cp.enable_backups(dir.path().to_path_buf());
     (cp, store, dir)
 }

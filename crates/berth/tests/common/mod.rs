@@ -96,8 +96,45 @@ impl Server {
         admin_password: Option<&str>,
         env: &[(&str, &str)],
     ) -> Server {
-        let label = format!("berth.test={}", run.id);
         let log = data_dir.join(format!("server-{}.log", free_port()));
+        Self::spawn_logging_to(run, data_dir, &log, api, gateway, extra, admin_password, env)
+    }
+
+    /// Like [`Server::start_with`], logging to `log` instead of a file in the data directory
+    /// (which `--restore` needs empty).
+    pub fn start_logging_to(
+        run: &TestRun,
+        data_dir: &Path,
+        log: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+    ) -> Server {
+        Self::spawn_logging_to(
+            run,
+            data_dir,
+            log,
+            api,
+            gateway,
+            extra,
+            Some(TEST_ADMIN_PASSWORD),
+            &[],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_logging_to(
+        run: &TestRun,
+        data_dir: &Path,
+        log: &Path,
+        api: &str,
+        gateway: &str,
+        extra: &[&str],
+        admin_password: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let label = format!("berth.test={}", run.id);
+        let log = log.to_path_buf();
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
             .args([
