@@ -16,7 +16,7 @@ use berth_build::{
 };
 use berth_core::api::{BuildStart, BuildView, ServiceRequest, ServiceView, VersionView};
 use berth_core::source::{GitRepo, ServiceSource, SvnRepo};
-use berth_store::{BuildRecord, VersionRecord};
+use berth_store::{BuildRecord, BuildState, VersionRecord};
 use futures_util::Stream;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -82,7 +82,7 @@ fn build_view(b: BuildRecord) -> BuildView {
         id: b.id,
         service: b.service,
         git_ref: b.git_ref,
-        status: b.status,
+        status: b.status.as_str().into(),
         reason: b.reason,
         version: b.version,
         created_at: b.created_at,
@@ -424,9 +424,11 @@ async fn run_build(
         Some(builds.builder.build(&request, &on_log, &cancel).await)
     };
     let (status, reason) = match outcome.as_ref().map(|o| &o.status) {
-        Some(BuildStatus::Succeeded) => ("succeeded", String::new()),
-        Some(BuildStatus::Failed { step, reason }) => ("failed", format!("step {step}: {reason}")),
-        Some(BuildStatus::Cancelled) | None => ("cancelled", "cancelled".to_string()),
+        Some(BuildStatus::Succeeded) => (BuildState::Succeeded, String::new()),
+        Some(BuildStatus::Failed { step, reason }) => {
+            (BuildState::Failed, format!("step {step}: {reason}"))
+        }
+        Some(BuildStatus::Cancelled) | None => (BuildState::Cancelled, "cancelled".to_string()),
     };
     let version = outcome
         .as_ref()
@@ -473,7 +475,7 @@ async fn run_build(
     tracing::info!(
         build = id,
         service,
-        status,
+        status = status.as_str(),
         version = version.as_ref().map(|v| v.name.as_str()),
         "build finished"
     );

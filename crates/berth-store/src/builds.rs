@@ -15,14 +15,71 @@ pub struct ServiceRecord {
     pub created_at: String,
 }
 
+/// Where a build is (the `builds.status` column, stored as its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl BuildState {
+    /// The stored (and shown) name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for BuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for BuildState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for BuildState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Self::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown build status {s:?}").into())
+        })
+    }
+}
+
 /// One build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildRecord {
     pub id: u64,
     pub service: String,
     pub git_ref: Option<String>,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
-    pub status: String,
+    pub status: BuildState,
     pub reason: String,
     pub version: Option<String>,
     pub created_at: String,
@@ -152,7 +209,7 @@ impl Store {
     pub fn finish_build(
         &self,
         id: u64,
-        status: &str,
+        status: BuildState,
         reason: &str,
         log: &str,
         version: Option<&VersionRecord>,
@@ -364,17 +421,30 @@ mod tests {
             build_id: id,
             created_at: String::new(),
         };
-        s.finish_build(id, "succeeded", "", "log text", Some(&v))
+        s.finish_build(id, BuildState::Succeeded, "", "log text", Some(&v))
             .unwrap();
         assert_eq!(
             s.get_build(id).unwrap().unwrap().version.as_deref(),
             Some("v1")
         );
         assert_eq!(s.build_log(id).unwrap(), "log text");
+        // Stored by name, as before the status was typed; a name Berth never wrote is an error.
+        let raw: String = s
+            .conn()
+            .query_row(
+                "SELECT status FROM builds WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw, "succeeded");
         assert_eq!(s.list_versions("api").unwrap()[0].digest, "sha256:ab");
         let id2 = s.create_build("api", None).unwrap();
         assert_eq!(s.fail_interrupted_builds().unwrap(), 1);
-        assert_eq!(s.get_build(id2).unwrap().unwrap().status, "failed");
+        assert_eq!(
+            s.get_build(id2).unwrap().unwrap().status,
+            BuildState::Failed
+        );
         s.set_build_secret("api", "TOKEN", "t").unwrap();
         // Image state: removed by retention, archived, restored; a rebuild makes it present.
         assert_eq!(s.image_states("api").unwrap()["v1"], ImageState::default());
@@ -388,9 +458,17 @@ mod tests {
         assert!(!st.removed && st.restored_at.is_some());
         s.set_image_removed("api", "v1").unwrap();
         let id3 = s.create_build("api", None).unwrap();
-        s.finish_build(id3, "succeeded", "", "", Some(&v)).unwrap();
+        s.finish_build(id3, BuildState::Succeeded, "", "", Some(&v))
+            .unwrap();
         assert!(!s.image_states("api").unwrap()["v1"].removed);
         assert_eq!(s.build_secrets("api").unwrap()["TOKEN"], "t");
+        s.conn()
+            .execute(
+                "UPDATE builds SET status = 'paused' WHERE id = ?1",
+                params![id],
+            )
+            .unwrap();
+        assert!(matches!(s.get_build(id), Err(StoreError::Sqlite(_))));
     }
 
     /// Rows as the control plane wrote them before sources were typed (`serde_json::json!`),

@@ -18,7 +18,7 @@ mod migrations;
 mod restarts;
 mod subnets;
 
-pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
 pub use subnets::SubnetRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
