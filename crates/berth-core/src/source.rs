@@ -22,9 +22,8 @@ pub enum ServiceSource {
 }
 
 /// A Git repository, optionally a branch and a directory in it, optionally polled.
-///
-/// Fields are declared in the order their keys are stored (alphabetical, as the untyped JSON
-/// this replaced wrote them), so a row written now is byte for byte what was written before.
+// Fields are declared in the order their keys are stored (alphabetical, as the untyped JSON this
+// replaced wrote them), so a row written now is byte for byte what was written before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GitRepo {
@@ -43,10 +42,11 @@ pub struct GitRepo {
     pub poll_secs: Option<u64>,
 }
 
-/// A Subversion URL.
+/// A Subversion repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SvnRepo {
+    /// Subversion URL: `file://`, `http(s)://` or `svn://`.
     #[serde(rename = "svn")]
     pub url: String,
 }
