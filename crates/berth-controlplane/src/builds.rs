@@ -15,7 +15,8 @@ use berth_build::{
     BuildConfig, BuildRequest, BuildStatus, Builder, GitSource, LogLine, Source, SvnSource,
 };
 use berth_core::api::{BuildStart, BuildView, ServiceRequest, ServiceView, VersionView};
-use berth_store::{BuildRecord, VersionRecord};
+use berth_core::source::{GitRepo, ServiceSource, SvnRepo};
+use berth_store::{BuildRecord, BuildState, VersionRecord};
 use futures_util::Stream;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,21 +65,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn source_of(v: &serde_json::Value, git_ref: Option<&str>) -> Option<Source> {
-    if let Some(url) = v.get("git").and_then(|u| u.as_str()) {
-        let branch = git_ref
-            .map(str::to_string)
-            .or_else(|| v.get("branch").and_then(|b| b.as_str()).map(str::to_string));
-        let path = v.get("path").and_then(|p| p.as_str()).map(str::to_string);
-        return Some(Source::Git(GitSource {
-            url: url.into(),
-            branch,
-            path,
-        }));
+/// What to build a service from: its source, at `git_ref` if given (else its branch).
+fn source_of(s: &ServiceSource, git_ref: Option<&str>) -> Source {
+    match s {
+        ServiceSource::Git(g) => Source::Git(GitSource {
+            url: g.url.clone(),
+            branch: git_ref.map(str::to_string).or_else(|| g.branch.clone()),
+            path: g.path.clone(),
+        }),
+        ServiceSource::Svn(s) => Source::Svn(SvnSource { url: s.url.clone() }),
     }
-    v.get("svn")
-        .and_then(|u| u.as_str())
-        .map(|url| Source::Svn(SvnSource { url: url.into() }))
 }
 
 fn build_view(b: BuildRecord) -> BuildView {
@@ -86,7 +82,7 @@ fn build_view(b: BuildRecord) -> BuildView {
         id: b.id,
         service: b.service,
         git_ref: b.git_ref,
-        status: b.status,
+        status: b.status.as_str().into(),
         reason: b.reason,
         version: b.version,
         created_at: b.created_at,
@@ -169,10 +165,15 @@ impl ControlPlane {
                         "--poll: at least {MIN_POLL_SECS} s"
                     )));
                 }
-                serde_json::json!({"git": url, "branch": req.branch, "path": req.path, "poll_secs": req.poll_secs})
+                ServiceSource::Git(GitRepo {
+                    branch: req.branch.clone(),
+                    url: url.clone(),
+                    path: req.path.clone(),
+                    poll_secs: req.poll_secs,
+                })
             }
             (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
-                serde_json::json!({"svn": url})
+                ServiceSource::Svn(SvnRepo { url: url.clone() })
             }
             _ => {
                 return Err(CpError::InvalidArgument(
@@ -180,10 +181,9 @@ impl ControlPlane {
                 ))
             }
         };
-        if let Some(src) = source_of(&source, None) {
-            src.validate()
-                .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
-        }
+        source_of(&source, None)
+            .validate()
+            .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
         if !self.inner.store.create_service(name, &source)? {
             return Err(CpError::InvalidArgument(format!(
                 "service {name:?} already exists"
@@ -240,9 +240,7 @@ impl ControlPlane {
             .store
             .get_service(service)?
             .ok_or_else(|| CpError::UnknownBuildService(service.into()))?;
-        let source = source_of(&rec.source, req.git_ref.as_deref()).ok_or_else(|| {
-            CpError::InvalidArgument(format!("service {service:?} has no usable source"))
-        })?;
+        let source = source_of(&rec.source, req.git_ref.as_deref());
         source
             .validate()
             .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
@@ -426,9 +424,11 @@ async fn run_build(
         Some(builds.builder.build(&request, &on_log, &cancel).await)
     };
     let (status, reason) = match outcome.as_ref().map(|o| &o.status) {
-        Some(BuildStatus::Succeeded) => ("succeeded", String::new()),
-        Some(BuildStatus::Failed { step, reason }) => ("failed", format!("step {step}: {reason}")),
-        Some(BuildStatus::Cancelled) | None => ("cancelled", "cancelled".to_string()),
+        Some(BuildStatus::Succeeded) => (BuildState::Succeeded, String::new()),
+        Some(BuildStatus::Failed { step, reason }) => {
+            (BuildState::Failed, format!("step {step}: {reason}"))
+        }
+        Some(BuildStatus::Cancelled) | None => (BuildState::Cancelled, "cancelled".to_string()),
     };
     let version = outcome
         .as_ref()
@@ -475,7 +475,7 @@ async fn run_build(
     tracing::info!(
         build = id,
         service,
-        status,
+        status = status.as_str(),
         version = version.as_ref().map(|v| v.name.as_str()),
         "build finished"
     );
@@ -635,23 +635,23 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
             continue;
         };
         for svc in services {
-            let Some(every) = svc
-                .source
-                .get("poll_secs")
-                .and_then(serde_json::Value::as_u64)
+            let ServiceSource::Git(GitRepo {
+                url,
+                branch,
+                poll_secs: Some(every),
+                ..
+            }) = &svc.source
             else {
                 continue;
             };
-            let Some(url) = svc.source.get("git").and_then(|u| u.as_str()) else {
-                continue;
-            };
+            let every = *every;
             let due = last
                 .get(&svc.name)
                 .is_none_or(|(at, _)| at.elapsed() >= std::time::Duration::from_secs(every));
             if !due {
                 continue;
             }
-            let branch = svc.source.get("branch").and_then(|b| b.as_str());
+            let branch = branch.as_deref();
             let commit = match remote_commit(
                 url,
                 branch.map(|b| format!("refs/heads/{b}")).as_deref(),

@@ -18,7 +18,7 @@
 
 use crate::events::Level;
 use crate::retention::{self, Alerts, Candidate, Edge, Verdict};
-use crate::spec::labels;
+use crate::spec::{labels, RevisionPins};
 use crate::{ControlPlane, CpError, Inner};
 use berth_core::api::{EventView, ImageView};
 use berth_docker::DockerError;
@@ -34,13 +34,8 @@ pub(crate) fn pinned_images(inner: &Inner) -> Result<(HashSet<String>, HashSet<S
     let mut deployed = HashSet::new();
     let mut targets = HashSet::new();
     for app in inner.store.list_apps()? {
-        for rev in inner.store.list_revisions(&app.name)? {
-            let ids = rev.spec.get("images").and_then(|i| i.as_object()).map(|m| {
-                m.values()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-            });
-            let ids = ids.unwrap_or_default();
+        for rev in inner.store.list_revisions::<RevisionPins>(&app.name)? {
+            let ids = rev.spec.images.into_values().collect::<Vec<_>>();
             if rev.number == app.revision && !app.deleting {
                 deployed.extend(ids.iter().cloned());
             }

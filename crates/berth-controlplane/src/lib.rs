@@ -38,6 +38,7 @@ use berth_core::api::{
 use berth_core::{HttpRoute, PortForward, RoutingTable};
 use berth_docker::Docker;
 use berth_store::{RevisionStatus, Store};
+use serde::de::IgnoredAny;
 use spec::{labels, Naming, RevisionSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -329,10 +330,11 @@ impl ControlPlane {
         if a.deleting {
             return Err(CpError::AppNotFound(app.to_string()));
         }
-        let rev = self.inner.store.get_revision(app, a.revision)?;
-        let spec: RevisionSpec = serde_json::from_value(rev.spec)
-            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
-        Ok((a.revision, spec))
+        let rev = self
+            .inner
+            .store
+            .get_revision::<RevisionSpec>(app, a.revision)?;
+        Ok((a.revision, rev.spec))
     }
 
     /// Parse, validate and commit a new revision of `app` from a Compose bundle. Services with
@@ -434,8 +436,12 @@ impl ControlPlane {
                 // The same spec again: nothing to do, unless its rollout failed and paused (or
                 // failed with nothing to roll back to): then applying it again is how a user
                 // resumes, as `docker service update` resumes a paused Swarm update.
-                let failed =
-                    self.inner.store.get_revision(app, *rev)?.status == RevisionStatus::Failed;
+                let failed = self
+                    .inner
+                    .store
+                    .get_revision::<IgnoredAny>(app, *rev)?
+                    .status
+                    == RevisionStatus::Failed;
                 if !failed {
                     self.inner.wake(app);
                     return Ok(RevisionCreated {
@@ -461,12 +467,10 @@ impl ControlPlane {
         change: &str,
         spec: &RevisionSpec,
     ) -> Result<RevisionCreated, CpError> {
-        let value = serde_json::to_value(spec)
-            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
         let revision = self
             .inner
             .store
-            .create_revision(app, source, change, &value)?;
+            .create_revision(app, source, change, spec)?;
         tracing::info!(app, revision, source, change, "revision committed");
         self.inner.wake(app);
         Ok(RevisionCreated {
@@ -567,12 +571,14 @@ impl ControlPlane {
             if other.name == app || other.deleting {
                 continue;
             }
-            let Ok(rev) = self.inner.store.get_revision(&other.name, other.revision) else {
+            let Ok(rev) = self
+                .inner
+                .store
+                .get_revision::<RevisionSpec>(&other.name, other.revision)
+            else {
                 continue;
             };
-            let Ok(ospec) = serde_json::from_value::<RevisionSpec>(rev.spec) else {
-                continue;
-            };
+            let ospec = rev.spec;
             for (oname, osvc) in &ospec.project.services {
                 for r in &osvc.berth.routes {
                     let key = (
@@ -678,13 +684,11 @@ impl ControlPlane {
                 "revision {current} is already the current one"
             )));
         }
-        let spec: RevisionSpec = serde_json::from_value(target.spec)
-            .map_err(|e| CpError::Store(berth_store::StoreError::Decode(e)))?;
         self.commit(
             app,
             "rollback",
             &format!("rollback to revision {}", target.number),
-            &spec,
+            &target.spec,
         )
     }
 
@@ -700,17 +704,12 @@ impl ControlPlane {
         let mem = self.inner.mem();
         let mut out = Vec::new();
         for a in self.inner.store.list_apps()? {
-            let rev = self.inner.store.get_revision(&a.name, a.revision).ok();
-            let services = rev
-                .as_ref()
-                .and_then(|r| {
-                    r.spec
-                        .get("project")
-                        .and_then(|p| p.get("services"))
-                        .and_then(|s| s.as_object())
-                        .map(serde_json::Map::len)
-                })
-                .unwrap_or(0);
+            let rev = self
+                .inner
+                .store
+                .get_revision::<RevisionSpec>(&a.name, a.revision)
+                .ok();
+            let services = rev.as_ref().map_or(0, |r| r.spec.project.services.len());
             let failed = rev
                 .as_ref()
                 .is_some_and(|r| r.status == RevisionStatus::Failed);
@@ -755,7 +754,10 @@ impl ControlPlane {
     /// An application's progress (as of its last reconcile pass).
     pub fn status(&self, app: &str) -> Result<AppStatus, CpError> {
         let a = self.inner.store.get_app(app)?;
-        let rev = self.inner.store.get_revision(app, a.revision)?;
+        let rev = self
+            .inner
+            .store
+            .get_revision::<IgnoredAny>(app, a.revision)?;
         let cached = self.inner.mem().status.get(app).cloned();
         let mut st = cached.unwrap_or_else(|| AppStatus {
             name: app.into(),
@@ -788,7 +790,7 @@ impl ControlPlane {
         Ok(self
             .inner
             .store
-            .list_revisions(app)?
+            .list_revisions::<IgnoredAny>(app)?
             .into_iter()
             .map(|r| RevisionView {
                 revision: r.number,

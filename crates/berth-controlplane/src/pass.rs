@@ -16,6 +16,7 @@ use berth_core::api::{AppStatus, Instance, ServiceStatus};
 use berth_core::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
 use berth_docker::{ContainerInspect, DockerError};
 use berth_store::RevisionStatus;
+use serde::de::IgnoredAny;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
@@ -275,9 +276,10 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
             .unwrap_or(false);
         return teardown(inner, app, observed, volumes).await;
     };
-    let rev = inner.store.get_revision(app, record.revision)?;
-    let spec: RevisionSpec =
-        serde_json::from_value(rev.spec.clone()).map_err(|e| CpError::Store(e.into()))?;
+    let rev = inner
+        .store
+        .get_revision::<RevisionSpec>(app, record.revision)?;
+    let spec = rev.spec;
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
@@ -513,7 +515,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         if let Some(problem) = first_deploy_problem(&inputs) {
             if inner
                 .store
-                .last_converged_before(app, record.revision)?
+                .last_converged_before::<IgnoredAny>(app, record.revision)?
                 .is_none()
             {
                 inner.store.set_revision_status(
@@ -703,7 +705,10 @@ fn handle_failure(
     }
     tracing::warn!(app, revision, message, "rollout failed");
     if action == FailureAction::Rollback {
-        if let Some(good) = inner.store.last_converged_before(app, revision)? {
+        if let Some(good) = inner
+            .store
+            .last_converged_before::<RevisionSpec>(app, revision)?
+        {
             let n = inner.store.create_revision(
                 app,
                 "auto-rollback",
@@ -1371,7 +1376,7 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
         .get_app(app)
         .ok()
         .and_then(|a| inner.store.get_revision(app, a.revision).ok())
-        .and_then(|r| serde_json::from_value(r.spec).ok());
+        .map(|r| r.spec);
     let table = inner.table_tx.borrow().clone();
     let mem = inner.mem();
     let mut out: Vec<Instance> = observed

@@ -40,16 +40,23 @@ pub mod labels {
     pub const VOLUME: &str = "berth.volume";
 }
 
-/// What a revision stores: the project plus what apply resolved.
+/// What a revision stores: the project plus what apply resolved. The one definition of the
+/// `revisions.spec` document; the store hands it back typed (`Store::get_revision::<RevisionSpec>`).
+///
+/// `P` is how the project is read: the whole [`Project`], or [`serde::de::IgnoredAny`] for a
+/// caller that needs only the pinned images ([`RevisionPins`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RevisionSpec {
-    pub project: Project,
+pub struct RevisionSpec<P = Project> {
+    pub project: P,
     /// Service → pinned image ID (`sha256:...`).
     pub images: BTreeMap<String, String>,
     /// Service → image's exposed ports (`8080/tcp`), for the default route port and `ps`.
     #[serde(default)]
     pub image_ports: BTreeMap<String, Vec<u16>>,
 }
+
+/// A revision's pinned images without its project (image retention reads every revision).
+pub type RevisionPins = RevisionSpec<serde::de::IgnoredAny>;
 
 impl RevisionSpec {
     /// The hash of one service's container spec (see module docs).
@@ -452,6 +459,80 @@ mod tests {
 secrets:
   token: {file: token.txt}
 ";
+
+    /// A Compose file using most of what a revision spec carries.
+    const STORED: &str = "services:
+  web:
+    image: web:1
+    environment: {HELLO_VERSION: v1}
+    ports: ['8080:80']
+    volumes: [data:/data, /srv/conf:/etc/conf:ro]
+    networks: {front: {aliases: [www]}}
+    depends_on: {setup: {condition: service_completed_successfully}}
+    healthcheck: {test: [CMD, true], interval: 5s}
+    restart: on-failure:3
+    secrets: [token]
+    configs: [{source: settings, target: /etc/settings}]
+    deploy:
+      replicas: 3
+      update_config: {order: start-first, parallelism: 1, failure_action: rollback}
+    x-berth:
+      route: {path_prefix: /hello, strip_prefix: true}
+      health: {http: /healthz, interval: 2s}
+  setup:
+    image: setup:1
+    restart: 'no'
+networks:
+  front: {}
+volumes:
+  data: {}
+secrets:
+  token: {file: token.txt}
+configs:
+  settings: {content: 'a = 1'}
+";
+
+    fn stored_spec() -> RevisionSpec {
+        let mut s = spec(
+            STORED,
+            &[("token.txt", "one")],
+            &[("web", "sha256:aaaa"), ("setup", "sha256:bbbb")],
+        );
+        s.image_ports.insert("web".into(), vec![80]);
+        s
+    }
+
+    /// `testdata/revision-spec.json` is a `revisions.spec` document as apply stored it when
+    /// revision specs were first read typed (of [`STORED`]). Rows like it are in every data
+    /// directory: it must keep decoding, as the whole spec and as the pins image retention
+    /// reads, and mean what the same Compose file means now.
+    #[test]
+    fn a_revision_spec_stored_earlier_still_decodes_to_the_same_meaning() {
+        let stored = include_str!("testdata/revision-spec.json");
+        let now = stored_spec();
+        if std::env::var_os("BERTH_WRITE_TESTDATA").is_some() {
+            let text = serde_json::to_string_pretty(&now).unwrap();
+            std::fs::write("src/testdata/revision-spec.json", text + "\n").unwrap();
+        }
+        let decoded: RevisionSpec = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            serde_json::to_value(&decoded).unwrap(),
+            serde_json::to_value(&now).unwrap()
+        );
+        for name in ["web", "setup"] {
+            assert_eq!(decoded.service_hash(name), now.service_hash(name));
+        }
+        let pins: RevisionPins = serde_json::from_str(stored).unwrap();
+        assert_eq!(pins.images, now.images);
+        assert_eq!(pins.image_ports, now.image_ports);
+        // Written again (a rollback commits the target's spec anew), it reads the same.
+        let again: RevisionSpec =
+            serde_json::from_str(&serde_json::to_string(&decoded).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&decoded).unwrap()
+        );
+    }
 
     #[test]
     fn describe_change_names_the_changed_keys() {

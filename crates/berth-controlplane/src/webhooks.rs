@@ -127,7 +127,7 @@ impl ControlPlane {
         if payload.get("deleted").and_then(serde_json::Value::as_bool) == Some(true) {
             return Ok(HookOutcome::Ignored(format!("{git_ref} was deleted")));
         }
-        let wanted = rec.source.get("branch").and_then(|b| b.as_str());
+        let wanted = rec.source.branch();
         let build_ref = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
             tag.to_string()
         } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {

@@ -269,7 +269,8 @@ pub struct ServiceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub name: String,
-    pub source: serde_json::Value,
+    /// `{"git", "branch", "path", "poll_secs"}` or `{"svn"}`.
+    pub source: crate::source::ServiceSource,
     pub created_at: String,
 }
 

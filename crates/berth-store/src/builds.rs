@@ -1,6 +1,7 @@
 //! Services built from source, their builds, versions and build-time secrets.
 
 use crate::{now, Store, StoreError};
+use berth_core::source::ServiceSource;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -9,9 +10,67 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceRecord {
     pub name: String,
-    /// The source as JSON (opaque to the store).
-    pub source: serde_json::Value,
+    /// Where its code comes from (stored as JSON in `services.source`).
+    pub source: ServiceSource,
     pub created_at: String,
+}
+
+/// Where a build is (the `builds.status` column, stored as its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl BuildState {
+    /// The stored (and shown) name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for BuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for BuildState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for BuildState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Self::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown build status {s:?}").into())
+        })
+    }
 }
 
 /// One build.
@@ -20,8 +79,7 @@ pub struct BuildRecord {
     pub id: u64,
     pub service: String,
     pub git_ref: Option<String>,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
-    pub status: String,
+    pub status: BuildState,
     pub reason: String,
     pub version: Option<String>,
     pub created_at: String,
@@ -68,15 +126,37 @@ fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
     })
 }
 
+/// A `services` row as SQLite holds it; [`ServiceRow::decode`] is the one place its `source`
+/// JSON becomes a [`ServiceSource`].
+struct ServiceRow {
+    name: String,
+    source: String,
+    created_at: String,
+}
+
+impl ServiceRow {
+    fn decode(self) -> Result<ServiceRecord, StoreError> {
+        Ok(ServiceRecord {
+            name: self.name,
+            source: serde_json::from_str(&self.source)?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn service_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceRow> {
+    Ok(ServiceRow {
+        name: r.get(0)?,
+        source: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
 const BUILD_COLS: &str = "id, service, git_ref, status, reason, version, created_at, finished_at";
 
 impl Store {
     /// Register a service; false if the name is taken.
-    pub fn create_service(
-        &self,
-        name: &str,
-        source: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
+    pub fn create_service(&self, name: &str, source: &ServiceSource) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "INSERT INTO services(name, source, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
             params![name, serde_json::to_string(source)?, now()],
@@ -86,22 +166,15 @@ impl Store {
 
     /// One service.
     pub fn get_service(&self, name: &str) -> Result<Option<ServiceRecord>, StoreError> {
-        let row: Option<(String, String, String)> = self
-            .conn()
+        self.conn()
             .query_row(
                 "SELECT name, source, created_at FROM services WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                service_row,
             )
-            .optional()?;
-        row.map(|(name, source, created_at)| {
-            Ok(ServiceRecord {
-                name,
-                source: serde_json::from_str(&source)?,
-                created_at,
-            })
-        })
-        .transpose()
+            .optional()?
+            .map(ServiceRow::decode)
+            .transpose()
     }
 
     /// Every service.
@@ -109,18 +182,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT name, source, created_at FROM services ORDER BY name")?;
-        let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        rows.into_iter()
-            .map(|(name, source, created_at)| {
-                Ok(ServiceRecord {
-                    name,
-                    source: serde_json::from_str(&source)?,
-                    created_at,
-                })
-            })
-            .collect()
+        let rows: Vec<ServiceRow> = stmt.query_map([], service_row)?.collect::<Result<_, _>>()?;
+        rows.into_iter().map(ServiceRow::decode).collect()
     }
 
     /// Record a queued build; returns its id.
@@ -146,7 +209,7 @@ impl Store {
     pub fn finish_build(
         &self,
         id: u64,
-        status: &str,
+        status: BuildState,
         reason: &str,
         log: &str,
         version: Option<&VersionRecord>,
@@ -328,14 +391,23 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::source::{GitRepo, SvnRepo};
+
+    fn git(url: &str) -> ServiceSource {
+        ServiceSource::Git(GitRepo {
+            branch: None,
+            url: url.into(),
+            path: None,
+            poll_secs: None,
+        })
+    }
 
     #[test]
     fn build_lifecycle() {
         let s = Store::open_in_memory().unwrap();
-        assert!(s
-            .create_service("api", &serde_json::json!({"git": "/x"}))
-            .unwrap());
-        assert!(!s.create_service("api", &serde_json::json!({})).unwrap());
+        assert!(s.create_service("api", &git("/x")).unwrap());
+        assert!(!s.create_service("api", &git("/y")).unwrap());
+        assert_eq!(s.get_service("api").unwrap().unwrap().source, git("/x"));
         let id = s.create_build("api", Some("main")).unwrap();
         s.start_build(id).unwrap();
         let v = VersionRecord {
@@ -349,17 +421,30 @@ mod tests {
             build_id: id,
             created_at: String::new(),
         };
-        s.finish_build(id, "succeeded", "", "log text", Some(&v))
+        s.finish_build(id, BuildState::Succeeded, "", "log text", Some(&v))
             .unwrap();
         assert_eq!(
             s.get_build(id).unwrap().unwrap().version.as_deref(),
             Some("v1")
         );
         assert_eq!(s.build_log(id).unwrap(), "log text");
+        // Stored by name, as before the status was typed; a name Berth never wrote is an error.
+        let raw: String = s
+            .conn()
+            .query_row(
+                "SELECT status FROM builds WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw, "succeeded");
         assert_eq!(s.list_versions("api").unwrap()[0].digest, "sha256:ab");
         let id2 = s.create_build("api", None).unwrap();
         assert_eq!(s.fail_interrupted_builds().unwrap(), 1);
-        assert_eq!(s.get_build(id2).unwrap().unwrap().status, "failed");
+        assert_eq!(
+            s.get_build(id2).unwrap().unwrap().status,
+            BuildState::Failed
+        );
         s.set_build_secret("api", "TOKEN", "t").unwrap();
         // Image state: removed by retention, archived, restored; a rebuild makes it present.
         assert_eq!(s.image_states("api").unwrap()["v1"], ImageState::default());
@@ -373,8 +458,87 @@ mod tests {
         assert!(!st.removed && st.restored_at.is_some());
         s.set_image_removed("api", "v1").unwrap();
         let id3 = s.create_build("api", None).unwrap();
-        s.finish_build(id3, "succeeded", "", "", Some(&v)).unwrap();
+        s.finish_build(id3, BuildState::Succeeded, "", "", Some(&v))
+            .unwrap();
         assert!(!s.image_states("api").unwrap()["v1"].removed);
         assert_eq!(s.build_secrets("api").unwrap()["TOKEN"], "t");
+        s.conn()
+            .execute(
+                "UPDATE builds SET status = 'paused' WHERE id = ?1",
+                params![id],
+            )
+            .unwrap();
+        assert!(matches!(s.get_build(id), Err(StoreError::Sqlite(_))));
+    }
+
+    /// Rows as the control plane wrote them before sources were typed (`serde_json::json!`),
+    /// including one from before `--poll` existed, read as typed sources; a source written
+    /// now is stored as the same text.
+    #[test]
+    fn service_rows_written_in_todays_format_read_as_typed_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            (
+                "api",
+                r#"{"branch":"main","git":"https://git.example/api.git","path":"svc","poll_secs":60}"#,
+            ),
+            ("old", r#"{"branch":null,"git":"/srv/old","path":null}"#),
+            ("site", r#"{"svn":"svn://svn.example/site/trunk"}"#),
+        ];
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for (name, source) in rows {
+                s.conn()
+                    .execute(
+                        "INSERT INTO services(name, source, created_at) VALUES (?1, ?2, '2026-01-01T00:00:00Z')",
+                        params![name, source],
+                    )
+                    .unwrap();
+            }
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let api = ServiceSource::Git(GitRepo {
+            branch: Some("main".into()),
+            url: "https://git.example/api.git".into(),
+            path: Some("svc".into()),
+            poll_secs: Some(60),
+        });
+        let site = ServiceSource::Svn(SvnRepo {
+            url: "svn://svn.example/site/trunk".into(),
+        });
+        assert_eq!(s.get_service("api").unwrap().unwrap().source, api);
+        assert_eq!(
+            s.list_services()
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.name, r.source))
+                .collect::<Vec<_>>(),
+            vec![
+                ("api".into(), api.clone()),
+                ("old".into(), git("/srv/old")),
+                ("site".into(), site.clone()),
+            ]
+        );
+        s.create_service("api2", &api).unwrap();
+        s.create_service("site2", &site).unwrap();
+        let stored = |name: &str| -> String {
+            s.conn()
+                .query_row(
+                    "SELECT source FROM services WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(stored("api2"), rows[0].1);
+        assert_eq!(stored("site2"), rows[2].1);
+        // A row no source shape fits is an error, not a service without a source.
+        s.conn()
+            .execute(
+                "INSERT INTO services(name, source, created_at) VALUES ('bad', '{}', '')",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(s.get_service("bad"), Err(StoreError::Decode(_))));
     }
 }

@@ -25,12 +25,13 @@ mod users;
 pub use api_tokens::ApiTokenRecord;
 pub use audit::{AuditQuery, AuditRecord};
 pub use backup::Snapshot;
-pub use builds::{BuildRecord, ImageState, ServiceRecord, VersionRecord};
+pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
 pub use users::UserRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -89,8 +90,13 @@ impl RevisionStatus {
 }
 
 /// One numbered, immutable desired state of an application.
+///
+/// `S` is its spec, a type of the caller's: the control plane's `RevisionSpec` (a
+/// `berth_compose::Project` plus the image IDs apply pinned), or a view of it that reads only
+/// some fields, or `serde::de::IgnoredAny` for none. The store keeps it as JSON and converts it
+/// here, at its edge; it never reads it by key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Revision {
+pub struct Revision<S> {
     pub app: String,
     pub number: u64,
     /// RFC 3339 creation time.
@@ -104,8 +110,8 @@ pub struct Revision {
     pub message: String,
     /// When the outcome was recorded (RFC 3339), if it has one.
     pub finished_at: Option<String>,
-    /// The parsed application (a `berth_compose::Project` as JSON, opaque to the store).
-    pub spec: serde_json::Value,
+    /// The parsed application and what apply resolved (stored as JSON in `revisions.spec`).
+    pub spec: S,
 }
 
 /// An application: a name and the revision it should run.
@@ -213,13 +219,14 @@ impl Store {
 
     /// Commit a new revision of `app` (creating the app if needed) and make it the desired one,
     /// in one transaction. Earlier pending revisions become superseded. Returns its number.
-    pub fn create_revision(
+    pub fn create_revision<S: Serialize + ?Sized>(
         &self,
         app: &str,
         source: &str,
         change: &str,
-        spec: &serde_json::Value,
+        spec: &S,
     ) -> Result<u64, StoreError> {
+        let spec = serde_json::to_string(spec)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let ts = now();
@@ -240,7 +247,7 @@ impl Store {
         tx.execute(
             "INSERT INTO revisions(app, number, created_at, source, change, status, message, spec)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', '', ?6)",
-            params![app, next, ts, source, change, serde_json::to_string(spec)?],
+            params![app, next, ts, source, change, spec],
         )?;
         tx.execute(
             "UPDATE apps SET revision = ?2 WHERE name = ?1",
@@ -289,47 +296,60 @@ impl Store {
     }
 
     /// One revision.
-    pub fn get_revision(&self, app: &str, number: u64) -> Result<Revision, StoreError> {
-        let conn = self.conn();
-        let row = conn
+    pub fn get_revision<S: DeserializeOwned>(
+        &self,
+        app: &str,
+        number: u64,
+    ) -> Result<Revision<S>, StoreError> {
+        let row = self
+            .conn()
             .query_row(
-                "SELECT app, number, created_at, source, change, status, message, finished_at, spec
-                 FROM revisions WHERE app = ?1 AND number = ?2",
+                &format!("SELECT {REVISION_COLS} FROM revisions WHERE app = ?1 AND number = ?2"),
                 params![app, number],
-                row_to_revision,
+                revision_row,
             )
             .optional()?;
         match row {
-            Some(r) => r,
+            Some(r) => r.decode(),
             None => Err(StoreError::RevisionNotFound(app.to_string(), number)),
         }
     }
 
     /// Revisions of an app, newest first.
-    pub fn list_revisions(&self, app: &str) -> Result<Vec<Revision>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT app, number, created_at, source, change, status, message, finished_at, spec
-             FROM revisions WHERE app = ?1 ORDER BY number DESC",
-        )?;
-        let rows = stmt.query_map(params![app], row_to_revision)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+    pub fn list_revisions<S: DeserializeOwned>(
+        &self,
+        app: &str,
+    ) -> Result<Vec<Revision<S>>, StoreError> {
+        let rows: Vec<RevisionRow> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {REVISION_COLS} FROM revisions WHERE app = ?1 ORDER BY number DESC"
+            ))?;
+            let rows = stmt.query_map(params![app], revision_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        rows.into_iter().map(RevisionRow::decode).collect()
     }
 
     /// The newest converged revision before `before` (the target of an automatic rollback).
-    pub fn last_converged_before(
+    pub fn last_converged_before<S: DeserializeOwned>(
         &self,
         app: &str,
         before: u64,
-    ) -> Result<Option<Revision>, StoreError> {
-        Ok(self
-            .list_revisions(app)?
-            .into_iter()
-            .find(|r| r.number < before && r.status == RevisionStatus::Converged))
+    ) -> Result<Option<Revision<S>>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {REVISION_COLS} FROM revisions
+                     WHERE app = ?1 AND number < ?2 AND status = 'converged'
+                     ORDER BY number DESC LIMIT 1"
+                ),
+                params![app, before],
+                revision_row,
+            )
+            .optional()?
+            .map(RevisionRow::decode)
+            .transpose()
     }
 
     /// Mark an application for removal (the reconciler tears it down, then calls [`Store::delete_app`]).
@@ -416,26 +436,58 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
     })
 }
 
-fn row_to_revision(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Revision, StoreError>> {
-    let spec: String = r.get(8)?;
-    let status: String = r.get(5)?;
-    let rev = serde_json::from_str(&spec).map(|spec| Revision {
-        app: r.get(0).unwrap_or_default(),
-        number: r.get(1).unwrap_or_default(),
-        created_at: r.get(2).unwrap_or_default(),
-        source: r.get(3).unwrap_or_default(),
-        change: r.get(4).unwrap_or_default(),
-        status: RevisionStatus::parse(&status),
-        message: r.get(6).unwrap_or_default(),
-        finished_at: r.get(7).unwrap_or_default(),
-        spec,
-    });
-    Ok(rev.map_err(StoreError::from))
+const REVISION_COLS: &str =
+    "app, number, created_at, source, change, status, message, finished_at, spec";
+
+/// A `revisions` row as SQLite holds it; [`RevisionRow::decode`] is the one place its spec
+/// JSON becomes the caller's type.
+struct RevisionRow {
+    app: String,
+    number: u64,
+    created_at: String,
+    source: String,
+    change: String,
+    status: String,
+    message: String,
+    finished_at: Option<String>,
+    spec: String,
+}
+
+impl RevisionRow {
+    fn decode<S: DeserializeOwned>(self) -> Result<Revision<S>, StoreError> {
+        Ok(Revision {
+            spec: serde_json::from_str(&self.spec)?,
+            app: self.app,
+            number: self.number,
+            created_at: self.created_at,
+            source: self.source,
+            change: self.change,
+            status: RevisionStatus::parse(&self.status),
+            message: self.message,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+fn revision_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RevisionRow> {
+    Ok(RevisionRow {
+        app: r.get(0)?,
+        number: r.get(1)?,
+        created_at: r.get(2)?,
+        source: r.get(3)?,
+        change: r.get(4)?,
+        status: r.get(5)?,
+        message: r.get(6)?,
+        finished_at: r.get(7)?,
+        spec: r.get(8)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::IgnoredAny;
+    use serde_json::Value;
 
     #[test]
     fn revisions_are_numbered_and_survive_reopen() {
@@ -454,7 +506,7 @@ mod tests {
                 2
             );
             assert_eq!(
-                s.get_revision("shop", 1).unwrap().status,
+                s.get_revision::<IgnoredAny>("shop", 1).unwrap().status,
                 RevisionStatus::Superseded
             );
         }
@@ -470,14 +522,95 @@ mod tests {
             .unwrap());
         assert_eq!(s.create_revision("shop", "apply", "x", &spec).unwrap(), 3);
         assert_eq!(
-            s.last_converged_before("shop", 3).unwrap().unwrap().number,
+            s.last_converged_before::<Value>("shop", 3)
+                .unwrap()
+                .unwrap()
+                .number,
             2
         );
-        let revs = s.list_revisions("shop").unwrap();
+        let revs = s.list_revisions::<Value>("shop").unwrap();
         assert_eq!(
             revs.iter().map(|r| r.number).collect::<Vec<_>>(),
             vec![3, 2, 1]
         );
+    }
+
+    /// A spec as the control plane writes it (a `RevisionSpec`: project, images, image ports),
+    /// read back through a caller's view of it.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Pins {
+        project: IgnoredAny,
+        images: std::collections::BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn a_revision_row_written_in_todays_format_reads_as_the_callers_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = r#"{"image_ports":{"web":[8080]},"images":{"web":"sha256:ab"},"project":{"name":"shop","services":{"web":{"image":"web:1"}}}}"#;
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.conn()
+                .execute_batch(&format!(
+                    "INSERT INTO apps(name, created_at, revision, deleting, delete_volumes)
+                       VALUES ('shop', '2026-01-01T00:00:00Z', 2, 0, 0);
+                     INSERT INTO revisions(app, number, created_at, source, change, status, message, finished_at, spec)
+                       VALUES ('shop', 1, '2026-01-01T00:00:00Z', 'apply', 'created', 'converged', '', '2026-01-01T00:00:01Z', '{spec}'),
+                              ('shop', 2, '2026-01-01T00:01:00Z', 'apply', 'web changed', 'failed', 'web: crashed', NULL, '{{\"project\":{{}}}}');"
+                ))
+                .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let r = s.get_revision::<Pins>("shop", 1).unwrap();
+        assert_eq!(r.spec.images["web"], "sha256:ab");
+        assert_eq!(
+            (r.status, r.finished_at.as_deref()),
+            (RevisionStatus::Converged, Some("2026-01-01T00:00:01Z"))
+        );
+        // The whole document is there for a caller that reads all of it.
+        let whole = s.get_revision::<Value>("shop", 1).unwrap().spec;
+        assert_eq!(whole, serde_json::from_str::<Value>(spec).unwrap());
+        // A spec that does not decode as the caller's type is an error, never a default...
+        assert!(matches!(
+            s.get_revision::<Pins>("shop", 2),
+            Err(StoreError::Decode(_))
+        ));
+        assert!(s.list_revisions::<Pins>("shop").is_err());
+        // ...but a caller that reads no spec (history, status) is not stopped by it, and the
+        // rollback target is found without decoding the others.
+        let heads = s.list_revisions::<IgnoredAny>("shop").unwrap();
+        assert_eq!(
+            heads
+                .iter()
+                .map(|r| (r.number, r.status))
+                .collect::<Vec<_>>(),
+            vec![(2, RevisionStatus::Failed), (1, RevisionStatus::Converged)]
+        );
+        assert_eq!(heads[0].message, "web: crashed");
+        let target = s.last_converged_before::<Pins>("shop", 2).unwrap().unwrap();
+        assert_eq!((target.number, &target.spec), (1, &r.spec));
+        assert!(s
+            .last_converged_before::<Pins>("shop", 1)
+            .unwrap()
+            .is_none());
+        // A typed spec is written as its JSON.
+        #[derive(Serialize)]
+        struct Written<'a> {
+            project: (),
+            images: &'a std::collections::BTreeMap<String, String>,
+        }
+        let written = Written {
+            project: (),
+            images: &target.spec.images,
+        };
+        assert_eq!(
+            s.create_revision("shop", "rollback", "", &written).unwrap(),
+            3
+        );
+        assert_eq!(
+            s.get_revision::<Value>("shop", 3).unwrap().spec,
+            serde_json::json!({"project": null, "images": {"web": "sha256:ab"}})
+        );
+        assert_eq!(s.get_revision::<Pins>("shop", 3).unwrap().spec, target.spec);
     }
 
     #[test]

@@ -205,6 +205,47 @@ fn build_from_git_then_deploy_the_version() {
         "--poll",
         "5s",
     ]);
+    // Sources are shown as they are stored, in the JSON shapes they always had.
+    server.ok(&[
+        "service",
+        "create",
+        "site",
+        "--svn",
+        "svn://svn.example/site/trunk",
+    ]);
+    let (code, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/services",
+        None,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let services: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let source_of = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["source"].clone())
+    };
+    let url = repo.to_str().unwrap();
+    assert_eq!(
+        source_of("web"),
+        Some(serde_json::json!({"branch": null, "git": url, "path": null, "poll_secs": null}))
+    );
+    assert_eq!(
+        source_of("polled"),
+        Some(serde_json::json!({"branch": null, "git": url, "path": null, "poll_secs": 5}))
+    );
+    assert_eq!(
+        source_of("site"),
+        Some(serde_json::json!({"svn": "svn://svn.example/site/trunk"}))
+    );
+    let listed = server.ok(&["service", "ls"]);
+    assert!(
+        listed.contains(r#"{"svn":"svn://svn.example/site/trunk"}"#),
+        "{listed}"
+    );
     let builds_of = |svc: &str| -> Vec<serde_json::Value> {
         serde_json::from_str(&server.ok(&["builds", svc, "--output", "json"])).unwrap_or_default()
     };
