@@ -9,6 +9,7 @@ fn access() -> (Access, Arc<ManualClock>) {
         AccessConfig {
             session_ttl: Duration::from_secs(3600),
             clock: clock.clone(),
+            unchecked: false,
         },
     )
     .unwrap();

@@ -50,7 +50,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane, the gateway and the reconciler in one process.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a gateway on its own, fed its routing table by a control plane (`berth server
     /// --no-gateway`). It keeps serving the last table while the control plane restarts.
     Gateway(GatewayArgs),
@@ -523,6 +523,11 @@ pub struct ServerArgs {
     /// Lifetime of a login session (`berth login`): `90s`, `15m`, `12h`, `7d`.
     #[arg(long, env = "BERTH_SESSION_TTL", default_value = "12h", value_parser = parse_ttl)]
     pub session_ttl: std::time::Duration,
+    /// Benchmarks only (bench/api_auth_bench.py): `off` serves every call as the administrator
+    /// without checking a token, to measure what checking costs. Refused unless the API
+    /// listens on loopback.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], hide = true)]
+    pub auth: String,
 }
 
 /// A positive duration for `--session-ttl`.

@@ -28,7 +28,7 @@ fn main() {
     };
     let code = runtime.block_on(async move {
         match cli.command {
-            berth_cli::Command::Server(args) => match server::run(args).await {
+            berth_cli::Command::Server(args) => match server::run(*args).await {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");

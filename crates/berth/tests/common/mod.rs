@@ -97,7 +97,16 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Server {
         let log = data_dir.join(format!("server-{}.log", free_port()));
-        Self::spawn_logging_to(run, data_dir, &log, api, gateway, extra, admin_password, env)
+        Self::spawn_logging_to(
+            run,
+            data_dir,
+            &log,
+            api,
+            gateway,
+            extra,
+            admin_password,
+            env,
+        )
     }
 
     /// Like [`Server::start_with`], logging to `log` instead of a file in the data directory
