@@ -106,6 +106,20 @@ impl Default for AccessConfig {
     }
 }
 
+/// Password checks in progress ([`Access::attempt`]); dropping it ends them.
+struct Attempt<'a> {
+    lockout: &'a lockout::Lockout,
+    keys: Vec<String>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        for key in &self.keys {
+            self.lockout.end(key);
+        }
+    }
+}
+
 /// The kind of a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -608,6 +622,32 @@ impl Access {
 
     // -- login ----------------------------------------------------------------------------
 
+    /// Start a password check counted against `keys` (`user:NAME`, `addr:IP`): refused with
+    /// `429 login_locked` while one is locked or has as many checks running as it may still
+    /// fail. The guard ends the attempt however the check ends (a dropped request too).
+    fn attempt<'a>(&'a self, keys: &[&str]) -> Result<Attempt<'a>, AccessError> {
+        let now = self.now();
+        let mut started = Attempt {
+            lockout: &self.inner.lockout,
+            keys: Vec::new(),
+        };
+        for key in keys {
+            if let Err(secs) = self.inner.lockout.begin(key, now) {
+                return Err(AccessError {
+                    retry_after: Some(secs),
+                    ..AccessError::new(
+                        ErrorCode::LoginLocked,
+                        format!(
+                            "too many failed logins for this user or from this address; retry in {secs} s"
+                        ),
+                    )
+                });
+            }
+            started.keys.push((*key).to_string());
+        }
+        Ok(started)
+    }
+
     /// Check a user's password and open a session (a `login` token). Five failures within 10
     /// minutes for the user or from `source` lock further logins for 15 minutes.
     pub async fn login(
@@ -618,23 +658,7 @@ impl Access {
     ) -> Result<LoginIssued, AccessError> {
         let user_key = format!("user:{}", user.chars().take(128).collect::<String>());
         let addr_key = format!("addr:{source}");
-        let now = self.now();
-        let locked = self
-            .inner
-            .lockout
-            .locked(&user_key, now)
-            .max(self.inner.lockout.locked(&addr_key, now));
-        if let Some(secs) = locked {
-            return Err(AccessError {
-                retry_after: Some(secs),
-                ..AccessError::new(
-                    ErrorCode::LoginLocked,
-                    format!(
-                        "too many failed logins for this user or from this address; retry in {secs} s"
-                    ),
-                )
-            });
-        }
+        let _attempt = self.attempt(&[&user_key, &addr_key])?;
         let record = if valid_name(user) {
             self.store().get_user(user)?
         } else {
@@ -656,7 +680,9 @@ impl Access {
         let now = self.now();
         let ttl = time::Duration::try_from(self.inner.config.session_ttl)
             .unwrap_or(time::Duration::hours(12));
-        let expires = now + ttl;
+        let expires = now
+            .checked_add(ttl)
+            .unwrap_or(now + time::Duration::hours(12));
         let stamp = format!(
             "{:04}{:02}{:02}{:02}{:02}{:02}",
             now.year(),
@@ -768,6 +794,15 @@ impl Access {
                 "only an administrator may set another user's password",
             ));
         }
+        if !own && p.must_change_password && p.kind != TokenKind::Local {
+            return Err(AccessError::new(
+                ErrorCode::PasswordChangeRequired,
+                format!(
+                    "the password of {:?} was generated and must be changed first",
+                    p.user
+                ),
+            ));
+        }
         check_password(&change.password)?;
         let user = self
             .store()
@@ -777,10 +812,14 @@ impl Access {
             let current = change.current_password.as_deref().ok_or_else(|| {
                 AccessError::invalid("changing your own password needs current_password")
             })?;
+            // Guessing the current password through a stolen session counts like a login.
+            let user_key = format!("user:{name}");
+            let _attempt = self.attempt(&[&user_key])?;
             if !self
                 .verify(current, Some(user.password_hash.clone()))
                 .await?
             {
+                self.inner.lockout.fail(&user_key, self.now());
                 return Err(AccessError::forbidden("current_password is not right"));
             }
             if current == change.password {
@@ -791,6 +830,10 @@ impl Access {
         }
         let hash = self.hash(&change.password).await?;
         self.store().set_user_password(name, &hash, false)?;
+        // Other login sessions end (someone who knew the old password may hold one); the
+        // caller's own session and the user's API tokens stay.
+        let keep = (own && p.kind == TokenKind::Login).then_some(p.token.as_str());
+        self.store().delete_login_sessions(name, keep)?;
         self.drop_user(name);
         Ok(())
     }

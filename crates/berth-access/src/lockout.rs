@@ -18,6 +18,9 @@ const SWEEP_AT: usize = 10_000;
 struct Entry {
     failures: VecDeque<OffsetDateTime>,
     locked_until: Option<OffsetDateTime>,
+    /// Attempts whose password check is still running: they count towards the limit, so that
+    /// logins sent all at once cannot get more than `MAX_FAILURES` checks past the lock.
+    pending: usize,
 }
 
 /// The failure counters, keyed by `user:NAME` or `addr:IP`.
@@ -34,6 +37,7 @@ impl Lockout {
     }
 
     /// Seconds until `key` may try again, if it is locked.
+    #[cfg(test)]
     pub(crate) fn locked(&self, key: &str, now: OffsetDateTime) -> Option<u64> {
         let map = self.lock();
         let until = map.get(key)?.locked_until?;
@@ -65,9 +69,39 @@ impl Lockout {
         false
     }
 
-    /// Forget `key`'s failures (a successful login).
+    /// Start an attempt for `key`: refused (seconds to wait) if `key` is locked, or if its
+    /// failures in the window plus the attempts still running reach the limit. Every `Ok` must
+    /// be followed by [`Lockout::end`].
+    pub(crate) fn begin(&self, key: &str, now: OffsetDateTime) -> Result<(), u64> {
+        let mut map = self.lock();
+        let e = map.entry(key.to_string()).or_default();
+        if let Some(until) = e.locked_until.filter(|u| *u > now) {
+            let secs = (until - now).whole_seconds().max(1);
+            return Err(u64::try_from(secs).unwrap_or(1));
+        }
+        while e.failures.front().is_some_and(|t| *t <= now - WINDOW) {
+            e.failures.pop_front();
+        }
+        if e.failures.len() + e.pending >= MAX_FAILURES {
+            return Err(1);
+        }
+        e.pending += 1;
+        Ok(())
+    }
+
+    /// An attempt started with [`Lockout::begin`] has its answer.
+    pub(crate) fn end(&self, key: &str) {
+        if let Some(e) = self.lock().get_mut(key) {
+            e.pending = e.pending.saturating_sub(1);
+        }
+    }
+
+    /// Forget `key`'s failures (a successful login); attempts still running stay counted.
     pub(crate) fn clear(&self, key: &str) {
-        self.lock().remove(key);
+        if let Some(e) = self.lock().get_mut(key) {
+            e.failures.clear();
+            e.locked_until = None;
+        }
     }
 }
 
@@ -107,6 +141,23 @@ mod tests {
         assert!(!l.fail("addr:10.0.0.1", t + Duration::minutes(10)));
         assert_eq!(l.locked("addr:10.0.0.1", t + Duration::minutes(10)), None);
         assert!(l.fail("addr:10.0.0.1", t + Duration::seconds(630)));
+    }
+
+    #[test]
+    fn attempts_still_running_count_towards_the_limit() {
+        let l = Lockout::default();
+        let t = t0();
+        // Five logins sent at once all start; the sixth waits for one of them to end.
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(l.begin("addr:10.0.0.9", t), Ok(()));
+        }
+        assert_eq!(l.begin("addr:10.0.0.9", t), Err(1));
+        // They all fail: the key is locked, and ending them does not unlock it.
+        for _ in 0..MAX_FAILURES {
+            l.fail("addr:10.0.0.9", t);
+            l.end("addr:10.0.0.9");
+        }
+        assert_eq!(l.begin("addr:10.0.0.9", t), Err(15 * 60));
     }
 
     #[test]

@@ -85,6 +85,25 @@ pub(crate) async fn authenticate(
         source: source.clone(),
     });
     let mut principal: Option<Principal> = None;
+    // A state-changing call leaves its audit row even if the client goes away before the
+    // answer (the future is dropped): then with status 499 `client_closed`.
+    let mut unanswered = (method != "GET" && method != "HEAD").then(|| Unanswered {
+        access: s.access.clone(),
+        event: Some(AuditEvent {
+            user: None,
+            token: None,
+            action: if route == "/api/v1/login" {
+                "login".to_string()
+            } else {
+                format!("{method} {route}")
+            },
+            object: object.clone(),
+            source: source.clone(),
+            request_id: request_id.clone(),
+            status: 499,
+            code: Some("client_closed".to_string()),
+        }),
+    });
     let mut resp = if berth_access::is_public(&method, &route) {
         next.run(req).await
     } else {
@@ -97,6 +116,10 @@ pub(crate) async fn authenticate(
             Ok(p) => {
                 let decision = berth_access::authorize(&p, &method, &route);
                 principal = Some(p.clone());
+                if let Some(e) = unanswered.as_mut().and_then(|u| u.event.as_mut()) {
+                    e.user = Some(p.user.clone());
+                    e.token = Some(p.token.clone());
+                }
                 match decision {
                     Decision::Allow => {
                         req.extensions_mut().insert(p);
@@ -119,6 +142,9 @@ pub(crate) async fn authenticate(
             }
         }
     };
+    if let Some(u) = unanswered.as_mut() {
+        u.event = None;
+    }
     if method != "GET" && method != "HEAD" {
         let login = route == "/api/v1/login";
         let named = resp.extensions_mut().remove::<AuditAs>();
@@ -143,6 +169,20 @@ pub(crate) async fn authenticate(
         });
     }
     resp
+}
+
+/// The audit row of a call whose answer never came (see [`authenticate`]).
+struct Unanswered {
+    access: berth_access::Access,
+    event: Option<AuditEvent>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(e) = self.event.take() {
+            self.access.record(e);
+        }
+    }
 }
 
 fn who(p: &Principal) -> String {
@@ -192,6 +232,13 @@ pub(crate) async fn login(
             return Ok(r);
         }
         Err(e) => refuse(e),
+    };
+    // What was typed as a user name is kept only if it could be one (a password pasted into
+    // the wrong field must not reach the audit log).
+    let user = if berth_access::valid_name(&user) {
+        user
+    } else {
+        "(invalid)".to_string()
     };
     resp.extensions_mut().insert(AuditAs { user, token: None });
     Err(resp)

@@ -530,11 +530,14 @@ pub struct ServerArgs {
     pub auth: String,
 }
 
-/// A positive duration for `--session-ttl`.
+/// A positive duration of at most 366 days for `--session-ttl`.
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
     match commands::parse_duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("{s:?}: must be longer than 0")),
+        Ok(d) if d.is_zero() => Err(format!("{s:?}: must be longer than 0")),
+        Ok(d) if d > std::time::Duration::from_secs(366 * 86_400) => {
+            Err(format!("{s:?}: at most 366d"))
+        }
+        Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -32,7 +32,10 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
         name: r.get(2)?,
         kind: r.get(3)?,
         hash: r.get(4)?,
-        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        // An unreadable list is an error, never "no scopes" (which means the owner's full rights).
+        scopes: serde_json::from_str(&scopes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         created_at: r.get(6)?,
         expires_at: r.get(7)?,
         last_used_at: r.get(8)?,
@@ -102,6 +105,31 @@ impl Store {
         }
         tx.commit()?;
         Ok(found)
+    }
+
+    /// Revoke `owner`'s login sessions except the one named `keep` (a password change ends the
+    /// other sessions); the hashes removed.
+    pub fn delete_login_sessions(
+        &self,
+        owner: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let keep = keep.unwrap_or("");
+        let hashes = {
+            let mut stmt = tx.prepare(
+                "SELECT hash FROM api_tokens WHERE owner = ?1 AND kind = 'login' AND name <> ?2",
+            )?;
+            let rows = stmt.query_map(params![owner, keep], |r| r.get(0))?;
+            rows.collect::<Result<Vec<String>, _>>()?
+        };
+        tx.execute(
+            "DELETE FROM api_tokens WHERE owner = ?1 AND kind = 'login' AND name <> ?2",
+            params![owner, keep],
+        )?;
+        tx.commit()?;
+        Ok(hashes)
     }
 
     /// Revoke every token of `kind` (the `local` token at each server start); the hashes removed.

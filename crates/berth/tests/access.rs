@@ -347,3 +347,65 @@ fn the_local_token_is_private_and_rotates_at_restart() {
     // The administrator password from the environment works.
     assert_eq!(login(&server.api, "admin", TEST_ADMIN_PASSWORD).0, 200);
 }
+
+#[test]
+fn logins_sent_at_once_get_no_more_than_five_guesses_and_a_password_change_ends_other_sessions() {
+    let run = TestRun::new("access-race");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let api = server.api.clone();
+    let admin = server.token();
+    let (status, _, _) = call(
+        &api,
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"name": "carol", "password": "carol-password-1"})),
+    );
+    assert_eq!(status, 201);
+
+    // Two sessions of carol's, then she changes her password in the first.
+    let (_, _, first) = login(&api, "carol", "carol-password-1");
+    let (_, _, second) = login(&api, "carol", "carol-password-1");
+    let first = first["token"].as_str().unwrap().to_string();
+    let second = second["token"].as_str().unwrap().to_string();
+    let (status, _, body) = call(
+        &api,
+        "POST",
+        "/api/v1/users/carol/password",
+        Some(&first),
+        Some(json!({"password": "carol-password-2", "current_password": "carol-password-1"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        call(&api, "GET", "/api/v1/whoami", Some(&first), None).0,
+        200,
+        "the session that changed the password goes on"
+    );
+    assert_eq!(
+        call(&api, "GET", "/api/v1/whoami", Some(&second), None).0,
+        401,
+        "another session of the user ends with the old password"
+    );
+
+    // 20 wrong logins at once: at most 5 are checked (401), the rest are refused (429), and then
+    // even the right password is refused while the lock holds.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let api = api.clone();
+                s.spawn(move || login(&api, "carol", &format!("wrong-guess-{i}")).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} guesses were checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(login(&api, "carol", "carol-password-2").0, 429);
+    drop(server);
+    run.cleanup();
+}
