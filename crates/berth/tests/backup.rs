@@ -156,6 +156,33 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
         secret.to_str().unwrap(),
     ]);
     server.ok(&["token", "rotate-key"]);
+    // Identity: a user with a password and an API token, and the audit rows of their making.
+    let admin = server.token();
+    let made = call(
+        &server.api,
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(serde_json::json!({"name": "dana", "password": "dana-password-1"})),
+    );
+    assert_eq!(made.0, 201, "{:?}", made.2);
+    let (status, _, session) = call(
+        &server.api,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(serde_json::json!({"user": "dana", "password": "dana-password-1"})),
+    );
+    assert_eq!(status, 200);
+    let (status, _, created) = call(
+        &server.api,
+        "POST",
+        "/api/v1/api-tokens",
+        session["token"].as_str(),
+        Some(serde_json::json!({"name": "ci"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let dana_token = created["token"].as_str().unwrap().to_string();
     // A gateway token signed by the current key: the restored gateway must accept it.
     let token = server
         .ok(&["token", "issue", "--subject", "alice", "--audience", "shop"])
@@ -343,6 +370,42 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
         &["--restore", backup.to_str().unwrap()],
     );
     assert_eq!(instance(&restored), id_before, "the instance id changed");
+    // Users, their API tokens and the audit log came along; the local token is the new one.
+    let (status, _, me) = call(
+        &restored.api,
+        "GET",
+        "/api/v1/whoami",
+        Some(&dana_token),
+        None,
+    );
+    assert_eq!((status, me["user"].as_str()), (200, Some("dana")), "{me}");
+    let (status, _, _) = call(
+        &restored.api,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(serde_json::json!({"user": "dana", "password": "dana-password-1"})),
+    );
+    assert_eq!(status, 200, "dana cannot log in to the restored server");
+    let (status, _, audit) = call(
+        &restored.api,
+        "GET",
+        "/api/v1/audit?user=dana&limit=1000",
+        Some(&restored.token()),
+        None,
+    );
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"login") && actions.contains(&"POST /api/v1/api-tokens"),
+        "audit rows from before the backup: {actions:?}"
+    );
+    assert_ne!(restored.token(), admin, "admin.token is written anew");
     assert!(!restored_dir.join("out").exists());
     let key_mode = std::fs::metadata(restored_dir.join("keys"))
         .unwrap()
