@@ -8,9 +8,7 @@ mod common;
 use berth_testkit::{testapp_image, TestRun};
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::process::Command;
-use std::time::Duration;
 
 /// One API call with exactly the given token (none: no `Authorization`): (status, lowercase
 /// head, JSON body or Null).
