@@ -106,6 +106,14 @@ impl Default for AccessConfig {
     }
 }
 
+/// The local administrator token is replaced at each server start, never revoked through the
+/// API: a separate gateway or a script on the server's machine may be reading it.
+fn local_token_stays() -> AccessError {
+    AccessError::invalid(
+        "the local administrator token (<data-dir>/admin.token) is replaced at each server start and cannot be revoked",
+    )
+}
+
 /// Password checks in progress ([`Access::attempt`]); dropping it ends them.
 struct Attempt<'a> {
     lockout: &'a lockout::Lockout,
@@ -717,6 +725,9 @@ impl Access {
 
     /// Revoke the token the request came with.
     pub fn logout(&self, p: &Principal) -> Result<(), AccessError> {
+        if p.kind == TokenKind::Local {
+            return Err(local_token_stays());
+        }
         if let Some(t) = self.store().delete_api_token(&p.user, &p.token)? {
             self.drop_hash(&t.hash);
         }
@@ -841,6 +852,11 @@ impl Access {
     /// Disable a user: their tokens stop working at once. The last enabled administrator
     /// cannot be disabled.
     pub async fn disable_user(&self, name: &str) -> Result<(), AccessError> {
+        if name == ADMIN {
+            return Err(AccessError::invalid(format!(
+                "{ADMIN:?} is the local administrator (<data-dir>/admin.token acts as it) and cannot be disabled; change its password instead"
+            )));
+        }
         let _g = self.inner.users.lock().await;
         match self.store().disable_user(name)? {
             None => Err(user_not_found(name)),
@@ -975,6 +991,9 @@ impl Access {
         user: Option<&str>,
     ) -> Result<(), AccessError> {
         let owner = self.subject(p, user)?;
+        if owner == ADMIN && name == LOCAL_TOKEN_NAME {
+            return Err(local_token_stays());
+        }
         match self.store().delete_api_token(&owner, name)? {
             Some(t) => {
                 self.drop_hash(&t.hash);

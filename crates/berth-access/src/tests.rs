@@ -320,6 +320,18 @@ async fn the_local_token_is_written_0600_and_rotates() {
         a.authenticate(Some(&bearer(&first))).unwrap_err().code,
         ErrorCode::Unauthorized
     );
+    let p = a.authenticate(Some(&bearer(&second))).unwrap();
+    // Nothing through the API takes it away before the next start: not a logout with it, not a
+    // revoke by name, not disabling the user it acts as.
+    assert_eq!(a.logout(&p).unwrap_err().code, ErrorCode::InvalidArgument);
+    assert_eq!(
+        a.revoke_token(&p, LOCAL_TOKEN_NAME, None).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        a.disable_user(ADMIN).await.unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
     a.authenticate(Some(&bearer(&second))).unwrap();
 }
 

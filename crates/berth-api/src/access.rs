@@ -251,7 +251,8 @@ pub(crate) async fn login(
     tag = "access",
     summary = "Revoke the token this call carries (`berth logout`)",
     responses(
-        (status = 200, description = "Revoked", body = TokenRevoked)
+        (status = 200, description = "Revoked", body = TokenRevoked),
+        (status = 400, description = "`invalid_argument`: the local administrator token (`<data-dir>/admin.token`) is replaced at each server start, not revoked", body = ErrorBody)
     )
 )]
 pub(crate) async fn logout(
