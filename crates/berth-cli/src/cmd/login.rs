@@ -152,7 +152,10 @@ pub(crate) async fn whoami(ctx: &Ctx, out: &OutputArgs) -> anyhow::Result<i32> {
         };
         outln!("from:    {from}");
     }
-    if w.password_change_required {
+    if w.password_change_required && w.kind == "local" {
+        // The local token is exempt; a login with the password is not.
+        outln!("the password is still the generated one: change it (`berth user passwd`) before logging in elsewhere");
+    } else if w.password_change_required {
         outln!("your password must be changed before anything else: run `berth user passwd`");
     }
     Ok(0)
