@@ -77,6 +77,42 @@ async fn public_routes_need_no_token_and_bad_tokens_are_401() {
         let (status, _, _) = call(&app, anon("GET", path, None)).await;
         assert_eq!(status, 200, "{path}");
     }
+    // Every documented operation but the public ones answers 401 without a token, so a new
+    // route cannot forget authentication.
+    let doc = berth_api::openapi::document();
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        // `{app}` → `x1`: a valid name for every path parameter.
+        let mut path = String::new();
+        let mut in_param = false;
+        for c in template.chars() {
+            match c {
+                '{' => in_param = true,
+                '}' => {
+                    in_param = false;
+                    path.push_str("x1");
+                }
+                _ if !in_param => path.push(c),
+                _ => {}
+            }
+        }
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str())
+                || berth_access::is_public(&method, template)
+            {
+                continue;
+            }
+            let (status, code, _) = call(&app, anon(&method, &path, None)).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (401, "unauthorized"),
+                "{method} {template} without a token"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} operations checked");
     // (This router has no token issuer: the JWKS handler answers that, not the middleware.)
     let (_, code, _) = call(&app, anon("GET", "/.well-known/jwks.json", None)).await;
     assert_eq!(code, "invalid_argument");
