@@ -18,6 +18,8 @@ mod lockout;
 pub mod policy;
 pub mod secret;
 
+/// The audit row the API layer hands to [`Access::record`] (the store's own record).
+pub use berth_store::AuditRecord;
 pub use policy::{authorize, is_public, Decision, KNOWN_SCOPES};
 
 use berth_core::api::{
@@ -25,7 +27,7 @@ use berth_core::api::{
     PasswordChange, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorCode;
-use berth_store::{ApiTokenRecord, AuditQuery, AuditRecord, Store, StoreError, UserRecord};
+use berth_store::{ApiTokenRecord, AuditQuery, Store, StoreError, UserRecord};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -231,21 +233,6 @@ impl From<StoreError> for AccessError {
     fn from(e: StoreError) -> Self {
         AccessError::internal("state database error", &e)
     }
-}
-
-/// What the API layer records for one call (time and id are added here).
-#[derive(Debug, Clone, Default)]
-pub struct AuditEvent {
-    pub user: Option<String>,
-    pub token: Option<String>,
-    /// `METHOD /api/v1/route/{template}`, or `login`.
-    pub action: String,
-    /// The concrete path, no query string.
-    pub object: String,
-    pub source: String,
-    pub request_id: String,
-    pub status: u16,
-    pub code: Option<String>,
 }
 
 /// The message of every failed login, whatever failed (no user enumeration).
@@ -1009,20 +996,10 @@ impl Access {
     // -- audit ----------------------------------------------------------------------------
 
     /// Append one audit row (a failure is logged, not answered: the call already happened).
-    pub fn record(&self, e: AuditEvent) {
-        let row = AuditRecord {
-            id: 0,
-            time: format_time(self.now()),
-            user: e.user,
-            token: e.token,
-            team: None,
-            action: e.action,
-            object: e.object,
-            source: e.source,
-            request_id: e.request_id,
-            status: e.status,
-            code: e.code,
-        };
+    /// Append one audit row; its `id` and `time` are set here.
+    pub fn record(&self, mut row: AuditRecord) {
+        row.id = 0;
+        row.time = format_time(self.now());
         if let Err(e) = self.store().append_audit(&row) {
             tracing::error!(error = %e, "cannot append to the audit log");
         }

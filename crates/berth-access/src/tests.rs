@@ -460,12 +460,12 @@ async fn audit_rows_are_recorded_and_queried_per_user() {
         ..bob.clone()
     };
     for (i, user) in ["bob", "admin", "bob"].iter().enumerate() {
-        a.record(AuditEvent {
+        a.record(AuditRecord {
             user: Some(user.to_string()),
             action: "POST /api/v1/apps/{app}/apply".into(),
             object: format!("/api/v1/apps/a{i}/apply"),
             status: 200,
-            ..AuditEvent::default()
+            ..AuditRecord::default()
         });
         clock.advance(Duration::from_secs(3600));
     }

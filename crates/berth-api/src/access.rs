@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use berth_access::{AccessError, AuditEvent, Decision, Principal};
+use berth_access::{AccessError, AuditRecord, Decision, Principal};
 use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AuditPage, LoginIssued, LoginRequest,
     PasswordChange, UserCreated, UserRequest, UserView, Whoami,
@@ -89,7 +89,7 @@ pub(crate) async fn authenticate(
     // answer (the future is dropped): then with status 499 `client_closed`.
     let mut unanswered = (method != "GET" && method != "HEAD").then(|| Unanswered {
         access: s.access.clone(),
-        event: Some(AuditEvent {
+        event: Some(AuditRecord {
             user: None,
             token: None,
             action: if route == "/api/v1/login" {
@@ -97,11 +97,12 @@ pub(crate) async fn authenticate(
             } else {
                 format!("{method} {route}")
             },
-            object: object.clone(),
+            object,
             source: source.clone(),
-            request_id: request_id.clone(),
+            request_id,
             status: 499,
             code: Some("client_closed".to_string()),
+            ..AuditRecord::default()
         }),
     });
     let mut resp = if berth_access::is_public(&method, &route) {
@@ -142,31 +143,17 @@ pub(crate) async fn authenticate(
             }
         }
     };
-    if let Some(u) = unanswered.as_mut() {
-        u.event = None;
-    }
-    if method != "GET" && method != "HEAD" {
-        let login = route == "/api/v1/login";
-        let named = resp.extensions_mut().remove::<AuditAs>();
-        let (user, token) = match (&principal, named) {
-            (Some(p), _) => (Some(p.user.clone()), Some(p.token.clone())),
-            (None, Some(a)) => (Some(a.user), a.token),
-            (None, None) => (None, None),
-        };
-        s.access.record(AuditEvent {
-            user,
-            token,
-            action: if login {
-                "login".to_string()
-            } else {
-                format!("{method} {route}")
-            },
-            object,
-            source,
-            request_id,
-            status: resp.status().as_u16(),
-            code: crate::error::code_of(&resp),
-        });
+    // Answered: the row gets the answer's status and code (and, for a login, who it named).
+    if let Some(mut row) = unanswered.as_mut().and_then(|u| u.event.take()) {
+        if let Some(named) = resp.extensions_mut().remove::<AuditAs>() {
+            if principal.is_none() {
+                row.user = Some(named.user);
+                row.token = named.token;
+            }
+        }
+        row.status = resp.status().as_u16();
+        row.code = crate::error::code_of(&resp);
+        s.access.record(row);
     }
     resp
 }
@@ -174,7 +161,7 @@ pub(crate) async fn authenticate(
 /// The audit row of a call whose answer never came (see [`authenticate`]).
 struct Unanswered {
     access: berth_access::Access,
-    event: Option<AuditEvent>,
+    event: Option<AuditRecord>,
 }
 
 impl Drop for Unanswered {
