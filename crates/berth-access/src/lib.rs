@@ -472,6 +472,7 @@ impl Access {
                 created_at: String::new(),
                 expires_at: None,
                 last_used_at: None,
+                team: None,
             })?
             .ok_or_else(|| {
                 AccessError::internal("local token", &"a token named local-admin exists")
@@ -700,6 +701,7 @@ impl Access {
                 created_at: String::new(),
                 expires_at: Some(format_time(expires)),
                 last_used_at: None,
+                team: None,
             })?
             .ok_or_else(|| AccessError::internal("login", &"session name taken"))?;
         Ok(LoginIssued {
@@ -926,6 +928,7 @@ impl Access {
             created_at: String::new(),
             expires_at: expires.clone(),
             last_used_at: None,
+            team: None,
         })?;
         if created.is_none() {
             return Err(AccessError::new(

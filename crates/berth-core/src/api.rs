@@ -521,3 +521,61 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next_after: Option<u64>,
 }
+
+/// `POST /api/v1/teams` (administrator).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TeamRequest {
+    pub name: String,
+}
+
+/// A team as listed: the administrator sees every team, a user the teams it is a member of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TeamView {
+    pub name: String,
+    pub created_at: String,
+    /// The caller's role in the team (none: the administrator, not a member).
+    pub role: Option<crate::team::Role>,
+    pub members: u64,
+}
+
+/// `POST /api/v1/teams/{team}/members` (the team's owner, or the administrator): add a member,
+/// or change a member's role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    pub user: String,
+    pub role: crate::team::Role,
+}
+
+/// A member of a team.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberView {
+    pub user: String,
+    pub role: crate::team::Role,
+    pub added_at: String,
+}
+
+/// `POST /api/v1/teams/{team}/admission` (administrator): grant a key (docs/teams.md#admission).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionGrantRequest {
+    /// `privileged`, `network_mode:host`, `pid:host`, `ipc:host`, `userns_mode:host`,
+    /// `devices`, `security_opt`, `cap_add:NAME`, `cap_add:*`, `docker_socket` or `bind:/PREFIX`.
+    pub key: String,
+}
+
+/// An admission grant of a team.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdmissionGrantView {
+    pub team: String,
+    pub key: String,
+    pub granted_by: String,
+    pub created_at: String,
+}

@@ -107,6 +107,20 @@ pub enum ErrorCode {
     ApiTokenNotFound,
     /// An API token of that name exists already for the owner.
     ApiTokenExists,
+    /// The caller is in several teams (or none) and named none: pass `?team=` (CLI: `--team`
+    /// or `berth team use`).
+    TeamRequired,
+    /// The named team does not exist, or the caller is not a member of it.
+    TeamNotFound,
+    /// A team of that name exists already.
+    TeamExists,
+    /// The team still holds objects (applications, services, issuers) or is `default`.
+    TeamNotEmpty,
+    /// The user is not a member of the team.
+    MemberNotFound,
+    /// The Compose file uses keys that need an admission grant the team does not have; the
+    /// message names each by its path in the file. Nothing was created.
+    AdmissionDenied,
 }
 
 impl ErrorCode {
@@ -151,6 +165,12 @@ impl ErrorCode {
         Self::UserExists,
         Self::ApiTokenNotFound,
         Self::ApiTokenExists,
+        Self::TeamRequired,
+        Self::TeamNotFound,
+        Self::TeamExists,
+        Self::TeamNotEmpty,
+        Self::MemberNotFound,
+        Self::AdmissionDenied,
     ];
 
     /// The stable string clients match on.
@@ -196,6 +216,12 @@ impl ErrorCode {
             Self::UserExists => "user_exists",
             Self::ApiTokenNotFound => "api_token_not_found",
             Self::ApiTokenExists => "api_token_exists",
+            Self::TeamRequired => "team_required",
+            Self::TeamNotFound => "team_not_found",
+            Self::TeamExists => "team_exists",
+            Self::TeamNotEmpty => "team_not_empty",
+            Self::MemberNotFound => "member_not_found",
+            Self::AdmissionDenied => "admission_denied",
         }
     }
 
@@ -203,9 +229,11 @@ impl ErrorCode {
     #[must_use]
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidJson | Self::InvalidQuery | Self::InvalidArgument | Self::BadRequest => {
-                400
-            }
+            Self::InvalidJson
+            | Self::InvalidQuery
+            | Self::InvalidArgument
+            | Self::BadRequest
+            | Self::TeamRequired => 400,
             Self::InvalidCompose
             | Self::UnsupportedKey
             | Self::ImageMissing
@@ -217,12 +245,20 @@ impl ErrorCode {
             | Self::NoRoute
             | Self::BuildNotFound
             | Self::UserNotFound
-            | Self::ApiTokenNotFound => 404,
-            Self::RouteConflict | Self::PortConflict | Self::UserExists | Self::ApiTokenExists => {
-                409
-            }
+            | Self::ApiTokenNotFound
+            | Self::TeamNotFound
+            | Self::MemberNotFound => 404,
+            Self::RouteConflict
+            | Self::PortConflict
+            | Self::UserExists
+            | Self::ApiTokenExists
+            | Self::TeamExists
+            | Self::TeamNotEmpty => 409,
             Self::MethodNotAllowed => 405,
-            Self::Forbidden | Self::ForbiddenOrigin | Self::PasswordChangeRequired => 403,
+            Self::Forbidden
+            | Self::ForbiddenOrigin
+            | Self::PasswordChangeRequired
+            | Self::AdmissionDenied => 403,
             Self::UnsupportedMediaType => 415,
             Self::BadHost => 421,
             Self::UriTooLong => 414,

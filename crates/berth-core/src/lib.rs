@@ -6,12 +6,14 @@
 //! Berth generates uses ([`error`]), and records the store keeps that other layers read too
 //! (a service's [`source`]).
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod policy;
 pub mod routing;
 pub mod source;
+pub mod team;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use routing::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol};

@@ -20,9 +20,12 @@ pub struct ApiTokenRecord {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The team calls made with this token act in when they name none (docs/teams.md).
+    pub team: Option<String>,
 }
 
-const COLUMNS: &str = "id, owner, name, kind, hash, scopes, created_at, expires_at, last_used_at";
+const COLUMNS: &str =
+    "id, owner, name, kind, hash, scopes, created_at, expires_at, last_used_at, team";
 
 fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     let scopes: String = r.get(5)?;
@@ -39,6 +42,7 @@ fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
         created_at: r.get(6)?,
         expires_at: r.get(7)?,
         last_used_at: r.get(8)?,
+        team: r.get(9)?,
     })
 }
 
@@ -48,8 +52,8 @@ impl Store {
     pub fn insert_api_token(&self, t: &ApiTokenRecord) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
         let n = conn.execute(
-            "INSERT INTO api_tokens(owner, name, kind, hash, scopes, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(owner, name) DO NOTHING",
+            "INSERT INTO api_tokens(owner, name, kind, hash, scopes, created_at, expires_at, team)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(owner, name) DO NOTHING",
             params![
                 t.owner,
                 t.name,
@@ -57,7 +61,8 @@ impl Store {
                 t.hash,
                 serde_json::to_string(&t.scopes)?,
                 crate::now(),
-                t.expires_at
+                t.expires_at,
+                t.team
             ],
         )?;
         Ok((n > 0).then(|| conn.last_insert_rowid()))
@@ -180,6 +185,7 @@ mod tests {
             created_at: String::new(),
             expires_at: Some("2030-01-01T00:00:00.000Z".into()),
             last_used_at: None,
+            team: None,
         }
     }
 

@@ -20,6 +20,7 @@ mod builds;
 mod migrations;
 mod restarts;
 mod subnets;
+mod teams;
 mod users;
 
 pub use api_tokens::ApiTokenRecord;
@@ -28,6 +29,7 @@ pub use backup::Snapshot;
 pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
+pub use teams::{GrantRecord, MemberRecord, TeamRecord};
 pub use users::UserRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};

@@ -136,6 +136,46 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 10: teams as tenants (docs/teams.md): teams, their members with a role each, the
+    // administrator's admission grants per team, and the team an API token acts in by default.
+    // Every data directory has team `default`, owned by `admin` (created at first start if it
+    // does not exist yet). Objects keep their names: a global name without `/` is `default`'s.
+    "CREATE TABLE teams (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE team_members (
+        team TEXT NOT NULL REFERENCES teams(name) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (team, user)
+     );
+     CREATE INDEX team_members_by_user ON team_members(user, team);
+     CREATE TABLE admission_grants (
+        team TEXT NOT NULL REFERENCES teams(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (team, key)
+     );
+     ALTER TABLE api_tokens ADD COLUMN team TEXT;
+     INSERT INTO teams(name, created_at) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
+     INSERT INTO team_members(team, user, role, added_at)
+        VALUES ('default', 'admin', 'owner', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+];
+
+/// Statements that run with a migration only when it upgrades a database an earlier release
+/// wrote (not on a fresh one): by migration number (1-based).
+const UPGRADE_ONLY: &[(usize, &str)] = &[
+    // 10: what already runs stays admitted: an earlier release let every Compose file bind-mount
+    // any host path and add any capability (docs/teams.md#upgrading).
+    (
+        10,
+        "INSERT INTO admission_grants(team, key, granted_by, created_at) VALUES
+            ('default', 'bind:/', 'upgrade', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            ('default', 'cap_add:*', 'upgrade', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+    ),
 ];
 
 /// The schema version this build writes (the number of migrations): a database whose
@@ -144,11 +184,23 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {
+    apply_first(conn, MIGRATIONS.len())
+}
+
+/// Apply the migrations up to number `last` (tests make databases of earlier releases with it).
+pub(crate) fn apply_first(conn: &Connection, last: usize) -> rusqlite::Result<()> {
     let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    let upgrading = current > 0;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(last).skip(current) {
+        let number = i + 1;
+        let extra = UPGRADE_ONLY
+            .iter()
+            .filter(|(n, _)| upgrading && *n == number)
+            .map(|(_, sql)| *sql)
+            .collect::<Vec<_>>()
+            .join("\n");
         conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
+            "BEGIN; {sql}; {extra} PRAGMA user_version = {number}; COMMIT;"
         ))?;
     }
     Ok(())

@@ -1,0 +1,190 @@
+//! Teams as tenants (docs/teams.md): team names, roles, and the one rule that maps a team's
+//! name of an object (an application, a service) to the global name everything outside the API
+//! uses — the store's keys, Docker labels, Docker object names, image repositories, webhook paths
+//! and the default JWT audience.
+//!
+//! The rule: in team [`DEFAULT_TEAM`] an object's global name is its name (so nothing made
+//! before teams existed changes its name); in any other team it is `team/name`. No application,
+//! service or team name can contain `/`, so the rule is injective: a global name with a `/` is
+//! split at it, one without belongs to `default`. Where `/` cannot appear (Docker container,
+//! network and volume names) [`docker_part`] writes it as `.`, which an application name cannot
+//! contain either, so that encoding is injective too.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+/// The team every data directory starts with, and that everything made before teams belongs to.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// Is `name` a valid team name? Lowercase letters, digits and `-`, starting with a letter or
+/// digit, at most 30 characters.
+#[must_use]
+pub fn valid_team_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 30
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// The global name of `team`'s object `name` (see the module docs).
+#[must_use]
+pub fn global_name(team: &str, name: &str) -> String {
+    if team == DEFAULT_TEAM {
+        name.to_string()
+    } else {
+        format!("{team}/{name}")
+    }
+}
+
+/// The team and the team's name of a global name: the inverse of [`global_name`].
+#[must_use]
+pub fn split_global(global: &str) -> (&str, &str) {
+    match global.split_once('/') {
+        Some((team, name)) => (team, name),
+        None => (DEFAULT_TEAM, global),
+    }
+}
+
+/// The team a global name belongs to.
+#[must_use]
+pub fn team_of(global: &str) -> &str {
+    split_global(global).0
+}
+
+/// `team`'s name for the global name `global`, if `global` belongs to `team`.
+#[must_use]
+pub fn local_name<'a>(team: &str, global: &'a str) -> Option<&'a str> {
+    let (t, name) = split_global(global);
+    (t == team).then_some(name)
+}
+
+/// A global application name as part of a Docker object name (container, network, volume),
+/// where `/` is not allowed: `/` becomes `.` (an application name never contains `.`).
+#[must_use]
+pub fn docker_part(global: &str) -> Cow<'_, str> {
+    if global.contains('/') {
+        Cow::Owned(global.replace('/', "."))
+    } else {
+        Cow::Borrowed(global)
+    }
+}
+
+/// A member's role in a team (docs/permissions.md lists what each may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Members and team settings; publishes, deprecates and retires versions; all a developer may.
+    Owner,
+    /// Services, builds, deploy, scale, subscribe.
+    Developer,
+    /// Reviews versions (the approval flow).
+    Approver,
+    /// Scale, rollback, logs.
+    Operator,
+    /// Reads.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Owner,
+        Role::Developer,
+        Role::Approver,
+        Role::Operator,
+        Role::Viewer,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Developer => "developer",
+            Role::Approver => "approver",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown role {s:?} (one of owner, developer, approver, operator, viewer)")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_names() {
+        for ok in ["default", "shop", "a", "team-1", "0x"] {
+            assert!(valid_team_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "Shop", "a/b", "a.b", "a_b", &"x".repeat(31)] {
+            assert!(!valid_team_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_team_keeps_names() {
+        assert_eq!(global_name("default", "web"), "web");
+        assert_eq!(split_global("web"), ("default", "web"));
+        assert_eq!(docker_part("web"), "web");
+    }
+
+    #[test]
+    fn other_teams_are_prefixed_and_split_back() {
+        assert_eq!(global_name("shop", "web"), "shop/web");
+        assert_eq!(split_global("shop/web"), ("shop", "web"));
+        assert_eq!(local_name("shop", "shop/web"), Some("web"));
+        assert_eq!(local_name("ops", "shop/web"), None);
+        assert_eq!(local_name("default", "shop/web"), None);
+        assert_eq!(local_name("default", "web"), Some("web"));
+        assert_eq!(docker_part("shop/web"), "shop.web");
+        // A service name may contain `.`: `default`'s `shop.web` and `shop`'s `web` differ.
+        assert_ne!(global_name("default", "shop.web"), global_name("shop", "web"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn global_names_are_injective(
+            t1 in "[a-z0-9][a-z0-9-]{0,5}|default", n1 in "[a-z0-9][a-z0-9._-]{0,6}",
+            t2 in "[a-z0-9][a-z0-9-]{0,5}|default", n2 in "[a-z0-9][a-z0-9._-]{0,6}",
+        ) {
+            proptest::prop_assume!((t1.as_str(), n1.as_str()) != (t2.as_str(), n2.as_str()));
+            proptest::prop_assert_ne!(global_name(&t1, &n1), global_name(&t2, &n2));
+            let g = global_name(&t1, &n1);
+            proptest::prop_assert_eq!(split_global(&g), (t1.as_str(), n1.as_str()));
+        }
+
+        #[test]
+        fn docker_parts_of_app_names_are_injective(
+            t1 in "[a-z0-9][a-z0-9-]{0,5}|default", n1 in "[a-z0-9][a-z0-9-]{0,6}",
+            t2 in "[a-z0-9][a-z0-9-]{0,5}|default", n2 in "[a-z0-9][a-z0-9-]{0,6}",
+        ) {
+            proptest::prop_assume!((t1.as_str(), n1.as_str()) != (t2.as_str(), n2.as_str()));
+            proptest::prop_assert_ne!(
+                docker_part(&global_name(&t1, &n1)).into_owned(),
+                docker_part(&global_name(&t2, &n2)).into_owned()
+            );
+        }
+    }
+}
