@@ -17,10 +17,12 @@
 mod lockout;
 pub mod policy;
 pub mod secret;
+mod teams;
 
 /// The audit row the API layer hands to [`Access::record`] (the store's own record).
 pub use berth_store::AuditRecord;
-pub use policy::{authorize, is_public, Decision, KNOWN_SCOPES};
+pub use policy::{action, authorize, is_public, role_allows, Action, Decision, KNOWN_SCOPES};
+pub use teams::Scope;
 
 use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AuditEntry, AuditPage, LoginIssued,
@@ -171,6 +173,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     pub must_change_password: bool,
     pub expires_at: Option<OffsetDateTime>,
+    /// The team calls act in when they name none (an API token created with `--team`).
+    pub team: Option<String>,
 }
 
 impl Principal {
@@ -496,6 +500,7 @@ impl Access {
                 scopes: Vec::new(),
                 must_change_password: false,
                 expires_at: None,
+                team: None,
             });
         }
         let header = authorization.ok_or_else(|| AccessError::unauthorized(NO_TOKEN))?;
@@ -548,6 +553,7 @@ impl Access {
                 scopes: t.scopes,
                 must_change_password: u.must_change_password,
                 expires_at: t.expires_at.as_deref().and_then(parse_time),
+                team: t.team,
             }),
             id: t.id,
             touched: AtomicI64::new(

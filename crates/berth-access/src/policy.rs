@@ -4,6 +4,7 @@
 //! principal too.
 
 use crate::{Principal, TokenKind};
+use berth_core::team::Role;
 
 /// The answer for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,33 +48,169 @@ fn allowed_before_password_change(method: &str, route: &str) -> bool {
     )
 }
 
-/// Routes any user may call (the object checks — own tokens, own password, own audit rows —
-/// are the handler's). Everything else is the administrator's: users, other users' tokens
-/// (by `?user=`, checked by the handler), the signing key, `/metrics`, `/api/v1/admin/*`, and
-/// `/api/v1/gateway/table` (the full table, with issuers' HS256 secrets, for a separate gateway;
-/// users read `/api/v1/routes`, secrets redacted).
-fn user_may(method: &str, route: &str) -> bool {
-    let under = |prefix: &str| route == prefix || route.starts_with(&format!("{prefix}/"));
-    if matches!((method, route), ("POST", "/api/v1/users/{name}/password")) {
-        return true;
+/// What a call does: the rows of the permission table (docs/permissions.md is generated from
+/// [`ROUTES`] and [`role_allows`]; a test keeps the file current).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Any signed-in user, on its own things (its tokens, its password, its audit rows, its
+    /// teams); the handler checks the object.
+    Own,
+    /// The platform administrator only: users, teams, admission grants, the signing key, the
+    /// full gateway table (issuers' HS256 secrets), `/metrics`, backups.
+    Admin,
+    /// Team-scoped from here on: read the team's objects.
+    Read,
+    /// Container and build logs.
+    Logs,
+    /// Apply, remove an application, upload a build context.
+    Deploy,
+    Scale,
+    Rollback,
+    /// Create services, set their build and webhook secrets.
+    Services,
+    /// Start and cancel builds.
+    Build,
+    /// Download (archive) and restore images.
+    Images,
+    /// Add and remove JWT issuers.
+    Issuers,
+    /// Mint gateway JWTs for the team's applications.
+    Tokens,
+    /// Add, change and remove members.
+    Members,
+}
+
+impl Action {
+    /// Every action, in table order.
+    pub const ALL: [Action; 13] = [
+        Action::Own,
+        Action::Admin,
+        Action::Read,
+        Action::Logs,
+        Action::Deploy,
+        Action::Scale,
+        Action::Rollback,
+        Action::Services,
+        Action::Build,
+        Action::Images,
+        Action::Issuers,
+        Action::Tokens,
+        Action::Members,
+    ];
+
+    /// Does the call act in one team (and need one: `?team=`, the token's team, or the only
+    /// team of the caller)?
+    #[must_use]
+    pub fn team_scoped(self) -> bool {
+        !matches!(self, Action::Own | Action::Admin)
     }
-    [
-        "/api/v1/apps",
-        "/api/v1/contexts",
-        "/api/v1/routes",
-        "/api/v1/tokens",
-        "/api/v1/issuers",
-        "/api/v1/services",
-        "/api/v1/builds",
-        "/api/v1/images",
-        "/api/v1/events",
-        "/api/v1/whoami",
-        "/api/v1/logout",
-        "/api/v1/api-tokens",
-        "/api/v1/audit",
-    ]
-    .iter()
-    .any(|p| under(p))
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Own => "own",
+            Action::Admin => "admin",
+            Action::Read => "read",
+            Action::Logs => "logs",
+            Action::Deploy => "deploy",
+            Action::Scale => "scale",
+            Action::Rollback => "rollback",
+            Action::Services => "services",
+            Action::Build => "build",
+            Action::Images => "images",
+            Action::Issuers => "issuers",
+            Action::Tokens => "tokens",
+            Action::Members => "members",
+        }
+    }
+}
+
+/// May a member with `role` do `action` in its team? (The platform administrator may do every
+/// action in every team; [`Action::Own`] and [`Action::Admin`] are not roles' to give.)
+#[must_use]
+pub fn role_allows(role: Role, action: Action) -> bool {
+    use Action as A;
+    match action {
+        A::Own => true,
+        A::Admin => false,
+        A::Read => true,
+        A::Logs | A::Scale | A::Rollback => {
+            matches!(role, Role::Owner | Role::Developer | Role::Operator)
+        }
+        A::Deploy | A::Services | A::Build | A::Images | A::Issuers | A::Tokens => {
+            matches!(role, Role::Owner | Role::Developer)
+        }
+        A::Members => role == Role::Owner,
+    }
+}
+
+/// Every API call that needs a token, with what it does. A route not listed is the
+/// administrator's (deny by default).
+#[rustfmt::skip]
+pub const ROUTES: &[(&str, &str, Action)] = &[
+    ("GET", "/api/v1/whoami", Action::Own),
+    ("POST", "/api/v1/logout", Action::Own),
+    ("GET", "/api/v1/api-tokens", Action::Own),
+    ("POST", "/api/v1/api-tokens", Action::Own),
+    ("DELETE", "/api/v1/api-tokens/{name}", Action::Own),
+    ("POST", "/api/v1/users/{name}/password", Action::Own),
+    ("GET", "/api/v1/audit", Action::Own),
+    ("GET", "/api/v1/teams", Action::Own),
+    ("GET", "/api/v1/users", Action::Admin),
+    ("POST", "/api/v1/users", Action::Admin),
+    ("POST", "/api/v1/users/{name}/disable", Action::Admin),
+    ("POST", "/api/v1/teams", Action::Admin),
+    ("DELETE", "/api/v1/teams/{team}", Action::Admin),
+    ("POST", "/api/v1/teams/{team}/admission", Action::Admin),
+    ("DELETE", "/api/v1/teams/{team}/admission/{key}", Action::Admin),
+    ("POST", "/api/v1/keys/rotate", Action::Admin),
+    ("GET", "/api/v1/gateway/table", Action::Admin),
+    ("GET", "/metrics", Action::Admin),
+    ("POST", "/api/v1/admin/backup", Action::Admin),
+    ("GET", "/api/v1/teams/{team}/members", Action::Read),
+    ("POST", "/api/v1/teams/{team}/members", Action::Members),
+    ("DELETE", "/api/v1/teams/{team}/members/{user}", Action::Members),
+    ("GET", "/api/v1/teams/{team}/admission", Action::Read),
+    ("GET", "/api/v1/apps", Action::Read),
+    ("GET", "/api/v1/apps/{app}", Action::Read),
+    ("DELETE", "/api/v1/apps/{app}", Action::Deploy),
+    ("POST", "/api/v1/apps/{app}/apply", Action::Deploy),
+    ("POST", "/api/v1/contexts", Action::Deploy),
+    ("POST", "/api/v1/apps/{app}/scale", Action::Scale),
+    ("POST", "/api/v1/apps/{app}/rollback", Action::Rollback),
+    ("GET", "/api/v1/apps/{app}/revisions", Action::Read),
+    ("GET", "/api/v1/apps/{app}/ps", Action::Read),
+    ("GET", "/api/v1/apps/{app}/services/{service}/instances", Action::Read),
+    ("GET", "/api/v1/apps/{app}/services/{service}/logs", Action::Logs),
+    ("GET", "/api/v1/routes", Action::Read),
+    ("POST", "/api/v1/tokens", Action::Tokens),
+    ("GET", "/api/v1/issuers", Action::Read),
+    ("POST", "/api/v1/issuers", Action::Issuers),
+    ("DELETE", "/api/v1/issuers/{name}", Action::Issuers),
+    ("GET", "/api/v1/services", Action::Read),
+    ("POST", "/api/v1/services", Action::Services),
+    ("POST", "/api/v1/services/{name}/builds", Action::Build),
+    ("GET", "/api/v1/services/{name}/versions", Action::Read),
+    ("PUT", "/api/v1/services/{name}/secrets/{secret}", Action::Services),
+    ("PUT", "/api/v1/services/{name}/webhook-secret", Action::Services),
+    ("GET", "/api/v1/events", Action::Read),
+    ("GET", "/api/v1/images", Action::Read),
+    ("POST", "/api/v1/images/restore", Action::Images),
+    ("GET", "/api/v1/images/{name}/{version}/archive", Action::Images),
+    ("GET", "/api/v1/builds", Action::Read),
+    ("GET", "/api/v1/builds/{id}", Action::Read),
+    ("POST", "/api/v1/builds/{id}/cancel", Action::Build),
+    ("GET", "/api/v1/builds/{id}/logs", Action::Logs),
+];
+
+/// What the call `method route` does; none: not in [`ROUTES`] (the administrator's).
+#[must_use]
+pub fn action(method: &str, route: &str) -> Option<Action> {
+    let method = if method == "HEAD" { "GET" } else { method };
+    ROUTES
+        .iter()
+        .find(|(m, r, _)| *m == method && *r == route)
+        .map(|(_, _, a)| *a)
 }
 
 /// May `p` call `method` on the route template `route` (e.g. `/api/v1/apps/{app}/apply`)?
@@ -96,7 +233,9 @@ pub fn authorize(p: &Principal, method: &str, route: &str) -> Decision {
             Decision::Forbidden
         };
     }
-    if p.administrator || user_may(method, route) {
+    // Team-scoped calls are allowed here and decided by the caller's role in the team
+    // ([`role_allows`]) once the team is known.
+    if p.administrator || action(method, route).is_some_and(|a| a != Action::Admin) {
         Decision::Allow
     } else {
         Decision::Forbidden
@@ -117,6 +256,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             must_change_password: must_change,
             expires_at: None,
+            team: None,
         }
     }
 

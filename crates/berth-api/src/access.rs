@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use berth_access::{AccessError, AuditRecord, Decision, Principal};
+use berth_access::{AccessError, AuditRecord, Decision, Principal, Scope};
 use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AuditPage, LoginIssued, LoginRequest,
     PasswordChange, UserCreated, UserRequest, UserView, Whoami,
@@ -122,10 +122,22 @@ pub(crate) async fn authenticate(
                     e.token = Some(p.token.clone());
                 }
                 match decision {
-                    Decision::Allow => {
-                        req.extensions_mut().insert(p);
-                        next.run(req).await
-                    }
+                    Decision::Allow => match team_scope(&s, &p, &method, &route, &req) {
+                        Err(e) => refuse(e),
+                        Ok(scope) => {
+                            if let (Some(scope), Some(e)) = (
+                                &scope,
+                                unanswered.as_mut().and_then(|u| u.event.as_mut()),
+                            ) {
+                                e.team = Some(scope.team.clone());
+                            }
+                            if let Some(scope) = scope {
+                                req.extensions_mut().insert(scope);
+                            }
+                            req.extensions_mut().insert(p);
+                            next.run(req).await
+                        }
+                    },
                     Decision::Forbidden => ApiError::new(
                         ErrorCode::Forbidden,
                         format!("{} may not call {method} {route}", who(&p)),
@@ -170,6 +182,41 @@ impl Drop for Unanswered {
             self.access.record(e);
         }
     }
+}
+
+/// The team a team-scoped call acts in ([`berth_access::Access::team_scope`]): named by the
+/// route's `{team}` segment, else by `?team=`; none for calls that act in no team.
+fn team_scope(
+    s: &AppState,
+    p: &Principal,
+    method: &str,
+    route: &str,
+    req: &Request,
+) -> std::result::Result<Option<Scope>, AccessError> {
+    let Some(action) = berth_access::action(method, route).filter(|a| a.team_scoped()) else {
+        return Ok(None);
+    };
+    let named = route_param(route, req.uri().path(), "{team}")
+        .or_else(|| query_param(req.uri().query().unwrap_or(""), "team"));
+    s.access.team_scope(p, action, named.as_deref()).map(Some)
+}
+
+/// The path segment matching `param` in the route template (team names need no decoding; one
+/// that does is not a team name and is not found).
+fn route_param(route: &str, path: &str, param: &str) -> Option<String> {
+    route
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(t, _)| *t == param)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A query string parameter, percent-decoded; the last one wins (as with axum's `Query`).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .last()
 }
 
 fn who(p: &Principal) -> String {

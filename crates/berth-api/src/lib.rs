@@ -22,6 +22,7 @@ mod handlers;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
+pub mod team;
 
 use axum::extract::Request;
 use axum::middleware::Next;

@@ -811,3 +811,28 @@ async fn a_backup_is_a_tar_answered_to_an_empty_json_post() {
     .await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
 }
+
+/// Every documented operation is public or has a row in the permission table
+/// (`berth_access::policy::ROUTES`): a new route cannot be left unclassified.
+#[test]
+fn every_operation_is_in_the_permission_table() {
+    let doc = berth_api::openapi::document();
+    let mut documented = std::collections::BTreeSet::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            if !["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&method.as_str()) {
+                continue;
+            }
+            documented.insert((method.clone(), template.clone()));
+            if berth_access::is_public(&method, template) {
+                continue;
+            }
+            assert!(
+                berth_access::action(&method, template).is_some(),
+                "{method} {template} is not in berth_access::policy::ROUTES"
+            );
+        }
+    }
+    assert!(!documented.is_empty());
+}
