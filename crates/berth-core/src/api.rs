@@ -527,7 +527,7 @@ pub struct AuditEntry {
     pub user: Option<String>,
     /// The token's name, when the call carried a valid one.
     pub token: Option<String>,
-    /// The team the object belongs to (teams come later; none today).
+    /// The team the call acted in (none: a call that acts in no team).
     pub team: Option<String>,
     /// `METHOD /api/v1/route/{template}`, or `login`.
     pub action: String,
