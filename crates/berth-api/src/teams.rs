@@ -20,9 +20,10 @@ use berth_core::{ErrorBody, ErrorCode};
 
 type Result<T> = std::result::Result<T, Response>;
 
-fn json_body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::from(e).into_response())
+fn json_body<T>(
+    body: std::result::Result<Json<T>, JsonRejection>,
+) -> std::result::Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(ApiError::from)
 }
 
 #[utoipa::path(
@@ -59,7 +60,7 @@ pub(crate) async fn create_team(
     State(s): State<AppState>,
     body: std::result::Result<Json<TeamRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let req = json_body(body)?;
+    let req = json_body(body).map_err(IntoResponse::into_response)?;
     let team = s.access.create_team(&req.name).map_err(refuse)?;
     Ok((StatusCode::CREATED, Json(team)).into_response())
 }
@@ -174,7 +175,7 @@ pub(crate) async fn set_member(
     team: Team,
     body: std::result::Result<Json<MemberRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let req = json_body(body)?;
+    let req = json_body(body).map_err(IntoResponse::into_response)?;
     let member = s
         .access
         .set_member(&team.team, &req.user, req.role)

@@ -226,7 +226,10 @@ fn every_operation_documents_its_errors_with_the_error_shape() {
         for (status, resp) in responses {
             if status == "204" {
                 // No Content: no body, by definition.
-                assert!(resp["content"].is_null(), "{method} {path}: 204 with content");
+                assert!(
+                    resp["content"].is_null(),
+                    "{method} {path}: 204 with content"
+                );
                 continue;
             }
             if status.starts_with('2') {

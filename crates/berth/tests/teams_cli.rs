@@ -234,7 +234,11 @@ fn teams_members_current_team_and_team_required_through_the_cli() {
     );
     assert!(c(&["team", "use", "shop"]).contains("act in team shop"));
     c(&["apps"]);
-    refused(&c_env(&[], &["issuer", "rm", "x3"]), "x3", &["no issuer named"]);
+    refused(
+        &c_env(&[], &["issuer", "rm", "x3"]),
+        "x3",
+        &["no issuer named"],
+    );
     // The flag wins over the current team.
     refused(
         &c_env(&[], &["--team", "ops", "issuer", "rm", "x4"]),
