@@ -189,6 +189,8 @@ impl Principal {
             scopes: self.scopes.clone(),
             expires_at: self.expires_at.map(format_time),
             password_change_required: self.must_change_password,
+            teams: Vec::new(),
+            team: self.team.clone(),
         }
     }
 }
@@ -747,6 +749,15 @@ impl Access {
             }
             None => (secret::new_password(), true),
         };
+        let team = req.team.as_deref().filter(|t| !t.is_empty());
+        if req.role.is_some() && team.is_none() {
+            return Err(AccessError::invalid("role needs a team"));
+        }
+        if let Some(t) = team {
+            if self.store().get_team(t)?.is_none() {
+                return Err(teams::team_not_found(t));
+            }
+        }
         let _g = self.inner.users.lock().await;
         if self.store().get_user(&req.name)?.is_some() {
             return Err(user_exists(&req.name));
@@ -763,6 +774,13 @@ impl Access {
         })?;
         if !created {
             return Err(user_exists(&req.name));
+        }
+        if let Some(t) = team {
+            let role = req.role.unwrap_or(berth_core::team::Role::Developer);
+            if !self.store().set_member(t, &req.name, role)? {
+                // The team went away between the check and now: the user stays, without it.
+                return Err(teams::team_not_found(t));
+            }
         }
         Ok(UserCreated {
             name: req.name.clone(),
@@ -923,6 +941,10 @@ impl Access {
         let mut scopes = req.scopes.clone();
         scopes.sort();
         scopes.dedup();
+        let team = match req.team.as_deref().filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(self.token_team(p, t)?),
+        };
         let token = secret::new_token();
         let created = self.store().insert_api_token(&ApiTokenRecord {
             id: 0,
@@ -934,7 +956,7 @@ impl Access {
             created_at: String::new(),
             expires_at: expires.clone(),
             last_used_at: None,
-            team: None,
+            team,
         })?;
         if created.is_none() {
             return Err(AccessError::new(
@@ -975,6 +997,7 @@ impl Access {
                 created_at: t.created_at,
                 expires_at: t.expires_at,
                 last_used_at: t.last_used_at,
+                team: t.team,
             })
             .collect())
     }

@@ -105,6 +105,26 @@ impl Action {
         !matches!(self, Action::Own | Action::Admin)
     }
 
+    /// One line of what the action lets a caller do (docs/permissions.md).
+    #[must_use]
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Action::Own => "any signed-in user, on its own things: its tokens, its password, its audit rows, its teams",
+            Action::Admin => "the platform administrator only: users, teams, admission grants, the signing key, the gateway table, metrics, backups",
+            Action::Read => "read the team's objects: applications, revisions, replicas, routes, services, versions, builds, images, issuers, events, members",
+            Action::Logs => "read container and build logs",
+            Action::Deploy => "apply and remove applications, upload build contexts",
+            Action::Scale => "change replica counts",
+            Action::Rollback => "roll an application back to an earlier revision",
+            Action::Services => "create services, set their build and webhook secrets",
+            Action::Build => "start and cancel builds",
+            Action::Images => "download (archive) and restore images",
+            Action::Issuers => "add and remove JWT issuers",
+            Action::Tokens => "mint gateway JWTs for the team's applications",
+            Action::Members => "add, change and remove the team's members",
+        }
+    }
+
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -203,6 +223,90 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/builds/{id}/logs", Action::Logs),
 ];
 
+/// docs/permissions.md, generated from [`ROUTES`] and [`role_allows`]
+/// (`BERTH_BLESS=1 cargo test -p berth-access permissions_doc` rewrites the file).
+#[must_use]
+pub fn permissions_markdown() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let calls = |action: Action| -> Vec<String> {
+        ROUTES
+            .iter()
+            .filter(|(_, _, a)| *a == action)
+            .map(|(m, r, _)| format!("`{m} {r}`"))
+            .collect()
+    };
+    out.push_str(
+        "<!-- Generated from berth_access::policy (ROUTES, role_allows) by permissions_markdown(); \
+         do not edit. Regenerate: BERTH_BLESS=1 cargo test -p berth-access permissions_doc -->\n\n\
+         # Permissions\n\n\
+         Who may make which API call. Every call is mapped to one **action**; each team member's \
+         **role** in the call's team allows some actions. The platform **administrator** may do \
+         every action in every team, and alone the `admin` ones. A call of a team the caller is \
+         not a member of answers 404 `team_not_found`; an action the role does not allow, 403 \
+         `forbidden`; no token, 401 `unauthorized` (docs/teams.md, docs/access.md).\n\n\
+         ## Roles × actions\n\n",
+    );
+    let _ = write!(out, "| action |");
+    for role in Role::ALL {
+        let _ = write!(out, " {role} |");
+    }
+    out.push_str("\n|---|");
+    for _ in Role::ALL {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for action in Action::ALL.into_iter().filter(|a| a.team_scoped()) {
+        let _ = write!(out, "| `{}` |", action.as_str());
+        for role in Role::ALL {
+            out.push_str(if role_allows(role, action) {
+                " yes |"
+            } else {
+                " – |"
+            });
+        }
+        out.push('\n');
+    }
+    out.push_str("\n## Actions and their calls\n\n");
+    out.push_str(
+        "Team-scoped calls act in the team of the route (`/api/v1/teams/{team}/…`), else \
+         `?team=`, else the token's team, else the caller's only team.\n",
+    );
+    for action in Action::ALL.into_iter().filter(|a| a.team_scoped()) {
+        let _ = write!(
+            out,
+            "\n### `{}`\n\n{}.\n\n",
+            action.as_str(),
+            capitalised(action.meaning())
+        );
+        for c in calls(action) {
+            let _ = writeln!(out, "- {c}");
+        }
+    }
+    for (action, title) in [
+        (Action::Admin, "Administrator only"),
+        (Action::Own, "Every signed-in user (own things)"),
+    ] {
+        let _ = write!(
+            out,
+            "\n## {title} (`{}`)\n\n{}.\n\n",
+            action.as_str(),
+            capitalised(action.meaning())
+        );
+        for c in calls(action) {
+            let _ = writeln!(out, "- {c}");
+        }
+    }
+    out
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// What the call `method route` does; none: not in [`ROUTES`] (the administrator's).
 #[must_use]
 pub fn action(method: &str, route: &str) -> Option<Action> {
@@ -257,6 +361,32 @@ mod tests {
             must_change_password: must_change,
             expires_at: None,
             team: None,
+        }
+    }
+
+    /// docs/permissions.md is what the table generates.
+    #[test]
+    fn permissions_doc() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/permissions.md");
+        let want = permissions_markdown();
+        if std::env::var_os("BERTH_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/permissions.md is not what berth_access::policy generates; regenerate it with \
+             `BERTH_BLESS=1 cargo test -p berth-access permissions_doc` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_route_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (m, r, _) in ROUTES {
+            assert!(seen.insert((m, r)), "{m} {r} twice in ROUTES");
         }
     }
 

@@ -6,9 +6,11 @@
 //! every team.
 
 use crate::policy::{role_allows, Action};
-use crate::{Access, AccessError, Principal};
-use berth_core::team::{global_name, local_name, valid_team_name, Role};
+use crate::{user_not_found, Access, AccessError, Principal};
+use berth_core::api::{MemberView, TeamRole, TeamView, Whoami};
+use berth_core::team::{global_name, local_name, valid_team_name, Role, DEFAULT_TEAM};
 use berth_core::ErrorCode;
+use berth_store::{MemberRecord, TeamRecord};
 
 /// The team a call acts in, and the caller's role there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,15 @@ impl Scope {
     }
 }
 
-fn not_found(team: &str) -> AccessError {
+impl AccessError {
+    /// `team_not_found`: no such team, or the caller is not a member (they answer alike).
+    #[must_use]
+    pub fn team_not_found(team: &str) -> AccessError {
+        team_not_found(team)
+    }
+}
+
+pub(crate) fn team_not_found(team: &str) -> AccessError {
     AccessError::new(
         ErrorCode::TeamNotFound,
         format!("team {team:?} does not exist or you are not a member of it"),
@@ -86,11 +96,11 @@ impl Access {
             }
         };
         if !valid_team_name(&team) {
-            return Err(not_found(&team));
+            return Err(team_not_found(&team));
         }
         let role = memberships.iter().find(|m| m.team == team).map(|m| m.role);
         if role.is_none() && !(p.administrator && self.store().get_team(&team)?.is_some()) {
-            return Err(not_found(&team));
+            return Err(team_not_found(&team));
         }
         let scope = Scope {
             team,
@@ -108,4 +118,182 @@ impl Access {
         }
         Ok(scope)
     }
+}
+
+fn team_view(t: TeamRecord, role: Option<Role>) -> TeamView {
+    TeamView {
+        name: t.name,
+        created_at: t.created_at,
+        role,
+        members: t.members,
+    }
+}
+
+fn member_view(m: MemberRecord) -> MemberView {
+    MemberView {
+        user: m.user,
+        role: m.role,
+        added_at: m.added_at,
+    }
+}
+
+fn last_owner(team: &str, user: &str) -> AccessError {
+    AccessError::invalid(format!(
+        "{user:?} is the last owner of team {team:?}; make another member owner first"
+    ))
+}
+
+impl Access {
+    /// `GET /api/v1/whoami`: the principal, with the user's teams.
+    pub fn whoami(&self, p: &Principal) -> Result<Whoami, AccessError> {
+        let mut w = p.whoami();
+        w.teams = self
+            .store()
+            .memberships(&p.user)?
+            .into_iter()
+            .map(|m| TeamRole {
+                team: m.team,
+                role: m.role,
+            })
+            .collect();
+        Ok(w)
+    }
+
+    /// The team an API token of `p` may be bound to: one `p` is a member of (any existing one
+    /// for the administrator); otherwise `team_not_found`, as for a call naming it.
+    pub(crate) fn token_team(&self, p: &Principal, team: &str) -> Result<String, AccessError> {
+        if !valid_team_name(team) {
+            return Err(team_not_found(team));
+        }
+        let member = self
+            .store()
+            .memberships(&p.user)?
+            .iter()
+            .any(|m| m.team == team);
+        if member || (p.administrator && self.store().get_team(team)?.is_some()) {
+            Ok(team.to_string())
+        } else {
+            Err(team_not_found(team))
+        }
+    }
+
+    /// The teams `p` sees: every team for the administrator, else those it is a member of; each
+    /// with `p`'s role.
+    pub fn list_teams(&self, p: &Principal) -> Result<Vec<TeamView>, AccessError> {
+        let mine = self.store().memberships(&p.user)?;
+        let role = |t: &str| mine.iter().find(|m| m.team == t).map(|m| m.role);
+        Ok(self
+            .store()
+            .list_teams()?
+            .into_iter()
+            .filter(|t| p.administrator || role(&t.name).is_some())
+            .map(|t| {
+                let r = role(&t.name);
+                team_view(t, r)
+            })
+            .collect())
+    }
+
+    /// Does `name` exist?
+    pub fn team_exists(&self, name: &str) -> Result<bool, AccessError> {
+        Ok(valid_team_name(name) && self.store().get_team(name)?.is_some())
+    }
+
+    /// Add a team (administrator). Its creator is not made a member: the administrator acts in
+    /// every team.
+    pub fn create_team(&self, name: &str) -> Result<TeamView, AccessError> {
+        if !valid_team_name(name) {
+            return Err(AccessError::invalid(format!(
+                "team name {name:?}: lowercase letters, digits and -, not starting with -, at most 30 characters"
+            )));
+        }
+        if !self.store().create_team(name)? {
+            return Err(AccessError::new(
+                ErrorCode::TeamExists,
+                format!("a team named {name:?} exists"),
+            ));
+        }
+        let t = self
+            .store()
+            .get_team(name)?
+            .ok_or_else(|| team_not_found(name))?;
+        Ok(team_view(t, None))
+    }
+
+    /// Remove a team with its members and grants (administrator). `default` stays; the caller
+    /// checks that the team holds no objects.
+    pub fn delete_team(&self, name: &str) -> Result<(), AccessError> {
+        if name == DEFAULT_TEAM {
+            return Err(AccessError::new(
+                ErrorCode::TeamNotEmpty,
+                format!("team {DEFAULT_TEAM:?} holds everything deployed before teams and cannot be removed"),
+            ));
+        }
+        if !valid_team_name(name) || !self.store().delete_team(name)? {
+            return Err(team_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// The members of `team` (the middleware checked the caller may read it).
+    pub fn members(&self, team: &str) -> Result<Vec<MemberView>, AccessError> {
+        Ok(self
+            .store()
+            .team_members(team)?
+            .into_iter()
+            .map(member_view)
+            .collect())
+    }
+
+    /// Add `user` to `team` with `role`, or change its role. The last owner is not demoted.
+    pub async fn set_member(
+        &self,
+        team: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<MemberView, AccessError> {
+        if !crate::valid_name(user) || self.store().get_user(user)?.is_none() {
+            return Err(user_not_found(user));
+        }
+        let _g = self.inner.users.lock().await;
+        let members = self.store().team_members(team)?;
+        if role != Role::Owner && is_last_owner(&members, user) {
+            return Err(last_owner(team, user));
+        }
+        if !self.store().set_member(team, user, role)? {
+            return Err(team_not_found(team));
+        }
+        self.store()
+            .team_members(team)?
+            .into_iter()
+            .find(|m| m.user == user)
+            .map(member_view)
+            .ok_or_else(|| team_not_found(team))
+    }
+
+    /// Remove `user` from `team`. The last owner stays.
+    pub async fn remove_member(&self, team: &str, user: &str) -> Result<(), AccessError> {
+        let _g = self.inner.users.lock().await;
+        let members = self.store().team_members(team)?;
+        if is_last_owner(&members, user) {
+            return Err(last_owner(team, user));
+        }
+        if !self.store().remove_member(team, user)? {
+            return Err(AccessError::new(
+                ErrorCode::MemberNotFound,
+                format!("{user:?} is not a member of team {team:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Is `user` an owner of the team and no one else is?
+fn is_last_owner(members: &[MemberRecord], user: &str) -> bool {
+    let owners: Vec<&str> = members
+        .iter()
+        .filter(|m| m.role == Role::Owner)
+        .map(|m| m.user.as_str())
+        .collect();
+    owners == [user]
 }

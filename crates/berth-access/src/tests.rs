@@ -26,6 +26,7 @@ async fn with_bob(a: &Access) -> String {
         name: "bob".into(),
         password: Some("bob-password".into()),
         administrator: false,
+        ..UserRequest::default()
     })
     .await
     .unwrap();
@@ -113,6 +114,7 @@ async fn revoking_and_disabling_take_effect_on_the_next_call() {
                 name: "ci".into(),
                 ttl_secs: None,
                 scopes: vec![],
+                ..ApiTokenRequest::default()
             },
         )
         .unwrap();
@@ -181,6 +183,7 @@ async fn tokens_expire_and_users_see_only_their_own() {
                 name: "scraper".into(),
                 ttl_secs: Some(600),
                 scopes: vec!["metrics".into()],
+                ..ApiTokenRequest::default()
             },
         )
         .unwrap();
@@ -213,6 +216,7 @@ async fn tokens_expire_and_users_see_only_their_own() {
             name: name.into(),
             ttl_secs: ttl,
             scopes,
+            ..ApiTokenRequest::default()
         };
         assert_eq!(
             a.create_token(&bob, &req).unwrap_err().code,
@@ -558,4 +562,93 @@ async fn warm_authentication_is_fast() {
         .unwrap();
     eprintln!("authenticate, warm cache: {best:?} per call");
     assert!(best < Duration::from_micros(50), "{best:?} per call");
+}
+
+#[tokio::test]
+async fn teams_members_and_the_last_owner() {
+    use berth_core::team::Role;
+    let (a, _) = access();
+    let bob_token = with_bob(&a).await;
+    let bob = a.authenticate(Some(&bearer(&bob_token))).unwrap();
+    // A new user is in no team; the administrator sees every team, bob his own.
+    assert!(a.whoami(&bob).unwrap().teams.is_empty());
+    let t = a.create_team("shop").unwrap();
+    assert_eq!((t.name.as_str(), t.members, t.role), ("shop", 0, None));
+    assert_eq!(
+        a.create_team("shop").unwrap_err().code,
+        ErrorCode::TeamExists
+    );
+    assert_eq!(
+        a.create_team("Shop!").unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    assert!(a.list_teams(&bob).unwrap().is_empty());
+    assert_eq!(
+        a.set_member("shop", "nobody", Role::Owner)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::UserNotFound
+    );
+    a.set_member("shop", "bob", Role::Owner).await.unwrap();
+    let mine = a.list_teams(&bob).unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].role, Some(Role::Owner));
+    assert_eq!(a.whoami(&bob).unwrap().teams[0].team, "shop");
+    // The last owner is neither demoted nor removed.
+    for e in [
+        a.set_member("shop", "bob", Role::Viewer).await.unwrap_err(),
+        a.remove_member("shop", "bob").await.unwrap_err(),
+    ] {
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("last owner"), "{}", e.message);
+    }
+    a.set_member("shop", "admin", Role::Owner).await.unwrap();
+    a.set_member("shop", "bob", Role::Viewer).await.unwrap();
+    assert_eq!(
+        a.remove_member("shop", "nobody").await.unwrap_err().code,
+        ErrorCode::MemberNotFound
+    );
+    // A token bound to a team: only one the caller is a member of.
+    let req = |team: &str| ApiTokenRequest {
+        name: format!("t-{team}"),
+        team: Some(team.into()),
+        ..ApiTokenRequest::default()
+    };
+    assert_eq!(
+        a.create_token(&bob, &req("default")).unwrap_err().code,
+        ErrorCode::TeamNotFound
+    );
+    a.create_token(&bob, &req("shop")).unwrap();
+    assert_eq!(
+        a.list_tokens(&bob, None)
+            .unwrap()
+            .iter()
+            .find(|t| t.name == "t-shop")
+            .and_then(|t| t.team.clone())
+            .as_deref(),
+        Some("shop")
+    );
+    a.remove_member("shop", "bob").await.unwrap();
+    assert!(a.list_teams(&bob).unwrap().is_empty());
+    // A user created straight into a team.
+    a.add_user(&UserRequest {
+        name: "carol".into(),
+        password: Some("carol-password".into()),
+        team: Some("shop".into()),
+        role: Some(Role::Operator),
+        ..UserRequest::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(a.members("shop").unwrap().len(), 2);
+    assert_eq!(
+        a.delete_team("default").unwrap_err().code,
+        ErrorCode::TeamNotEmpty
+    );
+    a.delete_team("shop").unwrap();
+    assert_eq!(
+        a.delete_team("shop").unwrap_err().code,
+        ErrorCode::TeamNotFound
+    );
 }

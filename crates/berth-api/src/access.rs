@@ -134,6 +134,7 @@ pub(crate) async fn authenticate(
                             if let Some(scope) = scope {
                                 req.extensions_mut().insert(scope);
                             }
+                            without_team_param(&mut req);
                             req.extensions_mut().insert(p);
                             next.run(req).await
                         }
@@ -199,6 +200,32 @@ fn team_scope(
     let named = route_param(route, req.uri().path(), "{team}")
         .or_else(|| query_param(req.uri().query().unwrap_or(""), "team"));
     s.access.team_scope(p, action, named.as_deref()).map(Some)
+}
+
+/// `?team=` is the middleware's (it chose the team, or the call acts in none: the CLI sends its
+/// team with every call); handlers' query structs never see it.
+fn without_team_param(req: &mut Request) {
+    let Some(query) = req.uri().query() else {
+        return;
+    };
+    if !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "team") {
+        return;
+    }
+    let rest: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "team"))
+        .finish();
+    let path_and_query = if rest.is_empty() {
+        req.uri().path().to_string()
+    } else {
+        format!("{}?{rest}", req.uri().path())
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
 }
 
 /// The path segment matching `param` in the route template (team names need no decoding; one
@@ -311,8 +338,11 @@ pub(crate) async fn logout(
         (status = 200, description = "The caller", body = Whoami)
     )
 )]
-pub(crate) async fn whoami(Extension(p): Extension<Principal>) -> Json<Whoami> {
-    Json(p.whoami())
+pub(crate) async fn whoami(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response> {
+    Ok(Json::<Whoami>(s.access.whoami(&p).map_err(refuse)?).into_response())
 }
 
 /// `?user=`: another user's (administrator only).
@@ -358,6 +388,7 @@ pub(crate) async fn list_api_tokens(
     request_body = ApiTokenRequest,
     responses(
         (status = 201, description = "The token (the secret is shown once)", body = ApiTokenCreated),
+        (status = 404, description = "`team_not_found`: `team` names no team the caller is a member of", body = ErrorBody),
         (status = 409, description = "`api_token_exists`", body = ErrorBody)
     )
 )]
@@ -422,6 +453,7 @@ pub(crate) async fn list_users(State(s): State<AppState>) -> Result<Response> {
     request_body = UserRequest,
     responses(
         (status = 201, description = "Created", body = UserCreated),
+        (status = 404, description = "`team_not_found`: `team` names no team", body = ErrorBody),
         (status = 409, description = "`user_exists`", body = ErrorBody)
     )
 )]

@@ -23,6 +23,7 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod team;
+mod teams;
 
 use axum::extract::Request;
 use axum::middleware::Next;

@@ -47,6 +47,7 @@ use utoipa_axum::routes;
         (name = "images", description = "Images of built services: retention, archive, restore"),
         (name = "events", description = "Platform events"),
         (name = "access", description = "Login, users, API tokens, the audit log"),
+        (name = "teams", description = "Teams and their members (docs/teams.md)"),
         (name = "admin", description = "Administration: backups"),
     )
 )]
@@ -57,6 +58,7 @@ struct ApiDoc;
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     use crate::access as a;
     use crate::handlers as h;
+    use crate::teams as t;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(h::health))
         .routes(routes!(h::openapi))
@@ -101,6 +103,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(a::set_password))
         .routes(routes!(a::disable_user))
         .routes(routes!(a::audit))
+        .routes(routes!(t::list_teams, t::create_team))
+        .routes(routes!(t::delete_team))
+        .routes(routes!(t::list_members, t::set_member))
+        .routes(routes!(t::remove_member))
         .routes(routes!(h::backup))
 }
 
@@ -160,6 +166,11 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
                      disabled user (`WWW-Authenticate: Bearer`)",
                 );
             }
+            if !path.contains("{team}")
+                && berth_access::action(method, path).is_some_and(berth_access::Action::team_scoped)
+            {
+                add_team_param(op);
+            }
             let has_inputs = has_path_params
                 || op.request_body.is_some()
                 || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
@@ -210,6 +221,26 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
             add_error(op, 500, "`internal`: details are in the server log");
         }
     }
+}
+
+/// `?team=` on a team-scoped operation (docs/teams.md, "Which team a call acts in").
+fn add_team_param(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    if params.iter().any(|p| p.name == "team") {
+        return;
+    }
+    params.push(
+        ParameterBuilder::new()
+            .name("team")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "The team the call acts in (default: the token's team, else the caller's only \
+                 team; `team_required` when the caller is in several)",
+            ))
+            .schema(Some(String::schema()))
+            .build(),
+    );
 }
 
 fn add_error(op: &mut Operation, status: u16, description: &str) {

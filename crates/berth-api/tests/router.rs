@@ -836,3 +836,43 @@ fn every_operation_is_in_the_permission_table() {
     }
     assert!(!documented.is_empty());
 }
+
+/// `?team=` is the middleware's: the CLI sends it with every call, and handlers whose query
+/// structs refuse unknown fields never see it (nor do calls that act in no team).
+#[tokio::test]
+async fn the_team_parameter_is_taken_by_the_middleware() {
+    let (app, _dir) = router().await;
+    for path in [
+        "/api/v1/events?after=0&team=default",
+        "/api/v1/builds?team=default",
+        "/api/v1/apps?team=default",
+        "/api/v1/audit?team=default&limit=5",
+        "/api/v1/api-tokens?team=default",
+        "/api/v1/whoami?team=default",
+        "/api/v1/teams?team=default",
+    ] {
+        let (status, _, body) = call(&app, request("GET", path, "", "127.0.0.1:5000")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // Still an unknown parameter is refused, and a team that does not exist is not found.
+    let (status, _, body) = call(
+        &app,
+        request(
+            "GET",
+            "/api/v1/events?team=default&nope=1",
+            "",
+            "127.0.0.1:5000",
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call(
+        &app,
+        request("GET", "/api/v1/events?team=ghost", "", "127.0.0.1:5000"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("team_not_found"))
+    );
+}

@@ -10,9 +10,9 @@
 use anyhow::Context as _;
 use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
-    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest,
-    PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TokenIssued,
-    TokenRequest, UserCreated, UserRequest, UserView, Whoami,
+    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest, MemberRequest,
+    MemberView, PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
+    TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -32,6 +32,8 @@ impl fmt::Display for ApiFailure {
         write!(f, "{} ({})", self.body.message, self.body.code)?;
         if self.status == 401 {
             write!(f, ": log in with `berth login` or set BERTH_TOKEN")?;
+        } else if self.body.code == "team_required" && !self.body.message.contains("--team") {
+            write!(f, ": name one with --team T, or `berth team use T`")?;
         } else if self.body.code == "password_change_required" {
             write!(f, ": run `berth user passwd`")?;
         }
@@ -65,6 +67,8 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    /// Sent as `?team=` with every call (`--team`, `BERTH_TEAM`, `berth team use`).
+    team: Option<String>,
 }
 
 impl Client {
@@ -82,6 +86,7 @@ impl Client {
             base,
             http,
             token: None,
+            team: None,
         })
     }
 
@@ -100,6 +105,20 @@ impl Client {
         self
     }
 
+    /// Act in `team`: every call carries `?team=` (the server uses it for team-scoped calls and
+    /// ignores it on the others).
+    #[must_use]
+    pub fn with_team(mut self, team: Option<String>) -> Client {
+        self.team = team;
+        self
+    }
+
+    /// The team every call names, if any.
+    #[must_use]
+    pub fn team(&self) -> Option<&str> {
+        self.team.as_deref()
+    }
+
     /// The server's base URL (scheme, host, port).
     #[must_use]
     pub fn base(&self) -> &str {
@@ -107,7 +126,10 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, self.url(path));
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = &self.team {
+            req = req.query(&[("team", t)]);
+        }
         match &self.token {
             // Marked sensitive: reqwest keeps it out of its debug output.
             Some(t) => req.bearer_auth(t),
@@ -142,6 +164,11 @@ impl Client {
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         Self::decode(resp).await
+    }
+
+    /// Send a call whose answer has no body (`204 No Content`).
+    async fn send_empty(&self, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
+        self.streamed(req).await.map(drop)
     }
 
     /// Send, and hand back a successful response unread (streams, archives); an error answer
@@ -491,6 +518,36 @@ impl Client {
     pub async fn disable_user(&self, user: &str) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
             .await
+    }
+    /// `GET /api/v1/teams`.
+    pub async fn teams(&self) -> anyhow::Result<Vec<TeamView>> {
+        self.send(self.get("/teams")).await
+    }
+    pub async fn create_team(&self, req: &TeamRequest) -> anyhow::Result<TeamView> {
+        self.send(self.post("/teams").json(req)).await
+    }
+    pub async fn delete_team(&self, team: &str) -> anyhow::Result<()> {
+        self.send_empty(self.delete(&format!("/teams/{}", segment(team))))
+            .await
+    }
+    pub async fn members(&self, team: &str) -> anyhow::Result<Vec<MemberView>> {
+        self.send(self.get(&format!("/teams/{}/members", segment(team))))
+            .await
+    }
+    pub async fn set_member(&self, team: &str, req: &MemberRequest) -> anyhow::Result<MemberView> {
+        self.send(
+            self.post(&format!("/teams/{}/members", segment(team)))
+                .json(req),
+        )
+        .await
+    }
+    pub async fn remove_member(&self, team: &str, user: &str) -> anyhow::Result<()> {
+        self.send_empty(self.delete(&format!(
+            "/teams/{}/members/{}",
+            segment(team),
+            segment(user)
+        )))
+        .await
     }
     /// One page of the audit log: rows with an id above `after`, oldest first.
     pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<AuditPage> {

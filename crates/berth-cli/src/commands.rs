@@ -19,6 +19,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Logout
         | Command::Whoami(_)
         | Command::User(_)
+        | Command::Team(_)
         | Command::ApiToken(_)
         | Command::Audit(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,

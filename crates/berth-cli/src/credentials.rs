@@ -163,6 +163,10 @@ pub struct Credentials {
     /// Server key ([`server_key`]) → its session.
     #[serde(default)]
     pub servers: BTreeMap<String, Entry>,
+    /// Server key → the CLI's current team there (`berth team use`), kept apart from the
+    /// session so that it outlives a logout and applies to any credential.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub teams: BTreeMap<String, String>,
 }
 
 impl Credentials {
@@ -211,6 +215,41 @@ impl Credentials {
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.servers.get(key)
     }
+}
+
+/// The team commands act in: `flag` (`--team`, or `BERTH_TEAM` through clap), else the current
+/// team `berth team use` kept for `server`; none: the server decides (the token's team, or the
+/// caller's only team).
+pub fn current_team(server: &str, flag: Option<&str>, env: &Env) -> anyhow::Result<Option<String>> {
+    if let Some(t) = flag.map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok(Some(t.to_string()));
+    }
+    let Some(path) = env.credentials_path() else {
+        return Ok(None);
+    };
+    Ok(Credentials::load(&path)?
+        .teams
+        .get(&server_key(server)?)
+        .cloned())
+}
+
+/// Keep `team` as the current team for `server` (none: forget it).
+pub fn set_current_team(server: &str, team: Option<&str>, env: &Env) -> anyhow::Result<PathBuf> {
+    let path = env.credentials_path().ok_or_else(|| {
+        anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the current team")
+    })?;
+    let mut c = Credentials::load(&path)?;
+    let key = server_key(server)?;
+    match team {
+        Some(t) => {
+            c.teams.insert(key, t.to_string());
+        }
+        None => {
+            c.teams.remove(&key);
+        }
+    }
+    c.save(&path)?;
+    Ok(path)
 }
 
 /// Where the credential a command sends came from.
@@ -506,5 +545,32 @@ mod tests {
         assert!(e.contains("is not a Berth credentials file"), "{e}");
         assert!(!e.contains("berth_secret"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_current_team_is_kept_per_server_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path());
+        let a = "http://127.0.0.1:7400";
+        let b = "https://berth.example:7400";
+        assert_eq!(current_team(a, None, &env).unwrap(), None);
+        store(&env, a, entry("t1", "2026-06-02T00:00:00Z"));
+        set_current_team("127.0.0.1:7400/", Some("shop"), &env).unwrap();
+        assert_eq!(
+            current_team(a, None, &env).unwrap().as_deref(),
+            Some("shop")
+        );
+        assert_eq!(current_team(b, None, &env).unwrap(), None);
+        assert_eq!(
+            current_team(a, Some("ops"), &env).unwrap().as_deref(),
+            Some("ops")
+        );
+        // The session is untouched, and the file stays private.
+        let path = env.credentials_path().unwrap();
+        assert_eq!(got(a, None, &env).unwrap().0, "t1");
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        set_current_team(a, None, &env).unwrap();
+        assert_eq!(current_team(a, None, &env).unwrap(), None);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("teams"));
     }
 }

@@ -40,6 +40,11 @@ pub struct Cli {
     /// server, else, for a server on this machine, its `<data-dir>/admin.token`).
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// The team to act in (else `BERTH_TEAM`, else the current team of `berth team use`; else
+    /// the token's team, or one's only team). With `user add`: the team the new user joins;
+    /// with `api-token create`: the token's team.
+    #[arg(long, global = true, env = "BERTH_TEAM", value_name = "TEAM")]
+    pub team: Option<String>,
     /// Also trust the CA certificates in this PEM file for an `https://` server.
     #[arg(long, global = true, env = "BERTH_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
@@ -180,6 +185,9 @@ pub enum Command {
     /// Users (administrator), and `berth user passwd` for one's own password.
     #[command(subcommand)]
     User(UserCommand),
+    /// Teams, their members, and the team commands act in (`berth team use`).
+    #[command(subcommand)]
+    Team(TeamCommand),
     /// API tokens for scripts, acting with their owner's rights.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
@@ -225,6 +233,10 @@ pub enum UserCommand {
         /// Make the user a platform administrator.
         #[arg(long)]
         admin: bool,
+        /// The user's role in the team named by the global `--team` (or `BERTH_TEAM`), which
+        /// the user joins: owner, developer, approver, operator or viewer (default developer).
+        #[arg(long)]
+        role: Option<berth_core::team::Role>,
     },
     /// List users.
     Ls(OutputArgs),
@@ -273,6 +285,63 @@ pub enum ApiTokenCommand {
         /// The token belongs to this user (administrator).
         #[arg(long)]
         user: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Add a team (administrator).
+    Add {
+        /// The team's name: lowercase letters, digits and -.
+        name: String,
+    },
+    /// List one's teams (the administrator: every team).
+    Ls(OutputArgs),
+    /// Remove an empty team (administrator).
+    Rm {
+        /// The team.
+        name: String,
+    },
+    /// Make TEAM the team later commands act in on this server (kept in the credentials file);
+    /// `--clear` forgets it.
+    Use {
+        /// The team.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        name: Option<String>,
+        /// Forget the current team.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// A team's members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Add a member, or change a member's role (the team's owner, or the administrator).
+    Add {
+        /// The team.
+        team: String,
+        /// The user.
+        user: String,
+        /// owner, developer, approver, operator or viewer.
+        #[arg(long)]
+        role: berth_core::team::Role,
+    },
+    /// Remove a member.
+    Rm {
+        /// The team.
+        team: String,
+        /// The member.
+        user: String,
+    },
+    /// List a team's members.
+    Ls {
+        /// The team.
+        team: String,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -669,12 +738,18 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 &env,
                 time::OffsetDateTime::now_utc(),
             )?;
+            let team = credentials::current_team(&cli.server, cli.team.as_deref(), &env)?;
             let ctx = cmd::Ctx {
-                client: client.with_token(resolved.as_ref().map(|r| r.token.clone())),
+                client: client
+                    .with_token(resolved.as_ref().map(|r| r.token.clone()))
+                    .with_team(team),
                 env,
                 source: resolved.map(|r| r.source),
+                server: cli.server.clone(),
+                team_flag: cli.team.clone(),
             };
             match command {
+                Command::Team(c) => cmd::team::run(&ctx, c).await,
                 Command::Whoami(out) => cmd::login::whoami(&ctx, &out).await,
                 Command::User(c) => cmd::user::run(&ctx, c).await,
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,
@@ -727,7 +802,7 @@ mod tests {
 
         assert!(matches!(
             parse(&["user", "add", "bob", "--password-stdin", "--admin"]).command,
-            Command::User(UserCommand::Add { name, password_stdin: true, admin: true }) if name == "bob"
+            Command::User(UserCommand::Add { name, password_stdin: true, admin: true, role: None }) if name == "bob"
         ));
         assert!(matches!(
             parse(&["user", "add", "carol"]).command,
@@ -775,6 +850,50 @@ mod tests {
             Command::Audit(a) if a.user.as_deref() == Some("bob") && a.since.as_deref() == Some("1h")
                 && a.limit == Some(5) && a.output.output == "json"
         ));
+        // Teams.
+        use super::{MemberCommand, TeamCommand};
+        use berth_core::team::Role;
+        assert!(matches!(parse(&["team", "add", "shop"]).command,
+            Command::Team(TeamCommand::Add { name }) if name == "shop"));
+        assert!(matches!(
+            parse(&["team", "ls"]).command,
+            Command::Team(TeamCommand::Ls(_))
+        ));
+        assert!(matches!(parse(&["team", "rm", "shop"]).command,
+            Command::Team(TeamCommand::Rm { name }) if name == "shop"));
+        assert!(matches!(parse(&["team", "use", "shop"]).command,
+            Command::Team(TeamCommand::Use { name: Some(n), clear: false }) if n == "shop"));
+        assert!(matches!(
+            parse(&["team", "use", "--clear"]).command,
+            Command::Team(TeamCommand::Use {
+                name: None,
+                clear: true
+            })
+        ));
+        assert!(
+            matches!(parse(&["team", "member", "add", "shop", "bob", "--role", "operator"]).command,
+            Command::Team(TeamCommand::Member(MemberCommand::Add { team, user, role: Role::Operator }))
+                if team == "shop" && user == "bob")
+        );
+        assert!(matches!(
+            parse(&["team", "member", "rm", "shop", "bob"]).command,
+            Command::Team(TeamCommand::Member(MemberCommand::Rm { .. }))
+        ));
+        assert!(matches!(
+            parse(&["team", "member", "ls", "shop"]).command,
+            Command::Team(TeamCommand::Member(MemberCommand::Ls { .. }))
+        ));
+        let cli = parse(&["apps", "--team", "shop"]);
+        assert_eq!(cli.team.as_deref(), Some("shop"));
+        let cli = parse(&["--team", "shop", "user", "add", "dora", "--role", "viewer"]);
+        assert_eq!(cli.team.as_deref(), Some("shop"));
+        assert!(matches!(
+            cli.command,
+            Command::User(UserCommand::Add {
+                role: Some(Role::Viewer),
+                ..
+            })
+        ));
         // The gateway JWT commands are still there, unchanged.
         assert!(matches!(
             parse(&["token", "issue", "--subject", "s"]).command,
@@ -793,6 +912,10 @@ mod tests {
             &["audit", "--limit", "0"],
             &["audit", "--limit", "-1"],
             &["whoami", "-o", "yaml"],
+            &["team", "use"],
+            &["team", "use", "shop", "--clear"],
+            &["team", "member", "add", "shop", "bob"],
+            &["team", "member", "add", "shop", "bob", "--role", "king"],
         ] {
             assert!(
                 Cli::try_parse_from(std::iter::once("berth").chain(bad.iter().copied())).is_err(),

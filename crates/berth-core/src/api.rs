@@ -406,6 +406,20 @@ pub struct Whoami {
     pub scopes: Vec<String>,
     pub expires_at: Option<String>,
     pub password_change_required: bool,
+    /// The teams the user is a member of, with its role in each.
+    #[serde(default)]
+    pub teams: Vec<TeamRole>,
+    /// The token's team: calls that name none act in it (`berth api-token create --team`).
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+/// A team and the user's role in it (`whoami`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TeamRole {
+    pub team: String,
+    pub role: crate::team::Role,
 }
 
 /// `POST /api/v1/api-tokens`: a token for scripts, acting with its owner's rights.
@@ -420,6 +434,10 @@ pub struct ApiTokenRequest {
     /// Restrict the token (e.g. `["metrics"]`); empty: the owner's full rights.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Calls made with the token that name no team act in this one (the caller must be a
+    /// member of it, or the administrator).
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// A token created: the secret is in this answer only; the server keeps a hash.
@@ -443,6 +461,9 @@ pub struct ApiTokenView {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The token's team (calls that name none act in it).
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// `POST /api/v1/users` (administrator). Without `password` the server generates one, answers
@@ -456,6 +477,12 @@ pub struct UserRequest {
     pub password: Option<String>,
     #[serde(default)]
     pub administrator: bool,
+    /// Also make the user a member of this team (with `role`, default `developer`).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The user's role in `team`.
+    #[serde(default)]
+    pub role: Option<crate::team::Role>,
 }
 
 /// A user created.
@@ -500,7 +527,7 @@ pub struct AuditEntry {
     pub user: Option<String>,
     /// The token's name, when the call carried a valid one.
     pub token: Option<String>,
-    /// The team the object belongs to (teams come later; none today).
+    /// The team the call acted in (none: a call that acts in no team).
     pub team: Option<String>,
     /// `METHOD /api/v1/route/{template}`, or `login`.
     pub action: String,

@@ -88,6 +88,15 @@ fn first_start_users_tokens_lockout_and_audit() {
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["password"], Value::Null);
+    // A new user is in no team: bob joins `default` as a developer to deploy there.
+    let (status, _, body) = call(
+        api,
+        "POST",
+        "/api/v1/teams/default/members",
+        Some(&admin),
+        Some(json!({"user": "bob", "role": "developer"})),
+    );
+    assert_eq!(status, 201, "{body}");
     let (status, _, session) = login(api, "bob", bob_password);
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["password_change_required"], false);
@@ -203,6 +212,18 @@ fn first_start_users_tokens_lockout_and_audit() {
     assert!(
         has("POST /api/v1/apps/{app}/apply", Some("bob"), 201),
         "the deploy: {page}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["action"] == "POST /api/v1/apps/{app}/apply" && r["team"] == "default"),
+        "the deploy's team: {page}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["action"] == "POST /api/v1/teams/{team}/members"
+                && r["team"] == "default"
+                && r["user"] == "admin"),
+        "the membership change: {page}"
     );
     assert!(
         has("DELETE /api/v1/api-tokens/{name}", Some("bob"), 200),

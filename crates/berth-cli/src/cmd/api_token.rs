@@ -24,6 +24,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: ApiTokenCommand) -> anyhow::Result<i32> 
                     name,
                     ttl_secs,
                     scopes,
+                    team: ctx.team_flag.clone(),
                 })
                 .await?;
             outln!("{}", created.token);
@@ -50,6 +51,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: ApiTokenCommand) -> anyhow::Result<i32> 
                     "CREATED",
                     "EXPIRES",
                     "LAST USED",
+                    "TEAM",
                 ],
                 |t| {
                     vec![
@@ -64,6 +66,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: ApiTokenCommand) -> anyhow::Result<i32> 
                         t.created_at.clone(),
                         t.expires_at.clone().unwrap_or_else(|| "never".into()),
                         t.last_used_at.clone().unwrap_or_else(|| "-".into()),
+                        t.team.clone().unwrap_or_else(|| "-".into()),
                     ]
                 },
             );

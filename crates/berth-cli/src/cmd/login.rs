@@ -137,6 +137,22 @@ pub(crate) async fn whoami(ctx: &Ctx, out: &OutputArgs) -> anyhow::Result<i32> {
         other => other,
     };
     outln!("token:   {} ({kind})", w.token);
+    if let Some(t) = &w.team {
+        outln!("token team: {t}");
+    }
+    if w.teams.is_empty() {
+        outln!("teams:   none");
+    } else {
+        let teams: Vec<String> = w
+            .teams
+            .iter()
+            .map(|t| format!("{} ({})", t.team, t.role))
+            .collect();
+        outln!("teams:   {}", teams.join(", "));
+    }
+    if let Some(t) = ctx.client.team() {
+        outln!("acting in team: {t}");
+    }
     if !w.scopes.is_empty() {
         outln!("scopes:  {}", w.scopes.join(", "));
     }

@@ -9,6 +9,7 @@
 pub(crate) mod api_token;
 pub(crate) mod audit;
 pub(crate) mod login;
+pub(crate) mod team;
 pub(crate) mod user;
 
 use crate::client::Client;
@@ -22,6 +23,11 @@ pub(crate) struct Ctx {
     pub(crate) client: Client,
     pub(crate) env: Env,
     pub(crate) source: Option<Source>,
+    /// `--server`, as given (the credentials file's key for the current team).
+    pub(crate) server: String,
+    /// `--team` or `BERTH_TEAM` (not the current team): the team `user add` puts the user in
+    /// and `api-token create` binds the token to.
+    pub(crate) team_flag: Option<String>,
 }
 
 /// The first `n` lines of stdin, without their line ends; an error when fewer come or one is

@@ -14,7 +14,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<i32> {
             name,
             password_stdin,
             admin,
+            role,
         } => {
+            let member_team = ctx.team_flag.clone();
+            if role.is_some() && member_team.is_none() {
+                anyhow::bail!("--role needs --team TEAM (the team the user joins)");
+            }
             let password = if password_stdin {
                 Some(stdin_lines(1, "the password")?.remove(0))
             } else {
@@ -25,14 +30,22 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<i32> {
                     name,
                     password,
                     administrator: admin,
+                    team: member_team.clone(),
+                    role,
                 })
                 .await?;
+            let team = member_team.map_or_else(String::new, |t| {
+                format!(
+                    " as {} of team {t}",
+                    role.unwrap_or(berth_core::team::Role::Developer)
+                )
+            });
             match created.password {
                 Some(p) => outln!(
-                    "user {} created; one-time password: {p} (to be changed at first login)",
+                    "user {}{team} created; one-time password: {p} (to be changed at first login)",
                     created.name
                 ),
-                None => outln!("user {} created", created.name),
+                None => outln!("user {}{team} created", created.name),
             }
             Ok(0)
         }
