@@ -69,6 +69,15 @@ pub enum CpError {
     /// The Docker engine failed or cannot be reached.
     #[error("docker: {0}")]
     Docker(#[from] berth_docker::DockerError),
+    /// Keys of the project reach the host and the team holds no grant for them
+    /// (docs/teams.md#admission).
+    #[error("{}", crate::admission::message(.team, .denials))]
+    AdmissionDenied {
+        /// The application's team.
+        team: String,
+        /// Every key refused.
+        denials: Vec<crate::admission::Denial>,
+    },
     /// The state database failed.
     #[error("state: {0}")]
     Store(berth_store::StoreError),
@@ -139,6 +148,7 @@ impl CpError {
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
+            CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,
         }

@@ -67,6 +67,10 @@ impl RevisionSpec {
         };
         let mut svc = svc.clone();
         svc.replicas = 0;
+        // Where a mount sits in the file names it in messages; it does not shape the container.
+        for m in &mut svc.mounts {
+            m.index = None;
+        }
         // Routes, probes and traffic policy live in Berth, not in the container: changing them
         // must not replace replicas.
         svc.berth = berth_compose::BerthExt::default();
@@ -285,6 +289,17 @@ pub fn container_spec(
             nano_cpus: svc.resources.cpus.map(|c| (c * 1e9) as i64),
             memory: svc.resources.memory_bytes,
             restart_policy: Some("no".into()),
+            network_mode: svc.network_mode.clone(),
+            privileged: svc.privileged,
+            pid_mode: svc.pid.clone(),
+            ipc_mode: svc.ipc.clone(),
+            userns_mode: svc.userns_mode.clone(),
+            devices: svc
+                .devices
+                .iter()
+                .map(|d| (d.host.clone(), d.container.clone(), d.permissions.clone()))
+                .collect(),
+            security_opt: svc.security_opt.clone(),
             ..HostSpec::default()
         },
         networks,
