@@ -48,6 +48,7 @@ use utoipa_axum::routes;
         (name = "events", description = "Platform events"),
         (name = "access", description = "Login, users, API tokens, the audit log"),
         (name = "admin", description = "Administration: backups"),
+        (name = "teams", description = "Teams: admission grants"),
     )
 )]
 struct ApiDoc;
@@ -102,6 +103,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(a::disable_user))
         .routes(routes!(a::audit))
         .routes(routes!(h::backup))
+        .routes(routes!(crate::admission::list_grants, crate::admission::grant))
+        .routes(routes!(crate::admission::revoke))
 }
 
 /// The name of the bearer security scheme in the document.

@@ -20,7 +20,8 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Whoami(_)
         | Command::User(_)
         | Command::ApiToken(_)
-        | Command::Audit(_) => bail!("handled in cmd/"),
+        | Command::Audit(_)
+        | Command::Admission(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;

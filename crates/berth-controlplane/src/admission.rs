@@ -24,7 +24,10 @@
 
 use berth_compose::{MountKind, Project, Service};
 use berth_core::admission::{normalise_cap, normalise_prefix, AdmissionKey, SAFE_CAPABILITIES};
+pub use berth_store::GrantRecord;
 use std::fmt;
+
+use crate::error::CpError;
 
 /// Where the Docker engine's socket lives on a standard host.
 pub const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
@@ -159,6 +162,50 @@ fn loosens_confinement(opt: &str) -> bool {
     let opt = opt.trim().to_ascii_lowercase();
     let name = opt.split(['=', ':']).next().unwrap_or_default();
     matches!(name, "seccomp" | "apparmor" | "label" | "systempaths")
+}
+
+/// A team's grants, as the administrator manages them (`berth admission`).
+impl crate::ControlPlane {
+    fn team_exists(&self, team: &str) -> Result<(), CpError> {
+        match self.inner.store.get_team(team)? {
+            Some(_) => Ok(()),
+            None => Err(CpError::TeamNotFound(team.to_string())),
+        }
+    }
+
+    /// The grants of `team`, by key.
+    pub fn admission_grants(&self, team: &str) -> Result<Vec<GrantRecord>, CpError> {
+        self.team_exists(team)?;
+        Ok(self.inner.store.admission_grants(team)?)
+    }
+
+    /// Grant `key` (its text form, parsed here) to `team`, by `by`. Granting a held key again
+    /// keeps the first grant and answers it.
+    pub fn grant_admission(&self, team: &str, key: &str, by: &str) -> Result<GrantRecord, CpError> {
+        let key: AdmissionKey = key.parse().map_err(CpError::InvalidArgument)?;
+        if !self.inner.store.grant_admission(team, &key, by)? {
+            return Err(CpError::TeamNotFound(team.to_string()));
+        }
+        tracing::info!(team, key = %key, by, "admission granted");
+        self.inner
+            .store
+            .admission_grants(team)?
+            .into_iter()
+            .find(|g| g.key == key)
+            .ok_or_else(|| CpError::GrantNotFound(team.to_string(), key.to_string()))
+    }
+
+    /// Revoke `team`'s grant of `key`. What runs is not touched; the next revision of the
+    /// team's applications (apply, scale, rollback) is checked without it.
+    pub fn revoke_admission(&self, team: &str, key: &str) -> Result<(), CpError> {
+        self.team_exists(team)?;
+        let parsed: AdmissionKey = key.parse().map_err(CpError::InvalidArgument)?;
+        if !self.inner.store.revoke_admission(team, &parsed)? {
+            return Err(CpError::GrantNotFound(team.to_string(), parsed.to_string()));
+        }
+        tracing::info!(team, key = %parsed, "admission revoked");
+        Ok(())
+    }
 }
 
 /// The one-line message of an `admission_denied` answer.

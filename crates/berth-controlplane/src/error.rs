@@ -78,6 +78,12 @@ pub enum CpError {
         /// Every key refused.
         denials: Vec<crate::admission::Denial>,
     },
+    /// Unknown team.
+    #[error("team {0:?} does not exist")]
+    TeamNotFound(String),
+    /// The team holds no such admission grant.
+    #[error("team {0:?} holds no admission grant {1}")]
+    GrantNotFound(String, String),
     /// The state database failed.
     #[error("state: {0}")]
     Store(berth_store::StoreError),
@@ -149,6 +155,8 @@ impl CpError {
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
             CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
+            CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
+            CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,
         }
