@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_access::Principal;
+use berth_controlplane::admission::GrantRecord;
 use berth_core::api::{AdmissionGrantRequest, AdmissionGrantView};
 use berth_core::ErrorBody;
-use berth_controlplane::admission::GrantRecord;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -79,7 +79,9 @@ pub(crate) async fn grant(
     body: std::result::Result<Json<AdmissionGrantRequest>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
-    let g = s.cp.grant_admission(&team, &req.key, &p.user).map_err(fail)?;
+    let g =
+        s.cp.grant_admission(&team, &req.key, &p.user)
+            .map_err(fail)?;
     Ok((StatusCode::CREATED, Json(view(g))).into_response())
 }
 

@@ -103,7 +103,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(a::disable_user))
         .routes(routes!(a::audit))
         .routes(routes!(h::backup))
-        .routes(routes!(crate::admission::list_grants, crate::admission::grant))
+        .routes(routes!(
+            crate::admission::list_grants,
+            crate::admission::grant
+        ))
         .routes(routes!(crate::admission::revoke))
 }
 

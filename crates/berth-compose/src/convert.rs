@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition, DeviceSpec,
-    FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind,
-    Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition,
-    RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork, SlowCallSpec,
-    TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
+    AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
+    DeviceSpec, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount,
+    MountKind, Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources,
+    RestartCondition, RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork,
+    SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -259,17 +259,19 @@ fn service(
         (None, None) => 1,
     };
 
-    let network_mode = host_mode(
-        get("network_mode"),
-        &p("network_mode"),
-        &["host", "none"],
-    )?;
+    let network_mode = host_mode(get("network_mode"), &p("network_mode"), &["host", "none"])?;
     if let Some(mode) = &network_mode {
         // Such a container has no address on an application network: nothing to publish
         // from, route to or probe (docs/compose.md#network_mode).
         for (key, set) in [
-            ("ports", get("ports").is_some_and(|v| !matches!(v, Value::Null))),
-            ("networks", get("networks").is_some_and(|v| !matches!(v, Value::Null))),
+            (
+                "ports",
+                get("ports").is_some_and(|v| !matches!(v, Value::Null)),
+            ),
+            (
+                "networks",
+                get("networks").is_some_and(|v| !matches!(v, Value::Null)),
+            ),
         ] {
             if set {
                 return Err(invalid(
@@ -328,7 +330,11 @@ fn service(
         privileged: opt_bool(get("privileged"), &p("privileged"))?,
         network_mode,
         pid: host_mode(get("pid"), &p("pid"), &["host"])?,
-        ipc: host_mode(get("ipc"), &p("ipc"), &["host", "private", "shareable", "none"])?,
+        ipc: host_mode(
+            get("ipc"),
+            &p("ipc"),
+            &["host", "private", "shareable", "none"],
+        )?,
         userns_mode: host_mode(get("userns_mode"), &p("userns_mode"), &["host"])?,
         devices: devices(get("devices"), &p("devices"))?,
         security_opt: get("security_opt")
@@ -391,7 +397,12 @@ fn devices(v: Option<&Value>, path: &str) -> Result<Vec<DeviceSpec>, ComposeErro
             [h] => (*h, *h, "rwm"),
             [h, c] => (*h, *c, "rwm"),
             [h, c, p] => (*h, *c, *p),
-            _ => return Err(invalid(&ip, format!("{item:?}: expected HOST[:CONTAINER[:PERMS]]"))),
+            _ => {
+                return Err(invalid(
+                    &ip,
+                    format!("{item:?}: expected HOST[:CONTAINER[:PERMS]]"),
+                ))
+            }
         };
         if !host.starts_with('/') || !container.starts_with('/') {
             return Err(invalid(

@@ -379,18 +379,54 @@ fn missing_files() {
 #[test]
 fn host_keys_refuse_what_berth_cannot_run() {
     let cases: &[(&str, &str, &str)] = &[
-        ("network_mode: bridge", "services.web.network_mode", "not supported"),
-        ("network_mode: 'service:db'", "services.web.network_mode", "not supported"),
-        ("network_mode: host\n    ports: ['80:80']", "services.web.ports", "network_mode: host"),
-        ("network_mode: none\n    networks: [default]", "services.web.networks", "network_mode: none"),
-        ("network_mode: host\n    x-berth: {route: {}}", "services.web.x-berth.route", "network_mode: host"),
-        ("network_mode: host\n    x-berth: {health: {http: /}}", "services.web.x-berth.health", "network_mode: host"),
+        (
+            "network_mode: bridge",
+            "services.web.network_mode",
+            "not supported",
+        ),
+        (
+            "network_mode: 'service:db'",
+            "services.web.network_mode",
+            "not supported",
+        ),
+        (
+            "network_mode: host\n    ports: ['80:80']",
+            "services.web.ports",
+            "network_mode: host",
+        ),
+        (
+            "network_mode: none\n    networks: [default]",
+            "services.web.networks",
+            "network_mode: none",
+        ),
+        (
+            "network_mode: host\n    x-berth: {route: {}}",
+            "services.web.x-berth.route",
+            "network_mode: host",
+        ),
+        (
+            "network_mode: host\n    x-berth: {health: {http: /}}",
+            "services.web.x-berth.health",
+            "network_mode: host",
+        ),
         ("pid: 'container:x'", "services.web.pid", "not supported"),
-        ("userns_mode: private", "services.web.userns_mode", "not supported"),
+        (
+            "userns_mode: private",
+            "services.web.userns_mode",
+            "not supported",
+        ),
         ("ipc: 'service:db'", "services.web.ipc", "not supported"),
         ("devices: ['dev/x']", "services.web.devices[0]", "absolute"),
-        ("devices: ['/dev/x:/dev/y:rwx']", "services.web.devices[0]", "permissions"),
-        ("devices: ['/a:/b:r:w']", "services.web.devices[0]", "HOST[:CONTAINER[:PERMS]]"),
+        (
+            "devices: ['/dev/x:/dev/y:rwx']",
+            "services.web.devices[0]",
+            "permissions",
+        ),
+        (
+            "devices: ['/a:/b:r:w']",
+            "services.web.devices[0]",
+            "HOST[:CONTAINER[:PERMS]]",
+        ),
         ("privileged: maybe", "services.web.privileged", ""),
     ];
     for (extra, want_path, want_msg) in cases {

@@ -80,10 +80,18 @@ fn check_service(path: &str, svc: &Service, grants: &[AdmissionKey], out: &mut V
         );
     }
     let modes = [
-        ("network_mode", &svc.network_mode, AdmissionKey::NetworkModeHost),
+        (
+            "network_mode",
+            &svc.network_mode,
+            AdmissionKey::NetworkModeHost,
+        ),
         ("pid", &svc.pid, AdmissionKey::PidHost),
         ("ipc", &svc.ipc, AdmissionKey::IpcHost),
-        ("userns_mode", &svc.userns_mode, AdmissionKey::UsernsModeHost),
+        (
+            "userns_mode",
+            &svc.userns_mode,
+            AdmissionKey::UsernsModeHost,
+        ),
     ];
     for (key, value, grant) in modes {
         if value.as_deref() == Some("host") {

@@ -117,8 +117,7 @@ impl FromStr for AdmissionKey {
             _ => {
                 if let Some(cap) = s.strip_prefix("cap_add:") {
                     let cap = normalise_cap(cap);
-                    if cap.is_empty() || !cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
-                    {
+                    if cap.is_empty() || !cap.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
                         return Err(format!("{s:?}: a capability is a name like NET_ADMIN"));
                     }
                     AdmissionKey::CapAdd(cap)

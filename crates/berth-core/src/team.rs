@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(local_name("default", "web"), Some("web"));
         assert_eq!(docker_part("shop/web"), "shop.web");
         // A service name may contain `.`: `default`'s `shop.web` and `shop`'s `web` differ.
-        assert_ne!(global_name("default", "shop.web"), global_name("shop", "web"));
+        assert_ne!(
+            global_name("default", "shop.web"),
+            global_name("shop", "web")
+        );
     }
 
     proptest::proptest! {

@@ -20,12 +20,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AdmissionCommand) -> anyhow::Result<i32>
         }
         AdmissionCommand::Ls { team, out } => {
             let list = client.admission_grants(&team).await?;
-            print_list(
-                &out,
-                &list,
-                &["KEY", "GRANTED BY", "CREATED"],
-                |g| vec![g.key.clone(), g.granted_by.clone(), g.created_at.clone()],
-            );
+            print_list(&out, &list, &["KEY", "GRANTED BY", "CREATED"], |g| {
+                vec![g.key.clone(), g.granted_by.clone(), g.created_at.clone()]
+            });
             Ok(0)
         }
     }
