@@ -1014,7 +1014,7 @@ mod tests {
             "{e}"
         );
         // A file the parser refuses needs no context: the server names the problem.
-        assert!(write("services:\n  a: {build: .., privileged: true}\n")
+        assert!(write("services:\n  a: {build: .., sysctls: {a: 1}}\n")
             .unwrap()
             .is_empty());
         let _ = std::fs::remove_dir_all(&root);
