@@ -204,7 +204,57 @@ fn refusals_name_their_keys_and_grants_admit_exactly_their_key() {
     let (_, history) = api(&server, "GET", "/api/v1/apps/binds/revisions", None);
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
 
-    for app in ["caps", "binds"] {
+    // network_mode: host, once granted, runs on the host's network: attached to no
+    // application network, readiness from Docker (no address to probe), reachable on the host.
+    let port = free_port();
+    let hostnet = format!(
+        "services:\n  web:\n    image: {image}\n    network_mode: host\n    environment: {{PORT: \"{port}\"}}\n"
+    );
+    let (status, body) = apply(&server, "hostnet", &hostnet);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("services.web.network_mode: host (needs grant network_mode:host)"),
+        "{body}"
+    );
+    server.ok(&["admission", "grant", "default", "network_mode:host"]);
+    let (status, body) = apply(&server, "hostnet", &hostnet);
+    assert_eq!(status, 201, "{body}");
+    let id = running_web(&server, "hostnet");
+    assert_eq!(inspect(&id, "{{.HostConfig.NetworkMode}}"), "host");
+    let nets = inspect(&id, "{{json .NetworkSettings.Networks}}");
+    assert!(nets.starts_with("{\"host\""), "{nets}");
+    let (code, _) = wait_for(
+        Duration::from_secs(20),
+        "the app answers on the host",
+        || {
+            berth_testkit::http_get(
+                &format!("127.0.0.1:{port}"),
+                "/healthz",
+                None,
+                Duration::from_secs(1),
+            )
+            .ok()
+        },
+    );
+    assert_eq!(code, 200);
+    let status = wait_for(Duration::from_secs(30), "hostnet converged", || {
+        let (_, history) = api(&server, "GET", "/api/v1/apps/hostnet/revisions", None);
+        let s = history[0]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (s != "pending" && s != "in_progress" && s != "rolling_out").then_some(s)
+    });
+    assert_eq!(status, "converged");
+
+    for app in ["caps", "binds", "hostnet"] {
         server.ok(&["rm", "--app", app]);
     }
 }
