@@ -177,15 +177,24 @@ fn refusals_name_their_keys_and_grants_admit_exactly_their_key() {
         "{body}"
     );
     assert_eq!(app_objects(&run, "etc"), 0);
+    // A second revision of the admitted app (scaled), so there is one to roll back to.
+    let (status, body) = api(
+        &server,
+        "POST",
+        "/api/v1/apps/binds/scale",
+        Some(json!({"replicas": {"web": 2}})),
+    );
+    assert_eq!(status, 200, "{body}");
 
-    // (d) revoke: what runs is not touched, but scaling the app (a new revision) is refused.
+    // (d) revoke: what runs is not touched, but scaling or rolling back the app (a new
+    // revision) is refused.
     let out = server.ok(&["admission", "revoke", "default", &format!("bind:{host}")]);
     assert!(out.contains("no longer"), "{out}");
     let (status, body) = api(
         &server,
         "POST",
         "/api/v1/apps/binds/scale",
-        Some(json!({"replicas": {"web": 2}})),
+        Some(json!({"replicas": {"web": 3}})),
     );
     assert_eq!(
         (status, body["code"].as_str()),
@@ -193,16 +202,33 @@ fn refusals_name_their_keys_and_grants_admit_exactly_their_key() {
         "{body}"
     );
     assert!(body["message"].as_str().unwrap().contains(&host), "{body}");
-    let out = server.cli(&["scale", "--app", "binds", "web=2"]);
+    let (status, body) = api(
+        &server,
+        "POST",
+        "/api/v1/apps/binds/rollback",
+        Some(json!({"to": 1})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    let out = server.cli(&["scale", "--app", "binds", "web=1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("admission") && err.contains("services.web.volumes[0]"),
         "{err}"
     );
-    assert_eq!(running_web(&server, "binds"), id);
     let (_, history) = api(&server, "GET", "/api/v1/apps/binds/revisions", None);
-    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
+    assert!(
+        server
+            .ps("binds")
+            .iter()
+            .any(|i| i["container_id"] == id.as_str() && i["state"] == "running"),
+        "the replica admitted before the revocation still runs"
+    );
 
     // network_mode: host, once granted, runs on the host's network: attached to no
     // application network, readiness from Docker (no address to probe), reachable on the host.
