@@ -147,6 +147,7 @@ const PROGRESS_BUFFER: usize = 4096;
     params(("app" = String, Path, description = "Application name"), ApplyQuery),
     request_body = ApplyRequest,
     responses(
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 201, description = "A new revision was committed", body = RevisionCreated),
         (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
@@ -239,6 +240,7 @@ pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Res
     params(("app" = String, Path, description = "Application name")),
     request_body = ScaleRequest,
     responses(
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 200, description = "The revision committed", body = RevisionCreated),
         (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
@@ -263,6 +265,7 @@ pub(crate) async fn scale(
     params(("app" = String, Path, description = "Application name")),
     request_body = RollbackRequest,
     responses(
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 200, description = "The revision committed", body = RevisionCreated),
         (status = 404, description = "`app_not_found`, `revision_not_found`", body = ErrorBody),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),

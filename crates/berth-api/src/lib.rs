@@ -16,6 +16,7 @@
 //!   content type, a body within the endpoint's limit ([`guard`]).
 
 pub mod access;
+mod admission;
 pub mod error;
 pub mod guard;
 mod handlers;

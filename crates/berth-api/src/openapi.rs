@@ -49,6 +49,7 @@ use utoipa_axum::routes;
         (name = "access", description = "Login, users, API tokens, the audit log"),
         (name = "teams", description = "Teams and their members (docs/teams.md)"),
         (name = "admin", description = "Administration: backups"),
+        (name = "teams", description = "Teams: admission grants"),
     )
 )]
 struct ApiDoc;
@@ -108,6 +109,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(t::list_members, t::set_member))
         .routes(routes!(t::remove_member))
         .routes(routes!(h::backup))
+        .routes(routes!(
+            crate::admission::list_grants,
+            crate::admission::grant
+        ))
+        .routes(routes!(crate::admission::revoke))
 }
 
 /// The name of the bearer security scheme in the document.

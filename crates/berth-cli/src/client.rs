@@ -549,6 +549,39 @@ impl Client {
         )))
         .await
     }
+    /// A team's admission grants (administrator).
+    pub async fn admission_grants(
+        &self,
+        team: &str,
+    ) -> anyhow::Result<Vec<berth_core::api::AdmissionGrantView>> {
+        self.send(self.get(&format!("/teams/{}/admission", segment(team))))
+            .await
+    }
+    /// Grant a team an admission key (administrator).
+    pub async fn grant_admission(
+        &self,
+        team: &str,
+        key: &str,
+    ) -> anyhow::Result<berth_core::api::AdmissionGrantView> {
+        self.send(
+            self.post(&format!("/teams/{}/admission", segment(team)))
+                .json(&berth_core::api::AdmissionGrantRequest { key: key.into() }),
+        )
+        .await
+    }
+    /// Revoke a team's admission grant (administrator); the key is one path segment.
+    pub async fn revoke_admission(
+        &self,
+        team: &str,
+        key: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(self.delete(&format!(
+            "/teams/{}/admission/{}",
+            segment(team),
+            segment(key)
+        )))
+        .await
+    }
     /// One page of the audit log: rows with an id above `after`, oldest first.
     pub async fn audit(&self, q: &AuditQuery) -> anyhow::Result<AuditPage> {
         let mut params: Vec<(&str, String)> = Vec::new();

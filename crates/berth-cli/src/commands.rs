@@ -21,7 +21,8 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::User(_)
         | Command::Team(_)
         | Command::ApiToken(_)
-        | Command::Audit(_) => bail!("handled in cmd/"),
+        | Command::Audit(_)
+        | Command::Admission(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;
@@ -1014,7 +1015,7 @@ mod tests {
             "{e}"
         );
         // A file the parser refuses needs no context: the server names the problem.
-        assert!(write("services:\n  a: {build: .., privileged: true}\n")
+        assert!(write("services:\n  a: {build: .., sysctls: {a: 1}}\n")
             .unwrap()
             .is_empty());
         let _ = std::fs::remove_dir_all(&root);

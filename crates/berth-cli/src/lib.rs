@@ -196,6 +196,9 @@ pub enum Command {
     /// The platform administrator's commands: backups.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Admission grants (administrator): which host-reaching Compose keys a team may use.
+    #[command(subcommand)]
+    Admission(AdmissionCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         /// Application name.
@@ -218,6 +221,33 @@ pub struct LoginArgs {
     /// Read the password from the first line of stdin instead of the terminal.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdmissionCommand {
+    /// Let TEAM use KEY: privileged, network_mode:host, pid:host, ipc:host, userns_mode:host,
+    /// devices, security_opt, cap_add:NAME, cap_add:*, docker_socket or bind:/PREFIX.
+    Grant {
+        /// The team.
+        team: String,
+        /// The admission key.
+        key: String,
+    },
+    /// Take KEY away from TEAM; running containers are not touched, the next revision of the
+    /// team's applications (apply, scale, rollback) is checked without it.
+    Revoke {
+        /// The team.
+        team: String,
+        /// The admission key.
+        key: String,
+    },
+    /// List TEAM's grants.
+    Ls {
+        /// The team.
+        team: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -754,6 +784,7 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 Command::User(c) => cmd::user::run(&ctx, c).await,
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,
                 Command::Audit(args) => cmd::audit::run(&ctx, args).await,
+                Command::Admission(c) => cmd::admission::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }
         }

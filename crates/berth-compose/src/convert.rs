@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
-    FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount, MountKind,
-    Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources, RestartCondition,
-    RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork, SlowCallSpec,
-    TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
+    DeviceSpec, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount,
+    MountKind, Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources,
+    RestartCondition, RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork,
+    SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -259,6 +259,29 @@ fn service(
         (None, None) => 1,
     };
 
+    let network_mode = host_mode(get("network_mode"), &p("network_mode"), &["host", "none"])?;
+    if let Some(mode) = &network_mode {
+        // Such a container has no address on an application network: nothing to publish
+        // from, route to or probe (docs/compose.md#network_mode).
+        for (key, set) in [
+            (
+                "ports",
+                get("ports").is_some_and(|v| !matches!(v, Value::Null)),
+            ),
+            (
+                "networks",
+                get("networks").is_some_and(|v| !matches!(v, Value::Null)),
+            ),
+        ] {
+            if set {
+                return Err(invalid(
+                    &p(key),
+                    format!("cannot be used with `network_mode: {mode}`"),
+                ));
+            }
+        }
+    }
+
     let container_name = opt_string(get("container_name"), &p("container_name"))?;
     if container_name.is_some() && replicas > 1 {
         return Err(invalid(
@@ -279,7 +302,11 @@ fn service(
         labels: string_map(get("labels"), &p("labels"))?,
         mounts: mounts(get("volumes"), &p("volumes"), ctx, declared)?,
         tmpfs: get("tmpfs").map_or(Ok(Vec::new()), |v| string_or_list(v, &p("tmpfs")))?,
-        networks: service_networks(get("networks"), &p("networks"), declared)?,
+        networks: if network_mode.is_some() {
+            BTreeMap::new()
+        } else {
+            service_networks(get("networks"), &p("networks"), declared)?
+        },
         depends_on: depends_on(get("depends_on"), &p("depends_on"), name, declared)?,
         restart: restart(
             get("restart"),
@@ -300,7 +327,102 @@ fn service(
         update_config: update_config(deploy_get("update_config"), &join(&dpath, "update_config"))?,
         resources: resources(deploy_get("resources"), &join(&dpath, "resources"))?,
         berth: berth(get("x-berth"), &p("x-berth"))?,
+        privileged: opt_bool(get("privileged"), &p("privileged"))?,
+        network_mode,
+        pid: host_mode(get("pid"), &p("pid"), &["host"])?,
+        ipc: host_mode(
+            get("ipc"),
+            &p("ipc"),
+            &["host", "private", "shareable", "none"],
+        )?,
+        userns_mode: host_mode(get("userns_mode"), &p("userns_mode"), &["host"])?,
+        devices: devices(get("devices"), &p("devices"))?,
+        security_opt: get("security_opt")
+            .map_or(Ok(Vec::new()), |v| string_list(v, &p("security_opt")))?,
     })
+    .and_then(|s| no_address_checks(s, &path))
+}
+
+/// A mode key (`network_mode`, `pid`, `ipc`, `userns_mode`) with the values Berth supports.
+fn host_mode(
+    v: Option<&Value>,
+    path: &str,
+    allowed: &[&str],
+) -> Result<Option<String>, ComposeError> {
+    let Some(mode) = opt_string(v, path)? else {
+        return Ok(None);
+    };
+    if allowed.contains(&mode.as_str()) {
+        Ok(Some(mode))
+    } else {
+        Err(invalid(
+            path,
+            format!(
+                "{mode:?} is not supported (supported: {})",
+                allowed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// A service with `network_mode` has no container address Berth can route to or probe.
+fn no_address_checks(s: Service, path: &str) -> Result<Service, ComposeError> {
+    if let Some(mode) = &s.network_mode {
+        if !s.berth.routes.is_empty() {
+            return Err(invalid(
+                &join(path, "x-berth.route"),
+                format!("cannot be used with `network_mode: {mode}` (the gateway reaches a service by its address on the application network)"),
+            ));
+        }
+        if s.berth.health.is_some() {
+            return Err(invalid(
+                &join(path, "x-berth.health"),
+                format!("cannot be used with `network_mode: {mode}` (use a Docker `healthcheck:`)"),
+            ));
+        }
+    }
+    Ok(s)
+}
+
+/// `devices:` in the short syntax, `HOST[:CONTAINER[:PERMS]]`.
+fn devices(v: Option<&Value>, path: &str) -> Result<Vec<DeviceSpec>, ComposeError> {
+    let Some(v) = v.filter(|v| !matches!(v, Value::Null)) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, item) in string_list(v, path)?.into_iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let parts: Vec<&str> = item.split(':').collect();
+        let (host, container, perms) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] => (*h, *c, *p),
+            _ => {
+                return Err(invalid(
+                    &ip,
+                    format!("{item:?}: expected HOST[:CONTAINER[:PERMS]]"),
+                ))
+            }
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(invalid(
+                &ip,
+                format!("{item:?}: device paths must be absolute"),
+            ));
+        }
+        if perms.is_empty() || !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(invalid(
+                &ip,
+                format!("{item:?}: permissions are some of r, w and m"),
+            ));
+        }
+        out.push(DeviceSpec {
+            host: normalize_path(host),
+            container: container.to_owned(),
+            permissions: perms.to_owned(),
+        });
+    }
+    Ok(out)
 }
 
 fn environment(
@@ -608,7 +730,7 @@ fn mounts(
     let mut out: Vec<Mount> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let ip = format!("{path}[{i}]");
-        let mount = match item {
+        let mut mount = match item {
             Value::Scalar(s, _) => short_mount(s, &ip, ctx, declared)?,
             Value::Map(_) => long_mount(item, &ip, ctx, declared)?,
             other => {
@@ -618,6 +740,7 @@ fn mounts(
                 ))
             }
         };
+        mount.index = Some(i);
         // A later mount on the same target replaces an earlier one (override files).
         out.retain(|m| m.target != mount.target);
         out.push(mount);
@@ -681,6 +804,7 @@ fn short_mount(
         source,
         target: target.to_owned(),
         read_only,
+        index: None,
     })
 }
 
@@ -725,6 +849,7 @@ fn long_mount(
         source,
         target,
         read_only: opt_bool(v.get("read_only"), &join(path, "read_only"))?,
+        index: None,
     })
 }
 

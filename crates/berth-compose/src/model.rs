@@ -115,6 +115,41 @@ pub struct Service {
     pub resources: Resources,
     /// Berth's own settings from `x-berth`.
     pub berth: BerthExt,
+    /// `privileged: true`. The keys from here on reach the host, need an admission grant
+    /// (docs/teams.md#admission), and are left out of the JSON while unset, so revisions stored
+    /// before they existed load and keep their spec hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// `network_mode`: `host` or `none` (no application network, no published port, no route
+    /// or probe by container address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// `pid`: `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `ipc`: `host`, `private`, `shareable` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    /// `userns_mode`: `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
+    /// `devices`, short syntax `HOST[:CONTAINER[:PERMS]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
+    /// `security_opt` entries, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+}
+
+/// One host device mapped into a container (`devices:`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// The device on the host, an absolute path.
+    pub host: String,
+    /// Its path in the container (the host path when not given).
+    pub container: String,
+    /// cgroup permissions, some of `rwm` (default `rwm`).
+    pub permissions: String,
 }
 
 /// A service's `build:`. Paths are as written (after interpolation), relative to the project
@@ -200,6 +235,11 @@ pub struct Mount {
     pub target: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// Its position in the service's merged `volumes:` list, so a check can name it
+    /// (`services.web.volumes[0]`). Not part of the spec hash; absent in revisions stored
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 /// A service's attachment to a network.

@@ -22,14 +22,14 @@ fn unsupported(compose: &str) -> Vec<String> {
 #[test]
 fn unsupported_keys_are_all_reported_by_path() {
     let cases: &[(&str, &[&str])] = &[
-        ("services:\n  web:\n    image: a\n    privileged: true\n", &["services.web.privileged"]),
+        ("services:\n  web:\n    image: a\n    sysctls: {a: 1}\n", &["services.web.sysctls"]),
         (
             "services:\n  web:\n    build:\n      context: .\n      cache_from: [a]\n      ssh: [default]\n      secrets: [s]\n      dockerfile_inline: FROM scratch\n      x-note: 1\n",
             &["services.web.build.cache_from", "services.web.build.ssh", "services.web.build.secrets", "services.web.build.dockerfile_inline"],
         ),
         (
-            "services:\n  web:\n    image: a\n    network_mode: host\n    pid: host\n    devices: [/dev/x]\n    ulimits: {nofile: 1}\n",
-            &["services.web.network_mode", "services.web.pid", "services.web.devices", "services.web.ulimits"],
+            "services:\n  web:\n    image: a\n    network_mode: host\n    pid: host\n    devices: [/dev/x]\n    ulimits: {nofile: 1}\n    cgroup_parent: x\n",
+            &["services.web.ulimits", "services.web.cgroup_parent"],
         ),
         (
             "services:\n  web:\n    image: a\n    deploy:\n      placement: {constraints: []}\n      labels: {a: b}\n      resources:\n        limits: {pids: 5}\n",
@@ -77,8 +77,8 @@ fn unsupported_keys_are_all_reported_by_path() {
         ("networks:\n  n: {driver: overlay}\nvolumes:\n  v: {driver_opts: {}}\n", &["networks.n.driver", "volumes.v.driver_opts"]),
         ("secrets:\n  s: {external: true}\nconfigs:\n  c: {name: x, file: c}\n", &["configs.c.name", "secrets.s.external"]),
         (
-            "services:\n  a:\n    image: x\n    privileged: true\n  b:\n    image: y\n    ipc: host\n    sysctls: {a: 1}\n",
-            &["services.a.privileged", "services.b.ipc", "services.b.sysctls"],
+            "services:\n  a:\n    image: x\n    oom_score_adj: 1\n  b:\n    image: y\n    ipc: host\n    sysctls: {a: 1}\n",
+            &["services.a.oom_score_adj", "services.b.sysctls"],
         ),
     ];
     for (compose, want) in cases {
@@ -93,12 +93,12 @@ fn unsupported_keys_are_all_reported_by_path() {
 #[test]
 fn unsupported_display_lists_all() {
     let e = load(&bundle(
-        "services:\n  web:\n    image: a\n    privileged: true\n    pid: host\n",
+        "services:\n  web:\n    image: a\n    sysctls: {a: 1}\n    ulimits: {nofile: 1}\n",
     ))
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unsupported keys: services.web.privileged, services.web.pid"
+        "unsupported keys: services.web.sysctls, services.web.ulimits"
     );
 }
 
@@ -114,7 +114,7 @@ fn extensions_and_ignored_top_level_keys_are_accepted() {
 #[test]
 fn unsupported_keys_of_disabled_services_are_not_reported() {
     let p = load(&bundle(
-        "services:\n  web: {image: a}\n  debug:\n    image: b\n    privileged: true\n    profiles: [debug]\n",
+        "services:\n  web: {image: a}\n  debug:\n    image: b\n    sysctls: {a: 1}\n    profiles: [debug]\n",
     ))
     .unwrap();
     assert_eq!(p.services.keys().collect::<Vec<_>>(), ["web"]);
@@ -374,4 +374,64 @@ fn missing_files() {
     assert!(matches!(load(&b), Err(ComposeError::MissingFile(f)) if f == "override.yaml"));
     b.compose_files.clear();
     assert!(matches!(load(&b), Err(ComposeError::Invalid { path, .. }) if path == "compose_files"));
+}
+
+#[test]
+fn host_keys_refuse_what_berth_cannot_run() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "network_mode: bridge",
+            "services.web.network_mode",
+            "not supported",
+        ),
+        (
+            "network_mode: 'service:db'",
+            "services.web.network_mode",
+            "not supported",
+        ),
+        (
+            "network_mode: host\n    ports: ['80:80']",
+            "services.web.ports",
+            "network_mode: host",
+        ),
+        (
+            "network_mode: none\n    networks: [default]",
+            "services.web.networks",
+            "network_mode: none",
+        ),
+        (
+            "network_mode: host\n    x-berth: {route: {}}",
+            "services.web.x-berth.route",
+            "network_mode: host",
+        ),
+        (
+            "network_mode: host\n    x-berth: {health: {http: /}}",
+            "services.web.x-berth.health",
+            "network_mode: host",
+        ),
+        ("pid: 'container:x'", "services.web.pid", "not supported"),
+        (
+            "userns_mode: private",
+            "services.web.userns_mode",
+            "not supported",
+        ),
+        ("ipc: 'service:db'", "services.web.ipc", "not supported"),
+        ("devices: ['dev/x']", "services.web.devices[0]", "absolute"),
+        (
+            "devices: ['/dev/x:/dev/y:rwx']",
+            "services.web.devices[0]",
+            "permissions",
+        ),
+        (
+            "devices: ['/a:/b:r:w']",
+            "services.web.devices[0]",
+            "HOST[:CONTAINER[:PERMS]]",
+        ),
+        ("privileged: maybe", "services.web.privileged", ""),
+    ];
+    for (extra, want_path, want_msg) in cases {
+        let (path, message) = invalid(&format!("services:\n  web:\n    image: a\n    {extra}\n"));
+        assert_eq!(path, *want_path, "{extra}");
+        assert!(message.contains(want_msg), "{extra}: {message}");
+    }
 }

@@ -142,11 +142,11 @@ fn every_supported_key() {
             assert_eq!(
                 s.mounts,
                 vec![
-                    Mount { kind: MountKind::Volume, source: Some("data".into()), target: "/var/lib/data".into(), read_only: false },
-                    Mount { kind: MountKind::Bind, source: Some("/home/u/proj/conf".into()), target: "/etc/conf".into(), read_only: true },
-                    Mount { kind: MountKind::Bind, source: Some("/abs/path".into()), target: "/x".into(), read_only: false },
-                    Mount { kind: MountKind::Volume, source: None, target: "/anon".into(), read_only: false },
-                    Mount { kind: MountKind::Bind, source: Some("/home/u/up".into()), target: "/up".into(), read_only: false },
+                    Mount { kind: MountKind::Volume, source: Some("data".into()), target: "/var/lib/data".into(), read_only: false, index: Some(0) },
+                    Mount { kind: MountKind::Bind, source: Some("/home/u/proj/conf".into()), target: "/etc/conf".into(), read_only: true, index: Some(1) },
+                    Mount { kind: MountKind::Bind, source: Some("/abs/path".into()), target: "/x".into(), read_only: false, index: Some(2) },
+                    Mount { kind: MountKind::Volume, source: None, target: "/anon".into(), read_only: false, index: Some(3) },
+                    Mount { kind: MountKind::Bind, source: Some("/home/u/up".into()), target: "/up".into(), read_only: false, index: Some(4) },
                 ]
             );
         }),
@@ -154,9 +154,9 @@ fn every_supported_key() {
             assert_eq!(
                 s.mounts,
                 vec![
-                    Mount { kind: MountKind::Volume, source: Some("data".into()), target: "/d".into(), read_only: true },
-                    Mount { kind: MountKind::Bind, source: Some("/home/u/proj/src".into()), target: "/src".into(), read_only: false },
-                    Mount { kind: MountKind::Tmpfs, source: None, target: "/run".into(), read_only: false },
+                    Mount { kind: MountKind::Volume, source: Some("data".into()), target: "/d".into(), read_only: true, index: Some(0) },
+                    Mount { kind: MountKind::Bind, source: Some("/home/u/proj/src".into()), target: "/src".into(), read_only: false, index: Some(1) },
+                    Mount { kind: MountKind::Tmpfs, source: None, target: "/run".into(), read_only: false, index: Some(2) },
                 ]
             );
         }),
@@ -202,6 +202,32 @@ fn every_supported_key() {
             assert_eq!(s.extra_hosts, ["db.local:10.0.0.2", "v6:::1"]);
         }),
         ("image: nginx\nextra_hosts:\n  a.local: 10.0.0.3", |s| assert_eq!(s.extra_hosts, ["a.local:10.0.0.3"])),
+        ("image: nginx\nprivileged: true\npid: host\nipc: host\nuserns_mode: host\nsecurity_opt: [no-new-privileges, 'seccomp:unconfined']", |s| {
+            assert!(s.privileged);
+            assert_eq!(s.pid.as_deref(), Some("host"));
+            assert_eq!(s.ipc.as_deref(), Some("host"));
+            assert_eq!(s.userns_mode.as_deref(), Some("host"));
+            assert_eq!(s.security_opt, ["no-new-privileges", "seccomp:unconfined"]);
+        }),
+        ("image: nginx\nnetwork_mode: host\nexpose: [80]", |s| {
+            assert_eq!(s.network_mode.as_deref(), Some("host"));
+            assert!(s.networks.is_empty());
+        }),
+        ("image: nginx\ndevices: ['/dev/fuse', '/dev/net/tun:/dev/tun', '/dev/a/../b:/dev/b:r']", |s| {
+            let d = |h: &str, c: &str, p: &str| DeviceSpec {
+                host: h.into(),
+                container: c.into(),
+                permissions: p.into(),
+            };
+            assert_eq!(
+                s.devices,
+                [
+                    d("/dev/fuse", "/dev/fuse", "rwm"),
+                    d("/dev/net/tun", "/dev/tun", "rwm"),
+                    d("/dev/b", "/dev/b", "r"),
+                ]
+            );
+        }),
         ("image: nginx\ncap_add: [NET_ADMIN]\ncap_drop: [ALL]", |s| {
             assert_eq!(s.cap_add, ["NET_ADMIN"]);
             assert_eq!(s.cap_drop, ["ALL"]);

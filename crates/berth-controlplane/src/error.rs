@@ -69,6 +69,21 @@ pub enum CpError {
     /// The Docker engine failed or cannot be reached.
     #[error("docker: {0}")]
     Docker(#[from] berth_docker::DockerError),
+    /// Keys of the project reach the host and the team holds no grant for them
+    /// (docs/teams.md#admission).
+    #[error("{}", crate::admission::message(.team, .denials))]
+    AdmissionDenied {
+        /// The application's team.
+        team: String,
+        /// Every key refused.
+        denials: Vec<crate::admission::Denial>,
+    },
+    /// Unknown team.
+    #[error("team {0:?} does not exist")]
+    TeamNotFound(String),
+    /// The team holds no such admission grant.
+    #[error("team {0:?} holds no admission grant {1}")]
+    GrantNotFound(String, String),
     /// The state database failed.
     #[error("state: {0}")]
     Store(berth_store::StoreError),
@@ -139,6 +154,9 @@ impl CpError {
             CpError::RevisionNotFound(..) => ErrorCode::RevisionNotFound,
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
+            CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
+            CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
+            CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,
         }

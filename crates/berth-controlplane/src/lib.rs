@@ -11,6 +11,7 @@
 //! Rules it keeps: it acts only on objects labelled with its own `berth.instance`; it never acts
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
+pub mod admission;
 pub mod backup;
 pub mod builds;
 pub mod compose_build;
@@ -384,6 +385,8 @@ impl ControlPlane {
                 "the Compose files define no service (check `profiles`)".into(),
             ));
         }
+        // Refused keys are refused before anything is built; `commit` checks again.
+        self.admit(app, &project)?;
         // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
         let built = self
             .build_services(app, &project, contexts, progress)
@@ -460,6 +463,8 @@ impl ControlPlane {
         Ok(created)
     }
 
+    /// Every revision is made here (apply, scale, rollback): it runs admission on the project
+    /// the revision would run, with the team's grants as they are now.
     fn commit(
         &self,
         app: &str,
@@ -467,6 +472,7 @@ impl ControlPlane {
         change: &str,
         spec: &RevisionSpec,
     ) -> Result<RevisionCreated, CpError> {
+        self.admit(app, &spec.project)?;
         let revision = self
             .inner
             .store
@@ -478,6 +484,28 @@ impl ControlPlane {
             revision,
             changed: true,
             change: change.into(),
+        })
+    }
+
+    /// Admission (docs/teams.md#admission): `admission_denied` listing every key of `project`
+    /// that the grants of `app`'s team do not admit.
+    fn admit(&self, app: &str, project: &berth_compose::Project) -> Result<(), CpError> {
+        let team = berth_core::team::team_of(app);
+        let grants: Vec<_> = self
+            .inner
+            .store
+            .admission_grants(team)?
+            .into_iter()
+            .map(|g| g.key)
+            .collect();
+        let denials = admission::check(project, &grants);
+        if denials.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(app, team, denied = denials.len(), "admission denied");
+        Err(CpError::AdmissionDenied {
+            team: team.to_string(),
+            denials,
         })
     }
 

@@ -190,6 +190,12 @@ fn service_port(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<u16> {
 }
 
 fn probe_kind(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<(ProbeKind, u16)> {
+    if svc.network_mode.is_some() {
+        // `network_mode: host`/`none`: no address on an application network to probe (the
+        // parser refuses routes, probes and ports with it); Docker's healthcheck, or running,
+        // decides readiness.
+        return None;
+    }
     if let Some(h) = &svc.berth.health {
         let port = h.port.or_else(|| service_port(spec, name, svc))?;
         return Some((

@@ -65,7 +65,7 @@ impl RevisionSpec {
         let Some(svc) = self.project.services.get(name) else {
             return String::new();
         };
-        let mut svc = svc.clone();
+        let mut svc = unplaced(svc);
         svc.replicas = 0;
         // Routes, probes and traffic policy live in Berth, not in the container: changing them
         // must not replace replicas.
@@ -285,6 +285,17 @@ pub fn container_spec(
             nano_cpus: svc.resources.cpus.map(|c| (c * 1e9) as i64),
             memory: svc.resources.memory_bytes,
             restart_policy: Some("no".into()),
+            network_mode: svc.network_mode.clone(),
+            privileged: svc.privileged,
+            pid_mode: svc.pid.clone(),
+            ipc_mode: svc.ipc.clone(),
+            userns_mode: svc.userns_mode.clone(),
+            devices: svc
+                .devices
+                .iter()
+                .map(|d| (d.host.clone(), d.container.clone(), d.permissions.clone()))
+                .collect(),
+            security_opt: svc.security_opt.clone(),
             ..HostSpec::default()
         },
         networks,
@@ -356,12 +367,23 @@ pub fn describe_change(prev: Option<&RevisionSpec>, next: &RevisionSpec) -> Stri
 /// The keys of a service's definition that differ, sorted by name, besides
 /// the image (reported with its ID), `replicas` and `x-berth` (reported on their own).
 /// `environment` and `labels` name each variable added, removed or changed.
+/// `svc` without where its mounts sit in the file: that names a mount in messages (admission)
+/// and does not shape the container, so neither the hash nor a change summary sees it.
+fn unplaced(svc: &Service) -> Service {
+    let mut svc = svc.clone();
+    for m in &mut svc.mounts {
+        m.index = None;
+    }
+    svc
+}
+
 fn changed_keys(old: &Service, new: &Service) -> Vec<String> {
     const MAPS: &[&str] = &["environment", "labels"];
     const SEPARATE: &[&str] = &["image", "replicas", "berth"];
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(unplaced(old)),
+        serde_json::to_value(unplaced(new)),
+    ) else {
         return Vec::new();
     };
     let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
@@ -515,9 +537,17 @@ configs:
             std::fs::write("src/testdata/revision-spec.json", text + "\n").unwrap();
         }
         let decoded: RevisionSpec = serde_json::from_str(stored).unwrap();
+        // A mount's place in the file (for admission's messages) came later and is not part
+        // of its meaning: the stored document has none.
+        let mut now_unplaced = now.clone();
+        for svc in now_unplaced.project.services.values_mut() {
+            for m in &mut svc.mounts {
+                m.index = None;
+            }
+        }
         assert_eq!(
             serde_json::to_value(&decoded).unwrap(),
-            serde_json::to_value(&now).unwrap()
+            serde_json::to_value(&now_unplaced).unwrap()
         );
         for name in ["web", "setup"] {
             assert_eq!(decoded.service_hash(name), now.service_hash(name));
@@ -532,6 +562,60 @@ configs:
             serde_json::to_value(&again).unwrap(),
             serde_json::to_value(&decoded).unwrap()
         );
+    }
+
+    /// The host keys shape the container: each changes the hash and reaches the create body.
+    /// Where a mount sits in the file does neither.
+    #[test]
+    fn host_keys_are_in_the_hash_and_the_create_body() {
+        let base = "services:\n  web:\n    image: a\n    volumes: [/srv/a:/a]\n";
+        let images = [("web", "sha256:aaaa")];
+        let hash = |extra: &str| spec(&format!("{base}{extra}"), &[], &images).service_hash("web");
+        let plain = hash("");
+        let mut seen = vec![plain.clone()];
+        for extra in [
+            "    privileged: true\n",
+            "    network_mode: host\n",
+            "    pid: host\n",
+            "    ipc: host\n",
+            "    userns_mode: host\n",
+            "    devices: [/dev/fuse]\n",
+            "    security_opt: [no-new-privileges]\n",
+            "    cap_add: [NET_ADMIN]\n",
+        ] {
+            let h = hash(extra);
+            assert!(!seen.contains(&h), "{extra} kept the hash");
+            seen.push(h);
+        }
+        let mut moved = spec(base, &[], &images);
+        moved.project.services.get_mut("web").unwrap().mounts[0].index = Some(7);
+        assert_eq!(moved.service_hash("web"), plain);
+
+        let s = spec(
+            &format!(
+                "{base}    privileged: true\n    network_mode: host\n    pid: host\n    ipc: host\n    userns_mode: host\n    devices: ['/dev/fuse:/dev/f:r']\n    security_opt: [label=disable]\n"
+            ),
+            &[],
+            &images,
+        );
+        let naming = Naming {
+            instance: "abcdef0123".into(),
+        };
+        let svc = &s.project.services["web"];
+        let body = container_spec(&naming, &s, "app", 1, "web", svc, 0, "h", &BTreeMap::new())
+            .to_create_body();
+        let hc = &body["HostConfig"];
+        assert_eq!(hc["Privileged"], true);
+        assert_eq!(hc["NetworkMode"], "host");
+        assert_eq!(hc["PidMode"], "host");
+        assert_eq!(hc["IpcMode"], "host");
+        assert_eq!(hc["UsernsMode"], "host");
+        assert_eq!(
+            hc["Devices"],
+            serde_json::json!([{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/f", "CgroupPermissions": "r"}])
+        );
+        assert_eq!(hc["SecurityOpt"], serde_json::json!(["label=disable"]));
+        assert!(body.get("NetworkingConfig").is_none(), "{body}");
     }
 
     #[test]

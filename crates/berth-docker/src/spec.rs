@@ -87,6 +87,18 @@ pub struct HostSpec {
     pub network_mode: Option<String>,
     /// Run an init process as PID 1.
     pub init: Option<bool>,
+    /// Full access to the host (`Privileged`).
+    pub privileged: bool,
+    /// `host` shares the host's PID namespace (`PidMode`).
+    pub pid_mode: Option<String>,
+    /// `host`, `private`, `shareable` or `none` (`IpcMode`).
+    pub ipc_mode: Option<String>,
+    /// `host` turns user-namespace remapping off (`UsernsMode`).
+    pub userns_mode: Option<String>,
+    /// Host devices: (host path, container path, cgroup permissions) (`Devices`).
+    pub devices: Vec<(String, String, String)>,
+    /// `SecurityOpt` entries (`no-new-privileges`, `seccomp=unconfined`, ...).
+    pub security_opt: Vec<String>,
     /// Published ports: container port (`80/tcp`) to `(host ip, host port)` pairs; an empty
     /// host port lets the engine choose.
     pub port_bindings: BTreeMap<String, Vec<(String, String)>>,
@@ -211,6 +223,27 @@ impl ContainerSpec {
             .or_else(|| self.primary_network().map(|(n, _)| n.clone()));
         put_opt(&mut hc, "NetworkMode", network_mode.as_ref());
         put_opt(&mut hc, "Init", h.init.as_ref());
+        if h.privileged {
+            hc.insert("Privileged".into(), json!(true));
+        }
+        put_opt(&mut hc, "PidMode", h.pid_mode.as_ref());
+        put_opt(&mut hc, "IpcMode", h.ipc_mode.as_ref());
+        put_opt(&mut hc, "UsernsMode", h.userns_mode.as_ref());
+        if !h.devices.is_empty() {
+            let devices: Vec<Value> = h
+                .devices
+                .iter()
+                .map(|(host, container, perms)| {
+                    json!({
+                        "PathOnHost": host,
+                        "PathInContainer": container,
+                        "CgroupPermissions": perms,
+                    })
+                })
+                .collect();
+            hc.insert("Devices".into(), Value::Array(devices));
+        }
+        put_vec(&mut hc, "SecurityOpt", &h.security_opt);
         if !h.port_bindings.is_empty() {
             let pb: Map<String, Value> = h
                 .port_bindings
@@ -296,6 +329,12 @@ mod tests {
                 restart_policy: Some("on-failure:3".into()),
                 network_mode: None,
                 init: Some(true),
+                privileged: true,
+                pid_mode: Some("host".into()),
+                ipc_mode: Some("host".into()),
+                userns_mode: Some("host".into()),
+                devices: vec![("/dev/fuse".into(), "/dev/fuse".into(), "rwm".into())],
+                security_opt: vec!["no-new-privileges".into()],
                 port_bindings: [(
                     "80/tcp".to_string(),
                     vec![("127.0.0.1".to_string(), String::new())],
@@ -323,6 +362,9 @@ mod tests {
                     "NanoCpus": 500_000_000, "Memory": 1_048_576,
                     "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
                     "NetworkMode": "a-net", "Init": true,
+                    "Privileged": true, "PidMode": "host", "IpcMode": "host", "UsernsMode": "host",
+                    "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
+                    "SecurityOpt": ["no-new-privileges"],
                     "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
                 },
                 "NetworkingConfig": {"EndpointsConfig": {"a-net": {"Aliases": ["web"]}}}

@@ -63,6 +63,13 @@ volumes:
 "#
         ),
     );
+    // A fresh data directory admits no bind mount: grant this test's directory (docs/teams.md).
+    server.ok(&[
+        "admission",
+        "grant",
+        "default",
+        &format!("bind:{}", dir.path().display()),
+    ]);
     let out = std::process::Command::new(bin())
         .args(["apply", "-f", file.to_str().unwrap(), "--app", "files"])
         .env("BERTH_SERVER", format!("http://{}", server.api))

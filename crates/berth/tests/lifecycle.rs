@@ -224,14 +224,14 @@ fn unsupported_keys_are_named() {
         dir.path(),
         "compose.yaml",
         &format!(
-            "services:\n  a:\n    image: {image}\n    privileged: true\n    network_mode: host\n"
+            "services:\n  a:\n    image: {image}\n    sysctls: {{a: 1}}\n    ulimits: {{nofile: 1}}\n"
         ),
     );
     let out = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "bad"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("services.a.privileged") && err.contains("services.a.network_mode"),
+        err.contains("services.a.sysctls") && err.contains("services.a.ulimits"),
         "{err}"
     );
 }

@@ -6,6 +6,7 @@
 //! stdin (`--password-stdin`), never from an argument, and is printed only where the command
 //! exists to show it (`api-token create`, `user add` without a password), once, on stdout.
 
+pub(crate) mod admission;
 pub(crate) mod api_token;
 pub(crate) mod audit;
 pub(crate) mod login;
