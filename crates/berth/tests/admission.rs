@@ -411,8 +411,37 @@ fn admission_cli_is_the_administrators() {
     );
     assert_eq!(status, 200, "{session}");
     let bob = session["token"].as_str().unwrap().to_string();
+    // Not a member of team default: its grants are not even there for bob.
+    let (status, _, answer) = call(
+        &server.api,
+        "GET",
+        "/api/v1/teams/default/admission",
+        Some(&bob),
+        None,
+    );
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("team_not_found")),
+        "{answer}"
+    );
+    // A member may list the team's grants, but granting and revoking stay the administrator's.
+    let (status, _, answer) = call(
+        &server.api,
+        "POST",
+        "/api/v1/teams/default/members",
+        Some(&server.token()),
+        Some(json!({"user": "bob", "role": "developer"})),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, _, answer) = call(
+        &server.api,
+        "GET",
+        "/api/v1/teams/default/admission",
+        Some(&bob),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
     for (method, path, body) in [
-        ("GET", "/api/v1/teams/default/admission", None),
         (
             "POST",
             "/api/v1/teams/default/admission",
