@@ -15,6 +15,7 @@ fn policy() -> AuthPolicy {
     AuthPolicy {
         issuers: vec![BERTH_ISSUER.into()],
         audiences: vec!["shop".into()],
+        team: None,
     }
 }
 
