@@ -558,3 +558,58 @@ pub fn call(
         serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A team `team` with a member `user` of `role`, and that member's session token. The team and
+/// the membership are written straight into the server's store (the teams API is another
+/// issue's; switch to `POST /api/v1/teams` and `/api/v1/teams/{team}/members` here when it
+/// lands); the user is created through the users API with the administrator's token.
+pub fn team_member(server: &Server, team: &str, user: &str, role: &str) -> String {
+    let store = berth_store::Store::open(&server.data_dir).expect("open the server's store");
+    store.create_team(team).expect("create the team");
+    let password = format!("{user}-password-for-tests");
+    let admin = server.token();
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(serde_json::json!({"name": user, "password": password})),
+    );
+    assert_eq!(status, 201, "create user {user}: {body}");
+    let role: berth_core::team::Role = role.parse().expect("a role");
+    assert!(store.set_member(team, user, role).expect("set member"));
+    let (status, _, session) = call(
+        &server.api,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(serde_json::json!({"user": user, "password": password})),
+    );
+    assert_eq!(status, 200, "login {user}: {session}");
+    session["token"].as_str().expect("a session token").to_string()
+}
+
+/// Run a CLI command with `token` (a user's session), not as the local administrator.
+pub fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", token)
+        .env_remove("BERTH_DATA_DIR")
+        .output()
+        .expect("run berth CLI")
+}
+
+/// [`cli_as`] that must succeed; returns stdout.
+pub fn ok_as(server: &Server, token: &str, args: &[&str]) -> String {
+    let out = cli_as(server, token, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
