@@ -1201,10 +1201,7 @@ fn hook(
 ) -> Result<Response> {
     use berth_controlplane::webhooks::{HookError, HookOutcome};
     if !berth_core::team::valid_team_name(team) || name.contains('/') {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "no webhook secret matches this request",
-        ));
+        return Err(berth_controlplane::CpError::UnknownBuildService(name.to_string()).into());
     }
     let global = berth_core::team::global_name(team, name);
     let header = |k: &str| {

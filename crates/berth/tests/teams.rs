@@ -307,4 +307,14 @@ fn two_teams_side_by_side_see_only_their_own() {
         Some(json!({"zen": "ping"})),
     );
     assert_eq!(status, 401, "unsigned: refused");
+    let signed = [("X-Gitlab-Token", "a-hook-secret-of-some-length")];
+    let ping = r#"{"object_kind":"push","ref":"refs/heads/main","after":"0"}"#;
+    let hook = |path: &str| raw_request(&server.api, "POST", path, &signed, ping);
+    let (status, _, body) = hook(&format!("/api/v1/hooks/a/{svc}"));
+    assert_eq!(status, 202, "verified: a build is queued: {body}");
+    assert!(body.contains(&format!("\"service\":\"{svc}\"")), "{body}");
+    let (status, _, body) = hook(&format!("/api/v1/hooks/{svc}"));
+    assert_eq!(status, 404, "team default has no {svc}: {body}");
+    let (status, _, body) = hook(&format!("/api/v1/hooks/b/{svc}"));
+    assert_eq!(status, 401, "team b's {svc} has another secret (none): {body}");
 }
