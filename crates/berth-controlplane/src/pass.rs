@@ -496,7 +496,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
             || mem
                 .busy
                 .iter()
-                .any(|k| k.starts_with(&format!("create/{app}/")))
+                .any(|k| k.starts_with(&create_key_prefix(app)))
     };
     let converged = converged_all && !busy;
     let mut message = String::new();
@@ -968,7 +968,7 @@ fn execute(
     observed_at: Instant,
 ) {
     let key = match &step {
-        Step::Create { slot } => format!("create/{app}/{service}/{slot}/{}", input.hash),
+        Step::Create { slot } => format!("{}{service}/{slot}/{}", create_key_prefix(app), input.hash),
         Step::Start { id } | Step::Restart { id } | Step::Remove { id } => id.clone(),
         Step::Drain { id } => {
             if inner.mem().draining.contains_key(id) {
@@ -997,7 +997,7 @@ fn execute(
             if let Some(r) = input.observed.iter().find(|r| &r.id == id) {
                 if mem
                     .busy
-                    .contains(&format!("create/{app}/{service}/{}/{}", r.slot, r.hash))
+                    .contains(&format!("{}{service}/{}/{}", create_key_prefix(app), r.slot, r.hash))
                 {
                     return;
                 }
@@ -1559,4 +1559,10 @@ pub(crate) async fn resync_loop(inner: Weak<Inner>, shutdown: CancellationToken)
             () = tokio::time::sleep(period) => {}
         }
     }
+}
+
+/// The prefix of an application's in-flight create keys: the app as in Docker names (no `/`),
+/// so that team `default`'s `a` and team `a`'s applications never share a prefix.
+fn create_key_prefix(app: &str) -> String {
+    format!("create/{}/", berth_core::team::docker_part(app))
 }

@@ -157,6 +157,21 @@ mod tests {
     }
 
     #[test]
+    fn another_teams_route_names_its_own_issuers_and_its_team() {
+        let svc = service("route: {auth: {jwt: {issuers: [corp, berth]}}}");
+        let p = route_policy("shop/web", &svc, &svc.berth.routes[0]);
+        let want = AuthPolicy {
+            issuers: vec!["shop/corp".into(), "berth".into()],
+            audiences: vec!["shop/web".into()],
+            team: Some("shop".into()),
+        };
+        assert_eq!(p.auth, Some(want));
+        let svc = service("route: {auth: jwt}");
+        let p = route_policy("web", &svc, &svc.berth.routes[0]);
+        assert_eq!(p.auth, jwt(&["berth"], &["web"]), "team default: no team");
+    }
+
+    #[test]
     fn no_policy_is_the_default_policy() {
         assert_eq!(policy("route: {}"), RoutePolicy::default());
         assert_eq!(
