@@ -529,11 +529,10 @@ pub(crate) async fn logs(
 ) -> Result<Response> {
     use futures_util::StreamExt;
     let Query(q) = q?;
-    let targets = s
-        .cp
-        .log_targets(&team.name(&app)?, &service)
-        .await
-        .in_team(&team)?;
+    let targets =
+        s.cp.log_targets(&team.name(&app)?, &service)
+            .await
+            .in_team(&team)?;
     if targets.is_empty() {
         return Err(ApiError::new(
             ErrorCode::ServiceNotFound,
@@ -704,7 +703,9 @@ pub(crate) async fn list_issuers(State(s): State<AppState>, team: Team) -> Resul
     let list: Vec<IssuerView> =
         s.cp.issuers()?
             .into_iter()
-            .filter(|i| (i.kind == "berth" && i.name == berth) || (i.kind != "berth" && team.owns(&i.name)))
+            .filter(|i| {
+                (i.kind == "berth" && i.name == berth) || (i.kind != "berth" && team.owns(&i.name))
+            })
             .map(|mut i| {
                 i.name = team.show(&i.name);
                 i
@@ -1278,11 +1279,10 @@ pub(crate) async fn archive_image(
     team: Team,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response> {
-    let tar = s
-        .cp
-        .archive_image(&team.name(&name)?, &version)
-        .await
-        .in_team(&team)?;
+    let tar =
+        s.cp.archive_image(&team.name(&name)?, &version)
+            .await
+            .in_team(&team)?;
     Ok(([(http::header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
 }
 

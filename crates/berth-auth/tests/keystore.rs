@@ -309,7 +309,9 @@ fn a_berth_token_is_good_only_for_routes_of_its_team() {
     };
     let v = Verifier::new();
     // Team default's route: a token of team default, or one issued before teams.
-    assert!(v.check(&token(Some("default")), &route(None), issuers).is_ok());
+    assert!(v
+        .check(&token(Some("default")), &route(None), issuers)
+        .is_ok());
     assert!(v.check(&token(None), &route(None), issuers).is_ok());
     // Team a's route: only team a's tokens, also when the token was verified (and cached)
     // for another route first.

@@ -1169,7 +1169,19 @@ mod tests {
         for ok in ["shop", "web-1", "a", "a.b_c", "shop/web", "t-1/a.b"] {
             assert!(valid_service_name(ok), "{ok}");
         }
-        for bad in ["", "Shop", "-a", "a-", "a/b/c", "A/b", "a_b/c", "/b", "a/", "a:b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "Shop",
+            "-a",
+            "a-",
+            "a/b/c",
+            "A/b",
+            "a_b/c",
+            "/b",
+            "a/",
+            "a:b",
+            &"x".repeat(64),
+        ] {
             assert!(!valid_service_name(bad), "{bad}");
         }
     }

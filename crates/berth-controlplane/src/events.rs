@@ -34,9 +34,11 @@ impl Level {
 /// The ring of recent events.
 #[derive(Default)]
 pub(crate) struct Events {
-    /// Each event with its team (`None`: the platform's, e.g. the engine's disk).
-    ring: Mutex<(u64, VecDeque<(Option<String>, EventView)>)>,
+    ring: Mutex<(u64, VecDeque<TeamEvent>)>,
 }
+
+/// An event with its team (`None`: the platform's, e.g. the engine's disk).
+type TeamEvent = (Option<String>, EventView);
 
 impl Events {
     /// Record an event (and log it at its level).

@@ -219,7 +219,10 @@ impl ControlPlane {
                 }
             }
         }
-        tracing::info!(team, "image restore refused: an image of another team's service");
+        tracing::info!(
+            team,
+            "image restore refused: an image of another team's service"
+        );
         Err(CpError::InvalidArgument(
             "the archive holds an image of a service that is not this team's; nothing was restored"
                 .into(),

@@ -968,7 +968,9 @@ fn execute(
     observed_at: Instant,
 ) {
     let key = match &step {
-        Step::Create { slot } => format!("{}{service}/{slot}/{}", create_key_prefix(app), input.hash),
+        Step::Create { slot } => {
+            format!("{}{service}/{slot}/{}", create_key_prefix(app), input.hash)
+        }
         Step::Start { id } | Step::Restart { id } | Step::Remove { id } => id.clone(),
         Step::Drain { id } => {
             if inner.mem().draining.contains_key(id) {
@@ -995,10 +997,12 @@ fn execute(
         // starts it.
         if let Step::Start { id } = &step {
             if let Some(r) = input.observed.iter().find(|r| &r.id == id) {
-                if mem
-                    .busy
-                    .contains(&format!("{}{service}/{}/{}", create_key_prefix(app), r.slot, r.hash))
-                {
+                if mem.busy.contains(&format!(
+                    "{}{service}/{}/{}",
+                    create_key_prefix(app),
+                    r.slot,
+                    r.hash
+                )) {
                     return;
                 }
             }

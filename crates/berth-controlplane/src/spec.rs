@@ -637,7 +637,7 @@ configs:
         let app = app.replace('.', "/");
         let (rest, hash) = rest.rsplit_once('_')?;
         let (service, slot) = rest.rsplit_once('_')?;
-        Some((app.into(), service.into(), slot.parse().ok()?, hash.into()))
+        Some((app, service.into(), slot.parse().ok()?, hash.into()))
     }
 
     /// The same for networks and volumes: (app, key).
@@ -659,8 +659,14 @@ configs:
             n.container("a/web", "web", 0, "h"),
             "berth_k3x9q2_a.web_web_0_h"
         );
-        assert_eq!(n.container("web", "web", 0, "h"), "berth_k3x9q2_web_web_0_h");
-        assert_eq!(n.network("a/web", "default", None), "berth_k3x9q2_a.web_default");
+        assert_eq!(
+            n.container("web", "web", 0, "h"),
+            "berth_k3x9q2_web_web_0_h"
+        );
+        assert_eq!(
+            n.network("a/web", "default", None),
+            "berth_k3x9q2_a.web_default"
+        );
         assert_ne!(n.network("a/web", "x", None), n.network("b/web", "x", None));
     }
 

@@ -88,8 +88,16 @@ fn two_teams_side_by_side_see_only_their_own() {
     // the `berth_team` claim keeps team a's tokens out.
     let fa = compose(dir.path(), "a.yaml", &web(&image, "/a", Some("a/web")));
     let fb = compose(dir.path(), "b.yaml", &web(&image, "/b", Some("a/web")));
-    ok_as(&server, &alice, &["apply", "-f", fa.to_str().unwrap(), "--app", "web"]);
-    ok_as(&server, &bob, &["apply", "-f", fb.to_str().unwrap(), "--app", "web"]);
+    ok_as(
+        &server,
+        &alice,
+        &["apply", "-f", fa.to_str().unwrap(), "--app", "web"],
+    );
+    ok_as(
+        &server,
+        &bob,
+        &["apply", "-f", fb.to_str().unwrap(), "--app", "web"],
+    );
 
     // Each lists only its own, under its own name.
     for (token, other_prefix) in [(&alice, "/b"), (&bob, "/a")] {
@@ -111,11 +119,17 @@ fn two_teams_side_by_side_see_only_their_own() {
     assert_eq!(nobody["code"], "app_not_found");
     assert_eq!(plain["code"], "app_not_found");
     assert_eq!(
-        plain["message"].as_str().unwrap().replace("plain", "nobody"),
+        plain["message"]
+            .as_str()
+            .unwrap()
+            .replace("plain", "nobody"),
         nobody["message"].as_str().unwrap(),
         "the same answer as for a name nobody uses"
     );
-    assert!(!plain["message"].as_str().unwrap().contains("a/"), "{plain}");
+    assert!(
+        !plain["message"].as_str().unwrap().contains("a/"),
+        "{plain}"
+    );
     let (status, _) = get(&server, &alice, "/api/v1/apps/b%2Fweb");
     assert_eq!(status, 400, "a '/' in a name cannot reach another team");
 
@@ -144,12 +158,23 @@ fn two_teams_side_by_side_see_only_their_own() {
 
     // A route conflict across teams names no one; within a team it names the application.
     let fc = compose(dir.path(), "c.yaml", &web(&image, "/a", None));
-    let out = cli_as(&server, &bob, &["apply", "-f", fc.to_str().unwrap(), "--app", "other"]);
+    let out = cli_as(
+        &server,
+        &bob,
+        &["apply", "-f", fc.to_str().unwrap(), "--app", "other"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("held by another team"), "{err}");
-    assert!(!err.contains("application") && !err.contains("\"a"), "{err}");
-    let out = cli_as(&server, &alice, &["apply", "-f", fc.to_str().unwrap(), "--app", "other"]);
+    assert!(
+        !err.contains("application") && !err.contains("\"a"),
+        "{err}"
+    );
+    let out = cli_as(
+        &server,
+        &alice,
+        &["apply", "-f", fc.to_str().unwrap(), "--app", "other"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("held by application \"web\""), "{err}");
 
@@ -162,7 +187,11 @@ fn two_teams_side_by_side_see_only_their_own() {
         Some(&bob),
         Some(json!({"subject": "eve", "audiences": ["nobody"]})),
     );
-    assert_eq!((status, body["code"].as_str()), (404, Some("app_not_found")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("app_not_found")),
+        "{body}"
+    );
     let (status, _, body) = call(
         &server.api,
         "POST",
@@ -193,7 +222,9 @@ fn two_teams_side_by_side_see_only_their_own() {
         "POST",
         "/api/v1/issuers",
         Some(&alice),
-        Some(json!({"name": "idp", "issuer": "https://idp.example", "hs256_secret": "an-hs256-secret-of-at-least-32-bytes!!"})),
+        Some(
+            json!({"name": "idp", "issuer": "https://idp.example", "hs256_secret": "an-hs256-secret-of-at-least-32-bytes!!"}),
+        ),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], "idp");
@@ -201,7 +232,13 @@ fn two_teams_side_by_side_see_only_their_own() {
     assert!(names(&list, "name").contains(&"idp".to_string()), "{list}");
     let (_, list) = get(&server, &bob, "/api/v1/issuers");
     assert_eq!(names(&list, "name"), ["berth"], "{list}");
-    let (status, _, _) = call(&server.api, "DELETE", "/api/v1/issuers/idp", Some(&bob), None);
+    let (status, _, _) = call(
+        &server.api,
+        "DELETE",
+        "/api/v1/issuers/idp",
+        Some(&bob),
+        None,
+    );
     assert_eq!(status, 400, "team b cannot remove team a's issuer");
     // Team b's route cannot name team a's issuer.
     let fi = compose(
@@ -211,7 +248,11 @@ fn two_teams_side_by_side_see_only_their_own() {
             "services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /bi, auth: {{ jwt: {{ issuers: [idp] }} }} }}\n"
         ),
     );
-    let out = cli_as(&server, &bob, &["apply", "-f", fi.to_str().unwrap(), "--app", "web"]);
+    let out = cli_as(
+        &server,
+        &bob,
+        &["apply", "-f", fi.to_str().unwrap(), "--app", "web"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown issuer \"idp\""), "{err}");
 
@@ -236,23 +277,30 @@ fn two_teams_side_by_side_see_only_their_own() {
             &["service", "create", &svc, "--git", repo.to_str().unwrap()],
         );
         let (_, list) = get(&server, token, "/api/v1/services");
-        assert_eq!(names(&list, "name"), [svc.clone()], "{list}");
+        assert_eq!(names(&list, "name"), [svc.as_str()], "{list}");
     }
     let log = ok_as(&server, &alice, &["build", &svc, "--follow"]);
     assert!(log.contains("succeeded: version v1"), "{log}");
     let (_, builds) = get(&server, &alice, "/api/v1/builds");
-    assert_eq!(names(&builds, "service"), [svc.clone()], "{builds}");
+    assert_eq!(names(&builds, "service"), [svc.as_str()], "{builds}");
     let id = builds[0]["id"].as_u64().unwrap();
     let (_, builds) = get(&server, &bob, "/api/v1/builds");
     assert_eq!(builds, json!([]));
     let (status, build) = get(&server, &bob, &format!("/api/v1/builds/{id}"));
-    assert_eq!((status, build["code"].as_str()), (404, Some("build_not_found")));
+    assert_eq!(
+        (status, build["code"].as_str()),
+        (404, Some("build_not_found"))
+    );
     let (status, _) = get(&server, &bob, &format!("/api/v1/builds/{id}/logs"));
     assert_eq!(status, 404);
     let tag = format!("berth/a/{svc}:v1");
     let (_, images) = get(&server, &alice, "/api/v1/images");
-    assert_eq!(names(&images, "service"), [svc.clone()], "{images}");
-    assert_eq!(images[0]["tag"], tag.as_str(), "the Docker tag holds the team");
+    assert_eq!(names(&images, "service"), [svc.as_str()], "{images}");
+    assert_eq!(
+        images[0]["tag"],
+        tag.as_str(),
+        "the Docker tag holds the team"
+    );
     let (_, images) = get(&server, &bob, "/api/v1/images");
     assert_eq!(images, json!([]));
     let (status, _) = get(&server, &bob, &format!("/api/v1/images/{svc}/v1/archive"));
@@ -263,15 +311,36 @@ fn two_teams_side_by_side_see_only_their_own() {
     ok_as(
         &server,
         &alice,
-        &["image", "archive", &format!("{svc}:v1"), "-o", archive.to_str().unwrap()],
+        &[
+            "image",
+            "archive",
+            &format!("{svc}:v1"),
+            "-o",
+            archive.to_str().unwrap(),
+        ],
     );
-    let out = cli_as(&server, &bob, &["image", "restore", archive.to_str().unwrap()]);
+    let out = cli_as(
+        &server,
+        &bob,
+        &["image", "restore", archive.to_str().unwrap()],
+    );
     assert!(!out.status.success(), "team b restored team a's image");
-    assert!(docker_cli(&["image", "inspect", &tag]).is_ok(), "{tag} gone");
-    ok_as(&server, &alice, &["image", "restore", archive.to_str().unwrap()]);
+    assert!(
+        docker_cli(&["image", "inspect", &tag]).is_ok(),
+        "{tag} gone"
+    );
+    ok_as(
+        &server,
+        &alice,
+        &["image", "restore", archive.to_str().unwrap()],
+    );
     let (_, events) = get(&server, &alice, "/api/v1/events");
     assert!(
-        events.as_array().unwrap().iter().any(|e| e["kind"] == "image.restored"),
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "image.restored"),
         "{events}"
     );
     let (_, events) = get(&server, &bob, "/api/v1/events");
@@ -289,7 +358,10 @@ fn two_teams_side_by_side_see_only_their_own() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"a-hook-secret-of-some-length\n")?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"a-hook-secret-of-some-length\n")?;
             c.wait_with_output()
         })
         .unwrap();
@@ -316,5 +388,8 @@ fn two_teams_side_by_side_see_only_their_own() {
     let (status, _, body) = hook(&format!("/api/v1/hooks/{svc}"));
     assert_eq!(status, 404, "team default has no {svc}: {body}");
     let (status, _, body) = hook(&format!("/api/v1/hooks/b/{svc}"));
-    assert_eq!(status, 401, "team b's {svc} has another secret (none): {body}");
+    assert_eq!(
+        status, 401,
+        "team b's {svc} has another secret (none): {body}"
+    );
 }

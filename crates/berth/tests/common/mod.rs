@@ -586,7 +586,10 @@ pub fn team_member(server: &Server, team: &str, user: &str, role: &str) -> Strin
         Some(serde_json::json!({"user": user, "password": password})),
     );
     assert_eq!(status, 200, "login {user}: {session}");
-    session["token"].as_str().expect("a session token").to_string()
+    session["token"]
+        .as_str()
+        .expect("a session token")
+        .to_string()
 }
 
 /// Run a CLI command with `token` (a user's session), not as the local administrator.
