@@ -74,6 +74,7 @@ pub(crate) async fn list_apps(State(s): State<AppState>, team: Team) -> Result<R
             .into_iter()
             .filter_map(|mut a| {
                 a.name = team.local(&a.name)?.to_string();
+                a.problem = a.problem.map(|p| team.text(&p));
                 Some(a)
             })
             .collect();
@@ -99,6 +100,10 @@ pub(crate) async fn app_status(
 ) -> Result<Response> {
     let mut status: AppStatus = s.cp.status(&team.name(&app)?).in_team(&team)?;
     status.name = app;
+    status.message = team.text(&status.message);
+    for svc in &mut status.services {
+        svc.problem = svc.problem.as_deref().map(|p| team.text(p));
+    }
     Ok(Json(status).into_response())
 }
 

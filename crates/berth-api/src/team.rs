@@ -62,10 +62,18 @@ impl Team {
     /// as every message quotes names) written as the team's names (`"web"`).
     pub fn localize(&self, e: impl Into<ApiError>) -> ApiError {
         let mut e = e.into();
-        if self.team != berth_core::team::DEFAULT_TEAM {
-            e.message = e.message.replace(&format!("\"{}/", self.team), "\"");
-        }
+        e.message = self.text(&e.message);
         e
+    }
+
+    /// A message for humans (an error, an application's problem) with the team's quoted global
+    /// names written as the team's names.
+    pub fn text(&self, message: &str) -> String {
+        if self.team == berth_core::team::DEFAULT_TEAM {
+            message.to_string()
+        } else {
+            message.replace(&format!("\"{}/", self.team), "\"")
+        }
     }
 }
 

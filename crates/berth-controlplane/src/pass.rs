@@ -1246,7 +1246,12 @@ async fn create_replica(
             }
             let other_app = l.get(labels::APP).map_or("", String::as_str);
             if other_app != app {
-                return Err(taken(format!("a container of application {other_app:?}")));
+                // Another team's application is not named (docs/teams.md).
+                let (team, _) = berth_core::team::split_global(app);
+                return Err(taken(match berth_core::team::local_name(team, other_app) {
+                    Some(other) => format!("a container of application {other:?}"),
+                    None => "a container of another team".into(),
+                }));
             }
             let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
                 && l.get(labels::SLOT) == Some(&slot.to_string())
