@@ -27,7 +27,10 @@ pub fn is_public(method: &str, route: &str) -> bool {
         (
             "GET" | "HEAD",
             "/api/v1/health" | "/api/v1/openapi.json" | "/.well-known/jwks.json"
-        ) | ("POST", "/api/v1/login" | "/api/v1/hooks/{name}")
+        ) | (
+            "POST",
+            "/api/v1/login" | "/api/v1/hooks/{name}" | "/api/v1/hooks/{team}/{name}"
+        )
     )
 }
 
@@ -398,6 +401,7 @@ mod tests {
             ("GET", "/.well-known/jwks.json"),
             ("POST", "/api/v1/login"),
             ("POST", "/api/v1/hooks/{name}"),
+            ("POST", "/api/v1/hooks/{team}/{name}"),
         ] {
             assert!(is_public(m, r), "{m} {r}");
         }

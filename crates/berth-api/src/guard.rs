@@ -86,7 +86,7 @@ pub fn rule(method: &Method, path: &str) -> Rule {
             streamed: true,
             ..r(TAR, RESTORE_LIMIT)
         },
-        ("POST", "/api/v1/hooks/{name}") => r(JSON, WEBHOOK_LIMIT),
+        ("POST", "/api/v1/hooks/{name}" | "/api/v1/hooks/{team}/{name}") => r(JSON, WEBHOOK_LIMIT),
         // Bodiless: the JSON content type (no simple cross-origin request), and no body at all.
         ("POST", "/api/v1/admin/backup") => r(JSON, 0),
         (

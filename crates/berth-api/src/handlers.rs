@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::openapi::Tar;
+use crate::team::{InTeam, Team};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -67,8 +68,17 @@ pub(crate) async fn openapi() -> Response {
         (status = 200, description = "The applications", body = Vec<AppSummary>)
     )
 )]
-pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
-    Ok(Json(s.cp.apps()?).into_response())
+pub(crate) async fn list_apps(State(s): State<AppState>, team: Team) -> Result<Response> {
+    let apps: Vec<AppSummary> =
+        s.cp.apps()?
+            .into_iter()
+            .filter_map(|mut a| {
+                a.name = team.local(&a.name)?.to_string();
+                a.problem = a.problem.map(|p| team.text(&p));
+                Some(a)
+            })
+            .collect();
+    Ok(Json(apps).into_response())
 }
 
 #[utoipa::path(
@@ -85,15 +95,26 @@ pub(crate) async fn list_apps(State(s): State<AppState>) -> Result<Response> {
 )]
 pub(crate) async fn app_status(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.status(&app)?).into_response())
+    let mut status: AppStatus = s.cp.status(&team.name(&app)?).in_team(&team)?;
+    status.name = app;
+    status.message = team.text(&status.message);
+    for svc in &mut status.services {
+        svc.problem = svc.problem.as_deref().map(|p| team.text(p));
+    }
+    Ok(Json(status).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemoveQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     #[serde(default)]
     volumes: bool,
 }
@@ -112,11 +133,12 @@ pub(crate) struct RemoveQuery {
 )]
 pub(crate) async fn remove_app(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
     q: std::result::Result<Query<RemoveQuery>, QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = q?;
-    s.cp.remove(&app, q.volumes)?;
+    s.cp.remove(&team.name(&app)?, q.volumes).in_team(&team)?;
     let answer = RemoveAccepted {
         app,
         removing: true,
@@ -129,6 +151,10 @@ pub(crate) async fn remove_app(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApplyQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     /// Answer with NDJSON progress (build output), then the result.
     #[serde(default)]
     progress: bool,
@@ -158,6 +184,7 @@ const PROGRESS_BUFFER: usize = 4096;
 )]
 pub(crate) async fn apply(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
     q: std::result::Result<Query<ApplyQuery>, QueryRejection>,
     axum::Extension(request_id): axum::Extension<crate::RequestId>,
@@ -165,10 +192,18 @@ pub(crate) async fn apply(
 ) -> Result<Response> {
     let Query(q) = q?;
     let Json(req) = body?;
-    if q.progress {
-        return Ok(apply_with_progress(s, app, req, request_id.0));
+    // The team's name first, for an error that names what the user typed.
+    if !berth_controlplane::spec::valid_app_name(&app) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid application name {app:?}: use 1-40 lowercase letters, digits and '-'"),
+        ));
     }
-    let created = s.cp.apply(&app, req).await?;
+    if q.progress {
+        return Ok(apply_with_progress(s, team, app, req, request_id.0));
+    }
+    let mut created = s.cp.apply(&team.name(&app)?, req).await.in_team(&team)?;
+    created.app = app;
     let status = if created.changed {
         StatusCode::CREATED
     } else {
@@ -183,6 +218,7 @@ pub(crate) async fn apply(
 /// does not cut a build and its commit in half.
 fn apply_with_progress(
     s: AppState,
+    team: Team,
     app: String,
     req: ApplyRequest,
     request_id: String,
@@ -193,10 +229,14 @@ fn apply_with_progress(
             let msg = serde_json::json!({"build": {"service": service, "line": line}});
             let _ = tx.try_send(msg.to_string());
         };
-        let last = match s.cp.apply_with_progress(&app, req, &progress).await {
-            Ok(created) => serde_json::json!({ "result": created }),
+        let global = team.global(&app);
+        let last = match s.cp.apply_with_progress(&global, req, &progress).await {
+            Ok(mut created) => {
+                created.app = app;
+                serde_json::json!({ "result": created })
+            }
             Err(e) => {
-                let e = ApiError::from(e);
+                let e = team.localize(e);
                 serde_json::json!({ "error": e.code.body(e.message, &request_id) })
             }
         };
@@ -226,7 +266,11 @@ fn apply_with_progress(
     )
 )]
 /// `POST /api/v1/contexts`: a build context tar, streamed to the server's disk.
-pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Result<Response> {
+pub(crate) async fn upload_context(
+    State(s): State<AppState>,
+    _team: Team,
+    body: Body,
+) -> Result<Response> {
     let uploaded = s.cp.upload_context(body.into_data_stream()).await?;
     Ok((StatusCode::CREATED, Json(uploaded)).into_response())
 }
@@ -249,11 +293,14 @@ pub(crate) async fn upload_context(State(s): State<AppState>, body: Body) -> Res
 )]
 pub(crate) async fn scale(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
     body: std::result::Result<Json<ScaleRequest>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body?;
-    Ok(Json(s.cp.scale(&app, &req)?).into_response())
+    let mut created = s.cp.scale(&team.name(&app)?, &req).in_team(&team)?;
+    created.app = app;
+    Ok(Json(created).into_response())
 }
 
 #[utoipa::path(
@@ -274,11 +321,14 @@ pub(crate) async fn scale(
 )]
 pub(crate) async fn rollback(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
     body: std::result::Result<Json<RollbackRequest>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body?;
-    Ok(Json(s.cp.rollback(&app, &req)?).into_response())
+    let mut created = s.cp.rollback(&team.name(&app)?, &req).in_team(&team)?;
+    created.app = app;
+    Ok(Json(created).into_response())
 }
 
 #[utoipa::path(
@@ -295,9 +345,10 @@ pub(crate) async fn rollback(
 )]
 pub(crate) async fn history(
     State(s): State<AppState>,
+    team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.history(&app)?).into_response())
+    Ok(Json(s.cp.history(&team.name(&app)?).in_team(&team)?).into_response())
 }
 
 #[utoipa::path(
@@ -313,8 +364,12 @@ pub(crate) async fn history(
         (status = 503, description = "`docker_unavailable`", body = ErrorBody)
     )
 )]
-pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Result<Response> {
-    Ok(Json(s.cp.ps(&app).await?).into_response())
+pub(crate) async fn ps(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    Ok(Json(s.cp.ps(&team.name(&app)?).await.in_team(&team)?).into_response())
 }
 
 #[utoipa::path(
@@ -332,9 +387,11 @@ pub(crate) async fn ps(State(s): State<AppState>, Path(app): Path<String>) -> Re
 )]
 pub(crate) async fn instances(
     State(s): State<AppState>,
+    team: Team,
     Path((app, service)): Path<(String, String)>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.instances(&app, &service).await?).into_response())
+    let list = s.cp.instances(&team.name(&app)?, &service).await;
+    Ok(Json(list.in_team(&team)?).into_response())
 }
 
 #[utoipa::path(
@@ -347,9 +404,29 @@ pub(crate) async fn instances(
         (status = 200, description = "The table", body = RoutingTable)
     )
 )]
-pub(crate) async fn routes(State(s): State<AppState>) -> Response {
+/// The team's part of the table, in the team's names: its applications' routes and ports, and
+/// the issuers its routes may name (Berth's own and the team's).
+pub(crate) async fn routes(State(s): State<AppState>, team: Team) -> Response {
     let mut table = s.cp.routing_table().as_ref().clone();
+    table.routes.retain(|r| team.owns(&r.app));
+    table.ports.retain(|p| team.owns(&p.app));
+    let berth = berth_controlplane::policy::BERTH_ISSUER;
+    table
+        .issuers
+        .retain(|i| i.name == berth || team.owns(&i.name));
+    for r in &mut table.routes {
+        r.app = team.show(&r.app);
+        if let Some(auth) = &mut r.policy.auth {
+            for i in &mut auth.issuers {
+                *i = team.show(i);
+            }
+        }
+    }
+    for p in &mut table.ports {
+        p.app = team.show(&p.app);
+    }
     for i in &mut table.issuers {
+        i.name = team.show(&i.name);
         if i.hs256_secret.is_some() {
             i.hs256_secret = Some("(redacted)".into());
         }
@@ -361,6 +438,10 @@ pub(crate) async fn routes(State(s): State<AppState>) -> Response {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     #[serde(default)]
     watch: bool,
 }
@@ -422,6 +503,10 @@ pub(crate) async fn gateway_table(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     #[serde(default)]
     follow: bool,
     tail: Option<u64>,
@@ -446,12 +531,16 @@ pub(crate) struct LogsQuery {
 /// prefixed with `slot | `. `follow` streams until the client goes away.
 pub(crate) async fn logs(
     State(s): State<AppState>,
+    team: Team,
     Path((app, service)): Path<(String, String)>,
     q: std::result::Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response> {
     use futures_util::StreamExt;
     let Query(q) = q?;
-    let targets = s.cp.log_targets(&app, &service).await?;
+    let targets =
+        s.cp.log_targets(&team.name(&app)?, &service)
+            .await
+            .in_team(&team)?;
     if targets.is_empty() {
         return Err(ApiError::new(
             ErrorCode::ServiceNotFound,
@@ -558,12 +647,34 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
         (status = 201, description = "The token", body = TokenIssued)
     )
 )]
+/// The audiences are the team's application names, minted as their global names (docs/teams.md):
+/// another team's application answers 404 as one nobody deployed. Team `default` may also name
+/// audiences that are no application (a route's `audiences:` may name any), as before teams.
 pub(crate) async fn issue_token(
     State(s): State<AppState>,
+    team: Team,
     body: std::result::Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(req) = body?;
-    Ok((StatusCode::CREATED, Json(s.cp.issue_token(&req)?)).into_response())
+    let Json(mut req) = body?;
+    let apps: Vec<String> =
+        s.cp.apps()?
+            .into_iter()
+            .filter(|a| team.owns(&a.name))
+            .map(|a| a.name)
+            .collect();
+    let default = team.team == berth_core::team::DEFAULT_TEAM;
+    for aud in &mut req.audiences {
+        let global = team.name(aud)?;
+        if !(apps.contains(&global) || default) {
+            return Err(ApiError::new(
+                ErrorCode::AppNotFound,
+                format!("application {aud:?} does not exist"),
+            ));
+        }
+        *aud = global;
+    }
+    let issued = s.cp.issue_token(&team.team, &req).in_team(&team)?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
 #[utoipa::path(
@@ -594,8 +705,21 @@ pub(crate) async fn rotate_key(State(s): State<AppState>) -> Result<Response> {
         (status = 200, description = "Issuers", body = Vec<IssuerView>)
     )
 )]
-pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> {
-    Ok(Json(s.cp.issuers()?).into_response())
+/// Berth's own issuer and the team's.
+pub(crate) async fn list_issuers(State(s): State<AppState>, team: Team) -> Result<Response> {
+    let berth = berth_controlplane::policy::BERTH_ISSUER;
+    let list: Vec<IssuerView> =
+        s.cp.issuers()?
+            .into_iter()
+            .filter(|i| {
+                (i.kind == "berth" && i.name == berth) || (i.kind != "berth" && team.owns(&i.name))
+            })
+            .map(|mut i| {
+                i.name = team.show(&i.name);
+                i
+            })
+            .collect();
+    Ok(Json(list).into_response())
 }
 
 #[utoipa::path(
@@ -613,10 +737,21 @@ pub(crate) async fn list_issuers(State(s): State<AppState>) -> Result<Response> 
 )]
 pub(crate) async fn add_issuer(
     State(s): State<AppState>,
+    team: Team,
     body: std::result::Result<Json<IssuerRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(req) = body?;
-    Ok((StatusCode::CREATED, Json(s.cp.add_issuer(req).await?)).into_response())
+    let Json(mut req) = body?;
+    let local = std::mem::take(&mut req.name);
+    if local == berth_controlplane::policy::BERTH_ISSUER {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid issuer name {local:?}: `berth` is Berth's own"),
+        ));
+    }
+    req.name = team.name(&local)?;
+    let mut view = s.cp.add_issuer(req).await.in_team(&team)?;
+    view.name = local;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 #[utoipa::path(
@@ -632,9 +767,16 @@ pub(crate) async fn add_issuer(
 )]
 pub(crate) async fn remove_issuer(
     State(s): State<AppState>,
+    team: Team,
     Path(name): Path<String>,
 ) -> Result<Response> {
-    s.cp.remove_issuer(&name)?;
+    if name == berth_controlplane::policy::BERTH_ISSUER {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("no issuer named {name:?}"),
+        ));
+    }
+    s.cp.remove_issuer(&team.name(&name)?).in_team(&team)?;
     Ok(Json(IssuerRemoved { removed: name }).into_response())
 }
 
@@ -674,10 +816,15 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response> {
 )]
 pub(crate) async fn create_service(
     State(s): State<AppState>,
+    team: Team,
     body: std::result::Result<Json<ServiceRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(req) = body?;
-    Ok((StatusCode::CREATED, Json(s.cp.create_service(&req)?)).into_response())
+    let Json(mut req) = body?;
+    let local = std::mem::take(&mut req.name);
+    req.name = team.name(&local)?;
+    let mut view = s.cp.create_service(&req).in_team(&team)?;
+    view.name = local;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 #[utoipa::path(
@@ -690,8 +837,16 @@ pub(crate) async fn create_service(
         (status = 200, description = "Services", body = Vec<ServiceView>)
     )
 )]
-pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response> {
-    Ok(Json(s.cp.services()?).into_response())
+pub(crate) async fn list_services(State(s): State<AppState>, team: Team) -> Result<Response> {
+    let list: Vec<ServiceView> =
+        s.cp.services()?
+            .into_iter()
+            .filter_map(|mut v| {
+                v.name = team.local(&v.name)?.to_string();
+                Some(v)
+            })
+            .collect();
+    Ok(Json(list).into_response())
 }
 
 #[utoipa::path(
@@ -708,11 +863,14 @@ pub(crate) async fn list_services(State(s): State<AppState>) -> Result<Response>
 )]
 pub(crate) async fn start_build(
     State(s): State<AppState>,
+    team: Team,
     Path(name): Path<String>,
     body: std::result::Result<Json<BuildStart>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body?;
-    Ok((StatusCode::ACCEPTED, Json(s.cp.start_build(&name, &req)?)).into_response())
+    let mut build = s.cp.start_build(&team.name(&name)?, &req).in_team(&team)?;
+    build.service = name;
+    Ok((StatusCode::ACCEPTED, Json(build)).into_response())
 }
 
 #[utoipa::path(
@@ -728,9 +886,14 @@ pub(crate) async fn start_build(
 )]
 pub(crate) async fn versions(
     State(s): State<AppState>,
+    team: Team,
     Path(name): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.versions(&name)?).into_response())
+    let mut list: Vec<VersionView> = s.cp.versions(&team.name(&name)?).in_team(&team)?;
+    for v in &mut list {
+        v.service.clone_from(&name);
+    }
+    Ok(Json(list).into_response())
 }
 
 #[utoipa::path(
@@ -748,12 +911,18 @@ pub(crate) async fn versions(
 /// The secret's value is the raw request body (never logged).
 pub(crate) async fn set_secret(
     State(s): State<AppState>,
+    team: Team,
     Path((name, secret)): Path<(String, String)>,
     body: bytes::Bytes,
 ) -> Result<Response> {
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
-    s.cp.set_build_secret(&name, &secret, value.trim_end_matches(['\n', '\r']))?;
+    s.cp.set_build_secret(
+        &team.name(&name)?,
+        &secret,
+        value.trim_end_matches(['\n', '\r']),
+    )
+    .in_team(&team)?;
     Ok(Json(SecretSet {
         service: name,
         secret,
@@ -766,6 +935,10 @@ pub(crate) async fn set_secret(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildsQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     service: Option<String>,
 }
@@ -796,10 +969,34 @@ fn non_empty<'de, D: serde::Deserializer<'de>>(
 )]
 pub(crate) async fn list_builds(
     State(s): State<AppState>,
+    team: Team,
     q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = q?;
-    Ok(Json(s.cp.builds_list(q.service.as_deref())?).into_response())
+    let service = q.service.as_deref().map(|n| team.name(n)).transpose()?;
+    let list: Vec<BuildView> =
+        s.cp.builds_list(service.as_deref())
+            .in_team(&team)?
+            .into_iter()
+            .filter_map(|mut b| {
+                b.service = team.local(&b.service)?.to_string();
+                Some(b)
+            })
+            .collect();
+    Ok(Json(list).into_response())
+}
+
+/// Build `id`, if it is of one of the team's services; another team's answers as a build that
+/// does not exist.
+fn team_build(s: &AppState, team: &Team, id: u64) -> Result<BuildView> {
+    let mut b = s.cp.build(id)?;
+    match team.local(&b.service) {
+        Some(local) => {
+            b.service = local.to_string();
+            Ok(b)
+        }
+        None => Err(berth_controlplane::CpError::BuildNotFound(id).into()),
+    }
 }
 
 #[utoipa::path(
@@ -813,8 +1010,12 @@ pub(crate) async fn list_builds(
         (status = 200, description = "The build", body = BuildView)
     )
 )]
-pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) -> Result<Response> {
-    Ok(Json(s.cp.build(id)?).into_response())
+pub(crate) async fn get_build(
+    State(s): State<AppState>,
+    team: Team,
+    Path(id): Path<u64>,
+) -> Result<Response> {
+    Ok(Json(team_build(&s, &team, id)?).into_response())
 }
 
 #[utoipa::path(
@@ -830,8 +1031,10 @@ pub(crate) async fn get_build(State(s): State<AppState>, Path(id): Path<u64>) ->
 )]
 pub(crate) async fn cancel_build(
     State(s): State<AppState>,
+    team: Team,
     Path(id): Path<u64>,
 ) -> Result<Response> {
+    team_build(&s, &team, id)?;
     s.cp.cancel_build(id)?;
     Ok(Json(BuildCancelling {
         id,
@@ -844,6 +1047,10 @@ pub(crate) async fn cancel_build(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildLogsQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     #[serde(default)]
     follow: bool,
 }
@@ -863,12 +1070,14 @@ pub(crate) struct BuildLogsQuery {
 /// event per line, then an `end` event).
 pub(crate) async fn build_logs(
     State(s): State<AppState>,
+    team: Team,
     Path(id): Path<u64>,
     headers: http::HeaderMap,
     q: std::result::Result<Query<BuildLogsQuery>, QueryRejection>,
 ) -> Result<Response> {
     use futures_util::StreamExt;
     let Query(q) = q?;
+    team_build(&s, &team, id)?;
     let lines = s.cp.build_logs(id, q.follow)?;
     let sse = headers
         .get(http::header::ACCEPT)
@@ -918,17 +1127,30 @@ pub(crate) async fn build_logs(
 /// The secret is the raw request body (never logged).
 pub(crate) async fn set_webhook_secret(
     State(s): State<AppState>,
+    team: Team,
     Path(name): Path<String>,
     body: bytes::Bytes,
 ) -> Result<Response> {
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, "the secret must be UTF-8 text"))?;
-    s.cp.set_webhook_secret(&name, value.trim_end_matches(['\n', '\r']))?;
+    s.cp.set_webhook_secret(&team.name(&name)?, value.trim_end_matches(['\n', '\r']))
+        .in_team(&team)?;
     Ok(Json(WebhookSecretSet {
+        webhook_path: webhook_path(&team.team, &name),
         service: name,
         webhook_secret: "set".into(),
     })
     .into_response())
+}
+
+/// Where a service's push webhook is: `/api/v1/hooks/{name}` for team `default`,
+/// `/api/v1/hooks/{team}/{name}` for any other.
+fn webhook_path(team: &str, name: &str) -> String {
+    if team == berth_core::team::DEFAULT_TEAM {
+        format!("/api/v1/hooks/{name}")
+    } else {
+        format!("/api/v1/hooks/{team}/{name}")
+    }
 }
 
 #[utoipa::path(
@@ -952,18 +1174,65 @@ pub(crate) async fn webhook(
     headers: http::HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Response> {
+    hook(&s, berth_core::team::DEFAULT_TEAM, &name, &headers, &body)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/hooks/{team}/{name}",
+    operation_id = "teamWebhook",
+    tag = "builds",
+    summary = "A push webhook of a service of a team other than `default` (as `POST /api/v1/hooks/{name}`)",
+    params(("team" = String, Path, description = "Team name"), ("name" = String, Path, description = "Service name (built from source)")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 202, description = "A build was queued", body = BuildView),
+        (status = 200, description = "Verified, nothing to build", body = HookIgnored),
+        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+    )
+)]
+/// A push webhook of team `team`'s service `name`.
+pub(crate) async fn team_webhook(
+    State(s): State<AppState>,
+    Path((team, name)): Path<(String, String)>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response> {
+    hook(&s, &team, &name, &headers, &body)
+}
+
+fn hook(
+    s: &AppState,
+    team: &str,
+    name: &str,
+    headers: &http::HeaderMap,
+    body: &bytes::Bytes,
+) -> Result<Response> {
     use berth_controlplane::webhooks::{HookError, HookOutcome};
+    if !berth_core::team::valid_team_name(team) || name.contains('/') {
+        return Err(berth_controlplane::CpError::UnknownBuildService(name.to_string()).into());
+    }
+    let global = berth_core::team::global_name(team, name);
     let header = |k: &str| {
         headers
             .get(k)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    match s.cp.webhook(&name, &header, &body) {
-        Ok(HookOutcome::Build(b)) => Ok((StatusCode::ACCEPTED, Json(b)).into_response()),
+    match s.cp.webhook(&global, &header, body) {
+        Ok(HookOutcome::Build(mut b)) => {
+            b.service = name.to_string();
+            Ok((StatusCode::ACCEPTED, Json(b)).into_response())
+        }
         Ok(HookOutcome::Ignored(why)) => Ok(Json(HookIgnored { ignored: why }).into_response()),
         Err(HookError::Unauthorized(msg)) => Err(ApiError::new(ErrorCode::Unauthorized, msg)),
-        Err(HookError::Cp(e)) => Err(e.into()),
+        Err(HookError::Cp(e)) => {
+            let e = ApiError::from(e);
+            Err(ApiError {
+                message: e.message.replace(&format!("\"{team}/"), "\""),
+                ..e
+            })
+        }
     }
 }
 
@@ -980,12 +1249,25 @@ pub(crate) async fn webhook(
         (status = 503, description = "`docker_unavailable`", body = ErrorBody)
     )
 )]
+/// The team's images; `tag` stays the Docker tag (`berth/shop/web:v1`), a fact of the engine.
 pub(crate) async fn list_images(
     State(s): State<AppState>,
+    team: Team,
     q: std::result::Result<Query<BuildsQuery>, QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = q?;
-    Ok(Json(s.cp.images(q.service.as_deref()).await?).into_response())
+    let service = q.service.as_deref().map(|n| team.name(n)).transpose()?;
+    let list: Vec<ImageView> =
+        s.cp.images(service.as_deref())
+            .await
+            .in_team(&team)?
+            .into_iter()
+            .filter_map(|mut i| {
+                i.service = team.local(&i.service)?.to_string();
+                Some(i)
+            })
+            .collect();
+    Ok(Json(list).into_response())
 }
 
 #[utoipa::path(
@@ -1002,9 +1284,13 @@ pub(crate) async fn list_images(
 )]
 pub(crate) async fn archive_image(
     State(s): State<AppState>,
+    team: Team,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response> {
-    let tar = s.cp.archive_image(&name, &version).await?;
+    let tar =
+        s.cp.archive_image(&team.name(&name)?, &version)
+            .await
+            .in_team(&team)?;
     Ok(([(http::header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
 }
 
@@ -1021,10 +1307,20 @@ pub(crate) async fn archive_image(
     )
 )]
 /// The archive is streamed to the engine as it arrives (`guard::RESTORE_LIMIT`).
-pub(crate) async fn restore_image(State(s): State<AppState>, body: Body) -> Result<Response> {
+/// Only images of the team's services (docs/teams.md).
+pub(crate) async fn restore_image(
+    State(s): State<AppState>,
+    team: Team,
+    body: Body,
+) -> Result<Response> {
     let report =
-        s.cp.restore_image_stream(body.into_data_stream(), crate::guard::RESTORE_LIMIT)
-            .await?;
+        s.cp.restore_image_stream_in(
+            &team.team,
+            body.into_data_stream(),
+            crate::guard::RESTORE_LIMIT,
+        )
+        .await
+        .in_team(&team)?;
     Ok(Json(ImageRestored { restored: report }).into_response())
 }
 
@@ -1032,6 +1328,10 @@ pub(crate) async fn restore_image(State(s): State<AppState>, body: Body) -> Resu
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
     /// Only events with a larger id (what a follower saw last).
     #[serde(default)]
     after: u64,
@@ -1050,8 +1350,11 @@ pub(crate) struct EventsQuery {
         (status = 200, description = "Events", body = Vec<EventView>)
     )
 )]
+/// The team's events; platform events (the engine's disk, the build janitor) are the
+/// administrator's.
 pub(crate) async fn list_events(
     State(s): State<AppState>,
+    team: Team,
     q: std::result::Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = q?;
@@ -1059,7 +1362,15 @@ pub(crate) async fn list_events(
         .limit
         .unwrap_or(200)
         .min(berth_controlplane::events::CAPACITY);
-    Ok(Json(s.cp.events(q.after, limit)).into_response())
+    let visible = |t: Option<&str>| t.map_or(team.administrator, |t| t == team.team);
+    let mut list = s.cp.events(q.after, limit, &visible);
+    for e in &mut list {
+        // A subject is a global name (a service) or a Docker fact (an image tag).
+        if !e.subject.starts_with("berth/") {
+            e.subject = team.show(&e.subject);
+        }
+    }
+    Ok(Json(list).into_response())
 }
 
 // Small answers that have no type in `berth_core::api` (the CLI reads them as untyped JSON).
@@ -1104,6 +1415,9 @@ pub(crate) struct WebhookSecretSet {
     service: String,
     /// Always `set`.
     webhook_secret: String,
+    /// The webhook's path on the API (`/api/v1/hooks/{name}`, or `/api/v1/hooks/{team}/{name}`
+    /// for a team other than `default`).
+    webhook_path: String,
 }
 
 /// `POST /api/v1/builds/{id}/cancel`.

@@ -85,6 +85,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::set_secret))
         .routes(routes!(h::set_webhook_secret))
         .routes(routes!(h::webhook))
+        .routes(routes!(h::team_webhook))
         .routes(routes!(h::list_events))
         .routes(routes!(h::list_images))
         .routes(routes!(h::restore_image))

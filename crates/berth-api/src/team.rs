@@ -38,3 +38,52 @@ impl<S: Send + Sync> FromRequestParts<S> for Team {
             })
     }
 }
+
+impl Team {
+    /// The global name of the team's object `name` from a path or a body. A `/` in it (a
+    /// percent-encoded one in a path) would reach outside the team: refused.
+    pub fn name(&self, name: &str) -> Result<String, ApiError> {
+        if name.contains('/') {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid name {name:?}: a name cannot contain '/'"),
+            ));
+        }
+        Ok(self.global(name))
+    }
+
+    /// The team's name of `global` for an answer (the global name if it is not the team's,
+    /// which a handler never answers with).
+    pub fn show(&self, global: &str) -> String {
+        self.local(global).unwrap_or(global).to_string()
+    }
+
+    /// An error from the control plane, with the team's global names (`"shop/web"`, quoted,
+    /// as every message quotes names) written as the team's names (`"web"`).
+    pub fn localize(&self, e: impl Into<ApiError>) -> ApiError {
+        let mut e = e.into();
+        e.message = self.text(&e.message);
+        e
+    }
+
+    /// A message for humans (an error, an application's problem) with the team's quoted global
+    /// names written as the team's names.
+    pub fn text(&self, message: &str) -> String {
+        if self.team == berth_core::team::DEFAULT_TEAM {
+            message.to_string()
+        } else {
+            message.replace(&format!("\"{}/", self.team), "\"")
+        }
+    }
+}
+
+/// `result.in_team(&team)?`: [`Team::localize`] on the error.
+pub(crate) trait InTeam<T> {
+    fn in_team(self, team: &Team) -> Result<T, ApiError>;
+}
+
+impl<T, E: Into<ApiError>> InTeam<T> for Result<T, E> {
+    fn in_team(self, team: &Team) -> Result<T, ApiError> {
+        self.map_err(|e| team.localize(e))
+    }
+}

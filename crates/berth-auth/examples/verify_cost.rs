@@ -51,6 +51,7 @@ fn main() {
     let policy = AuthPolicy {
         issuers: vec!["bench".into()],
         audiences: vec!["app".into()],
+        team: None,
     };
     let now = 1_800_000_000i64;
 

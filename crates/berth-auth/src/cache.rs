@@ -98,6 +98,7 @@ mod tests {
                 aud: vec!["a".into()],
                 exp: 10,
                 nbf: None,
+                team: None,
                 json: "{}".into(),
             }),
         }

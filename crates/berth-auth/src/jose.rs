@@ -72,6 +72,9 @@ pub(crate) struct Claims {
     pub aud: Vec<String>,
     pub exp: i64,
     pub nbf: Option<i64>,
+    /// `berth_team` (`berth_core::policy::TEAM_CLAIM`), if a string: the team a token of
+    /// Berth's own issuer was issued for.
+    pub team: Option<String>,
     /// The decoded payload (a JSON object), exactly as signed.
     pub json: String,
 }
@@ -221,12 +224,18 @@ fn claims(payload: &Map<String, Value>, json: String) -> Result<Claims, Reject> 
     if let Some(v) = payload.get("iat") {
         numeric_date(v).ok_or(Reject::InvalidClaim("iat"))?;
     }
+    let team = match payload.get(berth_core::policy::TEAM_CLAIM) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Reject::InvalidClaim("berth_team")),
+    };
     Ok(Claims {
         iss,
         sub,
         aud,
         exp,
         nbf,
+        team,
         json,
     })
 }

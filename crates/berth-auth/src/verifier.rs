@@ -82,6 +82,8 @@ pub enum Reject {
     /// None of the token's `aud` values is accepted on this route.
     #[error("audience not accepted")]
     AudienceNotAllowed,
+    #[error("token issued for another team")]
+    TeamNotAllowed,
 }
 
 /// Verifies bearer JWTs against a route's [`AuthPolicy`] and the configured [`Issuer`]s.
@@ -157,6 +159,7 @@ impl Verifier {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             Some(
                 check_time_and_audience(&entry.claims, policy, now)
+                    .and_then(|()| check_team(&entry.claims, issuer, policy))
                     .map(|()| verified(&entry.claims, issuer)),
             )
         });
@@ -168,6 +171,7 @@ impl Verifier {
         let issuer = select_issuer(&parsed.claims, policy, issuers)?;
         // Cheap claim checks before the expensive signature.
         check_time_and_audience(&parsed.claims, policy, now)?;
+        check_team(&parsed.claims, issuer, policy)?;
 
         let key_set = self.keys.get(issuer);
         let key = match key_set.select(parsed.alg, parsed.kid.as_deref()) {
@@ -272,6 +276,23 @@ fn check_time_and_audience(claims: &Claims, policy: &AuthPolicy, now: i64) -> Re
         return Err(Reject::AudienceNotAllowed);
     }
     Ok(())
+}
+
+/// A token of Berth's own issuer is good only for routes of the team it was issued for
+/// (`berth_team`; a token without it, issued before teams, is team `default`'s, and so is a
+/// route whose policy names no team).
+fn check_team(claims: &Claims, issuer: &Issuer, policy: &AuthPolicy) -> Result<(), Reject> {
+    if issuer.name != crate::keystore::BERTH_ISSUER {
+        return Ok(());
+    }
+    let default = berth_core::team::DEFAULT_TEAM;
+    let token_team = claims.team.as_deref().unwrap_or(default);
+    let route_team = policy.team.as_deref().unwrap_or(default);
+    if token_team == route_team {
+        Ok(())
+    } else {
+        Err(Reject::TeamNotAllowed)
+    }
 }
 
 fn verified(claims: &Claims, issuer: &Issuer) -> VerifiedToken {

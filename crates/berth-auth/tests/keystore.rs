@@ -15,6 +15,7 @@ fn policy() -> AuthPolicy {
     AuthPolicy {
         issuers: vec![BERTH_ISSUER.into()],
         audiences: vec!["shop".into()],
+        team: None,
     }
 }
 
@@ -286,4 +287,57 @@ fn support_b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .unwrap()
+}
+
+#[test]
+fn a_berth_token_is_good_only_for_routes_of_its_team() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(tmp.path()).unwrap();
+    let issuer = store.issuer(URL);
+    let issuers = std::slice::from_ref(&issuer);
+    let token = |team: Option<&str>| {
+        let claims = team.map_or_else(BTreeMap::new, |t| {
+            BTreeMap::from([("berth_team".to_owned(), json!(t))])
+        });
+        store
+            .issue("u", &["shop".into()], HOUR, claims, URL)
+            .unwrap()
+    };
+    let route = |team: Option<&str>| AuthPolicy {
+        team: team.map(str::to_owned),
+        ..policy()
+    };
+    let v = Verifier::new();
+    // Team default's route: a token of team default, or one issued before teams.
+    assert!(v
+        .check(&token(Some("default")), &route(None), issuers)
+        .is_ok());
+    assert!(v.check(&token(None), &route(None), issuers).is_ok());
+    // Team a's route: only team a's tokens, also when the token was verified (and cached)
+    // for another route first.
+    let a = token(Some("a"));
+    assert_eq!(
+        v.check(&a, &route(None), issuers).unwrap_err(),
+        Reject::TeamNotAllowed
+    );
+    assert!(v.check(&a, &route(Some("a")), issuers).is_ok());
+    assert_eq!(
+        v.check(&a, &route(Some("b")), issuers).unwrap_err(),
+        Reject::TeamNotAllowed
+    );
+    assert_eq!(
+        v.check(&token(None), &route(Some("a")), issuers)
+            .unwrap_err(),
+        Reject::TeamNotAllowed
+    );
+    // Another issuer's tokens are not Berth's: the claim means nothing there.
+    let mut other = issuer.clone();
+    other.name = "a/idp".into();
+    let policy = AuthPolicy {
+        issuers: vec!["a/idp".into()],
+        ..route(Some("a"))
+    };
+    assert!(v
+        .check(&token(Some("b")), &policy, std::slice::from_ref(&other))
+        .is_ok());
 }

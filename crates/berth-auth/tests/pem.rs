@@ -55,6 +55,7 @@ fn verify(jwks: &str, key: &TestKey, kid: Option<&str>) -> Result<VerifiedToken,
     let policy = AuthPolicy {
         issuers: vec!["pem".into()],
         audiences: vec!["app".into()],
+        team: None,
     };
     Verifier::new().verify_at(&sign(key, kid, &claims(ISS)), &policy, &issuers, NOW)
 }

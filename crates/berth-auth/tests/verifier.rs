@@ -91,6 +91,7 @@ fn tokens_signed_by_jsonwebtoken_verify() {
     let policy = AuthPolicy {
         issuers: vec!["ec".into(), "ed".into(), "hs".into()],
         audiences: vec!["app".into()],
+        team: None,
     };
     let v = Verifier::new();
     let cases = [
@@ -773,6 +774,7 @@ fn empty_policy_accepts_nothing() {
     let no_aud = AuthPolicy {
         issuers: w.policy.issuers.clone(),
         audiences: vec![],
+        team: None,
     };
     assert_eq!(
         v.verify_at(&token, &no_aud, &w.issuers, NOW),
@@ -787,6 +789,7 @@ fn weak_hs256_secret_is_refused() {
     let policy = AuthPolicy {
         issuers: vec!["hs".into()],
         audiences: vec!["app".into()],
+        team: None,
     };
     let token = sign(
         &TestKey::Hs(short.as_bytes().to_vec()),
@@ -886,6 +889,7 @@ fn cached_tokens_still_meet_policy_and_clock() {
     let other_aud = AuthPolicy {
         issuers: w.policy.issuers.clone(),
         audiences: vec!["billing".into()],
+        team: None,
     };
     assert_eq!(
         v.verify_at(&token, &other_aud, &w.issuers, NOW),
@@ -894,6 +898,7 @@ fn cached_tokens_still_meet_policy_and_clock() {
     let other_issuers = AuthPolicy {
         issuers: vec!["es".into()],
         audiences: w.policy.audiences.clone(),
+        team: None,
     };
     assert_eq!(
         v.verify_at(&token, &other_issuers, &w.issuers, NOW),

@@ -310,14 +310,38 @@ fn new_build_id(service: &str) -> String {
         .unwrap_or_default();
     let n = BUILD_COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
-        "{service}-{:x}-{:x}-{n}",
+        "{}-{:x}-{:x}-{n}",
+        path_part(service),
         nanos & 0xffff_ffff_ffff,
         std::process::id()
     )
 }
 
-/// `[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?`.
+/// A global service name (docs/teams.md): `[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?`, for a team
+/// other than `default` after `team/` (a team name: `[a-z0-9][a-z0-9-]{0,29}`). The image
+/// repository `berth/team/name` is a valid Docker name; in file and container names the `/` is
+/// written `.` ([`path_part`]).
 fn valid_service_name(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((team, name)) => {
+            !team.is_empty()
+                && team.len() <= 30
+                && team
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !team.starts_with('-')
+                && valid_local_service_name(name)
+        }
+        None => valid_local_service_name(s),
+    }
+}
+
+/// A global service name where `/` cannot appear (a directory or container name).
+fn path_part(service: &str) -> String {
+    service.replace('/', ".")
+}
+
+fn valid_local_service_name(s: &str) -> bool {
     let b = s.as_bytes();
     let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     !b.is_empty()
@@ -440,7 +464,7 @@ impl Builder {
         let root = self.config.work_root.join("trees");
         let name = format!(
             "{}-{:016x}",
-            request.service,
+            path_part(&request.service),
             fnv(&[&g.url, g.branch.as_deref().unwrap_or("")])
         );
         let dir = root.join(&name);
@@ -456,7 +480,7 @@ impl Builder {
                 let other = e.file_name().to_string_lossy().into_owned();
                 let stale = other != name
                     && other
-                        .strip_prefix(&format!("{}-", request.service))
+                        .strip_prefix(&format!("{}-", path_part(&request.service)))
                         .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
                 if stale && !lock(&self.trees).contains(&e.path()) {
                     let _ = std::fs::remove_dir_all(e.path());
@@ -1142,10 +1166,22 @@ mod tests {
 
     #[test]
     fn service_names() {
-        for ok in ["shop", "web-1", "a", "a.b_c"] {
+        for ok in ["shop", "web-1", "a", "a.b_c", "shop/web", "t-1/a.b"] {
             assert!(valid_service_name(ok), "{ok}");
         }
-        for bad in ["", "Shop", "-a", "a-", "a/b", "a:b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "Shop",
+            "-a",
+            "a-",
+            "a/b/c",
+            "A/b",
+            "a_b/c",
+            "/b",
+            "a/",
+            "a:b",
+            &"x".repeat(64),
+        ] {
             assert!(!valid_service_name(bad), "{bad}");
         }
     }

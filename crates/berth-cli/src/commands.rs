@@ -250,8 +250,11 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             let mut value = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
                 .context("cannot read the secret from stdin")?;
-            client.set_webhook_secret(&name, value).await?;
-            outln!("webhook secret of {name} set; webhook URL: /api/v1/hooks/{name}");
+            let r = client.set_webhook_secret(&name, value).await?;
+            // The server knows the team's form of the path (`/api/v1/hooks/{team}/{name}`).
+            let default = format!("/api/v1/hooks/{name}");
+            let path = r["webhook_path"].as_str().unwrap_or(&default);
+            outln!("webhook secret of {name} set; webhook URL: {path}");
             Ok(0)
         }
         Command::Build {

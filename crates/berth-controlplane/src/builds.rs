@@ -146,13 +146,16 @@ impl ControlPlane {
 
     /// Register a service built from source.
     pub fn create_service(&self, req: &ServiceRequest) -> Result<ServiceView, CpError> {
+        // A global name (docs/teams.md): the team's name of the service, and its team.
         let name = &req.name;
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && name.bytes().all(|b| {
+        let (team, local) = berth_core::team::split_global(name);
+        let valid = !local.is_empty()
+            && local.len() <= 63
+            && local.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
             })
-            && name.as_bytes()[0].is_ascii_alphanumeric();
+            && local.as_bytes()[0].is_ascii_alphanumeric()
+            && berth_core::team::valid_team_name(team);
         if !valid {
             return Err(CpError::InvalidArgument(format!(
                 "invalid service name {name:?}: 1-63 of a-z 0-9 . _ -, starting with a letter or digit"

@@ -14,7 +14,8 @@
 //!   [`CpError::BuildFailed`] (the service and the last lines of output) before anything is
 //!   committed, so the running revision is not touched.
 //! - **Names**: a build is tagged with the service's `image:` when it has one (as
-//!   docker-compose does), else `berth/<app>-<service>:latest`; once the revision `N` is
+//!   docker-compose does), else `berth/<app>-<service>:latest` (`berth/<team>/<app>-<service>`
+//!   for a team other than `default`); once the revision `N` is
 //!   committed, the image is also tagged `berth/<app>-<service>:r<N>`, which keeps it (and thus
 //!   rollback targets) from becoming a dangling image when `latest` moves on. The built image
 //!   carries Berth's labels (`berth.instance`, `berth.app`, `berth.service`, the server's
@@ -48,6 +49,19 @@ const TAIL_LINES: usize = 15;
 /// characters Docker does not allow in a repository replaced by `-`.
 #[must_use]
 pub fn image_repository(app: &str, service: &str) -> String {
+    // Another team's application (`shop/web`): `berth/shop/web-<service>`; a team name has
+    // only characters Docker allows in a path component, and the extra path component keeps
+    // the names of two teams apart (team `default`'s repositories have one component).
+    let (team, app) = berth_core::team::split_global(app);
+    let repository = image_repository_of(app, service);
+    if team == berth_core::team::DEFAULT_TEAM {
+        repository
+    } else {
+        repository.replacen('/', &format!("/{team}/"), 1)
+    }
+}
+
+fn image_repository_of(app: &str, service: &str) -> String {
     let mut name = String::with_capacity(app.len() + service.len() + 1);
     for c in format!("{app}-{service}").chars() {
         let c = c.to_ascii_lowercase();
@@ -352,6 +366,7 @@ mod tests {
             ("shop", "Web_API.v2", "berth/shop-web-api-v2"),
             ("a-b", "x-", "berth/a-b-x"),
             ("a", "x__y", "berth/a-x-y"),
+            ("shop/web", "api", "berth/shop/web-api"),
         ] {
             assert_eq!(image_repository(app, svc), want);
         }

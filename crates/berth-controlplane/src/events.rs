@@ -34,12 +34,29 @@ impl Level {
 /// The ring of recent events.
 #[derive(Default)]
 pub(crate) struct Events {
-    ring: Mutex<(u64, VecDeque<EventView>)>,
+    ring: Mutex<(u64, VecDeque<TeamEvent>)>,
 }
+
+/// An event with its team (`None`: the platform's, e.g. the engine's disk).
+type TeamEvent = (Option<String>, EventView);
 
 impl Events {
     /// Record an event (and log it at its level).
+    /// A platform event (the engine, the janitor): no team's.
     pub(crate) fn emit(&self, kind: &str, level: Level, subject: &str, message: String) {
+        self.emit_in(None, kind, level, subject, message);
+    }
+
+    /// An event about an object of `team` (the team of a global name:
+    /// `berth_core::team::team_of`).
+    pub(crate) fn emit_in(
+        &self,
+        team: Option<&str>,
+        kind: &str,
+        level: Level,
+        subject: &str,
+        message: String,
+    ) {
         match level {
             Level::Info => tracing::info!(kind, subject, "{message}"),
             Level::Warn => tracing::warn!(kind, subject, "{message}"),
@@ -56,24 +73,38 @@ impl Events {
         if g.1.len() == CAPACITY {
             g.1.pop_front();
         }
-        g.1.push_back(EventView {
-            id,
-            time,
-            kind: kind.into(),
-            level: level.as_str().into(),
-            message,
-            subject: subject.into(),
-        });
+        g.1.push_back((
+            team.map(str::to_owned),
+            EventView {
+                id,
+                time,
+                kind: kind.into(),
+                level: level.as_str().into(),
+                message,
+                subject: subject.into(),
+            },
+        ));
     }
 
     /// Events with an id above `after` (all with 0), oldest first, at most `limit`
     /// (the newest ones when there are more).
-    pub(crate) fn list(&self, after: u64, limit: usize) -> Vec<EventView> {
+    /// The newest `limit` events after `after` that `visible` lets through (given each
+    /// event's team).
+    pub(crate) fn list(
+        &self,
+        after: u64,
+        limit: usize,
+        visible: &dyn Fn(Option<&str>) -> bool,
+    ) -> Vec<EventView> {
         let g = self
             .ring
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let newer: Vec<&EventView> = g.1.iter().filter(|e| e.id > after).collect();
+        let newer: Vec<&EventView> =
+            g.1.iter()
+                .filter(|(team, e)| e.id > after && visible(team.as_deref()))
+                .map(|(_, e)| e)
+                .collect();
         let skip = newer.len().saturating_sub(limit);
         newer.into_iter().skip(skip).cloned().collect()
     }
@@ -89,18 +120,18 @@ mod tests {
         for i in 0..CAPACITY + 5 {
             ev.emit("test", Level::Info, "s", format!("event {i}"));
         }
-        let all = ev.list(0, usize::MAX);
+        let all = ev.list(0, usize::MAX, &|_| true);
         assert_eq!(all.len(), CAPACITY);
         assert_eq!(all[0].id, 6, "the oldest are dropped first");
         assert_eq!(all.last().unwrap().id, (CAPACITY + 5) as u64, "newest last");
-        let tail = ev.list(all[all.len() - 3].id, usize::MAX);
+        let tail = ev.list(all[all.len() - 3].id, usize::MAX, &|_| true);
         assert_eq!(tail.len(), 2);
-        let limited = ev.list(0, 2);
+        let limited = ev.list(0, 2, &|_| true);
         assert_eq!(
             limited.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![CAPACITY as u64 + 4, CAPACITY as u64 + 5]
         );
         ev.emit("alert.x", Level::Warn, "web", "over".into());
-        assert_eq!(ev.list(0, 1)[0].level, "warn");
+        assert_eq!(ev.list(0, 1, &|_| true)[0].level, "warn");
     }
 }

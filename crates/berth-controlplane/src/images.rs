@@ -54,8 +54,15 @@ impl ControlPlane {
 
     /// Recent platform events with an id above `after`, oldest first (at most `limit`).
     #[must_use]
-    pub fn events(&self, after: u64, limit: usize) -> Vec<EventView> {
-        self.inner.events.list(after, limit)
+    /// Recent events that `visible` lets through, given each event's team (`None`: a platform
+    /// event, e.g. the engine's disk or the build janitor's).
+    pub fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        visible: &dyn Fn(Option<&str>) -> bool,
+    ) -> Vec<EventView> {
+        self.inner.events.list(after, limit, visible)
     }
 
     /// Images of one service (or all), newest first.
@@ -164,6 +171,69 @@ impl ControlPlane {
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        let report = self.load_stream(tar, max).await?;
+        self.restored(report).await
+    }
+
+    /// [`ControlPlane::restore_image_stream`] for `team`: every image of a service built from
+    /// source that the archive brings (`berth/<service>:<version>`) must be of one of `team`'s
+    /// services, else the restore is refused and the images it loaded are untagged again (an
+    /// image that is exactly another team's version, already known, is left as it is).
+    pub async fn restore_image_stream_in<S, E>(
+        &self,
+        team: &str,
+        tar: S,
+        max: u64,
+    ) -> Result<String, CpError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let report = self.load_stream(tar, max).await?;
+        let mut foreign = Vec::new();
+        for tag in loaded_tags(&report) {
+            let Some((service, _)) = tag
+                .strip_prefix("berth/")
+                .and_then(|rest| rest.split_once(':'))
+            else {
+                continue;
+            };
+            if berth_core::team::team_of(service) != team {
+                foreign.push((service.to_string(), tag.to_string()));
+            }
+        }
+        if foreign.is_empty() {
+            return self.restored(report).await;
+        }
+        for (service, tag) in &foreign {
+            let here = self.inner.docker.inspect_image(tag).await?;
+            let known = self
+                .inner
+                .store
+                .list_versions(service)?
+                .iter()
+                .any(|v| &v.tag == tag && here.as_ref().is_some_and(|i| i.id == v.digest));
+            if !known {
+                if let Err(e) = self.inner.docker.remove_image(tag, false, false).await {
+                    tracing::warn!(tag, error = %e, "restore refused: untagging the loaded image failed");
+                }
+            }
+        }
+        tracing::info!(
+            team,
+            "image restore refused: an image of another team's service"
+        );
+        Err(CpError::InvalidArgument(
+            "the archive holds an image of a service that is not this team's; nothing was restored"
+                .into(),
+        ))
+    }
+
+    async fn load_stream<S, E>(&self, tar: S, max: u64) -> Result<String, CpError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         use futures_util::StreamExt;
         #[derive(Default)]
         struct Upload {
@@ -209,17 +279,14 @@ impl ControlPlane {
             }
             other => other.into(),
         })?;
-        self.restored(report).await
+        Ok(report)
     }
 
     /// After a load: mark the versions it brought back; returns the engine's report.
     async fn restored(&self, report: String) -> Result<String, CpError> {
         tracing::info!(report, "image restored");
         // The versions it brings back are present again (and kept a while by retention).
-        for tag in report
-            .split("; ")
-            .filter_map(|l| l.strip_prefix("Loaded image: "))
-        {
+        for tag in loaded_tags(&report) {
             let Some((service, _)) = tag
                 .strip_prefix("berth/")
                 .and_then(|rest| rest.split_once(':'))
@@ -233,7 +300,8 @@ impl ControlPlane {
                 let here = self.inner.docker.inspect_image(tag).await?;
                 if here.is_some_and(|i| i.id == v.digest) {
                     self.inner.store.set_image_restored(service, &v.name)?;
-                    self.inner.events.emit(
+                    self.inner.events.emit_in(
+                        Some(berth_core::team::team_of(service)),
                         "image.restored",
                         Level::Info,
                         tag,
@@ -244,6 +312,13 @@ impl ControlPlane {
         }
         Ok(report)
     }
+}
+
+/// The tags an engine's load report names.
+fn loaded_tags(report: &str) -> impl Iterator<Item = &str> {
+    report
+        .split("; ")
+        .filter_map(|l| l.strip_prefix("Loaded image: "))
 }
 
 /// Runs the retention pass every [`crate::Config::image_retention_period`] (the first a few
@@ -382,7 +457,8 @@ async fn remove_version_image(
     } else {
         ""
     };
-    inner.events.emit(
+    inner.events.emit_in(
+        Some(berth_core::team::team_of(&v.service)),
         "image.removed",
         Level::Info,
         &v.tag,
@@ -415,13 +491,15 @@ async fn check_alerts(
                 .collect();
             let n = ids.len() as u64;
             match alerts.update(&format!("count:{service}"), n, limit) {
-                Some(Edge::Raised) => inner.events.emit(
+                Some(Edge::Raised) => inner.events.emit_in(
+                    Some(berth_core::team::team_of(service)),
                     "alert.image_count",
                     Level::Warn,
                     service,
                     format!("service {service} has {n} images on the engine, above the alert threshold of {limit} (--image-count-alert)"),
                 ),
-                Some(Edge::Cleared) => inner.events.emit(
+                Some(Edge::Cleared) => inner.events.emit_in(
+                    Some(berth_core::team::team_of(service)),
                     "alert.image_count.cleared",
                     Level::Info,
                     service,

@@ -16,6 +16,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The claim every token Berth issues carries: the team it was issued for (docs/teams.md). The
+/// gateway accepts a Berth token on a route only if this is the route's team.
+pub const TEAM_CLAIM: &str = berth_core::policy::TEAM_CLAIM;
+
 /// How often JWKS URLs are fetched again.
 pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
 /// Default lifetime of a token from `berth token issue`.
@@ -122,13 +126,20 @@ impl ControlPlane {
         Ok(self.own()?.keys.jwks())
     }
 
-    /// Sign a token with Berth's current key.
-    pub fn issue_token(&self, req: &TokenRequest) -> Result<TokenIssued, CpError> {
+    /// Sign a token with Berth's current key for `team`: its audiences are the request's (the
+    /// caller checked they are the team's applications' global names), and it carries the
+    /// reserved claim [`TEAM_CLAIM`], which a request may not set.
+    pub fn issue_token(&self, team: &str, req: &TokenRequest) -> Result<TokenIssued, CpError> {
         let own = self.own()?;
         if req.subject.is_empty() {
             return Err(CpError::InvalidArgument(
                 "the subject must not be empty".into(),
             ));
+        }
+        if req.claims.contains_key(TEAM_CLAIM) {
+            return Err(CpError::InvalidArgument(format!(
+                "the claim {TEAM_CLAIM:?} is reserved: Berth sets it to the token's team"
+            )));
         }
         let ttl = req.ttl_secs.map_or(DEFAULT_TOKEN_TTL, Duration::from_secs);
         let audiences = if req.audiences.is_empty() {
@@ -136,9 +147,11 @@ impl ControlPlane {
         } else {
             req.audiences.clone()
         };
+        let mut claims = req.claims.clone();
+        claims.insert(TEAM_CLAIM.into(), serde_json::Value::String(team.into()));
         let token = own
             .keys
-            .issue(&req.subject, &audiences, ttl, req.claims.clone(), &own.url)
+            .issue(&req.subject, &audiences, ttl, claims, &own.url)
             .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -164,7 +177,12 @@ impl ControlPlane {
 
     /// Accept tokens from another issuer.
     pub async fn add_issuer(&self, req: IssuerRequest) -> Result<IssuerView, CpError> {
-        if !valid_name(&req.name) || req.name == crate::policy::BERTH_ISSUER {
+        // A global name (docs/teams.md): the team's name of the issuer, and its team.
+        let (team, local) = berth_core::team::split_global(&req.name);
+        if !valid_name(local)
+            || !berth_core::team::valid_team_name(team)
+            || local == crate::policy::BERTH_ISSUER
+        {
             return Err(CpError::InvalidArgument(format!(
                 "invalid issuer name {:?}: 1-64 letters, digits, '-', '_', '.'; `berth` is Berth's own",
                 req.name

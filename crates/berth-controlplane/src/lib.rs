@@ -316,8 +316,11 @@ impl ControlPlane {
         &self.inner.docker
     }
 
+    /// A global application name (docs/teams.md): the team's name is a valid application name
+    /// and its team a valid team name.
     fn check_app_name(app: &str) -> Result<(), CpError> {
-        if spec::valid_app_name(app) {
+        let (team, name) = berth_core::team::split_global(app);
+        if spec::valid_app_name(name) && berth_core::team::valid_team_name(team) {
             Ok(())
         } else {
             Err(CpError::InvalidArgument(format!(
@@ -515,15 +518,27 @@ impl ControlPlane {
             CpError::Compose(berth_compose::ComposeError::Invalid { path, message })
         };
         let mut mine_routes = Vec::new();
-        let known_issuers = self.issuer_names();
+        let team = berth_core::team::team_of(app);
+        // The issuers this team's routes may name: `berth` and the team's own.
+        let known_issuers: Vec<String> = self
+            .issuer_names()
+            .into_iter()
+            .filter(|n| n == policy::BERTH_ISSUER || berth_core::team::team_of(n) == team)
+            .collect();
         for (name, svc) in &spec.project.services {
             for (i, r) in svc.berth.routes.iter().enumerate() {
-                let policy = policy::route_policy(app, svc, r);
-                for issuer in policy.auth.iter().flat_map(|a| a.issuers.iter()) {
-                    if !known_issuers.contains(issuer) {
+                let Some(berth_compose::AuthSpec::Jwt(jwt)) = &r.auth else {
+                    continue;
+                };
+                for issuer in &jwt.issuers {
+                    if !known_issuers.contains(&policy::issuer_global(team, issuer)) {
+                        let known: Vec<&str> = known_issuers
+                            .iter()
+                            .map(|n| berth_core::team::local_name(team, n).unwrap_or(n))
+                            .collect();
                         return Err(invalid(
                             format!("services.{name}.x-berth.route[{i}].auth.jwt.issuers"),
-                            format!("unknown issuer {issuer:?} (add it with `berth issuer add`; known: {})", known_issuers.join(", ")),
+                            format!("unknown issuer {issuer:?} (add it with `berth issuer add`; known: {})", known.join(", ")),
                         ));
                     }
                 }
@@ -606,6 +621,12 @@ impl ControlPlane {
             else {
                 continue;
             };
+            // Hosts, paths, host ports and container names are shared by every team: a
+            // conflict with another team's application says so without naming it.
+            let holder = |oname: &str| match berth_core::team::local_name(team, &other.name) {
+                Some(local) => format!("application {local:?} (service {oname})"),
+                None => "another team".to_string(),
+            };
             let ospec = rev.spec;
             for (oname, osvc) in &ospec.project.services {
                 for r in &osvc.berth.routes {
@@ -615,10 +636,10 @@ impl ControlPlane {
                     );
                     if let Some((_, svc)) = mine_routes.iter().find(|(k, _)| *k == key) {
                         return Err(CpError::RouteConflict(format!(
-                            "route {}{} of service {svc} is held by application {:?} (service {oname})",
+                            "route {}{} of service {svc} is held by {}",
                             key.0.as_deref().unwrap_or(""),
                             key.1,
-                            other.name
+                            holder(oname)
                         )));
                     }
                 }
@@ -627,8 +648,8 @@ impl ControlPlane {
                         Some(*port) == p.published && *proto == p.protocol
                     }) {
                         return Err(CpError::PortConflict(format!(
-                            "host port {port} of service {svc} is held by application {:?} (service {oname})",
-                            other.name
+                            "host port {port} of service {svc} is held by {}",
+                            holder(oname)
                         )));
                     }
                 }
@@ -639,8 +660,8 @@ impl ControlPlane {
                     }),
                 ) {
                     return Err(CpError::InvalidArgument(format!(
-                        "services.{mine}.container_name: {cn:?} is used by application {:?} (service {oname})",
-                        other.name
+                        "services.{mine}.container_name: {cn:?} is used by {}",
+                        holder(oname)
                     )));
                 }
             }

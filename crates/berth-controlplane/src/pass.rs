@@ -502,7 +502,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
             || mem
                 .busy
                 .iter()
-                .any(|k| k.starts_with(&format!("create/{app}/")))
+                .any(|k| k.starts_with(&create_key_prefix(app)))
     };
     let converged = converged_all && !busy;
     let mut message = String::new();
@@ -974,7 +974,9 @@ fn execute(
     observed_at: Instant,
 ) {
     let key = match &step {
-        Step::Create { slot } => format!("create/{app}/{service}/{slot}/{}", input.hash),
+        Step::Create { slot } => {
+            format!("{}{service}/{slot}/{}", create_key_prefix(app), input.hash)
+        }
         Step::Start { id } | Step::Restart { id } | Step::Remove { id } => id.clone(),
         Step::Drain { id } => {
             if inner.mem().draining.contains_key(id) {
@@ -1001,10 +1003,12 @@ fn execute(
         // starts it.
         if let Step::Start { id } = &step {
             if let Some(r) = input.observed.iter().find(|r| &r.id == id) {
-                if mem
-                    .busy
-                    .contains(&format!("create/{app}/{service}/{}/{}", r.slot, r.hash))
-                {
+                if mem.busy.contains(&format!(
+                    "{}{service}/{}/{}",
+                    create_key_prefix(app),
+                    r.slot,
+                    r.hash
+                )) {
                     return;
                 }
             }
@@ -1248,7 +1252,12 @@ async fn create_replica(
             }
             let other_app = l.get(labels::APP).map_or("", String::as_str);
             if other_app != app {
-                return Err(taken(format!("a container of application {other_app:?}")));
+                // Another team's application is not named (docs/teams.md).
+                let (team, _) = berth_core::team::split_global(app);
+                return Err(taken(match berth_core::team::local_name(team, other_app) {
+                    Some(other) => format!("a container of application {other:?}"),
+                    None => "a container of another team".into(),
+                }));
             }
             let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
                 && l.get(labels::SLOT) == Some(&slot.to_string())
@@ -1565,4 +1574,10 @@ pub(crate) async fn resync_loop(inner: Weak<Inner>, shutdown: CancellationToken)
             () = tokio::time::sleep(period) => {}
         }
     }
+}
+
+/// The prefix of an application's in-flight create keys: the app as in Docker names (no `/`),
+/// so that team `default`'s `a` and team `a`'s applications never share a prefix.
+fn create_key_prefix(app: &str) -> String {
+    format!("create/{}/", berth_core::team::docker_part(app))
 }

@@ -43,19 +43,34 @@ pub fn route_policy(app: &str, svc: &Service, route: &RouteSpec) -> RoutePolicy 
 }
 
 fn auth(app: &str, a: &AuthSpec) -> AuthPolicy {
+    let team = berth_core::team::team_of(app);
     match a {
         AuthSpec::Jwt(jwt) => AuthPolicy {
+            // The Compose file names the team's issuers (and `berth`): the table holds their
+            // global names, so a team cannot accept another team's issuer.
             issuers: if jwt.issuers.is_empty() {
                 vec![BERTH_ISSUER.to_owned()]
             } else {
-                jwt.issuers.clone()
+                jwt.issuers.iter().map(|i| issuer_global(team, i)).collect()
             },
             audiences: if jwt.audiences.is_empty() {
                 vec![app.to_owned()]
             } else {
                 jwt.audiences.clone()
             },
+            team: (team != berth_core::team::DEFAULT_TEAM).then(|| team.to_owned()),
         },
+    }
+}
+
+/// The global name of the issuer a route of `team` names: `berth` is Berth's own (one for
+/// every team), any other name is the team's (`berth_core::team::global_name`).
+#[must_use]
+pub fn issuer_global(team: &str, name: &str) -> String {
+    if name == BERTH_ISSUER {
+        name.to_owned()
+    } else {
+        berth_core::team::global_name(team, name)
     }
 }
 
@@ -137,7 +152,23 @@ mod tests {
         Some(AuthPolicy {
             issuers: issuers.iter().map(|s| (*s).to_owned()).collect(),
             audiences: audiences.iter().map(|s| (*s).to_owned()).collect(),
+            team: None,
         })
+    }
+
+    #[test]
+    fn another_teams_route_names_its_own_issuers_and_its_team() {
+        let svc = service("route: {auth: {jwt: {issuers: [corp, berth]}}}");
+        let p = route_policy("shop/web", &svc, &svc.berth.routes[0]);
+        let want = AuthPolicy {
+            issuers: vec!["shop/corp".into(), "berth".into()],
+            audiences: vec!["shop/web".into()],
+            team: Some("shop".into()),
+        };
+        assert_eq!(p.auth, Some(want));
+        let svc = service("route: {auth: jwt}");
+        let p = route_policy("web", &svc, &svc.berth.routes[0]);
+        assert_eq!(p.auth, jwt(&["berth"], &["web"]), "team default: no team");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   splits back into its parts: the app ends at the first `_` after the instance, the hash and
 //!   the slot are the last two parts, and the service (which may contain `_`, `.` and `-`) is
 //!   what lies between. The old `-` separator was ambiguous (`a-b` + `c` and `a` + `b-c`).
+//!   The app part is the global name's Docker part (`berth_core::team::docker_part`: team
+//!   `shop`'s `web` is `shop.web`; team `default`'s names have no `.`), and neither a team nor
+//!   an application name contains `_`, so the split still holds.
 //!   A network or volume given a `name:`, or declared `external`, keeps its given name.
 //! - Names are not trusted: the reconciler finds an application's networks and volumes by their
 //!   labels (instance, app, key), and attaches containers to networks by ID (`networks.rs`).
@@ -119,6 +122,7 @@ impl Naming {
     /// Container name of one replica (see the module docs for why it is injective).
     #[must_use]
     pub fn container(&self, app: &str, service: &str, slot: u32, hash: &str) -> String {
+        let app = berth_core::team::docker_part(app);
         format!("berth_{}_{app}_{service}_{slot}_{hash}", self.short())
     }
     /// Docker name of a network: its `name:`, else the key itself for an `external` one (as
@@ -128,7 +132,11 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth_{}_{app}_{key}", self.short()),
+            _ => format!(
+                "berth_{}_{}_{key}",
+                self.short(),
+                berth_core::team::docker_part(app)
+            ),
         }
     }
     /// Docker name of a named volume, by the same rules as [`Naming::network`].
@@ -137,7 +145,11 @@ impl Naming {
         match decl {
             Some(d) if d.name.is_some() => d.name.clone().unwrap_or_default(),
             Some(d) if d.external => key.to_string(),
-            _ => format!("berth_{}_{app}_{key}", self.short()),
+            _ => format!(
+                "berth_{}_{}_{key}",
+                self.short(),
+                berth_core::team::docker_part(app)
+            ),
         }
     }
 }
@@ -706,16 +718,40 @@ configs:
     fn split_container(n: &Naming, name: &str) -> Option<(String, String, u32, String)> {
         let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
         let (app, rest) = rest.split_once('_')?;
+        let app = app.replace('.', "/");
         let (rest, hash) = rest.rsplit_once('_')?;
         let (service, slot) = rest.rsplit_once('_')?;
-        Some((app.into(), service.into(), slot.parse().ok()?, hash.into()))
+        Some((app, service.into(), slot.parse().ok()?, hash.into()))
     }
 
     /// The same for networks and volumes: (app, key).
     fn split_scoped(n: &Naming, name: &str) -> Option<(String, String)> {
         let rest = name.strip_prefix(&format!("berth_{}_", n.short()))?;
         let (app, key) = rest.split_once('_')?;
-        Some((app.into(), key.into()))
+        Some((app.replace('.', "/"), key.into()))
+    }
+
+    fn valid_global(app: &str) -> bool {
+        let (team, name) = berth_core::team::split_global(app);
+        valid_app_name(name) && berth_core::team::valid_team_name(team)
+    }
+
+    #[test]
+    fn other_teams_names_have_the_team_and_default_keeps_its() {
+        let n = naming();
+        assert_eq!(
+            n.container("a/web", "web", 0, "h"),
+            "berth_k3x9q2_a.web_web_0_h"
+        );
+        assert_eq!(
+            n.container("web", "web", 0, "h"),
+            "berth_k3x9q2_web_web_0_h"
+        );
+        assert_eq!(
+            n.network("a/web", "default", None),
+            "berth_k3x9q2_a.web_default"
+        );
+        assert_ne!(n.network("a/web", "x", None), n.network("b/web", "x", None));
     }
 
     #[test]
@@ -737,7 +773,8 @@ configs:
     }
 
     // Small alphabets make near-collisions (the separator inside a part) frequent.
-    const APP: &str = "[a-b0-1][a-b0-1-]{0,5}";
+    // A global application name: team `default`'s (no `/`) or another team's (`team/app`).
+    const APP: &str = "([a-b0-1][a-b0-1-]{0,3}/)?[a-b0-1][a-b0-1-]{0,5}";
     const PART: &str = "[a-b0-1][a-b0-1_.-]{0,5}";
     const HASH: &str = "[0-9a-f]{1,12}";
 
@@ -749,7 +786,7 @@ configs:
             a in (APP, PART, 0u32..200, HASH),
             b in (APP, PART, 0u32..200, HASH),
         ) {
-            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            prop_assume!(valid_global(&a.0) && valid_global(&b.0));
             let n = naming();
             let na = n.container(&a.0, &a.1, a.2, &a.3);
             let nb = n.container(&b.0, &b.1, b.2, &b.3);
@@ -762,7 +799,7 @@ configs:
             a in (APP, PART),
             b in (APP, PART),
         ) {
-            prop_assume!(valid_app_name(&a.0) && valid_app_name(&b.0));
+            prop_assume!(valid_global(&a.0) && valid_global(&b.0));
             let n = naming();
             let (na, nb) = (n.network(&a.0, &a.1, None), n.network(&b.0, &b.1, None));
             prop_assert_eq!(na == nb, a == b, "{} vs {}", na, nb);

@@ -42,7 +42,15 @@ pub struct AuthPolicy {
     pub issuers: Vec<String>,
     /// Accepted `aud` values (any one must be present).
     pub audiences: Vec<String>,
+    /// The team of the route's application, when it is not `default` (docs/teams.md): a token
+    /// of Berth's own issuer is accepted only if its `berth_team` claim names this team (a
+    /// token without the claim is team `default`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
+
+/// The reserved claim of every token Berth's own issuer signs: the team it was issued for.
+pub const TEAM_CLAIM: &str = "berth_team";
 
 /// What a rate limit counts by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

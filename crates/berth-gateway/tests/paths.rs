@@ -79,6 +79,7 @@ async fn setup() -> Setup {
         auth: Some(AuthPolicy {
             issuers: vec!["berth".into()],
             audiences: vec![],
+            team: None,
         }),
         ..Default::default()
     };

@@ -239,6 +239,7 @@ async fn auth_hook_refuses_bad_tokens_and_passes_identity_upstream() {
                 auth: Some(AuthPolicy {
                     issuers: vec!["berth".into()],
                     audiences: vec![],
+                    team: None,
                 }),
                 ..Default::default()
             },
@@ -356,6 +357,7 @@ async fn a_remembered_token_is_checked_again_on_another_route_and_after_a_table_
                 auth: Some(AuthPolicy {
                     issuers: vec!["berth".into()],
                     audiences: vec![audience.into()],
+                    team: None,
                 }),
                 ..Default::default()
             },

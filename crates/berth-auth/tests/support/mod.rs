@@ -225,6 +225,7 @@ impl World {
         let policy = AuthPolicy {
             issuers: ["rs", "es", "ed", "hs", "nokid"].map(String::from).to_vec(),
             audiences: vec!["app".into(), "app2".into()],
+            team: None,
         };
         World {
             rs,

@@ -558,3 +558,75 @@ pub fn call(
         serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A team `team` (created if needed) with a new member `user` of `role`, and that member's
+/// session token: all through the API with the administrator's token.
+pub fn team_member(server: &Server, team: &str, user: &str, role: &str) -> String {
+    let admin = server.token();
+    // The team (it may exist already: several members of one team).
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/teams",
+        Some(&admin),
+        Some(serde_json::json!({"name": team})),
+    );
+    assert!(
+        status == 201 || body["code"] == "team_exists",
+        "create team {team}: {status} {body}"
+    );
+    let password = format!("{user}-password-for-tests");
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(serde_json::json!({"name": user, "password": password})),
+    );
+    assert_eq!(status, 201, "create user {user}: {body}");
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        &format!("/api/v1/teams/{team}/members"),
+        Some(&admin),
+        Some(serde_json::json!({"user": user, "role": role})),
+    );
+    assert_eq!(status, 201, "add {user} to {team}: {body}");
+    let (status, _, session) = call(
+        &server.api,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(serde_json::json!({"user": user, "password": password})),
+    );
+    assert_eq!(status, 200, "login {user}: {session}");
+    session["token"]
+        .as_str()
+        .expect("a session token")
+        .to_string()
+}
+
+/// Run a CLI command with `token` (a user's session), not as the local administrator.
+pub fn cli_as(server: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", token)
+        .env_remove("BERTH_DATA_DIR")
+        .output()
+        .expect("run berth CLI")
+}
+
+/// [`cli_as`] that must succeed; returns stdout.
+pub fn ok_as(server: &Server, token: &str, args: &[&str]) -> String {
+    let out = cli_as(server, token, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
