@@ -73,8 +73,11 @@ pub enum Action {
     Services,
     /// Start and cancel builds.
     Build,
-    /// Download (archive) and restore images.
+    /// Download (archive) images.
     Images,
+    /// Restore images from an archive, in a team: the administrator's, since a load replaces
+    /// tags in the engine every team shares before they can be checked.
+    Restore,
     /// Add and remove JWT issuers.
     Issuers,
     /// Mint gateway JWTs for the team's applications.
@@ -85,7 +88,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::Own,
         Action::Admin,
         Action::Read,
@@ -96,6 +99,7 @@ impl Action {
         Action::Services,
         Action::Build,
         Action::Images,
+        Action::Restore,
         Action::Issuers,
         Action::Tokens,
         Action::Members,
@@ -121,7 +125,8 @@ impl Action {
             Action::Rollback => "roll an application back to an earlier revision",
             Action::Services => "create services, set their build and webhook secrets",
             Action::Build => "start and cancel builds",
-            Action::Images => "download (archive) and restore images",
+            Action::Images => "download (archive) images",
+            Action::Restore => "restore images from an archive into the team: the administrator's, in any team (a load replaces tags in the engine every team shares before they can be checked)",
             Action::Issuers => "add and remove JWT issuers",
             Action::Tokens => "mint gateway JWTs for the team's applications",
             Action::Members => "add, change and remove the team's members",
@@ -141,6 +146,7 @@ impl Action {
             Action::Services => "services",
             Action::Build => "build",
             Action::Images => "images",
+            Action::Restore => "restore",
             Action::Issuers => "issuers",
             Action::Tokens => "tokens",
             Action::Members => "members",
@@ -164,6 +170,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
             matches!(role, Role::Owner | Role::Developer)
         }
         A::Members => role == Role::Owner,
+        A::Restore => false,
     }
 }
 
@@ -218,7 +225,7 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("PUT", "/api/v1/services/{name}/webhook-secret", Action::Services),
     ("GET", "/api/v1/events", Action::Read),
     ("GET", "/api/v1/images", Action::Read),
-    ("POST", "/api/v1/images/restore", Action::Images),
+    ("POST", "/api/v1/images/restore", Action::Restore),
     ("GET", "/api/v1/images/{name}/{version}/archive", Action::Images),
     ("GET", "/api/v1/builds", Action::Read),
     ("GET", "/api/v1/builds/{id}", Action::Read),

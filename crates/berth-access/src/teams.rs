@@ -98,6 +98,11 @@ impl Access {
         if !valid_team_name(&team) {
             return Err(team_not_found(&team));
         }
+        // A token bound to a team (`berth api-token create --team`) acts in that team only: a
+        // CI token of one team carries none of its owner's rights in the others.
+        if p.team.as_deref().is_some_and(|bound| bound != team) {
+            return Err(team_not_found(&team));
+        }
         let role = memberships.iter().find(|m| m.team == team).map(|m| m.role);
         if role.is_none() && !(p.administrator && self.store().get_team(&team)?.is_some()) {
             return Err(team_not_found(&team));

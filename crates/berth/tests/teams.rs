@@ -329,11 +329,20 @@ fn two_teams_side_by_side_see_only_their_own() {
         docker_cli(&["image", "inspect", &tag]).is_ok(),
         "{tag} gone"
     );
-    ok_as(
+    // Restoring is the administrator's (a load replaces tags every team shares): not even
+    // team a's developer may, the administrator may, into team a.
+    let out = cli_as(
         &server,
         &alice,
         &["image", "restore", archive.to_str().unwrap()],
     );
+    assert!(!out.status.success(), "a developer restored an image");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.ok(&["--team", "a", "image", "restore", archive.to_str().unwrap()]);
     let (_, events) = get(&server, &alice, "/api/v1/events");
     assert!(
         events
