@@ -438,10 +438,6 @@ pub(crate) async fn routes(State(s): State<AppState>, team: Team) -> Response {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TableQuery {
-    /// The team (docs/teams.md); read by the access layer.
-    #[serde(default)]
-    #[allow(dead_code)]
-    team: Option<String>,
     #[serde(default)]
     watch: bool,
 }

@@ -173,9 +173,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
                      disabled user (`WWW-Authenticate: Bearer`)",
                 );
             }
-            if !path.contains("{team}")
-                && berth_access::action(method, path).is_some_and(berth_access::Action::team_scoped)
-            {
+            let team_param = !path.contains("{team}")
+                && berth_access::action(method, path).is_some_and(berth_access::Action::team_scoped);
+            if team_param {
                 add_team_param(op);
             }
             let has_inputs = has_path_params
@@ -189,12 +189,25 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
                      string or path parameter",
                 );
             }
-            if has_path_params {
-                add_error(
+            match (has_path_params, team_param) {
+                (true, true) => add_error(
+                    op,
+                    404,
+                    "`team_not_found`: `team` names no team the caller is a member of; \
+                     `not_found` and the other `*_not_found` codes: what the path names does not \
+                     exist",
+                ),
+                (true, false) => add_error(
                     op,
                     404,
                     "`not_found` and the `*_not_found` codes: what the path names does not exist",
-                );
+                ),
+                (false, true) => add_error(
+                    op,
+                    404,
+                    "`team_not_found`: `team` names no team the caller is a member of",
+                ),
+                (false, false) => {}
             }
             if writes {
                 add_error(

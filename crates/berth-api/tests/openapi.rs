@@ -306,3 +306,30 @@ async fn the_served_document_is_the_generated_one() {
     let served: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(served, berth_api::openapi::document());
 }
+
+/// Found by scripts/contract: `?team=` naming no team (or empty) is a 404 `team_not_found` on
+/// every operation that takes it, which the document must say.
+#[tokio::test]
+async fn a_team_naming_no_team_is_a_documented_404() {
+    let (app, _dir) = router().await;
+    let doc = berth_api::openapi::document();
+    let mut checked = 0;
+    for (m, path, op) in operations(&doc) {
+        let takes_team = op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "team" && p["in"] == "query"));
+        if !takes_team {
+            continue;
+        }
+        for team in ["ghost", ""] {
+            let uri = format!("{}?team={team}", concrete(&path));
+            let (status, ctype, text) =
+                call(&app, &m.to_uppercase(), &uri, "application/json", "{}").await;
+            assert_eq!(status, 404, "{m} {uri}: {text}");
+            assert!(text.contains("\"team_not_found\""), "{m} {uri}: {text}");
+            assert_answer_is_documented(&op, &format!("{m} {uri}"), status, &ctype, &text);
+        }
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} operations take ?team=");
+}
