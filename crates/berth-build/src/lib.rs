@@ -25,6 +25,7 @@
 pub mod image;
 pub mod logs;
 pub mod pipeline;
+pub mod reports;
 pub mod runner;
 pub mod source;
 

@@ -606,3 +606,81 @@ pub struct AdmissionGrantView {
     pub granted_by: String,
     pub created_at: String,
 }
+
+/// What one pipeline step of a version's build did (evidence for its review).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepEvidence {
+    pub name: String,
+    /// The step container's exit code (`run` steps), else none.
+    pub exit_code: Option<i64>,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
+    /// The test report the step declared (`reports: {junit: PATH}`), parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<TestReport>,
+}
+
+/// A JUnit test report, as the platform read it after the step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestReport {
+    /// The path the step declared, relative to the workspace.
+    pub path: String,
+    pub passed: u64,
+    /// Failures and errors.
+    pub failed: u64,
+    pub skipped: u64,
+    /// The failing cases (`classname.name: first line of the message`), at most 50.
+    pub failing: Vec<String>,
+    /// Why the report could not be read (missing, not JUnit XML); counts are zero then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// A version's state in the lifecycle, and who moved it there (docs/lifecycle.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionLifecycle {
+    /// `built`, `submitted`, `approved`, `rejected`, `published`, `deprecated`, `retired`.
+    pub state: crate::lifecycle::VersionState,
+    pub submitted_by: Option<String>,
+    pub submit_note: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub review_reason: Option<String>,
+    /// When the state last changed (RFC 3339).
+    pub state_changed_at: Option<String>,
+}
+
+/// A note with a transition (`submit`: the note; `approve` / `reject`: the reason, required).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Everything a reviewer sees of a version (`berth review show`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewView {
+    pub version: VersionView,
+    pub lifecycle: VersionLifecycle,
+    /// The image's size in bytes, when it is on the engine.
+    pub image_size: Option<i64>,
+    /// Each pipeline step of the build, in order.
+    pub steps: Vec<StepEvidence>,
+    /// The contract's operation count; none: the version has no contract.
+    pub contract_operations: Option<u64>,
+    /// The version the contract is compared with (the last published one), if any.
+    pub compared_with: Option<String>,
+    /// The difference from that version's contract.
+    pub contract_changes: Vec<crate::contract::Change>,
+    /// How many of those changes break consumers.
+    pub breaking_changes: u64,
+    /// Plain words on the contract: "no contract", "first contract", "no changes", ...
+    pub contract_summary: String,
+}

@@ -9,7 +9,9 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod contract;
 pub mod error;
+pub mod lifecycle;
 pub mod policy;
 pub mod routing;
 pub mod source;
