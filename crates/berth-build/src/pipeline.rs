@@ -47,6 +47,9 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 pub struct Pipeline {
     /// The steps, run in order.
     pub steps: Vec<Step>,
+    /// The service's API contract: an OpenAPI file (YAML or JSON), relative to the source's
+    /// root (docs/lifecycle.md). Kept with the version for its review.
+    pub contract: Option<String>,
 }
 
 /// One step.
@@ -80,6 +83,9 @@ pub struct RunStep {
     pub env: BTreeMap<String, String>,
     /// Working directory in the container; default `/workspace`.
     pub workdir: String,
+    /// A JUnit XML report the step writes, relative to the workspace (`reports: {junit: PATH}`),
+    /// read after the step for the version's review.
+    pub junit: Option<String>,
 }
 
 /// An image build.
@@ -122,6 +128,7 @@ impl Pipeline {
                     target: None,
                 }),
             }],
+            contract: None,
         }
     }
 
@@ -162,6 +169,8 @@ impl Pipeline {
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
     steps: Vec<RawStep>,
+    #[serde(default)]
+    contract: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +189,14 @@ struct RawStep {
     timeout: Option<Scalar>,
     #[serde(default)]
     build: Option<RawBuild>,
+    #[serde(default)]
+    reports: Option<RawReports>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    junit: String,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +288,7 @@ impl RawPipeline {
                         ("image", raw.image.is_some()),
                         ("env", raw.env.is_some()),
                         ("workdir", raw.workdir.is_some()),
+                        ("reports", raw.reports.is_some()),
                     ] {
                         if set {
                             return Err(step_err(format!(
@@ -311,11 +329,20 @@ impl RawPipeline {
                     if !workdir.starts_with('/') {
                         return Err(step_err("`workdir` must be an absolute path".into()));
                     }
+                    let junit = match raw.reports {
+                        None => None,
+                        Some(r) => {
+                            validate_rel_path(&r.junit)
+                                .map_err(|m| step_err(format!("`reports.junit`: {m}")))?;
+                            Some(r.junit)
+                        }
+                    };
                     StepKind::Run(RunStep {
                         image,
                         commands,
                         env,
                         workdir,
+                        junit,
                     })
                 }
             };
@@ -325,7 +352,13 @@ impl RawPipeline {
                 kind,
             });
         }
-        let pipeline = Pipeline { steps };
+        if let Some(c) = &self.contract {
+            validate_rel_path(c).map_err(|m| invalid(format!("`contract`: {m}")))?;
+        }
+        let pipeline = Pipeline {
+            steps,
+            contract: self.contract,
+        };
         if pipeline.final_build().is_none() {
             return Err(invalid(
                 "no `build` step: a pipeline must produce an image".into(),
@@ -427,6 +460,37 @@ steps:
         assert_eq!(b.args["A"], "1");
         assert_eq!(b.target.as_deref(), Some("stage"));
         assert_eq!(p.final_build(), Some(1));
+    }
+
+    #[test]
+    fn reports_and_contract() {
+        let p = Pipeline::parse(
+            "contract: api/openapi.yaml\nsteps:\n  - name: test\n    image: t\n    run: [./t]\n    reports: { junit: out/junit.xml }\n  - name: image\n    build: {}\n",
+        )
+        .unwrap();
+        assert_eq!(p.contract.as_deref(), Some("api/openapi.yaml"));
+        let StepKind::Run(r) = &p.steps[0].kind else {
+            panic!("not run")
+        };
+        assert_eq!(r.junit.as_deref(), Some("out/junit.xml"));
+        for (text, needle) in [
+            ("contract: ../x.yaml\nsteps:\n  - name: a\n    build: {}\n", "`contract`"),
+            (
+                "steps:\n  - name: a\n    build: {}\n    reports: { junit: r.xml }\n",
+                "`reports` applies to `run` steps only",
+            ),
+            (
+                "steps:\n  - name: t\n    image: t\n    run: [x]\n    reports: { junit: /abs.xml }\n  - name: a\n    build: {}\n",
+                "`reports.junit`",
+            ),
+        ] {
+            let err = Pipeline::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        let err = Pipeline::parse("steps:\n  - name: t\n    image: t\n    run: [x]\n    reports: { tap: r }\n  - name: a\n    build: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tap"), "{err}");
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub struct StepResult {
     pub exit_code: Option<i64>,
     /// Wall time of the step.
     pub duration: Duration,
+    /// The JUnit report the step declared, read after it (passed or failed).
+    pub report: Option<berth_core::api::TestReport>,
 }
 
 /// The result of a build.
@@ -154,6 +156,8 @@ pub struct BuildOutcome {
     pub steps: Vec<StepResult>,
     /// The revision checked out, when the checkout succeeded.
     pub revision: Option<Revision>,
+    /// The contract the pipeline names (`contract:`), as JSON text, on success.
+    pub contract: Option<String>,
 }
 
 impl BuildOutcome {
@@ -166,6 +170,7 @@ impl BuildOutcome {
             version: None,
             steps: Vec::new(),
             revision: None,
+            contract: None,
         }
     }
 }
@@ -576,6 +581,7 @@ impl Builder {
                         version: None,
                         steps: Vec::new(),
                         revision: None,
+                        contract: None,
                     },
                     true,
                 )
@@ -762,6 +768,26 @@ impl Builder {
                 }
             };
             let duration = started.elapsed();
+            let report = match &step.kind {
+                StepKind::Run(RunStep {
+                    junit: Some(path), ..
+                }) if !matches!(end, StepEnd::Cancelled) => {
+                    let report = read_report(workspace, path).await;
+                    sink.emit(
+                        &step.name,
+                        LogStreamKind::System,
+                        &match &report.problem {
+                            Some(p) => format!("test report {path}: {p}"),
+                            None => format!(
+                                "test report {path}: {} passed, {} failed, {} skipped",
+                                report.passed, report.failed, report.skipped
+                            ),
+                        },
+                    );
+                    Some(report)
+                }
+                _ => None,
+            };
             match end {
                 StepEnd::Ok { exit_code } => {
                     sink.emit(
@@ -773,6 +799,7 @@ impl Builder {
                         name: step.name.clone(),
                         exit_code,
                         duration,
+                        report: report.clone(),
                     });
                 }
                 StepEnd::Failed { exit_code, reason } => {
@@ -786,6 +813,7 @@ impl Builder {
                         name: step.name.clone(),
                         exit_code,
                         duration,
+                        report: report.clone(),
                     });
                     status = BuildStatus::Failed {
                         step: step.name.clone(),
@@ -803,6 +831,7 @@ impl Builder {
                         name: step.name.clone(),
                         exit_code: None,
                         duration,
+                        report: None,
                     });
                     status = BuildStatus::Cancelled;
                     break;
@@ -810,6 +839,26 @@ impl Builder {
             }
         }
 
+        let mut contract = None;
+        if let (BuildStatus::Succeeded, Some(path)) = (&status, &pipeline.contract) {
+            match read_contract(workspace, path).await {
+                Ok((json, ops)) => {
+                    sink.emit(
+                        "contract",
+                        LogStreamKind::System,
+                        &format!("contract {path}: {ops} operations"),
+                    );
+                    contract = Some(json);
+                }
+                Err(reason) => {
+                    sink.emit("contract", LogStreamKind::System, &reason);
+                    status = BuildStatus::Failed {
+                        step: "contract".into(),
+                        reason,
+                    };
+                }
+            }
+        }
         let mut version = None;
         if status == BuildStatus::Succeeded {
             match self.docker.inspect_image(&final_ref).await {
@@ -853,6 +902,7 @@ impl Builder {
             version,
             steps,
             revision: None,
+            contract,
         }
     }
 
@@ -1203,4 +1253,52 @@ mod tests {
         assert_eq!(docker_tag("", 128), "_");
         assert_eq!(docker_tag(&"a".repeat(300), 100).len(), 100);
     }
+}
+
+/// `workspace/rel`, if it stays inside the workspace through symlinks and is a regular file of
+/// at most `max` bytes.
+async fn read_inside(workspace: &Path, rel: &str, max: u64) -> Result<String, String> {
+    let root = tokio::fs::canonicalize(workspace)
+        .await
+        .map_err(|e| format!("the workspace: {e}"))?;
+    let full = tokio::fs::canonicalize(root.join(rel))
+        .await
+        .map_err(|_| "missing (the step did not write it)".to_string())?;
+    if !full.starts_with(&root) {
+        return Err("refused: it leads outside the workspace".into());
+    }
+    let meta = tokio::fs::metadata(&full).await.map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    let bytes = tokio::fs::read(&full).await.map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
+async fn read_report(workspace: &Path, rel: &str) -> berth_core::api::TestReport {
+    match read_inside(workspace, rel, crate::reports::MAX_REPORT_BYTES).await {
+        Ok(text) => crate::reports::parse_junit(rel, &text),
+        Err(why) => crate::reports::missing(rel, &why),
+    }
+}
+
+/// Contracts larger than this are refused.
+const MAX_CONTRACT_BYTES: u64 = 4 << 20;
+
+/// The pipeline's contract as compact JSON, and its operation count; or why the build fails.
+async fn read_contract(workspace: &Path, rel: &str) -> Result<(String, usize), String> {
+    let text = read_inside(workspace, rel, MAX_CONTRACT_BYTES)
+        .await
+        .map_err(|why| format!("contract {rel}: {why}"))?;
+    let doc: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => serde_saphyr::from_str(&text)
+            .map_err(|e| format!("contract {rel}: neither JSON nor YAML: {e}"))?,
+    };
+    berth_core::contract::validate(&doc).map_err(|e| format!("contract {rel}: {e}"))?;
+    let ops = berth_core::contract::operation_count(&doc);
+    Ok((doc.to_string(), ops))
 }
