@@ -100,6 +100,12 @@ pub struct VersionRecord {
     pub commit_time: Option<String>,
     pub build_id: u64,
     pub created_at: String,
+    /// The build's steps as JSON (`[StepEvidence]`), evidence for the version's review.
+    #[serde(default)]
+    pub steps: Option<String>,
+    /// The contract (OpenAPI, as JSON text) the pipeline named.
+    #[serde(default)]
+    pub contract: Option<String>,
 }
 
 /// Where a version's image is, as Berth last left it (migration 6).
@@ -111,6 +117,25 @@ pub struct ImageState {
     pub archived_at: Option<String>,
     /// When `berth image restore` last brought it back.
     pub restored_at: Option<String>,
+}
+
+const VERSION_COLS: &str =
+    "service, name, digest, tag, git_commit, author, commit_time, build_id, created_at, steps, contract";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        service: r.get(0)?,
+        name: r.get(1)?,
+        digest: r.get(2)?,
+        tag: r.get(3)?,
+        commit: r.get(4)?,
+        author: r.get(5)?,
+        commit_time: r.get(6)?,
+        build_id: r.get(7)?,
+        created_at: r.get(8)?,
+        steps: r.get(9)?,
+        contract: r.get(10)?,
+    })
 }
 
 fn build_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRecord> {
@@ -205,7 +230,9 @@ impl Store {
         Ok(())
     }
 
-    /// Record a build's end (and, on success, its version) in one transaction.
+    /// Record a build's end (and, on success, its version) in one transaction. False: the build
+    /// made a different image for a version that is submitted or reviewed, which keeps its
+    /// image; the build is recorded as failed, saying so.
     pub fn finish_build(
         &self,
         id: u64,
@@ -213,24 +240,68 @@ impl Store {
         reason: &str,
         log: &str,
         version: Option<&VersionRecord>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut kept = None;
+        if let Some(v) = version {
+            let existing: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT state, digest FROM versions WHERE service = ?1 AND name = ?2",
+                    params![v.service, v.name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match existing {
+                // A version under review or reviewed keeps its image: what was approved is what
+                // runs. The build fails instead (a new commit makes a new version).
+                Some((state, digest))
+                    if digest != v.digest && state != "built" && state != "rejected" =>
+                {
+                    kept = Some(state);
+                }
+                // The same image again: new evidence, the same state.
+                Some((_, digest)) if digest == v.digest => {
+                    tx.execute(
+                        "UPDATE versions SET tag = ?3, git_commit = ?4, author = ?5, commit_time = ?6,
+                           build_id = ?7, image_state = 'present', steps = ?8, contract = ?9
+                         WHERE service = ?1 AND name = ?2",
+                        params![v.service, v.name, v.tag, v.commit, v.author, v.commit_time, id, v.steps, v.contract],
+                    )?;
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT INTO versions(service, name, digest, tag, git_commit, author, commit_time, build_id,
+                           created_at, steps, contract)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT(service, name) DO UPDATE SET digest = ?3, tag = ?4, git_commit = ?5,
+                           author = ?6, commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present',
+                           steps = ?10, contract = ?11, state = 'built', submitted_by = NULL,
+                           submit_note = NULL, reviewed_by = NULL, review_reason = NULL,
+                           state_changed_at = NULL",
+                        params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now(),
+                                v.steps, v.contract],
+                    )?;
+                }
+            }
+        }
+        let (status, reason, version_name) = match (&kept, version) {
+            (Some(state), Some(v)) => (
+                BuildState::Failed,
+                format!(
+                    "version {} is {state}: its image is not replaced by a different one (commit a change to make a new version)",
+                    v.name
+                ),
+                None,
+            ),
+            _ => (status, reason.to_string(), version.map(|v| v.name.clone())),
+        };
         tx.execute(
             "UPDATE builds SET status = ?2, reason = ?3, log = ?4, finished_at = ?5, version = ?6 WHERE id = ?1",
-            params![id, status, reason, log, now(), version.map(|v| v.name.clone())],
+            params![id, status, reason, log, now(), version_name],
         )?;
-        if let Some(v) = version {
-            tx.execute(
-                "INSERT INTO versions(service, name, digest, tag, git_commit, author, commit_time, build_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(service, name) DO UPDATE SET digest = ?3, tag = ?4, git_commit = ?5, author = ?6,
-                   commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present'",
-                params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now()],
-            )?;
-        }
         tx.commit()?;
-        Ok(())
+        Ok(kept.is_none())
     }
 
     /// Builds left `queued` or `running` by a previous server process are failed (their
@@ -280,23 +351,22 @@ impl Store {
     pub fn list_versions(&self, service: &str) -> Result<Vec<VersionRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT service, name, digest, tag, git_commit, author, commit_time, build_id, created_at
-             FROM versions WHERE service = ?1 ORDER BY created_at DESC, build_id DESC",
+            &format!("SELECT {VERSION_COLS} FROM versions WHERE service = ?1 ORDER BY created_at DESC, build_id DESC"),
         )?;
-        let rows = stmt.query_map(params![service], |r| {
-            Ok(VersionRecord {
-                service: r.get(0)?,
-                name: r.get(1)?,
-                digest: r.get(2)?,
-                tag: r.get(3)?,
-                commit: r.get(4)?,
-                author: r.get(5)?,
-                commit_time: r.get(6)?,
-                build_id: r.get(7)?,
-                created_at: r.get(8)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![service], version_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One version.
+    pub fn get_version(&self, service: &str, name: &str) -> Result<Option<VersionRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {VERSION_COLS} FROM versions WHERE service = ?1 AND name = ?2"),
+                params![service, name],
+                version_row,
+            )
+            .optional()?)
     }
 
     /// Image state of every version of a service, by version name.
@@ -420,6 +490,8 @@ mod tests {
             commit_time: None,
             build_id: id,
             created_at: String::new(),
+            steps: None,
+            contract: None,
         };
         s.finish_build(id, BuildState::Succeeded, "", "log text", Some(&v))
             .unwrap();

@@ -17,6 +17,7 @@ mod api_tokens;
 mod audit;
 mod backup;
 mod builds;
+mod lifecycle;
 mod migrations;
 mod restarts;
 mod subnets;
@@ -27,6 +28,7 @@ pub use api_tokens::ApiTokenRecord;
 pub use audit::{AuditQuery, AuditRecord};
 pub use backup::Snapshot;
 pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
+pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
 pub use teams::{GrantRecord, MemberRecord, TeamRecord};
@@ -127,6 +129,8 @@ pub struct App {
     pub deleting: bool,
     /// With `deleting`: remove named volumes too.
     pub delete_volumes: bool,
+    /// Runs approved versions only (`berth app protect`, docs/lifecycle.md).
+    pub protected: bool,
 }
 
 /// A JWT issuer added with `berth issuer add`.
@@ -279,7 +283,7 @@ impl Store {
     pub fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT name, created_at, revision, deleting, delete_volumes FROM apps ORDER BY name",
+            "SELECT name, created_at, revision, deleting, delete_volumes, protected FROM apps ORDER BY name",
         )?;
         let rows = stmt.query_map([], row_to_app)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -289,7 +293,7 @@ impl Store {
     pub fn get_app(&self, name: &str) -> Result<App, StoreError> {
         self.conn()
             .query_row(
-                "SELECT name, created_at, revision, deleting, delete_volumes FROM apps WHERE name = ?1",
+                "SELECT name, created_at, revision, deleting, delete_volumes, protected FROM apps WHERE name = ?1",
                 params![name],
                 row_to_app,
             )
@@ -435,6 +439,7 @@ fn row_to_app(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         revision: r.get(2)?,
         deleting: r.get(3)?,
         delete_volumes: r.get(4)?,
+        protected: r.get(5)?,
     })
 }
 

@@ -163,6 +163,19 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO teams(name, created_at) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
      INSERT INTO team_members(team, user, role, added_at)
         VALUES ('default', 'admin', 'owner', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+    // 11: the version lifecycle (docs/lifecycle.md): each version's state and who moved it last,
+    // the evidence its build gathered (steps with their test reports, the contract), and
+    // applications that run approved versions only.
+    "ALTER TABLE versions ADD COLUMN state TEXT NOT NULL DEFAULT 'built';
+     ALTER TABLE versions ADD COLUMN submitted_by TEXT;
+     ALTER TABLE versions ADD COLUMN submit_note TEXT;
+     ALTER TABLE versions ADD COLUMN reviewed_by TEXT;
+     ALTER TABLE versions ADD COLUMN review_reason TEXT;
+     ALTER TABLE versions ADD COLUMN state_changed_at TEXT;
+     ALTER TABLE versions ADD COLUMN steps TEXT;
+     ALTER TABLE versions ADD COLUMN contract TEXT;
+     CREATE INDEX versions_by_state ON versions(state, service);
+     ALTER TABLE apps ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Statements that run with a migration only when it upgrades a database an earlier release
