@@ -84,11 +84,19 @@ pub enum Action {
     Tokens,
     /// Add, change and remove members.
     Members,
+    /// Submit a version for review.
+    Submit,
+    /// Approve or reject a submitted version (never one's own: the control plane checks).
+    Review,
+    /// Publish an approved version.
+    Publish,
+    /// Deprecate and retire published versions; protect applications.
+    Curate,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 18] = [
         Action::Own,
         Action::Admin,
         Action::Read,
@@ -103,6 +111,10 @@ impl Action {
         Action::Issuers,
         Action::Tokens,
         Action::Members,
+        Action::Submit,
+        Action::Review,
+        Action::Publish,
+        Action::Curate,
     ];
 
     /// Does the call act in one team (and need one: `?team=`, the token's team, or the only
@@ -130,6 +142,10 @@ impl Action {
             Action::Issuers => "add and remove JWT issuers",
             Action::Tokens => "mint gateway JWTs for the team's applications",
             Action::Members => "add, change and remove the team's members",
+            Action::Submit => "submit a version for review (docs/lifecycle.md)",
+            Action::Review => "approve or reject a submitted version, never one's own",
+            Action::Publish => "publish an approved version",
+            Action::Curate => "deprecate and retire published versions; protect applications (run approved versions only)",
         }
     }
 
@@ -150,6 +166,10 @@ impl Action {
             Action::Issuers => "issuers",
             Action::Tokens => "tokens",
             Action::Members => "members",
+            Action::Submit => "submit",
+            Action::Review => "review",
+            Action::Publish => "publish",
+            Action::Curate => "curate",
         }
     }
 }
@@ -169,7 +189,9 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         A::Deploy | A::Services | A::Build | A::Images | A::Issuers | A::Tokens => {
             matches!(role, Role::Owner | Role::Developer)
         }
-        A::Members => role == Role::Owner,
+        A::Members | A::Curate => role == Role::Owner,
+        A::Submit | A::Publish => matches!(role, Role::Owner | Role::Developer),
+        A::Review => role == Role::Approver,
         A::Restore => false,
     }
 }
@@ -231,6 +253,16 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/builds/{id}", Action::Read),
     ("POST", "/api/v1/builds/{id}/cancel", Action::Build),
     ("GET", "/api/v1/builds/{id}/logs", Action::Logs),
+    ("POST", "/api/v1/services/{name}/versions/{version}/submit", Action::Submit),
+    ("POST", "/api/v1/services/{name}/versions/{version}/approve", Action::Review),
+    ("POST", "/api/v1/services/{name}/versions/{version}/reject", Action::Review),
+    ("POST", "/api/v1/services/{name}/versions/{version}/publish", Action::Publish),
+    ("POST", "/api/v1/services/{name}/versions/{version}/deprecate", Action::Curate),
+    ("POST", "/api/v1/services/{name}/versions/{version}/retire", Action::Curate),
+    ("GET", "/api/v1/services/{name}/versions/{version}/review", Action::Read),
+    ("GET", "/api/v1/reviews", Action::Read),
+    ("POST", "/api/v1/apps/{app}/protect", Action::Curate),
+    ("DELETE", "/api/v1/apps/{app}/protect", Action::Curate),
 ];
 
 /// docs/permissions.md, generated from [`ROUTES`] and [`role_allows`]

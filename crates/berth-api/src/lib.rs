@@ -20,6 +20,7 @@ mod admission;
 pub mod error;
 pub mod guard;
 mod handlers;
+mod lifecycle;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;

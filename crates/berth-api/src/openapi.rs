@@ -48,6 +48,7 @@ use utoipa_axum::routes;
         (name = "events", description = "Platform events"),
         (name = "access", description = "Login, users, API tokens, the audit log"),
         (name = "teams", description = "Teams and their members (docs/teams.md)"),
+        (name = "versions", description = "The version lifecycle: submit, review, publish; protected applications (docs/lifecycle.md)"),
         (name = "admin", description = "Administration: backups"),
         (name = "teams", description = "Teams: admission grants"),
     )
@@ -115,6 +116,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             crate::admission::grant
         ))
         .routes(routes!(crate::admission::revoke))
+        .routes(routes!(crate::lifecycle::submit))
+        .routes(routes!(crate::lifecycle::approve))
+        .routes(routes!(crate::lifecycle::reject))
+        .routes(routes!(crate::lifecycle::publish))
+        .routes(routes!(crate::lifecycle::deprecate))
+        .routes(routes!(crate::lifecycle::retire))
+        .routes(routes!(crate::lifecycle::review))
+        .routes(routes!(crate::lifecycle::list_reviews))
+        .routes(routes!(
+            crate::lifecycle::protect_app,
+            crate::lifecycle::unprotect_app
+        ))
 }
 
 /// The name of the bearer security scheme in the document.

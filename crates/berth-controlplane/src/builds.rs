@@ -352,12 +352,20 @@ impl ControlPlane {
         if self.inner.store.get_service(service)?.is_none() {
             return Err(CpError::UnknownBuildService(service.into()));
         }
+        let states: HashMap<String, berth_core::lifecycle::VersionState> = self
+            .inner
+            .store
+            .lifecycles(Some(service))?
+            .into_iter()
+            .map(|l| (l.version, l.state))
+            .collect();
         Ok(self
             .inner
             .store
             .list_versions(service)?
             .into_iter()
             .map(|v| VersionView {
+                state: states.get(&v.name).copied().unwrap_or_default(),
                 service: v.service,
                 name: v.name,
                 digest: v.digest,
@@ -449,6 +457,10 @@ async fn run_build(
             }),
             build_id: id,
             created_at: String::new(),
+            steps: outcome
+                .as_ref()
+                .and_then(|o| serde_json::to_string(&step_evidence(&o.steps)).ok()),
+            contract: outcome.as_ref().and_then(|o| o.contract.clone()),
         });
     let summary = match &version {
         Some(v) => format!(
@@ -469,11 +481,22 @@ async fn run_build(
         .get(&id)
         .map(|r| r.lines.concat())
         .unwrap_or_default();
-    if let Err(e) = inner
+    let mut version = version;
+    match inner
         .store
         .finish_build(id, status, &reason, &log, version.as_ref())
     {
-        tracing::error!(build = id, error = %e, "cannot record the build's outcome");
+        Ok(true) => {}
+        Ok(false) => {
+            // The version is under review or reviewed: its image stays; the build failed.
+            push_line(
+                &running,
+                id,
+                "[berth] the version is submitted or reviewed: its image is kept, and this build is recorded as failed (commit a change to make a new version)\n".to_string(),
+            );
+            version = None;
+        }
+        Err(e) => tracing::error!(build = id, error = %e, "cannot record the build's outcome"),
     }
     tracing::info!(
         build = id,
@@ -763,4 +786,17 @@ mod tests {
         assert!(permit.is_some());
         assert_eq!(waited.load(Ordering::Relaxed), 1);
     }
+}
+
+/// The steps of a build as evidence for its version's review.
+fn step_evidence(steps: &[berth_build::runner::StepResult]) -> Vec<berth_core::api::StepEvidence> {
+    steps
+        .iter()
+        .map(|s| berth_core::api::StepEvidence {
+            name: s.name.clone(),
+            exit_code: s.exit_code,
+            duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
+            report: s.report.clone(),
+        })
+        .collect()
 }

@@ -78,6 +78,21 @@ pub enum CpError {
         /// Every key refused.
         denials: Vec<crate::admission::Denial>,
     },
+    /// Unknown version of a service.
+    #[error("service {0:?} has no version {1:?}")]
+    VersionNotFound(String, String),
+    /// The version's state does not allow the transition.
+    #[error("version {0}: {1}")]
+    InvalidTransition(String, berth_core::lifecycle::InvalidTransition),
+    /// A protected application would run an image that is not a reviewed version.
+    #[error("{0}")]
+    VersionNotApproved(String),
+    /// The caller may not do this to this object (the four-eyes rule).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object is used elsewhere; the message says where.
+    #[error("{0}")]
+    InUse(String),
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
@@ -156,6 +171,11 @@ impl CpError {
             CpError::PortConflict(_) => ErrorCode::PortConflict,
             CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
             CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
+            CpError::VersionNotFound(..) => ErrorCode::VersionNotFound,
+            CpError::InvalidTransition(..) => ErrorCode::InvalidTransition,
+            CpError::VersionNotApproved(_) => ErrorCode::VersionNotApproved,
+            CpError::Forbidden(_) => ErrorCode::Forbidden,
+            CpError::InUse(_) => ErrorCode::InUse,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

@@ -20,6 +20,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod issuers;
+pub mod lifecycle;
 mod networks;
 mod pass;
 pub mod plan;
@@ -476,6 +477,7 @@ impl ControlPlane {
         spec: &RevisionSpec,
     ) -> Result<RevisionCreated, CpError> {
         self.admit(app, &spec.project)?;
+        self.check_protected(app, spec)?;
         let revision = self
             .inner
             .store

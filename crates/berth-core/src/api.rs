@@ -317,6 +317,21 @@ pub struct VersionView {
     pub commit_time: Option<String>,
     pub build_id: u64,
     pub created_at: String,
+    /// Where the version stands in the lifecycle (docs/lifecycle.md).
+    #[serde(default)]
+    pub state: crate::lifecycle::VersionState,
+}
+
+/// A version waiting for review (`berth review ls`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewItem {
+    pub service: String,
+    pub version: String,
+    pub submitted_by: Option<String>,
+    pub note: Option<String>,
+    /// When it was submitted (RFC 3339).
+    pub submitted_at: Option<String>,
 }
 
 /// A service's image in `berth images`.
@@ -683,4 +698,23 @@ pub struct ReviewView {
     pub breaking_changes: u64,
     /// Plain words on the contract: "no contract", "first contract", "no changes", ...
     pub contract_summary: String,
+}
+
+/// A version after a transition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransitionView {
+    pub service: String,
+    pub version: String,
+    #[serde(flatten)]
+    pub lifecycle: VersionLifecycle,
+}
+
+/// An application's protection (`berth app protect`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProtectView {
+    pub app: String,
+    /// Runs approved, published or deprecated versions only.
+    pub protected: bool,
 }

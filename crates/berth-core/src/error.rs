@@ -121,6 +121,16 @@ pub enum ErrorCode {
     /// The Compose file uses keys that need an admission grant the team does not have; the
     /// message names each by its path in the file. Nothing was created.
     AdmissionDenied,
+    /// The named version of the service does not exist.
+    VersionNotFound,
+    /// The version's state does not allow the transition; the message names both
+    /// (docs/lifecycle.md).
+    InvalidTransition,
+    /// A protected application may run approved, published or deprecated versions only; the
+    /// message names the image and its state.
+    VersionNotApproved,
+    /// The object is used elsewhere (a version runs or is published); the message says where.
+    InUse,
 }
 
 impl ErrorCode {
@@ -171,6 +181,10 @@ impl ErrorCode {
         Self::TeamNotEmpty,
         Self::MemberNotFound,
         Self::AdmissionDenied,
+        Self::VersionNotFound,
+        Self::InvalidTransition,
+        Self::VersionNotApproved,
+        Self::InUse,
     ];
 
     /// The stable string clients match on.
@@ -222,6 +236,10 @@ impl ErrorCode {
             Self::TeamNotEmpty => "team_not_empty",
             Self::MemberNotFound => "member_not_found",
             Self::AdmissionDenied => "admission_denied",
+            Self::VersionNotFound => "version_not_found",
+            Self::InvalidTransition => "invalid_transition",
+            Self::VersionNotApproved => "version_not_approved",
+            Self::InUse => "in_use",
         }
     }
 
@@ -247,13 +265,17 @@ impl ErrorCode {
             | Self::UserNotFound
             | Self::ApiTokenNotFound
             | Self::TeamNotFound
-            | Self::MemberNotFound => 404,
+            | Self::MemberNotFound
+            | Self::VersionNotFound => 404,
             Self::RouteConflict
             | Self::PortConflict
             | Self::UserExists
             | Self::ApiTokenExists
             | Self::TeamExists
-            | Self::TeamNotEmpty => 409,
+            | Self::TeamNotEmpty
+            | Self::InvalidTransition
+            | Self::VersionNotApproved
+            | Self::InUse => 409,
             Self::MethodNotAllowed => 405,
             Self::Forbidden
             | Self::ForbiddenOrigin

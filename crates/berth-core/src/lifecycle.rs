@@ -12,11 +12,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Where a version stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VersionState {
     /// A successful build made it; nobody asked for a review yet.
+    #[default]
     Built,
     /// Waiting for an approver of the owning team.
     Submitted,

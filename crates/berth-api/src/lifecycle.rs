@@ -1,0 +1,212 @@
+//! The version lifecycle (docs/lifecycle.md): submit, review, publish, deprecate, retire; the
+//! reviewer's evidence; protected applications. Who may make each call is the permission
+//! table's (`berth_access::policy`); the four-eyes rule and the state machine are the control
+//! plane's. Every transition is audited by the middleware, as every call that is not a `GET`.
+
+use crate::error::ApiError;
+use crate::team::{InTeam, Team};
+use crate::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use berth_access::Principal;
+use berth_core::api::{ProtectView, ReviewItem, ReviewView, TransitionRequest, TransitionView};
+use berth_core::lifecycle::Transition;
+use berth_core::ErrorBody;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+async fn transition(
+    s: &AppState,
+    team: &Team,
+    p: &Principal,
+    (name, version): (String, String),
+    body: std::result::Result<Json<TransitionRequest>, JsonRejection>,
+    t: Transition,
+) -> Result<Response> {
+    let Json(req) = body?;
+    let text = match t {
+        Transition::Approve | Transition::Reject => req.reason.or(req.note),
+        _ => req.note.or(req.reason),
+    };
+    let lifecycle = s
+        .cp
+        .transition_version(&team.name(&name)?, &version, t, &p.user, text.as_deref())
+        .in_team(team)?;
+    Ok(Json(TransitionView {
+        service: name,
+        version,
+        lifecycle,
+    })
+    .into_response())
+}
+
+macro_rules! transition_handler {
+    ($fn:ident, $t:expr, $path:literal, $op:literal, $summary:literal) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            operation_id = $op,
+            tag = "versions",
+            summary = $summary,
+            params(
+                ("name" = String, Path, description = "Service name (built from source)"),
+                ("version" = String, Path, description = "Version name")
+            ),
+            request_body = TransitionRequest,
+            responses(
+                (status = 200, description = "The version's new state", body = TransitionView),
+                (status = 403, description = "`forbidden`: the role does not allow it, or (approve, reject) the caller submitted the version", body = ErrorBody),
+                (status = 404, description = "`service_not_found`, `version_not_found`", body = ErrorBody),
+                (status = 409, description = "`invalid_transition`: the version's state does not allow it", body = ErrorBody)
+            )
+        )]
+        pub(crate) async fn $fn(
+            State(s): State<AppState>,
+            team: Team,
+            Extension(p): Extension<Principal>,
+            Path(names): Path<(String, String)>,
+            body: std::result::Result<Json<TransitionRequest>, JsonRejection>,
+        ) -> Result<Response> {
+            transition(&s, &team, &p, names, body, $t).await
+        }
+    };
+}
+
+transition_handler!(
+    submit,
+    Transition::Submit,
+    "/api/v1/services/{name}/versions/{version}/submit",
+    "submitVersion",
+    "Submit a built (or rejected) version for review, with a `note` (developer)"
+);
+transition_handler!(
+    approve,
+    Transition::Approve,
+    "/api/v1/services/{name}/versions/{version}/approve",
+    "approveVersion",
+    "Approve a submitted version, with a `reason` (an approver who did not submit it)"
+);
+transition_handler!(
+    reject,
+    Transition::Reject,
+    "/api/v1/services/{name}/versions/{version}/reject",
+    "rejectVersion",
+    "Reject a submitted version, with a `reason` (an approver who did not submit it)"
+);
+transition_handler!(
+    publish,
+    Transition::Publish,
+    "/api/v1/services/{name}/versions/{version}/publish",
+    "publishVersion",
+    "Publish an approved version (developer, owner)"
+);
+transition_handler!(
+    deprecate,
+    Transition::Deprecate,
+    "/api/v1/services/{name}/versions/{version}/deprecate",
+    "deprecateVersion",
+    "Deprecate a published version (owner)"
+);
+transition_handler!(
+    retire,
+    Transition::Retire,
+    "/api/v1/services/{name}/versions/{version}/retire",
+    "retireVersion",
+    "Retire a published or deprecated version (owner)"
+);
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{name}/versions/{version}/review",
+    operation_id = "reviewVersion",
+    tag = "versions",
+    summary = "What a reviewer sees: the version, its state, each step with its test report, the image, and the contract's difference from the last published version",
+    params(
+        ("name" = String, Path, description = "Service name (built from source)"),
+        ("version" = String, Path, description = "Version name")
+    ),
+    responses(
+        (status = 200, description = "The evidence", body = ReviewView),
+        (status = 404, description = "`service_not_found`, `version_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn review(
+    State(s): State<AppState>,
+    team: Team,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response> {
+    let mut view = s
+        .cp
+        .review(&team.name(&name)?, &version)
+        .await
+        .in_team(&team)?;
+    view.version.service = name;
+    Ok(Json(view).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews",
+    operation_id = "listReviews",
+    tag = "versions",
+    summary = "Versions of the team's services waiting for review, oldest first",
+    responses(
+        (status = 200, description = "Submitted versions", body = Vec<ReviewItem>)
+    )
+)]
+pub(crate) async fn list_reviews(State(s): State<AppState>, team: Team) -> Result<Response> {
+    let mut items = s.cp.reviews(&team.team).in_team(&team)?;
+    for i in &mut items {
+        i.service = team.show(&i.service);
+    }
+    Ok(Json(items).into_response())
+}
+
+async fn protect(s: &AppState, team: &Team, app: String, on: bool) -> Result<Response> {
+    s.cp
+        .set_protected(&team.name(&app)?, on)
+        .in_team(team)?;
+    Ok(Json(ProtectView { app, protected: on }).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/protect",
+    operation_id = "protectApp",
+    tag = "versions",
+    summary = "Protect an application: it runs approved, published or deprecated versions only (owner)",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "Protected", body = ProtectView),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn protect_app(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    protect(&s, &team, app, true).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}/protect",
+    operation_id = "unprotectApp",
+    tag = "versions",
+    summary = "Lift an application's protection (owner)",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "No longer protected", body = ProtectView),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn unprotect_app(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    protect(&s, &team, app, false).await
+}
