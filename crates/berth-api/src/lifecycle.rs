@@ -30,10 +30,9 @@ async fn transition(
         Transition::Approve | Transition::Reject => req.reason.or(req.note),
         _ => req.note.or(req.reason),
     };
-    let lifecycle = s
-        .cp
-        .transition_version(&team.name(&name)?, &version, t, &p.user, text.as_deref())
-        .in_team(team)?;
+    let lifecycle =
+        s.cp.transition_version(&team.name(&name)?, &version, t, &p.user, text.as_deref())
+            .in_team(team)?;
     Ok(Json(TransitionView {
         service: name,
         version,
@@ -137,11 +136,10 @@ pub(crate) async fn review(
     team: Team,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response> {
-    let mut view = s
-        .cp
-        .review(&team.name(&name)?, &version)
-        .await
-        .in_team(&team)?;
+    let mut view =
+        s.cp.review(&team.name(&name)?, &version)
+            .await
+            .in_team(&team)?;
     view.version.service = name;
     Ok(Json(view).into_response())
 }
@@ -165,9 +163,7 @@ pub(crate) async fn list_reviews(State(s): State<AppState>, team: Team) -> Resul
 }
 
 async fn protect(s: &AppState, team: &Team, app: String, on: bool) -> Result<Response> {
-    s.cp
-        .set_protected(&team.name(&app)?, on)
-        .in_team(team)?;
+    s.cp.set_protected(&team.name(&app)?, on).in_team(team)?;
     Ok(Json(ProtectView { app, protected: on }).into_response())
 }
 

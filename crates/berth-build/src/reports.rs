@@ -81,7 +81,12 @@ fn case_name(case: roxmltree::Node<'_, '_>) -> String {
                 .map(str::to_string)
                 .or_else(|| f.text().map(str::to_string))
         })
-        .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string));
+        .and_then(|m| {
+            m.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        });
     match message {
         Some(m) => format!("{full}: {}", truncate(&m, 200)),
         None => full,
@@ -144,7 +149,12 @@ at line 3</error></testcase>
     #[test]
     fn failing_names_are_bounded() {
         let cases: String = (0..80)
-            .map(|i| format!(r#"<testcase name="t{i}"><failure message="{}"/></testcase>"#, "x".repeat(300)))
+            .map(|i| {
+                format!(
+                    r#"<testcase name="t{i}"><failure message="{}"/></testcase>"#,
+                    "x".repeat(300)
+                )
+            })
             .collect();
         let r = parse_junit("r.xml", &format!("<testsuite>{cases}</testsuite>"));
         assert_eq!(r.failed, 80);

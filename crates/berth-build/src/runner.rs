@@ -1267,7 +1267,9 @@ async fn read_inside(workspace: &Path, rel: &str, max: u64) -> Result<String, St
     if !full.starts_with(&root) {
         return Err("refused: it leads outside the workspace".into());
     }
-    let meta = tokio::fs::metadata(&full).await.map_err(|e| e.to_string())?;
+    let meta = tokio::fs::metadata(&full)
+        .await
+        .map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a file".into());
     }

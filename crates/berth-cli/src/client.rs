@@ -549,6 +549,54 @@ impl Client {
         )))
         .await
     }
+    /// Move a version along its lifecycle (`submit`, `approve`, ...; docs/lifecycle.md).
+    pub async fn transition_version(
+        &self,
+        service: &str,
+        version: &str,
+        transition: &str,
+        req: &berth_core::api::TransitionRequest,
+    ) -> anyhow::Result<berth_core::api::TransitionView> {
+        self.send(
+            self.post(&format!(
+                "/services/{}/versions/{}/{transition}",
+                segment(service),
+                segment(version)
+            ))
+            .json(req),
+        )
+        .await
+    }
+    /// What a reviewer sees of a version.
+    pub async fn review(
+        &self,
+        service: &str,
+        version: &str,
+    ) -> anyhow::Result<berth_core::api::ReviewView> {
+        self.send(self.get(&format!(
+            "/services/{}/versions/{}/review",
+            segment(service),
+            segment(version)
+        )))
+        .await
+    }
+    /// Versions of the team's services waiting for review.
+    pub async fn reviews(&self) -> anyhow::Result<Vec<berth_core::api::ReviewItem>> {
+        self.send(self.get("/reviews")).await
+    }
+    /// Protect an application (or lift it).
+    pub async fn protect(
+        &self,
+        app: &str,
+        on: bool,
+    ) -> anyhow::Result<berth_core::api::ProtectView> {
+        let path = format!("/apps/{}/protect", segment(app));
+        if on {
+            self.send(self.bodiless_post(&path)).await
+        } else {
+            self.send(self.delete(&path)).await
+        }
+    }
     /// A team's admission grants (administrator).
     pub async fn admission_grants(
         &self,

@@ -22,7 +22,15 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Team(_)
         | Command::ApiToken(_)
         | Command::Audit(_)
-        | Command::Admission(_) => bail!("handled in cmd/"),
+        | Command::Admission(_)
+        | Command::Submit { .. }
+        | Command::Review(_)
+        | Command::Approve { .. }
+        | Command::Reject { .. }
+        | Command::Publish { .. }
+        | Command::Deprecate { .. }
+        | Command::Retire { .. }
+        | Command::App(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
             let apps = client.apps().await?;
@@ -320,10 +328,11 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             print_list(
                 &output,
                 &list,
-                &["VERSION", "IMAGE", "DIGEST", "COMMIT", "AUTHOR"],
+                &["VERSION", "STATE", "IMAGE", "DIGEST", "COMMIT", "AUTHOR"],
                 |v| {
                     vec![
                         v.name.clone(),
+                        v.state.to_string(),
                         v.tag.clone(),
                         v.digest.clone(),
                         v.commit.chars().take(12).collect(),

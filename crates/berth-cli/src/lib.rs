@@ -199,6 +199,51 @@ pub enum Command {
     /// Admission grants (administrator): which host-reaching Compose keys a team may use.
     #[command(subcommand)]
     Admission(AdmissionCommand),
+    /// Submit a version for review (developer): SERVICE:VERSION or TEAM/SERVICE:VERSION.
+    Submit {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+        /// What the reviewer should know.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Versions waiting for review, and what a reviewer sees of one.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// Approve a submitted version (an approver who did not submit it).
+    Approve {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+        /// Why (the submitter reads it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reject a submitted version (an approver who did not submit it).
+    Reject {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+        /// Why (the submitter reads it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Publish an approved version (developer, owner).
+    Publish {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+    },
+    /// Deprecate a published version (owner).
+    Deprecate {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+    },
+    /// Retire a published or deprecated version (owner).
+    Retire {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+    },
+    /// Application settings: protection (run approved versions only).
+    #[command(subcommand)]
+    App(AppCommand),
     /// Remove an application (its containers and networks; volumes with --volumes).
     Rm {
         /// Application name.
@@ -221,6 +266,36 @@ pub struct LoginArgs {
     /// Read the password from the first line of stdin instead of the terminal.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReviewCommand {
+    /// Versions of the team's services waiting for review, oldest first.
+    Ls {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// What a reviewer sees: steps, test reports, image, contract changes.
+    Show {
+        /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
+        version: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Run approved, published or deprecated versions only (owner).
+    Protect {
+        /// Application name.
+        app: String,
+    },
+    /// Lift the protection (owner).
+    Unprotect {
+        /// Application name.
+        app: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -785,6 +860,14 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,
                 Command::Audit(args) => cmd::audit::run(&ctx, args).await,
                 Command::Admission(c) => cmd::admission::run(&ctx, c).await,
+                c @ (Command::Submit { .. }
+                | Command::Review(_)
+                | Command::Approve { .. }
+                | Command::Reject { .. }
+                | Command::Publish { .. }
+                | Command::Deprecate { .. }
+                | Command::Retire { .. }
+                | Command::App(_)) => cmd::version::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }
         }

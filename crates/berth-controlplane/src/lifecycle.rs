@@ -168,8 +168,15 @@ impl ControlPlane {
             }
         };
         let (changes, summary) = match (&mine, &theirs) {
-            (None, _) => (Vec::new(), "no contract: the pipeline names none (`contract: PATH` in berth.pipeline.yaml)".to_string()),
-            (Some(_), None) => (Vec::new(), "first contract: no version of the service is published yet".to_string()),
+            (None, _) => (
+                Vec::new(),
+                "no contract: the pipeline names none (`contract: PATH` in berth.pipeline.yaml)"
+                    .to_string(),
+            ),
+            (Some(_), None) => (
+                Vec::new(),
+                "first contract: no version of the service is published yet".to_string(),
+            ),
             (Some(_), Some((v, None))) => (
                 Vec::new(),
                 format!("the last published version, {v}, has no contract to compare with"),
@@ -180,10 +187,7 @@ impl ControlPlane {
                 let summary = if changes.is_empty() {
                     format!("no changes from {v}")
                 } else {
-                    format!(
-                        "{} change(s) from {v}, {breaking} breaking",
-                        changes.len()
-                    )
+                    format!("{} change(s) from {v}, {breaking} breaking", changes.len())
                 };
                 (changes, summary)
             }

@@ -90,7 +90,9 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
         };
         compare_operation(was, op, &mut changes);
     }
-    changes.sort_by(|a, b| (&a.operation, &a.kind, &a.detail).cmp(&(&b.operation, &b.kind, &b.detail)));
+    changes.sort_by(|a, b| {
+        (&a.operation, &a.kind, &a.detail).cmp(&(&b.operation, &b.kind, &b.detail))
+    });
     changes
 }
 
@@ -160,8 +162,10 @@ fn operations(doc: &Value) -> BTreeMap<String, Operation> {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 if let Some(schema) = first_schema(body) {
-                    o.params
-                        .insert(("body".into(), String::new()), (required, Type::of(doc, schema)));
+                    o.params.insert(
+                        ("body".into(), String::new()),
+                        (required, Type::of(doc, schema)),
+                    );
                 }
             }
             for (code, resp) in op
@@ -541,7 +545,11 @@ mod tests {
         assert_eq!(
             kinds(&c),
             [
-                ("operation_removed".into(), "the operation is gone".into(), true),
+                (
+                    "operation_removed".into(),
+                    "the operation is gone".into(),
+                    true
+                ),
                 ("operation_added".into(), "a new operation".into(), false),
             ]
         );
@@ -567,15 +575,57 @@ mod tests {
             {"name": "sort", "in": "query", "schema": {"type": "string"}}
         ]);
         let c = kinds(&diff(&base(), &new));
-        assert!(c.contains(&("parameter_added".into(), "required query parameter since added".into(), true)), "{c:?}");
-        assert!(c.contains(&("parameter_added".into(), "optional query parameter sort added".into(), false)), "{c:?}");
-        assert!(c.contains(&("parameter_required".into(), "query parameter limit is now required".into(), true)), "{c:?}");
+        assert!(
+            c.contains(&(
+                "parameter_added".into(),
+                "required query parameter since added".into(),
+                true
+            )),
+            "{c:?}"
+        );
+        assert!(
+            c.contains(&(
+                "parameter_added".into(),
+                "optional query parameter sort added".into(),
+                false
+            )),
+            "{c:?}"
+        );
+        assert!(
+            c.contains(&(
+                "parameter_required".into(),
+                "query parameter limit is now required".into(),
+                true
+            )),
+            "{c:?}"
+        );
         // integer → number widens what a caller may send: not breaking.
-        assert!(c.contains(&("parameter_type".into(), "query parameter limit: type widened from integer to number".into(), false)), "{c:?}");
+        assert!(
+            c.contains(&(
+                "parameter_type".into(),
+                "query parameter limit: type widened from integer to number".into(),
+                false
+            )),
+            "{c:?}"
+        );
         // The reverse narrows: breaking.
         let c = kinds(&diff(&new, &base()));
-        assert!(c.contains(&("parameter_type".into(), "query parameter limit: type narrowed from number to integer".into(), true)), "{c:?}");
-        assert!(c.contains(&("parameter_removed".into(), "query parameter since removed".into(), false)), "{c:?}");
+        assert!(
+            c.contains(&(
+                "parameter_type".into(),
+                "query parameter limit: type narrowed from number to integer".into(),
+                true
+            )),
+            "{c:?}"
+        );
+        assert!(
+            c.contains(&(
+                "parameter_removed".into(),
+                "query parameter since removed".into(),
+                false
+            )),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -596,16 +646,57 @@ mod tests {
         new["paths"]["/orders"]["post"]["responses"]["202"] = json!({"description": "accepted"});
         let c = diff(&base(), &new);
         let k = kinds(&c);
-        assert!(k.contains(&("field_removed".into(), "response 200: field [].amount removed".into(), true)), "{k:?}");
-        assert!(k.contains(&("field_removed".into(), "response 200: field amount removed".into(), true)), "{k:?}");
-        assert!(k.contains(&("field_added".into(), "response 200: field note added".into(), false)), "{k:?}");
+        assert!(
+            k.contains(&(
+                "field_removed".into(),
+                "response 200: field [].amount removed".into(),
+                true
+            )),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(
+                "field_removed".into(),
+                "response 200: field amount removed".into(),
+                true
+            )),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(
+                "field_added".into(),
+                "response 200: field note added".into(),
+                false
+            )),
+            "{k:?}"
+        );
         // A response enum that grows is a widening: a consumer may meet a value it cannot read.
         assert!(k.contains(&("field_type".into(), "response 200: field status type widened from string enum [\"open\", \"paid\"] to string enum [\"open\", \"paid\", \"refunded\"]".into(), true)), "{k:?}");
-        assert!(k.contains(&("response_removed".into(), "response 201 removed".into(), true)), "{k:?}");
-        assert!(k.contains(&("response_removed".into(), "response 400 removed".into(), false)), "{k:?}");
-        assert!(k.contains(&("response_added".into(), "response 202 added".into(), false)), "{k:?}");
+        assert!(
+            k.contains(&(
+                "response_removed".into(),
+                "response 201 removed".into(),
+                true
+            )),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(
+                "response_removed".into(),
+                "response 400 removed".into(),
+                false
+            )),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&("response_added".into(), "response 202 added".into(), false)),
+            "{k:?}"
+        );
         // The request body shares the schema: its type (object) did not move.
-        assert!(!k.iter().any(|(kind, _, _)| kind == "parameter_type"), "{k:?}");
+        assert!(
+            !k.iter().any(|(kind, _, _)| kind == "parameter_type"),
+            "{k:?}"
+        );
     }
 
     #[test]

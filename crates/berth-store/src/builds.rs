@@ -358,7 +358,11 @@ impl Store {
     }
 
     /// One version.
-    pub fn get_version(&self, service: &str, name: &str) -> Result<Option<VersionRecord>, StoreError> {
+    pub fn get_version(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<VersionRecord>, StoreError> {
         Ok(self
             .conn()
             .query_row(

@@ -80,7 +80,10 @@ impl Store {
     }
 
     /// Versions in one state (e.g. `submitted`: what waits for review), oldest change first.
-    pub fn versions_in_state(&self, state: VersionState) -> Result<Vec<LifecycleRecord>, StoreError> {
+    pub fn versions_in_state(
+        &self,
+        state: VersionState,
+    ) -> Result<Vec<LifecycleRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLS} FROM versions WHERE state = ?1 ORDER BY state_changed_at, service, name"
@@ -215,30 +218,57 @@ mod tests {
             reviewed: None,
         };
         assert!(s
-            .transition_version("api", "v1", VersionState::Built, VersionState::Submitted, sub)
+            .transition_version(
+                "api",
+                "v1",
+                VersionState::Built,
+                VersionState::Submitted,
+                sub
+            )
             .unwrap());
         // The second of two racing callers finds it moved.
         assert!(!s
-            .transition_version("api", "v1", VersionState::Built, VersionState::Submitted, sub)
+            .transition_version(
+                "api",
+                "v1",
+                VersionState::Built,
+                VersionState::Submitted,
+                sub
+            )
             .unwrap());
-        assert_eq!(s.versions_in_state(VersionState::Submitted).unwrap().len(), 1);
+        assert_eq!(
+            s.versions_in_state(VersionState::Submitted).unwrap().len(),
+            1
+        );
         // A rebuild that makes another image does not replace a submitted version's.
         let (id, replaced) = version(&s, "sha256:2");
         assert!(!replaced);
         let b = s.get_build(id).unwrap().unwrap();
         assert_eq!(b.status, BuildState::Failed);
         assert!(b.reason.contains("is submitted"), "{}", b.reason);
-        assert_eq!(s.get_version("api", "v1").unwrap().unwrap().digest, "sha256:1");
+        assert_eq!(
+            s.get_version("api", "v1").unwrap().unwrap().digest,
+            "sha256:1"
+        );
         // The same image again is fine and keeps the state.
         assert!(version(&s, "sha256:1").1);
         let l = s.version_lifecycle("api", "v1").unwrap().unwrap();
-        assert_eq!((l.state, l.submitted_by.as_deref()), (VersionState::Submitted, Some("ann")));
+        assert_eq!(
+            (l.state, l.submitted_by.as_deref()),
+            (VersionState::Submitted, Some("ann"))
+        );
         let rev = TransitionWrite {
             submitted: None,
             reviewed: Some(("bob", "no tests")),
         };
         assert!(s
-            .transition_version("api", "v1", VersionState::Submitted, VersionState::Rejected, rev)
+            .transition_version(
+                "api",
+                "v1",
+                VersionState::Submitted,
+                VersionState::Rejected,
+                rev
+            )
             .unwrap());
         // A rejected version may be rebuilt into another image: it starts over.
         assert!(version(&s, "sha256:3").1);

@@ -6,7 +6,7 @@
 //! removes it with all its layers and concurrent runs never share or delete each other's images.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::run::{docker_cli, TestRun, LABEL_KEY};
@@ -162,4 +162,53 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Imports `/bin/busybox` as an image with `/bin/sh`, labelled with the run. `None` (with a
+/// note) when busybox is not installed.
+pub fn busybox_image(run: &TestRun) -> Option<String> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        eprintln!("NOTE: /bin/busybox missing (apt-get install busybox-static): test skipped");
+        return None;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_path_with_name(busybox, "bin/busybox").unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet == "busybox" {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    for dir in ["tmp", "workspace"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o777);
+        tar.append_data(&mut h, dir, &[][..]).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap();
+    let reference = format!("berth-busybox:{}", run.id);
+    let mut child = Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            &format!("LABEL {}", run.label_filter()),
+            "-",
+            &reference,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &bytes).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "docker import failed");
+    Some(reference)
 }

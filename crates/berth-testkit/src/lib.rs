@@ -19,6 +19,6 @@ mod run;
 mod wait;
 
 pub use http::{api_token, http_get, register_api_token};
-pub use image::{testapp_binary, testapp_image, testapp_image_tagged};
+pub use image::{busybox_image, testapp_binary, testapp_image, testapp_image_tagged};
 pub use run::{docker_cli, TestRun, LABEL_KEY};
 pub use wait::wait_for;

@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub(crate) mod login;
 pub(crate) mod team;
 pub(crate) mod user;
+pub(crate) mod version;
 
 use crate::client::Client;
 use crate::credentials::{Env, Source};
