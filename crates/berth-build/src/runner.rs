@@ -1179,6 +1179,56 @@ fn redact_userinfo(url: &str) -> String {
     url.to_string()
 }
 
+/// `workspace/rel`, if it stays inside the workspace through symlinks and is a regular file of
+/// at most `max` bytes.
+async fn read_inside(workspace: &Path, rel: &str, max: u64) -> Result<String, String> {
+    let root = tokio::fs::canonicalize(workspace)
+        .await
+        .map_err(|e| format!("the workspace: {e}"))?;
+    let full = tokio::fs::canonicalize(root.join(rel))
+        .await
+        .map_err(|_| "missing (the step did not write it)".to_string())?;
+    if !full.starts_with(&root) {
+        return Err("refused: it leads outside the workspace".into());
+    }
+    let meta = tokio::fs::metadata(&full)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    let bytes = tokio::fs::read(&full).await.map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
+
+async fn read_report(workspace: &Path, rel: &str) -> berth_core::api::TestReport {
+    match read_inside(workspace, rel, crate::reports::MAX_REPORT_BYTES).await {
+        Ok(text) => crate::reports::parse_junit(rel, &text),
+        Err(why) => crate::reports::missing(rel, &why),
+    }
+}
+
+/// Contracts larger than this are refused.
+const MAX_CONTRACT_BYTES: u64 = 4 << 20;
+
+/// The pipeline's contract as compact JSON, and its operation count; or why the build fails.
+async fn read_contract(workspace: &Path, rel: &str) -> Result<(String, usize), String> {
+    let text = read_inside(workspace, rel, MAX_CONTRACT_BYTES)
+        .await
+        .map_err(|why| format!("contract {rel}: {why}"))?;
+    let doc: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => serde_saphyr::from_str(&text)
+            .map_err(|e| format!("contract {rel}: neither JSON nor YAML: {e}"))?,
+    };
+    berth_core::contract::validate(&doc).map_err(|e| format!("contract {rel}: {e}"))?;
+    let ops = berth_core::contract::operation_count(&doc);
+    Ok((doc.to_string(), ops))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1253,54 +1303,4 @@ mod tests {
         assert_eq!(docker_tag("", 128), "_");
         assert_eq!(docker_tag(&"a".repeat(300), 100).len(), 100);
     }
-}
-
-/// `workspace/rel`, if it stays inside the workspace through symlinks and is a regular file of
-/// at most `max` bytes.
-async fn read_inside(workspace: &Path, rel: &str, max: u64) -> Result<String, String> {
-    let root = tokio::fs::canonicalize(workspace)
-        .await
-        .map_err(|e| format!("the workspace: {e}"))?;
-    let full = tokio::fs::canonicalize(root.join(rel))
-        .await
-        .map_err(|_| "missing (the step did not write it)".to_string())?;
-    if !full.starts_with(&root) {
-        return Err("refused: it leads outside the workspace".into());
-    }
-    let meta = tokio::fs::metadata(&full)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a file".into());
-    }
-    if meta.len() > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    let bytes = tokio::fs::read(&full).await.map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
-}
-
-async fn read_report(workspace: &Path, rel: &str) -> berth_core::api::TestReport {
-    match read_inside(workspace, rel, crate::reports::MAX_REPORT_BYTES).await {
-        Ok(text) => crate::reports::parse_junit(rel, &text),
-        Err(why) => crate::reports::missing(rel, &why),
-    }
-}
-
-/// Contracts larger than this are refused.
-const MAX_CONTRACT_BYTES: u64 = 4 << 20;
-
-/// The pipeline's contract as compact JSON, and its operation count; or why the build fails.
-async fn read_contract(workspace: &Path, rel: &str) -> Result<(String, usize), String> {
-    let text = read_inside(workspace, rel, MAX_CONTRACT_BYTES)
-        .await
-        .map_err(|why| format!("contract {rel}: {why}"))?;
-    let doc: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(_) => serde_saphyr::from_str(&text)
-            .map_err(|e| format!("contract {rel}: neither JSON nor YAML: {e}"))?,
-    };
-    berth_core::contract::validate(&doc).map_err(|e| format!("contract {rel}: {e}"))?;
-    let ops = berth_core::contract::operation_count(&doc);
-    Ok((doc.to_string(), ops))
 }

@@ -717,6 +717,19 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
     }
 }
 
+/// The steps of a build as evidence for its version's review.
+fn step_evidence(steps: &[berth_build::runner::StepResult]) -> Vec<berth_core::api::StepEvidence> {
+    steps
+        .iter()
+        .map(|s| berth_core::api::StepEvidence {
+            name: s.name.clone(),
+            exit_code: s.exit_code,
+            duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
+            report: s.report.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,17 +799,4 @@ mod tests {
         assert!(permit.is_some());
         assert_eq!(waited.load(Ordering::Relaxed), 1);
     }
-}
-
-/// The steps of a build as evidence for its version's review.
-fn step_evidence(steps: &[berth_build::runner::StepResult]) -> Vec<berth_core::api::StepEvidence> {
-    steps
-        .iter()
-        .map(|s| berth_core::api::StepEvidence {
-            name: s.name.clone(),
-            exit_code: s.exit_code,
-            duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
-            report: s.report.clone(),
-        })
-        .collect()
 }
