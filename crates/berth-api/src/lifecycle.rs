@@ -206,3 +206,56 @@ pub(crate) async fn unprotect_app(
 ) -> Result<Response> {
     protect(&s, &team, app, false).await
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes/{app}/{service}/stats",
+    operation_id = "routeStats",
+    tag = "gateway",
+    summary = "A service's traffic through the gateway: the last full minute (calls, error rate, p50/p95) and the last hour by minute",
+    params(
+        ("app" = String, Path, description = "Application name"),
+        ("service" = String, Path, description = "Service name")
+    ),
+    responses(
+        (status = 200, description = "The figures", body = berth_core::api::RouteStats),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn route_stats(
+    State(s): State<AppState>,
+    team: Team,
+    Path((app, service)): Path<(String, String)>,
+) -> Result<Response> {
+    let mut stats =
+        s.cp.route_stats(&team.name(&app)?, &service)
+            .in_team(&team)?;
+    stats.app = app;
+    Ok(Json(stats).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/gateway/stats",
+    operation_id = "gatewayStats",
+    tag = "gateway",
+    summary = "A standalone gateway's cumulative counters per service, sent every second (administrator's token)",
+    request_body = berth_core::api::GatewayReport,
+    responses(
+        (status = 204, description = "Counted")
+    )
+)]
+pub(crate) async fn gateway_stats(
+    State(s): State<AppState>,
+    body: std::result::Result<Json<berth_core::api::GatewayReport>, JsonRejection>,
+) -> Result<Response> {
+    let Json(report) = body?;
+    if report.services.len() > 100_000 || report.gateway.len() > 200 {
+        return Err(ApiError::new(
+            berth_core::ErrorCode::InvalidArgument,
+            "the report is larger than a gateway sends",
+        ));
+    }
+    s.cp.ingest_gateway_report(&report);
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}

@@ -124,6 +124,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::lifecycle::retire))
         .routes(routes!(crate::lifecycle::review))
         .routes(routes!(crate::lifecycle::list_reviews))
+        .routes(routes!(crate::lifecycle::route_stats))
+        .routes(routes!(crate::lifecycle::gateway_stats))
         .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod retention;
 pub mod spec;
+pub mod stats;
 pub mod subnets;
 pub mod webhooks;
 
@@ -194,6 +195,8 @@ pub(crate) struct Inner {
     shutdown: CancellationToken,
     /// The platform events feed (`GET /api/v1/events`).
     events: events::Events,
+    /// The gateways' figures per service and minute (docs/market.md).
+    stats: stats::Stats,
     /// Held by `apply` from resolving image IDs until the revision is committed, and by image
     /// retention around each removal, so an image cannot be pinned and removed at once.
     image_gate: tokio::sync::Mutex<()>,
@@ -260,6 +263,7 @@ impl ControlPlane {
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
                 events: events::Events::default(),
+                stats: stats::Stats::default(),
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
                 network_gate: tokio::sync::Mutex::new(()),

@@ -718,3 +718,64 @@ pub struct ProtectView {
     /// Runs approved, published or deprecated versions only.
     pub protected: bool,
 }
+
+/// Upper bounds of the gateway's latency buckets, in microseconds; a last bucket (`+Inf`)
+/// follows. Shared by the gateway's histograms and the control plane's figures (docs/market.md).
+pub const LATENCY_BUCKETS_US: [u64; 11] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
+/// One service's cumulative counters at a gateway, since the gateway started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCounters {
+    /// The application's global name.
+    pub app: String,
+    pub service: String,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub responses: [u64; 5],
+    /// Observations per latency bucket ([`LATENCY_BUCKETS_US`], then `+Inf`): not cumulative.
+    pub latency_buckets: Vec<u64>,
+}
+
+/// What a gateway reports every second (`POST /api/v1/gateway/stats`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GatewayReport {
+    /// The reporting gateway (any stable string: counters are compared per gateway).
+    pub gateway: String,
+    pub services: Vec<ServiceCounters>,
+}
+
+/// One minute of a service's traffic through the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MinuteStats {
+    /// The minute's start (RFC 3339).
+    pub start: String,
+    pub requests: u64,
+    /// 5xx answers.
+    pub errors: u64,
+    /// Estimated from the latency buckets; none without requests.
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+/// A service's figures (`GET /api/v1/routes/{app}/{service}/stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RouteStats {
+    pub app: String,
+    pub service: String,
+    /// Requests in the last full minute.
+    pub calls_per_minute: u64,
+    /// 5xx / requests in the last full minute (0 without requests).
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// The last hour, oldest first; minutes without traffic are left out.
+    pub minutes: Vec<MinuteStats>,
+}

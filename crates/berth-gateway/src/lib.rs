@@ -457,6 +457,13 @@ impl Gateway {
         lock(&self.inner.registry).render_metrics(unrouted)
     }
 
+    /// Every routed service's cumulative counters (responses by class, latency buckets), for
+    /// the control plane's per-minute figures (docs/market.md).
+    #[must_use]
+    pub fn service_counters(&self) -> Vec<berth_core::api::ServiceCounters> {
+        lock(&self.inner.registry).service_counters()
+    }
+
     /// Idle pooled connections currently kept for this endpoint (0 once it left the table).
     #[must_use]
     pub fn idle_connections(&self, endpoint_id: &str) -> usize {

@@ -12,10 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket is `+Inf`).
-pub const BUCKETS_US: [u64; 11] = [
-    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
-    10_000_000,
-];
+pub const BUCKETS_US: [u64; 11] = berth_core::api::LATENCY_BUCKETS_US;
 
 /// A latency histogram with fixed buckets.
 #[derive(Default)]
@@ -26,6 +23,20 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Observations per bucket (not cumulative), then those above the last bound (`+Inf`).
+    #[must_use]
+    pub fn per_bucket(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count = self.count.load(Ordering::Relaxed);
+        let below: u64 = out.iter().sum();
+        out.push(count.saturating_sub(below));
+        out
+    }
+
     /// Record one observation.
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -58,6 +69,12 @@ impl Histogram {
 pub struct StatusCounts([AtomicU64; 5]);
 
 impl StatusCounts {
+    /// The counts, 1xx … 5xx.
+    #[must_use]
+    pub fn counts(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
     /// Count one response.
     pub fn count(&self, status: u16) {
         let class = usize::from((status / 100).clamp(1, 5)) - 1;

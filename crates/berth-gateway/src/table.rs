@@ -318,6 +318,23 @@ impl Registry {
         shared
     }
 
+    /// Every service's cumulative counters (docs/market.md: the control plane's figures).
+    #[must_use]
+    pub fn service_counters(&self) -> Vec<berth_core::api::ServiceCounters> {
+        let mut out: Vec<_> = self
+            .services
+            .iter()
+            .map(|((app, service), s)| berth_core::api::ServiceCounters {
+                app: app.clone(),
+                service: service.clone(),
+                responses: s.metrics.responses.counts(),
+                latency_buckets: s.metrics.latency.per_bucket(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.app, &a.service).cmp(&(&b.app, &b.service)));
+        out
+    }
+
     /// Render the counters of every route and service in the table (Prometheus text format).
     #[must_use]
     pub fn render_metrics(&self, unrouted: u64) -> String {

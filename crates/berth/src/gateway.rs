@@ -88,6 +88,13 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
         metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         "berth gateway started"
     );
+    let reporter = tokio::spawn(report_stats(
+        client.clone(),
+        Credentials::load(args.token_file.as_deref())?,
+        control.clone(),
+        gateway.clone(),
+        shutdown.clone(),
+    ));
     let follower = tokio::spawn(follow(client, credentials, control, tx, shutdown.clone()));
     let metrics = metrics_listener.map(|l| {
         let g = gateway.clone();
@@ -113,6 +120,7 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = follower.await;
+        let _ = reporter.await;
         let _ = http.await;
         let _ = ports.await;
         if let Some(h) = https {
@@ -191,6 +199,45 @@ fn control_client(control: &str, ca_file: Option<&Path>) -> anyhow::Result<reqwe
     builder
         .build()
         .map_err(|e| anyhow!("cannot set up the control plane client: {e}"))
+}
+
+/// Every second, send the gateway's counters to the control plane (`POST
+/// /api/v1/gateway/stats`, docs/market.md). A failed report is logged at debug level and
+/// skipped: the next one carries the sum.
+async fn report_stats(
+    client: reqwest::Client,
+    mut credentials: Credentials,
+    control: String,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) {
+    let url = format!("{control}/api/v1/gateway/stats");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("gateway-{}-{started}", std::process::id());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let report = berth_core::api::GatewayReport {
+            gateway: id.clone(),
+            services: gateway.service_counters(),
+        };
+        let mut request = client.post(&url).json(&report);
+        if let Some(token) = credentials.current() {
+            request = request.header(AUTHORIZATION, token);
+        }
+        match tokio::time::timeout(Duration::from_secs(5), request.send()).await {
+            Ok(Ok(r)) if r.status().is_success() => {}
+            Ok(Ok(r)) => tracing::debug!(status = %r.status(), "stats report refused"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "stats report failed"),
+            Err(_) => tracing::debug!("stats report timed out"),
+        }
+    }
 }
 
 /// Follow the control plane's table stream forever, reconnecting with a backoff.

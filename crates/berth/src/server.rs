@@ -301,6 +301,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
         .await;
     })];
+    if !args.no_gateway {
+        tasks.push(spawn_stats_feed(
+            cp.clone(),
+            gateway.clone(),
+            shutdown.clone(),
+        ));
+    }
     // (Never both None and bound: --metrics-listen is refused with --no-gateway above.)
     if let (Some(listener), Some(m)) = (metrics_listener, metrics) {
         tasks.push(spawn_metrics(listener, m, shutdown.clone()));
@@ -391,6 +398,29 @@ pub(crate) fn parse_metrics_listen(value: Option<&str>) -> anyhow::Result<Option
 }
 
 /// Serve `GET /metrics` without authentication on `listener` until `shutdown`.
+/// Every second, the in-process gateway's counters reach the control plane's per-minute
+/// figures (docs/market.md).
+fn spawn_stats_feed(
+    cp: berth_controlplane::ControlPlane,
+    gateway: berth_gateway::Gateway,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            cp.ingest_gateway_report(&berth_core::api::GatewayReport {
+                gateway: "in-process".into(),
+                services: gateway.service_counters(),
+            });
+        }
+    })
+}
+
 pub(crate) fn spawn_metrics(
     listener: tokio::net::TcpListener,
     metrics: berth_api::MetricsFn,

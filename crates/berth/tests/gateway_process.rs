@@ -93,6 +93,34 @@ fn separate_gateway_survives_kill_9_of_the_control_plane() {
     );
     assert!(r.ok > 100, "too little load: {}", r.ok);
 
+    // The separate gateway's figures reach the (restarted) control plane: its first report
+    // there is the baseline, so count requests sent after it.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..20 {
+        let _ = berth_testkit::http_get(&gw_addr, "/", None, Duration::from_secs(2));
+    }
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the separate gateway's figures",
+        || {
+            let (status, _, body) = call(
+                &api,
+                "GET",
+                "/api/v1/routes/gw/web/stats",
+                Some(token.trim()),
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+            let requests: u64 = body["minutes"]
+                .as_array()?
+                .iter()
+                .map(|m| m["requests"].as_u64().unwrap())
+                .sum();
+            (requests >= 20).then_some(())
+        },
+    );
+
     let out = cli(&["rm", "--app", "gw"]);
     assert!(out.status.success());
     wait_for(
