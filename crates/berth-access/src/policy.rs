@@ -92,11 +92,13 @@ pub enum Action {
     Publish,
     /// Deprecate and retire published versions; protect applications.
     Curate,
+    /// Any signed-in user: browse the market (published services of every team).
+    Market,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::Own,
         Action::Admin,
         Action::Read,
@@ -115,13 +117,14 @@ impl Action {
         Action::Review,
         Action::Publish,
         Action::Curate,
+        Action::Market,
     ];
 
     /// Does the call act in one team (and need one: `?team=`, the token's team, or the only
     /// team of the caller)?
     #[must_use]
     pub fn team_scoped(self) -> bool {
-        !matches!(self, Action::Own | Action::Admin)
+        !matches!(self, Action::Own | Action::Admin | Action::Market)
     }
 
     /// One line of what the action lets a caller do (docs/permissions.md).
@@ -146,6 +149,7 @@ impl Action {
             Action::Review => "approve or reject a submitted version, never one's own",
             Action::Publish => "publish an approved version",
             Action::Curate => "deprecate and retire published versions; protect applications (run approved versions only)",
+            Action::Market => "any signed-in user: browse the market, the published services of every team (docs/market.md)",
         }
     }
 
@@ -170,6 +174,7 @@ impl Action {
             Action::Review => "review",
             Action::Publish => "publish",
             Action::Curate => "curate",
+            Action::Market => "market",
         }
     }
 }
@@ -180,7 +185,7 @@ impl Action {
 pub fn role_allows(role: Role, action: Action) -> bool {
     use Action as A;
     match action {
-        A::Own => true,
+        A::Own | A::Market => true,
         A::Admin => false,
         A::Read => true,
         A::Logs | A::Scale | A::Rollback => {
@@ -208,6 +213,8 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("POST", "/api/v1/users/{name}/password", Action::Own),
     ("GET", "/api/v1/audit", Action::Own),
     ("GET", "/api/v1/teams", Action::Own),
+    ("GET", "/api/v1/market", Action::Market),
+    ("GET", "/api/v1/market/{team}/{service}", Action::Market),
     ("GET", "/api/v1/users", Action::Admin),
     ("POST", "/api/v1/users", Action::Admin),
     ("POST", "/api/v1/users/{name}/disable", Action::Admin),
@@ -330,6 +337,7 @@ pub fn permissions_markdown() -> String {
     for (action, title) in [
         (Action::Admin, "Administrator only"),
         (Action::Own, "Every signed-in user (own things)"),
+        (Action::Market, "Every signed-in user (the market)"),
     ] {
         let _ = write!(
             out,

@@ -30,9 +30,17 @@ async fn transition(
         Transition::Approve | Transition::Reject => req.reason.or(req.note),
         _ => req.note.or(req.reason),
     };
+    let app = req.app.as_deref().map(|a| team.name(a)).transpose()?;
     let lifecycle =
-        s.cp.transition_version(&team.name(&name)?, &version, t, &p.user, text.as_deref())
-            .in_team(team)?;
+        s.cp.transition_version(
+            &team.name(&name)?,
+            &version,
+            t,
+            &p.user,
+            text.as_deref(),
+            app.as_deref(),
+        )
+        .in_team(team)?;
     Ok(Json(TransitionView {
         service: name,
         version,
@@ -99,7 +107,7 @@ transition_handler!(
     Transition::Publish,
     "/api/v1/services/{name}/versions/{version}/publish",
     "publishVersion",
-    "Publish an approved version (developer, owner)"
+    "Publish an approved version (developer, owner); with `app`, bind its market entry to the application that serves it"
 );
 transition_handler!(
     deprecate,
@@ -258,4 +266,64 @@ pub(crate) async fn gateway_stats(
     }
     s.cp.ingest_gateway_report(&report);
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MarketQuery {
+    /// Only entries whose team, service or description contains this (case-insensitive).
+    #[serde(default)]
+    search: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/market",
+    operation_id = "market",
+    tag = "market",
+    summary = "Every team's services with a published version: description, versions, provider, figures (any signed-in user)",
+    params(MarketQuery),
+    responses(
+        (status = 200, description = "The entries, by team and service", body = Vec<berth_core::api::MarketEntry>)
+    )
+)]
+pub(crate) async fn market(
+    State(s): State<AppState>,
+    q: std::result::Result<
+        axum::extract::Query<MarketQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Response> {
+    let axum::extract::Query(q) = q?;
+    Ok(Json(s.cp.market(q.search.as_deref())?).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/market/{team}/{service}",
+    operation_id = "marketEntry",
+    tag = "market",
+    summary = "One market entry, with the README, the latest contract and the provider's last hour (any signed-in user)",
+    params(
+        ("team" = String, Path, description = "The owner team"),
+        ("service" = String, Path, description = "The service")
+    ),
+    responses(
+        (status = 200, description = "The entry", body = berth_core::api::MarketEntry),
+        (status = 404, description = "`service_not_found`: no such entry in the market", body = ErrorBody)
+    )
+)]
+pub(crate) async fn market_entry(
+    State(s): State<AppState>,
+    Path((team_name, service)): Path<(String, String)>,
+) -> Result<Response> {
+    if service.contains('/') || !berth_core::team::valid_team_name(&team_name) {
+        return Err(ApiError::new(
+            berth_core::ErrorCode::ServiceNotFound,
+            format!("no service {team_name}/{service} is in the market"),
+        ));
+    }
+    let global = berth_core::team::global_name(&team_name, &service);
+    Ok(Json(s.cp.market_entry(&global)?).into_response())
 }

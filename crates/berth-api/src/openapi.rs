@@ -49,6 +49,7 @@ use utoipa_axum::routes;
         (name = "access", description = "Login, users, API tokens, the audit log"),
         (name = "teams", description = "Teams and their members (docs/teams.md)"),
         (name = "versions", description = "The version lifecycle: submit, review, publish; protected applications (docs/lifecycle.md)"),
+        (name = "market", description = "The service market: published services of every team (docs/market.md)"),
         (name = "admin", description = "Administration: backups"),
         (name = "teams", description = "Teams: admission grants"),
     )
@@ -126,6 +127,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::lifecycle::list_reviews))
         .routes(routes!(crate::lifecycle::route_stats))
         .routes(routes!(crate::lifecycle::gateway_stats))
+        .routes(routes!(crate::lifecycle::market))
+        .routes(routes!(crate::lifecycle::market_entry))
         .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app

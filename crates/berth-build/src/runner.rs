@@ -158,6 +158,8 @@ pub struct BuildOutcome {
     pub revision: Option<Revision>,
     /// The contract the pipeline names (`contract:`), as JSON text, on success.
     pub contract: Option<String>,
+    /// The start of the source's README (`README.md`, `README`, ...), on success.
+    pub readme: Option<String>,
 }
 
 impl BuildOutcome {
@@ -171,6 +173,7 @@ impl BuildOutcome {
             steps: Vec::new(),
             revision: None,
             contract: None,
+            readme: None,
         }
     }
 }
@@ -582,6 +585,7 @@ impl Builder {
                         steps: Vec::new(),
                         revision: None,
                         contract: None,
+                        readme: None,
                     },
                     true,
                 )
@@ -897,11 +901,17 @@ impl Builder {
                 }
             }
         }
+        let readme = if status == BuildStatus::Succeeded {
+            read_readme(workspace).await
+        } else {
+            None
+        };
         BuildOutcome {
             status,
             version,
             steps,
             revision: None,
+            readme,
             contract,
         }
     }
@@ -1209,6 +1219,30 @@ async fn read_report(workspace: &Path, rel: &str) -> berth_core::api::TestReport
         Ok(text) => crate::reports::parse_junit(rel, &text),
         Err(why) => crate::reports::missing(rel, &why),
     }
+}
+
+/// At most this much of a README is kept (the market shows it).
+const MAX_README_BYTES: usize = 64 << 10;
+
+/// The start of the source's README, if it has one.
+async fn read_readme(workspace: &Path) -> Option<String> {
+    for name in [
+        "README.md",
+        "README",
+        "README.txt",
+        "README.rst",
+        "readme.md",
+    ] {
+        let Ok(text) = read_inside(workspace, name, 16 << 20).await else {
+            continue;
+        };
+        let mut end = text.len().min(MAX_README_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Some(text[..end].to_string());
+    }
+    None
 }
 
 /// Contracts larger than this are refused.

@@ -580,6 +580,26 @@ impl Client {
         )))
         .await
     }
+    /// The market (every team's published services).
+    pub async fn market(
+        &self,
+        search: Option<&str>,
+    ) -> anyhow::Result<Vec<berth_core::api::MarketEntry>> {
+        let mut req = self.get("/market");
+        if let Some(s) = search {
+            req = req.query(&[("search", s)]);
+        }
+        self.send(req).await
+    }
+    /// One market entry.
+    pub async fn market_entry(
+        &self,
+        team: &str,
+        service: &str,
+    ) -> anyhow::Result<berth_core::api::MarketEntry> {
+        self.send(self.get(&format!("/market/{}/{}", segment(team), segment(service))))
+            .await
+    }
     /// Versions of the team's services waiting for review.
     pub async fn reviews(&self) -> anyhow::Result<Vec<berth_core::api::ReviewItem>> {
         self.send(self.get("/reviews")).await

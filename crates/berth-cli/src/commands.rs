@@ -30,6 +30,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Publish { .. }
         | Command::Deprecate { .. }
         | Command::Retire { .. }
+        | Command::Market(_)
         | Command::App(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {

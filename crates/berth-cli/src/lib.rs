@@ -230,7 +230,14 @@ pub enum Command {
     Publish {
         /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
         version: String,
+        /// The application whose service runs this version behind a route: it serves the
+        /// market entry to subscribers (docs/market.md).
+        #[arg(long)]
+        app: Option<String>,
     },
+    /// The service market: every team's published services (docs/market.md).
+    #[command(subcommand)]
+    Market(MarketCommand),
     /// Deprecate a published version (owner).
     Deprecate {
         /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
@@ -266,6 +273,25 @@ pub struct LoginArgs {
     /// Read the password from the first line of stdin instead of the terminal.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MarketCommand {
+    /// Every entry: team, service, latest version, provider, calls per minute.
+    Ls {
+        /// Only entries whose team, service or description contains TEXT.
+        #[arg(long)]
+        search: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// One entry: description, versions, provider, figures, README, contract.
+    Show {
+        /// TEAM/SERVICE.
+        entry: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -867,6 +893,7 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Publish { .. }
                 | Command::Deprecate { .. }
                 | Command::Retire { .. }
+                | Command::Market(_)
                 | Command::App(_)) => cmd::version::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }

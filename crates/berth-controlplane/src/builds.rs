@@ -461,6 +461,7 @@ async fn run_build(
                 .as_ref()
                 .and_then(|o| serde_json::to_string(&step_evidence(&o.steps)).ok()),
             contract: outcome.as_ref().and_then(|o| o.contract.clone()),
+            readme: outcome.as_ref().and_then(|o| o.readme.clone()),
         });
     let summary = match &version {
         Some(v) => format!(

@@ -21,6 +21,7 @@ pub mod health;
 pub mod images;
 pub mod issuers;
 pub mod lifecycle;
+pub mod market;
 mod networks;
 mod pass;
 pub mod plan;

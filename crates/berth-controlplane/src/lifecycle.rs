@@ -37,7 +37,8 @@ impl ControlPlane {
     }
 
     /// Move a version along its lifecycle as `actor`. `text` is the submit note, or the
-    /// review's reason (required for approve and reject).
+    /// review's reason (required for approve and reject). `app` (publish only, a global name):
+    /// the application that serves the market entry (docs/market.md).
     pub fn transition_version(
         &self,
         service: &str,
@@ -45,7 +46,13 @@ impl ControlPlane {
         transition: Transition,
         actor: &str,
         text: Option<&str>,
+        app: Option<&str>,
     ) -> Result<VersionLifecycle, CpError> {
+        if app.is_some() && transition != Transition::Publish {
+            return Err(CpError::InvalidArgument(format!(
+                "`app` goes with publish, not {transition}"
+            )));
+        }
         let text = text.map(str::trim).filter(|t| !t.is_empty());
         if text.is_some_and(|t| t.chars().count() > MAX_TEXT) {
             return Err(CpError::InvalidArgument(format!(
@@ -66,6 +73,10 @@ impl ControlPlane {
                 "you submitted {name}: another approver of the team reviews it"
             )));
         }
+        let provider = match app {
+            Some(a) => Some((a, self.provider_service(service, version, a)?)),
+            None => None,
+        };
         let write = match transition {
             Transition::Submit => TransitionWrite {
                 submitted: Some((actor, text)),
@@ -91,6 +102,9 @@ impl ControlPlane {
                     transition,
                 },
             ));
+        }
+        if let Some((a, app_service)) = &provider {
+            self.bind_market(service, version, a, app_service, actor)?;
         }
         self.inner.events.emit_in(
             Some(team::team_of(service)),

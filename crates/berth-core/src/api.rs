@@ -676,6 +676,10 @@ pub struct TransitionRequest {
     pub note: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
+    /// `publish`: the application of the team whose service runs this version behind a route,
+    /// which then serves the market entry to subscribers (docs/market.md).
+    #[serde(default)]
+    pub app: Option<String>,
 }
 
 /// Everything a reviewer sees of a version (`berth review show`).
@@ -778,4 +782,61 @@ pub struct RouteStats {
     pub p95_ms: Option<f64>,
     /// The last hour, oldest first; minutes without traffic are left out.
     pub minutes: Vec<MinuteStats>,
+}
+
+/// A version in the market.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MarketVersion {
+    pub name: String,
+    /// `published`, `deprecated` or `retired`.
+    pub state: crate::lifecycle::VersionState,
+    /// `berth/...:VERSION`.
+    pub tag: String,
+    pub created_at: String,
+}
+
+/// The application that serves a market entry to subscribers (`berth publish S:V --app APP`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MarketProvider {
+    /// The owner team's application.
+    pub app: String,
+    /// Its service that runs the version.
+    pub service: String,
+    pub version: String,
+    /// The application's health (`healthy`, `degraded`, ...).
+    pub health: String,
+}
+
+/// A market entry: a service of some team with a published or deprecated version
+/// (docs/market.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MarketEntry {
+    /// The owner team.
+    pub team: String,
+    pub service: String,
+    /// The README's first paragraph.
+    pub description: String,
+    /// The newest published (or deprecated) version.
+    pub latest: Option<String>,
+    /// Versions that were published, newest first.
+    pub versions: Vec<MarketVersion>,
+    pub provider: Option<MarketProvider>,
+    /// Through the gateway, the provider's last full minute (0 without a provider).
+    pub calls_per_minute: u64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// `market show` only: the README (its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readme: Option<String>,
+    /// `market show` only: the latest version's contract (OpenAPI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub contract: Option<serde_json::Value>,
+    /// `market show` only: the provider's operations per minute for the last hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<RouteStats>,
 }

@@ -106,6 +106,9 @@ pub struct VersionRecord {
     /// The contract (OpenAPI, as JSON text) the pipeline named.
     #[serde(default)]
     pub contract: Option<String>,
+    /// The repository's README (its start), for the market.
+    #[serde(default)]
+    pub readme: Option<String>,
 }
 
 /// Where a version's image is, as Berth last left it (migration 6).
@@ -120,7 +123,7 @@ pub struct ImageState {
 }
 
 const VERSION_COLS: &str =
-    "service, name, digest, tag, git_commit, author, commit_time, build_id, created_at, steps, contract";
+    "service, name, digest, tag, git_commit, author, commit_time, build_id, created_at, steps, contract, readme";
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     Ok(VersionRecord {
@@ -135,6 +138,7 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
         created_at: r.get(8)?,
         steps: r.get(9)?,
         contract: r.get(10)?,
+        readme: r.get(11)?,
     })
 }
 
@@ -264,23 +268,23 @@ impl Store {
                 Some((_, digest)) if digest == v.digest => {
                     tx.execute(
                         "UPDATE versions SET tag = ?3, git_commit = ?4, author = ?5, commit_time = ?6,
-                           build_id = ?7, image_state = 'present', steps = ?8, contract = ?9
+                           build_id = ?7, image_state = 'present', steps = ?8, contract = ?9, readme = ?10
                          WHERE service = ?1 AND name = ?2",
-                        params![v.service, v.name, v.tag, v.commit, v.author, v.commit_time, id, v.steps, v.contract],
+                        params![v.service, v.name, v.tag, v.commit, v.author, v.commit_time, id, v.steps, v.contract, v.readme],
                     )?;
                 }
                 _ => {
                     tx.execute(
                         "INSERT INTO versions(service, name, digest, tag, git_commit, author, commit_time, build_id,
-                           created_at, steps, contract)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                           created_at, steps, contract, readme)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT(service, name) DO UPDATE SET digest = ?3, tag = ?4, git_commit = ?5,
                            author = ?6, commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present',
-                           steps = ?10, contract = ?11, state = 'built', submitted_by = NULL,
+                           steps = ?10, contract = ?11, readme = ?12, state = 'built', submitted_by = NULL,
                            submit_note = NULL, reviewed_by = NULL, review_reason = NULL,
                            state_changed_at = NULL",
                         params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now(),
-                                v.steps, v.contract],
+                                v.steps, v.contract, v.readme],
                     )?;
                 }
             }
@@ -496,6 +500,7 @@ mod tests {
             created_at: String::new(),
             steps: None,
             contract: None,
+            readme: None,
         };
         s.finish_build(id, BuildState::Succeeded, "", "log text", Some(&v))
             .unwrap();

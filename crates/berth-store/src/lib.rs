@@ -18,6 +18,7 @@ mod audit;
 mod backup;
 mod builds;
 mod lifecycle;
+mod market;
 mod migrations;
 mod restarts;
 mod subnets;
@@ -29,6 +30,7 @@ pub use audit::{AuditQuery, AuditRecord};
 pub use backup::Snapshot;
 pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
+pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
 pub use teams::{GrantRecord, MemberRecord, TeamRecord};
@@ -375,6 +377,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM revisions WHERE app = ?1", params![app])?;
+        // A market entry's provider instance goes with its application (docs/market.md).
+        tx.execute("DELETE FROM market_bindings WHERE app = ?1", params![app])?;
         tx.execute(
             "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
             params![app],

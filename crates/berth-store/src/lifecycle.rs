@@ -190,6 +190,7 @@ mod tests {
             created_at: String::new(),
             steps: Some("[]".into()),
             contract: None,
+            readme: None,
         };
         let replaced = s
             .finish_build(id, BuildState::Succeeded, "", "", Some(&v))

@@ -164,8 +164,9 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO team_members(team, user, role, added_at)
         VALUES ('default', 'admin', 'owner', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
     // 11: the version lifecycle (docs/lifecycle.md): each version's state and who moved it last,
-    // the evidence its build gathered (steps with their test reports, the contract), and
-    // applications that run approved versions only.
+    // the evidence its build gathered (steps with their test reports, the contract, the README),
+    // applications that run approved versions only; the market's provider instances
+    // (docs/market.md): which application serves a published service.
     "ALTER TABLE versions ADD COLUMN state TEXT NOT NULL DEFAULT 'built';
      ALTER TABLE versions ADD COLUMN submitted_by TEXT;
      ALTER TABLE versions ADD COLUMN submit_note TEXT;
@@ -175,7 +176,16 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE versions ADD COLUMN steps TEXT;
      ALTER TABLE versions ADD COLUMN contract TEXT;
      CREATE INDEX versions_by_state ON versions(state, service);
-     ALTER TABLE apps ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;",
+     ALTER TABLE versions ADD COLUMN readme TEXT;
+     ALTER TABLE apps ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE market_bindings (
+        service TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        app_service TEXT NOT NULL,
+        version TEXT NOT NULL,
+        bound_by TEXT NOT NULL,
+        bound_at TEXT NOT NULL
+     );",
 ];
 
 /// Statements that run with a migration only when it upgrades a database an earlier release

@@ -91,6 +91,11 @@ fn submit_review_publish_and_protect() {
     )
     .unwrap();
     std::fs::write(repo.join(".gitignore"), "out/\n").unwrap();
+    std::fs::write(
+        repo.join("README.md"),
+        "# Orders\n\nThe orders API: list and cancel orders.\n\n## Use\n\nCall it.\n",
+    )
+    .unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "first"]);
@@ -200,9 +205,82 @@ fn submit_review_publish_and_protect() {
         &cli_as(&server, &owner, &["deprecate", "orders:v1"]),
         "invalid_transition",
     );
-    ok_as(&server, &dev, &["publish", "orders:v1"]);
+    // Published with the application that serves it: the market's provider instance.
+    let serving = compose(
+        dir.path(),
+        "serving.yaml",
+        &format!("services:\n  api:\n    image: {v1_tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /orders }}\n"),
+    );
+    ok_as(
+        &server,
+        &dev,
+        &[
+            "apply",
+            "-f",
+            serving.to_str().unwrap(),
+            "--app",
+            "orders-live",
+        ],
+    );
+    let err = failed_with(
+        &cli_as(&server, &dev, &["publish", "orders:v1", "--app", "nowhere"]),
+        "app_not_found",
+    );
+    assert!(err.contains("nowhere"), "{err}");
+    ok_as(
+        &server,
+        &dev,
+        &["publish", "orders:v1", "--app", "orders-live"],
+    );
     let versions = json(&ok_as(&server, &dev, &["versions", "orders", "-o", "json"]));
     assert_eq!(versions[0]["state"], "published");
+
+    // The market: every signed-in user of any team finds it.
+    let outsider = team_member(&server, "other", "otto", "viewer");
+    let market = json(&ok_as(&server, &outsider, &["market", "ls", "-o", "json"]));
+    let entry = market
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["team"] == "shop" && e["service"] == "orders")
+        .unwrap_or_else(|| panic!("not in the market: {market}"))
+        .clone();
+    assert_eq!(entry["latest"], "v1", "{entry}");
+    assert_eq!(
+        entry["description"],
+        "The orders API: list and cancel orders."
+    );
+    assert_eq!(entry["provider"]["app"], "orders-live", "{entry}");
+    assert_eq!(entry["provider"]["service"], "api", "{entry}");
+    assert!(
+        entry.get("readme").is_none(),
+        "ls carries no README: {entry}"
+    );
+    let none = json(&ok_as(
+        &server,
+        &outsider,
+        &["market", "ls", "--search", "no-such-thing", "-o", "json"],
+    ));
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
+    let shown = json(&ok_as(
+        &server,
+        &outsider,
+        &["market", "show", "shop/orders", "-o", "json"],
+    ));
+    assert!(
+        shown["readme"].as_str().unwrap().starts_with("# Orders"),
+        "{shown}"
+    );
+    assert_eq!(shown["contract"]["openapi"], "3.0.3", "{shown}");
+    let text = ok_as(&server, &outsider, &["market", "show", "shop/orders"]);
+    assert!(
+        text.contains("provider  application orders-live service api"),
+        "{text}"
+    );
+    failed_with(
+        &cli_as(&server, &outsider, &["market", "show", "shop/nothing"]),
+        "service_not_found",
+    );
 
     // v2 removes an operation: the review flags the break against v1.
     let v2 = CONTRACT_V1.split("  /orders/{id}:").next().unwrap();
@@ -302,4 +380,5 @@ fn submit_review_publish_and_protect() {
         &["apply", "-f", f.to_str().unwrap(), "--app", "front"],
     );
     ok_as(&server, &dev, &["rm", "--app", "front"]);
+    ok_as(&server, &dev, &["rm", "--app", "orders-live"]);
 }

@@ -159,7 +159,7 @@ fn check(
     );
     let team = if own { caller.own } else { caller.other };
     let want = match (caller.role, action) {
-        (_, Action::Own) | (None, _) => "past authorization".to_string(),
+        (_, Action::Own | Action::Market) | (None, _) => "past authorization".to_string(),
         (Some(_), Action::Admin) => "403 forbidden".to_string(),
         (Some(_), _) if !own => "404 team_not_found".to_string(),
         (Some(r), a) if role_allows(r, a) => "past authorization".to_string(),

@@ -49,7 +49,21 @@ fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
 fn downgrade_to_schema_9(data_dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(data_dir.join("berth.db")).unwrap();
     conn.execute_batch(
-        "DROP TABLE admission_grants;
+        // Migration 11 (the version lifecycle, the market's bindings).
+        "DROP INDEX versions_by_state;
+         DROP TABLE market_bindings;
+         ALTER TABLE versions DROP COLUMN state;
+         ALTER TABLE versions DROP COLUMN submitted_by;
+         ALTER TABLE versions DROP COLUMN submit_note;
+         ALTER TABLE versions DROP COLUMN reviewed_by;
+         ALTER TABLE versions DROP COLUMN review_reason;
+         ALTER TABLE versions DROP COLUMN state_changed_at;
+         ALTER TABLE versions DROP COLUMN steps;
+         ALTER TABLE versions DROP COLUMN contract;
+         ALTER TABLE versions DROP COLUMN readme;
+         ALTER TABLE apps DROP COLUMN protected;
+         -- Migration 10 (teams).
+         DROP TABLE admission_grants;
          DROP TABLE team_members;
          DROP TABLE teams;
          ALTER TABLE api_tokens DROP COLUMN team;

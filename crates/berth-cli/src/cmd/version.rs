@@ -5,9 +5,9 @@
 use super::Ctx;
 use crate::client::Client;
 use crate::commands::{json, print_json, print_list};
-use crate::{AppCommand, Command, ReviewCommand};
+use crate::{AppCommand, Command, MarketCommand, ReviewCommand};
 use anyhow::bail;
-use berth_core::api::{ReviewView, TransitionRequest};
+use berth_core::api::{MarketEntry, ReviewView, TransitionRequest};
 
 /// `[TEAM/]SERVICE:VERSION` → (team, service, version).
 pub(crate) fn parse_version_ref(s: &str) -> anyhow::Result<(Option<String>, String, String)> {
@@ -39,26 +39,84 @@ fn client_for(ctx: &Ctx, team: Option<String>) -> Client {
 
 pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
     let (transition, target, req) = match cmd {
-        Command::Submit { version, note } => {
-            ("submit", version, TransitionRequest { note, reason: None })
-        }
+        Command::Submit { version, note } => (
+            "submit",
+            version,
+            TransitionRequest {
+                note,
+                ..TransitionRequest::default()
+            },
+        ),
         Command::Approve { version, reason } => (
             "approve",
             version,
             TransitionRequest {
-                note: None,
                 reason: Some(reason),
+                ..TransitionRequest::default()
             },
         ),
         Command::Reject { version, reason } => (
             "reject",
             version,
             TransitionRequest {
-                note: None,
                 reason: Some(reason),
+                ..TransitionRequest::default()
             },
         ),
-        Command::Publish { version } => ("publish", version, TransitionRequest::default()),
+        Command::Publish { version, app } => (
+            "publish",
+            version,
+            TransitionRequest {
+                app,
+                ..TransitionRequest::default()
+            },
+        ),
+        Command::Market(MarketCommand::Ls { search, out }) => {
+            let list = ctx.client.market(search.as_deref()).await?;
+            print_list(
+                &out,
+                &list,
+                &[
+                    "ENTRY",
+                    "LATEST",
+                    "PROVIDER",
+                    "HEALTH",
+                    "CALLS/MIN",
+                    "ERRORS",
+                    "DESCRIPTION",
+                ],
+                |e| {
+                    vec![
+                        format!("{}/{}", e.team, e.service),
+                        e.latest.clone().unwrap_or_default(),
+                        e.provider
+                            .as_ref()
+                            .map(|p| format!("{}/{}", p.app, p.service))
+                            .unwrap_or_default(),
+                        e.provider
+                            .as_ref()
+                            .map(|p| p.health.clone())
+                            .unwrap_or_default(),
+                        e.calls_per_minute.to_string(),
+                        format!("{:.1}%", e.error_rate * 100.0),
+                        e.description.chars().take(60).collect(),
+                    ]
+                },
+            );
+            return Ok(0);
+        }
+        Command::Market(MarketCommand::Show { entry, out }) => {
+            let Some((team, service)) = entry.split_once('/') else {
+                bail!("{entry:?}: name a market entry as TEAM/SERVICE");
+            };
+            let e = ctx.client.market_entry(team, service).await?;
+            if json(&out) {
+                print_json(&e);
+            } else {
+                print_entry(&e);
+            }
+            return Ok(0);
+        }
         Command::Deprecate { version } => ("deprecate", version, TransitionRequest::default()),
         Command::Retire { version } => ("retire", version, TransitionRequest::default()),
         Command::Review(ReviewCommand::Ls { out }) => {
@@ -106,6 +164,46 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
         .await?;
     outln!("{}:{} is {}", v.service, v.version, v.lifecycle.state);
     Ok(0)
+}
+
+fn print_entry(e: &MarketEntry) {
+    outln!("entry     {}/{}", e.team, e.service);
+    if !e.description.is_empty() {
+        outln!("about     {}", e.description);
+    }
+    outln!("latest    {}", e.latest.as_deref().unwrap_or("-"));
+    match &e.provider {
+        Some(p) => outln!(
+            "provider  application {} service {} (version {}), {}",
+            p.app,
+            p.service,
+            p.version,
+            p.health
+        ),
+        None => outln!("provider  none (install it: x-berth.from_market)"),
+    }
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
+    outln!(
+        "traffic   {} calls/min, {:.1}% errors, p50 {}, p95 {}",
+        e.calls_per_minute,
+        e.error_rate * 100.0,
+        ms(e.p50_ms),
+        ms(e.p95_ms)
+    );
+    outln!("versions");
+    for v in &e.versions {
+        outln!("  {:<16} {:<11} {}", v.name, v.state.to_string(), v.tag);
+    }
+    if let Some(c) = &e.contract {
+        outln!(
+            "contract  {} operations",
+            berth_core::contract::operation_count(c)
+        );
+    }
+    if let Some(r) = &e.readme {
+        outln!("");
+        outln!("{r}");
+    }
 }
 
 fn print_review(r: &ReviewView) {
