@@ -12,6 +12,7 @@
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
 pub mod admission;
+mod app_plan;
 pub mod backup;
 pub mod builds;
 pub mod compose_build;

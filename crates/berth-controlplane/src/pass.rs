@@ -6,26 +6,24 @@
 //! milliseconds, so a replica that died leaves rotation at once and its replacement is created
 //! in the same pass.
 
+use crate::app_plan::{self, Verdict};
 use crate::health::ProbeKind;
-use crate::plan::{self, Order, Readiness, Replica, ReplicaState, RestartRule, Step};
+use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
 use crate::spec::{self, labels, RevisionSpec};
 use crate::{CpError, Inner, RestartInfo, StepBackoff};
-use berth_compose::{DependsCondition, FailureAction, RestartCondition, Service, UpdateOrder};
-use berth_core::api::{AppStatus, Instance, ServiceStatus};
-use berth_core::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
+use berth_compose::{FailureAction, Service};
+use berth_core::api::Instance;
+use berth_core::{HttpRoute, PortForward, RoutingTable};
 use berth_docker::{ContainerInspect, DockerError};
 use berth_store::RevisionStatus;
 use serde::de::IgnoredAny;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-const FAST: Duration = Duration::from_millis(25);
-const PROGRESS: Duration = Duration::from_millis(250);
 
 /// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
 /// at warn and then at debug while the same error repeats, and shown as the services' problem.
@@ -171,14 +169,6 @@ fn ip_of(
         .find_map(|ep| ep.ip_address.parse().ok())
 }
 
-fn restart_rule(svc: &Service) -> RestartRule {
-    match svc.restart.condition {
-        RestartCondition::Always | RestartCondition::UnlessStopped => RestartRule::Always,
-        RestartCondition::OnFailure => RestartRule::OnFailure(svc.restart.max_attempts),
-        RestartCondition::No => RestartRule::Never,
-    }
-}
-
 /// The port probes and routes target for a service.
 fn service_port(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<u16> {
     svc.berth
@@ -286,6 +276,11 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         .store
         .get_revision::<RevisionSpec>(app, record.revision)?;
     let spec = rev.spec;
+    let converged_before = rev.status != RevisionStatus::Pending
+        || inner
+            .store
+            .last_converged_before::<IgnoredAny>(app, record.revision)?
+            .is_some();
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
@@ -293,268 +288,79 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         .mem()
         .backoff
         .retain(|(a, _, _), b| a != app || b.revision == record.revision);
-    let mut by_service: BTreeMap<String, Vec<&Observed>> = BTreeMap::new();
-    for o in &observed {
-        by_service.entry(o.service.clone()).or_default().push(o);
-    }
-    // Readiness and plan inputs per service.
-    let mut inputs: BTreeMap<String, plan::Input> = BTreeMap::new();
-    let mut ready_of: HashMap<String, Readiness> = HashMap::new();
-    {
-        let names: Vec<String> = spec
-            .project
-            .services
-            .keys()
-            .cloned()
-            .chain(by_service.keys().cloned())
-            .collect();
-        for name in names {
-            if inputs.contains_key(&name) {
-                continue;
-            }
-            let svc = spec.project.services.get(&name);
-            let list = by_service.get(&name).cloned().unwrap_or_default();
-            let mem = inner.mem();
-            let replicas: Vec<Replica> = list
-                .iter()
-                .map(|o| {
-                    let r = match svc {
-                        Some(s) => readiness_cached(inner, app, &spec, &name, s, o, &mut ready_of),
-                        None => Readiness::Ready,
-                    };
-                    let info = mem.restarts.get(&o.inspect.id).copied().unwrap_or_default();
-                    Replica {
-                        id: o.inspect.id.clone(),
-                        slot: o.slot,
-                        hash: o.hash.clone(),
-                        state: state_of(&o.inspect),
-                        readiness: r,
-                        age_ms: age_ms(&o.inspect.created),
-                        restarts: info.count,
-                        restart_allowed: info.not_before.is_none_or(|t| t <= now),
-                        draining: mem.draining.get(&o.inspect.id).map(|(since, version)| {
-                            plan::Drain {
-                                since_ms: u64::try_from(now.duration_since(*since).as_millis())
-                                    .unwrap_or(u64::MAX),
-                                // Until the gateway serves the table without it, a 0 means nothing.
-                                in_flight: if inner.dataplane.table_version() >= *version {
-                                    inner.dataplane.in_flight(&o.inspect.id)
-                                } else {
-                                    usize::MAX
-                                },
-                            }
-                        }),
-                    }
-                })
-                .collect();
-            let backoff: Vec<plan::SlotBackoff> = mem
-                .backoff
-                .iter()
-                .filter(|((a, sv, _), _)| a == app && *sv == name)
-                .map(|((_, _, slot), b)| plan::SlotBackoff {
-                    slot: *slot,
-                    failures: b.failures,
-                    retry_in_ms: millis(b.next.saturating_duration_since(now)),
-                    failing_for_ms: millis(now.duration_since(b.since)),
-                    error: b.error.clone(),
-                })
-                .collect();
-            let input = match svc {
-                Some(s) => {
-                    let routed = !s.berth.routes.is_empty() || !s.ports.is_empty();
-                    let order = match s.update_config.order {
-                        Some(UpdateOrder::StartFirst) => Order::StartFirst,
-                        Some(UpdateOrder::StopFirst) => Order::StopFirst,
-                        None if s.container_name.is_some() => Order::StopFirst,
-                        None if routed => Order::StartFirst,
-                        None => Order::StartFirst,
-                    };
-                    let delay_passed = s.update_config.delay_ms == 0
-                        || mem
-                            .slot_done
-                            .get(&(app.to_string(), name.clone()))
-                            .is_none_or(|t| {
-                                now.duration_since(*t).as_millis()
-                                    >= u128::from(s.update_config.delay_ms)
-                            });
-                    plan::Input {
-                        hash: spec.service_hash(&name),
-                        replicas: s.replicas,
-                        order,
-                        parallelism: s.update_config.parallelism,
-                        restart: restart_rule(s),
-                        deps_ready: true, // filled below
-                        delay_passed,
-                        rollout_deadline_ms: s.update_config.monitor_ms.unwrap_or(
-                            u64::try_from(inner.config.rollout_deadline.as_millis())
-                                .unwrap_or(60_000),
-                        ),
-                        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis())
-                            .unwrap_or(50),
-                        drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
-                            + 20_000,
-                        paused: rev.status == RevisionStatus::Failed
-                            && s.update_config.failure_action == FailureAction::Pause,
-                        observed: replicas,
-                        backoff,
-                    }
-                }
-                None => plan::Input {
-                    hash: String::new(),
-                    replicas: 0,
-                    order: Order::StartFirst,
-                    parallelism: 0,
-                    restart: RestartRule::Never,
-                    deps_ready: false,
-                    delay_passed: true,
-                    rollout_deadline_ms: 0,
-                    min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
-                    drain_timeout_ms: 30_000,
-                    paused: false,
-                    observed: replicas,
-                    backoff,
+
+    // Observe: each replica's readiness (probes, Docker's healthcheck) and address.
+    let replicas: Vec<app_plan::Observed> = observed
+        .iter()
+        .map(|o| {
+            let svc = spec.project.services.get(&o.service);
+            app_plan::Observed {
+                id: o.inspect.id.clone(),
+                service: o.service.clone(),
+                slot: o.slot,
+                hash: o.hash.clone(),
+                state: state_of(&o.inspect),
+                readiness: match svc {
+                    Some(s) => readiness(inner, app, &spec, &o.service, s, o),
+                    None => Readiness::Ready,
                 },
-            };
-            drop(mem);
-            inputs.insert(name, input);
-        }
-    }
-    // depends_on conditions, from what this pass observed.
-    let mut waiting: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, svc) in &spec.project.services {
-        for (dep, cond) in &svc.depends_on {
-            let ok = inputs.get(dep).is_some_and(|d| {
-                let cur: Vec<&Replica> = d.observed.iter().filter(|r| r.hash == d.hash).collect();
-                let enough = cur.len() >= d.replicas as usize;
-                match cond {
-                    DependsCondition::ServiceStarted => {
-                        enough
-                            && cur
-                                .iter()
-                                .all(|r| !matches!(r.state, ReplicaState::Created))
-                    }
-                    DependsCondition::ServiceHealthy => {
-                        enough && cur.iter().all(|r| plan::settled(r, d.restart))
-                    }
-                    DependsCondition::ServiceCompletedSuccessfully => {
-                        enough && cur.iter().all(|r| r.state == ReplicaState::Exited(0))
-                    }
-                }
-            });
-            if !ok {
-                waiting
-                    .entry(name.clone())
-                    .or_default()
-                    .push(format!("{dep} ({})", cond_str(*cond)));
+                age_ms: age_ms(&o.inspect.created),
+                ip: ip_of(inner, app, Some(&spec), svc, &o.inspect),
             }
-        }
-    }
-    for (name, w) in &waiting {
-        if let Some(i) = inputs.get_mut(name) {
-            i.deps_ready = w.is_empty();
-        }
-    }
-
-    // Plan and execute.
-    let mut failed: Option<(String, String)> = None;
-    let mut pending = false;
-    // The soonest time a slot in backoff may be acted on again.
-    let mut retry: Option<Instant> = None;
-    for (name, input) in &inputs {
-        let steps = plan::plan(input);
-        for step in steps {
-            if let Step::Wait { retry_in_ms, .. } = step {
-                let at = now + Duration::from_millis(retry_in_ms);
-                retry = Some(retry.map_or(at, |r| r.min(at)));
-                continue;
-            }
-            pending = true;
-            match step {
-                Step::Failed { reason } => {
-                    if failed.is_none() {
-                        failed = Some((name.clone(), reason));
-                    }
-                }
-                step => execute(
-                    inner,
-                    app,
-                    record.revision,
-                    &spec,
-                    name,
-                    input,
-                    step,
-                    observed_at,
-                ),
-            }
-        }
-    }
-
-    // Status, convergence, routes.
-    let converged_all = inputs.iter().all(|(name, i)| {
-        plan::converged(i) && (spec.project.services.contains_key(name) || i.observed.is_empty())
-    });
-    let busy = {
-        let mem = inner.mem();
-        inputs
-            .values()
-            .flat_map(|i| i.observed.iter())
-            .any(|r| mem.busy.contains(&r.id))
-            || mem
-                .busy
-                .iter()
-                .any(|k| k.starts_with(&create_key_prefix(app)))
-    };
-    let converged = converged_all && !busy;
-    let mut message = String::new();
-    if converged && rev.status == RevisionStatus::Pending {
-        inner
-            .store
-            .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
-        tracing::info!(app, revision = record.revision, "revision converged");
-    }
-    let mut revision_failed = rev.status == RevisionStatus::Failed;
-    if let Some((svc_name, reason)) = failed.clone() {
-        message = format!("{svc_name}: {reason}");
-        revision_failed |= handle_failure(inner, app, record.revision, &spec, &svc_name, &message)?;
-    } else if rev.status == RevisionStatus::Pending && !converged {
-        // A first deploy that cannot make progress fails the revision (nothing to roll back to).
-        if let Some(problem) = first_deploy_problem(&inputs) {
-            if inner
-                .store
-                .last_converged_before::<IgnoredAny>(app, record.revision)?
-                .is_none()
-            {
-                inner.store.set_revision_status(
-                    app,
-                    record.revision,
-                    RevisionStatus::Failed,
-                    &problem,
-                )?;
-                revision_failed = true;
-                tracing::warn!(app, revision = record.revision, problem, "revision failed");
-            }
-        }
-    }
-    let statuses = service_statuses(inner, app, &spec, &inputs, &waiting);
-    let health = if converged {
-        "healthy"
-    } else if revision_failed {
-        "failed"
-    } else if statuses.iter().any(|s| s.problem.is_some()) {
-        "degraded"
-    } else {
-        "progressing"
-    };
-    let status = AppStatus {
-        name: app.into(),
+        })
+        .collect();
+    let memory = app_memory(inner, app, &replicas);
+    let desired = app_plan::Desired {
+        app,
         revision: record.revision,
-        revision_status: String::new(),
-        message,
-        health: health.into(),
-        converged,
-        services: statuses,
+        spec: &spec,
+        status: rev.status,
+        converged_before,
+        rollout_deadline_ms: u64::try_from(inner.config.rollout_deadline.as_millis())
+            .unwrap_or(60_000),
+        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
     };
-    publish_routes(inner, app, &spec, &observed, &inputs);
+
+    // Plan.
+    let plan = app_plan::plan_app(&desired, &replicas, &memory, now);
+
+    // Execute.
+    for (name, step) in plan.steps {
+        execute(
+            inner,
+            app,
+            record.revision,
+            &spec,
+            &name,
+            &plan.services[&name],
+            step,
+            observed_at,
+        );
+    }
+    match plan.verdict {
+        Verdict::Unchanged => {}
+        Verdict::Converged => {
+            inner
+                .store
+                .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
+            tracing::info!(app, revision = record.revision, "revision converged");
+        }
+        Verdict::RolloutFailed { message, action } => {
+            handle_failure(inner, app, record.revision, action, &message)?;
+        }
+        Verdict::FirstDeployFailed { problem } => {
+            inner.store.set_revision_status(
+                app,
+                record.revision,
+                RevisionStatus::Failed,
+                &problem,
+            )?;
+            tracing::warn!(app, revision = record.revision, problem, "revision failed");
+        }
+    }
+
+    // Publish.
+    publish_routes(inner, app, plan.routes, plan.ports);
     // Until every probe of a running replica has answered once, the table under-reports what
     // serves (after a server restart, all readiness starts over): not yet "synced".
     let probes_pending = observed.iter().any(|o| {
@@ -568,60 +374,70 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     });
     {
         let mut mem = inner.mem();
-        mem.status.insert(app.into(), status);
+        mem.status.insert(app.into(), plan.status);
         if !probes_pending {
             mem.synced.insert(app.to_string());
         }
     }
+    Ok(plan.requeue)
+}
 
-    let draining = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .any(|r| r.draining.is_some());
-    let backoff = {
-        let mem = inner.mem();
-        inputs
-            .values()
-            .flat_map(|i| i.observed.iter())
-            .filter_map(|r| mem.restarts.get(&r.id).and_then(|i| i.not_before))
-            .filter(|t| *t > now)
-            .chain(retry)
-            .min()
+/// What Berth remembers of this application, as the planner reads it.
+fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_plan::AppMemory {
+    let port_errors = inner.dataplane.port_errors();
+    let table_version = inner.dataplane.table_version();
+    let mem = inner.mem();
+    let mut out = app_plan::AppMemory {
+        port_errors,
+        ..app_plan::AppMemory::default()
     };
-    Ok(if draining {
-        Action::Requeue(FAST)
-    } else if let Some(t) = backoff {
-        // A slot waiting on its backoff must not hold back the others' progress: with steps
-        // under way elsewhere, look again as soon as without the backoff.
-        let wait = (t - now).max(FAST);
-        Action::Requeue(if pending { wait.min(PROGRESS) } else { wait })
-    } else if pending || !converged {
-        Action::Requeue(PROGRESS)
-    } else {
-        Action::Await
-    })
-}
-
-fn readiness_cached(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    name: &str,
-    svc: &Service,
-    o: &Observed,
-    cache: &mut HashMap<String, Readiness>,
-) -> Readiness {
-    *cache
-        .entry(o.inspect.id.clone())
-        .or_insert_with(|| readiness(inner, app, spec, name, svc, o))
-}
-
-fn cond_str(c: DependsCondition) -> &'static str {
-    match c {
-        DependsCondition::ServiceStarted => "service_started",
-        DependsCondition::ServiceHealthy => "service_healthy",
-        DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+    for r in replicas {
+        if let Some(info) = mem.restarts.get(&r.id) {
+            out.restarts.insert(
+                r.id.clone(),
+                app_plan::Restarts {
+                    count: info.count,
+                    not_before: info.not_before,
+                },
+            );
+        }
+        if let Some((since, version)) = mem.draining.get(&r.id) {
+            out.draining.insert(
+                r.id.clone(),
+                app_plan::Draining {
+                    since: *since,
+                    // Until the gateway serves the table without it, a 0 means nothing.
+                    in_flight: if table_version >= *version {
+                        inner.dataplane.in_flight(&r.id)
+                    } else {
+                        usize::MAX
+                    },
+                },
+            );
+        }
     }
+    for ((a, service, slot), b) in &mem.backoff {
+        if a == app {
+            out.failing.insert(
+                (service.clone(), *slot),
+                app_plan::SlotFailures {
+                    failures: b.failures,
+                    since: b.since,
+                    next: b.next,
+                    error: b.error.clone(),
+                },
+            );
+        }
+    }
+    for ((a, service), t) in &mem.slot_done {
+        if a == app {
+            out.slot_done.insert(service.clone(), *t);
+        }
+    }
+    let prefix = create_key_prefix(app);
+    out.busy = replicas.iter().any(|r| mem.busy.contains(&r.id))
+        || mem.busy.iter().any(|k| k.starts_with(&prefix));
+    out
 }
 
 fn millis(d: Duration) -> u64 {
@@ -638,76 +454,19 @@ fn age_ms(created: &str) -> u64 {
     u64::try_from(d.whole_milliseconds()).unwrap_or(0)
 }
 
-fn first_deploy_problem(inputs: &BTreeMap<String, plan::Input>) -> Option<String> {
-    for (name, i) in inputs {
-        for r in i.observed.iter().filter(|r| r.hash == i.hash) {
-            if plan::settled(r, i.restart) {
-                continue;
-            }
-            if r.restarts >= 3 {
-                return Some(format!("{name}: replica {} keeps exiting", r.slot));
-            }
-            if let ReplicaState::Exited(code) = r.state {
-                if code != 0 && i.restart != RestartRule::Always && r.restarts >= i.restart_limit()
-                {
-                    return Some(format!(
-                        "{name}: replica {} exited with code {code}",
-                        r.slot
-                    ));
-                }
-            }
-            if r.age_ms > i.rollout_deadline_ms && r.state == ReplicaState::Running {
-                return Some(format!(
-                    "{name}: replica {} did not become healthy within {} s",
-                    r.slot,
-                    i.rollout_deadline_ms / 1000
-                ));
-            }
-        }
-    }
-    None
-}
-
-impl plan::Input {
-    fn restart_limit(&self) -> u32 {
-        match self.restart {
-            RestartRule::OnFailure(Some(m)) => m,
-            RestartRule::OnFailure(None) | RestartRule::Always => u32::MAX,
-            RestartRule::Never => 0,
-        }
-    }
-}
-
+/// Record a failed rollout (the planner decided it) and roll back if its `failure_action` says so.
 fn handle_failure(
     inner: &Inner,
     app: &str,
     revision: u64,
-    spec: &RevisionSpec,
-    svc: &str,
+    action: FailureAction,
     message: &str,
-) -> Result<bool, CpError> {
-    let action = spec
-        .project
-        .services
-        .get(svc)
-        .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
-    if action == FailureAction::Continue {
-        return Ok(false);
-    }
-    let paused;
-    let message = if action == FailureAction::Pause {
-        paused = format!(
-            "{message}; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back"
-        );
-        &paused
-    } else {
-        message
-    };
+) -> Result<(), CpError> {
     if !inner
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?
     {
-        return Ok(false); // already recorded (the caller knows its status)
+        return Ok(()); // already recorded
     }
     tracing::warn!(app, revision, message, "rollout failed");
     if action == FailureAction::Rollback {
@@ -731,175 +490,11 @@ fn handle_failure(
             inner.wake(app);
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-fn service_statuses(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    inputs: &BTreeMap<String, plan::Input>,
-    waiting: &BTreeMap<String, Vec<String>>,
-) -> Vec<ServiceStatus> {
-    let port_errors = inner.dataplane.port_errors();
-    let mem = inner.mem();
-    spec.project
-        .services
-        .iter()
-        .map(|(name, svc)| {
-            let i = &inputs[name];
-            let cur: Vec<&Replica> = i
-                .observed
-                .iter()
-                .filter(|r| r.hash == i.hash && r.draining.is_none())
-                .collect();
-            let healthy = cur
-                .iter()
-                .filter(|r| r.state == ReplicaState::Running && r.readiness == Readiness::Ready)
-                .count();
-            let routed = !svc.berth.routes.is_empty() || !svc.ports.is_empty();
-            let mut problem = None;
-            for r in &i.observed {
-                if let ReplicaState::Exited(code) = r.state {
-                    if code != 0 {
-                        problem = Some(format!("replica {} exited with code {code}", r.slot));
-                    }
-                } else if r.readiness == Readiness::Unhealthy {
-                    problem = Some(format!("replica {} is unhealthy", r.slot));
-                } else if let Some(info) = mem.restarts.get(&r.id) {
-                    if info.count >= 3 && r.readiness != Readiness::Ready {
-                        problem =
-                            Some(format!("replica {} restarted {} times", r.slot, info.count));
-                    }
-                }
-            }
-            // A failing step says more than the state it left behind.
-            if let Some(((_, _, slot), b)) = mem
-                .backoff
-                .iter()
-                .filter(|((a, sv, _), _)| a == app && sv == name)
-                .min_by_key(|((_, _, slot), _)| *slot)
-            {
-                problem = Some(format!(
-                    "replica {slot}: {} ({} failed {}, retrying with a backoff)",
-                    b.error,
-                    b.failures,
-                    if b.failures == 1 {
-                        "attempt"
-                    } else {
-                        "attempts"
-                    }
-                ));
-            }
-            for p in &svc.ports {
-                let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-                let Some(published) = p.published else {
-                    continue;
-                };
-                let listen = SocketAddr::new(host_ip, published);
-                if let Some((_, err)) = port_errors.iter().find(|(a, _)| *a == listen) {
-                    problem = Some(format!("host port {listen} cannot be bound: {err}"));
-                }
-            }
-            ServiceStatus {
-                name: name.clone(),
-                desired: svc.replicas,
-                created: u32::try_from(cur.len()).unwrap_or(u32::MAX),
-                healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
-                in_rotation: if routed {
-                    u32::try_from(healthy).unwrap_or(u32::MAX)
-                } else {
-                    0
-                },
-                old: u32::try_from(i.observed.iter().filter(|r| r.hash != i.hash).count())
-                    .unwrap_or(0),
-                completed: cur.iter().any(|r| r.state == ReplicaState::Exited(0)),
-                waiting_for: waiting.get(name).cloned().unwrap_or_default(),
-                problem,
-            }
-        })
-        .collect()
-}
-
-/// Compute this application's routes and published ports from ready, non-draining replicas
-/// (old and new alike: during a start-first rollout both serve), then publish the whole table.
-fn publish_routes(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    observed: &[Observed],
-    inputs: &BTreeMap<String, plan::Input>,
-) {
-    let mut routes = Vec::new();
-    let mut ports = Vec::new();
-    // Draining as of now (this pass may have started drains after its inputs were read).
-    let draining: std::collections::HashSet<String> =
-        inner.mem().draining.keys().cloned().collect();
-    let ready: HashMap<&str, bool> = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .map(|r| {
-            let ok = r.state == ReplicaState::Running
-                && r.readiness == Readiness::Ready
-                && !draining.contains(&r.id);
-            (r.id.as_str(), ok)
-        })
-        .collect();
-    for (name, svc) in &spec.project.services {
-        let members: Vec<(&Observed, IpAddr)> = observed
-            .iter()
-            .filter(|o| {
-                o.service == *name && ready.get(o.inspect.id.as_str()).copied().unwrap_or(false)
-            })
-            .filter_map(|o| ip_of(inner, app, Some(spec), Some(svc), &o.inspect).map(|ip| (o, ip)))
-            .collect();
-        let mut sorted = members;
-        sorted.sort_by_key(|(o, _)| (o.slot, o.hash.clone()));
-        for r in &svc.berth.routes {
-            let Some(port) = r.port.or_else(|| spec.default_port(name)) else {
-                continue;
-            };
-            routes.push(HttpRoute {
-                app: app.into(),
-                service: name.clone(),
-                host: r.host.clone(),
-                path_prefix: r.path_prefix.clone(),
-                strip_prefix: r.strip_prefix,
-                endpoints: sorted
-                    .iter()
-                    .map(|(o, ip)| Endpoint {
-                        id: o.inspect.id.clone(),
-                        addr: SocketAddr::new(*ip, port),
-                    })
-                    .collect(),
-                policy: crate::policy::route_policy(app, svc, r),
-                protocol: crate::policy::route_protocol(r),
-            });
-        }
-        for p in &svc.ports {
-            let Some(published) = p.published else {
-                continue;
-            };
-            let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            ports.push(PortForward {
-                app: app.into(),
-                service: name.clone(),
-                listen: SocketAddr::new(host_ip, published),
-                protocol: if p.protocol == berth_compose::Protocol::Udp {
-                    Protocol::Udp
-                } else {
-                    Protocol::Tcp
-                },
-                endpoints: sorted
-                    .iter()
-                    .map(|(o, ip)| Endpoint {
-                        id: o.inspect.id.clone(),
-                        addr: SocketAddr::new(*ip, p.target),
-                    })
-                    .collect(),
-            });
-        }
-    }
+/// Publish this application's routes and published ports (the whole table, if they changed).
+fn publish_routes(inner: &Inner, app: &str, routes: Vec<HttpRoute>, ports: Vec<PortForward>) {
     let mut mem = inner.mem();
     let entry = (routes, ports);
     if mem.tables.get(app) == Some(&entry) {
