@@ -27,6 +27,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod retention;
+mod runtime;
 pub mod spec;
 pub mod subnets;
 pub mod webhooks;

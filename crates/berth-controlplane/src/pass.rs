@@ -1,5 +1,10 @@
 //! One reconcile pass of one application: observe, plan, execute, publish.
 //!
+//! The pass observes through the runtime (`runtime::AppRuntime`; the local Docker engine is
+//! `runtime::Local`), computes readiness, lets the pure `app_plan::plan_app` make every
+//! decision, then carries out the steps through the runtime, records the verdict and publishes
+//! the routing table ([docs/runtime.md](../../../docs/runtime.md)).
+//!
 //! A pass never waits on slow work: creates, starts, stops and removals run as owned background
 //! tasks, marked busy so the next pass does not plan them again, and they wake the application
 //! when done. The pass itself lists, inspects, plans and publishes the routing table in
@@ -10,12 +15,12 @@ use crate::app_plan::{self, Verdict};
 use crate::health::ProbeKind;
 use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
-use crate::spec::{self, labels, RevisionSpec};
+use crate::runtime::{self, AppRuntime, Replica};
+use crate::spec::RevisionSpec;
 use crate::{CpError, Inner, RestartInfo, StepBackoff};
 use berth_compose::{FailureAction, Service};
 use berth_core::api::Instance;
 use berth_core::{HttpRoute, PortForward, RoutingTable};
-use berth_docker::{ContainerInspect, DockerError};
 use berth_store::RevisionStatus;
 use serde::de::IgnoredAny;
 use std::collections::HashSet;
@@ -28,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 /// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
 /// at warn and then at debug while the same error repeats, and shown as the services' problem.
 pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
-    match pass(inner, app).await {
+    match pass(inner, &runtime::Local::new(inner), app).await {
         Ok(a) => {
             if let Some(b) = inner.mem().pass_failures.remove(app) {
                 tracing::info!(
@@ -89,84 +94,24 @@ pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
     }
 }
 
-/// What a pass observed of one container.
-struct Observed {
-    inspect: ContainerInspect,
-    service: String,
-    slot: u32,
-    hash: String,
-    revision: u64,
-}
-
-fn state_of(i: &ContainerInspect) -> ReplicaState {
-    match i.state.status.as_str() {
-        "created" => ReplicaState::Created,
-        "running" => ReplicaState::Running,
-        "exited" => ReplicaState::Exited(i.state.exit_code),
-        _ => ReplicaState::Other,
-    }
-}
-
-async fn observe(inner: &Inner, app: &str) -> Result<Vec<Observed>, CpError> {
-    let filters = crate::label_filters(inner, Some(app));
-    let list = inner.docker.list_containers(&filters, true).await?;
-    let mut out = Vec::with_capacity(list.len());
-    let inspects =
-        futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id)))
-            .await;
-    for (c, i) in list.iter().zip(inspects) {
-        let inspect = match i {
-            Ok(i) => i,
-            Err(DockerError::NotFound(_)) => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),            // never act on a partial listing
-        };
-        let l = &inspect.labels;
-        // Belt and braces: the filter already guarantees these.
-        if l.get(labels::INSTANCE) != Some(&inner.naming.instance)
-            || l.get(labels::APP).map(String::as_str) != Some(app)
-        {
-            continue;
-        }
-        out.push(Observed {
-            service: l.get(labels::SERVICE).cloned().unwrap_or_default(),
-            slot: l
-                .get(labels::SLOT)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u32::MAX),
-            hash: l.get(labels::HASH).cloned().unwrap_or_default(),
-            revision: l
-                .get(labels::REVISION)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-            inspect,
-        });
-        let _ = c;
-    }
-    Ok(out)
-}
-
 fn ip_of(
     inner: &Inner,
     app: &str,
     spec: Option<&RevisionSpec>,
     svc: Option<&Service>,
-    i: &ContainerInspect,
+    r: &Replica,
 ) -> Option<IpAddr> {
     // Prefer the service's first network; fall back to any.
     if let (Some(spec), Some(svc)) = (spec, svc) {
         for net in svc.networks.keys() {
             let decl = spec.project.networks.get(net);
             let name = inner.naming.network(app, net, decl);
-            if let Some(ep) = i.networks.get(&name) {
-                if let Ok(ip) = ep.ip_address.parse() {
-                    return Some(ip);
-                }
+            if let Some(ip) = r.addresses.get(&name) {
+                return Some(*ip);
             }
         }
     }
-    i.networks
-        .values()
-        .find_map(|ep| ep.ip_address.parse().ok())
+    r.addresses.values().next().copied()
 }
 
 /// The port probes and routes target for a service.
@@ -229,25 +174,21 @@ fn readiness(
     spec: &RevisionSpec,
     name: &str,
     svc: &Service,
-    o: &Observed,
+    o: &Replica,
 ) -> Readiness {
-    if state_of(&o.inspect) != ReplicaState::Running {
-        inner.prober.mark_down(&o.inspect.id);
+    if o.state != ReplicaState::Running {
+        inner.prober.mark_down(&o.id);
         return Readiness::Starting;
     }
     if let Some((kind, port)) = probe_kind(spec, name, svc) {
-        let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), &o.inspect) else {
+        let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), o) else {
             return Readiness::Starting;
         };
-        return inner.prober.ensure(
-            app,
-            &o.inspect.id,
-            &o.inspect.state.started_at,
-            SocketAddr::new(ip, port),
-            &kind,
-        );
+        return inner
+            .prober
+            .ensure(app, &o.id, &o.started_at, SocketAddr::new(ip, port), &kind);
     }
-    match o.inspect.state.health.as_deref() {
+    match o.health.as_deref() {
         Some("healthy") => Readiness::Ready,
         Some("unhealthy") => Readiness::Unhealthy,
         Some("starting") => Readiness::Starting,
@@ -255,7 +196,7 @@ fn readiness(
     }
 }
 
-async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
+async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Action, CpError> {
     let record = match inner.store.get_app(app) {
         Ok(a) => Some(a),
         Err(berth_store::StoreError::AppNotFound(_)) => None,
@@ -263,14 +204,14 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     };
     // Steps that finish after this instant were not seen by this pass's listing (see `execute`).
     let observed_at = Instant::now();
-    let observed = observe(inner, app).await?;
+    let observed = rt.observe(app).await?;
     let Some(record) = record.filter(|r| !r.deleting) else {
         let volumes = inner
             .store
             .get_app(app)
             .map(|a| a.delete_volumes)
             .unwrap_or(false);
-        return teardown(inner, app, observed, volumes).await;
+        return teardown(inner, rt, app, observed, volumes).await;
     };
     let rev = inner
         .store
@@ -295,17 +236,17 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         .map(|o| {
             let svc = spec.project.services.get(&o.service);
             app_plan::Observed {
-                id: o.inspect.id.clone(),
+                id: o.id.clone(),
                 service: o.service.clone(),
                 slot: o.slot,
                 hash: o.hash.clone(),
-                state: state_of(&o.inspect),
+                state: o.state,
                 readiness: match svc {
                     Some(s) => readiness(inner, app, &spec, &o.service, s, o),
                     None => Readiness::Ready,
                 },
-                age_ms: age_ms(&o.inspect.created),
-                ip: ip_of(inner, app, Some(&spec), svc, &o.inspect),
+                age_ms: age_ms(&o.created),
+                ip: ip_of(inner, app, Some(&spec), svc, o),
             }
         })
         .collect();
@@ -328,6 +269,7 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     for (name, step) in plan.steps {
         execute(
             inner,
+            rt,
             app,
             record.revision,
             &spec,
@@ -364,13 +306,13 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     // Until every probe of a running replica has answered once, the table under-reports what
     // serves (after a server restart, all readiness starts over): not yet "synced".
     let probes_pending = observed.iter().any(|o| {
-        state_of(&o.inspect) == ReplicaState::Running
+        o.state == ReplicaState::Running
             && spec
                 .project
                 .services
                 .get(&o.service)
                 .is_some_and(|svc| probe_kind(&spec, &o.service, svc).is_some())
-            && !inner.prober.evaluated(&o.inspect.id)
+            && !inner.prober.evaluated(&o.id)
     });
     {
         let mut mem = inner.mem();
@@ -558,8 +500,9 @@ fn backoff_after(count: u32) -> Duration {
 
 /// Run one step as an owned background task; the key marks it busy until done.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-fn execute(
+fn execute<R: AppRuntime>(
     inner: &Arc<Inner>,
+    rt: &R,
     app: &str,
     revision: u64,
     spec: &RevisionSpec,
@@ -639,6 +582,7 @@ fn execute(
     // The slot the step acts on: its failures back off per slot (see `plan::SlotBackoff`).
     let slot = plan::step_slot(input, &step);
     let inner2 = inner.clone();
+    let rt = rt.clone();
     let (app, service, spec) = (app.to_string(), service.to_string(), spec.clone());
     let grace = spec
         .project
@@ -652,28 +596,21 @@ fn execute(
         let result: Result<(), CpError> = async {
             match &step {
                 Step::Create { slot } => {
-                    created = Some(create_replica(&inner, &app, revision, &spec, &service, *slot).await?);
+                    created = Some(rt.create_replica(&app, revision, &spec, &service, *slot).await?);
                     Ok(())
                 }
                 Step::Start { id } => {
                     tracing::info!(app, service, container = %short(id), "starting replica");
-                    Ok(inner.docker.start_container(id).await?)
+                    rt.start(id).await
                 }
                 Step::Restart { id } => {
                     tracing::info!(app, service, container = %short(id), "restarting unhealthy replica");
                     inner.prober.forget(id);
-                    Ok(inner.docker.restart_container(id, grace).await?)
+                    rt.restart(id, grace).await
                 }
                 Step::Remove { id } => {
                     tracing::info!(app, service, container = %short(id), "removing replica");
-                    match inner.docker.stop_container(id, grace).await {
-                        Ok(()) | Err(DockerError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    match inner.docker.remove_container(id, true, false).await {
-                        Ok(()) | Err(DockerError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    rt.remove(id, grace).await?;
                     let mut mem = inner.mem();
                     mem.draining.remove(id);
                     let restarted = mem.restarts.remove(id).is_some();
@@ -794,133 +731,16 @@ fn record_outcome(
     }
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-async fn create_replica(
-    inner: &Inner,
-    app: &str,
-    revision: u64,
-    spec: &RevisionSpec,
-    service: &str,
-    slot: u32,
-) -> Result<String, CpError> {
-    let svc = spec
-        .project
-        .services
-        .get(service)
-        .ok_or_else(|| CpError::ServiceNotFound(app.into(), service.into()))?;
-    let hash = spec.service_hash(service);
-    let name = svc
-        .container_name
-        .clone()
-        .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
-    // Networks and volumes are made here, in the step, so a failure is this step's error.
-    let resolved = crate::networks::ensure(inner, app, spec).await?;
-    let mut body = spec::container_spec(
-        &inner.naming,
-        spec,
-        app,
-        revision,
-        service,
-        svc,
-        slot,
-        &hash,
-        &inner.config.extra_labels,
-    );
-    resolved.apply(&mut body);
-    let id = match inner.docker.create_container(&name, &body).await {
-        Ok(id) => id,
-        Err(DockerError::Conflict(_)) => {
-            // A create repeated after a crash: adopt ours, never touch anyone else's. Anything
-            // else holding the name is an error (reported, retried with a backoff): returning
-            // as if created would make the next pass plan the same create at once.
-            let existing = inner.docker.inspect_container(&name).await?;
-            let l = &existing.labels;
-            let taken = |holder: String| CpError::NameTaken {
-                name: name.clone(),
-                holder,
-            };
-            if l.get(labels::INSTANCE) != Some(&inner.naming.instance) {
-                return Err(taken("a container Berth does not manage".into()));
-            }
-            let other_app = l.get(labels::APP).map_or("", String::as_str);
-            if other_app != app {
-                // Another team's application is not named (docs/teams.md).
-                let (team, _) = berth_core::team::split_global(app);
-                return Err(taken(match berth_core::team::local_name(team, other_app) {
-                    Some(other) => format!("a container of application {other:?}"),
-                    None => "a container of another team".into(),
-                }));
-            }
-            let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
-                && l.get(labels::SLOT) == Some(&slot.to_string())
-                && l.get(labels::HASH) == Some(&hash);
-            if !same_replica {
-                // Ours, of another spec (a fixed container_name updated start-first): the
-                // planner removes it once its slot allows.
-                return Err(taken(format!(
-                    "another replica of this application ({} {}, revision {})",
-                    l.get(labels::SERVICE).map_or("", String::as_str),
-                    l.get(labels::SLOT).map_or("", String::as_str),
-                    l.get(labels::REVISION).map_or("", String::as_str),
-                )));
-            }
-            existing.id
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(tar) = files_tar(spec, svc) {
-        inner.docker.put_archive(&id, "/", tar).await?;
-    }
-    tracing::info!(app, service, slot, container = %short(&id), "starting new replica");
-    inner.docker.start_container(&id).await?;
-    Ok(id)
-}
-
-/// File-based secrets (`/run/secrets/NAME`) and configs (`/NAME`) as a tar to upload before start.
-fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
-    let mut files: Vec<(String, &str, u32)> = Vec::new();
-    for r in &svc.secrets {
-        if let Some(s) = spec.project.secrets.get(&r.source) {
-            let target = r.target.clone().unwrap_or_else(|| r.source.clone());
-            let path = if target.starts_with('/') {
-                target
-            } else {
-                format!("/run/secrets/{target}")
-            };
-            files.push((path, &s.content, 0o444));
-        }
-    }
-    for r in &svc.configs {
-        if let Some(c) = spec.project.configs.get(&r.source) {
-            let target = r.target.clone().unwrap_or_else(|| format!("/{}", r.source));
-            files.push((target, &c.content, 0o444));
-        }
-    }
-    if files.is_empty() {
-        return None;
-    }
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, content, mode) in files {
-        let rel = path.trim_start_matches('/');
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        if b.append_data(&mut h, rel, content.as_bytes()).is_err() {
-            return None;
-        }
-    }
-    b.into_inner().ok()
-}
-
 /// Remove everything of an application (deleted, or unknown to the store: an orphan).
-async fn teardown(
+async fn teardown<R: AppRuntime>(
     inner: &Arc<Inner>,
+    rt: &R,
     app: &str,
-    observed: Vec<Observed>,
+    observed: Vec<Replica>,
     volumes: bool,
 ) -> Result<Action, CpError> {
     {
@@ -930,35 +750,13 @@ async fn teardown(
         }
     }
     let removals = observed.iter().map(|o| async move {
-        let id = &o.inspect.id;
-        inner.prober.forget(id);
-        match inner.docker.stop_container(id, 10).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        match inner.docker.remove_container(id, true, false).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        inner.prober.forget(&o.id);
+        rt.remove(&o.id, 10).await
     });
     for r in futures_util::future::join_all(removals).await {
         r?;
     }
-    let filters = crate::label_filters(inner, Some(app));
-    for n in inner.docker.list_networks(&filters).await? {
-        match inner.docker.remove_network(&n.id).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if volumes {
-        for v in inner.docker.list_volumes(&filters).await? {
-            match inner.docker.remove_volume(&v.name).await {
-                Ok(()) | Err(DockerError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    rt.remove_resources(app, volumes).await?;
     {
         let mut mem = inner.mem();
         mem.status.remove(app);
@@ -979,8 +777,8 @@ async fn teardown(
 }
 
 /// `berth ps`: every container of the application, with Berth's view of it.
-pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>, CpError> {
-    let observed = observe(inner, app).await?;
+pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Instance>, CpError> {
+    let observed = runtime::Local::new(inner).observe(app).await?;
     let spec: Option<RevisionSpec> = inner
         .store
         .get_app(app)
@@ -999,21 +797,21 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
                 (Some(s), Some(svc)) => service_port(s, &o.service, svc),
                 _ => None,
             };
-            let ip = ip_of(inner, app, spec.as_ref(), svc, &o.inspect);
+            let ip = ip_of(inner, app, spec.as_ref(), svc, o);
             let in_rotation = table
                 .routes
                 .iter()
                 .flat_map(|r| r.endpoints.iter())
                 .chain(table.ports.iter().flat_map(|p| p.endpoints.iter()))
-                .any(|e| e.id == o.inspect.id);
-            let running = o.inspect.state.running;
+                .any(|e| e.id == o.id);
+            let running = o.running;
             let health = if !running {
                 "none".to_string()
-            } else if let Some(h) = &o.inspect.state.health {
+            } else if let Some(h) = &o.health {
                 h.clone()
             } else if let (Some(s), Some(svc)) = (&spec, svc) {
                 if probe_kind(s, &o.service, svc).is_some() {
-                    match inner.prober.peek(&o.inspect.id) {
+                    match inner.prober.peek(&o.id) {
                         Some(Readiness::Ready) => "healthy",
                         Some(Readiness::Unhealthy) => "unhealthy",
                         _ => "starting",
@@ -1027,20 +825,20 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
             };
             let info = mem
                 .restarts
-                .get(&o.inspect.id)
+                .get(&o.id)
                 .copied()
                 .unwrap_or(RestartInfo::default());
-            let exit_code = match state_of(&o.inspect) {
+            let exit_code = match o.state {
                 ReplicaState::Exited(c) => Some(c),
                 _ => info.last_exit,
             };
             Instance {
                 service: o.service.clone(),
                 slot: o.slot,
-                container_id: o.inspect.id.clone(),
-                name: o.inspect.name.trim_start_matches('/').to_string(),
-                image: o.inspect.image.clone(),
-                state: o.inspect.state.status.clone(),
+                container_id: o.id.clone(),
+                name: o.name.clone(),
+                image: o.image.clone(),
+                state: o.status.clone(),
                 health,
                 address: match (ip, port) {
                     (Some(ip), Some(p)) => SocketAddr::new(ip, p).to_string(),
@@ -1051,7 +849,7 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
                 restarts: u64::from(info.count),
                 exit_code,
                 in_rotation,
-                draining: mem.draining.contains_key(&o.inspect.id),
+                draining: mem.draining.contains_key(&o.id),
             }
         })
         .collect();
@@ -1065,12 +863,12 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     use futures_util::StreamExt;
     loop {
         let Some(i) = inner.upgrade() else { return };
-        let filters = crate::label_filters(&i, None);
-        let docker = i.docker.clone();
+        let rt = runtime::Local::new(&i);
         drop(i);
-        match docker.events(&filters).await {
-            Ok(stream) => {
-                let mut stream = std::pin::pin!(stream);
+        let events = rt.events().await;
+        drop(rt);
+        match events {
+            Ok(mut stream) => {
                 // Anything may have happened while we were not listening.
                 if let Some(i) = inner.upgrade() {
                     wake_all(&i).await;
@@ -1080,16 +878,13 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
                         () = shutdown.cancelled() => return,
                         ev = stream.next() => ev,
                     };
-                    let Some(Ok(ev)) = ev else { break };
+                    let Some(ev) = ev else { break };
                     let Some(i) = inner.upgrade() else { return };
-                    if ev.typ != "container" {
-                        continue;
+                    if ev.down {
+                        i.prober.mark_down(&ev.replica);
+                        drop_endpoint(&i, &ev.replica);
                     }
-                    if matches!(ev.action.as_str(), "die" | "oom" | "kill" | "stop") {
-                        i.prober.mark_down(&ev.id);
-                        drop_endpoint(&i, &ev.id);
-                    }
-                    if let Some(app) = ev.attributes.get(labels::APP) {
+                    if let Some(app) = &ev.app {
                         i.wake(app);
                     }
                 }
@@ -1104,24 +899,18 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     }
 }
 
-async fn wake_all(inner: &Inner) {
+async fn wake_all(inner: &Arc<Inner>) {
     let mut apps: Vec<String> = inner
         .store
         .list_apps()
         .map(|a| a.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
     // Applications known only to Docker (orphans of a crash during removal) are torn down.
-    if let Ok(list) = inner
-        .docker
-        .list_containers(&crate::label_filters(inner, None), true)
-        .await
-    {
+    if let Ok(list) = runtime::Local::new(inner).list_all().await {
         forget_gone_restarts(inner, &list);
-        for c in list {
-            if let Some(a) = c.labels.get(labels::APP) {
-                if !apps.contains(a) {
-                    apps.push(a.clone());
-                }
+        for (a, _) in list {
+            if !a.is_empty() && !apps.contains(&a) {
+                apps.push(a);
             }
         }
     }
@@ -1132,8 +921,8 @@ async fn wake_all(inner: &Inner) {
 
 /// Forget the restart counts of containers not in `present` (a listing of all of Berth's):
 /// removed by a teardown, by hand, or while the server was down.
-fn forget_gone_restarts(inner: &Inner, present: &[berth_docker::ContainerSummary]) {
-    let present: HashSet<&str> = present.iter().map(|c| c.id.as_str()).collect();
+fn forget_gone_restarts(inner: &Inner, present: &[(String, String)]) {
+    let present: HashSet<&str> = present.iter().map(|(_, id)| id.as_str()).collect();
     let gone: Vec<String> = {
         let mut mem = inner.mem();
         let gone: Vec<String> = mem
