@@ -830,6 +830,8 @@ mod tests {
     image: j
     deploy: {restart_policy: {condition: on-failure, max_attempts: 2}}
 ";
+    const UNLESS_STOPPED: &str = "services:\n  web: {image: web, restart: unless-stopped}\n";
+    const FIXED_NAME: &str = "services:\n  web: {image: web, container_name: the-web}\n";
     const NO: &str = "services:\n  job: {image: j, restart: 'no'}\n";
     const UPDATE: &str = "services:
   web:
@@ -1003,6 +1005,24 @@ mod tests {
                 ])
                 .update(),
                 expect(vec![], NONE, "degraded", SOON),
+            ),
+            (
+                case(
+                    "restart unless-stopped: started again",
+                    UNLESS_STOPPED,
+                    vec![rep("a", "web", 0, "cur", Exited(0), Starting)],
+                )
+                .update(),
+                expect(vec![start("web", "a")], NONE, "progressing", SOON),
+            ),
+            (
+                case(
+                    "a fixed container_name updates stop-first: the old replica drains first",
+                    FIXED_NAME,
+                    vec![rep("o", "web", 0, "old", Running, Ready)],
+                )
+                .update(),
+                expect(vec![drain("web", "o")], NONE, "progressing", SOON),
             ),
             // Crash loops.
             (
