@@ -217,11 +217,10 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         .store
         .get_revision::<RevisionSpec>(app, record.revision)?;
     let spec = rev.spec;
-    let converged_before = rev.status != RevisionStatus::Pending
-        || inner
-            .store
-            .last_converged_before::<IgnoredAny>(app, record.revision)?
-            .is_some();
+    let converged_before = inner
+        .store
+        .last_converged_before::<IgnoredAny>(app, record.revision)?
+        .is_some();
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
