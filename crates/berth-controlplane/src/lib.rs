@@ -12,6 +12,7 @@
 //! on a partial listing; all its tasks stop when the shutdown token is cancelled.
 
 pub mod admission;
+mod app_plan;
 pub mod backup;
 pub mod builds;
 pub mod compose_build;
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod retention;
+mod runtime;
 pub mod spec;
 pub mod stats;
 pub mod subnets;

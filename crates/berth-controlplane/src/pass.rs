@@ -1,36 +1,39 @@
 //! One reconcile pass of one application: observe, plan, execute, publish.
 //!
+//! The pass observes through the runtime (`runtime::AppRuntime`; the local Docker engine is
+//! `runtime::Local`), computes readiness, lets the pure `app_plan::plan_app` make every
+//! decision, then carries out the steps through the runtime, records the verdict and publishes
+//! the routing table ([docs/runtime.md](../../../docs/runtime.md)).
+//!
 //! A pass never waits on slow work: creates, starts, stops and removals run as owned background
 //! tasks, marked busy so the next pass does not plan them again, and they wake the application
 //! when done. The pass itself lists, inspects, plans and publishes the routing table in
 //! milliseconds, so a replica that died leaves rotation at once and its replacement is created
 //! in the same pass.
 
+use crate::app_plan::{self, Verdict};
 use crate::health::ProbeKind;
-use crate::plan::{self, Order, Readiness, Replica, ReplicaState, RestartRule, Step};
+use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
-use crate::spec::{self, labels, RevisionSpec};
+use crate::runtime::{self, AppRuntime, Replica};
+use crate::spec::RevisionSpec;
 use crate::{CpError, Inner, RestartInfo, StepBackoff};
-use berth_compose::{DependsCondition, FailureAction, RestartCondition, Service, UpdateOrder};
-use berth_core::api::{AppStatus, Instance, ServiceStatus};
-use berth_core::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable};
-use berth_docker::{ContainerInspect, DockerError};
+use berth_compose::{FailureAction, Service};
+use berth_core::api::Instance;
+use berth_core::{HttpRoute, PortForward, RoutingTable};
 use berth_store::RevisionStatus;
 use serde::de::IgnoredAny;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-const FAST: Duration = Duration::from_millis(25);
-const PROGRESS: Duration = Duration::from_millis(250);
-
 /// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
 /// at warn and then at debug while the same error repeats, and shown as the services' problem.
 pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
-    match pass(inner, app).await {
+    match pass(inner, &runtime::Local::new(inner), app).await {
         Ok(a) => {
             if let Some(b) = inner.mem().pass_failures.remove(app) {
                 tracing::info!(
@@ -91,92 +94,24 @@ pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
     }
 }
 
-/// What a pass observed of one container.
-struct Observed {
-    inspect: ContainerInspect,
-    service: String,
-    slot: u32,
-    hash: String,
-    revision: u64,
-}
-
-fn state_of(i: &ContainerInspect) -> ReplicaState {
-    match i.state.status.as_str() {
-        "created" => ReplicaState::Created,
-        "running" => ReplicaState::Running,
-        "exited" => ReplicaState::Exited(i.state.exit_code),
-        _ => ReplicaState::Other,
-    }
-}
-
-async fn observe(inner: &Inner, app: &str) -> Result<Vec<Observed>, CpError> {
-    let filters = crate::label_filters(inner, Some(app));
-    let list = inner.docker.list_containers(&filters, true).await?;
-    let mut out = Vec::with_capacity(list.len());
-    let inspects =
-        futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id)))
-            .await;
-    for (c, i) in list.iter().zip(inspects) {
-        let inspect = match i {
-            Ok(i) => i,
-            Err(DockerError::NotFound(_)) => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),            // never act on a partial listing
-        };
-        let l = &inspect.labels;
-        // Belt and braces: the filter already guarantees these.
-        if l.get(labels::INSTANCE) != Some(&inner.naming.instance)
-            || l.get(labels::APP).map(String::as_str) != Some(app)
-        {
-            continue;
-        }
-        out.push(Observed {
-            service: l.get(labels::SERVICE).cloned().unwrap_or_default(),
-            slot: l
-                .get(labels::SLOT)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u32::MAX),
-            hash: l.get(labels::HASH).cloned().unwrap_or_default(),
-            revision: l
-                .get(labels::REVISION)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-            inspect,
-        });
-        let _ = c;
-    }
-    Ok(out)
-}
-
 fn ip_of(
     inner: &Inner,
     app: &str,
     spec: Option<&RevisionSpec>,
     svc: Option<&Service>,
-    i: &ContainerInspect,
+    r: &Replica,
 ) -> Option<IpAddr> {
     // Prefer the service's first network; fall back to any.
     if let (Some(spec), Some(svc)) = (spec, svc) {
         for net in svc.networks.keys() {
             let decl = spec.project.networks.get(net);
             let name = inner.naming.network(app, net, decl);
-            if let Some(ep) = i.networks.get(&name) {
-                if let Ok(ip) = ep.ip_address.parse() {
-                    return Some(ip);
-                }
+            if let Some(ip) = r.addresses.get(&name) {
+                return Some(*ip);
             }
         }
     }
-    i.networks
-        .values()
-        .find_map(|ep| ep.ip_address.parse().ok())
-}
-
-fn restart_rule(svc: &Service) -> RestartRule {
-    match svc.restart.condition {
-        RestartCondition::Always | RestartCondition::UnlessStopped => RestartRule::Always,
-        RestartCondition::OnFailure => RestartRule::OnFailure(svc.restart.max_attempts),
-        RestartCondition::No => RestartRule::Never,
-    }
+    r.addresses.values().next().copied()
 }
 
 /// The port probes and routes target for a service.
@@ -239,25 +174,21 @@ fn readiness(
     spec: &RevisionSpec,
     name: &str,
     svc: &Service,
-    o: &Observed,
+    o: &Replica,
 ) -> Readiness {
-    if state_of(&o.inspect) != ReplicaState::Running {
-        inner.prober.mark_down(&o.inspect.id);
+    if o.state != ReplicaState::Running {
+        inner.prober.mark_down(&o.id);
         return Readiness::Starting;
     }
     if let Some((kind, port)) = probe_kind(spec, name, svc) {
-        let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), &o.inspect) else {
+        let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), o) else {
             return Readiness::Starting;
         };
-        return inner.prober.ensure(
-            app,
-            &o.inspect.id,
-            &o.inspect.state.started_at,
-            SocketAddr::new(ip, port),
-            &kind,
-        );
+        return inner
+            .prober
+            .ensure(app, &o.id, &o.started_at, SocketAddr::new(ip, port), &kind);
     }
-    match o.inspect.state.health.as_deref() {
+    match o.health.as_deref() {
         Some("healthy") => Readiness::Ready,
         Some("unhealthy") => Readiness::Unhealthy,
         Some("starting") => Readiness::Starting,
@@ -265,7 +196,7 @@ fn readiness(
     }
 }
 
-async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
+async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Action, CpError> {
     let record = match inner.store.get_app(app) {
         Ok(a) => Some(a),
         Err(berth_store::StoreError::AppNotFound(_)) => None,
@@ -273,19 +204,23 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
     };
     // Steps that finish after this instant were not seen by this pass's listing (see `execute`).
     let observed_at = Instant::now();
-    let observed = observe(inner, app).await?;
+    let observed = rt.observe(app).await?;
     let Some(record) = record.filter(|r| !r.deleting) else {
         let volumes = inner
             .store
             .get_app(app)
             .map(|a| a.delete_volumes)
             .unwrap_or(false);
-        return teardown(inner, app, observed, volumes).await;
+        return teardown(inner, rt, app, observed, volumes).await;
     };
     let rev = inner
         .store
         .get_revision::<RevisionSpec>(app, record.revision)?;
     let spec = rev.spec;
+    let converged_before = inner
+        .store
+        .last_converged_before::<IgnoredAny>(app, record.revision)?
+        .is_some();
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
@@ -293,335 +228,157 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         .mem()
         .backoff
         .retain(|(a, _, _), b| a != app || b.revision == record.revision);
-    let mut by_service: BTreeMap<String, Vec<&Observed>> = BTreeMap::new();
-    for o in &observed {
-        by_service.entry(o.service.clone()).or_default().push(o);
-    }
-    // Readiness and plan inputs per service.
-    let mut inputs: BTreeMap<String, plan::Input> = BTreeMap::new();
-    let mut ready_of: HashMap<String, Readiness> = HashMap::new();
-    {
-        let names: Vec<String> = spec
-            .project
-            .services
-            .keys()
-            .cloned()
-            .chain(by_service.keys().cloned())
-            .collect();
-        for name in names {
-            if inputs.contains_key(&name) {
-                continue;
-            }
-            let svc = spec.project.services.get(&name);
-            let list = by_service.get(&name).cloned().unwrap_or_default();
-            let mem = inner.mem();
-            let replicas: Vec<Replica> = list
-                .iter()
-                .map(|o| {
-                    let r = match svc {
-                        Some(s) => readiness_cached(inner, app, &spec, &name, s, o, &mut ready_of),
-                        None => Readiness::Ready,
-                    };
-                    let info = mem.restarts.get(&o.inspect.id).copied().unwrap_or_default();
-                    Replica {
-                        id: o.inspect.id.clone(),
-                        slot: o.slot,
-                        hash: o.hash.clone(),
-                        state: state_of(&o.inspect),
-                        readiness: r,
-                        age_ms: age_ms(&o.inspect.created),
-                        restarts: info.count,
-                        restart_allowed: info.not_before.is_none_or(|t| t <= now),
-                        draining: mem.draining.get(&o.inspect.id).map(|(since, version)| {
-                            plan::Drain {
-                                since_ms: u64::try_from(now.duration_since(*since).as_millis())
-                                    .unwrap_or(u64::MAX),
-                                // Until the gateway serves the table without it, a 0 means nothing.
-                                in_flight: if inner.dataplane.table_version() >= *version {
-                                    inner.dataplane.in_flight(&o.inspect.id)
-                                } else {
-                                    usize::MAX
-                                },
-                            }
-                        }),
-                    }
-                })
-                .collect();
-            let backoff: Vec<plan::SlotBackoff> = mem
-                .backoff
-                .iter()
-                .filter(|((a, sv, _), _)| a == app && *sv == name)
-                .map(|((_, _, slot), b)| plan::SlotBackoff {
-                    slot: *slot,
-                    failures: b.failures,
-                    retry_in_ms: millis(b.next.saturating_duration_since(now)),
-                    failing_for_ms: millis(now.duration_since(b.since)),
-                    error: b.error.clone(),
-                })
-                .collect();
-            let input = match svc {
-                Some(s) => {
-                    let routed = !s.berth.routes.is_empty() || !s.ports.is_empty();
-                    let order = match s.update_config.order {
-                        Some(UpdateOrder::StartFirst) => Order::StartFirst,
-                        Some(UpdateOrder::StopFirst) => Order::StopFirst,
-                        None if s.container_name.is_some() => Order::StopFirst,
-                        None if routed => Order::StartFirst,
-                        None => Order::StartFirst,
-                    };
-                    let delay_passed = s.update_config.delay_ms == 0
-                        || mem
-                            .slot_done
-                            .get(&(app.to_string(), name.clone()))
-                            .is_none_or(|t| {
-                                now.duration_since(*t).as_millis()
-                                    >= u128::from(s.update_config.delay_ms)
-                            });
-                    plan::Input {
-                        hash: spec.service_hash(&name),
-                        replicas: s.replicas,
-                        order,
-                        parallelism: s.update_config.parallelism,
-                        restart: restart_rule(s),
-                        deps_ready: true, // filled below
-                        delay_passed,
-                        rollout_deadline_ms: s.update_config.monitor_ms.unwrap_or(
-                            u64::try_from(inner.config.rollout_deadline.as_millis())
-                                .unwrap_or(60_000),
-                        ),
-                        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis())
-                            .unwrap_or(50),
-                        drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
-                            + 20_000,
-                        paused: rev.status == RevisionStatus::Failed
-                            && s.update_config.failure_action == FailureAction::Pause,
-                        observed: replicas,
-                        backoff,
-                    }
-                }
-                None => plan::Input {
-                    hash: String::new(),
-                    replicas: 0,
-                    order: Order::StartFirst,
-                    parallelism: 0,
-                    restart: RestartRule::Never,
-                    deps_ready: false,
-                    delay_passed: true,
-                    rollout_deadline_ms: 0,
-                    min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
-                    drain_timeout_ms: 30_000,
-                    paused: false,
-                    observed: replicas,
-                    backoff,
+
+    // Observe: each replica's readiness (probes, Docker's healthcheck) and address.
+    let replicas: Vec<app_plan::Observed> = observed
+        .iter()
+        .map(|o| {
+            let svc = spec.project.services.get(&o.service);
+            app_plan::Observed {
+                id: o.id.clone(),
+                service: o.service.clone(),
+                slot: o.slot,
+                hash: o.hash.clone(),
+                state: o.state,
+                readiness: match svc {
+                    Some(s) => readiness(inner, app, &spec, &o.service, s, o),
+                    None => Readiness::Ready,
                 },
-            };
-            drop(mem);
-            inputs.insert(name, input);
-        }
-    }
-    // depends_on conditions, from what this pass observed.
-    let mut waiting: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, svc) in &spec.project.services {
-        for (dep, cond) in &svc.depends_on {
-            let ok = inputs.get(dep).is_some_and(|d| {
-                let cur: Vec<&Replica> = d.observed.iter().filter(|r| r.hash == d.hash).collect();
-                let enough = cur.len() >= d.replicas as usize;
-                match cond {
-                    DependsCondition::ServiceStarted => {
-                        enough
-                            && cur
-                                .iter()
-                                .all(|r| !matches!(r.state, ReplicaState::Created))
-                    }
-                    DependsCondition::ServiceHealthy => {
-                        enough && cur.iter().all(|r| plan::settled(r, d.restart))
-                    }
-                    DependsCondition::ServiceCompletedSuccessfully => {
-                        enough && cur.iter().all(|r| r.state == ReplicaState::Exited(0))
-                    }
-                }
-            });
-            if !ok {
-                waiting
-                    .entry(name.clone())
-                    .or_default()
-                    .push(format!("{dep} ({})", cond_str(*cond)));
+                age_ms: age_ms(&o.created),
+                ip: ip_of(inner, app, Some(&spec), svc, o),
             }
-        }
-    }
-    for (name, w) in &waiting {
-        if let Some(i) = inputs.get_mut(name) {
-            i.deps_ready = w.is_empty();
-        }
-    }
-
-    // Plan and execute.
-    let mut failed: Option<(String, String)> = None;
-    let mut pending = false;
-    // The soonest time a slot in backoff may be acted on again.
-    let mut retry: Option<Instant> = None;
-    for (name, input) in &inputs {
-        let steps = plan::plan(input);
-        for step in steps {
-            if let Step::Wait { retry_in_ms, .. } = step {
-                let at = now + Duration::from_millis(retry_in_ms);
-                retry = Some(retry.map_or(at, |r| r.min(at)));
-                continue;
-            }
-            pending = true;
-            match step {
-                Step::Failed { reason } => {
-                    if failed.is_none() {
-                        failed = Some((name.clone(), reason));
-                    }
-                }
-                step => execute(
-                    inner,
-                    app,
-                    record.revision,
-                    &spec,
-                    name,
-                    input,
-                    step,
-                    observed_at,
-                ),
-            }
-        }
-    }
-
-    // Status, convergence, routes.
-    let converged_all = inputs.iter().all(|(name, i)| {
-        plan::converged(i) && (spec.project.services.contains_key(name) || i.observed.is_empty())
-    });
-    let busy = {
-        let mem = inner.mem();
-        inputs
-            .values()
-            .flat_map(|i| i.observed.iter())
-            .any(|r| mem.busy.contains(&r.id))
-            || mem
-                .busy
-                .iter()
-                .any(|k| k.starts_with(&create_key_prefix(app)))
-    };
-    let converged = converged_all && !busy;
-    let mut message = String::new();
-    if converged && rev.status == RevisionStatus::Pending {
-        inner
-            .store
-            .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
-        tracing::info!(app, revision = record.revision, "revision converged");
-    }
-    let mut revision_failed = rev.status == RevisionStatus::Failed;
-    if let Some((svc_name, reason)) = failed.clone() {
-        message = format!("{svc_name}: {reason}");
-        revision_failed |= handle_failure(inner, app, record.revision, &spec, &svc_name, &message)?;
-    } else if rev.status == RevisionStatus::Pending && !converged {
-        // A first deploy that cannot make progress fails the revision (nothing to roll back to).
-        if let Some(problem) = first_deploy_problem(&inputs) {
-            if inner
-                .store
-                .last_converged_before::<IgnoredAny>(app, record.revision)?
-                .is_none()
-            {
-                inner.store.set_revision_status(
-                    app,
-                    record.revision,
-                    RevisionStatus::Failed,
-                    &problem,
-                )?;
-                revision_failed = true;
-                tracing::warn!(app, revision = record.revision, problem, "revision failed");
-            }
-        }
-    }
-    let statuses = service_statuses(inner, app, &spec, &inputs, &waiting);
-    let health = if converged {
-        "healthy"
-    } else if revision_failed {
-        "failed"
-    } else if statuses.iter().any(|s| s.problem.is_some()) {
-        "degraded"
-    } else {
-        "progressing"
-    };
-    let status = AppStatus {
-        name: app.into(),
+        })
+        .collect();
+    let memory = app_memory(inner, app, &replicas);
+    let desired = app_plan::Desired {
+        app,
         revision: record.revision,
-        revision_status: String::new(),
-        message,
-        health: health.into(),
-        converged,
-        services: statuses,
+        spec: &spec,
+        status: rev.status,
+        converged_before,
+        rollout_deadline_ms: u64::try_from(inner.config.rollout_deadline.as_millis())
+            .unwrap_or(60_000),
+        min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
     };
-    publish_routes(inner, app, &spec, &observed, &inputs);
+
+    // Plan.
+    let plan = app_plan::plan_app(&desired, &replicas, &memory, now);
+
+    // Execute.
+    for (name, step) in plan.steps {
+        execute(
+            inner,
+            rt,
+            app,
+            record.revision,
+            &spec,
+            &name,
+            &plan.services[&name],
+            step,
+            observed_at,
+        );
+    }
+    match plan.verdict {
+        Verdict::Unchanged => {}
+        Verdict::Converged => {
+            inner
+                .store
+                .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
+            tracing::info!(app, revision = record.revision, "revision converged");
+        }
+        Verdict::RolloutFailed { message, action } => {
+            handle_failure(inner, app, record.revision, action, &message)?;
+        }
+        Verdict::FirstDeployFailed { problem } => {
+            inner.store.set_revision_status(
+                app,
+                record.revision,
+                RevisionStatus::Failed,
+                &problem,
+            )?;
+            tracing::warn!(app, revision = record.revision, problem, "revision failed");
+        }
+    }
+
+    // Publish.
+    publish_routes(inner, app, plan.routes, plan.ports);
     // Until every probe of a running replica has answered once, the table under-reports what
     // serves (after a server restart, all readiness starts over): not yet "synced".
     let probes_pending = observed.iter().any(|o| {
-        state_of(&o.inspect) == ReplicaState::Running
+        o.state == ReplicaState::Running
             && spec
                 .project
                 .services
                 .get(&o.service)
                 .is_some_and(|svc| probe_kind(&spec, &o.service, svc).is_some())
-            && !inner.prober.evaluated(&o.inspect.id)
+            && !inner.prober.evaluated(&o.id)
     });
     {
         let mut mem = inner.mem();
-        mem.status.insert(app.into(), status);
+        mem.status.insert(app.into(), plan.status);
         if !probes_pending {
             mem.synced.insert(app.to_string());
         }
     }
+    Ok(plan.requeue)
+}
 
-    let draining = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .any(|r| r.draining.is_some());
-    let backoff = {
-        let mem = inner.mem();
-        inputs
-            .values()
-            .flat_map(|i| i.observed.iter())
-            .filter_map(|r| mem.restarts.get(&r.id).and_then(|i| i.not_before))
-            .filter(|t| *t > now)
-            .chain(retry)
-            .min()
+/// What Berth remembers of this application, as the planner reads it.
+fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_plan::AppMemory {
+    let port_errors = inner.dataplane.port_errors();
+    let table_version = inner.dataplane.table_version();
+    let mem = inner.mem();
+    let mut out = app_plan::AppMemory {
+        port_errors,
+        ..app_plan::AppMemory::default()
     };
-    Ok(if draining {
-        Action::Requeue(FAST)
-    } else if let Some(t) = backoff {
-        // A slot waiting on its backoff must not hold back the others' progress: with steps
-        // under way elsewhere, look again as soon as without the backoff.
-        let wait = (t - now).max(FAST);
-        Action::Requeue(if pending { wait.min(PROGRESS) } else { wait })
-    } else if pending || !converged {
-        Action::Requeue(PROGRESS)
-    } else {
-        Action::Await
-    })
-}
-
-fn readiness_cached(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    name: &str,
-    svc: &Service,
-    o: &Observed,
-    cache: &mut HashMap<String, Readiness>,
-) -> Readiness {
-    *cache
-        .entry(o.inspect.id.clone())
-        .or_insert_with(|| readiness(inner, app, spec, name, svc, o))
-}
-
-fn cond_str(c: DependsCondition) -> &'static str {
-    match c {
-        DependsCondition::ServiceStarted => "service_started",
-        DependsCondition::ServiceHealthy => "service_healthy",
-        DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+    for r in replicas {
+        if let Some(info) = mem.restarts.get(&r.id) {
+            out.restarts.insert(
+                r.id.clone(),
+                app_plan::Restarts {
+                    count: info.count,
+                    not_before: info.not_before,
+                },
+            );
+        }
+        if let Some((since, version)) = mem.draining.get(&r.id) {
+            out.draining.insert(
+                r.id.clone(),
+                app_plan::Draining {
+                    since: *since,
+                    // Until the gateway serves the table without it, a 0 means nothing.
+                    in_flight: if table_version >= *version {
+                        inner.dataplane.in_flight(&r.id)
+                    } else {
+                        usize::MAX
+                    },
+                },
+            );
+        }
     }
+    for ((a, service, slot), b) in &mem.backoff {
+        if a == app {
+            out.failing.insert(
+                (service.clone(), *slot),
+                app_plan::SlotFailures {
+                    failures: b.failures,
+                    since: b.since,
+                    next: b.next,
+                    error: b.error.clone(),
+                },
+            );
+        }
+    }
+    for ((a, service), t) in &mem.slot_done {
+        if a == app {
+            out.slot_done.insert(service.clone(), *t);
+        }
+    }
+    let prefix = create_key_prefix(app);
+    out.busy = replicas.iter().any(|r| mem.busy.contains(&r.id))
+        || mem.busy.iter().any(|k| k.starts_with(&prefix));
+    out
 }
 
 fn millis(d: Duration) -> u64 {
@@ -638,76 +395,19 @@ fn age_ms(created: &str) -> u64 {
     u64::try_from(d.whole_milliseconds()).unwrap_or(0)
 }
 
-fn first_deploy_problem(inputs: &BTreeMap<String, plan::Input>) -> Option<String> {
-    for (name, i) in inputs {
-        for r in i.observed.iter().filter(|r| r.hash == i.hash) {
-            if plan::settled(r, i.restart) {
-                continue;
-            }
-            if r.restarts >= 3 {
-                return Some(format!("{name}: replica {} keeps exiting", r.slot));
-            }
-            if let ReplicaState::Exited(code) = r.state {
-                if code != 0 && i.restart != RestartRule::Always && r.restarts >= i.restart_limit()
-                {
-                    return Some(format!(
-                        "{name}: replica {} exited with code {code}",
-                        r.slot
-                    ));
-                }
-            }
-            if r.age_ms > i.rollout_deadline_ms && r.state == ReplicaState::Running {
-                return Some(format!(
-                    "{name}: replica {} did not become healthy within {} s",
-                    r.slot,
-                    i.rollout_deadline_ms / 1000
-                ));
-            }
-        }
-    }
-    None
-}
-
-impl plan::Input {
-    fn restart_limit(&self) -> u32 {
-        match self.restart {
-            RestartRule::OnFailure(Some(m)) => m,
-            RestartRule::OnFailure(None) | RestartRule::Always => u32::MAX,
-            RestartRule::Never => 0,
-        }
-    }
-}
-
+/// Record a failed rollout (the planner decided it) and roll back if its `failure_action` says so.
 fn handle_failure(
     inner: &Inner,
     app: &str,
     revision: u64,
-    spec: &RevisionSpec,
-    svc: &str,
+    action: FailureAction,
     message: &str,
-) -> Result<bool, CpError> {
-    let action = spec
-        .project
-        .services
-        .get(svc)
-        .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
-    if action == FailureAction::Continue {
-        return Ok(false);
-    }
-    let paused;
-    let message = if action == FailureAction::Pause {
-        paused = format!(
-            "{message}; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back"
-        );
-        &paused
-    } else {
-        message
-    };
+) -> Result<(), CpError> {
     if !inner
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?
     {
-        return Ok(false); // already recorded (the caller knows its status)
+        return Ok(()); // already recorded
     }
     tracing::warn!(app, revision, message, "rollout failed");
     if action == FailureAction::Rollback {
@@ -731,175 +431,11 @@ fn handle_failure(
             inner.wake(app);
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-fn service_statuses(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    inputs: &BTreeMap<String, plan::Input>,
-    waiting: &BTreeMap<String, Vec<String>>,
-) -> Vec<ServiceStatus> {
-    let port_errors = inner.dataplane.port_errors();
-    let mem = inner.mem();
-    spec.project
-        .services
-        .iter()
-        .map(|(name, svc)| {
-            let i = &inputs[name];
-            let cur: Vec<&Replica> = i
-                .observed
-                .iter()
-                .filter(|r| r.hash == i.hash && r.draining.is_none())
-                .collect();
-            let healthy = cur
-                .iter()
-                .filter(|r| r.state == ReplicaState::Running && r.readiness == Readiness::Ready)
-                .count();
-            let routed = !svc.berth.routes.is_empty() || !svc.ports.is_empty();
-            let mut problem = None;
-            for r in &i.observed {
-                if let ReplicaState::Exited(code) = r.state {
-                    if code != 0 {
-                        problem = Some(format!("replica {} exited with code {code}", r.slot));
-                    }
-                } else if r.readiness == Readiness::Unhealthy {
-                    problem = Some(format!("replica {} is unhealthy", r.slot));
-                } else if let Some(info) = mem.restarts.get(&r.id) {
-                    if info.count >= 3 && r.readiness != Readiness::Ready {
-                        problem =
-                            Some(format!("replica {} restarted {} times", r.slot, info.count));
-                    }
-                }
-            }
-            // A failing step says more than the state it left behind.
-            if let Some(((_, _, slot), b)) = mem
-                .backoff
-                .iter()
-                .filter(|((a, sv, _), _)| a == app && sv == name)
-                .min_by_key(|((_, _, slot), _)| *slot)
-            {
-                problem = Some(format!(
-                    "replica {slot}: {} ({} failed {}, retrying with a backoff)",
-                    b.error,
-                    b.failures,
-                    if b.failures == 1 {
-                        "attempt"
-                    } else {
-                        "attempts"
-                    }
-                ));
-            }
-            for p in &svc.ports {
-                let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-                let Some(published) = p.published else {
-                    continue;
-                };
-                let listen = SocketAddr::new(host_ip, published);
-                if let Some((_, err)) = port_errors.iter().find(|(a, _)| *a == listen) {
-                    problem = Some(format!("host port {listen} cannot be bound: {err}"));
-                }
-            }
-            ServiceStatus {
-                name: name.clone(),
-                desired: svc.replicas,
-                created: u32::try_from(cur.len()).unwrap_or(u32::MAX),
-                healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
-                in_rotation: if routed {
-                    u32::try_from(healthy).unwrap_or(u32::MAX)
-                } else {
-                    0
-                },
-                old: u32::try_from(i.observed.iter().filter(|r| r.hash != i.hash).count())
-                    .unwrap_or(0),
-                completed: cur.iter().any(|r| r.state == ReplicaState::Exited(0)),
-                waiting_for: waiting.get(name).cloned().unwrap_or_default(),
-                problem,
-            }
-        })
-        .collect()
-}
-
-/// Compute this application's routes and published ports from ready, non-draining replicas
-/// (old and new alike: during a start-first rollout both serve), then publish the whole table.
-fn publish_routes(
-    inner: &Inner,
-    app: &str,
-    spec: &RevisionSpec,
-    observed: &[Observed],
-    inputs: &BTreeMap<String, plan::Input>,
-) {
-    let mut routes = Vec::new();
-    let mut ports = Vec::new();
-    // Draining as of now (this pass may have started drains after its inputs were read).
-    let draining: std::collections::HashSet<String> =
-        inner.mem().draining.keys().cloned().collect();
-    let ready: HashMap<&str, bool> = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .map(|r| {
-            let ok = r.state == ReplicaState::Running
-                && r.readiness == Readiness::Ready
-                && !draining.contains(&r.id);
-            (r.id.as_str(), ok)
-        })
-        .collect();
-    for (name, svc) in &spec.project.services {
-        let members: Vec<(&Observed, IpAddr)> = observed
-            .iter()
-            .filter(|o| {
-                o.service == *name && ready.get(o.inspect.id.as_str()).copied().unwrap_or(false)
-            })
-            .filter_map(|o| ip_of(inner, app, Some(spec), Some(svc), &o.inspect).map(|ip| (o, ip)))
-            .collect();
-        let mut sorted = members;
-        sorted.sort_by_key(|(o, _)| (o.slot, o.hash.clone()));
-        for r in &svc.berth.routes {
-            let Some(port) = r.port.or_else(|| spec.default_port(name)) else {
-                continue;
-            };
-            routes.push(HttpRoute {
-                app: app.into(),
-                service: name.clone(),
-                host: r.host.clone(),
-                path_prefix: r.path_prefix.clone(),
-                strip_prefix: r.strip_prefix,
-                endpoints: sorted
-                    .iter()
-                    .map(|(o, ip)| Endpoint {
-                        id: o.inspect.id.clone(),
-                        addr: SocketAddr::new(*ip, port),
-                    })
-                    .collect(),
-                policy: crate::policy::route_policy(app, svc, r),
-                protocol: crate::policy::route_protocol(r),
-            });
-        }
-        for p in &svc.ports {
-            let Some(published) = p.published else {
-                continue;
-            };
-            let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            ports.push(PortForward {
-                app: app.into(),
-                service: name.clone(),
-                listen: SocketAddr::new(host_ip, published),
-                protocol: if p.protocol == berth_compose::Protocol::Udp {
-                    Protocol::Udp
-                } else {
-                    Protocol::Tcp
-                },
-                endpoints: sorted
-                    .iter()
-                    .map(|(o, ip)| Endpoint {
-                        id: o.inspect.id.clone(),
-                        addr: SocketAddr::new(*ip, p.target),
-                    })
-                    .collect(),
-            });
-        }
-    }
+/// Publish this application's routes and published ports (the whole table, if they changed).
+fn publish_routes(inner: &Inner, app: &str, routes: Vec<HttpRoute>, ports: Vec<PortForward>) {
     let mut mem = inner.mem();
     let entry = (routes, ports);
     if mem.tables.get(app) == Some(&entry) {
@@ -963,8 +499,9 @@ fn backoff_after(count: u32) -> Duration {
 
 /// Run one step as an owned background task; the key marks it busy until done.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-fn execute(
+fn execute<R: AppRuntime>(
     inner: &Arc<Inner>,
+    rt: &R,
     app: &str,
     revision: u64,
     spec: &RevisionSpec,
@@ -1044,6 +581,7 @@ fn execute(
     // The slot the step acts on: its failures back off per slot (see `plan::SlotBackoff`).
     let slot = plan::step_slot(input, &step);
     let inner2 = inner.clone();
+    let rt = rt.clone();
     let (app, service, spec) = (app.to_string(), service.to_string(), spec.clone());
     let grace = spec
         .project
@@ -1057,28 +595,21 @@ fn execute(
         let result: Result<(), CpError> = async {
             match &step {
                 Step::Create { slot } => {
-                    created = Some(create_replica(&inner, &app, revision, &spec, &service, *slot).await?);
+                    created = Some(rt.create_replica(&app, revision, &spec, &service, *slot).await?);
                     Ok(())
                 }
                 Step::Start { id } => {
                     tracing::info!(app, service, container = %short(id), "starting replica");
-                    Ok(inner.docker.start_container(id).await?)
+                    rt.start(id).await
                 }
                 Step::Restart { id } => {
                     tracing::info!(app, service, container = %short(id), "restarting unhealthy replica");
                     inner.prober.forget(id);
-                    Ok(inner.docker.restart_container(id, grace).await?)
+                    rt.restart(id, grace).await
                 }
                 Step::Remove { id } => {
                     tracing::info!(app, service, container = %short(id), "removing replica");
-                    match inner.docker.stop_container(id, grace).await {
-                        Ok(()) | Err(DockerError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    match inner.docker.remove_container(id, true, false).await {
-                        Ok(()) | Err(DockerError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    rt.remove(id, grace).await?;
                     let mut mem = inner.mem();
                     mem.draining.remove(id);
                     let restarted = mem.restarts.remove(id).is_some();
@@ -1199,133 +730,16 @@ fn record_outcome(
     }
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-async fn create_replica(
-    inner: &Inner,
-    app: &str,
-    revision: u64,
-    spec: &RevisionSpec,
-    service: &str,
-    slot: u32,
-) -> Result<String, CpError> {
-    let svc = spec
-        .project
-        .services
-        .get(service)
-        .ok_or_else(|| CpError::ServiceNotFound(app.into(), service.into()))?;
-    let hash = spec.service_hash(service);
-    let name = svc
-        .container_name
-        .clone()
-        .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
-    // Networks and volumes are made here, in the step, so a failure is this step's error.
-    let resolved = crate::networks::ensure(inner, app, spec).await?;
-    let mut body = spec::container_spec(
-        &inner.naming,
-        spec,
-        app,
-        revision,
-        service,
-        svc,
-        slot,
-        &hash,
-        &inner.config.extra_labels,
-    );
-    resolved.apply(&mut body);
-    let id = match inner.docker.create_container(&name, &body).await {
-        Ok(id) => id,
-        Err(DockerError::Conflict(_)) => {
-            // A create repeated after a crash: adopt ours, never touch anyone else's. Anything
-            // else holding the name is an error (reported, retried with a backoff): returning
-            // as if created would make the next pass plan the same create at once.
-            let existing = inner.docker.inspect_container(&name).await?;
-            let l = &existing.labels;
-            let taken = |holder: String| CpError::NameTaken {
-                name: name.clone(),
-                holder,
-            };
-            if l.get(labels::INSTANCE) != Some(&inner.naming.instance) {
-                return Err(taken("a container Berth does not manage".into()));
-            }
-            let other_app = l.get(labels::APP).map_or("", String::as_str);
-            if other_app != app {
-                // Another team's application is not named (docs/teams.md).
-                let (team, _) = berth_core::team::split_global(app);
-                return Err(taken(match berth_core::team::local_name(team, other_app) {
-                    Some(other) => format!("a container of application {other:?}"),
-                    None => "a container of another team".into(),
-                }));
-            }
-            let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
-                && l.get(labels::SLOT) == Some(&slot.to_string())
-                && l.get(labels::HASH) == Some(&hash);
-            if !same_replica {
-                // Ours, of another spec (a fixed container_name updated start-first): the
-                // planner removes it once its slot allows.
-                return Err(taken(format!(
-                    "another replica of this application ({} {}, revision {})",
-                    l.get(labels::SERVICE).map_or("", String::as_str),
-                    l.get(labels::SLOT).map_or("", String::as_str),
-                    l.get(labels::REVISION).map_or("", String::as_str),
-                )));
-            }
-            existing.id
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(tar) = files_tar(spec, svc) {
-        inner.docker.put_archive(&id, "/", tar).await?;
-    }
-    tracing::info!(app, service, slot, container = %short(&id), "starting new replica");
-    inner.docker.start_container(&id).await?;
-    Ok(id)
-}
-
-/// File-based secrets (`/run/secrets/NAME`) and configs (`/NAME`) as a tar to upload before start.
-fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
-    let mut files: Vec<(String, &str, u32)> = Vec::new();
-    for r in &svc.secrets {
-        if let Some(s) = spec.project.secrets.get(&r.source) {
-            let target = r.target.clone().unwrap_or_else(|| r.source.clone());
-            let path = if target.starts_with('/') {
-                target
-            } else {
-                format!("/run/secrets/{target}")
-            };
-            files.push((path, &s.content, 0o444));
-        }
-    }
-    for r in &svc.configs {
-        if let Some(c) = spec.project.configs.get(&r.source) {
-            let target = r.target.clone().unwrap_or_else(|| format!("/{}", r.source));
-            files.push((target, &c.content, 0o444));
-        }
-    }
-    if files.is_empty() {
-        return None;
-    }
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, content, mode) in files {
-        let rel = path.trim_start_matches('/');
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        if b.append_data(&mut h, rel, content.as_bytes()).is_err() {
-            return None;
-        }
-    }
-    b.into_inner().ok()
-}
-
 /// Remove everything of an application (deleted, or unknown to the store: an orphan).
-async fn teardown(
+async fn teardown<R: AppRuntime>(
     inner: &Arc<Inner>,
+    rt: &R,
     app: &str,
-    observed: Vec<Observed>,
+    observed: Vec<Replica>,
     volumes: bool,
 ) -> Result<Action, CpError> {
     {
@@ -1335,35 +749,13 @@ async fn teardown(
         }
     }
     let removals = observed.iter().map(|o| async move {
-        let id = &o.inspect.id;
-        inner.prober.forget(id);
-        match inner.docker.stop_container(id, 10).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        match inner.docker.remove_container(id, true, false).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        inner.prober.forget(&o.id);
+        rt.remove(&o.id, 10).await
     });
     for r in futures_util::future::join_all(removals).await {
         r?;
     }
-    let filters = crate::label_filters(inner, Some(app));
-    for n in inner.docker.list_networks(&filters).await? {
-        match inner.docker.remove_network(&n.id).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if volumes {
-        for v in inner.docker.list_volumes(&filters).await? {
-            match inner.docker.remove_volume(&v.name).await {
-                Ok(()) | Err(DockerError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    rt.remove_resources(app, volumes).await?;
     {
         let mut mem = inner.mem();
         mem.status.remove(app);
@@ -1384,8 +776,8 @@ async fn teardown(
 }
 
 /// `berth ps`: every container of the application, with Berth's view of it.
-pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>, CpError> {
-    let observed = observe(inner, app).await?;
+pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Instance>, CpError> {
+    let observed = runtime::Local::new(inner).observe(app).await?;
     let spec: Option<RevisionSpec> = inner
         .store
         .get_app(app)
@@ -1404,21 +796,21 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
                 (Some(s), Some(svc)) => service_port(s, &o.service, svc),
                 _ => None,
             };
-            let ip = ip_of(inner, app, spec.as_ref(), svc, &o.inspect);
+            let ip = ip_of(inner, app, spec.as_ref(), svc, o);
             let in_rotation = table
                 .routes
                 .iter()
                 .flat_map(|r| r.endpoints.iter())
                 .chain(table.ports.iter().flat_map(|p| p.endpoints.iter()))
-                .any(|e| e.id == o.inspect.id);
-            let running = o.inspect.state.running;
+                .any(|e| e.id == o.id);
+            let running = o.running;
             let health = if !running {
                 "none".to_string()
-            } else if let Some(h) = &o.inspect.state.health {
+            } else if let Some(h) = &o.health {
                 h.clone()
             } else if let (Some(s), Some(svc)) = (&spec, svc) {
                 if probe_kind(s, &o.service, svc).is_some() {
-                    match inner.prober.peek(&o.inspect.id) {
+                    match inner.prober.peek(&o.id) {
                         Some(Readiness::Ready) => "healthy",
                         Some(Readiness::Unhealthy) => "unhealthy",
                         _ => "starting",
@@ -1432,20 +824,20 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
             };
             let info = mem
                 .restarts
-                .get(&o.inspect.id)
+                .get(&o.id)
                 .copied()
                 .unwrap_or(RestartInfo::default());
-            let exit_code = match state_of(&o.inspect) {
+            let exit_code = match o.state {
                 ReplicaState::Exited(c) => Some(c),
                 _ => info.last_exit,
             };
             Instance {
                 service: o.service.clone(),
                 slot: o.slot,
-                container_id: o.inspect.id.clone(),
-                name: o.inspect.name.trim_start_matches('/').to_string(),
-                image: o.inspect.image.clone(),
-                state: o.inspect.state.status.clone(),
+                container_id: o.id.clone(),
+                name: o.name.clone(),
+                image: o.image.clone(),
+                state: o.status.clone(),
                 health,
                 address: match (ip, port) {
                     (Some(ip), Some(p)) => SocketAddr::new(ip, p).to_string(),
@@ -1456,7 +848,7 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
                 restarts: u64::from(info.count),
                 exit_code,
                 in_rotation,
-                draining: mem.draining.contains_key(&o.inspect.id),
+                draining: mem.draining.contains_key(&o.id),
             }
         })
         .collect();
@@ -1470,12 +862,12 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     use futures_util::StreamExt;
     loop {
         let Some(i) = inner.upgrade() else { return };
-        let filters = crate::label_filters(&i, None);
-        let docker = i.docker.clone();
+        let rt = runtime::Local::new(&i);
         drop(i);
-        match docker.events(&filters).await {
-            Ok(stream) => {
-                let mut stream = std::pin::pin!(stream);
+        let events = rt.events().await;
+        drop(rt);
+        match events {
+            Ok(mut stream) => {
                 // Anything may have happened while we were not listening.
                 if let Some(i) = inner.upgrade() {
                     wake_all(&i).await;
@@ -1485,16 +877,13 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
                         () = shutdown.cancelled() => return,
                         ev = stream.next() => ev,
                     };
-                    let Some(Ok(ev)) = ev else { break };
+                    let Some(ev) = ev else { break };
                     let Some(i) = inner.upgrade() else { return };
-                    if ev.typ != "container" {
-                        continue;
+                    if ev.down {
+                        i.prober.mark_down(&ev.replica);
+                        drop_endpoint(&i, &ev.replica);
                     }
-                    if matches!(ev.action.as_str(), "die" | "oom" | "kill" | "stop") {
-                        i.prober.mark_down(&ev.id);
-                        drop_endpoint(&i, &ev.id);
-                    }
-                    if let Some(app) = ev.attributes.get(labels::APP) {
+                    if let Some(app) = &ev.app {
                         i.wake(app);
                     }
                 }
@@ -1509,24 +898,18 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     }
 }
 
-async fn wake_all(inner: &Inner) {
+async fn wake_all(inner: &Arc<Inner>) {
     let mut apps: Vec<String> = inner
         .store
         .list_apps()
         .map(|a| a.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
     // Applications known only to Docker (orphans of a crash during removal) are torn down.
-    if let Ok(list) = inner
-        .docker
-        .list_containers(&crate::label_filters(inner, None), true)
-        .await
-    {
+    if let Ok(list) = runtime::Local::new(inner).list_all().await {
         forget_gone_restarts(inner, &list);
-        for c in list {
-            if let Some(a) = c.labels.get(labels::APP) {
-                if !apps.contains(a) {
-                    apps.push(a.clone());
-                }
+        for (a, _) in list {
+            if !a.is_empty() && !apps.contains(&a) {
+                apps.push(a);
             }
         }
     }
@@ -1537,8 +920,8 @@ async fn wake_all(inner: &Inner) {
 
 /// Forget the restart counts of containers not in `present` (a listing of all of Berth's):
 /// removed by a teardown, by hand, or while the server was down.
-fn forget_gone_restarts(inner: &Inner, present: &[berth_docker::ContainerSummary]) {
-    let present: HashSet<&str> = present.iter().map(|c| c.id.as_str()).collect();
+fn forget_gone_restarts(inner: &Inner, present: &[(String, String)]) {
+    let present: HashSet<&str> = present.iter().map(|(_, id)| id.as_str()).collect();
     let gone: Vec<String> = {
         let mut mem = inner.mem();
         let gone: Vec<String> = mem

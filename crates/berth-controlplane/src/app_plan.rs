@@ -1,0 +1,1327 @@
+//! The application planner: every per-application decision of a reconcile pass, as a pure
+//! function of desired state, observed replicas, Berth's memory and the time
+//! ([docs/runtime.md](../../../docs/runtime.md)).
+//!
+//! `plan_app(desired, observed, memory, now) -> AppPlan` builds each service's planner input
+//! (`plan::Input`), gates services on their `depends_on` conditions, asks `plan::plan` for the
+//! steps, and decides convergence, the revision verdict, the services' status, the routes and
+//! published ports to publish, and when to look again. The pass (`pass.rs`) observes, calls it,
+//! executes the steps through the runtime and records the verdict; a second runtime reuses all
+//! of it.
+//!
+//! Rules it keeps:
+//! - No I/O and no clock reads: `now` is given; memory comes in as a value.
+//! - A service waits (creates nothing) until every `depends_on` condition holds on what this pass
+//!   observed: `service_started` (every current replica of the dependency exists and has been
+//!   started), `service_healthy` (each settled: ready, or a job that exited 0),
+//!   `service_completed_successfully` (each exited 0).
+//! - A revision converges when every service has settled on its spec, nothing else is left, and
+//!   no step is planned or under way. A rollout failure is recorded once, on a pending revision,
+//!   unless the service's `failure_action` is `continue`; a first deploy (nothing converged
+//!   before) that cannot make progress fails its revision.
+//! - Routes and published ports list ready replicas that do not drain (old and new alike: during
+//!   a start-first rollout both serve), ordered by slot.
+
+use crate::plan::{self, Order, Readiness, Replica, ReplicaState, RestartRule, Step};
+use crate::reconcile::Action;
+use crate::spec::RevisionSpec;
+use berth_compose::{DependsCondition, FailureAction, RestartCondition, Service, UpdateOrder};
+use berth_core::api::{AppStatus, ServiceStatus};
+use berth_core::{Endpoint, HttpRoute, PortForward, Protocol};
+use berth_store::RevisionStatus;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Look again this soon while replicas drain.
+pub(crate) const FAST: Duration = Duration::from_millis(25);
+/// Look again this soon while a rollout progresses.
+pub(crate) const PROGRESS: Duration = Duration::from_millis(250);
+
+/// The application's desired state, as the store holds it, and the server's rollout settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Desired<'a> {
+    pub app: &'a str,
+    pub revision: u64,
+    pub spec: &'a RevisionSpec,
+    pub status: RevisionStatus,
+    /// An earlier revision converged: a failing update can roll back, a first deploy cannot.
+    pub converged_before: bool,
+    /// Default of `update_config.monitor`.
+    pub rollout_deadline_ms: u64,
+    /// Least time a drained replica stays out of rotation.
+    pub min_drain_ms: u64,
+}
+
+/// One replica as a runtime observed it, with Berth's readiness.
+#[derive(Debug, Clone)]
+pub(crate) struct Observed {
+    pub id: String,
+    pub service: String,
+    pub slot: u32,
+    pub hash: String,
+    pub state: ReplicaState,
+    pub readiness: Readiness,
+    /// Milliseconds since it was created.
+    pub age_ms: u64,
+    /// Where it is reached (its service's first network).
+    pub ip: Option<IpAddr>,
+}
+
+/// Restarts Berth made of one replica.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Restarts {
+    pub count: u32,
+    /// No restart before this (the crash-loop backoff).
+    pub not_before: Option<Instant>,
+}
+
+/// A replica out of rotation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Draining {
+    pub since: Instant,
+    /// Requests the gateway still has in flight to it (`usize::MAX` until the gateway serves a
+    /// table without it).
+    pub in_flight: usize,
+}
+
+/// A slot whose steps keep failing.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotFailures {
+    pub failures: u32,
+    /// The first failure of the series.
+    pub since: Instant,
+    /// No step on the slot before this.
+    pub next: Instant,
+    pub error: String,
+}
+
+/// What Berth remembers of one application between passes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AppMemory {
+    /// Per replica id.
+    pub restarts: HashMap<String, Restarts>,
+    /// Per replica id.
+    pub draining: HashMap<String, Draining>,
+    /// Per (service, slot), of the desired revision only.
+    pub failing: BTreeMap<(String, u32), SlotFailures>,
+    /// When a slot of a service last finished updating (`update_config.delay`).
+    pub slot_done: HashMap<String, Instant>,
+    /// A step of this application is still being carried out.
+    pub busy: bool,
+    /// Published host ports the data plane cannot bind, with the error.
+    pub port_errors: Vec<(SocketAddr, String)>,
+}
+
+/// What to record on the revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Still in progress, or already recorded.
+    Unchanged,
+    /// The pending revision converged.
+    Converged,
+    /// The rollout failed; `failure_action` says what follows (`rollback` commits a revision
+    /// of the last converged one, `pause` holds further slots).
+    RolloutFailed {
+        message: String,
+        action: FailureAction,
+    },
+    /// A first deploy cannot make progress.
+    FirstDeployFailed { problem: String },
+}
+
+/// Everything a pass does for one application, decided.
+#[derive(Debug, Clone)]
+pub(crate) struct AppPlan {
+    /// Each service's planner input (the executor needs the hash and the observed replicas).
+    pub services: BTreeMap<String, plan::Input>,
+    /// Steps to carry out, per service, in order (no `Wait`, no `Failed`).
+    pub steps: Vec<(String, Step)>,
+    pub verdict: Verdict,
+    pub status: AppStatus,
+    pub routes: Vec<HttpRoute>,
+    pub ports: Vec<PortForward>,
+    pub requeue: Action,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn restart_rule(svc: &Service) -> RestartRule {
+    match svc.restart.condition {
+        RestartCondition::Always | RestartCondition::UnlessStopped => RestartRule::Always,
+        RestartCondition::OnFailure => RestartRule::OnFailure(svc.restart.max_attempts),
+        RestartCondition::No => RestartRule::Never,
+    }
+}
+
+fn cond_str(c: DependsCondition) -> &'static str {
+    match c {
+        DependsCondition::ServiceStarted => "service_started",
+        DependsCondition::ServiceHealthy => "service_healthy",
+        DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+    }
+}
+
+/// Plan one pass of one application.
+#[must_use]
+pub(crate) fn plan_app(
+    desired: &Desired<'_>,
+    observed: &[Observed],
+    memory: &AppMemory,
+    now: Instant,
+) -> AppPlan {
+    let spec = desired.spec;
+    let inputs = inputs(desired, observed, memory, now);
+    let mut inputs = inputs;
+    let waiting = waiting(spec, &inputs);
+    for (name, w) in &waiting {
+        if let Some(i) = inputs.get_mut(name) {
+            i.deps_ready = w.is_empty();
+        }
+    }
+
+    let mut failed: Option<(String, String)> = None;
+    let mut pending = false;
+    // The soonest time a slot in backoff may be acted on again.
+    let mut retry: Option<Instant> = None;
+    let mut steps = Vec::new();
+    let mut new_drains: HashSet<String> = HashSet::new();
+    for (name, input) in &inputs {
+        for step in plan::plan(input) {
+            if let Step::Wait { retry_in_ms, .. } = step {
+                let at = now + Duration::from_millis(retry_in_ms);
+                retry = Some(retry.map_or(at, |r| r.min(at)));
+                continue;
+            }
+            pending = true;
+            match step {
+                Step::Failed { reason } => {
+                    if failed.is_none() {
+                        failed = Some((name.clone(), reason));
+                    }
+                }
+                step => {
+                    if let Step::Drain { id } = &step {
+                        new_drains.insert(id.clone());
+                    }
+                    steps.push((name.clone(), step));
+                }
+            }
+        }
+    }
+
+    let converged_all = inputs.iter().all(|(name, i)| {
+        plan::converged(i) && (spec.project.services.contains_key(name) || i.observed.is_empty())
+    });
+    let converged = converged_all && !memory.busy && steps.is_empty();
+    let pending_rev = desired.status == RevisionStatus::Pending;
+    let mut message = String::new();
+    let mut verdict = Verdict::Unchanged;
+    let mut revision_failed = desired.status == RevisionStatus::Failed;
+    if let Some((svc_name, reason)) = failed {
+        message = format!("{svc_name}: {reason}");
+        let action = spec
+            .project
+            .services
+            .get(&svc_name)
+            .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
+        if pending_rev && action != FailureAction::Continue {
+            revision_failed = true;
+            verdict = Verdict::RolloutFailed {
+                message: if action == FailureAction::Pause {
+                    format!(
+                        "{message}; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back"
+                    )
+                } else {
+                    message.clone()
+                },
+                action,
+            };
+        }
+    } else if converged && pending_rev {
+        verdict = Verdict::Converged;
+    } else if pending_rev && !converged && !desired.converged_before {
+        if let Some(problem) = first_deploy_problem(&inputs) {
+            revision_failed = true;
+            verdict = Verdict::FirstDeployFailed { problem };
+        }
+    }
+
+    let services = service_statuses(desired, &inputs, &waiting, memory);
+    let health = if converged {
+        "healthy"
+    } else if revision_failed {
+        "failed"
+    } else if services.iter().any(|s| s.problem.is_some()) {
+        "degraded"
+    } else {
+        "progressing"
+    };
+    let status = AppStatus {
+        name: desired.app.into(),
+        revision: desired.revision,
+        revision_status: String::new(),
+        message,
+        health: health.into(),
+        converged,
+        services,
+    };
+    let (routes, ports) = routes(desired, observed, memory, &new_drains);
+
+    let draining = inputs
+        .values()
+        .flat_map(|i| i.observed.iter())
+        .any(|r| r.draining.is_some());
+    let backoff = inputs
+        .values()
+        .flat_map(|i| i.observed.iter())
+        .filter_map(|r| memory.restarts.get(&r.id).and_then(|i| i.not_before))
+        .filter(|t| *t > now)
+        .chain(retry)
+        .min();
+    let requeue = if draining {
+        Action::Requeue(FAST)
+    } else if let Some(t) = backoff {
+        // A slot waiting on its backoff must not hold back the others' progress: with steps
+        // under way elsewhere, look again as soon as without the backoff.
+        let wait = (t - now).max(FAST);
+        Action::Requeue(if pending { wait.min(PROGRESS) } else { wait })
+    } else if pending || !converged {
+        Action::Requeue(PROGRESS)
+    } else {
+        Action::Await
+    };
+    AppPlan {
+        services: inputs,
+        steps,
+        verdict,
+        status,
+        routes,
+        ports,
+        requeue,
+    }
+}
+
+/// Each service's planner input: every desired service, and every service something runs of.
+fn inputs(
+    desired: &Desired<'_>,
+    observed: &[Observed],
+    memory: &AppMemory,
+    now: Instant,
+) -> BTreeMap<String, plan::Input> {
+    let spec = desired.spec;
+    let mut by_service: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
+    for o in observed {
+        by_service.entry(o.service.as_str()).or_default().push(o);
+    }
+    let names: Vec<&str> = spec
+        .project
+        .services
+        .keys()
+        .map(String::as_str)
+        .chain(by_service.keys().copied())
+        .collect();
+    let mut inputs = BTreeMap::new();
+    for name in names {
+        if inputs.contains_key(name) {
+            continue;
+        }
+        let svc = spec.project.services.get(name);
+        let replicas: Vec<Replica> = by_service
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| {
+                let info = memory.restarts.get(&o.id).copied().unwrap_or_default();
+                Replica {
+                    id: o.id.clone(),
+                    slot: o.slot,
+                    hash: o.hash.clone(),
+                    state: o.state,
+                    readiness: if svc.is_some() {
+                        o.readiness
+                    } else {
+                        Readiness::Ready
+                    },
+                    age_ms: o.age_ms,
+                    restarts: info.count,
+                    restart_allowed: info.not_before.is_none_or(|t| t <= now),
+                    draining: memory.draining.get(&o.id).map(|d| plan::Drain {
+                        since_ms: millis(now.duration_since(d.since)),
+                        in_flight: d.in_flight,
+                    }),
+                }
+            })
+            .collect();
+        let backoff: Vec<plan::SlotBackoff> = memory
+            .failing
+            .iter()
+            .filter(|((sv, _), _)| sv == name)
+            .map(|((_, slot), b)| plan::SlotBackoff {
+                slot: *slot,
+                failures: b.failures,
+                retry_in_ms: millis(b.next.saturating_duration_since(now)),
+                failing_for_ms: millis(now.duration_since(b.since)),
+                error: b.error.clone(),
+            })
+            .collect();
+        let input = match svc {
+            Some(s) => {
+                let order = match s.update_config.order {
+                    Some(UpdateOrder::StartFirst) => Order::StartFirst,
+                    Some(UpdateOrder::StopFirst) => Order::StopFirst,
+                    None if s.container_name.is_some() => Order::StopFirst,
+                    None => Order::StartFirst,
+                };
+                let delay_passed = s.update_config.delay_ms == 0
+                    || memory.slot_done.get(name).is_none_or(|t| {
+                        now.duration_since(*t).as_millis() >= u128::from(s.update_config.delay_ms)
+                    });
+                plan::Input {
+                    hash: spec.service_hash(name),
+                    replicas: s.replicas,
+                    order,
+                    parallelism: s.update_config.parallelism,
+                    restart: restart_rule(s),
+                    deps_ready: true, // gated by `waiting`
+                    delay_passed,
+                    rollout_deadline_ms: s
+                        .update_config
+                        .monitor_ms
+                        .unwrap_or(desired.rollout_deadline_ms),
+                    min_drain_ms: desired.min_drain_ms,
+                    drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000) + 20_000,
+                    paused: desired.status == RevisionStatus::Failed
+                        && s.update_config.failure_action == FailureAction::Pause,
+                    observed: replicas,
+                    backoff,
+                }
+            }
+            // Not desired any more: every replica is surplus.
+            None => plan::Input {
+                hash: String::new(),
+                replicas: 0,
+                order: Order::StartFirst,
+                parallelism: 0,
+                restart: RestartRule::Never,
+                deps_ready: false,
+                delay_passed: true,
+                rollout_deadline_ms: 0,
+                min_drain_ms: desired.min_drain_ms,
+                drain_timeout_ms: 30_000,
+                paused: false,
+                observed: replicas,
+                backoff,
+            },
+        };
+        inputs.insert(name.to_string(), input);
+    }
+    inputs
+}
+
+/// The `depends_on` conditions each service still waits for ("db (service_healthy)").
+fn waiting(
+    spec: &RevisionSpec,
+    inputs: &BTreeMap<String, plan::Input>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut waiting: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, svc) in &spec.project.services {
+        for (dep, cond) in &svc.depends_on {
+            let ok = inputs.get(dep).is_some_and(|d| {
+                let cur: Vec<&Replica> = d.observed.iter().filter(|r| r.hash == d.hash).collect();
+                let enough = cur.len() >= d.replicas as usize;
+                match cond {
+                    DependsCondition::ServiceStarted => {
+                        enough
+                            && cur
+                                .iter()
+                                .all(|r| !matches!(r.state, ReplicaState::Created))
+                    }
+                    DependsCondition::ServiceHealthy => {
+                        enough && cur.iter().all(|r| plan::settled(r, d.restart))
+                    }
+                    DependsCondition::ServiceCompletedSuccessfully => {
+                        enough && cur.iter().all(|r| r.state == ReplicaState::Exited(0))
+                    }
+                }
+            });
+            if !ok {
+                waiting
+                    .entry(name.clone())
+                    .or_default()
+                    .push(format!("{dep} ({})", cond_str(*cond)));
+            }
+        }
+    }
+    waiting
+}
+
+fn restart_limit(i: &plan::Input) -> u32 {
+    match i.restart {
+        RestartRule::OnFailure(Some(m)) => m,
+        RestartRule::OnFailure(None) | RestartRule::Always => u32::MAX,
+        RestartRule::Never => 0,
+    }
+}
+
+/// Why a first deploy cannot make progress, if it cannot.
+fn first_deploy_problem(inputs: &BTreeMap<String, plan::Input>) -> Option<String> {
+    for (name, i) in inputs {
+        for r in i.observed.iter().filter(|r| r.hash == i.hash) {
+            if plan::settled(r, i.restart) {
+                continue;
+            }
+            if r.restarts >= 3 {
+                return Some(format!("{name}: replica {} keeps exiting", r.slot));
+            }
+            if let ReplicaState::Exited(code) = r.state {
+                if code != 0 && i.restart != RestartRule::Always && r.restarts >= restart_limit(i) {
+                    return Some(format!(
+                        "{name}: replica {} exited with code {code}",
+                        r.slot
+                    ));
+                }
+            }
+            if r.age_ms > i.rollout_deadline_ms && r.state == ReplicaState::Running {
+                return Some(format!(
+                    "{name}: replica {} did not become healthy within {} s",
+                    r.slot,
+                    i.rollout_deadline_ms / 1000
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn service_statuses(
+    desired: &Desired<'_>,
+    inputs: &BTreeMap<String, plan::Input>,
+    waiting: &BTreeMap<String, Vec<String>>,
+    memory: &AppMemory,
+) -> Vec<ServiceStatus> {
+    desired
+        .spec
+        .project
+        .services
+        .iter()
+        .map(|(name, svc)| {
+            let i = &inputs[name];
+            let cur: Vec<&Replica> = i
+                .observed
+                .iter()
+                .filter(|r| r.hash == i.hash && r.draining.is_none())
+                .collect();
+            let healthy = cur
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running && r.readiness == Readiness::Ready)
+                .count();
+            let routed = !svc.berth.routes.is_empty() || !svc.ports.is_empty();
+            let mut problem = None;
+            for r in &i.observed {
+                if let ReplicaState::Exited(code) = r.state {
+                    if code != 0 {
+                        problem = Some(format!("replica {} exited with code {code}", r.slot));
+                    }
+                } else if r.readiness == Readiness::Unhealthy {
+                    problem = Some(format!("replica {} is unhealthy", r.slot));
+                } else if r.restarts >= 3 && r.readiness != Readiness::Ready {
+                    problem = Some(format!("replica {} restarted {} times", r.slot, r.restarts));
+                }
+            }
+            // A failing step says more than the state it left behind.
+            if let Some(((_, slot), b)) = memory.failing.iter().find(|((sv, _), _)| sv == name) {
+                problem = Some(format!(
+                    "replica {slot}: {} ({} failed {}, retrying with a backoff)",
+                    b.error,
+                    b.failures,
+                    if b.failures == 1 {
+                        "attempt"
+                    } else {
+                        "attempts"
+                    }
+                ));
+            }
+            for p in &svc.ports {
+                let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let Some(published) = p.published else {
+                    continue;
+                };
+                let listen = SocketAddr::new(host_ip, published);
+                if let Some((_, err)) = memory.port_errors.iter().find(|(a, _)| *a == listen) {
+                    problem = Some(format!("host port {listen} cannot be bound: {err}"));
+                }
+            }
+            ServiceStatus {
+                name: name.clone(),
+                desired: svc.replicas,
+                created: u32::try_from(cur.len()).unwrap_or(u32::MAX),
+                healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
+                in_rotation: if routed {
+                    u32::try_from(healthy).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+                old: u32::try_from(i.observed.iter().filter(|r| r.hash != i.hash).count())
+                    .unwrap_or(0),
+                completed: cur.iter().any(|r| r.state == ReplicaState::Exited(0)),
+                waiting_for: waiting.get(name).cloned().unwrap_or_default(),
+                problem,
+            }
+        })
+        .collect()
+}
+
+/// This application's routes and published ports: ready replicas that do not drain (counting
+/// the drains this plan starts), by slot.
+fn routes(
+    desired: &Desired<'_>,
+    observed: &[Observed],
+    memory: &AppMemory,
+    new_drains: &HashSet<String>,
+) -> (Vec<HttpRoute>, Vec<PortForward>) {
+    let (app, spec) = (desired.app, desired.spec);
+    let mut routes = Vec::new();
+    let mut ports = Vec::new();
+    for (name, svc) in &spec.project.services {
+        let mut members: Vec<(&Observed, IpAddr)> = observed
+            .iter()
+            .filter(|o| {
+                o.service == *name
+                    && o.state == ReplicaState::Running
+                    && o.readiness == Readiness::Ready
+                    && !memory.draining.contains_key(&o.id)
+                    && !new_drains.contains(&o.id)
+            })
+            .filter_map(|o| o.ip.map(|ip| (o, ip)))
+            .collect();
+        members.sort_by_key(|(o, _)| (o.slot, o.hash.clone()));
+        for r in &svc.berth.routes {
+            let Some(port) = r.port.or_else(|| spec.default_port(name)) else {
+                continue;
+            };
+            routes.push(HttpRoute {
+                app: app.into(),
+                service: name.clone(),
+                host: r.host.clone(),
+                path_prefix: r.path_prefix.clone(),
+                strip_prefix: r.strip_prefix,
+                endpoints: members
+                    .iter()
+                    .map(|(o, ip)| Endpoint {
+                        id: o.id.clone(),
+                        addr: SocketAddr::new(*ip, port),
+                    })
+                    .collect(),
+                policy: crate::policy::route_policy(app, svc, r),
+                protocol: crate::policy::route_protocol(r),
+            });
+        }
+        for p in &svc.ports {
+            let Some(published) = p.published else {
+                continue;
+            };
+            let host_ip = p.host_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            ports.push(PortForward {
+                app: app.into(),
+                service: name.clone(),
+                listen: SocketAddr::new(host_ip, published),
+                protocol: if p.protocol == berth_compose::Protocol::Udp {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+                endpoints: members
+                    .iter()
+                    .map(|(o, ip)| Endpoint {
+                        id: o.id.clone(),
+                        addr: SocketAddr::new(*ip, p.target),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    (routes, ports)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each row is a situation of one application (its file, what runs, what Berth remembers)
+    //! and the plan expected of it. Replicas' hash `cur` stands for their service's desired hash.
+    use super::*;
+    use Readiness::{Ready, Starting, Unhealthy};
+    use ReplicaState::{Created, Exited, Running};
+
+    fn spec(compose: &str) -> RevisionSpec {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert("compose.yaml".into(), compose.into());
+        RevisionSpec {
+            project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
+            images: BTreeMap::new(),
+            image_ports: BTreeMap::new(),
+        }
+    }
+
+    fn rep(
+        id: &str,
+        service: &str,
+        slot: u32,
+        hash: &str,
+        state: ReplicaState,
+        readiness: Readiness,
+    ) -> Observed {
+        Observed {
+            id: id.into(),
+            service: service.into(),
+            slot,
+            hash: hash.into(),
+            state,
+            readiness,
+            age_ms: 1_000,
+            ip: Some(IpAddr::from([
+                10,
+                0,
+                0,
+                u8::try_from(slot).unwrap_or(0) + 2,
+            ])),
+        }
+    }
+    fn old_age(mut o: Observed, age_ms: u64) -> Observed {
+        o.age_ms = age_ms;
+        o
+    }
+
+    /// A situation.
+    struct Case {
+        name: &'static str,
+        compose: &'static str,
+        status: RevisionStatus,
+        converged_before: bool,
+        observed: Vec<Observed>,
+        memory: AppMemory,
+    }
+    fn case(name: &'static str, compose: &'static str, observed: Vec<Observed>) -> Case {
+        Case {
+            name,
+            compose,
+            status: RevisionStatus::Pending,
+            converged_before: false,
+            observed,
+            memory: AppMemory::default(),
+        }
+    }
+    impl Case {
+        /// An update: an earlier revision converged.
+        fn update(mut self) -> Case {
+            self.converged_before = true;
+            self
+        }
+        fn status(mut self, s: RevisionStatus) -> Case {
+            self.status = s;
+            self
+        }
+        fn memory(mut self, f: impl FnOnce(&mut AppMemory)) -> Case {
+            f(&mut self.memory);
+            self
+        }
+    }
+
+    /// What is expected of it.
+    struct Expect {
+        steps: Vec<(&'static str, Step)>,
+        verdict: Verdict,
+        health: &'static str,
+        requeue: Action,
+    }
+    fn expect(
+        steps: Vec<(&'static str, Step)>,
+        verdict: Verdict,
+        health: &'static str,
+        requeue: Action,
+    ) -> Expect {
+        Expect {
+            steps,
+            verdict,
+            health,
+            requeue,
+        }
+    }
+
+    fn create(svc: &'static str, slot: u32) -> (&'static str, Step) {
+        (svc, Step::Create { slot })
+    }
+    fn start(svc: &'static str, id: &str) -> (&'static str, Step) {
+        (svc, Step::Start { id: id.into() })
+    }
+    fn drain(svc: &'static str, id: &str) -> (&'static str, Step) {
+        (svc, Step::Drain { id: id.into() })
+    }
+    fn remove(svc: &'static str, id: &str) -> (&'static str, Step) {
+        (svc, Step::Remove { id: id.into() })
+    }
+    fn restart(svc: &'static str, id: &str) -> (&'static str, Step) {
+        (svc, Step::Restart { id: id.into() })
+    }
+
+    const AWAIT: Action = Action::Await;
+    const SOON: Action = Action::Requeue(PROGRESS);
+    const NOW: Action = Action::Requeue(FAST);
+    const NONE: Verdict = Verdict::Unchanged;
+
+    fn t0() -> Instant {
+        // Far enough from the process start that `now - 60 s` exists.
+        Instant::now() + Duration::from_secs(3_600)
+    }
+
+    /// Plan a case at `now`, with `cur` hashes resolved.
+    fn run(c: &Case, now: Instant) -> (RevisionSpec, AppPlan) {
+        let spec = spec(c.compose);
+        let observed: Vec<Observed> = c
+            .observed
+            .iter()
+            .cloned()
+            .map(|mut o| {
+                if o.hash == "cur" {
+                    o.hash = spec.service_hash(&o.service);
+                }
+                o
+            })
+            .collect();
+        let desired = Desired {
+            app: "shop",
+            revision: 2,
+            spec: &spec,
+            status: c.status,
+            converged_before: c.converged_before,
+            rollout_deadline_ms: 30_000,
+            min_drain_ms: 50,
+        };
+        let plan = plan_app(&desired, &observed, &c.memory, now);
+        (spec, plan)
+    }
+
+    const WEB2: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n";
+    const WEB1: &str = "services:\n  web:\n    image: web\n";
+    const WEB3: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n";
+    const STARTED: &str = "services:
+  db: {image: db}
+  api: {image: api, depends_on: {db: {condition: service_started}}}
+";
+    const HEALTHY: &str = "services:
+  db: {image: db}
+  api: {image: api, depends_on: {db: {condition: service_healthy}}}
+";
+    const COMPLETED: &str = "services:
+  migrate: {image: m, restart: 'no'}
+  api: {image: api, depends_on: {migrate: {condition: service_completed_successfully}}}
+";
+    const ON_FAILURE: &str = "services:
+  job: {image: j, restart: on-failure}
+";
+    const ON_FAILURE_2: &str = "services:
+  job:
+    image: j
+    deploy: {restart_policy: {condition: on-failure, max_attempts: 2}}
+";
+    const UNLESS_STOPPED: &str = "services:\n  web: {image: web, restart: unless-stopped}\n";
+    const FIXED_NAME: &str = "services:\n  web: {image: web, container_name: the-web}\n";
+    const NO: &str = "services:\n  job: {image: j, restart: 'no'}\n";
+    const UPDATE: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 2, update_config: {monitor: 5s}}
+";
+    const UPDATE_PAUSE: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 2, update_config: {monitor: 5s, failure_action: pause}}
+";
+    const UPDATE_CONTINUE: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 2, update_config: {monitor: 5s, failure_action: continue}}
+";
+
+    #[test]
+    #[allow(clippy::too_many_lines)] // a table
+    fn table() {
+        let now = t0();
+        let failed = |reason: &str, action| Verdict::RolloutFailed {
+            message: format!("web: {reason}"),
+            action,
+        };
+        let late = "replica 0 of the new version did not become healthy within 5 s";
+        let cases: Vec<(Case, Expect)> = vec![
+            // Deploys.
+            (
+                case("fresh deploy creates every slot", WEB2, vec![]),
+                expect(vec![create("web", 0), create("web", 1)], NONE, "progressing", SOON),
+            ),
+            (
+                case("converged: the pending revision is recorded converged", WEB2, vec![
+                    rep("a", "web", 0, "cur", Running, Ready),
+                    rep("b", "web", 1, "cur", Running, Ready),
+                ]),
+                expect(vec![], Verdict::Converged, "healthy", AWAIT),
+            ),
+            (
+                case("converged and already recorded: nothing to record", WEB2, vec![
+                    rep("a", "web", 0, "cur", Running, Ready),
+                    rep("b", "web", 1, "cur", Running, Ready),
+                ])
+                .status(RevisionStatus::Converged),
+                expect(vec![], NONE, "healthy", AWAIT),
+            ),
+            (
+                case("all settled but a step still runs: not converged yet", WEB2, vec![
+                    rep("a", "web", 0, "cur", Running, Ready),
+                    rep("b", "web", 1, "cur", Running, Ready),
+                ])
+                .memory(|m| m.busy = true),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            (
+                case("starting replicas: in progress", WEB2, vec![
+                    rep("a", "web", 0, "cur", Running, Starting),
+                    rep("b", "web", 1, "cur", Running, Ready),
+                ]),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            // depends_on.
+            (
+                case("service_started: the dependency is created, not started: wait", STARTED, vec![
+                    rep("d", "db", 0, "cur", Created, Starting),
+                ]),
+                expect(vec![start("db", "d")], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_started: the dependency runs (not ready): go", STARTED, vec![
+                    rep("d", "db", 0, "cur", Running, Starting),
+                ]),
+                expect(vec![create("api", 0)], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_started: only an old replica of the dependency: wait", STARTED, vec![
+                    rep("d", "db", 0, "old", Running, Ready),
+                ])
+                .update(),
+                expect(vec![create("db", 0)], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_healthy: the dependency is not ready: wait", HEALTHY, vec![
+                    rep("d", "db", 0, "cur", Running, Starting),
+                ]),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_healthy: the dependency is ready: go", HEALTHY, vec![
+                    rep("d", "db", 0, "cur", Running, Ready),
+                ]),
+                expect(vec![create("api", 0)], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_healthy: an unhealthy dependency is restarted, dependants wait", HEALTHY, vec![
+                    rep("d", "db", 0, "cur", Running, Unhealthy),
+                ]),
+                expect(vec![restart("db", "d")], NONE, "degraded", SOON),
+            ),
+            (
+                case("service_completed_successfully: the job runs: wait", COMPLETED, vec![
+                    rep("m", "migrate", 0, "cur", Running, Ready),
+                ]),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_completed_successfully: the job exited 0: go", COMPLETED, vec![
+                    rep("m", "migrate", 0, "cur", Exited(0), Starting),
+                ]),
+                expect(vec![create("api", 0)], NONE, "progressing", SOON),
+            ),
+            (
+                case("service_completed_successfully: the job failed: a first deploy fails", COMPLETED, vec![
+                    rep("m", "migrate", 0, "cur", Exited(3), Starting),
+                ]),
+                expect(
+                    vec![],
+                    Verdict::FirstDeployFailed { problem: "migrate: replica 0 exited with code 3".into() },
+                    "failed",
+                    SOON,
+                ),
+            ),
+            // A replica exited, per restart policy.
+            (
+                case("restart always (the default): started again", WEB1, vec![
+                    rep("a", "web", 0, "cur", Exited(137), Starting),
+                ]),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
+            (
+                case("on-failure: a failure is started again", ON_FAILURE, vec![
+                    rep("j", "job", 0, "cur", Exited(1), Starting),
+                ]),
+                expect(vec![start("job", "j")], NONE, "degraded", SOON),
+            ),
+            (
+                case("on-failure: a success stays exited and the job converges", ON_FAILURE, vec![
+                    rep("j", "job", 0, "cur", Exited(0), Starting),
+                ]),
+                expect(vec![], Verdict::Converged, "healthy", AWAIT),
+            ),
+            (
+                case("on-failure with max_attempts: attempts used up fail a first deploy", ON_FAILURE_2, vec![
+                    rep("j", "job", 0, "cur", Exited(1), Starting),
+                ])
+                .memory(|m| {
+                    m.restarts.insert("j".into(), Restarts { count: 2, not_before: None });
+                }),
+                expect(
+                    vec![],
+                    Verdict::FirstDeployFailed { problem: "job: replica 0 exited with code 1".into() },
+                    "failed",
+                    SOON,
+                ),
+            ),
+            (
+                case("restart no: a failure stays exited and fails a first deploy", NO, vec![
+                    rep("j", "job", 0, "cur", Exited(2), Starting),
+                ]),
+                expect(
+                    vec![],
+                    Verdict::FirstDeployFailed { problem: "job: replica 0 exited with code 2".into() },
+                    "failed",
+                    SOON,
+                ),
+            ),
+            (
+                case("restart no, after a converged revision: reported, not failed", NO, vec![
+                    rep("j", "job", 0, "cur", Exited(2), Starting),
+                ])
+                .update(),
+                expect(vec![], NONE, "degraded", SOON),
+            ),
+            (
+                case(
+                    "restart unless-stopped: started again",
+                    UNLESS_STOPPED,
+                    vec![rep("a", "web", 0, "cur", Exited(0), Starting)],
+                )
+                .update(),
+                expect(vec![start("web", "a")], NONE, "progressing", SOON),
+            ),
+            (
+                case(
+                    "a fixed container_name updates stop-first: the old replica drains first",
+                    FIXED_NAME,
+                    vec![rep("o", "web", 0, "old", Running, Ready)],
+                )
+                .update(),
+                expect(vec![drain("web", "o")], NONE, "progressing", SOON),
+            ),
+            // Crash loops.
+            (
+                case("crash-loop backoff: no restart before its time, look again then", WEB1, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert(
+                        "a".into(),
+                        Restarts { count: 2, not_before: Some(now + Duration::from_secs(2)) },
+                    );
+                }),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(2))),
+            ),
+            (
+                case("crash-loop backoff passed: restarted", WEB1, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert(
+                        "a".into(),
+                        Restarts { count: 2, not_before: Some(now - Duration::from_secs(1)) },
+                    );
+                }),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
+            (
+                case("a first deploy that keeps exiting fails", WEB1, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .memory(|m| {
+                    m.restarts.insert(
+                        "a".into(),
+                        Restarts { count: 3, not_before: Some(now + Duration::from_secs(1)) },
+                    );
+                }),
+                expect(
+                    vec![],
+                    Verdict::FirstDeployFailed { problem: "web: replica 0 keeps exiting".into() },
+                    "failed",
+                    Action::Requeue(Duration::from_secs(1)),
+                ),
+            ),
+            (
+                case("a failing slot waits for its retry time; the others go on", WEB2, vec![])
+                    .memory(|m| {
+                        m.failing.insert(("web".into(), 0), SlotFailures {
+                            failures: 2,
+                            since: now - Duration::from_secs(1),
+                            next: now + Duration::from_secs(1),
+                            error: "create failed: no".into(),
+                        });
+                    }),
+                expect(vec![create("web", 1)], NONE, "degraded", SOON),
+            ),
+            // Rolling updates.
+            (
+                case("rolling update starts with one slot (start-first)", UPDATE, vec![
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update(),
+                expect(vec![create("web", 0)], NONE, "progressing", SOON),
+            ),
+            (
+                case("rolling update: a slot's new replica is ready: its old one drains, the next slot starts", UPDATE, vec![
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("n0", "web", 0, "cur", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update(),
+                expect(vec![drain("web", "o0"), create("web", 1)], NONE, "progressing", SOON),
+            ),
+            (
+                case("rolling update: drained and idle, removed; drains look again soon", UPDATE, vec![
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("n0", "web", 0, "cur", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .memory(|m| {
+                    m.draining.insert("o0".into(), Draining { since: now - Duration::from_secs(1), in_flight: 0 });
+                }),
+                expect(vec![remove("web", "o0"), create("web", 1)], NONE, "progressing", NOW),
+            ),
+            (
+                case("rolling update fails (rollback): recorded as failed", UPDATE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update(),
+                expect(vec![], failed(late, FailureAction::Rollback), "failed", SOON),
+            ),
+            (
+                case("rolling update fails (pause): recorded with how to resume", UPDATE_PAUSE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update(),
+                expect(
+                    vec![],
+                    failed(
+                        &format!("{late}; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back"),
+                        FailureAction::Pause,
+                    ),
+                    "failed",
+                    SOON,
+                ),
+            ),
+            (
+                case("paused: no further slot starts its update", UPDATE_PAUSE, vec![
+                    rep("n0", "web", 0, "cur", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .status(RevisionStatus::Failed),
+                expect(vec![], NONE, "failed", SOON),
+            ),
+            (
+                case("rolling update fails (continue): nothing recorded", UPDATE_CONTINUE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update(),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            (
+                case("a failure on a revision no longer pending is not recorded again", UPDATE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("o1", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .status(RevisionStatus::Failed),
+                expect(vec![], NONE, "failed", SOON),
+            ),
+            // Scale.
+            (
+                case("scale up adds slots", WEB3, vec![rep("a", "web", 0, "cur", Running, Ready)]).update(),
+                expect(vec![create("web", 1), create("web", 2)], NONE, "progressing", SOON),
+            ),
+            (
+                case("scale down drains the surplus", WEB1, vec![
+                    rep("a", "web", 0, "cur", Running, Ready),
+                    rep("b", "web", 1, "cur", Running, Ready),
+                ])
+                .update(),
+                expect(vec![drain("web", "b")], NONE, "progressing", SOON),
+            ),
+            // Removed services.
+            (
+                case("a service removed from the file is drained and removed", WEB1, vec![
+                    rep("a", "web", 0, "cur", Running, Ready),
+                    rep("x", "gone", 0, "h", Running, Ready),
+                    rep("y", "gone", 1, "h", Exited(0), Starting),
+                ])
+                .update(),
+                expect(vec![drain("gone", "x"), remove("gone", "y")], NONE, "progressing", SOON),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (c, e) in &cases {
+            let (_, p) = run(c, now);
+            let steps: Vec<(&str, Step)> = p
+                .steps
+                .iter()
+                .map(|(s, st)| (s.as_str(), st.clone()))
+                .collect();
+            let got = (
+                steps,
+                p.verdict.clone(),
+                p.status.health.as_str(),
+                p.requeue,
+            );
+            let want = (e.steps.clone(), e.verdict.clone(), e.health, e.requeue);
+            if got != want {
+                failures.push(format!("{}:\n  got  {got:?}\n  want {want:?}", c.name));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn waiting_for_names_each_unmet_condition() {
+        let c = case(
+            "",
+            HEALTHY,
+            vec![rep("d", "db", 0, "cur", Running, Starting)],
+        );
+        let (_, p) = run(&c, t0());
+        let api = p.status.services.iter().find(|s| s.name == "api");
+        assert_eq!(
+            api.map(|s| s.waiting_for.clone()),
+            Some(vec!["db (service_healthy)".to_string()])
+        );
+        assert!(!p.services["api"].deps_ready);
+        assert!(p.services["db"].deps_ready);
+    }
+
+    #[test]
+    fn routes_list_ready_replicas_by_slot_without_those_draining() {
+        const ROUTED: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 3}
+    ports: ['8080:80']
+    x-berth: {route: {host: shop.example, port: 80}}
+";
+        // Slot 0's new replica is not ready yet, so its old one serves (start-first: old and
+        // new both serve during a rollout); slot 1 is not ready.
+        let c = case(
+            "",
+            ROUTED,
+            vec![
+                rep("c", "web", 2, "cur", Running, Ready),
+                rep("o", "web", 0, "old", Running, Ready),
+                rep("b", "web", 1, "cur", Running, Starting),
+                rep("n", "web", 0, "cur", Running, Starting),
+            ],
+        )
+        .update();
+        let (_, p) = run(&c, t0());
+        let ids = |e: &[Endpoint]| e.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(p.routes.len(), 1);
+        assert_eq!(p.routes[0].host.as_deref(), Some("shop.example"));
+        assert_eq!(ids(&p.routes[0].endpoints), vec!["o", "c"]);
+        assert_eq!(p.ports.len(), 1);
+        assert_eq!(p.ports[0].listen.port(), 8080);
+        assert_eq!(p.ports[0].endpoints[0].addr.port(), 80);
+
+        // A replica draining since an earlier pass is out.
+        let c = c.memory(|m| {
+            m.draining.insert(
+                "c".into(),
+                Draining {
+                    since: t0(),
+                    in_flight: 3,
+                },
+            );
+        });
+        let (_, p) = run(&c, t0());
+        assert_eq!(ids(&p.routes[0].endpoints), vec!["o"]);
+
+        // Slot 0's new replica is ready: this plan drains the old one, and it is out at once.
+        let c = case(
+            "",
+            ROUTED,
+            vec![
+                rep("c", "web", 2, "cur", Running, Ready),
+                rep("o", "web", 0, "old", Running, Ready),
+                rep("n", "web", 0, "cur", Running, Ready),
+            ],
+        )
+        .update();
+        let (_, p) = run(&c, t0());
+        assert!(p
+            .steps
+            .contains(&("web".to_string(), Step::Drain { id: "o".into() })));
+        assert_eq!(ids(&p.routes[0].endpoints), vec!["n", "c"]);
+    }
+
+    #[test]
+    fn a_failing_step_and_an_unbindable_port_are_the_services_problem() {
+        const PORTS: &str = "services:\n  web:\n    image: web\n    ports: ['8080:80']\n";
+        let now = t0();
+        let c = case("", PORTS, vec![]).memory(|m| {
+            m.failing.insert(
+                ("web".into(), 0),
+                SlotFailures {
+                    failures: 1,
+                    since: now,
+                    next: now + Duration::from_millis(500),
+                    error: "create failed: name taken".into(),
+                },
+            );
+        });
+        let (_, p) = run(&c, now);
+        assert_eq!(
+            p.status.services[0].problem.as_deref(),
+            Some(
+                "replica 0: create failed: name taken (1 failed attempt, retrying with a backoff)"
+            )
+        );
+        assert_eq!(p.requeue, Action::Requeue(Duration::from_millis(500)));
+        let c = c.memory(|m| {
+            m.port_errors = vec![(
+                "0.0.0.0:8080".parse().unwrap_or_else(|_| unreachable!()),
+                "in use".into(),
+            )];
+        });
+        let (_, p) = run(&c, now);
+        assert_eq!(
+            p.status.services[0].problem.as_deref(),
+            Some("host port 0.0.0.0:8080 cannot be bound: in use")
+        );
+    }
+}

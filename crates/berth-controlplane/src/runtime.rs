@@ -1,0 +1,386 @@
+//! The runtime interface: what a container runtime does for Berth, and the local Docker
+//! engine as its first implementation ([docs/runtime.md](../../../docs/runtime.md)).
+//!
+//! Berth decides (`app_plan`, `plan`); a runtime observes an application's replicas and carries
+//! out steps. Rules every implementation keeps:
+//! - `observe` lists every replica of the application or fails: never a partial listing.
+//! - Only objects of this server (its instance id) and of the application are listed or touched.
+//! - A create is idempotent: repeated after a crash it adopts the same replica, and a name held
+//!   by anything else is an error, never adopted.
+//! - `remove` of a replica that is already gone succeeds.
+
+use crate::plan::ReplicaState;
+use crate::spec::{self, labels, RevisionSpec};
+use crate::{CpError, Inner};
+use berth_compose::Service;
+use berth_docker::{ContainerInspect, DockerError};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One replica as a runtime sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Replica {
+    pub id: String,
+    /// Its name in the runtime (a container name).
+    pub name: String,
+    /// The image ID it runs.
+    pub image: String,
+    pub service: String,
+    pub slot: u32,
+    pub hash: String,
+    pub revision: u64,
+    pub state: ReplicaState,
+    /// The runtime's word for its state (`running`, `exited`, ...), shown by `berth ps`.
+    pub status: String,
+    /// Its process runs.
+    pub running: bool,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339 (a probe restarts when this changes).
+    pub started_at: String,
+    /// The runtime's healthcheck status (`starting`, `healthy`, `unhealthy`), if it has one.
+    pub health: Option<String>,
+    /// Its addresses, by network name.
+    pub addresses: BTreeMap<String, IpAddr>,
+}
+
+/// A change a runtime reports.
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeEvent {
+    /// The application to wake.
+    pub app: Option<String>,
+    pub replica: String,
+    /// The replica stopped serving (died, was killed or stopped): out of rotation at once.
+    pub down: bool,
+}
+
+/// What a runtime does for Berth. Generic rather than object-safe: a server picks one runtime,
+/// and `-> impl Future + Send` needs neither `async-trait` nor boxed futures.
+pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
+    /// Every replica of the application, or an error (never a partial listing).
+    fn observe(&self, app: &str) -> impl Future<Output = Result<Vec<Replica>, CpError>> + Send;
+
+    /// Every replica of every application of this server, as (application, replica id).
+    fn list_all(&self) -> impl Future<Output = Result<Vec<(String, String)>, CpError>> + Send;
+
+    /// Create and start the replica of `service` in `slot` of the revision; returns its id.
+    fn create_replica(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+        slot: u32,
+    ) -> impl Future<Output = Result<String, CpError>> + Send;
+
+    /// Start an existing replica (created, or exited).
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), CpError>> + Send;
+
+    /// Restart a running replica, giving it `grace_secs` to stop.
+    fn restart(
+        &self,
+        id: &str,
+        grace_secs: u64,
+    ) -> impl Future<Output = Result<(), CpError>> + Send;
+
+    /// Stop (giving it `grace_secs`) and remove a replica; one already gone is fine.
+    fn remove(&self, id: &str, grace_secs: u64)
+        -> impl Future<Output = Result<(), CpError>> + Send;
+
+    /// Remove what the application made besides its replicas: networks, and volumes if asked.
+    fn remove_resources(
+        &self,
+        app: &str,
+        volumes: bool,
+    ) -> impl Future<Output = Result<(), CpError>> + Send;
+
+    /// Changes to this server's replicas, from now on; the stream ends when the runtime's feed
+    /// does (e.g. an engine restart), and the caller subscribes again.
+    fn events(
+        &self,
+    ) -> impl Future<Output = Result<BoxStream<'static, RuntimeEvent>, CpError>> + Send;
+}
+
+/// The local Docker engine.
+#[derive(Clone)]
+pub(crate) struct Local {
+    inner: Arc<Inner>,
+}
+
+impl Local {
+    pub(crate) fn new(inner: &Arc<Inner>) -> Local {
+        Local {
+            inner: inner.clone(),
+        }
+    }
+}
+
+impl AppRuntime for Local {
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
+        observe(&self.inner, app).await
+    }
+
+    async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
+        let inner = &self.inner;
+        let list = inner
+            .docker
+            .list_containers(&crate::label_filters(inner, None), true)
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|c| (c.labels.get(labels::APP).cloned().unwrap_or_default(), c.id))
+            .collect())
+    }
+
+    async fn create_replica(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+        slot: u32,
+    ) -> Result<String, CpError> {
+        create_replica(&self.inner, app, revision, spec, service, slot).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), CpError> {
+        Ok(self.inner.docker.start_container(id).await?)
+    }
+
+    async fn restart(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        Ok(self.inner.docker.restart_container(id, grace_secs).await?)
+    }
+
+    async fn remove(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        let docker = &self.inner.docker;
+        match docker.stop_container(id, grace_secs).await {
+            Ok(()) | Err(DockerError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match docker.remove_container(id, true, false).await {
+            Ok(()) | Err(DockerError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        let inner = &self.inner;
+        let filters = crate::label_filters(inner, Some(app));
+        for n in inner.docker.list_networks(&filters).await? {
+            match inner.docker.remove_network(&n.id).await {
+                Ok(()) | Err(DockerError::NotFound(_)) => crate::subnets::forget(inner, &n),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if volumes {
+            for v in inner.docker.list_volumes(&filters).await? {
+                match inner.docker.remove_volume(&v.name).await {
+                    Ok(()) | Err(DockerError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, CpError> {
+        let filters = crate::label_filters(&self.inner, None);
+        let stream = self.inner.docker.events(&filters).await?;
+        Ok(stream
+            // An error ends the feed: the caller subscribes again and looks at everything.
+            .take_while(|ev| std::future::ready(ev.is_ok()))
+            .filter_map(|ev| {
+                std::future::ready(match ev {
+                    Ok(ev) if ev.typ == "container" => Some(RuntimeEvent {
+                        app: ev.attributes.get(labels::APP).cloned(),
+                        down: matches!(ev.action.as_str(), "die" | "oom" | "kill" | "stop"),
+                        replica: ev.id,
+                    }),
+                    _ => None,
+                })
+            })
+            .boxed())
+    }
+}
+
+fn state_of(i: &ContainerInspect) -> ReplicaState {
+    match i.state.status.as_str() {
+        "created" => ReplicaState::Created,
+        "running" => ReplicaState::Running,
+        "exited" => ReplicaState::Exited(i.state.exit_code),
+        _ => ReplicaState::Other,
+    }
+}
+
+async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
+    let filters = crate::label_filters(inner, Some(app));
+    let list = inner.docker.list_containers(&filters, true).await?;
+    let mut out = Vec::with_capacity(list.len());
+    let inspects =
+        futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id)))
+            .await;
+    for (c, i) in list.iter().zip(inspects) {
+        let inspect = match i {
+            Ok(i) => i,
+            Err(DockerError::NotFound(_)) => continue, // removed meanwhile
+            Err(e) => return Err(e.into()),            // never act on a partial listing
+        };
+        let l = &inspect.labels;
+        // Belt and braces: the filter already guarantees these.
+        if l.get(labels::INSTANCE) != Some(&inner.naming.instance)
+            || l.get(labels::APP).map(String::as_str) != Some(app)
+        {
+            continue;
+        }
+        out.push(Replica {
+            id: inspect.id.clone(),
+            name: inspect.name.trim_start_matches('/').to_string(),
+            image: inspect.image.clone(),
+            service: l.get(labels::SERVICE).cloned().unwrap_or_default(),
+            slot: l
+                .get(labels::SLOT)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u32::MAX),
+            hash: l.get(labels::HASH).cloned().unwrap_or_default(),
+            revision: l
+                .get(labels::REVISION)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            state: state_of(&inspect),
+            status: inspect.state.status.clone(),
+            running: inspect.state.running,
+            created: inspect.created.clone(),
+            started_at: inspect.state.started_at.clone(),
+            health: inspect.state.health.clone(),
+            addresses: inspect
+                .networks
+                .iter()
+                .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.parse().ok()?)))
+                .collect(),
+        });
+        let _ = c;
+    }
+    Ok(out)
+}
+
+async fn create_replica(
+    inner: &Inner,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    service: &str,
+    slot: u32,
+) -> Result<String, CpError> {
+    let svc = spec
+        .project
+        .services
+        .get(service)
+        .ok_or_else(|| CpError::ServiceNotFound(app.into(), service.into()))?;
+    let hash = spec.service_hash(service);
+    let name = svc
+        .container_name
+        .clone()
+        .unwrap_or_else(|| inner.naming.container(app, service, slot, &hash));
+    // Networks and volumes are made here, in the step, so a failure is this step's error.
+    let resolved = crate::networks::ensure(inner, app, spec).await?;
+    let mut body = spec::container_spec(
+        &inner.naming,
+        spec,
+        app,
+        revision,
+        service,
+        svc,
+        slot,
+        &hash,
+        &inner.config.extra_labels,
+    );
+    resolved.apply(&mut body);
+    let id = match inner.docker.create_container(&name, &body).await {
+        Ok(id) => id,
+        Err(DockerError::Conflict(_)) => {
+            // A create repeated after a crash: adopt ours, never touch anyone else's. Anything
+            // else holding the name is an error (reported, retried with a backoff): returning
+            // as if created would make the next pass plan the same create at once.
+            let existing = inner.docker.inspect_container(&name).await?;
+            let l = &existing.labels;
+            let taken = |holder: String| CpError::NameTaken {
+                name: name.clone(),
+                holder,
+            };
+            if l.get(labels::INSTANCE) != Some(&inner.naming.instance) {
+                return Err(taken("a container Berth does not manage".into()));
+            }
+            let other_app = l.get(labels::APP).map_or("", String::as_str);
+            if other_app != app {
+                // Another team's application is not named (docs/teams.md).
+                let (team, _) = berth_core::team::split_global(app);
+                return Err(taken(match berth_core::team::local_name(team, other_app) {
+                    Some(other) => format!("a container of application {other:?}"),
+                    None => "a container of another team".into(),
+                }));
+            }
+            let same_replica = l.get(labels::SERVICE).map(String::as_str) == Some(service)
+                && l.get(labels::SLOT) == Some(&slot.to_string())
+                && l.get(labels::HASH) == Some(&hash);
+            if !same_replica {
+                // Ours, of another spec (a fixed container_name updated start-first): the
+                // planner removes it once its slot allows.
+                return Err(taken(format!(
+                    "another replica of this application ({} {}, revision {})",
+                    l.get(labels::SERVICE).map_or("", String::as_str),
+                    l.get(labels::SLOT).map_or("", String::as_str),
+                    l.get(labels::REVISION).map_or("", String::as_str),
+                )));
+            }
+            existing.id
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(tar) = files_tar(spec, svc) {
+        inner.docker.put_archive(&id, "/", tar).await?;
+    }
+    tracing::info!(app, service, slot, container = %crate::pass::short(&id), "starting new replica");
+    inner.docker.start_container(&id).await?;
+    Ok(id)
+}
+
+/// File-based secrets (`/run/secrets/NAME`) and configs (`/NAME`) as a tar to upload before start.
+fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
+    let mut files: Vec<(String, &str, u32)> = Vec::new();
+    for r in &svc.secrets {
+        if let Some(s) = spec.project.secrets.get(&r.source) {
+            let target = r.target.clone().unwrap_or_else(|| r.source.clone());
+            let path = if target.starts_with('/') {
+                target
+            } else {
+                format!("/run/secrets/{target}")
+            };
+            files.push((path, &s.content, 0o444));
+        }
+    }
+    for r in &svc.configs {
+        if let Some(c) = spec.project.configs.get(&r.source) {
+            let target = r.target.clone().unwrap_or_else(|| format!("/{}", r.source));
+            files.push((target, &c.content, 0o444));
+        }
+    }
+    if files.is_empty() {
+        return None;
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content, mode) in files {
+        let rel = path.trim_start_matches('/');
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        if b.append_data(&mut h, rel, content.as_bytes()).is_err() {
+            return None;
+        }
+    }
+    b.into_inner().ok()
+}
