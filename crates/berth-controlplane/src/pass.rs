@@ -243,6 +243,7 @@ fn readiness(
 ) -> Readiness {
     if state_of(&o.inspect) != ReplicaState::Running {
         inner.prober.mark_down(&o.inspect.id);
+        inner.start_probes.forget(&o.inspect.id);
         return Readiness::Starting;
     }
     if let Some((kind, port)) = probe_kind(spec, name, svc) {
@@ -257,12 +258,11 @@ fn readiness(
             &kind,
         );
     }
-    match o.inspect.state.health.as_deref() {
-        Some("healthy") => Readiness::Ready,
-        Some("unhealthy") => Readiness::Unhealthy,
-        Some("starting") => Readiness::Starting,
-        _ => Readiness::Ready,
-    }
+    // Docker's status, with the healthcheck run early while it says `starting`.
+    let start_interval = svc.healthcheck.as_ref().and_then(|h| h.start_interval_ms);
+    inner
+        .start_probes
+        .readiness(app, &o.inspect, start_interval)
 }
 
 async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
@@ -1415,7 +1415,12 @@ pub(crate) async fn instances(inner: &Inner, app: &str) -> Result<Vec<Instance>,
             let health = if !running {
                 "none".to_string()
             } else if let Some(h) = &o.inspect.state.health {
-                h.clone()
+                // A passed start probe gates as healthy before Docker's first check does.
+                if h == "starting" && inner.start_probes.passed(&o.inspect.id) {
+                    "healthy".to_string()
+                } else {
+                    h.clone()
+                }
             } else if let (Some(s), Some(svc)) = (&spec, svc) {
                 if probe_kind(s, &o.service, svc).is_some() {
                     match inner.prober.peek(&o.inspect.id) {

@@ -239,6 +239,9 @@ pub fn container_spec(
                 timeout_ns: ms_to_ns(h.timeout_ms),
                 retries: i64::from(h.retries.unwrap_or(0)),
                 start_period_ns: ms_to_ns(h.start_period_ms),
+                // Sent only to engines that know it (API 1.44+); Berth's own start probes
+                // (`startprobe`) honour it on older ones.
+                start_interval_ns: ms_to_ns(h.start_interval_ms),
             }
         }
     });
