@@ -71,3 +71,54 @@ services:
     assert_eq!(docker_health.trim(), "starting");
     server.ok(&["rm", "--app", "sp"]);
 }
+
+#[test]
+fn a_failing_healthcheck_never_gates_as_healthy() {
+    let run = TestRun::new("startprobe-fail");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    // `/healthz` answers 503 forever: the start probe keeps failing.
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  db:
+    image: {image}
+    environment: {{ HEALTHY: "0" }}
+    healthcheck:
+      test: ["CMD", "/berth-testapp", "probe"]
+      interval: 30s
+      timeout: 2s
+  web:
+    image: {image}
+    depends_on:
+      db: {{ condition: service_healthy }}
+"#
+        ),
+    );
+    let out = server.cli(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--app",
+        "spf",
+        "--timeout",
+        "4",
+    ]);
+    assert!(
+        !out.status.success(),
+        "apply converged with a failing check"
+    );
+    let ps = server.ps("spf");
+    assert!(
+        !ps.iter()
+            .any(|i| i["service"] == "web" && i["state"] == "running"),
+        "{ps:?}"
+    );
+    let db = ps.iter().find(|i| i["service"] == "db").unwrap();
+    assert_eq!(db["health"], "starting", "{ps:?}");
+    server.ok(&["rm", "--app", "spf"]);
+}
