@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark 4: a health-gated Compose file up and healthy, Berth vs docker-compose (v1).
+"""Benchmark 7: a health-gated Compose file up and healthy, Berth vs docker-compose (v1).
 
 The file is bench/startup-11.yaml: 11 services in three tiers (3, 4, 4), each tier
 `depends_on: condition: service_healthy` on every service of the tier before it (two gated
@@ -98,7 +98,7 @@ def run_compose(b, rep):
 
 
 def bench(b, reps):
-    log("\n=== Benchmark 4: 11 services, two health-gated levels, interval 5s (Berth vs docker-compose) ===")
+    log("\n=== Benchmark 7: 11 services, two health-gated levels, interval 5s (Berth vs docker-compose) ===")
     log(f"Berth command:   BENCH_IMAGE={b.image} BENCH_LABEL={b.id} berth apply -f {FILE} --app <fresh app>")
     log(f"Compose command: BENCH_IMAGE={b.image} BENCH_LABEL={b.id} docker-compose -p <fresh project> -f {FILE}"
         " up -d  + poll until all 11 are healthy")
@@ -138,7 +138,7 @@ def main():
         b.start_berth()
         r = bench(b, args.reps)
         print()
-        print(common.table([["4. 11 services, 2 gated levels", "docker-compose", common.fmt_stats(r["berth"]),
+        print(common.table([["7. 11 services, 2 gated levels", "docker-compose", common.fmt_stats(r["berth"]),
                              common.fmt_stats(r["compose"]), f"{r['ratio']:.2f}", "<= 0.5",
                              "yes" if r["ratio"] <= 0.5 else "NO"]],
                            ["benchmark", "peer", "Berth", "peer", "ratio", "goal", "met"]))
