@@ -634,6 +634,40 @@ configs:
     }
 
     #[test]
+    fn start_interval_reaches_the_engine_that_knows_it() {
+        let s = spec(
+            "services:\n  web:\n    image: web:1\n    healthcheck: {test: [CMD, /check], interval: 5s, start_interval: 200ms}\n",
+            &[],
+            &[("web", "sha256:aaaa")],
+        );
+        let naming = Naming {
+            instance: "abcdef0123".into(),
+        };
+        let c = container_spec(
+            &naming,
+            &s,
+            "app",
+            1,
+            "web",
+            &s.project.services["web"],
+            0,
+            "h",
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            c.healthcheck.as_ref().unwrap().start_interval_ns,
+            200_000_000
+        );
+        assert_eq!(
+            c.to_create_body_for((1, 44))["Healthcheck"]["StartInterval"],
+            200_000_000
+        );
+        assert!(c.to_create_body_for((1, 41))["Healthcheck"]
+            .get("StartInterval")
+            .is_none());
+    }
+
+    #[test]
     fn describe_change_names_the_changed_keys() {
         let images = [
             ("web", "sha256:aaaaaaaaaaaaaaaa"),
