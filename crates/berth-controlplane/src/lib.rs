@@ -31,6 +31,7 @@ pub mod reconcile;
 pub mod retention;
 mod runtime;
 pub mod spec;
+pub mod startprobe;
 pub mod stats;
 pub mod subnets;
 pub mod webhooks;
@@ -185,6 +186,8 @@ pub(crate) struct Inner {
     table_tx: watch::Sender<Arc<RoutingTable>>,
     table_version: std::sync::atomic::AtomicU64,
     prober: health::Prober,
+    /// Early runs of a starting replica's Docker healthcheck (`startprobe`).
+    start_probes: startprobe::StartProbes,
     dataplane: Arc<dyn DataPlane>,
     started: std::time::Instant,
     own_issuer: std::sync::OnceLock<issuers::OwnIssuer>,
@@ -248,6 +251,8 @@ impl ControlPlane {
                     i.wake(app);
                 }
             });
+            let start_probes =
+                startprobe::StartProbes::new(docker.clone(), wake.clone(), shutdown.clone());
             Inner {
                 store,
                 docker,
@@ -256,6 +261,7 @@ impl ControlPlane {
                 table_tx,
                 table_version: std::sync::atomic::AtomicU64::new(0),
                 prober: health::Prober::new(wake, shutdown.clone()),
+                start_probes,
                 dataplane,
                 started: std::time::Instant::now(),
                 own_issuer: std::sync::OnceLock::new(),

@@ -178,6 +178,7 @@ fn readiness(
 ) -> Readiness {
     if o.state != ReplicaState::Running {
         inner.prober.mark_down(&o.id);
+        inner.start_probes.forget(&o.id);
         return Readiness::Starting;
     }
     if let Some((kind, port)) = probe_kind(spec, name, svc) {
@@ -188,12 +189,9 @@ fn readiness(
             .prober
             .ensure(app, &o.id, &o.started_at, SocketAddr::new(ip, port), &kind);
     }
-    match o.health.as_deref() {
-        Some("healthy") => Readiness::Ready,
-        Some("unhealthy") => Readiness::Unhealthy,
-        Some("starting") => Readiness::Starting,
-        _ => Readiness::Ready,
-    }
+    // The runtime's status, with the healthcheck run early while it says `starting`.
+    let start_interval = svc.healthcheck.as_ref().and_then(|h| h.start_interval_ms);
+    inner.start_probes.readiness(app, o, start_interval)
 }
 
 async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Action, CpError> {
@@ -807,7 +805,12 @@ pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Insta
             let health = if !running {
                 "none".to_string()
             } else if let Some(h) = &o.health {
-                h.clone()
+                // A passed start probe gates as healthy before Docker's first check does.
+                if h == "starting" && inner.start_probes.passed(&o.id) {
+                    "healthy".to_string()
+                } else {
+                    h.clone()
+                }
             } else if let (Some(s), Some(svc)) = (&spec, svc) {
                 if probe_kind(s, &o.service, svc).is_some() {
                     match inner.prober.peek(&o.id) {

@@ -44,6 +44,9 @@ pub(crate) struct Replica {
     pub started_at: String,
     /// The runtime's healthcheck status (`starting`, `healthy`, `unhealthy`), if it has one.
     pub health: Option<String>,
+    /// The healthcheck the runtime runs (its test is also run early while the replica starts:
+    /// `startprobe.rs`).
+    pub healthcheck: Option<berth_docker::HealthConfig>,
     /// Its addresses, by network name.
     pub addresses: BTreeMap<String, IpAddr>,
 }
@@ -256,6 +259,7 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
             created: inspect.created.clone(),
             started_at: inspect.state.started_at.clone(),
             health: inspect.state.health.clone(),
+            healthcheck: inspect.healthcheck.clone(),
             addresses: inspect
                 .networks
                 .iter()

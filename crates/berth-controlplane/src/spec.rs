@@ -239,6 +239,9 @@ pub fn container_spec(
                 timeout_ns: ms_to_ns(h.timeout_ms),
                 retries: i64::from(h.retries.unwrap_or(0)),
                 start_period_ns: ms_to_ns(h.start_period_ms),
+                // Sent only to engines that know it (API 1.44+); Berth's own start probes
+                // (`startprobe`) honour it on older ones.
+                start_interval_ns: ms_to_ns(h.start_interval_ms),
             }
         }
     });
@@ -628,6 +631,40 @@ configs:
         );
         assert_eq!(hc["SecurityOpt"], serde_json::json!(["label=disable"]));
         assert!(body.get("NetworkingConfig").is_none(), "{body}");
+    }
+
+    #[test]
+    fn start_interval_reaches_the_engine_that_knows_it() {
+        let s = spec(
+            "services:\n  web:\n    image: web:1\n    healthcheck: {test: [CMD, /check], interval: 5s, start_interval: 200ms}\n",
+            &[],
+            &[("web", "sha256:aaaa")],
+        );
+        let naming = Naming {
+            instance: "abcdef0123".into(),
+        };
+        let c = container_spec(
+            &naming,
+            &s,
+            "app",
+            1,
+            "web",
+            &s.project.services["web"],
+            0,
+            "h",
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            c.healthcheck.as_ref().unwrap().start_interval_ns,
+            200_000_000
+        );
+        assert_eq!(
+            c.to_create_body_for((1, 44))["Healthcheck"]["StartInterval"],
+            200_000_000
+        );
+        assert!(c.to_create_body_for((1, 41))["Healthcheck"]
+            .get("StartInterval")
+            .is_none());
     }
 
     #[test]

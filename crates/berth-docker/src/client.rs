@@ -30,6 +30,25 @@ use crate::types::{
 };
 use crate::DockerError;
 
+/// How a command run with [`Docker::exec_run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited with this code.
+    Exited(i64),
+    /// It was still running when the timeout passed.
+    TimedOut,
+}
+
+/// `GET /exec/{id}/json`: the parts Berth reads. `ExitCode` is null while it runs.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireExecInspect {
+    #[serde(default)]
+    running: bool,
+    #[serde(default)]
+    exit_code: Option<i64>,
+}
+
 /// The oldest Engine API Berth supports (Docker 20.10).
 pub const MIN_API_VERSION: &str = "1.41";
 /// The newest Engine API this client was written against; newer engines are spoken to at this
@@ -90,6 +109,19 @@ impl Docker {
         &self.inner.version
     }
 
+    /// The negotiated API version as (major, minor).
+    #[must_use]
+    pub fn api(&self) -> (u32, u32) {
+        parse_version(&self.inner.version).unwrap_or((1, 41))
+    }
+
+    /// Whether the negotiated API is at least `major.minor` (e.g. `(1, 44)` for a
+    /// healthcheck's `StartInterval`).
+    #[must_use]
+    pub fn api_at_least(&self, major: u32, minor: u32) -> bool {
+        self.api() >= (major, minor)
+    }
+
     /// The endpoint in use, e.g. `unix:///var/run/docker.sock`.
     #[must_use]
     pub fn endpoint(&self) -> &str {
@@ -140,7 +172,7 @@ impl Docker {
             .call(
                 Method::POST,
                 &format!("/containers/create{q}"),
-                Some(Body::json(&spec.to_create_body())),
+                Some(Body::json(&spec.to_create_body_for(self.api()))),
             )
             .await?;
         let created: WireCreated = parse("POST /containers/create", &body)?;
@@ -441,6 +473,61 @@ impl Docker {
             });
         }
         Ok(answer.status_code)
+    }
+
+    /// Runs `cmd` in a running container (an exec, detached, no streams attached) and waits up
+    /// to `timeout` for it to exit, polling its state: how a healthcheck's own test is run on
+    /// Berth's schedule. [`DockerError::Conflict`] when the container is not running,
+    /// [`DockerError::NotFound`] when it is gone. On [`ExecOutcome::TimedOut`] the process is
+    /// left to finish on its own (the Engine API cannot kill an exec), as the engine's own
+    /// healthchecks were before Docker 25.
+    pub async fn exec_run(
+        &self,
+        container: &str,
+        cmd: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutcome, DockerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let body = json!({
+            "Cmd": cmd,
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "Tty": false,
+        });
+        let created = self
+            .call(
+                Method::POST,
+                &format!("/containers/{}/exec", enc(container)),
+                Some(Body::json(&body)),
+            )
+            .await?;
+        let created: WireCreated = parse("POST /containers/exec", &created)?;
+        let start = json!({ "Detach": true, "Tty": false });
+        self.call(
+            Method::POST,
+            &format!("/exec/{}/start", enc(&created.id)),
+            Some(Body::json(&start)),
+        )
+        .await?;
+        // Most checks exit within milliseconds: poll often at first, then back off.
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let state: WireExecInspect = self
+                .get_json(&format!("/exec/{}/json", enc(&created.id)))
+                .await?;
+            if !state.running {
+                if let Some(code) = state.exit_code {
+                    return Ok(ExecOutcome::Exited(code));
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(ExecOutcome::TimedOut);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Starts an image build from an in-memory context tar (`POST /build`, the legacy

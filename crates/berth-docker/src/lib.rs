@@ -27,10 +27,10 @@ mod transport;
 mod types;
 
 pub use build::{BuildMessage, BuildParams, BuildStream};
-pub use client::{Docker, MAX_API_VERSION, MIN_API_VERSION};
+pub use client::{Docker, ExecOutcome, MAX_API_VERSION, MIN_API_VERSION};
 pub use error::DockerError;
 pub use images::ImageSummary;
-pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec};
+pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec, START_INTERVAL_API};
 pub use stream::{EventStream, LogChunk, LogSource, LogStream};
 pub use types::{
     ContainerInspect, ContainerState, ContainerSummary, Event, ImageInspect, IpamConfig,

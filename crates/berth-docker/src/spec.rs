@@ -46,6 +46,9 @@ pub struct ContainerSpec {
     pub networks: BTreeMap<String, Vec<String>>,
 }
 
+/// The first API version whose `Healthcheck` has `StartInterval` (Docker 25).
+pub const START_INTERVAL_API: (u32, u32) = (1, 44);
+
 /// A container healthcheck (`Healthcheck`); durations in nanoseconds, 0 = engine default.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HealthConfig {
@@ -59,6 +62,10 @@ pub struct HealthConfig {
     pub retries: i64,
     /// Grace period during which failures do not count.
     pub start_period_ns: i64,
+    /// Time between checks during the start period (`StartInterval`, API 1.44+; 0 = engine
+    /// default). Left out of the request on older engines, which would refuse nothing but
+    /// ignore it: see [`ContainerSpec::to_create_body_for`].
+    pub start_interval_ns: i64,
 }
 
 /// The `HostConfig` part of a create request.
@@ -124,9 +131,17 @@ impl ContainerSpec {
         self.networks.iter().next()
     }
 
-    /// The JSON body of `POST /containers/create`.
+    /// The JSON body of `POST /containers/create` for the newest API version Berth speaks.
     #[must_use]
     pub fn to_create_body(&self) -> Value {
+        self.to_create_body_for((u32::MAX, u32::MAX))
+    }
+
+    /// The JSON body of `POST /containers/create` for an engine speaking API `version`
+    /// (major, minor): fields the engine does not know (`Healthcheck.StartInterval` before
+    /// 1.44) are left out.
+    #[must_use]
+    pub fn to_create_body_for(&self, version: (u32, u32)) -> Value {
         let mut body = Map::new();
         body.insert("Image".into(), json!(self.image));
         put_opt(&mut body, "Cmd", self.cmd.as_ref());
@@ -147,16 +162,17 @@ impl ContainerSpec {
             body.insert("ExposedPorts".into(), Value::Object(ports));
         }
         if let Some(h) = &self.healthcheck {
-            body.insert(
-                "Healthcheck".into(),
-                json!({
-                    "Test": h.test,
-                    "Interval": h.interval_ns,
-                    "Timeout": h.timeout_ns,
-                    "Retries": h.retries,
-                    "StartPeriod": h.start_period_ns,
-                }),
-            );
+            let mut hc = json!({
+                "Test": h.test,
+                "Interval": h.interval_ns,
+                "Timeout": h.timeout_ns,
+                "Retries": h.retries,
+                "StartPeriod": h.start_period_ns,
+            });
+            if h.start_interval_ns != 0 && version >= START_INTERVAL_API {
+                hc["StartInterval"] = json!(h.start_interval_ns);
+            }
+            body.insert("Healthcheck".into(), hc);
         }
         put_opt(&mut body, "StopTimeout", self.stop_timeout_secs.as_ref());
         put_opt(&mut body, "StopSignal", self.stop_signal.as_ref());
@@ -308,6 +324,7 @@ mod tests {
                 timeout_ns: 2,
                 retries: 3,
                 start_period_ns: 4,
+                start_interval_ns: 5,
             }),
             stop_timeout_secs: Some(5),
             stop_signal: Some("SIGINT".into()),
@@ -353,7 +370,7 @@ mod tests {
             json!({
                 "Image": "app:v1", "Cmd": ["serve"], "Env": ["PORT=80"], "Labels": {"berth.app": "shop"},
                 "User": "1000", "WorkingDir": "/srv", "Hostname": "web", "ExposedPorts": {"80/tcp": {}},
-                "Healthcheck": {"Test": ["CMD", "/check"], "Interval": 1_000_000_000, "Timeout": 2, "Retries": 3, "StartPeriod": 4},
+                "Healthcheck": {"Test": ["CMD", "/check"], "Interval": 1_000_000_000, "Timeout": 2, "Retries": 3, "StartPeriod": 4, "StartInterval": 5},
                 "StopTimeout": 5, "StopSignal": "SIGINT",
                 "HostConfig": {
                     "Binds": ["/a:/b:ro"],
@@ -369,6 +386,36 @@ mod tests {
                 },
                 "NetworkingConfig": {"EndpointsConfig": {"a-net": {"Aliases": ["web"]}}}
             })
+        );
+    }
+
+    #[test]
+    fn start_interval_only_where_the_engine_has_it() {
+        let spec = ContainerSpec {
+            image: "x".into(),
+            healthcheck: Some(HealthConfig {
+                test: vec!["CMD".into(), "/check".into()],
+                start_interval_ns: 250_000_000,
+                ..HealthConfig::default()
+            }),
+            ..Default::default()
+        };
+        let at = |v| {
+            spec.to_create_body_for(v)["Healthcheck"]
+                .get("StartInterval")
+                .cloned()
+        };
+        assert_eq!(at((1, 41)), None);
+        assert_eq!(at((1, 43)), None);
+        assert_eq!(at((1, 44)), Some(json!(250_000_000)));
+        assert_eq!(at((1, 45)), Some(json!(250_000_000)));
+        let unset = ContainerSpec {
+            healthcheck: Some(HealthConfig::default()),
+            ..spec.clone()
+        };
+        assert_eq!(
+            unset.to_create_body_for((1, 45))["Healthcheck"].get("StartInterval"),
+            None
         );
     }
 

@@ -100,6 +100,9 @@ pub struct ContainerInspect {
     pub tty: bool,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// The healthcheck the engine runs (`Config.Healthcheck`: the create request's, completed
+    /// with the image's), if any.
+    pub healthcheck: Option<crate::HealthConfig>,
 }
 
 /// `State` of an inspected container.
@@ -166,6 +169,25 @@ struct WireConfig {
     tty: bool,
     #[serde(default, deserialize_with = "nullable")]
     exposed_ports: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    healthcheck: Option<WireHealthcheck>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct WireHealthcheck {
+    #[serde(default, deserialize_with = "nullable")]
+    test: Vec<String>,
+    #[serde(default)]
+    interval: i64,
+    #[serde(default)]
+    timeout: i64,
+    #[serde(default)]
+    retries: i64,
+    #[serde(default)]
+    start_period: i64,
+    #[serde(default)]
+    start_interval: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -253,6 +275,14 @@ impl From<WireContainerInspect> for ContainerInspect {
                 .collect(),
             tty: w.config.tty,
             created: w.created,
+            healthcheck: w.config.healthcheck.map(|h| crate::HealthConfig {
+                test: h.test,
+                interval_ns: h.interval,
+                timeout_ns: h.timeout,
+                retries: h.retries,
+                start_period_ns: h.start_period,
+                start_interval_ns: h.start_interval,
+            }),
         }
     }
 }
@@ -479,6 +509,24 @@ mod tests {
         let bare: WireContainerInspect =
             serde_json::from_str(r#"{"Id":"x","Config":null,"State":null}"#).unwrap();
         assert_eq!(ContainerInspect::from(bare).state.health, None);
+    }
+
+    #[test]
+    fn inspect_reads_the_healthcheck() {
+        let w: WireContainerInspect = serde_json::from_str(
+            r#"{"Id":"a","Config":{"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":5000000000,
+                "Timeout":1000000000,"Retries":3,"StartPeriod":0}}}"#,
+        )
+        .unwrap();
+        let h = ContainerInspect::from(w).healthcheck.unwrap();
+        assert_eq!(h.test, ["CMD-SHELL", "true"]);
+        assert_eq!(
+            (h.interval_ns, h.timeout_ns, h.retries),
+            (5_000_000_000, 1_000_000_000, 3)
+        );
+        assert_eq!(h.start_interval_ns, 0);
+        let none: WireContainerInspect = serde_json::from_str(r#"{"Id":"a","Config":{}}"#).unwrap();
+        assert_eq!(ContainerInspect::from(none).healthcheck, None);
     }
 
     #[test]

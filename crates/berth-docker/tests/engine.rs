@@ -420,3 +420,60 @@ async fn network_on_a_chosen_subnet_and_an_overlap_refused() {
     assert!(!err.is_conflict());
     d.remove_network(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn exec_runs_a_command_and_reports_its_exit_code() {
+    let run = TestRun::new("docker-exec");
+    let image = testapp_image(&run);
+    let d = docker().await;
+    let id = d
+        .create_container(&run.name("exec"), &app_spec(&run, &image))
+        .await
+        .unwrap();
+    let cmd = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let t = Duration::from_secs(5);
+    // Not running yet: the engine refuses an exec with a conflict.
+    let err = d
+        .exec_run(&id, &cmd(&["/berth-testapp", "probe"]), t)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    d.start_container(&id).await.unwrap();
+    let ok = eventually(Duration::from_secs(10), "the probe to pass", || async {
+        (d.exec_run(&id, &cmd(&["/berth-testapp", "probe"]), t)
+            .await
+            .unwrap()
+            == berth_docker::ExecOutcome::Exited(0))
+        .then_some(())
+    });
+    ok.await;
+    // A probe of a closed port fails with exit code 1.
+    assert_eq!(
+        d.exec_run(&id, &cmd(&["/berth-testapp", "probe", "1"]), t)
+            .await
+            .unwrap(),
+        berth_docker::ExecOutcome::Exited(1)
+    );
+    // A command that does not exist fails at start, with neither a conflict nor a not-found.
+    let err = d
+        .exec_run(&id, &cmd(&["/no/such/check"]), t)
+        .await
+        .unwrap_err();
+    assert!(!err.is_conflict() && !err.is_not_found(), "{err}");
+    // A check that outlives its timeout: `/sleep` answers after 3 s.
+    let slow = cmd(&["/berth-testapp", "probe", "8080", "/sleep?ms=3000"]);
+    let t0 = Instant::now();
+    assert_eq!(
+        d.exec_run(&id, &slow, Duration::from_millis(300))
+            .await
+            .unwrap(),
+        berth_docker::ExecOutcome::TimedOut
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    d.remove_container(&id, true, false).await.unwrap();
+    let err = d
+        .exec_run(&id, &cmd(&["/berth-testapp", "probe"]), t)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
