@@ -173,7 +173,7 @@ const PROGRESS_BUFFER: usize = 4096;
     params(("app" = String, Path, description = "Application name"), ApplyQuery),
     request_body = ApplyRequest,
     responses(
-        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); `image_denied`: the project names another team's `berth/` image (docs/teams.md#images); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 201, description = "A new revision was committed", body = RevisionCreated),
         (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),

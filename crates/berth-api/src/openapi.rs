@@ -174,7 +174,8 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
                 );
             }
             let team_param = !path.contains("{team}")
-                && berth_access::action(method, path).is_some_and(berth_access::Action::team_scoped);
+                && berth_access::action(method, path)
+                    .is_some_and(berth_access::Action::team_scoped);
             if team_param {
                 add_team_param(op);
             }

@@ -78,6 +78,15 @@ pub enum CpError {
         /// Every key refused.
         denials: Vec<crate::admission::Denial>,
     },
+    /// The project names images of another team's `berth/` (docs/teams.md#images): each
+    /// refusal, by where it is named.
+    #[error("image denied for team {team:?}: {}", .denials.join("; "))]
+    ImageDenied {
+        /// The application's team.
+        team: String,
+        /// Every image refused, with where it is named.
+        denials: Vec<String>,
+    },
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
@@ -155,6 +164,7 @@ impl CpError {
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
             CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
+            CpError::ImageDenied { .. } => ErrorCode::ImageDenied,
             CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,

@@ -390,6 +390,8 @@ impl ControlPlane {
         }
         // Refused keys are refused before anything is built; `commit` checks again.
         self.admit(app, &project)?;
+        // So are images of other teams (names, IDs, what the Dockerfiles read).
+        self.check_images(app, &project, contexts).await?;
         // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
         let built = self
             .build_services(app, &project, contexts, progress)

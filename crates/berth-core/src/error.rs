@@ -121,6 +121,9 @@ pub enum ErrorCode {
     /// The Compose file uses keys that need an admission grant the team does not have; the
     /// message names each by its path in the file. Nothing was created.
     AdmissionDenied,
+    /// The request names an image under another team's `berth/` (an `image:`, a `build:` tag,
+    /// a Dockerfile `FROM`); the message names each. Nothing was built or created.
+    ImageDenied,
 }
 
 impl ErrorCode {
@@ -171,6 +174,7 @@ impl ErrorCode {
         Self::TeamNotEmpty,
         Self::MemberNotFound,
         Self::AdmissionDenied,
+        Self::ImageDenied,
     ];
 
     /// The stable string clients match on.
@@ -222,6 +226,7 @@ impl ErrorCode {
             Self::TeamNotEmpty => "team_not_empty",
             Self::MemberNotFound => "member_not_found",
             Self::AdmissionDenied => "admission_denied",
+            Self::ImageDenied => "image_denied",
         }
     }
 
@@ -258,7 +263,8 @@ impl ErrorCode {
             Self::Forbidden
             | Self::ForbiddenOrigin
             | Self::PasswordChangeRequired
-            | Self::AdmissionDenied => 403,
+            | Self::AdmissionDenied
+            | Self::ImageDenied => 403,
             Self::UnsupportedMediaType => 415,
             Self::BadHost => 421,
             Self::UriTooLong => 414,
