@@ -17,6 +17,11 @@
 //!   (`/`, `/run`, `/var`, `/var/run`), which needs its `bind:` prefix as well. Symlinks on the
 //!   host are not followed (the check cannot see the host's file system): a granted prefix is
 //!   the administrator's word that nothing under it leads elsewhere.
+//! - `external: true` networks and volumes are objects made outside the project — another
+//!   team's, the host's — which Berth attaches or mounts by their name: they need `external`.
+//!   A network or volume with a `name:` but not `external` needs nothing: Berth makes it with
+//!   the application's labels and refuses one of that name that is not the application's
+//!   (`networks.rs`), so it never reaches an object outside the team.
 //! - `security_opt`: any `seccomp`, `apparmor`, `label` or `systempaths` entry needs the
 //!   `security_opt` grant, not only the `unconfined`/`disable` values: a custom seccomp profile
 //!   or another loaded AppArmor profile can be as open as none. `no-new-privileges` only
@@ -54,12 +59,32 @@ impl fmt::Display for Denial {
 }
 
 /// Every key of `project` that `grants` do not admit, service by service in name order, keys in
-/// a fixed order within a service.
+/// a fixed order within a service; then the external networks and volumes, by key.
 #[must_use]
 pub fn check(project: &Project, grants: &[AdmissionKey]) -> Vec<Denial> {
     let mut out = Vec::new();
     for (name, svc) in &project.services {
         check_service(&format!("services.{name}"), svc, grants, &mut out);
+    }
+    if !grants.contains(&AdmissionKey::External) {
+        let networks = project
+            .networks
+            .iter()
+            .filter(|(_, n)| n.external)
+            .map(|(k, n)| ("networks", k, n.name.as_ref()));
+        let volumes = project
+            .volumes
+            .iter()
+            .filter(|(_, v)| v.external)
+            .map(|(k, v)| ("volumes", k, v.name.as_ref()));
+        for (kind, key, name) in networks.chain(volumes) {
+            out_push(
+                &mut out,
+                format!("{kind}.{key}.external"),
+                name.unwrap_or(key).clone(),
+                AdmissionKey::External,
+            );
+        }
     }
     out
 }
@@ -307,6 +332,12 @@ mod tests {
             ("    volumes: [/var/run:/r]\n", &["docker_socket"], &["services.web.volumes[0]: /var/run (needs grant bind:/var/run)"]),
             ("    volumes: [/var/run:/r, /var/lib:/l]\n", &["docker_socket", "bind:/var"], &[]),
             ("    volumes: [/var/run/other.sock:/o]\n", &["bind:/var/run"], &[]),
+            // External networks and volumes: by key, with their Docker name.
+            ("    networks: [front]\n    volumes: [data:/d, cache:/c]\nnetworks:\n  front: {external: true, name: host-net}\n  own: {name: named-but-ours}\nvolumes:\n  data: {external: true}\n  cache: {name: named-cache}\n", &[], &[
+                "networks.front.external: host-net (needs grant external)",
+                "volumes.data.external: data (needs grant external)",
+            ]),
+            ("    volumes: [data:/d]\nvolumes:\n  data: {external: true}\n", &["external"], &[]),
             // Several keys at once: all reported, in a fixed order.
             ("    privileged: true\n    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n", &[], &[
                 "services.web.privileged (needs grant privileged)",

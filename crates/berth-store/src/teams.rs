@@ -272,9 +272,32 @@ mod tests {
             .into_iter()
             .map(|g| g.key.to_string())
             .collect();
-        assert_eq!(keys, ["bind:/", "cap_add:*"]);
+        assert_eq!(keys, ["bind:/", "cap_add:*", "external"]);
         assert_eq!(s.memberships("admin").unwrap()[0].team, "default");
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_upgrades_from_before_teams_get_the_upgrade_grants() {
+        let grants = |before: Option<usize>| {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(n) = before {
+                let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
+                crate::migrations::apply_first(&conn, n).unwrap();
+            }
+            let s = Store::open(dir.path()).unwrap();
+            s.admission_grants("default")
+                .unwrap()
+                .into_iter()
+                .map(|g| g.key.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(grants(None).is_empty(), "a fresh directory grants nothing");
+        assert!(
+            grants(Some(10)).is_empty(),
+            "the teams release's grants are its administrator's"
+        );
+        assert_eq!(grants(Some(8)), ["bind:/", "cap_add:*", "external"]);
     }
 }

@@ -487,3 +487,51 @@ fn admission_cli_is_the_administrators() {
     assert!(audited("admin", 201), "{page}");
     assert!(audited("bob", 403), "{page}");
 }
+
+#[test]
+fn an_external_volume_needs_the_external_grant() {
+    let run = TestRun::new("admission-ext");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    // A volume made outside Berth (labelled for this run's cleanup): another team's, or the host's.
+    let volume = run.name("outside");
+    let out = Command::new("docker")
+        .args([
+            "volume",
+            "create",
+            "--label",
+            &format!("berth.test={}", run.id),
+            &volume,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = format!(
+        "services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    volumes: [shared:/shared]\nvolumes:\n  shared: {{external: true, name: {volume}}}\n"
+    );
+    let (status, body) = apply(&server, "ext", &file);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "volumes.shared.external: {volume} (needs grant external)"
+        )),
+        "{msg}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(app_objects(&run, "ext"), 0);
+
+    // Granted, the same file runs, with the external volume mounted.
+    server.ok(&["admission", "grant", "default", "external"]);
+    let (status, body) = apply(&server, "ext", &file);
+    assert_eq!(status, 201, "{body}");
+    let id = running_web(&server, "ext");
+    let mounts = inspect(&id, "{{json .Mounts}}");
+    assert!(mounts.contains(&volume), "{mounts}");
+    server.ok(&["rm", "--app", "ext"]);
+}
