@@ -1,7 +1,8 @@
 //! Admission (docs/teams.md#admission): which Compose keys of a project reach the host, and
 //! which of them the team's grants do not admit. A pure function of the project and the grants;
-//! [`ControlPlane::commit`](crate::ControlPlane) runs it on every revision about to be made
-//! (apply, scale, rollback), and apply runs it once more before it builds anything.
+//! [`admit`] runs it on every revision about to be made — apply, scale, rollback
+//! (`ControlPlane::commit`) and the reconciler's automatic rollback — and apply runs it once
+//! more before it builds anything.
 //!
 //! Rules it keeps:
 //! - Every offending key is reported, by its path in the file (`services.web.volumes[0]`),
@@ -195,6 +196,29 @@ fn loosens_confinement(opt: &str) -> bool {
     let opt = opt.trim().to_ascii_lowercase();
     let name = opt.split(['=', ':']).next().unwrap_or_default();
     matches!(name, "seccomp" | "apparmor" | "label" | "systempaths")
+}
+
+/// Admission of `project` for a revision of `app` (docs/teams.md#admission):
+/// `admission_denied` listing every key that the grants of `app`'s team, as they are now, do not
+/// admit. Every revision goes through here: apply, scale and rollback (`ControlPlane::commit`)
+/// and the reconciler's automatic rollback (`pass.rs`).
+pub(crate) fn admit(inner: &crate::Inner, app: &str, project: &Project) -> Result<(), CpError> {
+    let team = berth_core::team::team_of(app);
+    let grants: Vec<_> = inner
+        .store
+        .admission_grants(team)?
+        .into_iter()
+        .map(|g| g.key)
+        .collect();
+    let denials = check(project, &grants);
+    if denials.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(app, team, denied = denials.len(), "admission denied");
+    Err(CpError::AdmissionDenied {
+        team: team.to_string(),
+        denials,
+    })
 }
 
 /// A team's grants, as the administrator manages them (`berth admission`).

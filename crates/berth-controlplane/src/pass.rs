@@ -286,6 +286,14 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
         .store
         .get_revision::<RevisionSpec>(app, record.revision)?;
     let spec = rev.spec;
+    // A failed revision that is still the current one although an earlier one converged: its
+    // automatic rollback did not happen (admission refused it, `handle_failure`), so services
+    // that would have rolled back hold still instead, as with `failure_action: pause`.
+    let rollback_held = rev.status == RevisionStatus::Failed
+        && inner
+            .store
+            .last_converged_before::<IgnoredAny>(app, record.revision)?
+            .is_some();
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
@@ -394,7 +402,9 @@ async fn pass(inner: &Arc<Inner>, app: &str) -> Result<Action, CpError> {
                         drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000)
                             + 20_000,
                         paused: rev.status == RevisionStatus::Failed
-                            && s.update_config.failure_action == FailureAction::Pause,
+                            && (s.update_config.failure_action == FailureAction::Pause
+                                || (s.update_config.failure_action == FailureAction::Rollback
+                                    && rollback_held)),
                         observed: replicas,
                         backoff,
                     }
@@ -703,6 +713,37 @@ fn handle_failure(
     } else {
         message
     };
+    // An automatic rollback makes a revision like any other: admission decides, with the
+    // team's grants as they are now. Refused (a grant revoked since the good revision ran), the
+    // application pauses as with `failure_action: pause` (`paused` in `pass`), saying why.
+    let good = if action == FailureAction::Rollback {
+        inner
+            .store
+            .last_converged_before::<RevisionSpec>(app, revision)?
+    } else {
+        None
+    };
+    let refused = match &good {
+        Some(good) => match crate::admission::admit(inner, app, &good.spec.project) {
+            Ok(()) => None,
+            Err(CpError::AdmissionDenied { team, denials }) => {
+                Some(crate::admission::message(&team, &denials))
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let refused_message;
+    let message = match (&good, &refused) {
+        (Some(good), Some(why)) => {
+            refused_message = format!(
+                "{message}; automatic rollback to revision {} refused ({why}); rollout paused: apply a file the team's grants admit, or ask the administrator for the grant and roll back",
+                good.number
+            );
+            &refused_message
+        }
+        _ => message,
+    };
     if !inner
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?
@@ -710,11 +751,21 @@ fn handle_failure(
         return Ok(false); // already recorded (the caller knows its status)
     }
     tracing::warn!(app, revision, message, "rollout failed");
+    if let (Some(good), Some(_)) = (&good, &refused) {
+        inner.events.emit_in(
+            Some(berth_core::team::team_of(app)),
+            "rollback.refused",
+            crate::events::Level::Warn,
+            app,
+            format!(
+                "automatic rollback of revision {revision} to revision {} refused by admission; rollout paused: {message}",
+                good.number
+            ),
+        );
+        return Ok(true);
+    }
     if action == FailureAction::Rollback {
-        if let Some(good) = inner
-            .store
-            .last_converged_before::<RevisionSpec>(app, revision)?
-        {
+        if let Some(good) = good {
             let n = inner.store.create_revision(
                 app,
                 "auto-rollback",
