@@ -489,11 +489,36 @@ fn admission_cli_is_the_administrators() {
 }
 
 #[test]
-fn an_external_volume_needs_the_external_grant() {
+fn an_external_volume_and_host_reaching_options_need_their_grants() {
     let run = TestRun::new("admission-ext");
     let image = testapp_image(&run);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&run, dir.path());
+    // security_opt is an allowlist; containerd's socket and /proc reach the host like Docker's
+    // socket: refused even with bind:/.
+    server.ok(&["admission", "grant", "default", "bind:/"]);
+    let (status, body) = apply(
+        &server,
+        "host",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    security_opt: [no-new-privileges, 'label=type:spc_t']\n    volumes: [/proc/1/root:/host, /run/containerd/containerd.sock:/c.sock]\n"
+        ),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap();
+    for want in [
+        "services.web.security_opt[1]: label=type:spc_t (needs grant security_opt)",
+        "services.web.volumes[0]: /proc/1/root (needs grant docker_socket)",
+        "services.web.volumes[1]: /run/containerd/containerd.sock (needs grant docker_socket)",
+    ] {
+        assert!(msg.contains(want), "{msg}");
+    }
+    assert!(!msg.contains("security_opt[0]"), "{msg}");
+    server.ok(&["admission", "revoke", "default", "bind:/"]);
     // A volume made outside Berth (labelled for this run's cleanup): another team's, or the host's.
     let volume = run.name("outside");
     let out = Command::new("docker")
