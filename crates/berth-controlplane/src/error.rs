@@ -123,6 +123,7 @@ impl From<berth_store::StoreError> for CpError {
         match e {
             berth_store::StoreError::AppNotFound(a) => CpError::AppNotFound(a),
             berth_store::StoreError::RevisionNotFound(a, n) => CpError::RevisionNotFound(a, n),
+            berth_store::StoreError::TeamNotFound(t) => CpError::TeamNotFound(t),
             other => CpError::Store(other),
         }
     }
