@@ -1160,7 +1160,7 @@ fn webhook_path(team: &str, name: &str) -> String {
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
@@ -1184,7 +1184,7 @@ pub(crate) async fn webhook(
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook of team `team`'s service `name`.
@@ -1205,8 +1205,12 @@ fn hook(
     body: &bytes::Bytes,
 ) -> Result<Response> {
     use berth_controlplane::webhooks::{HookError, HookOutcome};
+    // Public: every refusal reads the same (no probing which teams and services exist).
     if !berth_core::team::valid_team_name(team) || name.contains('/') {
-        return Err(berth_controlplane::CpError::UnknownBuildService(name.to_string()).into());
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            berth_controlplane::webhooks::REFUSED,
+        ));
     }
     let global = berth_core::team::global_name(team, name);
     let header = |k: &str| {
