@@ -173,7 +173,7 @@ const PROGRESS_BUFFER: usize = 4096;
     params(("app" = String, Path, description = "Application name"), ApplyQuery),
     request_body = ApplyRequest,
     responses(
-        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); `image_denied`: the project names another team's `berth/` image (docs/teams.md#images); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 201, description = "A new revision was committed", body = RevisionCreated),
         (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
@@ -1160,7 +1160,7 @@ fn webhook_path(team: &str, name: &str) -> String {
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
@@ -1184,7 +1184,7 @@ pub(crate) async fn webhook(
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook of team `team`'s service `name`.
@@ -1205,8 +1205,12 @@ fn hook(
     body: &bytes::Bytes,
 ) -> Result<Response> {
     use berth_controlplane::webhooks::{HookError, HookOutcome};
+    // Public: every refusal reads the same (no probing which teams and services exist).
     if !berth_core::team::valid_team_name(team) || name.contains('/') {
-        return Err(berth_controlplane::CpError::UnknownBuildService(name.to_string()).into());
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            berth_controlplane::webhooks::REFUSED,
+        ));
     }
     let global = berth_core::team::global_name(team, name);
     let header = |k: &str| {

@@ -327,7 +327,7 @@ pub enum AppCommand {
 #[derive(Subcommand, Debug)]
 pub enum AdmissionCommand {
     /// Let TEAM use KEY: privileged, network_mode:host, pid:host, ipc:host, userns_mode:host,
-    /// devices, security_opt, cap_add:NAME, cap_add:*, docker_socket or bind:/PREFIX.
+    /// devices, security_opt, cap_add:NAME, cap_add:*, docker_socket, external or bind:/PREFIX.
     Grant {
         /// The team.
         team: String,

@@ -404,6 +404,8 @@ impl ControlPlane {
         }
         // Refused keys are refused before anything is built; `commit` checks again.
         self.admit(app, &project)?;
+        // So are images of other teams (names, IDs, what the Dockerfiles read).
+        self.check_images(app, &project, contexts).await?;
         // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
         let built = self
             .build_services(app, &project, contexts, progress)
@@ -508,23 +510,7 @@ impl ControlPlane {
     /// Admission (docs/teams.md#admission): `admission_denied` listing every key of `project`
     /// that the grants of `app`'s team do not admit.
     fn admit(&self, app: &str, project: &berth_compose::Project) -> Result<(), CpError> {
-        let team = berth_core::team::team_of(app);
-        let grants: Vec<_> = self
-            .inner
-            .store
-            .admission_grants(team)?
-            .into_iter()
-            .map(|g| g.key)
-            .collect();
-        let denials = admission::check(project, &grants);
-        if denials.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(app, team, denied = denials.len(), "admission denied");
-        Err(CpError::AdmissionDenied {
-            team: team.to_string(),
-            denials,
-        })
+        admission::admit(&self.inner, app, project)
     }
 
     /// Checks that need the resolved spec and the other applications: route ports, conflicts.

@@ -131,6 +131,9 @@ pub enum ErrorCode {
     VersionNotApproved,
     /// The object is used elsewhere (a version runs or is published); the message says where.
     InUse,
+    /// The request names an image under another team's `berth/` (an `image:`, a `build:` tag,
+    /// a Dockerfile `FROM`); the message names each. Nothing was built or created.
+    ImageDenied,
 }
 
 impl ErrorCode {
@@ -185,6 +188,7 @@ impl ErrorCode {
         Self::InvalidTransition,
         Self::VersionNotApproved,
         Self::InUse,
+        Self::ImageDenied,
     ];
 
     /// The stable string clients match on.
@@ -240,6 +244,7 @@ impl ErrorCode {
             Self::InvalidTransition => "invalid_transition",
             Self::VersionNotApproved => "version_not_approved",
             Self::InUse => "in_use",
+            Self::ImageDenied => "image_denied",
         }
     }
 
@@ -280,7 +285,8 @@ impl ErrorCode {
             Self::Forbidden
             | Self::ForbiddenOrigin
             | Self::PasswordChangeRequired
-            | Self::AdmissionDenied => 403,
+            | Self::AdmissionDenied
+            | Self::ImageDenied => 403,
             Self::UnsupportedMediaType => 415,
             Self::BadHost => 421,
             Self::UriTooLong => 414,

@@ -186,10 +186,14 @@ const BUILD_COLS: &str = "id, service, git_ref, status, reason, version, created
 impl Store {
     /// Register a service; false if the name is taken.
     pub fn create_service(&self, name: &str, source: &ServiceSource) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        crate::teams::require_team_of(&tx, name)?;
+        let n = tx.execute(
             "INSERT INTO services(name, source, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
             params![name, serde_json::to_string(source)?, now()],
         )?;
+        tx.commit()?;
         Ok(n > 0)
     }
 
