@@ -2,11 +2,12 @@
 //! application runs a version of the service (naming the application) and while a version is
 //! published (naming it); another team cannot remove it (404, as if it did not exist); once
 //! neither holds, the service, its versions, builds and secrets go, with the images no revision
-//! pins any more.
+//! pins any more. A build running when its service is removed is cancelled first, and leaves
+//! no version, image or step container behind.
 
 mod common;
 
-use berth_testkit::{testapp_binary, TestRun};
+use berth_testkit::{busybox_image, testapp_binary, TestRun};
 use common::*;
 use serde_json::Value;
 use std::path::Path;
@@ -179,4 +180,62 @@ fn service_rm_is_refused_while_in_use_and_removes_everything_after() {
     assert!(log.contains("succeeded: version r1"), "{log}");
     let out = server.ok(&["service", "rm", "web"]);
     assert!(out.contains("image berth/web:r1 removed"), "{out}");
+}
+
+#[test]
+fn a_running_build_is_cancelled_before_its_service_goes() {
+    let run = TestRun::new("service-rm-build");
+    let Some(toolbox) = busybox_image(&run) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let repo = dir.path().join("repo");
+    let wc = dir.path().join("wc");
+    std::fs::create_dir_all(&data).unwrap();
+    let made = Command::new("svnadmin")
+        .args(["create", repo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let url = format!("file://{}", repo.display());
+    svn(dir.path(), &["checkout", "-q", &url, wc.to_str().unwrap()]);
+    std::fs::write(wc.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /\n").unwrap();
+    std::fs::write(
+        wc.join("berth.pipeline.yaml"),
+        format!(
+            "steps:\n  - name: slow\n    image: {toolbox}\n    run: [\"echo started; sleep 120\"]\n  - name: image\n    build: {{ dockerfile: Dockerfile }}\n"
+        ),
+    )
+    .unwrap();
+    svn(&wc, &["add", "-q", "Dockerfile", "berth.pipeline.yaml"]);
+    svn(&wc, &["commit", "-q", "-m", "slow"]);
+    let server = Server::start(&run, &data);
+    let admin = server.token();
+
+    server.ok(&["service", "create", "slow", "--svn", &url]);
+    let queued = server.ok(&["build", "slow"]);
+    assert!(queued.contains("queued"), "{queued}");
+    berth_testkit::wait_for(Duration::from_secs(60), "the slow step runs", || {
+        let b: Vec<Value> =
+            serde_json::from_str(&server.ok(&["builds", "slow", "--output", "json"])).ok()?;
+        let id = b.first()?["id"].to_string();
+        let log = server.ok(&["builds", "logs", &id]);
+        (b[0]["status"] == "running" && log.contains("started")).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let out = server.ok(&["service", "rm", "slow"]);
+    let took = started.elapsed();
+    assert!(
+        out.contains("service slow removed (0 version(s), build(s) 1 cancelled)"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(60), "the removal took {took:?}");
+    let (_, _, builds) = call(&server.api, "GET", "/api/v1/builds", Some(&admin), None);
+    assert_eq!(builds, serde_json::json!([]));
+    assert!(!image_exists("berth/slow:r1"));
+    berth_testkit::wait_for(Duration::from_secs(30), "no step container is left", || {
+        containers(&run).is_empty().then_some(())
+    });
+    eprintln!("service rm with a running build took {took:?}");
 }
