@@ -686,22 +686,41 @@ async fn current_revision(
     source: &ServiceSource,
     shutdown: &CancellationToken,
 ) -> Result<Option<String>, String> {
-    match source {
+    let (url, found) = match source {
         ServiceSource::Git(g) => {
             let branch = g.branch.as_deref().map(|b| format!("refs/heads/{b}"));
-            remote_commit(&g.url, branch.as_deref()).await
+            (&g.url, remote_commit(&g.url, branch.as_deref()).await)
         }
         ServiceSource::Svn(s) => {
             let limits = berth_build::SourceLimits {
                 timeout: POLL_TIMEOUT,
                 ..berth_build::SourceLimits::default()
             };
-            SvnSource { url: s.url.clone() }
+            let found = SvnSource { url: s.url.clone() }
                 .resolve(&limits, shutdown)
                 .await
                 .map(Some)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            (&s.url, found)
         }
+    };
+    // The client's message may quote the URL; a password in it never reaches the log.
+    found.map_err(|e| redact_password(&e, url))
+}
+
+/// `text` with the password of `url`'s `user:password@` part (if any) written `***`.
+fn redact_password(text: &str, url: &str) -> String {
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    let password = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map_or("", |(_, password)| password);
+    if password.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(password, "***")
     }
 }
 
@@ -817,6 +836,18 @@ mod tests {
         assert!(step_tags(&image(&["berth/api:v1-base"], &tricky)).is_empty());
         assert!(step_tags(&image(&["berth/api:v1-base"], &[])).is_empty());
     }
+    #[test]
+    fn a_password_in_a_url_never_reaches_a_poll_error() {
+        let url = "https://ada:s3cr:et@svn.example/repo/trunk";
+        assert_eq!(
+            redact_password(&format!("svn: E170013: Unable to connect to '{url}'"), url),
+            "svn: E170013: Unable to connect to 'https://ada:***@svn.example/repo/trunk'"
+        );
+        let plain = "https://ada@svn.example/r";
+        assert_eq!(redact_password("failed: ada@svn", plain), "failed: ada@svn");
+        assert_eq!(redact_password("x", "/srv/repo.git"), "x");
+    }
+
     #[test]
     fn a_poll_builds_when_the_source_moved_or_was_never_built() {
         // previous look, this look, never built → build?
