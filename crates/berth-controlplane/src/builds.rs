@@ -7,7 +7,9 @@
 //! recorded only for a successful build, with its image ID as digest (and image retention is
 //! woken); builds interrupted by a server stop are marked failed on the next start, and the
 //! **janitor** removes the step containers they left (labelled `berth.build=<id>` and this
-//! server's `berth.instance`) before any new build may start.
+//! server's `berth.instance`) before any new build may start. Services created with a poll
+//! interval (Git or Subversion) are looked at by one background task, which queues a build when
+//! the source moved (the decision is the pure `poll_builds`).
 
 use crate::events::Level;
 use crate::{ControlPlane, CpError, Inner};
@@ -51,9 +53,7 @@ impl Builds {
     pub(crate) async fn slot(&self, waiting: impl FnOnce()) -> Option<OwnedSemaphorePermit> {
         take_slot(&self.slots, waiting).await
     }
-}
 
-impl Builds {
     /// Cancel every queued or running build of `service`; returns their ids.
     pub(crate) fn cancel_service(&self, service: &str) -> Vec<u64> {
         let running = lock(&self.running);
