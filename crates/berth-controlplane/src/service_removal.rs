@@ -259,6 +259,7 @@ mod tests {
             created_at: String::new(),
             steps: None,
             contract: None,
+            readme: None,
         }
     }
 

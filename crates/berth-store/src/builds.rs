@@ -493,7 +493,8 @@ pub enum ServiceRemoval {
 
 impl Store {
     /// Remove a service with everything recorded about it (builds and their logs, versions,
-    /// build secrets, the webhook secret, which lives in its row), in one transaction that
+    /// build secrets, the webhook secret, which lives in its row, its market binding), in one
+    /// transaction that
     /// first checks that no version of it is published or deprecated. Images are the caller's
     /// business.
     pub fn remove_service(&self, name: &str) -> Result<ServiceRemoval, StoreError> {
@@ -528,7 +529,7 @@ impl Store {
             let rows = stmt.query_map(params![name], version_row)?;
             rows.collect::<Result<_, _>>()?
         };
-        for table in ["versions", "builds", "build_secrets"] {
+        for table in ["versions", "builds", "build_secrets", "market_bindings"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE service = ?1"),
                 params![name],
@@ -647,6 +648,7 @@ mod tests {
                     created_at: String::new(),
                     steps: None,
                     contract: None,
+                    readme: None,
                 };
                 s.finish_build(id, BuildState::Succeeded, "", "", Some(&v))
                     .unwrap();
@@ -658,6 +660,7 @@ mod tests {
                 [],
             )
             .unwrap();
+        s.bind_market("api", "front", "web", "v2", "ada").unwrap();
         assert_eq!(
             s.remove_service("api").unwrap(),
             ServiceRemoval::Held(vec![("v2".into(), "published".into())])
@@ -685,6 +688,7 @@ mod tests {
         assert!(s.list_builds(Some("api")).unwrap().is_empty());
         assert!(s.build_secrets("api").unwrap().is_empty());
         assert_eq!(s.webhook_secret("api").unwrap(), None);
+        assert!(s.market_binding("api").unwrap().is_none());
         assert_eq!(s.remove_service("api").unwrap(), ServiceRemoval::NotFound);
         // The other service is untouched.
         assert_eq!(s.list_versions("other").unwrap().len(), 2);
@@ -707,6 +711,7 @@ mod tests {
             created_at: String::new(),
             steps: None,
             contract: None,
+            readme: None,
         };
         s.finish_build(id, BuildState::Succeeded, "", "", Some(&late))
             .unwrap();
