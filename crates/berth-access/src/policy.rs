@@ -69,7 +69,7 @@ pub enum Action {
     Deploy,
     Scale,
     Rollback,
-    /// Create services, set their build and webhook secrets.
+    /// Create and remove services, set their build and webhook secrets.
     Services,
     /// Start and cancel builds.
     Build,
@@ -138,7 +138,7 @@ impl Action {
             Action::Deploy => "apply and remove applications, upload build contexts",
             Action::Scale => "change replica counts",
             Action::Rollback => "roll an application back to an earlier revision",
-            Action::Services => "create services, set their build and webhook secrets",
+            Action::Services => "create and remove services, set their build and webhook secrets",
             Action::Build => "start and cancel builds",
             Action::Images => "download (archive) images",
             Action::Restore => "restore images from an archive into the team: the administrator's, in any team (a load replaces tags in the engine every team shares before they can be checked)",
@@ -250,6 +250,7 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("DELETE", "/api/v1/issuers/{name}", Action::Issuers),
     ("GET", "/api/v1/services", Action::Read),
     ("POST", "/api/v1/services", Action::Services),
+    ("DELETE", "/api/v1/services/{name}", Action::Services),
     ("POST", "/api/v1/services/{name}/builds", Action::Build),
     ("GET", "/api/v1/services/{name}/versions", Action::Read),
     ("PUT", "/api/v1/services/{name}/secrets/{secret}", Action::Services),

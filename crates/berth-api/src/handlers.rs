@@ -13,7 +13,8 @@ use axum::Json;
 use berth_core::api::{
     AppStatus, AppSummary, ApplyRequest, BuildStart, BuildView, ContextUploaded, EventView, Health,
     ImageView, Instance, IssuerRequest, IssuerView, RevisionCreated, RevisionView, RollbackRequest,
-    ScaleRequest, ServiceRequest, ServiceView, TokenIssued, TokenRequest, VersionView,
+    ScaleRequest, ServiceRemoved, ServiceRequest, ServiceView, TokenIssued, TokenRequest,
+    VersionView,
 };
 use berth_core::{ErrorBody, ErrorCode, RoutingTable};
 use serde::{Deserialize, Serialize};
@@ -843,6 +844,34 @@ pub(crate) async fn list_services(State(s): State<AppState>, team: Team) -> Resu
             })
             .collect();
     Ok(Json(list).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/services/{name}",
+    operation_id = "removeService",
+    tag = "builds",
+    summary = "Remove a service built from source: its record, builds, versions, build and webhook secrets, and the images no application revision pins (`berth service rm`)",
+    description = "Queued and running builds of the service are cancelled first. Refused with 409 `in_use`, naming where, while an application's current revision runs one of its versions or a version is published or deprecated. Images a revision of an application still pins (a rollback target), or a container uses, are kept and listed in `images_kept`.",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    responses(
+        (status = 200, description = "Removed", body = ServiceRemoved),
+        (status = 404, description = "`service_not_found`", body = ErrorBody),
+        (status = 409, description = "`in_use`: a version runs in an application, or is published or deprecated; the message says where", body = ErrorBody)
+    )
+)]
+pub(crate) async fn remove_service(
+    State(s): State<AppState>,
+    team: Team,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    let mut removed =
+        s.cp.remove_service(&team.name(&name)?)
+            .await
+            .in_team(&team)?;
+    removed.name = name;
+    removed.images_kept = removed.images_kept.iter().map(|k| team.text(k)).collect();
+    Ok(Json(removed).into_response())
 }
 
 #[utoipa::path(

@@ -82,6 +82,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::list_issuers, h::add_issuer))
         .routes(routes!(h::remove_issuer))
         .routes(routes!(h::list_services, h::create_service))
+        .routes(routes!(h::remove_service))
         .routes(routes!(h::start_build))
         .routes(routes!(h::versions))
         .routes(routes!(h::set_secret))

@@ -346,6 +346,14 @@ impl Client {
     ) -> anyhow::Result<berth_core::api::ServiceView> {
         self.send(self.post("/services").json(req)).await
     }
+    /// `DELETE /services/{name}` (`berth service rm`).
+    pub async fn remove_service(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<berth_core::api::ServiceRemoved> {
+        self.send(self.delete(&format!("/services/{}", segment(name))))
+            .await
+    }
     pub async fn services(&self) -> anyhow::Result<Vec<berth_core::api::ServiceView>> {
         self.send(self.get("/services")).await
     }

@@ -195,6 +195,33 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             });
             Ok(0)
         }
+        Command::Service(ServiceCommand::Rm { name }) => {
+            let r = client.remove_service(&name).await?;
+            outln!(
+                "service {} removed ({} version(s){})",
+                r.name,
+                r.versions,
+                if r.cancelled_builds.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", build(s) {} cancelled",
+                        r.cancelled_builds
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+            for image in &r.images_removed {
+                outln!("image {image} removed");
+            }
+            for image in &r.images_kept {
+                outln!("image {image} kept");
+            }
+            Ok(0)
+        }
         Command::Images { name, output } => {
             let list = client.images(name.as_deref()).await?;
             print_list(

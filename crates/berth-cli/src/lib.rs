@@ -521,12 +521,20 @@ pub enum ServiceCommand {
         /// Subversion URL.
         #[arg(long)]
         svn: Option<String>,
-        /// Poll the repository (Git) at this interval, e.g. `60s`, `5m`, and build on change.
+        /// Poll the repository at this interval, e.g. `60s`, `5m`, and build when it changed (a
+        /// new commit of the branch; for Subversion a new last-changed revision of the URL).
         #[arg(long)]
         poll: Option<String>,
     },
     /// List services.
     Ls(OutputArgs),
+    /// Remove a service: its builds (running ones are cancelled), versions, secrets, and the
+    /// images of its versions that no application revision pins. Refused while a version runs
+    /// in an application or is published or deprecated.
+    Rm {
+        /// The service.
+        name: String,
+    },
     /// Set the secret that signs the service's push webhooks (read from stdin; at least 16
     /// characters). Point the repository's webhook at `/api/v1/hooks/NAME`.
     WebhookSecret {

@@ -30,6 +30,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod retention;
 mod runtime;
+pub mod service_removal;
 pub mod spec;
 pub mod startprobe;
 pub mod stats;

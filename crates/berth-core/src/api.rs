@@ -259,7 +259,8 @@ pub struct ServiceRequest {
     /// Subversion URL.
     #[serde(default)]
     pub svn: Option<String>,
-    /// Poll the repository every N seconds (at least 5) and build when it changed (Git).
+    /// Poll the repository every N seconds (at least 5) and build when it changed: a new
+    /// commit of the branch (Git), a new last-changed revision of the URL (Subversion).
     #[serde(default)]
     pub poll_secs: Option<u64>,
 }
@@ -269,9 +270,27 @@ pub struct ServiceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub name: String,
-    /// `{"git", "branch", "path", "poll_secs"}` or `{"svn"}`.
+    /// `{"git", "branch", "path", "poll_secs"}` or `{"svn"}` (`{"poll_secs", "svn"}` when
+    /// polled).
     pub source: crate::source::ServiceSource,
     pub created_at: String,
+}
+
+/// `DELETE /api/v1/services/{name}`: what removing a service did with its versions' images.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceRemoved {
+    /// The service.
+    pub name: String,
+    /// Version records removed with it.
+    pub versions: usize,
+    /// Image tags removed from the engine (`berth/NAME:VERSION`).
+    pub images_removed: Vec<String>,
+    /// Image tags left on the engine, each with why (a revision of an application pins the
+    /// image, a container uses it, the tag now points at another image, the engine refused).
+    pub images_kept: Vec<String>,
+    /// The build that was running or queued and was cancelled, if any.
+    pub cancelled_builds: Vec<u64>,
 }
 
 /// `POST /api/v1/services/{name}/builds`.

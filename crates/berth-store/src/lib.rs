@@ -28,7 +28,9 @@ mod users;
 pub use api_tokens::ApiTokenRecord;
 pub use audit::{AuditQuery, AuditRecord};
 pub use backup::Snapshot;
-pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
+pub use builds::{
+    BuildRecord, BuildState, ImageState, ServiceRecord, ServiceRemoval, VersionRecord,
+};
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
