@@ -94,11 +94,13 @@ pub enum Action {
     Curate,
     /// Any signed-in user: browse the market (published services of every team).
     Market,
+    /// Subscribe the team's applications to market entries, and end subscriptions.
+    Subscribe,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Own,
         Action::Admin,
         Action::Read,
@@ -118,6 +120,7 @@ impl Action {
         Action::Publish,
         Action::Curate,
         Action::Market,
+        Action::Subscribe,
     ];
 
     /// Does the call act in one team (and need one: `?team=`, the token's team, or the only
@@ -150,6 +153,7 @@ impl Action {
             Action::Publish => "publish an approved version",
             Action::Curate => "deprecate and retire published versions; protect applications (run approved versions only)",
             Action::Market => "any signed-in user: browse the market, the published services of every team (docs/market.md)",
+            Action::Subscribe => "subscribe the team's applications to market entries, and end subscriptions (docs/market.md#subscribe)",
         }
     }
 
@@ -175,6 +179,7 @@ impl Action {
             Action::Publish => "publish",
             Action::Curate => "curate",
             Action::Market => "market",
+            Action::Subscribe => "subscribe",
         }
     }
 }
@@ -195,7 +200,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
             matches!(role, Role::Owner | Role::Developer)
         }
         A::Members | A::Curate => role == Role::Owner,
-        A::Submit | A::Publish => matches!(role, Role::Owner | Role::Developer),
+        A::Submit | A::Publish | A::Subscribe => matches!(role, Role::Owner | Role::Developer),
         A::Review => role == Role::Approver,
         A::Restore => false,
     }
@@ -273,6 +278,9 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/reviews", Action::Read),
     ("POST", "/api/v1/apps/{app}/protect", Action::Curate),
     ("DELETE", "/api/v1/apps/{app}/protect", Action::Curate),
+    ("GET", "/api/v1/apps/{app}/subscriptions", Action::Read),
+    ("POST", "/api/v1/apps/{app}/subscriptions", Action::Subscribe),
+    ("DELETE", "/api/v1/apps/{app}/subscriptions/{owner}/{service}", Action::Subscribe),
 ];
 
 /// docs/permissions.md, generated from [`ROUTES`] and [`role_allows`]

@@ -129,7 +129,8 @@ pub(crate) struct RemoveQuery {
     params(("app" = String, Path, description = "Application name"), RemoveQuery),
     responses(
         (status = 202, description = "Removal started", body = RemoveAccepted),
-        (status = 404, description = "`app_not_found`", body = ErrorBody)
+        (status = 404, description = "`app_not_found`", body = ErrorBody),
+        (status = 409, description = "`in_use`: the application serves a market entry other applications subscribe to; the message names them", body = ErrorBody)
     )
 )]
 pub(crate) async fn remove_app(
@@ -857,7 +858,7 @@ pub(crate) async fn list_services(State(s): State<AppState>, team: Team) -> Resu
     responses(
         (status = 200, description = "Removed", body = ServiceRemoved),
         (status = 404, description = "`service_not_found`", body = ErrorBody),
-        (status = 409, description = "`in_use`: a version runs in an application, or is published or deprecated; the message says where", body = ErrorBody)
+        (status = 409, description = "`in_use`: a version runs in an application, or is published or deprecated, or applications subscribe to the service; the message says where", body = ErrorBody)
     )
 )]
 pub(crate) async fn remove_service(

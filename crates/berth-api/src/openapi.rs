@@ -131,6 +131,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::lifecycle::market))
         .routes(routes!(crate::lifecycle::market_entry))
         .routes(routes!(
+            crate::lifecycle::list_subscriptions,
+            crate::lifecycle::subscribe
+        ))
+        .routes(routes!(crate::lifecycle::unsubscribe))
+        .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app
         ))

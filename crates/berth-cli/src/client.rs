@@ -612,6 +612,36 @@ impl Client {
     pub async fn reviews(&self) -> anyhow::Result<Vec<berth_core::api::ReviewItem>> {
         self.send(self.get("/reviews")).await
     }
+    /// `GET /api/v1/apps/{app}/subscriptions`.
+    pub async fn subscriptions(
+        &self,
+        app: &str,
+    ) -> anyhow::Result<Vec<berth_core::api::SubscriptionView>> {
+        self.send(self.get(&format!("/apps/{}/subscriptions", segment(app))))
+            .await
+    }
+    /// Subscribe an application to a market entry (`TEAM/SERVICE`).
+    pub async fn subscribe(
+        &self,
+        app: &str,
+        req: &berth_core::api::SubscribeRequest,
+    ) -> anyhow::Result<berth_core::api::SubscriptionView> {
+        self.send(
+            self.post(&format!("/apps/{}/subscriptions", segment(app)))
+                .json(req),
+        )
+        .await
+    }
+    /// End an application's subscription to `TEAM/SERVICE`.
+    pub async fn unsubscribe(&self, app: &str, team: &str, service: &str) -> anyhow::Result<()> {
+        self.send_empty(self.delete(&format!(
+            "/apps/{}/subscriptions/{}/{}",
+            segment(app),
+            segment(team),
+            segment(service)
+        )))
+        .await
+    }
     /// Protect an application (or lift it).
     pub async fn protect(
         &self,

@@ -31,6 +31,9 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Deprecate { .. }
         | Command::Retire { .. }
         | Command::Market(_)
+        | Command::Subscribe { .. }
+        | Command::Unsubscribe { .. }
+        | Command::Subscriptions { .. }
         | Command::App(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {

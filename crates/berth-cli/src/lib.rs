@@ -238,6 +238,34 @@ pub enum Command {
     /// The service market: every team's published services (docs/market.md).
     #[command(subcommand)]
     Market(MarketCommand),
+    /// Subscribe an application to a market entry: its containers get `<SERVICE>_URL` and a
+    /// credential in `<SERVICE>_TOKEN_FILE` (developer; docs/market.md).
+    Subscribe {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        /// The market entry, TEAM/SERVICE.
+        entry: String,
+        /// One of the provider's plans.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// End an application's subscription: its next call is refused; nothing restarts.
+    Unsubscribe {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        /// The market entry, TEAM/SERVICE.
+        entry: String,
+    },
+    /// The market entries an application subscribes to.
+    Subscriptions {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Deprecate a published version (owner).
     Deprecate {
         /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
@@ -902,6 +930,9 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Deprecate { .. }
                 | Command::Retire { .. }
                 | Command::Market(_)
+                | Command::Subscribe { .. }
+                | Command::Unsubscribe { .. }
+                | Command::Subscriptions { .. }
                 | Command::App(_)) => cmd::version::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }

@@ -183,6 +183,7 @@ const BERTH: Shape = Object {
                 ext: false,
             },
         ),
+        ("uses", Any),
     ],
     ext: false,
 };

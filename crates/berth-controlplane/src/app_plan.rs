@@ -672,6 +672,7 @@ mod tests {
             project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
             images: BTreeMap::new(),
             image_ports: BTreeMap::new(),
+            wires: BTreeMap::new(),
         }
     }
 

@@ -102,6 +102,9 @@ pub enum CpError {
         /// Every image refused, with where it is named.
         denials: Vec<String>,
     },
+    /// The application does not subscribe to the market entry.
+    #[error("application {0:?} does not subscribe to {1}")]
+    SubscriptionNotFound(String, String),
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
@@ -187,6 +190,7 @@ impl CpError {
             CpError::VersionNotApproved(_) => ErrorCode::VersionNotApproved,
             CpError::Forbidden(_) => ErrorCode::Forbidden,
             CpError::InUse(_) => ErrorCode::InUse,
+            CpError::SubscriptionNotFound(..) => ErrorCode::SubscriptionNotFound,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

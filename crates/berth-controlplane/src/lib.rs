@@ -35,6 +35,7 @@ pub mod spec;
 pub mod startprobe;
 pub mod stats;
 pub mod subnets;
+pub mod subscriptions;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -143,6 +144,9 @@ struct Memory {
     synced: HashSet<String>,
     /// JWT issuers in the table (see [`issuers`]).
     issuers: Vec<berth_core::policy::Issuer>,
+    /// Per provider instance (application, service): its market entry's credential audience
+    /// and subscribers, which the table's `auth: subscribers` routes carry ([`subscriptions`]).
+    market: BTreeMap<(String, String), (String, Vec<String>)>,
 }
 
 /// A series of failed steps on one slot.
@@ -197,6 +201,8 @@ pub(crate) struct Inner {
     backups: std::sync::OnceLock<backup::Backups>,
     /// Uploaded Compose build contexts (set with the builds).
     contexts: std::sync::OnceLock<compose_build::ContextDir>,
+    /// Where subscriptions' credentials go (set by `enable_subscriptions`).
+    subscriptions: std::sync::OnceLock<subscriptions::SubscriptionConfig>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -269,6 +275,7 @@ impl ControlPlane {
                 builds: std::sync::OnceLock::new(),
                 backups: std::sync::OnceLock::new(),
                 contexts: std::sync::OnceLock::new(),
+                subscriptions: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
@@ -439,10 +446,12 @@ impl ControlPlane {
         if !missing.is_empty() {
             return Err(CpError::ImageMissing(missing));
         }
+        let wires = self.wires_for(app, &project)?;
         let spec = RevisionSpec {
             project,
             images,
             image_ports,
+            wires,
         };
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
@@ -494,11 +503,18 @@ impl ControlPlane {
     ) -> Result<RevisionCreated, CpError> {
         self.admit(app, &spec.project)?;
         self.check_protected(app, spec)?;
+        // The wiring of subscriptions is the application's as it is now (a rollback to a
+        // revision made before a subscription gets it too).
+        let mut spec = spec.clone();
+        spec.wires = self.wires_for(app, &spec.project)?;
         let revision = self
             .inner
             .store
-            .create_revision(app, source, change, spec)?;
+            .create_revision(app, source, change, &spec)?;
         tracing::info!(app, revision, source, change, "revision committed");
+        if let Err(e) = self.sync_uses(app, &spec.project, &format!("x-berth.uses ({source})")) {
+            tracing::warn!(app, error = %e, "subscriptions of x-berth.uses not brought in line");
+        }
         self.inner.wake(app);
         Ok(RevisionCreated {
             app: app.into(),
@@ -745,6 +761,7 @@ impl ControlPlane {
 
     /// Remove an application: its containers and networks, and its named volumes with `volumes`.
     pub fn remove(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        self.refuse_if_provider(app)?;
         self.inner.store.mark_deleting(app, volumes)?;
         self.inner.wake(app);
         Ok(())

@@ -499,6 +499,7 @@ pub(crate) fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
         table.routes.extend(routes.iter().cloned());
         table.ports.extend(ports.iter().cloned());
     }
+    crate::subscriptions::fill_table(&mut table.routes, &mem.market);
     inner.table_tx.send_replace(Arc::new(table));
     version
 }

@@ -181,6 +181,7 @@ impl ControlPlane {
     /// `InUse` naming each version of `name` that an application runs or that is published or
     /// deprecated.
     fn check_not_in_use(&self, name: &str) -> Result<(), CpError> {
+        self.refuse_if_subscribed(name, &format!("remove service {name:?}"))?;
         let inner = &self.inner;
         let versions = inner.store.list_versions(name)?;
         let mut uses = running_versions(&versions, &pins(inner)?);

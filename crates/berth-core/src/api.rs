@@ -848,6 +848,9 @@ pub struct MarketEntry {
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
+    /// Applications that subscribe to the entry, as `TEAM/APP`.
+    #[serde(default)]
+    pub subscribers: Vec<String>,
     /// `market show` only: the README (its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readme: Option<String>,
@@ -858,4 +861,37 @@ pub struct MarketEntry {
     /// `market show` only: the provider's operations per minute for the last hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<RouteStats>,
+}
+
+/// `POST /api/v1/apps/{app}/subscriptions`: subscribe the application to a market entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRequest {
+    /// The market entry, `TEAM/SERVICE`.
+    pub entry: String,
+    /// One of the provider's plans (`x-berth.route.plans`).
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+/// A subscription of an application to a market entry (docs/market.md#subscribe).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionView {
+    /// The consumer application (the caller's team's name).
+    pub app: String,
+    /// The market entry, `TEAM/SERVICE`.
+    pub entry: String,
+    pub plan: Option<String>,
+    /// `cli` (berth subscribe) or `uses` (`x-berth.uses` in the application's file).
+    pub origin: String,
+    /// The variable holding the provider's URL through the gateway, and its value.
+    pub url_env: String,
+    pub url: String,
+    /// The variable naming the credential file, and the file inside the containers.
+    pub token_env: String,
+    pub token_file: String,
+    pub created_by: String,
+    pub created_at: String,
 }

@@ -22,6 +22,7 @@ mod market;
 mod migrations;
 mod restarts;
 mod subnets;
+mod subscriptions;
 mod teams;
 mod users;
 
@@ -35,6 +36,7 @@ pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
+pub use subscriptions::{SubscriptionRecord, ORIGIN_CLI, ORIGIN_USES};
 pub use teams::{GrantRecord, MemberRecord, TeamDeletion, TeamHolds, TeamRecord};
 pub use users::UserRecord;
 
@@ -385,6 +387,7 @@ impl Store {
         tx.execute("DELETE FROM revisions WHERE app = ?1", params![app])?;
         // A market entry's provider instance goes with its application (docs/market.md).
         tx.execute("DELETE FROM market_bindings WHERE app = ?1", params![app])?;
+        tx.execute("DELETE FROM subscriptions WHERE app = ?1", params![app])?;
         tx.execute(
             "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
             params![app],

@@ -189,6 +189,19 @@ const MIGRATIONS: &[&str] = &[
     // 12: the admission key `external` (docs/teams.md#admission). No schema change: the
     // statement that matters is upgrade-only (below), for data directories from before teams.
     "SELECT 1",
+    // 13: subscriptions (docs/market.md#subscribe): a consumer application calls a market entry's
+    // provider instance through the gateway. `origin` is `cli` (berth subscribe) or `uses`
+    // (x-berth.uses in the application's Compose file).
+    "CREATE TABLE subscriptions (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        plan TEXT,
+        origin TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (app, service)
+     );
+     CREATE INDEX subscriptions_by_service ON subscriptions(service, app);",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release
