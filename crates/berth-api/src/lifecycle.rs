@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 use berth_access::Principal;
 use berth_core::api::{
     ProtectView, ReviewItem, ReviewView, SubscribeRequest, SubscriptionView, TransitionRequest,
-    TransitionView,
+    TransitionView, UpgradeRequest, UpgradeView,
 };
 use berth_core::lifecycle::Transition;
 use berth_core::ErrorBody;
@@ -416,4 +416,37 @@ fn entry(text: &str) -> Result<String> {
             format!("{text:?} is not a market entry: expected TEAM/SERVICE"),
         )
     })
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/upgrade",
+    operation_id = "upgradeInstall",
+    tag = "market",
+    summary = "Move a service installed from the market (`x-berth.from_market`) to another published version (default: the newest), through a new revision and the normal rollout; `dry_run` answers the contract difference only (developer)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = UpgradeRequest,
+    responses(
+        (status = 200, description = "What changes; `revision` rolls it out", body = UpgradeView),
+        (status = 400, description = "`invalid_argument`: the service is not installed from the market", body = ErrorBody),
+        (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
+        (status = 409, description = "`version_not_published`: the target is not a published version", body = ErrorBody)
+    )
+)]
+pub(crate) async fn upgrade(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+    body: std::result::Result<Json<UpgradeRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    let view =
+        s.cp.upgrade(
+            &team.name(&app)?,
+            &req.service,
+            req.to.as_deref(),
+            req.dry_run,
+        )
+        .in_team(&team)?;
+    Ok(Json(view).into_response())
 }

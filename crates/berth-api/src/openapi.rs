@@ -135,6 +135,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             crate::lifecycle::subscribe
         ))
         .routes(routes!(crate::lifecycle::unsubscribe))
+        .routes(routes!(crate::lifecycle::upgrade))
         .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app

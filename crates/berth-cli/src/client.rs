@@ -612,6 +612,18 @@ impl Client {
     pub async fn reviews(&self) -> anyhow::Result<Vec<berth_core::api::ReviewItem>> {
         self.send(self.get("/reviews")).await
     }
+    /// Move an installed copy to another published version (or only say what would change).
+    pub async fn upgrade(
+        &self,
+        app: &str,
+        req: &berth_core::api::UpgradeRequest,
+    ) -> anyhow::Result<berth_core::api::UpgradeView> {
+        self.send(
+            self.post(&format!("/apps/{}/upgrade", segment(app)))
+                .json(req),
+        )
+        .await
+    }
     /// `GET /api/v1/apps/{app}/subscriptions`.
     pub async fn subscriptions(
         &self,

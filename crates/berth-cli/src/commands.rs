@@ -34,6 +34,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Subscribe { .. }
         | Command::Unsubscribe { .. }
         | Command::Subscriptions { .. }
+        | Command::Upgrade { .. }
         | Command::App(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {

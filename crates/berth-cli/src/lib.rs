@@ -258,6 +258,24 @@ pub enum Command {
         /// The market entry, TEAM/SERVICE.
         entry: String,
     },
+    /// Move a service installed from the market (`x-berth.from_market`) to a newer published
+    /// version: shows the contract's difference first; breaking changes need --yes.
+    Upgrade {
+        /// The application.
+        #[arg(long)]
+        app: String,
+        /// Its installed service.
+        service: String,
+        /// The version (default: the newest published one).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead even when the contract has breaking changes.
+        #[arg(long)]
+        yes: bool,
+    },
     /// The market entries an application subscribes to.
     Subscriptions {
         /// The consumer application.
@@ -933,6 +951,7 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Subscribe { .. }
                 | Command::Unsubscribe { .. }
                 | Command::Subscriptions { .. }
+                | Command::Upgrade { .. }
                 | Command::App(_)) => cmd::version::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{
     AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
     DeviceSpec, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount,
-    MountKind, Network, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources,
+    MountKind, Network, PlanSpec, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources,
     RestartCondition, RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork,
     SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
 };
@@ -227,14 +227,28 @@ fn service(
     let get = |k: &str| def.get(k);
 
     let build = build(get("build"), &p("build"), ctx)?;
+    let berth_ext = berth(get("x-berth"), &p("x-berth"))?;
+    if berth_ext.from_market.is_some() {
+        // An installed copy of a market entry: apply resolves the image (docs/market.md#install).
+        for key in ["image", "build"] {
+            if get(key).is_some_and(|v| *v != Value::Null) {
+                return Err(invalid(
+                    &p(key),
+                    "a service installed with `x-berth.from_market` takes its image from the market",
+                ));
+            }
+        }
+    }
     let image = match get("image") {
-        None | Some(Value::Null) if build.is_some() => String::new(),
+        None | Some(Value::Null) if build.is_some() || berth_ext.from_market.is_some() => {
+            String::new()
+        }
         None | Some(Value::Null) => {
             return Err(invalid(&p("image"), "is required (or `build:`)"));
         }
         Some(v) => string(v, &p("image"))?,
     };
-    if image.trim().is_empty() && build.is_none() {
+    if image.trim().is_empty() && build.is_none() && berth_ext.from_market.is_none() {
         return Err(invalid(&p("image"), "must not be empty"));
     }
 
@@ -326,7 +340,7 @@ fn service(
         replicas,
         update_config: update_config(deploy_get("update_config"), &join(&dpath, "update_config"))?,
         resources: resources(deploy_get("resources"), &join(&dpath, "resources"))?,
-        berth: berth(get("x-berth"), &p("x-berth"))?,
+        berth: berth_ext,
         privileged: opt_bool(get("privileged"), &p("privileged"))?,
         network_mode,
         pid: host_mode(get("pid"), &p("pid"), &["host"])?,
@@ -1259,6 +1273,7 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
     out.timeout = timeout(v.get("timeout"), &join(path, "timeout"))?;
     out.retries = retries(v.get("retries"), &join(path, "retries"))?;
     out.uses = uses(v.get("uses"), &join(path, "uses"))?;
+    out.from_market = from_market(v.get("from_market"), &join(path, "from_market"))?;
     if out.routes.is_empty() {
         // The gateway enforces these on HTTP routes only: refuse rather than ignore them.
         let set = [
@@ -1275,6 +1290,29 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
         }
     }
     Ok(out)
+}
+
+/// `x-berth.from_market`: `TEAM/SERVICE:VERSION`.
+fn from_market(v: Option<&Value>, path: &str) -> Result<Option<String>, ComposeError> {
+    let Some(text) = opt_string(v, path)? else {
+        return Ok(None);
+    };
+    let valid = text.split_once('/').is_some_and(|(team, rest)| {
+        rest.split_once(':').is_some_and(|(service, version)| {
+            !team.is_empty()
+                && !service.is_empty()
+                && !version.is_empty()
+                && !service.contains('/')
+                && !version.contains(['/', ':'])
+        })
+    });
+    if !valid {
+        return Err(invalid(
+            path,
+            format!("{text:?}: expected TEAM/SERVICE:VERSION, a published version of the market"),
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// `x-berth.uses`: market entries as `TEAM/SERVICE`, each at most once.
@@ -1336,6 +1374,13 @@ fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
             "`consumer` counts per authenticated subject and needs `auth` on the same route",
         ));
     }
+    let plans = plans(v.get("plans"), &join(path, "plans"))?;
+    if !plans.is_empty() && !matches!(auth, Some(AuthSpec::Subscribers)) {
+        return Err(invalid(
+            &join(path, "plans"),
+            "plans limit subscribers and need `auth: subscribers` on the same route",
+        ));
+    }
     Ok(RouteSpec {
         path_prefix,
         host: opt_string(v.get("host"), &join(path, "host"))?,
@@ -1345,7 +1390,56 @@ fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
         rate_limit,
         redirect_https: opt_bool(v.get("redirect_https"), &join(path, "redirect_https"))?,
         protocol: route_protocol(v.get("protocol"), &join(path, "protocol"))?,
+        plans,
     })
+}
+
+/// `x-berth.route.plans: {NAME: {per_second: N, burst: M}}` (docs/market.md#plans).
+fn plans(v: Option<&Value>, path: &str) -> Result<BTreeMap<String, PlanSpec>, ComposeError> {
+    let mut out = BTreeMap::new();
+    let Some(v) = policy_object(v, path)? else {
+        return Ok(out);
+    };
+    for (name, plan) in entries(Some(v), path)? {
+        let ppath = join(path, name);
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(invalid(
+                &ppath,
+                "a plan name is 1-32 lowercase letters, digits, '-' and '_'",
+            ));
+        }
+        let Some(plan) = policy_object(Some(plan), &ppath)? else {
+            return Err(invalid(&ppath, "needs `per_second`"));
+        };
+        for (key, _) in entries(Some(plan), &ppath)? {
+            if key != "per_second" && key != "burst" {
+                return Err(ComposeError::Unsupported {
+                    keys: vec![join(&ppath, key)],
+                });
+            }
+        }
+        let per_second = bounded(
+            Some(required(plan, "per_second", &ppath)?),
+            &join(&ppath, "per_second"),
+            0,
+            1,
+            u32::MAX,
+        )?;
+        let burst = bounded(
+            plan.get("burst"),
+            &join(&ppath, "burst"),
+            per_second,
+            1,
+            u32::MAX,
+        )?;
+        out.insert(name.clone(), PlanSpec { per_second, burst });
+    }
+    Ok(out)
 }
 
 /// `http1` (the default when absent or null) or `h2c`.

@@ -390,6 +390,10 @@ pub struct BerthExt {
     /// (docs/market.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uses: Vec<String>,
+    /// An installed copy of a market entry (`x-berth.from_market: TEAM/SERVICE:VERSION`) in
+    /// place of `image:`: apply pins the published version's image (docs/market.md#install).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_market: Option<String>,
 }
 
 /// A gateway route to a service.
@@ -416,6 +420,17 @@ pub struct RouteSpec {
     /// Left out of the JSON when default, so stored revisions keep their spec hash.
     #[serde(default, skip_serializing_if = "RouteProtocol::is_default")]
     pub protocol: RouteProtocol,
+    /// Per-subscriber limits by plan name, with `auth: subscribers` (`plans`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, PlanSpec>,
+}
+
+/// `x-berth.route.plans.NAME`: each subscriber of the plan may make `per_second` requests on
+/// average, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSpec {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 /// `x-berth.route.protocol`: what the service speaks on the route's port.
@@ -448,6 +463,7 @@ impl Default for RouteSpec {
             rate_limit: None,
             redirect_https: false,
             protocol: RouteProtocol::Http1,
+            plans: BTreeMap::new(),
         }
     }
 }

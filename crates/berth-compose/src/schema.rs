@@ -123,6 +123,7 @@ static ROUTE: Shape = Object {
         ),
         ("redirect_https", Any),
         ("protocol", Any),
+        ("plans", Any),
     ],
     ext: false,
 };
@@ -184,6 +185,7 @@ const BERTH: Shape = Object {
             },
         ),
         ("uses", Any),
+        ("from_market", Any),
     ],
     ext: false,
 };

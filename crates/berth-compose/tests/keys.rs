@@ -275,9 +275,21 @@ fn every_supported_key() {
         }),
         ("image: nginx\nx-berth:\n  route:\n    - {}\n    - {path_prefix: /b}\n  health: {http: /}", |s| {
             assert_eq!(s.berth.routes.len(), 2);
-            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false, auth: None, rate_limit: None, redirect_https: false, protocol: RouteProtocol::Http1 });
+            assert_eq!(s.berth.routes[0], RouteSpec { path_prefix: "/".into(), host: None, port: None, strip_prefix: false, auth: None, rate_limit: None, redirect_https: false, protocol: RouteProtocol::Http1, plans: Default::default() });
             assert_eq!(s.berth.routes[1].path_prefix, "/b");
             assert_eq!(s.berth.health, Some(HttpHealth { http: "/".into(), port: None, interval_ms: 2000, timeout_ms: 1000 }));
+        }),
+        // The market: a subscribers-only route with plans, what a service uses, an installed copy.
+        ("image: nginx\nx-berth:\n  route: {auth: subscribers, plans: {gold: {per_second: 5, burst: 9}, free: {per_second: 1}}}\n  uses: [shop/orders, default/stock]", |s| {
+            let r = &s.berth.routes[0];
+            assert_eq!(r.auth, Some(berth_compose::AuthSpec::Subscribers));
+            assert_eq!(r.plans["gold"], berth_compose::PlanSpec { per_second: 5, burst: 9 });
+            assert_eq!(r.plans["free"], berth_compose::PlanSpec { per_second: 1, burst: 1 });
+            assert_eq!(s.berth.uses, ["shop/orders", "default/stock"]);
+        }),
+        ("x-berth:\n  from_market: shop/orders:v2", |s| {
+            assert_eq!(s.berth.from_market.as_deref(), Some("shop/orders:v2"));
+            assert!(s.image.is_empty());
         }),
         // build: the short form is the context; `image` becomes optional.
         ("build: ./app", |s| {

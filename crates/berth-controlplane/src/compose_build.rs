@@ -184,6 +184,9 @@ impl ControlPlane {
         let docker = &self.inner.docker;
         let mut denials = Vec::new();
         for (name, svc) in &project.services {
+            if svc.berth.from_market.is_some() {
+                continue; // a published version of any team (`resolve_installs`)
+            }
             let place = format!("services.{name}.image");
             let Some(build) = &svc.build else {
                 denials.extend(

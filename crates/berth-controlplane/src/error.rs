@@ -102,6 +102,9 @@ pub enum CpError {
         /// Every image refused, with where it is named.
         denials: Vec<String>,
     },
+    /// Not a published (or deprecated) version of the market.
+    #[error("{0}")]
+    VersionNotPublished(String),
     /// The application does not subscribe to the market entry.
     #[error("application {0:?} does not subscribe to {1}")]
     SubscriptionNotFound(String, String),
@@ -191,6 +194,7 @@ impl CpError {
             CpError::Forbidden(_) => ErrorCode::Forbidden,
             CpError::InUse(_) => ErrorCode::InUse,
             CpError::SubscriptionNotFound(..) => ErrorCode::SubscriptionNotFound,
+            CpError::VersionNotPublished(_) => ErrorCode::VersionNotPublished,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod images;
+pub mod installs;
 pub mod issuers;
 pub mod lifecycle;
 pub mod market;
@@ -146,7 +147,7 @@ struct Memory {
     issuers: Vec<berth_core::policy::Issuer>,
     /// Per provider instance (application, service): its market entry's credential audience
     /// and subscribers, which the table's `auth: subscribers` routes carry ([`subscriptions`]).
-    market: BTreeMap<(String, String), (String, Vec<String>)>,
+    market: BTreeMap<(String, String), subscriptions::Subscribers>,
 }
 
 /// A series of failed steps on one slot.
@@ -404,7 +405,7 @@ impl ControlPlane {
                 "no Compose file in the request".into(),
             ));
         }
-        let project = berth_compose::load(&bundle)?;
+        let mut project = berth_compose::load(&bundle)?;
         if project.services.is_empty() {
             return Err(CpError::InvalidArgument(
                 "the Compose files define no service (check `profiles`)".into(),
@@ -414,6 +415,8 @@ impl ControlPlane {
         self.admit(app, &project)?;
         // So are images of other teams (names, IDs, what the Dockerfiles read).
         self.check_images(app, &project, contexts).await?;
+        // Installed copies of market entries: published versions only (docs/market.md#install).
+        let market_pins = self.resolve_installs(&mut project)?;
         // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
         let built = self
             .build_services(app, &project, contexts, progress)
@@ -425,7 +428,10 @@ impl ControlPlane {
         let mut image_ports = BTreeMap::new();
         let mut missing = Vec::new();
         for (name, svc) in &project.services {
-            let reference = built.get(name).unwrap_or(&svc.image);
+            let reference = built
+                .get(name)
+                .or_else(|| market_pins.get(name))
+                .unwrap_or(&svc.image);
             match self.inner.docker.inspect_image(reference).await? {
                 Some(img) => {
                     images.insert(name.clone(), img.id.clone());

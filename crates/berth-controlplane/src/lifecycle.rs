@@ -153,7 +153,7 @@ impl ControlPlane {
         if bound || !others {
             self.refuse_if_subscribed(service, &format!("retire version {version}"))?;
         }
-        Ok(())
+        self.refuse_if_installed(service, version)
     }
 
     /// What waits for review in `team`, oldest first.

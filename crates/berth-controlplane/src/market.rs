@@ -52,6 +52,7 @@ impl ControlPlane {
     /// Every market entry, by team and service; `search` matches (case-insensitively) the team,
     /// the service or the description.
     pub fn market(&self, search: Option<&str>) -> Result<Vec<MarketEntry>, CpError> {
+        let installs = self.installs()?;
         let mut by_service: BTreeMap<String, Vec<berth_store::LifecycleRecord>> = BTreeMap::new();
         for l in self.inner.store.lifecycles(None)? {
             if public(l.state) {
@@ -67,7 +68,7 @@ impl ControlPlane {
             {
                 continue; // every version retired: off the market
             }
-            let entry = self.entry(&service, false)?;
+            let entry = self.entry(&service, false, &installs)?;
             if let Some(n) = &needle {
                 let hay = format!("{} {} {}", entry.team, entry.service, entry.description)
                     .to_lowercase();
@@ -93,10 +94,15 @@ impl ControlPlane {
                 "{service} (in the market)"
             )));
         }
-        self.entry(service, true)
+        self.entry(service, true, &self.installs()?)
     }
 
-    fn entry(&self, service: &str, detail: bool) -> Result<MarketEntry, CpError> {
+    fn entry(
+        &self,
+        service: &str,
+        detail: bool,
+        installs: &BTreeMap<String, Vec<crate::installs::Install>>,
+    ) -> Result<MarketEntry, CpError> {
         let (owner, name) = team::split_global(service);
         let states: BTreeMap<String, VersionState> = self
             .inner
@@ -153,6 +159,21 @@ impl ControlPlane {
             p50_ms: stats.as_ref().and_then(|s| s.p50_ms),
             p95_ms: stats.as_ref().and_then(|s| s.p95_ms),
             subscribers: self.subscribers(service)?,
+            installs: installs
+                .get(service)
+                .map(|list| {
+                    list.iter()
+                        .map(|i| {
+                            format!(
+                                "{} ({}, {})",
+                                crate::subscriptions::entry_name(&i.app),
+                                i.service,
+                                i.version
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             readme: if detail { readme } else { None },
             contract: if detail {
                 latest_record

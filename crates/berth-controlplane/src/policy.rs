@@ -39,6 +39,17 @@ pub fn route_policy(app: &str, svc: &Service, route: &RouteSpec) -> RoutePolicy 
         max_concurrency: ext.max_concurrency.as_ref().map(bulkhead),
         timeout: timeouts(&ext.timeout),
         retries: ext.retries.as_ref().map(retries),
+        // Who subscribed to which plan is the table publisher's (`subscriptions::fill_table`).
+        plans: route
+            .plans
+            .iter()
+            .map(|(name, p)| berth_core::policy::Plan {
+                name: name.clone(),
+                per_second: p.per_second,
+                burst: p.burst,
+                subscribers: Vec::new(),
+            })
+            .collect(),
     }
 }
 

@@ -42,6 +42,15 @@ pub const RENEW_AFTER: Duration = Duration::from_secs(1800);
 /// How often credentials are checked for renewal.
 const RENEW_CHECK: Duration = Duration::from_secs(60);
 
+/// A provider instance's market entry as the table needs it: the credentials' audience, and
+/// each subscribing application (global name) with its plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscribers {
+    pub audience: String,
+    /// Sorted by application.
+    pub apps: Vec<(String, Option<String>)>,
+}
+
 /// What subscriptions need from the server: where credentials go and how consumers reach the
 /// gateway.
 pub(crate) struct SubscriptionConfig {
@@ -133,12 +142,20 @@ impl ControlPlane {
         actor: &str,
     ) -> Result<SubscriptionView, CpError> {
         let (_, spec) = self.current_spec(app)?;
-        self.inner.provider_of(service)?;
+        let route = self.inner.provider_route(service)?;
         if let Some(p) = plan {
-            return Err(CpError::InvalidArgument(format!(
-                "{} defines no plan {p:?}",
-                entry_name(service)
-            )));
+            if !route.plans.contains_key(p) {
+                let names: Vec<&str> = route.plans.keys().map(String::as_str).collect();
+                return Err(CpError::InvalidArgument(format!(
+                    "{} defines no plan {p:?} ({})",
+                    entry_name(service),
+                    if names.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        format!("its plans: {}", names.join(", "))
+                    }
+                )));
+            }
         }
         let clash = self
             .inner
@@ -409,6 +426,17 @@ impl Inner {
 
     /// `http://berth-gateway:<port><prefix>` of the provider's route.
     fn entry_url(&self, cfg: &SubscriptionConfig, service: &str) -> Result<String, CpError> {
+        let route = self.provider_route(service)?;
+        Ok(format!(
+            "{}{}",
+            cfg.gateway_url,
+            route.path_prefix.trim_end_matches('/')
+        ))
+    }
+
+    /// The provider's route subscribers call: its `auth: subscribers` one, else one for any
+    /// host, else its first.
+    fn provider_route(&self, service: &str) -> Result<berth_compose::RouteSpec, CpError> {
         let (app, app_service) = self.provider_of(service)?;
         let a = self.store.get_app(&app)?;
         let spec: RevisionSpec = self.store.get_revision(&app, a.revision)?.spec;
@@ -418,19 +446,15 @@ impl Inner {
             .get(&app_service)
             .map(|s| s.berth.routes.clone())
             .unwrap_or_default();
-        let route = routes
+        routes
             .iter()
             .find(|r| matches!(r.auth, Some(AuthSpec::Subscribers)))
             .or_else(|| routes.iter().find(|r| r.host.is_none()))
             .or_else(|| routes.first())
+            .cloned()
             .ok_or_else(|| {
                 CpError::InvalidArgument(format!("{}'s provider has no route", entry_name(service)))
-            })?;
-        Ok(format!(
-            "{}{}",
-            cfg.gateway_url,
-            route.path_prefix.trim_end_matches('/')
-        ))
+            })
     }
 
     /// Mint `app`'s credential for `service` and write it (by rename) into its directory.
@@ -498,13 +522,19 @@ impl Inner {
         let subs = self.store.all_subscriptions().unwrap_or_default();
         let mut market = BTreeMap::new();
         for b in bindings {
-            let mut apps: Vec<String> = subs
+            let mut apps: Vec<(String, Option<String>)> = subs
                 .iter()
                 .filter(|s| s.service == b.service)
-                .map(|s| s.app.clone())
+                .map(|s| (s.app.clone(), s.plan.clone()))
                 .collect();
             apps.sort();
-            market.insert((b.app, b.app_service), (audience(&b.service), apps));
+            market.insert(
+                (b.app, b.app_service),
+                Subscribers {
+                    audience: audience(&b.service),
+                    apps,
+                },
+            );
         }
         let mut mem = self.mem();
         if mem.market != market {
@@ -549,11 +579,11 @@ async fn renew_loop(inner: Weak<Inner>, shutdown: CancellationToken) {
 }
 
 /// Fill the subscribers-only routes of a table from [`crate::Memory::market`]: the entry's
-/// audience and its subscribers. A route whose service is no entry's provider keeps an empty
-/// list (it admits nobody).
+/// audience, its subscribers, and each plan's. A route whose service is no entry's provider
+/// keeps empty lists (it admits nobody).
 pub(crate) fn fill_table(
     routes: &mut [berth_core::HttpRoute],
-    market: &BTreeMap<(String, String), (String, Vec<String>)>,
+    market: &BTreeMap<(String, String), Subscribers>,
 ) {
     for r in routes {
         let Some(auth) = r.policy.auth.as_mut() else {
@@ -562,9 +592,18 @@ pub(crate) fn fill_table(
         if auth.subscribers.is_none() {
             continue;
         }
-        if let Some((aud, apps)) = market.get(&(r.app.clone(), r.service.clone())) {
-            auth.audiences = vec![aud.clone()];
-            auth.subscribers = Some(apps.clone());
+        let Some(subs) = market.get(&(r.app.clone(), r.service.clone())) else {
+            continue;
+        };
+        auth.audiences = vec![subs.audience.clone()];
+        auth.subscribers = Some(subs.apps.iter().map(|(a, _)| a.clone()).collect());
+        for plan in &mut r.policy.plans {
+            plan.subscribers = subs
+                .apps
+                .iter()
+                .filter(|(_, p)| p.as_deref() == Some(plan.name.as_str()))
+                .map(|(a, _)| a.clone())
+                .collect();
         }
     }
 }
@@ -610,16 +649,32 @@ mod tests {
             route("a/other", Some(vec![])),
             route("a/prov", None),
         ];
+        routes[0].policy.plans = vec![berth_core::policy::Plan {
+            name: "gold".into(),
+            per_second: 10,
+            burst: 10,
+            subscribers: vec![],
+        }];
         let mut market = BTreeMap::new();
         market.insert(
             ("a/prov".to_string(), "api".to_string()),
-            ("market:a/orders".to_string(), vec!["b/shop".to_string()]),
+            Subscribers {
+                audience: "market:a/orders".to_string(),
+                apps: vec![
+                    ("b/shop".to_string(), Some("gold".to_string())),
+                    ("c/web".to_string(), None),
+                ],
+            },
         );
         fill_table(&mut routes, &market);
+        assert_eq!(routes[0].policy.plans[0].subscribers, ["b/shop"]);
         let auth = |i: usize| routes[i].policy.auth.clone().unwrap();
-        assert_eq!(auth(0).subscribers, Some(vec!["b/shop".to_string()]));
+        assert_eq!(
+            auth(0).subscribers,
+            Some(vec!["b/shop".to_string(), "c/web".to_string()])
+        );
         assert_eq!(auth(0).audiences, ["market:a/orders"]);
-        assert!(auth(0).admits("b/shop") && !auth(0).admits("c/web"));
+        assert!(auth(0).admits("b/shop") && auth(0).admits("c/web") && !auth(0).admits("d/x"));
         assert_eq!(auth(1).subscribers, Some(vec![]), "no entry: nobody");
         assert!(!auth(1).admits("b/shop"));
         assert_eq!(auth(2).subscribers, None, "a jwt route is left alone");

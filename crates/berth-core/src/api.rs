@@ -851,6 +851,9 @@ pub struct MarketEntry {
     /// Applications that subscribe to the entry, as `TEAM/APP`.
     #[serde(default)]
     pub subscribers: Vec<String>,
+    /// Applications that run an installed copy, as `TEAM/APP` (service, version).
+    #[serde(default)]
+    pub installs: Vec<String>,
     /// `market show` only: the README (its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readme: Option<String>,
@@ -861,6 +864,39 @@ pub struct MarketEntry {
     /// `market show` only: the provider's operations per minute for the last hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<RouteStats>,
+}
+
+/// `POST /api/v1/apps/{app}/upgrade`: move an installed copy to another published version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// The application's service installed with `x-berth.from_market`.
+    pub service: String,
+    /// The version to move to (default: the newest published one).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Only answer what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What an upgrade changes (or changed): the versions and the contract's difference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpgradeView {
+    pub app: String,
+    pub service: String,
+    /// The market entry, `TEAM/SERVICE`.
+    pub entry: String,
+    pub from: String,
+    pub to: String,
+    /// From the version it runs to the target's contract (empty when either has none).
+    pub changes: Vec<crate::contract::Change>,
+    /// One of the changes breaks existing consumers.
+    pub breaking: bool,
+    /// The revision that rolls it out (none for a dry run, or when already there).
+    pub revision: Option<u64>,
 }
 
 /// `POST /api/v1/apps/{app}/subscriptions`: subscribe the application to a market entry.

@@ -139,6 +139,9 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The application does not subscribe to the named market entry.
     SubscriptionNotFound,
+    /// `x-berth.from_market` or `berth upgrade` names a version that is not published (or
+    /// deprecated) in the market.
+    VersionNotPublished,
 }
 
 impl ErrorCode {
@@ -196,6 +199,7 @@ impl ErrorCode {
         Self::ImageDenied,
         Self::NotSubscribed,
         Self::SubscriptionNotFound,
+        Self::VersionNotPublished,
     ];
 
     /// The stable string clients match on.
@@ -254,6 +258,7 @@ impl ErrorCode {
             Self::ImageDenied => "image_denied",
             Self::NotSubscribed => "not_subscribed",
             Self::SubscriptionNotFound => "subscription_not_found",
+            Self::VersionNotPublished => "version_not_published",
         }
     }
 
@@ -290,7 +295,8 @@ impl ErrorCode {
             | Self::TeamNotEmpty
             | Self::InvalidTransition
             | Self::VersionNotApproved
-            | Self::InUse => 409,
+            | Self::InUse
+            | Self::VersionNotPublished => 409,
             Self::MethodNotAllowed => 405,
             Self::Forbidden
             | Self::ForbiddenOrigin

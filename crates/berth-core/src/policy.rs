@@ -30,6 +30,35 @@ pub struct RoutePolicy {
     /// Service level: retries of idempotent requests after a failure that may have reached the
     /// service (connect failures are always retried on another replica, budget permitting).
     pub retries: Option<Retries>,
+    /// Route level, with `auth: subscribers`: per-consumer rate limits by the plan each
+    /// subscriber chose (docs/market.md#plans). A subscriber in no plan meets only
+    /// `rate_limit`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<Plan>,
+}
+
+/// One plan of a subscribers-only route: a per-consumer limit and who subscribed to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct Plan {
+    pub name: String,
+    pub per_second: u32,
+    pub burst: u32,
+    /// The global names of the applications subscribed with this plan, sorted.
+    pub subscribers: Vec<String>,
+}
+
+impl Plan {
+    /// The limit each of its subscribers gets.
+    #[must_use]
+    pub fn limit(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.per_second,
+            burst: self.burst,
+            key: RateKey::Consumer,
+        }
+    }
 }
 
 /// `x-berth.route.auth`: `jwt` (Berth's own issuer, audience = the application name) or

@@ -385,7 +385,15 @@ pub(crate) async fn admit(
         }
     }
 
-    // 4. Rate limit by consumer, or the route-wide limit.
+    // 4. A subscriber's plan (`auth: subscribers` with `plans`), then the consumer or
+    // route-wide limit.
+    if let Some(id) = &identity {
+        if let Some(plan) = state.shared.plan_of(id.subject()) {
+            if let Err(limited) = plan.check(Key::Subject(id.subject())) {
+                return Err(rate_limited(plan, &limited, &state.shared, rid));
+            }
+        }
+    }
     if let Some(l) = limiter {
         let key = match (l.config.key, &identity) {
             (RateKey::Consumer, Some(id)) => Some(Key::Subject(id.subject())),

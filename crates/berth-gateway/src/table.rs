@@ -55,7 +55,42 @@ pub struct RouteState {
 pub struct RouteShared {
     pub metrics: Arc<RouteMetrics>,
     pub limiter: Option<Arc<RateLimiter>>,
+    /// `auth: subscribers` plans: each subscriber's own bucket at its plan's rate.
+    pub plans: Vec<PlanLimiter>,
     pub service: Arc<ServiceState>,
+}
+
+/// One plan of a subscribers-only route (docs/market.md#plans).
+pub struct PlanLimiter {
+    pub name: String,
+    /// Per-consumer buckets at the plan's rate; kept across swaps while the rate is the same.
+    pub limiter: Arc<RateLimiter>,
+    /// The applications subscribed with it, sorted.
+    pub subscribers: Vec<String>,
+}
+
+impl RouteShared {
+    /// The limiter of the plan `subject` subscribed with, if any.
+    #[must_use]
+    pub fn plan_of(&self, subject: &str) -> Option<&Arc<RateLimiter>> {
+        self.plans
+            .iter()
+            .find(|p| {
+                p.subscribers
+                    .binary_search_by(|s| s.as_str().cmp(subject))
+                    .is_ok()
+            })
+            .map(|p| &p.limiter)
+    }
+
+    fn same_plans(&self, plans: &[berth_core::policy::Plan]) -> bool {
+        self.plans.len() == plans.len()
+            && self.plans.iter().zip(plans).all(|(have, want)| {
+                have.name == want.name
+                    && have.limiter.config == want.limit()
+                    && have.subscribers == want.subscribers
+            })
+    }
 }
 
 /// A service's state that outlives table swaps, shared by all its routes.
@@ -282,7 +317,8 @@ impl Registry {
             Some(o)
                 if Arc::ptr_eq(&o.service, &service)
                     && o.limiter.as_ref().map(|l| &l.config)
-                        == route.policy.rate_limit.as_ref() =>
+                        == route.policy.rate_limit.as_ref()
+                    && o.same_plans(&route.policy.plans) =>
             {
                 o.clone()
             }
@@ -307,9 +343,34 @@ impl Registry {
                     (Some(l), Some(rl)) if &l.config == rl => Some(l.clone()),
                     (_, Some(rl)) => Some(Arc::new(RateLimiter::new(rl.clone()))),
                 };
+                // A plan keeps its buckets while its rate stays (subscribers come and go).
+                let plans = route
+                    .policy
+                    .plans
+                    .iter()
+                    .map(|p| {
+                        let limit = p.limit();
+                        let limiter = old
+                            .and_then(|o| {
+                                o.plans.iter().find(|have| {
+                                    have.name == p.name && have.limiter.config == limit
+                                })
+                            })
+                            .map_or_else(
+                                || Arc::new(RateLimiter::new(limit.clone())),
+                                |have| have.limiter.clone(),
+                            );
+                        PlanLimiter {
+                            name: p.name.clone(),
+                            limiter,
+                            subscribers: p.subscribers.clone(),
+                        }
+                    })
+                    .collect();
                 Arc::new(RouteShared {
                     metrics,
                     limiter,
+                    plans,
                     service,
                 })
             }
@@ -384,6 +445,9 @@ impl Registry {
         for route in self.routes.values() {
             if let Some(limiter) = &route.limiter {
                 limiter.evict_idle();
+            }
+            for plan in &route.plans {
+                plan.limiter.evict_idle();
             }
         }
         self.retired.retain(|s| s.in_flight() > 0);

@@ -1097,3 +1097,68 @@ async fn metrics_count_requests_per_route_and_service() {
         "no breaker, no gauge"
     );
 }
+
+#[tokio::test]
+async fn a_subscribers_route_admits_subscribers_only_and_limits_each_by_its_plan() {
+    let up = Upstream::start("up").await;
+    let subscribers = |version, subs: Vec<&str>, gold: Vec<&str>| {
+        table(
+            version,
+            vec![with_policy(
+                route(None, "/", false, vec![up.endpoint()]),
+                RoutePolicy {
+                    auth: Some(AuthPolicy {
+                        issuers: vec!["berth".into()],
+                        audiences: vec!["market:a/orders".into()],
+                        team: None,
+                        subscribers: Some(subs.into_iter().map(String::from).collect()),
+                    }),
+                    plans: vec![berth_core::policy::Plan {
+                        name: "gold".into(),
+                        per_second: 1,
+                        burst: 2,
+                        subscribers: gold.into_iter().map(String::from).collect(),
+                    }],
+                    ..Default::default()
+                },
+            )],
+        )
+    };
+    let gw = TestGateway::start_with(
+        subscribers(1, vec!["b/shop", "c/web"], vec!["b/shop"]),
+        verifier_config(),
+    )
+    .await;
+    let as_app = |app: &'static str| [("authorization", format!("Bearer good-{app}"))];
+    let get = |app: &'static str| {
+        let h = as_app(app);
+        let gw = &gw;
+        async move {
+            let headers: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            get_with(gw, "/x", &headers).await
+        }
+    };
+    // A valid token of an application that does not subscribe: 403 not_subscribed.
+    let r = get("d/other").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error().code, "not_subscribed");
+    // b/shop's plan allows a burst of 2; c/web has no plan and no limit.
+    assert_eq!(get("b/shop").await.status, 200);
+    assert_eq!(get("b/shop").await.status, 200);
+    let r = get("b/shop").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error().code, "rate_limited");
+    for _ in 0..5 {
+        assert_eq!(get("c/web").await.status, 200);
+    }
+    // Unsubscribed in the next table: refused at once; the plan's bucket is kept for the rest.
+    gw.publish(subscribers(2, vec!["b/shop"], vec!["b/shop"]))
+        .await;
+    assert_eq!(get("c/web").await.status, 403);
+    assert_eq!(
+        get("b/shop").await.status,
+        429,
+        "a swap hands out no fresh burst"
+    );
+    assert_eq!(up.requests(), 7);
+}

@@ -5,6 +5,10 @@
 //! Retiring the version and removing the provider are refused while `b` uses it. A second
 //! application of `b` subscribes by the CLI; after `unsubscribe` its still valid credential is
 //! refused with 403 `not_subscribed` within a second, and nothing restarted.
+//!
+//! Install: team `b` runs its own copy of `a/orders:v1` (`x-berth.from_market`), which keeps the
+//! provider's dependency (`a/stock`, wired in `b`'s copy too), and upgrades it to v2 under load
+//! with no failed request.
 
 mod common;
 
@@ -107,7 +111,7 @@ fn subscribe_call_refuse_and_unsubscribe() {
     let prov = compose(
         dir.path(),
         "prov.yaml",
-        &format!("services:\n  api:\n    image: {tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /orders, strip_prefix: true, auth: subscribers }}\n"),
+        &format!("services:\n  api:\n    image: {tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /orders, strip_prefix: true, auth: subscribers, plans: {{ gold: {{ per_second: 1, burst: 3 }} }} }}\n"),
     );
     ok_as(
         &server,
@@ -193,14 +197,42 @@ fn subscribe_call_refuse_and_unsubscribe() {
         &b_dev,
         &["apply", "-f", other.to_str().unwrap(), "--app", "other"],
     );
+    let err = failed_with(
+        &cli_as(
+            &server,
+            &b_dev,
+            &[
+                "subscribe",
+                "--app",
+                "other",
+                "a/orders",
+                "--plan",
+                "silver",
+            ],
+        ),
+        "invalid_argument",
+    );
+    assert!(err.contains("its plans: gold"), "{err}");
     let out = ok_as(
         &server,
         &b_dev,
-        &["subscribe", "--app", "other", "a/orders"],
+        &["subscribe", "--app", "other", "a/orders", "--plan", "gold"],
     );
     assert!(out.contains("ORDERS_URL=http://berth-gateway:"), "{out}");
     let token_file = data.join("credentials/b.other/orders.token");
     let token = std::fs::read_to_string(&token_file).unwrap();
+    // The gold plan: a burst of 3, then 429 for this subscriber only.
+    for _ in 0..3 {
+        assert_eq!(
+            through(&server, "/orders/x", token.trim()),
+            (200, String::new())
+        );
+    }
+    assert_eq!(
+        through(&server, "/orders/x", token.trim()),
+        (429, "rate_limited".to_string())
+    );
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
         through(&server, "/orders/x", token.trim()),
         (200, String::new())
@@ -257,4 +289,214 @@ fn subscribe_call_refuse_and_unsubscribe() {
     );
     ok_as(&server, &b_dev, &["rm", "--app", "shop"]);
     ok_as(&server, &b_dev, &["rm", "--app", "other"]);
+}
+
+/// A Git repository of the test app whose responses start with `version`, tagged `tag`.
+fn commit_version(repo: &Path, version: &str, tag: &str) {
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM scratch\nCOPY app /app\nEXPOSE 8080\nENV VERSION={version}\nENTRYPOINT [\"/app\"]\n"),
+    )
+    .unwrap();
+    if !repo.join(".git").exists() {
+        std::fs::copy(testapp_binary(), repo.join("app")).unwrap();
+        git(repo, &["init", "-q", "-b", "main"]);
+    }
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", version]);
+    git(repo, &["tag", tag]);
+}
+
+/// Build `service` at its newest commit, have it approved; its version's image tag.
+fn build_and_approve(
+    server: &Server,
+    dev: &str,
+    approver: &str,
+    service: &str,
+    version: &str,
+) -> String {
+    ok_as(server, dev, &["build", service, "--follow"]);
+    let versions = json(&ok_as(server, dev, &["versions", service, "-o", "json"]));
+    let v = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == version)
+        .unwrap_or_else(|| panic!("no {service}:{version} in {versions}"));
+    let at = format!("{service}:{version}");
+    ok_as(server, dev, &["submit", &at, "--note", "ready"]);
+    ok_as(server, approver, &["approve", &at, "--reason", "ok"]);
+    v["tag"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_installed_copy_keeps_its_dependency_and_upgrades_without_failures() {
+    let run = TestRun::new("install");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let orders = dir.path().join("orders");
+    let stock = dir.path().join("stock");
+    std::fs::create_dir_all(&orders).unwrap();
+    std::fs::create_dir_all(&stock).unwrap();
+    commit_version(&orders, "orders-v1", "v1");
+    commit_version(&stock, "stock-v1", "v1");
+    let server = Server::start_on(
+        &run,
+        &data,
+        &format!("127.0.0.1:{}", free_port()),
+        &format!("0.0.0.0:{}", free_port()),
+    );
+    let a_dev = team_member(&server, "a", "ann", "developer");
+    let a_approver = team_member(&server, "a", "abe", "approver");
+    let b_dev = team_member(&server, "b", "bob", "developer");
+    for (name, repo) in [("orders", &orders), ("stock", &stock)] {
+        ok_as(
+            &server,
+            &a_dev,
+            &["service", "create", name, "--git", repo.to_str().unwrap()],
+        );
+    }
+    // a/stock is served by a's `stockapp`; a's `prov` serves a/orders and uses a/stock.
+    let stock_tag = build_and_approve(&server, &a_dev, &a_approver, "stock", "v1");
+    let file = compose(
+        dir.path(),
+        "stock.yaml",
+        &format!("services:\n  api:\n    image: {stock_tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /stock, strip_prefix: true, auth: subscribers }}\n"),
+    );
+    ok_as(
+        &server,
+        &a_dev,
+        &["apply", "-f", file.to_str().unwrap(), "--app", "stockapp"],
+    );
+    ok_as(
+        &server,
+        &a_dev,
+        &["publish", "stock:v1", "--app", "stockapp"],
+    );
+    let orders_tag = build_and_approve(&server, &a_dev, &a_approver, "orders", "v1");
+    let file = compose(
+        dir.path(),
+        "prov.yaml",
+        &format!("services:\n  api:\n    image: {orders_tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /orders, strip_prefix: true, auth: subscribers }}\n      uses: [a/stock]\n"),
+    );
+    ok_as(
+        &server,
+        &a_dev,
+        &["apply", "-f", file.to_str().unwrap(), "--app", "prov"],
+    );
+    ok_as(&server, &a_dev, &["publish", "orders:v1", "--app", "prov"]);
+
+    // Only published versions install.
+    let copy = |version: &str| {
+        compose(
+            dir.path(),
+            "copy.yaml",
+            &format!("services:\n  orders:\n    expose: [\"8080\"]\n    x-berth:\n      from_market: a/orders:{version}\n      route: {{ path_prefix: /copy, strip_prefix: true }}\n      health: {{ http: /healthz }}\n    deploy:\n      replicas: 2\n      update_config: {{ order: start-first }}\n"),
+        )
+    };
+    let file = copy("v9");
+    failed_with(
+        &cli_as(
+            &server,
+            &b_dev,
+            &["apply", "-f", file.to_str().unwrap(), "--app", "copy"],
+        ),
+        "version_not_published",
+    );
+    let file = copy("v1");
+    ok_as(
+        &server,
+        &b_dev,
+        &["apply", "-f", file.to_str().unwrap(), "--app", "copy"],
+    );
+    wait_for(Duration::from_secs(30), "b's copy answers", || {
+        let (status, body) = server.get("/copy/").ok()?;
+        (status == 200 && body.starts_with("orders-v1")).then_some(())
+    });
+    // The copy's dependency is wired in b's application: it calls a/stock with b's credential.
+    let answer = wait_for(Duration::from_secs(30), "the copy calls a/stock", || {
+        let (status, body) = server.get("/copy/call?env=STOCK&path=/level").ok()?;
+        (status == 200 && body.starts_with("status=")).then_some(body)
+    });
+    assert!(
+        answer.starts_with("status=200\n") && answer.contains("stock-v1"),
+        "{answer}"
+    );
+    let entry = json(&ok_as(
+        &server,
+        &b_dev,
+        &["market", "show", "a/orders", "-o", "json"],
+    ));
+    assert_eq!(
+        entry["installs"],
+        serde_json::json!(["b/copy (orders, v1)"]),
+        "{entry}"
+    );
+    let stock_entry = json(&ok_as(
+        &server,
+        &b_dev,
+        &["market", "show", "a/stock", "-o", "json"],
+    ));
+    let users = stock_entry["subscribers"].as_array().unwrap();
+    assert!(
+        users.contains(&serde_json::json!("b/copy")),
+        "{stock_entry}"
+    );
+
+    // v2 is published (without moving the provider); b's copy moves to it under load.
+    commit_version(&orders, "orders-v2", "v2");
+    build_and_approve(&server, &a_dev, &a_approver, "orders", "v2");
+    ok_as(&server, &a_dev, &["publish", "orders:v2"]);
+    let plan = ok_as(
+        &server,
+        &b_dev,
+        &["upgrade", "--app", "copy", "orders", "--dry-run"],
+    );
+    assert!(plan.contains("a/orders v1 → v2"), "{plan}");
+    let load = Load::start(&server.gateway, "/copy/", 4);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = ok_as(&server, &b_dev, &["upgrade", "--app", "copy", "orders"]);
+    assert!(out.contains("rolls v2 out"), "{out}");
+    wait_for(Duration::from_secs(60), "the copy runs v2 only", || {
+        let ps = server_ps_as(&server, &b_dev, "copy");
+        let running: Vec<&Value> = ps.iter().filter(|i| i["state"] == "running").collect();
+        (running.len() == 2
+            && (0..20).all(|_| {
+                server
+                    .get("/copy/")
+                    .is_ok_and(|(s, b)| s == 200 && b.starts_with("orders-v2"))
+            }))
+        .then_some(())
+    });
+    let result = load.finish();
+    assert!(
+        result.failures.is_empty(),
+        "failed requests: {:?}",
+        result.failures
+    );
+    assert!(
+        result.versions.contains("orders-v2"),
+        "{:?}",
+        result.versions
+    );
+    eprintln!("upgrade under load: {} requests, 0 failed", result.ok);
+    let entry = json(&ok_as(
+        &server,
+        &b_dev,
+        &["market", "show", "a/orders", "-o", "json"],
+    ));
+    assert_eq!(
+        entry["installs"],
+        serde_json::json!(["b/copy (orders, v2)"]),
+        "{entry}"
+    );
+    ok_as(&server, &b_dev, &["rm", "--app", "copy"]);
+}
+
+fn server_ps_as(server: &Server, token: &str, app: &str) -> Vec<Value> {
+    json(&ok_as(server, token, &["ps", "--app", app, "-o", "json"]))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

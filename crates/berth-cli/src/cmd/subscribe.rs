@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::commands::print_list;
 use crate::Command;
 use anyhow::bail;
-use berth_core::api::SubscribeRequest;
+use berth_core::api::{SubscribeRequest, UpgradeRequest};
 
 fn split_entry(entry: &str) -> anyhow::Result<(&str, &str)> {
     match entry.split_once('/') {
@@ -53,6 +53,58 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
                     ]
                 },
             );
+        }
+        Command::Upgrade {
+            app,
+            service,
+            to,
+            dry_run,
+            yes,
+        } => {
+            let mut req = UpgradeRequest {
+                service,
+                to,
+                dry_run: true,
+            };
+            let plan = ctx.client.upgrade(&app, &req).await?;
+            if plan.from == plan.to {
+                outln!(
+                    "{}/{} runs {} {} already",
+                    app,
+                    plan.service,
+                    plan.entry,
+                    plan.to
+                );
+                return Ok(0);
+            }
+            outln!(
+                "{}/{}: {} {} → {}",
+                app,
+                plan.service,
+                plan.entry,
+                plan.from,
+                plan.to
+            );
+            if plan.changes.is_empty() {
+                outln!("  contract: no changes");
+            }
+            for c in &plan.changes {
+                let mark = if c.breaking { "BREAKING" } else { "" };
+                outln!("  {:<8} {} {}: {}", mark, c.kind, c.operation, c.detail);
+            }
+            if dry_run {
+                return Ok(0);
+            }
+            if plan.breaking && !yes {
+                bail!("the contract has breaking changes: check the consumers, then run again with --yes");
+            }
+            req.dry_run = false;
+            req.to = Some(plan.to);
+            let done = ctx.client.upgrade(&app, &req).await?;
+            match done.revision {
+                Some(r) => outln!("revision {r} rolls {} out", done.to),
+                None => outln!("no change"),
+            }
         }
         _ => bail!("not a subscription command"),
     }

@@ -119,7 +119,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
         }
         c @ (Command::Subscribe { .. }
         | Command::Unsubscribe { .. }
-        | Command::Subscriptions { .. }) => return super::subscribe::run(ctx, c).await,
+        | Command::Subscriptions { .. }
+        | Command::Upgrade { .. }) => return super::subscribe::run(ctx, c).await,
         Command::Deprecate { version } => ("deprecate", version, TransitionRequest::default()),
         Command::Retire { version } => ("retire", version, TransitionRequest::default()),
         Command::Review(ReviewCommand::Ls { out }) => {
@@ -195,6 +196,9 @@ fn print_entry(e: &MarketEntry) {
     );
     if !e.subscribers.is_empty() {
         outln!("used by   {}", e.subscribers.join(", "));
+    }
+    if !e.installs.is_empty() {
+        outln!("installed {}", e.installs.join(", "));
     }
     outln!("versions");
     for v in &e.versions {
