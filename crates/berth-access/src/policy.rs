@@ -279,6 +279,7 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("POST", "/api/v1/apps/{app}/protect", Action::Curate),
     ("DELETE", "/api/v1/apps/{app}/protect", Action::Curate),
     ("POST", "/api/v1/apps/{app}/upgrade", Action::Deploy),
+    ("GET", "/api/v1/apps/{app}/graph", Action::Read),
     ("GET", "/api/v1/apps/{app}/subscriptions", Action::Read),
     ("POST", "/api/v1/apps/{app}/subscriptions", Action::Subscribe),
     ("DELETE", "/api/v1/apps/{app}/subscriptions/{owner}/{service}", Action::Subscribe),

@@ -450,3 +450,24 @@ pub(crate) async fn upgrade(
         .in_team(&team)?;
     Ok(Json(view).into_response())
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/graph",
+    operation_id = "appGraph",
+    tag = "market",
+    summary = "What the application uses (market entries it subscribes to, with their provider instances; copies it installed) and who uses it (applications subscribed to the entries it serves)",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "The graph; names are TEAM/APP and TEAM/SERVICE", body = berth_core::api::AppGraph),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn app_graph(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    let graph = s.cp.app_graph(&team.name(&app)?).in_team(&team)?;
+    Ok(Json(graph).into_response())
+}

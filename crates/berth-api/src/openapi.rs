@@ -136,6 +136,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::lifecycle::unsubscribe))
         .routes(routes!(crate::lifecycle::upgrade))
+        .routes(routes!(crate::lifecycle::app_graph))
         .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app

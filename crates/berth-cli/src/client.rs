@@ -624,6 +624,11 @@ impl Client {
         )
         .await
     }
+    /// `GET /api/v1/apps/{app}/graph`.
+    pub async fn app_graph(&self, app: &str) -> anyhow::Result<berth_core::api::AppGraph> {
+        self.send(self.get(&format!("/apps/{}/graph", segment(app))))
+            .await
+    }
     /// `GET /api/v1/apps/{app}/subscriptions`.
     pub async fn subscriptions(
         &self,

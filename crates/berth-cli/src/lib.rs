@@ -368,6 +368,14 @@ pub enum AppCommand {
         /// Application name.
         app: String,
     },
+    /// What the application uses (market entries, installed copies) and who uses it.
+    Graph {
+        /// Application name.
+        app: String,
+        /// text, dot (Graphviz) or svg.
+        #[arg(long, default_value = "text", value_parser = ["text", "dot", "svg", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

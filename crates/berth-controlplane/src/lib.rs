@@ -18,6 +18,7 @@ pub mod builds;
 pub mod compose_build;
 pub mod error;
 pub mod events;
+pub mod graph;
 pub mod health;
 pub mod images;
 pub mod installs;

@@ -866,6 +866,31 @@ pub struct MarketEntry {
     pub stats: Option<RouteStats>,
 }
 
+/// One edge of an application's graph (docs/market.md#composition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GraphEdge {
+    /// The market entry, `TEAM/SERVICE` (with `:VERSION` for an install).
+    pub entry: String,
+    /// The other application, `TEAM/APP`: the provider instance (in `uses`) or the consumer
+    /// (in `used_by`); none for an entry without a provider instance.
+    pub app: Option<String>,
+    /// `subscription` (calls the provider through the gateway) or `install` (runs its own copy).
+    pub via: String,
+    /// This application's service the edge starts at (`uses`) or ends at (`used_by`).
+    pub service: Option<String>,
+}
+
+/// What an application uses and who uses it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppGraph {
+    /// `TEAM/APP`.
+    pub app: String,
+    pub uses: Vec<GraphEdge>,
+    pub used_by: Vec<GraphEdge>,
+}
+
 /// `POST /api/v1/apps/{app}/upgrade`: move an installed copy to another published version.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

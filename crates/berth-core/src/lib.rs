@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod contract;
 pub mod error;
+pub mod graph;
 pub mod lifecycle;
 pub mod policy;
 pub mod routing;

@@ -175,6 +175,32 @@ fn subscribe_call_refuse_and_unsubscribe() {
         serde_json::json!(["b/shop"]),
         "{entry}"
     );
+    // The graph, from both ends.
+    let graph = ok_as(&server, &b_dev, &["app", "graph", "shop"]);
+    assert!(
+        graph.contains("web: uses a/orders (served by a/prov)"),
+        "{graph}"
+    );
+    let graph = ok_as(&server, &a_dev, &["app", "graph", "prov"]);
+    assert!(
+        graph.contains("used by b/shop (subscribes to a/orders)"),
+        "{graph}"
+    );
+    let dot = ok_as(
+        &server,
+        &b_dev,
+        &["app", "graph", "shop", "--format", "dot"],
+    );
+    assert!(dot.contains("\"b/shop\" -> \"a/prov\""), "{dot}");
+    let svg = ok_as(
+        &server,
+        &b_dev,
+        &["app", "graph", "shop", "--format", "svg"],
+    );
+    assert!(
+        svg.starts_with("<svg ") && svg.contains(">a/prov</text>"),
+        "{svg}"
+    );
 
     // What b uses cannot be taken away under it.
     let err = failed_with(
@@ -432,6 +458,15 @@ fn an_installed_copy_keeps_its_dependency_and_upgrades_without_failures() {
         entry["installs"],
         serde_json::json!(["b/copy (orders, v1)"]),
         "{entry}"
+    );
+    let graph = ok_as(&server, &b_dev, &["app", "graph", "copy"]);
+    assert!(
+        graph.contains("orders: runs an installed copy of a/orders:v1"),
+        "{graph}"
+    );
+    assert!(
+        graph.contains("orders: uses a/stock (served by a/stockapp)"),
+        "{graph}"
     );
     let stock_entry = json(&ok_as(
         &server,

@@ -155,6 +155,16 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
             outln!("application {app} runs approved, published or deprecated versions only");
             return Ok(0);
         }
+        Command::App(AppCommand::Graph { app, format }) => {
+            let g = ctx.client.app_graph(&app).await?;
+            match format.as_str() {
+                "dot" => outln!("{}", berth_core::graph::dot(&g).trim_end()),
+                "svg" => outln!("{}", berth_core::graph::svg(&g).trim_end()),
+                "json" => print_json(&g),
+                _ => print_graph(&g),
+            }
+            return Ok(0);
+        }
         Command::App(AppCommand::Unprotect { app }) => {
             ctx.client.protect(&app, false).await?;
             outln!("application {app} is no longer protected");
@@ -168,6 +178,32 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
         .await?;
     outln!("{}:{} is {}", v.service, v.version, v.lifecycle.state);
     Ok(0)
+}
+
+fn print_graph(g: &berth_core::api::AppGraph) {
+    outln!("{}", g.app);
+    if g.uses.is_empty() && g.used_by.is_empty() {
+        outln!("  uses nothing from the market, and nothing uses it");
+    }
+    for e in &g.uses {
+        let service = e
+            .service
+            .as_deref()
+            .map(|s| format!("{s}: "))
+            .unwrap_or_default();
+        match (&e.app, e.via.as_str()) {
+            (Some(app), _) => outln!("  {service}uses {} (served by {app})", e.entry),
+            (None, "install") => outln!("  {service}runs an installed copy of {}", e.entry),
+            (None, _) => outln!("  {service}uses {}", e.entry),
+        }
+    }
+    for e in &g.used_by {
+        outln!(
+            "  used by {} (subscribes to {})",
+            e.app.as_deref().unwrap_or("?"),
+            e.entry
+        );
+    }
 }
 
 fn print_entry(e: &MarketEntry) {
