@@ -52,6 +52,9 @@ pub(crate) struct Desired<'a> {
     pub rollout_deadline_ms: u64,
     /// Least time a drained replica stays out of rotation.
     pub min_drain_ms: u64,
+    /// Per service that has no replica yet: the market entries it `uses` whose provider has no
+    /// ready replica behind its route. The service waits for them, as for a `depends_on`.
+    pub providers_down: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// One replica as a runtime observed it, with Berth's readiness.
@@ -176,7 +179,13 @@ pub(crate) fn plan_app(
     let spec = desired.spec;
     let inputs = inputs(desired, observed, memory, now);
     let mut inputs = inputs;
-    let waiting = waiting(spec, &inputs);
+    let mut waiting = waiting(spec, &inputs);
+    for (name, entries) in desired.providers_down {
+        waiting
+            .entry(name.clone())
+            .or_default()
+            .extend(entries.iter().map(|e| format!("{e} (market provider)")));
+    }
     for (name, w) in &waiting {
         if let Some(i) = inputs.get_mut(name) {
             i.deps_ready = w.is_empty();
@@ -713,6 +722,7 @@ mod tests {
         converged_before: bool,
         observed: Vec<Observed>,
         memory: AppMemory,
+        providers_down: BTreeMap<String, Vec<String>>,
     }
     fn case(name: &'static str, compose: &'static str, observed: Vec<Observed>) -> Case {
         Case {
@@ -722,6 +732,7 @@ mod tests {
             converged_before: false,
             observed,
             memory: AppMemory::default(),
+            providers_down: BTreeMap::new(),
         }
     }
     impl Case {
@@ -736,6 +747,14 @@ mod tests {
         }
         fn memory(mut self, f: impl FnOnce(&mut AppMemory)) -> Case {
             f(&mut self.memory);
+            self
+        }
+        /// `service` uses `entry`, whose provider has nothing ready.
+        fn provider_down(mut self, service: &str, entry: &str) -> Case {
+            self.providers_down
+                .entry(service.into())
+                .or_default()
+                .push(entry.into());
             self
         }
     }
@@ -809,6 +828,7 @@ mod tests {
             converged_before: c.converged_before,
             rollout_deadline_ms: 30_000,
             min_drain_ms: 50,
+            providers_down: &c.providers_down,
         };
         let plan = plan_app(&desired, &observed, &c.memory, now);
         (spec, plan)
@@ -900,6 +920,16 @@ mod tests {
                     rep("b", "web", 1, "cur", Running, Ready),
                 ]),
                 expect(vec![], NONE, "progressing", SOON),
+            ),
+            // x-berth.uses: a first start waits for the market provider, as for a depends_on.
+            (
+                case("uses: the provider has nothing ready: wait", WEB1, vec![])
+                    .provider_down("web", "a/orders"),
+                expect(vec![], NONE, "progressing", SOON),
+            ),
+            (
+                case("uses: the provider answers: go", WEB1, vec![]),
+                expect(vec![create("web", 0)], NONE, "progressing", SOON),
             ),
             // depends_on.
             (

@@ -23,7 +23,7 @@ use berth_core::api::Instance;
 use berth_core::{HttpRoute, PortForward, RoutingTable};
 use berth_store::RevisionStatus;
 use serde::de::IgnoredAny;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -248,6 +248,7 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         })
         .collect();
     let memory = app_memory(inner, app, &replicas);
+    let providers_down = providers_down(inner, &spec, &replicas);
     let desired = app_plan::Desired {
         app,
         revision: record.revision,
@@ -257,6 +258,7 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         rollout_deadline_ms: u64::try_from(inner.config.rollout_deadline.as_millis())
             .unwrap_or(60_000),
         min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
+        providers_down: &providers_down,
     };
 
     // Plan.
@@ -471,6 +473,44 @@ fn handle_failure(
         }
     }
     Ok(())
+}
+
+/// For each service with `x-berth.uses` and no replica yet: the entries whose provider instance
+/// has no ready replica in the current table (docs/market.md#composition). Only a first start
+/// waits: a consumer that runs is never held back by its provider's trouble.
+fn providers_down(
+    inner: &Inner,
+    spec: &RevisionSpec,
+    replicas: &[app_plan::Observed],
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, svc) in &spec.project.services {
+        if svc.berth.uses.is_empty() || replicas.iter().any(|r| &r.service == name) {
+            continue;
+        }
+        let table = inner.table_tx.borrow().clone();
+        let down: Vec<String> = svc
+            .berth
+            .uses
+            .iter()
+            .filter(|entry| {
+                let Some(service) = crate::subscriptions::parse_entry(entry) else {
+                    return false;
+                };
+                let Ok(Some(b)) = inner.store.market_binding(&service) else {
+                    return true;
+                };
+                !table.routes.iter().any(|r| {
+                    r.app == b.app && r.service == b.app_service && !r.endpoints.is_empty()
+                })
+            })
+            .cloned()
+            .collect();
+        if !down.is_empty() {
+            out.insert(name.clone(), down);
+        }
+    }
+    out
 }
 
 /// Publish this application's routes and published ports (the whole table, if they changed).

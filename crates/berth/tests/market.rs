@@ -358,6 +358,7 @@ fn build_and_approve(
 #[test]
 fn an_installed_copy_keeps_its_dependency_and_upgrades_without_failures() {
     let run = TestRun::new("install");
+    let image = testapp_image(&run);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -527,6 +528,54 @@ fn an_installed_copy_keeps_its_dependency_and_upgrades_without_failures() {
         "{entry}"
     );
     ok_as(&server, &b_dev, &["rm", "--app", "copy"]);
+
+    // A consumer's first start waits until its provider answers.
+    ok_as(&server, &a_dev, &["scale", "--app", "stockapp", "api=0"]);
+    wait_for(Duration::from_secs(20), "stockapp has no replica", || {
+        server_ps_as(&server, &a_dev, "stockapp")
+            .is_empty()
+            .then_some(())
+    });
+    let late = compose(
+        dir.path(),
+        "late.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    x-berth:\n      uses: [a/stock]\n"),
+    );
+    ok_as(
+        &server,
+        &b_dev,
+        &[
+            "apply",
+            "-f",
+            late.to_str().unwrap(),
+            "--app",
+            "late",
+            "--detach",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        server_ps_as(&server, &b_dev, "late").is_empty(),
+        "started before its provider"
+    );
+    let (_, _, status) = call(&server.api, "GET", "/api/v1/apps/late", Some(&b_dev), None);
+    assert_eq!(
+        status["services"][0]["waiting_for"],
+        serde_json::json!(["a/stock (market provider)"]),
+        "{status}"
+    );
+    ok_as(&server, &a_dev, &["scale", "--app", "stockapp", "api=1"]);
+    wait_for(
+        Duration::from_secs(30),
+        "late starts once stock answers",
+        || {
+            server_ps_as(&server, &b_dev, "late")
+                .iter()
+                .any(|i| i["state"] == "running")
+                .then_some(())
+        },
+    );
+    ok_as(&server, &b_dev, &["rm", "--app", "late"]);
 }
 
 fn server_ps_as(server: &Server, token: &str, app: &str) -> Vec<Value> {
