@@ -1069,7 +1069,7 @@ fn restart(
         if let Some(d) = opt_duration(policy.get("delay"), &join(&pp, "delay"))? {
             out.delay_ms = Some(d);
         }
-        opt_duration(policy.get("window"), &join(&pp, "window"))?;
+        out.window_ms = opt_duration(policy.get("window"), &join(&pp, "window"))?;
     }
     Ok(out)
 }

@@ -282,8 +282,12 @@ pub struct RestartPolicy {
     pub condition: RestartCondition,
     /// Give up after this many restarts.
     pub max_attempts: Option<u32>,
-    /// Wait between restarts.
+    /// Least wait between an exit and the restart; the crash-loop backoff grows from it.
     pub delay_ms: Option<u64>,
+    /// A restart that runs this long before exiting again succeeded: the count of failed
+    /// restarts starts over. `None`: every restart counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
 }
 
 impl Default for RestartPolicy {
@@ -292,6 +296,7 @@ impl Default for RestartPolicy {
             condition: RestartCondition::Always,
             max_attempts: None,
             delay_ms: None,
+            window_ms: None,
         }
     }
 }

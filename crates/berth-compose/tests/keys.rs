@@ -165,7 +165,7 @@ fn every_supported_key() {
         ("image: nginx", |s| {
             assert_eq!(s.networks.keys().collect::<Vec<_>>(), ["default"]);
             assert_eq!(s.replicas, 1);
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::Always, max_attempts: None, delay_ms: None });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::Always, max_attempts: None, delay_ms: None, window_ms: None });
             assert_eq!(s.update_config, UpdateConfig::default());
             assert!(s.command.is_none() && s.healthcheck.is_none() && s.berth.routes.is_empty());
         }),
@@ -189,10 +189,10 @@ fn every_supported_key() {
         ("image: nginx\nrestart: unless-stopped", |s| assert_eq!(s.restart.condition, RestartCondition::UnlessStopped)),
         ("image: nginx\nrestart: 'no'", |s| assert_eq!(s.restart.condition, RestartCondition::No)),
         ("image: nginx\nrestart: on-failure:3", |s| {
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(3), delay_ms: None });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(3), delay_ms: None, window_ms: None });
         }),
         ("image: nginx\nrestart: always\ndeploy:\n  restart_policy:\n    condition: on-failure\n    delay: 5s\n    max_attempts: 2\n    window: 120s", |s| {
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(2), delay_ms: Some(5000) });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(2), delay_ms: Some(5000), window_ms: Some(120_000) });
         }),
         ("image: nginx\ndeploy:\n  restart_policy:\n    condition: none", |s| assert_eq!(s.restart.condition, RestartCondition::No)),
         ("image: nginx\ncontainer_name: my-web", |s| assert_eq!(s.container_name.as_deref(), Some("my-web"))),

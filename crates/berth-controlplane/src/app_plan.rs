@@ -72,9 +72,64 @@ pub(crate) struct Observed {
 /// Restarts Berth made of one replica.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Restarts {
+    /// Failed restarts in a row (what `max_attempts` and the crash-loop backoff count).
     pub count: u32,
-    /// No restart before this (the crash-loop backoff).
-    pub not_before: Option<Instant>,
+    /// When Berth last restarted it (the crash-loop backoff and `window` count from here).
+    pub last_start: Option<Instant>,
+}
+
+/// Base of the crash-loop backoff when `restart_policy.delay` is not given.
+const RESTART_BACKOFF: Duration = Duration::from_millis(250);
+/// The crash-loop backoff grows no further (unless `restart_policy.delay` is longer).
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How long after its `count`-th failed restart a replica is not restarted again: nothing
+/// before the first, then `base` doubling with each, at most 30 s (or `base` if longer);
+/// `base` is `restart_policy.delay`, or 250 ms.
+pub(crate) fn restart_backoff(count: u32, delay_ms: u64) -> Duration {
+    if count == 0 {
+        return Duration::ZERO;
+    }
+    let base = if delay_ms > 0 {
+        Duration::from_millis(delay_ms)
+    } else {
+        RESTART_BACKOFF
+    };
+    base.saturating_mul(1u32 << (count - 1).min(16))
+        .min(RESTART_BACKOFF_MAX.max(base))
+}
+
+/// A replica's failed restarts and the soonest Berth may restart it.
+///
+/// - `restart_policy.window`: a restart that ran at least `window` before it exited (or, for a
+///   running replica, until now) succeeded: the count starts over at 0.
+/// - The crash-loop backoff counts from the last restart (`restart_backoff`).
+/// - An exited replica also waits `restart_policy.delay` from its exit (when Berth first saw it
+///   exited; unknown counts as `now`).
+fn restart_timing(
+    svc: Option<&Service>,
+    o: &Observed,
+    memory: &AppMemory,
+    now: Instant,
+) -> (u32, Instant) {
+    let info = memory.restarts.get(&o.id).copied().unwrap_or_default();
+    let (delay_ms, window_ms) = svc.map_or((0, None), |s| {
+        (s.restart.delay_ms.unwrap_or(0), s.restart.window_ms)
+    });
+    let exited_at = matches!(o.state, ReplicaState::Exited(_))
+        .then(|| memory.exited_since.get(&o.id).copied().unwrap_or(now));
+    let ended = exited_at.unwrap_or(now);
+    let count = match (window_ms, info.last_start) {
+        (Some(w), Some(s)) if ended.saturating_duration_since(s) >= Duration::from_millis(w) => 0,
+        _ => info.count,
+    };
+    let mut at = info
+        .last_start
+        .map_or(now, |s| s + restart_backoff(count, delay_ms));
+    if let Some(e) = exited_at {
+        at = at.max(e + Duration::from_millis(delay_ms));
+    }
+    (count, at)
 }
 
 /// A replica out of rotation.
@@ -102,6 +157,8 @@ pub(crate) struct SlotFailures {
 pub(crate) struct AppMemory {
     /// Per replica id.
     pub restarts: HashMap<String, Restarts>,
+    /// When Berth first saw each exited replica exited, per replica id.
+    pub exited_since: HashMap<String, Instant>,
     /// Per replica id.
     pub draining: HashMap<String, Draining>,
     /// Per (service, slot), of the desired revision only.
@@ -275,10 +332,15 @@ pub(crate) fn plan_app(
         .values()
         .flat_map(|i| i.observed.iter())
         .any(|r| r.draining.is_some());
-    let backoff = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .filter_map(|r| memory.restarts.get(&r.id).and_then(|i| i.not_before))
+    let backoff = observed
+        .iter()
+        .filter(|o| {
+            inputs
+                .get(&o.service)
+                .and_then(|i| i.observed.iter().find(|r| r.id == o.id))
+                .is_some_and(|r| !r.restart_allowed)
+        })
+        .map(|o| restart_timing(spec.project.services.get(&o.service), o, memory, now).1)
         .filter(|t| *t > now)
         .chain(retry)
         .min();
@@ -336,7 +398,7 @@ fn inputs(
             .unwrap_or_default()
             .iter()
             .map(|o| {
-                let info = memory.restarts.get(&o.id).copied().unwrap_or_default();
+                let (restarts, restart_at) = restart_timing(svc, o, memory, now);
                 Replica {
                     id: o.id.clone(),
                     slot: o.slot,
@@ -348,8 +410,8 @@ fn inputs(
                         Readiness::Ready
                     },
                     age_ms: o.age_ms,
-                    restarts: info.count,
-                    restart_allowed: info.not_before.is_none_or(|t| t <= now),
+                    restarts,
+                    restart_allowed: restart_at <= now,
                     draining: memory.draining.get(&o.id).map(|d| plan::Drain {
                         since_ms: millis(now.duration_since(d.since)),
                         in_flight: d.in_flight,
@@ -809,6 +871,13 @@ mod tests {
 
     const WEB2: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n";
     const WEB1: &str = "services:\n  web:\n    image: web\n";
+    const DELAY: &str =
+        "services:\n  web:\n    image: web\n    deploy: {restart_policy: {delay: 5s}}\n";
+    const WINDOW: &str = "services:
+  web:
+    image: web
+    deploy: {restart_policy: {condition: on-failure, max_attempts: 2, window: 10s}}
+";
     const WEB3: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n";
     const STARTED: &str = "services:
   db: {image: db}
@@ -979,7 +1048,7 @@ mod tests {
                     rep("j", "job", 0, "cur", Exited(1), Starting),
                 ])
                 .memory(|m| {
-                    m.restarts.insert("j".into(), Restarts { count: 2, not_before: None });
+                    m.restarts.insert("j".into(), Restarts { count: 2, last_start: None });
                 }),
                 expect(
                     vec![],
@@ -1024,6 +1093,61 @@ mod tests {
                 .update(),
                 expect(vec![drain("web", "o")], NONE, "progressing", SOON),
             ),
+            // restart_policy.delay and window.
+            (
+                case("restart_policy.delay: an exited replica waits the delay from its exit", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(2));
+                }),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(3))),
+            ),
+            (
+                case("restart_policy.delay passed: restarted", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(5));
+                }),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
+            (
+                case("restart_policy.delay: the crash-loop backoff grows from it", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    // Second failed restart: 2 × 5 s from the last restart.
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(6)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(6));
+                }),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(4))),
+            ),
+            (
+                case("restart_policy.window: a restart that exits within the window counts", WINDOW, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(5)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(1));
+                }),
+                expect(vec![], NONE, "degraded", SOON),
+            ),
+            (
+                case("restart_policy.window: a restart that outlived the window succeeded: counts start over", WINDOW, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(30)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(1));
+                }),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
             // Crash loops.
             (
                 case("crash-loop backoff: no restart before its time, look again then", WEB1, vec![
@@ -1031,12 +1155,10 @@ mod tests {
                 ])
                 .update()
                 .memory(|m| {
-                    m.restarts.insert(
-                        "a".into(),
-                        Restarts { count: 2, not_before: Some(now + Duration::from_secs(2)) },
-                    );
+                    // 250 ms doubling: 500 ms after the second restart.
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now) });
                 }),
-                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(2))),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_millis(500))),
             ),
             (
                 case("crash-loop backoff passed: restarted", WEB1, vec![
@@ -1046,7 +1168,7 @@ mod tests {
                 .memory(|m| {
                     m.restarts.insert(
                         "a".into(),
-                        Restarts { count: 2, not_before: Some(now - Duration::from_secs(1)) },
+                        Restarts { count: 2, last_start: Some(now - Duration::from_secs(1)) },
                     );
                 }),
                 expect(vec![start("web", "a")], NONE, "degraded", SOON),
@@ -1058,7 +1180,7 @@ mod tests {
                 .memory(|m| {
                     m.restarts.insert(
                         "a".into(),
-                        Restarts { count: 3, not_before: Some(now + Duration::from_secs(1)) },
+                        Restarts { count: 3, last_start: Some(now) },
                     );
                 }),
                 expect(
@@ -1208,6 +1330,34 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn restart_backoff_doubles_from_the_delay_and_stops_growing() {
+        let ms = Duration::from_millis;
+        let got: Vec<Duration> = (0..10).map(|n| restart_backoff(n, 0)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ms(0),
+                ms(250),
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16_000),
+                ms(30_000),
+                ms(30_000)
+            ]
+        );
+        assert_eq!(restart_backoff(0, 5000), ms(0));
+        assert_eq!(restart_backoff(1, 5000), ms(5000));
+        assert_eq!(restart_backoff(3, 5000), ms(20_000));
+        assert_eq!(restart_backoff(4, 5000), ms(30_000));
+        // A delay longer than the cap is the cap.
+        assert_eq!(restart_backoff(5, 60_000), ms(60_000));
+        assert_eq!(restart_backoff(u32::MAX, 60_000), ms(60_000));
     }
 
     #[test]

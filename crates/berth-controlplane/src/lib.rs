@@ -120,6 +120,9 @@ struct Memory {
     draining: HashMap<String, (Instant, u64)>,
     /// Restarts Berth made, per container.
     restarts: HashMap<String, RestartInfo>,
+    /// When a pass first saw each exited container exited (`restart_policy.delay` counts from
+    /// there).
+    exited_since: HashMap<String, Instant>,
     /// Steps being executed (container ids or create keys): not planned again meanwhile.
     busy: HashSet<String>,
     /// When steps (and the containers creates made) last completed: a pass that listed Docker
@@ -175,7 +178,8 @@ fn step_backoff(failures: u32) -> Duration {
 struct RestartInfo {
     count: u32,
     last_exit: Option<i64>,
-    not_before: Option<Instant>,
+    /// When Berth last restarted it.
+    last_start: Option<Instant>,
 }
 
 pub(crate) struct Inner {
@@ -303,7 +307,7 @@ impl ControlPlane {
                     RestartInfo {
                         count,
                         last_exit,
-                        not_before: None,
+                        last_start: None,
                     },
                 );
             }

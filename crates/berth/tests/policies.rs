@@ -188,6 +188,104 @@ services:
     server.ok(&["rm", "--app", "rs"]);
 }
 
+/// `(action, unix nanoseconds)` of this run's container start and die events so far.
+fn start_die_events(run: &TestRun, since: u64) -> Vec<(String, u128)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &now.to_string(),
+            "--filter",
+            &format!("label=berth.test={}", run.id),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=start",
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Action}} {{.TimeNano}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (a, t) = l.split_once(' ')?;
+            Some((a.to_string(), t.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn restart_policy_delay_holds_back_each_restart() {
+    let run = TestRun::new("rdelay");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  flaky:
+    image: {image}
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+    deploy:
+      restart_policy: {{condition: on-failure, max_attempts: 2, delay: 1500ms}}
+"#
+        ),
+    );
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let _ = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "rd"]);
+    wait_for(Duration::from_secs(30), "flaky is restarted twice", || {
+        let f = server
+            .ps("rd")
+            .into_iter()
+            .find(|i| i["service"] == "flaky")?;
+        (f["restarts"] == 2 && f["state"] == "exited").then_some(())
+    });
+    // Docker's own record: every start after a die comes at least the delay later.
+    let events = start_die_events(&run, since);
+    let mut gaps = Vec::new();
+    let mut died: Option<u128> = None;
+    for (action, t) in &events {
+        match action.as_str() {
+            "die" => died = Some(*t),
+            "start" => {
+                if let Some(d) = died.take() {
+                    gaps.push(Duration::from_nanos(u64::try_from(t - d).unwrap()));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(gaps.len(), 2, "two restarts: {events:?}");
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_millis(1500),
+            "restarted {g:?} after its exit: {events:?}"
+        );
+        assert!(
+            *g < Duration::from_secs(10),
+            "restarted {g:?} after its exit: {events:?}"
+        );
+    }
+    server.ok(&["rm", "--app", "rd"]);
+}
+
 #[test]
 fn a_failed_job_fails_the_deploy_and_blocks_its_dependents() {
     let run = TestRun::new("jobs");
