@@ -1193,6 +1193,13 @@ fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
     let mut out = Resources::default();
     let Some(v) = v else { return Ok(out) };
     entries(Some(v), path)?;
+    if let Some(r) = v.get("reservations").filter(|r| **r != Value::Null) {
+        let rp = join(path, "reservations");
+        entries(Some(r), &rp)?;
+        if let Some(m) = r.get("memory").filter(|m| **m != Value::Null) {
+            out.memory_reservation_bytes = Some(memory_bytes(m, &join(&rp, "memory"))?);
+        }
+    }
     let Some(limits) = v.get("limits") else {
         return Ok(out);
     };
@@ -1208,6 +1215,15 @@ fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
     }
     if let Some(m) = limits.get("memory").filter(|m| **m != Value::Null) {
         out.memory_bytes = Some(memory_bytes(m, &join(&lp, "memory"))?);
+    }
+    // Docker refuses a reservation above the limit at create; say so at apply.
+    if let (Some(limit), Some(reserved)) = (out.memory_bytes, out.memory_reservation_bytes) {
+        if reserved > limit {
+            return Err(invalid(
+                &join(&join(path, "reservations"), "memory"),
+                "must not exceed resources.limits.memory",
+            ));
+        }
     }
     Ok(out)
 }

@@ -350,13 +350,17 @@ impl Default for UpdateConfig {
     }
 }
 
-/// Resource limits (`deploy.resources.limits`).
+/// Resource limits (`deploy.resources.limits`) and the memory reservation
+/// (`deploy.resources.reservations.memory`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     /// CPUs, e.g. 0.5.
     pub cpus: Option<f64>,
     /// Memory limit in bytes.
     pub memory_bytes: Option<i64>,
+    /// Memory reservation in bytes (Docker's soft limit, `MemoryReservation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation_bytes: Option<i64>,
 }
 
 /// A secret or config mounted into a service.

@@ -256,11 +256,14 @@ fn every_supported_key() {
             assert_eq!(s.update_config.order, Some(UpdateOrder::StopFirst));
             assert_eq!(s.update_config.failure_action, FailureAction::Continue);
         }),
-        ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: '0.5'\n      memory: 512M\n    reservations:\n      memory: 128M\n      devices: [{capabilities: [gpu]}]", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20) });
+        ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: '0.5'\n      memory: 512M\n    reservations:\n      memory: 128M", |s| {
+            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20), memory_reservation_bytes: Some(128 << 20) });
+        }),
+        ("image: nginx\ndeploy:\n  resources:\n    reservations: {memory: 64m}", |s| {
+            assert_eq!(s.resources, Resources { cpus: None, memory_bytes: None, memory_reservation_bytes: Some(64 << 20) });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: 2\n      memory: 1073741824", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30) });
+            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30), memory_reservation_bytes: None });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits: {memory: 100mb}", |s| assert_eq!(s.resources.memory_bytes, Some(100 << 20))),
         ("image: nginx\nx-other: {anything: [1]}\nx-berth:\n  route:\n    path_prefix: /api\n    host: example.com\n    port: 8080\n    strip_prefix: true\n  health:\n    http: /healthz\n    port: 8080\n    interval: 5s\n    timeout: 500ms", |s| {

@@ -287,6 +287,60 @@ services:
 }
 
 #[test]
+fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused() {
+    let run = TestRun::new("reserve");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      resources:\n        limits: {{memory: 128M}}\n        reservations: {{memory: 64M}}\n"
+        ),
+    );
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "res"]);
+    let id = wait_for(Duration::from_secs(30), "web runs", || {
+        server
+            .ps("res")
+            .into_iter()
+            .find(|i| i["service"] == "web" && i["state"] == "running")
+            .and_then(|i| i["container_id"].as_str().map(str::to_string))
+    });
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}}",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} {}", 128 << 20, 64 << 20)
+    );
+
+    // CPU reservations have no equivalent on one engine: refused at apply, by key path.
+    let cpu = compose(
+        dir.path(),
+        "cpu.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      resources:\n        reservations: {{cpus: '0.5'}}\n"
+        ),
+    );
+    let out = server.cli(&["apply", "-f", cpu.to_str().unwrap(), "--app", "res"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported_key")
+            && err.contains("services.web.deploy.resources.reservations.cpus"),
+        "{err}"
+    );
+    server.ok(&["rm", "--app", "res"]);
+}
+
+#[test]
 fn a_failed_job_fails_the_deploy_and_blocks_its_dependents() {
     let run = TestRun::new("jobs");
     let image = testapp_image(&run);
