@@ -69,7 +69,7 @@ pub enum Action {
     Deploy,
     Scale,
     Rollback,
-    /// Create services, set their build and webhook secrets.
+    /// Create and remove services, set their build and webhook secrets.
     Services,
     /// Start and cancel builds.
     Build,
@@ -94,11 +94,13 @@ pub enum Action {
     Curate,
     /// Any signed-in user: browse the market (published services of every team).
     Market,
+    /// Subscribe the team's applications to market entries, and end subscriptions.
+    Subscribe,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Own,
         Action::Admin,
         Action::Read,
@@ -118,6 +120,7 @@ impl Action {
         Action::Publish,
         Action::Curate,
         Action::Market,
+        Action::Subscribe,
     ];
 
     /// Does the call act in one team (and need one: `?team=`, the token's team, or the only
@@ -138,7 +141,7 @@ impl Action {
             Action::Deploy => "apply and remove applications, upload build contexts",
             Action::Scale => "change replica counts",
             Action::Rollback => "roll an application back to an earlier revision",
-            Action::Services => "create services, set their build and webhook secrets",
+            Action::Services => "create and remove services, set their build and webhook secrets",
             Action::Build => "start and cancel builds",
             Action::Images => "download (archive) images",
             Action::Restore => "restore images from an archive into the team: the administrator's, in any team (a load replaces tags in the engine every team shares before they can be checked)",
@@ -150,6 +153,7 @@ impl Action {
             Action::Publish => "publish an approved version",
             Action::Curate => "deprecate and retire published versions; protect applications (run approved versions only)",
             Action::Market => "any signed-in user: browse the market, the published services of every team (docs/market.md)",
+            Action::Subscribe => "subscribe the team's applications to market entries, and end subscriptions (docs/market.md#subscribe)",
         }
     }
 
@@ -175,6 +179,7 @@ impl Action {
             Action::Publish => "publish",
             Action::Curate => "curate",
             Action::Market => "market",
+            Action::Subscribe => "subscribe",
         }
     }
 }
@@ -195,7 +200,7 @@ pub fn role_allows(role: Role, action: Action) -> bool {
             matches!(role, Role::Owner | Role::Developer)
         }
         A::Members | A::Curate => role == Role::Owner,
-        A::Submit | A::Publish => matches!(role, Role::Owner | Role::Developer),
+        A::Submit | A::Publish | A::Subscribe => matches!(role, Role::Owner | Role::Developer),
         A::Review => role == Role::Approver,
         A::Restore => false,
     }
@@ -250,6 +255,7 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("DELETE", "/api/v1/issuers/{name}", Action::Issuers),
     ("GET", "/api/v1/services", Action::Read),
     ("POST", "/api/v1/services", Action::Services),
+    ("DELETE", "/api/v1/services/{name}", Action::Services),
     ("POST", "/api/v1/services/{name}/builds", Action::Build),
     ("GET", "/api/v1/services/{name}/versions", Action::Read),
     ("PUT", "/api/v1/services/{name}/secrets/{secret}", Action::Services),
@@ -272,6 +278,9 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/reviews", Action::Read),
     ("POST", "/api/v1/apps/{app}/protect", Action::Curate),
     ("DELETE", "/api/v1/apps/{app}/protect", Action::Curate),
+    ("GET", "/api/v1/apps/{app}/subscriptions", Action::Read),
+    ("POST", "/api/v1/apps/{app}/subscriptions", Action::Subscribe),
+    ("DELETE", "/api/v1/apps/{app}/subscriptions/{owner}/{service}", Action::Subscribe),
 ];
 
 /// docs/permissions.md, generated from [`ROUTES`] and [`role_allows`]

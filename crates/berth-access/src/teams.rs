@@ -225,8 +225,10 @@ impl Access {
         Ok(team_view(t, None))
     }
 
-    /// Remove a team with its members and grants (administrator). `default` stays; the caller
-    /// checks that the team holds no objects.
+    /// Remove a team with its members and grants (administrator), if it holds no applications,
+    /// services or issuers: checked and removed in one store transaction, so an apply that
+    /// commits meanwhile is either counted or refused (`team_not_found`), never left in a removed
+    /// team. `default` stays.
     pub fn delete_team(&self, name: &str) -> Result<(), AccessError> {
         if name == DEFAULT_TEAM {
             return Err(AccessError::new(
@@ -234,10 +236,31 @@ impl Access {
                 format!("team {DEFAULT_TEAM:?} holds everything deployed before teams and cannot be removed"),
             ));
         }
-        if !valid_team_name(name) || !self.store().delete_team(name)? {
+        if !valid_team_name(name) {
             return Err(team_not_found(name));
         }
-        Ok(())
+        match self.store().delete_empty_team(name)? {
+            berth_store::TeamDeletion::Deleted => Ok(()),
+            berth_store::TeamDeletion::NotFound => Err(team_not_found(name)),
+            berth_store::TeamDeletion::Holds(h) => {
+                let held: Vec<String> = [
+                    (h.applications, "applications"),
+                    (h.services, "services"),
+                    (h.issuers, "issuers"),
+                ]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+                Err(AccessError::new(
+                    ErrorCode::TeamNotEmpty,
+                    format!(
+                        "team {name:?} still has {}; remove them first",
+                        held.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// The members of `team` (the middleware checked the caller may read it).

@@ -13,7 +13,8 @@ use axum::Json;
 use berth_core::api::{
     AppStatus, AppSummary, ApplyRequest, BuildStart, BuildView, ContextUploaded, EventView, Health,
     ImageView, Instance, IssuerRequest, IssuerView, RevisionCreated, RevisionView, RollbackRequest,
-    ScaleRequest, ServiceRequest, ServiceView, TokenIssued, TokenRequest, VersionView,
+    ScaleRequest, ServiceRemoved, ServiceRequest, ServiceView, TokenIssued, TokenRequest,
+    VersionView,
 };
 use berth_core::{ErrorBody, ErrorCode, RoutingTable};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,8 @@ pub(crate) struct RemoveQuery {
     params(("app" = String, Path, description = "Application name"), RemoveQuery),
     responses(
         (status = 202, description = "Removal started", body = RemoveAccepted),
-        (status = 404, description = "`app_not_found`", body = ErrorBody)
+        (status = 404, description = "`app_not_found`", body = ErrorBody),
+        (status = 409, description = "`in_use`: the application serves a market entry other applications subscribe to; the message names them", body = ErrorBody)
     )
 )]
 pub(crate) async fn remove_app(
@@ -173,7 +175,7 @@ const PROGRESS_BUFFER: usize = 4096;
     params(("app" = String, Path, description = "Application name"), ApplyQuery),
     request_body = ApplyRequest,
     responses(
-        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
+        (status = 403, description = "`admission_denied`: keys of the project need admission grants the application's team lacks, each named (docs/teams.md#admission); `image_denied`: the project names another team's `berth/` image (docs/teams.md#images); or `forbidden`, `password_change_required`, `forbidden_origin` as on every call", body = ErrorBody),
         (status = 201, description = "A new revision was committed", body = RevisionCreated),
         (status = 200, description = "Nothing changed (`changed: false`); with `?progress=true`, NDJSON lines `{\"build\": {service, line}}` then one `{\"result\": RevisionCreated}` or `{\"error\": Error}`", content((RevisionCreated = "application/json"), (String = "application/x-ndjson"))),
         (status = 409, description = "`route_conflict`, `port_conflict`", body = ErrorBody),
@@ -846,6 +848,34 @@ pub(crate) async fn list_services(State(s): State<AppState>, team: Team) -> Resu
 }
 
 #[utoipa::path(
+    delete,
+    path = "/api/v1/services/{name}",
+    operation_id = "removeService",
+    tag = "builds",
+    summary = "Remove a service built from source: its record, builds, versions, build and webhook secrets, and the images no application revision pins (`berth service rm`)",
+    description = "Queued and running builds of the service are cancelled first. Refused with 409 `in_use`, naming where, while an application's current revision runs one of its versions or a version is published or deprecated. Images a revision of an application still pins (a rollback target), or a container uses, are kept and listed in `images_kept`.",
+    params(("name" = String, Path, description = "Service name (built from source)")),
+    responses(
+        (status = 200, description = "Removed", body = ServiceRemoved),
+        (status = 404, description = "`service_not_found`", body = ErrorBody),
+        (status = 409, description = "`in_use`: a version runs in an application, or is published or deprecated, or applications subscribe to the service; the message says where", body = ErrorBody)
+    )
+)]
+pub(crate) async fn remove_service(
+    State(s): State<AppState>,
+    team: Team,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    let mut removed =
+        s.cp.remove_service(&team.name(&name)?)
+            .await
+            .in_team(&team)?;
+    removed.name = name;
+    removed.images_kept = removed.images_kept.iter().map(|k| team.text(k)).collect();
+    Ok(Json(removed).into_response())
+}
+
+#[utoipa::path(
     post,
     path = "/api/v1/services/{name}/builds",
     operation_id = "startBuild",
@@ -1160,7 +1190,7 @@ fn webhook_path(team: &str, name: &str) -> String {
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook (GitHub, Gitea: HMAC-SHA256 signature; GitLab: token).
@@ -1184,7 +1214,7 @@ pub(crate) async fn webhook(
     responses(
         (status = 202, description = "A build was queued", body = BuildView),
         (status = 200, description = "Verified, nothing to build", body = HookIgnored),
-        (status = 401, description = "`unauthorized`: bad or missing signature", body = ErrorBody)
+        (status = 401, description = "`unauthorized`: bad or missing signature, no webhook secret, or no such service (all answered alike)", body = ErrorBody)
     )
 )]
 /// A push webhook of team `team`'s service `name`.
@@ -1205,8 +1235,12 @@ fn hook(
     body: &bytes::Bytes,
 ) -> Result<Response> {
     use berth_controlplane::webhooks::{HookError, HookOutcome};
+    // Public: every refusal reads the same (no probing which teams and services exist).
     if !berth_core::team::valid_team_name(team) || name.contains('/') {
-        return Err(berth_controlplane::CpError::UnknownBuildService(name.to_string()).into());
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            berth_controlplane::webhooks::REFUSED,
+        ));
     }
     let global = berth_core::team::global_name(team, name);
     let header = |k: &str| {

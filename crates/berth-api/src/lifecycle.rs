@@ -11,7 +11,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_access::Principal;
-use berth_core::api::{ProtectView, ReviewItem, ReviewView, TransitionRequest, TransitionView};
+use berth_core::api::{
+    ProtectView, ReviewItem, ReviewView, SubscribeRequest, SubscriptionView, TransitionRequest,
+    TransitionView,
+};
 use berth_core::lifecycle::Transition;
 use berth_core::ErrorBody;
 
@@ -66,7 +69,7 @@ macro_rules! transition_handler {
                 (status = 200, description = "The version's new state", body = TransitionView),
                 (status = 403, description = "`forbidden`: the role does not allow it, or (approve, reject) the caller submitted the version", body = ErrorBody),
                 (status = 404, description = "`service_not_found`, `version_not_found`", body = ErrorBody),
-                (status = 409, description = "`invalid_transition`: the version's state does not allow it", body = ErrorBody)
+                (status = 409, description = "`invalid_transition`: the version's state does not allow it; `in_use` (retire): applications subscribe to the version the provider runs, or to the last one on the market", body = ErrorBody)
             )
         )]
         pub(crate) async fn $fn(
@@ -326,4 +329,91 @@ pub(crate) async fn market_entry(
     }
     let global = berth_core::team::global_name(&team_name, &service);
     Ok(Json(s.cp.market_entry(&global)?).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/subscriptions",
+    operation_id = "listSubscriptions",
+    tag = "market",
+    summary = "The market entries the application subscribes to, with the variables its containers get",
+    params(("app" = String, Path, description = "Application name")),
+    responses(
+        (status = 200, description = "Its subscriptions", body = Vec<SubscriptionView>),
+        (status = 404, description = "`app_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn list_subscriptions(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+) -> Result<Response> {
+    let list = s.cp.subscriptions(&team.name(&app)?).in_team(&team)?;
+    Ok(Json(list).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/subscriptions",
+    operation_id = "subscribe",
+    tag = "market",
+    summary = "Subscribe the application to a market entry (`TEAM/SERVICE`): Berth issues it a credential and wires `<SERVICE>_URL` and `<SERVICE>_TOKEN_FILE` into its containers with a new revision (developer)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = SubscribeRequest,
+    responses(
+        (status = 201, description = "Subscribed; a revision rolls the wiring out", body = SubscriptionView),
+        (status = 400, description = "`invalid_argument`: not `TEAM/SERVICE`, the entry has no provider instance, an unknown plan, or a clash of variable names", body = ErrorBody),
+        (status = 404, description = "`app_not_found`; `service_not_found`: no such entry in the market", body = ErrorBody)
+    )
+)]
+pub(crate) async fn subscribe(
+    State(s): State<AppState>,
+    team: Team,
+    Extension(p): Extension<Principal>,
+    Path(app): Path<String>,
+    body: std::result::Result<Json<SubscribeRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    let entry = crate::lifecycle::entry(&req.entry)?;
+    let view =
+        s.cp.subscribe(&team.name(&app)?, &entry, req.plan.as_deref(), &p.user)
+            .in_team(&team)?;
+    Ok((http::StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}/subscriptions/{owner}/{service}",
+    operation_id = "unsubscribe",
+    tag = "market",
+    summary = "End the application's subscription: the gateway refuses its next call (403 `not_subscribed`); nothing restarts (developer)",
+    params(
+        ("app" = String, Path, description = "Application name"),
+        ("owner" = String, Path, description = "The entry's owner team"),
+        ("service" = String, Path, description = "The entry's service")
+    ),
+    responses(
+        (status = 204, description = "Unsubscribed"),
+        (status = 400, description = "`invalid_argument`: the subscription comes from `x-berth.uses` in the application's file", body = ErrorBody),
+        (status = 404, description = "`app_not_found`, `subscription_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn unsubscribe(
+    State(s): State<AppState>,
+    team: Team,
+    Path((app, owner, service)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let entry = crate::lifecycle::entry(&format!("{owner}/{service}"))?;
+    s.cp.unsubscribe(&team.name(&app)?, &entry).in_team(&team)?;
+    Ok(http::StatusCode::NO_CONTENT.into_response())
+}
+
+/// The global name of a market entry `TEAM/SERVICE` (400 when it is not of that shape).
+fn entry(text: &str) -> Result<String> {
+    berth_controlplane::subscriptions::parse_entry(text).ok_or_else(|| {
+        ApiError::new(
+            berth_core::ErrorCode::InvalidArgument,
+            format!("{text:?} is not a market entry: expected TEAM/SERVICE"),
+        )
+    })
 }

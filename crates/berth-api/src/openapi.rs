@@ -82,6 +82,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::list_issuers, h::add_issuer))
         .routes(routes!(h::remove_issuer))
         .routes(routes!(h::list_services, h::create_service))
+        .routes(routes!(h::remove_service))
         .routes(routes!(h::start_build))
         .routes(routes!(h::versions))
         .routes(routes!(h::set_secret))
@@ -129,6 +130,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::lifecycle::gateway_stats))
         .routes(routes!(crate::lifecycle::market))
         .routes(routes!(crate::lifecycle::market_entry))
+        .routes(routes!(
+            crate::lifecycle::list_subscriptions,
+            crate::lifecycle::subscribe
+        ))
+        .routes(routes!(crate::lifecycle::unsubscribe))
         .routes(routes!(
             crate::lifecycle::protect_app,
             crate::lifecycle::unprotect_app

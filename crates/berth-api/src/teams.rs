@@ -15,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_access::Principal;
 use berth_core::api::{MemberRequest, MemberView, TeamRequest, TeamView};
-use berth_core::team::team_of;
-use berth_core::{ErrorBody, ErrorCode};
+use berth_core::ErrorBody;
 
 type Result<T> = std::result::Result<T, Response>;
 
@@ -82,60 +81,8 @@ pub(crate) async fn delete_team(
     State(s): State<AppState>,
     Path(team): Path<String>,
 ) -> Result<Response> {
-    if !s.access.team_exists(&team).map_err(refuse)? {
-        return Err(refuse(berth_access::AccessError::team_not_found(&team)));
-    }
-    // What it still holds, by kind (a team's objects are those whose global names are its).
-    let count = |names: Vec<String>| names.iter().filter(|n| team_of(n) == team).count();
-    let cp = |e| ApiError::from(e).into_response();
-    let held = [
-        (
-            "applications",
-            count(
-                s.cp.apps()
-                    .map_err(cp)?
-                    .into_iter()
-                    .map(|a| a.name)
-                    .collect(),
-            ),
-        ),
-        (
-            "services",
-            count(
-                s.cp.services()
-                    .map_err(cp)?
-                    .into_iter()
-                    .map(|v| v.name)
-                    .collect(),
-            ),
-        ),
-        (
-            "issuers",
-            count(
-                s.cp.issuers()
-                    .map_err(cp)?
-                    .into_iter()
-                    .filter(|i| i.kind != "berth")
-                    .map(|i| i.name)
-                    .collect(),
-            ),
-        ),
-    ];
-    let held: Vec<String> = held
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(what, n)| format!("{n} {what}"))
-        .collect();
-    if !held.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::TeamNotEmpty,
-            format!(
-                "team {team:?} still has {}; remove them first",
-                held.join(", ")
-            ),
-        )
-        .into_response());
-    }
+    // Counted and removed in one store transaction (`Access::delete_team`): an apply racing
+    // this call is either counted or refused, never left in a removed team.
     s.access.delete_team(&team).map_err(refuse)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

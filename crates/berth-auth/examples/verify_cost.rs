@@ -52,6 +52,7 @@ fn main() {
         issuers: vec!["bench".into()],
         audiences: vec!["app".into()],
         team: None,
+        subscribers: None,
     };
     let now = 1_800_000_000i64;
 

@@ -280,9 +280,12 @@ fn check_time_and_audience(claims: &Claims, policy: &AuthPolicy, now: i64) -> Re
 
 /// A token of Berth's own issuer is good only for routes of the team it was issued for
 /// (`berth_team`; a token without it, issued before teams, is team `default`'s, and so is a
-/// route whose policy names no team).
+/// route whose policy names no team). Not on a subscribers-only route.
 fn check_team(claims: &Claims, issuer: &Issuer, policy: &AuthPolicy) -> Result<(), Reject> {
-    if issuer.name != crate::keystore::BERTH_ISSUER {
+    // A subscribers-only route is called by other teams' applications: the audience (the
+    // market entry, which only the control plane mints) scopes the token, and the gateway checks
+    // the subject against the subscribers.
+    if issuer.name != crate::keystore::BERTH_ISSUER || policy.subscribers.is_some() {
         return Ok(());
     }
     let default = berth_core::team::DEFAULT_TEAM;

@@ -16,6 +16,7 @@ fn policy() -> AuthPolicy {
         issuers: vec![BERTH_ISSUER.into()],
         audiences: vec!["shop".into()],
         team: None,
+        subscribers: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn verify(jwks: &str, key: &TestKey, kid: Option<&str>) -> Result<VerifiedToken,
         issuers: vec!["pem".into()],
         audiences: vec!["app".into()],
         team: None,
+        subscribers: None,
     };
     Verifier::new().verify_at(&sign(key, kid, &claims(ISS)), &policy, &issuers, NOW)
 }

@@ -92,6 +92,7 @@ fn tokens_signed_by_jsonwebtoken_verify() {
         issuers: vec!["ec".into(), "ed".into(), "hs".into()],
         audiences: vec!["app".into()],
         team: None,
+        subscribers: None,
     };
     let v = Verifier::new();
     let cases = [
@@ -775,6 +776,7 @@ fn empty_policy_accepts_nothing() {
         issuers: w.policy.issuers.clone(),
         audiences: vec![],
         team: None,
+        subscribers: None,
     };
     assert_eq!(
         v.verify_at(&token, &no_aud, &w.issuers, NOW),
@@ -790,6 +792,7 @@ fn weak_hs256_secret_is_refused() {
         issuers: vec!["hs".into()],
         audiences: vec!["app".into()],
         team: None,
+        subscribers: None,
     };
     let token = sign(
         &TestKey::Hs(short.as_bytes().to_vec()),
@@ -890,6 +893,7 @@ fn cached_tokens_still_meet_policy_and_clock() {
         issuers: w.policy.issuers.clone(),
         audiences: vec!["billing".into()],
         team: None,
+        subscribers: None,
     };
     assert_eq!(
         v.verify_at(&token, &other_aud, &w.issuers, NOW),
@@ -899,6 +903,7 @@ fn cached_tokens_still_meet_policy_and_clock() {
         issuers: vec!["es".into()],
         audiences: w.policy.audiences.clone(),
         team: None,
+        subscribers: None,
     };
     assert_eq!(
         v.verify_at(&token, &other_issuers, &w.issuers, NOW),

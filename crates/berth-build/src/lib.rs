@@ -11,6 +11,8 @@
 //!   command-line clients itself; user-supplied URLs and refs are validated first
 //!   ([`source`]).
 //! - Nothing is pulled: step images and `FROM` images must exist on the engine.
+//! - A build uses only images its service's team may use ([`owner`]): another team's
+//!   `berth/` image as a step image or in the Dockerfile fails the build before it runs it.
 //! - Everything it creates is labelled ([`BuildConfig::labels`], `berth.build=<id>`) and
 //!   removed when the build ends, except the version's image; a failed or cancelled build
 //!   leaves no image behind.
@@ -20,10 +22,12 @@
 //!   images) is the caller's — the store, API, CLI and retention are wired elsewhere.
 //!
 //! Modules: [`source`] (checkouts), [`pipeline`] (the pipeline file), [`context`] (build
-//! contexts and `.dockerignore`, re-exported from `berth-context`), [`logs`] (log lines and masking), [`runner`] (the build).
+//! contexts and `.dockerignore`, re-exported from `berth-context`), [`logs`] (log lines and masking), [`runner`] (the build),
+//! [`owner`] (which team's images a build may use).
 
 pub mod image;
 pub mod logs;
+pub mod owner;
 pub mod pipeline;
 pub mod reports;
 pub mod runner;

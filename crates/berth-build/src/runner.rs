@@ -247,7 +247,8 @@ struct Contexts {
     packed: Mutex<BTreeMap<String, Packed>>,
 }
 
-/// A service's kept Git tree, `<work_root>/trees/<service>-<source hash>/src`, claimed by one
+/// A service's kept Git tree, `<work_root>/trees/<service>-<source hash>/src` (`<service>` as
+/// [`dir_part`] writes it), claimed by one
 /// build at a time. A build of a Git source updates it in place (fetch, forced checkout,
 /// `clean -ffdx`: only changed files are written) instead of cloning afresh. It is kept only
 /// while no `run` step has had it mounted: a step could plant Git configuration or hooks that
@@ -344,9 +345,18 @@ fn valid_service_name(s: &str) -> bool {
     }
 }
 
-/// A global service name where `/` cannot appear (a directory or container name).
+/// A global service name where `/` cannot appear (a container name): `/` written `.`. Unique
+/// enough for build ids, which carry a clock and a counter; not injective (team `default`'s
+/// service `a.b` and team `a`'s `b` meet), so never a directory name ([`dir_part`]).
 fn path_part(service: &str) -> String {
     service.replace('/', ".")
+}
+
+/// A global service name as a directory name: `/` written `+`, which no team or service name
+/// contains, so team `a`'s `b-c`, team `a-b`'s `c` and team `default`'s `a.b-c` get three
+/// directories (`a+b-c`, `a-b+c`, `a.b-c`).
+fn dir_part(service: &str) -> String {
+    service.replace('/', "+")
 }
 
 fn valid_local_service_name(s: &str) -> bool {
@@ -472,7 +482,7 @@ impl Builder {
         let root = self.config.work_root.join("trees");
         let name = format!(
             "{}-{:016x}",
-            path_part(&request.service),
+            dir_part(&request.service),
             fnv(&[&g.url, g.branch.as_deref().unwrap_or("")])
         );
         let dir = root.join(&name);
@@ -488,7 +498,7 @@ impl Builder {
                 let other = e.file_name().to_string_lossy().into_owned();
                 let stale = other != name
                     && other
-                        .strip_prefix(&format!("{}-", path_part(&request.service)))
+                        .strip_prefix(&format!("{}-", dir_part(&request.service)))
                         .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
                 if stale && !lock(&self.trees).contains(&e.path()) {
                     let _ = std::fs::remove_dir_all(e.path());
@@ -727,6 +737,26 @@ impl Builder {
         let mut tags_made: Vec<String> = Vec::new();
         let mut steps = Vec::new();
         let mut status = BuildStatus::Succeeded;
+        // Images belong to teams: a step image of another team's fails the build before any
+        // step runs (Dockerfiles are checked by their step, once packed: earlier steps may
+        // write them).
+        let team = berth_core::team::team_of(service);
+        for step in &pipeline.steps {
+            let StepKind::Run(run) = &step.kind else {
+                continue;
+            };
+            let place = format!("step {} image", step.name);
+            let denial =
+                match crate::owner::image_denial(&self.docker, team, &place, &run.image).await {
+                    Ok(d) => d,
+                    Err(e) => return BuildOutcome::failed(&step.name, e.to_string()),
+                };
+            if let Some(reason) = denial {
+                let reason = format!("image_denied: {reason}");
+                sink.emit(&step.name, LogStreamKind::System, &reason);
+                return BuildOutcome::failed(&step.name, reason);
+            }
+        }
         for (i, step) in pipeline.steps.iter().enumerate() {
             if cancel.is_cancelled() {
                 status = BuildStatus::Cancelled;
@@ -762,7 +792,7 @@ impl Builder {
                     let end = self
                         .build_step(
                             &step.name, b, workspace, &reference, labels, timeout, sink, cancel,
-                            contexts,
+                            contexts, team,
                         )
                         .await;
                     if matches!(end, StepEnd::Ok { .. }) {
@@ -1050,6 +1080,7 @@ impl Builder {
         sink: &Sink<'_>,
         cancel: &CancellationToken,
         contexts: &Contexts,
+        team: &str,
     ) -> StepEnd {
         let failed = |reason: String| StepEnd::Failed {
             exit_code: None,
@@ -1068,6 +1099,22 @@ impl Builder {
                 Err(reason) => return failed(reason),
             }
         };
+        // The Dockerfile as sent (Berth's labelled copy, or the step's own) names only images
+        // the team may use.
+        let sent = generated.clone().unwrap_or_else(|| b.dockerfile.clone());
+        match crate::owner::dockerfile_denials(
+            &self.docker,
+            team,
+            std::io::Cursor::new(tar.clone()),
+            &sent,
+            &b.args,
+        )
+        .await
+        {
+            Ok(denials) if denials.is_empty() => {}
+            Ok(denials) => return failed(format!("image_denied: {}", denials.join("; "))),
+            Err(e) => return failed(e.to_string()),
+        }
         sink.emit(
             step,
             LogStreamKind::System,
@@ -1296,6 +1343,16 @@ mod tests {
         // Replacing a service's own entry does not count it twice.
         keep_warm(&cache, "d", warm(64));
         assert_eq!(lock(&cache).len(), 3);
+    }
+
+    #[test]
+    fn tree_directories_of_two_teams_never_meet() {
+        let names = ["a/b-c", "a-b/c", "a.b-c", "a/b.c", "default-x/y"];
+        let dirs: std::collections::BTreeSet<String> = names.iter().map(|n| dir_part(n)).collect();
+        assert_eq!(dirs.len(), names.len(), "{dirs:?}");
+        for n in names {
+            assert!(valid_service_name(n), "{n}");
+        }
     }
 
     #[test]

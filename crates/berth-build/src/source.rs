@@ -478,6 +478,45 @@ impl SvnSource {
     }
 }
 
+impl SvnSource {
+    /// Where the URL stands now without checking anything out: its last-changed revision
+    /// (`svn info --show-item last-changed-revision URL@HEAD`), the number a checkout's version
+    /// is named after (`r<rev>`). A commit elsewhere in the repository (another branch) leaves
+    /// it unchanged, so polling does not rebuild for it.
+    ///
+    /// # Errors
+    /// A refused URL, a failing or slow client (killed after `limits.timeout`), an answer that
+    /// is not a revision number, or cancellation.
+    pub async fn resolve(
+        &self,
+        limits: &SourceLimits,
+        cancel: &CancellationToken,
+    ) -> Result<String, SourceError> {
+        self.validate()?;
+        let mut info = svn();
+        info.args([
+            "info",
+            "--show-item",
+            "last-changed-revision",
+            "--",
+            &format!("{}@HEAD", self.url),
+        ]);
+        let out = run("svn info", info, limits.timeout, cancel).await?;
+        parse_svn_revision(&out).ok_or_else(|| SourceError::Command {
+            command: "svn info".into(),
+            status: "exit status: 0".into(),
+            output: format!("not a revision number: {:?}", out.trim()),
+        })
+    }
+}
+
+/// The revision number `svn info --show-item` printed (digits only, surrounding space trimmed).
+pub(crate) fn parse_svn_revision(out: &str) -> Option<String> {
+    let rev = out.trim();
+    (!rev.is_empty() && rev.len() <= 20 && rev.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| rev.to_string())
+}
+
 /// `git` with the protocol allow-list and no prompts.
 fn git() -> Command {
     let mut c = Command::new("git");
@@ -779,6 +818,68 @@ mod tests {
         for bad in ["svn+ssh://h/r", "/srv/svn", "-r", "file:///a\nb", "ext::x"] {
             assert!(SvnSource { url: bad.into() }.validate().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn svn_revisions() {
+        assert_eq!(parse_svn_revision("42\n"), Some("42".into()));
+        assert_eq!(parse_svn_revision(" 7 "), Some("7".into()));
+        for bad in ["", "\n", "r42", "42 43", "-1", "svn: E170000: no such URL"] {
+            assert_eq!(parse_svn_revision(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A real repository (`svnadmin create`, `file://`): the revision moves with each commit to
+    /// the URL, not with a commit elsewhere in the repository.
+    #[tokio::test]
+    async fn svn_resolve_follows_the_urls_last_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let sh = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(&["svnadmin", "create", repo.to_str().unwrap()]);
+        let root = format!("file://{}", repo.display());
+        let (trunk, other) = (format!("{root}/trunk"), format!("{root}/other"));
+        sh(&[
+            "svn",
+            "mkdir",
+            "--parents",
+            "-q",
+            "-m",
+            "dirs",
+            &trunk,
+            &other,
+        ]);
+        let src = SvnSource { url: trunk.clone() };
+        let (limits, cancel) = (SourceLimits::default(), CancellationToken::new());
+        assert_eq!(src.resolve(&limits, &cancel).await.unwrap(), "1");
+        sh(&[
+            "svn",
+            "mkdir",
+            "-q",
+            "-m",
+            "elsewhere",
+            &format!("{other}/x"),
+        ]);
+        assert_eq!(src.resolve(&limits, &cancel).await.unwrap(), "1");
+        sh(&["svn", "mkdir", "-q", "-m", "here", &format!("{trunk}/y")]);
+        assert_eq!(src.resolve(&limits, &cancel).await.unwrap(), "3");
+        let missing = SvnSource {
+            url: format!("{root}/nope"),
+        };
+        assert!(matches!(
+            missing.resolve(&limits, &cancel).await,
+            Err(SourceError::Command { .. })
+        ));
     }
 
     #[test]

@@ -346,6 +346,14 @@ impl Client {
     ) -> anyhow::Result<berth_core::api::ServiceView> {
         self.send(self.post("/services").json(req)).await
     }
+    /// `DELETE /services/{name}` (`berth service rm`).
+    pub async fn remove_service(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<berth_core::api::ServiceRemoved> {
+        self.send(self.delete(&format!("/services/{}", segment(name))))
+            .await
+    }
     pub async fn services(&self) -> anyhow::Result<Vec<berth_core::api::ServiceView>> {
         self.send(self.get("/services")).await
     }
@@ -603,6 +611,36 @@ impl Client {
     /// Versions of the team's services waiting for review.
     pub async fn reviews(&self) -> anyhow::Result<Vec<berth_core::api::ReviewItem>> {
         self.send(self.get("/reviews")).await
+    }
+    /// `GET /api/v1/apps/{app}/subscriptions`.
+    pub async fn subscriptions(
+        &self,
+        app: &str,
+    ) -> anyhow::Result<Vec<berth_core::api::SubscriptionView>> {
+        self.send(self.get(&format!("/apps/{}/subscriptions", segment(app))))
+            .await
+    }
+    /// Subscribe an application to a market entry (`TEAM/SERVICE`).
+    pub async fn subscribe(
+        &self,
+        app: &str,
+        req: &berth_core::api::SubscribeRequest,
+    ) -> anyhow::Result<berth_core::api::SubscriptionView> {
+        self.send(
+            self.post(&format!("/apps/{}/subscriptions", segment(app)))
+                .json(req),
+        )
+        .await
+    }
+    /// End an application's subscription to `TEAM/SERVICE`.
+    pub async fn unsubscribe(&self, app: &str, team: &str, service: &str) -> anyhow::Result<()> {
+        self.send_empty(self.delete(&format!(
+            "/apps/{}/subscriptions/{}/{}",
+            segment(app),
+            segment(team),
+            segment(service)
+        )))
+        .await
     }
     /// Protect an application (or lift it).
     pub async fn protect(

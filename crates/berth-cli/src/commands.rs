@@ -31,6 +31,9 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Deprecate { .. }
         | Command::Retire { .. }
         | Command::Market(_)
+        | Command::Subscribe { .. }
+        | Command::Unsubscribe { .. }
+        | Command::Subscriptions { .. }
         | Command::App(_) => bail!("handled in cmd/"),
         Command::Apply(args) => apply(client, args).await,
         Command::Apps(out) => {
@@ -193,6 +196,33 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             print_list(&out, &list, &["SERVICE", "SOURCE", "CREATED"], |s| {
                 vec![s.name.clone(), s.source.to_string(), s.created_at.clone()]
             });
+            Ok(0)
+        }
+        Command::Service(ServiceCommand::Rm { name }) => {
+            let r = client.remove_service(&name).await?;
+            outln!(
+                "service {} removed ({} version(s){})",
+                r.name,
+                r.versions,
+                if r.cancelled_builds.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", build(s) {} cancelled",
+                        r.cancelled_builds
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+            for image in &r.images_removed {
+                outln!("image {image} removed");
+            }
+            for image in &r.images_kept {
+                outln!("image {image} kept");
+            }
             Ok(0)
         }
         Command::Images { name, output } => {

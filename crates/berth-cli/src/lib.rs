@@ -238,6 +238,34 @@ pub enum Command {
     /// The service market: every team's published services (docs/market.md).
     #[command(subcommand)]
     Market(MarketCommand),
+    /// Subscribe an application to a market entry: its containers get `<SERVICE>_URL` and a
+    /// credential in `<SERVICE>_TOKEN_FILE` (developer; docs/market.md).
+    Subscribe {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        /// The market entry, TEAM/SERVICE.
+        entry: String,
+        /// One of the provider's plans.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// End an application's subscription: its next call is refused; nothing restarts.
+    Unsubscribe {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        /// The market entry, TEAM/SERVICE.
+        entry: String,
+    },
+    /// The market entries an application subscribes to.
+    Subscriptions {
+        /// The consumer application.
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Deprecate a published version (owner).
     Deprecate {
         /// SERVICE:VERSION or TEAM/SERVICE:VERSION.
@@ -327,7 +355,7 @@ pub enum AppCommand {
 #[derive(Subcommand, Debug)]
 pub enum AdmissionCommand {
     /// Let TEAM use KEY: privileged, network_mode:host, pid:host, ipc:host, userns_mode:host,
-    /// devices, security_opt, cap_add:NAME, cap_add:*, docker_socket or bind:/PREFIX.
+    /// devices, security_opt, cap_add:NAME, cap_add:*, docker_socket, external or bind:/PREFIX.
     Grant {
         /// The team.
         team: String,
@@ -521,12 +549,20 @@ pub enum ServiceCommand {
         /// Subversion URL.
         #[arg(long)]
         svn: Option<String>,
-        /// Poll the repository (Git) at this interval, e.g. `60s`, `5m`, and build on change.
+        /// Poll the repository at this interval, e.g. `60s`, `5m`, and build when it changed (a
+        /// new commit of the branch; for Subversion a new last-changed revision of the URL).
         #[arg(long)]
         poll: Option<String>,
     },
     /// List services.
     Ls(OutputArgs),
+    /// Remove a service: its builds (running ones are cancelled), versions, secrets, and the
+    /// images of its versions that no application revision pins. Refused while a version runs
+    /// in an application or is published or deprecated.
+    Rm {
+        /// The service.
+        name: String,
+    },
     /// Set the secret that signs the service's push webhooks (read from stdin; at least 16
     /// characters). Point the repository's webhook at `/api/v1/hooks/NAME`.
     WebhookSecret {
@@ -894,6 +930,9 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Deprecate { .. }
                 | Command::Retire { .. }
                 | Command::Market(_)
+                | Command::Subscribe { .. }
+                | Command::Unsubscribe { .. }
+                | Command::Subscriptions { .. }
                 | Command::App(_)) => cmd::version::run(&ctx, c).await,
                 other => commands::run(&ctx.client, other).await,
             }

@@ -1274,6 +1274,7 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
         max_concurrency(v.get("max_concurrency"), &join(path, "max_concurrency"))?;
     out.timeout = timeout(v.get("timeout"), &join(path, "timeout"))?;
     out.retries = retries(v.get("retries"), &join(path, "retries"))?;
+    out.uses = uses(v.get("uses"), &join(path, "uses"))?;
     if out.routes.is_empty() {
         // The gateway enforces these on HTTP routes only: refuse rather than ignore them.
         let set = [
@@ -1290,6 +1291,34 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
         }
     }
     Ok(out)
+}
+
+/// `x-berth.uses`: market entries as `TEAM/SERVICE`, each at most once.
+fn uses(v: Option<&Value>, path: &str) -> Result<Vec<String>, ComposeError> {
+    let list = names(v, path)?;
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let part = |p: &str, extra: &[u8]| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || extra.contains(&b)
+                })
+        };
+        let valid = entry
+            .split_once('/')
+            .is_some_and(|(team, service)| part(team, b"") && part(service, b"_."));
+        if !valid {
+            return Err(invalid(
+                &at,
+                format!("{entry:?} is not a market entry: expected TEAM/SERVICE"),
+            ));
+        }
+        if list[..i].contains(entry) {
+            return Err(invalid(&at, format!("{entry:?} is listed twice")));
+        }
+    }
+    Ok(list)
 }
 
 fn opt_port(v: Option<&Value>, path: &str) -> Result<Option<u16>, ComposeError> {
@@ -1427,6 +1456,7 @@ fn auth(v: Option<&Value>, path: &str) -> Result<Option<AuthSpec>, ComposeError>
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Scalar(s, _)) if s == "jwt" => Ok(Some(AuthSpec::Jwt(JwtSpec::default()))),
+        Some(Value::Scalar(s, _)) if s == "subscribers" => Ok(Some(AuthSpec::Subscribers)),
         Some(v @ Value::Map(_)) => {
             let jpath = join(path, "jwt");
             let Some(jwt) = v.get("jwt") else {
@@ -1443,7 +1473,7 @@ fn auth(v: Option<&Value>, path: &str) -> Result<Option<AuthSpec>, ComposeError>
         Some(other) => Err(invalid(
             path,
             format!(
-                "expected `jwt` or `{{jwt: {{issuers: [...], audiences: [...]}}}}`, got {}",
+                "expected `jwt`, `subscribers` or `{{jwt: {{issuers: [...], audiences: [...]}}}}`, got {}",
                 other.scalar_text().map_or(other.type_name(), |s| s)
             ),
         )),

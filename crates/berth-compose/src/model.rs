@@ -394,6 +394,11 @@ pub struct BerthExt {
     /// Retries of idempotent requests (`x-berth.retries`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetrySpec>,
+    /// Market entries this service calls (`x-berth.uses: [TEAM/SERVICE]`): the application
+    /// subscribes to each, and the service gets `<SERVICE>_URL` and `<SERVICE>_TOKEN_FILE`
+    /// (docs/market.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<String>,
 }
 
 /// A gateway route to a service.
@@ -467,6 +472,9 @@ fn is_false(b: &bool) -> bool {
 pub enum AuthSpec {
     /// A bearer JWT (`auth: jwt`, or `auth: {jwt: {issuers: [...], audiences: [...]}}`).
     Jwt(JwtSpec),
+    /// `auth: subscribers`: only the applications subscribed to the market entry this route
+    /// serves, with the credential Berth issued them (docs/market.md).
+    Subscribers,
 }
 
 /// Which JWTs a route accepts. An empty list means Berth's default, which the parser cannot

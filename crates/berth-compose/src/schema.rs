@@ -184,6 +184,7 @@ const BERTH: Shape = Object {
                 ext: false,
             },
         ),
+        ("uses", Any),
     ],
     ext: false,
 };

@@ -36,6 +36,12 @@
 //!   itself, so the image's files are exactly those of a plain build. It falls back to the
 //!   parameter when it cannot append safely (a last line continued with the escape character, a
 //!   value with a line break, a Dockerfile that is not UTF-8).
+//! - [`dockerfile`]: the images a Dockerfile reads (`FROM`, `COPY --from`, mounts), which the
+//!   server checks against the building team before it sends a build.
+
+pub mod dockerfile;
+
+pub use dockerfile::{dockerfile_images, tar_file, ImageUse};
 
 use std::collections::BTreeMap;
 use std::io::Write;

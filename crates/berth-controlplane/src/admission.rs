@@ -1,7 +1,8 @@
 //! Admission (docs/teams.md#admission): which Compose keys of a project reach the host, and
 //! which of them the team's grants do not admit. A pure function of the project and the grants;
-//! [`ControlPlane::commit`](crate::ControlPlane) runs it on every revision about to be made
-//! (apply, scale, rollback), and apply runs it once more before it builds anything.
+//! [`admit`] runs it on every revision about to be made — apply, scale, rollback
+//! (`ControlPlane::commit`) and the reconciler's automatic rollback — and apply runs it once
+//! more before it builds anything.
 //!
 //! Rules it keeps:
 //! - Every offending key is reported, by its path in the file (`services.web.volumes[0]`),
@@ -12,15 +13,23 @@
 //!   resolved against the project directory the client names, which is then a path on the
 //!   server's host like any other). A source that is still not absolute, or climbs with `..`,
 //!   is outside every prefix and needs `bind:/`.
-//! - The Docker socket is root on the host: a bind of `/var/run/docker.sock` or
-//!   `/run/docker.sock` needs `docker_socket`, and so does a bind of a directory holding it
-//!   (`/`, `/run`, `/var`, `/var/run`), which needs its `bind:` prefix as well. Symlinks on the
+//! - The Docker socket is root on the host: a bind of `/var/run/docker.sock`,
+//!   `/run/docker.sock` or containerd's `/run/containerd/containerd.sock` needs `docker_socket`,
+//!   and so does a bind of a directory holding one (`/`, `/run`, `/run/containerd`, `/var`,
+//!   `/var/run`), or of `/proc`, `/sys` or anything under them (`/proc/1/root` is the host's
+//!   `/`), which needs its `bind:` prefix as well. Symlinks on the
 //!   host are not followed (the check cannot see the host's file system): a granted prefix is
 //!   the administrator's word that nothing under it leads elsewhere.
-//! - `security_opt`: any `seccomp`, `apparmor`, `label` or `systempaths` entry needs the
-//!   `security_opt` grant, not only the `unconfined`/`disable` values: a custom seccomp profile
-//!   or another loaded AppArmor profile can be as open as none. `no-new-privileges` only
-//!   tightens and needs nothing.
+//! - `external: true` networks and volumes are objects made outside the project — another
+//!   team's, the host's — which Berth attaches or mounts by their name: they need `external`.
+//!   A network or volume with a `name:` but not `external` needs nothing: Berth makes it with
+//!   the application's labels and refuses one of that name that is not the application's
+//!   (`networks.rs`), so it never reaches an object outside the team.
+//! - `security_opt` is an allowlist: only `no-new-privileges` (`no-new-privileges:true`,
+//!   `no-new-privileges=true`), which only tightens, needs nothing. Every other entry —
+//!   `seccomp`, `apparmor`, `label`, `systempaths`, not only their `unconfined`/`disable`
+//!   values (a custom seccomp profile or another loaded AppArmor profile can be as open as
+//!   none), and any option Berth does not know — needs the `security_opt` grant.
 
 use berth_compose::{MountKind, Project, Service};
 use berth_core::admission::{normalise_cap, normalise_prefix, AdmissionKey, SAFE_CAPABILITIES};
@@ -29,8 +38,26 @@ use std::fmt;
 
 use crate::error::CpError;
 
-/// Where the Docker engine's socket lives on a standard host.
-pub const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
+/// Where the container engines' sockets live on a standard host: Docker's, and the containerd
+/// beneath it (as root on the host as Docker's).
+pub const DOCKER_SOCKETS: &[&str] = &[
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+];
+
+/// Host kernel interfaces that reach the host as the socket does (`/proc/1/root` is the host's
+/// `/`; `/sys` writes kernel settings): a bind of them or anything under them counts as
+/// [`AdmissionKey::DockerSocket`].
+pub const HOST_KERNEL_PATHS: &[&str] = &["/proc", "/sys"];
+
+/// The `security_opt` entries that need no grant: they only tighten confinement.
+pub const SAFE_SECURITY_OPTS: &[&str] = &[
+    "no-new-privileges",
+    "no-new-privileges:true",
+    "no-new-privileges=true",
+];
 
 /// One key of a project that no grant admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +81,32 @@ impl fmt::Display for Denial {
 }
 
 /// Every key of `project` that `grants` do not admit, service by service in name order, keys in
-/// a fixed order within a service.
+/// a fixed order within a service; then the external networks and volumes, by key.
 #[must_use]
 pub fn check(project: &Project, grants: &[AdmissionKey]) -> Vec<Denial> {
     let mut out = Vec::new();
     for (name, svc) in &project.services {
         check_service(&format!("services.{name}"), svc, grants, &mut out);
+    }
+    if !grants.contains(&AdmissionKey::External) {
+        let networks = project
+            .networks
+            .iter()
+            .filter(|(_, n)| n.external)
+            .map(|(k, n)| ("networks", k, n.name.as_ref()));
+        let volumes = project
+            .volumes
+            .iter()
+            .filter(|(_, v)| v.external)
+            .map(|(k, v)| ("volumes", k, v.name.as_ref()));
+        for (kind, key, name) in networks.chain(volumes) {
+            out_push(
+                &mut out,
+                format!("{kind}.{key}.external"),
+                name.unwrap_or(key).clone(),
+                AdmissionKey::External,
+            );
+        }
     }
     out
 }
@@ -145,7 +192,11 @@ fn check_service(path: &str, svc: &Service, grants: &[AdmissionKey], out: &mut V
         let is_socket = DOCKER_SOCKETS.contains(&host.as_str());
         let holds_socket = DOCKER_SOCKETS
             .iter()
-            .any(|s| host == "/" || s.starts_with(&format!("{host}/")));
+            .chain(HOST_KERNEL_PATHS)
+            .any(|s| host == "/" || s.starts_with(&format!("{host}/")))
+            || HOST_KERNEL_PATHS
+                .iter()
+                .any(|k| host == *k || host.starts_with(&format!("{k}/")));
         if is_socket || holds_socket {
             if !has(&AdmissionKey::DockerSocket) {
                 out_push(out, p.clone(), host.clone(), AdmissionKey::DockerSocket);
@@ -164,12 +215,35 @@ fn out_push(out: &mut Vec<Denial>, path: String, detail: String, key: AdmissionK
     out.push(Denial { path, detail, key });
 }
 
-/// Does this `security_opt` entry loosen or replace the default confinement? Docker accepts
-/// `name=value` and the older `name:value`.
+/// Does this `security_opt` entry loosen, replace or otherwise change the default
+/// confinement? Everything but [`SAFE_SECURITY_OPTS`] (an allowlist: an option Berth does not
+/// know is not assumed harmless).
 fn loosens_confinement(opt: &str) -> bool {
     let opt = opt.trim().to_ascii_lowercase();
-    let name = opt.split(['=', ':']).next().unwrap_or_default();
-    matches!(name, "seccomp" | "apparmor" | "label" | "systempaths")
+    !SAFE_SECURITY_OPTS.contains(&opt.as_str())
+}
+
+/// Admission of `project` for a revision of `app` (docs/teams.md#admission):
+/// `admission_denied` listing every key that the grants of `app`'s team, as they are now, do not
+/// admit. Every revision goes through here: apply, scale and rollback (`ControlPlane::commit`)
+/// and the reconciler's automatic rollback (`pass.rs`).
+pub(crate) fn admit(inner: &crate::Inner, app: &str, project: &Project) -> Result<(), CpError> {
+    let team = berth_core::team::team_of(app);
+    let grants: Vec<_> = inner
+        .store
+        .admission_grants(team)?
+        .into_iter()
+        .map(|g| g.key)
+        .collect();
+    let denials = check(project, &grants);
+    if denials.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(app, team, denied = denials.len(), "admission denied");
+    Err(CpError::AdmissionDenied {
+        team: team.to_string(),
+        denials,
+    })
 }
 
 /// A team's grants, as the administrator manages them (`berth admission`).
@@ -276,6 +350,29 @@ mod tests {
                 "services.web.security_opt[8]: seccomp=/x.json (needs grant security_opt)",
             ]),
             ("    security_opt: [seccomp=unconfined]\n", &["security_opt"], &[]),
+            // An allowlist: label and profile changes, unknown options, and a no-new-privileges
+            // that is not `true` need the grant too.
+            ("    security_opt: ['label=type:spc_t', 'label:user:root', apparmor=docker-default, 'no-new-privileges:false', 'x=y', ' No-New-Privileges=TRUE ']\n", &[], &[
+                "services.web.security_opt[0]: label=type:spc_t (needs grant security_opt)",
+                "services.web.security_opt[1]: label:user:root (needs grant security_opt)",
+                "services.web.security_opt[2]: apparmor=docker-default (needs grant security_opt)",
+                "services.web.security_opt[3]: no-new-privileges:false (needs grant security_opt)",
+                "services.web.security_opt[4]: x=y (needs grant security_opt)",
+            ]),
+            // containerd's socket and its directory; /proc and /sys and what lies under them.
+            ("    volumes: [/run/containerd/containerd.sock:/c, /var/run/containerd/containerd.sock:/d]\n", &["bind:/"], &[
+                "services.web.volumes[0]: /run/containerd/containerd.sock (needs grant docker_socket)",
+                "services.web.volumes[1]: /var/run/containerd/containerd.sock (needs grant docker_socket)",
+            ]),
+            ("    volumes: [/run/containerd:/c, /proc:/p, /proc/1/root:/r, /sys:/s, /sys/fs/cgroup:/g]\n", &["bind:/"], &[
+                "services.web.volumes[0]: /run/containerd (needs grant docker_socket)",
+                "services.web.volumes[1]: /proc (needs grant docker_socket)",
+                "services.web.volumes[2]: /proc/1/root (needs grant docker_socket)",
+                "services.web.volumes[3]: /sys (needs grant docker_socket)",
+                "services.web.volumes[4]: /sys/fs/cgroup (needs grant docker_socket)",
+            ]),
+            ("    volumes: [/proc/1/root:/r]\n", &["docker_socket"], &["services.web.volumes[0]: /proc/1/root (needs grant bind:/proc/1/root)"]),
+            ("    volumes: [/proc/1/root:/r, /procx:/x, /system:/y]\n", &["docker_socket", "bind:/"], &[]),
             // Capabilities: safe ones free, others one by one, ALL only with cap_add:*.
             ("    cap_add: [CHOWN, NET_ADMIN, CAP_SYS_ADMIN]\n", &["cap_add:NET_ADMIN"], &[
                 "services.web.cap_add[2]: SYS_ADMIN (needs grant cap_add:SYS_ADMIN)",
@@ -307,6 +404,12 @@ mod tests {
             ("    volumes: [/var/run:/r]\n", &["docker_socket"], &["services.web.volumes[0]: /var/run (needs grant bind:/var/run)"]),
             ("    volumes: [/var/run:/r, /var/lib:/l]\n", &["docker_socket", "bind:/var"], &[]),
             ("    volumes: [/var/run/other.sock:/o]\n", &["bind:/var/run"], &[]),
+            // External networks and volumes: by key, with their Docker name.
+            ("    networks: [front]\n    volumes: [data:/d, cache:/c]\nnetworks:\n  front: {external: true, name: host-net}\n  own: {name: named-but-ours}\nvolumes:\n  data: {external: true}\n  cache: {name: named-cache}\n", &[], &[
+                "networks.front.external: host-net (needs grant external)",
+                "volumes.data.external: data (needs grant external)",
+            ]),
+            ("    volumes: [data:/d]\nvolumes:\n  data: {external: true}\n", &["external"], &[]),
             // Several keys at once: all reported, in a fixed order.
             ("    privileged: true\n    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n", &[], &[
                 "services.web.privileged (needs grant privileged)",

@@ -457,8 +457,14 @@ fn inputs(
                         .unwrap_or(desired.rollout_deadline_ms),
                     min_drain_ms: desired.min_drain_ms,
                     drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000) + 20_000,
+                    // A failed revision still current although an earlier one converged: its
+                    // automatic rollback did not happen (admission refused it in
+                    // `handle_failure`), so services that would have rolled back hold still,
+                    // as with `failure_action: pause`.
                     paused: desired.status == RevisionStatus::Failed
-                        && s.update_config.failure_action == FailureAction::Pause,
+                        && (s.update_config.failure_action == FailureAction::Pause
+                            || (s.update_config.failure_action == FailureAction::Rollback
+                                && desired.converged_before)),
                     observed: replicas,
                     backoff,
                 }
@@ -728,6 +734,7 @@ mod tests {
             project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
             images: BTreeMap::new(),
             image_ports: BTreeMap::new(),
+            wires: BTreeMap::new(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! recorded only for a successful build, with its image ID as digest (and image retention is
 //! woken); builds interrupted by a server stop are marked failed on the next start, and the
 //! **janitor** removes the step containers they left (labelled `berth.build=<id>` and this
-//! server's `berth.instance`) before any new build may start.
+//! server's `berth.instance`) before any new build may start. Services created with a poll
+//! interval (Git or Subversion) are looked at by one background task, which queues a build when
+//! the source moved (the decision is the pure `poll_builds`).
 
 use crate::events::Level;
 use crate::{ControlPlane, CpError, Inner};
@@ -30,6 +32,7 @@ pub const MAX_CONCURRENT_BUILDS: usize = 2;
 pub const MIN_POLL_SECS: u64 = 5;
 
 struct Running {
+    service: String,
     cancel: CancellationToken,
     lines: Vec<String>,
     tx: broadcast::Sender<String>,
@@ -49,6 +52,27 @@ impl Builds {
     /// when none is free right away.
     pub(crate) async fn slot(&self, waiting: impl FnOnce()) -> Option<OwnedSemaphorePermit> {
         take_slot(&self.slots, waiting).await
+    }
+
+    /// Cancel every queued or running build of `service`; returns their ids.
+    pub(crate) fn cancel_service(&self, service: &str) -> Vec<u64> {
+        let running = lock(&self.running);
+        let mut ids: Vec<u64> = running
+            .iter()
+            .filter(|(_, r)| r.service == service)
+            .map(|(id, r)| {
+                r.cancel.cancel();
+                *id
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether a build of `service` is still queued or running (a cancelled one runs until its
+    /// outcome is recorded).
+    pub(crate) fn busy(&self, service: &str) -> bool {
+        lock(&self.running).values().any(|r| r.service == service)
     }
 }
 
@@ -161,22 +185,23 @@ impl ControlPlane {
                 "invalid service name {name:?}: 1-63 of a-z 0-9 . _ -, starting with a letter or digit"
             )));
         }
+        if req.poll_secs.is_some_and(|p| p < MIN_POLL_SECS) {
+            return Err(CpError::InvalidArgument(format!(
+                "--poll: at least {MIN_POLL_SECS} s"
+            )));
+        }
         let source = match (&req.git, &req.svn) {
-            (Some(url), None) => {
-                if req.poll_secs.is_some_and(|p| p < MIN_POLL_SECS) {
-                    return Err(CpError::InvalidArgument(format!(
-                        "--poll: at least {MIN_POLL_SECS} s"
-                    )));
-                }
-                ServiceSource::Git(GitRepo {
-                    branch: req.branch.clone(),
+            (Some(url), None) => ServiceSource::Git(GitRepo {
+                branch: req.branch.clone(),
+                url: url.clone(),
+                path: req.path.clone(),
+                poll_secs: req.poll_secs,
+            }),
+            (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
+                ServiceSource::Svn(SvnRepo {
                     url: url.clone(),
-                    path: req.path.clone(),
                     poll_secs: req.poll_secs,
                 })
-            }
-            (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
-                ServiceSource::Svn(SvnRepo { url: url.clone() })
             }
             _ => {
                 return Err(CpError::InvalidArgument(
@@ -256,6 +281,7 @@ impl ControlPlane {
         lock(&builds.running).insert(
             id,
             Running {
+                service: service.to_string(),
                 cancel: cancel.clone(),
                 lines: Vec::new(),
                 tx,
@@ -621,6 +647,9 @@ const BUILD_LABEL: &str = "berth.build";
 /// (its value is the step's name).
 const STEP_LABEL: &str = "berth.build.step";
 
+/// How long one look at a polled repository may take (`git ls-remote`, `svn info`).
+const POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The commit a Git ref points at, by `git ls-remote` (validated URL and ref, 30 s limit).
 async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String>, String> {
     berth_build::validate_git_url(url).map_err(|e| e.to_string())?;
@@ -631,8 +660,9 @@ async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String
     cmd.args(["-c", "protocol.ext.allow=never", "ls-remote", "--", url])
         .arg(git_ref.unwrap_or("HEAD"))
         .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.output())
+    let out = tokio::time::timeout(POLL_TIMEOUT, cmd.output())
         .await
         .map_err(|_| "git ls-remote timed out".to_string())?
         .map_err(|e| format!("cannot run git: {e}"))?;
@@ -649,8 +679,63 @@ async fn remote_commit(url: &str, git_ref: Option<&str>) -> Result<Option<String
         .map(str::to_string))
 }
 
-/// Poll repositories of services created with `poll_secs`; build when the commit changed (and
-/// once when a polled service has never been built).
+/// Where a polled source stands now: the branch's commit (Git), the URL's last-changed
+/// revision (Subversion, `svn info`: non-interactive, no stored credentials, 30 s limit).
+/// `None`: the branch is not there.
+async fn current_revision(
+    source: &ServiceSource,
+    shutdown: &CancellationToken,
+) -> Result<Option<String>, String> {
+    let (url, found) = match source {
+        ServiceSource::Git(g) => {
+            let branch = g.branch.as_deref().map(|b| format!("refs/heads/{b}"));
+            (&g.url, remote_commit(&g.url, branch.as_deref()).await)
+        }
+        ServiceSource::Svn(s) => {
+            let limits = berth_build::SourceLimits {
+                timeout: POLL_TIMEOUT,
+                ..berth_build::SourceLimits::default()
+            };
+            let found = SvnSource { url: s.url.clone() }
+                .resolve(&limits, shutdown)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string());
+            (&s.url, found)
+        }
+    };
+    // The client's message may quote the URL; a password in it never reaches the log.
+    found.map_err(|e| redact_password(&e, url))
+}
+
+/// `text` with the password of `url`'s `user:password@` part (if any) written `***`.
+fn redact_password(text: &str, url: &str) -> String {
+    let authority = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    let password = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map_or("", |(_, password)| password);
+    if password.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(password, "***")
+    }
+}
+
+/// Whether a poll that found `now` queues a build: the source moved since the last look
+/// (`previous`; `None` before the first look or after a failed one), or the service was never
+/// built. Nothing is built while the source cannot be seen (`now` is `None`).
+fn poll_builds(previous: Option<&str>, now: Option<&str>, never_built: bool) -> bool {
+    let Some(now) = now else {
+        return false;
+    };
+    never_built || previous.is_some_and(|p| p != now)
+}
+
+/// Poll the repositories of services created with `poll_secs` (Git and Subversion alike);
+/// build when the source moved (and once when a polled service has never been built).
 async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
     let mut last: HashMap<String, (std::time::Instant, Option<String>)> = HashMap::new();
     loop {
@@ -661,30 +746,19 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
         let Ok(services) = cp.inner.store.list_services() else {
             continue;
         };
+        // A removed service is forgotten (a new one of the same name starts afresh).
+        last.retain(|name, _| services.iter().any(|s| &s.name == name));
         for svc in services {
-            let ServiceSource::Git(GitRepo {
-                url,
-                branch,
-                poll_secs: Some(every),
-                ..
-            }) = &svc.source
-            else {
+            let Some(every) = svc.source.poll_secs() else {
                 continue;
             };
-            let every = *every;
             let due = last
                 .get(&svc.name)
                 .is_none_or(|(at, _)| at.elapsed() >= std::time::Duration::from_secs(every));
             if !due {
                 continue;
             }
-            let branch = branch.as_deref();
-            let commit = match remote_commit(
-                url,
-                branch.map(|b| format!("refs/heads/{b}")).as_deref(),
-            )
-            .await
-            {
+            let now = match current_revision(&svc.source, &shutdown).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(service = %svc.name, error = %e, "polling the repository failed");
@@ -692,25 +766,21 @@ async fn poll_loop(cp: ControlPlane, shutdown: CancellationToken) {
                     continue;
                 }
             };
-            let previous = last.insert(
-                svc.name.clone(),
-                (std::time::Instant::now(), commit.clone()),
-            );
+            let previous = last
+                .insert(svc.name.clone(), (std::time::Instant::now(), now.clone()))
+                .and_then(|(_, p)| p);
             let never_built = cp
                 .inner
                 .store
                 .list_builds(Some(&svc.name))
                 .map(|b| b.is_empty())
                 .unwrap_or(false);
-            let changed = matches!(&previous, Some((_, Some(old))) if commit.as_ref() != Some(old));
-            if commit.is_some() && (changed || never_built) {
-                tracing::info!(service = %svc.name, commit = ?commit, "repository changed: queueing a build");
-                if let Err(e) = cp.start_build(
-                    &svc.name,
-                    &BuildStart {
-                        git_ref: branch.map(str::to_string),
-                    },
-                ) {
+            if poll_builds(previous.as_deref(), now.as_deref(), never_built) {
+                tracing::info!(service = %svc.name, revision = ?now, "repository changed: queueing a build");
+                let start = BuildStart {
+                    git_ref: svc.source.branch().map(str::to_string),
+                };
+                if let Err(e) = cp.start_build(&svc.name, &start) {
                     tracing::warn!(service = %svc.name, error = %e, "cannot queue the polled build");
                 }
             }
@@ -766,6 +836,39 @@ mod tests {
         assert!(step_tags(&image(&["berth/api:v1-base"], &tricky)).is_empty());
         assert!(step_tags(&image(&["berth/api:v1-base"], &[])).is_empty());
     }
+    #[test]
+    fn a_password_in_a_url_never_reaches_a_poll_error() {
+        let url = "https://ada:s3cr:et@svn.example/repo/trunk";
+        assert_eq!(
+            redact_password(&format!("svn: E170013: Unable to connect to '{url}'"), url),
+            "svn: E170013: Unable to connect to 'https://ada:***@svn.example/repo/trunk'"
+        );
+        let plain = "https://ada@svn.example/r";
+        assert_eq!(redact_password("failed: ada@svn", plain), "failed: ada@svn");
+        assert_eq!(redact_password("x", "/srv/repo.git"), "x");
+    }
+
+    #[test]
+    fn a_poll_builds_when_the_source_moved_or_was_never_built() {
+        // previous look, this look, never built → build?
+        let table = [
+            (None, Some("c1"), true, true), // first look at a never-built service
+            (None, Some("c1"), false, false), // first look after a restart: built before
+            (Some("c1"), Some("c1"), false, false),
+            (Some("c1"), Some("c2"), false, true),
+            (Some("c1"), Some("c1"), true, true), // the first queueing failed: try again
+            (Some("c1"), None, false, false),     // the branch is gone
+            (None, None, true, false),
+        ];
+        for (previous, now, never_built, want) in table {
+            assert_eq!(
+                poll_builds(previous, now, never_built),
+                want,
+                "{previous:?} → {now:?}, never built: {never_built}"
+            );
+        }
+    }
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]

@@ -13,9 +13,12 @@
 //!   revision, exactly like a pulled image. A failed build fails the apply with
 //!   [`CpError::BuildFailed`] (the service and the last lines of output) before anything is
 //!   committed, so the running revision is not touched.
-//! - **Names**: a build is tagged with the service's `image:` when it has one (as
-//!   docker-compose does), else `berth/<app>-<service>:latest` (`berth/<team>/<app>-<service>`
-//!   for a team other than `default`); once the revision `N` is
+//! - **Names**: a build is tagged with the service's `image:` when that is one of the team's
+//!   own `berth/` names, else (no `image:`, or one outside `berth/`, which other teams may run
+//!   from the shared engine) `berth/<app>-<service>:latest` (`berth/<team>/<app>-<service>`
+//!   for a team other than `default`); an `image:` or a Dockerfile image of another team's
+//!   `berth/` is refused before anything is built ([`CpError::ImageDenied`],
+//!   docs/teams.md#images); once the revision `N` is
 //!   committed, the image is also tagged `berth/<app>-<service>:r<N>`, which keeps it (and thus
 //!   rollback targets) from becoming a dangling image when `latest` moves on. The built image
 //!   carries Berth's labels (`berth.instance`, `berth.app`, `berth.service`, the server's
@@ -167,6 +170,61 @@ impl ControlPlane {
         Ok(ContextUploaded { id, size })
     }
 
+    /// Images belong to teams (docs/teams.md#images): `image_denied` unless every image the
+    /// project names is one `app`'s team may use — each `image:` (an image to run, or the tag
+    /// a `build:` would give) and each image the uploaded Dockerfiles read. Runs before
+    /// anything is built.
+    pub(crate) async fn check_images(
+        &self,
+        app: &str,
+        project: &Project,
+        contexts: &BTreeMap<String, String>,
+    ) -> Result<(), CpError> {
+        let team = berth_core::team::team_of(app);
+        let docker = &self.inner.docker;
+        let mut denials = Vec::new();
+        for (name, svc) in &project.services {
+            let place = format!("services.{name}.image");
+            let Some(build) = &svc.build else {
+                denials.extend(
+                    berth_build::owner::image_denial(docker, team, &place, &svc.image).await?,
+                );
+                continue;
+            };
+            if !svc.image.is_empty() && !berth_core::team::may_use_image(team, &svc.image) {
+                denials.push(format!(
+                    "{place}: the build would tag {:?}, which belongs to another team",
+                    svc.image
+                ));
+            }
+            let Some(id) = contexts.get(name).filter(|id| valid_context_id(id)) else {
+                continue; // build_services refuses it
+            };
+            let Ok(file) = std::fs::File::open(self.context_dir()?.path(id)) else {
+                continue; // likewise
+            };
+            for d in berth_build::owner::dockerfile_denials(
+                docker,
+                team,
+                file,
+                &build.dockerfile,
+                &build.args,
+            )
+            .await?
+            {
+                denials.push(format!("services.{name}.build: {d}"));
+            }
+        }
+        if denials.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(app, team, denied = denials.len(), "image denied");
+        Err(CpError::ImageDenied {
+            team: team.to_string(),
+            denials,
+        })
+    }
+
     /// Build every service of `project` that has `build:`, from the contexts named in
     /// `contexts` (service → context id). Returns service → image ID. Each line of output goes
     /// to the server log (and to `progress`, for a client following the apply).
@@ -221,10 +279,13 @@ impl ControlPlane {
         tar: Vec<u8>,
         progress: &(dyn Fn(&str, &str) + Send + Sync),
     ) -> Result<String, CpError> {
-        let tag = if image_name.is_empty() {
-            format!("{}:latest", image_repository(app, service))
-        } else {
+        // Only the team's own `berth/` names are tagged: an `image:` elsewhere (`shop/api:1`)
+        // lives in the engine every team shares, and tagging it would replace whatever another
+        // team runs by that name.
+        let tag = if berth_core::team::image_team(image_name).is_some() {
             image_name.to_string()
+        } else {
+            format!("{}:latest", image_repository(app, service))
         };
         let mut image_labels = build.labels.clone();
         image_labels.extend(self.inner.config.extra_labels.clone());

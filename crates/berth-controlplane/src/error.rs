@@ -93,6 +93,18 @@ pub enum CpError {
     /// The object is used elsewhere; the message says where.
     #[error("{0}")]
     InUse(String),
+    /// The project names images of another team's `berth/` (docs/teams.md#images): each
+    /// refusal, by where it is named.
+    #[error("image denied for team {team:?}: {}", .denials.join("; "))]
+    ImageDenied {
+        /// The application's team.
+        team: String,
+        /// Every image refused, with where it is named.
+        denials: Vec<String>,
+    },
+    /// The application does not subscribe to the market entry.
+    #[error("application {0:?} does not subscribe to {1}")]
+    SubscriptionNotFound(String, String),
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
@@ -129,6 +141,7 @@ impl From<berth_store::StoreError> for CpError {
         match e {
             berth_store::StoreError::AppNotFound(a) => CpError::AppNotFound(a),
             berth_store::StoreError::RevisionNotFound(a, n) => CpError::RevisionNotFound(a, n),
+            berth_store::StoreError::TeamNotFound(t) => CpError::TeamNotFound(t),
             other => CpError::Store(other),
         }
     }
@@ -170,12 +183,14 @@ impl CpError {
             CpError::RouteConflict(_) => ErrorCode::RouteConflict,
             CpError::PortConflict(_) => ErrorCode::PortConflict,
             CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
+            CpError::ImageDenied { .. } => ErrorCode::ImageDenied,
             CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
             CpError::VersionNotFound(..) => ErrorCode::VersionNotFound,
             CpError::InvalidTransition(..) => ErrorCode::InvalidTransition,
             CpError::VersionNotApproved(_) => ErrorCode::VersionNotApproved,
             CpError::Forbidden(_) => ErrorCode::Forbidden,
             CpError::InUse(_) => ErrorCode::InUse,
+            CpError::SubscriptionNotFound(..) => ErrorCode::SubscriptionNotFound,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

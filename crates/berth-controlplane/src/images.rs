@@ -490,20 +490,22 @@ async fn check_alerts(
                 .map(|i| i.id.as_str())
                 .collect();
             let n = ids.len() as u64;
+            // The event is the team's: its message names the service as the team does.
+            let local = berth_core::team::split_global(service).1;
             match alerts.update(&format!("count:{service}"), n, limit) {
                 Some(Edge::Raised) => inner.events.emit_in(
                     Some(berth_core::team::team_of(service)),
                     "alert.image_count",
                     Level::Warn,
                     service,
-                    format!("service {service} has {n} images on the engine, above the alert threshold of {limit} (--image-count-alert)"),
+                    format!("service {local} has {n} images on the engine, above the alert threshold of {limit} (--image-count-alert)"),
                 ),
                 Some(Edge::Cleared) => inner.events.emit_in(
                     Some(berth_core::team::team_of(service)),
                     "alert.image_count.cleared",
                     Level::Info,
                     service,
-                    format!("service {service} is back to {n} images (threshold {limit})"),
+                    format!("service {local} is back to {n} images (threshold {limit})"),
                 ),
                 None => {}
             }

@@ -30,10 +30,12 @@ pub mod policy;
 pub mod reconcile;
 pub mod retention;
 mod runtime;
+pub mod service_removal;
 pub mod spec;
 pub mod startprobe;
 pub mod stats;
 pub mod subnets;
+pub mod subscriptions;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -145,6 +147,9 @@ struct Memory {
     synced: HashSet<String>,
     /// JWT issuers in the table (see [`issuers`]).
     issuers: Vec<berth_core::policy::Issuer>,
+    /// Per provider instance (application, service): its market entry's credential audience
+    /// and subscribers, which the table's `auth: subscribers` routes carry ([`subscriptions`]).
+    market: BTreeMap<(String, String), (String, Vec<String>)>,
 }
 
 /// A series of failed steps on one slot.
@@ -200,6 +205,8 @@ pub(crate) struct Inner {
     backups: std::sync::OnceLock<backup::Backups>,
     /// Uploaded Compose build contexts (set with the builds).
     contexts: std::sync::OnceLock<compose_build::ContextDir>,
+    /// Where subscriptions' credentials go (set by `enable_subscriptions`).
+    subscriptions: std::sync::OnceLock<subscriptions::SubscriptionConfig>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -272,6 +279,7 @@ impl ControlPlane {
                 builds: std::sync::OnceLock::new(),
                 backups: std::sync::OnceLock::new(),
                 contexts: std::sync::OnceLock::new(),
+                subscriptions: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),
@@ -408,6 +416,8 @@ impl ControlPlane {
         }
         // Refused keys are refused before anything is built; `commit` checks again.
         self.admit(app, &project)?;
+        // So are images of other teams (names, IDs, what the Dockerfiles read).
+        self.check_images(app, &project, contexts).await?;
         // Build what has `build:` (nothing is committed yet: a failed build changes nothing).
         let built = self
             .build_services(app, &project, contexts, progress)
@@ -440,10 +450,12 @@ impl ControlPlane {
         if !missing.is_empty() {
             return Err(CpError::ImageMissing(missing));
         }
+        let wires = self.wires_for(app, &project)?;
         let spec = RevisionSpec {
             project,
             images,
             image_ports,
+            wires,
         };
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
@@ -495,11 +507,18 @@ impl ControlPlane {
     ) -> Result<RevisionCreated, CpError> {
         self.admit(app, &spec.project)?;
         self.check_protected(app, spec)?;
+        // The wiring of subscriptions is the application's as it is now (a rollback to a
+        // revision made before a subscription gets it too).
+        let mut spec = spec.clone();
+        spec.wires = self.wires_for(app, &spec.project)?;
         let revision = self
             .inner
             .store
-            .create_revision(app, source, change, spec)?;
+            .create_revision(app, source, change, &spec)?;
         tracing::info!(app, revision, source, change, "revision committed");
+        if let Err(e) = self.sync_uses(app, &spec.project, &format!("x-berth.uses ({source})")) {
+            tracing::warn!(app, error = %e, "subscriptions of x-berth.uses not brought in line");
+        }
         self.inner.wake(app);
         Ok(RevisionCreated {
             app: app.into(),
@@ -512,23 +531,7 @@ impl ControlPlane {
     /// Admission (docs/teams.md#admission): `admission_denied` listing every key of `project`
     /// that the grants of `app`'s team do not admit.
     fn admit(&self, app: &str, project: &berth_compose::Project) -> Result<(), CpError> {
-        let team = berth_core::team::team_of(app);
-        let grants: Vec<_> = self
-            .inner
-            .store
-            .admission_grants(team)?
-            .into_iter()
-            .map(|g| g.key)
-            .collect();
-        let denials = admission::check(project, &grants);
-        if denials.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(app, team, denied = denials.len(), "admission denied");
-        Err(CpError::AdmissionDenied {
-            team: team.to_string(),
-            denials,
-        })
+        admission::admit(&self.inner, app, project)
     }
 
     /// Checks that need the resolved spec and the other applications: route ports, conflicts.
@@ -762,6 +765,7 @@ impl ControlPlane {
 
     /// Remove an application: its containers and networks, and its named volumes with `volumes`.
     pub fn remove(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        self.refuse_if_provider(app)?;
         self.inner.store.mark_deleting(app, volumes)?;
         self.inner.wake(app);
         Ok(())

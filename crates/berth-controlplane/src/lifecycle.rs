@@ -77,6 +77,9 @@ impl ControlPlane {
             Some(a) => Some((a, self.provider_service(service, version, a)?)),
             None => None,
         };
+        if transition == Transition::Retire {
+            self.check_retire(service, version)?;
+        }
         let write = match transition {
             Transition::Submit => TransitionWrite {
                 submitted: Some((actor, text)),
@@ -113,7 +116,44 @@ impl ControlPlane {
             &format!("{service}:{version}"),
             format!("{actor} {}: {name} is {to}", past(transition)),
         );
+        if transition == Transition::Deprecate {
+            // Subscribers hear of it in their own team's events.
+            for s in self.inner.store.subscribers_of(service)? {
+                self.inner.events.emit_in(
+                    Some(team::team_of(&s.app)),
+                    "subscription.deprecated",
+                    Level::Warn,
+                    &s.app,
+                    format!(
+                        "{} version {version}, which application {:?} subscribes to, is deprecated",
+                        crate::subscriptions::entry_name(service),
+                        team::split_global(&s.app).1
+                    ),
+                );
+            }
+        }
         Ok(view(self.lifecycle_of(service, version)?))
+    }
+
+    /// Retiring the version the provider instance runs, or the last one on the market, is
+    /// refused while applications subscribe to the entry.
+    fn check_retire(&self, service: &str, version: &str) -> Result<(), CpError> {
+        let bound = self
+            .inner
+            .store
+            .market_binding(service)?
+            .is_some_and(|b| b.version == version);
+        let others = self
+            .inner
+            .store
+            .lifecycles(Some(service))?
+            .iter()
+            .filter(|l| l.version != version)
+            .any(|l| matches!(l.state, VersionState::Published | VersionState::Deprecated));
+        if bound || !others {
+            self.refuse_if_subscribed(service, &format!("retire version {version}"))?;
+        }
+        Ok(())
     }
 
     /// What waits for review in `team`, oldest first.

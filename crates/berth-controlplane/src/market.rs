@@ -152,6 +152,7 @@ impl ControlPlane {
             error_rate: stats.as_ref().map_or(0.0, |s| s.error_rate),
             p50_ms: stats.as_ref().and_then(|s| s.p50_ms),
             p95_ms: stats.as_ref().and_then(|s| s.p95_ms),
+            subscribers: self.subscribers(service)?,
             readme: if detail { readme } else { None },
             contract: if detail {
                 latest_record
@@ -213,6 +214,7 @@ impl ControlPlane {
         self.inner
             .store
             .bind_market(service, app, app_service, version, actor)?;
+        self.inner.refresh_market();
         Ok(())
     }
 }

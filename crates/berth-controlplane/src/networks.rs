@@ -65,6 +65,8 @@ pub(crate) async fn ensure(
     spec: &RevisionSpec,
 ) -> Result<Resolved, CpError> {
     let _guard = inner.network_gate.lock().await;
+    // Messages are the team's (a service problem): the application as the team names it.
+    let local = berth_core::team::split_global(app).1;
     let mut out = Resolved::default();
     let filters = crate::label_filters(inner, Some(app));
     let nets = inner.docker.list_networks(&filters).await?;
@@ -92,7 +94,7 @@ pub(crate) async fn ensure(
             .await
             .map_err(|e| match e {
                 CpError::Docker(DockerError::Conflict(_)) => CpError::Network(format!(
-                    "network name {name} is taken by a network that is not application {app}'s \
+                    "network name {name} is taken by a network that is not application {local}'s \
                      (network {key:?}); Berth will not attach its containers to it"
                 )),
                 e => e,
@@ -131,7 +133,7 @@ pub(crate) async fn ensure(
             .any(|v| v.name == name && owned_by(inner, &v.labels, app, labels::VOLUME, key))
         {
             return Err(CpError::Network(format!(
-                "volume name {name} is taken by a volume that is not application {app}'s \
+                "volume name {name} is taken by a volume that is not application {local}'s \
                  (volume {key:?}); Berth will not mount it"
             )));
         }

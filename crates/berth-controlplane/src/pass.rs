@@ -408,6 +408,37 @@ fn handle_failure(
     action: FailureAction,
     message: &str,
 ) -> Result<(), CpError> {
+    // An automatic rollback makes a revision like any other: admission decides, with the
+    // team's grants as they are now. Refused (a grant revoked since the good revision ran), the
+    // application pauses as with `failure_action: pause` (`paused` in `pass`), saying why.
+    let good = if action == FailureAction::Rollback {
+        inner
+            .store
+            .last_converged_before::<RevisionSpec>(app, revision)?
+    } else {
+        None
+    };
+    let refused = match &good {
+        Some(good) => match crate::admission::admit(inner, app, &good.spec.project) {
+            Ok(()) => None,
+            Err(CpError::AdmissionDenied { team, denials }) => {
+                Some(crate::admission::message(&team, &denials))
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let refused_message;
+    let message = match (&good, &refused) {
+        (Some(good), Some(why)) => {
+            refused_message = format!(
+                "{message}; automatic rollback to revision {} refused ({why}); rollout paused: apply a file the team's grants admit, or ask the administrator for the grant and roll back",
+                good.number
+            );
+            &refused_message
+        }
+        _ => message,
+    };
     if !inner
         .store
         .set_revision_status(app, revision, RevisionStatus::Failed, message)?
@@ -415,11 +446,21 @@ fn handle_failure(
         return Ok(()); // already recorded
     }
     tracing::warn!(app, revision, message, "rollout failed");
+    if let (Some(good), Some(_)) = (&good, &refused) {
+        inner.events.emit_in(
+            Some(berth_core::team::team_of(app)),
+            "rollback.refused",
+            crate::events::Level::Warn,
+            app,
+            format!(
+                "automatic rollback of revision {revision} to revision {} refused by admission; rollout paused: {message}",
+                good.number
+            ),
+        );
+        return Ok(());
+    }
     if action == FailureAction::Rollback {
-        if let Some(good) = inner
-            .store
-            .last_converged_before::<RevisionSpec>(app, revision)?
-        {
+        if let Some(good) = good {
             let n = inner.store.create_revision(
                 app,
                 "auto-rollback",
@@ -465,6 +506,7 @@ pub(crate) fn publish_table(inner: &Inner, mem: &crate::Memory) -> u64 {
         table.routes.extend(routes.iter().cloned());
         table.ports.extend(ports.iter().cloned());
     }
+    crate::subscriptions::fill_table(&mut table.routes, &mem.market);
     inner.table_tx.send_replace(Arc::new(table));
     version
 }

@@ -59,6 +59,16 @@ fn auth(app: &str, a: &AuthSpec) -> AuthPolicy {
                 jwt.audiences.clone()
             },
             team: (team != berth_core::team::DEFAULT_TEAM).then(|| team.to_owned()),
+            subscribers: None,
+        },
+        // Berth's own tokens for the market entry the route serves, from its subscribers only:
+        // the table publisher fills in the entry's audience and subscribers
+        // (`subscriptions::fill_table`). Until then the route admits nobody.
+        AuthSpec::Subscribers => AuthPolicy {
+            issuers: vec![BERTH_ISSUER.to_owned()],
+            audiences: Vec::new(),
+            team: None,
+            subscribers: Some(Vec::new()),
         },
     }
 }
@@ -153,6 +163,7 @@ mod tests {
             issuers: issuers.iter().map(|s| (*s).to_owned()).collect(),
             audiences: audiences.iter().map(|s| (*s).to_owned()).collect(),
             team: None,
+            subscribers: None,
         })
     }
 
@@ -164,6 +175,7 @@ mod tests {
             issuers: vec!["shop/corp".into(), "berth".into()],
             audiences: vec!["shop/web".into()],
             team: Some("shop".into()),
+            subscribers: None,
         };
         assert_eq!(p.auth, Some(want));
         let svc = service("route: {auth: jwt}");

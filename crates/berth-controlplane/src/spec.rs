@@ -56,6 +56,9 @@ pub struct RevisionSpec<P = Project> {
     /// Service → image's exposed ports (`8080/tcp`), for the default route port and `ps`.
     #[serde(default)]
     pub image_ports: BTreeMap<String, Vec<u16>>,
+    /// Service → what its subscriptions give its containers (docs/market.md#subscribe).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wires: BTreeMap<String, crate::subscriptions::Wiring>,
 }
 
 /// A revision's pinned images without its project (image retention reads every revision).
@@ -90,6 +93,10 @@ impl RevisionSpec {
             if let Some(s) = self.project.configs.get(&r.source) {
                 h.update(s.content.as_bytes());
             }
+        }
+        // Only a subscribing service's hash changes: the others keep their replicas.
+        if let Some(w) = self.wires.get(name) {
+            h.update(serde_json::to_vec(w).unwrap_or_default());
         }
         hex::encode(&h.finalize()[..6])
     }
@@ -267,6 +274,39 @@ pub fn container_spec(
             None => (t.clone(), String::new()),
         })
         .collect();
+    let mut env: Vec<String> = svc
+        .environment
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut extra_hosts = svc.extra_hosts.clone();
+    if let Some(w) = spec.wires.get(service_name) {
+        // A variable the user set wins.
+        env.extend(
+            w.env
+                .iter()
+                .filter(|(k, _)| !svc.environment.contains_key(*k))
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        mounts.push(MountSpec {
+            typ: "bind".into(),
+            source: w.credentials.clone(),
+            target: crate::subscriptions::SECRETS_DIR.into(),
+            read_only: true,
+        });
+        let host = crate::subscriptions::GATEWAY_HOST;
+        let shares_network = svc
+            .network_mode
+            .as_deref()
+            .is_some_and(|m| m.starts_with("container:") || m.starts_with("service:"));
+        if !shares_network
+            && !extra_hosts
+                .iter()
+                .any(|h| h.starts_with(&format!("{host}:")))
+        {
+            extra_hosts.push(format!("{host}:host-gateway"));
+        }
+    }
     ContainerSpec {
         image: spec
             .images
@@ -275,11 +315,7 @@ pub fn container_spec(
             .unwrap_or_else(|| svc.image.clone()),
         cmd: svc.command.clone(),
         entrypoint: svc.entrypoint.clone(),
-        env: svc
-            .environment
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
+        env,
         labels: lbl,
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
@@ -295,7 +331,7 @@ pub fn container_spec(
             tmpfs,
             cap_add: svc.cap_add.clone(),
             cap_drop: svc.cap_drop.clone(),
-            extra_hosts: svc.extra_hosts.clone(),
+            extra_hosts,
             #[allow(clippy::cast_possible_truncation)]
             nano_cpus: svc.resources.cpus.map(|c| (c * 1e9) as i64),
             memory: svc.resources.memory_bytes,
@@ -483,6 +519,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
             image_ports: BTreeMap::new(),
+            wires: BTreeMap::new(),
         }
     }
 

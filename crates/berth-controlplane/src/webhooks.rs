@@ -3,6 +3,10 @@
 //! `X-Gitea-Signature: HEX`) or GitLab (`X-Gitlab-Token: SECRET`). A verified push of the
 //! service's branch (or of a tag) queues a build of that ref; other pushes are acknowledged and
 //! ignored. Comparisons are constant-time; secrets are never logged.
+//!
+//! The path is public, so a refusal says nothing about what exists: an unknown service (or
+//! team), a service without a webhook secret and a bad signature all answer 401 with one
+//! message ([`REFUSED`]), after a signature check each.
 
 use crate::{ControlPlane, CpError};
 use berth_core::api::{BuildStart, BuildView};
@@ -23,7 +27,7 @@ pub enum HookError {
     /// No valid signature or token.
     #[error("{0}")]
     Unauthorized(String),
-    /// The service or its secret is unknown, or the payload is not usable.
+    /// The payload is not usable, or the state failed.
     #[error(transparent)]
     Cp(#[from] CpError),
 }
@@ -72,6 +76,12 @@ pub fn verify(secret: &str, header: &dyn Fn(&str) -> Option<String>, body: &[u8]
     false
 }
 
+/// The one answer of a refused webhook, whatever was wrong.
+pub const REFUSED: &str = "bad or missing webhook signature";
+
+/// Checked against when there is no secret, so a refusal takes the time a check takes.
+const UNSET_SECRET: &str = "berth-no-webhook-secret-is-set-for-this-path";
+
 impl ControlPlane {
     /// Set the secret that signs a service's push webhooks.
     pub fn set_webhook_secret(&self, service: &str, secret: &str) -> Result<(), CpError> {
@@ -93,26 +103,37 @@ impl ControlPlane {
         header: &dyn Fn(&str) -> Option<String>,
         body: &[u8],
     ) -> Result<HookOutcome, HookError> {
+        // The path is public: a missing service, one without a secret and a bad signature
+        // answer alike (same status, same message, a signature checked in each case), so the
+        // hook cannot be used to probe which services exist.
         let rec = self
             .inner
             .store
             .get_service(service)
-            .map_err(CpError::from)?
-            .ok_or_else(|| CpError::UnknownBuildService(service.into()))?;
-        let secret = self
-            .inner
-            .store
-            .webhook_secret(service)
-            .map_err(CpError::from)?
-            .ok_or_else(|| {
-                HookError::Unauthorized(format!("service {service:?} has no webhook secret"))
-            })?;
-        if !verify(&secret, header, body) {
-            tracing::warn!(service, "webhook refused: bad or missing signature");
-            return Err(HookError::Unauthorized(
-                "bad or missing webhook signature".into(),
-            ));
-        }
+            .map_err(CpError::from)?;
+        let secret = match &rec {
+            Some(_) => self
+                .inner
+                .store
+                .webhook_secret(service)
+                .map_err(CpError::from)?,
+            None => None,
+        };
+        let verified = match &secret {
+            Some(secret) => verify(secret, header, body),
+            None => {
+                let _ = verify(UNSET_SECRET, header, body);
+                false
+            }
+        };
+        let Some(rec) = rec.filter(|_| verified) else {
+            tracing::warn!(
+                service,
+                known = secret.is_some(),
+                "webhook refused: unknown service, no secret, or a bad or missing signature"
+            );
+            return Err(HookError::Unauthorized(REFUSED.into()));
+        };
         if header("x-github-event").as_deref() == Some("ping")
             || header("x-gitea-event").as_deref() == Some("ping")
         {

@@ -42,6 +42,9 @@ pub enum AdmissionKey {
     CapAddAll,
     /// A bind mount of the Docker socket (`/var/run/docker.sock`, `/run/docker.sock`).
     DockerSocket,
+    /// A network or volume declared `external: true`: an object made outside the project,
+    /// possibly another team's or the host's, which Berth attaches or mounts by its name.
+    External,
     /// Bind mounts of host paths under this absolute prefix (`/` allows every path, except the
     /// Docker socket, which is [`AdmissionKey::DockerSocket`]'s).
     Bind(String),
@@ -96,6 +99,7 @@ impl fmt::Display for AdmissionKey {
             AdmissionKey::CapAdd(c) => write!(f, "cap_add:{c}"),
             AdmissionKey::CapAddAll => f.write_str("cap_add:*"),
             AdmissionKey::DockerSocket => f.write_str("docker_socket"),
+            AdmissionKey::External => f.write_str("external"),
             AdmissionKey::Bind(p) => write!(f, "bind:{p}"),
         }
     }
@@ -114,6 +118,7 @@ impl FromStr for AdmissionKey {
             "security_opt" => AdmissionKey::SecurityOpt,
             "cap_add:*" => AdmissionKey::CapAddAll,
             "docker_socket" => AdmissionKey::DockerSocket,
+            "external" => AdmissionKey::External,
             _ => {
                 if let Some(cap) = s.strip_prefix("cap_add:") {
                     let cap = normalise_cap(cap);
@@ -129,7 +134,7 @@ impl FromStr for AdmissionKey {
                     return Err(format!(
                         "unknown admission key {s:?} (one of privileged, network_mode:host, pid:host, \
                          ipc:host, userns_mode:host, devices, security_opt, cap_add:NAME, cap_add:*, \
-                         docker_socket, bind:/PREFIX)"
+                         docker_socket, external, bind:/PREFIX)"
                     ));
                 }
             }
@@ -172,6 +177,7 @@ mod tests {
             "cap_add:NET_ADMIN",
             "cap_add:*",
             "docker_socket",
+            "external",
             "bind:/",
             "bind:/srv/data",
         ] {

@@ -259,7 +259,8 @@ pub struct ServiceRequest {
     /// Subversion URL.
     #[serde(default)]
     pub svn: Option<String>,
-    /// Poll the repository every N seconds (at least 5) and build when it changed (Git).
+    /// Poll the repository every N seconds (at least 5) and build when it changed: a new
+    /// commit of the branch (Git), a new last-changed revision of the URL (Subversion).
     #[serde(default)]
     pub poll_secs: Option<u64>,
 }
@@ -269,9 +270,27 @@ pub struct ServiceRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub name: String,
-    /// `{"git", "branch", "path", "poll_secs"}` or `{"svn"}`.
+    /// `{"git", "branch", "path", "poll_secs"}` or `{"svn"}` (`{"poll_secs", "svn"}` when
+    /// polled).
     pub source: crate::source::ServiceSource,
     pub created_at: String,
+}
+
+/// `DELETE /api/v1/services/{name}`: what removing a service did with its versions' images.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceRemoved {
+    /// The service.
+    pub name: String,
+    /// Version records removed with it.
+    pub versions: usize,
+    /// Image tags removed from the engine (`berth/NAME:VERSION`).
+    pub images_removed: Vec<String>,
+    /// Image tags left on the engine, each with why (a revision of an application pins the
+    /// image, a container uses it, the tag now points at another image, the engine refused).
+    pub images_kept: Vec<String>,
+    /// The build that was running or queued and was cancelled, if any.
+    pub cancelled_builds: Vec<u64>,
 }
 
 /// `POST /api/v1/services/{name}/builds`.
@@ -829,6 +848,9 @@ pub struct MarketEntry {
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
+    /// Applications that subscribe to the entry, as `TEAM/APP`.
+    #[serde(default)]
+    pub subscribers: Vec<String>,
     /// `market show` only: the README (its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readme: Option<String>,
@@ -839,4 +861,37 @@ pub struct MarketEntry {
     /// `market show` only: the provider's operations per minute for the last hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<RouteStats>,
+}
+
+/// `POST /api/v1/apps/{app}/subscriptions`: subscribe the application to a market entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRequest {
+    /// The market entry, `TEAM/SERVICE`.
+    pub entry: String,
+    /// One of the provider's plans (`x-berth.route.plans`).
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+/// A subscription of an application to a market entry (docs/market.md#subscribe).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubscriptionView {
+    /// The consumer application (the caller's team's name).
+    pub app: String,
+    /// The market entry, `TEAM/SERVICE`.
+    pub entry: String,
+    pub plan: Option<String>,
+    /// `cli` (berth subscribe) or `uses` (`x-berth.uses` in the application's file).
+    pub origin: String,
+    /// The variable holding the provider's URL through the gateway, and its value.
+    pub url_env: String,
+    pub url: String,
+    /// The variable naming the credential file, and the file inside the containers.
+    pub token_env: String,
+    pub token_file: String,
+    pub created_by: String,
+    pub created_at: String,
 }

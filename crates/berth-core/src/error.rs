@@ -131,6 +131,14 @@ pub enum ErrorCode {
     VersionNotApproved,
     /// The object is used elsewhere (a version runs or is published); the message says where.
     InUse,
+    /// The request names an image under another team's `berth/` (an `image:`, a `build:` tag,
+    /// a Dockerfile `FROM`); the message names each. Nothing was built or created.
+    ImageDenied,
+    /// A route with `auth: subscribers` was called with a valid Berth token of an application
+    /// that does not subscribe to it (docs/market.md).
+    NotSubscribed,
+    /// The application does not subscribe to the named market entry.
+    SubscriptionNotFound,
 }
 
 impl ErrorCode {
@@ -185,6 +193,9 @@ impl ErrorCode {
         Self::InvalidTransition,
         Self::VersionNotApproved,
         Self::InUse,
+        Self::ImageDenied,
+        Self::NotSubscribed,
+        Self::SubscriptionNotFound,
     ];
 
     /// The stable string clients match on.
@@ -240,6 +251,9 @@ impl ErrorCode {
             Self::InvalidTransition => "invalid_transition",
             Self::VersionNotApproved => "version_not_approved",
             Self::InUse => "in_use",
+            Self::ImageDenied => "image_denied",
+            Self::NotSubscribed => "not_subscribed",
+            Self::SubscriptionNotFound => "subscription_not_found",
         }
     }
 
@@ -266,7 +280,8 @@ impl ErrorCode {
             | Self::ApiTokenNotFound
             | Self::TeamNotFound
             | Self::MemberNotFound
-            | Self::VersionNotFound => 404,
+            | Self::VersionNotFound
+            | Self::SubscriptionNotFound => 404,
             Self::RouteConflict
             | Self::PortConflict
             | Self::UserExists
@@ -280,7 +295,9 @@ impl ErrorCode {
             Self::Forbidden
             | Self::ForbiddenOrigin
             | Self::PasswordChangeRequired
-            | Self::AdmissionDenied => 403,
+            | Self::AdmissionDenied
+            | Self::ImageDenied
+            | Self::NotSubscribed => 403,
             Self::UnsupportedMediaType => 415,
             Self::BadHost => 421,
             Self::UriTooLong => 414,

@@ -47,6 +47,23 @@ pub struct AuthPolicy {
     /// token without the claim is team `default`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// `auth: subscribers` (docs/market.md): the global names of the applications that
+    /// subscribe to the market entry this route serves, sorted. A token of Berth's own issuer
+    /// for the entry's audience passes the team check (its team is the consumer's), and the
+    /// gateway then answers 403 `not_subscribed` unless its `sub` is in this list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<Vec<String>>,
+}
+
+impl AuthPolicy {
+    /// Does this route admit the verified subject `sub`? Always, unless the route takes
+    /// subscribers only.
+    #[must_use]
+    pub fn admits(&self, sub: &str) -> bool {
+        self.subscribers
+            .as_ref()
+            .is_none_or(|s| s.binary_search_by(|x| x.as_str().cmp(sub)).is_ok())
+    }
 }
 
 /// The reserved claim of every token Berth's own issuer signs: the team it was issued for.

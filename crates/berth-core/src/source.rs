@@ -5,7 +5,9 @@
 //! stored in every data directory, so they never change; add optional fields only:
 //! - Git: `{"branch": B|null, "git": URL, "path": P|null, "poll_secs": N|null}` (rows written
 //!   before `--poll` lack `poll_secs`; a missing optional field reads as none);
-//! - Subversion: `{"svn": URL}`.
+//! - Subversion: `{"svn": URL}`, or `{"poll_secs": N, "svn": URL}` when polled (`poll_secs` is
+//!   written only when set, so an unpolled source is the same text as before `--poll` reached
+//!   Subversion).
 //!
 //! A row carrying both `git` and `svn` reads as Git (the control plane always built it so).
 
@@ -42,10 +44,14 @@ pub struct GitRepo {
     pub poll_secs: Option<u64>,
 }
 
-/// A Subversion repository.
+/// A Subversion repository, optionally polled.
+// `poll_secs` comes first: keys are stored in alphabetical order (see `GitRepo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SvnRepo {
+    /// Poll the URL every N seconds and build when its last-changed revision moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_secs: Option<u64>,
     /// Subversion URL: `file://`, `http(s)://` or `svn://`.
     #[serde(rename = "svn")]
     pub url: String,
@@ -58,6 +64,15 @@ impl ServiceSource {
         match self {
             Self::Git(g) => g.branch.as_deref(),
             Self::Svn(_) => None,
+        }
+    }
+
+    /// How often the repository is polled for changes, if it is.
+    #[must_use]
+    pub fn poll_secs(&self) -> Option<u64> {
+        match self {
+            Self::Git(g) => g.poll_secs,
+            Self::Svn(s) => s.poll_secs,
         }
     }
 }
@@ -82,6 +97,7 @@ mod tests {
             r#"{"branch":null,"git":"/srv/repo","path":null,"poll_secs":null}"#,
             r#"{"branch":"main","git":"https://git.example/a.git","path":"svc/api","poll_secs":60}"#,
             r#"{"svn":"svn://svn.example/repo/trunk"}"#,
+            r#"{"poll_secs":30,"svn":"svn://svn.example/repo/trunk"}"#,
         ] {
             let s: ServiceSource = serde_json::from_str(text).unwrap();
             assert_eq!(serde_json::to_string(&s).unwrap(), text);
@@ -103,10 +119,16 @@ mod tests {
         assert_eq!(
             svn,
             ServiceSource::Svn(SvnRepo {
-                url: "svn://x".into()
+                url: "svn://x".into(),
+                poll_secs: None,
             })
         );
         assert_eq!(svn.branch(), None);
+        assert_eq!(svn.poll_secs(), None);
+        let polled: ServiceSource =
+            serde_json::from_str(r#"{"poll_secs":30,"svn":"svn://x"}"#).unwrap();
+        assert_eq!(polled.poll_secs(), Some(30));
+        assert_eq!(git.poll_secs(), None);
     }
 
     #[test]

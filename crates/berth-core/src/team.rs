@@ -73,6 +73,66 @@ pub fn docker_part(global: &str) -> Cow<'_, str> {
     }
 }
 
+/// The repository path every image Berth builds lives under (`berth/...`).
+pub const IMAGE_ROOT: &str = "berth";
+
+/// The repository path of an image reference: without a registry that means the local
+/// engine's default (`docker.io/`, `index.docker.io/`), a tag or a digest. None for a reference
+/// that is no name (an image ID, `sha256:...`).
+fn image_path(reference: &str) -> Option<&str> {
+    let r = reference.trim();
+    let r = r.split_once('@').map_or(r, |(name, _)| name);
+    if r.is_empty() || r.starts_with("sha256:") {
+        return None;
+    }
+    // A tag follows the last `:` that comes after the last `/` (a registry port comes before).
+    let last_slash = r.rfind('/').map_or(0, |i| i + 1);
+    let r = match r[last_slash..].find(':') {
+        Some(i) => &r[..last_slash + i],
+        None => r,
+    };
+    let r = r
+        .strip_prefix("docker.io/")
+        .or_else(|| r.strip_prefix("index.docker.io/"))
+        .unwrap_or(r);
+    Some(r)
+}
+
+/// The team an image belongs to, if it is one of Berth's (`berth/...`, see
+/// docs/teams.md#images): `berth/<name>` is team [`DEFAULT_TEAM`]'s (its services' versions
+/// `berth/<service>` and Compose builds `berth/<app>-<service>`), `berth/<team>/...` is
+/// `<team>`'s. Any other name (and an image ID) belongs to no team: None.
+#[must_use]
+pub fn image_team(reference: &str) -> Option<&str> {
+    let path = image_path(reference)?;
+    let rest = path.strip_prefix(IMAGE_ROOT)?.strip_prefix('/')?;
+    if rest.is_empty() {
+        return None;
+    }
+    match rest.split_once('/') {
+        Some((team, _)) => Some(team),
+        None => Some(DEFAULT_TEAM),
+    }
+}
+
+/// May `team` use (run, build from, tag) the image named `reference`? Every image outside
+/// `berth/` may be used; one under `berth/` only by its own team ([`image_team`]).
+#[must_use]
+pub fn may_use_image(team: &str, reference: &str) -> bool {
+    image_team(reference).is_none_or(|owner| owner == team)
+}
+
+/// May `team` use an image carrying these `tags`, named by something that is no `berth/` name
+/// (an image ID, a digest)? Not if a tag puts it under another team's `berth/` and no tag is
+/// one `team` may use by name.
+#[must_use]
+pub fn may_use_tagged(team: &str, tags: &[String]) -> bool {
+    let foreign = tags
+        .iter()
+        .any(|t| image_team(t).is_some_and(|owner| owner != team));
+    !foreign || tags.iter().any(|t| may_use_image(team, t))
+}
+
 /// A member's role in a team (docs/permissions.md lists what each may do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -164,6 +224,48 @@ mod tests {
             global_name("default", "shop.web"),
             global_name("shop", "web")
         );
+    }
+
+    #[test]
+    fn images_belong_to_the_team_of_their_path() {
+        for (reference, team) in [
+            ("berth/app-svc", Some("default")),
+            ("berth/app-svc:r3", Some("default")),
+            ("berth/api:v1", Some("default")),
+            ("docker.io/berth/api:v1", Some("default")),
+            ("index.docker.io/berth/api", Some("default")),
+            ("berth/shop/web-api:latest", Some("shop")),
+            ("berth/shop/api@sha256:abcd", Some("shop")),
+            ("docker.io/berth/shop/api", Some("shop")),
+            ("berth", None),
+            ("berth:1", None),
+            ("berthx/app", None),
+            ("localhost:5000/berth/app", None),
+            ("example.com/berth/shop/app", None),
+            ("postgres:16", None),
+            ("library/berth", None),
+            ("sha256:0123", None),
+            ("", None),
+        ] {
+            assert_eq!(image_team(reference), team, "{reference}");
+        }
+        assert!(may_use_image("shop", "berth/shop/web-api"));
+        assert!(!may_use_image("shop", "berth/web-api"));
+        assert!(!may_use_image("default", "berth/shop/web-api"));
+        assert!(may_use_image("default", "berth/web-api:r1"));
+        assert!(may_use_image("shop", "postgres:16"));
+        let tags = |t: &[&str]| t.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert!(may_use_tagged("shop", &tags(&[])));
+        assert!(may_use_tagged("shop", &tags(&["berth/shop/x:1"])));
+        assert!(!may_use_tagged("shop", &tags(&["berth/x:1"])));
+        assert!(!may_use_tagged(
+            "shop",
+            &tags(&["berth/ops/x:1", "berth/ops/x:r2"])
+        ));
+        assert!(may_use_tagged(
+            "shop",
+            &tags(&["berth/ops/x:1", "busybox:1"])
+        ));
     }
 
     proptest::proptest! {

@@ -364,7 +364,23 @@ pub(crate) async fn admit(
                 route: index,
             },
         ) {
-            Ok(verified) => identity = Some(verified),
+            Ok(verified) => {
+                // `auth: subscribers`: a valid token of an application that does not
+                // subscribe (any more) is refused, in the table this request was routed by.
+                if !auth_policy.admits(verified.subject()) {
+                    state
+                        .shared
+                        .metrics
+                        .unauthorized
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(error_response(
+                        ErrorCode::NotSubscribed,
+                        "this application does not subscribe to the service",
+                        rid,
+                    ));
+                }
+                identity = Some(verified);
+            }
             Err(e) => return Err(unauthorized(e, &state.shared, rid)),
         }
     }

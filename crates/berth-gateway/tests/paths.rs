@@ -80,6 +80,7 @@ async fn setup() -> Setup {
             issuers: vec!["berth".into()],
             audiences: vec![],
             team: None,
+            subscribers: None,
         }),
         ..Default::default()
     };

@@ -240,6 +240,7 @@ async fn auth_hook_refuses_bad_tokens_and_passes_identity_upstream() {
                     issuers: vec!["berth".into()],
                     audiences: vec![],
                     team: None,
+                    subscribers: None,
                 }),
                 ..Default::default()
             },
@@ -358,6 +359,7 @@ async fn a_remembered_token_is_checked_again_on_another_route_and_after_a_table_
                     issuers: vec!["berth".into()],
                     audiences: vec![audience.into()],
                     team: None,
+                    subscribers: None,
                 }),
                 ..Default::default()
             },

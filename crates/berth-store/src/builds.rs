@@ -186,10 +186,14 @@ const BUILD_COLS: &str = "id, service, git_ref, status, reason, version, created
 impl Store {
     /// Register a service; false if the name is taken.
     pub fn create_service(&self, name: &str, source: &ServiceSource) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        crate::teams::require_team_of(&tx, name)?;
+        let n = tx.execute(
             "INSERT INTO services(name, source, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
             params![name, serde_json::to_string(source)?, now()],
         )?;
+        tx.commit()?;
         Ok(n > 0)
     }
 
@@ -248,6 +252,18 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut kept = None;
+        // A service removed while its build ran gets no version (the build row is gone too).
+        let version = match version {
+            Some(v) => tx
+                .query_row(
+                    "SELECT 1 FROM services WHERE name = ?1",
+                    params![v.service],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .map(|()| v),
+            None => None,
+        };
         if let Some(v) = version {
             let existing: Option<(String, String)> = tx
                 .query_row(
@@ -466,6 +482,69 @@ impl Store {
     }
 }
 
+/// What [`Store::remove_service`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceRemoval {
+    /// The service, its builds, versions, build secrets and webhook secret are gone; these
+    /// were its versions.
+    Removed(Vec<VersionRecord>),
+    /// Nothing was removed: these versions (name, state) are published or deprecated, so
+    /// other teams may rely on them.
+    Held(Vec<(String, String)>),
+    /// No such service.
+    NotFound,
+}
+
+impl Store {
+    /// Remove a service with everything recorded about it (builds and their logs, versions,
+    /// build secrets, the webhook secret, which lives in its row, its market binding), in one
+    /// transaction that
+    /// first checks that no version of it is published or deprecated. Images are the caller's
+    /// business.
+    pub fn remove_service(&self, name: &str) -> Result<ServiceRemoval, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row(
+                "SELECT 1 FROM services WHERE name = ?1",
+                params![name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(ServiceRemoval::NotFound);
+        }
+        let held: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT name, state FROM versions WHERE service = ?1
+                   AND state IN ('published', 'deprecated') ORDER BY name",
+            )?;
+            let rows = stmt.query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if !held.is_empty() {
+            return Ok(ServiceRemoval::Held(held));
+        }
+        let versions: Vec<VersionRecord> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE service = ?1 ORDER BY created_at, build_id"
+            ))?;
+            let rows = stmt.query_map(params![name], version_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for table in ["versions", "builds", "build_secrets", "market_bindings"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE service = ?1"),
+                params![name],
+            )?;
+        }
+        tx.execute("DELETE FROM services WHERE name = ?1", params![name])?;
+        tx.commit()?;
+        Ok(ServiceRemoval::Removed(versions))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,6 +631,97 @@ mod tests {
         assert!(matches!(s.get_build(id), Err(StoreError::Sqlite(_))));
     }
 
+    #[test]
+    fn a_service_is_removed_with_its_records_unless_a_version_is_published() {
+        let s = Store::open_in_memory().unwrap();
+        for svc in ["api", "other"] {
+            assert!(s.create_service(svc, &git("/x")).unwrap());
+            s.set_build_secret(svc, "TOKEN", "t").unwrap();
+            s.set_webhook_secret(svc, "hook-secret-0123456789").unwrap();
+            for name in ["v1", "v2"] {
+                let id = s.create_build(svc, None).unwrap();
+                let v = VersionRecord {
+                    service: svc.into(),
+                    name: name.into(),
+                    digest: format!("sha256:{svc}{name}"),
+                    tag: format!("berth/{svc}:{name}"),
+                    commit: "c".into(),
+                    author: "A".into(),
+                    commit_time: None,
+                    build_id: id,
+                    created_at: String::new(),
+                    steps: None,
+                    contract: None,
+                    readme: None,
+                };
+                s.finish_build(id, BuildState::Succeeded, "", "", Some(&v))
+                    .unwrap();
+            }
+        }
+        s.conn()
+            .execute(
+                "UPDATE versions SET state = 'published' WHERE service = 'api' AND name = 'v2'",
+                [],
+            )
+            .unwrap();
+        s.bind_market("api", "front", "web", "v2", "ada").unwrap();
+        assert_eq!(
+            s.remove_service("api").unwrap(),
+            ServiceRemoval::Held(vec![("v2".into(), "published".into())])
+        );
+        assert!(
+            s.get_service("api").unwrap().is_some(),
+            "a held service stays"
+        );
+        assert_eq!(s.list_versions("api").unwrap().len(), 2);
+        s.conn()
+            .execute(
+                "UPDATE versions SET state = 'retired' WHERE service = 'api'",
+                [],
+            )
+            .unwrap();
+        let ServiceRemoval::Removed(versions) = s.remove_service("api").unwrap() else {
+            panic!("not removed");
+        };
+        assert_eq!(
+            versions.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            ["v1", "v2"]
+        );
+        assert!(s.get_service("api").unwrap().is_none());
+        assert!(s.list_versions("api").unwrap().is_empty());
+        assert!(s.list_builds(Some("api")).unwrap().is_empty());
+        assert!(s.build_secrets("api").unwrap().is_empty());
+        assert_eq!(s.webhook_secret("api").unwrap(), None);
+        assert!(s.market_binding("api").unwrap().is_none());
+        assert_eq!(s.remove_service("api").unwrap(), ServiceRemoval::NotFound);
+        // The other service is untouched.
+        assert_eq!(s.list_versions("other").unwrap().len(), 2);
+        assert_eq!(s.list_builds(Some("other")).unwrap().len(), 2);
+        assert_eq!(s.build_secrets("other").unwrap().len(), 1);
+        // A build that ends after its service was removed records no version.
+        let id = s.create_build("other", None).unwrap();
+        s.conn()
+            .execute("DELETE FROM services WHERE name = 'other'", [])
+            .unwrap();
+        let late = VersionRecord {
+            service: "other".into(),
+            name: "v3".into(),
+            digest: "sha256:late".into(),
+            tag: "berth/other:v3".into(),
+            commit: "c".into(),
+            author: "A".into(),
+            commit_time: None,
+            build_id: id,
+            created_at: String::new(),
+            steps: None,
+            contract: None,
+            readme: None,
+        };
+        s.finish_build(id, BuildState::Succeeded, "", "", Some(&late))
+            .unwrap();
+        assert!(s.get_version("other", "v3").unwrap().is_none());
+    }
+
     /// Rows as the control plane wrote them before sources were typed (`serde_json::json!`),
     /// including one from before `--poll` existed, read as typed sources; a source written
     /// now is stored as the same text.
@@ -586,6 +756,7 @@ mod tests {
         });
         let site = ServiceSource::Svn(SvnRepo {
             url: "svn://svn.example/site/trunk".into(),
+            poll_secs: None,
         });
         assert_eq!(s.get_service("api").unwrap().unwrap().source, api);
         assert_eq!(

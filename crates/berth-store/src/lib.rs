@@ -22,18 +22,22 @@ mod market;
 mod migrations;
 mod restarts;
 mod subnets;
+mod subscriptions;
 mod teams;
 mod users;
 
 pub use api_tokens::ApiTokenRecord;
 pub use audit::{AuditQuery, AuditRecord};
 pub use backup::Snapshot;
-pub use builds::{BuildRecord, BuildState, ImageState, ServiceRecord, VersionRecord};
+pub use builds::{
+    BuildRecord, BuildState, ImageState, ServiceRecord, ServiceRemoval, VersionRecord,
+};
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
 pub use subnets::SubnetRecord;
-pub use teams::{GrantRecord, MemberRecord, TeamRecord};
+pub use subscriptions::{SubscriptionRecord, ORIGIN_CLI, ORIGIN_USES};
+pub use teams::{GrantRecord, MemberRecord, TeamDeletion, TeamHolds, TeamRecord};
 pub use users::UserRecord;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -60,6 +64,9 @@ pub enum StoreError {
     /// A snapshot ([`Store::backup_to`]) could not be made or failed its check.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The team of an object about to be made does not exist (it was removed meanwhile).
+    #[error("team {0:?} does not exist")]
+    TeamNotFound(String),
 }
 
 /// Outcome of a revision's rollout.
@@ -237,6 +244,7 @@ impl Store {
         let spec = serde_json::to_string(spec)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        teams::require_team_of(&tx, app)?;
         let ts = now();
         tx.execute(
             "INSERT INTO apps(name, created_at, revision, deleting, delete_volumes) VALUES (?1, ?2, 0, 0, 0)
@@ -379,6 +387,7 @@ impl Store {
         tx.execute("DELETE FROM revisions WHERE app = ?1", params![app])?;
         // A market entry's provider instance goes with its application (docs/market.md).
         tx.execute("DELETE FROM market_bindings WHERE app = ?1", params![app])?;
+        tx.execute("DELETE FROM subscriptions WHERE app = ?1", params![app])?;
         tx.execute(
             "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
             params![app],
@@ -391,12 +400,16 @@ impl Store {
 impl Store {
     /// Add or replace an issuer.
     pub fn put_issuer(&self, i: &IssuerRecord) -> Result<(), StoreError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        teams::require_team_of(&tx, &i.name)?;
+        tx.execute(
             "INSERT INTO issuers(name, issuer, jwks, jwks_url, hs256_secret, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(name) DO UPDATE SET issuer = ?2, jwks = ?3, jwks_url = ?4, hs256_secret = ?5",
             params![i.name, i.issuer, i.jwks, i.jwks_url, i.hs256_secret, now()],
         )?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -186,19 +186,54 @@ const MIGRATIONS: &[&str] = &[
         bound_by TEXT NOT NULL,
         bound_at TEXT NOT NULL
      );",
+    // 12: the admission key `external` (docs/teams.md#admission). No schema change: the
+    // statement that matters is upgrade-only (below), for data directories from before teams.
+    "SELECT 1",
+    // 13: subscriptions (docs/market.md#subscribe): a consumer application calls a market entry's
+    // provider instance through the gateway. `origin` is `cli` (berth subscribe) or `uses`
+    // (x-berth.uses in the application's Compose file).
+    "CREATE TABLE subscriptions (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        plan TEXT,
+        origin TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (app, service)
+     );
+     CREATE INDEX subscriptions_by_service ON subscriptions(service, app);",
 ];
 
-/// Statements that run with a migration only when it upgrades a database an earlier release
-/// wrote (not on a fresh one): by migration number (1-based).
-const UPGRADE_ONLY: &[(usize, &str)] = &[
+/// A statement that runs with a migration only when it upgrades a database an earlier release
+/// wrote (never on a fresh one), and only when that database's schema was older than
+/// `older_than`.
+struct UpgradeOnly {
+    /// The migration it runs with (1-based).
+    migration: usize,
+    /// It runs only for a database whose `user_version` was below this when the upgrade began.
+    older_than: usize,
+    sql: &'static str,
+}
+
+const UPGRADE_ONLY: &[UpgradeOnly] = &[
     // 10: what already runs stays admitted: an earlier release let every Compose file bind-mount
     // any host path and add any capability (docs/teams.md#upgrading).
-    (
-        10,
-        "INSERT INTO admission_grants(team, key, granted_by, created_at) VALUES
+    UpgradeOnly {
+        migration: 10,
+        older_than: 10,
+        sql: "INSERT INTO admission_grants(team, key, granted_by, created_at) VALUES
             ('default', 'bind:/', 'upgrade', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
             ('default', 'cap_add:*', 'upgrade', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
-    ),
+    },
+    // 12: and so do its external networks and volumes, which releases before teams attached
+    // without a grant. A database of the teams release (schema 10 or 11) gets nothing: its
+    // administrator decided the grants already.
+    UpgradeOnly {
+        migration: 12,
+        older_than: 10,
+        sql: "INSERT OR IGNORE INTO admission_grants(team, key, granted_by, created_at) VALUES
+            ('default', 'external', 'upgrade', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));",
+    },
 ];
 
 /// The schema version this build writes (the number of migrations): a database whose
@@ -218,8 +253,8 @@ pub(crate) fn apply_first(conn: &Connection, last: usize) -> rusqlite::Result<()
         let number = i + 1;
         let extra = UPGRADE_ONLY
             .iter()
-            .filter(|(n, _)| upgrading && *n == number)
-            .map(|(_, sql)| *sql)
+            .filter(|u| upgrading && u.migration == number && current < u.older_than)
+            .map(|u| u.sql)
             .collect::<Vec<_>>()
             .join("\n");
         conn.execute_batch(&format!(

@@ -6,6 +6,49 @@ use berth_core::admission::AdmissionKey;
 use berth_core::team::Role;
 use rusqlite::{params, OptionalExtension};
 
+/// What [`Store::delete_empty_team`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamDeletion {
+    /// The team is gone, with its members and grants.
+    Deleted,
+    /// No such team.
+    NotFound,
+    /// It still holds these; nothing was removed.
+    Holds(TeamHolds),
+}
+
+/// What a team still holds, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamHolds {
+    pub applications: u64,
+    pub services: u64,
+    pub issuers: u64,
+}
+
+/// Inside an insert's transaction: the team of the global name `global` exists (team
+/// `default` always does), else [`StoreError::TeamNotFound`]. Pairs with
+/// [`Store::delete_empty_team`], so nothing is made in a team being removed.
+pub(crate) fn require_team_of(
+    tx: &rusqlite::Transaction<'_>,
+    global: &str,
+) -> Result<(), StoreError> {
+    let team = berth_core::team::team_of(global);
+    if team == berth_core::team::DEFAULT_TEAM {
+        return Ok(());
+    }
+    let exists = tx
+        .query_row("SELECT 1 FROM teams WHERE name = ?1", params![team], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::TeamNotFound(team.to_string()))
+    }
+}
+
 /// One team.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamRecord {
@@ -104,12 +147,50 @@ impl Store {
     }
 
     /// Remove a team with its members and grants; false if it did not exist. The caller checks
-    /// that it holds no objects.
+    /// that it holds no objects ([`Store::delete_empty_team`] checks and removes at once).
     pub fn delete_team(&self, name: &str) -> Result<bool, StoreError> {
         let n = self
             .conn()
             .execute("DELETE FROM teams WHERE name = ?1", params![name])?;
         Ok(n > 0)
+    }
+
+    /// Remove a team with its members and grants if it holds no applications, services or
+    /// issuers, in one transaction: an object made meanwhile is either counted here or refused
+    /// at its own insert ([`require_team_of`], inside the insert's transaction), never left in
+    /// a removed team.
+    pub fn delete_empty_team(&self, name: &str) -> Result<TeamDeletion, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row("SELECT 1 FROM teams WHERE name = ?1", params![name], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(TeamDeletion::NotFound);
+        }
+        let held = |table: &str| -> Result<u64, StoreError> {
+            Ok(tx.query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM {table} WHERE substr(name, 1, length(?1) + 1) = ?1 || '/'"
+                ),
+                params![name],
+                |r| r.get(0),
+            )?)
+        };
+        let holds = TeamHolds {
+            applications: held("apps")?,
+            services: held("services")?,
+            issuers: held("issuers")?,
+        };
+        if holds != TeamHolds::default() {
+            return Ok(TeamDeletion::Holds(holds));
+        }
+        tx.execute("DELETE FROM teams WHERE name = ?1", params![name])?;
+        tx.commit()?;
+        Ok(TeamDeletion::Deleted)
     }
 
     /// Add `user` to `team` with `role`, or change the role of a member. False if the team does
@@ -272,9 +353,70 @@ mod tests {
             .into_iter()
             .map(|g| g.key.to_string())
             .collect();
-        assert_eq!(keys, ["bind:/", "cap_add:*"]);
+        assert_eq!(keys, ["bind:/", "cap_add:*", "external"]);
         assert_eq!(s.memberships("admin").unwrap()[0].team, "default");
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_team_is_removed_only_empty_and_nothing_is_made_in_a_removed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.create_team("shop").unwrap());
+        assert!(s.create_team("shop-x").unwrap());
+        s.create_revision("shop/web", "apply", "", &serde_json::json!({}))
+            .unwrap();
+        // `shop-x/...` and `default`'s `shop.web` are not `shop`'s.
+        s.create_revision("shop-x/web", "apply", "", &serde_json::json!({}))
+            .unwrap();
+        s.create_revision("shop.web", "apply", "", &serde_json::json!({}))
+            .unwrap();
+        assert_eq!(
+            s.delete_empty_team("shop").unwrap(),
+            TeamDeletion::Holds(TeamHolds {
+                applications: 1,
+                ..TeamHolds::default()
+            })
+        );
+        s.mark_deleting("shop/web", false).unwrap();
+        s.delete_app("shop/web").unwrap();
+        assert_eq!(s.delete_empty_team("shop").unwrap(), TeamDeletion::Deleted);
+        assert_eq!(s.delete_empty_team("shop").unwrap(), TeamDeletion::NotFound);
+        // An apply, a service, an issuer that arrive after the removal are refused.
+        assert!(matches!(
+            s.create_revision("shop/web", "apply", "", &serde_json::json!({})),
+            Err(StoreError::TeamNotFound(t)) if t == "shop"
+        ));
+        let source: berth_core::source::ServiceSource =
+            serde_json::from_str(r#"{"svn": "https://example.com/svn"}"#).unwrap();
+        assert!(matches!(
+            s.create_service("shop/api", &source),
+            Err(StoreError::TeamNotFound(_))
+        ));
+        assert!(s.create_service("api", &source).unwrap());
+    }
+
+    #[test]
+    fn only_upgrades_from_before_teams_get_the_upgrade_grants() {
+        let grants = |before: Option<usize>| {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(n) = before {
+                let conn = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
+                crate::migrations::apply_first(&conn, n).unwrap();
+            }
+            let s = Store::open(dir.path()).unwrap();
+            s.admission_grants("default")
+                .unwrap()
+                .into_iter()
+                .map(|g| g.key.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(grants(None).is_empty(), "a fresh directory grants nothing");
+        assert!(
+            grants(Some(10)).is_empty(),
+            "the teams release's grants are its administrator's"
+        );
+        assert_eq!(grants(Some(8)), ["bind:/", "cap_add:*", "external"]);
     }
 }

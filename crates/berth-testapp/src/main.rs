@@ -13,7 +13,10 @@
 //! Paths: `/healthz`, `/` (version, hostname), `/headers` (request headers echoed),
 //! `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits the process at once),
 //! `/file?path=/run/secrets/x` (a file's content, to check secrets, configs and mounts),
-//! `/write?path=/data/x&text=hello` (writes a file, to check volumes).
+//! `/write?path=/data/x&text=hello` (writes a file, to check volumes),
+//! `/call?env=ORDERS&path=/x` (a market subscription's call: `GET $ORDERS_URL/x` with the
+//! bearer token in `$ORDERS_TOKEN_FILE`, answered as `status=N` and the body; `auth=0` sends
+//! no token).
 //!
 //! `berth-testapp probe [PORT [PATH]]` is a health-check client for images without a shell
 //! (Compose `healthcheck: test: ["CMD", "/app", "probe"]`): exit 0 when `GET PATH` on
@@ -218,6 +221,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                     Err(e) => (503, format!("{path}: {e}\n")),
                 }
             }
+            "/call" => call(&req.target),
             "/exit" => {
                 let code: i32 = query_param(&req.target, "code")
                     .and_then(|v| v.parse().ok())
@@ -250,4 +254,69 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `/call?env=NAME&path=/x[&auth=0]`: call `$NAME_URL` + path with the token of
+/// `$NAME_TOKEN_FILE`, resolving the host from `/etc/hosts` (a static binary has no resolver).
+fn call(target: &str) -> (u16, String) {
+    let env = query_param(target, "env").unwrap_or_default();
+    let path = url_decode(&query_param(target, "path").unwrap_or_else(|| "/".into()));
+    let auth = query_param(target, "auth").as_deref() != Some("0");
+    let Ok(url) = std::env::var(format!("{env}_URL")) else {
+        return (404, format!("{env}_URL is not set\n"));
+    };
+    let Some(rest) = url.strip_prefix("http://") else {
+        return (404, format!("{url}: not http://\n"));
+    };
+    let (authority, base) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+    let ip = host.parse::<std::net::IpAddr>().ok().or_else(|| {
+        std::fs::read_to_string("/etc/hosts")
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                let ip = words.next()?;
+                words.any(|w| w == host).then(|| ip.parse().ok())?
+            })
+    });
+    let Some(ip) = ip else {
+        return (404, format!("{host}: not in /etc/hosts\n"));
+    };
+    let token = if auth {
+        let file = std::env::var(format!("{env}_TOKEN_FILE")).unwrap_or_default();
+        match std::fs::read_to_string(&file) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => return (404, format!("{file}: {e}\n")),
+        }
+    } else {
+        None
+    };
+    let addr = std::net::SocketAddr::new(ip, port.parse().unwrap_or(80));
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => return (503, format!("connect {addr}: {e}\n")),
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head =
+        format!("GET {base}{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    if let Err(e) = stream.write_all(head.as_bytes()) {
+        return (503, format!("send: {e}\n"));
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (200, format!("status={status}\n{body}"))
 }

@@ -257,6 +257,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;
     cp.enable_backups(data_dir.clone());
+    // Consumers of market entries call the gateway at the Docker host (docs/market.md).
+    cp.enable_subscriptions(
+        data_dir.join("credentials"),
+        format!(
+            "http://{}:{}",
+            berth_controlplane::subscriptions::GATEWAY_HOST,
+            gateway_addr.port()
+        ),
+        shutdown.child_token(),
+    );
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,

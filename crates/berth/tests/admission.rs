@@ -487,3 +487,146 @@ fn admission_cli_is_the_administrators() {
     assert!(audited("admin", 201), "{page}");
     assert!(audited("bob", 403), "{page}");
 }
+
+#[test]
+fn an_external_volume_and_host_reaching_options_need_their_grants() {
+    let run = TestRun::new("admission-ext");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    // security_opt is an allowlist; containerd's socket and /proc reach the host like Docker's
+    // socket: refused even with bind:/.
+    server.ok(&["admission", "grant", "default", "bind:/"]);
+    let (status, body) = apply(
+        &server,
+        "host",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    security_opt: [no-new-privileges, 'label=type:spc_t']\n    volumes: [/proc/1/root:/host, /run/containerd/containerd.sock:/c.sock]\n"
+        ),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap();
+    for want in [
+        "services.web.security_opt[1]: label=type:spc_t (needs grant security_opt)",
+        "services.web.volumes[0]: /proc/1/root (needs grant docker_socket)",
+        "services.web.volumes[1]: /run/containerd/containerd.sock (needs grant docker_socket)",
+    ] {
+        assert!(msg.contains(want), "{msg}");
+    }
+    assert!(!msg.contains("security_opt[0]"), "{msg}");
+    server.ok(&["admission", "revoke", "default", "bind:/"]);
+    // A volume made outside Berth (labelled for this run's cleanup): another team's, or the host's.
+    let volume = run.name("outside");
+    let out = Command::new("docker")
+        .args([
+            "volume",
+            "create",
+            "--label",
+            &format!("berth.test={}", run.id),
+            &volume,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = format!(
+        "services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    volumes: [shared:/shared]\nvolumes:\n  shared: {{external: true, name: {volume}}}\n"
+    );
+    let (status, body) = apply(&server, "ext", &file);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("admission_denied")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "volumes.shared.external: {volume} (needs grant external)"
+        )),
+        "{msg}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(app_objects(&run, "ext"), 0);
+
+    // Granted, the same file runs, with the external volume mounted.
+    server.ok(&["admission", "grant", "default", "external"]);
+    let (status, body) = apply(&server, "ext", &file);
+    assert_eq!(status, 201, "{body}");
+    let id = running_web(&server, "ext");
+    let mounts = inspect(&id, "{{json .Mounts}}");
+    assert!(mounts.contains(&volume), "{mounts}");
+    server.ok(&["rm", "--app", "ext"]);
+}
+
+/// `web` routed at `/api`, probed, rolling back on failure after 3 s; `extra` is more keys of
+/// the service.
+fn rolling(image: &str, version: &str, healthy: bool, extra: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: {image}\n    environment: {{VERSION: {version}, HEALTHY: \"{h}\"}}\n    expose: [\"8080\"]\n{extra}    deploy:\n      update_config: {{order: start-first, monitor: 3s, failure_action: rollback}}\n    x-berth:\n      route: {{ path_prefix: /api, strip_prefix: true }}\n      health: {{ http: /healthz, interval: 500ms }}\n",
+        h = u8::from(healthy)
+    )
+}
+
+#[test]
+fn an_automatic_rollback_the_grants_no_longer_admit_pauses_instead() {
+    let run = TestRun::new("admission-rb");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    server.ok(&["admission", "grant", "default", "cap_add:NET_ADMIN"]);
+    let v1 = compose(
+        dir.path(),
+        "v1.yaml",
+        &rolling(&image, "v1", true, "    cap_add: [NET_ADMIN]\n"),
+    );
+    server.ok(&["apply", "-f", v1.to_str().unwrap(), "--app", "rb"]);
+    assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
+
+    // The grant goes; v2 (admitted: no cap_add) never becomes healthy. Rolling back to v1
+    // would need the revoked grant: no revision is made, and v1 keeps serving.
+    server.ok(&["admission", "revoke", "default", "cap_add:NET_ADMIN"]);
+    let v2 = compose(dir.path(), "v2.yaml", &rolling(&image, "v2", false, ""));
+    let out = server.cli(&["apply", "-f", v2.to_str().unwrap(), "--app", "rb"]);
+    assert!(
+        !out.status.success(),
+        "apply of an unhealthy version succeeded"
+    );
+    let hist: Value = wait_for(Duration::from_secs(30), "revision 2 failed", || {
+        let h: Value =
+            serde_json::from_str(&server.ok(&["history", "--app", "rb", "--output", "json"]))
+                .ok()?;
+        (h[0]["revision"] == 2 && h[0]["status"] == "failed").then_some(h)
+    });
+    let message = hist[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("automatic rollback to revision 1 refused")
+            && message
+                .contains("services.web.cap_add[0]: NET_ADMIN (needs grant cap_add:NET_ADMIN)")
+            && message.contains("rollout paused"),
+        "{hist}"
+    );
+    let (_, events) = api(&server, "GET", "/api/v1/events", None);
+    assert!(
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "rollback.refused")),
+        "{events}"
+    );
+    // Paused: still no rollback revision, and v1 still answers, a while later.
+    std::thread::sleep(Duration::from_secs(4));
+    let h: Value =
+        serde_json::from_str(&server.ok(&["history", "--app", "rb", "--output", "json"])).unwrap();
+    assert_eq!(h.as_array().map(Vec::len), Some(2), "{h}");
+    for _ in 0..10 {
+        let (code, body) = server.get("/api/x").unwrap();
+        assert!(code == 200 && body.starts_with("v1 "), "{code} {body}");
+    }
+
+    // With the grant back, a manual rollback restores v1 as the current revision.
+    server.ok(&["admission", "grant", "default", "cap_add:NET_ADMIN"]);
+    server.ok(&["rollback", "--app", "rb", "--to", "1"]);
+    server.ok(&["rm", "--app", "rb"]);
+}

@@ -394,11 +394,31 @@ fn two_teams_side_by_side_see_only_their_own() {
     let (status, _, body) = hook(&format!("/api/v1/hooks/a/{svc}"));
     assert_eq!(status, 202, "verified: a build is queued: {body}");
     assert!(body.contains(&format!("\"service\":\"{svc}\"")), "{body}");
-    let (status, _, body) = hook(&format!("/api/v1/hooks/{svc}"));
-    assert_eq!(status, 404, "team default has no {svc}: {body}");
-    let (status, _, body) = hook(&format!("/api/v1/hooks/b/{svc}"));
+    // A service that does not exist, one with no secret and a bad signature answer alike: the
+    // public path tells nobody which services exist.
+    let (status, _, nobody) = hook(&format!("/api/v1/hooks/{svc}"));
+    assert_eq!(status, 401, "team default has no {svc}: {nobody}");
+    let (status, _, no_secret) = hook(&format!("/api/v1/hooks/b/{svc}"));
     assert_eq!(
         status, 401,
-        "team b's {svc} has another secret (none): {body}"
+        "team b's {svc} has another secret (none): {no_secret}"
     );
+    let (status, _, no_team) = hook(&format!("/api/v1/hooks/zz/{svc}"));
+    assert_eq!(status, 401, "{no_team}");
+    let wrong = [("X-Gitlab-Token", "not-the-secret-of-team-a-at-all")];
+    let (status, _, bad_sig) = raw_request(
+        &server.api,
+        "POST",
+        &format!("/api/v1/hooks/a/{svc}"),
+        &wrong,
+        ping,
+    );
+    assert_eq!(status, 401, "{bad_sig}");
+    let message = |body: &str| {
+        let v: Value = serde_json::from_str(&body[body.find('{').unwrap_or(0)..]).unwrap();
+        v["message"].as_str().unwrap_or_default().to_string()
+    };
+    for other in [&no_secret, &no_team, &bad_sig] {
+        assert_eq!(message(&nobody), message(other), "{nobody} / {other}");
+    }
 }

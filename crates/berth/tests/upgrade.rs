@@ -1,11 +1,11 @@
 //! Upgrading a data directory written by the release before teams (schema 9): its applications
 //! move into team `default` without being renamed, and what runs is not touched — the same
 //! containers keep running, and scaling the application (a new revision, admission-checked)
-//! still admits its bind mount and capability (docs/teams.md#upgrading).
+//! still admits its bind mount, capability and external volume (docs/teams.md#upgrading).
 
 mod common;
 
-use berth_testkit::{testapp_image, wait_for, TestRun};
+use berth_testkit::{docker_cli, testapp_image, wait_for, TestRun};
 use common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -49,8 +49,10 @@ fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
 fn downgrade_to_schema_9(data_dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(data_dir.join("berth.db")).unwrap();
     conn.execute_batch(
-        // Migration 11 (the version lifecycle, the market's bindings).
-        "DROP INDEX versions_by_state;
+        // Migration 13 (subscriptions); 12 changed no schema.
+        "DROP TABLE subscriptions;
+         -- Migration 11 (the version lifecycle, the market's bindings).
+         DROP INDEX versions_by_state;
          DROP TABLE market_bindings;
          ALTER TABLE versions DROP COLUMN state;
          ALTER TABLE versions DROP COLUMN submitted_by;
@@ -82,11 +84,22 @@ fn a_data_directory_of_the_previous_schema_is_migrated_and_what_runs_is_untouche
     let mut server = Server::start(&run, dir.path());
     let (api, gw) = (server.api.clone(), server.gateway.clone());
 
-    // The previous release admitted any bind mount and capability; here, a fresh data directory
-    // needs grants for them (given through the store while the server runs: test setup only).
+    // An external volume, made outside Berth (labelled for this run's cleanup).
+    let external = run.name("ext");
+    docker_cli(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("berth.test={}", run.id),
+        &external,
+    ])
+    .unwrap();
+    // The previous release admitted any bind mount, capability and external volume; here, a
+    // fresh data directory needs grants for them (given through the store while the server
+    // runs: test setup only).
     {
         let store = berth_store::Store::open(dir.path()).unwrap();
-        for key in ["bind:/", "cap_add:*"] {
+        for key in ["bind:/", "cap_add:*", "external"] {
             store
                 .grant_admission("default", &key.parse().unwrap(), "test")
                 .unwrap();
@@ -104,9 +117,12 @@ services:
     cap_add: [NET_ADMIN]
     volumes:
       - {}:/data:ro
+      - shared:/shared
     x-berth:
       route: {{ path_prefix: / }}
       health: {{ http: /healthz, interval: 500ms }}
+volumes:
+  shared: {{ external: true, name: {external} }}
 "#,
             host_dir.path().display()
         ),
@@ -147,7 +163,7 @@ services:
             .into_iter()
             .map(|g| g.key.to_string())
             .collect();
-        assert_eq!(keys, ["bind:/", "cap_add:*"]);
+        assert_eq!(keys, ["bind:/", "cap_add:*", "external"]);
         let m = store.memberships("admin").unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].team, "default");

@@ -226,6 +226,7 @@ impl World {
             issuers: ["rs", "es", "ed", "hs", "nokid"].map(String::from).to_vec(),
             audiences: vec!["app".into(), "app2".into()],
             team: None,
+            subscribers: None,
         };
         World {
             rs,

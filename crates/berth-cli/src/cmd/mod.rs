@@ -10,6 +10,7 @@ pub(crate) mod admission;
 pub(crate) mod api_token;
 pub(crate) mod audit;
 pub(crate) mod login;
+pub(crate) mod subscribe;
 pub(crate) mod team;
 pub(crate) mod user;
 pub(crate) mod version;

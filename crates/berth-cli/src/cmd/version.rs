@@ -117,6 +117,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
+        c @ (Command::Subscribe { .. }
+        | Command::Unsubscribe { .. }
+        | Command::Subscriptions { .. }) => return super::subscribe::run(ctx, c).await,
         Command::Deprecate { version } => ("deprecate", version, TransitionRequest::default()),
         Command::Retire { version } => ("retire", version, TransitionRequest::default()),
         Command::Review(ReviewCommand::Ls { out }) => {
@@ -190,6 +193,9 @@ fn print_entry(e: &MarketEntry) {
         ms(e.p50_ms),
         ms(e.p95_ms)
     );
+    if !e.subscribers.is_empty() {
+        outln!("used by   {}", e.subscribers.join(", "));
+    }
     outln!("versions");
     for v in &e.versions {
         outln!("  {:<16} {:<11} {}", v.name, v.state.to_string(), v.tag);
