@@ -1185,6 +1185,7 @@ fn update_config(v: Option<&Value>, path: &str) -> Result<UpdateConfig, ComposeE
         if !(0.0..=1.0).contains(&ratio) {
             return Err(invalid(&rp, "must be between 0 and 1"));
         }
+        out.max_failure_ratio = ratio;
     }
     Ok(out)
 }

@@ -324,7 +324,7 @@ pub enum FailureAction {
 }
 
 /// How an update rolls through replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateConfig {
     /// Replicas replaced at once; 0 means all at once.
     pub parallelism: u32,
@@ -336,6 +336,16 @@ pub struct UpdateConfig {
     pub failure_action: FailureAction,
     /// How long a new replica is watched for failure.
     pub monitor_ms: Option<u64>,
+    /// Fraction (0 to 1) of the service's slots whose update may fail before `failure_action`
+    /// applies; 0 (the default): any failure. Written only when set, so the spec hash of a
+    /// service without it is what it was before the key was read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_failure_ratio: f64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for UpdateConfig {
@@ -346,6 +356,7 @@ impl Default for UpdateConfig {
             order: None,
             failure_action: FailureAction::Rollback,
             monitor_ms: None,
+            max_failure_ratio: 0.0,
         }
     }
 }

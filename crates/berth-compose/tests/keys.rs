@@ -249,7 +249,7 @@ fn every_supported_key() {
         ("image: nginx\ndeploy:\n  update_config:\n    parallelism: 0\n    delay: 10s\n    order: start-first\n    failure_action: pause\n    monitor: 30s\n    max_failure_ratio: 0.1", |s| {
             assert_eq!(
                 s.update_config,
-                UpdateConfig { parallelism: 0, delay_ms: 10_000, order: Some(UpdateOrder::StartFirst), failure_action: FailureAction::Pause, monitor_ms: Some(30_000) }
+                UpdateConfig { parallelism: 0, delay_ms: 10_000, order: Some(UpdateOrder::StartFirst), failure_action: FailureAction::Pause, monitor_ms: Some(30_000), max_failure_ratio: 0.1 }
             );
         }),
         ("image: nginx\ndeploy:\n  update_config:\n    order: stop-first\n    failure_action: continue", |s| {

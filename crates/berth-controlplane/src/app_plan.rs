@@ -240,14 +240,31 @@ pub(crate) fn plan_app(
         }
     }
 
+    // Each service's steps; the slots whose failed update `max_failure_ratio` tolerates are
+    // given up (and planned again without them) instead of failing the rollout.
+    let mut planned: Vec<(String, Vec<Step>)> = Vec::new();
+    let mut given_up: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+    for (name, input) in &mut inputs {
+        let ratio = spec
+            .project
+            .services
+            .get(name)
+            .map_or(0.0, |s| s.update_config.max_failure_ratio);
+        let (out, tolerated) = plan_tolerating(input, ratio);
+        if !tolerated.is_empty() {
+            given_up.insert(name.clone(), tolerated);
+        }
+        planned.push((name.clone(), out));
+    }
+
     let mut failed: Option<(String, String)> = None;
     let mut pending = false;
     // The soonest time a slot in backoff may be acted on again.
     let mut retry: Option<Instant> = None;
     let mut steps = Vec::new();
     let mut new_drains: HashSet<String> = HashSet::new();
-    for (name, input) in &inputs {
-        for step in plan::plan(input) {
+    for (name, out) in planned {
+        for step in out {
             if let Step::Wait { retry_in_ms, .. } = step {
                 let at = now + Duration::from_millis(retry_in_ms);
                 retry = Some(retry.map_or(at, |r| r.min(at)));
@@ -255,7 +272,7 @@ pub(crate) fn plan_app(
             }
             pending = true;
             match step {
-                Step::Failed { reason } => {
+                Step::Failed { reason, .. } => {
                     if failed.is_none() {
                         failed = Some((name.clone(), reason));
                     }
@@ -271,9 +288,20 @@ pub(crate) fn plan_app(
     }
 
     let converged_all = inputs.iter().all(|(name, i)| {
-        plan::converged(i) && (spec.project.services.contains_key(name) || i.observed.is_empty())
+        let done = match given_up.get(name) {
+            Some(g) => converged_but(i, g),
+            None => plan::converged(i),
+        };
+        done && (spec.project.services.contains_key(name) || i.observed.is_empty())
     });
-    let converged = converged_all && !memory.busy && steps.is_empty();
+    // Steps on given-up slots (restarting their new replica) do not hold convergence back.
+    let outstanding = steps.iter().any(|(name, step)| {
+        let slot = plan::step_slot(&inputs[name], step);
+        !given_up
+            .get(name)
+            .is_some_and(|g| slot.is_some_and(|s| g.iter().any(|(f, _)| *f == s)))
+    });
+    let converged = converged_all && !memory.busy && !outstanding;
     let pending_rev = desired.status == RevisionStatus::Pending;
     let mut message = String::new();
     let mut verdict = Verdict::Unchanged;
@@ -306,10 +334,15 @@ pub(crate) fn plan_app(
             verdict = Verdict::FirstDeployFailed { problem };
         }
     }
+    if message.is_empty() {
+        message = given_up_message(desired, &given_up);
+    }
 
     let services = service_statuses(desired, &inputs, &waiting, memory);
-    let health = if converged {
+    let health = if converged && given_up.is_empty() {
         "healthy"
+    } else if converged {
+        "degraded"
     } else if revision_failed {
         "failed"
     } else if services.iter().any(|s| s.problem.is_some()) {
@@ -365,6 +398,71 @@ pub(crate) fn plan_app(
         ports,
         requeue,
     }
+}
+
+/// Does `failed` of `replicas` slots stay within `max_failure_ratio`? Swarm's rule: the update
+/// fails when the failed share of the service's slots exceeds the ratio (0: any failure).
+fn tolerates(ratio: f64, failed: usize, replicas: u32) -> bool {
+    let failed = u32::try_from(failed).unwrap_or(u32::MAX);
+    f64::from(failed) <= ratio * f64::from(replicas)
+}
+
+/// One service's steps, giving up each slot whose update failed for as long as the failures
+/// stay within `ratio`: the slots given up (with why they failed) and the steps planned
+/// without them. A failure beyond the ratio stays in the steps as `Failed`.
+fn plan_tolerating(input: &mut plan::Input, ratio: f64) -> (Vec<Step>, Vec<(u32, String)>) {
+    let mut given_up: Vec<(u32, String)> = Vec::new();
+    loop {
+        let out = plan::plan(input);
+        let mut all = given_up.clone();
+        for step in &out {
+            if let Step::Failed { slot, reason } = step {
+                if !all.iter().any(|(s, _)| s == slot) {
+                    all.push((*slot, reason.clone()));
+                }
+            }
+        }
+        if all.len() == given_up.len() || !tolerates(ratio, all.len(), input.replicas) {
+            return (out, given_up);
+        }
+        given_up = all;
+        input.given_up = given_up.iter().map(|(s, _)| *s).collect();
+    }
+}
+
+/// Converged but for the given-up slots: every other slot holds exactly one replica, current,
+/// settled and not draining, and nothing lies outside the desired slots.
+fn converged_but(i: &plan::Input, given_up: &[(u32, String)]) -> bool {
+    let gave_up = |s: u32| given_up.iter().any(|(f, _)| *f == s);
+    i.observed
+        .iter()
+        .all(|r| r.slot < i.replicas && r.draining.is_none())
+        && (0..i.replicas).filter(|s| !gave_up(*s)).all(|s| {
+            let here: Vec<&Replica> = i.observed.iter().filter(|r| r.slot == s).collect();
+            here.len() == 1 && here[0].hash == i.hash && plan::settled(here[0], i.restart)
+        })
+}
+
+/// What the application's status says of slots given up under `max_failure_ratio`.
+fn given_up_message(
+    desired: &Desired<'_>,
+    given_up: &BTreeMap<String, Vec<(u32, String)>>,
+) -> String {
+    given_up
+        .iter()
+        .map(|(name, g)| {
+            let (replicas, ratio) = desired.spec.project.services.get(name).map_or((0, 0.0), |s| {
+                (s.replicas, s.update_config.max_failure_ratio)
+            });
+            let why: Vec<&str> = g.iter().map(|(_, r)| r.as_str()).collect();
+            format!(
+                "{name}: {} of {replicas} replicas failed to update, within max_failure_ratio {ratio}: {}",
+                g.len(),
+                why.join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Each service's planner input: every desired service, and every service something runs of.
@@ -465,6 +563,7 @@ fn inputs(
                         && (s.update_config.failure_action == FailureAction::Pause
                             || (s.update_config.failure_action == FailureAction::Rollback
                                 && desired.converged_before)),
+                    given_up: Vec::new(),
                     observed: replicas,
                     backoff,
                 }
@@ -482,6 +581,7 @@ fn inputs(
                 min_drain_ms: desired.min_drain_ms,
                 drain_timeout_ms: 30_000,
                 paused: false,
+                given_up: Vec::new(),
                 observed: replicas,
                 backoff,
             },
@@ -924,6 +1024,25 @@ mod tests {
     image: web
     deploy: {replicas: 2, update_config: {monitor: 5s, failure_action: continue}}
 ";
+    const RATIO: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 4, update_config: {monitor: 5s, max_failure_ratio: 0.25}}
+";
+    /// Slot 0's new replica never became ready; `more` ready new replicas in slots 1.. and old
+    /// ones in the rest.
+    fn one_failed_of_four(more: u32) -> Vec<Observed> {
+        let mut v = vec![
+            old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+            rep("o0", "web", 0, "old", Running, Ready),
+        ];
+        for slot in 1..4 {
+            let id = format!("{}{slot}", if slot <= more { "n" } else { "o" });
+            let hash = if slot <= more { "cur" } else { "old" };
+            v.push(rep(&id, "web", slot, hash, Running, Ready));
+        }
+        v
+    }
 
     #[test]
     #[allow(clippy::too_many_lines)] // a table
@@ -1293,6 +1412,38 @@ mod tests {
                 .status(RevisionStatus::Failed),
                 expect(vec![], NONE, "failed", SOON),
             ),
+            // update_config.max_failure_ratio (Swarm's rule: failed slots / slots > ratio fails).
+            (
+                case("max_failure_ratio 0.25: 1 failed slot of 4 is given up, the next slot updates", RATIO, one_failed_of_four(0))
+                    .update(),
+                expect(vec![create("web", 1)], NONE, "progressing", SOON),
+            ),
+            (
+                case("max_failure_ratio 0.25: 2 failed slots of 4 fail the rollout", RATIO, {
+                    let mut v = one_failed_of_four(0);
+                    v.push(old_age(rep("n1", "web", 1, "cur", Exited(1), Starting), 6_000));
+                    v
+                })
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("n1".into(), Restarts { count: 3, last_start: Some(now) });
+                }),
+                expect(vec![], failed(late, FailureAction::Rollback), "failed", SOON),
+            ),
+            (
+                case("max_failure_ratio 0.25: the other slots updated: converged, degraded", RATIO, one_failed_of_four(3))
+                    .update(),
+                expect(vec![], Verdict::Converged, "degraded", AWAIT),
+            ),
+            (
+                case("max_failure_ratio 0 (the default): 1 failed slot of 2 fails the rollout", UPDATE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("n1", "web", 1, "cur", Running, Ready),
+                ])
+                .update(),
+                expect(vec![], failed(late, FailureAction::Rollback), "failed", SOON),
+            ),
             // Scale.
             (
                 case("scale up adds slots", WEB3, vec![rep("a", "web", 0, "cur", Running, Ready)]).update(),
@@ -1337,6 +1488,24 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn slots_given_up_under_max_failure_ratio_are_named_in_the_status() {
+        let c = case("", RATIO, one_failed_of_four(3)).update();
+        let (_, p) = run(&c, t0());
+        assert_eq!(
+            p.status.message,
+            "web: 1 of 4 replicas failed to update, within max_failure_ratio 0.25: \
+             replica 0 of the new version did not become healthy within 5 s"
+        );
+        assert_eq!(p.services["web"].given_up, vec![0]);
+        assert!(p.status.converged);
+        // Exactly the ratio is within it; a ratio of 1 gives every slot up.
+        assert!(tolerates(0.25, 1, 4));
+        assert!(!tolerates(0.25, 2, 4));
+        assert!(tolerates(1.0, 4, 4));
+        assert!(!tolerates(0.0, 1, 4));
     }
 
     #[test]
