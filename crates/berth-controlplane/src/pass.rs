@@ -618,10 +618,16 @@ fn execute<R: AppRuntime>(
             if exit.is_some() {
                 info.last_exit = exit;
             }
-            info.last_start = Some(Instant::now());
-            let (count, last_exit) = (info.count, info.last_exit);
+            let now = Instant::now();
+            info.last_start = Some(now);
+            let record = berth_store::RestartRecord {
+                container: id.clone(),
+                count: info.count,
+                last_exit: info.last_exit,
+                last_start_ms: crate::unix_ms(std::time::SystemTime::now()),
+            };
             drop(mem);
-            if let Err(e) = inner.store.record_restart(id, count, last_exit) {
+            if let Err(e) = inner.store.record_restart(&record) {
                 tracing::warn!(app, service, error = %e, "cannot record a restart count");
             }
         }
