@@ -287,6 +287,76 @@ services:
 }
 
 #[test]
+fn the_crash_loop_backoff_survives_a_server_restart() {
+    let run = TestRun::new("rbackoff");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&run, dir.path());
+    let (api, gw) = (server.api.clone(), server.gateway.clone());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  crashy:
+    image: {image}
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+"#
+        ),
+    );
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    // A first deploy that keeps exiting fails; the replica is restarted all the same.
+    let _ = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "rb"]);
+    // After its 6th restart the next waits 8 s (250 ms doubling).
+    wait_for(
+        Duration::from_secs(40),
+        "crashy is restarted 6 times",
+        || {
+            let f = server
+                .ps("rb")
+                .into_iter()
+                .find(|i| i["service"] == "crashy")?;
+            (f["restarts"] == 6).then_some(())
+        },
+    );
+    server.kill9();
+    server = Server::start_on(&run, dir.path(), &api, &gw);
+    wait_for(
+        Duration::from_secs(30),
+        "crashy is restarted a 7th time",
+        || {
+            let f = server
+                .ps("rb")
+                .into_iter()
+                .find(|i| i["service"] == "crashy")?;
+            (f["restarts"] == 7).then_some(())
+        },
+    );
+    // Docker's record: the first start, 6 restarts before the server restart, one after it,
+    // and that one came its backoff after the 6th (a server that forgot the backoff restarts
+    // the replica at its first pass, a second or two later).
+    std::thread::sleep(Duration::from_millis(500));
+    let starts: Vec<u128> = start_die_events(&run, since)
+        .into_iter()
+        .filter(|(a, _)| a == "start")
+        .map(|(_, t)| t)
+        .collect();
+    assert!(starts.len() >= 8, "{starts:?}");
+    let gap = Duration::from_nanos(u64::try_from(starts[7] - starts[6]).unwrap());
+    assert!(
+        gap >= Duration::from_millis(7_500),
+        "restarted {gap:?} after the 6th restart, across a server restart"
+    );
+    assert!(gap < Duration::from_secs(20), "{gap:?}");
+    server.ok(&["rm", "--app", "rb"]);
+}
+
+#[test]
 fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused() {
     let run = TestRun::new("reserve");
     let image = testapp_image(&run);
