@@ -338,7 +338,7 @@ pub(crate) fn plan_app(
         message = given_up_message(desired, &given_up);
     }
 
-    let services = service_statuses(desired, &inputs, &waiting, memory);
+    let services = service_statuses(desired, &inputs, &waiting, memory, &given_up);
     let health = if converged && given_up.is_empty() {
         "healthy"
     } else if converged {
@@ -671,6 +671,7 @@ fn service_statuses(
     inputs: &BTreeMap<String, plan::Input>,
     waiting: &BTreeMap<String, Vec<String>>,
     memory: &AppMemory,
+    given_up: &BTreeMap<String, Vec<(u32, String)>>,
 ) -> Vec<ServiceStatus> {
     desired
         .spec
@@ -700,6 +701,12 @@ fn service_statuses(
                 } else if r.restarts >= 3 && r.readiness != Readiness::Ready {
                     problem = Some(format!("replica {} restarted {} times", r.slot, r.restarts));
                 }
+            }
+            if let (None, Some((_, why))) = (&problem, given_up.get(name).and_then(|g| g.first())) {
+                problem = Some(format!(
+                    "{why} (update given up: within max_failure_ratio {})",
+                    svc.update_config.max_failure_ratio
+                ));
             }
             // A failing step says more than the state it left behind.
             if let Some(((_, slot), b)) = memory.failing.iter().find(|((sv, _), _)| sv == name) {
@@ -1414,9 +1421,9 @@ mod tests {
             ),
             // update_config.max_failure_ratio (Swarm's rule: failed slots / slots > ratio fails).
             (
-                case("max_failure_ratio 0.25: 1 failed slot of 4 is given up, the next slot updates", RATIO, one_failed_of_four(0))
+                case("max_failure_ratio 0.25: 1 failed slot of 4 is given up (degraded), the next slot updates", RATIO, one_failed_of_four(0))
                     .update(),
-                expect(vec![create("web", 1)], NONE, "progressing", SOON),
+                expect(vec![create("web", 1)], NONE, "degraded", SOON),
             ),
             (
                 case("max_failure_ratio 0.25: 2 failed slots of 4 fail the rollout", RATIO, {
@@ -1500,6 +1507,13 @@ mod tests {
              replica 0 of the new version did not become healthy within 5 s"
         );
         assert_eq!(p.services["web"].given_up, vec![0]);
+        assert_eq!(
+            p.status.services[0].problem.as_deref(),
+            Some(
+                "replica 0 of the new version did not become healthy within 5 s \
+                 (update given up: within max_failure_ratio 0.25)"
+            )
+        );
         assert!(p.status.converged);
         // Exactly the ratio is within it; a ratio of 1 gives every slot up.
         assert!(tolerates(0.25, 1, 4));

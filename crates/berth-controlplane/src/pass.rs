@@ -281,7 +281,13 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         Verdict::Converged => {
             inner
                 .store
-                .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
+                // Empty, or the slots `max_failure_ratio` let the update give up.
+                .set_revision_status(
+                    app,
+                    record.revision,
+                    RevisionStatus::Converged,
+                    &plan.status.message,
+                )?;
             tracing::info!(app, revision = record.revision, "revision converged");
         }
         Verdict::RolloutFailed { message, action } => {
