@@ -1083,7 +1083,7 @@ fn restart(
         if let Some(d) = opt_duration(policy.get("delay"), &join(&pp, "delay"))? {
             out.delay_ms = Some(d);
         }
-        opt_duration(policy.get("window"), &join(&pp, "window"))?;
+        out.window_ms = opt_duration(policy.get("window"), &join(&pp, "window"))?;
     }
     Ok(out)
 }
@@ -1199,6 +1199,7 @@ fn update_config(v: Option<&Value>, path: &str) -> Result<UpdateConfig, ComposeE
         if !(0.0..=1.0).contains(&ratio) {
             return Err(invalid(&rp, "must be between 0 and 1"));
         }
+        out.max_failure_ratio = ratio;
     }
     Ok(out)
 }
@@ -1207,6 +1208,13 @@ fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
     let mut out = Resources::default();
     let Some(v) = v else { return Ok(out) };
     entries(Some(v), path)?;
+    if let Some(r) = v.get("reservations").filter(|r| **r != Value::Null) {
+        let rp = join(path, "reservations");
+        entries(Some(r), &rp)?;
+        if let Some(m) = r.get("memory").filter(|m| **m != Value::Null) {
+            out.memory_reservation_bytes = Some(memory_bytes(m, &join(&rp, "memory"))?);
+        }
+    }
     let Some(limits) = v.get("limits") else {
         return Ok(out);
     };
@@ -1222,6 +1230,15 @@ fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
     }
     if let Some(m) = limits.get("memory").filter(|m| **m != Value::Null) {
         out.memory_bytes = Some(memory_bytes(m, &join(&lp, "memory"))?);
+    }
+    // Docker refuses a reservation above the limit at create; say so at apply.
+    if let (Some(limit), Some(reserved)) = (out.memory_bytes, out.memory_reservation_bytes) {
+        if reserved > limit {
+            return Err(invalid(
+                &join(&join(path, "reservations"), "memory"),
+                "must not exceed resources.limits.memory",
+            ));
+        }
     }
     Ok(out)
 }

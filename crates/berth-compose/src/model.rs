@@ -282,8 +282,12 @@ pub struct RestartPolicy {
     pub condition: RestartCondition,
     /// Give up after this many restarts.
     pub max_attempts: Option<u32>,
-    /// Wait between restarts.
+    /// Least wait between an exit and the restart; the crash-loop backoff grows from it.
     pub delay_ms: Option<u64>,
+    /// A restart that runs this long before exiting again succeeded: the count of failed
+    /// restarts starts over. `None`: every restart counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
 }
 
 impl Default for RestartPolicy {
@@ -292,6 +296,7 @@ impl Default for RestartPolicy {
             condition: RestartCondition::Always,
             max_attempts: None,
             delay_ms: None,
+            window_ms: None,
         }
     }
 }
@@ -319,7 +324,7 @@ pub enum FailureAction {
 }
 
 /// How an update rolls through replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateConfig {
     /// Replicas replaced at once; 0 means all at once.
     pub parallelism: u32,
@@ -331,6 +336,16 @@ pub struct UpdateConfig {
     pub failure_action: FailureAction,
     /// How long a new replica is watched for failure.
     pub monitor_ms: Option<u64>,
+    /// Fraction (0 to 1) of the service's slots whose update may fail before `failure_action`
+    /// applies; 0 (the default): any failure. Written only when set, so the spec hash of a
+    /// service without it is what it was before the key was read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_failure_ratio: f64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for UpdateConfig {
@@ -341,17 +356,22 @@ impl Default for UpdateConfig {
             order: None,
             failure_action: FailureAction::Rollback,
             monitor_ms: None,
+            max_failure_ratio: 0.0,
         }
     }
 }
 
-/// Resource limits (`deploy.resources.limits`).
+/// Resource limits (`deploy.resources.limits`) and the memory reservation
+/// (`deploy.resources.reservations.memory`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     /// CPUs, e.g. 0.5.
     pub cpus: Option<f64>,
     /// Memory limit in bytes.
     pub memory_bytes: Option<i64>,
+    /// Memory reservation in bytes (Docker's soft limit, `MemoryReservation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation_bytes: Option<i64>,
 }
 
 /// A secret or config mounted into a service.

@@ -90,7 +90,8 @@ const DEPLOY: Shape = obj(&[
         "resources",
         obj(&[
             ("limits", obj(&[("cpus", Any), ("memory", Any)])),
-            ("reservations", Any),
+            // CPU and device reservations have no equivalent on one Docker engine.
+            ("reservations", obj(&[("memory", Any)])),
         ]),
     ),
 ]);

@@ -36,6 +36,14 @@ fn unsupported_keys_are_all_reported_by_path() {
             &["services.web.deploy.placement", "services.web.deploy.labels", "services.web.deploy.resources.limits.pids"],
         ),
         ("services:\n  web:\n    image: a\n    deploy: {mode: global}\n", &["services.web.deploy.mode"]),
+        (
+            "services:\n  web:\n    image: a\n    deploy:\n      resources:\n        reservations: {cpus: '0.5', memory: 64M, devices: [{capabilities: [gpu]}], generic_resources: []}\n",
+            &[
+                "services.web.deploy.resources.reservations.cpus",
+                "services.web.deploy.resources.reservations.devices",
+                "services.web.deploy.resources.reservations.generic_resources",
+            ],
+        ),
         ("services:\n  web:\n    image: a\n    healthcheck: {test: x, foo: 1}\n", &["services.web.healthcheck.foo"]),
         ("services:\n  web:\n    image: a\n    ports: ['80', {target: 81, app_protocol: http}]\n", &["services.web.ports[1].app_protocol"]),
         (
@@ -206,6 +214,8 @@ fn invalid_values_name_their_path() {
         ("services:\n  web: {image: a, deploy: {resources: {limits: {cpus: zero}}}}\n", "services.web.deploy.resources.limits.cpus"),
         ("services:\n  web: {image: a, deploy: {resources: {limits: {cpus: 0}}}}\n", "services.web.deploy.resources.limits.cpus"),
         ("services:\n  web: {image: a, deploy: {resources: {limits: {memory: 12q}}}}\n", "services.web.deploy.resources.limits.memory"),
+        ("services:\n  web: {image: a, deploy: {resources: {reservations: {memory: 12q}}}}\n", "services.web.deploy.resources.reservations.memory"),
+        ("services:\n  web: {image: a, deploy: {resources: {limits: {memory: 64M}, reservations: {memory: 65M}}}}\n", "services.web.deploy.resources.reservations.memory"),
         ("services:\n  web: {image: a, x-berth: {route: {path_prefix: api}}}\n", "services.web.x-berth.route.path_prefix"),
         ("services:\n  web: {image: a, x-berth: {route: {plans: {gold: {per_second: 1}}}}}\n", "services.web.x-berth.route.plans"),
         ("services:\n  web: {image: a, x-berth: {route: {auth: subscribers, plans: {Gold: {per_second: 1}}}}}\n", "services.web.x-berth.route.plans.Gold"),

@@ -165,7 +165,7 @@ fn every_supported_key() {
         ("image: nginx", |s| {
             assert_eq!(s.networks.keys().collect::<Vec<_>>(), ["default"]);
             assert_eq!(s.replicas, 1);
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::Always, max_attempts: None, delay_ms: None });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::Always, max_attempts: None, delay_ms: None, window_ms: None });
             assert_eq!(s.update_config, UpdateConfig::default());
             assert!(s.command.is_none() && s.healthcheck.is_none() && s.berth.routes.is_empty());
         }),
@@ -189,10 +189,10 @@ fn every_supported_key() {
         ("image: nginx\nrestart: unless-stopped", |s| assert_eq!(s.restart.condition, RestartCondition::UnlessStopped)),
         ("image: nginx\nrestart: 'no'", |s| assert_eq!(s.restart.condition, RestartCondition::No)),
         ("image: nginx\nrestart: on-failure:3", |s| {
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(3), delay_ms: None });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(3), delay_ms: None, window_ms: None });
         }),
         ("image: nginx\nrestart: always\ndeploy:\n  restart_policy:\n    condition: on-failure\n    delay: 5s\n    max_attempts: 2\n    window: 120s", |s| {
-            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(2), delay_ms: Some(5000) });
+            assert_eq!(s.restart, RestartPolicy { condition: RestartCondition::OnFailure, max_attempts: Some(2), delay_ms: Some(5000), window_ms: Some(120_000) });
         }),
         ("image: nginx\ndeploy:\n  restart_policy:\n    condition: none", |s| assert_eq!(s.restart.condition, RestartCondition::No)),
         ("image: nginx\ncontainer_name: my-web", |s| assert_eq!(s.container_name.as_deref(), Some("my-web"))),
@@ -249,18 +249,21 @@ fn every_supported_key() {
         ("image: nginx\ndeploy:\n  update_config:\n    parallelism: 0\n    delay: 10s\n    order: start-first\n    failure_action: pause\n    monitor: 30s\n    max_failure_ratio: 0.1", |s| {
             assert_eq!(
                 s.update_config,
-                UpdateConfig { parallelism: 0, delay_ms: 10_000, order: Some(UpdateOrder::StartFirst), failure_action: FailureAction::Pause, monitor_ms: Some(30_000) }
+                UpdateConfig { parallelism: 0, delay_ms: 10_000, order: Some(UpdateOrder::StartFirst), failure_action: FailureAction::Pause, monitor_ms: Some(30_000), max_failure_ratio: 0.1 }
             );
         }),
         ("image: nginx\ndeploy:\n  update_config:\n    order: stop-first\n    failure_action: continue", |s| {
             assert_eq!(s.update_config.order, Some(UpdateOrder::StopFirst));
             assert_eq!(s.update_config.failure_action, FailureAction::Continue);
         }),
-        ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: '0.5'\n      memory: 512M\n    reservations:\n      memory: 128M\n      devices: [{capabilities: [gpu]}]", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20) });
+        ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: '0.5'\n      memory: 512M\n    reservations:\n      memory: 128M", |s| {
+            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20), memory_reservation_bytes: Some(128 << 20) });
+        }),
+        ("image: nginx\ndeploy:\n  resources:\n    reservations: {memory: 64m}", |s| {
+            assert_eq!(s.resources, Resources { cpus: None, memory_bytes: None, memory_reservation_bytes: Some(64 << 20) });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: 2\n      memory: 1073741824", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30) });
+            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30), memory_reservation_bytes: None });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits: {memory: 100mb}", |s| assert_eq!(s.resources.memory_bytes, Some(100 << 20))),
         ("image: nginx\nx-other: {anything: [1]}\nx-berth:\n  route:\n    path_prefix: /api\n    host: example.com\n    port: 8080\n    strip_prefix: true\n  health:\n    http: /healthz\n    port: 8080\n    interval: 5s\n    timeout: 500ms", |s| {

@@ -75,9 +75,64 @@ pub(crate) struct Observed {
 /// Restarts Berth made of one replica.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Restarts {
+    /// Failed restarts in a row (what `max_attempts` and the crash-loop backoff count).
     pub count: u32,
-    /// No restart before this (the crash-loop backoff).
-    pub not_before: Option<Instant>,
+    /// When Berth last restarted it (the crash-loop backoff and `window` count from here).
+    pub last_start: Option<Instant>,
+}
+
+/// Base of the crash-loop backoff when `restart_policy.delay` is not given.
+const RESTART_BACKOFF: Duration = Duration::from_millis(250);
+/// The crash-loop backoff grows no further (unless `restart_policy.delay` is longer).
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How long after its `count`-th failed restart a replica is not restarted again: nothing
+/// before the first, then `base` doubling with each, at most 30 s (or `base` if longer);
+/// `base` is `restart_policy.delay`, or 250 ms.
+pub(crate) fn restart_backoff(count: u32, delay_ms: u64) -> Duration {
+    if count == 0 {
+        return Duration::ZERO;
+    }
+    let base = if delay_ms > 0 {
+        Duration::from_millis(delay_ms)
+    } else {
+        RESTART_BACKOFF
+    };
+    base.saturating_mul(1u32 << (count - 1).min(16))
+        .min(RESTART_BACKOFF_MAX.max(base))
+}
+
+/// A replica's failed restarts and the soonest Berth may restart it.
+///
+/// - `restart_policy.window`: a restart that ran at least `window` before it exited (or, for a
+///   running replica, until now) succeeded: the count starts over at 0.
+/// - The crash-loop backoff counts from the last restart (`restart_backoff`).
+/// - An exited replica also waits `restart_policy.delay` from its exit (when Berth first saw it
+///   exited; unknown counts as `now`).
+fn restart_timing(
+    svc: Option<&Service>,
+    o: &Observed,
+    memory: &AppMemory,
+    now: Instant,
+) -> (u32, Instant) {
+    let info = memory.restarts.get(&o.id).copied().unwrap_or_default();
+    let (delay_ms, window_ms) = svc.map_or((0, None), |s| {
+        (s.restart.delay_ms.unwrap_or(0), s.restart.window_ms)
+    });
+    let exited_at = matches!(o.state, ReplicaState::Exited(_))
+        .then(|| memory.exited_since.get(&o.id).copied().unwrap_or(now));
+    let ended = exited_at.unwrap_or(now);
+    let count = match (window_ms, info.last_start) {
+        (Some(w), Some(s)) if ended.saturating_duration_since(s) >= Duration::from_millis(w) => 0,
+        _ => info.count,
+    };
+    let mut at = info
+        .last_start
+        .map_or(now, |s| s + restart_backoff(count, delay_ms));
+    if let Some(e) = exited_at {
+        at = at.max(e + Duration::from_millis(delay_ms));
+    }
+    (count, at)
 }
 
 /// A replica out of rotation.
@@ -105,6 +160,8 @@ pub(crate) struct SlotFailures {
 pub(crate) struct AppMemory {
     /// Per replica id.
     pub restarts: HashMap<String, Restarts>,
+    /// When Berth first saw each exited replica exited, per replica id.
+    pub exited_since: HashMap<String, Instant>,
     /// Per replica id.
     pub draining: HashMap<String, Draining>,
     /// Per (service, slot), of the desired revision only.
@@ -192,14 +249,31 @@ pub(crate) fn plan_app(
         }
     }
 
+    // Each service's steps; the slots whose failed update `max_failure_ratio` tolerates are
+    // given up (and planned again without them) instead of failing the rollout.
+    let mut planned: Vec<(String, Vec<Step>)> = Vec::new();
+    let mut given_up: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+    for (name, input) in &mut inputs {
+        let ratio = spec
+            .project
+            .services
+            .get(name)
+            .map_or(0.0, |s| s.update_config.max_failure_ratio);
+        let (out, tolerated) = plan_tolerating(input, ratio);
+        if !tolerated.is_empty() {
+            given_up.insert(name.clone(), tolerated);
+        }
+        planned.push((name.clone(), out));
+    }
+
     let mut failed: Option<(String, String)> = None;
     let mut pending = false;
     // The soonest time a slot in backoff may be acted on again.
     let mut retry: Option<Instant> = None;
     let mut steps = Vec::new();
     let mut new_drains: HashSet<String> = HashSet::new();
-    for (name, input) in &inputs {
-        for step in plan::plan(input) {
+    for (name, out) in planned {
+        for step in out {
             if let Step::Wait { retry_in_ms, .. } = step {
                 let at = now + Duration::from_millis(retry_in_ms);
                 retry = Some(retry.map_or(at, |r| r.min(at)));
@@ -207,7 +281,7 @@ pub(crate) fn plan_app(
             }
             pending = true;
             match step {
-                Step::Failed { reason } => {
+                Step::Failed { reason, .. } => {
                     if failed.is_none() {
                         failed = Some((name.clone(), reason));
                     }
@@ -223,9 +297,20 @@ pub(crate) fn plan_app(
     }
 
     let converged_all = inputs.iter().all(|(name, i)| {
-        plan::converged(i) && (spec.project.services.contains_key(name) || i.observed.is_empty())
+        let done = match given_up.get(name) {
+            Some(g) => converged_but(i, g),
+            None => plan::converged(i),
+        };
+        done && (spec.project.services.contains_key(name) || i.observed.is_empty())
     });
-    let converged = converged_all && !memory.busy && steps.is_empty();
+    // Steps on given-up slots (restarting their new replica) do not hold convergence back.
+    let outstanding = steps.iter().any(|(name, step)| {
+        let slot = plan::step_slot(&inputs[name], step);
+        !given_up
+            .get(name)
+            .is_some_and(|g| slot.is_some_and(|s| g.iter().any(|(f, _)| *f == s)))
+    });
+    let converged = converged_all && !memory.busy && !outstanding;
     let pending_rev = desired.status == RevisionStatus::Pending;
     let mut message = String::new();
     let mut verdict = Verdict::Unchanged;
@@ -258,10 +343,15 @@ pub(crate) fn plan_app(
             verdict = Verdict::FirstDeployFailed { problem };
         }
     }
+    if message.is_empty() {
+        message = given_up_message(desired, &given_up);
+    }
 
-    let services = service_statuses(desired, &inputs, &waiting, memory);
-    let health = if converged {
+    let services = service_statuses(desired, &inputs, &waiting, memory, &given_up);
+    let health = if converged && given_up.is_empty() {
         "healthy"
+    } else if converged {
+        "degraded"
     } else if revision_failed {
         "failed"
     } else if services.iter().any(|s| s.problem.is_some()) {
@@ -284,10 +374,15 @@ pub(crate) fn plan_app(
         .values()
         .flat_map(|i| i.observed.iter())
         .any(|r| r.draining.is_some());
-    let backoff = inputs
-        .values()
-        .flat_map(|i| i.observed.iter())
-        .filter_map(|r| memory.restarts.get(&r.id).and_then(|i| i.not_before))
+    let backoff = observed
+        .iter()
+        .filter(|o| {
+            inputs
+                .get(&o.service)
+                .and_then(|i| i.observed.iter().find(|r| r.id == o.id))
+                .is_some_and(|r| !r.restart_allowed)
+        })
+        .map(|o| restart_timing(spec.project.services.get(&o.service), o, memory, now).1)
         .filter(|t| *t > now)
         .chain(retry)
         .min();
@@ -312,6 +407,71 @@ pub(crate) fn plan_app(
         ports,
         requeue,
     }
+}
+
+/// Does `failed` of `replicas` slots stay within `max_failure_ratio`? Swarm's rule: the update
+/// fails when the failed share of the service's slots exceeds the ratio (0: any failure).
+fn tolerates(ratio: f64, failed: usize, replicas: u32) -> bool {
+    let failed = u32::try_from(failed).unwrap_or(u32::MAX);
+    f64::from(failed) <= ratio * f64::from(replicas)
+}
+
+/// One service's steps, giving up each slot whose update failed for as long as the failures
+/// stay within `ratio`: the slots given up (with why they failed) and the steps planned
+/// without them. A failure beyond the ratio stays in the steps as `Failed`.
+fn plan_tolerating(input: &mut plan::Input, ratio: f64) -> (Vec<Step>, Vec<(u32, String)>) {
+    let mut given_up: Vec<(u32, String)> = Vec::new();
+    loop {
+        let out = plan::plan(input);
+        let mut all = given_up.clone();
+        for step in &out {
+            if let Step::Failed { slot, reason } = step {
+                if !all.iter().any(|(s, _)| s == slot) {
+                    all.push((*slot, reason.clone()));
+                }
+            }
+        }
+        if all.len() == given_up.len() || !tolerates(ratio, all.len(), input.replicas) {
+            return (out, given_up);
+        }
+        given_up = all;
+        input.given_up = given_up.iter().map(|(s, _)| *s).collect();
+    }
+}
+
+/// Converged but for the given-up slots: every other slot holds exactly one replica, current,
+/// settled and not draining, and nothing lies outside the desired slots.
+fn converged_but(i: &plan::Input, given_up: &[(u32, String)]) -> bool {
+    let gave_up = |s: u32| given_up.iter().any(|(f, _)| *f == s);
+    i.observed
+        .iter()
+        .all(|r| r.slot < i.replicas && r.draining.is_none())
+        && (0..i.replicas).filter(|s| !gave_up(*s)).all(|s| {
+            let here: Vec<&Replica> = i.observed.iter().filter(|r| r.slot == s).collect();
+            here.len() == 1 && here[0].hash == i.hash && plan::settled(here[0], i.restart)
+        })
+}
+
+/// What the application's status says of slots given up under `max_failure_ratio`.
+fn given_up_message(
+    desired: &Desired<'_>,
+    given_up: &BTreeMap<String, Vec<(u32, String)>>,
+) -> String {
+    given_up
+        .iter()
+        .map(|(name, g)| {
+            let (replicas, ratio) = desired.spec.project.services.get(name).map_or((0, 0.0), |s| {
+                (s.replicas, s.update_config.max_failure_ratio)
+            });
+            let why: Vec<&str> = g.iter().map(|(_, r)| r.as_str()).collect();
+            format!(
+                "{name}: {} of {replicas} replicas failed to update, within max_failure_ratio {ratio}: {}",
+                g.len(),
+                why.join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Each service's planner input: every desired service, and every service something runs of.
@@ -345,7 +505,7 @@ fn inputs(
             .unwrap_or_default()
             .iter()
             .map(|o| {
-                let info = memory.restarts.get(&o.id).copied().unwrap_or_default();
+                let (restarts, restart_at) = restart_timing(svc, o, memory, now);
                 Replica {
                     id: o.id.clone(),
                     slot: o.slot,
@@ -357,8 +517,8 @@ fn inputs(
                         Readiness::Ready
                     },
                     age_ms: o.age_ms,
-                    restarts: info.count,
-                    restart_allowed: info.not_before.is_none_or(|t| t <= now),
+                    restarts,
+                    restart_allowed: restart_at <= now,
                     draining: memory.draining.get(&o.id).map(|d| plan::Drain {
                         since_ms: millis(now.duration_since(d.since)),
                         in_flight: d.in_flight,
@@ -412,6 +572,7 @@ fn inputs(
                         && (s.update_config.failure_action == FailureAction::Pause
                             || (s.update_config.failure_action == FailureAction::Rollback
                                 && desired.converged_before)),
+                    given_up: Vec::new(),
                     observed: replicas,
                     backoff,
                 }
@@ -429,6 +590,7 @@ fn inputs(
                 min_drain_ms: desired.min_drain_ms,
                 drain_timeout_ms: 30_000,
                 paused: false,
+                given_up: Vec::new(),
                 observed: replicas,
                 backoff,
             },
@@ -518,6 +680,7 @@ fn service_statuses(
     inputs: &BTreeMap<String, plan::Input>,
     waiting: &BTreeMap<String, Vec<String>>,
     memory: &AppMemory,
+    given_up: &BTreeMap<String, Vec<(u32, String)>>,
 ) -> Vec<ServiceStatus> {
     desired
         .spec
@@ -547,6 +710,12 @@ fn service_statuses(
                 } else if r.restarts >= 3 && r.readiness != Readiness::Ready {
                     problem = Some(format!("replica {} restarted {} times", r.slot, r.restarts));
                 }
+            }
+            if let (None, Some((_, why))) = (&problem, given_up.get(name).and_then(|g| g.first())) {
+                problem = Some(format!(
+                    "{why} (update given up: within max_failure_ratio {})",
+                    svc.update_config.max_failure_ratio
+                ));
             }
             // A failing step says more than the state it left behind.
             if let Some(((_, slot), b)) = memory.failing.iter().find(|((sv, _), _)| sv == name) {
@@ -836,6 +1005,13 @@ mod tests {
 
     const WEB2: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n";
     const WEB1: &str = "services:\n  web:\n    image: web\n";
+    const DELAY: &str =
+        "services:\n  web:\n    image: web\n    deploy: {restart_policy: {delay: 5s}}\n";
+    const WINDOW: &str = "services:
+  web:
+    image: web
+    deploy: {restart_policy: {condition: on-failure, max_attempts: 2, window: 10s}}
+";
     const WEB3: &str = "services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n";
     const STARTED: &str = "services:
   db: {image: db}
@@ -875,6 +1051,25 @@ mod tests {
     image: web
     deploy: {replicas: 2, update_config: {monitor: 5s, failure_action: continue}}
 ";
+    const RATIO: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 4, update_config: {monitor: 5s, max_failure_ratio: 0.25}}
+";
+    /// Slot 0's new replica never became ready; `more` ready new replicas in slots 1.. and old
+    /// ones in the rest.
+    fn one_failed_of_four(more: u32) -> Vec<Observed> {
+        let mut v = vec![
+            old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+            rep("o0", "web", 0, "old", Running, Ready),
+        ];
+        for slot in 1..4 {
+            let id = format!("{}{slot}", if slot <= more { "n" } else { "o" });
+            let hash = if slot <= more { "cur" } else { "old" };
+            v.push(rep(&id, "web", slot, hash, Running, Ready));
+        }
+        v
+    }
 
     #[test]
     #[allow(clippy::too_many_lines)] // a table
@@ -1016,7 +1211,7 @@ mod tests {
                     rep("j", "job", 0, "cur", Exited(1), Starting),
                 ])
                 .memory(|m| {
-                    m.restarts.insert("j".into(), Restarts { count: 2, not_before: None });
+                    m.restarts.insert("j".into(), Restarts { count: 2, last_start: None });
                 }),
                 expect(
                     vec![],
@@ -1061,6 +1256,61 @@ mod tests {
                 .update(),
                 expect(vec![drain("web", "o")], NONE, "progressing", SOON),
             ),
+            // restart_policy.delay and window.
+            (
+                case("restart_policy.delay: an exited replica waits the delay from its exit", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(2));
+                }),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(3))),
+            ),
+            (
+                case("restart_policy.delay passed: restarted", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(5));
+                }),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
+            (
+                case("restart_policy.delay: the crash-loop backoff grows from it", DELAY, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    // Second failed restart: 2 × 5 s from the last restart.
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(6)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(6));
+                }),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(4))),
+            ),
+            (
+                case("restart_policy.window: a restart that exits within the window counts", WINDOW, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(5)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(1));
+                }),
+                expect(vec![], NONE, "degraded", SOON),
+            ),
+            (
+                case("restart_policy.window: a restart that outlived the window succeeded: counts start over", WINDOW, vec![
+                    rep("a", "web", 0, "cur", Exited(1), Starting),
+                ])
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now - Duration::from_secs(30)) });
+                    m.exited_since.insert("a".into(), now - Duration::from_secs(1));
+                }),
+                expect(vec![start("web", "a")], NONE, "degraded", SOON),
+            ),
             // Crash loops.
             (
                 case("crash-loop backoff: no restart before its time, look again then", WEB1, vec![
@@ -1068,12 +1318,10 @@ mod tests {
                 ])
                 .update()
                 .memory(|m| {
-                    m.restarts.insert(
-                        "a".into(),
-                        Restarts { count: 2, not_before: Some(now + Duration::from_secs(2)) },
-                    );
+                    // 250 ms doubling: 500 ms after the second restart.
+                    m.restarts.insert("a".into(), Restarts { count: 2, last_start: Some(now) });
                 }),
-                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_secs(2))),
+                expect(vec![], NONE, "degraded", Action::Requeue(Duration::from_millis(500))),
             ),
             (
                 case("crash-loop backoff passed: restarted", WEB1, vec![
@@ -1083,7 +1331,7 @@ mod tests {
                 .memory(|m| {
                     m.restarts.insert(
                         "a".into(),
-                        Restarts { count: 2, not_before: Some(now - Duration::from_secs(1)) },
+                        Restarts { count: 2, last_start: Some(now - Duration::from_secs(1)) },
                     );
                 }),
                 expect(vec![start("web", "a")], NONE, "degraded", SOON),
@@ -1095,7 +1343,7 @@ mod tests {
                 .memory(|m| {
                     m.restarts.insert(
                         "a".into(),
-                        Restarts { count: 3, not_before: Some(now + Duration::from_secs(1)) },
+                        Restarts { count: 3, last_start: Some(now) },
                     );
                 }),
                 expect(
@@ -1201,6 +1449,38 @@ mod tests {
                 .status(RevisionStatus::Failed),
                 expect(vec![], NONE, "failed", SOON),
             ),
+            // update_config.max_failure_ratio (Swarm's rule: failed slots / slots > ratio fails).
+            (
+                case("max_failure_ratio 0.25: 1 failed slot of 4 is given up (degraded), the next slot updates", RATIO, one_failed_of_four(0))
+                    .update(),
+                expect(vec![create("web", 1)], NONE, "degraded", SOON),
+            ),
+            (
+                case("max_failure_ratio 0.25: 2 failed slots of 4 fail the rollout", RATIO, {
+                    let mut v = one_failed_of_four(0);
+                    v.push(old_age(rep("n1", "web", 1, "cur", Exited(1), Starting), 6_000));
+                    v
+                })
+                .update()
+                .memory(|m| {
+                    m.restarts.insert("n1".into(), Restarts { count: 3, last_start: Some(now) });
+                }),
+                expect(vec![], failed(late, FailureAction::Rollback), "failed", SOON),
+            ),
+            (
+                case("max_failure_ratio 0.25: the other slots updated: converged, degraded", RATIO, one_failed_of_four(3))
+                    .update(),
+                expect(vec![], Verdict::Converged, "degraded", AWAIT),
+            ),
+            (
+                case("max_failure_ratio 0 (the default): 1 failed slot of 2 fails the rollout", UPDATE, vec![
+                    old_age(rep("n0", "web", 0, "cur", Running, Starting), 6_000),
+                    rep("o0", "web", 0, "old", Running, Ready),
+                    rep("n1", "web", 1, "cur", Running, Ready),
+                ])
+                .update(),
+                expect(vec![], failed(late, FailureAction::Rollback), "failed", SOON),
+            ),
             // Scale.
             (
                 case("scale up adds slots", WEB3, vec![rep("a", "web", 0, "cur", Running, Ready)]).update(),
@@ -1245,6 +1525,59 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn slots_given_up_under_max_failure_ratio_are_named_in_the_status() {
+        let c = case("", RATIO, one_failed_of_four(3)).update();
+        let (_, p) = run(&c, t0());
+        assert_eq!(
+            p.status.message,
+            "web: 1 of 4 replicas failed to update, within max_failure_ratio 0.25: \
+             replica 0 of the new version did not become healthy within 5 s"
+        );
+        assert_eq!(p.services["web"].given_up, vec![0]);
+        assert_eq!(
+            p.status.services[0].problem.as_deref(),
+            Some(
+                "replica 0 of the new version did not become healthy within 5 s \
+                 (update given up: within max_failure_ratio 0.25)"
+            )
+        );
+        assert!(p.status.converged);
+        // Exactly the ratio is within it; a ratio of 1 gives every slot up.
+        assert!(tolerates(0.25, 1, 4));
+        assert!(!tolerates(0.25, 2, 4));
+        assert!(tolerates(1.0, 4, 4));
+        assert!(!tolerates(0.0, 1, 4));
+    }
+
+    #[test]
+    fn restart_backoff_doubles_from_the_delay_and_stops_growing() {
+        let ms = Duration::from_millis;
+        let got: Vec<Duration> = (0..10).map(|n| restart_backoff(n, 0)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ms(0),
+                ms(250),
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16_000),
+                ms(30_000),
+                ms(30_000)
+            ]
+        );
+        assert_eq!(restart_backoff(0, 5000), ms(0));
+        assert_eq!(restart_backoff(1, 5000), ms(5000));
+        assert_eq!(restart_backoff(3, 5000), ms(20_000));
+        assert_eq!(restart_backoff(4, 5000), ms(30_000));
+        // A delay longer than the cap is the cap.
+        assert_eq!(restart_backoff(5, 60_000), ms(60_000));
+        assert_eq!(restart_backoff(u32::MAX, 60_000), ms(60_000));
     }
 
     #[test]

@@ -124,6 +124,9 @@ struct Memory {
     draining: HashMap<String, (Instant, u64)>,
     /// Restarts Berth made, per container.
     restarts: HashMap<String, RestartInfo>,
+    /// When a pass first saw each exited container exited (`restart_policy.delay` counts from
+    /// there).
+    exited_since: HashMap<String, Instant>,
     /// Steps being executed (container ids or create keys): not planned again meanwhile.
     busy: HashSet<String>,
     /// When steps (and the containers creates made) last completed: a pass that listed Docker
@@ -178,11 +181,36 @@ fn step_backoff(failures: u32) -> Duration {
         .min(BACKOFF_CAP)
 }
 
+/// The `Instant` of a wall-clock time in Unix milliseconds, given one moment (`now`, `wall`) on
+/// both clocks. A time after `wall` (the clock went back) is `now`: the backoff then counts from
+/// now, never less than it says. One further back than the monotonic clock reaches (the machine
+/// booted since) is taken halfway back and halfway again until it is reached: later than it
+/// was, so a backoff from it ends no sooner than it should.
+fn instant_of(ms: i64, now: Instant, wall: std::time::SystemTime) -> Instant {
+    let then = u64::try_from(ms)
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut ago = wall.duration_since(then).unwrap_or(Duration::ZERO);
+    loop {
+        if let Some(t) = now.checked_sub(ago) {
+            return t;
+        }
+        ago /= 2;
+    }
+}
+
+/// Unix milliseconds of a wall-clock time (none before 1970 or past `i64`).
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> Option<i64> {
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
+}
+
 #[derive(Default, Clone, Copy)]
 struct RestartInfo {
     count: u32,
     last_exit: Option<i64>,
-    not_before: Option<Instant>,
+    /// When Berth last restarted it.
+    last_start: Option<Instant>,
 }
 
 pub(crate) struct Inner {
@@ -302,18 +330,20 @@ impl ControlPlane {
             shutdown.clone(),
         );
         let _ = inner.runtime.set(rt);
-        // Restart counts recorded before this start; the first resync forgets those of
+        // Restarts recorded before this start, with when each replica was last restarted (so
+        // its crash-loop backoff goes on where it was); the first resync forgets those of
         // containers that are gone.
         {
             let restarts = inner.store.restarts()?;
+            let (now, wall) = (Instant::now(), std::time::SystemTime::now());
             let mut mem = inner.mem();
-            for (container, count, last_exit) in restarts {
+            for r in restarts {
                 mem.restarts.insert(
-                    container,
+                    r.container,
                     RestartInfo {
-                        count,
-                        last_exit,
-                        not_before: None,
+                        count: r.count,
+                        last_exit: r.last_exit,
+                        last_start: r.last_start_ms.map(|ms| instant_of(ms, now, wall)),
                     },
                 );
             }
@@ -994,5 +1024,25 @@ mod tests {
             vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
         );
         assert_eq!(ms(u32::MAX), 30_000);
+    }
+
+    #[test]
+    fn a_recorded_restart_time_becomes_the_same_moment_on_the_monotonic_clock() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let now = Instant::now() + Duration::from_secs(3_600);
+        let wall = UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+        let at = |ms| super::instant_of(ms, now, wall);
+        // 5 s before the moment of reference.
+        assert_eq!(at(1_799_999_995_000), now - Duration::from_secs(5));
+        // In the future (the wall clock went back): now, so the backoff is never shorter.
+        assert_eq!(at(1_800_000_009_000), now);
+        // Further back than the monotonic clock reaches: some time before now, not a panic.
+        assert!(at(0) <= now);
+        assert!(at(-5) <= now);
+        assert_eq!(super::unix_ms(wall), Some(1_800_000_000_000));
+        assert_eq!(
+            super::unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)),
+            None
+        );
     }
 }

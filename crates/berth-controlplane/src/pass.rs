@@ -283,7 +283,13 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         Verdict::Converged => {
             inner
                 .store
-                .set_revision_status(app, record.revision, RevisionStatus::Converged, "")?;
+                // Empty, or the slots `max_failure_ratio` let the update give up.
+                .set_revision_status(
+                    app,
+                    record.revision,
+                    RevisionStatus::Converged,
+                    &plan.status.message,
+                )?;
             tracing::info!(app, revision = record.revision, "revision converged");
         }
         Verdict::RolloutFailed { message, action } => {
@@ -327,20 +333,27 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
 fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_plan::AppMemory {
     let port_errors = inner.dataplane.port_errors();
     let table_version = inner.dataplane.table_version();
-    let mem = inner.mem();
+    let mut mem = inner.mem();
     let mut out = app_plan::AppMemory {
         port_errors,
         ..app_plan::AppMemory::default()
     };
+    let now = Instant::now();
     for r in replicas {
         if let Some(info) = mem.restarts.get(&r.id) {
             out.restarts.insert(
                 r.id.clone(),
                 app_plan::Restarts {
                     count: info.count,
-                    not_before: info.not_before,
+                    last_start: info.last_start,
                 },
             );
+        }
+        if matches!(r.state, ReplicaState::Exited(_)) {
+            let since = *mem.exited_since.entry(r.id.clone()).or_insert(now);
+            out.exited_since.insert(r.id.clone(), since);
+        } else {
+            mem.exited_since.remove(&r.id);
         }
         if let Some((since, version)) = mem.draining.get(&r.id) {
             out.draining.insert(
@@ -570,13 +583,6 @@ fn drop_endpoint(inner: &Inner, container: &str) -> u64 {
     }
 }
 
-fn backoff_after(count: u32) -> Duration {
-    match count {
-        0 | 1 => Duration::ZERO,
-        n => Duration::from_millis(250u64 << (n - 2).min(7)).min(Duration::from_secs(30)),
-    }
-}
-
 /// Run one step as an owned background task; the key marks it busy until done.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn execute<R: AppRuntime>(
@@ -633,27 +639,41 @@ fn execute<R: AppRuntime>(
         if !mem.busy.insert(key.clone()) {
             return;
         }
+        // The planner's count of failed restarts (`restart_policy.window` may have reset it).
         let restarted = match &step {
             Step::Start { id } => {
                 let observed = input.observed.iter().find(|r| &r.id == id);
-                match observed.map(|r| r.state) {
-                    Some(ReplicaState::Exited(code)) => Some((id, Some(code))),
+                match observed.map(|r| (r.state, r.restarts)) {
+                    Some((ReplicaState::Exited(code), n)) => Some((id, Some(code), n)),
                     _ => None,
                 }
             }
-            Step::Restart { id } => Some((id, None)),
+            Step::Restart { id } => {
+                let n = input
+                    .observed
+                    .iter()
+                    .find(|r| &r.id == id)
+                    .map_or(0, |r| r.restarts);
+                Some((id, None, n))
+            }
             _ => None,
         };
-        if let Some((id, exit)) = restarted {
+        if let Some((id, exit, failed)) = restarted {
             let info = mem.restarts.entry(id.clone()).or_default();
-            info.count += 1;
+            info.count = failed + 1;
             if exit.is_some() {
                 info.last_exit = exit;
             }
-            info.not_before = Some(Instant::now() + backoff_after(info.count + 1));
-            let (count, last_exit) = (info.count, info.last_exit);
+            let now = Instant::now();
+            info.last_start = Some(now);
+            let record = berth_store::RestartRecord {
+                container: id.clone(),
+                count: info.count,
+                last_exit: info.last_exit,
+                last_start_ms: crate::unix_ms(std::time::SystemTime::now()),
+            };
             drop(mem);
-            if let Err(e) = inner.store.record_restart(id, count, last_exit) {
+            if let Err(e) = inner.store.record_restart(&record) {
                 tracing::warn!(app, service, error = %e, "cannot record a restart count");
             }
         }
@@ -1018,6 +1038,8 @@ fn forget_gone_restarts(inner: &Inner, present: &[(String, String)]) {
         for id in &gone {
             mem.restarts.remove(id);
         }
+        mem.exited_since
+            .retain(|id, _| present.contains(id.as_str()));
         gone
     };
     if !gone.is_empty() {

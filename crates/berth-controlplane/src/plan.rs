@@ -24,6 +24,8 @@
 //!   replicas are never restarted, so a slot whose old replica died or is unhealthy gets a
 //!   current one even while paused. A new revision (apply, even of the same file; scale;
 //!   rollback) ends the pause.
+//! - Given up (`Input::given_up`, the failures `max_failure_ratio` tolerates): such a slot's
+//!   failure is not reported and it no longer counts as updating, so the other slots go on.
 //! - Backoff: a slot whose last step failed (a create Docker refuses, a name taken, a start or
 //!   removal that errors) gets no step until its retry time; the planner says when with
 //!   `Wait`, so the caller requeues then instead of retrying in a loop. A slot that has kept
@@ -125,6 +127,10 @@ pub struct Input {
     pub drain_timeout_ms: u64,
     /// The rollout failed and is paused: start no further slot's update.
     pub paused: bool,
+    /// Slots whose update failed within `update_config.max_failure_ratio` (the application
+    /// planner decides): the rollout goes on without them. They report no `Failed` and hold no
+    /// place of `parallelism`; their replicas are still started, restarted and healed.
+    pub given_up: Vec<u32>,
     pub observed: Vec<Replica>,
     /// Slots whose last step failed (at most one entry per slot).
     pub backoff: Vec<SlotBackoff>,
@@ -157,8 +163,8 @@ pub enum Step {
     Drain { id: String },
     /// Stop (with the grace period) and remove a replica that is not in rotation.
     Remove { id: String },
-    /// The rollout to the desired spec failed.
-    Failed { reason: String },
+    /// The update of this slot failed.
+    Failed { slot: u32, reason: String },
     /// The slot's step is held back by its backoff: plan again in this many milliseconds.
     Wait { slot: u32, retry_in_ms: u64 },
 }
@@ -245,11 +251,13 @@ fn hold_back(input: &Input, steps: Vec<Step>) -> Vec<Step> {
                 && settled(r, input.restart)
         });
         if b.slot < input.replicas
+            && !input.given_up.contains(&b.slot)
             && !settled_here
             && b.failures > 0
             && b.failing_for_ms >= input.rollout_deadline_ms
         {
             out.push(Step::Failed {
+                slot: b.slot,
                 reason: format!(
                     "replica {} kept failing for {} s: {}",
                     b.slot,
@@ -311,6 +319,7 @@ fn plan_unthrottled(input: &Input) -> Vec<Step> {
     let mut updating = (0..input.replicas)
         .filter(|&s| {
             old_in(s).next().is_some()
+                && !input.given_up.contains(&s)
                 && by_slot[s as usize].is_some_and(|c| !settled(c, input.restart))
         })
         .count() as u32;
@@ -391,8 +400,11 @@ fn plan_unthrottled(input: &Input) -> Vec<Step> {
                     let crashing = c.restarts >= 3
                         || (matches!(c.state, ReplicaState::Exited(_))
                             && finished(c, input.restart));
-                    if c.age_ms >= input.rollout_deadline_ms || crashing {
+                    if (c.age_ms >= input.rollout_deadline_ms || crashing)
+                        && !input.given_up.contains(&slot)
+                    {
                         steps.push(Step::Failed {
+                            slot,
                             reason: format!(
                                 "replica {slot} of the new version did not become healthy within {} s{}",
                                 input.rollout_deadline_ms / 1000,
@@ -470,6 +482,7 @@ mod tests {
             min_drain_ms: 50,
             drain_timeout_ms: 10_000,
             paused: false,
+            given_up: vec![],
             observed,
             backoff: vec![],
         }
@@ -702,6 +715,7 @@ mod tests {
                     ],
                 ),
                 vec![Step::Failed {
+                    slot: 0,
                     reason: "replica 0 of the new version did not become healthy within 30 s".into(),
                 }],
             ),
@@ -715,9 +729,25 @@ mod tests {
                     ],
                 ),
                 vec![Step::Failed {
+                    slot: 0,
                     reason: "replica 0 of the new version did not become healthy within 30 s (it keeps exiting)"
                         .into(),
                 }],
+            ),
+            (
+                "a given-up slot reports nothing and holds no place of parallelism: the next slot updates",
+                Input {
+                    given_up: vec![0],
+                    ..input(
+                        2,
+                        vec![
+                            rep("o0", 0, "old", Running, Ready),
+                            Replica { age_ms: 31_000, ..rep("n0", 0, "new", Running, Starting) },
+                            rep("o1", 1, "old", Running, Ready),
+                        ],
+                    )
+                },
+                vec![create(1)],
             ),
             (
                 "rollback: desired is the old hash again → failed new replicas go",
@@ -841,6 +871,7 @@ mod tests {
                 vec![
                     wait(0, 8_000),
                     Step::Failed {
+                        slot: 0,
                         reason:
                             "replica 0 kept failing for 30 s: create failed: no command specified"
                                 .into(),
@@ -855,6 +886,7 @@ mod tests {
                 vec![
                     create(0),
                     Step::Failed {
+                        slot: 0,
                         reason:
                             "replica 0 kept failing for 30 s: create failed: no command specified"
                                 .into(),

@@ -335,6 +335,7 @@ pub fn container_spec(
             #[allow(clippy::cast_possible_truncation)]
             nano_cpus: svc.resources.cpus.map(|c| (c * 1e9) as i64),
             memory: svc.resources.memory_bytes,
+            memory_reservation: svc.resources.memory_reservation_bytes,
             restart_policy: Some("no".into()),
             network_mode: svc.network_mode.clone(),
             privileged: svc.privileged,

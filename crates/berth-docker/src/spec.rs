@@ -87,6 +87,8 @@ pub struct HostSpec {
     pub nano_cpus: Option<i64>,
     /// Memory limit in bytes.
     pub memory: Option<i64>,
+    /// Memory soft limit in bytes (`MemoryReservation`).
+    pub memory_reservation: Option<i64>,
     /// `no` (the default), `always`, `unless-stopped`, `on-failure` or `on-failure:N`.
     pub restart_policy: Option<String>,
     /// `bridge`, `host`, `none`, `container:<id>` or a network name. When `None` and
@@ -222,6 +224,7 @@ impl ContainerSpec {
         put_vec(&mut hc, "ExtraHosts", &h.extra_hosts);
         put_opt(&mut hc, "NanoCpus", h.nano_cpus.as_ref());
         put_opt(&mut hc, "Memory", h.memory.as_ref());
+        put_opt(&mut hc, "MemoryReservation", h.memory_reservation.as_ref());
         if let Some(policy) = &h.restart_policy {
             let (name, retries) = match policy.split_once(':') {
                 Some((name, n)) => (name, n.parse::<i64>().unwrap_or(0)),
@@ -343,6 +346,7 @@ mod tests {
                 extra_hosts: vec!["h:1.2.3.4".into()],
                 nano_cpus: Some(500_000_000),
                 memory: Some(1 << 20),
+                memory_reservation: Some(1 << 19),
                 restart_policy: Some("on-failure:3".into()),
                 network_mode: None,
                 init: Some(true),
@@ -376,7 +380,7 @@ mod tests {
                     "Binds": ["/a:/b:ro"],
                     "Mounts": [{"Type": "volume", "Source": "data", "Target": "/data", "ReadOnly": true}],
                     "Tmpfs": {"/tmp": "size=1m"}, "CapDrop": ["ALL"], "ExtraHosts": ["h:1.2.3.4"],
-                    "NanoCpus": 500_000_000, "Memory": 1_048_576,
+                    "NanoCpus": 500_000_000, "Memory": 1_048_576, "MemoryReservation": 524_288,
                     "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
                     "NetworkMode": "a-net", "Init": true,
                     "Privileged": true, "PidMode": "host", "IpcMode": "host", "UsernsMode": "host",

@@ -35,6 +35,7 @@ pub use builds::{
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
+pub use restarts::RestartRecord;
 pub use subnets::SubnetRecord;
 pub use subscriptions::{SubscriptionRecord, ORIGIN_CLI, ORIGIN_USES};
 pub use teams::{GrantRecord, MemberRecord, TeamDeletion, TeamHolds, TeamRecord};

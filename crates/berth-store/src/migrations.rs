@@ -202,6 +202,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, service)
      );
      CREATE INDEX subscriptions_by_service ON subscriptions(service, app);",
+    // 14: when Berth last restarted each replica (Unix milliseconds), so the crash-loop backoff
+    // and `restart_policy.window` count from the real restart after a server restart. NULL in
+    // rows written before: such a replica may be restarted at once, as before.
+    "ALTER TABLE restarts ADD COLUMN last_start_ms INTEGER;",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

@@ -188,6 +188,228 @@ services:
     server.ok(&["rm", "--app", "rs"]);
 }
 
+/// `(action, unix nanoseconds)` of this run's container start and die events so far.
+fn start_die_events(run: &TestRun, since: u64) -> Vec<(String, u128)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &now.to_string(),
+            "--filter",
+            &format!("label=berth.test={}", run.id),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=start",
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Action}} {{.TimeNano}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (a, t) = l.split_once(' ')?;
+            Some((a.to_string(), t.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn restart_policy_delay_holds_back_each_restart() {
+    let run = TestRun::new("rdelay");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  flaky:
+    image: {image}
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+    deploy:
+      restart_policy: {{condition: on-failure, max_attempts: 2, delay: 1500ms}}
+"#
+        ),
+    );
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let _ = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "rd"]);
+    wait_for(Duration::from_secs(30), "flaky is restarted twice", || {
+        let f = server
+            .ps("rd")
+            .into_iter()
+            .find(|i| i["service"] == "flaky")?;
+        (f["restarts"] == 2 && f["state"] == "exited").then_some(())
+    });
+    // Docker's own record: every start after a die comes at least the delay later.
+    let events = start_die_events(&run, since);
+    let mut gaps = Vec::new();
+    let mut died: Option<u128> = None;
+    for (action, t) in &events {
+        match action.as_str() {
+            "die" => died = Some(*t),
+            "start" => {
+                if let Some(d) = died.take() {
+                    gaps.push(Duration::from_nanos(u64::try_from(t - d).unwrap()));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(gaps.len(), 2, "two restarts: {events:?}");
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_millis(1500),
+            "restarted {g:?} after its exit: {events:?}"
+        );
+        assert!(
+            *g < Duration::from_secs(10),
+            "restarted {g:?} after its exit: {events:?}"
+        );
+    }
+    server.ok(&["rm", "--app", "rd"]);
+}
+
+#[test]
+fn the_crash_loop_backoff_survives_a_server_restart() {
+    let run = TestRun::new("rbackoff");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&run, dir.path());
+    let (api, gw) = (server.api.clone(), server.gateway.clone());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            r#"
+services:
+  crashy:
+    image: {image}
+    environment: {{ EXIT_CODE: "3", RUN_MS: "50" }}
+"#
+        ),
+    );
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    // A first deploy that keeps exiting fails; the replica is restarted all the same.
+    let _ = server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "rb"]);
+    // After its 6th restart the next waits 8 s (250 ms doubling).
+    wait_for(
+        Duration::from_secs(40),
+        "crashy is restarted 6 times",
+        || {
+            let f = server
+                .ps("rb")
+                .into_iter()
+                .find(|i| i["service"] == "crashy")?;
+            (f["restarts"] == 6).then_some(())
+        },
+    );
+    server.kill9();
+    server = Server::start_on(&run, dir.path(), &api, &gw);
+    wait_for(
+        Duration::from_secs(30),
+        "crashy is restarted a 7th time",
+        || {
+            let f = server
+                .ps("rb")
+                .into_iter()
+                .find(|i| i["service"] == "crashy")?;
+            (f["restarts"] == 7).then_some(())
+        },
+    );
+    // Docker's record: the first start, 6 restarts before the server restart, one after it,
+    // and that one came its backoff after the 6th (a server that forgot the backoff restarts
+    // the replica at its first pass, a second or two later).
+    std::thread::sleep(Duration::from_millis(500));
+    let starts: Vec<u128> = start_die_events(&run, since)
+        .into_iter()
+        .filter(|(a, _)| a == "start")
+        .map(|(_, t)| t)
+        .collect();
+    assert!(starts.len() >= 8, "{starts:?}");
+    let gap = Duration::from_nanos(u64::try_from(starts[7] - starts[6]).unwrap());
+    assert!(
+        gap >= Duration::from_millis(7_500),
+        "restarted {gap:?} after the 6th restart, across a server restart"
+    );
+    assert!(gap < Duration::from_secs(20), "{gap:?}");
+    server.ok(&["rm", "--app", "rb"]);
+}
+
+#[test]
+fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused() {
+    let run = TestRun::new("reserve");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      resources:\n        limits: {{memory: 128M}}\n        reservations: {{memory: 64M}}\n"
+        ),
+    );
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "res"]);
+    let id = wait_for(Duration::from_secs(30), "web runs", || {
+        server
+            .ps("res")
+            .into_iter()
+            .find(|i| i["service"] == "web" && i["state"] == "running")
+            .and_then(|i| i["container_id"].as_str().map(str::to_string))
+    });
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}}",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} {}", 128 << 20, 64 << 20)
+    );
+
+    // CPU reservations have no equivalent on one engine: refused at apply, by key path.
+    let cpu = compose(
+        dir.path(),
+        "cpu.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      resources:\n        reservations: {{cpus: '0.5'}}\n"
+        ),
+    );
+    let out = server.cli(&["apply", "-f", cpu.to_str().unwrap(), "--app", "res"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported_key")
+            && err.contains("services.web.deploy.resources.reservations.cpus"),
+        "{err}"
+    );
+    server.ok(&["rm", "--app", "res"]);
+}
+
 #[test]
 fn a_failed_job_fails_the_deploy_and_blocks_its_dependents() {
     let run = TestRun::new("jobs");

@@ -348,3 +348,115 @@ fn failure_action_pause_stops_the_rollout_where_it_failed() {
     assert!(server.get("/api/x").unwrap().1.starts_with("v1 "));
     server.ok(&["rm", "--app", "pause"]);
 }
+
+fn compose_ratio(image: &str, version: &str, delay_ms: u64) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {image}
+    environment:
+      VERSION: {version}
+      STARTUP_DELAY_MS: "{delay_ms}"
+    expose: ["8080"]
+    deploy:
+      replicas: 2
+      update_config:
+        parallelism: 1
+        order: start-first
+        monitor: 4s
+        max_failure_ratio: 0.5
+    x-berth:
+      route: {{ path_prefix: /api, strip_prefix: true }}
+      health: {{ http: /healthz, interval: 300ms }}
+"#
+    )
+}
+
+#[test]
+fn a_failed_slot_within_max_failure_ratio_lets_the_update_go_on() {
+    let run = TestRun::new("ratio");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = dir.path().join("compose.yaml");
+    let f = file.to_str().unwrap().to_string();
+    std::fs::write(&file, compose_ratio(&image, "v1", 0)).unwrap();
+    server.ok(&["apply", "-f", &f, "--app", "ratio"]);
+    let v1_hash = containers(&run)[0]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+
+    // v2 listens after 1.5 s. Slot 0's new replica is cut off from its networks before that,
+    // so it never becomes ready: its update fails after the 4 s monitor. 1 of 2 slots is within
+    // max_failure_ratio 0.5, so slot 1 is updated all the same and the revision converges.
+    std::fs::write(&file, compose_ratio(&image, "v2", 1500)).unwrap();
+    server.ok(&["apply", "--detach", "-f", &f, "--app", "ratio"]);
+    let n0 = wait_for(Duration::from_secs(20), "slot 0's new replica", || {
+        containers(&run).into_iter().find_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?.to_string();
+            let hash = parts.nth(1)?;
+            let slot = name.rsplit('_').nth(1)?;
+            (slot == "0" && hash != v1_hash).then_some(name)
+        })
+    });
+    let nets = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &n0,
+        ])
+        .output()
+        .unwrap();
+    for net in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+        let out = std::process::Command::new("docker")
+            .args(["network", "disconnect", "-f", net, &n0])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    wait_for(Duration::from_secs(40), "revision 2 converges", || {
+        let hist: Vec<serde_json::Value> =
+            serde_json::from_str(&server.ok(&["history", "--app", "ratio", "--output", "json"]))
+                .ok()?;
+        (hist[0]["revision"] == 2 && hist[0]["status"] == "converged").then_some(())
+    });
+    let (code, _, status) = call(
+        &server.api,
+        "GET",
+        "/api/v1/apps/ratio",
+        Some(&server.token()),
+        None,
+    );
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["health"], "degraded", "{status}");
+    let message = status["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("web: 1 of 2 replicas failed to update, within max_failure_ratio 0.5"),
+        "{status}"
+    );
+    assert!(
+        status["services"][0]["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("update given up"),
+        "{status}"
+    );
+    // No automatic rollback: slot 0 keeps its v1 replica serving, slot 1 serves v2.
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let body = server.get("/api/x").unwrap().1;
+        versions.insert(body.split_whitespace().next().unwrap_or("").to_string());
+    }
+    assert_eq!(versions.into_iter().collect::<Vec<_>>(), vec!["v1", "v2"]);
+    let hist: Vec<serde_json::Value> =
+        serde_json::from_str(&server.ok(&["history", "--app", "ratio", "--output", "json"]))
+            .unwrap();
+    assert_eq!(hist.len(), 2, "no rollback revision: {hist:?}");
+    server.ok(&["rm", "--app", "ratio"]);
+}
