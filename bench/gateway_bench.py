@@ -682,6 +682,16 @@ class Bench:
                         {"auth": {"issuers": ["berth"], "audiences": ["bench"]},
                          "rate_limit": dict(huge, key="consumer")},
                         [own], [f"Authorization: Bearer {token}"]))
+            # The same route as `auth: subscribers` (docs/market.md): the token's `sub` must be
+            # one of the entry's subscribers (here 1000, the caller among them), and the caller's
+            # plan is its own bucket (huge, so nothing is rejected).
+            subscribers = sorted([f"team-{i}/app" for i in range(999)] + ["user-42"])
+            out.append(("berth ES256 subscribers + plan",
+                        {"auth": {"issuers": ["berth"], "audiences": ["bench"],
+                                  "subscribers": subscribers},
+                         "rate_limit": dict(huge, key="consumer"),
+                         "plans": [dict(huge, name="gold", subscribers=["user-42"])]},
+                        [own], [f"Authorization: Bearer {token}"]))
         return out
 
     # -- kill test
@@ -858,6 +868,10 @@ class Bench:
                          "backend µs/req", "c1 p50 ms", "c1 p99 ms", "+p50 µs", "+p99 µs",
                          "p50 ×nginx", "p99 ×nginx", "errors"]))
         log("(+p50/+p99: added latency = proxy − direct backend, one connection)")
+        jwt, subs = med("berth ES256 (cached) + rate limit", "us_per_req"), med("berth ES256 subscribers + plan", "us_per_req")
+        if jwt and subs:
+            log(f"auth: subscribers (+ plan) vs the same route with plain JWT auth: "
+                f"{(subs / jwt - 1) * 100:+.1f} % CPU per request (goal: ≤ +2 %)")
         quiet = []
         for name, rs in res.items():
             q = [r for r in rs if r.get("foreign", 1) < 0.2 and not name.startswith("direct")]

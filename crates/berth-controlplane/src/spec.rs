@@ -671,6 +671,80 @@ configs:
         assert!(body.get("NetworkingConfig").is_none(), "{body}");
     }
 
+    /// A subscription's wiring reaches only its service: the variables (the user's own value
+    /// wins), the credentials mount, the gateway's host name; and only that service's hash moves.
+    #[test]
+    fn subscription_wiring_reaches_its_service_only() {
+        let compose = "services:\n  web:\n    image: a\n    environment: {ORDERS_URL: mine}\n  db:\n    image: b\n";
+        let images = [("web", "sha256:aaaa"), ("db", "sha256:bbbb")];
+        let plain = spec(compose, &[], &images);
+        let mut wired = spec(compose, &[], &images);
+        wired.wires.insert(
+            "web".into(),
+            crate::subscriptions::Wiring {
+                env: [
+                    (
+                        "ORDERS_URL".to_string(),
+                        "http://berth-gateway:7480/orders".to_string(),
+                    ),
+                    (
+                        "ORDERS_TOKEN_FILE".to_string(),
+                        "/run/secrets/berth/orders.token".to_string(),
+                    ),
+                ]
+                .into(),
+                credentials: "/data/credentials/b.shop".into(),
+            },
+        );
+        assert_ne!(wired.service_hash("web"), plain.service_hash("web"));
+        assert_eq!(wired.service_hash("db"), plain.service_hash("db"));
+        let naming = Naming {
+            instance: "abcdef0123".into(),
+        };
+        let body = |name: &str| {
+            let svc = &wired.project.services[name];
+            container_spec(
+                &naming,
+                &wired,
+                "b/shop",
+                1,
+                name,
+                svc,
+                0,
+                "h",
+                &BTreeMap::new(),
+            )
+            .to_create_body()
+        };
+        let web = body("web");
+        let env: Vec<&str> = web["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"ORDERS_URL=mine"), "{env:?}");
+        assert!(
+            !env.iter().any(|e| e.starts_with("ORDERS_URL=http")),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&"ORDERS_TOKEN_FILE=/run/secrets/berth/orders.token"),
+            "{env:?}"
+        );
+        assert_eq!(
+            web["HostConfig"]["Mounts"],
+            serde_json::json!([{"Type": "bind", "Source": "/data/credentials/b.shop", "Target": "/run/secrets/berth", "ReadOnly": true}])
+        );
+        assert_eq!(
+            web["HostConfig"]["ExtraHosts"],
+            serde_json::json!(["berth-gateway:host-gateway"])
+        );
+        let db = body("db");
+        assert!(db["HostConfig"].get("Mounts").is_none(), "{db}");
+        assert!(db["HostConfig"].get("ExtraHosts").is_none(), "{db}");
+    }
+
     #[test]
     fn start_interval_reaches_the_engine_that_knows_it() {
         let s = spec(

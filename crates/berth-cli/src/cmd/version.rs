@@ -230,6 +230,17 @@ fn print_entry(e: &MarketEntry) {
         ms(e.p50_ms),
         ms(e.p95_ms)
     );
+    if let Some(p) = &e.provider {
+        let deprecated = e.versions.iter().any(|v| {
+            v.name == p.version && v.state == berth_core::lifecycle::VersionState::Deprecated
+        });
+        if deprecated {
+            outln!(
+                "warning   the provider runs version {}, which is deprecated: subscribers should expect it to go",
+                p.version
+            );
+        }
+    }
     if !e.subscribers.is_empty() {
         outln!("used by   {}", e.subscribers.join(", "));
     }
