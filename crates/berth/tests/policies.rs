@@ -348,8 +348,11 @@ services:
         .collect();
     assert!(starts.len() >= 8, "{starts:?}");
     let gap = Duration::from_nanos(u64::try_from(starts[7] - starts[6]).unwrap());
+    // The backoff counts from when Berth restarted the replica, Docker's `start` event comes
+    // after that by the engine's start time (up to a second on a busy machine): 8 s less that is
+    // still far from the 1-2 s of a server that forgot.
     assert!(
-        gap >= Duration::from_millis(7_500),
+        gap >= Duration::from_millis(6_000),
         "restarted {gap:?} after the 6th restart, across a server restart"
     );
     assert!(gap < Duration::from_secs(20), "{gap:?}");
