@@ -195,16 +195,18 @@ impl ControlPlane {
                 Vec::new(),
                 format!("the last published version, {v}, has no contract to compare with"),
             ),
-            (Some(m), Some((v, Some(t)))) => {
-                let changes = berth_core::contract::diff(t, m);
-                let breaking = changes.iter().filter(|c| c.breaking).count();
-                let summary = if changes.is_empty() {
-                    format!("no changes from {v}")
-                } else {
-                    format!("{} change(s) from {v}, {breaking} breaking", changes.len())
-                };
-                (changes, summary)
-            }
+            (Some(m), Some((v, Some(t)))) => match berth_core::contract::diff(t, m) {
+                Ok(changes) => {
+                    let breaking = changes.iter().filter(|c| c.breaking).count();
+                    let summary = if changes.is_empty() {
+                        format!("no changes from {v}")
+                    } else {
+                        format!("{} change(s) from {v}, {breaking} breaking", changes.len())
+                    };
+                    (changes, summary)
+                }
+                Err(e) => (Vec::new(), format!("not compared with {v}: {e}")),
+            },
         };
         let breaking_changes = changes.iter().filter(|c| c.breaking).count() as u64;
         Ok(ReviewView {
