@@ -280,4 +280,86 @@ mod tests {
             [("api".to_string(), "v1".to_string(), VersionState::Built)]
         );
     }
+
+    #[test]
+    fn the_same_image_again_keeps_a_reviewed_versions_evidence() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_service(
+            "api",
+            &ServiceSource::Git(GitRepo {
+                branch: None,
+                url: "/x".into(),
+                path: None,
+                poll_secs: None,
+            }),
+        )
+        .unwrap();
+        let build = |steps: &str, tag: &str| {
+            let id = s.create_build("api", None).unwrap();
+            let v = VersionRecord {
+                service: "api".into(),
+                name: "v1".into(),
+                digest: "sha256:1".into(),
+                tag: tag.into(),
+                commit: "c".into(),
+                author: "a".into(),
+                commit_time: None,
+                build_id: id,
+                created_at: String::new(),
+                steps: Some(steps.into()),
+                contract: Some(format!("contract {steps}")),
+                readme: Some(format!("readme {steps}")),
+            };
+            assert!(s
+                .finish_build(id, BuildState::Succeeded, "", "", Some(&v))
+                .unwrap());
+            id
+        };
+        let first = build("[1]", "berth/api:v1");
+        // Built: a rebuild's evidence replaces the first's.
+        let second = build("[2]", "berth/api:v1");
+        let v = s.get_version("api", "v1").unwrap().unwrap();
+        assert_eq!((v.steps.as_deref(), v.build_id), (Some("[2]"), second));
+        assert_ne!(first, second);
+        for (from, to, write) in [
+            (
+                VersionState::Built,
+                VersionState::Submitted,
+                TransitionWrite {
+                    submitted: Some(("ann", None)),
+                    reviewed: None,
+                },
+            ),
+            (
+                VersionState::Submitted,
+                VersionState::Approved,
+                TransitionWrite {
+                    submitted: None,
+                    reviewed: Some(("bob", "fine")),
+                },
+            ),
+        ] {
+            assert!(s.transition_version("api", "v1", from, to, write).unwrap());
+            // Reviewed (or under review): the same image again keeps what the reviewer read.
+            build("[evil]", "berth/api:v1b");
+            let v = s.get_version("api", "v1").unwrap().unwrap();
+            assert_eq!(
+                (
+                    v.steps.as_deref(),
+                    v.contract.as_deref(),
+                    v.readme.as_deref(),
+                    v.build_id
+                ),
+                (
+                    Some("[2]"),
+                    Some("contract [2]"),
+                    Some("readme [2]"),
+                    second
+                ),
+                "{to}"
+            );
+            assert_eq!(v.tag, "berth/api:v1b");
+            assert_eq!(s.version_lifecycle("api", "v1").unwrap().unwrap().state, to);
+        }
+    }
 }
