@@ -93,8 +93,16 @@ impl ControlPlane {
             .store
             .transition_version(service, version, current.state, to, write)?
         {
-            // Someone moved it first: answer from where it is now.
+            // Someone moved it first: answer from where it is now. Still in the same state, it
+            // was resubmitted by the reviewer meanwhile (the store's four-eyes condition).
             let now = self.lifecycle_of(service, version)?;
+            if now.state == current.state
+                && !lifecycle::reviewer_may(transition, actor, now.submitted_by.as_deref())
+            {
+                return Err(CpError::Forbidden(format!(
+                    "you submitted {name}: another approver of the team reviews it"
+                )));
+            }
             return Err(CpError::InvalidTransition(
                 name,
                 lifecycle::InvalidTransition {

@@ -93,7 +93,8 @@ impl Store {
     }
 
     /// Move a version from `from` to `to` if it is still in `from`; false if it is not (another
-    /// caller moved it first, or it does not exist).
+    /// caller moved it first, or it does not exist). A review (`write.reviewed`) also needs the
+    /// reviewer not to be the version's submitter at the moment of the write (four eyes).
     pub fn transition_version(
         &self,
         service: &str,
@@ -110,9 +111,12 @@ impl Store {
                  WHERE service = ?1 AND name = ?2 AND state = ?3",
                 params![service, version, from.as_str(), to.as_str(), now(), by, note],
             )?,
+            // The four-eyes rule is part of the compare-and-set: a version resubmitted by the
+            // reviewer between the caller's check and this write is not reviewed by them.
             (None, Some((by, reason))) => conn.execute(
                 "UPDATE versions SET state = ?4, state_changed_at = ?5, reviewed_by = ?6, review_reason = ?7
-                 WHERE service = ?1 AND name = ?2 AND state = ?3",
+                 WHERE service = ?1 AND name = ?2 AND state = ?3
+                   AND (submitted_by IS NULL OR submitted_by != ?6)",
                 params![service, version, from.as_str(), to.as_str(), now(), by, reason],
             )?,
             (None, None) => conn.execute(
@@ -257,6 +261,24 @@ mod tests {
         assert_eq!(
             (l.state, l.submitted_by.as_deref()),
             (VersionState::Submitted, Some("ann"))
+        );
+        // Four eyes, in the compare-and-set itself: the submitter's review finds nothing to move.
+        let own = TransitionWrite {
+            submitted: None,
+            reviewed: Some(("ann", "fine by me")),
+        };
+        assert!(!s
+            .transition_version(
+                "api",
+                "v1",
+                VersionState::Submitted,
+                VersionState::Approved,
+                own
+            )
+            .unwrap());
+        assert_eq!(
+            s.version_lifecycle("api", "v1").unwrap().unwrap().state,
+            VersionState::Submitted
         );
         let rev = TransitionWrite {
             submitted: None,
