@@ -165,14 +165,8 @@ impl ControlPlane {
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        // The last published version: the newest other version that is published or
-        // deprecated (what consumers may be running).
         let states = self.inner.store.lifecycles(Some(service))?;
-        let published = states
-            .iter()
-            .filter(|l| l.version != version)
-            .filter(|l| matches!(l.state, VersionState::Published | VersionState::Deprecated))
-            .max_by(|a, b| a.state_changed_at.cmp(&b.state_changed_at));
+        let published = baseline(&states, version);
         let mine: Option<serde_json::Value> = record
             .contract
             .as_deref()
@@ -322,6 +316,17 @@ impl ControlPlane {
     }
 }
 
+/// The version a review compares `version`'s contract with: the other version published last
+/// (by when it was published: a deprecation moves a version but publishes nothing) that is still
+/// published or deprecated (what consumers may be running).
+fn baseline<'a>(states: &'a [LifecycleRecord], version: &str) -> Option<&'a LifecycleRecord> {
+    states
+        .iter()
+        .filter(|l| l.version != version)
+        .filter(|l| matches!(l.state, VersionState::Published | VersionState::Deprecated))
+        .max_by(|a, b| a.published_at.cmp(&b.published_at))
+}
+
 fn past(t: Transition) -> &'static str {
     match t {
         Transition::Submit => "submitted",
@@ -330,5 +335,65 @@ fn past(t: Transition) -> &'static str {
         Transition::Publish => "published",
         Transition::Deprecate => "deprecated",
         Transition::Retire => "retired",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        version: &str,
+        state: VersionState,
+        changed: &str,
+        published: &str,
+    ) -> LifecycleRecord {
+        LifecycleRecord {
+            service: "t/api".into(),
+            version: version.into(),
+            state,
+            submitted_by: None,
+            submit_note: None,
+            reviewed_by: None,
+            review_reason: None,
+            state_changed_at: Some(changed.into()),
+            published_at: (!published.is_empty()).then(|| published.into()),
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_last_published_not_the_last_moved() {
+        // v1 published first, v2 after it; then v1 was deprecated (its last move is the newest).
+        let states = [
+            record("v3", VersionState::Submitted, "2024-01-05T00:00:00Z", ""),
+            record(
+                "v2",
+                VersionState::Published,
+                "2024-01-02T00:00:00Z",
+                "2024-01-02T00:00:00Z",
+            ),
+            record(
+                "v1",
+                VersionState::Deprecated,
+                "2024-01-04T00:00:00Z",
+                "2024-01-01T00:00:00Z",
+            ),
+            record(
+                "v0",
+                VersionState::Retired,
+                "2024-01-06T00:00:00Z",
+                "2023-12-01T00:00:00Z",
+            ),
+        ];
+        assert_eq!(
+            baseline(&states, "v3").map(|l| l.version.as_str()),
+            Some("v2")
+        );
+        // A published version under review itself compares with the one before.
+        assert_eq!(
+            baseline(&states, "v2").map(|l| l.version.as_str()),
+            Some("v1")
+        );
+        assert!(baseline(&states[..1], "v3").is_none());
     }
 }

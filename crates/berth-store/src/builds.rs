@@ -310,7 +310,7 @@ impl Store {
                            author = ?6, commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present',
                            steps = ?10, contract = ?11, readme = ?12, state = 'built', submitted_by = NULL,
                            submit_note = NULL, reviewed_by = NULL, review_reason = NULL,
-                           state_changed_at = NULL",
+                           state_changed_at = NULL, published_at = NULL",
                         params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now(),
                                 v.steps, v.contract, v.readme],
                     )?;

@@ -17,6 +17,8 @@ pub struct LifecycleRecord {
     pub reviewed_by: Option<String>,
     pub review_reason: Option<String>,
     pub state_changed_at: Option<String>,
+    /// When it was published (none: never).
+    pub published_at: Option<String>,
 }
 
 /// What a transition writes besides the state.
@@ -29,7 +31,8 @@ pub struct TransitionWrite<'a> {
 }
 
 const COLS: &str =
-    "service, name, state, submitted_by, submit_note, reviewed_by, review_reason, state_changed_at";
+    "service, name, state, submitted_by, submit_note, reviewed_by, review_reason, state_changed_at,
+     published_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleRecord> {
     let state: String = r.get(2)?;
@@ -48,6 +51,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleRecord> {
         reviewed_by: r.get(5)?,
         review_reason: r.get(6)?,
         state_changed_at: r.get(7)?,
+        published_at: r.get(8)?,
     })
 }
 
@@ -104,6 +108,8 @@ impl Store {
         write: TransitionWrite<'_>,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
+        // Publishing dates the version (the baseline of later reviews).
+        let published = "published_at = CASE WHEN ?4 = 'published' THEN ?5 ELSE published_at END";
         let n = match (write.submitted, write.reviewed) {
             (Some((by, note)), _) => conn.execute(
                 "UPDATE versions SET state = ?4, state_changed_at = ?5, submitted_by = ?6, submit_note = ?7,
@@ -120,8 +126,10 @@ impl Store {
                 params![service, version, from.as_str(), to.as_str(), now(), by, reason],
             )?,
             (None, None) => conn.execute(
-                "UPDATE versions SET state = ?4, state_changed_at = ?5
-                 WHERE service = ?1 AND name = ?2 AND state = ?3",
+                &format!(
+                    "UPDATE versions SET state = ?4, state_changed_at = ?5, {published}
+                     WHERE service = ?1 AND name = ?2 AND state = ?3"
+                ),
                 params![service, version, from.as_str(), to.as_str(), now()],
             )?,
         };
@@ -293,6 +301,58 @@ mod tests {
                 rev
             )
             .unwrap());
+        // Publishing dates a version; a later move (deprecate) keeps the date.
+        s.create_service(
+            "web",
+            &ServiceSource::Git(GitRepo {
+                branch: None,
+                url: "/y".into(),
+                path: None,
+                poll_secs: None,
+            }),
+        )
+        .unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO versions(service, name, digest, tag, git_commit, author, build_id,
+                   created_at, state) VALUES ('web', 'w1', 'd', 't', 'c', 'a', 0, 'x', 'approved')",
+                [],
+            )
+            .unwrap();
+        let none = TransitionWrite::default();
+        assert!(s
+            .transition_version(
+                "web",
+                "w1",
+                VersionState::Approved,
+                VersionState::Published,
+                none
+            )
+            .unwrap());
+        let published = s
+            .version_lifecycle("web", "w1")
+            .unwrap()
+            .unwrap()
+            .published_at;
+        assert!(published.is_some());
+        s.conn()
+            .execute(
+                "UPDATE versions SET published_at = 'then' WHERE name = 'w1'",
+                [],
+            )
+            .unwrap();
+        assert!(s
+            .transition_version(
+                "web",
+                "w1",
+                VersionState::Published,
+                VersionState::Deprecated,
+                none
+            )
+            .unwrap());
+        let l = s.version_lifecycle("web", "w1").unwrap().unwrap();
+        assert_eq!(l.published_at.as_deref(), Some("then"));
+        assert_ne!(l.state_changed_at.as_deref(), Some("then"));
         // A rejected version may be rebuilt into another image: it starts over.
         assert!(version(&s, "sha256:3").1);
         let l = s.version_lifecycle("api", "v1").unwrap().unwrap();

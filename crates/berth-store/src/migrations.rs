@@ -189,6 +189,12 @@ const MIGRATIONS: &[&str] = &[
     // 12: the admission key `external` (docs/teams.md#admission). No schema change: the
     // statement that matters is upgrade-only (below), for data directories from before teams.
     "SELECT 1",
+    // 13: when a version was published, the baseline a review compares contracts with (the
+    // last published, not the last moved: a deprecation moves a version too). Versions published
+    // before it are dated by their last move, the best that is known of them.
+    "ALTER TABLE versions ADD COLUMN published_at TEXT;
+     UPDATE versions SET published_at = state_changed_at
+        WHERE state IN ('published', 'deprecated', 'retired')",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

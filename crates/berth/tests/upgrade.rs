@@ -49,8 +49,10 @@ fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
 fn downgrade_to_schema_9(data_dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(data_dir.join("berth.db")).unwrap();
     conn.execute_batch(
-        // Migration 11 (the version lifecycle, the market's bindings).
-        "DROP INDEX versions_by_state;
+        // Migration 13 (when a version was published).
+        "ALTER TABLE versions DROP COLUMN published_at;
+         -- Migration 11 (the version lifecycle, the market's bindings).
+         DROP INDEX versions_by_state;
          DROP TABLE market_bindings;
          ALTER TABLE versions DROP COLUMN state;
          ALTER TABLE versions DROP COLUMN submitted_by;
