@@ -264,33 +264,44 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
-    /// published or deprecated when it is the team's own, published or deprecated when it is
-    /// another team's. Only for protected applications.
+    /// See [`check_protected`].
     pub(crate) fn check_protected(&self, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
-        if !self.inner.store.app_protected(app)? {
-            return Ok(());
-        }
-        let my_team = team::team_of(app);
-        let mut refused = Vec::new();
-        for (svc, digest) in &spec.images {
-            let versions = self.inner.store.versions_by_digest(digest)?;
-            let ok = versions.iter().any(|(service, _, state)| {
-                if team::team_of(service) == my_team {
-                    state.is_approved()
-                } else {
-                    matches!(state, VersionState::Published | VersionState::Deprecated)
-                }
-            });
-            if ok {
-                continue;
+        check_protected(&self.inner, app, spec)
+    }
+}
+
+/// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
+/// published or deprecated when it is the team's own, published or deprecated when it is
+/// another team's. Only for protected applications. Every revision is checked: apply, scale,
+/// rollback (`commit`) and the reconciler's automatic rollback (`pass.rs`).
+pub(crate) fn check_protected(
+    inner: &crate::Inner,
+    app: &str,
+    spec: &RevisionSpec,
+) -> Result<(), CpError> {
+    if !inner.store.app_protected(app)? {
+        return Ok(());
+    }
+    let my_team = team::team_of(app);
+    let mut refused = Vec::new();
+    for (svc, digest) in &spec.images {
+        let versions = inner.store.versions_by_digest(digest)?;
+        let ok = versions.iter().any(|(service, _, state)| {
+            if team::team_of(service) == my_team {
+                state.is_approved()
+            } else {
+                matches!(state, VersionState::Published | VersionState::Deprecated)
             }
-            let image = spec
-                .project
-                .services
-                .get(svc)
-                .map_or_else(|| digest.clone(), |s| s.image.clone());
-            let why = match versions
+        });
+        if ok {
+            continue;
+        }
+        let image = spec
+            .project
+            .services
+            .get(svc)
+            .map_or_else(|| digest.clone(), |s| s.image.clone());
+        let why = match versions
                 .iter()
                 .find(|(service, _, _)| team::team_of(service) == my_team)
                 .or_else(|| versions.first())
@@ -303,17 +314,16 @@ impl ControlPlane {
                     "service {svc:?}: image {image} is no version of any service (build it with `berth build`)"
                 ),
             };
-            refused.push(why);
-        }
-        if refused.is_empty() {
-            return Ok(());
-        }
-        Err(CpError::VersionNotApproved(format!(
+        refused.push(why);
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(CpError::VersionNotApproved(format!(
             "application {:?} is protected: it runs approved, published or deprecated versions only; {}",
             team::split_global(app).1,
             refused.join("; ")
         )))
-    }
 }
 
 /// The version a review compares `version`'s contract with: the other version published last
