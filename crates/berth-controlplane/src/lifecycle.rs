@@ -286,35 +286,12 @@ pub(crate) fn check_protected(
     let mut refused = Vec::new();
     for (svc, digest) in &spec.images {
         let versions = inner.store.versions_by_digest(digest)?;
-        let ok = versions.iter().any(|(service, _, state)| {
-            if team::team_of(service) == my_team {
-                state.is_approved()
-            } else {
-                matches!(state, VersionState::Published | VersionState::Deprecated)
-            }
-        });
-        if ok {
-            continue;
-        }
         let image = spec
             .project
             .services
             .get(svc)
-            .map_or_else(|| digest.clone(), |s| s.image.clone());
-        let why = match versions
-                .iter()
-                .find(|(service, _, _)| team::team_of(service) == my_team)
-                .or_else(|| versions.first())
-            {
-                Some((service, v, state)) => format!(
-                    "service {svc:?}: image {image} is version {}:{v}, which is {state}",
-                    team::local_name(my_team, service).unwrap_or(service)
-                ),
-                None => format!(
-                    "service {svc:?}: image {image} is no version of any service (build it with `berth build`)"
-                ),
-            };
-        refused.push(why);
+            .map_or(digest.as_str(), |s| s.image.as_str());
+        refused.extend(refusal(my_team, svc, image, &versions));
     }
     if refused.is_empty() {
         return Ok(());
@@ -324,6 +301,43 @@ pub(crate) fn check_protected(
             team::split_global(app).1,
             refused.join("; ")
         )))
+}
+
+/// Why a protected application of `my_team` may not run `image` (the versions whose image it
+/// is: global service, version, state), or none if it may. Names only what the team owns:
+/// another team's version that is not published is "not published", never its name (names do
+/// not cross teams unpublished).
+fn refusal(
+    my_team: &str,
+    svc: &str,
+    image: &str,
+    versions: &[(String, String, VersionState)],
+) -> Option<String> {
+    let ok = versions.iter().any(|(service, _, state)| {
+        if team::team_of(service) == my_team {
+            state.is_approved()
+        } else {
+            matches!(state, VersionState::Published | VersionState::Deprecated)
+        }
+    });
+    if ok {
+        return None;
+    }
+    let mine = versions
+        .iter()
+        .find(|(service, _, _)| team::team_of(service) == my_team);
+    Some(match mine {
+        Some((service, v, state)) => format!(
+            "service {svc:?}: image {image} is version {}:{v}, which is {state}",
+            team::split_global(service).1
+        ),
+        None if !versions.is_empty() => format!(
+            "service {svc:?}: image {image} is another team's version, which is not published"
+        ),
+        None => format!(
+            "service {svc:?}: image {image} is no version of any service (build it with `berth build`)"
+        ),
+    })
 }
 
 /// The version a review compares `version`'s contract with: the other version published last
@@ -368,6 +382,42 @@ mod tests {
             review_reason: None,
             state_changed_at: Some(changed.into()),
             published_at: (!published.is_empty()).then(|| published.into()),
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_only_the_teams_own_versions() {
+        let v = |service: &str, name: &str, state| (service.to_string(), name.to_string(), state);
+        let cases = [
+            (vec![v("shop/api", "v1", VersionState::Approved)], None),
+            (
+                vec![v("pay/card", "v3", VersionState::Published)],
+                None,
+            ),
+            (
+                vec![v("shop/api", "v2", VersionState::Submitted)],
+                Some("service \"web\": image img is version api:v2, which is submitted"),
+            ),
+            (
+                vec![v("pay/secret-project", "v9", VersionState::Built)],
+                Some("service \"web\": image img is another team's version, which is not published"),
+            ),
+            (
+                vec![
+                    v("pay/secret-project", "v9", VersionState::Approved),
+                    v("shop/api", "v2", VersionState::Retired),
+                ],
+                Some("service \"web\": image img is version api:v2, which is retired"),
+            ),
+            (
+                vec![],
+                Some("service \"web\": image img is no version of any service (build it with `berth build`)"),
+            ),
+        ];
+        for (versions, want) in cases {
+            let got = refusal("shop", "web", "img", &versions);
+            assert_eq!(got.as_deref(), want, "{versions:?}");
+            assert!(!got.unwrap_or_default().contains("secret-project"));
         }
     }
 
