@@ -281,6 +281,24 @@ fn submit_review_publish_and_protect() {
         &cli_as(&server, &outsider, &["market", "show", "shop/nothing"]),
         "service_not_found",
     );
+    // Reviews are the owning team's: another team's version answers as if absent.
+    failed_with(
+        &cli_as(&server, &outsider, &["review", "show", "orders:v1"]),
+        "service_not_found",
+    );
+    failed_with(
+        &cli_as(&server, &outsider, &["review", "show", "shop/orders:v1"]),
+        "team_not_found",
+    );
+    let other_owner = team_member(&server, "other", "oona", "owner");
+    failed_with(
+        &cli_as(&server, &other_owner, &["app", "protect", "orders-live"]),
+        "app_not_found",
+    );
+    failed_with(
+        &cli_as(&server, &other_owner, &["review", "show", "orders:v1"]),
+        "service_not_found",
+    );
 
     // v2 removes an operation: the review flags the break against v1.
     let v2 = CONTRACT_V1.split("  /orders/{id}:").next().unwrap();
