@@ -943,7 +943,8 @@ mod tests {
                 "responses": {"201": {"description": "created"}}}}}})
         };
         type Edit = fn(&mut Value);
-        let cases: [(&str, Edit, Option<(&str, &str, bool)>); 7] = [
+        type Want = Option<(&'static str, &'static str, bool)>;
+        let cases: [(&str, Edit, Want); 7] = [
             (
                 "a field made required",
                 |o| o["required"] = json!(["amount", "note"]),
