@@ -87,6 +87,8 @@ pub fn rule(method: &Method, path: &str) -> Rule {
             ..r(TAR, RESTORE_LIMIT)
         },
         ("POST", "/api/v1/hooks/{name}" | "/api/v1/hooks/{team}/{name}") => r(JSON, WEBHOOK_LIMIT),
+        // A gateway's report: as many services as one report may carry, each at its largest.
+        ("POST", "/api/v1/gateway/stats") => r(JSON, berth_core::api::MAX_REPORT_BYTES),
         // Bodiless: the JSON content type (no simple cross-origin request), and no body at all.
         ("POST", "/api/v1/admin/backup") => r(JSON, 0),
         (

@@ -253,7 +253,8 @@ pub(crate) async fn route_stats(
     summary = "A standalone gateway's cumulative counters per service, sent every second (administrator's token)",
     request_body = berth_core::api::GatewayReport,
     responses(
-        (status = 204, description = "Counted")
+        (status = 204, description = "Counted"),
+        (status = 400, description = "`invalid_argument`: more than 10 000 services, or latency buckets other than the gateway's 12", body = ErrorBody)
     )
 )]
 pub(crate) async fn gateway_stats(
@@ -261,11 +262,8 @@ pub(crate) async fn gateway_stats(
     body: std::result::Result<Json<berth_core::api::GatewayReport>, JsonRejection>,
 ) -> Result<Response> {
     let Json(report) = body?;
-    if report.services.len() > 100_000 || report.gateway.len() > 200 {
-        return Err(ApiError::new(
-            berth_core::ErrorCode::InvalidArgument,
-            "the report is larger than a gateway sends",
-        ));
+    if let Err(why) = report.validate() {
+        return Err(ApiError::new(berth_core::ErrorCode::InvalidArgument, why));
     }
     s.cp.ingest_gateway_report(&report);
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())

@@ -199,6 +199,10 @@ type Packed = (Arc<Vec<u8>>, Option<String>);
 /// decides exactly as for any build, base images included), only the checkout is skipped. This
 /// is what makes a no-change rebuild cost about what `docker build` costs (docs/benchmarks.md
 /// §5).
+///
+/// The warm build reads no file: it has no checkout, and runs in an empty workspace of its own
+/// (never the shared `work_root`, where other services' trees are). The contract and README are
+/// the commit's, kept here from the build that read them in the service's own tree.
 #[derive(Debug, Clone)]
 struct Warm {
     source: Source,
@@ -207,6 +211,15 @@ struct Warm {
     revision: Revision,
     pipeline: Pipeline,
     contexts: BTreeMap<String, Packed>,
+    /// The evidence read from the commit's files: the contract (compact JSON), the README.
+    evidence: Kept,
+}
+
+/// A commit's contract and README, as the build that checked it out read them.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    contract: Option<String>,
+    readme: Option<String>,
 }
 
 /// Contexts at most this large (all steps together) are kept for a warm rebuild.
@@ -245,6 +258,8 @@ fn keep_warm(cache: &Mutex<HashMap<String, Warm>>, service: &str, warm: Warm) {
 struct Contexts {
     reuse: BTreeMap<String, Packed>,
     packed: Mutex<BTreeMap<String, Packed>>,
+    /// A warm build's evidence: used instead of reading the workspace (which is empty).
+    kept: Option<Kept>,
 }
 
 /// A service's kept Git tree, `<work_root>/trees/<service>-<source hash>/src` (`<service>` as
@@ -541,11 +556,21 @@ impl Builder {
         let contexts = Contexts {
             reuse: warm.contexts,
             packed: Mutex::default(),
+            kept: Some(warm.evidence),
+        };
+        // An empty workspace of the build's own: nothing the pipeline names can lead into
+        // `work_root`, where other services' trees are.
+        let workspace = match tempfile::Builder::new()
+            .prefix("berth-warm-")
+            .tempdir_in(&self.config.work_root)
+        {
+            Ok(w) => w,
+            Err(_) => return None,
         };
         let mut o = self
             .run_pipeline_inner(
                 &request.service,
-                &self.config.work_root,
+                workspace.path(),
                 &warm.revision,
                 &warm.pipeline,
                 &request.secrets,
@@ -554,6 +579,7 @@ impl Builder {
                 &contexts,
             )
             .await;
+        drop(workspace);
         o.revision = Some(warm.revision);
         Some(o)
     }
@@ -672,6 +698,10 @@ impl Builder {
                                 revision: revision.clone(),
                                 pipeline,
                                 contexts: packed,
+                                evidence: Kept {
+                                    contract: outcome.contract.clone(),
+                                    readme: outcome.readme.clone(),
+                                },
                             },
                         );
                     }
@@ -874,7 +904,16 @@ impl Builder {
         }
 
         let mut contract = None;
-        if let (BuildStatus::Succeeded, Some(path)) = (&status, &pipeline.contract) {
+        if let (BuildStatus::Succeeded, Some(path), Some(kept)) =
+            (&status, &pipeline.contract, &contexts.kept)
+        {
+            sink.emit(
+                "contract",
+                LogStreamKind::System,
+                &format!("contract {path}: the one the last build of this commit read"),
+            );
+            contract = kept.contract.clone();
+        } else if let (BuildStatus::Succeeded, Some(path)) = (&status, &pipeline.contract) {
             match read_contract(workspace, path).await {
                 Ok((json, ops)) => {
                     sink.emit(
@@ -931,10 +970,10 @@ impl Builder {
                 }
             }
         }
-        let readme = if status == BuildStatus::Succeeded {
-            read_readme(workspace).await
-        } else {
-            None
+        let readme = match (&status, &contexts.kept) {
+            (BuildStatus::Succeeded, Some(kept)) => kept.readme.clone(),
+            (BuildStatus::Succeeded, None) => read_readme(workspace).await,
+            _ => None,
         };
         BuildOutcome {
             status,
@@ -1329,6 +1368,7 @@ mod tests {
             },
             pipeline: Pipeline::default_pipeline(),
             contexts: [("build".to_string(), (Arc::new(vec![0u8; mb << 20]), None))].into(),
+            evidence: Kept::default(),
         };
         let cache = Mutex::new(HashMap::new());
         keep_warm(&cache, "a", warm(60));

@@ -692,6 +692,54 @@ async fn an_unchanged_source_is_rebuilt_without_a_checkout() {
     }
 }
 
+/// A warm rebuild has no checkout: its contract and README are the ones the service's own
+/// build read, never files of the shared work root (where other services' trees are).
+#[tokio::test]
+async fn a_warm_rebuild_reads_nothing_outside_its_own_tree() {
+    let run = TestRun::new("build-warm-own");
+    let Some(bb) = busybox_image(&run) else {
+        return;
+    };
+    let contract = r#"{"openapi": "3.0.3", "paths": {"/mine": {"get": {"responses": {"200": {"description": "ok"}}}}}}"#;
+    let src = repo(&[
+        ("Dockerfile", &format!("FROM {bb}\nCOPY app.txt /app.txt\n")),
+        ("app.txt", "one"),
+        ("README.md", "# mine"),
+        ("api.json", contract),
+        (
+            "berth.pipeline.yaml",
+            "contract: api.json\nsteps:\n  - name: image\n    build: { dockerfile: Dockerfile }\n",
+        ),
+    ]);
+    // Another team's files, where a build that read the work root itself would find them.
+    let work_root = tempfile::tempdir().unwrap();
+    let theirs = r#"{"openapi": "3.0.3", "paths": {"/theirs": {"get": {"responses": {"200": {"description": "secret"}}}}}}"#;
+    std::fs::write(work_root.path().join("api.json"), theirs).unwrap();
+    std::fs::write(work_root.path().join("README.md"), "# theirs").unwrap();
+    let b = Builder::new(
+        docker().await,
+        BuildConfig {
+            labels: [run.label()].into(),
+            step_timeout: Duration::from_secs(120),
+            work_root: work_root.path().to_path_buf(),
+            ..BuildConfig::default()
+        },
+    );
+    let req = git_request(&run, src.path().to_str().unwrap());
+    let cancel = CancellationToken::new();
+    let (first, lines) = build(&b, &req, &cancel).await;
+    assert_eq!(first.status, BuildStatus::Succeeded, "{}", log_text(&lines));
+    assert!(first.contract.as_deref().unwrap().contains("/mine"));
+    assert_eq!(first.readme.as_deref(), Some("# mine"));
+    let (second, lines) = build(&b, &req, &cancel).await;
+    let log = log_text(&lines);
+    assert_eq!(second.status, BuildStatus::Succeeded, "{log}");
+    assert!(log.contains("no checkout"), "{log}");
+    assert_eq!(second.contract, first.contract, "{log}");
+    assert_eq!(second.readme, first.readme, "{log}");
+    let _ = docker_cli(&["rmi", "-f", &first.version.unwrap().tag]);
+}
+
 /// With kept trees, a new commit updates the service's tree in place; a pipeline with a `run`
 /// step gets the tree mounted, so the tree is dropped after it and the next build clones again.
 #[tokio::test]

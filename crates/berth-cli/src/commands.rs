@@ -562,13 +562,27 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    crate::output::write(
+        crate::output::Stream::Stdout,
+        format_args!("{}", table_text(headers, rows)),
+    );
+}
+
+/// A table's text, one line per row; every cell on one line, without control characters
+/// (cells often hold other people's text: notes, descriptions).
+pub(crate) fn table_text(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| crate::output::one_line(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -577,12 +591,14 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        outln!("{}", s.trim_end());
+        out.push_str(s.trim_end());
+        out.push('\n');
     };
     line(headers.iter().map(|h| (*h).to_string()).collect());
     for r in rows {
         line(r);
     }
+    out
 }
 
 fn report_created(c: &berth_core::api::RevisionCreated) {

@@ -71,3 +71,40 @@ macro_rules! errln {
         $crate::output::write($crate::output::Stream::Stderr, format_args!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// `text` as it may reach a terminal: control characters (escape sequences, carriage returns,
+/// backspaces) and bidirectional overrides of other people's text (notes, reasons, READMEs,
+/// contracts, test names) each become `?`, so they cannot move the cursor, retitle the window,
+/// or hide what is shown. Newlines and tabs stay.
+pub(crate) fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\n' && c != '\t') || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// [`plain`], on one line (newlines and tabs are spaces): a table's cell.
+pub(crate) fn one_line(text: &str) -> String {
+    plain(text).replace(['\n', '\t'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_peoples_text_cannot_steer_the_terminal() {
+        assert_eq!(
+            plain("ok\x1b]0;pwned\x07\x1b[2J\r\x08 fine\n\tnext\u{202e}txt"),
+            "ok?]0;pwned??[2J?? fine\n\tnext?txt"
+        );
+        assert_eq!(one_line("a\nb\tc\x1b[1m"), "a b c?[1m");
+        assert_eq!(plain("Grüße — 日本"), "Grüße — 日本");
+    }
+}

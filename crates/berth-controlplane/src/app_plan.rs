@@ -565,7 +565,7 @@ fn inputs(
                     min_drain_ms: desired.min_drain_ms,
                     drain_timeout_ms: s.stop_grace_period_ms.unwrap_or(10_000).max(1_000) + 20_000,
                     // A failed revision still current although an earlier one converged: its
-                    // automatic rollback did not happen (admission refused it in
+                    // automatic rollback did not happen (admission or protection refused it in
                     // `handle_failure`), so services that would have rolled back hold still,
                     // as with `failure_action: pause`.
                     paused: desired.status == RevisionStatus::Failed

@@ -195,7 +195,7 @@ impl ControlPlane {
                 .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
         };
         let changes = match (contract(old.as_ref()), contract(Some(&new))) {
-            (Some(a), Some(b)) => berth_core::contract::diff(&a, &b),
+            (Some(a), Some(b)) => berth_core::contract::diff(&a, &b).unwrap_or_default(),
             _ => Vec::new(),
         };
         let name = crate::subscriptions::entry_name(&entry);

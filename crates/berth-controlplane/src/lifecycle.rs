@@ -96,8 +96,16 @@ impl ControlPlane {
             .store
             .transition_version(service, version, current.state, to, write)?
         {
-            // Someone moved it first: answer from where it is now.
+            // Someone moved it first: answer from where it is now. Still in the same state, it
+            // was resubmitted by the reviewer meanwhile (the store's four-eyes condition).
             let now = self.lifecycle_of(service, version)?;
+            if now.state == current.state
+                && !lifecycle::reviewer_may(transition, actor, now.submitted_by.as_deref())
+            {
+                return Err(CpError::Forbidden(format!(
+                    "you submitted {name}: another approver of the team reviews it"
+                )));
+            }
             return Err(CpError::InvalidTransition(
                 name,
                 lifecycle::InvalidTransition {
@@ -197,14 +205,8 @@ impl ControlPlane {
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
-        // The last published version: the newest other version that is published or
-        // deprecated (what consumers may be running).
         let states = self.inner.store.lifecycles(Some(service))?;
-        let published = states
-            .iter()
-            .filter(|l| l.version != version)
-            .filter(|l| matches!(l.state, VersionState::Published | VersionState::Deprecated))
-            .max_by(|a, b| a.state_changed_at.cmp(&b.state_changed_at));
+        let published = baseline(&states, version);
         let mine: Option<serde_json::Value> = record
             .contract
             .as_deref()
@@ -235,16 +237,18 @@ impl ControlPlane {
                 Vec::new(),
                 format!("the last published version, {v}, has no contract to compare with"),
             ),
-            (Some(m), Some((v, Some(t)))) => {
-                let changes = berth_core::contract::diff(t, m);
-                let breaking = changes.iter().filter(|c| c.breaking).count();
-                let summary = if changes.is_empty() {
-                    format!("no changes from {v}")
-                } else {
-                    format!("{} change(s) from {v}, {breaking} breaking", changes.len())
-                };
-                (changes, summary)
-            }
+            (Some(m), Some((v, Some(t)))) => match berth_core::contract::diff(t, m) {
+                Ok(changes) => {
+                    let breaking = changes.iter().filter(|c| c.breaking).count();
+                    let summary = if changes.is_empty() {
+                        format!("no changes from {v}")
+                    } else {
+                        format!("{} change(s) from {v}, {breaking} breaking", changes.len())
+                    };
+                    (changes, summary)
+                }
+                Err(e) => (Vec::new(), format!("not compared with {v}: {e}")),
+            },
         };
         let breaking_changes = changes.iter().filter(|c| c.breaking).count() as u64;
         Ok(ReviewView {
@@ -300,56 +304,91 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
-    /// published or deprecated when it is the team's own, published or deprecated when it is
-    /// another team's. Only for protected applications.
+    /// See [`check_protected`].
     pub(crate) fn check_protected(&self, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
-        if !self.inner.store.app_protected(app)? {
-            return Ok(());
-        }
-        let my_team = team::team_of(app);
-        let mut refused = Vec::new();
-        for (svc, digest) in &spec.images {
-            let versions = self.inner.store.versions_by_digest(digest)?;
-            let ok = versions.iter().any(|(service, _, state)| {
-                if team::team_of(service) == my_team {
-                    state.is_approved()
-                } else {
-                    matches!(state, VersionState::Published | VersionState::Deprecated)
-                }
-            });
-            if ok {
-                continue;
-            }
-            let image = spec
-                .project
-                .services
-                .get(svc)
-                .map_or_else(|| digest.clone(), |s| s.image.clone());
-            let why = match versions
-                .iter()
-                .find(|(service, _, _)| team::team_of(service) == my_team)
-                .or_else(|| versions.first())
-            {
-                Some((service, v, state)) => format!(
-                    "service {svc:?}: image {image} is version {}:{v}, which is {state}",
-                    team::local_name(my_team, service).unwrap_or(service)
-                ),
-                None => format!(
-                    "service {svc:?}: image {image} is no version of any service (build it with `berth build`)"
-                ),
-            };
-            refused.push(why);
-        }
-        if refused.is_empty() {
-            return Ok(());
-        }
-        Err(CpError::VersionNotApproved(format!(
+        check_protected(&self.inner, app, spec)
+    }
+}
+
+/// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
+/// published or deprecated when it is the team's own, published or deprecated when it is
+/// another team's. Only for protected applications. Every revision is checked: apply, scale,
+/// rollback (`commit`) and the reconciler's automatic rollback (`pass.rs`).
+pub(crate) fn check_protected(
+    inner: &crate::Inner,
+    app: &str,
+    spec: &RevisionSpec,
+) -> Result<(), CpError> {
+    if !inner.store.app_protected(app)? {
+        return Ok(());
+    }
+    let my_team = team::team_of(app);
+    let mut refused = Vec::new();
+    for (svc, digest) in &spec.images {
+        let versions = inner.store.versions_by_digest(digest)?;
+        let image = spec
+            .project
+            .services
+            .get(svc)
+            .map_or(digest.as_str(), |s| s.image.as_str());
+        refused.extend(refusal(my_team, svc, image, &versions));
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(CpError::VersionNotApproved(format!(
             "application {:?} is protected: it runs approved, published or deprecated versions only; {}",
             team::split_global(app).1,
             refused.join("; ")
         )))
+}
+
+/// Why a protected application of `my_team` may not run `image` (the versions whose image it
+/// is: global service, version, state), or none if it may. Names only what the team owns:
+/// another team's version that is not published is "not published", never its name (names do
+/// not cross teams unpublished).
+fn refusal(
+    my_team: &str,
+    svc: &str,
+    image: &str,
+    versions: &[(String, String, VersionState)],
+) -> Option<String> {
+    let ok = versions.iter().any(|(service, _, state)| {
+        if team::team_of(service) == my_team {
+            state.is_approved()
+        } else {
+            matches!(state, VersionState::Published | VersionState::Deprecated)
+        }
+    });
+    if ok {
+        return None;
     }
+    let mine = versions
+        .iter()
+        .find(|(service, _, _)| team::team_of(service) == my_team);
+    Some(match mine {
+        Some((service, v, state)) => format!(
+            "service {svc:?}: image {image} is version {}:{v}, which is {state}",
+            team::split_global(service).1
+        ),
+        None if !versions.is_empty() => format!(
+            "service {svc:?}: image {image} is another team's version, which is not published"
+        ),
+        None => format!(
+            "service {svc:?}: image {image} is no version of any service (build it with `berth build`)"
+        ),
+    })
+}
+
+/// The version a review compares `version`'s contract with: the other version published last
+/// (by when it was published: a deprecation moves a version but publishes nothing) that is still
+/// published or deprecated (what consumers may be running).
+fn baseline<'a>(states: &'a [LifecycleRecord], version: &str) -> Option<&'a LifecycleRecord> {
+    states
+        .iter()
+        .filter(|l| l.version != version)
+        .filter(|l| matches!(l.state, VersionState::Published | VersionState::Deprecated))
+        .max_by(|a, b| a.published_at.cmp(&b.published_at))
 }
 
 fn past(t: Transition) -> &'static str {
@@ -360,5 +399,101 @@ fn past(t: Transition) -> &'static str {
         Transition::Publish => "published",
         Transition::Deprecate => "deprecated",
         Transition::Retire => "retired",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        version: &str,
+        state: VersionState,
+        changed: &str,
+        published: &str,
+    ) -> LifecycleRecord {
+        LifecycleRecord {
+            service: "t/api".into(),
+            version: version.into(),
+            state,
+            submitted_by: None,
+            submit_note: None,
+            reviewed_by: None,
+            review_reason: None,
+            state_changed_at: Some(changed.into()),
+            published_at: (!published.is_empty()).then(|| published.into()),
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_only_the_teams_own_versions() {
+        let v = |service: &str, name: &str, state| (service.to_string(), name.to_string(), state);
+        let cases = [
+            (vec![v("shop/api", "v1", VersionState::Approved)], None),
+            (
+                vec![v("pay/card", "v3", VersionState::Published)],
+                None,
+            ),
+            (
+                vec![v("shop/api", "v2", VersionState::Submitted)],
+                Some("service \"web\": image img is version api:v2, which is submitted"),
+            ),
+            (
+                vec![v("pay/secret-project", "v9", VersionState::Built)],
+                Some("service \"web\": image img is another team's version, which is not published"),
+            ),
+            (
+                vec![
+                    v("pay/secret-project", "v9", VersionState::Approved),
+                    v("shop/api", "v2", VersionState::Retired),
+                ],
+                Some("service \"web\": image img is version api:v2, which is retired"),
+            ),
+            (
+                vec![],
+                Some("service \"web\": image img is no version of any service (build it with `berth build`)"),
+            ),
+        ];
+        for (versions, want) in cases {
+            let got = refusal("shop", "web", "img", &versions);
+            assert_eq!(got.as_deref(), want, "{versions:?}");
+            assert!(!got.unwrap_or_default().contains("secret-project"));
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_last_published_not_the_last_moved() {
+        // v1 published first, v2 after it; then v1 was deprecated (its last move is the newest).
+        let states = [
+            record("v3", VersionState::Submitted, "2024-01-05T00:00:00Z", ""),
+            record(
+                "v2",
+                VersionState::Published,
+                "2024-01-02T00:00:00Z",
+                "2024-01-02T00:00:00Z",
+            ),
+            record(
+                "v1",
+                VersionState::Deprecated,
+                "2024-01-04T00:00:00Z",
+                "2024-01-01T00:00:00Z",
+            ),
+            record(
+                "v0",
+                VersionState::Retired,
+                "2024-01-06T00:00:00Z",
+                "2023-12-01T00:00:00Z",
+            ),
+        ];
+        assert_eq!(
+            baseline(&states, "v3").map(|l| l.version.as_str()),
+            Some("v2")
+        );
+        // A published version under review itself compares with the one before.
+        assert_eq!(
+            baseline(&states, "v2").map(|l| l.version.as_str()),
+            Some("v1")
+        );
+        assert!(baseline(&states[..1], "v3").is_none());
     }
 }

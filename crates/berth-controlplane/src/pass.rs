@@ -417,8 +417,10 @@ fn handle_failure(
     message: &str,
 ) -> Result<(), CpError> {
     // An automatic rollback makes a revision like any other: admission decides, with the
-    // team's grants as they are now. Refused (a grant revoked since the good revision ran), the
-    // application pauses as with `failure_action: pause` (`paused` in `pass`), saying why.
+    // team's grants as they are now, and a protected application takes reviewed versions only,
+    // as they are now (`commit` checks both). Refused (a grant revoked, a version retired since
+    // the good revision ran), the application pauses as with `failure_action: pause` (`paused`
+    // in `pass`), saying why.
     let good = if action == FailureAction::Rollback {
         inner
             .store
@@ -427,20 +429,29 @@ fn handle_failure(
         None
     };
     let refused = match &good {
-        Some(good) => match crate::admission::admit(inner, app, &good.spec.project) {
+        Some(good) => match crate::admission::admit(inner, app, &good.spec.project)
+            .and_then(|()| crate::lifecycle::check_protected(inner, app, &good.spec))
+        {
             Ok(()) => None,
-            Err(CpError::AdmissionDenied { team, denials }) => {
-                Some(crate::admission::message(&team, &denials))
-            }
+            Err(CpError::AdmissionDenied { team, denials }) => Some((
+                "admission",
+                crate::admission::message(&team, &denials),
+                "apply a file the team's grants admit, or ask the administrator for the grant and roll back",
+            )),
+            Err(CpError::VersionNotApproved(why)) => Some((
+                "the application's protection",
+                why,
+                "apply a file of reviewed versions, or roll back to one",
+            )),
             Err(e) => return Err(e),
         },
         None => None,
     };
     let refused_message;
     let message = match (&good, &refused) {
-        (Some(good), Some(why)) => {
+        (Some(good), Some((_, why, what_now))) => {
             refused_message = format!(
-                "{message}; automatic rollback to revision {} refused ({why}); rollout paused: apply a file the team's grants admit, or ask the administrator for the grant and roll back",
+                "{message}; automatic rollback to revision {} refused ({why}); rollout paused: {what_now}",
                 good.number
             );
             &refused_message
@@ -454,14 +465,14 @@ fn handle_failure(
         return Ok(()); // already recorded
     }
     tracing::warn!(app, revision, message, "rollout failed");
-    if let (Some(good), Some(_)) = (&good, &refused) {
+    if let (Some(good), Some((by, _, _))) = (&good, &refused) {
         inner.events.emit_in(
             Some(berth_core::team::team_of(app)),
             "rollback.refused",
             crate::events::Level::Warn,
             app,
             format!(
-                "automatic rollback of revision {revision} to revision {} refused by admission; rollout paused: {message}",
+                "automatic rollback of revision {revision} to revision {} refused by {by}; rollout paused: {message}",
                 good.number
             ),
         );

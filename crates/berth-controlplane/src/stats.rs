@@ -6,17 +6,26 @@
 //! - A gateway's first report sets its baseline and adds nothing (a gateway that ran before
 //!   reporting does not dump its history into one minute); a service first seen in a known
 //!   gateway counts in full (its counters started at zero with its route).
-//! - A counter that went down (the gateway restarted, or the service's route was dropped and
-//!   added again) counts from zero.
+//! - A total that went down (the gateway restarted, or the service's route was dropped and
+//!   added again) counts from zero. Single counters are read one after another, not at one
+//!   instant, so one may lag its last value by a little: it adds nothing (a saturating
+//!   difference), and only the total (all responses) going down is a reset.
+//! - A gateway, or one of its services, not reported for an hour is forgotten (a gateway
+//!   restarts with a new name).
+//! - Reports with latency buckets other than [`LATENCY_BUCKETS_US`] and `+Inf` are refused by
+//!   the API ([`GatewayReport::validate`]); such counters are skipped here too.
 
 use berth_core::api::{
     GatewayReport, MinuteStats, RouteStats, ServiceCounters, LATENCY_BUCKETS_US,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// Minutes kept per service.
 const MINUTES: i64 = 60;
+
+/// A gateway or a gateway's service not reported for this long (seconds) is forgotten.
+const FORGET_AFTER: i64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Minute {
@@ -28,9 +37,10 @@ struct Minute {
 
 #[derive(Default)]
 struct State {
-    /// (gateway, app, service) → the last counters reported.
-    last: HashMap<(String, String, String), ServiceCounters>,
-    gateways: HashSet<String>,
+    /// (gateway, app, service) → the last counters reported, and when.
+    last: HashMap<(String, String, String), (ServiceCounters, i64)>,
+    /// Gateway → when it last reported.
+    gateways: HashMap<String, i64>,
     /// (app, service) → minutes, oldest first.
     series: HashMap<(String, String), VecDeque<Minute>>,
 }
@@ -45,27 +55,22 @@ fn minute_of(unix: i64) -> i64 {
     unix.div_euclid(60) * 60
 }
 
-/// `now - before`, or `now` when any counter went down.
+/// `now - before`, counter by counter (one that lags its last value adds nothing), or `now`
+/// when the total went down (a reset).
 fn delta(now: &ServiceCounters, before: Option<&ServiceCounters>) -> ([u64; 5], Vec<u64>) {
     let Some(b) = before else {
         return (now.responses, now.latency_buckets.clone());
     };
-    let went_down = now.responses.iter().zip(&b.responses).any(|(n, o)| n < o)
-        || now.latency_buckets.len() != b.latency_buckets.len()
-        || now
-            .latency_buckets
-            .iter()
-            .zip(&b.latency_buckets)
-            .any(|(n, o)| n < o);
-    if went_down {
+    let total = |c: &ServiceCounters| c.responses.iter().fold(0u64, |a, n| a.saturating_add(*n));
+    if total(now) < total(b) || now.latency_buckets.len() != b.latency_buckets.len() {
         return (now.responses, now.latency_buckets.clone());
     }
     (
-        std::array::from_fn(|i| now.responses[i] - b.responses[i]),
+        std::array::from_fn(|i| now.responses[i].saturating_sub(b.responses[i])),
         now.latency_buckets
             .iter()
             .zip(&b.latency_buckets)
-            .map(|(n, o)| n - o)
+            .map(|(n, o)| n.saturating_sub(*o))
             .collect(),
     )
 }
@@ -84,7 +89,15 @@ pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<f64> {
     for (i, &n) in buckets.iter().enumerate() {
         #[allow(clippy::cast_precision_loss)]
         if n > 0 && (before + n) as f64 >= rank {
-            let lower = if i == 0 { 0 } else { LATENCY_BUCKETS_US[i - 1] };
+            // Past the last bound (the `+Inf` bucket, or more buckets than bounds): its lower
+            // bound.
+            let lower = match i {
+                0 => 0,
+                _ => LATENCY_BUCKETS_US
+                    .get(i - 1)
+                    .copied()
+                    .unwrap_or(LATENCY_BUCKETS_US[LATENCY_BUCKETS_US.len() - 1]),
+            };
             let Some(&upper) = LATENCY_BUCKETS_US.get(i) else {
                 #[allow(clippy::cast_precision_loss)]
                 return Some(lower as f64 / 1000.0);
@@ -124,11 +137,14 @@ impl Stats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = &mut *guard;
-        let first = st.gateways.insert(report.gateway.clone());
+        let first = st.gateways.insert(report.gateway.clone(), now).is_none();
         let minute = minute_of(now);
         for c in &report.services {
+            if c.latency_buckets.len() != LATENCY_BUCKETS_US.len() + 1 {
+                continue; // not a gateway's (the API refuses such reports)
+            }
             let key = (report.gateway.clone(), c.app.clone(), c.service.clone());
-            let before = st.last.insert(key, c.clone());
+            let before = st.last.insert(key, (c.clone(), now)).map(|(c, _)| c);
             if first {
                 continue;
             }
@@ -151,14 +167,15 @@ impl Stats {
                 for (a, d) in m.responses.iter_mut().zip(responses) {
                     *a += d;
                 }
-                if m.buckets.len() < buckets.len() {
-                    m.buckets.resize(buckets.len(), 0);
-                }
                 for (a, d) in m.buckets.iter_mut().zip(buckets) {
                     *a += d;
                 }
             }
         }
+        // Forget gateways and their services not reported for an hour.
+        let forget = now - FORGET_AFTER;
+        st.gateways.retain(|_, seen| *seen > forget);
+        st.last.retain(|_, (_, seen)| *seen > forget);
         // Forget what is older than the hour, and services without minutes.
         let oldest = minute - (MINUTES - 1) * 60;
         st.series.retain(|_, s| {
@@ -316,6 +333,60 @@ mod tests {
         assert_eq!(st.minutes.len(), 60);
         assert_eq!(st.calls_per_minute, 1);
         assert_eq!(st.p95_ms, Some(4.75));
+    }
+
+    #[test]
+    fn a_counter_read_a_moment_early_is_no_reset() {
+        let s = Stats::default();
+        s.ingest(&report("gw", vec![counters("a", 100, 0, 60, 40)]), T0);
+        // The 2xx counter was read after ten more responses, the buckets before them: the
+        // buckets are unchanged (not reset), the responses grew by ten.
+        s.ingest(&report("gw", vec![counters("a", 110, 0, 60, 40)]), T0 + 1);
+        // Then a bucket lags behind its last value: it adds nothing, and nothing is recounted.
+        s.ingest(&report("gw", vec![counters("a", 120, 0, 58, 52)]), T0 + 2);
+        let st = s.route_stats("a", "web", T0 + 60);
+        assert_eq!(st.calls_per_minute, 20, "{st:?}");
+        // Only 12 observations: the slow bucket's 12 (the fast one's -2 is none).
+        assert!(st.p50_ms.unwrap() > 25.0, "{st:?}");
+        // The total going down is a reset: the new counters count in full.
+        s.ingest(&report("gw", vec![counters("a", 3, 0, 3, 0)]), T0 + 61);
+        assert_eq!(s.route_stats("a", "web", T0 + 120).calls_per_minute, 3);
+    }
+
+    #[test]
+    fn more_buckets_than_the_gateways_neither_panic_nor_count() {
+        let mut b = vec![0; 20];
+        b[15] = 4;
+        assert_eq!(quantile_ms(&b, 0.5), Some(10_000.0));
+        let s = Stats::default();
+        let mut c = counters("a", 1, 0, 1, 0);
+        c.latency_buckets = vec![1; 10_000];
+        s.ingest(&report("gw", vec![]), T0);
+        s.ingest(&report("gw", vec![c.clone()]), T0 + 1);
+        assert_eq!(s.route_stats("a", "web", T0 + 60).calls_per_minute, 0);
+        assert!(report("gw", vec![c]).validate().is_err());
+        assert!(report("gw", vec![counters("a", 1, 0, 1, 0)])
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn gateways_not_heard_from_for_an_hour_are_forgotten() {
+        let s = Stats::default();
+        s.ingest(&report("old", vec![counters("a", 5, 0, 5, 0)]), T0);
+        s.ingest(&report("gw", vec![counters("b", 5, 0, 5, 0)]), T0);
+        s.ingest(&report("gw", vec![]), T0 + 3600);
+        {
+            let st = s.state.lock().unwrap();
+            assert_eq!(st.gateways.keys().collect::<Vec<_>>(), ["gw"]);
+            assert!(st.last.is_empty(), "{:?}", st.last.keys());
+        }
+        // Back after being forgotten: a baseline again, nothing counted.
+        s.ingest(
+            &report("old", vec![counters("a", 500, 0, 500, 0)]),
+            T0 + 3601,
+        );
+        assert_eq!(s.route_stats("a", "web", T0 + 3660).calls_per_minute, 0);
     }
 
     #[test]

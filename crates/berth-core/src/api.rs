@@ -773,6 +773,43 @@ pub struct GatewayReport {
     pub services: Vec<ServiceCounters>,
 }
 
+/// The most services one report carries (a gateway routing more sends several reports).
+pub const MAX_REPORT_SERVICES: usize = 10_000;
+
+/// The largest report body: [`MAX_REPORT_SERVICES`] entries of the largest size (names at
+/// their longest, every counter 20 digits: under 800 bytes of JSON each) fit.
+pub const MAX_REPORT_BYTES: u64 = 8 * 1024 * 1024;
+
+impl GatewayReport {
+    /// Why the report is not one a gateway sends, if it is not: too many services, names too
+    /// long, or latency buckets other than [`LATENCY_BUCKETS_US`] and `+Inf`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gateway.len() > 200 {
+            return Err("the gateway's name is longer than 200 bytes".into());
+        }
+        if self.services.len() > MAX_REPORT_SERVICES {
+            return Err(format!(
+                "the report has more than {MAX_REPORT_SERVICES} services (send several)"
+            ));
+        }
+        let buckets = LATENCY_BUCKETS_US.len() + 1;
+        for c in &self.services {
+            if c.app.len() > 200 || c.service.len() > 200 {
+                return Err("an application or service name is longer than 200 bytes".into());
+            }
+            if c.latency_buckets.len() != buckets {
+                return Err(format!(
+                    "{}/{}: {} latency buckets, not {buckets}",
+                    c.app,
+                    c.service,
+                    c.latency_buckets.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One minute of a service's traffic through the gateway.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

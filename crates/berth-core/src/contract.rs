@@ -4,13 +4,19 @@
 //! Pure: the documents come in as JSON values (the build reads YAML or JSON). The comparison is
 //! what a consumer of the service cares about:
 //! - operations (`METHOD /path`, path parameters matched by position, not name) added, removed;
-//! - parameters added, removed, made required, their type changed;
+//! - parameters added, removed, made required, their type changed; the request body's fields
+//!   likewise (a field is required when its object's `required` lists it);
 //! - response codes added, removed; response body fields added, removed, their type changed.
 //!
-//! **Breaking** (flagged): a removed operation; a new required parameter or an optional one made
-//! required; a parameter's type narrowed or changed (callers send what was valid); a removed
-//! success (2xx) response; a removed response field; a response field's type widened or changed
-//! (callers read what was promised). `$ref`s to the document's own components are followed.
+//! **Breaking** (flagged): a removed operation; a new required parameter or request body field,
+//! or an optional one made required; a parameter's or request field's type narrowed or changed
+//! (callers send what was valid); a removed success (2xx) response; a removed response field; a
+//! response field's type widened or changed (callers read what was promised).
+//!
+//! `$ref`s to the document's own components are followed. A schema that refers back to one on
+//! its own path (a recursive type) is not expanded again, and a document whose schemas expand to
+//! more than [`MAX_FIELDS`] fields (references fanning out: thirty schemas each naming the next
+//! twice make a billion paths) is refused with [`TooLarge`] rather than walked.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,8 +27,27 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
 
-/// How deep `$ref`s and nested fields are followed (cycles end here).
+/// How deep `$ref`s and nested fields are followed.
 const MAX_DEPTH: usize = 8;
+
+/// How many fields (parameters, request and response body fields) one document may expand to.
+pub const MAX_FIELDS: usize = 10_000;
+
+/// A document whose schemas expand to more than [`MAX_FIELDS`] fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the contract's schemas expand to more than {MAX_FIELDS} fields (references fanning \
+             out?): it is not compared"
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 /// One difference between two contracts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +66,14 @@ pub struct Change {
 }
 
 /// Check that a document looks like an OpenAPI (3.x) or Swagger (2.0) document: an object with
-/// a `paths` object.
+/// a `paths` object, whose schemas expand to at most [`MAX_FIELDS`] fields.
 pub fn validate(doc: &Value) -> Result<(), String> {
+    shape(doc)?;
+    operations(doc).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn shape(doc: &Value) -> Result<(), String> {
     let obj = doc
         .as_object()
         .ok_or("the contract is not an object (an OpenAPI document is)")?;
@@ -56,17 +87,26 @@ pub fn validate(doc: &Value) -> Result<(), String> {
     }
 }
 
-/// The number of operations in a contract.
+/// The number of operations in a contract (paths × methods; no schema is read).
 #[must_use]
 pub fn operation_count(doc: &Value) -> usize {
-    operations(doc).len()
+    let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
+        return 0;
+    };
+    paths
+        .values()
+        .map(|item| {
+            let item = resolve(doc, item, 0);
+            METHODS.iter().filter(|m| item.get(**m).is_some()).count()
+        })
+        .sum()
 }
 
-/// What changed from `old` to `new`, in a stable order (by operation, then kind).
-#[must_use]
-pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
-    let before = operations(old);
-    let after = operations(new);
+/// What changed from `old` to `new`, in a stable order (by operation, then kind); [`TooLarge`]
+/// when either document expands to more than [`MAX_FIELDS`] fields.
+pub fn diff(old: &Value, new: &Value) -> Result<Vec<Change>, TooLarge> {
+    let before = operations(old)?;
+    let after = operations(new)?;
     let mut changes = Vec::new();
     for (key, op) in &before {
         if !after.contains_key(key) {
@@ -93,7 +133,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
     changes.sort_by(|a, b| {
         (&a.operation, &a.kind, &a.detail).cmp(&(&b.operation, &b.kind, &b.detail))
     });
-    changes
+    Ok(changes)
 }
 
 fn change(kind: &str, operation: &str, detail: String, breaking: bool) -> Change {
@@ -109,16 +149,107 @@ fn change(kind: &str, operation: &str, detail: String, breaking: bool) -> Change
 #[derive(Debug, Default)]
 struct Operation {
     display: String,
-    /// (in, name) → (required, type)
+    /// (in, name) → (required, type). The request body is in `body`: `""` the body itself,
+    /// else a field's path (`customer.id`, `lines[].sku`).
     params: BTreeMap<(String, String), (bool, Type)>,
     /// status code → fields of the response body (path → type); `""` is the body itself.
     responses: BTreeMap<String, BTreeMap<String, Type>>,
 }
 
-fn operations(doc: &Value) -> BTreeMap<String, Operation> {
+/// The walk over one document's schemas: what it may still visit, and the `$ref`s on the
+/// current path (a recursive schema is not expanded again).
+struct Walk<'a> {
+    doc: &'a Value,
+    left: usize,
+    on_path: Vec<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    fn count(&mut self) -> Result<(), TooLarge> {
+        self.left = self.left.checked_sub(1).ok_or(TooLarge)?;
+        Ok(())
+    }
+
+    /// Every field under `schema` (itself at `at`), with whether its object requires it.
+    fn fields(
+        &mut self,
+        schema: &'a Value,
+        at: String,
+        required: bool,
+        depth: usize,
+        out: &mut BTreeMap<String, (bool, Type)>,
+    ) -> Result<(), TooLarge> {
+        if depth >= MAX_DEPTH {
+            return Ok(());
+        }
+        self.count()?;
+        let (schema, refs) = resolve_refs(self.doc, schema);
+        out.insert(at.clone(), (required, Type::of(self.doc, schema)));
+        if refs.iter().any(|r| self.on_path.contains(r)) {
+            // A schema inside itself: its fields are the ones already listed above.
+            return Ok(());
+        }
+        let pushed = refs.len();
+        self.on_path.extend(refs);
+        let result = self.children(schema, &at, depth, out);
+        self.on_path.truncate(self.on_path.len() - pushed);
+        result
+    }
+
+    fn children(
+        &mut self,
+        schema: &'a Value,
+        at: &str,
+        depth: usize,
+        out: &mut BTreeMap<String, (bool, Type)>,
+    ) -> Result<(), TooLarge> {
+        let mut props: Vec<(&'a String, &'a Value)> = Vec::new();
+        let mut required: BTreeSet<&'a str> = BTreeSet::new();
+        let parts = std::iter::once(schema).chain(
+            schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|part| resolve(self.doc, part, 0)),
+        );
+        for part in parts {
+            if let Some(p) = part.get("properties").and_then(Value::as_object) {
+                props.extend(p);
+            }
+            required.extend(
+                part.get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str),
+            );
+        }
+        for (name, sub) in props {
+            let path = if at.is_empty() {
+                name.clone()
+            } else {
+                format!("{at}.{name}")
+            };
+            let req = required.contains(name.as_str());
+            self.fields(sub, path, req, depth + 1, out)?;
+        }
+        if let Some(items) = schema.get("items") {
+            self.fields(items, format!("{at}[]"), false, depth + 1, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn operations(doc: &Value) -> Result<BTreeMap<String, Operation>, TooLarge> {
     let mut ops = BTreeMap::new();
     let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
-        return ops;
+        return Ok(ops);
+    };
+    let mut walk = Walk {
+        doc,
+        left: MAX_FIELDS,
+        on_path: Vec::new(),
     };
     for (path, item) in paths {
         let item = resolve(doc, item, 0);
@@ -131,8 +262,10 @@ fn operations(doc: &Value) -> BTreeMap<String, Operation> {
                 display,
                 ..Operation::default()
             };
+            let mut body: Option<(bool, &Value)> = None;
             for list in [shared, op.get("parameters")].into_iter().flatten() {
                 for p in list.as_array().into_iter().flatten() {
+                    walk.count()?;
                     let p = resolve(doc, p, 0);
                     let (Some(name), Some(place)) = (
                         p.get("name").and_then(Value::as_str),
@@ -142,6 +275,13 @@ fn operations(doc: &Value) -> BTreeMap<String, Operation> {
                     };
                     let required = place == "path"
                         || p.get("required").and_then(Value::as_bool).unwrap_or(false);
+                    if place == "body" {
+                        // Swagger 2.0's request body: compared like OpenAPI 3's.
+                        if let Some(schema) = p.get("schema") {
+                            body = Some((required, schema));
+                        }
+                        continue;
+                    }
                     let ty = p
                         .get("schema")
                         .map(|s| Type::of(doc, s))
@@ -155,17 +295,18 @@ fn operations(doc: &Value) -> BTreeMap<String, Operation> {
                     o.params.insert((place.to_string(), name), (required, ty));
                 }
             }
-            if let Some(body) = op.get("requestBody") {
-                let body = resolve(doc, body, 0);
-                let required = body
-                    .get("required")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if let Some(schema) = first_schema(body) {
-                    o.params.insert(
-                        ("body".into(), String::new()),
-                        (required, Type::of(doc, schema)),
-                    );
+            if let Some(b) = op.get("requestBody") {
+                let b = resolve(doc, b, 0);
+                let required = b.get("required").and_then(Value::as_bool).unwrap_or(false);
+                if let Some(schema) = first_schema(b) {
+                    body = Some((required, schema));
+                }
+            }
+            if let Some((required, schema)) = body {
+                let mut fields = BTreeMap::new();
+                walk.fields(schema, String::new(), required, 0, &mut fields)?;
+                for (field, f) in fields {
+                    o.params.insert(("body".into(), field), f);
                 }
             }
             for (code, resp) in op
@@ -174,17 +315,21 @@ fn operations(doc: &Value) -> BTreeMap<String, Operation> {
                 .into_iter()
                 .flatten()
             {
+                walk.count()?;
                 let resp = resolve(doc, resp, 0);
                 let mut fields = BTreeMap::new();
                 if let Some(schema) = first_schema(resp).or_else(|| resp.get("schema")) {
-                    collect_fields(doc, schema, String::new(), 0, &mut fields);
+                    walk.fields(schema, String::new(), false, 0, &mut fields)?;
                 }
-                o.responses.insert(code.clone(), fields);
+                o.responses.insert(
+                    code.clone(),
+                    fields.into_iter().map(|(k, (_, t))| (k, t)).collect(),
+                );
             }
             ops.insert(normalise_path(path, m), o);
         }
     }
-    ops
+    Ok(ops)
 }
 
 /// `get /items/{id}` → `GET /items/{}`: the key two contracts' operations are matched by.
@@ -238,44 +383,23 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value, depth: usize) -> &'a Value {
     cur
 }
 
-fn collect_fields(
-    doc: &Value,
-    schema: &Value,
-    at: String,
-    depth: usize,
-    out: &mut BTreeMap<String, Type>,
-) {
-    if depth >= MAX_DEPTH {
-        return;
-    }
-    let schema = resolve(doc, schema, 0);
-    out.insert(at.clone(), Type::of(doc, schema));
-    let mut props: Vec<(&String, &Value)> = Vec::new();
-    if let Some(p) = schema.get("properties").and_then(Value::as_object) {
-        props.extend(p);
-    }
-    for part in schema
-        .get("allOf")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let part = resolve(doc, part, 0);
-        if let Some(p) = part.get("properties").and_then(Value::as_object) {
-            props.extend(p);
+/// Follow local `$ref`s like [`resolve`], also answering the references passed through.
+fn resolve_refs<'a>(doc: &'a Value, v: &'a Value) -> (&'a Value, Vec<&'a str>) {
+    let mut cur = v;
+    let mut refs = Vec::new();
+    for _ in 0..MAX_DEPTH {
+        match cur.get("$ref").and_then(Value::as_str) {
+            Some(r) if r.starts_with("#/") => match doc.pointer(&r[1..]) {
+                Some(target) => {
+                    refs.push(r);
+                    cur = target;
+                }
+                None => break,
+            },
+            _ => break,
         }
     }
-    for (name, sub) in props {
-        let path = if at.is_empty() {
-            name.clone()
-        } else {
-            format!("{at}.{name}")
-        };
-        collect_fields(doc, sub, path, depth + 1, out);
-    }
-    if let Some(items) = schema.get("items") {
-        collect_fields(doc, items, format!("{at}[]"), depth + 1, out);
-    }
+    (cur, refs)
 }
 
 /// What values a schema admits, as far as the comparison needs: its JSON types (`integer` is
@@ -478,7 +602,8 @@ fn compare_operation(was: &Operation, now: &Operation, out: &mut Vec<Change>) {
 
 fn param_name(place: &str, name: &str) -> String {
     match place {
-        "body" => "request body".into(),
+        "body" if name.is_empty() => "request body".into(),
+        "body" => format!("request body field {name}"),
         "path" => format!("path parameter {}", name.trim_start_matches('#')),
         _ => format!("{place} parameter {name}"),
     }
@@ -530,7 +655,7 @@ mod tests {
     fn the_same_contract_has_no_changes() {
         assert!(validate(&base()).is_ok());
         assert_eq!(operation_count(&base()), 4);
-        assert!(diff(&base(), &base()).is_empty());
+        assert!(diff(&base(), &base()).unwrap().is_empty());
     }
 
     #[test]
@@ -541,7 +666,7 @@ mod tests {
             .unwrap()
             .remove("delete");
         new["paths"]["/health"] = json!({"get": {"responses": {"200": {"description": "ok"}}}});
-        let c = diff(&base(), &new);
+        let c = diff(&base(), &new).unwrap();
         assert_eq!(
             kinds(&c),
             [
@@ -562,7 +687,11 @@ mod tests {
         let text = base().to_string().replace("{id}", "{order}");
         let mut new: Value = serde_json::from_str(&text).unwrap();
         new["paths"]["/orders/{order}"]["parameters"][0]["name"] = json!("order");
-        assert!(diff(&base(), &new).is_empty(), "{:?}", diff(&base(), &new));
+        assert!(
+            diff(&base(), &new).unwrap().is_empty(),
+            "{:?}",
+            diff(&base(), &new).unwrap()
+        );
     }
 
     #[test]
@@ -574,7 +703,7 @@ mod tests {
             {"name": "since", "in": "query", "required": true, "schema": {"type": "string"}},
             {"name": "sort", "in": "query", "schema": {"type": "string"}}
         ]);
-        let c = kinds(&diff(&base(), &new));
+        let c = kinds(&diff(&base(), &new).unwrap());
         assert!(
             c.contains(&(
                 "parameter_added".into(),
@@ -609,7 +738,7 @@ mod tests {
             "{c:?}"
         );
         // The reverse narrows: breaking.
-        let c = kinds(&diff(&new, &base()));
+        let c = kinds(&diff(&new, &base()).unwrap());
         assert!(
             c.contains(&(
                 "parameter_type".into(),
@@ -644,7 +773,7 @@ mod tests {
             .unwrap()
             .remove("201");
         new["paths"]["/orders"]["post"]["responses"]["202"] = json!({"description": "accepted"});
-        let c = diff(&base(), &new);
+        let c = diff(&base(), &new).unwrap();
         let k = kinds(&c);
         assert!(
             k.contains(&(
@@ -692,9 +821,19 @@ mod tests {
             k.contains(&("response_added".into(), "response 202 added".into(), false)),
             "{k:?}"
         );
-        // The request body shares the schema: its type (object) did not move.
+        // The request body shares the schema: its type (object) did not move, and what moved in
+        // its fields breaks no caller (a field gone, an enum grown).
         assert!(
-            !k.iter().any(|(kind, _, _)| kind == "parameter_type"),
+            !k.iter()
+                .any(|(kind, _, breaking)| kind.starts_with("parameter") && *breaking),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(
+                "parameter_removed".into(),
+                "optional request body field amount removed".into(),
+                false
+            )),
             "{k:?}"
         );
     }
@@ -717,10 +856,174 @@ mod tests {
                 "Loop": {"$ref": "#/components/schemas/Loop"}
             }}
         });
-        assert!(diff(&doc, &doc).is_empty());
+        assert!(diff(&doc, &doc).unwrap().is_empty());
         let mut other = doc.clone();
         other["paths"]["/n"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
             json!({"$ref": "#/components/schemas/Loop"});
-        let _ = diff(&doc, &other);
+        let _ = diff(&doc, &other).unwrap();
+    }
+
+    #[test]
+    fn a_recursive_schema_is_expanded_once() {
+        let doc = json!({
+            "openapi": "3.1.0",
+            "paths": {"/n": {"get": {"responses": {"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}}}}}},
+            "components": {"schemas": {
+                "Node": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/Node"}, "v": {"type": "string"}}}
+            }}
+        });
+        let ops = operations(&doc).unwrap();
+        let fields: Vec<&String> = ops["GET /n"].responses["200"].keys().collect();
+        assert_eq!(fields, ["", "next", "v"]);
+    }
+
+    /// `n` schemas, each with `fan` properties that all name the next one.
+    fn fanning(n: usize, fan: usize) -> Value {
+        let mut schemas = serde_json::Map::new();
+        for i in 0..n {
+            let props: serde_json::Map<String, Value> = (0..fan)
+                .map(|j| {
+                    let target = if i + 1 < n {
+                        json!({"$ref": format!("#/components/schemas/S{}", i + 1)})
+                    } else {
+                        json!({"type": "string"})
+                    };
+                    (format!("f{j}"), target)
+                })
+                .collect();
+            schemas.insert(
+                format!("S{i}"),
+                json!({"type": "object", "properties": props}),
+            );
+        }
+        let body = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/S0"}}}});
+        json!({
+            "openapi": "3.0.3",
+            "paths": {"/x": {"post": {"requestBody": body, "responses": {"200": body}}}},
+            "components": {"schemas": schemas}
+        })
+    }
+
+    #[test]
+    fn references_fanning_out_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        // Thirty schemas each naming the next twice: within the budget (depth ends it).
+        let two = fanning(30, 2);
+        assert!(validate(&two).is_ok());
+        assert!(diff(&two, &two).unwrap().is_empty());
+        // Twenty-fold: 20^8 paths unwalked, refused with a clear error.
+        let wide = fanning(30, 20);
+        assert_eq!(operation_count(&wide), 1);
+        assert_eq!(diff(&two, &wide), Err(TooLarge));
+        assert_eq!(diff(&wide, &two), Err(TooLarge));
+        let err = validate(&wide).unwrap_err();
+        assert!(err.contains("more than 10000 fields"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn request_body_fields_required_added_and_typed() {
+        let order = json!({"type": "object", "properties": {
+            "note": {"type": "string"},
+            "amount": {"type": "number"},
+            "lines": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer"}}}}
+        }, "required": ["amount"]});
+        let oas3 = |schema: &Value| {
+            json!({"openapi": "3.0.3", "paths": {"/o": {"post": {
+                "requestBody": {"content": {"application/json": {"schema": schema}}},
+                "responses": {"201": {"description": "created"}}}}}})
+        };
+        let swagger2 = |schema: &Value| {
+            json!({"swagger": "2.0", "paths": {"/o": {"post": {
+                "parameters": [{"name": "order", "in": "body", "schema": schema}],
+                "responses": {"201": {"description": "created"}}}}}})
+        };
+        type Edit = fn(&mut Value);
+        type Want = Option<(&'static str, &'static str, bool)>;
+        let cases: [(&str, Edit, Want); 7] = [
+            (
+                "a field made required",
+                |o| o["required"] = json!(["amount", "note"]),
+                Some((
+                    "parameter_required",
+                    "request body field note is now required",
+                    true,
+                )),
+            ),
+            (
+                "a nested field made required",
+                |o| o["properties"]["lines"]["items"]["required"] = json!(["qty"]),
+                Some((
+                    "parameter_required",
+                    "request body field lines[].qty is now required",
+                    true,
+                )),
+            ),
+            (
+                "a new required field",
+                |o| {
+                    o["properties"]["sku"] = json!({"type": "string"});
+                    o["required"] = json!(["amount", "sku"]);
+                },
+                Some((
+                    "parameter_added",
+                    "required request body field sku added",
+                    true,
+                )),
+            ),
+            (
+                "a new optional field",
+                |o| o["properties"]["sku"] = json!({"type": "string"}),
+                Some((
+                    "parameter_added",
+                    "optional request body field sku added",
+                    false,
+                )),
+            ),
+            (
+                "a required field made optional",
+                |o| o["required"] = json!([]),
+                None,
+            ),
+            (
+                "a field's type narrowed",
+                |o| o["properties"]["amount"] = json!({"type": "integer"}),
+                Some((
+                    "parameter_type",
+                    "request body field amount: type narrowed from number to integer",
+                    true,
+                )),
+            ),
+            (
+                "a field removed",
+                |o| {
+                    o["properties"].as_object_mut().unwrap().remove("note");
+                },
+                Some((
+                    "parameter_removed",
+                    "optional request body field note removed",
+                    false,
+                )),
+            ),
+        ];
+        for (doc, form) in [
+            (&oas3 as &dyn Fn(&Value) -> Value, "openapi 3"),
+            (&swagger2, "swagger 2"),
+        ] {
+            for (name, edit, want) in &cases {
+                let mut new = order.clone();
+                edit(&mut new);
+                let got = kinds(&diff(&doc(&order), &doc(&new)).unwrap());
+                let want: Vec<(String, String, bool)> = want
+                    .iter()
+                    .map(|(k, d, b)| ((*k).to_string(), (*d).to_string(), *b))
+                    .collect();
+                assert_eq!(got, want, "{form}: {name}");
+            }
+        }
     }
 }

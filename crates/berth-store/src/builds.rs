@@ -280,13 +280,25 @@ impl Store {
                 {
                     kept = Some(state);
                 }
-                // The same image again: new evidence, the same state.
-                Some((_, digest)) if digest == v.digest => {
+                // The same image again, of a version nobody reviewed yet (or rejected): new
+                // evidence, the same state.
+                Some((state, digest))
+                    if digest == v.digest && (state == "built" || state == "rejected") =>
+                {
                     tx.execute(
                         "UPDATE versions SET tag = ?3, git_commit = ?4, author = ?5, commit_time = ?6,
                            build_id = ?7, image_state = 'present', steps = ?8, contract = ?9, readme = ?10
                          WHERE service = ?1 AND name = ?2",
                         params![v.service, v.name, v.tag, v.commit, v.author, v.commit_time, id, v.steps, v.contract, v.readme],
+                    )?;
+                }
+                // The same image of a version under review or reviewed: the evidence the
+                // reviewer read stays; only where the image is is brought up to date.
+                Some((_, digest)) if digest == v.digest => {
+                    tx.execute(
+                        "UPDATE versions SET tag = ?3, image_state = 'present'
+                         WHERE service = ?1 AND name = ?2",
+                        params![v.service, v.name, v.tag],
                     )?;
                 }
                 _ => {
@@ -298,7 +310,7 @@ impl Store {
                            author = ?6, commit_time = ?7, build_id = ?8, created_at = ?9, image_state = 'present',
                            steps = ?10, contract = ?11, readme = ?12, state = 'built', submitted_by = NULL,
                            submit_note = NULL, reviewed_by = NULL, review_reason = NULL,
-                           state_changed_at = NULL",
+                           state_changed_at = NULL, published_at = NULL",
                         params![v.service, v.name, v.digest, v.tag, v.commit, v.author, v.commit_time, id, now(),
                                 v.steps, v.contract, v.readme],
                     )?;

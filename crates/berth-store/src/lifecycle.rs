@@ -17,6 +17,8 @@ pub struct LifecycleRecord {
     pub reviewed_by: Option<String>,
     pub review_reason: Option<String>,
     pub state_changed_at: Option<String>,
+    /// When it was published (none: never).
+    pub published_at: Option<String>,
 }
 
 /// What a transition writes besides the state.
@@ -29,7 +31,8 @@ pub struct TransitionWrite<'a> {
 }
 
 const COLS: &str =
-    "service, name, state, submitted_by, submit_note, reviewed_by, review_reason, state_changed_at";
+    "service, name, state, submitted_by, submit_note, reviewed_by, review_reason, state_changed_at,
+     published_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleRecord> {
     let state: String = r.get(2)?;
@@ -48,6 +51,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LifecycleRecord> {
         reviewed_by: r.get(5)?,
         review_reason: r.get(6)?,
         state_changed_at: r.get(7)?,
+        published_at: r.get(8)?,
     })
 }
 
@@ -93,7 +97,8 @@ impl Store {
     }
 
     /// Move a version from `from` to `to` if it is still in `from`; false if it is not (another
-    /// caller moved it first, or it does not exist).
+    /// caller moved it first, or it does not exist). A review (`write.reviewed`) also needs the
+    /// reviewer not to be the version's submitter at the moment of the write (four eyes).
     pub fn transition_version(
         &self,
         service: &str,
@@ -103,6 +108,8 @@ impl Store {
         write: TransitionWrite<'_>,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
+        // Publishing dates the version (the baseline of later reviews).
+        let published = "published_at = CASE WHEN ?4 = 'published' THEN ?5 ELSE published_at END";
         let n = match (write.submitted, write.reviewed) {
             (Some((by, note)), _) => conn.execute(
                 "UPDATE versions SET state = ?4, state_changed_at = ?5, submitted_by = ?6, submit_note = ?7,
@@ -110,14 +117,19 @@ impl Store {
                  WHERE service = ?1 AND name = ?2 AND state = ?3",
                 params![service, version, from.as_str(), to.as_str(), now(), by, note],
             )?,
+            // The four-eyes rule is part of the compare-and-set: a version resubmitted by the
+            // reviewer between the caller's check and this write is not reviewed by them.
             (None, Some((by, reason))) => conn.execute(
                 "UPDATE versions SET state = ?4, state_changed_at = ?5, reviewed_by = ?6, review_reason = ?7
-                 WHERE service = ?1 AND name = ?2 AND state = ?3",
+                 WHERE service = ?1 AND name = ?2 AND state = ?3
+                   AND (submitted_by IS NULL OR submitted_by != ?6)",
                 params![service, version, from.as_str(), to.as_str(), now(), by, reason],
             )?,
             (None, None) => conn.execute(
-                "UPDATE versions SET state = ?4, state_changed_at = ?5
-                 WHERE service = ?1 AND name = ?2 AND state = ?3",
+                &format!(
+                    "UPDATE versions SET state = ?4, state_changed_at = ?5, {published}
+                     WHERE service = ?1 AND name = ?2 AND state = ?3"
+                ),
                 params![service, version, from.as_str(), to.as_str(), now()],
             )?,
         };
@@ -258,6 +270,24 @@ mod tests {
             (l.state, l.submitted_by.as_deref()),
             (VersionState::Submitted, Some("ann"))
         );
+        // Four eyes, in the compare-and-set itself: the submitter's review finds nothing to move.
+        let own = TransitionWrite {
+            submitted: None,
+            reviewed: Some(("ann", "fine by me")),
+        };
+        assert!(!s
+            .transition_version(
+                "api",
+                "v1",
+                VersionState::Submitted,
+                VersionState::Approved,
+                own
+            )
+            .unwrap());
+        assert_eq!(
+            s.version_lifecycle("api", "v1").unwrap().unwrap().state,
+            VersionState::Submitted
+        );
         let rev = TransitionWrite {
             submitted: None,
             reviewed: Some(("bob", "no tests")),
@@ -271,6 +301,58 @@ mod tests {
                 rev
             )
             .unwrap());
+        // Publishing dates a version; a later move (deprecate) keeps the date.
+        s.create_service(
+            "web",
+            &ServiceSource::Git(GitRepo {
+                branch: None,
+                url: "/y".into(),
+                path: None,
+                poll_secs: None,
+            }),
+        )
+        .unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO versions(service, name, digest, tag, git_commit, author, build_id,
+                   created_at, state) VALUES ('web', 'w1', 'd', 't', 'c', 'a', 0, 'x', 'approved')",
+                [],
+            )
+            .unwrap();
+        let none = TransitionWrite::default();
+        assert!(s
+            .transition_version(
+                "web",
+                "w1",
+                VersionState::Approved,
+                VersionState::Published,
+                none
+            )
+            .unwrap());
+        let published = s
+            .version_lifecycle("web", "w1")
+            .unwrap()
+            .unwrap()
+            .published_at;
+        assert!(published.is_some());
+        s.conn()
+            .execute(
+                "UPDATE versions SET published_at = 'then' WHERE name = 'w1'",
+                [],
+            )
+            .unwrap();
+        assert!(s
+            .transition_version(
+                "web",
+                "w1",
+                VersionState::Published,
+                VersionState::Deprecated,
+                none
+            )
+            .unwrap());
+        let l = s.version_lifecycle("web", "w1").unwrap().unwrap();
+        assert_eq!(l.published_at.as_deref(), Some("then"));
+        assert_ne!(l.state_changed_at.as_deref(), Some("then"));
         // A rejected version may be rebuilt into another image: it starts over.
         assert!(version(&s, "sha256:3").1);
         let l = s.version_lifecycle("api", "v1").unwrap().unwrap();
@@ -279,5 +361,87 @@ mod tests {
             s.versions_by_digest("sha256:3").unwrap(),
             [("api".to_string(), "v1".to_string(), VersionState::Built)]
         );
+    }
+
+    #[test]
+    fn the_same_image_again_keeps_a_reviewed_versions_evidence() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_service(
+            "api",
+            &ServiceSource::Git(GitRepo {
+                branch: None,
+                url: "/x".into(),
+                path: None,
+                poll_secs: None,
+            }),
+        )
+        .unwrap();
+        let build = |steps: &str, tag: &str| {
+            let id = s.create_build("api", None).unwrap();
+            let v = VersionRecord {
+                service: "api".into(),
+                name: "v1".into(),
+                digest: "sha256:1".into(),
+                tag: tag.into(),
+                commit: "c".into(),
+                author: "a".into(),
+                commit_time: None,
+                build_id: id,
+                created_at: String::new(),
+                steps: Some(steps.into()),
+                contract: Some(format!("contract {steps}")),
+                readme: Some(format!("readme {steps}")),
+            };
+            assert!(s
+                .finish_build(id, BuildState::Succeeded, "", "", Some(&v))
+                .unwrap());
+            id
+        };
+        let first = build("[1]", "berth/api:v1");
+        // Built: a rebuild's evidence replaces the first's.
+        let second = build("[2]", "berth/api:v1");
+        let v = s.get_version("api", "v1").unwrap().unwrap();
+        assert_eq!((v.steps.as_deref(), v.build_id), (Some("[2]"), second));
+        assert_ne!(first, second);
+        for (from, to, write) in [
+            (
+                VersionState::Built,
+                VersionState::Submitted,
+                TransitionWrite {
+                    submitted: Some(("ann", None)),
+                    reviewed: None,
+                },
+            ),
+            (
+                VersionState::Submitted,
+                VersionState::Approved,
+                TransitionWrite {
+                    submitted: None,
+                    reviewed: Some(("bob", "fine")),
+                },
+            ),
+        ] {
+            assert!(s.transition_version("api", "v1", from, to, write).unwrap());
+            // Reviewed (or under review): the same image again keeps what the reviewer read.
+            build("[evil]", "berth/api:v1b");
+            let v = s.get_version("api", "v1").unwrap().unwrap();
+            assert_eq!(
+                (
+                    v.steps.as_deref(),
+                    v.contract.as_deref(),
+                    v.readme.as_deref(),
+                    v.build_id
+                ),
+                (
+                    Some("[2]"),
+                    Some("contract [2]"),
+                    Some("readme [2]"),
+                    second
+                ),
+                "{to}"
+            );
+            assert_eq!(v.tag, "berth/api:v1b");
+            assert_eq!(s.version_lifecycle("api", "v1").unwrap().unwrap().state, to);
+        }
     }
 }

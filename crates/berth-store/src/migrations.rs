@@ -206,6 +206,12 @@ const MIGRATIONS: &[&str] = &[
     // and `restart_policy.window` count from the real restart after a server restart. NULL in
     // rows written before: such a replica may be restarted at once, as before.
     "ALTER TABLE restarts ADD COLUMN last_start_ms INTEGER;",
+    // 15: when a version was published, the baseline a review compares contracts with (the
+    // last published, not the last moved: a deprecation moves a version too). Versions published
+    // before it are dated by their last move, the best that is known of them.
+    "ALTER TABLE versions ADD COLUMN published_at TEXT;
+     UPDATE versions SET published_at = state_changed_at
+        WHERE state IN ('published', 'deprecated', 'retired')",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

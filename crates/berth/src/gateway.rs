@@ -223,19 +223,23 @@ async fn report_stats(
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let report = berth_core::api::GatewayReport {
-            gateway: id.clone(),
-            services: gateway.service_counters(),
-        };
-        let mut request = client.post(&url).json(&report);
-        if let Some(token) = credentials.current() {
-            request = request.header(AUTHORIZATION, token);
-        }
-        match tokio::time::timeout(Duration::from_secs(5), request.send()).await {
-            Ok(Ok(r)) if r.status().is_success() => {}
-            Ok(Ok(r)) => tracing::debug!(status = %r.status(), "stats report refused"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "stats report failed"),
-            Err(_) => tracing::debug!("stats report timed out"),
+        let services = gateway.service_counters();
+        // One report carries at most MAX_REPORT_SERVICES services: more go in several.
+        for chunk in services.chunks(berth_core::api::MAX_REPORT_SERVICES) {
+            let report = berth_core::api::GatewayReport {
+                gateway: id.clone(),
+                services: chunk.to_vec(),
+            };
+            let mut request = client.post(&url).json(&report);
+            if let Some(token) = credentials.current() {
+                request = request.header(AUTHORIZATION, token);
+            }
+            match tokio::time::timeout(Duration::from_secs(5), request.send()).await {
+                Ok(Ok(r)) if r.status().is_success() => {}
+                Ok(Ok(r)) => tracing::debug!(status = %r.status(), "stats report refused"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "stats report failed"),
+                Err(_) => tracing::debug!("stats report timed out"),
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use berth_testkit::{busybox_image, testapp_binary, TestRun};
+use berth_testkit::{busybox_image, testapp_binary, wait_for, TestRun};
 use common::*;
 use serde_json::Value;
 use std::path::Path;
@@ -281,6 +281,24 @@ fn submit_review_publish_and_protect() {
         &cli_as(&server, &outsider, &["market", "show", "shop/nothing"]),
         "service_not_found",
     );
+    // Reviews are the owning team's: another team's version answers as if absent.
+    failed_with(
+        &cli_as(&server, &outsider, &["review", "show", "orders:v1"]),
+        "service_not_found",
+    );
+    failed_with(
+        &cli_as(&server, &outsider, &["review", "show", "shop/orders:v1"]),
+        "team_not_found",
+    );
+    let other_owner = team_member(&server, "other", "oona", "owner");
+    failed_with(
+        &cli_as(&server, &other_owner, &["app", "protect", "orders-live"]),
+        "app_not_found",
+    );
+    failed_with(
+        &cli_as(&server, &other_owner, &["review", "show", "orders:v1"]),
+        "service_not_found",
+    );
 
     // v2 removes an operation: the review flags the break against v1.
     let v2 = CONTRACT_V1.split("  /orders/{id}:").next().unwrap();
@@ -378,6 +396,71 @@ fn submit_review_publish_and_protect() {
         &server,
         &dev,
         &["apply", "-f", f.to_str().unwrap(), "--app", "front"],
+    );
+
+    // The automatic rollback of a protected application takes reviewed versions only, as they
+    // are now: with v1 retired, a failing v2 does not roll back to it; the rollout pauses.
+    ok_as(
+        &server,
+        &approver,
+        &["approve", "orders:v2", "--reason", "the break is announced"],
+    );
+    let rolling = |tag: &str, env: &str, healthy: bool| {
+        compose(
+            dir.path(),
+            "rolling.yaml",
+            &format!(
+                "services:\n  api:\n    image: {tag}\n    environment: {{ E: \"{env}\", HEALTHY: \"{h}\" }}\n    expose: [\"8080\"]\n    deploy:\n      update_config: {{ order: start-first, monitor: 3s, failure_action: rollback }}\n    x-berth:\n      health: {{ http: /healthz, interval: 500ms }}\n",
+                h = u8::from(healthy)
+            ),
+        )
+    };
+    let f = rolling(&v1_tag, "6", true);
+    ok_as(
+        &server,
+        &dev,
+        &["apply", "-f", f.to_str().unwrap(), "--app", "front"],
+    );
+    ok_as(&server, &owner, &["app", "protect", "front"]);
+    ok_as(&server, &owner, &["retire", "orders:v1"]);
+    let f = rolling(&v2_tag, "7", false);
+    let out = cli_as(
+        &server,
+        &dev,
+        &["apply", "-f", f.to_str().unwrap(), "--app", "front"],
+    );
+    assert!(!out.status.success(), "an unhealthy v2 converged");
+    let history = wait_for(
+        std::time::Duration::from_secs(30),
+        "the failing revision",
+        || {
+            let h = json(&ok_as(
+                &server,
+                &dev,
+                &["history", "--app", "front", "-o", "json"],
+            ));
+            (h[0]["status"] == "failed").then_some(h)
+        },
+    );
+    let message = history[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("refused (application \"front\" is protected")
+            && message.contains("orders:v1, which is retired")
+            && message.contains("rollout paused"),
+        "{history}"
+    );
+    // Paused: no rollback revision a while later.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let again = json(&ok_as(
+        &server,
+        &dev,
+        &["history", "--app", "front", "-o", "json"],
+    ));
+    assert_eq!(again[0]["revision"], history[0]["revision"], "{again}");
+    let events = ok_as(&server, &owner, &["events", "-o", "json"]);
+    assert!(
+        events.contains("rollback.refused") && events.contains("the application's protection"),
+        "{events}"
     );
     ok_as(&server, &dev, &["rm", "--app", "front"]);
     ok_as(&server, &dev, &["rm", "--app", "orders-live"]);

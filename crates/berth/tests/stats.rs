@@ -83,5 +83,98 @@ fn requests_through_the_gateway_are_counted_per_minute() {
         (status, body["code"].as_str()),
         (404, Some("app_not_found"))
     );
+    // Another team's application answers as if absent: 404 in the caller's own team, and
+    // `team_not_found` for a team the caller is not a member of.
+    let outsider = team_member(&server, "other", "otto", "owner");
+    let (status, _, body) = call(
+        &server.api,
+        "GET",
+        "/api/v1/routes/shop/web/stats",
+        Some(&outsider),
+        None,
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("app_not_found")),
+        "{body}"
+    );
+    let out = cli_as(
+        &server,
+        &outsider,
+        &["--team", "default", "app", "protect", "shop"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(team_not_found)"),
+        "{out:?}"
+    );
+    let out = cli_as(&server, &outsider, &["app", "protect", "shop"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(app_not_found)"),
+        "{out:?}"
+    );
+
+    // A report is what a gateway sends: its 12 latency buckets, not more.
+    let counters = |buckets: usize| {
+        serde_json::json!({"gateway": "gw-test", "services": [{"app": "x", "service": "y",
+            "responses": [0, 1, 0, 0, 0], "latency_buckets": vec![1; buckets]}]})
+    };
+    let (status, _, _) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(counters(12)),
+    );
+    assert_eq!(status, 204);
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(counters(13)),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("13 latency buckets, not 12"),
+        "{body}"
+    );
+    // The body limit fits the largest report: 10 000 services pass, more do not.
+    let many = |n: usize| {
+        let s: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"app": format!("app-{i}"), "service": "web",
+                    "responses": vec![u64::MAX; 5], "latency_buckets": vec![u64::MAX; 12]})
+            })
+            .collect();
+        serde_json::json!({"gateway": "gw-many", "services": s})
+    };
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(many(10_000)),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(many(10_001)),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{body}"
+    );
     server.ok(&["rm", "--app", "shop"]);
 }

@@ -7,6 +7,14 @@ use crate::client::Client;
 use crate::commands::{json, print_json, print_list};
 use crate::{AppCommand, Command, MarketCommand, ReviewCommand};
 use anyhow::bail;
+use std::fmt::Write as _;
+
+/// `writeln!` into a `String` (which cannot fail).
+macro_rules! w {
+    ($o:ident, $($arg:tt)*) => {
+        writeln!($o, $($arg)*).unwrap_or(())
+    };
+}
 use berth_core::api::{MarketEntry, ReviewView, TransitionRequest};
 
 /// `[TEAM/]SERVICE:VERSION` → (team, service, version).
@@ -207,23 +215,35 @@ fn print_graph(g: &berth_core::api::AppGraph) {
 }
 
 fn print_entry(e: &MarketEntry) {
-    outln!("entry     {}/{}", e.team, e.service);
+    crate::output::write(
+        crate::output::Stream::Stdout,
+        format_args!("{}", entry_text(e)),
+    );
+}
+
+/// `market show`'s text: the entry's README, description and names are another team's words,
+/// so control characters are taken out ([`crate::output::plain`]).
+fn entry_text(e: &MarketEntry) -> String {
+    let mut o = String::new();
+    w!(o, "entry     {}/{}", e.team, e.service);
     if !e.description.is_empty() {
-        outln!("about     {}", e.description);
+        w!(o, "about     {}", e.description);
     }
-    outln!("latest    {}", e.latest.as_deref().unwrap_or("-"));
+    w!(o, "latest    {}", e.latest.as_deref().unwrap_or("-"));
     match &e.provider {
-        Some(p) => outln!(
+        Some(p) => w!(
+            o,
             "provider  application {} service {} (version {}), {}",
             p.app,
             p.service,
             p.version,
             p.health
         ),
-        None => outln!("provider  none (install it: x-berth.from_market)"),
+        None => w!(o, "provider  none (install it: x-berth.from_market)"),
     }
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v} ms"));
-    outln!(
+    w!(
+        o,
         "traffic   {} calls/min, {:.1}% errors, p50 {}, p95 {}",
         e.calls_per_minute,
         e.error_rate * 100.0,
@@ -235,63 +255,79 @@ fn print_entry(e: &MarketEntry) {
             v.name == p.version && v.state == berth_core::lifecycle::VersionState::Deprecated
         });
         if deprecated {
-            outln!(
+            w!(
+                o,
                 "warning   the provider runs version {}, which is deprecated: subscribers should expect it to go",
                 p.version
             );
         }
     }
     if !e.subscribers.is_empty() {
-        outln!("used by   {}", e.subscribers.join(", "));
+        w!(o, "used by   {}", e.subscribers.join(", "));
     }
     if !e.installs.is_empty() {
-        outln!("installed {}", e.installs.join(", "));
+        w!(o, "installed {}", e.installs.join(", "));
     }
-    outln!("versions");
+    w!(o, "versions");
     for v in &e.versions {
-        outln!("  {:<16} {:<11} {}", v.name, v.state.to_string(), v.tag);
+        w!(o, "  {:<16} {:<11} {}", v.name, v.state.to_string(), v.tag);
     }
     if let Some(c) = &e.contract {
-        outln!(
+        w!(
+            o,
             "contract  {} operations",
             berth_core::contract::operation_count(c)
         );
     }
     if let Some(r) = &e.readme {
-        outln!("");
-        outln!("{r}");
+        o.push('\n');
+        w!(o, "{r}");
     }
+    crate::output::plain(&o)
 }
 
 fn print_review(r: &ReviewView) {
+    crate::output::write(
+        crate::output::Stream::Stdout,
+        format_args!("{}", review_text(r)),
+    );
+}
+
+/// `review show`'s text: notes, reasons, test names and the contract are other people's words,
+/// so control characters are taken out ([`crate::output::plain`]).
+fn review_text(r: &ReviewView) -> String {
+    let mut o = String::new();
     let v = &r.version;
     let l = &r.lifecycle;
-    outln!("version   {}:{}  ({})", v.service, v.name, l.state);
-    outln!("image     {} {}", v.tag, v.digest);
+    w!(o, "version   {}:{}  ({})", v.service, v.name, l.state);
+    w!(o, "image     {} {}", v.tag, v.digest);
     if let Some(size) = r.image_size {
-        outln!("size      {:.1} MB", size as f64 / 1e6);
+        w!(o, "size      {:.1} MB", size as f64 / 1e6);
     }
-    outln!("commit    {} by {}", v.commit, v.author);
-    outln!("build     {}", v.build_id);
+    w!(o, "commit    {} by {}", v.commit, v.author);
+    w!(o, "build     {}", v.build_id);
     if let Some(by) = &l.submitted_by {
-        outln!(
+        w!(
+            o,
             "submitted by {by}: {}",
             l.submit_note.as_deref().unwrap_or("(no note)")
         );
     }
     if let Some(by) = &l.reviewed_by {
-        outln!(
+        w!(
+            o,
             "reviewed by {by}: {}",
             l.review_reason.as_deref().unwrap_or("")
         );
     }
-    outln!("");
-    outln!("steps");
+    o.push('\n');
+    w!(o, "steps");
     for s in &r.steps {
         let exit = s
             .exit_code
             .map_or_else(|| "-".to_string(), |c| c.to_string());
-        outln!(
+        w!(
+            o,
             "  {:<20} exit {:<4} {:.1} s",
             s.name,
             exit,
@@ -299,8 +335,9 @@ fn print_review(r: &ReviewView) {
         );
         if let Some(t) = &s.report {
             match &t.problem {
-                Some(p) => outln!("    tests ({}): {p}", t.path),
-                None => outln!(
+                Some(p) => w!(o, "    tests ({}): {p}", t.path),
+                None => w!(
+                    o,
                     "    tests ({}): {} passed, {} failed, {} skipped",
                     t.path,
                     t.passed,
@@ -309,28 +346,86 @@ fn print_review(r: &ReviewView) {
                 ),
             }
             for f in &t.failing {
-                outln!("      failed: {f}");
+                w!(o, "      failed: {f}");
             }
         }
     }
-    outln!("");
+    o.push('\n');
     match r.contract_operations {
-        Some(n) => outln!("contract  {n} operations; {}", r.contract_summary),
-        None => outln!("contract  {}", r.contract_summary),
+        Some(n) => w!(o, "contract  {n} operations; {}", r.contract_summary),
+        None => w!(o, "contract  {}", r.contract_summary),
     }
     for c in &r.contract_changes {
-        outln!(
+        w!(
+            o,
             "  {} {:<28} {}",
             if c.breaking { "BREAKING" } else { "        " },
             c.operation,
             c.detail
         );
     }
+    crate::output::plain(&o)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ESC: &str = "\x1b]0;owned\x07\x1b[2J\r";
+
+    #[test]
+    fn review_show_takes_control_characters_out_of_other_peoples_text() {
+        let view: ReviewView = serde_json::from_value(serde_json::json!({
+            "version": {"service": "api", "name": "v1", "digest": "sha256:1", "tag": "t",
+                "commit": "c", "author": format!("ann{ESC}"), "build_id": 1, "created_at": "x"},
+            "lifecycle": {"state": "approved", "submitted_by": "ann",
+                "submit_note": format!("note{ESC}"), "reviewed_by": "bob",
+                "review_reason": format!("fine{ESC}")},
+            "steps": [{"name": "test", "exit_code": 0, "duration_ms": 1, "report": {
+                "path": "out/junit.xml", "passed": 0, "failed": 1, "skipped": 0,
+                "failing": [format!("case{ESC}")]}}],
+            "contract_operations": 1,
+            "contract_changes": [{"kind": "operation_added", "operation": format!("GET /x{ESC}"),
+                "detail": format!("d{ESC}"), "breaking": false}],
+            "breaking_changes": 0,
+            "contract_summary": "s"
+        }))
+        .unwrap();
+        let text = review_text(&view);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("submitted by ann: note?]0;owned??[2J?"),
+            "{text}"
+        );
+        assert!(text.contains("failed: case?]0;owned"), "{text}");
+    }
+
+    #[test]
+    fn market_show_and_lists_take_control_characters_out() {
+        let entry: MarketEntry = serde_json::from_value(serde_json::json!({
+            "team": "shop", "service": "api", "description": format!("about{ESC}"),
+            "versions": [], "calls_per_minute": 0, "error_rate": 0.0,
+            "readme": format!("# Readme{ESC}\n\nline two")
+        }))
+        .unwrap();
+        let text = entry_text(&entry);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("# Readme?]0;owned??[2J?\n\nline two"),
+            "{text}"
+        );
+        let table = crate::commands::table_text(
+            &["VERSION", "NOTE"],
+            vec![vec!["api:v1".into(), format!("a\nb{ESC}")]],
+        );
+        assert_eq!(table, "VERSION  NOTE\napi:v1   a b?]0;owned??[2J?\n");
+    }
 
     #[test]
     fn version_references() {
