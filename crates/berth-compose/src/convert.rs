@@ -1398,9 +1398,20 @@ fn route(v: &Value, path: &str) -> Result<RouteSpec, ComposeError> {
             "plans limit subscribers and need `auth: subscribers` on the same route",
         ));
     }
+    let host = opt_string(v.get("host"), &join(path, "host"))?;
+    // berth_core::MARKET_HOST: the market's subscribers call it; no application may serve it.
+    if host.as_deref().is_some_and(|h| {
+        h.trim_end_matches('.')
+            .eq_ignore_ascii_case("berth-gateway")
+    }) {
+        return Err(invalid(
+            &join(path, "host"),
+            "`berth-gateway` is reserved: subscribers of the market call it (docs/market.md)",
+        ));
+    }
     Ok(RouteSpec {
         path_prefix,
-        host: opt_string(v.get("host"), &join(path, "host"))?,
+        host,
         port: opt_port(v.get("port"), &join(path, "port"))?,
         strip_prefix: opt_bool(v.get("strip_prefix"), &join(path, "strip_prefix"))?,
         auth,
@@ -1560,9 +1571,16 @@ fn auth(v: Option<&Value>, path: &str) -> Result<Option<AuthSpec>, ComposeError>
             let Some(jwt) = policy_object(Some(jwt), &jpath)? else {
                 return Ok(Some(AuthSpec::Jwt(JwtSpec::default())));
             };
+            let audiences = names(jwt.get("audiences"), &join(&jpath, "audiences"))?;
+            if let Some(i) = audiences.iter().position(|a| a.starts_with("market:")) {
+                return Err(invalid(
+                    &format!("{}[{i}]", join(&jpath, "audiences")),
+                    "`market:` audiences are the market's credentials: use `auth: subscribers`",
+                ));
+            }
             Ok(Some(AuthSpec::Jwt(JwtSpec {
                 issuers: names(jwt.get("issuers"), &join(&jpath, "issuers"))?,
-                audiences: names(jwt.get("audiences"), &join(&jpath, "audiences"))?,
+                audiences,
             })))
         }
         Some(other) => Err(invalid(

@@ -220,6 +220,8 @@ fn invalid_values_name_their_path() {
         ("services:\n  web: {image: a, x-berth: {route: {plans: {gold: {per_second: 1}}}}}\n", "services.web.x-berth.route.plans"),
         ("services:\n  web: {image: a, x-berth: {route: {auth: subscribers, plans: {Gold: {per_second: 1}}}}}\n", "services.web.x-berth.route.plans.Gold"),
         ("services:\n  web: {image: a, x-berth: {uses: [orders]}}\n", "services.web.x-berth.uses[0]"),
+        ("services:\n  web: {image: a, x-berth: {route: {host: Berth-Gateway}}}\n", "services.web.x-berth.route.host"),
+        ("services:\n  web: {image: a, x-berth: {route: {auth: {jwt: {audiences: [x, 'market:a/b']}}}}}\n", "services.web.x-berth.route.auth.jwt.audiences[1]"),
         ("services:\n  web: {image: a, x-berth: {uses: [a/orders, a/orders]}}\n", "services.web.x-berth.uses[1]"),
         ("services:\n  web: {x-berth: {from_market: a/orders}}\n", "services.web.x-berth.from_market"),
         ("services:\n  web: {image: a, x-berth: {from_market: a/orders:v1}}\n", "services.web.image"),

@@ -803,6 +803,7 @@ fn routes(
                     .collect(),
                 policy: crate::policy::route_policy(app, svc, r),
                 protocol: crate::policy::route_protocol(r),
+                upstream_prefix: None,
             });
         }
         for p in &svc.ports {

@@ -136,6 +136,12 @@ impl ControlPlane {
                 "the subject must not be empty".into(),
             ));
         }
+        if req.audiences.iter().any(|a| a.starts_with("market:")) {
+            return Err(CpError::InvalidArgument(
+                "`market:` audiences are the market's credentials, which only subscriptions get"
+                    .into(),
+            ));
+        }
         if req.claims.contains_key(TEAM_CLAIM) {
             return Err(CpError::InvalidArgument(format!(
                 "the claim {TEAM_CLAIM:?} is reserved: Berth sets it to the token's team"

@@ -235,7 +235,7 @@ impl ControlPlane {
         self.inner
             .store
             .bind_market(service, app, app_service, version, actor)?;
-        self.inner.refresh_market();
+        self.inner.refresh_market_logged();
         Ok(())
     }
 }

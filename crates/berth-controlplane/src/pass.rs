@@ -875,6 +875,8 @@ async fn teardown<R: AppRuntime>(
     }
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;
+        // Its subscriptions went with it: the gateway stops admitting it, its credentials go.
+        inner.forget_consumer(app);
         tracing::info!(app, "application removed");
     } else if !observed.is_empty() {
         tracing::info!(

@@ -127,7 +127,7 @@ impl ControlPlane {
             .inner
             .subscriptions
             .set(SubscriptionConfig { dir, gateway_url });
-        self.inner.refresh_market();
+        self.inner.refresh_market_logged();
         renew_all(&self.inner, Duration::ZERO);
         tokio::spawn(renew_loop(Arc::downgrade(&self.inner), shutdown));
     }
@@ -157,39 +157,65 @@ impl ControlPlane {
                 )));
             }
         }
-        let clash = self
+        // One variable prefix and one credential file per entry, in the whole application.
+        let mine = env_prefix(team::split_global(service).1);
+        let others = self
             .inner
             .store
             .subscriptions_of(app)?
             .into_iter()
-            .find(|s| {
-                s.service != service
-                    && team::split_global(&s.service).1 == team::split_global(service).1
-            });
-        if let Some(other) = clash {
-            return Err(CpError::InvalidArgument(format!(
-                "application {app:?} already subscribes to {}, whose variables {}_URL and credential file would be the same",
-                entry_name(&other.service),
-                env_prefix(team::split_global(service).1)
-            )));
+            .map(|s| s.service)
+            .chain(
+                spec.project
+                    .services
+                    .values()
+                    .flat_map(|s| s.berth.uses.iter().filter_map(|u| parse_entry(u))),
+            );
+        for other in others {
+            if other != service && env_prefix(team::split_global(&other).1) == mine {
+                return Err(CpError::InvalidArgument(format!(
+                    "application {app:?} already uses {}, whose variables {mine}_URL and credential file would be the same",
+                    entry_name(&other),
+                )));
+            }
         }
-        let new = self
-            .inner
+        let previous = self.inner.store.subscription(app, service)?;
+        self.inner
             .store
             .subscribe(app, service, plan, ORIGIN_CLI, actor)?;
-        if let Err(e) = self.inner.write_credential(app, service) {
-            if new {
-                let _ = self.inner.store.unsubscribe(app, service);
+        let done = self.inner.write_credential(app, service).and_then(|()| {
+            self.commit(
+                app,
+                "subscribe",
+                &format!("subscribe to {}", entry_name(service)),
+                &spec,
+            )
+        });
+        if let Err(e) = done {
+            // Refused (admission, protection, the wiring): the subscription is as it was.
+            match previous {
+                None => {
+                    let _ = self.inner.store.unsubscribe(app, service);
+                    if let Some(cfg) = self.inner.subscriptions.get() {
+                        let _ = std::fs::remove_file(
+                            credentials_dir(&cfg.dir, app).join(token_file_name(service)),
+                        );
+                    }
+                }
+                Some(p) => {
+                    let _ = self.inner.store.subscribe(
+                        app,
+                        service,
+                        p.plan.as_deref(),
+                        &p.origin,
+                        &p.created_by,
+                    );
+                }
             }
+            self.inner.refresh_market_logged();
             return Err(e);
         }
-        self.inner.refresh_market();
-        self.commit(
-            app,
-            "subscribe",
-            &format!("subscribe to {}", entry_name(service)),
-            &spec,
-        )?;
+        self.inner.refresh_market_logged();
         tracing::info!(app, entry = %entry_name(service), actor, "subscribed");
         let record = self
             .inner
@@ -217,7 +243,9 @@ impl ControlPlane {
             )));
         }
         self.inner.store.unsubscribe(app, service)?;
-        self.inner.refresh_market();
+        // The gateway refuses the next call only once the table says so: an error here is the
+        // caller's to see (the renewal loop publishes it within a minute at the latest).
+        self.inner.refresh_market()?;
         if let Some(cfg) = self.inner.subscriptions.get() {
             let _ =
                 std::fs::remove_file(credentials_dir(&cfg.dir, app).join(token_file_name(service)));
@@ -297,6 +325,38 @@ impl ControlPlane {
             .map(|s| s.service)
             .collect();
         let mut out = BTreeMap::new();
+        // Every entry of the application, by variable prefix: one each (one credential file).
+        let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+        for (i, e) in cli
+            .iter()
+            .map(|c| (None, c.clone()))
+            .chain(project.services.iter().flat_map(|(name, svc)| {
+                svc.berth
+                    .uses
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, u)| parse_entry(u).map(|e| (Some((name, i)), e)))
+            }))
+        {
+            let prefix = env_prefix(team::split_global(&e).1);
+            if let Some(other) = prefixes.insert(prefix.clone(), e.clone()) {
+                if other != e {
+                    let path = i.map_or_else(
+                        || "x-berth.uses".to_string(),
+                        |(name, i)| format!("services.{name}.x-berth.uses[{i}]"),
+                    );
+                    return Err(invalid(
+                        &path,
+                        &format!(
+                            "{} and {} would both be {prefix}_URL and {}.token in this application",
+                            entry_name(&other),
+                            entry_name(&e),
+                            team::split_global(&e).1
+                        ),
+                    ));
+                }
+            }
+        }
         for (name, svc) in &project.services {
             let mut entries: BTreeSet<String> = cli.iter().cloned().collect();
             for (i, u) in svc.berth.uses.iter().enumerate() {
@@ -380,7 +440,7 @@ impl ControlPlane {
             self.inner.write_credential(app, service)?;
         }
         if changed {
-            self.inner.refresh_market();
+            self.inner.refresh_market_logged();
         }
         Ok(())
     }
@@ -424,13 +484,20 @@ impl Inner {
         Ok((b.app, b.app_service))
     }
 
-    /// `http://berth-gateway:<port><prefix>` of the provider's route.
+    /// `http://berth-gateway:<port>/_market/TEAM/SERVICE`: the gateway forwards it to the
+    /// provider's `auth: subscribers` route (`fill_table`).
     fn entry_url(&self, cfg: &SubscriptionConfig, service: &str) -> Result<String, CpError> {
         let route = self.provider_route(service)?;
+        if !matches!(route.auth, Some(AuthSpec::Subscribers)) {
+            return Err(CpError::InvalidArgument(format!(
+                "{}'s provider has no `auth: subscribers` route to call",
+                entry_name(service)
+            )));
+        }
         Ok(format!(
             "{}{}",
             cfg.gateway_url,
-            route.path_prefix.trim_end_matches('/')
+            market_path(&audience(service))
         ))
     }
 
@@ -478,7 +545,13 @@ impl Inner {
         let dir = credentials_dir(&cfg.dir, app);
         create_private_dir(&dir)?;
         let file = dir.join(token_file_name(service));
-        let tmp = dir.join(format!(".{}.tmp", token_file_name(service)));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".{}.{}.{n}.tmp",
+            token_file_name(service),
+            std::process::id()
+        ));
         let written =
             std::fs::write(&tmp, token.as_bytes()).and_then(|()| std::fs::rename(&tmp, &file));
         written.map_err(|e| {
@@ -511,15 +584,12 @@ impl Inner {
     }
 
     /// Recompute which applications may call which provider route, and publish the table.
-    pub(crate) fn refresh_market(&self) {
-        let bindings = match self.store.market_bindings() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the market's provider instances");
-                return;
-            }
-        };
-        let subs = self.store.all_subscriptions().unwrap_or_default();
+    /// The store is read under the memory lock, so two refreshes publish in the order they
+    /// read: a refresh never publishes subscribers older than the last one published.
+    pub(crate) fn refresh_market(&self) -> Result<(), CpError> {
+        let mut mem = self.mem();
+        let bindings = self.store.market_bindings()?;
+        let subs = self.store.all_subscriptions()?;
         let mut market = BTreeMap::new();
         for b in bindings {
             let mut apps: Vec<(String, Option<String>)> = subs
@@ -536,11 +606,27 @@ impl Inner {
                 },
             );
         }
-        let mut mem = self.mem();
         if mem.market != market {
             mem.market = market;
             crate::pass::publish_table(self, &mem);
         }
+        Ok(())
+    }
+
+    /// [`Inner::refresh_market`] where a failure can only be logged (the next refresh, at the
+    /// latest the renewal loop's, catches up).
+    pub(crate) fn refresh_market_logged(&self) {
+        if let Err(e) = self.refresh_market() {
+            tracing::warn!(error = %e, "the market's subscribers were not published");
+        }
+    }
+
+    /// After `app` is gone: its credentials and its place among subscribers.
+    pub(crate) fn forget_consumer(&self, app: &str) {
+        if let Some(cfg) = self.subscriptions.get() {
+            let _ = std::fs::remove_dir_all(credentials_dir(&cfg.dir, app));
+        }
+        self.refresh_market_logged();
     }
 }
 
@@ -575,17 +661,21 @@ async fn renew_loop(inner: Weak<Inner>, shutdown: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         renew_all(&inner, RENEW_AFTER);
+        inner.refresh_market_logged();
     }
 }
 
 /// Fill the subscribers-only routes of a table from [`crate::Memory::market`]: the entry's
-/// audience, its subscribers, and each plan's. A route whose service is no entry's provider
-/// keeps empty lists (it admits nobody).
+/// audience, its subscribers, and each plan's; and add, per bound entry, the route subscribers
+/// call: `berth-gateway` + `/_market/TEAM/SERVICE`, forwarded as the provider's own route would
+/// forward it ([`berth_core::MARKET_HOST`]). A route whose service is no entry's provider keeps
+/// empty lists (it admits nobody).
 pub(crate) fn fill_table(
-    routes: &mut [berth_core::HttpRoute],
+    routes: &mut Vec<berth_core::HttpRoute>,
     market: &BTreeMap<(String, String), Subscribers>,
 ) {
-    for r in routes {
+    let mut added: Vec<berth_core::HttpRoute> = Vec::new();
+    for r in routes.iter_mut() {
         let Some(auth) = r.policy.auth.as_mut() else {
             continue;
         };
@@ -605,7 +695,27 @@ pub(crate) fn fill_table(
                 .map(|(a, _)| a.clone())
                 .collect();
         }
+        let path_prefix = market_path(&subs.audience);
+        if added.iter().any(|a| a.path_prefix == path_prefix) {
+            continue; // the entry's first subscribers route serves it
+        }
+        let mut m = r.clone();
+        m.host = Some(berth_core::MARKET_HOST.to_owned());
+        m.upstream_prefix = Some(if r.strip_prefix {
+            "/".to_owned()
+        } else {
+            r.path_prefix.clone()
+        });
+        m.strip_prefix = true;
+        m.path_prefix = path_prefix;
+        added.push(m);
     }
+    routes.extend(added);
+}
+
+/// `/_market/TEAM/SERVICE` of the audience `market:TEAM/SERVICE`: where subscribers call it.
+fn market_path(audience: &str) -> String {
+    format!("/_market/{}", audience.trim_start_matches("market:"))
 }
 
 #[cfg(test)]
@@ -643,6 +753,7 @@ mod tests {
                 ..RoutePolicy::default()
             },
             protocol: berth_core::UpstreamProtocol::Http1,
+            upstream_prefix: None,
         };
         let mut routes = vec![
             route("a/prov", Some(vec![])),
@@ -668,6 +779,13 @@ mod tests {
         );
         fill_table(&mut routes, &market);
         assert_eq!(routes[0].policy.plans[0].subscribers, ["b/shop"]);
+        // The route subscribers call, added once per entry: only for Host berth-gateway.
+        assert_eq!(routes.len(), 4);
+        let m = &routes[3];
+        assert_eq!(m.host.as_deref(), Some("berth-gateway"));
+        assert_eq!(m.path_prefix, "/_market/a/orders");
+        assert_eq!(m.upstream_prefix.as_deref(), Some("/"));
+        assert_eq!(m.policy, routes[0].policy);
         let auth = |i: usize| routes[i].policy.auth.clone().unwrap();
         assert_eq!(
             auth(0).subscribers,

@@ -19,4 +19,6 @@ pub mod source;
 pub mod team;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use routing::{Endpoint, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol};
+pub use routing::{
+    Endpoint, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol, MARKET_HOST,
+};

@@ -44,7 +44,18 @@ pub struct HttpRoute {
     /// control planes that predate it, which means [`UpstreamProtocol::Http1`].
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// Forward with the matched `path_prefix` replaced by this one (`/_market/a/orders/x` →
+    /// `/orders/x`); takes precedence over `strip_prefix`. Set on the market's routes for
+    /// subscribers ([`MARKET_HOST`]), never from a Compose file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_prefix: Option<String>,
 }
+
+/// The host name consumers of market entries call the gateway by (docs/market.md#subscribe).
+/// Requests for it are routed only to the routes the control plane makes for subscribers
+/// (`/_market/TEAM/SERVICE`), never to an application's own routes, so no application can
+/// receive a subscriber's credential; a Compose route may not name it.
+pub const MARKET_HOST: &str = "berth-gateway";
 
 /// The protocol a route's replicas speak (`x-berth.route.protocol`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,7 +165,9 @@ impl RoutingTable {
         self.routes
             .iter()
             .filter(|r| match (&r.host, host) {
-                (None, _) => true,
+                // Subscribers' requests reach only the market's routes.
+                (None, Some(h)) => !h.eq_ignore_ascii_case(MARKET_HOST),
+                (None, None) => true,
                 (Some(rh), Some(h)) => rh.eq_ignore_ascii_case(h),
                 (Some(_), None) => false,
             })
@@ -177,6 +190,7 @@ mod tests {
             endpoints: vec![],
             policy: crate::policy::RoutePolicy::default(),
             protocol: UpstreamProtocol::default(),
+            upstream_prefix: None,
         }
     }
 
@@ -190,6 +204,22 @@ mod tests {
         let text = serde_json::to_string(&h2c).unwrap();
         assert!(text.contains(r#""protocol":"h2c""#), "{text}");
         assert_eq!(serde_json::from_str::<HttpRoute>(&text).unwrap(), h2c);
+    }
+
+    #[test]
+    fn the_market_host_reaches_only_the_markets_routes() {
+        let t = RoutingTable {
+            routes: vec![
+                route(None, "/", "anyone"),
+                route(None, "/_market/a/orders/x", "squatter"),
+                route(Some(MARKET_HOST), "/_market/a/orders", "market"),
+            ],
+            ..RoutingTable::default()
+        };
+        let svc = |host: &str, path: &str| t.find(Some(host), path).map(|r| r.service.as_str());
+        assert_eq!(svc("berth-gateway:7480", "/_market/a/orders/x/y"), Some("market"));
+        assert_eq!(svc("Berth-Gateway", "/elsewhere"), None, "no fallback to host-less routes");
+        assert_eq!(svc("shop.example", "/_market/a/orders/x/y"), Some("squatter"));
     }
 
     #[test]

@@ -501,11 +501,7 @@ where
             let service = &state.shared.service;
             // The upstream request: head (+ body), built once.
             up.clear();
-            let rewritten = if route.strip_prefix {
-                headers::strip_prefix(&route.path_prefix, route_path, query)
-            } else {
-                None
-            };
+            let rewritten = headers::upstream_path(route, route_path, query);
             write_request_head(
                 up,
                 method,

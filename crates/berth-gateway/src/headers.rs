@@ -170,6 +170,32 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     }
 }
 
+/// The path and query to send upstream for `route` (`None`: the request's own): its prefix
+/// replaced by `upstream_prefix`, or stripped with `strip_prefix`.
+#[must_use]
+pub fn upstream_path(
+    route: &berth_core::HttpRoute,
+    path: &str,
+    query: Option<&str>,
+) -> Option<String> {
+    match &route.upstream_prefix {
+        Some(to) => {
+            let rest = strip_prefix(&route.path_prefix, path, query)?;
+            let to = to.trim_end_matches('/');
+            if to.is_empty() {
+                return Some(rest);
+            }
+            // `rest` is `/x...` or `/?q`: a bare `/` after the prefix is the prefix itself.
+            Some(match rest.strip_prefix('/') {
+                Some(r) if r.is_empty() || r.starts_with('?') => format!("{to}{r}"),
+                _ => format!("{to}{rest}"),
+            })
+        }
+        None if route.strip_prefix => strip_prefix(&route.path_prefix, path, query),
+        None => None,
+    }
+}
+
 /// The path and query to send upstream when the route strips `prefix` from `path`:
 /// `/api/x?q` → `/x?q`, `/api` → `/`, `/api?q` → `/?q`. `None` when nothing changes.
 #[must_use]
@@ -194,6 +220,41 @@ pub fn strip_prefix(prefix: &str, path: &str, query: Option<&str>) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_prefixes() {
+        let mut route = berth_core::HttpRoute {
+            app: "a".into(),
+            service: "s".into(),
+            host: Some("berth-gateway".into()),
+            path_prefix: "/_market/a/orders".into(),
+            strip_prefix: true,
+            endpoints: vec![],
+            policy: berth_core::policy::RoutePolicy::default(),
+            protocol: berth_core::UpstreamProtocol::Http1,
+            upstream_prefix: Some("/orders".into()),
+        };
+        for (path, query, want) in [
+            ("/_market/a/orders/x", Some("q=1"), "/orders/x?q=1"),
+            ("/_market/a/orders", None, "/orders"),
+            ("/_market/a/orders/", None, "/orders"),
+            ("/_market/a/orders", Some("q"), "/orders?q"),
+        ] {
+            assert_eq!(
+                upstream_path(&route, path, query).as_deref(),
+                Some(want),
+                "{path}"
+            );
+        }
+        route.upstream_prefix = Some("/".into());
+        assert_eq!(
+            upstream_path(&route, "/_market/a/orders/x", None).as_deref(),
+            Some("/x")
+        );
+        route.upstream_prefix = None;
+        route.strip_prefix = false;
+        assert_eq!(upstream_path(&route, "/_market/a/orders/x", None), None);
+    }
 
     #[test]
     fn strips_prefixes() {

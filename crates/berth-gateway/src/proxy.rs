@@ -847,11 +847,7 @@ fn rewrite<B>(
     mode: Mode,
 ) -> Result<(), &'static str> {
     let uri = req.uri();
-    let new_path = if route.strip_prefix {
-        headers::strip_prefix(&route.path_prefix, uri.path(), uri.query())
-    } else {
-        None
-    };
+    let new_path = headers::upstream_path(route, uri.path(), uri.query());
     match new_path {
         Some(path) => {
             let pq = PathAndQuery::try_from(path).map_err(|_| "the request path is malformed")?;

@@ -477,6 +477,7 @@ mod tests {
                     .collect(),
                 policy: Default::default(),
                 protocol: Default::default(),
+                upstream_prefix: None,
             }],
             ports: vec![],
             issuers: vec![],

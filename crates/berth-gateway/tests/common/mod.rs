@@ -244,6 +244,7 @@ pub fn route(host: Option<&str>, prefix: &str, strip: bool, endpoints: Vec<Endpo
         endpoints,
         policy: Default::default(),
         protocol: Default::default(),
+        upstream_prefix: None,
     }
 }
 
