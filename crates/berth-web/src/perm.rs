@@ -24,13 +24,15 @@ pub fn scope(
                 format!("user {:?} may not do this ({method} {route})", p.user),
             ))
         }
-        Decision::PasswordChangeRequired => return Err(ApiError::new(
-            ErrorCode::PasswordChangeRequired,
-            format!(
+        Decision::PasswordChangeRequired => {
+            return Err(ApiError::new(
+                ErrorCode::PasswordChangeRequired,
+                format!(
                 "the password of {:?} was generated and must be changed first (berth user passwd)",
                 p.user
             ),
-        )),
+            ))
+        }
     }
     let action = berth_access::action(method, route).ok_or_else(|| {
         // Every route the dashboard asks about is in policy::ROUTES; a typo here is a bug.

@@ -92,7 +92,9 @@ fn browser(addr: &str, method: &str, path: &str, cookie: Option<&str>, form: &st
 }
 
 fn enc(s: &str) -> String {
-    s.replace('%', "%25").replace('&', "%26").replace('=', "%3D")
+    s.replace('%', "%25")
+        .replace('&', "%26")
+        .replace('=', "%3D")
 }
 
 /// Log in through the form; the session cookie (`berth_session=...`).
@@ -124,10 +126,22 @@ fn api(server: &Server, path: &str) -> Value {
     body
 }
 
-fn desired(server: &Server) -> u64 {
-    api(server, "/api/v1/apps/store?team=shop")["services"][0]["desired"]
-        .as_u64()
+/// How many revisions application `store` has (each scale and rollback commits one).
+fn revisions(server: &Server) -> usize {
+    api(server, "/api/v1/apps/store/revisions?team=shop")
+        .as_array()
         .unwrap()
+        .len()
+}
+
+/// Wait until the reconciler has brought `web` to `n` healthy replicas (the desired count of
+/// the status is the last pass's).
+fn wait_replicas(server: &Server, n: u64) {
+    wait_for(Duration::from_secs(60), "web's replicas", || {
+        let st = api(server, "/api/v1/apps/store?team=shop");
+        let web = &st["services"][0];
+        (web["desired"].as_u64() == Some(n) && web["healthy"].as_u64() == Some(n)).then_some(())
+    });
 }
 
 #[test]
@@ -226,7 +240,13 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     }
 
     // The application's page: instances, history, and the Scale form for a developer.
-    let page = browser(&addr, "GET", "/apps/store?team=shop", Some(&dora_cookie), "");
+    let page = browser(
+        &addr,
+        "GET",
+        "/apps/store?team=shop",
+        Some(&dora_cookie),
+        "",
+    );
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(">Scale</button>"), "{}", page.body);
     assert!(page.body.contains("Revision history"), "{}", page.body);
@@ -248,7 +268,7 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
         "csrf=0000&team=shop&replicas.web=3",
     );
     assert!(a.body.contains("csrf_failed"), "{}", a.body);
-    assert_eq!(desired(&server), 1);
+    assert_eq!(revisions(&server), 1);
 
     // Scale through the form: the same control-plane call as `berth scale`.
     let a = browser(
@@ -260,13 +280,20 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     );
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(a.header("location"), Some("/apps/store?team=shop"));
-    assert_eq!(desired(&server), 2);
-    wait_for(Duration::from_secs(60), "two replicas of web", || {
-        let ps = api(&server, "/api/v1/apps/store/ps?team=shop");
-        (ps.as_array().map(Vec::len) == Some(2)).then_some(())
-    });
-    let page = browser(&addr, "GET", "/apps/store?team=shop", Some(&dora_cookie), "");
-    assert!(page.body.matches("<tr><td>web</td>").count() == 2, "{}", page.body);
+    assert_eq!(revisions(&server), 2);
+    wait_replicas(&server, 2);
+    let page = browser(
+        &addr,
+        "GET",
+        "/apps/store?team=shop",
+        Some(&dora_cookie),
+        "",
+    );
+    assert!(
+        page.body.matches("<tr><td>web</td>").count() == 2,
+        "{}",
+        page.body
+    );
 
     // Roll back to revision 1 through the form (offered now that there are two revisions).
     assert!(page.body.contains(">Roll back</button>"), "{}", page.body);
@@ -278,7 +305,8 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
         &format!("csrf={}&team=shop&to=1", page.csrf()),
     );
     assert_eq!(a.status, 303, "{}", a.body);
-    assert_eq!(desired(&server), 1);
+    assert_eq!(revisions(&server), 3);
+    wait_replicas(&server, 1);
 
     // A viewer: sees the application, but no Scale or Roll back button; a post is refused by
     // the same permission table as the API's, even with a valid token.
@@ -306,7 +334,7 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     );
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(a.body.contains("csrf_failed"), "{}", a.body);
-    assert_eq!(desired(&server), 1);
+    assert_eq!(revisions(&server), 3);
 
     // Every post left an audit row, as an API call does.
     let audit = api(&server, "/api/v1/audit?limit=1000");
