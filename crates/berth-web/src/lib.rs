@@ -833,3 +833,24 @@ async fn change(s: AppState, app: String, req: Request, post: &Post) -> Response
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The pages share the API's listener; `/api/...` stays the API's alone (routed ⇒
+    /// documented, tokens only).
+    #[test]
+    fn no_page_is_under_api() {
+        let src = include_str!("lib.rs");
+        let routes: Vec<&str> = src
+            .match_indices(".route(\"")
+            .map(|(i, m)| {
+                let rest = &src[i + m.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect();
+        assert!(routes.len() >= 7, "{routes:?}");
+        for r in routes {
+            assert!(!r.starts_with("/api") && !r.starts_with("/.well-known"), "{r}");
+        }
+    }
+}
