@@ -850,7 +850,10 @@ mod tests {
             .collect();
         assert!(routes.len() >= 7, "{routes:?}");
         for r in routes {
-            assert!(!r.starts_with("/api") && !r.starts_with("/.well-known"), "{r}");
+            assert!(
+                !r.starts_with("/api") && !r.starts_with("/.well-known"),
+                "{r}"
+            );
         }
     }
 }
