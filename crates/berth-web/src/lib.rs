@@ -346,7 +346,14 @@ async fn login(
             } else {
                 ""
             };
-            let r = login_form(cfg, shown, &e.message, status);
+            let mut r = login_form(cfg, shown, &e.message, status);
+            // As the API's login: a lockout says when to try again.
+            if let Some(v) = e
+                .retry_after
+                .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
+            {
+                r.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
             audit.record(&r, Some(e.code));
             r
         }

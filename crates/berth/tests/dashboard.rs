@@ -366,4 +366,29 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     );
     let a = browser(&addr, "GET", "/", Some(&dora_cookie), "");
     assert_eq!((a.status, a.header("location")), (303, Some("/login")));
+
+    // The login form shares the API's lockout: after five failures (one above) it answers 429
+    // with Retry-After, and shows the form again.
+    let mut last = 0;
+    for _ in 0..5 {
+        let page = browser(&addr, "GET", "/login", None, "");
+        let a = browser(
+            &addr,
+            "POST",
+            "/login",
+            Some(&format!(
+                "berth_login_csrf={}",
+                page.cookie("berth_login_csrf").unwrap()
+            )),
+            &format!("csrf={}&username=dora&password=wrong-again", page.csrf()),
+        );
+        last = a.status;
+        if a.status == 429 {
+            assert!(a.header("retry-after").is_some(), "{:?}", a.headers);
+            assert!(a.body.contains("name=\"password\""), "{}", a.body);
+            break;
+        }
+        assert_eq!(a.status, 401, "{}", a.body);
+    }
+    assert_eq!(last, 429);
 }
