@@ -501,14 +501,14 @@ fn team_section(
             continue;
         };
         let local = local.to_string();
-        // Replicas healthy / desired, from the same status the API's `GET /apps/{app}` answers.
-        let replicas = s.cp.status(&a.name).map_or_else(
+        // Replicas healthy (the last pass's status) / desired (the current revision's).
+        let healthy: u32 =
+            s.cp.status(&a.name)
+                .map(|st| st.services.iter().map(|x| x.healthy).sum())
+                .unwrap_or(0);
+        let replicas = s.cp.desired_replicas(&a.name).map_or_else(
             |_| "-".to_string(),
-            |st| {
-                let desired: u32 = st.services.iter().map(|x| x.desired).sum();
-                let healthy: u32 = st.services.iter().map(|x| x.healthy).sum();
-                format!("{healthy} / {desired}")
-            },
+            |d| format!("{healthy} / {}", d.values().sum::<u32>()),
         );
         apps.push(AppRow {
             href: app_href(&local, name),
@@ -663,6 +663,7 @@ async fn app_page_inner(
     let global = t.name(app)?;
     let status = s.cp.status(&global).map_err(|e| t.localize(e))?;
     let history = s.cp.history(&global).map_err(|e| t.localize(e))?;
+    let desired = s.cp.desired_replicas(&global).map_err(|e| t.localize(e))?;
     let (instances, instances_error) = match s.cp.ps(&global).await {
         Ok(list) => (
             list.into_iter()
@@ -706,14 +707,17 @@ async fn app_page_inner(
                 status: r.status,
             })
             .collect(),
-        services: status
-            .services
+        services: desired
             .into_iter()
-            .map(|x| ScaleRow {
-                field: format!("replicas.{}", x.name),
-                service: x.name,
-                desired: x.desired,
-                healthy: x.healthy,
+            .map(|(name, n)| ScaleRow {
+                field: format!("replicas.{name}"),
+                healthy: status
+                    .services
+                    .iter()
+                    .find(|x| x.name == name)
+                    .map_or(0, |x| x.healthy),
+                service: name,
+                desired: n,
             })
             .collect(),
         may_scale: may("/api/v1/apps/{app}/scale"),

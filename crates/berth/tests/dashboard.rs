@@ -281,6 +281,20 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(a.header("location"), Some("/apps/store?team=shop"));
     assert_eq!(revisions(&server), 2);
+    // The form shows the new count at once (the revision's, not the last pass's).
+    let page = browser(
+        &addr,
+        "GET",
+        "/apps/store?team=shop",
+        Some(&dora_cookie),
+        "",
+    );
+    assert!(
+        page.body
+            .contains("name=\"replicas.web\" type=\"number\" min=\"0\" value=\"2\""),
+        "{}",
+        page.body
+    );
     wait_replicas(&server, 2);
     let page = browser(
         &addr,
