@@ -42,7 +42,7 @@ struct AuditAs {
 
 /// An access refusal as an answer: the error shape, plus `WWW-Authenticate` on a 401 and
 /// `Retry-After` on `login_locked`.
-pub(crate) fn refuse(e: AccessError) -> Response {
+pub fn refuse(e: AccessError) -> Response {
     let mut resp = ApiError::new(e.code, e.message).into_response();
     let h = resp.headers_mut();
     if e.code == ErrorCode::Unauthorized {

@@ -37,11 +37,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Marks an error answer that a dashboard page rendered itself (an HTML page naming the code):
+/// [`finish`] leaves its body as it is. Only `berth-web` sets it; API handlers answer
+/// [`ApiError`].
+#[derive(Clone, Copy, Debug)]
+pub struct RenderedPage;
+
 /// Complete an error answer with the request id (called by the request middleware). An error
 /// answer that did not come from [`ApiError`] (an extractor's rejection, a body cut off at its
 /// limit, anything axum or a layer answers by itself) is rewritten into the same shape here, so
 /// no error leaves the API in another form.
 pub(crate) async fn finish(resp: &mut Response, request_id: &str) {
+    if resp.extensions().get::<RenderedPage>().is_some() {
+        return;
+    }
     let body = match resp.extensions_mut().remove::<Pending>() {
         Some(Pending(body)) => body,
         None if resp.status().is_client_error() || resp.status().is_server_error() => {

@@ -79,6 +79,18 @@ pub fn router(state: AppState) -> Router {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so that logins and the audit log see
 /// the caller's address.
 pub fn router_with(state: AppState, access: guard::Access) -> Router {
+    router_with_pages(state, access, Router::new())
+}
+
+/// The API router with `pages` (the dashboard, `berth-web`) mounted beside `/api/v1` on the same
+/// listener. The pages get the outer middleware (request id, `Host`/`Origin` guard, error shape,
+/// log line) but not the API's token authentication or body rules: they authenticate by their
+/// session cookie, which `/api/v1` never reads (docs/dashboard.md).
+pub fn router_with_pages(
+    state: AppState,
+    access: guard::Access,
+    pages: Router<AppState>,
+) -> Router {
     let access = std::sync::Arc::new(access);
     // Every route comes from `openapi::routes`, so what is routed is what is documented.
     let (routes, _doc) = openapi::routes().split_for_parts();
@@ -97,6 +109,9 @@ pub fn router_with(state: AppState, access: guard::Access) -> Router {
             state.clone(),
             access::authenticate,
         ))
+        // After the route layers: the pages are not API routes (a route added later does not
+        // get them).
+        .merge(pages)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {

@@ -182,10 +182,11 @@ async fn no_undocumented_method_is_answered_on_a_documented_path() {
 }
 
 /// Routed ⇒ documented holds because the router's routes all come from `openapi::routes`. Keep
-/// it so: `lib.rs` adds no route of its own.
+/// it so: `lib.rs` adds no route of its own. The one merge is the dashboard's pages, which are
+/// not API routes (berth-web checks that none of them is under `/api`).
 #[test]
 fn the_router_adds_no_route_outside_the_document() {
-    let lib = include_str!("../src/lib.rs");
+    let lib = include_str!("../src/lib.rs").replacen(".merge(pages)", "", 1);
     for call in [
         ".route(",
         ".route_service(",

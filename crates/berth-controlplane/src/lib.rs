@@ -765,6 +765,18 @@ impl ControlPlane {
         self.commit(app, "scale", &changes.join("; "), &spec)
     }
 
+    /// Each service's replica count in the application's current revision: what `scale` sets
+    /// (`status` shows the counts of the reconciler's last pass, which lag a change).
+    pub fn desired_replicas(&self, app: &str) -> Result<BTreeMap<String, u32>, CpError> {
+        let (_, spec) = self.current_spec(app)?;
+        Ok(spec
+            .project
+            .services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.replicas))
+            .collect())
+    }
+
     /// Roll back to a revision (by default the newest converged one before the current).
     pub fn rollback(&self, app: &str, req: &RollbackRequest) -> Result<RevisionCreated, CpError> {
         if let Some(n) = req.to {

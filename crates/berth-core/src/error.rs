@@ -86,6 +86,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// API: the request comes from a web page of another origin (`Origin`, `Sec-Fetch-Site`).
     ForbiddenOrigin,
+    /// Dashboard: a form was posted without the session's CSRF token (field `csrf`), or with
+    /// a wrong one (docs/dashboard.md).
+    CsrfFailed,
     /// API: the `Host` header names a host the API is not configured to answer for (DNS
     /// rebinding).
     BadHost,
@@ -177,6 +180,7 @@ impl ErrorCode {
         Self::OverCapacity,
         Self::UnsupportedMediaType,
         Self::ForbiddenOrigin,
+        Self::CsrfFailed,
         Self::BadHost,
         Self::UriTooLong,
         Self::BuildNotFound,
@@ -236,6 +240,7 @@ impl ErrorCode {
             Self::OverCapacity => "over_capacity",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ForbiddenOrigin => "forbidden_origin",
+            Self::CsrfFailed => "csrf_failed",
             Self::BadHost => "bad_host",
             Self::UriTooLong => "uri_too_long",
             Self::BuildNotFound => "build_not_found",
@@ -300,6 +305,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::Forbidden
             | Self::ForbiddenOrigin
+            | Self::CsrfFailed
             | Self::PasswordChangeRequired
             | Self::AdmissionDenied
             | Self::ImageDenied

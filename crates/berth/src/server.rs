@@ -288,7 +288,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let g = gateway.clone();
         Some(Arc::new(move || g.render_metrics()))
     };
-    let app = berth_api::router_with(
+    // The dashboard (berth-web) shares the API's listener, guard and permission table.
+    let pages = berth_web::router(berth_web::Config {
+        tls: api_tls.is_some(),
+    });
+    let app = berth_api::router_with_pages(
         berth_api::AppState {
             cp: cp.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -296,6 +300,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             access: identity,
         },
         access,
+        pages,
     );
     let api_listener = match api_tls {
         Some(config) => berth_api::listener::tls_listener(api_listener, config)

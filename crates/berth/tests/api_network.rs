@@ -180,6 +180,34 @@ fn api_over_tls_with_a_private_ca() {
         started.elapsed()
     );
 
+    // The dashboard on the TLS listener marks its cookies Secure (docs/dashboard.md).
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .arg(format!("https://localhost:{port}/login"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: berth_login_csrf="))
+        .unwrap_or_else(|| panic!("no login cookie: {head}"));
+    assert!(
+        cookie.contains("; secure")
+            && cookie.contains("httponly")
+            && cookie.contains("samesite=strict"),
+        "{cookie}"
+    );
+
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = http_get(&api, "/api/v1/health", None, Duration::from_secs(5));
     assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
