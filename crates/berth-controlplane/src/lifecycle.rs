@@ -302,9 +302,11 @@ impl ControlPlane {
 
     /// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
     /// published or deprecated when it is the team's own, published or deprecated when it is
-    /// another team's. Only for protected applications.
+    /// another team's. Only for protected applications, and applications of protected
+    /// environments (docs/environments.md).
     pub(crate) fn check_protected(&self, app: &str, spec: &RevisionSpec) -> Result<(), CpError> {
-        if !self.inner.store.app_protected(app)? {
+        let env_protected = self.env_protected(app)?;
+        if !env_protected && !self.inner.store.app_protected(app)? {
             return Ok(());
         }
         let my_team = team::team_of(app);
@@ -344,9 +346,14 @@ impl ControlPlane {
         if refused.is_empty() {
             return Ok(());
         }
+        let (_, env, name) = team::split_app(app);
+        let what = if env_protected {
+            format!("environment {env:?} is protected")
+        } else {
+            format!("application {name:?} is protected")
+        };
         Err(CpError::VersionNotApproved(format!(
-            "application {:?} is protected: it runs approved, published or deprecated versions only; {}",
-            team::split_global(app).1,
+            "{what}: it runs approved, published or deprecated versions only; {}",
             refused.join("; ")
         )))
     }
