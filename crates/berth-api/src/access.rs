@@ -74,7 +74,10 @@ pub(crate) async fn authenticate(
     let mut object: String = req.uri().path().chars().take(1024).collect();
     // An application's environment is part of what the call acts on (docs/environments.md).
     if let Some(env) = app_env_param(&route, req.uri().query()) {
-        object = format!("{object} (env {})", env.chars().take(64).collect::<String>());
+        object = format!(
+            "{object} (env {})",
+            env.chars().take(64).collect::<String>()
+        );
     }
     let request_id = req
         .extensions()

@@ -9,10 +9,11 @@
 
 use anyhow::Context as _;
 use berth_core::api::{
-    ApiTokenCreated, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
-    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest, MemberRequest,
-    MemberView, PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
-    TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
+    ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
+    ContextUploaded, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance, IssuerRequest,
+    IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView, PasswordChange,
+    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TeamRequest, TeamView,
+    TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;

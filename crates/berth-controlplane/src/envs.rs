@@ -45,9 +45,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, CpError> {
     }
     let mut secs: u64 = 0;
     while !rest.is_empty() {
-        let n_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(bad)?;
+        let n_len = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let n: u64 = rest[..n_len].parse().map_err(|_| bad())?;
         let unit = rest[n_len..].chars().next().ok_or_else(bad)?;
         let scale = match unit {
@@ -387,7 +385,10 @@ impl ControlPlane {
         let now = now_ms();
         let envs = self.inner.store.envs(None)?;
         let mut done = Vec::new();
-        for e in envs.iter().filter(|e| e.expires_at.is_some_and(|t| t <= now)) {
+        for e in envs
+            .iter()
+            .filter(|e| e.expires_at.is_some_and(|t| t <= now))
+        {
             let apps = self.env_apps(&e.team, &e.name, false)?;
             self.tear_down(e, &apps, e.keep_volumes)?;
             let names: Vec<&str> = apps.iter().map(|g| team::split_app(g).2).collect();
@@ -471,7 +472,10 @@ mod tests {
 
     #[test]
     fn routes_of_an_environment_carry_its_name() {
-        assert_eq!(route_host("web", Some("a.example")).as_deref(), Some("a.example"));
+        assert_eq!(
+            route_host("web", Some("a.example")).as_deref(),
+            Some("a.example")
+        );
         assert_eq!(route_host("shop/web", None), None);
         assert_eq!(
             route_host("shop/web@staging", Some("a.example")).as_deref(),
@@ -485,7 +489,17 @@ mod tests {
         assert_eq!(parse_ttl("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_ttl("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(7 * 86400));
-        for bad in ["", "9s", "10", "s", "1w", "-1h", "999999999999999999d", "1h 2m", "367d"] {
+        for bad in [
+            "",
+            "9s",
+            "10",
+            "s",
+            "1w",
+            "-1h",
+            "999999999999999999d",
+            "1h 2m",
+            "367d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

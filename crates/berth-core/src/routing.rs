@@ -162,7 +162,12 @@ impl RoutingTable {
                 (Some(_), None) => false,
             })
             .filter(|r| prefix_matches(&r.path_prefix, &path))
-            .max_by_key(|r| (host_rank(r.host.as_deref()), r.path_prefix.trim_end_matches('/').len()))
+            .max_by_key(|r| {
+                (
+                    host_rank(r.host.as_deref()),
+                    r.path_prefix.trim_end_matches('/').len(),
+                )
+            })
     }
 }
 
@@ -300,13 +305,21 @@ mod tests {
             ports: vec![],
             issuers: vec![],
         };
-        assert_eq!(t.find(Some("staging.x:80"), "/api").unwrap().service, "staging");
+        assert_eq!(
+            t.find(Some("staging.x:80"), "/api").unwrap().service,
+            "staging"
+        );
         assert_eq!(t.find(Some("STAGING.x"), "/").unwrap().service, "staging");
         assert_eq!(
-            t.find(Some("staging.shop.example"), "/api").unwrap().service,
+            t.find(Some("staging.shop.example"), "/api")
+                .unwrap()
+                .service,
             "staging-shop"
         );
-        assert_eq!(t.find(Some("x.staging.y"), "/api").unwrap().service, "dev-api");
+        assert_eq!(
+            t.find(Some("x.staging.y"), "/api").unwrap().service,
+            "dev-api"
+        );
         assert!(t.find(Some("staging."), "/").is_none());
         assert!(t.find(None, "/").is_none());
     }

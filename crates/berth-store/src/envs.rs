@@ -69,9 +69,11 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let team: Option<i64> = tx
-            .query_row("SELECT 1 FROM teams WHERE name = ?1", params![e.team], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT 1 FROM teams WHERE name = ?1",
+                params![e.team],
+                |r| r.get(0),
+            )
             .optional()?;
         if team.is_none() {
             return Err(StoreError::TeamNotFound(e.team.clone()));
@@ -208,7 +210,10 @@ mod tests {
             .create_env(&env("nope", "qa", None))
             .is_err_and(|e| matches!(e, crate::StoreError::TeamNotFound(_))));
         assert!(s.set_env_expiry("default", "staging", None).unwrap());
-        assert_eq!(s.env("default", "staging").unwrap().unwrap().expires_at, None);
+        assert_eq!(
+            s.env("default", "staging").unwrap().unwrap().expires_at,
+            None
+        );
         assert_eq!(s.envs(Some("default")).unwrap().len(), 1);
         assert!(s.delete_env("default", "staging").unwrap());
         assert!(!s.delete_env("default", "staging").unwrap());

@@ -109,7 +109,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EnvCommand) -> anyhow::Result<i32> {
                 } else {
                     r.apps.join(", ")
                 },
-                if r.keep_volumes { " (volumes kept)" } else { "" }
+                if r.keep_volumes {
+                    " (volumes kept)"
+                } else {
+                    ""
+                }
             );
         }
     }
