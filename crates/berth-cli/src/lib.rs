@@ -502,18 +502,22 @@ pub enum EnvCommand {
     Ls(OutputArgs),
     /// An environment and its applications.
     Show {
+        /// The environment.
         name: String,
         #[command(flatten)]
         out: OutputArgs,
     },
     /// Recycle it TTL from now (instead of when it was due).
     Extend {
+        /// The environment.
         name: String,
+        /// How long from now (10s, 90m, 24h, 7d).
         #[arg(long)]
         ttl: String,
     },
     /// Remove an environment and its applications.
     Rm {
+        /// The environment.
         name: String,
         /// Keep the applications' named volumes.
         #[arg(long)]
