@@ -49,8 +49,10 @@ fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
 fn downgrade_to_schema_9(data_dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(data_dir.join("berth.db")).unwrap();
     conn.execute_batch(
-        // Migration 14 (when a replica was last restarted).
-        "ALTER TABLE restarts DROP COLUMN last_start_ms;
+        // Migration 15 (environments).
+        "DROP TABLE envs;
+         -- Migration 14 (when a replica was last restarted).
+         ALTER TABLE restarts DROP COLUMN last_start_ms;
          -- Migration 13 (subscriptions); 12 changed no schema.
          DROP TABLE subscriptions;
          -- Migration 11 (the version lifecycle, the market's bindings).
