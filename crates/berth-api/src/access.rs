@@ -71,7 +71,14 @@ pub(crate) async fn authenticate(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
-    let object: String = req.uri().path().chars().take(1024).collect();
+    let mut object: String = req.uri().path().chars().take(1024).collect();
+    // An application's environment is part of what the call acts on (docs/environments.md).
+    if let Some(env) = app_env_param(&route, req.uri().query()) {
+        object = format!(
+            "{object} (env {})",
+            env.chars().take(64).collect::<String>()
+        );
+    }
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -134,7 +141,12 @@ pub(crate) async fn authenticate(
                             if let Some(scope) = scope {
                                 req.extensions_mut().insert(scope);
                             }
-                            without_team_param(&mut req);
+                            if is_app_route(&route) {
+                                let env = app_env_param(&route, req.uri().query())
+                                    .unwrap_or_else(|| berth_core::team::DEV_ENV.to_string());
+                                req.extensions_mut().insert(crate::team::EnvParam(env));
+                            }
+                            without_team_param(&mut req, is_app_route(&route));
                             req.extensions_mut().insert(p);
                             next.run(req).await
                         }
@@ -202,17 +214,33 @@ fn team_scope(
     s.access.team_scope(p, action, named.as_deref()).map(Some)
 }
 
+/// The application routes, where `?env=` names the environment (docs/environments.md).
+fn is_app_route(route: &str) -> bool {
+    route == "/api/v1/apps" || route.starts_with("/api/v1/apps/")
+}
+
+/// `?env=` of an application route.
+fn app_env_param(route: &str, query: Option<&str>) -> Option<String> {
+    if is_app_route(route) {
+        query_param(query.unwrap_or(""), "env")
+    } else {
+        None
+    }
+}
+
 /// `?team=` is the middleware's (it chose the team, or the call acts in none: the CLI sends its
-/// team with every call); handlers' query structs never see it.
-fn without_team_param(req: &mut Request) {
+/// team with every call), and so is an application route's `?env=` (handed on as
+/// [`crate::team::EnvParam`]); handlers' query structs never see them.
+fn without_team_param(req: &mut Request, env_too: bool) {
     let Some(query) = req.uri().query() else {
         return;
     };
-    if !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "team") {
+    let ours = |k: &str| k == "team" || (env_too && k == "env");
+    if !form_urlencoded::parse(query.as_bytes()).any(|(k, _)| ours(&k)) {
         return;
     }
     let rest: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "team"))
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !ours(k)))
         .finish();
     let path_and_query = if rest.is_empty() {
         req.uri().path().to_string()

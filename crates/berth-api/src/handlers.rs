@@ -74,7 +74,7 @@ pub(crate) async fn list_apps(State(s): State<AppState>, team: Team) -> Result<R
         s.cp.apps()?
             .into_iter()
             .filter_map(|mut a| {
-                a.name = team.local(&a.name)?.to_string();
+                a.name = team.app_local(&a.name)?.to_string();
                 a.problem = a.problem.map(|p| team.text(&p));
                 Some(a)
             })
@@ -99,7 +99,7 @@ pub(crate) async fn app_status(
     team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    let mut status: AppStatus = s.cp.status(&team.name(&app)?).in_team(&team)?;
+    let mut status: AppStatus = s.cp.status(&team.app(&app)?).in_team(&team)?;
     status.name = app;
     status.message = team.text(&status.message);
     for svc in &mut status.services {
@@ -140,7 +140,7 @@ pub(crate) async fn remove_app(
     q: std::result::Result<Query<RemoveQuery>, QueryRejection>,
 ) -> Result<Response> {
     let Query(q) = q?;
-    s.cp.remove(&team.name(&app)?, q.volumes).in_team(&team)?;
+    s.cp.remove(&team.app(&app)?, q.volumes).in_team(&team)?;
     let answer = RemoveAccepted {
         app,
         removing: true,
@@ -201,10 +201,11 @@ pub(crate) async fn apply(
             format!("invalid application name {app:?}: use 1-40 lowercase letters, digits and '-'"),
         ));
     }
+    team.app(&app)?;
     if q.progress {
         return Ok(apply_with_progress(s, team, app, req, request_id.0));
     }
-    let mut created = s.cp.apply(&team.name(&app)?, req).await.in_team(&team)?;
+    let mut created = s.cp.apply(&team.app(&app)?, req).await.in_team(&team)?;
     created.app = app;
     let status = if created.changed {
         StatusCode::CREATED
@@ -231,7 +232,7 @@ fn apply_with_progress(
             let msg = serde_json::json!({"build": {"service": service, "line": line}});
             let _ = tx.try_send(msg.to_string());
         };
-        let global = team.global(&app);
+        let global = team.app_global(&app);
         let last = match s.cp.apply_with_progress(&global, req, &progress).await {
             Ok(mut created) => {
                 created.app = app;
@@ -300,7 +301,7 @@ pub(crate) async fn scale(
     body: std::result::Result<Json<ScaleRequest>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body?;
-    let mut created = s.cp.scale(&team.name(&app)?, &req).in_team(&team)?;
+    let mut created = s.cp.scale(&team.app(&app)?, &req).in_team(&team)?;
     created.app = app;
     Ok(Json(created).into_response())
 }
@@ -328,7 +329,7 @@ pub(crate) async fn rollback(
     body: std::result::Result<Json<RollbackRequest>, JsonRejection>,
 ) -> Result<Response> {
     let Json(req) = body?;
-    let mut created = s.cp.rollback(&team.name(&app)?, &req).in_team(&team)?;
+    let mut created = s.cp.rollback(&team.app(&app)?, &req).in_team(&team)?;
     created.app = app;
     Ok(Json(created).into_response())
 }
@@ -350,7 +351,7 @@ pub(crate) async fn history(
     team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.history(&team.name(&app)?).in_team(&team)?).into_response())
+    Ok(Json(s.cp.history(&team.app(&app)?).in_team(&team)?).into_response())
 }
 
 #[utoipa::path(
@@ -371,7 +372,7 @@ pub(crate) async fn ps(
     team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(s.cp.ps(&team.name(&app)?).await.in_team(&team)?).into_response())
+    Ok(Json(s.cp.ps(&team.app(&app)?).await.in_team(&team)?).into_response())
 }
 
 #[utoipa::path(
@@ -392,7 +393,7 @@ pub(crate) async fn instances(
     team: Team,
     Path((app, service)): Path<(String, String)>,
 ) -> Result<Response> {
-    let list = s.cp.instances(&team.name(&app)?, &service).await;
+    let list = s.cp.instances(&team.app(&app)?, &service).await;
     Ok(Json(list.in_team(&team)?).into_response())
 }
 
@@ -536,7 +537,7 @@ pub(crate) async fn logs(
     use futures_util::StreamExt;
     let Query(q) = q?;
     let targets =
-        s.cp.log_targets(&team.name(&app)?, &service)
+        s.cp.log_targets(&team.app(&app)?, &service)
             .await
             .in_team(&team)?;
     if targets.is_empty() {

@@ -17,6 +17,7 @@
 
 pub mod access;
 mod admission;
+mod envs;
 pub mod error;
 pub mod guard;
 mod handlers;

@@ -174,7 +174,7 @@ pub(crate) async fn list_reviews(State(s): State<AppState>, team: Team) -> Resul
 }
 
 async fn protect(s: &AppState, team: &Team, app: String, on: bool) -> Result<Response> {
-    s.cp.set_protected(&team.name(&app)?, on).in_team(team)?;
+    s.cp.set_protected(&team.app(&app)?, on).in_team(team)?;
     Ok(Json(ProtectView { app, protected: on }).into_response())
 }
 
@@ -239,7 +239,7 @@ pub(crate) async fn route_stats(
     Path((app, service)): Path<(String, String)>,
 ) -> Result<Response> {
     let mut stats =
-        s.cp.route_stats(&team.name(&app)?, &service)
+        s.cp.route_stats(&team.app(&app)?, &service)
             .in_team(&team)?;
     stats.app = app;
     Ok(Json(stats).into_response())
@@ -346,7 +346,7 @@ pub(crate) async fn list_subscriptions(
     team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    let list = s.cp.subscriptions(&team.name(&app)?).in_team(&team)?;
+    let list = s.cp.subscriptions(&team.app(&app)?).in_team(&team)?;
     Ok(Json(list).into_response())
 }
 
@@ -374,7 +374,7 @@ pub(crate) async fn subscribe(
     let Json(req) = body?;
     let entry = crate::lifecycle::entry(&req.entry)?;
     let view =
-        s.cp.subscribe(&team.name(&app)?, &entry, req.plan.as_deref(), &p.user)
+        s.cp.subscribe(&team.app(&app)?, &entry, req.plan.as_deref(), &p.user)
             .in_team(&team)?;
     Ok((http::StatusCode::CREATED, Json(view)).into_response())
 }
@@ -402,7 +402,7 @@ pub(crate) async fn unsubscribe(
     Path((app, owner, service)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let entry = crate::lifecycle::entry(&format!("{owner}/{service}"))?;
-    s.cp.unsubscribe(&team.name(&app)?, &entry).in_team(&team)?;
+    s.cp.unsubscribe(&team.app(&app)?, &entry).in_team(&team)?;
     Ok(http::StatusCode::NO_CONTENT.into_response())
 }
 
@@ -440,7 +440,7 @@ pub(crate) async fn upgrade(
     let Json(req) = body?;
     let view =
         s.cp.upgrade(
-            &team.name(&app)?,
+            &team.app(&app)?,
             &req.service,
             req.to.as_deref(),
             req.dry_run,
@@ -466,6 +466,6 @@ pub(crate) async fn app_graph(
     team: Team,
     Path(app): Path<String>,
 ) -> Result<Response> {
-    let graph = s.cp.app_graph(&team.name(&app)?).in_team(&team)?;
+    let graph = s.cp.app_graph(&team.app(&app)?).in_team(&team)?;
     Ok(Json(graph).into_response())
 }

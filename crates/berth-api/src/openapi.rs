@@ -48,6 +48,7 @@ use utoipa_axum::routes;
         (name = "events", description = "Platform events"),
         (name = "access", description = "Login, users, API tokens, the audit log"),
         (name = "teams", description = "Teams and their members (docs/teams.md)"),
+        (name = "envs", description = "Environments of a team (docs/environments.md)"),
         (name = "versions", description = "The version lifecycle: submit, review, publish; protected applications (docs/lifecycle.md)"),
         (name = "market", description = "The service market: published services of every team (docs/market.md)"),
         (name = "admin", description = "Administration: backups"),
@@ -112,6 +113,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(t::delete_team))
         .routes(routes!(t::list_members, t::set_member))
         .routes(routes!(t::remove_member))
+        .routes(routes!(crate::envs::list_envs, crate::envs::create_env))
+        .routes(routes!(crate::envs::show_env, crate::envs::remove_env))
+        .routes(routes!(crate::envs::extend_env))
         .routes(routes!(h::backup))
         .routes(routes!(
             crate::admission::list_grants,
@@ -205,6 +209,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
             if team_param {
                 add_team_param(op);
             }
+            if path == "/api/v1/apps" || path.starts_with("/api/v1/apps/") {
+                add_env_param(op);
+            }
             let has_inputs = has_path_params
                 || op.request_body.is_some()
                 || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
@@ -284,6 +291,26 @@ fn add_team_param(op: &mut Operation) {
             .description(Some(
                 "The team the call acts in (default: the token's team, else the caller's only \
                  team; `team_required` when the caller is in several)",
+            ))
+            .schema(Some(String::schema()))
+            .build(),
+    );
+}
+
+/// `?env=` on an application operation (docs/environments.md).
+fn add_env_param(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    if params.iter().any(|p| p.name == "env") {
+        return;
+    }
+    params.push(
+        ParameterBuilder::new()
+            .name("env")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "The environment of the team the application is in (default `dev`; \
+                 docs/environments.md)",
             ))
             .schema(Some(String::schema()))
             .build(),

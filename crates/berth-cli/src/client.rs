@@ -10,9 +10,10 @@
 use anyhow::Context as _;
 use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
-    ContextUploaded, Instance, IssuerRequest, IssuerView, LoginIssued, LoginRequest, MemberRequest,
-    MemberView, PasswordChange, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
-    TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
+    ContextUploaded, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance, IssuerRequest,
+    IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView, PasswordChange,
+    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TeamRequest, TeamView,
+    TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -69,6 +70,8 @@ pub struct Client {
     token: Option<String>,
     /// Sent as `?team=` with every call (`--team`, `BERTH_TEAM`, `berth team use`).
     team: Option<String>,
+    /// Sent as `?env=` with every application call (`--env`, `BERTH_ENV`).
+    env: Option<String>,
 }
 
 impl Client {
@@ -87,6 +90,7 @@ impl Client {
             http,
             token: None,
             team: None,
+            env: None,
         })
     }
 
@@ -113,6 +117,14 @@ impl Client {
         self
     }
 
+    /// Act in environment `env`: every application call (`/apps...`) carries `?env=`
+    /// (docs/environments.md); none means the server's default, `dev`.
+    #[must_use]
+    pub fn with_env(mut self, env: Option<String>) -> Client {
+        self.env = env;
+        self
+    }
+
     /// The team every call names, if any.
     #[must_use]
     pub fn team(&self) -> Option<&str> {
@@ -129,6 +141,9 @@ impl Client {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = &self.team {
             req = req.query(&[("team", t)]);
+        }
+        if let Some(e) = self.env.as_ref().filter(|_| path.starts_with("/apps")) {
+            req = req.query(&[("env", e)]);
         }
         match &self.token {
             // Marked sensitive: reqwest keeps it out of its debug output.
@@ -527,6 +542,37 @@ impl Client {
         self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
             .await
     }
+    /// `GET /api/v1/envs`.
+    pub async fn envs(&self) -> anyhow::Result<Vec<EnvView>> {
+        self.send(self.get("/envs")).await
+    }
+    /// `POST /api/v1/envs`.
+    pub async fn create_env(&self, req: &EnvRequest) -> anyhow::Result<EnvView> {
+        self.send(self.post("/envs").json(req)).await
+    }
+    /// `GET /api/v1/envs/{env}`.
+    pub async fn env(&self, name: &str) -> anyhow::Result<EnvView> {
+        self.send(self.get(&format!("/envs/{}", segment(name))))
+            .await
+    }
+    /// `POST /api/v1/envs/{env}/extend`.
+    pub async fn extend_env(&self, name: &str, ttl: &str) -> anyhow::Result<EnvView> {
+        let req = EnvExtendRequest { ttl: ttl.into() };
+        self.send(
+            self.post(&format!("/envs/{}/extend", segment(name)))
+                .json(&req),
+        )
+        .await
+    }
+    /// `DELETE /api/v1/envs/{env}`.
+    pub async fn remove_env(&self, name: &str, keep_volumes: bool) -> anyhow::Result<EnvRemoved> {
+        let mut req = self.delete(&format!("/envs/{}", segment(name)));
+        if keep_volumes {
+            req = req.query(&[("keep_volumes", "true")]);
+        }
+        self.send(req).await
+    }
+
     /// `GET /api/v1/teams`.
     pub async fn teams(&self) -> anyhow::Result<Vec<TeamView>> {
         self.send(self.get("/teams")).await

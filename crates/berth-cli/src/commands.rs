@@ -20,6 +20,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Whoami(_)
         | Command::User(_)
         | Command::Team(_)
+        | Command::Env(_)
         | Command::ApiToken(_)
         | Command::Audit(_)
         | Command::Admission(_)

@@ -45,6 +45,9 @@ pub struct Cli {
     /// with `api-token create`: the token's team.
     #[arg(long, global = true, env = "BERTH_TEAM", value_name = "TEAM")]
     pub team: Option<String>,
+    /// The environment application commands act in (docs/environments.md; default `dev`).
+    #[arg(long = "env", global = true, env = "BERTH_ENV", value_name = "ENV")]
+    pub app_env: Option<String>,
     /// Also trust the CA certificates in this PEM file for an `https://` server.
     #[arg(long, global = true, env = "BERTH_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
@@ -188,6 +191,9 @@ pub enum Command {
     /// Teams, their members, and the team commands act in (`berth team use`).
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Environments of the team: `dev`, and those made with `env create` (docs/environments.md).
+    #[command(subcommand)]
+    Env(EnvCommand),
     /// API tokens for scripts, acting with their owner's rights.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
@@ -470,6 +476,52 @@ pub enum ApiTokenCommand {
         /// The token belongs to this user (administrator).
         #[arg(long)]
         user: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Create an environment.
+    Create {
+        /// Lowercase letters, digits and -, at most 20 characters.
+        name: String,
+        /// Recycle it this long from now (10s, 90m, 24h, 7d).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Its host port block, LO-HI.
+        #[arg(long, value_name = "LO-HI")]
+        ports: Option<String>,
+        /// Admit approved, published or deprecated versions only.
+        #[arg(long)]
+        protected: bool,
+        /// Recycling keeps its applications' named volumes.
+        #[arg(long)]
+        keep_volumes: bool,
+    },
+    /// List the team's environments.
+    Ls(OutputArgs),
+    /// An environment and its applications.
+    Show {
+        /// The environment.
+        name: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Recycle it TTL from now (instead of when it was due).
+    Extend {
+        /// The environment.
+        name: String,
+        /// How long from now (10s, 90m, 24h, 7d).
+        #[arg(long)]
+        ttl: String,
+    },
+    /// Remove an environment and its applications.
+    Rm {
+        /// The environment.
+        name: String,
+        /// Keep the applications' named volumes.
+        #[arg(long)]
+        keep_volumes: bool,
     },
 }
 
@@ -935,7 +987,8 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
             let ctx = cmd::Ctx {
                 client: client
                     .with_token(resolved.as_ref().map(|r| r.token.clone()))
-                    .with_team(team),
+                    .with_team(team)
+                    .with_env(cli.app_env.clone()),
                 env,
                 source: resolved.map(|r| r.source),
                 server: cli.server.clone(),
@@ -943,6 +996,7 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
             };
             match command {
                 Command::Team(c) => cmd::team::run(&ctx, c).await,
+                Command::Env(c) => cmd::env::run(&ctx, c).await,
                 Command::Whoami(out) => cmd::login::whoami(&ctx, &out).await,
                 Command::User(c) => cmd::user::run(&ctx, c).await,
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,

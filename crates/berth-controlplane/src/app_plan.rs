@@ -791,7 +791,7 @@ fn routes(
             routes.push(HttpRoute {
                 app: app.into(),
                 service: name.clone(),
-                host: r.host.clone(),
+                host: crate::envs::route_host(app, r.host.as_deref()),
                 path_prefix: r.path_prefix.clone(),
                 strip_prefix: r.strip_prefix,
                 endpoints: members

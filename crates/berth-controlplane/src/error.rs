@@ -111,6 +111,12 @@ pub enum CpError {
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
+    /// Unknown environment (of the team; docs/environments.md).
+    #[error("environment {0:?} does not exist")]
+    EnvNotFound(String),
+    /// The environment exists already.
+    #[error("environment {0:?} exists already")]
+    EnvExists(String),
     /// The team holds no such admission grant.
     #[error("team {0:?} holds no admission grant {1}")]
     GrantNotFound(String, String),
@@ -188,6 +194,8 @@ impl CpError {
             CpError::AdmissionDenied { .. } => ErrorCode::AdmissionDenied,
             CpError::ImageDenied { .. } => ErrorCode::ImageDenied,
             CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
+            CpError::EnvNotFound(_) => ErrorCode::EnvNotFound,
+            CpError::EnvExists(_) => ErrorCode::EnvExists,
             CpError::VersionNotFound(..) => ErrorCode::VersionNotFound,
             CpError::InvalidTransition(..) => ErrorCode::InvalidTransition,
             CpError::VersionNotApproved(_) => ErrorCode::VersionNotApproved,

@@ -16,6 +16,7 @@ mod app_plan;
 pub mod backup;
 pub mod builds;
 pub mod compose_build;
+pub mod envs;
 pub mod error;
 pub mod events;
 pub mod graph;
@@ -354,6 +355,7 @@ impl ControlPlane {
             inner.retention_wake.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(envs::recycle_loop(Arc::downgrade(&inner), shutdown.clone()));
         tokio::spawn(pass::resync_loop(Arc::downgrade(&inner), shutdown));
         Ok(ControlPlane { inner })
     }
@@ -373,8 +375,11 @@ impl ControlPlane {
     /// A global application name (docs/teams.md): the team's name is a valid application name
     /// and its team a valid team name.
     fn check_app_name(app: &str) -> Result<(), CpError> {
-        let (team, name) = berth_core::team::split_global(app);
-        if spec::valid_app_name(name) && berth_core::team::valid_team_name(team) {
+        let (team, env, name) = berth_core::team::split_app(app);
+        if spec::valid_app_name(name)
+            && berth_core::team::valid_team_name(team)
+            && berth_core::team::valid_env_name(env)
+        {
             Ok(())
         } else {
             Err(CpError::InvalidArgument(format!(
@@ -424,6 +429,7 @@ impl ControlPlane {
         progress: &(dyn Fn(&str, &str) + Send + Sync),
     ) -> Result<RevisionCreated, CpError> {
         Self::check_app_name(app)?;
+        self.check_env_of(app)?;
         let bundle = berth_compose::Bundle {
             compose_files: req.compose_files,
             files: req.files,
@@ -610,7 +616,7 @@ impl ControlPlane {
                     ));
                 }
                 let key = (
-                    r.host.clone().map(|h| h.to_ascii_lowercase()),
+                    envs::route_host(app, r.host.as_deref()).map(|h| h.to_ascii_lowercase()),
                     normalize_prefix(&r.path_prefix),
                 );
                 if mine_routes.iter().any(|(k, _)| *k == key) {
@@ -686,7 +692,8 @@ impl ControlPlane {
             for (oname, osvc) in &ospec.project.services {
                 for r in &osvc.berth.routes {
                     let key = (
-                        r.host.clone().map(|h| h.to_ascii_lowercase()),
+                        envs::route_host(&other.name, r.host.as_deref())
+                            .map(|h| h.to_ascii_lowercase()),
                         normalize_prefix(&r.path_prefix),
                     );
                     if let Some((_, svc)) = mine_routes.iter().find(|(k, _)| *k == key) {

@@ -312,14 +312,16 @@ impl ControlPlane {
 
 /// `version_not_approved` unless every image of `spec` is a reviewed version: approved,
 /// published or deprecated when it is the team's own, published or deprecated when it is
-/// another team's. Only for protected applications. Every revision is checked: apply, scale,
-/// rollback (`commit`) and the reconciler's automatic rollback (`pass.rs`).
+/// another team's. Only for protected applications, and applications of protected
+/// environments (docs/environments.md). Every revision is checked: apply, scale, rollback
+/// (`commit`) and the reconciler's automatic rollback (`pass.rs`).
 pub(crate) fn check_protected(
     inner: &crate::Inner,
     app: &str,
     spec: &RevisionSpec,
 ) -> Result<(), CpError> {
-    if !inner.store.app_protected(app)? {
+    let env_protected = inner.env_protected(app)?;
+    if !env_protected && !inner.store.app_protected(app)? {
         return Ok(());
     }
     let my_team = team::team_of(app);
@@ -336,11 +338,16 @@ pub(crate) fn check_protected(
     if refused.is_empty() {
         return Ok(());
     }
+    let (_, env, name) = team::split_app(app);
+    let what = if env_protected {
+        format!("environment {env:?} is protected")
+    } else {
+        format!("application {name:?} is protected")
+    };
     Err(CpError::VersionNotApproved(format!(
-            "application {:?} is protected: it runs approved, published or deprecated versions only; {}",
-            team::split_global(app).1,
-            refused.join("; ")
-        )))
+        "{what}: it runs approved, published or deprecated versions only; {}",
+        refused.join("; ")
+    )))
 }
 
 /// Why a protected application of `my_team` may not run `image` (the versions whose image it

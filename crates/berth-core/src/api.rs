@@ -993,3 +993,65 @@ pub struct SubscriptionView {
     pub created_by: String,
     pub created_at: String,
 }
+
+/// `POST /api/v1/envs`: create an environment in the team (docs/environments.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnvRequest {
+    /// Lowercase letters, digits and `-`, at most 20 characters; not `dev` (every team has it).
+    pub name: String,
+    /// Time to live (`10s`, `90m`, `24h`, `7d`; at least 10 s): it is recycled when it runs out.
+    /// None: it lives until removed.
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Its host port block, `LO-HI` (stored; port leases are not built yet).
+    #[serde(default)]
+    pub ports: Option<String>,
+    /// Runs approved, published or deprecated versions only (`version_not_approved`).
+    #[serde(default)]
+    pub protected: bool,
+    /// Recycling keeps its applications' named volumes.
+    #[serde(default)]
+    pub keep_volumes: bool,
+}
+
+/// `POST /api/v1/envs/{env}/extend`: the environment now expires `ttl` from now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnvExtendRequest {
+    pub ttl: String,
+}
+
+/// An environment (`berth env ls | show`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvView {
+    pub name: String,
+    /// RFC 3339; none for `dev`, which every team has.
+    pub created_at: Option<String>,
+    pub created_by: Option<String>,
+    /// RFC 3339; none: it never expires.
+    pub expires_at: Option<String>,
+    /// Seconds until it expires (0 once it has: it is being recycled).
+    pub expires_in_secs: Option<u64>,
+    /// `LO-HI`.
+    pub ports: Option<String>,
+    pub protected: bool,
+    pub keep_volumes: bool,
+    /// Its applications, by name (on `GET /envs/{env}`; empty in the list).
+    #[serde(default)]
+    pub apps: Vec<String>,
+}
+
+/// `DELETE /api/v1/envs/{env}`: its applications are being removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnvRemoved {
+    pub name: String,
+    /// The applications marked for removal.
+    pub apps: Vec<String>,
+    /// Their named volumes were kept.
+    pub keep_volumes: bool,
+}

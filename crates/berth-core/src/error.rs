@@ -121,6 +121,10 @@ pub enum ErrorCode {
     TeamNotEmpty,
     /// The user is not a member of the team.
     MemberNotFound,
+    /// The named environment does not exist in the team (docs/environments.md).
+    EnvNotFound,
+    /// An environment of that name exists already in the team (or it is `dev`).
+    EnvExists,
     /// The Compose file uses keys that need an admission grant the team does not have; the
     /// message names each by its path in the file. Nothing was created.
     AdmissionDenied,
@@ -195,6 +199,8 @@ impl ErrorCode {
         Self::TeamExists,
         Self::TeamNotEmpty,
         Self::MemberNotFound,
+        Self::EnvNotFound,
+        Self::EnvExists,
         Self::AdmissionDenied,
         Self::VersionNotFound,
         Self::InvalidTransition,
@@ -255,6 +261,8 @@ impl ErrorCode {
             Self::TeamExists => "team_exists",
             Self::TeamNotEmpty => "team_not_empty",
             Self::MemberNotFound => "member_not_found",
+            Self::EnvNotFound => "env_not_found",
+            Self::EnvExists => "env_exists",
             Self::AdmissionDenied => "admission_denied",
             Self::VersionNotFound => "version_not_found",
             Self::InvalidTransition => "invalid_transition",
@@ -290,6 +298,7 @@ impl ErrorCode {
             | Self::ApiTokenNotFound
             | Self::TeamNotFound
             | Self::MemberNotFound
+            | Self::EnvNotFound
             | Self::VersionNotFound
             | Self::SubscriptionNotFound => 404,
             Self::RouteConflict
@@ -298,6 +307,7 @@ impl ErrorCode {
             | Self::ApiTokenExists
             | Self::TeamExists
             | Self::TeamNotEmpty
+            | Self::EnvExists
             | Self::InvalidTransition
             | Self::VersionNotApproved
             | Self::InUse

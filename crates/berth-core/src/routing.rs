@@ -28,7 +28,10 @@ pub struct HttpRoute {
     pub app: String,
     /// Service inside the application that serves it.
     pub service: String,
-    /// Host to match (case-insensitive, without port); `None` matches any host.
+    /// Host to match (case-insensitive, without port); `None` matches any host. A host ending
+    /// in `.*` matches every host that starts with what comes before the `*` (`staging.*`: the
+    /// route of an application of environment `staging` that names no host;
+    /// docs/environments.md). An exact host wins over such a prefix, which wins over none.
     pub host: Option<String>,
     /// Path prefix, always starting with `/`; matched on `/` boundaries
     /// (`/api` matches `/api` and `/api/x`, not `/apiary`). `/` matches everything.
@@ -168,11 +171,36 @@ impl RoutingTable {
                 // Subscribers' requests reach only the market's routes.
                 (None, Some(h)) => !h.eq_ignore_ascii_case(MARKET_HOST),
                 (None, None) => true,
-                (Some(rh), Some(h)) => rh.eq_ignore_ascii_case(h),
+                (Some(rh), Some(h)) => host_matches(rh, h),
                 (Some(_), None) => false,
             })
             .filter(|r| prefix_matches(&r.path_prefix, &path))
-            .max_by_key(|r| (r.host.is_some(), r.path_prefix.trim_end_matches('/').len()))
+            .max_by_key(|r| {
+                (
+                    host_rank(r.host.as_deref()),
+                    r.path_prefix.trim_end_matches('/').len(),
+                )
+            })
+    }
+}
+
+/// Does the route host `pattern` (exact, or `prefix.*`) match the request's `host`?
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => {
+            host.len() > prefix.len()
+                && host.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+/// An exact host is more specific than a host prefix, which is more specific than none.
+fn host_rank(pattern: Option<&str>) -> u8 {
+    match pattern {
+        None => 0,
+        Some(p) if p.ends_with('*') => 1,
+        Some(_) => 2,
     }
 }
 
@@ -217,9 +245,19 @@ mod tests {
             ..RoutingTable::default()
         };
         let svc = |host: &str, path: &str| t.find(Some(host), path).map(|r| r.service.as_str());
-        assert_eq!(svc("berth-gateway:7480", "/_market/a/orders/x/y"), Some("market"));
-        assert_eq!(svc("Berth-Gateway", "/elsewhere"), None, "no fallback to host-less routes");
-        assert_eq!(svc("shop.example", "/_market/a/orders/x/y"), Some("squatter"));
+        assert_eq!(
+            svc("berth-gateway:7480", "/_market/a/orders/x/y"),
+            Some("market")
+        );
+        assert_eq!(
+            svc("Berth-Gateway", "/elsewhere"),
+            None,
+            "no fallback to host-less routes"
+        );
+        assert_eq!(
+            svc("shop.example", "/_market/a/orders/x/y"),
+            Some("squatter")
+        );
     }
 
     #[test]
@@ -293,5 +331,36 @@ mod tests {
         );
         assert_eq!(t.find(Some("other"), "/x").unwrap().service, "root");
         assert_eq!(t.find(Some("shop.example."), "/x").unwrap().service, "shop");
+    }
+
+    #[test]
+    fn an_environment_host_prefix_ranks_between_an_exact_host_and_none() {
+        let t = RoutingTable {
+            version: 1,
+            routes: vec![
+                route(None, "/api", "dev-api"),
+                route(Some("staging.*"), "/", "staging"),
+                route(Some("staging.shop.example"), "/", "staging-shop"),
+            ],
+            ports: vec![],
+            issuers: vec![],
+        };
+        assert_eq!(
+            t.find(Some("staging.x:80"), "/api").unwrap().service,
+            "staging"
+        );
+        assert_eq!(t.find(Some("STAGING.x"), "/").unwrap().service, "staging");
+        assert_eq!(
+            t.find(Some("staging.shop.example"), "/api")
+                .unwrap()
+                .service,
+            "staging-shop"
+        );
+        assert_eq!(
+            t.find(Some("x.staging.y"), "/api").unwrap().service,
+            "dev-api"
+        );
+        assert!(t.find(Some("staging."), "/").is_none());
+        assert!(t.find(None, "/").is_none());
     }
 }

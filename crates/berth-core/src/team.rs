@@ -63,14 +63,55 @@ pub fn local_name<'a>(team: &str, global: &'a str) -> Option<&'a str> {
 }
 
 /// A global application name as part of a Docker object name (container, network, volume),
-/// where `/` is not allowed: `/` becomes `.` (an application name never contains `.`).
+/// where `/` and `@` are not allowed: `/` becomes `.` and `@` (an environment, see
+/// [`app_global`]) becomes `..` (an application, team or environment name never contains `.`).
 #[must_use]
 pub fn docker_part(global: &str) -> Cow<'_, str> {
-    if global.contains('/') {
-        Cow::Owned(global.replace('/', "."))
+    if global.contains(['/', '@']) {
+        Cow::Owned(global.replace('/', ".").replace('@', ".."))
     } else {
         Cow::Borrowed(global)
     }
+}
+
+/// The environment every team has (docs/environments.md): everything deployed before
+/// environments existed is in it, and its applications' global names are the names of before.
+pub const DEV_ENV: &str = "dev";
+
+/// Is `name` a valid environment name? A team name's alphabet, at most 20 characters.
+#[must_use]
+pub fn valid_env_name(name: &str) -> bool {
+    name.len() <= 20 && valid_team_name(name)
+}
+
+/// The global name of `team`'s application `app` in environment `env` (docs/environments.md):
+/// in [`DEV_ENV`] the application's [`global_name`]; in any other environment `app@env` takes
+/// the application name's place (`web@staging`, `shop/web@staging`). No team, application or
+/// environment name contains `/` or `@`, so the rule is injective ([`split_app`]).
+#[must_use]
+pub fn app_global(team: &str, env: &str, app: &str) -> String {
+    if env == DEV_ENV {
+        global_name(team, app)
+    } else {
+        global_name(team, &format!("{app}@{env}"))
+    }
+}
+
+/// The team, environment and application name of a global application name: the inverse of
+/// [`app_global`].
+#[must_use]
+pub fn split_app(global: &str) -> (&str, &str, &str) {
+    let (team, rest) = split_global(global);
+    match rest.split_once('@') {
+        Some((app, env)) => (team, env, app),
+        None => (team, DEV_ENV, rest),
+    }
+}
+
+/// The environment of a global application name.
+#[must_use]
+pub fn env_of(global: &str) -> &str {
+    split_app(global).1
 }
 
 /// The repository path every image Berth builds lives under (`berth/...`).
@@ -291,5 +332,32 @@ mod tests {
                 docker_part(&global_name(&t2, &n2)).into_owned()
             );
         }
+
+        #[test]
+        fn app_names_with_environments_are_injective_and_split_back(
+            t1 in "[a-z0-9][a-z0-9-]{0,5}|default", e1 in "[a-z0-9][a-z0-9-]{0,5}|dev", n1 in "[a-z0-9][a-z0-9-]{0,6}",
+            t2 in "[a-z0-9][a-z0-9-]{0,5}|default", e2 in "[a-z0-9][a-z0-9-]{0,5}|dev", n2 in "[a-z0-9][a-z0-9-]{0,6}",
+        ) {
+            let (a, b) = ((t1.as_str(), e1.as_str(), n1.as_str()), (t2.as_str(), e2.as_str(), n2.as_str()));
+            let g = app_global(&t1, &e1, &n1);
+            proptest::prop_assert_eq!(split_app(&g), a);
+            proptest::prop_assume!(a != b);
+            let h = app_global(&t2, &e2, &n2);
+            proptest::prop_assert_ne!(&g, &h);
+            proptest::prop_assert_ne!(docker_part(&g).into_owned(), docker_part(&h).into_owned());
+        }
+    }
+
+    #[test]
+    fn dev_keeps_todays_names_and_other_environments_carry_theirs() {
+        assert_eq!(app_global("default", "dev", "web"), "web");
+        assert_eq!(app_global("shop", "dev", "web"), "shop/web");
+        assert_eq!(app_global("default", "staging", "web"), "web@staging");
+        assert_eq!(app_global("shop", "staging", "web"), "shop/web@staging");
+        assert_eq!(docker_part("shop/web@staging"), "shop.web..staging");
+        assert_eq!(docker_part("web@staging"), "web..staging");
+        assert_eq!(split_app("web"), ("default", "dev", "web"));
+        assert!(valid_env_name("pr-42") && !valid_env_name("a.b") && !valid_env_name("a@b"));
+        assert!(!valid_env_name(&"e".repeat(21)));
     }
 }

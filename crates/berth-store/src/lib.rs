@@ -17,6 +17,7 @@ mod api_tokens;
 mod audit;
 mod backup;
 mod builds;
+mod envs;
 mod lifecycle;
 mod market;
 mod migrations;
@@ -32,6 +33,7 @@ pub use backup::Snapshot;
 pub use builds::{
     BuildRecord, BuildState, ImageState, ServiceRecord, ServiceRemoval, VersionRecord,
 };
+pub use envs::{EnvCreate, EnvRecord, EnvRefusal};
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;

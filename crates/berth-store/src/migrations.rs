@@ -212,6 +212,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE versions ADD COLUMN published_at TEXT;
      UPDATE versions SET published_at = state_changed_at
         WHERE state IN ('published', 'deprecated', 'retired')",
+    // 16: environments (docs/environments.md): a team's named places its applications run in,
+    // besides the implicit `dev` (which has no row). An application in environment E is stored
+    // under its global name `app@E` (berth_core::team::app_global): no other table changes.
+    // `expires_at` is Unix milliseconds (NULL: never); `ports_lo`/`ports_hi` the host port block.
+    "CREATE TABLE envs (
+        team TEXT NOT NULL REFERENCES teams(name),
+        name TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER,
+        ports_lo INTEGER,
+        ports_hi INTEGER,
+        protected INTEGER NOT NULL DEFAULT 0,
+        keep_volumes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (team, name)
+     );",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

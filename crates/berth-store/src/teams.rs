@@ -188,6 +188,8 @@ impl Store {
         if holds != TeamHolds::default() {
             return Ok(TeamDeletion::Holds(holds));
         }
+        // Its environments hold no application (counted above): they go with it.
+        tx.execute("DELETE FROM envs WHERE team = ?1", params![name])?;
         tx.execute("DELETE FROM teams WHERE name = ?1", params![name])?;
         tx.commit()?;
         Ok(TeamDeletion::Deleted)

@@ -45,7 +45,11 @@ pub fn scope(
     })?;
     access
         .team_scope(p, action, team.filter(|t| !t.is_empty()))
-        .map(Team)
+        // The dashboard shows environment `dev` (docs/dashboard.md: other environments later).
+        .map(|scope| Team {
+            scope,
+            env: berth_core::team::DEV_ENV.to_string(),
+        })
         .map_err(from_access)
 }
 

@@ -9,6 +9,7 @@
 pub(crate) mod admission;
 pub(crate) mod api_token;
 pub(crate) mod audit;
+pub(crate) mod env;
 pub(crate) mod login;
 pub(crate) mod subscribe;
 pub(crate) mod team;

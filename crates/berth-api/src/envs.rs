@@ -1,0 +1,146 @@
+//! Environments (docs/environments.md): `/api/v1/envs`, team-scoped. An application route
+//! names its environment with `?env=` ([`crate::team::EnvParam`]); these calls manage the
+//! environments themselves.
+
+use crate::error::ApiError;
+use crate::team::{InTeam, Team};
+use crate::AppState;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use berth_access::Principal;
+use berth_core::api::{EnvExtendRequest, EnvRemoved, EnvRequest, EnvView};
+use berth_core::ErrorBody;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/envs",
+    operation_id = "listEnvs",
+    tag = "envs",
+    summary = "The team's environments, `dev` first (`berth env ls`)",
+    responses(
+        (status = 200, description = "The environments", body = Vec<EnvView>)
+    )
+)]
+pub(crate) async fn list_envs(State(s): State<AppState>, team: Team) -> Result<Response> {
+    Ok(Json(s.cp.envs(&team.team).in_team(&team)?).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/envs",
+    operation_id = "createEnv",
+    tag = "envs",
+    summary = "Create an environment (`berth env create`)",
+    request_body = EnvRequest,
+    responses(
+        (status = 201, description = "Created", body = EnvView),
+        (status = 400, description = "`invalid_argument`: a bad name, TTL or port block", body = ErrorBody),
+        (status = 409, description = "`env_exists`; `port_conflict`: the port block overlaps another environment's", body = ErrorBody)
+    )
+)]
+pub(crate) async fn create_env(
+    State(s): State<AppState>,
+    team: Team,
+    Extension(p): Extension<Principal>,
+    body: std::result::Result<Json<EnvRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    let env = s.cp.create_env(&team.team, &p.user, &req).in_team(&team)?;
+    Ok((StatusCode::CREATED, Json(env)).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/envs/{env}",
+    operation_id = "showEnv",
+    tag = "envs",
+    summary = "An environment and its applications (`berth env show`)",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The environment", body = EnvView),
+        (status = 404, description = "`env_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn show_env(
+    State(s): State<AppState>,
+    team: Team,
+    Path(env): Path<String>,
+) -> Result<Response> {
+    Ok(Json(s.cp.env(&team.team, &env).in_team(&team)?).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/envs/{env}/extend",
+    operation_id = "extendEnv",
+    tag = "envs",
+    summary = "Set an environment's expiry to now + TTL (`berth env extend`)",
+    params(("env" = String, Path, description = "Environment name")),
+    request_body = EnvExtendRequest,
+    responses(
+        (status = 200, description = "The environment", body = EnvView),
+        (status = 400, description = "`invalid_argument`: a bad TTL, or `dev`", body = ErrorBody),
+        (status = 404, description = "`env_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn extend_env(
+    State(s): State<AppState>,
+    team: Team,
+    Path(env): Path<String>,
+    body: std::result::Result<Json<EnvExtendRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    Ok(Json(s.cp.extend_env(&team.team, &env, &req.ttl).in_team(&team)?).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoveEnvQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
+    /// Keep the named volumes of its applications.
+    #[serde(default)]
+    keep_volumes: bool,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/envs/{env}",
+    operation_id = "removeEnv",
+    tag = "envs",
+    summary = "Remove an environment and its applications (`berth env rm`)",
+    params(("env" = String, Path, description = "Environment name"), RemoveEnvQuery),
+    responses(
+        (status = 202, description = "Its applications are being removed", body = EnvRemoved),
+        (status = 400, description = "`invalid_argument`: `dev` cannot be removed", body = ErrorBody),
+        (status = 404, description = "`env_not_found`", body = ErrorBody),
+        (status = 409, description = "`in_use`: one of its applications serves a market entry other applications subscribe to", body = ErrorBody)
+    )
+)]
+pub(crate) async fn remove_env(
+    State(s): State<AppState>,
+    team: Team,
+    Path(env): Path<String>,
+    q: std::result::Result<Query<RemoveEnvQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    let (apps, keep_volumes) =
+        s.cp.remove_env(&team.team, &env, q.keep_volumes)
+            .in_team(&team)?;
+    let answer = EnvRemoved {
+        name: env,
+        apps,
+        keep_volumes,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
