@@ -95,6 +95,19 @@ impl ControlPlane {
         Ok(pins)
     }
 
+    /// Every installed copy in `project` must still be a published (or deprecated) version:
+    /// a rollback to a revision made before an upgrade must not bring a retired one back.
+    pub(crate) fn check_installs(&self, project: &Project) -> Result<(), CpError> {
+        for svc in project.services.values() {
+            if let Some((service, version)) =
+                svc.berth.from_market.as_deref().and_then(parse_origin)
+            {
+                self.published(&service, &version)?;
+            }
+        }
+        Ok(())
+    }
+
     /// What the provider instance's service of `service` uses (`TEAM/SERVICE` each).
     fn provider_uses(&self, service: &str) -> Result<Vec<String>, CpError> {
         let Some(b) = self.inner.store.market_binding(service)? else {

@@ -546,6 +546,7 @@ impl ControlPlane {
     ) -> Result<RevisionCreated, CpError> {
         self.admit(app, &spec.project)?;
         self.check_protected(app, spec)?;
+        self.check_installs(&spec.project)?;
         // The wiring of subscriptions is the application's as it is now (a rollback to a
         // revision made before a subscription gets it too).
         let mut spec = spec.clone();

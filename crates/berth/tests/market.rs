@@ -527,6 +527,13 @@ fn an_installed_copy_keeps_its_dependency_and_upgrades_without_failures() {
         serde_json::json!(["b/copy (orders, v2)"]),
         "{entry}"
     );
+    // v1 retired (the copy runs v2 now): rolling the copy back to it is refused.
+    let a_owner = team_member(&server, "a", "ola", "owner");
+    ok_as(&server, &a_owner, &["retire", "orders:v1"]);
+    failed_with(
+        &cli_as(&server, &b_dev, &["rollback", "--app", "copy"]),
+        "version_not_published",
+    );
     ok_as(&server, &b_dev, &["rm", "--app", "copy"]);
 
     // A consumer's first start waits until its provider answers.
