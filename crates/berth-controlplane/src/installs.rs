@@ -113,15 +113,10 @@ impl ControlPlane {
         let Some(b) = self.inner.store.market_binding(service)? else {
             return Ok(Vec::new());
         };
-        let Ok(a) = self.inner.store.get_app(&b.app) else {
-            return Ok(Vec::new());
-        };
-        let spec: RevisionSpec = self.inner.store.get_revision(&b.app, a.revision)?.spec;
-        Ok(spec
-            .project
-            .services
-            .get(&b.app_service)
-            .map(|s| s.berth.uses.clone())
+        Ok(self
+            .inner
+            .running_service(&b.app, &b.app_service)?
+            .map(|s| s.berth.uses)
             .unwrap_or_default())
     }
 

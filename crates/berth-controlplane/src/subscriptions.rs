@@ -505,13 +505,9 @@ impl Inner {
     /// host, else its first.
     fn provider_route(&self, service: &str) -> Result<berth_compose::RouteSpec, CpError> {
         let (app, app_service) = self.provider_of(service)?;
-        let a = self.store.get_app(&app)?;
-        let spec: RevisionSpec = self.store.get_revision(&app, a.revision)?.spec;
-        let routes = spec
-            .project
-            .services
-            .get(&app_service)
-            .map(|s| s.berth.routes.clone())
+        let routes = self
+            .running_service(&app, &app_service)?
+            .map(|s| s.berth.routes)
             .unwrap_or_default();
         routes
             .iter()
@@ -522,6 +518,19 @@ impl Inner {
             .ok_or_else(|| {
                 CpError::InvalidArgument(format!("{}'s provider has no route", entry_name(service)))
             })
+    }
+
+    /// The service `name` of `app`'s current revision (none when either is gone).
+    pub(crate) fn running_service(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<berth_compose::Service>, CpError> {
+        let Ok(a) = self.store.get_app(app) else {
+            return Ok(None);
+        };
+        let mut spec: RevisionSpec = self.store.get_revision(app, a.revision)?.spec;
+        Ok(spec.project.services.remove(name))
     }
 
     /// Mint `app`'s credential for `service` and write it (by rename) into its directory.

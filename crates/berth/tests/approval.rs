@@ -8,26 +8,6 @@ mod common;
 
 use berth_testkit::{busybox_image, testapp_binary, wait_for, TestRun};
 use common::*;
-use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const CONTRACT_V1: &str = "openapi: 3.0.3
 info: { title: orders, version: '1' }
@@ -47,17 +27,6 @@ paths:
       parameters: [{ name: id, in: path, required: true, schema: { type: string } }]
       responses: { '204': { description: gone } }
 ";
-
-fn failed_with(out: &Output, code: &str) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "succeeded, expected {code}");
-    assert!(err.contains(&format!("({code})")), "expected {code}: {err}");
-    err
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 #[test]
 fn submit_review_publish_and_protect() {

@@ -16,32 +16,7 @@ use berth_testkit::{testapp_binary, testapp_image, wait_for, TestRun};
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-}
-
-fn failed_with(out: &Output, code: &str) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "succeeded, expected {code}");
-    assert!(err.contains(&format!("({code})")), "expected {code}: {err}");
-    err
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// A request through the gateway with a bearer token: (status, error code or body).
 fn through(server: &Server, path: &str, token: &str) -> (u16, String) {
