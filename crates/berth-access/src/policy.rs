@@ -241,6 +241,8 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/envs/{env}", Action::Read),
     ("DELETE", "/api/v1/envs/{env}", Action::Deploy),
     ("POST", "/api/v1/envs/{env}/extend", Action::Deploy),
+    ("GET", "/api/v1/ports", Action::Read),
+    ("POST", "/api/v1/apps/{app}/release", Action::Deploy),
     ("GET", "/api/v1/apps", Action::Read),
     ("GET", "/api/v1/apps/{app}", Action::Read),
     ("DELETE", "/api/v1/apps/{app}", Action::Deploy),

@@ -11,7 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_access::Principal;
-use berth_core::api::{EnvExtendRequest, EnvRemoved, EnvRequest, EnvView};
+use berth_core::api::{
+    EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, PortLeaseView, ReleaseRequest,
+    RevisionCreated,
+};
 use berth_core::ErrorBody;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -143,4 +146,78 @@ pub(crate) async fn remove_env(
         keep_volumes,
     };
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/release",
+    operation_id = "releaseApp",
+    tag = "envs",
+    summary = "Promote the application's current revision in one environment to another, same image IDs (`berth release`)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "The target's revision (`changed: false` when it runs exactly that already)", body = RevisionCreated),
+        (status = 400, description = "`invalid_argument`: the same environment twice, or a bad name", body = ErrorBody),
+        (status = 403, description = "`admission_denied`", body = ErrorBody),
+        (status = 404, description = "`app_not_found` (in the source environment), `env_not_found`", body = ErrorBody),
+        (status = 409, description = "`version_not_approved` (a protected target), `route_conflict`, `port_conflict`, `no_free_port`", body = ErrorBody),
+        (status = 422, description = "`quota_exceeded`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+    body: std::result::Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    team.name(&app)?;
+    let mut created =
+        s.cp.release(&team.team, &app, &req.from, &req.to)
+            .in_team(&team)?;
+    created.app = app;
+    Ok(Json(created).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortsQuery {
+    /// The team (docs/teams.md); read by the access layer.
+    #[serde(default)]
+    #[allow(dead_code)]
+    team: Option<String>,
+    /// Only this environment's ports.
+    #[serde(default)]
+    env: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/ports",
+    operation_id = "listPorts",
+    tag = "envs",
+    summary = "The host ports the team's applications hold: fixed and leased (`berth ports`)",
+    params(PortsQuery),
+    responses(
+        (status = 200, description = "The leases, by port", body = Vec<PortLeaseView>),
+        (status = 404, description = "`env_not_found`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn list_ports(
+    State(s): State<AppState>,
+    team: Team,
+    q: std::result::Result<Query<PortsQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    if let Some(env) = &q.env {
+        if !s.cp.env_exists(&team.team, env).in_team(&team)? {
+            return Err(ApiError::new(
+                berth_core::ErrorCode::EnvNotFound,
+                format!("environment {env:?} does not exist"),
+            ));
+        }
+    }
+    Ok(Json(s.cp.ports(&team.team, q.env.as_deref()).in_team(&team)?).into_response())
 }

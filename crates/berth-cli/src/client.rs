@@ -12,8 +12,8 @@ use berth_core::api::{
     ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
     ContextUploaded, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance, IssuerRequest,
     IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView, PasswordChange,
-    RevisionCreated, RevisionView, RollbackRequest, ScaleRequest, TeamRequest, TeamView,
-    TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
+    PortLeaseView, ReleaseRequest, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
+    TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -123,6 +123,12 @@ impl Client {
     pub fn with_env(mut self, env: Option<String>) -> Client {
         self.env = env;
         self
+    }
+
+    /// The environment application calls name (`--env`), if any.
+    #[must_use]
+    pub fn app_env(&self) -> Option<&str> {
+        self.env.as_deref()
     }
 
     /// The team every call names, if any.
@@ -541,6 +547,26 @@ impl Client {
     pub async fn disable_user(&self, user: &str) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
             .await
+    }
+    /// `POST /api/v1/apps/{app}/release`.
+    pub async fn release(
+        &self,
+        app: &str,
+        req: &ReleaseRequest,
+    ) -> anyhow::Result<RevisionCreated> {
+        self.send(
+            self.post(&format!("/apps/{}/release", segment(app)))
+                .json(req),
+        )
+        .await
+    }
+    /// `GET /api/v1/ports[?env=E]`.
+    pub async fn ports(&self, env: Option<&str>) -> anyhow::Result<Vec<PortLeaseView>> {
+        let mut req = self.get("/ports");
+        if let Some(e) = env {
+            req = req.query(&[("env", e)]);
+        }
+        self.send(req).await
     }
     /// `GET /api/v1/envs`.
     pub async fn envs(&self) -> anyhow::Result<Vec<EnvView>> {

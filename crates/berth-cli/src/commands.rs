@@ -21,6 +21,8 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::User(_)
         | Command::Team(_)
         | Command::Env(_)
+        | Command::Release { .. }
+        | Command::Ports { .. }
         | Command::ApiToken(_)
         | Command::Audit(_)
         | Command::Admission(_)
@@ -602,7 +604,7 @@ pub(crate) fn table_text(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn report_created(c: &berth_core::api::RevisionCreated) {
+pub(crate) fn report_created(c: &berth_core::api::RevisionCreated) {
     if c.changed {
         outln!("{}: revision {} ({})", c.app, c.revision, c.change);
     } else {
@@ -820,7 +822,12 @@ async fn apply(client: &Client, args: ApplyArgs) -> anyhow::Result<i32> {
 }
 
 /// Wait until `revision` has converged (exit 0) or failed (exit 1), showing progress on a terminal.
-async fn wait(client: &Client, app: &str, revision: u64, timeout: Duration) -> anyhow::Result<i32> {
+pub(crate) async fn wait(
+    client: &Client,
+    app: &str,
+    revision: u64,
+    timeout: Duration,
+) -> anyhow::Result<i32> {
     let tty = std::io::stderr().is_terminal();
     let deadline = Instant::now() + timeout;
     let mut shown_lines = 0usize;

@@ -194,6 +194,24 @@ pub enum Command {
     /// Environments of the team: `dev`, and those made with `env create` (docs/environments.md).
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Promote an application's current revision from one environment to another: the same
+    /// Compose project and image IDs, never rebuilt (docs/environments.md).
+    Release {
+        /// Application name.
+        app: String,
+        /// The source environment.
+        #[arg(long)]
+        from: String,
+        /// The target environment.
+        #[arg(long)]
+        to: String,
+        /// Return at once instead of waiting for the target to converge.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// The host ports the team's applications hold, fixed and leased (`--env E`: one
+    /// environment's).
+    Ports(OutputArgs),
     /// API tokens for scripts, acting with their owner's rights.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
@@ -488,7 +506,8 @@ pub enum EnvCommand {
         /// Recycle it this long from now (10s, 90m, 24h, 7d).
         #[arg(long)]
         ttl: Option<String>,
-        /// Its host port block, LO-HI.
+        /// Its host port block, LO-HI (default: the next free block of 100 of the server's
+        /// --port-range).
         #[arg(long, value_name = "LO-HI")]
         ports: Option<String>,
         /// Admit approved, published or deprecated versions only.
@@ -497,6 +516,15 @@ pub enum EnvCommand {
         /// Recycling keeps its applications' named volumes.
         #[arg(long)]
         keep_volumes: bool,
+        /// Quota: CPUs its services may use in all (limits × replicas).
+        #[arg(long, value_name = "N")]
+        cpus: Option<f64>,
+        /// Quota: memory its services may use in all (512M, 4g).
+        #[arg(long, value_name = "SIZE")]
+        memory: Option<String>,
+        /// Clone this environment's applications at their current image IDs.
+        #[arg(long, value_name = "ENV")]
+        from: Option<String>,
     },
     /// List the team's environments.
     Ls(OutputArgs),
@@ -834,6 +862,15 @@ pub struct ServerArgs {
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]
     pub network_prefix: u32,
+    /// Host ports leased to `ports:` entries without a host port, and the range each new
+    /// environment gets its block of 100 from (docs/environments.md#ports-as-leases).
+    #[arg(
+        long,
+        env = "BERTH_PORT_RANGE",
+        value_name = "LO-HI",
+        default_value = "20000-29999"
+    )]
+    pub port_range: String,
     /// Lifetime of a login session (`berth login`): `90s`, `15m`, `12h`, `7d`.
     #[arg(long, env = "BERTH_SESSION_TTL", default_value = "12h", value_parser = parse_ttl)]
     pub session_ttl: std::time::Duration,
@@ -997,6 +1034,13 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
             match command {
                 Command::Team(c) => cmd::team::run(&ctx, c).await,
                 Command::Env(c) => cmd::env::run(&ctx, c).await,
+                Command::Release {
+                    app,
+                    from,
+                    to,
+                    detach,
+                } => cmd::env::release(&ctx, &app, from, to, detach).await,
+                Command::Ports(out) => cmd::env::ports(&ctx, &out).await,
                 Command::Whoami(out) => cmd::login::whoami(&ctx, &out).await,
                 Command::User(c) => cmd::user::run(&ctx, c).await,
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,

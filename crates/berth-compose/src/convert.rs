@@ -634,6 +634,7 @@ fn long_port(v: &Value, path: &str) -> Result<PortSpec, ComposeError> {
         published,
         target,
         protocol,
+        leased: false,
     })
 }
 

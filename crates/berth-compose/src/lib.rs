@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use model::*;
+/// A memory size (`512M`, `1g`, `100mb`, `1.5GiB`, a byte count) in bytes, as Compose reads them.
+pub use values::parse_memory;
 use yaml::Value;
 
 /// What the CLI sends: the Compose files plus every file they reference, by path relative to

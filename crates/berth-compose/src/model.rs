@@ -175,12 +175,17 @@ pub struct BuildSpec {
 pub struct PortSpec {
     /// Host address to bind, all addresses when `None`.
     pub host_ip: Option<IpAddr>,
-    /// Host port; `None` lets Docker choose.
+    /// Host port; `None`: Berth leases one from the environment's range when the revision is
+    /// committed (docs/environments.md#ports-as-leases).
     pub published: Option<u16>,
     /// Container port.
     pub target: u16,
     /// Transport protocol.
     pub protocol: Protocol,
+    /// `published` was leased by Berth (the Compose file named no host port): a release or a
+    /// clone into another environment leases it again there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leased: bool,
 }
 
 /// A port's transport protocol.

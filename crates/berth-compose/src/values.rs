@@ -225,7 +225,10 @@ pub(crate) fn memory_bytes(v: &Value, path: &str) -> Result<i64, ComposeError> {
 }
 
 /// Parses a memory size into bytes.
-pub(crate) fn parse_memory(text: &str) -> Result<i64, String> {
+///
+/// # Errors
+/// A message naming the text when it is no size.
+pub fn parse_memory(text: &str) -> Result<i64, String> {
     let bad = || format!("invalid size {text:?} (use e.g. 512M, 1g, 100mb or a byte count)");
     let num_len = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -406,6 +409,7 @@ pub(crate) fn short_port(spec: &str) -> Result<Vec<PortSpec>, String> {
             published,
             target,
             protocol: proto,
+            leased: false,
         })
         .collect())
 }

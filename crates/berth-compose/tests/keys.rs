@@ -54,6 +54,7 @@ fn tcp(published: Option<u16>, target: u16) -> PortSpec {
         published,
         target,
         protocol: Protocol::Tcp,
+        leased: false,
     }
 }
 
@@ -96,7 +97,7 @@ fn every_supported_key() {
                 s.ports,
                 vec![
                     tcp(Some(8000), 80),
-                    PortSpec { host_ip: Some("127.0.0.1".parse().unwrap()), published: Some(5353), target: 53, protocol: Protocol::Udp },
+                    PortSpec { host_ip: Some("127.0.0.1".parse().unwrap()), published: Some(5353), target: 53, protocol: Protocol::Udp, leased: false },
                     tcp(None, 9000),
                     tcp(None, 443),
                 ]

@@ -16,7 +16,7 @@
 
 use crate::error::CpError;
 use crate::events::Level;
-use crate::{ControlPlane, Inner};
+use crate::{quota, ControlPlane, Inner};
 use berth_core::api::{EnvRequest, EnvView};
 use berth_core::team::{self, DEV_ENV};
 use berth_store::{AuditRecord, EnvCreate, EnvRecord, EnvRefusal};
@@ -138,6 +138,9 @@ fn view(e: &EnvRecord, apps: Vec<String>) -> EnvView {
         ports: e.ports.map(|(lo, hi)| format!("{lo}-{hi}")),
         protected: e.protected,
         keep_volumes: e.keep_volumes,
+        #[allow(clippy::cast_precision_loss)]
+        cpus: e.cpus_milli.map(|m| m as f64 / 1000.0),
+        memory_bytes: e.memory_bytes,
         apps,
     }
 }
@@ -152,6 +155,8 @@ fn dev_view(apps: Vec<String>) -> EnvView {
         ports: None,
         protected: false,
         keep_volumes: false,
+        cpus: None,
+        memory_bytes: None,
         apps,
     }
 }
@@ -191,7 +196,12 @@ impl ControlPlane {
 
     /// The global names of the applications in `team`'s environment `env` (removed ones too,
     /// while they are being torn down, when `deleting`).
-    fn env_apps(&self, team: &str, env: &str, deleting: bool) -> Result<Vec<String>, CpError> {
+    pub(crate) fn env_apps(
+        &self,
+        team: &str,
+        env: &str,
+        deleting: bool,
+    ) -> Result<Vec<String>, CpError> {
         Ok(self
             .inner
             .store
@@ -219,17 +229,40 @@ impl ControlPlane {
         }
         let ttl = req.ttl.as_deref().map(parse_ttl).transpose()?;
         let ports = req.ports.as_deref().map(parse_ports).transpose()?;
+        let cpus_milli = req.cpus.map(quota::parse_cpus).transpose()?;
+        let memory_bytes = req.memory.as_deref().map(quota::parse_memory).transpose()?;
+        let source = match req.from.as_deref() {
+            Some(from) => {
+                if !self.env_exists(team, from)? {
+                    return Err(CpError::EnvNotFound(from.into()));
+                }
+                self.env_apps(team, from, false)?
+            }
+            None => Vec::new(),
+        };
         let rec = self.inner.store.create_env(&EnvCreate {
             team: team.into(),
             name: req.name.clone(),
             created_by: created_by.into(),
             expires_at: ttl.map(ms_after),
             ports,
+            block_from: Some(self.inner.config.port_range),
             protected: req.protected,
             keep_volumes: req.keep_volumes,
+            cpus_milli,
+            memory_bytes,
         })?;
         match rec {
             Ok(e) => {
+                let cloned = match self.clone_into(&e, req.from.as_deref(), &source) {
+                    Ok(cloned) => cloned,
+                    Err(err) => {
+                        // All or nothing: what was cloned goes with the environment.
+                        let apps = self.env_apps(team, &req.name, true)?;
+                        self.tear_down(&e, &apps, false)?;
+                        return Err(err);
+                    }
+                };
                 self.inner.events.emit_in(
                     Some(team),
                     "env_created",
@@ -243,9 +276,16 @@ impl ControlPlane {
                             .unwrap_or_default()
                     ),
                 );
-                Ok(view(&e, Vec::new()))
+                Ok(view(&e, cloned))
             }
             Err(EnvRefusal::Exists) => Err(CpError::EnvExists(req.name.clone())),
+            Err(EnvRefusal::NoFreeBlock) => {
+                let (lo, hi) = self.inner.config.port_range;
+                Err(CpError::NoFreePort(format!(
+                    "no free block of {} host ports left in the server's --port-range {lo}-{hi} (name one with --ports LO-HI)",
+                    berth_store::ENV_PORT_BLOCK
+                )))
+            }
             Err(EnvRefusal::PortsOverlap(o)) => {
                 let holder = if o.team == team {
                     format!("environment {:?}", o.name)
@@ -358,7 +398,12 @@ impl ControlPlane {
         ))
     }
 
-    fn tear_down(&self, e: &EnvRecord, apps: &[String], keep: bool) -> Result<(), CpError> {
+    pub(crate) fn tear_down(
+        &self,
+        e: &EnvRecord,
+        apps: &[String],
+        keep: bool,
+    ) -> Result<(), CpError> {
         for a in apps {
             match self.inner.store.mark_deleting(a, !keep) {
                 Ok(()) | Err(berth_store::StoreError::AppNotFound(_)) => self.inner.wake(a),

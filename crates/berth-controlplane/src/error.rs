@@ -117,6 +117,12 @@ pub enum CpError {
     /// The environment exists already.
     #[error("environment {0:?} exists already")]
     EnvExists(String),
+    /// No host port (or block) is free; the message says for what and where.
+    #[error("{0}")]
+    NoFreePort(String),
+    /// The environment's quota would be exceeded; the message has the numbers.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The team holds no such admission grant.
     #[error("team {0:?} holds no admission grant {1}")]
     GrantNotFound(String, String),
@@ -196,6 +202,8 @@ impl CpError {
             CpError::TeamNotFound(_) => ErrorCode::TeamNotFound,
             CpError::EnvNotFound(_) => ErrorCode::EnvNotFound,
             CpError::EnvExists(_) => ErrorCode::EnvExists,
+            CpError::NoFreePort(_) => ErrorCode::NoFreePort,
+            CpError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             CpError::VersionNotFound(..) => ErrorCode::VersionNotFound,
             CpError::InvalidTransition(..) => ErrorCode::InvalidTransition,
             CpError::VersionNotApproved(_) => ErrorCode::VersionNotApproved,

@@ -30,7 +30,10 @@ mod networks;
 mod pass;
 pub mod plan;
 pub mod policy;
+mod ports;
+pub mod quota;
 pub mod reconcile;
+mod release;
 pub mod retention;
 mod runtime;
 pub mod service_removal;
@@ -99,7 +102,13 @@ pub struct Config {
     pub image_count_alert: Option<u64>,
     /// Where application networks' subnets come from (`--network-pool`, `--network-prefix`).
     pub network_pool: subnets::NetworkPool,
+    /// Where leased host ports and environments' port blocks come from (`--port-range`,
+    /// docs/environments.md#ports-as-leases).
+    pub port_range: (u16, u16),
 }
+
+/// The server's default `--port-range`.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,6 +122,7 @@ impl Default for Config {
             image_disk_alert: None,
             image_count_alert: None,
             network_pool: subnets::NetworkPool::default(),
+            port_range: DEFAULT_PORT_RANGE,
         }
     }
 }
@@ -349,6 +359,10 @@ impl ControlPlane {
                 );
             }
         }
+        let cp = ControlPlane {
+            inner: Arc::clone(&inner),
+        };
+        cp.sync_leases()?;
         tokio::spawn(pass::watch_events(Arc::downgrade(&inner), shutdown.clone()));
         tokio::spawn(images::retention_loop(
             Arc::downgrade(&inner),
@@ -357,7 +371,7 @@ impl ControlPlane {
         ));
         tokio::spawn(envs::recycle_loop(Arc::downgrade(&inner), shutdown.clone()));
         tokio::spawn(pass::resync_loop(Arc::downgrade(&inner), shutdown));
-        Ok(ControlPlane { inner })
+        Ok(cp)
     }
 
     /// This server's instance id (the `berth.instance` label).
@@ -496,6 +510,8 @@ impl ControlPlane {
             image_ports,
             wires,
         };
+        let mut spec = spec;
+        self.fill_known_leases(app, &mut spec)?;
         self.validate(app, &spec)?;
         let prev = self.current_spec(app).ok();
         // An apply is the user saying "try again" (e.g. after freeing a taken name): failing
@@ -551,6 +567,8 @@ impl ControlPlane {
         // revision made before a subscription gets it too).
         let mut spec = spec.clone();
         spec.wires = self.wires_for(app, &spec.project)?;
+        self.check_quota(app, &spec)?;
+        self.lease_ports(app, &mut spec)?;
         let revision = self
             .inner
             .store
@@ -641,11 +659,10 @@ impl ControlPlane {
                 }
             }
             for (i, p) in svc.ports.iter().enumerate() {
-                let Some(published) = p.published else {
-                    return Err(invalid(
-                        format!("services.{name}.ports[{i}]"),
-                        "a published host port is required (\"HOST:CONTAINER\"); to reach a service only from its application, use `expose`".into(),
-                    ));
+                // A port without a host port is leased at commit (`ports`); one held by
+                // another application or process is refused there.
+                let Some(published) = p.published.filter(|_| !p.leased) else {
+                    continue;
                 };
                 let key = (published, p.protocol);
                 if let Some((_, holder)) = mine_ports.iter().find(|(k, _)| *k == key) {

@@ -1005,7 +1005,8 @@ pub struct EnvRequest {
     /// None: it lives until removed.
     #[serde(default)]
     pub ttl: Option<String>,
-    /// Its host port block, `LO-HI` (stored; port leases are not built yet).
+    /// Its host port block, `LO-HI`. None: the next free block of 100 of the server's
+    /// `--port-range`.
     #[serde(default)]
     pub ports: Option<String>,
     /// Runs approved, published or deprecated versions only (`version_not_approved`).
@@ -1014,6 +1015,17 @@ pub struct EnvRequest {
     /// Recycling keeps its applications' named volumes.
     #[serde(default)]
     pub keep_volumes: bool,
+    /// Quota: CPUs its services may use in all (`resources.limits.cpus` × replicas).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Quota: memory its services may use in all (`512M`, `4g`; `resources.limits.memory` ×
+    /// replicas).
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Clone this environment's applications at their current image IDs (host ports are
+    /// leased again from the new environment's block).
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// `POST /api/v1/envs/{env}/extend`: the environment now expires `ttl` from now.
@@ -1025,7 +1037,7 @@ pub struct EnvExtendRequest {
 }
 
 /// An environment (`berth env ls | show`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvView {
     pub name: String,
@@ -1040,9 +1052,46 @@ pub struct EnvView {
     pub ports: Option<String>,
     pub protected: bool,
     pub keep_volumes: bool,
+    /// Quota in CPUs, if set.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Quota in bytes of memory, if set.
+    #[serde(default)]
+    pub memory_bytes: Option<i64>,
     /// Its applications, by name (on `GET /envs/{env}`; empty in the list).
     #[serde(default)]
     pub apps: Vec<String>,
+}
+
+/// A host port an application holds (`berth ports`, `GET /api/v1/ports`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PortLeaseView {
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub env: String,
+    /// The application, by its name in the environment.
+    pub app: String,
+    pub service: String,
+    /// The container port it forwards to.
+    pub target: u16,
+    /// Named by the Compose file (else leased from the environment's range).
+    pub fixed: bool,
+    /// RFC 3339.
+    pub since: String,
+}
+
+/// `POST /api/v1/apps/{app}/release`: make the application's current revision in `from` a new
+/// revision of it in `to` (the same Compose project and image IDs; docs/environments.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The source environment.
+    pub from: String,
+    /// The target environment.
+    pub to: String,
 }
 
 /// `DELETE /api/v1/envs/{env}`: its applications are being removed.

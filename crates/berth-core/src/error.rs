@@ -125,6 +125,12 @@ pub enum ErrorCode {
     EnvNotFound,
     /// An environment of that name exists already in the team (or it is `dev`).
     EnvExists,
+    /// No host port (or port block) is free in the environment's range; the message names the
+    /// service and the range (docs/environments.md#ports-as-leases).
+    NoFreePort,
+    /// The environment's quota (`--cpus`, `--memory`) would be exceeded; the message names the
+    /// service and the numbers. Nothing was started.
+    QuotaExceeded,
     /// The Compose file uses keys that need an admission grant the team does not have; the
     /// message names each by its path in the file. Nothing was created.
     AdmissionDenied,
@@ -201,6 +207,8 @@ impl ErrorCode {
         Self::MemberNotFound,
         Self::EnvNotFound,
         Self::EnvExists,
+        Self::NoFreePort,
+        Self::QuotaExceeded,
         Self::AdmissionDenied,
         Self::VersionNotFound,
         Self::InvalidTransition,
@@ -263,6 +271,8 @@ impl ErrorCode {
             Self::MemberNotFound => "member_not_found",
             Self::EnvNotFound => "env_not_found",
             Self::EnvExists => "env_exists",
+            Self::NoFreePort => "no_free_port",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::AdmissionDenied => "admission_denied",
             Self::VersionNotFound => "version_not_found",
             Self::InvalidTransition => "invalid_transition",
@@ -287,7 +297,8 @@ impl ErrorCode {
             Self::InvalidCompose
             | Self::UnsupportedKey
             | Self::ImageMissing
-            | Self::BuildFailed => 422,
+            | Self::BuildFailed
+            | Self::QuotaExceeded => 422,
             Self::AppNotFound
             | Self::ServiceNotFound
             | Self::RevisionNotFound
@@ -308,6 +319,7 @@ impl ErrorCode {
             | Self::TeamExists
             | Self::TeamNotEmpty
             | Self::EnvExists
+            | Self::NoFreePort
             | Self::InvalidTransition
             | Self::VersionNotApproved
             | Self::InUse

@@ -20,6 +20,10 @@ pub struct EnvRecord {
     pub protected: bool,
     /// Recycling keeps the named volumes of its applications.
     pub keep_volumes: bool,
+    /// Quota: thousandths of a CPU (`--cpus`), if one was set.
+    pub cpus_milli: Option<i64>,
+    /// Quota: bytes of memory (`--memory`), if one was set.
+    pub memory_bytes: Option<i64>,
 }
 
 /// What creating an environment records.
@@ -30,12 +34,20 @@ pub struct EnvCreate {
     pub created_by: String,
     pub expires_at: Option<i64>,
     pub ports: Option<(u16, u16)>,
+    /// Without `ports`: take the first free block of [`BLOCK`] ports of this range (the
+    /// server's `--port-range`), one that no environment and no lease holds a port of.
+    pub block_from: Option<(u16, u16)>,
     pub protected: bool,
     pub keep_volumes: bool,
+    pub cpus_milli: Option<i64>,
+    pub memory_bytes: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "team, name, created_by, created_at, expires_at, ports_lo, ports_hi, protected, keep_volumes";
+/// The size of the block an environment made without `--ports` gets.
+pub const BLOCK: u16 = 100;
+
+const COLUMNS: &str = "team, name, created_by, created_at, expires_at, ports_lo, ports_hi, \
+     protected, keep_volumes, cpus_milli, memory_bytes";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
     let lo: Option<u16> = r.get(5)?;
@@ -49,6 +61,8 @@ fn record(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
         ports: lo.zip(hi),
         protected: r.get(7)?,
         keep_volumes: r.get(8)?,
+        cpus_milli: r.get(9)?,
+        memory_bytes: r.get(10)?,
     })
 }
 
@@ -59,6 +73,39 @@ pub enum EnvRefusal {
     Exists,
     /// Its port block overlaps this environment's (team, name, lo, hi).
     PortsOverlap(EnvRecord),
+    /// No block of the server's range is free.
+    NoFreeBlock,
+}
+
+/// The first block of [`BLOCK`] ports (aligned to the range's start; smaller when the range
+/// is) inside `lo..=hi` that overlaps no environment's block and holds no lease.
+fn free_block(
+    tx: &rusqlite::Transaction<'_>,
+    lo: u16,
+    hi: u16,
+) -> rusqlite::Result<Option<(u16, u16)>> {
+    let size = BLOCK.min(hi.saturating_sub(lo).saturating_add(1));
+    let mut start = u32::from(lo);
+    while start + u32::from(size) - 1 <= u32::from(hi) {
+        let (a, b) = (start, start + u32::from(size) - 1);
+        let used = tx
+            .query_row(
+                "SELECT 1 FROM envs WHERE ports_lo <= ?2 AND ports_hi >= ?1
+                 UNION ALL SELECT 1 FROM port_leases WHERE port BETWEEN ?1 AND ?2 LIMIT 1",
+                params![a, b],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !used {
+            return Ok(Some((
+                u16::try_from(a).unwrap_or(u16::MAX),
+                u16::try_from(b).unwrap_or(u16::MAX),
+            )));
+        }
+        start += u32::from(size);
+    }
+    Ok(None)
 }
 
 impl Store {
@@ -89,7 +136,14 @@ impl Store {
         if exists {
             return Ok(Err(EnvRefusal::Exists));
         }
-        if let Some((lo, hi)) = e.ports {
+        let mut ports = e.ports;
+        if let (None, Some((lo, hi))) = (ports, e.block_from) {
+            match free_block(&tx, lo, hi)? {
+                Some(b) => ports = Some(b),
+                None => return Ok(Err(EnvRefusal::NoFreeBlock)),
+            }
+        }
+        if let Some((lo, hi)) = ports {
             let other = tx
                 .query_row(
                     &format!(
@@ -104,17 +158,21 @@ impl Store {
             }
         }
         tx.execute(
-            &format!("INSERT INTO envs({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            &format!(
+                "INSERT INTO envs({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
             params![
                 e.team,
                 e.name,
                 e.created_by,
                 now(),
                 e.expires_at,
-                e.ports.map(|p| p.0),
-                e.ports.map(|p| p.1),
+                ports.map(|p| p.0),
+                ports.map(|p| p.1),
                 e.protected,
-                e.keep_volumes
+                e.keep_volumes,
+                e.cpus_milli,
+                e.memory_bytes
             ],
         )?;
         let rec = tx.query_row(
@@ -184,8 +242,11 @@ mod tests {
             created_by: "admin".into(),
             expires_at: Some(1000),
             ports,
+            block_from: None,
             protected: true,
             keep_volumes: false,
+            cpus_milli: None,
+            memory_bytes: None,
         }
     }
 

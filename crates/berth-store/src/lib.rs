@@ -21,6 +21,7 @@ mod envs;
 mod lifecycle;
 mod market;
 mod migrations;
+mod ports;
 mod restarts;
 mod subnets;
 mod subscriptions;
@@ -33,10 +34,11 @@ pub use backup::Snapshot;
 pub use builds::{
     BuildRecord, BuildState, ImageState, ServiceRecord, ServiceRemoval, VersionRecord,
 };
-pub use envs::{EnvCreate, EnvRecord, EnvRefusal};
+pub use envs::{EnvCreate, EnvRecord, EnvRefusal, BLOCK as ENV_PORT_BLOCK};
 pub use lifecycle::{LifecycleRecord, TransitionWrite};
 pub use market::BindingRecord;
 pub use migrations::SCHEMA_VERSION;
+pub use ports::{PortLease, PortPool, PortProbe, PortRefusal, PortWant};
 pub use restarts::RestartRecord;
 pub use subnets::SubnetRecord;
 pub use subscriptions::{SubscriptionRecord, ORIGIN_CLI, ORIGIN_USES};
@@ -391,6 +393,8 @@ impl Store {
         // A market entry's provider instance goes with its application (docs/market.md).
         tx.execute("DELETE FROM market_bindings WHERE app = ?1", params![app])?;
         tx.execute("DELETE FROM subscriptions WHERE app = ?1", params![app])?;
+        // Its host ports are free again (docs/environments.md#ports-as-leases).
+        tx.execute("DELETE FROM port_leases WHERE app = ?1", params![app])?;
         tx.execute(
             "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
             params![app],

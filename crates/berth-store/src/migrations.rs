@@ -228,6 +228,26 @@ const MIGRATIONS: &[&str] = &[
         keep_volumes INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (team, name)
      );",
+    // 17: ports as leases and environment quotas (docs/environments.md#ports-as-leases). A
+    // lease is one host port (and protocol) held by one service of one application: `fixed`
+    // when the Compose file names the host port, else leased from the environment's range. The
+    // primary key is what makes a port never held by two owners. `cpus_milli`/`memory_bytes`
+    // are an environment's quota (NULL: none).
+    "CREATE TABLE port_leases (
+        port INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        team TEXT NOT NULL,
+        env TEXT NOT NULL,
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        fixed INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (port, protocol)
+     );
+     CREATE INDEX port_leases_by_app ON port_leases(app);
+     ALTER TABLE envs ADD COLUMN cpus_milli INTEGER;
+     ALTER TABLE envs ADD COLUMN memory_bytes INTEGER;",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

@@ -140,6 +140,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         u8::try_from(args.network_prefix).unwrap_or(u8::MAX),
     )
     .map_err(|e| anyhow!(e))?;
+    let port_range = berth_controlplane::envs::parse_ports(&args.port_range)
+        .map_err(|e| anyhow!("--port-range: {e}"))?;
     let _log_guard = init_tracing(&args.log_format);
 
     if let Some(file) = &args.restore {
@@ -231,6 +233,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         image_disk_alert: args.image_disk_alert,
         image_count_alert: args.image_count_alert,
         network_pool,
+        port_range,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

@@ -2,9 +2,10 @@
 //! act in an environment with the global `--env E` (`BERTH_ENV`), sent as `?env=`.
 
 use super::Ctx;
-use crate::commands::{json, print_json, print_list};
-use crate::EnvCommand;
-use berth_core::api::{EnvRequest, EnvView};
+use crate::commands::{json, print_json, print_list, report_created, wait};
+use crate::{EnvCommand, OutputArgs};
+use berth_core::api::{EnvRequest, EnvView, ReleaseRequest};
+use std::time::Duration;
 
 fn expires(e: &EnvView) -> String {
     match (&e.expires_at, e.expires_in_secs) {
@@ -32,6 +33,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EnvCommand) -> anyhow::Result<i32> {
             ports,
             protected,
             keep_volumes,
+            cpus,
+            memory,
+            from,
         } => {
             let e = client
                 .create_env(&EnvRequest {
@@ -40,14 +44,28 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EnvCommand) -> anyhow::Result<i32> {
                     ports,
                     protected,
                     keep_volumes,
+                    cpus,
+                    memory,
+                    from: from.clone(),
                 })
                 .await?;
             outln!(
-                "environment {} created; expires {}; deploy into it with `berth --env {} apply APP`",
+                "environment {} created; ports {}; expires {}; deploy into it with `berth --env {} apply APP`",
                 e.name,
+                e.ports.as_deref().unwrap_or("from the server's range"),
                 expires(&e),
                 e.name
             );
+            if let Some(from) = from {
+                outln!(
+                    "cloned from {from}: {}",
+                    if e.apps.is_empty() {
+                        "no applications".to_string()
+                    } else {
+                        e.apps.join(", ")
+                    }
+                );
+            }
         }
         EnvCommand::Ls(out) => {
             let list = client.envs().await?;
@@ -74,6 +92,17 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EnvCommand) -> anyhow::Result<i32> {
                 outln!("environment:  {}", e.name);
                 outln!("expires:      {}", expires(&e));
                 outln!("ports:        {}", e.ports.as_deref().unwrap_or("-"));
+                outln!(
+                    "quota:        {}",
+                    match (e.cpus, e.memory_bytes) {
+                        (None, None) => "none".to_string(),
+                        (c, m) => format!(
+                            "{} CPU, {} memory",
+                            c.map_or_else(|| "any".into(), |c| c.to_string()),
+                            m.map_or_else(|| "any".into(), |m| format!("{}MiB", m / (1024 * 1024)))
+                        ),
+                    }
+                );
                 outln!("protected:    {}", if e.protected { "yes" } else { "no" });
                 outln!(
                     "keep volumes: {}",
@@ -117,5 +146,47 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EnvCommand) -> anyhow::Result<i32> {
             );
         }
     }
+    Ok(0)
+}
+
+/// `berth release APP --from E1 --to E2 [--detach]`: waits for the target to converge.
+pub(crate) async fn release(
+    ctx: &Ctx,
+    app: &str,
+    from: String,
+    to: String,
+    detach: bool,
+) -> anyhow::Result<i32> {
+    let target = ctx.client.clone().with_env(Some(to.clone()));
+    let created = target.release(app, &ReleaseRequest { from, to }).await?;
+    report_created(&created);
+    if detach || !created.changed {
+        return Ok(0);
+    }
+    wait(&target, app, created.revision, Duration::from_secs(300)).await
+}
+
+/// `berth ports [--env E] [-o json]`.
+pub(crate) async fn ports(ctx: &Ctx, out: &OutputArgs) -> anyhow::Result<i32> {
+    let list = ctx.client.ports(ctx.client.app_env()).await?;
+    print_list(
+        out,
+        &list,
+        &[
+            "PORT", "PROTO", "ENV", "APP", "SERVICE", "TARGET", "KIND", "SINCE",
+        ],
+        |l| {
+            vec![
+                l.port.to_string(),
+                l.protocol.clone(),
+                l.env.clone(),
+                l.app.clone(),
+                l.service.clone(),
+                l.target.to_string(),
+                if l.fixed { "fixed" } else { "leased" }.into(),
+                l.since.clone(),
+            ]
+        },
+    );
     Ok(0)
 }
