@@ -331,16 +331,27 @@ pub struct LoadResult {
 
 impl Load {
     pub fn start(gateway: &str, path: &str, threads: usize) -> Load {
+        Self::start_host(gateway, path, None, threads)
+    }
+
+    /// [`Load::start`] with a `Host` header (an environment's routes: `staging.*`).
+    pub fn start_host(gateway: &str, path: &str, host: Option<&str>, threads: usize) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handles = (0..threads)
             .map(|_| {
                 let (stop, gw, path) = (stop.clone(), gateway.to_string(), path.to_string());
+                let host = host.map(str::to_string);
                 std::thread::spawn(move || {
                     let mut ok = 0;
                     let mut failures = Vec::new();
                     let mut versions = std::collections::BTreeSet::new();
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        match berth_testkit::http_get(&gw, &path, None, Duration::from_secs(10)) {
+                        match berth_testkit::http_get(
+                            &gw,
+                            &path,
+                            host.as_deref(),
+                            Duration::from_secs(10),
+                        ) {
                             Ok((200, body)) => {
                                 ok += 1;
                                 if let Some(v) = body.split_whitespace().next() {
