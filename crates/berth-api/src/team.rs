@@ -74,7 +74,7 @@ impl Team {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
                 format!(
-                    "invalid environment name {:?}: use 1-20 lowercase letters, digits and '-'",
+                    "invalid environment name {:?}: use 1-40 lowercase letters, digits and '-'",
                     self.env
                 ),
             ));

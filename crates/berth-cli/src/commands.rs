@@ -176,6 +176,8 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             path,
             svn,
             poll,
+            preview_app,
+            preview_ttl,
         }) => {
             let poll_secs = poll
                 .as_deref()
@@ -190,6 +192,8 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                     path,
                     svn,
                     poll_secs,
+                    preview_app,
+                    preview_ttl,
                 })
                 .await?;
             outln!("service {} registered ({})", v.name, v.source);

@@ -501,7 +501,7 @@ pub enum ApiTokenCommand {
 pub enum EnvCommand {
     /// Create an environment.
     Create {
-        /// Lowercase letters, digits and -, at most 20 characters.
+        /// Lowercase letters, digits and -, at most 40 characters.
         name: String,
         /// Recycle it this long from now (10s, 90m, 24h, 7d).
         #[arg(long)]
@@ -659,6 +659,14 @@ pub enum ServiceCommand {
         /// new commit of the branch; for Subversion a new last-changed revision of the URL).
         #[arg(long)]
         poll: Option<String>,
+        /// Preview environments: a push of another branch than --branch builds it and deploys
+        /// this application (of `dev`) with that version into `preview-<branch>`; deleting the
+        /// branch recycles it (Git, with --branch; docs/environments.md).
+        #[arg(long, value_name = "APP")]
+        preview_app: Option<String>,
+        /// How long a preview environment lives after its last push (default 24h).
+        #[arg(long, value_name = "TTL")]
+        preview_ttl: Option<String>,
     },
     /// List services.
     Ls(OutputArgs),

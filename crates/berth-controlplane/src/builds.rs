@@ -190,12 +190,15 @@ impl ControlPlane {
                 "--poll: at least {MIN_POLL_SECS} s"
             )));
         }
+        let preview_ttl_secs = crate::preview::check_request(req)?;
         let source = match (&req.git, &req.svn) {
             (Some(url), None) => ServiceSource::Git(GitRepo {
                 branch: req.branch.clone(),
                 url: url.clone(),
                 path: req.path.clone(),
                 poll_secs: req.poll_secs,
+                preview_app: req.preview_app.clone(),
+                preview_ttl_secs,
             }),
             (None, Some(url)) if req.branch.is_none() && req.path.is_none() => {
                 ServiceSource::Svn(SvnRepo {
@@ -262,6 +265,16 @@ impl ControlPlane {
 
     /// Queue a build; it starts when a slot is free and no other build of the service runs.
     pub fn start_build(&self, service: &str, req: &BuildStart) -> Result<BuildView, CpError> {
+        self.start_build_then(service, req, None)
+    }
+
+    /// [`ControlPlane::start_build`], then (when it yields a version) deploy the preview.
+    pub(crate) fn start_build_then(
+        &self,
+        service: &str,
+        req: &BuildStart,
+        preview: Option<crate::preview::Preview>,
+    ) -> Result<BuildView, CpError> {
         let builds = self.builds()?;
         let rec = self
             .inner
@@ -293,7 +306,14 @@ impl ControlPlane {
             .clone();
         let inner = self.inner.clone();
         let service = service.to_string();
-        tokio::spawn(async move { run_build(inner, id, service, source, lane, cancel).await });
+        tokio::spawn(async move {
+            let version = run_build(inner.clone(), id, service.clone(), source, lane, cancel).await;
+            if let (Some(p), Some(v)) = (preview, version) {
+                ControlPlane { inner }
+                    .deploy_preview(&service, &v, &p)
+                    .await;
+            }
+        });
         let b = self
             .inner
             .store
@@ -420,9 +440,9 @@ async fn run_build(
     source: Source,
     lane: Arc<tokio::sync::Mutex<()>>,
     cancel: CancellationToken,
-) {
+) -> Option<VersionRecord> {
     let Some(builds) = inner.builds.get() else {
-        return;
+        return None;
     };
     let running = builds.running.clone();
     push_line(
@@ -537,6 +557,7 @@ async fn run_build(
     }
     // Dropping the sender ends every follower's stream.
     lock(&running).remove(&id);
+    version
 }
 
 /// Remove what builds a previous process of this server left behind (a crash or `kill -9`

@@ -103,7 +103,7 @@ fn now_ms() -> i64 {
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-fn ms_after(d: Duration) -> i64 {
+pub(crate) fn ms_after(d: Duration) -> i64 {
     now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
@@ -166,7 +166,7 @@ fn check_name(name: &str) -> Result<(), CpError> {
         Ok(())
     } else {
         Err(CpError::InvalidArgument(format!(
-            "invalid environment name {name:?}: use 1-20 lowercase letters, digits and '-'"
+            "invalid environment name {name:?}: use 1-40 lowercase letters, digits and '-'"
         )))
     }
 }

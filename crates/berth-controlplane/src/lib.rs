@@ -31,6 +31,7 @@ mod pass;
 pub mod plan;
 pub mod policy;
 mod ports;
+pub mod preview;
 pub mod quota;
 pub mod reconcile;
 mod release;

@@ -52,7 +52,7 @@ impl ControlPlane {
     }
 
     /// Commit `spec` (another application's revision) as a revision of `dst`.
-    fn promote(
+    pub(crate) fn promote(
         &self,
         dst: &str,
         mut spec: RevisionSpec,

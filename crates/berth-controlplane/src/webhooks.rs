@@ -145,10 +145,55 @@ impl ControlPlane {
         let Some(git_ref) = payload.get("ref").and_then(|r| r.as_str()) else {
             return Ok(HookOutcome::Ignored("no `ref` in the payload".into()));
         };
+        let wanted = rec.source.branch();
+        // A branch other than the service's, when the service previews them
+        // (docs/environments.md#preview-environments).
+        let preview = match &rec.source {
+            berth_core::source::ServiceSource::Git(g) => g.preview_app.as_ref().and_then(|app| {
+                let branch = git_ref.strip_prefix("refs/heads/")?;
+                (Some(branch) != wanted).then(|| crate::preview::Preview {
+                    branch: branch.to_string(),
+                    app: app.clone(),
+                    ttl: g.preview_ttl_secs.map_or(
+                        crate::preview::DEFAULT_PREVIEW_TTL,
+                        std::time::Duration::from_secs,
+                    ),
+                })
+            }),
+            berth_core::source::ServiceSource::Svn(_) => None,
+        };
         if payload.get("deleted").and_then(serde_json::Value::as_bool) == Some(true) {
+            if let Some(p) = &preview {
+                if let Some(env) = self.recycle_preview(service, &p.branch)? {
+                    tracing::info!(
+                        service,
+                        branch = p.branch,
+                        env,
+                        "branch deleted: preview environment removed"
+                    );
+                    return Ok(HookOutcome::Ignored(format!(
+                        "{git_ref} was deleted: preview environment {env} removed"
+                    )));
+                }
+            }
             return Ok(HookOutcome::Ignored(format!("{git_ref} was deleted")));
         }
-        let wanted = rec.source.branch();
+        if let Some(p) = preview {
+            tracing::info!(
+                service,
+                branch = p.branch,
+                app = p.app,
+                "push webhook: queueing a preview build"
+            );
+            let build = BuildStart {
+                git_ref: Some(p.branch.clone()),
+            };
+            return Ok(HookOutcome::Build(self.start_build_then(
+                service,
+                &build,
+                Some(p),
+            )?));
+        }
         let build_ref = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
             tag.to_string()
         } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {

@@ -263,6 +263,13 @@ pub struct ServiceRequest {
     /// commit of the branch (Git), a new last-changed revision of the URL (Subversion).
     #[serde(default)]
     pub poll_secs: Option<u64>,
+    /// Git only, with `branch`: a push of another branch builds it and deploys this
+    /// application (of the team's `dev`) with that version into `preview-<branch>`.
+    #[serde(default)]
+    pub preview_app: Option<String>,
+    /// The preview environments' TTL (`24h`, `90m`; default 24h).
+    #[serde(default)]
+    pub preview_ttl: Option<String>,
 }
 
 /// A registered service.
@@ -999,7 +1006,7 @@ pub struct SubscriptionView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvRequest {
-    /// Lowercase letters, digits and `-`, at most 20 characters; not `dev` (every team has it).
+    /// Lowercase letters, digits and `-`, at most 40 characters; not `dev` (every team has it).
     pub name: String,
     /// Time to live (`10s`, `90m`, `24h`, `7d`; at least 10 s): it is recycled when it runs out.
     /// None: it lives until removed.

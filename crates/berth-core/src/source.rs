@@ -42,6 +42,14 @@ pub struct GitRepo {
     /// Poll the repository every N seconds and build when its commit changed.
     #[serde(default)]
     pub poll_secs: Option<u64>,
+    /// Preview environments (docs/environments.md#preview-environments): a push of another
+    /// branch than `branch` builds it and deploys this application, with that version, into
+    /// `preview-<branch>`; deleting the branch recycles it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_app: Option<String>,
+    /// The preview environments' TTL in seconds (default 24 h), renewed by every push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_ttl_secs: Option<u64>,
 }
 
 /// A Subversion repository, optionally polled.
@@ -112,6 +120,8 @@ mod tests {
                 url: "/r".into(),
                 path: None,
                 poll_secs: None,
+                preview_app: None,
+                preview_ttl_secs: None,
             })
         );
         assert_eq!(git.branch(), Some("main"));

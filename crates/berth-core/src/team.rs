@@ -78,10 +78,14 @@ pub fn docker_part(global: &str) -> Cow<'_, str> {
 /// environments existed is in it, and its applications' global names are the names of before.
 pub const DEV_ENV: &str = "dev";
 
-/// Is `name` a valid environment name? A team name's alphabet, at most 20 characters.
+/// Is `name` a valid environment name? A team name's alphabet, at most [`MAX_ENV_NAME`]
+/// characters.
+/// The longest environment name: room for `preview-` and a 32-character branch.
+pub const MAX_ENV_NAME: usize = 40;
+
 #[must_use]
 pub fn valid_env_name(name: &str) -> bool {
-    name.len() <= 20 && valid_team_name(name)
+    name.len() <= MAX_ENV_NAME && valid_team_name(name)
 }
 
 /// The global name of `team`'s application `app` in environment `env` (docs/environments.md):

@@ -568,6 +568,8 @@ mod tests {
             url: url.into(),
             path: None,
             poll_secs: None,
+            preview_app: None,
+            preview_ttl_secs: None,
         })
     }
 
@@ -765,6 +767,8 @@ mod tests {
             url: "https://git.example/api.git".into(),
             path: Some("svc".into()),
             poll_secs: Some(60),
+            preview_app: None,
+            preview_ttl_secs: None,
         });
         let site = ServiceSource::Svn(SvnRepo {
             url: "svn://svn.example/site/trunk".into(),

@@ -220,6 +220,8 @@ mod tests {
                 url: "/x".into(),
                 path: None,
                 poll_secs: None,
+                preview_app: None,
+                preview_ttl_secs: None,
             }),
         )
         .unwrap();
@@ -309,6 +311,8 @@ mod tests {
                 url: "/y".into(),
                 path: None,
                 poll_secs: None,
+                preview_app: None,
+                preview_ttl_secs: None,
             }),
         )
         .unwrap();
@@ -373,6 +377,8 @@ mod tests {
                 url: "/x".into(),
                 path: None,
                 poll_secs: None,
+                preview_app: None,
+                preview_ttl_secs: None,
             }),
         )
         .unwrap();
