@@ -279,6 +279,19 @@ impl ControlPlane {
                 Ok(view(&e, cloned))
             }
             Err(EnvRefusal::Exists) => Err(CpError::EnvExists(req.name.clone())),
+            Err(EnvRefusal::PortHeld(l)) => {
+                let holder = match team::local_name(team, &l.app) {
+                    Some(local) => format!("application {:?}", team::split_app(local).2),
+                    None => "another team".to_string(),
+                };
+                Err(CpError::PortConflict(format!(
+                    "ports {} include host port {}/{} held by {holder} in environment {:?}",
+                    req.ports.as_deref().unwrap_or_default(),
+                    l.port,
+                    l.protocol,
+                    l.env
+                )))
+            }
             Err(EnvRefusal::NoFreeBlock) => {
                 let (lo, hi) = self.inner.config.port_range;
                 Err(CpError::NoFreePort(format!(

@@ -187,7 +187,9 @@ impl ControlPlane {
                 ),
                 Err(berth_store::EnvRefusal::Exists) => {}
                 Err(
-                    berth_store::EnvRefusal::NoFreeBlock | berth_store::EnvRefusal::PortsOverlap(_),
+                    berth_store::EnvRefusal::NoFreeBlock
+                    | berth_store::EnvRefusal::PortsOverlap(_)
+                    | berth_store::EnvRefusal::PortHeld(_),
                 ) => {
                     let (lo, hi) = self.inner.config.port_range;
                     return Err(CpError::NoFreePort(format!(

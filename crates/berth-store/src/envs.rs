@@ -75,6 +75,8 @@ pub enum EnvRefusal {
     PortsOverlap(EnvRecord),
     /// No block of the server's range is free.
     NoFreeBlock,
+    /// A port of its block is leased to an application of another environment.
+    PortHeld(crate::PortLease),
 }
 
 /// The first block of [`BLOCK`] ports (aligned to the range's start; smaller when the range
@@ -155,6 +157,17 @@ impl Store {
                 .optional()?;
             if let Some(o) = other {
                 return Ok(Err(EnvRefusal::PortsOverlap(o)));
+            }
+            let held = tx
+                .query_row(
+                    "SELECT port, protocol, team, env, app, service, target, fixed, since
+                     FROM port_leases WHERE port BETWEEN ?1 AND ?2 ORDER BY port LIMIT 1",
+                    params![lo, hi],
+                    crate::ports::lease,
+                )
+                .optional()?;
+            if let Some(l) = held {
+                return Ok(Err(EnvRefusal::PortHeld(l)));
             }
         }
         tx.execute(

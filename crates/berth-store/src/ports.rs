@@ -66,7 +66,7 @@ pub type PortProbe<'a> = &'a dyn Fn(u16, &str) -> bool;
 
 const COLUMNS: &str = "port, protocol, team, env, app, service, target, fixed, since";
 
-fn lease(r: &Row<'_>) -> rusqlite::Result<PortLease> {
+pub(crate) fn lease(r: &Row<'_>) -> rusqlite::Result<PortLease> {
     Ok(PortLease {
         port: r.get(0)?,
         protocol: r.get(1)?,

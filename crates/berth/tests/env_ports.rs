@@ -144,6 +144,51 @@ fn ports_are_leased_listed_and_never_held_twice() {
         assert!(p < u64::from(hi - 1), "{l}");
     }
 
+    // A clone re-leases fixed host ports from the new environment's block.
+    let fixed_port = free_port();
+    let fixed = file(
+        dir.path(),
+        "fixed",
+        &image,
+        &format!("\"{fixed_port}:8080\""),
+        "",
+    );
+    server.ok(&["apply", "-f", &fixed, "--app", "d", "--detach"]);
+    // (A block holding a port another environment's application leases is refused.)
+    let out = server.cli(&[
+        "env",
+        "create",
+        "copy",
+        "--ports",
+        &format!("{port}-{}", port + 9),
+    ]);
+    let err = failed_with(&out, "port_conflict");
+    assert!(err.contains("\"a\""), "{err}");
+    let (lo, hi) = (hi - 20, hi - 11);
+    let out = server.ok(&[
+        "env",
+        "create",
+        "copy",
+        "--from",
+        "dev",
+        "--ports",
+        &format!("{lo}-{hi}"),
+    ]);
+    assert!(
+        out.contains("cloned from dev:") && out.contains('d'),
+        "{out}"
+    );
+    let copy = leases(&server, Some("copy"));
+    let d = copy.iter().find(|l| l["app"] == "d").unwrap();
+    assert_eq!(d["fixed"], false, "{d}");
+    let p = d["port"].as_u64().unwrap();
+    assert!((u64::from(lo)..=u64::from(hi)).contains(&p), "{d}");
+    assert!(leases(&server, None)
+        .iter()
+        .any(|l| l["app"] == "d" && l["port"] == u64::from(fixed_port)));
+    server.ok(&["env", "rm", "copy"]);
+    server.ok(&["rm", "--app", "d"]);
+
     // Leases go with their application.
     server.ok(&["rm", "--app", "a"]);
     wait_for(Duration::from_secs(60), "a's lease freed", || {
