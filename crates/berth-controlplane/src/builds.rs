@@ -441,9 +441,7 @@ async fn run_build(
     lane: Arc<tokio::sync::Mutex<()>>,
     cancel: CancellationToken,
 ) -> Option<VersionRecord> {
-    let Some(builds) = inner.builds.get() else {
-        return None;
-    };
+    let builds = inner.builds.get()?;
     let running = builds.running.clone();
     push_line(
         &running,

@@ -11,11 +11,12 @@
 //! - Blocking helpers only (std + the `docker` CLI): usable from sync and async tests alike.
 //!
 //! Modules: `run` ([`TestRun`]), `image` (the test-app image), `http` ([`http_get`]), `wait`
-//! ([`wait_for`]).
+//! ([`wait_for`]), `swarm` (a Swarm of several nodes on this machine, [`swarm::Lab`]).
 
 mod http;
 mod image;
 mod run;
+pub mod swarm;
 mod wait;
 
 pub use http::{api_token, http_get, register_api_token};

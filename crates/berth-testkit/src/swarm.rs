@@ -1,0 +1,179 @@
+//! A Docker Swarm of several nodes on this machine (docs/swarm.md#testing-on-several-nodes-on-one-machine):
+//! each node an extra `dockerd` in network, UTS and mount namespaces of its own, joined through a
+//! bridge in a hub namespace, driven by the repository's `scripts/swarm-lab.sh`.
+//!
+//! Rules it keeps:
+//! - The host's Docker engine, its Swarm state, its network namespace and its iptables are never
+//!   touched: everything lives in namespaces and a base directory of this lab, named after the
+//!   test run, so several labs can exist at once.
+//! - `Drop` tears the lab down (also while a failing test unwinds): the nodes' `dockerd`s and
+//!   their containers, the namespaces, the cgroups, the base directory.
+//! - Node addresses exist only inside the lab's namespaces: reach them from the hub
+//!   ([`Lab::in_hub`]).
+
+use crate::TestRun;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A running lab.
+pub struct Lab {
+    base: PathBuf,
+    prefix: String,
+    /// How many nodes (node 1 is the manager).
+    pub nodes: usize,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/swarm-lab.sh")
+}
+
+impl Lab {
+    /// Why this machine cannot run a lab, if it cannot: the lab needs root and `ip netns`.
+    #[must_use]
+    pub fn unavailable() -> Option<String> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            return Some("the Swarm lab needs root (network namespaces)".into());
+        }
+        if Command::new("ip")
+            .args(["netns", "list"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            return Some("the Swarm lab needs `ip netns` (iproute2)".into());
+        }
+        None
+    }
+
+    /// Bring up `nodes` nodes (one manager) and load `images` (references on the host's engine)
+    /// into every node.
+    ///
+    /// # Errors
+    /// The script's failure, with the tail of its log.
+    pub fn up(run: &TestRun, nodes: usize, images: &[&str]) -> Result<Lab, String> {
+        // Namespace and cgroup names: short, unique per run.
+        let digest = run.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let prefix = format!("bl{:08x}", digest & 0xffff_ffff);
+        let base = std::env::temp_dir().join(format!("berth-swarm-{prefix}"));
+        let lab = Lab {
+            base,
+            prefix,
+            nodes,
+        };
+        let n = nodes.to_string();
+        let images = images.join(" ");
+        lab.script(&["up", &n], &[("SW_IMAGES", &images)])?;
+        Ok(lab)
+    }
+
+    fn script(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
+        std::fs::create_dir_all(&self.base).map_err(|e| format!("{}: {e}", self.base.display()))?;
+        let log = self.base.with_extension("log");
+        let out_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        // Output to a file, never a pipe: the nodes' dockerds inherit it and outlive the script.
+        let status = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .env("SW_BASE", &self.base)
+            .env("SW_PREFIX", &self.prefix)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                out_file.try_clone().map_err(|e| e.to_string())?,
+            ))
+            .stderr(Stdio::from(out_file))
+            .status()
+            .map_err(|e| format!("swarm-lab.sh: {e}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if status.success() {
+            Ok(text)
+        } else {
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            Err(format!(
+                "swarm-lab.sh {args:?} failed ({status}):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ))
+        }
+    }
+
+    /// The socket of node `i`'s engine (1-based), for `DOCKER_HOST=unix://...`.
+    #[must_use]
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.base.join(format!("n{i}/docker.sock"))
+    }
+
+    /// `docker` against node `i`'s engine; stdout.
+    ///
+    /// # Errors
+    /// The command's stderr.
+    pub fn docker(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket(i).display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("docker: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The hub namespace, where node addresses are reachable.
+    #[must_use]
+    pub fn hub(&self) -> String {
+        format!("{}hub", self.prefix)
+    }
+
+    /// A command run inside the hub namespace.
+    #[must_use]
+    pub fn in_hub(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.hub(), program]);
+        c
+    }
+
+    /// Node `i`'s address (only inside the lab).
+    #[must_use]
+    pub fn addr(&self, i: usize) -> String {
+        format!("192.168.77.{i}")
+    }
+
+    /// Cut node `i` off the network (a partition); [`Lab::heal`] undoes it.
+    ///
+    /// # Errors
+    /// The script's failure.
+    pub fn cut(&self, i: usize) -> Result<(), String> {
+        self.script(&["cut", &i.to_string()], &[]).map(drop)
+    }
+
+    /// Reconnect node `i`.
+    ///
+    /// # Errors
+    /// The script's failure.
+    pub fn heal(&self, i: usize) -> Result<(), String> {
+        self.script(&["heal", &i.to_string()], &[]).map(drop)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = self.script(&["down"], &[]) {
+            eprintln!("swarm lab {}: teardown failed: {e}", self.prefix);
+        }
+        let _ = std::fs::remove_file(self.base.with_extension("log"));
+    }
+}
