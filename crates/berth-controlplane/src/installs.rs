@@ -11,7 +11,6 @@
 //! - A copy keeps its dependencies: what the provider instance's service `uses` is added to the
 //!   installed service's `uses`, so the installing application subscribes to it too.
 
-use crate::spec::RevisionSpec;
 use crate::{ControlPlane, CpError};
 use berth_compose::Project;
 use berth_core::api::UpgradeView;
@@ -123,23 +122,13 @@ impl ControlPlane {
     /// Every installed copy, by market entry (the service's global name).
     pub(crate) fn installs(&self) -> Result<BTreeMap<String, Vec<Install>>, CpError> {
         let mut out: BTreeMap<String, Vec<Install>> = BTreeMap::new();
-        for a in self.inner.store.list_apps()? {
-            if a.deleting {
-                continue;
-            }
-            let Ok(rev) = self
-                .inner
-                .store
-                .get_revision::<RevisionSpec>(&a.name, a.revision)
-            else {
-                continue;
-            };
-            for (name, svc) in &rev.spec.project.services {
+        for (app, spec) in self.current_specs()? {
+            for (name, svc) in &spec.project.services {
                 if let Some((service, version)) =
                     svc.berth.from_market.as_deref().and_then(parse_origin)
                 {
                     out.entry(service).or_default().push(Install {
-                        app: a.name.clone(),
+                        app: app.clone(),
                         service: name.clone(),
                         version,
                     });

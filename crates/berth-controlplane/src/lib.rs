@@ -690,29 +690,20 @@ impl ControlPlane {
                 ));
             }
         }
-        for other in self.inner.store.list_apps()? {
-            if other.name == app || other.deleting {
+        for (other, ospec) in self.current_specs()? {
+            if other == app {
                 continue;
             }
-            let Ok(rev) = self
-                .inner
-                .store
-                .get_revision::<RevisionSpec>(&other.name, other.revision)
-            else {
-                continue;
-            };
             // Hosts, paths, host ports and container names are shared by every team: a
             // conflict with another team's application says so without naming it.
-            let holder = |oname: &str| match berth_core::team::local_name(team, &other.name) {
+            let holder = |oname: &str| match berth_core::team::local_name(team, &other) {
                 Some(local) => format!("application {local:?} (service {oname})"),
                 None => "another team".to_string(),
             };
-            let ospec = rev.spec;
             for (oname, osvc) in &ospec.project.services {
                 for r in &osvc.berth.routes {
                     let key = (
-                        envs::route_host(&other.name, r.host.as_deref())
-                            .map(|h| h.to_ascii_lowercase()),
+                        envs::route_host(&other, r.host.as_deref()).map(|h| h.to_ascii_lowercase()),
                         normalize_prefix(&r.path_prefix),
                     );
                     if let Some((_, svc)) = mine_routes.iter().find(|(k, _)| *k == key) {
@@ -748,6 +739,25 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Every application that is not being removed, with its current revision's spec (one
+    /// whose revision cannot be read is left out).
+    pub(crate) fn current_specs(&self) -> Result<Vec<(String, RevisionSpec)>, CpError> {
+        let mut out = Vec::new();
+        for a in self.inner.store.list_apps()? {
+            if a.deleting {
+                continue;
+            }
+            if let Ok(rev) = self
+                .inner
+                .store
+                .get_revision::<RevisionSpec>(&a.name, a.revision)
+            {
+                out.push((a.name, rev.spec));
+            }
+        }
+        Ok(out)
     }
 
     /// Set replica counts; a new revision that changes only those counts.

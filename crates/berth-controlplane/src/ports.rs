@@ -188,24 +188,13 @@ impl ControlPlane {
     /// both name stays with the first, and the other's is logged.
     pub(crate) fn sync_leases(&self) -> Result<(), CpError> {
         self.inner.store.free_orphan_leases()?;
-        for a in self.inner.store.list_apps()? {
-            if a.deleting {
-                continue;
-            }
-            let Ok(rev) = self
-                .inner
-                .store
-                .get_revision::<RevisionSpec>(&a.name, a.revision)
-            else {
-                continue;
-            };
-            let w: Vec<PortWant> = wants(&rev.spec)
+        for (app, spec) in self.current_specs()? {
+            let w: Vec<PortWant> = wants(&spec)
                 .into_iter()
                 .map(|(_, _, mut w)| {
                     // What runs keeps the port it runs with.
                     if w.port.is_none() {
-                        w.port = rev
-                            .spec
+                        w.port = spec
                             .project
                             .services
                             .get(&w.service)
@@ -216,14 +205,14 @@ impl ControlPlane {
                 })
                 .filter(|w| w.port.is_some())
                 .collect();
-            let (t, env, _) = team::split_app(&a.name);
-            let pool = self.port_pool(&a.name)?;
+            let (t, env, _) = team::split_app(&app);
+            let pool = self.port_pool(&app)?;
             if let Err(r) = self
                 .inner
                 .store
-                .claim_ports(t, env, &a.name, &w, pool, &|_, _| true)?
+                .claim_ports(t, env, &app, &w, pool, &|_, _| true)?
             {
-                tracing::warn!(app = %a.name, refusal = ?r, "a host port of the application is held by another; not leased");
+                tracing::warn!(app = %app, refusal = ?r, "a host port of the application is held by another; not leased");
             }
         }
         Ok(())

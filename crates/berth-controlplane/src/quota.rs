@@ -100,17 +100,10 @@ impl ControlPlane {
             return Ok(());
         }
         let (mut other_cpus, mut other_mem) = (0i64, 0i64);
-        for other in self.env_apps(t, env, false)? {
-            if other == app {
-                continue;
-            }
-            let a = self.inner.store.get_app(&other)?;
-            if let Ok(rev) = self
-                .inner
-                .store
-                .get_revision::<RevisionSpec>(&other, a.revision)
-            {
-                let (c, m) = spec_use(&rev.spec);
+        for (other, ospec) in self.current_specs()? {
+            let (ot, oenv, _) = team::split_app(&other);
+            if other != app && ot == t && oenv == env {
+                let (c, m) = spec_use(&ospec);
                 other_cpus = other_cpus.saturating_add(c);
                 other_mem = other_mem.saturating_add(m);
             }

@@ -142,17 +142,7 @@ fn build_from_git_then_deploy_the_version() {
     server.ok(&["rm", "--app", "built"]);
 
     // Push webhooks: a bad signature is refused; a signed push queues a build.
-    let mut child = Command::new(bin())
-        .args(["service", "webhook-secret", "web"])
-        .env("BERTH_SERVER", format!("http://{}", server.api))
-        .env("BERTH_TOKEN", server.token())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hook-secret-0123456789").unwrap();
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    set_webhook_secret(&server, "web", b"hook-secret-0123456789");
     let body = r#"{"ref":"refs/heads/main","after":"abc"}"#;
     let mac: String =
         berth_controlplane::webhooks::hmac_sha256(b"hook-secret-0123456789", body.as_bytes())

@@ -8,7 +8,6 @@ mod common;
 use berth_testkit::{testapp_binary, wait_for, TestRun};
 use common::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const SECRET: &[u8] = b"preview-secret-0123456789";
@@ -109,17 +108,7 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
         "--preview-ttl",
         "1h",
     ]);
-    let mut child = Command::new(bin())
-        .args(["service", "webhook-secret", "web"])
-        .env("BERTH_SERVER", format!("http://{}", server.api))
-        .env("BERTH_TOKEN", server.token())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), SECRET).unwrap();
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    set_webhook_secret(&server, "web", SECRET);
 
     // The application in dev, running main's build.
     let log = server.ok(&["build", "web", "--follow"]);

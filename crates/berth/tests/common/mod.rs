@@ -672,3 +672,19 @@ pub fn failed_with(out: &Output, code: &str) -> String {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// Set service `service`'s webhook secret the way a user does (`berth service webhook-secret`,
+/// the secret on stdin).
+pub fn set_webhook_secret(server: &Server, service: &str, secret: &[u8]) {
+    let mut child = Command::new(bin())
+        .args(["service", "webhook-secret", service])
+        .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env("BERTH_TOKEN", server.token())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), secret).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
