@@ -785,6 +785,13 @@ impl ControlPlane {
             .collect())
     }
 
+    /// The Compose project of `app`'s current revision and its number (the dashboard's
+    /// topology picture: services, `depends_on`, routes, published ports, what they use).
+    pub fn current_project(&self, app: &str) -> Result<(u64, berth_compose::Project), CpError> {
+        let (n, spec) = self.current_spec(app)?;
+        Ok((n, spec.project))
+    }
+
     /// Roll back to a revision (by default the newest converged one before the current).
     pub fn rollback(&self, app: &str, req: &RollbackRequest) -> Result<RevisionCreated, CpError> {
         if let Some(n) = req.to {

@@ -11,8 +11,11 @@
 //! - No JavaScript is needed: every action is a plain form; CSS is embedded in the binary.
 //! - Errors are HTML pages with the API's status and code ([`berth_api::error::RenderedPage`]).
 
+mod live;
+mod pages;
 pub mod perm;
 pub mod session;
+pub mod svg;
 
 use askama::Template;
 use axum::body::Body;
@@ -48,12 +51,48 @@ pub fn router(config: Config) -> Router<AppState> {
         .route("/apps/{app}", get(app_page))
         .route("/apps/{app}/scale", post(scale))
         .route("/apps/{app}/rollback", post(rollback))
+        .route("/apps/{app}/status/events", get(pages::app_status_events))
+        .route("/apps/{app}/logs/{service}", get(pages::app_logs))
+        .route(
+            "/apps/{app}/logs/{service}/events",
+            get(pages::app_log_events),
+        )
+        .route("/services", get(pages::services))
+        .route("/services/{service}", get(pages::service_page))
+        .route("/services/{service}/build", post(pages::start_build))
+        .route(
+            "/services/{service}/versions/{version}/{step}",
+            post(pages::transition),
+        )
+        .route("/builds/{id}", get(pages::build_page))
+        .route("/builds/{id}/events", get(pages::build_events))
+        .route("/builds/{id}/cancel", post(pages::cancel_build))
+        .route("/images", get(pages::images))
+        .route("/audit", get(pages::audit))
+        .route("/admin/users", get(pages::users))
+        .route("/admin/teams", get(pages::teams))
+        .route("/gateway", get(pages::gateway))
         .route("/assets/berth.css", get(css))
+        .route("/assets/berth.js", get(js))
         .layer(Extension(config))
 }
 
 /// The stylesheet, embedded (one file: `include_str!` needs no asset crate).
 const CSS: &str = include_str!("../assets/berth.css");
+
+/// The script of the live parts (server-sent events); every page works without it.
+const JS: &str = include_str!("../assets/berth.js");
+
+async fn js() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "max-age=300"),
+        ],
+        JS,
+    )
+        .into_response()
+}
 
 /// The most a form body may hold.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -96,6 +135,7 @@ fn render(t: &impl Template) -> Response {
 struct ErrorPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     status: u16,
     code: &'a str,
     message: &'a str,
@@ -106,6 +146,7 @@ fn error_page(e: &ApiError) -> Response {
     let page = ErrorPage {
         user: "",
         csrf: "",
+        admin: false,
         status: e.code.status(),
         code: e.code.as_str(),
         message: &e.message,
@@ -245,6 +286,7 @@ impl Audit<'_> {
 struct LoginPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     username: &'a str,
     failed: &'a str,
 }
@@ -266,6 +308,7 @@ fn login_form(cfg: Config, username: &str, failed: &str, status: StatusCode) -> 
     let mut r = render(&LoginPage {
         user: "",
         csrf: &token,
+        admin: false,
         username,
         failed,
     });
@@ -448,6 +491,7 @@ struct TeamSection {
 struct Overview<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     must_change_password: bool,
     teams: Vec<TeamSection>,
 }
@@ -484,6 +528,7 @@ async fn overview(State(s): State<AppState>, req: Request) -> Response {
     render(&Overview {
         user: &p.user,
         csrf: &sess.csrf,
+        admin: p.administrator,
         must_change_password: p.must_change_password,
         teams: sections,
     })
@@ -615,6 +660,7 @@ struct RevisionRow {
 
 struct ScaleRow {
     service: String,
+    logs_href: String,
     field: String,
     desired: u32,
     healthy: u32,
@@ -625,6 +671,10 @@ struct ScaleRow {
 struct AppPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
+    topology: String,
+    status_line: String,
+    status_events: String,
     app: String,
     team: String,
     scale_action: String,
@@ -683,9 +733,14 @@ async fn app_page_inner(
         Err(e) => (Vec::new(), t.localize(e).message),
     };
     let may = |route: &str| perm::scope(&s.access, p, "POST", route, Some(&t.team)).is_ok();
+    let topology = pages::topology_svg(s, &t, &global)?;
     let page = AppPage {
         user: &p.user,
         csrf: &sess.csrf,
+        admin: p.administrator,
+        topology,
+        status_line: live::status_line(s, &global).unwrap_or_default(),
+        status_events: format!("/apps/{}/status/events?team={}", enc(app), enc(&t.team)),
         scale_action: format!("/apps/{}/scale", enc(app)),
         rollback_action: format!("/apps/{}/rollback", enc(app)),
         app: app.to_string(),
@@ -710,6 +765,12 @@ async fn app_page_inner(
         services: desired
             .into_iter()
             .map(|(name, n)| ScaleRow {
+                logs_href: format!(
+                    "/apps/{}/logs/{}?team={}",
+                    enc(app),
+                    enc(&name),
+                    enc(&t.team)
+                ),
                 field: format!("replicas.{name}"),
                 healthy: status
                     .services
@@ -859,7 +920,7 @@ mod tests {
                 &rest[..rest.find('"').unwrap()]
             })
             .collect();
-        assert!(routes.len() >= 7, "{routes:?}");
+        assert!(routes.len() >= 20, "{routes:?}");
         for r in routes {
             assert!(
                 !r.starts_with("/api") && !r.starts_with("/.well-known"),
