@@ -691,7 +691,7 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
         "event: end",
     );
     assert!(head.contains("text/event-stream"), "{head}");
-    assert!(events.contains("data: tests-ran-fine"), "{events}");
+    assert!(events.contains("data: [test] tests-ran-fine"), "{events}");
     assert!(events.contains("event: end"), "{events}");
     assert_eq!(build_finished(&server, id), "succeeded");
     // The plain build page: the whole log, no Cancel once it finished.
