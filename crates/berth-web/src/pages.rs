@@ -19,9 +19,9 @@ use futures_util::StreamExt;
 use http::request::Parts;
 use std::collections::BTreeMap;
 
-/// The session of a page view, or the way to the login form.
-fn viewer(s: &AppState, parts: &Parts) -> Result<Session, Response> {
-    session::session(&s.access, &parts.headers).ok_or_else(|| redirect("/login"))
+/// The session of a page view (none: the page sends the browser to the login form).
+fn viewer(s: &AppState, parts: &Parts) -> Option<Session> {
+    session::session(&s.access, &parts.headers)
 }
 
 /// The teams of `p` in which `GET route` is allowed (only `only`, when a page names one).
@@ -88,9 +88,8 @@ pub(crate) async fn app_logs(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page(
         async {
@@ -211,9 +210,8 @@ fn service_href(name: &str, team: &str) -> String {
 
 pub(crate) async fn services(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page((|| -> Result<Response, ApiError> {
         let all = s.cp.services()?;
@@ -350,9 +348,8 @@ pub(crate) async fn service_page(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page(service_inner(&s, &sess, &name, query_param(&parts, "team").as_deref()).await)
 }
@@ -722,9 +719,8 @@ pub(crate) async fn build_page(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page(
         async {
@@ -862,9 +858,8 @@ struct ImagesPage<'a> {
 
 pub(crate) async fn images(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page(
         async {
@@ -949,9 +944,8 @@ const AUDIT_ROWS: u32 = 1000;
 /// (RFC 3339 or `15m`, `1h`, `7d`), default the last 24 hours.
 pub(crate) async fn audit(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page((|| -> Result<Response, ApiError> {
         let p = &sess.principal;
@@ -1031,9 +1025,8 @@ struct UsersPage<'a> {
 
 pub(crate) async fn users(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page((|| -> Result<Response, ApiError> {
         let p = &sess.principal;
@@ -1086,9 +1079,8 @@ struct TeamsPage<'a> {
 
 pub(crate) async fn teams(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page((|| -> Result<Response, ApiError> {
         let p = &sess.principal;
@@ -1287,9 +1279,8 @@ fn hour_series(
 
 pub(crate) async fn gateway(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    let sess = match viewer(&s, &parts) {
-        Ok(x) => x,
-        Err(r) => return r,
+    let Some(sess) = viewer(&s, &parts) else {
+        return redirect("/login");
     };
     page((|| -> Result<Response, ApiError> {
         let p = &sess.principal;
