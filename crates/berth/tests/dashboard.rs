@@ -914,3 +914,131 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     );
     assert!(!a.body.contains("<td>dana</td>"), "{}", a.body);
 }
+
+/// Benchmark (docs/benchmarks.md §9), not run by default: server time per page with
+/// `BERTH_BENCH_APPS` applications (default 100) of 3 replicas each, every application with a
+/// route, in one team. Each page is fetched `BERTH_BENCH_CALLS` times (default 20) over
+/// loopback, a new connection each; the time is from the request's first byte to the answer's
+/// last (an upper bound of the server's time). Prints a table; fails if a page's median is over
+/// 50 ms.
+///
+/// `cargo test -p berth --test dashboard -- --ignored --nocapture page_times`
+#[test]
+#[ignore = "benchmark: 300 containers, minutes"]
+fn page_times_with_100_applications_and_300_replicas() {
+    let apps: usize = std::env::var("BERTH_BENCH_APPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let calls: usize = std::env::var("BERTH_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let run = TestRun::new("dashboard-bench");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&run, &data);
+    let addr = server.api.clone();
+    let dora = team_member(&server, "shop", "dora", "developer");
+    let started = std::time::Instant::now();
+    let names: Vec<String> = (0..apps).map(|i| format!("s{i:03}")).collect();
+    for name in &names {
+        let file = compose(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "services:\n  web:\n    image: {image}\n    deploy: {{ replicas: 3 }}\n    x-berth:\n      route: {{ path_prefix: /{name} }}\n"
+            ),
+        );
+        ok_as(
+            &server,
+            &dora,
+            &[
+                "apply",
+                "-f",
+                file.to_str().unwrap(),
+                "--app",
+                name,
+                "--detach",
+            ],
+        );
+    }
+    wait_for(
+        Duration::from_secs(900),
+        "every application healthy",
+        || {
+            let list = api(&server, "/api/v1/apps?team=shop");
+            let healthy = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["health"] == "healthy")
+                .count();
+            (healthy == apps).then_some(())
+        },
+    );
+    eprintln!(
+        "{apps} applications x 3 replicas healthy after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/users",
+        Some(&server.token()),
+        Some(
+            serde_json::json!({"name": "root2", "password": "root2-password-for-tests", "administrator": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let dora_c = log_in(&addr, "dora", "dora-password-for-tests");
+    let root_c = log_in(&addr, "root2", "root2-password-for-tests");
+    let middle = &names[apps / 2];
+    let pages: Vec<(String, &str)> = vec![
+        ("/".to_string(), &dora_c),
+        ("/".to_string(), &root_c),
+        (format!("/apps/{middle}?team=shop"), &dora_c),
+        (format!("/apps/{middle}/logs/web?team=shop"), &dora_c),
+        ("/services".to_string(), &dora_c),
+        ("/images".to_string(), &dora_c),
+        ("/gateway".to_string(), &dora_c),
+        ("/audit".to_string(), &dora_c),
+        ("/audit".to_string(), &root_c),
+        ("/admin/users".to_string(), &root_c),
+        ("/admin/teams".to_string(), &root_c),
+    ];
+    let mut table = String::new();
+    let mut over = Vec::new();
+    for (path, cookie) in &pages {
+        let who = if *cookie == &dora_c {
+            "developer"
+        } else {
+            "administrator"
+        };
+        let mut ms = Vec::new();
+        let mut size = 0;
+        for _ in 0..calls {
+            let t = std::time::Instant::now();
+            let a = browser(&addr, "GET", path, Some(cookie), "");
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+            size = a.body.len();
+        }
+        ms.sort_by(f64::total_cmp);
+        let median = ms[ms.len() / 2];
+        let line = format!(
+            "| `{path}` ({who}) | {median:.1} | {:.1} | {:.1} | {} |\n",
+            ms[0],
+            ms[ms.len() - 1],
+            size / 1024
+        );
+        table.push_str(&line);
+        if median > 50.0 {
+            over.push(path.clone());
+        }
+    }
+    eprintln!("| page | median ms | min ms | max ms | KiB |\n|---|---|---|---|---|\n{table}");
+    assert!(over.is_empty(), "over 50 ms: {over:?}");
+}
