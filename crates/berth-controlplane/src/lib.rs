@@ -776,12 +776,22 @@ impl ControlPlane {
     /// Each service's replica count in the application's current revision: what `scale` sets
     /// (`status` shows the counts of the reconciler's last pass, which lag a change).
     pub fn desired_replicas(&self, app: &str) -> Result<BTreeMap<String, u32>, CpError> {
-        let (_, spec) = self.current_spec(app)?;
-        Ok(spec
+        let a = self.inner.store.get_app(app)?;
+        if a.deleting {
+            return Err(CpError::AppNotFound(app.to_string()));
+        }
+        // Only the replicas are decoded, not the whole project (the dashboard's overview asks
+        // for every application's: docs/benchmarks.md §9).
+        let rev = self
+            .inner
+            .store
+            .get_revision::<RevisionSpec<ReplicasOnly>>(app, a.revision)?;
+        Ok(rev
+            .spec
             .project
             .services
-            .iter()
-            .map(|(name, s)| (name.clone(), s.replicas))
+            .into_iter()
+            .map(|(name, s)| (name, s.replicas))
             .collect())
     }
 
@@ -839,7 +849,7 @@ impl ControlPlane {
             let rev = self
                 .inner
                 .store
-                .get_revision::<RevisionSpec>(&a.name, a.revision)
+                .get_revision::<RevisionSpec<ReplicasOnly>>(&a.name, a.revision)
                 .ok();
             let services = rev.as_ref().map_or(0, |r| r.spec.project.services.len());
             let failed = rev
@@ -1037,6 +1047,19 @@ fn label_filters(inner: &Inner, app: Option<&str>) -> Vec<String> {
         f.push(format!("{}={app}", labels::APP));
     }
     f
+}
+
+/// A revision's project decoded only as far as each service's `replicas` (the rest of the
+/// stored JSON is skipped): listing applications and their desired replicas without decoding
+/// every Compose project.
+#[derive(serde::Deserialize)]
+struct ReplicasOnly {
+    services: BTreeMap<String, ServiceReplicas>,
+}
+
+#[derive(serde::Deserialize)]
+struct ServiceReplicas {
+    replicas: u32,
 }
 
 #[cfg(test)]
