@@ -204,6 +204,28 @@ struct ServicesPage<'a> {
     teams: Vec<ServicesSection>,
 }
 
+/// "Git /srv/repo, branch main, directory api, polled every 60 s", in words.
+fn source_text(src: &berth_core::source::ServiceSource) -> String {
+    use berth_core::source::ServiceSource;
+    let mut out = match src {
+        ServiceSource::Git(g) => {
+            let mut t = format!("Git {}", g.url);
+            if let Some(b) = &g.branch {
+                t.push_str(&format!(", branch {b}"));
+            }
+            if let Some(p) = &g.path {
+                t.push_str(&format!(", directory {p}"));
+            }
+            t
+        }
+        ServiceSource::Svn(s) => format!("Subversion {}", s.url),
+    };
+    if let Some(n) = src.poll_secs() {
+        out.push_str(&format!(", polled every {n} s"));
+    }
+    out
+}
+
 fn service_href(name: &str, team: &str) -> String {
     format!("/services/{}?team={}", enc(name), enc(team))
 }
@@ -229,7 +251,7 @@ pub(crate) async fn services(State(s): State<AppState>, req: Request) -> Respons
                     Some(ServiceRow {
                         href: service_href(local, &t.team),
                         name: local.to_string(),
-                        source: v.source.to_string(),
+                        source: source_text(&v.source),
                         created_at: v.created_at.clone(),
                     })
                 })
@@ -507,7 +529,7 @@ async fn service_inner(
         admin: p.administrator,
         service: name.to_string(),
         team: t.team.clone(),
-        source: view.source.to_string(),
+        source: source_text(&view.source),
         created_at: view.created_at,
         pipeline,
         builds: builds

@@ -365,6 +365,11 @@ fn the_issue_scenario_in_chromium_with_screenshots_of_every_page() {
         assert_eq!(body.as_array().unwrap().len(), 3, "{body}");
         shot("app-rolled-back").await;
 
+        // Some traffic through the gateway, for the gateway page's charts.
+        for _ in 0..40 {
+            let _ =
+                berth_testkit::http_get(&server.gateway, "/store/", None, Duration::from_secs(2));
+        }
         // The other pages.
         for (path, name) in [("/images", "images"), ("/gateway", "gateway")] {
             c.goto(&format!("{base}{path}")).await.unwrap();
