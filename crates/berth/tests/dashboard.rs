@@ -784,6 +784,47 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     assert!(page.body.contains(">Approve</button>"), "{}", page.body);
     assert!(page.body.contains(">Reject</button>"), "{}", page.body);
     assert!(!page.body.contains(">Build</button>"), "{}", page.body);
+    // Rejected first (with a reason), submitted again by the developer.
+    let a = browser(
+        &addr,
+        "POST",
+        "/services/orders/versions/v1/reject",
+        Some(&arne_c),
+        &format!("csrf={}&team=shop&reason=needs+a+second+test", page.csrf()),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = browser(
+        &addr,
+        "GET",
+        "/services/orders?team=shop",
+        Some(&dana_c),
+        "",
+    );
+    assert!(
+        page.body.contains("class=\"state rejected\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("arne: needs a second test"),
+        "{}",
+        page.body
+    );
+    let a = browser(
+        &addr,
+        "POST",
+        "/services/orders/versions/v1/submit",
+        Some(&dana_c),
+        &format!("csrf={}&team=shop&note=second+test+added", page.csrf()),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let page = browser(
+        &addr,
+        "GET",
+        "/services/orders?team=shop",
+        Some(&arne_c),
+        "",
+    );
     let a = browser(
         &addr,
         "POST",
