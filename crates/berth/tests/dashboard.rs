@@ -1053,7 +1053,7 @@ fn page_times_with_100_applications_and_300_replicas() {
     let mut table = String::new();
     let mut over = Vec::new();
     for (path, cookie) in &pages {
-        let who = if cookie.as_str() == dora_c {
+        let who = if *cookie == dora_c {
             "developer"
         } else {
             "administrator"
