@@ -470,6 +470,7 @@ struct BuildRow {
 }
 
 struct ReviewRow {
+    href: String,
     service: String,
     version: String,
     submitted_by: String,
@@ -617,6 +618,11 @@ fn team_section(
             // Never one's own: the reviewer is another user.
             .filter(|r| r.submitted_by.as_deref() != Some(p.user.as_str()))
             .map(|r| ReviewRow {
+                href: format!(
+                    "/services/{}?team={}",
+                    enc(&team.show(&r.service)),
+                    enc(name)
+                ),
                 service: team.show(&r.service),
                 version: r.version,
                 submitted_by: r.submitted_by.unwrap_or_default(),

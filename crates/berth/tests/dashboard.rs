@@ -770,7 +770,8 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     let arne_c = log_in(&addr, "arne", "arne-password-for-tests");
     let a = browser(&addr, "GET", "/", Some(&arne_c), "");
     assert!(
-        a.body.contains("orders v1, submitted by dana"),
+        a.body
+            .contains("href=\"/services/orders?team=shop\">orders v1</a>, submitted by dana"),
         "{}",
         a.body
     );
