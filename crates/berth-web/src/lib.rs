@@ -69,8 +69,10 @@ pub fn router(config: Config) -> Router<AppState> {
         .route("/builds/{id}/cancel", post(pages::cancel_build))
         .route("/images", get(pages::images))
         .route("/audit", get(pages::audit))
-        .route("/admin/users", get(pages::users))
-        .route("/admin/teams", get(pages::teams))
+        .route("/admin/users", get(pages::users).post(pages::add_user))
+        .route("/admin/users/{name}/disable", post(pages::disable_user))
+        .route("/admin/teams", get(pages::teams).post(pages::create_team))
+        .route("/admin/teams/{team}/members", post(pages::set_member))
         .route("/gateway", get(pages::gateway))
         .route("/assets/berth.css", get(css))
         .route("/assets/berth.js", get(js))
@@ -695,6 +697,7 @@ struct AppPage<'a> {
     services: Vec<ScaleRow>,
     may_scale: bool,
     may_rollback: bool,
+    may_logs: bool,
 }
 
 async fn app_page(State(s): State<AppState>, Path(app): Path<String>, req: Request) -> Response {
@@ -789,6 +792,14 @@ async fn app_page_inner(
             .collect(),
         may_scale: may("/api/v1/apps/{app}/scale"),
         may_rollback: may("/api/v1/apps/{app}/rollback"),
+        may_logs: perm::scope(
+            &s.access,
+            p,
+            "GET",
+            "/api/v1/apps/{app}/services/{service}/logs",
+            Some(&t.team),
+        )
+        .is_ok(),
     };
     Ok(render(&page))
 }

@@ -604,6 +604,153 @@ where
     }
 }
 
+/// An administrator's post (no team): session → CSRF → the API route's permission → `act` →
+/// an audit row → back to `to`.
+async fn post_admin<F, Fut>(
+    s: &AppState,
+    req: Request,
+    action: &str,
+    route: &str,
+    act: F,
+) -> Response
+where
+    F: FnOnce(Form) -> Fut,
+    Fut: std::future::Future<Output = Result<String, ApiError>>,
+{
+    let (parts, body) = req.into_parts();
+    let mut audit = Audit {
+        s,
+        parts: &parts,
+        action: action.to_string(),
+        user: None,
+        token: None,
+        team: None,
+    };
+    let result = async {
+        let form = Form::read(body).await?;
+        let sess = crate::checked_session(s, &parts, &form)?;
+        audit.user = Some(sess.principal.user.clone());
+        audit.token = Some(sess.principal.token.clone());
+        allowed(&sess.principal, "POST", route)?;
+        act(form).await
+    }
+    .await;
+    match result {
+        Ok(to) => {
+            let r = redirect(&to);
+            audit.record(&r, None);
+            r
+        }
+        Err(e) => {
+            let r = error_page(&e);
+            audit.record(&r, Some(e.code));
+            r
+        }
+    }
+}
+
+/// `POST /admin/users`: add a user (`name`, `password`, `administrator`).
+pub(crate) async fn add_user(State(s): State<AppState>, req: Request) -> Response {
+    let s2 = s.clone();
+    post_admin(
+        &s,
+        req,
+        "POST /admin/users",
+        "/api/v1/users",
+        |form| async move {
+            let password = form.get("password").unwrap_or("");
+            if password.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "a new user needs a password (field password)",
+                ));
+            }
+            s2.access
+                .add_user(&berth_core::api::UserRequest {
+                    name: form.get("name").unwrap_or("").trim().to_string(),
+                    password: Some(password.to_string()),
+                    administrator: form.get("administrator").is_some(),
+                    team: None,
+                    role: None,
+                })
+                .await
+                .map_err(perm::from_access)?;
+            Ok::<_, ApiError>("/admin/users".to_string())
+        },
+    )
+    .await
+}
+
+/// `POST /admin/users/{name}/disable`.
+pub(crate) async fn disable_user(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let s2 = s.clone();
+    post_admin(
+        &s,
+        req,
+        "POST /admin/users/{name}/disable",
+        "/api/v1/users/{name}/disable",
+        |_| async move {
+            s2.access
+                .disable_user(&name)
+                .await
+                .map_err(perm::from_access)?;
+            Ok::<_, ApiError>("/admin/users".to_string())
+        },
+    )
+    .await
+}
+
+/// `POST /admin/teams`: create a team (`name`).
+pub(crate) async fn create_team(State(s): State<AppState>, req: Request) -> Response {
+    let s2 = s.clone();
+    post_admin(
+        &s,
+        req,
+        "POST /admin/teams",
+        "/api/v1/teams",
+        |form| async move {
+            s2.access
+                .create_team(form.get("name").unwrap_or("").trim())
+                .map_err(perm::from_access)?;
+            Ok::<_, ApiError>("/admin/teams".to_string())
+        },
+    )
+    .await
+}
+
+/// `POST /admin/teams/{team}/members`: add a member or change a role (`user`, `role`).
+pub(crate) async fn set_member(
+    State(s): State<AppState>,
+    Path(team): Path<String>,
+    req: Request,
+) -> Response {
+    let s2 = s.clone();
+    post_form(
+        &s,
+        req,
+        "POST /admin/teams/{team}/members",
+        "/api/v1/teams/{team}/members",
+        Some(team.clone()),
+        |_, form, _| async move {
+            let role: berth_core::team::Role = form
+                .get("role")
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: String| ApiError::new(ErrorCode::InvalidArgument, e))?;
+            s2.access
+                .set_member(&team, form.get("user").unwrap_or("").trim(), role)
+                .await
+                .map_err(perm::from_access)?;
+            Ok::<_, ApiError>("/admin/teams".to_string())
+        },
+    )
+    .await
+}
+
 /// `POST /services/{service}/build`: queue a build (`ref`, optional), then its page.
 pub(crate) async fn start_build(
     State(s): State<AppState>,
@@ -1097,6 +1244,7 @@ struct TeamsPage<'a> {
     csrf: &'a str,
     admin: bool,
     teams: Vec<TeamLine>,
+    roles: Vec<&'static str>,
 }
 
 pub(crate) async fn teams(State(s): State<AppState>, req: Request) -> Response {
@@ -1128,6 +1276,10 @@ pub(crate) async fn teams(State(s): State<AppState>, req: Request) -> Response {
             csrf: &sess.csrf,
             admin: p.administrator,
             teams: lines,
+            roles: berth_core::team::Role::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect(),
         }))
     })())
 }

@@ -250,6 +250,7 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(">Scale</button>"), "{}", page.body);
     assert!(page.body.contains("Revision history"), "{}", page.body);
+    assert!(page.body.contains("Logs of web"), "{}", page.body);
     // A forged post (no csrf field) with the developer's cookie: refused, nothing changes.
     let a = browser(
         &addr,
@@ -330,6 +331,16 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     assert!(page.body.contains("Instances"), "{}", page.body);
     assert!(!page.body.contains(">Scale</button>"), "{}", page.body);
     assert!(!page.body.contains(">Roll back</button>"), "{}", page.body);
+    // Nor links to logs, which a viewer may not read (the page refuses too).
+    assert!(!page.body.contains("Logs of web"), "{}", page.body);
+    let a = browser(
+        &addr,
+        "GET",
+        "/apps/store/logs/web?team=shop",
+        Some(&vic_cookie),
+        "",
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
     let a = browser(
         &addr,
         "POST",
@@ -946,6 +957,52 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     let a = browser(&addr, "GET", "/admin/teams", Some(&root), "");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("dana (developer)"), "{}", a.body);
+    // The administrator's forms: a user, a team, a member, a disabled user; a developer's post
+    // with a valid token is refused.
+    let a = browser(
+        &addr,
+        "POST",
+        "/admin/users",
+        Some(&dana_c),
+        &format!(
+            "csrf={}&name=newbie&password=newbie-password-for-tests",
+            browser(&addr, "GET", "/", Some(&dana_c), "").csrf()
+        ),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    let page = browser(&addr, "GET", "/admin/teams", Some(&root), "");
+    assert!(page.body.contains(">Create team</button>"), "{}", page.body);
+    let csrf_root = page.csrf();
+    for (path, form) in [
+        (
+            "/admin/users",
+            "name=newbie&password=newbie-password-for-tests".to_string(),
+        ),
+        ("/admin/teams", "name=ops".to_string()),
+        (
+            "/admin/teams/ops/members",
+            "user=newbie&role=viewer".to_string(),
+        ),
+        ("/admin/users/newbie/disable", String::new()),
+    ] {
+        let a = browser(
+            &addr,
+            "POST",
+            path,
+            Some(&root),
+            &format!("csrf={csrf_root}&{form}"),
+        );
+        assert_eq!(a.status, 303, "{path}: {}", a.body);
+    }
+    let a = browser(&addr, "GET", "/admin/teams", Some(&root), "");
+    assert!(a.body.contains("newbie (viewer)"), "{}", a.body);
+    let a = browser(&addr, "GET", "/admin/users", Some(&root), "");
+    assert!(
+        a.body
+            .contains("<td>newbie</td><td>no</td><td>disabled</td>"),
+        "{}",
+        a.body
+    );
     let a = browser(&addr, "GET", "/audit?user=arne&since=1h", Some(&root), "");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(
