@@ -100,11 +100,17 @@ pub(crate) async fn app_logs(
                 query_param(&parts, "team").as_deref(),
             )?;
             let global = t.app(&app)?;
-            let (text, error) =
-                match live::app_log_lines(&s, &global, &service, LOG_TAIL, false).await {
-                    Ok(lines) => (lines.collect::<Vec<String>>().await.concat(), String::new()),
-                    Err(e) => (String::new(), t.localize(e).message),
-                };
+            let (text, error) = match live::app_log_lines(&s, &global, &service, LOG_TAIL, false)
+                .await
+            {
+                Ok(lines) => (lines.collect::<Vec<String>>().await.concat(), String::new()),
+                // No such application or service: an error page; Docker away: the page
+                // says so.
+                Err(e) if matches!(e.code, ErrorCode::AppNotFound | ErrorCode::ServiceNotFound) => {
+                    return Err(t.localize(e))
+                }
+                Err(e) => (String::new(), t.localize(e).message),
+            };
             Ok::<_, ApiError>(render(&LogsPage {
                 user: &sess.principal.user,
                 csrf: &sess.csrf,
@@ -856,6 +862,16 @@ struct BuildPage<'a> {
     may_cancel: bool,
 }
 
+/// A build id from the URL (a number, else `build_not_found`).
+fn build_id(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::BuildNotFound,
+            format!("build {text:?} does not exist (build ids are numbers)"),
+        )
+    })
+}
+
 /// The build and its team, if `p` may read it (another team's build answers as one that does
 /// not exist, as in the API).
 fn build_in_team(
@@ -884,9 +900,13 @@ fn build_in_team(
 
 pub(crate) async fn build_page(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     req: Request,
 ) -> Response {
+    let id = match build_id(&id) {
+        Ok(n) => n,
+        Err(e) => return error_page(&e),
+    };
     let (parts, _) = req.into_parts();
     let Some(sess) = viewer(&s, &parts) else {
         return redirect("/login");
@@ -951,9 +971,13 @@ pub(crate) async fn build_page(
 /// `GET /builds/{id}/events`: the log from its start, followed to its end, then `end`.
 pub(crate) async fn build_events(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     req: Request,
 ) -> Response {
+    let id = match build_id(&id) {
+        Ok(n) => n,
+        Err(e) => return error_page(&e),
+    };
     let (parts, _) = req.into_parts();
     page(
         async {
@@ -972,9 +996,13 @@ pub(crate) async fn build_events(
 /// `POST /builds/{id}/cancel`.
 pub(crate) async fn cancel_build(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     req: Request,
 ) -> Response {
+    let id = match build_id(&id) {
+        Ok(n) => n,
+        Err(e) => return error_page(&e),
+    };
     // The build's team, for the permission check; an unknown build is refused by the post.
     let team =
         s.cp.build(id)

@@ -908,6 +908,20 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(build_finished(&server, slow), "cancelled");
 
+    // Bad addresses are error pages with the API's codes, not panics.
+    for (path, code) in [
+        ("/builds/abc", "build_not_found"),
+        ("/builds/99999", "build_not_found"),
+        ("/builds/99999/events", "build_not_found"),
+        ("/services/nope?team=shop", "service_not_found"),
+        ("/apps/nope?team=shop", "app_not_found"),
+        ("/apps/nope/logs/web?team=shop", "app_not_found"),
+    ] {
+        let a = browser(&addr, "GET", path, Some(&dana_c), "");
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert!(a.body.contains(code), "{path}: {}", a.body);
+    }
+
     // Images: the version's image, deployed nowhere.
     let a = browser(&addr, "GET", "/images", Some(&dana_c), "");
     assert_eq!(a.status, 200, "{}", a.body);
