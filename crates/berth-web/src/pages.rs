@@ -1692,6 +1692,26 @@ mod tests {
     }
 
     #[test]
+    fn a_source_reads_as_words() {
+        use berth_core::source::{GitRepo, ServiceSource, SvnRepo};
+        let git = ServiceSource::Git(GitRepo {
+            branch: Some("main".into()),
+            url: "/srv/repo".into(),
+            path: Some("api".into()),
+            poll_secs: Some(60),
+        });
+        assert_eq!(
+            source_text(&git),
+            "Git /srv/repo, branch main, directory api, polled every 60 s"
+        );
+        let svn = ServiceSource::Svn(SvnRepo {
+            poll_secs: None,
+            url: "svn://h/r".into(),
+        });
+        assert_eq!(source_text(&svn), "Subversion svn://h/r");
+    }
+
+    #[test]
     fn minutes_land_in_their_slot_of_the_hour() {
         let now = 1_800_000_000 + 30; // 30 s into a minute
         let m = |start: i64, requests: u64| berth_core::api::MinuteStats {
