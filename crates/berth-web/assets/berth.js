@@ -1,6 +1,7 @@
 // Berth dashboard: the live parts, by server-sent events. Every page works without this file:
 // it only keeps what a page shows up to date. An element with `data-events="URL"` listens there;
-// `data-kind="log"` appends each line, `data-kind="status"` replaces its text; on the `end`
+// `data-kind="log"` appends each line, `data-kind="event"` adds it at the top,
+// `data-kind="status"` replaces its text; on the `end`
 // event the stream is closed and, with `data-reload`, the page reloaded (a build that finished).
 (function () {
   "use strict";
@@ -21,6 +22,11 @@
         var atEnd = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
         el.appendChild(document.createTextNode(e.data + "\n"));
         if (atEnd) { el.scrollTop = el.scrollHeight; }
+      } else if (kind === "event") {
+        // Newest first, as the page lists them.
+        var li = document.createElement("li");
+        li.textContent = e.data;
+        el.insertBefore(li, el.firstChild);
       } else {
         el.textContent = e.data;
       }

@@ -57,6 +57,7 @@ pub fn router(config: Config) -> Router<AppState> {
             "/apps/{app}/logs/{service}/events",
             get(pages::app_log_events),
         )
+        .route("/events/stream", get(pages::team_events))
         .route("/services", get(pages::services))
         .route("/services/{service}", get(pages::service_page))
         .route("/services/{service}/build", post(pages::start_build))
@@ -487,6 +488,8 @@ struct TeamSection {
     builds: Vec<BuildRow>,
     reviews: Vec<ReviewRow>,
     may_review: bool,
+    /// The newest event shown (the live list continues after it); empty: no events allowed.
+    events_stream: String,
 }
 
 #[derive(Template)]
@@ -568,10 +571,16 @@ fn team_section(
             problem: a.problem.map(|x| team.text(&x)).unwrap_or_default(),
         });
     }
+    let mut events_stream = String::new();
     let events = if perm::scope(&s.access, p, "GET", "/api/v1/events", Some(name)).is_ok() {
         let visible = |t: Option<&str>| t == Some(name);
         let mut all =
             s.cp.events(0, berth_controlplane::events::CAPACITY, &visible);
+        events_stream = format!(
+            "/events/stream?team={}&after={}",
+            enc(name),
+            all.last().map_or(0, |e| e.id)
+        );
         all.reverse();
         all.truncate(RECENT_EVENTS);
         all.into_iter()
@@ -642,6 +651,7 @@ fn team_section(
         builds,
         reviews,
         may_review,
+        events_stream,
     })
 }
 

@@ -151,6 +151,52 @@ pub fn status_line(s: &AppState, global: &str) -> Option<String> {
     ))
 }
 
+/// The text of one event line, as the overview shows it.
+#[must_use]
+pub fn event_text(team: &berth_api::team::Team, e: &berth_core::api::EventView) -> String {
+    let subject = if e.subject.starts_with("berth/") {
+        e.subject.clone()
+    } else {
+        team.show(&e.subject)
+    };
+    format!("{} {}: {}", e.time, subject, team.text(&e.message))
+}
+
+/// `GET /events/stream?team=T&after=N`: the team's events with an id above `N` (default: from
+/// now), at once and then every two seconds, one `data:` line each.
+pub fn team_events(s: AppState, team: berth_api::team::Team, after: Option<u64>) -> Response {
+    let name = team.team.clone();
+    let after = after.unwrap_or_else(|| {
+        let visible = |t: Option<&str>| t == Some(name.as_str());
+        s.cp.events(0, 1, &visible).last().map_or(0, |e| e.id)
+    });
+    let stream = futures_util::stream::unfold(
+        (s, team, after, true),
+        |(s, team, after, first)| async move {
+            if !first {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            let name = team.team.clone();
+            let visible = |t: Option<&str>| t == Some(name.as_str());
+            let list =
+                s.cp.events(after, berth_controlplane::events::CAPACITY, &visible);
+            let next = list.last().map_or(after, |e| e.id);
+            let text: String = list
+                .iter()
+                .map(|e| data_event(&event_text(&team, e)))
+                .collect();
+            // An empty poll sends a comment: the connection is checked, nothing is shown.
+            let chunk = if text.is_empty() {
+                ": \n\n".to_string()
+            } else {
+                text
+            };
+            Some((chunk, (s, team, next, false)))
+        },
+    );
+    sse(stream)
+}
+
 /// The team a read of `route` acts in, or the error as an SSE-less answer.
 pub fn read_scope(
     s: &AppState,

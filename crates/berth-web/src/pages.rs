@@ -187,6 +187,25 @@ pub(crate) async fn app_status_events(
     )
 }
 
+/// `GET /events/stream?team=T&after=N`: the team's events as they happen (the overview's list).
+pub(crate) async fn team_events(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    page(
+        async {
+            let sess = live::stream_session(&s, &parts.headers)?;
+            let t = live::read_scope(
+                &s,
+                &sess,
+                "/api/v1/events",
+                query_param(&parts, "team").as_deref(),
+            )?;
+            let after = query_param(&parts, "after").and_then(|v| v.parse().ok());
+            Ok::<_, ApiError>(live::team_events(s.clone(), t, after))
+        }
+        .await,
+    )
+}
+
 // -- services --------------------------------------------------------------------------------
 
 struct ServiceRow {

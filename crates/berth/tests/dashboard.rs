@@ -743,6 +743,22 @@ fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     );
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(a.header("location"), Some("/services/orders?team=shop"));
+    // The team's events as a stream (the overview's live list): the submission is one.
+    let a = browser(&addr, "GET", "/", Some(&dana_c), "");
+    assert!(
+        a.body
+            .contains("data-events=\"/events/stream?team=shop&#38;after=1\" data-kind=\"event\""),
+        "{}",
+        a.body
+    );
+    let (head, events) = read_events(
+        &addr,
+        "/events/stream?team=shop&after=0",
+        &dana_c,
+        "dana submitted",
+    );
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(events.contains("dana submitted"), "{events}");
     // The submitter is offered no review of their own version; a forged approve is refused by
     // the token, a real one by the permission table.
     let page = browser(
