@@ -1066,6 +1066,36 @@ struct ServiceReplicas {
 mod tests {
     use super::*;
 
+    /// A stored revision read for its replicas only gives what the whole project says.
+    #[test]
+    fn replicas_only_reads_what_the_full_spec_says() {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            project_dir: "/p".into(),
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert(
+            "compose.yaml".into(),
+            "services:\n  web:\n    image: a\n    deploy: { replicas: 3 }\n  db:\n    image: b\n"
+                .into(),
+        );
+        let json = serde_json::json!({
+            "project": berth_compose::load(&b).unwrap(),
+            "images": {},
+        })
+        .to_string();
+        let full: RevisionSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(full.project.services["web"].replicas, 3);
+        let light: RevisionSpec<ReplicasOnly> = serde_json::from_str(&json).unwrap();
+        let got: BTreeMap<String, u32> = light
+            .project
+            .services
+            .into_iter()
+            .map(|(n, s)| (n, s.replicas))
+            .collect();
+        assert_eq!(got, BTreeMap::from([("db".into(), 1), ("web".into(), 3)]));
+    }
+
     #[test]
     fn step_backoff_starts_at_half_a_second_doubles_and_is_capped() {
         let ms = |n| step_backoff(n).as_millis();
