@@ -804,13 +804,30 @@ impl ControlPlane {
     /// Each service's replica count in the application's current revision: what `scale` sets
     /// (`status` shows the counts of the reconciler's last pass, which lag a change).
     pub fn desired_replicas(&self, app: &str) -> Result<BTreeMap<String, u32>, CpError> {
-        let (_, spec) = self.current_spec(app)?;
-        Ok(spec
+        let a = self.inner.store.get_app(app)?;
+        if a.deleting {
+            return Err(CpError::AppNotFound(app.to_string()));
+        }
+        // Only the replicas are decoded, not the whole project (the dashboard's overview asks
+        // for every application's: docs/benchmarks.md §9).
+        let rev = self
+            .inner
+            .store
+            .get_revision::<RevisionSpec<ReplicasOnly>>(app, a.revision)?;
+        Ok(rev
+            .spec
             .project
             .services
-            .iter()
-            .map(|(name, s)| (name.clone(), s.replicas))
+            .into_iter()
+            .map(|(name, s)| (name, s.replicas))
             .collect())
+    }
+
+    /// The Compose project of `app`'s current revision and its number (the dashboard's
+    /// topology picture: services, `depends_on`, routes, published ports, what they use).
+    pub fn current_project(&self, app: &str) -> Result<(u64, berth_compose::Project), CpError> {
+        let (n, spec) = self.current_spec(app)?;
+        Ok((n, spec.project))
     }
 
     /// Roll back to a revision (by default the newest converged one before the current).
@@ -860,7 +877,7 @@ impl ControlPlane {
             let rev = self
                 .inner
                 .store
-                .get_revision::<RevisionSpec>(&a.name, a.revision)
+                .get_revision::<RevisionSpec<ReplicasOnly>>(&a.name, a.revision)
                 .ok();
             let services = rev.as_ref().map_or(0, |r| r.spec.project.services.len());
             let failed = rev
@@ -1060,9 +1077,52 @@ fn label_filters(inner: &Inner, app: Option<&str>) -> Vec<String> {
     f
 }
 
+/// A revision's project decoded only as far as each service's `replicas` (the rest of the
+/// stored JSON is skipped): listing applications and their desired replicas without decoding
+/// every Compose project.
+#[derive(serde::Deserialize)]
+struct ReplicasOnly {
+    services: BTreeMap<String, ServiceReplicas>,
+}
+
+#[derive(serde::Deserialize)]
+struct ServiceReplicas {
+    replicas: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored revision read for its replicas only gives what the whole project says.
+    #[test]
+    fn replicas_only_reads_what_the_full_spec_says() {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            project_dir: "/p".into(),
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert(
+            "compose.yaml".into(),
+            "services:\n  web:\n    image: a\n    deploy: { replicas: 3 }\n  db:\n    image: b\n"
+                .into(),
+        );
+        let json = serde_json::json!({
+            "project": berth_compose::load(&b).unwrap(),
+            "images": {},
+        })
+        .to_string();
+        let full: RevisionSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(full.project.services["web"].replicas, 3);
+        let light: RevisionSpec<ReplicasOnly> = serde_json::from_str(&json).unwrap();
+        let got: BTreeMap<String, u32> = light
+            .project
+            .services
+            .into_iter()
+            .map(|(n, s)| (n, s.replicas))
+            .collect();
+        assert_eq!(got, BTreeMap::from([("db".into(), 1), ("web".into(), 3)]));
+    }
 
     #[test]
     fn step_backoff_starts_at_half_a_second_doubles_and_is_capped() {

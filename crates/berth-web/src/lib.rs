@@ -11,8 +11,11 @@
 //! - No JavaScript is needed: every action is a plain form; CSS is embedded in the binary.
 //! - Errors are HTML pages with the API's status and code ([`berth_api::error::RenderedPage`]).
 
+mod live;
+mod pages;
 pub mod perm;
 pub mod session;
+pub mod svg;
 
 use askama::Template;
 use axum::body::Body;
@@ -48,12 +51,51 @@ pub fn router(config: Config) -> Router<AppState> {
         .route("/apps/{app}", get(app_page))
         .route("/apps/{app}/scale", post(scale))
         .route("/apps/{app}/rollback", post(rollback))
+        .route("/apps/{app}/status/events", get(pages::app_status_events))
+        .route("/apps/{app}/logs/{service}", get(pages::app_logs))
+        .route(
+            "/apps/{app}/logs/{service}/events",
+            get(pages::app_log_events),
+        )
+        .route("/events/stream", get(pages::team_events))
+        .route("/services", get(pages::services))
+        .route("/services/{service}", get(pages::service_page))
+        .route("/services/{service}/build", post(pages::start_build))
+        .route(
+            "/services/{service}/versions/{version}/{step}",
+            post(pages::transition),
+        )
+        .route("/builds/{id}", get(pages::build_page))
+        .route("/builds/{id}/events", get(pages::build_events))
+        .route("/builds/{id}/cancel", post(pages::cancel_build))
+        .route("/images", get(pages::images))
+        .route("/audit", get(pages::audit))
+        .route("/admin/users", get(pages::users).post(pages::add_user))
+        .route("/admin/users/{name}/disable", post(pages::disable_user))
+        .route("/admin/teams", get(pages::teams).post(pages::create_team))
+        .route("/admin/teams/{team}/members", post(pages::set_member))
+        .route("/gateway", get(pages::gateway))
         .route("/assets/berth.css", get(css))
+        .route("/assets/berth.js", get(js))
         .layer(Extension(config))
 }
 
 /// The stylesheet, embedded (one file: `include_str!` needs no asset crate).
 const CSS: &str = include_str!("../assets/berth.css");
+
+/// The script of the live parts (server-sent events); every page works without it.
+const JS: &str = include_str!("../assets/berth.js");
+
+async fn js() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (http::header::CACHE_CONTROL, "max-age=300"),
+        ],
+        JS,
+    )
+        .into_response()
+}
 
 /// The most a form body may hold.
 const FORM_LIMIT: usize = 64 * 1024;
@@ -96,6 +138,7 @@ fn render(t: &impl Template) -> Response {
 struct ErrorPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     status: u16,
     code: &'a str,
     message: &'a str,
@@ -106,6 +149,7 @@ fn error_page(e: &ApiError) -> Response {
     let page = ErrorPage {
         user: "",
         csrf: "",
+        admin: false,
         status: e.code.status(),
         code: e.code.as_str(),
         message: &e.message,
@@ -245,6 +289,7 @@ impl Audit<'_> {
 struct LoginPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     username: &'a str,
     failed: &'a str,
 }
@@ -266,6 +311,7 @@ fn login_form(cfg: Config, username: &str, failed: &str, status: StatusCode) -> 
     let mut r = render(&LoginPage {
         user: "",
         csrf: &token,
+        admin: false,
         username,
         failed,
     });
@@ -427,6 +473,7 @@ struct BuildRow {
 }
 
 struct ReviewRow {
+    href: String,
     service: String,
     version: String,
     submitted_by: String,
@@ -441,6 +488,8 @@ struct TeamSection {
     builds: Vec<BuildRow>,
     reviews: Vec<ReviewRow>,
     may_review: bool,
+    /// The newest event shown (the live list continues after it); empty: no events allowed.
+    events_stream: String,
 }
 
 #[derive(Template)]
@@ -448,6 +497,7 @@ struct TeamSection {
 struct Overview<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
     must_change_password: bool,
     teams: Vec<TeamSection>,
 }
@@ -484,6 +534,7 @@ async fn overview(State(s): State<AppState>, req: Request) -> Response {
     render(&Overview {
         user: &p.user,
         csrf: &sess.csrf,
+        admin: p.administrator,
         must_change_password: p.must_change_password,
         teams: sections,
     })
@@ -520,10 +571,16 @@ fn team_section(
             problem: a.problem.map(|x| team.text(&x)).unwrap_or_default(),
         });
     }
+    let mut events_stream = String::new();
     let events = if perm::scope(&s.access, p, "GET", "/api/v1/events", Some(name)).is_ok() {
         let visible = |t: Option<&str>| t == Some(name);
         let mut all =
             s.cp.events(0, berth_controlplane::events::CAPACITY, &visible);
+        events_stream = format!(
+            "/events/stream?team={}&after={}",
+            enc(name),
+            all.last().map_or(0, |e| e.id)
+        );
         all.reverse();
         all.truncate(RECENT_EVENTS);
         all.into_iter()
@@ -572,6 +629,11 @@ fn team_section(
             // Never one's own: the reviewer is another user.
             .filter(|r| r.submitted_by.as_deref() != Some(p.user.as_str()))
             .map(|r| ReviewRow {
+                href: format!(
+                    "/services/{}?team={}",
+                    enc(&team.show(&r.service)),
+                    enc(name)
+                ),
                 service: team.show(&r.service),
                 version: r.version,
                 submitted_by: r.submitted_by.unwrap_or_default(),
@@ -589,6 +651,7 @@ fn team_section(
         builds,
         reviews,
         may_review,
+        events_stream,
     })
 }
 
@@ -615,6 +678,7 @@ struct RevisionRow {
 
 struct ScaleRow {
     service: String,
+    logs_href: String,
     field: String,
     desired: u32,
     healthy: u32,
@@ -625,6 +689,10 @@ struct ScaleRow {
 struct AppPage<'a> {
     user: &'a str,
     csrf: &'a str,
+    admin: bool,
+    topology: String,
+    status_line: String,
+    status_events: String,
     app: String,
     team: String,
     scale_action: String,
@@ -639,6 +707,7 @@ struct AppPage<'a> {
     services: Vec<ScaleRow>,
     may_scale: bool,
     may_rollback: bool,
+    may_logs: bool,
 }
 
 async fn app_page(State(s): State<AppState>, Path(app): Path<String>, req: Request) -> Response {
@@ -683,9 +752,14 @@ async fn app_page_inner(
         Err(e) => (Vec::new(), t.localize(e).message),
     };
     let may = |route: &str| perm::scope(&s.access, p, "POST", route, Some(&t.team)).is_ok();
+    let topology = pages::topology_svg(s, &t, &global)?;
     let page = AppPage {
         user: &p.user,
         csrf: &sess.csrf,
+        admin: p.administrator,
+        topology,
+        status_line: live::status_line(s, &global).unwrap_or_default(),
+        status_events: format!("/apps/{}/status/events?team={}", enc(app), enc(&t.team)),
         scale_action: format!("/apps/{}/scale", enc(app)),
         rollback_action: format!("/apps/{}/rollback", enc(app)),
         app: app.to_string(),
@@ -710,6 +784,12 @@ async fn app_page_inner(
         services: desired
             .into_iter()
             .map(|(name, n)| ScaleRow {
+                logs_href: format!(
+                    "/apps/{}/logs/{}?team={}",
+                    enc(app),
+                    enc(&name),
+                    enc(&t.team)
+                ),
                 field: format!("replicas.{name}"),
                 healthy: status
                     .services
@@ -722,6 +802,14 @@ async fn app_page_inner(
             .collect(),
         may_scale: may("/api/v1/apps/{app}/scale"),
         may_rollback: may("/api/v1/apps/{app}/rollback"),
+        may_logs: perm::scope(
+            &s.access,
+            p,
+            "GET",
+            "/api/v1/apps/{app}/services/{service}/logs",
+            Some(&t.team),
+        )
+        .is_ok(),
     };
     Ok(render(&page))
 }
@@ -859,7 +947,7 @@ mod tests {
                 &rest[..rest.find('"').unwrap()]
             })
             .collect();
-        assert!(routes.len() >= 7, "{routes:?}");
+        assert!(routes.len() >= 20, "{routes:?}");
         for r in routes {
             assert!(
                 !r.starts_with("/api") && !r.starts_with("/.well-known"),

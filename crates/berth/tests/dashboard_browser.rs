@@ -1,13 +1,16 @@
 //! The dashboard in a real browser: Debian's `chromium`, headless, driven through
 //! `chromedriver` (WebDriver, fantoccini) against the real server and the real Docker engine.
-//! A person logs in, finds the deployed application on the overview, scales it with the Scale
-//! form and logs out; screenshots of each page at 1280 and 390 px wide are written to
-//! `$CARGO_TARGET_TMPDIR/screenshots/`. Skips (passing, with a note on stderr) where chromium or
+//! The issue's scenario: a developer logs in, finds the deployed application, starts a build
+//! and follows its log to the end (server-sent events, then the page reloads), submits the
+//! version and logs out; a second user (an approver) approves it; the developer scales and rolls
+//! back the application, reads the audit log and logs out; a viewer sees no Scale button. Every
+//! page is photographed at 1280 and 390 px wide into `$CARGO_TARGET_TMPDIR/screenshots/` (the
+//! test prints the directory; docs/screenshots/ holds a copy). Skips (passing, with a note on stderr) where chromium or
 //! chromedriver is not installed (`apt-get install chromium chromium-driver`; `.ci/run` does).
 
 mod common;
 
-use berth_testkit::{testapp_image, wait_for, TestRun};
+use berth_testkit::{testapp_binary, testapp_image, wait_for, TestRun};
 use common::*;
 use fantoccini::{ClientBuilder, Locator};
 use std::path::PathBuf;
@@ -40,7 +43,7 @@ fn screenshots_dir() -> PathBuf {
 }
 
 #[test]
-fn a_person_logs_in_scales_and_logs_out_in_chromium() {
+fn the_issue_scenario_in_chromium_with_screenshots_of_every_page() {
     let Some((chromium, chromedriver)) = browser() else {
         eprintln!(
             "skipped: no chromium and chromedriver (apt-get install chromium chromium-driver)"
@@ -51,18 +54,59 @@ fn a_person_logs_in_scales_and_logs_out_in_chromium() {
     let image = testapp_image(&run);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let repo = dir.path().join("repo");
     std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(testapp_binary(), repo.join("app")).unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        "FROM scratch\nCOPY app /app\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("berth.pipeline.yaml"),
+        "steps:\n  - name: image\n    build: { dockerfile: Dockerfile }\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    git(&repo, &["tag", "v1"]);
     let server = Server::start(&run, &data);
     let dora = team_member(&server, "shop", "dora", "developer");
+    team_member(&server, "shop", "arne", "approver");
+    team_member(&server, "shop", "vic", "viewer");
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/users",
+        Some(&server.token()),
+        Some(
+            serde_json::json!({"name": "root2", "password": "root2-password-for-tests", "administrator": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    // Deploying takes a Compose file, which the dashboard does not upload: the CLI deploys.
     let file = compose(
         dir.path(),
         "store.yaml",
-        &format!("services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n"),
+        &format!("services:\n  web:\n    image: {image}\n    expose: [\"8080\"]\n    depends_on: [cache]\n    x-berth:\n      route: {{ path_prefix: /store }}\n  cache:\n    image: {image}\n    expose: [\"8080\"]\n"),
     );
     ok_as(
         &server,
         &dora,
         &["apply", "-f", file.to_str().unwrap(), "--app", "store"],
+    );
+    ok_as(
+        &server,
+        &dora,
+        &[
+            "service",
+            "create",
+            "orders",
+            "--git",
+            repo.to_str().unwrap(),
+        ],
     );
 
     let port = free_port();
@@ -87,6 +131,7 @@ fn a_person_logs_in_scales_and_logs_out_in_chromium() {
         .unwrap();
     let base = format!("http://{}", server.api);
     let shots = screenshots_dir();
+    eprintln!("screenshots: {}", shots.display());
     rt.block_on(async {
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -114,31 +159,77 @@ fn a_person_logs_in_scales_and_logs_out_in_chromium() {
                 c.set_window_size(1280, 900).await.unwrap();
             }
         };
+        let button = |label: &'static str| {
+            let c = c.clone();
+            async move {
+                c.wait()
+                    .for_element(Locator::XPath(&format!(
+                        "//button[normalize-space()='{label}']"
+                    )))
+                    .await
+                    .unwrap_or_else(|e| panic!("button {label}: {e}"))
+                    .click()
+                    .await
+                    .unwrap();
+            }
+        };
+        let log_in = |user: &'static str| {
+            let c = c.clone();
+            let base = base.clone();
+            async move {
+                c.goto(&format!("{base}/login")).await.unwrap();
+                c.wait()
+                    .for_element(Locator::Css("input[name='username']"))
+                    .await
+                    .unwrap()
+                    .send_keys(user)
+                    .await
+                    .unwrap();
+                c.find(Locator::Css("input[name='password']"))
+                    .await
+                    .unwrap()
+                    .send_keys(&format!("{user}-password-for-tests"))
+                    .await
+                    .unwrap();
+                c.find(Locator::XPath("//button[normalize-space()='Log in']"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+                c.wait()
+                    .for_element(Locator::XPath("//button[normalize-space()='Log out']"))
+                    .await
+                    .unwrap();
+            }
+        };
+        let log_out = || {
+            let c = c.clone();
+            async move {
+                c.find(Locator::XPath("//button[normalize-space()='Log out']"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+                c.wait()
+                    .for_element(Locator::Css("input[name='username']"))
+                    .await
+                    .unwrap();
+            }
+        };
 
         // Not logged in: the overview sends the browser to the login form.
         c.goto(&format!("{base}/")).await.unwrap();
-        let user = c
-            .wait()
+        c.wait()
             .for_element(Locator::Css("input[name='username']"))
             .await
             .unwrap();
         assert!(c.current_url().await.unwrap().path().ends_with("/login"));
         shot("login").await;
-        user.send_keys("dora").await.unwrap();
-        c.find(Locator::Css("input[name='password']"))
-            .await
-            .unwrap()
-            .send_keys("dora-password-for-tests")
-            .await
-            .unwrap();
-        c.find(Locator::XPath("//button[normalize-space()='Log in']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        log_in("dora").await;
 
-        // The overview lists the application; its link leads to its page.
+        // The overview lists the application; its page shows the topology and the instances.
         let link = c
             .wait()
             .for_element(Locator::LinkText("store"))
@@ -146,23 +237,121 @@ fn a_person_logs_in_scales_and_logs_out_in_chromium() {
             .unwrap();
         shot("overview").await;
         link.click().await.unwrap();
-        let field = c
-            .wait()
-            .for_element(Locator::Css("input[name='replicas.web']"))
+        c.wait()
+            .for_element(Locator::Css("svg.topology"))
+            .await
+            .unwrap();
+        // The live status line is filled by the script from the event stream.
+        c.wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::XPath(
+                "//span[@id='status' and contains(., 'cache 1/1, web 1/1')]",
+            ))
             .await
             .unwrap();
         shot("app").await;
-        field.clear().await.unwrap();
-        field.send_keys("2").await.unwrap();
-        c.find(Locator::XPath("//button[normalize-space()='Scale']"))
+        c.find(Locator::LinkText("Logs of web"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        // Back on the application's page, now with a second revision to roll back to.
+        c.wait().for_element(Locator::Css("pre#log")).await.unwrap();
+        shot("logs").await;
+
+        // A build from the service's page; its log is followed to the end, then the page
+        // reloads with the outcome.
+        c.goto(&format!("{base}/services")).await.unwrap();
         c.wait()
-            .for_element(Locator::XPath("//button[normalize-space()='Roll back']"))
+            .for_element(Locator::LinkText("orders"))
+            .await
+            .unwrap();
+        shot("services").await;
+        c.find(Locator::LinkText("orders"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        button("Build").await;
+        c.wait()
+            .at_most(Duration::from_secs(180))
+            .for_element(Locator::XPath("//strong[normalize-space()='succeeded']"))
+            .await
+            .unwrap();
+        let log = c
+            .find(Locator::Css("pre#log"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(log.contains("build 1 succeeded: version v1"), "{log}");
+        shot("build").await;
+        c.find(Locator::LinkText("orders"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("input[name='note']"))
+            .await
+            .unwrap()
+            .send_keys("first cut")
+            .await
+            .unwrap();
+        button("Submit").await;
+        c.wait()
+            .for_element(Locator::Css(".state.submitted"))
+            .await
+            .unwrap();
+        assert!(c
+            .find_all(Locator::XPath("//button[normalize-space()='Approve']"))
+            .await
+            .unwrap()
+            .is_empty());
+        log_out().await;
+
+        // The second user approves.
+        log_in("arne").await;
+        c.goto(&format!("{base}/services/orders?team=shop"))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("input[name='reason']"))
+            .await
+            .unwrap()
+            .send_keys("looks right")
+            .await
+            .unwrap();
+        shot("service-review").await;
+        button("Approve").await;
+        c.wait()
+            .for_element(Locator::Css(".state.approved"))
+            .await
+            .unwrap();
+        shot("service-approved").await;
+        log_out().await;
+
+        // The developer scales and rolls back the application.
+        log_in("dora").await;
+        c.goto(&format!("{base}/apps/store?team=shop"))
+            .await
+            .unwrap();
+        let field = c
+            .wait()
+            .for_element(Locator::Css("input[name='replicas.web']"))
+            .await
+            .unwrap();
+        field.clear().await.unwrap();
+        field.send_keys("2").await.unwrap();
+        button("Scale").await;
+        button("Roll back").await;
+        c.wait()
+            .for_element(Locator::XPath(
+                "//tr[@class='current']/td[normalize-space()='3']",
+            ))
             .await
             .unwrap();
         let (status, _, body) = call(
@@ -173,24 +362,56 @@ fn a_person_logs_in_scales_and_logs_out_in_chromium() {
             None,
         );
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body.as_array().unwrap().len(), 2, "{body}");
-        assert!(
-            body[0]["change"].as_str().unwrap_or("").contains("web"),
-            "{body}"
-        );
-        shot("app-scaled").await;
+        assert_eq!(body.as_array().unwrap().len(), 3, "{body}");
+        shot("app-rolled-back").await;
 
-        // Log out: back at the login form; the overview is no longer reachable.
-        c.find(Locator::XPath("//button[normalize-space()='Log out']"))
+        // Some traffic through the gateway, for the gateway page's charts.
+        for _ in 0..40 {
+            let _ =
+                berth_testkit::http_get(&server.gateway, "/store/", None, Duration::from_secs(2));
+        }
+        // The other pages.
+        for (path, name) in [("/images", "images"), ("/gateway", "gateway")] {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            c.wait().for_element(Locator::Css("h1")).await.unwrap();
+            shot(name).await;
+        }
+        // The audit log holds what the developer did.
+        c.goto(&format!("{base}/audit")).await.unwrap();
+        c.wait()
+            .for_element(Locator::XPath(
+                "//td[normalize-space()='POST /apps/{app}/rollback']",
+            ))
             .await
-            .unwrap()
-            .click()
+            .unwrap();
+        shot("audit").await;
+        log_out().await;
+
+        // A viewer sees the application but no Scale button.
+        log_in("vic").await;
+        c.goto(&format!("{base}/apps/store?team=shop"))
             .await
             .unwrap();
         c.wait()
-            .for_element(Locator::Css("input[name='username']"))
+            .for_element(Locator::Css("svg.topology"))
             .await
             .unwrap();
+        assert!(c
+            .find_all(Locator::XPath("//button[normalize-space()='Scale']"))
+            .await
+            .unwrap()
+            .is_empty());
+        shot("app-viewer").await;
+        log_out().await;
+
+        // The administrator's pages.
+        log_in("root2").await;
+        for (path, name) in [("/admin/users", "users"), ("/admin/teams", "teams")] {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            c.wait().for_element(Locator::Css("table")).await.unwrap();
+            shot(name).await;
+        }
+        log_out().await;
         c.goto(&format!("{base}/")).await.unwrap();
         c.wait()
             .for_element(Locator::Css("input[name='username']"))
