@@ -480,10 +480,37 @@ struct ReviewRow {
     submitted_at: String,
 }
 
+struct EnvRow {
+    name: String,
+    /// `never`, or the time and how long until then.
+    expires: String,
+    /// It expires within [`EXPIRING_SOON`].
+    soon: bool,
+    ports: String,
+    protected: bool,
+    apps: usize,
+}
+
+/// An environment that expires within this long waits for its team ("extend or let it go").
+const EXPIRING_SOON: u64 = 24 * 3600;
+
+fn in_words(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 struct TeamSection {
     team: String,
     role: String,
     apps: Vec<AppRow>,
+    /// The team's environments besides `dev` (docs/environments.md).
+    envs: Vec<EnvRow>,
+    /// One of them expires within [`EXPIRING_SOON`].
+    expiring: bool,
     events: Vec<EventRow>,
     builds: Vec<BuildRow>,
     reviews: Vec<ReviewRow>,
@@ -571,6 +598,26 @@ fn team_section(
             problem: a.problem.map(|x| team.text(&x)).unwrap_or_default(),
         });
     }
+    let mut envs = Vec::new();
+    if perm::scope(&s.access, p, "GET", "/api/v1/envs", Some(name)).is_ok() {
+        for e in s.cp.envs(&team.team)? {
+            if e.name == berth_core::team::DEV_ENV {
+                continue;
+            }
+            let apps = s.cp.env(&team.team, &e.name).map_or(0, |v| v.apps.len());
+            envs.push(EnvRow {
+                expires: match (&e.expires_at, e.expires_in_secs) {
+                    (Some(at), Some(secs)) => format!("{at} (in {})", in_words(secs)),
+                    _ => "never".into(),
+                },
+                soon: e.expires_in_secs.is_some_and(|secs| secs <= EXPIRING_SOON),
+                ports: e.ports.unwrap_or_default(),
+                protected: e.protected,
+                apps,
+                name: e.name,
+            });
+        }
+    }
     let mut events_stream = String::new();
     let events = if perm::scope(&s.access, p, "GET", "/api/v1/events", Some(name)).is_ok() {
         let visible = |t: Option<&str>| t == Some(name);
@@ -647,6 +694,8 @@ fn team_section(
         team: name.to_string(),
         role: String::new(),
         apps,
+        expiring: envs.iter().any(|e| e.soon),
+        envs,
         events,
         builds,
         reviews,

@@ -248,6 +248,13 @@ fn source_text(src: &berth_core::source::ServiceSource) -> String {
     if let Some(n) = src.poll_secs() {
         out.push_str(&format!(", polled every {n} s"));
     }
+    if let ServiceSource::Git(g) = src {
+        if let Some(app) = &g.preview_app {
+            out.push_str(&format!(
+                "; other branches previewed as {app} in preview-<branch>"
+            ));
+        }
+    }
     out
 }
 
@@ -1718,10 +1725,24 @@ mod tests {
             url: "/srv/repo".into(),
             path: Some("api".into()),
             poll_secs: Some(60),
+            preview_app: None,
+            preview_ttl_secs: None,
         });
         assert_eq!(
             source_text(&git),
             "Git /srv/repo, branch main, directory api, polled every 60 s"
+        );
+        let previewed = ServiceSource::Git(GitRepo {
+            branch: Some("main".into()),
+            url: "/srv/repo".into(),
+            path: None,
+            poll_secs: None,
+            preview_app: Some("shop".into()),
+            preview_ttl_secs: None,
+        });
+        assert_eq!(
+            source_text(&previewed),
+            "Git /srv/repo, branch main; other branches previewed as shop in preview-<branch>"
         );
         let svn = ServiceSource::Svn(SvnRepo {
             poll_secs: None,

@@ -221,10 +221,25 @@ fn log_in_see_the_app_scale_and_roll_back_by_form_while_a_viewer_is_refused() {
     assert!(!set.contains("Secure"), "{set}");
     let dora_cookie = format!("berth_session={}", a.cookie("berth_session").unwrap());
 
-    // The overview lists the team's application with its health, revision and replicas.
+    // The overview lists the team's application with its health, revision and replicas, and
+    // its environments, with what expires soon.
+    server.ok(&["--team", "shop", "env", "create", "review", "--ttl", "2h"]);
+    server.ok(&["--team", "shop", "env", "create", "later", "--ttl", "7d"]);
     let a = browser(&addr, "GET", "/", Some(&dora_cookie), "");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("Team shop"), "{}", a.body);
+    let soon = a
+        .body
+        .split("<h3>Expiring soon</h3>")
+        .nth(1)
+        .unwrap_or_default();
+    let soon = soon.split("</ul>").next().unwrap_or_default();
+    assert!(
+        soon.contains("Environment review") && !soon.contains("later"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("<td>later</td>"), "{}", a.body);
     assert!(
         a.body.contains("href=\"/apps/store?team=shop\">store</a>"),
         "{}",
