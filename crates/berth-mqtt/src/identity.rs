@@ -19,7 +19,7 @@ use berth_core::policy::{AuthPolicy, Issuer, TEAM_CLAIM};
 use berth_core::team::{self, DEFAULT_TEAM};
 
 /// The audience of MQTT tokens.
-pub const MQTT_AUDIENCE: &str = "mqtt";
+pub const MQTT_AUDIENCE: &str = berth_core::policy::MQTT_AUDIENCE;
 /// Berth's own issuer's name in the routing table.
 pub const BERTH_ISSUER: &str = "berth";
 const MARKET_PREFIX: &str = "market:";

@@ -313,11 +313,13 @@ impl Broker {
         broker
             .resource_monitor()
             .update_limits(mqtt5::broker::resource_monitor::ResourceLimits {
+                max_connections: 100_000,
                 max_connections_per_ip: limits.max_connections_per_address,
-                max_connection_rate: 0,
+                // 0 means unlimited for messages and bytes, but not for new connections.
                 max_message_rate_per_client: 0,
                 max_bandwidth_per_client: 0,
-                ..Default::default()
+                max_connection_rate: 10_000,
+                rate_limit_window: Duration::from_secs(1),
             });
         let router = broker.router();
         let shutdown = broker.shutdown_handle();
@@ -339,6 +341,28 @@ impl Broker {
         })
     }
 
+    /// A handle that publishes Berth's events on this broker.
+    #[must_use]
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            router: self.router.clone(),
+        }
+    }
+
+    /// Stop serving and wait (at most `grace`) for the broker to flush its state.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.shutdown();
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
+/// Publishes Berth's events into a [`Broker`] (cheap to clone).
+#[derive(Clone)]
+pub struct Publisher {
+    router: Arc<mqtt5::broker::router::MessageRouter>,
+}
+
+impl Publisher {
     /// Publish one of Berth's events (QoS 1, not retained) on [`acl::event_topic`]; `event` is
     /// as `GET /api/v1/events` shows it to `team`.
     pub async fn publish_event(&self, team: Option<&str>, event: &EventView) {
@@ -352,11 +376,5 @@ impl Broker {
         self.router
             .route_message_with_deadline(&publish, None, tokio::time::Instant::now())
             .await;
-    }
-
-    /// Stop serving and wait (at most `grace`) for the broker to flush its state.
-    pub async fn stop(self, grace: Duration) {
-        self.shutdown.shutdown();
-        let _ = tokio::time::timeout(grace, self.task).await;
     }
 }
