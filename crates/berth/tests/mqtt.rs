@@ -521,7 +521,7 @@ fn sessions_and_retained_messages_survive_a_restart_and_deployments_are_publishe
     let feed: serde_json::Value =
         serde_json::from_str(&server.ok(&["events", "--output", "json"])).unwrap();
     assert!(
-        feed.as_array().unwrap().iter().any(|e| *e == event),
+        feed.as_array().unwrap().contains(&event),
         "the same event, with the same body, is in GET /api/v1/events: {feed}"
     );
 }
