@@ -45,7 +45,10 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: not a number"));
+        let num = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number"))
+        };
         match flag.as_str() {
             "--addr" => a.addr = val()?,
             "--user" => a.user = Some(val()?),
@@ -53,10 +56,20 @@ fn parse() -> Result<Args, String> {
             "--topic" => a.topic = val()?,
             "--qos" => a.qos = u8::try_from(num(val()?)?).map_err(|e| e.to_string())?,
             "--subs" => a.subs = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?,
-            "--messages" => a.messages = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?,
+            "--messages" => {
+                a.messages = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?
+            }
             "--rate" => a.rate = num(val()?)?,
-            "--payload" => a.payload = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?.max(8),
-            "--window" => a.window = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?.max(1),
+            "--payload" => {
+                a.payload = usize::try_from(num(val()?)?)
+                    .map_err(|e| e.to_string())?
+                    .max(8)
+            }
+            "--window" => {
+                a.window = usize::try_from(num(val()?)?)
+                    .map_err(|e| e.to_string())?
+                    .max(1)
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -80,7 +93,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let qos = if a.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+    let qos = if a.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
     let url = format!("mqtt://{}", a.addr);
     let t0 = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
@@ -89,7 +106,10 @@ async fn main() {
     let mut subs = Vec::new();
     for i in 0..a.subs {
         let c = MqttClient::new(format!("load-sub-{pid}-{i}"));
-        if let Err(e) = c.connect_with_options(&url, options(&a, format!("load-sub-{pid}-{i}"))).await {
+        if let Err(e) = c
+            .connect_with_options(&url, options(&a, format!("load-sub-{pid}-{i}")))
+            .await
+        {
             eprintln!("mqtt_load: subscriber {i} cannot connect: {e}");
             std::process::exit(1);
         }
@@ -97,7 +117,10 @@ async fn main() {
         let sub = c
             .subscribe_with_options(
                 a.topic.clone(),
-                SubscribeOptions { qos, ..Default::default() },
+                SubscribeOptions {
+                    qos,
+                    ..Default::default()
+                },
                 move |m| {
                     if m.payload.len() >= 8 {
                         let sent = u64::from_le_bytes(m.payload[..8].try_into().unwrap_or([0; 8]));
@@ -162,7 +185,11 @@ async fn main() {
         }
     }
     let lats = latencies.lock().unwrap().clone();
-    let done = if last >= expected { start.elapsed() } else { idle.duration_since(start).max(published) };
+    let done = if last >= expected {
+        start.elapsed()
+    } else {
+        idle.duration_since(start).max(published)
+    };
     let mut ms: Vec<f64> = lats.iter().map(|n| *n as f64 / 1e6).collect();
     ms.sort_by(f64::total_cmp);
     let pct = |p: f64| -> f64 {

@@ -186,6 +186,114 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_auth::{KeyStore, Verifier};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    const URL: &str = "http://berth.test";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        keys: KeyStore,
+        verifier: Verifier,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyStore::open(dir.path().join("keys")).unwrap();
+        Fixture {
+            _dir: dir,
+            keys,
+            verifier: Verifier::new(),
+        }
+    }
+
+    impl Fixture {
+        fn token(&self, sub: &str, aud: &str, team: Option<&str>) -> String {
+            let mut claims = BTreeMap::new();
+            if let Some(t) = team {
+                claims.insert(TEAM_CLAIM.to_string(), serde_json::json!(t));
+            }
+            self.keys
+                .issue(
+                    sub,
+                    &[aud.to_string()],
+                    Duration::from_secs(60),
+                    claims,
+                    URL,
+                )
+                .unwrap()
+        }
+
+        fn login(&self, user: &str, token: &str) -> Result<Identity, Refused> {
+            login(
+                &self.verifier,
+                &[self.keys.issuer(URL)],
+                Some(user),
+                Some(token.as_bytes()),
+            )
+        }
+    }
+
+    #[test]
+    fn logins_with_berth_tokens() {
+        let f = fixture();
+        let t = f.token("alice", "mqtt", Some("shop"));
+        assert_eq!(
+            f.login("alice", &t),
+            Ok(Identity::Team {
+                team: "shop".into(),
+                subject: "alice".into()
+            })
+        );
+        // No team claim: team default's (tokens from before teams).
+        let t = f.token("old", "mqtt", None);
+        assert_eq!(f.login("old", &t).unwrap().team(), "default");
+        // A subscription credential: the consumer application, for its entry.
+        let t = f.token("buyer/web", "market:shop/orders", Some("buyer"));
+        assert_eq!(
+            f.login("buyer/web", &t),
+            Ok(Identity::Market {
+                provider: "shop".into(),
+                service: "orders".into(),
+                app: "buyer/web".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let f = fixture();
+        let t = f.token("alice", "mqtt", Some("shop"));
+        assert_eq!(f.login("bob", &t), Err(Refused::WrongUser));
+        assert_eq!(
+            login(&f.verifier, &[f.keys.issuer(URL)], Some("alice"), None),
+            Err(Refused::Missing)
+        );
+        assert_eq!(f.login("alice", "secret"), Err(Refused::NotAToken));
+        let t = f.token("alice", "shop/web", Some("shop"));
+        assert_eq!(f.login("alice", &t), Err(Refused::WrongAudience));
+        // A market credential whose application is not of the token's team.
+        let t = f.token("other/web", "market:shop/orders", Some("buyer"));
+        assert_eq!(f.login("other/web", &t), Err(Refused::WrongAudience));
+        // The payload's team changed after signing: the signature no longer verifies.
+        let t = f.token("alice", "mqtt", Some("shop"));
+        let parts: Vec<&str> = t.split('.').collect();
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let forged = URL_SAFE_NO_PAD.encode(claims.replace("\"shop\"", "\"admin\""));
+        let forged = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert!(matches!(f.login("alice", &forged), Err(Refused::Token(_))));
+        // Another issuer's keys: unknown issuer.
+        let other = fixture();
+        let t = other.token("alice", "mqtt", Some("shop"));
+        let r = login(
+            &f.verifier,
+            &[f.keys.issuer("http://elsewhere")],
+            Some("alice"),
+            Some(t.as_bytes()),
+        );
+        assert!(matches!(r, Err(Refused::Token(_))), "{r:?}");
+    }
 
     #[test]
     fn user_ids_round_trip() {
