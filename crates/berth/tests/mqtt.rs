@@ -525,3 +525,64 @@ fn sessions_and_retained_messages_survive_a_restart_and_deployments_are_publishe
         "the same event, with the same body, is in GET /api/v1/events: {feed}"
     );
 }
+
+#[test]
+fn connections_per_subject_are_limited() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-limits");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &run,
+        dir.path(),
+        &api,
+        &gw,
+        &[
+            "--mqtt-listen",
+            &mqtt,
+            "--mqtt-max-connections-per-subject",
+            "2",
+        ],
+    );
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let _one = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a1", "-t", "teams/default/x"],
+    );
+    let _two = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a2", "-t", "teams/default/x"],
+    );
+    // A third connection of the same subject: CONNACK 0x97 (151) Quota exceeded.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a3", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (151)"), "{}", text(&o));
+    // Another subject is not affected; the same client id takes its session over.
+    let carol = mqtt_token(&server, None, "carol", "mqtt");
+    let o = b.publish(
+        "carol",
+        &carol,
+        &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (0)"), "{}", text(&o));
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a2", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(
+        text(&o).contains("received CONNACK (0)"),
+        "takeover: {}",
+        text(&o)
+    );
+}
