@@ -143,6 +143,17 @@ struct BerthAuth {
     directory: Arc<dyn Directory>,
     conns: Arc<Conns>,
     per_subject: usize,
+    /// The broker's sessions: whose a client id is while its session exists.
+    storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
+}
+
+impl Conns {
+    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
+    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
+        self.lock()
+            .get(client_id)
+            .is_some_and(|c| c.user != user && (c.connected || c.since.elapsed() < PENDING_GRACE))
+    }
 }
 
 impl BerthAuth {
@@ -188,6 +199,31 @@ impl AuthProvider for BerthAuth {
                 }
             };
             let user = who.user_id();
+            // A client id belongs to the identity whose session it names: another team's
+            // CONNECT with it (even with clean start) would take that session over, dropping
+            // its connection and its queued messages.
+            let stored_owner = match &self.storage {
+                Some(st) => {
+                    use mqtt5::broker::storage::StorageBackend as _;
+                    st.get_session(&connect.client_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.user_id)
+                }
+                None => None,
+            };
+            if stored_owner.is_some_and(|o| o != user)
+                || self.conns.held_by_other(&connect.client_id, &user)
+            {
+                tracing::warn!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    user,
+                    "mqtt login refused: the client id is another identity's session"
+                );
+                return Ok(AuthResult::fail(ReasonCode::ClientIdentifierNotValid));
+            }
             if !self
                 .conns
                 .admit(&connect.client_id, &user, self.per_subject)
@@ -304,11 +340,13 @@ impl Broker {
         let broker = MqttBroker::with_config(config)
             .await
             .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
+        let storage = broker.storage();
         let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
             verifier,
             directory,
             conns,
             per_subject: limits.max_connections_per_subject,
+            storage,
         }));
         broker
             .resource_monitor()

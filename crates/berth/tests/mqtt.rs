@@ -585,4 +585,11 @@ fn connections_per_subject_are_limited() {
         "takeover: {}",
         text(&o)
     );
+    // Another identity may not take a client id in use over: CONNACK 0x85 (133).
+    let o = b.publish(
+        "carol",
+        &carol,
+        &["-V", "5", "-i", "a1", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (133)"), "{}", text(&o));
 }
