@@ -149,9 +149,8 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..a.messages {
-        if a.rate > 0 {
-            let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / a.rate);
-            tokio::time::sleep_until(due.into()).await;
+        if let Some(at) = (i as u64 * 1_000_000_000).checked_div(a.rate) {
+            tokio::time::sleep_until((start + Duration::from_nanos(at)).into()).await;
         }
         let mut payload = vec![0u8; a.payload];
         let now = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
