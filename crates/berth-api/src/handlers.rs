@@ -649,6 +649,7 @@ pub(crate) async fn jwks(State(s): State<AppState>) -> Result<Response> {
 /// The audiences are the team's application names, minted as their global names (docs/teams.md):
 /// another team's application answers 404 as one nobody deployed. Team `default` may also name
 /// audiences that are no application (a route's `audiences:` may name any), as before teams.
+/// `mqtt` (a login to the MQTT broker, docs/messaging.md) is allowed in every team, as it is.
 pub(crate) async fn issue_token(
     State(s): State<AppState>,
     team: Team,
@@ -663,6 +664,10 @@ pub(crate) async fn issue_token(
             .collect();
     let default = team.team == berth_core::team::DEFAULT_TEAM;
     for aud in &mut req.audiences {
+        // A login to the MQTT broker (docs/messaging.md), in every team, kept as it is.
+        if aud == berth_core::policy::MQTT_AUDIENCE {
+            continue;
+        }
         let global = team.name(aud)?;
         if !(apps.contains(&global) || default) {
             return Err(ApiError::new(

@@ -737,8 +737,8 @@ pub enum TokenCommand {
         /// The `sub` claim (the consumer).
         #[arg(long)]
         subject: String,
-        /// An `aud` value (repeatable). A route with `auth: jwt` accepts its application's name.
-        /// Default: `berth`.
+        /// An `aud` value (repeatable). A route with `auth: jwt` accepts its application's name;
+        /// `mqtt` makes a login to the MQTT broker (docs/messaging.md). Default: `berth`.
         #[arg(long = "audience")]
         audiences: Vec<String>,
         /// Lifetime: e.g. `90s`, `15m`, `1h`, `7d`.
@@ -882,6 +882,38 @@ pub struct ServerArgs {
     /// Lifetime of a login session (`berth login`): `90s`, `15m`, `12h`, `7d`.
     #[arg(long, env = "BERTH_SESSION_TTL", default_value = "12h", value_parser = parse_ttl)]
     pub session_ttl: std::time::Duration,
+    /// Embed an MQTT broker (MQTT 5 and 3.1.1) on this address, e.g. `0.0.0.0:1883`
+    /// (docs/messaging.md); off unless given. Clients log in with Berth JWTs.
+    #[arg(long, env = "BERTH_MQTT_LISTEN", value_name = "IP:PORT")]
+    pub mqtt_listen: Option<String>,
+    /// MQTT over TLS on this address, with the gateway's first --gateway-tls-cert; off unless
+    /// given.
+    #[arg(long, env = "BERTH_MQTT_TLS_LISTEN", value_name = "IP:PORT")]
+    pub mqtt_tls_listen: Option<String>,
+    /// MQTT over WebSocket (path `/mqtt`) on this address; off unless given.
+    #[arg(long, env = "BERTH_MQTT_WS_LISTEN", value_name = "IP:PORT")]
+    pub mqtt_ws_listen: Option<String>,
+    /// Largest MQTT packet a client may send: bytes, or with a unit (`1MiB`).
+    #[arg(long, env = "BERTH_MQTT_MAX_PACKET_SIZE", default_value = "1MiB", value_parser = parse_bytes)]
+    pub mqtt_max_packet_size: u64,
+    /// QoS 1/2 messages an MQTT client may have unacknowledged towards the broker (Receive
+    /// Maximum).
+    #[arg(long, env = "BERTH_MQTT_MAX_INFLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub mqtt_max_inflight: u16,
+    /// MQTT connections one subject (team + token subject) may hold at once.
+    #[arg(long, env = "BERTH_MQTT_MAX_CONNECTIONS_PER_SUBJECT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mqtt_max_connections_per_subject: u32,
+    /// MQTT connections one IP address may hold at once.
+    #[arg(long, env = "BERTH_MQTT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mqtt_max_connections_per_address: u32,
+    /// Longest an MQTT persistent session outlives its connection (a longer Session Expiry
+    /// Interval is cut to this): `90s`, `15m`, `12h`, `7d`.
+    #[arg(long, env = "BERTH_MQTT_MAX_SESSION_EXPIRY", default_value = "1d", value_parser = parse_ttl)]
+    pub mqtt_max_session_expiry: std::time::Duration,
+    /// Messages waiting for one MQTT subscriber, in memory and again behind it (oldest dropped
+    /// first; docs/messaging.md).
+    #[arg(long, env = "BERTH_MQTT_QUEUE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mqtt_queue: u32,
     /// Benchmarks only (bench/api_auth_bench.py): `off` serves every call as the administrator
     /// without checking a token, to measure what checking costs. Refused unless the API
     /// listens on loopback.

@@ -4,7 +4,9 @@
 //! Rules it keeps: the feed is a bounded ring in memory ([`CAPACITY`] events; the oldest go
 //! first), lost on restart — the log has every event too (warn-level events at warn). Ids grow
 //! by one per event, so a follower asks for `after=<last id>` and misses nothing that is still
-//! in the ring.
+//! in the ring. Each event is also sent, with its team, on a broadcast channel
+//! ([`crate::ControlPlane::event_feed`]: the MQTT broker publishes them, docs/messaging.md); a
+//! receiver that falls [`FEED_CAPACITY`] events behind loses the oldest, never slows Berth.
 
 use berth_core::api::EventView;
 use std::collections::VecDeque;
@@ -12,6 +14,8 @@ use std::sync::Mutex;
 
 /// Events kept in memory.
 pub const CAPACITY: usize = 1000;
+/// Events a feed receiver may fall behind before it loses the oldest.
+pub const FEED_CAPACITY: usize = 1024;
 
 /// How serious an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +35,23 @@ impl Level {
     }
 }
 
-/// The ring of recent events.
-#[derive(Default)]
+/// The ring of recent events, and the feed of new ones.
 pub(crate) struct Events {
     ring: Mutex<(u64, VecDeque<TeamEvent>)>,
+    feed: tokio::sync::broadcast::Sender<TeamEvent>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            ring: Mutex::default(),
+            feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+        }
+    }
 }
 
 /// An event with its team (`None`: the platform's, e.g. the engine's disk).
-type TeamEvent = (Option<String>, EventView);
+pub type TeamEvent = (Option<String>, EventView);
 
 impl Events {
     /// Record an event (and log it at its level).
@@ -73,7 +86,7 @@ impl Events {
         if g.1.len() == CAPACITY {
             g.1.pop_front();
         }
-        g.1.push_back((
+        let event = (
             team.map(str::to_owned),
             EventView {
                 id,
@@ -83,7 +96,15 @@ impl Events {
                 message,
                 subject: subject.into(),
             },
-        ));
+        );
+        // Sent under the lock, so receivers see the ids in order. No receiver: an error, ignored.
+        let _ = self.feed.send(event.clone());
+        g.1.push_back(event);
+    }
+
+    /// A receiver of every event recorded from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TeamEvent> {
+        self.feed.subscribe()
     }
 
     /// Events with an id above `after` (all with 0), oldest first, at most `limit`
@@ -133,5 +154,28 @@ mod tests {
         );
         ev.emit("alert.x", Level::Warn, "web", "over".into());
         assert_eq!(ev.list(0, 1, &|_| true)[0].level, "warn");
+    }
+
+    #[test]
+    fn the_feed_carries_each_new_event_with_its_team() {
+        let ev = Events::default();
+        ev.emit("before", Level::Info, "s", "not seen".into());
+        let mut rx = ev.subscribe();
+        ev.emit_in(
+            Some("shop"),
+            "app.deployed",
+            Level::Info,
+            "shop/web",
+            "r1".into(),
+        );
+        ev.emit("engine", Level::Warn, "disk", "full".into());
+        let (team, e) = rx.try_recv().unwrap();
+        assert_eq!(
+            (team.as_deref(), e.kind.as_str()),
+            (Some("shop"), "app.deployed")
+        );
+        let (team, e) = rx.try_recv().unwrap();
+        assert_eq!((team, e.id), (None, 3));
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -65,6 +65,14 @@ impl ControlPlane {
         self.inner.events.list(after, limit, visible)
     }
 
+    /// Every event recorded from now on, with its team (`None`: a platform event), as it is
+    /// recorded; a receiver more than [`crate::events::FEED_CAPACITY`] behind loses the oldest
+    /// (`RecvError::Lagged`).
+    #[must_use]
+    pub fn event_feed(&self) -> tokio::sync::broadcast::Receiver<crate::events::TeamEvent> {
+        self.inner.events.subscribe()
+    }
+
     /// Images of one service (or all), newest first.
     pub async fn images(&self, service: Option<&str>) -> Result<Vec<ImageView>, CpError> {
         let services: Vec<String> = match service {

@@ -290,7 +290,14 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
                     RevisionStatus::Converged,
                     &plan.status.message,
                 )?;
-            tracing::info!(app, revision = record.revision, "revision converged");
+            // An event (the feed, and MQTT's `berth/events/{team}/app/deployed`).
+            inner.events.emit_in(
+                Some(berth_core::team::team_of(app)),
+                "app.deployed",
+                crate::events::Level::Info,
+                app,
+                format!("revision {} converged", record.revision),
+            );
         }
         Verdict::RolloutFailed { message, action } => {
             handle_failure(inner, app, record.revision, action, &message)?;

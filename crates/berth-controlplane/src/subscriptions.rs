@@ -266,6 +266,18 @@ impl ControlPlane {
             .collect())
     }
 
+    /// The global names of the applications that subscribe to the market entry of `service`
+    /// (a global name): who may read its MQTT topics (docs/messaging.md).
+    pub fn market_subscribers(&self, service: &str) -> Result<Vec<String>, CpError> {
+        Ok(self
+            .inner
+            .store
+            .subscribers_of(service)?
+            .into_iter()
+            .map(|s| s.app)
+            .collect())
+    }
+
     /// The applications (`TEAM/APP`) that subscribe to `service`.
     pub(crate) fn subscribers(&self, service: &str) -> Result<Vec<String>, CpError> {
         Ok(self

@@ -98,6 +98,10 @@ impl AuthPolicy {
 /// The reserved claim of every token Berth's own issuer signs: the team it was issued for.
 pub const TEAM_CLAIM: &str = "berth_team";
 
+/// The audience of a token that logs in to Berth's MQTT broker (docs/messaging.md). Any team
+/// may ask for it: it is not an application's name.
+pub const MQTT_AUDIENCE: &str = "mqtt";
+
 /// What a rate limit counts by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -2,6 +2,7 @@
 //! No logic lives here (see `server.rs` for how the server is assembled).
 
 mod gateway;
+mod mqtt;
 mod server;
 mod tls;
 

@@ -135,6 +135,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let labels = parse_labels(&args.labels)?;
+    let mqtt_settings = crate::mqtt::settings(&args, &data_dir)?;
     let network_pool = berth_controlplane::subnets::NetworkPool::new(
         &args.network_pool,
         u8::try_from(args.network_prefix).unwrap_or(u8::MAX),
@@ -216,6 +217,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
+    let mqtt_table = table_rx.clone();
     let gateway = Gateway::new(
         table_rx,
         GatewayConfig {
@@ -223,7 +225,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             fast_path: args.gateway_fast_path,
             ..GatewayConfig::default()
         }
-        .with_verifier(verifier),
+        .with_verifier(verifier.clone()),
     );
     let mut config = Config {
         extra_labels: labels,
@@ -270,6 +272,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ),
         shutdown.child_token(),
     );
+    // The MQTT broker (docs/messaging.md): after the issuer, so logins verify from the start.
+    let mqtt = match mqtt_settings {
+        Some(settings) => Some(
+            crate::mqtt::start(
+                settings,
+                &cp,
+                mqtt_table,
+                verifier.clone(),
+                shutdown.child_token(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    if let Some(b) = &mqtt {
+        tracing::info!(
+            tcp = ?b.local_addr,
+            tls = ?b.tls_local_addr,
+            websocket = ?b.ws_local_addr,
+            "mqtt broker started"
+        );
+    }
     tracing::info!(
         instance = cp.instance(),
         api = %api_addr,
@@ -360,6 +384,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     })
     .await;
+    if let Some(b) = mqtt {
+        b.stop(Duration::from_secs(5)).await;
+    }
     Ok(())
 }
 

@@ -1,0 +1,418 @@
+//! Berth's MQTT broker (docs/messaging.md): the `mqtt5` crate's broker, with Berth's JWTs as
+//! logins ([`identity`]), the team model as its ACL ([`acl`]), limits from the command line,
+//! its state in the data directory, and Berth's events published on `berth/events/...`.
+//!
+//! Dependency direction: this crate knows `berth-core` (token verification contract, issuers,
+//! names, the event view) and nothing of the control plane; the binary hands it a
+//! [`TokenVerifier`] and a [`Directory`] (issuers, market subscribers) and feeds it events.
+
+pub mod acl;
+pub mod identity;
+
+use berth_core::api::EventView;
+use berth_core::auth::TokenVerifier;
+use berth_core::policy::Issuer;
+use identity::Identity;
+use mqtt5::broker::auth::{AuthProvider, AuthResult};
+use mqtt5::broker::config::{StorageBackend, StorageConfig, TlsConfig, WebSocketConfig};
+use mqtt5::broker::events::{BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent};
+use mqtt5::broker::{BrokerConfig, MqttBroker};
+use mqtt5::packet::connect::ConnectPacket;
+use mqtt5::packet::publish::PublishPacket;
+use mqtt5::protocol::v5::reason_codes::ReasonCode;
+use mqtt5::QoS;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What the broker asks of the rest of Berth.
+pub trait Directory: Send + Sync + 'static {
+    /// The issuers tokens are verified against (the routing table's: Berth's own keys).
+    fn issuers(&self) -> Vec<Issuer>;
+    /// Global names of the applications that subscribe to the market entry whose service has
+    /// the global name `service`.
+    fn subscribers(&self, service: &str) -> Vec<String>;
+}
+
+/// Limits, each a `berth server` flag (docs/messaging.md, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest packet a client may send (and is told in CONNACK).
+    pub max_packet_size: usize,
+    /// QoS 1/2 messages a client may have unacknowledged towards the broker (Receive Maximum).
+    pub max_inflight: u16,
+    /// Connections of one identity (team + subject) at once.
+    pub max_connections_per_subject: usize,
+    /// Connections from one IP address at once.
+    pub max_connections_per_address: usize,
+    /// Longest a persistent session outlives its connection.
+    pub max_session_expiry: Duration,
+    /// Messages waiting in memory for one connected client.
+    pub queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_size: 1 << 20,
+            max_inflight: 32,
+            max_connections_per_subject: 32,
+            max_connections_per_address: 100,
+            max_session_expiry: Duration::from_secs(86_400),
+            queue: 1000,
+        }
+    }
+}
+
+/// Where the broker listens and keeps its state.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// MQTT over TCP.
+    pub listen: Option<SocketAddr>,
+    /// MQTT over TLS, with this certificate chain and key (PEM files).
+    pub tls: Option<(SocketAddr, PathBuf, PathBuf)>,
+    /// MQTT over WebSocket (path `/mqtt`).
+    pub ws_listen: Option<SocketAddr>,
+    /// Retained messages, sessions and queued messages (`<data-dir>/mqtt`).
+    pub storage_dir: PathBuf,
+    pub limits: Limits,
+}
+
+/// A running broker.
+pub struct Broker {
+    router: Arc<mqtt5::broker::router::MessageRouter>,
+    shutdown: mqtt5::broker::server::BrokerShutdownHandle,
+    task: tokio::task::JoinHandle<()>,
+    /// The bound addresses (TCP, TLS, WebSocket), for logs and tests with port 0.
+    pub local_addr: Option<SocketAddr>,
+    pub tls_local_addr: Option<SocketAddr>,
+    pub ws_local_addr: Option<SocketAddr>,
+}
+
+/// A connection the per-subject limit counts: authenticated, and (once the broker reports it)
+/// connected. One per client id: a second CONNECT with the same client id takes the session
+/// over, so it replaces the entry instead of adding one.
+struct Conn {
+    user: String,
+    connected: bool,
+    since: Instant,
+}
+
+/// An authenticated connection that never completes its CONNECT (the broker refused it after
+/// authentication) stops counting after this long.
+const PENDING_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Conns(Mutex<HashMap<String, Conn>>);
+
+impl Conns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Count `client_id` for `user` unless `user` already has `limit` other connections.
+    fn admit(&self, client_id: &str, user: &str, limit: usize) -> bool {
+        let mut g = self.lock();
+        let now = Instant::now();
+        g.retain(|_, c| c.connected || now.duration_since(c.since) < PENDING_GRACE);
+        let others = g
+            .iter()
+            .filter(|(id, c)| c.user == user && id.as_str() != client_id)
+            .count();
+        if others >= limit {
+            return false;
+        }
+        g.insert(
+            client_id.to_string(),
+            Conn {
+                user: user.to_string(),
+                connected: false,
+                since: now,
+            },
+        );
+        true
+    }
+}
+
+struct BerthAuth {
+    verifier: Arc<dyn TokenVerifier>,
+    directory: Arc<dyn Directory>,
+    conns: Arc<Conns>,
+    per_subject: usize,
+    /// The broker's sessions: whose a client id is while its session exists.
+    storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
+}
+
+impl Conns {
+    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
+    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
+        self.lock()
+            .get(client_id)
+            .is_some_and(|c| c.user != user && (c.connected || c.since.elapsed() < PENDING_GRACE))
+    }
+}
+
+impl BerthAuth {
+    fn subscribed(&self, who: &Identity) -> impl Fn(&str) -> bool + '_ {
+        let who = who.clone();
+        move |service: &str| {
+            let apps = self.directory.subscribers(service);
+            match &who {
+                Identity::Team { team, .. } => apps
+                    .iter()
+                    .any(|a| berth_core::team::team_of(a) == team.as_str()),
+                Identity::Market { app, .. } => apps.iter().any(|a| a == app),
+            }
+        }
+    }
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl AuthProvider for BerthAuth {
+    fn authenticate<'a>(
+        &'a self,
+        connect: &'a ConnectPacket,
+        client_addr: SocketAddr,
+    ) -> BoxFut<'a, mqtt5::error::Result<AuthResult>> {
+        Box::pin(async move {
+            let issuers = self.directory.issuers();
+            let who = match identity::login(
+                self.verifier.as_ref(),
+                &issuers,
+                connect.username.as_deref(),
+                connect.password.as_deref(),
+            ) {
+                Ok(who) => who,
+                Err(why) => {
+                    tracing::info!(
+                        client_id = %connect.client_id,
+                        addr = %client_addr,
+                        reason = %why,
+                        "mqtt login refused"
+                    );
+                    return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+                }
+            };
+            let user = who.user_id();
+            // A client id belongs to the identity whose session it names: another team's
+            // CONNECT with it (even with clean start) would take that session over, dropping
+            // its connection and its queued messages.
+            let stored_owner = match &self.storage {
+                Some(st) => {
+                    use mqtt5::broker::storage::StorageBackend as _;
+                    st.get_session(&connect.client_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.user_id)
+                }
+                None => None,
+            };
+            if stored_owner.is_some_and(|o| o != user)
+                || self.conns.held_by_other(&connect.client_id, &user)
+            {
+                tracing::warn!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    user,
+                    "mqtt login refused: the client id is another identity's session"
+                );
+                return Ok(AuthResult::fail(ReasonCode::ClientIdentifierNotValid));
+            }
+            if !self
+                .conns
+                .admit(&connect.client_id, &user, self.per_subject)
+            {
+                tracing::warn!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    user,
+                    limit = self.per_subject,
+                    "mqtt login refused: too many connections of this subject (--mqtt-max-connections-per-subject)"
+                );
+                return Ok(AuthResult::fail(ReasonCode::QuotaExceeded));
+            }
+            tracing::debug!(client_id = %connect.client_id, user, "mqtt login");
+            Ok(AuthResult::success_with_user(user))
+        })
+    }
+
+    fn authorize_publish<'a>(
+        &'a self,
+        client_id: &str,
+        user_id: Option<&'a str>,
+        topic: &'a str,
+    ) -> BoxFut<'a, bool> {
+        let client_id = client_id.to_string();
+        Box::pin(async move {
+            let ok = user_id
+                .and_then(Identity::parse)
+                .is_some_and(|who| acl::may_publish(&who, topic));
+            if !ok {
+                tracing::debug!(client_id, user = ?user_id, topic, "mqtt publish refused");
+            }
+            ok
+        })
+    }
+
+    fn authorize_subscribe<'a>(
+        &'a self,
+        client_id: &str,
+        user_id: Option<&'a str>,
+        topic_filter: &'a str,
+    ) -> BoxFut<'a, bool> {
+        let client_id = client_id.to_string();
+        Box::pin(async move {
+            let ok = user_id
+                .and_then(Identity::parse)
+                .is_some_and(|who| acl::may_subscribe(&who, topic_filter, &self.subscribed(&who)));
+            if !ok {
+                tracing::debug!(client_id, user = ?user_id, topic_filter, "mqtt subscribe refused");
+            }
+            ok
+        })
+    }
+}
+
+/// Keeps [`Conns`] in step with the broker's connections.
+struct ConnEvents(Arc<Conns>);
+
+impl BrokerEventHandler for ConnEvents {
+    fn on_client_connect<'a>(&'a self, event: ClientConnectEvent) -> BoxFut<'a, ()> {
+        if let Some(c) = self.0.lock().get_mut(event.client_id.as_ref()) {
+            c.connected = true;
+        }
+        Box::pin(async {})
+    }
+
+    fn on_client_disconnect<'a>(&'a self, event: ClientDisconnectEvent) -> BoxFut<'a, ()> {
+        self.0.lock().remove(event.client_id.as_ref());
+        Box::pin(async {})
+    }
+}
+
+impl Broker {
+    /// Bind the listeners and start serving on the current Tokio runtime.
+    ///
+    /// # Errors
+    /// A listener that cannot bind, a certificate that cannot be read, a storage directory that
+    /// cannot be made.
+    pub async fn start(
+        settings: Settings,
+        verifier: Arc<dyn TokenVerifier>,
+        directory: Arc<dyn Directory>,
+    ) -> Result<Broker, String> {
+        std::fs::create_dir_all(&settings.storage_dir)
+            .map_err(|e| format!("cannot create {}: {e}", settings.storage_dir.display()))?;
+        let limits = &settings.limits;
+        let conns = Arc::new(Conns::default());
+        let mut config = BrokerConfig::default()
+            .with_bind_addresses(settings.listen.into_iter().collect())
+            .with_max_packet_size(limits.max_packet_size)
+            .with_client_channel_capacity(limits.queue.max(1))
+            .with_server_receive_maximum(limits.max_inflight.max(1))
+            .with_session_expiry(limits.max_session_expiry)
+            .with_sys_topics_enabled(false)
+            .with_storage(
+                StorageConfig::new()
+                    .with_backend(StorageBackend::File)
+                    .with_base_dir(settings.storage_dir.clone())
+                    .with_persistence(true)
+                    .with_max_queued_messages_per_client(limits.queue.max(1)),
+            )
+            .with_event_handler(Arc::new(ConnEvents(conns.clone())));
+        if let Some((addr, cert, key)) = &settings.tls {
+            config =
+                config.with_tls(TlsConfig::new(cert.clone(), key.clone()).with_bind_address(*addr));
+        }
+        if let Some(addr) = settings.ws_listen {
+            config = config.with_websocket(
+                WebSocketConfig::new()
+                    .with_bind_address(addr)
+                    .with_path("/mqtt"),
+            );
+        }
+        let broker = MqttBroker::with_config(config)
+            .await
+            .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
+        let storage = broker.storage();
+        let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
+            verifier,
+            directory,
+            conns,
+            per_subject: limits.max_connections_per_subject,
+            storage,
+        }));
+        broker
+            .resource_monitor()
+            .update_limits(mqtt5::broker::resource_monitor::ResourceLimits {
+                max_connections: 100_000,
+                max_connections_per_ip: limits.max_connections_per_address,
+                // 0 means unlimited for messages and bytes, but not for new connections.
+                max_message_rate_per_client: 0,
+                max_bandwidth_per_client: 0,
+                max_connection_rate: 10_000,
+                rate_limit_window: Duration::from_secs(1),
+            });
+        let router = broker.router();
+        let shutdown = broker.shutdown_handle();
+        let local_addr = broker.local_addr();
+        let tls_local_addr = broker.tls_local_addr();
+        let ws_local_addr = broker.ws_local_addr();
+        let task = tokio::spawn(async move {
+            if let Err(e) = broker.run().await {
+                tracing::error!(error = %e, "the MQTT broker stopped");
+            }
+        });
+        Ok(Broker {
+            router,
+            shutdown,
+            task,
+            local_addr,
+            tls_local_addr,
+            ws_local_addr,
+        })
+    }
+
+    /// A handle that publishes Berth's events on this broker.
+    #[must_use]
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            router: self.router.clone(),
+        }
+    }
+
+    /// Stop serving and wait (at most `grace`) for the broker to flush its state.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.shutdown();
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
+/// Publishes Berth's events into a [`Broker`] (cheap to clone).
+#[derive(Clone)]
+pub struct Publisher {
+    router: Arc<mqtt5::broker::router::MessageRouter>,
+}
+
+impl Publisher {
+    /// Publish one of Berth's events (QoS 1, not retained) on [`acl::event_topic`]; `event` is
+    /// as `GET /api/v1/events` shows it to `team`.
+    pub async fn publish_event(&self, team: Option<&str>, event: &EventView) {
+        let topic = acl::event_topic(team, &event.kind);
+        let body = match serde_json::to_vec(event) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        let publish = PublishPacket::new(topic, body, QoS::AtLeastOnce);
+        // Never wait for a slow subscriber: a full lane queues the message behind (bounded).
+        self.router
+            .route_message_with_deadline(&publish, None, tokio::time::Instant::now())
+            .await;
+    }
+}

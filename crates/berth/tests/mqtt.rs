@@ -1,0 +1,595 @@
+//! The MQTT broker (docs/messaging.md), end to end with the real `berth server --mqtt-listen`
+//! and Debian's standard clients (`mosquitto_pub`, `mosquitto_sub`, package
+//! `mosquitto-clients`): logins with Berth JWTs, the team ACL and each refusal with its
+//! protocol code (MQTT 5 and 3.1.1), QoS 0/1/2, retained and will messages, a persistent
+//! session resumed after a reconnect and after a server restart, and a deployment's event on
+//! `berth/events/...`. Skipped (with a message) where the clients are not installed.
+
+mod common;
+
+use berth_testkit::{testapp_image, TestRun};
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn have_clients() -> bool {
+    let ok = Command::new("mosquitto_pub").arg("--help").output().is_ok();
+    if !ok {
+        eprintln!(
+            "skipped: mosquitto-clients is not installed (apt-get install mosquitto-clients)"
+        );
+    }
+    ok
+}
+
+struct Broker {
+    host: String,
+    port: String,
+}
+
+impl Broker {
+    fn new(addr: &str) -> Broker {
+        let (h, p) = addr.rsplit_once(':').unwrap();
+        Broker {
+            host: h.into(),
+            port: p.into(),
+        }
+    }
+
+    fn args<'a>(&'a self, user: &'a str, token: &'a str) -> Vec<&'a str> {
+        vec!["-h", &self.host, "-p", &self.port, "-u", user, "-P", token]
+    }
+
+    /// `mosquitto_pub -d` with the login and `extra`; its output (debug lines and errors).
+    fn publish(&self, user: &str, token: &str, extra: &[&str]) -> Output {
+        Command::new("mosquitto_pub")
+            .arg("-d")
+            .args(self.args(user, token))
+            .args(extra)
+            .output()
+            .expect("run mosquitto_pub")
+    }
+
+    /// A `mosquitto_sub -d` that is subscribed (its SUBACK printed) when this returns.
+    fn subscribe(&self, user: &str, token: &str, extra: &[&str]) -> Sub {
+        // Line-buffered: a pipe would hold its lines back.
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-d"])
+            .args(self.args(user, token))
+            .args(["-F", "MSG %t %p"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mosquitto_sub");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut sub = Sub {
+            child,
+            rx,
+            seen: Vec::new(),
+            early: Vec::new(),
+        };
+        let suback = sub.wait_line(Duration::from_secs(10), |l| l.starts_with("Subscribed"));
+        sub.seen.push(suback);
+        sub
+    }
+}
+
+/// A running `mosquitto_sub`.
+struct Sub {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    early: Vec<String>,
+}
+
+impl Sub {
+    fn wait_line(&mut self, within: Duration, want: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) if want(&l) => return l,
+                Ok(l) => {
+                    // A message that came before what was awaited (a resumed session's queue
+                    // arrives before the SUBACK) is kept for `message`.
+                    if let Some(m) = l.strip_prefix("MSG ") {
+                        self.early.push(m.to_string());
+                    }
+                    self.seen.push(l);
+                }
+                Err(_) => panic!(
+                    "mosquitto_sub: the line awaited did not come within {within:?}; saw {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// The next message as `TOPIC PAYLOAD`.
+    fn message(&mut self) -> String {
+        if !self.early.is_empty() {
+            return self.early.remove(0);
+        }
+        let l = self.wait_line(Duration::from_secs(15), |l| l.starts_with("MSG "));
+        l["MSG ".len()..].to_string()
+    }
+
+    /// Messages that arrive within `d`.
+    fn messages_within(&mut self, d: Duration) -> Vec<String> {
+        let end = Instant::now() + d;
+        let mut out = std::mem::take(&mut self.early);
+        while let Ok(l) = self
+            .rx
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            if let Some(m) = l.strip_prefix("MSG ") {
+                out.push(m.to_string());
+            }
+        }
+        out
+    }
+
+    /// The SUBACK's line, e.g. `Subscribed (mid: 1): 135`.
+    fn suback(&self) -> &str {
+        &self.seen[self.seen.len() - 1]
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn mqtt_token(server: &Server, session: Option<&str>, subject: &str, audience: &str) -> String {
+    let args = [
+        "token",
+        "issue",
+        "--subject",
+        subject,
+        "--audience",
+        audience,
+    ];
+    let out = match session {
+        None => server.ok(&args),
+        Some(s) => ok_as(server, s, &args),
+    };
+    out.trim().to_string()
+}
+
+fn start(run: &TestRun, dir: &std::path::Path, mqtt: &str, api: &str, gateway: &str) -> Server {
+    Server::start_with(run, dir, api, gateway, &["--mqtt-listen", mqtt])
+}
+
+#[test]
+fn logins_acl_qos_retained_and_wills() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-acl");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    // alice: team default (the administrator's token mints it); bob: a developer of team shop.
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let bob_session = team_member(&server, "shop", "bob", "developer");
+    let bob = mqtt_token(&server, Some(&bob_session), "bob", "mqtt");
+
+    // QoS 0, 1 and 2 all arrive, MQTT 5 and 3.1.1 publishers alike.
+    let mut sub = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "2", "-t", "teams/default/q/#"],
+    );
+    for (qos, v) in [("0", "5"), ("1", "311"), ("2", "5")] {
+        let o = b.publish(
+            "alice",
+            &alice,
+            &[
+                "-V",
+                v,
+                "-q",
+                qos,
+                "-t",
+                &format!("teams/default/q/{qos}"),
+                "-m",
+                &format!("m{qos}"),
+            ],
+        );
+        assert!(o.status.success(), "publish QoS {qos}: {}", text(&o));
+    }
+    let mut got = vec![sub.message(), sub.message(), sub.message()];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "teams/default/q/0 m0",
+            "teams/default/q/1 m1",
+            "teams/default/q/2 m2"
+        ]
+    );
+
+    // Bad credentials: CONNACK 0x86 (134) in MQTT 5, return code 4 in 3.1.1.
+    let expired_aud = mqtt_token(&server, None, "alice", "berth");
+    for (user, password, why) in [
+        ("alice", "not-a-token", "not a JWT"),
+        ("alice", expired_aud.as_str(), "audience berth, not mqtt"),
+        ("mallory", alice.as_str(), "username is not the subject"),
+    ] {
+        let o = b.publish(
+            user,
+            password,
+            &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+        );
+        assert!(
+            text(&o).contains("received CONNACK (134)"),
+            "{why}: {}",
+            text(&o)
+        );
+        let o = b.publish(
+            user,
+            password,
+            &["-V", "311", "-t", "teams/default/x", "-m", "x"],
+        );
+        assert!(
+            !o.status.success() && text(&o).contains("bad user name or password"),
+            "{why} (3.1.1): {}",
+            text(&o)
+        );
+    }
+    // A token with no password at all.
+    let o = Command::new("mosquitto_pub")
+        .args(["-d", "-V", "5", "-h", &b.host, "-p", &b.port, "-u", "alice"])
+        .args(["-t", "teams/default/x", "-m", "x"])
+        .output()
+        .unwrap();
+    assert!(text(&o).contains("received CONNACK (134)"), "{}", text(&o));
+
+    // Refused publishes: PUBACK 0x87 (MQTT 5), dropped (3.1.1); nobody receives them.
+    let mut watch = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "1", "-t", "teams/default/#"],
+    );
+    let o = b.publish(
+        "bob",
+        &bob,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            "teams/default/x",
+            "-m",
+            "intruder",
+        ],
+    );
+    assert!(text(&o).contains("Not authorized"), "{}", text(&o));
+    let o = b.publish(
+        "bob",
+        &bob,
+        &[
+            "-V",
+            "311",
+            "-q",
+            "1",
+            "-t",
+            "teams/default/x",
+            "-m",
+            "intruder311",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "3.1.1 drops without an error: {}",
+        text(&o)
+    );
+    let o = b.publish(
+        "alice",
+        &alice,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            "berth/events/default/fake",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(
+        text(&o).contains("Not authorized"),
+        "nobody publishes under berth/: {}",
+        text(&o)
+    );
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "2", "-t", "teams/shop/x", "-m", "x"],
+    );
+    assert!(
+        text(&o).contains("Not authorized"),
+        "QoS 2 refusal: {}",
+        text(&o)
+    );
+    // The broker keeps serving: alice's own message still arrives, the refused ones never do.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-q", "1", "-t", "teams/default/x", "-m", "mine"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(watch.message(), "teams/default/x mine");
+    assert!(watch.messages_within(Duration::from_millis(500)).is_empty());
+
+    // Refused subscriptions: SUBACK 0x87 (135) in MQTT 5, 0x80 (128) in 3.1.1.
+    for (who, token, filter) in [
+        ("bob", &bob, "teams/default/#"),
+        ("bob", &bob, "teams/#"),
+        ("bob", &bob, "#"),
+        ("bob", &bob, "berth/events/default/#"),
+        ("alice", &alice, "teams/+/x"),
+    ] {
+        let s = b.subscribe(who, token, &["-V", "5", "-t", filter]);
+        assert!(
+            s.suback().ends_with(": 135"),
+            "{who} {filter}: {}",
+            s.suback()
+        );
+        let s = b.subscribe(who, token, &["-V", "311", "-t", filter]);
+        assert!(
+            s.suback().ends_with(": 128"),
+            "{who} {filter} (3.1.1): {}",
+            s.suback()
+        );
+    }
+    // A team's own topics and events are granted.
+    let mut shop = b.subscribe("bob", &bob, &["-V", "5", "-q", "1", "-t", "teams/shop/#"]);
+    assert!(shop.suback().ends_with(": 1"), "{}", shop.suback());
+    let s = b.subscribe("bob", &bob, &["-V", "5", "-t", "berth/events/shop/#"]);
+    assert!(s.suback().ends_with(": 0"), "{}", s.suback());
+    let o = b.publish(
+        "bob",
+        &bob,
+        &["-q", "1", "-t", "teams/shop/orders", "-m", "o1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(shop.message(), "teams/shop/orders o1");
+
+    // Retained: a later subscriber gets the last retained message at once.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-r", "-q", "1", "-t", "teams/default/state", "-m", "on"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mut late = b.subscribe("alice", &alice, &["-t", "teams/default/state"]);
+    assert_eq!(late.message(), "teams/default/state on");
+
+    // Will: a client that vanishes without DISCONNECT has its will published.
+    let mut wills = b.subscribe("alice", &alice, &["-V", "5", "-t", "teams/default/will"]);
+    let mut doomed = b.subscribe(
+        "alice",
+        &alice,
+        &[
+            "-V",
+            "5",
+            "-k",
+            "5",
+            "-t",
+            "teams/default/nothing",
+            "--will-topic",
+            "teams/default/will",
+            "--will-payload",
+            "gone",
+        ],
+    );
+    let _ = doomed.child.kill(); // SIGKILL: no DISCONNECT
+    assert_eq!(wills.message(), "teams/default/will gone");
+    // A will under another team's topics is refused when it fires.
+    let mut sneaky = b.subscribe(
+        "bob",
+        &bob,
+        &[
+            "-V",
+            "5",
+            "-t",
+            "teams/shop/nothing",
+            "--will-topic",
+            "teams/default/will",
+            "--will-payload",
+            "evil",
+        ],
+    );
+    let _ = sneaky.child.kill();
+    assert!(wills.messages_within(Duration::from_secs(2)).is_empty());
+    drop(server);
+}
+
+#[test]
+fn sessions_and_retained_messages_survive_a_restart_and_deployments_are_published() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-restart");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let mut server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let persistent = [
+        "-V",
+        "5",
+        "-c",
+        "-i",
+        "keeper",
+        "-x",
+        "3600",
+        "-q",
+        "1",
+        "-t",
+        "teams/default/jobs/#",
+    ];
+
+    // A persistent session: subscribe, go away, a QoS 1 message waits, resume and get it.
+    drop(b.subscribe("alice", &alice, &persistent));
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-q", "1", "-t", "teams/default/jobs/1", "-m", "while-away"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mut back = b.subscribe("alice", &alice, &persistent);
+    assert_eq!(back.message(), "teams/default/jobs/1 while-away");
+    drop(back);
+
+    // Again, with a server restart in between; and a retained message.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &[
+            "-q",
+            "1",
+            "-t",
+            "teams/default/jobs/2",
+            "-m",
+            "across-restart",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-r", "-q", "1", "-t", "teams/default/config", "-m", "v7"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    server.stop();
+    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let mut back = b.subscribe("alice", &alice, &persistent);
+    assert_eq!(back.message(), "teams/default/jobs/2 across-restart");
+    let mut retained = b.subscribe("alice", &alice, &["-t", "teams/default/config"]);
+    assert_eq!(retained.message(), "teams/default/config v7");
+
+    // A deployment's event arrives on berth/events/{team}/app/deployed, with the JSON body of
+    // GET /api/v1/events.
+    let mut events = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "1", "-t", "berth/events/default/#"],
+    );
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {image}\n"),
+    );
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "hello"]);
+    let msg = events.message();
+    let (topic, body) = msg.split_once(' ').unwrap();
+    assert_eq!(topic, "berth/events/default/app/deployed", "{msg}");
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["kind"], "app.deployed");
+    assert_eq!(event["subject"], "hello");
+    assert_eq!(event["level"], "info");
+    let feed: serde_json::Value =
+        serde_json::from_str(&server.ok(&["events", "--output", "json"])).unwrap();
+    assert!(
+        feed.as_array().unwrap().contains(&event),
+        "the same event, with the same body, is in GET /api/v1/events: {feed}"
+    );
+}
+
+#[test]
+fn connections_per_subject_are_limited() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-limits");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &run,
+        dir.path(),
+        &api,
+        &gw,
+        &[
+            "--mqtt-listen",
+            &mqtt,
+            "--mqtt-max-connections-per-subject",
+            "2",
+        ],
+    );
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let _one = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a1", "-t", "teams/default/x"],
+    );
+    let _two = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a2", "-t", "teams/default/x"],
+    );
+    // A third connection of the same subject: CONNACK 0x97 (151) Quota exceeded.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a3", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (151)"), "{}", text(&o));
+    // Another subject is not affected; the same client id takes its session over.
+    let carol = mqtt_token(&server, None, "carol", "mqtt");
+    let o = b.publish(
+        "carol",
+        &carol,
+        &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (0)"), "{}", text(&o));
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-i", "a2", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(
+        text(&o).contains("received CONNACK (0)"),
+        "takeover: {}",
+        text(&o)
+    );
+    // Another identity may not take a client id in use over: CONNACK 0x85 (133).
+    let o = b.publish(
+        "carol",
+        &carol,
+        &["-V", "5", "-i", "a1", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("received CONNACK (133)"), "{}", text(&o));
+}
