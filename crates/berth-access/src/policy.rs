@@ -243,6 +243,7 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("POST", "/api/v1/envs/{env}/extend", Action::Deploy),
     ("GET", "/api/v1/ports", Action::Read),
     ("POST", "/api/v1/apps/{app}/release", Action::Deploy),
+    ("POST", "/api/v1/apps/{app}/deploy", Action::Deploy),
     ("GET", "/api/v1/apps", Action::Read),
     ("GET", "/api/v1/apps/{app}", Action::Read),
     ("DELETE", "/api/v1/apps/{app}", Action::Deploy),

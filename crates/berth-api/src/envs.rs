@@ -221,3 +221,36 @@ pub(crate) async fn list_ports(
     }
     Ok(Json(s.cp.ports(&team.team, q.env.as_deref()).in_team(&team)?).into_response())
 }
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/deploy",
+    operation_id = "deployVersion",
+    tag = "apps",
+    summary = "Run a built version in the application's services that run its image (`berth deploy`)",
+    params(("app" = String, Path, description = "Application name")),
+    request_body = DeployRequest,
+    responses(
+        (status = 200, description = "The revision committed (`changed: false` when it runs that version already)", body = RevisionCreated),
+        (status = 400, description = "`invalid_argument`: the application runs no image of the service", body = ErrorBody),
+        (status = 403, description = "`admission_denied`", body = ErrorBody),
+        (status = 404, description = "`app_not_found`, `version_not_found`, `env_not_found`", body = ErrorBody),
+        (status = 409, description = "`version_not_approved` (a protected application or environment), `port_conflict`, `no_free_port`", body = ErrorBody),
+        (status = 422, description = "`image_missing` (the version's image was removed: `berth image restore`), `quota_exceeded`", body = ErrorBody)
+    )
+)]
+pub(crate) async fn deploy(
+    State(s): State<AppState>,
+    team: Team,
+    Path(app): Path<String>,
+    body: std::result::Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<Response> {
+    let Json(req) = body?;
+    let service = team.name(&req.service)?;
+    let mut created =
+        s.cp.deploy_version(&team.app(&app)?, &service, &req.version)
+            .await
+            .in_team(&team)?;
+    created.app = app;
+    Ok(Json(created).into_response())
+}

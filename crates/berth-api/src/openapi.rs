@@ -117,6 +117,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::envs::show_env, crate::envs::remove_env))
         .routes(routes!(crate::envs::extend_env))
         .routes(routes!(crate::envs::release))
+        .routes(routes!(crate::envs::deploy))
         .routes(routes!(crate::envs::list_ports))
         .routes(routes!(h::backup))
         .routes(routes!(

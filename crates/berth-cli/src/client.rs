@@ -9,7 +9,7 @@
 
 use anyhow::Context as _;
 use berth_core::api::{
-    ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
+    ApiTokenCreated, ApiTokenRequest, DeployRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
     ContextUploaded, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance, IssuerRequest,
     IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView, PasswordChange,
     PortLeaseView, ReleaseRequest, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
@@ -546,6 +546,11 @@ impl Client {
     }
     pub async fn disable_user(&self, user: &str) -> anyhow::Result<serde_json::Value> {
         self.send(self.bodiless_post(&format!("/users/{}/disable", segment(user))))
+            .await
+    }
+    /// `POST /api/v1/apps/{app}/deploy`.
+    pub async fn deploy(&self, app: &str, req: &DeployRequest) -> anyhow::Result<RevisionCreated> {
+        self.send(self.post(&format!("/apps/{}/deploy", segment(app))).json(req))
             .await
     }
     /// `POST /api/v1/apps/{app}/release`.

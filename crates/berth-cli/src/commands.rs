@@ -22,6 +22,7 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         | Command::Team(_)
         | Command::Env(_)
         | Command::Release { .. }
+        | Command::Deploy { .. }
         | Command::Ports { .. }
         | Command::ApiToken(_)
         | Command::Audit(_)

@@ -209,6 +209,18 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Run a built version in an application: every Compose service that runs an image of
+    /// SERVICE gets VERSION, by image ID (`berth deploy --app shop api:v1.3`).
+    Deploy {
+        /// Application name.
+        #[arg(long)]
+        app: String,
+        /// SERVICE:VERSION (`berth versions SERVICE` lists them).
+        version: String,
+        /// Return at once instead of waiting for convergence.
+        #[arg(long)]
+        detach: bool,
+    },
     /// The host ports the team's applications hold, fixed and leased (`--env E`: one
     /// environment's).
     Ports(OutputArgs),
@@ -1081,6 +1093,11 @@ async fn run_client(cli: Cli) -> anyhow::Result<i32> {
                     detach,
                 } => cmd::env::release(&ctx, &app, from, to, detach).await,
                 Command::Ports(out) => cmd::env::ports(&ctx, &out).await,
+                Command::Deploy {
+                    app,
+                    version,
+                    detach,
+                } => cmd::env::deploy(&ctx, &app, &version, detach).await,
                 Command::Whoami(out) => cmd::login::whoami(&ctx, &out).await,
                 Command::User(c) => cmd::user::run(&ctx, c).await,
                 Command::ApiToken(c) => cmd::api_token::run(&ctx, c).await,

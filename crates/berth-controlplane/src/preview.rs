@@ -135,20 +135,7 @@ impl ControlPlane {
         let src = team::app_global(team_name, DEV_ENV, &p.app);
         let (_, mut spec) = self.current_spec(&src)?;
         // Every service that runs an image of this service gets the new version.
-        let repo = version
-            .tag
-            .rsplit_once(':')
-            .map_or(version.tag.as_str(), |(r, _)| r);
-        let mut switched = Vec::new();
-        for (name, svc) in &mut spec.project.services {
-            let image = svc.image.split('@').next().unwrap_or_default();
-            let image_repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
-            if image_repo == repo {
-                svc.image.clone_from(&version.tag);
-                spec.images.insert(name.clone(), version.digest.clone());
-                switched.push(name.clone());
-            }
-        }
+        let (repo, switched) = crate::release::switch_to_version(&mut spec, version);
         if switched.is_empty() {
             return Err(CpError::InvalidArgument(format!(
                 "application {:?} runs no image of {repo}",

@@ -1,5 +1,6 @@
 //! One build, promoted (docs/environments.md#one-build-promoted): `berth release APP --from E1
-//! --to E2` and `berth env create E --from E1`.
+//! --to E2`, `berth env create E --from E1`, and `berth deploy --app APP SERVICE:VERSION` (a
+//! built version into the services of an application that run its image).
 //!
 //! Rules it keeps:
 //! - The source's current revision — its Compose project and pinned image IDs — becomes a new
@@ -14,7 +15,29 @@ use crate::error::CpError;
 use crate::spec::RevisionSpec;
 use crate::{ports, ControlPlane, RevisionCreated};
 use berth_core::team;
-use berth_store::EnvRecord;
+use berth_store::{EnvRecord, VersionRecord};
+
+/// Point every Compose service of `spec` that runs an image of `version`'s repository (any tag)
+/// at `version`: its tag, and its image ID pinned. Returns the repository and the services
+/// switched.
+pub(crate) fn switch_to_version(spec: &mut RevisionSpec, version: &VersionRecord) -> (String, Vec<String>) {
+    let repo = version
+        .tag
+        .rsplit_once(':')
+        .map_or(version.tag.as_str(), |(r, _)| r)
+        .to_string();
+    let mut switched = Vec::new();
+    for (name, svc) in &mut spec.project.services {
+        let image = svc.image.split('@').next().unwrap_or_default();
+        let image_repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
+        if image_repo == repo {
+            svc.image.clone_from(&version.tag);
+            spec.images.insert(name.clone(), version.digest.clone());
+            switched.push(name.clone());
+        }
+    }
+    (repo, switched)
+}
 
 impl ControlPlane {
     /// Make `app`'s current revision in `team`'s environment `from` a new revision of `app` in
@@ -49,6 +72,69 @@ impl ControlPlane {
             "release",
             &format!("release from {from} r{rev}"),
         )
+    }
+
+    /// `berth deploy --app APP SERVICE:VERSION`: `app`'s next revision is its current one with
+    /// every Compose service that runs an image of the built `service` switched to `version`,
+    /// by image ID — no build, no tag looked up. The image must still be on the engine.
+    pub async fn deploy_version(
+        &self,
+        app: &str,
+        service: &str,
+        version: &str,
+    ) -> Result<RevisionCreated, CpError> {
+        Self::check_app_name(app)?;
+        let (_, mut spec) = self.current_spec(app)?;
+        let v = self
+            .inner
+            .store
+            .get_version(service, version)?
+            .ok_or_else(|| CpError::VersionNotFound(service.into(), version.into()))?;
+        let (repo, switched) = switch_to_version(&mut spec, &v);
+        if switched.is_empty() {
+            return Err(CpError::InvalidArgument(format!(
+                "application {:?} runs no image of {repo} (apply a Compose file whose service names one first)",
+                team::split_app(app).2
+            )));
+        }
+        // Held until the revision pinning the image is committed: retention cannot remove it
+        // in between.
+        let _gate = self.inner.image_gate.lock().await;
+        if self.inner.docker.inspect_image(&v.digest).await?.is_none() {
+            return Err(CpError::ImageMissing(vec![v.tag.clone()]));
+        }
+        self.validate(app, &spec)?;
+        if let Ok((cur, cur_spec)) = self.current_spec(app) {
+            if serde_json::to_value(&cur_spec).ok() == serde_json::to_value(&spec).ok() {
+                return Ok(RevisionCreated {
+                    app: app.into(),
+                    revision: cur,
+                    changed: false,
+                    change: "no change".into(),
+                });
+            }
+        }
+        self.commit(
+            app,
+            "deploy",
+            &format!("deploy {repo}:{version} ({})", switched.join(", ")),
+            &spec,
+        )
+    }
+
+    /// The applications (global names) whose current revision runs an image of the built
+    /// `service` (by the repository of its newest version's tag).
+    pub fn apps_running(&self, service: &str) -> Result<Vec<String>, CpError> {
+        let Some(newest) = self.inner.store.list_versions(service)?.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .current_specs()?
+            .into_iter()
+            .filter_map(|(app, mut spec)| {
+                (!switch_to_version(&mut spec, &newest).1.is_empty()).then_some(app)
+            })
+            .collect())
     }
 
     /// Commit `spec` (another application's revision) as a revision of `dst`.

@@ -1089,6 +1089,18 @@ pub struct PortLeaseView {
     pub since: String,
 }
 
+/// `POST /api/v1/apps/{app}/deploy`: the application's next revision runs `version` of the
+/// built `service` in every Compose service that runs an image of it (`berth deploy`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The built service (`berth service create`), by the team's name.
+    pub service: String,
+    /// One of its versions (`berth versions SERVICE`).
+    pub version: String,
+}
+
 /// `POST /api/v1/apps/{app}/release`: make the application's current revision in `from` a new
 /// revision of it in `to` (the same Compose project and image IDs; docs/environments.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -362,6 +362,7 @@ mod tests {
         assert_eq!(docker_part("web@staging"), "web..staging");
         assert_eq!(split_app("web"), ("default", "dev", "web"));
         assert!(valid_env_name("pr-42") && !valid_env_name("a.b") && !valid_env_name("a@b"));
-        assert!(!valid_env_name(&"e".repeat(21)));
+        assert!(valid_env_name(&"e".repeat(MAX_ENV_NAME)));
+        assert!(!valid_env_name(&"e".repeat(MAX_ENV_NAME + 1)));
     }
 }

@@ -61,6 +61,7 @@ pub fn router(config: Config) -> Router<AppState> {
         .route("/services", get(pages::services))
         .route("/services/{service}", get(pages::service_page))
         .route("/services/{service}/build", post(pages::start_build))
+        .route("/services/{service}/deploy", post(pages::deploy))
         .route(
             "/services/{service}/versions/{version}/{step}",
             post(pages::transition),

@@ -358,6 +358,10 @@ struct ServicePage<'a> {
     versions: Vec<VersionLine>,
     build_action: String,
     may_build: bool,
+    /// Applications that run an image of this service (team names; `app@env` in another
+    /// environment), offered by each version's **Deploy** form.
+    deploy_apps: Vec<String>,
+    deploy_action: String,
 }
 
 /// Versions whose review evidence a service's page shows (newest first): reading it inspects
@@ -446,6 +450,14 @@ async fn service_inner(
             })
             .unwrap_or_default();
     let may = |route: &str| perm::scope(&s.access, p, "POST", route, Some(&t.team)).is_ok();
+    let deploy_apps: Vec<String> = if may("/api/v1/apps/{app}/deploy") {
+        s.cp.apps_running(&global)?
+            .iter()
+            .filter_map(|a| t.local(a).map(str::to_string))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut lines = Vec::new();
     let mut pipeline = Vec::new();
     for (i, v) in versions.into_iter().enumerate() {
@@ -579,6 +591,8 @@ async fn service_inner(
         versions: lines,
         build_action: format!("/services/{}/build", enc(name)),
         may_build: may("/api/v1/services/{name}/builds"),
+        deploy_apps,
+        deploy_action: format!("/services/{}/deploy", enc(name)),
     }))
 }
 
@@ -807,6 +821,46 @@ pub(crate) async fn start_build(
                 .start_build(&team.name(&name)?, &berth_core::api::BuildStart { git_ref })
                 .map_err(|e| team.localize(e))?;
             Ok::<_, ApiError>(format!("/builds/{}", b.id))
+        },
+    )
+    .await
+}
+
+/// `POST /services/{service}/deploy` (fields `app`, `version`): the version into the
+/// application's services that run an image of the service (`berth deploy`); back to the
+/// application's page.
+pub(crate) async fn deploy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let s2 = s.clone();
+    post_form(
+        &s,
+        req,
+        "POST /services/{service}/deploy",
+        "/api/v1/apps/{app}/deploy",
+        None,
+        |team, form, _| async move {
+            let field = |k: &str| form.get(k).map(str::trim).unwrap_or_default().to_string();
+            let (app, version) = (field("app"), field("version"));
+            // `app@env` names the application in another environment.
+            let global = match app.split_once('@') {
+                Some((a, env)) => {
+                    team.name(a)?;
+                    berth_core::team::app_global(&team.team, env, a)
+                }
+                None => team.app(&app)?,
+            };
+            s2.cp
+                .deploy_version(&global, &team.name(&name)?, &version)
+                .await
+                .map_err(|e| team.localize(e))?;
+            Ok::<_, ApiError>(format!(
+                "/apps/{}?team={}",
+                enc(&app),
+                enc(&team.team)
+            ))
         },
     )
     .await

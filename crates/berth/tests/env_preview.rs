@@ -1,7 +1,8 @@
 //! Preview environments (docs/environments.md#preview-environments), against real Docker and a
 //! real Git repository: a signed push webhook of a new branch builds it and deploys the
 //! application with that version into `preview-<branch>`; a new push redeploys it; deleting the
-//! branch removes the environment at once; `dev` is untouched throughout.
+//! branch removes the environment at once; `dev` is untouched throughout. Then `berth deploy`
+//! puts the branch's version into dev by name.
 
 mod common;
 
@@ -180,5 +181,24 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
         },
     );
     answers(&server, "shop.example", "main");
+
+    // The branch's last version deployed into dev by name: `berth deploy`, by image ID.
+    let versions = json(&server.ok(&["versions", "web", "-o", "json"]));
+    let newest = versions[0]["name"].as_str().unwrap().to_string();
+    let digest = versions[0]["digest"].as_str().unwrap().to_string();
+    let out = server.ok(&["deploy", "--app", "shop", &format!("web:{newest}")]);
+    assert!(out.contains("revision 2"), "{out}");
+    answers(&server, "shop.example", "feature2");
+    assert_eq!(server.ps("shop")[0]["image"], digest.as_str());
+    let history = json(&server.ok(&["history", "--app", "shop", "-o", "json"]));
+    let last = history.as_array().unwrap().iter().find(|r| r["revision"] == 2).unwrap();
+    assert_eq!(last["source"], "deploy", "{history}");
+    assert!(last["change"].as_str().unwrap().contains(&newest), "{last}");
+    let again = server.ok(&["deploy", "--app", "shop", &format!("web:{newest}")]);
+    assert!(again.contains("no change"), "{again}");
+    failed_with(&server.cli(&["deploy", "--app", "shop", "web:nosuch"]), "version_not_found");
+    let out = server.cli(&["deploy", "--app", "shop", "web"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SERVICE:VERSION"));
     server.ok(&["rm", "--app", "shop"]);
 }

@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::commands::{json, print_json, print_list, report_created, wait};
 use crate::{EnvCommand, OutputArgs};
-use berth_core::api::{EnvRequest, EnvView, ReleaseRequest};
+use berth_core::api::{DeployRequest, EnvRequest, EnvView, ReleaseRequest};
 use std::time::Duration;
 
 fn expires(e: &EnvView) -> String {
@@ -189,4 +189,26 @@ pub(crate) async fn ports(ctx: &Ctx, out: &OutputArgs) -> anyhow::Result<i32> {
         },
     );
     Ok(0)
+}
+
+/// `berth deploy --app APP SERVICE:VERSION [--detach]`: waits for convergence.
+pub(crate) async fn deploy(ctx: &Ctx, app: &str, version: &str, detach: bool) -> anyhow::Result<i32> {
+    let Some((service, version)) = version.split_once(':') else {
+        anyhow::bail!("expected SERVICE:VERSION, e.g. api:v1.3 (`berth versions SERVICE` lists them)");
+    };
+    let created = ctx
+        .client
+        .deploy(
+            app,
+            &DeployRequest {
+                service: service.into(),
+                version: version.into(),
+            },
+        )
+        .await?;
+    report_created(&created);
+    if detach || !created.changed {
+        return Ok(0);
+    }
+    wait(&ctx.client, app, created.revision, Duration::from_secs(300)).await
 }
