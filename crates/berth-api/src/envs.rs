@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_access::Principal;
 use berth_core::api::{
-    EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, PortLeaseView, ReleaseRequest,
-    RevisionCreated,
+    DeployRequest, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, PortLeaseView,
+    ReleaseRequest, RevisionCreated,
 };
 use berth_core::ErrorBody;
 use serde::Deserialize;

@@ -9,11 +9,12 @@
 
 use anyhow::Context as _;
 use berth_core::api::{
-    ApiTokenCreated, ApiTokenRequest, DeployRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
-    ContextUploaded, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance, IssuerRequest,
-    IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView, PasswordChange,
-    PortLeaseView, ReleaseRequest, RevisionCreated, RevisionView, RollbackRequest, ScaleRequest,
-    TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest, UserView, Whoami,
+    ApiTokenCreated, ApiTokenRequest, ApiTokenView, AppStatus, AppSummary, ApplyRequest, AuditPage,
+    ContextUploaded, DeployRequest, EnvExtendRequest, EnvRemoved, EnvRequest, EnvView, Instance,
+    IssuerRequest, IssuerView, LoginIssued, LoginRequest, MemberRequest, MemberView,
+    PasswordChange, PortLeaseView, ReleaseRequest, RevisionCreated, RevisionView, RollbackRequest,
+    ScaleRequest, TeamRequest, TeamView, TokenIssued, TokenRequest, UserCreated, UserRequest,
+    UserView, Whoami,
 };
 use berth_core::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -550,8 +551,11 @@ impl Client {
     }
     /// `POST /api/v1/apps/{app}/deploy`.
     pub async fn deploy(&self, app: &str, req: &DeployRequest) -> anyhow::Result<RevisionCreated> {
-        self.send(self.post(&format!("/apps/{}/deploy", segment(app))).json(req))
-            .await
+        self.send(
+            self.post(&format!("/apps/{}/deploy", segment(app)))
+                .json(req),
+        )
+        .await
     }
     /// `POST /api/v1/apps/{app}/release`.
     pub async fn release(

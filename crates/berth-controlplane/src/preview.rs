@@ -232,5 +232,8 @@ mod tests {
         );
         assert_eq!(env_name("???"), "preview");
         assert!(berth_core::team::valid_env_name(&env_name("x/ÿ")));
+        assert!(berth_core::team::valid_env_name(&env_name(
+            "a-very-long-branch-name-that-goes-on-and-on"
+        )));
     }
 }

@@ -20,7 +20,10 @@ use berth_store::{EnvRecord, VersionRecord};
 /// Point every Compose service of `spec` that runs an image of `version`'s repository (any tag)
 /// at `version`: its tag, and its image ID pinned. Returns the repository and the services
 /// switched.
-pub(crate) fn switch_to_version(spec: &mut RevisionSpec, version: &VersionRecord) -> (String, Vec<String>) {
+pub(crate) fn switch_to_version(
+    spec: &mut RevisionSpec,
+    version: &VersionRecord,
+) -> (String, Vec<String>) {
     let repo = version
         .tag
         .rsplit_once(':')

@@ -85,7 +85,12 @@ pub const MAX_ENV_NAME: usize = 40;
 
 #[must_use]
 pub fn valid_env_name(name: &str) -> bool {
-    name.len() <= MAX_ENV_NAME && valid_team_name(name)
+    !name.is_empty()
+        && name.len() <= MAX_ENV_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
 }
 
 /// The global name of `team`'s application `app` in environment `env` (docs/environments.md):

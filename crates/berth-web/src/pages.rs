@@ -856,11 +856,7 @@ pub(crate) async fn deploy(
                 .deploy_version(&global, &team.name(&name)?, &version)
                 .await
                 .map_err(|e| team.localize(e))?;
-            Ok::<_, ApiError>(format!(
-                "/apps/{}?team={}",
-                enc(&app),
-                enc(&team.team)
-            ))
+            Ok::<_, ApiError>(format!("/apps/{}?team={}", enc(&app), enc(&team.team)))
         },
     )
     .await

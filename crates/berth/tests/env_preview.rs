@@ -191,12 +191,20 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
     answers(&server, "shop.example", "feature2");
     assert_eq!(server.ps("shop")[0]["image"], digest.as_str());
     let history = json(&server.ok(&["history", "--app", "shop", "-o", "json"]));
-    let last = history.as_array().unwrap().iter().find(|r| r["revision"] == 2).unwrap();
+    let last = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == 2)
+        .unwrap();
     assert_eq!(last["source"], "deploy", "{history}");
     assert!(last["change"].as_str().unwrap().contains(&newest), "{last}");
     let again = server.ok(&["deploy", "--app", "shop", &format!("web:{newest}")]);
     assert!(again.contains("no change"), "{again}");
-    failed_with(&server.cli(&["deploy", "--app", "shop", "web:nosuch"]), "version_not_found");
+    failed_with(
+        &server.cli(&["deploy", "--app", "shop", "web:nosuch"]),
+        "version_not_found",
+    );
     let out = server.cli(&["deploy", "--app", "shop", "web"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SERVICE:VERSION"));

@@ -192,9 +192,16 @@ pub(crate) async fn ports(ctx: &Ctx, out: &OutputArgs) -> anyhow::Result<i32> {
 }
 
 /// `berth deploy --app APP SERVICE:VERSION [--detach]`: waits for convergence.
-pub(crate) async fn deploy(ctx: &Ctx, app: &str, version: &str, detach: bool) -> anyhow::Result<i32> {
+pub(crate) async fn deploy(
+    ctx: &Ctx,
+    app: &str,
+    version: &str,
+    detach: bool,
+) -> anyhow::Result<i32> {
     let Some((service, version)) = version.split_once(':') else {
-        anyhow::bail!("expected SERVICE:VERSION, e.g. api:v1.3 (`berth versions SERVICE` lists them)");
+        anyhow::bail!(
+            "expected SERVICE:VERSION, e.g. api:v1.3 (`berth versions SERVICE` lists them)"
+        );
     };
     let created = ctx
         .client
