@@ -43,9 +43,11 @@ pub(crate) async fn list_envs(State(s): State<AppState>, team: Team) -> Result<R
     summary = "Create an environment (`berth env create`)",
     request_body = EnvRequest,
     responses(
-        (status = 201, description = "Created", body = EnvView),
-        (status = 400, description = "`invalid_argument`: a bad name, TTL or port block", body = ErrorBody),
-        (status = 409, description = "`env_exists`; `port_conflict`: the port block overlaps another environment's", body = ErrorBody)
+        (status = 201, description = "Created (with `from`: the cloned applications in `apps`)", body = EnvView),
+        (status = 400, description = "`invalid_argument`: a bad name, TTL, port block, `cpus` or `memory`", body = ErrorBody),
+        (status = 404, description = "`env_not_found`: `from` names no environment of the team", body = ErrorBody),
+        (status = 409, description = "`env_exists`; `port_conflict`: the port block overlaps another environment's or holds a port another environment's application leases; `no_free_port`: no block of the server's range is free; a clone's `version_not_approved` (a protected environment) or `route_conflict`", body = ErrorBody),
+        (status = 422, description = "`quota_exceeded`: the cloned applications do not fit the quota", body = ErrorBody)
     )
 )]
 pub(crate) async fn create_env(
