@@ -612,6 +612,129 @@ fn build_finished(server: &Server, id: u64) -> String {
     })
 }
 
+/// Commit a Dockerfile whose app answers `version`, tag it, build it with Berth as `token`.
+fn build_version(server: &Server, token: &str, repo: &std::path::Path, version: &str) {
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM scratch\nCOPY app /app\nENV VERSION={version}\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n"),
+    )
+    .unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", version]);
+    git(repo, &["tag", version]);
+    let log = ok_as(server, token, &["build", "web", "--follow"]);
+    assert!(log.contains(&format!("version {version}")), "{log}");
+}
+
+#[test]
+fn deploy_a_version_from_the_service_page_while_a_viewer_cannot() {
+    let run = TestRun::new("dashboard-deploy");
+    let dir = tempfile::tempdir().unwrap();
+    let (data, repo) = (dir.path().join("data"), dir.path().join("repo"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(berth_testkit::testapp_binary(), repo.join("app")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let server = Server::start(&run, &data);
+    let addr = server.api.clone();
+    let dana = team_member(&server, "shop", "dana", "developer");
+    team_member(&server, "shop", "vic", "viewer");
+    ok_as(
+        &server,
+        &dana,
+        &["service", "create", "web", "--git", repo.to_str().unwrap()],
+    );
+    build_version(&server, &dana, &repo, "v1");
+    build_version(&server, &dana, &repo, "v2");
+    let file = compose(
+        dir.path(),
+        "site.yaml",
+        "services:\n  front:\n    image: berth/shop/web:v1\n    x-berth:\n      route: { path_prefix: /site }\n",
+    );
+    ok_as(
+        &server,
+        &dana,
+        &["apply", "-f", file.to_str().unwrap(), "--app", "site"],
+    );
+    let answers = |version: &str| {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("site answers {version}"),
+            || {
+                let (status, body) = berth_testkit::http_get(
+                    &server.gateway,
+                    "/site/",
+                    None,
+                    Duration::from_secs(5),
+                )
+                .ok()?;
+                (status == 200 && body.starts_with(version)).then_some(())
+            },
+        );
+    };
+    answers("v1");
+
+    // The service's page offers Deploy, to the applications that run its image.
+    let dana_c = log_in(&addr, "dana", "dana-password-for-tests");
+    let page = browser(&addr, "GET", "/services/web?team=shop", Some(&dana_c), "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(">Deploy</button>"), "{}", page.body);
+    assert!(page.body.contains("<option>site</option>"), "{}", page.body);
+    // A forged post without the token is refused; the real one deploys v2 by image ID.
+    let a = browser(
+        &addr,
+        "POST",
+        "/services/web/deploy",
+        Some(&dana_c),
+        "team=shop&app=site&version=v2",
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("csrf_failed"), "{}", a.body);
+    let a = browser(
+        &addr,
+        "POST",
+        "/services/web/deploy",
+        Some(&dana_c),
+        &format!("csrf={}&team=shop&app=site&version=v2", page.csrf()),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.header("location"), Some("/apps/site?team=shop"));
+    answers("v2");
+    let history = api(&server, "/api/v1/apps/site/revisions?team=shop");
+    let last = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == 2)
+        .cloned()
+        .unwrap();
+    assert_eq!(last["source"], "deploy", "{history}");
+    assert!(
+        last["change"]
+            .as_str()
+            .unwrap()
+            .contains("berth/shop/web:v2 (front)"),
+        "{last}"
+    );
+
+    // A viewer is offered no Deploy, and a post of theirs is refused by the permission table.
+    let vic_c = log_in(&addr, "vic", "vic-password-for-tests");
+    let page = browser(&addr, "GET", "/services/web?team=shop", Some(&vic_c), "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains(">Deploy</button>"), "{}", page.body);
+    let a = browser(
+        &addr,
+        "POST",
+        "/services/web/deploy",
+        Some(&vic_c),
+        &format!("csrf={}&team=shop&app=site&version=v1", page.csrf()),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains(">forbidden</code>"), "{}", a.body);
+    answers("v2");
+    ok_as(&server, &dana, &["rm", "--app", "site"]);
+}
+
 #[test]
 fn build_follow_its_log_review_by_a_second_user_cancel_and_the_admin_pages() {
     let run = TestRun::new("dashboard-services");
