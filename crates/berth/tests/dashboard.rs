@@ -614,13 +614,7 @@ fn build_finished(server: &Server, id: u64) -> String {
 
 /// Commit a Dockerfile whose app answers `version`, tag it, build it with Berth as `token`.
 fn build_version(server: &Server, token: &str, repo: &std::path::Path, version: &str) {
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM scratch\nCOPY app /app\nENV VERSION={version}\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n"),
-    )
-    .unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", version]);
+    commit_app_version(repo, version);
     git(repo, &["tag", version]);
     let log = ok_as(server, token, &["build", "web", "--follow"]);
     assert!(log.contains(&format!("version {version}")), "{log}");

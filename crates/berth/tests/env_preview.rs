@@ -8,7 +8,6 @@ mod common;
 
 use berth_testkit::{testapp_binary, wait_for, TestRun};
 use common::*;
-use std::path::Path;
 use std::time::Duration;
 
 const SECRET: &[u8] = b"preview-secret-0123456789";
@@ -26,16 +25,6 @@ fn hook(server: &Server, body: &str) -> (u16, String) {
         body,
     );
     (code, answer)
-}
-
-fn commit_version(repo: &Path, version: &str) {
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM scratch\nCOPY app /app\nENV VERSION={version}\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n"),
-    )
-    .unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", version]);
 }
 
 /// Wait for the `nth` preview event (deployed or failed) and insist it is a deployment.
@@ -82,7 +71,7 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::copy(testapp_binary(), repo.join("app")).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    commit_version(&repo, "main");
+    commit_app_version(&repo, "main");
     let server = Server::start(&run, &data);
 
     // --preview-app needs a branch to tell previews from the service's own pushes.
@@ -126,7 +115,7 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
 
     // A new branch is pushed: built, and deployed into its preview environment.
     git(&repo, &["checkout", "-q", "-b", "Feature_Login"]);
-    commit_version(&repo, "feature1");
+    commit_app_version(&repo, "feature1");
     let (code, answer) = hook(&server, r#"{"ref":"refs/heads/Feature_Login"}"#);
     assert_eq!(code, 202, "{answer}");
     previewed(&server, 0);
@@ -152,7 +141,7 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
     );
 
     // Another push redeploys it; dev still runs main.
-    commit_version(&repo, "feature2");
+    commit_app_version(&repo, "feature2");
     let (code, answer) = hook(&server, r#"{"ref":"refs/heads/Feature_Login"}"#);
     assert_eq!(code, 202, "{answer}");
     previewed(&server, 1);

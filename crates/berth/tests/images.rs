@@ -43,13 +43,7 @@ fn tag(version: &str) -> String {
 
 /// Commit a Dockerfile that yields a distinct image, tag it `version`, build it with Berth.
 fn build_version(server: &Server, repo: &Path, version: &str) {
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM scratch\nCOPY app /app\nENV VERSION={version}\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n"),
-    )
-    .unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", version]);
+    commit_app_version(repo, version);
     git(repo, &["tag", version]);
     let log = server.ok(&["build", &svc(), "--follow"]);
     assert!(

@@ -688,3 +688,15 @@ pub fn set_webhook_secret(server: &Server, service: &str, secret: &[u8]) {
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
 }
+
+/// Commit a Dockerfile to `repo` (which holds the test app as `app`) whose image answers
+/// `version` (`ENV VERSION`): each commit builds a distinct image.
+pub fn commit_app_version(repo: &Path, version: &str) {
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM scratch\nCOPY app /app\nENV VERSION={version}\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n"),
+    )
+    .unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", version]);
+}
