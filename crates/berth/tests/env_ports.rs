@@ -196,6 +196,7 @@ fn ports_are_leased_listed_and_never_held_twice() {
     });
     server.ok(&["env", "rm", "small"]);
     server.ok(&["rm", "--app", "c"]);
+    wait_all_removed(&run);
 }
 
 #[test]
@@ -269,4 +270,5 @@ fn a_revision_over_its_environments_quota_is_refused_before_anything_starts() {
     let out = server.cli(&["env", "create", "bad", "--memory", "lots"]);
     failed_with(&out, "invalid_argument");
     server.ok(&["env", "rm", "tight"]);
+    wait_all_removed(&run);
 }

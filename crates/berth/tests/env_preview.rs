@@ -198,4 +198,5 @@ fn a_pushed_branch_gets_a_preview_environment_until_it_is_deleted() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SERVICE:VERSION"));
     server.ok(&["rm", "--app", "shop"]);
+    wait_all_removed(&run);
 }

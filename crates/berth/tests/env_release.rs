@@ -140,4 +140,5 @@ fn release_promotes_the_same_image_ids_with_no_failed_request() {
     for env in ["staging", "prod", "qa", "live"] {
         server.ok(&["env", "rm", env]);
     }
+    wait_all_removed(&run);
 }

@@ -700,3 +700,15 @@ pub fn commit_app_version(repo: &Path, version: &str) {
     git(repo, &["add", "."]);
     git(repo, &["commit", "-q", "-m", version]);
 }
+
+/// Wait until the server has removed every container, network and volume of the run (after
+/// `rm` or `env rm`), so the test ends with nothing of its own left behind — the run's cleanup
+/// would otherwise race a removal still in progress.
+pub fn wait_all_removed(run: &TestRun) {
+    berth_testkit::wait_for(Duration::from_secs(90), "the run's objects removed", || {
+        ["container", "network", "volume"]
+            .iter()
+            .all(|k| docker_count(run, k) == 0)
+            .then_some(())
+    });
+}
