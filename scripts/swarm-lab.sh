@@ -1,6 +1,6 @@
 #!/bin/bash
-# Berth's Swarm lab (docs/swarm.md#testing-on-several-nodes-on-one-machine), from the worked recipe
-# ../shared/recipes/swarm-lab.sh, with one change: every namespace and cgroup name starts with
+# Berth's Swarm lab (docs/swarm.md#testing-on-several-nodes-on-one-machine), adapted from a worked
+# recipe of the project's machines, with one change: every namespace and cgroup name starts with
 # SW_PREFIX (default "sw"; the hub is "${SW_PREFIX}hub"), so several labs (one per test run) can
 # exist at once. berth_testkit::swarm::Lab drives it and runs `down` when a test ends.
 # N-node Docker Swarm on ONE machine, without Docker-in-Docker or --privileged; the machine's own
