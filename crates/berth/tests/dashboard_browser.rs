@@ -2,8 +2,8 @@
 //! `chromedriver` (WebDriver, fantoccini) against the real server and the real Docker engine.
 //! The issue's scenario: a developer logs in, finds the deployed application, starts a build
 //! and follows its log to the end (server-sent events, then the page reloads), submits the
-//! version and logs out; a second user (an approver) approves it; the developer scales and rolls
-//! back the application, reads the audit log and logs out; a viewer sees no Scale button. Every
+//! version and logs out; a second user (an approver) approves it; the developer deploys a second
+//! version from the service's page (the Deploy form), scales and rolls back the application, reads the audit log and logs out; a viewer sees no Scale button. Every
 //! page is photographed at 1280 and 390 px wide into `$CARGO_TARGET_TMPDIR/screenshots/` (the
 //! test prints the directory; docs/screenshots/ holds a copy). Skips (passing, with a note on stderr) where chromium or
 //! chromedriver is not installed (`apt-get install chromium chromium-driver`; `.ci/run` does).
@@ -332,6 +332,77 @@ fn the_issue_scenario_in_chromium_with_screenshots_of_every_page() {
             .await
             .unwrap();
         shot("service-approved").await;
+        log_out().await;
+
+        // The developer deploys a second version from the service's page into an application
+        // that runs the first: the form switches it by image ID (source `deploy`).
+        let front = compose(
+            dir.path(),
+            "front.yaml",
+            "services:\n  front:\n    image: berth/shop/orders:v1\n    x-berth:\n      route: { path_prefix: /front }\n",
+        );
+        ok_as(
+            &server,
+            &dora,
+            &["apply", "-f", front.to_str().unwrap(), "--app", "front"],
+        );
+        commit_app_version(&repo, "v2");
+        git(&repo, &["tag", "v2"]);
+        let built = ok_as(&server, &dora, &["build", "orders", "--follow"]);
+        assert!(built.contains("version v2"), "{built}");
+        log_in("dora").await;
+        c.goto(&format!("{base}/services/orders?team=shop"))
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("select#deploy-v2"))
+            .await
+            .unwrap()
+            .select_by_label("front")
+            .await
+            .unwrap();
+        shot("service-deploy").await;
+        c.find(Locator::XPath(
+            "//form[.//input[@name='version' and @value='v2']]//button[normalize-space()='Deploy']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        // The form answers with the application's page.
+        c.wait()
+            .for_element(Locator::Css("svg.topology"))
+            .await
+            .unwrap();
+        assert!(c.current_url().await.unwrap().path().ends_with("/apps/front"));
+        wait_for(Duration::from_secs(60), "front answers v2", || {
+            let (status, body) = berth_testkit::http_get(
+                &server.gateway,
+                "/front/",
+                None,
+                Duration::from_secs(5),
+            )
+            .ok()?;
+            (status == 200 && body.starts_with("v2")).then_some(())
+        });
+        let (status, _, body) = call(
+            &server.api,
+            "GET",
+            "/api/v1/apps/front/revisions?team=shop",
+            Some(&server.token()),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        let second = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["revision"] == 2)
+            .cloned()
+            .unwrap_or_else(|| panic!("no revision 2: {body}"));
+        assert_eq!(second["source"], "deploy", "{body}");
+        ok_as(&server, &dora, &["rm", "--app", "front"]);
         log_out().await;
 
         // The developer scales and rolls back the application.
