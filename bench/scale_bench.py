@@ -9,18 +9,25 @@ converged and nothing changing:
 * `berth apps` and `berth ps --app <one>` as a user runs them (one CLI process per call, wall
   time, median of `--calls`);
 * a replica killed (`docker kill`) among them: time until the application reports every replica
-  healthy again, polled from the status API every 10 ms (median of `--kills`).
+  healthy again, polled from the status API every 10 ms (median of `--kills`);
+* the dashboard's pages (issue 17), as an administrator logged in through the login form: each
+  page fetched `--page-calls` times over loopback, a new connection each, from the request's
+  first byte to the answer's last (an upper bound of the server's time); goal <= 50 ms median.
 
 There is no peer process to compare with in the same run (Swarm mode needs IPVS for its
 service VIPs, which this kernel lacks); the goals are the issue's absolute figures: a resync
 pass <= 100 ms of CPU, `berth ps` <= 50 ms, `berth apps` <= 100 ms, RSS <= 100 MB, a kill healed
-in <= 0.5 s.
+in <= 0.5 s, every dashboard page <= 50 ms.
 
     python3 bench/scale_bench.py [--no-build] [--apps 100] [--replicas 3] [--idle 30]
 """
 
 import argparse
+import http.client
+import json
 import os
+import re
+import urllib.parse
 import statistics
 import time
 
@@ -43,6 +50,76 @@ def rss_mb(pid):
     return 0.0
 
 
+def page(api, method, path, cookie=None, form=None):
+    """One request as a browser sends it; (status, headers, body, seconds)."""
+    host, port = api.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    headers = {"Connection": "close"}
+    if cookie:
+        headers["Cookie"] = cookie
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form)
+        headers["Origin"] = f"http://{api}"
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    t = now()
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        text = r.read().decode(errors="replace")
+        return r.status, r.getheaders(), text, now() - t
+    finally:
+        conn.close()
+
+
+def cookie_of(headers, name):
+    for k, v in headers:
+        if k.lower() == "set-cookie" and v.startswith(name + "="):
+            return v.split(";", 1)[0]
+    return None
+
+
+def log_in(b, user, password):
+    """An administrator user made through the API, logged in through the login form: the
+    session cookie."""
+    host, port = b.api.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", "/api/v1/users", body=json.dumps(
+        {"name": user, "password": password, "administrator": True}),
+        headers={**b.api_headers(), "Content-Type": "application/json"})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    if r.status not in (201, 409):
+        raise SystemExit(f"creating user {user}: {r.status}")
+    status, headers, body, _ = page(b.api, "GET", "/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', body).group(1)
+    login_csrf = cookie_of(headers, "berth_login_csrf")
+    status, headers, body, _ = page(b.api, "POST", "/login", cookie=login_csrf,
+                                    form={"csrf": csrf, "username": user, "password": password})
+    if status != 303:
+        raise SystemExit(f"login {user}: {status} {body[:200]}")
+    return cookie_of(headers, "berth_session")
+
+
+def page_times(b, names, calls):
+    """Rows of (page, median, min, max ms, KiB) for the dashboard's pages."""
+    cookie = log_in(b, "bench-admin", "bench-admin-password")
+    middle = names[len(names) // 2]
+    rows = []
+    for path in ["/", f"/apps/{middle}", f"/apps/{middle}/logs/web", "/services", "/images",
+                 "/gateway", "/audit", "/admin/users", "/admin/teams"]:
+        ms, size = [], 0
+        for _ in range(calls):
+            status, _, body, secs = page(b.api, "GET", path, cookie=cookie)
+            if status != 200:
+                raise SystemExit(f"GET {path}: {status} {body[:200]}")
+            ms.append(secs * 1000)
+            size = len(body)
+        rows.append((path, statistics.median(ms), min(ms), max(ms), size / 1024))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.common_args(p)
@@ -52,6 +129,8 @@ def main():
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--resync-secs", type=int, default=5)
+    p.add_argument("--page-calls", type=int, default=20,
+                   help="fetches of each dashboard page (0: skip the pages)")
     a = p.parse_args()
     b = common.Bench(build=not a.no_build, berth_log=a.berth_log)
     b.print_versions()
@@ -129,6 +208,8 @@ def main():
     apps_ms = timed("apps")
     ps_ms = timed("ps", "--app", names[len(names) // 2])
 
+    pages = page_times(b, names, a.page_calls) if a.page_calls else []
+
     heals = []
     for k in range(a.kills):
         app = names[(k * 37 + 11) % len(names)]
@@ -169,6 +250,11 @@ def main():
     log("\n== results")
     log(common.table(rows, ["what", "measured", "goal", "met"]))
     log("kills (s): " + ", ".join(f"{h:.3f}" for h in heals))
+    if pages:
+        log("\n== dashboard pages (administrator; goal: median <= 50 ms)")
+        log(common.table([[p, f"{m:.1f}", f"{lo:.1f}-{hi:.1f}", f"{kib:.0f}", "yes" if m <= 50 else "no"]
+                          for p, m, lo, hi, kib in pages],
+                         ["page", "median ms", "min-max ms", "KiB", "met"]))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ pub mod envs;
 pub mod error;
 pub mod events;
 pub mod graph;
+mod heal;
 pub mod health;
 pub mod images;
 pub mod installs;
@@ -164,6 +165,8 @@ struct Memory {
     /// Per provider instance (application, service): its market entry's credential audience
     /// and subscribers, which the table's `auth: subscribers` routes carry ([`subscriptions`]).
     market: BTreeMap<(String, String), subscriptions::Subscribers>,
+    /// Heals being timed (only with `berth_controlplane::heal=debug`; see [`heal`]).
+    heals: heal::Traces,
 }
 
 /// A series of failed steps on one slot.

@@ -12,6 +12,7 @@
 //! in the same pass.
 
 use crate::app_plan::{self, Verdict};
+use crate::heal;
 use crate::health::ProbeKind;
 use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
@@ -263,6 +264,14 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
 
     // Plan.
     let plan = app_plan::plan_app(&desired, &replicas, &memory, now);
+    heal::mark(&mut inner.mem().heals, app, || {
+        let ready = replicas
+            .iter()
+            .filter(|r| r.readiness == Readiness::Ready)
+            .count();
+        let steps = plan.steps.len();
+        format!("pass {ready}/{} ready, {steps} step(s)", replicas.len())
+    });
 
     // Execute.
     for (name, step) in plan.steps {
@@ -328,6 +337,7 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
     });
     {
         let mut mem = inner.mem();
+        heal::finish(&mut mem.heals, app, plan.status.health == "healthy");
         mem.status.insert(app.into(), plan.status);
         if !probes_pending {
             mem.synced.insert(app.to_string());
@@ -707,6 +717,14 @@ fn execute<R: AppRuntime>(
         .get(&service)
         .and_then(|s| s.stop_grace_period_ms)
         .map_or(10, |ms| ms.div_ceil(1000));
+    let what = match &step {
+        Step::Create { slot } => format!("create {service}/{slot}"),
+        Step::Start { id } => format!("start {}", short(id)),
+        Step::Restart { id } => format!("restart {}", short(id)),
+        Step::Remove { id } => format!("remove {}", short(id)),
+        Step::Drain { .. } | Step::Failed { .. } | Step::Wait { .. } => String::new(),
+    };
+    heal::mark(&mut inner.mem().heals, &app, || what.clone());
     tokio::spawn(async move {
         let inner = inner2;
         let mut created: Option<String> = None;
@@ -745,6 +763,8 @@ fn execute<R: AppRuntime>(
         .await;
         {
             let mut mem = inner.mem();
+            let ok = if result.is_ok() { "done" } else { "failed" };
+            heal::mark(&mut mem.heals, &app, || format!("{what} {ok}"));
             record_outcome(&mut mem, &app, &service, slot, revision, &step, result);
             mem.busy.remove(&key);
             let now = Instant::now();
@@ -1007,6 +1027,9 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
                     if ev.down {
                         i.prober.mark_down(&ev.replica);
                         drop_endpoint(&i, &ev.replica);
+                        if let Some(app) = ev.app.as_deref().filter(|_| heal::enabled()) {
+                            heal::begin(&mut i.mem().heals, app, &ev.replica, ev.lag_ms);
+                        }
                     }
                     if let Some(app) = &ev.app {
                         i.wake(app);

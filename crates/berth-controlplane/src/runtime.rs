@@ -59,6 +59,8 @@ pub(crate) struct RuntimeEvent {
     pub replica: String,
     /// The replica stopped serving (died, was killed or stopped): out of rotation at once.
     pub down: bool,
+    /// How long after it happened the runtime reported it, if the runtime says when.
+    pub lag_ms: Option<u64>,
 }
 
 /// What a runtime does for Berth. Generic rather than object-safe: a server picks one runtime,
@@ -106,6 +108,16 @@ pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
     fn events(
         &self,
     ) -> impl Future<Output = Result<BoxStream<'static, RuntimeEvent>, CpError>> + Send;
+}
+
+/// Milliseconds from `time_nano` (since the Unix epoch) to now; `None` if unknown.
+fn lag_ms(time_nano: i64) -> Option<u64> {
+    let at = u128::try_from(time_nano).ok().filter(|t| *t > 0)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    u64::try_from(now.saturating_sub(at) / 1_000_000).ok()
 }
 
 /// The local Docker engine.
@@ -201,6 +213,7 @@ impl AppRuntime for Local {
                     Ok(ev) if ev.typ == "container" => Some(RuntimeEvent {
                         app: ev.attributes.get(labels::APP).cloned(),
                         down: matches!(ev.action.as_str(), "die" | "oom" | "kill" | "stop"),
+                        lag_ms: lag_ms(ev.time_nano),
                         replica: ev.id,
                     }),
                     _ => None,
