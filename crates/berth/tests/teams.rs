@@ -10,25 +10,7 @@ mod common;
 use berth_testkit::{docker_cli, testapp_binary, testapp_image, TestRun};
 use common::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A Compose file: `web` routed at `prefix`, behind Berth JWTs for `audience` when given.
 fn web(image: &str, prefix: &str, audience: Option<&str>) -> String {
