@@ -7,7 +7,7 @@
 
 mod common;
 
-use berth_testkit::{testapp_image, TestRun};
+use berth_testkit::{busybox_image, testapp_image, wait_for, TestRun};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -592,4 +592,118 @@ fn connections_per_subject_are_limited() {
         &["-V", "5", "-i", "a1", "-t", "teams/default/x", "-m", "x"],
     );
     assert!(text(&o).contains("received CONNACK (133)"), "{}", text(&o));
+}
+
+/// `docker exec CONTAINER sh -c SCRIPT`: its stdout, or `None` while it fails.
+fn exec_sh(container: &str, script: &str) -> Option<String> {
+    let o = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn services_with_x_berth_mqtt_get_a_login_that_works() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-wire");
+    let Some(toolbox) = busybox_image(&run) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    let bob_session = team_member(&server, "shop", "bob", "developer");
+    let bob = mqtt_token(&server, Some(&bob_session), "bob", "mqtt");
+    let file = compose(
+        dir.path(),
+        "sensor.yaml",
+        &format!(
+            "services:\n  probe:\n    image: {toolbox}\n    command: [\"sleep\", \"3600\"]\n    x-berth:\n      mqtt: true\n  plain:\n    image: {toolbox}\n    command: [\"sleep\", \"3600\"]\n"
+        ),
+    );
+    ok_as(
+        &server,
+        &bob_session,
+        &["apply", "-f", file.to_str().unwrap(), "--app", "sensor"],
+    );
+    let container_of = |service: &str| {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{service}'s container runs"),
+            || {
+                containers(&run)
+                    .iter()
+                    .find(|l| l.contains(" running ") && l.ends_with(&format!(" {service}")))
+                    .map(|l| l.split(' ').next().unwrap().to_string())
+            },
+        )
+    };
+    let probe = container_of("probe");
+    // The container reads both variables and the token file.
+    let seen = wait_for(
+        Duration::from_secs(10),
+        "the variables and the token file inside the container",
+        || {
+            exec_sh(&probe, "echo \"$BERTH_MQTT_URL\"; echo \"$BERTH_MQTT_USERNAME\"; echo \"$BERTH_MQTT_TOKEN_FILE\"; cat \"$BERTH_MQTT_TOKEN_FILE\"")
+        },
+    );
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 4, "{seen}");
+    let port = mqtt.rsplit_once(':').unwrap().1;
+    assert_eq!(lines[0], format!("mqtt://berth-gateway:{port}"), "{seen}");
+    assert_eq!(lines[1], "shop/sensor", "{seen}");
+    assert_eq!(lines[2], "/run/secrets/berth/mqtt/token", "{seen}");
+    let (user, token) = (lines[1], lines[3].trim());
+    // `berth-gateway` names the Docker host inside the container.
+    let hosts = exec_sh(&probe, "cat /etc/hosts").unwrap();
+    assert!(hosts.contains("berth-gateway"), "{hosts}");
+    // A service without the key gets nothing.
+    let plain = container_of("plain");
+    let env = exec_sh(&plain, "env").unwrap();
+    assert!(!env.contains("BERTH_MQTT"), "{env}");
+
+    // The token logs in to the broker as the application, in its team: a message it publishes
+    // under teams/shop/... reaches a subscriber of team shop; another team's topics are not
+    // its own.
+    let mut watch = b.subscribe("bob", &bob, &["-V", "5", "-q", "1", "-t", "teams/shop/#"]);
+    let o = b.publish(
+        user,
+        token,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            "teams/shop/sensor/t",
+            "-m",
+            "21C",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(watch.message(), "teams/shop/sensor/t 21C");
+    let o = b.publish(
+        user,
+        token,
+        &["-V", "5", "-q", "1", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(text(&o).contains("Not authorized"), "{}", text(&o));
+
+    // A server without --mqtt-listen refuses the key at apply: mqtt_disabled.
+    let dir2 = tempfile::tempdir().unwrap();
+    let plain_server = Server::start(&run, dir2.path());
+    let out = plain_server.cli(&["apply", "-f", file.to_str().unwrap(), "--app", "sensor"]);
+    let err = failed_with(&out, "mqtt_disabled");
+    assert!(
+        err.contains("services.probe.x-berth.mqtt") && err.contains("--mqtt-listen"),
+        "{err}"
+    );
 }
