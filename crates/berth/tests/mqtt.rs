@@ -707,3 +707,69 @@ fn services_with_x_berth_mqtt_get_a_login_that_works() {
         "{err}"
     );
 }
+
+#[test]
+fn a_connection_ends_when_its_token_expires() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-expiry");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let out = server.ok(&[
+        "token",
+        "issue",
+        "--subject",
+        "brief",
+        "--audience",
+        "mqtt",
+        "--ttl",
+        "6s",
+    ]);
+    let issued = Instant::now();
+    let short = out.trim().to_string();
+    let mut brief = b.subscribe(
+        "brief",
+        &short,
+        &["-V", "5", "-q", "1", "-t", "teams/default/ticks"],
+    );
+    // Alive before its exp: it receives.
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-q", "1", "-t", "teams/default/ticks", "-m", "t1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(brief.message(), "teams/default/ticks t1");
+    assert!(brief.child.try_wait().unwrap().is_none());
+    // At its exp the broker closes the connection; mosquitto_sub reconnects with the same
+    // (now expired) token, is refused, and exits.
+    let ended = wait_for(Duration::from_secs(20), "mosquitto_sub ends", || {
+        brief.child.try_wait().unwrap().map(|_| Instant::now())
+    });
+    let after = ended.duration_since(issued);
+    assert!(
+        after >= Duration::from_secs(4) && after <= Duration::from_secs(12),
+        "closed {after:?} after the token was issued (ttl 6s)"
+    );
+    assert!(
+        server.log_tail().contains("its token expired"),
+        "{}",
+        server.log_tail()
+    );
+    // A connection with a valid token is not touched.
+    let mut lasting = b.subscribe("alice", &alice, &["-V", "5", "-t", "teams/default/still"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-t", "teams/default/still", "-m", "here"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(lasting.message(), "teams/default/still here");
+}
