@@ -2,8 +2,10 @@
 //! and Debian's standard clients (`mosquitto_pub`, `mosquitto_sub`, package
 //! `mosquitto-clients`): logins with Berth JWTs, the team ACL and each refusal with its
 //! protocol code (MQTT 5 and 3.1.1), QoS 0/1/2, retained and will messages, a persistent
-//! session resumed after a reconnect and after a server restart, and a deployment's event on
-//! `berth/events/...`. Skipped (with a message) where the clients are not installed.
+//! session resumed after a reconnect and after a server restart, a deployment's event on
+//! `berth/events/...`, a service's `x-berth.mqtt` login, a connection closed at its token's
+//! `exp`, the TLS and WebSocket listeners, the packet-size and per-address limits. Skipped (with
+//! a message) where the clients are not installed.
 
 mod common;
 
@@ -772,4 +774,286 @@ fn a_connection_ends_when_its_token_expires() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(lasting.message(), "teams/default/still here");
+}
+
+/// A CA, and a certificate it signed for `localhost`: (ca.pem, cert.pem, key.pem).
+fn ca_and_certificate(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "berth test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&paths[0], ca.pem()).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+/// An MQTT 3.1.1 CONNECT (clean session) with a username and password.
+fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60];
+    for s in [client_id, user, password] {
+        body.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(s.as_bytes());
+    }
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = u8::try_from(len % 128).unwrap();
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    packet
+}
+
+/// MQTT over WebSocket by hand (the Debian clients have no WebSocket support): the upgrade to
+/// subprotocol `mqtt` on `/mqtt`, one CONNECT in a masked binary frame; the CONNACK's return
+/// code.
+fn ws_connack(addr: &str, user: &str, password: &str) -> u8 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: mqtt"),
+        "{head}"
+    );
+    let payload = connect_packet("ws-client", user, password);
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x82];
+    if payload.len() < 126 {
+        frame.push(0x80 | u8::try_from(payload.len()).unwrap());
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).unwrap();
+    // The answer: an unmasked binary frame holding CONNACK (0x20, 2, flags, code).
+    let mut answer = [0u8; 6];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..4], &[0x82, 4, 0x20, 2], "{answer:?}");
+    answer[5]
+}
+
+#[test]
+fn tls_websocket_packet_size_and_connections_per_address() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-listeners");
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = ca_and_certificate(dir.path());
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let tls_port = free_port().to_string();
+    let ws = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &run,
+        dir.path(),
+        &api,
+        &gw,
+        &[
+            "--mqtt-listen",
+            &mqtt,
+            "--mqtt-tls-listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--mqtt-ws-listen",
+            &ws,
+            "--gateway-tls-cert",
+            &format!(
+                "localhost={}:{}",
+                cert.to_str().unwrap(),
+                key.to_str().unwrap()
+            ),
+            "--mqtt-max-packet-size",
+            "2048",
+            "--mqtt-max-connections-per-address",
+            "4",
+        ],
+    );
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+
+    // TLS: the gateway's certificate, verified against its CA; a message crosses from TLS to
+    // plain TCP.
+    let mut plain = b.subscribe(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "1", "-t", "teams/default/#"],
+    );
+    let tls = Broker {
+        host: "localhost".into(),
+        port: tls_port.clone(),
+    };
+    let o = Command::new("mosquitto_pub")
+        .arg("-d")
+        .args(tls.args("alice", &alice))
+        .arg("--cafile")
+        .arg(&ca)
+        .args(["-q", "1", "-t", "teams/default/tls", "-m", "sealed"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(plain.message(), "teams/default/tls sealed");
+    // Without the CA the certificate is not trusted.
+    let o = Command::new("mosquitto_pub")
+        .args(tls.args("alice", &alice))
+        .args([
+            "--cafile",
+            "/dev/null",
+            "-t",
+            "teams/default/tls",
+            "-m",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    // Logins are the same over TLS: a bad token is refused (3.1.1 code 4).
+    let o = Command::new("mosquitto_pub")
+        .args(tls.args("alice", "not-a-token"))
+        .arg("--cafile")
+        .arg(&ca)
+        .args(["-V", "311", "-t", "teams/default/tls", "-m", "x"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("bad user name or password"),
+        "{}",
+        text(&o)
+    );
+
+    // WebSocket: CONNACK 0 with a valid token, 4 with a bad one.
+    assert_eq!(ws_connack(&ws, "alice", &alice), 0);
+    assert_eq!(ws_connack(&ws, "alice", "not-a-token"), 4);
+
+    // Packet size: MQTT 5 clients are told the limit in CONNACK (mosquitto_pub does not send
+    // a larger message); a 3.1.1 client, which is not told, has its too-large PUBLISH refused and its
+    // connection closed; the message reaches nobody, and a small one still does.
+    let big = "x".repeat(4000);
+    let o = b.publish(
+        "alice",
+        &alice,
+        &[
+            "-V",
+            "311",
+            "-q",
+            "1",
+            "-t",
+            "teams/default/big",
+            "-m",
+            &big,
+        ],
+    );
+    assert!(
+        text(&o).contains("received CONNACK (0)")
+            && text(&o).contains("connection was lost")
+            && !text(&o).contains("received PUBACK"),
+        "{}",
+        text(&o)
+    );
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-q", "1", "-t", "teams/default/big", "-m", &big],
+    );
+    // Told the limit in CONNACK, the MQTT 5 client never sends it.
+    assert!(
+        text(&o).contains("received CONNACK (0)") && !text(&o).contains("sending PUBLISH"),
+        "{}",
+        text(&o)
+    );
+    assert!(plain.messages_within(Duration::from_secs(1)).is_empty());
+    let o = b.publish(
+        "alice",
+        &alice,
+        &[
+            "-V",
+            "311",
+            "-q",
+            "1",
+            "-t",
+            "teams/default/small",
+            "-m",
+            "s",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(plain.message(), "teams/default/small s");
+
+    // Connections per address: 4 from 127.0.0.1 (`plain` is one); the fifth is closed before
+    // its CONNECT is answered; when one goes, a new one is let in.
+    let mut held: Vec<Sub> = (0..3)
+        .map(|i| {
+            b.subscribe(
+                "alice",
+                &alice,
+                &[
+                    "-V",
+                    "5",
+                    "-i",
+                    &format!("held{i}"),
+                    "-t",
+                    "teams/default/held",
+                ],
+            )
+        })
+        .collect();
+    let o = b.publish(
+        "alice",
+        &alice,
+        &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+    );
+    assert!(
+        !o.status.success()
+            && text(&o).contains("connection was lost")
+            && !text(&o).contains("received CONNACK"),
+        "{}",
+        text(&o)
+    );
+    drop(held.pop());
+    let o = wait_for(Duration::from_secs(10), "a connection let in again", || {
+        let o = b.publish(
+            "alice",
+            &alice,
+            &["-V", "5", "-t", "teams/default/x", "-m", "y"],
+        );
+        o.status.success().then_some(o)
+    });
+    assert!(text(&o).contains("received CONNACK (0)"), "{}", text(&o));
 }
