@@ -1057,3 +1057,192 @@ fn tls_websocket_packet_size_and_connections_per_address() {
     });
     assert!(text(&o).contains("received CONNACK (0)"), "{}", text(&o));
 }
+
+#[test]
+fn market_subscribers_read_the_entrys_topics_until_they_unsubscribe() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-market");
+    let Some(toolbox) = busybox_image(&run) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(berth_testkit::testapp_binary(), repo.join("app")).unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        "FROM scratch\nCOPY app /app\nEXPOSE 8080\nENTRYPOINT [\"/app\"]\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    git(&repo, &["tag", "v1"]);
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = start(&run, &data, &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    let a_dev = team_member(&server, "a", "ann", "developer");
+    let a_approver = team_member(&server, "a", "abe", "approver");
+    let b_dev = team_member(&server, "b", "bob", "developer");
+    let c_dev = team_member(&server, "c", "cid", "developer");
+    let ann = mqtt_token(&server, Some(&a_dev), "ann", "mqtt");
+    let bob = mqtt_token(&server, Some(&b_dev), "bob", "mqtt");
+    let cid = mqtt_token(&server, Some(&c_dev), "cid", "mqtt");
+
+    // Team a publishes `orders`, bound to its running application `prov`.
+    let repo_arg = repo.to_str().unwrap();
+    ok_as(
+        &server,
+        &a_dev,
+        &["service", "create", "orders", "--git", repo_arg],
+    );
+    ok_as(&server, &a_dev, &["build", "orders", "--follow"]);
+    let versions = json(&ok_as(
+        &server,
+        &a_dev,
+        &["versions", "orders", "-o", "json"],
+    ));
+    let tag = versions[0]["tag"].as_str().unwrap().to_string();
+    ok_as(&server, &a_dev, &["submit", "orders:v1", "--note", "v1"]);
+    ok_as(
+        &server,
+        &a_approver,
+        &["approve", "orders:v1", "--reason", "ok"],
+    );
+    let prov = compose(
+        dir.path(),
+        "prov.yaml",
+        &format!("services:\n  api:\n    image: {tag}\n    expose: [\"8080\"]\n    x-berth:\n      route: {{ path_prefix: /orders, auth: subscribers }}\n"),
+    );
+    ok_as(
+        &server,
+        &a_dev,
+        &["apply", "-f", prov.to_str().unwrap(), "--app", "prov"],
+    );
+    ok_as(&server, &a_dev, &["publish", "orders:v1", "--app", "prov"]);
+
+    // Team b's application `other` subscribes: its credential is an MQTT login too.
+    let other = compose(
+        dir.path(),
+        "other.yaml",
+        &format!("services:\n  w:\n    image: {toolbox}\n    command: [\"sleep\", \"3600\"]\n"),
+    );
+    ok_as(
+        &server,
+        &b_dev,
+        &["apply", "-f", other.to_str().unwrap(), "--app", "other"],
+    );
+    ok_as(
+        &server,
+        &b_dev,
+        &["subscribe", "--app", "other", "a/orders"],
+    );
+    let credential =
+        std::fs::read_to_string(data.join("credentials/b.other/orders.token")).unwrap();
+    let credential = credential.trim();
+
+    // The credential subscribes under the entry's topics, not another service's, and publishes
+    // nowhere.
+    let mut reader = b.subscribe(
+        "b/other",
+        credential,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-i",
+            "reader",
+            "-t",
+            "teams/a/orders/#",
+        ],
+    );
+    assert!(reader.suback().ends_with(": 1"), "{}", reader.suback());
+    let s = b.subscribe("b/other", credential, &["-V", "5", "-t", "teams/a/stock/#"]);
+    assert!(s.suback().ends_with(": 135"), "{}", s.suback());
+    let s = b.subscribe("b/other", credential, &["-V", "5", "-t", "teams/b/#"]);
+    assert!(s.suback().ends_with(": 135"), "{}", s.suback());
+    let o = b.publish(
+        "b/other",
+        credential,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            "teams/a/orders/x",
+            "-m",
+            "forged",
+        ],
+    );
+    assert!(text(&o).contains("Not authorized"), "{}", text(&o));
+    // Team b's own MQTT tokens: the same read access while an application of b subscribes;
+    // team c (no subscription) has none.
+    let mut team_reader = b.subscribe(
+        "bob",
+        &bob,
+        &["-V", "5", "-q", "1", "-t", "teams/a/orders/#"],
+    );
+    assert!(
+        team_reader.suback().ends_with(": 1"),
+        "{}",
+        team_reader.suback()
+    );
+    let o = b.publish(
+        "bob",
+        &bob,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-t",
+            "teams/a/orders/x",
+            "-m",
+            "forged",
+        ],
+    );
+    assert!(text(&o).contains("Not authorized"), "{}", text(&o));
+    let s = b.subscribe("cid", &cid, &["-V", "5", "-t", "teams/a/orders/#"]);
+    assert!(s.suback().ends_with(": 135"), "{}", s.suback());
+    // The provider's message reaches both readers; the refused publishes reached nobody.
+    let o = b.publish(
+        "ann",
+        &ann,
+        &["-V", "5", "-q", "1", "-t", "teams/a/orders/new", "-m", "o1"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(reader.message(), "teams/a/orders/new o1");
+    assert_eq!(team_reader.message(), "teams/a/orders/new o1");
+
+    // Unsubscribing closes the credential's connection within seconds; its reconnect (the
+    // token is still within its exp) has its subscription refused.
+    ok_as(
+        &server,
+        &b_dev,
+        &["unsubscribe", "--app", "other", "a/orders"],
+    );
+    let refused = reader.wait_line(Duration::from_secs(10), |l| {
+        l.starts_with("Subscribed") && l.ends_with(": 135")
+    });
+    assert!(refused.contains("Subscribed"), "{refused}");
+    assert!(
+        server.log_tail().contains("no longer subscribes"),
+        "{}",
+        server.log_tail()
+    );
+    let o = b.publish(
+        "ann",
+        &ann,
+        &["-V", "5", "-q", "1", "-t", "teams/a/orders/new", "-m", "o2"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(reader.messages_within(Duration::from_secs(1)).is_empty());
+}
