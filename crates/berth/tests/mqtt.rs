@@ -596,6 +596,24 @@ fn connections_per_subject_are_limited() {
     assert!(text(&o).contains("received CONNACK (133)"), "{}", text(&o));
 }
 
+/// A CONNECT to `$BERTH_MQTT_URL` as `$BERTH_MQTT_USERNAME` with the token in
+/// `$BERTH_MQTT_TOKEN_FILE`, in busybox `sh` and `nc`; prints the answer's first 4 bytes in hex.
+const CONNECT_FROM_INSIDE: &str = r#"
+o() { printf "$(printf '\\%03o' "$1")"; }
+s() { o $((${#1} / 256)); o $((${#1} % 256)); printf %s "$1"; }
+hp=${BERTH_MQTT_URL#mqtt://}
+T=$(cat "$BERTH_MQTT_TOKEN_FILE")
+U=$BERTH_MQTT_USERNAME
+L=$((10 + 2 + 3 + 2 + ${#U} + 2 + ${#T}))
+{
+  o 16
+  if [ $L -lt 128 ]; then o $L; else o $((L % 128 + 128)); o $((L / 128)); fi
+  o 0; o 4; printf MQTT; o 4; o 194; o 0; o 60
+  s box; s "$U"; s "$T"
+  sleep 2
+} | nc "${hp%:*}" "${hp##*:}" | head -c 4 | od -An -tx1
+"#;
+
 /// `docker exec CONTAINER sh -c SCRIPT`: its stdout, or `None` while it fails.
 fn exec_sh(container: &str, script: &str) -> Option<String> {
     let o = Command::new("docker")
@@ -617,10 +635,12 @@ fn services_with_x_berth_mqtt_get_a_login_that_works() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = format!("127.0.0.1:{}", free_port());
+    // Containers reach the broker at the Docker host: it listens on every address.
+    let mqtt_port = free_port();
+    let mqtt = format!("127.0.0.1:{mqtt_port}");
     let api = format!("127.0.0.1:{}", free_port());
     let gw = format!("127.0.0.1:{}", free_port());
-    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let server = start(&run, dir.path(), &format!("0.0.0.0:{mqtt_port}"), &api, &gw);
     let b = Broker::new(&mqtt);
     let bob_session = team_member(&server, "shop", "bob", "developer");
     let bob = mqtt_token(&server, Some(&bob_session), "bob", "mqtt");
@@ -667,6 +687,15 @@ fn services_with_x_berth_mqtt_get_a_login_that_works() {
     // `berth-gateway` names the Docker host inside the container.
     let hosts = exec_sh(&probe, "cat /etc/hosts").unwrap();
     assert!(hosts.contains("berth-gateway"), "{hosts}");
+    // From inside the container, with nothing but the variables: busybox's `nc` to
+    // BERTH_MQTT_URL, an MQTT 3.1.1 CONNECT with the username and the file's token; the
+    // CONNACK's return code is 0.
+    let connack = exec_sh(&probe, CONNECT_FROM_INSIDE).unwrap_or_default();
+    assert_eq!(
+        connack.split_whitespace().collect::<Vec<_>>(),
+        ["20", "02", "00", "00"],
+        "{connack:?}"
+    );
     // A service without the key gets nothing.
     let plain = container_of("plain");
     let env = exec_sh(&plain, "env").unwrap();
