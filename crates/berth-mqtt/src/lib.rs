@@ -301,6 +301,17 @@ impl AuthProvider for BerthAuth {
                     return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
                 }
             };
+            // No leeway past `exp` (only Berth's own clock issues these tokens): a connection
+            // accepted now would be closed within a second by `cut_loop`.
+            if exp.is_some_and(|exp| unix_now() >= exp) {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = "its token expired",
+                    "mqtt login refused"
+                );
+                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+            }
             let user = who.user_id();
             // A client id belongs to the identity whose session it names: another team's
             // CONNECT with it (even with clean start) would take that session over, dropping
