@@ -1292,6 +1292,7 @@ fn berth(v: Option<&Value>, path: &str) -> Result<BerthExt, ComposeError> {
     out.retries = retries(v.get("retries"), &join(path, "retries"))?;
     out.uses = uses(v.get("uses"), &join(path, "uses"))?;
     out.from_market = from_market(v.get("from_market"), &join(path, "from_market"))?;
+    out.mqtt = opt_bool(v.get("mqtt"), &join(path, "mqtt"))?;
     if out.routes.is_empty() {
         // The gateway enforces these on HTTP routes only: refuse rather than ignore them.
         let set = [

@@ -419,6 +419,11 @@ pub struct BerthExt {
     /// place of `image:`: apply pins the published version's image (docs/market.md#install).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_market: Option<String>,
+    /// `x-berth.mqtt: true`: the service gets `BERTH_MQTT_URL`, `BERTH_MQTT_USERNAME` and
+    /// `BERTH_MQTT_TOKEN_FILE`, a renewed login to Berth's MQTT broker for its application
+    /// (docs/messaging.md#services).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mqtt: bool,
 }
 
 /// A gateway route to a service.

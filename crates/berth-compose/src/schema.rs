@@ -187,6 +187,7 @@ const BERTH: Shape = Object {
         ),
         ("uses", Any),
         ("from_market", Any),
+        ("mqtt", Any),
     ],
     ext: false,
 };

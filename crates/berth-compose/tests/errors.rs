@@ -224,6 +224,7 @@ fn invalid_values_name_their_path() {
         ("services:\n  web: {image: a, x-berth: {route: {auth: {jwt: {audiences: [x, 'market:a/b']}}}}}\n", "services.web.x-berth.route.auth.jwt.audiences[1]"),
         ("services:\n  web: {image: a, x-berth: {uses: [a/orders, a/orders]}}\n", "services.web.x-berth.uses[1]"),
         ("services:\n  web: {x-berth: {from_market: a/orders}}\n", "services.web.x-berth.from_market"),
+        ("services:\n  web: {image: a, x-berth: {mqtt: yes please}}\n", "services.web.x-berth.mqtt"),
         ("services:\n  web: {image: a, x-berth: {from_market: a/orders:v1}}\n", "services.web.image"),
         ("services:\n  web: {image: a, x-berth: {route: [{}, {path_prefix: api}]}}\n", "services.web.x-berth.route[1].path_prefix"),
         ("services:\n  web: {image: a, x-berth: {route: {port: 0}}}\n", "services.web.x-berth.route.port"),

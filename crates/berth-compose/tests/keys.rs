@@ -295,6 +295,9 @@ fn every_supported_key() {
             assert_eq!(s.berth.from_market.as_deref(), Some("shop/orders:v2"));
             assert!(s.image.is_empty());
         }),
+        // A login to the MQTT broker (docs/messaging.md#services).
+        ("image: nginx\nx-berth:\n  mqtt: true", |s| assert!(s.berth.mqtt)),
+        ("image: nginx\nx-berth:\n  mqtt: false", |s| assert!(!s.berth.mqtt)),
         // build: the short form is the context; `image` becomes optional.
         ("build: ./app", |s| {
             assert_eq!(s.image, "");

@@ -108,6 +108,9 @@ pub enum CpError {
     /// The application does not subscribe to the market entry.
     #[error("application {0:?} does not subscribe to {1}")]
     SubscriptionNotFound(String, String),
+    /// `x-berth.mqtt: true` on a server without `--mqtt-listen`; the message names the key.
+    #[error("{0}")]
+    MqttDisabled(String),
     /// Unknown team.
     #[error("team {0:?} does not exist")]
     TeamNotFound(String),
@@ -211,6 +214,7 @@ impl CpError {
             CpError::InUse(_) => ErrorCode::InUse,
             CpError::SubscriptionNotFound(..) => ErrorCode::SubscriptionNotFound,
             CpError::VersionNotPublished(_) => ErrorCode::VersionNotPublished,
+            CpError::MqttDisabled(_) => ErrorCode::MqttDisabled,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

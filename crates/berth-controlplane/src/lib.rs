@@ -248,6 +248,9 @@ pub(crate) struct Inner {
     contexts: std::sync::OnceLock<compose_build::ContextDir>,
     /// Where subscriptions' credentials go (set by `enable_subscriptions`).
     subscriptions: std::sync::OnceLock<subscriptions::SubscriptionConfig>,
+    /// `mqtt://berth-gateway:PORT`: the MQTT broker as containers reach it (set by
+    /// `enable_mqtt`; unset: `x-berth.mqtt` is refused).
+    mqtt_url: std::sync::OnceLock<String>,
     runtime: std::sync::OnceLock<reconcile::Runtime>,
     mem: Mutex<Memory>,
     shutdown: CancellationToken,
@@ -321,6 +324,7 @@ impl ControlPlane {
                 backups: std::sync::OnceLock::new(),
                 contexts: std::sync::OnceLock::new(),
                 subscriptions: std::sync::OnceLock::new(),
+                mqtt_url: std::sync::OnceLock::new(),
                 runtime: std::sync::OnceLock::new(),
                 mem: Mutex::default(),
                 shutdown: shutdown.clone(),

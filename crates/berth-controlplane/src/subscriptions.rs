@@ -16,6 +16,11 @@
 //! - Revocation is the gateway's: the routing table carries each entry's subscribers on its
 //!   provider's `auth: subscribers` routes, so unsubscribing (a new table) refuses the next call
 //!   with 403 `not_subscribed`; nothing restarts.
+//! - `x-berth.mqtt: true` (docs/messaging.md#services) rides the same wiring: the service gets
+//!   `BERTH_MQTT_URL`, `BERTH_MQTT_USERNAME` and `BERTH_MQTT_TOKEN_FILE`, the token (audience
+//!   `mqtt`, `sub` = the application's global name, its team's `berth_team`) is the file
+//!   `mqtt/token` of the same directory, written and renewed the same way. It is refused with
+//!   `mqtt_disabled` when the server runs no broker listener.
 
 use crate::spec::RevisionSpec;
 use crate::{ControlPlane, CpError, Inner};
@@ -41,6 +46,9 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const RENEW_AFTER: Duration = Duration::from_secs(1800);
 /// How often credentials are checked for renewal.
 const RENEW_CHECK: Duration = Duration::from_secs(60);
+/// The MQTT login's file, under the credentials directory (a directory: no market entry's
+/// `<SERVICE>.token` can be named so).
+const MQTT_TOKEN_FILE: &str = "mqtt/token";
 
 /// A provider instance's market entry as the table needs it: the credentials' audience, and
 /// each subscribing application (global name) with its plan.
@@ -130,6 +138,13 @@ impl ControlPlane {
         self.inner.refresh_market_logged();
         renew_all(&self.inner, Duration::ZERO);
         tokio::spawn(renew_loop(Arc::downgrade(&self.inner), shutdown));
+    }
+
+    /// Turn on `x-berth.mqtt`: containers reach the broker at `url`
+    /// (`mqtt://berth-gateway:PORT`). Call after [`ControlPlane::enable_subscriptions`].
+    pub fn enable_mqtt(&self, url: String) {
+        let _ = self.inner.mqtt_url.set(url);
+        renew_mqtt(&self.inner, Duration::ZERO);
     }
 
     /// Subscribe `app` to the market entry `service` (a global name), with `plan`: a new
@@ -369,6 +384,14 @@ impl ControlPlane {
                 }
             }
         }
+        let mqtt_url = self.inner.mqtt_url.get();
+        for (name, svc) in &project.services {
+            if svc.berth.mqtt && mqtt_url.is_none() {
+                return Err(CpError::MqttDisabled(format!(
+                    "services.{name}.x-berth.mqtt: this server runs no MQTT broker (start it with --mqtt-listen ADDR)"
+                )));
+            }
+        }
         for (name, svc) in &project.services {
             let mut entries: BTreeSet<String> = cli.iter().cloned().collect();
             for (i, u) in svc.berth.uses.iter().enumerate() {
@@ -380,13 +403,21 @@ impl ControlPlane {
                     .map_err(|e| invalid(&path, &e.to_string()))?;
                 entries.insert(global);
             }
-            if entries.is_empty() {
+            if entries.is_empty() && !svc.berth.mqtt {
                 continue;
             }
             let cfg = self.inner.subscriptions.get().ok_or_else(|| {
                 CpError::InvalidArgument("this server does not wire subscriptions".into())
             })?;
             let mut env = BTreeMap::new();
+            if let (true, Some(url)) = (svc.berth.mqtt, mqtt_url) {
+                env.insert("BERTH_MQTT_URL".to_string(), url.clone());
+                env.insert("BERTH_MQTT_USERNAME".to_string(), app.to_string());
+                env.insert(
+                    "BERTH_MQTT_TOKEN_FILE".to_string(),
+                    format!("{SECRETS_DIR}/{MQTT_TOKEN_FILE}"),
+                );
+            }
             let mut seen = BTreeMap::new();
             for e in &entries {
                 let local = team::split_global(e).1;
@@ -450,6 +481,9 @@ impl ControlPlane {
                 changed = true;
             }
             self.inner.write_credential(app, service)?;
+        }
+        if project.services.values().any(|s| s.berth.mqtt) {
+            self.inner.write_mqtt_token(app)?;
         }
         if changed {
             self.inner.refresh_market_logged();
@@ -581,6 +615,47 @@ impl Inner {
         })
     }
 
+    /// Mint `app`'s MQTT login (audience `mqtt`, `sub` = `app`, its team's `berth_team`) and
+    /// write it (by rename) as `mqtt/token` in its credentials directory.
+    fn write_mqtt_token(&self, app: &str) -> Result<(), CpError> {
+        let Some(cfg) = self.subscriptions.get() else {
+            return Ok(());
+        };
+        let own = self
+            .own_issuer
+            .get()
+            .ok_or_else(|| CpError::InvalidArgument("this server has no token issuer".into()))?;
+        let mut claims = BTreeMap::new();
+        claims.insert(
+            crate::issuers::TEAM_CLAIM.to_owned(),
+            serde_json::Value::String(team::team_of(app).to_owned()),
+        );
+        let token = own
+            .keys
+            .issue(
+                app,
+                &[berth_core::policy::MQTT_AUDIENCE.to_string()],
+                TOKEN_TTL,
+                claims,
+                &own.url,
+            )
+            .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
+        let file = credentials_dir(&cfg.dir, app).join(MQTT_TOKEN_FILE);
+        let dir = file.parent().unwrap_or(&cfg.dir).to_path_buf();
+        create_private_dir(&dir)?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".token.{}.{n}.tmp", std::process::id()));
+        let written =
+            std::fs::write(&tmp, token.as_bytes()).and_then(|()| std::fs::rename(&tmp, &file));
+        written.map_err(|e| {
+            tracing::error!(file = %file.display(), error = %e, "cannot write an MQTT token");
+            CpError::InvalidArgument(
+                "cannot write the service's MQTT token; see the server log".into(),
+            )
+        })
+    }
+
     /// The view of a subscription.
     fn view(&self, r: &SubscriptionRecord) -> SubscriptionView {
         let local = team::split_global(&r.service).1;
@@ -674,6 +749,39 @@ fn renew_all(inner: &Inner, age: Duration) {
     }
 }
 
+/// Renew the MQTT token of every application whose current revision has a service with
+/// `x-berth.mqtt`, when older than `age` (or missing).
+fn renew_mqtt(inner: &Inner, age: Duration) {
+    let (Some(cfg), Some(_)) = (inner.subscriptions.get(), inner.mqtt_url.get()) else {
+        return;
+    };
+    let Ok(apps) = inner.store.list_apps() else {
+        return;
+    };
+    for a in apps.iter().filter(|a| !a.deleting) {
+        let Ok(rev) = inner
+            .store
+            .get_revision::<RevisionSpec>(&a.name, a.revision)
+        else {
+            continue;
+        };
+        if !rev.spec.project.services.values().any(|s| s.berth.mqtt) {
+            continue;
+        }
+        let file = credentials_dir(&cfg.dir, &a.name).join(MQTT_TOKEN_FILE);
+        let fresh = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|elapsed| elapsed < age);
+        if !fresh {
+            if let Err(e) = inner.write_mqtt_token(&a.name) {
+                tracing::warn!(app = %a.name, error = %e, "MQTT token not renewed");
+            }
+        }
+    }
+}
+
 async fn renew_loop(inner: Weak<Inner>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -682,6 +790,7 @@ async fn renew_loop(inner: Weak<Inner>, shutdown: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         renew_all(&inner, RENEW_AFTER);
+        renew_mqtt(&inner, RENEW_AFTER);
         inner.refresh_market_logged();
     }
 }

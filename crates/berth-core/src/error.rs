@@ -155,6 +155,9 @@ pub enum ErrorCode {
     /// `x-berth.from_market` or `berth upgrade` names a version that is not published (or
     /// deprecated) in the market.
     VersionNotPublished,
+    /// A Compose service asks for `x-berth.mqtt: true` and the server runs no MQTT broker
+    /// listener (`--mqtt-listen`).
+    MqttDisabled,
 }
 
 impl ErrorCode {
@@ -218,6 +221,7 @@ impl ErrorCode {
         Self::NotSubscribed,
         Self::SubscriptionNotFound,
         Self::VersionNotPublished,
+        Self::MqttDisabled,
     ];
 
     /// The stable string clients match on.
@@ -282,6 +286,7 @@ impl ErrorCode {
             Self::NotSubscribed => "not_subscribed",
             Self::SubscriptionNotFound => "subscription_not_found",
             Self::VersionNotPublished => "version_not_published",
+            Self::MqttDisabled => "mqtt_disabled",
         }
     }
 
@@ -298,7 +303,8 @@ impl ErrorCode {
             | Self::UnsupportedKey
             | Self::ImageMissing
             | Self::BuildFailed
-            | Self::QuotaExceeded => 422,
+            | Self::QuotaExceeded
+            | Self::MqttDisabled => 422,
             Self::AppNotFound
             | Self::ServiceNotFound
             | Self::RevisionNotFound

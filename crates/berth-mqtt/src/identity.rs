@@ -128,6 +128,19 @@ pub fn login(
     username: Option<&str>,
     password: Option<&[u8]>,
 ) -> Result<Identity, Refused> {
+    login_until(verifier, issuers, username, password).map(|(who, _)| who)
+}
+
+/// [`login`], and the token's `exp` (Unix seconds): when the connection it opens must end.
+///
+/// # Errors
+/// [`Refused`], with the reason for the log.
+pub fn login_until(
+    verifier: &dyn TokenVerifier,
+    issuers: &[Issuer],
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Result<(Identity, Option<i64>), Refused> {
     let (Some(user), Some(password)) = (username, password) else {
         return Err(Refused::Missing);
     };
@@ -159,11 +172,17 @@ pub fn login(
     if verified.subject != user {
         return Err(Refused::WrongUser);
     }
+    let exp = serde_json::from_str::<serde_json::Value>(&verified.claims_json)
+        .ok()
+        .and_then(|c| c.get("exp").and_then(serde_json::Value::as_i64));
     if mqtt {
-        return Ok(Identity::Team {
-            team,
-            subject: verified.subject,
-        });
+        return Ok((
+            Identity::Team {
+                team,
+                subject: verified.subject,
+            },
+            exp,
+        ));
     }
     // A subscription credential: `sub` is the consumer application's global name, of the
     // token's team.
@@ -176,11 +195,14 @@ pub fn login(
     {
         return Err(Refused::WrongAudience);
     }
-    Ok(Identity::Market {
-        provider: provider.into(),
-        service: service.into(),
-        app: verified.subject,
-    })
+    Ok((
+        Identity::Market {
+            provider: provider.into(),
+            service: service.into(),
+            app: verified.subject,
+        },
+        exp,
+    ))
 }
 
 #[cfg(test)]
@@ -259,6 +281,25 @@ mod tests {
                 app: "buyer/web".into()
             })
         );
+    }
+
+    #[test]
+    fn a_login_knows_when_its_token_expires() {
+        let f = fixture();
+        let t = f.token("alice", "mqtt", Some("shop"));
+        let (_, exp) = login_until(
+            &f.verifier,
+            &[f.keys.issuer(URL)],
+            Some("alice"),
+            Some(t.as_bytes()),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let exp = exp.expect("exp");
+        assert!((now + 55..=now + 61).contains(&exp), "{exp} vs {now}");
     }
 
     #[test]

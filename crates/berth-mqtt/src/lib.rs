@@ -85,6 +85,7 @@ pub struct Settings {
 /// A running broker.
 pub struct Broker {
     router: Arc<mqtt5::broker::router::MessageRouter>,
+    cuts: tokio::task::JoinHandle<()>,
     shutdown: mqtt5::broker::server::BrokerShutdownHandle,
     task: tokio::task::JoinHandle<()>,
     /// The bound addresses (TCP, TLS, WebSocket), for logs and tests with port 0.
@@ -138,10 +139,112 @@ impl Conns {
     }
 }
 
+/// What a connection's login stays valid on: its token's `exp`, and for a subscription
+/// credential, that its application still subscribes. Kept per client id from the last login
+/// with it (a takeover's login replaces it), checked each [`CHECK_EVERY`] by [`cut_loop`].
+#[derive(Debug, Clone)]
+struct Lease {
+    /// The token's `exp` (Unix seconds).
+    exp: Option<i64>,
+    /// A subscription credential: the entry's service (global name) and the application.
+    market: Option<(String, String)>,
+    since: Instant,
+}
+
+/// How often live connections are checked against their logins.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Leases(Mutex<HashMap<String, Lease>>);
+
+impl Leases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Why a live connection must end now, if it must: its token expired, or its subscription
+/// credential's application no longer subscribes (`subscribed(service, app)`).
+fn must_end(
+    lease: &Lease,
+    now: i64,
+    subscribed: &mut impl FnMut(&str, &str) -> bool,
+) -> Option<&'static str> {
+    if lease.exp.is_some_and(|exp| now >= exp) {
+        return Some("its token expired");
+    }
+    if let Some((service, app)) = &lease.market {
+        if !subscribed(service, app) {
+            return Some("its application no longer subscribes to the market entry");
+        }
+    }
+    None
+}
+
+/// Close the connections whose login stopped being valid (docs/messaging.md, "Who may
+/// connect"), until aborted.
+async fn cut_loop(
+    leases: Arc<Leases>,
+    router: Arc<mqtt5::broker::router::MessageRouter>,
+    directory: Arc<dyn Directory>,
+) {
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        let now = unix_now();
+        let all: Vec<(String, Lease)> = leases
+            .lock()
+            .iter()
+            .map(|(id, l)| (id.clone(), l.clone()))
+            .collect();
+        // One look-up of each entry's subscribers per round.
+        let mut subscribers: HashMap<String, Vec<String>> = HashMap::new();
+        let mut subscribed = |service: &str, app: &str| {
+            subscribers
+                .entry(service.to_string())
+                .or_insert_with(|| directory.subscribers(service))
+                .iter()
+                .any(|a| a == app)
+        };
+        for (client_id, lease) in all {
+            let connected = router.is_connected(&client_id).await;
+            if !connected {
+                // Gone (or not yet bound after its login): forget it after the grace.
+                if lease.since.elapsed() >= PENDING_GRACE {
+                    let mut g = leases.lock();
+                    if g.get(&client_id).is_some_and(|l| l.since == lease.since) {
+                        g.remove(&client_id);
+                    }
+                }
+                continue;
+            }
+            let Some(why) = must_end(&lease, now, &mut subscribed) else {
+                continue;
+            };
+            // Only if no newer login took the client id over meanwhile.
+            let current = leases
+                .lock()
+                .get(&client_id)
+                .is_some_and(|l| l.since == lease.since);
+            if current {
+                tracing::info!(client_id, reason = why, "mqtt connection closed");
+                router.disconnect_client(&client_id).await;
+                leases.lock().remove(&client_id);
+            }
+        }
+    }
+}
+
 struct BerthAuth {
     verifier: Arc<dyn TokenVerifier>,
     directory: Arc<dyn Directory>,
     conns: Arc<Conns>,
+    leases: Arc<Leases>,
     per_subject: usize,
     /// The broker's sessions: whose a client id is while its session exists.
     storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
@@ -181,13 +284,13 @@ impl AuthProvider for BerthAuth {
     ) -> BoxFut<'a, mqtt5::error::Result<AuthResult>> {
         Box::pin(async move {
             let issuers = self.directory.issuers();
-            let who = match identity::login(
+            let (who, exp) = match identity::login_until(
                 self.verifier.as_ref(),
                 &issuers,
                 connect.username.as_deref(),
                 connect.password.as_deref(),
             ) {
-                Ok(who) => who,
+                Ok(login) => login,
                 Err(why) => {
                     tracing::info!(
                         client_id = %connect.client_id,
@@ -198,6 +301,17 @@ impl AuthProvider for BerthAuth {
                     return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
                 }
             };
+            // No leeway past `exp` (only Berth's own clock issues these tokens): a connection
+            // accepted now would be closed within a second by `cut_loop`.
+            if exp.is_some_and(|exp| unix_now() >= exp) {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = "its token expired",
+                    "mqtt login refused"
+                );
+                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+            }
             let user = who.user_id();
             // A client id belongs to the identity whose session it names: another team's
             // CONNECT with it (even with clean start) would take that session over, dropping
@@ -237,6 +351,25 @@ impl AuthProvider for BerthAuth {
                 );
                 return Ok(AuthResult::fail(ReasonCode::QuotaExceeded));
             }
+            let market = match &who {
+                Identity::Market {
+                    provider,
+                    service,
+                    app,
+                } => Some((
+                    berth_core::team::global_name(provider, service),
+                    app.clone(),
+                )),
+                Identity::Team { .. } => None,
+            };
+            self.leases.lock().insert(
+                connect.client_id.clone(),
+                Lease {
+                    exp,
+                    market,
+                    since: Instant::now(),
+                },
+            );
             tracing::debug!(client_id = %connect.client_id, user, "mqtt login");
             Ok(AuthResult::success_with_user(user))
         })
@@ -341,10 +474,12 @@ impl Broker {
             .await
             .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
         let storage = broker.storage();
+        let leases = Arc::new(Leases::default());
         let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
             verifier,
-            directory,
+            directory: directory.clone(),
             conns,
+            leases: leases.clone(),
             per_subject: limits.max_connections_per_subject,
             storage,
         }));
@@ -369,8 +504,10 @@ impl Broker {
                 tracing::error!(error = %e, "the MQTT broker stopped");
             }
         });
+        let cuts = tokio::spawn(cut_loop(leases, router.clone(), directory));
         Ok(Broker {
             router,
+            cuts,
             shutdown,
             task,
             local_addr,
@@ -389,6 +526,7 @@ impl Broker {
 
     /// Stop serving and wait (at most `grace`) for the broker to flush its state.
     pub async fn stop(self, grace: Duration) {
+        self.cuts.abort();
         self.shutdown.shutdown();
         let _ = tokio::time::timeout(grace, self.task).await;
     }
@@ -414,5 +552,38 @@ impl Publisher {
         self.router
             .route_message_with_deadline(&publish, None, tokio::time::Instant::now())
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_end_when_their_login_stops_being_valid() {
+        let lease = |exp: Option<i64>, market: Option<(&str, &str)>| Lease {
+            exp,
+            market: market.map(|(s, a)| (s.to_string(), a.to_string())),
+            since: Instant::now(),
+        };
+        let mut subscribes = |service: &str, app: &str| service == "shop/orders" && app == "b/web";
+        // A token lives until its exp, not a second longer.
+        assert_eq!(must_end(&lease(Some(100), None), 99, &mut subscribes), None);
+        assert_eq!(
+            must_end(&lease(Some(100), None), 100, &mut subscribes),
+            Some("its token expired")
+        );
+        assert_eq!(
+            must_end(&lease(None, None), i64::MAX, &mut subscribes),
+            None
+        );
+        // A subscription credential lives while its application subscribes.
+        let m = lease(Some(100), Some(("shop/orders", "b/web")));
+        assert_eq!(must_end(&m, 50, &mut subscribes), None);
+        let gone = lease(Some(100), Some(("shop/orders", "c/web")));
+        assert_eq!(
+            must_end(&gone, 50, &mut subscribes),
+            Some("its application no longer subscribes to the market entry")
+        );
     }
 }

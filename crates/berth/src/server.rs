@@ -287,6 +287,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(b) = &mqtt {
+        // `x-berth.mqtt` (docs/messaging.md#services): containers reach the TCP listener at
+        // the Docker host, as consumers reach the gateway.
+        if let Some(addr) = b.local_addr {
+            cp.enable_mqtt(format!(
+                "mqtt://{}:{}",
+                berth_controlplane::subscriptions::GATEWAY_HOST,
+                addr.port()
+            ));
+        }
         tracing::info!(
             tcp = ?b.local_addr,
             tls = ?b.tls_local_addr,
