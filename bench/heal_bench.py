@@ -252,6 +252,7 @@ def run_swarm(b, reps, replicas, clients):
     stack = f"heal{b.short[-4:]}"
     svc = f"{stack}_web"
     f = b.write("heal-swarm.yaml", common.to_yaml(swarm_file(b, replicas)) + "\n")
+    b.ensure_swarm()
     b.stack_deploy(stack, f)
     out = {}
     try:
