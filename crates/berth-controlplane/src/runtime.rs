@@ -110,6 +110,22 @@ pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<BoxStream<'static, RuntimeEvent>, CpError>> + Send;
 }
 
+/// Does this container event mean the replica stops serving? `die`, `oom`, `stop`, and a `kill`
+/// with a signal that ends a process (KILL, TERM, INT, QUIT); a `kill` with another signal
+/// (HUP or USR1 asking for a reload, say) leaves it in rotation.
+fn goes_down(ev: &berth_docker::Event) -> bool {
+    match ev.action.as_str() {
+        "die" | "oom" | "stop" => true,
+        "kill" => ev.attributes.get("signal").is_none_or(|s| {
+            matches!(
+                s.trim_start_matches("SIG"),
+                "9" | "15" | "2" | "3" | "KILL" | "TERM" | "INT" | "QUIT"
+            )
+        }),
+        _ => false,
+    }
+}
+
 /// Milliseconds from `time_nano` (since the Unix epoch) to now; `None` if unknown.
 fn lag_ms(time_nano: i64) -> Option<u64> {
     let at = u128::try_from(time_nano).ok().filter(|t| *t > 0)?;
@@ -212,7 +228,7 @@ impl AppRuntime for Local {
                 std::future::ready(match ev {
                     Ok(ev) if ev.typ == "container" => Some(RuntimeEvent {
                         app: ev.attributes.get(labels::APP).cloned(),
-                        down: matches!(ev.action.as_str(), "die" | "oom" | "kill" | "stop"),
+                        down: goes_down(&ev),
                         lag_ms: lag_ms(ev.time_nano),
                         replica: ev.id,
                     }),
@@ -400,4 +416,57 @@ fn files_tar(spec: &RevisionSpec, svc: &Service) -> Option<Vec<u8>> {
         }
     }
     b.into_inner().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, signal: Option<&str>) -> berth_docker::Event {
+        let mut ev = berth_docker::Event {
+            typ: "container".into(),
+            action: action.into(),
+            ..Default::default()
+        };
+        if let Some(s) = signal {
+            ev.attributes.insert("signal".into(), s.into());
+        }
+        ev
+    }
+
+    #[test]
+    fn a_replica_goes_down_on_death_and_ending_signals_only() {
+        for (action, signal, down) in [
+            ("die", None, true),
+            ("oom", None, true),
+            ("stop", None, true),
+            ("kill", Some("9"), true),
+            ("kill", Some("15"), true),
+            ("kill", Some("SIGTERM"), true),
+            ("kill", None, true),
+            ("kill", Some("1"), false),
+            ("kill", Some("10"), false),
+            ("kill", Some("SIGHUP"), false),
+            ("start", None, false),
+            ("health_status: healthy", None, false),
+        ] {
+            assert_eq!(
+                goes_down(&event(action, signal)),
+                down,
+                "{action} {signal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lag_is_measured_from_the_event_time() {
+        assert_eq!(lag_ms(0), None);
+        assert_eq!(lag_ms(-5), None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let lag = lag_ms(i64::try_from(now).unwrap() - 250_000_000).unwrap();
+        assert!((250..5_000).contains(&lag), "{lag}");
+    }
 }
