@@ -269,6 +269,40 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Nodes { output } => {
+            let list = client.nodes().await?;
+            print_list(
+                &output,
+                &list,
+                &[
+                    "ID",
+                    "HOSTNAME",
+                    "STATE",
+                    "AVAILABILITY",
+                    "ROLE",
+                    "TASKS",
+                    "ENGINE",
+                    "ADDRESS",
+                ],
+                |n| {
+                    vec![
+                        n.id.chars().take(12).collect(),
+                        n.hostname.clone(),
+                        n.state.clone(),
+                        n.availability.clone(),
+                        if n.leader {
+                            format!("{} (leader)", n.role)
+                        } else {
+                            n.role.clone()
+                        },
+                        n.tasks.to_string(),
+                        n.engine_version.clone(),
+                        n.address.clone(),
+                    ]
+                },
+            );
+            Ok(0)
+        }
         Command::Events { follow, output } => events(client, follow, &output).await,
         Command::Admin(crate::AdminCommand::Backup { output }) => {
             crate::admin::backup(client, &output).await

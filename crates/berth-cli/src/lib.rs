@@ -159,6 +159,12 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// The Swarm's nodes: state, availability, role and tasks per node (the server's engine must
+    /// be a Swarm manager; docs/swarm.md).
+    Nodes {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Platform events, newest last: image removals, alerts, janitor work.
     Events {
         /// Keep printing new events as they happen (one per line; JSON lines with -o json).

@@ -27,6 +27,7 @@ pub mod issuers;
 pub mod lifecycle;
 pub mod market;
 mod networks;
+mod nodes;
 mod pass;
 pub mod plan;
 pub mod policy;

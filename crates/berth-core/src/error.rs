@@ -155,6 +155,9 @@ pub enum ErrorCode {
     /// `x-berth.from_market` or `berth upgrade` names a version that is not published (or
     /// deprecated) in the market.
     VersionNotPublished,
+    /// `berth nodes` (and the Swarm runtime) needs the server's Docker engine to be a Swarm
+    /// manager, and it is not (a plain engine, or a worker node); docs/swarm.md.
+    NotASwarmManager,
 }
 
 impl ErrorCode {
@@ -218,6 +221,7 @@ impl ErrorCode {
         Self::NotSubscribed,
         Self::SubscriptionNotFound,
         Self::VersionNotPublished,
+        Self::NotASwarmManager,
     ];
 
     /// The stable string clients match on.
@@ -282,6 +286,7 @@ impl ErrorCode {
             Self::NotSubscribed => "not_subscribed",
             Self::SubscriptionNotFound => "subscription_not_found",
             Self::VersionNotPublished => "version_not_published",
+            Self::NotASwarmManager => "not_a_swarm_manager",
         }
     }
 
@@ -323,7 +328,8 @@ impl ErrorCode {
             | Self::InvalidTransition
             | Self::VersionNotApproved
             | Self::InUse
-            | Self::VersionNotPublished => 409,
+            | Self::VersionNotPublished
+            | Self::NotASwarmManager => 409,
             Self::MethodNotAllowed => 405,
             Self::Forbidden
             | Self::ForbiddenOrigin

@@ -1,7 +1,11 @@
 //! The Swarm lab the Swarm runtime is tested on (docs/swarm.md#testing-on-several-nodes-on-one-machine):
 //! three `dockerd`s in namespaces of their own form a Swarm that schedules a service's tasks on
 //! every node and serves them at each node's address, and tearing the lab down leaves the host
-//! as it was (its namespaces, its engine's Swarm state).
+//! as it was (its namespaces, its engine's Swarm state). `berth nodes` against a server whose
+//! engine is the lab's manager lists the three nodes; against the host's engine (never in a
+//! Swarm) it is refused with `not_a_swarm_manager`.
+
+mod common;
 
 use berth_testkit::swarm::Lab;
 use berth_testkit::{testapp_image, wait_for, TestRun};
@@ -114,4 +118,102 @@ fn a_three_node_lab_runs_a_service_on_every_node_and_leaves_the_host_as_it_was()
     // Dropped: the lab is gone, the host's engine is as it was.
     assert!(!netns().contains(&hub), "{}", netns());
     assert_eq!(swarm_state(), host_swarm);
+}
+
+#[test]
+fn berth_nodes_lists_a_managers_nodes_and_refuses_an_engine_not_in_a_swarm() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-nodes");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    // One service of 3 replicas, at most one per node: every node runs one task.
+    lab.docker(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--replicas-max-per-node",
+            "1",
+            "--endpoint-mode",
+            "dnsrr",
+            &image,
+        ],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &[],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let nodes = wait_for(Duration::from_secs(60), "a task on every node", || {
+        let nodes = common::json(&server.ok(&["nodes", "-o", "json"]));
+        let list = nodes.as_array()?.clone();
+        list.iter().all(|n| n["tasks"] == 1).then_some(list)
+    });
+    let mut hosts: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["hostname"].as_str().unwrap())
+        .collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts, ["node1", "node2", "node3"]);
+    for n in &nodes {
+        assert_eq!(n["state"], "ready", "{n}");
+        assert_eq!(n["availability"], "active", "{n}");
+        assert!(
+            n["engine_version"].as_str().unwrap().starts_with("20.10"),
+            "{n}"
+        );
+        assert!(
+            n["address"].as_str().unwrap().starts_with("192.168.77."),
+            "{n}"
+        );
+        let manager = n["hostname"] == "node1";
+        assert_eq!(n["role"], if manager { "manager" } else { "worker" }, "{n}");
+        assert_eq!(n["leader"], manager, "{n}");
+    }
+    let table = server.ok(&["nodes"]);
+    let header = table.lines().next().unwrap();
+    for column in ["HOSTNAME", "STATE", "AVAILABILITY", "ROLE", "TASKS"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(table.contains("manager (leader)"), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    drop(server);
+
+    // The host's engine is not in a Swarm: refused with the documented error, from the API and
+    // the CLI.
+    assert_eq!(
+        swarm_state(),
+        "inactive",
+        "the host's engine must never be in a Swarm"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(&run, dir.path());
+    let out = server.cli(&["nodes"]);
+    let err = common::failed_with(&out, "not_a_swarm_manager");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (status, body) =
+        berth_testkit::http_get(&server.api, "/api/v1/nodes", None, Duration::from_secs(5))
+            .unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(common::error_code(&body), "not_a_swarm_manager", "{body}");
 }
