@@ -154,6 +154,9 @@ struct Memory {
     pass_failures: HashMap<String, StepBackoff>,
     /// When a slot of (app, service) last finished updating (for `update_config.delay`).
     slot_done: HashMap<(String, String), Instant>,
+    /// `Services` mode: the revision each (app, service) was last ensured at by this server
+    /// (`app_plan::AppMemory::ensured`); lost on restart.
+    ensured: HashMap<(String, String), u64>,
     /// Last computed status per application.
     status: HashMap<String, AppStatus>,
     /// Per application: its routes and published ports (merged into the table).

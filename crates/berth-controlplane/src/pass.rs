@@ -11,7 +11,7 @@
 //! milliseconds, so a replica that died leaves rotation at once and its replacement is created
 //! in the same pass.
 
-use crate::app_plan::{self, Verdict};
+use crate::app_plan::{self, Convergence, ServiceStep, Verdict};
 use crate::health::ProbeKind;
 use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
@@ -259,10 +259,15 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
             .unwrap_or(60_000),
         min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
         providers_down: &providers_down,
+        convergence: rt.converges(),
+    };
+    let services = match desired.convergence {
+        Convergence::Slots => Vec::new(),
+        Convergence::Services => rt.observe_services(app).await?,
     };
 
     // Plan.
-    let plan = app_plan::plan_app(&desired, &replicas, &memory, now);
+    let plan = app_plan::plan_app(&desired, &replicas, &services, &memory, now);
 
     // Execute.
     for (name, step) in plan.steps {
@@ -277,6 +282,9 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
             step,
             observed_at,
         );
+    }
+    for step in plan.service_steps {
+        execute_service(inner, rt, app, record.revision, &spec, step, observed_at);
     }
     match plan.verdict {
         Verdict::Unchanged => {}
@@ -393,6 +401,11 @@ fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_
     for ((a, service), t) in &mem.slot_done {
         if a == app {
             out.slot_done.insert(service.clone(), *t);
+        }
+    }
+    for ((a, service), revision) in &mem.ensured {
+        if a == app {
+            out.ensured.insert(service.clone(), *revision);
         }
     }
     let prefix = create_key_prefix(app);
@@ -761,6 +774,66 @@ fn execute<R: AppRuntime>(
     });
 }
 
+/// Carry out a `Services`-mode step in the background, once at a time per service: the runtime
+/// creates, updates (and rolls out) or removes the service. A revision ensured is remembered
+/// (`Memory::ensured`): a rollback the runtime then makes is that revision's failed rollout.
+/// A failure is logged and the next pass plans the step again.
+fn execute_service<R: AppRuntime>(
+    inner: &Arc<Inner>,
+    rt: &R,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    step: ServiceStep,
+    observed_at: Instant,
+) {
+    let service = match &step {
+        ServiceStep::EnsureService { service, .. } | ServiceStep::RemoveService { service } => {
+            service.clone()
+        }
+    };
+    // Under the create prefix: the application counts as busy (not converged) meanwhile.
+    let key = format!("{}service/{service}", create_key_prefix(app));
+    {
+        let mut mem = inner.mem();
+        if mem.done.get(&key).is_some_and(|t| *t > observed_at) || !mem.busy.insert(key.clone()) {
+            return;
+        }
+    }
+    let inner = inner.clone();
+    let rt = rt.clone();
+    let (app, spec) = (app.to_string(), spec.clone());
+    tokio::spawn(async move {
+        let result = match &step {
+            ServiceStep::EnsureService { revision: r, .. } => {
+                tracing::info!(app, service, revision = r, "ensuring service");
+                rt.ensure_service(&app, *r, &spec, &service).await
+            }
+            ServiceStep::RemoveService { .. } => {
+                tracing::info!(app, service, "removing service");
+                rt.remove_service(&app, &service).await
+            }
+        };
+        {
+            let mut mem = inner.mem();
+            match (&result, &step) {
+                (Ok(()), ServiceStep::EnsureService { .. }) => {
+                    mem.ensured.insert((app.clone(), service.clone()), revision);
+                }
+                (Ok(()), ServiceStep::RemoveService { .. }) => {
+                    mem.ensured.remove(&(app.clone(), service.clone()));
+                }
+                (Err(e), _) => {
+                    tracing::warn!(app, service, error = %e, "service step failed");
+                }
+            }
+            mem.busy.remove(&key);
+            mem.done.insert(key, Instant::now());
+        }
+        inner.wake(&app);
+    });
+}
+
 /// Keep the slot's backoff: a success ends it, a failure makes the next attempt wait longer.
 /// Each distinct failure is logged once at warn, its repeats at debug (a bounded log rate).
 fn record_outcome(
@@ -866,12 +939,22 @@ async fn teardown<R: AppRuntime>(
             publish_table(inner, &mem);
         }
     }
-    let removals = observed.iter().map(|o| async move {
-        inner.prober.forget(&o.id);
-        rt.remove(&o.id, 10).await
-    });
-    for r in futures_util::future::join_all(removals).await {
-        r?;
+    if rt.converges() == Convergence::Services {
+        // The runtime's services own the replicas: removing a service stops its tasks.
+        for o in observed.iter() {
+            inner.prober.forget(&o.id);
+        }
+        for s in rt.observe_services(app).await? {
+            rt.remove_service(app, &s.service).await?;
+        }
+    } else {
+        let removals = observed.iter().map(|o| async move {
+            inner.prober.forget(&o.id);
+            rt.remove(&o.id, 10).await
+        });
+        for r in futures_util::future::join_all(removals).await {
+            r?;
+        }
     }
     rt.remove_resources(app, volumes).await?;
     {
@@ -879,6 +962,7 @@ async fn teardown<R: AppRuntime>(
         mem.status.remove(app);
         mem.slot_done.retain(|(a, _), _| a != app);
         mem.backoff.retain(|(a, _, _), _| a != app);
+        mem.ensured.retain(|(a, _), _| a != app);
     }
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;
@@ -974,6 +1058,7 @@ pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Insta
                 exit_code,
                 in_rotation,
                 draining: mem.draining.contains_key(&o.id),
+                node: o.node.clone(),
             }
         })
         .collect();

@@ -161,6 +161,9 @@ pub struct Instance {
     pub exit_code: Option<i64>,
     pub in_rotation: bool,
     pub draining: bool,
+    /// The node it runs on (the Swarm runtime); absent on the local engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One node of the Swarm in `berth nodes` / `GET /api/v1/nodes` (docs/swarm.md).
