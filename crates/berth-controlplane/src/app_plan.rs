@@ -54,15 +54,12 @@ pub(crate) enum Convergence {
     Slots,
     /// Berth ensures one runtime service per Compose service; the runtime places the replicas
     /// and rolls updates (Swarm).
-    // Constructed by the Swarm runtime (docs/swarm.md phase 2) and the table tests.
-    #[cfg_attr(not(test), allow(dead_code))]
     Services,
 }
 
 /// A runtime service's rolling update, as the runtime reports it (Swarm's
 /// `UpdateStatus.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))] // reported by the Swarm runtime (phase 2)
 pub(crate) enum UpdateState {
     Updating,
     /// Stopped by a failure with `failure_action: pause`.

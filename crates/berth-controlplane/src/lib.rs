@@ -44,8 +44,7 @@ pub mod startprobe;
 pub mod stats;
 pub mod subnets;
 pub mod subscriptions;
-// The Swarm runtime's service specs (docs/swarm.md phase 2); its caller, the runtime, is next.
-#[cfg_attr(not(test), allow(dead_code))]
+mod swarm_runtime;
 mod swarm_spec;
 pub mod webhooks;
 
@@ -110,6 +109,18 @@ pub struct Config {
     /// Where leased host ports and environments' port blocks come from (`--port-range`,
     /// docs/environments.md#ports-as-leases).
     pub port_range: (u16, u16),
+    /// Which runtime runs applications (`--runtime`).
+    pub runtime: RuntimeKind,
+}
+
+/// The runtime a server drives (docs/runtime.md, docs/swarm.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// The local Docker engine: Berth plans every replica.
+    #[default]
+    Local,
+    /// A Swarm manager's engine: one Swarm service per Compose service.
+    Swarm,
 }
 
 /// The server's default `--port-range`.
@@ -128,6 +139,7 @@ impl Default for Config {
             image_count_alert: None,
             network_pool: subnets::NetworkPool::default(),
             port_range: DEFAULT_PORT_RANGE,
+            runtime: RuntimeKind::Local,
         }
     }
 }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 /// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
 /// at warn and then at debug while the same error repeats, and shown as the services' problem.
 pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
-    match pass(inner, &runtime::Local::new(inner), app).await {
+    match pass(inner, &runtime::for_server(inner), app).await {
         Ok(a) => {
             if let Some(b) = inner.mem().pass_failures.remove(app) {
                 tracing::info!(
@@ -981,7 +981,7 @@ async fn teardown<R: AppRuntime>(
 
 /// `berth ps`: every container of the application, with Berth's view of it.
 pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Instance>, CpError> {
-    let observed = runtime::Local::new(inner).observe(app).await?;
+    let observed = runtime::for_server(inner).observe(app).await?;
     let spec: Option<RevisionSpec> = inner
         .store
         .get_app(app)
@@ -1072,7 +1072,7 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     use futures_util::StreamExt;
     loop {
         let Some(i) = inner.upgrade() else { return };
-        let rt = runtime::Local::new(&i);
+        let rt = runtime::for_server(&i);
         drop(i);
         let events = rt.events().await;
         drop(rt);
@@ -1115,7 +1115,7 @@ async fn wake_all(inner: &Arc<Inner>) {
         .map(|a| a.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
     // Applications known only to Docker (orphans of a crash during removal) are torn down.
-    if let Ok(list) = runtime::Local::new(inner).list_all().await {
+    if let Ok(list) = runtime::for_server(inner).list_all().await {
         forget_gone_restarts(inner, &list);
         for (a, _) in list {
             if !a.is_empty() && !apps.contains(&a) {

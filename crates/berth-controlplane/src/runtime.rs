@@ -162,6 +162,82 @@ pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<BoxStream<'static, RuntimeEvent>, CpError>> + Send;
 }
 
+/// The runtime a server drives, chosen once at its start (`berth server --runtime`).
+#[derive(Clone)]
+pub(crate) enum Runtime {
+    Local(Local),
+    Swarm(crate::swarm_runtime::Swarm),
+}
+
+/// This server's runtime.
+pub(crate) fn for_server(inner: &Arc<Inner>) -> Runtime {
+    match inner.config.runtime {
+        crate::RuntimeKind::Local => Runtime::Local(Local::new(inner)),
+        crate::RuntimeKind::Swarm => Runtime::Swarm(crate::swarm_runtime::Swarm::new(inner)),
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            Runtime::Local($r) => $e,
+            Runtime::Swarm($r) => $e,
+        }
+    };
+}
+
+impl AppRuntime for Runtime {
+    fn converges(&self) -> Convergence {
+        each!(self, r => r.converges())
+    }
+    async fn observe_services(&self, app: &str) -> Result<Vec<ObservedService>, CpError> {
+        each!(self, r => r.observe_services(app).await)
+    }
+    async fn ensure_service(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+    ) -> Result<(), CpError> {
+        each!(self, r => r.ensure_service(app, revision, spec, service).await)
+    }
+    async fn remove_service(&self, app: &str, service: &str) -> Result<(), CpError> {
+        each!(self, r => r.remove_service(app, service).await)
+    }
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
+        each!(self, r => r.observe(app).await)
+    }
+    async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
+        each!(self, r => r.list_all().await)
+    }
+    async fn create_replica(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+        slot: u32,
+    ) -> Result<String, CpError> {
+        each!(self, r => r.create_replica(app, revision, spec, service, slot).await)
+    }
+    async fn start(&self, id: &str) -> Result<(), CpError> {
+        each!(self, r => r.start(id).await)
+    }
+    async fn restart(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        each!(self, r => r.restart(id, grace_secs).await)
+    }
+    async fn remove(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        each!(self, r => r.remove(id, grace_secs).await)
+    }
+    async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        each!(self, r => r.remove_resources(app, volumes).await)
+    }
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, CpError> {
+        each!(self, r => r.events().await)
+    }
+}
+
 /// The local Docker engine.
 #[derive(Clone)]
 pub(crate) struct Local {

@@ -210,6 +210,32 @@ impl Docker {
         }
     }
 
+    /// `POST /networks/create`: an attachable overlay network (a Swarm manager only; Swarm
+    /// picks its subnet); returns its ID. [`DockerError::Conflict`] when the name is taken.
+    pub async fn create_overlay_network(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let body = json!({
+            "Name": name,
+            "CheckDuplicate": true,
+            "Driver": "overlay",
+            "Attachable": true,
+            "Labels": labels,
+        });
+        let answer = self
+            .call_raw(Method::POST, "/networks/create", Some(Body::json(&body)))
+            .await?;
+        let created: Created = parse("POST /networks/create", &answer)?;
+        Ok(created.id)
+    }
+
     /// `GET /tasks`: the tasks of the given services (IDs or names), every task when `services`
     /// is empty. Includes tasks Swarm has shut down (see `DesiredState`).
     pub async fn list_tasks(&self, services: &[String]) -> Result<Vec<SwarmTask>, DockerError> {
