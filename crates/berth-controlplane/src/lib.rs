@@ -580,6 +580,14 @@ impl ControlPlane {
         change: &str,
         spec: &RevisionSpec,
     ) -> Result<RevisionCreated, CpError> {
+        if self.inner.config.runtime == RuntimeKind::Swarm {
+            let keys = swarm_spec::unsupported_keys(&spec.project);
+            if !keys.is_empty() {
+                return Err(CpError::Compose(berth_compose::ComposeError::Unsupported {
+                    keys,
+                }));
+            }
+        }
         self.admit(app, &spec.project)?;
         self.check_protected(app, spec)?;
         self.check_installs(&spec.project)?;

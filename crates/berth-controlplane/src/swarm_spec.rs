@@ -53,6 +53,17 @@ fn ns(ms: u64) -> i64 {
     i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// The Compose keys of the project the Swarm runtime cannot carry yet, as paths: refused at
+/// commit on a `--runtime swarm` server (400 `unsupported_key`), so no revision is made that
+/// could never run.
+pub(crate) fn unsupported_keys(project: &berth_compose::Project) -> Vec<String> {
+    project
+        .services
+        .iter()
+        .flat_map(|(name, svc)| unsupported(name, svc))
+        .collect()
+}
+
 /// The Compose keys of `svc` this phase cannot carry to Swarm yet, as paths.
 fn unsupported(name: &str, svc: &Service) -> Vec<String> {
     let mut keys = Vec::new();

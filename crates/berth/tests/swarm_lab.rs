@@ -271,6 +271,15 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_scales_it_and_removes_it()
             "services:\n  web:\n    image: {image}\n    environment: {{VERSION: v1}}\n    deploy: {{replicas: 3}}\n"
         ),
     );
+    // What the Swarm runtime cannot carry yet is refused at apply, by path; nothing is made.
+    let ported = common::compose(
+        dir.path(),
+        "ported.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    ports: ['8080']\n"),
+    );
+    let out = server.cli(&["apply", "-f", ported.to_str().unwrap(), "--app", "shop"]);
+    let err = common::failed_with(&out, "unsupported_key");
+    assert!(err.contains("services.web.ports"), "{err}");
     server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
     let ps = server.ps("shop");
     let running: Vec<&serde_json::Value> = ps.iter().filter(|i| i["state"] == "running").collect();
