@@ -240,7 +240,7 @@ fn refused(server: &common::Server) {
 }
 
 #[test]
-fn the_swarm_runtime_runs_an_application_on_the_nodes_scales_it_and_removes_it() {
+fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes_it() {
     if let Some(why) = Lab::unavailable() {
         eprintln!("skipped: {why}");
         return;
@@ -319,6 +319,24 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_scales_it_and_removes_it()
         .unwrap();
     assert_eq!(services.lines().count(), 1, "{services}");
     assert!(services.ends_with("3/3\n"), "{services}");
+
+    // A new version: Swarm rolls it out (start-first), apply returns once only new tasks run.
+    let v2 = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    environment: {{VERSION: v2}}\n    deploy: {{replicas: 3}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", v2.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let ps = server.ps("shop");
+    assert_eq!(ps.len(), 3, "old tasks are gone: {ps:#?}");
+    assert!(
+        ps.iter()
+            .all(|i| i["revision"] == 2 && i["state"] == "running"),
+        "{ps:#?}"
+    );
 
     // Scaling reaches Swarm (the spec hash leaves replicas out).
     server.ok(&["scale", "--app", "shop", "web=1"]);
