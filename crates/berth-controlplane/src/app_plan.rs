@@ -264,6 +264,8 @@ pub(crate) struct AppMemory {
     /// the runtime made is a failed rollout only of a revision asked for (an old rollback
     /// state says nothing of a revision never sent).
     pub ensured: HashMap<String, u64>,
+    /// `Services` mode: services whose steps keep failing (of the desired revision).
+    pub service_failing: BTreeMap<String, SlotFailures>,
 }
 
 /// What to record on the revision.
@@ -355,7 +357,9 @@ pub(crate) fn plan_app(
         converged,
     } = match desired.convergence {
         Convergence::Slots => slots_progress(spec, &mut inputs, now),
-        Convergence::Services => services_progress(desired, &inputs, &waiting, services, memory),
+        Convergence::Services => {
+            services_progress(desired, &inputs, &waiting, services, memory, now)
+        }
     };
     let converged = converged && !memory.busy;
     let pending_rev = desired.status == RevisionStatus::Pending;
@@ -402,6 +406,19 @@ pub(crate) fn plan_app(
             {
                 st.problem = Some(format!("update {}: {msg}", state.as_str()));
             }
+        }
+        // A failing step says more than the state it left behind.
+        if let Some(b) = memory.service_failing.get(&st.name) {
+            st.problem = Some(format!(
+                "{} ({} failed {}, retrying with a backoff)",
+                b.error,
+                b.failures,
+                if b.failures == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                }
+            ));
         }
     }
     let services_status = statuses;
@@ -576,9 +593,19 @@ fn services_progress(
     waiting: &BTreeMap<String, Vec<String>>,
     services: &[ObservedService],
     memory: &AppMemory,
+    now: Instant,
 ) -> Progress {
     let spec = desired.spec;
     let mut service_steps = Vec::new();
+    let mut retry: Option<Instant> = None;
+    // A service whose last step failed waits for its retry time.
+    let mut held = |name: &str| match memory.service_failing.get(name) {
+        Some(b) if b.next > now => {
+            retry = Some(retry.map_or(b.next, |r| r.min(b.next)));
+            true
+        }
+        _ => false,
+    };
     let mut failed: Option<(String, String, FailureAction)> = None;
     let mut converged = true;
     for (name, svc) in &spec.project.services {
@@ -621,7 +648,7 @@ fn services_progress(
         // Nothing to do: the service runs this spec, or waits for its dependencies, or its
         // revision failed and holds still, or the runtime refused this revision already.
         let gated = waiting.get(name).is_some_and(|w| !w.is_empty());
-        if (at_desired && scaled) || gated || i.paused || refused {
+        if (at_desired && scaled) || gated || i.paused || refused || held(name) {
             continue;
         }
         service_steps.push(ServiceStep::EnsureService {
@@ -632,6 +659,9 @@ fn services_progress(
     for o in services {
         if !spec.project.services.contains_key(&o.service) {
             converged = false;
+            if held(&o.service) {
+                continue;
+            }
             service_steps.push(ServiceStep::RemoveService {
                 service: o.service.clone(),
             });
@@ -647,7 +677,7 @@ fn services_progress(
         steps: Vec::new(),
         service_steps,
         failed,
-        retry: None,
+        retry,
         new_drains: HashSet::new(),
         given_up: BTreeMap::new(),
     }
@@ -2009,6 +2039,7 @@ mod tests {
     #[allow(clippy::too_many_lines)] // a table
     fn services_mode_table() {
         use UpdateState::{Completed, Paused, RollbackCompleted, RollbackPaused, Updating};
+        let now = t0();
         const WEB2_CONTINUE: &str = "services:
   web:
     image: web
@@ -2249,6 +2280,38 @@ mod tests {
                 SOON,
             ),
             (
+                case("an ensure that failed waits for its retry time", WEB2, vec![])
+                    .services(vec![])
+                    .memory(move |m| {
+                        m.service_failing.insert("web".into(), SlotFailures {
+                            failures: 2,
+                            since: now,
+                            next: now + Duration::from_millis(700),
+                            error: "ensure failed: docker: boom".into(),
+                        });
+                    }),
+                vec![],
+                NONE,
+                "degraded",
+                Action::Requeue(Duration::from_millis(700)),
+            ),
+            (
+                case("an ensure that failed is tried again once its retry time passed", WEB2, vec![])
+                    .services(vec![])
+                    .memory(move |m| {
+                        m.service_failing.insert("web".into(), SlotFailures {
+                            failures: 2,
+                            since: now - Duration::from_secs(5),
+                            next: now - Duration::from_millis(1),
+                            error: "ensure failed: docker: boom".into(),
+                        });
+                    }),
+                vec![ensure("web")],
+                NONE,
+                "degraded",
+                SOON,
+            ),
+            (
                 case("a failed revision holds still (failure_action pause)", UPDATE_PAUSE, vec![
                     rep("t1", "web", 0, "old", Running, Ready),
                 ])
@@ -2262,7 +2325,7 @@ mod tests {
             ),
         ];
         for (c, steps, verdict, health, requeue) in cases {
-            let (_, p) = run(&c, t0());
+            let (_, p) = run(&c, now);
             assert_eq!(p.service_steps, steps, "{}: steps", c.name);
             assert!(
                 p.steps.is_empty(),

@@ -172,6 +172,9 @@ struct Memory {
     /// `Services` mode: the revision each (app, service) was last ensured at by this server
     /// (`app_plan::AppMemory::ensured`); lost on restart.
     ensured: HashMap<(String, String), u64>,
+    /// `Services` mode: services whose steps keep failing, per (app, service); the planner
+    /// holds their next step until the retry time. Cleared by a success and a new revision.
+    service_backoff: HashMap<(String, String), StepBackoff>,
     /// Last computed status per application.
     status: HashMap<String, AppStatus>,
     /// Per application: its routes and published ports (merged into the table).

@@ -222,10 +222,13 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
-    inner
-        .mem()
-        .backoff
-        .retain(|(a, _, _), b| a != app || b.revision == record.revision);
+    {
+        let mut mem = inner.mem();
+        mem.backoff
+            .retain(|(a, _, _), b| a != app || b.revision == record.revision);
+        mem.service_backoff
+            .retain(|(a, _), b| a != app || b.revision == record.revision);
+    }
 
     // Observe: each replica's readiness (probes, Docker's healthcheck) and address.
     let replicas: Vec<app_plan::Observed> = observed
@@ -406,6 +409,19 @@ fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_
     for ((a, service), revision) in &mem.ensured {
         if a == app {
             out.ensured.insert(service.clone(), *revision);
+        }
+    }
+    for ((a, service), b) in &mem.service_backoff {
+        if a == app {
+            out.service_failing.insert(
+                service.clone(),
+                app_plan::SlotFailures {
+                    failures: b.failures,
+                    since: b.since,
+                    next: b.next,
+                    error: b.error.clone(),
+                },
+            );
         }
     }
     let prefix = create_key_prefix(app);
@@ -816,15 +832,58 @@ fn execute_service<R: AppRuntime>(
         };
         {
             let mut mem = inner.mem();
+            let key2 = (app.clone(), service.clone());
             match (&result, &step) {
                 (Ok(()), ServiceStep::EnsureService { .. }) => {
-                    mem.ensured.insert((app.clone(), service.clone()), revision);
+                    mem.ensured.insert(key2.clone(), revision);
                 }
                 (Ok(()), ServiceStep::RemoveService { .. }) => {
-                    mem.ensured.remove(&(app.clone(), service.clone()));
+                    mem.ensured.remove(&key2);
                 }
-                (Err(e), _) => {
-                    tracing::warn!(app, service, error = %e, "service step failed");
+                (Err(_), _) => {}
+            }
+            match result {
+                Ok(()) => {
+                    mem.service_backoff.remove(&key2);
+                }
+                Err(e) => {
+                    // Backs off like a failing slot; each distinct failure is logged once.
+                    let verb = match &step {
+                        ServiceStep::EnsureService { .. } => "ensure",
+                        ServiceStep::RemoveService { .. } => "remove",
+                    };
+                    let error = format!("{verb} failed: {e}");
+                    let now = Instant::now();
+                    let b = mem
+                        .service_backoff
+                        .entry(key2)
+                        .or_insert_with(|| crate::StepBackoff {
+                            revision,
+                            failures: 0,
+                            since: now,
+                            next: now,
+                            error: String::new(),
+                        });
+                    b.failures += 1;
+                    b.next = now + crate::step_backoff(b.failures);
+                    if b.error == error {
+                        tracing::debug!(
+                            app,
+                            service,
+                            failures = b.failures,
+                            error,
+                            "service step failed again"
+                        );
+                    } else {
+                        tracing::warn!(
+                            app,
+                            service,
+                            failures = b.failures,
+                            error,
+                            "service step failed"
+                        );
+                        b.error = error;
+                    }
                 }
             }
             mem.busy.remove(&key);
@@ -963,6 +1022,7 @@ async fn teardown<R: AppRuntime>(
         mem.slot_done.retain(|(a, _), _| a != app);
         mem.backoff.retain(|(a, _, _), _| a != app);
         mem.ensured.retain(|(a, _), _| a != app);
+        mem.service_backoff.retain(|(a, _), _| a != app);
     }
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;
