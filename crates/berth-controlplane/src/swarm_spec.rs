@@ -84,6 +84,10 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
     key(svc.ipc.is_some(), "ipc");
     key(svc.userns_mode.is_some(), "userns_mode");
     key(!svc.devices.is_empty(), "devices");
+    // Traffic reaches tasks through gateways on the nodes (phase 3): until then a route, or a
+    // probe of Berth's, could never reach a task's overlay address from the control plane.
+    key(!svc.berth.routes.is_empty(), "x-berth.route");
+    key(svc.berth.health.is_some(), "x-berth.health");
     keys
 }
 
@@ -412,5 +416,31 @@ volumes: {data: {}}
         assert_eq!(long_a.len(), 63);
         assert_eq!(long_b.len(), 63);
         assert_ne!(long_a, long_b);
+    }
+
+    #[test]
+    fn a_project_is_refused_by_every_path_the_swarm_runtime_cannot_carry() {
+        let s = spec(
+            "services:
+  web:
+    image: web
+    ports: ['8080:80']
+    x-berth: {route: {host: a.example, port: 80}, health: {http: /}}
+  api:
+    image: api
+    volumes: [data:/data]
+volumes: {data: {}}
+",
+        );
+        assert_eq!(
+            unsupported_keys(&s.project),
+            [
+                "services.api.volumes",
+                "services.web.ports",
+                "services.web.x-berth.route",
+                "services.web.x-berth.health"
+            ]
+        );
+        assert!(unsupported_keys(&spec("services:\n  web: {image: web}\n").project).is_empty());
     }
 }
