@@ -14,7 +14,8 @@
 # (heartbeat 1 s, restart delay 0) -> tasks rescheduled 2.9 s. Tests: count tasks with
 # `service ps --filter desired-state=running` (service ls shows stale tasks of a down node).
 # Each node = extra dockerd in its own net+uts+mount namespace (held open by a
-# `sleep infinity` holder), eth0 veth -> bridge br0 in a private "swhub" netns.
+# `sleep infinity` holder; /run/containerd, where the host has one, hidden under a tmpfs so each
+# dockerd starts its own containerd), eth0 veth -> bridge br0 in a private "swhub" netns.
 # The host netns, its iptables and docker0 never change (each node gets its own
 # docker0/docker_gwbridge/iptables inside its netns).
 # Usage: swarm-lab.sh up [N] | down | start I | crash I | stop I | cut I | heal I
@@ -40,7 +41,7 @@ start() { # create (or restart) node $1
   h=$(cat "$n/holder" 2>/dev/null || true)
   if [ -z "$h" ] || ! held "$h" $ns; then
     nsenter --net=/run/netns/$ns unshare --uts --mount --propagation slave sh -c \
-      "hostname node$i && mount -t tmpfs swtmp /run/containerd && exec sleep infinity" </dev/null &
+      "hostname node$i && { [ ! -d /run/containerd ] || mount -t tmpfs swtmp /run/containerd; } && exec sleep infinity" </dev/null &
     h=$!; echo $h >"$n/holder"
     for t in $(seq 100); do held $h $ns && break; sleep 0.05; done
     held $h $ns || { echo "node$i: namespace holder failed" >&2; return 1; }

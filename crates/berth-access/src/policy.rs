@@ -59,7 +59,7 @@ pub enum Action {
     /// teams); the handler checks the object.
     Own,
     /// The platform administrator only: users, teams, admission grants, the signing key, the
-    /// full gateway table (issuers' HS256 secrets), `/metrics`, backups.
+    /// full gateway table (issuers' HS256 secrets), the Swarm's nodes, `/metrics`, backups.
     Admin,
     /// Team-scoped from here on: read the team's objects.
     Read,
@@ -135,7 +135,7 @@ impl Action {
     pub fn meaning(self) -> &'static str {
         match self {
             Action::Own => "any signed-in user, on its own things: its tokens, its password, its audit rows, its teams",
-            Action::Admin => "the platform administrator only: users, teams, admission grants, the signing key, the gateway table, metrics, backups",
+            Action::Admin => "the platform administrator only: users, teams, admission grants, the signing key, the gateway table, the Swarm's nodes, metrics, backups",
             Action::Read => "read the team's objects: applications, revisions, replicas, routes, services, versions, builds, images, issuers, events, members",
             Action::Logs => "read container and build logs",
             Action::Deploy => "apply and remove applications, upload build contexts, create, extend and remove environments",
@@ -229,6 +229,8 @@ pub const ROUTES: &[(&str, &str, Action)] = &[
     ("DELETE", "/api/v1/teams/{team}/admission/{key}", Action::Admin),
     ("POST", "/api/v1/keys/rotate", Action::Admin),
     ("GET", "/api/v1/gateway/table", Action::Admin),
+    // The Swarm's nodes and every team's task counts: a view of the whole cluster.
+    ("GET", "/api/v1/nodes", Action::Admin),
     ("POST", "/api/v1/gateway/stats", Action::Admin),
     ("GET", "/metrics", Action::Admin),
     ("POST", "/api/v1/admin/backup", Action::Admin),
@@ -507,6 +509,7 @@ mod tests {
             ("GET", "/api/v1/events", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("GET", "/api/v1/routes", [Allow, Allow, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("GET", "/api/v1/gateway/table", [Allow, Forbidden, Forbidden, Forbidden, Pcr, Pcr, Allow]),
+            ("GET", "/api/v1/nodes", [Allow, Forbidden, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("POST", "/api/v1/keys/rotate", [Allow, Forbidden, Forbidden, Forbidden, Pcr, Pcr, Allow]),
             ("GET", "/metrics", [Allow, Forbidden, Allow, Allow, Pcr, Pcr, Allow]),
             ("GET", "/api/v1/whoami", [Allow, Allow, Allow, Allow, Allow, Allow, Allow]),

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_core::api::{
     AppStatus, AppSummary, ApplyRequest, BuildStart, BuildView, ContextUploaded, EventView, Health,
-    ImageView, Instance, IssuerRequest, IssuerView, RevisionCreated, RevisionView, RollbackRequest,
-    ScaleRequest, ServiceRemoved, ServiceRequest, ServiceView, TokenIssued, TokenRequest,
-    VersionView,
+    ImageView, Instance, IssuerRequest, IssuerView, NodeView, RevisionCreated, RevisionView,
+    RollbackRequest, ScaleRequest, ServiceRemoved, ServiceRequest, ServiceView, TokenIssued,
+    TokenRequest, VersionView,
 };
 use berth_core::{ErrorBody, ErrorCode, RoutingTable};
 use serde::{Deserialize, Serialize};
@@ -443,6 +443,24 @@ pub(crate) async fn routes(State(s): State<AppState>, team: Team) -> Response {
 pub(crate) struct TableQuery {
     #[serde(default)]
     watch: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes",
+    operation_id = "listNodes",
+    tag = "system",
+    summary = "The Swarm's nodes: state, availability, role, tasks (`berth nodes`; docs/swarm.md)",
+    responses(
+        (status = 200, description = "Nodes, by hostname", body = Vec<NodeView>),
+        (status = 409, description = "`not_a_swarm_manager`: the server's engine is not a Swarm manager", body = ErrorBody),
+        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+    )
+)]
+/// The nodes of the Swarm the server's engine manages (administrators: a view of every team's
+/// tasks).
+pub(crate) async fn list_nodes(State(s): State<AppState>) -> Result<Json<Vec<NodeView>>> {
+    Ok(Json(s.cp.nodes().await?))
 }
 
 #[utoipa::path(

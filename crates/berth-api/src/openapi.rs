@@ -78,6 +78,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(h::logs))
         .routes(routes!(h::routes))
         .routes(routes!(h::gateway_table))
+        .routes(routes!(h::list_nodes))
         .routes(routes!(h::issue_token))
         .routes(routes!(h::rotate_key))
         .routes(routes!(h::list_issuers, h::add_issuer))

@@ -433,6 +433,11 @@ impl Client {
         )
         .await
     }
+    /// `GET /api/v1/nodes`: the Swarm's nodes.
+    pub async fn nodes(&self) -> anyhow::Result<Vec<berth_core::api::NodeView>> {
+        self.send(self.get("/nodes")).await
+    }
+
     pub async fn images(
         &self,
         service: Option<&str>,

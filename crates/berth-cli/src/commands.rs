@@ -62,40 +62,40 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Ps { app, output } => {
             let list = client.ps(&app).await?;
-            print_list(
-                &output,
-                &list,
-                &[
-                    "REPLICA",
-                    "CONTAINER",
-                    "STATE",
-                    "HEALTH",
-                    "ADDRESS",
-                    "REV",
-                    "RESTARTS",
-                    "EXIT",
-                    "ROTATION",
-                ],
-                |i| {
-                    vec![
-                        format!("{}.{}", i.service, i.slot),
-                        i.container_id.chars().take(12).collect(),
-                        i.state.clone(),
-                        i.health.clone(),
-                        i.address.clone(),
-                        i.revision.to_string(),
-                        i.restarts.to_string(),
-                        i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                        if i.draining {
-                            "draining".into()
-                        } else if i.in_rotation {
-                            "yes".into()
-                        } else {
-                            "-".into()
-                        },
-                    ]
-                },
-            );
+            // Replicas on a cluster's nodes (the Swarm runtime): a NODE column after CONTAINER.
+            let nodes = list.iter().any(|i| i.node.is_some());
+            let mut header = vec!["REPLICA", "CONTAINER"];
+            if nodes {
+                header.push("NODE");
+            }
+            header.extend([
+                "STATE", "HEALTH", "ADDRESS", "REV", "RESTARTS", "EXIT", "ROTATION",
+            ]);
+            print_list(&output, &list, &header, |i| {
+                let mut row = vec![
+                    format!("{}.{}", i.service, i.slot),
+                    i.container_id.chars().take(12).collect(),
+                ];
+                if nodes {
+                    row.push(i.node.clone().unwrap_or_default());
+                }
+                row.extend([
+                    i.state.clone(),
+                    i.health.clone(),
+                    i.address.clone(),
+                    i.revision.to_string(),
+                    i.restarts.to_string(),
+                    i.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                    if i.draining {
+                        "draining".into()
+                    } else if i.in_rotation {
+                        "yes".into()
+                    } else {
+                        "-".into()
+                    },
+                ]);
+                row
+            });
             // A slot with no container (its create keeps failing) has no row: say why.
             if !json(&output) {
                 if let Ok(st) = client.status(&app).await {
@@ -264,6 +264,40 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
                         } else {
                             "-".into()
                         },
+                    ]
+                },
+            );
+            Ok(0)
+        }
+        Command::Nodes { output } => {
+            let list = client.nodes().await?;
+            print_list(
+                &output,
+                &list,
+                &[
+                    "ID",
+                    "HOSTNAME",
+                    "STATE",
+                    "AVAILABILITY",
+                    "ROLE",
+                    "TASKS",
+                    "ENGINE",
+                    "ADDRESS",
+                ],
+                |n| {
+                    vec![
+                        n.id.chars().take(12).collect(),
+                        n.hostname.clone(),
+                        n.state.clone(),
+                        n.availability.clone(),
+                        if n.leader {
+                            format!("{} (leader)", n.role)
+                        } else {
+                            n.role.clone()
+                        },
+                        n.tasks.to_string(),
+                        n.engine_version.clone(),
+                        n.address.clone(),
                     ]
                 },
             );

@@ -159,6 +159,12 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// The Swarm's nodes: state, availability, role and tasks per node (the server's engine must
+    /// be a Swarm manager; docs/swarm.md).
+    Nodes {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Platform events, newest last: image removals, alerts, janitor work.
     Events {
         /// Keep printing new events as they happen (one per line; JSON lines with -o json).
@@ -878,6 +884,12 @@ pub struct ServerArgs {
     /// not use (see `ip route`); subnets that overlap an existing Docker network are skipped.
     #[arg(long, env = "BERTH_NETWORK_POOL", default_value = "10.200.0.0/14")]
     pub network_pool: String,
+    /// Where applications run: `local` (this Docker engine; Berth plans every replica) or
+    /// `swarm` (`DOCKER_HOST` is a Swarm manager: one Swarm service per Compose service, Swarm
+    /// places and updates the replicas; docs/swarm.md, in progress: no routes, published ports,
+    /// volumes, secrets or configs yet).
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "local", value_parser = ["local", "swarm"])]
+    pub runtime: String,
     /// The prefix length of each application network's subnet, cut from --network-pool
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]

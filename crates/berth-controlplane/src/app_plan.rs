@@ -2,7 +2,7 @@
 //! function of desired state, observed replicas, Berth's memory and the time
 //! ([docs/runtime.md](../../../docs/runtime.md)).
 //!
-//! `plan_app(desired, observed, memory, now) -> AppPlan` builds each service's planner input
+//! `plan_app(desired, observed, services, memory, now) -> AppPlan` builds each service's planner input
 //! (`plan::Input`), gates services on their `depends_on` conditions, asks `plan::plan` for the
 //! steps, and decides convergence, the revision verdict, the services' status, the routes and
 //! published ports to publish, and when to look again. The pass (`pass.rs`) observes, calls it,
@@ -21,6 +21,13 @@
 //!   before) that cannot make progress fails its revision.
 //! - Routes and published ports list ready replicas that do not drain (old and new alike: during
 //!   a start-first rollout both serve), ordered by slot.
+//! - A runtime converges **slots** (the local runtime: Berth plans every replica) or
+//!   **services** (Swarm: the runtime schedules tasks and rolls updates itself;
+//!   docs/swarm.md#who-rolls-out). In `Services` mode each Compose service gets at most one
+//!   step — [`ServiceStep::EnsureService`] (none when the runtime's service carries the
+//!   desired spec hash and replica count) or [`ServiceStep::RemoveService`] — gated by `depends_on` exactly as
+//!   slots are; the verdict also reads the runtime's update state: a rollback the runtime made
+//!   of a revision this server asked for, or an update it paused, is a failed rollout.
 
 use crate::plan::{self, Order, Readiness, Replica, ReplicaState, RestartRule, Step};
 use crate::reconcile::Action;
@@ -39,6 +46,85 @@ pub(crate) const FAST: Duration = Duration::from_millis(25);
 /// Look again this soon while a rollout progresses.
 pub(crate) const PROGRESS: Duration = Duration::from_millis(250);
 
+/// How a runtime converges an application (docs/swarm.md#who-rolls-out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Convergence {
+    /// Berth plans every replica (slot): the local runtime.
+    #[default]
+    Slots,
+    /// Berth ensures one runtime service per Compose service; the runtime places the replicas
+    /// and rolls updates (Swarm).
+    Services,
+}
+
+/// A runtime service's rolling update, as the runtime reports it (Swarm's
+/// `UpdateStatus.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpdateState {
+    Updating,
+    /// Stopped by a failure with `failure_action: pause`.
+    Paused,
+    Completed,
+    RollbackStarted,
+    /// A rollback that failed too.
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+
+    /// The runtime is still moving the service's tasks (or stopped halfway).
+    fn unsettled(self) -> bool {
+        !matches!(
+            self,
+            UpdateState::Completed | UpdateState::RollbackCompleted
+        )
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+}
+
+/// One Compose service as a `Services`-converging runtime observed it.
+#[derive(Debug, Clone)]
+pub(crate) struct ObservedService {
+    /// The Compose service.
+    pub service: String,
+    /// The spec hash its current spec carries (`berth.hash`). A rollback by the runtime
+    /// restores the previous spec, and with it the previous hash.
+    pub hash: String,
+    /// Replicas it is asked to run. The spec hash leaves replicas out (scaling never replaces
+    /// a replica), so a service at the desired hash may still need its count changed.
+    pub replicas: u32,
+    /// Its last update, if it was ever updated: the state and the runtime's message.
+    pub update: Option<(UpdateState, String)>,
+}
+
+/// A step of `Services` mode: one per Compose service at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServiceStep {
+    /// Create the service, or update it to the revision's spec.
+    EnsureService { service: String, revision: u64 },
+    /// Remove the service (no longer in the file).
+    RemoveService { service: String },
+}
+
 /// The application's desired state, as the store holds it, and the server's rollout settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Desired<'a> {
@@ -55,6 +141,8 @@ pub(crate) struct Desired<'a> {
     /// Per service that has no replica yet: the market entries it `uses` whose provider has no
     /// ready replica behind its route. The service waits for them, as for a `depends_on`.
     pub providers_down: &'a BTreeMap<String, Vec<String>>,
+    /// How the runtime converges: slots (plan every replica) or services.
+    pub convergence: Convergence,
 }
 
 /// One replica as a runtime observed it, with Berth's readiness.
@@ -172,6 +260,12 @@ pub(crate) struct AppMemory {
     pub busy: bool,
     /// Published host ports the data plane cannot bind, with the error.
     pub port_errors: Vec<(SocketAddr, String)>,
+    /// `Services` mode: the revision this server last ensured each service at. A rollback
+    /// the runtime made is a failed rollout only of a revision asked for (an old rollback
+    /// state says nothing of a revision never sent).
+    pub ensured: HashMap<String, u64>,
+    /// `Services` mode: services whose steps keep failing (of the desired revision).
+    pub service_failing: BTreeMap<String, SlotFailures>,
 }
 
 /// What to record on the revision.
@@ -196,8 +290,10 @@ pub(crate) enum Verdict {
 pub(crate) struct AppPlan {
     /// Each service's planner input (the executor needs the hash and the observed replicas).
     pub services: BTreeMap<String, plan::Input>,
-    /// Steps to carry out, per service, in order (no `Wait`, no `Failed`).
+    /// Steps to carry out, per service, in order (no `Wait`, no `Failed`). `Slots` mode.
     pub steps: Vec<(String, Step)>,
+    /// `Services` mode: what to ensure or remove, in the file's order of services.
+    pub service_steps: Vec<ServiceStep>,
     pub verdict: Verdict,
     pub status: AppStatus,
     pub routes: Vec<HttpRoute>,
@@ -230,6 +326,7 @@ fn cond_str(c: DependsCondition) -> &'static str {
 pub(crate) fn plan_app(
     desired: &Desired<'_>,
     observed: &[Observed],
+    services: &[ObservedService],
     memory: &AppMemory,
     now: Instant,
 ) -> AppPlan {
@@ -249,79 +346,28 @@ pub(crate) fn plan_app(
         }
     }
 
-    // Each service's steps; the slots whose failed update `max_failure_ratio` tolerates are
-    // given up (and planned again without them) instead of failing the rollout.
-    let mut planned: Vec<(String, Vec<Step>)> = Vec::new();
-    let mut given_up: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
-    for (name, input) in &mut inputs {
-        let ratio = spec
-            .project
-            .services
-            .get(name)
-            .map_or(0.0, |s| s.update_config.max_failure_ratio);
-        let (out, tolerated) = plan_tolerating(input, ratio);
-        if !tolerated.is_empty() {
-            given_up.insert(name.clone(), tolerated);
+    let Progress {
+        steps,
+        service_steps,
+        failed,
+        pending,
+        retry,
+        new_drains,
+        given_up,
+        converged,
+    } = match desired.convergence {
+        Convergence::Slots => slots_progress(spec, &mut inputs, now),
+        Convergence::Services => {
+            services_progress(desired, &inputs, &waiting, services, memory, now)
         }
-        planned.push((name.clone(), out));
-    }
-
-    let mut failed: Option<(String, String)> = None;
-    let mut pending = false;
-    // The soonest time a slot in backoff may be acted on again.
-    let mut retry: Option<Instant> = None;
-    let mut steps = Vec::new();
-    let mut new_drains: HashSet<String> = HashSet::new();
-    for (name, out) in planned {
-        for step in out {
-            if let Step::Wait { retry_in_ms, .. } = step {
-                let at = now + Duration::from_millis(retry_in_ms);
-                retry = Some(retry.map_or(at, |r| r.min(at)));
-                continue;
-            }
-            pending = true;
-            match step {
-                Step::Failed { reason, .. } => {
-                    if failed.is_none() {
-                        failed = Some((name.clone(), reason));
-                    }
-                }
-                step => {
-                    if let Step::Drain { id } = &step {
-                        new_drains.insert(id.clone());
-                    }
-                    steps.push((name.clone(), step));
-                }
-            }
-        }
-    }
-
-    let converged_all = inputs.iter().all(|(name, i)| {
-        let done = match given_up.get(name) {
-            Some(g) => converged_but(i, g),
-            None => plan::converged(i),
-        };
-        done && (spec.project.services.contains_key(name) || i.observed.is_empty())
-    });
-    // Steps on given-up slots (restarting their new replica) do not hold convergence back.
-    let outstanding = steps.iter().any(|(name, step)| {
-        let slot = plan::step_slot(&inputs[name], step);
-        !given_up
-            .get(name)
-            .is_some_and(|g| slot.is_some_and(|s| g.iter().any(|(f, _)| *f == s)))
-    });
-    let converged = converged_all && !memory.busy && !outstanding;
+    };
+    let converged = converged && !memory.busy;
     let pending_rev = desired.status == RevisionStatus::Pending;
     let mut message = String::new();
     let mut verdict = Verdict::Unchanged;
     let mut revision_failed = desired.status == RevisionStatus::Failed;
-    if let Some((svc_name, reason)) = failed {
+    if let Some((svc_name, reason, action)) = failed {
         message = format!("{svc_name}: {reason}");
-        let action = spec
-            .project
-            .services
-            .get(&svc_name)
-            .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
         if pending_rev && action != FailureAction::Continue {
             revision_failed = true;
             verdict = Verdict::RolloutFailed {
@@ -347,14 +393,42 @@ pub(crate) fn plan_app(
         message = given_up_message(desired, &given_up);
     }
 
-    let services = service_statuses(desired, &inputs, &waiting, memory, &given_up);
+    let mut statuses = service_statuses(desired, &inputs, &waiting, memory, &given_up);
+    // The runtime's word on an update it stopped or undid is the service's problem.
+    for st in &mut statuses {
+        let update = services
+            .iter()
+            .find(|o| o.service == st.name)
+            .and_then(|o| o.update.as_ref());
+        if let Some((state, msg)) = update {
+            if matches!(state, UpdateState::Paused | UpdateState::RollbackPaused)
+                || state.is_rollback()
+            {
+                st.problem = Some(format!("update {}: {msg}", state.as_str()));
+            }
+        }
+        // A failing step says more than the state it left behind.
+        if let Some(b) = memory.service_failing.get(&st.name) {
+            st.problem = Some(format!(
+                "{} ({} failed {}, retrying with a backoff)",
+                b.error,
+                b.failures,
+                if b.failures == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                }
+            ));
+        }
+    }
+    let services_status = statuses;
     let health = if converged && given_up.is_empty() {
         "healthy"
     } else if converged {
         "degraded"
     } else if revision_failed {
         "failed"
-    } else if services.iter().any(|s| s.problem.is_some()) {
+    } else if services_status.iter().any(|s| s.problem.is_some()) {
         "degraded"
     } else {
         "progressing"
@@ -366,7 +440,7 @@ pub(crate) fn plan_app(
         message,
         health: health.into(),
         converged,
-        services,
+        services: services_status,
     };
     let (routes, ports) = routes(desired, observed, memory, &new_drains);
 
@@ -401,11 +475,211 @@ pub(crate) fn plan_app(
     AppPlan {
         services: inputs,
         steps,
+        service_steps,
         verdict,
         status,
         routes,
         ports,
         requeue,
+    }
+}
+
+/// What one mode's planning decided, for the verdict, status and routes to read.
+struct Progress {
+    steps: Vec<(String, Step)>,
+    service_steps: Vec<ServiceStep>,
+    /// The first failed service: why, and what its `failure_action` (or the runtime) does.
+    failed: Option<(String, String, FailureAction)>,
+    /// A step is planned (or a failure found).
+    pending: bool,
+    /// The soonest time a slot in backoff may be acted on again.
+    retry: Option<Instant>,
+    new_drains: HashSet<String>,
+    given_up: BTreeMap<String, Vec<(u32, String)>>,
+    /// Every service settled on its spec and no step outstanding (not counting steps under
+    /// way: `AppMemory::busy`).
+    converged: bool,
+}
+
+/// `Slots` mode: each service's steps from the slot planner; the slots whose failed update
+/// `max_failure_ratio` tolerates are given up (and planned again without them) instead of
+/// failing the rollout.
+fn slots_progress(
+    spec: &RevisionSpec,
+    inputs: &mut BTreeMap<String, plan::Input>,
+    now: Instant,
+) -> Progress {
+    let mut planned: Vec<(String, Vec<Step>)> = Vec::new();
+    let mut given_up: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+    for (name, input) in inputs.iter_mut() {
+        let ratio = spec
+            .project
+            .services
+            .get(name)
+            .map_or(0.0, |s| s.update_config.max_failure_ratio);
+        let (out, tolerated) = plan_tolerating(input, ratio);
+        if !tolerated.is_empty() {
+            given_up.insert(name.clone(), tolerated);
+        }
+        planned.push((name.clone(), out));
+    }
+
+    let mut failed: Option<(String, String, FailureAction)> = None;
+    let mut pending = false;
+    // The soonest time a slot in backoff may be acted on again.
+    let mut retry: Option<Instant> = None;
+    let mut steps = Vec::new();
+    let mut new_drains: HashSet<String> = HashSet::new();
+    for (name, out) in planned {
+        for step in out {
+            if let Step::Wait { retry_in_ms, .. } = step {
+                let at = now + Duration::from_millis(retry_in_ms);
+                retry = Some(retry.map_or(at, |r| r.min(at)));
+                continue;
+            }
+            pending = true;
+            match step {
+                Step::Failed { reason, .. } => {
+                    if failed.is_none() {
+                        let action = spec
+                            .project
+                            .services
+                            .get(&name)
+                            .map_or(FailureAction::Rollback, |s| s.update_config.failure_action);
+                        failed = Some((name.clone(), reason, action));
+                    }
+                }
+                step => {
+                    if let Step::Drain { id } = &step {
+                        new_drains.insert(id.clone());
+                    }
+                    steps.push((name.clone(), step));
+                }
+            }
+        }
+    }
+
+    let converged_all = inputs.iter().all(|(name, i)| {
+        let done = match given_up.get(name) {
+            Some(g) => converged_but(i, g),
+            None => plan::converged(i),
+        };
+        done && (spec.project.services.contains_key(name) || i.observed.is_empty())
+    });
+    // Steps on given-up slots (restarting their new replica) do not hold convergence back.
+    let outstanding = steps.iter().any(|(name, step)| {
+        let slot = plan::step_slot(&inputs[name], step);
+        !given_up
+            .get(name)
+            .is_some_and(|g| slot.is_some_and(|s| g.iter().any(|(f, _)| *f == s)))
+    });
+    Progress {
+        steps,
+        service_steps: Vec::new(),
+        failed,
+        pending,
+        retry,
+        new_drains,
+        given_up,
+        converged: converged_all && !outstanding,
+    }
+}
+
+/// `Services` mode: per Compose service at most one step, gated by `depends_on`; a rollback the
+/// runtime made of a revision this server ensured, or an update it paused, fails the rollout.
+fn services_progress(
+    desired: &Desired<'_>,
+    inputs: &BTreeMap<String, plan::Input>,
+    waiting: &BTreeMap<String, Vec<String>>,
+    services: &[ObservedService],
+    memory: &AppMemory,
+    now: Instant,
+) -> Progress {
+    let spec = desired.spec;
+    let mut service_steps = Vec::new();
+    let mut retry: Option<Instant> = None;
+    // A service whose last step failed waits for its retry time.
+    let mut held = |name: &str| match memory.service_failing.get(name) {
+        Some(b) if b.next > now => {
+            retry = Some(retry.map_or(b.next, |r| r.min(b.next)));
+            true
+        }
+        _ => false,
+    };
+    let mut failed: Option<(String, String, FailureAction)> = None;
+    let mut converged = true;
+    for (name, svc) in &spec.project.services {
+        let i = &inputs[name];
+        let seen = services.iter().find(|o| o.service == *name);
+        let at_desired = seen.is_some_and(|o| o.hash == i.hash);
+        let scaled = seen.is_some_and(|o| o.replicas == svc.replicas);
+        let update = seen.and_then(|o| o.update.as_ref());
+        let asked = memory.ensured.get(name) == Some(&desired.revision);
+        let refused = update.is_some_and(|(st, _)| st.is_rollback()) && !at_desired && asked;
+        if failed.is_none() {
+            match update {
+                Some((st, msg)) if refused => {
+                    failed = Some((
+                        name.clone(),
+                        format!(
+                            "the update was rolled back by Swarm ({}): {msg}",
+                            st.as_str()
+                        ),
+                        FailureAction::Rollback,
+                    ));
+                }
+                Some((UpdateState::Paused, msg)) if at_desired => {
+                    failed = Some((
+                        name.clone(),
+                        format!("the update was paused by Swarm: {msg}"),
+                        if svc.update_config.failure_action == FailureAction::Continue {
+                            FailureAction::Continue
+                        } else {
+                            FailureAction::Pause
+                        },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let settled =
+            at_desired && !update.is_some_and(|(st, _)| st.unsettled()) && plan::converged(i);
+        converged &= settled;
+        // Nothing to do: the service runs this spec, or waits for its dependencies, or its
+        // revision failed and holds still, or the runtime refused this revision already.
+        let gated = waiting.get(name).is_some_and(|w| !w.is_empty());
+        if (at_desired && scaled) || gated || i.paused || refused || held(name) {
+            continue;
+        }
+        service_steps.push(ServiceStep::EnsureService {
+            service: name.clone(),
+            revision: desired.revision,
+        });
+    }
+    for o in services {
+        if !spec.project.services.contains_key(&o.service) {
+            converged = false;
+            if held(&o.service) {
+                continue;
+            }
+            service_steps.push(ServiceStep::RemoveService {
+                service: o.service.clone(),
+            });
+        }
+    }
+    // Tasks of a service no longer in the file (its removal under way).
+    converged &= inputs
+        .iter()
+        .all(|(name, i)| spec.project.services.contains_key(name) || i.observed.is_empty());
+    Progress {
+        pending: !service_steps.is_empty() || failed.is_some(),
+        converged: converged && service_steps.is_empty(),
+        steps: Vec::new(),
+        service_steps,
+        failed,
+        retry,
+        new_drains: HashSet::new(),
+        given_up: BTreeMap::new(),
     }
 }
 
@@ -893,6 +1167,8 @@ mod tests {
         observed: Vec<Observed>,
         memory: AppMemory,
         providers_down: BTreeMap<String, Vec<String>>,
+        /// `Services` mode, with the runtime's services (hash `cur`: the desired one).
+        services: Option<Vec<ObservedService>>,
     }
     fn case(name: &'static str, compose: &'static str, observed: Vec<Observed>) -> Case {
         Case {
@@ -903,6 +1179,7 @@ mod tests {
             observed,
             memory: AppMemory::default(),
             providers_down: BTreeMap::new(),
+            services: None,
         }
     }
     impl Case {
@@ -999,8 +1276,32 @@ mod tests {
             rollout_deadline_ms: 30_000,
             min_drain_ms: 50,
             providers_down: &c.providers_down,
+            convergence: if c.services.is_some() {
+                Convergence::Services
+            } else {
+                Convergence::Slots
+            },
         };
-        let plan = plan_app(&desired, &observed, &c.memory, now);
+        let services: Vec<ObservedService> = c
+            .services
+            .iter()
+            .flatten()
+            .cloned()
+            .map(|mut o| {
+                if o.hash == "cur" {
+                    o.hash = spec.service_hash(&o.service);
+                }
+                if o.replicas == u32::MAX {
+                    o.replicas = spec
+                        .project
+                        .services
+                        .get(&o.service)
+                        .map_or(1, |s| s.replicas);
+                }
+                o
+            })
+            .collect();
+        let plan = plan_app(&desired, &observed, &services, &c.memory, now);
         (spec, plan)
     }
 
@@ -1693,6 +1994,379 @@ mod tests {
         assert_eq!(
             p.status.services[0].problem.as_deref(),
             Some("host port 0.0.0.0:8080 cannot be bound: in use")
+        );
+    }
+
+    // `Services` mode (docs/swarm.md#who-rolls-out): the runtime rolls out; Berth ensures one
+    // runtime service per Compose service, in dependency order, and reads the verdict from the
+    // runtime's update state.
+
+    /// A runtime service running the file's replica count (`u32::MAX`, resolved by `run`).
+    fn svc(service: &str, hash: &str, update: Option<UpdateState>) -> ObservedService {
+        ObservedService {
+            service: service.into(),
+            hash: hash.into(),
+            replicas: u32::MAX,
+            update: update.map(|u| (u, format!("the runtime says {}", u.as_str()))),
+        }
+    }
+    fn ensure(service: &str) -> ServiceStep {
+        ServiceStep::EnsureService {
+            service: service.into(),
+            revision: 2,
+        }
+    }
+    fn remove_service(service: &str) -> ServiceStep {
+        ServiceStep::RemoveService {
+            service: service.into(),
+        }
+    }
+    impl Case {
+        fn services(mut self, services: Vec<ObservedService>) -> Case {
+            self.services = Some(services);
+            self
+        }
+        /// This server ensured `service` at revision 2 (the desired one) before.
+        fn ensured(self, service: &str) -> Case {
+            let service = service.to_string();
+            self.memory(|m| {
+                m.ensured.insert(service, 2);
+            })
+        }
+    }
+
+    #[test]
+    #[allow(clippy::too_many_lines)] // a table
+    fn services_mode_table() {
+        use UpdateState::{Completed, Paused, RollbackCompleted, RollbackPaused, Updating};
+        let now = t0();
+        const WEB2_CONTINUE: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 2, update_config: {failure_action: continue}}
+";
+        let rolled_back = |state: &str| Verdict::RolloutFailed {
+            message: format!(
+                "web: the update was rolled back by Swarm ({state}): the runtime says {state}"
+            ),
+            action: FailureAction::Rollback,
+        };
+        let two_ready = || {
+            vec![
+                rep("t1", "web", 0, "cur", Running, Ready),
+                rep("t2", "web", 1, "cur", Running, Ready),
+            ]
+        };
+        let cases: Vec<(Case, Vec<ServiceStep>, Verdict, &'static str, Action)> = vec![
+            // Fresh deploys, in dependency order.
+            (
+                case("fresh deploy: the service is ensured", WEB2, vec![]).services(vec![]),
+                vec![ensure("web")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("fresh deploy: the dependency first, the dependent waits", HEALTHY, vec![])
+                    .services(vec![]),
+                vec![ensure("db")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("dependency created but not healthy: the dependent still waits", HEALTHY, vec![
+                    rep("d1", "db", 0, "cur", Running, Starting),
+                ])
+                .services(vec![svc("db", "cur", None)]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("dependency healthy: the dependent is ensured", HEALTHY, vec![
+                    rep("d1", "db", 0, "cur", Running, Ready),
+                ])
+                .services(vec![svc("db", "cur", None)]),
+                vec![ensure("api")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("service_started: a created task is not started yet", STARTED, vec![
+                    rep("d1", "db", 0, "cur", Created, Starting),
+                ])
+                .services(vec![svc("db", "cur", None)]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("service_completed_successfully: ensured once the job exited 0", COMPLETED, vec![
+                    rep("m1", "migrate", 0, "cur", Exited(0), Starting),
+                ])
+                .services(vec![svc("migrate", "cur", None)]),
+                vec![ensure("api")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            // No-op when the hash matches.
+            (
+                case("hash matches and tasks ready: converged, nothing to do", WEB2, two_ready())
+                    .services(vec![svc("web", "cur", None)]),
+                vec![],
+                Verdict::Converged,
+                "healthy",
+                AWAIT,
+            ),
+            (
+                case("hash matches, tasks still starting: no step, not converged", WEB2, vec![
+                    rep("t1", "web", 0, "cur", Running, Starting),
+                    rep("t2", "web", 1, "cur", Running, Ready),
+                ])
+                .services(vec![svc("web", "cur", None)]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("hash matches, the runtime still updating: no step, not converged", WEB2, two_ready())
+                    .update()
+                    .services(vec![svc("web", "cur", Some(Updating))]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            // An update: a new revision's spec.
+            (
+                case("a new revision: the service is updated to it", WEB2, vec![
+                    rep("t1", "web", 0, "old", Running, Ready),
+                    rep("t2", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .services(vec![svc("web", "old", Some(Completed))]),
+                vec![ensure("web")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("the update completed: converged", WEB2, two_ready())
+                    .update()
+                    .ensured("web")
+                    .services(vec![svc("web", "cur", Some(Completed))]),
+                vec![],
+                Verdict::Converged,
+                "healthy",
+                AWAIT,
+            ),
+            (
+                case("scaled: same hash, another replica count: the service is updated", WEB3, two_ready())
+                    .update()
+                    .services(vec![ObservedService {
+                        replicas: 2,
+                        ..svc("web", "cur", Some(Completed))
+                    }]),
+                vec![ensure("web")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            // Removal.
+            (
+                case("a service no longer in the file is removed", WEB1, vec![
+                    rep("t1", "web", 0, "cur", Running, Ready),
+                    rep("w1", "worker", 0, "x", Running, Ready),
+                ])
+                .update()
+                .services(vec![svc("web", "cur", None), svc("worker", "x", None)]),
+                vec![remove_service("worker")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("removed service's tasks still stopping: not converged yet", WEB1, vec![
+                    rep("t1", "web", 0, "cur", Running, Ready),
+                    rep("w1", "worker", 0, "x", Running, Ready),
+                ])
+                .update()
+                .services(vec![svc("web", "cur", None)]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            // Verdicts from the runtime's update state.
+            (
+                case("rolled back by the runtime after this server asked: rollout failed", WEB2, vec![
+                    rep("t1", "web", 0, "old", Running, Ready),
+                    rep("t2", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .ensured("web")
+                .services(vec![svc("web", "old", Some(RollbackCompleted))]),
+                vec![],
+                rolled_back("rollback_completed"),
+                "failed",
+                SOON,
+            ),
+            (
+                case("a rollback that failed too: rollout failed, nothing re-sent", WEB2, vec![
+                    rep("t1", "web", 0, "old", Running, Ready),
+                ])
+                .update()
+                .ensured("web")
+                .services(vec![svc("web", "old", Some(RollbackPaused))]),
+                vec![],
+                rolled_back("rollback_paused"),
+                "failed",
+                SOON,
+            ),
+            (
+                case("an old rollback, this revision never sent: the service is updated", WEB2, vec![
+                    rep("t1", "web", 0, "old", Running, Ready),
+                    rep("t2", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .services(vec![svc("web", "old", Some(RollbackCompleted))]),
+                vec![ensure("web")],
+                NONE,
+                "degraded",
+                SOON,
+            ),
+            (
+                case("the rollback revision matches what the runtime rolled back to: converged", WEB2, two_ready())
+                    .update()
+                    .services(vec![svc("web", "cur", Some(RollbackCompleted))]),
+                vec![],
+                Verdict::Converged,
+                "healthy",
+                AWAIT,
+            ),
+            (
+                case("paused by the runtime (failure_action pause): rollout failed", UPDATE_PAUSE, vec![
+                    rep("t1", "web", 0, "cur", Running, Starting),
+                    rep("t2", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .ensured("web")
+                .services(vec![svc("web", "cur", Some(Paused))]),
+                vec![],
+                Verdict::RolloutFailed {
+                    message: "web: the update was paused by Swarm: the runtime says paused; rollout paused (failure_action: pause): apply again (the same file resumes) or roll back".into(),
+                    action: FailureAction::Pause,
+                },
+                "failed",
+                SOON,
+            ),
+            (
+                case("paused with failure_action continue: nothing recorded", WEB2_CONTINUE, vec![
+                    rep("t1", "web", 0, "cur", Running, Ready),
+                    rep("t2", "web", 1, "old", Running, Ready),
+                ])
+                .update()
+                .ensured("web")
+                .services(vec![svc("web", "cur", Some(Paused))]),
+                vec![],
+                NONE,
+                "degraded",
+                SOON,
+            ),
+            (
+                case("an ensure that failed waits for its retry time", WEB2, vec![])
+                    .services(vec![])
+                    .memory(move |m| {
+                        m.service_failing.insert("web".into(), SlotFailures {
+                            failures: 2,
+                            since: now,
+                            next: now + Duration::from_millis(700),
+                            error: "ensure failed: docker: boom".into(),
+                        });
+                    }),
+                vec![],
+                NONE,
+                "degraded",
+                Action::Requeue(Duration::from_millis(700)),
+            ),
+            (
+                case("an ensure that failed is tried again once its retry time passed", WEB2, vec![])
+                    .services(vec![])
+                    .memory(move |m| {
+                        m.service_failing.insert("web".into(), SlotFailures {
+                            failures: 2,
+                            since: now - Duration::from_secs(5),
+                            next: now - Duration::from_millis(1),
+                            error: "ensure failed: docker: boom".into(),
+                        });
+                    }),
+                vec![ensure("web")],
+                NONE,
+                "degraded",
+                SOON,
+            ),
+            (
+                case("a failed revision holds still (failure_action pause)", UPDATE_PAUSE, vec![
+                    rep("t1", "web", 0, "old", Running, Ready),
+                ])
+                .update()
+                .status(RevisionStatus::Failed)
+                .services(vec![svc("web", "old", None)]),
+                vec![],
+                NONE,
+                "failed",
+                SOON,
+            ),
+        ];
+        for (c, steps, verdict, health, requeue) in cases {
+            let (_, p) = run(&c, now);
+            assert_eq!(p.service_steps, steps, "{}: steps", c.name);
+            assert!(
+                p.steps.is_empty(),
+                "{}: no slot steps in Services mode",
+                c.name
+            );
+            assert_eq!(p.verdict, verdict, "{}: verdict", c.name);
+            assert_eq!(p.status.health, health, "{}: health", c.name);
+            assert_eq!(p.requeue, requeue, "{}: requeue", c.name);
+        }
+    }
+
+    #[test]
+    fn services_mode_keeps_routes_and_names_the_runtimes_problem() {
+        const ROUTED: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 2}
+    x-berth: {route: {host: shop.example, port: 80}}
+";
+        let c = case(
+            "",
+            ROUTED,
+            vec![
+                rep("t2", "web", 1, "cur", Running, Ready),
+                rep("t1", "web", 0, "cur", Running, Starting),
+            ],
+        )
+        .update()
+        .ensured("web")
+        .services(vec![svc("web", "old", Some(UpdateState::RollbackStarted))]);
+        let (_, p) = run(&c, t0());
+        let ids: Vec<&str> = p.routes[0]
+            .endpoints
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["t2"], "ready tasks only");
+        assert_eq!(
+            p.status.services[0].problem.as_deref(),
+            Some("update rollback_started: the runtime says rollback_started")
         );
     }
 }

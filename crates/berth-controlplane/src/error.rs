@@ -105,6 +105,9 @@ pub enum CpError {
     /// Not a published (or deprecated) version of the market.
     #[error("{0}")]
     VersionNotPublished(String),
+    /// The server's Docker engine is not a Swarm manager (docs/swarm.md); holds the endpoint.
+    #[error("the Docker engine at {0} is not a Swarm manager (not in a Swarm, or a worker node): point the server at a manager's engine (DOCKER_HOST)")]
+    NotASwarmManager(String),
     /// The application does not subscribe to the market entry.
     #[error("application {0:?} does not subscribe to {1}")]
     SubscriptionNotFound(String, String),
@@ -215,6 +218,7 @@ impl CpError {
             CpError::SubscriptionNotFound(..) => ErrorCode::SubscriptionNotFound,
             CpError::VersionNotPublished(_) => ErrorCode::VersionNotPublished,
             CpError::MqttDisabled(_) => ErrorCode::MqttDisabled,
+            CpError::NotASwarmManager(_) => ErrorCode::NotASwarmManager,
             CpError::GrantNotFound(..) => ErrorCode::NotFound,
             CpError::Docker(_) | CpError::Network(_) => ErrorCode::DockerUnavailable,
             CpError::Store(_) | CpError::Backup(_) => ErrorCode::Internal,

@@ -28,6 +28,7 @@ pub mod issuers;
 pub mod lifecycle;
 pub mod market;
 mod networks;
+mod nodes;
 mod pass;
 pub mod plan;
 pub mod policy;
@@ -44,6 +45,8 @@ pub mod startprobe;
 pub mod stats;
 pub mod subnets;
 pub mod subscriptions;
+mod swarm_runtime;
+mod swarm_spec;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -107,6 +110,18 @@ pub struct Config {
     /// Where leased host ports and environments' port blocks come from (`--port-range`,
     /// docs/environments.md#ports-as-leases).
     pub port_range: (u16, u16),
+    /// Which runtime runs applications (`--runtime`).
+    pub runtime: RuntimeKind,
+}
+
+/// The runtime a server drives (docs/runtime.md, docs/swarm.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// The local Docker engine: Berth plans every replica.
+    #[default]
+    Local,
+    /// A Swarm manager's engine: one Swarm service per Compose service.
+    Swarm,
 }
 
 /// The server's default `--port-range`.
@@ -125,6 +140,7 @@ impl Default for Config {
             image_count_alert: None,
             network_pool: subnets::NetworkPool::default(),
             port_range: DEFAULT_PORT_RANGE,
+            runtime: RuntimeKind::Local,
         }
     }
 }
@@ -154,6 +170,12 @@ struct Memory {
     pass_failures: HashMap<String, StepBackoff>,
     /// When a slot of (app, service) last finished updating (for `update_config.delay`).
     slot_done: HashMap<(String, String), Instant>,
+    /// `Services` mode: the revision each (app, service) was last ensured at by this server
+    /// (`app_plan::AppMemory::ensured`); lost on restart.
+    ensured: HashMap<(String, String), u64>,
+    /// `Services` mode: services whose steps keep failing, per (app, service); the planner
+    /// holds their next step until the retry time. Cleared by a success and a new revision.
+    service_backoff: HashMap<(String, String), StepBackoff>,
     /// Last computed status per application.
     status: HashMap<String, AppStatus>,
     /// Per application: its routes and published ports (merged into the table).
@@ -568,6 +590,14 @@ impl ControlPlane {
         change: &str,
         spec: &RevisionSpec,
     ) -> Result<RevisionCreated, CpError> {
+        if self.inner.config.runtime == RuntimeKind::Swarm {
+            let keys = swarm_spec::unsupported_keys(&spec.project);
+            if !keys.is_empty() {
+                return Err(CpError::Compose(berth_compose::ComposeError::Unsupported {
+                    keys,
+                }));
+            }
+        }
         self.admit(app, &spec.project)?;
         self.check_protected(app, spec)?;
         self.check_installs(&spec.project)?;

@@ -11,7 +11,7 @@
 //! milliseconds, so a replica that died leaves rotation at once and its replacement is created
 //! in the same pass.
 
-use crate::app_plan::{self, Verdict};
+use crate::app_plan::{self, Convergence, ServiceStep, Verdict};
 use crate::heal;
 use crate::health::ProbeKind;
 use crate::plan::{self, Readiness, ReplicaState, Step};
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 /// Run one pass; errors are retried with a backoff (no retry loop inside a pass), logged once
 /// at warn and then at debug while the same error repeats, and shown as the services' problem.
 pub(crate) async fn run(inner: &Arc<Inner>, app: &str) -> Action {
-    match pass(inner, &runtime::Local::new(inner), app).await {
+    match pass(inner, &runtime::for_server(inner), app).await {
         Ok(a) => {
             if let Some(b) = inner.mem().pass_failures.remove(app) {
                 tracing::info!(
@@ -223,10 +223,13 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
 
     let now = Instant::now();
     // Failures under an earlier revision say nothing about this one: start over.
-    inner
-        .mem()
-        .backoff
-        .retain(|(a, _, _), b| a != app || b.revision == record.revision);
+    {
+        let mut mem = inner.mem();
+        mem.backoff
+            .retain(|(a, _, _), b| a != app || b.revision == record.revision);
+        mem.service_backoff
+            .retain(|(a, _), b| a != app || b.revision == record.revision);
+    }
 
     // Observe: each replica's readiness (probes, Docker's healthcheck) and address.
     let replicas: Vec<app_plan::Observed> = observed
@@ -260,10 +263,15 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
             .unwrap_or(60_000),
         min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
         providers_down: &providers_down,
+        convergence: rt.converges(),
+    };
+    let services = match desired.convergence {
+        Convergence::Slots => Vec::new(),
+        Convergence::Services => rt.observe_services(app).await?,
     };
 
     // Plan.
-    let plan = app_plan::plan_app(&desired, &replicas, &memory, now);
+    let plan = app_plan::plan_app(&desired, &replicas, &services, &memory, now);
     heal::mark(&mut inner.mem().heals, app, || {
         let ready = replicas
             .iter()
@@ -286,6 +294,9 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
             step,
             observed_at,
         );
+    }
+    for step in plan.service_steps {
+        execute_service(inner, rt, app, record.revision, &spec, step, observed_at);
     }
     match plan.verdict {
         Verdict::Unchanged => {}
@@ -403,6 +414,24 @@ fn app_memory(inner: &Inner, app: &str, replicas: &[app_plan::Observed]) -> app_
     for ((a, service), t) in &mem.slot_done {
         if a == app {
             out.slot_done.insert(service.clone(), *t);
+        }
+    }
+    for ((a, service), revision) in &mem.ensured {
+        if a == app {
+            out.ensured.insert(service.clone(), *revision);
+        }
+    }
+    for ((a, service), b) in &mem.service_backoff {
+        if a == app {
+            out.service_failing.insert(
+                service.clone(),
+                app_plan::SlotFailures {
+                    failures: b.failures,
+                    since: b.since,
+                    next: b.next,
+                    error: b.error.clone(),
+                },
+            );
         }
     }
     let prefix = create_key_prefix(app);
@@ -781,6 +810,109 @@ fn execute<R: AppRuntime>(
     });
 }
 
+/// Carry out a `Services`-mode step in the background, once at a time per service: the runtime
+/// creates, updates (and rolls out) or removes the service. A revision ensured is remembered
+/// (`Memory::ensured`): a rollback the runtime then makes is that revision's failed rollout.
+/// A failure is logged and the next pass plans the step again.
+fn execute_service<R: AppRuntime>(
+    inner: &Arc<Inner>,
+    rt: &R,
+    app: &str,
+    revision: u64,
+    spec: &RevisionSpec,
+    step: ServiceStep,
+    observed_at: Instant,
+) {
+    let service = match &step {
+        ServiceStep::EnsureService { service, .. } | ServiceStep::RemoveService { service } => {
+            service.clone()
+        }
+    };
+    // Under the create prefix: the application counts as busy (not converged) meanwhile.
+    let key = format!("{}service/{service}", create_key_prefix(app));
+    {
+        let mut mem = inner.mem();
+        if mem.done.get(&key).is_some_and(|t| *t > observed_at) || !mem.busy.insert(key.clone()) {
+            return;
+        }
+    }
+    let inner = inner.clone();
+    let rt = rt.clone();
+    let (app, spec) = (app.to_string(), spec.clone());
+    tokio::spawn(async move {
+        let result = match &step {
+            ServiceStep::EnsureService { revision: r, .. } => {
+                tracing::info!(app, service, revision = r, "ensuring service");
+                rt.ensure_service(&app, *r, &spec, &service).await
+            }
+            ServiceStep::RemoveService { .. } => {
+                tracing::info!(app, service, "removing service");
+                rt.remove_service(&app, &service).await
+            }
+        };
+        {
+            let mut mem = inner.mem();
+            let key2 = (app.clone(), service.clone());
+            match (&result, &step) {
+                (Ok(()), ServiceStep::EnsureService { .. }) => {
+                    mem.ensured.insert(key2.clone(), revision);
+                }
+                (Ok(()), ServiceStep::RemoveService { .. }) => {
+                    mem.ensured.remove(&key2);
+                }
+                (Err(_), _) => {}
+            }
+            match result {
+                Ok(()) => {
+                    mem.service_backoff.remove(&key2);
+                }
+                Err(e) => {
+                    // Backs off like a failing slot; each distinct failure is logged once.
+                    let verb = match &step {
+                        ServiceStep::EnsureService { .. } => "ensure",
+                        ServiceStep::RemoveService { .. } => "remove",
+                    };
+                    let error = format!("{verb} failed: {e}");
+                    let now = Instant::now();
+                    let b = mem
+                        .service_backoff
+                        .entry(key2)
+                        .or_insert_with(|| crate::StepBackoff {
+                            revision,
+                            failures: 0,
+                            since: now,
+                            next: now,
+                            error: String::new(),
+                        });
+                    b.failures += 1;
+                    b.next = now + crate::step_backoff(b.failures);
+                    if b.error == error {
+                        tracing::debug!(
+                            app,
+                            service,
+                            failures = b.failures,
+                            error,
+                            "service step failed again"
+                        );
+                    } else {
+                        tracing::warn!(
+                            app,
+                            service,
+                            failures = b.failures,
+                            error,
+                            "service step failed"
+                        );
+                        b.error = error;
+                    }
+                }
+            }
+            mem.busy.remove(&key);
+            mem.done.insert(key, Instant::now());
+        }
+        inner.wake(&app);
+    });
+}
+
 /// Keep the slot's backoff: a success ends it, a failure makes the next attempt wait longer.
 /// Each distinct failure is logged once at warn, its repeats at debug (a bounded log rate).
 fn record_outcome(
@@ -886,12 +1018,22 @@ async fn teardown<R: AppRuntime>(
             publish_table(inner, &mem);
         }
     }
-    let removals = observed.iter().map(|o| async move {
-        inner.prober.forget(&o.id);
-        rt.remove(&o.id, 10).await
-    });
-    for r in futures_util::future::join_all(removals).await {
-        r?;
+    if rt.converges() == Convergence::Services {
+        // The runtime's services own the replicas: removing a service stops its tasks.
+        for o in observed.iter() {
+            inner.prober.forget(&o.id);
+        }
+        for s in rt.observe_services(app).await? {
+            rt.remove_service(app, &s.service).await?;
+        }
+    } else {
+        let removals = observed.iter().map(|o| async move {
+            inner.prober.forget(&o.id);
+            rt.remove(&o.id, 10).await
+        });
+        for r in futures_util::future::join_all(removals).await {
+            r?;
+        }
     }
     rt.remove_resources(app, volumes).await?;
     {
@@ -899,6 +1041,8 @@ async fn teardown<R: AppRuntime>(
         mem.status.remove(app);
         mem.slot_done.retain(|(a, _), _| a != app);
         mem.backoff.retain(|(a, _, _), _| a != app);
+        mem.ensured.retain(|(a, _), _| a != app);
+        mem.service_backoff.retain(|(a, _), _| a != app);
     }
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;
@@ -917,7 +1061,7 @@ async fn teardown<R: AppRuntime>(
 
 /// `berth ps`: every container of the application, with Berth's view of it.
 pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Instance>, CpError> {
-    let observed = runtime::Local::new(inner).observe(app).await?;
+    let observed = runtime::for_server(inner).observe(app).await?;
     let spec: Option<RevisionSpec> = inner
         .store
         .get_app(app)
@@ -994,6 +1138,7 @@ pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Insta
                 exit_code,
                 in_rotation,
                 draining: mem.draining.contains_key(&o.id),
+                node: o.node.clone(),
             }
         })
         .collect();
@@ -1007,7 +1152,7 @@ pub(crate) async fn watch_events(inner: Weak<Inner>, shutdown: CancellationToken
     use futures_util::StreamExt;
     loop {
         let Some(i) = inner.upgrade() else { return };
-        let rt = runtime::Local::new(&i);
+        let rt = runtime::for_server(&i);
         drop(i);
         let events = rt.events().await;
         drop(rt);
@@ -1053,7 +1198,7 @@ async fn wake_all(inner: &Arc<Inner>) {
         .map(|a| a.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
     // Applications known only to Docker (orphans of a crash during removal) are torn down.
-    if let Ok(list) = runtime::Local::new(inner).list_all().await {
+    if let Ok(list) = runtime::for_server(inner).list_all().await {
         forget_gone_restarts(inner, &list);
         for (a, _) in list {
             if !a.is_empty() && !apps.contains(&a) {

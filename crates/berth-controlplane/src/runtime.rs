@@ -8,7 +8,12 @@
 //! - A create is idempotent: repeated after a crash it adopts the same replica, and a name held
 //!   by anything else is an error, never adopted.
 //! - `remove` of a replica that is already gone succeeds.
+//! - A runtime converges **slots** (Berth plans each replica: `create_replica`, `start`,
+//!   `restart`, `remove`) or **services** (the runtime places replicas and rolls updates itself:
+//!   `observe_services`, `ensure_service`, `remove_service`); [`AppRuntime::converges`] says
+//!   which, and the planner plans accordingly (docs/swarm.md#who-rolls-out).
 
+use crate::app_plan::{Convergence, ObservedService};
 use crate::plan::ReplicaState;
 use crate::spec::{self, labels, RevisionSpec};
 use crate::{CpError, Inner};
@@ -49,6 +54,8 @@ pub(crate) struct Replica {
     pub healthcheck: Option<berth_docker::HealthConfig>,
     /// Its addresses, by network name.
     pub addresses: BTreeMap<String, IpAddr>,
+    /// The node it runs on, for a runtime of several nodes (Swarm); `None` on the local engine.
+    pub node: Option<String>,
 }
 
 /// A change a runtime reports.
@@ -66,6 +73,53 @@ pub(crate) struct RuntimeEvent {
 /// What a runtime does for Berth. Generic rather than object-safe: a server picks one runtime,
 /// and `-> impl Future + Send` needs neither `async-trait` nor boxed futures.
 pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
+    /// Whether Berth plans this runtime's replicas (slots) or its services.
+    fn converges(&self) -> Convergence {
+        Convergence::Slots
+    }
+
+    /// `Services` mode: the application's services as the runtime runs them (spec hash, update
+    /// state), or an error (never a partial listing).
+    fn observe_services(
+        &self,
+        _app: &str,
+    ) -> impl Future<Output = Result<Vec<ObservedService>, CpError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// `Services` mode: create the service of the revision, or update it to the revision's
+    /// spec (the runtime rolls the update out).
+    fn ensure_service(
+        &self,
+        app: &str,
+        _revision: u64,
+        _spec: &RevisionSpec,
+        service: &str,
+    ) -> impl Future<Output = Result<(), CpError>> + Send {
+        let what = format!("{app}/{service}");
+        // Never asked: in `Slots` mode the planner plans no service steps.
+        async move {
+            Err(CpError::InvalidArgument(format!(
+                "{what}: this runtime converges slots, not services"
+            )))
+        }
+    }
+
+    /// `Services` mode: remove the service (its replicas with it); gone already is fine.
+    fn remove_service(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> impl Future<Output = Result<(), CpError>> + Send {
+        let what = format!("{app}/{service}");
+        // Never asked: in `Slots` mode the planner plans no service steps.
+        async move {
+            Err(CpError::InvalidArgument(format!(
+                "{what}: this runtime converges slots, not services"
+            )))
+        }
+    }
+
     /// Every replica of the application, or an error (never a partial listing).
     fn observe(&self, app: &str) -> impl Future<Output = Result<Vec<Replica>, CpError>> + Send;
 
@@ -134,6 +188,82 @@ fn lag_ms(time_nano: i64) -> Option<u64> {
         .ok()?
         .as_nanos();
     u64::try_from(now.saturating_sub(at) / 1_000_000).ok()
+}
+
+/// The runtime a server drives, chosen once at its start (`berth server --runtime`).
+#[derive(Clone)]
+pub(crate) enum Runtime {
+    Local(Local),
+    Swarm(crate::swarm_runtime::Swarm),
+}
+
+/// This server's runtime.
+pub(crate) fn for_server(inner: &Arc<Inner>) -> Runtime {
+    match inner.config.runtime {
+        crate::RuntimeKind::Local => Runtime::Local(Local::new(inner)),
+        crate::RuntimeKind::Swarm => Runtime::Swarm(crate::swarm_runtime::Swarm::new(inner)),
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            Runtime::Local($r) => $e,
+            Runtime::Swarm($r) => $e,
+        }
+    };
+}
+
+impl AppRuntime for Runtime {
+    fn converges(&self) -> Convergence {
+        each!(self, r => r.converges())
+    }
+    async fn observe_services(&self, app: &str) -> Result<Vec<ObservedService>, CpError> {
+        each!(self, r => r.observe_services(app).await)
+    }
+    async fn ensure_service(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+    ) -> Result<(), CpError> {
+        each!(self, r => r.ensure_service(app, revision, spec, service).await)
+    }
+    async fn remove_service(&self, app: &str, service: &str) -> Result<(), CpError> {
+        each!(self, r => r.remove_service(app, service).await)
+    }
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
+        each!(self, r => r.observe(app).await)
+    }
+    async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
+        each!(self, r => r.list_all().await)
+    }
+    async fn create_replica(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+        slot: u32,
+    ) -> Result<String, CpError> {
+        each!(self, r => r.create_replica(app, revision, spec, service, slot).await)
+    }
+    async fn start(&self, id: &str) -> Result<(), CpError> {
+        each!(self, r => r.start(id).await)
+    }
+    async fn restart(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        each!(self, r => r.restart(id, grace_secs).await)
+    }
+    async fn remove(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        each!(self, r => r.remove(id, grace_secs).await)
+    }
+    async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
+        each!(self, r => r.remove_resources(app, volumes).await)
+    }
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, CpError> {
+        each!(self, r => r.events().await)
+    }
 }
 
 /// The local Docker engine.
@@ -294,6 +424,7 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
                 .iter()
                 .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.parse().ok()?)))
                 .collect(),
+            node: None,
         });
         let _ = c;
     }

@@ -161,6 +161,32 @@ pub struct Instance {
     pub exit_code: Option<i64>,
     pub in_rotation: bool,
     pub draining: bool,
+    /// The node it runs on (the Swarm runtime); absent on the local engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// One node of the Swarm in `berth nodes` / `GET /api/v1/nodes` (docs/swarm.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeView {
+    /// The Swarm's node ID.
+    pub id: String,
+    pub hostname: String,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// The manager that leads the Swarm's Raft group.
+    pub leader: bool,
+    /// The node's Docker engine version.
+    pub engine_version: String,
+    /// The address the node is reached at in the Swarm.
+    pub address: String,
+    /// Tasks the Swarm wants running on the node (of every service, Berth's or not).
+    pub tasks: u32,
 }
 
 /// One revision in `berth history`.

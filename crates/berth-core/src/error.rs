@@ -158,6 +158,9 @@ pub enum ErrorCode {
     /// A Compose service asks for `x-berth.mqtt: true` and the server runs no MQTT broker
     /// listener (`--mqtt-listen`).
     MqttDisabled,
+    /// `berth nodes` (and the Swarm runtime) needs the server's Docker engine to be a Swarm
+    /// manager, and it is not (a plain engine, or a worker node); docs/swarm.md.
+    NotASwarmManager,
 }
 
 impl ErrorCode {
@@ -222,6 +225,7 @@ impl ErrorCode {
         Self::SubscriptionNotFound,
         Self::VersionNotPublished,
         Self::MqttDisabled,
+        Self::NotASwarmManager,
     ];
 
     /// The stable string clients match on.
@@ -287,6 +291,7 @@ impl ErrorCode {
             Self::SubscriptionNotFound => "subscription_not_found",
             Self::VersionNotPublished => "version_not_published",
             Self::MqttDisabled => "mqtt_disabled",
+            Self::NotASwarmManager => "not_a_swarm_manager",
         }
     }
 
@@ -329,7 +334,8 @@ impl ErrorCode {
             | Self::InvalidTransition
             | Self::VersionNotApproved
             | Self::InUse
-            | Self::VersionNotPublished => 409,
+            | Self::VersionNotPublished
+            | Self::NotASwarmManager => 409,
             Self::MethodNotAllowed => 405,
             Self::Forbidden
             | Self::ForbiddenOrigin

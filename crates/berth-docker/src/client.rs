@@ -691,7 +691,7 @@ fn check(status: StatusCode, body: Bytes) -> Result<Bytes, DockerError> {
 }
 
 /// The error for a failure status, carrying Docker's `message` (or the raw body).
-fn failure(status: StatusCode, body: &[u8]) -> DockerError {
+pub(crate) fn failure(status: StatusCode, body: &[u8]) -> DockerError {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
@@ -710,7 +710,7 @@ fn failure(status: StatusCode, body: &[u8]) -> DockerError {
     }
 }
 
-fn parse<T: DeserializeOwned>(context: &str, body: &[u8]) -> Result<T, DockerError> {
+pub(crate) fn parse<T: DeserializeOwned>(context: &str, body: &[u8]) -> Result<T, DockerError> {
     serde_json::from_slice(body).map_err(|source| DockerError::Json {
         context: context.to_string(),
         source,

@@ -15,7 +15,8 @@
 //!
 //! Modules: `transport` (endpoints and connections), `client` (the calls), `build` (image
 //! builds and their output),
-//! `spec` (the create request), `types` (answers), `stream` (events and logs), `error`.
+//! `spec` (the create request), `types` (answers), `stream` (events and logs), `swarm` (Swarm
+//! nodes, services and tasks, on `bollard-stubs`' models), `error`.
 
 mod build;
 mod client;
@@ -23,6 +24,7 @@ mod error;
 mod images;
 mod spec;
 mod stream;
+pub mod swarm;
 mod transport;
 mod types;
 

@@ -236,6 +236,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         image_count_alert: args.image_count_alert,
         network_pool,
         port_range,
+        runtime: if args.runtime == "swarm" {
+            berth_controlplane::RuntimeKind::Swarm
+        } else {
+            berth_controlplane::RuntimeKind::Local
+        },
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

@@ -1,0 +1,378 @@
+//! The Swarm runtime (docs/swarm.md): a Swarm manager's engine, in `Services` mode. Berth
+//! ensures one Swarm service per Compose service (`swarm_spec.rs`) and observes its tasks as
+//! replicas; Swarm places them and rolls updates out.
+//!
+//! Rules it keeps (besides those of every runtime, `runtime.rs`):
+//! - Services, their tasks and overlay networks are found by the labels Berth puts on them
+//!   (instance, app); a task's spec hash and revision come from its container labels, which
+//!   each task's spec keeps, so old and new tasks are told apart during an update.
+//! - Replicas (tasks) listed are those Swarm wants running or that still run; a task's slot is
+//!   Swarm's slot less one (Berth's slots count from 0); its address is on its overlay network.
+//! - Berth never places, restarts or removes a task itself: the slot calls are refused.
+//! - No event feed yet: the reconciler looks again on its own schedule (`--resync-secs`, and
+//!   every 250 ms while an application converges).
+
+use crate::app_plan::{Convergence, ObservedService, UpdateState};
+use crate::plan::ReplicaState;
+use crate::runtime::{AppRuntime, Replica, RuntimeEvent};
+use crate::spec::{labels, RevisionSpec};
+use crate::{swarm_spec, CpError, Inner};
+use berth_docker::swarm::models::{Service, ServiceUpdateStatusStateEnum, TaskState};
+use berth_docker::swarm::SwarmTask;
+use berth_docker::DockerError;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A Swarm manager's engine (the server's `DOCKER_HOST`).
+#[derive(Clone)]
+pub(crate) struct Swarm {
+    inner: Arc<Inner>,
+}
+
+impl Swarm {
+    pub(crate) fn new(inner: &Arc<Inner>) -> Swarm {
+        Swarm {
+            inner: inner.clone(),
+        }
+    }
+
+    async fn services(&self, app: Option<&str>) -> Result<Vec<Service>, CpError> {
+        let filters = crate::label_filters(&self.inner, app);
+        Ok(self.inner.docker.list_services(&filters).await?)
+    }
+}
+
+fn refused() -> CpError {
+    CpError::InvalidArgument(
+        "the Swarm runtime does not place, start or remove replicas: Swarm does".into(),
+    )
+}
+
+fn label<'a>(s: &'a Service, key: &str) -> Option<&'a str> {
+    s.spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn state_of(t: &SwarmTask) -> (ReplicaState, String) {
+    let status = t.task.status.as_ref();
+    let state = status.and_then(|s| s.state);
+    let word = state.map_or_else(String::new, |s| s.to_string());
+    let exit = status
+        .and_then(|s| s.container_status.as_ref())
+        .and_then(|c| c.exit_code)
+        .unwrap_or(0);
+    let replica = match state {
+        Some(TaskState::RUNNING) => ReplicaState::Running,
+        Some(TaskState::COMPLETE) => ReplicaState::Exited(0),
+        Some(TaskState::FAILED) => ReplicaState::Exited(if exit == 0 { 1 } else { exit }),
+        Some(
+            TaskState::NEW
+            | TaskState::ALLOCATED
+            | TaskState::PENDING
+            | TaskState::ASSIGNED
+            | TaskState::ACCEPTED
+            | TaskState::PREPARING
+            | TaskState::READY
+            | TaskState::STARTING,
+        ) => ReplicaState::Created,
+        _ => ReplicaState::Other,
+    };
+    (replica, word)
+}
+
+/// A task as a replica of `service` (a Compose service name), on the node it runs on.
+fn replica(
+    service_name: &str,
+    compose_service: &str,
+    t: &SwarmTask,
+    nodes: &HashMap<String, String>,
+) -> Replica {
+    let task = &t.task;
+    let container = task.spec.as_ref().and_then(|s| s.container_spec.as_ref());
+    let container_label = |k: &str| {
+        container
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(k))
+            .cloned()
+    };
+    let (state, status) = state_of(t);
+    let id = task.id.clone().unwrap_or_default();
+    let slot = task.slot.unwrap_or(1);
+    Replica {
+        name: format!("{service_name}.{slot}.{id}"),
+        id,
+        image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+        service: compose_service.to_string(),
+        slot: u32::try_from(slot.saturating_sub(1)).unwrap_or(0),
+        hash: container_label(labels::HASH).unwrap_or_default(),
+        revision: container_label(labels::REVISION)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        running: state == ReplicaState::Running,
+        state,
+        status,
+        created: task.created_at.clone().unwrap_or_default(),
+        started_at: task
+            .status
+            .as_ref()
+            .and_then(|s| s.timestamp.clone())
+            .unwrap_or_default(),
+        health: None,
+        healthcheck: None,
+        addresses: t
+            .networks
+            .iter()
+            .filter_map(|n| {
+                let addr = n.addresses.first()?;
+                let ip = addr.split('/').next()?.parse().ok()?;
+                Some((n.network.spec.name.clone(), ip))
+            })
+            .collect(),
+        node: task
+            .node_id
+            .as_ref()
+            .map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone())),
+    }
+}
+
+/// Swarm wants it running, or it still runs (an old task of a start-first update).
+fn current(t: &SwarmTask) -> bool {
+    t.task.desired_state == Some(TaskState::RUNNING)
+        || t.task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
+}
+
+impl AppRuntime for Swarm {
+    fn converges(&self) -> Convergence {
+        Convergence::Services
+    }
+
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
+        let services = self.services(Some(app)).await?;
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes: HashMap<String, String> = self
+            .inner
+            .docker
+            .list_nodes()
+            .await?
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+            .collect();
+        let mut out = Vec::new();
+        for s in &services {
+            let (Some(id), Some(compose)) = (s.id.clone(), label(s, labels::SERVICE)) else {
+                continue;
+            };
+            let name = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default();
+            let tasks = self.inner.docker.list_tasks(&[id]).await?;
+            out.extend(
+                tasks
+                    .iter()
+                    .filter(|t| current(t))
+                    .map(|t| replica(&name, compose, t, &nodes)),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
+        let mut out = Vec::new();
+        for s in self.services(None).await? {
+            let (Some(id), Some(app)) = (s.id.clone(), label(&s, labels::APP)) else {
+                continue;
+            };
+            for t in self.inner.docker.list_tasks(&[id]).await? {
+                if current(&t) {
+                    out.push((app.to_string(), t.task.id.clone().unwrap_or_default()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn observe_services(&self, app: &str) -> Result<Vec<ObservedService>, CpError> {
+        Ok(self
+            .services(Some(app))
+            .await?
+            .iter()
+            .filter_map(|s| {
+                let replicas = s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.mode.as_ref())
+                    .and_then(|m| m.replicated.as_ref())
+                    .and_then(|r| r.replicas)
+                    .unwrap_or(0);
+                let update = s.update_status.as_ref().and_then(|u| {
+                    let state = match u.state? {
+                        ServiceUpdateStatusStateEnum::UPDATING => UpdateState::Updating,
+                        ServiceUpdateStatusStateEnum::PAUSED => UpdateState::Paused,
+                        ServiceUpdateStatusStateEnum::COMPLETED => UpdateState::Completed,
+                        ServiceUpdateStatusStateEnum::ROLLBACK_STARTED => {
+                            UpdateState::RollbackStarted
+                        }
+                        ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED => {
+                            UpdateState::RollbackPaused
+                        }
+                        ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => {
+                            UpdateState::RollbackCompleted
+                        }
+                        ServiceUpdateStatusStateEnum::EMPTY => return None,
+                    };
+                    Some((state, u.message.clone().unwrap_or_default()))
+                });
+                Some(ObservedService {
+                    service: label(s, labels::SERVICE)?.to_string(),
+                    hash: label(s, labels::HASH).unwrap_or_default().to_string(),
+                    replicas: u32::try_from(replicas).unwrap_or(0),
+                    update,
+                })
+            })
+            .collect())
+    }
+
+    async fn ensure_service(
+        &self,
+        app: &str,
+        revision: u64,
+        spec: &RevisionSpec,
+        service: &str,
+    ) -> Result<(), CpError> {
+        let inner = &self.inner;
+        let docker = &inner.docker;
+        let svc = spec
+            .project
+            .services
+            .get(service)
+            .ok_or_else(|| CpError::ServiceNotFound(app.into(), service.into()))?;
+        // The service's overlay networks, found by their labels, made when missing.
+        let existing = docker
+            .list_networks(&crate::label_filters(inner, Some(app)))
+            .await?;
+        let mut networks = BTreeMap::new();
+        for key in svc.networks.keys() {
+            let decl = spec.project.networks.get(key);
+            let name = inner.naming.network(app, key, decl);
+            let ours = existing
+                .iter()
+                .any(|n| n.name == name && n.labels.get(labels::NETWORK) == Some(key));
+            if !ours && !decl.is_some_and(|d| d.external) {
+                let mut l = inner.config.extra_labels.clone();
+                l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+                l.insert(labels::APP.into(), app.into());
+                l.insert(labels::NETWORK.into(), key.clone());
+                match docker.create_overlay_network(&name, &l).await {
+                    Ok(_) | Err(DockerError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            networks.insert(key.clone(), name);
+        }
+        let body = swarm_spec::service_spec(
+            &inner.naming,
+            spec,
+            app,
+            revision,
+            service,
+            &networks,
+            &inner.config.extra_labels,
+        )
+        .map_err(|keys| {
+            CpError::InvalidArgument(format!(
+                "the Swarm runtime does not support these keys yet: {}",
+                keys.join(", ")
+            ))
+        })?;
+        let name = swarm_spec::service_name(&inner.naming, app, service);
+        match docker.inspect_service(&name).await? {
+            None => {
+                docker.create_service(&body).await?;
+            }
+            Some(current) => {
+                let (Some(id), Some(version)) = (
+                    current.id.clone(),
+                    current.version.as_ref().and_then(|v| v.index),
+                ) else {
+                    return Err(CpError::InvalidArgument(format!(
+                        "Swarm service {name} has no ID or version"
+                    )));
+                };
+                if label(&current, labels::INSTANCE) != Some(inner.naming.instance.as_str())
+                    || label(&current, labels::APP) != Some(app)
+                {
+                    return Err(CpError::NameTaken {
+                        name,
+                        holder: "a Swarm service Berth does not manage for this application".into(),
+                    });
+                }
+                docker.update_service(&id, version, &body).await?;
+            }
+        }
+        tracing::info!(app, service, revision, "Swarm service ensured");
+        Ok(())
+    }
+
+    async fn remove_service(&self, app: &str, service: &str) -> Result<(), CpError> {
+        for s in self.services(Some(app)).await? {
+            if label(&s, labels::SERVICE) == Some(service) {
+                if let Some(id) = &s.id {
+                    self.inner.docker.remove_service(id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_replica(
+        &self,
+        _app: &str,
+        _revision: u64,
+        _spec: &RevisionSpec,
+        _service: &str,
+        _slot: u32,
+    ) -> Result<String, CpError> {
+        Err(refused())
+    }
+
+    async fn start(&self, _id: &str) -> Result<(), CpError> {
+        Err(refused())
+    }
+
+    async fn restart(&self, _id: &str, _grace_secs: u64) -> Result<(), CpError> {
+        Err(refused())
+    }
+
+    async fn remove(&self, _id: &str, _grace_secs: u64) -> Result<(), CpError> {
+        Err(refused())
+    }
+
+    async fn remove_resources(&self, app: &str, _volumes: bool) -> Result<(), CpError> {
+        let inner = &self.inner;
+        for n in inner
+            .docker
+            .list_networks(&crate::label_filters(inner, Some(app)))
+            .await?
+        {
+            match inner.docker.remove_network(&n.id).await {
+                Ok(()) | Err(DockerError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, CpError> {
+        Ok(futures_util::stream::pending().boxed())
+    }
+}

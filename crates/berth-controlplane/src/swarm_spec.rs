@@ -1,0 +1,446 @@
+//! A Compose service as a Swarm service spec (docs/swarm.md#mapping-a-compose-application-to-swarm):
+//! the pure part of the Swarm runtime's `ensure_service`.
+//!
+//! Rules it keeps:
+//! - Pure: no I/O. The caller gives the overlay network names it ensured.
+//! - The service and its tasks' containers carry the labels Berth finds and judges them by
+//!   (`berth.instance`, `berth.app`, `berth.service`, `berth.hash`, `berth.revision`): the
+//!   service's (`Spec.Labels`) say which spec it runs, the containers' (`ContainerSpec.Labels`,
+//!   which every task's spec keeps) which spec each task was made from, since Swarm copies none
+//!   of a service's labels onto its tasks.
+//! - Swarm rolls out and restarts: `update_config` and `restart_policy` go to Swarm as written;
+//!   `order` left unset is Berth's default (start-first, stop-first with a `container_name`).
+//! - `endpoint_mode` is `dnsrr`: Berth's gateway balances over task addresses and never needs
+//!   Swarm's VIPs (IPVS).
+//! - Keys this phase does not carry to Swarm yet are refused by name, never dropped silently.
+
+use crate::spec::{labels, Naming, RevisionSpec};
+use berth_compose::{FailureAction, RestartCondition, Service, UpdateOrder};
+use berth_docker::swarm::models::{
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
+    ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// The most characters of a Swarm service name (a DNS label).
+const MAX_NAME: usize = 63;
+
+/// The Swarm service of an application's Compose service: `berth_{instance6}_{app}_{service}`,
+/// or, past 63 characters, its first 54 and `_` and 8 hex digits of its SHA-256 (still one
+/// name per (instance, app, service)).
+#[must_use]
+pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let app = berth_core::team::docker_part(app);
+    let instance = &naming.instance[..naming.instance.len().min(6)];
+    let full = format!("berth_{instance}_{app}_{service}");
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut cut = MAX_NAME - 9;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hex}", &full[..cut])
+}
+
+fn ns(ms: u64) -> i64 {
+    i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The Compose keys of the project the Swarm runtime cannot carry yet, as paths: refused at
+/// commit on a `--runtime swarm` server (400 `unsupported_key`), so no revision is made that
+/// could never run.
+pub(crate) fn unsupported_keys(project: &berth_compose::Project) -> Vec<String> {
+    project
+        .services
+        .iter()
+        .flat_map(|(name, svc)| unsupported(name, svc))
+        .collect()
+}
+
+/// The Compose keys of `svc` this phase cannot carry to Swarm yet, as paths.
+fn unsupported(name: &str, svc: &Service) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut key = |set: bool, k: &str| {
+        if set {
+            keys.push(format!("services.{name}.{k}"));
+        }
+    };
+    key(!svc.ports.is_empty(), "ports");
+    key(!svc.mounts.is_empty(), "volumes");
+    key(!svc.tmpfs.is_empty(), "tmpfs");
+    key(!svc.secrets.is_empty(), "secrets");
+    key(!svc.configs.is_empty(), "configs");
+    key(svc.container_name.is_some(), "container_name");
+    key(svc.network_mode.is_some(), "network_mode");
+    key(svc.privileged, "privileged");
+    key(svc.pid.is_some(), "pid");
+    key(svc.ipc.is_some(), "ipc");
+    key(svc.userns_mode.is_some(), "userns_mode");
+    key(!svc.devices.is_empty(), "devices");
+    // Traffic reaches tasks through gateways on the nodes (phase 3): until then a route, or a
+    // probe of Berth's, could never reach a task's overlay address from the control plane.
+    key(!svc.berth.routes.is_empty(), "x-berth.route");
+    key(svc.berth.health.is_some(), "x-berth.health");
+    keys
+}
+
+/// The Swarm service spec of `service` of the revision, attached to the given overlay
+/// networks (Compose network key → the overlay network's name).
+///
+/// # Errors
+/// The Compose keys (as paths) this phase does not carry to Swarm, or a service the revision
+/// does not have.
+pub(crate) fn service_spec(
+    naming: &Naming,
+    spec: &RevisionSpec,
+    app: &str,
+    revision: u64,
+    service: &str,
+    networks: &BTreeMap<String, String>,
+    extra_labels: &BTreeMap<String, String>,
+) -> Result<ServiceSpec, Vec<String>> {
+    let Some(svc) = spec.project.services.get(service) else {
+        return Err(vec![format!("services.{service}")]);
+    };
+    let refused = unsupported(service, svc);
+    if !refused.is_empty() {
+        return Err(refused);
+    }
+    let hash = spec.service_hash(service);
+    let mut berth: HashMap<String, String> = extra_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    berth.insert(labels::INSTANCE.into(), naming.instance.clone());
+    berth.insert(labels::APP.into(), app.into());
+    berth.insert(labels::SERVICE.into(), service.into());
+    berth.insert(labels::HASH.into(), hash);
+    berth.insert(labels::REVISION.into(), revision.to_string());
+    let mut container_labels: HashMap<String, String> = svc
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    container_labels.extend(berth.clone());
+
+    let health_check = svc.healthcheck.as_ref().map(|h| {
+        if h.disable {
+            HealthConfig {
+                test: Some(vec!["NONE".into()]),
+                ..HealthConfig::default()
+            }
+        } else {
+            HealthConfig {
+                test: Some(h.test.clone()),
+                interval: h.interval_ms.map(ns),
+                timeout: h.timeout_ms.map(ns),
+                retries: h.retries.map(i64::from),
+                start_period: h.start_period_ms.map(ns),
+                start_interval: None, // API 1.44+; the lab's engines speak 1.41
+            }
+        }
+    });
+    let container_spec = TaskSpecContainerSpec {
+        image: Some(
+            spec.images
+                .get(service)
+                .cloned()
+                .unwrap_or_else(|| svc.image.clone()),
+        ),
+        labels: Some(container_labels),
+        // Swarm's `Command` is Compose's entrypoint, its `Args` Compose's command.
+        command: svc.entrypoint.clone(),
+        args: svc.command.clone(),
+        env: Some(
+            svc.environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        dir: svc.working_dir.clone(),
+        user: svc.user.clone(),
+        hosts: (!svc.extra_hosts.is_empty()).then(|| {
+            // Compose writes `host:ip`, Swarm `ip host`.
+            svc.extra_hosts
+                .iter()
+                .filter_map(|h| h.split_once(':').map(|(host, ip)| format!("{ip} {host}")))
+                .collect()
+        }),
+        stop_grace_period: svc.stop_grace_period_ms.map(ns),
+        health_check,
+        capability_add: (!svc.cap_add.is_empty()).then(|| svc.cap_add.clone()),
+        capability_drop: (!svc.cap_drop.is_empty()).then(|| svc.cap_drop.clone()),
+        ..TaskSpecContainerSpec::default()
+    };
+    let restart_policy = TaskSpecRestartPolicy {
+        condition: Some(match svc.restart.condition {
+            RestartCondition::Always | RestartCondition::UnlessStopped => {
+                TaskSpecRestartPolicyConditionEnum::ANY
+            }
+            RestartCondition::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+            RestartCondition::No => TaskSpecRestartPolicyConditionEnum::NONE,
+        }),
+        delay: svc.restart.delay_ms.map(ns),
+        max_attempts: svc.restart.max_attempts.map(i64::from),
+        window: svc.restart.window_ms.map(ns),
+    };
+    let r = &svc.resources;
+    let resources = TaskSpecResources {
+        limits: (r.cpus.is_some() || r.memory_bytes.is_some()).then(|| Limit {
+            #[allow(clippy::cast_possible_truncation)] // CPUs × 1e9 fits an i64
+            nano_cpus: r.cpus.map(|c| (c * 1e9).round() as i64),
+            memory_bytes: r.memory_bytes,
+            pids: None,
+        }),
+        reservations: r.memory_reservation_bytes.map(|m| ResourceObject {
+            memory_bytes: Some(m),
+            ..ResourceObject::default()
+        }),
+        ..TaskSpecResources::default()
+    };
+    let u = &svc.update_config;
+    let update_config = ServiceSpecUpdateConfig {
+        parallelism: Some(i64::from(u.parallelism)),
+        delay: Some(ns(u.delay_ms)),
+        failure_action: Some(match u.failure_action {
+            FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+            FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+            FailureAction::Continue => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+        }),
+        monitor: u.monitor_ms.map(ns),
+        max_failure_ratio: Some(u.max_failure_ratio),
+        order: Some(match u.order {
+            Some(UpdateOrder::StopFirst) => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+            Some(UpdateOrder::StartFirst) | None => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+        }),
+    };
+    let task_networks: Vec<NetworkAttachmentConfig> = svc
+        .networks
+        .iter()
+        .filter_map(|(key, cfg)| {
+            let target = networks.get(key)?;
+            let mut aliases = vec![service.to_string()];
+            aliases.extend(cfg.aliases.iter().cloned());
+            Some(NetworkAttachmentConfig {
+                target: Some(target.clone()),
+                aliases: Some(aliases),
+                driver_opts: None,
+            })
+        })
+        .collect();
+    Ok(ServiceSpec {
+        name: Some(service_name(naming, app, service)),
+        labels: Some(berth),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container_spec),
+            resources: Some(resources),
+            restart_policy: Some(restart_policy),
+            networks: Some(task_networks),
+            ..TaskSpec::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(svc.replicas)),
+            }),
+            ..ServiceSpecMode::default()
+        }),
+        update_config: Some(update_config),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ..EndpointSpec::default()
+        }),
+        ..ServiceSpec::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(compose: &str) -> RevisionSpec {
+        let mut b = berth_compose::Bundle {
+            compose_files: vec!["compose.yaml".into()],
+            ..berth_compose::Bundle::default()
+        };
+        b.files.insert("compose.yaml".into(), compose.into());
+        RevisionSpec {
+            project: berth_compose::load(&b).unwrap_or_else(|e| panic!("{compose}: {e}")),
+            images: [("web".to_string(), "sha256:abc".to_string())].into(),
+            image_ports: BTreeMap::new(),
+            wires: BTreeMap::new(),
+        }
+    }
+    fn naming() -> Naming {
+        Naming {
+            instance: "0123456789abcdef".into(),
+        }
+    }
+    fn nets() -> BTreeMap<String, String> {
+        [(
+            "default".to_string(),
+            "berth_012345_shop_default".to_string(),
+        )]
+        .into()
+    }
+
+    #[test]
+    fn a_service_as_swarm_reads_it() {
+        let s = spec(
+            "services:
+  web:
+    image: web:1
+    command: [serve, --port, '80']
+    entrypoint: [/bin/app]
+    environment: {A: '1'}
+    labels: {team: shop}
+    healthcheck: {test: [CMD, /bin/app, check], interval: 2s, retries: 3}
+    stop_grace_period: 5s
+    deploy:
+      replicas: 3
+      update_config: {parallelism: 2, delay: 1s, failure_action: pause, monitor: 10s, max_failure_ratio: 0.5, order: stop-first}
+      restart_policy: {condition: on-failure, max_attempts: 4, delay: 2s, window: 30s}
+      resources: {limits: {cpus: '0.5', memory: 64M}, reservations: {memory: 32M}}
+",
+        );
+        let extra: BTreeMap<String, String> =
+            [("berth.test".to_string(), "run1".to_string())].into();
+        let out = service_spec(&naming(), &s, "shop", 7, "web", &nets(), &extra).unwrap();
+        let v = serde_json::to_value(&out).unwrap();
+        let hash = s.service_hash("web");
+        assert_eq!(v["Name"], "berth_012345_shop_web");
+        let berth = json!({
+            "berth.instance": "0123456789abcdef",
+            "berth.app": "shop",
+            "berth.service": "web",
+            "berth.hash": hash,
+            "berth.revision": "7",
+            "berth.test": "run1",
+        });
+        assert_eq!(v["Labels"], berth);
+        let c = &v["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["Image"], "sha256:abc", "the revision's pinned image ID");
+        assert_eq!(c["Command"], json!(["/bin/app"]));
+        assert_eq!(c["Args"], json!(["serve", "--port", "80"]));
+        assert_eq!(c["Env"], json!(["A=1"]));
+        // Tasks keep their container labels: each says which spec it was made from.
+        assert_eq!(c["Labels"]["berth.hash"], hash);
+        assert_eq!(c["Labels"]["team"], "shop");
+        assert_eq!(c["StopGracePeriod"], 5_000_000_000_i64);
+        assert_eq!(
+            c["HealthCheck"],
+            json!({"Test": ["CMD", "/bin/app", "check"], "Interval": 2_000_000_000_i64, "Retries": 3})
+        );
+        assert_eq!(v["Mode"], json!({"Replicated": {"Replicas": 3}}));
+        assert_eq!(
+            v["UpdateConfig"],
+            json!({"Parallelism": 2, "Delay": 1_000_000_000_i64, "FailureAction": "pause",
+                   "Monitor": 10_000_000_000_i64, "MaxFailureRatio": 0.5, "Order": "stop-first"})
+        );
+        assert_eq!(
+            v["TaskTemplate"]["RestartPolicy"],
+            json!({"Condition": "on-failure", "Delay": 2_000_000_000_i64, "MaxAttempts": 4,
+                   "Window": 30_000_000_000_i64})
+        );
+        assert_eq!(
+            v["TaskTemplate"]["Resources"],
+            json!({"Limits": {"NanoCPUs": 500_000_000, "MemoryBytes": 67_108_864},
+                   "Reservations": {"MemoryBytes": 33_554_432}})
+        );
+        assert_eq!(v["EndpointSpec"], json!({"Mode": "dnsrr"}));
+        assert_eq!(
+            v["TaskTemplate"]["Networks"],
+            json!([{"Target": "berth_012345_shop_default", "Aliases": ["web"]}])
+        );
+    }
+
+    #[test]
+    fn defaults_are_berths_start_first_rollback_and_restart_any() {
+        let s = spec("services:\n  web:\n    image: web\n");
+        let v = serde_json::to_value(
+            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["UpdateConfig"]["Order"], "start-first");
+        assert_eq!(v["UpdateConfig"]["FailureAction"], "rollback");
+        assert_eq!(v["UpdateConfig"]["Parallelism"], 1);
+        assert_eq!(v["TaskTemplate"]["RestartPolicy"]["Condition"], "any");
+        assert_eq!(v["Mode"]["Replicated"]["Replicas"], 1);
+        assert!(v["TaskTemplate"]["ContainerSpec"].get("Command").is_none());
+    }
+
+    #[test]
+    fn keys_not_carried_yet_are_refused_by_path() {
+        let s = spec(
+            "services:
+  web:
+    image: web
+    ports: ['8080:80']
+    volumes: [data:/data]
+    container_name: the-web
+volumes: {data: {}}
+",
+        );
+        let err =
+            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err,
+            [
+                "services.web.ports",
+                "services.web.volumes",
+                "services.web.container_name"
+            ]
+        );
+        let err =
+            service_spec(&naming(), &s, "shop", 1, "nope", &nets(), &BTreeMap::new()).unwrap_err();
+        assert_eq!(err, ["services.nope"]);
+    }
+
+    #[test]
+    fn long_names_stay_a_dns_label_and_distinct() {
+        let n = naming();
+        assert_eq!(service_name(&n, "shop", "web"), "berth_012345_shop_web");
+        assert_eq!(
+            service_name(&n, "team/shop", "web"),
+            "berth_012345_team.shop_web"
+        );
+        let long_a = service_name(&n, "shop", &"a".repeat(80));
+        let long_b = service_name(&n, "shop", &format!("{}b", "a".repeat(79)));
+        assert_eq!(long_a.len(), 63);
+        assert_eq!(long_b.len(), 63);
+        assert_ne!(long_a, long_b);
+    }
+
+    #[test]
+    fn a_project_is_refused_by_every_path_the_swarm_runtime_cannot_carry() {
+        let s = spec(
+            "services:
+  web:
+    image: web
+    ports: ['8080:80']
+    x-berth: {route: {host: a.example, port: 80}, health: {http: /}}
+  api:
+    image: api
+    volumes: [data:/data]
+volumes: {data: {}}
+",
+        );
+        assert_eq!(
+            unsupported_keys(&s.project),
+            [
+                "services.api.volumes",
+                "services.web.ports",
+                "services.web.x-berth.route",
+                "services.web.x-berth.health"
+            ]
+        );
+        assert!(unsupported_keys(&spec("services:\n  web: {image: web}\n").project).is_empty());
+    }
+}
