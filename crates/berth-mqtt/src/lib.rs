@@ -94,13 +94,29 @@ pub struct Broker {
     pub ws_local_addr: Option<SocketAddr>,
 }
 
-/// A connection the per-subject limit counts: authenticated, and (once the broker reports it)
+/// A client id the per-subject limit counts: authenticated, and (once the broker reports it)
 /// connected. One per client id: a second CONNECT with the same client id takes the session
-/// over, so it replaces the entry instead of adding one.
+/// over, so it counts in the same entry instead of adding one.
+///
+/// The broker's disconnect event does not say which connection of a client id ended: during a
+/// takeover the old connection's disconnect may come after the new one's login and connect.
+/// So the entry counts connections (`live`) and logins not yet connected (`pending`), and goes
+/// only when both are zero.
 struct Conn {
     user: String,
-    connected: bool,
+    /// Connected (connect events minus disconnect events).
+    live: usize,
+    /// Authenticated, connect event not yet seen.
+    pending: usize,
+    /// The last login.
     since: Instant,
+}
+
+impl Conn {
+    /// Does this entry still count? Logins that never connect stop counting after the grace.
+    fn counts(&self, now: Instant) -> bool {
+        self.live > 0 || (self.pending > 0 && now.duration_since(self.since) < PENDING_GRACE)
+    }
 }
 
 /// An authenticated connection that never completes its CONNECT (the broker refused it after
@@ -119,7 +135,7 @@ impl Conns {
     fn admit(&self, client_id: &str, user: &str, limit: usize) -> bool {
         let mut g = self.lock();
         let now = Instant::now();
-        g.retain(|_, c| c.connected || now.duration_since(c.since) < PENDING_GRACE);
+        g.retain(|_, c| c.counts(now));
         let others = g
             .iter()
             .filter(|(id, c)| c.user == user && id.as_str() != client_id)
@@ -127,15 +143,62 @@ impl Conns {
         if others >= limit {
             return false;
         }
-        g.insert(
-            client_id.to_string(),
-            Conn {
-                user: user.to_string(),
-                connected: false,
-                since: now,
-            },
-        );
+        let c = g.entry(client_id.to_string()).or_insert_with(|| Conn {
+            user: user.to_string(),
+            live: 0,
+            pending: 0,
+            since: now,
+        });
+        // Pending logins past the grace never connected.
+        if now.duration_since(c.since) >= PENDING_GRACE {
+            c.pending = 0;
+        }
+        c.user = user.to_string();
+        c.pending += 1;
+        c.since = now;
         true
+    }
+
+    /// The broker reports a connection of `client_id` (of `user`) established.
+    fn connected(&self, client_id: &str, user: Option<&str>) {
+        let mut g = self.lock();
+        match g.get_mut(client_id) {
+            Some(c) => {
+                c.pending = c.pending.saturating_sub(1);
+                c.live += 1;
+            }
+            None => {
+                if let Some(user) = user {
+                    g.insert(
+                        client_id.to_string(),
+                        Conn {
+                            user: user.to_string(),
+                            live: 1,
+                            pending: 0,
+                            since: Instant::now(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The broker reports a connection of `client_id` ended (the old one of a takeover too).
+    fn disconnected(&self, client_id: &str) {
+        let mut g = self.lock();
+        if let Some(c) = g.get_mut(client_id) {
+            c.live = c.live.saturating_sub(1);
+            if !c.counts(Instant::now()) {
+                g.remove(client_id);
+            }
+        }
+    }
+
+    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
+    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
+        self.lock()
+            .get(client_id)
+            .is_some_and(|c| c.user != user && c.counts(Instant::now()))
     }
 }
 
@@ -248,15 +311,6 @@ struct BerthAuth {
     per_subject: usize,
     /// The broker's sessions: whose a client id is while its session exists.
     storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
-}
-
-impl Conns {
-    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
-    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
-        self.lock()
-            .get(client_id)
-            .is_some_and(|c| c.user != user && (c.connected || c.since.elapsed() < PENDING_GRACE))
-    }
 }
 
 impl BerthAuth {
@@ -417,14 +471,13 @@ struct ConnEvents(Arc<Conns>);
 
 impl BrokerEventHandler for ConnEvents {
     fn on_client_connect<'a>(&'a self, event: ClientConnectEvent) -> BoxFut<'a, ()> {
-        if let Some(c) = self.0.lock().get_mut(event.client_id.as_ref()) {
-            c.connected = true;
-        }
+        self.0
+            .connected(event.client_id.as_ref(), event.user_id.as_deref());
         Box::pin(async {})
     }
 
     fn on_client_disconnect<'a>(&'a self, event: ClientDisconnectEvent) -> BoxFut<'a, ()> {
-        self.0.lock().remove(event.client_id.as_ref());
+        self.0.disconnected(event.client_id.as_ref());
         Box::pin(async {})
     }
 }
@@ -558,6 +611,33 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_takeover_keeps_counting_the_client_id() {
+        let conns = Conns::default();
+        // alice connects as `a`.
+        assert!(conns.admit("a", "shop/alice", 1));
+        conns.connected("a", Some("shop/alice"));
+        assert!(!conns.admit("b", "shop/alice", 1));
+        // A second connection takes `a` over: its login and connect come before the old
+        // connection's disconnect event.
+        assert!(conns.admit("a", "shop/alice", 1));
+        conns.connected("a", Some("shop/alice"));
+        conns.disconnected("a");
+        // The new connection still counts: a second client id is over the limit of 1.
+        assert!(!conns.admit("b", "shop/alice", 1));
+        assert!(conns.held_by_other("a", "shop/bob"));
+        // The old connection's disconnect between the new login and its connect.
+        assert!(conns.admit("a", "shop/alice", 1));
+        conns.disconnected("a");
+        assert!(!conns.admit("b", "shop/alice", 1));
+        conns.connected("a", Some("shop/alice"));
+        assert!(!conns.admit("b", "shop/alice", 1));
+        // The last connection ends: `a` no longer counts.
+        conns.disconnected("a");
+        assert!(conns.admit("b", "shop/alice", 1));
+        assert!(!conns.held_by_other("a", "shop/bob"));
+    }
 
     #[test]
     fn connections_end_when_their_login_stops_being_valid() {
