@@ -53,6 +53,10 @@ pub struct Limits {
     pub max_session_expiry: Duration,
     /// Messages waiting in memory for one connected client.
     pub queue: usize,
+    /// Failed logins from one IP address within [`LOGIN_WINDOW`] that lock it out (0: never).
+    pub max_login_failures: usize,
+    /// How long a locked-out address's CONNECTs are refused without looking at the token.
+    pub login_lockout: Duration,
 }
 
 impl Default for Limits {
@@ -64,6 +68,8 @@ impl Default for Limits {
             max_connections_per_address: 100,
             max_session_expiry: Duration::from_secs(86_400),
             queue: 1000,
+            max_login_failures: 10,
+            login_lockout: Duration::from_secs(300),
         }
     }
 }
@@ -226,6 +232,81 @@ impl Leases {
     }
 }
 
+/// The window [`Limits::max_login_failures`] counts failures in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses kept before stale ones are swept.
+const THROTTLE_SWEEP_AT: usize = 10_000;
+
+/// Failed logins per IP address (docs/messaging.md, "Limits"): `max` failures within
+/// [`LOGIN_WINDOW`] lock the address for `lockout`. In memory; a success does not forget an
+/// address's failures (one valid token must not reset a guesser's count).
+struct Throttle {
+    max: usize,
+    lockout: Duration,
+    entries: Mutex<HashMap<std::net::IpAddr, Failures>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    at: std::collections::VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+impl Throttle {
+    fn new(max: usize, lockout: Duration) -> Throttle {
+        Throttle {
+            max,
+            lockout,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, Failures>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Is `addr` locked out at `now`?
+    fn locked(&self, addr: std::net::IpAddr, now: Instant) -> bool {
+        self.max > 0
+            && self
+                .lock()
+                .get(&addr)
+                .and_then(|f| f.locked_until)
+                .is_some_and(|until| now < until)
+    }
+
+    /// Count a failed login from `addr`; true if that locks it.
+    fn fail(&self, addr: std::net::IpAddr, now: Instant) -> bool {
+        if self.max == 0 {
+            return false;
+        }
+        let mut map = self.lock();
+        if map.len() >= THROTTLE_SWEEP_AT {
+            map.retain(|_, f| {
+                f.locked_until.is_some_and(|u| now < u)
+                    || f.at
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < LOGIN_WINDOW)
+            });
+        }
+        let f = map.entry(addr).or_default();
+        while f
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
+        {
+            f.at.pop_front();
+        }
+        f.at.push_back(now);
+        if f.at.len() >= self.max {
+            f.at.clear();
+            f.locked_until = Some(now + self.lockout);
+            return true;
+        }
+        false
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -309,6 +390,7 @@ struct BerthAuth {
     conns: Arc<Conns>,
     leases: Arc<Leases>,
     per_subject: usize,
+    throttle: Throttle,
     /// The broker's sessions: whose a client id is while its session exists.
     storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
 }
@@ -337,6 +419,33 @@ impl AuthProvider for BerthAuth {
         client_addr: SocketAddr,
     ) -> BoxFut<'a, mqtt5::error::Result<AuthResult>> {
         Box::pin(async move {
+            let ip = client_addr.ip();
+            if self.throttle.locked(ip, Instant::now()) {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = "too many failed logins from this address (--mqtt-max-login-failures)",
+                    "mqtt login refused"
+                );
+                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+            }
+            let refuse = |why: &dyn std::fmt::Display| {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = %why,
+                    "mqtt login refused"
+                );
+                if self.throttle.fail(ip, Instant::now()) {
+                    tracing::warn!(
+                        addr = %ip,
+                        failures = self.throttle.max,
+                        lockout_secs = self.throttle.lockout.as_secs(),
+                        "mqtt: too many failed logins, the address is locked out"
+                    );
+                }
+                Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword))
+            };
             let issuers = self.directory.issuers();
             let (who, exp) = match identity::login_until(
                 self.verifier.as_ref(),
@@ -345,26 +454,12 @@ impl AuthProvider for BerthAuth {
                 connect.password.as_deref(),
             ) {
                 Ok(login) => login,
-                Err(why) => {
-                    tracing::info!(
-                        client_id = %connect.client_id,
-                        addr = %client_addr,
-                        reason = %why,
-                        "mqtt login refused"
-                    );
-                    return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
-                }
+                Err(why) => return refuse(&why),
             };
             // No leeway past `exp` (only Berth's own clock issues these tokens): a connection
             // accepted now would be closed within a second by `cut_loop`.
             if exp.is_some_and(|exp| unix_now() >= exp) {
-                tracing::info!(
-                    client_id = %connect.client_id,
-                    addr = %client_addr,
-                    reason = "its token expired",
-                    "mqtt login refused"
-                );
-                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+                return refuse(&"its token expired");
             }
             let user = who.user_id();
             // A client id belongs to the identity whose session it names: another team's
@@ -482,6 +577,60 @@ impl BrokerEventHandler for ConnEvents {
     }
 }
 
+/// The dispatcher [`Broker::start`] builds the `mqtt5` broker under: the current one, without
+/// the INFO lines of `mqtt5::broker::server`. Building it installs `mqtt5`'s own placeholder
+/// login provider (allow-all, behind its rate limiter) and says so ("Anonymous authentication
+/// enabled"), though [`BerthAuth`] replaces it before any listener accepts: those lines would
+/// be false. Its warnings (a listener or TLS disabled) still pass.
+struct QuietPlaceholder(tracing::Dispatch);
+
+impl QuietPlaceholder {
+    fn quiet(meta: &tracing::Metadata<'_>) -> bool {
+        meta.target() == "mqtt5::broker::server" && *meta.level() == tracing::Level::INFO
+    }
+}
+
+impl tracing::Subscriber for QuietPlaceholder {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::quiet(meta) {
+            // Asked each time: other dispatchers may want it.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            self.0.register_callsite(meta)
+        }
+    }
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        !Self::quiet(meta) && self.0.enabled(meta)
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.0.new_span(span)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.0.record(span, values);
+    }
+    fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.0.record_follows_from(span, follows);
+    }
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.0.event(event);
+    }
+    fn enter(&self, span: &tracing::span::Id) {
+        self.0.enter(span);
+    }
+    fn exit(&self, span: &tracing::span::Id) {
+        self.0.exit(span);
+    }
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.0.clone_span(id)
+    }
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.0.try_close(id)
+    }
+}
+
 impl Broker {
     /// Bind the listeners and start serving on the current Tokio runtime.
     ///
@@ -523,9 +672,18 @@ impl Broker {
                     .with_path("/mqtt"),
             );
         }
-        let broker = MqttBroker::with_config(config)
-            .await
-            .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
+        // Logins are Berth's (`BerthAuth`, with its own failed-login limit): mqtt5's rate
+        // limiter would only wrap the placeholder.
+        config.auth_config.rate_limit.enabled = false;
+        let quiet = tracing::Dispatch::new(QuietPlaceholder(tracing::dispatcher::get_default(
+            tracing::Dispatch::clone,
+        )));
+        let broker = tracing::instrument::WithSubscriber::with_subscriber(
+            MqttBroker::with_config(config),
+            quiet,
+        )
+        .await
+        .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
         let storage = broker.storage();
         let leases = Arc::new(Leases::default());
         let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
@@ -534,6 +692,7 @@ impl Broker {
             conns,
             leases: leases.clone(),
             per_subject: limits.max_connections_per_subject,
+            throttle: Throttle::new(limits.max_login_failures, limits.login_lockout),
             storage,
         }));
         broker
@@ -547,6 +706,13 @@ impl Broker {
                 max_connection_rate: 10_000,
                 rate_limit_window: Duration::from_secs(1),
             });
+        tracing::info!(
+            logins = "Berth JWTs (username = subject, password = token)",
+            max_login_failures = limits.max_login_failures,
+            login_window_secs = LOGIN_WINDOW.as_secs(),
+            login_lockout_secs = limits.login_lockout.as_secs(),
+            "mqtt: authentication and failed-login limit per address"
+        );
         let router = broker.router();
         let shutdown = broker.shutdown_handle();
         let local_addr = broker.local_addr();
@@ -611,6 +777,31 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_logins_lock_their_address_out() {
+        let t = Throttle::new(3, Duration::from_secs(300));
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!t.fail(a, t0));
+        assert!(!t.fail(a, t0 + Duration::from_secs(10)));
+        assert!(!t.locked(a, t0 + Duration::from_secs(10)));
+        // Failures older than the window do not count.
+        assert!(!t.fail(a, t0 + Duration::from_secs(65)));
+        assert!(t.fail(a, t0 + Duration::from_secs(66)));
+        assert!(t.locked(a, t0 + Duration::from_secs(66)));
+        assert!(t.locked(a, t0 + Duration::from_secs(365)));
+        assert!(!t.locked(a, t0 + Duration::from_secs(366)));
+        // Other addresses are not affected.
+        assert!(!t.locked(b, t0 + Duration::from_secs(66)));
+        // 0: never locks.
+        let off = Throttle::new(0, Duration::from_secs(300));
+        for _ in 0..100 {
+            assert!(!off.fail(a, t0));
+        }
+        assert!(!off.locked(a, t0));
+    }
 
     #[test]
     fn a_takeover_keeps_counting_the_client_id() {

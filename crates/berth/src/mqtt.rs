@@ -81,6 +81,8 @@ pub(crate) fn settings(
             max_connections_per_address: args.mqtt_max_connections_per_address as usize,
             max_session_expiry: args.mqtt_max_session_expiry,
             queue: args.mqtt_queue as usize,
+            max_login_failures: args.mqtt_max_login_failures as usize,
+            login_lockout: args.mqtt_login_lockout,
         },
     }))
 }

@@ -1275,3 +1275,67 @@ fn market_subscribers_read_the_entrys_topics_until_they_unsubscribe() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(reader.messages_within(Duration::from_secs(1)).is_empty());
 }
+
+#[test]
+fn failed_logins_lock_their_address_out() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-lockout");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &run,
+        dir.path(),
+        &api,
+        &gw,
+        &[
+            "--mqtt-listen",
+            &mqtt,
+            "--mqtt-max-login-failures",
+            "3",
+            "--mqtt-login-lockout",
+            "2m",
+        ],
+    );
+    // The startup log says what logs clients in, and not mqtt5's placeholder provider.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("failed-login limit per address") && log.contains("max_login_failures=3"),
+        "{log}"
+    );
+    assert!(!log.contains("Anonymous authentication enabled"), "{log}");
+    assert!(
+        !log.contains("Authentication rate limiting enabled"),
+        "{log}"
+    );
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let pub_as = |user: &str, token: &str| {
+        let o = b.publish(
+            user,
+            token,
+            &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+        );
+        text(&o)
+    };
+    assert!(pub_as("alice", &alice).contains("received CONNACK (0)"));
+    // Three bad logins from 127.0.0.1 within the window: CONNACK 0x86 (134) each.
+    for _ in 0..3 {
+        let o = pub_as("alice", "not-a-token");
+        assert!(o.contains("received CONNACK (134)"), "{o}");
+    }
+    // Now even a valid token is refused from this address, without being verified.
+    let o = pub_as("alice", &alice);
+    assert!(o.contains("received CONNACK (134)"), "locked out: {o}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("the address is locked out")
+            && log.contains("too many failed logins from this address"),
+        "{log}"
+    );
+    // Never the token.
+    assert!(!log.contains(&alice));
+}
