@@ -36,6 +36,11 @@ pub trait Directory: Send + Sync + 'static {
     /// Global names of the applications that subscribe to the market entry whose service has
     /// the global name `service`.
     fn subscribers(&self, service: &str) -> Vec<String>;
+    /// Why an MQTT token of `team` whose subject is `subject` no longer logs in, if `subject`
+    /// is a Berth user who may no longer act in `team`: disabled, no longer a member (an
+    /// administrator acts in every team that exists), or the team is gone. `None` for a
+    /// subject that is no user (an application's token) and when the answer is unknown.
+    fn user_refusal(&self, team: &str, subject: &str) -> Option<&'static str>;
 }
 
 /// Limits, each a `berth server` flag (docs/messaging.md, "Limits").
@@ -217,6 +222,8 @@ struct Lease {
     exp: Option<i64>,
     /// A subscription credential: the entry's service (global name) and the application.
     market: Option<(String, String)>,
+    /// An MQTT token: its team and subject (a Berth user's logins end with the user's rights).
+    team: Option<(String, String)>,
     since: Instant,
 }
 
@@ -313,15 +320,22 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Why a live connection must end now, if it must: its token expired, or its subscription
-/// credential's application no longer subscribes (`subscribed(service, app)`).
+/// Why a live connection must end now, if it must: its token expired, its subscription
+/// credential's application no longer subscribes (`subscribed(service, app)`), or its
+/// subject is a user who may no longer act in its team (`refusal(team, subject)`).
 fn must_end(
     lease: &Lease,
     now: i64,
     subscribed: &mut impl FnMut(&str, &str) -> bool,
+    refusal: &mut impl FnMut(&str, &str) -> Option<&'static str>,
 ) -> Option<&'static str> {
     if lease.exp.is_some_and(|exp| now >= exp) {
         return Some("its token expired");
+    }
+    if let Some((team, subject)) = &lease.team {
+        if let Some(why) = refusal(team, subject) {
+            return Some(why);
+        }
     }
     if let Some((service, app)) = &lease.market {
         if !subscribed(service, app) {
@@ -355,6 +369,13 @@ async fn cut_loop(
                 .iter()
                 .any(|a| a == app)
         };
+        // One look-up of each user per round.
+        let mut users: HashMap<(String, String), Option<&'static str>> = HashMap::new();
+        let mut refusal = |team: &str, subject: &str| {
+            *users
+                .entry((team.to_string(), subject.to_string()))
+                .or_insert_with(|| directory.user_refusal(team, subject))
+        };
         for (client_id, lease) in all {
             let connected = router.is_connected(&client_id).await;
             if !connected {
@@ -367,7 +388,7 @@ async fn cut_loop(
                 }
                 continue;
             }
-            let Some(why) = must_end(&lease, now, &mut subscribed) else {
+            let Some(why) = must_end(&lease, now, &mut subscribed, &mut refusal) else {
                 continue;
             };
             // Only if no newer login took the client id over meanwhile.
@@ -461,6 +482,11 @@ impl AuthProvider for BerthAuth {
             if exp.is_some_and(|exp| unix_now() >= exp) {
                 return refuse(&"its token expired");
             }
+            if let Identity::Team { team, subject } = &who {
+                if let Some(why) = self.directory.user_refusal(team, subject) {
+                    return refuse(&why);
+                }
+            }
             let user = who.user_id();
             // A client id belongs to the identity whose session it names: another team's
             // CONNECT with it (even with clean start) would take that session over, dropping
@@ -500,22 +526,26 @@ impl AuthProvider for BerthAuth {
                 );
                 return Ok(AuthResult::fail(ReasonCode::QuotaExceeded));
             }
-            let market = match &who {
+            let (market, team) = match &who {
                 Identity::Market {
                     provider,
                     service,
                     app,
-                } => Some((
-                    berth_core::team::global_name(provider, service),
-                    app.clone(),
-                )),
-                Identity::Team { .. } => None,
+                } => (
+                    Some((
+                        berth_core::team::global_name(provider, service),
+                        app.clone(),
+                    )),
+                    None,
+                ),
+                Identity::Team { team, subject } => (None, Some((team.clone(), subject.clone()))),
             };
             self.leases.lock().insert(
                 connect.client_id.clone(),
                 Lease {
                     exp,
                     market,
+                    team,
                     since: Instant::now(),
                 },
             );
@@ -835,9 +865,15 @@ mod tests {
         let lease = |exp: Option<i64>, market: Option<(&str, &str)>| Lease {
             exp,
             market: market.map(|(s, a)| (s.to_string(), a.to_string())),
+            team: None,
             since: Instant::now(),
         };
         let mut subscribes = |service: &str, app: &str| service == "shop/orders" && app == "b/web";
+        let mut users = |team: &str, subject: &str| {
+            (team == "shop" && subject == "dora").then_some("its user is disabled")
+        };
+        let mut must_end =
+            |l: &Lease, now: i64, subscribes: &mut _| must_end(l, now, subscribes, &mut users);
         // A token lives until its exp, not a second longer.
         assert_eq!(must_end(&lease(Some(100), None), 99, &mut subscribes), None);
         assert_eq!(
@@ -856,5 +892,16 @@ mod tests {
             must_end(&gone, 50, &mut subscribes),
             Some("its application no longer subscribes to the market entry")
         );
+        // An MQTT token of a user who may no longer act in its team.
+        let user = |team: &str, subject: &str| Lease {
+            team: Some((team.to_string(), subject.to_string())),
+            ..lease(Some(100), None)
+        };
+        assert_eq!(
+            must_end(&user("shop", "dora"), 50, &mut subscribes),
+            Some("its user is disabled")
+        );
+        assert_eq!(must_end(&user("shop", "ed"), 50, &mut subscribes), None);
+        assert_eq!(must_end(&user("other", "dora"), 50, &mut subscribes), None);
     }
 }
