@@ -15,7 +15,6 @@ use berth_core::policy::Issuer;
 use identity::Identity;
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::broker::config::{StorageBackend, StorageConfig, TlsConfig, WebSocketConfig};
-use mqtt5::broker::events::{BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent};
 use mqtt5::broker::{BrokerConfig, MqttBroker};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::packet::publish::PublishPacket;
@@ -105,29 +104,19 @@ pub struct Broker {
     pub ws_local_addr: Option<SocketAddr>,
 }
 
-/// A client id the per-subject limit counts: authenticated, and (once the broker reports it)
-/// connected. One per client id: a second CONNECT with the same client id takes the session
-/// over, so it counts in the same entry instead of adding one.
+/// The last login with a client id, for the per-subject limit: a client id counts for its
+/// user while the broker has it connected, or for [`PENDING_GRACE`] after the login (the
+/// broker connects it just after). One entry per client id: a second CONNECT with the same
+/// client id takes the session over, so it replaces the entry instead of adding one, and the
+/// client id keeps counting as long as the router holds either connection.
 ///
-/// The broker's disconnect event does not say which connection of a client id ended: during a
-/// takeover the old connection's disconnect may come after the new one's login and connect.
-/// So the entry counts connections (`live`) and logins not yet connected (`pending`), and goes
-/// only when both are zero.
+/// The router is asked (`is_connected`) rather than told by the broker's connect and disconnect
+/// events: an event handler makes `mqtt5` build an event per publish and per PUBACK, which
+/// costs on every message (docs/benchmarks.md §10), and a disconnect event does not say which
+/// connection of a client id ended.
 struct Conn {
     user: String,
-    /// Connected (connect events minus disconnect events).
-    live: usize,
-    /// Authenticated, connect event not yet seen.
-    pending: usize,
-    /// The last login.
     since: Instant,
-}
-
-impl Conn {
-    /// Does this entry still count? Logins that never connect stop counting after the grace.
-    fn counts(&self, now: Instant) -> bool {
-        self.live > 0 || (self.pending > 0 && now.duration_since(self.since) < PENDING_GRACE)
-    }
 }
 
 /// An authenticated connection that never completes its CONNECT (the broker refused it after
@@ -142,11 +131,38 @@ impl Conns {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Count `client_id` for `user` unless `user` already has `limit` other connections.
-    fn admit(&self, client_id: &str, user: &str, limit: usize) -> bool {
+    /// The client ids other than `client_id` whose last login was `user`'s and is older than
+    /// the grace: whether they count depends on the router.
+    fn to_ask(&self, client_id: &str, user: &str, now: Instant) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(id, c)| {
+                c.user == user
+                    && id.as_str() != client_id
+                    && now.duration_since(c.since) >= PENDING_GRACE
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Count `client_id` for `user` unless `user` already holds `limit` other client ids:
+    /// logged in within the grace or `live` (connected). `user`'s other entries that are
+    /// neither are forgotten.
+    fn admit(
+        &self,
+        client_id: &str,
+        user: &str,
+        limit: usize,
+        now: Instant,
+        live: &dyn Fn(&str) -> bool,
+    ) -> bool {
         let mut g = self.lock();
-        let now = Instant::now();
-        g.retain(|_, c| c.counts(now));
+        g.retain(|id, c| {
+            c.user != user
+                || id.as_str() == client_id
+                || now.duration_since(c.since) < PENDING_GRACE
+                || live(id)
+        });
         let others = g
             .iter()
             .filter(|(id, c)| c.user == user && id.as_str() != client_id)
@@ -154,62 +170,43 @@ impl Conns {
         if others >= limit {
             return false;
         }
-        let c = g.entry(client_id.to_string()).or_insert_with(|| Conn {
-            user: user.to_string(),
-            live: 0,
-            pending: 0,
-            since: now,
-        });
-        // Pending logins past the grace never connected.
-        if now.duration_since(c.since) >= PENDING_GRACE {
-            c.pending = 0;
-        }
-        c.user = user.to_string();
-        c.pending += 1;
-        c.since = now;
+        g.insert(
+            client_id.to_string(),
+            Conn {
+                user: user.to_string(),
+                since: now,
+            },
+        );
         true
     }
 
-    /// The broker reports a connection of `client_id` (of `user`) established.
-    fn connected(&self, client_id: &str, user: Option<&str>) {
-        let mut g = self.lock();
-        match g.get_mut(client_id) {
-            Some(c) => {
-                c.pending = c.pending.saturating_sub(1);
-                c.live += 1;
-            }
-            None => {
-                if let Some(user) = user {
-                    g.insert(
-                        client_id.to_string(),
-                        Conn {
-                            user: user.to_string(),
-                            live: 1,
-                            pending: 0,
-                            since: Instant::now(),
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// The broker reports a connection of `client_id` ended (the old one of a takeover too).
-    fn disconnected(&self, client_id: &str) {
-        let mut g = self.lock();
-        if let Some(c) = g.get_mut(client_id) {
-            c.live = c.live.saturating_sub(1);
-            if !c.counts(Instant::now()) {
-                g.remove(client_id);
-            }
-        }
-    }
-
-    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
-    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
+    /// Who logged in last with `client_id`, if another identity than `user`, and whether
+    /// within the grace.
+    fn other_owner(&self, client_id: &str, user: &str, now: Instant) -> Option<bool> {
         self.lock()
             .get(client_id)
-            .is_some_and(|c| c.user != user && c.counts(Instant::now()))
+            .filter(|c| c.user != user)
+            .map(|c| now.duration_since(c.since) < PENDING_GRACE)
+    }
+
+    /// Entries older than the grace (their connection may be gone).
+    fn settled(&self, now: Instant) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.since) >= PENDING_GRACE)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forget `client_id` (its connection is gone) unless a login with it came since `now`
+    /// minus the grace.
+    fn forget(&self, client_id: &str, now: Instant) {
+        let mut g = self.lock();
+        if g.get(client_id)
+            .is_some_and(|c| now.duration_since(c.since) >= PENDING_GRACE)
+        {
+            g.remove(client_id);
+        }
     }
 }
 
@@ -349,11 +346,19 @@ fn must_end(
 /// connect"), until aborted.
 async fn cut_loop(
     leases: Arc<Leases>,
+    conns: Arc<Conns>,
     router: Arc<mqtt5::broker::router::MessageRouter>,
     directory: Arc<dyn Directory>,
 ) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
+        // Client ids whose connections are gone stop counting for the per-subject limit.
+        let at = Instant::now();
+        for client_id in conns.settled(at) {
+            if !router.is_connected(&client_id).await {
+                conns.forget(&client_id, at);
+            }
+        }
         let now = unix_now();
         let all: Vec<(String, Lease)> = leases
             .lock()
@@ -412,6 +417,8 @@ struct BerthAuth {
     leases: Arc<Leases>,
     per_subject: usize,
     throttle: Throttle,
+    /// The broker's live connections, by client id.
+    router: Arc<mqtt5::broker::router::MessageRouter>,
     /// The broker's sessions: whose a client id is while its session exists.
     storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
 }
@@ -432,6 +439,16 @@ impl BerthAuth {
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A ready answer that takes no memory: boxing it allocates nothing.
+struct Answer<const OK: bool>;
+
+impl<const OK: bool> Future for Answer<OK> {
+    type Output = bool;
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        std::task::Poll::Ready(OK)
+    }
+}
 
 impl AuthProvider for BerthAuth {
     fn authenticate<'a>(
@@ -502,9 +519,12 @@ impl AuthProvider for BerthAuth {
                 }
                 None => None,
             };
-            if stored_owner.is_some_and(|o| o != user)
-                || self.conns.held_by_other(&connect.client_id, &user)
-            {
+            let now = Instant::now();
+            let held_by_other = match self.conns.other_owner(&connect.client_id, &user, now) {
+                Some(recent) => recent || self.router.is_connected(&connect.client_id).await,
+                None => false,
+            };
+            if stored_owner.is_some_and(|o| o != user) || held_by_other {
                 tracing::warn!(
                     client_id = %connect.client_id,
                     addr = %client_addr,
@@ -513,9 +533,17 @@ impl AuthProvider for BerthAuth {
                 );
                 return Ok(AuthResult::fail(ReasonCode::ClientIdentifierNotValid));
             }
+            let mut live = std::collections::HashSet::new();
+            for id in self.conns.to_ask(&connect.client_id, &user, now) {
+                if self.router.is_connected(&id).await {
+                    live.insert(id);
+                }
+            }
             if !self
                 .conns
-                .admit(&connect.client_id, &user, self.per_subject)
+                .admit(&connect.client_id, &user, self.per_subject, now, &|id| {
+                    live.contains(id)
+                })
             {
                 tracing::warn!(
                     client_id = %connect.client_id,
@@ -560,16 +588,13 @@ impl AuthProvider for BerthAuth {
         user_id: Option<&'a str>,
         topic: &'a str,
     ) -> BoxFut<'a, bool> {
-        let client_id = client_id.to_string();
-        Box::pin(async move {
-            let ok = user_id
-                .and_then(Identity::parse)
-                .is_some_and(|who| acl::may_publish(&who, topic));
-            if !ok {
-                tracing::debug!(client_id, user = ?user_id, topic, "mqtt publish refused");
-            }
-            ok
-        })
+        // On every publish: decided here, without allocating (the answer is a zero-sized
+        // future, which a `Box` does not allocate for).
+        if user_id.is_some_and(|u| acl::may_publish_as(u, topic)) {
+            return Box::pin(Answer::<true>);
+        }
+        tracing::debug!(client_id, user = ?user_id, topic, "mqtt publish refused");
+        Box::pin(Answer::<false>)
     }
 
     fn authorize_subscribe<'a>(
@@ -588,22 +613,6 @@ impl AuthProvider for BerthAuth {
             }
             ok
         })
-    }
-}
-
-/// Keeps [`Conns`] in step with the broker's connections.
-struct ConnEvents(Arc<Conns>);
-
-impl BrokerEventHandler for ConnEvents {
-    fn on_client_connect<'a>(&'a self, event: ClientConnectEvent) -> BoxFut<'a, ()> {
-        self.0
-            .connected(event.client_id.as_ref(), event.user_id.as_deref());
-        Box::pin(async {})
-    }
-
-    fn on_client_disconnect<'a>(&'a self, event: ClientDisconnectEvent) -> BoxFut<'a, ()> {
-        self.0.disconnected(event.client_id.as_ref());
-        Box::pin(async {})
     }
 }
 
@@ -689,8 +698,7 @@ impl Broker {
                     .with_base_dir(settings.storage_dir.clone())
                     .with_persistence(true)
                     .with_max_queued_messages_per_client(limits.queue.max(1)),
-            )
-            .with_event_handler(Arc::new(ConnEvents(conns.clone())));
+            );
         if let Some((addr, cert, key)) = &settings.tls {
             config =
                 config.with_tls(TlsConfig::new(cert.clone(), key.clone()).with_bind_address(*addr));
@@ -715,14 +723,16 @@ impl Broker {
         .await
         .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
         let storage = broker.storage();
+        let router = broker.router();
         let leases = Arc::new(Leases::default());
         let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
             verifier,
             directory: directory.clone(),
-            conns,
+            conns: conns.clone(),
             leases: leases.clone(),
             per_subject: limits.max_connections_per_subject,
             throttle: Throttle::new(limits.max_login_failures, limits.login_lockout),
+            router: router.clone(),
             storage,
         }));
         broker
@@ -743,7 +753,6 @@ impl Broker {
             login_lockout_secs = limits.login_lockout.as_secs(),
             "mqtt: authentication and failed-login limit per address"
         );
-        let router = broker.router();
         let shutdown = broker.shutdown_handle();
         let local_addr = broker.local_addr();
         let tls_local_addr = broker.tls_local_addr();
@@ -753,7 +762,7 @@ impl Broker {
                 tracing::error!(error = %e, "the MQTT broker stopped");
             }
         });
-        let cuts = tokio::spawn(cut_loop(leases, router.clone(), directory));
+        let cuts = tokio::spawn(cut_loop(leases, conns, router.clone(), directory));
         Ok(Broker {
             router,
             cuts,
@@ -834,30 +843,38 @@ mod tests {
     }
 
     #[test]
-    fn a_takeover_keeps_counting_the_client_id() {
+    fn a_client_id_counts_while_connected_or_just_logged_in() {
         let conns = Conns::default();
-        // alice connects as `a`.
-        assert!(conns.admit("a", "shop/alice", 1));
-        conns.connected("a", Some("shop/alice"));
-        assert!(!conns.admit("b", "shop/alice", 1));
-        // A second connection takes `a` over: its login and connect come before the old
-        // connection's disconnect event.
-        assert!(conns.admit("a", "shop/alice", 1));
-        conns.connected("a", Some("shop/alice"));
-        conns.disconnected("a");
-        // The new connection still counts: a second client id is over the limit of 1.
-        assert!(!conns.admit("b", "shop/alice", 1));
-        assert!(conns.held_by_other("a", "shop/bob"));
-        // The old connection's disconnect between the new login and its connect.
-        assert!(conns.admit("a", "shop/alice", 1));
-        conns.disconnected("a");
-        assert!(!conns.admit("b", "shop/alice", 1));
-        conns.connected("a", Some("shop/alice"));
-        assert!(!conns.admit("b", "shop/alice", 1));
-        // The last connection ends: `a` no longer counts.
-        conns.disconnected("a");
-        assert!(conns.admit("b", "shop/alice", 1));
-        assert!(!conns.held_by_other("a", "shop/bob"));
+        let t0 = Instant::now();
+        let none = |_: &str| false;
+        let later = t0 + PENDING_GRACE;
+        // alice logs in as `a`: within the grace, `a` counts without asking the router.
+        assert!(conns.admit("a", "shop/alice", 1, t0, &none));
+        assert!(!conns.admit("b", "shop/alice", 1, t0, &none));
+        assert_eq!(conns.other_owner("a", "shop/bob", t0), Some(true));
+        assert_eq!(conns.other_owner("a", "shop/alice", t0), None);
+        // Later, `a` counts while the router has it connected (whichever connection: after a
+        // takeover the old connection's end does not uncount the new one).
+        assert_eq!(
+            conns.to_ask("b", "shop/alice", later),
+            vec!["a".to_string()]
+        );
+        assert!(!conns.admit("b", "shop/alice", 1, later, &|id| id == "a"));
+        // A takeover of `a` replaces its entry: still one client id.
+        assert!(conns.admit("a", "shop/alice", 1, later, &none));
+        assert!(!conns.admit("b", "shop/alice", 1, later, &none));
+        // Its connection gone (not connected, past the grace): `a` is forgotten.
+        let much_later = later + PENDING_GRACE;
+        assert!(conns.admit("b", "shop/alice", 1, much_later, &none));
+        assert!(conns.to_ask("c", "shop/alice", much_later).is_empty());
+        // The loop's pruning: settled entries not connected are forgotten.
+        assert_eq!(conns.settled(much_later), Vec::<String>::new());
+        let end = much_later + PENDING_GRACE;
+        assert_eq!(conns.settled(end), vec!["b".to_string()]);
+        conns.forget("b", end);
+        assert!(conns.settled(end).is_empty());
+        // Other subjects are not counted.
+        assert!(conns.admit("x", "shop/carol", 1, end, &none));
     }
 
     #[test]
