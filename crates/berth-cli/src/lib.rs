@@ -938,6 +938,13 @@ pub struct ServerArgs {
     /// first; docs/messaging.md).
     #[arg(long, env = "BERTH_MQTT_QUEUE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub mqtt_queue: u32,
+    /// Failed MQTT logins from one IP address within 60 s that lock the address out (0: no
+    /// limit).
+    #[arg(long, env = "BERTH_MQTT_MAX_LOGIN_FAILURES", default_value_t = 10)]
+    pub mqtt_max_login_failures: u32,
+    /// How long a locked-out address's MQTT CONNECTs are refused: `90s`, `5m`.
+    #[arg(long, env = "BERTH_MQTT_LOGIN_LOCKOUT", default_value = "5m", value_parser = parse_ttl)]
+    pub mqtt_login_lockout: std::time::Duration,
     /// Benchmarks only (bench/api_auth_bench.py): `off` serves every call as the administrator
     /// without checking a token, to measure what checking costs. Refused unless the API
     /// listens on loopback.

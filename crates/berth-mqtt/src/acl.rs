@@ -41,6 +41,25 @@ pub fn may_publish(who: &Identity, topic: &str) -> bool {
     }
 }
 
+/// [`may_publish`] for the broker's `user_id` ([`Identity::user_id`]) without parsing it into
+/// an [`Identity`]: the check on every publish, without allocating.
+#[must_use]
+pub fn may_publish_as(user_id: &str, topic: &str) -> bool {
+    if user_id.starts_with(crate::identity::MARKET_PREFIX) {
+        return false;
+    }
+    let Some((team, _)) = user_id.split_once('/') else {
+        return false;
+    };
+    berth_core::team::valid_team_name(team)
+        && !topic.bytes().any(|b| b == b'+' || b == b'#')
+        && topic
+            .strip_prefix(TEAMS)
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.strip_prefix(team))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// May `who` subscribe with `filter`? `subscribed(service_global)` answers whether the caller
 /// (its team for a team token, its application for a market credential) subscribes to the
 /// market entry whose service has that global name.
@@ -153,6 +172,51 @@ mod tests {
             &market("shop", "orders", "web"),
             "teams/shop/orders/x"
         ));
+    }
+
+    #[test]
+    fn the_publish_fast_path_agrees_with_the_rule() {
+        let ids = [
+            team("shop"),
+            team("default"),
+            team("a"),
+            Identity::Team {
+                team: "shop".into(),
+                subject: "x/y:z".into(),
+            },
+            market("shop", "orders", "buyer/web"),
+        ];
+        let topics = [
+            "teams/shop/orders",
+            "teams/shop",
+            "teams/shop/",
+            "teams/shop/a/b/c",
+            "teams/shopx/orders",
+            "teams/shop+/x",
+            "teams/shop/#",
+            "teams/shop/+/x",
+            "teams/a",
+            "teams/a/b",
+            "teams/default/x",
+            "teams",
+            "teams/",
+            "berth/events/shop/x",
+            "$SYS/x",
+            "/teams/shop/x",
+            "",
+        ];
+        for who in &ids {
+            for topic in topics {
+                assert_eq!(
+                    may_publish_as(&who.user_id(), topic),
+                    may_publish(who, topic),
+                    "{who:?} {topic}"
+                );
+            }
+        }
+        for bad in ["nobody", "Bad_Team/x", "market:", "/x", ""] {
+            assert!(!may_publish_as(bad, "teams/x/y"), "{bad}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use berth_core::team::{self, DEFAULT_TEAM};
 pub const MQTT_AUDIENCE: &str = berth_core::policy::MQTT_AUDIENCE;
 /// Berth's own issuer's name in the routing table.
 pub const BERTH_ISSUER: &str = "berth";
-const MARKET_PREFIX: &str = "market:";
+pub(crate) const MARKET_PREFIX: &str = "market:";
 
 /// An authenticated client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,6 @@ use berth_core::policy::Issuer;
 use identity::Identity;
 use mqtt5::broker::auth::{AuthProvider, AuthResult};
 use mqtt5::broker::config::{StorageBackend, StorageConfig, TlsConfig, WebSocketConfig};
-use mqtt5::broker::events::{BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent};
 use mqtt5::broker::{BrokerConfig, MqttBroker};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::packet::publish::PublishPacket;
@@ -36,6 +35,11 @@ pub trait Directory: Send + Sync + 'static {
     /// Global names of the applications that subscribe to the market entry whose service has
     /// the global name `service`.
     fn subscribers(&self, service: &str) -> Vec<String>;
+    /// Why an MQTT token of `team` whose subject is `subject` no longer logs in, if `subject`
+    /// is a Berth user who may no longer act in `team`: disabled, no longer a member (an
+    /// administrator acts in every team that exists), or the team is gone. `None` for a
+    /// subject that is no user (an application's token) and when the answer is unknown.
+    fn user_refusal(&self, team: &str, subject: &str) -> Option<&'static str>;
 }
 
 /// Limits, each a `berth server` flag (docs/messaging.md, "Limits").
@@ -53,6 +57,10 @@ pub struct Limits {
     pub max_session_expiry: Duration,
     /// Messages waiting in memory for one connected client.
     pub queue: usize,
+    /// Failed logins from one IP address within [`LOGIN_WINDOW`] that lock it out (0: never).
+    pub max_login_failures: usize,
+    /// How long a locked-out address's CONNECTs are refused without looking at the token.
+    pub login_lockout: Duration,
 }
 
 impl Default for Limits {
@@ -64,6 +72,8 @@ impl Default for Limits {
             max_connections_per_address: 100,
             max_session_expiry: Duration::from_secs(86_400),
             queue: 1000,
+            max_login_failures: 10,
+            login_lockout: Duration::from_secs(300),
         }
     }
 }
@@ -94,12 +104,18 @@ pub struct Broker {
     pub ws_local_addr: Option<SocketAddr>,
 }
 
-/// A connection the per-subject limit counts: authenticated, and (once the broker reports it)
-/// connected. One per client id: a second CONNECT with the same client id takes the session
-/// over, so it replaces the entry instead of adding one.
+/// The last login with a client id, for the per-subject limit: a client id counts for its
+/// user while the broker has it connected, or for [`PENDING_GRACE`] after the login (the
+/// broker connects it just after). One entry per client id: a second CONNECT with the same
+/// client id takes the session over, so it replaces the entry instead of adding one, and the
+/// client id keeps counting as long as the router holds either connection.
+///
+/// The router is asked (`is_connected`) rather than told by the broker's connect and disconnect
+/// events: an event handler makes `mqtt5` build an event per publish and per PUBACK, which
+/// costs on every message (docs/benchmarks.md §10), and a disconnect event does not say which
+/// connection of a client id ended.
 struct Conn {
     user: String,
-    connected: bool,
     since: Instant,
 }
 
@@ -115,11 +131,38 @@ impl Conns {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Count `client_id` for `user` unless `user` already has `limit` other connections.
-    fn admit(&self, client_id: &str, user: &str, limit: usize) -> bool {
+    /// The client ids other than `client_id` whose last login was `user`'s and is older than
+    /// the grace: whether they count depends on the router.
+    fn to_ask(&self, client_id: &str, user: &str, now: Instant) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(id, c)| {
+                c.user == user
+                    && id.as_str() != client_id
+                    && now.duration_since(c.since) >= PENDING_GRACE
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Count `client_id` for `user` unless `user` already holds `limit` other client ids:
+    /// logged in within the grace or `live` (connected). `user`'s other entries that are
+    /// neither are forgotten.
+    fn admit(
+        &self,
+        client_id: &str,
+        user: &str,
+        limit: usize,
+        now: Instant,
+        live: &dyn Fn(&str) -> bool,
+    ) -> bool {
         let mut g = self.lock();
-        let now = Instant::now();
-        g.retain(|_, c| c.connected || now.duration_since(c.since) < PENDING_GRACE);
+        g.retain(|id, c| {
+            c.user != user
+                || id.as_str() == client_id
+                || now.duration_since(c.since) < PENDING_GRACE
+                || live(id)
+        });
         let others = g
             .iter()
             .filter(|(id, c)| c.user == user && id.as_str() != client_id)
@@ -131,11 +174,39 @@ impl Conns {
             client_id.to_string(),
             Conn {
                 user: user.to_string(),
-                connected: false,
                 since: now,
             },
         );
         true
+    }
+
+    /// Who logged in last with `client_id`, if another identity than `user`, and whether
+    /// within the grace.
+    fn other_owner(&self, client_id: &str, user: &str, now: Instant) -> Option<bool> {
+        self.lock()
+            .get(client_id)
+            .filter(|c| c.user != user)
+            .map(|c| now.duration_since(c.since) < PENDING_GRACE)
+    }
+
+    /// Entries older than the grace (their connection may be gone).
+    fn settled(&self, now: Instant) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.since) >= PENDING_GRACE)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forget `client_id` (its connection is gone) unless a login with it came since `now`
+    /// minus the grace.
+    fn forget(&self, client_id: &str, now: Instant) {
+        let mut g = self.lock();
+        if g.get(client_id)
+            .is_some_and(|c| now.duration_since(c.since) >= PENDING_GRACE)
+        {
+            g.remove(client_id);
+        }
     }
 }
 
@@ -148,6 +219,8 @@ struct Lease {
     exp: Option<i64>,
     /// A subscription credential: the entry's service (global name) and the application.
     market: Option<(String, String)>,
+    /// An MQTT token: its team and subject (a Berth user's logins end with the user's rights).
+    team: Option<(String, String)>,
     since: Instant,
 }
 
@@ -163,21 +236,103 @@ impl Leases {
     }
 }
 
+/// The window [`Limits::max_login_failures`] counts failures in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses kept before stale ones are swept.
+const THROTTLE_SWEEP_AT: usize = 10_000;
+
+/// Failed logins per IP address (docs/messaging.md, "Limits"): `max` failures within
+/// [`LOGIN_WINDOW`] lock the address for `lockout`. In memory; a success does not forget an
+/// address's failures (one valid token must not reset a guesser's count).
+struct Throttle {
+    max: usize,
+    lockout: Duration,
+    entries: Mutex<HashMap<std::net::IpAddr, Failures>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    at: std::collections::VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+impl Throttle {
+    fn new(max: usize, lockout: Duration) -> Throttle {
+        Throttle {
+            max,
+            lockout,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, Failures>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Is `addr` locked out at `now`?
+    fn locked(&self, addr: std::net::IpAddr, now: Instant) -> bool {
+        self.max > 0
+            && self
+                .lock()
+                .get(&addr)
+                .and_then(|f| f.locked_until)
+                .is_some_and(|until| now < until)
+    }
+
+    /// Count a failed login from `addr`; true if that locks it.
+    fn fail(&self, addr: std::net::IpAddr, now: Instant) -> bool {
+        if self.max == 0 {
+            return false;
+        }
+        let mut map = self.lock();
+        if map.len() >= THROTTLE_SWEEP_AT {
+            map.retain(|_, f| {
+                f.locked_until.is_some_and(|u| now < u)
+                    || f.at
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < LOGIN_WINDOW)
+            });
+        }
+        let f = map.entry(addr).or_default();
+        while f
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
+        {
+            f.at.pop_front();
+        }
+        f.at.push_back(now);
+        if f.at.len() >= self.max {
+            f.at.clear();
+            f.locked_until = Some(now + self.lockout);
+            return true;
+        }
+        false
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Why a live connection must end now, if it must: its token expired, or its subscription
-/// credential's application no longer subscribes (`subscribed(service, app)`).
+/// Why a live connection must end now, if it must: its token expired, its subscription
+/// credential's application no longer subscribes (`subscribed(service, app)`), or its
+/// subject is a user who may no longer act in its team (`refusal(team, subject)`).
 fn must_end(
     lease: &Lease,
     now: i64,
     subscribed: &mut impl FnMut(&str, &str) -> bool,
+    refusal: &mut impl FnMut(&str, &str) -> Option<&'static str>,
 ) -> Option<&'static str> {
     if lease.exp.is_some_and(|exp| now >= exp) {
         return Some("its token expired");
+    }
+    if let Some((team, subject)) = &lease.team {
+        if let Some(why) = refusal(team, subject) {
+            return Some(why);
+        }
     }
     if let Some((service, app)) = &lease.market {
         if !subscribed(service, app) {
@@ -191,11 +346,19 @@ fn must_end(
 /// connect"), until aborted.
 async fn cut_loop(
     leases: Arc<Leases>,
+    conns: Arc<Conns>,
     router: Arc<mqtt5::broker::router::MessageRouter>,
     directory: Arc<dyn Directory>,
 ) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
+        // Client ids whose connections are gone stop counting for the per-subject limit.
+        let at = Instant::now();
+        for client_id in conns.settled(at) {
+            if !router.is_connected(&client_id).await {
+                conns.forget(&client_id, at);
+            }
+        }
         let now = unix_now();
         let all: Vec<(String, Lease)> = leases
             .lock()
@@ -211,6 +374,13 @@ async fn cut_loop(
                 .iter()
                 .any(|a| a == app)
         };
+        // One look-up of each user per round.
+        let mut users: HashMap<(String, String), Option<&'static str>> = HashMap::new();
+        let mut refusal = |team: &str, subject: &str| {
+            *users
+                .entry((team.to_string(), subject.to_string()))
+                .or_insert_with(|| directory.user_refusal(team, subject))
+        };
         for (client_id, lease) in all {
             let connected = router.is_connected(&client_id).await;
             if !connected {
@@ -223,7 +393,7 @@ async fn cut_loop(
                 }
                 continue;
             }
-            let Some(why) = must_end(&lease, now, &mut subscribed) else {
+            let Some(why) = must_end(&lease, now, &mut subscribed, &mut refusal) else {
                 continue;
             };
             // Only if no newer login took the client id over meanwhile.
@@ -246,17 +416,11 @@ struct BerthAuth {
     conns: Arc<Conns>,
     leases: Arc<Leases>,
     per_subject: usize,
+    throttle: Throttle,
+    /// The broker's live connections, by client id.
+    router: Arc<mqtt5::broker::router::MessageRouter>,
     /// The broker's sessions: whose a client id is while its session exists.
     storage: Option<Arc<mqtt5::broker::storage::DynamicStorage>>,
-}
-
-impl Conns {
-    /// Does another identity hold `client_id` on a live (or just authenticated) connection?
-    fn held_by_other(&self, client_id: &str, user: &str) -> bool {
-        self.lock()
-            .get(client_id)
-            .is_some_and(|c| c.user != user && (c.connected || c.since.elapsed() < PENDING_GRACE))
-    }
 }
 
 impl BerthAuth {
@@ -276,6 +440,16 @@ impl BerthAuth {
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A ready answer that takes no memory: boxing it allocates nothing.
+struct Answer<const OK: bool>;
+
+impl<const OK: bool> Future for Answer<OK> {
+    type Output = bool;
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        std::task::Poll::Ready(OK)
+    }
+}
+
 impl AuthProvider for BerthAuth {
     fn authenticate<'a>(
         &'a self,
@@ -283,6 +457,33 @@ impl AuthProvider for BerthAuth {
         client_addr: SocketAddr,
     ) -> BoxFut<'a, mqtt5::error::Result<AuthResult>> {
         Box::pin(async move {
+            let ip = client_addr.ip();
+            if self.throttle.locked(ip, Instant::now()) {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = "too many failed logins from this address (--mqtt-max-login-failures)",
+                    "mqtt login refused"
+                );
+                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+            }
+            let refuse = |why: &dyn std::fmt::Display| {
+                tracing::info!(
+                    client_id = %connect.client_id,
+                    addr = %client_addr,
+                    reason = %why,
+                    "mqtt login refused"
+                );
+                if self.throttle.fail(ip, Instant::now()) {
+                    tracing::warn!(
+                        addr = %ip,
+                        failures = self.throttle.max,
+                        lockout_secs = self.throttle.lockout.as_secs(),
+                        "mqtt: too many failed logins, the address is locked out"
+                    );
+                }
+                Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword))
+            };
             let issuers = self.directory.issuers();
             let (who, exp) = match identity::login_until(
                 self.verifier.as_ref(),
@@ -291,26 +492,17 @@ impl AuthProvider for BerthAuth {
                 connect.password.as_deref(),
             ) {
                 Ok(login) => login,
-                Err(why) => {
-                    tracing::info!(
-                        client_id = %connect.client_id,
-                        addr = %client_addr,
-                        reason = %why,
-                        "mqtt login refused"
-                    );
-                    return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
-                }
+                Err(why) => return refuse(&why),
             };
             // No leeway past `exp` (only Berth's own clock issues these tokens): a connection
             // accepted now would be closed within a second by `cut_loop`.
             if exp.is_some_and(|exp| unix_now() >= exp) {
-                tracing::info!(
-                    client_id = %connect.client_id,
-                    addr = %client_addr,
-                    reason = "its token expired",
-                    "mqtt login refused"
-                );
-                return Ok(AuthResult::fail(ReasonCode::BadUsernameOrPassword));
+                return refuse(&"its token expired");
+            }
+            if let Identity::Team { team, subject } = &who {
+                if let Some(why) = self.directory.user_refusal(team, subject) {
+                    return refuse(&why);
+                }
             }
             let user = who.user_id();
             // A client id belongs to the identity whose session it names: another team's
@@ -327,9 +519,12 @@ impl AuthProvider for BerthAuth {
                 }
                 None => None,
             };
-            if stored_owner.is_some_and(|o| o != user)
-                || self.conns.held_by_other(&connect.client_id, &user)
-            {
+            let now = Instant::now();
+            let held_by_other = match self.conns.other_owner(&connect.client_id, &user, now) {
+                Some(recent) => recent || self.router.is_connected(&connect.client_id).await,
+                None => false,
+            };
+            if stored_owner.is_some_and(|o| o != user) || held_by_other {
                 tracing::warn!(
                     client_id = %connect.client_id,
                     addr = %client_addr,
@@ -338,9 +533,17 @@ impl AuthProvider for BerthAuth {
                 );
                 return Ok(AuthResult::fail(ReasonCode::ClientIdentifierNotValid));
             }
+            let mut live = std::collections::HashSet::new();
+            for id in self.conns.to_ask(&connect.client_id, &user, now) {
+                if self.router.is_connected(&id).await {
+                    live.insert(id);
+                }
+            }
             if !self
                 .conns
-                .admit(&connect.client_id, &user, self.per_subject)
+                .admit(&connect.client_id, &user, self.per_subject, now, &|id| {
+                    live.contains(id)
+                })
             {
                 tracing::warn!(
                     client_id = %connect.client_id,
@@ -351,22 +554,26 @@ impl AuthProvider for BerthAuth {
                 );
                 return Ok(AuthResult::fail(ReasonCode::QuotaExceeded));
             }
-            let market = match &who {
+            let (market, team) = match &who {
                 Identity::Market {
                     provider,
                     service,
                     app,
-                } => Some((
-                    berth_core::team::global_name(provider, service),
-                    app.clone(),
-                )),
-                Identity::Team { .. } => None,
+                } => (
+                    Some((
+                        berth_core::team::global_name(provider, service),
+                        app.clone(),
+                    )),
+                    None,
+                ),
+                Identity::Team { team, subject } => (None, Some((team.clone(), subject.clone()))),
             };
             self.leases.lock().insert(
                 connect.client_id.clone(),
                 Lease {
                     exp,
                     market,
+                    team,
                     since: Instant::now(),
                 },
             );
@@ -381,16 +588,13 @@ impl AuthProvider for BerthAuth {
         user_id: Option<&'a str>,
         topic: &'a str,
     ) -> BoxFut<'a, bool> {
-        let client_id = client_id.to_string();
-        Box::pin(async move {
-            let ok = user_id
-                .and_then(Identity::parse)
-                .is_some_and(|who| acl::may_publish(&who, topic));
-            if !ok {
-                tracing::debug!(client_id, user = ?user_id, topic, "mqtt publish refused");
-            }
-            ok
-        })
+        // On every publish: decided here, without allocating (the answer is a zero-sized
+        // future, which a `Box` does not allocate for).
+        if user_id.is_some_and(|u| acl::may_publish_as(u, topic)) {
+            return Box::pin(Answer::<true>);
+        }
+        tracing::debug!(client_id, user = ?user_id, topic, "mqtt publish refused");
+        Box::pin(Answer::<false>)
     }
 
     fn authorize_subscribe<'a>(
@@ -412,20 +616,57 @@ impl AuthProvider for BerthAuth {
     }
 }
 
-/// Keeps [`Conns`] in step with the broker's connections.
-struct ConnEvents(Arc<Conns>);
+/// The dispatcher [`Broker::start`] builds the `mqtt5` broker under: the current one, without
+/// the INFO lines of `mqtt5::broker::server`. Building it installs `mqtt5`'s own placeholder
+/// login provider (allow-all, behind its rate limiter) and says so ("Anonymous authentication
+/// enabled"), though [`BerthAuth`] replaces it before any listener accepts: those lines would
+/// be false. Its warnings (a listener or TLS disabled) still pass.
+struct QuietPlaceholder(tracing::Dispatch);
 
-impl BrokerEventHandler for ConnEvents {
-    fn on_client_connect<'a>(&'a self, event: ClientConnectEvent) -> BoxFut<'a, ()> {
-        if let Some(c) = self.0.lock().get_mut(event.client_id.as_ref()) {
-            c.connected = true;
-        }
-        Box::pin(async {})
+impl QuietPlaceholder {
+    fn quiet(meta: &tracing::Metadata<'_>) -> bool {
+        meta.target() == "mqtt5::broker::server" && *meta.level() == tracing::Level::INFO
     }
+}
 
-    fn on_client_disconnect<'a>(&'a self, event: ClientDisconnectEvent) -> BoxFut<'a, ()> {
-        self.0.lock().remove(event.client_id.as_ref());
-        Box::pin(async {})
+impl tracing::Subscriber for QuietPlaceholder {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::quiet(meta) {
+            // Asked each time: other dispatchers may want it.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            self.0.register_callsite(meta)
+        }
+    }
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        !Self::quiet(meta) && self.0.enabled(meta)
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.0.new_span(span)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        self.0.record(span, values);
+    }
+    fn record_follows_from(&self, span: &tracing::span::Id, follows: &tracing::span::Id) {
+        self.0.record_follows_from(span, follows);
+    }
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.0.event(event);
+    }
+    fn enter(&self, span: &tracing::span::Id) {
+        self.0.enter(span);
+    }
+    fn exit(&self, span: &tracing::span::Id) {
+        self.0.exit(span);
+    }
+    fn clone_span(&self, id: &tracing::span::Id) -> tracing::span::Id {
+        self.0.clone_span(id)
+    }
+    fn try_close(&self, id: tracing::span::Id) -> bool {
+        self.0.try_close(id)
     }
 }
 
@@ -457,8 +698,7 @@ impl Broker {
                     .with_base_dir(settings.storage_dir.clone())
                     .with_persistence(true)
                     .with_max_queued_messages_per_client(limits.queue.max(1)),
-            )
-            .with_event_handler(Arc::new(ConnEvents(conns.clone())));
+            );
         if let Some((addr, cert, key)) = &settings.tls {
             config =
                 config.with_tls(TlsConfig::new(cert.clone(), key.clone()).with_bind_address(*addr));
@@ -470,17 +710,29 @@ impl Broker {
                     .with_path("/mqtt"),
             );
         }
-        let broker = MqttBroker::with_config(config)
-            .await
-            .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
+        // Logins are Berth's (`BerthAuth`, with its own failed-login limit): mqtt5's rate
+        // limiter would only wrap the placeholder.
+        config.auth_config.rate_limit.enabled = false;
+        let quiet = tracing::Dispatch::new(QuietPlaceholder(tracing::dispatcher::get_default(
+            tracing::Dispatch::clone,
+        )));
+        let broker = tracing::instrument::WithSubscriber::with_subscriber(
+            MqttBroker::with_config(config),
+            quiet,
+        )
+        .await
+        .map_err(|e| format!("the MQTT broker cannot start: {e}"))?;
         let storage = broker.storage();
+        let router = broker.router();
         let leases = Arc::new(Leases::default());
         let mut broker = broker.with_auth_provider(Arc::new(BerthAuth {
             verifier,
             directory: directory.clone(),
-            conns,
+            conns: conns.clone(),
             leases: leases.clone(),
             per_subject: limits.max_connections_per_subject,
+            throttle: Throttle::new(limits.max_login_failures, limits.login_lockout),
+            router: router.clone(),
             storage,
         }));
         broker
@@ -494,7 +746,13 @@ impl Broker {
                 max_connection_rate: 10_000,
                 rate_limit_window: Duration::from_secs(1),
             });
-        let router = broker.router();
+        tracing::info!(
+            logins = "Berth JWTs (username = subject, password = token)",
+            max_login_failures = limits.max_login_failures,
+            login_window_secs = LOGIN_WINDOW.as_secs(),
+            login_lockout_secs = limits.login_lockout.as_secs(),
+            "mqtt: authentication and failed-login limit per address"
+        );
         let shutdown = broker.shutdown_handle();
         let local_addr = broker.local_addr();
         let tls_local_addr = broker.tls_local_addr();
@@ -504,7 +762,7 @@ impl Broker {
                 tracing::error!(error = %e, "the MQTT broker stopped");
             }
         });
-        let cuts = tokio::spawn(cut_loop(leases, router.clone(), directory));
+        let cuts = tokio::spawn(cut_loop(leases, conns, router.clone(), directory));
         Ok(Broker {
             router,
             cuts,
@@ -560,13 +818,79 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failed_logins_lock_their_address_out() {
+        let t = Throttle::new(3, Duration::from_secs(300));
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!t.fail(a, t0));
+        assert!(!t.fail(a, t0 + Duration::from_secs(10)));
+        assert!(!t.locked(a, t0 + Duration::from_secs(10)));
+        // Failures older than the window do not count.
+        assert!(!t.fail(a, t0 + Duration::from_secs(65)));
+        assert!(t.fail(a, t0 + Duration::from_secs(66)));
+        assert!(t.locked(a, t0 + Duration::from_secs(66)));
+        assert!(t.locked(a, t0 + Duration::from_secs(365)));
+        assert!(!t.locked(a, t0 + Duration::from_secs(366)));
+        // Other addresses are not affected.
+        assert!(!t.locked(b, t0 + Duration::from_secs(66)));
+        // 0: never locks.
+        let off = Throttle::new(0, Duration::from_secs(300));
+        for _ in 0..100 {
+            assert!(!off.fail(a, t0));
+        }
+        assert!(!off.locked(a, t0));
+    }
+
+    #[test]
+    fn a_client_id_counts_while_connected_or_just_logged_in() {
+        let conns = Conns::default();
+        let t0 = Instant::now();
+        let none = |_: &str| false;
+        let later = t0 + PENDING_GRACE;
+        // alice logs in as `a`: within the grace, `a` counts without asking the router.
+        assert!(conns.admit("a", "shop/alice", 1, t0, &none));
+        assert!(!conns.admit("b", "shop/alice", 1, t0, &none));
+        assert_eq!(conns.other_owner("a", "shop/bob", t0), Some(true));
+        assert_eq!(conns.other_owner("a", "shop/alice", t0), None);
+        // Later, `a` counts while the router has it connected (whichever connection: after a
+        // takeover the old connection's end does not uncount the new one).
+        assert_eq!(
+            conns.to_ask("b", "shop/alice", later),
+            vec!["a".to_string()]
+        );
+        assert!(!conns.admit("b", "shop/alice", 1, later, &|id| id == "a"));
+        // A takeover of `a` replaces its entry: still one client id.
+        assert!(conns.admit("a", "shop/alice", 1, later, &none));
+        assert!(!conns.admit("b", "shop/alice", 1, later, &none));
+        // Its connection gone (not connected, past the grace): `a` is forgotten.
+        let much_later = later + PENDING_GRACE;
+        assert!(conns.admit("b", "shop/alice", 1, much_later, &none));
+        assert!(conns.to_ask("c", "shop/alice", much_later).is_empty());
+        // The loop's pruning: settled entries not connected are forgotten.
+        assert_eq!(conns.settled(much_later), Vec::<String>::new());
+        let end = much_later + PENDING_GRACE;
+        assert_eq!(conns.settled(end), vec!["b".to_string()]);
+        conns.forget("b", end);
+        assert!(conns.settled(end).is_empty());
+        // Other subjects are not counted.
+        assert!(conns.admit("x", "shop/carol", 1, end, &none));
+    }
+
+    #[test]
     fn connections_end_when_their_login_stops_being_valid() {
         let lease = |exp: Option<i64>, market: Option<(&str, &str)>| Lease {
             exp,
             market: market.map(|(s, a)| (s.to_string(), a.to_string())),
+            team: None,
             since: Instant::now(),
         };
         let mut subscribes = |service: &str, app: &str| service == "shop/orders" && app == "b/web";
+        let mut users = |team: &str, subject: &str| {
+            (team == "shop" && subject == "dora").then_some("its user is disabled")
+        };
+        let mut must_end =
+            |l: &Lease, now: i64, subscribes: &mut _| must_end(l, now, subscribes, &mut users);
         // A token lives until its exp, not a second longer.
         assert_eq!(must_end(&lease(Some(100), None), 99, &mut subscribes), None);
         assert_eq!(
@@ -585,5 +909,16 @@ mod tests {
             must_end(&gone, 50, &mut subscribes),
             Some("its application no longer subscribes to the market entry")
         );
+        // An MQTT token of a user who may no longer act in its team.
+        let user = |team: &str, subject: &str| Lease {
+            team: Some((team.to_string(), subject.to_string())),
+            ..lease(Some(100), None)
+        };
+        assert_eq!(
+            must_end(&user("shop", "dora"), 50, &mut subscribes),
+            Some("its user is disabled")
+        );
+        assert_eq!(must_end(&user("shop", "ed"), 50, &mut subscribes), None);
+        assert_eq!(must_end(&user("other", "dora"), 50, &mut subscribes), None);
     }
 }

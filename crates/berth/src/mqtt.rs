@@ -1,6 +1,7 @@
 //! `berth server --mqtt-listen` (docs/messaging.md): the `berth-mqtt` broker wired to the
 //! control plane — the routing table's issuers for logins, the store's market subscribers for
-//! the ACL, and the event feed published on `berth/events/...`. No logic of its own.
+//! the ACL, its users and teams for whether a user's token still logs in, and the event feed
+//! published on `berth/events/...`.
 
 use anyhow::{anyhow, bail};
 use berth_cli::ServerArgs;
@@ -16,6 +17,38 @@ use tokio_util::sync::CancellationToken;
 struct CpDirectory {
     cp: ControlPlane,
     table: watch::Receiver<Arc<RoutingTable>>,
+    /// Users, teams and memberships (berth-access's records).
+    store: berth_store::Store,
+}
+
+impl CpDirectory {
+    /// [`berth_mqtt::Directory::user_refusal`], with the store's errors.
+    fn refusal(
+        &self,
+        team: &str,
+        subject: &str,
+    ) -> Result<Option<&'static str>, berth_store::StoreError> {
+        let Some(user) = self.store.get_user(subject)? else {
+            return Ok(None);
+        };
+        if user.disabled {
+            return Ok(Some("its user is disabled"));
+        }
+        if self.store.get_team(team)?.is_none() {
+            return Ok(Some("its team no longer exists"));
+        }
+        // As the API's team scope: a member, or an administrator (any team that exists).
+        if user.administrator
+            || self
+                .store
+                .memberships(subject)?
+                .iter()
+                .any(|m| m.team == team)
+        {
+            return Ok(None);
+        }
+        Ok(Some("its user is no longer a member of the token's team"))
+    }
 }
 
 impl berth_mqtt::Directory for CpDirectory {
@@ -27,6 +60,13 @@ impl berth_mqtt::Directory for CpDirectory {
         self.cp.market_subscribers(service).unwrap_or_else(|e| {
             tracing::warn!(service, error = %e, "mqtt: cannot read the market's subscribers");
             Vec::new()
+        })
+    }
+
+    fn user_refusal(&self, team: &str, subject: &str) -> Option<&'static str> {
+        self.refusal(team, subject).unwrap_or_else(|e| {
+            tracing::warn!(team, subject, error = %e, "mqtt: cannot read the user's rights");
+            None
         })
     }
 }
@@ -81,6 +121,8 @@ pub(crate) fn settings(
             max_connections_per_address: args.mqtt_max_connections_per_address as usize,
             max_session_expiry: args.mqtt_max_session_expiry,
             queue: args.mqtt_queue as usize,
+            max_login_failures: args.mqtt_max_login_failures as usize,
+            login_lockout: args.mqtt_login_lockout,
         },
     }))
 }
@@ -90,6 +132,7 @@ pub(crate) fn settings(
 pub(crate) async fn start(
     settings: berth_mqtt::Settings,
     cp: &ControlPlane,
+    store: berth_store::Store,
     table: watch::Receiver<Arc<RoutingTable>>,
     verifier: Arc<dyn berth_core::auth::TokenVerifier>,
     shutdown: CancellationToken,
@@ -97,6 +140,7 @@ pub(crate) async fn start(
     let directory = Arc::new(CpDirectory {
         cp: cp.clone(),
         table,
+        store,
     });
     let broker = berth_mqtt::Broker::start(settings, verifier, directory)
         .await

@@ -250,6 +250,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(GatewayPlane(gateway.clone()))
     };
+    let mqtt_store = store.clone();
     let cp = ControlPlane::start(
         store,
         docker.clone(),
@@ -283,6 +284,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             crate::mqtt::start(
                 settings,
                 &cp,
+                mqtt_store,
                 mqtt_table,
                 verifier.clone(),
                 shutdown.child_token(),

@@ -1275,3 +1275,149 @@ fn market_subscribers_read_the_entrys_topics_until_they_unsubscribe() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(reader.messages_within(Duration::from_secs(1)).is_empty());
 }
+
+#[test]
+fn failed_logins_lock_their_address_out() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-lockout");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &run,
+        dir.path(),
+        &api,
+        &gw,
+        &[
+            "--mqtt-listen",
+            &mqtt,
+            "--mqtt-max-login-failures",
+            "3",
+            "--mqtt-login-lockout",
+            "2m",
+        ],
+    );
+    // The startup log says what logs clients in, and not mqtt5's placeholder provider.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("failed-login limit per address") && log.contains("max_login_failures=3"),
+        "{log}"
+    );
+    assert!(!log.contains("Anonymous authentication enabled"), "{log}");
+    assert!(
+        !log.contains("Authentication rate limiting enabled"),
+        "{log}"
+    );
+    let b = Broker::new(&mqtt);
+    let alice = mqtt_token(&server, None, "alice", "mqtt");
+    let pub_as = |user: &str, token: &str| {
+        let o = b.publish(
+            user,
+            token,
+            &["-V", "5", "-t", "teams/default/x", "-m", "x"],
+        );
+        text(&o)
+    };
+    assert!(pub_as("alice", &alice).contains("received CONNACK (0)"));
+    // Three bad logins from 127.0.0.1 within the window: CONNACK 0x86 (134) each.
+    for _ in 0..3 {
+        let o = pub_as("alice", "not-a-token");
+        assert!(o.contains("received CONNACK (134)"), "{o}");
+    }
+    // Now even a valid token is refused from this address, without being verified.
+    let o = pub_as("alice", &alice);
+    assert!(o.contains("received CONNACK (134)"), "locked out: {o}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("the address is locked out")
+            && log.contains("too many failed logins from this address"),
+        "{log}"
+    );
+    // Never the token.
+    assert!(!log.contains(&alice));
+}
+
+#[test]
+fn a_users_connections_end_when_the_user_is_disabled_or_leaves_the_team() {
+    if !have_clients() {
+        return;
+    }
+    let run = TestRun::new("mqtt-users");
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let b = Broker::new(&mqtt);
+    // Two users of team shop with MQTT tokens of their own name, and a token whose subject is
+    // no user (a device, an application).
+    let dora_session = team_member(&server, "shop", "dora", "developer");
+    let eve_session = team_member(&server, "shop", "eve", "developer");
+    let dora = mqtt_token(&server, Some(&dora_session), "dora", "mqtt");
+    let eve = mqtt_token(&server, Some(&eve_session), "eve", "mqtt");
+    let sensor = mqtt_token(&server, Some(&dora_session), "sensor", "mqtt");
+    let topic = ["-V", "5", "-t", "teams/shop/x"];
+    let mut dora_sub = b.subscribe("dora", &dora, &topic);
+    let mut eve_sub = b.subscribe("eve", &eve, &topic);
+    let mut sensor_sub = b.subscribe("sensor", &sensor, &topic);
+    let send = |m: &str| {
+        let o = b.publish(
+            "sensor",
+            &sensor,
+            &["-V", "5", "-q", "1", "-t", "teams/shop/x", "-m", m],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    send("m1");
+    assert_eq!(dora_sub.message(), "teams/shop/x m1");
+    assert_eq!(eve_sub.message(), "teams/shop/x m1");
+    assert_eq!(sensor_sub.message(), "teams/shop/x m1");
+
+    // The administrator disables dora: her connection is closed within seconds; mosquitto_sub
+    // reconnects with the same token, is refused, and exits.
+    let admin = server.token();
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/users/dora/disable",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let disabled = Instant::now();
+    wait_for(Duration::from_secs(10), "dora's connection ends", || {
+        dora_sub.child.try_wait().unwrap()
+    });
+    assert!(disabled.elapsed() < Duration::from_secs(8));
+    let o = b.publish("dora", &dora, &["-V", "5", "-t", "teams/shop/x", "-m", "x"]);
+    assert!(text(&o).contains("received CONNACK (134)"), "{}", text(&o));
+
+    // eve leaves team shop: the same.
+    let (status, _, body) = call(
+        &server.api,
+        "DELETE",
+        "/api/v1/teams/shop/members/eve",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 204, "{body}");
+    wait_for(Duration::from_secs(10), "eve's connection ends", || {
+        eve_sub.child.try_wait().unwrap()
+    });
+    let o = b.publish("eve", &eve, &["-V", "5", "-t", "teams/shop/x", "-m", "x"]);
+    assert!(text(&o).contains("received CONNACK (134)"), "{}", text(&o));
+
+    // A token whose subject is no user is not affected.
+    send("m2");
+    assert_eq!(sensor_sub.message(), "teams/shop/x m2");
+    assert!(sensor_sub.child.try_wait().unwrap().is_none());
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("its user is disabled"), "{log}");
+    assert!(
+        log.contains("its user is no longer a member of the token's team"),
+        "{log}"
+    );
+}
