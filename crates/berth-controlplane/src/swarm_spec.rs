@@ -35,8 +35,7 @@ const MAX_NAME: usize = 63;
 pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String {
     use sha2::{Digest, Sha256};
     let app = berth_core::team::docker_part(app);
-    let instance = &naming.instance[..naming.instance.len().min(6)];
-    let full = format!("berth_{instance}_{app}_{service}");
+    let full = format!("{}{app}_{service}", service_prefix(naming));
     if full.len() <= MAX_NAME {
         return full;
     }
@@ -47,6 +46,15 @@ pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String 
         cut -= 1;
     }
     format!("{}_{hex}", &full[..cut])
+}
+
+/// How every Swarm service name of this server begins (long names keep it: the hash suffix
+/// replaces their end).
+pub(crate) fn service_prefix(naming: &Naming) -> String {
+    format!(
+        "berth_{}_",
+        &naming.instance[..naming.instance.len().min(6)]
+    )
 }
 
 fn ns(ms: u64) -> i64 {
