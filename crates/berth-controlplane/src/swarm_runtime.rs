@@ -319,6 +319,10 @@ impl AppRuntime for Swarm {
                         holder: "a Swarm service Berth does not manage for this application".into(),
                     });
                 }
+                let mut body = body;
+                if let Some(running) = &current.spec {
+                    swarm_spec::keep_task_revision(&mut body, running);
+                }
                 docker.update_service(&id, version, &body).await?;
             }
         }
