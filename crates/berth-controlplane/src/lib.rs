@@ -171,7 +171,8 @@ struct Memory {
     /// When a slot of (app, service) last finished updating (for `update_config.delay`).
     slot_done: HashMap<(String, String), Instant>,
     /// `Services` mode: the revision each (app, service) was last ensured at by this server
-    /// (`app_plan::AppMemory::ensured`); lost on restart.
+    /// (`app_plan::AppMemory::ensured`); kept in the store (`ensured_services`) and read back
+    /// at start.
     ensured: HashMap<(String, String), u64>,
     /// `Services` mode: services whose steps keep failing, per (app, service); the planner
     /// holds their next step until the retry time. Cleared by a success and a new revision.
@@ -389,6 +390,9 @@ impl ControlPlane {
                 );
             }
         }
+        // The revisions services were last ensured at (Services mode), as before the restart.
+        let ensured = inner.store.ensured()?;
+        remember_ensured(&mut inner.mem(), ensured);
         let cp = ControlPlane {
             inner: Arc::clone(&inner),
         };
@@ -1127,6 +1131,13 @@ struct ServiceReplicas {
     replicas: u32,
 }
 
+/// The revisions services were ensured at, as the store kept them (`Store::ensured`).
+fn remember_ensured(mem: &mut Memory, ensured: Vec<(String, String, u64)>) {
+    for (app, service, revision) in ensured {
+        mem.ensured.insert((app, service), revision);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1189,5 +1200,19 @@ mod tests {
             super::unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)),
             None
         );
+    }
+
+    #[test]
+    fn a_restarted_server_remembers_the_revisions_it_ensured_services_at() {
+        let store = berth_store::Store::open_in_memory().unwrap();
+        store.record_ensured("shop", "web", 2).unwrap();
+        store.record_ensured("shop", "db", 1).unwrap();
+        store.record_ensured("shop", "db", 3).unwrap();
+        // What a new server reads at start.
+        let mut mem = Memory::default();
+        remember_ensured(&mut mem, store.ensured().unwrap());
+        assert_eq!(mem.ensured.get(&("shop".into(), "web".into())), Some(&2));
+        assert_eq!(mem.ensured.get(&("shop".into(), "db".into())), Some(&3));
+        assert_eq!(mem.ensured.len(), 2);
     }
 }

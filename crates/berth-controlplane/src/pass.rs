@@ -850,6 +850,19 @@ fn execute_service<R: AppRuntime>(
                 rt.remove_service(&app, &service).await
             }
         };
+        // Kept in the store too, so a restarted server judges a rollback as this one would.
+        let stored = match (&result, &step) {
+            (Ok(()), ServiceStep::EnsureService { .. }) => {
+                inner.store.record_ensured(&app, &service, revision)
+            }
+            (Ok(()), ServiceStep::RemoveService { .. }) => {
+                inner.store.forget_ensured(&app, Some(&service))
+            }
+            (Err(_), _) => Ok(()),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(app, service, error = %e, "cannot record the ensured revision");
+        }
         {
             let mut mem = inner.mem();
             let key2 = (app.clone(), service.clone());
@@ -1044,6 +1057,7 @@ async fn teardown<R: AppRuntime>(
         mem.ensured.retain(|(a, _), _| a != app);
         mem.service_backoff.retain(|(a, _), _| a != app);
     }
+    inner.store.forget_ensured(app, None)?;
     if inner.store.get_app(app).is_ok() {
         inner.store.delete_app(app)?;
         // Its subscriptions went with it: the gateway stops admitting it, its credentials go.

@@ -181,7 +181,7 @@ fn goes_down(ev: &berth_docker::Event) -> bool {
 }
 
 /// Milliseconds from `time_nano` (since the Unix epoch) to now; `None` if unknown.
-fn lag_ms(time_nano: i64) -> Option<u64> {
+pub(crate) fn lag_ms(time_nano: i64) -> Option<u64> {
     let at = u128::try_from(time_nano).ok().filter(|t| *t > 0)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

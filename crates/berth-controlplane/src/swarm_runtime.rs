@@ -9,8 +9,11 @@
 //! - Replicas (tasks) listed are those Swarm wants running or that still run; a task's slot is
 //!   Swarm's slot less one (Berth's slots count from 0); its address is on its overlay network.
 //! - Berth never places, restarts or removes a task itself: the slot calls are refused.
-//! - No event feed yet: the reconciler looks again on its own schedule (`--resync-secs`, and
-//!   every 250 ms while an application converges).
+//! - Events: the manager's cluster events for services and nodes wake the applications they
+//!   concern. A service's event names only the service, so names map to applications through
+//!   the labels of this server's services (listed again when a name of ours is not known yet);
+//!   a node's event wakes every application with a service. Swarm sends no event when a task
+//!   changes state, so a converging application is still looked at again every 250 ms.
 
 use crate::app_plan::{Convergence, ObservedService, UpdateState};
 use crate::plan::ReplicaState;
@@ -23,7 +26,7 @@ use berth_docker::DockerError;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A Swarm manager's engine (the server's `DOCKER_HOST`).
 #[derive(Clone)]
@@ -316,6 +319,10 @@ impl AppRuntime for Swarm {
                         holder: "a Swarm service Berth does not manage for this application".into(),
                     });
                 }
+                let mut body = body;
+                if let Some(running) = &current.spec {
+                    swarm_spec::keep_task_revision(&mut body, running);
+                }
                 docker.update_service(&id, version, &body).await?;
             }
         }
@@ -373,6 +380,161 @@ impl AppRuntime for Swarm {
     }
 
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, CpError> {
-        Ok(futures_util::stream::pending().boxed())
+        let docker = self.inner.docker.clone();
+        let filters = crate::label_filters(&self.inner, None);
+        let prefix = swarm_spec::service_prefix(&self.inner.naming);
+        // Subscribed before listing, so no service made in between goes unmapped.
+        let stream = docker.events_of_types(&["service", "node"]).await?;
+        let apps = Arc::new(Mutex::new(service_apps(&docker, &filters).await?));
+        Ok(stream
+            // An error ends the feed: the caller subscribes again and looks at everything.
+            .take_while(|ev| std::future::ready(ev.is_ok()))
+            .filter_map(|ev| std::future::ready(ev.ok()))
+            .then(move |ev| {
+                let (docker, filters, prefix, apps) = (
+                    docker.clone(),
+                    filters.clone(),
+                    prefix.clone(),
+                    apps.clone(),
+                );
+                async move {
+                    let lag = crate::runtime::lag_ms(ev.time_nano);
+                    let mut wake = wake_for(&ev, &prefix, &lock(&apps));
+                    if let Wake::Unknown(name) = &wake {
+                        // A service of ours made since the last listing (or another server's
+                        // with a name like ours): list again, then map it.
+                        if let Ok(fresh) = service_apps(&docker, &filters).await {
+                            let mut map = lock(&apps);
+                            // Removed services stay mapped: their `remove` event comes after.
+                            map.extend(fresh);
+                            wake = map
+                                .get(name)
+                                .map_or(Wake::Nothing, |a| Wake::App(a.clone()));
+                        }
+                    }
+                    let woken: Vec<String> = match wake {
+                        Wake::App(app) => vec![app],
+                        Wake::All => {
+                            let set: std::collections::BTreeSet<String> =
+                                lock(&apps).values().cloned().collect();
+                            set.into_iter().collect()
+                        }
+                        Wake::Unknown(_) | Wake::Nothing => Vec::new(),
+                    };
+                    futures_util::stream::iter(woken.into_iter().map(move |app| RuntimeEvent {
+                        app: Some(app),
+                        replica: ev.id.clone(),
+                        down: false,
+                        lag_ms: lag,
+                    }))
+                }
+            })
+            .flatten()
+            .boxed())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// This server's Swarm services: name → application.
+async fn service_apps(
+    docker: &berth_docker::Docker,
+    filters: &[String],
+) -> Result<HashMap<String, String>, CpError> {
+    Ok(docker
+        .list_services(filters)
+        .await?
+        .iter()
+        .filter_map(|s| {
+            let name = s.spec.as_ref()?.name.clone()?;
+            Some((name, label(s, labels::APP)?.to_string()))
+        })
+        .collect())
+}
+
+/// What a manager's cluster event asks of the reconciler.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// This application's service was made, updated (its update state too) or removed.
+    App(String),
+    /// A service named as this server names them, not mapped yet.
+    Unknown(String),
+    /// A node changed (down, drained, back): its tasks move, for any application.
+    All,
+    /// Not about this server's services.
+    Nothing,
+}
+
+fn wake_for(ev: &berth_docker::Event, prefix: &str, apps: &HashMap<String, String>) -> Wake {
+    match ev.typ.as_str() {
+        "service" => match ev.attributes.get("name") {
+            Some(name) => match apps.get(name) {
+                Some(app) => Wake::App(app.clone()),
+                None if name.starts_with(prefix) => Wake::Unknown(name.clone()),
+                None => Wake::Nothing,
+            },
+            None => Wake::Nothing,
+        },
+        "node" => Wake::All,
+        _ => Wake::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(typ: &str, name: Option<&str>) -> berth_docker::Event {
+        let mut ev = berth_docker::Event {
+            typ: typ.into(),
+            action: "update".into(),
+            id: "x1".into(),
+            ..Default::default()
+        };
+        if let Some(n) = name {
+            ev.attributes.insert("name".into(), n.into());
+        }
+        ev
+    }
+
+    #[test]
+    fn a_cluster_event_wakes_the_application_of_its_service() {
+        let apps: HashMap<String, String> = [
+            ("berth_abc123_shop_web".to_string(), "shop".to_string()),
+            ("berth_abc123_t-blog_db".to_string(), "t/blog".to_string()),
+        ]
+        .into();
+        let p = "berth_abc123_";
+        for (ev, want) in [
+            (
+                event("service", Some("berth_abc123_shop_web")),
+                Wake::App("shop".into()),
+            ),
+            (
+                event("service", Some("berth_abc123_t-blog_db")),
+                Wake::App("t/blog".into()),
+            ),
+            // Ours by its name but made since the last listing: list again.
+            (
+                event("service", Some("berth_abc123_new_web")),
+                Wake::Unknown("berth_abc123_new_web".into()),
+            ),
+            // Another server's, or someone's by hand: nothing, and no listing.
+            (
+                event("service", Some("berth_zzz999_shop_web")),
+                Wake::Nothing,
+            ),
+            (event("service", Some("redis")), Wake::Nothing),
+            (event("service", None), Wake::Nothing),
+            (event("node", Some("node2")), Wake::All),
+            (
+                event("container", Some("berth_abc123_shop_web")),
+                Wake::Nothing,
+            ),
+        ] {
+            assert_eq!(wake_for(&ev, p, &apps), want, "{ev:?}");
+        }
     }
 }

@@ -7,7 +7,9 @@
 //!   (`berth.instance`, `berth.app`, `berth.service`, `berth.hash`, `berth.revision`): the
 //!   service's (`Spec.Labels`) say which spec it runs, the containers' (`ContainerSpec.Labels`,
 //!   which every task's spec keeps) which spec each task was made from, since Swarm copies none
-//!   of a service's labels onto its tasks.
+//!   of a service's labels onto its tasks. A new revision at the hash the service already
+//!   runs (a scale) keeps the task template's revision (`keep_task_revision`): a changed
+//!   template would have Swarm replace every task.
 //! - Swarm rolls out and restarts: `update_config` and `restart_policy` go to Swarm as written;
 //!   `order` left unset is Berth's default (start-first, stop-first with a `container_name`).
 //! - `endpoint_mode` is `dnsrr`: Berth's gateway balances over task addresses and never needs
@@ -35,8 +37,7 @@ const MAX_NAME: usize = 63;
 pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String {
     use sha2::{Digest, Sha256};
     let app = berth_core::team::docker_part(app);
-    let instance = &naming.instance[..naming.instance.len().min(6)];
-    let full = format!("berth_{instance}_{app}_{service}");
+    let full = format!("{}{app}_{service}", service_prefix(naming));
     if full.len() <= MAX_NAME {
         return full;
     }
@@ -47,6 +48,48 @@ pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String 
         cut -= 1;
     }
     format!("{}_{hex}", &full[..cut])
+}
+
+/// How every Swarm service name of this server begins (long names keep it: the hash suffix
+/// replaces their end).
+pub(crate) fn service_prefix(naming: &Naming) -> String {
+    format!(
+        "berth_{}_",
+        &naming.instance[..naming.instance.len().min(6)]
+    )
+}
+
+/// Keep the revision on the task template of `current` (the service as it runs) when `body`
+/// runs the same spec (same hash): a scale, or a change to another service, makes a new
+/// revision that changes nothing of this one, and a task template that changed (its containers'
+/// `berth.revision` label) would have Swarm replace every task. Its tasks keep the revision that
+/// made them, as replicas of the local runtime do; the service's own labels say the new one.
+pub(crate) fn keep_task_revision(body: &mut ServiceSpec, current: &ServiceSpec) {
+    let hash = |s: &ServiceSpec| s.labels.as_ref()?.get(labels::HASH).cloned();
+    if hash(body).is_none() || hash(body) != hash(current) {
+        return;
+    }
+    let task_revision = |s: &ServiceSpec| {
+        s.task_template
+            .as_ref()?
+            .container_spec
+            .as_ref()?
+            .labels
+            .as_ref()?
+            .get(labels::REVISION)
+            .cloned()
+    };
+    let Some(kept) = task_revision(current) else {
+        return;
+    };
+    if let Some(l) = body
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+        .and_then(|c| c.labels.as_mut())
+    {
+        l.insert(labels::REVISION.into(), kept);
+    }
 }
 
 fn ns(ms: u64) -> i64 {
@@ -359,6 +402,35 @@ mod tests {
             v["TaskTemplate"]["Networks"],
             json!([{"Target": "berth_012345_shop_default", "Aliases": ["web"]}])
         );
+    }
+
+    #[test]
+    fn a_new_revision_at_the_same_hash_leaves_the_task_template_as_it_was() {
+        let (n, nets, none) = (naming(), nets(), BTreeMap::new());
+        let v1 = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n");
+        let running = service_spec(&n, &v1, "shop", 1, "web", &nets, &none).unwrap();
+        // Revision 2 scales to 3: same hash; the tasks must not be replaced.
+        let scaled = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n");
+        let mut body = service_spec(&n, &scaled, "shop", 2, "web", &nets, &none).unwrap();
+        assert_ne!(
+            body.task_template, running.task_template,
+            "without keeping it"
+        );
+        keep_task_revision(&mut body, &running);
+        assert_eq!(body.task_template, running.task_template);
+        let labels = body.labels.as_ref().unwrap();
+        assert_eq!(
+            labels[labels::REVISION],
+            "2",
+            "the service says the new revision"
+        );
+        assert_eq!(body.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        // Revision 3 changes the service: its tasks are made by revision 3.
+        let v3 = spec("services:\n  web:\n    image: web\n    environment: {A: 1}\n");
+        let mut body = service_spec(&n, &v3, "shop", 3, "web", &nets, &none).unwrap();
+        keep_task_revision(&mut body, &running);
+        let c = body.task_template.unwrap().container_spec.unwrap();
+        assert_eq!(c.labels.unwrap()[labels::REVISION], "3");
     }
 
     #[test]

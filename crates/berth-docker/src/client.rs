@@ -404,7 +404,18 @@ impl Docker {
     /// holds its own connection and ends (after an `Err`, or with `None`) when the engine goes
     /// away: re-subscribe and re-list, events only say that something changed.
     pub async fn events(&self, label_filters: &[String]) -> Result<EventStream, DockerError> {
-        let q = Query::new().filters(label_filters);
+        self.events_where(Query::new().filters(label_filters)).await
+    }
+
+    /// Subscribes to the engine's events about objects of the given types (`service`, `node`,
+    /// ...). A Swarm manager's cluster events carry no labels (a service's says its `name`), so
+    /// they are chosen by type; the same stream rules as [`Docker::events`] hold.
+    pub async fn events_of_types(&self, types: &[&str]) -> Result<EventStream, DockerError> {
+        let f = json!({ "type": types }).to_string();
+        self.events_where(Query::new().param("filters", &f)).await
+    }
+
+    async fn events_where(&self, q: Query) -> Result<EventStream, DockerError> {
         let (response, conn) = transport::send(
             &self.inner.endpoint,
             Method::GET,

@@ -17,6 +17,7 @@ mod api_tokens;
 mod audit;
 mod backup;
 mod builds;
+mod ensured;
 mod envs;
 mod lifecycle;
 mod market;
@@ -395,6 +396,7 @@ impl Store {
         tx.execute("DELETE FROM subscriptions WHERE app = ?1", params![app])?;
         // Its host ports are free again (docs/environments.md#ports-as-leases).
         tx.execute("DELETE FROM port_leases WHERE app = ?1", params![app])?;
+        tx.execute("DELETE FROM ensured_services WHERE app = ?1", params![app])?;
         tx.execute(
             "DELETE FROM apps WHERE name = ?1 AND deleting = 1",
             params![app],

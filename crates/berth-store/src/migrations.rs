@@ -248,6 +248,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX port_leases_by_app ON port_leases(app);
      ALTER TABLE envs ADD COLUMN cpus_milli INTEGER;
      ALTER TABLE envs ADD COLUMN memory_bytes INTEGER;",
+    // 18: the revision a Services-mode runtime (Swarm) was last asked to run each service of an
+    // application at, so a rollback Swarm made is still judged that revision's failed rollout
+    // after a server restart (docs/swarm.md#who-rolls-out).
+    "CREATE TABLE ensured_services (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        PRIMARY KEY (app, service)
+     );",
 ];
 
 /// A statement that runs with a migration only when it upgrades a database an earlier release

@@ -257,7 +257,9 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
         dir.path(),
         &api,
         &gateway,
-        &["--runtime", "swarm"],
+        // No resync during the test: only the manager's events wake an application that has
+        // converged (checked below with a change made behind Berth's back).
+        &["--runtime", "swarm", "--resync-secs", "600"],
         &[
             ("DOCKER_HOST", manager.as_str()),
             ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
@@ -345,6 +347,39 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
         (ps.len() == 1).then_some(ps)
     });
     assert_eq!(left[0]["state"], "running");
+
+    // Scaled behind Berth's back on the manager: the service's event wakes the application
+    // (no resync comes for 600 s) and Berth puts its replicas back.
+    let name = services.split_whitespace().next().unwrap().to_string();
+    let replicas = || {
+        lab.docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{.Spec.Mode.Replicated.Replicas}}",
+                &name,
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let drifted = std::time::Instant::now();
+    // Accepted by the manager (the spec says 3 until Berth's update: not read here, Berth may
+    // already have put it back).
+    lab.docker(1, &["service", "scale", "--detach", &format!("{name}=3")])
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the replicas Berth wants, again",
+        || (replicas() == "1").then_some(()),
+    );
+    eprintln!(
+        "a hand scale undone in {} ms",
+        drifted.elapsed().as_millis()
+    );
 
     // `berth rm`: the service and its overlay network go.
     server.ok(&["rm", "--app", "shop"]);

@@ -49,8 +49,10 @@ fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
 fn downgrade_to_schema_9(data_dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(data_dir.join("berth.db")).unwrap();
     conn.execute_batch(
-        // Migration 17 (port leases; the columns it added to envs go with the table).
-        "DROP TABLE port_leases;
+        // Migration 18 (the revisions services were ensured at, Swarm).
+        "DROP TABLE ensured_services;
+         -- Migration 17 (port leases; the columns it added to envs go with the table).
+         DROP TABLE port_leases;
          -- Migration 16 (environments).
          DROP TABLE envs;
          -- Migration 15 (when a version was published).

@@ -154,9 +154,14 @@ impl Server {
                 gateway,
                 "--label",
                 &label,
-                "--resync-secs",
-                "2",
             ])
+            // Every 2 s unless the test asks for its own period.
+            .args(
+                (!extra.contains(&"--resync-secs"))
+                    .then_some(["--resync-secs", "2"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
