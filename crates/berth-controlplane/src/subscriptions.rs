@@ -581,43 +581,28 @@ impl Inner {
 
     /// Mint `app`'s credential for `service` and write it (by rename) into its directory.
     fn write_credential(&self, app: &str, service: &str) -> Result<(), CpError> {
-        let Some(cfg) = self.subscriptions.get() else {
-            return Ok(());
-        };
-        let own = self
-            .own_issuer
-            .get()
-            .ok_or_else(|| CpError::InvalidArgument("this server has no token issuer".into()))?;
-        let mut claims = BTreeMap::new();
-        claims.insert(
-            crate::issuers::TEAM_CLAIM.to_owned(),
-            serde_json::Value::String(team::team_of(app).to_owned()),
-        );
-        let token = own
-            .keys
-            .issue(app, &[audience(service)], TOKEN_TTL, claims, &own.url)
-            .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
-        let dir = credentials_dir(&cfg.dir, app);
-        create_private_dir(&dir)?;
-        let file = dir.join(token_file_name(service));
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{}.{}.{n}.tmp",
-            token_file_name(service),
-            std::process::id()
-        ));
-        let written =
-            std::fs::write(&tmp, token.as_bytes()).and_then(|()| std::fs::rename(&tmp, &file));
-        written.map_err(|e| {
-            tracing::error!(file = %file.display(), error = %e, "cannot write a subscription credential");
-            CpError::InvalidArgument("cannot write the subscription's credential; see the server log".into())
-        })
+        self.write_login(
+            app,
+            &audience(service),
+            Path::new(&token_file_name(service)),
+            "subscription credential",
+        )
     }
 
     /// Mint `app`'s MQTT login (audience `mqtt`, `sub` = `app`, its team's `berth_team`) and
     /// write it (by rename) as `mqtt/token` in its credentials directory.
     fn write_mqtt_token(&self, app: &str) -> Result<(), CpError> {
+        self.write_login(
+            app,
+            berth_core::policy::MQTT_AUDIENCE,
+            Path::new(MQTT_TOKEN_FILE),
+            "MQTT token",
+        )
+    }
+
+    /// Mint a login of `app` (its team in `berth_team`) for `aud` and write it by rename as
+    /// `name` under `app`'s credentials directory; `what` names it in errors.
+    fn write_login(&self, app: &str, aud: &str, name: &Path, what: &str) -> Result<(), CpError> {
         let Some(cfg) = self.subscriptions.get() else {
             return Ok(());
         };
@@ -632,27 +617,23 @@ impl Inner {
         );
         let token = own
             .keys
-            .issue(
-                app,
-                &[berth_core::policy::MQTT_AUDIENCE.to_string()],
-                TOKEN_TTL,
-                claims,
-                &own.url,
-            )
+            .issue(app, &[aud.to_string()], TOKEN_TTL, claims, &own.url)
             .map_err(|e| CpError::InvalidArgument(e.to_string()))?;
-        let file = credentials_dir(&cfg.dir, app).join(MQTT_TOKEN_FILE);
+        let file = credentials_dir(&cfg.dir, app).join(name);
         let dir = file.parent().unwrap_or(&cfg.dir).to_path_buf();
         create_private_dir(&dir)?;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".token.{}.{n}.tmp", std::process::id()));
+        let base = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{base}.{}.{n}.tmp", std::process::id()));
         let written =
             std::fs::write(&tmp, token.as_bytes()).and_then(|()| std::fs::rename(&tmp, &file));
         written.map_err(|e| {
-            tracing::error!(file = %file.display(), error = %e, "cannot write an MQTT token");
-            CpError::InvalidArgument(
-                "cannot write the service's MQTT token; see the server log".into(),
-            )
+            tracing::error!(file = %file.display(), error = %e, "cannot write a {what}");
+            CpError::InvalidArgument(format!("cannot write the {what}; see the server log"))
         })
     }
 
