@@ -890,6 +890,19 @@ pub struct ServerArgs {
     /// volumes, secrets or configs yet).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "local", value_parser = ["local", "swarm"])]
     pub runtime: String,
+    /// With `--runtime swarm`: the Swarm nodes that run Berth's gateway (a container per
+    /// node, serving routes on the node's addresses; docs/swarm.md): `node.role=manager|worker`,
+    /// `node.hostname=H`, `node.id=ID` or `node.labels.K=V`. Today a gateway runs only on the
+    /// manager whose engine is `DOCKER_HOST`, when it is chosen.
+    #[arg(long, env = "BERTH_GATEWAY_NODES", default_value = "node.role=manager")]
+    pub gateway_nodes: String,
+    /// With `--runtime swarm`: the port the gateways on the nodes serve HTTP on.
+    #[arg(long, env = "BERTH_NODE_GATEWAY_PORT", default_value_t = 7480)]
+    pub node_gateway_port: u16,
+    /// The API's URL as the Swarm nodes reach it (the gateways on the nodes follow the routing
+    /// table there), e.g. `http://192.168.77.254:7400`; default: `http://` and --api-listen.
+    #[arg(long, env = "BERTH_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// The prefix length of each application network's subnet, cut from --network-pool
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]

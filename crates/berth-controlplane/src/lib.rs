@@ -45,6 +45,7 @@ pub mod startprobe;
 pub mod stats;
 pub mod subnets;
 pub mod subscriptions;
+pub mod node_gateway;
 mod swarm_runtime;
 mod swarm_spec;
 pub mod webhooks;
@@ -289,6 +290,8 @@ pub(crate) struct Inner {
     /// Held while an application's networks and volumes are looked up and made
     /// (`networks::ensure`), so concurrent create steps make each once.
     network_gate: tokio::sync::Mutex<()>,
+    /// Berth's gateways on Swarm nodes (set by `enable_node_gateways`).
+    node_gateways: std::sync::OnceLock<node_gateway::NodeGateways>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -356,6 +359,7 @@ impl ControlPlane {
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
                 network_gate: tokio::sync::Mutex::new(()),
+                node_gateways: std::sync::OnceLock::new(),
             }
         });
         let weak = Arc::downgrade(&inner);
@@ -406,6 +410,16 @@ impl ControlPlane {
         tokio::spawn(envs::recycle_loop(Arc::downgrade(&inner), shutdown.clone()));
         tokio::spawn(pass::resync_loop(Arc::downgrade(&inner), shutdown));
         Ok(cp)
+    }
+
+    /// Run Berth's gateway on the chosen Swarm nodes and connect it to every application's
+    /// overlay network (`--runtime swarm`; docs/swarm.md#traffic-without-ipvs).
+    pub fn enable_node_gateways(
+        &self,
+        config: node_gateway::NodeGatewayConfig,
+        shutdown: CancellationToken,
+    ) {
+        node_gateway::spawn(&self.inner, config, shutdown);
     }
 
     /// This server's instance id (the `berth.instance` label).

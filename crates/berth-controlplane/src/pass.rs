@@ -177,12 +177,16 @@ fn readiness(
     svc: &Service,
     o: &Replica,
 ) -> Readiness {
-    if o.state != ReplicaState::Running {
+    if o.state != ReplicaState::Running || o.stopping {
         inner.prober.mark_down(&o.id);
         inner.start_probes.forget(&o.id);
         return Readiness::Starting;
     }
-    if let Some((kind, port)) = probe_kind(spec, name, svc) {
+    // Swarm tasks' overlay addresses are reachable from the gateways on the nodes, not from
+    // here: a running task is ready, and the gateways' retries and passive ejection cover one
+    // that does not answer yet (docs/swarm.md#traffic-without-ipvs).
+    let probed_here = inner.config.runtime != crate::RuntimeKind::Swarm;
+    if let Some((kind, port)) = probe_kind(spec, name, svc).filter(|_| probed_here) {
         let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), o) else {
             return Readiness::Starting;
         };

@@ -56,6 +56,9 @@ pub(crate) struct Replica {
     pub addresses: BTreeMap<String, IpAddr>,
     /// The node it runs on, for a runtime of several nodes (Swarm); `None` on the local engine.
     pub node: Option<String>,
+    /// The runtime is stopping it (a Swarm task whose desired state is no longer `running`):
+    /// it still runs but leaves rotation.
+    pub stopping: bool,
 }
 
 /// A change a runtime reports.
@@ -425,6 +428,7 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
                 .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.parse().ok()?)))
                 .collect(),
             node: None,
+            stopping: false,
         });
         let _ = c;
     }

@@ -141,6 +141,7 @@ fn replica(
             .node_id
             .as_ref()
             .map(|n| nodes.get(n).cloned().unwrap_or_else(|| n.clone())),
+        stopping: task.desired_state != Some(TaskState::RUNNING),
     }
 }
 
@@ -280,6 +281,10 @@ impl AppRuntime for Swarm {
                     Err(e) => return Err(e.into()),
                 }
             }
+            if !decl.is_some_and(|d| d.external) {
+                // Berth's gateways on the nodes reach the tasks on it (docs/swarm.md).
+                crate::node_gateway::connect(inner, &name).await;
+            }
             networks.insert(key.clone(), name);
         }
         let body = swarm_spec::service_spec(
@@ -371,6 +376,8 @@ impl AppRuntime for Swarm {
             .list_networks(&crate::label_filters(inner, Some(app)))
             .await?
         {
+            // The gateways first: a network with endpoints cannot be removed.
+            crate::node_gateway::disconnect(inner, &n.name).await?;
             match inner.docker.remove_network(&n.id).await {
                 Ok(()) | Err(DockerError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),

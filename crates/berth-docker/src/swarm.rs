@@ -139,6 +139,25 @@ impl Docker {
         self.swarm_get("GET /swarm", "/swarm").await
     }
 
+    /// `GET /info`'s `Swarm.NodeID`: the node this engine is, `None` outside a Swarm.
+    pub async fn local_node_id(&self) -> Result<Option<String>, DockerError> {
+        #[derive(serde::Deserialize)]
+        struct Info {
+            #[serde(rename = "Swarm", default)]
+            swarm: Option<SwarmInfo>,
+        }
+        #[derive(serde::Deserialize)]
+        struct SwarmInfo {
+            #[serde(rename = "NodeID", default)]
+            node_id: String,
+        }
+        let info: Info = self.swarm_get("GET /info", "/info").await?;
+        Ok(info
+            .swarm
+            .map(|s| s.node_id)
+            .filter(|id| !id.is_empty()))
+    }
+
     /// `GET /nodes`: every node of the Swarm (a manager only).
     pub async fn list_nodes(&self) -> Result<Vec<Node>, DockerError> {
         self.swarm_get("GET /nodes", "/nodes").await

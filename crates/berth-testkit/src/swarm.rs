@@ -12,7 +12,9 @@
 //!   ([`Lab::in_hub`]).
 
 use crate::TestRun;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::time::Duration;
 use std::process::{Command, Stdio};
 
 /// A running lab.
@@ -167,6 +169,97 @@ impl Lab {
     pub fn heal(&self, i: usize) -> Result<(), String> {
         self.script(&["heal", &i.to_string()], &[]).map(drop)
     }
+}
+
+impl Lab {
+    /// Run `f` on a thread of its own that has entered the hub's network namespace (sockets it
+    /// makes stay in that namespace; nothing else of the process moves).
+    fn in_hub_ns<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let path = format!("/run/netns/{}", self.hub());
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            f()
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the hub thread panicked"))?
+    }
+
+    /// A port on this machine's loopback whose connections go on to `target`, reached from the
+    /// hub namespace (a node's address): how a test's own client talks to a node. The relay
+    /// lives as long as the test process.
+    ///
+    /// # Errors
+    /// Binding the port.
+    pub fn relay_to_hub(&self, target: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let path = format!("/run/netns/{}", self.hub());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let upstream = std::thread::spawn(move || {
+                        let ns = std::fs::File::open(&path)?;
+                        rustix::thread::move_into_link_name_space(
+                            std::os::fd::AsFd::as_fd(&ns),
+                            Some(rustix::thread::LinkNameSpaceType::Network),
+                        )?;
+                        TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                    })
+                    .join();
+                    if let Ok(Ok(upstream)) = upstream {
+                        pipe(client, upstream);
+                    }
+                });
+            }
+        });
+        Ok(addr)
+    }
+
+    /// A port on the hub's bridge address (`192.168.77.254`, which every node reaches) whose
+    /// connections go on to `target` on this machine (e.g. a server's API on the loopback): how
+    /// the nodes reach a server the test runs outside the lab.
+    ///
+    /// # Errors
+    /// Binding the port in the hub.
+    pub fn relay_from_hub(&self, target: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = self.in_hub_ns(|| TcpListener::bind("192.168.77.254:0"))?;
+        let addr = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    if let Ok(upstream) =
+                        TcpStream::connect_timeout(&target, Duration::from_secs(5))
+                    {
+                        pipe(client, upstream);
+                    }
+                });
+            }
+        });
+        Ok(addr)
+    }
+}
+
+/// Copy both ways until each side closes.
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let one = std::thread::spawn(move || copy_then_close(a, b2));
+    copy_then_close(b, a2);
+    let _ = one.join();
+}
+
+fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
 impl Drop for Lab {

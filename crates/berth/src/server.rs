@@ -143,6 +143,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow!(e))?;
     let port_range = berth_controlplane::envs::parse_ports(&args.port_range)
         .map_err(|e| anyhow!("--port-range: {e}"))?;
+    let gateway_nodes: berth_controlplane::node_gateway::NodeFilter = args
+        .gateway_nodes
+        .parse()
+        .map_err(|e| anyhow!("--gateway-nodes {e}"))?;
     let _log_guard = init_tracing(&args.log_format);
 
     if let Some(file) = &args.restore {
@@ -268,6 +272,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;
     cp.enable_backups(data_dir.clone());
+    if args.runtime == "swarm" {
+        // Berth's gateways on the Swarm nodes (docs/swarm.md#traffic-without-ipvs).
+        let control_url = args.advertise_url.clone().unwrap_or_else(|| {
+            let scheme = if api_tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{api_addr}")
+        });
+        cp.enable_node_gateways(
+            berth_controlplane::node_gateway::NodeGatewayConfig {
+                control_url,
+                token_file: data_dir.join("admin.token"),
+                nodes: gateway_nodes,
+                port: args.node_gateway_port,
+            },
+            shutdown.child_token(),
+        );
+    }
     // Consumers of market entries call the gateway at the Docker host (docs/market.md).
     cp.enable_subscriptions(
         data_dir.join("credentials"),

@@ -399,3 +399,179 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
     );
     drop(server);
 }
+
+#[test]
+fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_disconnects_it() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-gateway");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    // The server runs outside the lab; the nodes reach its API at the hub's address.
+    let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &[
+            "--runtime",
+            "swarm",
+            "--advertise-url",
+            &format!("http://{advertised}"),
+            "--node-gateway-port",
+            "7480",
+        ],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let file = |version: &str| {
+        common::compose(
+            dir.path(),
+            "compose.yaml",
+            &format!(
+                "services:\n  web:\n    image: {image}\n    environment: {{VERSION: {version}}}\n    expose: ['8080']\n    deploy: {{replicas: 2}}\n    x-berth:\n      route: {{path_prefix: /}}\n"
+            ),
+        )
+    };
+    server.ok(&["apply", "-f", file("v1").to_str().unwrap(), "--app", "shop"]);
+    // The manager's gateway (node1:7480), as a client in the lab reaches it.
+    let node_gw = lab
+        .relay_to_hub(format!("{}:7480", lab.addr(1)).parse().unwrap())
+        .unwrap()
+        .to_string();
+    let get = |path: &str| berth_testkit::http_get(&node_gw, path, None, Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    wait_for(Duration::from_secs(120), "the route answers on node1", || {
+        get("/").ok().filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+    });
+    eprintln!(
+        "first answer through the node's gateway {} ms after apply returned",
+        started.elapsed().as_millis()
+    );
+    // From the hub's own shell too (what a client on the nodes' network sees).
+    let out = lab
+        .in_hub("curl")
+        .args(["-s", "--max-time", "5", &format!("http://{}:7480/", lab.addr(1))])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("v1 "),
+        "{out:?}"
+    );
+    // The gateway is a plain container on the manager, on the application's overlay network.
+    let gw = lab
+        .docker(
+            1,
+            &[
+                "ps",
+                "--filter",
+                "label=berth.role=gateway",
+                "--format",
+                "{{.Names}} {{.Networks}}",
+            ],
+        )
+        .unwrap();
+    assert_eq!(gw.lines().count(), 1, "{gw}");
+    let (gw_name, gw_nets) = gw.trim().split_once(' ').unwrap();
+    let network = lab
+        .docker(
+            1,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+                "--format",
+                "{{.Name}}",
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(gw_nets.split(',').any(|n| n == network), "{gw} / {network}");
+    // Both replicas answer (tasks on both nodes: the gateway reaches them over the overlay).
+    let ps = server.ps("shop");
+    let addresses: std::collections::BTreeSet<String> = ps
+        .iter()
+        .filter_map(|i| i["address"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(addresses.len(), 2, "{ps:#?}");
+
+    // A rolling update under load: no request fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, node_gw) = (stop.clone(), node_gw.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut v2) = (0u32, Vec::new(), 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match berth_testkit::http_get(&node_gw, "/", None, Duration::from_secs(5)) {
+                    Ok((200, body)) => {
+                        ok += 1;
+                        if body.starts_with("v2 ") {
+                            v2 += 1;
+                        }
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed, v2)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    server.ok(&["apply", "-f", file("v2").to_str().unwrap(), "--app", "shop"]);
+    wait_for(Duration::from_secs(60), "only v2 answers", || {
+        (0..6)
+            .all(|_| get("/").is_ok_and(|(s, b)| s == 200 && b.starts_with("v2 ")))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, v2) = load.join().unwrap();
+    eprintln!("rolling update on the Swarm through the node's gateway: {ok} answered, {} failed", failed.len());
+    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), ok as usize + failed.len());
+    assert!(ok > 20 && v2 > 0, "{ok} answered, {v2} by v2");
+
+    // `berth rm`: the gateway leaves the network, the network and the service go; the gateway
+    // stays for the next application.
+    server.ok(&["rm", "--app", "shop"]);
+    wait_for(
+        Duration::from_secs(60),
+        "nothing of the application left on the Swarm",
+        || {
+            let label = format!("label=berth.test={}", run.id);
+            let s = lab
+                .docker(1, &["service", "ls", "-q", "--filter", &label])
+                .ok()?;
+            let n = lab
+                .docker(
+                    1,
+                    &["network", "ls", "-q", "--filter", &label, "--filter", "driver=overlay"],
+                )
+                .ok()?;
+            (s.trim().is_empty() && n.trim().is_empty()).then_some(())
+        },
+    );
+    let nets = lab
+        .docker(
+            1,
+            &[
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                gw_name,
+            ],
+        )
+        .unwrap();
+    assert_eq!(nets.trim(), "bridge", "{nets}");
+    assert!(get("/").is_ok_and(|(s, _)| s == 404 || s == 503), "no route any more");
+    drop(server);
+}

@@ -1,0 +1,704 @@
+//! Berth's gateways on Swarm nodes (docs/swarm.md#traffic-without-ipvs): one `berth gateway
+//! --control URL --token-file F` container per chosen node, in an image Berth makes from its own
+//! running binary, connected to every application's overlay network so it reaches task
+//! addresses, publishing its port on the node.
+//!
+//! Rules it keeps:
+//! - The image is this very binary (`/proc/self/exe`), the shared libraries the running process
+//!   has mapped (`/proc/self/maps`) and the ELF interpreter, at their own paths, and nothing
+//!   else (`FROM scratch`). It is tagged by the binary's SHA-256, so an engine that has it is
+//!   never sent it again.
+//! - A gateway runs only where Berth has the node's engine: today the manager's own engine
+//!   (`DOCKER_HOST`), when the manager is a chosen node; other chosen nodes are named once in
+//!   the log (`--node-engine` is phase 4).
+//! - The gateway is a plain container on the node's default bridge with its port published on
+//!   every address of the node (a host-networked container cannot join overlay networks), and
+//!   is connected to each of this server's overlay networks as applications come (`network
+//!   connect`: a deploy never restarts it) and disconnected before a network is removed.
+//! - Its token (the local administrator's, `<data-dir>/admin.token`) is copied into it as a file
+//!   before it starts and again after each server start (the gateway reads the file again before
+//!   each reconnection); it is never in its command line, environment or labels.
+
+use crate::spec::labels;
+use crate::{CpError, Inner};
+use berth_docker::swarm::models::{Node, NodeSpecRoleEnum};
+use berth_docker::{ContainerSpec, DockerError, HostSpec};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The label every gateway container carries (with the instance's).
+pub const ROLE_LABEL: &str = "berth.role";
+/// Where the token file is put in the container.
+const TOKEN_PATH: &str = "/berth-gateway.token";
+/// How often the gateways are looked at (and missed networks connected).
+const EVERY: Duration = Duration::from_secs(5);
+
+/// Which nodes run a gateway (`--gateway-nodes LABEL=VALUE`): `node.role=manager|worker`,
+/// `node.hostname=H`, `node.id=ID` or `node.labels.K=V`, as in Swarm's placement constraints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFilter {
+    key: NodeKey,
+    value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NodeKey {
+    Role,
+    Hostname,
+    Id,
+    Label(String),
+}
+
+impl Default for NodeFilter {
+    fn default() -> Self {
+        NodeFilter {
+            key: NodeKey::Role,
+            value: "manager".into(),
+        }
+    }
+}
+
+impl std::str::FromStr for NodeFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key, value) = s
+            .split_once('=')
+            .filter(|(_, v)| !v.is_empty())
+            .ok_or_else(|| format!("{s:?}: expected LABEL=VALUE, e.g. node.role=manager"))?;
+        let key = match key.trim() {
+            "node.role" => {
+                if value != "manager" && value != "worker" {
+                    return Err(format!(
+                        "{s:?}: node.role is manager or worker, not {value:?}"
+                    ));
+                }
+                NodeKey::Role
+            }
+            "node.hostname" => NodeKey::Hostname,
+            "node.id" => NodeKey::Id,
+            k => match k.strip_prefix("node.labels.") {
+                Some(l) if !l.is_empty() => NodeKey::Label(l.to_string()),
+                _ => {
+                    return Err(format!(
+                        "{s:?}: LABEL is node.role, node.hostname, node.id or node.labels.NAME"
+                    ))
+                }
+            },
+        };
+        Ok(NodeFilter {
+            key,
+            value: value.to_string(),
+        })
+    }
+}
+
+impl NodeFilter {
+    /// Does `node` run a gateway?
+    #[must_use]
+    pub fn matches(&self, node: &Node) -> bool {
+        let spec = node.spec.as_ref();
+        match &self.key {
+            NodeKey::Role => {
+                let role = spec.and_then(|s| s.role);
+                match self.value.as_str() {
+                    "manager" => role == Some(NodeSpecRoleEnum::MANAGER),
+                    _ => role == Some(NodeSpecRoleEnum::WORKER),
+                }
+            }
+            NodeKey::Hostname => {
+                node.description.as_ref().and_then(|d| d.hostname.as_deref())
+                    == Some(self.value.as_str())
+            }
+            NodeKey::Id => node.id.as_deref() == Some(self.value.as_str()),
+            NodeKey::Label(k) => {
+                spec.and_then(|s| s.labels.as_ref())
+                    .and_then(|l| l.get(k))
+                    .map(String::as_str)
+                    == Some(self.value.as_str())
+            }
+        }
+    }
+}
+
+/// How the server runs gateways on Swarm nodes (`berth server --runtime swarm`).
+#[derive(Debug, Clone)]
+pub struct NodeGatewayConfig {
+    /// The control plane's URL as the nodes reach it (`--advertise-url`).
+    pub control_url: String,
+    /// The token file the gateways authenticate with (`<data-dir>/admin.token`).
+    pub token_file: PathBuf,
+    /// The nodes that run one (`--gateway-nodes`).
+    pub nodes: NodeFilter,
+    /// The port each gateway serves HTTP on, on every address of its node
+    /// (`--node-gateway-port`).
+    pub port: u16,
+}
+
+/// The gateways this server runs (set by `enable_node_gateways`).
+#[derive(Default)]
+pub(crate) struct NodeGateways {
+    /// Gateway containers known to run, on the manager's engine.
+    containers: Mutex<Vec<String>>,
+}
+
+impl NodeGateways {
+    fn ids(&self) -> Vec<String> {
+        self.containers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Connect every gateway to `network` (an overlay network of this server); already connected
+/// is fine. Errors are logged: the gateways' loop connects what was missed.
+pub(crate) async fn connect(inner: &Inner, network: &str) {
+    let Some(g) = inner.node_gateways.get() else {
+        return;
+    };
+    for id in g.ids() {
+        match inner.docker.connect_network(network, &id, &[]).await {
+            Ok(()) => tracing::info!(network, gateway = %short(&id), "gateway connected"),
+            Err(e) if already_connected(&e) => {}
+            Err(e) => tracing::warn!(network, error = %e, "connecting the gateway failed"),
+        }
+    }
+}
+
+/// Disconnect every gateway from `network` before it is removed; not connected is fine.
+pub(crate) async fn disconnect(inner: &Inner, network: &str) -> Result<(), CpError> {
+    let Some(g) = inner.node_gateways.get() else {
+        return Ok(());
+    };
+    for id in g.ids() {
+        match inner.docker.disconnect_network(network, &id, true).await {
+            Ok(()) => tracing::info!(network, gateway = %short(&id), "gateway disconnected"),
+            Err(DockerError::NotFound(_)) => {}
+            Err(DockerError::Api { message, .. }) if message.contains("is not connected") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn already_connected(e: &DockerError) -> bool {
+    match e {
+        DockerError::Api { message, .. } | DockerError::Conflict(message) => {
+            message.contains("already exists") || message.contains("already connected")
+        }
+        _ => false,
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Start the gateways' loop (`ControlPlane::enable_node_gateways`).
+pub(crate) fn spawn(inner: &Arc<Inner>, config: NodeGatewayConfig, shutdown: CancellationToken) {
+    let _ = inner.node_gateways.set(NodeGateways::default());
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(run(weak, config, shutdown));
+}
+
+async fn run(weak: Weak<Inner>, config: NodeGatewayConfig, shutdown: CancellationToken) {
+    let mut state = LoopState::default();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Err(e) = look(&inner, &config, &mut state).await {
+            tracing::warn!(error = %e, "gateways on nodes: will try again");
+        }
+        drop(inner);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct LoopState {
+    /// The image's tag, once the manager's engine has it.
+    image: Option<String>,
+    /// The container the current token was copied into.
+    token_in: Option<String>,
+    /// Chosen nodes without an engine, already named in the log.
+    warned: std::collections::BTreeSet<String>,
+}
+
+/// One look: the image on the manager, the gateway container there, its networks.
+async fn look(
+    inner: &Inner,
+    config: &NodeGatewayConfig,
+    state: &mut LoopState,
+) -> Result<(), CpError> {
+    let docker = &inner.docker;
+    let nodes = docker.list_nodes().await?;
+    let local = docker.local_node_id().await?;
+    let mut here = false;
+    for n in nodes.iter().filter(|n| config.nodes.matches(n)) {
+        if n.id.is_some() && n.id == local {
+            here = true;
+        } else {
+            let name = n
+                .description
+                .as_ref()
+                .and_then(|d| d.hostname.clone())
+                .or_else(|| n.id.clone())
+                .unwrap_or_default();
+            if state.warned.insert(name.clone()) {
+                tracing::warn!(node = %name, "no engine for this node: no gateway runs there (docs/swarm.md)");
+            }
+        }
+    }
+    let name = container_name(inner);
+    if !here {
+        return Ok(());
+    }
+    let tag = match &state.image {
+        Some(t) => t.clone(),
+        None => {
+            let t = load_image(inner).await?;
+            state.image = Some(t.clone());
+            t
+        }
+    };
+    let config_hash = hex::encode(
+        &Sha256::digest(format!("{tag}\n{}\n{}", config.control_url, config.port))[..8],
+    );
+    let id = match docker.inspect_container(&name).await {
+        Ok(c) if c.labels.get("berth.gateway.config") == Some(&config_hash) => {
+            if !c.state.running {
+                put_token(inner, &c.id, &config.token_file).await?;
+                state.token_in = Some(c.id.clone());
+                docker.start_container(&c.id).await?;
+            }
+            c.id
+        }
+        Ok(c) => {
+            // Another binary or other settings: made again.
+            docker.remove_container(&c.id, true, false).await?;
+            state.token_in = None;
+            create(inner, config, &tag, &name, &config_hash).await?
+        }
+        Err(DockerError::NotFound(_)) => {
+            state.token_in = None;
+            create(inner, config, &tag, &name, &config_hash).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if state.token_in.as_deref() != Some(id.as_str()) {
+        put_token(inner, &id, &config.token_file).await?;
+        docker.start_container(&id).await?;
+        state.token_in = Some(id.clone());
+    }
+    if let Some(g) = inner.node_gateways.get() {
+        *g.containers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = vec![id.clone()];
+    }
+    // This server's overlay networks it is not on yet (made before it ran, or a connect that
+    // failed).
+    let on: Vec<String> = docker
+        .inspect_container(&id)
+        .await?
+        .networks
+        .keys()
+        .cloned()
+        .collect();
+    let mut removing = std::collections::BTreeSet::new();
+    for app in inner.store.list_apps().unwrap_or_default() {
+        if app.deleting {
+            removing.insert(app.name);
+        }
+    }
+    for n in docker
+        .list_networks(&crate::label_filters(inner, None))
+        .await?
+    {
+        let app_removed = n.labels.get(labels::APP).is_some_and(|a| removing.contains(a));
+        if n.driver == "overlay" && !on.contains(&n.name) && !app_removed {
+            connect(inner, &n.name).await;
+        }
+    }
+    Ok(())
+}
+
+fn container_name(inner: &Inner) -> String {
+    let i = &inner.naming.instance;
+    format!("berth-gateway-{}", &i[..i.len().min(12)])
+}
+
+async fn create(
+    inner: &Inner,
+    config: &NodeGatewayConfig,
+    tag: &str,
+    name: &str,
+    config_hash: &str,
+) -> Result<String, CpError> {
+    let port = config.port.to_string();
+    let mut labels_map = inner.config.extra_labels.clone();
+    labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+    labels_map.insert(ROLE_LABEL.into(), "gateway".into());
+    labels_map.insert("berth.gateway.config".into(), config_hash.into());
+    let spec = ContainerSpec {
+        image: tag.into(),
+        cmd: Some(vec![
+            "gateway".into(),
+            "--control".into(),
+            config.control_url.clone(),
+            "--token-file".into(),
+            TOKEN_PATH.into(),
+            "--listen".into(),
+            format!("0.0.0.0:{port}"),
+        ]),
+        labels: labels_map,
+        exposed_ports: vec![format!("{port}/tcp")],
+        host: HostSpec {
+            restart_policy: Some("unless-stopped".into()),
+            network_mode: Some("bridge".into()),
+            port_bindings: BTreeMap::from([(
+                format!("{port}/tcp"),
+                vec![(String::new(), port.clone())],
+            )]),
+            ..HostSpec::default()
+        },
+        ..ContainerSpec::default()
+    };
+    let id = inner.docker.create_container(name, &spec).await?;
+    tracing::info!(container = %short(&id), image = tag, "gateway container made on the manager");
+    Ok(id)
+}
+
+/// Copy the token file into the container (as root, mode 0400).
+async fn put_token(inner: &Inner, id: &str, file: &Path) -> Result<(), CpError> {
+    let token = std::fs::read(file).map_err(|e| {
+        CpError::InvalidArgument(format!("gateway token {}: {e}", file.display()))
+    })?;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(token.len() as u64);
+    h.set_mode(0o400);
+    h.set_cksum();
+    b.append_data(&mut h, TOKEN_PATH.trim_start_matches('/'), token.as_slice())
+        .map_err(|e| CpError::InvalidArgument(format!("token archive: {e}")))?;
+    let tar = b
+        .into_inner()
+        .map_err(|e| CpError::InvalidArgument(format!("token archive: {e}")))?;
+    inner.docker.put_archive(id, "/", tar).await?;
+    Ok(())
+}
+
+/// Make sure the manager's engine has the gateway image; its tag.
+async fn load_image(inner: &Inner) -> Result<String, CpError> {
+    let io = |e: std::io::Error| CpError::InvalidArgument(format!("the gateway image: {e}"));
+    let exe = tokio::task::spawn_blocking(|| std::fs::read("/proc/self/exe"))
+        .await
+        .map_err(|e| CpError::InvalidArgument(e.to_string()))?
+        .map_err(io)?;
+    let exe = Bytes::from(exe);
+    let digest = {
+        let exe = exe.clone();
+        tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&exe)))
+            .await
+            .map_err(|e| CpError::InvalidArgument(e.to_string()))?
+    };
+    let tag = format!("berth-gateway:{}", &digest[..16]);
+    if inner.docker.inspect_image(&tag).await?.is_some() {
+        return Ok(tag);
+    }
+    let started = std::time::Instant::now();
+    let t = tag.clone();
+    let parts = tokio::task::spawn_blocking(move || {
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let exe_path = std::fs::read_link("/proc/self/exe")?;
+        let mut files = Vec::new();
+        if let Some(interp) = interpreter(&exe) {
+            files.push((interp.clone(), std::fs::read(&interp)?));
+        }
+        for lib in mapped_files(&maps, &exe_path) {
+            let body = std::fs::read(&lib)?;
+            let path = lib.to_string_lossy().into_owned();
+            if !files.iter().any(|(p, _)| *p == path) {
+                files.push((path, body));
+            }
+        }
+        image_tar(&t, &exe, &files)
+    })
+    .await
+    .map_err(|e| CpError::InvalidArgument(e.to_string()))?
+    .map_err(io)?;
+    let size: usize = parts.iter().map(Bytes::len).sum();
+    let stream = futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::io::Error>));
+    inner.docker.load_image_stream(stream).await?;
+    tracing::info!(
+        image = %tag,
+        bytes = size,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "gateway image loaded into the manager's engine"
+    );
+    Ok(tag)
+}
+
+/// The ELF interpreter (`PT_INTERP`) of a 64-bit little-endian ELF file.
+pub(crate) fn interpreter(elf: &[u8]) -> Option<String> {
+    if elf.get(..4)? != b"\x7fELF" || elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| {
+        usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok()
+    };
+    let phoff = u64_at(0x20)?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(ph)? == 3 {
+            let off = u64_at(ph + 8)?;
+            let len = u64_at(ph + 32)?;
+            let raw = elf.get(off..off.checked_add(len)?)?;
+            let s = raw.split(|b| *b == 0).next()?;
+            return String::from_utf8(s.to_vec()).ok();
+        }
+    }
+    None
+}
+
+/// The files mapped executable in `maps` (a `/proc/PID/maps`), but `exe` itself: the shared
+/// libraries and the loader the process runs with, in order, once each.
+pub(crate) fn mapped_files(maps: &str, exe: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let perms = f.nth(1).unwrap_or_default();
+        let path: String = f.skip(3).collect::<Vec<_>>().join(" ");
+        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        let p = PathBuf::from(path);
+        if p != exe && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A `docker save`-style tar of a one-layer image: `exe` at `/berth` (the entrypoint) and
+/// `files` (absolute path, contents) at their paths, with their directories. Returned in parts
+/// so the big layer is not copied once more.
+pub(crate) fn image_tar(
+    tag: &str,
+    exe: &[u8],
+    files: &[(String, Vec<u8>)],
+) -> std::io::Result<Vec<Bytes>> {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _) in files {
+        let mut p = Path::new(path.trim_start_matches('/')).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.to_path_buf());
+            p = d.parent();
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        layer.append_data(&mut h, d, std::io::empty())?;
+    }
+    let mut add = |path: &str, body: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        layer.append_data(&mut h, path.trim_start_matches('/'), body)
+    };
+    add("berth", exe)?;
+    for (path, body) in files {
+        add(path, body)?;
+    }
+    let layer = layer.into_inner()?;
+    let diff_id = hex::encode(Sha256::digest(&layer));
+    let lib_dirs: Vec<String> = {
+        let mut v: Vec<String> = files
+            .iter()
+            .filter_map(|(p, _)| Path::new(p).parent().map(|d| d.to_string_lossy().into_owned()))
+            .collect();
+        v.dedup();
+        v
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": ["/berth"],
+            "Env": [format!("LD_LIBRARY_PATH={}", lib_dirs.join(":"))],
+            "Labels": {"berth.role": "gateway"},
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+        "history": [{"created_by": "berth: its own binary and libraries"}],
+    }))
+    .map_err(std::io::Error::other)?;
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
+    let layer_name = format!("{diff_id}/layer.tar");
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": [layer_name],
+    }]))
+    .map_err(std::io::Error::other)?;
+    // The layer's header, the layer, its padding; then the small files and the end.
+    let mut h = tar::Header::new_gnu();
+    h.set_path(&layer_name)?;
+    h.set_size(layer.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let head = Bytes::copy_from_slice(h.as_bytes());
+    let pad = (512 - layer.len() % 512) % 512;
+    let mut tail = tar::Builder::new(vec![0u8; pad]);
+    for (name, body) in [
+        (config_name.as_str(), config.as_slice()),
+        ("manifest.json", manifest.as_slice()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tail.append_data(&mut h, name, body)?;
+    }
+    Ok(vec![head, Bytes::from(layer), Bytes::from(tail.into_inner()?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_holds_the_binary_its_libraries_and_loader_at_their_paths() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let interp = interpreter(&exe).expect("a dynamically linked test binary");
+        assert!(interp.starts_with('/') && interp.contains("ld-"), "{interp}");
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        let libs = mapped_files(&maps, &me);
+        assert!(
+            libs.iter().any(|l| l.to_string_lossy().contains("libc.so")),
+            "{libs:?}"
+        );
+        assert!(!libs.contains(&me), "the binary is not a library");
+        let files = vec![
+            (interp.clone(), b"loader".to_vec()),
+            ("/usr/lib/x/libc.so.6".to_string(), b"libc".to_vec()),
+        ];
+        let parts = image_tar("berth-gateway:t", b"ELF...", &files).unwrap();
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut outer = tar::Archive::new(whole.as_slice());
+        let mut names = BTreeMap::new();
+        for e in outer.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            names.insert(name, body);
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&names["manifest.json"]).unwrap();
+        assert_eq!(manifest[0]["RepoTags"][0], "berth-gateway:t");
+        let layer_name = manifest[0]["Layers"][0].as_str().unwrap();
+        let config: serde_json::Value = serde_json::from_slice(
+            &names[manifest[0]["Config"].as_str().unwrap()],
+        )
+        .unwrap();
+        let layer = &names[layer_name];
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            format!("sha256:{}", hex::encode(Sha256::digest(layer)))
+        );
+        assert_eq!(config["config"]["Entrypoint"][0], "/berth");
+        let mut inside = BTreeMap::new();
+        for e in tar::Archive::new(layer.as_slice()).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            inside.insert(name, body);
+        }
+        assert_eq!(inside["berth"], b"ELF...");
+        assert_eq!(inside["usr/lib/x/libc.so.6"], b"libc");
+        assert_eq!(inside[interp.trim_start_matches('/')], b"loader");
+        assert!(inside.contains_key("usr/lib/x/"), "{:?}", inside.keys());
+    }
+
+    #[test]
+    fn maps_name_executable_files_once_and_never_the_binary() {
+        let maps = "\
+55d0-55d1 r--p 00000000 08:01 1 /usr/bin/berth
+55d1-55d2 r-xp 00001000 08:01 1 /usr/bin/berth
+7f00-7f01 r--p 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f01-7f02 r-xp 00028000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f02-7f03 r-xp 00001000 08:01 3 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1
+7f03-7f04 rw-p 00000000 00:00 0
+7f04-7f05 r-xp 00000000 08:01 4 /tmp/gone.so (deleted)
+7f05-7f06 r--p 00000000 08:01 5 /usr/lib/locale/locale-archive
+7ffd-7ffe r-xp 00000000 00:00 0 [vdso]
+";
+        let got = mapped_files(maps, Path::new("/usr/bin/berth"));
+        assert_eq!(
+            got,
+            [
+                PathBuf::from("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/usr/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+            ]
+        );
+        assert_eq!(interpreter(b"not an elf"), None);
+    }
+
+    #[test]
+    fn gateway_nodes_are_chosen_as_placement_constraints_say() {
+        use berth_docker::swarm::models::{NodeDescription, NodeSpec};
+        let node = |id: &str, host: &str, role, label: Option<(&str, &str)>| Node {
+            id: Some(id.into()),
+            description: Some(NodeDescription {
+                hostname: Some(host.into()),
+                ..Default::default()
+            }),
+            spec: Some(NodeSpec {
+                role: Some(role),
+                labels: label.map(|(k, v)| [(k.to_string(), v.to_string())].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = node("a1", "node1", NodeSpecRoleEnum::MANAGER, None);
+        let w = node("b2", "node2", NodeSpecRoleEnum::WORKER, Some(("edge", "yes")));
+        let f = |s: &str| s.parse::<NodeFilter>().unwrap();
+        assert_eq!(NodeFilter::default(), f("node.role=manager"));
+        for (filter, on_m, on_w) in [
+            ("node.role=manager", true, false),
+            ("node.role=worker", false, true),
+            ("node.hostname=node2", false, true),
+            ("node.id=a1", true, false),
+            ("node.labels.edge=yes", false, true),
+            ("node.labels.edge=no", false, false),
+        ] {
+            assert_eq!(
+                (f(filter).matches(&m), f(filter).matches(&w)),
+                (on_m, on_w),
+                "{filter}"
+            );
+        }
+        for bad in ["node.role=boss", "role=manager", "node.labels.=x", "node.id=", "x"] {
+            assert!(bad.parse::<NodeFilter>().is_err(), "{bad}");
+        }
+    }
+}
