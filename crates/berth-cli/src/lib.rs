@@ -901,6 +901,7 @@ pub struct ServerArgs {
     pub node_gateway_port: u16,
     /// The API's URL as the Swarm nodes reach it (the gateways on the nodes follow the routing
     /// table there), e.g. `http://192.168.77.254:7400`; default: `http://` and --api-listen.
+    /// Its host is accepted by the API as an --api-host is.
     #[arg(long, env = "BERTH_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
     /// The prefix length of each application network's subnet, cut from --network-pool

@@ -121,7 +121,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(crate::tls::api_config)
         .transpose()?;
-    let access = berth_api::guard::Access::for_listen(api_addr, &args.api_hosts)
+    // The nodes' gateways call the API by the advertised URL's host: accepted like --api-host.
+    let mut api_hosts = args.api_hosts.clone();
+    if let Some(url) = &args.advertise_url {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            bail!("--advertise-url {url:?}: expected a URL such as http://192.168.77.254:7400");
+        }
+        api_hosts.push(host.to_string());
+    }
+    let access = berth_api::guard::Access::for_listen(api_addr, &api_hosts)
         .map_err(|e| anyhow!(e))?
         .with_tls(api_tls.is_some());
     let metrics_addr = parse_metrics_listen(args.metrics_listen.as_deref())?;

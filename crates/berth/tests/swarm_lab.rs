@@ -450,9 +450,21 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
         .to_string();
     let get = |path: &str| berth_testkit::http_get(&node_gw, path, None, Duration::from_secs(5));
     let started = std::time::Instant::now();
-    wait_for(Duration::from_secs(120), "the route answers on node1", || {
-        get("/").ok().filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = get("/");
+        if last.as_ref().is_ok_and(|(s, b)| *s == 200 && b.starts_with("v1 ")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the route never answered on node1: {last:?}\nserver log:\n{}\ngateway: {:?}\n{:?}",
+            server.log_tail(),
+            lab.docker(1, &["ps", "-a", "--filter", "label=berth.role=gateway"]),
+            gateway_logs(&lab),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     eprintln!(
         "first answer through the node's gateway {} ms after apply returned",
         started.elapsed().as_millis()
@@ -574,4 +586,29 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     assert_eq!(nets.trim(), "bridge", "{nets}");
     assert!(get("/").is_ok_and(|(s, _)| s == 404 || s == 503), "no route any more");
     drop(server);
+}
+
+/// The last lines of the gateway containers' logs on node 1.
+fn gateway_logs(lab: &Lab) -> String {
+    let ids = lab
+        .docker(1, &["ps", "-aq", "--filter", "label=berth.role=gateway"])
+        .unwrap_or_default();
+    ids.split_whitespace()
+        .map(|id| {
+            let out = std::process::Command::new("docker")
+                .arg("-H")
+                .arg(format!("unix://{}", lab.socket(1).display()))
+                .args(["logs", "--tail", "30", id])
+                .output()
+                .map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_default();
+            format!("{id}:\n{out}")
+        })
+        .collect()
 }
