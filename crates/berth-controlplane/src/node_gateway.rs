@@ -112,7 +112,9 @@ impl NodeFilter {
                 }
             }
             NodeKey::Hostname => {
-                node.description.as_ref().and_then(|d| d.hostname.as_deref())
+                node.description
+                    .as_ref()
+                    .and_then(|d| d.hostname.as_deref())
                     == Some(self.value.as_str())
             }
             NodeKey::Id => node.id.as_deref() == Some(self.value.as_str()),
@@ -322,7 +324,10 @@ async fn look(
         .list_networks(&crate::label_filters(inner, None))
         .await?
     {
-        let app_removed = n.labels.get(labels::APP).is_some_and(|a| removing.contains(a));
+        let app_removed = n
+            .labels
+            .get(labels::APP)
+            .is_some_and(|a| removing.contains(a));
         if n.driver == "overlay" && !on.contains(&n.name) && !app_removed {
             connect(inner, &n.name).await;
         }
@@ -378,9 +383,8 @@ async fn create(
 
 /// Copy the token file into the container (as root, mode 0400).
 async fn put_token(inner: &Inner, id: &str, file: &Path) -> Result<(), CpError> {
-    let token = std::fs::read(file).map_err(|e| {
-        CpError::InvalidArgument(format!("gateway token {}: {e}", file.display()))
-    })?;
+    let token = std::fs::read(file)
+        .map_err(|e| CpError::InvalidArgument(format!("gateway token {}: {e}", file.display())))?;
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_size(token.len() as u64);
@@ -398,6 +402,7 @@ async fn put_token(inner: &Inner, id: &str, file: &Path) -> Result<(), CpError> 
 /// Make sure the manager's engine has the gateway image; its tag.
 async fn load_image(inner: &Inner) -> Result<String, CpError> {
     let io = |e: std::io::Error| CpError::InvalidArgument(format!("the gateway image: {e}"));
+    let started = std::time::Instant::now();
     let exe = tokio::task::spawn_blocking(|| std::fs::read("/proc/self/exe"))
         .await
         .map_err(|e| CpError::InvalidArgument(e.to_string()))?
@@ -410,10 +415,14 @@ async fn load_image(inner: &Inner) -> Result<String, CpError> {
             .map_err(|e| CpError::InvalidArgument(e.to_string()))?
     };
     let tag = format!("berth-gateway:{}", &digest[..16]);
+    tracing::info!(
+        image = %tag,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "gateway image: the binary read and hashed"
+    );
     if inner.docker.inspect_image(&tag).await?.is_some() {
         return Ok(tag);
     }
-    let started = std::time::Instant::now();
     let t = tag.clone();
     let parts = tokio::task::spawn_blocking(move || {
         let maps = std::fs::read_to_string("/proc/self/maps")?;
@@ -453,9 +462,8 @@ pub(crate) fn interpreter(elf: &[u8]) -> Option<String> {
     }
     let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
     let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| {
-        usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok()
-    };
+    let u64_at =
+        |o: usize| usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok();
     let phoff = u64_at(0x20)?;
     let phentsize = usize::from(u16_at(0x36)?);
     let phnum = usize::from(u16_at(0x38)?);
@@ -532,7 +540,11 @@ pub(crate) fn image_tar(
     let lib_dirs: Vec<String> = {
         let mut v: Vec<String> = files
             .iter()
-            .filter_map(|(p, _)| Path::new(p).parent().map(|d| d.to_string_lossy().into_owned()))
+            .filter_map(|(p, _)| {
+                Path::new(p)
+                    .parent()
+                    .map(|d| d.to_string_lossy().into_owned())
+            })
             .collect();
         v.dedup();
         v
@@ -576,7 +588,11 @@ pub(crate) fn image_tar(
         h.set_cksum();
         tail.append_data(&mut h, name, body)?;
     }
-    Ok(vec![head, Bytes::from(layer), Bytes::from(tail.into_inner()?)])
+    Ok(vec![
+        head,
+        Bytes::from(layer),
+        Bytes::from(tail.into_inner()?),
+    ])
 }
 
 #[cfg(test)]
@@ -587,7 +603,10 @@ mod tests {
     fn the_image_holds_the_binary_its_libraries_and_loader_at_their_paths() {
         let exe = std::fs::read("/proc/self/exe").unwrap();
         let interp = interpreter(&exe).expect("a dynamically linked test binary");
-        assert!(interp.starts_with('/') && interp.contains("ld-"), "{interp}");
+        assert!(
+            interp.starts_with('/') && interp.contains("ld-"),
+            "{interp}"
+        );
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let me = std::fs::read_link("/proc/self/exe").unwrap();
         let libs = mapped_files(&maps, &me);
@@ -611,14 +630,11 @@ mod tests {
             std::io::Read::read_to_end(&mut e, &mut body).unwrap();
             names.insert(name, body);
         }
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&names["manifest.json"]).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&names["manifest.json"]).unwrap();
         assert_eq!(manifest[0]["RepoTags"][0], "berth-gateway:t");
         let layer_name = manifest[0]["Layers"][0].as_str().unwrap();
-        let config: serde_json::Value = serde_json::from_slice(
-            &names[manifest[0]["Config"].as_str().unwrap()],
-        )
-        .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&names[manifest[0]["Config"].as_str().unwrap()]).unwrap();
         let layer = &names[layer_name];
         assert_eq!(
             config["rootfs"]["diff_ids"][0],
@@ -680,7 +696,12 @@ mod tests {
             ..Default::default()
         };
         let m = node("a1", "node1", NodeSpecRoleEnum::MANAGER, None);
-        let w = node("b2", "node2", NodeSpecRoleEnum::WORKER, Some(("edge", "yes")));
+        let w = node(
+            "b2",
+            "node2",
+            NodeSpecRoleEnum::WORKER,
+            Some(("edge", "yes")),
+        );
         let f = |s: &str| s.parse::<NodeFilter>().unwrap();
         assert_eq!(NodeFilter::default(), f("node.role=manager"));
         for (filter, on_m, on_w) in [
@@ -697,7 +718,13 @@ mod tests {
                 "{filter}"
             );
         }
-        for bad in ["node.role=boss", "role=manager", "node.labels.=x", "node.id=", "x"] {
+        for bad in [
+            "node.role=boss",
+            "role=manager",
+            "node.labels.=x",
+            "node.id=",
+            "x",
+        ] {
             assert!(bad.parse::<NodeFilter>().is_err(), "{bad}");
         }
     }

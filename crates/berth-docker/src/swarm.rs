@@ -152,10 +152,7 @@ impl Docker {
             node_id: String,
         }
         let info: Info = self.swarm_get("GET /info", "/info").await?;
-        Ok(info
-            .swarm
-            .map(|s| s.node_id)
-            .filter(|id| !id.is_empty()))
+        Ok(info.swarm.map(|s| s.node_id).filter(|id| !id.is_empty()))
     }
 
     /// `GET /nodes`: every node of the Swarm (a manager only).

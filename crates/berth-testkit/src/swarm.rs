@@ -14,8 +14,8 @@
 use crate::TestRun;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// A running lab.
 pub struct Lab {

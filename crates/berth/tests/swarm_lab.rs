@@ -453,7 +453,10 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let last = get("/");
-        if last.as_ref().is_ok_and(|(s, b)| *s == 200 && b.starts_with("v1 ")) {
+        if last
+            .as_ref()
+            .is_ok_and(|(s, b)| *s == 200 && b.starts_with("v1 "))
+        {
             break;
         }
         assert!(
@@ -469,10 +472,22 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
         "first answer through the node's gateway {} ms after apply returned",
         started.elapsed().as_millis()
     );
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("gateway image") || l.contains("gateway container"))
+    {
+        eprintln!("{line}");
+    }
     // From the hub's own shell too (what a client on the nodes' network sees).
     let out = lab
         .in_hub("curl")
-        .args(["-s", "--max-time", "5", &format!("http://{}:7480/", lab.addr(1))])
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://{}:7480/", lab.addr(1)),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -548,8 +563,16 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed, v2) = load.join().unwrap();
-    eprintln!("rolling update on the Swarm through the node's gateway: {ok} answered, {} failed", failed.len());
-    assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), ok as usize + failed.len());
+    eprintln!(
+        "rolling update on the Swarm through the node's gateway: {ok} answered, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
     assert!(ok > 20 && v2 > 0, "{ok} answered, {v2} by v2");
 
     // `berth rm`: the gateway leaves the network, the network and the service go; the gateway
@@ -566,7 +589,15 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
             let n = lab
                 .docker(
                     1,
-                    &["network", "ls", "-q", "--filter", &label, "--filter", "driver=overlay"],
+                    &[
+                        "network",
+                        "ls",
+                        "-q",
+                        "--filter",
+                        &label,
+                        "--filter",
+                        "driver=overlay",
+                    ],
                 )
                 .ok()?;
             (s.trim().is_empty() && n.trim().is_empty()).then_some(())
@@ -584,7 +615,10 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
         )
         .unwrap();
     assert_eq!(nets.trim(), "bridge", "{nets}");
-    assert!(get("/").is_ok_and(|(s, _)| s == 404 || s == 503), "no route any more");
+    assert!(
+        get("/").is_ok_and(|(s, _)| s == 404 || s == 503),
+        "no route any more"
+    );
     drop(server);
 }
 
