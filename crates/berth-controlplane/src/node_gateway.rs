@@ -236,7 +236,7 @@ struct LoopState {
 
 /// One look: the image on the manager, the gateway container there, its networks.
 async fn look(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     config: &NodeGatewayConfig,
     state: &mut LoopState,
 ) -> Result<(), CpError> {
@@ -271,8 +271,20 @@ async fn look(
             t
         }
     };
+    // The published ports of the table (once the control plane has looked at every
+    // application, so a start does not make the gateway again without them).
+    let cp = crate::ControlPlane {
+        inner: inner.clone(),
+    };
+    if !cp.synced() {
+        return Ok(());
+    }
+    let ports = published_ports(&inner.table_tx.borrow());
     let config_hash = hex::encode(
-        &Sha256::digest(format!("{tag}\n{}\n{}", config.control_url, config.port))[..8],
+        &Sha256::digest(format!(
+            "{tag}\n{}\n{}\n{ports:?}",
+            config.control_url, config.port
+        ))[..8],
     );
     let id = match docker.inspect_container(&name).await {
         Ok(c) if c.labels.get("berth.gateway.config") == Some(&config_hash) => {
@@ -284,14 +296,16 @@ async fn look(
             c.id
         }
         Ok(c) => {
-            // Another binary or other settings: made again.
+            // Another binary, other settings or other published ports: made again (a container's
+            // published ports are fixed when it is made).
+            tracing::info!(container = %short(&c.id), "gateway container made again");
             docker.remove_container(&c.id, true, false).await?;
             state.token_in = None;
-            create(inner, config, &tag, &name, &config_hash).await?
+            create(inner, config, &tag, &name, &config_hash, &ports).await?
         }
         Err(DockerError::NotFound(_)) => {
             state.token_in = None;
-            create(inner, config, &tag, &name, &config_hash).await?
+            create(inner, config, &tag, &name, &config_hash, &ports).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -335,6 +349,22 @@ async fn look(
     Ok(())
 }
 
+/// The table's published ports as Docker names them (`18080/tcp`), sorted, once each.
+fn published_ports(table: &berth_core::RoutingTable) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = table
+        .ports
+        .iter()
+        .map(|p| {
+            let proto = match p.protocol {
+                berth_core::Protocol::Tcp => "tcp",
+                berth_core::Protocol::Udp => "udp",
+            };
+            format!("{}/{proto}", p.listen.port())
+        })
+        .collect();
+    set.into_iter().collect()
+}
+
 fn container_name(inner: &Inner) -> String {
     let i = &inner.naming.instance;
     format!("berth-gateway-{}", &i[..i.len().min(12)])
@@ -346,8 +376,17 @@ async fn create(
     tag: &str,
     name: &str,
     config_hash: &str,
+    ports: &[String],
 ) -> Result<String, CpError> {
     let port = config.port.to_string();
+    let mut exposed = vec![format!("{port}/tcp")];
+    let mut bindings =
+        BTreeMap::from([(format!("{port}/tcp"), vec![(String::new(), port.clone())])]);
+    for p in ports {
+        let host_port = p.split('/').next().unwrap_or_default().to_string();
+        exposed.push(p.clone());
+        bindings.insert(p.clone(), vec![(String::new(), host_port)]);
+    }
     let mut labels_map = inner.config.extra_labels.clone();
     labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
     labels_map.insert(ROLE_LABEL.into(), "gateway".into());
@@ -364,14 +403,11 @@ async fn create(
             format!("0.0.0.0:{port}"),
         ]),
         labels: labels_map,
-        exposed_ports: vec![format!("{port}/tcp")],
+        exposed_ports: exposed,
         host: HostSpec {
             restart_policy: Some("unless-stopped".into()),
             network_mode: Some("bridge".into()),
-            port_bindings: BTreeMap::from([(
-                format!("{port}/tcp"),
-                vec![(String::new(), port.clone())],
-            )]),
+            port_bindings: bindings,
             ..HostSpec::default()
         },
         ..ContainerSpec::default()

@@ -115,7 +115,15 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
             keys.push(format!("services.{name}.{k}"));
         }
     };
-    key(!svc.ports.is_empty(), "ports");
+    // Published on every node with a gateway, by its port forwarder (`node_gateway.rs`): a
+    // fixed host port on all addresses. A leased port (a host's range) or one host address
+    // means nothing on a cluster.
+    key(
+        svc.ports.iter().any(|p| {
+            p.published.is_none() || p.leased || p.host_ip.is_some_and(|ip| !ip.is_unspecified())
+        }),
+        "ports",
+    );
     key(!svc.mounts.is_empty(), "volumes");
     key(!svc.tmpfs.is_empty(), "tmpfs");
     key(!svc.secrets.is_empty(), "secrets");
@@ -512,6 +520,22 @@ volumes: {data: {}}
             ]
         );
         assert!(unsupported_keys(&spec("services:\n  web: {image: web}\n").project).is_empty());
+        // A fixed published port is served by the gateways on the nodes; a leased one or one
+        // host address is not.
+        let ported = spec(
+            "services:\n  web:\n    image: web\n    ports: ['18080:80', '0.0.0.0:9000:90/udp']\n",
+        );
+        assert!(unsupported_keys(&ported.project).is_empty());
+        for refused in ["['8080']", "['127.0.0.1:18080:80']"] {
+            let s = spec(&format!(
+                "services:\n  web:\n    image: web\n    ports: {refused}\n"
+            ));
+            assert_eq!(
+                unsupported_keys(&s.project),
+                ["services.web.ports"],
+                "{refused}"
+            );
+        }
         // A route is served by the gateways on the nodes.
         let routed = spec("services:\n  web:\n    image: web\n    x-berth: {route: {port: 80}}\n");
         assert!(unsupported_keys(&routed.project).is_empty());

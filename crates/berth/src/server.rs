@@ -406,11 +406,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let _ = gw.serve_http(gw_listener, gw_shutdown).await;
         }));
-        let pf = gateway.clone();
-        let pf_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            pf.run_port_forwarder(pf_shutdown).await
-        }));
+        // On Swarm, published ports are served by the gateways on the nodes (docs/swarm.md),
+        // which reach the tasks; this machine does not.
+        if args.runtime != "swarm" {
+            let pf = gateway.clone();
+            let pf_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                pf.run_port_forwarder(pf_shutdown).await
+            }));
+        }
         if let Some((listener, config)) = tls {
             let g = gateway.clone();
             let tls_shutdown = shutdown.clone();

@@ -575,6 +575,40 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     );
     assert!(ok > 20 && v2 > 0, "{ok} answered, {v2} by v2");
 
+    // A published port: served on the node by the gateway's port forwarder (the gateway is
+    // made again to publish it), reaching the tasks over the overlay.
+    let ported = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    environment: {{VERSION: v3}}\n    expose: ['8080']\n    ports: ['18080:8080']\n    deploy: {{replicas: 2}}\n    x-berth:\n      route: {{path_prefix: /}}\n"
+        ),
+    );
+    server.ok(&["apply", "-f", ported.to_str().unwrap(), "--app", "shop"]);
+    let node_port = lab
+        .relay_to_hub(format!("{}:18080", lab.addr(1)).parse().unwrap())
+        .unwrap()
+        .to_string();
+    let published = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(60),
+        "the published port answers on node1",
+        || {
+            berth_testkit::http_get(&node_port, "/", None, Duration::from_secs(5))
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with("v3 "))
+        },
+    );
+    eprintln!(
+        "published port answering {} ms after apply returned",
+        published.elapsed().as_millis()
+    );
+    wait_for(Duration::from_secs(30), "the route answers again", || {
+        get("/")
+            .ok()
+            .filter(|(s, b)| *s == 200 && b.starts_with("v3 "))
+    });
+
     // `berth rm`: the gateway leaves the network, the network and the service go; the gateway
     // stays for the next application.
     server.ok(&["rm", "--app", "shop"]);
@@ -603,18 +637,25 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
             (s.trim().is_empty() && n.trim().is_empty()).then_some(())
         },
     );
-    let nets = lab
-        .docker(
-            1,
-            &[
-                "inspect",
-                "-f",
-                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                gw_name,
-            ],
-        )
-        .unwrap();
-    assert_eq!(nets.trim(), "bridge", "{nets}");
+    // (Made again without the published port meanwhile, under the same name.)
+    wait_for(
+        Duration::from_secs(30),
+        "the gateway on bridge only",
+        || {
+            let nets = lab
+                .docker(
+                    1,
+                    &[
+                        "inspect",
+                        "-f",
+                        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                        gw_name,
+                    ],
+                )
+                .ok()?;
+            (nets.trim() == "bridge").then_some(())
+        },
+    );
     assert!(
         get("/").is_ok_and(|(s, _)| s == 404 || s == 503),
         "no route any more"
