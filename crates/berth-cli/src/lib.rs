@@ -886,8 +886,9 @@ pub struct ServerArgs {
     pub network_pool: String,
     /// Where applications run: `local` (this Docker engine; Berth plans every replica) or
     /// `swarm` (`DOCKER_HOST` is a Swarm manager: one Swarm service per Compose service, Swarm
-    /// places and updates the replicas; docs/swarm.md, in progress: routes through Berth's gateway
-    /// on the manager node; no published ports, Berth probes, volumes, secrets or configs yet).
+    /// places and updates the replicas; docs/swarm.md, in progress: routes and fixed published
+    /// ports through Berth's gateway on the manager node; no Berth probes, volumes, secrets or
+    /// configs yet).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "local", value_parser = ["local", "swarm"])]
     pub runtime: String,
     /// With `--runtime swarm`: the Swarm nodes that run Berth's gateway (a container per

@@ -461,7 +461,7 @@ mod tests {
             "services:
   web:
     image: web
-    ports: ['8080:80']
+    ports: ['127.0.0.1:8080:80']
     volumes: [data:/data]
     container_name: the-web
 volumes: {data: {}}
@@ -503,7 +503,7 @@ volumes: {data: {}}
             "services:
   web:
     image: web
-    ports: ['8080:80']
+    ports: ['8080']
     x-berth: {route: {host: a.example, port: 80}, health: {http: /}}
   api:
     image: api
