@@ -14,7 +14,10 @@
 //! - The gateway is a plain container on the node's default bridge with its port published on
 //!   every address of the node (a host-networked container cannot join overlay networks), and
 //!   is connected to each of this server's overlay networks as applications come (`network
-//!   connect`: a deploy never restarts it) and disconnected before a network is removed.
+//!   connect`: a deploy never restarts it) and disconnected before a network is removed. It is
+//!   made again only when the binary, its settings or the table's published ports change (a
+//!   container's published ports are fixed when it is made); the image of an earlier binary
+//!   is then removed.
 //! - Its token (the local administrator's, `<data-dir>/admin.token`) is copied into it as a file
 //!   before it starts and again after each server start (the gateway reads the file again before
 //!   each reconnection); it is never in its command line, environment or labels.
@@ -300,6 +303,12 @@ async fn look(
             // published ports are fixed when it is made).
             tracing::info!(container = %short(&c.id), "gateway container made again");
             docker.remove_container(&c.id, true, false).await?;
+            // The image of an earlier binary is not needed any more (hundreds of MB).
+            if c.image_ref.starts_with("berth-gateway:") && c.image_ref != tag {
+                if let Err(e) = docker.remove_image(&c.image_ref, false, false).await {
+                    tracing::debug!(image = %c.image_ref, error = %e, "old gateway image kept");
+                }
+            }
             state.token_in = None;
             create(inner, config, &tag, &name, &config_hash, &ports).await?
         }
