@@ -284,6 +284,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cp.enable_backups(data_dir.clone());
     if args.runtime == "swarm" {
         // Berth's gateways on the Swarm nodes (docs/swarm.md#traffic-without-ipvs).
+        if args.advertise_url.is_none() && api_addr.ip().is_loopback() {
+            tracing::warn!(api = %api_addr, "the gateways on the Swarm nodes cannot reach a loopback API: give --advertise-url (docs/swarm.md)");
+        }
         let control_url = args.advertise_url.clone().unwrap_or_else(|| {
             let scheme = if api_tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{api_addr}")
