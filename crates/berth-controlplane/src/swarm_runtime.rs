@@ -145,6 +145,28 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// How long a teardown waits for the removed services' tasks to leave their networks.
+const NETWORK_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Is the task attached to one of `networks` and not yet ended on its node?
+fn still_attached(t: &SwarmTask, networks: &[&str]) -> bool {
+    let ended = matches!(
+        t.task.status.as_ref().and_then(|s| s.state),
+        Some(
+            TaskState::COMPLETE
+                | TaskState::SHUTDOWN
+                | TaskState::FAILED
+                | TaskState::REJECTED
+                | TaskState::REMOVE
+                | TaskState::ORPHANED
+        )
+    );
+    !ended
+        && t.networks
+            .iter()
+            .any(|n| networks.contains(&n.network.id.as_str()))
+}
+
 fn current(t: &SwarmTask) -> bool {
     t.task.desired_state == Some(TaskState::RUNNING)
         || t.task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
@@ -366,11 +388,37 @@ impl AppRuntime for Swarm {
 
     async fn remove_resources(&self, app: &str, _volumes: bool) -> Result<(), CpError> {
         let inner = &self.inner;
-        for n in inner
+        let nets = inner
             .docker
             .list_networks(&crate::label_filters(inner, Some(app)))
-            .await?
-        {
+            .await?;
+        // The tasks of the services just removed keep their network attachments until their
+        // nodes have stopped them; an overlay network removed under a live task can bring a
+        // node's engine down (moby/moby#35288). Wait, bounded, until none is attached.
+        let ids: Vec<&str> = nets.iter().map(|n| n.id.as_str()).collect();
+        let deadline = std::time::Instant::now() + NETWORK_DRAIN;
+        loop {
+            let live = inner
+                .docker
+                .list_tasks(&[])
+                .await?
+                .iter()
+                .filter(|t| still_attached(t, &ids))
+                .count();
+            if live == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    app,
+                    tasks = live,
+                    "tasks still attached to the application's networks; removing them anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        for n in nets {
             match inner.docker.remove_network(&n.id).await {
                 Ok(()) | Err(DockerError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -485,6 +533,27 @@ fn wake_for(ev: &berth_docker::Event, prefix: &str, apps: &HashMap<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_holds_its_network_until_its_node_has_ended_it() {
+        let task = |state: &str, net: &str| -> SwarmTask {
+            serde_json::from_value(serde_json::json!({
+                "ID": "t1",
+                "DesiredState": "remove",
+                "Status": {"State": state},
+                "NetworksAttachments": [{"Network": {"ID": net, "Spec": {"Name": "n"}}, "Addresses": ["10.0.1.3/24"]}],
+            }))
+            .unwrap()
+        };
+        assert!(still_attached(&task("running", "net1"), &["net1"]));
+        assert!(still_attached(&task("starting", "net1"), &["net1", "net2"]));
+        assert!(!still_attached(&task("running", "other"), &["net1"]));
+        for ended in [
+            "shutdown", "complete", "failed", "rejected", "remove", "orphaned",
+        ] {
+            assert!(!still_attached(&task(ended, "net1"), &["net1"]), "{ended}");
+        }
+    }
 
     fn event(typ: &str, name: Option<&str>) -> berth_docker::Event {
         let mut ev = berth_docker::Event {
