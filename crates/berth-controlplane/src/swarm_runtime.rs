@@ -145,6 +145,14 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// Does the service run in `global` mode (a task on every eligible node)?
+fn is_global(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.mode.as_ref())
+        .is_some_and(|m| m.global.is_some())
+}
+
 /// How long a teardown waits for the removed services' tasks to leave their networks.
 const NETWORK_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -201,12 +209,32 @@ impl AppRuntime for Swarm {
                 .and_then(|s| s.name.clone())
                 .unwrap_or_default();
             let tasks = self.inner.docker.list_tasks(&[id]).await?;
-            out.extend(
-                tasks
+            let current: Vec<&SwarmTask> = tasks.iter().filter(|t| current(t)).collect();
+            // A global service's tasks have no slot: Berth's slot is the node's place among
+            // the nodes its tasks run on (so each node's task is one slot, old and new alike).
+            let node_slots: Vec<&str> = if is_global(s) {
+                let mut n: Vec<&str> = current
                     .iter()
-                    .filter(|t| current(t))
-                    .map(|t| replica(&name, compose, t, &nodes)),
-            );
+                    .filter_map(|t| t.task.node_id.as_deref())
+                    .collect();
+                n.sort_unstable();
+                n.dedup();
+                n
+            } else {
+                Vec::new()
+            };
+            out.extend(current.iter().map(|t| {
+                let mut r = replica(&name, compose, t, &nodes);
+                if let Some(i) = t
+                    .task
+                    .node_id
+                    .as_deref()
+                    .and_then(|n| node_slots.iter().position(|x| *x == n))
+                {
+                    r.slot = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+                r
+            }));
         }
         Ok(out)
     }
@@ -232,13 +260,22 @@ impl AppRuntime for Swarm {
             .await?
             .iter()
             .filter_map(|s| {
-                let replicas = s
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.mode.as_ref())
-                    .and_then(|m| m.replicated.as_ref())
-                    .and_then(|r| r.replicas)
-                    .unwrap_or(0);
+                let global = is_global(s);
+                // A global service runs as many tasks as Swarm wants (one per eligible node).
+                let replicas = if global {
+                    s.service_status
+                        .as_ref()
+                        .and_then(|st| st.desired_tasks)
+                        .and_then(|n| i64::try_from(n).ok())
+                        .unwrap_or(0)
+                } else {
+                    s.spec
+                        .as_ref()
+                        .and_then(|s| s.mode.as_ref())
+                        .and_then(|m| m.replicated.as_ref())
+                        .and_then(|r| r.replicas)
+                        .unwrap_or(0)
+                };
                 let update = s.update_status.as_ref().and_then(|u| {
                     let state = match u.state? {
                         ServiceUpdateStatusStateEnum::UPDATING => UpdateState::Updating,
@@ -261,6 +298,7 @@ impl AppRuntime for Swarm {
                     service: label(s, labels::SERVICE)?.to_string(),
                     hash: label(s, labels::HASH).unwrap_or_default().to_string(),
                     replicas: u32::try_from(replicas).unwrap_or(0),
+                    global,
                     update,
                 })
             })
@@ -340,6 +378,19 @@ impl AppRuntime for Swarm {
                         name,
                         holder: "a Swarm service Berth does not manage for this application".into(),
                     });
+                }
+                // Swarm cannot change a service's mode in place: replicated ↔ global is a new
+                // service (its tasks go, the new ones start).
+                if is_global(&current) != body.mode.as_ref().is_some_and(|m| m.global.is_some()) {
+                    docker.remove_service(&id).await?;
+                    docker.create_service(&body).await?;
+                    tracing::info!(
+                        app,
+                        service,
+                        revision,
+                        "Swarm service re-created in its new mode"
+                    );
+                    return Ok(());
                 }
                 let mut body = body;
                 if let Some(running) = &current.spec {

@@ -12,18 +12,23 @@
 //!   template would have Swarm replace every task.
 //! - Swarm rolls out and restarts: `update_config` and `restart_policy` go to Swarm as written;
 //!   `order` left unset is Berth's default (start-first, stop-first with a `container_name`).
-//! - `endpoint_mode` is `dnsrr`: Berth's gateway balances over task addresses and never needs
-//!   Swarm's VIPs (IPVS).
+//! - `endpoint_mode` is `dnsrr` unless the file asks for `vip`: Berth's gateway balances over
+//!   task addresses and never needs Swarm's VIPs (IPVS).
+//! - Swarm's scheduling keys go as written: `mode: global`, `placement`, `rollback_config`,
+//!   CPU and memory reservations.
 //! - Keys this phase does not carry to Swarm yet are refused by name, never dropped silently.
 
 use crate::spec::{labels, Naming, RevisionSpec};
-use berth_compose::{FailureAction, RestartCondition, Service, UpdateOrder};
+use berth_compose::{EndpointMode, FailureAction, RestartCondition, Service, UpdateOrder};
 use berth_docker::swarm::models::{
     EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
     ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
+    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -242,10 +247,14 @@ pub(crate) fn service_spec(
             memory_bytes: r.memory_bytes,
             pids: None,
         }),
-        reservations: r.memory_reservation_bytes.map(|m| ResourceObject {
-            memory_bytes: Some(m),
-            ..ResourceObject::default()
-        }),
+        reservations: (r.memory_reservation_bytes.is_some() || r.cpus_reservation.is_some()).then(
+            || ResourceObject {
+                #[allow(clippy::cast_possible_truncation)] // CPUs × 1e9 fits an i64
+                nano_cpus: r.cpus_reservation.map(|c| (c * 1e9).round() as i64),
+                memory_bytes: r.memory_reservation_bytes,
+                ..ResourceObject::default()
+            },
+        ),
         ..TaskSpecResources::default()
     };
     let u = &svc.update_config;
@@ -264,6 +273,50 @@ pub(crate) fn service_spec(
             Some(UpdateOrder::StartFirst) | None => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
         }),
     };
+    // Swarm rolls back on its own (`failure_action: rollback`): as `rollback_config` says,
+    // else as Swarm's defaults (one at a time, pause on failure) with Berth's default order.
+    let rollback_config = svc.rollback_config.as_ref().map_or_else(
+        || ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            ..ServiceSpecRollbackConfig::default()
+        },
+        |r| ServiceSpecRollbackConfig {
+            parallelism: Some(i64::from(r.parallelism)),
+            delay: Some(ns(r.delay_ms)),
+            failure_action: Some(match r.failure_action {
+                FailureAction::Continue => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+                FailureAction::Pause | FailureAction::Rollback => {
+                    ServiceSpecRollbackConfigFailureActionEnum::PAUSE
+                }
+            }),
+            monitor: r.monitor_ms.map(ns),
+            max_failure_ratio: Some(r.max_failure_ratio),
+            order: Some(match r.order {
+                Some(UpdateOrder::StopFirst) => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+                Some(UpdateOrder::StartFirst) | None => {
+                    ServiceSpecRollbackConfigOrderEnum::START_FIRST
+                }
+            }),
+        },
+    );
+    let p = &svc.placement;
+    let placement = (!p.is_empty()).then(|| TaskSpecPlacement {
+        constraints: (!p.constraints.is_empty()).then(|| p.constraints.clone()),
+        preferences: (!p.spread.is_empty()).then(|| {
+            p.spread
+                .iter()
+                .map(|d| TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread {
+                        spread_descriptor: Some(d.clone()),
+                    }),
+                })
+                .collect()
+        }),
+        max_replicas: p.max_replicas_per_node.map(i64::from),
+        platforms: None,
+    });
     let task_networks: Vec<NetworkAttachmentConfig> = svc
         .networks
         .iter()
@@ -286,17 +339,30 @@ pub(crate) fn service_spec(
             resources: Some(resources),
             restart_policy: Some(restart_policy),
             networks: Some(task_networks),
+            placement,
             ..TaskSpec::default()
         }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(i64::from(svc.replicas)),
-            }),
-            ..ServiceSpecMode::default()
+        mode: Some(if svc.global {
+            ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..ServiceSpecMode::default()
+            }
+        } else {
+            ServiceSpecMode {
+                replicated: Some(ServiceSpecModeReplicated {
+                    replicas: Some(i64::from(svc.replicas)),
+                }),
+                ..ServiceSpecMode::default()
+            }
         }),
         update_config: Some(update_config),
+        rollback_config: Some(rollback_config),
         endpoint_spec: Some(EndpointSpec {
-            mode: Some(EndpointSpecModeEnum::DNSRR),
+            // A VIP only where the file asks for one (it needs IPVS on the nodes).
+            mode: Some(match svc.endpoint_mode {
+                Some(EndpointMode::Vip) => EndpointSpecModeEnum::VIP,
+                Some(EndpointMode::Dnsrr) | None => EndpointSpecModeEnum::DNSRR,
+            }),
             ..EndpointSpec::default()
         }),
         ..ServiceSpec::default()
@@ -401,6 +467,50 @@ mod tests {
         assert_eq!(
             v["TaskTemplate"]["Networks"],
             json!([{"Target": "berth_012345_shop_default", "Aliases": ["web"]}])
+        );
+        // No placement asked for, none sent; Swarm's rollback defaults with Berth's order.
+        assert!(v["TaskTemplate"].get("Placement").is_none());
+        assert_eq!(
+            v["RollbackConfig"],
+            json!({"Parallelism": 1, "FailureAction": "pause", "Order": "start-first"})
+        );
+    }
+
+    #[test]
+    fn swarms_scheduling_keys_reach_the_service() {
+        let s = spec(
+            "services:
+  web:
+    image: web:1
+    deploy:
+      mode: global
+      endpoint_mode: vip
+      placement:
+        constraints: ['node.role == manager']
+        preferences: [{spread: node.labels.zone}]
+        max_replicas_per_node: 2
+      rollback_config: {parallelism: 0, delay: 2s, failure_action: continue, monitor: 3s, order: stop-first}
+      resources: {reservations: {cpus: '0.25', memory: 16M}}
+",
+        );
+        let out = service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap();
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["Mode"], json!({"Global": {}}));
+        assert_eq!(v["EndpointSpec"], json!({"Mode": "vip"}));
+        assert_eq!(
+            v["TaskTemplate"]["Placement"],
+            json!({"Constraints": ["node.role == manager"],
+                   "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
+                   "MaxReplicas": 2})
+        );
+        assert_eq!(
+            v["RollbackConfig"],
+            json!({"Parallelism": 0, "Delay": 2_000_000_000_i64, "FailureAction": "continue",
+                   "Monitor": 3_000_000_000_i64, "MaxFailureRatio": 0.0, "Order": "stop-first"})
+        );
+        assert_eq!(
+            v["TaskTemplate"]["Resources"]["Reservations"],
+            json!({"NanoCPUs": 250_000_000, "MemoryBytes": 16_777_216})
         );
     }
 

@@ -30,8 +30,9 @@ pub mod models {
         ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
         ServiceSpecUpdateConfigOrderEnum, ServiceUpdateResponse, ServiceUpdateStatus,
         ServiceUpdateStatusStateEnum, Swarm, Task, TaskSpec, TaskSpecContainerSpec,
-        TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-        TaskSpecRestartPolicyConditionEnum, TaskState, TaskStatus,
+        TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+        TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+        TaskStatus,
     };
 }
 
@@ -149,7 +150,14 @@ impl Docker {
         &self,
         label_filters: &[String],
     ) -> Result<Vec<Service>, DockerError> {
+        // `status=true` (API 1.41+): each service's running and desired task counts, which
+        // is how many tasks a `global` service should have.
         let q = filters(label_filters, &[]);
+        let q = if q.is_empty() {
+            "?status=true".to_string()
+        } else {
+            format!("{q}&status=true")
+        };
         self.swarm_get("GET /services", &format!("/services{q}"))
             .await
     }
