@@ -399,3 +399,72 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
     );
     drop(server);
 }
+
+/// Swarm's scheduling keys reach Swarm: a `mode: global` service runs one task on every node
+/// and converges on as many tasks as Swarm wants; `placement.constraints` keeps a service's
+/// replicas on the manager.
+#[test]
+fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_manager() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-placement");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--runtime", "swarm"],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  agent:\n    image: {image}\n    deploy: {{mode: global}}\n  web:\n    image: {image}\n    deploy:\n      replicas: 2\n      placement: {{constraints: ['node.role == manager']}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    assert!(!out.contains("note:"), "no note on Swarm: {out}");
+    let ps = server.ps("shop");
+    let nodes_of = |service: &str| -> Vec<String> {
+        let mut n: Vec<String> = ps
+            .iter()
+            .filter(|i| i["service"] == service && i["state"] == "running")
+            .map(|i| i["node"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(nodes_of("agent"), ["node1", "node2", "node3"], "{ps:#?}");
+    assert_eq!(nodes_of("web"), ["node1", "node1"], "{ps:#?}");
+    let (_, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/apps/shop",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(common::json(&body)["converged"], true, "{body}");
+
+    server.ok(&["rm", "--app", "shop"]);
+    let label = format!("label=berth.test={}", run.id);
+    wait_for(Duration::from_secs(60), "the services gone", || {
+        let s = lab
+            .docker(1, &["service", "ls", "-q", "--filter", &label])
+            .ok()?;
+        s.trim().is_empty().then_some(())
+    });
+    drop(server);
+}
