@@ -21,7 +21,7 @@ use crate::runtime::{AppRuntime, Replica, RuntimeEvent};
 use crate::spec::{labels, RevisionSpec};
 use crate::{swarm_spec, CpError, Inner};
 use berth_docker::swarm::models::{Service, ServiceUpdateStatusStateEnum, TaskState};
-use berth_docker::swarm::SwarmTask;
+use berth_docker::swarm::{ObjectKind, SwarmTask};
 use berth_docker::DockerError;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -145,6 +145,107 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// The Swarm secrets and configs of `svc`, made when missing: one object per content (named
+/// by its digest, since Swarm's objects are immutable), labelled with the application.
+async fn ensure_objects(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+    svc: &berth_compose::Service,
+) -> Result<swarm_spec::Objects, CpError> {
+    let mut out = swarm_spec::Objects::new();
+    for (kind, refs, defs) in [
+        (ObjectKind::Secret, &svc.secrets, &spec.project.secrets),
+        (ObjectKind::Config, &svc.configs, &spec.project.configs),
+    ] {
+        if refs.is_empty() {
+            continue;
+        }
+        let filters = crate::label_filters(inner, Some(app));
+        let mut existing = inner.docker.list_swarm_objects(kind, &filters).await?;
+        for r in refs {
+            let Some(def) = defs.get(&r.source) else {
+                continue;
+            };
+            let name = swarm_spec::object_name(&inner.naming, app, &r.source, &def.content);
+            let id = match existing.iter().find(|o| o.name == name) {
+                Some(o) => o.id.clone(),
+                None => {
+                    let mut l = inner.config.extra_labels.clone();
+                    l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+                    l.insert(labels::APP.into(), app.into());
+                    l.insert(labels::FILE.into(), r.source.clone());
+                    match inner
+                        .docker
+                        .create_swarm_object(kind, &name, &l, def.content.as_bytes())
+                        .await
+                    {
+                        Ok(id) => id,
+                        // Made meanwhile (another pass): list again.
+                        Err(DockerError::Conflict(_)) => {
+                            existing = inner.docker.list_swarm_objects(kind, &filters).await?;
+                            existing
+                                .iter()
+                                .find(|o| o.name == name)
+                                .map(|o| o.id.clone())
+                                .ok_or_else(|| CpError::NameTaken {
+                                    name: name.clone(),
+                                    holder:
+                                        "a Swarm object Berth does not manage for this application"
+                                            .into(),
+                                })?
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            out.insert((kind, r.source.clone()), (id, name));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove the application's secrets and configs that `keep` does not name (all of them when
+/// it is empty); one a task still uses is left for the next time (the manager refuses it).
+async fn prune_objects(inner: &Inner, app: &str, keep: &[String]) -> Result<(), CpError> {
+    let filters = crate::label_filters(inner, Some(app));
+    for kind in [ObjectKind::Secret, ObjectKind::Config] {
+        for o in inner.docker.list_swarm_objects(kind, &filters).await? {
+            if keep.contains(&o.name) {
+                continue;
+            }
+            if let Err(e) = inner.docker.remove_swarm_object(kind, &o.id).await {
+                tracing::debug!(app, object = %o.name, error = %e, "Swarm object still in use; kept for now");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names of the secrets and configs the revision's services use.
+fn object_names(inner: &Inner, app: &str, spec: &RevisionSpec) -> Vec<String> {
+    let p = &spec.project;
+    p.services
+        .values()
+        .flat_map(|svc| {
+            let secrets = svc
+                .secrets
+                .iter()
+                .filter_map(|r| Some((r, p.secrets.get(&r.source)?)));
+            let configs = svc
+                .configs
+                .iter()
+                .filter_map(|r| Some((r, p.configs.get(&r.source)?)));
+            secrets
+                .chain(configs)
+                .map(|(r, def)| {
+                    swarm_spec::object_name(&inner.naming, app, &r.source, &def.content)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Does the service run in `global` mode (a task on every eligible node)?
 fn is_global(s: &Service) -> bool {
     s.spec
@@ -342,6 +443,7 @@ impl AppRuntime for Swarm {
             }
             networks.insert(key.clone(), name);
         }
+        let objects = ensure_objects(inner, app, spec, svc).await?;
         let body = swarm_spec::service_spec(
             &inner.naming,
             spec,
@@ -349,6 +451,7 @@ impl AppRuntime for Swarm {
             revision,
             service,
             &networks,
+            &objects,
             &inner.config.extra_labels,
         )
         .map_err(|keys| {
@@ -400,6 +503,8 @@ impl AppRuntime for Swarm {
             }
         }
         tracing::info!(app, service, revision, "Swarm service ensured");
+        // Objects of earlier contents go once no task uses them.
+        prune_objects(inner, app, &object_names(inner, app, spec)).await?;
         Ok(())
     }
 
@@ -437,7 +542,7 @@ impl AppRuntime for Swarm {
         Err(refused())
     }
 
-    async fn remove_resources(&self, app: &str, _volumes: bool) -> Result<(), CpError> {
+    async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
         let inner = &self.inner;
         let nets = inner
             .docker
@@ -468,6 +573,20 @@ impl AppRuntime for Swarm {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        prune_objects(inner, app, &[]).await?;
+        if volumes {
+            // Node-local volumes: the manager's engine sees only its own copies.
+            for v in inner
+                .docker
+                .list_volumes(&crate::label_filters(inner, Some(app)))
+                .await?
+            {
+                match inner.docker.remove_volume(&v.name).await {
+                    Ok(()) | Err(DockerError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         for n in nets {
             match inner.docker.remove_network(&n.id).await {

@@ -19,7 +19,9 @@
 //! - Keys this phase does not carry to Swarm yet are refused by name, never dropped silently.
 
 use crate::spec::{labels, Naming, RevisionSpec};
-use berth_compose::{EndpointMode, FailureAction, RestartCondition, Service, UpdateOrder};
+use berth_compose::{
+    EndpointMode, FailureAction, MountKind, RestartCondition, Service, UpdateOrder,
+};
 use berth_docker::swarm::models::{
     EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
     ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
@@ -30,6 +32,11 @@ use berth_docker::swarm::models::{
     TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
+use berth_docker::swarm::models::{
+    Mount as SwarmMount, MountType, MountVolumeOptions, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets,
+};
+use berth_docker::swarm::ObjectKind;
 use std::collections::{BTreeMap, HashMap};
 
 /// The most characters of a Swarm service name (a DNS label).
@@ -40,9 +47,25 @@ const MAX_NAME: usize = 63;
 /// name per (instance, app, service)).
 #[must_use]
 pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String {
-    use sha2::{Digest, Sha256};
     let app = berth_core::team::docker_part(app);
-    let full = format!("{}{app}_{service}", service_prefix(naming));
+    bounded(format!("{}{app}_{service}", service_prefix(naming)))
+}
+
+/// The Swarm secret or config holding `content` for the Compose secret or config `source`:
+/// `berth_{instance6}_{app}_{source}_{sha8 of content}`, bounded as service names are. Swarm's
+/// objects are immutable: a new content is a new name, and the service is updated to it.
+#[must_use]
+pub(crate) fn object_name(naming: &Naming, app: &str, source: &str, content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(content.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let app = berth_core::team::docker_part(app);
+    bounded(format!("{}{app}_{source}_{hex}", service_prefix(naming)))
+}
+
+/// `full`, or past 63 characters its first 54, `_` and 8 hex digits of its SHA-256.
+fn bounded(full: String) -> String {
+    use sha2::{Digest, Sha256};
     if full.len() <= MAX_NAME {
         return full;
     }
@@ -121,10 +144,6 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
         }
     };
     key(!svc.ports.is_empty(), "ports");
-    key(!svc.mounts.is_empty(), "volumes");
-    key(!svc.tmpfs.is_empty(), "tmpfs");
-    key(!svc.secrets.is_empty(), "secrets");
-    key(!svc.configs.is_empty(), "configs");
     key(svc.container_name.is_some(), "container_name");
     key(svc.network_mode.is_some(), "network_mode");
     key(svc.privileged, "privileged");
@@ -152,6 +171,7 @@ pub(crate) fn service_spec(
     revision: u64,
     service: &str,
     networks: &BTreeMap<String, String>,
+    objects: &Objects,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<ServiceSpec, Vec<String>> {
     let Some(svc) = spec.project.services.get(service) else {
@@ -225,6 +245,10 @@ pub(crate) fn service_spec(
         health_check,
         capability_add: (!svc.cap_add.is_empty()).then(|| svc.cap_add.clone()),
         capability_drop: (!svc.cap_drop.is_empty()).then(|| svc.cap_drop.clone()),
+        secrets: (!svc.secrets.is_empty()).then(|| secret_refs(svc, objects)),
+        configs: (!svc.configs.is_empty()).then(|| config_refs(svc, objects)),
+        mounts: (!svc.mounts.is_empty() || !svc.tmpfs.is_empty())
+            .then(|| mounts(naming, spec, app, svc)),
         ..TaskSpecContainerSpec::default()
     };
     let restart_policy = TaskSpecRestartPolicy {
@@ -369,14 +393,115 @@ pub(crate) fn service_spec(
     })
 }
 
+/// The Swarm secrets and configs a revision's services use: (kind, Compose name, content
+/// digest name) → (ID, name), made by the caller before the service (`ensure_objects`).
+pub(crate) type Objects = BTreeMap<(ObjectKind, String), (String, String)>;
+
+/// What the service's tasks see of its secrets: `/run/secrets/TARGET` (Swarm's place for a
+/// relative target), read-only for everyone, as on the local runtime.
+fn secret_refs(svc: &Service, objects: &Objects) -> Vec<TaskSpecContainerSpecSecrets> {
+    svc.secrets
+        .iter()
+        .filter_map(|r| {
+            let (id, name) = objects.get(&(ObjectKind::Secret, r.source.clone()))?;
+            Some(TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(r.target.clone().unwrap_or_else(|| r.source.clone())),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                secret_id: Some(id.clone()),
+                secret_name: Some(name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Configs at their target, `/NAME` by default, as on the local runtime.
+fn config_refs(svc: &Service, objects: &Objects) -> Vec<TaskSpecContainerSpecConfigs> {
+    svc.configs
+        .iter()
+        .filter_map(|r| {
+            let (id, name) = objects.get(&(ObjectKind::Config, r.source.clone()))?;
+            Some(TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: Some(r.target.clone().unwrap_or_else(|| format!("/{}", r.source))),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                runtime: None,
+                config_id: Some(id.clone()),
+                config_name: Some(name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Volumes, binds and tmpfs. A named volume is a local volume on whichever node runs the
+/// task, under the name it has on the local runtime: its data stays on that node.
+fn mounts(naming: &Naming, spec: &RevisionSpec, app: &str, svc: &Service) -> Vec<SwarmMount> {
+    let mut out: Vec<SwarmMount> = svc
+        .mounts
+        .iter()
+        .map(|m| match m.kind {
+            MountKind::Volume => SwarmMount {
+                target: Some(m.target.clone()),
+                source: m
+                    .source
+                    .as_ref()
+                    .map(|key| naming.volume(app, key, spec.project.volumes.get(key))),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(m.read_only),
+                volume_options: m.source.as_ref().map(|key| MountVolumeOptions {
+                    labels: Some(HashMap::from([
+                        (labels::INSTANCE.to_string(), naming.instance.clone()),
+                        (labels::APP.to_string(), app.to_string()),
+                        (labels::VOLUME.to_string(), key.clone()),
+                    ])),
+                    ..MountVolumeOptions::default()
+                }),
+                ..SwarmMount::default()
+            },
+            MountKind::Bind => SwarmMount {
+                target: Some(m.target.clone()),
+                source: m.source.clone(),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..SwarmMount::default()
+            },
+            MountKind::Tmpfs => SwarmMount {
+                target: Some(m.target.clone()),
+                typ: Some(MountType::TMPFS),
+                ..SwarmMount::default()
+            },
+        })
+        .collect();
+    out.extend(svc.tmpfs.iter().map(|t| SwarmMount {
+        target: Some(t.split(':').next().unwrap_or(t).to_string()),
+        typ: Some(MountType::TMPFS),
+        ..SwarmMount::default()
+    }));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn spec(compose: &str) -> RevisionSpec {
+        spec_with_env(compose, &[])
+    }
+
+    fn spec_with_env(compose: &str, env: &[(&str, &str)]) -> RevisionSpec {
         let mut b = berth_compose::Bundle {
             compose_files: vec!["compose.yaml".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
             ..berth_compose::Bundle::default()
         };
         b.files.insert("compose.yaml".into(), compose.into());
@@ -421,7 +546,17 @@ mod tests {
         );
         let extra: BTreeMap<String, String> =
             [("berth.test".to_string(), "run1".to_string())].into();
-        let out = service_spec(&naming(), &s, "shop", 7, "web", &nets(), &extra).unwrap();
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            7,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &extra,
+        )
+        .unwrap();
         let v = serde_json::to_value(&out).unwrap();
         let hash = s.service_hash("web");
         assert_eq!(v["Name"], "berth_012345_shop_web");
@@ -477,6 +612,85 @@ mod tests {
     }
 
     #[test]
+    fn secrets_configs_and_mounts_reach_the_tasks() {
+        let s = spec_with_env(
+            "services:
+  web:
+    image: web:1
+    secrets: [token, {source: key, target: api.key}]
+    configs: [{source: conf, target: /etc/app.conf}, conf]
+    volumes: [data:/data, /srv/x:/x:ro, /scratch]
+    tmpfs: ['/tmp:size=1m']
+volumes: {data: {}}
+secrets:
+  token: {environment: TOKEN}
+  key: {environment: TOKEN}
+configs:
+  conf: {environment: TOKEN}
+",
+            &[("TOKEN", "s3cret")],
+        );
+        let name = |src: &str| object_name(&naming(), "shop", src, "s3cret");
+        assert_eq!(name("token").len(), "berth_012345_shop_token_".len() + 8);
+        assert_ne!(
+            name("token"),
+            object_name(&naming(), "shop", "token", "other")
+        );
+        let objects: Objects = [
+            (
+                (ObjectKind::Secret, "token".to_string()),
+                ("s1".to_string(), name("token")),
+            ),
+            (
+                (ObjectKind::Secret, "key".to_string()),
+                ("s2".to_string(), name("key")),
+            ),
+            (
+                (ObjectKind::Config, "conf".to_string()),
+                ("c1".to_string(), name("conf")),
+            ),
+        ]
+        .into();
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &objects,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let c = &serde_json::to_value(&out).unwrap()["TaskTemplate"]["ContainerSpec"];
+        let file = |name: &str| json!({"Name": name, "UID": "0", "GID": "0", "Mode": 0o444});
+        assert_eq!(
+            c["Secrets"],
+            json!([
+                {"File": file("token"), "SecretID": "s1", "SecretName": name("token")},
+                {"File": file("api.key"), "SecretID": "s2", "SecretName": name("key")}
+            ])
+        );
+        assert_eq!(
+            c["Configs"],
+            json!([
+                {"File": file("/etc/app.conf"), "ConfigID": "c1", "ConfigName": name("conf")},
+                {"File": file("/conf"), "ConfigID": "c1", "ConfigName": name("conf")}
+            ])
+        );
+        assert_eq!(
+            c["Mounts"],
+            json!([
+                {"Target": "/data", "Source": "berth_012345_shop_data", "Type": "volume", "ReadOnly": false,
+                 "VolumeOptions": {"Labels": {"berth.instance": naming().instance, "berth.app": "shop", "berth.volume": "data"}}},
+                {"Target": "/x", "Source": "/srv/x", "Type": "bind", "ReadOnly": true},
+                {"Target": "/scratch", "Type": "volume", "ReadOnly": false},
+                {"Target": "/tmp", "Type": "tmpfs"}
+            ])
+        );
+    }
+
+    #[test]
     fn swarms_scheduling_keys_reach_the_service() {
         let s = spec(
             "services:
@@ -493,7 +707,17 @@ mod tests {
       resources: {reservations: {cpus: '0.25', memory: 16M}}
 ",
         );
-        let out = service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap();
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         let v = serde_json::to_value(&out).unwrap();
         assert_eq!(v["Mode"], json!({"Global": {}}));
         assert_eq!(v["EndpointSpec"], json!({"Mode": "vip"}));
@@ -518,10 +742,12 @@ mod tests {
     fn a_new_revision_at_the_same_hash_leaves_the_task_template_as_it_was() {
         let (n, nets, none) = (naming(), nets(), BTreeMap::new());
         let v1 = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n");
-        let running = service_spec(&n, &v1, "shop", 1, "web", &nets, &none).unwrap();
+        let running =
+            service_spec(&n, &v1, "shop", 1, "web", &nets, &Objects::new(), &none).unwrap();
         // Revision 2 scales to 3: same hash; the tasks must not be replaced.
         let scaled = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n");
-        let mut body = service_spec(&n, &scaled, "shop", 2, "web", &nets, &none).unwrap();
+        let mut body =
+            service_spec(&n, &scaled, "shop", 2, "web", &nets, &Objects::new(), &none).unwrap();
         assert_ne!(
             body.task_template, running.task_template,
             "without keeping it"
@@ -537,7 +763,8 @@ mod tests {
         assert_eq!(body.mode.unwrap().replicated.unwrap().replicas, Some(3));
         // Revision 3 changes the service: its tasks are made by revision 3.
         let v3 = spec("services:\n  web:\n    image: web\n    environment: {A: 1}\n");
-        let mut body = service_spec(&n, &v3, "shop", 3, "web", &nets, &none).unwrap();
+        let mut body =
+            service_spec(&n, &v3, "shop", 3, "web", &nets, &Objects::new(), &none).unwrap();
         keep_task_revision(&mut body, &running);
         let c = body.task_template.unwrap().container_spec.unwrap();
         assert_eq!(c.labels.unwrap()[labels::REVISION], "3");
@@ -547,7 +774,17 @@ mod tests {
     fn defaults_are_berths_start_first_rollback_and_restart_any() {
         let s = spec("services:\n  web:\n    image: web\n");
         let v = serde_json::to_value(
-            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap(),
+            service_spec(
+                &naming(),
+                &s,
+                "shop",
+                1,
+                "web",
+                &nets(),
+                &Objects::new(),
+                &BTreeMap::new(),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(v["UpdateConfig"]["Order"], "start-first");
@@ -570,18 +807,29 @@ mod tests {
 volumes: {data: {}}
 ",
         );
-        let err =
-            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap_err();
-        assert_eq!(
-            err,
-            [
-                "services.web.ports",
-                "services.web.volumes",
-                "services.web.container_name"
-            ]
-        );
-        let err =
-            service_spec(&naming(), &s, "shop", 1, "nope", &nets(), &BTreeMap::new()).unwrap_err();
+        let err = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(err, ["services.web.ports", "services.web.container_name"]);
+        let err = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "nope",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(err, ["services.nope"]);
     }
 
@@ -617,7 +865,6 @@ volumes: {data: {}}
         assert_eq!(
             unsupported_keys(&s.project),
             [
-                "services.api.volumes",
                 "services.web.ports",
                 "services.web.x-berth.route",
                 "services.web.x-berth.health"
