@@ -164,6 +164,7 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
 /// # Errors
 /// The Compose keys (as paths) this phase does not carry to Swarm, or a service the revision
 /// does not have.
+#[allow(clippy::too_many_arguments)] // the revision, which service, and what was made for it
 pub(crate) fn service_spec(
     naming: &Naming,
     spec: &RevisionSpec,
