@@ -649,6 +649,9 @@ pub(crate) fn report_created(c: &berth_core::api::RevisionCreated) {
     } else {
         outln!("{}: no change (revision {})", c.app, c.revision);
     }
+    for n in &c.notes {
+        outln!("note: {n}");
+    }
 }
 
 const DEFAULT_FILES: &[&str] = &[

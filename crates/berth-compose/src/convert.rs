@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
     AuthSpec, BerthExt, BuildSpec, CircuitBreakerSpec, ConcurrencySpec, DependsCondition,
-    DeviceSpec, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec, Mount,
-    MountKind, Network, PlanSpec, PortSpec, Project, RateLimitKey, RateLimitSpec, Resources,
-    RestartCondition, RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service, ServiceNetwork,
-    SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
+    DeviceSpec, EndpointMode, FailureAction, FileObject, FileRef, Healthcheck, HttpHealth, JwtSpec,
+    Mount, MountKind, Network, Placement, PlanSpec, PortSpec, Project, RateLimitKey, RateLimitSpec,
+    Resources, RestartCondition, RestartPolicy, RetrySpec, RouteProtocol, RouteSpec, Service,
+    ServiceNetwork, SlowCallSpec, TimeoutSpec, UpdateConfig, UpdateOrder, Volume,
 };
 use crate::values::{
     boolean, command, host_ip, invalid, memory_bytes, normalize_path, number, opt_bool,
@@ -273,6 +273,26 @@ fn service(
         (None, None) => 1,
     };
 
+    // `deploy.mode`: `global` runs one task per node (Swarm) and has no replica count.
+    let mpath = join(&dpath, "mode");
+    let global = match opt_string(deploy_get("mode"), &mpath)?.as_deref() {
+        None | Some("replicated") => false,
+        Some("global") => true,
+        Some(other) => {
+            return Err(invalid(
+                &mpath,
+                format!("unknown mode {other:?} (replicated or global)"),
+            ))
+        }
+    };
+    if global && (replicas_deploy.is_some() || scale.is_some()) {
+        return Err(invalid(
+            &join(&dpath, "replicas"),
+            "cannot be set with `mode: global` (one replica per node)",
+        ));
+    }
+    let replicas = if global { 1 } else { replicas };
+
     let network_mode = host_mode(get("network_mode"), &p("network_mode"), &["host", "none"])?;
     if let Some(mode) = &network_mode {
         // Such a container has no address on an application network: nothing to publish
@@ -353,6 +373,13 @@ fn service(
         devices: devices(get("devices"), &p("devices"))?,
         security_opt: get("security_opt")
             .map_or(Ok(Vec::new()), |v| string_list(v, &p("security_opt")))?,
+        global,
+        placement: placement(deploy_get("placement"), &join(&dpath, "placement"))?,
+        rollback_config: rollback_config(
+            deploy_get("rollback_config"),
+            &join(&dpath, "rollback_config"),
+        )?,
+        endpoint_mode: endpoint_mode(deploy_get("endpoint_mode"), &join(&dpath, "endpoint_mode"))?,
     })
     .and_then(|s| no_address_checks(s, &path))
 }
@@ -1205,6 +1232,81 @@ fn update_config(v: Option<&Value>, path: &str) -> Result<UpdateConfig, ComposeE
     Ok(out)
 }
 
+/// `deploy.placement`: constraints `ATTRIBUTE ==|!= VALUE`, `preferences: [{spread: D}]`,
+/// `max_replicas_per_node` (Swarm checks the attributes themselves).
+fn placement(v: Option<&Value>, path: &str) -> Result<Placement, ComposeError> {
+    let mut out = Placement::default();
+    let Some(v) = v.filter(|v| **v != Value::Null) else {
+        return Ok(out);
+    };
+    entries(Some(v), path)?;
+    let cpath = join(path, "constraints");
+    if let Some(c) = v.get("constraints").filter(|c| **c != Value::Null) {
+        for (i, item) in string_list(c, &cpath)?.into_iter().enumerate() {
+            let ok = ["==", "!="].iter().any(|op| {
+                item.split_once(op)
+                    .is_some_and(|(a, b)| !a.trim().is_empty() && !b.trim().is_empty())
+            });
+            if !ok {
+                return Err(invalid(
+                    &format!("{cpath}[{i}]"),
+                    format!("{item:?} is not `ATTRIBUTE == VALUE` or `ATTRIBUTE != VALUE`"),
+                ));
+            }
+            out.constraints.push(item);
+        }
+    }
+    let ppath = join(path, "preferences");
+    match v.get("preferences") {
+        None | Some(Value::Null) => {}
+        Some(Value::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{ppath}[{i}]");
+                let spread = opt_string(item.get("spread"), &join(&ip, "spread"))?
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| invalid(&ip, "must be `spread: DESCRIPTOR`"))?;
+                out.spread.push(spread);
+            }
+        }
+        Some(_) => return Err(invalid(&ppath, "must be a list of `spread:` entries")),
+    }
+    let mpath = join(path, "max_replicas_per_node");
+    out.max_replicas_per_node = opt_uint(v.get("max_replicas_per_node"), &mpath)?;
+    if out.max_replicas_per_node == Some(0) {
+        return Err(invalid(&mpath, "must be at least 1"));
+    }
+    Ok(out)
+}
+
+/// `deploy.rollback_config`: `update_config`'s keys; a rollback that fails can only pause or
+/// continue.
+fn rollback_config(v: Option<&Value>, path: &str) -> Result<Option<UpdateConfig>, ComposeError> {
+    let Some(v) = v.filter(|v| **v != Value::Null) else {
+        return Ok(None);
+    };
+    if v.get("failure_action").and_then(Value::scalar_text) == Some("rollback") {
+        return Err(invalid(
+            &join(path, "failure_action"),
+            "a rollback cannot itself roll back (pause or continue)",
+        ));
+    }
+    update_config(Some(v), path).map(Some)
+}
+
+fn endpoint_mode(v: Option<&Value>, path: &str) -> Result<Option<EndpointMode>, ComposeError> {
+    Ok(match opt_string(v, path)?.as_deref() {
+        None => None,
+        Some("vip") => Some(EndpointMode::Vip),
+        Some("dnsrr") => Some(EndpointMode::Dnsrr),
+        Some(other) => {
+            return Err(invalid(
+                path,
+                format!("unknown endpoint mode {other:?} (vip or dnsrr)"),
+            ))
+        }
+    })
+}
+
 fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
     let mut out = Resources::default();
     let Some(v) = v else { return Ok(out) };
@@ -1214,6 +1316,14 @@ fn resources(v: Option<&Value>, path: &str) -> Result<Resources, ComposeError> {
         entries(Some(r), &rp)?;
         if let Some(m) = r.get("memory").filter(|m| **m != Value::Null) {
             out.memory_reservation_bytes = Some(memory_bytes(m, &join(&rp, "memory"))?);
+        }
+        if let Some(c) = r.get("cpus").filter(|c| **c != Value::Null) {
+            let cp = join(&rp, "cpus");
+            let cpus = number(c, &cp)?;
+            if cpus <= 0.0 {
+                return Err(invalid(&cp, "must be greater than 0"));
+            }
+            out.cpus_reservation = Some(cpus);
         }
     }
     let Some(limits) = v.get("limits") else {

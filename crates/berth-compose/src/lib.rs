@@ -276,7 +276,6 @@ pub fn load(bundle: &Bundle) -> Result<Project, ComposeError> {
     for (name, def) in &enabled {
         let path = join("services", name);
         schema::scan(def, &schema::SERVICE, &path, &mut unsupported);
-        schema::scan_service_values(def, &path, &mut unsupported);
     }
     if !unsupported.is_empty() {
         return Err(ComposeError::Unsupported { keys: unsupported });

@@ -139,6 +139,55 @@ pub struct Service {
     /// `security_opt` entries, as written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_opt: Vec<String>,
+    /// `deploy.mode: global`: one task on every node placement allows (Swarm); on one engine
+    /// (the local runtime) one replica, and apply says so. The keys from here on are Swarm's
+    /// scheduling and are left out of the JSON while unset (spec hashes stay as they were).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub global: bool,
+    /// `deploy.placement` (Swarm; reported at apply as ignored on the local runtime).
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
+    /// `deploy.rollback_config`: how Swarm rolls a failed update back (Swarm's defaults when
+    /// unset). Berth's own rollback on the local runtime follows `update_config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
+    /// `deploy.endpoint_mode` as written (Swarm; Berth's default there is `dnsrr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<EndpointMode>,
+}
+
+/// `deploy.placement`: where Swarm may run a service's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Constraints (`node.role == manager`, `node.labels.zone != b`), as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// `preferences: [{spread: DESCRIPTOR}]`: the spread descriptors, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<String>,
+    /// `max_replicas_per_node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas_per_node: Option<u32>,
+}
+
+impl Placement {
+    /// Nothing set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.constraints.is_empty()
+            && self.spread.is_empty()
+            && self.max_replicas_per_node.is_none()
+    }
+}
+
+/// `deploy.endpoint_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointMode {
+    /// A virtual IP per service (needs IPVS in the nodes' kernels).
+    Vip,
+    /// DNS round robin over the tasks' addresses.
+    Dnsrr,
 }
 
 /// One host device mapped into a container (`devices:`).
@@ -377,6 +426,10 @@ pub struct Resources {
     /// Memory reservation in bytes (Docker's soft limit, `MemoryReservation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation_bytes: Option<i64>,
+    /// CPUs reserved (`reservations.cpus`): Swarm schedules by it; one engine has no
+    /// equivalent (reported at apply on the local runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_reservation: Option<f64>,
 }
 
 /// A secret or config mounted into a service.

@@ -4,7 +4,7 @@
 //! walks the merged document with this table and returns the full path of *every* key that is
 //! not in it (`services.web.privileged`, `services.web.deploy.placement`, ...), so nothing a user
 //! wrote is ever silently dropped. It checks keys only; values are checked by `convert`. A few
-//! keys are supported only with some values (`external: true` on a secret, `deploy.mode: global`):
+//! keys are supported only with some values (`external: true` on a secret):
 //! those are reported here too, so all unsupported things come back in one error.
 
 use crate::yaml::Value;
@@ -63,20 +63,19 @@ static FILE_REF: Shape = obj(&[("source", Any), ("target", Any)]);
 
 static ENV_FILE: Shape = obj(&[("path", Any), ("required", Any)]);
 
+const UPDATE_CONFIG: Shape = obj(&[
+    ("parallelism", Any),
+    ("delay", Any),
+    ("order", Any),
+    ("failure_action", Any),
+    ("monitor", Any),
+    ("max_failure_ratio", Any),
+]);
+
 const DEPLOY: Shape = obj(&[
     ("mode", Any),
     ("replicas", Any),
-    (
-        "update_config",
-        obj(&[
-            ("parallelism", Any),
-            ("delay", Any),
-            ("order", Any),
-            ("failure_action", Any),
-            ("monitor", Any),
-            ("max_failure_ratio", Any),
-        ]),
-    ),
+    ("update_config", UPDATE_CONFIG),
     (
         "restart_policy",
         obj(&[
@@ -90,11 +89,24 @@ const DEPLOY: Shape = obj(&[
         "resources",
         obj(&[
             ("limits", obj(&[("cpus", Any), ("memory", Any)])),
-            // CPU and device reservations have no equivalent on one Docker engine.
-            ("reservations", obj(&[("memory", Any)])),
+            // CPU reservations are Swarm's (reported at apply on one engine); device
+            // reservations have no equivalent on either runtime.
+            ("reservations", obj(&[("cpus", Any), ("memory", Any)])),
+        ]),
+    ),
+    ("rollback_config", UPDATE_CONFIG),
+    ("endpoint_mode", Any),
+    (
+        "placement",
+        obj(&[
+            ("constraints", Any),
+            ("preferences", Items(&PREFERENCE)),
+            ("max_replicas_per_node", Any),
         ]),
     ),
 ]);
+
+const PREFERENCE: Shape = obj(&[("spread", Any)]);
 
 static ROUTE: Shape = Object {
     keys: &[
@@ -316,15 +328,6 @@ pub(crate) fn scan_top_values(doc: &Value, out: &mut Vec<String>) {
                     out.push(format!("{section}.{name}.external"));
                 }
             }
-        }
-    }
-}
-
-/// Value-dependent unsupported settings of a service (`deploy.mode` other than `replicated`).
-pub(crate) fn scan_service_values(service: &Value, path: &str, out: &mut Vec<String>) {
-    if let Some(mode) = service.get("deploy").and_then(|d| d.get("mode")) {
-        if mode.scalar_text() != Some("replicated") {
-            out.push(format!("{path}.deploy.mode"));
         }
     }
 }

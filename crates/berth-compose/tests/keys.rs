@@ -258,15 +258,38 @@ fn every_supported_key() {
             assert_eq!(s.update_config.failure_action, FailureAction::Continue);
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: '0.5'\n      memory: 512M\n    reservations:\n      memory: 128M", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20), memory_reservation_bytes: Some(128 << 20) });
+            assert_eq!(s.resources, Resources { cpus: Some(0.5), memory_bytes: Some(512 << 20), memory_reservation_bytes: Some(128 << 20), cpus_reservation: None });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    reservations: {memory: 64m}", |s| {
-            assert_eq!(s.resources, Resources { cpus: None, memory_bytes: None, memory_reservation_bytes: Some(64 << 20) });
+            assert_eq!(s.resources, Resources { cpus: None, memory_bytes: None, memory_reservation_bytes: Some(64 << 20), cpus_reservation: None });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits:\n      cpus: 2\n      memory: 1073741824", |s| {
-            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30), memory_reservation_bytes: None });
+            assert_eq!(s.resources, Resources { cpus: Some(2.0), memory_bytes: Some(1 << 30), memory_reservation_bytes: None, cpus_reservation: None });
         }),
         ("image: nginx\ndeploy:\n  resources:\n    limits: {memory: 100mb}", |s| assert_eq!(s.resources.memory_bytes, Some(100 << 20))),
+        ("image: nginx\ndeploy:\n  resources:\n    reservations: {cpus: '0.25'}", |s| assert_eq!(s.resources.cpus_reservation, Some(0.25))),
+        ("image: nginx\ndeploy:\n  mode: global", |s| {
+            assert!(s.global);
+            assert_eq!(s.replicas, 1);
+        }),
+        ("image: nginx\ndeploy: {mode: replicated, replicas: 2}", |s| {
+            assert!(!s.global);
+            assert_eq!(s.replicas, 2);
+        }),
+        ("image: nginx\ndeploy:\n  placement:\n    constraints: ['node.role == manager', node.labels.zone!=b]\n    preferences: [{spread: node.labels.zone}]\n    max_replicas_per_node: 2", |s| {
+            assert_eq!(s.placement.constraints, ["node.role == manager", "node.labels.zone!=b"]);
+            assert_eq!(s.placement.spread, ["node.labels.zone"]);
+            assert_eq!(s.placement.max_replicas_per_node, Some(2));
+        }),
+        ("image: nginx\ndeploy:\n  endpoint_mode: vip\n  rollback_config: {parallelism: 2, order: stop-first, failure_action: pause, delay: 1s, monitor: 5s, max_failure_ratio: 0.5}", |s| {
+            assert_eq!(s.endpoint_mode, Some(EndpointMode::Vip));
+            let r = s.rollback_config.as_ref().unwrap();
+            assert_eq!((r.parallelism, r.order, r.failure_action, r.delay_ms, r.monitor_ms), (2, Some(UpdateOrder::StopFirst), FailureAction::Pause, 1000, Some(5000)));
+            assert!((r.max_failure_ratio - 0.5).abs() < f64::EPSILON);
+        }),
+        ("image: nginx", |s| {
+            assert!(!s.global && s.placement.is_empty() && s.rollback_config.is_none() && s.endpoint_mode.is_none());
+        }),
         ("image: nginx\nx-other: {anything: [1]}\nx-berth:\n  route:\n    path_prefix: /api\n    host: example.com\n    port: 8080\n    strip_prefix: true\n  health:\n    http: /healthz\n    port: 8080\n    interval: 5s\n    timeout: 500ms", |s| {
             assert_eq!(
                 s.berth,

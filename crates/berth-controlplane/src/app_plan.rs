@@ -110,8 +110,11 @@ pub(crate) struct ObservedService {
     /// restores the previous spec, and with it the previous hash.
     pub hash: String,
     /// Replicas it is asked to run. The spec hash leaves replicas out (scaling never replaces
-    /// a replica), so a service at the desired hash may still need its count changed.
+    /// a replica), so a service at the desired hash may still need its count changed. For a
+    /// `global` service: the tasks the runtime wants (one per eligible node).
     pub replicas: u32,
+    /// It runs in `global` mode.
+    pub global: bool,
     /// Its last update, if it was ever updated: the state and the runtime's message.
     pub update: Option<(UpdateState, String)>,
 }
@@ -333,6 +336,18 @@ pub(crate) fn plan_app(
     let spec = desired.spec;
     let inputs = inputs(desired, observed, memory, now);
     let mut inputs = inputs;
+    // A global service should run as many tasks as the runtime wants (one per eligible node),
+    // not the file's one.
+    for o in services.iter().filter(|o| o.global) {
+        let global = spec
+            .project
+            .services
+            .get(&o.service)
+            .is_some_and(|s| s.global);
+        if let (true, Some(i)) = (global, inputs.get_mut(&o.service)) {
+            i.replicas = o.replicas;
+        }
+    }
     let mut waiting = waiting(spec, &inputs);
     for (name, entries) in desired.providers_down {
         waiting
@@ -612,7 +627,13 @@ fn services_progress(
         let i = &inputs[name];
         let seen = services.iter().find(|o| o.service == *name);
         let at_desired = seen.is_some_and(|o| o.hash == i.hash);
-        let scaled = seen.is_some_and(|o| o.replicas == svc.replicas);
+        let scaled = seen.is_some_and(|o| {
+            if svc.global {
+                o.global
+            } else {
+                !o.global && o.replicas == svc.replicas
+            }
+        });
         let update = seen.and_then(|o| o.update.as_ref());
         let asked = memory.ensured.get(name) == Some(&desired.revision);
         let refused = update.is_some_and(|(st, _)| st.is_rollback()) && !at_desired && asked;
@@ -2007,6 +2028,7 @@ mod tests {
             service: service.into(),
             hash: hash.into(),
             replicas: u32::MAX,
+            global: false,
             update: update.map(|u| (u, format!("the runtime says {}", u.as_str()))),
         }
     }
@@ -2040,6 +2062,7 @@ mod tests {
     fn services_mode_table() {
         use UpdateState::{Completed, Paused, RollbackCompleted, RollbackPaused, Updating};
         let now = t0();
+        const GLOBAL: &str = "services:\n  web:\n    image: web\n    deploy: {mode: global}\n";
         const WEB2_CONTINUE: &str = "services:
   web:
     image: web
@@ -2110,6 +2133,40 @@ mod tests {
                 ])
                 .services(vec![svc("migrate", "cur", None)]),
                 vec![ensure("api")],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            // A global service: as many tasks as the runtime wants (one per eligible node).
+            (
+                case("global: one ready task per node is converged", GLOBAL, vec![
+                    rep("g1", "web", 0, "cur", Running, Ready),
+                    rep("g2", "web", 1, "cur", Running, Ready),
+                    rep("g3", "web", 2, "cur", Running, Ready),
+                ])
+                .services(vec![ObservedService { replicas: 3, global: true, ..svc("web", "cur", None) }]),
+                vec![],
+                Verdict::Converged,
+                "healthy",
+                AWAIT,
+            ),
+            (
+                case("global: a node's task still missing is progress, no step", GLOBAL, vec![
+                    rep("g1", "web", 0, "cur", Running, Ready),
+                    rep("g2", "web", 1, "cur", Running, Ready),
+                ])
+                .services(vec![ObservedService { replicas: 3, global: true, ..svc("web", "cur", None) }]),
+                vec![],
+                NONE,
+                "progressing",
+                SOON,
+            ),
+            (
+                case("global in the file, replicated on the runtime: ensured", GLOBAL, vec![
+                    rep("g1", "web", 0, "cur", Running, Ready),
+                ])
+                .services(vec![ObservedService { replicas: 1, ..svc("web", "cur", None) }]),
+                vec![ensure("web")],
                 NONE,
                 "progressing",
                 SOON,

@@ -588,15 +588,50 @@ impl ControlPlane {
                         revision: *rev,
                         changed: false,
                         change,
+                        notes: self.runtime_notes(&spec.project),
                     });
                 }
                 change = format!("retry of failed revision {rev}");
             }
         }
-        let created = self.commit(app, "apply", &change, &spec)?;
+        let mut created = self.commit(app, "apply", &change, &spec)?;
+        created.notes = self.runtime_notes(&spec.project);
         self.tag_revision_images(app, created.revision, &built)
             .await;
         Ok(created)
+    }
+
+    /// The file's keys that this server's runtime does not apply, as notes for the user: on the
+    /// local runtime, Swarm's scheduling keys (docs/compose.md#swarm-only-keys).
+    fn runtime_notes(&self, project: &berth_compose::Project) -> Vec<String> {
+        if self.inner.config.runtime == RuntimeKind::Swarm {
+            return Vec::new();
+        }
+        let mut notes = Vec::new();
+        for (name, svc) in &project.services {
+            let path = format!("services.{name}.deploy");
+            if svc.global {
+                notes.push(format!(
+                    "{path}.mode: global applies only to Swarm; one replica runs on this engine"
+                ));
+            }
+            for (set, key) in [
+                (!svc.placement.is_empty(), "placement"),
+                (svc.rollback_config.is_some(), "rollback_config"),
+                (svc.endpoint_mode.is_some(), "endpoint_mode"),
+                (
+                    svc.resources.cpus_reservation.is_some(),
+                    "resources.reservations.cpus",
+                ),
+            ] {
+                if set {
+                    notes.push(format!(
+                        "{path}.{key} applies only to Swarm; ignored on this engine"
+                    ));
+                }
+            }
+        }
+        notes
     }
 
     /// Every revision is made here (apply, scale, rollback): it runs admission on the project
@@ -639,6 +674,7 @@ impl ControlPlane {
             revision,
             changed: true,
             change: change.into(),
+            notes: Vec::new(),
         })
     }
 
@@ -851,6 +887,7 @@ impl ControlPlane {
                 revision: rev,
                 changed: false,
                 change: "no change".into(),
+                notes: Vec::new(),
             });
         }
         self.commit(app, "scale", &changes.join("; "), &spec)

@@ -17,6 +17,7 @@ use crate::health::ProbeKind;
 use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
 use crate::runtime::{self, AppRuntime, Replica};
+use crate::spec::labels;
 use crate::spec::RevisionSpec;
 use crate::{CpError, Inner, RestartInfo, StepBackoff};
 use berth_compose::{FailureAction, Service};
@@ -1221,6 +1222,22 @@ async fn wake_all(inner: &Arc<Inner>) {
         for (a, _) in list {
             if !a.is_empty() && !apps.contains(&a) {
                 apps.push(a);
+            }
+        }
+    }
+    // So are applications that left only a network: a create step still in flight when its
+    // application was removed (an environment torn down mid-deploy) can make one after the
+    // teardown, and no container event would ever name that application again.
+    if let Ok(nets) = inner
+        .docker
+        .list_networks(&crate::label_filters(inner, None))
+        .await
+    {
+        for n in nets {
+            if let Some(a) = n.labels.get(labels::APP) {
+                if !a.is_empty() && !apps.contains(a) {
+                    apps.push(a.clone());
+                }
             }
         }
     }

@@ -114,6 +114,7 @@ impl ControlPlane {
                     revision: cur,
                     changed: false,
                     change: "no change".into(),
+                    notes: Vec::new(),
                 });
             }
         }
@@ -160,6 +161,7 @@ impl ControlPlane {
                     revision: cur,
                     changed: false,
                     change: format!("{change}: no change"),
+                    notes: Vec::new(),
                 });
             }
         }

@@ -41,6 +41,8 @@ pub mod labels {
     pub const REVISION: &str = "berth.revision";
     pub const NETWORK: &str = "berth.network";
     pub const VOLUME: &str = "berth.volume";
+    /// On a Swarm secret or config: the Compose secret or config it holds.
+    pub const FILE: &str = "berth.file";
 }
 
 /// What a revision stores: the project plus what apply resolved. The one definition of the

@@ -21,7 +21,7 @@ use crate::runtime::{AppRuntime, Replica, RuntimeEvent};
 use crate::spec::{labels, RevisionSpec};
 use crate::{swarm_spec, CpError, Inner};
 use berth_docker::swarm::models::{Service, ServiceUpdateStatusStateEnum, TaskState};
-use berth_docker::swarm::SwarmTask;
+use berth_docker::swarm::{ObjectKind, SwarmTask};
 use berth_docker::DockerError;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
@@ -146,6 +146,137 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// The Swarm secrets and configs of `svc`, made when missing: one object per content (named
+/// by its digest, since Swarm's objects are immutable), labelled with the application.
+async fn ensure_objects(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+    svc: &berth_compose::Service,
+) -> Result<swarm_spec::Objects, CpError> {
+    let mut out = swarm_spec::Objects::new();
+    for (kind, refs, defs) in [
+        (ObjectKind::Secret, &svc.secrets, &spec.project.secrets),
+        (ObjectKind::Config, &svc.configs, &spec.project.configs),
+    ] {
+        if refs.is_empty() {
+            continue;
+        }
+        let filters = crate::label_filters(inner, Some(app));
+        let mut existing = inner.docker.list_swarm_objects(kind, &filters).await?;
+        for r in refs {
+            let Some(def) = defs.get(&r.source) else {
+                continue;
+            };
+            let name = swarm_spec::object_name(&inner.naming, app, &r.source, &def.content);
+            let id = match existing.iter().find(|o| o.name == name) {
+                Some(o) => o.id.clone(),
+                None => {
+                    let mut l = inner.config.extra_labels.clone();
+                    l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+                    l.insert(labels::APP.into(), app.into());
+                    l.insert(labels::FILE.into(), r.source.clone());
+                    match inner
+                        .docker
+                        .create_swarm_object(kind, &name, &l, def.content.as_bytes())
+                        .await
+                    {
+                        Ok(id) => id,
+                        // Made meanwhile (another pass): list again.
+                        Err(DockerError::Conflict(_)) => {
+                            existing = inner.docker.list_swarm_objects(kind, &filters).await?;
+                            existing
+                                .iter()
+                                .find(|o| o.name == name)
+                                .map(|o| o.id.clone())
+                                .ok_or_else(|| CpError::NameTaken {
+                                    name: name.clone(),
+                                    holder:
+                                        "a Swarm object Berth does not manage for this application"
+                                            .into(),
+                                })?
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            out.insert((kind, r.source.clone()), (id, name));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove the application's secrets and configs that `keep` does not name (all of them when
+/// it is empty); one a task still uses is left for the next time (the manager refuses it).
+async fn prune_objects(inner: &Inner, app: &str, keep: &[String]) -> Result<(), CpError> {
+    let filters = crate::label_filters(inner, Some(app));
+    for kind in [ObjectKind::Secret, ObjectKind::Config] {
+        for o in inner.docker.list_swarm_objects(kind, &filters).await? {
+            if keep.contains(&o.name) {
+                continue;
+            }
+            if let Err(e) = inner.docker.remove_swarm_object(kind, &o.id).await {
+                tracing::debug!(app, object = %o.name, error = %e, "Swarm object still in use; kept for now");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names of the secrets and configs the revision's services use.
+fn object_names(inner: &Inner, app: &str, spec: &RevisionSpec) -> Vec<String> {
+    let p = &spec.project;
+    p.services
+        .values()
+        .flat_map(|svc| {
+            let secrets = svc
+                .secrets
+                .iter()
+                .filter_map(|r| Some((r, p.secrets.get(&r.source)?)));
+            let configs = svc
+                .configs
+                .iter()
+                .filter_map(|r| Some((r, p.configs.get(&r.source)?)));
+            secrets
+                .chain(configs)
+                .map(|(r, def)| {
+                    swarm_spec::object_name(&inner.naming, app, &r.source, &def.content)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Does the service run in `global` mode (a task on every eligible node)?
+fn is_global(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.mode.as_ref())
+        .is_some_and(|m| m.global.is_some())
+}
+
+/// How long a teardown waits for the removed services' tasks to leave their networks.
+const NETWORK_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Is the task attached to one of `networks` and not yet ended on its node?
+fn still_attached(t: &SwarmTask, networks: &[&str]) -> bool {
+    let ended = matches!(
+        t.task.status.as_ref().and_then(|s| s.state),
+        Some(
+            TaskState::COMPLETE
+                | TaskState::SHUTDOWN
+                | TaskState::FAILED
+                | TaskState::REJECTED
+                | TaskState::REMOVE
+                | TaskState::ORPHANED
+        )
+    );
+    !ended
+        && t.networks
+            .iter()
+            .any(|n| networks.contains(&n.network.id.as_str()))
+}
+
 fn current(t: &SwarmTask) -> bool {
     t.task.desired_state == Some(TaskState::RUNNING)
         || t.task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
@@ -180,12 +311,32 @@ impl AppRuntime for Swarm {
                 .and_then(|s| s.name.clone())
                 .unwrap_or_default();
             let tasks = self.inner.docker.list_tasks(&[id]).await?;
-            out.extend(
-                tasks
+            let current: Vec<&SwarmTask> = tasks.iter().filter(|t| current(t)).collect();
+            // A global service's tasks have no slot: Berth's slot is the node's place among
+            // the nodes its tasks run on (so each node's task is one slot, old and new alike).
+            let node_slots: Vec<&str> = if is_global(s) {
+                let mut n: Vec<&str> = current
                     .iter()
-                    .filter(|t| current(t))
-                    .map(|t| replica(&name, compose, t, &nodes)),
-            );
+                    .filter_map(|t| t.task.node_id.as_deref())
+                    .collect();
+                n.sort_unstable();
+                n.dedup();
+                n
+            } else {
+                Vec::new()
+            };
+            out.extend(current.iter().map(|t| {
+                let mut r = replica(&name, compose, t, &nodes);
+                if let Some(i) = t
+                    .task
+                    .node_id
+                    .as_deref()
+                    .and_then(|n| node_slots.iter().position(|x| *x == n))
+                {
+                    r.slot = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+                r
+            }));
         }
         Ok(out)
     }
@@ -211,13 +362,22 @@ impl AppRuntime for Swarm {
             .await?
             .iter()
             .filter_map(|s| {
-                let replicas = s
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.mode.as_ref())
-                    .and_then(|m| m.replicated.as_ref())
-                    .and_then(|r| r.replicas)
-                    .unwrap_or(0);
+                let global = is_global(s);
+                // A global service runs as many tasks as Swarm wants (one per eligible node).
+                let replicas = if global {
+                    s.service_status
+                        .as_ref()
+                        .and_then(|st| st.desired_tasks)
+                        .and_then(|n| i64::try_from(n).ok())
+                        .unwrap_or(0)
+                } else {
+                    s.spec
+                        .as_ref()
+                        .and_then(|s| s.mode.as_ref())
+                        .and_then(|m| m.replicated.as_ref())
+                        .and_then(|r| r.replicas)
+                        .unwrap_or(0)
+                };
                 let update = s.update_status.as_ref().and_then(|u| {
                     let state = match u.state? {
                         ServiceUpdateStatusStateEnum::UPDATING => UpdateState::Updating,
@@ -240,6 +400,7 @@ impl AppRuntime for Swarm {
                     service: label(s, labels::SERVICE)?.to_string(),
                     hash: label(s, labels::HASH).unwrap_or_default().to_string(),
                     replicas: u32::try_from(replicas).unwrap_or(0),
+                    global,
                     update,
                 })
             })
@@ -287,6 +448,7 @@ impl AppRuntime for Swarm {
             }
             networks.insert(key.clone(), name);
         }
+        let objects = ensure_objects(inner, app, spec, svc).await?;
         let body = swarm_spec::service_spec(
             &inner.naming,
             spec,
@@ -294,6 +456,7 @@ impl AppRuntime for Swarm {
             revision,
             service,
             &networks,
+            &objects,
             &inner.config.extra_labels,
         )
         .map_err(|keys| {
@@ -324,6 +487,19 @@ impl AppRuntime for Swarm {
                         holder: "a Swarm service Berth does not manage for this application".into(),
                     });
                 }
+                // Swarm cannot change a service's mode in place: replicated ↔ global is a new
+                // service (its tasks go, the new ones start).
+                if is_global(&current) != body.mode.as_ref().is_some_and(|m| m.global.is_some()) {
+                    docker.remove_service(&id).await?;
+                    docker.create_service(&body).await?;
+                    tracing::info!(
+                        app,
+                        service,
+                        revision,
+                        "Swarm service re-created in its new mode"
+                    );
+                    return Ok(());
+                }
                 let mut body = body;
                 if let Some(running) = &current.spec {
                     swarm_spec::keep_task_revision(&mut body, running);
@@ -332,6 +508,8 @@ impl AppRuntime for Swarm {
             }
         }
         tracing::info!(app, service, revision, "Swarm service ensured");
+        // Objects of earlier contents go once no task uses them.
+        prune_objects(inner, app, &object_names(inner, app, spec)).await?;
         Ok(())
     }
 
@@ -369,15 +547,57 @@ impl AppRuntime for Swarm {
         Err(refused())
     }
 
-    async fn remove_resources(&self, app: &str, _volumes: bool) -> Result<(), CpError> {
+    async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
         let inner = &self.inner;
-        for n in inner
+        let nets = inner
             .docker
             .list_networks(&crate::label_filters(inner, Some(app)))
-            .await?
-        {
-            // The gateways first: a network with endpoints cannot be removed.
+            .await?;
+        // The gateways on the nodes first: their attachments count as tasks on the network.
+        for n in &nets {
             crate::node_gateway::disconnect(inner, &n.name).await?;
+        }
+        // The tasks of the services just removed keep their network attachments until their
+        // nodes have stopped them; an overlay network removed under a live task can bring a
+        // node's engine down (moby/moby#35288). Wait, bounded, until none is attached.
+        let ids: Vec<&str> = nets.iter().map(|n| n.id.as_str()).collect();
+        let deadline = std::time::Instant::now() + NETWORK_DRAIN;
+        loop {
+            let live = inner
+                .docker
+                .list_tasks(&[])
+                .await?
+                .iter()
+                .filter(|t| still_attached(t, &ids))
+                .count();
+            if live == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    app,
+                    tasks = live,
+                    "tasks still attached to the application's networks; removing them anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        prune_objects(inner, app, &[]).await?;
+        if volumes {
+            // Node-local volumes: the manager's engine sees only its own copies.
+            for v in inner
+                .docker
+                .list_volumes(&crate::label_filters(inner, Some(app)))
+                .await?
+            {
+                match inner.docker.remove_volume(&v.name).await {
+                    Ok(()) | Err(DockerError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        for n in nets {
             match inner.docker.remove_network(&n.id).await {
                 Ok(()) | Err(DockerError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -492,6 +712,27 @@ fn wake_for(ev: &berth_docker::Event, prefix: &str, apps: &HashMap<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_holds_its_network_until_its_node_has_ended_it() {
+        let task = |state: &str, net: &str| -> SwarmTask {
+            serde_json::from_value(serde_json::json!({
+                "ID": "t1",
+                "DesiredState": "remove",
+                "Status": {"State": state},
+                "NetworksAttachments": [{"Network": {"ID": net, "Spec": {"Name": "n"}}, "Addresses": ["10.0.1.3/24"]}],
+            }))
+            .unwrap()
+        };
+        assert!(still_attached(&task("running", "net1"), &["net1"]));
+        assert!(still_attached(&task("starting", "net1"), &["net1", "net2"]));
+        assert!(!still_attached(&task("running", "other"), &["net1"]));
+        for ended in [
+            "shutdown", "complete", "failed", "rejected", "remove", "orphaned",
+        ] {
+            assert!(!still_attached(&task(ended, "net1"), &["net1"]), "{ended}");
+        }
+    }
 
     fn event(typ: &str, name: Option<&str>) -> berth_docker::Event {
         let mut ev = berth_docker::Event {

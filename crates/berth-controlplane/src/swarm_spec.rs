@@ -12,19 +12,31 @@
 //!   template would have Swarm replace every task.
 //! - Swarm rolls out and restarts: `update_config` and `restart_policy` go to Swarm as written;
 //!   `order` left unset is Berth's default (start-first, stop-first with a `container_name`).
-//! - `endpoint_mode` is `dnsrr`: Berth's gateway balances over task addresses and never needs
-//!   Swarm's VIPs (IPVS).
+//! - `endpoint_mode` is `dnsrr` unless the file asks for `vip`: Berth's gateway balances over
+//!   task addresses and never needs Swarm's VIPs (IPVS).
+//! - Swarm's scheduling keys go as written: `mode: global`, `placement`, `rollback_config`,
+//!   CPU and memory reservations.
 //! - Keys this phase does not carry to Swarm yet are refused by name, never dropped silently.
 
 use crate::spec::{labels, Naming, RevisionSpec};
-use berth_compose::{FailureAction, RestartCondition, Service, UpdateOrder};
+use berth_compose::{
+    EndpointMode, FailureAction, MountKind, RestartCondition, Service, UpdateOrder,
+};
 use berth_docker::swarm::models::{
     EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
     ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
+    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
+use berth_docker::swarm::models::{
+    Mount as SwarmMount, MountType, MountVolumeOptions, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets,
+};
+use berth_docker::swarm::ObjectKind;
 use std::collections::{BTreeMap, HashMap};
 
 /// The most characters of a Swarm service name (a DNS label).
@@ -35,9 +47,25 @@ const MAX_NAME: usize = 63;
 /// name per (instance, app, service)).
 #[must_use]
 pub(crate) fn service_name(naming: &Naming, app: &str, service: &str) -> String {
-    use sha2::{Digest, Sha256};
     let app = berth_core::team::docker_part(app);
-    let full = format!("{}{app}_{service}", service_prefix(naming));
+    bounded(format!("{}{app}_{service}", service_prefix(naming)))
+}
+
+/// The Swarm secret or config holding `content` for the Compose secret or config `source`:
+/// `berth_{instance6}_{app}_{source}_{sha8 of content}`, bounded as service names are. Swarm's
+/// objects are immutable: a new content is a new name, and the service is updated to it.
+#[must_use]
+pub(crate) fn object_name(naming: &Naming, app: &str, source: &str, content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(content.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let app = berth_core::team::docker_part(app);
+    bounded(format!("{}{app}_{source}_{hex}", service_prefix(naming)))
+}
+
+/// `full`, or past 63 characters its first 54, `_` and 8 hex digits of its SHA-256.
+fn bounded(full: String) -> String {
+    use sha2::{Digest, Sha256};
     if full.len() <= MAX_NAME {
         return full;
     }
@@ -124,10 +152,6 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
         }),
         "ports",
     );
-    key(!svc.mounts.is_empty(), "volumes");
-    key(!svc.tmpfs.is_empty(), "tmpfs");
-    key(!svc.secrets.is_empty(), "secrets");
-    key(!svc.configs.is_empty(), "configs");
     key(svc.container_name.is_some(), "container_name");
     key(svc.network_mode.is_some(), "network_mode");
     key(svc.privileged, "privileged");
@@ -147,6 +171,7 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
 /// # Errors
 /// The Compose keys (as paths) this phase does not carry to Swarm, or a service the revision
 /// does not have.
+#[allow(clippy::too_many_arguments)] // the revision, which service, and what was made for it
 pub(crate) fn service_spec(
     naming: &Naming,
     spec: &RevisionSpec,
@@ -154,6 +179,7 @@ pub(crate) fn service_spec(
     revision: u64,
     service: &str,
     networks: &BTreeMap<String, String>,
+    objects: &Objects,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<ServiceSpec, Vec<String>> {
     let Some(svc) = spec.project.services.get(service) else {
@@ -227,6 +253,10 @@ pub(crate) fn service_spec(
         health_check,
         capability_add: (!svc.cap_add.is_empty()).then(|| svc.cap_add.clone()),
         capability_drop: (!svc.cap_drop.is_empty()).then(|| svc.cap_drop.clone()),
+        secrets: (!svc.secrets.is_empty()).then(|| secret_refs(svc, objects)),
+        configs: (!svc.configs.is_empty()).then(|| config_refs(svc, objects)),
+        mounts: (!svc.mounts.is_empty() || !svc.tmpfs.is_empty())
+            .then(|| mounts(naming, spec, app, svc)),
         ..TaskSpecContainerSpec::default()
     };
     let restart_policy = TaskSpecRestartPolicy {
@@ -249,10 +279,14 @@ pub(crate) fn service_spec(
             memory_bytes: r.memory_bytes,
             pids: None,
         }),
-        reservations: r.memory_reservation_bytes.map(|m| ResourceObject {
-            memory_bytes: Some(m),
-            ..ResourceObject::default()
-        }),
+        reservations: (r.memory_reservation_bytes.is_some() || r.cpus_reservation.is_some()).then(
+            || ResourceObject {
+                #[allow(clippy::cast_possible_truncation)] // CPUs × 1e9 fits an i64
+                nano_cpus: r.cpus_reservation.map(|c| (c * 1e9).round() as i64),
+                memory_bytes: r.memory_reservation_bytes,
+                ..ResourceObject::default()
+            },
+        ),
         ..TaskSpecResources::default()
     };
     let u = &svc.update_config;
@@ -271,6 +305,50 @@ pub(crate) fn service_spec(
             Some(UpdateOrder::StartFirst) | None => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
         }),
     };
+    // Swarm rolls back on its own (`failure_action: rollback`): as `rollback_config` says,
+    // else as Swarm's defaults (one at a time, pause on failure) with Berth's default order.
+    let rollback_config = svc.rollback_config.as_ref().map_or_else(
+        || ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            ..ServiceSpecRollbackConfig::default()
+        },
+        |r| ServiceSpecRollbackConfig {
+            parallelism: Some(i64::from(r.parallelism)),
+            delay: Some(ns(r.delay_ms)),
+            failure_action: Some(match r.failure_action {
+                FailureAction::Continue => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+                FailureAction::Pause | FailureAction::Rollback => {
+                    ServiceSpecRollbackConfigFailureActionEnum::PAUSE
+                }
+            }),
+            monitor: r.monitor_ms.map(ns),
+            max_failure_ratio: Some(r.max_failure_ratio),
+            order: Some(match r.order {
+                Some(UpdateOrder::StopFirst) => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+                Some(UpdateOrder::StartFirst) | None => {
+                    ServiceSpecRollbackConfigOrderEnum::START_FIRST
+                }
+            }),
+        },
+    );
+    let p = &svc.placement;
+    let placement = (!p.is_empty()).then(|| TaskSpecPlacement {
+        constraints: (!p.constraints.is_empty()).then(|| p.constraints.clone()),
+        preferences: (!p.spread.is_empty()).then(|| {
+            p.spread
+                .iter()
+                .map(|d| TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread {
+                        spread_descriptor: Some(d.clone()),
+                    }),
+                })
+                .collect()
+        }),
+        max_replicas: p.max_replicas_per_node.map(i64::from),
+        platforms: None,
+    });
     let task_networks: Vec<NetworkAttachmentConfig> = svc
         .networks
         .iter()
@@ -293,21 +371,127 @@ pub(crate) fn service_spec(
             resources: Some(resources),
             restart_policy: Some(restart_policy),
             networks: Some(task_networks),
+            placement,
             ..TaskSpec::default()
         }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(i64::from(svc.replicas)),
-            }),
-            ..ServiceSpecMode::default()
+        mode: Some(if svc.global {
+            ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..ServiceSpecMode::default()
+            }
+        } else {
+            ServiceSpecMode {
+                replicated: Some(ServiceSpecModeReplicated {
+                    replicas: Some(i64::from(svc.replicas)),
+                }),
+                ..ServiceSpecMode::default()
+            }
         }),
         update_config: Some(update_config),
+        rollback_config: Some(rollback_config),
         endpoint_spec: Some(EndpointSpec {
-            mode: Some(EndpointSpecModeEnum::DNSRR),
+            // A VIP only where the file asks for one (it needs IPVS on the nodes).
+            mode: Some(match svc.endpoint_mode {
+                Some(EndpointMode::Vip) => EndpointSpecModeEnum::VIP,
+                Some(EndpointMode::Dnsrr) | None => EndpointSpecModeEnum::DNSRR,
+            }),
             ..EndpointSpec::default()
         }),
         ..ServiceSpec::default()
     })
+}
+
+/// The Swarm secrets and configs a revision's services use: (kind, Compose name, content
+/// digest name) → (ID, name), made by the caller before the service (`ensure_objects`).
+pub(crate) type Objects = BTreeMap<(ObjectKind, String), (String, String)>;
+
+/// What the service's tasks see of its secrets: `/run/secrets/TARGET` (Swarm's place for a
+/// relative target), read-only for everyone, as on the local runtime.
+fn secret_refs(svc: &Service, objects: &Objects) -> Vec<TaskSpecContainerSpecSecrets> {
+    svc.secrets
+        .iter()
+        .filter_map(|r| {
+            let (id, name) = objects.get(&(ObjectKind::Secret, r.source.clone()))?;
+            Some(TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(r.target.clone().unwrap_or_else(|| r.source.clone())),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                secret_id: Some(id.clone()),
+                secret_name: Some(name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Configs at their target, `/NAME` by default, as on the local runtime.
+fn config_refs(svc: &Service, objects: &Objects) -> Vec<TaskSpecContainerSpecConfigs> {
+    svc.configs
+        .iter()
+        .filter_map(|r| {
+            let (id, name) = objects.get(&(ObjectKind::Config, r.source.clone()))?;
+            Some(TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: Some(r.target.clone().unwrap_or_else(|| format!("/{}", r.source))),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                runtime: None,
+                config_id: Some(id.clone()),
+                config_name: Some(name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Volumes, binds and tmpfs. A named volume is a local volume on whichever node runs the
+/// task, under the name it has on the local runtime: its data stays on that node.
+fn mounts(naming: &Naming, spec: &RevisionSpec, app: &str, svc: &Service) -> Vec<SwarmMount> {
+    let mut out: Vec<SwarmMount> = svc
+        .mounts
+        .iter()
+        .map(|m| match m.kind {
+            MountKind::Volume => SwarmMount {
+                target: Some(m.target.clone()),
+                source: m
+                    .source
+                    .as_ref()
+                    .map(|key| naming.volume(app, key, spec.project.volumes.get(key))),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(m.read_only),
+                volume_options: m.source.as_ref().map(|key| MountVolumeOptions {
+                    labels: Some(HashMap::from([
+                        (labels::INSTANCE.to_string(), naming.instance.clone()),
+                        (labels::APP.to_string(), app.to_string()),
+                        (labels::VOLUME.to_string(), key.clone()),
+                    ])),
+                    ..MountVolumeOptions::default()
+                }),
+                ..SwarmMount::default()
+            },
+            MountKind::Bind => SwarmMount {
+                target: Some(m.target.clone()),
+                source: m.source.clone(),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..SwarmMount::default()
+            },
+            MountKind::Tmpfs => SwarmMount {
+                target: Some(m.target.clone()),
+                typ: Some(MountType::TMPFS),
+                ..SwarmMount::default()
+            },
+        })
+        .collect();
+    out.extend(svc.tmpfs.iter().map(|t| SwarmMount {
+        target: Some(t.split(':').next().unwrap_or(t).to_string()),
+        typ: Some(MountType::TMPFS),
+        ..SwarmMount::default()
+    }));
+    out
 }
 
 #[cfg(test)]
@@ -316,8 +500,16 @@ mod tests {
     use serde_json::json;
 
     fn spec(compose: &str) -> RevisionSpec {
+        spec_with_env(compose, &[])
+    }
+
+    fn spec_with_env(compose: &str, env: &[(&str, &str)]) -> RevisionSpec {
         let mut b = berth_compose::Bundle {
             compose_files: vec!["compose.yaml".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
             ..berth_compose::Bundle::default()
         };
         b.files.insert("compose.yaml".into(), compose.into());
@@ -362,7 +554,17 @@ mod tests {
         );
         let extra: BTreeMap<String, String> =
             [("berth.test".to_string(), "run1".to_string())].into();
-        let out = service_spec(&naming(), &s, "shop", 7, "web", &nets(), &extra).unwrap();
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            7,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &extra,
+        )
+        .unwrap();
         let v = serde_json::to_value(&out).unwrap();
         let hash = s.service_hash("web");
         assert_eq!(v["Name"], "berth_012345_shop_web");
@@ -409,16 +611,151 @@ mod tests {
             v["TaskTemplate"]["Networks"],
             json!([{"Target": "berth_012345_shop_default", "Aliases": ["web"]}])
         );
+        // No placement asked for, none sent; Swarm's rollback defaults with Berth's order.
+        assert!(v["TaskTemplate"].get("Placement").is_none());
+        assert_eq!(
+            v["RollbackConfig"],
+            json!({"Parallelism": 1, "FailureAction": "pause", "Order": "start-first"})
+        );
+    }
+
+    #[test]
+    fn secrets_configs_and_mounts_reach_the_tasks() {
+        let s = spec_with_env(
+            "services:
+  web:
+    image: web:1
+    secrets: [token, {source: key, target: api.key}]
+    configs: [{source: conf, target: /etc/app.conf}, conf]
+    volumes: [data:/data, /srv/x:/x:ro, /scratch]
+    tmpfs: ['/tmp:size=1m']
+volumes: {data: {}}
+secrets:
+  token: {environment: TOKEN}
+  key: {environment: TOKEN}
+configs:
+  conf: {environment: TOKEN}
+",
+            &[("TOKEN", "s3cret")],
+        );
+        let name = |src: &str| object_name(&naming(), "shop", src, "s3cret");
+        assert_eq!(name("token").len(), "berth_012345_shop_token_".len() + 8);
+        assert_ne!(
+            name("token"),
+            object_name(&naming(), "shop", "token", "other")
+        );
+        let objects: Objects = [
+            (
+                (ObjectKind::Secret, "token".to_string()),
+                ("s1".to_string(), name("token")),
+            ),
+            (
+                (ObjectKind::Secret, "key".to_string()),
+                ("s2".to_string(), name("key")),
+            ),
+            (
+                (ObjectKind::Config, "conf".to_string()),
+                ("c1".to_string(), name("conf")),
+            ),
+        ]
+        .into();
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &objects,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let c = &serde_json::to_value(&out).unwrap()["TaskTemplate"]["ContainerSpec"];
+        let file = |name: &str| json!({"Name": name, "UID": "0", "GID": "0", "Mode": 0o444});
+        assert_eq!(
+            c["Secrets"],
+            json!([
+                {"File": file("token"), "SecretID": "s1", "SecretName": name("token")},
+                {"File": file("api.key"), "SecretID": "s2", "SecretName": name("key")}
+            ])
+        );
+        assert_eq!(
+            c["Configs"],
+            json!([
+                {"File": file("/etc/app.conf"), "ConfigID": "c1", "ConfigName": name("conf")},
+                {"File": file("/conf"), "ConfigID": "c1", "ConfigName": name("conf")}
+            ])
+        );
+        assert_eq!(
+            c["Mounts"],
+            json!([
+                {"Target": "/data", "Source": "berth_012345_shop_data", "Type": "volume", "ReadOnly": false,
+                 "VolumeOptions": {"Labels": {"berth.instance": naming().instance, "berth.app": "shop", "berth.volume": "data"}}},
+                {"Target": "/x", "Source": "/srv/x", "Type": "bind", "ReadOnly": true},
+                {"Target": "/scratch", "Type": "volume", "ReadOnly": false},
+                {"Target": "/tmp", "Type": "tmpfs"}
+            ])
+        );
+    }
+
+    #[test]
+    fn swarms_scheduling_keys_reach_the_service() {
+        let s = spec(
+            "services:
+  web:
+    image: web:1
+    deploy:
+      mode: global
+      endpoint_mode: vip
+      placement:
+        constraints: ['node.role == manager']
+        preferences: [{spread: node.labels.zone}]
+        max_replicas_per_node: 2
+      rollback_config: {parallelism: 0, delay: 2s, failure_action: continue, monitor: 3s, order: stop-first}
+      resources: {reservations: {cpus: '0.25', memory: 16M}}
+",
+        );
+        let out = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["Mode"], json!({"Global": {}}));
+        assert_eq!(v["EndpointSpec"], json!({"Mode": "vip"}));
+        assert_eq!(
+            v["TaskTemplate"]["Placement"],
+            json!({"Constraints": ["node.role == manager"],
+                   "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
+                   "MaxReplicas": 2})
+        );
+        assert_eq!(
+            v["RollbackConfig"],
+            json!({"Parallelism": 0, "Delay": 2_000_000_000_i64, "FailureAction": "continue",
+                   "Monitor": 3_000_000_000_i64, "MaxFailureRatio": 0.0, "Order": "stop-first"})
+        );
+        assert_eq!(
+            v["TaskTemplate"]["Resources"]["Reservations"],
+            json!({"NanoCPUs": 250_000_000, "MemoryBytes": 16_777_216})
+        );
     }
 
     #[test]
     fn a_new_revision_at_the_same_hash_leaves_the_task_template_as_it_was() {
         let (n, nets, none) = (naming(), nets(), BTreeMap::new());
         let v1 = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n");
-        let running = service_spec(&n, &v1, "shop", 1, "web", &nets, &none).unwrap();
+        let running =
+            service_spec(&n, &v1, "shop", 1, "web", &nets, &Objects::new(), &none).unwrap();
         // Revision 2 scales to 3: same hash; the tasks must not be replaced.
         let scaled = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n");
-        let mut body = service_spec(&n, &scaled, "shop", 2, "web", &nets, &none).unwrap();
+        let mut body =
+            service_spec(&n, &scaled, "shop", 2, "web", &nets, &Objects::new(), &none).unwrap();
         assert_ne!(
             body.task_template, running.task_template,
             "without keeping it"
@@ -434,7 +771,8 @@ mod tests {
         assert_eq!(body.mode.unwrap().replicated.unwrap().replicas, Some(3));
         // Revision 3 changes the service: its tasks are made by revision 3.
         let v3 = spec("services:\n  web:\n    image: web\n    environment: {A: 1}\n");
-        let mut body = service_spec(&n, &v3, "shop", 3, "web", &nets, &none).unwrap();
+        let mut body =
+            service_spec(&n, &v3, "shop", 3, "web", &nets, &Objects::new(), &none).unwrap();
         keep_task_revision(&mut body, &running);
         let c = body.task_template.unwrap().container_spec.unwrap();
         assert_eq!(c.labels.unwrap()[labels::REVISION], "3");
@@ -444,7 +782,17 @@ mod tests {
     fn defaults_are_berths_start_first_rollback_and_restart_any() {
         let s = spec("services:\n  web:\n    image: web\n");
         let v = serde_json::to_value(
-            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap(),
+            service_spec(
+                &naming(),
+                &s,
+                "shop",
+                1,
+                "web",
+                &nets(),
+                &Objects::new(),
+                &BTreeMap::new(),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(v["UpdateConfig"]["Order"], "start-first");
@@ -467,18 +815,29 @@ mod tests {
 volumes: {data: {}}
 ",
         );
-        let err =
-            service_spec(&naming(), &s, "shop", 1, "web", &nets(), &BTreeMap::new()).unwrap_err();
-        assert_eq!(
-            err,
-            [
-                "services.web.ports",
-                "services.web.volumes",
-                "services.web.container_name"
-            ]
-        );
-        let err =
-            service_spec(&naming(), &s, "shop", 1, "nope", &nets(), &BTreeMap::new()).unwrap_err();
+        let err = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "web",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(err, ["services.web.ports", "services.web.container_name"]);
+        let err = service_spec(
+            &naming(),
+            &s,
+            "shop",
+            1,
+            "nope",
+            &nets(),
+            &Objects::new(),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(err, ["services.nope"]);
     }
 
@@ -513,11 +872,7 @@ volumes: {data: {}}
         );
         assert_eq!(
             unsupported_keys(&s.project),
-            [
-                "services.api.volumes",
-                "services.web.ports",
-                "services.web.x-berth.health"
-            ]
+            ["services.web.ports", "services.web.x-berth.health"]
         );
         assert!(unsupported_keys(&spec("services:\n  web: {image: web}\n").project).is_empty());
         // A fixed published port is served by the gateways on the nodes; a leased one or one

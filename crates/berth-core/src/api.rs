@@ -62,6 +62,10 @@ pub struct RevisionCreated {
     pub changed: bool,
     /// What changed, for humans.
     pub change: String,
+    /// What the user should know about the file on this server, one line each (keys that
+    /// apply only to another runtime, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// `POST /api/v1/apps/{app}/scale`: service name → replicas.

@@ -21,21 +21,54 @@ use serde_json::json;
 /// The Swarm models Berth uses, as generated from the Engine API's specification.
 pub mod models {
     pub use bollard_stubs::models::{
-        ContainerStatus, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, Network,
-        NetworkAttachmentConfig, Node, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum,
-        NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, ResourceObject, Service,
-        ServiceCreateResponse, ServiceEndpoint, ServiceSpec, ServiceSpecMode,
+        ContainerStatus, EndpointSpec, EndpointSpecModeEnum, HealthConfig, IdResponse, Limit,
+        Mount, MountTmpfsOptions, MountType, MountVolumeOptions, Network, NetworkAttachmentConfig,
+        Node, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
+        NodeStatus, ObjectVersion, ResourceObject, Secret, SecretSpec, Service,
+        ServiceCreateResponse, ServiceEndpoint, ServiceServiceStatus, ServiceSpec, ServiceSpecMode,
         ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
         ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
         ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
         ServiceSpecUpdateConfigOrderEnum, ServiceUpdateResponse, ServiceUpdateStatus,
         ServiceUpdateStatusStateEnum, Swarm, Task, TaskSpec, TaskSpecContainerSpec,
-        TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+        TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
+        TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecPlacementPreferences,
+        TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
         TaskSpecRestartPolicyConditionEnum, TaskState, TaskStatus,
     };
 }
 
 use models::{Node, Service, ServiceCreateResponse, ServiceSpec, Swarm, Task};
+use std::collections::HashMap;
+
+/// Which kind of Swarm object holds a file for a service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// A secret (encrypted in the Swarm's store, `/run/secrets/...` in the task).
+    Secret,
+    /// A config.
+    Config,
+}
+
+impl ObjectKind {
+    fn path(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "secrets",
+            ObjectKind::Config => "configs",
+        }
+    }
+}
+
+/// A Swarm secret or config, as listed (never its data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmObject {
+    /// Its ID.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+}
 
 /// A task with the networks it is attached to. The Engine API's specification (and so the
 /// generated [`Task`]) leaves out `NetworksAttachments`, which the engine sends and which holds
@@ -165,7 +198,14 @@ impl Docker {
         &self,
         label_filters: &[String],
     ) -> Result<Vec<Service>, DockerError> {
+        // `status=true` (API 1.41+): each service's running and desired task counts, which
+        // is how many tasks a `global` service should have.
         let q = filters(label_filters, &[]);
+        let q = if q.is_empty() {
+            "?status=true".to_string()
+        } else {
+            format!("{q}&status=true")
+        };
         self.swarm_get("GET /services", &format!("/services{q}"))
             .await
     }
@@ -250,6 +290,74 @@ impl Docker {
             .await?;
         let created: Created = parse("POST /networks/create", &answer)?;
         Ok(created.id)
+    }
+
+    /// `GET /secrets` or `GET /configs`: the objects with all the given labels.
+    pub async fn list_swarm_objects(
+        &self,
+        kind: ObjectKind,
+        label_filters: &[String],
+    ) -> Result<Vec<SwarmObject>, DockerError> {
+        let q = filters(label_filters, &[]);
+        let what = kind.path();
+        let list: Vec<models::Secret> = self
+            .swarm_get(&format!("GET /{what}"), &format!("/{what}{q}"))
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|o| {
+                let spec = o.spec.unwrap_or_default();
+                SwarmObject {
+                    id: o.id.unwrap_or_default(),
+                    name: spec.name.unwrap_or_default(),
+                    labels: spec.labels.unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// `POST /secrets/create` or `POST /configs/create`: an object holding `data`; returns its
+    /// ID. [`DockerError::Conflict`] when the name is taken (objects are immutable: a new
+    /// content is a new name).
+    pub async fn create_swarm_object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        data: &[u8],
+    ) -> Result<String, DockerError> {
+        use base64::Engine as _;
+        let body = json!({
+            "Name": name,
+            "Labels": labels,
+            "Data": base64::engine::general_purpose::STANDARD.encode(data),
+        });
+        let what = kind.path();
+        let answer = self
+            .call_raw(
+                Method::POST,
+                &format!("/{what}/create"),
+                Some(Body::json(&body)),
+            )
+            .await?;
+        let created: models::IdResponse = parse(&format!("POST /{what}/create"), &answer)?;
+        Ok(created.id)
+    }
+
+    /// `DELETE /secrets/{id}` or `DELETE /configs/{id}`. Gone already is fine; one a service
+    /// still uses is refused by the manager (an error).
+    pub async fn remove_swarm_object(&self, kind: ObjectKind, id: &str) -> Result<(), DockerError> {
+        match self
+            .call_raw(
+                Method::DELETE,
+                &format!("/{}/{}", kind.path(), enc(id)),
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(DockerError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `GET /tasks`: the tasks of the given services (IDs or names), every task when `services`

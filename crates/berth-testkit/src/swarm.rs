@@ -264,6 +264,27 @@ fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // A failing test shows what the nodes' engines said last: a node's engine that went away
+        // is otherwise only "connection refused" in the test's output.
+        if std::thread::panicking() {
+            for i in 1..=self.nodes {
+                let log = self.base.join(format!("n{i}/dockerd.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                // A Go panic's first lines say why; its goroutine dump after them is long.
+                let from = lines
+                    .iter()
+                    .position(|l| l.starts_with("panic:") || l.starts_with("fatal error:"))
+                    .unwrap_or(lines.len().saturating_sub(30));
+                let end = (from + 30).min(lines.len());
+                eprintln!(
+                    "swarm lab {} node{i}: {}, lines {from}..{end}:\n{}",
+                    self.prefix,
+                    log.display(),
+                    lines[from..end].join("\n")
+                );
+            }
+        }
         if let Err(e) = self.script(&["down"], &[]) {
             eprintln!("swarm lab {}: teardown failed: {e}", self.prefix);
         }

@@ -313,3 +313,58 @@ fn networks_and_volumes_under_the_old_names_are_kept() {
     assert_eq!(docker_count(&run, "network"), 0);
     assert_eq!(docker_count(&run, "volume"), 0);
 }
+
+/// A network of this server's for an application that no longer exists (a create step still in
+/// flight when the application was removed made it after the teardown) is removed by the next
+/// resync; a network with another server's instance label is left alone.
+#[test]
+fn a_network_left_by_a_removed_application_is_swept_by_the_resync() {
+    let run = TestRun::new("isolation-sweep");
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--resync-secs", "1"],
+        &[],
+    );
+    let (_, health) =
+        berth_testkit::http_get(&server.api, "/api/v1/health", None, Duration::from_secs(5))
+            .unwrap();
+    let instance = serde_json::from_str::<serde_json::Value>(&health).unwrap()["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let make = |name: &str, instance: &str| {
+        let out = Command::new("docker")
+            .args(["network", "create"])
+            .args(["--label", &format!("berth.test={}", run.id)])
+            .args(["--label", &format!("berth.instance={instance}")])
+            .args(["--label", "berth.app=gone-app"])
+            .args(["--label", "berth.network=default"])
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let ours = format!("berth-sweep-ours-{}", &run.id[run.id.len() - 8..]);
+    let theirs = format!("berth-sweep-theirs-{}", &run.id[run.id.len() - 8..]);
+    make(&ours, &instance);
+    make(&theirs, "another-server");
+    let exists = |name: &str| {
+        Command::new("docker")
+            .args(["network", "inspect", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    wait_for(Duration::from_secs(20), "the orphan network swept", || {
+        (!exists(&ours)).then_some(())
+    });
+    assert!(exists(&theirs), "another server's network was touched");
+    assert!(!server.ok(&["apps"]).contains("gone-app"));
+}

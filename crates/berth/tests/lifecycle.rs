@@ -236,6 +236,38 @@ fn unsupported_keys_are_named() {
     );
 }
 
+/// Swarm's scheduling keys are accepted on the local runtime, said at apply to apply only to
+/// Swarm, and a `global` service runs one replica on this engine.
+#[test]
+fn swarm_only_keys_are_noted_at_apply_on_one_engine() {
+    let run = TestRun::new("swarm-only-keys");
+    let image = testapp_image(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&run, dir.path());
+    let file = compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  a:\n    image: {image}\n    deploy:\n      mode: global\n      placement: {{constraints: ['node.role == manager']}}\n      resources: {{reservations: {{cpus: '0.1'}}}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "noted"]);
+    for key in [
+        "services.a.deploy.mode: global applies only to Swarm",
+        "services.a.deploy.placement applies only to Swarm",
+        "services.a.deploy.resources.reservations.cpus applies only to Swarm",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("note: ") && l.contains(key)),
+            "{key}: {out}"
+        );
+    }
+    let ps = server.ps("noted");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0]["state"], "running", "{ps:?}");
+}
+
 /// The `berth apps` table row of `app`.
 fn apps_row(server: &Server, app: &str) -> String {
     server

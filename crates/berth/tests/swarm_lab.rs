@@ -400,6 +400,215 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
     drop(server);
 }
 
+/// Swarm's scheduling keys reach Swarm: a `mode: global` service runs one task on every node
+/// and converges on as many tasks as Swarm wants; `placement.constraints` keeps a service's
+/// replicas on the manager.
+#[test]
+fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_manager() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-placement");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--runtime", "swarm"],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  agent:\n    image: {image}\n    deploy: {{mode: global}}\n  web:\n    image: {image}\n    deploy:\n      replicas: 2\n      placement: {{constraints: ['node.role == manager']}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    assert!(!out.contains("note:"), "no note on Swarm: {out}");
+    let ps = server.ps("shop");
+    let nodes_of = |service: &str| -> Vec<String> {
+        let mut n: Vec<String> = ps
+            .iter()
+            .filter(|i| i["service"] == service && i["state"] == "running")
+            .map(|i| i["node"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(nodes_of("agent"), ["node1", "node2", "node3"], "{ps:#?}");
+    assert_eq!(nodes_of("web"), ["node1", "node1"], "{ps:#?}");
+    let (_, body) = berth_testkit::http_get(
+        &server.api,
+        "/api/v1/apps/shop",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(common::json(&body)["converged"], true, "{body}");
+
+    server.ok(&["rm", "--app", "shop"]);
+    let label = format!("label=berth.test={}", run.id);
+    wait_for(Duration::from_secs(60), "the services gone", || {
+        let s = lab
+            .docker(1, &["service", "ls", "-q", "--filter", &label])
+            .ok()?;
+        s.trim().is_empty().then_some(())
+    });
+    drop(server);
+}
+
+/// Secrets, configs and volumes on Swarm: the task reads its secret and config at their
+/// targets and writes to its volume; a new secret content is a new Swarm secret the service
+/// moves to; `berth rm --volumes` leaves no secret, config or (manager's) volume behind.
+#[test]
+fn secrets_configs_and_volumes_reach_a_swarm_task() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-files");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--runtime", "swarm"],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    std::fs::write(dir.path().join("token.txt"), "one").unwrap();
+    std::fs::write(dir.path().join("app.conf"), "setting=1\n").unwrap();
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    secrets: [token]\n    configs: [{{source: conf, target: /etc/app.conf}}]\n    volumes: [data:/data]\n    deploy:\n      placement: {{constraints: ['node.role == manager']}}\nvolumes: {{data: {{}}}}\nsecrets: {{token: {{file: ./token.txt}}}}\nconfigs: {{conf: {{file: ./app.conf}}}}\n"
+        ),
+    );
+    let f = file.to_str().unwrap();
+    server.ok(&["apply", "-f", f, "--app", "shop"]);
+    let container = || {
+        lab.docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=berth.service=web",
+                "--filter",
+                "status=running",
+            ],
+        )
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let probe = |c: &str, path: &str| {
+        lab.docker(1, &["exec", c, "/berth-testapp", "probe", "8080", path])
+            .is_ok()
+    };
+    let c = container();
+    assert!(!c.is_empty(), "the task runs on the manager");
+    assert!(probe(&c, "/file?path=/run/secrets/token"), "the secret");
+    assert!(probe(&c, "/file?path=/etc/app.conf"), "the config");
+    assert!(
+        !probe(&c, "/file?path=/run/secrets/nothing"),
+        "the probe tells"
+    );
+    assert!(
+        probe(&c, "/write?path=/data/x&text=kept"),
+        "the volume is writable"
+    );
+    assert!(probe(&c, "/file?path=/data/x"));
+    let volumes = lab
+        .docker(
+            1,
+            &["volume", "ls", "-q", "--filter", "label=berth.volume=data"],
+        )
+        .unwrap();
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
+
+    let label = format!("label=berth.test={}", run.id);
+    let secret_names = || {
+        lab.docker(
+            1,
+            &["secret", "ls", "--filter", &label, "--format", "{{.Name}}"],
+        )
+        .unwrap()
+    };
+    let before = secret_names();
+    assert_eq!(before.lines().count(), 1, "{before}");
+    // A new content: a new secret, and the service's tasks move to it.
+    std::fs::write(dir.path().join("token.txt"), "two").unwrap();
+    let out = server.ok(&["apply", "-f", f, "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let service = lab
+        .docker(1, &["service", "ls", "-q", "--filter", &label])
+        .unwrap();
+    let used = lab
+        .docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}",
+                service.trim(),
+            ],
+        )
+        .unwrap();
+    assert!(!before.contains(used.trim()), "{before} vs {used}");
+    assert!(secret_names().contains(used.trim()));
+    let c2 = container();
+    assert_ne!(c, c2, "the task was replaced");
+    assert!(
+        probe(&c2, "/file?path=/data/x"),
+        "the volume kept its data on the node"
+    );
+
+    server.ok(&["rm", "--app", "shop", "--volumes"]);
+    wait_for(
+        Duration::from_secs(60),
+        "no secret, config or volume left",
+        || {
+            let s = secret_names();
+            let c = lab
+                .docker(1, &["config", "ls", "-q", "--filter", &label])
+                .ok()?;
+            let v = lab
+                .docker(
+                    1,
+                    &["volume", "ls", "-q", "--filter", "label=berth.volume=data"],
+                )
+                .ok()?;
+            (s.trim().is_empty() && c.trim().is_empty() && v.trim().is_empty()).then_some(())
+        },
+    );
+    drop(server);
+}
+
 #[test]
 fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_disconnects_it() {
     if let Some(why) = Lab::unavailable() {
