@@ -725,6 +725,31 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_publishes_each_port_of_the_table_once() {
+        let pf = |port: u16, protocol| berth_core::PortForward {
+            app: "shop".into(),
+            service: "web".into(),
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+            protocol,
+            endpoints: Vec::new(),
+        };
+        let table = berth_core::RoutingTable {
+            ports: vec![
+                pf(9000, berth_core::Protocol::Udp),
+                pf(18080, berth_core::Protocol::Tcp),
+                pf(18080, berth_core::Protocol::Tcp),
+                pf(9000, berth_core::Protocol::Tcp),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            published_ports(&table),
+            ["18080/tcp", "9000/tcp", "9000/udp"]
+        );
+        assert!(published_ports(&berth_core::RoutingTable::default()).is_empty());
+    }
+
+    #[test]
     fn gateway_nodes_are_chosen_as_placement_constraints_say() {
         use berth_docker::swarm::models::{NodeDescription, NodeSpec};
         let node = |id: &str, host: &str, role, label: Option<(&str, &str)>| Node {
