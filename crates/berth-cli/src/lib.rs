@@ -894,9 +894,14 @@ pub struct ServerArgs {
     /// With `--runtime swarm`: the Swarm nodes that run Berth's gateway (a container per
     /// node, serving routes on the node's addresses; docs/swarm.md): `node.role=manager|worker`,
     /// `node.hostname=H`, `node.id=ID` or `node.labels.K=V`. Today a gateway runs only on the
-    /// manager whose engine is `DOCKER_HOST`, when it is chosen.
+    /// manager whose engine is `DOCKER_HOST` and on the nodes named by --node-engine.
     #[arg(long, env = "BERTH_GATEWAY_NODES", default_value = "node.role=manager")]
     pub gateway_nodes: String,
+    /// With `--runtime swarm`: the engine of a node other than the manager (`NAME=URL`, NAME
+    /// its hostname, URL as `DOCKER_HOST`; repeatable), where Berth loads its gateway image and
+    /// runs its gateway when `--gateway-nodes` chooses the node.
+    #[arg(long = "node-engine", value_name = "NAME=URL")]
+    pub node_engines: Vec<String>,
     /// With `--runtime swarm`: the port the gateways on the nodes serve HTTP on.
     #[arg(long, env = "BERTH_NODE_GATEWAY_PORT", default_value_t = 7480)]
     pub node_gateway_port: u16,

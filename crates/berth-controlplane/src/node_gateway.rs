@@ -143,17 +143,20 @@ pub struct NodeGatewayConfig {
     /// The port each gateway serves HTTP on, on every address of its node
     /// (`--node-gateway-port`).
     pub port: u16,
+    /// The engines of nodes other than the manager, by hostname (`--node-engine NAME=URL`):
+    /// a chosen node runs a gateway only where Berth has its engine.
+    pub engines: BTreeMap<String, berth_docker::Docker>,
 }
 
 /// The gateways this server runs (set by `enable_node_gateways`).
 #[derive(Default)]
 pub(crate) struct NodeGateways {
-    /// Gateway containers known to run, on the manager's engine.
-    containers: Mutex<Vec<String>>,
+    /// Gateway containers known to run: each node's engine and the container on it.
+    containers: Mutex<Vec<(berth_docker::Docker, String)>>,
 }
 
 impl NodeGateways {
-    fn ids(&self) -> Vec<String> {
+    fn ids(&self) -> Vec<(berth_docker::Docker, String)> {
         self.containers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -167,12 +170,18 @@ pub(crate) async fn connect(inner: &Inner, network: &str) {
     let Some(g) = inner.node_gateways.get() else {
         return;
     };
-    for id in g.ids() {
-        match inner.docker.connect_network(network, &id, &[]).await {
-            Ok(()) => tracing::info!(network, gateway = %short(&id), "gateway connected"),
-            Err(e) if already_connected(&e) => {}
-            Err(e) => tracing::warn!(network, error = %e, "connecting the gateway failed"),
+    for (docker, id) in g.ids() {
+        connect_one(&docker, network, &id).await;
+    }
+}
+
+async fn connect_one(docker: &berth_docker::Docker, network: &str, id: &str) {
+    match docker.connect_network(network, id, &[]).await {
+        Ok(()) => {
+            tracing::info!(network, gateway = %short(id), engine = docker.endpoint(), "gateway connected")
         }
+        Err(e) if already_connected(&e) => {}
+        Err(e) => tracing::warn!(network, error = %e, "connecting the gateway failed"),
     }
 }
 
@@ -181,9 +190,11 @@ pub(crate) async fn disconnect(inner: &Inner, network: &str) -> Result<(), CpErr
     let Some(g) = inner.node_gateways.get() else {
         return Ok(());
     };
-    for id in g.ids() {
-        match inner.docker.disconnect_network(network, &id, true).await {
-            Ok(()) => tracing::info!(network, gateway = %short(&id), "gateway disconnected"),
+    for (docker, id) in g.ids() {
+        match docker.disconnect_network(network, &id, true).await {
+            Ok(()) => {
+                tracing::info!(network, gateway = %short(&id), engine = docker.endpoint(), "gateway disconnected")
+            }
             Err(DockerError::NotFound(_)) => {}
             Err(DockerError::Api { message, .. }) if message.contains("is not connected") => {}
             Err(e) => return Err(e.into()),
@@ -229,15 +240,18 @@ async fn run(weak: Weak<Inner>, config: NodeGatewayConfig, shutdown: Cancellatio
 
 #[derive(Default)]
 struct LoopState {
-    /// The image's tag, once the manager's engine has it.
-    image: Option<String>,
-    /// The container the current token was copied into.
-    token_in: Option<String>,
+    /// The image's tag (the binary's digest), once computed.
+    tag: Option<String>,
+    /// Nodes whose engine has the image.
+    loaded: std::collections::BTreeSet<String>,
+    /// Per node, the container the current token was copied into.
+    token_in: BTreeMap<String, String>,
     /// Chosen nodes without an engine, already named in the log.
     warned: std::collections::BTreeSet<String>,
 }
 
-/// One look: the image on the manager, the gateway container there, its networks.
+/// One look: for each chosen node Berth has the engine of, the image there, the gateway
+/// container there, its networks.
 async fn look(
     inner: &Arc<Inner>,
     config: &NodeGatewayConfig,
@@ -246,36 +260,27 @@ async fn look(
     let docker = &inner.docker;
     let nodes = docker.list_nodes().await?;
     let local = docker.local_node_id().await?;
-    let mut here = false;
+    let mut targets: Vec<(String, berth_docker::Docker)> = Vec::new();
     for n in nodes.iter().filter(|n| config.nodes.matches(n)) {
+        let name = n
+            .description
+            .as_ref()
+            .and_then(|d| d.hostname.clone())
+            .or_else(|| n.id.clone())
+            .unwrap_or_default();
         if n.id.is_some() && n.id == local {
-            here = true;
-        } else {
-            let name = n
-                .description
-                .as_ref()
-                .and_then(|d| d.hostname.clone())
-                .or_else(|| n.id.clone())
-                .unwrap_or_default();
-            if state.warned.insert(name.clone()) {
-                tracing::warn!(node = %name, "no engine for this node: no gateway runs there (docs/swarm.md)");
-            }
+            targets.push((name, docker.clone()));
+        } else if let Some(engine) = config.engines.get(&name) {
+            targets.push((name, engine.clone()));
+        } else if state.warned.insert(name.clone()) {
+            tracing::warn!(node = %name, "no engine for this node (--node-engine): no gateway runs there (docs/swarm.md)");
         }
     }
-    let name = container_name(inner);
-    if !here {
+    if targets.is_empty() {
         return Ok(());
     }
-    let tag = match &state.image {
-        Some(t) => t.clone(),
-        None => {
-            let t = load_image(inner).await?;
-            state.image = Some(t.clone());
-            t
-        }
-    };
     // The published ports of the table (once the control plane has looked at every
-    // application, so a start does not make the gateway again without them).
+    // application, so a start does not make the gateways again without them).
     let cp = crate::ControlPlane {
         inner: inner.clone(),
     };
@@ -283,6 +288,69 @@ async fn look(
         return Ok(());
     }
     let ports = published_ports(&inner.table_tx.borrow());
+    // This server's overlay networks, but those of applications being removed.
+    let mut removing = std::collections::BTreeSet::new();
+    for app in inner.store.list_apps().unwrap_or_default() {
+        if app.deleting {
+            removing.insert(app.name);
+        }
+    }
+    let networks: Vec<String> = docker
+        .list_networks(&crate::label_filters(inner, None))
+        .await?
+        .into_iter()
+        .filter(|n| {
+            n.driver == "overlay"
+                && !n
+                    .labels
+                    .get(labels::APP)
+                    .is_some_and(|a| removing.contains(a))
+        })
+        .map(|n| n.name)
+        .collect();
+    let mut running = Vec::new();
+    let mut failed = None;
+    for (node, engine) in targets {
+        match on_node(inner, config, state, &node, &engine, &ports, &networks).await {
+            Ok(id) => running.push((engine, id)),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "the gateway on this node: will try again");
+                failed = Some(e);
+            }
+        }
+    }
+    if let Some(g) = inner.node_gateways.get() {
+        *g.containers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = running;
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The gateway on one node: its image, its container (made, made again, started, given the
+/// token), connected to `networks`. Its container's ID.
+async fn on_node(
+    inner: &Inner,
+    config: &NodeGatewayConfig,
+    state: &mut LoopState,
+    node: &str,
+    docker: &berth_docker::Docker,
+    ports: &[String],
+    networks: &[String],
+) -> Result<String, CpError> {
+    let tag = match &state.tag {
+        Some(t) => t.clone(),
+        None => {
+            let t = image_tag().await?;
+            state.tag = Some(t.clone());
+            t
+        }
+    };
+    if !state.loaded.contains(node) {
+        load_image(docker, &tag).await?;
+        state.loaded.insert(node.to_string());
+    }
+    let name = container_name(inner);
     let config_hash = hex::encode(
         &Sha256::digest(format!(
             "{tag}\n{}\n{}\n{ports:?}",
@@ -292,8 +360,8 @@ async fn look(
     let id = match docker.inspect_container(&name).await {
         Ok(c) if c.labels.get("berth.gateway.config") == Some(&config_hash) => {
             if !c.state.running {
-                put_token(inner, &c.id, &config.token_file).await?;
-                state.token_in = Some(c.id.clone());
+                put_token(docker, &c.id, &config.token_file).await?;
+                state.token_in.insert(node.to_string(), c.id.clone());
                 docker.start_container(&c.id).await?;
             }
             c.id
@@ -301,7 +369,7 @@ async fn look(
         Ok(c) => {
             // Another binary, other settings or other published ports: made again (a container's
             // published ports are fixed when it is made).
-            tracing::info!(container = %short(&c.id), "gateway container made again");
+            tracing::info!(node, container = %short(&c.id), "gateway container made again");
             docker.remove_container(&c.id, true, false).await?;
             // The image of an earlier binary is not needed any more (hundreds of MB).
             if c.image_ref.starts_with("berth-gateway:") && c.image_ref != tag {
@@ -309,27 +377,21 @@ async fn look(
                     tracing::debug!(image = %c.image_ref, error = %e, "old gateway image kept");
                 }
             }
-            state.token_in = None;
-            create(inner, config, &tag, &name, &config_hash, &ports).await?
+            state.token_in.remove(node);
+            create(inner, docker, config, &tag, &name, &config_hash, ports).await?
         }
         Err(DockerError::NotFound(_)) => {
-            state.token_in = None;
-            create(inner, config, &tag, &name, &config_hash, &ports).await?
+            state.token_in.remove(node);
+            create(inner, docker, config, &tag, &name, &config_hash, ports).await?
         }
         Err(e) => return Err(e.into()),
     };
-    if state.token_in.as_deref() != Some(id.as_str()) {
-        put_token(inner, &id, &config.token_file).await?;
+    if state.token_in.get(node) != Some(&id) {
+        put_token(docker, &id, &config.token_file).await?;
         docker.start_container(&id).await?;
-        state.token_in = Some(id.clone());
+        state.token_in.insert(node.to_string(), id.clone());
     }
-    if let Some(g) = inner.node_gateways.get() {
-        *g.containers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = vec![id.clone()];
-    }
-    // This server's overlay networks it is not on yet (made before it ran, or a connect that
-    // failed).
+    // The networks it is not on yet (made before it ran, or a connect that failed).
     let on: Vec<String> = docker
         .inspect_container(&id)
         .await?
@@ -337,25 +399,10 @@ async fn look(
         .keys()
         .cloned()
         .collect();
-    let mut removing = std::collections::BTreeSet::new();
-    for app in inner.store.list_apps().unwrap_or_default() {
-        if app.deleting {
-            removing.insert(app.name);
-        }
+    for n in networks.iter().filter(|n| !on.contains(n)) {
+        connect_one(docker, n, &id).await;
     }
-    for n in docker
-        .list_networks(&crate::label_filters(inner, None))
-        .await?
-    {
-        let app_removed = n
-            .labels
-            .get(labels::APP)
-            .is_some_and(|a| removing.contains(a));
-        if n.driver == "overlay" && !on.contains(&n.name) && !app_removed {
-            connect(inner, &n.name).await;
-        }
-    }
-    Ok(())
+    Ok(id)
 }
 
 /// The table's published ports as Docker names them (`18080/tcp`), sorted, once each.
@@ -381,6 +428,7 @@ fn container_name(inner: &Inner) -> String {
 
 async fn create(
     inner: &Inner,
+    docker: &berth_docker::Docker,
     config: &NodeGatewayConfig,
     tag: &str,
     name: &str,
@@ -421,13 +469,13 @@ async fn create(
         },
         ..ContainerSpec::default()
     };
-    let id = inner.docker.create_container(name, &spec).await?;
-    tracing::info!(container = %short(&id), image = tag, "gateway container made on the manager");
+    let id = docker.create_container(name, &spec).await?;
+    tracing::info!(container = %short(&id), image = tag, engine = docker.endpoint(), "gateway container made");
     Ok(id)
 }
 
 /// Copy the token file into the container (as root, mode 0400).
-async fn put_token(inner: &Inner, id: &str, file: &Path) -> Result<(), CpError> {
+async fn put_token(docker: &berth_docker::Docker, id: &str, file: &Path) -> Result<(), CpError> {
     let token = std::fs::read(file)
         .map_err(|e| CpError::InvalidArgument(format!("gateway token {}: {e}", file.display())))?;
     let mut b = tar::Builder::new(Vec::new());
@@ -440,36 +488,39 @@ async fn put_token(inner: &Inner, id: &str, file: &Path) -> Result<(), CpError> 
     let tar = b
         .into_inner()
         .map_err(|e| CpError::InvalidArgument(format!("token archive: {e}")))?;
-    inner.docker.put_archive(id, "/", tar).await?;
+    docker.put_archive(id, "/", tar).await?;
     Ok(())
 }
 
-/// Make sure the manager's engine has the gateway image; its tag.
-async fn load_image(inner: &Inner) -> Result<String, CpError> {
-    let io = |e: std::io::Error| CpError::InvalidArgument(format!("the gateway image: {e}"));
+/// The gateway image's tag: `berth-gateway:` and the first 16 hex digits of the running
+/// binary's SHA-256.
+async fn image_tag() -> Result<String, CpError> {
     let started = std::time::Instant::now();
-    let exe = tokio::task::spawn_blocking(|| std::fs::read("/proc/self/exe"))
-        .await
-        .map_err(|e| CpError::InvalidArgument(e.to_string()))?
-        .map_err(io)?;
-    let exe = Bytes::from(exe);
-    let digest = {
-        let exe = exe.clone();
-        tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&exe)))
-            .await
-            .map_err(|e| CpError::InvalidArgument(e.to_string()))?
-    };
+    let digest = tokio::task::spawn_blocking(|| {
+        std::fs::read("/proc/self/exe").map(|exe| hex::encode(Sha256::digest(&exe)))
+    })
+    .await
+    .map_err(|e| CpError::InvalidArgument(e.to_string()))?
+    .map_err(|e| CpError::InvalidArgument(format!("the gateway image: {e}")))?;
     let tag = format!("berth-gateway:{}", &digest[..16]);
     tracing::info!(
         image = %tag,
         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "gateway image: the binary read and hashed"
     );
-    if inner.docker.inspect_image(&tag).await?.is_some() {
-        return Ok(tag);
+    Ok(tag)
+}
+
+/// Make sure `docker` (a node's engine) has the gateway image `tag`.
+async fn load_image(docker: &berth_docker::Docker, tag: &str) -> Result<(), CpError> {
+    if docker.inspect_image(tag).await?.is_some() {
+        return Ok(());
     }
-    let t = tag.clone();
+    let io = |e: std::io::Error| CpError::InvalidArgument(format!("the gateway image: {e}"));
+    let started = std::time::Instant::now();
+    let t = tag.to_string();
     let parts = tokio::task::spawn_blocking(move || {
+        let exe = std::fs::read("/proc/self/exe")?;
         let maps = std::fs::read_to_string("/proc/self/maps")?;
         let exe_path = std::fs::read_link("/proc/self/exe")?;
         let mut files = Vec::new();
@@ -490,14 +541,15 @@ async fn load_image(inner: &Inner) -> Result<String, CpError> {
     .map_err(io)?;
     let size: usize = parts.iter().map(Bytes::len).sum();
     let stream = futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::io::Error>));
-    inner.docker.load_image_stream(stream).await?;
+    docker.load_image_stream(stream).await?;
     tracing::info!(
         image = %tag,
+        engine = docker.endpoint(),
         bytes = size,
         ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "gateway image loaded into the manager's engine"
+        "gateway image loaded"
     );
-    Ok(tag)
+    Ok(())
 }
 
 /// The ELF interpreter (`PT_INTERP`) of a 64-bit little-endian ELF file.

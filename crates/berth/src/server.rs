@@ -291,12 +291,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let scheme = if api_tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{api_addr}")
         });
+        let mut engines = std::collections::BTreeMap::new();
+        for spec in &args.node_engines {
+            let Some((name, url)) = spec
+                .split_once('=')
+                .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            else {
+                bail!(
+                    "--node-engine {spec:?}: expected NAME=URL, e.g. node2=unix:///run/node2.sock"
+                );
+            };
+            let engine = berth_docker::Docker::connect_to(url)
+                .await
+                .map_err(|e| anyhow!("--node-engine {name}: {e}"))?;
+            engines.insert(name.to_string(), engine);
+        }
         cp.enable_node_gateways(
             berth_controlplane::node_gateway::NodeGatewayConfig {
                 control_url,
                 token_file: data_dir.join("admin.token"),
                 nodes: gateway_nodes,
                 port: args.node_gateway_port,
+                engines,
             },
             shutdown.child_token(),
         );
