@@ -610,7 +610,7 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
 }
 
 #[test]
-fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_disconnects_it() {
+fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_disconnects_them() {
     if let Some(why) = Lab::unavailable() {
         eprintln!("skipped: {why}");
         return;
@@ -624,6 +624,12 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     // The server runs outside the lab; the nodes reach its API at the hub's address.
     let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
     let manager = format!("unix://{}", lab.socket(1).display());
+    // Both nodes run a gateway: chosen by a node label, the worker's through its engine.
+    for node in ["node1", "node2"] {
+        lab.docker(1, &["node", "update", "--label-add", "gw=yes", node])
+            .unwrap();
+    }
+    let worker = format!("node2=unix://{}", lab.socket(2).display());
     let server = common::Server::start_with_env(
         &run,
         dir.path(),
@@ -636,6 +642,10 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
             &format!("http://{advertised}"),
             "--node-gateway-port",
             "7480",
+            "--gateway-nodes",
+            "node.labels.gw=yes",
+            "--node-engine",
+            &worker,
         ],
         &[
             ("DOCKER_HOST", manager.as_str()),
@@ -680,6 +690,20 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     eprintln!(
         "first answer through the node's gateway {} ms after apply returned",
         started.elapsed().as_millis()
+    );
+    // The worker's gateway too.
+    let node2_gw = lab
+        .relay_to_hub(format!("{}:7480", lab.addr(2)).parse().unwrap())
+        .unwrap()
+        .to_string();
+    wait_for(
+        Duration::from_secs(60),
+        "the route answers on node2",
+        || {
+            berth_testkit::http_get(&node2_gw, "/", None, Duration::from_secs(5))
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+        },
     );
     let log = std::fs::read_to_string(&server.log).unwrap_or_default();
     for line in log
@@ -745,7 +769,8 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
     // A rolling update under load: no request fails.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (stop, node_gw) = (stop.clone(), node_gw.clone());
+        // Through the worker's gateway.
+        let (stop, node_gw) = (stop.clone(), node2_gw.clone());
         std::thread::spawn(move || {
             let (mut ok, mut failed, mut v2) = (0u32, Vec::new(), 0u32);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -847,24 +872,26 @@ fn a_route_answers_through_the_managers_gateway_across_a_rolling_update_and_rm_d
         },
     );
     // (Made again without the published port meanwhile, under the same name.)
-    wait_for(
-        Duration::from_secs(30),
-        "the gateway on bridge only",
-        || {
-            let nets = lab
-                .docker(
-                    1,
-                    &[
-                        "inspect",
-                        "-f",
-                        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                        gw_name,
-                    ],
-                )
-                .ok()?;
-            (nets.trim() == "bridge").then_some(())
-        },
-    );
+    for node in [1, 2] {
+        wait_for(
+            Duration::from_secs(30),
+            "the gateways on bridge only",
+            || {
+                let nets = lab
+                    .docker(
+                        node,
+                        &[
+                            "inspect",
+                            "-f",
+                            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                            gw_name,
+                        ],
+                    )
+                    .ok()?;
+                (nets.trim() == "bridge").then_some(())
+            },
+        );
+    }
     assert!(
         get("/").is_ok_and(|(s, _)| s == 404 || s == 503),
         "no route any more"
