@@ -8,9 +8,9 @@
 //!   has mapped (`/proc/self/maps`) and the ELF interpreter, at their own paths, and nothing
 //!   else (`FROM scratch`). It is tagged by the binary's SHA-256, so an engine that has it is
 //!   never sent it again.
-//! - A gateway runs only where Berth has the node's engine: today the manager's own engine
-//!   (`DOCKER_HOST`), when the manager is a chosen node; other chosen nodes are named once in
-//!   the log (`--node-engine` is phase 4).
+//! - A gateway runs only where Berth has the node's engine: the manager's own
+//!   (`DOCKER_HOST`) and those given by `--node-engine NAME=URL`; other chosen nodes are named
+//!   once in the log.
 //! - The gateway is a plain container on the node's default bridge with its port published on
 //!   every address of the node (a host-networked container cannot join overlay networks), and
 //!   is connected to each of this server's overlay networks as applications come (`network
