@@ -308,9 +308,53 @@ async fn look(
         })
         .map(|n| n.name)
         .collect();
+    let tag = match &state.tag {
+        Some(t) => t.clone(),
+        None => {
+            let t = image_tag().await?;
+            state.tag = Some(t.clone());
+            t
+        }
+    };
+    // The image, where it is missing: made once, sent to every such engine at once.
+    let mut missing = Vec::new();
+    for (node, engine) in &targets {
+        if state.loaded.contains(node) {
+            continue;
+        }
+        if engine.inspect_image(&tag).await?.is_some() {
+            state.loaded.insert(node.clone());
+        } else {
+            missing.push((node.clone(), engine.clone()));
+        }
+    }
+    if !missing.is_empty() {
+        let parts = image_parts(&tag).await?;
+        let loads = missing.into_iter().map(|(node, engine)| {
+            let (parts, tag) = (parts.clone(), tag.clone());
+            async move {
+                let r = load_image(&engine, &tag, parts).await;
+                (node, r)
+            }
+        });
+        for (node, r) in futures_util::future::join_all(loads).await {
+            match r {
+                Ok(()) => {
+                    state.loaded.insert(node);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "loading the gateway image failed: will try again")
+                }
+            }
+        }
+    }
     let mut running = Vec::new();
     let mut failed = None;
-    for (node, engine) in targets {
+    let ready: Vec<(String, berth_docker::Docker)> = targets
+        .into_iter()
+        .filter(|(n, _)| state.loaded.contains(n))
+        .collect();
+    for (node, engine) in ready {
         match on_node(inner, config, state, &node, &engine, &ports, &networks).await {
             Ok(id) => running.push((engine, id)),
             Err(e) => {
@@ -338,18 +382,7 @@ async fn on_node(
     ports: &[String],
     networks: &[String],
 ) -> Result<String, CpError> {
-    let tag = match &state.tag {
-        Some(t) => t.clone(),
-        None => {
-            let t = image_tag().await?;
-            state.tag = Some(t.clone());
-            t
-        }
-    };
-    if !state.loaded.contains(node) {
-        load_image(docker, &tag).await?;
-        state.loaded.insert(node.to_string());
-    }
+    let tag = state.tag.clone().unwrap_or_default();
     let name = container_name(inner);
     let config_hash = hex::encode(
         &Sha256::digest(format!(
@@ -511,15 +544,11 @@ async fn image_tag() -> Result<String, CpError> {
     Ok(tag)
 }
 
-/// Make sure `docker` (a node's engine) has the gateway image `tag`.
-async fn load_image(docker: &berth_docker::Docker, tag: &str) -> Result<(), CpError> {
-    if docker.inspect_image(tag).await?.is_some() {
-        return Ok(());
-    }
-    let io = |e: std::io::Error| CpError::InvalidArgument(format!("the gateway image: {e}"));
-    let started = std::time::Instant::now();
+/// The gateway image `tag` as a `docker save` tar, in parts (made once per server for every
+/// engine that lacks it; the parts are shared, not copied).
+async fn image_parts(tag: &str) -> Result<Vec<Bytes>, CpError> {
     let t = tag.to_string();
-    let parts = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let exe = std::fs::read("/proc/self/exe")?;
         let maps = std::fs::read_to_string("/proc/self/maps")?;
         let exe_path = std::fs::read_link("/proc/self/exe")?;
@@ -538,7 +567,16 @@ async fn load_image(docker: &berth_docker::Docker, tag: &str) -> Result<(), CpEr
     })
     .await
     .map_err(|e| CpError::InvalidArgument(e.to_string()))?
-    .map_err(io)?;
+    .map_err(|e| CpError::InvalidArgument(format!("the gateway image: {e}")))
+}
+
+/// Load the gateway image (`parts`, from [`image_parts`]) into `docker`, a node's engine.
+async fn load_image(
+    docker: &berth_docker::Docker,
+    tag: &str,
+    parts: Vec<Bytes>,
+) -> Result<(), CpError> {
+    let started = std::time::Instant::now();
     let size: usize = parts.iter().map(Bytes::len).sum();
     let stream = futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::io::Error>));
     docker.load_image_stream(stream).await?;
