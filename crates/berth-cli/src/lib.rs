@@ -886,10 +886,19 @@ pub struct ServerArgs {
     pub network_pool: String,
     /// Where applications run: `local` (this Docker engine; Berth plans every replica) or
     /// `swarm` (`DOCKER_HOST` is a Swarm manager: one Swarm service per Compose service, Swarm
-    /// places and updates the replicas; docs/swarm.md, in progress: no routes, published ports,
-    /// volumes, secrets or configs yet).
+    /// places and updates the replicas; docs/swarm.md, in progress).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "local", value_parser = ["local", "swarm"])]
     pub runtime: String,
+    /// With `--runtime swarm` and no registry: another node's engine (`NAME=URL`, URL as
+    /// `DOCKER_HOST`), repeatable; before a service is created or updated, its image is loaded
+    /// from the manager's engine into each of them that lacks it (docs/swarm.md#images-on-a-cluster).
+    #[arg(
+        long = "node-engine",
+        env = "BERTH_NODE_ENGINES",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
+    pub node_engine: Vec<String>,
     /// The prefix length of each application network's subnet, cut from --network-pool
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]

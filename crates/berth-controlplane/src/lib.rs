@@ -112,6 +112,8 @@ pub struct Config {
     pub port_range: (u16, u16),
     /// Which runtime runs applications (`--runtime`).
     pub runtime: RuntimeKind,
+    /// Other nodes' engines images are loaded into (Swarm, `--node-engine NAME=URL`).
+    pub node_engines: Vec<(String, String)>,
 }
 
 /// The runtime a server drives (docs/runtime.md, docs/swarm.md).
@@ -141,6 +143,7 @@ impl Default for Config {
             network_pool: subnets::NetworkPool::default(),
             port_range: DEFAULT_PORT_RANGE,
             runtime: RuntimeKind::Local,
+            node_engines: Vec::new(),
         }
     }
 }

@@ -145,6 +145,39 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// Load `image` from the manager's engine into every `--node-engine` that lacks it, so a task
+/// scheduled there finds it (without a registry; docs/swarm.md#images-on-a-cluster).
+async fn distribute_image(inner: &Inner, image: &str) -> Result<(), CpError> {
+    let mut tar: Option<Vec<u8>> = None;
+    for (name, url) in &inner.config.node_engines {
+        let unreachable = |e: DockerError| {
+            CpError::InvalidArgument(format!(
+                "cannot bring image {image} to node engine {name} ({url}): {e}"
+            ))
+        };
+        let node = berth_docker::Docker::connect_to(url)
+            .await
+            .map_err(unreachable)?;
+        if node
+            .inspect_image(image)
+            .await
+            .map_err(unreachable)?
+            .is_some()
+        {
+            continue;
+        }
+        if tar.is_none() {
+            tar = Some(inner.docker.export_image(image).await?.to_vec());
+        }
+        let started = std::time::Instant::now();
+        node.load_image(tar.clone().unwrap_or_default())
+            .await
+            .map_err(unreachable)?;
+        tracing::info!(node = %name, image, ms = started.elapsed().as_millis(), "image loaded into node engine");
+    }
+    Ok(())
+}
+
 /// The Swarm secrets and configs of `svc`, made when missing: one object per content (named
 /// by its digest, since Swarm's objects are immutable), labelled with the application.
 async fn ensure_objects(
@@ -443,6 +476,12 @@ impl AppRuntime for Swarm {
             }
             networks.insert(key.clone(), name);
         }
+        let image = spec
+            .images
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| svc.image.clone());
+        distribute_image(inner, &image).await?;
         let objects = ensure_objects(inner, app, spec, svc).await?;
         let body = swarm_spec::service_spec(
             &inner.naming,

@@ -57,6 +57,25 @@ const RESERVED_LABELS: &[&str] = &[
     "berth.volume",
 ];
 
+/// `--node-engine NAME=URL` values (Swarm only).
+fn node_engines(values: &[String], runtime: &str) -> anyhow::Result<Vec<(String, String)>> {
+    if !values.is_empty() && runtime != "swarm" {
+        bail!("--node-engine applies only with --runtime swarm");
+    }
+    values
+        .iter()
+        .map(|v| {
+            let (name, url) = v
+                .split_once('=')
+                .filter(|(n, u)| !n.is_empty() && (u.starts_with("unix://") || u.starts_with("tcp://")))
+                .ok_or_else(|| {
+                    anyhow!("--node-engine {v:?}: expected NAME=URL, URL unix:///PATH or tcp://HOST:PORT")
+                })?;
+            Ok((name.to_string(), url.to_string()))
+        })
+        .collect()
+}
+
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for l in labels {
@@ -241,6 +260,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             berth_controlplane::RuntimeKind::Local
         },
+        node_engines: node_engines(&args.node_engine, &args.runtime)?,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

@@ -608,3 +608,79 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
     );
     drop(server);
 }
+
+/// Without a registry, `--node-engine NAME=URL` brings a service's image from the manager's
+/// engine to the other nodes' before Swarm schedules tasks there: a lab whose workers lack the
+/// image runs one replica on every node.
+#[test]
+fn node_engines_receive_the_image_from_the_manager() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-images");
+    let image = testapp_image(&run);
+    // Only the manager has the image.
+    let lab = Lab::up(&run, 3, &[]).unwrap();
+    let tar = tempfile::NamedTempFile::new().unwrap();
+    let path = tar.path().to_str().unwrap();
+    berth_testkit::docker_cli(&["save", "-o", path, &image]).unwrap();
+    lab.docker(1, &["load", "-q", "-i", path]).unwrap();
+    assert!(lab.docker(2, &["image", "inspect", &image]).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let engines = format!(
+        "node2=unix://{},node3=unix://{}",
+        lab.socket(2).display(),
+        lab.socket(3).display()
+    );
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--runtime", "swarm", "--node-engine", &engines],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      replicas: 3\n      placement: {{max_replicas_per_node: 1}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let ps = server.ps("shop");
+    let mut nodes: Vec<&str> = ps
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .map(|i| i["node"].as_str().unwrap_or_default())
+        .collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["node1", "node2", "node3"], "{ps:#?}");
+    // Services run images by ID: the nodes have it under that ID.
+    let id = berth_testkit::docker_cli(&["image", "inspect", "-f", "{{.Id}}", &image]).unwrap();
+    for i in [2, 3] {
+        assert!(
+            lab.docker(i, &["image", "inspect", id.trim()]).is_ok(),
+            "node{i}"
+        );
+    }
+    server.ok(&["rm", "--app", "shop"]);
+    drop(server);
+
+    // A value that is not NAME=URL is refused at start, in one line.
+    let out = std::process::Command::new(common::bin())
+        .args(["server", "--runtime", "swarm", "--node-engine", "node2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected NAME=URL"), "{err}");
+}
