@@ -899,6 +899,12 @@ pub struct ServerArgs {
         value_name = "NAME=URL"
     )]
     pub node_engine: Vec<String>,
+    /// With `--runtime swarm`: the registry (`HOST:PORT`) a service's image is pushed to
+    /// (`HOST:PORT/berth/APP/SERVICE`) before the service is created or updated; the service
+    /// names it by digest and every node pulls it from there. The nodes' engines must trust it
+    /// (`--insecure-registry` for plain HTTP).
+    #[arg(long, env = "BERTH_REGISTRY", value_name = "HOST:PORT")]
+    pub registry: Option<String>,
     /// The prefix length of each application network's subnet, cut from --network-pool
     /// (24: 254 addresses; at most 29).
     #[arg(long, env = "BERTH_NETWORK_PREFIX", default_value_t = 24)]

@@ -114,6 +114,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// Other nodes' engines images are loaded into (Swarm, `--node-engine NAME=URL`).
     pub node_engines: Vec<(String, String)>,
+    /// The registry images are pushed to and pulled from by digest (Swarm, `--registry`).
+    pub registry: Option<String>,
 }
 
 /// The runtime a server drives (docs/runtime.md, docs/swarm.md).
@@ -144,6 +146,7 @@ impl Default for Config {
             port_range: DEFAULT_PORT_RANGE,
             runtime: RuntimeKind::Local,
             node_engines: Vec::new(),
+            registry: None,
         }
     }
 }

@@ -57,6 +57,25 @@ const RESERVED_LABELS: &[&str] = &[
     "berth.volume",
 ];
 
+/// `--registry HOST:PORT` (Swarm only).
+fn registry(value: Option<&str>, runtime: &str) -> anyhow::Result<Option<String>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if runtime != "swarm" {
+        bail!("--registry applies only with --runtime swarm");
+    }
+    let ok = v
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:".contains(&b))
+        && v.split_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !ok {
+        bail!("--registry {v:?}: expected HOST:PORT (lowercase host name or address)");
+    }
+    Ok(Some(v.to_string()))
+}
+
 /// `--node-engine NAME=URL` values (Swarm only).
 fn node_engines(values: &[String], runtime: &str) -> anyhow::Result<Vec<(String, String)>> {
     if !values.is_empty() && runtime != "swarm" {
@@ -261,6 +280,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             berth_controlplane::RuntimeKind::Local
         },
         node_engines: node_engines(&args.node_engine, &args.runtime)?,
+        registry: registry(args.registry.as_deref(), &args.runtime)?,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {

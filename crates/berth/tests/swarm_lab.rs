@@ -684,3 +684,81 @@ fn node_engines_receive_the_image_from_the_manager() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected NAME=URL"), "{err}");
 }
+
+/// With `--registry HOST:PORT` a service's image is pushed there and the service names it by
+/// digest: nodes that lack the image pull it (Debian's `docker-registry` in the lab's hub,
+/// nodes trusting it as an insecure registry).
+#[test]
+fn a_registry_carries_the_image_to_the_nodes_by_digest() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-registry");
+    let image = testapp_image(&run);
+    let lab = Lab::up_with(&run, 2, &[], "--insecure-registry 192.168.77.254:5000").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = lab.registry(dir.path()).unwrap() else {
+        eprintln!("skipped: docker-registry is not installed");
+        return;
+    };
+    // Only the manager has the image.
+    let tar = dir.path().join("image.tar");
+    let path = tar.to_str().unwrap();
+    berth_testkit::docker_cli(&["save", "-o", path, &image]).unwrap();
+    lab.docker(1, &["load", "-q", "-i", path]).unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &["--runtime", "swarm", "--registry", &registry.addr],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      replicas: 2\n      placement: {{max_replicas_per_node: 1}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let ps = server.ps("shop");
+    let mut nodes: Vec<&str> = ps
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .map(|i| i["node"].as_str().unwrap_or_default())
+        .collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["node1", "node2"], "{ps:#?}");
+    let label = format!("label=berth.test={}", run.id);
+    let service = lab
+        .docker(1, &["service", "ls", "-q", "--filter", &label])
+        .unwrap();
+    let reference = lab
+        .docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                service.trim(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        reference.starts_with(&format!("{}/berth/shop/web@sha256:", registry.addr)),
+        "{reference}"
+    );
+    server.ok(&["rm", "--app", "shop"]);
+    drop(server);
+    drop(registry);
+}
