@@ -128,43 +128,46 @@ impl Docker {
     }
 }
 
+/// The JSON lines of an answer the engine streamed (load, push), or the first error among
+/// them (the engine answers 200 and reports failures in the stream).
+fn streamed(answer: &[u8]) -> Result<Vec<serde_json::Value>, DockerError> {
+    answer
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            match v.get("error").and_then(|e| e.as_str()) {
+                Some(e) => Err(DockerError::Api {
+                    status: 200,
+                    message: e.to_string(),
+                }),
+                None => Ok(v),
+            }
+        })
+        .collect()
+}
+
 /// The digest in a push's streamed answer (`{"aux": {"Digest": ...}}`), or the error it
 /// streamed.
 fn push_digest(answer: &[u8]) -> Result<String, DockerError> {
-    let mut digest = None;
-    for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-            return Err(DockerError::Api {
-                status: 200,
-                message: e.to_string(),
-            });
-        }
-        if let Some(d) = v.pointer("/aux/Digest").and_then(|d| d.as_str()) {
-            digest = Some(d.to_string());
-        }
-    }
-    digest.ok_or_else(|| DockerError::Api {
-        status: 200,
-        message: "the engine pushed the image but reported no digest".into(),
-    })
+    streamed(answer)?
+        .iter()
+        .rev()
+        .find_map(|v| v.pointer("/aux/Digest").and_then(|d| d.as_str()))
+        .map(str::to_string)
+        .ok_or_else(|| DockerError::Api {
+            status: 200,
+            message: "the engine pushed the image but reported no digest".into(),
+        })
 }
 
 /// The engine's answer to a load: its report lines, or the error it streamed.
 fn load_report(answer: &[u8]) -> Result<String, DockerError> {
-    let mut report = Vec::new();
-    for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-            return Err(DockerError::Api {
-                status: 200,
-                message: e.to_string(),
-            });
-        }
-        if let Some(s) = v.get("stream").and_then(|s| s.as_str()) {
-            report.push(s.trim().to_string());
-        }
-    }
+    let report: Vec<String> = streamed(answer)?
+        .iter()
+        .filter_map(|v| v.get("stream").and_then(|s| s.as_str()))
+        .map(|s| s.trim().to_string())
+        .collect();
     Ok(report.join("; "))
 }
 
