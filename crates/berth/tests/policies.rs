@@ -492,7 +492,7 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
         err.contains("route_conflict") && err.contains("\"same\""),
         "{err}"
     );
-    assert_eq!(docker_count(&run, "container"), 2);
+    assert_eq!(docker_count(&run, "replica"), 2);
     let b_ids: Vec<String> = b
         .ps("same")
         .iter()
@@ -507,7 +507,7 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
         .map(|i| i["container_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(b_ids, after);
-    assert_eq!(docker_count(&run, "container"), 1);
+    assert_eq!(docker_count(&run, "replica"), 1);
     assert_eq!(b.get("/").unwrap().0, 200);
     b.ok(&["rm", "--app", "same"]);
 }
