@@ -317,10 +317,11 @@ pub(crate) async fn remove_all(inner: &Inner, app: &str) -> Result<(), CpError> 
     Ok(())
 }
 
-/// Kill and remove a holder; gone already is fine.
+/// Kill and remove a holder; gone already, or being removed by someone else (a concurrent
+/// pass, `ps`), is fine.
 pub(crate) async fn remove_container(inner: &Inner, id: &str) -> Result<(), CpError> {
     match inner.docker.remove_container(id, true, false).await {
-        Ok(()) | Err(DockerError::NotFound(_)) => Ok(()),
+        Ok(()) | Err(DockerError::NotFound(_) | DockerError::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -421,7 +421,10 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
         let of = h.labels.get(labels::REPLICA);
         if !replicas.iter().any(|r| Some(&r.id) == of) {
             tracing::info!(app, holder = %h.name.trim_start_matches('/'), "removing an orphaned network holder");
-            crate::holder::remove_container(inner, &h.id).await?;
+            // Best effort: a listing is not failed by a cleanup (the next pass tries again).
+            if let Err(e) = crate::holder::remove_container(inner, &h.id).await {
+                tracing::warn!(app, error = %e, "cannot remove an orphaned network holder");
+            }
         }
     }
     let mut out = Vec::with_capacity(replicas.len());
