@@ -2,7 +2,7 @@
 //! container that owns a replica's network namespace, so restarting the replica after it dies
 //! skips the engine's network setup (on a user-defined bridge ~250 ms of a ~300 ms start here;
 //! joining an existing namespace ~80 ms) and its address stays the same
-//! ([docs/runtime.md](../../../docs/runtime.md#the-network-holder)).
+//! ([docs/runtime.md](../../../docs/runtime.md#the-network-holder-local-runtime)).
 //!
 //! Rules it keeps:
 //! - A replica with a holder carries `berth.holder=<holder name>` and runs with `NetworkMode:
@@ -16,7 +16,8 @@
 //!   orphan and is removed.
 //! - Only services on the application's networks get one; `network_mode` (host, none) keeps
 //!   the plain path, and so does an engine the holder's program does not run on (not x86-64).
-//! - Before a replica starts or restarts, its holder must run and be its own; otherwise the
+//! - Before a replica starts or restarts, its holder must run, be its own and not have started
+//!   after the running replica did (a restarted holder has a new namespace); otherwise the
 //!   replica is stopped (its namespace has no network left), the holder is made again from the
 //!   replica's revision, and the replica starts in the new one.
 //! - The holder's image, `berth-pause:<hash>`, is made by Berth (a 129-byte static ELF that
@@ -229,7 +230,10 @@ pub(crate) async fn ready(inner: &Inner, id: &str) -> Result<(), CpError> {
         Err(DockerError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    if holder.as_ref().is_some_and(|h| serves(h, id)) {
+    if holder
+        .as_ref()
+        .is_some_and(|h| serves(h, id) && !stale(&replica, h))
+    {
         return Ok(());
     }
     let l = &replica.labels;
@@ -293,6 +297,19 @@ pub(crate) async fn ready(inner: &Inner, id: &str) -> Result<(), CpError> {
 /// Is `h` a running holder of replica `id`?
 fn serves(h: &ContainerInspect, id: &str) -> bool {
     h.state.running && h.labels.get(labels::REPLICA).map(String::as_str) == Some(id)
+}
+
+/// Does the running `replica` sit in a namespace its holder no longer has (the holder was
+/// restarted after the replica started: it has a new namespace, the replica the old, empty one)?
+pub(crate) fn stale(replica: &ContainerInspect, holder: &ContainerInspect) -> bool {
+    let at = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    replica.state.running
+        && matches!(
+            (at(&holder.state.started_at), at(&replica.state.started_at)),
+            (Some(h), Some(r)) if h > r
+        )
 }
 
 /// Remove the holders of replica `id` (after the replica itself).

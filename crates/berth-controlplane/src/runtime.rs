@@ -439,7 +439,9 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
                     && h.labels.get(labels::REPLICA) == Some(&inspect.id)
             })
         });
-        let cut_off = matches!(holder, Some(h) if !h.is_some_and(|h| h.state.running));
+        let cut_off = matches!(holder, Some(h) if !h.is_some_and(|h| {
+            h.state.running && !crate::holder::stale(&inspect, h)
+        }));
         let (state, status, running) = if cut_off && inspect.state.running {
             (ReplicaState::Exited(137), "exited".to_string(), false)
         } else {

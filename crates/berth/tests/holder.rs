@@ -132,6 +132,27 @@ fn a_replica_keeps_its_address_across_a_heal_and_a_killed_holder_is_replaced() {
     );
     assert_eq!(docker_count(&run, "holder"), 2, "the old holder is gone");
 
+    // A holder restarted behind Berth's back has a new namespace, the replica the old, empty
+    // one: the replica is started again in the new one.
+    let (_, _, started3) = wait_for(Duration::from_secs(30), "slot 0 healthy", || {
+        healthy_replica(&server, 0)
+    });
+    let (holder3, _) = holder_of(&run, &id).unwrap();
+    docker_cli(&["restart", &holder3]).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "slot 0 serves in the new namespace",
+        || healthy_replica(&server, 0).filter(|(_, _, s)| *s != started3),
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "both replicas answer after the restart",
+        || {
+            let hosts = answering(&server);
+            (hosts.len() == 2 && hosts.contains(&id[..12])).then_some(())
+        },
+    );
+
     // A holder left without its replica (removed behind Berth's back) is swept.
     let ps = server.ps("shop");
     let other = ps.iter().find(|i| i["slot"] == 1).unwrap()["container_id"]

@@ -83,8 +83,21 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
     );
 
     // Three containers, three names, each in its own application.
-    let ids = labelled_ids(&run, &["ps", "-aq"]);
+    // Replicas only: their network holders (`berth.role=holder`) carry the same labels.
+    let ids: Vec<String> = labelled_ids(
+        &run,
+        &["ps", "-a", "--format", "{{.ID}} {{.Label \"berth.role\"}}"],
+    )
+    .into_iter()
+    .filter(|l| !l.ends_with(" holder"))
+    .map(|l| l.trim().to_string())
+    .collect();
     assert_eq!(ids.len(), 3, "{:?}", containers(&run));
+    assert_eq!(
+        docker_count(&run, "holder"),
+        3,
+        "one network holder per replica"
+    );
     let mut args = vec!["inspect"];
     args.extend(ids.iter().map(String::as_str));
     let inspected = docker_json(&args);
