@@ -108,8 +108,14 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
             .unwrap()
             .to_string();
         names.push(c["Name"].as_str().unwrap().to_string());
-        // Every network a container is on carries its own application's label.
-        for (net, ep) in c["NetworkSettings"]["Networks"].as_object().unwrap() {
+        // Every network a container is on (through its network holder) carries its own
+        // application's label.
+        let holder = docker_json(&["inspect", &network_container(c["Id"].as_str().unwrap())]);
+        let nets = holder[0]["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap();
+        assert!(!nets.is_empty(), "{}", c["Name"]);
+        for (net, ep) in nets {
             let n = docker_json(&["network", "inspect", ep["NetworkID"].as_str().unwrap()]);
             let owner = n[0]["Labels"]["berth.app"].as_str().unwrap_or("");
             assert_eq!(
@@ -306,7 +312,12 @@ fn networks_and_volumes_under_the_old_names_are_kept() {
     let ps = server.ps("legacy-app");
     assert_eq!(ps.len(), 1, "{ps:?}");
     let c = docker_json(&["inspect", ps[0]["container_id"].as_str().unwrap()]);
-    let nets: Vec<&String> = c[0]["NetworkSettings"]["Networks"]
+    // The replica's network is its network holder's (docs/runtime.md).
+    let h = docker_json(&[
+        "inspect",
+        &network_container(ps[0]["container_id"].as_str().unwrap()),
+    ]);
+    let nets: Vec<&String> = h[0]["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()
         .keys()

@@ -733,3 +733,14 @@ pub fn wait_all_removed(run: &TestRun) {
             .then_some(())
     });
 }
+
+/// The container that owns replica `id`'s network (its network holder, docs/runtime.md), whose
+/// `NetworkSettings` name its networks, addresses and aliases; `id` itself if it has none.
+pub fn network_container(id: &str) -> String {
+    let mode = berth_testkit::docker_cli(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", id])
+        .unwrap_or_default();
+    match mode.trim().strip_prefix("container:") {
+        Some(holder) => holder.to_string(),
+        None => id.to_string(),
+    }
+}
