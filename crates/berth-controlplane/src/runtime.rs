@@ -524,10 +524,9 @@ async fn create_replica(
     // which joins it by name.
     let holder_name = crate::holder::name(inner, app, service, slot, &hash);
     let mut holder = if crate::holder::applies(&body) {
-        match crate::holder::image(inner).await {
-            Some(image) => Some(crate::holder::split(&mut body, &holder_name, &image)),
-            None => None,
-        }
+        crate::holder::image(inner)
+            .await
+            .map(|image| crate::holder::split(&mut body, &holder_name, &image))
     } else {
         None
     };

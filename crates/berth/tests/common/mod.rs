@@ -744,3 +744,27 @@ pub fn network_container(id: &str) -> String {
         None => id.to_string(),
     }
 }
+
+/// Full ids of the replica containers (not network holders) matching every label filter
+/// (`k=v`), running ones only unless `all`.
+pub fn replica_ids(all: bool, labels: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Label \"berth.role\"}}",
+    ];
+    if all {
+        args.push("-a");
+    }
+    let filters: Vec<String> = labels.iter().map(|l| format!("label={l}")).collect();
+    for f in &filters {
+        args.extend(["--filter", f.as_str()]);
+    }
+    berth_testkit::docker_cli(&args)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_end().ends_with(" holder"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
