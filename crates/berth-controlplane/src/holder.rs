@@ -94,12 +94,19 @@ fn rootfs_tar() -> Result<Vec<u8>, CpError> {
         .map_err(|e| CpError::Network(format!("cannot make the holder's image: {e}")))
 }
 
-/// The holder's image on this engine, made once (`None`: the engine is not x86-64, or the image
-/// cannot be made; replicas then run without holders, as before).
+/// The holder's image on this engine, made once and made again if it was removed behind
+/// Berth's back (`None`: the engine is not x86-64, or the image cannot be made; replicas then
+/// run without holders, as before).
 pub(crate) async fn image(inner: &Inner) -> Option<String> {
     let mut cached = inner.pause_image.lock().await;
-    if let Some(c) = cached.as_ref() {
-        return c.clone();
+    // One inspect per create when made: cheap next to the create itself. Only an image known
+    // to be gone is made again (an engine that does not answer fails the create anyway).
+    match cached.as_ref() {
+        Some(None) => return None,
+        Some(Some(id)) if !matches!(inner.docker.inspect_image(id).await, Ok(None)) => {
+            return Some(id.clone());
+        }
+        _ => {}
     }
     if !matches!(inner.docker.arch(), "amd64" | "x86_64") {
         tracing::info!(
