@@ -22,6 +22,7 @@ pub mod events;
 pub mod graph;
 mod heal;
 pub mod health;
+mod holder;
 pub mod images;
 pub mod installs;
 pub mod issuers;
@@ -295,6 +296,8 @@ pub(crate) struct Inner {
     /// Held while an application's networks and volumes are looked up and made
     /// (`networks::ensure`), so concurrent create steps make each once.
     network_gate: tokio::sync::Mutex<()>,
+    /// The network holders' image once made (`Some(None)`: this engine runs none), see `holder.rs`.
+    pause_image: tokio::sync::Mutex<Option<Option<String>>>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -362,6 +365,7 @@ impl ControlPlane {
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
                 network_gate: tokio::sync::Mutex::new(()),
+                pause_image: tokio::sync::Mutex::new(None),
             }
         });
         let weak = Arc::downgrade(&inner);

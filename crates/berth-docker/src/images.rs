@@ -161,6 +161,35 @@ fn push_digest(answer: &[u8]) -> Result<String, DockerError> {
         })
 }
 
+impl Docker {
+    /// Import a root filesystem tar as the image `repo:tag` (`POST /images/create?fromSrc=-`,
+    /// `docker import`), with Dockerfile instructions applied to its config (`changes`, e.g.
+    /// `CMD ["/pause"]`). Nothing is pulled.
+    pub async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        changes: &[&str],
+    ) -> Result<(), DockerError> {
+        use crate::client::enc;
+        let mut path = format!(
+            "/images/create?fromSrc=-&repo={}&tag={}",
+            enc(repo),
+            enc(tag)
+        );
+        for c in changes {
+            path.push_str(&format!("&changes={}", enc(c)));
+        }
+        let body = Body {
+            content_type: "application/x-tar",
+            bytes: Bytes::from(rootfs_tar),
+        };
+        let answer = self.call_raw(Method::POST, &path, Some(body)).await?;
+        load_report(&answer).map(drop)
+    }
+}
+
 /// The engine's answer to a load: its report lines, or the error it streamed.
 fn load_report(answer: &[u8]) -> Result<String, DockerError> {
     let report: Vec<String> = streamed(answer)?

@@ -99,14 +99,15 @@ impl Case {
     }
 
     /// The run's containers (on every node of a lab: running ones, as Swarm keeps the
-    /// containers of ended tasks for a while), or its networks.
+    /// containers of ended tasks for a while), or its networks; `replica`: containers that are
+    /// not network holders (a lab has none).
     fn count(&self, kind: &str) -> usize {
         let Some(lab) = &self.lab else {
             return docker_count(&self.run, kind);
         };
         let filter = format!("label=berth.test={}", self.run.id);
         let args: Vec<&str> = match kind {
-            "container" => vec!["ps", "-q", "--filter", &filter],
+            "container" | "replica" => vec!["ps", "-q", "--filter", &filter],
             "network" => vec!["network", "ls", "-q", "--filter", &filter],
             _ => unreachable!(),
         };
@@ -277,7 +278,7 @@ fn scale_and_heal(start: Start) {
 
     c.server.ok(&["scale", "--app", "shop", "web=1"]);
     wait_for(Duration::from_secs(30), "scaled down to 1", || {
-        (c.count("container") == 1 && c.ids("shop", "web").len() == 1).then_some(())
+        (c.count("replica") == 1 && c.ids("shop", "web").len() == 1).then_some(())
     });
     let survivor = c.ids("shop", "web");
     assert!(
@@ -407,7 +408,7 @@ fn rm_leaves_nothing(start: Start) {
         return;
     };
     c.apply("shop", &c.web("v1", 2, None));
-    assert_eq!(c.count("container"), 2);
+    assert_eq!(c.count("replica"), 2);
     c.server.ok(&["rm", "--app", "shop", "--volumes"]);
     if c.traffic() {
         assert_eq!(c.count("container"), 0);
