@@ -886,22 +886,33 @@ pub struct ServerArgs {
     pub network_pool: String,
     /// Where applications run: `local` (this Docker engine; Berth plans every replica) or
     /// `swarm` (`DOCKER_HOST` is a Swarm manager: one Swarm service per Compose service, Swarm
-    /// places and updates the replicas; docs/swarm.md, in progress: routes and fixed published
-    /// ports through Berth's gateway on the manager node; no Berth probes, volumes, secrets or
-    /// configs yet).
+    /// places and updates the replicas; routes and fixed published ports through Berth's
+    /// gateways on the nodes; docs/swarm.md, in progress).
     #[arg(long, env = "BERTH_RUNTIME", default_value = "local", value_parser = ["local", "swarm"])]
     pub runtime: String,
+    /// With `--runtime swarm` and no registry: another node's engine (`NAME=URL`, URL as
+    /// `DOCKER_HOST`), repeatable; before a service is created or updated, its image is loaded
+    /// from the manager's engine into each of them that lacks it (docs/swarm.md#images-on-a-cluster).
+    #[arg(
+        long = "node-engine",
+        env = "BERTH_NODE_ENGINES",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
+    pub node_engine: Vec<String>,
+    /// With `--runtime swarm`: the registry (`HOST:PORT`) a service's image is pushed to
+    /// (`HOST:PORT/berth/APP/SERVICE`) before the service is created or updated; the service
+    /// names it by digest and every node pulls it from there. The nodes' engines must trust it
+    /// (`--insecure-registry` for plain HTTP).
+    #[arg(long, env = "BERTH_REGISTRY", value_name = "HOST:PORT")]
+    pub registry: Option<String>,
     /// With `--runtime swarm`: the Swarm nodes that run Berth's gateway (a container per
-    /// node, serving routes on the node's addresses; docs/swarm.md): `node.role=manager|worker`,
-    /// `node.hostname=H`, `node.id=ID` or `node.labels.K=V`. Today a gateway runs only on the
-    /// manager whose engine is `DOCKER_HOST` and on the nodes named by --node-engine.
+    /// node, serving routes and published ports on the node's addresses; docs/swarm.md):
+    /// `node.role=manager|worker`, `node.hostname=H`, `node.id=ID` or `node.labels.K=V`. A
+    /// gateway runs on the manager whose engine is `DOCKER_HOST` and on nodes whose hostname
+    /// names a --node-engine, when they are chosen.
     #[arg(long, env = "BERTH_GATEWAY_NODES", default_value = "node.role=manager")]
     pub gateway_nodes: String,
-    /// With `--runtime swarm`: the engine of a node other than the manager (`NAME=URL`, NAME
-    /// its hostname, URL as `DOCKER_HOST`; repeatable), where Berth loads its gateway image and
-    /// runs its gateway when `--gateway-nodes` chooses the node.
-    #[arg(long = "node-engine", value_name = "NAME=URL")]
-    pub node_engines: Vec<String>,
     /// With `--runtime swarm`: the port the gateways on the nodes serve HTTP on.
     #[arg(long, env = "BERTH_NODE_GATEWAY_PORT", default_value_t = 7480)]
     pub node_gateway_port: u16,

@@ -22,6 +22,7 @@ pub mod events;
 pub mod graph;
 mod heal;
 pub mod health;
+mod holder;
 pub mod images;
 pub mod installs;
 pub mod issuers;
@@ -113,6 +114,10 @@ pub struct Config {
     pub port_range: (u16, u16),
     /// Which runtime runs applications (`--runtime`).
     pub runtime: RuntimeKind,
+    /// Other nodes' engines images are loaded into (Swarm, `--node-engine NAME=URL`).
+    pub node_engines: Vec<(String, String)>,
+    /// The registry images are pushed to and pulled from by digest (Swarm, `--registry`).
+    pub registry: Option<String>,
 }
 
 /// The runtime a server drives (docs/runtime.md, docs/swarm.md).
@@ -142,6 +147,8 @@ impl Default for Config {
             network_pool: subnets::NetworkPool::default(),
             port_range: DEFAULT_PORT_RANGE,
             runtime: RuntimeKind::Local,
+            node_engines: Vec::new(),
+            registry: None,
         }
     }
 }
@@ -292,6 +299,8 @@ pub(crate) struct Inner {
     network_gate: tokio::sync::Mutex<()>,
     /// Berth's gateways on Swarm nodes (set by `enable_node_gateways`).
     node_gateways: std::sync::OnceLock<node_gateway::NodeGateways>,
+    /// The network holders' image once made (`Some(None)`: this engine runs none), see `holder.rs`.
+    pause_image: tokio::sync::Mutex<Option<Option<String>>>,
 }
 
 /// The control plane: cheap to clone, shared by the API handlers.
@@ -360,6 +369,7 @@ impl ControlPlane {
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
                 network_gate: tokio::sync::Mutex::new(()),
                 node_gateways: std::sync::OnceLock::new(),
+                pause_image: tokio::sync::Mutex::new(None),
             }
         });
         let weak = Arc::downgrade(&inner);

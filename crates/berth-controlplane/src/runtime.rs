@@ -312,10 +312,13 @@ impl AppRuntime for Local {
     }
 
     async fn start(&self, id: &str) -> Result<(), CpError> {
+        // Its network holder, if it has one, keeps its namespace: only the replica starts.
+        crate::holder::ready(&self.inner, id).await?;
         Ok(self.inner.docker.start_container(id).await?)
     }
 
     async fn restart(&self, id: &str, grace_secs: u64) -> Result<(), CpError> {
+        crate::holder::ready(&self.inner, id).await?;
         Ok(self.inner.docker.restart_container(id, grace_secs).await?)
     }
 
@@ -326,13 +329,17 @@ impl AppRuntime for Local {
             Err(e) => return Err(e.into()),
         }
         match docker.remove_container(id, true, false).await {
-            Ok(()) | Err(DockerError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(DockerError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        // Its network holder goes after it, so it kept its network while it stopped.
+        crate::holder::remove_of(&self.inner, id).await
     }
 
     async fn remove_resources(&self, app: &str, volumes: bool) -> Result<(), CpError> {
         let inner = &self.inner;
+        // Holders left without their replica would keep the networks in use.
+        crate::holder::remove_all(inner, app).await?;
         let filters = crate::label_filters(inner, Some(app));
         for n in inner.docker.list_networks(&filters).await? {
             match inner.docker.remove_network(&n.id).await {
@@ -363,7 +370,12 @@ impl AppRuntime for Local {
                         app: ev.attributes.get(labels::APP).cloned(),
                         down: goes_down(&ev),
                         lag_ms: lag_ms(ev.time_nano),
-                        replica: ev.id,
+                        // A network holder's event is its replica's: without the holder it
+                        // has no network.
+                        replica: match ev.attributes.get(labels::REPLICA) {
+                            Some(r) if is_holder(&ev.attributes) => r.clone(),
+                            _ => ev.id,
+                        },
                     }),
                     _ => None,
                 })
@@ -381,26 +393,76 @@ fn state_of(i: &ContainerInspect) -> ReplicaState {
     }
 }
 
+fn is_holder(l: &BTreeMap<String, String>) -> bool {
+    l.get(labels::ROLE).map(String::as_str) == Some(crate::holder::ROLE_HOLDER)
+}
+
 async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
     let filters = crate::label_filters(inner, Some(app));
     let list = inner.docker.list_containers(&filters, true).await?;
-    let mut out = Vec::with_capacity(list.len());
     let inspects =
         futures_util::future::join_all(list.iter().map(|c| inner.docker.inspect_container(&c.id)))
             .await;
-    for (c, i) in list.iter().zip(inspects) {
-        let inspect = match i {
-            Ok(i) => i,
-            Err(DockerError::NotFound(_)) => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),            // never act on a partial listing
-        };
-        let l = &inspect.labels;
-        // Belt and braces: the filter already guarantees these.
-        if l.get(labels::INSTANCE) != Some(&inner.naming.instance)
-            || l.get(labels::APP).map(String::as_str) != Some(app)
-        {
-            continue;
+    let mut all = Vec::with_capacity(list.len());
+    for i in inspects {
+        match i {
+            Ok(i) => all.push(i),
+            Err(DockerError::NotFound(_)) => {} // removed meanwhile
+            Err(e) => return Err(e.into()),     // never act on a partial listing
         }
+    }
+    // Belt and braces: the filter already guarantees these.
+    all.retain(|i| {
+        i.labels.get(labels::INSTANCE) == Some(&inner.naming.instance)
+            && i.labels.get(labels::APP).map(String::as_str) == Some(app)
+    });
+    let (holders, replicas): (Vec<ContainerInspect>, Vec<ContainerInspect>) =
+        all.into_iter().partition(|i| is_holder(&i.labels));
+    // A holder whose replica is gone (removed behind Berth's back) is an orphan: the replica is
+    // created before its holder, so a listed holder's replica is listed too if it exists.
+    for h in &holders {
+        let of = h.labels.get(labels::REPLICA);
+        if !replicas.iter().any(|r| Some(&r.id) == of) {
+            tracing::info!(app, holder = %h.name.trim_start_matches('/'), "removing an orphaned network holder");
+            // Best effort: a listing is not failed by a cleanup (the next pass tries again).
+            if let Err(e) = crate::holder::remove_container(inner, &h.id).await {
+                tracing::warn!(app, error = %e, "cannot remove an orphaned network holder");
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(replicas.len());
+    for inspect in replicas {
+        let l = &inspect.labels;
+        // With a network holder the replica's network is the holder's: its addresses are the
+        // holder's, and without a running holder of its own the replica is down, whatever its
+        // process does (`holder::ready` makes the holder again before it starts).
+        let holder = l.get(labels::HOLDER).map(|name| {
+            holders.iter().find(|h| {
+                h.name.trim_start_matches('/') == name
+                    && h.labels.get(labels::REPLICA) == Some(&inspect.id)
+            })
+        });
+        let cut_off = matches!(holder, Some(h) if !h.is_some_and(|h| {
+            h.state.running && !crate::holder::stale(&inspect, h)
+        }));
+        let (state, status, running) = if cut_off && inspect.state.running {
+            (ReplicaState::Exited(137), "exited".to_string(), false)
+        } else {
+            (
+                state_of(&inspect),
+                inspect.state.status.clone(),
+                inspect.state.running,
+            )
+        };
+        let net = match holder {
+            Some(Some(h)) if !cut_off => &h.networks,
+            Some(_) => &BTreeMap::new(),
+            None => &inspect.networks,
+        };
+        let addresses = net
+            .iter()
+            .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.parse().ok()?)))
+            .collect();
         out.push(Replica {
             id: inspect.id.clone(),
             name: inspect.name.trim_start_matches('/').to_string(),
@@ -415,22 +477,17 @@ async fn observe(inner: &Inner, app: &str) -> Result<Vec<Replica>, CpError> {
                 .get(labels::REVISION)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
-            state: state_of(&inspect),
-            status: inspect.state.status.clone(),
-            running: inspect.state.running,
+            state,
+            status,
+            running,
             created: inspect.created.clone(),
             started_at: inspect.state.started_at.clone(),
             health: inspect.state.health.clone(),
             healthcheck: inspect.healthcheck.clone(),
-            addresses: inspect
-                .networks
-                .iter()
-                .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.parse().ok()?)))
-                .collect(),
+            addresses,
             node: None,
             stopping: false,
         });
-        let _ = c;
     }
     Ok(out)
 }
@@ -467,6 +524,16 @@ async fn create_replica(
         &inner.config.extra_labels,
     );
     resolved.apply(&mut body);
+    // A network holder owns the replica's namespace (`holder.rs`): created after the replica,
+    // which joins it by name.
+    let holder_name = crate::holder::name(inner, app, service, slot, &hash);
+    let mut holder = if crate::holder::applies(&body) {
+        crate::holder::image(inner)
+            .await
+            .map(|image| crate::holder::split(&mut body, &holder_name, &image))
+    } else {
+        None
+    };
     let id = match inner.docker.create_container(&name, &body).await {
         Ok(id) => id,
         Err(DockerError::Conflict(_)) => {
@@ -504,10 +571,17 @@ async fn create_replica(
                     l.get(labels::REVISION).map_or("", String::as_str),
                 )));
             }
+            if existing.labels.get(labels::HOLDER) != Some(&holder_name) {
+                // Adopted as it was made (before holders, or on an engine without them).
+                holder.take();
+            }
             existing.id
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(h) = holder {
+        crate::holder::create(inner, &id, &holder_name, h).await?;
+    }
     if let Some(tar) = files_tar(spec, svc) {
         inner.docker.put_archive(&id, "/", tar).await?;
     }

@@ -43,6 +43,13 @@ pub mod labels {
     pub const VOLUME: &str = "berth.volume";
     /// On a Swarm secret or config: the Compose secret or config it holds.
     pub const FILE: &str = "berth.file";
+    /// What a container is for when it is not a replica: `holder` (a replica's network holder,
+    /// `holder.rs`).
+    pub const ROLE: &str = "berth.role";
+    /// On a replica: the name of the holder whose network namespace it joins.
+    pub const HOLDER: &str = "berth.holder";
+    /// On a holder: the id of its replica.
+    pub const REPLICA: &str = "berth.replica";
 }
 
 /// What a revision stores: the project plus what apply resolved. The one definition of the

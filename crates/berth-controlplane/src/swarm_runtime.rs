@@ -146,6 +146,70 @@ fn replica(
 }
 
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
+/// Push the revision's image to `--registry` as `REGISTRY/berth/APP/SERVICE:ID12` and answer
+/// the reference every node pulls: by digest, so each runs exactly the pinned image.
+async fn publish_image(
+    inner: &Inner,
+    registry: &str,
+    app: &str,
+    service: &str,
+    image: &str,
+) -> Result<String, CpError> {
+    let repo = format!(
+        "{registry}/berth/{}/{service}",
+        berth_core::team::docker_part(app)
+    );
+    let id = image.strip_prefix("sha256:").unwrap_or(image);
+    let tag = &id[..id.len().min(12)];
+    let failed = |e: DockerError| {
+        CpError::InvalidArgument(format!(
+            "cannot push image {image} to registry {registry}: {e}"
+        ))
+    };
+    inner
+        .docker
+        .tag_image(image, &repo, tag)
+        .await
+        .map_err(failed)?;
+    let started = std::time::Instant::now();
+    let digest = inner.docker.push_image(&repo, tag).await.map_err(failed)?;
+    tracing::info!(app, service, reference = %format!("{repo}@{digest}"), ms = started.elapsed().as_millis(), "image pushed to the registry");
+    Ok(format!("{repo}@{digest}"))
+}
+
+/// Load `image` from the manager's engine into every `--node-engine` that lacks it, so a task
+/// scheduled there finds it (without a registry; docs/swarm.md#images-on-a-cluster).
+async fn distribute_image(inner: &Inner, image: &str) -> Result<(), CpError> {
+    let mut tar: Option<Vec<u8>> = None;
+    for (name, url) in &inner.config.node_engines {
+        let unreachable = |e: DockerError| {
+            CpError::InvalidArgument(format!(
+                "cannot bring image {image} to node engine {name} ({url}): {e}"
+            ))
+        };
+        let node = berth_docker::Docker::connect_to(url)
+            .await
+            .map_err(unreachable)?;
+        if node
+            .inspect_image(image)
+            .await
+            .map_err(unreachable)?
+            .is_some()
+        {
+            continue;
+        }
+        if tar.is_none() {
+            tar = Some(inner.docker.export_image(image).await?.to_vec());
+        }
+        let started = std::time::Instant::now();
+        node.load_image(tar.clone().unwrap_or_default())
+            .await
+            .map_err(unreachable)?;
+        tracing::info!(node = %name, image, ms = started.elapsed().as_millis(), "image loaded into node engine");
+    }
+    Ok(())
+}
+
 /// The Swarm secrets and configs of `svc`, made when missing: one object per content (named
 /// by its digest, since Swarm's objects are immutable), labelled with the application.
 async fn ensure_objects(
@@ -448,15 +512,30 @@ impl AppRuntime for Swarm {
             }
             networks.insert(key.clone(), name);
         }
-        let objects = ensure_objects(inner, app, spec, svc).await?;
+        let image = spec
+            .images
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| svc.image.clone());
+        let image = match &inner.config.registry {
+            Some(registry) => Some(publish_image(inner, registry, app, service, &image).await?),
+            None => {
+                distribute_image(inner, &image).await?;
+                None
+            }
+        };
+        let made = swarm_spec::Made {
+            networks,
+            objects: ensure_objects(inner, app, spec, svc).await?,
+            image,
+        };
         let body = swarm_spec::service_spec(
             &inner.naming,
             spec,
             app,
             revision,
             service,
-            &networks,
-            &objects,
+            &made,
             &inner.config.extra_labels,
         )
         .map_err(|keys| {

@@ -171,17 +171,16 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
 /// # Errors
 /// The Compose keys (as paths) this phase does not carry to Swarm, or a service the revision
 /// does not have.
-#[allow(clippy::too_many_arguments)] // the revision, which service, and what was made for it
 pub(crate) fn service_spec(
     naming: &Naming,
     spec: &RevisionSpec,
     app: &str,
     revision: u64,
     service: &str,
-    networks: &BTreeMap<String, String>,
-    objects: &Objects,
+    made: &Made,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<ServiceSpec, Vec<String>> {
+    let (networks, objects) = (&made.networks, &made.objects);
     let Some(svc) = spec.project.services.get(service) else {
         return Err(vec![format!("services.{service}")]);
     };
@@ -224,12 +223,12 @@ pub(crate) fn service_spec(
         }
     });
     let container_spec = TaskSpecContainerSpec {
-        image: Some(
+        image: Some(made.image.clone().unwrap_or_else(|| {
             spec.images
                 .get(service)
                 .cloned()
-                .unwrap_or_else(|| svc.image.clone()),
-        ),
+                .unwrap_or_else(|| svc.image.clone())
+        })),
         labels: Some(container_labels),
         // Swarm's `Command` is Compose's entrypoint, its `Args` Compose's command.
         command: svc.entrypoint.clone(),
@@ -401,6 +400,16 @@ pub(crate) fn service_spec(
     })
 }
 
+/// What the runtime made for a service before its spec: its overlay networks (Compose key →
+/// network name), its secrets and configs, and the image reference nodes pull when it is not
+/// the revision's pinned image ID (`--registry`: `HOST:PORT/...@sha256:...`).
+#[derive(Debug, Default)]
+pub(crate) struct Made {
+    pub networks: BTreeMap<String, String>,
+    pub objects: Objects,
+    pub image: Option<String>,
+}
+
 /// The Swarm secrets and configs a revision's services use: (kind, Compose name, content
 /// digest name) → (ID, name), made by the caller before the service (`ensure_objects`).
 pub(crate) type Objects = BTreeMap<(ObjectKind, String), (String, String)>;
@@ -503,6 +512,13 @@ mod tests {
         spec_with_env(compose, &[])
     }
 
+    fn made(networks: BTreeMap<String, String>) -> Made {
+        Made {
+            networks,
+            ..Made::default()
+        }
+    }
+
     fn spec_with_env(compose: &str, env: &[(&str, &str)]) -> RevisionSpec {
         let mut b = berth_compose::Bundle {
             compose_files: vec!["compose.yaml".into()],
@@ -554,17 +570,7 @@ mod tests {
         );
         let extra: BTreeMap<String, String> =
             [("berth.test".to_string(), "run1".to_string())].into();
-        let out = service_spec(
-            &naming(),
-            &s,
-            "shop",
-            7,
-            "web",
-            &nets(),
-            &Objects::new(),
-            &extra,
-        )
-        .unwrap();
+        let out = service_spec(&naming(), &s, "shop", 7, "web", &made(nets()), &extra).unwrap();
         let v = serde_json::to_value(&out).unwrap();
         let hash = s.service_hash("web");
         assert_eq!(v["Name"], "berth_012345_shop_web");
@@ -665,8 +671,11 @@ configs:
             "shop",
             1,
             "web",
-            &nets(),
-            &objects,
+            &Made {
+                networks: nets(),
+                objects,
+                image: None,
+            },
             &BTreeMap::new(),
         )
         .unwrap();
@@ -721,8 +730,7 @@ configs:
             "shop",
             1,
             "web",
-            &nets(),
-            &Objects::new(),
+            &made(nets()),
             &BTreeMap::new(),
         )
         .unwrap();
@@ -750,12 +758,11 @@ configs:
     fn a_new_revision_at_the_same_hash_leaves_the_task_template_as_it_was() {
         let (n, nets, none) = (naming(), nets(), BTreeMap::new());
         let v1 = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 2}\n");
-        let running =
-            service_spec(&n, &v1, "shop", 1, "web", &nets, &Objects::new(), &none).unwrap();
+        let running = service_spec(&n, &v1, "shop", 1, "web", &made(nets.clone()), &none).unwrap();
         // Revision 2 scales to 3: same hash; the tasks must not be replaced.
         let scaled = spec("services:\n  web:\n    image: web\n    deploy: {replicas: 3}\n");
         let mut body =
-            service_spec(&n, &scaled, "shop", 2, "web", &nets, &Objects::new(), &none).unwrap();
+            service_spec(&n, &scaled, "shop", 2, "web", &made(nets.clone()), &none).unwrap();
         assert_ne!(
             body.task_template, running.task_template,
             "without keeping it"
@@ -771,8 +778,7 @@ configs:
         assert_eq!(body.mode.unwrap().replicated.unwrap().replicas, Some(3));
         // Revision 3 changes the service: its tasks are made by revision 3.
         let v3 = spec("services:\n  web:\n    image: web\n    environment: {A: 1}\n");
-        let mut body =
-            service_spec(&n, &v3, "shop", 3, "web", &nets, &Objects::new(), &none).unwrap();
+        let mut body = service_spec(&n, &v3, "shop", 3, "web", &made(nets.clone()), &none).unwrap();
         keep_task_revision(&mut body, &running);
         let c = body.task_template.unwrap().container_spec.unwrap();
         assert_eq!(c.labels.unwrap()[labels::REVISION], "3");
@@ -788,8 +794,7 @@ configs:
                 "shop",
                 1,
                 "web",
-                &nets(),
-                &Objects::new(),
+                &made(nets()),
                 &BTreeMap::new(),
             )
             .unwrap(),
@@ -821,8 +826,7 @@ volumes: {data: {}}
             "shop",
             1,
             "web",
-            &nets(),
-            &Objects::new(),
+            &made(nets()),
             &BTreeMap::new(),
         )
         .unwrap_err();
@@ -833,8 +837,7 @@ volumes: {data: {}}
             "shop",
             1,
             "nope",
-            &nets(),
-            &Objects::new(),
+            &made(nets()),
             &BTreeMap::new(),
         )
         .unwrap_err();

@@ -65,6 +65,7 @@ struct Inner {
     endpoint: Endpoint,
     endpoint_display: String,
     version: String,
+    arch: String,
 }
 
 impl std::fmt::Debug for Docker {
@@ -99,6 +100,7 @@ impl Docker {
                 endpoint_display: endpoint.display(),
                 endpoint,
                 version,
+                arch: v.arch,
             }),
         })
     }
@@ -120,6 +122,13 @@ impl Docker {
     #[must_use]
     pub fn api_at_least(&self, major: u32, minor: u32) -> bool {
         self.api() >= (major, minor)
+    }
+
+    /// The engine's CPU architecture as it reported it at connect (`amd64`, `arm64`; empty if
+    /// it did not say).
+    #[must_use]
+    pub fn arch(&self) -> &str {
+        &self.inner.arch
     }
 
     /// The endpoint in use, e.g. `unix:///var/run/docker.sock`.

@@ -77,6 +77,24 @@ impl Docker {
         self.call_raw(Method::GET, &path, None).await
     }
 
+    /// Push `repo:tag` to its registry (`POST /images/{repo}/push?tag=`, no credentials: an
+    /// empty auth configuration); returns the manifest digest the registry stored
+    /// (`sha256:...`), by which nodes pull exactly this image.
+    pub async fn push_image(&self, repo: &str, tag: &str) -> Result<String, DockerError> {
+        // The repository goes as it is (`HOST:PORT/a/b`): the engine's route takes the whole
+        // path, and Berth's names use only `[a-z0-9._:/-]`.
+        let answer = self
+            .call_raw(
+                Method::POST,
+                &format!("/images/{repo}/push?tag={}", crate::client::enc(tag)),
+                // The engine reads the auth configuration from the body when no
+                // `X-Registry-Auth` header is sent.
+                Some(Body::json(&serde_json::json!({}))),
+            )
+            .await?;
+        push_digest(&answer)
+    }
+
     /// Load a `docker save` tar; returns the engine's report (e.g. `Loaded image: x:1`).
     pub async fn load_image(&self, tar: Vec<u8>) -> Result<String, DockerError> {
         let body = Body {
@@ -110,20 +128,96 @@ impl Docker {
     }
 }
 
+/// The JSON lines of an answer the engine streamed (load, push), or the first error among
+/// them (the engine answers 200 and reports failures in the stream).
+fn streamed(answer: &[u8]) -> Result<Vec<serde_json::Value>, DockerError> {
+    answer
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            match v.get("error").and_then(|e| e.as_str()) {
+                Some(e) => Err(DockerError::Api {
+                    status: 200,
+                    message: e.to_string(),
+                }),
+                None => Ok(v),
+            }
+        })
+        .collect()
+}
+
+/// The digest in a push's streamed answer (`{"aux": {"Digest": ...}}`), or the error it
+/// streamed.
+fn push_digest(answer: &[u8]) -> Result<String, DockerError> {
+    streamed(answer)?
+        .iter()
+        .rev()
+        .find_map(|v| v.pointer("/aux/Digest").and_then(|d| d.as_str()))
+        .map(str::to_string)
+        .ok_or_else(|| DockerError::Api {
+            status: 200,
+            message: "the engine pushed the image but reported no digest".into(),
+        })
+}
+
+impl Docker {
+    /// Import a root filesystem tar as the image `repo:tag` (`POST /images/create?fromSrc=-`,
+    /// `docker import`), with Dockerfile instructions applied to its config (`changes`, e.g.
+    /// `CMD ["/pause"]`). Nothing is pulled.
+    pub async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        changes: &[&str],
+    ) -> Result<(), DockerError> {
+        use crate::client::enc;
+        let mut path = format!(
+            "/images/create?fromSrc=-&repo={}&tag={}",
+            enc(repo),
+            enc(tag)
+        );
+        for c in changes {
+            path.push_str(&format!("&changes={}", enc(c)));
+        }
+        let body = Body {
+            content_type: "application/x-tar",
+            bytes: Bytes::from(rootfs_tar),
+        };
+        let answer = self.call_raw(Method::POST, &path, Some(body)).await?;
+        load_report(&answer).map(drop)
+    }
+}
+
 /// The engine's answer to a load: its report lines, or the error it streamed.
 fn load_report(answer: &[u8]) -> Result<String, DockerError> {
-    let mut report = Vec::new();
-    for line in answer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-            return Err(DockerError::Api {
-                status: 200,
-                message: e.to_string(),
-            });
-        }
-        if let Some(s) = v.get("stream").and_then(|s| s.as_str()) {
-            report.push(s.trim().to_string());
-        }
-    }
+    let report: Vec<String> = streamed(answer)?
+        .iter()
+        .filter_map(|v| v.get("stream").and_then(|s| s.as_str()))
+        .map(|s| s.trim().to_string())
+        .collect();
     Ok(report.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_answer_gives_its_digest_or_its_error() {
+        let ok = br#"{"status":"The push refers to repository [r:5000/a]"}
+{"status":"x: digest: sha256:ab size: 528"}
+{"progressDetail":{},"aux":{"Tag":"x","Digest":"sha256:ab","Size":528}}
+"#;
+        assert_eq!(push_digest(ok).unwrap(), "sha256:ab");
+        let failed = br#"{"status":"Preparing"}
+{"errorDetail":{"message":"connection refused"},"error":"connection refused"}
+"#;
+        assert!(push_digest(failed)
+            .unwrap_err()
+            .to_string()
+            .contains("connection refused"));
+        assert!(push_digest(b"{\"status\":\"done\"}\n").is_err());
+    }
 }

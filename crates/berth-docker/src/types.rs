@@ -427,6 +427,9 @@ pub(crate) struct WireWaitError {
 pub(crate) struct WireVersion {
     #[serde(rename = "ApiVersion", default)]
     pub(crate) api_version: String,
+    /// The engine's CPU architecture in Go's words (`amd64`, `arm64`).
+    #[serde(rename = "Arch", default)]
+    pub(crate) arch: String,
 }
 
 /// One object of the engine's event stream (`GET /events`).

@@ -58,6 +58,19 @@ impl Lab {
     /// # Errors
     /// The script's failure, with the tail of its log.
     pub fn up(run: &TestRun, nodes: usize, images: &[&str]) -> Result<Lab, String> {
+        Self::up_with(run, nodes, images, "")
+    }
+
+    /// [`Lab::up`] with extra `dockerd` options for every node (`--insecure-registry ...`).
+    ///
+    /// # Errors
+    /// The script's failure, with the tail of its log.
+    pub fn up_with(
+        run: &TestRun,
+        nodes: usize,
+        images: &[&str],
+        dockerd_opts: &str,
+    ) -> Result<Lab, String> {
         // Namespace and cgroup names: short, unique per run.
         let digest = run.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -71,7 +84,10 @@ impl Lab {
         };
         let n = nodes.to_string();
         let images = images.join(" ");
-        lab.script(&["up", &n], &[("SW_IMAGES", &images)])?;
+        lab.script(
+            &["up", &n],
+            &[("SW_IMAGES", &images), ("SW_DOCKERD_OPTS", dockerd_opts)],
+        )?;
         Ok(lab)
     }
 
@@ -152,6 +168,63 @@ impl Lab {
     #[must_use]
     pub fn addr(&self, i: usize) -> String {
         format!("192.168.77.{i}")
+    }
+
+    /// The hub's address on the nodes' bridge: where a server the nodes reach listens.
+    #[must_use]
+    pub fn hub_addr(&self) -> String {
+        "192.168.77.254".into()
+    }
+
+    /// A plain-HTTP image registry (Debian's `docker-registry`) in the hub namespace at
+    /// `hub_addr():5000`, storing under `dir`; `None` when the program is not installed. The
+    /// nodes must be started with `--insecure-registry` for it ([`Lab::up_with`]). Stopped
+    /// when the returned guard drops.
+    ///
+    /// # Errors
+    /// It did not start or did not answer within 10 s.
+    pub fn registry(&self, dir: &std::path::Path) -> Result<Option<Registry>, String> {
+        if !std::path::Path::new("/usr/bin/docker-registry").exists() {
+            return Ok(None);
+        }
+        let addr = format!("{}:5000", self.hub_addr());
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("registry.log")).map_err(|e| e.to_string())?;
+        let child = self
+            .in_hub("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("docker-registry: {e}"))?;
+        let registry = Registry { child, addr };
+        for _ in 0..100 {
+            let up = self
+                .in_hub("bash")
+                .args(["-c", &format!("exec 3<>/dev/tcp/{}/5000", self.hub_addr())])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                return Ok(Some(registry));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!(
+            "the registry did not answer at {}: {}",
+            registry.addr,
+            std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+        ))
     }
 
     /// Cut node `i` off the network (a partition); [`Lab::heal`] undoes it.
@@ -260,6 +333,20 @@ fn pipe(a: TcpStream, b: TcpStream) {
 fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
     let _ = std::io::copy(&mut from, &mut to);
     let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// A registry of the lab (see [`Lab::registry`]); killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `HOST:PORT`, reachable from the nodes.
+    pub addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Lab {

@@ -57,6 +57,44 @@ const RESERVED_LABELS: &[&str] = &[
     "berth.volume",
 ];
 
+/// `--registry HOST:PORT` (Swarm only).
+fn registry(value: Option<&str>, runtime: &str) -> anyhow::Result<Option<String>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if runtime != "swarm" {
+        bail!("--registry applies only with --runtime swarm");
+    }
+    let ok = v
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:".contains(&b))
+        && v.split_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if !ok {
+        bail!("--registry {v:?}: expected HOST:PORT (lowercase host name or address)");
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// `--node-engine NAME=URL` values (Swarm only).
+fn node_engines(values: &[String], runtime: &str) -> anyhow::Result<Vec<(String, String)>> {
+    if !values.is_empty() && runtime != "swarm" {
+        bail!("--node-engine applies only with --runtime swarm");
+    }
+    values
+        .iter()
+        .map(|v| {
+            let (name, url) = v
+                .split_once('=')
+                .filter(|(n, u)| !n.is_empty() && (u.starts_with("unix://") || u.starts_with("tcp://")))
+                .ok_or_else(|| {
+                    anyhow!("--node-engine {v:?}: expected NAME=URL, URL unix:///PATH or tcp://HOST:PORT")
+                })?;
+            Ok((name.to_string(), url.to_string()))
+        })
+        .collect()
+}
+
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for l in labels {
@@ -255,6 +293,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             berth_controlplane::RuntimeKind::Local
         },
+        node_engines: node_engines(&args.node_engine, &args.runtime)?,
+        registry: registry(args.registry.as_deref(), &args.runtime)?,
         ..Config::default()
     };
     let dataplane: Arc<dyn DataPlane> = if args.no_gateway {
@@ -292,19 +332,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             format!("{scheme}://{api_addr}")
         });
         let mut engines = std::collections::BTreeMap::new();
-        for spec in &args.node_engines {
-            let Some((name, url)) = spec
-                .split_once('=')
-                .filter(|(n, u)| !n.is_empty() && !u.is_empty())
-            else {
-                bail!(
-                    "--node-engine {spec:?}: expected NAME=URL, e.g. node2=unix:///run/node2.sock"
-                );
-            };
-            let engine = berth_docker::Docker::connect_to(url)
+        // The nodes' engines (`--node-engine NAME=URL`, NAME the node's hostname): the
+        // gateways run there too when --gateway-nodes chooses them.
+        for (name, url) in node_engines(&args.node_engine, &args.runtime)? {
+            let engine = berth_docker::Docker::connect_to(&url)
                 .await
                 .map_err(|e| anyhow!("--node-engine {name}: {e}"))?;
-            engines.insert(name.to_string(), engine);
+            engines.insert(name, engine);
         }
         cp.enable_node_gateways(
             berth_controlplane::node_gateway::NodeGatewayConfig {

@@ -61,21 +61,11 @@ fn instance(server: &Server) -> String {
     v["instance"].as_str().unwrap().to_string()
 }
 
-/// Container ids of this run, all states (`docker ps -a --no-trunc`).
+/// Replica container ids of this run, all states (network holders left out: counted apart).
 fn container_ids(run: &TestRun) -> BTreeSet<String> {
-    berth_testkit::docker_cli(&[
-        "ps",
-        "-a",
-        "--no-trunc",
-        "-q",
-        "--filter",
-        &format!("label={}", run.label_filter()),
-    ])
-    .unwrap()
-    .lines()
-    .map(|l| l.trim().to_string())
-    .filter(|l| !l.is_empty())
-    .collect()
+    replica_ids(true, &[run.label_filter()])
+        .into_iter()
+        .collect()
 }
 
 fn running_ids(server: &Server) -> BTreeSet<String> {
@@ -475,6 +465,11 @@ fn backup_under_writes_then_restore_adopts_the_running_containers() {
         container_ids(&run),
         all_before,
         "containers were created or removed"
+    );
+    assert_eq!(
+        docker_count(&run, "holder"),
+        all_before.len(),
+        "network holders"
     );
     assert_eq!(running_ids(&restored), running_before);
     let log = std::fs::read_to_string(&log).unwrap_or_default();

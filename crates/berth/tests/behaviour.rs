@@ -99,7 +99,8 @@ impl Case {
     }
 
     /// The run's containers (on every node of a lab: running ones, as Swarm keeps the
-    /// containers of ended tasks for a while), or its networks.
+    /// containers of ended tasks for a while), or its networks; `replica`: containers that are
+    /// not network holders (a lab has none).
     fn count(&self, kind: &str) -> usize {
         let Some(lab) = &self.lab else {
             return docker_count(&self.run, kind);
@@ -108,7 +109,7 @@ impl Case {
         // Each row names its `berth.role`: Berth's own gateway on a node (docs/swarm.md) is
         // not the application's.
         let args: Vec<&str> = match kind {
-            "container" => vec![
+            "container" | "replica" => vec![
                 "ps",
                 "--filter",
                 &filter,
@@ -285,7 +286,7 @@ fn scale_and_heal(start: Start) {
 
     c.server.ok(&["scale", "--app", "shop", "web=1"]);
     wait_for(Duration::from_secs(30), "scaled down to 1", || {
-        (c.count("container") == 1 && c.ids("shop", "web").len() == 1).then_some(())
+        (c.count("replica") == 1 && c.ids("shop", "web").len() == 1).then_some(())
     });
     let survivor = c.ids("shop", "web");
     assert!(
@@ -415,7 +416,7 @@ fn rm_leaves_nothing(start: Start) {
         return;
     };
     c.apply("shop", &c.web("v1", 2, None));
-    assert_eq!(c.count("container"), 2);
+    assert_eq!(c.count("replica"), 2);
     c.server.ok(&["rm", "--app", "shop", "--volumes"]);
     if c.traffic() {
         assert_eq!(c.count("container"), 0);

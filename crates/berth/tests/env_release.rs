@@ -24,10 +24,9 @@ fn app_file(dir: &std::path::Path, name: &str, image: &str, version: &str) -> St
 
 /// The image IDs of the running containers of global application `app`.
 fn image_ids(app: &str) -> std::collections::BTreeSet<String> {
-    let ids =
-        berth_testkit::docker_cli(&["ps", "-q", "--filter", &format!("label=berth.app={app}")])
-            .unwrap();
-    ids.lines()
+    // Replicas only: their network holders run Berth's own image.
+    let ids = replica_ids(false, &[format!("berth.app={app}")]);
+    ids.iter()
         .map(|id| {
             berth_testkit::docker_cli(&["inspect", "-f", "{{.Image}}", id])
                 .unwrap()

@@ -83,8 +83,21 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
     );
 
     // Three containers, three names, each in its own application.
-    let ids = labelled_ids(&run, &["ps", "-aq"]);
+    // Replicas only: their network holders (`berth.role=holder`) carry the same labels.
+    let ids: Vec<String> = labelled_ids(
+        &run,
+        &["ps", "-a", "--format", "{{.ID}} {{.Label \"berth.role\"}}"],
+    )
+    .into_iter()
+    .filter(|l| !l.ends_with(" holder"))
+    .map(|l| l.trim().to_string())
+    .collect();
     assert_eq!(ids.len(), 3, "{:?}", containers(&run));
+    assert_eq!(
+        docker_count(&run, "holder"),
+        3,
+        "one network holder per replica"
+    );
     let mut args = vec!["inspect"];
     args.extend(ids.iter().map(String::as_str));
     let inspected = docker_json(&args);
@@ -95,8 +108,14 @@ fn look_alike_applications_get_their_own_containers_and_networks() {
             .unwrap()
             .to_string();
         names.push(c["Name"].as_str().unwrap().to_string());
-        // Every network a container is on carries its own application's label.
-        for (net, ep) in c["NetworkSettings"]["Networks"].as_object().unwrap() {
+        // Every network a container is on (through its network holder) carries its own
+        // application's label.
+        let holder = docker_json(&["inspect", &network_container(c["Id"].as_str().unwrap())]);
+        let nets = holder[0]["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap();
+        assert!(!nets.is_empty(), "{}", c["Name"]);
+        for (net, ep) in nets {
             let n = docker_json(&["network", "inspect", ep["NetworkID"].as_str().unwrap()]);
             let owner = n[0]["Labels"]["berth.app"].as_str().unwrap_or("");
             assert_eq!(
@@ -293,7 +312,12 @@ fn networks_and_volumes_under_the_old_names_are_kept() {
     let ps = server.ps("legacy-app");
     assert_eq!(ps.len(), 1, "{ps:?}");
     let c = docker_json(&["inspect", ps[0]["container_id"].as_str().unwrap()]);
-    let nets: Vec<&String> = c[0]["NetworkSettings"]["Networks"]
+    // The replica's network is its network holder's (docs/runtime.md).
+    let h = docker_json(&[
+        "inspect",
+        &network_container(ps[0]["container_id"].as_str().unwrap()),
+    ]);
+    let nets: Vec<&String> = h[0]["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()
         .keys()

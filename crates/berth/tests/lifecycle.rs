@@ -118,8 +118,8 @@ fn deploy_scale_heal_and_remove() {
     server.ok(&["scale", "--app", "shop", "web=1"]);
     wait_for(
         Duration::from_secs(20),
-        "scaled down to 1 container",
-        || (docker_count(&run, "container") == 1).then_some(()),
+        "scaled down to 1 container and its network holder",
+        || (docker_count(&run, "replica") == 1 && docker_count(&run, "holder") == 1).then_some(()),
     );
 
     // Self-heal: kill the last replica; it is replaced and routable again.

@@ -179,6 +179,17 @@ fn mqtt_token(server: &Server, session: Option<&str>, subject: &str, audience: &
     out.trim().to_string()
 }
 
+/// A server whose broker listens on a free port (`--mqtt-listen`), with `extra` flags; the
+/// broker's address.
+fn mqtt_server(run: &TestRun, dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let api = format!("127.0.0.1:{}", free_port());
+    let gw = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["--mqtt-listen", mqtt.as_str()];
+    args.extend_from_slice(extra);
+    (Server::start_with(run, dir, &api, &gw, &args), mqtt)
+}
+
 fn start(run: &TestRun, dir: &std::path::Path, mqtt: &str, api: &str, gateway: &str) -> Server {
     Server::start_with(run, dir, api, gateway, &["--mqtt-listen", mqtt])
 }
@@ -190,10 +201,7 @@ fn logins_acl_qos_retained_and_wills() {
     }
     let run = TestRun::new("mqtt-acl");
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = format!("127.0.0.1:{}", free_port());
-    let api = format!("127.0.0.1:{}", free_port());
-    let gw = format!("127.0.0.1:{}", free_port());
-    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let (server, mqtt) = mqtt_server(&run, dir.path(), &[]);
     let b = Broker::new(&mqtt);
     // alice: team default (the administrator's token mints it); bob: a developer of team shop.
     let alice = mqtt_token(&server, None, "alice", "mqtt");
@@ -535,20 +543,10 @@ fn connections_per_subject_are_limited() {
     }
     let run = TestRun::new("mqtt-limits");
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = format!("127.0.0.1:{}", free_port());
-    let api = format!("127.0.0.1:{}", free_port());
-    let gw = format!("127.0.0.1:{}", free_port());
-    let server = Server::start_with(
+    let (server, mqtt) = mqtt_server(
         &run,
         dir.path(),
-        &api,
-        &gw,
-        &[
-            "--mqtt-listen",
-            &mqtt,
-            "--mqtt-max-connections-per-subject",
-            "2",
-        ],
+        &["--mqtt-max-connections-per-subject", "2"],
     );
     let b = Broker::new(&mqtt);
     let alice = mqtt_token(&server, None, "alice", "mqtt");
@@ -746,10 +744,7 @@ fn a_connection_ends_when_its_token_expires() {
     }
     let run = TestRun::new("mqtt-expiry");
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = format!("127.0.0.1:{}", free_port());
-    let api = format!("127.0.0.1:{}", free_port());
-    let gw = format!("127.0.0.1:{}", free_port());
-    let server = start(&run, dir.path(), &mqtt, &api, &gw);
+    let (server, mqtt) = mqtt_server(&run, dir.path(), &[]);
     let b = Broker::new(&mqtt);
     let alice = mqtt_token(&server, None, "alice", "mqtt");
     let out = server.ok(&[
@@ -1283,17 +1278,10 @@ fn failed_logins_lock_their_address_out() {
     }
     let run = TestRun::new("mqtt-lockout");
     let dir = tempfile::tempdir().unwrap();
-    let mqtt = format!("127.0.0.1:{}", free_port());
-    let api = format!("127.0.0.1:{}", free_port());
-    let gw = format!("127.0.0.1:{}", free_port());
-    let server = Server::start_with(
+    let (server, mqtt) = mqtt_server(
         &run,
         dir.path(),
-        &api,
-        &gw,
         &[
-            "--mqtt-listen",
-            &mqtt,
             "--mqtt-max-login-failures",
             "3",
             "--mqtt-login-lockout",

@@ -118,12 +118,14 @@ services:
     // Replicas reach each other by service name on the app network: checked via Docker's DNS
     // aliases (scratch images have no resolver tools).
     let web = get("web")[0]["container_id"].as_str().unwrap().to_string();
+    // Its network (and so its aliases) is its network holder's (docs/runtime.md).
+    let holder = network_container(&web);
     let aliases = std::process::Command::new("docker")
         .args([
             "inspect",
             "-f",
             "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}",
-            &web,
+            &holder,
         ])
         .output()
         .unwrap();
@@ -211,14 +213,17 @@ fn start_die_events(run: &TestRun, since: u64) -> Vec<(String, u128)> {
             "--filter",
             "event=die",
             "--format",
-            "{{.Action}} {{.TimeNano}}",
+            "{{.Action}} {{.TimeNano}} {{index .Actor.Attributes \"berth.role\"}}",
         ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        // The replicas' own: not their network holders'.
+        .filter(|l| !l.trim_end().ends_with(" holder"))
         .filter_map(|l| {
             let (a, t) = l.split_once(' ')?;
+            let t = t.split_whitespace().next()?;
             Some((a.to_string(), t.trim().parse().ok()?))
         })
         .collect()
@@ -492,7 +497,7 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
         err.contains("route_conflict") && err.contains("\"same\""),
         "{err}"
     );
-    assert_eq!(docker_count(&run, "container"), 2);
+    assert_eq!(docker_count(&run, "replica"), 2);
     let b_ids: Vec<String> = b
         .ps("same")
         .iter()
@@ -507,7 +512,7 @@ fn two_servers_on_one_engine_do_not_touch_each_other() {
         .map(|i| i["container_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(b_ids, after);
-    assert_eq!(docker_count(&run, "container"), 1);
+    assert_eq!(docker_count(&run, "replica"), 1);
     assert_eq!(b.get("/").unwrap().0, 200);
     b.ok(&["rm", "--app", "same"]);
 }

@@ -250,7 +250,7 @@ fn probe_runtime_failures_are_bounded_reported_and_isolated() {
                         "inspect",
                         "--format",
                         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                        id,
+                        &network_container(id),
                     ])
                     .output()
                     .unwrap();

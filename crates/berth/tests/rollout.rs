@@ -404,18 +404,29 @@ fn a_failed_slot_within_max_failure_ratio_lets_the_update_go_on() {
             (slot == "0" && hash != v1_hash).then_some(name)
         })
     });
-    let nets = std::process::Command::new("docker")
-        .args([
-            "inspect",
-            "-f",
-            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-            &n0,
-        ])
-        .output()
-        .unwrap();
-    for net in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+    // The replica's network is its network holder's (docs/runtime.md#the-network-holder-local-runtime),
+    // made right after the replica.
+    let holder = format!("{n0}_holder");
+    let nets = wait_for(
+        Duration::from_secs(20),
+        "slot 0's new network holder",
+        || {
+            let out = std::process::Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                    &holder,
+                ])
+                .output()
+                .unwrap();
+            let nets = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !nets.is_empty()).then_some(nets)
+        },
+    );
+    for net in nets.split_whitespace() {
         let out = std::process::Command::new("docker")
-            .args(["network", "disconnect", "-f", net, &n0])
+            .args(["network", "disconnect", "-f", net, &holder])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

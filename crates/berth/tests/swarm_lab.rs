@@ -27,6 +27,37 @@ fn swarm_state() -> String {
         .to_string()
 }
 
+/// `berth server --runtime swarm` on the lab's manager (as `DOCKER_HOST`), with `extra` flags.
+fn swarm_server(run: &TestRun, lab: &Lab, dir: &std::path::Path, extra: &[&str]) -> common::Server {
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let mut args = vec!["--runtime", "swarm"];
+    args.extend_from_slice(extra);
+    common::Server::start_with_env(
+        run,
+        dir,
+        &api,
+        &gateway,
+        &args,
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    )
+}
+
+/// The nodes the running replicas of `service` (all services: `None`) run on, sorted.
+fn running_nodes(ps: &[serde_json::Value], service: Option<&str>) -> Vec<String> {
+    let mut n: Vec<String> = ps
+        .iter()
+        .filter(|i| i["state"] == "running" && service.is_none_or(|s| i["service"] == s))
+        .map(|i| i["node"].as_str().unwrap_or_default().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
 #[test]
 fn a_three_node_lab_runs_a_service_on_every_node_and_leaves_the_host_as_it_was() {
     if let Some(why) = Lab::unavailable() {
@@ -249,22 +280,9 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
     let image = testapp_image(&run);
     let lab = Lab::up(&run, 3, &[&image]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let gateway = format!("127.0.0.1:{}", common::free_port());
-    let manager = format!("unix://{}", lab.socket(1).display());
-    let server = common::Server::start_with_env(
-        &run,
-        dir.path(),
-        &api,
-        &gateway,
-        // No resync during the test: only the manager's events wake an application that has
-        // converged (checked below with a change made behind Berth's back).
-        &["--runtime", "swarm", "--resync-secs", "600"],
-        &[
-            ("DOCKER_HOST", manager.as_str()),
-            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
-        ],
-    );
+    // No resync during the test: only the manager's events wake an application that has
+    // converged (checked below with a change made behind Berth's back).
+    let server = swarm_server(&run, &lab, dir.path(), &["--resync-secs", "600"]);
     // A service that needs no traffic, three replicas: apply returns once they run.
     let file = common::compose(
         dir.path(),
@@ -413,20 +431,7 @@ fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_ma
     let image = testapp_image(&run);
     let lab = Lab::up(&run, 3, &[&image]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let gateway = format!("127.0.0.1:{}", common::free_port());
-    let manager = format!("unix://{}", lab.socket(1).display());
-    let server = common::Server::start_with_env(
-        &run,
-        dir.path(),
-        &api,
-        &gateway,
-        &["--runtime", "swarm"],
-        &[
-            ("DOCKER_HOST", manager.as_str()),
-            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
-        ],
-    );
+    let server = swarm_server(&run, &lab, dir.path(), &[]);
     let file = common::compose(
         dir.path(),
         "compose.yaml",
@@ -438,17 +443,16 @@ fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_ma
     assert!(out.contains("converged"), "{out}");
     assert!(!out.contains("note:"), "no note on Swarm: {out}");
     let ps = server.ps("shop");
-    let nodes_of = |service: &str| -> Vec<String> {
-        let mut n: Vec<String> = ps
-            .iter()
-            .filter(|i| i["service"] == service && i["state"] == "running")
-            .map(|i| i["node"].as_str().unwrap_or_default().to_string())
-            .collect();
-        n.sort();
-        n
-    };
-    assert_eq!(nodes_of("agent"), ["node1", "node2", "node3"], "{ps:#?}");
-    assert_eq!(nodes_of("web"), ["node1", "node1"], "{ps:#?}");
+    assert_eq!(
+        running_nodes(&ps, Some("agent")),
+        ["node1", "node2", "node3"],
+        "{ps:#?}"
+    );
+    assert_eq!(
+        running_nodes(&ps, Some("web")),
+        ["node1", "node1"],
+        "{ps:#?}"
+    );
     let (_, body) = berth_testkit::http_get(
         &server.api,
         "/api/v1/apps/shop",
@@ -482,20 +486,7 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
     let image = testapp_image(&run);
     let lab = Lab::up(&run, 2, &[&image]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let gateway = format!("127.0.0.1:{}", common::free_port());
-    let manager = format!("unix://{}", lab.socket(1).display());
-    let server = common::Server::start_with_env(
-        &run,
-        dir.path(),
-        &api,
-        &gateway,
-        &["--runtime", "swarm"],
-        &[
-            ("DOCKER_HOST", manager.as_str()),
-            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
-        ],
-    );
+    let server = swarm_server(&run, &lab, dir.path(), &[]);
     std::fs::write(dir.path().join("token.txt"), "one").unwrap();
     std::fs::write(dir.path().join("app.conf"), "setting=1\n").unwrap();
     let file = common::compose(
@@ -607,6 +598,126 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
         },
     );
     drop(server);
+}
+
+/// Without a registry, `--node-engine NAME=URL` brings a service's image from the manager's
+/// engine to the other nodes' before Swarm schedules tasks there: a lab whose workers lack the
+/// image runs one replica on every node.
+#[test]
+fn node_engines_receive_the_image_from_the_manager() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-images");
+    let image = testapp_image(&run);
+    // Only the manager has the image.
+    let lab = Lab::up(&run, 3, &[]).unwrap();
+    let tar = tempfile::NamedTempFile::new().unwrap();
+    let path = tar.path().to_str().unwrap();
+    berth_testkit::docker_cli(&["save", "-o", path, &image]).unwrap();
+    lab.docker(1, &["load", "-q", "-i", path]).unwrap();
+    assert!(lab.docker(2, &["image", "inspect", &image]).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let engines = format!(
+        "node2=unix://{},node3=unix://{}",
+        lab.socket(2).display(),
+        lab.socket(3).display()
+    );
+    let server = swarm_server(&run, &lab, dir.path(), &["--node-engine", &engines]);
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      replicas: 3\n      placement: {{max_replicas_per_node: 1}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let ps = server.ps("shop");
+    assert_eq!(
+        running_nodes(&ps, None),
+        ["node1", "node2", "node3"],
+        "{ps:#?}"
+    );
+    // Services run images by ID: the nodes have it under that ID.
+    let id = berth_testkit::docker_cli(&["image", "inspect", "-f", "{{.Id}}", &image]).unwrap();
+    for i in [2, 3] {
+        assert!(
+            lab.docker(i, &["image", "inspect", id.trim()]).is_ok(),
+            "node{i}"
+        );
+    }
+    server.ok(&["rm", "--app", "shop"]);
+    drop(server);
+
+    // A value that is not NAME=URL is refused at start, in one line.
+    let out = std::process::Command::new(common::bin())
+        .args(["server", "--runtime", "swarm", "--node-engine", "node2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected NAME=URL"), "{err}");
+}
+
+/// With `--registry HOST:PORT` a service's image is pushed there and the service names it by
+/// digest: nodes that lack the image pull it (Debian's `docker-registry` in the lab's hub,
+/// nodes trusting it as an insecure registry).
+#[test]
+fn a_registry_carries_the_image_to_the_nodes_by_digest() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-registry");
+    let image = testapp_image(&run);
+    let lab = Lab::up_with(&run, 2, &[], "--insecure-registry 192.168.77.254:5000").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = lab.registry(dir.path()).unwrap() else {
+        eprintln!("skipped: docker-registry is not installed");
+        return;
+    };
+    // Only the manager has the image.
+    let tar = dir.path().join("image.tar");
+    let path = tar.to_str().unwrap();
+    berth_testkit::docker_cli(&["save", "-o", path, &image]).unwrap();
+    lab.docker(1, &["load", "-q", "-i", path]).unwrap();
+    let server = swarm_server(&run, &lab, dir.path(), &["--registry", &registry.addr]);
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    deploy:\n      replicas: 2\n      placement: {{max_replicas_per_node: 1}}\n"
+        ),
+    );
+    let out = server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    assert!(out.contains("converged"), "{out}");
+    let ps = server.ps("shop");
+    assert_eq!(running_nodes(&ps, None), ["node1", "node2"], "{ps:#?}");
+    let label = format!("label=berth.test={}", run.id);
+    let service = lab
+        .docker(1, &["service", "ls", "-q", "--filter", &label])
+        .unwrap();
+    let reference = lab
+        .docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "-f",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                service.trim(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        reference.starts_with(&format!("{}/berth/shop/web@sha256:", registry.addr)),
+        "{reference}"
+    );
+    server.ok(&["rm", "--app", "shop"]);
+    drop(server);
+    drop(registry);
 }
 
 #[test]

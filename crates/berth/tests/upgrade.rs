@@ -10,23 +10,9 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-/// `(id, started_at)` of the app's running containers, sorted.
+/// `(id, started_at)` of the app's running replicas (not their network holders), sorted.
 fn running(run: &TestRun, app: &str) -> Vec<(String, String)> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=berth.test={}", run.id),
-            "--filter",
-            &format!("label=berth.app={app}"),
-        ])
-        .output()
-        .unwrap();
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let ids = replica_ids(false, &[run.label_filter(), format!("berth.app={app}")]);
     let mut v: Vec<(String, String)> = ids
         .iter()
         .map(|id| {

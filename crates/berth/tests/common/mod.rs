@@ -281,7 +281,8 @@ impl Drop for Server {
     }
 }
 
-/// Containers carrying this run's label (any state), as (name, labels json) via the docker CLI.
+/// Replica containers carrying this run's label (any state), as (name, labels json) via the
+/// docker CLI; network holders (`berth.role=holder`) are left out.
 pub fn containers(run: &TestRun) -> Vec<String> {
     let out = Command::new("docker")
         .args([
@@ -290,20 +291,30 @@ pub fn containers(run: &TestRun) -> Vec<String> {
             "--filter",
             &format!("label=berth.test={}", run.id),
             "--format",
-            "{{.Names}} {{.State}} {{.Label \"berth.hash\"}} {{.Label \"berth.service\"}}",
+            "{{.Names}} {{.State}} {{.Label \"berth.hash\"}} {{.Label \"berth.service\"}} {{.Label \"berth.role\"}}",
         ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(str::to_string)
+        .filter(|l| !l.ends_with(" holder"))
+        .map(|l| l.trim_end().to_string())
         .collect()
 }
 
+/// This run's objects of a kind: `container` (every container: replicas and their network
+/// holders), `replica` (containers that are not holders), `holder`, `network` or `volume`.
 pub fn docker_count(run: &TestRun, kind: &str) -> usize {
     let filter = format!("label=berth.test={}", run.id);
     let args: Vec<&str> = match kind {
-        "container" => vec!["ps", "-aq", "--filter", &filter],
+        "container" | "replica" | "holder" => vec![
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.ID}} {{.Label \"berth.role\"}}",
+        ],
         "network" => vec!["network", "ls", "-q", "--filter", &filter],
         "volume" => vec!["volume", "ls", "-q", "--filter", &filter],
         _ => unreachable!(),
@@ -312,6 +323,11 @@ pub fn docker_count(run: &TestRun, kind: &str) -> usize {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
+        .filter(|l| match kind {
+            "replica" => !l.ends_with(" holder"),
+            "holder" => l.ends_with(" holder"),
+            _ => true,
+        })
         .count()
 }
 
@@ -716,4 +732,39 @@ pub fn wait_all_removed(run: &TestRun) {
             .all(|k| docker_count(run, k) == 0)
             .then_some(())
     });
+}
+
+/// The container that owns replica `id`'s network (its network holder, docs/runtime.md), whose
+/// `NetworkSettings` name its networks, addresses and aliases; `id` itself if it has none.
+pub fn network_container(id: &str) -> String {
+    let mode = berth_testkit::docker_cli(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", id])
+        .unwrap_or_default();
+    match mode.trim().strip_prefix("container:") {
+        Some(holder) => holder.to_string(),
+        None => id.to_string(),
+    }
+}
+
+/// Full ids of the replica containers (not network holders) matching every label filter
+/// (`k=v`), running ones only unless `all`.
+pub fn replica_ids(all: bool, labels: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Label \"berth.role\"}}",
+    ];
+    if all {
+        args.push("-a");
+    }
+    let filters: Vec<String> = labels.iter().map(|l| format!("label={l}")).collect();
+    for f in &filters {
+        args.extend(["--filter", f.as_str()]);
+    }
+    berth_testkit::docker_cli(&args)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_end().ends_with(" holder"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
 }
