@@ -365,7 +365,7 @@ services:
 }
 
 #[test]
-fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused() {
+fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_noted_as_swarm_only() {
     let run = TestRun::new("reserve");
     let image = testapp_image(&run);
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +399,9 @@ fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused()
         format!("{} {}", 128 << 20, 64 << 20)
     );
 
-    // CPU reservations have no equivalent on one engine: refused at apply, by key path.
+    // CPU reservations have no equivalent on one engine (Swarm schedules by them): accepted,
+    // said at apply to apply only to Swarm, by key path, and nothing of them reaches the
+    // container.
     let cpu = compose(
         dir.path(),
         "cpu.yaml",
@@ -407,14 +409,29 @@ fn a_memory_reservation_reaches_the_container_and_a_cpu_reservation_is_refused()
             "services:\n  web:\n    image: {image}\n    deploy:\n      resources:\n        reservations: {{cpus: '0.5'}}\n"
         ),
     );
-    let out = server.cli(&["apply", "-f", cpu.to_str().unwrap(), "--app", "res"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = server.ok(&["apply", "-f", cpu.to_str().unwrap(), "--app", "res"]);
     assert!(
-        err.contains("unsupported_key")
-            && err.contains("services.web.deploy.resources.reservations.cpus"),
-        "{err}"
+        out.lines().any(|l| l.starts_with("note: ")
+            && l.contains("services.web.deploy.resources.reservations.cpus applies only to Swarm")),
+        "{out}"
     );
+    let id = wait_for(Duration::from_secs(30), "web runs the new revision", || {
+        server
+            .ps("res")
+            .into_iter()
+            .find(|i| i["service"] == "web" && i["state"] == "running" && i["revision"] == 2)
+            .and_then(|i| i["container_id"].as_str().map(str::to_string))
+    });
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 0");
     server.ok(&["rm", "--app", "res"]);
 }
 
