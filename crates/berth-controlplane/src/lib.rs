@@ -114,8 +114,9 @@ pub struct Config {
     pub port_range: (u16, u16),
     /// Which runtime runs applications (`--runtime`).
     pub runtime: RuntimeKind,
-    /// Other nodes' engines images are loaded into (Swarm, `--node-engine NAME=URL`).
-    pub node_engines: Vec<(String, String)>,
+    /// Other nodes' engines by hostname, connected once at start (Swarm, `--node-engine
+    /// NAME=URL`): images are loaded into them, and the node gateways run there when chosen.
+    pub node_engines: BTreeMap<String, berth_docker::Docker>,
     /// The registry images are pushed to and pulled from by digest (Swarm, `--registry`).
     pub registry: Option<String>,
 }
@@ -147,7 +148,7 @@ impl Default for Config {
             network_pool: subnets::NetworkPool::default(),
             port_range: DEFAULT_PORT_RANGE,
             runtime: RuntimeKind::Local,
-            node_engines: Vec::new(),
+            node_engines: BTreeMap::new(),
             registry: None,
         }
     }

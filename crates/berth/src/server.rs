@@ -76,23 +76,31 @@ fn registry(value: Option<&str>, runtime: &str) -> anyhow::Result<Option<String>
     Ok(Some(v.to_string()))
 }
 
-/// `--node-engine NAME=URL` values (Swarm only).
-fn node_engines(values: &[String], runtime: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// `--node-engine NAME=URL` values (Swarm only), each engine connected once: images are loaded
+/// into them and the node gateways run there.
+async fn node_engines(
+    values: &[String],
+    runtime: &str,
+) -> anyhow::Result<BTreeMap<String, berth_docker::Docker>> {
     if !values.is_empty() && runtime != "swarm" {
         bail!("--node-engine applies only with --runtime swarm");
     }
-    values
-        .iter()
-        .map(|v| {
-            let (name, url) = v
-                .split_once('=')
-                .filter(|(n, u)| !n.is_empty() && (u.starts_with("unix://") || u.starts_with("tcp://")))
-                .ok_or_else(|| {
-                    anyhow!("--node-engine {v:?}: expected NAME=URL, URL unix:///PATH or tcp://HOST:PORT")
-                })?;
-            Ok((name.to_string(), url.to_string()))
-        })
-        .collect()
+    let mut engines = BTreeMap::new();
+    for v in values {
+        let (name, url) = v
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && (u.starts_with("unix://") || u.starts_with("tcp://")))
+            .ok_or_else(|| {
+                anyhow!(
+                    "--node-engine {v:?}: expected NAME=URL, URL unix:///PATH or tcp://HOST:PORT"
+                )
+            })?;
+        let engine = berth_docker::Docker::connect_to(url)
+            .await
+            .map_err(|e| anyhow!("--node-engine {name}: {e}"))?;
+        engines.insert(name.to_string(), engine);
+    }
+    Ok(engines)
 }
 
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -293,7 +301,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             berth_controlplane::RuntimeKind::Local
         },
-        node_engines: node_engines(&args.node_engine, &args.runtime)?,
+        node_engines: node_engines(&args.node_engine, &args.runtime).await?,
         registry: registry(args.registry.as_deref(), &args.runtime)?,
         ..Config::default()
     };
@@ -305,6 +313,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Arc::new(GatewayPlane(gateway.clone()))
     };
     let mqtt_store = store.clone();
+    let node_engines_for_gateways = config.node_engines.clone();
     let cp = ControlPlane::start(
         store,
         docker.clone(),
@@ -331,22 +340,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let scheme = if api_tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{api_addr}")
         });
-        let mut engines = std::collections::BTreeMap::new();
-        // The nodes' engines (`--node-engine NAME=URL`, NAME the node's hostname): the
-        // gateways run there too when --gateway-nodes chooses them.
-        for (name, url) in node_engines(&args.node_engine, &args.runtime)? {
-            let engine = berth_docker::Docker::connect_to(&url)
-                .await
-                .map_err(|e| anyhow!("--node-engine {name}: {e}"))?;
-            engines.insert(name, engine);
-        }
         cp.enable_node_gateways(
             berth_controlplane::node_gateway::NodeGatewayConfig {
                 control_url,
                 token_file: data_dir.join("admin.token"),
                 nodes: gateway_nodes,
                 port: args.node_gateway_port,
-                engines,
+                // The nodes' engines (`--node-engine NAME=URL`, NAME the node's hostname):
+                // the gateways run there too when --gateway-nodes chooses them.
+                engines: node_engines_for_gateways,
             },
             shutdown.child_token(),
         );
