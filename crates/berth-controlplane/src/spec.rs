@@ -50,6 +50,9 @@ pub mod labels {
     pub const HOLDER: &str = "berth.holder";
     /// On a holder: the id of its replica.
     pub const REPLICA: &str = "berth.replica";
+    /// On a Swarm task's container: `1` when the service has a Compose healthcheck, so a
+    /// running task reads as healthy (the generated models cannot read the healthcheck back).
+    pub const HEALTHCHECK: &str = "berth.healthcheck";
 }
 
 /// What a revision stores: the project plus what apply resolved. The one definition of the

@@ -104,7 +104,25 @@ fn replica(
             .and_then(|l| l.get(k))
             .cloned()
     };
-    let (state, status) = state_of(t);
+    let (mut state, status) = state_of(t);
+    // Swarm holds a task with a healthcheck in `starting` until its container is healthy, and
+    // replaces it when it is not: a started container in `starting` runs with its health
+    // starting (so `depends_on: service_started` is met, and it is not ready yet), and a
+    // running task of a service with a Compose healthcheck is healthy.
+    let status_of = task.status.as_ref();
+    let started = status_of
+        .and_then(|s| s.container_status.as_ref())
+        .is_some_and(|c| c.container_id.as_deref().is_some_and(|id| !id.is_empty()));
+    let health = match status_of.and_then(|s| s.state) {
+        Some(TaskState::STARTING) if started => {
+            state = ReplicaState::Running;
+            Some("starting".to_string())
+        }
+        Some(TaskState::RUNNING) if container_label(labels::HEALTHCHECK).is_some() => {
+            Some("healthy".to_string())
+        }
+        _ => None,
+    };
     let id = task.id.clone().unwrap_or_default();
     let slot = task.slot.unwrap_or(1);
     Replica {
@@ -126,7 +144,7 @@ fn replica(
             .as_ref()
             .and_then(|s| s.timestamp.clone())
             .unwrap_or_default(),
-        health: None,
+        health,
         healthcheck: None,
         addresses: t
             .networks
@@ -181,15 +199,13 @@ async fn publish_image(
 /// scheduled there finds it (without a registry; docs/swarm.md#images-on-a-cluster).
 async fn distribute_image(inner: &Inner, image: &str) -> Result<(), CpError> {
     let mut tar: Option<Vec<u8>> = None;
-    for (name, url) in &inner.config.node_engines {
+    for (name, node) in &inner.config.node_engines {
         let unreachable = |e: DockerError| {
             CpError::InvalidArgument(format!(
-                "cannot bring image {image} to node engine {name} ({url}): {e}"
+                "cannot bring image {image} to node engine {name} ({}): {e}",
+                node.endpoint()
             ))
         };
-        let node = berth_docker::Docker::connect_to(url)
-            .await
-            .map_err(unreachable)?;
         if node
             .inspect_image(image)
             .await
@@ -811,6 +827,45 @@ mod tests {
         ] {
             assert!(!still_attached(&task(ended, "net1"), &["net1"]), "{ended}");
         }
+    }
+
+    /// Swarm keeps a task with a healthcheck `starting` until its container is healthy: the
+    /// replica runs with its health starting (not ready), then is healthy once `running`.
+    #[test]
+    fn a_tasks_health_follows_swarms_wait_for_a_healthy_container() {
+        let task = |state: &str, container: Option<&str>, hc: bool| -> Replica {
+            let mut labels = serde_json::json!({"berth.hash": "h1"});
+            if hc {
+                labels["berth.healthcheck"] = "1".into();
+            }
+            let mut status = serde_json::json!({"State": state});
+            if let Some(c) = container {
+                status["ContainerStatus"] = serde_json::json!({"ContainerID": c});
+            }
+            let t: SwarmTask = serde_json::from_value(serde_json::json!({
+                "ID": "t1",
+                "Slot": 1,
+                "DesiredState": "running",
+                "Spec": {"ContainerSpec": {"Image": "web", "Labels": labels}},
+                "Status": status,
+            }))
+            .unwrap();
+            replica("berth_abc123_shop_web", "web", &t, &HashMap::new())
+        };
+        let r = task("starting", Some("c1"), true);
+        assert_eq!((r.state, r.running), (ReplicaState::Running, true));
+        assert_eq!(r.health.as_deref(), Some("starting"));
+        let r = task("running", Some("c1"), true);
+        assert_eq!(r.health.as_deref(), Some("healthy"));
+        // No healthcheck: running is all there is.
+        assert_eq!(task("running", Some("c1"), false).health, None);
+        // Not started yet: still being created.
+        let r = task("starting", None, true);
+        assert_eq!((r.state, r.health), (ReplicaState::Created, None));
+        assert_eq!(
+            task("preparing", Some("c1"), true).state,
+            ReplicaState::Created
+        );
     }
 
     fn event(typ: &str, name: Option<&str>) -> berth_docker::Event {

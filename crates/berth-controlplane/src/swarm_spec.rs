@@ -204,6 +204,9 @@ pub(crate) fn service_spec(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     container_labels.extend(berth.clone());
+    if svc.healthcheck.as_ref().is_some_and(|h| !h.disable) {
+        container_labels.insert(labels::HEALTHCHECK.into(), "1".into());
+    }
 
     let health_check = svc.healthcheck.as_ref().map(|h| {
         if h.disable {
@@ -596,6 +599,8 @@ mod tests {
             c["HealthCheck"],
             json!({"Test": ["CMD", "/bin/app", "check"], "Interval": 2_000_000_000_i64, "Retries": 3})
         );
+        // ...and says the tasks have one, so a running task reads as healthy.
+        assert_eq!(c["Labels"]["berth.healthcheck"], "1");
         assert_eq!(v["Mode"], json!({"Replicated": {"Replicas": 3}}));
         assert_eq!(
             v["UpdateConfig"],
@@ -806,6 +811,9 @@ configs:
         assert_eq!(v["TaskTemplate"]["RestartPolicy"]["Condition"], "any");
         assert_eq!(v["Mode"]["Replicated"]["Replicas"], 1);
         assert!(v["TaskTemplate"]["ContainerSpec"].get("Command").is_none());
+        assert!(v["TaskTemplate"]["ContainerSpec"]["Labels"]
+            .get("berth.healthcheck")
+            .is_none());
     }
 
     #[test]

@@ -600,6 +600,73 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
     drop(server);
 }
 
+/// Swarm holds a task with a healthcheck in `starting` until its container is healthy: Berth
+/// shows it started with its health starting, the application not converged and a service that
+/// depends on it with `condition: service_healthy` not made yet; then healthy, and the
+/// dependent service follows.
+#[test]
+fn a_tasks_healthcheck_gates_its_readiness_and_its_dependents() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-health");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 1, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = swarm_server(&run, &lab, dir.path(), &[]);
+    // The first check runs 4 s after the container starts: a window to see it starting.
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    healthcheck: {{test: [CMD, /berth-testapp, probe], interval: 4s, retries: 2}}\n  api:\n    image: {image}\n    depends_on: {{web: {{condition: service_healthy}}}}\n"
+        ),
+    );
+    server.ok(&[
+        "apply",
+        "-f",
+        file.to_str().unwrap(),
+        "--app",
+        "shop",
+        "--detach",
+    ]);
+    let status = || {
+        let (_, body) = berth_testkit::http_get(
+            &server.api,
+            "/api/v1/apps/shop",
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        common::json(&body)
+    };
+    let starting = wait_for(Duration::from_secs(30), "web's task started", || {
+        let ps = server.ps("shop");
+        ps.iter()
+            .any(|i| i["service"] == "web" && i["health"] == "starting")
+            .then_some(ps)
+    });
+    assert!(
+        starting.iter().all(|i| i["service"] == "web"),
+        "api waits for web to be healthy: {starting:#?}"
+    );
+    assert_eq!(status()["converged"], false);
+    // Healthy: the dependent service is made and the application converges.
+    wait_for(Duration::from_secs(60), "converged", || {
+        (status()["converged"] == true).then_some(())
+    });
+    let ps = server.ps("shop");
+    let web: Vec<_> = ps.iter().filter(|i| i["service"] == "web").collect();
+    assert!(
+        web.iter()
+            .all(|i| i["state"] == "running" && i["health"] == "healthy"),
+        "{ps:#?}"
+    );
+    assert_eq!(running_nodes(&ps, Some("api")), ["node1"], "{ps:#?}");
+    server.ok(&["rm", "--app", "shop"]);
+}
+
 /// Without a registry, `--node-engine NAME=URL` brings a service's image from the manager's
 /// engine to the other nodes' before Swarm schedules tasks there: a lab whose workers lack the
 /// image runs one replica on every node.
