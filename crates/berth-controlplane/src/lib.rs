@@ -613,10 +613,11 @@ impl ControlPlane {
     }
 
     /// The file's keys that this server's runtime does not apply, as notes for the user: on the
-    /// local runtime, Swarm's scheduling keys (docs/compose.md#swarm-only-keys).
+    /// local runtime, Swarm's scheduling keys (docs/compose.md#swarm-only-keys); on Swarm,
+    /// `endpoint_mode: vip` where the kernel has no IPVS (docs/swarm.md#traffic-without-ipvs).
     fn runtime_notes(&self, project: &berth_compose::Project) -> Vec<String> {
         if self.inner.config.runtime == RuntimeKind::Swarm {
-            return Vec::new();
+            return swarm_spec::vip_notes(project, swarm_spec::kernel_has_ipvs());
         }
         let mut notes = Vec::new();
         for (name, svc) in &project.services {

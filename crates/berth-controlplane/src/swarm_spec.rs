@@ -124,6 +124,41 @@ fn ns(ms: u64) -> i64 {
     i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// Whether this host's kernel has IPVS, which Swarm's service VIPs and ingress mesh need: the
+/// module loaded (`/proc/net/ip_vs`, `/sys/module/ip_vs`) or installed for the running kernel.
+/// Only the server's own host is looked at; the nodes' kernels are not visible from here.
+pub(crate) fn kernel_has_ipvs() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    [
+        "/proc/net/ip_vs".to_string(),
+        "/sys/module/ip_vs".to_string(),
+        format!("/lib/modules/{}/kernel/net/netfilter/ipvs", release.trim()),
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}
+
+/// Notes at apply for services that ask for a VIP (`deploy.endpoint_mode: vip`) on a host
+/// without IPVS: the VIP their name resolves to does not answer, though Berth's gateways reach
+/// their tasks either way.
+pub(crate) fn vip_notes(project: &berth_compose::Project, ipvs: bool) -> Vec<String> {
+    if ipvs {
+        return Vec::new();
+    }
+    project
+        .services
+        .iter()
+        .filter(|(_, svc)| svc.endpoint_mode == Some(EndpointMode::Vip))
+        .map(|(name, _)| {
+            format!(
+                "services.{name}.deploy.endpoint_mode: vip needs IPVS, which this host's kernel lacks: \
+                 other services reaching {name} by name get a virtual IP that does not answer \
+                 (Berth's gateways still route to its tasks); leave endpoint_mode out for dnsrr"
+            )
+        })
+        .collect()
+}
+
 /// The Compose keys of the project the Swarm runtime cannot carry yet, as paths: refused at
 /// commit on a `--runtime swarm` server (400 `unsupported_key`), so no revision is made that
 /// could never run.
@@ -814,6 +849,20 @@ configs:
         assert!(v["TaskTemplate"]["ContainerSpec"]["Labels"]
             .get("berth.healthcheck")
             .is_none());
+    }
+
+    #[test]
+    fn a_vip_is_noted_where_the_kernel_has_no_ipvs() {
+        let s = spec(
+            "services:\n  web:\n    image: web\n    deploy: {endpoint_mode: vip}\n  db:\n    image: db\n    deploy: {endpoint_mode: dnsrr}\n  api: {image: api}\n",
+        );
+        let notes = vip_notes(&s.project, false);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("services.web.deploy.endpoint_mode: vip needs IPVS"),
+            "{notes:?}"
+        );
+        assert!(vip_notes(&s.project, true).is_empty());
     }
 
     #[test]
