@@ -43,6 +43,10 @@ pub const ADMIN: &str = "admin";
 pub const LOCAL_TOKEN_NAME: &str = "local-admin";
 /// The file the `local` token is written to, in the data directory.
 pub const LOCAL_TOKEN_FILE: &str = "admin.token";
+/// The name of the `local` token the Swarm nodes' gateways use, scoped `gateway`.
+pub const GATEWAY_TOKEN_NAME: &str = "node-gateways";
+/// The file the gateways' token is written to, in the data directory.
+pub const GATEWAY_TOKEN_FILE: &str = "gateway.token";
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY_SECS: i64 = 60;
 /// Concurrent password hashes.
@@ -466,24 +470,46 @@ impl Access {
         {
             self.drop_hash(&h);
         }
+        self.write_local(data_dir, LOCAL_TOKEN_NAME, LOCAL_TOKEN_FILE, Vec::new())
+    }
+
+    /// Write a fresh token for the Swarm nodes' gateways to `<data-dir>/gateway.token`: the
+    /// administrator's, scoped `gateway` (the table and the traffic reports, nothing else).
+    /// Call after [`Access::write_local_token`], which revokes the previous one.
+    pub fn write_gateway_token(&self, data_dir: &Path) -> Result<(), AccessError> {
+        self.write_local(
+            data_dir,
+            GATEWAY_TOKEN_NAME,
+            GATEWAY_TOKEN_FILE,
+            vec!["gateway".to_string()],
+        )
+    }
+
+    fn write_local(
+        &self,
+        data_dir: &Path,
+        name: &str,
+        file: &str,
+        scopes: Vec<String>,
+    ) -> Result<(), AccessError> {
         let token = secret::new_token();
         self.store()
             .insert_api_token(&ApiTokenRecord {
                 id: 0,
                 owner: ADMIN.into(),
-                name: LOCAL_TOKEN_NAME.into(),
+                name: name.into(),
                 kind: TokenKind::Local.as_str().into(),
                 hash: secret::token_hash(&token),
-                scopes: Vec::new(),
+                scopes,
                 created_at: String::new(),
                 expires_at: None,
                 last_used_at: None,
                 team: None,
             })?
             .ok_or_else(|| {
-                AccessError::internal("local token", &"a token named local-admin exists")
+                AccessError::internal("local token", &format!("a token named {name} exists"))
             })?;
-        let path = data_dir.join(LOCAL_TOKEN_FILE);
+        let path = data_dir.join(file);
         write_private(&path, format!("{token}\n").as_bytes())
             .map_err(|e| AccessError::internal(&format!("cannot write {}", path.display()), &e))?;
         Ok(())
@@ -914,11 +940,21 @@ impl Access {
                 req.name
             )));
         }
-        if req.name.starts_with("login-") || req.name == LOCAL_TOKEN_NAME {
+        if req.name.starts_with("login-")
+            || req.name == LOCAL_TOKEN_NAME
+            || req.name == GATEWAY_TOKEN_NAME
+        {
             return Err(AccessError::invalid(format!(
-                "token name {:?} is reserved for sessions and the local token",
+                "token name {:?} is reserved for sessions and the server's local tokens",
                 req.name
             )));
+        }
+        if req.scopes.iter().any(|s| s == "gateway") && !p.administrator {
+            return Err(AccessError::new(
+                ErrorCode::Forbidden,
+                "the gateway scope reads the whole gateway table, issuers' secrets included: \
+                 administrators only",
+            ));
         }
         for s in &req.scopes {
             if !KNOWN_SCOPES.contains(&s.as_str()) {

@@ -17,7 +17,7 @@ pub enum Decision {
 }
 
 /// Scopes a token may be restricted to.
-pub const KNOWN_SCOPES: &[&str] = &["metrics"];
+pub const KNOWN_SCOPES: &[&str] = &["metrics", "gateway"];
 
 /// Calls that need no token (the webhook is authenticated by its signature).
 #[must_use]
@@ -34,10 +34,18 @@ pub fn is_public(method: &str, route: &str) -> bool {
     )
 }
 
-/// What a scope allows.
-fn scope_allows(scope: &str, method: &str, route: &str) -> bool {
+/// What a scope allows its token's owner. `gateway` (what `berth gateway` calls: the whole
+/// table, issuers' secrets included, and the traffic reports) stays the administrator's.
+fn scope_allows(p: &Principal, scope: &str, method: &str, route: &str) -> bool {
     match scope {
         "metrics" => matches!((method, route), ("GET" | "HEAD", "/metrics")),
+        "gateway" => {
+            p.administrator
+                && matches!(
+                    (method, route),
+                    ("GET" | "HEAD", "/api/v1/gateway/table") | ("POST", "/api/v1/gateway/stats")
+                )
+        }
         _ => false,
     }
 }
@@ -403,7 +411,7 @@ pub fn authorize(p: &Principal, method: &str, route: &str) -> Decision {
     // A scoped token: only what a scope allows (and asking who it is).
     if !p.scopes.is_empty() {
         let ok = matches!((method, route), ("GET" | "HEAD", "/api/v1/whoami"))
-            || p.scopes.iter().any(|s| scope_allows(s, method, route));
+            || p.scopes.iter().any(|s| scope_allows(p, s, method, route));
         return if ok {
             Decision::Allow
         } else {
@@ -543,5 +551,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A `gateway`-scoped token calls what `berth gateway` calls, and only as the
+    /// administrator's: the table carries issuers' secrets.
+    #[test]
+    fn a_gateway_token_reads_the_table_and_reports_and_nothing_else() {
+        let gateway = principal(true, TokenKind::Local, &["gateway"], false);
+        let users = principal(false, TokenKind::Api, &["gateway"], false);
+        for (method, route, want) in [
+            ("GET", "/api/v1/gateway/table", Decision::Allow),
+            ("POST", "/api/v1/gateway/stats", Decision::Allow),
+            ("GET", "/api/v1/whoami", Decision::Allow),
+            ("GET", "/api/v1/apps", Decision::Forbidden),
+            ("POST", "/api/v1/apps/{app}/apply", Decision::Forbidden),
+            ("GET", "/api/v1/nodes", Decision::Forbidden),
+            ("GET", "/metrics", Decision::Forbidden),
+            ("POST", "/api/v1/users", Decision::Forbidden),
+        ] {
+            assert_eq!(authorize(&gateway, method, route), want, "{method} {route}");
+        }
+        assert_eq!(
+            authorize(&users, "GET", "/api/v1/gateway/table"),
+            Decision::Forbidden
+        );
     }
 }

@@ -191,6 +191,26 @@ async fn tokens_expire_and_users_see_only_their_own() {
     assert_eq!(p.scopes, ["metrics"]);
     assert_eq!(authorize(&p, "GET", "/metrics"), Decision::Allow);
     assert_eq!(authorize(&p, "GET", "/api/v1/apps"), Decision::Forbidden);
+    // The gateway scope reads issuers' secrets: the administrator's only.
+    let gateway = |p: &Principal| {
+        a.create_token(
+            p,
+            &ApiTokenRequest {
+                name: "edge".into(),
+                scopes: vec!["gateway".into()],
+                ..ApiTokenRequest::default()
+            },
+        )
+    };
+    assert_eq!(gateway(&bob).unwrap_err().code, ErrorCode::Forbidden);
+    let g = a
+        .authenticate(Some(&bearer(&gateway(&admin).unwrap().token)))
+        .unwrap();
+    assert_eq!(
+        authorize(&g, "GET", "/api/v1/gateway/table"),
+        Decision::Allow
+    );
+    assert_eq!(authorize(&g, "GET", "/api/v1/nodes"), Decision::Forbidden);
     // Bob may not list or revoke the administrator's tokens; the administrator may list his.
     assert_eq!(
         a.list_tokens(&bob, Some(ADMIN)).unwrap_err().code,

@@ -492,8 +492,8 @@ pub enum ApiTokenCommand {
         /// Lifetime, e.g. `90s`, `15m`, `12h`, `30d`; default until revoked.
         #[arg(long)]
         ttl: Option<String>,
-        /// Restrict the token to a scope (repeatable), e.g. `metrics`; default the owner's
-        /// full rights.
+        /// Restrict the token to a scope (repeatable): `metrics`, or `gateway` (what `berth
+        /// gateway` calls; administrators only); default the owner's full rights.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },

@@ -18,7 +18,8 @@
 //!   made again only when the binary, its settings or the table's published ports change (a
 //!   container's published ports are fixed when it is made); the image of an earlier binary
 //!   is then removed.
-//! - Its token (the local administrator's, `<data-dir>/admin.token`) is copied into it as a file
+//! - Its token (`<data-dir>/gateway.token`: the administrator's, scoped `gateway`, so it reads
+//!   the table and reports traffic and may call nothing else) is copied into it as a file
 //!   before it starts and again after each server start (the gateway reads the file again before
 //!   each reconnection); it is never in its command line, environment or labels.
 
@@ -136,7 +137,7 @@ impl NodeFilter {
 pub struct NodeGatewayConfig {
     /// The control plane's URL as the nodes reach it (`--advertise-url`).
     pub control_url: String,
-    /// The token file the gateways authenticate with (`<data-dir>/admin.token`).
+    /// The token file the gateways authenticate with (`<data-dir>/gateway.token`).
     pub token_file: PathBuf,
     /// The nodes that run one (`--gateway-nodes`).
     pub nodes: NodeFilter,

@@ -336,6 +336,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         if args.advertise_url.is_none() && api_addr.ip().is_loopback() {
             tracing::warn!(api = %api_addr, "the gateways on the Swarm nodes cannot reach a loopback API: give --advertise-url (docs/swarm.md)");
         }
+        // Their token may read the table and report traffic, nothing else (docs/access.md).
+        identity.write_gateway_token(&data_dir).map_err(|e| {
+            anyhow!(
+                "cannot write {}: {}",
+                data_dir.join(berth_access::GATEWAY_TOKEN_FILE).display(),
+                e.message
+            )
+        })?;
         let control_url = args.advertise_url.clone().unwrap_or_else(|| {
             let scheme = if api_tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{api_addr}")
@@ -343,7 +351,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cp.enable_node_gateways(
             berth_controlplane::node_gateway::NodeGatewayConfig {
                 control_url,
-                token_file: data_dir.join("admin.token"),
+                token_file: data_dir.join(berth_access::GATEWAY_TOKEN_FILE),
                 nodes: gateway_nodes,
                 port: args.node_gateway_port,
                 // The nodes' engines (`--node-engine NAME=URL`, NAME the node's hostname):

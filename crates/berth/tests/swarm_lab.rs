@@ -680,6 +680,24 @@ fn a_tasks_healthcheck_gates_its_readiness_and_its_dependents() {
         "{ps:#?}"
     );
     assert_eq!(running_nodes(&ps, Some("api")), ["node1"], "{ps:#?}");
+
+    // The nodes' gateways get a token that reads the table and reports traffic, nothing else.
+    let token = std::fs::read_to_string(dir.path().join("gateway.token")).unwrap();
+    let token = token.trim();
+    let (code, _, _) = common::call(
+        &server.api,
+        "GET",
+        "/api/v1/gateway/table",
+        Some(token),
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, _, body) = common::call(&server.api, "GET", "/api/v1/apps", Some(token), None);
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     server.ok(&["rm", "--app", "shop"]);
 }
 
