@@ -262,20 +262,33 @@ async fn look(
     let nodes = docker.list_nodes().await?;
     let local = docker.local_node_id().await?;
     let mut targets: Vec<(String, berth_docker::Docker)> = Vec::new();
-    for n in nodes.iter().filter(|n| config.nodes.matches(n)) {
+    // Engines of nodes not chosen (any more): they keep no gateway of this server's.
+    let mut others: Vec<(String, berth_docker::Docker)> = Vec::new();
+    for n in &nodes {
         let name = n
             .description
             .as_ref()
             .and_then(|d| d.hostname.clone())
             .or_else(|| n.id.clone())
             .unwrap_or_default();
-        if n.id.is_some() && n.id == local {
-            targets.push((name, docker.clone()));
-        } else if let Some(engine) = config.engines.get(&name) {
-            targets.push((name, engine.clone()));
-        } else if state.warned.insert(name.clone()) {
-            tracing::warn!(node = %name, "no engine for this node (--node-engine): no gateway runs there (docs/swarm.md)");
+        let engine = if n.id.is_some() && n.id == local {
+            Some(docker.clone())
+        } else {
+            config.engines.get(&name).cloned()
+        };
+        match (config.nodes.matches(n), engine) {
+            (true, Some(engine)) => targets.push((name, engine)),
+            (true, None) => {
+                if state.warned.insert(name.clone()) {
+                    tracing::warn!(node = %name, "no engine for this node (--node-engine): no gateway runs there (docs/swarm.md)");
+                }
+            }
+            (false, Some(engine)) => others.push((name, engine)),
+            (false, None) => {}
         }
+    }
+    for (node, engine) in &others {
+        retire(inner, state, node, engine).await;
     }
     if targets.is_empty() {
         return Ok(());
@@ -370,6 +383,28 @@ async fn look(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = running;
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Remove this server's gateway from a node no longer chosen (its labels or `--gateway-nodes`
+/// changed): left there, it would go on serving its last table, endpoints that have gone
+/// included. Failures are logged and tried again at the next look.
+async fn retire(inner: &Inner, state: &mut LoopState, node: &str, docker: &berth_docker::Docker) {
+    let name = container_name(inner);
+    match docker.inspect_container(&name).await {
+        Ok(c) => match docker.remove_container(&c.id, true, false).await {
+            Ok(()) => {
+                state.token_in.remove(node);
+                tracing::info!(node, container = %short(&c.id), "gateway removed: the node is not chosen any more (--gateway-nodes)");
+            }
+            Err(e) => {
+                tracing::warn!(node, error = %e, "removing the gateway of a node not chosen any more failed: will try again")
+            }
+        },
+        Err(DockerError::NotFound(_)) => {}
+        Err(e) => {
+            tracing::debug!(node, error = %e, "cannot look for a gateway on a node not chosen")
+        }
+    }
 }
 
 /// The gateway on one node: its image, its container (made, made again, started, given the

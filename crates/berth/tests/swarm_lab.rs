@@ -1110,6 +1110,14 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
             .is_ok_and(|(s, _)| s == 404 || s == 503)
             .then_some(())
     });
+    // A node no longer chosen keeps no gateway (it would serve its last table); the chosen
+    // one keeps its own.
+    lab.docker(1, &["node", "update", "--label-rm", "gw", "node2"])
+        .unwrap();
+    wait_for(Duration::from_secs(30), "node2's gateway removed", || {
+        lab.docker(2, &["inspect", gw_name]).is_err().then_some(())
+    });
+    assert!(lab.docker(1, &["inspect", gw_name]).is_ok());
     drop(server);
 }
 
