@@ -1131,16 +1131,23 @@ fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_health
     let sick = host_of(&gws[0], "/unhealthy?ms=15000").expect("a task answered");
     let failed_at = std::time::Instant::now();
     // The gateways take it out at its first failed probe; after three it is unhealthy.
-    let ps = wait_for(
-        Duration::from_secs(10),
-        "one task unhealthy and out of rotation",
-        || {
-            let ps = state(&server);
-            (ps.iter().filter(|(_, h, r)| h == "unhealthy" && !r).count() == 1
-                && ps.iter().filter(|(_, h, r)| h == "healthy" && *r).count() == 1)
-                .then_some(ps)
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ps = loop {
+        let ps = state(&server);
+        if ps.iter().filter(|(_, h, r)| h == "unhealthy" && !r).count() == 1
+            && ps.iter().filter(|(_, h, r)| h == "healthy" && *r).count() == 1
+        {
+            break ps;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one task unhealthy and out of rotation, not {ps:?} ({sick} made to fail; its health: {:?})\nserver log:\n{}\ngateways:\n{}",
+            (0..4).map(|_| host_of(&gws[0], "/healthz")).collect::<Vec<_>>(),
+            server.log_tail(),
+            gateway_logs(&lab),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     eprintln!(
         "unhealthy in `berth ps` {} ms after its health path failed: {ps:?}",
         failed_at.elapsed().as_millis()
