@@ -19,7 +19,7 @@
 //!   a request sent meanwhile is retried by the gateway's rules), never one whose probe failed:
 //!   no endpoint at all answers 503, as a route with nothing ready does on the local runtime.
 //!
-//! Control-plane side ([`GatewayReadiness`]), rules it keeps:
+//! Control-plane side (`GatewayReadiness`), rules it keeps:
 //! - A report holds the whole readiness of one gateway, replacing its previous one; a change
 //!   wakes the applications concerned. A gateway not heard of for [`REPORT_TTL`] (its reports
 //!   come every second, and at once on a change) counts no more, so a dead gateway does not pin

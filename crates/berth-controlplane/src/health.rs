@@ -1,4 +1,6 @@
-//! Berth's own readiness probes, run from the host against each replica's address.
+//! Berth's own readiness probes, run from the host against each replica's address — and, on
+//! Swarm, by the `berth gateway` processes on the nodes against the tasks' overlay addresses
+//! (`gateway_probes.rs`: the same [`Prober`], the same `probe_kind` rules).
 //!
 //! Why Berth probes itself: images built `FROM scratch` have no shell for a Compose healthcheck,
 //! and Docker's healthcheck interval is far too slow for a replacement to be routable within a
