@@ -163,6 +163,8 @@ struct Seen {
 #[derive(Default)]
 pub(crate) struct GatewayReadiness {
     gateways: Mutex<HashMap<String, Seen>>,
+    /// When the first gateway that probes reported to this server.
+    first_report: Mutex<Option<Instant>>,
 }
 
 impl GatewayReadiness {
@@ -187,6 +189,10 @@ impl GatewayReadiness {
         let Some(list) = &report.readiness else {
             return wake;
         };
+        self.first_report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(now);
         let endpoints: HashMap<String, (String, ProbeState)> = list
             .iter()
             .map(|r| (r.id.clone(), (r.app.clone(), r.state)))
@@ -210,6 +216,22 @@ impl GatewayReadiness {
             }
         }
         wake
+    }
+
+    /// How long (ms) a task made `age_ms` ago has had to pass the gateways' probes at `now`:
+    /// no time before any gateway reported to this server (the gateways are made, their image
+    /// loaded, after the server starts), so a rollout's deadline does not run out on a first
+    /// deploy right after a start.
+    pub(crate) fn probed_for_ms(&self, age_ms: u64, now: Instant) -> u64 {
+        let first = *self
+            .first_report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.map_or(0, |t| {
+            age_ms.min(
+                u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX),
+            )
+        })
     }
 
     /// A task's readiness by the live gateways' word at `now`; `None` when none reports it.
@@ -387,6 +409,34 @@ mod tests {
         let t3 = t2 + REPORT_TTL + Duration::from_millis(1);
         assert_eq!(g.readiness("t1", t3), None);
         assert_eq!(g.ingest(&counters_only, t3), apps(&["shop"]));
+    }
+
+    #[test]
+    fn a_tasks_time_to_pass_counts_from_the_first_gateways_report() {
+        let g = GatewayReadiness::default();
+        let t0 = Instant::now();
+        assert_eq!(g.probed_for_ms(20_000, t0), 0, "no gateway yet");
+        // A report without readiness is not a probing gateway's.
+        g.ingest(
+            &GatewayReport {
+                gateway: "in-process".into(),
+                services: vec![],
+                readiness: None,
+            },
+            t0,
+        );
+        assert_eq!(g.probed_for_ms(20_000, t0), 0);
+        g.ingest(&report("g1", &[]), t0);
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(g.probed_for_ms(20_000, t1), 5_000, "since the first report");
+        assert_eq!(
+            g.probed_for_ms(2_000, t1),
+            2_000,
+            "a task made since: its age"
+        );
+        // Later reports do not move it.
+        g.ingest(&report("g2", &[]), t1);
+        assert_eq!(g.probed_for_ms(20_000, t1 + Duration::from_secs(1)), 6_000);
     }
 
     #[tokio::test]

@@ -151,6 +151,19 @@ fn gateway_readiness(inner: &Inner, app: &str, o: &Replica) -> Readiness {
     Readiness::Ready
 }
 
+/// A replica's age as the planner judges it ("did not become healthy within" a deadline): for a
+/// task the gateways probe, only the time since a gateway first reported
+/// (`GatewayReadiness::probed_for_ms`).
+fn planner_age_ms(inner: &Inner, spec: &RevisionSpec, svc: Option<&Service>, o: &Replica) -> u64 {
+    let age = age_ms(&o.created);
+    let probed = svc.is_some_and(|s| probe_kind(spec, &o.service, s).is_some());
+    if gateways_probe(inner) && probed {
+        inner.gateway_readiness.probed_for_ms(age, Instant::now())
+    } else {
+        age
+    }
+}
+
 fn readiness(
     inner: &Inner,
     app: &str,
@@ -231,7 +244,7 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
                     Some(s) => readiness(inner, app, &spec, &o.service, s, o),
                     None => Readiness::Ready,
                 },
-                age_ms: age_ms(&o.created),
+                age_ms: planner_age_ms(inner, &spec, svc, o),
                 ip: ip_of(inner, app, Some(&spec), svc, o),
                 stopping: o.stopping,
             }

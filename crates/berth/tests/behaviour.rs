@@ -65,22 +65,6 @@ fn swarm(run: &TestRun, dir: &Path, image: &str) -> Option<(Server, Option<Lab>)
             ("BERTH_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD),
         ],
     );
-    // A gateway probes the tasks: a first deploy's tasks must pass its probe within the
-    // rollout's deadline (the suite's `monitor: 8s`), so the case starts once the gateway is
-    // made (the image is loaded into the node's engine first) and answers.
-    let gateway = lab
-        .relay_to_hub(
-            format!("{}:{NODE_GATEWAY_PORT}", lab.addr(1))
-                .parse()
-                .unwrap(),
-        )
-        .unwrap()
-        .to_string();
-    wait_for(
-        Duration::from_secs(120),
-        "the gateway on the manager node answers",
-        || berth_testkit::http_get(&gateway, "/", None, Duration::from_secs(2)).ok(),
-    );
     Some((server, Some(lab)))
 }
 
