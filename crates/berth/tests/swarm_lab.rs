@@ -4,7 +4,8 @@
 //! as it was (its namespaces, its engine's Swarm state). `berth nodes` against a server whose
 //! engine is the lab's manager lists the three nodes; against a worker's engine, or the host's
 //! (never in a Swarm of ours), it is refused with `not_a_swarm_manager`. `berth server --runtime
-//! swarm` on the manager runs an application's replicas on the nodes, scales and removes it.
+//! swarm` on the manager runs an application's replicas on the nodes, scales and removes it;
+//! its gateways on the nodes serve routes and published ports and run Berth's probes.
 
 mod common;
 
