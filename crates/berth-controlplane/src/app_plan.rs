@@ -20,7 +20,9 @@
 //!   unless the service's `failure_action` is `continue`; a first deploy (nothing converged
 //!   before) that cannot make progress fails its revision.
 //! - Routes and published ports list ready replicas that do not drain (old and new alike: during
-//!   a start-first rollout both serve), ordered by slot.
+//!   a start-first rollout both serve), ordered by slot. Where the gateways probe (Swarm,
+//!   [`Desired::gateway_probes`]), a probed service's routes and ports carry its probe and list
+//!   every running replica that is not stopping: each gateway serves those its probe passed.
 //! - A runtime converges **slots** (the local runtime: Berth plans every replica) or
 //!   **services** (Swarm: the runtime schedules tasks and rolls updates itself;
 //!   docs/swarm.md#who-rolls-out). In `Services` mode each Compose service gets at most one
@@ -146,6 +148,11 @@ pub(crate) struct Desired<'a> {
     pub providers_down: &'a BTreeMap<String, Vec<String>>,
     /// How the runtime converges: slots (plan every replica) or services.
     pub convergence: Convergence,
+    /// The gateways probe the replicas of services with a probe, not the control plane (Swarm:
+    /// task addresses are reached from the gateways on the nodes only): such a service's routes
+    /// and ports carry the probe and list every running replica that is not stopping, and each
+    /// gateway serves those its probe passed (docs/swarm.md#traffic-without-ipvs).
+    pub gateway_probes: bool,
 }
 
 /// One replica as a runtime observed it, with Berth's readiness.
@@ -161,6 +168,8 @@ pub(crate) struct Observed {
     pub age_ms: u64,
     /// Where it is reached (its service's first network).
     pub ip: Option<IpAddr>,
+    /// The runtime is stopping it (a Swarm task whose desired state is no longer `running`).
+    pub stopping: bool,
 }
 
 /// Restarts Berth made of one replica.
@@ -1056,7 +1065,8 @@ fn service_statuses(
 }
 
 /// This application's routes and published ports: ready replicas that do not drain (counting
-/// the drains this plan starts), by slot.
+/// the drains this plan starts), by slot; for a service the gateways probe, every running
+/// replica that is not stopping, with the probe.
 fn routes(
     desired: &Desired<'_>,
     observed: &[Observed],
@@ -1067,12 +1077,18 @@ fn routes(
     let mut routes = Vec::new();
     let mut ports = Vec::new();
     for (name, svc) in &spec.project.services {
+        // Probed by the gateways: every running replica they may probe, whatever its readiness.
+        let probe = if desired.gateway_probes {
+            crate::health::probe_kind(spec, name, svc).map(|(kind, port)| kind.to_wire(port))
+        } else {
+            None
+        };
         let mut members: Vec<(&Observed, IpAddr)> = observed
             .iter()
             .filter(|o| {
                 o.service == *name
                     && o.state == ReplicaState::Running
-                    && o.readiness == Readiness::Ready
+                    && (o.readiness == Readiness::Ready || (probe.is_some() && !o.stopping))
                     && !memory.draining.contains_key(&o.id)
                     && !new_drains.contains(&o.id)
             })
@@ -1099,6 +1115,7 @@ fn routes(
                 policy: crate::policy::route_policy(app, svc, r),
                 protocol: crate::policy::route_protocol(r),
                 upstream_prefix: None,
+                probe: probe.clone(),
             });
         }
         for p in &svc.ports {
@@ -1122,6 +1139,7 @@ fn routes(
                         addr: SocketAddr::new(*ip, p.target),
                     })
                     .collect(),
+                probe: probe.clone(),
             });
         }
     }
@@ -1172,6 +1190,7 @@ mod tests {
                 0,
                 u8::try_from(slot).unwrap_or(0) + 2,
             ])),
+            stopping: false,
         }
     }
     fn old_age(mut o: Observed, age_ms: u64) -> Observed {
@@ -1190,6 +1209,8 @@ mod tests {
         providers_down: BTreeMap<String, Vec<String>>,
         /// `Services` mode, with the runtime's services (hash `cur`: the desired one).
         services: Option<Vec<ObservedService>>,
+        /// The gateways probe (Swarm).
+        gateway_probes: bool,
     }
     fn case(name: &'static str, compose: &'static str, observed: Vec<Observed>) -> Case {
         Case {
@@ -1201,6 +1222,7 @@ mod tests {
             memory: AppMemory::default(),
             providers_down: BTreeMap::new(),
             services: None,
+            gateway_probes: false,
         }
     }
     impl Case {
@@ -1302,6 +1324,7 @@ mod tests {
             } else {
                 Convergence::Slots
             },
+            gateway_probes: c.gateway_probes,
         };
         let services: Vec<ObservedService> = c
             .services
@@ -2425,5 +2448,91 @@ mod tests {
             p.status.services[0].problem.as_deref(),
             Some("update rollback_started: the runtime says rollback_started")
         );
+    }
+
+    #[test]
+    fn where_the_gateways_probe_routes_carry_the_probe_and_every_running_task_not_stopping() {
+        const PROBED: &str = "services:
+  web:
+    image: web
+    deploy: {replicas: 3}
+    ports: ['8080:80']
+    x-berth: {route: {host: shop.example, port: 80}, health: {http: /healthz, port: 81, interval: 2s}}
+  tcp:
+    image: tcp
+    x-berth: {route: {host: tcp.example, port: 90}}
+  plain:
+    image: plain
+    x-berth: {route: {host: plain.example, port: 70}}
+    healthcheck: {test: [CMD, /app, probe], interval: 2s}
+";
+        let mut stopping = rep("t3", "web", 2, "cur", Running, Starting);
+        stopping.stopping = true;
+        let mut c = case(
+            "",
+            PROBED,
+            vec![
+                rep("t1", "web", 0, "cur", Running, Ready),
+                rep("t2", "web", 1, "cur", Running, Starting),
+                stopping,
+                rep("t4", "web", 3, "cur", Running, Unhealthy),
+                rep("t5", "web", 4, "cur", Exited(1), Starting),
+                rep("u1", "tcp", 0, "cur", Running, Starting),
+                rep("p1", "plain", 0, "cur", Running, Starting),
+                rep("p2", "plain", 1, "cur", Running, Ready),
+            ],
+        )
+        .update()
+        .services(vec![svc("web", "cur", None)]);
+        let ids = |e: &[Endpoint]| e.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        let find = |p: &AppPlan, service: &str| {
+            p.routes
+                .iter()
+                .find(|r| r.service == service)
+                .cloned()
+                .unwrap()
+        };
+        // Probed here (the local runtime, and a table as before): ready replicas, no probe.
+        let (_, p) = run(&c, t0());
+        assert_eq!(ids(&find(&p, "web").endpoints), ["t1"]);
+        assert!(p.routes.iter().all(|r| r.probe.is_none()), "{:?}", p.routes);
+        assert!(p.ports.iter().all(|r| r.probe.is_none()), "{:?}", p.ports);
+
+        c.gateway_probes = true;
+        let (_, p) = run(&c, t0());
+        let web = find(&p, "web");
+        // Running and not stopping, whatever the control plane's readiness: the gateways
+        // judge (a task they found unhealthy stays listed so they see it recover).
+        assert_eq!(ids(&web.endpoints), ["t1", "t2", "t4"]);
+        assert_eq!(
+            web.endpoints[0].addr.port(),
+            80,
+            "routed at the route's port"
+        );
+        let probe = berth_core::EndpointProbe {
+            http: Some("/healthz".into()),
+            port: 81,
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+        };
+        assert_eq!(web.probe.as_ref(), Some(&probe));
+        assert_eq!(ids(&p.ports[0].endpoints), ["t1", "t2", "t4"]);
+        assert_eq!(p.ports[0].probe.as_ref(), Some(&probe));
+        // A routed service without x-berth.health: a TCP connect to its routed port.
+        let tcp = find(&p, "tcp");
+        assert_eq!(ids(&tcp.endpoints), ["u1"]);
+        assert_eq!(
+            tcp.probe,
+            Some(berth_core::EndpointProbe {
+                http: None,
+                port: 90,
+                interval_ms: 2_000,
+                timeout_ms: 1_000,
+            })
+        );
+        // Docker's healthcheck decides: no probe, ready replicas only.
+        let plain = find(&p, "plain");
+        assert_eq!(ids(&plain.endpoints), ["p2"]);
+        assert_eq!(plain.probe, None);
     }
 }

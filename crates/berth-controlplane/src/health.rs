@@ -1,4 +1,6 @@
-//! Berth's own readiness probes, run from the host against each replica's address.
+//! Berth's own readiness probes, run from the host against each replica's address — and, on
+//! Swarm, by the `berth gateway` processes on the nodes against the tasks' overlay addresses
+//! (`gateway_probes.rs`: the same [`Prober`], the same `probe_kind` rules).
 //!
 //! Why Berth probes itself: images built `FROM scratch` have no shell for a Compose healthcheck,
 //! and Docker's healthcheck interval is far too slow for a replacement to be routable within a
@@ -15,6 +17,9 @@
 //! server shuts down; a change of readiness wakes the application's reconciler.
 
 use crate::plan::Readiness;
+use crate::spec::RevisionSpec;
+use berth_compose::Service;
+use berth_core::EndpointProbe;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,10 +41,118 @@ pub enum ProbeKind {
     Tcp { interval: Duration },
 }
 
+impl ProbeKind {
+    /// As a routing table carries it, probing `port` (docs/swarm.md#traffic-without-ipvs).
+    #[must_use]
+    pub fn to_wire(&self, port: u16) -> EndpointProbe {
+        match self {
+            ProbeKind::Http {
+                path,
+                interval,
+                timeout,
+            } => EndpointProbe {
+                http: Some(path.clone()),
+                port,
+                interval_ms: millis(*interval),
+                timeout_ms: millis(*timeout),
+            },
+            ProbeKind::Tcp { interval } => EndpointProbe {
+                http: None,
+                port,
+                interval_ms: millis(*interval),
+                timeout_ms: millis(TCP_TIMEOUT),
+            },
+        }
+    }
+
+    /// A table's probe (the port is the probe's own); intervals and timeouts at least what
+    /// `probe_kind` makes them, whatever a table says.
+    #[must_use]
+    pub fn from_wire(p: &EndpointProbe) -> ProbeKind {
+        let interval = Duration::from_millis(p.interval_ms.max(100));
+        match &p.http {
+            Some(path) => ProbeKind::Http {
+                path: path.clone(),
+                interval,
+                timeout: Duration::from_millis(p.timeout_ms.max(50)),
+            },
+            None => ProbeKind::Tcp { interval },
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The port probes and routes target for a service.
+pub(crate) fn service_port(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<u16> {
+    svc.berth
+        .health
+        .as_ref()
+        .and_then(|h| h.port)
+        .or_else(|| svc.berth.routes.iter().find_map(|r| r.port))
+        .or_else(|| spec.default_port(name))
+}
+
+/// How a service's replicas are probed, and the port: `x-berth.health.http`, else a TCP
+/// connect to the routed port of a routed service (or to the first published TCP port), else
+/// none (Docker's healthcheck, or running, decides). The one definition of these rules: the
+/// control plane's probes on the local runtime and the gateways' on Swarm both follow it.
+pub(crate) fn probe_kind(
+    spec: &RevisionSpec,
+    name: &str,
+    svc: &Service,
+) -> Option<(ProbeKind, u16)> {
+    if svc.network_mode.is_some() {
+        // `network_mode: host`/`none`: no address on an application network to probe (the
+        // parser refuses routes, probes and ports with it); Docker's healthcheck, or running,
+        // decides readiness.
+        return None;
+    }
+    if let Some(h) = &svc.berth.health {
+        let port = h.port.or_else(|| service_port(spec, name, svc))?;
+        return Some((
+            ProbeKind::Http {
+                path: h.http.clone(),
+                interval: Duration::from_millis(h.interval_ms.max(100)),
+                timeout: Duration::from_millis(h.timeout_ms.max(50)),
+            },
+            port,
+        ));
+    }
+    let uses_docker_health = svc.healthcheck.as_ref().is_some_and(|h| !h.disable);
+    if uses_docker_health {
+        return None;
+    }
+    if !svc.berth.routes.is_empty() {
+        let port = service_port(spec, name, svc)?;
+        return Some((
+            ProbeKind::Tcp {
+                interval: Duration::from_secs(2),
+            },
+            port,
+        ));
+    }
+    if let Some(p) = svc.ports.first() {
+        if p.protocol == berth_compose::Protocol::Tcp {
+            return Some((
+                ProbeKind::Tcp {
+                    interval: Duration::from_secs(2),
+                },
+                p.target,
+            ));
+        }
+    }
+    None
+}
+
 /// Consecutive failures of a ready replica before it is declared unhealthy (replaced).
 /// One failure already takes it out of rotation.
 const FAILURES_TO_UNHEALTHY: u32 = 3;
 const STARTING_INTERVAL: Duration = Duration::from_millis(25);
+/// How long a TCP probe's connect may take.
+const TCP_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Probe {
     key: String,
@@ -116,7 +229,7 @@ impl Prober {
                         timeout,
                     } => (http_probe(addr, path, *timeout).await, *interval),
                     ProbeKind::Tcp { interval } => (
-                        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+                        tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(addr))
                             .await
                             .is_ok_and(|r| r.is_ok()),
                         *interval,

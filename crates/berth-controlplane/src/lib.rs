@@ -19,6 +19,7 @@ pub mod compose_build;
 pub mod envs;
 pub mod error;
 pub mod events;
+pub mod gateway_probes;
 pub mod graph;
 mod heal;
 pub mod health;
@@ -290,6 +291,10 @@ pub(crate) struct Inner {
     events: events::Events,
     /// The gateways' figures per service and minute (docs/market.md).
     stats: stats::Stats,
+    /// What the gateways on Swarm nodes report of the tasks they probe (docs/swarm.md).
+    gateway_readiness: gateway_probes::GatewayReadiness,
+    /// A task counted ready without a gateway's report was named in the log (once per server).
+    no_gateway_warned: std::sync::atomic::AtomicBool,
     /// Held by `apply` from resolving image IDs until the revision is committed, and by image
     /// retention around each removal, so an image cannot be pinned and removed at once.
     image_gate: tokio::sync::Mutex<()>,
@@ -366,6 +371,8 @@ impl ControlPlane {
                 shutdown: shutdown.clone(),
                 events: events::Events::default(),
                 stats: stats::Stats::default(),
+                gateway_readiness: gateway_probes::GatewayReadiness::default(),
+                no_gateway_warned: std::sync::atomic::AtomicBool::new(false),
                 image_gate: tokio::sync::Mutex::new(()),
                 retention_wake: Arc::new(tokio::sync::Notify::new()),
                 network_gate: tokio::sync::Mutex::new(()),

@@ -858,6 +858,7 @@ mod tests {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
             protocol,
             endpoints: Vec::new(),
+            probe: None,
         };
         let table = berth_core::RoutingTable {
             ports: vec![

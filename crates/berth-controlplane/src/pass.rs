@@ -13,7 +13,7 @@
 
 use crate::app_plan::{self, Convergence, ServiceStep, Verdict};
 use crate::heal;
-use crate::health::ProbeKind;
+use crate::health::{probe_kind, service_port};
 use crate::plan::{self, Readiness, ReplicaState, Step};
 use crate::reconcile::Action;
 use crate::runtime::{self, AppRuntime, Replica};
@@ -116,58 +116,52 @@ fn ip_of(
     r.addresses.values().next().copied()
 }
 
-/// The port probes and routes target for a service.
-fn service_port(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<u16> {
-    svc.berth
-        .health
-        .as_ref()
-        .and_then(|h| h.port)
-        .or_else(|| svc.berth.routes.iter().find_map(|r| r.port))
-        .or_else(|| spec.default_port(name))
+/// Do the gateways probe, not this server? On Swarm: task addresses are on overlay networks,
+/// reached from the gateways on the nodes and not from here (docs/swarm.md#traffic-without-ipvs).
+fn gateways_probe(inner: &Inner) -> bool {
+    inner.config.runtime == crate::RuntimeKind::Swarm
 }
 
-fn probe_kind(spec: &RevisionSpec, name: &str, svc: &Service) -> Option<(ProbeKind, u16)> {
-    if svc.network_mode.is_some() {
-        // `network_mode: host`/`none`: no address on an application network to probe (the
-        // parser refuses routes, probes and ports with it); Docker's healthcheck, or running,
-        // decides readiness.
-        return None;
+/// How long a running task the gateways probe waits for a gateway's word before running counts
+/// as ready (no gateway runs, or none reaches this server): gateways being made (the image is
+/// loaded into each node's engine first) report within seconds.
+const NO_GATEWAY_GRACE: Duration = Duration::from_secs(30);
+
+/// A running task's readiness where the gateways probe it: what a live gateway reports
+/// (`gateway_probes::GatewayReadiness`); without a report, starting for [`NO_GATEWAY_GRACE`]
+/// after it was made, then ready (running counts, as before the gateways probed), named once in
+/// the log, so a deploy without gateways is never held forever.
+fn gateway_readiness(inner: &Inner, app: &str, o: &Replica) -> Readiness {
+    if let Some(r) = inner.gateway_readiness.readiness(&o.id, Instant::now()) {
+        return r;
     }
-    if let Some(h) = &svc.berth.health {
-        let port = h.port.or_else(|| service_port(spec, name, svc))?;
-        return Some((
-            ProbeKind::Http {
-                path: h.http.clone(),
-                interval: Duration::from_millis(h.interval_ms.max(100)),
-                timeout: Duration::from_millis(h.timeout_ms.max(50)),
-            },
-            port,
-        ));
+    if u128::from(age_ms(&o.created)) < NO_GATEWAY_GRACE.as_millis() {
+        return Readiness::Starting;
     }
-    let uses_docker_health = svc.healthcheck.as_ref().is_some_and(|h| !h.disable);
-    if uses_docker_health {
-        return None;
+    if !inner
+        .no_gateway_warned
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            app,
+            task = %short(&o.id),
+            "no gateway reports this task's probe: running counts as ready (are the gateways on the nodes running and reaching --advertise-url? docs/swarm.md)"
+        );
     }
-    if !svc.berth.routes.is_empty() {
-        let port = service_port(spec, name, svc)?;
-        return Some((
-            ProbeKind::Tcp {
-                interval: Duration::from_secs(2),
-            },
-            port,
-        ));
+    Readiness::Ready
+}
+
+/// A replica's age as the planner judges it ("did not become healthy within" a deadline): for a
+/// task the gateways probe, only the time since a gateway first reported
+/// (`GatewayReadiness::probed_for_ms`).
+fn planner_age_ms(inner: &Inner, spec: &RevisionSpec, svc: Option<&Service>, o: &Replica) -> u64 {
+    let age = age_ms(&o.created);
+    let probed = svc.is_some_and(|s| probe_kind(spec, &o.service, s).is_some());
+    if gateways_probe(inner) && probed {
+        inner.gateway_readiness.probed_for_ms(age, Instant::now())
+    } else {
+        age
     }
-    if let Some(p) = svc.ports.first() {
-        if p.protocol == berth_compose::Protocol::Tcp {
-            return Some((
-                ProbeKind::Tcp {
-                    interval: Duration::from_secs(2),
-                },
-                p.target,
-            ));
-        }
-    }
-    None
 }
 
 fn readiness(
@@ -183,11 +177,10 @@ fn readiness(
         inner.start_probes.forget(&o.id);
         return Readiness::Starting;
     }
-    // Swarm tasks' overlay addresses are reachable from the gateways on the nodes, not from
-    // here: a running task is ready, and the gateways' retries and passive ejection cover one
-    // that does not answer yet (docs/swarm.md#traffic-without-ipvs).
-    let probed_here = inner.config.runtime != crate::RuntimeKind::Swarm;
-    if let Some((kind, port)) = probe_kind(spec, name, svc).filter(|_| probed_here) {
+    if let Some((kind, port)) = probe_kind(spec, name, svc) {
+        if gateways_probe(inner) {
+            return gateway_readiness(inner, app, o);
+        }
         let Some(ip) = ip_of(inner, app, Some(spec), Some(svc), o) else {
             return Readiness::Starting;
         };
@@ -251,8 +244,9 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
                     Some(s) => readiness(inner, app, &spec, &o.service, s, o),
                     None => Readiness::Ready,
                 },
-                age_ms: age_ms(&o.created),
+                age_ms: planner_age_ms(inner, &spec, svc, o),
                 ip: ip_of(inner, app, Some(&spec), svc, o),
+                stopping: o.stopping,
             }
         })
         .collect();
@@ -269,6 +263,7 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
         min_drain_ms: u64::try_from(inner.config.min_drain.as_millis()).unwrap_or(50),
         providers_down: &providers_down,
         convergence: rt.converges(),
+        gateway_probes: gateways_probe(inner),
     };
     let services = match desired.convergence {
         Convergence::Slots => Vec::new(),
@@ -342,15 +337,17 @@ async fn pass<R: AppRuntime>(inner: &Arc<Inner>, rt: &R, app: &str) -> Result<Ac
     publish_routes(inner, app, plan.routes, plan.ports);
     // Until every probe of a running replica has answered once, the table under-reports what
     // serves (after a server restart, all readiness starts over): not yet "synced".
-    let probes_pending = observed.iter().any(|o| {
-        o.state == ReplicaState::Running
-            && spec
-                .project
-                .services
-                .get(&o.service)
-                .is_some_and(|svc| probe_kind(&spec, &o.service, svc).is_some())
-            && !inner.prober.evaluated(&o.id)
-    });
+    // (The gateways' probes report when they report: they do not hold the table back.)
+    let probes_pending = !gateways_probe(inner)
+        && observed.iter().any(|o| {
+            o.state == ReplicaState::Running
+                && spec
+                    .project
+                    .services
+                    .get(&o.service)
+                    .is_some_and(|svc| probe_kind(&spec, &o.service, svc).is_some())
+                && !inner.prober.evaluated(&o.id)
+        });
     {
         let mut mem = inner.mem();
         heal::finish(&mut mem.heals, app, plan.status.health == "healthy");
@@ -576,7 +573,14 @@ fn providers_down(
                     return true;
                 };
                 !table.routes.iter().any(|r| {
-                    r.app == b.app && r.service == b.app_service && !r.endpoints.is_empty()
+                    // (Probed by the gateways: listed is not ready; ready by their word.)
+                    r.app == b.app
+                        && r.service == b.app_service
+                        && r.endpoints.iter().any(|e| {
+                            r.probe.is_none()
+                                || inner.gateway_readiness.readiness(&e.id, Instant::now())
+                                    == Some(Readiness::Ready)
+                        })
                 })
             })
             .cloned()
@@ -1100,12 +1104,19 @@ pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Insta
                 _ => None,
             };
             let ip = ip_of(inner, app, spec.as_ref(), svc, o);
+            // Probed by the gateways (Swarm): their word, as the pass reads it.
+            let gateway_probed = gateways_probe(inner)
+                && o.running
+                && !o.stopping
+                && matches!((&spec, svc), (Some(s), Some(svc)) if probe_kind(s, &o.service, svc).is_some());
+            let by_gateways = gateway_probed.then(|| gateway_readiness(inner, app, o));
             let in_rotation = table
                 .routes
                 .iter()
                 .flat_map(|r| r.endpoints.iter())
                 .chain(table.ports.iter().flat_map(|p| p.endpoints.iter()))
-                .any(|e| e.id == o.id);
+                .any(|e| e.id == o.id)
+                && by_gateways.is_none_or(|r| r == Readiness::Ready);
             let running = o.running;
             let health = if !running {
                 "none".to_string()
@@ -1116,6 +1127,13 @@ pub(crate) async fn instances(inner: &Arc<Inner>, app: &str) -> Result<Vec<Insta
                 } else {
                     h.clone()
                 }
+            } else if let Some(r) = by_gateways {
+                match r {
+                    Readiness::Ready => "healthy",
+                    Readiness::Unhealthy => "unhealthy",
+                    Readiness::Starting => "starting",
+                }
+                .to_string()
             } else if let (Some(s), Some(svc)) = (&spec, svc) {
                 if probe_kind(s, &o.service, svc).is_some() {
                     match inner.prober.peek(&o.id) {

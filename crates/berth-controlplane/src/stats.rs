@@ -229,8 +229,18 @@ fn unix_now() -> i64 {
 
 impl crate::ControlPlane {
     /// Add a gateway's report (the in-process gateway's, or `POST /api/v1/gateway/stats`).
+    /// Its endpoints' readiness (a gateway on a Swarm node) wakes the applications whose tasks
+    /// it changed.
     pub fn ingest_gateway_report(&self, report: &GatewayReport) {
         self.inner.stats.ingest(report, unix_now());
+        let wake = self
+            .inner
+            .gateway_readiness
+            .ingest(report, tokio::time::Instant::now());
+        // Only applications of this server (a report names what its sender says).
+        for app in wake.iter().filter(|a| self.inner.store.get_app(a).is_ok()) {
+            self.inner.wake(app);
+        }
     }
 
     /// A service's figures: `app_not_found` / `service_not_found` unless the application's
@@ -265,6 +275,7 @@ mod tests {
         GatewayReport {
             gateway: gateway.into(),
             services,
+            readiness: None,
         }
     }
 

@@ -865,6 +865,7 @@ mod tests {
             },
             protocol: berth_core::UpstreamProtocol::Http1,
             upstream_prefix: None,
+            probe: None,
         };
         let mut routes = vec![
             route("a/prov", Some(vec![])),

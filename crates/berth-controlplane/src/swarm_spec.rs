@@ -194,9 +194,8 @@ fn unsupported(name: &str, svc: &Service) -> Vec<String> {
     key(svc.ipc.is_some(), "ipc");
     key(svc.userns_mode.is_some(), "userns_mode");
     key(!svc.devices.is_empty(), "devices");
-    // Routes are served by Berth's gateways on the nodes (`node_gateway.rs`); Berth's own probe
-    // is not run from there yet, and the control plane cannot reach a task's overlay address.
-    key(svc.berth.health.is_some(), "x-berth.health");
+    // Routes are served, and `x-berth.health` probed, by Berth's gateways on the nodes
+    // (`node_gateway.rs`, `gateway_probes.rs`).
     keys
 }
 
@@ -930,10 +929,7 @@ volumes: {data: {}}
 volumes: {data: {}}
 ",
         );
-        assert_eq!(
-            unsupported_keys(&s.project),
-            ["services.web.ports", "services.web.x-berth.health"]
-        );
+        assert_eq!(unsupported_keys(&s.project), ["services.web.ports"]);
         assert!(unsupported_keys(&spec("services:\n  web: {image: web}\n").project).is_empty());
         // A fixed published port is served by the gateways on the nodes; a leased one or one
         // host address is not.
@@ -951,8 +947,12 @@ volumes: {data: {}}
                 "{refused}"
             );
         }
-        // A route is served by the gateways on the nodes.
+        // A route is served, and Berth's probe run, by the gateways on the nodes.
         let routed = spec("services:\n  web:\n    image: web\n    x-berth: {route: {port: 80}}\n");
         assert!(unsupported_keys(&routed.project).is_empty());
+        let probed = spec(
+            "services:\n  web:\n    image: web\n    x-berth: {route: {port: 80}, health: {http: /healthz}}\n",
+        );
+        assert!(unsupported_keys(&probed.project).is_empty());
     }
 }

@@ -808,14 +808,45 @@ pub struct GatewayReport {
     /// The reporting gateway (any stable string: counters are compared per gateway).
     pub gateway: String,
     pub services: Vec<ServiceCounters>,
+    /// Every endpoint this gateway probes itself ([`crate::EndpointProbe`]: Swarm), with what
+    /// its probe says now. Sent by gateways that probe, even empty (the control plane reads a
+    /// recent report as "this gateway is alive"); absent from other reporters' (the in-process
+    /// gateway's, older gateways').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Vec<EndpointReadiness>>,
+}
+
+/// One endpoint's readiness as a gateway's own probe sees it (docs/swarm.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EndpointReadiness {
+    /// The application's global name (whose reconciler a change wakes).
+    pub app: String,
+    /// The endpoint's id (the replica: a Swarm task).
+    pub id: String,
+    pub state: ProbeState,
+}
+
+/// What a probe says of an endpoint, by the rules of Berth's own probes: `starting` until it
+/// first passes, `ready` while it passes, `starting` again after one failure, `unhealthy` after
+/// three in a row once it had passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    Starting,
+    Ready,
+    Unhealthy,
 }
 
 /// The most services one report carries (a gateway routing more sends several reports).
 pub const MAX_REPORT_SERVICES: usize = 10_000;
 
 /// The largest report body: [`MAX_REPORT_SERVICES`] entries of the largest size (names at
-/// their longest, every counter 20 digits: under 800 bytes of JSON each) fit.
-pub const MAX_REPORT_BYTES: u64 = 8 * 1024 * 1024;
+/// their longest, every counter 20 digits: under 800 bytes of JSON each) and as many endpoints'
+/// readiness (under 500 bytes each) fit.
+pub const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
 
 impl GatewayReport {
     /// Why the report is not one a gateway sends, if it is not: too many services, names too
@@ -828,6 +859,18 @@ impl GatewayReport {
             return Err(format!(
                 "the report has more than {MAX_REPORT_SERVICES} services (send several)"
             ));
+        }
+        let readiness = self.readiness.as_deref().unwrap_or_default();
+        if readiness.len() > MAX_REPORT_SERVICES {
+            return Err(format!(
+                "the report has more than {MAX_REPORT_SERVICES} endpoints' readiness (send several)"
+            ));
+        }
+        if readiness
+            .iter()
+            .any(|r| r.app.len() > 200 || r.id.len() > 200)
+        {
+            return Err("an application name or endpoint id is longer than 200 bytes".into());
         }
         let buckets = LATENCY_BUCKETS_US.len() + 1;
         for c in &self.services {

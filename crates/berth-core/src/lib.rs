@@ -20,5 +20,6 @@ pub mod team;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use routing::{
-    Endpoint, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol, MARKET_HOST,
+    Endpoint, EndpointProbe, HttpRoute, PortForward, Protocol, RoutingTable, UpstreamProtocol,
+    MARKET_HOST,
 };

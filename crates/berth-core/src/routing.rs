@@ -39,6 +39,7 @@ pub struct HttpRoute {
     /// Remove the prefix before forwarding (`/api/x` → `/x`).
     pub strip_prefix: bool,
     /// Ready replicas, in a stable order. Empty means "route exists, nothing healthy" (503).
+    /// With a [`HttpRoute::probe`]: every running replica, the gateway choosing the ready ones.
     pub endpoints: Vec<Endpoint>,
     /// What the gateway enforces on this route (default: nothing).
     #[serde(default)]
@@ -52,6 +53,32 @@ pub struct HttpRoute {
     /// subscribers ([`MARKET_HOST`]), never from a Compose file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_prefix: Option<String>,
+    /// Set where the control plane cannot reach the endpoints itself (Swarm): each gateway
+    /// probes them and routes only to those whose probe passed ([`EndpointProbe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<EndpointProbe>,
+}
+
+/// How a gateway probes the endpoints of a route or port forward itself
+/// (docs/swarm.md#traffic-without-ipvs). Set only by a control plane that cannot reach them (a
+/// Swarm task's address is on an overlay network, reached from the gateways on the nodes); with
+/// it, `endpoints` lists every running replica that is not stopping, not only the ready ones, and
+/// a gateway serves only those its probe passed, reporting what it sees
+/// ([`crate::api::GatewayReport::readiness`]). Absent in every other table, so local tables and
+/// gateways that predate it are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EndpointProbe {
+    /// `GET` this path must answer 2xx or 3xx (`x-berth.health.http`); absent: a TCP connect
+    /// must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The port probed at each endpoint's address (the health port may not be the routed one).
+    pub port: u16,
+    /// Between probes of a ready endpoint (one that has not passed yet is probed every 25 ms).
+    pub interval_ms: u64,
+    /// How long one probe may take.
+    pub timeout_ms: u64,
 }
 
 /// The host name consumers of market entries call the gateway by (docs/market.md#subscribe).
@@ -97,6 +124,9 @@ pub struct PortForward {
     pub protocol: Protocol,
     /// Ready replicas, each at `container IP:target port`.
     pub endpoints: Vec<Endpoint>,
+    /// As [`HttpRoute::probe`]: the gateway probes the endpoints itself (Swarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<EndpointProbe>,
 }
 
 /// Everything the data plane serves, replaced as a whole on every change.
@@ -219,6 +249,7 @@ mod tests {
             policy: crate::policy::RoutePolicy::default(),
             protocol: UpstreamProtocol::default(),
             upstream_prefix: None,
+            probe: None,
         }
     }
 

@@ -233,6 +233,7 @@ mod tests {
             policy: berth_core::policy::RoutePolicy::default(),
             protocol: berth_core::UpstreamProtocol::Http1,
             upstream_prefix: Some("/orders".into()),
+            probe: None,
         };
         for (path, query, want) in [
             ("/_market/a/orders/x", Some("q=1"), "/orders/x?q=1"),

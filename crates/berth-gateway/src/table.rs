@@ -478,6 +478,7 @@ mod tests {
                 policy: Default::default(),
                 protocol: Default::default(),
                 upstream_prefix: None,
+                probe: None,
             }],
             ports: vec![],
             issuers: vec![],

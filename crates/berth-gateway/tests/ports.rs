@@ -244,6 +244,7 @@ async fn udp_ports_forward_per_client_session() {
             listen,
             protocol: Protocol::Udp,
             endpoints: vec![ep("u", server_addr)],
+            probe: None,
         }],
     ));
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -12,6 +12,7 @@
 //!
 //! Paths: `/healthz`, `/` (version, hostname), `/headers` (request headers echoed),
 //! `/sleep?ms=N` (answers after N ms), `/exit?code=N` (exits the process at once),
+//! `/unhealthy?ms=N` (`/healthz` answers 503 for the next N ms, then 200 again),
 //! `/file?path=/run/secrets/x` (a file's content, to check secrets, configs and mounts),
 //! `/write?path=/data/x&text=hello` (writes a file, to check volumes),
 //! `/call?env=ORDERS&path=/x` (a market subscription's call: `GET $ORDERS_URL/x` with the
@@ -32,6 +33,15 @@ use std::time::Duration;
 extern "C" fn on_sigterm(_: libc::c_int) {
     // SAFETY: `_exit` is async-signal-safe.
     unsafe { libc::_exit(0) }
+}
+
+/// Until when (ms since the Unix epoch) `/healthz` fails (`/unhealthy?ms=N`).
+static UNHEALTHY_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -190,7 +200,12 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
     while let Some(req) = read_request(&mut reader)? {
         let path = req.target.split('?').next().unwrap_or("/").to_string();
         let (status, body) = match path.as_str() {
-            "/healthz" if healthy => (200, "ok\n".to_string()),
+            "/healthz"
+                if healthy
+                    && unix_ms() >= UNHEALTHY_UNTIL.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                (200, "ok\n".to_string())
+            }
             "/healthz" => (503, "unhealthy\n".to_string()),
             "/headers" => {
                 let mut b = String::new();
@@ -205,6 +220,16 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                     .unwrap_or(100);
                 std::thread::sleep(Duration::from_millis(ms));
                 (200, format!("slept {ms} ms {version} {hostname}\n"))
+            }
+            "/unhealthy" => {
+                let ms: u64 = query_param(&req.target, "ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10_000);
+                UNHEALTHY_UNTIL.store(
+                    unix_ms().saturating_add(ms),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                (200, format!("unhealthy for {ms} ms {version} {hostname}\n"))
             }
             "/file" => {
                 let path = url_decode(&query_param(&req.target, "path").unwrap_or_default());

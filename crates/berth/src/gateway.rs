@@ -10,9 +10,15 @@
 //! up; never logged); an `https://` control plane is verified
 //! against the system's roots and `--ca-file` (a private CA). `--metrics-listen ADDR` serves the
 //! gateway's Prometheus metrics there, without authentication.
+//!
+//! Where a table's route or port forward carries a probe (Swarm: the control plane cannot reach
+//! the tasks), this process probes its endpoints itself and serves only those that passed
+//! (`berth_controlplane::gateway_probes`); it reports their readiness with its figures, at once
+//! when one changes (docs/swarm.md#traffic-without-ipvs).
 
 use anyhow::{anyhow, bail, Context};
 use berth_cli::GatewayArgs;
+use berth_controlplane::gateway_probes::TableProber;
 use berth_gateway::{Gateway, GatewayConfig};
 use futures_util::StreamExt;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -20,11 +26,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// A stream silent for longer than this is considered dead (the server sends every 10 s).
 const STALE: Duration = Duration::from_secs(25);
+/// A report made at once for a change of readiness waits this long for others.
+const REPORT_BATCH: Duration = Duration::from_millis(10);
 
 /// `ca_file`: the global `--ca-file` (`BERTH_CA_FILE`), trusted for an `https://` control plane.
 pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -70,7 +78,29 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
         None => None,
     };
     let shutdown = CancellationToken::new();
+    // The table as the control plane sends it, and as served: with only the endpoints whose
+    // probe passed where it asks the gateway to probe.
+    let (received_tx, received_rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
     let (tx, rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    // A change of an endpoint's readiness: serve a new table, and report at once.
+    let (serve_again, report_now) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let prober = {
+        let (serve_again, report_now) = (serve_again.clone(), report_now.clone());
+        TableProber::new(
+            Arc::new(move || {
+                serve_again.notify_one();
+                report_now.notify_one();
+            }),
+            shutdown.child_token(),
+        )
+    };
+    let serving = tokio::spawn(serve_probed(
+        received_rx,
+        tx,
+        prober.clone(),
+        serve_again,
+        shutdown.clone(),
+    ));
     let verifier: Arc<dyn berth_core::auth::TokenVerifier> = Arc::new(berth_auth::Verifier::new());
     let gateway = Gateway::new(
         rx,
@@ -93,9 +123,17 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
         Credentials::load(args.token_file.as_deref())?,
         control.clone(),
         gateway.clone(),
+        prober,
+        report_now,
         shutdown.clone(),
     ));
-    let follower = tokio::spawn(follow(client, credentials, control, tx, shutdown.clone()));
+    let follower = tokio::spawn(follow(
+        client,
+        credentials,
+        control,
+        received_tx,
+        shutdown.clone(),
+    ));
     let metrics = metrics_listener.map(|l| {
         let g = gateway.clone();
         crate::server::spawn_metrics(l, Arc::new(move || g.render_metrics()), shutdown.clone())
@@ -120,6 +158,7 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = follower.await;
+        let _ = serving.await;
         let _ = reporter.await;
         let _ = http.await;
         let _ = ports.await;
@@ -201,14 +240,40 @@ fn control_client(control: &str, ca_file: Option<&Path>) -> anyhow::Result<reqwe
         .map_err(|e| anyhow!("cannot set up the control plane client: {e}"))
 }
 
-/// Every second, send the gateway's counters to the control plane (`POST
-/// /api/v1/gateway/stats`, docs/market.md). A failed report is logged at debug level and
+/// Serve each table received with only the probed endpoints that passed, again whenever a
+/// probe's verdict changes.
+async fn serve_probed(
+    mut received: watch::Receiver<Arc<berth_core::RoutingTable>>,
+    tx: watch::Sender<Arc<berth_core::RoutingTable>>,
+    prober: TableProber,
+    serve_again: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let table = received.borrow_and_update().clone();
+        let served = prober.apply(&table);
+        if tx.borrow().as_ref() != &served {
+            tx.send_replace(Arc::new(served));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = received.changed() => if r.is_err() { return },
+            () = serve_again.notified() => {}
+        }
+    }
+}
+
+/// Every second, send the gateway's counters and its probes' verdicts to the control plane
+/// (`POST /api/v1/gateway/stats`, docs/market.md, docs/swarm.md), and at once (within
+/// [`REPORT_BATCH`]) when a verdict changes. A failed report is logged at debug level and
 /// skipped: the next one carries the sum.
 async fn report_stats(
     client: reqwest::Client,
     mut credentials: Credentials,
     control: String,
     gateway: Gateway,
+    prober: TableProber,
+    report_now: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let url = format!("{control}/api/v1/gateway/stats");
@@ -221,14 +286,32 @@ async fn report_stats(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            () = report_now.notified() => {
+                // Changes of one moment (a table's first probes) in one report.
+                tokio::time::sleep(REPORT_BATCH).await;
+            }
             () = shutdown.cancelled() => return,
         }
         let services = gateway.service_counters();
-        // One report carries at most MAX_REPORT_SERVICES services: more go in several.
-        for chunk in services.chunks(berth_core::api::MAX_REPORT_SERVICES) {
+        let readiness = prober.readiness();
+        // One report carries at most MAX_REPORT_SERVICES services: more go in several. The
+        // first carries the readiness (as many endpoints at most): each replaces the last.
+        for (i, chunk) in services
+            .chunks(berth_core::api::MAX_REPORT_SERVICES)
+            .chain(services.is_empty().then_some(&[][..]))
+            .enumerate()
+        {
             let report = berth_core::api::GatewayReport {
                 gateway: id.clone(),
                 services: chunk.to_vec(),
+                // Even empty: the control plane reads it as "this gateway probes, and lives".
+                readiness: (i == 0).then(|| {
+                    readiness
+                        .iter()
+                        .take(berth_core::api::MAX_REPORT_SERVICES)
+                        .cloned()
+                        .collect()
+                }),
             };
             let mut request = client.post(&url).json(&report);
             if let Some(token) = credentials.current() {

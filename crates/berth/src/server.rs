@@ -574,6 +574,7 @@ fn spawn_stats_feed(
             cp.ingest_gateway_report(&berth_core::api::GatewayReport {
                 gateway: "in-process".into(),
                 services: gateway.service_counters(),
+                readiness: None,
             });
         }
     })

@@ -7,9 +7,11 @@
 //! rolling update and rollback; `depends_on` ordering; rm leaving nothing.
 //!
 //! `swarm_lab` runs them on a Swarm lab (docs/swarm.md) as far as the Swarm runtime goes today:
-//! without traffic (routes, published ports and Berth's probes need gateways on the nodes), so a
-//! case's traffic assertions run only where [`Case::traffic`] says so, and `depends_on` (which
-//! reads containers' times on the local engine) only on the local runtime.
+//! routes and published ports through Berth's gateway on the manager node (reached through the
+//! lab's hub), Berth's probes run by that gateway; not `berth logs` (a task's container is on
+//! its node's engine) nor Berth's restart counts (Swarm replaces a task), which
+//! [`Case::local`] keeps to the local runtime, nor `depends_on` (it reads containers' times on the
+//! local engine).
 
 mod common;
 
@@ -39,12 +41,25 @@ fn swarm(run: &TestRun, dir: &Path, image: &str) -> Option<(Server, Option<Lab>)
     }
     let lab = Lab::up(run, 2, &[image]).unwrap();
     let manager = format!("unix://{}", lab.socket(1).display());
+    // The gateway on the manager node calls the API at the hub's address.
+    let api = format!("127.0.0.1:{}", free_port());
+    let advertised = format!(
+        "http://{}",
+        lab.relay_from_hub(api.parse().unwrap()).unwrap()
+    );
     let server = Server::start_with_env(
         run,
         dir,
+        &api,
         &format!("127.0.0.1:{}", free_port()),
-        &format!("127.0.0.1:{}", free_port()),
-        &["--runtime", "swarm"],
+        &[
+            "--runtime",
+            "swarm",
+            "--advertise-url",
+            &advertised,
+            "--node-gateway-port",
+            &NODE_GATEWAY_PORT.to_string(),
+        ],
         &[
             ("DOCKER_HOST", manager.as_str()),
             ("BERTH_ADMIN_PASSWORD", TEST_ADMIN_PASSWORD),
@@ -52,6 +67,9 @@ fn swarm(run: &TestRun, dir: &Path, image: &str) -> Option<(Server, Option<Lab>)
     );
     Some((server, Some(lab)))
 }
+
+/// The port of Berth's gateway on a lab's manager node.
+const NODE_GATEWAY_PORT: u16 = 7480;
 
 /// One server of the runtime under test, with the test image, and an application's file.
 struct Case {
@@ -61,6 +79,9 @@ struct Case {
     server: Server,
     /// Dropped after the server: the Swarm lab it drives.
     lab: Option<Lab>,
+    /// Where the case's client reaches the routes: the server's gateway, or the one on the
+    /// lab's manager node.
+    gateway: String,
 }
 
 impl Case {
@@ -71,31 +92,64 @@ impl Case {
         let image = testapp_image(&run);
         let dir = tempfile::tempdir().unwrap();
         let (server, lab) = start(&run, dir.path(), &image)?;
+        let gateway = match &lab {
+            None => server.gateway.clone(),
+            Some(lab) => lab
+                .relay_to_hub(
+                    format!("{}:{NODE_GATEWAY_PORT}", lab.addr(1))
+                        .parse()
+                        .unwrap(),
+                )
+                .unwrap()
+                .to_string(),
+        };
         Some(Case {
             run,
             image,
             dir,
             server,
             lab,
+            gateway,
         })
     }
 
-    /// The runtime serves traffic (routes, published ports, Berth's probes): not the Swarm
-    /// runtime yet.
-    fn traffic(&self) -> bool {
+    /// The local runtime: `berth logs` and Berth's restart counts (on Swarm a task's container
+    /// is on its node's engine, and Swarm replaces a task rather than restart it).
+    fn local(&self) -> bool {
         self.lab.is_none()
     }
 
-    /// The `web` service of [`web`], as this runtime can carry it.
-    fn web(&self, version: &str, replicas: u32, port: Option<u16>) -> String {
-        if self.traffic() {
-            web(&self.image, version, replicas, port)
-        } else {
-            format!(
-                "services:\n  web:\n    image: {}\n    environment: {{ VERSION: {version} }}\n    deploy: {{ replicas: {replicas} }}\n",
-                self.image
-            )
+    /// Where a published port is reached: the host's loopback, or the manager node (its
+    /// gateway's port forwarder).
+    fn published(&self, port: u16) -> String {
+        match &self.lab {
+            None => format!("127.0.0.1:{port}"),
+            Some(lab) => lab
+                .relay_to_hub(format!("{}:{port}", lab.addr(1)).parse().unwrap())
+                .unwrap()
+                .to_string(),
         }
+    }
+
+    /// `GET path` through the route.
+    fn get(&self, path: &str) -> Result<(u16, String), String> {
+        berth_testkit::http_get(&self.gateway, path, None, Duration::from_secs(5))
+    }
+
+    /// The `web` service of [`web`], as this runtime can carry it: on Swarm a published port
+    /// is a fixed port on every address of the nodes with a gateway.
+    fn web(&self, version: &str, replicas: u32, port: Option<u16>) -> String {
+        web(&self.image, version, replicas, port, self.local())
+    }
+
+    /// Until `addr` answers 200 with `version` (a gateway on a node may be made again to
+    /// publish a port: its routes pause meanwhile).
+    fn until_answering(&self, addr: &str, version: &str) {
+        wait_for(Duration::from_secs(60), &format!("{addr} answers"), || {
+            berth_testkit::http_get(addr, "/", None, Duration::from_secs(5))
+                .ok()
+                .filter(|(code, body)| *code == 200 && body.starts_with(&format!("{version} ")))
+        });
     }
 
     /// The run's containers (on every node of a lab: running ones, as Swarm keeps the
@@ -197,9 +251,10 @@ impl Case {
     }
 }
 
-fn web(image: &str, version: &str, replicas: u32, port: Option<u16>) -> String {
+fn web(image: &str, version: &str, replicas: u32, port: Option<u16>, local: bool) -> String {
+    let host = if local { "127.0.0.1:" } else { "" };
     let ports = port.map_or(String::new(), |p| {
-        format!("    ports: [\"127.0.0.1:{p}:8080\"]\n")
+        format!("    ports: [\"{host}{p}:8080\"]\n")
     });
     format!(
         r#"
@@ -240,22 +295,19 @@ fn deploy_ps_routes_ports_and_logs(start: Start) {
             );
         }
     }
-    if !c.traffic() {
-        c.server.ok(&["rm", "--app", "shop"]);
-        return;
-    }
     for i in &ps {
         assert_eq!(i["health"], "healthy", "{i}");
         assert!(i["address"].as_str().unwrap().ends_with(":8080"), "{i}");
     }
-    assert_eq!(c.answering(&c.server.gateway, "/", "v1", 20).len(), 2);
-    assert_eq!(
-        c.answering(&format!("127.0.0.1:{port}"), "/", "v1", 20)
-            .len(),
-        2
-    );
-    let logs = c.server.ok(&["logs", "--app", "shop", "web"]);
-    assert!(logs.contains("listening on port 8080"), "{logs}");
+    let published = c.published(port);
+    c.until_answering(&published, "v1");
+    c.until_answering(&c.gateway, "v1");
+    assert_eq!(c.answering(&c.gateway, "/", "v1", 20).len(), 2);
+    assert_eq!(c.answering(&published, "/", "v1", 20).len(), 2);
+    if c.local() {
+        let logs = c.server.ok(&["logs", "--app", "shop", "web"]);
+        assert!(logs.contains("listening on port 8080"), "{logs}");
+    }
     c.server.ok(&["rm", "--app", "shop"]);
 }
 
@@ -268,7 +320,7 @@ fn scale_and_heal(start: Start) {
     c.apply("shop", &c.web("v1", 2, None));
     let before = c.ids("shop", "web");
     c.server.ok(&["scale", "--app", "shop", "web=3"]);
-    let after = if c.traffic() {
+    let after = if c.local() {
         c.ids("shop", "web")
     } else {
         // Swarm starts the third task after scale returns (Berth does not wait on its tasks
@@ -280,9 +332,10 @@ fn scale_and_heal(start: Start) {
     };
     assert_eq!(after.len(), 3);
     assert!(before.is_subset(&after), "scaling up restarted {before:?}");
-    if c.traffic() {
-        assert_eq!(c.answering(&c.server.gateway, "/", "v1", 30).len(), 3);
-    }
+    // (On Swarm the third task serves once the gateway's probe passed.)
+    wait_for(Duration::from_secs(30), "three replicas answer", || {
+        (c.answering(&c.gateway, "/", "v1", 30).len() == 3).then_some(())
+    });
 
     c.server.ok(&["scale", "--app", "shop", "web=1"]);
     wait_for(Duration::from_secs(30), "scaled down to 1", || {
@@ -296,16 +349,23 @@ fn scale_and_heal(start: Start) {
 
     let victim = survivor.into_iter().next().unwrap();
     c.kill(&victim);
-    if !c.traffic() {
-        // Swarm replaces the task: a new one, in the same slot, runs.
-        wait_for(Duration::from_secs(60), "a new task runs", || {
-            let ps = c.server.ps("shop");
-            let ok = ps.len() == 1
-                && ps[0]["state"] == "running"
-                && ps[0]["container_id"] != victim.as_str()
-                && ps[0]["slot"] == 0;
-            ok.then_some(())
-        });
+    if !c.local() {
+        // Swarm replaces the task: a new one, in the same slot, runs, and serves once the
+        // gateway's probe passed.
+        wait_for(
+            Duration::from_secs(60),
+            "a new task runs and serves",
+            || {
+                let ps = c.server.ps("shop");
+                let ok = ps.len() == 1
+                    && ps[0]["state"] == "running"
+                    && ps[0]["health"] == "healthy"
+                    && ps[0]["container_id"] != victim.as_str()
+                    && ps[0]["slot"] == 0
+                    && c.get("/").is_ok_and(|(code, _)| code == 200);
+                ok.then_some(())
+            },
+        );
         c.server.ok(&["rm", "--app", "shop"]);
         return;
     }
@@ -314,7 +374,7 @@ fn scale_and_heal(start: Start) {
         let ok = ps.len() == 1
             && ps[0]["health"] == "healthy"
             && ps[0]["restarts"].as_u64().unwrap_or(0) >= 1
-            && c.server.get("/").is_ok_and(|(code, _)| code == 200);
+            && c.get("/").is_ok_and(|(code, _)| code == 200);
         ok.then_some(())
     });
     c.server.ok(&["rm", "--app", "shop"]);
@@ -333,27 +393,20 @@ fn rolling_update_and_rollback(start: Start) {
     let v2 = c.ids("shop", "web");
     assert_eq!(v2.len(), 2);
     assert!(v1.is_disjoint(&v2), "{v1:?} survived the update");
-    if c.traffic() {
-        assert_eq!(c.answering(&c.server.gateway, "/", "v2", 20).len(), 2);
-    } else {
-        let ps = c.server.ps("shop");
-        assert!(ps.iter().all(|i| i["revision"] == 2), "{ps:?}");
-    }
+    assert_eq!(c.answering(&c.gateway, "/", "v2", 20).len(), 2);
+    let ps = c.server.ps("shop");
+    assert!(ps.iter().all(|i| i["revision"] == 2), "{ps:?}");
 
     c.server.ok(&["rollback", "--app", "shop", "--to", "1"]);
     wait_for(Duration::from_secs(60), "rolled back", || {
         let ps = c.server.ps("shop");
         (ps.len() == 2
-            && ps.iter().all(|i| {
-                i["revision"] == 3
-                    && i["state"] == "running"
-                    && (!c.traffic() || i["health"] == "healthy")
-            }))
+            && ps
+                .iter()
+                .all(|i| i["revision"] == 3 && i["state"] == "running" && i["health"] == "healthy"))
         .then_some(())
     });
-    if c.traffic() {
-        assert_eq!(c.answering(&c.server.gateway, "/", "v1", 20).len(), 2);
-    }
+    assert_eq!(c.answering(&c.gateway, "/", "v1", 20).len(), 2);
     c.server.ok(&["rm", "--app", "shop"]);
 }
 
@@ -418,12 +471,16 @@ fn rm_leaves_nothing(start: Start) {
     c.apply("shop", &c.web("v1", 2, None));
     assert_eq!(c.count("replica"), 2);
     c.server.ok(&["rm", "--app", "shop", "--volumes"]);
-    if c.traffic() {
+    if c.local() {
         assert_eq!(c.count("container"), 0);
         assert_eq!(c.count("network"), 0);
-        let (code, body) = c.server.get("/").unwrap();
+        let (code, body) = c.get("/").unwrap();
         assert_eq!(code, 404, "{body}");
     } else {
+        // The gateway on the node applies the table without the route within moments.
+        wait_for(Duration::from_secs(10), "no route any more", || {
+            c.get("/").is_ok_and(|(code, _)| code == 404).then_some(())
+        });
         // rm returns once the service is removed; Swarm stops its tasks after.
         wait_for(Duration::from_secs(60), "no task or network left", || {
             (c.count("container") == 0 && c.count("network") == 0).then_some(())

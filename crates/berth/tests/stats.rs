@@ -176,5 +176,31 @@ fn requests_through_the_gateway_are_counted_per_minute() {
         (400, Some("invalid_argument")),
         "{body}"
     );
+    // A gateway that probes (Swarm) adds its endpoints' readiness: accepted, within the same
+    // bounds as names.
+    let probed = |id: String| {
+        serde_json::json!({"gateway": "gw-probes", "services": [],
+            "readiness": [{"app": "shop", "id": id, "state": "ready"}]})
+    };
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(probed("t1".into())),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, _, body) = call(
+        &server.api,
+        "POST",
+        "/api/v1/gateway/stats",
+        Some(&token),
+        Some(probed("t".repeat(201))),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{body}"
+    );
     server.ok(&["rm", "--app", "shop"]);
 }

@@ -4,7 +4,8 @@
 //! as it was (its namespaces, its engine's Swarm state). `berth nodes` against a server whose
 //! engine is the lab's manager lists the three nodes; against a worker's engine, or the host's
 //! (never in a Swarm of ours), it is refused with `not_a_swarm_manager`. `berth server --runtime
-//! swarm` on the manager runs an application's replicas on the nodes, scales and removes it.
+//! swarm` on the manager runs an application's replicas on the nodes, scales and removes it;
+//! its gateways on the nodes serve routes and published ports and run Berth's probes.
 
 mod common;
 
@@ -1118,6 +1119,178 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
         lab.docker(2, &["inspect", gw_name]).is_err().then_some(())
     });
     assert!(lab.docker(1, &["inspect", gw_name]).is_ok());
+    drop(server);
+}
+
+/// `x-berth.health` on Swarm: the gateways on the nodes probe the tasks (the control plane
+/// cannot reach their overlay addresses) and report what they see. A task whose health path
+/// fails gets no traffic through either node's gateway and `berth ps` shows it unhealthy and
+/// out of rotation; once its health path answers again it is healthy and serves again.
+#[test]
+fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_healthy() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-probes");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
+    let manager = format!("unix://{}", lab.socket(1).display());
+    for node in ["node1", "node2"] {
+        lab.docker(1, &["node", "update", "--label-add", "gw=yes", node])
+            .unwrap();
+    }
+    let worker = format!("node2=unix://{}", lab.socket(2).display());
+    let server = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &api,
+        &gateway,
+        &[
+            "--runtime",
+            "swarm",
+            "--advertise-url",
+            &format!("http://{advertised}"),
+            "--node-gateway-port",
+            "7480",
+            "--gateway-nodes",
+            "node.labels.gw=yes",
+            "--node-engine",
+            &worker,
+        ],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    // Refused on Swarm until the gateways probed: now accepted.
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    environment: {{VERSION: v1}}\n    expose: ['8080']\n    deploy: {{replicas: 2, placement: {{max_replicas_per_node: 1}}}}\n    x-berth:\n      route: {{path_prefix: /}}\n      health: {{http: /healthz, interval: 300ms}}\n"
+        ),
+    );
+    let applied = std::time::Instant::now();
+    // Returns once converged: each task ready by a gateway's report.
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    eprintln!(
+        "converged {} ms after apply (gateways made, tasks probed from the nodes)",
+        applied.elapsed().as_millis()
+    );
+    let state = |server: &common::Server| -> Vec<(String, String, bool)> {
+        let mut v: Vec<(String, String, bool)> = server
+            .ps("shop")
+            .iter()
+            .filter(|i| i["state"] == "running")
+            .map(|i| {
+                (
+                    i["container_id"].as_str().unwrap_or_default().to_string(),
+                    i["health"].as_str().unwrap_or_default().to_string(),
+                    i["in_rotation"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let ps = state(&server);
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    assert!(
+        ps.iter().all(|(_, h, r)| h == "healthy" && *r),
+        "both tasks healthy and in rotation by the gateways' word: {ps:?}"
+    );
+    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(
+        !log.contains("no gateway reports"),
+        "readiness came from the gateways, not the fallback:\n{}",
+        server.log_tail()
+    );
+    let gws: Vec<String> = [1, 2]
+        .iter()
+        .map(|i| {
+            lab.relay_to_hub(format!("{}:7480", lab.addr(*i)).parse().unwrap())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let host_of = |gw: &str, path: &str| -> Option<String> {
+        let (status, body) =
+            berth_testkit::http_get(gw, path, None, Duration::from_secs(5)).ok()?;
+        (status == 200).then(|| {
+            body.split_whitespace()
+                .skip_while(|w| *w != "v1")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    let answering = |gw: &str| -> std::collections::BTreeSet<String> {
+        (0..12).filter_map(|_| host_of(gw, "/")).collect()
+    };
+    for gw in &gws {
+        wait_for(Duration::from_secs(30), "both tasks answer", || {
+            (answering(gw).len() == 2).then_some(())
+        });
+    }
+    // One task's health path fails for 15 s.
+    let sick = host_of(&gws[0], "/unhealthy?ms=15000").expect("a task answered");
+    let failed_at = std::time::Instant::now();
+    // The gateways take it out at its first failed probe; after three it is unhealthy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ps = loop {
+        let ps = state(&server);
+        if ps.iter().filter(|(_, h, r)| h == "unhealthy" && !r).count() == 1
+            && ps.iter().filter(|(_, h, r)| h == "healthy" && *r).count() == 1
+        {
+            break ps;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one task unhealthy and out of rotation, not {ps:?} ({sick} made to fail; its health: {:?})\nserver log:\n{}\ngateways:\n{}",
+            (0..4).map(|_| host_of(&gws[0], "/healthz")).collect::<Vec<_>>(),
+            server.log_tail(),
+            gateway_logs(&lab),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "unhealthy in `berth ps` {} ms after its health path failed: {ps:?}",
+        failed_at.elapsed().as_millis()
+    );
+    for gw in &gws {
+        let hosts: Vec<String> = (0..20).filter_map(|_| host_of(gw, "/")).collect();
+        assert_eq!(
+            hosts.len(),
+            20,
+            "every request answered through {gw}: {hosts:?}"
+        );
+        assert!(
+            !hosts.contains(&sick),
+            "no traffic to the failing task {sick} through {gw}: {hosts:?}"
+        );
+    }
+    // Its health path answers again: healthy, and back in rotation on both nodes.
+    let healthy = wait_for(Duration::from_secs(40), "both tasks healthy again", || {
+        let ps = state(&server);
+        ps.iter()
+            .all(|(_, h, r)| h == "healthy" && *r)
+            .then_some(ps)
+    });
+    eprintln!(
+        "healthy again {} ms after its health path failed (15 s): {healthy:?}",
+        failed_at.elapsed().as_millis()
+    );
+    for gw in &gws {
+        wait_for(Duration::from_secs(10), "the task serves again", || {
+            answering(gw).contains(&sick).then_some(())
+        });
+    }
+    server.ok(&["rm", "--app", "shop"]);
     drop(server);
 }
 

@@ -245,6 +245,7 @@ pub fn route(host: Option<&str>, prefix: &str, strip: bool, endpoints: Vec<Endpo
         policy: Default::default(),
         protocol: Default::default(),
         upstream_prefix: None,
+        probe: None,
     }
 }
 
@@ -255,6 +256,7 @@ pub fn tcp_port(listen: SocketAddr, endpoints: Vec<Endpoint>) -> PortForward {
         listen,
         protocol: Protocol::Tcp,
         endpoints,
+        probe: None,
     }
 }
 
