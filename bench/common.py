@@ -132,8 +132,9 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Docker:
-    def __init__(self):
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    def __init__(self, host=None):
+        """The engine at `host` (`unix://PATH`), else `DOCKER_HOST`, else the default socket."""
+        host = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         if not host.startswith("unix://"):
             raise SystemExit("the benchmarks talk to Docker over a unix socket (DOCKER_HOST=unix://...)")
         self.path = host[len("unix://"):]
@@ -245,7 +246,7 @@ class Load:
     """Steady load: `threads` threads doing GETs (half keep-alive, half a new connection per
     request), ~`pause` seconds apart each. Counts successes, failures and versions seen."""
 
-    def __init__(self, host, port, path, threads=4, pause=0.005, timeout=10.0):
+    def __init__(self, host, port, path, threads=4, pause=0.005, timeout=10.0, record=False):
         self.host, self.port, self.path = host, port, path
         self.pause, self.timeout = pause, timeout
         self.stop_ev = threading.Event()
@@ -253,6 +254,9 @@ class Load:
         self.ok = 0
         self.failures = []
         self.versions = {}
+        # with `record`: (start, end, status (0: error), body's first two words) per request,
+        # wall-clock times (time.time())
+        self.records = [] if record else None
         self.threads = [threading.Thread(target=self._loop, args=(i % 2 == 0,), daemon=True)
                         for i in range(threads)]
 
@@ -279,9 +283,13 @@ class Load:
                         self.versions[v] = self.versions.get(v, 0) + 1
                     else:
                         self.failures.append((t, f"{status} {body.strip()[:200]}"))
+                    if self.records is not None:
+                        self.records.append((t, time.time(), status, " ".join(body.split()[:2])))
             except Exception as e:  # noqa: BLE001 - every error is a failed request
                 with self.lock:
                     self.failures.append((t, f"{type(e).__name__}: {e}"))
+                    if self.records is not None:
+                        self.records.append((t, time.time(), 0, f"{type(e).__name__}: {e}"))
                 if conn is not None:
                     conn.close()
                     conn = None
@@ -379,11 +387,13 @@ class Bench:
 
     # ---- berth server
 
-    def start_berth(self, extra=(), keep_ports=False):
+    def start_berth(self, extra=(), keep_ports=False, api_host="127.0.0.1", env=None):
         """Start `berth server` on this run's data directory (again, after a stop: it adopts
-        what runs); `extra` are more server arguments."""
+        what runs); `extra` are more server arguments, `env` more environment (e.g. a
+        `DOCKER_HOST`); the API listens on `api_host` (a Swarm lab's hub address, where the
+        nodes reach it)."""
         if not keep_ports:
-            self.api = f"127.0.0.1:{free_port()}"
+            self.api = f"{api_host}:{free_port()}"
             self.gateway = ("127.0.0.1", free_port())
         cmd = [BERTH_BIN, "server", "--api-listen", self.api,
                "--gateway-listen", f"{self.gateway[0]}:{self.gateway[1]}",
@@ -392,7 +402,7 @@ class Bench:
         self.logf = open(self.server_log, "a")
         # own session: a signal sent to this script's process group does not reach the server
         self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf,
-                                       env=dict(os.environ, BERTH_LOG=self.berth_log),
+                                       env=dict(os.environ, BERTH_LOG=self.berth_log, **(env or {})),
                                        start_new_session=True)
         deadline = now() + 30
         host, port = self.api.split(":")
@@ -553,6 +563,144 @@ class Bench:
             if p.stdout.split():
                 run(["docker", "rmi", "-f", *sorted(set(p.stdout.split()))], check=False, quiet=True)
             log(f"cleanup done; berth server log kept at {self.server_log}")
+
+
+# --------------------------------------------------------------------------------------------
+# a Swarm lab (scripts/swarm-lab.sh): node dockerds in network namespaces, never the host's
+
+
+CLONE_NEWNET = 0x40000000
+_libc = None
+
+
+def setns_net(path):
+    """Move the calling thread into the network namespace at `path` (`/run/netns/NAME`,
+    `/proc/PID/ns/net`). Only this thread moves (Linux namespaces are per thread); sockets it
+    makes stay in that namespace, threads and processes it starts inherit it."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            import ctypes
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns {path}: {os.strerror(e)}")
+    finally:
+        os.close(fd)
+
+
+class SwarmLab:
+    """A lab Swarm of `nodes` node dockerds (node 1 the manager) made by scripts/swarm-lab.sh
+    under a base directory, namespace prefix and network of its own; torn down by `down()`,
+    which also runs at exit (and from `Bench`'s signal handler through `atexit`). The host's
+    engine, its Swarm state and its network are never touched."""
+
+    SCRIPT = os.path.join(REPO, "scripts", "swarm-lab.sh")
+
+    def __init__(self, short, net="192.168.78"):
+        self.prefix = f"bs{short[-4:]}"
+        self.base = f"/tmp/bsw-{short}"
+        self.net = net
+        self.nodes = 0
+        self.log = self.base + ".log"
+        self.host_ns = None
+        self._up = False
+        self._down = False
+
+    def env(self, images=""):
+        return dict(os.environ, SW_BASE=self.base, SW_PREFIX=self.prefix, SW_NET=self.net,
+                    SW_IMAGES=images)
+
+    def script(self, *args, images="", check=True, quiet=False):
+        if not quiet:
+            log(f"  $ SW_PREFIX={self.prefix} SW_NET={self.net} scripts/swarm-lab.sh {' '.join(args)}")
+        with open(self.log, "a") as out:
+            # output to a file, never a pipe: the node dockerds inherit it and outlive the script
+            p = subprocess.run(["bash", self.SCRIPT, *args], env=self.env(images), stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=out, timeout=300)
+        if check and p.returncode != 0:
+            tail = "".join(open(self.log, errors="replace").readlines()[-20:])
+            raise RuntimeError(f"swarm-lab.sh {' '.join(args)} failed ({p.returncode}):\n{tail}")
+        return p
+
+    def up(self, nodes, images=()):
+        if os.geteuid() != 0:
+            raise SystemExit("the Swarm lab needs root (network namespaces)")
+        if os.path.exists(f"/run/netns/{self.hub}"):
+            raise RuntimeError(f"namespace {self.hub} exists already")
+        self.nodes = nodes
+        self._up = True
+        atexit.register(self.down)
+        self.script("up", str(nodes), images=" ".join(images))
+
+    @property
+    def hub(self):
+        return f"{self.prefix}hub"
+
+    @property
+    def hub_addr(self):
+        return f"{self.net}.254"
+
+    def addr(self, i):
+        return f"{self.net}.{i}"
+
+    def socket(self, i):
+        return f"{self.base}/n{i}/docker.sock"
+
+    def docker(self, i):
+        """An Engine API client for node `i`'s dockerd."""
+        return Docker(f"unix://{self.socket(i)}")
+
+    def d(self, i, *args, check=True, quiet=True, timeout=120):
+        """`docker` against node `i`'s engine."""
+        return run(["docker", "-H", f"unix://{self.socket(i)}", *args], check=check, quiet=quiet,
+                   timeout=timeout)
+
+    def cut(self, i):
+        self.script("cut", str(i), quiet=True)
+
+    def heal(self, i):
+        self.script("heal", str(i), quiet=True)
+
+    def enter_hub(self):
+        """Move this (main) thread into the hub's network namespace, where node addresses are
+        reachable: the server started from here listens on the hub's bridge, and clients,
+        threads and subprocesses started from here are in the lab's network."""
+        if self.host_ns is None:
+            self.host_ns = os.open("/proc/self/task/%d/ns/net" % threading.get_native_id(), os.O_RDONLY)
+        setns_net(f"/run/netns/{self.hub}")
+
+    def leave_hub(self):
+        if self.host_ns is not None:
+            if _libc.setns(self.host_ns, CLONE_NEWNET) != 0:
+                log("  could not return to the host's network namespace")
+            os.close(self.host_ns)
+            self.host_ns = None
+
+    def down(self):
+        if not self._up or self._down:
+            return
+        self._down = True
+        try:
+            self.leave_hub()
+        except Exception as e:  # noqa: BLE001
+            log(f"  leave hub: {e}")
+        self.script("down", check=False)
+        left = [n for n in run(["ip", "netns", "list"], check=False, quiet=True).stdout.split()
+                if n.startswith(self.prefix)]
+        log(f"lab {self.prefix} down" + (f"; namespaces left: {left}" if left else ""))
+
+    def node_names(self):
+        """{node ID: hostname} from the manager."""
+        return {n["ID"]: n["Description"]["Hostname"] for n in self.docker(1).get("/nodes")}
+
+    def node_state(self, hostname):
+        for n in self.docker(1).get("/nodes"):
+            if n["Description"]["Hostname"] == hostname:
+                return n["Status"]["State"]
+        return None
 
 
 def common_args(parser):

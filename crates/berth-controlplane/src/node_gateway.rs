@@ -207,7 +207,11 @@ pub(crate) async fn disconnect(inner: &Inner, network: &str) -> Result<(), CpErr
 fn already_connected(e: &DockerError) -> bool {
     match e {
         DockerError::Api { message, .. } | DockerError::Conflict(message) => {
-            message.contains("already exists") || message.contains("already connected")
+            // "endpoint with name ... already exists in network", "... is already attached to
+            // network ..." (two services of one application connecting it at once)
+            message.contains("already exists")
+                || message.contains("already connected")
+                || message.contains("already attached")
         }
         _ => false,
     }
@@ -769,6 +773,24 @@ pub(crate) fn image_tar(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_connected_by_another_pass_meanwhile_is_connected() {
+        // Docker 20.10 on the lab, when two services' ensures connected the gateway at once.
+        let raced = DockerError::Api {
+            status: 403,
+            message: "endpoint with name berth-gateway-x already exists in network n".into(),
+        };
+        assert!(already_connected(&raced));
+        let raced = DockerError::Conflict(
+            "berth-gateway-7jw2oyz78cd8 is already attached to network berth_7jw2oy_dep1_default"
+                .into(),
+        );
+        assert!(already_connected(&raced));
+        assert!(!already_connected(&DockerError::NotFound(
+            "network n not found".into()
+        )));
+    }
 
     #[test]
     fn the_image_holds_the_binary_its_libraries_and_loader_at_their_paths() {

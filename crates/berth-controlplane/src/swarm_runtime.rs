@@ -163,6 +163,17 @@ fn replica(
     }
 }
 
+/// Connect Berth's gateways on the nodes to the service's overlay networks, so they reach its
+/// tasks (docs/swarm.md). After the service is created or updated, not before: attaching a
+/// container to an overlay network makes the network's sandbox on the node (about a second on
+/// the lab), and done first it delayed the service's creation, so every deploy by as much
+/// (docs/benchmarks.md §13); the tasks take longer than that to start anyway.
+async fn connect_gateways(inner: &Inner, networks: &[String]) {
+    for name in networks {
+        crate::node_gateway::connect(inner, name).await;
+    }
+}
+
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
 /// Push the revision's image to `--registry` as `REGISTRY/berth/APP/SERVICE:ID12` and answer
 /// the reference every node pulls: by digest, so each runs exactly the pinned image.
@@ -506,6 +517,7 @@ impl AppRuntime for Swarm {
             .list_networks(&crate::label_filters(inner, Some(app)))
             .await?;
         let mut networks = BTreeMap::new();
+        let mut gateway_networks = Vec::new();
         for key in svc.networks.keys() {
             let decl = spec.project.networks.get(key);
             let name = inner.naming.network(app, key, decl);
@@ -523,8 +535,7 @@ impl AppRuntime for Swarm {
                 }
             }
             if !decl.is_some_and(|d| d.external) {
-                // Berth's gateways on the nodes reach the tasks on it (docs/swarm.md).
-                crate::node_gateway::connect(inner, &name).await;
+                gateway_networks.push(name.clone());
             }
             networks.insert(key.clone(), name);
         }
@@ -587,6 +598,7 @@ impl AppRuntime for Swarm {
                 if is_global(&current) != body.mode.as_ref().is_some_and(|m| m.global.is_some()) {
                     docker.remove_service(&id).await?;
                     docker.create_service(&body).await?;
+                    connect_gateways(inner, &gateway_networks).await;
                     tracing::info!(
                         app,
                         service,
@@ -602,6 +614,7 @@ impl AppRuntime for Swarm {
                 docker.update_service(&id, version, &body).await?;
             }
         }
+        connect_gateways(inner, &gateway_networks).await;
         tracing::info!(app, service, revision, "Swarm service ensured");
         // Objects of earlier contents go once no task uses them.
         prune_objects(inner, app, &object_names(inner, app, spec)).await?;

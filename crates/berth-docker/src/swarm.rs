@@ -267,7 +267,11 @@ impl Docker {
     }
 
     /// `POST /networks/create`: an attachable overlay network (a Swarm manager only; Swarm
-    /// picks its subnet); returns its ID. [`DockerError::Conflict`] when the name is taken.
+    /// picks its subnet); returns its ID. [`DockerError::Conflict`] when the name is taken —
+    /// also when the engine says so with a 500: two creates of one name at once (two services
+    /// of an application ensured together) pass the engine's duplicate check both, and the
+    /// Swarm store refuses the second with "name conflicts with an existing object" as an
+    /// internal error.
     pub async fn create_overlay_network(
         &self,
         name: &str,
@@ -287,7 +291,8 @@ impl Docker {
         });
         let answer = self
             .call_raw(Method::POST, "/networks/create", Some(Body::json(&body)))
-            .await?;
+            .await
+            .map_err(name_conflict)?;
         let created: Created = parse("POST /networks/create", &answer)?;
         Ok(created.id)
     }
@@ -368,6 +373,19 @@ impl Docker {
     }
 }
 
+/// The Swarm store's "name conflicts with an existing object" (sent as a 500) as the
+/// [`DockerError::Conflict`] it is.
+fn name_conflict(e: DockerError) -> DockerError {
+    match e {
+        DockerError::Api { message, .. }
+            if message.contains("name conflicts with an existing object") =>
+        {
+            DockerError::Conflict(message)
+        }
+        e => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The models against answers captured from Docker 20.10 (API 1.41) on a 3-node lab Swarm
@@ -375,6 +393,23 @@ mod tests {
     //! socket; see that folder's README).
     use super::models::*;
     use super::*;
+
+    #[test]
+    fn a_network_name_taken_in_a_race_is_a_conflict() {
+        // What Docker 20.10 answered on the lab when two services' ensures created one
+        // network at once.
+        let raced = DockerError::Api {
+            status: 500,
+            message: "rpc error: code = Unknown desc = name conflicts with an existing object"
+                .into(),
+        };
+        assert!(name_conflict(raced).is_conflict());
+        let other = DockerError::Api {
+            status: 500,
+            message: "rpc error: code = Unknown desc = something else".into(),
+        };
+        assert!(!name_conflict(other).is_conflict());
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/swarm/{name}", env!("CARGO_MANIFEST_DIR"));

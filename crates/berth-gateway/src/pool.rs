@@ -23,6 +23,9 @@
 //! * Once [`EndpointState::close`] ran (the endpoint left the table), idle connections are gone
 //!   (the shared HTTP/2 one too, once its open streams end) and returned ones are dropped: dropping the last `SendRequest` makes hyper close the
 //!   connection, so a drained replica keeps no connection from the gateway.
+//! * Every upstream connection ([`dial`]) gives up on bytes left unacknowledged for
+//!   [`user_timeout`] (`TCP_USER_TIMEOUT`): a replica gone silent (its node cut off) breaks the
+//!   exchange instead of holding it until the request timeout, and `proxy` rescues it.
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -382,7 +385,36 @@ pub async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Conn
     };
     // Latency over throughput for small proxied messages.
     let _ = stream.set_nodelay(true);
+    let _ = set_user_timeout(&stream, user_timeout(timeout));
     Ok(stream)
+}
+
+/// How long the bytes sent on an upstream connection may stay unacknowledged before the kernel
+/// gives the connection up (`TCP_USER_TIMEOUT`): the connect timeout, at least one second.
+///
+/// Why: a replica that stops acknowledging what is sent to it — its node cut off the network
+/// or powered off, where nothing answers and nothing resets — would otherwise hold a request
+/// sent on a pooled connection until the request timeout (60 s), long after the control plane
+/// took the replica out of the table (a removed endpoint's in-flight requests are left to
+/// finish: a draining replica answers them). With the timeout the read fails with nothing
+/// received, which is a broken exchange, and an idempotent request is rescued on another
+/// replica (`retry`). A live but slow replica is not affected: its kernel acknowledges the
+/// request at once, however long the answer takes; idle pooled connections have nothing
+/// unacknowledged. Measured on the Swarm lab (docs/benchmarks.md §13): a node cut under load
+/// failed requests at the client's 10 s timeout without it, none with it.
+#[must_use]
+pub fn user_timeout(connect_timeout: Duration) -> Duration {
+    connect_timeout.max(Duration::from_secs(1))
+}
+
+#[cfg(target_os = "linux")]
+fn set_user_timeout(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_user_timeout(_stream: &TcpStream, _timeout: Duration) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Open a new HTTP/1.1 connection to `addr`; the connection is driven by a spawned task that
@@ -445,4 +477,22 @@ pub async fn connect_h2(addr: SocketAddr, timeout: Duration) -> Result<H2Sender,
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn dialled_connections_give_up_on_bytes_left_unacknowledged() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let user_timeout = |s: &TcpStream| socket2::SockRef::from(s).tcp_user_timeout().unwrap();
+        let stream = dial(addr, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(user_timeout(&stream), Some(Duration::from_secs(2)));
+        // A very short connect timeout does not make a busy replica's late ACK fatal.
+        let stream = dial(addr, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(user_timeout(&stream), Some(Duration::from_secs(1)));
+    }
 }
