@@ -67,6 +67,18 @@ def tasks_of(lab, service):
     return lab.docker(1).get(f"/tasks?filters={f}")
 
 
+def pick_victim(lab, names, tasks, k):
+    """The running tasks by node name, and the worker to cut (alternating between node2 and
+    node3 with the repetition; one that runs a task)."""
+    on = {}
+    for t in tasks:
+        on.setdefault(names[t["NodeID"]], []).append(t)
+    victim = 2 + (k % 2) if lab.nodes >= 3 else 2
+    if f"node{victim}" not in on:
+        victim = next(int(n[4:]) for n in sorted(on) if n != "node1")
+    return on, victim, f"node{victim}"
+
+
 def services_named(lab, part):
     """Services on the manager whose name contains `part`."""
     return [s["Spec"]["Name"] for s in lab.docker(1).get("/services") if part in s["Spec"]["Name"]]
@@ -224,13 +236,7 @@ def cut_berth(b, lab, k, replicas, clients):
     names = lab.node_names()
     svc = services_named(lab, f"_{app}_")[0]
     tasks = [t for t in tasks_of(lab, svc) if running(t)]
-    on = {}
-    for t in tasks:
-        on.setdefault(names[t["NodeID"]], []).append(t)
-    victim = 2 + (k % 2) if lab.nodes >= 3 else 2
-    if f"node{victim}" not in on:
-        victim = next(int(n[4:]) for n in sorted(on) if n != "node1")
-    vname = f"node{victim}"
+    on, victim, vname = pick_victim(lab, names, tasks, k)
     old_hosts = {task_container(t)[:12] for t in tasks}
     lost_hosts = {task_container(t)[:12] for t in on[vname]}
     load = common.Load(lab.addr(1), GW_PORT, prefix + "/", threads=clients, pause=0.005, timeout=10.0,
@@ -289,13 +295,7 @@ def cut_swarm(b, lab, k, replicas):
     tasks = wait_until(f"{name}: {replicas} running",
                        lambda: (lambda ts: ts if len(ts) >= replicas else None)(
                            [t for t in tasks_of(lab, name) if running(t)]), timeout=120)
-    on = {}
-    for t in tasks:
-        on.setdefault(names[t["NodeID"]], []).append(t)
-    victim = 2 + (k % 2) if lab.nodes >= 3 else 2
-    if f"node{victim}" not in on:
-        victim = next(int(n[4:]) for n in sorted(on) if n != "node1")
-    vname = f"node{victim}"
+    on, victim, vname = pick_victim(lab, names, tasks, k)
     time.sleep(2.0)
     t0 = time.time()
     lab.cut(victim)

@@ -48,6 +48,43 @@ fn swarm_server(run: &TestRun, lab: &Lab, dir: &std::path::Path, extra: &[&str])
     )
 }
 
+/// `berth server --runtime swarm` on a 2-node lab with a gateway on both nodes (chosen by a node
+/// label; the worker's through its engine, `--node-engine`) on port 7480. The server runs
+/// outside the lab; the nodes reach its API at the hub's address.
+fn gateway_server(run: &TestRun, lab: &Lab, dir: &std::path::Path) -> common::Server {
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let gateway = format!("127.0.0.1:{}", common::free_port());
+    let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
+    let manager = format!("unix://{}", lab.socket(1).display());
+    for node in ["node1", "node2"] {
+        lab.docker(1, &["node", "update", "--label-add", "gw=yes", node])
+            .unwrap();
+    }
+    let worker = format!("node2=unix://{}", lab.socket(2).display());
+    common::Server::start_with_env(
+        run,
+        dir,
+        &api,
+        &gateway,
+        &[
+            "--runtime",
+            "swarm",
+            "--advertise-url",
+            &format!("http://{advertised}"),
+            "--node-gateway-port",
+            "7480",
+            "--gateway-nodes",
+            "node.labels.gw=yes",
+            "--node-engine",
+            &worker,
+        ],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    )
+}
+
 /// The nodes the running replicas of `service` (all services: `None`) run on, sorted.
 fn running_nodes(ps: &[serde_json::Value], service: Option<&str>) -> Vec<String> {
     let mut n: Vec<String> = ps
@@ -832,39 +869,7 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
     let image = testapp_image(&run);
     let lab = Lab::up(&run, 2, &[&image]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let gateway = format!("127.0.0.1:{}", common::free_port());
-    // The server runs outside the lab; the nodes reach its API at the hub's address.
-    let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
-    let manager = format!("unix://{}", lab.socket(1).display());
-    // Both nodes run a gateway: chosen by a node label, the worker's through its engine.
-    for node in ["node1", "node2"] {
-        lab.docker(1, &["node", "update", "--label-add", "gw=yes", node])
-            .unwrap();
-    }
-    let worker = format!("node2=unix://{}", lab.socket(2).display());
-    let server = common::Server::start_with_env(
-        &run,
-        dir.path(),
-        &api,
-        &gateway,
-        &[
-            "--runtime",
-            "swarm",
-            "--advertise-url",
-            &format!("http://{advertised}"),
-            "--node-gateway-port",
-            "7480",
-            "--gateway-nodes",
-            "node.labels.gw=yes",
-            "--node-engine",
-            &worker,
-        ],
-        &[
-            ("DOCKER_HOST", manager.as_str()),
-            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
-        ],
-    );
+    let server = gateway_server(&run, &lab, dir.path());
     let file = |version: &str| {
         common::compose(
             dir.path(),
@@ -1136,37 +1141,7 @@ fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_health
     let image = testapp_image(&run);
     let lab = Lab::up(&run, 2, &[&image]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let gateway = format!("127.0.0.1:{}", common::free_port());
-    let advertised = lab.relay_from_hub(api.parse().unwrap()).unwrap();
-    let manager = format!("unix://{}", lab.socket(1).display());
-    for node in ["node1", "node2"] {
-        lab.docker(1, &["node", "update", "--label-add", "gw=yes", node])
-            .unwrap();
-    }
-    let worker = format!("node2=unix://{}", lab.socket(2).display());
-    let server = common::Server::start_with_env(
-        &run,
-        dir.path(),
-        &api,
-        &gateway,
-        &[
-            "--runtime",
-            "swarm",
-            "--advertise-url",
-            &format!("http://{advertised}"),
-            "--node-gateway-port",
-            "7480",
-            "--gateway-nodes",
-            "node.labels.gw=yes",
-            "--node-engine",
-            &worker,
-        ],
-        &[
-            ("DOCKER_HOST", manager.as_str()),
-            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
-        ],
-    );
+    let server = gateway_server(&run, &lab, dir.path());
     // Refused on Swarm until the gateways probed: now accepted.
     let file = common::compose(
         dir.path(),
