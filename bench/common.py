@@ -691,6 +691,11 @@ class SwarmLab:
         left = [n for n in run(["ip", "netns", "list"], check=False, quiet=True).stdout.split()
                 if n.startswith(self.prefix)]
         log(f"lab {self.prefix} down" + (f"; namespaces left: {left}" if left else ""))
+        if not left:
+            try:
+                os.remove(self.log)  # the lab script's output, kept only while something is left
+            except OSError:
+                pass
 
     def node_names(self):
         """{node ID: hostname} from the manager."""
