@@ -181,15 +181,21 @@ impl Server {
             label,
             log,
         };
-        berth_testkit::wait_for(
-            Duration::from_secs(20),
-            "berth server answers /api/v1/health",
-            || {
-                berth_testkit::http_get(&s.api, "/api/v1/health", None, Duration::from_secs(1))
-                    .ok()
-                    .filter(|(c, _)| *c == 200)
-            },
-        );
+        // Up to 60 s: a start on a loaded machine (a CI run's parallel tests, each with its
+        // server and containers) once took over 20 s; the log says why if it never answers.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while berth_testkit::http_get(&s.api, "/api/v1/health", None, Duration::from_secs(1))
+            .ok()
+            .filter(|(c, _)| *c == 200)
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "berth server did not answer /api/v1/health within 60 s; its log:\n{}",
+                s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // The raw helpers (and berth_testkit::http_get) send the local administrator token.
         berth_testkit::register_api_token(&s.api, &s.token_file());
         s
