@@ -36,8 +36,10 @@ removed at the end).
    stack ignores), alternating who goes first. Time until every task runs and answers: the
    manager's task list shows every desired task running, and a `GET /` to each task's overlay
    address answers 200 — sent from inside one of the application's own tasks' network namespace
-   (the same check for both tools). For Berth also when `apply` returned and when the route
-   first answered through the gateway. Both are warmed up once first (the gateway image loaded,
+   (the same check for both tools), looked at from the command's start (`berth apply` runs in a
+   thread meanwhile, as `stack deploy` returns at once). For Berth also when `apply` returned (it
+   waits until the gateways have probed every task) and when the route first answered through
+   the gateway. Both are warmed up once first (the gateway image loaded,
    the first overlay network made).
 
     python3 bench/swarm_bench.py [--no-build] [--reps 3] [--only 1,2,3] [--nodes 3]
@@ -415,10 +417,19 @@ DEPLOY = {"web": 3, "api": 2}
 
 
 def deploy_berth(b, lab, f, app, names):
+    """`berth apply` in a thread, the tasks looked at from the start meanwhile (as for the
+    stack, whose command returns at once): when every task runs and answers, when `apply`
+    returned (it waits for the gateways to have probed every task) and when the route answered."""
     expected = sum(DEPLOY.values())
+    done = {}
     t0 = now()
-    b.berth("apply", "-f", f, "--app", app, quiet=True)
-    returned = now() - t0
+
+    def apply():
+        b.berth("apply", "-f", f, "--app", app, quiet=True)
+        done["returned"] = now() - t0
+
+    th = threading.Thread(target=apply)
+    th.start()
     answered = route = None
     while now() - t0 < 120 and (answered is None or route is None):
         t = now()
@@ -431,7 +442,8 @@ def deploy_berth(b, lab, f, app, names):
             if len(svcs) == len(DEPLOY) and all_tasks_answer(lab, svcs, expected, names):
                 answered = now() - t0
         time.sleep(max(0.0, POLL - (now() - t)))
-    return returned, answered, route
+    th.join()
+    return done.get("returned"), answered, route
 
 
 def deploy_stack(b, lab, f, stack, names):
@@ -481,7 +493,7 @@ def bench_deploy(b, lab, reps):
         for who in order:
             if who == "berth":
                 r = deploy_berth(b, lab, f, app, names)
-                log(f"  berth apply{' (warm-up)' if k < 0 else f' {k + 1}'}: returned {r[0]:.2f} s, every task"
+                log(f"  berth apply{' (warm-up)' if k < 0 else f' {k + 1}'}: returned {r[0] if r[0] is None else f'{r[0]:.2f} s'}, every task"
                     f" answers {r[1] if r[1] is None else f'{r[1]:.2f} s'}, route through the gateway"
                     f" {r[2] if r[2] is None else f'{r[2]:.2f} s'}")
                 berth_rm(b, lab, app)

@@ -14,6 +14,10 @@
 //!   starts it over from `starting`.
 //! - An endpoint is served once its probe has passed, and not after a failure (one failure
 //!   takes it out; three in a row after it had passed make it `unhealthy`).
+//! - Between the probes of a served endpoint, a TCP connect every [`REACH`] must open within
+//!   [`REACH`]: one that does not takes it out (reported `starting`) until one does. A node cut
+//!   off the network refuses nothing, it is silent; the service's own probe would notice only
+//!   after its interval and timeout (2 s and 1 s for a TCP probe).
 //! - A route or port forward with no endpoint passing keeps those whose probe has not completed
 //!   once yet (the gateway or the table is new: the first answer comes within milliseconds, and
 //!   a request sent meanwhile is retried by the gateway's rules), never one whose probe failed:
@@ -41,6 +45,10 @@ use tokio_util::sync::CancellationToken;
 
 /// A gateway's report counts this long (three report periods).
 pub const REPORT_TTL: Duration = Duration::from_secs(3);
+/// Between the probes of a ready endpoint, the gateway checks this often that a connection to
+/// it opens within as long ([`Prober::with_reach`]): a task on a node cut off the network is
+/// out of rotation within twice this, whatever the service's probe interval.
+pub const REACH: Duration = Duration::from_millis(250);
 
 /// The gateway's probes of the endpoints its table asks it to probe.
 #[derive(Clone)]
@@ -55,7 +63,7 @@ impl TableProber {
     /// report). Probes stop when `shutdown` is cancelled.
     pub fn new(changed: Arc<dyn Fn() + Send + Sync>, shutdown: CancellationToken) -> TableProber {
         TableProber {
-            prober: Prober::new(Arc::new(move |_app: &str| changed()), shutdown),
+            prober: Prober::new(Arc::new(move |_app: &str| changed()), shutdown).with_reach(REACH),
             probed: Arc::default(),
         }
     }
@@ -501,5 +509,106 @@ mod tests {
         assert_eq!(p.readiness().len(), 1);
         shutdown.cancel();
         accept.abort();
+    }
+
+    /// Accept and drop connections on `listener` until aborted (which closes it).
+    fn accepting(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await;
+            }
+        })
+    }
+
+    /// How long until the prober's readiness satisfies `f` (at most 5 s).
+    async fn until(
+        p: &TableProber,
+        changes: &tokio::sync::Notify,
+        want: &str,
+        f: impl Fn(&[EndpointReadiness]) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let r = p.readiness();
+            if f(&r) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{want}: {r:?}");
+            tokio::time::timeout(Duration::from_millis(100), changes.notified())
+                .await
+                .ok();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_served_endpoint_out_of_reach_leaves_rotation_long_before_its_next_probe() {
+        let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let (a_task, b_task) = (accepting(a), accepting(b));
+        // The service's own probe comes every 60 s: only the reach checks can notice.
+        let probe = EndpointProbe {
+            http: None,
+            port: 0,
+            interval_ms: 60_000,
+            timeout_ms: 1_000,
+        };
+        let mut table = RoutingTable::default();
+        let mut r = route("web", Some(probe.clone()), vec![]);
+        // Each endpoint's probe port is the table's: one route per endpoint, sharing nothing.
+        r.endpoints = vec![Endpoint {
+            id: "a".into(),
+            addr: a_addr,
+        }];
+        r.probe = Some(EndpointProbe {
+            port: a_addr.port(),
+            ..probe.clone()
+        });
+        let mut r2 = route("web", None, vec![]);
+        r2.endpoints = vec![Endpoint {
+            id: "b".into(),
+            addr: b_addr,
+        }];
+        r2.probe = Some(EndpointProbe {
+            port: b_addr.port(),
+            ..probe
+        });
+        table.routes = vec![r, r2];
+        let changes = Arc::new(tokio::sync::Notify::new());
+        let notify = changes.clone();
+        let shutdown = CancellationToken::new();
+        let p = TableProber::new(Arc::new(move || notify.notify_one()), shutdown.clone());
+        let served = |p: &TableProber| -> Vec<usize> {
+            p.apply(&table)
+                .routes
+                .iter()
+                .map(|r| r.endpoints.len())
+                .collect()
+        };
+        p.apply(&table);
+        until(&p, &changes, "both ready", |r| {
+            r.iter().all(|e| e.state == ProbeState::Ready) && r.len() == 2
+        })
+        .await;
+        assert_eq!(served(&p), [1, 1]);
+        // "a" goes away: out of rotation within two reach periods, not 60 s.
+        a_task.abort();
+        let _ = a_task.await;
+        let took = until(&p, &changes, "a out", |r| {
+            r[0].state == ProbeState::Starting
+        })
+        .await;
+        assert!(took < REACH * 3, "out of rotation after {took:?}");
+        assert_eq!(served(&p), [0, 1], "a out, b still served");
+        assert_eq!(p.readiness()[1].state, ProbeState::Ready);
+        // Back at the same address: in rotation again without waiting for its probe.
+        let again = tokio::net::TcpListener::bind(a_addr).await.unwrap();
+        let a_task = accepting(again);
+        let took = until(&p, &changes, "a back", |r| r[0].state == ProbeState::Ready).await;
+        assert!(took < REACH * 3, "back after {took:?}");
+        assert_eq!(served(&p), [1, 1]);
+        shutdown.cancel();
+        a_task.abort();
+        b_task.abort();
     }
 }

@@ -157,6 +157,8 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(1);
 struct Probe {
     key: String,
     readiness: Readiness,
+    /// The last reach check connected (always true without them).
+    reachable: bool,
     ever_ready: bool,
     /// At least one probe has completed for this run.
     evaluated: bool,
@@ -169,6 +171,9 @@ pub struct Prober {
     inner: Arc<Mutex<HashMap<String, Probe>>>,
     wake: Arc<dyn Fn(&str) + Send + Sync>,
     shutdown: CancellationToken,
+    /// Between a ready replica's probes, a TCP connect this often, with this timeout
+    /// ([`Prober::with_reach`]).
+    reach: Option<Duration>,
 }
 
 impl Prober {
@@ -178,7 +183,20 @@ impl Prober {
             inner: Arc::default(),
             wake,
             shutdown,
+            reach: None,
         }
+    }
+
+    /// Between the probes of a ready replica, check every `every` that a TCP connection to it
+    /// opens within `every`; one that does not takes it out of rotation until one does (its
+    /// readiness reads `Starting` meanwhile, and the change wakes as any other). For the
+    /// gateways on Swarm (`gateway_probes.rs`), where a task on a node cut off the network
+    /// answers nothing at all, not even a refusal: it is out of rotation within two `every`
+    /// rather than the service's probe interval and timeout (docs/swarm.md).
+    #[must_use]
+    pub fn with_reach(mut self, every: Duration) -> Prober {
+        self.reach = Some(every);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Probe>> {
@@ -211,6 +229,7 @@ impl Prober {
             Probe {
                 key: key.clone(),
                 readiness: Readiness::Starting,
+                reachable: true,
                 ever_ready: false,
                 evaluated: false,
                 cancel: cancel.clone(),
@@ -249,9 +268,12 @@ impl Prober {
                     } else {
                         Readiness::Starting
                     };
-                    let changed = next != p.readiness || !p.evaluated;
+                    let changed = next != p.readiness || !p.evaluated || (ok && !p.reachable);
                     p.evaluated = true;
                     p.readiness = next;
+                    if ok {
+                        p.reachable = true;
+                    }
                     (changed, p.ever_ready)
                 };
                 if changed.0 {
@@ -262,13 +284,61 @@ impl Prober {
                 } else {
                     STARTING_INTERVAL
                 };
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                let reach = this.reach.filter(|_| changed.1 && ok);
+                if !this
+                    .wait_reaching(&app, &container, &key, addr, wait, reach, &cancel)
+                    .await
+                {
+                    return;
                 }
             }
         });
         Readiness::Starting
+    }
+
+    /// Wait `wait` before the next probe; meanwhile, with `reach`, check the replica's reach
+    /// every `reach` ([`Prober::with_reach`]). False when the probe is to stop.
+    #[allow(clippy::too_many_arguments)]
+    async fn wait_reaching(
+        &self,
+        app: &str,
+        container: &str,
+        key: &str,
+        addr: SocketAddr,
+        wait: Duration,
+        reach: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let step = reach.map_or(left, |r| r.min(left));
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(step) => {}
+            }
+            let Some(every) = reach.filter(|_| tokio::time::Instant::now() < deadline) else {
+                return true;
+            };
+            let ok = tokio::time::timeout(every, TcpStream::connect(addr))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            let changed = {
+                let mut map = self.lock();
+                let Some(p) = map.get_mut(container).filter(|p| p.key == key) else {
+                    return false;
+                };
+                let changed = p.reachable != ok;
+                p.reachable = ok;
+                changed
+            };
+            if changed {
+                if !ok {
+                    tracing::info!(app, replica = container, %addr, "replica out of reach: out of rotation until it answers");
+                }
+                (self.wake)(app);
+            }
+        }
     }
 
     /// Mark a replica not ready at once (it died); its probe restarts with its next run.
@@ -329,7 +399,13 @@ impl Prober {
     /// The last readiness of a container's probe, if one runs.
     #[must_use]
     pub fn peek(&self, container: &str) -> Option<Readiness> {
-        self.lock().get(container).map(|p| p.readiness)
+        self.lock().get(container).map(|p| {
+            if p.readiness == Readiness::Ready && !p.reachable {
+                Readiness::Starting
+            } else {
+                p.readiness
+            }
+        })
     }
 
     /// Has the probe of this container's current run completed at least once?

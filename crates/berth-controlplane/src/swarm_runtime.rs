@@ -164,17 +164,85 @@ fn replica(
 }
 
 /// Connect Berth's gateways on the nodes to the service's overlay networks, so they reach its
-/// tasks (docs/swarm.md). After the service is created or updated, not before: attaching a
-/// container to an overlay network makes the network's sandbox on the node (about a second on
-/// the lab), and done first it delayed the service's creation, so every deploy by as much
-/// (docs/benchmarks.md §13); the tasks take longer than that to start anyway.
-async fn connect_gateways(inner: &Inner, networks: &[String]) {
-    for name in networks {
-        crate::node_gateway::connect(inner, name).await;
+/// tasks (docs/swarm.md), in the background: attaching a container to an overlay network makes
+/// the network's sandbox on the node (0.3–1 s on the lab), which the tasks need not wait for,
+/// and awaited it held every deploy's ensure by as much (docs/benchmarks.md §13). What fails is
+/// connected by the gateways' own loop.
+fn connect_gateways(inner: &Arc<Inner>, networks: Vec<String>) {
+    if networks.is_empty() || inner.node_gateways.get().is_none() {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        for name in &networks {
+            crate::node_gateway::connect(&inner, name).await;
+        }
+    });
+}
+
+/// The service's overlay networks (Compose key → network name), found by their labels and made
+/// when missing, and those Berth's gateways join (all but external ones).
+async fn ensure_networks(
+    inner: &Inner,
+    app: &str,
+    spec: &RevisionSpec,
+    svc: &berth_compose::Service,
+) -> Result<(BTreeMap<String, String>, Vec<String>), CpError> {
+    let existing = inner
+        .docker
+        .list_networks(&crate::label_filters(inner, Some(app)))
+        .await?;
+    let mut networks = BTreeMap::new();
+    let mut gateway_networks = Vec::new();
+    for key in svc.networks.keys() {
+        let decl = spec.project.networks.get(key);
+        let name = inner.naming.network(app, key, decl);
+        let ours = existing
+            .iter()
+            .any(|n| n.name == name && n.labels.get(labels::NETWORK) == Some(key));
+        if !ours && !decl.is_some_and(|d| d.external) {
+            let mut l = inner.config.extra_labels.clone();
+            l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+            l.insert(labels::APP.into(), app.into());
+            l.insert(labels::NETWORK.into(), key.clone());
+            match inner.docker.create_overlay_network(&name, &l).await {
+                Ok(_) | Err(DockerError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !decl.is_some_and(|d| d.external) {
+            gateway_networks.push(name.clone());
+        }
+        networks.insert(key.clone(), name);
+    }
+    Ok((networks, gateway_networks))
+}
+
+/// The image reference the service's tasks run: pushed to `--registry` (by digest), or the
+/// image itself once every `--node-engine` has it.
+async fn service_image(
+    inner: &Inner,
+    app: &str,
+    service: &str,
+    spec: &RevisionSpec,
+    svc: &berth_compose::Service,
+) -> Result<Option<String>, CpError> {
+    let image = spec
+        .images
+        .get(service)
+        .cloned()
+        .unwrap_or_else(|| svc.image.clone());
+    match &inner.config.registry {
+        Some(registry) => Ok(Some(
+            publish_image(inner, registry, app, service, &image).await?,
+        )),
+        None => {
+            distribute_image(inner, &image).await?;
+            Ok(None)
+        }
     }
 }
 
-/// Swarm wants it running, or it still runs (an old task of a start-first update).
 /// Push the revision's image to `--registry` as `REGISTRY/berth/APP/SERVICE:ID12` and answer
 /// the reference every node pulls: by digest, so each runs exactly the pinned image.
 async fn publish_image(
@@ -207,33 +275,44 @@ async fn publish_image(
 }
 
 /// Load `image` from the manager's engine into every `--node-engine` that lacks it, so a task
-/// scheduled there finds it (without a registry; docs/swarm.md#images-on-a-cluster).
+/// scheduled there finds it (without a registry; docs/swarm.md#images-on-a-cluster). The nodes
+/// are asked at once (on every deploy), and the image exported once for all that lack it.
 async fn distribute_image(inner: &Inner, image: &str) -> Result<(), CpError> {
-    let mut tar: Option<Vec<u8>> = None;
-    for (name, node) in &inner.config.node_engines {
-        let unreachable = |e: DockerError| {
-            CpError::InvalidArgument(format!(
-                "cannot bring image {image} to node engine {name} ({}): {e}",
-                node.endpoint()
-            ))
-        };
-        if node
-            .inspect_image(image)
-            .await
-            .map_err(unreachable)?
-            .is_some()
-        {
-            continue;
-        }
-        if tar.is_none() {
-            tar = Some(inner.docker.export_image(image).await?.to_vec());
-        }
-        let started = std::time::Instant::now();
-        node.load_image(tar.clone().unwrap_or_default())
-            .await
-            .map_err(unreachable)?;
-        tracing::info!(node = %name, image, ms = started.elapsed().as_millis(), "image loaded into node engine");
+    let unreachable = |name: &str, node: &berth_docker::Docker, e: DockerError| {
+        CpError::InvalidArgument(format!(
+            "cannot bring image {image} to node engine {name} ({}): {e}",
+            node.endpoint()
+        ))
+    };
+    let lacking: Vec<(&String, &berth_docker::Docker)> =
+        futures_util::future::try_join_all(inner.config.node_engines.iter().map(
+            |(name, node)| async move {
+                match node.inspect_image(image).await {
+                    Ok(found) => Ok(found.is_none().then_some((name, node))),
+                    Err(e) => Err(unreachable(name, node, e)),
+                }
+            },
+        ))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
     }
+    let tar = inner.docker.export_image(image).await?;
+    futures_util::future::try_join_all(lacking.into_iter().map(|(name, node)| {
+        let tar = tar.clone();
+        async move {
+            let started = std::time::Instant::now();
+            node.load_image(tar.to_vec())
+                .await
+                .map_err(|e| unreachable(name, node, e))?;
+            tracing::info!(node = %name, image, ms = started.elapsed().as_millis(), "image loaded into node engine");
+            Ok::<(), CpError>(())
+        }
+    }))
+    .await?;
     Ok(())
 }
 
@@ -368,6 +447,7 @@ fn still_attached(t: &SwarmTask, networks: &[&str]) -> bool {
             .any(|n| networks.contains(&n.network.id.as_str()))
 }
 
+/// Swarm wants it running, or it still runs (an old task of a start-first update).
 fn current(t: &SwarmTask) -> bool {
     t.task.desired_state == Some(TaskState::RUNNING)
         || t.task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
@@ -512,48 +592,20 @@ impl AppRuntime for Swarm {
             .services
             .get(service)
             .ok_or_else(|| CpError::ServiceNotFound(app.into(), service.into()))?;
-        // The service's overlay networks, found by their labels, made when missing.
-        let existing = docker
-            .list_networks(&crate::label_filters(inner, Some(app)))
-            .await?;
-        let mut networks = BTreeMap::new();
-        let mut gateway_networks = Vec::new();
-        for key in svc.networks.keys() {
-            let decl = spec.project.networks.get(key);
-            let name = inner.naming.network(app, key, decl);
-            let ours = existing
-                .iter()
-                .any(|n| n.name == name && n.labels.get(labels::NETWORK) == Some(key));
-            if !ours && !decl.is_some_and(|d| d.external) {
-                let mut l = inner.config.extra_labels.clone();
-                l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-                l.insert(labels::APP.into(), app.into());
-                l.insert(labels::NETWORK.into(), key.clone());
-                match docker.create_overlay_network(&name, &l).await {
-                    Ok(_) | Err(DockerError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !decl.is_some_and(|d| d.external) {
-                gateway_networks.push(name.clone());
-            }
-            networks.insert(key.clone(), name);
-        }
-        let image = spec
-            .images
-            .get(service)
-            .cloned()
-            .unwrap_or_else(|| svc.image.clone());
-        let image = match &inner.config.registry {
-            Some(registry) => Some(publish_image(inner, registry, app, service, &image).await?),
-            None => {
-                distribute_image(inner, &image).await?;
-                None
-            }
-        };
+        // The networks, the image on every node and the secrets and configs are independent:
+        // made at once, since the tasks cannot start before all three (docs/benchmarks.md §13).
+        let started = std::time::Instant::now();
+        let name = swarm_spec::service_name(&inner.naming, app, service);
+        let ((networks, gateway_networks), image, objects, existing) = tokio::try_join!(
+            ensure_networks(inner, app, spec, svc),
+            service_image(inner, app, service, spec, svc),
+            ensure_objects(inner, app, spec, svc),
+            async { Ok::<_, CpError>(docker.inspect_service(&name).await?) },
+        )?;
+        let prepared_ms = started.elapsed().as_millis();
         let made = swarm_spec::Made {
             networks,
-            objects: ensure_objects(inner, app, spec, svc).await?,
+            objects,
             image,
         };
         let body = swarm_spec::service_spec(
@@ -571,8 +623,7 @@ impl AppRuntime for Swarm {
                 keys.join(", ")
             ))
         })?;
-        let name = swarm_spec::service_name(&inner.naming, app, service);
-        match docker.inspect_service(&name).await? {
+        match existing {
             None => {
                 docker.create_service(&body).await?;
             }
@@ -598,7 +649,7 @@ impl AppRuntime for Swarm {
                 if is_global(&current) != body.mode.as_ref().is_some_and(|m| m.global.is_some()) {
                     docker.remove_service(&id).await?;
                     docker.create_service(&body).await?;
-                    connect_gateways(inner, &gateway_networks).await;
+                    connect_gateways(inner, gateway_networks);
                     tracing::info!(
                         app,
                         service,
@@ -614,8 +665,15 @@ impl AppRuntime for Swarm {
                 docker.update_service(&id, version, &body).await?;
             }
         }
-        connect_gateways(inner, &gateway_networks).await;
-        tracing::info!(app, service, revision, "Swarm service ensured");
+        connect_gateways(inner, gateway_networks);
+        tracing::info!(
+            app,
+            service,
+            revision,
+            prepared_ms,
+            ms = started.elapsed().as_millis(),
+            "Swarm service ensured"
+        );
         // Objects of earlier contents go once no task uses them.
         prune_objects(inner, app, &object_names(inner, app, spec)).await?;
         Ok(())
