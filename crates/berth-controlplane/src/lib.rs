@@ -50,6 +50,8 @@ pub mod subnets;
 pub mod subscriptions;
 mod swarm_runtime;
 mod swarm_spec;
+/// Whether this host's kernel has IPVS (Swarm's VIPs and ingress mesh need it; docs/swarm.md).
+pub use swarm_spec::kernel_has_ipvs as swarm_kernel_has_ipvs;
 pub mod webhooks;
 
 pub use error::CpError;
@@ -624,7 +626,7 @@ impl ControlPlane {
     /// `endpoint_mode: vip` where the kernel has no IPVS (docs/swarm.md#traffic-without-ipvs).
     fn runtime_notes(&self, project: &berth_compose::Project) -> Vec<String> {
         if self.inner.config.runtime == RuntimeKind::Swarm {
-            return swarm_spec::vip_notes(project, swarm_spec::kernel_has_ipvs());
+            return swarm_spec::vip_notes(project, swarm_spec::kernel_has_ipvs);
         }
         let mut notes = Vec::new();
         for (name, svc) in &project.services {

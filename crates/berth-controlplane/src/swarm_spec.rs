@@ -127,7 +127,7 @@ fn ns(ms: u64) -> i64 {
 /// Whether this host's kernel has IPVS, which Swarm's service VIPs and ingress mesh need: the
 /// module loaded (`/proc/net/ip_vs`, `/sys/module/ip_vs`) or installed for the running kernel.
 /// Only the server's own host is looked at; the nodes' kernels are not visible from here.
-pub(crate) fn kernel_has_ipvs() -> bool {
+pub fn kernel_has_ipvs() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     [
         "/proc/net/ip_vs".to_string(),
@@ -141,14 +141,18 @@ pub(crate) fn kernel_has_ipvs() -> bool {
 /// Notes at apply for services that ask for a VIP (`deploy.endpoint_mode: vip`) on a host
 /// without IPVS: the VIP their name resolves to does not answer, though Berth's gateways reach
 /// their tasks either way.
-pub(crate) fn vip_notes(project: &berth_compose::Project, ipvs: bool) -> Vec<String> {
-    if ipvs {
+pub(crate) fn vip_notes(
+    project: &berth_compose::Project,
+    ipvs: impl FnOnce() -> bool,
+) -> Vec<String> {
+    let asks = |svc: &berth_compose::Service| svc.endpoint_mode == Some(EndpointMode::Vip);
+    if !project.services.values().any(asks) || ipvs() {
         return Vec::new();
     }
     project
         .services
         .iter()
-        .filter(|(_, svc)| svc.endpoint_mode == Some(EndpointMode::Vip))
+        .filter(|(_, svc)| asks(svc))
         .map(|(name, _)| {
             format!(
                 "services.{name}.deploy.endpoint_mode: vip needs IPVS, which this host's kernel lacks: \
@@ -855,13 +859,16 @@ configs:
         let s = spec(
             "services:\n  web:\n    image: web\n    deploy: {endpoint_mode: vip}\n  db:\n    image: db\n    deploy: {endpoint_mode: dnsrr}\n  api: {image: api}\n",
         );
-        let notes = vip_notes(&s.project, false);
+        let notes = vip_notes(&s.project, || false);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].starts_with("services.web.deploy.endpoint_mode: vip needs IPVS"),
             "{notes:?}"
         );
-        assert!(vip_notes(&s.project, true).is_empty());
+        assert!(vip_notes(&s.project, || true).is_empty());
+        // The kernel is not even looked at when no service asks for a VIP (every apply).
+        let none = spec("services:\n  api: {image: api}\n");
+        assert!(vip_notes(&none.project, || panic!("looked at the kernel")).is_empty());
     }
 
     #[test]

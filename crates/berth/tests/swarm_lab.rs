@@ -671,15 +671,7 @@ fn a_tasks_healthcheck_gates_its_readiness_and_its_dependents() {
         "--detach",
     ]);
     // This kernel has no IPVS (docs/swarm.md): a VIP asked for is noted at apply.
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let ipvs = [
-        "/proc/net/ip_vs".to_string(),
-        "/sys/module/ip_vs".to_string(),
-        format!("/lib/modules/{}/kernel/net/netfilter/ipvs", release.trim()),
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).exists());
-    if !ipvs {
+    if !berth_controlplane::swarm_kernel_has_ipvs() {
         assert!(
             out.contains("note: services.api.deploy.endpoint_mode: vip needs IPVS"),
             "{out}"
