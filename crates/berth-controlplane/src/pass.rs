@@ -1039,6 +1039,13 @@ async fn teardown<R: AppRuntime>(
         if mem.tables.remove(app).is_some() {
             publish_table(inner, &mem);
         }
+        // A replica or service being made now (a step started before the removal) would be
+        // made after this listing and outlive its application: wait for it (it wakes the
+        // application when done), then remove what is there.
+        let prefix = create_key_prefix(app);
+        if mem.busy.iter().any(|k| k.starts_with(&prefix)) {
+            return Ok(Action::Requeue(app_plan::PROGRESS));
+        }
     }
     if rt.converges() == Convergence::Services {
         // The runtime's services own the replicas: removing a service stops its tasks.
