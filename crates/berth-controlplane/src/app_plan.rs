@@ -1065,8 +1065,10 @@ fn service_statuses(
 }
 
 /// This application's routes and published ports: ready replicas that do not drain (counting
-/// the drains this plan starts), by slot; for a service the gateways probe, every running
-/// replica that is not stopping, with the probe.
+/// the drains this plan starts), by slot; for a service the gateways probe, every running or
+/// starting replica with an address that is not stopping, with the probe: a task being started
+/// on its node is probed from the moment it has an address (every 25 ms until it answers), so
+/// it is served as soon as it listens rather than a look and a table later.
 fn routes(
     desired: &Desired<'_>,
     observed: &[Observed],
@@ -1087,7 +1089,8 @@ fn routes(
             .iter()
             .filter(|o| {
                 o.service == *name
-                    && o.state == ReplicaState::Running
+                    && (o.state == ReplicaState::Running
+                        || (probe.is_some() && o.state == ReplicaState::Created))
                     && (o.readiness == Readiness::Ready || (probe.is_some() && !o.stopping))
                     && !memory.draining.contains_key(&o.id)
                     && !new_drains.contains(&o.id)
@@ -2477,6 +2480,7 @@ mod tests {
                 stopping,
                 rep("t4", "web", 3, "cur", Running, Unhealthy),
                 rep("t5", "web", 4, "cur", Exited(1), Starting),
+                rep("t6", "web", 5, "cur", Created, Starting),
                 rep("u1", "tcp", 0, "cur", Running, Starting),
                 rep("p1", "plain", 0, "cur", Running, Starting),
                 rep("p2", "plain", 1, "cur", Running, Ready),
@@ -2501,9 +2505,10 @@ mod tests {
         c.gateway_probes = true;
         let (_, p) = run(&c, t0());
         let web = find(&p, "web");
-        // Running and not stopping, whatever the control plane's readiness: the gateways
-        // judge (a task they found unhealthy stays listed so they see it recover).
-        assert_eq!(ids(&web.endpoints), ["t1", "t2", "t4"]);
+        // Running or being started, and not stopping, whatever the control plane's readiness:
+        // the gateways judge (a task they found unhealthy stays listed so they see it recover,
+        // one being started is probed until it answers).
+        assert_eq!(ids(&web.endpoints), ["t1", "t2", "t4", "t6"]);
         assert_eq!(
             web.endpoints[0].addr.port(),
             80,
@@ -2516,7 +2521,7 @@ mod tests {
             timeout_ms: 1_000,
         };
         assert_eq!(web.probe.as_ref(), Some(&probe));
-        assert_eq!(ids(&p.ports[0].endpoints), ["t1", "t2", "t4"]);
+        assert_eq!(ids(&p.ports[0].endpoints), ["t1", "t2", "t4", "t6"]);
         assert_eq!(p.ports[0].probe.as_ref(), Some(&probe));
         // A routed service without x-berth.health: a TCP connect to its routed port.
         let tcp = find(&p, "tcp");
