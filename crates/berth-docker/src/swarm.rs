@@ -371,6 +371,19 @@ impl Docker {
         let q = filters(&[], services);
         self.swarm_get("GET /tasks", &format!("/tasks{q}")).await
     }
+
+    /// Whether a task's container has a TTY (`GET /tasks/{id}`): its logs are then raw, not
+    /// multiplexed. [`DockerError::NotFound`] for a task the Swarm does not know.
+    pub(crate) async fn task_tty(&self, id: &str) -> Result<bool, DockerError> {
+        let task: Task = self
+            .swarm_get("GET /tasks/{id}", &format!("/tasks/{}", enc(id)))
+            .await?;
+        Ok(task
+            .spec
+            .and_then(|s| s.container_spec)
+            .and_then(|c| c.tty)
+            .unwrap_or(false))
+    }
 }
 
 /// The Swarm store's "name conflicts with an existing object" (sent as a 500) as the
