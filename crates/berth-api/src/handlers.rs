@@ -541,7 +541,7 @@ pub(crate) struct LogsQuery {
     responses(
         (status = 200, description = "Log lines", content((String = "text/plain"))),
         (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
-        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+        (status = 503, description = "`docker_unavailable`: the engine is unreachable or cannot read a replica's log (on Swarm, a task's node)", body = ErrorBody)
     )
 )]
 /// Logs of every current replica of a service, as text; with several replicas each line is

@@ -465,9 +465,10 @@ impl Docker {
 
     /// The output of a container on this engine or of a Swarm task (`GET /tasks/{id}/logs`
     /// on a manager, which fetches it from the task's node), with the same options, framing
-    /// and errors as [`Docker::logs`]. A Swarm task's stream is answered 200 before its node
-    /// is asked: a node that cannot read the task's log (a log driver without reading, a node
-    /// that is down) ends it with [`DockerError::InStream`].
+    /// and errors as [`Docker::logs`]. A task with the `none` log driver is refused here (a
+    /// 501, as the engine refuses such a container's logs); the manager answers 200 before it
+    /// asks the task's node, so a failure the node reports (a node that is down: "incomplete
+    /// log stream") ends the stream with [`DockerError::InStream`].
     pub async fn logs_of(
         &self,
         of: &LogsOf,
@@ -480,7 +481,10 @@ impl Docker {
                 format!("/containers/{}/logs", enc(id)),
                 self.inspect_container(id).await?.tty,
             ),
-            LogsOf::Task(id) => (format!("/tasks/{}/logs", enc(id)), self.task_tty(id).await?),
+            LogsOf::Task(id) => (
+                format!("/tasks/{}/logs", enc(id)),
+                self.task_log_tty(id).await?,
+            ),
         };
         let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
         let q = Query::new()

@@ -248,6 +248,13 @@ async fn a_tasks_logs_come_through_the_manager_and_its_nodes_error_is_an_error()
             ),
         ),
         ("GET /v1.41/tasks/t1/logs?", logs),
+        (
+            "GET /v1.41/tasks/t2 ",
+            json_response(
+                "200 OK",
+                r#"{"ID":"t2","Spec":{"ContainerSpec":{"Image":"x"},"LogDriver":{"Name":"none"}}}"#,
+            ),
+        ),
     ]);
     let d = Docker::connect_to(&host).await.unwrap();
     let mut st = d
@@ -275,6 +282,16 @@ async fn a_tasks_logs_come_through_the_manager_and_its_nodes_error_is_an_error()
     ] {
         assert!(line.contains(part), "{part} in {line}");
     }
+    // A task whose log driver keeps nothing: refused as the engine refuses such a container
+    // (its manager would answer an empty 200).
+    let err = d
+        .logs_of(&LogsOf::Task("t2".into()), false, None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerError::Api { status: 501, message } if message.contains("\"none\" does not support reading")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
