@@ -594,10 +594,10 @@ const FIRST_PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 
 /// One target's log, its first piece awaited (without `follow`: until it comes or the log
 /// ends; with it, [`FIRST_PIECE_WAIT`] at most). A Swarm manager answers a task's log with 200
-/// before it asks the task's node, and a node that cannot read it (a log driver that does not
-/// read back, a node that is down) ends the stream with an error at once: taken here, that
-/// error is the request's `{code, message}` answer, not an empty 200. One that comes later
-/// (or while following) ends the body, and the CLI fails with it.
+/// before it asks the task's node, and a failure it then reports (a node that is down) ends
+/// the stream with an error at once: taken here, that error is the request's `{code, message}`
+/// answer, not an empty 200. One that comes later (or while following) ends the body, and the
+/// CLI fails with it.
 async fn open_log(
     s: &AppState,
     target: &berth_controlplane::LogTarget,
