@@ -541,7 +541,7 @@ pub(crate) struct LogsQuery {
     responses(
         (status = 200, description = "Log lines", content((String = "text/plain"))),
         (status = 404, description = "`app_not_found`, `service_not_found`", body = ErrorBody),
-        (status = 503, description = "`docker_unavailable`", body = ErrorBody)
+        (status = 503, description = "`docker_unavailable`: the engine is unreachable or cannot read a replica's log (on Swarm, a task's node)", body = ErrorBody)
     )
 )]
 /// Logs of every current replica of a service, as text; with several replicas each line is
@@ -565,16 +565,17 @@ pub(crate) async fn logs(
         ));
     }
     let prefix = targets.len() > 1;
+    let opened = futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|t| open_log(&s, t, q.follow, q.tail, q.timestamps)),
+    )
+    .await;
     let mut streams = Vec::new();
-    for (slot, id) in targets {
-        let st =
-            s.cp.docker()
-                .logs(&id, q.follow, q.tail, q.timestamps)
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::DockerUnavailable, e.to_string()))?;
-        let label = format!("{service}.{slot} | ");
+    for (t, st) in targets.iter().zip(opened) {
+        let label = format!("{service}.{} | ", t.slot);
         let lines = line_prefixed(
-            st.map(|c| c.map(|c| c.data)).boxed(),
+            st?.map(|c| c.map(|c| c.data)).boxed(),
             if prefix { label } else { String::new() },
         );
         streams.push(lines.boxed());
@@ -586,6 +587,51 @@ pub(crate) async fn logs(
     )
         .into_response())
 }
+
+/// How long `logs` with `follow` waits for a log's first piece before it answers 200 (a quiet
+/// replica sends nothing until it writes).
+const FIRST_PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One target's log, its first piece awaited (without `follow`: until it comes or the log
+/// ends; with it, [`FIRST_PIECE_WAIT`] at most). A Swarm manager answers a task's log with 200
+/// before it asks the task's node, and a failure it then reports (a node that is down) ends
+/// the stream with an error at once: taken here, that error is the request's `{code, message}`
+/// answer, not an empty 200. One that comes later (or while following) ends the body, and the
+/// CLI fails with it.
+async fn open_log(
+    s: &AppState,
+    target: &berth_controlplane::LogTarget,
+    follow: bool,
+    tail: Option<u64>,
+    timestamps: bool,
+) -> Result<futures_util::stream::Peekable<LogChunks>> {
+    use futures_util::StreamExt;
+    let mut st =
+        s.cp.open_logs(target, follow, tail, timestamps)
+            .await?
+            .boxed()
+            .peekable();
+    let first = std::pin::Pin::new(&mut st).peek();
+    let failed = if follow {
+        matches!(
+            tokio::time::timeout(FIRST_PIECE_WAIT, first).await,
+            Ok(Some(Err(_)))
+        )
+    } else {
+        matches!(first.await, Some(Err(_)))
+    };
+    if failed {
+        if let Some(Err(e)) = st.next().await {
+            return Err(berth_controlplane::CpError::from(e).into());
+        }
+    }
+    Ok(st)
+}
+
+type LogChunks = futures_util::stream::BoxStream<
+    'static,
+    std::result::Result<berth_docker::LogChunk, berth_docker::DockerError>,
+>;
 
 type ChunkStream = futures_util::stream::BoxStream<
     'static,

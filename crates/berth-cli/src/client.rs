@@ -489,10 +489,14 @@ impl Client {
         service: &str,
         follow: bool,
         tail: Option<u64>,
+        timestamps: bool,
     ) -> anyhow::Result<reqwest::Response> {
         let mut url = format!("/apps/{app}/services/{service}/logs?follow={follow}");
         if let Some(t) = tail {
             url.push_str(&format!("&tail={t}"));
+        }
+        if timestamps {
+            url.push_str("&timestamps=true");
         }
         self.streamed(self.get(&url)).await
     }
@@ -945,7 +949,7 @@ mod tests {
             .unwrap()
             .with_token(Some("berth_secret".into()));
         client.apps().await.unwrap();
-        let _ = client.logs("a", "web", false, None).await.unwrap();
+        let _ = client.logs("a", "web", false, None, false).await.unwrap();
         let _ = client.build_logs(1, false).await.unwrap();
         let tar = tempfile::tempfile().unwrap();
         let _ = client

@@ -135,8 +135,14 @@ pub(crate) async fn run(client: &Client, cmd: Command) -> anyhow::Result<i32> {
             service,
             follow,
             tail,
+            timestamps,
         } => {
-            copy_stream(client.logs(&app, &service, follow, tail).await?).await?;
+            copy_stream(
+                client
+                    .logs(&app, &service, follow, tail, timestamps)
+                    .await?,
+            )
+            .await?;
             Ok(0)
         }
         Command::History { app, output } => {

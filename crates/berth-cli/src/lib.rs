@@ -100,6 +100,9 @@ pub enum Command {
         /// Only the last N lines of each replica.
         #[arg(long)]
         tail: Option<u64>,
+        /// Start each line with the time the replica wrote it (RFC 3339, after the prefix).
+        #[arg(long, short = 't')]
+        timestamps: bool,
     },
     /// List an application's revisions: what changed, when, outcome.
     History {

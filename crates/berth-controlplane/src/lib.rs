@@ -76,6 +76,18 @@ use tokio_util::sync::CancellationToken;
 /// Most replicas of one service.
 pub const MAX_REPLICAS: u32 = 1000;
 
+/// One replica's log as `berth logs` reads it: its slot (for the `service.slot | ` prefix) and
+/// whose output it is, a container on the server's engine (local runtime) or a Swarm task read
+/// through the manager from its node. The runtime picks the source
+/// (`AppRuntime::logs_of`), so the API and the dashboard never ask which runtime runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTarget {
+    /// The replica's slot (0-based).
+    pub slot: u32,
+    /// Whose output.
+    pub of: berth_docker::LogsOf,
+}
+
 /// What the control plane needs from the data plane (the gateway), without depending on it.
 pub trait DataPlane: Send + Sync {
     /// Requests in flight to a replica (by container id); a drained replica is stopped at 0.
@@ -1106,25 +1118,34 @@ impl ControlPlane {
             .collect())
     }
 
-    /// The containers whose logs `berth logs` shows: every replica of the service (a rollout's
-    /// old ones too), by slot.
-    pub async fn log_targets(
-        &self,
-        app: &str,
-        service: &str,
-    ) -> Result<Vec<(u32, String)>, CpError> {
+    /// The logs `berth logs` shows, by slot: every replica's container on the local runtime (a
+    /// rollout's old ones too), every current task on Swarm (the runtime says which: see
+    /// [`LogTarget`]).
+    pub async fn log_targets(&self, app: &str, service: &str) -> Result<Vec<LogTarget>, CpError> {
         let (_, spec) = self.current_spec(app)?;
         if !spec.project.services.contains_key(service) {
             return Err(CpError::ServiceNotFound(app.into(), service.into()));
         }
-        let mut list: Vec<(u32, String)> = pass::instances(&self.inner, app)
-            .await?
-            .into_iter()
-            .filter(|i| i.service == service)
-            .map(|i| (i.slot, i.container_id))
-            .collect();
-        list.sort();
-        Ok(list)
+        use runtime::AppRuntime as _;
+        let rt = runtime::for_server(&self.inner);
+        let replicas = rt.observe(app).await?;
+        Ok(runtime::log_targets(&replicas, service, |r| rt.logs_of(r)))
+    }
+
+    /// The output of one log target (`tail` lines back, following when asked). An engine that
+    /// cannot read it answers an error here, or ends the stream with one.
+    pub async fn open_logs(
+        &self,
+        target: &LogTarget,
+        follow: bool,
+        tail: Option<u64>,
+        timestamps: bool,
+    ) -> Result<berth_docker::LogStream, CpError> {
+        Ok(self
+            .inner
+            .docker
+            .logs_of(&target.of, follow, tail, timestamps)
+            .await?)
     }
 
     /// Has the routing table caught up with what runs since this server started? True once every

@@ -18,7 +18,7 @@ use crate::plan::ReplicaState;
 use crate::spec::{self, labels, RevisionSpec};
 use crate::{CpError, Inner};
 use berth_compose::Service;
-use berth_docker::{ContainerInspect, DockerError};
+use berth_docker::{ContainerInspect, DockerError, LogsOf};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
@@ -126,6 +126,10 @@ pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
     /// Every replica of the application, or an error (never a partial listing).
     fn observe(&self, app: &str) -> impl Future<Output = Result<Vec<Replica>, CpError>> + Send;
 
+    /// Where `berth logs` reads a replica's output, or `None` for one it leaves out (a Swarm
+    /// task that is being stopped, or has no container yet).
+    fn logs_of(&self, replica: &Replica) -> Option<LogsOf>;
+
     /// Every replica of every application of this server, as (application, replica id).
     fn list_all(&self) -> impl Future<Output = Result<Vec<(String, String)>, CpError>> + Send;
 
@@ -165,6 +169,27 @@ pub(crate) trait AppRuntime: Clone + Send + Sync + 'static {
     fn events(
         &self,
     ) -> impl Future<Output = Result<BoxStream<'static, RuntimeEvent>, CpError>> + Send;
+}
+
+/// The logs `berth logs` reads for `service`: each of its replicas `logs_of` (the runtime's
+/// [`AppRuntime::logs_of`]) gives a source for, by slot (then source, so the order is stable).
+pub(crate) fn log_targets(
+    replicas: &[Replica],
+    service: &str,
+    logs_of: impl Fn(&Replica) -> Option<LogsOf>,
+) -> Vec<crate::LogTarget> {
+    let mut list: Vec<crate::LogTarget> = replicas
+        .iter()
+        .filter(|r| r.service == service)
+        .filter_map(|r| {
+            Some(crate::LogTarget {
+                slot: r.slot,
+                of: logs_of(r)?,
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| (a.slot, &a.of).cmp(&(b.slot, &b.of)));
+    list
 }
 
 /// Does this container event mean the replica stops serving? `die`, `oom`, `stop`, and a `kill`
@@ -239,6 +264,9 @@ impl AppRuntime for Runtime {
     async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
         each!(self, r => r.observe(app).await)
     }
+    fn logs_of(&self, replica: &Replica) -> Option<LogsOf> {
+        each!(self, r => r.logs_of(replica))
+    }
     async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
         each!(self, r => r.list_all().await)
     }
@@ -286,6 +314,11 @@ impl Local {
 impl AppRuntime for Local {
     async fn observe(&self, app: &str) -> Result<Vec<Replica>, CpError> {
         observe(&self.inner, app).await
+    }
+
+    /// Every replica's container (a rollout's old ones too): it is on this engine.
+    fn logs_of(&self, replica: &Replica) -> Option<LogsOf> {
+        Some(LogsOf::Container(replica.id.clone()))
     }
 
     async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {

@@ -22,7 +22,7 @@ use crate::spec::{labels, RevisionSpec};
 use crate::{swarm_spec, CpError, Inner};
 use berth_docker::swarm::models::{Service, ServiceUpdateStatusStateEnum, TaskState};
 use berth_docker::swarm::{ObjectKind, SwarmTask};
-use berth_docker::DockerError;
+use berth_docker::{DockerError, LogsOf};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -447,6 +447,14 @@ fn still_attached(t: &SwarmTask, networks: &[&str]) -> bool {
             .any(|n| networks.contains(&n.network.id.as_str()))
 }
 
+/// A task's logs, read through the manager from its node: only a current task's (its desired
+/// state `running`, so not the old task of a start-first update that is stopping) and only
+/// once it has a container (before that its node has nothing, and the manager answers with an
+/// error: "incomplete log stream").
+fn task_logs(r: &Replica) -> Option<LogsOf> {
+    (!r.stopping && r.state != ReplicaState::Created).then(|| LogsOf::Task(r.id.clone()))
+}
+
 /// Swarm wants it running, or it still runs (an old task of a start-first update).
 fn current(t: &SwarmTask) -> bool {
     t.task.desired_state == Some(TaskState::RUNNING)
@@ -510,6 +518,10 @@ impl AppRuntime for Swarm {
             }));
         }
         Ok(out)
+    }
+
+    fn logs_of(&self, replica: &Replica) -> Option<LogsOf> {
+        task_logs(replica)
     }
 
     async fn list_all(&self) -> Result<Vec<(String, String)>, CpError> {
@@ -936,6 +948,48 @@ mod tests {
         assert_eq!(
             task("preparing", Some("c1"), true).state,
             ReplicaState::Created
+        );
+    }
+
+    /// `berth logs` on Swarm reads each current task through the manager: not the old task of
+    /// a start-first update that Swarm is stopping, nor a task with no container yet; one
+    /// target per slot, in slot order, the service's own tasks only.
+    #[test]
+    fn logs_are_read_from_the_current_tasks_with_a_container() {
+        let task = |id: &str, service: &str, slot: u64, desired: &str, state: &str| -> Replica {
+            let t: SwarmTask = serde_json::from_value(serde_json::json!({
+                "ID": id,
+                "Slot": slot,
+                "DesiredState": desired,
+                "Spec": {"ContainerSpec": {"Image": "web"}},
+                "Status": {"State": state, "ContainerStatus": {"ContainerID": format!("c-{id}")}},
+            }))
+            .unwrap();
+            replica("berth_abc123_shop_x", service, &t, &HashMap::new())
+        };
+        let mut pending = task("new1", "web", 1, "running", "pending");
+        pending.state = ReplicaState::Created;
+        let replicas = vec![
+            task("b2", "web", 2, "running", "running"),
+            // Slot 1 mid start-first update: the old task is being stopped, the new one runs.
+            task("old1", "web", 1, "shutdown", "running"),
+            task("a1", "web", 1, "running", "running"),
+            task("db", "db", 1, "running", "running"),
+            pending,
+        ];
+        let got = crate::runtime::log_targets(&replicas, "web", task_logs);
+        assert_eq!(
+            got,
+            vec![
+                crate::LogTarget {
+                    slot: 0,
+                    of: LogsOf::Task("a1".into())
+                },
+                crate::LogTarget {
+                    slot: 1,
+                    of: LogsOf::Task("b2".into())
+                },
+            ]
         );
     }
 

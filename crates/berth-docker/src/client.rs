@@ -30,6 +30,15 @@ use crate::types::{
 };
 use crate::DockerError;
 
+/// Whose output [`Docker::logs_of`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogsOf {
+    /// A container on this engine, by ID or name.
+    Container(String),
+    /// A Swarm task, by ID, read through this engine (a manager) from whichever node runs it.
+    Task(String),
+}
+
 /// How a command run with [`Docker::exec_run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecOutcome {
@@ -450,7 +459,33 @@ impl Docker {
         tail: Option<u64>,
         timestamps: bool,
     ) -> Result<LogStream, DockerError> {
-        let tty = self.inspect_container(id).await?.tty;
+        self.logs_of(&LogsOf::Container(id.to_string()), follow, tail, timestamps)
+            .await
+    }
+
+    /// The output of a container on this engine or of a Swarm task (`GET /tasks/{id}/logs`
+    /// on a manager, which fetches it from the task's node), with the same options, framing
+    /// and errors as [`Docker::logs`]. A task with the `none` log driver is refused here (a
+    /// 501, as the engine refuses such a container's logs); the manager answers 200 before it
+    /// asks the task's node, so a failure the node reports (a node that is down: "incomplete
+    /// log stream") ends the stream with [`DockerError::InStream`].
+    pub async fn logs_of(
+        &self,
+        of: &LogsOf,
+        follow: bool,
+        tail: Option<u64>,
+        timestamps: bool,
+    ) -> Result<LogStream, DockerError> {
+        let (path, tty) = match of {
+            LogsOf::Container(id) => (
+                format!("/containers/{}/logs", enc(id)),
+                self.inspect_container(id).await?.tty,
+            ),
+            LogsOf::Task(id) => (
+                format!("/tasks/{}/logs", enc(id)),
+                self.task_log_tty(id).await?,
+            ),
+        };
         let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
         let q = Query::new()
             .flag("stdout", true)
@@ -461,7 +496,7 @@ impl Docker {
         let (response, conn) = transport::send(
             &self.inner.endpoint,
             Method::GET,
-            &self.path(&format!("/containers/{}/logs{q}", enc(id))),
+            &self.path(&format!("{path}{q}")),
             None,
         )
         .await?;

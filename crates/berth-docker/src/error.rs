@@ -53,6 +53,12 @@ pub enum DockerError {
         message: String,
     },
 
+    /// The engine reported a failure inside a stream it had already answered 200 to (a log
+    /// stream's `Systemerr` frame: a Swarm task's logs its node could not read, say). Holds
+    /// the engine's message.
+    #[error("the Docker engine ended the stream: {0}")]
+    InStream(String),
+
     /// The HTTP exchange failed after the connection was made (the engine closed the
     /// connection, a malformed response, a stream cut short).
     #[error("HTTP exchange with the Docker engine failed: {0}")]

@@ -29,7 +29,7 @@ mod transport;
 mod types;
 
 pub use build::{BuildMessage, BuildParams, BuildStream};
-pub use client::{Docker, ExecOutcome, MAX_API_VERSION, MIN_API_VERSION};
+pub use client::{Docker, ExecOutcome, LogsOf, MAX_API_VERSION, MIN_API_VERSION};
 pub use error::DockerError;
 pub use images::ImageSummary;
 pub use spec::{ContainerSpec, HealthConfig, HostSpec, MountSpec, START_INTERVAL_API};

@@ -70,6 +70,10 @@ pub enum LogSource {
     Stdout,
     /// Standard error.
     Stderr,
+    /// The engine's own message inside a stream it had already begun (a `Systemerr` frame,
+    /// e.g. `Error grabbing logs: ...` from a Swarm task's node). [`LogStream`] turns it into
+    /// [`DockerError::InStream`], so its callers never see this source.
+    System,
 }
 
 /// A piece of container output.
@@ -119,6 +123,7 @@ impl LogDemuxer {
             let stream = match self.buf[0] {
                 0 => LogSource::Stdin,
                 2 => LogSource::Stderr,
+                3 => LogSource::System,
                 _ => LogSource::Stdout,
             };
             self.buf.advance(8);
@@ -263,6 +268,13 @@ impl LogStream {
         let inner = futures_util::stream::unfold(state, |mut st| async move {
             loop {
                 if let Some(c) = st.pending.pop_front() {
+                    if c.stream == LogSource::System {
+                        // The engine gave up on the stream: an error, never a log line.
+                        st.done = true;
+                        st.pending.clear();
+                        let message = String::from_utf8_lossy(&c.data).trim().to_string();
+                        return Some((Err(DockerError::InStream(message)), st));
+                    }
                     return Some((Ok(c), st));
                 }
                 if st.done {
@@ -368,6 +380,17 @@ mod tests {
             );
             assert!(d.leftover().is_none());
         }
+    }
+
+    #[test]
+    fn demux_tells_the_engines_own_message_apart() {
+        let mut all = frame(1, b"up\n");
+        all.extend(frame(3, b"Error grabbing logs: node is down\n"));
+        let mut d = LogDemuxer::new(false);
+        let got = d.push(Bytes::from(all));
+        assert_eq!(got[0].stream, LogSource::Stdout);
+        assert_eq!(got[1].stream, LogSource::System);
+        assert_eq!(&got[1].data[..], b"Error grabbing logs: node is down\n");
     }
 
     #[test]

@@ -371,6 +371,25 @@ impl Docker {
         let q = filters(&[], services);
         self.swarm_get("GET /tasks", &format!("/tasks{q}")).await
     }
+
+    /// Whether a task's container has a TTY (`GET /tasks/{id}`): its logs are then raw, not
+    /// multiplexed. [`DockerError::NotFound`] for a task the Swarm does not know; a 501
+    /// [`DockerError::Api`] for a task whose log driver is `none`, as the engine answers for
+    /// such a container: a manager (20.10) answers that task's logs with an empty 200 (its
+    /// node only writes "logs call failed" to its own log).
+    pub(crate) async fn task_log_tty(&self, id: &str) -> Result<bool, DockerError> {
+        let task: Task = self
+            .swarm_get("GET /tasks/{id}", &format!("/tasks/{}", enc(id)))
+            .await?;
+        let spec = task.spec.unwrap_or_default();
+        if let Some(driver) = spec.log_driver.and_then(|d| d.name).filter(|n| n == "none") {
+            return Err(DockerError::Api {
+                status: 501,
+                message: format!("task {id}'s logging driver {driver:?} does not support reading"),
+            });
+        }
+        Ok(spec.container_spec.and_then(|c| c.tty).unwrap_or(false))
+    }
 }
 
 /// The Swarm store's "name conflicts with an existing object" (sent as a 500) as the

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth_docker::{Docker, DockerError};
+use berth_docker::{Docker, DockerError, LogsOf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// What the fake answers: `(request line prefix, raw response)`; the first match wins.
@@ -209,6 +209,89 @@ async fn a_cut_event_stream_yields_an_error_then_ends() {
         "{first:?}"
     );
     assert!(events.recv().await.is_none());
+}
+
+fn log_frame(kind: u8, text: &str) -> Vec<u8> {
+    let mut v = vec![kind, 0, 0, 0];
+    v.extend_from_slice(&u32::try_from(text.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+/// A Swarm task's logs come through the manager (`GET /tasks/{id}/logs`, the same query and
+/// framing as a container's); the error a node sends inside the stream the manager already
+/// answered 200 to (a `Systemerr` frame) is an error, not a log line, and ends the stream.
+#[tokio::test]
+async fn a_tasks_logs_come_through_the_manager_and_its_nodes_error_is_an_error() {
+    let mut body = log_frame(1, "up\n");
+    body.extend(log_frame(
+        3,
+        "Error grabbing logs: rpc error: code = Unknown desc = warning: incomplete log stream\n",
+    ));
+    body.extend(log_frame(1, "never shown\n"));
+    let mut logs = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    logs.extend(body);
+    let (host, mut seen, _dir) = fake_unix(vec![
+        (
+            "GET /version ",
+            json_response("200 OK", r#"{"ApiVersion":"1.41"}"#),
+        ),
+        (
+            "GET /v1.41/tasks/t1 ",
+            json_response(
+                "200 OK",
+                r#"{"ID":"t1","Spec":{"ContainerSpec":{"Image":"x","TTY":false}}}"#,
+            ),
+        ),
+        ("GET /v1.41/tasks/t1/logs?", logs),
+        (
+            "GET /v1.41/tasks/t2 ",
+            json_response(
+                "200 OK",
+                r#"{"ID":"t2","Spec":{"ContainerSpec":{"Image":"x"},"LogDriver":{"Name":"none"}}}"#,
+            ),
+        ),
+    ]);
+    let d = Docker::connect_to(&host).await.unwrap();
+    let mut st = d
+        .logs_of(&LogsOf::Task("t1".into()), true, Some(5), true)
+        .await
+        .unwrap();
+    let first = st.recv().await.unwrap().unwrap();
+    assert_eq!(&first.data[..], b"up\n");
+    let err = st.recv().await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, DockerError::InStream(m) if m.ends_with("incomplete log stream")),
+        "{err}"
+    );
+    assert!(st.recv().await.is_none());
+    seen.recv().await.unwrap();
+    assert_eq!(seen.recv().await.unwrap(), "GET /v1.41/tasks/t1 HTTP/1.1");
+    let line = seen.recv().await.unwrap();
+    for part in [
+        "/tasks/t1/logs?",
+        "follow=1",
+        "timestamps=1",
+        "tail=5",
+        "stdout=1",
+        "stderr=1",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    // A task whose log driver keeps nothing: refused as the engine refuses such a container
+    // (its manager would answer an empty 200).
+    let err = d
+        .logs_of(&LogsOf::Task("t2".into()), false, None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DockerError::Api { status: 501, message } if message.contains("\"none\" does not support reading")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -86,12 +86,9 @@ pub async fn app_log_lines(
     let targets = s.cp.log_targets(app, service).await?;
     let prefix = targets.len() > 1;
     let mut streams = Vec::new();
-    for (slot, id) in targets {
-        let st =
-            s.cp.docker()
-                .logs(&id, follow, Some(tail), false)
-                .await
-                .map_err(|e| ApiError::new(ErrorCode::DockerUnavailable, e.to_string()))?;
+    for t in targets {
+        let slot = t.slot;
+        let st = s.cp.open_logs(&t, follow, Some(tail), false).await?;
         let label = if prefix {
             format!("{service}.{slot} | ")
         } else {

@@ -8,8 +8,8 @@
 //!
 //! `swarm_lab` runs them on a Swarm lab (docs/swarm.md) as far as the Swarm runtime goes today:
 //! routes and published ports through Berth's gateway on the manager node (reached through the
-//! lab's hub), Berth's probes run by that gateway; not `berth logs` (a task's container is on
-//! its node's engine) nor Berth's restart counts (Swarm replaces a task), which
+//! lab's hub), Berth's probes run by that gateway, `berth logs` (`-f` too) of each task read
+//! through the manager from its node; not Berth's restart counts (Swarm replaces a task), which
 //! [`Case::local`] keeps to the local runtime, nor `depends_on` (it reads containers' times on the
 //! local engine).
 
@@ -113,8 +113,8 @@ impl Case {
         })
     }
 
-    /// The local runtime: `berth logs` and Berth's restart counts (on Swarm a task's container
-    /// is on its node's engine, and Swarm replaces a task rather than restart it).
+    /// The local runtime (no lab): for what differs on Swarm, e.g. Berth's restart counts
+    /// (Swarm replaces a task rather than restart it).
     fn local(&self) -> bool {
         self.lab.is_none()
     }
@@ -304,11 +304,87 @@ fn deploy_ps_routes_ports_and_logs(start: Start) {
     c.until_answering(&c.gateway, "v1");
     assert_eq!(c.answering(&c.gateway, "/", "v1", 20).len(), 2);
     assert_eq!(c.answering(&published, "/", "v1", 20).len(), 2);
-    if c.local() {
-        let logs = c.server.ok(&["logs", "--app", "shop", "web"]);
-        assert!(logs.contains("listening on port 8080"), "{logs}");
+    // Logs: every replica's (on Swarm each task's, read through the manager from its node),
+    // each line prefixed with its slot; `--tail` and `--timestamps` reach the engine.
+    let logs = c.server.ok(&["logs", "--app", "shop", "web"]);
+    for slot in 0..2 {
+        assert!(
+            logs.lines()
+                .any(|l| l.starts_with(&format!("web.{slot} | "))
+                    && l.ends_with("berth-testapp v1 listening on port 8080")),
+            "slot {slot}: {logs}"
+        );
     }
+    let last = c.server.ok(&[
+        "logs",
+        "--app",
+        "shop",
+        "web",
+        "--tail",
+        "1",
+        "--timestamps",
+    ]);
+    assert_eq!(last.lines().count(), 2, "{last}");
+    for l in last.lines() {
+        let (_, rest) = l.split_once(" | ").unwrap_or_default();
+        assert!(
+            rest.starts_with("20") && rest.contains("Z berth-testapp v1 listening"),
+            "{l}"
+        );
+    }
+    follow_sees_a_new_line(&c);
     c.server.ok(&["rm", "--app", "shop"]);
+}
+
+/// `berth logs -f` streams: a line a replica writes after the request started arrives.
+fn follow_sees_a_new_line(c: &Case) {
+    let mut follow = std::process::Command::new(bin())
+        .args(["logs", "--app", "shop", "web", "-f", "--tail", "0"])
+        .env("BERTH_SERVER", format!("http://{}", c.server.api))
+        .env_remove("BERTH_TOKEN")
+        .env("BERTH_DATA_DIR", &c.server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The replica writes the line itself (the test app's `/write` to its own stdout), again
+    // until it arrives: the first may be written before the follow request has begun.
+    let marker = format!("followed-{}", c.run.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let found = 'wait: loop {
+        let _ = c.get(&format!("/write?path=/dev/stdout&text={marker}%0A"));
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            let hit = line.contains(&marker);
+            seen.push(line);
+            if hit {
+                break 'wait true;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(found, "no {marker} line while following: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("web.") && l.ends_with(&marker)),
+        "{seen:?}"
+    );
 }
 
 /// Scale up and down without restarting the survivors; a killed replica is replaced, counted

@@ -1285,3 +1285,83 @@ fn gateway_logs(lab: &Lab) -> String {
         })
         .collect()
 }
+
+/// A task whose log cannot be read (here: its service's log driver changed to `none` behind
+/// Berth's back; the manager answers such a task's logs with an empty 200, its node only
+/// writes "logs call failed" to its own log): `berth logs` fails with one line,
+/// `docker_unavailable`, with and without `-f`, never an empty success.
+#[test]
+fn a_task_log_its_node_cannot_read_is_an_error_not_an_empty_answer() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let run = TestRun::new("swarm-logs");
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, 1, &[&image]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = swarm_server(&run, &lab, dir.path(), &[]);
+    let file = common::compose(
+        dir.path(),
+        "compose.yaml",
+        &format!("services:\n  web:\n    image: {image}\n    deploy: {{replicas: 1}}\n"),
+    );
+    server.ok(&["apply", "-f", file.to_str().unwrap(), "--app", "shop"]);
+    wait_for(Duration::from_secs(30), "the task's first line", || {
+        let out = server.cli(&["logs", "--app", "shop", "web"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("listening on port 8080")
+            .then_some(())
+    });
+    let service = lab
+        .docker(
+            1,
+            &[
+                "service",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=berth.test={}", run.id),
+            ],
+        )
+        .unwrap();
+    lab.docker(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--log-driver",
+            "none",
+            service.trim(),
+        ],
+    )
+    .unwrap();
+    // Once the new task runs, its log cannot be read.
+    let out = wait_for(Duration::from_secs(60), "logs refused", || {
+        let out = server.cli(&["logs", "--app", "shop", "web"]);
+        (!out.status.success()).then_some(out)
+    });
+    let err = common::failed_with(&out, "docker_unavailable");
+    eprintln!("berth logs: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    // Following: the same answer, not a stream that never says anything.
+    let mut follow = std::process::Command::new(common::bin())
+        .args(["logs", "--app", "shop", "web", "-f"])
+        .env("BERTH_SERVER", format!("http://{}", server.api))
+        .env_remove("BERTH_TOKEN")
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(Duration::from_secs(20), "logs -f ends", || {
+        follow.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut follow.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("(docker_unavailable)"), "{stderr}");
+    server.ok(&["rm", "--app", "shop"]);
+}
