@@ -461,6 +461,24 @@ def deploy_stack(b, lab, f, stack, names):
     return returned, answered
 
 
+def keep_specs(b, lab, names, who, services):
+    """The services' specs, their tasks, and each task's container (when made, when started) in
+    the work directory as `deploy-WHO.json`: what to compare when one tool's tasks start later."""
+    out = {"services": [], "tasks": [], "containers": {}}
+    for name in services:
+        out["services"] += [s for s in lab.docker(1).get("/services") if s["Spec"]["Name"] == name]
+        for t in tasks_of(lab, name):
+            out["tasks"].append(t)
+            node = names.get(t.get("NodeID"), "")
+            cid = task_container(t)
+            if node.startswith("node") and cid:
+                info = lab.docker(int(node[4:])).inspect(cid) or {}
+                out["containers"][cid] = {"node": node, "created": info.get("Created"),
+                                          "started": info.get("State", {}).get("StartedAt")}
+    with open(os.path.join(b.dir, f"deploy-{who}.json"), "w") as f:
+        json.dump(out, f, indent=1)
+
+
 def stack_rm(lab, stack):
     """`docker stack rm`, then until its services are gone; its network is waited for 60 s at
     most (Swarm removes it once every node has let go of it, which a node healed from a cut
@@ -496,6 +514,7 @@ def bench_deploy(b, lab, reps):
                 log(f"  berth apply{' (warm-up)' if k < 0 else f' {k + 1}'}: returned {r[0] if r[0] is None else f'{r[0]:.2f} s'}, every task"
                     f" answers {r[1] if r[1] is None else f'{r[1]:.2f} s'}, route through the gateway"
                     f" {r[2] if r[2] is None else f'{r[2]:.2f} s'}")
+                keep_specs(b, lab, names, app, services_named(lab, f"_{app}_"))
                 berth_rm(b, lab, app)
                 if k >= 0:
                     berth.append(r)
@@ -503,6 +522,7 @@ def bench_deploy(b, lab, reps):
                 r = deploy_stack(b, lab, f, st, names)
                 log(f"  docker stack deploy{' (warm-up)' if k < 0 else f' {k + 1}'}: returned {r[0]:.2f} s,"
                     f" every task answers {r[1] if r[1] is None else f'{r[1]:.2f} s'}")
+                keep_specs(b, lab, names, st, [f"{st}_{s}" for s in DEPLOY])
                 stack_rm(lab, st)
                 if k >= 0:
                     stack.append(r)
