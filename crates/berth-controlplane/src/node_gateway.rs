@@ -1,7 +1,7 @@
 //! Berth's gateways on Swarm nodes (docs/swarm.md#traffic-without-ipvs): one `berth gateway
-//! --control URL --token-file F` container per chosen node, in an image Berth makes from its own
-//! running binary, connected to every application's overlay network so it reaches task
-//! addresses, publishing its port on the node.
+//! --control URL --token-file F` container (and its port relay) per chosen node, in an image
+//! Berth makes from its own running binary, connected to every application's overlay network
+//! so it reaches task addresses, publishing its HTTP port on the node.
 //!
 //! Rules it keeps:
 //! - The image is this very binary (`/proc/self/exe`), the shared libraries the running process
@@ -11,13 +11,21 @@
 //! - A gateway runs only where Berth has the node's engine: the manager's own
 //!   (`DOCKER_HOST`) and those given by `--node-engine NAME=URL`; other chosen nodes are named
 //!   once in the log.
-//! - The gateway is a plain container on the node's default bridge with its port published on
-//!   every address of the node (a host-networked container cannot join overlay networks), and
-//!   is connected to each of this server's overlay networks as applications come (`network
+//! - The gateway is a plain container on the node's default bridge with its HTTP port published
+//!   on every address of the node (a host-networked container cannot join overlay networks),
+//!   and is connected to each of this server's overlay networks as applications come (`network
 //!   connect`: a deploy never restarts it) and disconnected before a network is removed. It is
-//!   made again only when the binary, its settings or the table's published ports change (a
-//!   container's published ports are fixed when it is made); the image of an earlier binary
-//!   is then removed.
+//!   made again only when the binary or its settings change; the image of an earlier binary is
+//!   then removed.
+//! - Published ports are bound by the node's port relay (docs/swarm.md#published-ports-on-swarm-the-port-relay):
+//!   a host-networked container of the same image, `berth gateway --forward-ports-to
+//!   GATEWAY-IP`, forwarding each to the same port of the gateway, which binds it in its own
+//!   namespace. A container's port bindings are fixed when it is made; the relay's are none, so
+//!   a change of the table's ports makes no container again. The relay is made again when the
+//!   gateway's bridge address changes, and has no restart policy (this loop starts it, pointed
+//!   at the gateway's current address).
+//! - A server on the local runtime removes the gateways and relays of its instance on the
+//!   engines it has ([`spawn_removal`]).
 //! - Its token (`<data-dir>/gateway.token`: the administrator's, scoped `gateway`, so it reads
 //!   the table and reports traffic and may call nothing else) is copied into it as a file
 //!   before it starts and again after each server start (the gateway reads the file again before

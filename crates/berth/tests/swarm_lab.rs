@@ -213,13 +213,9 @@ fn a_three_node_lab_runs_a_service_on_every_node_and_leaves_the_host_as_it_was()
 
 #[test]
 fn berth_nodes_lists_a_managers_nodes_and_refuses_an_engine_not_in_a_swarm() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-nodes", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-nodes");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     // One service of 3 replicas, at most one per node: every node runs one task.
     lab.docker(
         1,
@@ -331,13 +327,9 @@ fn refused(server: &common::Server) {
 
 #[test]
 fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes_it() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-runtime", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-runtime");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     // No resync during the test: only the manager's events wake an application that has
     // converged (checked below with a change made behind Berth's back).
@@ -482,13 +474,9 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
 /// replicas on the manager.
 #[test]
 fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_manager() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-placement", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-placement");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     let file = common::compose(
@@ -537,13 +525,9 @@ fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_ma
 /// moves to; `berth rm --volumes` leaves no secret, config or (manager's) volume behind.
 #[test]
 fn secrets_configs_and_volumes_reach_a_swarm_task() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-files", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-files");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     std::fs::write(dir.path().join("token.txt"), "one").unwrap();
@@ -666,13 +650,9 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
 /// IPVS (and Swarm still runs).
 #[test]
 fn a_tasks_healthcheck_gates_its_readiness_and_its_dependents() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-health", 1) else {
         return;
-    }
-    let run = TestRun::new("swarm-health");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 1, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     // The first check runs 4 s after the container starts: a window to see it starting.
@@ -882,13 +862,9 @@ fn a_registry_carries_the_image_to_the_nodes_by_digest() {
 
 #[test]
 fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_disconnects_them() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-gateway", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-gateway");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = gateway_server(&run, &lab, dir.path());
     let file = |version: &str| {
@@ -1153,13 +1129,9 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
 /// out of rotation; once its health path answers again it is healthy and serves again.
 #[test]
 fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_healthy() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-probes", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-probes");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = gateway_server(&run, &lab, dir.path());
     // Refused on Swarm until the gateways probed: now accepted.
