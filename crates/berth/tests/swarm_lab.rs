@@ -1264,7 +1264,8 @@ fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_health
 /// Published ports on Swarm without the gateways made again (docs/swarm.md#published-ports-on-swarm-the-port-relay):
 /// a deploy that adds a published port serves it on both nodes' addresses, one that removes it
 /// stops serving it, and the gateway containers keep their ID and start time throughout while a
-/// route answers every request through them. Then the same server started again with
+/// route answers every request through them. A gateway moved to another bridge address gets
+/// its relay made again pointed there. Then the same server started again with
 /// `--runtime local` removes the gateways and port relays it made on both nodes.
 #[test]
 fn a_published_port_comes_and_goes_without_the_gateways_made_again_and_a_local_start_removes_them()
@@ -1437,6 +1438,79 @@ fn a_published_port_comes_and_goes_without_the_gateways_made_again_and_a_local_s
             server.log_tail()
         );
     }
+
+    // The gateway at another address on the bridge (stopped, its address taken meanwhile by
+    // another container, started again): the relay is made again pointed at it, and the
+    // published port answers through it.
+    server.ok(&[
+        "apply",
+        "-f",
+        file("    ports: ['18080:8080']\n").to_str().unwrap(),
+        "--app",
+        "shop",
+    ]);
+    wait_for(Duration::from_secs(60), "the port answers again", || {
+        get(&ports[0])
+            .ok()
+            .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+    });
+    let gw_ip = || {
+        lab.docker(
+            1,
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.bridge.IPAddress}}",
+                &gw_name,
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let relay_id = || {
+        lab.docker(1, &["inspect", "-f", "{{.Id}}", &relay_name])
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let (old_ip, old_relay) = (gw_ip(), relay_id().unwrap());
+    let label = format!("berth.test={}", run.id);
+    for _ in 0..3 {
+        // (Berth's loop may start the gateway again before the filler runs: then again.)
+        lab.docker(1, &["stop", "-t", "0", &gw_name]).unwrap();
+        lab.docker(1, &["run", "-d", "--label", &label, &image])
+            .unwrap();
+        lab.docker(1, &["start", &gw_name]).unwrap();
+        if gw_ip() != old_ip {
+            break;
+        }
+    }
+    let new_ip = gw_ip();
+    assert_ne!(new_ip, old_ip, "the gateway kept its address");
+    let moved = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "the relay made again for the gateway's new address",
+        || {
+            let cmd = lab
+                .docker(1, &["inspect", "-f", "{{json .Args}}", &relay_name])
+                .ok()?;
+            (relay_id()? != old_relay && cmd.contains(&format!("\"{new_ip}\""))).then_some(())
+        },
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the port answers through the new relay",
+        || {
+            get(&ports[0])
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+        },
+    );
+    eprintln!(
+        "gateway moved {old_ip} -> {new_ip}: port answering again {} ms later",
+        moved.elapsed().as_millis()
+    );
 
     // The same server (data directory, instance) started again on the local runtime: the
     // gateways and relays it made on both nodes go (the application first, so the local
