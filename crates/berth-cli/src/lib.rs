@@ -896,6 +896,8 @@ pub struct ServerArgs {
     /// With `--runtime swarm` and no registry: another node's engine (`NAME=URL`, URL as
     /// `DOCKER_HOST`), repeatable; before a service is created or updated, its image is loaded
     /// from the manager's engine into each of them that lacks it (docs/swarm.md#images-on-a-cluster).
+    /// With `--runtime local`: engines where the gateways this instance ran on Swarm are
+    /// removed (as on `DOCKER_HOST`).
     #[arg(
         long = "node-engine",
         env = "BERTH_NODE_ENGINES",
@@ -1067,6 +1069,13 @@ pub struct GatewayArgs {
     /// `false` sends every request through the general (hyper) path.
     #[arg(long, env = "BERTH_GATEWAY_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
     pub gateway_fast_path: bool,
+    /// Run as a port relay only (docs/swarm.md#published-ports-on-swarm-the-port-relay): serve
+    /// no HTTP (`--listen` and TLS are not bound), probe and report nothing; bind each of the
+    /// table's published ports on this host and forward it to the same port at IP (the node's
+    /// gateway container, which forwards to the tasks). Berth's Swarm runtime runs it,
+    /// host-networked, next to each node's gateway.
+    #[arg(long, value_name = "IP")]
+    pub forward_ports_to: Option<std::net::IpAddr>,
 
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

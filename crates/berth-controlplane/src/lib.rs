@@ -454,6 +454,20 @@ impl ControlPlane {
         node_gateway::spawn(&self.inner, config, shutdown);
     }
 
+    /// On the local runtime: remove, in the background, the gateways and port relays this
+    /// instance made on Swarm nodes when it ran `--runtime swarm` — on its own engine and on
+    /// `node_engines` (`--node-engine NAME=URL`), the only engines it can reach
+    /// (docs/swarm.md#traffic-without-ipvs).
+    pub fn remove_node_gateways(
+        &self,
+        node_engines: BTreeMap<String, Docker>,
+        shutdown: CancellationToken,
+    ) {
+        let mut engines = vec![("(DOCKER_HOST)".to_string(), self.inner.docker.clone())];
+        engines.extend(node_engines);
+        node_gateway::spawn_removal(&self.inner, engines, shutdown);
+    }
+
     /// This server's instance id (the `berth.instance` label).
     #[must_use]
     pub fn instance(&self) -> &str {

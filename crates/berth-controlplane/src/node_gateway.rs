@@ -1,7 +1,7 @@
 //! Berth's gateways on Swarm nodes (docs/swarm.md#traffic-without-ipvs): one `berth gateway
-//! --control URL --token-file F` container per chosen node, in an image Berth makes from its own
-//! running binary, connected to every application's overlay network so it reaches task
-//! addresses, publishing its port on the node.
+//! --control URL --token-file F` container (and its port relay) per chosen node, in an image
+//! Berth makes from its own running binary, connected to every application's overlay network
+//! so it reaches task addresses, publishing its HTTP port on the node.
 //!
 //! Rules it keeps:
 //! - The image is this very binary (`/proc/self/exe`), the shared libraries the running process
@@ -11,13 +11,21 @@
 //! - A gateway runs only where Berth has the node's engine: the manager's own
 //!   (`DOCKER_HOST`) and those given by `--node-engine NAME=URL`; other chosen nodes are named
 //!   once in the log.
-//! - The gateway is a plain container on the node's default bridge with its port published on
-//!   every address of the node (a host-networked container cannot join overlay networks), and
-//!   is connected to each of this server's overlay networks as applications come (`network
+//! - The gateway is a plain container on the node's default bridge with its HTTP port published
+//!   on every address of the node (a host-networked container cannot join overlay networks),
+//!   and is connected to each of this server's overlay networks as applications come (`network
 //!   connect`: a deploy never restarts it) and disconnected before a network is removed. It is
-//!   made again only when the binary, its settings or the table's published ports change (a
-//!   container's published ports are fixed when it is made); the image of an earlier binary
-//!   is then removed.
+//!   made again only when the binary or its settings change; the image of an earlier binary is
+//!   then removed.
+//! - Published ports are bound by the node's port relay (docs/swarm.md#published-ports-on-swarm-the-port-relay):
+//!   a host-networked container of the same image, `berth gateway --forward-ports-to
+//!   GATEWAY-IP`, forwarding each to the same port of the gateway, which binds it in its own
+//!   namespace. A container's port bindings are fixed when it is made; the relay's are none, so
+//!   a change of the table's ports makes no container again. The relay is made again when the
+//!   gateway's bridge address changes, and has no restart policy (this loop starts it, pointed
+//!   at the gateway's current address).
+//! - A server on the local runtime removes the gateways and relays of its instance on the
+//!   engines it has ([`spawn_removal`]).
 //! - Its token (`<data-dir>/gateway.token`: the administrator's, scoped `gateway`, so it reads
 //!   the table and reports traffic and may call nothing else) is copied into it as a file
 //!   before it starts and again after each server start (the gateway reads the file again before
@@ -30,13 +38,19 @@ use berth_docker::{ContainerSpec, DockerError, HostSpec};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The label every gateway container carries (with the instance's).
+/// The label every gateway container carries (with the instance's): `gateway`, or
+/// [`RELAY_ROLE`] for a port relay.
 pub const ROLE_LABEL: &str = "berth.role";
+/// [`ROLE_LABEL`]'s value on a port relay.
+pub const RELAY_ROLE: &str = "port-relay";
+/// A port relay's settings (binary, control URL, gateway address), hashed.
+const RELAY_CONFIG_LABEL: &str = "berth.relay.config";
 /// Where the token file is put in the container.
 const TOKEN_PATH: &str = "/berth-gateway.token";
 /// How often the gateways are looked at (and missed networks connected).
@@ -221,6 +235,84 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
+/// On a server that is not (any more) a Swarm server: remove the gateways and port relays a
+/// Swarm server of this instance made on `engines` (the manager's, `DOCKER_HOST`, and those of
+/// `--node-engine`). Left there, a gateway would restart with its node's engine and serve its
+/// last table, or none. Each engine is tried again every [`EVERY`] until it answered, or until
+/// `shutdown`; engines not given are never reached (docs/swarm.md).
+pub(crate) fn spawn_removal(
+    inner: &Arc<Inner>,
+    engines: Vec<(String, berth_docker::Docker)>,
+    shutdown: CancellationToken,
+) {
+    let instance = inner.naming.instance.clone();
+    tokio::spawn(async move {
+        let mut pending = engines;
+        loop {
+            let mut left = Vec::new();
+            for (node, docker) in pending {
+                match remove_left_behind(&docker, &instance).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(node, removed = n, "gateways of this instance's Swarm runtime removed (the server runs --runtime local)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, error = %e, "cannot look for gateways left by this instance's Swarm runtime: will try again");
+                        left.push((node, docker));
+                    }
+                }
+            }
+            if left.is_empty() {
+                return;
+            }
+            pending = left;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    });
+}
+
+/// Remove `instance`'s gateway and port relay containers on `docker`, then their images where
+/// nothing else uses them. How many containers went.
+async fn remove_left_behind(
+    docker: &berth_docker::Docker,
+    instance: &str,
+) -> Result<usize, DockerError> {
+    let found = docker
+        .list_containers(
+            &[
+                format!("{}={instance}", labels::INSTANCE),
+                ROLE_LABEL.to_string(),
+            ],
+            true,
+        )
+        .await?;
+    let mut removed = 0;
+    let mut images = std::collections::BTreeSet::new();
+    for c in found {
+        let role = c.labels.get(ROLE_LABEL).map(String::as_str);
+        if role != Some("gateway") && role != Some(RELAY_ROLE) {
+            continue;
+        }
+        match docker.remove_container(&c.id, true, false).await {
+            Ok(()) | Err(DockerError::NotFound(_)) => removed += 1,
+            Err(e) => return Err(e),
+        }
+        if c.image.starts_with("berth-gateway:") {
+            images.insert(c.image);
+        }
+    }
+    for image in images {
+        // Not forced: another server's gateway on this engine may run it.
+        if let Err(e) = docker.remove_image(&image, false, false).await {
+            tracing::debug!(image, error = %e, "gateway image kept");
+        }
+    }
+    Ok(removed)
+}
+
 /// Start the gateways' loop (`ControlPlane::enable_node_gateways`).
 pub(crate) fn spawn(inner: &Arc<Inner>, config: NodeGatewayConfig, shutdown: CancellationToken) {
     let _ = inner.node_gateways.set(NodeGateways::default());
@@ -251,6 +343,8 @@ struct LoopState {
     loaded: std::collections::BTreeSet<String>,
     /// Per node, the container the current token was copied into.
     token_in: BTreeMap<String, String>,
+    /// Per node, the port relay the current token was copied into.
+    relay_token_in: BTreeMap<String, String>,
     /// Chosen nodes without an engine, already named in the log.
     warned: std::collections::BTreeSet<String>,
 }
@@ -297,15 +391,6 @@ async fn look(
     if targets.is_empty() {
         return Ok(());
     }
-    // The published ports of the table (once the control plane has looked at every
-    // application, so a start does not make the gateways again without them).
-    let cp = crate::ControlPlane {
-        inner: inner.clone(),
-    };
-    if !cp.synced() {
-        return Ok(());
-    }
-    let ports = published_ports(&inner.table_tx.borrow());
     // This server's overlay networks, but those of applications being removed.
     let mut removing = std::collections::BTreeSet::new();
     for app in inner.store.list_apps().unwrap_or_default() {
@@ -373,7 +458,7 @@ async fn look(
         .filter(|(n, _)| state.loaded.contains(n))
         .collect();
     for (node, engine) in ready {
-        match on_node(inner, config, state, &node, &engine, &ports, &networks).await {
+        match on_node(inner, config, state, &node, &engine, &networks).await {
             Ok(id) => running.push((engine, id)),
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "the gateway on this node: will try again");
@@ -393,42 +478,41 @@ async fn look(
 /// changed): left there, it would go on serving its last table, endpoints that have gone
 /// included. Failures are logged and tried again at the next look.
 async fn retire(inner: &Inner, state: &mut LoopState, node: &str, docker: &berth_docker::Docker) {
-    let name = container_name(inner);
-    match docker.inspect_container(&name).await {
-        Ok(c) => match docker.remove_container(&c.id, true, false).await {
-            Ok(()) => {
-                state.token_in.remove(node);
-                tracing::info!(node, container = %short(&c.id), "gateway removed: the node is not chosen any more (--gateway-nodes)");
-            }
+    for name in [container_name(inner), relay_name(inner)] {
+        match docker.inspect_container(&name).await {
+            Ok(c) => match docker.remove_container(&c.id, true, false).await {
+                Ok(()) => {
+                    state.token_in.remove(node);
+                    state.relay_token_in.remove(node);
+                    tracing::info!(node, container = %short(&c.id), name, "gateway removed: the node is not chosen any more (--gateway-nodes)");
+                }
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "removing the gateway of a node not chosen any more failed: will try again")
+                }
+            },
+            Err(DockerError::NotFound(_)) => {}
             Err(e) => {
-                tracing::warn!(node, error = %e, "removing the gateway of a node not chosen any more failed: will try again")
+                tracing::debug!(node, error = %e, "cannot look for a gateway on a node not chosen")
             }
-        },
-        Err(DockerError::NotFound(_)) => {}
-        Err(e) => {
-            tracing::debug!(node, error = %e, "cannot look for a gateway on a node not chosen")
         }
     }
 }
 
 /// The gateway on one node: its image, its container (made, made again, started, given the
-/// token), connected to `networks`. Its container's ID.
+/// token), connected to `networks`, and its port relay. Its container's ID.
 async fn on_node(
     inner: &Inner,
     config: &NodeGatewayConfig,
     state: &mut LoopState,
     node: &str,
     docker: &berth_docker::Docker,
-    ports: &[String],
     networks: &[String],
 ) -> Result<String, CpError> {
     let tag = state.tag.clone().unwrap_or_default();
     let name = container_name(inner);
+    // No published port in it: the port relay binds those (a deploy never re-makes the gateway).
     let config_hash = hex::encode(
-        &Sha256::digest(format!(
-            "{tag}\n{}\n{}\n{ports:?}",
-            config.control_url, config.port
-        ))[..8],
+        &Sha256::digest(format!("{tag}\n{}\n{}", config.control_url, config.port))[..8],
     );
     let id = match docker.inspect_container(&name).await {
         Ok(c) if c.labels.get("berth.gateway.config") == Some(&config_hash) => {
@@ -440,8 +524,8 @@ async fn on_node(
             c.id
         }
         Ok(c) => {
-            // Another binary, other settings or other published ports: made again (a container's
-            // published ports are fixed when it is made).
+            // Another binary or other settings (or a gateway of an earlier Berth that published
+            // the table's ports itself): made again.
             tracing::info!(node, container = %short(&c.id), "gateway container made again");
             docker.remove_container(&c.id, true, false).await?;
             // The image of an earlier binary is not needed any more (hundreds of MB).
@@ -451,11 +535,11 @@ async fn on_node(
                 }
             }
             state.token_in.remove(node);
-            create(inner, docker, config, &tag, &name, &config_hash, ports).await?
+            create(inner, docker, config, &tag, &name, &config_hash).await?
         }
         Err(DockerError::NotFound(_)) => {
             state.token_in.remove(node);
-            create(inner, docker, config, &tag, &name, &config_hash, ports).await?
+            create(inner, docker, config, &tag, &name, &config_hash).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -465,33 +549,149 @@ async fn on_node(
         state.token_in.insert(node.to_string(), id.clone());
     }
     // The networks it is not on yet (made before it ran, or a connect that failed).
-    let on: Vec<String> = docker
-        .inspect_container(&id)
-        .await?
-        .networks
-        .keys()
-        .cloned()
-        .collect();
-    for n in networks.iter().filter(|n| !on.contains(n)) {
+    let seen = docker.inspect_container(&id).await?;
+    for n in networks.iter().filter(|n| !seen.networks.contains_key(*n)) {
         connect_one(docker, n, &id).await;
     }
+    // Its address on the default bridge, where the port relay forwards to.
+    let Some(address) = seen
+        .networks
+        .get("bridge")
+        .and_then(|n| n.ip_address.parse::<IpAddr>().ok())
+    else {
+        return Err(CpError::InvalidArgument(format!(
+            "the gateway {} has no address on the default bridge yet",
+            short(&id)
+        )));
+    };
+    relay_on_node(inner, config, state, node, docker, &tag, address).await?;
     Ok(id)
 }
 
-/// The table's published ports as Docker names them (`18080/tcp`), sorted, once each.
-fn published_ports(table: &berth_core::RoutingTable) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> = table
-        .ports
-        .iter()
-        .map(|p| {
-            let proto = match p.protocol {
-                berth_core::Protocol::Tcp => "tcp",
-                berth_core::Protocol::Udp => "udp",
-            };
-            format!("{}/{proto}", p.listen.port())
-        })
-        .collect();
-    set.into_iter().collect()
+/// The port relay on one node (docs/swarm.md#published-ports-on-swarm-the-port-relay): a
+/// host-networked container of the same image, `berth gateway --forward-ports-to GATEWAY`,
+/// binding the table's published ports on the node and forwarding them to the gateway. Made
+/// again only when the binary, the control URL or the gateway's address changes; never for a
+/// change of the published ports.
+async fn relay_on_node(
+    inner: &Inner,
+    config: &NodeGatewayConfig,
+    state: &mut LoopState,
+    node: &str,
+    docker: &berth_docker::Docker,
+    tag: &str,
+    gateway: IpAddr,
+) -> Result<(), CpError> {
+    let name = relay_name(inner);
+    let config_hash =
+        hex::encode(&Sha256::digest(format!("{tag}\n{}\n{gateway}", config.control_url))[..8]);
+    let id = match docker.inspect_container(&name).await {
+        Ok(c) if c.labels.get(RELAY_CONFIG_LABEL) == Some(&config_hash) => {
+            if !c.state.running {
+                put_token(docker, &c.id, &config.token_file).await?;
+                state.relay_token_in.insert(node.to_string(), c.id.clone());
+                docker.start_container(&c.id).await?;
+            }
+            c.id
+        }
+        Ok(c) => {
+            tracing::info!(node, container = %short(&c.id), %gateway, "port relay made again (another binary, control URL or gateway address)");
+            docker.remove_container(&c.id, true, false).await?;
+            state.relay_token_in.remove(node);
+            create_relay(inner, docker, config, tag, &name, &config_hash, gateway).await?
+        }
+        Err(DockerError::NotFound(_)) => {
+            state.relay_token_in.remove(node);
+            create_relay(inner, docker, config, tag, &name, &config_hash, gateway).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if state.relay_token_in.get(node) != Some(&id) {
+        put_token(docker, &id, &config.token_file).await?;
+        docker.start_container(&id).await?;
+        state.relay_token_in.insert(node.to_string(), id);
+    }
+    Ok(())
+}
+
+fn relay_name(inner: &Inner) -> String {
+    let i = &inner.naming.instance;
+    format!("berth-relay-{}", &i[..i.len().min(12)])
+}
+
+async fn create_relay(
+    inner: &Inner,
+    docker: &berth_docker::Docker,
+    config: &NodeGatewayConfig,
+    tag: &str,
+    name: &str,
+    config_hash: &str,
+    gateway: IpAddr,
+) -> Result<String, CpError> {
+    let mut labels_map = inner.config.extra_labels.clone();
+    labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+    // (Over the image's `berth.role=gateway`.)
+    labels_map.insert(ROLE_LABEL.into(), RELAY_ROLE.into());
+    labels_map.insert(RELAY_CONFIG_LABEL.into(), config_hash.into());
+    let spec = ContainerSpec {
+        image: tag.into(),
+        cmd: Some(vec![
+            "gateway".into(),
+            "--control".into(),
+            config.control_url.clone(),
+            "--token-file".into(),
+            TOKEN_PATH.into(),
+            "--forward-ports-to".into(),
+            gateway.to_string(),
+        ]),
+        labels: labels_map,
+        host: HostSpec {
+            // No restart policy: after the node's engine restarts, the gateway may have
+            // another address on the bridge; this loop starts the relay (made again for the new
+            // address) rather than the engine starting it pointed at the old one.
+            restart_policy: None,
+            network_mode: Some("host".into()),
+            ..HostSpec::default()
+        },
+        ..ContainerSpec::default()
+    };
+    let id = docker.create_container(name, &spec).await?;
+    tracing::info!(container = %short(&id), image = tag, %gateway, engine = docker.endpoint(), "port relay container made");
+    Ok(id)
+}
+
+/// What a port relay (`berth gateway --forward-ports-to GATEWAY`) serves of `table`: no
+/// route; each published port at its address on the node, forwarded to the same port of the
+/// node's gateway container (which listens there in its own network namespace and forwards to
+/// the tasks); no probe (the relay cannot reach the tasks: the gateway probes them). A port
+/// with no endpoint in the table has none here either, so the relay refuses what the gateway
+/// would.
+#[must_use]
+pub fn relay_table(table: &berth_core::RoutingTable, gateway: IpAddr) -> berth_core::RoutingTable {
+    berth_core::RoutingTable {
+        version: table.version,
+        routes: Vec::new(),
+        ports: table
+            .ports
+            .iter()
+            .map(|p| berth_core::PortForward {
+                app: p.app.clone(),
+                service: p.service.clone(),
+                listen: p.listen,
+                protocol: p.protocol,
+                endpoints: if p.endpoints.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![berth_core::Endpoint {
+                        id: "gateway".into(),
+                        addr: SocketAddr::new(gateway, p.listen.port()),
+                    }]
+                },
+                probe: None,
+            })
+            .collect(),
+        issuers: Vec::new(),
+    }
 }
 
 fn container_name(inner: &Inner) -> String {
@@ -506,17 +706,10 @@ async fn create(
     tag: &str,
     name: &str,
     config_hash: &str,
-    ports: &[String],
 ) -> Result<String, CpError> {
     let port = config.port.to_string();
-    let mut exposed = vec![format!("{port}/tcp")];
-    let mut bindings =
-        BTreeMap::from([(format!("{port}/tcp"), vec![(String::new(), port.clone())])]);
-    for p in ports {
-        let host_port = p.split('/').next().unwrap_or_default().to_string();
-        exposed.push(p.clone());
-        bindings.insert(p.clone(), vec![(String::new(), host_port)]);
-    }
+    let exposed = vec![format!("{port}/tcp")];
+    let bindings = BTreeMap::from([(format!("{port}/tcp"), vec![(String::new(), port.clone())])]);
     let mut labels_map = inner.config.extra_labels.clone();
     labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
     labels_map.insert(ROLE_LABEL.into(), "gateway".into());
@@ -873,29 +1066,78 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_publishes_each_port_of_the_table_once() {
-        let pf = |port: u16, protocol| berth_core::PortForward {
-            app: "shop".into(),
-            service: "web".into(),
-            listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
-            protocol,
-            endpoints: Vec::new(),
-            probe: None,
+    fn the_relay_forwards_each_published_port_to_the_same_port_of_the_gateway() {
+        let ep = |id: &str, ip: [u8; 4], port| berth_core::Endpoint {
+            id: id.into(),
+            addr: SocketAddr::from((ip, port)),
         };
+        let pf =
+            |port: u16, protocol, endpoints: Vec<berth_core::Endpoint>| berth_core::PortForward {
+                app: "shop".into(),
+                service: "web".into(),
+                listen: SocketAddr::from(([0, 0, 0, 0], port)),
+                protocol,
+                endpoints,
+                probe: Some(berth_core::EndpointProbe {
+                    http: None,
+                    port: 8080,
+                    interval_ms: 300,
+                    timeout_ms: 1000,
+                }),
+            };
+        let tasks = vec![ep("t1", [10, 0, 1, 5], 8080), ep("t2", [10, 0, 1, 6], 8080)];
         let table = berth_core::RoutingTable {
+            version: 7,
             ports: vec![
-                pf(9000, berth_core::Protocol::Udp),
-                pf(18080, berth_core::Protocol::Tcp),
-                pf(18080, berth_core::Protocol::Tcp),
-                pf(9000, berth_core::Protocol::Tcp),
+                pf(18080, berth_core::Protocol::Tcp, tasks.clone()),
+                pf(9000, berth_core::Protocol::Udp, tasks),
+                pf(9001, berth_core::Protocol::Tcp, Vec::new()),
             ],
             ..Default::default()
         };
+        let gw: IpAddr = [172, 17, 0, 2].into();
+        let relayed = relay_table(&table, gw);
+        assert_eq!(relayed.version, 7);
+        assert!(relayed.routes.is_empty());
+        let got: Vec<_> = relayed
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.listen.to_string(),
+                    p.protocol,
+                    p.endpoints
+                        .iter()
+                        .map(|e| e.addr.to_string())
+                        .collect::<Vec<_>>(),
+                    p.probe.is_none(),
+                )
+            })
+            .collect();
         assert_eq!(
-            published_ports(&table),
-            ["18080/tcp", "9000/tcp", "9000/udp"]
+            got,
+            [
+                (
+                    "0.0.0.0:18080".to_string(),
+                    berth_core::Protocol::Tcp,
+                    vec!["172.17.0.2:18080".to_string()],
+                    true
+                ),
+                (
+                    "0.0.0.0:9000".to_string(),
+                    berth_core::Protocol::Udp,
+                    vec!["172.17.0.2:9000".to_string()],
+                    true
+                ),
+                // Nothing to serve: the relay refuses too.
+                (
+                    "0.0.0.0:9001".to_string(),
+                    berth_core::Protocol::Tcp,
+                    vec![],
+                    true
+                ),
+            ]
         );
-        assert!(published_ports(&berth_core::RoutingTable::default()).is_empty());
     }
 
     #[test]

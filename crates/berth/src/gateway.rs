@@ -15,6 +15,10 @@
 //! the tasks), this process probes its endpoints itself and serves only those that passed
 //! (`berth_controlplane::gateway_probes`); it reports their readiness with its figures, at once
 //! when one changes (docs/swarm.md#traffic-without-ipvs).
+//!
+//! With `--forward-ports-to IP` it is a port relay (docs/swarm.md#published-ports-on-swarm-the-port-relay):
+//! it follows the same table but serves only its published ports, each forwarded to the same
+//! port at IP (the node's gateway container); no HTTP listener, no probe, no report.
 
 use anyhow::{anyhow, bail, Context};
 use berth_cli::GatewayArgs;
@@ -36,18 +40,16 @@ const REPORT_BATCH: Duration = Duration::from_millis(10);
 
 /// `ca_file`: the global `--ca-file` (`BERTH_CA_FILE`), trusted for an `https://` control plane.
 pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(to) = args.forward_ports_to {
+        return relay(args, ca_file, to).await;
+    }
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         anyhow!(
             "--listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7480",
             args.listen
         )
     })?;
-    let control = args.control.trim_end_matches('/').to_string();
-    let control = if control.contains("://") {
-        control
-    } else {
-        format!("http://{control}")
-    };
+    let control = control_base(&args.control);
     let credentials = Credentials::load(args.token_file.as_deref())?;
     let client = control_client(&control, ca_file.as_deref())?;
     let metrics_addr = crate::server::parse_metrics_listen(args.metrics_listen.as_deref())?;
@@ -171,6 +173,79 @@ pub async fn run(args: GatewayArgs, ca_file: Option<PathBuf>) -> anyhow::Result<
     })
     .await;
     Ok(())
+}
+
+/// `berth gateway --forward-ports-to IP`: the port relay. Each published port of the table is
+/// bound on this host (the relay runs host-networked) and forwarded to the same port at `to`.
+async fn relay(
+    args: GatewayArgs,
+    ca_file: Option<PathBuf>,
+    to: std::net::IpAddr,
+) -> anyhow::Result<()> {
+    if args.gateway_tls_listen.is_some() || args.metrics_listen.is_some() {
+        bail!("--gateway-tls-listen, --metrics-listen: a port relay (--forward-ports-to) serves no HTTP");
+    }
+    let control = control_base(&args.control);
+    let credentials = Credentials::load(args.token_file.as_deref())?;
+    let client = control_client(&control, ca_file.as_deref())?;
+    let _log_guard = crate::server::init_tracing(&args.log_format);
+    let shutdown = CancellationToken::new();
+    let (received_tx, mut received_rx) =
+        watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    let (tx, rx) = watch::channel(Arc::new(berth_core::RoutingTable::default()));
+    let gateway = Gateway::new(
+        rx,
+        GatewayConfig {
+            workers: 1,
+            ..GatewayConfig::default()
+        },
+    );
+    tracing::info!(forward_to = %to, control, "berth gateway started as a port relay");
+    let follower = tokio::spawn(follow(
+        client,
+        credentials,
+        control,
+        received_tx,
+        shutdown.clone(),
+    ));
+    let mapping = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let table = received_rx.borrow_and_update().clone();
+                let relayed = berth_controlplane::node_gateway::relay_table(&table, to);
+                if tx.borrow().as_ref() != &relayed {
+                    tx.send_replace(Arc::new(relayed));
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = received_rx.changed() => if r.is_err() { return },
+                }
+            }
+        })
+    };
+    let pf_shutdown = shutdown.clone();
+    let ports = tokio::spawn(async move { gateway.run_port_forwarder(pf_shutdown).await });
+    crate::server::wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = follower.await;
+        let _ = mapping.await;
+        let _ = ports.await;
+    })
+    .await;
+    Ok(())
+}
+
+/// `--control` as a base URL: no trailing `/`, `http://` when no scheme is given.
+fn control_base(control: &str) -> String {
+    let control = control.trim_end_matches('/');
+    if control.contains("://") {
+        control.to_string()
+    } else {
+        format!("http://{control}")
+    }
 }
 
 /// The token in `--token-file`, trimmed, as an `Authorization` value (marked sensitive, so it

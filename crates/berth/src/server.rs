@@ -76,15 +76,10 @@ fn registry(value: Option<&str>, runtime: &str) -> anyhow::Result<Option<String>
     Ok(Some(v.to_string()))
 }
 
-/// `--node-engine NAME=URL` values (Swarm only), each engine connected once: images are loaded
-/// into them and the node gateways run there.
-async fn node_engines(
-    values: &[String],
-    runtime: &str,
-) -> anyhow::Result<BTreeMap<String, berth_docker::Docker>> {
-    if !values.is_empty() && runtime != "swarm" {
-        bail!("--node-engine applies only with --runtime swarm");
-    }
+/// `--node-engine NAME=URL` values, each engine connected once: on Swarm, images are loaded
+/// into them and the node gateways run there; on the local runtime, the gateways this instance
+/// left there when it ran on Swarm are removed.
+async fn node_engines(values: &[String]) -> anyhow::Result<BTreeMap<String, berth_docker::Docker>> {
     let mut engines = BTreeMap::new();
     for v in values {
         let (name, url) = v
@@ -287,6 +282,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         .with_verifier(verifier.clone()),
     );
+    let engines = node_engines(&args.node_engine).await?;
     let mut config = Config {
         extra_labels: labels,
         resync: Duration::from_secs(args.resync_secs.max(1)),
@@ -301,7 +297,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             berth_controlplane::RuntimeKind::Local
         },
-        node_engines: node_engines(&args.node_engine, &args.runtime).await?,
+        node_engines: engines.clone(),
         registry: registry(args.registry.as_deref(), &args.runtime)?,
         ..Config::default()
     };
@@ -331,7 +327,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cp.enable_builds(data_dir.join("builds"))
         .map_err(|e| anyhow!("{e}"))?;
     cp.enable_backups(data_dir.clone());
-    if args.runtime == "swarm" {
+    if args.runtime != "swarm" {
+        // What this instance left on the nodes when it ran on Swarm (docs/swarm.md).
+        cp.remove_node_gateways(engines, shutdown.child_token());
+    } else {
         // Berth's gateways on the Swarm nodes (docs/swarm.md#traffic-without-ipvs).
         if args.advertise_url.is_none() && api_addr.ip().is_loopback() {
             tracing::warn!(api = %api_addr, "the gateways on the Swarm nodes cannot reach a loopback API: give --advertise-url (docs/swarm.md)");

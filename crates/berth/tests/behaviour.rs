@@ -160,8 +160,8 @@ impl Case {
             return docker_count(&self.run, kind);
         };
         let filter = format!("label=berth.test={}", self.run.id);
-        // Each row names its `berth.role`: Berth's own gateway on a node (docs/swarm.md) is
-        // not the application's.
+        // Each row names its `berth.role`: Berth's own gateway and port relay on a node
+        // (docs/swarm.md) are not the application's.
         let args: Vec<&str> = match kind {
             "container" | "replica" => vec![
                 "ps",
@@ -179,7 +179,12 @@ impl Case {
                 lab.docker(i, &args)
                     .unwrap_or_default()
                     .lines()
-                    .filter(|l| !l.trim().is_empty() && !l.trim_end().ends_with(" gateway"))
+                    .filter(|l| {
+                        let l = l.trim_end();
+                        !l.trim().is_empty()
+                            && !l.ends_with(" gateway")
+                            && !l.ends_with(" port-relay")
+                    })
                     .count()
             })
             .sum()

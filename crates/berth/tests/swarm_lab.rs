@@ -85,6 +85,27 @@ fn gateway_server(run: &TestRun, lab: &Lab, dir: &std::path::Path) -> common::Se
     )
 }
 
+/// A `TestRun` named `name`, the test image and a lab of `nodes` nodes with it loaded; `None`
+/// (the reason printed) where no lab can run here. Bind them in this order
+/// (`let Some((run, image, lab)) = ...`): the lab goes first, the run's cleanup last.
+fn lab_or_skip(name: &str, nodes: usize) -> Option<(TestRun, String, Lab)> {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let run = TestRun::new(name);
+    let image = testapp_image(&run);
+    let lab = Lab::up(&run, nodes, &[&image]).unwrap();
+    Some((run, image, lab))
+}
+
+/// `docker inspect` of `name` on node `i`: its ID and start time, or `None` when it is not there.
+fn id_and_start(lab: &Lab, i: usize, name: &str) -> Option<String> {
+    lab.docker(i, &["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name])
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 /// The nodes the running replicas of `service` (all services: `None`) run on, sorted.
 fn running_nodes(ps: &[serde_json::Value], service: Option<&str>) -> Vec<String> {
     let mut n: Vec<String> = ps
@@ -192,13 +213,9 @@ fn a_three_node_lab_runs_a_service_on_every_node_and_leaves_the_host_as_it_was()
 
 #[test]
 fn berth_nodes_lists_a_managers_nodes_and_refuses_an_engine_not_in_a_swarm() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-nodes", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-nodes");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     // One service of 3 replicas, at most one per node: every node runs one task.
     lab.docker(
         1,
@@ -310,13 +327,9 @@ fn refused(server: &common::Server) {
 
 #[test]
 fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes_it() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-runtime", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-runtime");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     // No resync during the test: only the manager's events wake an application that has
     // converged (checked below with a change made behind Berth's back).
@@ -461,13 +474,9 @@ fn the_swarm_runtime_runs_an_application_on_the_nodes_updates_scales_and_removes
 /// replicas on the manager.
 #[test]
 fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_manager() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-placement", 3) else {
         return;
-    }
-    let run = TestRun::new("swarm-placement");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 3, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     let file = common::compose(
@@ -516,13 +525,9 @@ fn a_global_service_runs_on_every_node_and_a_constraint_keeps_replicas_on_the_ma
 /// moves to; `berth rm --volumes` leaves no secret, config or (manager's) volume behind.
 #[test]
 fn secrets_configs_and_volumes_reach_a_swarm_task() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-files", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-files");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     std::fs::write(dir.path().join("token.txt"), "one").unwrap();
@@ -645,13 +650,9 @@ fn secrets_configs_and_volumes_reach_a_swarm_task() {
 /// IPVS (and Swarm still runs).
 #[test]
 fn a_tasks_healthcheck_gates_its_readiness_and_its_dependents() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-health", 1) else {
         return;
-    }
-    let run = TestRun::new("swarm-health");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 1, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = swarm_server(&run, &lab, dir.path(), &[]);
     // The first check runs 4 s after the container starts: a window to see it starting.
@@ -853,13 +854,9 @@ fn a_registry_carries_the_image_to_the_nodes_by_digest() {
 
 #[test]
 fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_disconnects_them() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-gateway", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-gateway");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = gateway_server(&run, &lab, dir.path());
     let file = |version: &str| {
@@ -1019,8 +1016,8 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
     );
     assert!(ok > 20 && v2 > 0, "{ok} answered, {v2} by v2");
 
-    // A published port: served on the node by the gateway's port forwarder (the gateway is
-    // made again to publish it), reaching the tasks over the overlay.
+    // A published port: served on the node by the port relay, through the gateway's port
+    // forwarder, reaching the tasks over the overlay.
     let ported = common::compose(
         dir.path(),
         "compose.yaml",
@@ -1081,7 +1078,6 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
             (s.trim().is_empty() && n.trim().is_empty()).then_some(())
         },
     );
-    // (Made again without the published port meanwhile, under the same name.)
     for node in [1, 2] {
         wait_for(
             Duration::from_secs(30),
@@ -1125,13 +1121,9 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
 /// out of rotation; once its health path answers again it is healthy and serves again.
 #[test]
 fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_healthy() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("skipped: {why}");
+    let Some((run, image, lab)) = lab_or_skip("swarm-probes", 2) else {
         return;
-    }
-    let run = TestRun::new("swarm-probes");
-    let image = testapp_image(&run);
-    let lab = Lab::up(&run, 2, &[&image]).unwrap();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = gateway_server(&run, &lab, dir.path());
     // Refused on Swarm until the gateways probed: now accepted.
@@ -1259,6 +1251,289 @@ fn the_nodes_gateways_probe_tasks_and_a_failing_one_leaves_rotation_until_health
     }
     server.ok(&["rm", "--app", "shop"]);
     drop(server);
+}
+
+/// Published ports on Swarm without the gateways made again (docs/swarm.md#published-ports-on-swarm-the-port-relay):
+/// a deploy that adds a published port serves it on both nodes' addresses, one that removes it
+/// stops serving it, and the gateway containers keep their ID and start time throughout while a
+/// route answers every request through them. A gateway moved to another bridge address gets
+/// its relay made again pointed there. Then the same server started again with
+/// `--runtime local` removes the gateways and port relays it made on both nodes.
+#[test]
+fn a_published_port_comes_and_goes_without_the_gateways_made_again_and_a_local_start_removes_them()
+{
+    let Some((run, image, lab)) = lab_or_skip("swarm-ports", 2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = gateway_server(&run, &lab, dir.path());
+    let file = |ports: &str| {
+        common::compose(
+            dir.path(),
+            "compose.yaml",
+            &format!(
+                "services:\n  web:\n    image: {image}\n    environment: {{VERSION: v1}}\n    expose: ['8080']\n{ports}    deploy: {{replicas: 2}}\n    x-berth:\n      route: {{path_prefix: /}}\n"
+            ),
+        )
+    };
+    server.ok(&["apply", "-f", file("").to_str().unwrap(), "--app", "shop"]);
+    let node_gw = lab
+        .relay_to_hub(format!("{}:7480", lab.addr(1)).parse().unwrap())
+        .unwrap()
+        .to_string();
+    let get = |addr: &str| berth_testkit::http_get(addr, "/", None, Duration::from_secs(5));
+    wait_for(
+        Duration::from_secs(120),
+        "the route answers on node1",
+        || {
+            get(&node_gw)
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+        },
+    );
+    let gw_name = lab
+        .docker(
+            1,
+            &[
+                "ps",
+                "--filter",
+                "label=berth.role=gateway",
+                "--format",
+                "{{.Names}}",
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+    let relay_name = gw_name.replace("berth-gateway-", "berth-relay-");
+    // Both nodes run a gateway and a relay (host-networked).
+    let mut before = Vec::new();
+    for node in [1, 2] {
+        let gw = wait_for(Duration::from_secs(60), "the gateway runs", || {
+            id_and_start(&lab, node, &gw_name)
+        });
+        before.push(gw);
+        let relay = wait_for(Duration::from_secs(60), "the port relay runs", || {
+            lab.docker(
+                node,
+                &[
+                    "inspect",
+                    "-f",
+                    "{{.State.Running}} {{.HostConfig.NetworkMode}}",
+                    &relay_name,
+                ],
+            )
+            .ok()
+            .filter(|s| s.trim() == "true host")
+        });
+        eprintln!(
+            "node{node}: gateway {} / relay {}",
+            before[node - 1],
+            relay.trim()
+        );
+    }
+    // A route answers every request through the manager's gateway all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, node_gw) = (stop.clone(), node_gw.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match berth_testkit::http_get(&node_gw, "/", None, Duration::from_secs(5)) {
+                    Ok((200, _)) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    // Add a published port: served on both nodes' addresses.
+    let added = std::time::Instant::now();
+    server.ok(&[
+        "apply",
+        "-f",
+        file("    ports: ['18080:8080']\n").to_str().unwrap(),
+        "--app",
+        "shop",
+    ]);
+    let ports: Vec<String> = [1, 2]
+        .iter()
+        .map(|&n| {
+            lab.relay_to_hub(format!("{}:18080", lab.addr(n)).parse().unwrap())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for (n, port) in ports.iter().enumerate() {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("the published port answers on node{}", n + 1),
+            || {
+                get(port)
+                    .ok()
+                    .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+            },
+        );
+    }
+    eprintln!(
+        "published port answering on both nodes {} ms after apply was sent",
+        added.elapsed().as_millis()
+    );
+    // From the hub's own shell too: the node's address, not a relay of the test's.
+    let out = lab
+        .in_hub("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://{}:18080/", lab.addr(2)),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("v1 "),
+        "{out:?}"
+    );
+    // Remove it: no longer served on either node.
+    let removed = std::time::Instant::now();
+    server.ok(&["apply", "-f", file("").to_str().unwrap(), "--app", "shop"]);
+    for (n, port) in ports.iter().enumerate() {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("the published port closed on node{}", n + 1),
+            || get(port).is_err().then_some(()),
+        );
+    }
+    eprintln!(
+        "published port closed on both nodes {} ms after apply was sent",
+        removed.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    eprintln!(
+        "route through the gateway meanwhile: {ok} answered, {} failed",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty() && ok > 20,
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    // The gateways were never made again nor restarted.
+    for node in [1, 2] {
+        assert_eq!(
+            id_and_start(&lab, node, &gw_name).as_ref(),
+            Some(&before[node - 1]),
+            "node{node}'s gateway\nserver log:\n{}",
+            server.log_tail()
+        );
+    }
+
+    // The gateway at another address on the bridge (stopped, its address taken meanwhile by
+    // another container, started again): the relay is made again pointed at it, and the
+    // published port answers through it.
+    server.ok(&[
+        "apply",
+        "-f",
+        file("    ports: ['18080:8080']\n").to_str().unwrap(),
+        "--app",
+        "shop",
+    ]);
+    wait_for(Duration::from_secs(60), "the port answers again", || {
+        get(&ports[0])
+            .ok()
+            .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+    });
+    let gw_ip = || {
+        lab.docker(
+            1,
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.Networks.bridge.IPAddress}}",
+                &gw_name,
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let relay_id = || {
+        lab.docker(1, &["inspect", "-f", "{{.Id}}", &relay_name])
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let (old_ip, old_relay) = (gw_ip(), relay_id().unwrap());
+    let label = format!("berth.test={}", run.id);
+    for _ in 0..3 {
+        // (Berth's loop may start the gateway again before the filler runs: then again.)
+        lab.docker(1, &["stop", "-t", "0", &gw_name]).unwrap();
+        lab.docker(1, &["run", "-d", "--label", &label, &image])
+            .unwrap();
+        lab.docker(1, &["start", &gw_name]).unwrap();
+        if gw_ip() != old_ip {
+            break;
+        }
+    }
+    let new_ip = gw_ip();
+    assert_ne!(new_ip, old_ip, "the gateway kept its address");
+    let moved = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "the relay made again for the gateway's new address",
+        || {
+            let cmd = lab
+                .docker(1, &["inspect", "-f", "{{json .Args}}", &relay_name])
+                .ok()?;
+            (relay_id()? != old_relay && cmd.contains(&format!("\"{new_ip}\""))).then_some(())
+        },
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the port answers through the new relay",
+        || {
+            get(&ports[0])
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with("v1 "))
+        },
+    );
+    eprintln!(
+        "gateway moved {old_ip} -> {new_ip}: port answering again {} ms later",
+        moved.elapsed().as_millis()
+    );
+
+    // The same server (data directory, instance) started again on the local runtime: the
+    // gateways and relays it made on both nodes go (the application first, so the local
+    // runtime has nothing to run).
+    server.ok(&["rm", "--app", "shop"]);
+    server.stop();
+    let manager = format!("unix://{}", lab.socket(1).display());
+    let worker = format!("node2=unix://{}", lab.socket(2).display());
+    let local = common::Server::start_with_env(
+        &run,
+        dir.path(),
+        &format!("127.0.0.1:{}", common::free_port()),
+        &format!("127.0.0.1:{}", common::free_port()),
+        &["--runtime", "local", "--node-engine", &worker],
+        &[
+            ("DOCKER_HOST", manager.as_str()),
+            ("BERTH_ADMIN_PASSWORD", common::TEST_ADMIN_PASSWORD),
+        ],
+    );
+    for node in [1, 2] {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("no gateway or relay left on node{node}"),
+            || {
+                lab.docker(node, &["ps", "-aq", "--filter", "label=berth.role"])
+                    .ok()
+                    .filter(|s| s.trim().is_empty())
+            },
+        );
+    }
+    drop(local);
 }
 
 /// The last lines of the gateway containers' logs on node 1.
