@@ -628,23 +628,14 @@ async fn create_relay(
     config_hash: &str,
     gateway: IpAddr,
 ) -> Result<String, CpError> {
-    let mut labels_map = inner.config.extra_labels.clone();
-    labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-    // (Over the image's `berth.role=gateway`.)
-    labels_map.insert(ROLE_LABEL.into(), RELAY_ROLE.into());
-    labels_map.insert(RELAY_CONFIG_LABEL.into(), config_hash.into());
     let spec = ContainerSpec {
         image: tag.into(),
-        cmd: Some(vec![
-            "gateway".into(),
-            "--control".into(),
-            config.control_url.clone(),
-            "--token-file".into(),
-            TOKEN_PATH.into(),
-            "--forward-ports-to".into(),
-            gateway.to_string(),
-        ]),
-        labels: labels_map,
+        // (The role label over the image's `berth.role=gateway`.)
+        cmd: Some(gateway_cmd(
+            config,
+            ["--forward-ports-to".into(), gateway.to_string()],
+        )),
+        labels: container_labels(inner, RELAY_ROLE, RELAY_CONFIG_LABEL, config_hash),
         host: HostSpec {
             // No restart policy: after the node's engine restarts, the gateway may have
             // another address on the bridge; this loop starts the relay (made again for the new
@@ -694,6 +685,34 @@ pub fn relay_table(table: &berth_core::RoutingTable, gateway: IpAddr) -> berth_c
     }
 }
 
+/// The labels of a gateway or relay container: the server's extra labels, its instance, the
+/// container's role, and the hash of what it was made from under `config_label`.
+fn container_labels(
+    inner: &Inner,
+    role: &str,
+    config_label: &str,
+    config_hash: &str,
+) -> BTreeMap<String, String> {
+    let mut l = inner.config.extra_labels.clone();
+    l.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
+    l.insert(ROLE_LABEL.into(), role.into());
+    l.insert(config_label.into(), config_hash.into());
+    l
+}
+
+/// `berth gateway --control URL --token-file F` and what this container adds.
+fn gateway_cmd(config: &NodeGatewayConfig, rest: [String; 2]) -> Vec<String> {
+    let mut cmd = vec![
+        "gateway".into(),
+        "--control".into(),
+        config.control_url.clone(),
+        "--token-file".into(),
+        TOKEN_PATH.into(),
+    ];
+    cmd.extend(rest);
+    cmd
+}
+
 fn container_name(inner: &Inner) -> String {
     let i = &inner.naming.instance;
     format!("berth-gateway-{}", &i[..i.len().min(12)])
@@ -710,22 +729,13 @@ async fn create(
     let port = config.port.to_string();
     let exposed = vec![format!("{port}/tcp")];
     let bindings = BTreeMap::from([(format!("{port}/tcp"), vec![(String::new(), port.clone())])]);
-    let mut labels_map = inner.config.extra_labels.clone();
-    labels_map.insert(labels::INSTANCE.into(), inner.naming.instance.clone());
-    labels_map.insert(ROLE_LABEL.into(), "gateway".into());
-    labels_map.insert("berth.gateway.config".into(), config_hash.into());
     let spec = ContainerSpec {
         image: tag.into(),
-        cmd: Some(vec![
-            "gateway".into(),
-            "--control".into(),
-            config.control_url.clone(),
-            "--token-file".into(),
-            TOKEN_PATH.into(),
-            "--listen".into(),
-            format!("0.0.0.0:{port}"),
-        ]),
-        labels: labels_map,
+        cmd: Some(gateway_cmd(
+            config,
+            ["--listen".into(), format!("0.0.0.0:{port}")],
+        )),
+        labels: container_labels(inner, "gateway", "berth.gateway.config", config_hash),
         exposed_ports: exposed,
         host: HostSpec {
             restart_policy: Some("unless-stopped".into()),

@@ -920,20 +920,7 @@ fn a_route_answers_through_the_nodes_gateways_across_a_rolling_update_and_rm_dis
         eprintln!("{line}");
     }
     // From the hub's own shell too (what a client on the nodes' network sees).
-    let out = lab
-        .in_hub("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "5",
-            &format!("http://{}:7480/", lab.addr(1)),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("v1 "),
-        "{out:?}"
-    );
+    assert_hub_gets_v1(&lab, &format!("http://{}:7480/", lab.addr(1)));
     // The gateway is a plain container on the manager, on the application's overlay network.
     let gw = lab
         .docker(
@@ -1380,20 +1367,7 @@ fn a_published_port_comes_and_goes_without_the_gateways_made_again_and_a_local_s
         added.elapsed().as_millis()
     );
     // From the hub's own shell too: the node's address, not a relay of the test's.
-    let out = lab
-        .in_hub("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "5",
-            &format!("http://{}:18080/", lab.addr(2)),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("v1 "),
-        "{out:?}"
-    );
+    assert_hub_gets_v1(&lab, &format!("http://{}:18080/", lab.addr(2)));
     // Remove it: no longer served on either node.
     let removed = std::time::Instant::now();
     server.ok(&["apply", "-f", file("").to_str().unwrap(), "--app", "shop"]);
@@ -1639,4 +1613,18 @@ fn a_task_log_its_node_cannot_read_is_an_error_not_an_empty_answer() {
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("(docker_unavailable)"), "{stderr}");
     server.ok(&["rm", "--app", "shop"]);
+}
+
+/// `curl URL` from the lab's hub namespace (where a client on the nodes' network stands)
+/// answers the test app's first version.
+fn assert_hub_gets_v1(lab: &Lab, url: &str) {
+    let out = lab
+        .in_hub("curl")
+        .args(["-s", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("v1 "),
+        "{url}: {out:?}"
+    );
 }
